@@ -1,0 +1,44 @@
+# Two commands do everything on a fresh machine:
+#   make demo   -> virtual environment + locked dependencies, then the demo study end to end
+#   make test   -> the same, plus system packages (R, Chromium), then the whole test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test venv system-deps lock reference bench clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+system-deps:
+	bash scripts/setup-system.sh
+
+demo: venv
+	$(BIN)/retrocohort demo --out demo-output --force
+
+# pytest exits 5 when it collected no test; that is a failure here like any non-zero code.
+test: venv system-deps
+	$(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+reference: venv system-deps
+	Rscript tests/reference/make_reference.R
+
+bench: venv system-deps
+	$(BIN)/python benchmarks/run_all.py
+
+# Regenerate the lock after changing pyproject.toml's dependencies.
+lock:
+	rm -rf /tmp/retrocohort-lock && $(PYTHON) -m venv /tmp/retrocohort-lock
+	/tmp/retrocohort-lock/bin/pip install --quiet --upgrade pip
+	/tmp/retrocohort-lock/bin/pip install --quiet ".[spark,test]"
+	/tmp/retrocohort-lock/bin/pip freeze --exclude-editable | grep -v '^retrocohort' > requirements.lock
+
+clean:
+	rm -rf $(VENV) demo-output
