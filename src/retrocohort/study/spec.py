@@ -1,0 +1,310 @@
+"""The study file: the whole design of a study in the study's own words.
+
+A study file is TOML (``studies/magnesium_ckrt.toml``); :func:`load_study`
+validates it with pydantic and returns a frozen :class:`Study`. Every key has
+a default that reproduces the flagship magnesium-in-CKRT study, so
+``default_study()`` and the shipped study file describe the same design.
+
+A wrong key or value raises :class:`~retrocohort.errors.StudySpecError`
+naming the key, its line in the file, the allowed values and, for a
+misspelt key, the closest valid one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..errors import StudySpecError
+
+# Analysis-frame columns the cohort builder produces; the propensity model and
+# the outcome models may use any of them.
+KNOWN_COVARIATES: tuple[str, ...] = (
+    "age",  # years at index
+    "sex",  # "F" / "M"
+    "sepsis",  # 0/1, Sepsis ICD codes on the index admission
+    "creatinine_baseline",  # mg/dL
+    "egfr_baseline",  # mL/min/1.73 m2, CKD-EPI 2021 from creatinine_baseline
+    "sofa",  # SOFA at index from the components the data have
+    "serum_mg",  # mg/dL, value on the index day nearest the index time
+    "vasopressor",  # 0/1 at index
+    "ventilation",  # 0/1 at index
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StudyInfo(_Section):
+    """[study]: who the study is and how to cite it."""
+
+    name: str = "magnesium_ckrt"
+    title: str = "Early magnesium supplementation and 90-day outcomes in AKI requiring CKRT"
+    description: str = (
+        "Retrospective new-user cohort of AKI patients on continuous kidney replacement therapy with "
+        "vasopressor and/or ventilator support; exposure is any intravenous magnesium sulfate within "
+        "48 h of CKRT start."
+    )
+    exposure_label: str = "Mg"
+    comparator_label: str = "no Mg"
+    seed: int = 20231103
+
+
+class CohortSpec(_Section):
+    """[cohort]: index event, population and inclusion."""
+
+    index_event: Literal["ckrt_start"] = "ckrt_start"
+    crrt_itemids: tuple[int, ...] = (225802, 225803, 225809, 225955)
+    crrt_mode_itemid: int | None = 227290
+    intermittent_dialysis_itemids: tuple[int, ...] = (225441,)
+    min_age: float = Field(18, ge=0, le=120)
+    first_stay_only: bool = True
+    require_support: bool = True
+    vasopressor_itemids: tuple[int, ...] = (221906, 221289, 222315, 221749, 221662)
+    ventilation_itemids: tuple[int, ...] = (225792,)
+    # Support counts when a vasopressor infusion or invasive ventilation is
+    # running at any time in [index + start, index + end] (hours).
+    support_window_hours: tuple[float, float] = (-24.0, 24.0)
+
+    @field_validator("support_window_hours")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if v[0] > v[1]:
+            raise ValueError(f"window start {v[0]} is after its end {v[1]}")
+        return v
+
+
+class ExclusionSpec(_Section):
+    """[exclusions]: each one a line in the attrition log."""
+
+    require_mg_on_index_day: bool = True
+    min_survival_hours: float = Field(48, ge=0)
+
+
+class ExposureSpec(_Section):
+    """[exposure]: what counts as exposed, in which window, and the dose unit."""
+
+    name: str = "magnesium sulfate (IV)"
+    itemids: tuple[int, ...] = (222011, 227524)
+    # Carrier rows (227523: the 50 mL bolus bag of a 222011 order) are never
+    # counted: counting them would double the dose.
+    carrier_itemids: tuple[int, ...] = (227523,)
+    window_hours: tuple[float, float] = (0.0, 48.0)
+    dose_unit: Literal["mEq"] = "mEq"
+    meq_per_gram: float = Field(8.12, gt=0)
+
+    @field_validator("window_hours")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if v[0] >= v[1]:
+            raise ValueError(f"window start {v[0]} must be before its end {v[1]}")
+        return v
+
+
+class LabSpec(_Section):
+    """[labs]: laboratory itemids (hosp/labevents)."""
+
+    serum_mg_itemid: int = 50960
+    creatinine_itemid: int = 50912
+    baseline_creatinine_lookback_days: float = Field(365, gt=0)
+
+
+class PropensitySpec(_Section):
+    """[propensity]: the propensity-score model."""
+
+    covariates: tuple[str, ...] = ("age", "sex", "sepsis", "egfr_baseline", "sofa", "serum_mg")
+    link: Literal["logit", "probit"] = "logit"
+
+    @field_validator("covariates")
+    @classmethod
+    def _known(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return _check_covariates(v)
+
+
+class MatchingSpec(_Section):
+    """[matching]: k:1 nearest-neighbour matching on the propensity score."""
+
+    method: Literal["nearest"] = "nearest"
+    ratio: int = Field(2, ge=1, le=10)
+    distance: Literal["logit", "propensity"] = "logit"
+    # In standard deviations of the distance (Austin 2011: 0.2 SD of the logit).
+    caliper: float | None = Field(0.2, gt=0)
+    order: Literal["largest", "smallest", "random", "data"] = "largest"
+    replace: bool = False
+    exact: tuple[str, ...] = ()
+
+
+class OutcomeSpec(_Section):
+    """[outcomes]: follow-up from index."""
+
+    horizon_days: float = Field(90, gt=0)
+    # KRT liberation: the end of the last KRT session followed by at least
+    # this many KRT-free days alive.
+    krt_free_days: float = Field(7, ge=0)
+
+
+class ModelSpec(_Section):
+    """[models]: outcome models and their adjustment sets."""
+
+    adjust: tuple[str, ...] = ("age", "sex", "sepsis", "egfr_baseline", "sofa", "serum_mg")
+    ties: Literal["efron", "breslow"] = "efron"
+    cluster_on_matched_set: bool = True
+    conf_level: float = Field(0.95, gt=0.5, lt=1)
+    km_times_days: tuple[float, ...] = (0, 15, 30, 45, 60, 75, 90)
+    sensitivity_full_cohort: bool = True
+    sensitivity_iptw: bool = True
+    e_value: bool = True
+
+    @field_validator("adjust")
+    @classmethod
+    def _known(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return _check_covariates(v)
+
+
+class ReportSpec(_Section):
+    """[report]: presentation and disclosure control."""
+
+    small_cell_threshold: int = Field(5, ge=0)
+    # Published figures shown beside ours (seed study; empty to hide).
+    published_hr_death: tuple[float, float, float] | None = (0.38, 0.18, 0.83)
+    published_hr_krt: tuple[float, float, float] | None = (2.07, 1.23, 3.49)
+
+
+class Study(_Section):
+    """A whole study design. Build with :func:`load_study` or :func:`default_study`."""
+
+    study: StudyInfo = StudyInfo()
+    cohort: CohortSpec = CohortSpec()
+    exclusions: ExclusionSpec = ExclusionSpec()
+    exposure: ExposureSpec = ExposureSpec()
+    labs: LabSpec = LabSpec()
+    propensity: PropensitySpec = PropensitySpec()
+    matching: MatchingSpec = MatchingSpec()
+    outcomes: OutcomeSpec = OutcomeSpec()
+    models: ModelSpec = ModelSpec()
+    report: ReportSpec = ReportSpec()
+    source_text: str | None = Field(default=None, exclude=True, repr=False)
+
+    @model_validator(mode="after")
+    def _exact_columns_known(self) -> "Study":
+        _check_covariates(self.matching.exact)
+        return self
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the study file text (or of the validated design when built in code)."""
+        text = self.source_text if self.source_text is not None else self.model_dump_json()
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _check_covariates(names: tuple[str, ...]) -> tuple[str, ...]:
+    unknown = [n for n in names if n not in KNOWN_COVARIATES]
+    if unknown:
+        hints = []
+        for n in unknown:
+            close = difflib.get_close_matches(n, KNOWN_COVARIATES, n=1)
+            hints.append(f"{n!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ValueError(
+            f"unknown covariate(s) {', '.join(hints)}; the cohort provides {list(KNOWN_COVARIATES)}"
+        )
+    if len(set(names)) != len(names):
+        raise ValueError(f"covariates listed twice: {sorted({n for n in names if names.count(n) > 1})}")
+    return names
+
+
+def default_study() -> Study:
+    """The flagship magnesium-in-CKRT design (the defaults of every key)."""
+    return Study()
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and validate a study TOML file.
+
+    Raises
+    ------
+    StudySpecError
+        The file is missing, is not valid TOML, or a key/value is wrong; the
+        message names the key, its line, what is allowed and a suggestion.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise StudySpecError(f"study file {str(path)!r} not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise StudySpecError(f"{path}: not valid TOML: {exc}") from None
+    return parse_study(raw, text=text, where=str(path))
+
+
+def parse_study(raw: dict[str, Any], text: str | None = None, where: str = "study") -> Study:
+    """Validate an already-parsed study mapping (``text`` locates lines for messages)."""
+    try:
+        study = Study.model_validate(raw)
+    except ValidationError as exc:
+        raise StudySpecError(_explain(exc, text, where)) from None
+    return study.model_copy(update={"source_text": text})
+
+
+def _line_of(text: str | None, loc: tuple[Any, ...]) -> int | None:
+    """Best-effort line of a key: the key under its [section] header."""
+    if not text or not loc:
+        return None
+    lines = text.splitlines()
+    section, key = (str(loc[0]), str(loc[1])) if len(loc) > 1 else (None, str(loc[0]))
+    in_section = section is None
+    for number, line in enumerate(lines, start=1):
+        stripped = line.strip()
+        header = re.match(r"^\[([^\]]+)\]", stripped)
+        if header:
+            if section is not None and header.group(1).strip() == section:
+                in_section = True
+                if key is None:
+                    return number
+                continue
+            if section is None and header.group(1).strip() == key:
+                return number
+            in_section = section is not None and header.group(1).strip() == section
+            continue
+        if in_section and re.match(rf"^{re.escape(key)}\s*=", stripped):
+            return number
+    return None
+
+
+def _allowed(section: str | None, key: str | None) -> list[str]:
+    model: type[BaseModel] | None = Study
+    if section is not None:
+        field = Study.model_fields.get(section)
+        model = field.annotation if field is not None else None  # type: ignore[assignment]
+    if model is None or not isinstance(model, type) or not issubclass(model, BaseModel):
+        return []
+    return [k for k in model.model_fields if k != "source_text"]
+
+
+def _explain(exc: ValidationError, text: str | None, where: str) -> str:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        key = ".".join(str(p) for p in loc)
+        line = _line_of(text, loc[:2])
+        at = f"{where}, line {line}" if line else where
+        if err["type"] == "extra_forbidden":
+            section = str(loc[0]) if len(loc) > 1 else None
+            allowed = _allowed(section, None)
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append(f"{at}: unknown key {key!r}{hint} Allowed here: {allowed}")
+        else:
+            msg = err["msg"]
+            ctx = err.get("ctx") or {}
+            if "expected" in ctx:
+                msg = f"{msg} (allowed: {ctx['expected']})"
+            problems.append(f"{at}: {key} = {err.get('input')!r} is invalid: {msg}")
+    return "invalid study file:\n  " + "\n  ".join(problems)

@@ -1,0 +1,58 @@
+from pathlib import Path
+
+import pytest
+
+from retrocohort.errors import StudySpecError
+from retrocohort.study import default_study, load_study
+
+STUDY_FILE = Path(__file__).resolve().parents[2] / "studies" / "magnesium_ckrt.toml"
+
+
+def test_shipped_study_file_equals_defaults():
+    loaded = load_study(STUDY_FILE)
+    assert loaded.model_dump() == default_study().model_dump()
+    assert loaded.fingerprint != default_study().fingerprint  # hashed from the file text
+
+
+def test_misspelt_key_names_line_and_suggestion(tmp_path):
+    bad = STUDY_FILE.read_text().replace("ratio = 2", "ratoi = 2")
+    path = tmp_path / "bad.toml"
+    path.write_text(bad)
+    with pytest.raises(StudySpecError) as info:
+        load_study(path)
+    msg = str(info.value)
+    line = next(i for i, t in enumerate(bad.splitlines(), 1) if t.startswith("ratoi"))
+    assert f"line {line}" in msg and "'ratio'" in msg and "matching.ratoi" in msg
+
+
+def test_bad_literal_lists_allowed_values(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('[matching]\norder = "biggest"\n')
+    with pytest.raises(StudySpecError) as info:
+        load_study(path)
+    assert "line 2" in str(info.value) and "'largest'" in str(info.value)
+
+
+def test_unknown_covariate_suggests_close_name(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('[propensity]\ncovariates = ["age", "egfr"]\n')
+    with pytest.raises(StudySpecError) as info:
+        load_study(path)
+    assert "egfr_baseline" in str(info.value)
+
+
+def test_invalid_toml_and_missing_file(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[matching\n")
+    with pytest.raises(StudySpecError, match="not valid TOML"):
+        load_study(path)
+    with pytest.raises(StudySpecError, match="not found"):
+        load_study(tmp_path / "nope.toml")
+
+
+def test_partial_file_takes_defaults(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text("[matching]\nratio = 3\ncaliper = 0.1\n")
+    study = load_study(path)
+    assert study.matching.ratio == 3 and study.matching.caliper == 0.1
+    assert study.outcomes.horizon_days == default_study().outcomes.horizon_days
