@@ -303,8 +303,5 @@ def _explain(exc: ValidationError, text: str | None, where: str) -> str:
             problems.append(f"{at}: unknown key {key!r}{hint} Allowed here: {allowed}")
         else:
             msg = err["msg"]
-            ctx = err.get("ctx") or {}
-            if "expected" in ctx:
-                msg = f"{msg} (allowed: {ctx['expected']})"
             problems.append(f"{at}: {key} = {err.get('input')!r} is invalid: {msg}")
     return "invalid study file:\n  " + "\n  ".join(problems)

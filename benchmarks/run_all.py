@@ -1,0 +1,53 @@
+"""Run every side-by-side benchmark script and assemble BENCHMARKS.md.
+
+Usage (from the project root):  .venv/bin/python benchmarks/run_all.py [--only km,cox]
+Each benchmarks/bench_<area>.py times retrocohort and its peer (R, lifelines,
+MatchIt) in the same run on the same data and writes benchmarks/results/<area>.md;
+this script runs them (unless --assemble-only) and concatenates the sections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ORDER = ["km", "cox", "finegray", "matching", "synthetic", "cohort", "study"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="", help="comma-separated areas to rerun (default: all)")
+    parser.add_argument("--assemble-only", action="store_true", help="only rebuild BENCHMARKS.md")
+    args = parser.parse_args()
+    areas = [a for a in args.only.split(",") if a] or ORDER
+    if not args.assemble_only:
+        for area in areas:
+            script = HERE / f"bench_{area}.py"
+            if not script.exists():
+                print(f"skip {area}: {script.name} not found", file=sys.stderr)
+                continue
+            print(f"== {script.name}", flush=True)
+            subprocess.run([sys.executable, str(script)], check=True)
+    sections = [(HERE / "results" / f"{a}.md") for a in ORDER]
+    body = [
+        "# Benchmarks",
+        "",
+        "Side-by-side timings: each script times retrocohort and its peer in the same run on the same",
+        "data, so the ratio is what to read (these machines are shared and noisy; absolute times vary).",
+        f"Assembled by `python benchmarks/run_all.py`; machine: {platform.machine()}, 2 cores, shared.",
+        "",
+    ]
+    for path in sections:
+        if path.exists():
+            body += [path.read_text().strip(), ""]
+    (HERE.parent / "BENCHMARKS.md").write_text("\n".join(body))
+    print("wrote BENCHMARKS.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
