@@ -1,0 +1,378 @@
+"""k:1 nearest-neighbour matching on a scalar distance, identical to MatchIt 4.x ``method = "nearest"``.
+
+The algorithm (MatchIt's ``nn_matchC``): treated units are processed in the
+chosen order; in round k = 1..ratio each treated unit in turn takes the
+unused control closest in absolute distance (``|d_c - d_t| <= caliper``,
+inside its ``exact`` stratum), so every treated unit gets its k-th control
+before any gets its (k+1)-th. Ties in the difference go to the control that
+comes first in the data (MatchIt's ``which_min``). Treated units keep however
+many controls they found; those with none are unmatched.
+
+Debian's MatchIt 4.5.1 computes ``|d_c - d_t|`` with C's integer ``abs()`` in
+its vector path (fixed in MatchIt 4.5.4), which makes every difference below
+1 equal to 0. This implementation computes the difference in double precision,
+which is what MatchIt's matrix path (``distance =`` a treated-by-control
+matrix) and later MatchIt versions do; the test suite checks against that.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+import numpy as np
+import pandas as pd
+
+from .._design import require_columns
+from ..errors import InputError, ModelWarning
+from . import _kernels
+from ._common import as_column_list, check_option, treatment_indicator
+
+MatchOrder = Literal["largest", "smallest", "random", "data"]
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    """Result of :func:`match_nearest` (MatchIt's ``matchit`` object, nearest method).
+
+    Attributes
+    ----------
+    subclass : pandas.Series (Int64, aligned to ``data.index``)
+        Matched-set id, ``<NA>`` for unmatched units; numbered exactly as
+        MatchIt numbers ``m.out$subclass`` (see :func:`match_nearest`). All
+        ``<NA>`` with replacement, where a control can sit in several sets
+        (MatchIt returns no subclass then); use ``pairs``.
+    weights : pandas.Series (float, aligned to ``data.index``)
+        MatchIt's matching weights ``m.out$weights`` (ATT): 1 for a matched
+        treated unit; a control gets the sum over its sets of
+        1 / (controls in the set), rescaled so the control weights sum to the
+        number of matched controls; 0 for unmatched units.
+    matched : pandas.DataFrame
+        The rows of ``data`` with a positive weight plus ``subclass`` and
+        ``weight`` columns (MatchIt's ``match.data(m.out)``), in data order.
+    counts : pandas.DataFrame
+        Rows "All (ESS)", "All", "Matched (ESS)", "Matched", "Unmatched",
+        "Discarded"; columns "Control", "Treated" (``summary(m.out)$nn``).
+        ESS is the Kish effective sample size (sum w)^2 / sum w^2.
+    pairs : pandas.DataFrame
+        One row per (treated, control) match: ``subclass`` (the treated
+        unit's set, also with replacement), ``treated`` and ``control`` (index
+        labels of ``data``), ``round`` (1 for first controls, 2 for second,
+        ...) and ``difference`` = |d_treated - d_control|.
+    match_matrix : pandas.DataFrame
+        Treated units (index labels) by round: the control's index label or
+        ``<NA>`` (MatchIt's ``m.out$match.matrix``).
+    distance : pandas.Series
+        The distance matched on, aligned to ``data.index``.
+    treated : pandas.Series (bool)
+        True for treated units, aligned to ``data.index``.
+    caliper_distance : float or None
+        The caliper in distance units actually applied (``caliper * sd`` when
+        ``std_caliper``), None without caliper.
+    options : dict
+        The options used (ratio, caliper, std_caliper, order, replace, exact,
+        random_state, treated value).
+    """
+
+    subclass: pd.Series
+    weights: pd.Series
+    matched: pd.DataFrame
+    counts: pd.DataFrame
+    pairs: pd.DataFrame
+    match_matrix: pd.DataFrame
+    distance: pd.Series
+    treated: pd.Series
+    caliper_distance: float | None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def _distance_values(data: pd.DataFrame, distance: Any) -> np.ndarray:
+    if isinstance(distance, str):
+        require_columns(data, [distance], "match_nearest: data")
+        col = data[distance]
+        if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            raise InputError(f"match_nearest: distance column {distance!r} must be numeric, got {col.dtype}")
+        values = np.asarray(col, dtype=float)
+        label = f"distance column {distance!r}"
+    else:
+        if isinstance(distance, pd.Series):
+            if not distance.index.equals(data.index):
+                if len(distance) == len(data) and distance.index.isin(data.index).all():
+                    distance = distance.reindex(data.index)
+                else:
+                    raise InputError(
+                        "match_nearest: the distance Series is not indexed like data; "
+                        "pass one aligned to data.index (e.g. propensity_score(...).linear)"
+                    )
+        values = np.asarray(distance, dtype=float)
+        label = "distance"
+        if values.ndim != 1 or values.shape[0] != len(data):
+            raise InputError(
+                f"match_nearest: distance must be one value per row of data ({len(data)}), got shape {values.shape}"
+            )
+    n_nan = int(np.isnan(values).sum())
+    n_inf = int(np.isinf(values).sum())
+    if n_nan or n_inf:
+        raise InputError(
+            f"match_nearest: {label} has {n_nan} missing (NaN) and {n_inf} infinite value(s) out of {len(values)} rows; "
+            "every unit needs a finite distance (refit the propensity model or drop those units explicitly)"
+        )
+    return values
+
+
+def _exact_strata(data: pd.DataFrame, exact: list[str]) -> np.ndarray:
+    if not exact:
+        return np.zeros(len(data), dtype=np.int64)
+    require_columns(data, exact, "match_nearest: data")
+    missing = {c: int(data[c].isna().sum()) for c in exact if data[c].isna().any()}
+    if missing:
+        raise InputError(
+            f"match_nearest: missing values in exact-matching column(s) {missing} (column: rows); "
+            "recode them as a level or drop those units explicitly"
+        )
+    return data.groupby(exact, sort=True, observed=True).ngroup().to_numpy(dtype=np.int64)
+
+
+def _matchit_subclass_numbers(treated_positions: np.ndarray) -> np.ndarray:
+    """Subclass number of each matched treated unit as MatchIt assigns it.
+
+    MatchIt (``mm2subclass``) makes a factor from the treated units' 1-based
+    row numbers as *character* strings, so the levels sort as text ("10" <
+    "2"), then renames them 1..k. Reproduced so ``subclass`` reads the same.
+    """
+    text = (treated_positions + 1).astype(str)
+    rank = np.empty(len(text), dtype=np.int64)
+    rank[np.argsort(text, kind="stable")] = np.arange(1, len(text) + 1)
+    return rank
+
+
+def _ess(w: np.ndarray) -> float:
+    w = w[w > 0]
+    if w.size == 0:
+        return 0.0
+    return float(w.sum() ** 2 / (w**2).sum())
+
+
+def match_nearest(
+    data: pd.DataFrame,
+    treatment: str,
+    distance: str | np.ndarray | pd.Series,
+    ratio: int = 1,
+    caliper: float | None = None,
+    std_caliper: bool = True,
+    order: MatchOrder = "largest",
+    replace: bool = False,
+    exact: str | list[str] | None = None,
+    random_state: int | np.random.Generator | None = None,
+    treated: Any = None,
+) -> MatchResult:
+    """Greedy k:1 nearest-neighbour matching, identical to MatchIt 4.x ``method = "nearest"`` (ATT).
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        One row per unit (patient).
+    treatment : str
+        Two-valued column (0/1, boolean or two levels); see ``treated``.
+    distance : str, array of shape (n,) or Series
+        Column name or values to match on, e.g. ``propensity_score(...).score``
+        (MatchIt's default) or ``.linear`` (logit of the score, Austin 2011).
+        Must be finite.
+    ratio : int
+        Controls per treated unit (MatchIt ``ratio``), >= 1.
+    caliper : float or None
+        Largest allowed |difference| in distance. In standard deviations of
+        the distance over all units (sample SD, n - 1) when ``std_caliper`` is
+        true (MatchIt: ``caliper * sd(distance)``), in distance units
+        otherwise. None: no caliper (a ModelWarning says so).
+    std_caliper : bool
+        See ``caliper``.
+    order : {"largest", "smallest", "random", "data"}
+        Order in which treated units pick controls (MatchIt ``m.order``):
+        by decreasing or increasing distance (ties in data order), a random
+        permutation drawn from ``random_state`` (NumPy's generator: not the
+        same permutation R's ``sample.int`` draws), or data order. Ignored
+        with ``replace=True``, where units do not compete.
+    replace : bool
+        Matching with replacement: every treated unit takes its ``ratio``
+        nearest controls independently of the others.
+    exact : str or list of str or None
+        Columns to match exactly on: controls are taken only from the treated
+        unit's stratum (MatchIt ``exact``).
+    random_state : int, numpy.random.Generator or None
+        Seed for ``order="random"``.
+    treated : scalar, optional
+        The value of ``treatment`` that marks treated units, when it is not
+        obvious (True, 1, else the second level).
+
+    Returns
+    -------
+    MatchResult
+        ``subclass``, ``weights``, ``matched``, ``counts``, ``pairs`` equal to
+        MatchIt's ``m.out$subclass``, ``m.out$weights``, ``match.data(m.out)``
+        and ``summary(m.out)$nn`` for the same distance and options (weights to
+        floating-point rounding; subclass numbers exactly). With
+        ``order="random"`` the permutation differs from R's, so only the
+        algorithm, not the draw, is shared.
+
+    Raises
+    ------
+    InputError
+        A treatment that is not two-valued, no treated or no control units,
+        missing or infinite distances, bad options, or a caliper so tight that
+        no treated unit finds a control.
+    """
+    check_option("order", order, get_args(MatchOrder))
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, np.integer)) or ratio < 1:
+        raise InputError(f"match_nearest: ratio={ratio!r} must be a whole number >= 1")
+    ratio = int(ratio)
+    if caliper is not None:
+        if isinstance(caliper, bool) or not np.isscalar(caliper) or not np.isfinite(caliper) or caliper <= 0:
+            raise InputError(f"match_nearest: caliper={caliper!r} must be a positive finite number or None")
+        caliper = float(caliper)
+    exact_columns = as_column_list(exact)
+    is_treated, treated_value, control_value = treatment_indicator(data, treatment, treated, "match_nearest: data")
+    d = _distance_values(data, distance)
+    n = len(data)
+    treated_positions = np.flatnonzero(is_treated)
+    control_positions = np.flatnonzero(~is_treated)
+    n1, n0 = len(treated_positions), len(control_positions)
+
+    if caliper is None:
+        caliper_distance = None
+        warnings.warn(
+            "match_nearest: no caliper, so every treated unit gets a control however far its propensity "
+            "score is; consider caliper=0.2 (SD of the logit propensity score, Austin 2011)",
+            ModelWarning,
+            stacklevel=2,
+        )
+    else:
+        caliper_distance = caliper * float(np.std(d, ddof=1)) if std_caliper else caliper
+    caliper_kernel = np.inf if caliper_distance is None else caliper_distance
+
+    strata = _exact_strata(data, exact_columns)
+    control_strata = strata[control_positions]
+    control_d = d[control_positions]
+    sort = np.lexsort((control_positions, control_d, control_strata))
+    control_d_sorted = np.ascontiguousarray(control_d[sort])
+    control_pos_sorted = np.ascontiguousarray(control_positions[sort])
+    strata_sorted = control_strata[sort]
+    treated_strata = strata[treated_positions]
+    block_start = np.searchsorted(strata_sorted, treated_strata, side="left").astype(np.int64)
+    block_end = np.searchsorted(strata_sorted, treated_strata, side="right").astype(np.int64)
+    treated_d = np.ascontiguousarray(d[treated_positions])
+
+    if replace:
+        matches = _kernels.match_with_replacement(
+            treated_d, block_start, block_end, control_d_sorted, control_pos_sorted, ratio, caliper_kernel
+        )
+    else:
+        if order == "largest":
+            # R's order(decreasing = TRUE) keeps ties in data order, as a stable sort of -d does.
+            processing = np.argsort(-treated_d, kind="stable")
+        elif order == "smallest":
+            processing = np.argsort(treated_d, kind="stable")
+        elif order == "random":
+            processing = np.random.default_rng(random_state).permutation(n1)
+        else:
+            processing = np.arange(n1)
+        matches = _kernels.match_without_replacement(
+            treated_d,
+            block_start,
+            block_end,
+            processing.astype(np.int64),
+            control_d_sorted,
+            control_pos_sorted,
+            ratio,
+            caliper_kernel,
+        )
+
+    has_match = matches[:, 0] >= 0
+    if not has_match.any():
+        if caliper_distance is not None:
+            raise InputError(
+                f"match_nearest: no treated unit has a control within the caliper ({caliper_distance:.6g} distance "
+                f"units{'' if not std_caliper else f' = {caliper} SD'}); use a wider caliper"
+            )
+        raise InputError("match_nearest: no treated unit could be matched (no shared exact stratum with controls)")
+
+    # MatchIt's weights (weights_matrixC, ATT): treated 1; controls sum 1/(controls in set), then rescaled.
+    weights = np.zeros(n, dtype=float)
+    weights[treated_positions[has_match]] = 1.0
+    n_in_set = (matches >= 0).sum(axis=1)
+    rows, cols = np.nonzero(matches >= 0)
+    matched_controls = matches[rows, cols]
+    control_raw = np.bincount(matched_controls, weights=1.0 / n_in_set[rows], minlength=n)
+    unique_controls = np.flatnonzero(control_raw > 0)
+    weights[unique_controls] = control_raw[unique_controls] * (len(unique_controls) / control_raw.sum())
+
+    index = data.index
+    set_number = np.zeros(n1, dtype=np.int64)
+    set_number[has_match] = _matchit_subclass_numbers(treated_positions[has_match])
+    subclass_values = pd.array(np.full(n, pd.NA), dtype="Int64")
+    if not replace:
+        sub = np.zeros(n, dtype=np.int64)
+        sub[treated_positions[has_match]] = set_number[has_match]
+        sub[matched_controls] = set_number[rows]
+        subclass_values = pd.array(sub, dtype="Int64")
+        subclass_values[sub == 0] = pd.NA
+    subclass = pd.Series(subclass_values, index=index, name="subclass")
+    weight_series = pd.Series(weights, index=index, name="weight")
+
+    keep = weights > 0
+    matched = data.loc[keep].copy()
+    matched["subclass"] = subclass[keep]
+    matched["weight"] = weights[keep]
+
+    order_pairs = np.lexsort((cols, set_number[rows]))
+    rows_o, cols_o, controls_o = rows[order_pairs], cols[order_pairs], matched_controls[order_pairs]
+    pairs = pd.DataFrame(
+        {
+            "subclass": set_number[rows_o],
+            "treated": index[treated_positions[rows_o]],
+            "control": index[controls_o],
+            "round": cols_o + 1,
+            "difference": np.abs(d[controls_o] - d[treated_positions[rows_o]]),
+        }
+    )
+    mm_labels = {}
+    for k in range(ratio):
+        column = matches[:, k]
+        labels = pd.Series(index[np.where(column >= 0, column, 0)], dtype=object)
+        labels[column < 0] = pd.NA
+        mm_labels[k + 1] = labels.to_numpy()
+    match_matrix = pd.DataFrame(mm_labels, index=index[treated_positions])
+
+    w_t, w_c = weights[treated_positions], weights[control_positions]
+    counts = pd.DataFrame(
+        {
+            "Control": [float(n0), float(n0), _ess(w_c), float((w_c > 0).sum()), float((w_c == 0).sum()), 0.0],
+            "Treated": [float(n1), float(n1), _ess(w_t), float((w_t > 0).sum()), float((w_t == 0).sum()), 0.0],
+        },
+        index=["All (ESS)", "All", "Matched (ESS)", "Matched", "Unmatched", "Discarded"],
+    )
+    options = {
+        "ratio": ratio,
+        "caliper": caliper,
+        "std_caliper": std_caliper,
+        "order": order if not replace else "data",
+        "replace": replace,
+        "exact": exact_columns,
+        "random_state": random_state if not isinstance(random_state, np.random.Generator) else "Generator",
+        "treated_value": treated_value,
+        "control_value": control_value,
+        "treatment": treatment,
+    }
+    return MatchResult(
+        subclass=subclass,
+        weights=weight_series,
+        matched=matched,
+        counts=counts,
+        pairs=pairs,
+        match_matrix=match_matrix,
+        distance=pd.Series(d, index=index, name="distance"),
+        treated=pd.Series(is_treated, index=index, name="treated"),
+        caliper_distance=caliper_distance,
+        options=options,
+    )

@@ -1,0 +1,350 @@
+"""Propensity score by logistic (or probit) regression, equal to R's ``glm(family = binomial)``.
+
+The fit is iteratively reweighted least squares carried out exactly as R's
+``glm.fit`` does it: the same starting values (mu = (y + 1/2) / 2), the same
+clamped link functions (``binomial()$linkinv``/``mu.eta``), the same
+convergence rule (|dev - dev_old| / (|dev| + 0.1) < 1e-8, at most 25
+iterations) and standard errors from the weights of the last iteration.
+Following glm's iterates rather than converging further is what makes the
+coefficients *and* the standard errors agree with R to ~1e-10 instead of to
+the tolerance of the stopping rule. statsmodels' GLM reaches the same
+maximum-likelihood estimate but took 4.4 s at n = 1e6, p = 10 on this machine
+(pinv/QR per iteration) and reports SEs at its own final iterate, so the
+weighted cross-products are computed here with NumPy (~0.1 s per iteration).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+import numpy as np
+import pandas as pd
+from scipy import special, stats
+
+from .._design import design_matrix
+from ..errors import ConvergenceError, InputError, ModelWarning
+from ._common import as_column_list, check_option, treatment_indicator
+
+Link = Literal["logit", "probit"]
+
+_EPS = np.finfo(float).eps
+_GLM_EPSILON = 1e-8
+_GLM_MAXIT = 25
+
+
+@dataclass(frozen=True)
+class PropensityResult:
+    """Result of :func:`propensity_score` (R: ``glm(treat ~ covariates, family = binomial(link))``).
+
+    Attributes
+    ----------
+    score : pandas.Series, aligned to ``data.index``
+        Fitted probability of treatment (``fitted(fit)``).
+    linear : pandas.Series, aligned to ``data.index``
+        Linear predictor (``predict(fit)``; the logit of the score for the
+        logit link), the usual scale for a caliper (Austin 2011).
+    summary : pandas.DataFrame
+        Index: term names as R prints them, ``(Intercept)`` first. Columns
+        ``estimate``, ``std_error``, ``z``, ``p`` (``coef(summary(fit))``).
+    vcov : pandas.DataFrame
+        Covariance of the estimates (``vcov(fit)``).
+    treated : pandas.Series (bool), aligned to ``data.index``
+        True for treated units (the modelled outcome is 1).
+    deviance, null_deviance, aic : float
+        As ``fit$deviance``, ``fit$null.deviance``, ``fit$aic``.
+    iterations : int
+        IRLS iterations (``fit$iter``).
+    converged : bool
+    notes : tuple of str
+        Separation or convergence problems found (also issued as warnings).
+    options : dict
+        ``treatment``, ``covariates``, ``link``, ``treated_value``, ``control_value``.
+    """
+
+    score: pd.Series
+    linear: pd.Series
+    summary: pd.DataFrame
+    vcov: pd.DataFrame
+    treated: pd.Series
+    deviance: float
+    null_deviance: float
+    aic: float
+    iterations: int
+    converged: bool
+    notes: tuple[str, ...] = ()
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+# Inverse links and their derivatives clamped as R's binomial() family does, so the
+# IRLS weights and hence the iterates are the same as glm's.
+def _logit_inverse(eta: np.ndarray) -> np.ndarray:
+    # R's C logit_linkinv: exp() clamped at eta = -30 / 30.
+    e = np.exp(np.clip(eta, -30.0, 30.0))
+    e = np.where(eta < -30.0, _EPS, np.where(eta > 30.0, 1.0 / _EPS, e))
+    return e / (1.0 + e)
+
+
+def _logit_mu_eta(eta: np.ndarray) -> np.ndarray:
+    e = np.exp(np.clip(eta, -30.0, 30.0))
+    out = e / ((1.0 + e) * (1.0 + e))
+    return np.where((eta > 30.0) | (eta < -30.0), _EPS, out)
+
+
+_PROBIT_THRESH = -stats.norm.ppf(_EPS)
+
+
+def _probit_inverse(eta: np.ndarray) -> np.ndarray:
+    return special.ndtr(np.clip(eta, -_PROBIT_THRESH, _PROBIT_THRESH))
+
+
+def _probit_mu_eta(eta: np.ndarray) -> np.ndarray:
+    return np.maximum(np.exp(-0.5 * eta * eta) / np.sqrt(2.0 * np.pi), _EPS)
+
+
+def _deviance(y: np.ndarray, mu: np.ndarray) -> float:
+    # Binomial deviance residuals with n = 1: 2 * (y log(y/mu) + (1-y) log((1-y)/(1-mu))).
+    return float(-2.0 * np.sum(np.where(y > 0, np.log(mu), np.log1p(-mu))))
+
+
+def _weighted_crossprod(x: np.ndarray, w: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    xw = x * w[:, None]
+    return xw.T @ x, xw.T @ z
+
+
+def fit_binomial_glm(
+    x: np.ndarray, y: np.ndarray, link: Link = "logit"
+) -> dict[str, Any]:
+    """IRLS for a binomial GLM exactly as R's ``glm.fit`` (prior weights 1, no offset).
+
+    Parameters
+    ----------
+    x : float64 (n, p)
+        Design matrix including the intercept column, full column rank.
+    y : float64 (n,)
+        0/1 outcome.
+    link : {"logit", "probit"}
+
+    Returns
+    -------
+    dict
+        ``coef`` (p,), ``vcov`` (p, p) = (X' W X)^-1 with the weights of the
+        last iteration, ``eta`` and ``mu`` (n,), ``deviance``, ``iterations``,
+        ``converged``.
+    """
+    if link == "logit":
+        linkinv, mu_eta = _logit_inverse, _logit_mu_eta
+        linkfun = lambda mu: np.log(mu / (1.0 - mu))  # noqa: E731
+    else:
+        linkinv, mu_eta = _probit_inverse, _probit_mu_eta
+        linkfun = stats.norm.ppf
+    # Column scaling only conditions the normal equations; it does not change the fit.
+    scale = np.sqrt(np.einsum("ij,ij->j", x, x))
+    scale[scale == 0] = 1.0
+    xs = x / scale
+    eta = linkfun((y + 0.5) / 2.0)
+    mu = linkinv(eta)
+    dev_old = _deviance(y, mu)
+    coef_s = np.zeros(x.shape[1])
+    converged = False
+    iteration = 0
+    xtwx = np.eye(x.shape[1])
+    for iteration in range(1, _GLM_MAXIT + 1):
+        d_mu = mu_eta(eta)
+        variance = mu * (1.0 - mu)
+        z = eta + (y - mu) / d_mu
+        w = d_mu * d_mu / variance
+        xtwx, xtwz = _weighted_crossprod(xs, w, z)
+        try:
+            chol = np.linalg.cholesky(xtwx)
+        except np.linalg.LinAlgError as exc:  # pragma: no cover - rank checked beforehand
+            raise ConvergenceError("propensity_score: weighted design became singular during IRLS") from exc
+        new_coef = np.linalg.solve(chol.T, np.linalg.solve(chol, xtwz))
+        new_eta = xs @ new_coef
+        new_mu = linkinv(new_eta)
+        dev = _deviance(y, new_mu)
+        halvings = 0
+        # glm.fit halves the step when the deviance is not finite.
+        while not np.isfinite(dev) and halvings < _GLM_MAXIT:
+            new_coef = (new_coef + coef_s) / 2.0
+            new_eta = xs @ new_coef
+            new_mu = linkinv(new_eta)
+            dev = _deviance(y, new_mu)
+            halvings += 1
+        coef_s, eta, mu = new_coef, new_eta, new_mu
+        if abs(dev - dev_old) / (abs(dev) + 0.1) < _GLM_EPSILON:
+            converged = True
+            break
+        dev_old = dev
+    cov_s = np.linalg.inv(xtwx)
+    return {
+        "coef": coef_s / scale,
+        "vcov": cov_s / np.outer(scale, scale),
+        "eta": eta,
+        "mu": mu,
+        "deviance": dev,
+        "iterations": iteration,
+        "converged": converged,
+    }
+
+
+def _aliased_columns(x: np.ndarray) -> list[int]:
+    """Columns that are (numerically) linear combinations of earlier ones, which R's pivoting QR sets to NA.
+
+    Sequential Cholesky on the correlation-scaled cross-product: a column whose
+    remaining (Schur-complement) variance is below 1e-10 of its own is aliased.
+    """
+    gram = x.T @ x
+    scale = np.sqrt(np.diag(gram))
+    scale[scale == 0] = 1.0
+    gram = gram / np.outer(scale, scale)
+    kept: list[int] = []
+    aliased: list[int] = []
+    for j in range(x.shape[1]):
+        if kept:
+            g_kk = gram[np.ix_(kept, kept)]
+            g_kj = gram[kept, j]
+            residual = gram[j, j] - g_kj @ np.linalg.solve(g_kk, g_kj)
+        else:
+            residual = gram[j, j]
+        if residual < 1e-10:
+            aliased.append(j)
+        else:
+            kept.append(j)
+    return aliased
+
+
+def _separation_culprits(x: pd.DataFrame, treated: np.ndarray, coef: pd.Series) -> list[str]:
+    """Covariates that separate the arms on their own (max of one arm <= min of the other)."""
+    culprits = []
+    for name in x.columns:
+        col = x[name].to_numpy()
+        a, b = col[treated], col[~treated]
+        if a.max() <= b.min() or b.max() <= a.min():
+            culprits.append(name)
+            continue
+        values = np.unique(col)
+        if len(values) == 2:
+            # Quasi-complete separation by a binary term: one of its levels only in one arm.
+            for v in values:
+                in_level = col == v
+                if treated[in_level].all() or not treated[in_level].any():
+                    culprits.append(name)
+                    break
+    if culprits:
+        return culprits
+    # Separation by a combination: name the terms with the largest standardized coefficients.
+    sd = x.std(ddof=1).replace(0, np.nan)
+    std_coef = (coef.reindex(x.columns).abs() * sd).dropna().sort_values(ascending=False)
+    return list(std_coef.index[:2])
+
+
+def propensity_score(
+    data: pd.DataFrame,
+    treatment: str,
+    covariates: Sequence[str],
+    link: Link = "logit",
+    treated: Any = None,
+) -> PropensityResult:
+    """Fit the propensity model ``treatment ~ covariates`` as R's ``glm(family = binomial(link))``.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        One row per unit. No missing values in the treatment or the
+        covariates (InputError naming columns and counts; nothing is dropped).
+    treatment : str
+        Two-valued column: 0/1, boolean, or two levels (the second level,
+        in categorical order or else sorted, is "treated", as glm codes a
+        factor response); ``treated=`` names the treated value explicitly.
+    covariates : sequence of str
+        Numeric columns enter as they are, booleans as ``<name>TRUE``,
+        categorical/string columns as treatment contrasts ``<name><level>``
+        (R's ``model.matrix``); an intercept ``(Intercept)`` is added.
+    link : {"logit", "probit"}
+
+    Returns
+    -------
+    PropensityResult
+        ``summary`` equals ``coef(summary(glm(...)))`` (estimates and SEs to
+        ~1e-10 relative, z and p accordingly), ``score`` ``fitted()``,
+        ``linear`` ``predict()``.
+
+    Warns
+    -----
+    ModelWarning
+        Fitted probabilities numerically 0 or 1 (glm's warning) or
+        non-convergence under complete or quasi-complete separation; the
+        message names the covariate(s) responsible.
+    """
+    check_option("link", link, get_args(Link))
+    covariates = as_column_list(covariates)
+    where = "propensity_score: data"
+    is_treated, treated_value, control_value = treatment_indicator(data, treatment, treated, where)
+    if treatment in covariates:
+        raise InputError(f"{where}: the treatment column {treatment!r} cannot also be a covariate")
+    terms = design_matrix(data, covariates, where)
+    names = ["(Intercept)", *terms.columns]
+    x = np.empty((len(data), len(names)), dtype=float)
+    x[:, 0] = 1.0
+    if terms.shape[1]:
+        x[:, 1:] = terms.to_numpy(dtype=float)
+    aliased = _aliased_columns(x)
+    if aliased:
+        raise InputError(
+            f"{where}: term(s) {[names[j] for j in aliased]} are linear combinations of the other terms "
+            "(R's glm would report NA for them); drop or merge the collinear covariates"
+        )
+    y = is_treated.astype(float)
+    fit = fit_binomial_glm(x, y, link)
+    coef = pd.Series(fit["coef"], index=names)
+    se = np.sqrt(np.diag(fit["vcov"]))
+    zval = fit["coef"] / se
+    summary = pd.DataFrame(
+        {"estimate": fit["coef"], "std_error": se, "z": zval, "p": 2.0 * special.ndtr(-np.abs(zval))},
+        index=pd.Index(names, name="term"),
+    )
+    mu, eta = fit["mu"], fit["eta"]
+    notes: list[str] = []
+    boundary = bool((mu > 1 - 10 * _EPS).any() or (mu < 10 * _EPS).any())
+    if boundary or not fit["converged"]:
+        culprits = _separation_culprits(terms, is_treated, coef) if terms.shape[1] else []
+        what = "fitted probabilities numerically 0 or 1 occurred" if boundary else "the fit did not converge"
+        note = (
+            f"propensity_score: {what} (complete or quasi-complete separation of {treatment!r}); "
+            f"covariate(s) responsible: {culprits}. Their coefficients and SEs are not finite estimates: "
+            "coarsen, merge levels or drop them, or restrict the cohort to overlapping units"
+        )
+        if not fit["converged"] and not boundary and not culprits:
+            raise ConvergenceError(
+                f"propensity_score: IRLS did not converge in {_GLM_MAXIT} iterations; check the covariates for "
+                "extreme values or rescale them"
+            )
+        notes.append(note)
+        warnings.warn(note, ModelWarning, stacklevel=2)
+    pi = mu
+    null_mu = y.mean()
+    null_dev = _deviance(y, np.full_like(y, null_mu))
+    aic = fit["deviance"] + 2 * len(names)
+    return PropensityResult(
+        score=pd.Series(pi, index=data.index, name="propensity_score"),
+        linear=pd.Series(eta, index=data.index, name="linear_predictor"),
+        summary=summary,
+        vcov=pd.DataFrame(fit["vcov"], index=names, columns=names),
+        treated=pd.Series(is_treated, index=data.index, name="treated"),
+        deviance=fit["deviance"],
+        null_deviance=null_dev,
+        aic=aic,
+        iterations=fit["iterations"],
+        converged=fit["converged"],
+        notes=tuple(notes),
+        options={
+            "treatment": treatment,
+            "covariates": covariates,
+            "link": link,
+            "treated_value": treated_value,
+            "control_value": control_value,
+        },
+    )
