@@ -80,6 +80,9 @@ class StudyResult:
     planted: dict[str, float] | None = None  # synthetic truth (e.g. hr_death, shr_krt)
     provenance: dict[str, Any] = field(default_factory=dict)  # hashes, versions, seed, engine
     notes: tuple[str, ...] = ()  # degraded concepts, warnings worth printing
+    # Added by the pipeline: which HR the E-value is of and which HR->RR
+    # approximation was used (rare outcome: RR ~= HR; common: square-root transform).
+    e_value_method: str | None = None
 
     def estimate(self, outcome: Outcome, model: str, population: Population = "matched") -> Estimate | None:
         """The estimate for one (outcome, model, population), or None when it was skipped."""
