@@ -1,0 +1,467 @@
+"""Kaplan-Meier survival curves and the log-rank test, equal to R's survfit and survdiff.
+
+``kaplan_meier`` matches ``summary(survfit(Surv(time, event) ~ group, data,
+weights=, conf.type=, conf.int=), censored=TRUE)`` row for row and
+``print(survfit(...))`` for the median and its confidence limits;
+``logrank`` matches ``survdiff(Surv(time, event) ~ group + strata(...))``.
+
+Ties: rows are grouped by distinct time; events and censorings at the same
+time are both counted in that time's risk set (events are taken to happen
+first), as survfit does. Nothing is jittered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..errors import InputError
+from ._checks import check_event, check_group, check_time, check_weights, require_events
+from ._risksets import group_order, risk_table
+
+__all__ = [
+    "ConfType",
+    "KaplanMeierResult",
+    "LogRankResult",
+    "kaplan_meier",
+    "logrank",
+]
+
+ConfType = Literal["log", "log-log", "plain"]
+VarianceType = Literal["auto", "greenwood", "robust"]
+
+# quantile.survfit treats a curve within this distance of 0.5 as equal to it,
+# so that 0.5 reached through rounding (e.g. 3/6) still triggers the midpoint rule.
+_QUANTILE_TOLERANCE = float(np.sqrt(np.finfo(float).eps))
+
+
+def _check_choice(name: str, value: object, allowed: tuple) -> None:
+    if value not in allowed:
+        raise InputError(f"{name}={value!r} is not allowed; choose one of {list(allowed)}")
+
+
+def _check_conf_level(conf_level: float) -> float:
+    level = float(conf_level)
+    if not 0.0 < level < 1.0:
+        raise InputError(f"conf_level={conf_level!r} must be strictly between 0 and 1 (e.g. 0.95)")
+    return level
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+@dataclass(frozen=True)
+class _Curve:
+    """One group's Kaplan-Meier curve at its distinct times (all arrays shape (m,))."""
+
+    time: np.ndarray
+    n_risk: np.ndarray
+    n_event: np.ndarray
+    n_censor: np.ndarray
+    survival: np.ndarray
+    se_log: np.ndarray  # standard error of log S (= of the cumulative hazard), survfit's $std.err
+
+
+def km_curve(
+    time: np.ndarray,
+    event: np.ndarray,
+    weights: np.ndarray | None = None,
+    robust: bool = False,
+) -> _Curve:
+    """Kaplan-Meier curve of one sample.
+
+    Parameters
+    ----------
+    time : (n,) float, event : (n,) bool, weights : (n,) float or None
+    robust : bool
+        Infinitesimal-jackknife variance (survfit's default for non-integer
+        case weights) instead of Greenwood's.
+    """
+    table = risk_table(time, [event], weights)
+    n_risk = table.n_risk
+    n_event = table.counts[:, 0]
+    n_censor = table.n_total - n_event
+    with np.errstate(divide="ignore", invalid="ignore"):
+        survival = np.cumprod(1.0 - n_event / n_risk)
+        if not robust:
+            # Greenwood; infinite once everyone at risk has the event (survfit gives Inf too).
+            increment = np.where(n_event > 0, n_event / (n_risk * (n_risk - n_event)), 0.0)
+            se_log = np.sqrt(np.cumsum(increment))
+        else:
+            se_log = np.sqrt(_robust_log_survival_variance(time, event, weights, table))
+    return _Curve(table.time, n_risk, n_event, n_censor, survival, se_log)
+
+
+def _robust_log_survival_variance(time, event, weights, table) -> np.ndarray:
+    """Infinitesimal-jackknife variance of log S, as survfit(robust=TRUE).
+
+    Differentiating ``log S(t) = sum_j log(1 - d_j / n_j)`` by subject i's weight
+    gives the influence ``-(delta_i 1(T_i <= t) / (n(T_i) - d(T_i))
+    - sum_{t_j <= min(T_i, t)} d_j / (n_j (n_j - d_j)))``; the variance is the
+    sum over subjects of ``(w_i * influence_i)^2``. Grouping subjects by their
+    own time turns that sum into cumulative sums over distinct times (no
+    n x m matrix).
+    """
+    w = np.ones_like(time) if weights is None else weights
+    squared = risk_table(time, [event], w * w)
+    w2 = squared.n_total  # sum of w^2 at each time
+    w2_event = squared.counts[:, 0]  # sum of w^2 over events at each time
+    w2_later = squared.n_risk - w2  # sum of w^2 with time > t
+    n = table.n_risk
+    d = table.counts[:, 0]
+    own = np.where(w2_event > 0, 1.0 / (n - d), 0.0)
+    hazard_sum = np.cumsum(np.where(d > 0, d / (n * (n - d)), 0.0))
+    own_time = own * own * w2_event - 2.0 * own * hazard_sum * w2_event + hazard_sum**2 * w2
+    return np.cumsum(own_time) + hazard_sum**2 * w2_later
+
+
+def confidence_band(
+    survival: np.ndarray, se_log: np.ndarray, conf_level: float, conf_type: ConfType
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pointwise limits of S as survfit computes them.
+
+    ``log``: exp(log S -+ z se), upper clipped at 1, undefined at S = 0.
+    ``log-log``: exp(-exp(log(-log S) +- z se / log S)), undefined at S = 0 and 1.
+    ``plain``: S -+ z S se clipped to [0, 1].
+    Undefined limits are NaN (R prints NA).
+    """
+    z = stats.norm.ppf(1.0 - (1.0 - conf_level) / 2.0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if conf_type == "log":
+            log_s = np.log(survival)
+            lower = np.exp(log_s - z * se_log)
+            upper = np.minimum(np.exp(log_s + z * se_log), 1.0)
+            undefined = survival <= 0
+        elif conf_type == "log-log":
+            log_s = np.log(survival)
+            log_log = np.log(-log_s)
+            width = z * se_log / log_s
+            lower = np.exp(-np.exp(log_log - width))
+            upper = np.exp(-np.exp(log_log + width))
+            undefined = (survival <= 0) | (survival >= 1)
+        else:
+            se = survival * se_log
+            lower = np.maximum(survival - z * se, 0.0)
+            upper = np.minimum(survival + z * se, 1.0)
+            undefined = np.isnan(se)
+    lower = np.where(undefined, np.nan, lower)
+    upper = np.where(undefined, np.nan, upper)
+    return lower, upper
+
+
+def survival_quantile(time: np.ndarray, curve: np.ndarray, p: float = 0.5) -> float:
+    """First time a step curve reaches ``p``, with survfit's midpoint rule.
+
+    The curve (values at ``time``, non-increasing, NaN where undefined) reaches
+    ``p`` at the first time it is <= p. When it equals p (within 1.5e-8) there,
+    the answer is the midpoint between that time and the next time the curve
+    drops, as for an ordinary sample median of an even number; when it never
+    drops again, that time itself. NaN when the curve never reaches ``p``.
+    """
+    reached = np.flatnonzero(curve <= p + _QUANTILE_TOLERANCE)
+    if reached.size == 0:
+        return float("nan")
+    first = reached[0]
+    if abs(curve[first] - p) >= _QUANTILE_TOLERANCE:
+        return float(time[first])
+    drops = np.flatnonzero(curve[first + 1 :] < curve[first] - _QUANTILE_TOLERANCE)
+    if drops.size == 0:
+        return float(time[first])
+    return float((time[first] + time[first + 1 + drops[0]]) / 2.0)
+
+
+# --------------------------------------------------------------------------- Kaplan-Meier
+
+
+@dataclass(frozen=True)
+class KaplanMeierResult:
+    """Kaplan-Meier curves, one per group.
+
+    Attributes
+    ----------
+    table : DataFrame
+        ``summary(survfit(...), censored=TRUE)``: columns ``group`` (when
+        grouped), ``time``, ``n_risk``, ``n_event``, ``n_censor``, ``survival``,
+        ``std_err`` (standard error of S, as summary.survfit reports it:
+        S times the standard error of log S), ``lower``, ``upper``; one row per
+        distinct time per group. Counts are sums of case weights when weighted.
+    median : DataFrame
+        ``print(survfit(...))``: columns ``group`` (when grouped), ``n`` (survfit's
+        ``n.max``: the number at risk at the start, weighted when weighted),
+        ``events`` (weighted), ``median``, ``lower``, ``upper`` (the median's
+        confidence limits, NaN where R prints NA).
+    conf_level, conf_type, variance : the options used; ``variance`` is
+        "greenwood" or "robust" (infinitesimal jackknife) after resolving "auto".
+    group : name of the grouping column or None.
+    """
+
+    table: pd.DataFrame
+    median: pd.DataFrame
+    conf_level: float
+    conf_type: str
+    variance: str
+    group: str | None
+    _sorted_time: tuple[np.ndarray, ...]
+    _levels: tuple
+
+    def survival_at(self, times) -> pd.DataFrame:
+        """Survival at given times, as ``summary(fit, times=times, extend=TRUE)``.
+
+        Columns ``group`` (when grouped), ``time``, ``n_risk`` (number with
+        time >= t), ``n_event`` (events in (previous requested time, t]),
+        ``survival``, ``std_err``, ``lower``, ``upper``. Before the first
+        observed time S = 1 with limits 1, as survfit's added time-0 row.
+        """
+        at = np.sort(np.asarray(times, dtype=float).reshape(-1))
+        if np.isnan(at).any():
+            raise InputError("survival_at: times contain NaN")
+        pieces = []
+        for level in self._levels:
+            rows = self.table if self.group is None else self.table[self.table["group"] == level]
+            step_time = rows["time"].to_numpy()
+            index = np.searchsorted(step_time, at, side="right") - 1
+            before = index < 0
+            safe = np.maximum(index, 0)
+
+            def pick(column: str, initial: float, _rows=rows, _safe=safe, _before=before) -> np.ndarray:
+                return np.where(_before, initial, _rows[column].to_numpy()[_safe])
+
+            cum_events = np.concatenate([[0.0], np.cumsum(rows["n_event"].to_numpy())])
+            events_by = cum_events[index + 1]
+            n_event = np.diff(np.concatenate([[0.0], events_by]))
+            # n_risk at t: the risk set of the first observed time >= t (0 beyond the end).
+            n_risk_rows = rows["n_risk"].to_numpy()
+            nxt = np.searchsorted(step_time, at, side="left")
+            n_risk = np.where(nxt < len(step_time), n_risk_rows[np.minimum(nxt, len(step_time) - 1)], 0.0)
+            part = pd.DataFrame(
+                {
+                    "time": at,
+                    "n_risk": n_risk,
+                    "n_event": n_event,
+                    "survival": pick("survival", 1.0),
+                    "std_err": pick("std_err", 0.0),
+                    "lower": pick("lower", 1.0),
+                    "upper": pick("upper", 1.0),
+                }
+            )
+            if self.group is not None:
+                part.insert(0, "group", level)
+            pieces.append(part)
+        return pd.concat(pieces, ignore_index=True)
+
+    def at_risk(self, times) -> pd.DataFrame:
+        """Numbers at risk (rows with time >= t, unweighted) at ``times``: one row per group.
+
+        The table printed under a Kaplan-Meier figure; columns are the times.
+        """
+        at = np.asarray(times, dtype=float).reshape(-1)
+        counts = {}
+        for level, sorted_time in zip(self._levels, self._sorted_time, strict=True):
+            counts[level] = sorted_time.shape[0] - np.searchsorted(sorted_time, at, side="left")
+        frame = pd.DataFrame.from_dict(counts, orient="index", columns=list(at))
+        frame.index.name = "group"
+        return frame
+
+
+def kaplan_meier(
+    data: pd.DataFrame,
+    time: str,
+    event: str,
+    group: str | None = None,
+    weights: str | None = None,
+    conf_level: float = 0.95,
+    conf_type: ConfType = "log",
+    variance: VarianceType = "auto",
+) -> KaplanMeierResult:
+    """Kaplan-Meier estimate per group, equal to R's ``survfit``.
+
+    Parameters
+    ----------
+    data : DataFrame, one row per patient.
+    time : column of follow-up times (days from index, >= 0).
+    event : column, 1 = event, 0 = censored.
+    group : optional grouping column (R's ``~ group``); levels in factor order.
+    weights : optional column of case weights (>= 0), as ``survfit(weights=)``.
+    conf_level : coverage of the pointwise intervals (``conf.int``).
+    conf_type : "log" (survfit's default), "log-log" or "plain".
+    variance : "auto" (survfit's choice: Greenwood, or the robust
+        infinitesimal-jackknife variance when any case weight is not an
+        integer), "greenwood" or "robust".
+
+    Returns
+    -------
+    KaplanMeierResult
+        ``.table`` equals ``summary(survfit(...), censored=TRUE)``;
+        ``.median`` equals ``print(survfit(...))``.
+    """
+    _check_choice("conf_type", conf_type, get_args(ConfType))
+    _check_choice("variance", variance, get_args(VarianceType))
+    level = _check_conf_level(conf_level)
+    times = check_time(data, time)
+    events = check_event(data, event)
+    case_weights = check_weights(data, weights)
+    codes, levels = check_group(data, group)
+    require_events(events.sum(), f"events in column {event!r}")
+    if variance == "auto":
+        integer_weights = case_weights is None or bool(np.all(case_weights == np.round(case_weights)))
+        variance = "greenwood" if integer_weights else "robust"
+
+    members = [np.arange(len(times))] if group is None else group_order(codes, len(levels))
+    tables, medians, sorted_times = [], [], []
+    for label, rows in zip(levels, members, strict=True):
+        t = times[rows] if group is not None else times
+        e = events[rows] if group is not None else events
+        w = None if case_weights is None else case_weights[rows]
+        curve = km_curve(t, e, w, robust=variance == "robust")
+        lower, upper = confidence_band(curve.survival, curve.se_log, level, conf_type)
+        with np.errstate(invalid="ignore"):
+            std_err = curve.survival * curve.se_log
+        if variance == "robust":
+            # survfit differentiates S itself, whose influence is 0 once S = 0.
+            std_err = np.where(curve.survival == 0, 0.0, std_err)
+        part = pd.DataFrame(
+            {
+                "time": curve.time,
+                "n_risk": curve.n_risk,
+                "n_event": curve.n_event,
+                "n_censor": curve.n_censor,
+                "survival": curve.survival,
+                "std_err": std_err,
+                "lower": lower,
+                "upper": upper,
+            }
+        )
+        medians.append(
+            {
+                "n": float(curve.n_risk[0]),
+                "events": float(curve.n_event.sum()),
+                "median": survival_quantile(curve.time, curve.survival),
+                "lower": survival_quantile(curve.time, lower),
+                "upper": survival_quantile(curve.time, upper),
+            }
+        )
+        if group is not None:
+            part.insert(0, "group", label)
+            medians[-1] = {"group": label, **medians[-1]}
+        tables.append(part)
+        sorted_times.append(np.sort(t))
+    return KaplanMeierResult(
+        table=pd.concat(tables, ignore_index=True),
+        median=pd.DataFrame(medians),
+        conf_level=level,
+        conf_type=conf_type,
+        variance=variance,
+        group=group,
+        _sorted_time=tuple(sorted_times),
+        _levels=tuple(levels),
+    )
+
+
+# --------------------------------------------------------------------------- log-rank
+
+
+@dataclass(frozen=True)
+class LogRankResult:
+    """Log-rank test, equal to R's ``survdiff`` (rho = 0).
+
+    Attributes
+    ----------
+    statistic : chi-square statistic ``(O-E)' V^- (O-E)``.
+    df : degrees of freedom (groups with positive expected count, minus 1).
+    p_value : upper tail of chi-square(df).
+    table : DataFrame with columns ``group``, ``n``, ``observed``, ``expected``,
+        ``oe2_e`` ((O-E)^2/E) and ``oe2_v`` ((O-E)^2/V), as survdiff prints.
+    variance : (k, k) variance matrix of O - E (survdiff's ``$var``).
+    """
+
+    statistic: float
+    df: int
+    p_value: float
+    table: pd.DataFrame
+    variance: np.ndarray
+
+
+def logrank_kernel(
+    time: np.ndarray, event: np.ndarray, codes: np.ndarray, n_groups: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Observed (k,), expected (k,) and variance (k, k) of one stratum.
+
+    At each distinct event time with d events among n at risk, group g expects
+    ``n_g d / n``; the hypergeometric covariance is
+    ``d (n - d) / (n - 1) * n_g / n * (1{g = h} - n_h / n)``.
+    """
+    pooled = risk_table(time, [event])
+    has_event = pooled.counts[:, 0] > 0
+    event_time = pooled.time[has_event]
+    d = pooled.counts[has_event, 0]
+    n = pooled.n_risk[has_event]
+    n_group = np.empty((event_time.shape[0], n_groups))
+    observed = np.zeros(n_groups)
+    for g in range(n_groups):
+        in_group = codes == g
+        sorted_time = np.sort(time[in_group])
+        n_group[:, g] = sorted_time.shape[0] - np.searchsorted(sorted_time, event_time, side="left")
+        observed[g] = event[in_group].sum()
+    share = n_group / n[:, None]
+    expected = (share * d[:, None]).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        spread = np.where(n > 1, d * (n - d) / (n - 1), 0.0)
+    variance = np.diag((spread[:, None] * share).sum(axis=0)) - (share * spread[:, None]).T @ share
+    return observed, expected, variance
+
+
+def logrank(
+    data: pd.DataFrame,
+    time: str,
+    event: str,
+    group: str,
+    strata: str | None = None,
+) -> LogRankResult:
+    """Log-rank test of equal survival across groups, equal to ``survdiff``.
+
+    With ``strata``, observed - expected and its variance are summed over
+    strata (``survdiff(Surv(time, event) ~ group + strata(s))``).
+    """
+    times = check_time(data, time)
+    events = check_event(data, event)
+    codes, levels = check_group(data, group)
+    strata_codes, strata_levels = check_group(data, strata)
+    require_events(events.sum(), f"events in column {event!r}")
+    k = len(levels)
+    if k < 2:
+        raise InputError(f"logrank: column {group!r} has a single group {levels}; need at least two to compare")
+    observed = np.zeros(k)
+    expected = np.zeros(k)
+    variance = np.zeros((k, k))
+    for rows in group_order(strata_codes, len(strata_levels)):
+        o, e, v = logrank_kernel(times[rows], events[rows], codes[rows], k)
+        observed += o
+        expected += e
+        variance += v
+    # survdiff drops groups with no expected events, then one more group for the
+    # singular variance (the statistic is invariant to which one).
+    kept = np.flatnonzero(expected > 0)
+    df = len(kept) - 1
+    if df < 1:
+        statistic = 0.0
+    else:
+        diff = (observed - expected)[kept][1:]
+        v = variance[np.ix_(kept, kept)][1:, 1:]
+        statistic = float(diff @ np.linalg.solve(v, diff))
+    p_value = float(stats.chi2.sf(statistic, df)) if df >= 1 else float("nan")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        table = pd.DataFrame(
+            {
+                "group": levels,
+                "n": np.bincount(codes, minlength=k),
+                "observed": observed,
+                "expected": expected,
+                "oe2_e": (observed - expected) ** 2 / expected,
+                "oe2_v": (observed - expected) ** 2 / np.diag(variance),
+            }
+        )
+    return LogRankResult(statistic=statistic, df=int(df), p_value=p_value, table=table, variance=variance)
