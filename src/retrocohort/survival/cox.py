@@ -1,0 +1,890 @@
+"""Cox proportional hazards regression, equal to R's ``survival::coxph``.
+
+The fit sorts the data once by (stratum, stop time) and then, in every
+Newton-Raphson iteration, sweeps each stratum from the latest time to the
+earliest while keeping running sums of ``w*exp(eta)``, ``w*exp(eta)*x`` and
+``w*exp(eta)*x x'`` over the risk set (rows are added at their stop time and,
+with ``entry``, removed once the sweep reaches their entry time, which gives
+(start, stop] risk sets). One iteration therefore costs O(n p^2). Tied deaths
+are handled exactly as coxph does: Breslow uses the full risk set for each of
+the ``d`` tied deaths; Efron removes ``k/d`` of the tied deaths' risk weight
+for the k-th of them and gives each step the mean case weight of the tied
+deaths.
+
+The robust (sandwich) variance is ``D'D`` where ``D`` holds the dfbeta
+residuals ``w_i * L_i V`` (``L_i`` the score residual, ``V`` the inverse
+information) summed within clusters, as ``coxph(..., cluster=)`` computes it.
+Score residuals come from a second O(n p) sweep with cumulative hazard sums.
+
+Numerical kernels take NumPy arrays; :func:`cox` validates and converts.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+import numpy as np
+import pandas as pd
+from numba import njit
+from scipy import linalg, stats
+
+from .._design import design_matrix, numeric_column, require_columns
+from ..errors import ConvergenceError, InputError, ModelWarning
+
+Ties = Literal["efron", "breslow"]
+_TIES: tuple[str, ...] = get_args(Ties)
+
+__all__ = ["cox", "CoxResult", "TestResult", "score_residuals"]
+
+
+# ---------------------------------------------------------------------------
+# kernels
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _cox_pass(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron):
+    """Log partial likelihood, score and information at linear predictor ``eta``.
+
+    All arrays are sorted by (stratum, stop). ``sbounds`` (n_strata + 1,) holds
+    the stratum row boundaries; ``sorder`` is a permutation of the sorted rows
+    ordering them by (stratum, entry) ascending (only used if ``has_entry``).
+    Returns (loglik, u (p,), imat (p, p)).
+    """
+    n, p = X.shape
+    loglik = 0.0
+    u = np.zeros(p)
+    imat = np.zeros((p, p))
+    s1 = np.zeros(p)
+    s2 = np.zeros((p, p))
+    d1 = np.zeros(p)
+    d2 = np.zeros((p, p))
+    xw = np.zeros(p)
+    xbar = np.zeros(p)
+    r = np.empty(n)
+    for i in range(n):
+        r[i] = w[i] * np.exp(eta[i])
+    for s in range(sbounds.shape[0] - 1):
+        lo = sbounds[s]
+        hi = sbounds[s + 1]
+        s0 = 0.0
+        s1[:] = 0.0
+        s2[:, :] = 0.0
+        sp = hi - 1  # next row (in entry order) to leave the risk set
+        i = hi - 1
+        while i >= lo:
+            t = stop[i]
+            j = i
+            while j - 1 >= lo and stop[j - 1] == t:
+                j -= 1
+            # rows j..i share stop time t: they enter the risk set
+            nd = 0
+            dw = 0.0
+            d0 = 0.0
+            etaw = 0.0
+            for k in range(j, i + 1):
+                rk = r[k]
+                s0 += rk
+                for a in range(p):
+                    xa = X[k, a] * rk
+                    s1[a] += xa
+                    for b in range(a, p):
+                        s2[a, b] += xa * X[k, b]
+                if event[k] != 0:
+                    if nd == 0:
+                        d0 = 0.0
+                        for a in range(p):
+                            d1[a] = 0.0
+                            xw[a] = 0.0
+                            for b in range(a, p):
+                                d2[a, b] = 0.0
+                    nd += 1
+                    dw += w[k]
+                    etaw += w[k] * eta[k]
+                    d0 += rk
+                    for a in range(p):
+                        xa = X[k, a] * rk
+                        d1[a] += xa
+                        xw[a] += w[k] * X[k, a]
+                        for b in range(a, p):
+                            d2[a, b] += xa * X[k, b]
+            if has_entry:
+                # (start, stop]: a row whose entry is at or after t is not at risk at t
+                while sp >= lo and start[sorder[sp]] >= t:
+                    k = sorder[sp]
+                    rk = r[k]
+                    s0 -= rk
+                    for a in range(p):
+                        xa = X[k, a] * rk
+                        s1[a] -= xa
+                        for b in range(a, p):
+                            s2[a, b] -= xa * X[k, b]
+                    sp -= 1
+            if nd > 0:
+                loglik += etaw
+                for a in range(p):
+                    u[a] += xw[a]
+                if (not efron) or nd == 1:
+                    loglik -= dw * np.log(s0)
+                    for a in range(p):
+                        xbar[a] = s1[a] / s0
+                    for a in range(p):
+                        u[a] -= dw * xbar[a]
+                        for b in range(a, p):
+                            imat[a, b] += dw * (s2[a, b] / s0 - xbar[a] * xbar[b])
+                else:
+                    meanwt = dw / nd
+                    for m in range(nd):
+                        f = m / nd
+                        e0 = s0 - f * d0
+                        loglik -= meanwt * np.log(e0)
+                        for a in range(p):
+                            xbar[a] = (s1[a] - f * d1[a]) / e0
+                        for a in range(p):
+                            u[a] -= meanwt * xbar[a]
+                            for b in range(a, p):
+                                imat[a, b] += meanwt * ((s2[a, b] - f * d2[a, b]) / e0 - xbar[a] * xbar[b])
+            i = j - 1
+    for a in range(p):
+        for b in range(a):
+            imat[a, b] = imat[b, a]
+    return loglik, u, imat
+
+
+@njit(cache=True)
+def _score_resid_kernel(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron):
+    """Unweighted score residuals L_i (n, p) at ``eta``, sorted order.
+
+    L_i = d_i (x_i - xbar_i) - sum over event times t in (start_i, stop_i] of
+    exp(eta_i) (x_i - xbar(t)) dLambda(t), where for Efron ties the k-th step
+    of a tied group has its own xbar and hazard increment and a row that dies
+    in that group keeps only (1 - k/d) of its risk weight at step k.
+    Running totals A = sum dLambda and B = sum dLambda*xbar over event times
+    are snapshotted when a row enters (at its stop) and leaves (at its entry).
+    """
+    n, p = X.shape
+    resid = np.zeros((n, p))
+    s1 = np.zeros(p)
+    d1 = np.zeros(p)
+    btot = np.zeros(p)
+    bg = np.zeros(p)
+    bd = np.zeros(p)
+    xm = np.zeros(p)
+    xbar = np.zeros(p)
+    r = np.empty(n)
+    ex = np.empty(n)
+    for i in range(n):
+        ex[i] = np.exp(eta[i])
+        r[i] = w[i] * ex[i]
+    for s in range(sbounds.shape[0] - 1):
+        lo = sbounds[s]
+        hi = sbounds[s + 1]
+        s0 = 0.0
+        s1[:] = 0.0
+        atot = 0.0
+        btot[:] = 0.0
+        sp = hi - 1
+        i = hi - 1
+        while i >= lo:
+            t = stop[i]
+            j = i
+            while j - 1 >= lo and stop[j - 1] == t:
+                j -= 1
+            nd = 0
+            dw = 0.0
+            d0 = 0.0
+            d1[:] = 0.0
+            for k in range(j, i + 1):
+                rk = r[k]
+                s0 += rk
+                for a in range(p):
+                    s1[a] += X[k, a] * rk
+                # entry snapshot: the row's integral starts below this group's hazard
+                for a in range(p):
+                    resid[k, a] += ex[k] * (X[k, a] * atot - btot[a])
+                if event[k] != 0:
+                    nd += 1
+                    dw += w[k]
+                    d0 += rk
+                    for a in range(p):
+                        d1[a] += X[k, a] * rk
+            if has_entry:
+                while sp >= lo and start[sorder[sp]] >= t:
+                    k = sorder[sp]
+                    rk = r[k]
+                    s0 -= rk
+                    for a in range(p):
+                        s1[a] -= X[k, a] * rk
+                    # exit snapshot: hazard of event times after its entry
+                    for a in range(p):
+                        resid[k, a] -= ex[k] * (X[k, a] * atot - btot[a])
+                    sp -= 1
+            if nd > 0:
+                ag = 0.0  # hazard increment for rows at risk not dying here
+                ad = 0.0  # same for the rows dying here (Efron down-weighting)
+                bg[:] = 0.0
+                bd[:] = 0.0
+                xm[:] = 0.0
+                if (not efron) or nd == 1:
+                    h = dw / s0
+                    ag = h
+                    ad = h
+                    for a in range(p):
+                        xbar[a] = s1[a] / s0
+                        bg[a] = h * xbar[a]
+                        bd[a] = bg[a]
+                        xm[a] = xbar[a]
+                else:
+                    meanwt = dw / nd
+                    for m in range(nd):
+                        f = m / nd
+                        e0 = s0 - f * d0
+                        h = meanwt / e0
+                        ag += h
+                        ad += (1.0 - f) * h
+                        for a in range(p):
+                            xb = (s1[a] - f * d1[a]) / e0
+                            bg[a] += h * xb
+                            bd[a] += (1.0 - f) * h * xb
+                            xm[a] += xb / nd
+                atot += ag
+                for a in range(p):
+                    btot[a] += bg[a]
+                for k in range(j, i + 1):
+                    if event[k] != 0:
+                        for a in range(p):
+                            resid[k, a] += X[k, a] - xm[a] + ex[k] * (
+                                X[k, a] * (ag - ad) - (bg[a] - bd[a]))
+            i = j - 1
+        # rows still at risk at the stratum's earliest time leave now
+        if has_entry:
+            while sp >= lo:
+                k = sorder[sp]
+                for a in range(p):
+                    resid[k, a] -= ex[k] * (X[k, a] * atot - btot[a])
+                sp -= 1
+        else:
+            for k in range(lo, hi):
+                for a in range(p):
+                    resid[k, a] -= ex[k] * (X[k, a] * atot - btot[a])
+    return resid
+
+
+@njit(cache=True)
+def _fenwick_add(tree, pos, val):
+    m = tree.shape[0]
+    pos += 1
+    while pos <= m:
+        tree[pos - 1] += val
+        pos += pos & (-pos)
+
+
+@njit(cache=True)
+def _fenwick_sum(tree, pos):
+    """Sum of entries at ranks 0..pos-1."""
+    total = 0.0
+    while pos > 0:
+        total += tree[pos - 1]
+        pos -= pos & (-pos)
+    return total
+
+
+@njit(cache=True)
+def _concordance_kernel(stop, start, event, w, rank, n_rank, sbounds, sorder, has_entry):
+    """Weighted concordant, discordant and risk-score-tied pair counts.
+
+    A pair is comparable when i dies at t and j is at risk at t without dying
+    at t (a row censored at t is still at risk). Concordant when the dying
+    row has the larger linear predictor (coxph's ``reverse=TRUE``). Pairs
+    only within strata. Uses a Fenwick tree over linear-predictor ranks.
+    """
+    conc = 0.0
+    disc = 0.0
+    tied_x = 0.0
+    tree = np.zeros(n_rank)
+    at_rank = np.zeros(n_rank)  # weight at each exact rank, so ties are not a difference of sums
+    for s in range(sbounds.shape[0] - 1):
+        lo = sbounds[s]
+        hi = sbounds[s + 1]
+        tree[:] = 0.0
+        at_rank[:] = 0.0
+        total = 0.0
+        sp = hi - 1
+        i = hi - 1
+        while i >= lo:
+            t = stop[i]
+            j = i
+            while j - 1 >= lo and stop[j - 1] == t:
+                j -= 1
+            for k in range(j, i + 1):
+                if event[k] == 0:
+                    _fenwick_add(tree, rank[k], w[k])
+                    at_rank[rank[k]] += w[k]
+                    total += w[k]
+            if has_entry:
+                while sp >= lo and start[sorder[sp]] >= t:
+                    k = sorder[sp]
+                    # entry >= t implies stop > t, so the row was added by an earlier group
+                    _fenwick_add(tree, rank[k], -w[k])
+                    at_rank[rank[k]] -= w[k]
+                    total -= w[k]
+                    sp -= 1
+            for k in range(j, i + 1):
+                if event[k] != 0:
+                    below = _fenwick_sum(tree, rank[k])
+                    same = at_rank[rank[k]]
+                    conc += w[k] * below
+                    tied_x += w[k] * same
+                    disc += w[k] * (total - below - same)
+            for k in range(j, i + 1):
+                if event[k] != 0:
+                    # a row that dies at t and whose entry is >= t cannot exist (entry < stop)
+                    _fenwick_add(tree, rank[k], w[k])
+                    at_rank[rank[k]] += w[k]
+                    total += w[k]
+            i = j - 1
+    return conc, disc, tied_x
+
+
+# ---------------------------------------------------------------------------
+# results
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """A chi-square test: ``statistic`` on ``df`` degrees of freedom, ``p_value``."""
+
+    statistic: float
+    df: int
+    p_value: float
+
+
+@dataclass(frozen=True)
+class _SortedFit:
+    """What later computations (PH test, residuals) need, in fit order.
+
+    Arrays are sorted by (stratum, stop); ``order`` maps back to input rows.
+    ``X`` is the centered design, ``eta`` the linear predictor at the estimate.
+    """
+
+    stop: np.ndarray
+    start: np.ndarray
+    event: np.ndarray
+    weights: np.ndarray
+    X: np.ndarray
+    eta: np.ndarray
+    sbounds: np.ndarray
+    sorder: np.ndarray
+    has_entry: bool
+    efron: bool
+    order: np.ndarray
+    columns: tuple[str, ...]
+    terms: tuple[tuple[str, tuple[str, ...]], ...]
+
+
+@dataclass(frozen=True)
+class CoxResult:
+    """Result of :func:`cox`; matches ``summary(coxph(...))``.
+
+    Attributes
+    ----------
+    summary : DataFrame indexed by model term name (R's, e.g. ``sexM``) with
+        ``coef``, ``se``, ``hr``, ``lower``, ``upper``, ``z``, ``p`` and, when
+        robust, ``naive_se`` (coxph's ``se(coef)``; ``se`` is then ``robust se``).
+    vcov : DataFrame (p, p), ``vcov(fit)`` (robust when robust).
+    naive_vcov : DataFrame (p, p), the inverse information (``fit$naive.var``
+        when robust, else equal to ``vcov``).
+    naive_se : Series, square roots of the diagonal of ``naive_vcov``.
+    loglik : (null, final) log partial likelihood, ``fit$loglik``.
+    n, n_events : rows used and number of event rows (unweighted), ``fit$n``, ``fit$nevent``.
+    likelihood_ratio, wald, score : tests as ``summary.coxph`` prints them;
+        ``robust_score`` is coxph's robust score test (``fit$rscore``) or None.
+    concordance : Harrell's C as ``fit$concordance["concordance"]``;
+        ``concordance_counts`` the weighted concordant, discordant and tied.x pair counts.
+    iterations, converged : Newton-Raphson iterations (``fit$iter``) and whether
+        the relative log-likelihood change reached ``eps``.
+    ties, robust, conf_level, notes.
+    """
+
+    summary: pd.DataFrame
+    vcov: pd.DataFrame
+    naive_vcov: pd.DataFrame
+    naive_se: pd.Series
+    loglik: tuple[float, float]
+    n: int
+    n_events: int
+    likelihood_ratio: TestResult
+    wald: TestResult
+    score: TestResult
+    robust_score: TestResult | None
+    concordance: float
+    concordance_counts: dict[str, float]
+    iterations: int
+    converged: bool
+    ties: str
+    robust: bool
+    conf_level: float
+    notes: tuple[str, ...]
+    _fit: _SortedFit = field(repr=False, compare=False)
+
+    @property
+    def coef(self) -> pd.Series:
+        """Estimated log hazard ratios, indexed by term."""
+        return self.summary["coef"]
+
+    @property
+    def terms(self) -> dict[str, tuple[str, ...]]:
+        """Covariate name -> the model columns it expanded to."""
+        return dict(self._fit.terms)
+
+
+# ---------------------------------------------------------------------------
+# input handling
+# ---------------------------------------------------------------------------
+
+
+def _as_list(x: str | Sequence[str] | None) -> list[str]:
+    if x is None:
+        return []
+    if isinstance(x, str):
+        return [x]
+    return list(x)
+
+
+def _event_column(data: pd.DataFrame, name: str, where: str) -> np.ndarray:
+    col = data[name]
+    if col.isna().any():
+        raise InputError(
+            f"{where}: event column {name!r} has {int(col.isna().sum())} missing value(s) out of "
+            f"{len(col)} rows; drop or resolve them before fitting"
+        )
+    if pd.api.types.is_bool_dtype(col):
+        return np.asarray(col, dtype=np.int8)
+    values = numeric_column(data, name, where)
+    bad = ~np.isin(values, (0.0, 1.0))
+    if bad.any():
+        raise InputError(
+            f"{where}: event column {name!r} must be 0 (censored) or 1 (event); "
+            f"{int(bad.sum())} row(s) have other values, e.g. {np.unique(values[bad])[:5].tolist()}"
+        )
+    return values.astype(np.int8)
+
+
+def _group_codes(data: pd.DataFrame, columns: list[str], what: str, where: str) -> tuple[np.ndarray, list]:
+    require_columns(data, columns, where)
+    missing = {c: int(data[c].isna().sum()) for c in columns if data[c].isna().any()}
+    if missing:
+        raise InputError(f"{where}: {what} column(s) have missing values {missing} (column: rows); resolve them first")
+    grouped = data.groupby(columns, sort=True, observed=True)
+    codes = grouped.ngroup().to_numpy(dtype=np.int64)
+    labels = list(grouped.groups.keys())
+    return codes, labels
+
+
+# ---------------------------------------------------------------------------
+# fitting
+# ---------------------------------------------------------------------------
+
+
+def _chol_solve(imat: np.ndarray, rhs: np.ndarray, columns: Sequence[str]) -> np.ndarray:
+    try:
+        factor = linalg.cho_factor(imat, lower=False, check_finite=True)
+    except (linalg.LinAlgError, ValueError):
+        _raise_singular(imat, columns)
+    return linalg.cho_solve(factor, rhs)
+
+
+def _raise_singular(imat: np.ndarray, columns: Sequence[str]) -> None:
+    """Name the columns whose information is not positive given the earlier ones.
+
+    Sequential Cholesky with coxph's tolerance (``toler.chol`` = eps^0.75
+    relative to the diagonal), the same rule by which coxph sets a
+    coefficient to NA.
+    """
+    p = imat.shape[0]
+    tol = np.finfo(float).eps ** 0.75
+    bad = []
+    kept: list[int] = []
+    for j in range(p):
+        idx = kept + [j]
+        sub = imat[np.ix_(idx, idx)]
+        if not np.all(np.isfinite(sub)):
+            bad.append(columns[j])
+            continue
+        # Schur complement of column j given the kept ones
+        if kept:
+            a = imat[np.ix_(kept, kept)]
+            b = imat[kept, j]
+            schur = imat[j, j] - b @ np.linalg.solve(a, b)
+        else:
+            schur = imat[j, j]
+        if not schur > tol * max(abs(imat[j, j]), 1e-300):
+            bad.append(columns[j])
+        else:
+            kept.append(j)
+    raise InputError(
+        "cox: covariate column(s) "
+        f"{bad} are constant within every stratum's risk sets or collinear with earlier covariates "
+        "(coxph would report NA for them); drop or recode them"
+    )
+
+
+def _newton(fit_pass, p: int, columns: Sequence[str], max_iter: int, eps: float):
+    """Newton-Raphson with step halving, as coxph's fitter does.
+
+    Starts at beta = 0. Converged when |1 - loglik_old/loglik_new| <= eps
+    after a full (not halved) step; a step that lowers the log-likelihood is
+    halved towards the previous estimate. Returns the estimate, the null and
+    final quantities and the iteration count.
+    """
+    beta = np.zeros(p)
+    loglik0, u0, imat0 = fit_pass(beta)
+    if not np.isfinite(loglik0):
+        raise ConvergenceError("cox: log partial likelihood is not finite at beta = 0; check times and weights")
+    step0 = _chol_solve(imat0, u0, columns)
+    score_stat = float(u0 @ step0)
+    loglik = loglik0
+    newbeta = beta + step0
+    halving = 0
+    converged = False
+    iterations = 0
+    u, imat, newlk = u0, imat0, loglik0
+    if max_iter == 0:
+        return beta, loglik0, u0, imat0, loglik0, u0, imat0, score_stat, 0, True
+    for it in range(1, max_iter + 1):
+        iterations = it
+        newlk, u, imat = fit_pass(newbeta)
+        finite = np.isfinite(newlk) and np.all(np.isfinite(u)) and np.all(np.isfinite(imat))
+        if finite and halving == 0 and abs(1.0 - loglik / newlk) <= eps:
+            converged = True
+            beta = newbeta
+            break
+        if it == max_iter:
+            break
+        if (not finite) or newlk < loglik:
+            halving += 1
+            newbeta = (newbeta + beta) / 2.0
+        else:
+            halving = 0
+            loglik = newlk
+            beta = newbeta
+            newbeta = beta + _chol_solve(imat, u, columns)
+    if not converged:
+        beta = newbeta
+    return beta, loglik0, u0, imat0, newlk, u, imat, score_stat, iterations, converged
+
+
+def _fit_pass_factory(sf: dict):
+    def fit_pass(beta: np.ndarray):
+        eta = sf["X"] @ beta
+        eta = eta - eta.max() if eta.size else eta
+        return _cox_pass(sf["stop"], sf["start"], sf["event"], sf["w"], sf["X"], eta,
+                         sf["sbounds"], sf["sorder"], sf["has_entry"], sf["efron"])
+    return fit_pass
+
+
+def score_residuals(result: CoxResult, weighted: bool = False, at_null: bool = False) -> pd.DataFrame:
+    """Score residuals of a fit, as ``residuals(fit, type="score")``.
+
+    Parameters
+    ----------
+    result : CoxResult
+    weighted : multiply by case weights (``weighted=TRUE``).
+    at_null : evaluate at beta = 0 instead of the estimate.
+
+    Returns
+    -------
+    DataFrame (n, p) in the input row order, columns the model terms.
+    """
+    f = result._fit
+    eta = np.zeros_like(f.eta) if at_null else f.eta
+    resid = _score_resid_kernel(f.stop, f.start, f.event, f.weights, f.X, eta - eta.max(),
+                                f.sbounds, f.sorder, f.has_entry, f.efron)
+    if weighted:
+        resid = resid * f.weights[:, None]
+    out = np.empty_like(resid)
+    out[f.order] = resid
+    return pd.DataFrame(out, columns=list(f.columns))
+
+
+def _wald_quadratic(var: np.ndarray, b: np.ndarray) -> float:
+    """``b' var^- b`` with coxph's tolerant Cholesky (``coxph.wtest``).
+
+    A pivot below ``toler.chol`` (eps^0.75) times the largest diagonal
+    element marks a redundant direction, which is then skipped, so a
+    rank-deficient matrix (e.g. a robust variance from fewer clusters than
+    coefficients) gives a generalized-inverse statistic instead of an error.
+    """
+    m = var.shape[0]
+    a = np.array(var, dtype=float, copy=True)
+    tol = np.finfo(float).eps ** 0.75 * np.max(np.abs(np.diag(a)))
+    diag = np.zeros(m)
+    lower = np.eye(m)
+    for i in range(m):
+        piv = a[i, i] - np.sum(lower[i, :i] ** 2 * diag[:i])
+        if not np.isfinite(piv) or piv < tol:
+            diag[i] = 0.0
+            continue
+        diag[i] = piv
+        for k in range(i + 1, m):
+            lower[k, i] = (a[k, i] - np.sum(lower[k, :i] * lower[i, :i] * diag[:i])) / piv
+    # solve L D L' x = b skipping zero pivots
+    y = np.zeros(m)
+    for i in range(m):
+        y[i] = b[i] - lower[i, :i] @ y[:i]
+    z = np.where(diag > 0, y / np.where(diag > 0, diag, 1.0), 0.0)
+    x = np.zeros(m)
+    for i in range(m - 1, -1, -1):
+        x[i] = 0.0 if diag[i] == 0 else z[i] - lower[i + 1:, i] @ x[i + 1:]
+    return float(b @ x)
+
+
+def _chisq_test(stat: float, df: int) -> TestResult:
+    return TestResult(statistic=float(stat), df=int(df), p_value=float(stats.chi2.sf(stat, df)))
+
+
+def cox(
+    data: pd.DataFrame,
+    time: str,
+    event: str,
+    covariates: Sequence[str],
+    entry: str | None = None,
+    ties: Ties = "efron",
+    weights: str | None = None,
+    strata: str | Sequence[str] | None = None,
+    cluster: str | None = None,
+    robust: bool | None = None,
+    conf_level: float = 0.95,
+    *,
+    max_iter: int = 20,
+    eps: float = 1e-9,
+) -> CoxResult:
+    """Fit a Cox proportional hazards model, as ``survival::coxph``.
+
+    Parameters
+    ----------
+    data : DataFrame, one row per subject (or per (entry, time] interval).
+    time : column of follow-up (stop) times, days, >= 0 (> entry when given).
+    event : column, 1 = event at ``time``, 0 = censored (bool accepted).
+    covariates : columns; categorical/string columns get R treatment
+        contrasts (first level is the reference), so the terms are named as
+        R names them (``sexM``).
+    entry : column of entry (start) times: counting-process (entry, time] data,
+        as ``Surv(entry, time, event)``.
+    ties : "efron" (coxph's default) or "breslow".
+    weights : column of positive case weights, as coxph's ``weights=``.
+    strata : column(s) defining strata, as ``strata()`` in the formula.
+    cluster : column of cluster ids; gives the grouped sandwich variance of
+        ``coxph(..., cluster=)``. ``robust=True`` without a cluster treats each
+        row as its own cluster (``coxph(robust=TRUE)``). The default ``None``
+        follows coxph: robust when a cluster is given or some case weight is
+        not 0 or 1; ``robust=False`` forces the model-based variance
+        (and is rejected together with a cluster).
+    conf_level : confidence level of the hazard-ratio intervals.
+    max_iter, eps : coxph's ``iter.max`` and ``eps``.
+
+    Returns
+    -------
+    CoxResult
+        Coefficients agree with coxph to about 1e-9 relative, variances and
+        tests to about 1e-10 (see docs/survival-cox.md).
+
+    Raises
+    ------
+    InputError for negative/missing times, bad event codes, no events,
+    non-positive weights, constant or collinear covariates.
+    """
+    where = "cox data"
+    if ties not in _TIES:
+        raise InputError(f"cox: ties={ties!r} is not supported; use one of {list(_TIES)}")
+    if not 0 < conf_level < 1:
+        raise InputError(f"cox: conf_level must be in (0, 1), got {conf_level!r}")
+    covariates = _as_list(covariates)
+    if not covariates:
+        raise InputError("cox: give at least one covariate (the null model has nothing to estimate)")
+    strata_cols = _as_list(strata)
+    needed = [time, event] + covariates + ([entry] if entry else []) + ([weights] if weights else []) \
+        + strata_cols + ([cluster] if cluster else [])
+    require_columns(data, needed, where)
+    n = len(data)
+    notes: list[str] = []
+
+    stop = numeric_column(data, time, where)
+    if (stop < 0).any():
+        raise InputError(f"{where}: time column {time!r} has {int((stop < 0).sum())} negative value(s); "
+                         "times are days from the index time and must be >= 0")
+    status = _event_column(data, event, where)
+    if entry is not None:
+        start = numeric_column(data, entry, where)
+        bad = int((start >= stop).sum())
+        if bad:
+            raise InputError(f"{where}: {bad} row(s) have entry column {entry!r} >= time column {time!r}; "
+                             "each (entry, time] interval must have positive length")
+    else:
+        start = np.zeros(n)
+    if weights is not None:
+        w = numeric_column(data, weights, where)
+        if (w <= 0).any():
+            raise InputError(f"{where}: weights column {weights!r} has {int((w <= 0).sum())} value(s) <= 0; "
+                             "case weights must be positive (drop zero-weight rows explicitly)")
+    else:
+        w = np.ones(n)
+    if status.sum() == 0:
+        raise InputError(f"{where}: event column {event!r} has no events in {n} rows; a Cox model needs events")
+
+    # design, term by term so each term knows its columns
+    term_cols: list[tuple[str, tuple[str, ...]]] = []
+    blocks = []
+    for cov in covariates:
+        block = design_matrix(data, [cov], where)
+        term_cols.append((cov, tuple(block.columns)))
+        blocks.append(block.to_numpy(dtype=float))
+    X = np.ascontiguousarray(np.hstack(blocks)) if len(blocks) > 1 else np.ascontiguousarray(blocks[0])
+    columns = tuple(c for _, cols in term_cols for c in cols)
+    if len(set(columns)) != len(columns):
+        raise InputError(f"cox: covariates expand to duplicate column names {columns}; give each covariate once")
+    p = X.shape[1]
+    for j, name in enumerate(columns):
+        col = X[:, j]
+        if col.min() == col.max():
+            raise InputError(f"{where}: covariate column {name!r} is constant ({col[0]!r}) in all {n} rows; drop it")
+    X = X - X.mean(axis=0)  # centring changes nothing but the rounding (coxph centres too)
+
+    if strata_cols:
+        scode, slabels = _group_codes(data, strata_cols, "strata", where)
+    else:
+        scode, slabels = np.zeros(n, dtype=np.int64), [None]
+
+    order = np.lexsort((stop, scode))
+    s_stop = np.ascontiguousarray(stop[order])
+    s_start = np.ascontiguousarray(start[order])
+    s_event = np.ascontiguousarray(status[order])
+    s_w = np.ascontiguousarray(w[order])
+    s_X = np.ascontiguousarray(X[order])
+    s_code = scode[order]
+    n_strata = len(slabels)
+    sbounds = np.searchsorted(s_code, np.arange(n_strata + 1)).astype(np.int64)
+    if entry is not None:
+        sorder = np.lexsort((s_start, s_code)).astype(np.int64)
+    else:
+        sorder = np.zeros(1, dtype=np.int64)
+    if strata_cols:
+        ev_per = np.add.reduceat(s_event.astype(np.int64), sbounds[:-1]) if n else np.zeros(0)
+        for lab, ne in zip(slabels, ev_per):
+            if ne == 0:
+                notes.append(f"stratum {dict(zip(strata_cols, np.atleast_1d(lab)))} has no events; "
+                             "it contributes nothing to the partial likelihood")
+
+    sf = dict(stop=s_stop, start=s_start, event=s_event, w=s_w, X=s_X, sbounds=sbounds, sorder=sorder,
+              has_entry=entry is not None, efron=ties == "efron")
+    fit_pass = _fit_pass_factory(sf)
+
+    # a singular information at beta = 0 (constant within strata, collinear) raises inside _newton
+    beta, ll0, u0, imat0, ll1, u1, imat1, score_stat, iterations, converged = _newton(
+        fit_pass, p, columns, max_iter, eps)
+    try:
+        naive_var = linalg.cho_solve(linalg.cho_factor(imat1), np.eye(p))
+    except linalg.LinAlgError:
+        _raise_singular(imat1, columns)
+    naive_var = (naive_var + naive_var.T) / 2
+
+    if not converged:
+        msg = (f"cox: Newton-Raphson did not converge in {max_iter} iterations (relative log-likelihood change "
+               f"above {eps}); the estimates are not reliable")
+        warnings.warn(msg, ModelWarning, stacklevel=2)
+        notes.append(msg)
+    else:
+        # coxph's check: a remaining Newton step that is large relative to the coefficient
+        step = np.abs(u1 @ naive_var)
+        infinite = (step > eps) & (step > np.sqrt(eps) * np.abs(beta))
+        if infinite.any():
+            names = [columns[j] for j in np.flatnonzero(infinite)]
+            msg = (f"cox: Loglik converged before variable(s) {names}; coefficient may be infinite "
+                   "(monotone likelihood: an event pattern fully separated by the covariate)")
+            warnings.warn(msg, ModelWarning, stacklevel=2)
+            notes.append(msg)
+
+    eta = s_X @ beta
+    fitdata = _SortedFit(stop=s_stop, start=s_start, event=s_event, weights=s_w, X=s_X, eta=eta,
+                         sbounds=sbounds, sorder=sorder, has_entry=entry is not None, efron=ties == "efron",
+                         order=order, columns=columns, terms=tuple(term_cols))
+
+    if robust is None:
+        robust = cluster is not None or bool(np.any((w != 0) & (w != 1)))
+    elif not robust and cluster is not None:
+        raise InputError("cox: cluster given with robust=False; a cluster only changes the (robust) variance, "
+                         "so drop the cluster or leave robust at its default")
+    robust = bool(robust)
+    robust_score = None
+    var = naive_var
+    if robust:
+        eta_shift = eta - eta.max()
+        resid = _score_resid_kernel(s_stop, s_start, s_event, s_w, s_X, eta_shift, sbounds, sorder,
+                                    sf["has_entry"], sf["efron"])
+        resid *= s_w[:, None]
+        resid0 = _score_resid_kernel(s_stop, s_start, s_event, s_w, s_X, np.zeros(len(eta)), sbounds, sorder,
+                                     sf["has_entry"], sf["efron"])
+        resid0 *= s_w[:, None]
+        if cluster is not None:
+            ccode, _ = _group_codes(data, [cluster], "cluster", where)
+            ccode = ccode[order]
+            n_cl = int(ccode.max()) + 1
+            summed = np.zeros((n_cl, p))
+            summed0 = np.zeros((n_cl, p))
+            for j in range(p):
+                summed[:, j] = np.bincount(ccode, weights=resid[:, j], minlength=n_cl)
+                summed0[:, j] = np.bincount(ccode, weights=resid0[:, j], minlength=n_cl)
+            resid, resid0 = summed, summed0
+        dfbeta = resid @ naive_var
+        var = dfbeta.T @ dfbeta
+        u_r = resid0.sum(axis=0)
+        robust_score = _chisq_test(_wald_quadratic(resid0.T @ resid0, u_r), p)
+        if resid.shape[0] < p:
+            notes.append(f"robust variance from {resid.shape[0]} clusters for {p} coefficients is singular; "
+                         "the Wald and robust score tests use a generalized inverse, as coxph does")
+
+    se = np.sqrt(np.diag(var))
+    naive_se = np.sqrt(np.diag(naive_var))
+    zcrit = stats.norm.ppf(1 - (1 - conf_level) / 2)
+    z = beta / se
+    summary = pd.DataFrame(
+        {"coef": beta, "se": se, "hr": np.exp(beta), "lower": np.exp(beta - zcrit * se),
+         "upper": np.exp(beta + zcrit * se), "z": z, "p": 2 * stats.norm.sf(np.abs(z))},
+        index=pd.Index(columns, name="term"))
+    if robust:
+        summary.insert(2, "naive_se", naive_se)
+    wald_stat = _wald_quadratic(var, beta)
+
+    # concordance on the linear predictor (shift-invariant, so centring is irrelevant)
+    _, rank = np.unique(eta, return_inverse=True)
+    conc, disc, tied_x = _concordance_kernel(s_stop, s_start, s_event, s_w, rank.astype(np.int64),
+                                             int(rank.max()) + 1, sbounds, sorder, sf["has_entry"])
+    denom = conc + disc + tied_x
+    c_index = (conc + tied_x / 2) / denom if denom > 0 else float("nan")
+
+    return CoxResult(
+        summary=summary,
+        vcov=pd.DataFrame(var, index=list(columns), columns=list(columns)),
+        naive_vcov=pd.DataFrame(naive_var, index=list(columns), columns=list(columns)),
+        naive_se=pd.Series(naive_se, index=list(columns), name="naive_se"),
+        loglik=(float(ll0), float(ll1)),
+        n=int(n),
+        n_events=int(status.sum()),
+        likelihood_ratio=_chisq_test(2 * (ll1 - ll0), p),
+        wald=_chisq_test(wald_stat, p),
+        score=_chisq_test(score_stat, p),
+        robust_score=robust_score,
+        concordance=float(c_index),
+        concordance_counts={"concordant": float(conc), "discordant": float(disc), "tied_x": float(tied_x)},
+        iterations=int(iterations),
+        converged=bool(converged),
+        ties=ties,
+        robust=robust,
+        conf_level=float(conf_level),
+        notes=tuple(notes),
+        _fit=fitdata,
+    )
