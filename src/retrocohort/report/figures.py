@@ -1,0 +1,611 @@
+"""Publication figures of a study, drawn from result objects (no statistics computed here).
+
+Each function takes results (and an optional ``ax``) and returns the
+:class:`matplotlib.figure.Figure` it drew on. Figures are made without
+``pyplot`` (see :mod:`._style`), so none stays open in a global registry;
+:func:`save_figure` writes PNG (300 dpi) and SVG for a manuscript.
+
+Counts printed on a figure (numbers at risk, flow-diagram boxes) follow the
+small-cell rule of :mod:`.suppression`.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+from ..errors import InputError
+from . import _style
+from .formatting import (
+    COVARIATE_LABELS,
+    MODEL_LABELS,
+    OUTCOME_LABELS,
+    POPULATION_LABELS,
+    covariate_label,
+    format_p_inline,
+    format_ratio,
+    label_of,
+    resolve_labels,
+)
+from .suppression import DEFAULT_THRESHOLD, format_count
+
+__all__ = [
+    "love_plot",
+    "propensity_distributions",
+    "kaplan_meier_plot",
+    "cumulative_incidence_plot",
+    "flow_diagram",
+    "forest_plot",
+    "save_figure",
+]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _table_of(result: Any, what: str) -> pd.DataFrame:
+    """The ``.table`` of a result object, or the frame itself."""
+    table = result if isinstance(result, pd.DataFrame) else getattr(result, "table", None)
+    if not isinstance(table, pd.DataFrame):
+        raise InputError(f"{what}: expected a result with a `.table` DataFrame or a DataFrame; got {type(result).__name__}")
+    return table
+
+
+def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InputError(f"{what}: columns {missing} missing (has {list(frame.columns)})")
+
+
+def _figure_and_axes(ax: Axes | None, width: float, height: float) -> tuple[Figure, Axes]:
+    if ax is not None:
+        return ax.figure, ax
+    fig = _style.new_figure(width, height)
+    return fig, fig.add_subplot(1, 1, 1)
+
+
+def _groups(table: pd.DataFrame) -> list[object]:
+    """Group levels in the order the result lists them (factor order), or one unnamed group."""
+    if "group" not in table.columns:
+        return [None]
+    return list(pd.unique(table["group"]))
+
+
+def _rows(table: pd.DataFrame, group: object) -> pd.DataFrame:
+    if group is None:
+        return table
+    return table[table["group"] == group]
+
+
+def _step_from(times: np.ndarray, values: np.ndarray, start_value: float) -> tuple[np.ndarray, np.ndarray]:
+    """Prepend the curve's value at time 0 (survfit's and cuminc's implicit first point)."""
+    if times.size and times[0] <= 0:
+        return times, values
+    return np.concatenate([[0.0], times]), np.concatenate([[start_value], values])
+
+
+# --------------------------------------------------------------------------- balance
+
+
+def _balance_series(balance: pd.DataFrame | None, what: str) -> pd.Series:
+    if balance is None:
+        return pd.Series(dtype=float)
+    if not isinstance(balance, pd.DataFrame):
+        raise InputError(f"{what}: expected a DataFrame of balance rows; got {type(balance).__name__}")
+    _require(balance, ["smd"], what)
+    names = balance["covariate"] if "covariate" in balance.columns else pd.Series(balance.index, index=balance.index)
+    return pd.Series(balance["smd"].astype(float).abs().to_numpy(), index=[str(n) for n in names])
+
+
+def love_plot(
+    balance_before: pd.DataFrame,
+    balance_after: pd.DataFrame | None,
+    threshold: float = 0.1,
+    ax: Axes | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> Figure:
+    """Love plot: absolute standardized mean difference per covariate, before and after matching.
+
+    Parameters
+    ----------
+    balance_before, balance_after : ``matching.balance`` output, one row per
+        covariate (or level), with an ``smd`` column; covariate names from a
+        ``covariate`` column or the index. ``balance_after`` may be None
+        (matching skipped): only the before points are drawn.
+    threshold : the balance line (0.1 by convention, Austin 2009).
+    labels : display names by covariate; defaults to the study's words.
+
+    Returns
+    -------
+    Figure. Artists: one ``Line2D`` of markers per period (gid ``love-before``,
+    ``love-after``) and the threshold line (gid ``love-threshold``).
+    """
+    before = _balance_series(balance_before, "love_plot(balance_before)")
+    after = _balance_series(balance_after, "love_plot(balance_after)")
+    if before.empty and after.empty:
+        raise InputError("love_plot: both balance tables are empty; nothing to draw")
+    order = list(before.sort_values(ascending=True).index) if not before.empty else list(after.index)
+    order += [c for c in after.index if c not in order]
+    names = {**COVARIATE_LABELS, **(labels or {})}
+    with _style.style():
+        fig, ax = _figure_and_axes(ax, 5.5, 1.2 + 0.32 * len(order))
+        y = np.arange(len(order))
+        b = before.reindex(order).to_numpy(dtype=float)
+        a = after.reindex(order).to_numpy(dtype=float)
+        if not after.empty and not before.empty:
+            for yi, bi, ai in zip(y, b, a, strict=True):
+                if np.isfinite(bi) and np.isfinite(ai):
+                    ax.plot([bi, ai], [yi, yi], color="#BBBBBB", linewidth=0.8, zorder=1)
+        if not before.empty:
+            ax.plot(b, y, linestyle="none", marker="o", markersize=6, markerfacecolor="white",
+                    markeredgecolor=_style.BEFORE_COLOUR, markeredgewidth=1.2, label="Before matching",
+                    gid="love-before", zorder=2)
+        if not after.empty:
+            ax.plot(a, y, linestyle="none", marker="o", markersize=6, color=_style.AFTER_COLOUR,
+                    label="After matching", gid="love-after", zorder=3)
+        ax.axvline(threshold, color=_style.OKABE_ITO["black"], linestyle=":", linewidth=0.9, gid="love-threshold")
+        ax.set_yticks(y)
+        ax.set_yticklabels([names.get(c, covariate_label(c)) for c in order])
+        finite = np.concatenate([b[np.isfinite(b)], a[np.isfinite(a)], [threshold]])
+        ax.set_xlim(0, max(float(finite.max()) * 1.1, threshold * 1.5))
+        ax.set_ylim(-0.6, len(order) - 0.4)
+        ax.set_xlabel("Absolute standardized mean difference")
+        ax.grid(axis="y", color="#EEEEEE", linewidth=0.6)
+        ax.set_axisbelow(True)
+        ax.legend(loc="lower right")
+        fig.tight_layout()
+    return fig
+
+
+def propensity_distributions(
+    score: Sequence[float] | np.ndarray | pd.Series,
+    treated: Sequence[int] | np.ndarray | pd.Series,
+    matched_mask: Sequence[bool] | np.ndarray | pd.Series | None,
+    ax: Sequence[Axes] | None = None,
+    labels: Mapping[object, str] | Sequence[str] | None = None,
+    bins: int = 25,
+    threshold: int = DEFAULT_THRESHOLD,
+) -> Figure:
+    """Propensity-score distributions by arm, before and after matching (mirrored histograms).
+
+    The exposed arm is drawn above the axis, the comparator below, each as the
+    proportion of its arm per bin (so arms of very different size compare,
+    and no bin shows a raw count).
+
+    Parameters
+    ----------
+    score : propensity scores in [0, 1], one per eligible patient.
+    treated : 0/1 exposure of each patient (same length).
+    matched_mask : True for patients in the matched cohort; None draws the
+        "before" panel only.
+    ax : optional pair of Axes (before, after), or one Axes when ``matched_mask`` is None.
+    labels : arm names, ``{0: "no Mg", 1: "Mg"}`` or ``[comparator, exposed]``.
+
+    Returns
+    -------
+    Figure with one panel per period; each panel has one bar container per arm.
+    """
+    s = np.asarray(score, dtype=float).reshape(-1)
+    t = np.asarray(treated).reshape(-1)
+    if s.shape != t.shape:
+        raise InputError(f"propensity_distributions: score has {s.size} values, treated {t.size}")
+    if np.isnan(s).any() or (s.size and (s.min() < 0 or s.max() > 1)):
+        raise InputError("propensity_distributions: scores must be probabilities in [0, 1] without NaN")
+    bad = ~np.isin(t, [0, 1])
+    if bad.any():
+        raise InputError(f"propensity_distributions: treated must be 0/1; {int(bad.sum())} values are not")
+    t = t.astype(int)
+    panels: list[tuple[str, np.ndarray]] = [("Before matching", np.ones_like(s, dtype=bool))]
+    if matched_mask is not None:
+        m = np.asarray(matched_mask, dtype=bool).reshape(-1)
+        if m.shape != s.shape:
+            raise InputError(f"propensity_distributions: matched_mask has {m.size} values, score {s.size}")
+        panels.append(("After matching", m))
+    arm_names = resolve_labels([0, 1], labels if labels is not None else {0: "Comparator", 1: "Exposed"})
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    with _style.style():
+        if ax is None:
+            fig = _style.new_figure(3.3 * len(panels), 3.2)
+            axes = list(fig.subplots(1, len(panels), sharey=True, squeeze=False)[0])
+        else:
+            axes = [ax] if isinstance(ax, Axes) else list(ax)
+            if len(axes) != len(panels):
+                raise InputError(f"propensity_distributions: {len(panels)} panels need {len(panels)} Axes; got {len(axes)}")
+            fig = axes[0].figure
+        top = 0.0
+        for panel_ax, (title, keep) in zip(axes, panels, strict=True):
+            for arm, sign in ((1, 1.0), (0, -1.0)):
+                values = s[keep & (t == arm)]
+                counts, _ = np.histogram(values, bins=edges)
+                share = counts / counts.sum() if counts.sum() else counts.astype(float)
+                top = max(top, float(share.max()) if share.size else 0.0)
+                style = _style.arm_style(arm)
+                panel_ax.bar(edges[:-1], sign * share, width=np.diff(edges), align="edge",
+                             color=style["color"], alpha=0.75, edgecolor="white", linewidth=0.4,
+                             label=f"{arm_names[arm]} (n = {format_count(int(values.size), threshold)})", gid=f"ps-arm-{arm}")
+            panel_ax.axhline(0, color="black", linewidth=0.6)
+            panel_ax.set_title(title)
+            panel_ax.set_xlim(0, 1)
+            panel_ax.set_xlabel("Propensity score")
+            panel_ax.legend(loc="upper right", fontsize=7)
+        limit = max(top * 1.25, 0.05)
+        for panel_ax in axes:
+            panel_ax.set_ylim(-limit, limit)
+            panel_ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{abs(v):.2f}"))
+        axes[0].set_ylabel(f"Proportion of arm\n(\u2191 {arm_names[1]}, \u2193 {arm_names[0]})")
+        fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- survival
+
+
+def _at_risk_counts(km_result: Any, table: pd.DataFrame, groups: list[object], times: np.ndarray) -> np.ndarray:
+    """Numbers at risk (time >= t) per group and time: the result's own ``at_risk`` when it has one.
+
+    Without it, the risk set of the first listed time >= t (summary.survfit's
+    ``n.risk``), 0 beyond the last time.
+    """
+    at_risk = getattr(km_result, "at_risk", None)
+    if callable(at_risk):
+        frame = at_risk(times)
+        return np.array([[float(frame.loc[g].iloc[j]) if g is not None else float(frame.iloc[0, j])
+                          for j in range(len(times))] for g in groups])
+    out = np.zeros((len(groups), len(times)))
+    for i, g in enumerate(groups):
+        rows = _rows(table, g)
+        tt = rows["time"].to_numpy(dtype=float)
+        nr = rows["n_risk"].to_numpy(dtype=float)
+        nxt = np.searchsorted(tt, times, side="left")
+        out[i] = np.where(nxt < tt.size, nr[np.minimum(nxt, max(tt.size - 1, 0))], 0.0)
+    return out
+
+
+def _draw_at_risk(table_ax: Axes, counts: np.ndarray, times: np.ndarray, names: list[str], threshold: int) -> None:
+    table_ax.set_ylim(-0.5, len(names) - 0.5)
+    table_ax.set_yticks(range(len(names)))
+    # First arm on top, as the legend lists it.
+    table_ax.set_yticklabels(list(reversed(names)))
+    for i, name in enumerate(names):
+        y = len(names) - 1 - i
+        colour = _style.arm_style(i)["color"]
+        table_ax.get_yticklabels()[y].set_color(colour)
+        for j, t in enumerate(times):
+            table_ax.text(t, y, format_count(counts[i, j], threshold), ha="center", va="center",
+                          fontsize=8, color=colour, gid=f"at-risk-{i}-{j}")
+    # Pad the arm names clear of the first column of numbers (centred on x = 0).
+    table_ax.tick_params(axis="y", length=0, pad=16)
+    table_ax.tick_params(axis="x", length=0, labelbottom=False)
+    for spine in table_ax.spines.values():
+        spine.set_visible(False)
+    table_ax.set_title("Number at risk", loc="left", fontsize=8, fontweight="bold", pad=2)
+
+
+def _curve_plot(
+    table: pd.DataFrame,
+    value_column: str,
+    start_value: float,
+    names: list[str],
+    groups: list[object],
+    ax: Axes,
+    censor_ticks: bool,
+) -> None:
+    for i, g in enumerate(groups):
+        rows = _rows(table, g).sort_values("time")
+        tt = rows["time"].to_numpy(dtype=float)
+        style = _style.arm_style(i)
+        x, y = _step_from(tt, rows[value_column].to_numpy(dtype=float), start_value)
+        ax.step(x, y, where="post", color=style["color"], linestyle=style["linestyle"], label=names[i],
+                gid=f"curve-{i}", zorder=3)
+        if {"lower", "upper"} <= set(rows.columns):
+            _, lo = _step_from(tt, rows["lower"].to_numpy(dtype=float), start_value)
+            _, hi = _step_from(tt, rows["upper"].to_numpy(dtype=float), start_value)
+            ax.fill_between(x, lo, hi, step="post", color=style["color"], alpha=0.15, linewidth=0,
+                            gid=f"band-{i}", zorder=1)
+        if censor_ticks and "n_censor" in rows.columns:
+            censored = rows["n_censor"].to_numpy(dtype=float) > 0
+            ax.plot(tt[censored], rows[value_column].to_numpy(dtype=float)[censored], linestyle="none",
+                    marker="|", markersize=6, markeredgewidth=1.0, color=style["color"], gid=f"censor-{i}",
+                    zorder=4)
+
+
+def kaplan_meier_plot(
+    km_result: Any,
+    at_risk_times: Sequence[float],
+    labels: Mapping[object, str] | Sequence[str] | None,
+    logrank_p: float | None,
+    ax: Axes | None = None,
+    threshold: int = DEFAULT_THRESHOLD,
+    ylabel: str = "Survival probability",
+    xlabel: str = "Days since CKRT start",
+) -> Figure:
+    """Kaplan-Meier survival by arm with 95% CI bands, censor ticks, log-rank p and numbers at risk.
+
+    Parameters
+    ----------
+    km_result : ``survival.kaplan_meier`` result (or its ``.table``): columns
+        ``group``, ``time``, ``n_risk``, ``n_event``, ``n_censor``,
+        ``survival``, ``lower``, ``upper`` (summary.survfit with censored=TRUE).
+    at_risk_times : the x ticks and the columns of the at-risk table (days);
+        the x axis spans 0 to the largest.
+    labels : arm names by group value (``{0: "no Mg", 1: "Mg"}``) or in group order.
+    logrank_p : p of the log-rank test (``survival.logrank(...).p_value``), or None.
+    ax : draw the curves here; the at-risk table goes in an inset below it.
+    threshold : small-cell threshold for the numbers at risk.
+
+    Returns
+    -------
+    Figure. Curves have gid ``curve-<i>``, bands ``band-<i>``, censor ticks
+    ``censor-<i>`` and at-risk numbers ``at-risk-<i>-<j>`` (i: arm in group order).
+    """
+    table = _table_of(km_result, "kaplan_meier_plot")
+    _require(table, ["time", "survival", "n_risk"], "kaplan_meier_plot")
+    times = np.asarray(sorted(float(t) for t in at_risk_times))
+    if times.size == 0:
+        raise InputError("kaplan_meier_plot: at_risk_times is empty; give e.g. [0, 15, 30, 45, 60, 75, 90]")
+    groups = _groups(table)
+    names = resolve_labels(groups, labels) if groups != [None] else ["All patients"]
+    with _style.style():
+        if ax is None:
+            fig = _style.new_figure(6.0, 4.8)
+            grid = fig.add_gridspec(2, 1, height_ratios=[4.2, 0.35 + 0.3 * len(groups)], hspace=0.28)
+            ax = fig.add_subplot(grid[0])
+            table_ax = fig.add_subplot(grid[1], sharex=ax)
+        else:
+            fig = ax.figure
+            table_ax = ax.inset_axes([0.0, -0.42, 1.0, 0.22], sharex=ax)
+        _curve_plot(table, "survival", 1.0, names, groups, ax, censor_ticks=True)
+        ax.set_xlim(0, times.max() * 1.02)
+        ax.set_xticks(times)
+        ax.set_xticklabels([f"{t:g}" for t in times])
+        ax.set_ylim(0, 1.02)
+        ax.set_yticks(np.linspace(0, 1, 6))
+        ax.set_ylabel(ylabel)
+        ax.set_xlabel(xlabel)
+        ax.legend(loc="lower left", handlelength=2.5)
+        if logrank_p is not None:
+            ax.text(0.98, 0.96, f"Log-rank {format_p_inline(logrank_p)}", transform=ax.transAxes,
+                    ha="right", va="top", gid="logrank-p")
+        _draw_at_risk(table_ax, _at_risk_counts(km_result, table, groups, times), times, names, threshold)
+    return fig
+
+
+def cumulative_incidence_plot(
+    cif_result: Any,
+    labels: Mapping[object, str] | Sequence[str] | None,
+    gray_p: float | None,
+    ax: Axes | None = None,
+    horizon: float | None = 90.0,
+    ylabel: str = "Cumulative incidence of KRT liberation",
+    xlabel: str = "Days since CKRT start",
+    competing: str = "death",
+) -> Figure:
+    """Cumulative incidence of one cause by arm (Aalen-Johansen), with its competing event noted.
+
+    Parameters
+    ----------
+    cif_result : ``survival.cumulative_incidence`` result (or its ``.table``):
+        ``group``, ``time``, ``cif`` and optionally ``lower``, ``upper``
+        (as cmprsk::cuminc), for the cause of interest.
+    labels : arm names by group value or in group order.
+    gray_p : p of Gray's test (``survival.gray_test(...).p_value``), or None.
+    horizon : right end of the x axis (days); None for the last time.
+    competing : the competing event, named in the annotation.
+
+    Returns
+    -------
+    Figure. Curves have gid ``curve-<i>`` and bands ``band-<i>``.
+    """
+    table = _table_of(cif_result, "cumulative_incidence_plot")
+    _require(table, ["time", "cif"], "cumulative_incidence_plot")
+    groups = _groups(table)
+    names = resolve_labels(groups, labels) if groups != [None] else ["All patients"]
+    with _style.style():
+        fig, ax = _figure_and_axes(ax, 6.0, 4.0)
+        _curve_plot(table, "cif", 0.0, names, groups, ax, censor_ticks=False)
+        right = horizon if horizon is not None else float(table["time"].max())
+        ax.set_xlim(0, right * 1.02)
+        if horizon is not None:
+            ax.set_xticks(np.linspace(0, horizon, 7))
+        ax.set_ylim(0, 1.02)
+        ax.set_yticks(np.linspace(0, 1, 6))
+        ax.set_ylabel(ylabel)
+        ax.set_xlabel(xlabel)
+        ax.legend(loc="upper left", handlelength=2.5)
+        note = f"{competing.capitalize()} as competing event"
+        if gray_p is not None:
+            note = f"Gray's test {format_p_inline(gray_p)}\n{note}"
+        ax.text(0.98, 0.04, note, transform=ax.transAxes, ha="right", va="bottom", gid="gray-p")
+        fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- flow diagram
+
+
+def _box(ax: Axes, x: float, y: float, text: str, width: int, gid: str, weight: str = "normal",
+         align: str = "center") -> None:
+    wrapped = "\n".join(
+        textwrap.fill(line, width=width) if not line.startswith("\u2022") else
+        textwrap.fill(line, width=width, subsequent_indent="   ")
+        for line in text.split("\n")
+    )
+    ax.text(x, y, wrapped, ha="center", va="center", fontsize=8, fontweight=weight, gid=gid, wrap=False,
+            multialignment=align,
+            bbox={"boxstyle": "square,pad=0.6", "facecolor": "white", "edgecolor": "black", "linewidth": 0.8},
+            zorder=3)
+
+
+def _arrow(ax: Axes, start: tuple[float, float], end: tuple[float, float]) -> None:
+    ax.annotate("", xy=end, xytext=start, arrowprops={"arrowstyle": "-|>", "color": "black", "linewidth": 0.8,
+                                                      "shrinkA": 0, "shrinkB": 0}, zorder=2)
+
+
+def flow_diagram(
+    attrition: pd.DataFrame,
+    counts: Mapping[str, int],
+    ax: Axes | None = None,
+    labels: Mapping[object, str] | Sequence[str] | None = None,
+    threshold: int = DEFAULT_THRESHOLD,
+) -> Figure:
+    """CONSORT-style flow diagram from the attrition log and the arm counts.
+
+    screened -> excluded (each reason with its count) -> eligible, split by
+    arm -> matched, by arm (with the number left unmatched).
+
+    Parameters
+    ----------
+    attrition : the cohort's attrition log: ``step``, ``remaining``,
+        ``excluded``, ``reason``; the first row is the screened population.
+    counts : ``exposed``, ``unexposed`` and, when matching ran,
+        ``matched_exposed``, ``matched_unexposed``.
+    labels : arm names (``{0: comparator, 1: exposed}`` or ``[comparator, exposed]``).
+    threshold : small-cell threshold for every count in a box.
+
+    Returns
+    -------
+    Figure; each box is a text artist with gid ``flow-<name>``.
+    """
+    if not isinstance(attrition, pd.DataFrame) or attrition.empty:
+        raise InputError("flow_diagram: the attrition log is empty; the cohort step must record at least the screened row")
+    _require(attrition, ["step", "remaining", "excluded"], "flow_diagram(attrition)")
+    for key in ("exposed", "unexposed"):
+        if key not in counts:
+            raise InputError(f"flow_diagram: counts lacks {key!r} (has {sorted(counts)})")
+    comparator, exposed = resolve_labels([0, 1], labels if labels is not None else ["Comparator", "Exposed"])
+    def n(value: object) -> str:
+        # Non-breaking spaces keep "n = 12" on one line when a box wraps.
+        shown = format_count(value, threshold)
+        return f"n\u00a0<\u00a0{shown[1:]}" if shown.startswith("<") else f"n\u00a0=\u00a0{shown}"
+
+    first = attrition.iloc[0]
+    screened_text = f"{first['step']}\n({n(first['remaining'])})"
+    exclusions = attrition.iloc[1:]
+    exclusions = exclusions[pd.to_numeric(exclusions["excluded"], errors="coerce").fillna(0) > 0]
+    total_excluded = int(pd.to_numeric(exclusions["excluded"]).sum()) if len(exclusions) else 0
+    reason_col = "reason" if "reason" in attrition.columns else "step"
+    lines = [f"Excluded ({n(total_excluded)})"]
+    for _, row in exclusions.iterrows():
+        reason = row[reason_col] if isinstance(row[reason_col], str) and row[reason_col] else row["step"]
+        lines.append(f"\u2022 {reason} ({n(row['excluded'])})")
+    eligible = int(attrition.iloc[-1]["remaining"])
+    matched = "matched_exposed" in counts and counts.get("matched_exposed") is not None
+    with _style.style():
+        fig, ax = _figure_and_axes(ax, 6.5, 6.2 if matched else 4.8)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.axis("off")
+        ys = [0.93, 0.70, 0.48, 0.27, 0.06] if matched else [0.90, 0.60, 0.34, 0.08]
+        _box(ax, 0.35, ys[0], screened_text, 40, "flow-screened", weight="bold")
+        _box(ax, 0.76, ys[1], "\n".join(lines), 38, "flow-excluded", align="left")
+        _box(ax, 0.35, ys[2], f"Eligible\n({n(eligible)})", 40, "flow-eligible", weight="bold")
+        _arrow(ax, (0.35, ys[0] - 0.06), (0.35, ys[2] + 0.06))
+        _arrow(ax, (0.35, ys[1]), (0.52, ys[1]))
+        _box(ax, 0.18, ys[3], f"{exposed}\n({n(counts['exposed'])})", 24, "flow-exposed")
+        _box(ax, 0.56, ys[3], f"{comparator}\n({n(counts['unexposed'])})", 24, "flow-unexposed")
+        ax.plot([0.35, 0.35], [ys[2] - 0.05, ys[2] - 0.1], color="black", linewidth=0.8)
+        ax.plot([0.18, 0.56], [ys[2] - 0.1, ys[2] - 0.1], color="black", linewidth=0.8)
+        _arrow(ax, (0.18, ys[2] - 0.1), (0.18, ys[3] + 0.05))
+        _arrow(ax, (0.56, ys[2] - 0.1), (0.56, ys[3] + 0.05))
+        if matched:
+            me, mu = counts["matched_exposed"], counts["matched_unexposed"]
+            unmatched_e = int(counts["exposed"]) - int(me)
+            unmatched_u = int(counts["unexposed"]) - int(mu)
+            _box(ax, 0.18, ys[4], f"Matched: {exposed}\n({n(me)})\nnot matched: {n(unmatched_e)}", 26,
+                 "flow-matched-exposed", weight="bold")
+            _box(ax, 0.56, ys[4], f"Matched: {comparator}\n({n(mu)})\nnot matched: {n(unmatched_u)}", 26,
+                 "flow-matched-unexposed", weight="bold")
+            _arrow(ax, (0.18, ys[3] - 0.05), (0.18, ys[4] + 0.07))
+            _arrow(ax, (0.56, ys[3] - 0.05), (0.56, ys[4] + 0.07))
+            ax.text(0.37, (ys[3] + ys[4]) / 2, "Propensity score\nmatching", ha="center", va="center",
+                    fontsize=7, style="italic", color=_style.OKABE_ITO["grey"])
+    return fig
+
+
+# --------------------------------------------------------------------------- forest plot
+
+
+def forest_plot(
+    estimates: Sequence[Any],
+    ax: Axes | None = None,
+    reference: Mapping[str, float] | None = None,
+) -> Figure:
+    """Forest plot of the results table: one line per (outcome, model, population) on a log scale.
+
+    Parameters
+    ----------
+    estimates : ``StudyResult.estimates`` (objects with ``outcome``, ``model``,
+        ``population``, ``estimate``, ``lower``, ``upper``).
+    reference : optional value per outcome drawn as a marked tick (the
+        planted truth of synthetic data), e.g. ``{"death_90d": 0.5}``.
+
+    Returns
+    -------
+    Figure with one errorbar per estimate (gid ``forest-<k>``).
+    """
+    rows = [e for e in estimates if np.isfinite(getattr(e, "estimate", np.nan))]
+    if not rows:
+        raise InputError("forest_plot: no estimates to draw (every model was skipped)")
+    with _style.style():
+        fig, ax = _figure_and_axes(ax, 6.5, 1.0 + 0.34 * len(rows))
+        y = np.arange(len(rows))[::-1]
+        for k, (yk, e) in enumerate(zip(y, rows, strict=True)):
+            colour = _style.OKABE_ITO["blue"] if e.outcome == "death_90d" else _style.OKABE_ITO["bluish_green"]
+            lo, hi = float(e.lower), float(e.upper)
+            ax.errorbar([e.estimate], [yk], xerr=[[e.estimate - lo], [hi - e.estimate]], fmt="s", color=colour,
+                        markersize=4, capsize=2, linewidth=1.0, gid=f"forest-{k}")
+            if reference and e.outcome in reference and reference[e.outcome] is not None:
+                ax.plot([reference[e.outcome]], [yk], marker="x", color=_style.OKABE_ITO["vermillion"],
+                        markersize=5, linestyle="none", gid=f"forest-truth-{k}")
+            ax.text(1.02, yk, format_ratio(e.estimate, lo, hi), transform=ax.get_yaxis_transform(),
+                    va="center", fontsize=7)
+        ax.axvline(1.0, color="black", linewidth=0.7)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(0.1, 0.2, 0.5, 1.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_yticks(y)
+        ax.set_yticklabels([
+            f"{label_of(OUTCOME_LABELS, e.outcome)}: {label_of(MODEL_LABELS, e.model)}, "
+            f"{label_of(POPULATION_LABELS, e.population).lower()}" for e in rows
+        ], fontsize=7)
+        ax.set_xlabel("Hazard ratio (95% CI), log scale")
+        ax.set_ylim(-0.7, len(rows) - 0.3)
+        fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- export
+
+
+def save_figure(fig: Figure, path_stem: str | Path, dpi: int = 300) -> tuple[Path, Path]:
+    """Write ``<path_stem>.png`` (``dpi``, default 300) and ``<path_stem>.svg``; return both paths.
+
+    SVG text stays text, and the files carry no creation date, so two runs on
+    the same results write identical SVG files.
+    """
+    stem = Path(path_stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    png, svg = stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".svg")
+    with _style.style():
+        fig.savefig(png, dpi=dpi, bbox_inches="tight", facecolor="white", metadata={"Software": None})
+        fig.savefig(svg, bbox_inches="tight", facecolor="white", metadata={"Date": None, "Creator": None})
+    return png, svg
+
+
+def figure_png_bytes(fig: Figure, dpi: int = 200) -> bytes:
+    """The figure as PNG bytes (for embedding in the HTML report)."""
+    import io
+
+    buffer = io.BytesIO()
+    with _style.style():
+        fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight", facecolor="white", metadata={"Software": None})
+    return buffer.getvalue()

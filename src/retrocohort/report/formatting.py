@@ -1,0 +1,134 @@
+"""Numbers as journals print them: p values, ratios with CIs, labels in the study's words."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+DASH = "\u2013"  # en dash between CI limits, as journals set ranges
+
+# Display names of the analysis-frame columns (cohort contract), with units.
+COVARIATE_LABELS: dict[str, str] = {
+    "age": "Age, years",
+    "sex": "Sex",
+    "sepsis": "Sepsis",
+    "creatinine_baseline": "Baseline creatinine, mg/dL",
+    "egfr_baseline": "Baseline eGFR, mL/min/1.73 m\u00b2",
+    "sofa": "SOFA score",
+    "serum_mg": "Serum Mg, mg/dL",
+    "vasopressor": "Vasopressor",
+    "ventilation": "Mechanical ventilation",
+    "distance": "Propensity score (logit)",
+}
+
+OUTCOME_LABELS: dict[str, str] = {
+    "death_90d": "90-day mortality",
+    "krt_liberation_90d": "KRT liberation by day 90",
+}
+
+MODEL_LABELS: dict[str, str] = {
+    "cox_unadjusted": "Cox, unadjusted",
+    "cox_adjusted": "Cox, adjusted",
+    "fine_gray_unadjusted": "Fine-Gray, unadjusted",
+    "fine_gray_adjusted": "Fine-Gray, adjusted",
+    "propensity": "Propensity model",
+    "matching": "Matching",
+}
+
+POPULATION_LABELS: dict[str, str] = {
+    "matched": "Matched cohort",
+    "full": "Full eligible cohort",
+    "iptw": "Eligible cohort, IPTW (ATT)",
+}
+
+
+def covariate_label(name: str) -> str:
+    """Readable label of a covariate or of one level of it (``sexM``, ``sex=M``, ``sex_M``)."""
+    if name in COVARIATE_LABELS:
+        return COVARIATE_LABELS[name]
+    for key, label in COVARIATE_LABELS.items():
+        for sep in (" = ", "=", "_", ":", ""):
+            prefix = f"{key}{sep}"
+            if sep == "" and key != "sex":
+                continue  # only sex has short levels that R glues on (sexM)
+            if name.startswith(prefix) and len(name) > len(prefix):
+                level = name[len(prefix) :].strip()
+                if key == "sex":
+                    return {"M": "Male sex", "F": "Female sex"}.get(level, f"Sex = {level}")
+                return f"{label.split(',')[0]} = {level}"
+    return name.replace("_", " ")
+
+
+def label_of(mapping: Mapping[str, str], key: str) -> str:
+    return mapping.get(key, key.replace("_", " "))
+
+
+def is_number(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(float(x))
+
+
+def format_p(p: float | None) -> str:
+    """p as journals print it (NEJM/JAMA style).
+
+    ``< 0.001`` below 0.001; three decimals below 0.01; two decimals
+    otherwise, except three where two would round across 0.05 (0.046 -> 0.046,
+    not 0.05); ``> 0.99`` above 0.99; an em dash when missing.
+    """
+    if p is None or not is_number(p):
+        return "\u2014"
+    p = float(p)
+    if p < 0.001:
+        return "< 0.001"
+    if p > 0.99:
+        return "> 0.99"
+    if p < 0.01:
+        return f"{p:.3f}"
+    two = f"{p:.2f}"
+    if (p < 0.05) != (float(two) < 0.05):
+        return f"{p:.3f}"
+    return two
+
+
+def format_p_inline(p: float | None) -> str:
+    """p for running text and figure annotations: "p < 0.001" or "p = 0.04"."""
+    text = format_p(p)
+    if text.startswith(("<", ">")):
+        return f"p {text}"
+    if text == "\u2014":
+        return "p not available"
+    return f"p = {text}"
+
+
+def format_number(x: float | None, digits: int = 2) -> str:
+    if x is None or not is_number(x):
+        return "\u2014"
+    return f"{float(x):.{digits}f}"
+
+
+def format_ratio(estimate: float | None, lower: float | None, upper: float | None, digits: int = 2) -> str:
+    """``0.38 (0.18–0.83)``: a hazard ratio with its confidence limits."""
+    if estimate is None or not is_number(estimate):
+        return "\u2014"
+    return f"{format_number(estimate, digits)} ({format_number(lower, digits)}{DASH}{format_number(upper, digits)})"
+
+
+def resolve_labels(groups: Sequence[object], labels: Mapping[object, str] | Sequence[str] | None) -> list[str]:
+    """Display label of each group, from a mapping (by group value) or a sequence (in group order)."""
+    if labels is None:
+        return [str(g) for g in groups]
+    if isinstance(labels, Mapping):
+        out = []
+        for g in groups:
+            if g in labels:
+                out.append(labels[g])
+            elif str(g) in labels:
+                out.append(labels[str(g)])
+            else:
+                out.append(str(g))
+        return out
+    labels = list(labels)
+    if len(labels) != len(groups):
+        from ..errors import InputError
+
+        raise InputError(f"{len(labels)} labels given for {len(groups)} groups ({list(groups)}); give one per group")
+    return labels
