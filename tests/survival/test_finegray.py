@@ -1,0 +1,354 @@
+"""fine_gray against cmprsk::crr fixtures, a hand-solved case, properties and bad input.
+
+Fixtures are written by tests/reference/r/finegray.R (through
+tests/reference/make_reference.R) with the input data embedded.
+Tolerances: coefficients, baseline jumps and predicted CIF 1e-7 relative;
+variances 1e-6 relative; log pseudo-likelihoods 1e-9 relative.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from retrocohort.errors import ConvergenceError, InputError, ModelWarning
+from retrocohort.survival.finegray import FineGrayResult, fine_gray, predict_cif
+
+COEF_RTOL = 1e-7
+VAR_RTOL = 1e-6
+
+
+def _frame(ref: dict) -> pd.DataFrame:
+    return pd.DataFrame(ref["data"])
+
+
+def _assert_crr(fit: FineGrayResult, values: dict, coef_key: str = "coef", var_key: str = "var") -> None:
+    assert list(fit.summary.index) == values["terms"]
+    np.testing.assert_allclose(fit.summary["coef"], values[coef_key], rtol=COEF_RTOL)
+    np.testing.assert_allclose(fit.vcov.to_numpy(), np.array(values[var_key]), rtol=VAR_RTOL)
+    np.testing.assert_allclose(fit.summary["se"], np.sqrt(np.diag(np.array(values[var_key]))), rtol=VAR_RTOL)
+
+
+# ----------------------------------------------------------------- fixtures
+
+
+def test_mgus2_progression_equals_crr(reference):
+    ref = reference("finegray_mgus2")
+    values = ref["values"]
+    data = _frame(ref)
+    fit = fine_gray(data, "etime", "event", ["age", "sex", "hgb"], cause=1, censor_code=0)
+    _assert_crr(fit, values)
+    np.testing.assert_allclose(fit.information.to_numpy(), np.array(values["inf"]), rtol=1e-9)
+    np.testing.assert_allclose(fit.loglik.final, values["loglik"], rtol=1e-9)
+    np.testing.assert_allclose(fit.loglik.null, values["loglik_null"], rtol=1e-9)
+    np.testing.assert_allclose(fit.baseline["time"], values["uftime"], rtol=0)
+    np.testing.assert_allclose(fit.baseline["hazard"], values["bfitj"], rtol=COEF_RTOL)
+    assert fit.n == values["n"] == len(data)
+    assert fit.n_events == int((data["event"] == 1).sum())
+    assert fit.n_competing == int((data["event"] == 2).sum())
+    assert fit.converged is bool(values["converged"])
+    # Wald interval and test from coef and se
+    row = fit.summary.loc["sexM"]
+    assert row["lower"] == pytest.approx(math.exp(row["coef"] - 1.959963984540054 * row["se"]), rel=1e-12)
+    assert row["p"] == pytest.approx(math.erfc(abs(row["coef"] / row["se"]) / math.sqrt(2)), rel=1e-10)
+
+
+def test_mgus2_predicted_cif_equals_predict_crr(reference):
+    ref = reference("finegray_mgus2")
+    values = ref["values"]
+    fit = fine_gray(_frame(ref), "etime", "event", ["age", "sex", "hgb"])
+    profiles = pd.DataFrame(values["profiles"])
+    predicted = predict_cif(fit, profiles)
+    expected = np.array(values["predict"])
+    np.testing.assert_allclose(predicted["time"], expected[:, 0], rtol=0)
+    np.testing.assert_allclose(predicted.iloc[:, 1:].to_numpy(), expected[:, 1:], rtol=COEF_RTOL)
+
+
+def test_mgus2_death_as_cause_equals_crr(reference):
+    ref = reference("finegray_mgus2_death")
+    fit = fine_gray(_frame(ref), "etime", "event", ["age", "sex", "hgb"], cause=2)
+    _assert_crr(fit, ref["values"])
+
+
+def test_whole_day_ties_binary_and_categorical_equal_crr(reference):
+    ref = reference("finegray_ties")
+    values = ref["values"]
+    data = _frame(ref)
+    assert values["n_tied_event_censor_days"] > 0  # events and censorings share days
+    fit = fine_gray(data, "time", "status", ["age", "treated", "stage"])
+    _assert_crr(fit, values)
+    predicted = fit.predict_cif(pd.DataFrame(values["profiles"]))
+    np.testing.assert_allclose(predicted.iloc[:, 1:].to_numpy(), np.array(values["predict"])[:, 1:], rtol=COEF_RTOL)
+    # competing cause as the event of interest
+    _assert_crr(fine_gray(data, "time", "status", ["age", "treated", "stage"], cause=2), values,
+                "coef_cause2", "var_cause2")
+
+
+def test_tight_tolerance_equals_crr_run_to_convergence(reference):
+    ref = reference("finegray_ties")
+    fit = fine_gray(_frame(ref), "time", "status", ["age", "treated", "stage"], tol=1e-12, max_iter=50)
+    _assert_crr(fit, ref["values"], "coef_tight", "var_tight")
+
+
+def test_p10_with_recoded_status_equals_crr(reference):
+    ref = reference("finegray_p10")
+    values = ref["values"]
+    fit = fine_gray(_frame(ref), "time", "status", values["terms"], cause=3, censor_code=9)
+    _assert_crr(fit, values)
+    np.testing.assert_allclose(fit.loglik.final, values["loglik"], rtol=1e-9)
+
+
+def test_cluster_variance_with_one_subject_per_cluster_is_crr_var(reference):
+    ref = reference("finegray_clusters")
+    values = ref["values"]
+    data = _frame(ref)
+    data["subject"] = np.arange(len(data))
+    fit = fine_gray(data, "time", "status", ["treated", "score"], cluster="subject")
+    _assert_crr(fit, values)
+    assert fit.variance == "cluster" and fit.n_clusters == len(data)
+    matched = fine_gray(data, "time", "status", ["treated", "score"], cluster="set_id")
+    # same coefficients, different (matched-set) variance
+    np.testing.assert_array_equal(matched.summary["coef"], fit.summary["coef"])
+    assert matched.n_clusters == data["set_id"].nunique()
+    assert not np.allclose(matched.summary["se"], fit.summary["se"], rtol=1e-3)
+
+
+def test_untied_coefficients_equal_finegray_coxph(reference):
+    # survival::finegray + coxph(weights = fgwt) solves the same estimating
+    # equation when no times are tied; with ties its coefficients differ.
+    ref = reference("finegray_clusters")
+    values = ref["values"]
+    data = _frame(ref)
+    assert data["time"].nunique() == len(data)
+    fit = fine_gray(data, "time", "status", ["treated", "score"], tol=1e-12, max_iter=50)
+    np.testing.assert_allclose(fit.summary["coef"], values["coef_tight"], rtol=COEF_RTOL)
+    np.testing.assert_allclose(fit.summary["coef"], values["finegray_coxph_coef"], rtol=1e-6)
+
+
+# ------------------------------------------------------------ hand-solved case
+
+
+def test_six_rows_closed_form():
+    # No censoring, so G = 1 and a competing-event subject stays in the risk
+    # set with weight 1. Rows (time, x, status):
+    #   A 1 1 1 | B 2 0 2 | C 3 0 1 | D 4 1 2 | E 5 1 1 | F 6 0 2
+    # With r = exp(beta), risk sets at the events of interest:
+    #   t=1 all six: S0 = 3r + 3, event x=1
+    #   t=3 without A: x=1 {D, E}, x=0 {B (competing, stays), C, F}: S0 = 2r + 3, event x=0
+    #   t=5 without A, C: x=1 {D, E}, x=0 {B, F}: S0 = 2r + 2, event x=1
+    # score = 2 - 2r/(r+1) - 2r/(2r+3) = 0  <=>  r^2 - r - 3 = 0  <=>  r = (1 + sqrt(13)) / 2
+    # information = 2 r/(r+1)^2 + 6 r/(2r+3)^2 (sum of p(1-p) of x in each risk set)
+    # Baseline jumps 1/S0 at beta-hat; loglik = 2 beta - sum log S0.
+    # No censoring: psi = 0, eta_i = sum_t (x_i - p_t)(dN_i(t) - Y_i(t) r^{x_i} / S0(t)).
+    data = pd.DataFrame({
+        "time": [1.0, 2, 3, 4, 5, 6],
+        "x": [1.0, 0, 0, 1, 1, 0],
+        "status": [1, 2, 1, 2, 1, 2],
+    })
+    fit = fine_gray(data, "time", "status", ["x"], tol=1e-14, max_iter=50)
+    r = (1 + math.sqrt(13)) / 2
+    beta = math.log(r)
+    assert fit.summary.loc["x", "coef"] == pytest.approx(beta, rel=1e-12)
+    info = 2 * r / (r + 1) ** 2 + 6 * r / (2 * r + 3) ** 2
+    assert fit.information.iloc[0, 0] == pytest.approx(info, rel=1e-12)
+    s0 = np.array([3 * r + 3, 2 * r + 3, 2 * r + 2])
+    np.testing.assert_allclose(fit.baseline["hazard"], 1 / s0, rtol=1e-12)
+    assert fit.loglik.final == pytest.approx(2 * beta - np.log(s0).sum(), rel=1e-12)
+    assert fit.loglik.null == pytest.approx(-np.log([6.0, 5.0, 4.0]).sum(), rel=1e-12)
+    # p_t = share of x=1 in each risk set; Y = membership (rows A..F) in each risk set
+    p = np.array([r / (r + 1), 2 * r / (2 * r + 3), r / (r + 1)])
+    member = np.array([[1, 1, 1, 1, 1, 1], [0, 1, 1, 1, 1, 1], [0, 1, 0, 1, 1, 1]], dtype=float)
+    event = np.array([[1, 0, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0], [0, 0, 0, 0, 1, 0]], dtype=float)
+    x = data["x"].to_numpy()
+    eta = ((x[None, :] - p[:, None]) * (event - member * r**x[None, :] / s0[:, None])).sum(axis=0)
+    assert fit.vcov.iloc[0, 0] == pytest.approx((eta**2).sum() / info**2, rel=1e-10)
+
+
+# ------------------------------------------------------------------ properties
+
+
+def _random_frame(seed: int, n: int, competing: bool = True, censoring: bool = True) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    b = rng.binomial(1, 0.5, size=n)
+    t_event = np.ceil(rng.exponential(10.0, size=n) * np.exp(-0.4 * x))
+    codes = rng.choice([1, 2], size=n) if competing else np.ones(n, dtype=int)
+    if censoring:
+        t_cens = np.ceil(rng.exponential(15.0, size=n))
+        status = np.where(t_cens < t_event, 0, codes)
+        time = np.minimum(t_event, t_cens)
+    else:
+        status, time = codes, t_event
+    return pd.DataFrame({"time": time.astype(float), "status": status, "x": x, "b": b.astype(float)})
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), scale=st.floats(1e-3, 1e3))
+def test_invariant_to_row_order_and_time_scale(seed, scale):
+    data = _random_frame(seed, 80)
+    if (data["status"] == 1).sum() < 5:
+        return
+    base = fine_gray(data, "time", "status", ["x", "b"], tol=1e-12, max_iter=50)
+    shuffled = data.sample(frac=1.0, random_state=seed % 2**31).reset_index(drop=True)
+    rescaled = shuffled.assign(time=shuffled["time"] * scale)
+    other = fine_gray(rescaled, "time", "status", ["x", "b"], tol=1e-12, max_iter=50)
+    np.testing.assert_allclose(other.summary["coef"], base.summary["coef"], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(other.vcov.to_numpy(), base.vcov.to_numpy(), rtol=1e-8, atol=1e-14)
+    np.testing.assert_allclose(other.baseline["time"], base.baseline["time"] * scale, rtol=1e-12)
+
+
+def _cox_breslow(time: np.ndarray, event: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Cox partial likelihood with Breslow ties by direct sums over risk sets (Newton)."""
+    beta = np.zeros(z.shape[1])
+    event_times = np.unique(time[event])
+    for _ in range(60):
+        risk = np.exp(z @ beta)
+        score = np.zeros_like(beta)
+        info = np.zeros((len(beta), len(beta)))
+        for t in event_times:
+            at_risk = time >= t
+            dead = event & (time == t)
+            w = risk[at_risk]
+            zr = z[at_risk]
+            mean = w @ zr / w.sum()
+            second = (zr * w[:, None]).T @ zr / w.sum()
+            d = dead.sum()
+            score += z[dead].sum(axis=0) - d * mean
+            info += d * (second - np.outer(mean, mean))
+        step = np.linalg.solve(info, score)
+        beta = beta + step
+        if np.abs(step).max() < 1e-13:
+            break
+    return beta
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), censoring=st.booleans())
+def test_no_competing_events_is_cox_breslow(seed, censoring):
+    # Without competing events the subdistribution risk set is the ordinary
+    # one, so the pseudo-likelihood is Cox's partial likelihood (Breslow ties).
+    data = _random_frame(seed, 50, competing=False, censoring=censoring)
+    if (data["status"] == 1).sum() < 5:
+        return
+    fit = fine_gray(data, "time", "status", ["x", "b"], tol=1e-13, max_iter=60)
+    expected = _cox_breslow(data["time"].to_numpy(), data["status"].to_numpy() == 1, data[["x", "b"]].to_numpy())
+    np.testing.assert_allclose(fit.summary["coef"], expected, rtol=1e-8, atol=1e-10)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_one_subject_per_cluster_is_crr_variance_and_cif_is_a_distribution(seed):
+    data = _random_frame(seed, 70).assign(subject=lambda f: np.arange(len(f))[::-1])
+    if (data["status"] == 1).sum() < 5:
+        return
+    plain = fine_gray(data, "time", "status", ["x", "b"])
+    clustered = fine_gray(data, "time", "status", ["x", "b"], cluster="subject")
+    np.testing.assert_allclose(clustered.vcov.to_numpy(), plain.vcov.to_numpy(), rtol=1e-12, atol=1e-16)
+    cif = plain.predict_cif(pd.DataFrame({"x": [-1.0, 0.0, 2.0], "b": [0.0, 1.0, 1.0]})).iloc[:, 1:].to_numpy()
+    assert np.all((cif >= 0) & (cif <= 1))
+    assert np.all(np.diff(cif, axis=0) >= 0)
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def _small() -> pd.DataFrame:
+    return _random_frame(5, 120)
+
+
+def test_status_code_outside_declared_codes():
+    data = _small()
+    data.loc[:4, "status"] = 7
+    with pytest.raises(InputError, match=r"status code\(s\) \[7\]"):
+        fine_gray(data, "time", "status", ["x"], competing_codes=[2])
+    # without declared codes, 7 is one more competing cause (crr's behaviour)
+    assert fine_gray(data, "time", "status", ["x"]).n_competing == int(data["status"].isin([2, 7]).sum())
+
+
+def test_no_events_of_the_cause():
+    data = _small()
+    with pytest.raises(InputError, match="no events of cause 3"):
+        fine_gray(data, "time", "status", ["x"], cause=3)
+
+
+def test_constant_and_collinear_covariates_are_named():
+    data = _small().assign(site=1.0, x2=lambda f: 2 * f["x"] + 1)
+    with pytest.raises(InputError, match="'site'"):
+        fine_gray(data, "time", "status", ["x", "site"])
+    with pytest.raises(InputError, match="'x2' is collinear"):
+        fine_gray(data, "time", "status", ["x", "x2"])
+
+
+def test_negative_time_and_missing_values():
+    data = _small()
+    data.loc[3, "time"] = -1.0
+    with pytest.raises(InputError, match="negative"):
+        fine_gray(data, "time", "status", ["x"])
+    data = _small()
+    data.loc[3, "x"] = np.nan
+    with pytest.raises(InputError, match="missing"):
+        fine_gray(data, "time", "status", ["x"])
+    data = _small().assign(pair=1.0)
+    data.loc[2, "pair"] = np.nan
+    with pytest.raises(InputError, match="cluster column 'pair'"):
+        fine_gray(data, "time", "status", ["x"], cluster="pair")
+
+
+def test_bad_options():
+    data = _small()
+    with pytest.raises(InputError, match="must differ"):
+        fine_gray(data, "time", "status", ["x"], cause=0)
+    with pytest.raises(InputError, match="conf_level"):
+        fine_gray(data, "time", "status", ["x"], conf_level=95)
+    with pytest.raises(InputError, match="at least one covariate"):
+        fine_gray(data, "time", "status", [])
+
+
+def test_monotone_likelihood_warns_and_names_covariate():
+    # every subject with marker = 1 has the event of interest, no one else
+    # does: the pseudo-likelihood keeps rising as the coefficient grows.
+    rng = np.random.default_rng(3)
+    n = 200
+    marker = rng.binomial(1, 0.5, size=n).astype(float)
+    data = pd.DataFrame({
+        "time": np.ceil(rng.exponential(10, size=n)),
+        "status": np.where(marker == 1, 1, rng.choice([0, 2], size=n)),
+        "marker": marker,
+        "noise": rng.normal(size=n),
+    })
+    with pytest.warns(ModelWarning, match=r"monotone in \['marker'\]"):
+        fit = fine_gray(data, "time", "status", ["marker", "noise"])
+    assert fit.converged is False
+    assert fit.summary.loc["marker", "coef"] > 5
+
+
+def test_non_convergence_raises_instead_of_returning():
+    data = _small()
+    with pytest.raises(ConvergenceError, match="did not converge in 1 iteration"):
+        fine_gray(data, "time", "status", ["x", "b"], tol=1e-14, max_iter=1)
+
+
+def test_regular_fit_does_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit = fine_gray(_small(), "time", "status", ["x", "b"])
+    assert fit.converged and 0 < fit.iterations <= 10
+
+
+def test_prediction_rejects_unknown_level(reference):
+    ref = reference("finegray_ties")
+    fit = fine_gray(_frame(ref), "time", "status", ["age", "treated", "stage"])
+    with pytest.raises(InputError, match="'IV'"):
+        fit.predict_cif(pd.DataFrame({"age": [60.0], "treated": [1], "stage": ["IV"]}))
+
+
+def test_result_is_frozen():
+    fit = fine_gray(_small(), "time", "status", ["x"])
+    with pytest.raises(AttributeError):
+        fit.n = 3  # type: ignore[misc]
