@@ -216,26 +216,24 @@ def _aliased_columns(x: np.ndarray) -> list[int]:
     return aliased
 
 
-def _separation_culprits(x: pd.DataFrame, treated: np.ndarray, coef: pd.Series) -> list[str]:
-    """Covariates that separate the arms on their own (max of one arm <= min of the other)."""
+def _separating_terms(x: pd.DataFrame, treated: np.ndarray) -> list[str]:
+    """Terms that separate the arms on their own, completely or quasi-completely.
+
+    A term separates when the largest value in one arm is <= the smallest in
+    the other; for a 0/1 term this is a level found in one arm only. The MLE
+    of its coefficient is then infinite whatever glm's iterations report.
+    """
     culprits = []
     for name in x.columns:
         col = x[name].to_numpy()
         a, b = col[treated], col[~treated]
         if a.max() <= b.min() or b.max() <= a.min():
             culprits.append(name)
-            continue
-        values = np.unique(col)
-        if len(values) == 2:
-            # Quasi-complete separation by a binary term: one of its levels only in one arm.
-            for v in values:
-                in_level = col == v
-                if treated[in_level].all() or not treated[in_level].any():
-                    culprits.append(name)
-                    break
-    if culprits:
-        return culprits
-    # Separation by a combination: name the terms with the largest standardized coefficients.
+    return culprits
+
+
+def _largest_standardized(x: pd.DataFrame, coef: pd.Series) -> list[str]:
+    # Separation by a combination of terms: name those with the largest |coef| * SD.
     sd = x.std(ddof=1).replace(0, np.nan)
     std_coef = (coef.reindex(x.columns).abs() * sd).dropna().sort_values(ascending=False)
     return list(std_coef.index[:2])
@@ -309,15 +307,21 @@ def propensity_score(
     mu, eta = fit["mu"], fit["eta"]
     notes: list[str] = []
     boundary = bool((mu > 1 - 10 * _EPS).any() or (mu < 10 * _EPS).any())
-    if boundary or not fit["converged"]:
-        culprits = _separation_culprits(terms, is_treated, coef) if terms.shape[1] else []
-        what = "fitted probabilities numerically 0 or 1 occurred" if boundary else "the fit did not converge"
+    culprits = _separating_terms(terms, is_treated) if terms.shape[1] else []
+    if boundary or not fit["converged"] or culprits:
+        if not culprits and terms.shape[1]:
+            culprits = _largest_standardized(terms, coef)
+        what = (
+            "fitted probabilities numerically 0 or 1 occurred" if boundary
+            else "the fit did not converge" if not fit["converged"]
+            else "a covariate separates the arms"
+        )
         note = (
             f"propensity_score: {what} (complete or quasi-complete separation of {treatment!r}); "
             f"covariate(s) responsible: {culprits}. Their coefficients and SEs are not finite estimates: "
             "coarsen, merge levels or drop them, or restrict the cohort to overlapping units"
         )
-        if not fit["converged"] and not boundary and not culprits:
+        if not fit["converged"] and not boundary and not _separating_terms(terms, is_treated):
             raise ConvergenceError(
                 f"propensity_score: IRLS did not converge in {_GLM_MAXIT} iterations; check the covariates for "
                 "extreme values or rescale them"
