@@ -1,0 +1,447 @@
+"""Write a study's outputs: results.json, tables/*.csv, figures/*.png + *.svg and report.html.
+
+Everything is written into a temporary sibling folder (``.<out>.partial-*``)
+and renamed into place only when every file is complete, so an interrupted
+run never leaves a folder that looks like a finished report. An existing
+output folder is replaced only with ``force=True``.
+
+Disclosure control: every count (patients, events, numbers at risk, the n of
+an ``n (%)`` cell) below ``study.report.small_cell_threshold`` is written as
+``"<threshold"`` (``report.suppression``'s rule: 0 is shown, threshold 0
+disables). No subject, stay or admission id and no date leaves the process:
+the row-level frames of the result are only summarised.
+
+The results.json schema is documented in ``docs/results-schema.md``
+(``SCHEMA_VERSION``); :func:`results_document` builds it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import RetrocohortError
+from ..report import figures as report_figures
+from ..report.suppression import suppress_frame, suppress_small_cells
+from .results import StudyResult
+
+SCHEMA_VERSION = "1.0"
+
+#: Published hazard ratios of the seed study, keyed as the estimates are.
+PRIMARY = {
+    "death_90d": ("cox_adjusted", "published_hr_death", "hr_death"),
+    "krt_liberation_90d": ("fine_gray_adjusted", "published_hr_krt", "shr_krt"),
+}
+
+ProgressCallback = Callable[[str, str, str], None]
+
+
+class OutputExistsError(RetrocohortError, FileExistsError):
+    """The output folder exists and ``force`` was not given."""
+
+
+# --------------------------------------------------------------------------- JSON helpers
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe Python value: NumPy scalars unwrapped, NaN/inf as null."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        v = float(value)
+        return v if math.isfinite(v) else None
+    if value is None or isinstance(value, (str, int)):
+        return value
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return str(value)
+
+
+def _count(value: Any, threshold: int) -> Any:
+    """A count for an output: an int, or "<threshold" when small; None when missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return suppress_small_cells(_plain(value), threshold)
+
+
+# --------------------------------------------------------------------------- results.json
+
+
+def _labels(result: StudyResult) -> dict[int, str]:
+    info = result.study.study
+    return {0: info.comparator_label, 1: info.exposure_label}
+
+
+def _test_dict(test: Any) -> dict[str, Any] | None:
+    if test is None:
+        return None
+    return {
+        "statistic": _plain(getattr(test, "statistic", None)),
+        "df": _plain(getattr(test, "df", None)),
+        "p": _plain(getattr(test, "p_value", None)),
+    }
+
+
+def _ph_rows(result: StudyResult) -> list[dict[str, Any]]:
+    table = getattr(result.ph_test, "table", result.ph_test)
+    if not isinstance(table, pd.DataFrame):
+        return []
+    rows = []
+    for term, row in table.iterrows():
+        rows.append(
+            {"term": str(term), **{k: _plain(row[k]) for k in ("chisq", "df", "p") if k in table.columns}}
+        )
+    return rows
+
+
+def balance_table(result: StudyResult) -> pd.DataFrame:
+    """Per covariate (level): ``covariate``, ``smd_before``, ``smd_after`` (absolute), variance ratios, KS."""
+    before, after = result.balance_before, result.balance_after
+    if before is None and after is None:
+        return pd.DataFrame(columns=["covariate", "smd_before", "smd_after"])
+    base = before if before is not None else after
+    out = pd.DataFrame({"covariate": [str(i) for i in base.index]})
+    for name, frame in (("before", before), ("after", after)):
+        for column in ("smd", "variance_ratio", "ks"):
+            if frame is not None and column in frame.columns:
+                values = frame[column].reindex(base.index).to_numpy(dtype=float)
+            else:
+                values = np.full(len(base), np.nan)
+            out[f"{column}_{name}"] = values
+    return out
+
+
+def key_table(result: StudyResult) -> pd.DataFrame:
+    """The primary estimates next to the published ones (and the planted truth on synthetic data).
+
+    One row per outcome: ``outcome``, ``model``, ``estimate``, ``lower``,
+    ``upper``, ``p``, ``published``, ``published_lower``, ``published_upper``,
+    ``planted``. Missing values are NaN (model skipped, nothing published).
+    """
+    rows = []
+    for outcome, (model, published_key, planted_key) in PRIMARY.items():
+        est = result.estimate(outcome, model, "matched")  # type: ignore[arg-type]
+        published = getattr(result.study.report, published_key)
+        planted = (result.planted or {}).get(planted_key)
+        rows.append(
+            {
+                "outcome": outcome,
+                "model": model,
+                "estimate": est.estimate if est else np.nan,
+                "lower": est.lower if est else np.nan,
+                "upper": est.upper if est else np.nan,
+                "p": est.p if est else np.nan,
+                "published": published[0] if published else np.nan,
+                "published_lower": published[1] if published else np.nan,
+                "published_upper": published[2] if published else np.nan,
+                "planted": planted if planted is not None else np.nan,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def results_document(result: StudyResult) -> dict[str, Any]:
+    """The results.json document (schema ``SCHEMA_VERSION``, see docs/results-schema.md).
+
+    Counts are suppressed by the study's small-cell threshold (a string such
+    as ``"<5"``); floats that are not finite are null.
+    """
+    threshold = result.study.report.small_cell_threshold
+    info = result.study.study
+    attrition = [
+        {
+            "step": str(row["step"]),
+            "remaining": _count(row["remaining"], threshold),
+            "excluded": _count(row["excluded"], threshold),
+            **({"reason": str(row["reason"])} if isinstance(row.get("reason"), str) and row["reason"] else {}),
+        }
+        for _, row in result.attrition.iterrows()
+    ]
+    estimates = [
+        {
+            "outcome": e.outcome,
+            "model": e.model,
+            "population": e.population,
+            "estimate": _plain(e.estimate),
+            "lower": _plain(e.lower),
+            "upper": _plain(e.upper),
+            "p": _plain(e.p),
+            "label": e.label,
+            "n": _count(e.n, threshold),
+            "n_events": _count(e.n_events, threshold),
+            "variance": e.variance,
+            "note": e.note,
+        }
+        for e in result.estimates
+    ]
+    balance = {
+        row["covariate"]: {"smd_before": _plain(row["smd_before"]), "smd_after": _plain(row["smd_after"])}
+        for _, row in balance_table(result).iterrows()
+    }
+    published = {}
+    for outcome, (model, key, _planted) in PRIMARY.items():
+        values = getattr(result.study.report, key)
+        if values:
+            published[outcome] = {"model": model, "estimate": values[0], "lower": values[1], "upper": values[2]}
+    dose = {
+        "mean": _plain(result.dose_meq.get("mean")),
+        "sd": _plain(result.dose_meq.get("sd")),
+    }
+    if "n" in result.dose_meq:
+        dose["n"] = _count(result.dose_meq["n"], threshold)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "study": {
+            "name": info.name,
+            "title": info.title,
+            "exposure_label": info.exposure_label,
+            "comparator_label": info.comparator_label,
+            "horizon_days": result.study.outcomes.horizon_days,
+        },
+        "synthetic": bool(result.synthetic),
+        "planted": _plain(result.planted) if result.synthetic else None,
+        "small_cell_threshold": threshold,
+        "attrition": attrition,
+        "counts": {k: _count(v, threshold) for k, v in result.counts.items()},
+        "dose_meq": dose,
+        "estimates": estimates,
+        "published": published,
+        "balance": balance,
+        "tests": {
+            "logrank_death": _test_dict(result.logrank),
+            "gray_krt": _test_dict(result.gray),
+            "ph_test": _ph_rows(result),
+        },
+        "e_value": (
+            {**_plain(result.e_value), "method": result.e_value_method} if result.e_value is not None else None
+        ),
+        "skipped": [
+            {"outcome": s.outcome, "model": s.model, "population": s.population, "reason": s.reason}
+            for s in result.skipped
+        ],
+        "notes": list(result.notes),
+        "provenance": _plain(result.provenance),
+    }
+
+
+# --------------------------------------------------------------------------- tables
+
+
+_DIGITS = re.compile(r"^\s*\d+\s*$")
+
+
+def _suppress_table_one(table: pd.DataFrame, threshold: int) -> pd.DataFrame:
+    """Table 1 with the n row, the n (%) cells and the missing counts suppressed."""
+    out = table.copy()
+    count_columns = [c for c in out.columns if str(c) not in ("SMD", "smd", "test", "p")]
+    for column in count_columns:
+        # The n row and the missing column hold bare counts as text ("37").
+        out[column] = [int(v) if isinstance(v, str) and _DIGITS.match(v) else v for v in out[column]]
+    return suppress_frame(out, columns=count_columns, threshold=threshold)
+
+
+def build_tables(result: StudyResult) -> dict[str, pd.DataFrame]:
+    """Every CSV table of the outputs, by file stem; counts already suppressed."""
+    threshold = result.study.report.small_cell_threshold
+    labels = _labels(result)
+    tables: dict[str, pd.DataFrame] = {}
+    attrition = result.attrition[[c for c in ("step", "remaining", "excluded", "reason") if c in result.attrition]]
+    tables["attrition"] = suppress_frame(attrition, columns=["remaining", "excluded"], threshold=threshold)
+    tables["counts"] = suppress_frame(
+        pd.DataFrame({"quantity": list(result.counts), "value": list(result.counts.values())}),
+        columns=["value"],
+        threshold=threshold,
+    )
+    if result.table_one_before is not None:
+        tables["table1_before"] = _suppress_table_one(result.table_one_before, threshold)
+    if result.table_one_after is not None:
+        tables["table1_after"] = _suppress_table_one(result.table_one_after, threshold)
+    tables["balance"] = balance_table(result)
+    estimates = pd.DataFrame(
+        [
+            {
+                "outcome": e.outcome, "model": e.model, "population": e.population, "label": e.label,
+                "estimate": e.estimate, "lower": e.lower, "upper": e.upper, "p": e.p,
+                "n": e.n, "n_events": e.n_events, "variance": e.variance, "note": e.note,
+            }
+            for e in result.estimates
+        ],
+        columns=["outcome", "model", "population", "label", "estimate", "lower", "upper", "p",
+                 "n", "n_events", "variance", "note"],
+    )
+    tables["estimates"] = suppress_frame(estimates, columns=["n", "n_events"], threshold=threshold)
+    tables["key_results"] = key_table(result)
+    tables["skipped_models"] = pd.DataFrame(
+        [{"outcome": s.outcome, "model": s.model, "population": s.population, "reason": s.reason}
+         for s in result.skipped],
+        columns=["outcome", "model", "population", "reason"],
+    )
+    if result.km is not None:
+        times = list(result.study.models.km_times_days)
+        at_risk = result.km.at_risk(times)
+        at_risk.index = [labels.get(int(g), str(g)) if str(g).isdigit() else str(g) for g in at_risk.index]
+        at_risk.index.name = "arm"
+        at_risk.columns = [f"day_{t:g}" for t in times]
+        tables["km_at_risk"] = suppress_frame(at_risk, threshold=threshold)
+        km_table = result.km.table.copy()
+        count_cols = [c for c in ("n_risk", "n_event", "n_censor") if c in km_table.columns]
+        tables["km_death"] = suppress_frame(km_table, columns=count_cols, threshold=threshold)
+    if result.cif is not None:
+        tables["cif_krt"] = result.cif.table.copy()
+    tests = []
+    for name, test in (("log-rank, death, matched", result.logrank), ("Gray, KRT liberation, matched", result.gray)):
+        if test is not None:
+            tests.append({"test": name, **(_test_dict(test) or {})})
+    if tests:
+        tables["tests"] = pd.DataFrame(tests)
+    if _ph_rows(result):
+        tables["ph_test"] = pd.DataFrame(_ph_rows(result))
+    if result.propensity is not None:
+        tables["propensity_model"] = result.propensity.summary.copy()
+    if result.matching is not None and isinstance(getattr(result.matching, "counts", None), pd.DataFrame):
+        tables["matching_counts"] = suppress_frame(result.matching.counts, threshold=threshold)
+    if result.e_value is not None:
+        tables["e_value"] = pd.DataFrame([{**result.e_value, "method": result.e_value_method}])
+    return tables
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def build_figures(result: StudyResult) -> dict[str, Any]:
+    """Every figure of the outputs, by file stem (matplotlib Figures from ``report.figures``)."""
+    threshold = result.study.report.small_cell_threshold
+    labels = _labels(result)
+    figs: dict[str, Any] = {}
+    figs["flow"] = report_figures.flow_diagram(result.attrition, result.counts, labels=labels, threshold=threshold)
+    if result.balance_before is not None:
+        figs["love_plot"] = report_figures.love_plot(result.balance_before, result.balance_after)
+    if result.propensity is not None and "ps" in result.cohort.columns:
+        mask = None
+        if result.matching is not None:
+            mask = (result.matching.weights.reindex(result.cohort.index).fillna(0) > 0).to_numpy()
+        figs["ps_distribution"] = report_figures.propensity_distributions(
+            result.cohort["ps"], result.cohort["exposed"], mask, labels=labels, threshold=threshold
+        )
+    if result.km is not None:
+        figs["km_death"] = report_figures.kaplan_meier_plot(
+            result.km,
+            list(result.study.models.km_times_days),
+            labels,
+            result.logrank.p_value if result.logrank is not None else None,
+            threshold=threshold,
+        )
+    if result.cif is not None:
+        figs["cif_krt"] = report_figures.cumulative_incidence_plot(
+            result.cif,
+            labels,
+            result.gray.p_value if result.gray is not None else None,
+            horizon=result.study.outcomes.horizon_days,
+        )
+    if result.estimates:
+        reference = None
+        if result.planted:
+            reference = {o: result.planted.get(k) for o, (_m, _p, k) in PRIMARY.items()}
+        figs["forest"] = report_figures.forest_plot(result.estimates, reference=reference)
+    return figs
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _render_html(result: StudyResult) -> str:
+    from ..report import render_html
+
+    return render_html(result)
+
+
+def write_outputs(
+    result: StudyResult,
+    out_dir: str | Path,
+    force: bool = False,
+    progress: ProgressCallback | None = None,
+) -> Path:
+    """Write every output of a study run into ``out_dir``, atomically.
+
+    Parameters
+    ----------
+    result : StudyResult
+    out_dir : folder to create; must not exist unless ``force``.
+    force : replace an existing ``out_dir`` (its whole content).
+    progress : ``progress(stage_key, label, state)`` for "tables", "figures", "report".
+
+    Returns
+    -------
+    Path of the written folder: ``results.json``, ``report.html``,
+    ``tables/*.csv``, ``figures/*.png`` and ``figures/*.svg``.
+
+    Raises
+    ------
+    OutputExistsError
+        ``out_dir`` exists and ``force`` is False.
+    """
+    out = Path(out_dir)
+    if out.exists() and not force:
+        raise OutputExistsError(
+            f"output folder {str(out)!r} already exists; choose another --out or pass --force "
+            "to replace it (everything in it is deleted)"
+        )
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"{str(out)!r} exists and is not a folder; choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+
+    def step(key: str, label: str, state: str) -> None:
+        if progress is not None:
+            progress(key, label, state)
+
+    try:
+        step("tables", "Writing tables", "start")
+        (partial / "tables").mkdir()
+        for stem, table in build_tables(result).items():
+            table.to_csv(partial / "tables" / f"{stem}.csv", index=stem in ("table1_before", "table1_after",
+                                                                            "km_at_risk", "propensity_model",
+                                                                            "matching_counts"))
+        step("tables", "Writing tables", "done")
+
+        step("figures", "Drawing figures", "start")
+        for stem, fig in build_figures(result).items():
+            report_figures.save_figure(fig, partial / "figures" / stem)
+        step("figures", "Drawing figures", "done")
+
+        step("report", "Writing results.json and report.html", "start")
+        document = results_document(result)
+        (partial / "results.json").write_text(
+            json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8"
+        )
+        # report.html is written last: its presence marks a complete folder.
+        (partial / "report.html").write_text(_render_html(result), encoding="utf-8")
+        step("report", "Writing results.json and report.html", "done")
+
+        if out.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            out.rename(retired / out.name)
+            partial.rename(out)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            partial.rename(out)
+    except BaseException:
+        # Interrupted or failed: remove the partial folder so nothing looks finished.
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return out

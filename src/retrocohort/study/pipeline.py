@@ -1,0 +1,882 @@
+"""The one place that wires every stage of a study, driven by a :class:`~retrocohort.study.Study`.
+
+Stages, in order (each reported to the ``progress`` callback)::
+
+    cohort       extract the analysis frame and the attrition log
+    propensity   propensity score (study.propensity)
+    matching     k:1 nearest-neighbour matching on the (logit) propensity score
+    balance      SMDs and Table 1, before and after matching
+    death        Kaplan-Meier by arm + log-rank, Cox (matched; unadjusted and
+                 adjusted, variance clustered on matched set), PH test
+    krt          cumulative incidence of KRT liberation by arm + Gray's test,
+                 Fine-Gray (matched; clustered on matched set)
+    sensitivity  Cox and Fine-Gray in the full eligible cohort, IPTW (ATT)
+                 Cox with robust variance, E-value of the primary HR
+    provenance   hashes of the study file and of the data, package versions
+
+A model that cannot be fitted (too few patients, no events in an arm, no
+exposed patients, matching that finds nobody, non-convergence) never stops
+the run: it becomes a :class:`~retrocohort.study.results.SkippedModel` with
+the reason, and the attrition, counts and descriptive tables are still
+produced. Errors that are the user's to fix (a missing table, a bad study
+file) are raised as :class:`~retrocohort.errors.RetrocohortError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import inspect
+import json
+import math
+import platform
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError, RetrocohortError
+from .evalue import e_value_hr
+from .results import Estimate, Outcome, Population, SkippedModel, StudyResult
+from .spec import Study, default_study
+
+Engine = Literal["duckdb", "spark"]
+ENGINES: tuple[str, ...] = ("duckdb", "spark")
+
+#: (key, label) of every stage, in the order they run; the CLI shows the labels.
+STAGES: tuple[tuple[str, str], ...] = (
+    ("cohort", "Extracting the cohort"),
+    ("propensity", "Propensity score"),
+    ("matching", "Matching"),
+    ("balance", "Balance and Table 1"),
+    ("death", "90-day mortality: Kaplan-Meier, log-rank, Cox"),
+    ("krt", "KRT liberation: cumulative incidence, Gray, Fine-Gray"),
+    ("sensitivity", "Sensitivity analyses and E-value"),
+    ("provenance", "Provenance"),
+)
+
+#: ``progress(stage_key, label, state)`` with state "start" or "done".
+ProgressCallback = Callable[[str, str, str], None]
+
+# Errors a model fit raises for reasons of the data (not bugs): the model is
+# recorded as skipped with the message. Anything else propagates.
+_MODEL_ERRORS = (RetrocohortError, ValueError, ArithmeticError, np.linalg.LinAlgError)
+
+_DEATH = ("death_time", "death")
+_KRT = ("krt_time", "krt_status")
+_CATEGORICAL = ("sex", "sepsis", "vasopressor", "ventilation")
+# Table 1 describes every baseline covariate the cohort builder provides.
+_TABLE_ONE = (
+    "age",
+    "sex",
+    "sepsis",
+    "creatinine_baseline",
+    "egfr_baseline",
+    "sofa",
+    "serum_mg",
+    "vasopressor",
+    "ventilation",
+)
+_PACKAGES = (
+    "retrocohort",
+    "numpy",
+    "pandas",
+    "scipy",
+    "statsmodels",
+    "duckdb",
+    "ibis-framework",
+    "pyarrow",
+    "numba",
+)
+# Data fingerprint: files at most this big are hashed whole; larger ones by
+# size plus their first and last _EDGE bytes (full MIMIC-IV is ~10 GiB).
+_HASH_WHOLE_LIMIT = 64 * 2**20
+_EDGE = 4 * 2**20
+DATA_FINGERPRINT_METHOD = (
+    "SHA-256 over every file under the data folder, sorted by relative path: "
+    "path, size in bytes and a SHA-256 of the content (whole file up to 64 MiB; "
+    "for larger files the first and last 4 MiB). Modification times are not used, "
+    "so a copy of the same data has the same fingerprint."
+)
+
+
+# --------------------------------------------------------------------------- run state
+
+
+@dataclass
+class _Run:
+    """Mutable bookkeeping of one run (private; the result is frozen)."""
+
+    study: Study
+    progress: ProgressCallback | None
+    estimates: list[Estimate] = field(default_factory=list)
+    skipped: list[SkippedModel] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    ph_test_model: str | None = None
+
+    @contextlib.contextmanager
+    def stage(self, key: str) -> Iterator[None]:
+        label = dict(STAGES)[key]
+        if self.progress is not None:
+            self.progress(key, label, "start")
+        started = time.perf_counter()
+        yield
+        self.timings[key] = round(time.perf_counter() - started, 3)
+        if self.progress is not None:
+            self.progress(key, label, "done")
+
+    def skip(self, outcome: str, model: str, population: Population, reason: str) -> None:
+        self.skipped.append(SkippedModel(outcome=outcome, model=model, population=population, reason=reason))  # type: ignore[arg-type]
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+    @contextlib.contextmanager
+    def capture_warnings(self, where: str) -> Iterator[None]:
+        """Turn warnings (separation, monotone likelihood, ...) into notes of the result."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+        for w in caught:
+            if issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning, ResourceWarning)):
+                continue
+            self.note(f"{where}: {w.message}")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _outcome_name(outcome: str) -> str:
+    return {"death_90d": "death", "krt_liberation_90d": "KRT liberation"}.get(outcome, outcome)
+
+
+def _weights_needed(frame: pd.DataFrame, column: str = "weight") -> str | None:
+    """The weight column when weights differ from 1 (so unit-weight analyses stay unweighted counts)."""
+    if column in frame.columns and not np.allclose(frame[column].to_numpy(dtype=float), 1.0):
+        return column
+    return None
+
+
+def _usable_covariates(run: _Run, frame: pd.DataFrame, covariates: Sequence[str], where: str) -> list[str]:
+    """Drop covariates that are constant in ``frame`` (a model cannot estimate them) with a note."""
+    kept = []
+    for name in covariates:
+        if frame[name].nunique(dropna=True) < 2:
+            run.note(f"{where}: covariate {name!r} is constant in this population and was left out")
+        else:
+            kept.append(name)
+    return kept
+
+
+def _n_terms(frame: pd.DataFrame, covariates: Sequence[str]) -> int:
+    """Number of model terms after treatment contrasts."""
+    terms = 0
+    for name in covariates:
+        col = frame[name]
+        if col.dtype == object or isinstance(col.dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(col):
+            terms += max(col.nunique(dropna=True) - 1, 0)
+        else:
+            terms += 1
+    return terms
+
+
+def _arm_events(frame: pd.DataFrame, event: pd.Series) -> tuple[int, int]:
+    exposed = frame["exposed"].to_numpy() == 1
+    ev = event.to_numpy(dtype=bool)
+    return int(ev[exposed].sum()), int(ev[~exposed].sum())
+
+
+def _why_not_estimable(
+    frame: pd.DataFrame, event: pd.Series, outcome: str, population: str, n_terms: int
+) -> str | None:
+    """A reason the exposure hazard ratio cannot be estimated in ``frame``, or None."""
+    n_exposed = int((frame["exposed"] == 1).sum())
+    n_unexposed = int((frame["exposed"] == 0).sum())
+    if n_exposed == 0 or n_unexposed == 0:
+        return (
+            f"the {population} cohort has {n_exposed} exposed and {n_unexposed} unexposed patients; "
+            "a comparison needs both arms"
+        )
+    e1, e0 = _arm_events(frame, event)
+    what = _outcome_name(outcome)
+    if e1 == 0 or e0 == 0:
+        arm = "exposed" if e1 == 0 else "unexposed"
+        return (
+            f"no {what} events among the {arm} patients of the {population} cohort "
+            f"(events: {e1} exposed, {e0} unexposed): the hazard ratio is not estimable"
+        )
+    if e1 + e0 <= n_terms:
+        return (
+            f"too few {what} events ({e1 + e0}) for a model with {n_terms} terms in the {population} cohort"
+        )
+    return None
+
+
+def _supports(func: Callable[..., Any], parameter: str) -> bool:
+    try:
+        return parameter in inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+def data_fingerprint(path: str | Path) -> str:
+    """SHA-256 fingerprint of a data folder (or file); see ``DATA_FINGERPRINT_METHOD``."""
+    root = Path(path)
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    digest = hashlib.sha256()
+    for file in files:
+        rel = file.name if file == root else file.relative_to(root).as_posix()
+        size = file.stat().st_size
+        content = hashlib.sha256()
+        with file.open("rb") as handle:
+            if size <= _HASH_WHOLE_LIMIT:
+                for chunk in iter(lambda: handle.read(2**20), b""):
+                    content.update(chunk)
+            else:
+                content.update(handle.read(_EDGE))
+                handle.seek(size - _EDGE)
+                content.update(handle.read(_EDGE))
+        digest.update(f"{rel}\0{size}\0{content.hexdigest()}\n".encode())
+    return digest.hexdigest()
+
+
+def package_versions(extra: Sequence[str] = ()) -> dict[str, str]:
+    """Installed versions of the packages a result depends on."""
+    out = {}
+    for name in (*_PACKAGES, *extra):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def read_synthetic_info(data_path: Path | None) -> tuple[bool, dict[str, float] | None, str | None]:
+    """(synthetic?, planted numeric truth, its description) from ``SYNTHETIC.json`` when present."""
+    if data_path is None:
+        return False, None, None
+    marker = data_path / "SYNTHETIC.json"
+    if not marker.is_file():
+        return False, None, None
+    try:
+        info = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{marker}: not readable JSON ({exc}); regenerate the data with `retrocohort synth`") from None
+    truth = info.get("planted") or info.get("planted_truth") or info.get("truth") or {}
+    planted = {
+        str(k): float(v)
+        for k, v in truth.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+    description = truth.get("description") if isinstance(truth.get("description"), str) else None
+    return True, (planted or None), description
+
+
+def _data_path(source: Any) -> Path | None:
+    if isinstance(source, (str, Path)):
+        return Path(source)
+    path = getattr(source, "path", None)
+    return Path(path) if path is not None else None
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def run_study(
+    source: Any,
+    study: Study | None = None,
+    engine: Engine = "duckdb",
+    spark: Any = None,
+    progress: ProgressCallback | None = None,
+) -> StudyResult:
+    """Run a whole study on a MIMIC-IV-layout source.
+
+    Parameters
+    ----------
+    source : str, Path or ``retrocohort.sources.MimicIV``
+        A MIMIC-IV folder (``hosp/``, ``icu/``; the synthetic generator's output
+        too) or an already-built source.
+    study : Study, optional
+        The design; ``None`` is the flagship magnesium-in-CKRT study.
+    engine : {"duckdb", "spark"}
+        Engine for the cohort extraction; the analysis itself runs in NumPy.
+    spark : SparkSession, optional
+        For ``engine="spark"``; a local session is started when omitted.
+    progress : callable, optional
+        ``progress(stage_key, label, state)`` with ``state`` "start" / "done"
+        for every stage of :data:`STAGES`.
+
+    Returns
+    -------
+    StudyResult
+        Frozen; models that could not be fitted are in ``.skipped`` with the reason.
+
+    Raises
+    ------
+    RetrocohortError
+        The source lacks a table or column the study needs, or the options are wrong.
+    """
+    from ..cohort import extract
+    from ..sources import MimicIV
+
+    if engine not in ENGINES:
+        raise InputError(f"engine {engine!r} is not supported; choose one of {list(ENGINES)}")
+    study = default_study() if study is None else study
+    if not isinstance(study, Study):
+        raise InputError(f"study must be a retrocohort Study (from load_study); got {type(study).__name__}")
+    started = time.perf_counter()
+    run = _Run(study=study, progress=progress)
+    data_path = _data_path(source)
+
+    with run.stage("cohort"):
+        if isinstance(source, (str, Path)):
+            if not Path(source).exists():
+                raise InputError(f"data folder {str(source)!r} does not exist")
+            source = MimicIV(source)
+        with run.capture_warnings("cohort"):
+            cohort = extract(source, study=study, engine=engine, spark=spark)
+    return _analyse(run, cohort, data_path=data_path, engine=engine, started=started)
+
+
+def analyse_cohort(
+    cohort: Any,
+    study: Study | None = None,
+    progress: ProgressCallback | None = None,
+    data_path: str | Path | None = None,
+    engine: str = "duckdb",
+) -> StudyResult:
+    """Run every stage after the cohort extraction on an already-built cohort.
+
+    Parameters
+    ----------
+    cohort : ``retrocohort.cohort.Cohort`` or any object with ``.attrition``
+        (``step``, ``remaining``, ``excluded``, ``reason``), ``.data`` (the
+        analysis frame of the cohort contract) and optionally ``.notes``.
+    study : Study, optional (default: the flagship study).
+    progress : as :func:`run_study` (stages after "cohort").
+    data_path : the data folder, for the data fingerprint and ``SYNTHETIC.json``.
+    engine : recorded in the provenance.
+
+    Returns
+    -------
+    StudyResult
+    """
+    study = default_study() if study is None else study
+    run = _Run(study=study, progress=progress)
+    return _analyse(run, cohort, data_path=Path(data_path) if data_path is not None else None,
+                    engine=engine, started=time.perf_counter())
+
+
+def _analyse(run: _Run, cohort: Any, data_path: Path | None, engine: str, started: float) -> StudyResult:
+    study = run.study
+    for note in getattr(cohort, "notes", ()) or ():
+        run.note(str(note))
+    attrition = cohort.attrition.reset_index(drop=True).copy()
+    data = cohort.data.reset_index(drop=True).copy()
+    data, attrition = _complete_cases(run, data, attrition)
+
+    counts: dict[str, int] = {
+        "screened": int(attrition["remaining"].iloc[0]) if len(attrition) else 0,
+        "eligible": int(len(data)),
+        "exposed": int((data["exposed"] == 1).sum()),
+        "unexposed": int((data["exposed"] == 0).sum()),
+        "matched_exposed": 0,
+        "matched_unexposed": 0,
+    }
+    dose = data.loc[data["exposed"] == 1, "mg_dose_meq"].to_numpy(dtype=float)
+    dose_meq = {
+        "mean": float(dose.mean()) if dose.size else float("nan"),
+        "sd": float(dose.std(ddof=1)) if dose.size > 1 else float("nan"),
+        "n": int(dose.size),
+    }
+
+    with run.stage("propensity"):
+        ps_result = _propensity(run, data)
+    if ps_result is not None:
+        score = ps_result.score.to_numpy(dtype=float)
+        data["ps"] = score
+        data["ps_logit"] = np.log(score / (1.0 - score))
+
+    with run.stage("matching"):
+        match_result, matched = _match(run, data, ps_result)
+    if matched is not None:
+        counts["matched_exposed"] = int((matched["exposed"] == 1).sum())
+        counts["matched_unexposed"] = int((matched["exposed"] == 0).sum())
+
+    with run.stage("balance"):
+        balance_before, balance_after, table_before, table_after = _balance(run, data, matched)
+
+    with run.stage("death"):
+        km, logrank_result, ph = _death(run, matched)
+
+    with run.stage("krt"):
+        cif, gray = _krt(run, matched)
+
+    with run.stage("sensitivity"):
+        _full_cohort(run, data)
+        if ps_result is not None and study.models.sensitivity_iptw:
+            data = _iptw(run, data)
+        elif study.models.sensitivity_iptw:
+            reason = "no propensity score (see the propensity entry)"
+            run.skip("death_90d", "cox_unadjusted", "iptw", reason)
+            run.skip("krt_liberation_90d", "fine_gray_unadjusted", "iptw", reason)
+        e_value, e_value_method = _e_value(run, matched, data)
+
+    with run.stage("provenance"):
+        synthetic, planted, planted_description = read_synthetic_info(data_path)
+        if planted_description:
+            run.note(f"synthetic data; planted truth: {planted_description}")
+        extra = ("pyspark",) if engine == "spark" else ()
+        provenance: dict[str, Any] = {
+            "study_fingerprint": study.fingerprint,
+            "data_fingerprint": data_fingerprint(data_path) if data_path is not None else None,
+            "data_fingerprint_method": DATA_FINGERPRINT_METHOD,
+            "packages": package_versions(extra),
+            "python": platform.python_version(),
+            "platform": f"{platform.system()} {platform.machine()}",
+            "engine": engine,
+            "seed": study.study.seed,
+            "ph_test_model": run.ph_test_model,
+            "stage_seconds": dict(run.timings),
+        }
+    provenance["stage_seconds"] = dict(run.timings)
+    provenance["elapsed_seconds"] = round(time.perf_counter() - started, 3)
+
+    return StudyResult(
+        study=study,
+        synthetic=synthetic,
+        attrition=attrition,
+        counts=counts,
+        dose_meq=dose_meq,
+        cohort=data,
+        matched=matched,
+        propensity=ps_result,
+        matching=match_result,
+        balance_before=balance_before,
+        balance_after=balance_after,
+        table_one_before=table_before,
+        table_one_after=table_after,
+        km=km,
+        logrank=logrank_result,
+        cif=cif,
+        gray=gray,
+        ph_test=ph,
+        estimates=tuple(run.estimates),
+        skipped=tuple(run.skipped),
+        e_value=e_value,
+        planted=planted,
+        provenance=provenance,
+        notes=tuple(run.notes),
+        e_value_method=e_value_method,
+    )
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def _complete_cases(run: _Run, data: pd.DataFrame, attrition: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Drop patients missing a model covariate or outcome, as one attrition line (never silently)."""
+    study = run.study
+    needed = list(
+        dict.fromkeys(
+            ["exposed", *study.propensity.covariates, *study.models.adjust, *_DEATH, *_KRT]
+        )
+    )
+    missing_columns = [c for c in needed if c not in data.columns]
+    if missing_columns:
+        raise InputError(
+            f"the cohort's analysis frame lacks column(s) {missing_columns} that the study needs "
+            f"(it has {list(data.columns)}); check the [propensity] and [models] covariates"
+        )
+    missing = data[needed].isna()
+    drop = missing.any(axis=1)
+    if drop.any():
+        per_column = {c: int(n) for c, n in missing.sum().items() if n}
+        detail = ", ".join(f"{c}: {n}" for c, n in per_column.items())
+        reason = f"missing data on a model covariate or outcome ({detail})"
+        remaining = int((~drop).sum())
+        attrition = pd.concat(
+            [
+                attrition,
+                pd.DataFrame(
+                    [{"step": "complete data on model covariates", "remaining": remaining,
+                      "excluded": int(drop.sum()), "reason": reason}]
+                ),
+            ],
+            ignore_index=True,
+        )
+        run.note(f"complete-case analysis: {int(drop.sum())} patient(s) excluded for {reason}")
+        data = data.loc[~drop].reset_index(drop=True)
+    return data, attrition
+
+
+def _propensity(run: _Run, data: pd.DataFrame):
+    from ..matching import propensity_score
+
+    spec = run.study.propensity
+    n1 = int((data["exposed"] == 1).sum())
+    n0 = int((data["exposed"] == 0).sum())
+    if n1 == 0 or n0 == 0:
+        reason = f"the eligible cohort has {n1} exposed and {n0} unexposed patients; a propensity model needs both"
+        run.skip("propensity", "logistic", "full", reason)
+        return None
+    covariates = _usable_covariates(run, data, spec.covariates, "propensity model")
+    n_terms = _n_terms(data, covariates) + 1
+    if min(n1, n0) <= 1 or len(data) <= n_terms:
+        reason = (
+            f"too few patients ({n1} exposed, {n0} unexposed) for a propensity model with {n_terms} terms"
+        )
+        run.skip("propensity", "logistic", "full", reason)
+        return None
+    try:
+        with run.capture_warnings("propensity model"):
+            result = propensity_score(data, "exposed", covariates, link=spec.link)
+    except _MODEL_ERRORS as exc:
+        run.skip("propensity", "logistic", "full", f"propensity model not fitted: {exc}")
+        return None
+    score = result.score.to_numpy(dtype=float)
+    if not np.all((score > 0) & (score < 1)):
+        run.skip("propensity", "logistic", "full", "propensity scores of exactly 0 or 1 (complete separation)")
+        return None
+    if not getattr(result, "converged", True):
+        run.note("propensity model: IRLS did not converge; scores may be unreliable")
+    return result
+
+
+def _match(run: _Run, data: pd.DataFrame, ps_result) -> tuple[Any, pd.DataFrame | None]:
+    from ..matching import match_nearest
+
+    spec = run.study.matching
+    if ps_result is None:
+        run.skip("matching", "nearest", "matched", "no propensity score (see the propensity entry)")
+        return None, None
+    distance = data["ps_logit"] if spec.distance == "logit" else data["ps"]
+    try:
+        with run.capture_warnings("matching"):
+            result = match_nearest(
+                data,
+                "exposed",
+                distance=distance.to_numpy(dtype=float),
+                ratio=spec.ratio,
+                caliper=spec.caliper,
+                std_caliper=True,
+                order=spec.order,
+                replace=spec.replace,
+                exact=list(spec.exact) or None,
+                random_state=run.study.study.seed,
+            )
+    except _MODEL_ERRORS as exc:
+        run.skip("matching", "nearest", "matched", f"matching failed: {exc}")
+        return None, None
+    matched = result.matched.copy()
+    if matched.empty or (matched["exposed"] == 1).sum() == 0:
+        run.skip("matching", "nearest", "matched", "no exposed patient found a match within the caliper")
+        return result, None
+    if matched["subclass"].notna().all():
+        matched["subclass"] = matched["subclass"].astype("int64")
+    return result, matched.reset_index(drop=True)
+
+
+def _balance_covariates(run: _Run, data: pd.DataFrame) -> list[str]:
+    names = [*run.study.propensity.covariates, *run.study.models.adjust, *_TABLE_ONE]
+    return [c for c in dict.fromkeys(names) if c in data.columns]
+
+
+def _balance(run: _Run, data: pd.DataFrame, matched: pd.DataFrame | None):
+    from ..matching import balance, table_one
+
+    covariates = _balance_covariates(run, data)
+    variables = [c for c in _TABLE_ONE if c in data.columns]
+    categorical = [c for c in _CATEGORICAL if c in variables]
+
+    def attempt(what: str, func: Callable[[], Any]) -> Any:
+        try:
+            with run.capture_warnings(what):
+                return func()
+        except _MODEL_ERRORS as exc:
+            run.note(f"{what} not computed: {exc}")
+            return None
+
+    has_both = data["exposed"].nunique() == 2
+    before = after = t1_before = t1_after = None
+    if has_both:
+        before = attempt("balance before matching", lambda: balance(data, "exposed", covariates))
+    if len(data):
+        t1_before = attempt(
+            "Table 1 before matching",
+            lambda: table_one(data, "exposed", variables, categorical=categorical),
+        )
+    if matched is not None:
+        w = _weights_needed(matched)
+        after = attempt(
+            "balance after matching",
+            lambda: balance(matched, "exposed", covariates, weights=w) if w else balance(matched, "exposed", covariates),
+        )
+        t1_after = attempt(
+            "Table 1 after matching",
+            lambda: table_one(matched, "exposed", variables, categorical=categorical, weights=w)
+            if w
+            else table_one(matched, "exposed", variables, categorical=categorical),
+        )
+    return before, after, t1_before, t1_after
+
+
+def _fit_hr(
+    run: _Run,
+    *,
+    outcome: Outcome,
+    model: str,
+    population: Population,
+    frame: pd.DataFrame,
+    covariates: Sequence[str],
+    label: str,
+    variance: str,
+    weights: str | None = None,
+    cluster: str | None = None,
+    robust: bool = False,
+    note: str = "",
+):
+    """Fit one Cox or Fine-Gray model and record its exposure line (or why it was skipped)."""
+    from ..survival import cox, fine_gray
+
+    study = run.study
+    competing = outcome == "krt_liberation_90d"
+    where = f"{label}"
+    covariates = ["exposed", *_usable_covariates(run, frame, [c for c in covariates if c != "exposed"], where)]
+    event = (frame[_KRT[1]] == 1) if competing else (frame[_DEATH[1]] == 1)
+    why = _why_not_estimable(frame, event, outcome, population, _n_terms(frame, covariates))
+    if why is not None:
+        run.skip(outcome, model, population, why)
+        return None
+    try:
+        with run.capture_warnings(where):
+            if competing:
+                kwargs: dict[str, Any] = {"cause": 1, "censor_code": 0, "conf_level": study.models.conf_level}
+                if cluster is not None:
+                    kwargs["cluster"] = cluster
+                if weights is not None:
+                    kwargs["weights"] = weights
+                fit = fine_gray(frame, _KRT[0], _KRT[1], covariates, **kwargs)
+            else:
+                fit = cox(
+                    frame,
+                    _DEATH[0],
+                    _DEATH[1],
+                    covariates,
+                    ties=study.models.ties,
+                    weights=weights,
+                    cluster=cluster,
+                    robust=robust,
+                    conf_level=study.models.conf_level,
+                )
+    except _MODEL_ERRORS as exc:
+        run.skip(outcome, model, population, f"not fitted: {exc}")
+        return None
+    if not getattr(fit, "converged", True):
+        run.skip(outcome, model, population, "the fit did not converge")
+        return None
+    row = fit.summary.loc["exposed"]
+    values = [float(row[k]) for k in ("hr", "lower", "upper", "p")]
+    if not all(math.isfinite(v) for v in values):
+        run.skip(outcome, model, population, "non-finite estimate (monotone likelihood or separation)")
+        return None
+    run.estimates.append(
+        Estimate(
+            outcome=outcome,
+            model=model,
+            population=population,
+            estimate=values[0],
+            lower=values[1],
+            upper=values[2],
+            p=values[3],
+            label=label,
+            n=int(len(frame)),
+            n_events=int(event.sum()),
+            variance=variance,
+            note=note,
+        )
+    )
+    return fit
+
+
+def _matched_variance(run: _Run, matched: pd.DataFrame) -> tuple[str | None, bool, str]:
+    """(cluster column, robust flag, description) for models in the matched cohort."""
+    if not run.study.models.cluster_on_matched_set:
+        return None, False, "model-based"
+    if matched["subclass"].notna().all():
+        return "subclass", False, "robust, clustered on matched set"
+    # With replacement a control sits in several sets: no single set to cluster on.
+    return None, True, "robust (per patient; matched with replacement)"
+
+
+def _death(run: _Run, matched: pd.DataFrame | None):
+    from ..survival import kaplan_meier, logrank, ph_test
+
+    study = run.study
+    outcome: Outcome = "death_90d"
+    if matched is None:
+        reason = "no matched cohort (see the matching entry)"
+        for model in ("kaplan_meier", "logrank", "cox_unadjusted", "cox_adjusted", "ph_test"):
+            run.skip(outcome, model, "matched", reason)
+        return None, None, None
+    w = _weights_needed(matched)
+    km = lr = ph = None
+    try:
+        with run.capture_warnings("Kaplan-Meier"):
+            km = kaplan_meier(
+                matched, *_DEATH, group="exposed", weights=w, conf_level=study.models.conf_level
+            )
+    except _MODEL_ERRORS as exc:
+        run.skip(outcome, "kaplan_meier", "matched", f"not computed: {exc}")
+    if matched["exposed"].nunique() < 2 or matched["death"].sum() == 0:
+        run.skip(outcome, "logrank", "matched", "needs both arms and at least one death")
+    else:
+        try:
+            with run.capture_warnings("log-rank test"):
+                lr = logrank(matched, *_DEATH, group="exposed")
+            if w:
+                run.note("log-rank test: unweighted (the matching weights are not all 1)")
+        except _MODEL_ERRORS as exc:
+            run.skip(outcome, "logrank", "matched", f"not computed: {exc}")
+    cluster, robust, variance = _matched_variance(run, matched)
+    common = dict(outcome=outcome, population="matched", frame=matched, weights="weight",
+                  cluster=cluster, robust=robust, variance=variance)
+    unadjusted = _fit_hr(run, model="cox_unadjusted", covariates=["exposed"],
+                         label="Death by day 90, Cox, matched, unadjusted", **common)  # type: ignore[arg-type]
+    adjusted = _fit_hr(run, model="cox_adjusted", covariates=study.models.adjust,
+                       label="Death by day 90, Cox, matched, adjusted", **common)  # type: ignore[arg-type]
+    main = adjusted if adjusted is not None else unadjusted
+    run.ph_test_model = "cox_adjusted" if adjusted is not None else "cox_unadjusted"
+    if main is None:
+        run.skip(outcome, "ph_test", "matched", "no Cox model was fitted")
+    else:
+        try:
+            with run.capture_warnings("PH test"):
+                ph = ph_test(main)
+        except _MODEL_ERRORS as exc:
+            run.skip(outcome, "ph_test", "matched", f"not computed: {exc}")
+    return km, lr, ph
+
+
+def _krt(run: _Run, matched: pd.DataFrame | None):
+    from ..survival import cumulative_incidence, fine_gray, gray_test
+
+    study = run.study
+    outcome: Outcome = "krt_liberation_90d"
+    if matched is None:
+        reason = "no matched cohort (see the matching entry)"
+        for model in ("cumulative_incidence", "gray_test", "fine_gray_unadjusted", "fine_gray_adjusted"):
+            run.skip(outcome, model, "matched", reason)
+        return None, None
+    cif = gray = None
+    try:
+        with run.capture_warnings("cumulative incidence"):
+            cif = cumulative_incidence(
+                matched, *_KRT, cause=1, group="exposed", censor_code=0, conf_level=study.models.conf_level
+            )
+    except _MODEL_ERRORS as exc:
+        run.skip(outcome, "cumulative_incidence", "matched", f"not computed: {exc}")
+    if matched["exposed"].nunique() < 2 or (matched["krt_status"] == 1).sum() == 0:
+        run.skip(outcome, "gray_test", "matched", "needs both arms and at least one KRT liberation")
+    else:
+        try:
+            with run.capture_warnings("Gray's test"):
+                gray = gray_test(matched, *_KRT, group="exposed", cause=1, censor_code=0)
+        except _MODEL_ERRORS as exc:
+            run.skip(outcome, "gray_test", "matched", f"not computed: {exc}")
+    cluster, robust, variance = _matched_variance(run, matched)
+    weights = None
+    note = ""
+    if _weights_needed(matched):
+        if _supports(fine_gray, "weights"):
+            weights = "weight"
+        else:
+            note = "unweighted: the Fine-Gray fit takes no weights and some matching weights differ from 1"
+    if robust:
+        # Fine-Gray's variance already is a sandwich; without a matched set it is crr's own.
+        cluster, variance = None, "crr sandwich (matched with replacement)"
+    elif cluster is None:
+        variance = "crr sandwich"
+    common = dict(outcome=outcome, population="matched", frame=matched, weights=weights,
+                  cluster=cluster, variance=variance, note=note)
+    _fit_hr(run, model="fine_gray_unadjusted", covariates=["exposed"],
+            label="KRT liberation by day 90, Fine-Gray, matched, unadjusted", **common)  # type: ignore[arg-type]
+    _fit_hr(run, model="fine_gray_adjusted", covariates=study.models.adjust,
+            label="KRT liberation by day 90, Fine-Gray, matched, adjusted", **common)  # type: ignore[arg-type]
+    return cif, gray
+
+
+def _full_cohort(run: _Run, data: pd.DataFrame) -> None:
+    if not run.study.models.sensitivity_full_cohort:
+        return
+    adjust = run.study.models.adjust
+    _fit_hr(run, outcome="death_90d", model="cox_adjusted", population="full", frame=data,
+            covariates=adjust, label="Death by day 90, Cox, full eligible cohort, adjusted",
+            variance="model-based")
+    _fit_hr(run, outcome="krt_liberation_90d", model="fine_gray_adjusted", population="full", frame=data,
+            covariates=adjust, label="KRT liberation by day 90, Fine-Gray, full eligible cohort, adjusted",
+            variance="crr sandwich")
+
+
+def _iptw(run: _Run, data: pd.DataFrame) -> pd.DataFrame:
+    """IPTW with ATT weights: exposed 1, unexposed ps / (1 - ps); robust (sandwich) variance."""
+    from ..survival import fine_gray
+
+    ps = data["ps"].to_numpy(dtype=float)
+    data = data.assign(iptw_weight=np.where(data["exposed"].to_numpy() == 1, 1.0, ps / (1.0 - ps)))
+    w0 = data.loc[data["exposed"] == 0, "iptw_weight"]
+    if len(w0):
+        run.note(
+            f"IPTW (ATT): unexposed weights range {w0.min():.3g} to {w0.max():.3g}, "
+            f"effective sample size {w0.sum() ** 2 / (w0 ** 2).sum():.1f} of {len(w0)}"
+        )
+    _fit_hr(run, outcome="death_90d", model="cox_unadjusted", population="iptw", frame=data,
+            covariates=["exposed"], weights="iptw_weight", robust=True,
+            label="Death by day 90, Cox, IPTW (ATT weights)", variance="robust (sandwich)")
+    if _supports(fine_gray, "weights"):
+        _fit_hr(run, outcome="krt_liberation_90d", model="fine_gray_unadjusted", population="iptw",
+                frame=data, covariates=["exposed"], weights="iptw_weight",
+                label="KRT liberation by day 90, Fine-Gray, IPTW (ATT weights)", variance="crr sandwich")
+    else:
+        run.skip(
+            "krt_liberation_90d",
+            "fine_gray_unadjusted",
+            "iptw",
+            "retrocohort.survival.fine_gray takes no case weights (cmprsk::crr has none either), "
+            "so an IPTW-weighted Fine-Gray model is not available",
+        )
+    return data
+
+
+def _e_value(run: _Run, matched: pd.DataFrame | None, data: pd.DataFrame) -> tuple[dict[str, Any] | None, str | None]:
+    if not run.study.models.e_value:
+        return None, None
+    primary = None
+    for model in ("cox_adjusted", "cox_unadjusted"):
+        primary = next(
+            (e for e in run.estimates if (e.outcome, e.model, e.population) == ("death_90d", model, "matched")),
+            None,
+        )
+        if primary is not None:
+            break
+    if primary is None or matched is None:
+        run.skip("death_90d", "e_value", "matched", "no matched Cox hazard ratio to compute it from")
+        return None, None
+    weights = matched["weight"].to_numpy(dtype=float) if "weight" in matched else None
+    proportion = float(np.average(matched["death"].to_numpy(dtype=float), weights=weights))
+    ev = e_value_hr(primary.estimate, primary.lower, primary.upper, proportion)
+    method = f"E-value of the {primary.label} hazard ratio; {ev.method}"
+    values = {k: v for k, v in ev.as_dict().items() if isinstance(v, float)}
+    return values, method
