@@ -46,33 +46,40 @@ __all__ = ["cox", "CoxResult", "TestResult", "score_residuals"]
 
 
 @njit(cache=True)
-def _cox_pass(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron):
-    """Log partial likelihood, score and information at linear predictor ``eta``.
+def _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron, xbar_steps, step_w):
+    """One O(n p) sweep: log partial likelihood, score and the pieces of the information.
 
     All arrays are sorted by (stratum, stop). ``sbounds`` (n_strata + 1,) holds
     the stratum row boundaries; ``sorder`` is a permutation of the sorted rows
     ordering them by (stratum, entry) ascending (only used if ``has_entry``).
-    Returns (loglik, u (p,), imat (p, p)).
+
+    The information is sum over death steps of ``wt * (S2/S0 - xbar xbar')``.
+    Its ``S2/S0`` part equals ``X' diag(r * c) X`` where ``c_i`` is the sum of
+    the hazard increments ``wt/S0`` over the steps at which row i is at risk
+    (a dying row counts with its Efron fraction ``1 - k/d`` in its own tied
+    group), so it is one matrix product outside the sweep; the sweep stores
+    each step's ``xbar`` and ``wt`` in ``xbar_steps`` (m_max, p) and
+    ``step_w`` (m_max,) for the ``xbar xbar'`` part.
+
+    Returns (loglik, u (p,), c (n,), number of death steps m).
     """
     n, p = X.shape
     loglik = 0.0
     u = np.zeros(p)
-    imat = np.zeros((p, p))
+    c = np.zeros(n)
     s1 = np.zeros(p)
-    s2 = np.zeros((p, p))
     d1 = np.zeros(p)
-    d2 = np.zeros((p, p))
     xw = np.zeros(p)
-    xbar = np.zeros(p)
     r = np.empty(n)
     for i in range(n):
         r[i] = w[i] * np.exp(eta[i])
+    m = 0
     for s in range(sbounds.shape[0] - 1):
         lo = sbounds[s]
         hi = sbounds[s + 1]
         s0 = 0.0
         s1[:] = 0.0
-        s2[:, :] = 0.0
+        atot = 0.0  # hazard increments summed over the death steps processed so far (later times)
         sp = hi - 1  # next row (in entry order) to leave the risk set
         i = hi - 1
         while i >= lo:
@@ -88,29 +95,20 @@ def _cox_pass(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron):
             for k in range(j, i + 1):
                 rk = r[k]
                 s0 += rk
+                c[k] = -atot
                 for a in range(p):
-                    xa = X[k, a] * rk
-                    s1[a] += xa
-                    for b in range(a, p):
-                        s2[a, b] += xa * X[k, b]
+                    s1[a] += X[k, a] * rk
                 if event[k] != 0:
                     if nd == 0:
-                        d0 = 0.0
-                        for a in range(p):
-                            d1[a] = 0.0
-                            xw[a] = 0.0
-                            for b in range(a, p):
-                                d2[a, b] = 0.0
+                        d1[:] = 0.0
+                        xw[:] = 0.0
                     nd += 1
                     dw += w[k]
                     etaw += w[k] * eta[k]
                     d0 += rk
                     for a in range(p):
-                        xa = X[k, a] * rk
-                        d1[a] += xa
+                        d1[a] += X[k, a] * rk
                         xw[a] += w[k] * X[k, a]
-                        for b in range(a, p):
-                            d2[a, b] += xa * X[k, b]
             if has_entry:
                 # (start, stop]: a row whose entry is at or after t is not at risk at t
                 while sp >= lo and start[sorder[sp]] >= t:
@@ -118,10 +116,8 @@ def _cox_pass(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron):
                     rk = r[k]
                     s0 -= rk
                     for a in range(p):
-                        xa = X[k, a] * rk
-                        s1[a] -= xa
-                        for b in range(a, p):
-                            s2[a, b] -= xa * X[k, b]
+                        s1[a] -= X[k, a] * rk
+                    c[k] += atot
                     sp -= 1
             if nd > 0:
                 loglik += etaw
@@ -129,28 +125,64 @@ def _cox_pass(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron):
                     u[a] += xw[a]
                 if (not efron) or nd == 1:
                     loglik -= dw * np.log(s0)
+                    h = dw / s0
                     for a in range(p):
-                        xbar[a] = s1[a] / s0
-                    for a in range(p):
-                        u[a] -= dw * xbar[a]
-                        for b in range(a, p):
-                            imat[a, b] += dw * (s2[a, b] / s0 - xbar[a] * xbar[b])
+                        xb = s1[a] / s0
+                        u[a] -= dw * xb
+                        xbar_steps[m, a] = xb
+                    step_w[m] = dw
+                    m += 1
+                    atot += h
                 else:
                     meanwt = dw / nd
-                    for m in range(nd):
-                        f = m / nd
+                    own = 0.0  # sum of f * h: the share a dying row does not carry
+                    for q in range(nd):
+                        f = q / nd
                         e0 = s0 - f * d0
                         loglik -= meanwt * np.log(e0)
+                        h = meanwt / e0
                         for a in range(p):
-                            xbar[a] = (s1[a] - f * d1[a]) / e0
-                        for a in range(p):
-                            u[a] -= meanwt * xbar[a]
-                            for b in range(a, p):
-                                imat[a, b] += meanwt * ((s2[a, b] - f * d2[a, b]) / e0 - xbar[a] * xbar[b])
+                            xb = (s1[a] - f * d1[a]) / e0
+                            u[a] -= meanwt * xb
+                            xbar_steps[m, a] = xb
+                        step_w[m] = meanwt
+                        m += 1
+                        atot += h
+                        own += f * h
+                    for k in range(j, i + 1):
+                        if event[k] != 0:
+                            c[k] -= own
             i = j - 1
-    for a in range(p):
-        for b in range(a):
-            imat[a, b] = imat[b, a]
+        # rows still at risk at the stratum's earliest time leave now
+        if has_entry:
+            while sp >= lo:
+                c[sorder[sp]] += atot
+                sp -= 1
+        else:
+            for k in range(lo, hi):
+                c[k] += atot
+    return loglik, u, c, m
+
+
+def _cox_pass(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron):
+    """Log partial likelihood, score (p,) and information (p, p) at ``eta``.
+
+    The O(n p^2) part of the information is one BLAS product (see
+    :func:`_cox_sweep`); everything else is an O(n p) sweep.
+    """
+    n_ev = max(int(np.count_nonzero(event)), 1)
+    p = X.shape[1]
+    xbar_steps = np.empty((n_ev, p))
+    step_w = np.empty(n_ev)
+    loglik, u, c, m = _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron,
+                                 xbar_steps, step_w)
+    # c >= 0 in exact arithmetic; clip rounding so the square root is defined
+    root = np.sqrt(np.maximum(w * np.exp(eta) * c, 0.0))
+    scaled = X * root[:, None]
+    imat = scaled.T @ scaled  # symmetric rank-k update
+    xb = xbar_steps[:m] * np.sqrt(step_w[:m])[:, None]
+    imat -= xb.T @ xb
+    imat = (imat + imat.T) / 2
     return loglik, u, imat
 
 
@@ -475,19 +507,69 @@ def _event_column(data: pd.DataFrame, name: str, where: str) -> np.ndarray:
 
 
 def _group_codes(data: pd.DataFrame, columns: list[str], what: str, where: str) -> tuple[np.ndarray, list]:
+    """Integer codes 0..k-1 for the sorted distinct values of ``columns``, and the values."""
     require_columns(data, columns, where)
     missing = {c: int(data[c].isna().sum()) for c in columns if data[c].isna().any()}
     if missing:
         raise InputError(f"{where}: {what} column(s) have missing values {missing} (column: rows); resolve them first")
+    if len(columns) == 1:
+        codes, uniques = pd.factorize(data[columns[0]], sort=True)
+        return codes.astype(np.int64), list(uniques)
     grouped = data.groupby(columns, sort=True, observed=True)
     codes = grouped.ngroup().to_numpy(dtype=np.int64)
-    labels = list(grouped.groups.keys())
-    return codes, labels
+    return codes, list(grouped.size().index)
 
 
 # ---------------------------------------------------------------------------
 # fitting
 # ---------------------------------------------------------------------------
+
+
+def _design(data: pd.DataFrame, covariates: list[str], where: str, order: np.ndarray):
+    """Model matrix in sorted row order (n, p), Fortran order, and each term's column names.
+
+    Plain numeric columns are gathered straight into place (checked for
+    missing and infinite values); categorical, string and boolean columns go
+    through ``design_matrix`` for R's treatment contrasts. Column-major
+    storage makes the per-column gather, centring and range checks
+    contiguous; the kernels stream the p columns in sorted order.
+    """
+    n = len(data)
+    term_cols: list[tuple[str, tuple[str, ...]]] = []
+    pieces: list[np.ndarray] = []
+    for cov in covariates:
+        col = data[cov]
+        if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+            values = col.to_numpy(dtype=float)
+            bad = ~np.isfinite(values)
+            if bad.any():
+                n_nan = int(np.isnan(values).sum())
+                raise InputError(
+                    f"{where}: covariate {cov!r} has {n_nan} missing and {int(bad.sum()) - n_nan} infinite "
+                    f"value(s) out of {n} rows; drop or impute them explicitly before fitting")
+            term_cols.append((cov, (cov,)))
+            pieces.append(values)
+        else:
+            block = design_matrix(data, [cov], where)
+            term_cols.append((cov, tuple(block.columns)))
+            pieces.extend(block[c].to_numpy(dtype=float) for c in block.columns)
+    X = np.empty((n, len(pieces)), order="F")
+    for j, values in enumerate(pieces):
+        np.take(values, order, out=X[:, j])
+    return X, term_cols
+
+
+def _dense_rank(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """0-based dense ranks (equal values share a rank) and the number of ranks."""
+    order = np.argsort(values)
+    sv = values[order]
+    new = np.empty(len(sv), dtype=bool)
+    new[:1] = True
+    np.not_equal(sv[1:], sv[:-1], out=new[1:])
+    dense = np.cumsum(new) - 1
+    rank = np.empty(len(values), dtype=np.int64)
+    rank[order] = dense
+    return rank, int(dense[-1]) + 1 if len(dense) else 0
 
 
 def _chol_solve(imat: np.ndarray, rhs: np.ndarray, columns: Sequence[str]) -> np.ndarray:
@@ -736,36 +818,28 @@ def cox(
     if status.sum() == 0:
         raise InputError(f"{where}: event column {event!r} has no events in {n} rows; a Cox model needs events")
 
-    # design, term by term so each term knows its columns
-    term_cols: list[tuple[str, tuple[str, ...]]] = []
-    blocks = []
-    for cov in covariates:
-        block = design_matrix(data, [cov], where)
-        term_cols.append((cov, tuple(block.columns)))
-        blocks.append(block.to_numpy(dtype=float))
-    X = np.ascontiguousarray(np.hstack(blocks)) if len(blocks) > 1 else np.ascontiguousarray(blocks[0])
-    columns = tuple(c for _, cols in term_cols for c in cols)
-    if len(set(columns)) != len(columns):
-        raise InputError(f"cox: covariates expand to duplicate column names {columns}; give each covariate once")
-    p = X.shape[1]
-    for j, name in enumerate(columns):
-        col = X[:, j]
-        if col.min() == col.max():
-            raise InputError(f"{where}: covariate column {name!r} is constant ({col[0]!r}) in all {n} rows; drop it")
-    X = X - X.mean(axis=0)  # centring changes nothing but the rounding (coxph centres too)
-
     if strata_cols:
         scode, slabels = _group_codes(data, strata_cols, "strata", where)
     else:
         scode, slabels = np.zeros(n, dtype=np.int64), [None]
 
-    order = np.lexsort((stop, scode))
+    order = np.lexsort((stop, scode)) if strata_cols else np.argsort(stop, kind="stable")
     s_stop = np.ascontiguousarray(stop[order])
     s_start = np.ascontiguousarray(start[order])
     s_event = np.ascontiguousarray(status[order])
     s_w = np.ascontiguousarray(w[order])
-    s_X = np.ascontiguousarray(X[order])
     s_code = scode[order]
+
+    s_X, term_cols = _design(data, covariates, where, order)
+    columns = tuple(c for _, cols in term_cols for c in cols)
+    if len(set(columns)) != len(columns):
+        raise InputError(f"cox: covariates expand to duplicate column names {columns}; give each covariate once")
+    p = s_X.shape[1]
+    col_min, col_max = s_X.min(axis=0), s_X.max(axis=0)
+    for j in np.flatnonzero(col_min == col_max):
+        raise InputError(f"{where}: covariate column {columns[j]!r} is constant ({col_min[j]!r}) in all {n} rows; "
+                         "drop it")
+    s_X -= s_X.mean(axis=0)  # centring changes nothing but the rounding (coxph centres too)
     n_strata = len(slabels)
     sbounds = np.searchsorted(s_code, np.arange(n_strata + 1)).astype(np.int64)
     if entry is not None:
@@ -860,9 +934,9 @@ def cox(
     wald_stat = _wald_quadratic(var, beta)
 
     # concordance on the linear predictor (shift-invariant, so centring is irrelevant)
-    _, rank = np.unique(eta, return_inverse=True)
-    conc, disc, tied_x = _concordance_kernel(s_stop, s_start, s_event, s_w, rank.astype(np.int64),
-                                             int(rank.max()) + 1, sbounds, sorder, sf["has_entry"])
+    rank, n_rank = _dense_rank(eta)
+    conc, disc, tied_x = _concordance_kernel(s_stop, s_start, s_event, s_w, rank, n_rank, sbounds, sorder,
+                                             sf["has_entry"])
     denom = conc + disc + tied_x
     c_index = (conc + tied_x / 2) / denom if denom > 0 else float("nan")
 
