@@ -45,6 +45,7 @@ __all__ = [
     "flow_diagram",
     "forest_plot",
     "save_figure",
+    "study_figures",
 ]
 
 
@@ -609,3 +610,67 @@ def figure_png_bytes(fig: Figure, dpi: int = 200) -> bytes:
     with _style.style():
         fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight", facecolor="white", metadata={"Software": None})
     return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------- all figures of a study
+
+
+def matched_mask_of(result: Any) -> np.ndarray | None:
+    """Which rows of ``result.cohort`` are in the matched cohort (None when matching was skipped)."""
+    if getattr(result, "matched", None) is None:
+        return None
+    cohort = result.cohort
+    subclass = getattr(getattr(result, "matching", None), "subclass", None)
+    if isinstance(subclass, pd.Series) and subclass.index.isin(cohort.index).all() and len(subclass) == len(cohort):
+        return subclass.reindex(cohort.index).notna().to_numpy()
+    return cohort.index.isin(result.matched.index)
+
+
+def _propensity_of(result: Any) -> np.ndarray | None:
+    cohort = result.cohort
+    if "ps" in cohort.columns:
+        return cohort["ps"].to_numpy(dtype=float)
+    score = getattr(getattr(result, "propensity", None), "score", None)
+    if isinstance(score, pd.Series) and len(score) == len(cohort):
+        return score.reindex(cohort.index).to_numpy(dtype=float)
+    return None
+
+
+def study_figures(result: Any) -> dict[str, Figure]:
+    """Every figure of a study run, by file stem, drawn from a :class:`StudyResult`.
+
+    Stems: ``flow``, ``love_plot``, ``ps_distribution``, ``km_death``,
+    ``cif_krt``, ``forest``; a figure whose results are absent (a skipped
+    model or matching) is left out. The caller saves them with
+    :func:`save_figure`; the figures are not in pyplot's registry, so
+    dropping the dict frees them.
+    """
+    from .tables import arm_labels, planted_for, threshold_of
+
+    threshold = threshold_of(result)
+    labels = arm_labels(result)
+    horizon = float(result.study.outcomes.horizon_days)
+    figures: dict[str, Figure] = {}
+    figures["flow"] = flow_diagram(result.attrition, result.counts, labels=labels, threshold=threshold)
+    if result.balance_before is not None:
+        figures["love_plot"] = love_plot(result.balance_before, result.balance_after)
+    score = _propensity_of(result)
+    if score is not None and "exposed" in result.cohort.columns:
+        figures["ps_distribution"] = propensity_distributions(
+            score, result.cohort["exposed"].to_numpy(), matched_mask_of(result), labels=labels, threshold=threshold
+        )
+    if result.km is not None:
+        times = [t for t in result.study.models.km_times_days if t <= horizon] or [0.0, horizon]
+        figures["km_death"] = kaplan_meier_plot(
+            result.km, times, labels, getattr(result.logrank, "p_value", None), threshold=threshold
+        )
+    if result.cif is not None:
+        figures["cif_krt"] = cumulative_incidence_plot(
+            result.cif, labels, getattr(result.gray, "p_value", None), horizon=horizon,
+            ylabel="Cumulative incidence of KRT liberation",
+        )
+    finite = [e for e in result.estimates if np.isfinite(e.estimate)]
+    if finite:
+        truth = {o: planted_for(result, o) for o in ("death_90d", "krt_liberation_90d")} if result.synthetic else None
+        figures["forest"] = forest_plot(finite, reference=truth)
+    return figures

@@ -1,0 +1,324 @@
+"""The HTML report: one self-contained file (figures as inline base64 PNG, inline CSS).
+
+:func:`render_html` reads a :class:`~retrocohort.study.results.StudyResult`
+and returns the page as a string; the pipeline writes it to ``report.html``.
+The page loads nothing from the network, prints cleanly (print CSS, A4), and
+marks key numbers with ``data-key`` attributes (full-precision value in
+``data-value``) so a test can compare the page with ``results.json``. No
+subject identifier or date is rendered.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+from typing import Any
+
+import jinja2
+import numpy as np
+from markupsafe import Markup, escape
+from matplotlib.figure import Figure
+
+from .. import __version__
+from .figures import figure_png_bytes, study_figures
+from .formatting import (
+    COVARIATE_LABELS,
+    MODEL_LABELS,
+    OUTCOME_LABELS,
+    covariate_label,
+    format_number,
+    format_p_inline,
+    format_ratio,
+    is_number,
+    label_of,
+)
+from .suppression import format_count, suppress_small_cells
+from .tables import (
+    PRIMARY,
+    arm_labels,
+    at_risk_table,
+    attrition_table,
+    balance_table,
+    ph_test_table,
+    planted_for,
+    published_for,
+    results_table,
+    table_one_combined,
+    threshold_of,
+)
+from .text import methods_paragraph, results_paragraph, skipped_notes
+
+__all__ = ["render_html", "estimate_key"]
+
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("retrocohort.report", "templates"),
+    autoescape=jinja2.select_autoescape(["html", "j2"]),
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+# A date or date-time anywhere in free text (provenance, notes) is dropped: no date leaves the process.
+_DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?\b")
+
+
+def estimate_key(outcome: str, model: str, population: str, field: str = "estimate") -> str:
+    """The ``data-key`` of one number of one estimate, e.g. ``death_90d/cox_adjusted/matched/estimate``."""
+    return f"{outcome}/{model}/{population}/{field}"
+
+
+def _value(x: Any) -> str:
+    """Full-precision value for ``data-value`` (repr of floats round-trips)."""
+    if isinstance(x, (bool, np.bool_)):
+        return str(bool(x)).lower()
+    if isinstance(x, (int, np.integer)):
+        return str(int(x))
+    if isinstance(x, (float, np.floating)):
+        return repr(float(x)) if math.isfinite(float(x)) else ""
+    return "" if x is None else str(x)
+
+
+def _count_item(value: Any, threshold: int) -> dict[str, str] | None:
+    if value is None:
+        return None
+    shown = suppress_small_cells(value, threshold)
+    return {"text": format_count(value, threshold), "value": _value(shown)}
+
+
+def _figure_markup(figures: dict[str, Figure], cache: dict[str, str]):
+    def figure(stem: str, number: str, caption: str) -> Markup:
+        fig = figures.get(stem)
+        if fig is None:
+            return Markup('<p class="sans figure-missing" data-figure-missing="{}">{} not drawn: its results '
+                          "are not available for this run (see Models not estimated).</p>").format(stem, number)
+        if stem not in cache:
+            cache[stem] = base64.b64encode(figure_png_bytes(fig)).decode("ascii")
+        # Shown at the figure's physical size (96 px per inch), never wider than the column.
+        width = int(round(fig.get_figwidth() * 96))
+        return Markup(
+            '<figure id="fig-{stem}"><img src="data:image/png;base64,{data}" alt="{alt}" data-figure="{stem}" '
+            'style="width: {width}px">'
+            "<figcaption><b>{number}</b>{caption}</figcaption></figure>"
+        ).format(stem=stem, data=cache[stem], alt=caption, number=number, caption=caption, width=width)
+
+    return figure
+
+
+def _table_one_context(result: Any) -> dict[str, Any] | None:
+    combined = table_one_combined(result)
+    if combined is None:
+        return None
+    groups: list[tuple[str, int]] = []
+    for top in combined.columns.get_level_values(0):
+        if groups and groups[-1][0] == top:
+            groups[-1] = (top, groups[-1][1] + 1)
+        else:
+            groups.append((top, 1))
+    columns = [str(c) for c in combined.columns.get_level_values(1)]
+    columns = ["Missing" if c.lower() == "missing" else c for c in columns]
+    rows = []
+    for label, values in combined.iterrows():
+        text = str(label)
+        indent = text != text.lstrip()
+        nice = text.strip()
+        base = nice.split(" (")[0].split(" = ")[0]
+        if base in ("n",):
+            shown = "n"
+        elif base in COVARIATE_LABELS:
+            shown = covariate_label(base) + nice[len(base):]
+        else:
+            shown = nice
+        rows.append({"label": shown, "indent": indent, "cells": [str(v) for v in values.to_list()]})
+    return {"groups": groups, "columns": columns, "rows": rows}
+
+
+def _results_context(result: Any) -> dict[str, Any]:
+    table = results_table(result)
+    threshold = threshold_of(result)
+    columns = list(table.columns)
+    numeric = {"Patients", "Events", "p", "Planted truth"} | {c for c in columns if c.startswith(("Estimate", "Published"))}
+    estimates = list(result.estimates)
+    rows = []
+    for k, (_, row) in enumerate(table.iterrows()):
+        est = estimates[k] if k < len(estimates) else None
+        cells = []
+        for col in columns:
+            cell: dict[str, Any] = {"text": str(row[col]), "num": col in numeric, "key": "", "value": ""}
+            if est is not None:
+                if col.startswith("Estimate"):
+                    cell["key"] = estimate_key(est.outcome, est.model, est.population, "estimate")
+                    cell["value"] = _value(est.estimate)
+                    # The limits go in their own attributes on the same cell.
+                    cell["text"] = Markup('{} <span hidden data-key="{}" data-value="{}"></span>'
+                                          '<span hidden data-key="{}" data-value="{}"></span>').format(
+                        row[col], estimate_key(est.outcome, est.model, est.population, "lower"), _value(est.lower),
+                        estimate_key(est.outcome, est.model, est.population, "upper"), _value(est.upper))
+                elif col == "p":
+                    cell["key"] = estimate_key(est.outcome, est.model, est.population, "p")
+                    cell["value"] = _value(est.p)
+                elif col == "Patients":
+                    cell["key"] = estimate_key(est.outcome, est.model, est.population, "n")
+                    cell["value"] = _value(suppress_small_cells(est.n, threshold))
+                elif col == "Events":
+                    cell["key"] = estimate_key(est.outcome, est.model, est.population, "n_events")
+                    cell["value"] = _value(suppress_small_cells(est.n_events, threshold))
+            cells.append(cell)
+        if est is None:
+            cls = "skipped"
+        else:
+            cls = "primary" if PRIMARY.get(est.outcome) == (est.outcome, est.model, est.population) else ""
+        rows.append({"cells": cells, "cls": cls})
+    variance = {e.variance for e in estimates if e.variance}
+    note = "Variance: " + "; ".join(sorted(variance)) + "." if variance else ""
+    return {"columns": columns, "numeric": numeric, "rows": rows, "note": note}
+
+
+def _primary_keys(result: Any) -> list[dict[str, str]]:
+    out = []
+    for outcome, key, ratio in (("death_90d", "hr_death_matched", "HR"), ("krt_liberation_90d", "shr_krt_matched", "sHR")):
+        e = result.estimate(*PRIMARY[outcome])
+        if e is None:
+            continue
+        truth = planted_for(result, outcome) if result.synthetic else None
+        published = published_for(result, outcome)
+        caption = f"{label_of(OUTCOME_LABELS, outcome)}, adjusted {ratio} (95% CI), matched"
+        if published:
+            caption += f"; published {format_ratio(*published)}"
+        out.append({
+            "key": key, "value": _value(e.estimate), "text": format_ratio(e.estimate, e.lower, e.upper),
+            "caption": caption, "truth": format_number(truth) if truth is not None else "",
+            "truth_value": _value(truth) if truth is not None else "",
+        })
+    return out
+
+
+def _provenance_rows(result: Any) -> list[tuple[str, str, str]]:
+    prov = dict(getattr(result, "provenance", {}) or {})
+    rows: list[tuple[str, str, str]] = []
+    study = result.study
+    rows.append(("Study", study.study.name, "study"))
+    rows.append(("Study file SHA-256", str(prov.pop("study_fingerprint", study.fingerprint)), "study_fingerprint"))
+    names = {
+        "data_fingerprint": "Data fingerprint", "data_fingerprint_method": "Fingerprint method",
+        "engine": "Engine", "seed": "Seed", "python": "Python", "elapsed_seconds": "Run time, s",
+    }
+    for key, label in names.items():
+        if key in prov:
+            value = prov.pop(key)
+            if key == "elapsed_seconds" and is_number(value):
+                value = f"{float(value):.1f}"
+            rows.append((label, str(value), key))
+    packages = prov.pop("packages", None)
+    if isinstance(packages, dict) and packages:
+        rows.append(("Packages", ", ".join(f"{k} {v}" for k, v in sorted(packages.items())), "packages"))
+    rows.append(("retrocohort", __version__, "retrocohort"))
+    for key, value in sorted(prov.items()):
+        if isinstance(value, (dict, list, tuple)):
+            value = ", ".join(f"{k}: {v}" for k, v in value.items()) if isinstance(value, dict) else ", ".join(map(str, value))
+        rows.append((key.replace("_", " ").capitalize(), str(value), key))
+    # No date or time stamp leaves the process, even in provenance (e.g. a file's modification time).
+    return [(label, _DATE.sub("[date removed]", text), key) for label, text, key in rows]
+
+
+def render_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
+    """Render the study report as one self-contained HTML page.
+
+    Parameters
+    ----------
+    result : StudyResult of a run (``study/results.py``).
+    figures : optional figures already drawn by :func:`figures.study_figures`
+        (the pipeline draws them once for the PNG/SVG files and passes them
+        here); drawn from ``result`` when omitted.
+
+    Returns
+    -------
+    str
+        UTF-8 HTML: figures as base64 PNG ``<img>``, inline CSS, one inline
+        diagnostic script; no external URL. Key numbers carry ``data-key``
+        (e.g. ``matched_exposed``, ``hr_death_matched``,
+        ``death_90d/cox_adjusted/matched/estimate``) with the full-precision
+        value in ``data-value``.
+    """
+    figures = study_figures(result) if figures is None else figures
+    threshold = threshold_of(result)
+    arms = arm_labels(result)
+    counts = result.counts or {}
+    att = result.attrition
+    keyfacts = {
+        "screened": _count_item(att.iloc[0]["remaining"] if len(att) else None, threshold),
+        "eligible": _count_item(att.iloc[-1]["remaining"] if len(att) else None, threshold),
+        "exposed": _count_item(counts.get("exposed"), threshold),
+        "unexposed": _count_item(counts.get("unexposed"), threshold),
+        "matched_exposed": _count_item(counts.get("matched_exposed"), threshold) if result.matched is not None else None,
+        "matched_unexposed": _count_item(counts.get("matched_unexposed"), threshold) if result.matched is not None else None,
+    }
+    dose = None
+    if result.dose_meq and is_number(result.dose_meq.get("mean")):
+        dose = {"mean": format_number(result.dose_meq["mean"], 1), "sd": format_number(result.dose_meq.get("sd"), 1),
+                "mean_value": _value(result.dose_meq["mean"]), "sd_value": _value(result.dose_meq.get("sd"))}
+    balance = []
+    bt = balance_table(result)
+    if bt is not None:
+        for term, row in bt.iterrows():
+            after = row.get("smd_after", float("nan"))
+            balance.append({"term": term, "label": covariate_label(term), "before": format_number(row["smd_before"], 3),
+                            "after": format_number(after, 3), "before_value": _value(row["smd_before"]),
+                            "after_value": _value(after)})
+    at_risk = None
+    if result.km is not None:
+        horizon = float(result.study.outcomes.horizon_days)
+        times = [t for t in result.study.models.km_times_days if t <= horizon] or [0.0, horizon]
+        frame = at_risk_table(result.km, times, arms, threshold)
+        at_risk = {"columns": list(frame.columns),
+                   "rows": [{"label": idx, "cells": list(r)} for idx, r in zip(frame.index, frame.to_numpy(), strict=True)]}
+    ph = ph_test_table(result) if result.ph_test is not None else None
+    e_value = None
+    ev = result.e_value or {}
+    if is_number(ev.get("point")):
+        e_value = {"point": format_number(ev["point"]), "point_value": _value(ev["point"]),
+                   "ci": format_number(ev.get("ci")) if is_number(ev.get("ci")) else "",
+                   "ci_value": _value(ev.get("ci")), "method": getattr(result, "e_value_method", None) or ""}
+    logrank_p = getattr(result.logrank, "p_value", None)
+    gray_p = getattr(result.gray, "p_value", None)
+    sections = [("flow", "Study flow"), ("table1", "Baseline characteristics"), ("balance", "Covariate balance"),
+                ("survival", "90-day mortality"), ("krt", "KRT liberation"), ("results", "Estimates"),
+                ("methods", "Methods"), ("results-text", "Results")]
+    skipped = skipped_notes(result)
+    if skipped:
+        sections.append(("skipped", "Models not estimated"))
+    sections += [("data-notes", "Data notes"), ("reproducibility", "Reproducibility")]
+    context = {
+        "version": __version__,
+        "synthetic": bool(result.synthetic),
+        "title": result.study.study.title,
+        "description": result.study.study.description,
+        "exposed": arms[1],
+        "comparator": arms[0],
+        "k": keyfacts,
+        "primary_keys": _primary_keys(result),
+        "sections": sections,
+        "figure": _figure_markup(figures, {}),
+        "attrition": attrition_table(result).to_dict("records"),
+        "dose": dose,
+        "dose_window": f"{result.study.exposure.window_hours[1]:g}",
+        "dose_unit": result.study.exposure.dose_unit,
+        "table_one": _table_one_context(result),
+        "threshold": threshold,
+        "balance": balance,
+        "logrank_text": format_p_inline(logrank_p) if is_number(logrank_p) else "",
+        "logrank_value": _value(logrank_p),
+        "gray_text": format_p_inline(gray_p) if is_number(gray_p) else "",
+        "gray_value": _value(gray_p),
+        "at_risk": at_risk,
+        "results": _results_context(result),
+        "ph_table": ph.to_dict("records") if ph is not None else None,
+        "ph_model": label_of(MODEL_LABELS, str(result.provenance.get("ph_test_model", ""))) if result.provenance.get("ph_test_model") else "",
+        "e_value": e_value,
+        "methods": methods_paragraph(result),
+        "results_text": results_paragraph(result),
+        "skipped": skipped,
+        "notes": [_DATE.sub("[date removed]", str(n)) for n in result.notes],
+        "provenance": _provenance_rows(result),
+    }
+    return _ENV.get_template("report.html.j2").render(**context)

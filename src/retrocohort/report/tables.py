@@ -1,0 +1,358 @@
+"""Tables of a study for the report and the CSV outputs, read from a :class:`StudyResult`.
+
+Every function formats numbers the result already holds; nothing is
+estimated here. Counts go through the small-cell rule of
+:mod:`.suppression` with the study's threshold (``[report] small_cell_threshold``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+from .formatting import (
+    MODEL_LABELS,
+    OUTCOME_LABELS,
+    POPULATION_LABELS,
+    format_number,
+    format_p,
+    format_ratio,
+    label_of,
+    resolve_labels,
+)
+from .suppression import DEFAULT_THRESHOLD, format_count, suppress_small_cells
+
+__all__ = [
+    "threshold_of",
+    "arm_labels",
+    "estimates_frame",
+    "results_table",
+    "published_for",
+    "planted_for",
+    "table_one_combined",
+    "suppress_table_one",
+    "attrition_table",
+    "at_risk_table",
+    "ph_test_table",
+    "balance_table",
+    "PRIMARY",
+]
+
+# The estimates the published abstract reports, and that the report leads with.
+PRIMARY: dict[str, tuple[str, str, str]] = {
+    "death_90d": ("death_90d", "cox_adjusted", "matched"),
+    "krt_liberation_90d": ("krt_liberation_90d", "fine_gray_adjusted", "matched"),
+}
+# Keys of the planted truth (SYNTHETIC.json) per outcome.
+PLANTED_KEYS: dict[str, tuple[str, ...]] = {
+    "death_90d": ("hr_death",),
+    "krt_liberation_90d": ("shr_krt", "hr_krt"),
+}
+
+
+def threshold_of(result: Any) -> int:
+    """The study's small-cell threshold (default 5 when the result carries no study)."""
+    study = getattr(result, "study", None)
+    report = getattr(study, "report", None)
+    value = getattr(report, "small_cell_threshold", DEFAULT_THRESHOLD)
+    return int(value) if value is not None else DEFAULT_THRESHOLD
+
+
+def arm_labels(result: Any) -> dict[int, str]:
+    """``{0: comparator, 1: exposed}`` in the study's words (e.g. "no Mg", "Mg")."""
+    info = getattr(getattr(result, "study", None), "study", None)
+    comparator = getattr(info, "comparator_label", "Comparator")
+    exposed = getattr(info, "exposure_label", "Exposed")
+    return {0: comparator, 1: exposed}
+
+
+def published_for(result: Any, outcome: str) -> tuple[float, float, float] | None:
+    """Published (estimate, lower, upper) of an outcome from ``[report] published_*``, or None."""
+    report = getattr(getattr(result, "study", None), "report", None)
+    key = {"death_90d": "published_hr_death", "krt_liberation_90d": "published_hr_krt"}.get(outcome)
+    value = getattr(report, key, None) if key else None
+    return tuple(float(v) for v in value) if value else None  # type: ignore[return-value]
+
+
+def planted_for(result: Any, outcome: str) -> float | None:
+    """The planted (true) ratio of an outcome on synthetic data, or None."""
+    planted = getattr(result, "planted", None) or {}
+    for key in PLANTED_KEYS.get(outcome, ()):
+        value = planted.get(key)
+        if isinstance(value, (int, float)) and np.isfinite(value):
+            return float(value)
+    return None
+
+
+def estimates_frame(result: Any) -> pd.DataFrame:
+    """The estimates as numbers, one row per (outcome, model, population), counts suppressed.
+
+    Columns ``outcome``, ``model``, ``population``, ``estimate``, ``lower``,
+    ``upper``, ``p``, ``n``, ``n_events``, ``variance``, ``label``,
+    ``note``; the schema of ``results.json``'s ``estimates``.
+    """
+    threshold = threshold_of(result)
+    rows = []
+    for e in getattr(result, "estimates", ()):
+        rows.append({
+            "outcome": e.outcome, "model": e.model, "population": e.population,
+            "estimate": float(e.estimate), "lower": float(e.lower), "upper": float(e.upper), "p": float(e.p),
+            "n": suppress_small_cells(e.n, threshold), "n_events": suppress_small_cells(e.n_events, threshold),
+            "variance": e.variance, "label": e.label, "note": e.note,
+        })
+    columns = ["outcome", "model", "population", "estimate", "lower", "upper", "p", "n", "n_events",
+               "variance", "label", "note"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _ratio_name(model: str) -> str:
+    return "sHR" if model.startswith("fine_gray") else "HR"
+
+
+def results_table(result: Any) -> pd.DataFrame:
+    """The results table as printed: one row per estimate, skipped models last.
+
+    Columns: ``Outcome``, ``Model``, ``Population``, ``Patients``, ``Events``,
+    ``Ratio`` (HR or sHR), ``Estimate (95% CI)``, ``p``, ``Variance``, and
+    when set, ``Published (95% CI)`` (beside the primary estimate of each
+    outcome) and ``Planted truth`` (synthetic data). A skipped model is a row
+    with ``Estimate (95% CI)`` = "not estimated" and the reason in ``Variance``.
+    """
+    threshold = threshold_of(result)
+    conf = int(round(100 * float(getattr(getattr(getattr(result, "study", None), "models", None), "conf_level", 0.95))))
+    estimate_col = f"Estimate ({conf}% CI)"
+    show_published = any(published_for(result, o) for o in OUTCOME_LABELS)
+    show_planted = bool(getattr(result, "synthetic", False)) and any(planted_for(result, o) is not None for o in OUTCOME_LABELS)
+    rows = []
+    for e in getattr(result, "estimates", ()):
+        row = {
+            "Outcome": label_of(OUTCOME_LABELS, e.outcome),
+            "Model": label_of(MODEL_LABELS, e.model),
+            "Population": label_of(POPULATION_LABELS, e.population),
+            "Patients": format_count(e.n, threshold),
+            "Events": format_count(e.n_events, threshold),
+            "Ratio": _ratio_name(e.model),
+            estimate_col: format_ratio(e.estimate, e.lower, e.upper),
+            "p": format_p(e.p),
+            "Variance": e.variance,
+        }
+        if show_published:
+            published = published_for(result, e.outcome)
+            is_primary = PRIMARY.get(e.outcome) == (e.outcome, e.model, e.population)
+            row["Published (95% CI)"] = format_ratio(*published) if (published and is_primary) else ""
+        if show_planted:
+            truth = planted_for(result, e.outcome)
+            row["Planted truth"] = format_number(truth) if truth is not None else ""
+        rows.append(row)
+    for s in getattr(result, "skipped", ()):
+        if s.outcome not in OUTCOME_LABELS:
+            continue
+        row = {
+            "Outcome": label_of(OUTCOME_LABELS, s.outcome), "Model": label_of(MODEL_LABELS, s.model),
+            "Population": label_of(POPULATION_LABELS, s.population), "Patients": "", "Events": "",
+            "Ratio": _ratio_name(s.model), estimate_col: "not estimated", "p": "", "Variance": s.reason,
+        }
+        if show_published:
+            row["Published (95% CI)"] = ""
+        if show_planted:
+            row["Planted truth"] = ""
+        rows.append(row)
+    columns = ["Outcome", "Model", "Population", "Patients", "Events", "Ratio", estimate_col, "p", "Variance"]
+    columns += ["Published (95% CI)"] * show_published + ["Planted truth"] * show_planted
+    return pd.DataFrame(rows, columns=columns)
+
+
+# --------------------------------------------------------------------------- Table 1
+
+_COUNT_ROW = re.compile(r"(^n$)|(\(%\))|(n \(%\))", re.IGNORECASE)
+_NON_COUNT_COLUMNS = {"smd", "p", "test", "missing", "level", "variable", "characteristic"}
+
+
+def _label_column(table: pd.DataFrame) -> pd.Series:
+    """Row labels of a tableone-style frame: a label column when there is one, else the index."""
+    for name in ("variable", "characteristic", "Characteristic", "label", ""):
+        if name in table.columns and table[name].dtype == object:
+            return table[name].astype(str)
+    return pd.Series([str(i) for i in table.index], index=table.index)
+
+
+def _count_rows(labels: pd.Series) -> np.ndarray:
+    """Which rows hold counts: ``n``, any ``(%)`` row, and the indented level rows under a ``(%)`` header."""
+    is_count = np.zeros(len(labels), dtype=bool)
+    under_percent_header = False
+    for k, raw in enumerate(labels):
+        stripped = raw.strip()
+        indented = raw != raw.lstrip() and stripped != ""
+        if indented and under_percent_header:
+            is_count[k] = True
+            continue
+        under_percent_header = bool(re.search(r"\(%\)", stripped))
+        is_count[k] = bool(_COUNT_ROW.search(stripped))
+    return is_count
+
+
+def suppress_table_one(table: pd.DataFrame, threshold: int = DEFAULT_THRESHOLD) -> pd.DataFrame:
+    """Table 1 with small counts suppressed: the ``n`` row and every ``n (%)`` cell.
+
+    An ``n (%)`` cell whose n is small becomes ``"<{threshold}"`` whole (the
+    percentage would give the count back). Means, SDs, medians, SMDs and
+    missing-value columns are left alone, except that missing counts are
+    counts and are suppressed too.
+    """
+    if not isinstance(table, pd.DataFrame):
+        raise InputError(f"suppress_table_one: expected a DataFrame; got {type(table).__name__}")
+    out = table.copy()
+    labels = _label_column(out)
+    count_rows = _count_rows(labels)
+    label_name = next((c for c in ("variable", "characteristic", "Characteristic", "label", "") if c in out.columns
+                       and out[c].dtype == object), None)
+    for column in out.columns:
+        if column == label_name:
+            continue
+        name = str(column[-1] if isinstance(column, tuple) else column).strip().lower()
+        if name in _NON_COUNT_COLUMNS - {"missing"}:
+            continue
+        values = out[column].to_numpy(dtype=object).copy()
+        rows = np.ones(len(out), dtype=bool) if name == "missing" else count_rows
+        for k in np.flatnonzero(rows):
+            v = values[k]
+            if isinstance(v, str) and v.strip().isdigit():
+                shown = suppress_small_cells(int(v.strip()), threshold)
+                values[k] = v if isinstance(shown, int) else shown
+            else:
+                values[k] = suppress_small_cells(v, threshold)
+        out[column] = pd.Series(values, index=out.index, dtype=object)
+    return out
+
+
+def _arm_columns(table: pd.DataFrame) -> list[Any]:
+    return [c for c in table.columns if str(c).strip().lower() not in _NON_COUNT_COLUMNS]
+
+
+def _rename_arm(column: Any, labels: Mapping[int, str]) -> str:
+    text = str(column).strip()
+    for value, name in labels.items():
+        if text in (str(value), f"{value}.0", name):
+            return name
+    return text
+
+
+def table_one_combined(result: Any) -> pd.DataFrame | None:
+    """Table 1 before and after matching side by side, counts suppressed.
+
+    Returns a frame indexed by characteristic with two-level columns
+    (``Before matching`` / ``After matching``) x (each arm, ``SMD``), or None
+    when the result has no Table 1. Rows follow the before-matching table;
+    a row missing after matching is blank there.
+    """
+    before = getattr(result, "table_one_before", None)
+    after = getattr(result, "table_one_after", None)
+    if before is None and after is None:
+        return None
+    threshold = threshold_of(result)
+    labels = arm_labels(result)
+    parts, keys = [], []
+    for title, table in (("Before matching", before), ("After matching", after)):
+        if table is None:
+            continue
+        shown = suppress_table_one(table, threshold)
+        label_name = next((c for c in ("variable", "characteristic", "Characteristic", "label", "")
+                           if c in shown.columns and shown[c].dtype == object), None)
+        if label_name is not None:
+            shown = shown.set_index(label_name)
+        shown.index = [str(i) for i in shown.index]
+        keep = [c for c in shown.columns if str(c).strip().lower() not in {"p", "test"}]
+        shown = shown[keep]
+        shown.columns = [_rename_arm(c, labels) if str(c).strip().lower() != "smd" else "SMD" for c in shown.columns]
+        # Comparator first, then exposed, then the rest (SMD, missing), as the published tables read.
+        order = [labels[0], labels[1]]
+        cols = [c for c in order if c in shown.columns] + [c for c in shown.columns if c not in order]
+        parts.append(shown[cols])
+        keys.append(title)
+    combined = pd.concat(parts, axis=1, keys=keys, sort=False)
+    first_index = list(parts[0].index)
+    rest = [i for p in parts[1:] for i in p.index if i not in first_index]
+    combined = combined.reindex(first_index + list(dict.fromkeys(rest)))
+    combined.index.name = "Characteristic"
+    return combined.fillna("")
+
+
+# --------------------------------------------------------------------------- other tables
+
+
+def attrition_table(result_or_attrition: Any, threshold: int | None = None) -> pd.DataFrame:
+    """The attrition log as printed: ``Step``, ``Remaining``, ``Excluded``, ``Reason``, counts suppressed."""
+    attrition = getattr(result_or_attrition, "attrition", result_or_attrition)
+    if not isinstance(attrition, pd.DataFrame):
+        raise InputError("attrition_table: expected a StudyResult or the attrition DataFrame")
+    missing = [c for c in ("step", "remaining", "excluded") if c not in attrition.columns]
+    if missing:
+        raise InputError(f"attrition_table: attrition lacks columns {missing} (has {list(attrition.columns)})")
+    t = threshold if threshold is not None else threshold_of(result_or_attrition)
+    reason = attrition["reason"] if "reason" in attrition.columns else pd.Series([""] * len(attrition))
+    return pd.DataFrame({
+        "Step": attrition["step"].astype(str).to_numpy(),
+        "Remaining": [format_count(v, t) for v in attrition["remaining"]],
+        "Excluded": [format_count(v, t) if k > 0 else "" for k, v in enumerate(attrition["excluded"])],
+        "Reason": [("" if (r is None or (isinstance(r, float) and np.isnan(r))) else str(r)) for r in reason],
+    })
+
+
+def at_risk_table(
+    km_result: Any,
+    times: Sequence[float],
+    labels: Mapping[object, str] | Sequence[str] | None = None,
+    threshold: int = DEFAULT_THRESHOLD,
+) -> pd.DataFrame:
+    """Numbers at risk by arm (rows) at ``times`` (columns, days), counts suppressed.
+
+    Uses ``km_result.at_risk(times)`` (rows with time >= t, unweighted) when
+    the result has it, else the ``n_risk`` of the first listed time >= t.
+    """
+    from .figures import _at_risk_counts, _groups, _table_of
+
+    table = _table_of(km_result, "at_risk_table")
+    groups = _groups(table)
+    names = resolve_labels(groups, labels) if groups != [None] else ["All patients"]
+    at = np.asarray(sorted(float(t) for t in times))
+    counts = _at_risk_counts(km_result, table, groups, at)
+    frame = pd.DataFrame([[format_count(v, threshold) for v in row] for row in counts],
+                         index=pd.Index(names, name="Arm"), columns=[f"{t:g}" for t in at])
+    frame.columns.name = "Day"
+    return frame
+
+
+def ph_test_table(result_or_ph: Any) -> pd.DataFrame | None:
+    """The proportional-hazards test (cox.zph) as printed: ``Term``, ``Chi-square``, ``df``, ``p``."""
+    ph = getattr(result_or_ph, "ph_test", result_or_ph)
+    table = ph if isinstance(ph, pd.DataFrame) else getattr(ph, "table", None)
+    if table is None:
+        return None
+    if not isinstance(table, pd.DataFrame) or "chisq" not in table.columns:
+        raise InputError("ph_test_table: expected cox.zph-style rows with columns chisq, df, p")
+    terms = table["term"] if "term" in table.columns else pd.Series(table.index, index=table.index)
+    return pd.DataFrame({
+        "Term": [str(t) for t in terms],
+        "Chi-square": [format_number(v, 2) for v in table["chisq"]],
+        "df": [format_number(v, 0) if float(v) == int(v) else format_number(v, 2) for v in table["df"]],
+        "p": [format_p(v) for v in table["p"]],
+    })
+
+
+def balance_table(result: Any) -> pd.DataFrame | None:
+    """Absolute SMD per covariate before and after matching (the Love plot's numbers)."""
+    before = getattr(result, "balance_before", None)
+    after = getattr(result, "balance_after", None)
+    if before is None:
+        return None
+    frame = pd.DataFrame({"smd_before": before["smd"].abs()})
+    if after is not None:
+        frame["smd_after"] = after["smd"].abs().reindex(frame.index)
+    frame.index = [str(i) for i in frame.index]
+    frame.index.name = "covariate"
+    return frame
