@@ -23,8 +23,8 @@ censoring term of crr's sandwich variance (``psi`` in Fine & Gray's section 3)
 is an integral over censoring times of ``q(u) / pi(u) dM^c_j(u)`` and ``q(u)``
 is itself a product of a forward sum (competing events before ``u``) and a
 backward sum (event times after ``u``), so it is also a handful of cumulative
-sums. :func:`_influence_direct` in the tests checks this against the O(n^2)
-formula written term by term.
+sums. ``tests/survival/test_finegray_direct.py`` checks these kernels against the
+O(n^2) definitions written term by term.
 
 Conventions (checked against crr 2.2-11 on whole-day tied data)
 ---------------------------------------------------------------
@@ -97,9 +97,11 @@ class _SortedData:
     cens_time: np.ndarray  # (m,)
     cens_count: np.ndarray  # (m,) number censored at cens_time
     cens_at_risk: np.ndarray  # (m,) number with time >= cens_time
-    cens_events_upto: np.ndarray  # (m,) number of event times <= cens_time
-    cens_comp_upto: np.ndarray  # (m,) number of competing rows with time <= cens_time
+    cens_events_upto: np.ndarray  # (m,) number of event times < cens_time
+    cens_comp_upto: np.ndarray  # (m,) number of competing rows with time < cens_time
     cens_upto: np.ndarray  # (n,) number of censoring times <= T_j
+    z_comp: np.ndarray  # (c, p) covariates of the competing rows
+    inv_g_comp: np.ndarray  # (c,) 1 / G(T_j-) of the competing rows
     sum_z_events: np.ndarray  # (p,)
     z_mean: np.ndarray  # (p,) column means removed from z
 
@@ -156,6 +158,7 @@ def _prepare(time: np.ndarray, status: np.ndarray, z: np.ndarray, cause: int, ce
         events_upto=events_upto, comp_rows=comp_rows, comp_before_event=comp_before_event,
         cens_time=cens_time, cens_count=cens_count, cens_at_risk=cens_at_risk,
         cens_events_upto=cens_events_upto, cens_comp_upto=cens_comp_upto, cens_upto=cens_upto,
+        z_comp=zs[comp_rows], inv_g_comp=1.0 / g_left[comp_rows],
         sum_z_events=zs[is_cause].sum(axis=0), z_mean=z_mean,
     )
     return data, order
@@ -188,7 +191,7 @@ class _Fit(NamedTuple):
     zbar: np.ndarray  # (k, p)
     hazard: np.ndarray  # (k,) baseline jumps d/S0, on the shifted scale
     cum_hazard: np.ndarray  # (n,) Lambda(T_j) on the shifted scale
-    tail_g_hazard: np.ndarray  # (k + 1,) sum_{t_k > s} G(t_k-) dLambda(t_k)
+    tail_g_hazard: np.ndarray  # (k + 1,) [i] = sum_{k >= i} G(t_k-) dLambda(t_k)
 
 
 def _evaluate(s: _SortedData, beta: np.ndarray) -> _Fit:
@@ -203,9 +206,9 @@ def _evaluate(s: _SortedData, beta: np.ndarray) -> _Fit:
     r0 = _suffix(block)[:-1]
     r1 = _suffix(np.add.reduceat(ez, s.event_start, axis=0))[:-1]
     # Competing events strictly before event time k, weighted by 1 / G(T_j-).
-    inv_g = 1.0 / s.g_left[s.comp_rows]
-    c0 = _prefix(e[s.comp_rows] * inv_g)[s.comp_before_event]
-    c1 = _prefix(ez[s.comp_rows] * inv_g[:, None])[s.comp_before_event]
+    w_comp = e[s.comp_rows] * s.inv_g_comp
+    c0 = _prefix(w_comp)[s.comp_before_event]
+    c1 = _prefix(s.z_comp * w_comp[:, None])[s.comp_before_event]
     s0 = r0 + s.g_event * c0
     s1 = r1 + s.g_event[:, None] * c1
 
@@ -219,8 +222,9 @@ def _evaluate(s: _SortedData, beta: np.ndarray) -> _Fit:
     tail_g_hazard = _suffix(s.g_event * hazard)
     accrued = cum_hazard.copy()
     comp = s.comp_rows
-    accrued[comp] += tail_g_hazard[s.events_upto[comp]] / s.g_left[comp]
-    info = (s.z * (e * accrued)[:, None]).T @ s.z - (zbar.T * s.n_event) @ zbar
+    accrued[comp] += tail_g_hazard[s.events_upto[comp]] * s.inv_g_comp
+    ez *= accrued[:, None]  # reuse the buffer: rows become e_j a_j z_j
+    info = ez.T @ s.z - (zbar.T * s.n_event) @ zbar
     return _Fit(loglik, score, info, e, shift, zbar, hazard, cum_hazard, tail_g_hazard)
 
 
@@ -234,7 +238,6 @@ def _influence(s: _SortedData, f: _Fit) -> np.ndarray:
     ``var``.
     """
     z, e = s.z, f.e
-    n, p = z.shape
     pos = s.events_upto
     zbar_hazard = f.zbar * f.hazard[:, None]
     cum_zbar_hazard = _prefix(zbar_hazard)[pos]  # sum_{t_k <= T_j} zbar_k dL_k
@@ -245,15 +248,17 @@ def _influence(s: _SortedData, f: _Fit) -> np.ndarray:
     ev = np.flatnonzero(s.cause)
     eta[ev] += z[ev] - f.zbar[pos[ev] - 1]
     comp = s.comp_rows
-    wcomp = e[comp] / s.g_left[comp]
-    eta[comp] -= wcomp[:, None] * (z[comp] * f.tail_g_hazard[pos[comp]][:, None] - g_zbar_hazard[pos[comp]])
+    wcomp = e[comp] * s.inv_g_comp
+    pos_comp = pos[comp]
+    eta[comp] -= wcomp[:, None] * (s.z_comp * f.tail_g_hazard[pos_comp][:, None] - g_zbar_hazard[pos_comp])
 
-    # psi: q(u) at censoring times u = sum over competing events with T_i <= u of
-    # (e_i / G(T_i-)) * sum_{t_k > u} G(t_k-) (z_i - zbar_k) dL_k.
+    # psi: q(u) at censoring times u = sum over competing events with T_i < u of
+    # (e_i / G(T_i-)) * sum_{t_k >= u} G(t_k-) (z_i - zbar_k) dL_k
+    # (crr's discretisation; see the module notes).
     if s.cens_time.shape[0] == 0 or comp.shape[0] == 0:
         return eta
     f0 = _prefix(wcomp)[s.cens_comp_upto]
-    f1 = _prefix(z[comp] * wcomp[:, None])[s.cens_comp_upto]
+    f1 = _prefix(s.z_comp * wcomp[:, None])[s.cens_comp_upto]
     b0 = f.tail_g_hazard[s.cens_events_upto]
     b1 = g_zbar_hazard[s.cens_events_upto]
     q = f1 * b0[:, None] - f0[:, None] * b1  # (m, p)
@@ -271,6 +276,7 @@ class _Solution(NamedTuple):
     fit: _Fit
     iterations: int
     converged: bool
+    initial_loglik: float  # log pseudo-likelihood at ``init``
     last_step: np.ndarray  # (p,) last step taken (zeros if none)
     last_gain: float  # log pseudo-likelihood gained by the last step
 
@@ -285,10 +291,11 @@ def _newton(s: _SortedData, init: np.ndarray, tol: float, max_iter: int) -> _Sol
     """
     beta = init.astype(float).copy()
     fit = _evaluate(s, beta)
+    initial_loglik = fit.loglik
     last_step, last_gain = np.zeros_like(beta), np.inf
     for iteration in range(max_iter + 1):
         if np.max(np.abs(fit.score) * np.maximum(np.abs(beta), 1.0)) < tol * max(abs(fit.loglik), 1.0):
-            return _Solution(beta, fit, iteration, True, last_step, last_gain)
+            return _Solution(beta, fit, iteration, True, initial_loglik, last_step, last_gain)
         if iteration == max_iter:
             break
         try:
@@ -306,7 +313,7 @@ def _newton(s: _SortedData, init: np.ndarray, tol: float, max_iter: int) -> _Sol
             break
         last_step, last_gain = step, trial.loglik - fit.loglik
         beta, fit = trial_beta, trial
-    return _Solution(beta, fit, iteration, False, last_step, last_gain)
+    return _Solution(beta, fit, iteration, False, initial_loglik, last_step, last_gain)
 
 
 def _cluster_sums(influence: np.ndarray, cluster_codes: np.ndarray, n_clusters: int) -> np.ndarray:
@@ -449,8 +456,9 @@ def _check_design(x: pd.DataFrame, where: str) -> None:
             "a constant has no coefficient in a model without intercept: drop it"
         )
     centred = values - values.mean(axis=0)
-    scaled = centred / np.sqrt((centred**2).sum(axis=0))
-    gram = scaled.T @ scaled
+    cross = centred.T @ centred
+    norm = np.sqrt(np.diag(cross))
+    gram = cross / np.outer(norm, norm)  # correlation matrix of the terms
     kept: list[int] = []
     for j in range(gram.shape[0]):
         trial = kept + [j]
@@ -615,7 +623,7 @@ def fine_gray(
     # Baseline jumps at covariates all zero on the raw (uncentred) scale.
     hazard = fit.hazard * np.exp(-fit.shift - float(s.z_mean @ beta))
     baseline = pd.DataFrame({"time": s.event_time, "hazard": hazard, "cumulative_hazard": np.cumsum(hazard)})
-    null_loglik = _evaluate(s, np.zeros_like(beta)).loglik
+    null_loglik = sol.initial_loglik  # Newton starts at beta = 0, where crr's loglik.null is taken
     return FineGrayResult(
         summary=summary,
         vcov=pd.DataFrame(vcov, index=terms, columns=terms),
