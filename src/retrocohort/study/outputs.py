@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import RetrocohortError
+from ..errors import InputError, RetrocohortError
 from ..report import figures as report_figures
 from ..report.suppression import suppress_frame, suppress_small_cells
 from .results import StudyResult
@@ -47,6 +47,209 @@ ProgressCallback = Callable[[str, str, str], None]
 
 class OutputExistsError(RetrocohortError, FileExistsError):
     """The output folder exists and ``force`` was not given."""
+
+
+# --------------------------------------------------------------------------- results.json schema
+
+_NUMBER = {"type": ["number", "null"]}
+# A count: an integer, the small-cell string "<5" (threshold), or null when unknown.
+_COUNT = {"type": ["integer", "string", "null"], "minimum": 0, "pattern": r"^<\d+$"}
+_TEST = {
+    "type": ["object", "null"],
+    "required": ["statistic", "df", "p"],
+    "properties": {"statistic": _NUMBER, "df": _NUMBER, "p": _NUMBER},
+}
+
+#: JSON Schema (draft 2020-12 subset) of results.json; documented in docs/results-schema.md.
+RESULTS_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "retrocohort results.json",
+    "type": "object",
+    "required": [
+        "schema_version", "study", "synthetic", "planted", "small_cell_threshold", "attrition", "counts",
+        "dose_meq", "estimates", "published", "balance", "tests", "e_value", "skipped", "notes", "provenance",
+    ],
+    "additionalProperties": False,
+    "properties": {
+        "schema_version": {"type": "string", "enum": [SCHEMA_VERSION]},
+        "study": {
+            "type": "object",
+            "required": ["name", "title", "exposure_label", "comparator_label", "horizon_days"],
+            "properties": {
+                "name": {"type": "string"}, "title": {"type": "string"},
+                "exposure_label": {"type": "string"}, "comparator_label": {"type": "string"},
+                "horizon_days": {"type": "number"},
+            },
+        },
+        "synthetic": {"type": "boolean"},
+        "planted": {"type": ["object", "null"], "additionalProperties": {"type": "number"}},
+        "small_cell_threshold": {"type": "integer", "minimum": 0},
+        "attrition": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["step", "remaining", "excluded"],
+                "additionalProperties": False,
+                "properties": {"step": {"type": "string"}, "remaining": _COUNT, "excluded": _COUNT,
+                               "reason": {"type": "string"}},
+            },
+        },
+        "counts": {
+            "type": "object",
+            "required": ["exposed", "unexposed", "matched_exposed", "matched_unexposed"],
+            "additionalProperties": _COUNT,
+        },
+        "dose_meq": {
+            "type": "object",
+            "required": ["mean", "sd"],
+            "properties": {"mean": _NUMBER, "sd": _NUMBER, "n": _COUNT},
+        },
+        "estimates": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["outcome", "model", "population", "estimate", "lower", "upper", "p",
+                             "label", "n", "n_events", "variance", "note"],
+                "additionalProperties": False,
+                "properties": {
+                    "outcome": {"type": "string", "enum": ["death_90d", "krt_liberation_90d"]},
+                    "model": {"type": "string"},
+                    "population": {"type": "string", "enum": ["matched", "full", "iptw"]},
+                    "estimate": _NUMBER, "lower": _NUMBER, "upper": _NUMBER, "p": _NUMBER,
+                    "label": {"type": "string"}, "n": _COUNT, "n_events": _COUNT,
+                    "variance": {"type": "string"}, "note": {"type": "string"},
+                },
+            },
+        },
+        "published": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "required": ["model", "estimate", "lower", "upper"],
+                "properties": {"model": {"type": "string"}, "estimate": {"type": "number"},
+                               "lower": {"type": "number"}, "upper": {"type": "number"}},
+            },
+        },
+        "balance": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "required": ["smd_before", "smd_after"],
+                "additionalProperties": False,
+                "properties": {"smd_before": _NUMBER, "smd_after": _NUMBER},
+            },
+        },
+        "tests": {
+            "type": "object",
+            "required": ["logrank_death", "gray_krt", "ph_test"],
+            "properties": {
+                "logrank_death": _TEST,
+                "gray_krt": _TEST,
+                "ph_test": {
+                    "type": "array",
+                    "items": {"type": "object", "required": ["term", "chisq", "df", "p"],
+                              "properties": {"term": {"type": "string"}, "chisq": _NUMBER, "df": _NUMBER,
+                                             "p": _NUMBER}},
+                },
+            },
+        },
+        "e_value": {
+            "type": ["object", "null"],
+            "required": ["hr", "lower", "upper", "rr", "point", "ci", "outcome_proportion", "method"],
+            "properties": {
+                "hr": {"type": "number"}, "lower": {"type": "number"}, "upper": {"type": "number"},
+                "rr": {"type": "number"}, "rr_lower": {"type": "number"}, "rr_upper": {"type": "number"},
+                "point": {"type": "number", "minimum": 1}, "ci": {"type": "number", "minimum": 1},
+                "outcome_proportion": {"type": "number", "minimum": 0}, "method": {"type": "string"},
+            },
+        },
+        "skipped": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["outcome", "model", "population", "reason"],
+                "additionalProperties": False,
+                "properties": {"outcome": {"type": "string"}, "model": {"type": "string"},
+                               "population": {"type": "string", "enum": ["matched", "full", "iptw"]},
+                               "reason": {"type": "string", "minLength": 1}},
+            },
+        },
+        "notes": {"type": "array", "items": {"type": "string"}},
+        "provenance": {
+            "type": "object",
+            "required": ["study_fingerprint", "data_fingerprint", "data_fingerprint_method", "packages",
+                         "python", "engine", "seed"],
+            "properties": {
+                "study_fingerprint": {"type": "string", "pattern": r"^[0-9a-f]{64}$"},
+                "data_fingerprint": {"type": ["string", "null"], "pattern": r"^[0-9a-f]{64}$"},
+                "data_fingerprint_method": {"type": "string"},
+                "packages": {"type": "object", "additionalProperties": {"type": "string"}},
+                "python": {"type": "string"},
+                "engine": {"type": "string", "enum": ["duckdb", "spark"]},
+                "seed": {"type": "integer"},
+            },
+        },
+    },
+}
+
+_JSON_TYPES: dict[str, Callable[[Any], bool]] = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+}
+
+
+def _schema_errors(value: Any, schema: Mapping[str, Any], where: str) -> list[str]:
+    """Errors of ``value`` against the subset of JSON Schema that RESULTS_SCHEMA uses."""
+    types = schema.get("type")
+    if types is not None:
+        types = [types] if isinstance(types, str) else list(types)
+        if not any(_JSON_TYPES[t](value) for t in types):
+            return [f"{where}: expected {' or '.join(types)}, got {type(value).__name__} {value!r:.60}"]
+    errors: list[str] = []
+    if "enum" in schema and value not in schema["enum"]:
+        errors.append(f"{where}: {value!r} is not one of {schema['enum']}")
+    if isinstance(value, str):
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            errors.append(f"{where}: {value!r} does not match {schema['pattern']}")
+        if len(value) < schema.get("minLength", 0):
+            errors.append(f"{where}: empty string")
+    if _JSON_TYPES["number"](value) and "minimum" in schema and value < schema["minimum"]:
+        errors.append(f"{where}: {value!r} is below {schema['minimum']}")
+    if isinstance(value, dict):
+        for key in schema.get("required", ()):
+            if key not in value:
+                errors.append(f"{where}: missing key {key!r}")
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties", True)
+        for key, item in value.items():
+            if key in properties:
+                errors += _schema_errors(item, properties[key], f"{where}.{key}")
+            elif extra is False:
+                errors.append(f"{where}: unexpected key {key!r}")
+            elif isinstance(extra, Mapping):
+                errors += _schema_errors(item, extra, f"{where}.{key}")
+    if isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            errors += _schema_errors(item, schema["items"], f"{where}[{i}]")
+    return errors
+
+
+def validate_results_document(document: Mapping[str, Any]) -> None:
+    """Check a results.json document against :data:`RESULTS_SCHEMA`.
+
+    Raises
+    ------
+    InputError
+        Listing every violation (path, expected, found).
+    """
+    errors = _schema_errors(document, RESULTS_SCHEMA, "results")
+    if errors:
+        raise InputError("results.json does not follow its schema:\n  " + "\n  ".join(errors[:50]))
 
 
 # --------------------------------------------------------------------------- JSON helpers
@@ -426,6 +629,7 @@ def write_outputs(
 
         step("report", "Writing results.json and report.html", "start")
         document = results_document(result)
+        validate_results_document(document)
         (partial / "results.json").write_text(
             json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8"
         )

@@ -141,14 +141,19 @@ class _Run:
             self.notes.append(text)
 
     @contextlib.contextmanager
-    def capture_warnings(self, where: str) -> Iterator[None]:
-        """Turn warnings (separation, monotone likelihood, ...) into notes of the result."""
+    def capture_warnings(self, where: str) -> Iterator[list[str]]:
+        """Turn warnings (separation, monotone likelihood, ...) into notes of the result.
+
+        Yields the list the messages are collected into (filled on exit).
+        """
+        messages: list[str] = []
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            yield
+            yield messages
         for w in caught:
             if issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning, ResourceWarning)):
                 continue
+            messages.append(str(w.message))
             self.note(f"{where}: {w.message}")
 
 
@@ -645,7 +650,7 @@ def _fit_hr(
     variance: str,
     weights: str | None = None,
     cluster: str | None = None,
-    robust: bool = False,
+    robust: bool | None = None,
     note: str = "",
 ):
     """Fit one Cox or Fine-Gray model and record its exposure line (or why it was skipped)."""
@@ -661,7 +666,7 @@ def _fit_hr(
         run.skip(outcome, model, population, why)
         return None
     try:
-        with run.capture_warnings(where):
+        with run.capture_warnings(where) as fit_warnings:
             if competing:
                 kwargs: dict[str, Any] = {"cause": 1, "censor_code": 0, "conf_level": study.models.conf_level}
                 if cluster is not None:
@@ -670,6 +675,7 @@ def _fit_hr(
                     kwargs["weights"] = weights
                 fit = fine_gray(frame, _KRT[0], _KRT[1], covariates, **kwargs)
             else:
+                # robust=None follows coxph: sandwich with a cluster or non-0/1 weights.
                 fit = cox(
                     frame,
                     _DEATH[0],
@@ -687,6 +693,13 @@ def _fit_hr(
     if not getattr(fit, "converged", True):
         run.skip(outcome, model, population, "the fit did not converge")
         return None
+    # An estimate the fit itself flags as possibly infinite is not reported as a number.
+    flagged = [m for m in fit_warnings if "monotone" in m.lower() or "infinite" in m.lower()]
+    if any("'exposed'" in m for m in flagged):
+        run.skip(outcome, model, population, f"not estimable: {flagged[0]}")
+        return None
+    if flagged:
+        note = "; ".join(filter(None, [note, *flagged]))
     row = fit.summary.loc["exposed"]
     values = [float(row[k]) for k in ("hr", "lower", "upper", "p")]
     if not all(math.isfinite(v) for v in values):
@@ -711,12 +724,14 @@ def _fit_hr(
     return fit
 
 
-def _matched_variance(run: _Run, matched: pd.DataFrame) -> tuple[str | None, bool, str]:
+def _matched_variance(run: _Run, matched: pd.DataFrame) -> tuple[str | None, bool | None, str]:
     """(cluster column, robust flag, description) for models in the matched cohort."""
     if not run.study.models.cluster_on_matched_set:
-        return None, False, "model-based"
+        if _weights_needed(matched):
+            return None, None, "robust (non-unit matching weights)"
+        return None, None, "model-based"
     if matched["subclass"].notna().all():
-        return "subclass", False, "robust, clustered on matched set"
+        return "subclass", None, "robust, clustered on matched set"
     # With replacement a control sits in several sets: no single set to cluster on.
     return None, True, "robust (per patient; matched with replacement)"
 
