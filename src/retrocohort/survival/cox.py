@@ -925,10 +925,11 @@ def cox(
     naive_se = np.sqrt(np.diag(naive_var))
     zcrit = stats.norm.ppf(1 - (1 - conf_level) / 2)
     z = beta / se
-    summary = pd.DataFrame(
-        {"coef": beta, "se": se, "hr": np.exp(beta), "lower": np.exp(beta - zcrit * se),
-         "upper": np.exp(beta + zcrit * se), "z": z, "p": 2 * stats.norm.sf(np.abs(z))},
-        index=pd.Index(columns, name="term"))
+    with np.errstate(over="ignore"):  # a diverging coefficient gives an infinite bound, as in R
+        summary = pd.DataFrame(
+            {"coef": beta, "se": se, "hr": np.exp(beta), "lower": np.exp(beta - zcrit * se),
+             "upper": np.exp(beta + zcrit * se), "z": z, "p": 2 * stats.norm.sf(np.abs(z))},
+            index=pd.Index(columns, name="term"))
     if robust:
         summary.insert(2, "naive_se", naive_se)
     wald_stat = _wald_quadratic(var, beta)
