@@ -330,3 +330,13 @@ def test_live_matchit_matrix_path_on_fresh_data():
             theirs = np.array([-1 if v is None else v for v in expected["subclass"]], dtype=float)
             np.testing.assert_array_equal(result.subclass.astype("float").fillna(-1).to_numpy(), theirs,
                                           err_msg=msg)
+
+
+@pytest.mark.parametrize("replace", [False, True])
+def test_treated_in_a_stratum_without_controls_stays_unmatched(replace):
+    # Found by the property test: a stratum with treated units only must not reach past its block.
+    data = pd.DataFrame({"t": [0, 0, 1, 1, 1], "d": [1.25, 0.0, 0.0, 2.5, 0.0], "s": [0, 0, 0, 0, 1]})
+    result = _quiet_match(data, "t", "d", exact="s", replace=replace)
+    assert result.weights[4] == 0
+    assert pd.isna(result.match_matrix.loc[4, 1])
+    assert result.match_matrix.loc[2, 1] == 1  # |0 - 0| beats |0 - 1.25|

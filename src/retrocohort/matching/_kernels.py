@@ -180,7 +180,8 @@ def match_with_replacement(
             dr = abs(control_distance_sorted[right] - dt) if right < hi else np.inf
             dl = abs(control_distance_sorted[left] - dt) if left >= lo else np.inf
             d = min(dr, dl)
-            if not (d <= caliper):
+            if d == np.inf or not (d <= caliper):
+                # inf: no control left on either side (distances themselves are finite).
                 break
             if dr <= dl:
                 right += 1

@@ -141,9 +141,13 @@ def _matchit_subclass_numbers(treated_positions: np.ndarray) -> np.ndarray:
     row numbers as *character* strings, so the levels sort as text ("10" <
     "2"), then renames them 1..k. Reproduced so ``subclass`` reads the same.
     """
-    text = (treated_positions + 1).astype(str)
-    rank = np.empty(len(text), dtype=np.int64)
-    rank[np.argsort(text, kind="stable")] = np.arange(1, len(text) + 1)
+    numbers = treated_positions.astype(np.int64) + 1
+    digits = np.floor(np.log10(numbers)).astype(np.int64) + 1
+    # Text order of digit strings = numeric order of the numbers right-padded with zeros to a common
+    # length, shorter string first on a tie ("1" < "10" < "100" < "11" < "2").
+    padded = numbers * 10 ** (digits.max() - digits)
+    rank = np.empty(len(numbers), dtype=np.int64)
+    rank[np.lexsort((digits, padded))] = np.arange(1, len(numbers) + 1)
     return rank
 
 
@@ -254,7 +258,12 @@ def match_nearest(
     strata = _exact_strata(data, exact_columns)
     control_strata = strata[control_positions]
     control_d = d[control_positions]
-    sort = np.lexsort((control_positions, control_d, control_strata))
+    # The order among controls with equal distance does not matter: the kernels examine every
+    # control tied at the smallest difference and keep the earliest in the data.
+    if exact_columns:
+        sort = np.lexsort((control_d, control_strata))
+    else:
+        sort = np.argsort(control_d)
     control_d_sorted = np.ascontiguousarray(control_d[sort])
     control_pos_sorted = np.ascontiguousarray(control_positions[sort])
     strata_sorted = control_strata[sort]
@@ -310,13 +319,11 @@ def match_nearest(
     index = data.index
     set_number = np.zeros(n1, dtype=np.int64)
     set_number[has_match] = _matchit_subclass_numbers(treated_positions[has_match])
-    subclass_values = pd.array(np.full(n, pd.NA), dtype="Int64")
+    sub = np.zeros(n, dtype=np.int64)
     if not replace:
-        sub = np.zeros(n, dtype=np.int64)
         sub[treated_positions[has_match]] = set_number[has_match]
         sub[matched_controls] = set_number[rows]
-        subclass_values = pd.array(sub, dtype="Int64")
-        subclass_values[sub == 0] = pd.NA
+    subclass_values = pd.arrays.IntegerArray(sub, sub == 0)
     subclass = pd.Series(subclass_values, index=index, name="subclass")
     weight_series = pd.Series(weights, index=index, name="weight")
 
