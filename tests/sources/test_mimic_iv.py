@@ -1,0 +1,139 @@
+"""The MIMIC-IV reader: missing tables/columns, malformed values, Parquet, check_source."""
+
+from __future__ import annotations
+
+import gzip
+
+import duckdb
+import pandas as pd
+import pytest
+
+from retrocohort.cohort import extract
+from retrocohort.errors import SourceError
+from retrocohort.sources import SCHEMA, MimicIV, check_source
+from tests.cohort.minimimic import HEADERS, MiniMimic
+
+
+def small() -> MiniMimic:
+    m = MiniMimic()
+    m.ckrt_patient(1)
+    p = m.ckrt_patient(2)
+    m.magnesium(2, p["hadm_id"], p["stay_id"], p["index"] + pd.Timedelta(hours=3))
+    m.ckrt_patient(3, deathtime="2150-03-20 08:00:00")
+    return m
+
+
+def test_missing_folder():
+    with pytest.raises(SourceError, match="not found"):
+        MimicIV("/nonexistent/mimic")
+
+
+def test_missing_required_table_names_file_and_version(tmp_path):
+    folder = small().write(tmp_path, omit=("hosp/labevents",))
+    with pytest.raises(SourceError) as err:
+        extract(folder)
+    message = str(err.value)
+    assert "hosp/labevents" in message and "labevents.csv.gz" in message
+    assert "v2.2" in message and "v3.1" in message
+
+
+def test_missing_required_column_names_file_and_column(tmp_path):
+    folder = small().write(tmp_path, drop_columns={"hosp/labevents": ["valuenum"]})
+    with pytest.raises(SourceError) as err:
+        extract(folder)
+    message = str(err.value)
+    assert str(folder / "hosp" / "labevents.csv.gz") in message
+    assert "'valuenum'" in message and "v2.2" in message
+
+
+def test_malformed_timestamp_names_file_column_and_line(tmp_path):
+    m = small()
+    n_rows = len(m.rows["hosp/admissions"])
+    header = HEADERS["hosp/admissions"]
+    bad = {c: "" for c in header} | {"subject_id": "1", "hadm_id": "19", "admittime": "2150-03-08 25:00:00"}
+    folder = m.write(tmp_path, raw_lines={"hosp/admissions": [",".join(bad[c] for c in header)]})
+    with pytest.raises(SourceError) as err:
+        extract(folder)
+    message = str(err.value)
+    assert "admissions.csv.gz" in message
+    assert "'admittime'" in message
+    # Line 1 is the header; the bad row was written after the n_rows good ones.
+    assert f"line {n_rows + 2}" in message
+    assert "2150-03-08 25:00:00" in message and "YYYY-MM-DD HH:MM:SS" in message
+
+
+def test_malformed_date_in_dod(tmp_path):
+    m = small()
+    m.rows["hosp/patients"][1]["dod"] = "20/03/2150"
+    folder = m.write(tmp_path)
+    with pytest.raises(SourceError, match=r"patients\.csv\.gz: column 'dod', line 3"):
+        extract(folder)
+
+
+def test_absent_optional_table_is_reported_not_fatal(tmp_path):
+    folder = small().write(tmp_path, omit=("icu/chartevents",))
+    conn = MimicIV(folder).connect()
+    try:
+        assert conn.absent == ("icu/chartevents",)
+        assert not conn.has("icu/chartevents") and conn.has("icu/inputevents")
+        assert any("CRRT-mode charting" in note for note in conn.notes)
+        with pytest.raises(SourceError, match="optional table icu/chartevents is absent"):
+            conn.table("icu/chartevents")
+    finally:
+        conn.close()
+
+
+def test_views_have_explicit_types_and_lowercase_names(tmp_path):
+    folder = small().write(tmp_path)
+    conn = MimicIV(folder).connect()
+    try:
+        for name, spec in SCHEMA.items():
+            schema = conn.table(name).schema()
+            assert list(schema.names) == [c for c in spec.columns if conn.has_column(name, c)]
+        pe = conn.table("icu/procedureevents").schema()
+        assert str(pe["starttime"]).startswith("timestamp") and str(pe["itemid"]) == "int32"
+        assert str(conn.table("hosp/patients").schema()["dod"]) == "date"
+    finally:
+        conn.close()
+
+
+def test_parquet_folder_gives_the_same_cohort(tmp_path):
+    csv_folder = small().write(tmp_path / "csv")
+    pq_folder = tmp_path / "parquet"
+    con = duckdb.connect()
+    for name in HEADERS:
+        out = pq_folder / f"{name}.parquet"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # All-VARCHAR Parquet: the reader must cast to the schema's types itself.
+        con.execute(
+            f"COPY (SELECT * FROM read_csv('{csv_folder / name}.csv.gz', all_varchar = true, header = true)) "
+            f"TO '{out}' (FORMAT parquet)"
+        )
+    con.close()
+    from_csv = extract(csv_folder)
+    from_parquet = extract(pq_folder)
+    assert MimicIV(pq_folder).locate("icu/inputevents").format == "parquet"
+    pd.testing.assert_frame_equal(from_parquet.data, from_csv.data)
+    pd.testing.assert_frame_equal(from_parquet.attrition, from_csv.attrition)
+    assert len(from_csv.data) == 3
+
+
+def test_check_source_reports_presence(tmp_path):
+    folder = small().write(tmp_path, omit=("icu/chartevents",), drop_columns={"icu/inputevents": ["statusdescription"]})
+    report = check_source(folder)
+    assert list(report.columns) == ["table", "column", "file", "present", "required", "needed_by"]
+    assert len(report) == sum(len(spec.columns) for spec in SCHEMA.values())
+    charted = report[report.table == "icu/chartevents"]
+    assert not charted.present.any() and not charted.required.any()
+    status = report[(report.table == "icu/inputevents") & (report.column == "statusdescription")].iloc[0]
+    assert not status.present and not status.required
+    rest = report[(report.table != "icu/chartevents") & (report.column != "statusdescription")]
+    assert rest.present.all() and rest.required.all()
+
+
+def test_upper_case_header_columns_are_kept(tmp_path):
+    folder = small().write(tmp_path)
+    with gzip.open(folder / "icu" / "procedureevents.csv.gz", "rt") as handle:
+        header = handle.readline().strip().split(",")
+    assert header[-2:] == ["ORIGINALAMOUNT", "ORIGINALRATE"]
+    assert MimicIV(folder).locate("icu/procedureevents").header == tuple(header)
