@@ -1,0 +1,433 @@
+"""Cumulative incidence (Aalen-Johansen) and Gray's K-sample test, equal to cmprsk::cuminc.
+
+``cumulative_incidence`` matches the estimates and variances of
+``cmprsk::cuminc(ftime, fstatus, group, cencode=)`` for one cause; ``gray_test``
+matches ``cuminc(...)$Tests`` (rho = 0, optionally with ``strata=``).
+Fine-Gray regression lives in :mod:`.finegray`.
+
+Ties: tied times are kept tied. At a time with events of several causes and
+censorings, everyone with that time is in the risk set and all events happen
+before the censorings, as in cuminc (which never jitters).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..errors import InputError
+from ._checks import check_group, check_status, check_time
+from ._risksets import group_order, risk_table
+from .km import _check_conf_level
+
+__all__ = [
+    "CumulativeIncidenceResult",
+    "GrayTestResult",
+    "aalen_johansen",
+    "cumulative_incidence",
+    "gray_test",
+]
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+@dataclass(frozen=True)
+class _Incidence:
+    """Aalen-Johansen quantities of one sample at its distinct times (all (m,))."""
+
+    time: np.ndarray
+    n_risk: np.ndarray
+    n_cause: np.ndarray  # events of the cause of interest
+    n_other: np.ndarray  # events of every other cause
+    survival: np.ndarray  # all-cause Kaplan-Meier S(t)
+    cif: np.ndarray  # F(t) of the cause of interest
+    variance: np.ndarray  # cuminc's variance of F(t)
+
+
+def _tie_factor(d: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """(n - d) / (n - 1): the hypergeometric factor cuminc applies to d tied events among n."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(d > 1, 1.0 - (d - 1.0) / (n - 1.0), 1.0)
+
+
+def aalen_johansen(time: np.ndarray, is_cause: np.ndarray, is_event: np.ndarray) -> _Incidence:
+    """Cumulative incidence of one cause in one sample, with cuminc's variance.
+
+    Parameters
+    ----------
+    time : (n,) float
+    is_cause : (n,) bool, event of the cause of interest
+    is_event : (n,) bool, event of any cause
+
+    Notes
+    -----
+    ``F(t) = sum_{t_j <= t} S(t_j-) d1_j / n_j`` with S the all-cause
+    Kaplan-Meier. The variance is the delta-method (Aalen-type) estimate that
+    cuminc reports,
+
+    ``V(t) = sum_{t_j <= t} S(t_j-)^2 / n_j^2 * [ d1_j f(d1_j) (1 + (F_j - F(t)) / S_j)^2
+    + d2_j f(d2_j) ((F_j - F(t)) / S_j)^2 ]``
+
+    where d1 and d2 are events of the cause and of other causes at t_j,
+    ``F_j = F(t_j)``, ``S_j = S(t_j)`` and ``f(d) = (n - d) / (n - 1)`` corrects
+    for ties (1 for a single event). Terms with ``S_j = 0`` drop the 1/S_j
+    parts. Expanding the square in F(t) turns the sum into three cumulative
+    sums, so the whole curve costs O(m).
+    """
+    table = risk_table(time, [is_cause, is_event])
+    n = table.n_risk
+    d_cause = table.counts[:, 0]
+    d_other = table.counts[:, 1] - d_cause
+    survival = np.cumprod(1.0 - table.counts[:, 1] / n)
+    survival_before = np.concatenate([[1.0], survival[:-1]])
+    cif = np.cumsum(survival_before * d_cause / n)
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv_s = np.where(survival > 0, 1.0 / survival, 0.0)
+        base = survival_before**2 / n**2
+        w_cause = base * d_cause * _tie_factor(d_cause, n)
+        # other-cause terms vanish where S_j = 0 (everyone left has failed)
+        w_other = np.where(survival > 0, base * d_other * _tie_factor(d_other, n), 0.0)
+    # each term is c * (a - F(t) b)^2 with (a, b) = (1 + F_j/S_j, 1/S_j) for the cause
+    # and (F_j/S_j, 1/S_j) for other causes
+    a_cause = 1.0 + cif * inv_s
+    a_other = cif * inv_s
+    sum_aa = np.cumsum(w_cause * a_cause**2 + w_other * a_other**2)
+    sum_ab = np.cumsum((w_cause * a_cause + w_other * a_other) * inv_s)
+    sum_bb = np.cumsum((w_cause + w_other) * inv_s**2)
+    variance = sum_aa - 2.0 * cif * sum_ab + cif**2 * sum_bb
+    return _Incidence(table.time, n, d_cause, d_other, survival, cif, variance)
+
+
+def cif_confidence_band(cif: np.ndarray, variance: np.ndarray, conf_level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pointwise limits on the log(-log) scale: ``F ** exp(-+ z sd / (F log F))``.
+
+    cmprsk reports no interval; this is the transform that tidycmprsk and
+    most applied papers use with cuminc's variance. It keeps the limits in
+    (0, 1); undefined (NaN) where F is 0 or 1.
+    """
+    z = stats.norm.ppf(1.0 - (1.0 - conf_level) / 2.0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        scale = z * np.sqrt(variance) / (cif * np.log(cif))
+        lower = cif ** np.exp(-scale)
+        upper = cif ** np.exp(scale)
+    undefined = (cif <= 0) | (cif >= 1)
+    return np.where(undefined, np.nan, lower), np.where(undefined, np.nan, upper)
+
+
+# --------------------------------------------------------------------------- cumulative incidence
+
+
+@dataclass(frozen=True)
+class CumulativeIncidenceResult:
+    """Cumulative incidence of one cause per group.
+
+    Attributes
+    ----------
+    table : DataFrame
+        One row per group and distinct time at which an event of ``cause``
+        occurs (the times where the CIF steps; cuminc's step points without
+        its duplicated corners and its time-0 and last-time rows). Columns
+        ``group`` (when grouped), ``time``, ``n_risk``, ``n_event`` (events of
+        the cause at that time), ``cif``, ``variance`` (cuminc's ``var``),
+        ``lower``, ``upper`` (log(-log) interval, see :func:`cif_confidence_band`).
+    cause, censor_code, conf_level, group : the options used.
+    """
+
+    table: pd.DataFrame
+    cause: int
+    censor_code: int
+    conf_level: float
+    group: str | None
+    _levels: tuple
+    _last_time: tuple[float, ...]
+
+    def cif_at(self, times) -> pd.DataFrame:
+        """CIF and variance at ``times``, as ``cmprsk::timepoints``.
+
+        Columns ``group`` (when grouped), ``time``, ``cif``, ``variance``,
+        ``lower``, ``upper``. Before the first event the CIF is 0 with variance
+        0; after a group's largest observed time it is NaN (timepoints gives NA).
+        """
+        at = np.asarray(times, dtype=float).reshape(-1)
+        pieces = []
+        for level, last in zip(self._levels, self._last_time, strict=True):
+            rows = self.table if self.group is None else self.table[self.table["group"] == level]
+            index = np.searchsorted(rows["time"].to_numpy(), at, side="right") - 1
+            safe = np.maximum(index, 0)
+            beyond = at > last
+
+            def pick(column: str, _rows=rows, _index=index, _safe=safe, _beyond=beyond) -> np.ndarray:
+                values = _rows[column].to_numpy()
+                picked = np.where(_index >= 0, values[_safe] if len(values) else 0.0, 0.0)
+                return np.where(_beyond, np.nan, picked)
+
+            cif, variance = pick("cif"), pick("variance")
+            lower, upper = cif_confidence_band(cif, variance, self.conf_level)
+            part = pd.DataFrame({"time": at, "cif": cif, "variance": variance, "lower": lower, "upper": upper})
+            if self.group is not None:
+                part.insert(0, "group", level)
+            pieces.append(part)
+        return pd.concat(pieces, ignore_index=True)
+
+
+def _competing_inputs(data, time, status, cause, censor_code):
+    times = check_time(data, time)
+    codes = check_status(data, status, censor_code=censor_code)
+    if cause == censor_code:
+        raise InputError(f"cause={cause} equals censor_code={censor_code}; choose the code of an event")
+    n_cause = int((codes == cause).sum())
+    if n_cause == 0:
+        present = sorted(set(np.unique(codes).tolist()) - {censor_code})
+        raise InputError(
+            f"data: column {status!r} has no rows with cause={cause}; event codes present: {present}"
+        )
+    return times, codes
+
+
+def cumulative_incidence(
+    data: pd.DataFrame,
+    time: str,
+    status: str,
+    cause: int = 1,
+    group: str | None = None,
+    censor_code: int = 0,
+    conf_level: float = 0.95,
+) -> CumulativeIncidenceResult:
+    """Aalen-Johansen cumulative incidence of ``cause``, equal to ``cmprsk::cuminc``.
+
+    Parameters
+    ----------
+    data : DataFrame, one row per patient.
+    time : column of follow-up times (days, >= 0).
+    status : column of integer codes: ``censor_code`` = censored, others = causes.
+    cause : the cause whose incidence is estimated.
+    group : optional grouping column (cuminc's ``group``).
+    censor_code : cuminc's ``cencode``.
+    conf_level : coverage of the pointwise log(-log) interval.
+
+    Returns
+    -------
+    CumulativeIncidenceResult
+        ``.table`` equals cuminc's ``est`` and ``var`` at every time where the
+        CIF of ``cause`` steps (1e-7 / 1e-6 relative in the tests).
+    """
+    level = _check_conf_level(conf_level)
+    times, codes = _competing_inputs(data, time, status, cause, censor_code)
+    group_codes, levels = check_group(data, group)
+    members = [np.arange(len(times))] if group is None else group_order(group_codes, len(levels))
+    pieces, last_times = [], []
+    for label, rows in zip(levels, members, strict=True):
+        t, c = (times, codes) if group is None else (times[rows], codes[rows])
+        incidence = aalen_johansen(t, c == cause, c != censor_code)
+        steps = incidence.n_cause > 0
+        cif, variance = incidence.cif[steps], incidence.variance[steps]
+        lower, upper = cif_confidence_band(cif, variance, level)
+        part = pd.DataFrame({
+            "time": incidence.time[steps],
+            "n_risk": incidence.n_risk[steps],
+            "n_event": incidence.n_cause[steps],
+            "cif": cif,
+            "variance": variance,
+            "lower": lower,
+            "upper": upper,
+        })
+        if group is not None:
+            part.insert(0, "group", label)
+        pieces.append(part)
+        last_times.append(float(t.max()) if len(t) else float("nan"))
+    return CumulativeIncidenceResult(
+        table=pd.concat(pieces, ignore_index=True),
+        cause=int(cause),
+        censor_code=int(censor_code),
+        conf_level=level,
+        group=group,
+        _levels=tuple(levels),
+        _last_time=tuple(last_times),
+    )
+
+
+# --------------------------------------------------------------------------- Gray's test
+
+
+@dataclass(frozen=True)
+class GrayTestResult:
+    """Gray's K-sample test of equal cumulative incidence, as ``cuminc(...)$Tests`` (rho = 0).
+
+    Attributes
+    ----------
+    statistic : chi-square statistic ``z' V^-1 z`` on the first K - 1 groups.
+    df : K - 1.
+    p_value : upper tail of chi-square(df).
+    score : (K,) score ``z`` per group (observed minus expected cause events on
+        the subdistribution risk sets, summed over strata).
+    variance : (K, K) estimated covariance of ``score``.
+    table : DataFrame with ``group``, ``n``, ``observed`` (events of the cause),
+        ``score``.
+    cause : the cause tested.
+    """
+
+    statistic: float
+    df: int
+    p_value: float
+    score: np.ndarray
+    variance: np.ndarray
+    table: pd.DataFrame
+    cause: int
+
+
+def _cumulative_from_right(values: np.ndarray) -> np.ndarray:
+    """Sum over strictly later columns: out[..., j] = sum_{l > j} values[..., l]."""
+    total = np.cumsum(values[..., ::-1], axis=-1)[..., ::-1]
+    return total - values
+
+
+def gray_kernel(
+    time: np.ndarray, is_cause: np.ndarray, is_other: np.ndarray, codes: np.ndarray, n_groups: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Score (K,) and covariance (K, K) of Gray's test (rho = 0) in one stratum.
+
+    Notation per group r and distinct time t: ``Y_r`` at risk, ``d1_r`` / ``d2_r``
+    events of the cause / of other causes, ``S_r`` all-cause Kaplan-Meier,
+    ``F_r`` cumulative incidence of the cause.
+
+    Score (Gray 1988, rho = 0): with subdistribution risk sets
+    ``R_r = Y_r (1 - F_r(t-)) / S_r(t-)``,
+    ``z_k = sum_t [d1_k - d1 R_k / sum_r R_r]``.
+
+    Covariance: Gray's asymptotic covariance with every quantity that is
+    common under the null replaced by its pooled estimate. With
+    ``h_r = Y_r / S_r(t-)``, ``H = sum_r h_r``, the pooled incidence
+    ``dF0 = d1 / H`` and subdistribution hazard ``dG0 = dF0 / (1 - F0(t-))``:
+
+    * weights ``a_kr(t) = h_k (1{k = r} - h_r / H)`` and their future integral
+      ``c_kr(t) = sum_{l > t} a_kr(l) dG0(l)`` (the effect of estimating the
+      subdistribution risk sets);
+    * cause events contribute, for every group r at risk,
+      ``(a_kr + u_r c_kr)(a_k'r + u_r c_k'r) * f1_r S_r(t-) d1 / (H Y_r)``
+      with ``u_r = 1 - (1 - F0(t)) / S_r(t)`` (1 when S_r(t) = 0);
+    * other-cause events contribute
+      ``v_r^2 c_kr c_k'r * f2_r S_r(t-)^2 d2_r / Y_r^2`` with
+      ``v_r = (1 - F0(t)) / S_r(t)`` (nothing when S_r(t) = 0);
+
+    where ``f1_r = 1 - (d1 - 1) / (H S_r(t-) - 1)`` and
+    ``f2_r = 1 - (d2_r - 1) / (Y_r - 1)`` correct for tied events (1 for a
+    single event). All sums over time are cumulative sums over the distinct
+    times; the only loop is over the K groups.
+    """
+    distinct, index = np.unique(time, return_inverse=True)
+    m = distinct.shape[0]
+    cell = codes * m + index
+
+    def per_group_time(mask: np.ndarray | None) -> np.ndarray:
+        chosen = cell if mask is None else cell[mask]
+        return np.bincount(chosen, minlength=n_groups * m).reshape(n_groups, m).astype(float)
+
+    leaving = per_group_time(None)
+    d1 = per_group_time(is_cause)
+    d2 = per_group_time(is_other)
+    at_risk = _cumulative_from_right(leaving) + leaving
+    active = at_risk > 0
+    safe_y = np.where(active, at_risk, 1.0)
+    survival = np.cumprod(np.where(active, 1.0 - (d1 + d2) / safe_y, 1.0), axis=1)
+    survival_before = np.hstack([np.ones((n_groups, 1)), survival[:, :-1]])
+    cif = np.cumsum(np.where(active, survival_before * d1 / safe_y, 0.0), axis=1)
+    cif_before = np.hstack([np.zeros((n_groups, 1)), cif[:, :-1]])
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = np.where(active & (survival_before > 0), at_risk / survival_before, 0.0)
+    h_total = h.sum(axis=0)
+    sub_risk = h * (1.0 - cif_before)
+    sub_risk_total = sub_risk.sum(axis=0)
+    d1_total = d1.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        expected = np.where(sub_risk_total > 0, d1_total / sub_risk_total, 0.0) * sub_risk
+        pooled_jump = np.where(h_total > 0, d1_total / h_total, 0.0)
+    score = (d1 - expected).sum(axis=1)
+    pooled_cif = np.cumsum(pooled_jump)
+    pooled_cif_before = np.concatenate([[0.0], pooled_cif[:-1]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pooled_hazard = np.where(pooled_cif_before < 1, pooled_jump / (1.0 - pooled_cif_before), 0.0)
+        share = np.where(h_total > 0, h / h_total, 0.0)  # h_r / H, (K, m)
+        alive = survival > 0
+        safe_s = np.where(alive, survival, 1.0)
+        u = np.where(alive, 1.0 - (1.0 - pooled_cif) / safe_s, 1.0)
+        v = np.where(alive, (1.0 - pooled_cif) / safe_s, 0.0)
+        tie_cause_den = h_total * survival_before - 1.0
+        tie_cause = np.where((d1_total > 1) & (tie_cause_den > 0), 1.0 - (d1_total - 1.0) / tie_cause_den, 1.0)
+        weight_cause = np.where(
+            active & (d1_total > 0) & (h_total > 0),
+            tie_cause * survival_before * d1_total / (h_total * safe_y),
+            0.0,
+        )
+        tie_other = np.where(d2 > 1, 1.0 - (d2 - 1.0) / np.maximum(at_risk - 1.0, 1.0), 1.0)
+        weight_other = np.where(active & (d2 > 0) & alive, tie_other * survival_before**2 * d2 / safe_y**2, 0.0)
+
+    covariance = np.zeros((n_groups, n_groups))
+    identity = np.eye(n_groups)
+    for r in range(n_groups):
+        a = h * (identity[:, r : r + 1] - share[r])  # a_kr over k, (K, m)
+        c = _cumulative_from_right(a * pooled_hazard)
+        alpha = a + u[r] * c
+        covariance += (alpha * weight_cause[r]) @ alpha.T
+        beta = v[r] * c
+        covariance += (beta * weight_other[r]) @ beta.T
+    return score, covariance
+
+
+def gray_test(
+    data: pd.DataFrame,
+    time: str,
+    status: str,
+    group: str,
+    cause: int = 1,
+    censor_code: int = 0,
+    strata: str | None = None,
+) -> GrayTestResult:
+    """Gray's K-sample test that the cumulative incidence of ``cause`` is equal across groups.
+
+    Equals ``cmprsk::cuminc(ftime, fstatus, group, strata, rho=0, cencode=)$Tests``
+    for the row of ``cause``. With ``strata``, scores and covariances are
+    summed over strata (estimates are never stratified, as in cuminc).
+    """
+    times, codes = _competing_inputs(data, time, status, cause, censor_code)
+    group_codes, levels = check_group(data, group)
+    strata_codes, strata_levels = check_group(data, strata)
+    k = len(levels)
+    if k < 2:
+        raise InputError(f"gray_test: column {group!r} has a single group {levels}; need at least two to compare")
+    is_cause = codes == cause
+    is_other = (codes != cause) & (codes != censor_code)
+    score = np.zeros(k)
+    covariance = np.zeros((k, k))
+    for rows in group_order(strata_codes, len(strata_levels)):
+        s, v = gray_kernel(times[rows], is_cause[rows], is_other[rows], group_codes[rows], k)
+        score += s
+        covariance += v
+    reduced = covariance[:-1, :-1]
+    if np.linalg.matrix_rank(reduced) < k - 1:
+        raise InputError(
+            f"gray_test: the covariance of the scores is singular (groups {levels}); "
+            "a group may have no one at risk at any event time of the cause"
+        )
+    statistic = float(score[:-1] @ np.linalg.solve(reduced, score[:-1]))
+    df = k - 1
+    table = pd.DataFrame({
+        "group": levels,
+        "n": np.bincount(group_codes, minlength=k),
+        "observed": np.bincount(group_codes, weights=is_cause.astype(float), minlength=k),
+        "score": score,
+    })
+    return GrayTestResult(
+        statistic=statistic,
+        df=df,
+        p_value=float(stats.chi2.sf(statistic, df)),
+        score=score,
+        variance=covariance,
+        table=table,
+        cause=int(cause),
+    )
