@@ -7,6 +7,8 @@ exposure effect so every model has events. No stand-in of another module.
 
 from __future__ import annotations
 
+import hashlib
+import platform
 from types import SimpleNamespace
 
 import numpy as np
@@ -129,8 +131,12 @@ def study_result(n: int = 330, seed: int = 7, study=None, synthetic: bool = True
         table_one_after=table_one(matched, "exposed", tvars, categorical=["sex"]),
         km=km, logrank=lr, cif=cif, gray=None, ph_test=ph_test(cox_a), estimates=estimates, skipped=skipped,
         e_value=ev_dict, planted={"hr_death": float(np.exp(-0.7)), "shr_krt": 1.5} if synthetic else None,
-        provenance={"study_fingerprint": study.fingerprint, "data_fingerprint": "sha256:" + "ab" * 32,
-                    "engine": "duckdb", "seed": seed, "packages": {"numpy": np.__version__, "pandas": pd.__version__}},
+        provenance={"study_fingerprint": study.fingerprint,
+                    "data_fingerprint": hashlib.sha256(pd.util.hash_pandas_object(data).to_numpy().tobytes()).hexdigest(),
+                    "data_fingerprint_method": "sha256 of the analysis frame's row hashes (test)",
+                    "python": platform.python_version(), "engine": "duckdb", "seed": seed,
+                    "packages": {"numpy": np.__version__, "pandas": pd.__version__}},
+        e_value_method="E-value of the adjusted matched Cox HR; common outcome: square-root HR-to-RR transform.",
         notes=("chartevents absent: CRRT-mode charting not used",),
     )
     return result

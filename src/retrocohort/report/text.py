@@ -230,8 +230,10 @@ def skipped_notes(result: Any) -> list[str]:
         outcome = label_of(OUTCOME_LABELS, s.outcome) if s.outcome in OUTCOME_LABELS else s.outcome
         population = label_of(POPULATION_LABELS, s.population).lower()
         reason = s.reason.rstrip(".")
-        of = f" of {outcome}" if s.outcome in OUTCOME_LABELS else ""
-        notes.append(f"{what}{of} ({population}) was not estimated: {reason}.")
+        if s.outcome in OUTCOME_LABELS:
+            notes.append(f"{what} of {outcome} ({population}) was not estimated: {reason}.")
+        else:
+            notes.append(f"{what} was not performed: {reason}.")
     return notes
 
 
@@ -350,5 +352,7 @@ def results_paragraph(result: Any) -> str:
             if truth is not None:
                 truths.append(f"{name} {format_number(truth)}")
         s.append("These data are synthetic" + (f"; the planted effects were {_join(truths)}" if truths else "") + ".")
-    s.extend(skipped_notes(result))
+    # Matching already said it was skipped above; the model notes follow.
+    s.extend(note for note, skip in zip(skipped_notes(result), result.skipped, strict=True)
+             if not (skip.outcome in ("matching", "propensity") and result.matched is None))
     return " ".join(s)

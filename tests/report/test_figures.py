@@ -1,0 +1,164 @@
+"""Figures: the right artists, drawn from the numbers of the results, without pyplot leaks."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from retrocohort.errors import InputError
+from retrocohort.report import (
+    cumulative_incidence_plot,
+    flow_diagram,
+    forest_plot,
+    kaplan_meier_plot,
+    love_plot,
+    propensity_distributions,
+    save_figure,
+    study_figures,
+)
+from retrocohort.report.figures import matched_mask_of
+from retrocohort.report.formatting import format_p_inline
+
+TIMES = [0, 15, 30, 45, 60, 75, 90]
+LABELS = {0: "no Mg", 1: "Mg"}
+
+
+def _by_gid(fig: Figure, prefix: str) -> list:
+    return [a for a in fig.findobj() if (a.get_gid() or "").startswith(prefix)]
+
+
+def test_km_curves_bands_censor_ticks_follow_the_table(result):
+    fig = kaplan_meier_plot(result.km, TIMES, LABELS, result.logrank.p_value)
+    table = result.km.table
+    for i, group in enumerate([0, 1]):
+        rows = table[table["group"] == group]
+        (curve,) = _by_gid(fig, f"curve-{i}")
+        x, y = curve.get_xdata(), curve.get_ydata()
+        assert x[0] == 0 and y[0] == 1.0  # survfit's implicit (0, 1)
+        np.testing.assert_allclose(y[1:], rows["survival"].to_numpy())
+        assert np.all(np.diff(y) <= 0)
+        assert len(_by_gid(fig, f"band-{i}")) == 1
+        (ticks,) = _by_gid(fig, f"censor-{i}")
+        assert len(ticks.get_xdata()) == int((rows["n_censor"] > 0).sum())
+    main = fig.axes[0]
+    assert main.get_ylim()[0] == 0 and main.get_ylim()[1] == pytest.approx(1.02)
+    assert list(main.get_xticks()) == TIMES
+    (annotation,) = _by_gid(fig, "logrank-p")
+    assert annotation.get_text() == f"Log-rank {format_p_inline(result.logrank.p_value)}"
+
+
+def test_km_numbers_at_risk_are_counts_of_the_matched_data(result):
+    """Number at risk at t = patients of the arm with death_time >= t (counted here from the rows)."""
+    fig = kaplan_meier_plot(result.km, TIMES, LABELS, None, threshold=0)
+    matched = result.matched
+    for i, group in enumerate([0, 1]):
+        times = matched.loc[matched["exposed"] == group, "death_time"].to_numpy()
+        for j, t in enumerate(TIMES):
+            (text,) = _by_gid(fig, f"at-risk-{i}-{j}")
+            assert text.get_text() == f"{int((times >= t).sum()):,}"
+            assert text.get_position()[0] == t  # aligned to the x tick
+    assert not _by_gid(fig, "logrank-p")
+
+
+def test_km_numbers_at_risk_are_suppressed(result):
+    fig = kaplan_meier_plot(result.km, TIMES, LABELS, 0.5, threshold=10_000)
+    texts = {a.get_text() for a in _by_gid(fig, "at-risk-")}
+    assert texts <= {"<10000", "0"} and "<10000" in texts
+
+
+def test_cif_curves_start_at_zero_and_end_at_the_last_estimate(result):
+    fig = cumulative_incidence_plot(result.cif, LABELS, 0.0123)
+    table = result.cif.table
+    for i, group in enumerate([0, 1]):
+        (curve,) = _by_gid(fig, f"curve-{i}")
+        y = curve.get_ydata()
+        assert y[0] == 0.0 and np.all(np.diff(y) >= 0)
+        assert y[-1] == pytest.approx(table.loc[table["group"] == group, "cif"].iloc[-1])
+    (note,) = _by_gid(fig, "gray-p")
+    assert f"Gray's test {format_p_inline(0.0123)}" in note.get_text() and "competing" in note.get_text()
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["no Mg", "Mg"]
+
+
+def test_love_plot_points_are_the_absolute_smds(result):
+    fig = love_plot(result.balance_before, result.balance_after)
+    (before,) = _by_gid(fig, "love-before")
+    (after,) = _by_gid(fig, "love-after")
+    (line,) = _by_gid(fig, "love-threshold")
+    assert line.get_xdata()[0] == 0.1
+    order = result.balance_before["smd"].abs().sort_values().index
+    np.testing.assert_allclose(before.get_xdata(), result.balance_before.loc[order, "smd"].abs())
+    np.testing.assert_allclose(after.get_xdata(), result.balance_after.loc[order, "smd"].abs())
+    assert len(fig.axes[0].get_yticklabels()) == len(result.balance_before)
+
+
+def test_ps_distributions_are_proportions_per_arm(result):
+    mask = matched_mask_of(result)
+    assert mask.sum() == len(result.matched)
+    fig = propensity_distributions(result.cohort["ps"], result.cohort["exposed"], mask, labels=LABELS)
+    assert [ax.get_title() for ax in fig.axes] == ["Before matching", "After matching"]
+    for ax, keep in zip(fig.axes, [np.ones(len(mask), bool), mask], strict=True):
+        containers = ax.containers
+        assert len(containers) == 2
+        heights = [np.array([bar.get_height() for bar in c]) for c in containers]
+        assert heights[0].sum() == pytest.approx(1.0) and np.all(heights[0] >= 0)  # exposed above
+        assert heights[1].sum() == pytest.approx(-1.0) and np.all(heights[1] <= 0)  # comparator below
+        n_exposed = int((result.cohort["exposed"].to_numpy()[keep] == 1).sum())
+        assert f"Mg (n = {n_exposed})" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_ps_distributions_refuses_bad_input():
+    with pytest.raises(InputError, match="0/1"):
+        propensity_distributions([0.2, 0.3], [0, 2], None)
+    with pytest.raises(InputError, match="probabilities"):
+        propensity_distributions([0.2, 1.3], [0, 1], None)
+
+
+def test_flow_diagram_boxes_carry_attrition_counts_and_reasons(result):
+    fig = flow_diagram(result.attrition, result.counts, labels=LABELS)
+    text = {a.get_gid(): a.get_text().replace("\u00a0", " ").replace("\n", " ") for a in _by_gid(fig, "flow-")}
+    att = result.attrition
+    assert f"n = {att['remaining'].iloc[0]}" in text["flow-screened"]
+    assert f"n = {att['remaining'].iloc[-1]}" in text["flow-eligible"]
+    assert f"n = {int(att['excluded'].sum())}" in text["flow-excluded"]
+    for reason in att["reason"].iloc[1:]:
+        assert reason.split()[0] in text["flow-excluded"]
+    assert f"n = {result.counts['exposed']}" in text["flow-exposed"]
+    assert f"n = {result.counts['matched_unexposed']}" in text["flow-matched-unexposed"]
+    unmatched = result.counts["unexposed"] - result.counts["matched_unexposed"]
+    assert f"not matched: n = {unmatched}" in text["flow-matched-unexposed"]
+
+
+def test_flow_diagram_suppresses_small_counts():
+    attrition = pd.DataFrame({"step": ["Screened", "Adults"], "remaining": [40, 37], "excluded": [0, 3],
+                              "reason": ["", "younger than 18"]})
+    fig = flow_diagram(attrition, {"exposed": 4, "unexposed": 33}, threshold=5)
+    text = " ".join(a.get_text().replace("\u00a0", " ") for a in _by_gid(fig, "flow-"))
+    assert "n < 5" in text and "(n = 3)" not in text and "(n = 4)" not in text and "n = 33" in text
+    assert "flow-matched-exposed" not in {a.get_gid() for a in _by_gid(fig, "flow-")}
+
+
+def test_forest_plot_one_errorbar_per_estimate(result):
+    fig = forest_plot(result.estimates, reference={"death_90d": 0.5})
+    bars = {a.get_gid() for a in _by_gid(fig, "forest-") if not a.get_gid().startswith("forest-truth")}
+    assert len(bars) == len(result.estimates)
+    assert fig.axes[0].get_xscale() == "log"
+
+
+def test_study_figures_and_no_pyplot_leak(result, tmp_path):
+    before = plt.get_fignums()
+    figures = study_figures(result)
+    assert set(figures) == {"flow", "love_plot", "ps_distribution", "km_death", "cif_krt", "forest"}
+    assert all(isinstance(f, Figure) for f in figures.values())
+    assert plt.get_fignums() == before  # never registered in pyplot's global manager
+    png, svg = save_figure(figures["km_death"], tmp_path / "km")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    root = ET.parse(svg).getroot()
+    assert root.tag.endswith("svg")
+    assert "Number at risk" in svg.read_text()  # text kept as text in the SVG
+    _, svg2 = save_figure(figures["km_death"], tmp_path / "again")
+    assert svg.read_bytes() == svg2.read_bytes()  # reproducible: no date, fixed hash salt
