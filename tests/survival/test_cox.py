@@ -242,3 +242,16 @@ def test_stratum_without_events_is_noted():
     # the stratum contributes nothing: same coefficients as the fit without it
     alone = cox(data[data["site"] == "n"], "time", "status", ["trt", "x"])
     np.testing.assert_allclose(fit.summary["coef"], alone.summary["coef"], rtol=1e-10)
+
+
+def test_times_equal_up_to_rounding_are_tied_as_coxph_does():
+    # 0.1 + 0.2 != 0.3 in floating point; coxph's timefix (aeqSurv) treats them as one time
+    exact = HAND.assign(time=HAND["time"] * 0.3)
+    rounded = exact.copy()
+    rounded.loc[2, "time"] = 0.1 + 0.2 + (0.1 + 0.2) * 1  # 0.6000000000000001 next to 0.6
+    assert rounded.loc[2, "time"] != exact.loc[1, "time"]
+    tied = cox(exact, "time", "status", ["x"])
+    fixed = cox(rounded, "time", "status", ["x"])
+    unfixed = cox(rounded, "time", "status", ["x"], timefix=False)
+    assert fixed.summary["coef"].iloc[0] == pytest.approx(tied.summary["coef"].iloc[0], rel=1e-12)
+    assert unfixed.summary["coef"].iloc[0] != pytest.approx(tied.summary["coef"].iloc[0], rel=1e-6)

@@ -559,6 +559,31 @@ def _design(data: pd.DataFrame, covariates: list[str], where: str, order: np.nda
     return X, term_cols
 
 
+def _timefix(stop: np.ndarray, start: np.ndarray | None, tolerance: float = np.sqrt(np.finfo(float).eps)):
+    """Merge times that differ only by rounding, as ``survival::aeqSurv`` (coxph's ``timefix=TRUE``).
+
+    Distinct finite times are sorted; neighbours whose gap is at most
+    ``tolerance``, or at most ``tolerance`` relative to the mean absolute
+    time (the ``all.equal`` rule), are considered equal, and every time in
+    such a run is replaced by the smallest one. Entry and stop times are
+    adjudicated together.
+    """
+    pool = stop if start is None else np.concatenate([stop, start])
+    values = np.unique(pool[np.isfinite(pool)])
+    if len(values) < 2:
+        return stop, start
+    gaps = np.diff(values)
+    tied = (gaps <= tolerance) | (gaps / np.mean(np.abs(values)) <= tolerance)
+    if not tied.any():
+        return stop, start
+    cuts = values[np.concatenate(([True], ~tied))]
+
+    def snap(x: np.ndarray) -> np.ndarray:
+        return cuts[np.searchsorted(cuts, x, side="right") - 1]
+
+    return snap(stop), (None if start is None else snap(start))
+
+
 def _dense_rank(values: np.ndarray) -> tuple[np.ndarray, int]:
     """0-based dense ranks (equal values share a rank) and the number of ranks."""
     order = np.argsort(values)
@@ -744,6 +769,7 @@ def cox(
     *,
     max_iter: int = 20,
     eps: float = 1e-9,
+    timefix: bool = True,
 ) -> CoxResult:
     """Fit a Cox proportional hazards model, as ``survival::coxph``.
 
@@ -768,6 +794,8 @@ def cox(
         (and is rejected together with a cluster).
     conf_level : confidence level of the hazard-ratio intervals.
     max_iter, eps : coxph's ``iter.max`` and ``eps``.
+    timefix : treat times equal up to floating-point rounding as tied, as
+        coxph does by default (``coxph.control(timefix=TRUE)``, ``aeqSurv``).
 
     Returns
     -------
@@ -808,6 +836,14 @@ def cox(
                              "each (entry, time] interval must have positive length")
     else:
         start = np.zeros(n)
+    if timefix:
+        stop, fixed_start = _timefix(stop, start if entry is not None else None)
+        if entry is not None:
+            start = fixed_start
+            bad = int((start >= stop).sum())
+            if bad:
+                raise InputError(f"{where}: {bad} row(s) have entry and time equal up to rounding "
+                                 f"(columns {entry!r}, {time!r}); fix them or pass timefix=False")
     if weights is not None:
         w = numeric_column(data, weights, where)
         if (w <= 0).any():
