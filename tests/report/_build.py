@@ -77,15 +77,14 @@ def study_result(n: int = 330, seed: int = 7, study=None, synthetic: bool = True
     """StudyResult wired from the real matching and survival results of a random analysis frame.
 
     Mirrors what the pipeline stores (notes/pipeline-to-report.md) so the report
-    is exercised on real result objects; Gray's test is left out while the
-    survival engine does not export it.
+    is exercised on real result objects.
     """
     from dataclasses import replace as _replace
 
     from retrocohort.matching import balance, match_nearest, propensity_score, table_one
     from retrocohort.study.evalue import e_value_hr
     from retrocohort.study.results import SkippedModel, StudyResult
-    from retrocohort.survival.competing import cumulative_incidence
+    from retrocohort.survival.competing import cumulative_incidence, gray_test
     from retrocohort.survival.cox import cox
     from retrocohort.survival.finegray import fine_gray
     from retrocohort.survival.km import kaplan_meier, logrank
@@ -106,6 +105,7 @@ def study_result(n: int = 330, seed: int = 7, study=None, synthetic: bool = True
     km = kaplan_meier(matched, "death_time", "death", group="exposed")
     lr = logrank(matched, "death_time", "death", "exposed")
     cif = cumulative_incidence(matched, "krt_time", "krt_status", cause=1, group="exposed")
+    gray = gray_test(matched, "krt_time", "krt_status", "exposed", cause=1)
     robust = "robust, clustered on matched set"
     cox_u = cox(matched, "death_time", "death", ["exposed"], cluster="subclass")
     cox_a = cox(matched, "death_time", "death", ["exposed", *study.models.adjust], cluster="subclass")
@@ -129,7 +129,7 @@ def study_result(n: int = 330, seed: int = 7, study=None, synthetic: bool = True
         balance_before=balance(data, "exposed", tvars), balance_after=balance(data, "exposed", tvars, weights=m.weights),
         table_one_before=table_one(data, "exposed", tvars, categorical=["sex"]),
         table_one_after=table_one(matched, "exposed", tvars, categorical=["sex"]),
-        km=km, logrank=lr, cif=cif, gray=None, ph_test=ph_test(cox_a), estimates=estimates, skipped=skipped,
+        km=km, logrank=lr, cif=cif, gray=gray, ph_test=ph_test(cox_a), estimates=estimates, skipped=skipped,
         e_value=ev_dict, planted={"hr_death": float(np.exp(-0.7)), "shr_krt": 1.5} if synthetic else None,
         provenance={"study_fingerprint": study.fingerprint,
                     "data_fingerprint": hashlib.sha256(pd.util.hash_pandas_object(data).to_numpy().tobytes()).hexdigest(),

@@ -298,9 +298,17 @@ def _curve_plot(
     groups: list[object],
     ax: Axes,
     censor_ticks: bool,
+    extend_to: list[tuple[float, float] | None] | None = None,
 ) -> None:
     for i, g in enumerate(groups):
         rows = _rows(table, g).sort_values("time")
+        tail = extend_to[i] if extend_to else None
+        if tail is not None and (rows.empty or tail[0] > float(rows["time"].iloc[-1])):
+            # The table lists event times only; the curve (and its band) stays flat to the
+            # arm's last follow-up, where the result's own cif_at gives the value.
+            last = {c: (rows[c].iloc[-1] if len(rows) else np.nan) for c in rows.columns}
+            last.update({"time": tail[0], value_column: tail[1]})
+            rows = pd.concat([rows, pd.DataFrame([last])], ignore_index=True)
         tt = rows["time"].to_numpy(dtype=float)
         style = _style.arm_style(i)
         x, y = _step_from(tt, rows[value_column].to_numpy(dtype=float), start_value)
@@ -316,6 +324,28 @@ def _curve_plot(
             ax.plot(tt[censored], rows[value_column].to_numpy(dtype=float)[censored], linestyle="none",
                     marker="|", markersize=6, markeredgewidth=1.0, color=style["color"], gid=f"censor-{i}",
                     zorder=4)
+
+
+def _cif_last_values(cif_result: Any, groups: list[object], horizon: float | None) -> list[tuple[float, float] | None] | None:
+    """(time, CIF) where each arm's curve ends: the last follow-up within the horizon.
+
+    Uses the result's own ``cif_at`` (cmprsk::timepoints; NaN past an arm's last
+    observed time) and ``_last_time`` when it has them; otherwise the curve
+    ends at its last event.
+    """
+    cif_at = getattr(cif_result, "cif_at", None)
+    last = getattr(cif_result, "_last_time", None)
+    if not callable(cif_at) or last is None or len(last) != len(groups):
+        return None
+    ends: list[tuple[float, float] | None] = []
+    for g, t_last in zip(groups, last, strict=True):
+        t_end = float(min(t_last, horizon)) if horizon is not None else float(t_last)
+        values = cif_at([t_end])
+        if g is not None and "group" in values.columns:
+            values = values[values["group"] == g]
+        v = float(values["cif"].iloc[0]) if len(values) else float("nan")
+        ends.append((t_end, v) if np.isfinite(v) else None)
+    return ends
 
 
 def kaplan_meier_plot(
@@ -411,7 +441,8 @@ def cumulative_incidence_plot(
     names = resolve_labels(groups, labels) if groups != [None] else ["All patients"]
     with _style.style():
         fig, ax = _figure_and_axes(ax, 6.0, 4.0)
-        _curve_plot(table, "cif", 0.0, names, groups, ax, censor_ticks=False)
+        _curve_plot(table, "cif", 0.0, names, groups, ax, censor_ticks=False,
+                    extend_to=_cif_last_values(cif_result, groups, horizon))
         right = horizon if horizon is not None else float(table["time"].max())
         ax.set_xlim(0, right * 1.02)
         if horizon is not None:

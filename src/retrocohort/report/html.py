@@ -136,6 +136,10 @@ def _table_one_context(result: Any) -> dict[str, Any] | None:
 def _results_context(result: Any) -> dict[str, Any]:
     table = results_table(result)
     threshold = threshold_of(result)
+    # The variance type goes to the table note (one line), the skip reasons to their own section.
+    estimate_col = next(c for c in table.columns if c.startswith("Estimate"))
+    table.loc[table[estimate_col] == "not estimated", estimate_col] = "not estimated (see below)"
+    table = table.drop(columns=["Variance"])
     columns = list(table.columns)
     numeric = {"Patients", "Events", "p", "Planted truth"} | {c for c in columns if c.startswith(("Estimate", "Published"))}
     estimates = list(result.estimates)
@@ -299,7 +303,10 @@ def render_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
         "primary_keys": _primary_keys(result),
         "sections": sections,
         "figure": _figure_markup(figures, {}),
-        "attrition": attrition_table(result).to_dict("records"),
+        "attrition": [
+            {**row, "value": _value(suppress_small_cells(raw, threshold))}
+            for row, raw in zip(attrition_table(result).to_dict("records"), att["remaining"], strict=True)
+        ],
         "dose": dose,
         "dose_window": f"{result.study.exposure.window_hours[1]:g}",
         "dose_unit": result.study.exposure.dose_unit,

@@ -279,7 +279,11 @@ def table_one_combined(result: Any) -> pd.DataFrame | None:
     rest = [i for p in parts[1:] for i in p.index if i not in first_index]
     combined = combined.reindex(first_index + list(dict.fromkeys(rest)))
     combined.index.name = "Characteristic"
-    return combined.fillna("")
+    combined = combined.fillna("")
+    # A missing-values column with nothing missing is noise in a published Table 1.
+    empty_missing = [c for c in combined.columns if str(c[1]).strip().lower() == "missing"
+                     and set(map(str, combined[c])) <= {"", "0"}]
+    return combined.drop(columns=empty_missing)
 
 
 # --------------------------------------------------------------------------- other tables
