@@ -122,7 +122,7 @@ def main() -> None:
             ratio = f"{theirs / ours:.0f}x"
             theirs_text = f"{theirs:.3f}"
         else:
-            theirs_text, ratio = "not run (> 10 min)", ""
+            theirs_text, ratio = "not run (issue 2: unfinished after 10 min)", ""
         match_rows.append((n, f"{100 * frame.t.mean():.0f}%", matched, f"{ours:.3f}", theirs_text, ratio))
         print(match_rows[-1], flush=True)
 
@@ -142,8 +142,9 @@ def main() -> None:
         "## Matching (propensity score, 2:1 nearest neighbour)",
         "",
         f"Command: `nice .venv/bin/python benchmarks/bench_matching.py --repeats {args.repeats}`  ",
-        f"Machine: {platform.machine()}, 2 cores, shared; medians of {max(args.repeats, 5)} runs (ours) and "
-        f"{args.repeats} runs (R); MatchIt {{version}} / R glm timed in the same run on the same data.",
+        f"Machine: {platform.machine()}, 2 cores, shared; medians of {max(args.repeats, 5)} runs (our matching), "
+        f"{max(args.repeats, 3)} runs (our propensity fit) and {args.repeats} runs (R); MatchIt {{version}} and "
+        "R glm timed in the same run on the same data.",
         "",
         "2:1 nearest-neighbour matching without replacement, caliper 0.2 SD, largest distance first:",
         "",

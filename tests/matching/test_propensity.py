@@ -147,3 +147,18 @@ def test_live_glm_on_fresh_data():
     np.testing.assert_allclose(fit.summary["estimate"], ref["est"], rtol=1e-7, err_msg=msg)
     np.testing.assert_allclose(fit.summary["std_error"], ref["se"], rtol=1e-7, err_msg=msg)
     np.testing.assert_allclose(fit.score, ref["fitted"], rtol=1e-8, err_msg=msg)
+
+
+def test_same_mle_as_statsmodels_glm(reference):
+    # A second, independent oracle: statsmodels' GLM converged tightly reaches the same MLE and
+    # (at the MLE) the same inverse-information SEs, to the precision of glm's stopping rule.
+    import statsmodels.api as sm
+
+    data = pd.DataFrame(reference("glm_logit")["data"])
+    fit = propensity_score(data, "mg", COVARIATES)
+    x = pd.get_dummies(data[COVARIATES], columns=["sex", "stage"], drop_first=True, dtype=float)
+    x.insert(0, "(Intercept)", 1.0)
+    x = x.rename(columns={"sex_M": "sexM", "stage_II": "stageII", "stage_III": "stageIII"})[list(fit.summary.index)]
+    sm_fit = sm.GLM(data["mg"].astype(float), x, family=sm.families.Binomial()).fit(tol=1e-14)
+    np.testing.assert_allclose(fit.summary["estimate"].to_numpy(), sm_fit.params.to_numpy(), rtol=1e-6)
+    np.testing.assert_allclose(fit.summary["std_error"].to_numpy(), sm_fit.bse.to_numpy(), rtol=1e-5)
