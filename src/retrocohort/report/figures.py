@@ -531,7 +531,9 @@ def flow_diagram(
     eligible = int(attrition.iloc[-1]["remaining"])
     matched = "matched_exposed" in counts and counts.get("matched_exposed") is not None
     with _style.style():
-        fig, ax = _figure_and_axes(ax, 6.5, 6.2 if matched else 4.8)
+        # A long list of exclusion reasons needs more height so its box clears the others.
+        extra = 0.22 * max(0, sum(1 + len(line) // 38 for line in lines) - 8)
+        fig, ax = _figure_and_axes(ax, 6.5, (6.2 if matched else 4.8) + extra)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.axis("off")
