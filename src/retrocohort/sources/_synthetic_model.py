@@ -48,7 +48,7 @@ class Covariates:
     age: np.ndarray  # int years at index
     female: np.ndarray  # bool
     sepsis: np.ndarray  # bool
-    creatinine_baseline: np.ndarray  # mg/dL, 2 decimals as written
+    creatinine_baseline: np.ndarray  # mg/dL, 1 decimal as written
     egfr: np.ndarray  # CKD-EPI 2021 from creatinine_baseline, age, sex
     coag: np.ndarray  # SOFA coagulation points 0-4 (platelets)
     liver: np.ndarray  # SOFA liver points 0-4 (bilirubin)
@@ -62,14 +62,19 @@ class Covariates:
         return np.where(self.vasopressor, np.where(self.high_norepi, 4, 3), 0)
 
     @property
-    def sofa(self) -> np.ndarray:
-        """SOFA at index from the components the synthetic data carry.
+    def respiratory(self) -> np.ndarray:
+        # No blood gases are generated: invasive ventilation alone scores 2 (P/F < 300 unprovable).
+        return np.where(self.ventilation, 2, 0)
 
-        renal 4 (creatinine >= 5 mg/dL before CKRT, and on KRT) + coagulation (platelets) + liver
-        (bilirubin) + cardiovascular (norepinephrine rate); no PaO2/FiO2 and no GCS are generated,
-        so respiration and CNS add 0.
+    @property
+    def sofa(self) -> np.ndarray:
+        """SOFA at index from the components the synthetic data carry (the cohort builder's rules).
+
+        renal 4 (on KRT; creatinine >= 5 mg/dL before CKRT as well) + coagulation (platelets) +
+        liver (bilirubin) + cardiovascular (norepinephrine rate) + respiratory (2 when invasively
+        ventilated, no PaO2/FiO2 generated); no GCS, so CNS adds 0.
         """
-        return 4 + self.coag + self.liver + self.cardio
+        return 4 + self.coag + self.liver + self.cardio + self.respiratory
 
 
 def ckd_epi_2021(creatinine: np.ndarray, age: np.ndarray, female: np.ndarray) -> np.ndarray:
@@ -99,7 +104,7 @@ def draw_covariates(
         age = np.where(minors, rng.integers(15, 17, n), age)
     female = rng.random(n) < 0.40
     sepsis = rng.random(n) < 0.55
-    creat = np.round(np.clip(rng.lognormal(np.log(1.0), 0.35, n), 0.45, 3.2), 2)
+    creat = np.round(np.clip(rng.lognormal(np.log(1.0), 0.35, n), 0.5, 3.2), 1)  # labs carry 1 decimal
     egfr = ckd_epi_2021(creat, age, female)
     # Sepsis shifts platelets and bilirubin down/up: the SOFA components correlate with sepsis.
     coag = _categorical(rng, n, np.where(sepsis[:, None], [[0.35, 0.27, 0.22, 0.12, 0.04]], [[0.55, 0.23, 0.14, 0.06, 0.02]]))
@@ -167,10 +172,11 @@ def liberation_days(rng: np.random.Generator, cov: Covariates, exposed: np.ndarr
 def observed_outcomes(death: np.ndarray, liberation: np.ndarray) -> dict[str, np.ndarray]:
     """Outcomes as the cohort rules read them from the raw rows (90-day horizon).
 
-    Liberation counts at the end of the last KRT session when the patient is alive 7 days
-    later; otherwise a death within the horizon is the competing event.
+    Liberation counts at the end of the last KRT session when the 7 KRT-free days alive that
+    confirm it end within the horizon; otherwise a death within the horizon is the competing
+    event. ``death`` is the death time as recorded (days from index).
     """
-    liberated = (liberation <= HORIZON_DAYS) & (death > liberation + KRT_FREE_DAYS)
+    liberated = (liberation + KRT_FREE_DAYS <= HORIZON_DAYS) & (death > liberation + KRT_FREE_DAYS)
     died = death <= HORIZON_DAYS
     krt_status = np.where(liberated, 1, np.where(died, 2, 0))
     krt_time = np.where(liberated, liberation, np.where(died, death, HORIZON_DAYS))

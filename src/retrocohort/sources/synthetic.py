@@ -547,7 +547,14 @@ def _ckrt_patients(rng: np.random.Generator, plan: _Plan, ids: _IdPool, t: dict[
     dose_in_window = np.zeros(n)
     w = (doses["start"] > index[d]) & (doses["start"] <= index[d] + 48 * 60)
     np.add.at(dose_in_window, d[w], doses["grams"][w] * model.MEQ_PER_GRAM)
-    outcome = model.observed_outcomes(death_d, lib_d)
+    # Death as recorded: deathtime in hospital (to the minute), else dod read as the last second of
+    # its day (the cohort rule), unknown when more than a year after the last discharge.
+    recorded = np.where(in_hosp_death, death, np.where(dod_known, (dod + 1) * _DAY_MIN - 1 / 60, np.inf))
+    recorded_d = np.where(np.isfinite(recorded), (recorded - index) / _DAY_MIN, np.inf)
+    krt_end_recorded = np.full(n, -np.inf)
+    in_horizon = sessions["start"] <= index[s_owner] + model.HORIZON_DAYS * _DAY_MIN
+    np.maximum.at(krt_end_recorded, s_owner[in_horizon], sessions["end"][in_horizon])
+    outcome = model.observed_outcomes(recorded_d, (krt_end_recorded - index) / _DAY_MIN)
     planted = {
         "subject_id": subject, "hadm_id": hadm, "stay_id": stay,
         "category": np.array([CATEGORY_NAMES[c] for c in range(6)], dtype=object)[cat],
@@ -560,7 +567,7 @@ def _ckrt_patients(rng: np.random.Generator, plan: _Plan, ids: _IdPool, t: dict[
         "creatinine_baseline": cov.creatinine_baseline, "egfr_baseline": cov.egfr, "sofa": cov.sofa,
         "serum_mg": np.where(cat == NO_MG, np.nan, cov.serum_mg),
         "vasopressor": cov.vasopressor.astype(np.int64), "ventilation": cov.ventilation.astype(np.int64),
-        "death_days_latent": death_d, "liberation_days_latent": lib_d,
+        "death_days_latent": death_d, "liberation_days_latent": lib_d, "death_days_recorded": recorded_d,
         "death_in_hospital": in_hosp_death, "dod_known": dod_known,
         **outcome,
         "__stays": n + ri.size + extra_stays,
