@@ -137,3 +137,17 @@ def test_upper_case_header_columns_are_kept(tmp_path):
         header = handle.readline().strip().split(",")
     assert header[-2:] == ["ORIGINALAMOUNT", "ORIGINALRATE"]
     assert MimicIV(folder).locate("icu/procedureevents").header == tuple(header)
+
+
+def test_locate_malformed_scans_every_typed_column(tmp_path):
+    # Used when Spark reports a malformed record without saying where: DuckDB finds the file and line.
+    from retrocohort.sources.mimic_iv import locate_malformed
+
+    m = small()
+    good = m.write(tmp_path / "good")
+    assert locate_malformed(MimicIV(good)) is None
+    m.rows["icu/inputevents"][0]["endtime"] = "2150-03-10T12:00"
+    bad = m.write(tmp_path / "bad")
+    error = locate_malformed(MimicIV(bad))
+    assert isinstance(error, SourceError)
+    assert "inputevents.csv.gz: column 'endtime', line 2" in str(error)

@@ -585,10 +585,11 @@ def locate_malformed(source: MimicIV, files: dict[str, TableFile | None] | None 
                 f"{_sql_string(c)}: {_sql_string(_DUCKDB_TYPES[spec.columns[wanted[c.lower()]].type] if c.lower() in wanted else 'VARCHAR')}"
                 for c in tf.header
             )
-            select = ", ".join(f'"{c}"' for c in spelt.values())
+            # count() of each typed column, so that projection pushdown cannot skip parsing it.
+            select = ", ".join(f'count("{c}")' for c in spelt.values())
             try:
                 con.execute(
-                    f"SELECT count(*) FROM (SELECT {select} FROM read_csv({_sql_string(str(tf.path))}, header = true, "
+                    f"SELECT {select} FROM (SELECT * FROM read_csv({_sql_string(str(tf.path))}, header = true, "
                     f"auto_detect = false, columns = {{{columns}}}, timestampformat = {_sql_string(TIMESTAMP_FORMAT_DUCKDB)}, "
                     f"dateformat = {_sql_string(DATE_FORMAT_DUCKDB)}))"
                 ).fetchall()
