@@ -31,7 +31,9 @@ import pandas as pd
 
 from ..errors import InputError, RetrocohortError
 from ..report import figures as report_figures
+from ..report import render_html
 from ..report.suppression import suppress_frame, suppress_small_cells
+from ..report.tables import suppress_table_one
 from .results import StudyResult
 
 SCHEMA_VERSION = "1.0"
@@ -445,19 +447,6 @@ def results_document(result: StudyResult) -> dict[str, Any]:
 # --------------------------------------------------------------------------- tables
 
 
-_DIGITS = re.compile(r"^\s*\d+\s*$")
-
-
-def _suppress_table_one(table: pd.DataFrame, threshold: int) -> pd.DataFrame:
-    """Table 1 with the n row, the n (%) cells and the missing counts suppressed."""
-    out = table.copy()
-    count_columns = [c for c in out.columns if str(c) not in ("SMD", "smd", "test", "p")]
-    for column in count_columns:
-        # The n row and the missing column hold bare counts as text ("37").
-        out[column] = [int(v) if isinstance(v, str) and _DIGITS.match(v) else v for v in out[column]]
-    return suppress_frame(out, columns=count_columns, threshold=threshold)
-
-
 def build_tables(result: StudyResult) -> dict[str, pd.DataFrame]:
     """Every CSV table of the outputs, by file stem; counts already suppressed."""
     threshold = result.study.report.small_cell_threshold
@@ -471,9 +460,9 @@ def build_tables(result: StudyResult) -> dict[str, pd.DataFrame]:
         threshold=threshold,
     )
     if result.table_one_before is not None:
-        tables["table1_before"] = _suppress_table_one(result.table_one_before, threshold)
+        tables["table1_before"] = suppress_table_one(result.table_one_before, threshold)
     if result.table_one_after is not None:
-        tables["table1_after"] = _suppress_table_one(result.table_one_after, threshold)
+        tables["table1_after"] = suppress_table_one(result.table_one_after, threshold)
     tables["balance"] = balance_table(result)
     estimates = pd.DataFrame(
         [
@@ -523,54 +512,7 @@ def build_tables(result: StudyResult) -> dict[str, pd.DataFrame]:
     return tables
 
 
-# --------------------------------------------------------------------------- figures
-
-
-def build_figures(result: StudyResult) -> dict[str, Any]:
-    """Every figure of the outputs, by file stem (matplotlib Figures from ``report.figures``)."""
-    threshold = result.study.report.small_cell_threshold
-    labels = _labels(result)
-    figs: dict[str, Any] = {}
-    figs["flow"] = report_figures.flow_diagram(result.attrition, result.counts, labels=labels, threshold=threshold)
-    if result.balance_before is not None:
-        figs["love_plot"] = report_figures.love_plot(result.balance_before, result.balance_after)
-    if result.propensity is not None and "ps" in result.cohort.columns:
-        mask = None
-        if result.matching is not None:
-            mask = (result.matching.weights.reindex(result.cohort.index).fillna(0) > 0).to_numpy()
-        figs["ps_distribution"] = report_figures.propensity_distributions(
-            result.cohort["ps"], result.cohort["exposed"], mask, labels=labels, threshold=threshold
-        )
-    if result.km is not None:
-        figs["km_death"] = report_figures.kaplan_meier_plot(
-            result.km,
-            list(result.study.models.km_times_days),
-            labels,
-            result.logrank.p_value if result.logrank is not None else None,
-            threshold=threshold,
-        )
-    if result.cif is not None:
-        figs["cif_krt"] = report_figures.cumulative_incidence_plot(
-            result.cif,
-            labels,
-            result.gray.p_value if result.gray is not None else None,
-            horizon=result.study.outcomes.horizon_days,
-        )
-    if result.estimates:
-        reference = None
-        if result.planted:
-            reference = {o: result.planted.get(k) for o, (_m, _p, k) in PRIMARY.items()}
-        figs["forest"] = report_figures.forest_plot(result.estimates, reference=reference)
-    return figs
-
-
 # --------------------------------------------------------------------------- writing
-
-
-def _render_html(result: StudyResult) -> str:
-    from ..report import render_html
-
-    return render_html(result)
 
 
 def write_outputs(
@@ -623,7 +565,8 @@ def write_outputs(
         step("tables", "Writing tables", "done")
 
         step("figures", "Drawing figures", "start")
-        for stem, fig in build_figures(result).items():
+        figures = report_figures.study_figures(result)
+        for stem, fig in figures.items():
             report_figures.save_figure(fig, partial / "figures" / stem)
         step("figures", "Drawing figures", "done")
 
@@ -634,7 +577,7 @@ def write_outputs(
             json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8"
         )
         # report.html is written last: its presence marks a complete folder.
-        (partial / "report.html").write_text(_render_html(result), encoding="utf-8")
+        (partial / "report.html").write_text(render_html(result, figures=figures), encoding="utf-8")
         step("report", "Writing results.json and report.html", "done")
 
         if out.exists():
