@@ -83,7 +83,21 @@ def _flag(column: ir.Value) -> ir.IntegerValue:
     return ibis.cases((ibis.coalesce(column, 0) > 0, 1), else_=0).cast("int64")
 
 
-def ckrt_events(conn: Any, study: Study) -> ir.Table:
+def crrt_charting(conn: Any, study: Study) -> ir.Table | None:
+    """CRRT-mode chart rows (``subject_id``, ``stay_id``, ``charttime``), or None when not available.
+
+    chartevents is the largest MIMIC-IV table (about 430 million rows): it is
+    filtered to one itemid here so that the engine scans it once.
+    """
+    if not conn.has("icu/chartevents") or study.cohort.crrt_mode_itemid is None:
+        return None
+    ce = conn.table("icu/chartevents")
+    return ce.filter((ce.itemid == study.cohort.crrt_mode_itemid) & ce.charttime.notnull()).select(
+        "subject_id", "stay_id", "charttime"
+    )
+
+
+def ckrt_events(conn: Any, study: Study, charting: ir.Table | None = None) -> ir.Table:
     """Every CKRT record: CRRT procedureevents starts and (if charted) CRRT-mode chartevents.
 
     Columns ``subject_id``, ``stay_id``, ``event_time``.
@@ -92,16 +106,14 @@ def ckrt_events(conn: Any, study: Study) -> ir.Table:
     events = pe.filter(pe.itemid.isin(list(study.cohort.crrt_itemids)) & pe.starttime.notnull()).select(
         subject_id=pe.subject_id, stay_id=pe.stay_id, event_time=pe.starttime
     )
-    if conn.has("icu/chartevents") and study.cohort.crrt_mode_itemid is not None:
-        ce = conn.table("icu/chartevents")
-        mode = ce.filter((ce.itemid == study.cohort.crrt_mode_itemid) & ce.charttime.notnull()).select(
-            subject_id=ce.subject_id, stay_id=ce.stay_id, event_time=ce.charttime
+    if charting is not None:
+        events = events.union(
+            charting.select(subject_id="subject_id", stay_id="stay_id", event_time="charttime"), distinct=False
         )
-        events = events.union(mode, distinct=False)
     return events
 
 
-def krt_sessions(conn: Any, study: Study) -> ir.Table:
+def krt_sessions(conn: Any, study: Study, charting: ir.Table | None = None) -> ir.Table:
     """KRT sessions (CRRT and intermittent): ``subject_id``, ``session_start``, ``session_end``.
 
     A CRRT-mode chart row is a session of zero length at its charttime (it
@@ -114,12 +126,10 @@ def krt_sessions(conn: Any, study: Study) -> ir.Table:
         session_start=pe.starttime,
         session_end=ibis.coalesce(pe.endtime, pe.starttime),
     )
-    if conn.has("icu/chartevents") and study.cohort.crrt_mode_itemid is not None:
-        ce = conn.table("icu/chartevents")
-        mode = ce.filter((ce.itemid == study.cohort.crrt_mode_itemid) & ce.charttime.notnull()).select(
-            subject_id=ce.subject_id, session_start=ce.charttime, session_end=ce.charttime
+    if charting is not None:
+        sessions = sessions.union(
+            charting.select(subject_id="subject_id", session_start="charttime", session_end="charttime"), distinct=False
         )
-        sessions = sessions.union(mode, distinct=False)
     return sessions
 
 
@@ -133,7 +143,7 @@ def _running(events: ir.Table, keys: ir.Table, lo_hours: float, hi_hours: float,
     return running.group_by(["subject_id", "stay_id"]).aggregate(**{name: running.count()})
 
 
-def candidates(conn: Any, study: Study) -> ir.Table:
+def candidates(conn: Any, study: Study, charting: ir.Table | None = None) -> ir.Table:
     """One row per patient with a CKRT record: the chosen index and the screening flags.
 
     Per ICU stay, the candidate index is the first CKRT record of that stay.
@@ -142,7 +152,7 @@ def candidates(conn: Any, study: Study) -> ir.Table:
     earliest candidate that passes the adult and support screens.
     """
     c = study.cohort
-    events = ckrt_events(conn, study)
+    events = ckrt_events(conn, study, charting)
     per_stay = events.group_by(["subject_id", "stay_id"]).aggregate(index_time=events.event_time.min())
 
     stays = conn.table("icu/icustays").select("stay_id", stay_hadm_id="hadm_id")
@@ -217,7 +227,11 @@ def patient_facts(conn: Any, study: Study, cache: bool = True) -> FactsQuery:
         components, and outcome facts (``last_krt_end_seconds``).
     """
     cached: list[ir.Table] = []
-    cand = candidates(conn, study)
+    charting = crrt_charting(conn, study)
+    if cache and charting is not None:
+        charting = charting.cache()
+        cached.append(charting)
+    cand = candidates(conn, study, charting)
     if cache:
         cand = cand.cache()
         cached.append(cand)
@@ -239,7 +253,7 @@ def patient_facts(conn: Any, study: Study, cache: bool = True) -> FactsQuery:
     facts = _attach(facts, _sepsis(conn, keys), ["subject_id"])
     facts = _attach(facts, _exposure(conn, study, inputs), ["subject_id"])
     facts = _attach(facts, _death(conn, keys), ["subject_id"])
-    facts = _attach(facts, _last_krt_end(conn, study, keys), ["subject_id"])
+    facts = _attach(facts, _last_krt_end(conn, study, keys, charting), ["subject_id"])
     return FactsQuery(_derive(facts, study), tuple(cached))
 
 
@@ -389,9 +403,9 @@ def _death(conn: Any, keys: ir.Table) -> ir.Table:
     return died.group_by("subject_id").aggregate(deathtime=died.deathtime.max())
 
 
-def _last_krt_end(conn: Any, study: Study, keys: ir.Table) -> ir.Table:
+def _last_krt_end(conn: Any, study: Study, keys: ir.Table, charting: ir.Table | None) -> ir.Table:
     """End of the last KRT session that starts before the horizon (and ends at or after index)."""
-    sessions = krt_sessions(conn, study)
+    sessions = krt_sessions(conn, study, charting)
     j = sessions.join(keys.select("subject_id", "index_time"), "subject_id")
     horizon_hours = study.outcomes.horizon_days * 24.0
     j = j.filter((j.session_end >= j.index_time) & (j.session_start <= _shift(j.index_time, horizon_hours)))
