@@ -15,7 +15,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["RiskTable", "risk_table", "distinct_sorted", "number_at_risk", "step_value", "group_order"]
+__all__ = [
+    "GroupedRiskTable",
+    "RiskTable",
+    "distinct_sorted",
+    "group_order",
+    "grouped_risk_table",
+    "number_at_risk",
+    "risk_table",
+    "step_value",
+]
 
 
 @dataclass(frozen=True)
@@ -32,12 +41,16 @@ class RiskTable:
         (Weighted) number whose observed time equals ``time`` (events and censorings).
     counts : (m, k) float64
         (Weighted) number at ``time`` carrying each of the ``k`` marks passed to :func:`risk_table`.
+    rows_at_risk : (m,) float64
+        Unweighted number of rows with observed time >= ``time`` (equals
+        ``n_risk`` when unweighted): the patients a numbers-at-risk table shows.
     """
 
     time: np.ndarray
     n_risk: np.ndarray
     n_total: np.ndarray
     counts: np.ndarray
+    rows_at_risk: np.ndarray
 
 
 def distinct_sorted(sorted_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -79,22 +92,7 @@ def risk_table(
     n = time.shape[0]
     k = len(marks)
     if weights is None:
-        # Counting needs no permutation: sort the times, and for each mark sort
-        # only the marked times, then place its distinct times among all distinct
-        # times. Two plain sorts are about 3x faster than one argsort + gathers.
-        sorted_time = np.sort(time)
-        distinct, starts = distinct_sorted(sorted_time)
-        n_total = np.diff(np.append(starts, n)).astype(float)
-        n_risk = (n - starts).astype(float)
-        counts = np.zeros((distinct.shape[0], k), dtype=float)
-        for j, mark in enumerate(marks):
-            marked = np.sort(time[np.asarray(mark, dtype=bool)])
-            if marked.shape[0] == 0:
-                continue
-            mark_times, mark_starts = distinct_sorted(marked)
-            where = np.searchsorted(distinct, mark_times)
-            counts[where, j] = np.diff(np.append(mark_starts, marked.shape[0]))
-        return RiskTable(distinct, n_risk, n_total, counts)
+        return _unweighted_risk_table(time, [np.asarray(mark, dtype=bool) for mark in marks])
 
     weights = np.asarray(weights, dtype=float)
     order = np.argsort(time, kind="stable")
@@ -102,14 +100,53 @@ def risk_table(
     sorted_weight = weights[order]
     distinct, starts = distinct_sorted(sorted_time)
     if distinct.shape[0] == 0:
-        return RiskTable(distinct, distinct.copy(), distinct.copy(), np.zeros((0, k)))
+        return RiskTable(distinct, distinct.copy(), distinct.copy(), np.zeros((0, k)), distinct.copy())
     n_total = np.add.reduceat(sorted_weight, starts)
     n_risk = np.cumsum(n_total[::-1])[::-1]
     counts = np.zeros((distinct.shape[0], k), dtype=float)
     for j, mark in enumerate(marks):
         marked_weight = np.where(np.asarray(mark, dtype=bool)[order], sorted_weight, 0.0)
         counts[:, j] = np.add.reduceat(marked_weight, starts)
-    return RiskTable(distinct, n_risk, n_total, counts)
+    return RiskTable(distinct, n_risk, n_total, counts, (n - starts).astype(float))
+
+
+def _unweighted_risk_table(time: np.ndarray, marks: list[np.ndarray]) -> RiskTable:
+    """Counting without a permutation.
+
+    The first mark rides along in the sort: for times >= 0 the IEEE-754 bit
+    pattern of a double orders like the number, so ``bits << 1 | mark`` sorts
+    by time (ties broken by the mark, which is harmless) and one plain sort of
+    integers replaces an argsort plus gathers (about 3x faster). Further marks
+    sort only their own rows. ``+ 0.0`` turns -0.0 into 0.0 so its sign bit
+    cannot misorder it.
+    """
+    n = time.shape[0]
+    k = len(marks)
+    if n == 0:
+        empty = np.zeros(0)
+        return RiskTable(empty, empty, empty, np.zeros((0, k)), empty)
+    bits = (time + 0.0).view(np.uint64)
+    if k:
+        key = (bits << np.uint64(1)) | marks[0].astype(np.uint64)
+    else:
+        key = bits << np.uint64(1)
+    key.sort()
+    sorted_bits = key >> np.uint64(1)
+    _, starts = distinct_sorted(sorted_bits)
+    distinct = sorted_bits[starts].view(np.float64)
+    n_total = np.diff(np.append(starts, n)).astype(float)
+    n_risk = (n - starts).astype(float)
+    counts = np.zeros((distinct.shape[0], k), dtype=float)
+    if k:
+        counts[:, 0] = np.add.reduceat((key & np.uint64(1)).astype(np.int64), starts)
+    for j in range(1, k):
+        marked = np.sort(time[marks[j]])
+        if marked.shape[0] == 0:
+            continue
+        mark_times, mark_starts = distinct_sorted(marked)
+        where = np.searchsorted(distinct, mark_times)
+        counts[where, j] = np.diff(np.append(mark_starts, marked.shape[0]))
+    return RiskTable(distinct, n_risk, n_total, counts, n_risk.copy())
 
 
 def number_at_risk(sorted_time: np.ndarray, at: np.ndarray, cumulative_weight: np.ndarray | None = None) -> np.ndarray:
@@ -137,6 +174,64 @@ def step_value(step_time: np.ndarray, step_value_: np.ndarray, at: np.ndarray, i
 
 def group_order(codes: np.ndarray, n_groups: int) -> list[np.ndarray]:
     """Row indices of each group 0..n_groups-1 (a counting sort, linear time)."""
-    order = np.argsort(codes, kind="stable")
+    # numpy's stable sort is a radix sort for integers of 16 bits or less
+    small = codes.astype(np.int16) if n_groups <= np.iinfo(np.int16).max else codes
+    order = np.argsort(small, kind="stable")
     bounds = np.searchsorted(codes[order], np.arange(n_groups + 1))
     return [order[bounds[g] : bounds[g + 1]] for g in range(n_groups)]
+
+
+@dataclass(frozen=True)
+class GroupedRiskTable:
+    """Per-group counts on the pooled grid of distinct times.
+
+    Attributes
+    ----------
+    time : (m,) distinct times of all groups together, ascending.
+    n_risk : (K, m) (weighted) number at risk in each group just before each time.
+    n_total : (K, m) (weighted) number leaving each group at each time.
+    counts : (K, m, k) (weighted) number of each mark per group and time.
+    """
+
+    time: np.ndarray
+    n_risk: np.ndarray
+    n_total: np.ndarray
+    counts: np.ndarray
+
+
+def grouped_risk_table(
+    time: np.ndarray,
+    marks: Sequence[np.ndarray],
+    codes: np.ndarray,
+    n_groups: int,
+    weights: np.ndarray | None = None,
+) -> GroupedRiskTable:
+    """Tabulate K groups on one grid: one :func:`risk_table` per group, then a merge.
+
+    No per-row inverse index (``np.unique(..., return_inverse=True)`` costs an
+    argsort): each group's distinct times are placed on the pooled grid by
+    binary search, which is O(m log m) in the number of distinct times.
+    """
+    members = group_order(codes, n_groups)
+    tables = []
+    for rows in members:
+        tables.append(
+            risk_table(time[rows], [np.asarray(mark)[rows] for mark in marks], None if weights is None else weights[rows])
+        )
+    merged = np.sort(np.concatenate([table.time for table in tables]), kind="stable")
+    grid, _ = distinct_sorted(merged)
+    m = grid.shape[0]
+    n_risk = np.zeros((n_groups, m))
+    n_total = np.zeros((n_groups, m))
+    counts = np.zeros((n_groups, m, len(marks)))
+    for g, table in enumerate(tables):
+        if table.time.shape[0] == 0:
+            continue
+        place = np.searchsorted(grid, table.time)
+        n_total[g, place] = table.n_total
+        counts[g, place, :] = table.counts
+        # at grid time t the group's risk set is that of its first own time >= t
+        first = np.searchsorted(table.time, grid, side="left")
+        inside = first < table.time.shape[0]
+        n_risk[g, inside] = table.n_risk[first[inside]]
+    return GroupedRiskTable(grid, n_risk, n_total, counts)

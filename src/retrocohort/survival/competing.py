@@ -20,7 +20,7 @@ from scipy import stats
 
 from ..errors import InputError
 from ._checks import check_group, check_status, check_time
-from ._risksets import group_order, risk_table
+from ._risksets import group_order, grouped_risk_table, risk_table
 from .km import _check_conf_level
 
 __all__ = [
@@ -235,13 +235,13 @@ def cumulative_incidence(
             "variance": variance,
             "lower": lower,
             "upper": upper,
-        })
+        }, copy=False)
         if group is not None:
             part.insert(0, "group", label)
         pieces.append(part)
         last_times.append(float(t.max()) if len(t) else float("nan"))
     return CumulativeIncidenceResult(
-        table=pd.concat(pieces, ignore_index=True),
+        table=pieces[0] if len(pieces) == 1 else pd.concat(pieces, ignore_index=True),
         cause=int(cause),
         censor_code=int(censor_code),
         conf_level=level,
@@ -319,18 +319,10 @@ def gray_kernel(
     single event). All sums over time are cumulative sums over the distinct
     times; the only loop is over the K groups.
     """
-    distinct, index = np.unique(time, return_inverse=True)
-    m = distinct.shape[0]
-    cell = codes * m + index
-
-    def per_group_time(mask: np.ndarray | None) -> np.ndarray:
-        chosen = cell if mask is None else cell[mask]
-        return np.bincount(chosen, minlength=n_groups * m).reshape(n_groups, m).astype(float)
-
-    leaving = per_group_time(None)
-    d1 = per_group_time(is_cause)
-    d2 = per_group_time(is_other)
-    at_risk = _cumulative_from_right(leaving) + leaving
+    grouped = grouped_risk_table(time, [is_cause, is_other], codes, n_groups)
+    at_risk = grouped.n_risk
+    d1 = grouped.counts[:, :, 0]
+    d2 = grouped.counts[:, :, 1]
     active = at_risk > 0
     safe_y = np.where(active, at_risk, 1.0)
     survival = np.cumprod(np.where(active, 1.0 - (d1 + d2) / safe_y, 1.0), axis=1)

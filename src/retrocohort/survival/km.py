@@ -21,7 +21,7 @@ from scipy import stats
 
 from ..errors import InputError
 from ._checks import check_event, check_group, check_time, check_weights, require_events
-from ._risksets import group_order, risk_table
+from ._risksets import group_order, grouped_risk_table, risk_table
 
 __all__ = [
     "ConfType",
@@ -64,6 +64,7 @@ class _Curve:
     n_censor: np.ndarray
     survival: np.ndarray
     se_log: np.ndarray  # standard error of log S (= of the cumulative hazard), survfit's $std.err
+    rows_at_risk: np.ndarray  # unweighted rows with time >= t
 
 
 def km_curve(
@@ -93,7 +94,7 @@ def km_curve(
             se_log = np.sqrt(np.cumsum(increment))
         else:
             se_log = np.sqrt(_robust_log_survival_variance(time, event, weights, table))
-    return _Curve(table.time, n_risk, n_event, n_censor, survival, se_log)
+    return _Curve(table.time, n_risk, n_event, n_censor, survival, se_log, table.rows_at_risk)
 
 
 def _robust_log_survival_variance(time, event, weights, table) -> np.ndarray:
@@ -205,7 +206,7 @@ class KaplanMeierResult:
     conf_type: str
     variance: str
     group: str | None
-    _sorted_time: tuple[np.ndarray, ...]
+    _rows_at_risk: tuple[tuple[np.ndarray, np.ndarray], ...]  # per group: distinct times, unweighted rows at risk
     _levels: tuple
 
     def survival_at(self, times) -> pd.DataFrame:
@@ -260,8 +261,10 @@ class KaplanMeierResult:
         """
         at = np.asarray(times, dtype=float).reshape(-1)
         counts = {}
-        for level, sorted_time in zip(self._levels, self._sorted_time, strict=True):
-            counts[level] = sorted_time.shape[0] - np.searchsorted(sorted_time, at, side="left")
+        for level, (step_time, rows) in zip(self._levels, self._rows_at_risk, strict=True):
+            # rows with time >= t are the risk set of the first observed time >= t
+            first = np.searchsorted(step_time, at, side="left")
+            counts[level] = np.where(first < len(step_time), rows[np.minimum(first, len(step_time) - 1)], 0).astype(int)
         frame = pd.DataFrame.from_dict(counts, orient="index", columns=list(at))
         frame.index.name = "group"
         return frame
@@ -311,7 +314,7 @@ def kaplan_meier(
         variance = "greenwood" if integer_weights else "robust"
 
     members = [np.arange(len(times))] if group is None else group_order(codes, len(levels))
-    tables, medians, sorted_times = [], [], []
+    tables, medians, rows_at_risk = [], [], []
     for label, rows in zip(levels, members, strict=True):
         t = times[rows] if group is not None else times
         e = events[rows] if group is not None else events
@@ -323,6 +326,7 @@ def kaplan_meier(
         if variance == "robust":
             # survfit differentiates S itself, whose influence is 0 once S = 0.
             std_err = np.where(curve.survival == 0, 0.0, std_err)
+        # copy=False: no consolidation copy of up to n rows x 8 columns
         part = pd.DataFrame(
             {
                 "time": curve.time,
@@ -333,7 +337,8 @@ def kaplan_meier(
                 "std_err": std_err,
                 "lower": lower,
                 "upper": upper,
-            }
+            },
+            copy=False,
         )
         medians.append(
             {
@@ -348,15 +353,15 @@ def kaplan_meier(
             part.insert(0, "group", label)
             medians[-1] = {"group": label, **medians[-1]}
         tables.append(part)
-        sorted_times.append(np.sort(t))
+        rows_at_risk.append((curve.time, curve.rows_at_risk))
     return KaplanMeierResult(
-        table=pd.concat(tables, ignore_index=True),
+        table=tables[0] if len(tables) == 1 else pd.concat(tables, ignore_index=True),
         median=pd.DataFrame(medians),
         conf_level=level,
         conf_type=conf_type,
         variance=variance,
         group=group,
-        _sorted_time=tuple(sorted_times),
+        _rows_at_risk=tuple(rows_at_risk),
         _levels=tuple(levels),
     )
 
@@ -394,18 +399,14 @@ def logrank_kernel(
     ``n_g d / n``; the hypergeometric covariance is
     ``d (n - d) / (n - 1) * n_g / n * (1{g = h} - n_h / n)``.
     """
-    pooled = risk_table(time, [event])
-    has_event = pooled.counts[:, 0] > 0
-    event_time = pooled.time[has_event]
-    d = pooled.counts[has_event, 0]
-    n = pooled.n_risk[has_event]
-    n_group = np.empty((event_time.shape[0], n_groups))
-    observed = np.zeros(n_groups)
-    for g in range(n_groups):
-        in_group = codes == g
-        sorted_time = np.sort(time[in_group])
-        n_group[:, g] = sorted_time.shape[0] - np.searchsorted(sorted_time, event_time, side="left")
-        observed[g] = event[in_group].sum()
+    grouped = grouped_risk_table(time, [event], codes, n_groups)
+    d_group = grouped.counts[:, :, 0]
+    d_all = d_group.sum(axis=0)
+    has_event = d_all > 0
+    d = d_all[has_event]
+    n_group = grouped.n_risk[:, has_event].T  # (event times, K)
+    n = n_group.sum(axis=1)
+    observed = d_group.sum(axis=1)
     share = n_group / n[:, None]
     expected = (share * d[:, None]).sum(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
