@@ -53,13 +53,15 @@ def analysis_frame(n: int = 330, seed: int = 7, horizon: float = 90.0) -> pd.Dat
 
 
 def attrition_for(eligible: int) -> pd.DataFrame:
+    """An attrition log in the cohort builder's format (slug steps, "excluded: ..." reasons, eligible row)."""
     screened = eligible + 296
     return pd.DataFrame({
-        "step": ["CKRT patients with vasopressor/ventilator support", "Serum Mg measured on the CKRT start day",
-                 "Alive 48 h after CKRT start"],
-        "remaining": [screened, eligible + 117, eligible],
-        "excluded": [0, 179, 117],
-        "reason": ["", "no serum Mg on the CKRT start day", "died within 48 h of CKRT start"],
+        "step": ["screened", "no_mg_index_day", "died_within_48h", "eligible"],
+        "remaining": [screened, eligible + 118, eligible, eligible],
+        "excluded": [0, 178, 118, 0],
+        "reason": ["adults (>= 18 y) with CKRT; on vasopressor and/or invasive ventilation within [-24 h, +24 h]",
+                   "excluded: no serum Mg (labevents 50960) on the CKRT start calendar day",
+                   "excluded: died within 48 h of CKRT start", "exposed and unexposed patients"],
     })
 
 
@@ -73,7 +75,7 @@ def _estimate(fit, outcome, model, population, term="exposed", variance=""):
                     variance=variance)
 
 
-def study_result(n: int = 330, seed: int = 7, study=None, synthetic: bool = True, frame=None):
+def study_result(n: int = 330, seed: int = 7, study=None, synthetic: bool = True, frame=None, attrition=None):
     """StudyResult wired from the real matching and survival results of a random analysis frame.
 
     Mirrors what the pipeline stores (notes/pipeline-to-report.md) so the report
@@ -123,7 +125,8 @@ def study_result(n: int = 330, seed: int = 7, study=None, synthetic: bool = True
     ev = e_value_hr(main.estimate, main.lower, main.upper, float(matched["death"].mean()))
     ev_dict = {k: float(getattr(ev, k)) for k in ("hr", "lower", "upper", "rr", "point", "ci", "outcome_proportion")}
     result = StudyResult(
-        study=study, synthetic=synthetic, attrition=attrition_for(len(data)), counts=counts,
+        study=study, synthetic=synthetic, attrition=attrition if attrition is not None else attrition_for(len(data)),
+        counts=counts,
         dose_meq={"mean": float(dose.mean()), "sd": float(dose.std())}, cohort=data, matched=matched,
         propensity=ps, matching=m,
         balance_before=balance(data, "exposed", tvars), balance_after=balance(data, "exposed", tvars, weights=m.weights),

@@ -120,13 +120,16 @@ def test_ps_distributions_refuses_bad_input():
 
 def test_flow_diagram_boxes_carry_attrition_counts_and_reasons(result):
     fig = flow_diagram(result.attrition, result.counts, labels=LABELS)
-    text = {a.get_gid(): a.get_text().replace("\u00a0", " ").replace("\n", " ") for a in _by_gid(fig, "flow-")}
+    text = {a.get_gid(): " ".join(a.get_text().replace("\u00a0", " ").split()) for a in _by_gid(fig, "flow-")}
     att = result.attrition
     assert f"n = {att['remaining'].iloc[0]}" in text["flow-screened"]
     assert f"n = {att['remaining'].iloc[-1]}" in text["flow-eligible"]
     assert f"n = {int(att['excluded'].sum())}" in text["flow-excluded"]
-    for reason in att["reason"].iloc[1:]:
-        assert reason.split()[0] in text["flow-excluded"]
+    for _, row in att.iloc[1:].iterrows():
+        if row["excluded"] > 0:  # each exclusion reason with its count, without the log's "excluded:" prefix
+            words = " ".join(row["reason"].removeprefix("excluded:").split()[:4])
+            assert words in text["flow-excluded"] and f"(n = {row['excluded']})" in text["flow-excluded"]
+    assert "excluded:" not in text["flow-excluded"]
     assert f"n = {result.counts['exposed']}" in text["flow-exposed"]
     assert f"n = {result.counts['matched_unexposed']}" in text["flow-matched-unexposed"]
     unmatched = result.counts["unexposed"] - result.counts["matched_unexposed"]

@@ -26,6 +26,8 @@ from ..errors import InputError
 from . import _style
 from .formatting import (
     COVARIATE_LABELS,
+    exclusion_reason,
+    step_label,
     MODEL_LABELS,
     OUTCOME_LABELS,
     POPULATION_LABELS,
@@ -513,21 +515,24 @@ def flow_diagram(
         if key not in counts:
             raise InputError(f"flow_diagram: counts lacks {key!r} (has {sorted(counts)})")
     comparator, exposed = resolve_labels([0, 1], labels if labels is not None else ["Comparator", "Exposed"])
+
     def n(value: object) -> str:
         # Non-breaking spaces keep "n = 12" on one line when a box wraps.
         shown = format_count(value, threshold)
         return f"n\u00a0<\u00a0{shown[1:]}" if shown.startswith("<") else f"n\u00a0=\u00a0{shown}"
 
     first = attrition.iloc[0]
-    screened_text = f"{first['step']}\n({n(first['remaining'])})"
+    reason_col = "reason" if "reason" in attrition.columns else "step"
+    described = first[reason_col] if isinstance(first[reason_col], str) and first[reason_col] else ""
+    # The first row's reason describes the screened population; print it under the count.
+    screened_text = f"{step_label(first['step'])} ({n(first['remaining'])})" + (f"\n{described}" if described else "")
     exclusions = attrition.iloc[1:]
     exclusions = exclusions[pd.to_numeric(exclusions["excluded"], errors="coerce").fillna(0) > 0]
     total_excluded = int(pd.to_numeric(exclusions["excluded"]).sum()) if len(exclusions) else 0
-    reason_col = "reason" if "reason" in attrition.columns else "step"
     lines = [f"Excluded ({n(total_excluded)})"]
     for _, row in exclusions.iterrows():
-        reason = row[reason_col] if isinstance(row[reason_col], str) and row[reason_col] else row["step"]
-        lines.append(f"\u2022 {reason} ({n(row['excluded'])})")
+        reason = row[reason_col] if isinstance(row[reason_col], str) and row[reason_col] else step_label(row["step"])
+        lines.append(f"\u2022 {exclusion_reason(reason)} ({n(row['excluded'])})")
     eligible = int(attrition.iloc[-1]["remaining"])
     matched = "matched_exposed" in counts and counts.get("matched_exposed") is not None
     with _style.style():
@@ -538,7 +543,7 @@ def flow_diagram(
         ax.set_ylim(0, 1)
         ax.axis("off")
         ys = [0.93, 0.70, 0.48, 0.27, 0.06] if matched else [0.90, 0.60, 0.34, 0.08]
-        _box(ax, 0.35, ys[0], screened_text, 40, "flow-screened", weight="bold")
+        _box(ax, 0.35, ys[0], screened_text, 46, "flow-screened")
         _box(ax, 0.76, ys[1], "\n".join(lines), 38, "flow-excluded", align="left")
         _box(ax, 0.35, ys[2], f"Eligible\n({n(eligible)})", 40, "flow-eligible", weight="bold")
         _arrow(ax, (0.35, ys[0] - 0.06), (0.35, ys[2] + 0.06))

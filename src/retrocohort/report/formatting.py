@@ -132,3 +132,18 @@ def resolve_labels(groups: Sequence[object], labels: Mapping[object, str] | Sequ
 
         raise InputError(f"{len(labels)} labels given for {len(groups)} groups ({list(groups)}); give one per group")
     return labels
+
+
+def step_label(step: object) -> str:
+    """An attrition step as words: ``no_mg_index_day`` -> ``No mg index day``, ``screened`` -> ``Screened``."""
+    text = str(step).replace("_", " ").strip()
+    return text[:1].upper() + text[1:] if text else text
+
+
+def exclusion_reason(reason: object) -> str:
+    """An exclusion reason without the log's ``excluded:`` prefix (the box is already titled Excluded)."""
+    text = str(reason).strip()
+    for prefix in ("excluded:", "Excluded:"):
+        if text.startswith(prefix):
+            text = text[len(prefix):].strip()
+    return text

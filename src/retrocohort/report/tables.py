@@ -23,7 +23,9 @@ from .formatting import (
     format_p,
     format_ratio,
     label_of,
+    exclusion_reason,
     resolve_labels,
+    step_label,
 )
 from .suppression import DEFAULT_THRESHOLD, format_count, suppress_small_cells
 
@@ -300,10 +302,10 @@ def attrition_table(result_or_attrition: Any, threshold: int | None = None) -> p
     t = threshold if threshold is not None else threshold_of(result_or_attrition)
     reason = attrition["reason"] if "reason" in attrition.columns else pd.Series([""] * len(attrition))
     return pd.DataFrame({
-        "Step": attrition["step"].astype(str).to_numpy(),
+        "Step": [step_label(v) for v in attrition["step"]],
         "Remaining": [format_count(v, t) for v in attrition["remaining"]],
         "Excluded": [format_count(v, t) if k > 0 else "" for k, v in enumerate(attrition["excluded"])],
-        "Reason": [("" if (r is None or (isinstance(r, float) and np.isnan(r))) else str(r)) for r in reason],
+        "Reason": [("" if (r is None or (isinstance(r, float) and np.isnan(r))) else exclusion_reason(r)) for r in reason],
     })
 
 
