@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
 from ..errors import InputError
 from . import _style
@@ -594,7 +594,7 @@ def forest_plot(
     if not rows:
         raise InputError("forest_plot: no estimates to draw (every model was skipped)")
     with _style.style():
-        fig, ax = _figure_and_axes(ax, 6.5, 1.0 + 0.34 * len(rows))
+        fig, ax = _figure_and_axes(ax, 7.2, 1.1 + 0.36 * len(rows))
         y = np.arange(len(rows))[::-1]
         for k, (yk, e) in enumerate(zip(y, rows, strict=True)):
             colour = _style.OKABE_ITO["blue"] if e.outcome == "death_90d" else _style.OKABE_ITO["bluish_green"]
@@ -604,18 +604,23 @@ def forest_plot(
             if reference and e.outcome in reference and reference[e.outcome] is not None:
                 ax.plot([reference[e.outcome]], [yk], marker="x", color=_style.OKABE_ITO["vermillion"],
                         markersize=5, linestyle="none", gid=f"forest-truth-{k}")
-            ax.text(1.02, yk, format_ratio(e.estimate, lo, hi), transform=ax.get_yaxis_transform(),
-                    va="center", fontsize=7)
+            ax.text(1.03, yk, format_ratio(e.estimate, lo, hi), transform=ax.get_yaxis_transform(),
+                    va="center", fontsize=8)
         ax.axvline(1.0, color="black", linewidth=0.7)
         ax.set_xscale("log")
-        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(0.1, 0.2, 0.5, 1.0)))
+        values = [v for e in rows for v in (e.lower, e.upper, e.estimate) if np.isfinite(v) and v > 0]
+        values += [v for v in (reference or {}).values() if v is not None and np.isfinite(v) and v > 0] + [1.0]
+        left, right = min(values) / 1.25, max(values) * 1.25
+        ax.set_xlim(left, right)
+        candidates = [0.05, 0.1, 0.2, 0.25, 0.5, 1, 2, 4, 5, 10, 20]
+        ax.xaxis.set_major_locator(FixedLocator([c for c in candidates if left <= c <= right]))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_yticks(y)
         ax.set_yticklabels([
             f"{label_of(OUTCOME_LABELS, e.outcome)}: {label_of(MODEL_LABELS, e.model)}, "
             f"{label_of(POPULATION_LABELS, e.population).lower()}" for e in rows
-        ], fontsize=7)
+        ], fontsize=8)
         ax.set_xlabel("Hazard ratio (95% CI), log scale")
         ax.set_ylim(-0.7, len(rows) - 0.3)
         fig.tight_layout()

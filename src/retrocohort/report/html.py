@@ -178,6 +178,14 @@ def _results_context(result: Any) -> dict[str, Any]:
     return {"columns": columns, "numeric": numeric, "rows": rows, "note": note}
 
 
+def _term_label(term: str, arms: dict[int, str]) -> str:
+    if term == "exposed":
+        return f"{arms[1]} (exposure)"
+    if term == "GLOBAL":
+        return "Global"
+    return covariate_label(term)
+
+
 def _primary_keys(result: Any) -> list[dict[str, str]]:
     out = []
     for outcome, key, ratio in (("death_90d", "hr_death_matched", "HR"), ("krt_liberation_90d", "shr_krt_matched", "sHR")):
@@ -319,7 +327,8 @@ def render_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
         "gray_value": _value(gray_p),
         "at_risk": at_risk,
         "results": _results_context(result),
-        "ph_table": ph.to_dict("records") if ph is not None else None,
+        "ph_table": [{**row, "Term": _term_label(row["Term"], arms)} for row in ph.to_dict("records")]
+        if ph is not None else None,
         "ph_model": label_of(MODEL_LABELS, str(result.provenance.get("ph_test_model", ""))) if result.provenance.get("ph_test_model") else "",
         "e_value": e_value,
         "methods": methods_paragraph(result),
