@@ -41,7 +41,7 @@ one <- function(formula, extra) {
        naive_se = unname(sqrt(diag(if (is.null(fit$naive.var)) fit$var else fit$naive.var))),
        loglik = fit$loglik, score = fit$score, wald = fit$wald.test,
        rscore = if (is.null(fit$rscore)) NA else fit$rscore,
-       concordance = unname(fit$concordance["concordance"]),
+       concordance = unname(fit$concordance["concordance"]), concordance_se = unname(fit$concordance["std"]),
        zph = unname(z$table[, "chisq"]), zph_rows = rownames(z$table))
 }
 result <- lapply(scenarios, function(s) one(s[[1]], s[[2]]))
@@ -87,6 +87,7 @@ def test_cox_and_zph_match_r_on_fresh_data():
         else:
             np.testing.assert_allclose(fit.robust_score.statistic, r["rscore"], rtol=1e-6, err_msg=msg)
         np.testing.assert_allclose(fit.concordance, r["concordance"], rtol=1e-12, err_msg=msg)
+        np.testing.assert_allclose(fit.concordance_se, r["concordance_se"], rtol=1e-6, err_msg=msg)
         table = ph_test(fit).table
         assert list(table.index) == r["zph_rows"], msg
         np.testing.assert_allclose(table["chisq"], r["zph"], rtol=1e-6, err_msg=msg)

@@ -326,24 +326,36 @@ def _fenwick_sum(tree, pos):
 
 @njit(cache=True)
 def _concordance_kernel(stop, start, event, w, rank, n_rank, sbounds, sorder, has_entry):
-    """Weighted concordant, discordant and risk-score-tied pair counts.
+    """Weighted concordant, discordant and risk-score-tied pair counts, overall and per row.
 
     A pair is comparable when i dies at t and j is at risk at t without dying
     at t (a row censored at t is still at risk). Concordant when the dying
     row has the larger linear predictor (coxph's ``reverse=TRUE``). Pairs
-    only within strata. Uses a Fenwick tree over linear-predictor ranks.
+    only within strata. One Fenwick tree over linear-predictor ranks holds
+    the comparable risk set; a second holds the deaths already passed, so a
+    row's pairs as the longer-lived member are the difference of two
+    snapshots of it (when the row enters at its stop time and when it leaves
+    at its entry time). Per-row counts (n, 3), columns concordant, discordant,
+    tied, feed the infinitesimal-jackknife variance.
     """
+    n = stop.shape[0]
     conc = 0.0
     disc = 0.0
     tied_x = 0.0
-    tree = np.zeros(n_rank)
-    at_rank = np.zeros(n_rank)  # weight at each exact rank, so ties are not a difference of sums
+    per_row = np.zeros((n, 3))
+    risk = np.zeros(n_rank)
+    risk_at = np.zeros(n_rank)  # weight at each exact rank, so ties are not a difference of sums
+    dead = np.zeros(n_rank)
+    dead_at = np.zeros(n_rank)
     for s in range(sbounds.shape[0] - 1):
         lo = sbounds[s]
         hi = sbounds[s + 1]
-        tree[:] = 0.0
-        at_rank[:] = 0.0
-        total = 0.0
+        risk[:] = 0.0
+        risk_at[:] = 0.0
+        dead[:] = 0.0
+        dead_at[:] = 0.0
+        risk_total = 0.0
+        dead_total = 0.0
         sp = hi - 1
         i = hi - 1
         while i >= lo:
@@ -353,32 +365,81 @@ def _concordance_kernel(stop, start, event, w, rank, n_rank, sbounds, sorder, ha
                 j -= 1
             for k in range(j, i + 1):
                 if event[k] == 0:
-                    _fenwick_add(tree, rank[k], w[k])
-                    at_rank[rank[k]] += w[k]
-                    total += w[k]
+                    rk = rank[k]
+                    _fenwick_add(risk, rk, w[k])
+                    risk_at[rk] += w[k]
+                    risk_total += w[k]
+                    # entry snapshot before this time's deaths: a row censored at t is compared with them
+                    below = _fenwick_sum(dead, rk)
+                    same = dead_at[rk]
+                    per_row[k, 0] -= dead_total - below - same
+                    per_row[k, 1] -= below
+                    per_row[k, 2] -= same
             if has_entry:
                 while sp >= lo and start[sorder[sp]] >= t:
                     k = sorder[sp]
+                    rk = rank[k]
                     # entry >= t implies stop > t, so the row was added by an earlier group
-                    _fenwick_add(tree, rank[k], -w[k])
-                    at_rank[rank[k]] -= w[k]
-                    total -= w[k]
+                    _fenwick_add(risk, rk, -w[k])
+                    risk_at[rk] -= w[k]
+                    risk_total -= w[k]
+                    below = _fenwick_sum(dead, rk)
+                    same = dead_at[rk]
+                    per_row[k, 0] += dead_total - below - same
+                    per_row[k, 1] += below
+                    per_row[k, 2] += same
                     sp -= 1
             for k in range(j, i + 1):
                 if event[k] != 0:
-                    below = _fenwick_sum(tree, rank[k])
-                    same = at_rank[rank[k]]
+                    rk = rank[k]
+                    below = _fenwick_sum(risk, rk)
+                    same = risk_at[rk]
+                    above = risk_total - below - same
                     conc += w[k] * below
                     tied_x += w[k] * same
-                    disc += w[k] * (total - below - same)
+                    disc += w[k] * above
+                    per_row[k, 0] += below
+                    per_row[k, 1] += above
+                    per_row[k, 2] += same
             for k in range(j, i + 1):
                 if event[k] != 0:
-                    # a row that dies at t and whose entry is >= t cannot exist (entry < stop)
-                    _fenwick_add(tree, rank[k], w[k])
-                    at_rank[rank[k]] += w[k]
-                    total += w[k]
+                    rk = rank[k]
+                    _fenwick_add(risk, rk, w[k])
+                    risk_at[rk] += w[k]
+                    risk_total += w[k]
+                    _fenwick_add(dead, rk, w[k])
+                    dead_at[rk] += w[k]
+                    dead_total += w[k]
+            for k in range(j, i + 1):
+                if event[k] != 0:
+                    # entry snapshot after this time's deaths: tied deaths are not compared
+                    rk = rank[k]
+                    below = _fenwick_sum(dead, rk)
+                    same = dead_at[rk]
+                    per_row[k, 0] -= dead_total - below - same
+                    per_row[k, 1] -= below
+                    per_row[k, 2] -= same
             i = j - 1
-    return conc, disc, tied_x
+        # exit snapshot for rows still at risk at the stratum's earliest time
+        if has_entry:
+            while sp >= lo:
+                k = sorder[sp]
+                rk = rank[k]
+                below = _fenwick_sum(dead, rk)
+                same = dead_at[rk]
+                per_row[k, 0] += dead_total - below - same
+                per_row[k, 1] += below
+                per_row[k, 2] += same
+                sp -= 1
+        else:
+            for k in range(lo, hi):
+                rk = rank[k]
+                below = _fenwick_sum(dead, rk)
+                same = dead_at[rk]
+                per_row[k, 0] += dead_total - below - same
+                per_row[k, 1] += below
+                per_row[k, 2] += same
+    return conc, disc, tied_x, per_row
 
 
 # ---------------------------------------------------------------------------
@@ -435,7 +496,8 @@ class CoxResult:
     n, n_events : rows used and number of event rows (unweighted), ``fit$n``, ``fit$nevent``.
     likelihood_ratio, wald, score : tests as ``summary.coxph`` prints them;
         ``robust_score`` is coxph's robust score test (``fit$rscore``) or None.
-    concordance : Harrell's C as ``fit$concordance["concordance"]``;
+    concordance, concordance_se : Harrell's C and its infinitesimal-jackknife
+        standard error, as ``fit$concordance[c("concordance", "std")]``;
         ``concordance_counts`` the weighted concordant, discordant and tied.x pair counts.
     iterations, converged : Newton-Raphson iterations (``fit$iter``) and whether
         the relative log-likelihood change reached ``eps``.
@@ -454,6 +516,7 @@ class CoxResult:
     score: TestResult
     robust_score: TestResult | None
     concordance: float
+    concordance_se: float
     concordance_counts: dict[str, float]
     iterations: int
     converged: bool
@@ -931,6 +994,9 @@ def cox(
     robust = bool(robust)
     robust_score = None
     var = naive_var
+    cluster_codes = None
+    if cluster is not None:
+        cluster_codes = _group_codes(data, [cluster], "cluster", where)[0][order]
     if robust:
         eta_shift = eta - eta.max()
         resid = _score_resid_kernel(s_stop, s_start, s_event, s_w, s_X, eta_shift, sbounds, sorder,
@@ -939,9 +1005,8 @@ def cox(
         resid0 = _score_resid_kernel(s_stop, s_start, s_event, s_w, s_X, np.zeros(len(eta)), sbounds, sorder,
                                      sf["has_entry"], sf["efron"])
         resid0 *= s_w[:, None]
-        if cluster is not None:
-            ccode, _ = _group_codes(data, [cluster], "cluster", where)
-            ccode = ccode[order]
+        if cluster_codes is not None:
+            ccode = cluster_codes
             n_cl = int(ccode.max()) + 1
             summed = np.zeros((n_cl, p))
             summed0 = np.zeros((n_cl, p))
@@ -972,10 +1037,18 @@ def cox(
 
     # concordance on the linear predictor (shift-invariant, so centring is irrelevant)
     rank, n_rank = _dense_rank(eta)
-    conc, disc, tied_x = _concordance_kernel(s_stop, s_start, s_event, s_w, rank, n_rank, sbounds, sorder,
-                                             sf["has_entry"])
+    conc, disc, tied_x, per_row = _concordance_kernel(s_stop, s_start, s_event, s_w, rank, n_rank, sbounds,
+                                                      sorder, sf["has_entry"])
     denom = conc + disc + tied_x
-    c_index = (conc + tied_x / 2) / denom if denom > 0 else float("nan")
+    if denom > 0:
+        c_index = (conc + tied_x / 2) / denom
+        # infinitesimal jackknife, as survival::concordance's var: derivative of C in each case weight
+        influence = s_w * ((per_row[:, 0] + per_row[:, 2] / 2) - c_index * per_row.sum(axis=1)) / denom
+        if cluster_codes is not None:  # coxph passes its cluster on: influences add up within clusters
+            influence = np.bincount(cluster_codes, weights=influence)
+        c_se = float(np.sqrt(np.sum(influence ** 2)))
+    else:
+        c_index, c_se = float("nan"), float("nan")
 
     return CoxResult(
         summary=summary,
@@ -990,6 +1063,7 @@ def cox(
         score=_chisq_test(score_stat, p),
         robust_score=robust_score,
         concordance=float(c_index),
+        concordance_se=c_se,
         concordance_counts={"concordant": float(conc), "discordant": float(disc), "tied_x": float(tied_x)},
         iterations=int(iterations),
         converged=bool(converged),
