@@ -74,7 +74,8 @@ def check_status(
     ``causes`` is given, codes outside ``{censor_code} | causes`` raise.
     """
     values = numeric_column(data, column, where)
-    not_integer = values != np.round(values)
+    already_integer = pd.api.types.is_integer_dtype(data[column].dtype)
+    not_integer = np.zeros(0, dtype=bool) if already_integer else values != np.round(values)
     if not_integer.any():
         raise InputError(
             f"{where}: column {column!r} has {int(not_integer.sum())} non-integer status code(s); "

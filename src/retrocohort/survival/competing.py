@@ -37,7 +37,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class _Incidence:
-    """Aalen-Johansen quantities of one sample at its distinct times (all (m,))."""
+    """Aalen-Johansen quantities of one sample at its distinct event times (all (m,))."""
 
     time: np.ndarray
     n_risk: np.ndarray
@@ -78,11 +78,15 @@ def aalen_johansen(time: np.ndarray, is_cause: np.ndarray, is_event: np.ndarray)
     parts. Expanding the square in F(t) turns the sum into three cumulative
     sums, so the whole curve costs O(m).
     """
-    table = risk_table(time, [is_cause, is_event])
-    n = table.n_risk
-    d_cause = table.counts[:, 0]
-    d_other = table.counts[:, 1] - d_cause
-    survival = np.cumprod(1.0 - table.counts[:, 1] / n)
+    # Any-event rides in the sort key (the larger mark); censoring-only times
+    # change neither S nor F nor V, so the arithmetic runs on event times only.
+    table = risk_table(time, [is_event, is_cause])
+    at_event = table.counts[:, 0] > 0
+    n = table.n_risk[at_event]
+    d_any = table.counts[at_event, 0]
+    d_cause = table.counts[at_event, 1]
+    d_other = d_any - d_cause
+    survival = np.cumprod(1.0 - d_any / n)
     survival_before = np.concatenate([[1.0], survival[:-1]])
     cif = np.cumsum(survival_before * d_cause / n)
 
@@ -100,7 +104,7 @@ def aalen_johansen(time: np.ndarray, is_cause: np.ndarray, is_event: np.ndarray)
     sum_ab = np.cumsum((w_cause * a_cause + w_other * a_other) * inv_s)
     sum_bb = np.cumsum((w_cause + w_other) * inv_s**2)
     variance = sum_aa - 2.0 * cif * sum_ab + cif**2 * sum_bb
-    return _Incidence(table.time, n, d_cause, d_other, survival, cif, variance)
+    return _Incidence(table.time[at_event], n, d_cause, d_other, survival, cif, variance)
 
 
 def cif_confidence_band(cif: np.ndarray, variance: np.ndarray, conf_level: float) -> tuple[np.ndarray, np.ndarray]:
