@@ -69,7 +69,8 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except RetrocohortError as exc:
-        err_console.print(f"[bold red]error:[/bold red] [red]{escape(str(exc))}[/red]")
+        # soft_wrap: long paths and keys stay on one line, so they can be copied.
+        err_console.print(f"[bold red]error:[/bold red] [red]{escape(str(exc))}[/red]", soft_wrap=True)
         raise typer.Exit(EXIT_USER_ERROR) from None
 
 
@@ -327,9 +328,10 @@ def synth(
             f"Wrote {getattr(info, 'stays', '?')} ICU stays (seed {getattr(info, 'seed', '?')}) to "
             f"[bold]{escape(str(out))}[/bold] in {time.perf_counter() - started:.1f} s"
         )
-        planted = getattr(info, "planted", None)
-        if planted:
-            console.print("Planted truth: " + ", ".join(f"{k} = {v}" for k, v in planted.items()))
+        truth = getattr(info, "truth", None) or {}
+        effects = {k: v for k, v in truth.items() if k in ("hr_death", "shr_krt", "hr_krt_cause_specific")}
+        if effects:
+            console.print("Planted truth: " + ", ".join(f"{k} = {v}" for k, v in effects.items()))
 
 
 @app.command()

@@ -440,9 +440,7 @@ def _analyse(run: _Run, cohort: Any, data_path: Path | None, engine: str, starte
         e_value, e_value_method = _e_value(run, matched, data)
 
     with run.stage("provenance"):
-        synthetic, planted, planted_description = read_synthetic_info(data_path)
-        if planted_description:
-            run.note(f"synthetic data; planted truth: {planted_description}")
+        synthetic, planted, _description = read_synthetic_info(data_path)
         extra = ("pyspark",) if engine == "spark" else ()
         provenance: dict[str, Any] = {
             "study_fingerprint": study.fingerprint,

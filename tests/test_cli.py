@@ -1,0 +1,159 @@
+"""End-to-end tests of the ``retrocohort`` command (typer's CliRunner, in process)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from retrocohort.cli import app
+from retrocohort.report import figures as report_figures
+from retrocohort.sources.synthetic import generate_synthetic
+from retrocohort.study.outputs import validate_results_document
+from tests.study.test_outputs import identifiers, leaked
+
+runner = CliRunner()
+STUDY_FILE = Path(__file__).resolve().parents[1] / "studies" / "magnesium_ckrt.toml"
+
+
+def invoke(*args: str):
+    result = runner.invoke(app, [str(a) for a in args])
+    text = result.output + (result.stderr if result.stderr_bytes is not None else "")
+    return result, " ".join(text.split())
+
+
+@pytest.fixture(scope="module")
+def small_ehr(tmp_path_factory) -> Path:
+    """The smallest synthetic EHR the generator writes (a cohort of a handful of patients)."""
+    path = tmp_path_factory.mktemp("ehr") / "small"
+    generate_synthetic(path, stays=200, seed=3)
+    return path
+
+
+def test_help_lists_commands_with_examples():
+    result, text = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("demo", "run", "synth", "check"):
+        assert command in text
+    assert "retrocohort demo --out" in text
+    result, text = invoke("run", "--help")
+    assert result.exit_code == 0 and "--mimic" in text and "Example" in text
+
+
+def test_bad_study_file_is_a_readable_error(tmp_path, small_ehr):
+    bad = tmp_path / "bad.toml"
+    text = STUDY_FILE.read_text().replace("caliper = 0.2", "calipr = 0.2")
+    bad.write_text(text)
+    line = next(i for i, l in enumerate(text.splitlines(), start=1) if l.startswith("calipr"))
+    result, out = invoke("run", bad, "--mimic", small_ehr, "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    assert f"line {line}" in out and "did you mean 'caliper'" in out
+    assert "Traceback" not in out
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_value_names_the_allowed_ones(tmp_path, small_ehr):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(STUDY_FILE.read_text().replace('order = "largest"', 'order = "biggest"'))
+    result, out = invoke("run", bad, "--mimic", small_ehr, "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    assert "biggest" in out and "largest" in out and "Traceback" not in out
+
+
+def test_existing_output_folder_without_force(tmp_path, small_ehr):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep")
+    result, text = invoke("run", STUDY_FILE, "--mimic", small_ehr, "--out", out)
+    assert result.exit_code == 2
+    assert "already exists" in text and "--force" in text and "Traceback" not in text
+    assert (out / "mine.txt").read_text() == "keep"
+
+
+def test_missing_table(tmp_path, small_ehr):
+    broken = tmp_path / "mimic"
+    shutil.copytree(small_ehr, broken)
+    (broken / "hosp" / "labevents.csv.gz").unlink()
+    result, text = invoke("check", broken)
+    assert result.exit_code == 2
+    assert "hosp/labevents" in text and "missing" in text
+    result, text = invoke("run", STUDY_FILE, "--mimic", broken, "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    assert "labevents" in text and "Traceback" not in text
+    assert not (tmp_path / "out").exists()
+
+
+def test_check_complete_folder(small_ehr):
+    result, text = invoke("check", small_ehr)
+    assert result.exit_code == 0, text
+    assert "icu/procedureevents" in text and "Every required table" in text
+
+
+def test_tiny_cohort_run_says_why_models_were_skipped(tmp_path, small_ehr):
+    out = tmp_path / "tiny"
+    result, text = invoke("run", STUDY_FILE, "--mimic", small_ehr, "--out", out)
+    assert result.exit_code == 0, text
+    doc = json.loads((out / "results.json").read_text())
+    validate_results_document(doc)
+    assert doc["synthetic"] is True and doc["planted"]["hr_death"] > 0
+    assert doc["skipped"], "a cohort of a handful of patients must skip some models"
+    assert "skipped" in text
+    for skipped in doc["skipped"]:
+        assert skipped["reason"] in " ".join(text.split()) or len(skipped["reason"]) > 20
+    assert (out / "tables" / "attrition.csv").is_file() and (out / "tables" / "table1_before.csv").is_file()
+    assert doc["attrition"][0]["step"]
+
+
+def test_interrupted_run_leaves_no_report(tmp_path, small_ehr, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report_figures, "flow_diagram", interrupted)
+    out = tmp_path / "out"
+    result, _ = invoke("run", STUDY_FILE, "--mimic", small_ehr, "--out", out)
+    assert result.exit_code != 0
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_synth_refuses_non_empty_folder(tmp_path):
+    target = tmp_path / "ehr"
+    target.mkdir()
+    (target / "x.txt").write_text("x")
+    result, text = invoke("synth", "--out", target, "--stays", 200, "--seed", 1)
+    assert result.exit_code == 2 and "--force" in text
+
+
+@pytest.mark.slow
+def test_demo_reproduces_the_published_flow(tmp_path):
+    out, data = tmp_path / "demo", tmp_path / "data"
+    result, text = invoke("demo", "--out", out, "--data", data)
+    assert result.exit_code == 0, text
+    doc = json.loads((out / "results.json").read_text())
+    validate_results_document(doc)
+    counts = doc["counts"]
+    assert (counts["screened"], counts["eligible"], counts["exposed"], counts["unexposed"]) == (629, 333, 37, 296)
+    assert [a["remaining"] for a in doc["attrition"]][0] == 629
+    # Matched cohort close to the published 34 + 68.
+    assert abs(counts["matched_exposed"] - 34) <= 4 and abs(counts["matched_unexposed"] - 68) <= 8
+    assert counts["matched_unexposed"] <= 2 * counts["matched_exposed"]
+    main = {(e["outcome"], e["model"], e["population"]): e for e in doc["estimates"]}
+    death = main[("death_90d", "cox_adjusted", "matched")]
+    assert death["lower"] < death["estimate"] < death["upper"]
+    assert ("krt_liberation_90d", "fine_gray_adjusted", "matched") in main
+    # The terminal shows ours next to the published HRs.
+    assert "0.38" in text and "2.07" in text and "629" in text
+
+    # No identifier and no index date of the cohort in any output file.
+    from retrocohort.cohort import extract
+
+    cohort = extract(data)
+    patients = pd.read_csv(data / "hosp" / "patients.csv.gz", usecols=["subject_id"])
+    ids, dates = identifiers(cohort.data)
+    ids |= set(patients["subject_id"].astype(str))
+    for path in (p for p in out.rglob("*") if p.is_file()):
+        assert not leaked(path, ids, dates), f"{path.name} leaks identifiers or index dates"
