@@ -83,6 +83,14 @@ pp <- cbind(profiles_ties$age, profiles_ties$treated, profiles_ties$stage == "II
 vals$profiles <- profiles_ties
 vals$predict <- unname(unclass(predict(fit_ties, pp)))
 vals$n_tied_event_censor_days <- length(intersect(ties$time[ties$status == 0], ties$time[ties$status != 0]))
+# survival::finegray + weighted coxph on the same tied data: documents that
+# this route differs from crr when times are tied (we match crr).
+ties$status_f <- factor(ties$status, 0:2, c("censor", "event", "competing"))
+fg_ties <- finegray(Surv(time, status_f) ~ age + treated + stage, data = ties, etype = "event")
+cx_ties <- coxph(Surv(fgstart, fgstop, fgstatus) ~ age + treated + stage, data = fg_ties, weights = fgwt,
+                 control = coxph.control(eps = 1e-10, iter.max = 50))
+vals$finegray_coxph_coef <- unname(coef(cx_ties))
+ties$status_f <- NULL
 write_reference(
   "finegray_ties",
   "crr(time, status, model.matrix(~ age + treated + stage)[, -1]) (also gtol = 1e-12, maxiter = 50; failcode = 2); predict(fit, profiles)",
