@@ -1,9 +1,49 @@
 """retrocohort: retrospective, propensity-matched cohort studies on ICU EHR data.
 
-The public API is re-exported here; see the subpackages for details:
-``survival`` (R-exact survival engine), ``matching`` (propensity score,
-nearest-neighbour matching, balance), ``sources`` and ``cohort`` (raw EHR
-tables to an analysis frame), ``study`` (the pipeline) and ``report``.
+The public API, re-exported from the subpackages: ``survival`` (R-exact
+survival engine), ``matching`` (propensity score, nearest-neighbour matching,
+balance, Table 1), ``sources`` and ``cohort`` (raw EHR tables to an analysis
+frame), ``study`` (the study file and the pipeline) and ``report``.
 """
 
 __version__ = "0.1.0"
+
+from .cohort import Cohort, extract
+from .matching import balance, match_nearest, propensity_score, table_one
+from .sources import MimicIV, check_source, generate_synthetic
+from .study import Study, default_study, load_study
+from .study.outputs import write_outputs
+from .study.pipeline import run_study
+from .survival import (
+    cox,
+    cumulative_incidence,
+    fine_gray,
+    gray_test,
+    kaplan_meier,
+    logrank,
+    ph_test,
+)
+
+__all__ = [
+    "Cohort",
+    "MimicIV",
+    "Study",
+    "balance",
+    "check_source",
+    "cox",
+    "cumulative_incidence",
+    "default_study",
+    "extract",
+    "fine_gray",
+    "generate_synthetic",
+    "gray_test",
+    "kaplan_meier",
+    "load_study",
+    "logrank",
+    "match_nearest",
+    "ph_test",
+    "propensity_score",
+    "run_study",
+    "table_one",
+    "write_outputs",
+]
