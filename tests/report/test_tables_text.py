@@ -161,3 +161,13 @@ def test_results_paragraph_when_matching_and_models_were_skipped(result):
     assert text.count("matching was not performed (no exposed patient had a control within the caliper)") == 1
     assert "not estimated: no matched cohort" in text
     assert "HR" not in text  # no estimate invented when none was fitted
+
+
+def test_only_outcome_models_become_skipped_rows(result):
+    from retrocohort.study.results import SkippedModel
+
+    extra = (*result.skipped, SkippedModel("death_90d", "e_value", "matched", "no hazard ratio"),
+             SkippedModel("matching", "matching", "matched", "nothing matched"))
+    table = results_table(replace(result, skipped=extra))
+    assert len(table) == len(result.estimates) + len(result.skipped)
+    assert "no hazard ratio" in results_paragraph(replace(result, skipped=extra))

@@ -152,7 +152,8 @@ def results_table(result: Any) -> pd.DataFrame:
             row["Planted truth"] = format_number(truth) if truth is not None else ""
         rows.append(row)
     for s in getattr(result, "skipped", ()):
-        if s.outcome not in OUTCOME_LABELS:
+        # Only outcome models are lines of the table (an E-value or matching skip is said in the text).
+        if s.outcome not in OUTCOME_LABELS or not s.model.startswith(("cox", "fine_gray")):
             continue
         row = {
             "Outcome": label_of(OUTCOME_LABELS, s.outcome), "Model": label_of(MODEL_LABELS, s.model),
