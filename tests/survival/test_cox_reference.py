@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retrocohort.survival.cox import cox
+from retrocohort.survival.cox import baseline_hazard, cox, predict_survival
 from retrocohort.survival.zph import ph_test
 
 SIM = ["trt", "grp", "x"]
@@ -105,3 +105,24 @@ def test_ph_test_by_column(fits):
     assert list(table.index) == z["rows"]
     _rel(table["chisq"], z["chisq"], 1e-6, "zph chisq")
     _rel(table["p"], z["p"], 1e-6, "zph p")
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_baseline_hazard(fits, name):
+    ref, fit = fits[name]
+    bh = ref["values"]["basehaz"]
+    ours = baseline_hazard(fit)
+    _rel(ours["time"], bh["time"], 0, "basehaz times")
+    _rel(ours["cumhaz"], bh["hazard"], 1e-7, "basehaz")
+    if bh.get("strata"):
+        assert ours["strata"].astype(str).tolist() == bh["strata"]
+    else:
+        assert "strata" not in ours
+
+
+def test_predicted_survival_for_profiles(fits):
+    ref, fit = fits["cox_lung"]
+    sv = ref["values"]["survfit"]
+    profiles = pd.DataFrame(sv["profiles"])
+    ours = predict_survival(fit, profiles, sv["times"])
+    _rel(ours.to_numpy(), np.array(sv["surv"]), 1e-7, "survfit(fit, newdata)")

@@ -37,7 +37,7 @@ from ..errors import ConvergenceError, InputError, ModelWarning
 Ties = Literal["efron", "breslow"]
 _TIES: tuple[str, ...] = get_args(Ties)
 
-__all__ = ["cox", "CoxResult", "TestResult", "score_residuals"]
+__all__ = ["cox", "CoxResult", "TestResult", "score_residuals", "baseline_hazard", "predict_survival"]
 
 
 # ---------------------------------------------------------------------------
@@ -306,6 +306,64 @@ def _score_resid_kernel(stop, start, event, w, X, eta, sbounds, sorder, has_entr
 
 
 @njit(cache=True)
+def _hazard_kernel(stop, start, event, w, eta, sbounds, sorder, has_entry, efron):
+    """Baseline hazard increments (risk scores exp(eta)) at every distinct stop time per stratum.
+
+    Returns (row index of the time's first row, increment) per distinct
+    (stratum, stop), in sorted order. The increment is ``dw/S0`` (Breslow)
+    or ``sum_k (dw/d)/(S0 - k/d D0)`` (Efron), the tie correction coxph's
+    survival curves use with Efron ties; 0 at times without events.
+    """
+    n = stop.shape[0]
+    first = np.empty(n, dtype=np.int64)
+    inc = np.empty(n)
+    r = np.empty(n)
+    for i in range(n):
+        r[i] = w[i] * np.exp(eta[i])
+    m = 0
+    for s in range(sbounds.shape[0] - 1):
+        lo = sbounds[s]
+        hi = sbounds[s + 1]
+        s0 = 0.0
+        sp = hi - 1
+        i = hi - 1
+        m_start = m
+        while i >= lo:
+            t = stop[i]
+            j = i
+            while j - 1 >= lo and stop[j - 1] == t:
+                j -= 1
+            nd = 0
+            dw = 0.0
+            d0 = 0.0
+            for k in range(j, i + 1):
+                s0 += r[k]
+                if event[k] != 0:
+                    nd += 1
+                    dw += w[k]
+                    d0 += r[k]
+            if has_entry:
+                while sp >= lo and start[sorder[sp]] >= t:
+                    s0 -= r[sorder[sp]]
+                    sp -= 1
+            h = 0.0
+            if nd > 0:
+                if (not efron) or nd == 1:
+                    h = dw / s0
+                else:
+                    for q in range(nd):
+                        h += (dw / nd) / (s0 - (q / nd) * d0)
+            first[m] = j
+            inc[m] = h
+            m += 1
+            i = j - 1
+        # this stratum's times were stored latest first: put them in time order
+        first[m_start:m] = first[m_start:m][::-1].copy()
+        inc[m_start:m] = inc[m_start:m][::-1].copy()
+    return first[:m], inc[:m]
+
+
+@njit(cache=True)
 def _fenwick_add(tree, pos, val):
     m = tree.shape[0]
     pos += 1
@@ -477,6 +535,10 @@ class _SortedFit:
     order: np.ndarray
     columns: tuple[str, ...]
     terms: tuple[tuple[str, tuple[str, ...]], ...]
+    means: np.ndarray
+    beta: np.ndarray
+    strata_columns: tuple[str, ...]
+    strata_labels: tuple
 
 
 @dataclass(frozen=True)
@@ -813,6 +875,76 @@ def _wald_quadratic(var: np.ndarray, b: np.ndarray) -> float:
     return float(b @ x)
 
 
+def baseline_hazard(result: CoxResult) -> pd.DataFrame:
+    """Cumulative baseline hazard at covariates 0, as ``basehaz(fit, centered = FALSE)``.
+
+    One row per distinct stop time (per stratum), with columns ``strata``
+    (when the fit has strata), ``time`` and ``cumhaz``. With Efron ties the
+    increments carry Efron's tie correction, as coxph's ``survfit`` does.
+    """
+    f = result._fit
+    eta = f.eta - f.eta.max()
+    first, inc = _hazard_kernel(f.stop, f.start, f.event, f.weights, eta, f.sbounds, f.sorder, f.has_entry,
+                                f.efron)
+    # eta is centred and shifted: undo both so that the baseline refers to covariates 0
+    offset = float(f.eta.max() + f.means @ f.beta)
+    inc = inc * np.exp(-offset)
+    stratum = np.searchsorted(f.sbounds, first, side="right") - 1
+    cumhaz = np.empty_like(inc)
+    for s in np.unique(stratum):
+        sel = stratum == s
+        cumhaz[sel] = np.cumsum(inc[sel])
+    out = pd.DataFrame({"time": f.stop[first], "cumhaz": cumhaz})
+    if f.strata_columns:
+        labels = [f.strata_labels[s] for s in stratum]
+        out.insert(0, "strata", labels)
+    return out
+
+
+def _profile_matrix(result: CoxResult, newdata: pd.DataFrame) -> np.ndarray:
+    """Model columns for new covariate profiles, rebuilt from the fit's term names."""
+    f = result._fit
+    require_columns(newdata, [name for name, _ in f.terms], "newdata")
+    cols = []
+    for name, columns in f.terms:
+        values = newdata[name]
+        if columns == (name,):
+            cols.append(numeric_column(newdata, name, "newdata"))
+            continue
+        for col in columns:
+            level = col[len(name):]
+            if pd.api.types.is_bool_dtype(values):
+                cols.append(np.asarray(values, dtype=float))
+            else:
+                cols.append((values.astype(str) == level).to_numpy(dtype=float))
+    return np.column_stack(cols)
+
+
+def predict_survival(result: CoxResult, newdata: pd.DataFrame, times=None) -> pd.DataFrame:
+    """Survival curves for covariate profiles, ``exp(-H0(t) exp(x beta))`` as ``survfit(fit, newdata)``.
+
+    Parameters
+    ----------
+    result : a fit without strata.
+    newdata : one row per profile, with the fit's covariates.
+    times : times (days) to evaluate; default every distinct stop time of the fit.
+
+    Returns
+    -------
+    DataFrame indexed by time, one column per row of ``newdata`` (its index).
+    """
+    if result._fit.strata_columns:
+        raise InputError("predict_survival: the fit has strata; a survival curve needs a stratum "
+                         "(not supported yet: use baseline_hazard per stratum)")
+    base = baseline_hazard(result)
+    grid = base["time"].to_numpy() if times is None else np.asarray(times, dtype=float)
+    idx = np.searchsorted(base["time"].to_numpy(), grid, side="right") - 1
+    h0 = np.where(idx >= 0, base["cumhaz"].to_numpy()[np.maximum(idx, 0)], 0.0)
+    lp = _profile_matrix(result, newdata) @ result._fit.beta
+    surv = np.exp(-np.outer(h0, np.exp(lp)))
+    return pd.DataFrame(surv, index=pd.Index(grid, name="time"), columns=newdata.index)
+
+
 def _chisq_test(stat: float, df: int) -> TestResult:
     return TestResult(statistic=float(stat), df=int(df), p_value=float(stats.chi2.sf(stat, df)))
 
@@ -938,7 +1070,8 @@ def cox(
     for j in np.flatnonzero(col_min == col_max):
         raise InputError(f"{where}: covariate column {columns[j]!r} is constant ({col_min[j]!r}) in all {n} rows; "
                          "drop it")
-    s_X -= s_X.mean(axis=0)  # centring changes nothing but the rounding (coxph centres too)
+    means = s_X.mean(axis=0)
+    s_X -= means  # centring changes nothing but the rounding (coxph centres too)
     n_strata = len(slabels)
     sbounds = np.searchsorted(s_code, np.arange(n_strata + 1)).astype(np.int64)
     if entry is not None:
@@ -984,7 +1117,8 @@ def cox(
     eta = s_X @ beta
     fitdata = _SortedFit(stop=s_stop, start=s_start, event=s_event, weights=s_w, X=s_X, eta=eta,
                          sbounds=sbounds, sorder=sorder, has_entry=entry is not None, efron=ties == "efron",
-                         order=order, columns=columns, terms=tuple(term_cols))
+                         order=order, columns=columns, terms=tuple(term_cols), means=means, beta=beta,
+                         strata_columns=tuple(strata_cols), strata_labels=tuple(slabels))
 
     if robust is None:
         robust = cluster is not None or bool(np.any((w != 0) & (w != 1)))

@@ -27,6 +27,9 @@ cox_values <- function(fit, zph_terms = TRUE) {
                df = unname(z$table[, "df"]), p = unname(z$table[, "p"]))
   )
   if (!is.null(fit$rscore)) v$robust_score <- test3(fit$rscore)
+  bh <- basehaz(fit, centered = FALSE)
+  v$basehaz <- list(time = bh$time, hazard = bh$hazard,
+                    strata = if (is.null(bh$strata)) NULL else as.character(bh$strata))
   v
 }
 
@@ -38,7 +41,11 @@ d$sex <- ifelse(d$sex == 1, "male", "female")
 d$ecog <- as.character(d$ph.ecog)
 call <- 'coxph(Surv(time, status) ~ age + sex + ecog + wt.loss, data = na.omit(lung[, c("time","status","age","sex","ph.ecog","wt.loss")]), ties = "efron")'
 fit <- coxph(Surv(time, status) ~ age + sex + ecog + wt.loss, data = d)
-write_reference("cox_lung", call, cox_values(fit), data = d)
+v <- cox_values(fit)
+profiles <- data.frame(age = c(60, 70), sex = c("male", "female"), ecog = c("0", "2"), wt.loss = c(0, 5))
+v$survfit <- list(times = c(100, 300), profiles = profiles,
+                  surv = unname(summary(survfit(fit, newdata = profiles), times = c(100, 300))$surv))
+write_reference("cox_lung", paste(call, "; survfit(fit, newdata = profiles)"), v, data = d)
 fit <- coxph(Surv(time, status) ~ age + sex + ecog + wt.loss, data = d, ties = "breslow", robust = TRUE)
 write_reference("cox_lung_breslow_robust",
                 sub('ties = "efron"', 'ties = "breslow", robust = TRUE', call), cox_values(fit), data = d)
