@@ -87,3 +87,17 @@ def test_table_one_small_counts_hidden_continuous_kept():
     assert high.loc[sex_row, unexposed_col] == "<25"  # 20 (50.0)
     age_row = [i for i in raw.index if str(i).startswith("age")][0]
     assert high.loc[age_row].tolist() == raw.loc[age_row].tolist()  # mean (SD) and SMD untouched
+
+
+def test_weighted_counts_of_a_matched_table_one_are_suppressed_too():
+    """After matching, tableone counts are sums of matching weights ("36.9 (52.8)", n "70.0")."""
+    raw = pd.DataFrame({"0": ["70.0", "36.9 (52.8)", "3.5 (5.0)", "63.90 (14.10)"],
+                        "1": ["36.0", "20.0 (55.6)", "4.0 (11.1)", "62.39 (14.00)"],
+                        "SMD": ["", "0.056", "0.120", "0.108"]},
+                       index=["n", "sex = M (%)", "vasopressor = 1 (%)", "age (mean (SD))"])
+    out = suppress_table_one(raw, threshold=5)
+    assert out.loc["vasopressor = 1 (%)", "0"] == "<5" and out.loc["vasopressor = 1 (%)", "1"] == "<5"
+    assert out.loc["sex = M (%)"].tolist() == raw.loc["sex = M (%)"].tolist()
+    assert out.loc["n", "0"] == "70" and out.loc["n", "1"] == "36"  # whole weighted n printed as a count
+    assert out.loc["age (mean (SD))"].tolist() == raw.loc["age (mean (SD))"].tolist()
+    assert suppress_table_one(raw, threshold=50).loc["n", "1"] == "<50"

@@ -25,8 +25,9 @@ from ..errors import InputError
 
 DEFAULT_THRESHOLD = 5
 
-# "12 (32.4)" or "12 (32.4%)" or "12 ( 3.2)": tableone's n (%) cell.
-_N_PERCENT = re.compile(r"^\s*(\d+)\s*\(\s*-?[\d.]+\s*%?\s*\)\s*$")
+# "12 (32.4)", "12 (32.4%)", "12 ( 3.2)" or, in a weighted (matched) table, "36.9 (52.8)":
+# tableone's n (%) cell. The n may be a weighted count, and a small one is as disclosive.
+_N_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*\(\s*-?[\d.]+\s*%?\s*\)\s*$")
 
 
 def _check_threshold(threshold: int) -> int:
@@ -66,7 +67,7 @@ def suppress_small_cells(value: object, threshold: int = DEFAULT_THRESHOLD) -> o
     threshold = _check_threshold(threshold)
     if isinstance(value, str):
         match = _N_PERCENT.match(value)
-        if match and is_small(int(match.group(1)), threshold):
+        if match and is_small(float(match.group(1)), threshold):
             return f"<{threshold}"
         return value
     if is_small(value, threshold):

@@ -199,6 +199,17 @@ def _count_rows(labels: pd.Series) -> np.ndarray:
     return is_count
 
 
+def _as_number(value: object) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
 def suppress_table_one(table: pd.DataFrame, threshold: int = DEFAULT_THRESHOLD) -> pd.DataFrame:
     """Table 1 with small counts suppressed: the ``n`` row and every ``n (%)`` cell.
 
@@ -224,9 +235,11 @@ def suppress_table_one(table: pd.DataFrame, threshold: int = DEFAULT_THRESHOLD) 
         rows = np.ones(len(out), dtype=bool) if name == "missing" else count_rows
         for k in np.flatnonzero(rows):
             v = values[k]
-            if isinstance(v, str) and v.strip().isdigit():
-                shown = suppress_small_cells(int(v.strip()), threshold)
-                values[k] = v if isinstance(shown, int) else shown
+            number = _as_number(v)
+            if number is not None:
+                # A bare count ("294", or a weighted "70.0" / "36.9" after matching).
+                shown = suppress_small_cells(number, threshold)
+                values[k] = shown if isinstance(shown, str) else (str(shown) if isinstance(shown, int) else v)
             else:
                 values[k] = suppress_small_cells(v, threshold)
         out[column] = pd.Series(values, index=out.index, dtype=object)
