@@ -255,3 +255,10 @@ def test_times_equal_up_to_rounding_are_tied_as_coxph_does():
     unfixed = cox(rounded, "time", "status", ["x"], timefix=False)
     assert fixed.summary["coef"].iloc[0] == pytest.approx(tied.summary["coef"].iloc[0], rel=1e-12)
     assert unfixed.summary["coef"].iloc[0] != pytest.approx(tied.summary["coef"].iloc[0], rel=1e-6)
+
+
+def test_covariate_constant_within_strata_is_named():
+    # identified by nothing once the baseline hazard differs by stratum (coxph gives NA)
+    data = _random_cohort(8).assign(north=lambda d: (d["site"] == "n").astype(float))
+    with pytest.raises(InputError, match="north"):
+        cox(data, "time", "status", ["trt", "north"], strata="site")
