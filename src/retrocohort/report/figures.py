@@ -572,6 +572,11 @@ def flow_diagram(
 # --------------------------------------------------------------------------- forest plot
 
 
+def _lower_first(text: str) -> str:
+    """"Eligible cohort, IPTW (ATT)" -> "eligible cohort, IPTW (ATT)" (acronyms kept)."""
+    return text[:1].lower() + text[1:]
+
+
 def forest_plot(
     estimates: Sequence[Any],
     ax: Axes | None = None,
@@ -619,7 +624,7 @@ def forest_plot(
         ax.set_yticks(y)
         ax.set_yticklabels([
             f"{label_of(OUTCOME_LABELS, e.outcome)}: {label_of(MODEL_LABELS, e.model)}, "
-            f"{label_of(POPULATION_LABELS, e.population).lower()}" for e in rows
+            f"{_lower_first(label_of(POPULATION_LABELS, e.population))}" for e in rows
         ], fontsize=8)
         ax.set_xlabel("Hazard ratio (95% CI), log scale")
         ax.set_ylim(-0.7, len(rows) - 0.3)
