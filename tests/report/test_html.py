@@ -65,6 +65,7 @@ def test_every_section_and_figure(page, result):
 def test_self_contained(page):
     c = _parse(page)
     assert c.urls == []  # no external src/href
+    assert "@media print" in page and "<style>" in page  # printable, inline CSS
     assert "http://" not in page and "https://" not in page and "@import" not in page and "url(" not in page
 
 

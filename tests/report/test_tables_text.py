@@ -120,6 +120,8 @@ def test_methods_paragraph_cites_the_study_file(result):
     assert f"at least {s.outcomes.krt_free_days:g} KRT-free days alive" in text
     assert "Efron" in text and "Fine-Gray" in text and "Gray's test" in text
     assert "verified against R survival, cmprsk and MatchIt" in text
+    blocks = text.split("\n\n")
+    assert len(blocks) == 5 and blocks[2].startswith("A logistic regression") and "\n" not in "".join(blocks)
     other = default_study().model_copy(update={
         "matching": s.matching.model_copy(update={"caliper": 0.1, "ratio": 3}),
         "outcomes": s.outcomes.model_copy(update={"krt_free_days": 14})})

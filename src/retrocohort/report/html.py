@@ -17,7 +17,7 @@ from typing import Any
 
 import jinja2
 import numpy as np
-from markupsafe import Markup, escape
+from markupsafe import Markup
 from matplotlib.figure import Figure
 
 from .. import __version__

@@ -94,6 +94,11 @@ def _covariates(names: tuple[str, ...]) -> str:
     return _join([_COVARIATE_WORDS.get(n, covariate_label(n)) for n in names])
 
 
+# Break between the methods' blocks (design, exposure, matching, outcomes, sensitivity):
+# one string for the caller, rendered as separate <p> in the HTML.
+_PARAGRAPH = "\n\n"
+
+
 def methods_paragraph(result: Any) -> str:
     """The statistical-methods paragraph of the report, in the study file's values.
 
@@ -103,7 +108,9 @@ def methods_paragraph(result: Any) -> str:
 
     Returns
     -------
-    str, several sentences (plain text, no markup).
+    str, plain text (no markup): blocks of sentences (design and cohort;
+    exposure and covariates; propensity score and matching; outcomes and
+    models; sensitivity analyses and software) separated by a blank line.
     """
     study = result.study
     info, cohort, excl, expo, labs = study.study, study.cohort, study.exclusions, study.exposure, study.labs
@@ -134,6 +141,7 @@ def methods_paragraph(result: Any) -> str:
     if exclusions:
         s.append(f"We excluded patients with {_join(exclusions)}.")
     e0, e1 = expo.window_hours
+    s.append(_PARAGRAPH)
     s.append(
         f"Exposure ({exposed}) was any {expo.name} given in ({e0:g} h, {e1:g} h] after CKRT start "
         f"({_items(expo.itemids)}), with the dose summed in {expo.dose_unit} "
@@ -150,6 +158,7 @@ def methods_paragraph(result: Any) -> str:
     caliper = (f" within a caliper of {match.caliper:g} standard deviations of the "
                f"{'logit of the propensity score' if match.distance == 'logit' else 'propensity score'}"
                if match.caliper else " without a caliper")
+    s.append(_PARAGRAPH)
     s.append(
         f"A {'logistic' if ps.link == 'logit' else 'probit'} regression model of exposure on "
         f"{_covariates(ps.covariates)} gave the propensity score. Each exposed patient was matched to up to "
@@ -160,6 +169,7 @@ def methods_paragraph(result: Any) -> str:
         "taken as balanced."
     )
     cluster = " with a cluster-robust (sandwich) variance clustered on matched set" if models.cluster_on_matched_set else ""
+    s.append(_PARAGRAPH)
     s.append(
         f"Patients were followed from CKRT start for {outcomes.horizon_days:g} days. The primary outcome, "
         f"{outcomes.horizon_days:g}-day mortality, was described with Kaplan-Meier curves ({conf} confidence "
@@ -174,6 +184,7 @@ def methods_paragraph(result: Any) -> str:
         "with death as a competing event was compared with Gray's test and modelled with Fine-Gray "
         "subdistribution hazards regression" + (", with the variance clustered on matched set" if cluster else "") + "."
     )
+    s.append(_PARAGRAPH)
     sensitivity = []
     if models.sensitivity_full_cohort:
         sensitivity.append("multivariable Cox and Fine-Gray models in the full eligible cohort")
@@ -192,7 +203,7 @@ def methods_paragraph(result: Any) -> str:
         f"(R 4.2.2; survival 3.5-3, cmprsk 2.2-11, MatchIt 4.5.1); {conf} confidence intervals and two-sided "
         "p values are reported."
     )
-    return " ".join(s)
+    return " ".join(s).replace(f" {_PARAGRAPH} ", _PARAGRAPH)
 
 
 def _estimate_sentence(result: Any, outcome: str, model: str, population: str, lead: str) -> str | None:
