@@ -165,3 +165,14 @@ def test_study_figures_and_no_pyplot_leak(result, tmp_path):
     assert "Number at risk" in svg.read_text()  # text kept as text in the SVG
     _, svg2 = save_figure(figures["km_death"], tmp_path / "again")
     assert svg.read_bytes() == svg2.read_bytes()  # reproducible: no date, fixed hash salt
+
+
+def test_importing_the_report_leaves_the_backend_alone():
+    """The report attaches Agg canvases itself; it must not switch a notebook's backend."""
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; matplotlib.use('svg'); import retrocohort.report as r; "
+            "import matplotlib as m; print(m.get_backend())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "svg"

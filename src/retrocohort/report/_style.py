@@ -1,8 +1,11 @@
 """House style of every figure: colour-blind-safe palette, publication fonts.
 
-Figures are built on :class:`matplotlib.figure.Figure` with an Agg canvas and
-never through ``pyplot``: nothing is registered in pyplot's global figure
-manager, so no figure leaks between calls and nothing needs closing by hand.
+Figures are built on :class:`matplotlib.figure.Figure` with an Agg canvas
+attached explicitly and never through ``pyplot``: they render on servers
+without a display, nothing is registered in pyplot's global figure manager
+(no figure leaks between calls, nothing to close by hand), and importing
+retrocohort never switches the user's matplotlib backend (a notebook keeps
+its inline backend).
 Style is applied with :func:`matplotlib.rc_context` around creation and
 saving only, so the caller's rcParams are never changed.
 """
@@ -13,12 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import matplotlib
-
-# Agg before anything touches a backend: reports are made on servers without a display.
-matplotlib.use("Agg", force=False)
-
-from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 # Okabe & Ito (2008), safe for the common colour-vision deficiencies and in greyscale
 # when paired with different line styles. Exposed arm first, comparator second.
