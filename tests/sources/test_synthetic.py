@@ -94,6 +94,8 @@ def test_same_seed_gives_byte_identical_files_and_another_seed_does_not(tmp_path
 def test_parquet_holds_the_same_rows_as_csv(tmp_path):
     csv = generate_synthetic(tmp_path / "csv", stays=500, seed=3)
     parquet = generate_synthetic(tmp_path / "pq", stays=500, seed=3, fmt="parquet")
+    again = generate_synthetic(tmp_path / "pq2", stays=500, seed=3, fmt="parquet")
+    assert _digest(parquet.path) == _digest(again.path)
     con = duckdb.connect()
     for table in ("hosp/patients", "icu/procedureevents", "hosp/labevents"):
         a = con.execute(f"SELECT * FROM read_csv('{csv.path}/{table}.csv.gz', header=true, all_varchar=true)").df()
@@ -110,6 +112,19 @@ def test_bad_options_name_the_value_and_the_choices(tmp_path):
         generate_synthetic(tmp_path, stays=50)
     with pytest.raises(InputError, match="cannot hold"):
         generate_synthetic(tmp_path, stays=500, ckrt_patients=400)
+
+
+def test_never_deletes_a_folder_it_did_not_write(tmp_path):
+    real = tmp_path / "mimic" / "hosp"
+    real.mkdir(parents=True)
+    (real / "patients.csv.gz").write_bytes(b"not ours")
+    with pytest.raises(InputError, match="not written by this generator"):
+        generate_synthetic(tmp_path / "mimic", stays=300)
+    assert (real / "patients.csv.gz").read_bytes() == b"not ours"
+    # an earlier synthetic EHR is replaced
+    first = generate_synthetic(tmp_path / "syn", stays=300, seed=1)
+    second = generate_synthetic(tmp_path / "syn", stays=300, seed=2)
+    assert json.loads((second.path / "SYNTHETIC.json").read_text())["seed"] == 2 == second.seed != first.seed
 
 
 # ---------------------------------------------------------------------------------------------

@@ -310,7 +310,8 @@ def generate_synthetic(
         stay. ``stays`` then defaults to the CKRT patients' stays plus 10 % background stays.
         Used for recovery tests on large samples (e.g. 50,000).
     overwrite : bool
-        Replace existing ``hosp/`` and ``icu/`` folders in ``out_dir``.
+        Replace the ``hosp/`` and ``icu/`` folders of an earlier synthetic EHR in ``out_dir``.
+        Folders not written by the generator (no ``SYNTHETIC.json``) are never deleted.
 
     Returns
     -------
@@ -331,11 +332,17 @@ def generate_synthetic(
         plan = _plan(int(round(size * PUBLISHED_FLOW["screened"] / DEFAULT_STAYS)))
 
     out = Path(out_dir)
-    for sub in ("hosp", "icu"):
-        if (out / sub).exists():
-            if not overwrite:
-                raise InputError(f"generate_synthetic: {out / sub} exists; pass overwrite=True to replace it")
-            shutil.rmtree(out / sub)
+    existing = [out / sub for sub in ("hosp", "icu") if (out / sub).exists()]
+    if existing:
+        # Never delete data the generator did not write (e.g. a real MIMIC-IV download).
+        if not (out / "SYNTHETIC.json").is_file():
+            raise InputError(
+                f"generate_synthetic: {existing[0]} exists and {out} has no SYNTHETIC.json, so it was not "
+                "written by this generator; choose an empty or new folder")
+        if not overwrite:
+            raise InputError(f"generate_synthetic: {existing[0]} exists; pass overwrite=True to replace it")
+        for sub in existing:
+            shutil.rmtree(sub)
 
     streams = {name: np.random.default_rng(s) for name, s in zip(
         ("ckrt", "background", "ids", "rows"), np.random.SeedSequence(int(seed)).spawn(4))}
