@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from retrocohort.errors import InputError
-from retrocohort.survival.km import kaplan_meier
+from retrocohort.survival.km import kaplan_meier, logrank
 from tests.rlive import run_r
 
 ESTIMATE_RTOL = 1e-7
@@ -205,3 +205,45 @@ def test_live_survfit(weighted):
     assert_close(fit.median["median"], result["median"], 1e-12, context)
     assert_close(fit.median["lower"], result["lcl"], 1e-12, context)
     assert_close(fit.median["upper"], result["ucl"], 1e-12, context)
+
+
+def test_near_ties_are_merged_like_survfit_timefix():
+    """0.1 + 0.2 and 0.3 differ by one rounding step: survfit (timefix=TRUE) treats them as one time."""
+    exact = pd.DataFrame({"time": [0.3, 0.3, 0.5, 0.7, 0.7, 1.0], "event": [1, 0, 1, 1, 1, 0],
+                          "arm": list("ababab")})
+    rounded = exact.assign(time=[0.1 + 0.2, 0.3, 0.5, 0.7, 0.1 * 7, 1.0])
+    assert rounded["time"].nunique() == 6  # the float values really differ
+    merged = kaplan_meier(rounded, "time", "event", group="arm").table
+    reference = kaplan_meier(exact, "time", "event", group="arm").table
+    np.testing.assert_allclose(merged["survival"], reference["survival"], rtol=1e-14)
+    assert len(merged) == len(reference)
+    pooled = kaplan_meier(rounded, "time", "event").table
+    assert pooled["time"].tolist() == [0.3, 0.5, 0.7, 1.0]  # the smaller value of a near tie is kept
+    separate = kaplan_meier(rounded, "time", "event", timefix=False).table
+    assert len(separate) == 6
+
+
+@pytest.mark.r
+def test_live_survfit_and_survdiff_with_near_ties():
+    seed = secrets.randbelow(2**31)
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(50, 200))
+    days = rng.integers(1, 40, n).astype(float)
+    # a third of the rows carry rounding noise of ~1e-12 relative, as times computed from timestamps do
+    noisy = rng.random(n) < 1 / 3
+    days[noisy] = days[noisy] * (1 + rng.choice([-1, 1], noisy.sum()) * 1e-13)
+    data = pd.DataFrame({"time": days, "event": rng.integers(0, 2, n), "arm": rng.choice(["a", "b"], n)})
+    data.loc[0, "event"] = 1
+    result = run_r(
+        """library(survival)
+        fit <- survfit(Surv(time, event) ~ arm, data = df)
+        sd <- survdiff(Surv(time, event) ~ arm, data = df)
+        result <- list(time = fit$time, surv = fit$surv, chisq = sd$chisq)""",
+        {"df": data},
+    )
+    fit = kaplan_meier(data, "time", "event", group="arm")
+    context = f"seed={seed}"
+    assert len(fit.table) == len(result["time"]), context
+    assert_close(fit.table["survival"], result["surv"], ESTIMATE_RTOL, context)
+    np.testing.assert_allclose(logrank(data, "time", "event", "arm").statistic, result["chisq"], rtol=1e-6,
+                               err_msg=context)

@@ -21,6 +21,8 @@ __all__ = [
     "distinct_sorted",
     "group_order",
     "grouped_risk_table",
+    "merge_near_ties",
+    "near_tie_representatives",
     "number_at_risk",
     "risk_table",
     "step_value",
@@ -205,12 +207,15 @@ def grouped_risk_table(
     codes: np.ndarray,
     n_groups: int,
     weights: np.ndarray | None = None,
+    timefix: bool = False,
 ) -> GroupedRiskTable:
     """Tabulate K groups on one grid: one :func:`risk_table` per group, then a merge.
 
     No per-row inverse index (``np.unique(..., return_inverse=True)`` costs an
     argsort): each group's distinct times are placed on the pooled grid by
     binary search, which is O(m log m) in the number of distinct times.
+    ``timefix=True`` first merges near-tied times found on the pooled grid
+    (:func:`near_tie_representatives`), as survdiff/survfit do.
     """
     members = group_order(codes, n_groups)
     tables = []
@@ -220,6 +225,13 @@ def grouped_risk_table(
         )
     merged = np.sort(np.concatenate([table.time for table in tables]), kind="stable")
     grid, _ = distinct_sorted(merged)
+    if timefix:
+        representative = near_tie_representatives(grid)
+        if representative is not None:
+            tables = [
+                merge_near_ties(table, representative[np.searchsorted(grid, table.time)]) for table in tables
+            ]
+            grid, _ = distinct_sorted(representative)
     m = grid.shape[0]
     n_risk = np.zeros((n_groups, m))
     n_total = np.zeros((n_groups, m))
@@ -235,3 +247,41 @@ def grouped_risk_table(
         inside = first < table.time.shape[0]
         n_risk[g, inside] = table.n_risk[first[inside]]
     return GroupedRiskTable(grid, n_risk, n_total, counts)
+
+
+def near_tie_representatives(
+    distinct: np.ndarray, tolerance: float = float(np.sqrt(np.finfo(float).eps))
+) -> np.ndarray | None:
+    """Times that differ only by floating-point rounding, mapped to the smallest of their run.
+
+    The rule of survival's ``aeqSurv`` (survfit/survdiff/coxph ``timefix=TRUE``,
+    documented as all.equal's): consecutive distinct times ``y`` are the same
+    time when their gap is <= ``tolerance`` or <= ``tolerance * mean(|y|)``.
+    Returns None when there are no such near ties (the usual case), else an
+    array like ``distinct`` holding each time's representative. O(m).
+    """
+    if distinct.shape[0] < 2:
+        return None
+    gaps = np.diff(distinct)
+    scale = np.mean(np.abs(distinct))
+    tied = (gaps <= tolerance) | (gaps <= tolerance * scale)
+    if not tied.any():
+        return None
+    run_start = np.concatenate([[True], ~tied])
+    first_of_run = np.maximum.accumulate(np.where(run_start, np.arange(distinct.shape[0]), 0))
+    return distinct[first_of_run]
+
+
+def merge_near_ties(table: RiskTable, representative: np.ndarray) -> RiskTable:
+    """Merge consecutive rows of ``table`` whose times share a representative (see above)."""
+    if table.time.shape[0] == 0:
+        return table
+    new = np.concatenate([[True], representative[1:] != representative[:-1]])
+    starts = np.flatnonzero(new)
+    return RiskTable(
+        time=representative[starts],
+        n_risk=table.n_risk[starts],
+        n_total=np.add.reduceat(table.n_total, starts),
+        counts=np.add.reduceat(table.counts, starts, axis=0) if table.counts.shape[1] else table.counts[starts],
+        rows_at_risk=table.rows_at_risk[starts],
+    )

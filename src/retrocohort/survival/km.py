@@ -21,7 +21,15 @@ from scipy import stats
 
 from ..errors import InputError
 from ._checks import check_event, check_group, check_time, check_weights, require_events
-from ._risksets import group_order, grouped_risk_table, risk_table
+from ._risksets import (
+    RiskTable,
+    distinct_sorted,
+    group_order,
+    grouped_risk_table,
+    merge_near_ties,
+    near_tie_representatives,
+    risk_table,
+)
 
 __all__ = [
     "ConfType",
@@ -67,37 +75,31 @@ class _Curve:
     rows_at_risk: np.ndarray  # unweighted rows with time >= t
 
 
-def km_curve(
-    time: np.ndarray,
-    event: np.ndarray,
-    weights: np.ndarray | None = None,
-    robust: bool = False,
-) -> _Curve:
-    """Kaplan-Meier curve of one sample.
+def km_curve(table: RiskTable, squared: RiskTable | None = None) -> _Curve:
+    """Kaplan-Meier curve of one sample from its risk table.
 
     Parameters
     ----------
-    time : (n,) float, event : (n,) bool, weights : (n,) float or None
-    robust : bool
-        Infinitesimal-jackknife variance (survfit's default for non-integer
-        case weights) instead of Greenwood's.
+    table : RiskTable with one mark (the event), weighted by the case weights.
+    squared : the same table weighted by the squared case weights; when given,
+        the variance is the infinitesimal-jackknife one (survfit's default for
+        non-integer case weights) instead of Greenwood's.
     """
-    table = risk_table(time, [event], weights)
     n_risk = table.n_risk
     n_event = table.counts[:, 0]
     n_censor = table.n_total - n_event
     with np.errstate(divide="ignore", invalid="ignore"):
         survival = np.cumprod(1.0 - n_event / n_risk)
-        if not robust:
+        if squared is None:
             # Greenwood; infinite once everyone at risk has the event (survfit gives Inf too).
             increment = np.where(n_event > 0, n_event / (n_risk * (n_risk - n_event)), 0.0)
             se_log = np.sqrt(np.cumsum(increment))
         else:
-            se_log = np.sqrt(_robust_log_survival_variance(time, event, weights, table))
+            se_log = np.sqrt(_robust_log_survival_variance(table, squared))
     return _Curve(table.time, n_risk, n_event, n_censor, survival, se_log, table.rows_at_risk)
 
 
-def _robust_log_survival_variance(time, event, weights, table) -> np.ndarray:
+def _robust_log_survival_variance(table: RiskTable, squared: RiskTable) -> np.ndarray:
     """Infinitesimal-jackknife variance of log S, as survfit(robust=TRUE).
 
     Differentiating ``log S(t) = sum_j log(1 - d_j / n_j)`` by subject i's weight
@@ -107,8 +109,6 @@ def _robust_log_survival_variance(time, event, weights, table) -> np.ndarray:
     own time turns that sum into cumulative sums over distinct times (no
     n x m matrix).
     """
-    w = np.ones_like(time) if weights is None else weights
-    squared = risk_table(time, [event], w * w)
     w2 = squared.n_total  # sum of w^2 at each time
     w2_event = squared.counts[:, 0]  # sum of w^2 over events at each time
     w2_later = squared.n_risk - w2  # sum of w^2 with time > t
@@ -118,6 +118,22 @@ def _robust_log_survival_variance(time, event, weights, table) -> np.ndarray:
     hazard_sum = np.cumsum(np.where(d > 0, d / (n * (n - d)), 0.0))
     own_time = own * own * w2_event - 2.0 * own * hazard_sum * w2_event + hazard_sum**2 * w2
     return np.cumsum(own_time) + hazard_sum**2 * w2_later
+
+
+def _apply_timefix(tables: list[RiskTable], others: list[list[RiskTable]]) -> tuple[list, list]:
+    """Merge near-tied times (survfit's timefix) decided on the pooled distinct times of all groups."""
+    if len(tables) == 1:
+        grid = tables[0].time
+    else:
+        grid, _ = distinct_sorted(np.sort(np.concatenate([t.time for t in tables])))
+    representative = near_tie_representatives(grid)
+    if representative is None:
+        return tables, others
+
+    def fix(table: RiskTable) -> RiskTable:
+        return merge_near_ties(table, representative[np.searchsorted(grid, table.time)])
+
+    return [fix(t) for t in tables], [[fix(t) for t in group] for group in others]
 
 
 def confidence_band(
@@ -279,6 +295,7 @@ def kaplan_meier(
     conf_level: float = 0.95,
     conf_type: ConfType = "log",
     variance: VarianceType = "auto",
+    timefix: bool = True,
 ) -> KaplanMeierResult:
     """Kaplan-Meier estimate per group, equal to R's ``survfit``.
 
@@ -294,6 +311,8 @@ def kaplan_meier(
     variance : "auto" (survfit's choice: Greenwood, or the robust
         infinitesimal-jackknife variance when any case weight is not an
         integer), "greenwood" or "robust".
+    timefix : treat times equal up to floating-point rounding as tied, as
+        survfit does by default (``timefix=TRUE``, survival's ``aeqSurv`` rule).
 
     Returns
     -------
@@ -314,12 +333,21 @@ def kaplan_meier(
         variance = "greenwood" if integer_weights else "robust"
 
     members = [np.arange(len(times))] if group is None else group_order(codes, len(levels))
-    tables, medians, rows_at_risk = [], [], []
-    for label, rows in zip(levels, members, strict=True):
-        t = times[rows] if group is not None else times
-        e = events[rows] if group is not None else events
+    robust = variance == "robust"
+    risk_tables, squared_tables = [], []
+    for rows in members:
+        t = times if group is None else times[rows]
+        e = events if group is None else events[rows]
         w = None if case_weights is None else case_weights[rows]
-        curve = km_curve(t, e, w, robust=variance == "robust")
+        risk_tables.append(risk_table(t, [e], w))
+        if robust:
+            w = np.ones_like(t) if w is None else w
+            squared_tables.append(risk_table(t, [e], w * w))
+    if timefix:
+        risk_tables, (squared_tables,) = _apply_timefix(risk_tables, [squared_tables])
+    tables, medians, rows_at_risk = [], [], []
+    for index, label in enumerate(levels):
+        curve = km_curve(risk_tables[index], squared_tables[index] if robust else None)
         lower, upper = confidence_band(curve.survival, curve.se_log, level, conf_type)
         with np.errstate(invalid="ignore"):
             std_err = curve.survival * curve.se_log
@@ -391,7 +419,7 @@ class LogRankResult:
 
 
 def logrank_kernel(
-    time: np.ndarray, event: np.ndarray, codes: np.ndarray, n_groups: int
+    time: np.ndarray, event: np.ndarray, codes: np.ndarray, n_groups: int, timefix: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Observed (k,), expected (k,) and variance (k, k) of one stratum.
 
@@ -399,7 +427,7 @@ def logrank_kernel(
     ``n_g d / n``; the hypergeometric covariance is
     ``d (n - d) / (n - 1) * n_g / n * (1{g = h} - n_h / n)``.
     """
-    grouped = grouped_risk_table(time, [event], codes, n_groups)
+    grouped = grouped_risk_table(time, [event], codes, n_groups, timefix=timefix)
     d_group = grouped.counts[:, :, 0]
     d_all = d_group.sum(axis=0)
     has_event = d_all > 0
@@ -421,11 +449,15 @@ def logrank(
     event: str,
     group: str,
     strata: str | None = None,
+    timefix: bool = True,
 ) -> LogRankResult:
     """Log-rank test of equal survival across groups, equal to ``survdiff``.
 
     With ``strata``, observed - expected and its variance are summed over
     strata (``survdiff(Surv(time, event) ~ group + strata(s))``).
+    ``timefix`` merges times equal up to rounding, as survdiff does by default
+    (decided within each stratum here; survdiff decides on all times at once,
+    which differs only if a near tie straddles strata).
     """
     times = check_time(data, time)
     events = check_event(data, event)
@@ -439,7 +471,7 @@ def logrank(
     expected = np.zeros(k)
     variance = np.zeros((k, k))
     for rows in group_order(strata_codes, len(strata_levels)):
-        o, e, v = logrank_kernel(times[rows], events[rows], codes[rows], k)
+        o, e, v = logrank_kernel(times[rows], events[rows], codes[rows], k, timefix)
         observed += o
         expected += e
         variance += v
