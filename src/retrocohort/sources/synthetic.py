@@ -838,7 +838,7 @@ def _vasopressors(rng: np.random.Generator, t: dict[str, _Table], ids: _IdPool, 
 def _mg_rows(rng: np.random.Generator, t: dict[str, _Table], ids: _IdPool, subject: np.ndarray, hadm: np.ndarray,
              stay: np.ndarray, start: np.ndarray, grams: np.ndarray, obgyn: np.ndarray, weight: np.ndarray) -> None:
     """Each 222011 bag (grams) with its 227523 bolus carrier (mL) under the same orderid; 227524
-    bags stand alone."""
+    bags stand alone; a few orders also leave a superseded "Rewritten" pair."""
     n = subject.size
     if n == 0:
         return
@@ -864,6 +864,22 @@ def _mg_rows(rng: np.random.Generator, t: dict[str, _Table], ids: _IdPool, subje
                              ordercomponenttypedescription="Mixed solution", totalamount=volume[c],
                              totalamountuom="mL", originalamount=volume[c],
                              originalrate=np.round(volume[c] / (minutes[c] / 60.0), 4))
+    # About 4 % of orders were rewritten: MIMIC-IV keeps the superseded order as a row with
+    # statusdescription "Rewritten" (and its carrier) beside the one given; it must not count.
+    r = np.flatnonzero(c & (rng.random(n) < 0.04))
+    if r.size:
+        old_order = ids.take("order", r.size)
+        for item, amount, uom, rate_uom, part in ((222011, grams[r].astype(float), "grams", "grams/hour", "Main order parameter"),
+                                                   (227523, volume[r], "mL", "mL/hour", "Mixed solution")):
+            t["icu/inputevents"].add(
+                subject_id=subject[r], hadm_id=hadm[r], stay_id=stay[r], caregiver_id=rng.integers(1000, 99999, r.size),
+                starttime=start[r], endtime=end[r], storetime=start[r] + rng.integers(1, 30, r.size),
+                itemid=np.full(r.size, item), amount=amount, amountuom=uom, rate=np.round(amount / (minutes[r] / 60.0), 4),
+                rateuom=rate_uom, orderid=old_order, linkorderid=order_id[r],
+                ordercategoryname="02-Fluids (Crystalloids)", secondaryordercategoryname="Additive (Crystalloid)",
+                ordercomponenttypedescription=part, ordercategorydescription="Continuous IV", patientweight=weight[r],
+                totalamount=volume[r], totalamountuom="mL", isopenbag=0, continueinnextdept=0,
+                statusdescription="Rewritten", originalamount=amount, originalrate=np.round(amount / (minutes[r] / 60.0), 4))
 
 
 # ----------------------------------------------------------------------------------------------
