@@ -3,7 +3,7 @@
 # tests/matching/matchit_matrix.R) and tableone's SMD / Table 1 numbers.
 # tableone and survey are not packaged for Debian, so their formulas are
 # computed here in plain R (tableone::ExtractSmd, survey::svyvar).
-source(file.path("tests", "matching", "matchit_matrix.R"))
+source(file.path("tests", "matching", "matchit_matrix.R"), local = TRUE)
 
 set.seed(20240502)
 n <- 240
