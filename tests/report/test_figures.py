@@ -176,3 +176,13 @@ def test_importing_the_report_leaves_the_backend_alone():
             "import matplotlib as m; print(m.get_backend())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "svg"
+
+
+def test_flow_has_no_matched_boxes_when_matching_was_skipped(result):
+    from dataclasses import replace
+
+    bare = replace(result, matched=None, matching=None, km=None, cif=None, estimates=())
+    figures = study_figures(bare)
+    assert set(figures) == {"flow", "love_plot", "ps_distribution"}
+    gids = {a.get_gid() for a in _by_gid(figures["flow"], "flow-")}
+    assert "flow-eligible" in gids and "flow-matched-exposed" not in gids

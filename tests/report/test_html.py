@@ -141,3 +141,14 @@ def test_renders_when_matching_and_models_were_skipped(result):
     assert {img["data-figure"] for img in c.imgs} == {"flow", "love_plot", "ps_distribution"}
     assert 'data-figure-missing="km_death"' in page and "too few exposed patients" in page
     assert "matched_exposed" not in c.keys
+
+
+def test_tiny_cohort_hides_counts_in_reasons_and_the_dose(result):
+    """A handful of patients: counts inside the cohort's reason text and the dose of <5 exposed are hidden."""
+    att = result.attrition.copy()
+    att.loc[att.index[-1], "reason"] = "2 exposed (magnesium sulfate (IV) started in (index + 0 h, index + 48 h]), 6 unexposed"
+    counts = {**result.counts, "exposed": 2, "unexposed": 6}
+    page = render_html(replace(result, attrition=att, counts=counts), figures={})
+    assert "<5 exposed (magnesium" in page.replace("&lt;", "<") and "2 exposed" not in page
+    assert 'data-key="dose_mean"' not in page and "dose not shown: fewer than 5 exposed patients" in page
+    assert ">nan<" not in page and "(nan)" not in page

@@ -101,3 +101,13 @@ def test_weighted_counts_of_a_matched_table_one_are_suppressed_too():
     assert out.loc["n", "0"] == "70" and out.loc["n", "1"] == "36"  # whole weighted n printed as a count
     assert out.loc["age (mean (SD))"].tolist() == raw.loc["age (mean (SD))"].tolist()
     assert suppress_table_one(raw, threshold=50).loc["n", "1"] == "<50"
+
+
+def test_counts_in_free_text():
+    from retrocohort.report import suppress_counts_in_text
+
+    text = "1 exposed (magnesium sulfate started in (index + 0 h, index + 48 h]), 6 unexposed; labevents 50960; 3 deaths"
+    out = suppress_counts_in_text(text, 5)
+    assert out.startswith("<5 exposed") and "6 unexposed" in out and "<5 deaths" in out
+    assert "50960" in out and "+ 0 h" in out and "48 h" in out  # itemids and hours untouched
+    assert suppress_counts_in_text(text, 0) == text

@@ -16,7 +16,7 @@ from .figures import (
     study_figures,
 )
 from .html import render_html
-from .suppression import format_count, suppress_frame, suppress_small_cells
+from .suppression import format_count, suppress_counts_in_text, suppress_frame, suppress_small_cells
 from .tables import (
     at_risk_table,
     attrition_table,
@@ -46,6 +46,7 @@ __all__ = [
     "results_table",
     "save_figure",
     "study_figures",
+    "suppress_counts_in_text",
     "suppress_frame",
     "suppress_small_cells",
     "suppress_table_one",

@@ -37,7 +37,7 @@ from .formatting import (
     label_of,
     resolve_labels,
 )
-from .suppression import DEFAULT_THRESHOLD, format_count
+from .suppression import DEFAULT_THRESHOLD, format_count, suppress_counts_in_text
 
 __all__ = [
     "love_plot",
@@ -525,6 +525,7 @@ def flow_diagram(
     reason_col = "reason" if "reason" in attrition.columns else "step"
     described = first[reason_col] if isinstance(first[reason_col], str) and first[reason_col] else ""
     # The first row's reason describes the screened population; print it under the count.
+    described = suppress_counts_in_text(described, threshold)
     screened_text = f"{step_label(first['step'])} ({n(first['remaining'])})" + (f"\n{described}" if described else "")
     exclusions = attrition.iloc[1:]
     exclusions = exclusions[pd.to_numeric(exclusions["excluded"], errors="coerce").fillna(0) > 0]
@@ -532,7 +533,8 @@ def flow_diagram(
     lines = [f"Excluded ({n(total_excluded)})"]
     for _, row in exclusions.iterrows():
         reason = row[reason_col] if isinstance(row[reason_col], str) and row[reason_col] else step_label(row["step"])
-        lines.append(f"\u2022 {exclusion_reason(reason)} ({n(row['excluded'])})")
+        reason = suppress_counts_in_text(exclusion_reason(reason), threshold)
+        lines.append(f"\u2022 {reason} ({n(row['excluded'])})")
     eligible = int(attrition.iloc[-1]["remaining"])
     matched = "matched_exposed" in counts and counts.get("matched_exposed") is not None
     with _style.style():
@@ -699,7 +701,12 @@ def study_figures(result: Any) -> dict[str, Figure]:
     labels = arm_labels(result)
     horizon = float(result.study.outcomes.horizon_days)
     figures: dict[str, Figure] = {}
-    figures["flow"] = flow_diagram(result.attrition, result.counts, labels=labels, threshold=threshold)
+    counts = dict(result.counts)
+    if result.matched is None:
+        # Matching was skipped: no matched boxes (rather than boxes of zeros).
+        counts.pop("matched_exposed", None)
+        counts.pop("matched_unexposed", None)
+    figures["flow"] = flow_diagram(result.attrition, counts, labels=labels, threshold=threshold)
     if result.balance_before is not None:
         figures["love_plot"] = love_plot(result.balance_before, result.balance_after)
     score = _propensity_of(result)

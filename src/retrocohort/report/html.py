@@ -33,7 +33,7 @@ from .formatting import (
     is_number,
     label_of,
 )
-from .suppression import format_count, suppress_small_cells
+from .suppression import format_count, suppress_counts_in_text, suppress_small_cells
 from .tables import (
     PRIMARY,
     arm_labels,
@@ -266,7 +266,10 @@ def render_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
         "matched_unexposed": _count_item(counts.get("matched_unexposed"), threshold) if result.matched is not None else None,
     }
     dose = None
-    if result.dose_meq and is_number(result.dose_meq.get("mean")):
+    # The dose of a handful of exposed patients is nearly an individual's dose: not shown
+    # when the exposed count itself is suppressed.
+    few_exposed = isinstance(suppress_small_cells(counts.get("exposed"), threshold), str)
+    if result.dose_meq and is_number(result.dose_meq.get("mean")) and not few_exposed:
         dose = {"mean": format_number(result.dose_meq["mean"], 1), "sd": format_number(result.dose_meq.get("sd"), 1),
                 "mean_value": _value(result.dose_meq["mean"]), "sd_value": _value(result.dose_meq.get("sd"))}
     balance = []
@@ -316,6 +319,7 @@ def render_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
             for row, raw in zip(attrition_table(result).to_dict("records"), att["remaining"], strict=True)
         ],
         "dose": dose,
+        "few_exposed": few_exposed,
         "dose_window": f"{result.study.exposure.window_hours[1]:g}",
         "dose_unit": result.study.exposure.dose_unit,
         "table_one": _table_one_context(result),
@@ -334,7 +338,7 @@ def render_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
         "methods": methods_paragraph(result),
         "results_text": results_paragraph(result),
         "skipped": skipped,
-        "notes": [_DATE.sub("[date removed]", str(n)) for n in result.notes],
+        "notes": [suppress_counts_in_text(_DATE.sub("[date removed]", str(n)), threshold) for n in result.notes],
         "provenance": _provenance_rows(result),
     }
     return _ENV.get_template("report.html.j2").render(**context)

@@ -126,3 +126,24 @@ def suppress_frame(
         values[mask] = [suppress_small_cells(v, threshold) for v in values[mask]]
         out[col] = pd.Series(values, index=out.index, dtype=object)
     return out
+
+
+# A number of people in free text ("1 exposed", "6 unexposed patients", "3 stays"): the
+# attrition reasons and notes other modules write can carry counts too.
+_COUNT_IN_TEXT = re.compile(
+    r"(?<![\w.+\-])(\d+)(?=\s+(?:exposed|unexposed|patients?|subjects?|stays?|admissions?|people|persons?|"
+    r"events?|deaths?|controls?|treated)\b)",
+    re.IGNORECASE,
+)
+
+
+def suppress_counts_in_text(text: str, threshold: int = DEFAULT_THRESHOLD) -> str:
+    """Free text with every small count of people suppressed: "1 exposed, 6 unexposed" -> "<5 exposed, 6 unexposed".
+
+    A number counts as a count of people when a word like exposed, unexposed,
+    patients, stays, events or deaths follows it; itemids, hours and ages are left alone.
+    """
+    threshold = _check_threshold(threshold)
+    if not isinstance(text, str) or threshold == 0:
+        return text
+    return _COUNT_IN_TEXT.sub(lambda m: str(suppress_small_cells(int(m.group(1)), threshold)), text)

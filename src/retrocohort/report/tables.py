@@ -27,7 +27,7 @@ from .formatting import (
     resolve_labels,
     step_label,
 )
-from .suppression import DEFAULT_THRESHOLD, format_count, suppress_small_cells
+from .suppression import DEFAULT_THRESHOLD, format_count, suppress_counts_in_text, suppress_small_cells
 
 __all__ = [
     "threshold_of",
@@ -296,6 +296,8 @@ def table_one_combined(result: Any) -> pd.DataFrame | None:
     combined = combined.reindex(first_index + list(dict.fromkeys(rest)))
     combined.index.name = "Characteristic"
     combined = combined.fillna("")
+    # tableone prints NaN (an SD or SMD of an arm of one) as "nan"; a journal prints a dash.
+    combined = combined.map(lambda v: re.sub(r"\bnan\b", "\u2014", v) if isinstance(v, str) else v)
     # A missing-values column with nothing missing is noise in a published Table 1.
     empty_missing = [c for c in combined.columns if str(c[1]).strip().lower() == "missing"
                      and set(map(str, combined[c])) <= {"", "0"}]
@@ -319,7 +321,8 @@ def attrition_table(result_or_attrition: Any, threshold: int | None = None) -> p
         "Step": [step_label(v) for v in attrition["step"]],
         "Remaining": [format_count(v, t) for v in attrition["remaining"]],
         "Excluded": [format_count(v, t) if k > 0 else "" for k, v in enumerate(attrition["excluded"])],
-        "Reason": [("" if (r is None or (isinstance(r, float) and np.isnan(r))) else exclusion_reason(r)) for r in reason],
+        "Reason": [("" if (r is None or (isinstance(r, float) and np.isnan(r)))
+                    else suppress_counts_in_text(exclusion_reason(r), t)) for r in reason],
     })
 
 

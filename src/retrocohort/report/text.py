@@ -22,7 +22,7 @@ from .formatting import (
     is_number,
     label_of,
 )
-from .suppression import format_count
+from .suppression import format_count, suppress_small_cells
 from .tables import PRIMARY, arm_labels, planted_for, published_for, threshold_of
 
 __all__ = ["methods_paragraph", "results_paragraph", "skipped_notes", "ITEM_NAMES"]
@@ -283,7 +283,8 @@ def results_paragraph(result: Any) -> str:
         reason = next((x.reason for x in result.skipped if x.outcome in ("matching", "propensity")), None)
         s.append("Propensity score matching was not performed" + (f" ({reason.rstrip('.')})" if reason else "") + ".")
     dose = result.dose_meq or {}
-    if is_number(dose.get("mean")):
+    few_exposed = isinstance(suppress_small_cells(counts.get("exposed"), t), str)
+    if is_number(dose.get("mean")) and not few_exposed:
         unit = result.study.exposure.dose_unit
         window = result.study.exposure.window_hours[1]
         s.append(f"The {exposed} dose over {window:g} h was {format_number(dose['mean'], 1)} \u00b1 "
