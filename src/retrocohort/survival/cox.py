@@ -61,7 +61,7 @@ def _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron,
     each step's ``xbar`` and ``wt`` in ``xbar_steps`` (m_max, p) and
     ``step_w`` (m_max,) for the ``xbar xbar'`` part.
 
-    Returns (loglik, u (p,), c (n,), number of death steps m).
+    Returns (loglik, u (p,), sqrt(r * c) (n,), number of death steps m).
     """
     n, p = X.shape
     loglik = 0.0
@@ -161,6 +161,10 @@ def _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron,
         else:
             for k in range(lo, hi):
                 c[k] += atot
+    for i in range(n):
+        # r c >= 0 in exact arithmetic; clip rounding so the square root is defined
+        v = r[i] * c[i]
+        c[i] = np.sqrt(v) if v > 0.0 else 0.0
     return loglik, u, c, m
 
 
@@ -174,10 +178,8 @@ def _cox_pass(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron):
     p = X.shape[1]
     xbar_steps = np.empty((n_ev, p))
     step_w = np.empty(n_ev)
-    loglik, u, c, m = _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron,
-                                 xbar_steps, step_w)
-    # c >= 0 in exact arithmetic; clip rounding so the square root is defined
-    root = np.sqrt(np.maximum(w * np.exp(eta) * c, 0.0))
+    loglik, u, root, m = _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron,
+                                    xbar_steps, step_w)
     scaled = X * root[:, None]
     imat = scaled.T @ scaled  # symmetric rank-k update
     xb = xbar_steps[:m] * np.sqrt(step_w[:m])[:, None]
@@ -622,7 +624,7 @@ def _event_column(data: pd.DataFrame, name: str, where: str) -> np.ndarray:
     if pd.api.types.is_bool_dtype(col):
         return np.asarray(col, dtype=np.int8)
     values = numeric_column(data, name, where)
-    bad = ~np.isin(values, (0.0, 1.0))
+    bad = (values != 0.0) & (values != 1.0)
     if bad.any():
         raise InputError(
             f"{where}: event column {name!r} must be 0 (censored) or 1 (event); "
@@ -707,6 +709,24 @@ def _timefix(stop: np.ndarray, start: np.ndarray | None, tolerance: float = np.s
         return cuts[np.searchsorted(cuts, x, side="right") - 1]
 
     return snap(stop), (None if start is None else snap(start))
+
+
+def _timefix_sorted(values: np.ndarray, tolerance: float = np.sqrt(np.finfo(float).eps)) -> np.ndarray:
+    """:func:`_timefix` for right-censored times already sorted ascending, in O(n)."""
+    if len(values) < 2:
+        return values
+    new = np.empty(len(values), dtype=bool)
+    new[0] = True
+    np.not_equal(values[1:], values[:-1], out=new[1:])
+    distinct = values[new]
+    if len(distinct) < 2:
+        return values
+    gaps = np.diff(distinct)
+    tied = (gaps <= tolerance) | (gaps / np.mean(np.abs(distinct)) <= tolerance)
+    if not tied.any():
+        return values
+    cuts = distinct[np.concatenate(([True], ~tied))]
+    return cuts[np.searchsorted(cuts, values, side="right") - 1]
 
 
 def _dense_rank(values: np.ndarray) -> tuple[np.ndarray, int]:
@@ -1031,8 +1051,9 @@ def cox(
                              "each (entry, time] interval must have positive length")
     else:
         start = np.zeros(n)
-    if timefix:
-        stop, fixed_start = _timefix(stop, start if entry is not None else None)
+    if timefix and entry is not None:
+        # with right-censored data the (cheaper) adjudication runs on the sorted times below
+        stop, fixed_start = _timefix(stop, start)
         if entry is not None:
             start = fixed_start
             bad = int((start >= stop).sum())
@@ -1054,9 +1075,16 @@ def cox(
     else:
         scode, slabels = np.zeros(n, dtype=np.int64), [None]
 
-    order = np.lexsort((stop, scode)) if strata_cols else np.argsort(stop, kind="stable")
-    s_stop = np.ascontiguousarray(stop[order])
-    s_start = np.ascontiguousarray(start[order])
+    order = np.argsort(stop, kind="stable")
+    s_stop = stop[order]
+    if timefix and entry is None:
+        s_stop = _timefix_sorted(s_stop)  # monotone, so the order stays valid
+    if strata_cols:
+        by_stratum = np.argsort(scode[order], kind="stable")
+        order = order[by_stratum]
+        s_stop = s_stop[by_stratum]
+    s_stop = np.ascontiguousarray(s_stop)
+    s_start = np.ascontiguousarray(start[order]) if entry is not None else np.zeros(n)
     s_event = np.ascontiguousarray(status[order])
     s_w = np.ascontiguousarray(w[order])
     s_code = scode[order]
