@@ -297,7 +297,7 @@ def render_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
     logrank_p = getattr(result.logrank, "p_value", None)
     gray_p = getattr(result.gray, "p_value", None)
     sections = [("flow", "Study flow"), ("table1", "Baseline characteristics"), ("balance", "Covariate balance"),
-                ("survival", "90-day mortality"), ("krt", "KRT liberation"), ("results", "Estimates"),
+                ("survival", f"{result.study.outcomes.horizon_days:g}-day mortality"), ("krt", "KRT liberation"), ("results", "Estimates"),
                 ("methods", "Methods"), ("results-text", "Results")]
     skipped = skipped_notes(result)
     if skipped:
@@ -305,6 +305,8 @@ def render_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
     sections += [("data-notes", "Data notes"), ("reproducibility", "Reproducibility")]
     context = {
         "version": __version__,
+        "horizon": f"{result.study.outcomes.horizon_days:g}",
+        "conf": f"{100 * result.study.models.conf_level:g}%",
         "synthetic": bool(result.synthetic),
         "title": result.study.study.title,
         "description": result.study.study.description,
