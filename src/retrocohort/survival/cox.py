@@ -366,6 +366,18 @@ def _hazard_kernel(stop, start, event, w, eta, sbounds, sorder, has_entry, efron
 
 
 @njit(cache=True)
+def _weighted_cluster_sums(resid, w, codes, n_clusters):
+    """Sum of ``w_i * resid_i`` within clusters: (n_clusters, p)."""
+    n, p = resid.shape
+    out = np.zeros((n_clusters, p))
+    for i in range(n):
+        g = codes[i]
+        for a in range(p):
+            out[g, a] += w[i] * resid[i, a]
+    return out
+
+
+@njit(cache=True)
 def _fenwick_add(tree, pos, val):
     m = tree.shape[0]
     pos += 1
@@ -1163,19 +1175,16 @@ def cox(
         eta_shift = eta - eta.max()
         resid = _score_resid_kernel(s_stop, s_start, s_event, s_w, s_X, eta_shift, sbounds, sorder,
                                     sf["has_entry"], sf["efron"])
-        resid *= s_w[:, None]
+        # coxph's robust score test uses the score residuals at the initial (zero) coefficients
         resid0 = _score_resid_kernel(s_stop, s_start, s_event, s_w, s_X, np.zeros(len(eta)), sbounds, sorder,
                                      sf["has_entry"], sf["efron"])
-        resid0 *= s_w[:, None]
         if cluster_codes is not None:
-            ccode = cluster_codes
-            n_cl = int(ccode.max()) + 1
-            summed = np.zeros((n_cl, p))
-            summed0 = np.zeros((n_cl, p))
-            for j in range(p):
-                summed[:, j] = np.bincount(ccode, weights=resid[:, j], minlength=n_cl)
-                summed0[:, j] = np.bincount(ccode, weights=resid0[:, j], minlength=n_cl)
-            resid, resid0 = summed, summed0
+            n_cl = int(cluster_codes.max()) + 1
+            resid = _weighted_cluster_sums(resid, s_w, cluster_codes, n_cl)
+            resid0 = _weighted_cluster_sums(resid0, s_w, cluster_codes, n_cl)
+        else:
+            resid *= s_w[:, None]
+            resid0 *= s_w[:, None]
         dfbeta = resid @ naive_var
         var = dfbeta.T @ dfbeta
         u_r = resid0.sum(axis=0)
