@@ -113,7 +113,11 @@ def test_tests_ignore_group_names_and_order(data):
     assert gray.statistic >= -1e-12
     np.testing.assert_allclose(gray.score.sum(), 0.0, atol=1e-9)  # scores of all groups cancel
     if data["event"].sum() > 0:
-        lr = logrank(data, "time", "event", "arm")
+        try:
+            lr = logrank(data, "time", "event", "arm")
+        except InputError as error:  # everyone at risk fails at every event time: no variance
+            assert "singular" in str(error)
+            return
         np.testing.assert_allclose(logrank(swapped, "time", "event", "arm").statistic, lr.statistic,
                                    rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(lr.table["observed"].sum(), lr.table["expected"].sum(), rtol=1e-12)

@@ -10,6 +10,7 @@ The kernels take arrays; validation lives in :mod:`._checks`.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -127,20 +128,27 @@ def _unweighted_risk_table(time: np.ndarray, marks: list[np.ndarray]) -> RiskTab
     if n == 0:
         empty = np.zeros(0)
         return RiskTable(empty, empty, empty, np.zeros((0, k)), empty)
-    bits = (time + 0.0).view(np.uint64)
+    key = (time + 0.0).view(np.uint64) << np.uint64(1)
     if k:
-        key = (bits << np.uint64(1)) | marks[0].astype(np.uint64)
-    else:
-        key = bits << np.uint64(1)
+        # in place, casting the flag chunk by chunk (no n-long uint64 temporary)
+        np.bitwise_or(key, marks[0].view(np.uint8), out=key, casting="unsafe")
     key.sort()
-    sorted_bits = key >> np.uint64(1)
-    _, starts = distinct_sorted(sorted_bits)
-    distinct = sorted_bits[starts].view(np.float64)
+    # a new time starts wherever the keys differ above the mark bit
+    new_run = np.empty(n, dtype=bool)
+    new_run[0] = True
+    np.greater_equal(key[1:] ^ key[:-1], np.uint64(2), out=new_run[1:])
+    starts = np.flatnonzero(new_run)
+    distinct = (key[starts] >> np.uint64(1)).view(np.float64)
     n_total = np.diff(np.append(starts, n)).astype(float)
     n_risk = (n - starts).astype(float)
     counts = np.zeros((distinct.shape[0], k), dtype=float)
     if k:
-        counts[:, 0] = np.add.reduceat((key & np.uint64(1)).astype(np.int64), starts)
+        # the mark is bit 0 of the first (little-endian) byte of each key: a strided view, no copy
+        if sys.byteorder == "little":
+            low_byte = key.view(np.uint8)[:: key.itemsize]
+            counts[:, 0] = np.add.reduceat(low_byte & np.uint8(1), starts, dtype=np.int64)
+        else:
+            counts[:, 0] = np.add.reduceat((key & np.uint64(1)).astype(np.int64), starts)
     for j in range(1, k):
         marked = np.sort(time[marks[j]])
         if marked.shape[0] == 0:

@@ -484,6 +484,11 @@ def logrank(
     else:
         diff = (observed - expected)[kept][1:]
         v = variance[np.ix_(kept, kept)][1:, 1:]
+        if np.linalg.matrix_rank(v) < v.shape[0]:
+            raise InputError(
+                f"logrank: the variance of observed - expected is singular for groups {levels} "
+                "(e.g. every event time has everyone at risk failing); survdiff stops here too"
+            )
         statistic = float(diff @ np.linalg.solve(v, diff))
     p_value = float(stats.chi2.sf(statistic, df)) if df >= 1 else float("nan")
     with np.errstate(divide="ignore", invalid="ignore"):
