@@ -1,18 +1,22 @@
 """One definition, two engines: DuckDB and Spark give the same cohort.
 
 One Spark session for the module (startup is slow on 2 cores) and one small
-data set: the rule-test miniature folder, which exercises every rule
-(deaths at 47/49 h, Mg at 23:59/00:01, carriers, two episodes, readmission,
-dod-only deaths, CRRT-mode charting, SOFA components).
+data set: a synthetic EHR (1,500 ICU stays) with the rule-test miniature
+patients added to every table, so that the comparison covers realistic data
+and every rule boundary (deaths at 47/49 h, Mg at 23:59/00:01, carriers, two
+episodes, readmission, dod-only deaths, CRRT-mode charting, SOFA components)
+where engines could disagree.
 """
 
 from __future__ import annotations
 
+import duckdb
 import pandas as pd
 import pytest
 
 from retrocohort.cohort import extract
 from retrocohort.errors import SourceError
+from retrocohort.sources import generate_synthetic
 from retrocohort.sources.mimic_iv import default_spark_session
 
 from .minimimic import HEADERS
@@ -29,16 +33,35 @@ def spark():
     session.stop()
 
 
+def _merge(first, second, out):
+    """Each table of ``second`` appended to the same table of ``first`` (all values as text)."""
+    con = duckdb.connect()
+    for name in HEADERS:
+        target = out / f"{name}.csv.gz"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        con.execute(
+            f"COPY (SELECT * FROM read_csv('{first / name}.csv.gz', all_varchar = true, header = true) "
+            f"UNION ALL BY NAME SELECT * FROM read_csv('{second / name}.csv.gz', all_varchar = true, header = true)) "
+            f"TO '{target}' (FORMAT csv, HEADER true, COMPRESSION gzip)"
+        )
+    con.close()
+    return out
+
+
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    return build().write(tmp_path_factory.mktemp("engines"))
+    root = tmp_path_factory.mktemp("engines")
+    generate_synthetic(root / "synthetic", stays=1500, seed=7)
+    build().write(root / "mini")
+    return _merge(root / "synthetic", root / "mini", root / "both")
 
 
 def test_spark_and_duckdb_give_identical_cohorts(folder, spark):
     on_duckdb = extract(folder, engine="duckdb")
     on_spark = extract(folder, engine="spark", spark=spark)
     assert on_spark.engine == "spark" and on_duckdb.engine == "duckdb"
-    assert len(on_duckdb.data) > 15  # the comparison is not vacuous
+    assert len(on_duckdb.data) > 60  # the comparison is not vacuous
+    assert {3, 5, 7, 10, 11, 13, 25} <= set(on_duckdb.data.subject_id)  # boundary patients are in
     pd.testing.assert_frame_equal(on_spark.data, on_duckdb.data, check_exact=True)
     pd.testing.assert_frame_equal(on_spark.attrition, on_duckdb.attrition, check_exact=True)
     pd.testing.assert_frame_equal(on_spark.screening, on_duckdb.screening, check_exact=True)

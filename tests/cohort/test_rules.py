@@ -99,6 +99,10 @@ def build() -> MiniMimic:
     # First CKRT stay without support, a later stay with support.
     m.ckrt_patient(27, vasopressor=False)
     m.ckrt_patient(27, index="2150-09-10 10:00:00", hadm_id=271, stay_id=2710)
+    # No creatinine before index at all: back-calculated baseline.
+    m.ckrt_patient(28, gender="F", anchor_age=80)
+    m.rows["hosp/labevents"] = [r for r in m.rows["hosp/labevents"] if (r["subject_id"], r["itemid"]) != (28, 50912)]
+    m.lab(28, 280, 50912, INDEX + 2 * H, 3.0)  # after index: never the baseline
     return m
 
 
@@ -138,8 +142,8 @@ def test_attrition_log_counts_add_up(cohort):
     assert log.remaining.iloc[-1] == len(cohort.data)
     screening = cohort.screening
     assert screening.remaining.iloc[-1] == log.remaining.iloc[0]
-    # 27 patients have CKRT; 14 (minor), 15 and 17 (no support) and 27 (first CKRT stay unsupported) leave.
-    assert screening.remaining.iloc[0] == 27
+    # 28 patients have CKRT; 14 (minor), 15 and 17 (no support) and 27 (first CKRT stay unsupported) leave.
+    assert screening.remaining.iloc[0] == 28
     assert dict(zip(screening.step, screening.excluded))["known_icu_stay"] == 0
     assert dict(zip(screening.step, screening.excluded))["adult"] == 1
     assert dict(zip(screening.step, screening.excluded))["support"] == 3
@@ -230,6 +234,14 @@ def test_egfr_ckd_epi_2021(cohort):
     assert r.egfr_baseline == pytest.approx(142 * (0.6 / 0.7) ** -0.241 * 0.9938**45 * 1.012)
     m = row(cohort, 1)  # male, 2.4 mg/dL, age 60: above kappa 0.9
     assert m.egfr_baseline == pytest.approx(142 * (2.4 / 0.9) ** -1.2 * 0.9938**60)
+
+
+def test_baseline_creatinine_back_calculated_for_egfr_75_when_never_measured(cohort):
+    r = row(cohort, 28)
+    assert r.creatinine_baseline_source == "imputed (eGFR 75)"
+    assert r.egfr_baseline == pytest.approx(75.0, rel=1e-10)
+    assert r.creatinine_baseline != 3.0
+    assert any("back-calculated" in note for note in cohort.notes)
 
 
 def test_krt_liberation_competing_risks(cohort):

@@ -416,7 +416,6 @@ def _derive(facts: ir.Table, study: Study) -> ir.Table:
     """Scores, eGFR, exclusion flags and outcomes from the per-patient facts."""
     horizon_s = study.outcomes.horizon_days * SECONDS_PER_DAY
     free_s = study.outcomes.krt_free_days * SECONDS_PER_DAY
-    female = facts.gender == "F"
 
     # dod is a date: read as the last second of that day, so it never precedes an event recorded
     # earlier the same day (e.g. a discharge alive); deathtime (minute precision) wins when present.
@@ -434,34 +433,16 @@ def _derive(facts: ir.Table, study: Study) -> ir.Table:
     )
 
     # Baseline creatinine: lowest in the lookback before the index admission, else lowest in the index
-    # admission up to index, else back-calculated for eGFR 75 (KDIGO's assumed-normal baseline).
-    k = ibis.cases((female, 0.7), else_=0.9)
-    a = ibis.cases((female, -0.241), else_=-0.302)
-    sex_factor = ibis.cases((female, 1.012), else_=1.0)
-    age_factor = ibis.literal(0.9938).pow(facts.age)
-    numerator = 142.0 * age_factor * sex_factor
-    imputed = ibis.cases(
-        (numerator > 75.0, k * (numerator / 75.0).pow(1.0 / 1.2)),
-        else_=k * (75.0 / numerator).pow(1.0 / a),
-    )
-    creatinine = ibis.coalesce(facts.creatinine_prior, facts.creatinine_admission, imputed)
+    # admission up to index; the eGFR-75 back-calculation and the eGFR itself are applied in NumPy
+    # (kidney.py) on the fetched frame, so both engines give bit-identical values.
     facts = facts.mutate(
-        creatinine_baseline=creatinine,
+        creatinine_measured=ibis.coalesce(facts.creatinine_prior, facts.creatinine_admission),
         creatinine_baseline_source=ibis.cases(
             (facts.creatinine_prior.notnull(), "before admission"),
             (facts.creatinine_admission.notnull(), "index admission"),
             else_="imputed (eGFR 75)",
         ),
     )
-    ratio = facts.creatinine_baseline / k
-    egfr = (
-        142.0
-        * ibis.least(ratio, 1.0).pow(a)
-        * ibis.greatest(ratio, 1.0).pow(-1.200)
-        * age_factor
-        * sex_factor
-    )
-    facts = facts.mutate(egfr_baseline=egfr)
 
     vent_24h = ibis.coalesce(facts.n_vent_24h, 0) > 0
     pf = facts.pf_ratio_min

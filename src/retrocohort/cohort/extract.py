@@ -6,12 +6,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from ..sources.mimic_iv import ENGINES, MimicIV, SourceConnection
 from ..study.spec import Study, default_study
 from . import definitions as d
 from .attrition import attrition_log, screening_log
+from .kidney import creatinine_for_egfr, egfr_ckd_epi_2021
 
 #: Analysis-frame columns, in order (see docs/cohort.md for each rule).
 ANALYSIS_COLUMNS: tuple[str, ...] = (
@@ -187,8 +189,25 @@ def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+#: KDIGO's assumed-normal eGFR, used to back-calculate a missing baseline creatinine (mL/min/1.73 m2).
+ASSUMED_BASELINE_EGFR = 75.0
+
+
+def _kidney_function(facts: pd.DataFrame) -> pd.DataFrame:
+    """Baseline creatinine (measured, else back-calculated) and its CKD-EPI 2021 eGFR."""
+    out = facts.copy()
+    female = (out["sex"] == "F").to_numpy()
+    age = pd.to_numeric(out["age"]).to_numpy(dtype=float)
+    measured = pd.to_numeric(out["creatinine_measured"]).to_numpy(dtype=float)
+    baseline = np.where(np.isnan(measured), creatinine_for_egfr(ASSUMED_BASELINE_EGFR, age, female), measured)
+    out["creatinine_baseline"] = baseline
+    out["egfr_baseline"] = egfr_ckd_epi_2021(baseline, age, female)
+    return out
+
+
 def _assemble(facts: pd.DataFrame, conn: SourceConnection, study: Study) -> Cohort:
     facts = facts.rename(columns={"gender": "sex"}).sort_values("subject_id", kind="mergesort").reset_index(drop=True)
+    facts = _kidney_function(facts)
     screening, screened_mask = screening_log(facts, study)
     attrition, eligible_mask = attrition_log(facts, screened_mask, study, conn.notes)
     eligible = facts.loc[eligible_mask]
