@@ -321,11 +321,11 @@ def test_bad_options():
         fine_gray(data, "time", "status", [])
 
 
-def test_monotone_likelihood_warns_and_names_covariate():
+@pytest.mark.parametrize("n", [200, 5000])
+def test_monotone_likelihood_warns_and_names_covariate(n):
     # every subject with marker = 1 has the event of interest, no one else
     # does: the pseudo-likelihood keeps rising as the coefficient grows.
     rng = np.random.default_rng(3)
-    n = 200
     marker = rng.binomial(1, 0.5, size=n).astype(float)
     data = pd.DataFrame({
         "time": np.ceil(rng.exponential(10, size=n)),
@@ -345,11 +345,23 @@ def test_non_convergence_raises_instead_of_returning():
         fine_gray(data, "time", "status", ["x", "b"], tol=1e-14, max_iter=1)
 
 
-def test_regular_fit_does_not_warn():
+def test_regular_fits_do_not_warn_even_with_a_strong_effect():
+    rng = np.random.default_rng(8)
+    n = 400
+    exposed = rng.binomial(1, 0.5, size=n)
+    # cause-specific hazard ratio e^3 (subdistribution coefficient about 1.1), both groups
+    # have events: a large but finite estimate that must not be taken for a monotone one
+    strong = pd.DataFrame({
+        "time": rng.exponential(40.0, size=n) * np.exp(-3.0 * exposed),
+        "status": rng.choice([1, 2], size=n, p=[0.9, 0.1]),
+        "exposed": exposed.astype(float),
+    })
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fit = fine_gray(_small(), "time", "status", ["x", "b"])
+        strong_fit = fine_gray(strong, "time", "status", ["exposed"])
     assert fit.converged and 0 < fit.iterations <= 10
+    assert strong_fit.converged and strong_fit.summary.loc["exposed", "coef"] > 1.0
 
 
 def test_prediction_rejects_unknown_level(reference):
