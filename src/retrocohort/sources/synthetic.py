@@ -215,38 +215,38 @@ def _year_of(minutes: np.ndarray) -> np.ndarray:
 
 
 class _Table:
-    """Columns of one MIMIC-IV table gathered in parts, cast to the v2.2 schema at the end."""
+    """One MIMIC-IV table gathered in parts; each part is cast to the v2.2 schema as it arrives
+    (so no NumPy or Python-object copy of a large table outlives its part)."""
 
     def __init__(self, name: str):
         self.name = name
-        self.parts: list[dict[str, Any]] = []
+        self.schema = arrow_schema(name)
+        self.parts: list[pa.Table] = []
 
     def add(self, **cols: Any) -> None:
-        n = {len(v) for v in cols.values() if isinstance(v, (np.ndarray, list, pa.Array))}
-        if len(n) != 1:
+        sizes = {len(v) for v in cols.values() if isinstance(v, (np.ndarray, list, pa.Array))}
+        if len(sizes) != 1:
             raise AssertionError(f"{self.name}: ragged part {[(k, np.size(v)) for k, v in cols.items()]}")
-        size = n.pop()
-        self.parts.append({k: (np.full(size, v, dtype=object) if not isinstance(v, (np.ndarray, list, pa.Array)) else v)
-                           for k, v in cols.items()} | {"__n": size})
+        unknown = set(cols) - set(self.schema.names)
+        if unknown:
+            raise AssertionError(f"{self.name}: columns not in MIMIC-IV v2.2: {sorted(unknown)}")
+        size = sizes.pop()
+        arrays = []
+        for f in self.schema:
+            if f.name not in cols:
+                arrays.append(pa.nulls(size, f.type))
+            elif isinstance(cols[f.name], (np.ndarray, list, pa.Array)):
+                arrays.append(_to_arrow(cols[f.name], f.type))
+            else:  # one value for the whole part
+                arrays.append(pa.repeat(pa.scalar(cols[f.name], type=f.type), size))
+        self.parts.append(pa.Table.from_arrays(arrays, schema=self.schema))
 
     def to_arrow(self) -> pa.Table:
-        schema = arrow_schema(self.name)
-        tables = []
-        for part in self.parts:
-            size = part["__n"]
-            arrays = []
-            for f in schema:
-                if f.name not in part:
-                    arrays.append(pa.nulls(size, f.type))
-                    continue
-                arrays.append(_to_arrow(part[f.name], f.type))
-            unknown = set(part) - set(schema.names) - {"__n"}
-            if unknown:
-                raise AssertionError(f"{self.name}: columns not in MIMIC-IV v2.2: {sorted(unknown)}")
-            tables.append(pa.Table.from_arrays(arrays, schema=schema))
-        if not tables:
-            return schema.empty_table()
-        return pa.concat_tables(tables)
+        if not self.parts:
+            return self.schema.empty_table()
+        table = pa.concat_tables(self.parts)
+        self.parts = []
+        return table
 
 
 def _to_arrow(values: Any, typ: pa.DataType) -> pa.Array:
@@ -403,6 +403,11 @@ class _IdPool:
 
 
 def _ckrt_patients(rng: np.random.Generator, plan: _Plan, ids: _IdPool, t: dict[str, _Table]) -> dict[str, Any]:
+    """Write every CKRT patient's rows; return the planted per-patient values (and ``__stays``).
+
+    Categories are fixed first (counts from the plan), then covariates, exposure, latent death
+    and liberation times, and only then the raw rows, each placed away from the rule boundaries.
+    """
     n = plan.ckrt
     cat = np.concatenate([
         np.full(plan.eligible, UNEXPOSED), np.full(plan.no_mg, NO_MG), np.full(plan.early_death, EARLY_DEATH),
