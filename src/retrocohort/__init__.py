@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 from .cohort import Cohort, extract
 from .matching import balance, match_nearest, propensity_score, table_one
+from .report import methods_paragraph, render_html, results_paragraph, save_figure, study_figures
 from .sources import MimicIV, check_source, generate_synthetic
 from .study import Study, default_study, load_study
 from .study.outputs import write_outputs
@@ -41,9 +42,14 @@ __all__ = [
     "load_study",
     "logrank",
     "match_nearest",
+    "methods_paragraph",
     "ph_test",
     "propensity_score",
+    "render_html",
+    "results_paragraph",
     "run_study",
+    "save_figure",
+    "study_figures",
     "table_one",
     "write_outputs",
 ]
