@@ -211,3 +211,20 @@ def test_live_cuminc_and_gray():
         np.testing.assert_allclose(gray.statistic, result["tests"][cause - 1], rtol=1e-6, err_msg=context)
         stratified = gray_test(data, "time", "status", "arm", cause=cause, strata="site")
         np.testing.assert_allclose(stratified.statistic, result["strata_tests"][cause - 1], rtol=1e-6, err_msg=context)
+
+
+def test_gray_test_on_many_random_tied_data_sets(reference):
+    """40 small data sets with heavy whole-day ties, 2-3 groups, with and without strata."""
+    cases = reference("gray_random_many")["values"]["cases"]
+    assert len(cases) == 40
+    for number, case in enumerate(cases):
+        data = pd.DataFrame.from_records(case["data"])
+        for cause, plain, stratified in zip(case["causes"], case["statistic"], case["strata_statistic"], strict=True):
+            for strata, expected in ((None, plain), ("strat", stratified)):
+                label = f"case {number} cause {cause} strata={strata}"
+                if expected == -1:  # cuminc's code for a singular covariance
+                    with pytest.raises(InputError, match="singular"):
+                        gray_test(data, "time", "status", "group", cause=int(cause), strata=strata)
+                    continue
+                result = gray_test(data, "time", "status", "group", cause=int(cause), strata=strata)
+                np.testing.assert_allclose(result.statistic, expected, rtol=1e-6, atol=1e-12, err_msg=label)

@@ -80,3 +80,25 @@ small_data <- data.frame(time = c(1, 2, 2, 3, 4, 4, 5, 6, 6, 7, 1, 1, 2, 3, 3, 5
                          status = c(1, 2, 1, 9, 1, 2, 9, 1, 1, 2, 2, 1, 1, 9, 1, 2, 2, 1),
                          group = rep(c("a", "b"), c(10, 8)))
 competing_reference("small_cencode9", small_data, group = "group", cencode = 9, times = c(0, 2, 4, 6, 7))
+
+# --- many small random data sets with heavy ties (Gray's covariance has many discrete
+# details: tied events of both causes, groups leaving the risk set, curves reaching 0)
+set.seed(88)
+many <- list()
+for (i in 1:40) {
+  n <- sample(15:90, 1)
+  k <- sample(2:3, 1)
+  grp <- sample(letters[1:k], n, replace = TRUE)
+  first <- ceiling(rexp(n, 1 / sample(c(3, 8, 20), 1)))
+  status <- sample(0:2, n, replace = TRUE, prob = c(0.25, 0.4, 0.35))
+  strat <- sample(c("s1", "s2"), n, replace = TRUE)
+  d <- data.frame(time = first, status = status, group = grp, strat = strat)
+  if (length(unique(d$group)) < 2 || !all(c(1, 2) %in% d$status)) next
+  plain <- cuminc(d$time, d$status, d$group)$Tests
+  stratified <- cuminc(d$time, d$status, d$group, strata = d$strat)$Tests
+  many[[length(many) + 1]] <- list(data = d, causes = as.numeric(rownames(plain)),
+                                   statistic = unname(plain[, "stat"]), df = unname(plain[, "df"]),
+                                   strata_statistic = unname(stratified[, "stat"]))
+}
+write_reference("gray_random_many", "cuminc(time, status, group)$Tests and cuminc(..., strata = strat)$Tests on 40 random tied data sets",
+                list(cases = many))
