@@ -12,7 +12,7 @@ before the censorings, as in cuminc (which never jitters).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -147,8 +147,8 @@ class CumulativeIncidenceResult:
     censor_code: int
     conf_level: float
     group: str | None
-    _levels: tuple
-    _last_time: tuple[float, ...]
+    _levels: tuple = field(repr=False)
+    _last_time: tuple[float, ...] = field(repr=False)
 
     def cif_at(self, times) -> pd.DataFrame:
         """CIF and variance at ``times``, as ``cmprsk::timepoints``.

@@ -12,7 +12,7 @@ first), as survfit does. Nothing is jittered.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 import numpy as np
@@ -222,8 +222,8 @@ class KaplanMeierResult:
     conf_type: str
     variance: str
     group: str | None
-    _rows_at_risk: tuple[tuple[np.ndarray, np.ndarray], ...]  # per group: distinct times, unweighted rows at risk
-    _levels: tuple
+    _rows_at_risk: tuple[tuple[np.ndarray, np.ndarray], ...] = field(repr=False)  # per group: times, rows at risk
+    _levels: tuple = field(repr=False)
 
     def survival_at(self, times) -> pd.DataFrame:
         """Survival at given times, as ``summary(fit, times=times, extend=TRUE)``.
