@@ -262,3 +262,21 @@ def test_covariate_constant_within_strata_is_named():
     data = _random_cohort(8).assign(north=lambda d: (d["site"] == "n").astype(float))
     with pytest.raises(InputError, match="north"):
         cox(data, "time", "status", ["trt", "north"], strata="site")
+
+
+def test_many_small_strata_match_brute_force_concordance():
+    # matched pairs as strata: concordance counts only within pairs (checked by brute force)
+    data = _random_cohort(9, n=200).assign(pair=lambda d: np.arange(len(d)) // 2)
+    fit = cox(data, "time", "status", ["trt", "x"], strata="pair")
+    eta = data[["trt", "x"]].to_numpy(float) @ fit.summary["coef"].to_numpy()
+    conc = disc = tied = 0
+    for _, grp in data.assign(eta=eta).groupby("pair"):
+        for i in grp.index:
+            if grp.loc[i, "status"] != 1:
+                continue
+            at_risk = (grp["time"] > grp.loc[i, "time"]) | ((grp["time"] == grp.loc[i, "time"]) & (grp["status"] == 0))
+            diff = np.sign(grp.loc[i, "eta"] - grp.loc[at_risk, "eta"])
+            conc += (diff > 0).sum()
+            disc += (diff < 0).sum()
+            tied += (diff == 0).sum()
+    assert fit.concordance_counts == {"concordant": conc, "discordant": disc, "tied_x": tied}

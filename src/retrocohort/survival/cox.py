@@ -387,6 +387,15 @@ def _fenwick_add(tree, pos, val):
 
 
 @njit(cache=True)
+def _fenwick_clear(tree, pos):
+    m = tree.shape[0]
+    pos += 1
+    while pos <= m:
+        tree[pos - 1] = 0.0
+        pos += pos & (-pos)
+
+
+@njit(cache=True)
 def _fenwick_sum(tree, pos):
     """Sum of entries at ranks 0..pos-1."""
     total = 0.0
@@ -422,10 +431,6 @@ def _concordance_kernel(stop, start, event, w, rank, n_rank, sbounds, sorder, ha
     for s in range(sbounds.shape[0] - 1):
         lo = sbounds[s]
         hi = sbounds[s + 1]
-        risk[:] = 0.0
-        risk_at[:] = 0.0
-        dead[:] = 0.0
-        dead_at[:] = 0.0
         risk_total = 0.0
         dead_total = 0.0
         sp = hi - 1
@@ -503,6 +508,21 @@ def _concordance_kernel(stop, start, event, w, rank, n_rank, sbounds, sorder, ha
                 per_row[k, 1] += below
                 per_row[k, 2] += same
                 sp -= 1
+        elif 4 * (hi - lo) >= n_rank:
+            # a large stratum: the death tree is final now, so prefix sums over the ranks
+            # answer every row at once
+            below_of = np.empty(n_rank)
+            acc = 0.0
+            for q in range(n_rank):
+                below_of[q] = acc
+                acc += dead_at[q]
+            for k in range(lo, hi):
+                rk = rank[k]
+                below = below_of[rk]
+                same = dead_at[rk]
+                per_row[k, 0] += dead_total - below - same
+                per_row[k, 1] += below
+                per_row[k, 2] += same
         else:
             for k in range(lo, hi):
                 rk = rank[k]
@@ -511,6 +531,14 @@ def _concordance_kernel(stop, start, event, w, rank, n_rank, sbounds, sorder, ha
                 per_row[k, 0] += dead_total - below - same
                 per_row[k, 1] += below
                 per_row[k, 2] += same
+        # empty the trees along the paths this stratum used (zeroing them whole would cost
+        # O(n_rank) per stratum, too much with many small strata)
+        for k in range(lo, hi):
+            rk = rank[k]
+            _fenwick_clear(risk, rk)
+            _fenwick_clear(dead, rk)
+            risk_at[rk] = 0.0
+            dead_at[rk] = 0.0
     return conc, disc, tied_x, per_row
 
 
@@ -1118,10 +1146,14 @@ def cox(
         sorder = np.zeros(1, dtype=np.int64)
     if strata_cols:
         ev_per = np.add.reduceat(s_event.astype(np.int64), sbounds[:-1]) if n else np.zeros(0)
-        for lab, ne in zip(slabels, ev_per):
-            if ne == 0:
-                notes.append(f"stratum {dict(zip(strata_cols, np.atleast_1d(lab)))} has no events; "
-                             "it contributes nothing to the partial likelihood")
+        empty = [lab for lab, ne in zip(slabels, ev_per) if ne == 0]
+        if len(empty) == 1:
+            notes.append(f"stratum {dict(zip(strata_cols, np.atleast_1d(empty[0])))} has no events; "
+                         "it contributes nothing to the partial likelihood")
+        elif empty:
+            shown = [dict(zip(strata_cols, np.atleast_1d(lab))) for lab in empty[:5]]
+            notes.append(f"{len(empty)} of {len(slabels)} strata have no events (e.g. {shown}); "
+                         "they contribute nothing to the partial likelihood")
 
     sf = dict(stop=s_stop, start=s_start, event=s_event, w=s_w, X=s_X, sbounds=sbounds, sorder=sorder,
               has_entry=entry is not None, efron=ties == "efron")
