@@ -281,7 +281,8 @@ class KaplanMeierResult:
             # rows with time >= t are the risk set of the first observed time >= t
             first = np.searchsorted(step_time, at, side="left")
             counts[level] = np.where(first < len(step_time), rows[np.minimum(first, len(step_time) - 1)], 0).astype(int)
-        frame = pd.DataFrame.from_dict(counts, orient="index", columns=list(at))
+        labels = [int(x) if float(x).is_integer() else float(x) for x in at]  # day 15, not 15.0
+        frame = pd.DataFrame.from_dict(counts, orient="index", columns=labels)
         frame.index.name = "group"
         return frame
 
