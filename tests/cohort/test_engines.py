@@ -58,7 +58,11 @@ def folder(tmp_path_factory):
 
 def test_spark_and_duckdb_give_identical_cohorts(folder, spark):
     on_duckdb = extract(folder, engine="duckdb")
+    # A caller's session in a zone with daylight saving: durations must not move by an hour,
+    # and the caller gets its setting back.
+    spark.conf.set("spark.sql.session.timeZone", "America/New_York")
     on_spark = extract(folder, engine="spark", spark=spark)
+    assert spark.conf.get("spark.sql.session.timeZone") == "America/New_York"
     assert on_spark.engine == "spark" and on_duckdb.engine == "duckdb"
     assert len(on_duckdb.data) > 60  # the comparison is not vacuous
     assert {3, 5, 7, 10, 11, 13, 25} <= set(on_duckdb.data.subject_id)  # boundary patients are in

@@ -118,6 +118,23 @@ def test_parquet_folder_gives_the_same_cohort(tmp_path):
     assert len(from_csv.data) == 3
 
 
+def test_to_parquet_converts_with_types_and_gives_the_same_cohort(tmp_path):
+    from retrocohort.sources.mimic_iv import to_parquet
+
+    csv_folder = small().write(tmp_path / "csv")
+    out = to_parquet(csv_folder, tmp_path / "pq")
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(out / "icu" / "procedureevents.parquet")
+    assert str(schema.field("starttime").type).startswith("timestamp")
+    assert schema.names[-2:] == ["ORIGINALAMOUNT", "ORIGINALRATE"]  # every column kept, as spelt
+    pd.testing.assert_frame_equal(extract(out).data, extract(csv_folder).data)
+    m = small()
+    m.rows["hosp/labevents"][0]["charttime"] = "2150-03-10 9:00"
+    with pytest.raises(SourceError, match=r"labevents\.csv\.gz: column 'charttime', line 2"):
+        to_parquet(m.write(tmp_path / "bad"), tmp_path / "pq_bad")
+
+
 def test_check_source_reports_presence(tmp_path):
     folder = small().write(tmp_path, omit=("icu/chartevents",), drop_columns={"icu/inputevents": ["statusdescription"]})
     report = check_source(folder)
@@ -151,3 +168,20 @@ def test_locate_malformed_scans_every_typed_column(tmp_path):
     error = locate_malformed(MimicIV(bad))
     assert isinstance(error, SourceError)
     assert "inputevents.csv.gz: column 'endtime', line 2" in str(error)
+
+
+def test_absent_optional_column_is_said_and_the_rest_unchanged(tmp_path):
+    full = extract(small().write(tmp_path / "full"))
+    without = extract(small().write(tmp_path / "without", drop_columns={"icu/inputevents": ["statusdescription"]}))
+    assert any("statusdescription absent" in note for note in without.notes)
+    assert not any("statusdescription" in note for note in full.notes)
+    # small() has no rewritten rows, so the cohort is the same.
+    pd.testing.assert_frame_equal(without.data, full.data)
+
+
+def test_engine_must_be_known(tmp_path):
+    folder = small().write(tmp_path)
+    with pytest.raises(ValueError, match=r"engine='postgres'.*\['duckdb', 'spark'\]"):
+        extract(folder, engine="postgres")
+    with pytest.raises(ValueError, match="engine='polars'"):
+        MimicIV(folder).connect(engine="polars")
