@@ -593,8 +593,22 @@ def _match(run: _Run, data: pd.DataFrame, ps_result) -> tuple[Any, pd.DataFrame 
 
 
 def _balance_covariates(run: _Run, data: pd.DataFrame) -> list[str]:
+    """Covariates whose balance is reported: the model covariates, then the rest of Table 1.
+
+    A Table 1 variable with missing values (not a model covariate, so its
+    patients were kept) is described in Table 1 with its missing count but
+    has no SMD; a note says so.
+    """
     names = [*run.study.propensity.covariates, *run.study.models.adjust, *_TABLE_ONE]
-    return [c for c in dict.fromkeys(names) if c in data.columns]
+    kept = []
+    for name in dict.fromkeys(names):
+        if name not in data.columns:
+            continue
+        if data[name].isna().any():
+            run.note(f"balance: {name!r} has {int(data[name].isna().sum())} missing value(s); no SMD reported for it")
+            continue
+        kept.append(name)
+    return kept
 
 
 def _balance(run: _Run, data: pd.DataFrame, matched: pd.DataFrame | None):
@@ -623,10 +637,7 @@ def _balance(run: _Run, data: pd.DataFrame, matched: pd.DataFrame | None):
         )
     if matched is not None:
         w = _weights_needed(matched)
-        after = attempt(
-            "balance after matching",
-            lambda: balance(matched, "exposed", covariates, weights=w) if w else balance(matched, "exposed", covariates),
-        )
+        after = attempt("balance after matching", lambda: balance(matched, "exposed", covariates, weights="weight"))
         t1_after = attempt(
             "Table 1 after matching",
             lambda: table_one(matched, "exposed", variables, categorical=categorical, weights=w)
