@@ -636,13 +636,14 @@ def _balance(run: _Run, data: pd.DataFrame, matched: pd.DataFrame | None):
             lambda: table_one(data, "exposed", variables, categorical=categorical),
         )
     if matched is not None:
-        w = _weights_needed(matched)
+        # Balance uses MatchIt's matching weights (as cobalt does); Table 1 describes the
+        # matched patients unweighted, so its counts are patients (integers the small-cell
+        # rule applies to). The two differ only when some exposed patient found fewer
+        # than `ratio` controls.
         after = attempt("balance after matching", lambda: balance(matched, "exposed", covariates, weights="weight"))
         t1_after = attempt(
             "Table 1 after matching",
-            lambda: table_one(matched, "exposed", variables, categorical=categorical, weights=w)
-            if w
-            else table_one(matched, "exposed", variables, categorical=categorical),
+            lambda: table_one(matched, "exposed", variables, categorical=categorical),
         )
     return before, after, t1_before, t1_after
 
