@@ -360,3 +360,17 @@ def test_cohort_builder_recovers_every_planted_value_at_a_random_size_and_seed(t
         _builder_matches_plant(info, extract(info.path))
     except AssertionError as exc:
         raise AssertionError(f"stays={stays} seed={seed}: {exc}") from exc
+
+
+def test_ckrt_patients_sets_the_screened_count_and_keeps_the_proportions(tmp_path):
+    info = generate_synthetic(tmp_path, ckrt_patients=150, seed=4)
+    flow = info.truth["flow"]
+    assert flow["screened"] == 150
+    assert flow["excluded"] == round(150 * PUBLISHED_FLOW["excluded"] / PUBLISHED_FLOW["screened"])
+    assert flow["exposed"] == round(flow["eligible"] * PUBLISHED_FLOW["exposed"] / PUBLISHED_FLOW["eligible"])
+    con = _con(info.path)
+    crrt_subjects = con.execute("""SELECT count(DISTINCT subject_id) FROM procedureevents
+                                   WHERE itemid IN (225802, 225803, 225809, 225955)""").fetchone()[0]
+    assert crrt_subjects == len(info.planted) == 150 + flow["not_screened_minors"] + flow["not_screened_no_support"]
+    # background stays: 10 % of the CKRT patients' stays, at least 100
+    assert con.execute("SELECT count(*) FROM icustays").fetchone()[0] == info.stays > len(info.planted)

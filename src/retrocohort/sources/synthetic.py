@@ -421,9 +421,11 @@ def _ckrt_patients(rng: np.random.Generator, plan: _Plan, ids: _IdPool, t: dict[
     cat[eligible[model.choose_exposed(rng, sub, plan.exposed)]] = EXPOSED
     exposed = cat == EXPOSED
 
-    death_d = model.death_days(rng, cov, exposed)
+    # Latent times from stratified uniforms within each category (exposed / unexposed / ...):
+    # same model, less Monte Carlo noise in the realised effects of a small cohort.
+    death_d = model.death_days(rng, cov, exposed, model.stratified_uniforms(rng, cat))
     death_d = np.where(cat == EARLY_DEATH, _u(rng, 10, 40, n) / 24.0, death_d)
-    lib_d = model.liberation_days(rng, cov, exposed)
+    lib_d = model.liberation_days(rng, cov, exposed, model.stratified_uniforms(rng, cat))
 
     subject = ids.take("subject", n)
     hadm = ids.take("hadm", n)
