@@ -30,7 +30,6 @@ import inspect
 import json
 import math
 import platform
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -43,6 +42,16 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError, RetrocohortError
+from ..matching import balance, match_nearest, propensity_score, table_one
+from ..survival import (
+    cox,
+    cumulative_incidence,
+    fine_gray,
+    gray_test,
+    kaplan_meier,
+    logrank,
+    ph_test,
+)
 from .evalue import e_value_hr
 from .results import Estimate, Outcome, Population, SkippedModel, StudyResult
 from .spec import Study, default_study
@@ -333,6 +342,8 @@ def run_study(
     RetrocohortError
         The source lacks a table or column the study needs, or the options are wrong.
     """
+    # Imported here: the cohort builder pulls in ibis and the engines, which
+    # analyse_cohort (and `import retrocohort.study`) does not need.
     from ..cohort import extract
     from ..sources import MimicIV
 
@@ -526,7 +537,6 @@ def _complete_cases(run: _Run, data: pd.DataFrame, attrition: pd.DataFrame) -> t
 
 
 def _propensity(run: _Run, data: pd.DataFrame):
-    from ..matching import propensity_score
 
     spec = run.study.propensity
     n1 = int((data["exposed"] == 1).sum())
@@ -559,7 +569,6 @@ def _propensity(run: _Run, data: pd.DataFrame):
 
 
 def _match(run: _Run, data: pd.DataFrame, ps_result) -> tuple[Any, pd.DataFrame | None]:
-    from ..matching import match_nearest
 
     spec = run.study.matching
     if ps_result is None:
@@ -612,7 +621,6 @@ def _balance_covariates(run: _Run, data: pd.DataFrame) -> list[str]:
 
 
 def _balance(run: _Run, data: pd.DataFrame, matched: pd.DataFrame | None):
-    from ..matching import balance, table_one
 
     covariates = _balance_covariates(run, data)
     variables = [c for c in _TABLE_ONE if c in data.columns]
@@ -664,7 +672,6 @@ def _fit_hr(
     note: str = "",
 ):
     """Fit one Cox or Fine-Gray model and record its exposure line (or why it was skipped)."""
-    from ..survival import cox, fine_gray
 
     study = run.study
     competing = outcome == "krt_liberation_90d"
@@ -747,7 +754,6 @@ def _matched_variance(run: _Run, matched: pd.DataFrame) -> tuple[str | None, boo
 
 
 def _death(run: _Run, matched: pd.DataFrame | None):
-    from ..survival import kaplan_meier, logrank, ph_test
 
     study = run.study
     outcome: Outcome = "death_90d"
@@ -796,7 +802,6 @@ def _death(run: _Run, matched: pd.DataFrame | None):
 
 
 def _krt(run: _Run, matched: pd.DataFrame | None):
-    from ..survival import cumulative_incidence, fine_gray, gray_test
 
     study = run.study
     outcome: Outcome = "krt_liberation_90d"
@@ -857,7 +862,6 @@ def _full_cohort(run: _Run, data: pd.DataFrame) -> None:
 
 def _iptw(run: _Run, data: pd.DataFrame) -> pd.DataFrame:
     """IPTW with ATT weights: exposed 1, unexposed ps / (1 - ps); robust (sandwich) variance."""
-    from ..survival import fine_gray
 
     ps = data["ps"].to_numpy(dtype=float)
     data = data.assign(iptw_weight=np.where(data["exposed"].to_numpy() == 1, 1.0, ps / (1.0 - ps)))
