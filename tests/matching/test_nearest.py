@@ -340,3 +340,16 @@ def test_treated_in_a_stratum_without_controls_stays_unmatched(replace):
     assert result.weights[4] == 0
     assert pd.isna(result.match_matrix.loc[4, 1])
     assert result.match_matrix.loc[2, 1] == 1  # |0 - 0| beats |0 - 1.25|
+
+
+def test_result_is_frozen_and_carries_what_the_figures_need(small):
+    import dataclasses
+
+    result = match_nearest(small, "t", "ps", ratio=2, caliper=0.5)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.weights = None  # type: ignore[misc]
+    # Scores and arms before (all rows) and after (weight > 0) matching, aligned to the data.
+    assert result.distance.index.equals(small.index) and result.treated.index.equals(small.index)
+    np.testing.assert_array_equal(result.distance.to_numpy(), small["ps"].to_numpy())
+    np.testing.assert_array_equal(result.treated.to_numpy(), small["t"].to_numpy() == 1)
+    assert result.matched["t"].sum() == result.counts.loc["Matched", "Treated"]
