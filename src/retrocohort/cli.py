@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import shutil
 import tempfile
 import time
@@ -334,6 +335,24 @@ def synth(
             console.print("Planted truth: " + ", ".join(f"{k} = {v}" for k, v in effects.items()))
 
 
+_PLUMBING = {"patient key", "admission key", "admission", "ICU stay"}
+
+
+def _concepts(needed_by: Any) -> list[str]:
+    """Study concepts named in ``needed_by`` cells ("serum Mg, creatinine", "death (in-hospital, ...)").
+
+    Commas inside parentheses do not separate concepts; the parenthesised detail
+    and the join keys are left out of the summary.
+    """
+    names = set()
+    for cell in needed_by:
+        for part in re.split(r",\s*(?![^()]*\))", str(cell)):
+            name = re.sub(r"\s*\([^)]*\)", "", part).strip()
+            if name and name not in _PLUMBING:
+                names.add(name)
+    return sorted(names, key=str.lower)
+
+
 @app.command()
 def check(
     path: Path = typer.Argument(..., help="MIMIC-IV folder (hosp/, icu/)."),
@@ -362,7 +381,7 @@ def check(
             absent = rows[~rows["present"]]
             table_absent = rows["file"].eq("").all()
             required = bool(rows["required"].any())
-            concepts = sorted({c.strip() for v in rows["needed_by"] for c in str(v).split(",") if c.strip()})
+            concepts = _concepts(rows["needed_by"])
             if table_absent:
                 status = "[red]missing (required)[/red]" if required else "[yellow]absent (optional)[/yellow]"
             elif absent.empty:
