@@ -116,7 +116,7 @@ def _prepare(time: np.ndarray, status: np.ndarray, z: np.ndarray, cause: int, ce
     st = status[order]
     zs = z[order]
     z_mean = zs.mean(axis=0)
-    zs = zs - z_mean
+    zs -= z_mean  # zs is a fresh copy (fancy indexing): centre in place
     is_cause = st == cause
     is_cens = st == censor_code
     is_comp = ~is_cause & ~is_cens
@@ -469,16 +469,17 @@ def _profile_matrix(profile: pd.DataFrame, covariates: Sequence[str], levels: di
     return x[terms].to_numpy(dtype=float)
 
 
-def _check_design(x: pd.DataFrame, where: str) -> None:
-    """Refuse constant or collinear terms, naming them (crr would fail on a singular information)."""
-    values = x.to_numpy(dtype=float)
-    constant = [name for name, col in zip(x.columns, values.T) if np.ptp(col) == 0]
+def _check_design(terms: list[str], values: np.ndarray, centred: np.ndarray, where: str) -> None:
+    """Refuse constant or collinear terms, naming them (crr would fail on a singular information).
+
+    ``values`` is the (n, p) design, ``centred`` the same with column means removed.
+    """
+    constant = [name for name, col in zip(terms, values.T) if col.min() == col.max()]
     if constant:
         raise InputError(
-            f"{where}: covariate term(s) {constant} are constant over all {len(x)} rows; "
+            f"{where}: covariate term(s) {constant} are constant over all {values.shape[0]} rows; "
             "a constant has no coefficient in a model without intercept: drop it"
         )
-    centred = values - values.mean(axis=0)
     cross = centred.T @ centred
     norm = np.sqrt(np.diag(cross))
     gram = cross / np.outer(norm, norm)  # correlation matrix of the terms
@@ -488,7 +489,7 @@ def _check_design(x: pd.DataFrame, where: str) -> None:
         eig = np.linalg.eigvalsh(gram[np.ix_(trial, trial)])
         if eig.min() < 1e-10:
             raise InputError(
-                f"{where}: covariate term {x.columns[j]!r} is collinear with {[x.columns[k] for k in kept]} "
+                f"{where}: covariate term {terms[j]!r} is collinear with {[terms[k] for k in kept]} "
                 "(a linear combination of them); drop one of the terms"
             )
         kept.append(j)
@@ -582,11 +583,10 @@ def fine_gray(
             "the subdistribution hazard of that cause cannot be estimated"
         )
     x = design_matrix(data, covariates, where)
-    _check_design(x, where)
     terms = list(x.columns)
     z = x.to_numpy(dtype=float)
-
     s, order = _prepare(times, codes, z, int(cause), int(censor_code))
+    _check_design(terms, z, s.z, where)
     sol = _newton(s, np.zeros(z.shape[1]), float(tol), int(max_iter))
     beta, fit = sol.beta, sol.fit
     drifting = _drifting_terms(terms, sol.steps, fit)
