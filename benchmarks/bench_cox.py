@@ -118,13 +118,18 @@ def time_lifelines(frame: pd.DataFrame, cluster: bool, repeats: int) -> tuple[fl
     return float(np.median(seconds)), fitter.params_[COVARIATES].to_numpy()
 
 
-def predicted(history: list[tuple[int, float]], n: int) -> float:
-    """Extrapolate a peer's time to size n from its measured scaling (linear if one point)."""
+def predicted(history: list[tuple[int, float]], n: int, one_point_power: float) -> float:
+    """Extrapolate a peer's time to size n from its measured scaling.
+
+    With one measurement the growth is assumed to be n^one_point_power: 1 for
+    plain fits, 2 for the peers' robust variances (lifelines' is O(n^2);
+    coxph's dfbeta residuals for clusters grow faster than linearly too).
+    """
     if not history:
         return 0.0
     if len(history) == 1:
         n1, t1 = history[0]
-        return t1 * n / n1
+        return t1 * (n / n1) ** one_point_power
     (n1, t1), (n2, t2) = history[-2], history[-1]
     slope = max(1.0, math.log(max(t2, 1e-3) / max(t1, 1e-3)) / math.log(n2 / n1))
     return t2 * (n / n2) ** slope
@@ -165,7 +170,7 @@ def main() -> int:
                            "cluster" if cluster else "plain", "n": n, "ours": ours}
                     for peer, hist, timer in (("R", hist_r, lambda r: time_r(frame, cluster, r, tmp)),
                                               ("lifelines", hist_ll, lambda r: time_lifelines(frame, cluster, r))):
-                        guess = predicted(hist, n)
+                        guess = predicted(hist, n, 2.0 if cluster else 1.0)
                         if guess > CAP_SECONDS:
                             row[peer] = None
                             row[f"{peer}_note"] = f"capped (predicted ~{guess:.0f} s)"
