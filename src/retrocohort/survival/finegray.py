@@ -58,6 +58,7 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+from numba import njit
 from scipy import stats
 
 from .._design import _is_categorical, design_matrix, require_columns
@@ -100,8 +101,8 @@ class _SortedData:
     cens_events_upto: np.ndarray  # (m,) number of event times < cens_time
     cens_comp_upto: np.ndarray  # (m,) number of competing rows with time < cens_time
     cens_upto: np.ndarray  # (n,) number of censoring times <= T_j
-    z_comp: np.ndarray  # (c, p) covariates of the competing rows
     inv_g_comp: np.ndarray  # (c,) 1 / G(T_j-) of the competing rows
+    inv_g_row: np.ndarray  # (n,) 1 / G(T_j-) for competing rows, 0 for the others
     sum_z_events: np.ndarray  # (p,)
     z_mean: np.ndarray  # (p,) column means removed from z
 
@@ -158,28 +159,11 @@ def _prepare(time: np.ndarray, status: np.ndarray, z: np.ndarray, cause: int, ce
         events_upto=events_upto, comp_rows=comp_rows, comp_before_event=comp_before_event,
         cens_time=cens_time, cens_count=cens_count, cens_at_risk=cens_at_risk,
         cens_events_upto=cens_events_upto, cens_comp_upto=cens_comp_upto, cens_upto=cens_upto,
-        z_comp=zs[comp_rows], inv_g_comp=1.0 / g_left[comp_rows],
+        inv_g_comp=1.0 / g_left[comp_rows],
+        inv_g_row=np.where(is_comp, 1.0 / g_left, 0.0),
         sum_z_events=zs[is_cause].sum(axis=0), z_mean=z_mean,
     )
     return data, order
-
-
-def _prefix(x: np.ndarray) -> np.ndarray:
-    """Cumulative sum with a leading zero: ``out[i] = sum(x[:i])`` (axis 0)."""
-    out = np.zeros((x.shape[0] + 1,) + x.shape[1:])
-    np.cumsum(x, axis=0, out=out[1:])
-    return out
-
-
-def _suffix(x: np.ndarray) -> np.ndarray:
-    """Reverse cumulative sum with a trailing zero: ``out[i] = sum(x[i:])`` (axis 0).
-
-    Summed from the end rather than as total minus prefix, so that late,
-    small tails keep their relative precision.
-    """
-    out = np.zeros((x.shape[0] + 1,) + x.shape[1:])
-    np.cumsum(x[::-1], axis=0, out=out[-2::-1])
-    return out
 
 
 class _Fit(NamedTuple):
@@ -194,81 +178,184 @@ class _Fit(NamedTuple):
     tail_g_hazard: np.ndarray  # (k + 1,) [i] = sum_{k >= i} G(t_k-) dLambda(t_k)
 
 
+@njit(cache=True)
+def _evaluate_kernel(z, beta, cause, event_start, n_event, g_event, comp_rows, inv_g_comp,
+                     comp_before_event, events_upto, inv_g_row):  # pragma: no cover - compiled
+    """One fused pass per quantity of :func:`_evaluate` (same sums, no n x p temporaries)."""
+    n, p = z.shape
+    k_times = event_start.shape[0]
+    eta = np.empty(n)
+    shift = -np.inf
+    for i in range(n):
+        acc = 0.0
+        for a in range(p):
+            acc += z[i, a] * beta[a]
+        eta[i] = acc
+        if acc > shift:
+            shift = acc
+    e = np.empty(n)
+    loglik = 0.0
+    for i in range(n):
+        e[i] = np.exp(eta[i] - shift)
+        if cause[i]:
+            loglik += eta[i]
+    # Subjects still at risk at event time k (rows >= event_start[k]): summed backwards.
+    s0 = np.empty(k_times)
+    s1 = np.empty((k_times, p))
+    r0 = 0.0
+    r1 = np.zeros(p)
+    end = n
+    for k in range(k_times - 1, -1, -1):
+        for i in range(event_start[k], end):
+            r0 += e[i]
+            for a in range(p):
+                r1[a] += e[i] * z[i, a]
+        end = event_start[k]
+        s0[k] = r0
+        for a in range(p):
+            s1[k, a] = r1[a]
+    # Competing events before event time k, weighted G(t_k-) / G(T_j-): summed forwards.
+    c0 = 0.0
+    c1 = np.zeros(p)
+    m = 0
+    for k in range(k_times):
+        while m < comp_before_event[k]:
+            row = comp_rows[m]
+            w = e[row] * inv_g_comp[m]
+            c0 += w
+            for a in range(p):
+                c1[a] += w * z[row, a]
+            m += 1
+        g = g_event[k]
+        s0[k] += g * c0
+        for a in range(p):
+            s1[k, a] += g * c1[a]
+    zbar = np.empty((k_times, p))
+    hazard = np.empty(k_times)
+    score_events = np.zeros(p)
+    info = np.zeros((p, p))
+    for k in range(k_times):
+        d = n_event[k]
+        hazard[k] = d / s0[k]
+        loglik -= d * (np.log(s0[k]) + shift)
+        for a in range(p):
+            zbar[k, a] = s1[k, a] / s0[k]
+            score_events[a] += d * zbar[k, a]
+        for a in range(p):
+            for b in range(a + 1):
+                info[a, b] -= d * zbar[k, a] * zbar[k, b]
+    cum = np.zeros(k_times + 1)
+    for k in range(k_times):
+        cum[k + 1] = cum[k] + hazard[k]
+    tail = np.zeros(k_times + 1)
+    for k in range(k_times - 1, -1, -1):
+        tail[k] = tail[k + 1] + g_event[k] * hazard[k]
+    # sum_k d_k S2_k / S0_k rearranged per subject: e_j a_j z_j z_j', with a_j the
+    # subject's accrued (weighted) baseline hazard; no p x p matrix per event time.
+    cum_hazard = np.empty(n)
+    for i in range(n):
+        pos = events_upto[i]
+        cum_hazard[i] = cum[pos]
+        w = e[i] * (cum[pos] + tail[pos] * inv_g_row[i])
+        for a in range(p):
+            wa = w * z[i, a]
+            for b in range(a + 1):
+                info[a, b] += wa * z[i, b]
+    for a in range(p):
+        for b in range(a):
+            info[b, a] = info[a, b]
+    return loglik, score_events, info, e, shift, zbar, hazard, cum_hazard, tail
+
+
 def _evaluate(s: _SortedData, beta: np.ndarray) -> _Fit:
     """Log pseudo-likelihood, score and information at ``beta`` in O(n p^2)."""
-    eta = s.z @ beta
-    shift = float(eta.max())
-    e = np.exp(eta - shift)
-    ez = s.z * e[:, None]
+    loglik, score_events, info, e, shift, zbar, hazard, cum_hazard, tail = _evaluate_kernel(
+        s.z, np.ascontiguousarray(beta, dtype=float), s.cause, s.event_start, s.n_event, s.g_event,
+        s.comp_rows, s.inv_g_comp, s.comp_before_event, s.events_upto, s.inv_g_row,
+    )
+    return _Fit(float(loglik), s.sum_z_events - score_events, info, e, float(shift), zbar, hazard, cum_hazard, tail)
 
-    # Subjects still at risk at event time k: sorted rows >= event_start[k].
-    block = np.add.reduceat(e, s.event_start)
-    r0 = _suffix(block)[:-1]
-    r1 = _suffix(np.add.reduceat(ez, s.event_start, axis=0))[:-1]
-    # Competing events strictly before event time k, weighted by 1 / G(T_j-).
-    w_comp = e[s.comp_rows] * s.inv_g_comp
-    c0 = _prefix(w_comp)[s.comp_before_event]
-    c1 = _prefix(s.z_comp * w_comp[:, None])[s.comp_before_event]
-    s0 = r0 + s.g_event * c0
-    s1 = r1 + s.g_event[:, None] * c1
 
-    zbar = s1 / s0[:, None]
-    hazard = s.n_event / s0
-    loglik = float(eta[s.cause].sum() - np.sum(s.n_event * (np.log(s0) + shift)))
-    score = s.sum_z_events - s.n_event @ zbar
-
-    # sum_k d_k S2_k / S0_k rearranged per subject (no p x p per event time).
-    cum_hazard = _prefix(hazard)[s.events_upto]
-    tail_g_hazard = _suffix(s.g_event * hazard)
-    accrued = cum_hazard.copy()
-    comp = s.comp_rows
-    accrued[comp] += tail_g_hazard[s.events_upto[comp]] * s.inv_g_comp
-    ez *= accrued[:, None]  # reuse the buffer: rows become e_j a_j z_j
-    info = ez.T @ s.z - (zbar.T * s.n_event) @ zbar
-    return _Fit(loglik, score, info, e, shift, zbar, hazard, cum_hazard, tail_g_hazard)
+@njit(cache=True)
+def _influence_kernel(z, e, cause, censored, events_upto, zbar, hazard, cum_hazard, tail, g_event, inv_g_row,
+                      comp_rows, inv_g_comp, cens_count, cens_at_risk, cens_events_upto, cens_comp_upto,
+                      cens_upto):  # pragma: no cover - compiled
+    """eta_i + psi_i for every subject (n, p); see :func:`_influence` for the formulas."""
+    n, p = z.shape
+    k_times = hazard.shape[0]
+    # cumulative sums over event times of zbar_k dL_k (forward) and G(t_k-) zbar_k dL_k (backward)
+    cum_zh = np.zeros((k_times + 1, p))
+    for k in range(k_times):
+        for a in range(p):
+            cum_zh[k + 1, a] = cum_zh[k, a] + zbar[k, a] * hazard[k]
+    tail_gzh = np.zeros((k_times + 1, p))
+    for k in range(k_times - 1, -1, -1):
+        for a in range(p):
+            tail_gzh[k, a] = tail_gzh[k + 1, a] + g_event[k] * zbar[k, a] * hazard[k]
+    out = np.empty((n, p))
+    for i in range(n):
+        pos = events_upto[i]
+        w_comp = e[i] * inv_g_row[i]
+        for a in range(p):
+            v = -e[i] * (z[i, a] * cum_hazard[i] - cum_zh[pos, a])
+            if cause[i]:
+                v += z[i, a] - zbar[pos - 1, a]
+            if w_comp > 0.0:
+                v -= w_comp * (z[i, a] * tail[pos] - tail_gzh[pos, a])
+            out[i, a] = v
+    m_times = cens_count.shape[0]
+    if m_times == 0 or comp_rows.shape[0] == 0:
+        return out
+    # q(u_m) = F1(u_m) B0(u_m) - F0(u_m) B1(u_m): competing events strictly before u_m
+    # (forward sums) times event times on or after u_m (backward sums).
+    q = np.empty((m_times, p))
+    f0 = 0.0
+    f1 = np.zeros(p)
+    c = 0
+    for m in range(m_times):
+        while c < cens_comp_upto[m]:
+            row = comp_rows[c]
+            w = e[row] * inv_g_comp[c]
+            f0 += w
+            for a in range(p):
+                f1[a] += w * z[row, a]
+            c += 1
+        k = cens_events_upto[m]
+        for a in range(p):
+            q[m, a] = f1[a] * tail[k] - f0 * tail_gzh[k, a]
+    # psi_i = sum_m q(u_m) / n(u_m) dM^c_i(u_m), dM^c_i = dN^c_i - 1{T_i >= u_m} c(u_m) / n(u_m)
+    comp_sum = np.zeros((m_times + 1, p))
+    for m in range(m_times):
+        scale = cens_count[m] / (cens_at_risk[m] * cens_at_risk[m])
+        for a in range(p):
+            comp_sum[m + 1, a] = comp_sum[m, a] + q[m, a] * scale
+    for i in range(n):
+        j = cens_upto[i]
+        for a in range(p):
+            out[i, a] -= comp_sum[j, a]
+        if censored[i]:
+            for a in range(p):
+                out[i, a] += q[j - 1, a] / cens_at_risk[j - 1]
+    return out
 
 
 def _influence(s: _SortedData, f: _Fit) -> np.ndarray:
     """Per-subject influence terms ``eta_i + psi_i`` (n, p), sorted order.
 
     ``eta_i`` is the subject's score residual under the subdistribution risk
-    set; ``psi_i`` is the effect of the subject's censoring-process martingale
-    on the estimated weights (Fine & Gray 1999, section 3). The sandwich
-    ``I^-1 (sum_i u_i u_i') I^-1`` with ``u_i = eta_i + psi_i`` is crr's
-    ``var``.
+    set, ``sum_t (z_i - zbar(t)) (dN_i(t) - w_i(t) e_i dLambda(t))``;
+    ``psi_i = sum_u q(u) / n(u) dM^c_i(u)`` is the effect of the subject's
+    censoring-process martingale on the estimated weights (Fine & Gray 1999,
+    section 3), with ``q(u)`` the sum over competing events strictly before
+    ``u`` of ``(e_i / G(T_i-)) sum_{t_k >= u} G(t_k-) (z_i - zbar_k) dLambda_k``
+    (crr's discretisation; see the module notes). The sandwich
+    ``I^-1 (sum_i u_i u_i') I^-1`` with ``u_i = eta_i + psi_i`` is crr's ``var``.
     """
-    z, e = s.z, f.e
-    pos = s.events_upto
-    zbar_hazard = f.zbar * f.hazard[:, None]
-    cum_zbar_hazard = _prefix(zbar_hazard)[pos]  # sum_{t_k <= T_j} zbar_k dL_k
-    g_zbar_hazard = _suffix(zbar_hazard * s.g_event[:, None])  # (k+1, p)
-
-    # eta: own event minus the compensator over the time the subject is in the risk set.
-    eta = -(e[:, None] * (z * f.cum_hazard[:, None] - cum_zbar_hazard))
-    ev = np.flatnonzero(s.cause)
-    eta[ev] += z[ev] - f.zbar[pos[ev] - 1]
-    comp = s.comp_rows
-    wcomp = e[comp] * s.inv_g_comp
-    pos_comp = pos[comp]
-    eta[comp] -= wcomp[:, None] * (s.z_comp * f.tail_g_hazard[pos_comp][:, None] - g_zbar_hazard[pos_comp])
-
-    # psi: q(u) at censoring times u = sum over competing events with T_i < u of
-    # (e_i / G(T_i-)) * sum_{t_k >= u} G(t_k-) (z_i - zbar_k) dL_k
-    # (crr's discretisation; see the module notes).
-    if s.cens_time.shape[0] == 0 or comp.shape[0] == 0:
-        return eta
-    f0 = _prefix(wcomp)[s.cens_comp_upto]
-    f1 = _prefix(s.z_comp * wcomp[:, None])[s.cens_comp_upto]
-    b0 = f.tail_g_hazard[s.cens_events_upto]
-    b1 = g_zbar_hazard[s.cens_events_upto]
-    q = f1 * b0[:, None] - f0[:, None] * b1  # (m, p)
-    # dM^c_j(u) = dN^c_j(u) - 1{T_j >= u} dLambda^c(u), dLambda^c = c(u) / n(u).
-    compensator = _prefix(q * (s.cens_count / s.cens_at_risk**2)[:, None])[s.cens_upto]
-    psi = -compensator
-    cens = np.flatnonzero(s.censored)
-    own = s.cens_upto[cens] - 1
-    psi[cens] += q[own] / s.cens_at_risk[own][:, None]
-    return eta + psi
+    return _influence_kernel(
+        s.z, f.e, s.cause, s.censored, s.events_upto, f.zbar, f.hazard, f.cum_hazard, f.tail_g_hazard,
+        s.g_event, s.inv_g_row, s.comp_rows, s.inv_g_comp, s.cens_count, s.cens_at_risk,
+        s.cens_events_upto, s.cens_comp_upto, s.cens_upto,
+    )
 
 
 class _Solution(NamedTuple):
