@@ -22,9 +22,10 @@ with ``a_j`` the subject's accumulated (weighted) baseline hazard. The
 censoring term of crr's sandwich variance (``psi`` in Fine & Gray's section 3)
 is an integral over censoring times of ``q(u) / pi(u) dM^c_j(u)`` and ``q(u)``
 is itself a product of a forward sum (competing events before ``u``) and a
-backward sum (event times after ``u``), so it is also a handful of cumulative
-sums. ``tests/survival/test_finegray_direct.py`` checks these kernels against the
-O(n^2) definitions written term by term.
+backward sum (event times from ``u`` on), so it is also a handful of cumulative
+sums. The sums run in two numba kernels (one pass over the sorted rows per
+sum, no ``n x p`` temporaries). ``tests/survival/test_finegray_direct.py``
+checks these kernels against the O(n^2) definitions written term by term.
 
 Conventions (checked against crr 2.2-11 on whole-day tied data)
 ---------------------------------------------------------------
