@@ -531,14 +531,22 @@ def _concordance_kernel(stop, start, event, w, rank, n_rank, sbounds, sorder, ha
                 per_row[k, 0] += dead_total - below - same
                 per_row[k, 1] += below
                 per_row[k, 2] += same
-        # empty the trees along the paths this stratum used (zeroing them whole would cost
-        # O(n_rank) per stratum, too much with many small strata)
-        for k in range(lo, hi):
-            rk = rank[k]
-            _fenwick_clear(risk, rk)
-            _fenwick_clear(dead, rk)
-            risk_at[rk] = 0.0
-            dead_at[rk] = 0.0
+        if s == sbounds.shape[0] - 2:
+            break
+        if 16 * (hi - lo) >= n_rank:
+            risk[:] = 0.0
+            dead[:] = 0.0
+            risk_at[:] = 0.0
+            dead_at[:] = 0.0
+        else:
+            # a small stratum: empty the trees along the paths it used (zeroing them whole
+            # would cost O(n_rank) per stratum, too much with many small strata)
+            for k in range(lo, hi):
+                rk = rank[k]
+                _fenwick_clear(risk, rk)
+                _fenwick_clear(dead, rk)
+                risk_at[rk] = 0.0
+                dead_at[rk] = 0.0
     return conc, disc, tied_x, per_row
 
 
