@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 from .cohort import Cohort, extract
 from .matching import balance, match_nearest, propensity_score, table_one
 from .report import methods_paragraph, render_html, results_paragraph, save_figure, study_figures
-from .sources import MimicIV, check_source, generate_synthetic
+from .sources import MimicIV, SyntheticInfo, check_source, generate_synthetic
 from .study import Study, default_study, load_study
 from .study.outputs import write_outputs
 from .study.pipeline import run_study
@@ -29,6 +29,7 @@ __all__ = [
     "Cohort",
     "MimicIV",
     "Study",
+    "SyntheticInfo",
     "balance",
     "check_source",
     "cox",
