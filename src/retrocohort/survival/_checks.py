@@ -133,9 +133,10 @@ def check_group(data: pd.DataFrame, column: str | None, where: str = "data") -> 
         remap = np.full(len(col.cat.categories), -1, dtype=np.int64)
         remap[used] = np.arange(len(used))
         return remap[codes], levels
-    levels_arr, codes = np.unique(np.asarray(col), return_inverse=True)
-    levels = [v.item() if hasattr(v, "item") else v for v in levels_arr]
-    return codes.astype(np.int64).reshape(-1), levels
+    # hash-based factorize with sorted levels: O(n), where np.unique would argsort all rows
+    codes, levels_arr = pd.factorize(col, sort=True)
+    levels = [v.item() if hasattr(v, "item") else v for v in np.asarray(levels_arr)]
+    return np.asarray(codes, dtype=np.int64), levels
 
 
 def require_events(n_events: float, what: str, where: str = "data") -> None:

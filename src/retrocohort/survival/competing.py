@@ -333,6 +333,12 @@ def gray_kernel(
     survival_before = np.hstack([np.ones((n_groups, 1)), survival[:, :-1]])
     cif = np.cumsum(np.where(active, survival_before * d1 / safe_y, 0.0), axis=1)
     cif_before = np.hstack([np.zeros((n_groups, 1)), cif[:, :-1]])
+    # censoring-only times add nothing to the score or the covariance: drop them
+    # (with continuous times that is most of the grid)
+    keep = (d1 + d2).sum(axis=0) > 0
+    at_risk, d1, d2, survival, survival_before, cif_before, active, safe_y = (
+        array[:, keep] for array in (at_risk, d1, d2, survival, survival_before, cif_before, active, safe_y)
+    )
 
     with np.errstate(divide="ignore", invalid="ignore"):
         h = np.where(active & (survival_before > 0), at_risk / survival_before, 0.0)

@@ -131,6 +131,8 @@ def _apply_timefix(tables: list[RiskTable], others: list[list[RiskTable]]) -> tu
         return tables, others
 
     def fix(table: RiskTable) -> RiskTable:
+        if table.time is grid:  # one group: its times are the grid itself
+            return merge_near_ties(table, representative)
         return merge_near_ties(table, representative[np.searchsorted(grid, table.time)])
 
     return [fix(t) for t in tables], [[fix(t) for t in group] for group in others]
