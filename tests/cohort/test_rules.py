@@ -103,6 +103,16 @@ def build() -> MiniMimic:
     m.ckrt_patient(28, gender="F", anchor_age=80)
     m.rows["hosp/labevents"] = [r for r in m.rows["hosp/labevents"] if (r["subject_id"], r["itemid"]) != (28, 50912)]
     m.lab(28, 280, 50912, INDEX + 2 * H, 3.0)  # after index: never the baseline
+    # SOFA cardiovascular bands: dopamine 7 mcg/kg/min; norepinephrine 12 mcg/min at 80 kg; vasopressin only.
+    p = m.ckrt_patient(29, vasopressor=False)
+    m.input(29, p["hadm_id"], p["stay_id"], 221662, INDEX - 4 * H, INDEX + 4 * H, amount=200.0, amountuom="mg",
+            rate=7.0, rateuom="mcg/kg/min")
+    p = m.ckrt_patient(30, vasopressor=False)
+    m.input(30, p["hadm_id"], p["stay_id"], 221906, INDEX - 4 * H, INDEX + 4 * H, amount=4.0, amountuom="mg",
+            rate=12.0, rateuom="mcg/min", patientweight=80.0)
+    p = m.ckrt_patient(31, vasopressor=False)
+    m.input(31, p["hadm_id"], p["stay_id"], 222315, INDEX - 4 * H, INDEX + 4 * H, amount=10.0, amountuom="units",
+            rate=2.4, rateuom="units/hour")
     return m
 
 
@@ -142,8 +152,8 @@ def test_attrition_log_counts_add_up(cohort):
     assert log.remaining.iloc[-1] == len(cohort.data)
     screening = cohort.screening
     assert screening.remaining.iloc[-1] == log.remaining.iloc[0]
-    # 28 patients have CKRT; 14 (minor), 15 and 17 (no support) and 27 (first CKRT stay unsupported) leave.
-    assert screening.remaining.iloc[0] == 28
+    # 31 patients have CKRT; 14 (minor), 15 and 17 (no support) and 27 (first CKRT stay unsupported) leave.
+    assert screening.remaining.iloc[0] == 31
     assert dict(zip(screening.step, screening.excluded))["known_icu_stay"] == 0
     assert dict(zip(screening.step, screening.excluded))["adult"] == 1
     assert dict(zip(screening.step, screening.excluded))["support"] == 3
@@ -224,6 +234,13 @@ def test_sofa_components(cohort):
     assert r.sofa == sum(parts)
     plain = row(cohort, 1)  # norepinephrine 0.08 -> 3, nothing else but renal
     assert (plain.sofa_cardiovascular, plain.sofa_respiratory, plain.sofa) == (3, 0, 7)
+
+
+def test_sofa_cardiovascular_bands(cohort):
+    assert row(cohort, 29).sofa_cardiovascular == 3  # dopamine > 5 and <= 15 mcg/kg/min
+    assert row(cohort, 30).sofa_cardiovascular == 4  # 12 mcg/min / 80 kg = 0.15 mcg/kg/min > 0.1
+    r = row(cohort, 31)  # vasopressin: support, but not a SOFA drug
+    assert (r.vasopressor, r.sofa_cardiovascular) == (1, 0)
 
 
 def test_egfr_ckd_epi_2021(cohort):
