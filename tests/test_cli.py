@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 
 from retrocohort.cli import app
 from retrocohort.report import figures as report_figures
-from retrocohort.sources.synthetic import generate_synthetic
 from retrocohort.study.outputs import validate_results_document
 from tests.study.test_outputs import identifiers, leaked
 
@@ -28,9 +27,13 @@ def invoke(*args: str):
 
 @pytest.fixture(scope="module")
 def small_ehr(tmp_path_factory) -> Path:
-    """The smallest synthetic EHR the generator writes (a cohort of a handful of patients)."""
+    """The smallest synthetic EHR the generator writes (a cohort of a handful of patients), via `synth`."""
     path = tmp_path_factory.mktemp("ehr") / "small"
-    generate_synthetic(path, stays=200, seed=3)
+    result, text = invoke("synth", "--out", path, "--stays", 200, "--seed", 3)
+    assert result.exit_code == 0, text
+    truth = json.loads((path / "SYNTHETIC.json").read_text())["truth"]
+    assert f"hr_death = {truth['hr_death']}" in text
+    assert (path / "hosp" / "patients.csv.gz").is_file() and (path / "icu" / "procedureevents.csv.gz").is_file()
     return path
 
 

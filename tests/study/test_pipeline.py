@@ -283,3 +283,30 @@ def test_data_fingerprint_uses_content_not_mtime(tmp_path):
     assert data_fingerprint(a) == first
     (a / "hosp" / "patients.csv").write_text("subject_id\n2\n")
     assert data_fingerprint(a) != first
+
+
+def test_matching_with_replacement_uses_per_patient_robust_variance():
+    study = parse_study({"matching": {"replace": True}})
+    result = analyse_cohort(make_cohort(n=400, seed=8), study)
+    est = result.estimate("death_90d", "cox_unadjusted", "matched")
+    assert est is not None and "replacement" in est.variance
+    # With replacement a control can serve several exposed patients: weights are not all 1.
+    direct = cox(result.matched, "death_time", "death", ["exposed"], weights="weight", robust=True)
+    assert est.upper == pytest.approx(direct.summary.loc["exposed", "upper"], rel=1e-12)
+    fg = result.estimate("krt_liberation_90d", "fine_gray_unadjusted", "matched")
+    assert fg is not None and "sandwich" in fg.variance
+
+
+def test_probit_link_matches_on_the_logit_of_the_score():
+    study = parse_study({"propensity": {"link": "probit"}})
+    result = analyse_cohort(make_cohort(n=300, seed=9), study)
+    ps = result.cohort["ps"].to_numpy()
+    np.testing.assert_allclose(result.cohort["ps_logit"], np.log(ps / (1 - ps)), rtol=1e-12)
+    np.testing.assert_allclose(result.matching.distance.to_numpy(), result.cohort["ps_logit"], rtol=1e-12)
+
+
+def test_model_based_variance_when_not_clustering():
+    study = parse_study({"models": {"cluster_on_matched_set": False}})
+    result = analyse_cohort(make_cohort(n=400, seed=10), study)
+    est = result.estimate("death_90d", "cox_adjusted", "matched")
+    assert "cluster" not in est.variance
