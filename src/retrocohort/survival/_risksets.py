@@ -231,6 +231,7 @@ def grouped_risk_table(
         tables.append(
             risk_table(time[rows], [np.asarray(mark)[rows] for mark in marks], None if weights is None else weights[rows])
         )
+    # timsort: the concatenation is K sorted runs, merged in linear time
     merged = np.sort(np.concatenate([table.time for table in tables]), kind="stable")
     grid, _ = distinct_sorted(merged)
     if timefix:
@@ -241,7 +242,6 @@ def grouped_risk_table(
             ]
             grid, _ = distinct_sorted(representative)
     m = grid.shape[0]
-    n_risk = np.zeros((n_groups, m))
     n_total = np.zeros((n_groups, m))
     counts = np.zeros((n_groups, m, len(marks)))
     for g, table in enumerate(tables):
@@ -250,10 +250,8 @@ def grouped_risk_table(
         place = np.searchsorted(grid, table.time)
         n_total[g, place] = table.n_total
         counts[g, place, :] = table.counts
-        # at grid time t the group's risk set is that of its first own time >= t
-        first = np.searchsorted(table.time, grid, side="left")
-        inside = first < table.time.shape[0]
-        n_risk[g, inside] = table.n_risk[first[inside]]
+    # a group's risk set at grid time t is everyone of it leaving at t or later
+    n_risk = np.cumsum(n_total[:, ::-1], axis=1)[:, ::-1]
     return GroupedRiskTable(grid, n_risk, n_total, counts)
 
 
