@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retrocohort.survival.cox import baseline_hazard, cox, predict_survival
+from retrocohort.survival.cox import baseline_hazard, cox, predict_survival, score_residuals
 from retrocohort.survival.zph import ph_test
 
 SIM = ["trt", "grp", "x"]
@@ -126,3 +126,10 @@ def test_predicted_survival_for_profiles(fits):
     profiles = pd.DataFrame(sv["profiles"])
     ours = predict_survival(fit, profiles, sv["times"])
     _rel(ours.to_numpy(), np.array(sv["surv"]), 1e-7, "survfit(fit, newdata)")
+
+
+@pytest.mark.parametrize("name", ["cox_ties_efron", "cox_entry_strata_cluster"])
+def test_score_residuals(fits, name):
+    ref, fit = fits[name]
+    expected = np.array(ref["values"]["score_residuals"])
+    _rel(score_residuals(fit).to_numpy(), expected, 1e-6, "residuals(fit, type = 'score')")

@@ -1,7 +1,7 @@
 # Cox regression (coxph) and PH test (cox.zph, transform = "km") fixtures.
 # Covariates that are categorical are passed as character columns so that R's
 # factor() and Python's sorted levels give the same reference level.
-cox_values <- function(fit, zph_terms = TRUE) {
+cox_values <- function(fit, zph_terms = TRUE, residuals = FALSE) {
   s <- summary(fit)
   z <- cox.zph(fit, transform = "km", terms = zph_terms)
   # summary.coxph rounds the printed statistics; record the unrounded ones it is built from
@@ -27,6 +27,7 @@ cox_values <- function(fit, zph_terms = TRUE) {
                df = unname(z$table[, "df"]), p = unname(z$table[, "p"]))
   )
   if (!is.null(fit$rscore)) v$robust_score <- test3(fit$rscore)
+  if (residuals) v$score_residuals <- unname(residuals(fit, type = "score"))
   bh <- basehaz(fit, centered = FALSE)
   v$basehaz <- list(time = bh$time, hazard = bh$hazard,
                     strata = if (is.null(bh$strata)) NULL else as.character(bh$strata))
@@ -82,7 +83,7 @@ sim$entry <- ifelse(sim$entry < 0, 0, sim$entry)
 
 f <- Surv(time, status) ~ trt + grp + x
 fit <- coxph(f, data = sim, ties = "efron")
-write_reference("cox_ties_efron", "coxph(Surv(time, status) ~ trt + grp + x, data = sim, ties = 'efron')", cox_values(fit), data = sim)
+write_reference("cox_ties_efron", "coxph(Surv(time, status) ~ trt + grp + x, data = sim, ties = 'efron')", cox_values(fit, residuals = TRUE), data = sim)
 fit <- coxph(f, data = sim, ties = "breslow")
 write_reference("cox_ties_breslow", "coxph(Surv(time, status) ~ trt + grp + x, data = sim, ties = 'breslow')", cox_values(fit), data = sim)
 fit <- coxph(f, data = sim, weights = w)
@@ -98,7 +99,7 @@ write_reference("cox_robust", "coxph(Surv(time, status) ~ trt + grp + x, data = 
 fit <- coxph(Surv(entry, time, status) ~ trt + grp + x, data = sim)
 write_reference("cox_entry", "coxph(Surv(entry, time, status) ~ trt + grp + x, data = sim)", cox_values(fit), data = sim)
 fit <- coxph(Surv(entry, time, status) ~ trt + grp + x + strata(site), data = sim, weights = w, cluster = set)
-write_reference("cox_entry_strata_cluster", "coxph(Surv(entry, time, status) ~ trt + grp + x + strata(site), data = sim, weights = w, cluster = set)", cox_values(fit), data = sim)
+write_reference("cox_entry_strata_cluster", "coxph(Surv(entry, time, status) ~ trt + grp + x + strata(site), data = sim, weights = w, cluster = set)", cox_values(fit, residuals = TRUE), data = sim)
 
 # p = 10 covariates plus treatment, whole-day ties
 set.seed(5)
