@@ -10,10 +10,10 @@ The kernels take arrays; validation lives in :mod:`._checks`.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 __all__ = [
@@ -113,6 +113,62 @@ def risk_table(
     return RiskTable(distinct, n_risk, n_total, counts, (n - starts).astype(float))
 
 
+@numba.njit(cache=True)
+def _tabulate_sorted_keys(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct times (as bit patterns), rows per time and marked rows per time from sorted keys.
+
+    ``key = time_bits << 1 | mark``: keys of one time differ only in bit 0. One
+    pass instead of xor, flatnonzero and reduceat over n-long temporaries.
+    """
+    n = key.shape[0]
+    distinct = np.empty(n, dtype=np.uint64)
+    total = np.empty(n, dtype=np.int64)
+    marked = np.empty(n, dtype=np.int64)
+    m = -1
+    previous = np.uint64(0)
+    for i in range(n):
+        value = key[i]
+        bits = value >> np.uint64(1)
+        if m < 0 or bits != previous:
+            m += 1
+            distinct[m] = bits
+            total[m] = 0
+            marked[m] = 0
+            previous = bits
+        total[m] += 1
+        marked[m] += value & np.uint64(1)
+    return distinct[: m + 1].copy(), total[: m + 1].copy(), marked[: m + 1].astype(np.float64)
+
+
+@numba.njit(cache=True)
+def _merge_runs(
+    representative: np.ndarray, n_risk: np.ndarray, n_total: np.ndarray, counts: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Collapse consecutive rows that share a representative time (one pass)."""
+    m = representative.shape[0]
+    k = counts.shape[1]
+    time_out = np.empty(m)
+    risk_out = np.empty(m)
+    total_out = np.empty(m)
+    counts_out = np.empty((m, k))
+    rows_out = np.empty(m)
+    r = -1
+    for i in range(m):
+        if r < 0 or representative[i] != time_out[r]:
+            r += 1
+            time_out[r] = representative[i]
+            risk_out[r] = n_risk[i]
+            rows_out[r] = rows[i]
+            total_out[r] = 0.0
+            for j in range(k):
+                counts_out[r, j] = 0.0
+        total_out[r] += n_total[i]
+        for j in range(k):
+            counts_out[r, j] += counts[i, j]
+    r += 1
+    return time_out[:r].copy(), risk_out[:r].copy(), total_out[:r].copy(), counts_out[:r].copy(), rows_out[:r].copy()
+
+
 def _unweighted_risk_table(time: np.ndarray, marks: list[np.ndarray]) -> RiskTable:
     """Counting without a permutation.
 
@@ -133,22 +189,14 @@ def _unweighted_risk_table(time: np.ndarray, marks: list[np.ndarray]) -> RiskTab
         # in place, casting the flag chunk by chunk (no n-long uint64 temporary)
         np.bitwise_or(key, marks[0].view(np.uint8), out=key, casting="unsafe")
     key.sort()
-    # a new time starts wherever the keys differ above the mark bit
-    new_run = np.empty(n, dtype=bool)
-    new_run[0] = True
-    np.greater_equal(key[1:] ^ key[:-1], np.uint64(2), out=new_run[1:])
-    starts = np.flatnonzero(new_run)
-    distinct = (key[starts] >> np.uint64(1)).view(np.float64)
-    n_total = np.diff(np.append(starts, n)).astype(float)
+    distinct_bits, n_total_int, first_mark = _tabulate_sorted_keys(key)
+    distinct = distinct_bits.view(np.float64)
+    n_total = n_total_int.astype(float)
+    starts = np.cumsum(n_total_int) - n_total_int  # index of each time's first sorted row
     n_risk = (n - starts).astype(float)
     counts = np.zeros((distinct.shape[0], k), dtype=float)
     if k:
-        # the mark is bit 0 of the first (little-endian) byte of each key: a strided view, no copy
-        if sys.byteorder == "little":
-            low_byte = key.view(np.uint8)[:: key.itemsize]
-            counts[:, 0] = np.add.reduceat(low_byte & np.uint8(1), starts, dtype=np.int64)
-        else:
-            counts[:, 0] = np.add.reduceat((key & np.uint64(1)).astype(np.int64), starts)
+        counts[:, 0] = first_mark
     for j in range(1, k):
         marked = np.sort(time[marks[j]])
         if marked.shape[0] == 0:
@@ -282,17 +330,11 @@ def merge_near_ties(table: RiskTable, representative: np.ndarray) -> RiskTable:
     """Merge consecutive rows of ``table`` whose times share a representative (see above)."""
     if table.time.shape[0] == 0:
         return table
-    new = np.empty(representative.shape[0], dtype=bool)
-    new[0] = True
-    np.not_equal(representative[1:], representative[:-1], out=new[1:])
-    starts = np.flatnonzero(new)
-    counts = np.empty((starts.shape[0], table.counts.shape[1]))
-    for j in range(table.counts.shape[1]):  # 1-D reduceat is much faster than axis=0 on (m, k)
-        counts[:, j] = np.add.reduceat(table.counts[:, j], starts)
-    return RiskTable(
-        time=representative[starts],
-        n_risk=table.n_risk[starts],
-        n_total=np.add.reduceat(table.n_total, starts),
-        counts=counts,
-        rows_at_risk=table.rows_at_risk[starts],
+    time, n_risk, n_total, counts, rows = _merge_runs(
+        np.ascontiguousarray(representative, dtype=np.float64),
+        table.n_risk,
+        table.n_total,
+        np.ascontiguousarray(table.counts, dtype=np.float64),
+        table.rows_at_risk,
     )
+    return RiskTable(time=time, n_risk=n_risk, n_total=n_total, counts=counts, rows_at_risk=rows)
