@@ -127,8 +127,10 @@ def test_synth_refuses_non_empty_folder(tmp_path):
     target = tmp_path / "ehr"
     target.mkdir()
     (target / "x.txt").write_text("x")
-    result, text = invoke("synth", "--out", target, "--stays", 200, "--seed", 1)
-    assert result.exit_code == 2 and "--force" in text
+    for extra in ((), ("--force",)):
+        result, text = invoke("synth", "--out", target, "--stays", 200, "--seed", 1, *extra)
+        assert result.exit_code == 2 and "not a synthetic EHR" in text
+    assert [p.name for p in target.iterdir()] == ["x.txt"]
 
 
 @pytest.mark.slow

@@ -241,14 +241,19 @@ def demo(
 
     with _user_errors():
         _check_out(out, force)
-        if data is not None and data.exists() and any(data.iterdir()) and not force:
+        if data is not None and data.exists() and any(data.iterdir()):
             from .study.outputs import OutputExistsError
 
-            raise OutputExistsError(f"data folder {str(data)!r} already exists and is not empty; pass --force or another --data")
+            if not (data / "SYNTHETIC.json").exists():
+                raise OutputExistsError(
+                    f"data folder {str(data)!r} is not empty and is not a synthetic EHR; choose another --data"
+                )
+            if not force:
+                raise OutputExistsError(
+                    f"data folder {str(data)!r} already holds a synthetic EHR; pass --force to regenerate it"
+                )
         workdir = Path(tempfile.mkdtemp(prefix="retrocohort-demo-")) if data is None else data
         try:
-            if data is not None and data.exists() and force:
-                shutil.rmtree(data)
             kwargs: dict[str, Any] = {}
             if stays is not None:
                 kwargs["stays"] = stays
@@ -301,7 +306,7 @@ def synth(
     stays: int | None = typer.Option(None, "--stays", min=1, help="ICU stays (default: calibrated to the published cohort)."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (default: the calibrated one)."),
     fmt: str = typer.Option("csv.gz", "--format", help="csv.gz (as PhysioNet ships MIMIC-IV) or parquet."),
-    force: bool = typer.Option(False, "--force", help="Write into OUT even if it is not empty."),
+    force: bool = typer.Option(False, "--force", help="Regenerate OUT if it already holds a synthetic EHR."),
 ) -> None:
     """Write a synthetic EHR in the MIMIC-IV layout (hosp/, icu/, SYNTHETIC.json).
 
@@ -313,10 +318,13 @@ def synth(
     with _user_errors():
         if fmt not in ("csv.gz", "parquet"):
             raise InputError(f"--format {fmt!r} is not supported; choose csv.gz or parquet")
-        if out.exists() and any(out.iterdir()) and not force:
+        if out.exists() and any(out.iterdir()):
             from .study.outputs import OutputExistsError
 
-            raise OutputExistsError(f"{str(out)!r} exists and is not empty; choose another --out or pass --force")
+            if not (out / "SYNTHETIC.json").exists():
+                raise OutputExistsError(f"{str(out)!r} is not empty and is not a synthetic EHR; choose another --out")
+            if not force:
+                raise OutputExistsError(f"{str(out)!r} already holds a synthetic EHR; pass --force to regenerate it")
         kwargs: dict[str, Any] = {"fmt": fmt}
         if stays is not None:
             kwargs["stays"] = stays

@@ -143,9 +143,14 @@ def test_existing_folder_needs_force(tmp_path):
     (out / "keep.txt").write_text("user file")
     with pytest.raises(OutputExistsError, match="--force"):
         write_outputs(result, out)
+    # --force never deletes a folder that is not an earlier output.
+    with pytest.raises(OutputExistsError, match="does not look like"):
+        write_outputs(result, out, force=True)
     assert (out / "keep.txt").read_text() == "user file"
+    (out / "results.json").write_text("{}")  # an earlier output
     write_outputs(result, out, force=True)
     assert not (out / "keep.txt").exists() and (out / "report.html").is_file()
+    assert json.loads((out / "results.json").read_text())["counts"]["eligible"] == 6
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 

@@ -527,7 +527,8 @@ def write_outputs(
     ----------
     result : StudyResult
     out_dir : folder to create; must not exist unless ``force``.
-    force : replace an existing ``out_dir`` (its whole content).
+    force : replace an existing ``out_dir`` (its whole content) that is empty or holds an
+        earlier output (results.json or report.html); any other folder is never replaced.
     progress : ``progress(stage_key, label, state)`` for "tables", "figures", "report".
 
     Returns
@@ -548,6 +549,13 @@ def write_outputs(
         )
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"{str(out)!r} exists and is not a folder; choose another --out")
+    if out.exists() and any(out.iterdir()) and not any((out / name).exists() for name in ("results.json", "report.html")):
+        # --force replaces an earlier report, never an arbitrary folder (a typo in --out
+        # must not delete a user's data).
+        raise OutputExistsError(
+            f"{str(out)!r} is not empty and holds no results.json or report.html, so it does not look like "
+            "an earlier retrocohort output; refusing to replace it even with --force. Choose another --out."
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
 
