@@ -85,6 +85,9 @@ def test_results_json_follows_schema_and_matches_result(written, result):
     assert main["estimate"] == result.estimate("death_90d", "cox_adjusted", "matched").estimate
     assert set(doc["balance"]) == {str(i) for i in result.balance_before.index}
     assert doc["provenance"]["study_fingerprint"] == result.study.fingerprint
+    assert doc["e_value"]["point"] == result.e_value["point"]
+    share = doc["e_value"]["outcome_proportion"]
+    assert doc["e_value"]["transform"] == ("common" if share >= 0.15 else "rare")
 
 
 def test_schema_validator_rejects_broken_documents(result):

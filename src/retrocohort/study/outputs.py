@@ -157,12 +157,13 @@ RESULTS_SCHEMA: dict[str, Any] = {
         },
         "e_value": {
             "type": ["object", "null"],
-            "required": ["hr", "lower", "upper", "rr", "point", "ci", "outcome_proportion", "method"],
+            "required": ["hr", "lower", "upper", "rr", "point", "ci", "outcome_proportion", "transform", "method"],
             "properties": {
                 "hr": {"type": "number"}, "lower": {"type": "number"}, "upper": {"type": "number"},
                 "rr": {"type": "number"}, "rr_lower": {"type": "number"}, "rr_upper": {"type": "number"},
                 "point": {"type": "number", "minimum": 1}, "ci": {"type": "number", "minimum": 1},
                 "outcome_proportion": {"type": "number", "minimum": 0}, "method": {"type": "string"},
+                "transform": {"type": ["string", "null"], "enum": ["rare", "common", None]},
             },
         },
         "skipped": {
@@ -360,6 +361,14 @@ def key_table(result: StudyResult) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _e_value_document(result: StudyResult) -> dict[str, Any] | None:
+    if result.e_value is None:
+        return None
+    method = result.e_value_method or ""
+    transform = "common" if "outcome common" in method else "rare" if "outcome rare" in method else None
+    return {**_plain(result.e_value), "transform": transform, "method": method}
+
+
 def results_document(result: StudyResult) -> dict[str, Any]:
     """The results.json document (schema ``SCHEMA_VERSION``, see docs/results-schema.md).
 
@@ -432,9 +441,7 @@ def results_document(result: StudyResult) -> dict[str, Any]:
             "gray_krt": _test_dict(result.gray),
             "ph_test": _ph_rows(result),
         },
-        "e_value": (
-            {**_plain(result.e_value), "method": result.e_value_method} if result.e_value is not None else None
-        ),
+        "e_value": _e_value_document(result),
         "skipped": [
             {"outcome": s.outcome, "model": s.model, "population": s.population, "reason": s.reason}
             for s in result.skipped
