@@ -13,6 +13,8 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from retrocohort.matching import match_nearest, propensity_score
 from retrocohort.study.evalue import e_value_hr
@@ -310,3 +312,26 @@ def test_model_based_variance_when_not_clustering():
     result = analyse_cohort(make_cohort(n=400, seed=10), study)
     est = result.estimate("death_90d", "cox_adjusted", "matched")
     assert "cluster" not in est.variance
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(min_value=1, max_value=40),
+    seed=st.integers(min_value=0, max_value=10_000),
+    share=st.sampled_from([0.0, 0.05, 0.3, 0.5, 1.0]),
+    death_rate=st.sampled_from([0.0, 0.002, 0.05]),
+)
+def test_small_cohorts_never_crash(n, seed, share, death_rate):
+    result = analyse_cohort(make_cohort(n=n, seed=seed, exposed_share=share, death_rate=death_rate), default_study())
+    assert result.counts["eligible"] == n
+    assert result.counts["exposed"] + result.counts["unexposed"] == n
+    fitted = {(e.outcome, e.model, e.population) for e in result.estimates}
+    skipped = {(s.outcome, s.model, s.population) for s in result.skipped}
+    # Each main model is either fitted (finite CI around the estimate) or skipped with a reason.
+    assert not fitted & skipped
+    for e in result.estimates:
+        assert 0 < e.lower <= e.estimate <= e.upper < math.inf
+    for s in result.skipped:
+        assert s.reason
+    if ("death_90d", "cox_adjusted", "full") not in fitted:
+        assert ("death_90d", "cox_adjusted", "full") in skipped
