@@ -76,3 +76,45 @@ def test_crr_parity_on_fresh_tied_data():
     # cluster variance, one subject per cluster: crr's var exactly
     clustered = fine_gray(data, "time", "status", covs, cluster="subject")
     np.testing.assert_allclose(clustered.vcov.to_numpy(), np.array(r["var1"]), rtol=1e-6, err_msg=msg)
+
+
+R_UNTIED = """
+suppressPackageStartupMessages({library(cmprsk); library(survival)})
+f <- crr(df$time, df$status, cbind(df$treated, df$score), gtol = 1e-12, maxiter = 50)
+df$status_f <- factor(df$status, 0:2, c("censor", "event", "competing"))
+fg <- finegray(Surv(time, status_f) ~ treated + score + set_id, data = df, etype = "event")
+cx <- coxph(Surv(fgstart, fgstop, fgstatus) ~ treated + score, data = fg, weights = fgwt,
+            control = coxph.control(eps = 1e-10, iter.max = 50))
+result <- list(coef = unname(f$coef), var = unname(f$var), fg_coef = unname(coef(cx)))
+"""
+
+
+def test_untied_matched_sets_crr_and_finegray_coxph():
+    require_r("cmprsk", "survival")
+    seed = secrets.randbits(32)
+    msg = f"seed={seed}"
+    rng = np.random.default_rng(seed)
+    n_sets = 150
+    set_id = np.repeat(np.arange(n_sets), 3)
+    frailty = np.repeat(rng.normal(0, 0.5, size=n_sets), 3)
+    treated = np.tile([1, 0, 0], n_sets)
+    score = rng.normal(size=3 * n_sets)
+    t_event = rng.exponential(20.0, size=3 * n_sets) * np.exp(-(-0.5 * treated + 0.3 * score + frailty))
+    t_cens = rng.uniform(0, 60, size=3 * n_sets)
+    data = pd.DataFrame({
+        "time": np.minimum(t_event, t_cens),
+        "status": np.where(t_cens < t_event, 0, rng.choice([1, 2], size=3 * n_sets)),
+        "treated": treated,
+        "score": score,
+        "set_id": set_id,
+    })
+    r = run_r(R_UNTIED, {"df": data})
+    fit = fine_gray(data, "time", "status", ["treated", "score"], tol=1e-12, max_iter=50)
+    np.testing.assert_allclose(fit.summary["coef"], r["coef"], rtol=1e-7, err_msg=msg)
+    np.testing.assert_allclose(fit.vcov.to_numpy(), np.array(r["var"]), rtol=1e-6, err_msg=msg)
+    # untied times: finegray + weighted coxph solves the same estimating equation
+    np.testing.assert_allclose(fit.summary["coef"], r["fg_coef"], rtol=1e-6, err_msg=msg)
+    matched = fine_gray(data, "time", "status", ["treated", "score"], cluster="set_id", tol=1e-12, max_iter=50)
+    assert matched.n_clusters == n_sets, msg
+    np.testing.assert_array_equal(matched.summary["coef"], fit.summary["coef"], err_msg=msg)
+    assert not np.allclose(matched.summary["se"], fit.summary["se"], rtol=1e-6), msg
