@@ -906,6 +906,6 @@ def _e_value(run: _Run, matched: pd.DataFrame | None, data: pd.DataFrame) -> tup
     weights = matched["weight"].to_numpy(dtype=float) if "weight" in matched else None
     proportion = float(np.average(matched["death"].to_numpy(dtype=float), weights=weights))
     ev = e_value_hr(primary.estimate, primary.lower, primary.upper, proportion)
-    method = f"E-value of the {primary.label} hazard ratio; {ev.method}"
+    method = f"E-value of the primary hazard ratio ({primary.label}); {ev.method}"
     values = {k: v for k, v in ev.as_dict().items() if isinstance(v, float)}
     return values, method
