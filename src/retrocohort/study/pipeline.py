@@ -122,7 +122,6 @@ DATA_FINGERPRINT_METHOD = (
 @dataclass
 class _Run:
     """Mutable bookkeeping of one run (private; the result is frozen)."""
-
     study: Study
     progress: ProgressCallback | None
     estimates: list[Estimate] = field(default_factory=list)
@@ -463,8 +462,8 @@ def _analyse(run: _Run, cohort: Any, data_path: Path | None, engine: str, starte
             "engine": engine,
             "seed": study.study.seed,
             "ph_test_model": run.ph_test_model,
-            "stage_seconds": dict(run.timings),
         }
+    # After the provenance stage closed, so its own time is included.
     provenance["stage_seconds"] = dict(run.timings)
     provenance["elapsed_seconds"] = round(time.perf_counter() - started, 3)
 
@@ -536,8 +535,7 @@ def _complete_cases(run: _Run, data: pd.DataFrame, attrition: pd.DataFrame) -> t
     return data, attrition
 
 
-def _propensity(run: _Run, data: pd.DataFrame):
-
+def _propensity(run: _Run, data: pd.DataFrame) -> Any:
     spec = run.study.propensity
     n1 = int((data["exposed"] == 1).sum())
     n0 = int((data["exposed"] == 0).sum())
@@ -568,8 +566,7 @@ def _propensity(run: _Run, data: pd.DataFrame):
     return result
 
 
-def _match(run: _Run, data: pd.DataFrame, ps_result) -> tuple[Any, pd.DataFrame | None]:
-
+def _match(run: _Run, data: pd.DataFrame, ps_result: Any) -> tuple[Any, pd.DataFrame | None]:
     spec = run.study.matching
     if ps_result is None:
         run.skip("matching", "nearest", "matched", "no propensity score (see the propensity entry)")
@@ -620,8 +617,7 @@ def _balance_covariates(run: _Run, data: pd.DataFrame) -> list[str]:
     return kept
 
 
-def _balance(run: _Run, data: pd.DataFrame, matched: pd.DataFrame | None):
-
+def _balance(run: _Run, data: pd.DataFrame, matched: pd.DataFrame | None) -> tuple[Any, Any, Any, Any]:
     covariates = _balance_covariates(run, data)
     variables = [c for c in _TABLE_ONE if c in data.columns]
     categorical = [c for c in _CATEGORICAL if c in variables]
@@ -670,12 +666,14 @@ def _fit_hr(
     cluster: str | None = None,
     robust: bool | None = None,
     note: str = "",
-):
-    """Fit one Cox or Fine-Gray model and record its exposure line (or why it was skipped)."""
+) -> Any:
+    """Fit one Cox or Fine-Gray model and record its exposure line (or why it was skipped).
 
+    Returns the fit (CoxResult / FineGrayResult) or None when skipped.
+    """
     study = run.study
     competing = outcome == "krt_liberation_90d"
-    where = f"{label}"
+    where = label
     covariates = ["exposed", *_usable_covariates(run, frame, [c for c in covariates if c != "exposed"], where)]
     event = (frame[_KRT[1]] == 1) if competing else (frame[_DEATH[1]] == 1)
     why = _why_not_estimable(frame, event, outcome, population, _n_terms(frame, covariates))
@@ -754,7 +752,6 @@ def _matched_variance(run: _Run, matched: pd.DataFrame) -> tuple[str | None, boo
 
 
 def _death(run: _Run, matched: pd.DataFrame | None):
-
     study = run.study
     outcome: Outcome = "death_90d"
     if matched is None:
@@ -802,7 +799,6 @@ def _death(run: _Run, matched: pd.DataFrame | None):
 
 
 def _krt(run: _Run, matched: pd.DataFrame | None):
-
     study = run.study
     outcome: Outcome = "krt_liberation_90d"
     if matched is None:
@@ -862,7 +858,6 @@ def _full_cohort(run: _Run, data: pd.DataFrame) -> None:
 
 def _iptw(run: _Run, data: pd.DataFrame) -> pd.DataFrame:
     """IPTW with ATT weights: exposed 1, unexposed ps / (1 - ps); robust (sandwich) variance."""
-
     ps = data["ps"].to_numpy(dtype=float)
     data = data.assign(iptw_weight=np.where(data["exposed"].to_numpy() == 1, 1.0, ps / (1.0 - ps)))
     w0 = data.loc[data["exposed"] == 0, "iptw_weight"]
