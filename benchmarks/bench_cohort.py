@@ -2,7 +2,7 @@
 
 Usage (from the project root):
     nice .venv/bin/python benchmarks/bench_cohort.py [--stays 100000] [--repeats 3] [--spark] [--data DIR]
-                                                     [--pad-millions 40]
+                                                     [--pad-millions 20] [--parquet]
 
 Generates the synthetic EHR once (csv.gz, MIMIC-IV v2.2 layout) unless --data points at one,
 then runs ``retrocohort.cohort.extract`` in a fresh child process per repeat, so that each run
@@ -12,7 +12,8 @@ There is no R or Python peer that builds this cohort from raw MIMIC-IV files, so
 reports our times against the goal; with --spark the same definitions run on local Spark.
 --pad-millions N then appends N million rows of other itemids to labevents and to chartevents
 (the two tables whose full-MIMIC size, ~160 M and ~430 M rows, dominates a real extraction) and
-times the same extraction again, to show the cost of scanning at scale.
+times the same extraction again, to show the cost of scanning at scale; --parquet then converts
+the folder with ``retrocohort.sources.to_parquet`` and times the extraction from Parquet.
 Writes benchmarks/results/cohort.md.
 """
 
@@ -97,6 +98,7 @@ def main() -> int:
     parser.add_argument("--spark", action="store_true", help="also time engine='spark' (one run)")
     parser.add_argument("--data", type=Path, default=None, help="an existing synthetic/MIMIC-IV folder")
     parser.add_argument("--pad-millions", type=float, default=0.0, help="filler rows (millions) per padded table")
+    parser.add_argument("--parquet", action="store_true", help="also time extraction after to_parquet")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "cohort.md")
     args = parser.parse_args()
     command = "nice .venv/bin/python benchmarks/bench_cohort.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -124,6 +126,17 @@ def main() -> int:
         padded_runs = [run_child(folder, "duckdb") for _ in range(args.repeats)]
         padded = (pad_s, [r["extract_s"] for r in padded_runs], max(r["peak_kib"] for r in padded_runs) / 2**20)
         assert padded_runs[0]["counts"] == runs[0]["counts"], "filler rows changed the cohort"
+    parquet = None
+    if args.parquet:
+        from retrocohort.sources import to_parquet
+
+        t = time.perf_counter()
+        pq_folder = to_parquet(folder, folder.parent / "parquet")
+        convert_s = time.perf_counter() - t
+        pq_runs = [run_child(pq_folder, "duckdb") for _ in range(args.repeats)]
+        assert pq_runs[0]["counts"] == runs[0]["counts"], "Parquet changed the cohort"
+        parquet = (convert_s, [r["extract_s"] for r in pq_runs], max(r["peak_kib"] for r in pq_runs) / 2**20,
+                   _folder_bytes(pq_folder) / 2**20)
     counts = runs[0]["counts"]
     median_s, peak_gib = statistics.median(seconds), max(peaks)
 
@@ -158,6 +171,13 @@ def main() -> int:
             f"| DuckDB, labevents and chartevents each padded with {args.pad_millions:g} M filler rows "
             f"({_folder_bytes(folder) / 2**20:,.0f} MiB on disk; same cohort) | {med:.2f} | "
             f"{', '.join(f'{s:.2f}' for s in pad_seconds)} | {pad_peak:.2f} | | |"
+        )
+    if parquet is not None:
+        convert_s, pq_seconds, pq_peak, pq_mib = parquet
+        what = "the padded folder" if padded is not None else "the same folder"
+        lines.append(
+            f"| DuckDB, {what} after `to_parquet` ({pq_mib:,.0f} MiB; conversion {convert_s:.0f} s, once) | "
+            f"{statistics.median(pq_seconds):.2f} | {', '.join(f'{s:.2f}' for s in pq_seconds)} | {pq_peak:.2f} | | |"
         )
     lines += [
         "",
