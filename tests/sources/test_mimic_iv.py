@@ -185,3 +185,16 @@ def test_engine_must_be_known(tmp_path):
         extract(folder, engine="postgres")
     with pytest.raises(ValueError, match="engine='polars'"):
         MimicIV(folder).connect(engine="polars")
+
+
+def test_unused_columns_are_never_parsed(tmp_path):
+    # Real MIMIC-IV has text like '<0.5' in value, non-numeric reference ranges and quoted commas in
+    # comments: the columns the study does not read are typed as text and cannot break a run.
+    plain = extract(small().write(tmp_path / "plain"))
+    m = small()
+    for lab in m.rows["hosp/labevents"]:
+        lab.update(value="<0.5", ref_range_lower="see note", comments='drawn late, "repeat", ok', flag="abnormal")
+    for event in m.rows["icu/inputevents"]:
+        event.update(totalamount="n/a", isopenbag="yes")
+    messy = extract(m.write(tmp_path / "messy"))
+    pd.testing.assert_frame_equal(messy.data, plain.data)
