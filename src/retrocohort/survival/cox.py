@@ -168,24 +168,32 @@ def _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron,
     return loglik, u, c, m
 
 
-def _cox_pass(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron):
+def _cox_pass(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron, scratch=None):
     """Log partial likelihood, score (p,) and information (p, p) at ``eta``.
 
     The O(n p^2) part of the information is one BLAS product (see
-    :func:`_cox_sweep`); everything else is an O(n p) sweep.
+    :func:`_cox_sweep`); everything else is an O(n p) sweep. ``scratch``
+    (from :func:`_pass_scratch`) reuses the large work arrays across
+    Newton iterations instead of faulting in fresh pages each time.
     """
-    n_ev = max(int(np.count_nonzero(event)), 1)
-    p = X.shape[1]
-    xbar_steps = np.empty((n_ev, p))
-    step_w = np.empty(n_ev)
+    if scratch is None:
+        scratch = _pass_scratch(event, X)
+    xbar_steps, step_w, scaled = scratch
     loglik, u, root, m = _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron,
                                     xbar_steps, step_w)
-    scaled = X * root[:, None]
+    np.multiply(X, root[:, None], out=scaled)
     imat = scaled.T @ scaled  # symmetric rank-k update
     xb = xbar_steps[:m] * np.sqrt(step_w[:m])[:, None]
     imat -= xb.T @ xb
     imat = (imat + imat.T) / 2
     return loglik, u, imat
+
+
+def _pass_scratch(event: np.ndarray, X: np.ndarray):
+    """Work arrays for :func:`_cox_pass`: per-death-step xbar and weight, and a scaled copy of X."""
+    n_ev = max(int(np.count_nonzero(event)), 1)
+    p = X.shape[1]
+    return np.empty((n_ev, p)), np.empty(n_ev), np.empty_like(X)
 
 
 @njit(cache=True)
@@ -879,11 +887,13 @@ def _newton(fit_pass, p: int, columns: Sequence[str], max_iter: int, eps: float)
 
 
 def _fit_pass_factory(sf: dict):
+    scratch = _pass_scratch(sf["event"], sf["X"])
+
     def fit_pass(beta: np.ndarray):
         eta = sf["X"] @ beta
         eta = eta - eta.max() if eta.size else eta
         return _cox_pass(sf["stop"], sf["start"], sf["event"], sf["w"], sf["X"], eta,
-                         sf["sbounds"], sf["sorder"], sf["has_entry"], sf["efron"])
+                         sf["sbounds"], sf["sorder"], sf["has_entry"], sf["efron"], scratch)
     return fit_pass
 
 
