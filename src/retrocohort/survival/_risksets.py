@@ -137,7 +137,8 @@ def _tabulate_sorted_keys(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
             previous = bits
         total[m] += 1
         marked[m] += value & np.uint64(1)
-    return distinct[: m + 1].copy(), total[: m + 1].copy(), marked[: m + 1].astype(np.float64)
+    # views, not copies: copying ~n-long outputs would double the memory traffic
+    return distinct[: m + 1], total[: m + 1], marked[: m + 1].astype(np.float64)
 
 
 @numba.njit(cache=True)
@@ -166,7 +167,7 @@ def _merge_runs(
         for j in range(k):
             counts_out[r, j] += counts[i, j]
     r += 1
-    return time_out[:r].copy(), risk_out[:r].copy(), total_out[:r].copy(), counts_out[:r].copy(), rows_out[:r].copy()
+    return time_out[:r], risk_out[:r], total_out[:r], counts_out[:r], rows_out[:r]
 
 
 def _unweighted_risk_table(time: np.ndarray, marks: list[np.ndarray]) -> RiskTable:
