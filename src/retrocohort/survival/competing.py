@@ -311,12 +311,6 @@ class GrayTestResult:
     cause: int
 
 
-def _cumulative_from_right(values: np.ndarray) -> np.ndarray:
-    """Sum over strictly later columns: out[..., j] = sum_{l > j} values[..., l]."""
-    total = np.cumsum(values[..., ::-1], axis=-1)[..., ::-1]
-    return total - values
-
-
 def gray_kernel(
     time: np.ndarray, is_cause: np.ndarray, is_other: np.ndarray, codes: np.ndarray, n_groups: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -396,16 +390,50 @@ def gray_kernel(
         tie_other = np.where(d2 > 1, 1.0 - (d2 - 1.0) / np.maximum(at_risk - 1.0, 1.0), 1.0)
         weight_other = np.where(active & (d2 > 0) & alive, tie_other * survival_before**2 * d2 / safe_y**2, 0.0)
 
-    covariance = np.zeros((n_groups, n_groups))
-    identity = np.eye(n_groups)
-    for r in range(n_groups):
-        a = h * (identity[:, r : r + 1] - share[r])  # a_kr over k, (K, m)
-        c = _cumulative_from_right(a * pooled_hazard)
-        alpha = a + u[r] * c
-        covariance += (alpha * weight_cause[r]) @ alpha.T
-        beta = v[r] * c
-        covariance += (beta * weight_other[r]) @ beta.T
+    covariance = _gray_covariance(
+        *(np.ascontiguousarray(x, dtype=np.float64) for x in (h, share, pooled_hazard, u, v, weight_cause, weight_other))
+    )
     return score, covariance
+
+
+@numba.njit(cache=True)
+def _gray_covariance(h, share, pooled_hazard, u, v, weight_cause, weight_other):  # pragma: no cover - numba
+    """Sum of Gray's covariance terms in one backward pass over the event times.
+
+    ``c_kr(t) = sum_{l > t} a_kr(l) dG0(l)`` is kept as a running K x K sum while
+    walking from the last time to the first, so each time costs O(K^3) and no
+    (K, m) temporaries are built. Arguments are the (K, m) / (m,) arrays of
+    :func:`gray_kernel`; returns the (K, K) covariance.
+    """
+    n_groups, m = h.shape
+    covariance = np.zeros((n_groups, n_groups))
+    c = np.zeros((n_groups, n_groups))  # c[k, r]
+    a = np.empty((n_groups, n_groups))
+    alpha = np.empty(n_groups)
+    for j in range(m - 1, -1, -1):
+        for k in range(n_groups):
+            for r in range(n_groups):
+                a[k, r] = h[k, j] * ((1.0 if k == r else 0.0) - share[r, j])
+        for r in range(n_groups):
+            wc = weight_cause[r, j]
+            wo = weight_other[r, j]
+            if wc != 0.0:
+                for k in range(n_groups):
+                    alpha[k] = a[k, r] + u[r, j] * c[k, r]
+                for k in range(n_groups):
+                    for q in range(n_groups):
+                        covariance[k, q] += alpha[k] * alpha[q] * wc
+            if wo != 0.0:
+                scale = v[r, j] * v[r, j] * wo
+                for k in range(n_groups):
+                    for q in range(n_groups):
+                        covariance[k, q] += c[k, r] * c[q, r] * scale
+        dg = pooled_hazard[j]
+        if dg != 0.0:
+            for k in range(n_groups):
+                for r in range(n_groups):
+                    c[k, r] += a[k, r] * dg
+    return covariance
 
 
 def gray_test(
