@@ -139,14 +139,19 @@ def _apply_timefix(tables: list[RiskTable], others: list[list[RiskTable]]) -> tu
 
 
 def confidence_band(
-    survival: np.ndarray, se_log: np.ndarray, conf_level: float, conf_type: ConfType
+    survival: np.ndarray,
+    se_log: np.ndarray,
+    conf_level: float,
+    conf_type: ConfType,
+    std_err: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pointwise limits of S as survfit computes them.
 
     ``log``: exp(log S -+ z se), upper clipped at 1, undefined at S = 0.
     ``log-log``: exp(-exp(log(-log S) +- z se / log S)), undefined at S = 0 and 1.
     ``plain``: S -+ z S se clipped to [0, 1].
-    Undefined limits are NaN (R prints NA).
+    Undefined limits are NaN (R prints NA). ``std_err`` (the SE of S) is used
+    by "plain" when given: with the robust variance it is 0, not NaN, where S = 0.
     """
     z = stats.norm.ppf(1.0 - (1.0 - conf_level) / 2.0)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -163,7 +168,7 @@ def confidence_band(
             upper = np.exp(-np.exp(log_log + width))
             undefined = (survival <= 0) | (survival >= 1)
         else:
-            se = survival * se_log
+            se = survival * se_log if std_err is None else std_err
             lower = np.maximum(survival - z * se, 0.0)
             upper = np.minimum(survival + z * se, 1.0)
             undefined = np.isnan(se)
@@ -351,12 +356,12 @@ def kaplan_meier(
     tables, medians, rows_at_risk = [], [], []
     for index, label in enumerate(levels):
         curve = km_curve(risk_tables[index], squared_tables[index] if robust else None)
-        lower, upper = confidence_band(curve.survival, curve.se_log, level, conf_type)
         with np.errstate(invalid="ignore"):
             std_err = curve.survival * curve.se_log
         if variance == "robust":
             # survfit differentiates S itself, whose influence is 0 once S = 0.
             std_err = np.where(curve.survival == 0, 0.0, std_err)
+        lower, upper = confidence_band(curve.survival, curve.se_log, level, conf_type, std_err)
         # copy=False: no consolidation copy of up to n rows x 8 columns
         part = pd.DataFrame(
             {
