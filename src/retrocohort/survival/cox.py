@@ -1164,12 +1164,16 @@ def cox(
         sorder = np.zeros(1, dtype=np.int64)
     if strata_cols:
         ev_per = np.add.reduceat(s_event.astype(np.int64), sbounds[:-1]) if n else np.zeros(0)
+        def describe(label) -> dict:
+            values = label if isinstance(label, tuple) else (label,)
+            return {c: (v.item() if isinstance(v, np.generic) else v) for c, v in zip(strata_cols, values)}
+
         empty = [lab for lab, ne in zip(slabels, ev_per) if ne == 0]
         if len(empty) == 1:
-            notes.append(f"stratum {dict(zip(strata_cols, np.atleast_1d(empty[0])))} has no events; "
+            notes.append(f"stratum {describe(empty[0])} has no events; "
                          "it contributes nothing to the partial likelihood")
         elif empty:
-            shown = [dict(zip(strata_cols, np.atleast_1d(lab))) for lab in empty[:5]]
+            shown = [describe(lab) for lab in empty[:5]]
             notes.append(f"{len(empty)} of {len(slabels)} strata have no events (e.g. {shown}); "
                          "they contribute nothing to the partial likelihood")
 
