@@ -133,3 +133,20 @@ def test_score_residuals(fits, name):
     ref, fit = fits[name]
     expected = np.array(ref["values"]["score_residuals"])
     _rel(score_residuals(fit).to_numpy(), expected, 1e-6, "residuals(fit, type = 'score')")
+
+
+@pytest.mark.parametrize("name", ["cox_p10", "cox_entry_strata_cluster"])
+def test_concordance_is_lazy_and_cached(reference, name):
+    """A fit does not compute the C index until asked; the first access gives R's value and is cached."""
+    ref = reference(name)
+    v = ref["values"]
+    fit = cox(_frame(ref), "time", "status", **CASES[name])
+    assert "_concordance_parts" not in vars(fit)  # the fit alone did not pay for the concordance pass
+    _rel(fit.concordance, v["concordance"], 1e-12, "lazy concordance")
+    assert "_concordance_parts" in vars(fit)
+    cached = vars(fit)["_concordance_parts"]
+    _rel(fit.concordance_se, v["concordance_se"], 1e-6, "lazy concordance se")
+    assert vars(fit)["_concordance_parts"] is cached  # later accesses reuse the first computation
+    counts = fit.concordance_counts
+    counts["concordant"] = -1.0  # the returned dict is a copy: the cached counts cannot be changed through it
+    assert fit.concordance_counts["concordant"] == pytest.approx(v["concordance_counts"]["concordant"], rel=1e-10)

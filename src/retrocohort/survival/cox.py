@@ -24,6 +24,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal, get_args
 
 import numpy as np
@@ -46,7 +47,7 @@ __all__ = ["cox", "CoxResult", "TestResult", "score_residuals", "baseline_hazard
 
 
 @njit(cache=True)
-def _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron, xbar_steps, step_w):
+def _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron, xbar_steps, scaled):
     """One O(n p) sweep: log partial likelihood, score and the pieces of the information.
 
     All arrays are sorted by (stratum, stop). ``sbounds`` (n_strata + 1,) holds
@@ -57,11 +58,14 @@ def _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron,
     Its ``S2/S0`` part equals ``X' diag(r * c) X`` where ``c_i`` is the sum of
     the hazard increments ``wt/S0`` over the steps at which row i is at risk
     (a dying row counts with its Efron fraction ``1 - k/d`` in its own tied
-    group), so it is one matrix product outside the sweep; the sweep stores
-    each step's ``xbar`` and ``wt`` in ``xbar_steps`` (m_max, p) and
-    ``step_w`` (m_max,) for the ``xbar xbar'`` part.
+    group), so it is one matrix product outside the sweep: the sweep writes
+    ``sqrt(r c) * X`` into ``scaled`` (n, p). For the ``xbar xbar'`` part it
+    writes each step's ``sqrt(wt) * xbar`` into row m of ``xbar_steps``
+    (m_max, p). Writing both here (not in NumPy afterwards) saves two passes
+    over n x p memory per Newton iteration with the same floating-point
+    operations.
 
-    Returns (loglik, u (p,), sqrt(r * c) (n,), number of death steps m).
+    Returns (loglik, u (p,), number of death steps m).
     """
     n, p = X.shape
     loglik = 0.0
@@ -126,15 +130,16 @@ def _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron,
                 if (not efron) or nd == 1:
                     loglik -= dw * np.log(s0)
                     h = dw / s0
+                    sw = np.sqrt(dw)
                     for a in range(p):
                         xb = s1[a] / s0
                         u[a] -= dw * xb
-                        xbar_steps[m, a] = xb
-                    step_w[m] = dw
+                        xbar_steps[m, a] = xb * sw
                     m += 1
                     atot += h
                 else:
                     meanwt = dw / nd
+                    sw = np.sqrt(meanwt)
                     own = 0.0  # sum of f * h: the share a dying row does not carry
                     for q in range(nd):
                         f = q / nd
@@ -144,8 +149,7 @@ def _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron,
                         for a in range(p):
                             xb = (s1[a] - f * d1[a]) / e0
                             u[a] -= meanwt * xb
-                            xbar_steps[m, a] = xb
-                        step_w[m] = meanwt
+                            xbar_steps[m, a] = xb * sw
                         m += 1
                         atot += h
                         own += f * h
@@ -164,8 +168,10 @@ def _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron,
     for i in range(n):
         # r c >= 0 in exact arithmetic; clip rounding so the square root is defined
         v = r[i] * c[i]
-        c[i] = np.sqrt(v) if v > 0.0 else 0.0
-    return loglik, u, c, m
+        root = np.sqrt(v) if v > 0.0 else 0.0
+        for a in range(p):
+            scaled[i, a] = X[i, a] * root
+    return loglik, u, m
 
 
 def _cox_pass(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron, scratch=None):
@@ -178,22 +184,21 @@ def _cox_pass(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron, 
     """
     if scratch is None:
         scratch = _pass_scratch(event, X)
-    xbar_steps, step_w, scaled = scratch
-    loglik, u, root, m = _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron,
-                                    xbar_steps, step_w)
-    np.multiply(X, root[:, None], out=scaled)
+    xbar_steps, scaled = scratch
+    loglik, u, m = _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron,
+                              xbar_steps, scaled)
     imat = scaled.T @ scaled  # symmetric rank-k update
-    xb = xbar_steps[:m] * np.sqrt(step_w[:m])[:, None]
+    xb = xbar_steps[:m]
     imat -= xb.T @ xb
     imat = (imat + imat.T) / 2
     return loglik, u, imat
 
 
 def _pass_scratch(event: np.ndarray, X: np.ndarray):
-    """Work arrays for :func:`_cox_pass`: per-death-step xbar and weight, and a scaled copy of X."""
+    """Work arrays for :func:`_cox_pass`: per-death-step weighted xbar, and a scaled copy of X."""
     n_ev = max(int(np.count_nonzero(event)), 1)
     p = X.shape[1]
-    return np.empty((n_ev, p)), np.empty(n_ev), np.empty_like(X)
+    return np.empty((n_ev, p)), np.empty_like(X)
 
 
 @njit(cache=True)
@@ -597,6 +602,7 @@ class _SortedFit:
     beta: np.ndarray
     strata_columns: tuple[str, ...]
     strata_labels: tuple
+    cluster_codes: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -619,6 +625,8 @@ class CoxResult:
     concordance, concordance_se : Harrell's C and its infinitesimal-jackknife
         standard error, as ``fit$concordance[c("concordance", "std")]``;
         ``concordance_counts`` the weighted concordant, discordant and tied.x pair counts.
+        Computed on first access (an O(n log n) pass that costs about as much
+        as the fit itself at large n) and then cached on the result.
     iterations, converged : Newton-Raphson iterations (``fit$iter``) and whether
         the relative log-likelihood change reached ``eps``.
     ties, robust, conf_level, notes.
@@ -635,9 +643,6 @@ class CoxResult:
     wald: TestResult
     score: TestResult
     robust_score: TestResult | None
-    concordance: float
-    concordance_se: float
-    concordance_counts: dict[str, float]
     iterations: int
     converged: bool
     ties: str
@@ -645,6 +650,26 @@ class CoxResult:
     conf_level: float
     notes: tuple[str, ...]
     _fit: _SortedFit = field(repr=False, compare=False)
+
+    @cached_property
+    def _concordance_parts(self) -> tuple[float, float, dict[str, float]]:
+        # cached_property writes to the instance __dict__ directly, so it works on this frozen dataclass
+        return _concordance(self._fit)
+
+    @property
+    def concordance(self) -> float:
+        """Harrell's C of the linear predictor, ``fit$concordance["concordance"]``."""
+        return self._concordance_parts[0]
+
+    @property
+    def concordance_se(self) -> float:
+        """Infinitesimal-jackknife standard error of the C index, ``fit$concordance["std"]``."""
+        return self._concordance_parts[1]
+
+    @property
+    def concordance_counts(self) -> dict[str, float]:
+        """Weighted concordant, discordant and tied.x pair counts (a fresh dict each access)."""
+        return dict(self._concordance_parts[2])
 
     @property
     def coef(self) -> pd.Series:
@@ -1023,6 +1048,31 @@ def predict_survival(result: CoxResult, newdata: pd.DataFrame, times=None) -> pd
     return pd.DataFrame(surv, index=pd.Index(grid, name="time"), columns=newdata.index)
 
 
+def _concordance(f: _SortedFit) -> tuple[float, float, dict[str, float]]:
+    """Harrell's C of the fit's linear predictor, its jackknife SE and the pair counts.
+
+    As ``fit$concordance`` of coxph (``concordance(fit)``, reverse = TRUE):
+    C = (concordant + tied.x / 2) / (concordant + discordant + tied.x); NaN
+    without comparable pairs. The linear predictor is shift-invariant here,
+    so the centring of ``X`` is irrelevant.
+    """
+    rank, n_rank = _dense_rank(f.eta)
+    conc, disc, tied_x, per_row = _concordance_kernel(f.stop, f.start, f.event, f.weights, rank, n_rank,
+                                                      f.sbounds, f.sorder, f.has_entry)
+    denom = conc + disc + tied_x
+    if denom > 0:
+        c_index = (conc + tied_x / 2) / denom
+        # infinitesimal jackknife, as survival::concordance's var: derivative of C in each case weight
+        influence = f.weights * ((per_row[:, 0] + per_row[:, 2] / 2) - c_index * per_row.sum(axis=1)) / denom
+        if f.cluster_codes is not None:  # coxph passes its cluster on: influences add up within clusters
+            influence = np.bincount(f.cluster_codes, weights=influence)
+        c_se = float(np.sqrt(np.sum(influence ** 2)))
+    else:
+        c_index, c_se = float("nan"), float("nan")
+    counts = {"concordant": float(conc), "discordant": float(disc), "tied_x": float(tied_x)}
+    return float(c_index), c_se, counts
+
+
 def _chisq_test(stat: float, df: int) -> TestResult:
     return TestResult(statistic=float(stat), df=int(df), p_value=float(stats.chi2.sf(stat, df)))
 
@@ -1207,10 +1257,14 @@ def cox(
             notes.append(msg)
 
     eta = s_X @ beta
+    cluster_codes = None
+    if cluster is not None:
+        cluster_codes = _group_codes(data, [cluster], "cluster", where)[0][order]
     fitdata = _SortedFit(stop=s_stop, start=s_start, event=s_event, weights=s_w, X=s_X, eta=eta,
                          sbounds=sbounds, sorder=sorder, has_entry=entry is not None, efron=ties == "efron",
                          order=order, columns=columns, terms=tuple(term_cols), means=means, beta=beta,
-                         strata_columns=tuple(strata_cols), strata_labels=tuple(slabels))
+                         strata_columns=tuple(strata_cols), strata_labels=tuple(slabels),
+                         cluster_codes=cluster_codes)
 
     if robust is None:
         robust = cluster is not None or bool(np.any((w != 0) & (w != 1)))
@@ -1220,9 +1274,6 @@ def cox(
     robust = bool(robust)
     robust_score = None
     var = naive_var
-    cluster_codes = None
-    if cluster is not None:
-        cluster_codes = _group_codes(data, [cluster], "cluster", where)[0][order]
     if robust:
         eta_shift = eta - eta.max()
         resid = _score_resid_kernel(s_stop, s_start, s_event, s_w, s_X, eta_shift, sbounds, sorder,
@@ -1258,21 +1309,6 @@ def cox(
         summary.insert(2, "naive_se", naive_se)
     wald_stat = _wald_quadratic(var, beta)
 
-    # concordance on the linear predictor (shift-invariant, so centring is irrelevant)
-    rank, n_rank = _dense_rank(eta)
-    conc, disc, tied_x, per_row = _concordance_kernel(s_stop, s_start, s_event, s_w, rank, n_rank, sbounds,
-                                                      sorder, sf["has_entry"])
-    denom = conc + disc + tied_x
-    if denom > 0:
-        c_index = (conc + tied_x / 2) / denom
-        # infinitesimal jackknife, as survival::concordance's var: derivative of C in each case weight
-        influence = s_w * ((per_row[:, 0] + per_row[:, 2] / 2) - c_index * per_row.sum(axis=1)) / denom
-        if cluster_codes is not None:  # coxph passes its cluster on: influences add up within clusters
-            influence = np.bincount(cluster_codes, weights=influence)
-        c_se = float(np.sqrt(np.sum(influence ** 2)))
-    else:
-        c_index, c_se = float("nan"), float("nan")
-
     return CoxResult(
         summary=summary,
         vcov=pd.DataFrame(var, index=list(columns), columns=list(columns)),
@@ -1285,9 +1321,6 @@ def cox(
         wald=_chisq_test(wald_stat, p),
         score=_chisq_test(score_stat, p),
         robust_score=robust_score,
-        concordance=float(c_index),
-        concordance_se=c_se,
-        concordance_counts={"concordant": float(conc), "discordant": float(disc), "tied_x": float(tied_x)},
         iterations=int(iterations),
         converged=bool(converged),
         ties=ties,
