@@ -29,7 +29,7 @@ from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
-from numba import njit
+from numba import njit, typed, types
 from scipy import linalg, stats
 
 from .._design import design_matrix, numeric_column, require_columns
@@ -47,7 +47,7 @@ __all__ = ["cox", "CoxResult", "TestResult", "score_residuals", "baseline_hazard
 
 
 @njit(cache=True)
-def _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron, xbar_steps, scaled):
+def _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron, xbar_steps, step_w):
     """One O(n p) sweep: log partial likelihood, score and the pieces of the information.
 
     All arrays are sorted by (stratum, stop). ``sbounds`` (n_strata + 1,) holds
@@ -58,14 +58,14 @@ def _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron,
     Its ``S2/S0`` part equals ``X' diag(r * c) X`` where ``c_i`` is the sum of
     the hazard increments ``wt/S0`` over the steps at which row i is at risk
     (a dying row counts with its Efron fraction ``1 - k/d`` in its own tied
-    group), so it is one matrix product outside the sweep: the sweep writes
-    ``sqrt(r c) * X`` into ``scaled`` (n, p). For the ``xbar xbar'`` part it
-    writes each step's ``sqrt(wt) * xbar`` into row m of ``xbar_steps``
-    (m_max, p). Writing both here (not in NumPy afterwards) saves two passes
-    over n x p memory per Newton iteration with the same floating-point
-    operations.
+    group), so it is one weighted cross-product after the sweep; the
+    ``xbar xbar'`` part is another, over each step's ``xbar`` (written into
+    row m of ``xbar_steps`` (m_max, p)) with weights ``wt`` (``step_w``).
+    Both products run here in :func:`_weighted_crossprod` rather than in
+    BLAS: OpenBLAS's worker threads keep spinning after a call, which on a
+    small shared machine halves the speed of the numba sweep that follows.
 
-    Returns (loglik, u (p,), number of death steps m).
+    Returns (loglik, u (p,), information (p, p)).
     """
     n, p = X.shape
     loglik = 0.0
@@ -130,16 +130,15 @@ def _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron,
                 if (not efron) or nd == 1:
                     loglik -= dw * np.log(s0)
                     h = dw / s0
-                    sw = np.sqrt(dw)
                     for a in range(p):
                         xb = s1[a] / s0
                         u[a] -= dw * xb
-                        xbar_steps[m, a] = xb * sw
+                        xbar_steps[m, a] = xb
+                    step_w[m] = dw
                     m += 1
                     atot += h
                 else:
                     meanwt = dw / nd
-                    sw = np.sqrt(meanwt)
                     own = 0.0  # sum of f * h: the share a dying row does not carry
                     for q in range(nd):
                         f = q / nd
@@ -149,7 +148,8 @@ def _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron,
                         for a in range(p):
                             xb = (s1[a] - f * d1[a]) / e0
                             u[a] -= meanwt * xb
-                            xbar_steps[m, a] = xb * sw
+                            xbar_steps[m, a] = xb
+                        step_w[m] = meanwt
                         m += 1
                         atot += h
                         own += f * h
@@ -166,39 +166,98 @@ def _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron,
             for k in range(lo, hi):
                 c[k] += atot
     for i in range(n):
-        # r c >= 0 in exact arithmetic; clip rounding so the square root is defined
+        # r c >= 0 in exact arithmetic; clip rounding so the weights are not negative
         v = r[i] * c[i]
-        root = np.sqrt(v) if v > 0.0 else 0.0
+        c[i] = v if v > 0.0 else 0.0
+    imat = _weighted_crossprod(X, c) - _weighted_crossprod(xbar_steps[:m], step_w[:m])
+    for a in range(p):
+        for b in range(a):
+            imat[a, b] = imat[b, a]
+    return loglik, u, imat
+
+
+@njit(cache=True)
+def _weighted_crossprod(A, v):
+    """``A' diag(v) A`` (p, p) for A (n, p) and v (n,), summed in row order.
+
+    Four rows at a time, so each of the p(p+1)/2 running sums is loaded and
+    stored once per four rows; only the upper triangle is filled.
+    """
+    n, p = A.shape
+    acc = np.zeros((p, p))
+    x0 = np.empty(p)
+    x1 = np.empty(p)
+    x2 = np.empty(p)
+    x3 = np.empty(p)
+    n4 = n - n % 4
+    for i in range(0, n4, 4):
         for a in range(p):
-            scaled[i, a] = X[i, a] * root
-    return loglik, u, m
+            x0[a] = A[i, a]
+            x1[a] = A[i + 1, a]
+            x2[a] = A[i + 2, a]
+            x3[a] = A[i + 3, a]
+        v0 = v[i]
+        v1 = v[i + 1]
+        v2 = v[i + 2]
+        v3 = v[i + 3]
+        for a in range(p):
+            t0 = v0 * x0[a]
+            t1 = v1 * x1[a]
+            t2 = v2 * x2[a]
+            t3 = v3 * x3[a]
+            for b in range(a, p):
+                acc[a, b] += (t0 * x0[b] + t1 * x1[b]) + (t2 * x2[b] + t3 * x3[b])
+    for i in range(n4, n):
+        for a in range(p):
+            t = v[i] * A[i, a]
+            for b in range(a, p):
+                acc[a, b] += t * A[i, b]
+    return acc
+
+
+@njit(cache=True)
+def _linear_predictor(X, beta, out):
+    """``out = X beta - max(X beta)`` (n,), without BLAS (see :func:`_cox_sweep` on threads).
+
+    The shift by the maximum keeps ``exp(eta)`` from overflowing; the fit is
+    invariant to it.
+    """
+    n, p = X.shape
+    for i in range(n):
+        out[i] = 0.0
+    for a in range(p):
+        b = beta[a]
+        for i in range(n):
+            out[i] += X[i, a] * b
+    top = -np.inf
+    for i in range(n):
+        if out[i] > top:
+            top = out[i]
+    if n:
+        for i in range(n):
+            out[i] -= top
+    return out
 
 
 def _cox_pass(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron, scratch=None):
     """Log partial likelihood, score (p,) and information (p, p) at ``eta``.
 
-    The O(n p^2) part of the information is one BLAS product (see
+    The O(n p^2) part of the information is a weighted cross-product (see
     :func:`_cox_sweep`); everything else is an O(n p) sweep. ``scratch``
     (from :func:`_pass_scratch`) reuses the large work arrays across
     Newton iterations instead of faulting in fresh pages each time.
     """
     if scratch is None:
         scratch = _pass_scratch(event, X)
-    xbar_steps, scaled = scratch
-    loglik, u, m = _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron,
-                              xbar_steps, scaled)
-    imat = scaled.T @ scaled  # symmetric rank-k update
-    xb = xbar_steps[:m]
-    imat -= xb.T @ xb
-    imat = (imat + imat.T) / 2
-    return loglik, u, imat
+    xbar_steps, step_w = scratch
+    return _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron, xbar_steps, step_w)
 
 
 def _pass_scratch(event: np.ndarray, X: np.ndarray):
-    """Work arrays for :func:`_cox_pass`: per-death-step weighted xbar, and a scaled copy of X."""
+    """Work arrays for :func:`_cox_pass`: per-death-step xbar (m_max, p) and step weight (m_max,)."""
     n_ev = max(int(np.count_nonzero(event)), 1)
     p = X.shape[1]
-    return np.empty((n_ev, p)), np.empty_like(X)
+    return np.empty((n_ev, p)), np.empty(n_ev)
 
 
 @njit(cache=True)
@@ -632,23 +691,41 @@ def _snap_sorted(values, distinct_start, cuts_keep):
 
 
 @njit(cache=True)
-def _gather_checked(values, order, out):
-    """``out[k] = values[order[k]]`` and, in the same pass, the non-finite count, min and max."""
+def _gather_checked(columns, order, out, n_bad, col_min, col_max):
+    """``out[k, j] = columns[j][order[k]]``, with each column's non-finite count, min and max.
+
+    ``columns`` is a typed list of p 1-D arrays (n,), possibly strided views
+    of one 2-D pandas block. Rows are gathered in chunks of the order, all
+    columns per chunk, so the source cache lines a chunk touches are reused
+    by every column instead of being fetched again once per column.
+    """
     n = order.shape[0]
-    bad = 0
-    lo = np.inf
-    hi = -np.inf
-    for k in range(n):
-        v = values[order[k]]
-        out[k] = v
-        if not np.isfinite(v):
-            bad += 1
-        else:
-            if v < lo:
-                lo = v
-            if v > hi:
-                hi = v
-    return bad, lo, hi
+    p = len(columns)
+    chunk = 2048
+    for j in range(p):
+        n_bad[j] = 0
+        col_min[j] = np.inf
+        col_max[j] = -np.inf
+    for s in range(0, n, chunk):
+        e = min(s + chunk, n)
+        for j in range(p):
+            col = columns[j]
+            bad = 0
+            lo = col_min[j]
+            hi = col_max[j]
+            for k in range(s, e):
+                v = col[order[k]]
+                out[k, j] = v
+                if not np.isfinite(v):
+                    bad += 1
+                else:
+                    if v < lo:
+                        lo = v
+                    if v > hi:
+                        hi = v
+            n_bad[j] += bad
+            col_min[j] = lo
+            col_max[j] = hi
 
 
 # ---------------------------------------------------------------------------
@@ -848,7 +925,7 @@ def _design(data: pd.DataFrame, covariates: list[str], where: str, order: np.nda
         if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
             term_cols.append((cov, (cov,)))
             numeric.append((cov, len(pieces)))
-            pieces.append(np.ascontiguousarray(col.to_numpy(dtype=float)))
+            pieces.append(col.to_numpy(dtype=float))  # may be strided (a 2-D block): the gather reads it in place
         else:
             # earlier numeric covariates are checked first, so the first bad covariate is reported
             for name, j in numeric[checked:]:
@@ -858,16 +935,17 @@ def _design(data: pd.DataFrame, covariates: list[str], where: str, order: np.nda
             block = design_matrix(data, [cov], where)
             term_cols.append((cov, tuple(block.columns)))
             pieces.extend(block[c].to_numpy(dtype=float) for c in block.columns)
-    X = np.empty((n, len(pieces)), order="F")
-    order = order.astype(np.int64, copy=False)
-    numeric_at = dict((j, cov) for cov, j in numeric)
-    col_min = np.empty(len(pieces))
-    col_max = np.empty(len(pieces))
-    for j, values in enumerate(pieces):
-        # gather into sorted order and check in one pass (no temporaries: this is the fit's largest copy)
-        bad, col_min[j], col_max[j] = _gather_checked(values, order, X[:, j])
-        if bad and j in numeric_at:
-            raise nonfinite_error(numeric_at[j], values)
+    p = len(pieces)
+    X = np.empty((n, p), order="F")
+    col_min, col_max, n_bad = np.empty(p), np.empty(p), np.zeros(p, dtype=np.int64)
+    typed_pieces = typed.List.empty_list(types.Array(types.float64, 1, "A"))
+    for values in pieces:
+        typed_pieces.append(values)
+    # gather into sorted order and check in one pass (no temporaries: this is the fit's largest copy)
+    _gather_checked(typed_pieces, order.astype(np.int64, copy=False), X, n_bad, col_min, col_max)
+    for cov, j in numeric:
+        if n_bad[j]:
+            raise nonfinite_error(cov, pieces[j])
     return X, term_cols, col_min, col_max
 
 
@@ -1017,10 +1095,10 @@ def _newton(fit_pass, p: int, columns: Sequence[str], max_iter: int, eps: float)
 
 def _fit_pass_factory(sf: dict):
     scratch = _pass_scratch(sf["event"], sf["X"])
+    eta = np.empty(sf["X"].shape[0])
 
     def fit_pass(beta: np.ndarray):
-        eta = sf["X"] @ beta
-        eta = eta - eta.max() if eta.size else eta
+        _linear_predictor(sf["X"], beta, eta)
         return _cox_pass(sf["stop"], sf["start"], sf["event"], sf["w"], sf["X"], eta,
                          sf["sbounds"], sf["sorder"], sf["has_entry"], sf["efron"], scratch)
     return fit_pass
