@@ -623,50 +623,66 @@ def _concordance_kernel(stop, start, event, w, rank, n_rank, sbounds, sorder, ha
 
 
 @njit(cache=True)
-def _stabilize_order(values, order):
-    """Turn any sorting permutation of ``values`` into the stable one.
+def _radix_argsort(keys):
+    """Stable argsort (n,) int64 of unsigned 64-bit keys: LSD radix sort, 11-bit digits.
 
-    ``order`` sorts ``values`` (n,) ascending but may list equal values in any
-    row order (NumPy's fast unstable argsort). A counting sort of the rows by
-    their rank among the distinct values, in row order, gives exactly
-    ``np.argsort(values, kind="stable")`` in O(n); without ties ``order`` is
-    already that permutation and is returned as is.
+    All six digit histograms come from one read of the keys; a digit on which
+    every key agrees (e.g. the low mantissa bits of whole-day times) is
+    skipped. Being a radix sort it is stable, and O(n) per digit.
     """
-    n = order.shape[0]
-    if n == 0:
-        return order
-    group = np.empty(n, dtype=np.int64)
-    counts = np.zeros(n + 1, dtype=np.int64)
-    g = 0
-    prev = values[order[0]]
-    for q in range(n):
-        i = order[q]
-        v = values[i]
-        if v != prev:
-            g += 1
-            prev = v
-        group[i] = g
-        counts[g + 1] += 1
-    if g == n - 1:
-        return order
-    for q in range(1, g + 2):
-        counts[q] += counts[q - 1]
-    out = np.empty(n, dtype=np.int64)
+    n = keys.shape[0]
+    bits = 11
+    n_dig = 6
+    size = 1 << bits
+    mask = np.uint64(size - 1)
+    hist = np.zeros((n_dig, size), dtype=np.int64)
     for i in range(n):
-        q = group[i]
-        out[counts[q]] = i
-        counts[q] += 1
-    return out
+        k = keys[i]
+        for d in range(n_dig):
+            hist[d, np.int64((k >> np.uint64(d * bits)) & mask)] += 1
+    idx = np.arange(n)
+    tmp_idx = np.empty(n, dtype=np.int64)
+    cur = keys.copy()
+    tmp = np.empty(n, dtype=np.uint64)
+    pos = np.empty(size, dtype=np.int64)
+    for d in range(n_dig):
+        h = hist[d]
+        trivial = False
+        for b in range(size):
+            if h[b] == n:
+                trivial = True
+                break
+        if trivial:
+            continue
+        acc = 0
+        for b in range(size):
+            pos[b] = acc
+            acc += h[b]
+        shift = np.uint64(d * bits)
+        for i in range(n):
+            k = cur[i]
+            b = np.int64((k >> shift) & mask)
+            q = pos[b]
+            tmp[q] = k
+            tmp_idx[q] = idx[i]
+            pos[b] = q + 1
+        cur, tmp = tmp, cur
+        idx, tmp_idx = tmp_idx, idx
+    return idx
 
 
 def _stable_argsort(values: np.ndarray) -> np.ndarray:
-    """``np.argsort(values, kind="stable")`` for float64 without NaN, faster at large n.
+    """``np.argsort(values, kind="stable")`` (int64), 2-3x faster for non-negative float64 times.
 
-    NumPy's default (SIMD introsort) argsort is much faster than its stable
-    sort on continuous times; :func:`_stabilize_order` restores the stable
-    order of ties, so the fit sees the same row order (and the same rounding).
+    The bit patterns of non-negative IEEE doubles sort as unsigned integers
+    in the same order as the values (``+ 0.0`` turns -0.0 into 0.0), so a
+    radix sort of them gives exactly the stable order. Anything else
+    (negative or NaN values) falls back to NumPy's stable sort.
     """
-    return _stabilize_order(values, np.argsort(values).astype(np.int64, copy=False))
+    values = np.ascontiguousarray(values, dtype=float)
+    if values.size == 0 or not values.min() >= 0:
+        return np.argsort(values, kind="stable").astype(np.int64, copy=False)
+    return _radix_argsort((values + 0.0).view(np.uint64))
 
 
 @njit(cache=True)
