@@ -180,34 +180,31 @@ def _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron,
 def _weighted_crossprod(A, v):
     """``A' diag(v) A`` (p, p) for A (n, p) and v (n,), summed in row order.
 
-    Four rows at a time, so each of the p(p+1)/2 running sums is loaded and
-    stored once per four rows; only the upper triangle is filled.
+    Eight rows at a time (copied to a small C-ordered block), so each of the
+    p(p+1)/2 running sums is loaded and stored once per eight rows; the
+    eight products are added pairwise. The upper triangle is filled.
     """
     n, p = A.shape
     acc = np.zeros((p, p))
-    x0 = np.empty(p)
-    x1 = np.empty(p)
-    x2 = np.empty(p)
-    x3 = np.empty(p)
-    n4 = n - n % 4
-    for i in range(0, n4, 4):
+    xs = np.empty((8, p))
+    n8 = n - n % 8
+    for i in range(0, n8, 8):
+        for k in range(8):
+            for a in range(p):
+                xs[k, a] = A[i + k, a]
         for a in range(p):
-            x0[a] = A[i, a]
-            x1[a] = A[i + 1, a]
-            x2[a] = A[i + 2, a]
-            x3[a] = A[i + 3, a]
-        v0 = v[i]
-        v1 = v[i + 1]
-        v2 = v[i + 2]
-        v3 = v[i + 3]
-        for a in range(p):
-            t0 = v0 * x0[a]
-            t1 = v1 * x1[a]
-            t2 = v2 * x2[a]
-            t3 = v3 * x3[a]
+            t0 = v[i] * xs[0, a]
+            t1 = v[i + 1] * xs[1, a]
+            t2 = v[i + 2] * xs[2, a]
+            t3 = v[i + 3] * xs[3, a]
+            t4 = v[i + 4] * xs[4, a]
+            t5 = v[i + 5] * xs[5, a]
+            t6 = v[i + 6] * xs[6, a]
+            t7 = v[i + 7] * xs[7, a]
             for b in range(a, p):
-                acc[a, b] += (t0 * x0[b] + t1 * x1[b]) + (t2 * x2[b] + t3 * x3[b])
-    for i in range(n4, n):
+                acc[a, b] += (((t0 * xs[0, b] + t1 * xs[1, b]) + (t2 * xs[2, b] + t3 * xs[3, b]))
+                              + ((t4 * xs[4, b] + t5 * xs[5, b]) + (t6 * xs[6, b] + t7 * xs[7, b])))
+    for i in range(n8, n):
         for a in range(p):
             t = v[i] * A[i, a]
             for b in range(a, p):
