@@ -620,8 +620,12 @@ def _concordance_kernel(stop, start, event, w, rank, n_rank, sbounds, sorder, ha
 
 
 @njit(cache=True)
-def _radix_argsort(keys):
+def _radix_argsort(keys, idx, tmp_idx, tmp):
     """Stable argsort (n,) int64 of unsigned 64-bit keys: LSD radix sort, 11-bit digits.
+
+    ``keys`` is overwritten; ``idx``, ``tmp_idx`` (int64) and ``tmp``
+    (uint64) are (n,) work arrays, allocated by NumPy (whose large
+    allocations get transparent huge pages, so fewer page faults).
 
     All six digit histograms come from one read of the keys; a digit on which
     every key agrees (e.g. the low mantissa bits of whole-day times) is
@@ -637,10 +641,9 @@ def _radix_argsort(keys):
         k = keys[i]
         for d in range(n_dig):
             hist[d, np.int64((k >> np.uint64(d * bits)) & mask)] += 1
-    idx = np.arange(n)
-    tmp_idx = np.empty(n, dtype=np.int64)
-    cur = keys.copy()
-    tmp = np.empty(n, dtype=np.uint64)
+    for i in range(n):
+        idx[i] = i
+    cur = keys
     pos = np.empty(size, dtype=np.int64)
     for d in range(n_dig):
         h = hist[d]
@@ -679,7 +682,9 @@ def _stable_argsort(values: np.ndarray) -> np.ndarray:
     values = np.ascontiguousarray(values, dtype=float)
     if values.size == 0 or not values.min() >= 0:
         return np.argsort(values, kind="stable").astype(np.int64, copy=False)
-    return _radix_argsort((values + 0.0).view(np.uint64))
+    n = values.shape[0]
+    return _radix_argsort((values + 0.0).view(np.uint64), np.empty(n, dtype=np.int64),
+                          np.empty(n, dtype=np.int64), np.empty(n, dtype=np.uint64))
 
 
 @njit(cache=True)
