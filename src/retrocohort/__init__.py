@@ -9,13 +9,14 @@ frame), ``study`` (the study file and the pipeline) and ``report``.
 __version__ = "0.1.0"
 
 from .cohort import Cohort, extract
-from .matching import balance, match_nearest, propensity_score, table_one
+from .matching import MatchResult, PropensityResult, balance, balance_before_after, match_nearest, propensity_score, table_one
 from .report import methods_paragraph, render_html, results_paragraph, save_figure, study_figures
-from .sources import MimicIV, SyntheticInfo, check_source, generate_synthetic
-from .study import Study, default_study, load_study
-from .study.outputs import write_outputs
-from .study.pipeline import run_study
+from .sources import MimicIV, SyntheticInfo, check_source, generate_synthetic, to_parquet
+from .study import Study, StudyResult, analyse_cohort, default_study, load_study, run_study, write_outputs
 from .survival import (
+    CoxResult,
+    FineGrayResult,
+    KaplanMeierResult,
     cox,
     cumulative_incidence,
     fine_gray,
@@ -26,6 +27,15 @@ from .survival import (
 )
 
 __all__ = [
+    "CoxResult",
+    "FineGrayResult",
+    "KaplanMeierResult",
+    "MatchResult",
+    "PropensityResult",
+    "StudyResult",
+    "analyse_cohort",
+    "balance_before_after",
+    "to_parquet",
     "Cohort",
     "MimicIV",
     "Study",

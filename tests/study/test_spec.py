@@ -56,3 +56,19 @@ def test_partial_file_takes_defaults(tmp_path):
     study = load_study(path)
     assert study.matching.ratio == 3 and study.matching.caliper == 0.1
     assert study.outcomes.horizon_days == default_study().outcomes.horizon_days
+
+
+def test_optional_settings_switch_off_with_false(tmp_path):
+    # TOML has no null: `false` (or "none", or [] for the published HRs) turns an optional setting off.
+    path = tmp_path / "s.toml"
+    path.write_text(
+        '[cohort]\ncrrt_mode_itemid = false\n[matching]\ncaliper = "none"\n'
+        "[report]\npublished_hr_death = []\npublished_hr_krt = false\n"
+    )
+    study = load_study(path)
+    assert study.cohort.crrt_mode_itemid is None
+    assert study.matching.caliper is None
+    assert study.report.published_hr_death is None and study.report.published_hr_krt is None
+    path.write_text("[matching]\ncaliper = true\n")
+    with pytest.raises(StudySpecError, match="matching.caliper"):
+        load_study(path)

@@ -21,6 +21,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+# TOML has no null: an optional setting is switched off with `false` (or "none").
+_OFF = (False, "none", "off")
+
+
+def _off_to_none(value: Any) -> Any:
+    if isinstance(value, str) and value.lower() in _OFF[1:]:
+        return None
+    if value is False:
+        return None
+    if value is True:
+        raise ValueError("true is not a value here: give a number, or false to switch it off")
+    return value
+
 from ..errors import StudySpecError
 
 # Analysis-frame columns the cohort builder produces; the propensity model and
@@ -72,6 +85,8 @@ class CohortSpec(_Section):
     # Support counts when a vasopressor infusion or invasive ventilation is
     # running at any time in [index + start, index + end] (hours).
     support_window_hours: tuple[float, float] = (-24.0, 24.0)
+
+    _crrt_mode_off = field_validator("crrt_mode_itemid", mode="before")(classmethod(lambda cls, v: _off_to_none(v)))
 
     @field_validator("support_window_hours")
     @classmethod
@@ -140,6 +155,8 @@ class MatchingSpec(_Section):
     replace: bool = False
     exact: tuple[str, ...] = ()
 
+    _caliper_off = field_validator("caliper", mode="before")(classmethod(lambda cls, v: _off_to_none(v)))
+
 
 class OutcomeSpec(_Section):
     """[outcomes]: follow-up from index."""
@@ -175,6 +192,10 @@ class ReportSpec(_Section):
     # Published figures shown beside ours (seed study; empty to hide).
     published_hr_death: tuple[float, float, float] | None = (0.38, 0.18, 0.83)
     published_hr_krt: tuple[float, float, float] | None = (2.07, 1.23, 3.49)
+
+    _published_off = field_validator("published_hr_death", "published_hr_krt", mode="before")(
+        classmethod(lambda cls, v: None if v == [] else _off_to_none(v))
+    )
 
 
 class Study(_Section):
