@@ -56,7 +56,8 @@ def make_cohort(
         exposed = (rng.random(n) < exposed_share).astype(int)
     dose = np.where(exposed == 1, rng.gamma(5.3, 4.6, n).round(1), 0.0)
     rate = death_rate * hr_death**exposed * np.exp(0.03 * (age - 65) + 0.08 * (sofa - 10))
-    t_death = np.ceil(rng.exponential(1 / rate))
+    with np.errstate(divide="ignore"):  # death_rate=0 means nobody dies: infinite death times
+        t_death = np.ceil(rng.exponential(1 / rate))
     death = (t_death <= 90).astype(int)
     death_time = np.minimum(t_death, 90.0)
     t_lib = np.ceil(rng.exponential(1 / (0.012 * shr_krt**exposed)))

@@ -227,6 +227,16 @@ def patient_facts(conn: Any, study: Study, cache: bool = True) -> FactsQuery:
         components, and outcome facts (``last_krt_end_seconds``).
     """
     cached: list[ir.Table] = []
+    try:
+        return _patient_facts(conn, study, cache, cached)
+    except BaseException:
+        # A read error part-way leaves cached temp tables behind: drop them while the
+        # connection is still open (otherwise ibis tries at garbage collection, after close).
+        FactsQuery(None, tuple(cached)).release()  # type: ignore[arg-type]
+        raise
+
+
+def _patient_facts(conn: Any, study: Study, cache: bool, cached: list[ir.Table]) -> FactsQuery:
     charting = crrt_charting(conn, study)
     if cache and charting is not None:
         charting = charting.cache()
