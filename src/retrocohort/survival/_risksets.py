@@ -22,12 +22,17 @@ __all__ = [
     "distinct_sorted",
     "group_order",
     "grouped_risk_table",
+    "merge_near_tied_times",
     "merge_near_ties",
     "near_tie_representatives",
     "number_at_risk",
     "risk_table",
     "step_value",
 ]
+
+
+# survival's aeqSurv tolerance: sqrt(double epsilon)
+_TIMEFIX_TOLERANCE = float(np.sqrt(np.finfo(float).eps))
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ def risk_table(
     time: np.ndarray,
     marks: Sequence[np.ndarray] = (),
     weights: np.ndarray | None = None,
+    timefix: bool = False,
 ) -> RiskTable:
     """Tabulate one sample by distinct time.
 
@@ -86,6 +92,9 @@ def risk_table(
         Row flags to count per time, e.g. ``event`` or ``status == cause``.
     weights : (n,) float, optional
         Case weights; counts become sums of weights.
+    timefix : merge the sample's own near-tied times as survfit's timefix
+        does (:func:`merge_near_tied_times`); right when this sample's times
+        are the whole grid (one group).
 
     Returns
     -------
@@ -95,7 +104,7 @@ def risk_table(
     n = time.shape[0]
     k = len(marks)
     if weights is None:
-        return _unweighted_risk_table(time, [np.asarray(mark, dtype=bool) for mark in marks])
+        return _unweighted_risk_table(time, [np.asarray(mark, dtype=bool) for mark in marks], timefix)
 
     weights = np.asarray(weights, dtype=float)
     order = np.argsort(time, kind="stable")
@@ -110,35 +119,84 @@ def risk_table(
     for j, mark in enumerate(marks):
         marked_weight = np.where(np.asarray(mark, dtype=bool)[order], sorted_weight, 0.0)
         counts[:, j] = np.add.reduceat(marked_weight, starts)
-    return RiskTable(distinct, n_risk, n_total, counts, (n - starts).astype(float))
+    table = RiskTable(distinct, n_risk, n_total, counts, (n - starts).astype(float))
+    return merge_near_tied_times(table) if timefix else table
 
 
 @numba.njit(cache=True)
-def _tabulate_sorted_keys(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct times (as bit patterns), rows per time and marked rows per time from sorted keys.
+def _tabulate_sorted_keys(
+    key: np.ndarray, shift: int, offset: np.uint64
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct time bit patterns, rows per time, marked rows per time and numbers at risk from sorted keys.
 
-    ``key = time_bits << 1 | mark``: keys of one time differ only in bit 0. One
-    pass instead of xor, flatnonzero and reduceat over n-long temporaries.
+    ``key = time_code << shift | marks`` with mark j in bit ``shift - 1 - j``:
+    keys of one time differ only in the low ``shift`` bits. A nonzero code is
+    the time's bit pattern minus ``offset`` (0 stays 0), see
+    :func:`_two_mark_keys`. One pass instead of xor, flatnonzero, reduceat,
+    cumsum and casts over n-long temporaries; counts come out as float64.
     """
     n = key.shape[0]
     distinct = np.empty(n, dtype=np.uint64)
-    total = np.empty(n, dtype=np.int64)
-    marked = np.empty(n, dtype=np.int64)
+    total = np.empty(n, dtype=np.float64)
+    marked = np.zeros((n, max(shift, 1)), dtype=np.float64)
+    n_risk = np.empty(n, dtype=np.float64)
+    s = np.uint64(shift)
+    one = np.uint64(1)
     m = -1
     previous = np.uint64(0)
     for i in range(n):
         value = key[i]
-        bits = value >> np.uint64(1)
-        if m < 0 or bits != previous:
+        code = value >> s
+        if m < 0 or code != previous:
             m += 1
-            distinct[m] = bits
-            total[m] = 0
-            marked[m] = 0
-            previous = bits
-        total[m] += 1
-        marked[m] += value & np.uint64(1)
+            distinct[m] = code + offset if code != 0 else code
+            total[m] = 0.0
+            n_risk[m] = n - i  # rows at or after the first row of this time
+            previous = code
+        total[m] += 1.0
+        for j in range(shift):
+            marked[m, j] += (value >> np.uint64(shift - 1 - j)) & one
     # views, not copies: copying ~n-long outputs would double the memory traffic
-    return distinct[: m + 1], total[: m + 1], marked[: m + 1].astype(np.float64)
+    return distinct[: m + 1], total[: m + 1], marked[: m + 1, :shift], n_risk[: m + 1], n_risk[: m + 1].copy()
+
+
+@numba.njit(cache=True)
+def _positive_bit_range(bits: np.ndarray) -> tuple[np.uint64, np.uint64]:
+    """Smallest positive and largest bit pattern of non-negative doubles (1, 0 when all are zero)."""
+    low = np.uint64(0xFFFFFFFFFFFFFFFF)
+    high = np.uint64(0)
+    for i in range(bits.shape[0]):
+        b = bits[i]
+        if b > high:
+            high = b
+        if b != 0 and b < low:
+            low = b
+    if high == 0:
+        low = np.uint64(1)  # all times 0: every code is 0, no offset needed
+    return low, high
+
+
+@numba.njit(cache=True)
+def _two_mark_keys(bits: np.ndarray, low: np.uint64, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """``code << 2 | first << 1 | second`` with code = 0 for time 0, else bits - low + 1 (order kept)."""
+    n = bits.shape[0]
+    key = np.empty(n, dtype=np.uint64)
+    offset = np.uint64(low) - np.uint64(1)
+    zero = np.uint64(0)
+    one = np.uint64(1)
+    two = np.uint64(2)
+    for i in range(n):
+        b = bits[i]
+        code = zero
+        if b != zero:
+            code = b - offset
+        mark_bits = zero
+        if first[i]:
+            mark_bits |= two
+        if second[i]:
+            mark_bits |= one
+        key[i] = (code << two) | mark_bits
+    return key
 
 
 @numba.njit(cache=True)
@@ -170,42 +228,65 @@ def _merge_runs(
     return time_out[:r], risk_out[:r], total_out[:r], counts_out[:r], rows_out[:r]
 
 
-def _unweighted_risk_table(time: np.ndarray, marks: list[np.ndarray]) -> RiskTable:
+def _unweighted_risk_table(time: np.ndarray, marks: list[np.ndarray], timefix: bool = False) -> RiskTable:
     """Counting without a permutation.
 
-    The first mark rides along in the sort: for times >= 0 the IEEE-754 bit
+    The marks ride along in the sort: for times >= 0 the IEEE-754 bit
     pattern of a double orders like the number, so ``bits << 1 | mark`` sorts
     by time (ties broken by the mark, which is harmless) and one plain sort of
-    integers replaces an argsort plus gathers (about 3x faster). Further marks
-    sort only their own rows. ``+ 0.0`` turns -0.0 into 0.0 so its sign bit
-    cannot misorder it.
+    integers replaces an argsort plus gathers (about 3x faster). Two marks
+    need two free bits: the bit patterns are first shifted down to start at 1
+    (0 stays 0), which leaves room whenever the positive times span fewer than
+    2**62 patterns (about 1000 binary orders of magnitude, i.e. always in
+    practice); otherwise, and for further marks, they sort only their own rows.
+    ``+ 0.0`` turns -0.0 into 0.0 so its sign bit cannot misorder it.
+    ``timefix`` merges near ties (:func:`merge_near_tied_times`) before the
+    marks not carried in the key are placed, so they land on merged times.
     """
+    tolerance = _TIMEFIX_TOLERANCE
     n = time.shape[0]
     k = len(marks)
     if n == 0:
         empty = np.zeros(0)
         return RiskTable(empty, empty, empty, np.zeros((0, k)), empty)
-    key = (time + 0.0).view(np.uint64) << np.uint64(1)
-    if k:
-        # in place, casting the flag chunk by chunk (no n-long uint64 temporary)
-        np.bitwise_or(key, marks[0].view(np.uint8), out=key, casting="unsafe")
+    bits = (time + 0.0).view(np.uint64)
+    low = np.uint64(0)
+    in_key = min(k, 1)
+    if k >= 2:
+        low, high = _positive_bit_range(bits)
+        if high < low or high - low < np.uint64(1) << np.uint64(61):
+            in_key = 2
+    if in_key == 2:
+        key = _two_mark_keys(bits, low, marks[0].view(np.uint8), marks[1].view(np.uint8))
+    else:
+        key = bits << np.uint64(1)
+        if k:
+            # in place, casting the flag chunk by chunk (no n-long uint64 temporary)
+            np.bitwise_or(key, marks[0].view(np.uint8), out=key, casting="unsafe")
     key.sort()
-    distinct_bits, n_total_int, first_mark = _tabulate_sorted_keys(key)
-    distinct = distinct_bits.view(np.float64)
-    n_total = n_total_int.astype(float)
-    starts = np.cumsum(n_total_int) - n_total_int  # index of each time's first sorted row
-    n_risk = (n - starts).astype(float)
-    counts = np.zeros((distinct.shape[0], k), dtype=float)
-    if k:
-        counts[:, 0] = first_mark
-    for j in range(1, k):
+    offset = np.uint64(low) - np.uint64(1) if in_key == 2 else np.uint64(0)
+    bit_patterns, n_total, in_key_counts, n_risk, rows_at_risk = _tabulate_sorted_keys(key, max(in_key, 1), offset)
+    distinct = bit_patterns.view(np.float64)
+    if timefix and distinct.shape[0] > 1:
+        threshold = max(tolerance, tolerance * float(np.mean(distinct)))  # times are >= 0
+        # in place: the tabulation's buffers are ours, and fresh ones would cost page faults
+        m = _merge_near_tied_rows_inplace(distinct, n_risk, n_total, in_key_counts, rows_at_risk, threshold)
+        distinct, n_risk, n_total = distinct[:m], n_risk[:m], n_total[:m]
+        in_key_counts, rows_at_risk = in_key_counts[:m], rows_at_risk[:m]
+    if in_key == k and k > 0:
+        counts = in_key_counts
+    else:
+        counts = np.zeros((distinct.shape[0], k), dtype=float)
+        counts[:, :in_key] = in_key_counts[:, :in_key]
+    for j in range(in_key, k):
         marked = np.sort(time[marks[j]])
         if marked.shape[0] == 0:
             continue
         mark_times, mark_starts = distinct_sorted(marked)
-        where = np.searchsorted(distinct, mark_times)
-        counts[where, j] = np.diff(np.append(mark_starts, marked.shape[0]))
-    return RiskTable(distinct, n_risk, n_total, counts, n_risk.copy())
+        # the (merged) time each marked time belongs to: the last one <= it
+        where = np.searchsorted(distinct, mark_times, side="right") - 1
+        np.add.at(counts[:, j], where, np.diff(np.append(mark_starts, marked.shape[0])).astype(float))
+    return RiskTable(distinct, n_risk, n_total, counts, rows_at_risk)
 
 
 def number_at_risk(sorted_time: np.ndarray, at: np.ndarray, cumulative_weight: np.ndarray | None = None) -> np.ndarray:
@@ -339,3 +420,103 @@ def merge_near_ties(table: RiskTable, representative: np.ndarray) -> RiskTable:
         table.rows_at_risk,
     )
     return RiskTable(time=time, n_risk=n_risk, n_total=n_total, counts=counts, rows_at_risk=rows)
+
+
+@numba.njit(cache=True)
+def _merge_near_tied_rows(
+    time: np.ndarray,
+    n_risk: np.ndarray,
+    n_total: np.ndarray,
+    counts: np.ndarray,
+    rows: np.ndarray,
+    threshold: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Merge consecutive rows whose time gap is <= ``threshold`` into the first row of their run.
+
+    Same rule and sums as :func:`near_tie_representatives` followed by
+    :func:`merge_near_ties`, in one pass with no n-long temporaries.
+    """
+    m = time.shape[0]
+    k = counts.shape[1]
+    time_out = np.empty(m)
+    risk_out = np.empty(m)
+    total_out = np.empty(m)
+    counts_out = np.empty((m, k))
+    rows_out = np.empty(m)
+    r = -1
+    for i in range(m):
+        if r < 0 or not (time[i] - time[i - 1] <= threshold):
+            r += 1
+            time_out[r] = time[i]
+            risk_out[r] = n_risk[i]
+            rows_out[r] = rows[i]
+            total_out[r] = 0.0
+            for j in range(k):
+                counts_out[r, j] = 0.0
+        total_out[r] += n_total[i]
+        for j in range(k):
+            counts_out[r, j] += counts[i, j]
+    r += 1
+    return time_out[:r], risk_out[:r], total_out[:r], counts_out[:r], rows_out[:r]
+
+
+def merge_near_tied_times(table: RiskTable, tolerance: float = _TIMEFIX_TOLERANCE) -> RiskTable:
+    """One table's own near ties merged (timefix when the table's times are the whole grid).
+
+    Equal to ``merge_near_ties(table, near_tie_representatives(table.time))``:
+    the gap rule ``gap <= tolerance or gap <= tolerance * mean(|time|)`` is
+    ``gap <= max(tolerance, tolerance * mean(|time|))``. Returns ``table``
+    itself when nothing is merged.
+    """
+    time = table.time
+    if time.shape[0] < 2:
+        return table
+    threshold = max(tolerance, tolerance * float(np.mean(np.abs(time))))
+    merged = _merge_near_tied_rows(
+        time,
+        table.n_risk,
+        table.n_total,
+        np.ascontiguousarray(table.counts, dtype=np.float64),
+        table.rows_at_risk,
+        threshold,
+    )
+    if merged[0].shape[0] == time.shape[0]:
+        return table
+    return RiskTable(time=merged[0], n_risk=merged[1], n_total=merged[2], counts=merged[3], rows_at_risk=merged[4])
+
+
+@numba.njit(cache=True)
+def _merge_near_tied_rows_inplace(
+    time: np.ndarray,
+    n_risk: np.ndarray,
+    n_total: np.ndarray,
+    counts: np.ndarray,
+    rows: np.ndarray,
+    threshold: float,
+) -> int:
+    """:func:`_merge_near_tied_rows` compacting into the input arrays; returns the merged length.
+
+    The gap is always taken between the original consecutive times (read
+    before row ``i`` can be overwritten, since the write index never passes
+    the read index).
+    """
+    m = time.shape[0]
+    k = counts.shape[1]
+    r = 0
+    previous = time[0]
+    for i in range(1, m):
+        current = time[i]
+        if current - previous <= threshold:
+            n_total[r] += n_total[i]
+            for j in range(k):
+                counts[r, j] += counts[i, j]
+        else:
+            r += 1
+            time[r] = current
+            n_risk[r] = n_risk[i]
+            rows[r] = rows[i]
+            n_total[r] = n_total[i]
+            for j in range(k):
+                counts[r, j] = counts[i, j]
+        previous = current
+    return r + 1

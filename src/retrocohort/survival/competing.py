@@ -49,10 +49,10 @@ class _Incidence:
     variance: np.ndarray  # cuminc's variance of F(t)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _aalen_johansen_pass(
-    n: np.ndarray, d_cause: np.ndarray, d_other: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    time: np.ndarray, n: np.ndarray, d_any: np.ndarray, d_cause: np.ndarray, cause_times_only: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """S, F and cuminc's variance of F at each event time, in one forward pass.
 
     Each event time j adds ``c_j (a_j - F(t) b_j)^2`` to V(t) for every later t,
@@ -61,8 +61,18 @@ def _aalen_johansen_pass(
     other-cause terms dropped, once S_j = 0). Expanding the square keeps three
     running sums, so V(t) = sum_aa - 2 F(t) sum_ab + F(t)^2 sum_bb. One loop
     instead of ~25 n-long temporaries: the arithmetic is memory bound.
+
+    Takes every distinct time of the risk table; censoring-only times change
+    neither S nor F nor V and are skipped. Returns time, n, d_cause, d_other,
+    S, F, V at event times, or only at times with an event of the cause when
+    ``cause_times_only`` (the rows cuminc's curve steps at), compacted in the
+    same pass instead of masks and gathers afterwards.
     """
     m = n.shape[0]
+    time_out = np.empty(m)
+    n_out = np.empty(m)
+    cause_out = np.empty(m)
+    other_out = np.empty(m)
     survival = np.empty(m)
     cif = np.empty(m)
     variance = np.empty(m)
@@ -71,10 +81,13 @@ def _aalen_johansen_pass(
     sum_aa = 0.0
     sum_ab = 0.0
     sum_bb = 0.0
+    r = 0
     for j in range(m):
+        if not d_any[j] > 0:
+            continue
         nj = n[j]
         d1 = d_cause[j]
-        d2 = d_other[j]
+        d2 = d_any[j] - d1
         f += s_before * d1 / nj
         s = s_before * (1.0 - (d1 + d2) / nj)
         base = (s_before / nj) ** 2
@@ -91,14 +104,23 @@ def _aalen_johansen_pass(
         sum_aa += w1 * a1 * a1 + w2 * a2 * a2
         sum_ab += (w1 * a1 + w2 * a2) * inv_s
         sum_bb += (w1 + w2) * inv_s * inv_s
-        survival[j] = s
-        cif[j] = f
-        variance[j] = sum_aa - 2.0 * f * sum_ab + f * f * sum_bb
         s_before = s
-    return survival, cif, variance
+        if cause_times_only and not d1 > 0:
+            continue
+        time_out[r] = time[j]
+        n_out[r] = nj
+        cause_out[r] = d1
+        other_out[r] = d2
+        survival[r] = s
+        cif[r] = f
+        variance[r] = sum_aa - 2.0 * f * sum_ab + f * f * sum_bb
+        r += 1
+    return time_out[:r], n_out[:r], cause_out[:r], other_out[:r], survival[:r], cif[:r], variance[:r]
 
 
-def aalen_johansen(time: np.ndarray, is_cause: np.ndarray, is_event: np.ndarray) -> _Incidence:
+def aalen_johansen(
+    time: np.ndarray, is_cause: np.ndarray, is_event: np.ndarray, cause_times_only: bool = False
+) -> _Incidence:
     """Cumulative incidence of one cause in one sample, with cuminc's variance.
 
     Parameters
@@ -106,6 +128,8 @@ def aalen_johansen(time: np.ndarray, is_cause: np.ndarray, is_event: np.ndarray)
     time : (n,) float
     is_cause : (n,) bool, event of the cause of interest
     is_event : (n,) bool, event of any cause
+    cause_times_only : return only the times with an event of the cause
+        (where the CIF steps) instead of every event time.
 
     Notes
     -----
@@ -122,16 +146,17 @@ def aalen_johansen(time: np.ndarray, is_cause: np.ndarray, is_event: np.ndarray)
     parts. Expanding the square in F(t) turns the sum into three cumulative
     sums, so the whole curve costs O(m).
     """
-    # Any-event rides in the sort key (the larger mark); censoring-only times
-    # change neither S nor F nor V, so the arithmetic runs on event times only.
+    # Any-event rides in the sort key (the larger mark) with the cause.
     table = risk_table(time, [is_event, is_cause])
-    at_event = table.counts[:, 0] > 0
-    n = table.n_risk[at_event]
-    d_any = table.counts[at_event, 0]
-    d_cause = table.counts[at_event, 1]
-    d_other = d_any - d_cause
-    survival, cif, variance = _aalen_johansen_pass(n, d_cause, d_other)
-    return _Incidence(table.time[at_event], n, d_cause, d_other, survival, cif, variance)
+    return _Incidence(
+        *_aalen_johansen_pass(
+            table.time,
+            table.n_risk,
+            table.counts[:, 0],  # strided views: numba reads them in place
+            table.counts[:, 1],
+            cause_times_only,
+        )
+    )
 
 
 def cif_confidence_band(cif: np.ndarray, variance: np.ndarray, conf_level: float) -> tuple[np.ndarray, np.ndarray]:
@@ -254,14 +279,13 @@ def cumulative_incidence(
     pieces, last_times = [], []
     for label, rows in zip(levels, members, strict=True):
         t, c = (times, codes) if group is None else (times[rows], codes[rows])
-        incidence = aalen_johansen(t, c == cause, c != censor_code)
-        steps = incidence.n_cause > 0
-        cif, variance = incidence.cif[steps], incidence.variance[steps]
+        incidence = aalen_johansen(t, c == cause, c != censor_code, cause_times_only=True)
+        cif, variance = incidence.cif, incidence.variance
         lower, upper = cif_confidence_band(cif, variance, level)
         part = pd.DataFrame({
-            "time": incidence.time[steps],
-            "n_risk": incidence.n_risk[steps],
-            "n_event": incidence.n_cause[steps],
+            "time": incidence.time,
+            "n_risk": incidence.n_risk,
+            "n_event": incidence.n_cause,
             "cif": cif,
             "variance": variance,
             "lower": lower,

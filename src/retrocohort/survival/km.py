@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
+import numba
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -26,6 +27,7 @@ from ._risksets import (
     distinct_sorted,
     group_order,
     grouped_risk_table,
+    merge_near_tied_times,
     merge_near_ties,
     near_tie_representatives,
     risk_table,
@@ -86,17 +88,46 @@ def km_curve(table: RiskTable, squared: RiskTable | None = None) -> _Curve:
         non-integer case weights) instead of Greenwood's.
     """
     n_risk = table.n_risk
-    n_event = table.counts[:, 0]
-    n_censor = table.n_total - n_event
-    with np.errstate(divide="ignore", invalid="ignore"):
-        survival = np.cumprod(1.0 - n_event / n_risk)
-        if squared is None:
-            # Greenwood; infinite once everyone at risk has the event (survfit gives Inf too).
-            increment = np.where(n_event > 0, n_event / (n_risk * (n_risk - n_event)), 0.0)
-            se_log = np.sqrt(np.cumsum(increment))
-        else:
+    n_event = np.ascontiguousarray(table.counts[:, 0])
+    if squared is None:
+        n_censor, survival, se_log = _greenwood_pass(n_risk, n_event, table.n_total)
+    else:
+        n_censor = table.n_total - n_event
+        with np.errstate(divide="ignore", invalid="ignore"):
+            survival = np.cumprod(1.0 - n_event / n_risk)
             se_log = np.sqrt(_robust_log_survival_variance(table, squared))
     return _Curve(table.time, n_risk, n_event, n_censor, survival, se_log, table.rows_at_risk)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _greenwood_pass(
+    n_risk: np.ndarray, n_event: np.ndarray, n_total: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Censored counts, S = cumprod(1 - d/n) and Greenwood's SE of log S, in one pass.
+
+    The same operations in the same order as the vectorised
+    ``cumprod(1 - d / n)`` and ``sqrt(cumsum(d / (n (n - d))))`` (so the same
+    bits), without their n-long temporaries. The SE is infinite once everyone
+    at risk has the event (survfit gives Inf too).
+    """
+    m = n_risk.shape[0]
+    n_censor = np.empty(m)
+    survival = np.empty(m)
+    se_log = np.empty(m)
+    s = 1.0
+    total = 0.0
+    for i in range(m):
+        n = n_risk[i]
+        d = n_event[i]
+        n_censor[i] = n_total[i] - d
+        s = s * (1.0 - d / n)
+        survival[i] = s
+        if d > 0:
+            total = total + d / (n * (n - d))
+        else:
+            total = total + 0.0
+        se_log[i] = np.sqrt(total)
+    return n_censor, survival, se_log
 
 
 def _robust_log_survival_variance(table: RiskTable, squared: RiskTable) -> np.ndarray:
@@ -123,16 +154,14 @@ def _robust_log_survival_variance(table: RiskTable, squared: RiskTable) -> np.nd
 def _apply_timefix(tables: list[RiskTable], others: list[list[RiskTable]]) -> tuple[list, list]:
     """Merge near-tied times (survfit's timefix) decided on the pooled distinct times of all groups."""
     if len(tables) == 1:
-        grid = tables[0].time
-    else:
-        grid, _ = distinct_sorted(np.sort(np.concatenate([t.time for t in tables])))
+        # one group: its times are the grid, and every table of it has the same times
+        return [merge_near_tied_times(tables[0])], [[merge_near_tied_times(t) for t in group] for group in others]
+    grid, _ = distinct_sorted(np.sort(np.concatenate([t.time for t in tables])))
     representative = near_tie_representatives(grid)
     if representative is None:
         return tables, others
 
     def fix(table: RiskTable) -> RiskTable:
-        if table.time is grid:  # one group: its times are the grid itself
-            return merge_near_ties(table, representative)
         return merge_near_ties(table, representative[np.searchsorted(grid, table.time)])
 
     return [fix(t) for t in tables], [[fix(t) for t in group] for group in others]
@@ -156,9 +185,14 @@ def confidence_band(
     z = stats.norm.ppf(1.0 - (1.0 - conf_level) / 2.0)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if conf_type == "log":
+            # in place: the same operations as exp(log S -+ z se) without their temporaries
             log_s = np.log(survival)
-            lower = np.exp(log_s - z * se_log)
-            upper = np.minimum(np.exp(log_s + z * se_log), 1.0)
+            half_width = np.multiply(z, se_log)
+            lower = np.subtract(log_s, half_width)
+            np.exp(lower, out=lower)
+            upper = np.add(log_s, half_width, out=log_s)
+            np.exp(upper, out=upper)
+            np.minimum(upper, 1.0, out=upper)
             undefined = survival <= 0
         elif conf_type == "log-log":
             log_s = np.log(survival)
@@ -172,8 +206,9 @@ def confidence_band(
             lower = np.maximum(survival - z * se, 0.0)
             upper = np.minimum(survival + z * se, 1.0)
             undefined = np.isnan(se)
-    lower = np.where(undefined, np.nan, lower)
-    upper = np.where(undefined, np.nan, upper)
+    if undefined.any():
+        lower = np.where(undefined, np.nan, lower)
+        upper = np.where(undefined, np.nan, upper)
     return lower, upper
 
 
@@ -186,16 +221,18 @@ def survival_quantile(time: np.ndarray, curve: np.ndarray, p: float = 0.5) -> fl
     drops, as for an ordinary sample median of an even number; when it never
     drops again, that time itself. NaN when the curve never reaches ``p``.
     """
-    reached = np.flatnonzero(curve <= p + _QUANTILE_TOLERANCE)
-    if reached.size == 0:
+    # argmax of a bool mask: the first True without an index array of all of them
+    reached = curve <= p + _QUANTILE_TOLERANCE
+    first = int(reached.argmax()) if reached.shape[0] else 0
+    if reached.shape[0] == 0 or not reached[first]:
         return float("nan")
-    first = reached[0]
     if abs(curve[first] - p) >= _QUANTILE_TOLERANCE:
         return float(time[first])
-    drops = np.flatnonzero(curve[first + 1 :] < curve[first] - _QUANTILE_TOLERANCE)
-    if drops.size == 0:
+    drops = curve[first + 1 :] < curve[first] - _QUANTILE_TOLERANCE
+    drop = int(drops.argmax()) if drops.shape[0] else 0
+    if drops.shape[0] == 0 or not drops[drop]:
         return float(time[first])
-    return float((time[first] + time[first + 1 + drops[0]]) / 2.0)
+    return float((time[first] + time[first + 1 + drop]) / 2.0)
 
 
 # --------------------------------------------------------------------------- Kaplan-Meier
@@ -342,16 +379,18 @@ def kaplan_meier(
 
     members = [np.arange(len(times))] if group is None else group_order(codes, len(levels))
     robust = variance == "robust"
+    # one group: its own times are the whole grid, so near ties are merged while tabulating
+    own_timefix = timefix and len(members) == 1
     risk_tables, squared_tables = [], []
     for rows in members:
         t = times if group is None else times[rows]
         e = events if group is None else events[rows]
         w = None if case_weights is None else case_weights[rows]
-        risk_tables.append(risk_table(t, [e], w))
+        risk_tables.append(risk_table(t, [e], w, timefix=own_timefix))
         if robust:
             w = np.ones_like(t) if w is None else w
-            squared_tables.append(risk_table(t, [e], w * w))
-    if timefix:
+            squared_tables.append(risk_table(t, [e], w * w, timefix=own_timefix))
+    if timefix and not own_timefix:
         risk_tables, (squared_tables,) = _apply_timefix(risk_tables, [squared_tables])
     tables, medians, rows_at_risk = [], [], []
     for index, label in enumerate(levels):
