@@ -130,7 +130,7 @@ def _tabulate_sorted_keys(
     """Distinct time bit patterns, rows per time, marked rows per time and numbers at risk from sorted keys.
 
     ``key = time_code << shift | marks`` with mark j in bit ``shift - 1 - j``:
-    keys of one time differ only in the low ``shift`` bits. A nonzero code is
+    keys of one time differ only in the low ``shift`` bits (``shift`` is 1 or 2). A nonzero code is
     the time's bit pattern minus ``offset`` (0 stays 0), see
     :func:`_two_mark_keys`. One pass instead of xor, flatnonzero, reduceat,
     cumsum and casts over n-long temporaries; counts come out as float64.
@@ -138,24 +138,41 @@ def _tabulate_sorted_keys(
     n = key.shape[0]
     distinct = np.empty(n, dtype=np.uint64)
     total = np.empty(n, dtype=np.float64)
-    marked = np.zeros((n, max(shift, 1)), dtype=np.float64)
+    marked = np.empty((n, max(shift, 1)), dtype=np.float64)
     n_risk = np.empty(n, dtype=np.float64)
     s = np.uint64(shift)
     one = np.uint64(1)
+    high_mark = np.uint64(shift - 1)
+    # integer running counts of the current time, written out when it ends
     m = -1
     previous = np.uint64(0)
+    rows = 0
+    first = np.uint64(0)
+    second = np.uint64(0)
     for i in range(n):
         value = key[i]
         code = value >> s
         if m < 0 or code != previous:
+            if m >= 0:
+                total[m] = rows
+                marked[m, 0] = first
+                if shift == 2:
+                    marked[m, 1] = second
             m += 1
             distinct[m] = code + offset if code != 0 else code
-            total[m] = 0.0
             n_risk[m] = n - i  # rows at or after the first row of this time
             previous = code
-        total[m] += 1.0
-        for j in range(shift):
-            marked[m, j] += (value >> np.uint64(shift - 1 - j)) & one
+            rows = 0
+            first = np.uint64(0)
+            second = np.uint64(0)
+        rows += 1
+        first += (value >> high_mark) & one
+        second += value & one
+    if m >= 0:
+        total[m] = rows
+        marked[m, 0] = first
+        if shift == 2:
+            marked[m, 1] = second
     # views, not copies: copying ~n-long outputs would double the memory traffic
     return distinct[: m + 1], total[: m + 1], marked[: m + 1, :shift], n_risk[: m + 1], n_risk[: m + 1].copy()
 
