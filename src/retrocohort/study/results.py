@@ -73,7 +73,7 @@ class StudyResult:
     logrank: Any | None = None
     cif: Any | None = None  # survival cumulative incidence of KRT liberation by arm, matched
     gray: Any | None = None
-    ph_test: Any | None = None  # of the main (matched, unadjusted) Cox model
+    ph_test: Any | None = None  # of the primary Cox model: matched, adjusted (else unadjusted; see provenance["ph_test_model"])
     estimates: tuple[Estimate, ...] = ()
     skipped: tuple[SkippedModel, ...] = ()
     e_value: dict[str, float] | None = None  # point, lower-CI E-values of the main HR
