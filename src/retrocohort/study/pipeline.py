@@ -54,7 +54,7 @@ from ..survival import (
 )
 from .evalue import e_value_hr
 from .results import Estimate, Outcome, Population, SkippedModel, StudyResult
-from .spec import Study, default_study
+from .spec import KNOWN_COVARIATES, Study, default_study
 
 Engine = Literal["duckdb", "spark"]
 ENGINES: tuple[str, ...] = ("duckdb", "spark")
@@ -82,17 +82,7 @@ _DEATH = ("death_time", "death")
 _KRT = ("krt_time", "krt_status")
 _CATEGORICAL = ("sex", "sepsis", "vasopressor", "ventilation")
 # Table 1 describes every baseline covariate the cohort builder provides.
-_TABLE_ONE = (
-    "age",
-    "sex",
-    "sepsis",
-    "creatinine_baseline",
-    "egfr_baseline",
-    "sofa",
-    "serum_mg",
-    "vasopressor",
-    "ventilation",
-)
+_TABLE_ONE = KNOWN_COVARIATES
 _PACKAGES = (
     "retrocohort",
     "numpy",
