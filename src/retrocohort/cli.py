@@ -224,6 +224,11 @@ def _run_and_write(source: Any, study: Any, out: Path, force: bool, engine: str,
 # --------------------------------------------------------------------------- commands
 
 
+
+def _size_and_seed(stays: int | None, seed: int | None) -> dict[str, Any]:
+    """generate_synthetic's size and seed arguments, leaving out what the user did not set."""
+    return {k: v for k, v in (("stays", stays), ("seed", seed)) if v is not None}
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("demo-output"), "--out", help="Output folder for the report."),
@@ -254,11 +259,7 @@ def demo(
                 )
         workdir = Path(tempfile.mkdtemp(prefix="retrocohort-demo-")) if data is None else data
         try:
-            kwargs: dict[str, Any] = {}
-            if stays is not None:
-                kwargs["stays"] = stays
-            if seed is not None:
-                kwargs["seed"] = seed
+            kwargs = _size_and_seed(stays, seed)
             started = time.perf_counter()
             with err_console.status("Generating the synthetic EHR (MIMIC-IV layout)..."):
                 info = generate_synthetic(workdir, **kwargs)
@@ -325,11 +326,7 @@ def synth(
                 raise OutputExistsError(f"{str(out)!r} is not empty and is not a synthetic EHR; choose another --out")
             if not force:
                 raise OutputExistsError(f"{str(out)!r} already holds a synthetic EHR; pass --force to regenerate it")
-        kwargs: dict[str, Any] = {"fmt": fmt}
-        if stays is not None:
-            kwargs["stays"] = stays
-        if seed is not None:
-            kwargs["seed"] = seed
+        kwargs = {"fmt": fmt, **_size_and_seed(stays, seed)}
         started = time.perf_counter()
         with err_console.status("Generating the synthetic EHR..."):
             info = generate_synthetic(out, **kwargs)
