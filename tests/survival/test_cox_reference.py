@@ -1,7 +1,9 @@
 """Cox fits and PH tests against R-written fixtures (tests/reference/r/cox.R).
 
 Tolerances from the issue: coefficients 1e-7 relative; standard errors and
-variances 1e-6 relative; test statistics and p-values 1e-6.
+variances 1e-6 relative; test statistics and p-values 1e-6. In ``.summary``,
+``hr = exp(coef)`` is held to the coefficients' 1e-7; the interval bounds
+``exp(coef -/+ z se)`` depend on the standard error and are held to 1e-6.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ CASES = {
     "cox_weights": dict(covariates=SIM, weights="w"),
     "cox_strata": dict(covariates=SIM, strata="site"),
     "cox_cluster": dict(covariates=SIM, cluster="set"),
+    "cox_cluster_conf90": dict(covariates=SIM, cluster="set", conf_level=0.90),
     "cox_cluster_weights_breslow": dict(covariates=SIM, cluster="set", weights="w", ties="breslow"),
     "cox_robust": dict(covariates=SIM, robust=True),
     "cox_entry": dict(covariates=SIM, entry="entry"),
@@ -66,6 +69,37 @@ def test_coefficients_and_variances(fits, name):
     _rel(fit.loglik, v["loglik"], 1e-10, "loglik")
     assert fit.n == v["n"] and fit.n_events == v["nevent"]
     assert fit.converged and fit.iterations == v["iter"]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_summary_columns_equal_summary_coxph(fits, name):
+    """hr, lower, upper, z, p equal ``summary(fit, conf.int = level)``'s ``$conf.int`` and ``$coefficients``.
+
+    For robust and cluster fits R's z and p use the robust se (its "robust se"
+    column), so the fixture's ``se`` is that column and must equal ours.
+    """
+    ref, fit = fits[name]
+    s = ref["values"]["summary"]
+    assert fit.conf_level == pytest.approx(s["conf_level"], rel=0, abs=0)
+    table = fit.summary
+    assert [c for c in table.columns if c != "naive_se"] == ["coef", "se", "hr", "lower", "upper", "z", "p"]
+    _rel(table["se"], s["se"], 1e-6, "summary se (robust se when robust)")
+    _rel(table["hr"], s["hr"], 1e-7, "exp(coef)")
+    _rel(table["lower"], s["lower"], 1e-6, f"lower {s['conf_level']}")
+    _rel(table["upper"], s["upper"], 1e-6, f"upper {s['conf_level']}")
+    _rel(table["z"], s["z"], 1e-6, "z")
+    _rel(table["p"], s["p"], 1e-6, "Pr(>|z|)")
+
+
+def test_conf_level_changes_only_the_interval(fits, reference):
+    """The 90% fixture is the same cluster fit as cox_cluster; only lower/upper differ (and are narrower)."""
+    ref95, fit95 = fits["cox_cluster"]
+    ref90, fit90 = fits["cox_cluster_conf90"]
+    assert ref90["values"]["summary"]["conf_level"] == 0.9 and ref95["values"]["summary"]["conf_level"] == 0.95
+    for col in ("coef", "se", "hr", "z", "p"):
+        np.testing.assert_array_equal(fit90.summary[col], fit95.summary[col], err_msg=col)
+    assert np.all(fit90.summary["lower"] > fit95.summary["lower"])
+    assert np.all(fit90.summary["upper"] < fit95.summary["upper"])
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -1,8 +1,8 @@
 # Cox regression (coxph) and PH test (cox.zph, transform = "km") fixtures.
 # Covariates that are categorical are passed as character columns so that R's
 # factor() and Python's sorted levels give the same reference level.
-cox_values <- function(fit, zph_terms = TRUE, residuals = FALSE) {
-  s <- summary(fit)
+cox_values <- function(fit, zph_terms = TRUE, residuals = FALSE, conf_level = 0.95) {
+  s <- summary(fit, conf.int = conf_level)
   z <- cox.zph(fit, transform = "km", terms = zph_terms)
   # summary.coxph rounds the printed statistics; record the unrounded ones it is built from
   df <- sum(!is.na(coef(fit)))
@@ -31,6 +31,13 @@ cox_values <- function(fit, zph_terms = TRUE, residuals = FALSE) {
   bh <- basehaz(fit, centered = FALSE)
   v$basehaz <- list(time = bh$time, hazard = bh$hazard,
                     strata = if (is.null(bh$strata)) NULL else as.character(bh$strata))
+  # summary.coxph's columns: hr and its Wald interval from $conf.int, z and p from
+  # $coefficients (for robust/cluster fits these use the robust se, as summary does)
+  v$summary <- list(conf_level = conf_level,
+                    hr = unname(s$conf.int[, "exp(coef)"]),
+                    lower = unname(s$conf.int[, 3]), upper = unname(s$conf.int[, 4]),
+                    z = unname(s$coefficients[, "z"]), p = unname(s$coefficients[, "Pr(>|z|)"]),
+                    se = unname(s$coefficients[, if (is.null(fit$naive.var)) "se(coef)" else "robust se"]))
   v
 }
 
@@ -92,6 +99,9 @@ fit <- coxph(Surv(time, status) ~ trt + grp + x + strata(site), data = sim)
 write_reference("cox_strata", "coxph(Surv(time, status) ~ trt + grp + x + strata(site), data = sim)", cox_values(fit), data = sim)
 fit <- coxph(f, data = sim, cluster = set)
 write_reference("cox_cluster", "coxph(Surv(time, status) ~ trt + grp + x, data = sim, cluster = set)", cox_values(fit), data = sim)
+# the same cluster fit summarised with 90% intervals (summary(fit, conf.int = 0.90))
+write_reference("cox_cluster_conf90", "coxph(Surv(time, status) ~ trt + grp + x, data = sim, cluster = set); summary(fit, conf.int = 0.90)",
+                cox_values(fit, conf_level = 0.90), data = sim)
 fit <- coxph(f, data = sim, cluster = set, weights = w, ties = "breslow")
 write_reference("cox_cluster_weights_breslow", "coxph(Surv(time, status) ~ trt + grp + x, data = sim, cluster = set, weights = w, ties = 'breslow')", cox_values(fit), data = sim)
 fit <- coxph(f, data = sim, robust = TRUE)
