@@ -287,11 +287,29 @@ def test_many_small_strata_match_brute_force_concordance():
                           st.floats(min_value=0, max_value=1e6, allow_nan=False)), max_size=60))
 def test_fit_sort_is_numpys_stable_argsort(values):
     """The radix sort the fit uses orders rows exactly as np.argsort(kind="stable"), ties included."""
-    from retrocohort.survival.cox import _stable_argsort
+    from retrocohort.survival._sorting import stable_argsort as _stable_argsort
 
     x = np.asarray(values, dtype=float)
     np.testing.assert_array_equal(_stable_argsort(x), np.argsort(x, kind="stable"))
-    assert _stable_argsort(-x).tolist() == np.argsort(-x, kind="stable").tolist()  # negatives: fallback path
+    assert _stable_argsort(-x).tolist() == np.argsort(-x, kind="stable").tolist()  # negatives: flipped keys
+    mixed = np.concatenate([x, -x])
+    assert _stable_argsort(mixed).tolist() == np.argsort(mixed, kind="stable").tolist()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from([0.0, -0.0, 1.5, -1.5, -1e308, 1e308]),
+                          st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)), max_size=60))
+def test_risk_score_ranks_are_dense_ranks(values):
+    """The C index ranks risk scores densely (equal scores, -0.0 and 0.0 included, share a rank)."""
+    from scipy.stats import rankdata
+
+    from retrocohort.survival._concordance import dense_rank
+
+    x = np.asarray(values, dtype=float)
+    rank, n_rank = dense_rank(x)
+    expected = rankdata(x, method="dense").astype(np.int64) - 1
+    np.testing.assert_array_equal(rank, expected)
+    assert n_rank == len(np.unique(x))
 
 
 @pytest.mark.parametrize("layout", ["one block", "separate columns"])
@@ -308,10 +326,11 @@ def test_design_gather_equals_direct_indexing(layout):
         data = pd.DataFrame({c: z[:, j].copy() for j, c in enumerate("abcd")})
     data["g"] = rng.choice(["u", "v", "w"], n)
     order = rng.permutation(n)
-    X, terms, col_min, col_max = _design(data, ["a", "g", "b", "c", "d"], "test", order)
+    X, terms, means, col_min, col_max = _design(data, ["a", "g", "b", "c", "d"], "test", order)
     expected = np.column_stack([z[order, 0], (data["g"].to_numpy()[order] == "v"),
                                 (data["g"].to_numpy()[order] == "w"), z[order, 1], z[order, 2], z[order, 3]])
-    np.testing.assert_array_equal(X, expected)
+    np.testing.assert_allclose(means, expected.mean(axis=0), rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(X, expected - means)  # centred while gathered
     np.testing.assert_array_equal(col_min, expected.min(axis=0))
     np.testing.assert_array_equal(col_max, expected.max(axis=0))
     assert terms[1] == ("g", ("gv", "gw"))

@@ -34,6 +34,8 @@ from scipy import linalg, stats
 
 from .._design import design_matrix, numeric_column, require_columns
 from ..errors import ConvergenceError, InputError, ModelWarning
+from ._concordance import concordance_counts
+from ._sorting import stable_argsort
 
 Ties = Literal["efron", "breslow"]
 _TIES: tuple[str, ...] = get_args(Ties)
@@ -47,7 +49,7 @@ __all__ = ["cox", "CoxResult", "TestResult", "score_residuals", "baseline_hazard
 
 
 @njit(cache=True)
-def _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron, xbar_steps, step_w):
+def _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron, r, c, xbar_buf, step_w):
     """One O(n p) sweep: log partial likelihood, score and the pieces of the information.
 
     All arrays are sorted by (stratum, stop). ``sbounds`` (n_strata + 1,) holds
@@ -59,24 +61,28 @@ def _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron,
     the hazard increments ``wt/S0`` over the steps at which row i is at risk
     (a dying row counts with its Efron fraction ``1 - k/d`` in its own tied
     group), so it is one weighted cross-product after the sweep; the
-    ``xbar xbar'`` part is another, over each step's ``xbar`` (written into
-    row m of ``xbar_steps`` (m_max, p)) with weights ``wt`` (``step_w``).
-    Both products run here in :func:`_weighted_crossprod` rather than in
+    ``xbar xbar'`` part is another, over each step's ``xbar`` with weights
+    ``wt``: the steps are collected in the small buffer ``xbar_buf`` (B, p)
+    (weights in ``step_w`` (B,)) and added to the product whenever it fills,
+    so the work memory does not grow with the number of deaths. Both
+    products run here in :func:`_add_weighted_crossprod` rather than in
     BLAS: OpenBLAS's worker threads keep spinning after a call, which on a
     small shared machine halves the speed of the numba sweep that follows.
+    ``r`` and ``c`` (n,) are work arrays (overwritten).
 
     Returns (loglik, u (p,), information (p, p)).
     """
     n, p = X.shape
+    n_buf = xbar_buf.shape[0]
     loglik = 0.0
     u = np.zeros(p)
-    c = np.zeros(n)
+    steps = np.zeros((p, p))  # sum over death steps of wt * xbar xbar' (upper triangle)
     s1 = np.zeros(p)
     d1 = np.zeros(p)
     xw = np.zeros(p)
-    r = np.empty(n)
     for i in range(n):
         r[i] = w[i] * np.exp(eta[i])
+        c[i] = 0.0
     m = 0
     for s in range(sbounds.shape[0] - 1):
         lo = sbounds[s]
@@ -130,10 +136,13 @@ def _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron,
                 if (not efron) or nd == 1:
                     loglik -= dw * np.log(s0)
                     h = dw / s0
+                    if m == n_buf:
+                        _add_weighted_crossprod(steps, xbar_buf, step_w, m)
+                        m = 0
                     for a in range(p):
                         xb = s1[a] / s0
                         u[a] -= dw * xb
-                        xbar_steps[m, a] = xb
+                        xbar_buf[m, a] = xb
                     step_w[m] = dw
                     m += 1
                     atot += h
@@ -145,10 +154,13 @@ def _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron,
                         e0 = s0 - f * d0
                         loglik -= meanwt * np.log(e0)
                         h = meanwt / e0
+                        if m == n_buf:
+                            _add_weighted_crossprod(steps, xbar_buf, step_w, m)
+                            m = 0
                         for a in range(p):
                             xb = (s1[a] - f * d1[a]) / e0
                             u[a] -= meanwt * xb
-                            xbar_steps[m, a] = xb
+                            xbar_buf[m, a] = xb
                         step_w[m] = meanwt
                         m += 1
                         atot += h
@@ -169,7 +181,10 @@ def _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron,
         # r c >= 0 in exact arithmetic; clip rounding so the weights are not negative
         v = r[i] * c[i]
         c[i] = v if v > 0.0 else 0.0
-    imat = _weighted_crossprod(X, c) - _weighted_crossprod(xbar_steps[:m], step_w[:m])
+    _add_weighted_crossprod(steps, xbar_buf, step_w, m)
+    imat = np.zeros((p, p))
+    _add_weighted_crossprod(imat, X, c, n)
+    imat -= steps
     for a in range(p):
         for b in range(a):
             imat[a, b] = imat[b, a]
@@ -177,15 +192,14 @@ def _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron,
 
 
 @njit(cache=True)
-def _weighted_crossprod(A, v):
-    """``A' diag(v) A`` (p, p) for A (n, p) and v (n,), summed in row order.
+def _add_weighted_crossprod(acc, A, v, n):
+    """Add ``A[:n]' diag(v[:n]) A[:n]`` to the upper triangle of ``acc`` (p, p); A (>= n, p), v (>= n,).
 
     Eight rows at a time (copied to a small C-ordered block), so each of the
     p(p+1)/2 running sums is loaded and stored once per eight rows; the
-    eight products are added pairwise. The upper triangle is filled.
+    eight products are added pairwise, in row order.
     """
-    n, p = A.shape
-    acc = np.zeros((p, p))
+    p = A.shape[1]
     xs = np.empty((8, p))
     n8 = n - n % 8
     for i in range(0, n8, 8):
@@ -209,16 +223,11 @@ def _weighted_crossprod(A, v):
             t = v[i] * A[i, a]
             for b in range(a, p):
                 acc[a, b] += t * A[i, b]
-    return acc
 
 
 @njit(cache=True)
-def _linear_predictor(X, beta, out):
-    """``out = X beta - max(X beta)`` (n,), without BLAS (see :func:`_cox_sweep` on threads).
-
-    The shift by the maximum keeps ``exp(eta)`` from overflowing; the fit is
-    invariant to it.
-    """
+def _xbeta(X, beta, out):
+    """``out = X beta`` (n,), without BLAS (see :func:`_cox_sweep` on threads)."""
     n, p = X.shape
     for i in range(n):
         out[i] = 0.0
@@ -226,6 +235,18 @@ def _linear_predictor(X, beta, out):
         b = beta[a]
         for i in range(n):
             out[i] += X[i, a] * b
+    return out
+
+
+@njit(cache=True)
+def _linear_predictor(X, beta, out):
+    """``out = X beta - max(X beta)`` (n,), without BLAS.
+
+    The shift by the maximum keeps ``exp(eta)`` from overflowing; the fit is
+    invariant to it.
+    """
+    n = X.shape[0]
+    _xbeta(X, beta, out)
     top = -np.inf
     for i in range(n):
         if out[i] > top:
@@ -245,16 +266,17 @@ def _cox_pass(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron, 
     Newton iterations instead of faulting in fresh pages each time.
     """
     if scratch is None:
-        scratch = _pass_scratch(event, X)
-    xbar_steps, step_w = scratch
-    return _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron, xbar_steps, step_w)
+        scratch = _pass_scratch(X)
+    return _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron, *scratch)
 
 
-def _pass_scratch(event: np.ndarray, X: np.ndarray):
-    """Work arrays for :func:`_cox_pass`: per-death-step xbar (m_max, p) and step weight (m_max,)."""
-    n_ev = max(int(np.count_nonzero(event)), 1)
-    p = X.shape[1]
-    return np.empty((n_ev, p)), np.empty(n_ev)
+_STEP_BUFFER = 256  # death steps collected before their xbar xbar' products are added
+
+
+def _pass_scratch(X: np.ndarray):
+    """Work arrays for :func:`_cox_pass`: ``r``, ``c`` (n,), the step buffer (B, p) and its weights (B,)."""
+    n, p = X.shape
+    return np.empty(n), np.empty(n), np.empty((_STEP_BUFFER, p)), np.empty(_STEP_BUFFER)
 
 
 @njit(cache=True)
@@ -447,247 +469,6 @@ def _weighted_cluster_sums(resid, w, codes, n_clusters):
 
 
 @njit(cache=True)
-def _fenwick_add(tree, pos, val):
-    m = tree.shape[0]
-    pos += 1
-    while pos <= m:
-        tree[pos - 1] += val
-        pos += pos & (-pos)
-
-
-@njit(cache=True)
-def _fenwick_clear(tree, pos):
-    m = tree.shape[0]
-    pos += 1
-    while pos <= m:
-        tree[pos - 1] = 0.0
-        pos += pos & (-pos)
-
-
-@njit(cache=True)
-def _fenwick_sum(tree, pos):
-    """Sum of entries at ranks 0..pos-1."""
-    total = 0.0
-    while pos > 0:
-        total += tree[pos - 1]
-        pos -= pos & (-pos)
-    return total
-
-
-@njit(cache=True)
-def _concordance_kernel(stop, start, event, w, rank, n_rank, sbounds, sorder, has_entry):
-    """Weighted concordant, discordant and risk-score-tied pair counts, overall and per row.
-
-    A pair is comparable when i dies at t and j is at risk at t without dying
-    at t (a row censored at t is still at risk). Concordant when the dying
-    row has the larger linear predictor (coxph's ``reverse=TRUE``). Pairs
-    only within strata. One Fenwick tree over linear-predictor ranks holds
-    the comparable risk set; a second holds the deaths already passed, so a
-    row's pairs as the longer-lived member are the difference of two
-    snapshots of it (when the row enters at its stop time and when it leaves
-    at its entry time). Per-row counts (n, 3), columns concordant, discordant,
-    tied, feed the infinitesimal-jackknife variance.
-    """
-    n = stop.shape[0]
-    conc = 0.0
-    disc = 0.0
-    tied_x = 0.0
-    per_row = np.zeros((n, 3))
-    risk = np.zeros(n_rank)
-    risk_at = np.zeros(n_rank)  # weight at each exact rank, so ties are not a difference of sums
-    dead = np.zeros(n_rank)
-    dead_at = np.zeros(n_rank)
-    for s in range(sbounds.shape[0] - 1):
-        lo = sbounds[s]
-        hi = sbounds[s + 1]
-        risk_total = 0.0
-        dead_total = 0.0
-        sp = hi - 1
-        i = hi - 1
-        while i >= lo:
-            t = stop[i]
-            j = i
-            while j - 1 >= lo and stop[j - 1] == t:
-                j -= 1
-            for k in range(j, i + 1):
-                if event[k] == 0:
-                    rk = rank[k]
-                    _fenwick_add(risk, rk, w[k])
-                    risk_at[rk] += w[k]
-                    risk_total += w[k]
-                    # entry snapshot before this time's deaths: a row censored at t is compared with them
-                    below = _fenwick_sum(dead, rk)
-                    same = dead_at[rk]
-                    per_row[k, 0] -= dead_total - below - same
-                    per_row[k, 1] -= below
-                    per_row[k, 2] -= same
-            if has_entry:
-                while sp >= lo and start[sorder[sp]] >= t:
-                    k = sorder[sp]
-                    rk = rank[k]
-                    # entry >= t implies stop > t, so the row was added by an earlier group
-                    _fenwick_add(risk, rk, -w[k])
-                    risk_at[rk] -= w[k]
-                    risk_total -= w[k]
-                    below = _fenwick_sum(dead, rk)
-                    same = dead_at[rk]
-                    per_row[k, 0] += dead_total - below - same
-                    per_row[k, 1] += below
-                    per_row[k, 2] += same
-                    sp -= 1
-            for k in range(j, i + 1):
-                if event[k] != 0:
-                    rk = rank[k]
-                    below = _fenwick_sum(risk, rk)
-                    same = risk_at[rk]
-                    above = risk_total - below - same
-                    conc += w[k] * below
-                    tied_x += w[k] * same
-                    disc += w[k] * above
-                    per_row[k, 0] += below
-                    per_row[k, 1] += above
-                    per_row[k, 2] += same
-            for k in range(j, i + 1):
-                if event[k] != 0:
-                    rk = rank[k]
-                    _fenwick_add(risk, rk, w[k])
-                    risk_at[rk] += w[k]
-                    risk_total += w[k]
-                    _fenwick_add(dead, rk, w[k])
-                    dead_at[rk] += w[k]
-                    dead_total += w[k]
-            for k in range(j, i + 1):
-                if event[k] != 0:
-                    # entry snapshot after this time's deaths: tied deaths are not compared
-                    rk = rank[k]
-                    below = _fenwick_sum(dead, rk)
-                    same = dead_at[rk]
-                    per_row[k, 0] -= dead_total - below - same
-                    per_row[k, 1] -= below
-                    per_row[k, 2] -= same
-            i = j - 1
-        # exit snapshot for rows still at risk at the stratum's earliest time
-        if has_entry:
-            while sp >= lo:
-                k = sorder[sp]
-                rk = rank[k]
-                below = _fenwick_sum(dead, rk)
-                same = dead_at[rk]
-                per_row[k, 0] += dead_total - below - same
-                per_row[k, 1] += below
-                per_row[k, 2] += same
-                sp -= 1
-        elif 4 * (hi - lo) >= n_rank:
-            # a large stratum: the death tree is final now, so prefix sums over the ranks
-            # answer every row at once
-            below_of = np.empty(n_rank)
-            acc = 0.0
-            for q in range(n_rank):
-                below_of[q] = acc
-                acc += dead_at[q]
-            for k in range(lo, hi):
-                rk = rank[k]
-                below = below_of[rk]
-                same = dead_at[rk]
-                per_row[k, 0] += dead_total - below - same
-                per_row[k, 1] += below
-                per_row[k, 2] += same
-        else:
-            for k in range(lo, hi):
-                rk = rank[k]
-                below = _fenwick_sum(dead, rk)
-                same = dead_at[rk]
-                per_row[k, 0] += dead_total - below - same
-                per_row[k, 1] += below
-                per_row[k, 2] += same
-        if s == sbounds.shape[0] - 2:
-            break
-        if 16 * (hi - lo) >= n_rank:
-            risk[:] = 0.0
-            dead[:] = 0.0
-            risk_at[:] = 0.0
-            dead_at[:] = 0.0
-        else:
-            # a small stratum: empty the trees along the paths it used (zeroing them whole
-            # would cost O(n_rank) per stratum, too much with many small strata)
-            for k in range(lo, hi):
-                rk = rank[k]
-                _fenwick_clear(risk, rk)
-                _fenwick_clear(dead, rk)
-                risk_at[rk] = 0.0
-                dead_at[rk] = 0.0
-    return conc, disc, tied_x, per_row
-
-
-@njit(cache=True)
-def _radix_argsort(keys, idx, tmp_idx, tmp):
-    """Stable argsort (n,) int64 of unsigned 64-bit keys: LSD radix sort, 11-bit digits.
-
-    ``keys`` is overwritten; ``idx``, ``tmp_idx`` (int64) and ``tmp``
-    (uint64) are (n,) work arrays, allocated by NumPy (whose large
-    allocations get transparent huge pages, so fewer page faults).
-
-    All six digit histograms come from one read of the keys; a digit on which
-    every key agrees (e.g. the low mantissa bits of whole-day times) is
-    skipped. Being a radix sort it is stable, and O(n) per digit.
-    """
-    n = keys.shape[0]
-    bits = 11
-    n_dig = 6
-    size = 1 << bits
-    mask = np.uint64(size - 1)
-    hist = np.zeros((n_dig, size), dtype=np.int64)
-    for i in range(n):
-        k = keys[i]
-        for d in range(n_dig):
-            hist[d, np.int64((k >> np.uint64(d * bits)) & mask)] += 1
-    for i in range(n):
-        idx[i] = i
-    cur = keys
-    pos = np.empty(size, dtype=np.int64)
-    for d in range(n_dig):
-        h = hist[d]
-        trivial = False
-        for b in range(size):
-            if h[b] == n:
-                trivial = True
-                break
-        if trivial:
-            continue
-        acc = 0
-        for b in range(size):
-            pos[b] = acc
-            acc += h[b]
-        shift = np.uint64(d * bits)
-        for i in range(n):
-            k = cur[i]
-            b = np.int64((k >> shift) & mask)
-            q = pos[b]
-            tmp[q] = k
-            tmp_idx[q] = idx[i]
-            pos[b] = q + 1
-        cur, tmp = tmp, cur
-        idx, tmp_idx = tmp_idx, idx
-    return idx
-
-
-def _stable_argsort(values: np.ndarray) -> np.ndarray:
-    """``np.argsort(values, kind="stable")`` (int64), 2-3x faster for non-negative float64 times.
-
-    The bit patterns of non-negative IEEE doubles sort as unsigned integers
-    in the same order as the values (``+ 0.0`` turns -0.0 into 0.0), so a
-    radix sort of them gives exactly the stable order. Anything else
-    (negative or NaN values) falls back to NumPy's stable sort.
-    """
-    values = np.ascontiguousarray(values, dtype=float)
-    if values.size == 0 or not values.min() >= 0:
-        return np.argsort(values, kind="stable").astype(np.int64, copy=False)
-    n = values.shape[0]
-    return _radix_argsort((values + 0.0).view(np.uint64), np.empty(n, dtype=np.int64),
-                          np.empty(n, dtype=np.int64), np.empty(n, dtype=np.uint64))
-
-
-@njit(cache=True)
 def _snap_sorted(values, distinct_start, cuts_keep):
     """Replace each sorted value by the first value of its run of tied distinct values.
 
@@ -709,8 +490,8 @@ def _snap_sorted(values, distinct_start, cuts_keep):
 
 
 @njit(cache=True)
-def _gather_checked(columns, order, out, n_bad, col_min, col_max):
-    """``out[k, j] = columns[j][order[k]]``, with each column's non-finite count, min and max.
+def _gather_checked(columns, order, shift, out, n_bad, col_min, col_max):
+    """``out[k, j] = columns[j][order[k]] - shift[j]``, with each column's non-finite count, min and max.
 
     ``columns`` is a typed list of p 1-D arrays (n,), possibly strided views
     of one 2-D pandas block. Rows are gathered in chunks of the order, all
@@ -728,12 +509,13 @@ def _gather_checked(columns, order, out, n_bad, col_min, col_max):
         e = min(s + chunk, n)
         for j in range(p):
             col = columns[j]
+            sj = shift[j]
             bad = 0
             lo = col_min[j]
             hi = col_max[j]
             for k in range(s, e):
                 v = col[order[k]]
-                out[k, j] = v
+                out[k, j] = v - sj
                 if not np.isfinite(v):
                     bad += 1
                 else:
@@ -917,13 +699,15 @@ def _group_codes(data: pd.DataFrame, columns: list[str], what: str, where: str) 
 
 
 def _design(data: pd.DataFrame, covariates: list[str], where: str, order: np.ndarray):
-    """Model matrix in sorted row order (n, p), Fortran order, each term's column names, column min and max.
+    """Centred model matrix in sorted row order (n, p), Fortran order; each term's column names; column means, min, max.
 
     Plain numeric columns are gathered straight into place (checked for
     missing and infinite values in the same pass); categorical, string and
     boolean columns go through ``design_matrix`` for R's treatment contrasts.
-    Column-major storage makes the per-column gather and centring
-    contiguous; the kernels stream the p columns in sorted order.
+    Each column is centred on its mean while it is gathered (coxph centres
+    too; it changes nothing but the rounding). Column-major storage makes
+    the per-column gather contiguous; the kernels stream the p columns in
+    sorted order.
     """
     n = len(data)
     term_cols: list[tuple[str, tuple[str, ...]]] = []
@@ -956,15 +740,16 @@ def _design(data: pd.DataFrame, covariates: list[str], where: str, order: np.nda
     p = len(pieces)
     X = np.empty((n, p), order="F")
     col_min, col_max, n_bad = np.empty(p), np.empty(p), np.zeros(p, dtype=np.int64)
+    means = np.array([values.mean() for values in pieces])  # NaN for a column with missing values: caught below
     typed_pieces = typed.List.empty_list(types.Array(types.float64, 1, "A"))
     for values in pieces:
         typed_pieces.append(values)
     # gather into sorted order and check in one pass (no temporaries: this is the fit's largest copy)
-    _gather_checked(typed_pieces, order.astype(np.int64, copy=False), X, n_bad, col_min, col_max)
+    _gather_checked(typed_pieces, order.astype(np.int64, copy=False), means, X, n_bad, col_min, col_max)
     for cov, j in numeric:
         if n_bad[j]:
             raise nonfinite_error(cov, pieces[j])
-    return X, term_cols, col_min, col_max
+    return X, term_cols, means, col_min, col_max
 
 
 def _timefix(stop: np.ndarray, start: np.ndarray | None, tolerance: float = np.sqrt(np.finfo(float).eps)):
@@ -992,9 +777,36 @@ def _timefix(stop: np.ndarray, start: np.ndarray | None, tolerance: float = np.s
     return snap(stop), (None if start is None else snap(start))
 
 
+@njit(cache=True)
+def _has_near_ties(values, tolerance):
+    """Whether two neighbouring distinct values of the sorted ``values`` are equal up to ``tolerance``.
+
+    The test of :func:`_timefix_sorted` (absolute gap, or gap relative to the
+    mean absolute distinct value), in two passes without temporaries: the
+    usual answer at large n is "no", and then nothing else needs to be built.
+    """
+    n = values.shape[0]
+    total = 0.0
+    n_distinct = 0
+    for i in range(n):
+        if i == 0 or values[i] != values[i - 1]:
+            total += abs(values[i])
+            n_distinct += 1
+    scale = total / n_distinct
+    prev = values[0]
+    for i in range(1, n):
+        v = values[i]
+        if v != prev:
+            gap = v - prev
+            if gap <= tolerance or gap / scale <= tolerance:
+                return True
+            prev = v
+    return False
+
+
 def _timefix_sorted(values: np.ndarray, tolerance: float = np.sqrt(np.finfo(float).eps)) -> np.ndarray:
     """:func:`_timefix` for right-censored times already sorted ascending, in O(n)."""
-    if len(values) < 2:
+    if len(values) < 2 or not _has_near_ties(values, tolerance):
         return values
     new = np.empty(len(values), dtype=bool)
     new[0] = True
@@ -1008,19 +820,6 @@ def _timefix_sorted(values: np.ndarray, tolerance: float = np.sqrt(np.finfo(floa
         return values
     # one linear walk instead of a binary search per row: the values are sorted
     return _snap_sorted(values, new, np.concatenate(([True], ~tied)))
-
-
-def _dense_rank(values: np.ndarray) -> tuple[np.ndarray, int]:
-    """0-based dense ranks (equal values share a rank) and the number of ranks."""
-    order = np.argsort(values)
-    sv = values[order]
-    new = np.empty(len(sv), dtype=bool)
-    new[:1] = True
-    np.not_equal(sv[1:], sv[:-1], out=new[1:])
-    dense = np.cumsum(new) - 1
-    rank = np.empty(len(values), dtype=np.int64)
-    rank[order] = dense
-    return rank, int(dense[-1]) + 1 if len(dense) else 0
 
 
 def _chol_solve(imat: np.ndarray, rhs: np.ndarray, columns: Sequence[str]) -> np.ndarray:
@@ -1112,7 +911,7 @@ def _newton(fit_pass, p: int, columns: Sequence[str], max_iter: int, eps: float)
 
 
 def _fit_pass_factory(sf: dict):
-    scratch = _pass_scratch(sf["event"], sf["X"])
+    scratch = _pass_scratch(sf["X"])
     eta = np.empty(sf["X"].shape[0])
 
     def fit_pass(beta: np.ndarray):
@@ -1256,14 +1055,13 @@ def _concordance(f: _SortedFit) -> tuple[float, float, dict[str, float]]:
     without comparable pairs. The linear predictor is shift-invariant here,
     so the centring of ``X`` is irrelevant.
     """
-    rank, n_rank = _dense_rank(f.eta)
-    conc, disc, tied_x, per_row = _concordance_kernel(f.stop, f.start, f.event, f.weights, rank, n_rank,
-                                                      f.sbounds, f.sorder, f.has_entry)
+    conc, disc, tied_x, per_row = concordance_counts(f.stop, f.start, f.event, f.weights, f.eta,
+                                                     f.sbounds, f.sorder, f.has_entry)
     denom = conc + disc + tied_x
     if denom > 0:
         c_index = (conc + tied_x / 2) / denom
         # infinitesimal jackknife, as survival::concordance's var: derivative of C in each case weight
-        influence = f.weights * ((per_row[:, 0] + per_row[:, 2] / 2) - c_index * per_row.sum(axis=1)) / denom
+        influence = f.weights * (per_row[:, 0] - c_index * per_row[:, 1]) / denom
         if f.cluster_codes is not None:  # coxph passes its cluster on: influences add up within clusters
             influence = np.bincount(f.cluster_codes, weights=influence)
         c_se = float(np.sqrt(np.sum(influence ** 2)))
@@ -1372,16 +1170,16 @@ def cox(
             raise InputError(f"{where}: weights column {weights!r} has {int((w <= 0).sum())} value(s) <= 0; "
                              "case weights must be positive (drop zero-weight rows explicitly)")
     else:
-        w = np.ones(n)
+        w = None  # unit weights: see s_w below
     if status.sum() == 0:
         raise InputError(f"{where}: event column {event!r} has no events in {n} rows; a Cox model needs events")
 
     if strata_cols:
         scode, slabels = _group_codes(data, strata_cols, "strata", where)
     else:
-        scode, slabels = np.zeros(n, dtype=np.int64), [None]
+        scode, slabels = None, [None]
 
-    order = _stable_argsort(stop)
+    order = stable_argsort(stop)
     s_stop = stop[order]
     if timefix and entry is None:
         s_stop = _timefix_sorted(s_stop)  # monotone, so the order stays valid
@@ -1392,10 +1190,10 @@ def cox(
     s_stop = np.ascontiguousarray(s_stop)
     s_start = np.ascontiguousarray(start[order]) if entry is not None else np.zeros(n)
     s_event = np.ascontiguousarray(status[order])
-    s_w = np.ascontiguousarray(w[order])
-    s_code = scode[order]
+    # unit weights are a read-only stride-0 view: no n-row array is written for them
+    s_w = np.ascontiguousarray(w[order]) if w is not None else np.broadcast_to(1.0, (n,))
 
-    s_X, term_cols, col_min, col_max = _design(data, covariates, where, order)
+    s_X, term_cols, means, col_min, col_max = _design(data, covariates, where, order)
     columns = tuple(c for _, cols in term_cols for c in cols)
     if len(set(columns)) != len(columns):
         raise InputError(f"cox: covariates expand to duplicate column names {columns}; give each covariate once")
@@ -1403,12 +1201,16 @@ def cox(
     for j in np.flatnonzero(col_min == col_max):
         raise InputError(f"{where}: covariate column {columns[j]!r} is constant ({col_min[j]!r}) in all {n} rows; "
                          "drop it")
-    means = s_X.mean(axis=0)
-    s_X -= means  # centring changes nothing but the rounding (coxph centres too)
     n_strata = len(slabels)
-    sbounds = np.searchsorted(s_code, np.arange(n_strata + 1)).astype(np.int64)
+    if strata_cols:
+        s_code = scode[order]
+        sbounds = np.searchsorted(s_code, np.arange(n_strata + 1)).astype(np.int64)
+    else:
+        s_code = None
+        sbounds = np.array([0, n], dtype=np.int64)
     if entry is not None:
-        sorder = np.lexsort((s_start, s_code)).astype(np.int64)
+        sorder = (np.lexsort((s_start, s_code)) if strata_cols else np.argsort(s_start, kind="stable"))
+        sorder = sorder.astype(np.int64)
     else:
         sorder = np.zeros(1, dtype=np.int64)
     if strata_cols:
@@ -1455,7 +1257,7 @@ def cox(
             warnings.warn(msg, ModelWarning, stacklevel=2)
             notes.append(msg)
 
-    eta = s_X @ beta
+    eta = _xbeta(s_X, beta, np.empty(n))
     cluster_codes = None
     if cluster is not None:
         cluster_codes = _group_codes(data, [cluster], "cluster", where)[0][order]
@@ -1466,7 +1268,7 @@ def cox(
                          cluster_codes=cluster_codes)
 
     if robust is None:
-        robust = cluster is not None or bool(np.any((w != 0) & (w != 1)))
+        robust = cluster is not None or (w is not None and bool(np.any((w != 0) & (w != 1))))
     elif not robust and cluster is not None:
         raise InputError("cox: cluster given with robust=False; a cluster only changes the (robust) variance, "
                          "so drop the cluster or leave robust at its default")
