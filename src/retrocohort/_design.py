@@ -5,11 +5,13 @@ treatment contrasts: a numeric or boolean column stays one column; a
 categorical, string or object column becomes one 0/1 column per level except
 the first (levels in the categorical's order, else sorted), named
 ``"<column><level>"`` exactly as R names them (``sexM``, ``stageIII``).
+A Categorical's levels without rows raise by default (see ``design_matrix``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -29,26 +31,41 @@ def require_columns(data: pd.DataFrame, columns: Sequence[str], where: str = "da
 
 
 def numeric_column(data: pd.DataFrame, name: str, where: str = "data", *, allow_missing: bool = False) -> np.ndarray:
-    """Column ``name`` as float64, with a clear error for non-numeric or missing values."""
+    """Column ``name`` as float64, shape (n,); non-numeric, missing or infinite values raise.
+
+    Every message names ``where`` (the frame), the column, how many of the
+    frame's rows are affected and what to do about them.
+    """
     require_columns(data, [name], where)
     col = data[name]
+    n = len(col)
     if isinstance(col.dtype, pd.CategoricalDtype) or col.dtype == object or pd.api.types.is_string_dtype(col):
         converted = pd.to_numeric(col, errors="coerce")
-        bad = int(converted.isna().sum() - col.isna().sum())
+        failed = converted.isna() & col.notna()
+        bad = int(failed.sum())
         if bad:
-            raise InputError(f"{where}: column {name!r} has {bad} non-numeric value(s); it must be numeric")
+            examples = list(dict.fromkeys(col[failed].tolist()))[:3]
+            raise InputError(
+                f"{where}: column {name!r} has {bad} non-numeric value(s) out of {n} rows (e.g. {examples}); "
+                "it must be numeric: recode those values to numbers, or convert with "
+                f"pd.to_numeric(df[{name!r}], errors='coerce') and drop or impute the failures explicitly"
+            )
         col = converted
     values = np.asarray(col, dtype=float)
     if not allow_missing:
         n_missing = int(np.isnan(values).sum())
         if n_missing:
             raise InputError(
-                f"{where}: column {name!r} has {n_missing} missing value(s) out of {len(values)} rows; "
+                f"{where}: column {name!r} has {n_missing} missing value(s) out of {n} rows; "
                 "drop or impute them explicitly before the analysis (nothing is dropped silently)"
             )
     n_inf = int(np.isinf(values).sum())
     if n_inf:
-        raise InputError(f"{where}: column {name!r} has {n_inf} infinite value(s)")
+        raise InputError(
+            f"{where}: column {name!r} has {n_inf} infinite value(s) out of {n} rows; "
+            "replace them with finite values or drop those rows explicitly before the analysis "
+            "(nothing is dropped silently)"
+        )
     return values
 
 
@@ -60,35 +77,90 @@ def _is_categorical(col: pd.Series) -> bool:
     )
 
 
-def design_matrix(data: pd.DataFrame, covariates: Sequence[str], where: str = "data") -> pd.DataFrame:
+UnusedLevels = Literal["error", "keep", "drop"]
+_PREDICTION_FRAMES = ("profile", "newdata")
+
+
+def design_matrix(
+    data: pd.DataFrame,
+    covariates: Sequence[str],
+    where: str = "data",
+    *,
+    unused_levels: UnusedLevels | None = None,
+) -> pd.DataFrame:
     """Expand ``covariates`` to numeric columns with R's treatment contrasts.
 
     Returns a float DataFrame aligned to ``data.index`` with one column per
     model term, no intercept. Missing values raise InputError naming the
     columns and counts.
+
+    ``unused_levels`` decides what a pandas Categorical covariate's
+    categories without rows do. No coefficient can be estimated for an empty
+    level: R's ``coxph`` keeps it (``model.matrix`` gives it a column) and
+    reports NA, while ``glm`` drops it (``model.frame(drop.unused.levels =
+    TRUE)``). "error" (the default for model fitting) raises, naming the
+    levels and the fix, rather than returning a column nothing can be
+    estimated from; "drop" removes them first, as glm does; "keep" keeps
+    their columns, as prediction frames need (a one-row profile uses one of
+    the fitted levels). ``None`` means "keep" for a frame named "profile" or
+    "newdata" (the prediction frames' names in this package) and "error"
+    otherwise.
     """
+    if unused_levels is None:
+        unused_levels = "keep" if where in _PREDICTION_FRAMES else "error"
+    if unused_levels not in get_args(UnusedLevels):
+        raise InputError(f"unused_levels={unused_levels!r} is not allowed; use one of {list(get_args(UnusedLevels))}")
     covariates = list(covariates)
     if not covariates:
         return pd.DataFrame(index=data.index)
     require_columns(data, covariates, where)
+    n = len(data)
     missing = {c: int(data[c].isna().sum()) for c in covariates if data[c].isna().any()}
     if missing:
         raise InputError(
-            f"{where}: missing values in covariate(s) {missing} (column: rows) out of {len(data)} rows; "
+            f"{where}: missing values in covariate(s) {missing} (column: rows) out of {n} rows; "
             "drop or impute them explicitly before fitting (nothing is dropped silently)"
         )
     parts: dict[str, np.ndarray] = {}
     for name in covariates:
         col = data[name]
         if _is_categorical(col):
-            cat = col if isinstance(col.dtype, pd.CategoricalDtype) else col.astype("category")
-            levels = [lv for lv in cat.cat.categories if (cat == lv).any()] if not isinstance(
-                col.dtype, pd.CategoricalDtype) else list(cat.cat.categories)
+            declared = isinstance(col.dtype, pd.CategoricalDtype)
+            # astype("category") makes exactly the observed values the (sorted) levels
+            cat = col if declared else col.astype("category")
+            levels = list(cat.cat.categories)
+            codes = np.asarray(cat.cat.codes)
+            if declared and unused_levels != "keep":
+                counts = np.bincount(codes, minlength=len(levels))
+                empty = [lv for lv, k in zip(levels, counts) if k == 0]
+                used = [lv for lv, k in zip(levels, counts) if k > 0]
+                if empty and unused_levels == "drop":
+                    remap = np.cumsum(counts > 0) - 1  # old code -> code among the used levels
+                    codes, levels = remap[codes], used
+                elif empty and len(used) == 1:
+                    raise InputError(
+                        f"{where}: categorical covariate {name!r} takes the single level {used[0]!r} in all {n} rows "
+                        f"(its categories {empty} have no rows); a constant covariate has no coefficient: drop it "
+                        "from the covariates"
+                    )
+                elif empty:
+                    reference = (
+                        f"; the reference level then becomes {used[0]!r} instead of {levels[0]!r}"
+                        if levels[0] in empty else ""
+                    )
+                    raise InputError(
+                        f"{where}: categorical covariate {name!r} has {len(empty)} level(s) with no rows "
+                        f"out of {n} rows: {empty} (categories {levels}); no coefficient can be estimated for "
+                        "an empty level (coxph reports NA for it). Drop the unused levels first: "
+                        f"df[{name!r}] = df[{name!r}].cat.remove_unused_categories(){reference}"
+                    )
             if len(levels) < 2:
-                raise InputError(f"{where}: categorical covariate {name!r} has a single level {levels}; drop it")
-            codes = np.asarray(cat.astype(object))
-            for level in levels[1:]:
-                parts[f"{name}{level}"] = (codes == level).astype(float)
+                raise InputError(
+                    f"{where}: categorical covariate {name!r} has a single level {levels} in all {n} rows; "
+                    "a constant covariate has no coefficient: drop it from the covariates"
+                )
+            for code, level in enumerate(levels[1:], start=1):
+                parts[f"{name}{level}"] = (codes == code).astype(float)
         elif pd.api.types.is_bool_dtype(col):
             parts[f"{name}TRUE"] = np.asarray(col, dtype=float)
         else:

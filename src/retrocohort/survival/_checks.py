@@ -2,8 +2,10 @@
 
 Every survival estimator (Kaplan-Meier, log-rank, Cox, cumulative incidence,
 Gray, Fine-Gray) starts from the same columns, so their checks live here and
-raise :class:`~retrocohort.errors.InputError` with one wording: the frame, the
-column, how many rows are affected, and what to do. Nothing is dropped
+raise :class:`~retrocohort.errors.InputError` with one wording: the caller and
+its frame (``where``, e.g. "kaplan_meier data"), the column, how many rows of
+how many are affected, and what to do. ``where`` is required so that no
+message can start with an anonymous "data:". Nothing is dropped
 silently: R's survival functions drop rows with missing values via
 ``na.action``; we refuse them instead, so the analysis frame states its rows.
 """
@@ -28,7 +30,7 @@ __all__ = [
 ]
 
 
-def check_time(data: pd.DataFrame, column: str, where: str = "data") -> np.ndarray:
+def check_time(data: pd.DataFrame, column: str, where: str) -> np.ndarray:
     """Follow-up times as float64, shape (n,): no missing, infinite or negative values.
 
     Zero is allowed (an event on the index day), as in ``Surv()``.
@@ -38,12 +40,13 @@ def check_time(data: pd.DataFrame, column: str, where: str = "data") -> np.ndarr
     if negative:
         raise InputError(
             f"{where}: column {column!r} has {negative} negative time(s) out of {len(times)} rows "
-            f"(smallest {times.min():g}); times are measured from the index time and must be >= 0"
+            f"(smallest {times.min():g}); times are measured from the index time and must be >= 0: "
+            "check how they were derived (an outcome dated before the index?) and fix or drop those rows explicitly"
         )
     return times
 
 
-def check_event(data: pd.DataFrame, column: str, where: str = "data") -> np.ndarray:
+def check_event(data: pd.DataFrame, column: str, where: str) -> np.ndarray:
     """Event indicator as bool, shape (n,): values must be 0/1 (or False/True)."""
     require_columns(data, [column], where)
     col = data[column]
@@ -54,9 +57,9 @@ def check_event(data: pd.DataFrame, column: str, where: str = "data") -> np.ndar
     if bad.any():
         shown = sorted(set(np.unique(values[bad]).tolist()))[:5]
         raise InputError(
-            f"{where}: column {column!r} must be 0 (censored) or 1 (event); {int(bad.sum())} row(s) "
-            f"have other values, e.g. {shown}. For competing risks pass a status column to "
-            "cumulative_incidence / gray_test / fine_gray instead"
+            f"{where}: column {column!r} must be 0 (censored) or 1 (event); {int(bad.sum())} of {len(values)} "
+            f"rows have other values, e.g. {shown}. Recode the column to 0/1, or, for competing risks, "
+            "pass it as the status column of cumulative_incidence / gray_test / fine_gray instead"
         )
     return values == 1.0
 
@@ -66,7 +69,8 @@ def check_status(
     column: str,
     censor_code: int = 0,
     causes: Iterable[int] | None = None,
-    where: str = "data",
+    *,
+    where: str,
 ) -> np.ndarray:
     """Competing-risks status codes as int64, shape (n,).
 
@@ -78,8 +82,9 @@ def check_status(
     not_integer = np.zeros(0, dtype=bool) if already_integer else values != np.round(values)
     if not_integer.any():
         raise InputError(
-            f"{where}: column {column!r} has {int(not_integer.sum())} non-integer status code(s); "
-            f"status must be {censor_code} for censored and an integer code per cause"
+            f"{where}: column {column!r} has {int(not_integer.sum())} non-integer status code(s) out of "
+            f"{len(values)} rows, e.g. {sorted(set(np.unique(values[not_integer]).tolist()))[:5]}; status must be "
+            f"{censor_code} for censored and an integer code per cause: recode those rows"
         )
     codes = values.astype(np.int64)
     if causes is not None:
@@ -88,14 +93,14 @@ def check_status(
         if bad.any():
             shown = sorted(set(np.unique(codes[bad]).tolist()))[:5]
             raise InputError(
-                f"{where}: column {column!r} has {int(bad.sum())} row(s) with status code(s) {shown} "
-                f"outside the declared codes {sorted(allowed)} (censor_code={censor_code}); "
-                "recode them or declare the cause"
+                f"{where}: column {column!r} has {int(bad.sum())} of {len(codes)} rows with status code(s) "
+                f"{shown} outside the declared codes {sorted(allowed)} (censor_code={censor_code}); "
+                "recode those rows or declare the code as a competing cause"
             )
     return codes
 
 
-def check_weights(data: pd.DataFrame, column: str | None, where: str = "data") -> np.ndarray | None:
+def check_weights(data: pd.DataFrame, column: str | None, where: str) -> np.ndarray | None:
     """Case weights as float64, shape (n,), or None; they must be finite and >= 0."""
     if column is None:
         return None
@@ -103,18 +108,22 @@ def check_weights(data: pd.DataFrame, column: str | None, where: str = "data") -
     negative = int((weights < 0).sum())
     if negative:
         raise InputError(
-            f"{where}: weight column {column!r} has {negative} negative value(s); case weights must be >= 0"
+            f"{where}: weight column {column!r} has {negative} negative value(s) out of {len(weights)} rows; "
+            "case weights must be >= 0: fix or drop those rows"
         )
     return weights
 
 
-def check_group(data: pd.DataFrame, column: str | None, where: str = "data") -> tuple[np.ndarray, list]:
+def check_group(
+    data: pd.DataFrame, column: str | None, where: str, role: str = "group"
+) -> tuple[np.ndarray, list]:
     """Integer codes (n,) and level labels of a grouping column, in R's factor order.
 
     Levels follow a pandas Categorical's categories (unused ones dropped, as
     survfit/survdiff show only groups with rows), else the sorted distinct
     values, which is the order ``factor()`` gives in R. ``column=None`` gives
-    one group with label None.
+    one group with label None. ``role`` names the column in messages
+    ("group", "strata").
     """
     if column is None:
         return np.zeros(len(data), dtype=np.int64), [None]
@@ -123,7 +132,7 @@ def check_group(data: pd.DataFrame, column: str | None, where: str = "data") -> 
     n_missing = int(col.isna().sum())
     if n_missing:
         raise InputError(
-            f"{where}: group column {column!r} has {n_missing} missing value(s) out of {len(col)} rows; "
+            f"{where}: {role} column {column!r} has {n_missing} missing value(s) out of {len(col)} rows; "
             "give them a level or drop the rows explicitly"
         )
     if isinstance(col.dtype, pd.CategoricalDtype):
@@ -139,7 +148,13 @@ def check_group(data: pd.DataFrame, column: str | None, where: str = "data") -> 
     return np.asarray(codes, dtype=np.int64), levels
 
 
-def require_events(n_events: float, what: str, where: str = "data") -> None:
-    """Raise when an estimator has nothing to estimate from (no events at all)."""
+def require_events(n_events: float, n_rows: int, column: str, where: str, event: str = "1 (event)") -> None:
+    """Raise when an estimator has nothing to estimate from (no events at all).
+
+    ``event`` says which value of ``column`` counts as an event, for the message.
+    """
     if n_events <= 0:
-        raise InputError(f"{where}: no {what} in the data; the estimate is undefined")
+        raise InputError(
+            f"{where}: column {column!r} has no events (no row is {event}) among its {n_rows} rows, "
+            "so there is nothing to estimate; check the event coding and that follow-up covers the outcome"
+        )

@@ -279,7 +279,10 @@ class KaplanMeierResult:
         """
         at = np.sort(np.asarray(times, dtype=float).reshape(-1))
         if np.isnan(at).any():
-            raise InputError("survival_at: times contain NaN")
+            raise InputError(
+                f"survival_at: {int(np.isnan(at).sum())} of the {at.size} requested times are NaN; "
+                "pass numbers (days from the index time)"
+            )
         pieces = []
         for level in self._levels:
             rows = self.table if self.group is None else self.table[self.table["group"] == level]
@@ -368,11 +371,12 @@ def kaplan_meier(
     _check_choice("conf_type", conf_type, get_args(ConfType))
     _check_choice("variance", variance, get_args(VarianceType))
     level = _check_conf_level(conf_level)
-    times = check_time(data, time)
-    events = check_event(data, event)
-    case_weights = check_weights(data, weights)
-    codes, levels = check_group(data, group)
-    require_events(events.sum(), f"events in column {event!r}")
+    where = "kaplan_meier data"
+    times = check_time(data, time, where)
+    events = check_event(data, event, where)
+    case_weights = check_weights(data, weights, where)
+    codes, levels = check_group(data, group, where)
+    require_events(events.sum(), len(events), event, where)
     if variance == "auto":
         integer_weights = case_weights is None or bool(np.all(case_weights == np.round(case_weights)))
         variance = "greenwood" if integer_weights else "robust"
@@ -456,6 +460,9 @@ class LogRankResult:
     table : DataFrame with columns ``group``, ``n``, ``observed``, ``expected``,
         ``oe2_e`` ((O-E)^2/E) and ``oe2_v`` ((O-E)^2/V), as survdiff prints.
     variance : (k, k) variance matrix of O - E (survdiff's ``$var``).
+    notes : remarks on the data, e.g. a stratum without events (survdiff
+        says nothing: such a stratum adds zero to O, E and V, visible only
+        as a zero column of its per-stratum ``$obs`` / ``$exp``).
     """
 
     statistic: float
@@ -463,6 +470,7 @@ class LogRankResult:
     p_value: float
     table: pd.DataFrame
     variance: np.ndarray
+    notes: tuple[str, ...] = ()
 
 
 def logrank_kernel(
@@ -506,14 +514,31 @@ def logrank(
     (decided within each stratum here; survdiff decides on all times at once,
     which differs only if a near tie straddles strata).
     """
-    times = check_time(data, time)
-    events = check_event(data, event)
-    codes, levels = check_group(data, group)
-    strata_codes, strata_levels = check_group(data, strata)
-    require_events(events.sum(), f"events in column {event!r}")
+    where = "logrank data"
+    times = check_time(data, time, where)
+    events = check_event(data, event, where)
+    codes, levels = check_group(data, group, where)
+    strata_codes, strata_levels = check_group(data, strata, where, role="strata")
+    require_events(events.sum(), len(events), event, where)
     k = len(levels)
     if k < 2:
-        raise InputError(f"logrank: column {group!r} has a single group {levels}; need at least two to compare")
+        raise InputError(
+            f"{where}: group column {group!r} has a single group {levels} in all {len(codes)} rows; "
+            "the log-rank test needs at least two groups to compare"
+        )
+    notes: list[str] = []
+    if strata is not None:
+        stratum_rows = np.bincount(strata_codes, minlength=len(strata_levels))
+        stratum_events = np.bincount(strata_codes, weights=events.astype(float), minlength=len(strata_levels))
+        empty = [(label, int(rows)) for label, rows, d in zip(strata_levels, stratum_rows, stratum_events) if d == 0]
+        if len(empty) == 1:
+            label, rows = empty[0]
+            notes.append(f"stratum {{{strata!r}: {label!r}}} ({rows} of {len(codes)} rows) has no events; "
+                         "it contributes nothing to the test")
+        elif empty:
+            notes.append(f"{len(empty)} of {len(strata_levels)} strata of {strata!r} have no events "
+                         f"({sum(r for _, r in empty)} of {len(codes)} rows; e.g. {[lab for lab, _ in empty[:5]]}); "
+                         "they contribute nothing to the test")
     observed = np.zeros(k)
     expected = np.zeros(k)
     variance = np.zeros((k, k))
@@ -533,8 +558,9 @@ def logrank(
         v = variance[np.ix_(kept, kept)][1:, 1:]
         if np.linalg.matrix_rank(v) < v.shape[0]:
             raise InputError(
-                f"logrank: the variance of observed - expected is singular for groups {levels} "
-                "(e.g. every event time has everyone at risk failing); survdiff stops here too"
+                f"{where}: the variance of observed - expected is singular for groups {levels} of column "
+                f"{group!r} (e.g. every event time has everyone at risk failing); survdiff stops here too. "
+                "Merge sparse groups or check the event times"
             )
         statistic = float(diff @ np.linalg.solve(v, diff))
     p_value = float(stats.chi2.sf(statistic, df)) if df >= 1 else float("nan")
@@ -549,4 +575,6 @@ def logrank(
                 "oe2_v": (observed - expected) ** 2 / np.diag(variance),
             }
         )
-    return LogRankResult(statistic=statistic, df=int(df), p_value=p_value, table=table, variance=variance)
+    return LogRankResult(
+        statistic=statistic, df=int(df), p_value=p_value, table=table, variance=variance, notes=tuple(notes)
+    )
