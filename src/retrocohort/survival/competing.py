@@ -232,8 +232,8 @@ class CumulativeIncidenceResult:
 
 
 def _competing_inputs(data, time, status, cause, censor_code):
-    times = check_time(data, time)
-    codes = check_status(data, status, censor_code=censor_code)
+    times = check_time(data, time, "cumulative_incidence/gray_test data")
+    codes = check_status(data, status, censor_code=censor_code, where="cumulative_incidence/gray_test data")
     if cause == censor_code:
         raise InputError(f"cause={cause} equals censor_code={censor_code}; choose the code of an event")
     n_cause = int((codes == cause).sum())
@@ -274,7 +274,7 @@ def cumulative_incidence(
     """
     level = _check_conf_level(conf_level)
     times, codes = _competing_inputs(data, time, status, cause, censor_code)
-    group_codes, levels = check_group(data, group)
+    group_codes, levels = check_group(data, group, "cumulative_incidence data")
     members = [np.arange(len(times))] if group is None else group_order(group_codes, len(levels))
     pieces, last_times = [], []
     for label, rows in zip(levels, members, strict=True):
@@ -476,8 +476,8 @@ def gray_test(
     summed over strata (estimates are never stratified, as in cuminc).
     """
     times, codes = _competing_inputs(data, time, status, cause, censor_code)
-    group_codes, levels = check_group(data, group)
-    strata_codes, strata_levels = check_group(data, strata)
+    group_codes, levels = check_group(data, group, "gray_test data")
+    strata_codes, strata_levels = check_group(data, strata, "gray_test data", role="strata")
     k = len(levels)
     if k < 2:
         raise InputError(f"gray_test: column {group!r} has a single group {levels}; need at least two to compare")
