@@ -80,11 +80,11 @@ def test_crr_parity_on_fresh_tied_data():
 
 R_UNTIED = """
 suppressPackageStartupMessages({library(cmprsk); library(survival)})
-f <- crr(df$time, df$status, cbind(df$treated, df$score), gtol = 1e-12, maxiter = 50)
+f <- crr(df$time, df$status, cbind(df$treated, df$score))
 df$status_f <- factor(df$status, 0:2, c("censor", "event", "competing"))
 fg <- finegray(Surv(time, status_f) ~ treated + score + set_id, data = df, etype = "event")
 cx <- coxph(Surv(fgstart, fgstop, fgstatus) ~ treated + score, data = fg, weights = fgwt,
-            control = coxph.control(eps = 1e-10, iter.max = 50))
+            control = coxph.control(eps = 1e-14, iter.max = 100))
 result <- list(coef = unname(f$coef), var = unname(f$var), fg_coef = unname(coef(cx)))
 """
 
@@ -109,11 +109,15 @@ def test_untied_matched_sets_crr_and_finegray_coxph():
         "set_id": set_id,
     })
     r = run_r(R_UNTIED, {"df": data})
+    # crr with its default stopping rule against ours with the same rule (crr run with
+    # gtol = 1e-12 can stop short, reporting converged = FALSE up to ~5e-8 relative off the root)
+    crr_rule = fine_gray(data, "time", "status", ["treated", "score"])
+    np.testing.assert_allclose(crr_rule.summary["coef"], r["coef"], rtol=1e-7, err_msg=msg)
+    np.testing.assert_allclose(crr_rule.vcov.to_numpy(), np.array(r["var"]), rtol=1e-6, err_msg=msg)
+    # untied times: finegray + weighted coxph solves the same estimating equation. Both run to
+    # the exact root (coxph eps = 1e-14): measured agreement 5e-15 to 3e-11 relative, held to 1e-9
     fit = fine_gray(data, "time", "status", ["treated", "score"], tol=1e-12, max_iter=50)
-    np.testing.assert_allclose(fit.summary["coef"], r["coef"], rtol=1e-7, err_msg=msg)
-    np.testing.assert_allclose(fit.vcov.to_numpy(), np.array(r["var"]), rtol=1e-6, err_msg=msg)
-    # untied times: finegray + weighted coxph solves the same estimating equation
-    np.testing.assert_allclose(fit.summary["coef"], r["fg_coef"], rtol=1e-6, err_msg=msg)
+    np.testing.assert_allclose(fit.summary["coef"], r["fg_coef"], rtol=1e-9, err_msg=msg)
     matched = fine_gray(data, "time", "status", ["treated", "score"], cluster="set_id", tol=1e-12, max_iter=50)
     assert matched.n_clusters == n_sets, msg
     np.testing.assert_array_equal(matched.summary["coef"], fit.summary["coef"], err_msg=msg)

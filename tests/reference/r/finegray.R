@@ -157,3 +157,26 @@ write_reference(
   vals,
   data = cl
 )
+
+# --- mgus2 (whole-month ties): survival::finegray + coxph against crr, both causes ---
+# Backs the documented caveat that with tied times the finegray + weighted
+# coxph route is a different estimator from crr's (which we match). Both
+# sides are run to the exact maximum (crr gtol = 1e-12, coxph eps = 1e-10).
+vals <- list(terms = colnames(cov_mg))
+mg$status_f <- factor(mg$event, 0:2, c("censor", "progression", "death"))
+for (cause in 1:2) {
+  f_tight <- crr(mg$etime, mg$event, cov_mg, failcode = cause, cencode = 0, gtol = 1e-12, maxiter = 50)
+  fg_mg <- finegray(Surv(etime, status_f) ~ age + sex + hgb, data = mg, etype = c("progression", "death")[cause])
+  cx_mg <- coxph(Surv(fgstart, fgstop, fgstatus) ~ age + sex + hgb, data = fg_mg, weights = fgwt,
+                 control = coxph.control(eps = 1e-10, iter.max = 50))
+  vals[[paste0("cause", cause)]] <- list(crr_coef_tight = unname(f_tight$coef), crr_converged = f_tight$converged,
+                                         finegray_coxph_coef = unname(coef(cx_mg)))
+}
+mg$status_f <- NULL
+vals$n_distinct_times <- length(unique(mg$etime))
+write_reference(
+  "finegray_mgus2_finegray_coxph",
+  "mgus2 complete cases, cause 1 and 2: crr(etime, event, model.matrix(~ age + sex + hgb)[, -1], failcode = cause, gtol = 1e-12, maxiter = 50); finegray(Surv(etime, factor(event)) ~ age + sex + hgb, etype = cause) + coxph(Surv(fgstart, fgstop, fgstatus) ~ age + sex + hgb, weights = fgwt, eps = 1e-10)",
+  vals,
+  data = mg
+)
