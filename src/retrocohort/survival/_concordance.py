@@ -30,7 +30,7 @@ from numba import njit
 
 from ._sorting import _radix_argsort, sortable_keys
 
-__all__ = ["dense_rank", "concordance_counts"]
+__all__ = ["dense_rank", "concordance"]
 
 _BLOCK = 32  # ranks per block of the Fenwick trees
 
@@ -226,12 +226,40 @@ def _concordance_kernel(stop, start, event, w, rank, n_rank, sbounds, sorder, ha
     return conc, disc, tied_x
 
 
-def concordance_counts(stop, start, event, weights, risk_score, sbounds, sorder, has_entry):
-    """Weighted (concordant, discordant, tied) pair totals and the per-row parts (n, 2).
+@njit(cache=True)
+def _jackknife_sum_of_squares(per_row, w, c_index, denom, cluster_codes, n_clusters):
+    """Sum of squared infinitesimal-jackknife influences of C (one per row, or per cluster).
 
-    Inputs are in fit order (see :func:`_concordance_kernel`). ``per_row``
-    column 0 is each row's concordant plus half its tied pairs, column 1 its
-    comparable pairs.
+    The influence of row k is the derivative of C in its case weight,
+    ``w_k (score_k - C pairs_k) / denom``; with clusters (``n_clusters`` > 0)
+    the influences are first added up within clusters.
+    """
+    n = per_row.shape[0]
+    if n_clusters > 0:
+        by_cluster = np.zeros(n_clusters)
+        for k in range(n):
+            by_cluster[cluster_codes[k]] += w[k] * (per_row[k, 0] - c_index * per_row[k, 1]) / denom
+        total = 0.0
+        for g in range(n_clusters):
+            total += by_cluster[g] * by_cluster[g]
+        return total
+    total = 0.0
+    for k in range(n):
+        v = w[k] * (per_row[k, 0] - c_index * per_row[k, 1]) / denom
+        total += v * v
+    return total
+
+
+def concordance(stop, start, event, weights, risk_score, sbounds, sorder, has_entry, cluster_codes=None):
+    """Harrell's C, its infinitesimal-jackknife SE and the weighted pair counts, as coxph's ``concordance``.
+
+    Inputs are in fit order (see :func:`_concordance_kernel`); ``risk_score``
+    (n,) is the linear predictor (any shift). C = (concordant + tied / 2) /
+    (concordant + discordant + tied), NaN without comparable pairs. The SE
+    is survival's: the square root of the summed squared influences, added
+    up within ``cluster_codes`` (n,) when given (coxph passes its cluster on).
+
+    Returns (C, SE, {"concordant", "discordant", "tied_x"}).
     """
     rank, n_rank = dense_rank(risk_score)
     n = rank.shape[0]
@@ -240,4 +268,17 @@ def concordance_counts(stop, start, event, weights, risk_score, sbounds, sorder,
     per_row = np.zeros((n, 2))
     conc, disc, tied_x = _concordance_kernel(stop, start, event, weights, rank, n_rank, sbounds, sorder,
                                              has_entry, tree, at, per_row)
-    return conc, disc, tied_x, per_row
+    del tree, at, rank
+    denom = conc + disc + tied_x
+    if denom > 0:
+        c_index = (conc + tied_x / 2) / denom
+        if cluster_codes is None:
+            codes, n_clusters = np.zeros(1, dtype=np.int64), 0
+        else:
+            codes = np.asarray(cluster_codes, dtype=np.int64)
+            n_clusters = int(codes.max()) + 1 if n else 0
+        c_se = float(np.sqrt(_jackknife_sum_of_squares(per_row, weights, c_index, denom, codes, n_clusters)))
+    else:
+        c_index, c_se = float("nan"), float("nan")
+    counts = {"concordant": float(conc), "discordant": float(disc), "tied_x": float(tied_x)}
+    return float(c_index), c_se, counts

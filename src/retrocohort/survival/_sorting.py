@@ -66,16 +66,25 @@ def _radix_argsort(keys, idx, tmp_idx, tmp):
     return idx
 
 
+@njit(cache=True)
+def _flip_to_sortable(bits):
+    """In place: IEEE bit patterns (uint64) to keys that order as the floats do."""
+    sign = np.uint64(1) << np.uint64(63)
+    for i in range(bits.shape[0]):
+        b = bits[i]
+        bits[i] = ~b if b & sign else b | sign
+
+
 def sortable_keys(values: np.ndarray) -> np.ndarray:
-    """Unsigned 64-bit keys (n,) that order as the finite float64 ``values`` do.
+    """Unsigned 64-bit keys (n,) that order as the finite float64 ``values`` do (a new array).
 
     Non-negative doubles order as their bit patterns do, so their sign bit is
     set; negative ones order in reverse, so all their bits are flipped.
     ``+ 0.0`` first turns -0.0 into 0.0, so the two zeros share a key.
     """
-    bits = (np.ascontiguousarray(values, dtype=np.float64) + 0.0).view(np.uint64)
-    negative = (bits >> np.uint64(63)).astype(bool)
-    return np.where(negative, ~bits, bits | np.uint64(1 << 63))
+    keys = (np.ascontiguousarray(values, dtype=np.float64) + 0.0).view(np.uint64)
+    _flip_to_sortable(keys)
+    return keys
 
 
 def stable_argsort(values: np.ndarray) -> np.ndarray:

@@ -34,7 +34,7 @@ from scipy import linalg, stats
 
 from .._design import design_matrix, numeric_column, require_columns
 from ..errors import ConvergenceError, InputError, ModelWarning
-from ._concordance import concordance_counts
+from ._concordance import concordance
 from ._sorting import stable_argsort
 
 Ties = Literal["efron", "breslow"]
@@ -1055,20 +1055,8 @@ def _concordance(f: _SortedFit) -> tuple[float, float, dict[str, float]]:
     without comparable pairs. The linear predictor is shift-invariant here,
     so the centring of ``X`` is irrelevant.
     """
-    conc, disc, tied_x, per_row = concordance_counts(f.stop, f.start, f.event, f.weights, f.eta,
-                                                     f.sbounds, f.sorder, f.has_entry)
-    denom = conc + disc + tied_x
-    if denom > 0:
-        c_index = (conc + tied_x / 2) / denom
-        # infinitesimal jackknife, as survival::concordance's var: derivative of C in each case weight
-        influence = f.weights * (per_row[:, 0] - c_index * per_row[:, 1]) / denom
-        if f.cluster_codes is not None:  # coxph passes its cluster on: influences add up within clusters
-            influence = np.bincount(f.cluster_codes, weights=influence)
-        c_se = float(np.sqrt(np.sum(influence ** 2)))
-    else:
-        c_index, c_se = float("nan"), float("nan")
-    counts = {"concordant": float(conc), "discordant": float(disc), "tied_x": float(tied_x)}
-    return float(c_index), c_se, counts
+    return concordance(f.stop, f.start, f.event, f.weights, f.eta, f.sbounds, f.sorder, f.has_entry,
+                       f.cluster_codes)
 
 
 def _chisq_test(stat: float, df: int) -> TestResult:
