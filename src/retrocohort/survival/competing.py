@@ -21,7 +21,8 @@ from scipy import stats
 
 from ..errors import InputError
 from ._checks import check_group, check_status, check_time
-from ._risksets import group_order, grouped_risk_table, risk_table
+from ._gray import gray_score_covariance
+from ._risksets import group_order, risk_table
 from .km import _check_conf_level
 
 __all__ = [
@@ -335,131 +336,6 @@ class GrayTestResult:
     cause: int
 
 
-def gray_kernel(
-    time: np.ndarray, is_cause: np.ndarray, is_other: np.ndarray, codes: np.ndarray, n_groups: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Score (K,) and covariance (K, K) of Gray's test (rho = 0) in one stratum.
-
-    Notation per group r and distinct time t: ``Y_r`` at risk, ``d1_r`` / ``d2_r``
-    events of the cause / of other causes, ``S_r`` all-cause Kaplan-Meier,
-    ``F_r`` cumulative incidence of the cause.
-
-    Score (Gray 1988, rho = 0): with subdistribution risk sets
-    ``R_r = Y_r (1 - F_r(t-)) / S_r(t-)``,
-    ``z_k = sum_t [d1_k - d1 R_k / sum_r R_r]``.
-
-    Covariance: Gray's asymptotic covariance with every quantity that is
-    common under the null replaced by its pooled estimate. With
-    ``h_r = Y_r / S_r(t-)``, ``H = sum_r h_r``, the pooled incidence
-    ``dF0 = d1 / H`` and subdistribution hazard ``dG0 = dF0 / (1 - F0(t-))``:
-
-    * weights ``a_kr(t) = h_k (1{k = r} - h_r / H)`` and their future integral
-      ``c_kr(t) = sum_{l > t} a_kr(l) dG0(l)`` (the effect of estimating the
-      subdistribution risk sets);
-    * cause events contribute, for every group r at risk,
-      ``(a_kr + u_r c_kr)(a_k'r + u_r c_k'r) * f1_r S_r(t-) d1 / (H Y_r)``
-      with ``u_r = 1 - (1 - F0(t)) / S_r(t)`` (1 when S_r(t) = 0);
-    * other-cause events contribute
-      ``v_r^2 c_kr c_k'r * f2_r S_r(t-)^2 d2_r / Y_r^2`` with
-      ``v_r = (1 - F0(t)) / S_r(t)`` (nothing when S_r(t) = 0);
-
-    where ``f1_r = 1 - (d1 - 1) / (H S_r(t-) - 1)`` and
-    ``f2_r = 1 - (d2_r - 1) / (Y_r - 1)`` correct for tied events (1 for a
-    single event). All sums over time are cumulative sums over the distinct
-    times; the only loop is over the K groups.
-    """
-    grouped = grouped_risk_table(time, [is_cause, is_other], codes, n_groups)
-    at_risk = grouped.n_risk
-    d1 = grouped.counts[:, :, 0]
-    d2 = grouped.counts[:, :, 1]
-    active = at_risk > 0
-    safe_y = np.where(active, at_risk, 1.0)
-    survival = np.cumprod(np.where(active, 1.0 - (d1 + d2) / safe_y, 1.0), axis=1)
-    survival_before = np.hstack([np.ones((n_groups, 1)), survival[:, :-1]])
-    cif = np.cumsum(np.where(active, survival_before * d1 / safe_y, 0.0), axis=1)
-    cif_before = np.hstack([np.zeros((n_groups, 1)), cif[:, :-1]])
-    # censoring-only times add nothing to the score or the covariance: drop them
-    # (with continuous times that is most of the grid)
-    keep = (d1 + d2).sum(axis=0) > 0
-    at_risk, d1, d2, survival, survival_before, cif_before, active, safe_y = (
-        array[:, keep] for array in (at_risk, d1, d2, survival, survival_before, cif_before, active, safe_y)
-    )
-
-    with np.errstate(divide="ignore", invalid="ignore"):
-        h = np.where(active & (survival_before > 0), at_risk / survival_before, 0.0)
-    h_total = h.sum(axis=0)
-    sub_risk = h * (1.0 - cif_before)
-    sub_risk_total = sub_risk.sum(axis=0)
-    d1_total = d1.sum(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        expected = np.where(sub_risk_total > 0, d1_total / sub_risk_total, 0.0) * sub_risk
-        pooled_jump = np.where(h_total > 0, d1_total / h_total, 0.0)
-    score = (d1 - expected).sum(axis=1)
-    pooled_cif = np.cumsum(pooled_jump)
-    pooled_cif_before = np.concatenate([[0.0], pooled_cif[:-1]])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pooled_hazard = np.where(pooled_cif_before < 1, pooled_jump / (1.0 - pooled_cif_before), 0.0)
-        share = np.where(h_total > 0, h / h_total, 0.0)  # h_r / H, (K, m)
-        alive = survival > 0
-        safe_s = np.where(alive, survival, 1.0)
-        u = np.where(alive, 1.0 - (1.0 - pooled_cif) / safe_s, 1.0)
-        v = np.where(alive, (1.0 - pooled_cif) / safe_s, 0.0)
-        tie_cause_den = h_total * survival_before - 1.0
-        tie_cause = np.where((d1_total > 1) & (tie_cause_den > 0), 1.0 - (d1_total - 1.0) / tie_cause_den, 1.0)
-        weight_cause = np.where(
-            active & (d1_total > 0) & (h_total > 0),
-            tie_cause * survival_before * d1_total / (h_total * safe_y),
-            0.0,
-        )
-        tie_other = np.where(d2 > 1, 1.0 - (d2 - 1.0) / np.maximum(at_risk - 1.0, 1.0), 1.0)
-        weight_other = np.where(active & (d2 > 0) & alive, tie_other * survival_before**2 * d2 / safe_y**2, 0.0)
-
-    covariance = _gray_covariance(
-        *(np.ascontiguousarray(x, dtype=np.float64) for x in (h, share, pooled_hazard, u, v, weight_cause, weight_other))
-    )
-    return score, covariance
-
-
-@numba.njit(cache=True)
-def _gray_covariance(h, share, pooled_hazard, u, v, weight_cause, weight_other):  # pragma: no cover - numba
-    """Sum of Gray's covariance terms in one backward pass over the event times.
-
-    ``c_kr(t) = sum_{l > t} a_kr(l) dG0(l)`` is kept as a running K x K sum while
-    walking from the last time to the first, so each time costs O(K^3) and no
-    (K, m) temporaries are built. Arguments are the (K, m) / (m,) arrays of
-    :func:`gray_kernel`; returns the (K, K) covariance.
-    """
-    n_groups, m = h.shape
-    covariance = np.zeros((n_groups, n_groups))
-    c = np.zeros((n_groups, n_groups))  # c[k, r]
-    a = np.empty((n_groups, n_groups))
-    alpha = np.empty(n_groups)
-    for j in range(m - 1, -1, -1):
-        for k in range(n_groups):
-            for r in range(n_groups):
-                a[k, r] = h[k, j] * ((1.0 if k == r else 0.0) - share[r, j])
-        for r in range(n_groups):
-            wc = weight_cause[r, j]
-            wo = weight_other[r, j]
-            if wc != 0.0:
-                for k in range(n_groups):
-                    alpha[k] = a[k, r] + u[r, j] * c[k, r]
-                for k in range(n_groups):
-                    for q in range(n_groups):
-                        covariance[k, q] += alpha[k] * alpha[q] * wc
-            if wo != 0.0:
-                scale = v[r, j] * v[r, j] * wo
-                for k in range(n_groups):
-                    for q in range(n_groups):
-                        covariance[k, q] += c[k, r] * c[q, r] * scale
-        dg = pooled_hazard[j]
-        if dg != 0.0:
-            for k in range(n_groups):
-                for r in range(n_groups):
-                    c[k, r] += a[k, r] * dg
-    return covariance
-
-
 def gray_test(
     data: pd.DataFrame,
     time: str,
@@ -486,7 +362,7 @@ def gray_test(
     score = np.zeros(k)
     covariance = np.zeros((k, k))
     for rows in group_order(strata_codes, len(strata_levels)):
-        s, v = gray_kernel(times[rows], is_cause[rows], is_other[rows], group_codes[rows], k)
+        s, v = gray_score_covariance(times[rows], is_cause[rows], is_other[rows], group_codes[rows], k)
         score += s
         covariance += v
     reduced = covariance[:-1, :-1]
