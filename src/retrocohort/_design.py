@@ -117,9 +117,13 @@ def design_matrix(
     n = len(data)
     missing = {c: int(data[c].isna().sum()) for c in covariates if data[c].isna().any()}
     if missing:
+        if len(missing) == 1:
+            ((column, count),) = missing.items()
+            what = f"covariate {column!r} has {count} missing value(s) out of {n} rows"
+        else:
+            what = f"covariates {list(missing)} have missing values {missing} (column: rows) out of {n} rows"
         raise InputError(
-            f"{where}: missing values in covariate(s) {missing} (column: rows) out of {n} rows; "
-            "drop or impute them explicitly before fitting (nothing is dropped silently)"
+            f"{where}: {what}; drop or impute them explicitly before fitting (nothing is dropped silently)"
         )
     parts: dict[str, np.ndarray] = {}
     for name in covariates:
