@@ -17,7 +17,7 @@ from tests.rlive import run_r
 from tests.survival.test_km import assert_close
 
 CUMINC_CASES = ["mgus2", "mgus2_sex", "mgus2_sex_strata", "tied_arm", "tied_arm_strata", "small_cencode9"]
-GRAY_CASES = ["mgus2_sex", "mgus2_sex_strata", "tied_arm", "tied_arm_strata", "small_cencode9"]
+GRAY_CASES = ["mgus2_sex", "mgus2_sex_strata", "tied_arm", "tied_arm_strata", "small_cencode9", "hand_ties"]
 
 
 def _option(value):

@@ -81,6 +81,17 @@ small_data <- data.frame(time = c(1, 2, 2, 3, 4, 4, 5, 6, 6, 7, 1, 1, 2, 3, 3, 5
                          group = rep(c("a", "b"), c(10, 8)))
 competing_reference("small_cencode9", small_data, group = "group", cencode = 9, times = c(0, 2, 4, 6, 7))
 
+# --- a 2-group case small enough to check by hand (tests/survival/test_gray.py does):
+# two tied cause-2 events in group a on day 1, tied cause-1 events in both groups on day 2
+hand_data <- data.frame(time = c(1, 1, 2, 3, 3, 2, 3), status = c(2, 2, 1, 0, 0, 1, 0),
+                        group = c("a", "a", "a", "a", "a", "b", "b"))
+hand_tests <- cuminc(hand_data$time, hand_data$status, hand_data$group)$Tests
+write_reference("gray_hand_ties", "cuminc(time, status, group)$Tests",
+                list(causes = as.numeric(rownames(hand_tests)), statistic = unname(hand_tests[, "stat"]),
+                     p_value = unname(hand_tests[, "pv"]), df = unname(hand_tests[, "df"]), group = "group",
+                     strata = NULL, censor_code = 0),
+                data = hand_data)
+
 # --- many small random data sets with heavy ties (Gray's covariance has many discrete
 # details: tied events of both causes, groups leaving the risk set, curves reaching 0)
 set.seed(88)
