@@ -91,7 +91,7 @@ def test_summary_columns_equal_summary_coxph(fits, name):
     _rel(table["p"], s["p"], 1e-6, "Pr(>|z|)")
 
 
-def test_conf_level_changes_only_the_interval(fits, reference):
+def test_conf_level_changes_only_the_interval(fits):
     """The 90% fixture is the same cluster fit as cox_cluster; only lower/upper differ (and are narrower)."""
     ref95, fit95 = fits["cox_cluster"]
     ref90, fit90 = fits["cox_cluster_conf90"]
