@@ -78,7 +78,6 @@ def _is_categorical(col: pd.Series) -> bool:
 
 
 UnusedLevels = Literal["error", "keep", "drop"]
-_PREDICTION_FRAMES = ("profile", "newdata")
 
 
 def design_matrix(
@@ -86,7 +85,7 @@ def design_matrix(
     covariates: Sequence[str],
     where: str = "data",
     *,
-    unused_levels: UnusedLevels | None = None,
+    unused_levels: UnusedLevels = "error",
 ) -> pd.DataFrame:
     """Expand ``covariates`` to numeric columns with R's treatment contrasts.
 
@@ -102,12 +101,8 @@ def design_matrix(
     levels and the fix, rather than returning a column nothing can be
     estimated from; "drop" removes them first, as glm does; "keep" keeps
     their columns, as prediction frames need (a one-row profile uses one of
-    the fitted levels). ``None`` means "keep" for a frame named "profile" or
-    "newdata" (the prediction frames' names in this package) and "error"
-    otherwise.
+    the fitted levels).
     """
-    if unused_levels is None:
-        unused_levels = "keep" if where in _PREDICTION_FRAMES else "error"
     if unused_levels not in get_args(UnusedLevels):
         raise InputError(f"unused_levels={unused_levels!r} is not allowed; use one of {list(get_args(UnusedLevels))}")
     covariates = list(covariates)

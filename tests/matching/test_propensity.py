@@ -162,3 +162,20 @@ def test_same_mle_as_statsmodels_glm(reference):
     sm_fit = sm.GLM(data["mg"].astype(float), x, family=sm.families.Binomial()).fit(tol=1e-14)
     np.testing.assert_allclose(fit.summary["estimate"].to_numpy(), sm_fit.params.to_numpy(), rtol=1e-6)
     np.testing.assert_allclose(fit.summary["std_error"].to_numpy(), sm_fit.bse.to_numpy(), rtol=1e-5)
+
+
+def test_unused_categorical_levels_are_dropped_as_glm_drops_them():
+    """glm's model.frame drops unused factor levels (drop.unused.levels = TRUE), so an empty
+    Categorical level changes nothing, and an empty first level moves the reference to the next one."""
+    rng = np.random.default_rng(5)
+    n = 400
+    used = rng.choice(["b", "c", "d"], n)
+    x = rng.normal(size=n)
+    treat = (rng.random(n) < 1 / (1 + np.exp(-(0.5 * x + (used == "c"))))).astype(int)
+    plain = pd.DataFrame({"treat": treat, "x": x, "site": pd.Categorical(used, categories=["b", "c", "d"])})
+    padded = plain.assign(site=pd.Categorical(used, categories=["a", "b", "c", "x", "d"]))
+    fit_plain = propensity_score(plain, "treat", ["x", "site"])
+    fit_padded = propensity_score(padded, "treat", ["x", "site"])
+    assert list(fit_padded.summary.index) == list(fit_plain.summary.index)  # reference b: terms sitec, sited
+    np.testing.assert_allclose(fit_padded.summary["estimate"], fit_plain.summary["estimate"], rtol=1e-12)
+    np.testing.assert_allclose(fit_padded.score, fit_plain.score, rtol=1e-12)

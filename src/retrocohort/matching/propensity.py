@@ -239,7 +239,7 @@ def propensity_score(
     is_treated, treated_value, control_value = treatment_indicator(data, treatment, treated, where)
     if treatment in covariates:
         raise InputError(f"{where}: the treatment column {treatment!r} cannot also be a covariate")
-    terms = design_matrix(data, covariates, where)
+    terms = design_matrix(data, covariates, where, unused_levels="drop")  # as glm: drop.unused.levels = TRUE
     names = ["(Intercept)", *terms.columns]
     # Fortran order: each column is written contiguously (DataFrame.to_numpy() on many columns
     # consolidates blocks slowly), and the kernel streams the p columns row by row.

@@ -34,6 +34,7 @@ from scipy import linalg, stats
 
 from .._design import design_matrix, numeric_column, require_columns
 from ..errors import ConvergenceError, InputError, ModelWarning
+from ._checks import check_event, check_time, require_events
 from ._concordance import concordance
 from ._sorting import stable_argsort
 
@@ -661,22 +662,8 @@ def _as_list(x: str | Sequence[str] | None) -> list[str]:
 
 
 def _event_column(data: pd.DataFrame, name: str, where: str) -> np.ndarray:
-    col = data[name]
-    if col.isna().any():
-        raise InputError(
-            f"{where}: event column {name!r} has {int(col.isna().sum())} missing value(s) out of "
-            f"{len(col)} rows; drop or resolve them before fitting"
-        )
-    if pd.api.types.is_bool_dtype(col):
-        return np.asarray(col, dtype=np.int8)
-    values = numeric_column(data, name, where)
-    bad = (values != 0.0) & (values != 1.0)
-    if bad.any():
-        raise InputError(
-            f"{where}: event column {name!r} must be 0 (censored) or 1 (event); "
-            f"{int(bad.sum())} row(s) have other values, e.g. {np.unique(values[bad])[:5].tolist()}"
-        )
-    return values.astype(np.int8)
+    """Event indicator as int8 (n,), 1 = event (checked as for every survival estimator)."""
+    return check_event(data, name, where).view(np.int8)
 
 
 def _group_codes(data: pd.DataFrame, columns: list[str], what: str, where: str) -> tuple[np.ndarray, list]:
@@ -684,7 +671,8 @@ def _group_codes(data: pd.DataFrame, columns: list[str], what: str, where: str) 
     require_columns(data, columns, where)
     missing = {c: int(data[c].isna().sum()) for c in columns if data[c].isna().any()}
     if missing:
-        raise InputError(f"{where}: {what} column(s) have missing values {missing} (column: rows); resolve them first")
+        raise InputError(f"{where}: {what} column(s) have missing values {missing} (column: rows) out of "
+                         f"{len(data)} rows; give those rows a {what} value or drop them explicitly")
     if len(columns) == 1:
         codes, uniques = pd.factorize(data[columns[0]], sort=True)
         return codes.astype(np.int64), list(uniques)
@@ -839,13 +827,13 @@ def _raise_singular(imat: np.ndarray, columns: Sequence[str]) -> None:
     """
     p = imat.shape[0]
     tol = np.finfo(float).eps ** 0.75
-    bad = []
+    bad: list[tuple[str, list[str]]] = []  # (column, the columns kept before it)
     kept: list[int] = []
     for j in range(p):
         idx = kept + [j]
         sub = imat[np.ix_(idx, idx)]
         if not np.all(np.isfinite(sub)):
-            bad.append(columns[j])
+            bad.append((columns[j], [columns[k] for k in kept]))
             continue
         # Schur complement of column j given the kept ones
         if kept:
@@ -855,13 +843,14 @@ def _raise_singular(imat: np.ndarray, columns: Sequence[str]) -> None:
         else:
             schur = imat[j, j]
         if not schur > tol * max(abs(imat[j, j]), 1e-300):
-            bad.append(columns[j])
+            bad.append((columns[j], [columns[k] for k in kept]))
         else:
             kept.append(j)
+    described = "; ".join(f"{col!r} is collinear with {earlier}" if earlier else f"{col!r} is constant"
+                          for col, earlier in bad)
     raise InputError(
-        "cox: covariate column(s) "
-        f"{bad} are constant within every stratum's risk sets or collinear with earlier covariates "
-        "(coxph would report NA for them); drop or recode them"
+        f"cox data: {described} within every stratum's risk sets (coxph would report NA for "
+        f"{'it' if len(bad) == 1 else 'them'}); drop one of the terms involved or recode it"
     )
 
 
@@ -1132,17 +1121,14 @@ def cox(
     n = len(data)
     notes: list[str] = []
 
-    stop = numeric_column(data, time, where)
-    if (stop < 0).any():
-        raise InputError(f"{where}: time column {time!r} has {int((stop < 0).sum())} negative value(s); "
-                         "times are days from the index time and must be >= 0")
+    stop = check_time(data, time, where)
     status = _event_column(data, event, where)
     if entry is not None:
         start = numeric_column(data, entry, where)
         bad = int((start >= stop).sum())
         if bad:
-            raise InputError(f"{where}: {bad} row(s) have entry column {entry!r} >= time column {time!r}; "
-                             "each (entry, time] interval must have positive length")
+            raise InputError(f"{where}: {bad} of {n} rows have entry column {entry!r} >= time column {time!r}; "
+                             "each (entry, time] interval must have positive length: fix or drop those rows")
     else:
         start = np.zeros(n)
     if timefix and entry is not None:
@@ -1150,17 +1136,16 @@ def cox(
         stop, start = _timefix(stop, start)
         bad = int((start >= stop).sum())
         if bad:
-            raise InputError(f"{where}: {bad} row(s) have entry and time equal up to rounding "
+            raise InputError(f"{where}: {bad} of {n} rows have entry and time equal up to rounding "
                              f"(columns {entry!r}, {time!r}); fix them or pass timefix=False")
     if weights is not None:
         w = numeric_column(data, weights, where)
         if (w <= 0).any():
-            raise InputError(f"{where}: weights column {weights!r} has {int((w <= 0).sum())} value(s) <= 0; "
-                             "case weights must be positive (drop zero-weight rows explicitly)")
+            raise InputError(f"{where}: weights column {weights!r} has {int((w <= 0).sum())} value(s) <= 0 out of "
+                             f"{n} rows; case weights must be positive (drop zero-weight rows explicitly)")
     else:
         w = None  # unit weights: see s_w below
-    if status.sum() == 0:
-        raise InputError(f"{where}: event column {event!r} has no events in {n} rows; a Cox model needs events")
+    require_events(int(status.sum()), n, event, where)
 
     if strata_cols:
         scode, slabels = _group_codes(data, strata_cols, "strata", where)
@@ -1187,8 +1172,8 @@ def cox(
         raise InputError(f"cox: covariates expand to duplicate column names {columns}; give each covariate once")
     p = s_X.shape[1]
     for j in np.flatnonzero(col_min == col_max):
-        raise InputError(f"{where}: covariate column {columns[j]!r} is constant ({col_min[j]!r}) in all {n} rows; "
-                         "drop it")
+        raise InputError(f"{where}: covariate column {columns[j]!r} is constant ({float(col_min[j]):g}) in all "
+                         f"{n} rows; a constant covariate has no coefficient: drop it from the covariates")
     n_strata = len(slabels)
     if strata_cols:
         s_code = scode[order]

@@ -553,7 +553,7 @@ def _profile_matrix(profile: pd.DataFrame, covariates: Sequence[str], levels: di
         if unknown:
             raise InputError(f"profile: covariate {name!r} has level(s) {unknown} not seen in the fit; known: {lv}")
         frame[name] = pd.Categorical(frame[name].astype(object), categories=lv)
-    x = design_matrix(frame, covariates, "profile")
+    x = design_matrix(frame, covariates, "profile", unused_levels="keep")  # a profile uses some of the levels
     return x[terms].to_numpy(dtype=float)
 
 

@@ -28,6 +28,7 @@ import pandas as pd
 from numba import njit
 from scipy import stats
 
+from ..errors import InputError
 from .cox import CoxResult, _wald_quadratic
 
 __all__ = ["ph_test", "PHTestResult"]
@@ -192,6 +193,9 @@ def ph_test(result: CoxResult, terms: bool = True) -> PHTestResult:
         to about 1e-10 relative. The test uses the model-based information
         (not a robust variance), as cox.zph does.
     """
+    if not isinstance(result, CoxResult):
+        raise InputError(f"ph_test: expects the result of retrocohort.cox(...), got {type(result).__name__}; "
+                         "fit the Cox model first and pass its result")
     f = result._fit
     p = f.X.shape[1]
     gvals = _km_transform(f.stop, f.start, f.event, f.has_entry)
