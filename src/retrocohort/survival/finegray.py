@@ -667,8 +667,9 @@ def fine_gray(
     if n_events == 0:
         present = sorted(set(np.unique(codes).tolist()))
         raise InputError(
-            f"{where}: no events of cause {cause} in column {status!r} (codes present: {present}); "
-            "the subdistribution hazard of that cause cannot be estimated"
+            f"{where}: no events of cause {cause} in column {status!r} among its {len(data)} rows (codes present: "
+            f"{present}); the subdistribution hazard of that cause cannot be estimated: check the cause and "
+            "censor_code against the status coding"
         )
     x = design_matrix(data, covariates, where)
     terms = list(x.columns)
@@ -701,7 +702,8 @@ def fine_gray(
         cluster_col = data[cluster]
         n_missing = int(cluster_col.isna().sum())
         if n_missing:
-            raise InputError(f"{where}: cluster column {cluster!r} has {n_missing} missing value(s); give every row a cluster")
+            raise InputError(f"{where}: cluster column {cluster!r} has {n_missing} missing value(s) out of {len(data)} "
+                             "rows; give every row a cluster (e.g. its own id when it was not matched)")
         cluster_codes, uniques = pd.factorize(cluster_col)
         n_clusters = len(uniques)
         summed = _cluster_sums(influence, cluster_codes[order], n_clusters)
