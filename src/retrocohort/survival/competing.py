@@ -349,7 +349,10 @@ def gray_test(
 
     Equals ``cmprsk::cuminc(ftime, fstatus, group, strata, rho=0, cencode=)$Tests``
     for the row of ``cause``. With ``strata``, scores and covariances are
-    summed over strata (estimates are never stratified, as in cuminc).
+    summed over strata (estimates are never stratified, as in cuminc). The
+    per-stratum score and covariance come from
+    :func:`._gray.gray_score_covariance` (derivation and tie handling in
+    docs/survival-descriptive.md).
     """
     times, codes = _competing_inputs(data, time, status, cause, censor_code)
     group_codes, levels = check_group(data, group, "gray_test data")
