@@ -202,9 +202,8 @@ def gray_score_covariance(
     tied; the formulas are in the module docstring.
     """
     table = grouped_risk_table(time, [is_cause, is_other], group_codes, n_groups)
-    n_risk = np.ascontiguousarray(table.n_risk)
-    n_cause = np.ascontiguousarray(table.counts[:, :, 0])
-    n_other = np.ascontiguousarray(table.counts[:, :, 1])
+    # strided views of the counts: numba reads them in place, no (K, m) copies
+    n_risk, n_cause, n_other = table.n_risk, table.counts[:, :, 0], table.counts[:, :, 1]
     score, s_before, s_after, pooled_step, pooled_cif = _forward_pass(n_risk, n_cause, n_other)
     covariance = _backward_pass(n_risk, n_cause, n_other, s_before, s_after, pooled_step, pooled_cif)
     return score, covariance
