@@ -281,8 +281,11 @@ def _pass_scratch(X: np.ndarray):
 
 
 @njit(cache=True)
-def _score_resid_kernel(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron):
-    """Unweighted score residuals L_i (n, p) at ``eta``, sorted order.
+def _score_resid_kernel(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron, resid):
+    """Unweighted score residuals L_i at ``eta``, written into ``resid`` (n, p), sorted order.
+
+    Each row's first touch (its entry snapshot) assigns, so ``resid`` needs
+    no zeroing and can be reused across calls.
 
     L_i = d_i (x_i - xbar_i) - sum over event times t in (start_i, stop_i] of
     exp(eta_i) (x_i - xbar(t)) dLambda(t), where for Efron ties the k-th step
@@ -292,7 +295,6 @@ def _score_resid_kernel(stop, start, event, w, X, eta, sbounds, sorder, has_entr
     are snapshotted when a row enters (at its stop) and leaves (at its entry).
     """
     n, p = X.shape
-    resid = np.zeros((n, p))
     s1 = np.zeros(p)
     d1 = np.zeros(p)
     btot = np.zeros(p)
@@ -330,7 +332,7 @@ def _score_resid_kernel(stop, start, event, w, X, eta, sbounds, sorder, has_entr
                     s1[a] += X[k, a] * rk
                 # entry snapshot: the row's integral starts below this group's hazard
                 for a in range(p):
-                    resid[k, a] += ex[k] * (X[k, a] * atot - btot[a])
+                    resid[k, a] = ex[k] * (X[k, a] * atot - btot[a])
                 if event[k] != 0:
                     nd += 1
                     dw += w[k]
@@ -470,6 +472,16 @@ def _weighted_cluster_sums(resid, w, codes, n_clusters):
 
 
 @njit(cache=True)
+def _centre_columns(X, means):
+    """``X -= means`` in place, column by column (X column-major)."""
+    n, p = X.shape
+    for j in range(p):
+        m = means[j]
+        for i in range(n):
+            X[i, j] -= m
+
+
+@njit(cache=True)
 def _snap_sorted(values, distinct_start, cuts_keep):
     """Replace each sorted value by the first value of its run of tied distinct values.
 
@@ -491,8 +503,8 @@ def _snap_sorted(values, distinct_start, cuts_keep):
 
 
 @njit(cache=True)
-def _gather_checked(columns, order, shift, out, n_bad, col_min, col_max):
-    """``out[k, j] = columns[j][order[k]] - shift[j]``, with each column's non-finite count, min and max.
+def _gather_checked(columns, order, out, n_bad, col_min, col_max, col_sum):
+    """``out[k, j] = columns[j][order[k]]``, with each column's non-finite count, min, max and sum.
 
     ``columns`` is a typed list of p 1-D arrays (n,), possibly strided views
     of one 2-D pandas block. Rows are gathered in chunks of the order, all
@@ -510,13 +522,14 @@ def _gather_checked(columns, order, shift, out, n_bad, col_min, col_max):
         e = min(s + chunk, n)
         for j in range(p):
             col = columns[j]
-            sj = shift[j]
+            total = 0.0
             bad = 0
             lo = col_min[j]
             hi = col_max[j]
             for k in range(s, e):
                 v = col[order[k]]
-                out[k, j] = v - sj
+                out[k, j] = v
+                total += v
                 if not np.isfinite(v):
                     bad += 1
                 else:
@@ -525,6 +538,7 @@ def _gather_checked(columns, order, shift, out, n_bad, col_min, col_max):
                     if v > hi:
                         hi = v
             n_bad[j] += bad
+            col_sum[j] += total
             col_min[j] = lo
             col_max[j] = hi
 
@@ -666,15 +680,26 @@ def _event_column(data: pd.DataFrame, name: str, where: str) -> np.ndarray:
     return check_event(data, name, where).view(np.int8)
 
 
-def _group_codes(data: pd.DataFrame, columns: list[str], what: str, where: str) -> tuple[np.ndarray, list]:
-    """Integer codes 0..k-1 for the sorted distinct values of ``columns``, and the values."""
+def _group_codes(data: pd.DataFrame, columns: list[str], what: str, where: str,
+                 sort: bool = True) -> tuple[np.ndarray, list]:
+    """Integer codes 0..k-1 for the distinct values of ``columns`` (sorted unless ``sort=False``), and the values.
+
+    Clusters need no order (their sums only enter ``D'D``), so they skip the sort; whole-number
+    float ids are hashed as integers, which is about twice as fast.
+    """
     require_columns(data, columns, where)
     missing = {c: int(data[c].isna().sum()) for c in columns if data[c].isna().any()}
     if missing:
         raise InputError(f"{where}: {what} column(s) have missing values {missing} (column: rows) out of "
                          f"{len(data)} rows; give those rows a {what} value or drop them explicitly")
     if len(columns) == 1:
-        codes, uniques = pd.factorize(data[columns[0]], sort=True)
+        values = data[columns[0]]
+        if not sort and pd.api.types.is_float_dtype(values.dtype):
+            raw = values.to_numpy()
+            as_int = raw.astype(np.int64)
+            if np.array_equal(as_int, raw):  # whole numbers (an id stored as float): same groups
+                values = as_int
+        codes, uniques = pd.factorize(values, sort=sort)
         return codes.astype(np.int64), list(uniques)
     grouped = data.groupby(columns, sort=True, observed=True)
     codes = grouped.ngroup().to_numpy(dtype=np.int64)
@@ -692,8 +717,9 @@ def _design(data: pd.DataFrame, covariates: list[str], where: str, order: np.nda
     Plain numeric columns are gathered straight into place (checked for
     missing and infinite values in the same pass); categorical, string and
     boolean columns go through ``design_matrix`` for R's treatment contrasts.
-    Each column is centred on its mean while it is gathered (coxph centres
-    too; it changes nothing but the rounding). Column-major storage makes
+    Each column's sum is taken while it is gathered and the columns are then
+    centred on their means in place (coxph centres too; it changes nothing
+    but the rounding). Column-major storage makes
     the per-column gather contiguous; the kernels stream the p columns in
     sorted order.
     """
@@ -728,15 +754,17 @@ def _design(data: pd.DataFrame, covariates: list[str], where: str, order: np.nda
     p = len(pieces)
     X = np.empty((n, p), order="F")
     col_min, col_max, n_bad = np.empty(p), np.empty(p), np.zeros(p, dtype=np.int64)
-    means = np.array([values.mean() for values in pieces])  # NaN for a column with missing values: caught below
+    col_sum = np.zeros(p)
     typed_pieces = typed.List.empty_list(types.Array(types.float64, 1, "A"))
     for values in pieces:
         typed_pieces.append(values)
     # gather into sorted order and check in one pass (no temporaries: this is the fit's largest copy)
-    _gather_checked(typed_pieces, order.astype(np.int64, copy=False), means, X, n_bad, col_min, col_max)
+    _gather_checked(typed_pieces, order.astype(np.int64, copy=False), X, n_bad, col_min, col_max, col_sum)
     for cov, j in numeric:
         if n_bad[j]:
             raise nonfinite_error(cov, pieces[j])
+    means = col_sum / max(n, 1)
+    _centre_columns(X, means)
     return X, term_cols, means, col_min, col_max
 
 
@@ -926,7 +954,7 @@ def score_residuals(result: CoxResult, weighted: bool = False, at_null: bool = F
     f = result._fit
     eta = np.zeros_like(f.eta) if at_null else f.eta
     resid = _score_resid_kernel(f.stop, f.start, f.event, f.weights, f.X, eta - eta.max(),
-                                f.sbounds, f.sorder, f.has_entry, f.efron)
+                                f.sbounds, f.sorder, f.has_entry, f.efron, np.empty(f.X.shape))
     if weighted:
         resid = resid * f.weights[:, None]
     out = np.empty_like(resid)
@@ -1233,7 +1261,7 @@ def cox(
     eta = _xbeta(s_X, beta, np.empty(n))
     cluster_codes = None
     if cluster is not None:
-        cluster_codes = _group_codes(data, [cluster], "cluster", where)[0][order]
+        cluster_codes = _group_codes(data, [cluster], "cluster", where, sort=False)[0][order]
     fitdata = _SortedFit(stop=s_stop, start=s_start, event=s_event, weights=s_w, X=s_X, eta=eta,
                          sbounds=sbounds, sorder=sorder, has_entry=entry is not None, efron=ties == "efron",
                          order=order, columns=columns, terms=tuple(term_cols), means=means, beta=beta,
@@ -1250,17 +1278,23 @@ def cox(
     var = naive_var
     if robust:
         eta_shift = eta - eta.max()
+        # per-row residuals, summed within clusters right away, so one (n, p) array serves both passes
+        buf = np.empty(s_X.shape)
         resid = _score_resid_kernel(s_stop, s_start, s_event, s_w, s_X, eta_shift, sbounds, sorder,
-                                    sf["has_entry"], sf["efron"])
-        # coxph's robust score test uses the score residuals at the initial (zero) coefficients
-        resid0 = _score_resid_kernel(s_stop, s_start, s_event, s_w, s_X, np.zeros(len(eta)), sbounds, sorder,
-                                     sf["has_entry"], sf["efron"])
+                                    sf["has_entry"], sf["efron"], buf)
         if cluster_codes is not None:
             n_cl = int(cluster_codes.max()) + 1
             resid = _weighted_cluster_sums(resid, s_w, cluster_codes, n_cl)
-            resid0 = _weighted_cluster_sums(resid0, s_w, cluster_codes, n_cl)
+            buf_again = buf
         else:
             resid *= s_w[:, None]
+            buf_again = np.empty(s_X.shape)
+        # coxph's robust score test uses the score residuals at the initial (zero) coefficients
+        resid0 = _score_resid_kernel(s_stop, s_start, s_event, s_w, s_X, np.zeros(n), sbounds, sorder,
+                                     sf["has_entry"], sf["efron"], buf_again)
+        if cluster_codes is not None:
+            resid0 = _weighted_cluster_sums(resid0, s_w, cluster_codes, n_cl)
+        else:
             resid0 *= s_w[:, None]
         dfbeta = resid @ naive_var
         var = dfbeta.T @ dfbeta
