@@ -156,6 +156,79 @@ def test_bad_input_is_named(frame, kwargs, message):
         cumulative_incidence(frame, "time", "status", **kwargs)
 
 
+def _with_code_nine(seed: int = 2) -> pd.DataFrame:
+    """Codes 0 (censored), 1 (cause), 2 (competing) and 9 (a second censoring code in this frame)."""
+    rng = np.random.default_rng(seed)
+    n = 120
+    status = rng.choice([0, 1, 2, 9], n, p=[0.2, 0.35, 0.25, 0.2])
+    status[:4] = [0, 1, 2, 9]
+    return pd.DataFrame({"time": np.ceil(rng.exponential(20.0, n)), "status": status,
+                         "arm": rng.choice(["a", "b"], n)})
+
+
+def test_undeclared_codes_are_competing_and_noted():
+    """Without competing_codes, cuminc's rule (every non-censoring code is a cause) with a note giving
+    each such code's row count; declaring all of them gives the same table and no note."""
+    data = _with_code_nine()
+    n, n2, n9 = len(data), int((data["status"] == 2).sum()), int((data["status"] == 9).sum())
+    expected_note = (
+        "column 'status': status code(s) other than censor_code=0 and cause=1 were treated as competing events "
+        f"(as cuminc does): 2 ({n2} of {n} rows), 9 ({n9} of {n} rows); pass competing_codes= to declare them"
+    )
+    default = cumulative_incidence(data, "time", "status", group="arm")
+    assert default.notes == (expected_note,)
+    assert default.competing_codes is None
+    declared = cumulative_incidence(data, "time", "status", group="arm", competing_codes=[9, 2])
+    assert declared.notes == () and declared.competing_codes == (2, 9)
+    pd.testing.assert_frame_equal(declared.table, default.table)
+    gray_default = gray_test(data, "time", "status", "arm")
+    assert gray_default.notes == (expected_note,)
+    gray_declared = gray_test(data, "time", "status", "arm", competing_codes=(2, 9))
+    assert gray_declared.notes == () and gray_declared.competing_codes == (2, 9)
+    assert gray_declared.statistic == gray_default.statistic
+    # only the censoring code in the data: nothing to note
+    censored_only = data.assign(status=data["status"].replace({2: 0, 9: 0}))
+    assert cumulative_incidence(censored_only, "time", "status").notes == ()
+
+
+def test_censoring_coded_nine_is_caught_when_codes_are_declared():
+    """The case the option exists for: 9 means censored, the call keeps censor_code=0."""
+    data = _with_code_nine()
+    n0, n9 = int((data["status"] == 0).sum()), int((data["status"] == 9).sum())
+    nine_censored = data.assign(status=data["status"].replace({0: 9}))  # 9 is the only censoring code
+    for function, call in (("cumulative_incidence", lambda d, **kw: cumulative_incidence(d, "time", "status", **kw)),
+                           ("gray_test", lambda d, **kw: gray_test(d, "time", "status", "arm", **kw))):
+        with pytest.raises(InputError, match=rf"^{function} data: .*9 \({n9} rows\); .*add the code to "
+                                             "competing_codes=.*set censor_code="):
+            call(data, competing_codes=[2])
+        # two censoring codes cannot both be declared: with censor_code=9, the 0s are now the odd ones out
+        with pytest.raises(InputError, match=rf"0 \({n0} rows\)"):
+            call(data, censor_code=9, competing_codes=[2])
+        # 9 as the only censoring code, declared: no error, no note
+        assert call(nine_censored, censor_code=9, competing_codes=[2]).notes == ()
+    right = cumulative_incidence(nine_censored, "time", "status", censor_code=9, competing_codes=[2]).table
+    wrong = cumulative_incidence(nine_censored, "time", "status").table  # 9 taken as competing (cuminc's rule)
+    recoded = cumulative_incidence(data.assign(status=data["status"].replace({9: 0})), "time", "status").table
+    pd.testing.assert_frame_equal(right, recoded)
+    # same risk sets, but a censored patient still counts towards later incidence and a competing one does not
+    assert right["n_risk"].tolist() == wrong["n_risk"].tolist()
+    assert (wrong["cif"].to_numpy() <= right["cif"].to_numpy() + 1e-15).all()
+    assert wrong["cif"].iloc[-1] < right["cif"].iloc[-1]
+
+
+@pytest.mark.parametrize(
+    ("codes", "message"),
+    [([1, 2], r"competing_codes=\[1, 2\] contains \[1\]"), ([0], r"contains \[0\]"),
+     ([2.5], "must be integer status codes"), (["2"], "must be integer status codes")],
+)
+def test_bad_competing_codes(codes, message):
+    data = pd.DataFrame({"time": [1, 2, 3], "status": [1, 0, 2], "arm": ["a", "b", "b"]})
+    with pytest.raises(InputError, match=message):
+        cumulative_incidence(data, "time", "status", competing_codes=codes)
+    with pytest.raises(InputError, match=message):
+        gray_test(data, "time", "status", "arm", competing_codes=codes)
+
+
 def test_gray_needs_two_groups():
     data = pd.DataFrame({"time": [1, 2, 3], "status": [1, 0, 2], "arm": ["a", "a", "a"]})
     with pytest.raises(InputError, match="single group"):

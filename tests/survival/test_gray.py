@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from retrocohort.errors import InputError
+from retrocohort.survival._gray import gray_score_covariance
 from retrocohort.survival.competing import gray_test
 from tests.rlive import run_r
 
@@ -161,3 +162,171 @@ def test_live_three_groups_strata_ties_and_early_zero_survival():
         if stat_two > 1e-8:
             np.testing.assert_allclose(pair.variance[0, 0], pair.score[0] ** 2 / stat_two, rtol=1e-6,
                                        err_msg=f"{context} two arms variance cause={cause}")
+
+
+# --------------------------------------------------------------------------- strata without events of the cause
+
+def _with_event_free_strata(seed: int, n_free: int) -> tuple[pd.DataFrame, list[str]]:
+    """Two arms, five sites; in ``n_free`` random sites the cause-1 events become cause 2 (one of
+    them also loses every event), so those strata have events, but none of the cause."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(100, 300))
+    status = rng.choice([0, 1, 2], n, p=[0.3, 0.4, 0.3])
+    data = pd.DataFrame({"time": np.ceil(rng.exponential(25.0, n)), "status": status,
+                         "arm": rng.choice(["a", "b"], n), "site": rng.choice([f"s{j}" for j in range(1, 6)], n)})
+    data.loc[:4, "site"] = [f"s{j}" for j in range(1, 6)]  # every site present
+    free = sorted(rng.choice([f"s{j}" for j in range(1, 6)], n_free, replace=False).tolist())
+    in_free = data["site"].isin(free)
+    data.loc[in_free & (data["status"] == 1), "status"] = 2
+    if n_free > 1:
+        data.loc[data["site"] == free[-1], "status"] = 0  # a stratum with no events at all
+    elsewhere = data.index[~in_free.to_numpy()]
+    data.loc[elsewhere[0], ["status", "arm"]] = [1, "a"]  # the cause occurs in both arms elsewhere
+    data.loc[elsewhere[1], ["status", "arm"]] = [1, "b"]
+    return data, free
+
+
+def test_a_stratum_without_events_of_the_cause_is_noted_and_adds_nothing():
+    data, free = _with_event_free_strata(3, 1)
+    result = gray_test(data, "time", "status", "arm", strata="site")
+    n_free = int(data["site"].isin(free).sum())
+    assert result.notes[-1] == (
+        f"stratum {{'site': {free[0]!r}}} ({n_free} of {len(data)} rows) has no events of cause 1; "
+        "it contributes nothing to the test"
+    )
+    # the kernel itself gives zero score and covariance for that stratum (the loop's skip changes nothing) ...
+    rows = (data["site"] == free[0]).to_numpy()
+    codes = data["status"].to_numpy()[rows]
+    score, covariance = gray_score_covariance(
+        data["time"].to_numpy(float)[rows], codes == 1, codes == 2, (data["arm"].to_numpy()[rows] == "b").astype(np.int64), 2
+    )
+    assert (codes == 2).any()  # it has competing events, which could have entered the covariance
+    assert not score.any() and not covariance.any()
+    # ... so the test equals the one on the other strata alone
+    rest = gray_test(data[~rows].reset_index(drop=True), "time", "status", "arm", strata="site")
+    assert not any("has no events of cause" in note for note in rest.notes)
+    np.testing.assert_allclose(result.statistic, rest.statistic, rtol=1e-13)
+    np.testing.assert_allclose(result.variance, rest.variance, rtol=1e-13)
+    # cause 2 does occur in that stratum: no strata note for cause 2
+    assert not any("has no events of cause" in note for note in gray_test(data, "time", "status", "arm",
+                                                                           cause=2, strata="site").notes)
+
+
+def test_several_strata_without_events_of_the_cause_are_noted_together():
+    data, free = _with_event_free_strata(4, 2)
+    result = gray_test(data, "time", "status", "arm", strata="site", competing_codes=[2])
+    n_free = int(data["site"].isin(free).sum())
+    assert result.notes == (
+        f"2 of 5 strata of 'site' have no events of cause 1 ({n_free} of {len(data)} rows; e.g. {free}); "
+        "they contribute nothing to the test",
+    )
+    assert gray_test(data, "time", "status", "arm", competing_codes=[2]).notes == ()  # no strata, no note
+
+
+@pytest.mark.r
+def test_live_event_free_strata_equal_cuminc():
+    """cuminc with strata where one or two strata have no event of cause 1 (one of them none at all)."""
+    seed = secrets.randbelow(2**31)
+    rng = np.random.default_rng(seed)
+    data, free = _with_event_free_strata(seed, int(rng.integers(1, 3)))
+    result = run_r(
+        """suppressPackageStartupMessages(library(cmprsk))
+        w <- character(0)
+        fit <- withCallingHandlers(cuminc(df$time, df$status, df$arm, strata = df$site),
+                                   warning = function(c) { w <<- c(w, conditionMessage(c)); invokeRestart("muffleWarning") })
+        keep <- !(df$site %in% free$site)
+        rest <- cuminc(df$time[keep], df$status[keep], df$arm[keep], strata = df$site[keep])
+        result <- list(stat = unname(fit$Tests[, "stat"]), pv = unname(fit$Tests[, "pv"]), warnings = w,
+                       rest = unname(rest$Tests[, "stat"]))""",
+        {"df": data, "free": pd.DataFrame({"site": free})},
+    )
+    context = f"seed={seed} event-free strata {free}"
+    assert result["warnings"] == [], context  # cuminc says nothing about them ...
+    # ... and they change nothing in its statistic for cause 1
+    np.testing.assert_allclose(result["stat"][0], result["rest"][0], rtol=1e-12, err_msg=context)
+    for cause in (1, 2):
+        ours = gray_test(data, "time", "status", "arm", cause=cause, strata="site")
+        np.testing.assert_allclose(ours.statistic, result["stat"][cause - 1], rtol=1e-6, err_msg=f"{context} cause={cause}")
+        np.testing.assert_allclose(ours.p_value, result["pv"][cause - 1], rtol=1e-6, atol=1e-14,
+                                   err_msg=f"{context} cause={cause}")
+        without = sorted(set(data["site"]) - set(data.loc[data["status"] == cause, "site"]))
+        assert cause == 2 or without == free, context
+        noted = [note for note in ours.notes if "no events of cause" in note]
+        assert len(noted) == bool(without), f"{context} cause={cause}: {ours.notes}"
+        assert all(repr(level) in noted[0] for level in without), f"{context} cause={cause}: {noted}"
+
+
+# --------------------------------------------------------------------------- pooled F0 reaching 1
+
+def test_pooled_incidence_reaching_one_before_a_later_event_by_hand():
+    """Group a: two cause-1 events on day 1; group b: cause-1 events on days 2 and 3.
+
+    Pooled F0: day 1 h = (2, 2), H = 4, dF0 = 2/4, F0 = 1/2; day 2 only b is at risk,
+    h_b = 2 / 1, dF0 = 1/2, F0 = 1; day 3 h_b = 1 / (1/2) = 2, dF0 = 1/2 with
+    1 - F0(3-) = 0, so dG0(3) = dF0 / (1 - F0(3-)) is infinite. On days 2 and 3 only
+    group b is at risk: a_kr = h_k (1{k=r} - h_r/H) = 0, so those days add nothing to c
+    (0 * inf taken as its limit 0, not NaN). Score: day 1 R = (2, 2), z_a = 2 - 2 * 2/4 = 1;
+    days 2, 3 R. = R_b, z adds 0. Covariance: only day 1, c = 0, a_aa = 2 (1 - 1/2) = 1,
+    weights S dF0 / Y = 1/4 times the tie factor (H S - D1)/(H S - 1) = 2/3, i.e. 1/6 per
+    group: V_aa = 1/6 + 1/6 = 1/3, statistic 1 / (1/3) = 3. cuminc gives 3 as well
+    (live test below; it computes no NaN either).
+    """
+    data = pd.DataFrame({"time": [1, 1, 2, 3], "status": [1, 1, 1, 1], "arm": ["a", "a", "b", "b"]})
+    result = gray_test(data, "time", "status", "arm")
+    np.testing.assert_allclose(result.score, [1.0, -1.0], rtol=1e-14)
+    np.testing.assert_allclose(result.variance, np.array([[1, -1], [-1, 1]]) / 3, rtol=1e-14)
+    np.testing.assert_allclose(result.statistic, 3.0, rtol=1e-14)
+    np.testing.assert_allclose(result.p_value, stats.chi2.sf(3.0, 1), rtol=1e-12)
+
+
+def _pooled_incidence_reaches_one(rng: np.random.Generator) -> tuple[pd.DataFrame, int]:
+    """Arm a: N rows, all events of cause 1 on day 1. Arm b: N rows, no censoring, one event per
+    day from day 2 on, causes 1 and 2 in random order with more than N/2 of cause 1. Without
+    censoring h_b = Y_b / S_b(t-) = N on every day, so each cause-1 event of b adds 1/N to
+    F0 = N / 2N + j / N, which is exactly 1 after b's (N/2)-th cause-1 event; the later ones
+    come after it. Returns the data and the day F0 reaches 1."""
+    n = 2 * int(rng.integers(1, 8))
+    n_cause = int(rng.integers(n // 2 + 1, n + 1))
+    b_status = rng.permutation(np.r_[np.ones(n_cause, int), np.full(n - n_cause, 2)])
+    days = np.arange(2, n + 2)
+    data = pd.DataFrame({
+        "time": np.r_[np.ones(n), days].astype(float),
+        "status": np.r_[np.ones(n, int), b_status],
+        "arm": ["a"] * n + ["b"] * n,
+    })
+    reached = int(days[np.flatnonzero(b_status == 1)[n // 2 - 1]])
+    return data, reached
+
+
+@pytest.mark.r
+def test_live_pooled_incidence_reaching_one_equals_cuminc():
+    seed = secrets.randbelow(2**31)
+    rng = np.random.default_rng(seed)
+    cases = [_pooled_incidence_reaches_one(rng) for _ in range(4)]
+    frames = {f"d{i}": data for i, (data, _) in enumerate(cases)}
+    result = run_r(
+        """suppressPackageStartupMessages(library(cmprsk))
+        result <- lapply(list(%s), function(d) {
+          tests <- cuminc(d$time, d$status, d$arm)$Tests
+          list(stat = unname(tests[, "stat"]), pv = unname(tests[, "pv"]), causes = as.numeric(rownames(tests)))
+        })""" % ", ".join(frames),
+        frames,
+    )
+    for (data, reached), r in zip(cases, result, strict=True):
+        context = f"seed={seed} N={len(data) // 2} F0 reaches 1 on day {reached}: {data['status'].tolist()}"
+        # F0 does reach 1 strictly before b's last cause-1 event (exact arithmetic)
+        f0 = Fraction(1, 2) + Fraction(int(((data["arm"] == "b") & (data["status"] == 1)
+                                            & (data["time"] <= reached)).sum()), len(data) // 2)
+        assert f0 == 1, context
+        assert data.loc[data["status"] == 1, "time"].max() > reached, context
+        for cause, stat, pv in zip(np.atleast_1d(r["causes"]), np.atleast_1d(r["stat"]), np.atleast_1d(r["pv"]),
+                                   strict=True):
+            label = f"{context} cause={cause}"
+            if stat == -1:  # cuminc's code for a singular covariance (cause 2: arm a has none at risk)
+                with pytest.raises(InputError, match="singular"):
+                    gray_test(data, "time", "status", "arm", cause=int(cause))
+                continue
+            ours = gray_test(data, "time", "status", "arm", cause=int(cause))
+            assert np.isfinite(ours.statistic), label
+            np.testing.assert_allclose(ours.statistic, stat, rtol=1e-6, err_msg=label)
+            np.testing.assert_allclose(ours.p_value, pv, rtol=1e-6, atol=1e-14, err_msg=label)

@@ -39,7 +39,11 @@ so that
 
 The last factor of each weight is the correction for tied events (1 for a
 single event). Terms where ``S_r(t) = 0`` have ``c_kr(t) = 0`` (nobody of
-group r is at risk later) and are taken as 0.
+group r is at risk later) and are taken as 0. At a time with a single group
+at risk ``a_kr = 0`` (its risk set is the pooled one), so that time adds
+nothing to any ``c``; the pooled ``F0(t-)`` can have reached 1 there (the
+last group's events after the others are gone), where ``dG0`` would be
+infinite: such times are skipped rather than multiplied out as 0 * inf.
 """
 
 from __future__ import annotations
@@ -126,10 +130,15 @@ def _backward_pass(
         d1_total = 0.0
         d2_total = 0.0
         h_total = 0.0
+        groups_at_risk = 0
         for r in range(k):
             d1_total += n_cause[r, t]
             d2_total += n_other[r, t]
-            h[r] = n_risk[r, t] / s_before[r, t] if n_risk[r, t] > 0 else 0.0
+            if n_risk[r, t] > 0:
+                h[r] = n_risk[r, t] / s_before[r, t]
+                groups_at_risk += 1
+            else:
+                h[r] = 0.0
             h_total += h[r]
         if d1_total == 0 and d2_total == 0:
             continue  # censorings only: no term, and a dG0 of 0 leaves c unchanged
@@ -169,8 +178,11 @@ def _backward_pass(
                 for q in range(k):
                     for p in range(k):
                         covariance[q, p] += weight * b[q] * b[p]
-        if d1_total > 0:
-            # dG0(t) = dF0(t) / (1 - F0(t-)); a(t) was filled above
+        if d1_total > 0 and groups_at_risk > 1:
+            # dG0(t) = dF0(t) / (1 - F0(t-)); a(t) was filled above. With a single group at
+            # risk a(t) = 0 exactly and adds nothing to c; skipping it matters when the pooled
+            # F0(t-) has reached 1 (dG0 infinite, 0 * inf = NaN): cuminc then also counts
+            # nothing (its statistic is finite; tests/survival/test_gray.py).
             step = pooled_step[t] / (survivor_cif + pooled_step[t])
             for q in range(k):
                 for r in range(k):

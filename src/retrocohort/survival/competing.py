@@ -12,6 +12,7 @@ before the censorings, as in cuminc (which never jitters).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numba
@@ -193,6 +194,11 @@ class CumulativeIncidenceResult:
         the cause at that time), ``cif``, ``variance`` (cuminc's ``var``),
         ``lower``, ``upper`` (log(-log) interval, see :func:`cif_confidence_band`).
     cause, censor_code, conf_level, group : the options used.
+    competing_codes : the declared competing-event codes, or None (then every
+        code other than ``censor_code`` and ``cause`` was competing, as in cuminc).
+    notes : remarks on the data for a report, e.g. which undeclared status
+        codes were treated as competing events and on how many rows (cuminc
+        says nothing about them).
     """
 
     table: pd.DataFrame
@@ -202,6 +208,8 @@ class CumulativeIncidenceResult:
     group: str | None
     _levels: tuple = field(repr=False)
     _last_time: tuple[float, ...] = field(repr=False)
+    competing_codes: tuple[int, ...] | None = None
+    notes: tuple[str, ...] = ()
 
     def cif_at(self, times) -> pd.DataFrame:
         """CIF and variance at ``times``, as ``cmprsk::timepoints``.
@@ -232,18 +240,113 @@ class CumulativeIncidenceResult:
         return pd.concat(pieces, ignore_index=True)
 
 
-def _competing_inputs(data, time, status, cause, censor_code):
-    times = check_time(data, time, "cumulative_incidence/gray_test data")
-    codes = check_status(data, status, censor_code=censor_code, where="cumulative_incidence/gray_test data")
-    if cause == censor_code:
-        raise InputError(f"cause={cause} equals censor_code={censor_code}; choose the code of an event")
-    n_cause = int((codes == cause).sum())
-    if n_cause == 0:
-        present = sorted(set(np.unique(codes).tolist()) - {censor_code})
+def _is_code(value) -> bool:
+    """An integer status code (integer-valued floats too, as R's numeric codes arrive)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer, float, np.floating)):
+        return False
+    return bool(np.isfinite(value)) and float(value).is_integer()
+
+
+def _declared_competing(competing_codes, cause: int, censor_code: int, where: str) -> list[int] | None:
+    """The declared competing-event codes as ints (None when not declared), checked."""
+    if competing_codes is None:
+        return None
+    listed = [competing_codes] if isinstance(competing_codes, (int, np.integer)) else list(competing_codes)
+    bad = [c for c in listed if not _is_code(c)]
+    if bad:
+        raise InputError(f"{where}: competing_codes must be integer status codes, got {bad!r} in {listed!r}")
+    declared = sorted({int(c) for c in listed})
+    clash = [c for c in declared if c in (cause, censor_code)]
+    if clash:
         raise InputError(
-            f"data: column {status!r} has no rows with cause={cause}; event codes present: {present}"
+            f"{where}: competing_codes={declared} contains {clash}, which is the cause ({cause}) or the "
+            f"censor_code ({censor_code}); list only the codes of the competing events"
         )
-    return times, codes
+    return declared
+
+
+def _code_counts(codes: np.ndarray) -> dict[int, int]:
+    """Rows per distinct status code, in code order.
+
+    A bincount over the codes' range (status codes are a handful of small
+    integers): linear, where ``np.unique`` would sort all n rows.
+    """
+    if codes.size == 0:
+        return {}
+    low, high = int(codes.min()), int(codes.max())
+    if high - low > 1 << 16:
+        values, counts = np.unique(codes, return_counts=True)
+    else:
+        counts = np.bincount(codes - low, minlength=high - low + 1)
+        values = np.flatnonzero(counts)
+        counts = counts[values]
+        values = values + low
+    return {int(v): int(c) for v, c in zip(values, counts, strict=True)}
+
+
+def _competing_inputs(
+    data: pd.DataFrame,
+    time: str,
+    status: str,
+    cause: int,
+    censor_code: int,
+    competing_codes,
+    where: str,
+) -> tuple[np.ndarray, np.ndarray, tuple[int, ...] | None, list[str]]:
+    """Times (n,) float, status codes (n,) int, declared competing codes and notes for ``where``.
+
+    ``where`` is the caller's name ("cumulative_incidence", "gray_test"); messages start with
+    "<where> data:".
+
+    With ``competing_codes`` declared, any code other than ``censor_code``,
+    ``cause`` and those raises. Without, every other code is a competing event
+    (cuminc's rule) and a note says which codes were so treated, with their row
+    counts, so that a censoring code other than ``censor_code`` (say 9) cannot
+    turn censored patients into competing events unseen.
+    """
+    frame = f"{where} data"
+    for name, value in (("cause", cause), ("censor_code", censor_code)):
+        if not _is_code(value):
+            raise InputError(f"{where}: {name} must be an integer status code, got {value!r}")
+    cause, censor_code = int(cause), int(censor_code)
+    declared = _declared_competing(competing_codes, cause, censor_code, where)
+    times = check_time(data, time, frame)
+    codes = check_status(data, status, censor_code=censor_code, where=frame)
+    n = len(codes)
+    rows_per_code = _code_counts(codes)
+    if cause == censor_code:
+        raise InputError(
+            f"{frame}: cause={cause} equals censor_code={censor_code}, so the {rows_per_code.get(cause, 0)} of {n} "
+            f"rows of column {status!r} with code {cause} would be both censored and events of the cause; pass the "
+            f"code of an event as cause= (codes present: {sorted(rows_per_code)})"
+        )
+    other_counts = [(c, k) for c, k in rows_per_code.items() if c not in (cause, censor_code)]
+    notes: list[str] = []
+    if declared is not None:
+        undeclared = [(c, k) for c, k in other_counts if c not in declared]
+        if undeclared:
+            listed = ", ".join(f"{c} ({k} rows)" for c, k in undeclared)
+            raise InputError(
+                f"{frame}: column {status!r} has {sum(k for _, k in undeclared)} of {n} rows with status code(s) "
+                f"outside the declared ones (censor_code={censor_code}, cause={cause}, "
+                f"competing_codes={declared}): {listed}; recode those rows, add the code to competing_codes= if "
+                "it is a competing event, or set censor_code= if it marks censoring"
+            )
+    elif other_counts:
+        listed = ", ".join(f"{c} ({k} of {n} rows)" for c, k in other_counts)
+        notes.append(
+            f"column {status!r}: status code(s) other than censor_code={censor_code} and cause={cause} were "
+            f"treated as competing events (as cuminc does): {listed}; pass competing_codes= to declare them"
+        )
+    if cause not in rows_per_code:
+        present = [c for c in rows_per_code if c != censor_code]
+        per_code = ", ".join(f"{c}: {k}" for c, k in rows_per_code.items())
+        raise InputError(
+            f"{frame}: column {status!r} has no rows with cause={cause} among its {n} rows; event codes "
+            f"present: {present} (rows per code {{{per_code}}}, censor_code={censor_code}); there is no incidence "
+            "to estimate: check cause= and censor_code= against the status coding"
+        )
+    return times, codes, None if declared is None else tuple(declared), notes
 
 
 def cumulative_incidence(
@@ -254,6 +357,8 @@ def cumulative_incidence(
     group: str | None = None,
     censor_code: int = 0,
     conf_level: float = 0.95,
+    *,
+    competing_codes: Sequence[int] | None = None,
 ) -> CumulativeIncidenceResult:
     """Aalen-Johansen cumulative incidence of ``cause``, equal to ``cmprsk::cuminc``.
 
@@ -266,15 +371,29 @@ def cumulative_incidence(
     group : optional grouping column (cuminc's ``group``).
     censor_code : cuminc's ``cencode``.
     conf_level : coverage of the pointwise log(-log) interval.
+    competing_codes : sequence of int, optional
+        Declared competing-event codes; any status outside
+        ``{censor_code, cause, *competing_codes}`` then raises (as in
+        ``fine_gray``). When omitted, every code other than ``censor_code`` is
+        a cause (cuminc's rule) and ``.notes`` lists the codes treated as
+        competing events with their row counts.
 
     Returns
     -------
     CumulativeIncidenceResult
         ``.table`` equals cuminc's ``est`` and ``var`` at every time where the
         CIF of ``cause`` steps (1e-7 / 1e-6 relative in the tests).
+
+    Raises
+    ------
+    InputError
+        Bad times or codes, an undeclared code (with ``competing_codes``), no
+        rows of ``cause``, ``cause == censor_code``.
     """
     level = _check_conf_level(conf_level)
-    times, codes = _competing_inputs(data, time, status, cause, censor_code)
+    times, codes, declared, notes = _competing_inputs(
+        data, time, status, cause, censor_code, competing_codes, "cumulative_incidence"
+    )
     group_codes, levels = check_group(data, group, "cumulative_incidence data")
     members = [np.arange(len(times))] if group is None else group_order(group_codes, len(levels))
     pieces, last_times = [], []
@@ -304,6 +423,8 @@ def cumulative_incidence(
         group=group,
         _levels=tuple(levels),
         _last_time=tuple(last_times),
+        competing_codes=declared,
+        notes=tuple(notes),
     )
 
 
@@ -325,6 +446,12 @@ class GrayTestResult:
     table : DataFrame with ``group``, ``n``, ``observed`` (events of the cause),
         ``score``.
     cause : the cause tested.
+    competing_codes : the declared competing-event codes, or None (cuminc's
+        rule: every code other than ``censor_code`` and ``cause``).
+    notes : remarks on the data for a report: undeclared codes treated as
+        competing events (with row counts), strata without events of the
+        cause (cuminc says nothing; they add zero to the score and its
+        covariance).
     """
 
     statistic: float
@@ -334,6 +461,28 @@ class GrayTestResult:
     variance: np.ndarray
     table: pd.DataFrame
     cause: int
+    competing_codes: tuple[int, ...] | None = None
+    notes: tuple[str, ...] = ()
+
+
+def _event_free_strata_note(
+    strata: str, strata_codes: np.ndarray, strata_levels: list, is_cause: np.ndarray, cause: int
+) -> list[str]:
+    """The note for strata with no event of the cause (worded as ``logrank``'s)."""
+    n_levels = len(strata_levels)
+    rows = np.bincount(strata_codes, minlength=n_levels)
+    events = np.bincount(strata_codes, weights=is_cause.astype(float), minlength=n_levels)
+    empty = [(label, int(r)) for label, r, d in zip(strata_levels, rows, events, strict=True) if d == 0]
+    n = len(strata_codes)
+    if len(empty) == 1:
+        label, r = empty[0]
+        return [f"stratum {{{strata!r}: {label!r}}} ({r} of {n} rows) has no events of cause {cause}; "
+                "it contributes nothing to the test"]
+    if empty:
+        return [f"{len(empty)} of {n_levels} strata of {strata!r} have no events of cause {cause} "
+                f"({sum(r for _, r in empty)} of {n} rows; e.g. {[lab for lab, _ in empty[:5]]}); "
+                "they contribute nothing to the test"]
+    return []
 
 
 def gray_test(
@@ -344,35 +493,61 @@ def gray_test(
     cause: int = 1,
     censor_code: int = 0,
     strata: str | None = None,
+    *,
+    competing_codes: Sequence[int] | None = None,
 ) -> GrayTestResult:
     """Gray's K-sample test that the cumulative incidence of ``cause`` is equal across groups.
 
     Equals ``cmprsk::cuminc(ftime, fstatus, group, strata, rho=0, cencode=)$Tests``
     for the row of ``cause``. With ``strata``, scores and covariances are
-    summed over strata (estimates are never stratified, as in cuminc). The
-    per-stratum score and covariance come from
+    summed over strata (estimates are never stratified, as in cuminc); a
+    stratum without events of the cause adds nothing, as in cuminc, and is
+    named in ``.notes``. The per-stratum score and covariance come from
     :func:`._gray.gray_score_covariance` (derivation and tie handling in
     docs/survival-descriptive.md).
+
+    ``competing_codes`` declares the competing-event codes, as in
+    :func:`cumulative_incidence`: any other code then raises; without it every
+    code other than ``censor_code`` and ``cause`` is competing (cuminc) and
+    ``.notes`` lists them with their row counts.
     """
-    times, codes = _competing_inputs(data, time, status, cause, censor_code)
-    group_codes, levels = check_group(data, group, "gray_test data")
-    strata_codes, strata_levels = check_group(data, strata, "gray_test data", role="strata")
+    where = "gray_test data"
+    times, codes, declared, notes = _competing_inputs(
+        data, time, status, cause, censor_code, competing_codes, "gray_test"
+    )
+    group_codes, levels = check_group(data, group, where)
+    strata_codes, strata_levels = check_group(data, strata, where, role="strata")
     k = len(levels)
     if k < 2:
-        raise InputError(f"gray_test: column {group!r} has a single group {levels}; need at least two to compare")
+        raise InputError(
+            f"{where}: group column {group!r} has a single group {levels} in all {len(group_codes)} rows; "
+            "Gray's test needs at least two groups to compare: check the group column "
+            "(cumulative_incidence describes a single group)"
+        )
     is_cause = codes == cause
     is_other = (codes != cause) & (codes != censor_code)
+    if strata is not None:
+        notes += _event_free_strata_note(strata, strata_codes, strata_levels, is_cause, int(cause))
     score = np.zeros(k)
     covariance = np.zeros((k, k))
     for rows in group_order(strata_codes, len(strata_levels)):
+        if not is_cause[rows].any():
+            continue  # no event of the cause: zero score and covariance (noted above)
         s, v = gray_score_covariance(times[rows], is_cause[rows], is_other[rows], group_codes[rows], k)
         score += s
         covariance += v
+    if not (np.isfinite(score).all() and np.isfinite(covariance).all()):
+        # not expected to happen (the kernel skips the one known 0 * inf case); never return NaN silently
+        raise InputError(
+            f"{where}: the score or its covariance is not finite (groups {levels} of column {group!r}, "
+            f"{len(group_codes)} rows); please report this data set. cuminc's statistic may be unusable here too"
+        )
     reduced = covariance[:-1, :-1]
     if np.linalg.matrix_rank(reduced) < k - 1:
         raise InputError(
-            f"gray_test: the covariance of the scores is singular (groups {levels}); "
-            "a group may have no one at risk at any event time of the cause"
+            f"{where}: the covariance of the scores is singular (groups {levels} of column {group!r}, "
+            f"{len(group_codes)} rows); a group may have no one at risk at any event time of cause {cause} "
+            "(cuminc reports a statistic of -1 here): merge or drop that group"
         )
     statistic = float(score[:-1] @ np.linalg.solve(reduced, score[:-1]))
     df = k - 1
@@ -390,4 +565,6 @@ def gray_test(
         variance=covariance,
         table=table,
         cause=int(cause),
+        competing_codes=declared,
+        notes=tuple(notes),
     )
