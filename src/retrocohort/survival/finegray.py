@@ -27,6 +27,18 @@ sums. The sums run in two numba kernels (one pass over the sorted rows per
 sum, no ``n x p`` temporaries). ``tests/survival/test_finegray_direct.py``
 checks these kernels against the O(n^2) definitions written term by term.
 
+Case weights
+------------
+With ``weights=`` (positive case weights ``v``, e.g. IPTW) every count is a
+sum of weights: the censoring distribution is the weighted Kaplan-Meier,
+each subject enters the risk-set sums, the event counts ``d(t)`` and the log
+pseudo-likelihood with its weight, and each influence term ``u_i`` is
+multiplied by ``v_i`` before the outer product (robust sandwich, per
+subject or per cluster). The kernels take ``v`` as an array and multiply
+by it; for the unweighted fit ``v`` is all 1.0, and every product with 1.0
+and every sum of 1.0's is exact, so unit weights reproduce crr's fit bit
+for bit. The variance is derived in docs/survival-finegray.md.
+
 Conventions (checked against crr 2.2-11 on whole-day tied data)
 ---------------------------------------------------------------
 * ``G`` is the Kaplan-Meier estimate of the censoring survivor function with
@@ -55,19 +67,22 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
 from numba import njit
 from scipy import stats
 
-from .._design import _is_categorical, design_matrix, require_columns
+from .._design import _is_categorical, design_matrix, numeric_column, require_columns
 from ..errors import ConvergenceError, InputError, ModelWarning
 from ._checks import check_status, check_time
 from ._risksets import distinct_sorted
 
-__all__ = ["fine_gray", "predict_cif", "FineGrayResult", "LogLik"]
+__all__ = ["fine_gray", "predict_cif", "FineGrayResult", "LogLik", "CensoringKM"]
+
+CensoringKM = Literal["weighted", "unweighted"]
+CENSORING_KM: tuple[str, ...] = ("weighted", "unweighted")
 
 
 # --------------------------------------------------------------------------
@@ -85,31 +100,47 @@ class _SortedData:
 
     time: np.ndarray  # (n,) ascending
     z: np.ndarray  # (n, p) covariates, centred (coefficients do not change)
+    case_weight: np.ndarray  # (n,) case weights v_j (all 1 for crr's unweighted fit)
+    km_weight: np.ndarray  # (n,) each subject's weight in the censoring Kaplan-Meier (v_j, or 1)
     cause: np.ndarray  # (n,) bool, event of interest
     competing: np.ndarray  # (n,) bool
     censored: np.ndarray  # (n,) bool
     g_left: np.ndarray  # (n,) G(T_j-)
     event_time: np.ndarray  # (k,)
     event_start: np.ndarray  # (k,) first sorted row with time == event_time
-    n_event: np.ndarray  # (k,) number of events of interest at event_time
+    n_event: np.ndarray  # (k,) weighted number of events of interest at event_time, sum of v
     g_event: np.ndarray  # (k,) G(t-) at event_time
     events_upto: np.ndarray  # (n,) number of event times <= T_j
     comp_rows: np.ndarray  # (c,) sorted row indices of competing events
     comp_before_event: np.ndarray  # (k,) number of competing rows with time < event_time
     cens_time: np.ndarray  # (m,)
-    cens_count: np.ndarray  # (m,) number censored at cens_time
-    cens_at_risk: np.ndarray  # (m,) number with time >= cens_time
+    cens_count: np.ndarray  # (m,) weighted number censored at cens_time
+    cens_at_risk: np.ndarray  # (m,) weighted number with time >= cens_time
     cens_events_upto: np.ndarray  # (m,) number of event times < cens_time
     cens_comp_upto: np.ndarray  # (m,) number of competing rows with time < cens_time
     cens_upto: np.ndarray  # (n,) number of censoring times <= T_j
     inv_g_comp: np.ndarray  # (c,) 1 / G(T_j-) of the competing rows
     inv_g_row: np.ndarray  # (n,) 1 / G(T_j-) for competing rows, 0 for the others
-    sum_z_events: np.ndarray  # (p,)
+    sum_z_events: np.ndarray  # (p,) sum of v_j z_j over events of interest
     z_mean: np.ndarray  # (p,) column means removed from z
 
 
-def _prepare(time: np.ndarray, status: np.ndarray, z: np.ndarray, cause: int, censor_code: int) -> tuple[_SortedData, np.ndarray]:
+def _prepare(
+    time: np.ndarray,
+    status: np.ndarray,
+    z: np.ndarray,
+    cause: int,
+    censor_code: int,
+    weights: np.ndarray | None = None,
+    censoring_weighted: bool = True,
+) -> tuple[_SortedData, np.ndarray]:
     """Sort once and tabulate everything that does not depend on beta.
+
+    ``weights`` (n,) are positive case weights (None: all 1). Every count
+    below (events, censorings, the censoring risk set) is then a sum of
+    weights, so unit weights give exactly the unweighted numbers (sums of
+    1.0 are exact integers). ``censoring_weighted=False`` counts every
+    subject once in the censoring Kaplan-Meier (survival::finegray's ``G``).
 
     Returns the sorted data and the permutation used (sorted row -> input row).
     """
@@ -117,6 +148,8 @@ def _prepare(time: np.ndarray, status: np.ndarray, z: np.ndarray, cause: int, ce
     t = time[order]
     st = status[order]
     zs = z[order]
+    v = np.ones(t.shape[0]) if weights is None else np.asarray(weights, dtype=float)[order]
+    km_v = v if censoring_weighted else np.ones(t.shape[0])
     z_mean = zs.mean(axis=0)
     zs -= z_mean  # zs is a fresh copy (fancy indexing): centre in place
     is_cause = st == cause
@@ -126,16 +159,18 @@ def _prepare(time: np.ndarray, status: np.ndarray, z: np.ndarray, cause: int, ce
 
     # Kaplan-Meier of the censoring distribution: everyone with T >= u is at
     # risk of censoring at u (survfit's convention), so an event tied with a
-    # censoring counts in the censoring risk set.
+    # censoring counts in the censoring risk set. With case weights it is by
+    # default the weighted Kaplan-Meier (weighted counts, as survfit(weights =)).
     utime, ustart = distinct_sorted(t)
-    at_risk = (n - ustart).astype(float)
-    cens_per_time = np.add.reduceat(is_cens.astype(float), ustart)
+    weight_from = np.cumsum(km_v[::-1])[::-1]  # sum of km_v over sorted rows >= i
+    at_risk = weight_from[ustart]
+    cens_per_time = np.add.reduceat(np.where(is_cens, km_v, 0.0), ustart)
     g_after = np.cumprod(1.0 - cens_per_time / at_risk)
     g_before = np.concatenate(([1.0], g_after[:-1]))  # G(u-) at each distinct time
     run = np.repeat(np.arange(utime.shape[0]), np.diff(np.append(ustart, n)))
     g_left = g_before[run]
 
-    ev_per_time = np.add.reduceat(is_cause.astype(float), ustart)
+    ev_per_time = np.add.reduceat(np.where(is_cause, v, 0.0), ustart)
     has_ev = ev_per_time > 0
     event_time = utime[has_ev]
     event_start = ustart[has_ev]
@@ -155,14 +190,14 @@ def _prepare(time: np.ndarray, status: np.ndarray, z: np.ndarray, cause: int, ce
     cens_upto = np.searchsorted(cens_time, t, side="right")
 
     data = _SortedData(
-        time=t, z=zs, cause=is_cause, competing=is_comp, censored=is_cens, g_left=g_left,
+        time=t, z=zs, case_weight=v, km_weight=km_v, cause=is_cause, competing=is_comp, censored=is_cens, g_left=g_left,
         event_time=event_time, event_start=event_start, n_event=n_event, g_event=g_event,
         events_upto=events_upto, comp_rows=comp_rows, comp_before_event=comp_before_event,
         cens_time=cens_time, cens_count=cens_count, cens_at_risk=cens_at_risk,
         cens_events_upto=cens_events_upto, cens_comp_upto=cens_comp_upto, cens_upto=cens_upto,
         inv_g_comp=1.0 / g_left[comp_rows],
         inv_g_row=np.where(is_comp, 1.0 / g_left, 0.0),
-        sum_z_events=zs[is_cause].sum(axis=0), z_mean=z_mean,
+        sum_z_events=(zs[is_cause] * v[is_cause, None]).sum(axis=0), z_mean=z_mean,
     )
     return data, order
 
@@ -180,9 +215,14 @@ class _Fit(NamedTuple):
 
 
 @njit(cache=True)
-def _evaluate_kernel(z, beta, cause, event_start, n_event, g_event, comp_rows, inv_g_comp,
+def _evaluate_kernel(z, v, beta, cause, event_start, n_event, g_event, comp_rows, inv_g_comp,
                      comp_before_event, events_upto, inv_g_row):  # pragma: no cover - compiled
-    """One fused pass per quantity of :func:`_evaluate` (same sums, no n x p temporaries)."""
+    """One fused pass per quantity of :func:`_evaluate` (same sums, no n x p temporaries).
+
+    ``v`` are the case weights: every subject's term of a risk-set sum and of
+    the log pseudo-likelihood is multiplied by its weight (times 1.0 when
+    unweighted, which leaves every floating-point result unchanged).
+    """
     n, p = z.shape
     k_times = event_start.shape[0]
     eta = np.empty(n)
@@ -199,7 +239,7 @@ def _evaluate_kernel(z, beta, cause, event_start, n_event, g_event, comp_rows, i
     for i in range(n):
         e[i] = np.exp(eta[i] - shift)
         if cause[i]:
-            loglik += eta[i]
+            loglik += v[i] * eta[i]
     # Subjects still at risk at event time k (rows >= event_start[k]): summed backwards.
     s0 = np.empty(k_times)
     s1 = np.empty((k_times, p))
@@ -208,9 +248,10 @@ def _evaluate_kernel(z, beta, cause, event_start, n_event, g_event, comp_rows, i
     end = n
     for k in range(k_times - 1, -1, -1):
         for i in range(event_start[k], end):
-            r0 += e[i]
+            ve = v[i] * e[i]
+            r0 += ve
             for a in range(p):
-                r1[a] += e[i] * z[i, a]
+                r1[a] += ve * z[i, a]
         end = event_start[k]
         s0[k] = r0
         for a in range(p):
@@ -222,7 +263,7 @@ def _evaluate_kernel(z, beta, cause, event_start, n_event, g_event, comp_rows, i
     for k in range(k_times):
         while m < comp_before_event[k]:
             row = comp_rows[m]
-            w = e[row] * inv_g_comp[m]
+            w = v[row] * e[row] * inv_g_comp[m]
             c0 += w
             for a in range(p):
                 c1[a] += w * z[row, a]
@@ -257,7 +298,7 @@ def _evaluate_kernel(z, beta, cause, event_start, n_event, g_event, comp_rows, i
     for i in range(n):
         pos = events_upto[i]
         cum_hazard[i] = cum[pos]
-        w = e[i] * (cum[pos] + tail[pos] * inv_g_row[i])
+        w = v[i] * e[i] * (cum[pos] + tail[pos] * inv_g_row[i])
         for a in range(p):
             wa = w * z[i, a]
             for b in range(a + 1):
@@ -271,17 +312,17 @@ def _evaluate_kernel(z, beta, cause, event_start, n_event, g_event, comp_rows, i
 def _evaluate(s: _SortedData, beta: np.ndarray) -> _Fit:
     """Log pseudo-likelihood, score and information at ``beta`` in O(n p^2)."""
     loglik, score_events, info, e, shift, zbar, hazard, cum_hazard, tail = _evaluate_kernel(
-        s.z, np.ascontiguousarray(beta, dtype=float), s.cause, s.event_start, s.n_event, s.g_event,
+        s.z, s.case_weight, np.ascontiguousarray(beta, dtype=float), s.cause, s.event_start, s.n_event, s.g_event,
         s.comp_rows, s.inv_g_comp, s.comp_before_event, s.events_upto, s.inv_g_row,
     )
     return _Fit(float(loglik), s.sum_z_events - score_events, info, e, float(shift), zbar, hazard, cum_hazard, tail)
 
 
 @njit(cache=True)
-def _influence_kernel(z, e, cause, censored, events_upto, zbar, hazard, cum_hazard, tail, g_event, inv_g_row,
+def _influence_kernel(z, v, km_v, e, cause, censored, events_upto, zbar, hazard, cum_hazard, tail, g_event, inv_g_row,
                       comp_rows, inv_g_comp, cens_count, cens_at_risk, cens_events_upto, cens_comp_upto,
-                      cens_upto):  # pragma: no cover - compiled
-    """eta_i + psi_i for every subject (n, p); see :func:`_influence` for the formulas."""
+                      cens_upto, product_limit):  # pragma: no cover - compiled
+    """v_i eta_i + km_v_i psi_i for every subject (n, p); see :func:`_influence`."""
     n, p = z.shape
     k_times = hazard.shape[0]
     # cumulative sums over event times of zbar_k dL_k (forward) and G(t_k-) zbar_k dL_k (backward)
@@ -298,12 +339,12 @@ def _influence_kernel(z, e, cause, censored, events_upto, zbar, hazard, cum_haza
         pos = events_upto[i]
         w_comp = e[i] * inv_g_row[i]
         for a in range(p):
-            v = -e[i] * (z[i, a] * cum_hazard[i] - cum_zh[pos, a])
+            val = -e[i] * (z[i, a] * cum_hazard[i] - cum_zh[pos, a])
             if cause[i]:
-                v += z[i, a] - zbar[pos - 1, a]
+                val += z[i, a] - zbar[pos - 1, a]
             if w_comp > 0.0:
-                v -= w_comp * (z[i, a] * tail[pos] - tail_gzh[pos, a])
-            out[i, a] = v
+                val -= w_comp * (z[i, a] * tail[pos] - tail_gzh[pos, a])
+            out[i, a] = v[i] * val
     m_times = cens_count.shape[0]
     if m_times == 0 or comp_rows.shape[0] == 0:
         return out
@@ -316,7 +357,7 @@ def _influence_kernel(z, e, cause, censored, events_upto, zbar, hazard, cum_haza
     for m in range(m_times):
         while c < cens_comp_upto[m]:
             row = comp_rows[c]
-            w = e[row] * inv_g_comp[c]
+            w = v[row] * e[row] * inv_g_comp[c]
             f0 += w
             for a in range(p):
                 f1[a] += w * z[row, a]
@@ -325,23 +366,38 @@ def _influence_kernel(z, e, cause, censored, events_upto, zbar, hazard, cum_haza
         for a in range(p):
             q[m, a] = f1[a] * tail[k] - f0 * tail_gzh[k, a]
     # psi_i = sum_m q(u_m) / n(u_m) dM^c_i(u_m), dM^c_i = dN^c_i - 1{T_i >= u_m} c(u_m) / n(u_m)
+    # (n, c weighted). product_limit: the exact derivative of the Kaplan-Meier
+    # product in the subject's weight, which divides by n(u_m) - c(u_m) instead
+    # of n(u_m) (used by the tests' infinitesimal-jackknife check only).
+    denom = np.empty(m_times)
+    for m in range(m_times):
+        denom[m] = cens_at_risk[m]
+        if product_limit:
+            left = cens_at_risk[m] - cens_count[m]
+            # nobody left after u_m: no event time after it, q(u_m) only holds events at u_m
+            denom[m] = left if left > 0.0 else np.inf
     comp_sum = np.zeros((m_times + 1, p))
     for m in range(m_times):
-        scale = cens_count[m] / (cens_at_risk[m] * cens_at_risk[m])
+        scale = cens_count[m] / (cens_at_risk[m] * denom[m])
         for a in range(p):
             comp_sum[m + 1, a] = comp_sum[m, a] + q[m, a] * scale
+    # the subject's censoring martingale counts with its weight in the Kaplan-Meier
     for i in range(n):
         j = cens_upto[i]
         for a in range(p):
-            out[i, a] -= comp_sum[j, a]
+            out[i, a] -= km_v[i] * comp_sum[j, a]
         if censored[i]:
             for a in range(p):
-                out[i, a] += q[j - 1, a] / cens_at_risk[j - 1]
+                out[i, a] += km_v[i] * (q[j - 1, a] / denom[j - 1])
     return out
 
 
-def _influence(s: _SortedData, f: _Fit) -> np.ndarray:
-    """Per-subject influence terms ``eta_i + psi_i`` (n, p), sorted order.
+def _influence(s: _SortedData, f: _Fit, product_limit: bool = False) -> np.ndarray:
+    """Per-subject influence terms ``v_i eta_i + k_i psi_i`` (n, p), sorted order.
+
+    ``v_i`` is the case weight, ``k_i`` the subject's weight in the censoring
+    Kaplan-Meier (``v_i`` by default, 1 with ``censoring_km="unweighted"``);
+    both are 1 without case weights.
 
     ``eta_i`` is the subject's score residual under the subdistribution risk
     set, ``sum_t (z_i - zbar(t)) (dN_i(t) - w_i(t) e_i dLambda(t))``;
@@ -351,11 +407,23 @@ def _influence(s: _SortedData, f: _Fit) -> np.ndarray:
     ``u`` of ``(e_i / G(T_i-)) sum_{t_k >= u} G(t_k-) (z_i - zbar_k) dLambda_k``
     (crr's discretisation; see the module notes). The sandwich
     ``I^-1 (sum_i u_i u_i') I^-1`` with ``u_i = eta_i + psi_i`` is crr's ``var``.
+
+    With case weights ``v`` every risk-set sum, event count and ``q(u)``
+    (over competing subjects ``j``, each with ``v_j``) is weighted, and
+    ``n(u)``, ``c(u)`` are those of the censoring Kaplan-Meier (weighted by
+    ``k``). The rows sum to the first-order change of the weighted estimating
+    equation: ``beta - beta0 ~ I^-1 sum_i (v_i eta_i + k_i psi_i)``.
+
+    ``product_limit=True`` replaces ``1/n(u)`` of the censoring martingale by
+    ``1/(n(u) - c(u))``: then, with the weighted Kaplan-Meier, ``I^-1 u_i /
+    v_i`` is exactly ``d beta / d v_i`` (the derivative of the product-limit
+    ``G`` in ``v_i``) on untied data; crr's ``psi`` (the default) is its
+    first-order version. Tests only.
     """
     return _influence_kernel(
-        s.z, f.e, s.cause, s.censored, s.events_upto, f.zbar, f.hazard, f.cum_hazard, f.tail_g_hazard,
-        s.g_event, s.inv_g_row, s.comp_rows, s.inv_g_comp, s.cens_count, s.cens_at_risk,
-        s.cens_events_upto, s.cens_comp_upto, s.cens_upto,
+        s.z, s.case_weight, s.km_weight, f.e, s.cause, s.censored, s.events_upto, f.zbar, f.hazard, f.cum_hazard,
+        f.tail_g_hazard, s.g_event, s.inv_g_row, s.comp_rows, s.inv_g_comp, s.cens_count, s.cens_at_risk,
+        s.cens_events_upto, s.cens_comp_upto, s.cens_upto, bool(product_limit),
     )
 
 
@@ -478,7 +546,14 @@ class FineGrayResult:
         Newton-Raphson iterations taken.
     cause, censor_code : int
     variance : str
-        ``"crr"`` or ``"cluster"``.
+        ``"crr"`` (crr's sandwich), ``"cluster"`` (influence terms summed
+        within ``cluster``) or ``"robust"`` (case weights without a cluster:
+        each subject its own cluster, weighted influence terms).
+    weights : str or None
+        The case-weight column, or None for the unweighted (crr) fit.
+    censoring_km : str or None
+        ``"weighted"`` or ``"unweighted"`` censoring Kaplan-Meier of a weighted
+        fit; None without weights.
     """
 
     summary: pd.DataFrame
@@ -498,13 +573,19 @@ class FineGrayResult:
     variance: str
     conf_level: float
     covariates: tuple[str, ...]
+    weights: str | None
+    censoring_km: str | None
     _levels: dict = field(repr=False, compare=False)
 
     def predict_cif(self, profile: pd.DataFrame) -> pd.DataFrame:
         """Predicted cumulative incidence of the cause for covariate profiles.
 
         ``CIF(t | x) = 1 - exp(-exp(x' beta) * Lambda_0(t))`` at every distinct
-        time with an event of the cause, as ``predict.crr(fit, cov1)``.
+        time with an event of the cause, as ``predict.crr(fit, cov1)``. For a
+        weighted fit ``Lambda_0`` is the weighted Breslow estimate (weighted
+        events over the weighted subdistribution risk set), as
+        ``survfit(coxph(..., weights =), newdata =)`` on ``survival::finegray``
+        data computes it (untied data; see docs/survival-finegray.md).
 
         Parameters
         ----------
@@ -583,6 +664,27 @@ def _check_design(terms: list[str], values: np.ndarray, centred: np.ndarray, whe
         kept.append(j)
 
 
+def _case_weights(data: pd.DataFrame, column: str, where: str) -> np.ndarray:
+    """Positive, finite case weights (n,) from ``column``; anything else raises InputError."""
+    require_columns(data, [column], where)
+    n = len(data)
+    n_missing = int(data[column].isna().sum())
+    if n_missing:
+        raise InputError(
+            f"{where}: weight column {column!r} has {n_missing} missing value(s) out of {n} rows; every row "
+            "needs a positive case weight: compute the weight for those rows or drop them explicitly"
+        )
+    values = numeric_column(data, column, where)  # non-numeric and infinite values raise here
+    not_positive = int((values <= 0).sum())
+    if not_positive:
+        raise InputError(
+            f"{where}: weight column {column!r} has {not_positive} value(s) <= 0 out of {n} rows (smallest "
+            f"{values.min():g}); fine_gray needs positive case weights: drop those rows explicitly, or check "
+            "how the weights were computed (an IPTW weight is never 0)"
+        )
+    return values
+
+
 def fine_gray(
     data: pd.DataFrame,
     time: str,
@@ -594,6 +696,8 @@ def fine_gray(
     conf_level: float = 0.95,
     *,
     competing_codes: Sequence[int] | None = None,
+    weights: str | None = None,
+    censoring_km: CensoringKM = "weighted",
     tol: float = 1e-6,
     max_iter: int = 10,
 ) -> FineGrayResult:
@@ -625,6 +729,25 @@ def fine_gray(
         Declared competing-event codes; any status outside
         ``{censor_code, cause, *competing_codes}`` then raises. When omitted,
         every code other than ``censor_code`` and ``cause`` is competing (crr).
+    weights : str, optional
+        Column of positive case weights (e.g. inverse probability of
+        treatment weights). The estimate solves the weighted Fine-Gray
+        estimating equation with ``G`` the censoring Kaplan-Meier chosen by
+        ``censoring_km``; on untied data it equals ``coxph(Surv(fgstart,
+        fgstop, fgstatus) ~ ..., weights = fgwt)`` on ``survival::finegray``
+        data with ``fgwt`` from that Kaplan-Meier (see
+        docs/survival-finegray.md). The variance is then robust: the sandwich
+        of the influence terms ``v_i eta_i + k_i psi_i`` (``k_i`` the
+        subject's weight in the Kaplan-Meier), summed within ``cluster`` or
+        per subject (``variance = "robust"``). Unit weights give crr's
+        results exactly.
+    censoring_km : {"weighted", "unweighted"}
+        With ``weights``: the censoring distribution ``G`` is the Kaplan-Meier
+        weighted by the case weights (default: the weighted population's
+        censoring distribution; an integer weight then equals replicated
+        rows), or the unweighted Kaplan-Meier, which is what
+        ``survival::finegray(..., weights =)`` uses (its ``fgwt`` is the case
+        weight times the unweighted censoring weight). Ignored without weights.
     tol, max_iter : float, int
         crr's ``gtol`` and ``maxiter`` (same stopping rule; see module notes).
 
@@ -654,13 +777,17 @@ def fine_gray(
         raise InputError(f"fine_gray: max_iter must be a non-negative integer, got {max_iter!r}")
     if not tol > 0:
         raise InputError(f"fine_gray: tol must be > 0, got {tol!r}")
+    if censoring_km not in CENSORING_KM:
+        raise InputError(f"fine_gray: censoring_km must be one of {list(CENSORING_KM)}, got {censoring_km!r}")
     covariates = [covariates] if isinstance(covariates, str) else list(covariates)
     if not covariates:
         raise InputError("fine_gray: give at least one covariate (crr needs cov1)")
-    require_columns(data, [time, status, *covariates] + ([cluster] if cluster else []), where)
+    require_columns(data, [time, status, *covariates] + ([cluster] if cluster else [])
+                    + ([weights] if weights else []), where)
     if len(data) == 0:
         raise InputError(f"{where} has no rows")
     times = check_time(data, time, where)
+    case_weights = None if weights is None else _case_weights(data, weights, where)
     declared = None if competing_codes is None else [int(cause), *map(int, competing_codes)]
     codes = check_status(data, status, censor_code=int(censor_code), causes=declared, where=where)
     n_events = int((codes == cause).sum())
@@ -674,7 +801,8 @@ def fine_gray(
     x = design_matrix(data, covariates, where)
     terms = list(x.columns)
     z = x.to_numpy(dtype=float)
-    s, order = _prepare(times, codes, z, int(cause), int(censor_code))
+    s, order = _prepare(times, codes, z, int(cause), int(censor_code), case_weights,
+                        censoring_weighted=censoring_km == "weighted")
     _check_design(terms, z, s.z, where)
     sol = _newton(s, np.zeros(z.shape[1]), float(tol), int(max_iter))
     beta, fit = sol.beta, sol.fit
@@ -696,7 +824,7 @@ def fine_gray(
         )
     info_inv = np.linalg.inv(fit.info)
 
-    influence = _influence(s, fit)
+    influence = _influence(s, fit)  # v_i eta_i + k_i psi_i
     n_clusters: int | None = None
     if cluster is not None:
         cluster_col = data[cluster]
@@ -747,8 +875,10 @@ def fine_gray(
         iterations=sol.iterations,
         cause=int(cause),
         censor_code=int(censor_code),
-        variance="crr" if cluster is None else "cluster",
+        variance="cluster" if cluster is not None else "robust" if weights is not None else "crr",
         conf_level=float(conf_level),
         covariates=tuple(covariates),
+        weights=weights,
+        censoring_km=censoring_km if weights is not None else None,
         _levels=_categorical_levels(data, covariates),
     )

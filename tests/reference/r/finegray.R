@@ -180,3 +180,58 @@ write_reference(
   vals,
   data = mg
 )
+
+# --- case weights (IPTW-like, ATT), untied continuous times ---------------------
+# survival::finegray(..., weights = w) multiplies the case weight into fgwt and
+# takes the censoring weights from the UNWEIGHTED Kaplan-Meier (checked here:
+# rebuilding fgwt from survfit() without weights reproduces it, fgwt_rebuilt_gap).
+# fine_gray(weights =) offers both: censoring_km = "unweighted" is that route;
+# the default "weighted" takes G from survfit(..., weights = w), reproduced in R
+# by recomputing fgwt on the same expanded rows. Each route: weighted coxph with
+# cluster = id (robust variance = score residuals only, no censoring term) and
+# survfit(fit, newdata = profiles) for the predicted cumulative incidence.
+set.seed(31415)
+n <- 300
+wd <- data.frame(x = rnorm(n))
+ps <- plogis(0.8 * wd$x - 0.3)
+wd$treated <- rbinom(n, 1, ps)
+wd$w <- ifelse(wd$treated == 1, 1, ps / (1 - ps))
+t_event <- rexp(n, exp(-0.5 * wd$treated + 0.4 * wd$x) / 20)
+t_cens <- runif(n, 0, 50)
+wd$time <- pmin(t_event, t_cens)
+wd$status <- ifelse(t_cens < t_event, 0, ifelse(runif(n) < 0.55, 1, 2))
+wd$id <- seq_len(n)
+wd$status_f <- factor(wd$status, 0:2, c("censor", "event", "competing"))
+fg_w <- finegray(Surv(time, status_f) ~ treated + x + id, data = wd, etype = "event", weights = w)
+own_time <- wd$time[match(fg_w$id, wd$id)]
+censoring_weight <- function(km_weights) {
+  km <- survfit(Surv(time, status == 0) ~ 1, data = wd, weights = km_weights)
+  G <- stepfun(km$time, c(1, km$surv))
+  # rows of the subject's own follow-up (fgstart < T) carry its case weight alone
+  fg_w[["(weights)"]] * ifelse(fg_w$fgstart < own_time, 1, G(fg_w$fgstart) / G(own_time))
+}
+profiles_w <- data.frame(treated = c(0, 1), x = c(-0.5, 1))
+times_w <- sort(unique(wd$time[wd$status == 1]))
+fit_route <- function(wt) {
+  fg_w$route_wt <- wt
+  cx <- coxph(Surv(fgstart, fgstop, fgstatus) ~ treated + x, data = fg_w, weights = route_wt, cluster = id,
+              control = coxph.control(eps = 1e-14, iter.max = 100))
+  list(coef = unname(coef(cx)), robust_var = unname(cx$var),
+       surv = unname(summary(survfit(cx, newdata = profiles_w), times = times_w)$surv))
+}
+vals <- list(
+  fgwt_rebuilt_gap = max(abs(censoring_weight(rep(1, n)) - fg_w$fgwt)),
+  unweighted = fit_route(fg_w$fgwt),
+  weighted = fit_route(censoring_weight(wd$w)),
+  profiles = profiles_w, times = times_w
+)
+wd$status_f <- NULL
+write_reference(
+  "finegray_weighted",
+  paste("fg <- finegray(Surv(time, factor(status)) ~ treated + x + id, etype = 'event', weights = w);",
+        "coxph(Surv(fgstart, fgstop, fgstatus) ~ treated + x, weights = W, cluster = id, eps = 1e-14) with",
+        "W = fg$fgwt (unweighted censoring KM) or W = w * G_w(fgstart)/G_w(T) on rows after the own time T, G_w = survfit(Surv(time, status == 0) ~ 1, weights = w);",
+        "survfit(fit, newdata = profiles) at the event times"),
+  vals,
+  data = wd
+)
