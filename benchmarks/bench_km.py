@@ -38,6 +38,7 @@ import json
 import math
 import platform
 import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -216,8 +217,21 @@ def main() -> int:
                             row["max_abs_diff_vs_R"] = float(np.max(np.abs(values - ours_values)))
                     rows.append(row)
                     print(row, flush=True)
-    write_markdown(rows, args)
+    n_mem = 1_000_000 if 1_000_000 in sizes else max(sizes)
+    memory = {(ties, method): peak_memory_ours(method, n_mem, ties) for ties in (True, False) for method in METHODS}
+    write_markdown(rows, args, memory, n_mem)
     return 0
+
+
+def peak_memory_ours(method: str, n: int, ties: bool) -> float:
+    """Peak resident memory (GiB) of a fresh process that generates n rows and runs one estimator."""
+    code = (
+        "import resource, sys; sys.path.insert(0, 'benchmarks'); import bench_km as b; "
+        f"d = b.generate({n}, {ties}, 1); b.run_ours({method!r}, d); "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return int(out.stdout.split()[-1]) / 2**20
 
 
 def _fmt(x: float | None, note: str | None = None) -> str:
@@ -230,7 +244,7 @@ def _ratio(peer: float | None, ours: float) -> str:
     return "-" if peer is None else f"{peer / ours:.1f}x"
 
 
-def write_markdown(rows: list[dict], args) -> None:
+def write_markdown(rows: list[dict], args, memory: dict, n_mem: int) -> None:
     lines = [
         "## Kaplan-Meier, log-rank, cumulative incidence and Gray's test "
         "(`retrocohort.survival` vs R `survival`/`cmprsk` and lifelines)",
@@ -256,6 +270,15 @@ def write_markdown(rows: list[dict], args) -> None:
             f"{_fmt(row['lifelines'], row.get('lifelines_note'))} | {_ratio(row['lifelines'], row['ours'])} | "
             f"{'-' if diff is None else f'{diff:.1e}'} |"
         )
+    lines.append("")
+    lines.append(f"Peak resident memory of ours (GiB), a fresh process generating n = {n_mem:,} rows and running "
+                 "one estimator (Python, NumPy, pandas and the generated data included):")
+    lines.append("")
+    lines.append("| data | " + " | ".join(LABELS[m] for m in METHODS) + " |")
+    lines.append("|---|" + "---:|" * len(METHODS))
+    for ties in (True, False):
+        lines.append(f"| {'whole-day ties' if ties else 'continuous'} | "
+                     + " | ".join(f"{memory[(ties, m)]:.2f}" for m in METHODS) + " |")
     lines.append("")
     Path(args.out).write_text("\n".join(lines))
 
