@@ -144,7 +144,10 @@ def test_cox_matched_is_clustered_on_matched_set(result):
 
 def test_fine_gray_matched_and_full(result):
     est = result.estimate("krt_liberation_90d", "fine_gray_unadjusted", "matched")
-    direct = fine_gray(result.matched, "krt_time", "krt_status", ["exposed"], cluster="subclass")
+    # As for Cox, the matching weights are used when some differ from 1 (an exposed patient
+    # with fewer than `ratio` controls); fine_gray takes case weights since it can.
+    weights = "weight" if not np.allclose(result.matched["weight"], 1.0) else None
+    direct = fine_gray(result.matched, "krt_time", "krt_status", ["exposed"], cluster="subclass", weights=weights)
     assert est.estimate == pytest.approx(direct.summary.loc["exposed", "hr"], rel=1e-12)
     assert est.n_events == int((result.matched["krt_status"] == 1).sum())
     full = result.estimate("krt_liberation_90d", "fine_gray_adjusted", "full")
@@ -161,14 +164,21 @@ def test_iptw_att_weights(result):
     assert est.upper == pytest.approx(direct.summary.loc["exposed", "upper"], rel=1e-12)
 
 
-def test_fine_gray_iptw_skipped_with_reason_when_no_weights(result):
-    from retrocohort.study.pipeline import _supports
-
-    if _supports(fine_gray, "weights"):
-        assert result.estimate("krt_liberation_90d", "fine_gray_unadjusted", "iptw") is not None
-    else:
-        reasons = [s.reason for s in result.skipped if s.population == "iptw"]
-        assert reasons and "weights" in reasons[0]
+def test_fine_gray_iptw_is_the_weighted_fit_with_robust_variance(result):
+    # The IPTW Fine-Gray line is fine_gray(weights = ATT weights), each patient its own cluster.
+    data = result.cohort
+    est = result.estimate("krt_liberation_90d", "fine_gray_unadjusted", "iptw")
+    assert est is not None and "robust" in est.variance
+    assert not [s for s in result.skipped if s.population == "iptw"]
+    direct = fine_gray(data, "krt_time", "krt_status", ["exposed"], weights="iptw_weight")
+    assert direct.variance == "robust"
+    row = direct.summary.loc["exposed"]
+    assert est.estimate == pytest.approx(row["hr"], rel=1e-12)
+    assert (est.lower, est.upper, est.p) == pytest.approx((row["lower"], row["upper"], row["p"]), rel=1e-12)
+    assert est.n == len(data) and est.n_events == int((data["krt_status"] == 1).sum())
+    # the weights were really used: the unweighted fit to the same patients differs
+    unweighted = fine_gray(data, "krt_time", "krt_status", ["exposed"])
+    assert est.estimate != pytest.approx(unweighted.summary.loc["exposed", "hr"], rel=1e-6)
 
 
 def test_e_value_of_primary_hr(result):

@@ -199,6 +199,14 @@ def test_weighted_kernels_equal_the_weighted_definitions_on_tied_data(seed):
         total = v[:, None] * eta_hat + km[:, None] * psi_hat
         bread = np.linalg.inv(info_hat)
         np.testing.assert_allclose(result.vcov.to_numpy(), bread @ total.T @ total @ bread, rtol=1e-8)
+        # with a cluster: the weighted terms summed within pairs
+        pairs = np.arange(len(data)) // 2
+        clustered = fine_gray(data.assign(pair=pairs), "time", "status", COVS, weights="w", cluster="pair",
+                              censoring_km=censoring_km, tol=1e-13, max_iter=50)
+        summed = np.zeros((pairs.max() + 1, len(COVS)))
+        np.add.at(summed, pairs, total)
+        np.testing.assert_allclose(clustered.vcov.to_numpy(), bread @ summed.T @ summed @ bread, rtol=1e-8)
+        assert clustered.variance == "cluster" and result.variance == "robust"
 
 
 # ------------------------------------------------------------------ properties
