@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -14,6 +15,7 @@ from ..study.spec import Study, default_study
 from . import definitions as d
 from .attrition import attrition_log, screening_log
 from .kidney import creatinine_for_egfr, egfr_ckd_epi_2021
+from .spark import spark_session
 
 #: Analysis-frame columns, in order (see docs/cohort.md for each rule).
 ANALYSIS_COLUMNS: tuple[str, ...] = (
@@ -139,7 +141,10 @@ def extract(
         ``"duckdb"`` (embedded, default) or ``"spark"``: the same ibis
         definitions run on either.
     spark
-        An existing ``SparkSession`` (e.g. a cluster); None starts ``local[*]``.
+        An existing ``SparkSession`` (e.g. a cluster), left running; None uses
+        the session already running in this process, else starts a local one
+        (:func:`~retrocohort.cohort.spark.local_spark_session`) and stops it
+        when the cohort is fetched.
     duckdb_config
         DuckDB settings, e.g. ``{"memory_limit": "3GB"}``.
 
@@ -152,22 +157,32 @@ def extract(
     SourceError
         A required table or column is missing, or a value in a file does not
         parse (the message names the file, the column and the line).
+    SparkUnavailableError
+        ``engine="spark"`` without a session, and pyspark is not installed or
+        Java is missing.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine={engine!r} is not allowed; choose one of {list(ENGINES)}")
     study = study if study is not None else default_study()
     source = source if isinstance(source, MimicIV) else MimicIV(source)
-    conn = source.connect(engine=engine, spark=spark, duckdb_config=duckdb_config)
-    query: d.FactsQuery | None = None
-    try:
-        with conn.errors():
-            # Building the query caches the small intermediate tables, so reading errors surface here too.
-            query = d.patient_facts(conn, study, cache=True)
-            facts = query.table.to_pandas()
-    finally:
-        if query is not None:
-            query.release()
-        conn.close()
+    # Spark: the caller's session, else a local one set up to start reliably anywhere and stopped
+    # once the facts are fetched (see cohort/spark.py). DuckDB needs no session.
+    if engine == "spark":
+        source.validate()  # a missing table or column is reported before a JVM is started for nothing
+    session = spark_session(spark) if engine == "spark" else contextlib.nullcontext(None)
+    with session as active:
+        conn = source.connect(engine=engine, spark=active, duckdb_config=duckdb_config)
+        query: d.FactsQuery | None = None
+        try:
+            with conn.errors():
+                # Building the query caches the small intermediate tables, so reading errors surface here too.
+                query = d.patient_facts(conn, study, cache=True)
+                facts = query.table.to_pandas()
+        finally:
+            # Released and closed before a session we started is stopped.
+            if query is not None:
+                query.release()
+            conn.close()
     return _assemble(facts, conn, study)
 
 
