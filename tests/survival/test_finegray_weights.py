@@ -438,3 +438,13 @@ def test_weight_column_missing_or_not_numeric():
     data.loc[7, "w"] = "high"
     with pytest.raises(InputError, match=r"column 'w' has 1 non-numeric value\(s\) out of 120 rows"):
         fine_gray(data, "time", "status", COVS, weights="w")
+
+
+def test_censoring_km_option_is_checked_and_ignored_without_weights():
+    data = _small()
+    with pytest.raises(InputError, match=r"censoring_km must be one of \['weighted', 'unweighted'\], got 'both'"):
+        fine_gray(data, "time", "status", COVS, weights="w", censoring_km="both")  # type: ignore[arg-type]
+    plain = fine_gray(data, "time", "status", COVS)
+    other = fine_gray(data, "time", "status", COVS, censoring_km="unweighted")
+    pd.testing.assert_frame_equal(other.vcov, plain.vcov, check_exact=True)
+    assert plain.censoring_km is None and other.censoring_km is None
