@@ -799,9 +799,13 @@ def _krt(run: _Run, matched: pd.DataFrame | None):
     cif = gray = None
     try:
         with run.capture_warnings("cumulative incidence"):
+            # KRT status: 0 censored, 1 liberated, 2 died first; any other code is an error, not a cause
             cif = cumulative_incidence(
-                matched, *_KRT, cause=1, group="exposed", censor_code=0, conf_level=study.models.conf_level
+                matched, *_KRT, cause=1, group="exposed", censor_code=0, competing_codes=[2],
+                conf_level=study.models.conf_level
             )
+        for text in cif.notes:
+            run.note(f"cumulative incidence: {text}")
     except _MODEL_ERRORS as exc:
         run.skip(outcome, "cumulative_incidence", "matched", f"not computed: {exc}")
     if matched["exposed"].nunique() < 2 or (matched["krt_status"] == 1).sum() == 0:
@@ -809,7 +813,9 @@ def _krt(run: _Run, matched: pd.DataFrame | None):
     else:
         try:
             with run.capture_warnings("Gray's test"):
-                gray = gray_test(matched, *_KRT, group="exposed", cause=1, censor_code=0)
+                gray = gray_test(matched, *_KRT, group="exposed", cause=1, censor_code=0, competing_codes=[2])
+            for text in gray.notes:
+                run.note(f"Gray's test: {text}")
         except _MODEL_ERRORS as exc:
             run.skip(outcome, "gray_test", "matched", f"not computed: {exc}")
     cluster, robust, variance = _matched_variance(run, matched)
@@ -820,11 +826,17 @@ def _krt(run: _Run, matched: pd.DataFrame | None):
             weights = "weight"
         else:
             note = "unweighted: the Fine-Gray fit takes no weights and some matching weights differ from 1"
+    if weights is not None and (cif is not None or gray is not None):
+        run.note("cumulative incidence and Gray's test: unweighted (cuminc takes no case weights; "
+                 "the matching weights are not all 1)")
     if robust:
-        # Fine-Gray's variance already is a sandwich; without a matched set it is crr's own.
-        cluster, variance = None, "crr sandwich (matched with replacement)"
+        # Fine-Gray's variance already is a sandwich (with crr's censoring term); with replacement there is
+        # no matched set to cluster on, so each patient is its own cluster.
+        cluster = None
+        variance = ("crr sandwich (matched with replacement)" if weights is None
+                    else "robust sandwich with crr's censoring term (per patient; matched with replacement)")
     elif cluster is None:
-        variance = "crr sandwich"
+        variance = "crr sandwich" if weights is None else "robust sandwich with crr's censoring term (non-unit weights)"
     common = dict(outcome=outcome, population="matched", frame=matched, weights=weights,
                   cluster=cluster, variance=variance, note=note)
     _fit_hr(run, model="fine_gray_unadjusted", covariates=["exposed"],
