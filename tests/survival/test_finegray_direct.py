@@ -1,6 +1,6 @@
 """The O(n p^2) Fine-Gray kernels against the O(n^2) definitions, written term by term.
 
-``direct_fine_gray`` below spells out the weighted risk sets, the score
+``direct_fine_gray`` (the shared definitions in finegray_definitions.py, unit weights) spells out the weighted risk sets, the score
 residuals eta_i and the censoring terms psi_i of Fine & Gray (1999) with
 explicit loops over event times, censoring times and subjects, using the
 conventions documented in retrocohort.survival.finegray (weights
@@ -16,70 +16,12 @@ import pandas as pd
 import pytest
 
 from retrocohort.survival.finegray import _evaluate, _influence, _prepare, fine_gray
-
-
-def _censoring_left_limit(time: np.ndarray, censored: np.ndarray):
-    """G(s-) of the censoring Kaplan-Meier, everyone with T >= u at risk at u."""
-    distinct = np.unique(time)
-    at_risk = np.array([(time >= u).sum() for u in distinct], dtype=float)
-    n_cens = np.array([(censored & (time == u)).sum() for u in distinct], dtype=float)
-
-    def g_left(s: float) -> float:
-        keep = distinct < s
-        return float(np.prod(1.0 - n_cens[keep] / at_risk[keep]))
-
-    return g_left, distinct, at_risk, n_cens
+from tests.survival.finegray_definitions import weighted_definitions
 
 
 def direct_fine_gray(time, status, z, beta, cause=1, censor_code=0):
-    """loglik, score (p,), information (p,p), eta (n,p) and psi (n,p) by the definitions."""
-    n, p = z.shape
-    is_cause = status == cause
-    censored = status == censor_code
-    competing = ~is_cause & ~censored
-    g_left, distinct, at_risk, n_cens = _censoring_left_limit(time, censored)
-    risk = np.exp(z @ beta)
-    event_times = np.unique(time[is_cause])
-
-    def weight(j: int, t: float) -> float:
-        if time[j] >= t:
-            return 1.0
-        if competing[j]:
-            return g_left(t) / g_left(time[j])
-        return 0.0
-
-    W = np.array([[weight(j, t) for j in range(n)] for t in event_times])  # (k, n)
-    s0 = W @ risk
-    s1 = W @ (risk[:, None] * z)
-    zbar = s1 / s0[:, None]
-    d = np.array([(is_cause & (time == t)).sum() for t in event_times], dtype=float)
-    hazard = d / s0
-    loglik = float((z[is_cause] @ beta).sum() - np.sum(d * np.log(s0)))
-    score = z[is_cause].sum(axis=0) - d @ zbar
-    info = np.zeros((p, p))
-    for k in range(len(event_times)):
-        s2 = (z * (W[k] * risk)[:, None]).T @ z
-        info += d[k] * (s2 / s0[k] - np.outer(zbar[k], zbar[k]))
-
-    eta = np.zeros((n, p))
-    for i in range(n):
-        for k, t in enumerate(event_times):
-            dn = 1.0 if (is_cause[i] and time[i] == t) else 0.0
-            eta[i] += (z[i] - zbar[k]) * (dn - W[k, i] * risk[i] * hazard[k])
-
-    psi = np.zeros((n, p))
-    for u, n_u, c_u in zip(distinct, at_risk, n_cens):
-        if c_u == 0:
-            continue
-        q = np.zeros(p)
-        for i in np.flatnonzero(competing & (time < u)):
-            for k, t in enumerate(event_times):
-                if t >= u:
-                    q += (z[i] - zbar[k]) * W[k, i] * risk[i] * hazard[k]
-        for j in range(n):
-            dmc = (1.0 if (censored[j] and time[j] == u) else 0.0) - (1.0 if time[j] >= u else 0.0) * c_u / n_u
-            psi[j] += q / n_u * dmc
-    return loglik, score, info, eta, psi
+    """loglik, score (p,), information (p,p), eta (n,p) and psi (n,p) by the definitions (crr: unit weights)."""
+    return weighted_definitions(time, status, z, np.ones(len(time)), beta, cause=cause, censor_code=censor_code)
 
 
 def _tied_data(seed: int, n: int = 60):
