@@ -16,12 +16,12 @@ leaves behind there (nothing: no metastore_db/, derby.log or spark-warehouse/).
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +31,11 @@ from typer.testing import CliRunner
 from retrocohort.cli import app
 from retrocohort.cohort import extract
 from retrocohort.cohort.spark import SparkUnavailableError
+from retrocohort.sources import generate_synthetic
 from retrocohort.study.outputs import validate_results_document
 
-# One worker runs every Spark test (pytest -n 2 --dist loadgroup): two JVMs at once on 2 cores
-# would make both slow, and they would share nothing.
+# Meant to put every Spark test on one worker under `pytest -n 2 --dist loadgroup` (two JVMs at once on
+# 2 cores slow both down); see the note in the first test for why it does not today.
 pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.xdist_group("spark")]
 
 runner = CliRunner()
@@ -70,23 +71,19 @@ def ehr(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def runs(ehr, tmp_path_factory) -> dict[str, Any]:
-    """Both engines' results.json on one synthetic EHR, with each run's wall time and what it left behind."""
+    """Both engines' results.json on one synthetic EHR, and what each run left behind."""
     root = tmp_path_factory.mktemp("cli-spark")
     out: dict[str, Any] = {}
     for engine in ("duckdb", "spark"):
         workdir = root / f"cwd-{engine}"
         workdir.mkdir()
         spark_before = _spark_running()
-        started = time.perf_counter()
         with pytest.MonkeyPatch.context() as mp:
             mp.chdir(workdir)
             result, text = invoke("run", STUDY_FILE, "--mimic", ehr, "--engine", engine, "--out", "out")
-        seconds = time.perf_counter() - started
         assert result.exit_code == 0, f"--engine {engine} failed:\n{text}\n{result.exception!r}"
         out[engine] = {
             "doc": json.loads((workdir / "out" / "results.json").read_text()),
-            "text": text,
-            "seconds": seconds,
             "left_behind": sorted(p.name for p in workdir.iterdir() if p.name != "out"),
             "spark_before": spark_before,
             "spark_after": _spark_running(),
@@ -107,7 +104,7 @@ def _differences(spark: Any, duckdb: Any, where: str = "") -> list[str]:
     if isinstance(duckdb, float) and isinstance(spark, float):
         if math.isclose(spark, duckdb, rel_tol=1e-9, abs_tol=0.0):
             return []
-        return [f"{where}: {spark!r} on Spark, {duckdb!r} on DuckDB (relative {abs(spark - duckdb) / abs(duckdb):.2e})"]
+        return [f"{where}: {spark!r} on Spark, {duckdb!r} on DuckDB"]
     if type(spark) is not type(duckdb) or spark != duckdb:
         return [f"{where}: {spark!r} on Spark, {duckdb!r} on DuckDB"]
     return []
@@ -117,64 +114,72 @@ def _without_run_specifics(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, "provenance": {k: v for k, v in doc["provenance"].items() if k not in RUN_SPECIFIC}}
 
 
-def test_the_comparison_is_not_vacuous(runs):
-    """The EHR is big enough: every model fitted, events in both arms, no count suppressed."""
-    doc = runs["duckdb"]["doc"]
-    validate_results_document(doc)
-    counts = doc["counts"]
-    assert all(isinstance(v, int) and v >= doc["small_cell_threshold"] for v in counts.values()), counts
-    assert [row["remaining"] for row in doc["attrition"]][0] == counts["screened"]
-    # The only skipped model is the one skipped by design (Fine-Gray takes no case weights).
-    skipped = {(s["outcome"], s["model"], s["population"]) for s in doc["skipped"]}
-    assert skipped <= {("krt_liberation_90d", "fine_gray_unadjusted", "iptw")}, doc["skipped"]
-    estimates = {(e["outcome"], e["model"], e["population"]): e for e in doc["estimates"]}
+def test_spark_run_reports_the_duckdb_results(runs):
+    # One test, not one per check: with pytest 9.2 and pytest-xdist 3.8 the xdist_group mark is
+    # ignored (pytest-xdist#1386), so tests of this module could land on both workers and each
+    # would build the module fixture, i.e. a second Spark start and two more study runs.
+    spark, duckdb = runs["spark"]["doc"], runs["duckdb"]["doc"]
+    validate_results_document(spark)
+    validate_results_document(duckdb)
+
+    # Not vacuous: every model fitted, events in both arms, no count small-cell suppressed.
+    counts = duckdb["counts"]
+    assert all(isinstance(v, int) and v >= duckdb["small_cell_threshold"] for v in counts.values()), counts
+    assert duckdb["attrition"][0]["remaining"] == counts["screened"]
+    assert duckdb["skipped"] == [], duckdb["skipped"]
+    estimates = {(e["outcome"], e["model"], e["population"]): e for e in duckdb["estimates"]}
+    assert len(estimates) >= 8, sorted(estimates)
     for key in PRIMARY:
         e = estimates[key]
         assert all(isinstance(e[k], float) and math.isfinite(e[k]) for k in ("estimate", "lower", "upper", "p")), e
         assert e["lower"] < e["estimate"] < e["upper"]
-    assert len(estimates) >= 6
-    assert doc["tests"]["logrank_death"]["statistic"] > 0 and doc["tests"]["gray_krt"]["statistic"] > 0
-    assert doc["balance"] and all(isinstance(b["smd_after"], float) for b in doc["balance"].values())
+    assert duckdb["tests"]["logrank_death"]["statistic"] > 0 and duckdb["tests"]["gray_krt"]["statistic"] > 0
+    assert duckdb["balance"] and all(isinstance(b["smd_after"], float) for b in duckdb["balance"].values())
 
+    # The comparison itself can fail: a count off by one and an HR off by 1e-8 are both caught.
+    perturbed = copy.deepcopy(duckdb)
+    perturbed["counts"]["matched_exposed"] += 1
+    perturbed["estimates"][0]["estimate"] *= 1 + 1e-8
+    assert len(_differences(perturbed, duckdb)) == 2
 
-def test_spark_run_reports_the_duckdb_results(runs):
-    spark, duckdb = runs["spark"]["doc"], runs["duckdb"]["doc"]
-    validate_results_document(spark)
-    # The sections the study is judged on, each reported on its own, then the whole document.
+    # The same results: the sections the study is judged on, each on its own, then the whole document.
     for section in ("attrition", "counts", "dose_meq", "estimates", "balance", "tests", "e_value", "skipped"):
         assert not (diff := _differences(spark[section], duckdb[section], section)), "\n".join(diff[:20])
     diff = _differences(_without_run_specifics(spark), _without_run_specifics(duckdb))
     assert not diff, "\n".join(diff[:20])
 
-
-def test_spark_run_says_it_ran_on_spark(runs):
-    spark, duckdb = runs["spark"]["doc"], runs["duckdb"]["doc"]
+    # Each run says which engine it ran on; same data and design, so the fingerprints agree.
     assert spark["provenance"]["engine"] == "spark" and duckdb["provenance"]["engine"] == "duckdb"
     assert "pyspark" in spark["provenance"]["packages"] and "pyspark" not in duckdb["provenance"]["packages"]
-    # Same data, same design: the fingerprints agree.
     assert spark["provenance"]["data_fingerprint"] == duckdb["provenance"]["data_fingerprint"] is not None
     assert spark["provenance"]["study_fingerprint"] == duckdb["provenance"]["study_fingerprint"]
 
-
-def test_spark_run_leaves_nothing_behind(runs):
-    """No metastore, Derby log or warehouse folder in the working directory; the session it started is stopped."""
+    # Nothing left in the working directory (no metastore_db/, derby.log, spark-warehouse/), and the
+    # local session the run started is stopped (a session that was already running is left alone).
     assert runs["spark"]["left_behind"] == [], runs["spark"]["left_behind"]
     if not runs["spark"]["spark_before"]:
         assert not runs["spark"]["spark_after"], "the local Spark session the run started is still running"
 
 
-def test_without_pyspark_the_spark_engine_says_what_to_install(ehr, monkeypatch):
+@pytest.fixture()
+def tiny_ehr(tmp_path) -> Path:
+    """A 200-stay EHR for the tests that fail before any data are read (cheaper than sharing `ehr` across workers)."""
+    generate_synthetic(tmp_path / "tiny", stays=200, seed=3)
+    return tmp_path / "tiny"
+
+
+def test_without_pyspark_the_spark_engine_says_what_to_install(tiny_ehr, monkeypatch):
     for module in ("pyspark", "pyspark.sql"):
         monkeypatch.setitem(sys.modules, module, None)  # `import pyspark` now raises ImportError
     with pytest.raises(SparkUnavailableError, match=r"pip install 'retrocohort\[spark\]'.*--engine duckdb"):
-        extract(ehr, engine="spark")
+        extract(tiny_ehr, engine="spark")
 
 
-def test_without_java_the_cli_exits_2_with_a_readable_error(ehr, tmp_path):
+def test_without_java_the_cli_exits_2_with_a_readable_error(tiny_ehr, tmp_path):
     """A fresh process (the JVM is started once per process) whose JAVA_HOME points nowhere."""
     env = {**os.environ, "JAVA_HOME": str(tmp_path / "no-java")}
     proc = subprocess.run(
-        [sys.executable, "-m", "retrocohort.cli", "run", str(STUDY_FILE), "--mimic", str(ehr), "--engine", "spark",
+        [sys.executable, "-m", "retrocohort.cli", "run", str(STUDY_FILE), "--mimic", str(tiny_ehr), "--engine", "spark",
          "--out", str(tmp_path / "out")],
         capture_output=True, text=True, env=env, timeout=120,
     )
