@@ -188,3 +188,26 @@ def test_without_java_the_cli_exits_2_with_a_readable_error(tiny_ehr, tmp_path):
     assert "could not start a local Spark session" in text and "Java 17" in text and "--engine duckdb" in text
     assert "Traceback" not in text
     assert not (tmp_path / "out").exists()
+
+
+def test_a_session_already_running_is_used_as_it_is_and_left_running(tiny_ehr):
+    """extract(engine="spark") without a session, in a process that has one (a notebook): not stopped, not reconfigured."""
+    from retrocohort.cohort.spark import local_spark_session
+
+    started_here = not _spark_running()
+    session = local_spark_session()
+    try:
+        if started_here:  # the settings a run's reliability rests on took effect (see LOCAL_SPARK_CONF)
+            assert session.sparkContext.getConf().get("spark.driver.host") == "127.0.0.1"
+            assert session.conf.get("spark.sql.catalogImplementation") == "in-memory"
+            assert session.sparkContext.uiWebUrl is None
+        session.conf.set("spark.sql.shuffle.partitions", "3")
+        session.conf.set("spark.sql.session.timeZone", "America/New_York")
+        cohort = extract(tiny_ehr, engine="spark")
+        assert cohort.engine == "spark" and cohort.attrition["remaining"].iloc[0] > 0
+        assert _spark_running() and not session.sparkContext._jsc.sc().isStopped()
+        assert session.conf.get("spark.sql.shuffle.partitions") == "3"
+        assert session.conf.get("spark.sql.session.timeZone") == "America/New_York"
+    finally:
+        if started_here:
+            session.stop()
