@@ -196,6 +196,7 @@ def test_a_session_already_running_is_used_as_it_is_and_left_running(tiny_ehr):
 
     started_here = not _spark_running()
     session = local_spark_session()
+    previous = {key: session.conf.get(key) for key in ("spark.sql.shuffle.partitions", "spark.sql.session.timeZone")}
     try:
         if started_here:  # the settings a run's reliability rests on took effect (see LOCAL_SPARK_CONF)
             assert session.sparkContext.getConf().get("spark.driver.host") == "127.0.0.1"
@@ -211,3 +212,6 @@ def test_a_session_already_running_is_used_as_it_is_and_left_running(tiny_ehr):
     finally:
         if started_here:
             session.stop()
+        else:  # another test's session: give it its settings back
+            for key, value in previous.items():
+                session.conf.set(key, value)
