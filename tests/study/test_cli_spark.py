@@ -191,7 +191,10 @@ def test_without_java_the_cli_exits_2_with_a_readable_error(tiny_ehr, tmp_path):
 
 
 def test_a_session_already_running_is_used_as_it_is_and_left_running(tiny_ehr):
-    """extract(engine="spark") without a session, in a process that has one (a notebook): not stopped, not reconfigured."""
+    """extract(engine="spark") without a session, in a process that has one (a notebook).
+
+    The session is neither stopped nor reconfigured.
+    """
     from retrocohort.cohort.spark import local_spark_session
 
     started_here = not _spark_running()

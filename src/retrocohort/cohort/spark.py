@@ -89,8 +89,9 @@ def local_spark_session(master: str = "local[*]") -> Any:
     except Exception as exc:  # pyspark raises PySparkRuntimeError (JAVA_GATEWAY_EXITED) or a Py4J error
         import pyspark
 
+        reason = str(exc).strip().rstrip(".")[:300]
         raise SparkUnavailableError(
-            f"could not start a local Spark session (pyspark {pyspark.__version__}): {str(exc).strip().rstrip('.')[:300]}; "
+            f"could not start a local Spark session (pyspark {pyspark.__version__}): {reason}; "
             "Spark needs Java 17 or 21: install a JDK and put java on PATH or set JAVA_HOME, "
             "or use the DuckDB engine (--engine duckdb)"
         ) from None
