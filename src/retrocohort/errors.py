@@ -25,3 +25,7 @@ class ConvergenceError(RetrocohortError, RuntimeError):
 
 class ModelWarning(UserWarning):
     """Statistical misuse a statistician would flag (separation, monotone likelihood, no caliper...)."""
+
+
+class SparkUnavailableError(RetrocohortError, RuntimeError):
+    """The Spark engine cannot start here: pyspark is not installed or Java is missing or too old."""

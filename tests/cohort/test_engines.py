@@ -17,7 +17,7 @@ import pytest
 from retrocohort.cohort import extract
 from retrocohort.errors import SourceError
 from retrocohort.sources import generate_synthetic
-from retrocohort.sources.mimic_iv import default_spark_session
+from retrocohort.sources.spark import local_spark_session
 
 from .minimimic import HEADERS
 from .test_rules import build
@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def spark():
-    session = default_spark_session()
+    session = local_spark_session()
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()

@@ -30,7 +30,7 @@ from typer.testing import CliRunner
 
 from retrocohort.cli import app
 from retrocohort.cohort import extract
-from retrocohort.cohort.spark import SparkUnavailableError
+from retrocohort.errors import SparkUnavailableError
 from retrocohort.sources import generate_synthetic
 from retrocohort.study.outputs import validate_results_document
 
@@ -195,7 +195,7 @@ def test_a_session_already_running_is_used_as_it_is_and_left_running(tiny_ehr):
 
     The session is neither stopped nor reconfigured.
     """
-    from retrocohort.cohort.spark import local_spark_session
+    from retrocohort.sources.spark import local_spark_session
 
     started_here = not _spark_running()
     session = local_spark_session()

@@ -15,7 +15,7 @@ from ..study.spec import Study, default_study
 from . import definitions as d
 from .attrition import attrition_log, screening_log
 from .kidney import creatinine_for_egfr, egfr_ckd_epi_2021
-from .spark import spark_session
+from ..sources.spark import spark_session
 
 #: Analysis-frame columns, in order (see docs/cohort.md for each rule).
 ANALYSIS_COLUMNS: tuple[str, ...] = (
@@ -143,7 +143,7 @@ def extract(
     spark
         An existing ``SparkSession`` (e.g. a cluster), left running; None uses
         the session already running in this process, else starts a local one
-        (:func:`~retrocohort.cohort.spark.local_spark_session`) and stops it
+        (:func:`~retrocohort.sources.spark.local_spark_session`) and stops it
         when the cohort is fetched.
     duckdb_config
         DuckDB settings, e.g. ``{"memory_limit": "3GB"}``.
@@ -166,7 +166,7 @@ def extract(
     study = study if study is not None else default_study()
     source = source if isinstance(source, MimicIV) else MimicIV(source)
     # Spark: the caller's session, else a local one set up to start reliably anywhere and stopped
-    # once the facts are fetched (see cohort/spark.py). DuckDB needs no session.
+    # once the facts are fetched (see sources/spark.py). DuckDB needs no session.
     if engine == "spark":
         source.validate()  # a missing table or column is reported before a JVM is started for nothing
     session = spark_session(spark) if engine == "spark" else contextlib.nullcontext(None)

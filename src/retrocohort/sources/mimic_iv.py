@@ -31,6 +31,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from ..errors import SourceError
+from .spark import local_spark_session
 
 Engine = Literal["duckdb", "spark"]
 ENGINES: tuple[str, ...] = ("duckdb", "spark")
@@ -481,27 +482,12 @@ def _spark_type(kind: str) -> Any:
     }[kind]
 
 
-def default_spark_session() -> Any:
-    """A local Spark session (``local[*]``, UTC, UI off) for tests and laptops."""
-    from pyspark.sql import SparkSession
-
-    return (
-        SparkSession.builder.master("local[*]")
-        .appName("retrocohort")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.ui.showConsoleProgress", "false")
-        .getOrCreate()
-    )
-
-
 def _connect_spark(source: MimicIV, files: dict[str, TableFile | None], spark: Any) -> SourceConnection:
     import ibis
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
-    session = spark if spark is not None else default_spark_session()
+    session = spark if spark is not None else local_spark_session()
     # Date arithmetic (dod cast to a timestamp) goes through Spark's zoned TIMESTAMP type; in a session
     # time zone with daylight saving a duration could gain or lose an hour. Work in UTC and give the
     # caller's session its own setting back in close().

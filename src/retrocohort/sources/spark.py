@@ -1,6 +1,6 @@
 """The Spark engine's session: a local session that starts the same way on any small machine.
 
-:func:`extract` (and so ``retrocohort run --engine spark``) calls
+:func:`retrocohort.cohort.extract` (and so ``retrocohort run --engine spark``) calls
 :func:`spark_session` when the caller brings no ``SparkSession``. The session it
 starts is a ``local[*]`` session set up so that a run does not depend on the
 network, on free ports, on the working directory or on other Spark runs on the
@@ -15,13 +15,9 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from ..errors import RetrocohortError
+from ..errors import SparkUnavailableError
 
-__all__ = ["LOCAL_SPARK_CONF", "SparkUnavailableError", "local_spark_session", "spark_session"]
-
-
-class SparkUnavailableError(RetrocohortError, RuntimeError):
-    """The Spark engine cannot start here: pyspark is not installed or Java is missing or too old."""
+__all__ = ["LOCAL_SPARK_CONF", "local_spark_session", "spark_session"]
 
 
 #: Settings of the local session :func:`local_spark_session` starts, each for a reason given beside it.
