@@ -6,7 +6,7 @@ Usage (from the project root):
 
 Generates the synthetic EHR once (csv.gz, MIMIC-IV v2.2 layout) unless --data points at one,
 then runs ``retrocohort.cohort.extract`` in a fresh child process per repeat, so that each run
-pays its own imports and file scans and its peak resident memory (ru_maxrss of the child) is
+pays its own imports and file scans and its peak resident memory (VmHWM of the child) is
 measured alone. Goal (issue 3): under 60 s and under 4 GiB on DuckDB on this 2-core machine.
 There is no R or Python peer that builds this cohort from raw MIMIC-IV files, so the table
 reports our times against the goal; with --spark the same definitions run on local Spark.
@@ -34,18 +34,20 @@ GOAL_SECONDS = 60.0
 GOAL_GIB = 4.0
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
+sys.path.insert(0, sys.argv[3])  # the benchmarks folder, for peak_memory
+from peak_memory import peak_rss_kib
 t0 = time.perf_counter()
 from retrocohort.cohort import extract
 kwargs = {}
 if sys.argv[2] == "spark":
-    from retrocohort.sources.mimic_iv import default_spark_session
-    kwargs["spark"] = default_spark_session()
+    from retrocohort.sources.spark import local_spark_session
+    kwargs["spark"] = local_spark_session()
     kwargs["spark"].sparkContext.setLogLevel("ERROR")
 t1 = time.perf_counter()
 cohort = extract(sys.argv[1], engine=sys.argv[2], **kwargs)
 t2 = time.perf_counter()
-peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak_kib = peak_rss_kib()
 print(json.dumps({"extract_s": t2 - t1, "startup_s": t1 - t0, "peak_kib": peak_kib, "counts": cohort.counts,
                   "attrition": cohort.attrition[["step", "remaining", "excluded"]].to_dict("records")}))
 """
@@ -85,7 +87,7 @@ def pad(folder: Path, millions: float) -> float:
 
 def run_child(folder: Path, engine: str) -> dict:
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(folder), engine], check=True, capture_output=True, text=True
+        [sys.executable, "-c", CHILD, str(folder), engine, str(HERE)], check=True, capture_output=True, text=True
     )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -145,7 +147,7 @@ def main() -> int:
         "",
         f"Command: `{command}`  ",
         f"Machine: 2 cores, shared; medians of {args.repeats} runs, each in a fresh process "
-        "(peak memory = ru_maxrss of that process, including Python and DuckDB).",
+        "(peak memory = VmHWM of that process, including Python and DuckDB).",
         "",
         f"Data: synthetic EHR, {args.stays:,} ICU stays, seed {args.seed}, csv.gz, {size_mib:,.0f} MiB on disk"
         + (f" (generated in {generate_s:.1f} s)" if generate_s == generate_s else "")

@@ -154,10 +154,11 @@ def predicted(history: list[tuple[int, float]], n: int, one_point_power: float) 
 def peak_memory_ours(n: int) -> float:
     """Peak resident memory (GiB) of a fresh process that generates n rows and fits with clusters."""
     code = (
-        "import resource, sys; sys.path.insert(0, 'benchmarks'); from bench_cox import generate, COVARIATES; "
+        "import sys; sys.path.insert(0, 'benchmarks'); from bench_cox import generate, COVARIATES; "
+        "from peak_memory import peak_rss_kib; "
         "from retrocohort.survival.cox import cox; "
         f"d = generate({n}, True, 1); cox(d, 'time', 'status', COVARIATES, cluster='set'); "
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        "print(peak_rss_kib())"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     return int(out.stdout.split()[-1]) / 2**20

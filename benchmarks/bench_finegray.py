@@ -97,12 +97,12 @@ def time_crr(frame: pd.DataFrame, repeats: int):
 def peak_memory_child(n: int, ties: bool) -> tuple[float, float]:
     """Peak RSS (MiB) and seconds of one fit at size n, in a fresh process."""
     code = (
-        "import resource, time, sys; sys.path.insert(0, 'benchmarks');"
+        "import time, sys; sys.path.insert(0, 'benchmarks'); from peak_memory import peak_rss_kib;"
         "from bench_finegray import generate, COVARIATES;"
         "from retrocohort.survival.finegray import fine_gray;"
         f"frame = generate({n}, {ties}, 1); t0 = time.perf_counter();"
         "fine_gray(frame, 'time', 'status', COVARIATES);"
-        "print(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+        "print(time.perf_counter() - t0, peak_rss_kib() / 1024)"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
     return float(out[1]), float(out[0])

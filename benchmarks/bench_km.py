@@ -226,9 +226,9 @@ def main() -> int:
 def peak_memory_ours(method: str, n: int, ties: bool) -> float:
     """Peak resident memory (GiB) of a fresh process that generates n rows and runs one estimator."""
     code = (
-        "import resource, sys; sys.path.insert(0, 'benchmarks'); import bench_km as b; "
+        "import sys; sys.path.insert(0, 'benchmarks'); import bench_km as b; from peak_memory import peak_rss_kib; "
         f"d = b.generate({n}, {ties}, 1); b.run_ours({method!r}, d); "
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        "print(peak_rss_kib())"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     return int(out.stdout.split()[-1]) / 2**20

@@ -24,8 +24,10 @@ HERE = Path(__file__).resolve().parent
 GOAL_SECONDS = 120.0
 
 _CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
+sys.path.insert(0, sys.argv[3])  # the benchmarks folder, for peak_memory
+from peak_memory import peak_rss_kib
 t0 = time.perf_counter(); c0 = time.process_time()
 from retrocohort.sources.synthetic import generate_synthetic
 kwargs = json.loads(sys.argv[2])
@@ -33,13 +35,13 @@ info = generate_synthetic(sys.argv[1], **kwargs)
 wall = time.perf_counter() - t0; cpu = time.process_time() - c0
 size = sum(p.stat().st_size for p in Path(sys.argv[1]).rglob('*') if p.is_file())
 print(json.dumps({"wall": wall, "cpu": cpu, "stays": info.stays, "screened": info.truth["flow"]["screened"],
-                  "mb": size / 2**20, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "mb": size / 2**20, "peak_mb": peak_rss_kib() / 1024}))
 """
 
 
 def run_once(kwargs: dict) -> dict:
     with tempfile.TemporaryDirectory() as out:
-        proc = subprocess.run([sys.executable, "-c", _CHILD, out, json.dumps(kwargs)], check=True,
+        proc = subprocess.run([sys.executable, "-c", _CHILD, out, json.dumps(kwargs), str(HERE)], check=True,
                               capture_output=True, text=True)
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
