@@ -40,6 +40,11 @@ def main() -> int:
         "data, so the ratio is what to read (these machines are shared and noisy; absolute times vary).",
         f"Assembled by `python benchmarks/run_all.py`; machine: {platform.machine()}, 2 cores, shared.",
         "",
+        "Peak memory is measured in a fresh child process. Sections whose text says `ru_maxrss` were",
+        "recorded before the scripts switched to the child's own high-water mark (`VmHWM`): on Linux",
+        "`ru_maxrss` survives fork and exec and so also carries the parent script's peak; read those",
+        "figures as upper bounds.",
+        "",
     ]
     for path in sections:
         if path.exists():
