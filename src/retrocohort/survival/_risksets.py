@@ -439,44 +439,6 @@ def merge_near_ties(table: RiskTable, representative: np.ndarray) -> RiskTable:
     return RiskTable(time=time, n_risk=n_risk, n_total=n_total, counts=counts, rows_at_risk=rows)
 
 
-@numba.njit(cache=True)
-def _merge_near_tied_rows(
-    time: np.ndarray,
-    n_risk: np.ndarray,
-    n_total: np.ndarray,
-    counts: np.ndarray,
-    rows: np.ndarray,
-    threshold: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Merge consecutive rows whose time gap is <= ``threshold`` into the first row of their run.
-
-    Same rule and sums as :func:`near_tie_representatives` followed by
-    :func:`merge_near_ties`, in one pass with no n-long temporaries.
-    """
-    m = time.shape[0]
-    k = counts.shape[1]
-    time_out = np.empty(m)
-    risk_out = np.empty(m)
-    total_out = np.empty(m)
-    counts_out = np.empty((m, k))
-    rows_out = np.empty(m)
-    r = -1
-    for i in range(m):
-        if r < 0 or not (time[i] - time[i - 1] <= threshold):
-            r += 1
-            time_out[r] = time[i]
-            risk_out[r] = n_risk[i]
-            rows_out[r] = rows[i]
-            total_out[r] = 0.0
-            for j in range(k):
-                counts_out[r, j] = 0.0
-        total_out[r] += n_total[i]
-        for j in range(k):
-            counts_out[r, j] += counts[i, j]
-    r += 1
-    return time_out[:r], risk_out[:r], total_out[:r], counts_out[:r], rows_out[:r]
-
-
 def merge_near_tied_times(table: RiskTable, tolerance: float = _TIMEFIX_TOLERANCE) -> RiskTable:
     """One table's own near ties merged (timefix when the table's times are the whole grid).
 
@@ -489,17 +451,14 @@ def merge_near_tied_times(table: RiskTable, tolerance: float = _TIMEFIX_TOLERANC
     if time.shape[0] < 2:
         return table
     threshold = max(tolerance, tolerance * float(np.mean(np.abs(time))))
-    merged = _merge_near_tied_rows(
-        time,
-        table.n_risk,
-        table.n_total,
-        np.ascontiguousarray(table.counts, dtype=np.float64),
-        table.rows_at_risk,
-        threshold,
-    )
-    if merged[0].shape[0] == time.shape[0]:
+    # the in-place kernel on float copies (the table itself is left as it is)
+    arrays = [np.array(x, dtype=np.float64) for x in (time, table.n_risk, table.n_total, table.counts,
+                                                       table.rows_at_risk)]
+    m = _merge_near_tied_rows_inplace(*arrays, threshold)
+    if m == time.shape[0]:
         return table
-    return RiskTable(time=merged[0], n_risk=merged[1], n_total=merged[2], counts=merged[3], rows_at_risk=merged[4])
+    time_m, risk_m, total_m, counts_m, rows_m = (x[:m] for x in arrays)
+    return RiskTable(time=time_m, n_risk=risk_m, n_total=total_m, counts=counts_m, rows_at_risk=rows_m)
 
 
 @numba.njit(cache=True)
@@ -511,7 +470,11 @@ def _merge_near_tied_rows_inplace(
     rows: np.ndarray,
     threshold: float,
 ) -> int:
-    """:func:`_merge_near_tied_rows` compacting into the input arrays; returns the merged length.
+    """Merge consecutive rows whose time gap is <= ``threshold`` into the first row of their run, in place.
+
+    Same rule and sums as :func:`near_tie_representatives` followed by
+    :func:`merge_near_ties`, compacting into the input arrays with no
+    temporaries; returns the merged length.
 
     The gap is always taken between the original consecutive times (read
     before row ``i`` can be overwritten, since the write index never passes
