@@ -696,9 +696,10 @@ def _group_codes(data: pd.DataFrame, columns: list[str], what: str, where: str,
         values = data[columns[0]]
         if not sort and pd.api.types.is_float_dtype(values.dtype):
             raw = values.to_numpy()
-            as_int = raw.astype(np.int64)
-            if np.array_equal(as_int, raw):  # whole numbers (an id stored as float): same groups
-                values = as_int
+            if np.isfinite(raw).all() and np.abs(raw).max(initial=0.0) < 2.0**62:
+                as_int = raw.astype(np.int64)
+                if np.array_equal(as_int, raw):  # whole numbers (an id stored as float): same groups
+                    values = as_int
         codes, uniques = pd.factorize(values, sort=sort)
         return codes.astype(np.int64), list(uniques)
     grouped = data.groupby(columns, sort=True, observed=True)
