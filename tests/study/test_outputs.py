@@ -194,3 +194,15 @@ def test_tiny_cohort_outputs_say_why_models_were_skipped(tmp_path):
     assert len(skipped_csv) == len(doc["skipped"])
     assert (out / "tables" / "table1_before.csv").is_file()
     assert (out / "report.html").is_file()
+
+
+def test_cumulative_incidence_table_counts_are_suppressed(written, result):
+    """cif_krt.csv: n_risk/n_event of 1-4 never appear (they did in every normal run before)."""
+    raw = result.cif.table
+    assert ((raw["n_event"] > 0) & (raw["n_event"] < 5)).any(), "fixture must have small event counts"
+    table = pd.read_csv(written / "tables" / "cif_krt.csv", dtype=str)
+    for column in ("n_risk", "n_event"):
+        shown = table[column]
+        numeric = pd.to_numeric(shown, errors="coerce")
+        assert not ((numeric > 0) & (numeric < 5)).any(), column
+    assert (table["n_event"] == "<5").any()

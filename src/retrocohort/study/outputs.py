@@ -501,7 +501,9 @@ def build_tables(result: StudyResult) -> dict[str, pd.DataFrame]:
         count_cols = [c for c in ("n_risk", "n_event", "n_censor") if c in km_table.columns]
         tables["km_death"] = suppress_frame(km_table, columns=count_cols, threshold=threshold)
     if result.cif is not None:
-        tables["cif_krt"] = result.cif.table.copy()
+        cif_table = result.cif.table.copy()
+        count_cols = [c for c in ("n_risk", "n_event", "n_censor") if c in cif_table.columns]
+        tables["cif_krt"] = suppress_frame(cif_table, columns=count_cols, threshold=threshold)
     tests = []
     for name, test in (("log-rank, death, matched", result.logrank), ("Gray, KRT liberation, matched", result.gray)):
         if test is not None:
