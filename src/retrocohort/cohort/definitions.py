@@ -143,13 +143,17 @@ def _running(events: ir.Table, keys: ir.Table, lo_hours: float, hi_hours: float,
     return running.group_by(["subject_id", "stay_id"]).aggregate(**{name: running.count()})
 
 
-def candidates(conn: Any, study: Study, charting: ir.Table | None = None) -> ir.Table:
+def candidates(
+    conn: Any, study: Study, charting: ir.Table | None = None, excluded: ir.Table | None = None
+) -> ir.Table:
     """One row per patient with a CKRT record: the chosen index and the screening flags.
 
     Per ICU stay, the candidate index is the first CKRT record of that stay.
     With ``first_stay_only`` (default) the patient's index is the earliest
     candidate (the first CKRT episode of the patient); otherwise it is the
     earliest candidate that passes the adult and support screens.
+    ``excluded`` (``subject_id``, distinct) are the patients the data checks
+    exclude (``sources/quality.py``): flagged ``data_ok = 0``.
     """
     c = study.cohort
     events = ckrt_events(conn, study, charting)
@@ -161,6 +165,11 @@ def candidates(conn: Any, study: Study, charting: ir.Table | None = None) -> ir.
     cand = _attach(per_stay, stays, ["stay_id"]).rename(hadm_id="stay_hadm_id")
     cand = _attach(cand, adm, ["hadm_id"])
     cand = _attach(cand, pat, ["subject_id"])
+    if excluded is not None:
+        cand = _attach(cand, excluded.select("subject_id").mutate(data_excluded=ibis.literal(1)), ["subject_id"])
+        cand = cand.mutate(data_ok=(ibis.coalesce(cand.data_excluded, 0) == 0).cast("int64")).drop("data_excluded")
+    else:
+        cand = cand.mutate(data_ok=ibis.literal(1).cast("int64"))
     cand = cand.mutate(
         # MIMIC-IV shifts dates per patient; age at admission = anchor_age + (year of admission - anchor_year).
         age=(cand.anchor_age + cand.admittime.year() - cand.anchor_year).cast("float64"),
@@ -204,7 +213,7 @@ class FactsQuery:
                 cached.release()
 
 
-def patient_facts(conn: Any, study: Study, cache: bool = True) -> FactsQuery:
+def patient_facts(conn: Any, study: Study, cache: bool = True, excluded: ir.Table | None = None) -> FactsQuery:
     """One row per patient with a CKRT record: every fact the attrition log and analysis frame need.
 
     Parameters
@@ -216,19 +225,22 @@ def patient_facts(conn: Any, study: Study, cache: bool = True) -> FactsQuery:
     cache
         Materialise the small intermediate tables (candidates, their labs and
         infusions) once instead of re-reading the files for every concept.
+    excluded
+        ``subject_id`` of the patients the data checks exclude
+        (:attr:`~retrocohort.sources.quality.DataChecks.excluded`); None: nobody.
 
     Returns
     -------
     FactsQuery
         ``.table`` has the columns: keys (``subject_id``, ``stay_id``, ``hadm_id``,
-        ``index_time``), screening flags (``known_stay``, ``adult``,
+        ``index_time``), screening flags (``data_ok``, ``known_stay``, ``adult``,
         ``supported``), exclusion facts (``serum_mg``, ``death_seconds``),
         exposure (``n_mg_doses``, ``mg_grams``), covariates, SOFA
         components, and outcome facts (``last_krt_end_seconds``).
     """
     cached: list[ir.Table] = []
     try:
-        return _patient_facts(conn, study, cache, cached)
+        return _patient_facts(conn, study, cache, cached, excluded)
     except BaseException:
         # A read error part-way leaves cached temp tables behind: drop them while the
         # connection is still open (otherwise ibis tries at garbage collection, after close).
@@ -236,12 +248,14 @@ def patient_facts(conn: Any, study: Study, cache: bool = True) -> FactsQuery:
         raise
 
 
-def _patient_facts(conn: Any, study: Study, cache: bool, cached: list[ir.Table]) -> FactsQuery:
+def _patient_facts(
+    conn: Any, study: Study, cache: bool, cached: list[ir.Table], excluded: ir.Table | None = None
+) -> FactsQuery:
     charting = crrt_charting(conn, study)
     if cache and charting is not None:
         charting = charting.cache()
         cached.append(charting)
-    cand = candidates(conn, study, charting)
+    cand = candidates(conn, study, charting, excluded)
     if cache:
         cand = cand.cache()
         cached.append(cand)

@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 
 from ..sources.mimic_iv import ENGINES, MimicIV, SourceConnection
+from ..sources.quality import COLUMNS as QUALITY_COLUMNS
+from ..sources.quality import DataChecks
 from ..study.spec import Study, default_study
 from . import definitions as d
 from .attrition import attrition_log, screening_log
@@ -99,6 +101,10 @@ class Cohort:
         The folder read.
     synthetic
         Whether the folder is a synthetic EHR (``SYNTHETIC.json`` present).
+    data_checks
+        What the data-quality pass did (``sources/quality.py``): one row per
+        check, columns ``table``, ``check``, ``rule``, ``action``, ``count``
+        (exact; outputs suppress small counts), ``unit``.
     """
 
     data: pd.DataFrame
@@ -109,6 +115,7 @@ class Cohort:
     engine: str = "duckdb"
     source: str = ""
     synthetic: bool = False
+    data_checks: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(QUALITY_COLUMNS)))
 
     @property
     def counts(self) -> dict[str, int]:
@@ -157,6 +164,9 @@ def extract(
     SourceError
         A required table or column is missing, or a value in a file does not
         parse (the message names the file, the column and the line).
+    InputError
+        A key (patients.subject_id, admissions.hadm_id, icustays.stay_id)
+        occurs on several rows that differ (``sources/quality.py``).
     SparkUnavailableError
         ``engine="spark"`` without a session, and pyspark is not installed or
         Java is missing.
@@ -175,15 +185,17 @@ def extract(
         query: d.FactsQuery | None = None
         try:
             with conn.errors():
+                # Checked first: a conflicting key stops the run before the cohort is built on it.
+                checks = conn.data_checks()
                 # Building the query caches the small intermediate tables, so reading errors surface here too.
-                query = d.patient_facts(conn, study, cache=True)
+                query = d.patient_facts(conn, study, cache=True, excluded=checks.excluded)
                 facts = query.table.to_pandas()
         finally:
             # Released and closed before a session we started is stopped.
             if query is not None:
                 query.release()
             conn.close()
-    return _assemble(facts, conn, study)
+    return _assemble(facts, conn, study, checks)
 
 
 def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
@@ -220,7 +232,7 @@ def _kidney_function(facts: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _assemble(facts: pd.DataFrame, conn: SourceConnection, study: Study) -> Cohort:
+def _assemble(facts: pd.DataFrame, conn: SourceConnection, study: Study, checks: DataChecks) -> Cohort:
     facts = facts.rename(columns={"gender": "sex"}).sort_values("subject_id", kind="mergesort").reset_index(drop=True)
     facts = _kidney_function(facts)
     screening, screened_mask = screening_log(facts, study)
@@ -250,6 +262,7 @@ def _assemble(facts: pd.DataFrame, conn: SourceConnection, study: Study) -> Coho
         engine=conn.engine,
         source=str(conn.source.path),
         synthetic=conn.source.synthetic,
+        data_checks=checks.table,
     )
 
 

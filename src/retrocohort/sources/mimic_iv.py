@@ -31,6 +31,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from ..errors import SourceError
+from .quality import DataChecks, checked_table, run_checks
 from .spark import local_spark_session
 
 Engine = Literal["duckdb", "spark"]
@@ -352,7 +353,13 @@ class SourceConnection:
     spark_time_zone: str | None = None  # the caller's session time zone, restored on close
 
     def table(self, name: str) -> Any:
-        """The ibis table of ``name`` ("icu/inputevents"), with the columns of :data:`SCHEMA`."""
+        """The ibis table of ``name`` ("icu/inputevents") as the cohort reads it: the columns of :data:`SCHEMA`,
+        without the rows the drop rules and the exact-duplicate rule of :mod:`~retrocohort.sources.quality` remove.
+        """
+        return checked_table(name, self.raw_table(name))
+
+    def raw_table(self, name: str) -> Any:
+        """The ibis table of ``name`` as the file holds it (columns of :data:`SCHEMA`), before any data check."""
         if name not in SCHEMA:
             raise KeyError(f"{name!r} is not a table the study reads; known: {list(SCHEMA)}")
         if name not in self.views:
@@ -368,6 +375,16 @@ class SourceConnection:
         return column in self.optional_present.get(table, ()) or (
             table in SCHEMA and column in SCHEMA[table].columns and not SCHEMA[table].columns[column].optional
         )
+
+    def data_checks(self) -> DataChecks:
+        """Run the data-quality checks of :mod:`~retrocohort.sources.quality` on every present table.
+
+        Raises
+        ------
+        InputError
+            A key (patients.subject_id, admissions.hadm_id, icustays.stay_id) on several differing rows.
+        """
+        return run_checks(self.raw_table, self.table, self.has, where=lambda name: str(self.files[name].path))
 
     @property
     def absent(self) -> tuple[str, ...]:
