@@ -14,7 +14,7 @@ from retrocohort.report.formatting import format_ratio
 from retrocohort.report.html import estimate_key
 
 SECTIONS = ["flow", "table1", "balance", "survival", "krt", "results", "methods", "results-text", "skipped",
-            "data-notes", "reproducibility"]
+            "data-checks", "data-notes", "reproducibility"]
 
 
 class _Collector(HTMLParser):

@@ -233,6 +233,18 @@ def _provenance_rows(result: Any) -> list[tuple[str, str, str]]:
     return [(label, _DATE.sub("[date removed]", text), key) for label, text, key in rows]
 
 
+def _data_checks_rows(result: Any, threshold: int) -> list[dict[str, str]] | None:
+    """The data checks (``sources/quality.py``) as report rows; counts suppressed; None when not run."""
+    checks = getattr(result, "data_checks", None)
+    if checks is None or not len(checks):
+        return None
+    return [
+        {"table": str(row["table"]), "rule": str(row["rule"]), "action": str(row["action"]),
+         "count": format_count(row["count"], threshold), "check": str(row["check"])}
+        for _, row in checks.iterrows()
+    ]
+
+
 def render_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
     """Render the study report as one self-contained HTML page.
 
@@ -302,7 +314,7 @@ def render_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
     skipped = skipped_notes(result)
     if skipped:
         sections.append(("skipped", "Models not estimated"))
-    sections += [("data-notes", "Data notes"), ("reproducibility", "Reproducibility")]
+    sections += [("data-checks", "Data checks"), ("data-notes", "Data notes"), ("reproducibility", "Reproducibility")]
     context = {
         "version": __version__,
         "horizon": f"{result.study.outcomes.horizon_days:g}",
@@ -342,5 +354,6 @@ def render_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
         "skipped": skipped,
         "notes": [suppress_counts_in_text(_DATE.sub("[date removed]", str(n)), threshold) for n in result.notes],
         "provenance": _provenance_rows(result),
+        "data_checks": _data_checks_rows(result, threshold),
     }
     return _ENV.get_template("report.html.j2").render(**context)

@@ -36,7 +36,7 @@ from ..report.suppression import suppress_frame, suppress_small_cells
 from ..report.tables import suppress_table_one
 from .results import StudyResult
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 #: Published hazard ratios of the seed study, keyed as the estimates are.
 PRIMARY = {
@@ -70,6 +70,7 @@ RESULTS_SCHEMA: dict[str, Any] = {
     "required": [
         "schema_version", "study", "synthetic", "planted", "small_cell_threshold", "attrition", "counts",
         "dose_meq", "estimates", "published", "balance", "tests", "e_value", "skipped", "notes", "provenance",
+        "data_checks",
     ],
     "additionalProperties": False,
     "properties": {
@@ -178,6 +179,17 @@ RESULTS_SCHEMA: dict[str, Any] = {
             },
         },
         "notes": {"type": "array", "items": {"type": "string"}},
+        "data_checks": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["table", "check", "rule", "action", "count", "unit"],
+                "additionalProperties": False,
+                "properties": {"table": {"type": "string"}, "check": {"type": "string"}, "rule": {"type": "string"},
+                               "action": {"type": "string"}, "count": _COUNT,
+                               "unit": {"type": "string", "enum": ["rows", "patients"]}},
+            },
+        },
         "provenance": {
             "type": "object",
             "required": ["study_fingerprint", "data_fingerprint", "data_fingerprint_method", "packages",
@@ -369,6 +381,20 @@ def _e_value_document(result: StudyResult) -> dict[str, Any] | None:
     return {**_plain(result.e_value), "transform": transform, "method": method}
 
 
+def data_checks_table(result: StudyResult) -> pd.DataFrame:
+    """The data checks of the run (``sources/quality.py``), counts suppressed by the small-cell threshold.
+
+    Columns ``table``, ``check``, ``rule``, ``action``, ``count``, ``unit``; no
+    rows when the cohort did not come from the MIMIC-IV reader.
+    """
+    columns = ["table", "check", "rule", "action", "count", "unit"]
+    checks = result.data_checks
+    if checks is None or not len(checks):
+        return pd.DataFrame(columns=columns)
+    frame = checks[columns].reset_index(drop=True)
+    return suppress_frame(frame, columns=["count"], threshold=result.study.report.small_cell_threshold)
+
+
 def results_document(result: StudyResult) -> dict[str, Any]:
     """The results.json document (schema ``SCHEMA_VERSION``, see docs/results-schema.md).
 
@@ -448,6 +474,7 @@ def results_document(result: StudyResult) -> dict[str, Any]:
         ],
         "notes": list(result.notes),
         "provenance": _plain(result.provenance),
+        "data_checks": [{k: _plain(v) for k, v in row.items()} for row in data_checks_table(result).to_dict("records")],
     }
 
 
@@ -484,6 +511,7 @@ def build_tables(result: StudyResult) -> dict[str, pd.DataFrame]:
                  "n", "n_events", "variance", "note"],
     )
     tables["estimates"] = suppress_frame(estimates, columns=["n", "n_events"], threshold=threshold)
+    tables["data_checks"] = data_checks_table(result)
     tables["key_results"] = key_table(result)
     tables["skipped_models"] = pd.DataFrame(
         [{"outcome": s.outcome, "model": s.model, "population": s.population, "reason": s.reason}

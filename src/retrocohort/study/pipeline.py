@@ -483,6 +483,7 @@ def _analyse(run: _Run, cohort: Any, data_path: Path | None, engine: str, starte
         provenance=provenance,
         notes=tuple(run.notes),
         e_value_method=e_value_method,
+        data_checks=getattr(cohort, "data_checks", None),
     )
 
 

@@ -83,6 +83,8 @@ class StudyResult:
     # Added by the pipeline: which HR the E-value is of and which HR->RR
     # approximation was used (rare outcome: RR ~= HR; common: square-root transform).
     e_value_method: str | None = None
+    # What the data-quality pass did (sources/quality.py): table, check, rule, action, count (exact), unit.
+    data_checks: pd.DataFrame | None = None
 
     def estimate(self, outcome: Outcome, model: str, population: Population = "matched") -> Estimate | None:
         """The estimate for one (outcome, model, population), or None when it was skipped."""
