@@ -1,0 +1,159 @@
+"""Data checks end to end: run_study -> StudyResult.data_checks -> results.json, tables, report.html.
+
+A synthetic EHR is run clean, then with every inputevents and patients row
+written twice and every table in shuffled row order: the whole result (counts,
+attrition, every estimate) must be identical, and only the duplicate counts
+differ. The dirty miniature folder of the cohort tests checks the outputs:
+small counts suppressed, every check present, the schema validated.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields, replace
+
+import duckdb
+import pandas as pd
+import pytest
+
+from retrocohort.cohort import extract
+from retrocohort.sources import generate_synthetic, quality
+from retrocohort.study.outputs import build_tables, results_document, validate_results_document, write_outputs
+from retrocohort.study.pipeline import run_study
+from retrocohort.study.results import StudyResult
+from retrocohort.study.spec import parse_study
+from tests.cohort.minimimic import HEADERS
+from tests.cohort.test_data_checks import dirty
+
+
+def _rewrite(source, out, doubled: tuple[str, ...], seed: float) -> None:
+    """Copy every table of ``source`` to ``out`` in a shuffled row order; ``doubled`` tables get every row twice."""
+    con = duckdb.connect()
+    con.execute(f"SELECT setseed({seed})")
+    for path in sorted(source.rglob("*.csv.gz")):
+        name = str(path.relative_to(source))[: -len(".csv.gz")]
+        target = out / path.relative_to(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        scan = f"SELECT * FROM read_csv('{path}', all_varchar = true, header = true)"
+        rows = f"{scan} UNION ALL {scan}" if name in doubled else scan
+        con.execute(f"COPY (SELECT * FROM ({rows}) ORDER BY random()) TO '{target}' (FORMAT csv, HEADER true, "
+                    "COMPRESSION gzip)")
+    con.close()
+    for marker in source.glob("*.json"):
+        (out / marker.name).write_bytes(marker.read_bytes())
+
+
+@pytest.fixture(scope="module")
+def synthetic_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dq_synthetic")
+    generate_synthetic(root / "clean", stays=3000, seed=3)
+    _rewrite(root / "clean", root / "dirty", ("icu/inputevents", "hosp/patients"), 0.25)
+    _rewrite(root / "clean", root / "shuffled", (), 0.75)
+    return {name: run_study(root / name) for name in ("clean", "dirty", "shuffled")} | {"root": root}
+
+
+def _same_result(a: StudyResult, b: StudyResult) -> None:
+    assert a.counts == b.counts
+    pd.testing.assert_frame_equal(a.attrition, b.attrition, check_exact=True)
+    pd.testing.assert_frame_equal(a.cohort, b.cohort, check_exact=True)
+    assert a.estimates == b.estimates and a.skipped == b.skipped
+    assert a.dose_meq == pytest.approx(b.dose_meq, rel=0, abs=0, nan_ok=True)
+
+
+def test_duplicated_rows_leave_every_result_unchanged(synthetic_runs):
+    clean, doubled = synthetic_runs["clean"], synthetic_runs["dirty"]
+    assert clean.counts["exposed"] > 5 and len(clean.estimates) >= 3  # not vacuous
+    _same_result(clean, doubled)
+    counts = doubled.data_checks.set_index("check")["count"]
+    clean_counts = clean.data_checks.set_index("check")["count"]
+    assert (clean_counts == 0).all()  # the generator writes clean data
+    assert counts["patients_exact_duplicates"] > 0 and counts["inputevents_exact_duplicates"] > 0
+    assert (counts.drop(["patients_exact_duplicates", "inputevents_exact_duplicates"]) == 0).all()
+
+
+def test_duplicate_counts_equal_the_rows_written_twice(synthetic_runs):
+    doubled = synthetic_runs["dirty"].data_checks.set_index("check")["count"]
+    clean = synthetic_runs["root"] / "clean"
+    assert doubled["patients_exact_duplicates"] == len(pd.read_csv(clean / "hosp" / "patients.csv.gz"))
+    assert doubled["inputevents_exact_duplicates"] == len(pd.read_csv(clean / "icu" / "inputevents.csv.gz"))
+
+
+def test_row_order_does_not_change_any_result(synthetic_runs):
+    _same_result(synthetic_runs["clean"], synthetic_runs["shuffled"])
+    pd.testing.assert_frame_equal(synthetic_runs["clean"].data_checks, synthetic_runs["shuffled"].data_checks)
+
+
+# --- outputs ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dirty_folder(tmp_path_factory):
+    return dirty().write(tmp_path_factory.mktemp("dq_dirty"))
+
+
+@pytest.fixture(scope="module")
+def dirty_result(dirty_folder):
+    return run_study(dirty_folder)
+
+
+def test_pipeline_carries_the_cohorts_data_checks(dirty_result, dirty_folder):
+    assert "data_checks" in {f.name for f in fields(StudyResult)}
+    pd.testing.assert_frame_equal(dirty_result.data_checks, extract(dirty_folder).data_checks)
+    assert (dirty_result.data_checks["count"] > 0).sum() >= 10
+
+
+@pytest.fixture(scope="module")
+def outputs_result(synthetic_runs, dirty_result):
+    # The miniature cohort is too small for a full report (31 patients); the synthetic run carries the
+    # miniature folder's data checks, which have counts of 0, 1-4 and more.
+    return replace(synthetic_runs["clean"], data_checks=dirty_result.data_checks)
+
+
+def test_results_json_data_checks_are_suppressed_and_valid(outputs_result, tmp_path):
+    dirty_result = outputs_result
+    out = write_outputs(dirty_result, tmp_path / "out")
+    doc = json.loads((out / "results.json").read_text())
+    validate_results_document(doc)
+    assert doc["schema_version"] == "1.1"
+    exact = dirty_result.data_checks.set_index("check")["count"]
+    written = {row["check"]: row["count"] for row in doc["data_checks"]}
+    assert set(written) == set(exact.index) == set(quality.rules_table()["check"])
+    for check, n in exact.items():
+        assert written[check] == ("<5" if 0 < n < 5 else int(n)), check
+    assert "<5" in written.values() and 0 in written.values()
+    table = pd.read_csv(out / "tables" / "data_checks.csv")
+    assert list(table.columns) == list(quality.COLUMNS)
+    assert dict(zip(table["check"], table["count"].astype(str), strict=True)) == {k: str(v) for k, v in written.items()}
+    html = (out / "report.html").read_text()
+    assert 'id="data-checks"' in html and "Data checks" in html
+    assert 'data-key="data_check_inputevents_amount">&lt;5<' in html
+    assert 'data-key="data_check_patients_null_key">0<' in html
+
+
+def test_threshold_zero_writes_exact_counts(dirty_result):
+    study = parse_study({"report": {"small_cell_threshold": 0}})
+    doc = results_document(replace(dirty_result, study=study))
+    exact = dirty_result.data_checks.set_index("check")["count"]
+    assert {row["check"]: row["count"] for row in doc["data_checks"]} == {k: int(v) for k, v in exact.items()}
+
+
+def test_schema_rejects_a_malformed_data_checks_block(dirty_result):
+    doc = results_document(dirty_result)
+    doc["data_checks"][0]["count"] = 3  # an unsuppressed small count is a valid count type...
+    validate_results_document(doc)
+    doc["data_checks"][0]["unit"] = "people"  # ...but the unit is an enum
+    with pytest.raises(Exception, match="unit"):
+        validate_results_document(doc)
+    del doc["data_checks"]
+    with pytest.raises(Exception, match="data_checks"):
+        validate_results_document(doc)
+
+
+def test_results_without_data_checks_write_an_empty_block(dirty_result):
+    bare = replace(dirty_result, data_checks=None)
+    assert results_document(bare)["data_checks"] == []
+    assert build_tables(bare)["data_checks"].empty
+
+
+def test_headers_of_the_minimimic_cover_every_checked_table():
+    assert set(quality.TABLE_RULES) <= set(HEADERS)
