@@ -18,7 +18,12 @@ import pytest
 
 from retrocohort.cohort import extract
 from retrocohort.sources import generate_synthetic, quality
-from retrocohort.study.outputs import build_tables, results_document, validate_results_document, write_outputs
+from retrocohort.study.outputs import (
+    build_tables,
+    results_document,
+    validate_results_document,
+    write_outputs,
+)
 from retrocohort.study.pipeline import run_study
 from retrocohort.study.results import StudyResult
 from retrocohort.study.spec import parse_study
