@@ -30,7 +30,8 @@ def screening_log(facts: pd.DataFrame, study: Study) -> tuple[pd.DataFrame, np.n
     keep = np.ones(len(facts), dtype=bool)
     rows.append(("ckrt_patients", int(keep.sum()), 0, "patients with a CKRT record (CRRT procedure or CRRT-mode charting)"))
     steps = [
-        ("data_checks", _flag(facts, "data_ok"), "records pass the data checks: no impossible age, no death before an admission"),
+        ("data_checks", _flag(facts, "data_ok"),
+         "records pass the data checks: no impossible age, no death before an admission"),
         ("known_icu_stay", _flag(facts, "known_stay"), "CKRT record in an ICU stay with its admission and patient rows"),
         ("adult", _flag(facts, "adult"), f"age >= {c.min_age:g} years at the index admission"),
     ]
