@@ -112,6 +112,16 @@ def test_every_rule_is_reported_once_with_its_words(checked):
     assert set(table.loc[table["action"] == "patients excluded", "unit"]) == {"patients"}
 
 
+def test_every_rule_is_documented_with_its_action():
+    from pathlib import Path
+
+    page = (Path(__file__).parents[2] / "docs" / "data-checks.md").read_text(encoding="utf-8")
+    for rule in quality.rules_table().itertuples():
+        line = next((ln for ln in page.splitlines() if f"| `{rule.check}` |" in ln), None)
+        assert line is not None, f"docs/data-checks.md lacks {rule.check}"
+        assert rule.table in line and rule.action.split(":")[-1].strip() in line, line
+
+
 def test_duplicated_inputevents_rows_give_the_same_dose(checked, clean):
     assert count(checked, "inputevents_exact_duplicates") == 3  # 2 g, its carrier, 1 g
     assert row(checked, 7).mg_dose_meq == pytest.approx((2.0 + 1.0) * MEQ)
