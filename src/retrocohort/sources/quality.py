@@ -314,31 +314,41 @@ def run_checks(
 
     Notes
     -----
-    Cost: one aggregate over each table for the drop rules, one for the
-    duplicates (a hash of the table's read columns), and small queries on the
-    patient tables for keys and exclusions.
+    Cost: one pass over each table (grouped by every column read, the hash
+    the deduplication needs; chartevents, not deduplicated, only scanned),
+    and small queries on the patient tables for keys and exclusions.
     """
     rows: list[tuple[str, str, str, str, int, str]] = []
     tables = [name for name in TABLE_RULES if present(name)]
     for name in tables:
         table = raw(name)
         rules = drop_checks(name)
-        hits = [_is(c.predicate, table) for c in rules]
-        # One scan: the row count and each drop rule's count (a row is counted under the first rule it breaks).
-        counts: dict[str, Any] = {"rows": table.count()}
+        rule = TABLE_RULES[name]
+        # One pass per table. With deduplication the rows are first grouped by every column (the hash the
+        # deduplication needs anyway); each rule is a function of the columns, so it is evaluated once per
+        # group and weighted by the group's size. A row is counted under the first drop rule it breaks.
+        grouped = table.group_by(list(table.columns)).aggregate(copies=table.count()) if rule.deduplicate else None
+        frame = grouped if grouped is not None else table
+        weight = frame.copies if grouped is not None else ibis.literal(1)
+        hits = [_is(c.predicate, frame) for c in rules]
+        counts: dict[str, Any] = {"rows": frame.count()}  # keeps the aggregate valid for a table without rules
         for i, hit in enumerate(hits):
             first = hit if i == 0 else hit & ~ibis.or_(*hits[:i])
-            counts[f"n{i}"] = ibis.cases((first, 1), else_=0).sum()
-        result = table.aggregate(**counts).execute()
-        dropped = 0
+            counts[f"n{i}"] = ibis.cases((first, weight), else_=0).sum()
+        if grouped is not None:
+            kept = ~ibis.or_(*hits) if hits else ibis.literal(True)
+            counts["kept_rows"] = ibis.cases((kept, weight), else_=0).sum()
+            counts["kept_distinct"] = ibis.cases((kept, 1), else_=0).sum()
+        result = frame.aggregate(**counts).execute()
+
+        def value(column: str, result: pd.DataFrame = result) -> int:
+            v = result[column].iloc[0]
+            return 0 if pd.isna(v) else int(v)  # an empty table sums to NULL
+
         for i, check in enumerate(rules):
-            value = result[f"n{i}"].iloc[0]
-            n = 0 if pd.isna(value) else int(value)
-            dropped += n
-            rows.append((name, check.key, check.rule, ACTION_WORDS["drop"], n, "rows"))
-        rule = TABLE_RULES[name]
-        if rule.deduplicate:
-            duplicates = int(result["rows"].iloc[0]) - dropped - _scalar(checked_table(name, table).count())
+            rows.append((name, check.key, check.rule, ACTION_WORDS["drop"], value(f"n{i}"), "rows"))
+        if grouped is not None:
+            duplicates = value("kept_rows") - value("kept_distinct")
             rows.append((name, f"{name.split('/')[1]}_exact_duplicates", "row equal to another in every column read",
                          ACTION_WORDS["duplicate"], duplicates, "rows"))
         if rule.key:
