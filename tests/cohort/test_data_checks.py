@@ -257,3 +257,38 @@ def test_conflict_examples_are_at_most_five_and_sorted(tmp_path):
     with pytest.raises(InputError) as err:
         extract(m.write(tmp_path))
     assert "8 subject_id value(s)" in str(err.value) and "e.g. subject_id 1, 2, 3, 4, 5)" in str(err.value)
+
+
+def test_every_row_of_every_table_twice_gives_the_clean_cohort(tmp_path, clean):
+    m = build()
+    m.rows = {table: rows + [dict(r) for r in rows] for table, rows in m.rows.items()}
+    doubled = extract(m.write(tmp_path))
+    pd.testing.assert_frame_equal(doubled.data, clean.data, check_exact=True)
+    pd.testing.assert_frame_equal(doubled.attrition, clean.attrition, check_exact=True)
+    counts = doubled.data_checks.set_index("check")["count"]
+    for table, rows in build().rows.items():
+        name = table.split("/")[1]
+        if quality.TABLE_RULES[table].deduplicate:
+            assert counts[f"{name}_exact_duplicates"] == len(rows), table
+
+
+def test_parquet_tables_are_checked_as_csv_ones(tmp_path, dirty_folder, checked):
+    from retrocohort.sources.mimic_iv import to_parquet
+
+    on_parquet = extract(to_parquet(dirty_folder, tmp_path / "parquet"))
+    pd.testing.assert_frame_equal(on_parquet.data_checks, checked.data_checks, check_exact=True)
+    pd.testing.assert_frame_equal(on_parquet.data, checked.data, check_exact=True)
+
+
+def test_boundaries_are_not_violations(tmp_path):
+    m = build()
+    m.ckrt_patient(50, deathtime="2150-03-08 10:00:00")  # death at the admission time itself
+    m.ckrt_patient(51, dod="2150-03-08")  # dod on the admission date
+    m.ckrt_patient(52, anchor_age=120)
+    m.ckrt_patient(53, anchor_age=0, anchor_year=2150)  # a newborn's age is possible (screened out as a minor)
+    cohort = extract(m.write(tmp_path))
+    counts = cohort.data_checks.set_index("check")["count"]
+    assert counts[["admissions_death_before_admission", "patients_dod_before_admission", "patients_age",
+                   "admissions_age"]].tolist() == [0, 0, 0, 0]
+    assert dict(zip(cohort.screening.step, cohort.screening.excluded, strict=True))["data_checks"] == 0
+    assert 52 in set(cohort.data.subject_id)
