@@ -131,8 +131,10 @@ def test_results_json_data_checks_are_suppressed_and_valid(outputs_result, tmp_p
     assert dict(zip(table["check"], table["count"].astype(str), strict=True)) == {k: str(v) for k, v in written.items()}
     html = (out / "report.html").read_text()
     assert 'id="data-checks"' in html and "Data checks" in html
-    assert 'data-key="data_check_inputevents_amount">&lt;5<' in html
-    assert 'data-key="data_check_patients_null_key">0<' in html
+    assert 'data-key="data_check_inputevents_amount" data-value="&lt;5">&lt;5<' in html
+    assert 'data-key="data_check_patients_null_key" data-value="0">0<' in html
+    for check, shown in written.items():
+        assert f'data-key="data_check_{check}" data-value="{str(shown).replace("<", "&lt;")}"' in html, check
 
 
 def test_threshold_zero_writes_exact_counts(dirty_result):

@@ -240,7 +240,7 @@ def _data_checks_rows(result: Any, threshold: int) -> list[dict[str, str]] | Non
         return None
     return [
         {"table": str(row["table"]), "rule": str(row["rule"]), "action": str(row["action"]),
-         "count": format_count(row["count"], threshold), "check": str(row["check"])}
+         "check": str(row["check"]), **(_count_item(row["count"], threshold) or {"text": "—", "value": ""})}
         for _, row in checks.iterrows()
     ]
 
