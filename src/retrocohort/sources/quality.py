@@ -170,7 +170,7 @@ TABLE_RULES: dict[str, TableRule] = {
     "icu/procedureevents": TableRule("icu/procedureevents", True),
     "icu/inputevents": TableRule("icu/inputevents", True),
     # About 430 million rows, read for one itemid whose earliest/latest charttime is all the study uses:
-    # a repeated row changes no result, and hashing the whole table to find it would double the read.
+    # a repeated row changes no result, and hashing the whole table to find it would cost more than reading it.
     "icu/chartevents": TableRule(
         "icu/chartevents", False,
         why_not="a repeated CRRT-mode chart row changes no result (only its earliest and latest time are used)",
