@@ -680,7 +680,7 @@ def _fit_hr(
                     kwargs["weights"] = weights
                 fit = fine_gray(frame, _KRT[0], _KRT[1], covariates, **kwargs)
             else:
-                # robust=None follows coxph: sandwich with a cluster or non-0/1 weights.
+                # robust=None follows coxph: sandwich with a cluster or a non-integer weight.
                 fit = cox(
                     frame,
                     _DEATH[0],
@@ -733,7 +733,9 @@ def _matched_variance(run: _Run, matched: pd.DataFrame) -> tuple[str | None, boo
     """(cluster column, robust flag, description) for models in the matched cohort."""
     if not run.study.models.cluster_on_matched_set:
         if _weights_needed(matched):
-            return None, None, "robust (non-unit matching weights)"
+            # explicit: coxph's default would keep the model-based variance for whole-number weights,
+            # but matching weights are not frequency weights
+            return None, True, "robust (non-unit matching weights)"
         return None, None, "model-based"
     if matched["subclass"].notna().all():
         return "subclass", None, "robust, clustered on matched set"

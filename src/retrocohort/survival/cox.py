@@ -607,8 +607,9 @@ class CoxResult:
         ``concordance_counts`` the weighted concordant, discordant and tied.x pair counts.
         Computed on first access (an O(n log n) pass that costs about as much
         as the fit itself at large n) and then cached on the result.
-    iterations, converged : Newton-Raphson iterations (``fit$iter``) and whether
-        the relative log-likelihood change reached ``eps``.
+    iterations, converged : Newton-Raphson iterations (``fit$iter`` of a converged
+        fit; coxph reports ``iter.max + 1`` when it runs out, we report
+        ``max_iter``) and whether the relative log-likelihood change reached ``eps``.
     ties, robust, conf_level, notes.
     """
 
@@ -1116,11 +1117,16 @@ def cox(
     cluster : column of cluster ids; gives the grouped sandwich variance of
         ``coxph(..., cluster=)``. ``robust=True`` without a cluster treats each
         row as its own cluster (``coxph(robust=TRUE)``). The default ``None``
-        follows coxph: robust when a cluster is given or some case weight is
-        not 0 or 1; ``robust=False`` forces the model-based variance
-        (and is rejected together with a cluster).
+        follows what coxph does (survival 3.5): robust when a cluster is given
+        or some case weight is not an integer; integer weights are frequency
+        weights and keep the model-based variance. ``robust=False`` forces the
+        model-based variance (and is rejected together with a cluster).
     conf_level : confidence level of the hazard-ratio intervals.
-    max_iter, eps : coxph's ``iter.max`` and ``eps``.
+    max_iter, eps : coxph's ``iter.max`` and ``eps``. As in coxph, the
+        non-convergence and infinite-coefficient checks (ModelWarning) run
+        only when ``max_iter > 1``; ``max_iter=0`` returns beta = 0 and
+        ``max_iter=1`` one Newton step, without a warning (``converged`` is
+        False unless that step met the criterion; a note says so).
     timefix : treat times equal up to floating-point rounding as tied, as
         coxph does by default (``coxph.control(timefix=TRUE)``, ``aeqSurv``).
 
@@ -1243,7 +1249,15 @@ def cox(
         _raise_singular(imat1, columns)
     naive_var = (naive_var + naive_var.T) / 2
 
-    if not converged:
+    if max_iter <= 1:
+        # coxph checks convergence and infinite coefficients only when more than one iteration is
+        # allowed: iter.max = 0 evaluates at the start (e.g. for the score test), 1 takes one step
+        converged = converged and max_iter == 1  # max_iter=0 checked nothing
+        if not converged:
+            notes.append(f"max_iter={max_iter}: {'no Newton step' if max_iter == 0 else 'one Newton step'} "
+                         f"from beta = 0 and no convergence check, as coxph(iter.max = {max_iter}); the "
+                         "coefficients are not the maximum of the partial likelihood")
+    elif not converged:
         msg = (f"cox: Newton-Raphson did not converge in {max_iter} iterations (relative log-likelihood change "
                f"above {eps}); the estimates are not reliable")
         warnings.warn(msg, ModelWarning, stacklevel=2)
@@ -1270,7 +1284,10 @@ def cox(
                          cluster_codes=cluster_codes)
 
     if robust is None:
-        robust = cluster is not None or (w is not None and bool(np.any((w != 0) & (w != 1))))
+        # coxph's rule (survival 3.x code; its help page says "not 0 or 1"): integer case weights are
+        # frequency weights (a weight of 2 is two identical rows), so the model-based variance stands;
+        # a non-integer weight (a sampling or IPTW weight) makes the sandwich the default
+        robust = cluster is not None or (w is not None and bool(np.any(w != np.floor(w))))
     elif not robust and cluster is not None:
         raise InputError("cox: cluster given with robust=False; a cluster only changes the (robust) variance, "
                          "so drop the cluster or leave robust at its default")
