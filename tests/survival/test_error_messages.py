@@ -307,6 +307,33 @@ def test_infinite_covariate(function):
 
 
 @pytest.mark.parametrize("function", MODEL_FUNCTIONS)
+@pytest.mark.parametrize("text", ["n/a", "<0.5"])
+def test_string_in_a_numeric_covariate(function, text):
+    # one stray string makes the column object dtype; it must not be dummy-coded into ~N levels
+    data = _set("x", text)(_cohort())
+    message = _raises(function, data)
+    rows = sorted(_bad_rows(data).tolist())
+    assert_message(function, message, Expect(
+        "x", (f"numbers in {N - K} of {N} rows", f"{K} non-numeric value(s)", repr(text),
+              f"row position(s) {rows}"), ("pd.to_numeric", "pd.Categorical")))
+
+
+@pytest.mark.parametrize("function", MODEL_FUNCTIONS)
+def test_numbers_stored_as_object_are_refused(function):
+    data = _cohort().assign(x=lambda d: d["x"].astype(object))
+    message = _raises(function, data)
+    assert_message(function, message, Expect("x", (f"numbers in all {N} rows", "dtype object"), ("pd.to_numeric",)))
+
+
+def test_number_strings_alone_and_declared_categoricals_stay_categorical():
+    # a character column of "1"/"2" is a factor in R; a declared Categorical is the way to keep a mixed one
+    data = _cohort().assign(grade=lambda d: np.where(np.arange(N) % 3 == 0, "1", "2"))
+    assert list(design_matrix(data, ["grade"]).columns) == ["grade2"]
+    mixed = data.assign(grade=lambda d: pd.Categorical(np.where(np.arange(N) % 4 == 0, "unknown", d["grade"])))
+    assert list(design_matrix(mixed, ["grade"]).columns) == ["grade2", "gradeunknown"]
+
+
+@pytest.mark.parametrize("function", MODEL_FUNCTIONS)
 @pytest.mark.parametrize("empty", [["c"], ["0", "c"]], ids=["last", "reference"])
 def test_unused_categorical_level(function, empty):
     data = _cohort()
