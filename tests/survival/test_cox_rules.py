@@ -147,3 +147,19 @@ def test_weight_rule_and_zph_match_r_on_fresh_data():
             np.testing.assert_allclose(fit.vcov.to_numpy(), np.array(r["var"]).reshape(2, 2), rtol=1e-6,
                                        err_msg=msg)
         np.testing.assert_allclose(ph_test(fit).table["chisq"], r["zph"], rtol=1e-8, err_msg=msg)
+
+
+@pytest.mark.parametrize("run", ["exposed", "adjusted"])
+def test_monotone_likelihood_stops_where_coxph_stops(reference, run):
+    # the information shrinks like exp(-beta) while the coefficient runs away; it used to be computed
+    # as a difference of hazard totals dominated by the late (huge) increments and came out negative,
+    # which raised "constant within every stratum" instead of coxph's warning
+    ref = reference("cox_rules_monotone")
+    data, r = pd.DataFrame(ref["data"]), ref["values"][run]
+    covariates = ["exposed"] if run == "exposed" else ["exposed", "x"]
+    fit, messages = _caught(lambda: cox(data, "time", "status", covariates))
+    assert fit.converged and fit.iterations == r["iter"]
+    assert len(messages) == 1 and "['exposed']" in messages[0] and "infinite" in messages[0]
+    assert "Loglik converged before variable  1" in r["warnings"]
+    np.testing.assert_allclose(fit.summary["coef"], r["coef"], rtol=1e-6)
+    np.testing.assert_allclose(fit.loglik, r["loglik"], rtol=1e-10)

@@ -51,3 +51,18 @@ runs <- list(
 write_reference("cox_rules_zph_early_stop",
                 "cox.zph(coxph(Surv(time, status) ~ trt + x, data = zd, <iter.max = 1 | iter.max = 2 | control = coxph.control(eps = 1e-3) | defaults>), transform = 'km')",
                 runs, data = zd)
+
+# monotone likelihood: the exposed all leave follow-up (early deaths, censored at day 5) before any
+# unexposed death, so the coefficient runs to infinity; coxph stops when the log-likelihood is flat
+# and warns "Loglik converged before variable 1"
+set.seed(11)
+mono <- data.frame(exposed = rep(c(1, 0), c(16, 64)), x = round(rnorm(80), 6))
+mono$time <- ifelse(mono$exposed == 1, ifelse(seq_len(80) %% 2 == 0, 2, 5), 5 + ceiling(rexp(80, 1 / 20)))
+mono$status <- ifelse(mono$exposed == 1, as.integer(seq_len(80) %% 2 == 0), rbinom(80, 1, 0.7))
+mono_runs <- lapply(list(exposed = status ~ exposed, adjusted = status ~ exposed + x), function(f) {
+  r <- warned(coxph(update(f, Surv(time, status) ~ .), data = mono))
+  list(coef = unname(coef(r$value)), iter = r$value$iter, loglik = r$value$loglik, warnings = r$warnings)
+})
+write_reference("cox_rules_monotone",
+                "coxph(Surv(time, status) ~ exposed [+ x], data = mono): monotone likelihood in exposed",
+                mono_runs, data = mono)
