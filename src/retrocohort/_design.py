@@ -105,8 +105,10 @@ def _refuse_numbers_in_text_column(col: pd.Series, name: str, where: str) -> Non
             "and drop or impute the failures explicitly; if the column really is categorical, make it a "
             f"pd.Categorical (df[{name!r}] = df[{name!r}].astype('category'))"
         )
-    real_numbers = [v for v in values if isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_))]
-    if parsed.all() and len(real_numbers) == n:
+    # numbers held as Python/NumPy objects (not strings); booleans alone stay a TRUE/FALSE factor
+    is_bool = [isinstance(v, (bool, np.bool_)) for v in values]
+    held_as_numbers = all(isinstance(v, (int, float, np.number, bool, np.bool_)) for v in values)
+    if n and parsed.all() and held_as_numbers and not all(is_bool):
         raise InputError(
             f"{where}: covariate {name!r} holds numbers in all {n} rows but has dtype object; as text it would "
             "become one dummy variable per distinct value. Convert it with "

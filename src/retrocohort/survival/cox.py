@@ -1201,6 +1201,10 @@ def cox(
         raise InputError(f"cox: ties={ties!r} is not supported; use one of {list(_TIES)}")
     if not 0 < conf_level < 1:
         raise InputError(f"cox: conf_level must be in (0, 1), got {conf_level!r}")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 0:
+        raise InputError(f"cox: max_iter must be a non-negative integer (coxph's iter.max), got {max_iter!r}")
+    if not (isinstance(eps, (int, float)) and 0 < eps < 1):
+        raise InputError(f"cox: eps must be in (0, 1) (coxph's eps, default 1e-9), got {eps!r}")
     covariates = _as_list(covariates)
     if not covariates:
         raise InputError("cox: give at least one covariate (the null model has nothing to estimate)")

@@ -809,7 +809,9 @@ def fine_gray(
     # factor in the weights, but crr's stopping rule compares the score with max(|loglik|, 1), and both
     # shrink with the weights: weights * 1e-7 would stop at beta = 0. Unit weights are left untouched
     # (their mean is exactly 1.0), so crr's unweighted fit is reproduced bit for bit.
-    weight_scale = 1.0 if case_weights is None else float(case_weights.mean())
+    # (the mean of w / max(w) times max(w): no overflow for weights near 1e308, and exactly 1.0 for unit weights)
+    top = 1.0 if case_weights is None else float(case_weights.max())
+    weight_scale = 1.0 if case_weights is None else float(np.mean(case_weights / top)) * top
     if case_weights is not None and weight_scale != 1.0:
         case_weights = case_weights / weight_scale
     s, order = _prepare(times, codes, z, int(cause), int(censor_code), case_weights,
