@@ -28,7 +28,8 @@ for (ties in c("breslow", "efron")) {
                        iterations = iters)
 }
 write_reference("cox_rules_book_weights",
-                "coxph(Surv(time, status) ~ x, data = book, weights = wt, ties = ties) for ties in breslow, efron; also robust = TRUE, weights = wt + 0.5 and iter.max = 0, 1, 2 (warnings counted)",
+                paste("coxph(Surv(time, status) ~ x, data = book, weights = wt, ties = ties) for ties in breslow,",
+                      "efron; also robust = TRUE, weights = wt + 0.5 and iter.max = 0, 1, 2 (warnings counted)"),
                 fits, data = book)
 
 # cox.zph on fits that stopped early; the data are written out with the values
@@ -49,7 +50,8 @@ runs <- list(
   converged = zph_of(coxph(Surv(time, status) ~ trt + x, data = zd))
 )
 write_reference("cox_rules_zph_early_stop",
-                "cox.zph(coxph(Surv(time, status) ~ trt + x, data = zd, <iter.max = 1 | iter.max = 2 | control = coxph.control(eps = 1e-3) | defaults>), transform = 'km')",
+                paste("cox.zph(coxph(Surv(time, status) ~ trt + x, data = zd, <iter.max = 1 | iter.max = 2 |",
+                      "control = coxph.control(eps = 1e-3) | defaults>), transform = 'km')"),
                 runs, data = zd)
 
 # monotone likelihood: the exposed all leave follow-up (early deaths, censored at day 5) before any
