@@ -295,6 +295,15 @@ def test_times_equal_up_to_rounding_are_tied_as_coxph_does():
     assert unfixed.summary["coef"].iloc[0] != pytest.approx(tied.summary["coef"].iloc[0], rel=1e-6)
 
 
+def test_units_of_a_covariate_do_not_decide_singularity():
+    # coxph's tolerance applies to rescaled columns: a covariate in tiny units beside one in huge units is
+    # still estimated (its coefficient is the rescaled one), not refused as constant
+    data = _random_cohort(12)
+    plain = cox(data, "time", "status", ["trt", "x"])
+    units = cox(data.assign(x=data["x"] * 1e-9, trt=data["trt"] * 1e6), "time", "status", ["trt", "x"])
+    np.testing.assert_allclose(units.summary["coef"].to_numpy() * [1e6, 1e-9], plain.summary["coef"], rtol=1e-8)
+
+
 def test_covariate_constant_within_strata_is_named():
     # identified by nothing once the baseline hazard differs by stratum (coxph gives NA)
     data = _random_cohort(8).assign(north=lambda d: (d["site"] == "n").astype(float))

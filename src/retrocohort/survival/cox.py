@@ -876,15 +876,24 @@ def _chol_solve(imat: np.ndarray, rhs: np.ndarray, columns: Sequence[str]) -> np
     return linalg.cho_solve(factor, rhs)
 
 
-def _pivots_above_tolerance(imat: np.ndarray) -> bool:
+def _scaled(imat: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
+    """``diag(scale) imat diag(scale)``: the information of the columns divided by their spread."""
+    return imat if scale is None else imat * np.outer(scale, scale)
+
+
+def _pivots_above_tolerance(imat: np.ndarray, scale: np.ndarray | None = None) -> bool:
     """Whether every Cholesky pivot of ``imat`` exceeds coxph's ``toler.chol`` times its largest diagonal.
 
     A scipy Cholesky only fails on a pivot <= 0; a covariate that carries no
     information (constant within every stratum) can leave a pivot of rounding
-    size, which coxph's tolerance treats as zero.
+    size, which coxph's tolerance treats as zero. coxph applies the tolerance
+    to the information of its rescaled columns (it divides each by its mean
+    absolute deviation); ``scale`` (p,) plays that part here (1 / the
+    column's range), so a covariate's units do not decide.
     """
     if not np.all(np.isfinite(imat)):
         return False
+    imat = _scaled(imat, scale)
     p = imat.shape[0]
     top = float(np.abs(np.diag(imat)).max(initial=0.0))
     if top <= 0.0:
@@ -900,13 +909,15 @@ def _pivots_above_tolerance(imat: np.ndarray) -> bool:
     return True
 
 
-def _raise_singular(imat: np.ndarray, columns: Sequence[str]) -> None:
+def _raise_singular(imat: np.ndarray, columns: Sequence[str], scale: np.ndarray | None = None) -> None:
     """Name the columns whose information is not positive given the earlier ones.
 
     Sequential Cholesky with coxph's tolerance (``toler.chol`` = eps^0.75
     times the largest diagonal element), the same rule by which coxph sets a
-    coefficient to NA.
+    coefficient to NA (on the columns scaled by ``scale``, see
+    :func:`_pivots_above_tolerance`).
     """
+    imat = _scaled(imat, scale)
     p = imat.shape[0]
     diag = np.abs(np.diag(imat))
     tol = np.finfo(float).eps ** 0.75 * (diag[np.isfinite(diag)].max(initial=0.0) or 1.0)
@@ -937,7 +948,8 @@ def _raise_singular(imat: np.ndarray, columns: Sequence[str]) -> None:
     )
 
 
-def _newton(fit_pass, p: int, columns: Sequence[str], max_iter: int, eps: float):
+def _newton(fit_pass, p: int, columns: Sequence[str], max_iter: int, eps: float,
+            scale: np.ndarray | None = None):
     """Newton-Raphson with step halving, as coxph's fitter does.
 
     Starts at beta = 0. Converged when |1 - loglik_old/loglik_new| <= eps
@@ -949,8 +961,8 @@ def _newton(fit_pass, p: int, columns: Sequence[str], max_iter: int, eps: float)
     loglik0, u0, imat0 = fit_pass(beta)
     if not np.isfinite(loglik0):
         raise ConvergenceError("cox: log partial likelihood is not finite at beta = 0; check times and weights")
-    if not _pivots_above_tolerance(imat0):
-        _raise_singular(imat0, columns)  # e.g. constant within every stratum: rounding can leave a tiny pivot
+    if not _pivots_above_tolerance(imat0, scale):
+        _raise_singular(imat0, columns, scale)  # e.g. constant within every stratum: rounding can leave a tiny pivot
     step0 = _chol_solve(imat0, u0, columns)
     score_stat = float(u0 @ step0)
     loglik = loglik0
@@ -1299,13 +1311,15 @@ def cox(
               has_entry=entry is not None, efron=ties == "efron")
     fit_pass = _fit_pass_factory(sf)
 
-    # a singular information at beta = 0 (constant within strata, collinear) raises inside _newton
+    # a singular information at beta = 0 (constant within strata, collinear) raises inside _newton;
+    # the tolerance is applied with each column divided by its range (no constant column is left here)
+    spread = 1.0 / (col_max - col_min)
     beta, ll0, u0, imat0, ll1, u1, imat1, score_stat, iterations, converged = _newton(
-        fit_pass, p, columns, max_iter, eps)
+        fit_pass, p, columns, max_iter, eps, spread)
     try:
         naive_var = linalg.cho_solve(linalg.cho_factor(imat1), np.eye(p))
     except linalg.LinAlgError:
-        _raise_singular(imat1, columns)
+        _raise_singular(imat1, columns, spread)
     naive_var = (naive_var + naive_var.T) / 2
 
     if max_iter <= 1:
