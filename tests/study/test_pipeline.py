@@ -402,6 +402,9 @@ def test_minimum_information_rules_one_by_one():
     reason = _minimum_information(weighted, event, "death_90d", "iptw", weights="w")
     assert reason is not None and "unexposed arm" in reason and "effective sample size below" in reason
     assert _minimum_information(weighted, event, "death_90d", "iptw") is None  # unweighted: fine
+    zero = frame.assign(w=np.where(frame["exposed"] == 1, 0.0, 1.0))  # an arm with no weight at all
+    reason = _minimum_information(zero, event, "death_90d", "iptw", weights="w")
+    assert reason is not None and "exposed arm" in reason and "effective sample size" in reason
 
 
 def _separated_cohort(outcome: str) -> pd.DataFrame:

@@ -258,7 +258,8 @@ def _minimum_information(
                     f"information for a hazard ratio (minimum {MIN_PATIENTS_PER_ARM} patients per arm)")
         if weights is not None:
             w = frame[weights].to_numpy(dtype=float)[mask]
-            ess = float(w.sum() ** 2 / (w**2).sum())
+            squares = float((w**2).sum())
+            ess = float(w.sum() ** 2 / squares) if squares > 0 else 0.0  # all-zero weights carry nothing
             if ess < MIN_PATIENTS_PER_ARM:
                 return (f"the {arm} arm of the {population} cohort has an effective sample size below "
                         f"{MIN_PATIENTS_PER_ARM} under its weights (a few patients carry most of the weight): "
