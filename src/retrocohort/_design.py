@@ -6,6 +6,8 @@ categorical, string or object column becomes one 0/1 column per level except
 the first (levels in the categorical's order, else sorted), named
 ``"<column><level>"`` exactly as R names them (``sexM``, ``stageIII``).
 A Categorical's levels without rows raise by default (see ``design_matrix``).
+A text column that holds numbers (a numeric column with a stray string) is
+refused rather than dummy-coded (see ``_refuse_numbers_in_text_column``).
 """
 
 from __future__ import annotations
@@ -77,6 +79,43 @@ def _is_categorical(col: pd.Series) -> bool:
     )
 
 
+def _refuse_numbers_in_text_column(col: pd.Series, name: str, where: str) -> None:
+    """Raise when a text (object/string) column holds numbers: it is a numeric column with a typo.
+
+    A string among numbers (``"n/a"``, ``"<0.5"``) makes pandas store the whole
+    column as object, and the treatment contrasts would then give one dummy per
+    distinct number (199 levels for 200 lactate values) without a word. So a
+    text column is refused when some of its values are numbers and some are
+    not, or when it holds actual numbers (not strings) only. A column of number
+    strings alone (``"1"``, ``"2"``) stays categorical, as a character column
+    is a factor in R; a declared ``pd.Categorical`` is never checked (that is
+    the way to say a mixed column really is categorical).
+    """
+    values = col.to_numpy(dtype=object)
+    parsed = pd.to_numeric(col, errors="coerce").notna().to_numpy()
+    n = len(values)
+    if parsed.any() and not parsed.all():
+        bad = np.flatnonzero(~parsed)
+        examples = list(dict.fromkeys(str(v) for v in values[bad]))[:3]
+        raise InputError(
+            f"{where}: covariate {name!r} holds numbers in {int(parsed.sum())} of {n} rows but "
+            f"{len(bad)} non-numeric value(s) (e.g. {examples}) at row position(s) {bad[:5].tolist()}"
+            f"{' ...' if len(bad) > 5 else ''} (0-based); as text it would become one dummy variable per "
+            f"distinct value. Fix those values, or convert with pd.to_numeric(df[{name!r}], errors='coerce') "
+            "and drop or impute the failures explicitly; if the column really is categorical, make it a "
+            f"pd.Categorical (df[{name!r}] = df[{name!r}].astype('category'))"
+        )
+    # numbers held as Python/NumPy objects (not strings); booleans alone stay a TRUE/FALSE factor
+    is_bool = [isinstance(v, (bool, np.bool_)) for v in values]
+    held_as_numbers = all(isinstance(v, (int, float, np.number, bool, np.bool_)) for v in values)
+    if n and parsed.all() and held_as_numbers and not all(is_bool):
+        raise InputError(
+            f"{where}: covariate {name!r} holds numbers in all {n} rows but has dtype object; as text it would "
+            "become one dummy variable per distinct value. Convert it with "
+            f"pd.to_numeric(df[{name!r}]), or make it a pd.Categorical if it really is categorical"
+        )
+
+
 UnusedLevels = Literal["error", "keep", "drop"]
 
 
@@ -125,6 +164,8 @@ def design_matrix(
         col = data[name]
         if _is_categorical(col):
             declared = isinstance(col.dtype, pd.CategoricalDtype)
+            if not declared:
+                _refuse_numbers_in_text_column(col, name, where)
             # astype("category") makes exactly the observed values the (sorted) levels
             cat = col if declared else col.astype("category")
             levels = list(cat.cat.categories)

@@ -86,6 +86,23 @@ def test_balance_rejects_missing_and_negative_weights(reference):
         balance(data, "mg", COVARIATES)
 
 
+@pytest.mark.parametrize("value", [np.inf, -np.inf])
+def test_balance_and_table_one_refuse_infinite_values(reference, value):
+    # they printed "inf (nan)" and an SMD of nan; the message names the column and the count
+    data = pd.DataFrame(reference("smd_table_one_cells")["data"])
+    data.loc[[2, 5], "lactate"] = value
+    sign = r"\+inf" if value > 0 else "-inf"
+    with pytest.raises(InputError, match=rf"balance: covariate 'lactate' has 2 infinite value\(s\) \({sign}\) out of "
+                                         rf"{len(data)} rows.*drop those rows"):
+        balance(data, "mg", ["age", "lactate"])
+    for nonnormal in ([], ["lactate"]):
+        with pytest.raises(InputError, match=r"table_one: covariate 'lactate' has 2 infinite value"):
+            table_one(data, "mg", ["age", "lactate"], nonnormal=nonnormal)
+    # the same rows as missing values are described (and counted), not refused
+    table = table_one(data.replace(value, np.nan), "mg", ["age", "lactate"])
+    assert table.loc["lactate (mean (SD))", "missing"] == "2"
+
+
 def test_table_one_cells_equal_tableone_print(reference):
     ref = reference("smd_table_one_cells")
     data = pd.DataFrame(ref["data"])

@@ -268,7 +268,8 @@ def test_zero_events_skips_hazard_ratios():
 
 def test_matching_that_finds_nobody_is_skipped():
     study = parse_study({"matching": {"caliper": 1e-9}})
-    result = analyse_cohort(make_cohort(n=120, seed=6), study)
+    # n = 300: at 120 the full cohort has fewer than MIN_EVENTS_PER_ARM exposed deaths
+    result = analyse_cohort(make_cohort(n=300, seed=6), study)
     skipped = [s for s in result.skipped if s.outcome == "matching"]
     assert len(skipped) == 1 and skipped[0].reason
     assert result.matched is None
@@ -346,3 +347,134 @@ def test_small_cohorts_never_crash(n, seed, share, death_rate):
         assert s.reason
     if ("death_90d", "cox_adjusted", "full") not in fitted:
         assert ("death_90d", "cox_adjusted", "full") in skipped
+
+
+# --------------------------------------------------------------------------- minimum information
+
+
+def _reasons(result, population: str) -> dict[tuple[str, str], str]:
+    return {(s.outcome, s.model): s.reason for s in result.skipped if s.population == population}
+
+
+@pytest.mark.parametrize("n_exposed", [1, 2])
+def test_one_or_two_exposed_patients_give_no_full_cohort_or_iptw_estimate(n_exposed):
+    # the study used to print a full-cohort Fine-Gray sHR of 15.5 (p = 3e-9) and an IPTW sHR of 1.00 here
+    cohort = make_cohort(n=300, seed=12, exposed_share=0.0)
+    cohort.data.loc[: n_exposed - 1, "exposed"] = 1
+    cohort.data.loc[: n_exposed - 1, "mg_dose_meq"] = 20.0
+    result = analyse_cohort(cohort, default_study())
+    assert not [e for e in result.estimates if e.population in ("full", "iptw")]
+    for population, models in (("full", [("death_90d", "cox_adjusted"), ("krt_liberation_90d", "fine_gray_adjusted")]),
+                               ("iptw", [("death_90d", "cox_unadjusted"),
+                                         ("krt_liberation_90d", "fine_gray_unadjusted")])):
+        reasons = _reasons(result, population)
+        for key in models:
+            assert key in reasons, (population, key, result.skipped)
+            reason = reasons[key]
+            # a rule of minimum information (or no event in an arm): never a count below the threshold
+            assert "fewer than 10 exposed patients" in reason or "no " in reason, reason
+            assert f"{n_exposed} exposed" not in reason
+
+
+def test_minimum_information_rules_one_by_one():
+    from retrocohort.study.pipeline import MIN_EVENTS_PER_ARM, MIN_PATIENTS_PER_ARM, _minimum_information
+
+    frame = make_cohort(n=400, seed=13, exposed_share=0.5, death_rate=0.02).data
+    event = frame["death"] == 1
+    assert _minimum_information(frame, event, "death_90d", "full") is None
+    # events per arm: keep MIN_EVENTS_PER_ARM - 1 exposed deaths
+    exposed_deaths = frame.index[(frame["exposed"] == 1) & event]
+    few = frame.copy()
+    few.loc[exposed_deaths[MIN_EVENTS_PER_ARM - 1:], "death"] = 0
+    reason = _minimum_information(few, few["death"] == 1, "death_90d", "full")
+    assert reason is not None and f"fewer than {MIN_EVENTS_PER_ARM} death events among the exposed" in reason
+    # exactly the minimum passes
+    enough = frame.copy()
+    enough.loc[exposed_deaths[MIN_EVENTS_PER_ARM:], "death"] = 0
+    assert _minimum_information(enough, enough["death"] == 1, "death_90d", "full") is None
+    # patients per arm
+    small = pd.concat([frame[frame["exposed"] == 0], frame[frame["exposed"] == 1].head(MIN_PATIENTS_PER_ARM - 1)])
+    reason = _minimum_information(small, small["death"] == 1, "death_90d", "full")
+    assert reason is not None and f"fewer than {MIN_PATIENTS_PER_ARM} exposed patients" in reason
+    # effective sample size under weights: one unexposed patient carries almost all the weight
+    weighted = frame.assign(w=1.0)
+    weighted.loc[weighted.index[weighted["exposed"] == 0][0], "w"] = 1e4
+    reason = _minimum_information(weighted, event, "death_90d", "iptw", weights="w")
+    assert reason is not None and "unexposed arm" in reason and "effective sample size below" in reason
+    assert _minimum_information(weighted, event, "death_90d", "iptw") is None  # unweighted: fine
+    zero = frame.assign(w=np.where(frame["exposed"] == 1, 0.0, 1.0))  # an arm with no weight at all
+    reason = _minimum_information(zero, event, "death_90d", "iptw", weights="w")
+    assert reason is not None and "exposed arm" in reason and "effective sample size" in reason
+
+
+def _separated_cohort(outcome: str) -> pd.DataFrame:
+    """Exposed patients all leave follow-up (deaths and censoring by day 5) before any unexposed death."""
+    frame = make_cohort(n=200, seed=14, exposed_share=0.2, death_rate=0.02).data.copy()
+    exposed = frame["exposed"] == 1
+    frame.loc[exposed, "death_time"] = np.where(np.arange(exposed.sum()) % 2 == 0, 2.0, 5.0)
+    frame.loc[exposed, "death"] = (np.arange(exposed.sum()) % 2 == 0).astype(int)
+    frame.loc[~exposed, "death_time"] = frame.loc[~exposed, "death_time"].clip(lower=6.0)
+    if outcome == "krt_liberation_90d":
+        frame["krt_time"] = frame["death_time"]
+        frame["krt_status"] = np.where(frame["death"] == 1, 1, 0)
+    return frame
+
+
+@pytest.mark.parametrize("outcome", ["death_90d", "krt_liberation_90d"])
+def test_separation_is_detected_and_the_fit_agrees(outcome):
+    from retrocohort.study.pipeline import _minimum_information
+
+    frame = _separated_cohort(outcome)
+    event = (frame["krt_status"] == 1) if outcome != "death_90d" else (frame["death"] == 1)
+    reason = _minimum_information(frame, event, outcome, "full")
+    assert reason is not None and "separation" in reason and "runs to infinity" in reason
+    # the fits themselves see a coefficient running away (coxph warns; crr's drifts)
+    import warnings as _w
+
+    with _w.catch_warnings(record=True) as caught:
+        _w.simplefilter("always")
+        if outcome == "death_90d":
+            fit = cox(frame, "death_time", "death", ["exposed"])
+        else:
+            fit = fine_gray(frame, "krt_time", "krt_status", ["exposed"])
+    messages = [str(w.message) for w in caught]
+    assert fit.summary.loc["exposed", "coef"] > 2
+    assert any("'exposed'" in m and ("infinite" in m or "monotone" in m) for m in messages), messages
+    # through the pipeline: skipped with the reason, no number reported
+    cohort = SimpleNamespace(attrition=make_cohort(n=200, seed=14).attrition, data=frame, notes=())
+    result = analyse_cohort(cohort, parse_study({"models": {"sensitivity_iptw": False}}))
+    reasons = _reasons(result, "full")
+    key = ("death_90d", "cox_adjusted") if outcome == "death_90d" else ("krt_liberation_90d", "fine_gray_adjusted")
+    assert "separation" in reasons[key]
+    assert result.estimate(*key, "full") is None
+
+
+def _score_limits(time, event, exposed, competing):
+    """U(+inf) and U(-inf) of the exposure's (sub)distribution partial-likelihood score, by definition."""
+    hi = lo = 0.0
+    for i in np.flatnonzero(event):
+        at_risk = (time >= time[i]) | (competing & (time < time[i]))
+        hi += exposed[i] - exposed[at_risk].max()
+        lo += exposed[i] - exposed[at_risk].min()
+    return hi, lo
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(4, 25), fine_gray_risk_set=st.booleans())
+def test_separation_rule_equals_the_score_limits(seed, n, fine_gray_risk_set):
+    # the MLE is finite exactly when U(+inf) < 0 < U(-inf); the rule must flag every other case with events
+    from retrocohort.study.pipeline import _exposure_separation
+
+    rng = np.random.default_rng(seed)
+    time = rng.integers(1, 8, n).astype(float)
+    status = rng.choice([0, 1, 2], n)
+    exposed = rng.random(n) < 0.4
+    event = status == 1
+    competing = (status == 2) if fine_gray_risk_set else np.zeros(n, dtype=bool)
+    if not event.any():
+        return
+    hi, lo = _score_limits(time, event, exposed.astype(float), competing)
+    flagged = _exposure_separation(time, event, exposed, competing if fine_gray_risk_set else None)
+    assert (flagged is None) == (hi < 0 < lo), (hi, lo, flagged)
+    if flagged is not None:
+        assert flagged[2] == ("infinity" if hi == 0 else "0")

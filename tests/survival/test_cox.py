@@ -131,6 +131,20 @@ def test_integer_weights_equal_replicated_rows(seed):
     np.testing.assert_allclose(a.summary["se"], b.summary["se"], rtol=1e-8)
 
 
+def test_default_variance_follows_coxph_integer_weight_rule():
+    # integer case weights are frequency weights: coxph keeps the model-based variance (it equals
+    # the fit on replicated rows); one non-integer weight makes the sandwich the default
+    data = _random_cohort(8, n=60)
+    replicated = data.loc[data.index.repeat(data["w"])].reset_index(drop=True)
+    integer = cox(data, "time", "status", ["trt", "x"], ties="breslow", weights="w")
+    copies = cox(replicated, "time", "status", ["trt", "x"], ties="breslow")
+    assert not integer.robust and "naive_se" not in integer.summary
+    np.testing.assert_allclose(integer.summary["se"], copies.summary["se"], rtol=1e-8)
+    fractional = cox(data.assign(w=data["w"] + 0.5), "time", "status", ["trt", "x"], ties="breslow", weights="w")
+    assert fractional.robust and "naive_se" in fractional.summary
+    assert not np.allclose(fractional.summary["se"], fractional.summary["naive_se"])
+
+
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 10_000))
 def test_entry_at_zero_equals_right_censored(seed):
@@ -228,8 +242,32 @@ def test_monotone_likelihood_warns_naming_the_covariate():
 def test_non_convergence_is_flagged():
     data = _random_cohort(5)
     with pytest.warns(ModelWarning, match="did not converge"):
-        fit = cox(data, "time", "status", ["trt", "x"], max_iter=1)
+        fit = cox(data, "time", "status", ["trt", "x"], max_iter=2)
     assert not fit.converged and any("did not converge" in note for note in fit.notes)
+
+
+@pytest.mark.parametrize("max_iter", [0, 1])
+def test_zero_or_one_iteration_does_not_warn_as_coxph(max_iter):
+    # coxph checks convergence and infinite coefficients only when iter.max > 1; on data with a
+    # monotone likelihood (trt separates the deaths) neither check may fire for 0 or 1 iterations
+    data = pd.DataFrame({
+        "time": np.arange(1, 21, dtype=float),
+        "status": [1, 1, 1, 1, 1, 0, 0, 0, 0, 0] * 2,
+        "trt": [1, 1, 1, 1, 1, 0, 0, 0, 0, 0] * 2,
+    })
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit = cox(data, "time", "status", ["trt"], max_iter=max_iter)
+    assert not fit.converged and fit.iterations == max_iter
+    assert any(f"max_iter={max_iter}" in note for note in fit.notes)
+    if max_iter == 0:
+        assert fit.summary.loc["trt", "coef"] == 0.0
+    else:
+        # one Newton step from 0: beta = U(0) / I(0), positive and finite
+        assert 0 < fit.summary.loc["trt", "coef"] < 5
+    # with two iterations allowed the monotone likelihood is reported
+    with pytest.warns(ModelWarning):
+        cox(data, "time", "status", ["trt"], max_iter=2)
 
 
 def test_stratum_without_events_is_noted():
@@ -255,6 +293,15 @@ def test_times_equal_up_to_rounding_are_tied_as_coxph_does():
     unfixed = cox(rounded, "time", "status", ["x"], timefix=False)
     assert fixed.summary["coef"].iloc[0] == pytest.approx(tied.summary["coef"].iloc[0], rel=1e-12)
     assert unfixed.summary["coef"].iloc[0] != pytest.approx(tied.summary["coef"].iloc[0], rel=1e-6)
+
+
+def test_units_of_a_covariate_do_not_decide_singularity():
+    # coxph's tolerance applies to rescaled columns: a covariate in tiny units beside one in huge units is
+    # still estimated (its coefficient is the rescaled one), not refused as constant
+    data = _random_cohort(12)
+    plain = cox(data, "time", "status", ["trt", "x"])
+    units = cox(data.assign(x=data["x"] * 1e-9, trt=data["trt"] * 1e6), "time", "status", ["trt", "x"])
+    np.testing.assert_allclose(units.summary["coef"].to_numpy() * [1e6, 1e-9], plain.summary["coef"], rtol=1e-8)
 
 
 def test_covariate_constant_within_strata_is_named():

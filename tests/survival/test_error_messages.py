@@ -307,6 +307,52 @@ def test_infinite_covariate(function):
 
 
 @pytest.mark.parametrize("function", MODEL_FUNCTIONS)
+@pytest.mark.parametrize("text", ["n/a", "<0.5"])
+def test_string_in_a_numeric_covariate(function, text):
+    # one stray string makes the column object dtype; it must not be dummy-coded into ~N levels
+    data = _set("x", text)(_cohort())
+    message = _raises(function, data)
+    rows = sorted(_bad_rows(data).tolist())
+    assert_message(function, message, Expect(
+        "x", (f"numbers in {N - K} of {N} rows", f"{K} non-numeric value(s)", repr(text),
+              f"row position(s) {rows}"), ("pd.to_numeric", "pd.Categorical")))
+
+
+@pytest.mark.parametrize("function", MODEL_FUNCTIONS)
+def test_numbers_stored_as_object_are_refused(function):
+    data = _cohort().assign(x=lambda d: d["x"].astype(object))
+    message = _raises(function, data)
+    assert_message(function, message, Expect("x", (f"numbers in all {N} rows", "dtype object"), ("pd.to_numeric",)))
+
+
+@pytest.mark.parametrize("function", MODEL_FUNCTIONS)
+def test_a_boolean_among_numbers_is_refused(function):
+    data = _cohort().assign(x=lambda d: d["x"].astype(object))
+    data.iloc[4, data.columns.get_loc("x")] = True
+    message = _raises(function, data)
+    assert_message(function, message, Expect("x", (f"numbers in all {N} rows", "dtype object"), ("pd.to_numeric",)))
+    # booleans alone (object dtype) are still a TRUE/FALSE factor
+    flags = _cohort().assign(flag=lambda d: pd.Series(d["x"] > 0, dtype=object))
+    assert list(design_matrix(flags, ["flag"]).columns) == ["flagTrue"]
+
+
+def test_cox_rejects_a_negative_max_iter_and_a_bad_eps():
+    data = _cohort()
+    with pytest.raises(InputError, match=r"max_iter must be a non-negative integer .*got -1"):
+        cox(data, "time", "event", ["x"], max_iter=-1)
+    with pytest.raises(InputError, match=r"eps must be in \(0, 1\).*got 0"):
+        cox(data, "time", "event", ["x"], eps=0)
+
+
+def test_number_strings_alone_and_declared_categoricals_stay_categorical():
+    # a character column of "1"/"2" is a factor in R; a declared Categorical is the way to keep a mixed one
+    data = _cohort().assign(grade=lambda d: np.where(np.arange(N) % 3 == 0, "1", "2"))
+    assert list(design_matrix(data, ["grade"]).columns) == ["grade2"]
+    mixed = data.assign(grade=lambda d: pd.Categorical(np.where(np.arange(N) % 4 == 0, "unknown", d["grade"])))
+    assert list(design_matrix(mixed, ["grade"]).columns) == ["grade2", "gradeunknown"]
+
+
+@pytest.mark.parametrize("function", MODEL_FUNCTIONS)
 @pytest.mark.parametrize("empty", [["c"], ["0", "c"]], ids=["last", "reference"])
 def test_unused_categorical_level(function, empty):
     data = _cohort()

@@ -179,6 +179,36 @@ def test_rescaling_all_weights_changes_nothing(seed, scale):
     np.testing.assert_allclose(cif, cif_base, rtol=1e-8, atol=1e-14)
 
 
+@pytest.mark.parametrize("scale", [1e-7, 1e-5, 1e3])
+def test_default_stopping_rule_is_free_of_the_weight_scale(scale):
+    # crr's rule compares the score with max(|loglik|, 1): both shrink with the weights, so before
+    # the weights were normalised, weights * 1e-7 stopped at beta = 0 (coef 0, p = 1) with no warning
+    data = _draw(11, 300, tied=True)
+    base = fine_gray(data, "time", "status", COVS, weights="w")
+    scaled = fine_gray(data.assign(w=data["w"] * scale), "time", "status", COVS, weights="w")
+    assert scaled.converged and np.all(np.abs(base.summary["coef"]) > 0.05)
+    np.testing.assert_allclose(scaled.summary["coef"], base.summary["coef"], rtol=1e-8)
+    np.testing.assert_allclose(scaled.summary["se"], base.summary["se"], rtol=1e-8)
+    assert scaled.iterations == base.iterations
+    # the information is reported for the weights as given: it scales with them
+    np.testing.assert_allclose(scaled.information.to_numpy(), scale * base.information.to_numpy(), rtol=1e-10)
+    # and the fully converged answer is the same one (the default rule does not stop short of it)
+    tight = fine_gray(data, "time", "status", COVS, weights="w", tol=1e-13, max_iter=50)
+    np.testing.assert_allclose(scaled.summary["coef"], tight.summary["coef"], rtol=1e-5)
+
+
+def test_weighted_loglik_is_reported_on_the_given_weights():
+    # integer weights are replicated rows: the log pseudo-likelihood (which depends on the scale of the
+    # weights) must be the replicated fit's, also when the fit ran on normalised weights internally
+    data = _draw(5, 80, tied=True).assign(k=lambda d: np.arange(len(d)) % 3 + 1.0)
+    weighted = fine_gray(data, "time", "status", COVS, weights="k", tol=1e-12, max_iter=50)
+    copies = data.loc[data.index.repeat(data["k"].astype(int))].reset_index(drop=True)
+    replicated = fine_gray(copies, "time", "status", COVS, tol=1e-12, max_iter=50)
+    assert data["k"].mean() != 1.0
+    np.testing.assert_allclose(weighted.loglik.null, replicated.loglik.null, rtol=1e-10)
+    np.testing.assert_allclose(weighted.loglik.final, replicated.loglik.final, rtol=1e-10)
+
+
 # ------------------------------------------------------------------ infinitesimal jackknife
 
 

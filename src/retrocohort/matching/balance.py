@@ -113,6 +113,18 @@ def levels_of(col: pd.Series) -> list[Any]:
     return sorted(values.tolist(), key=lambda v: (str(type(v)), v))
 
 
+def _refuse_infinite(x: np.ndarray, name: str, where: str) -> None:
+    """Raise naming the column when ``x`` holds +-inf (a mean and SD of them print as "inf (nan)")."""
+    n_inf = int(np.isinf(x).sum())
+    if n_inf:
+        signs = sorted({"+inf" if v > 0 else "-inf" for v in x[np.isinf(x)]})
+        raise InputError(
+            f"{where}: covariate {name!r} has {n_inf} infinite value(s) ({', '.join(signs)}) out of {len(x)} rows; "
+            "a mean, SD or SMD of them is not a number. Replace them (e.g. an infinite ratio from a division by "
+            "zero) with a finite value or a missing value, or drop those rows explicitly"
+        )
+
+
 def _check_weights(data: pd.DataFrame, weights: Any) -> np.ndarray:
     if weights is None:
         return np.ones(len(data))
@@ -175,7 +187,7 @@ def balance(
         Two-valued treatment column (see :func:`propensity_score`).
     covariates : sequence of str
         Numeric columns (0/1 ones are treated as binary), booleans and
-        categoricals. Missing values raise InputError.
+        categoricals. Missing or infinite values raise InputError.
     weights : column name, array (n,) or Series, optional
         E.g. ``match_nearest(...).weights`` to get balance in the matched
         sample (units with weight 0 drop out).
@@ -219,6 +231,7 @@ def balance(
                 labels.append(f"{name} = {level}")
         else:
             x = np.asarray(col, dtype=float)
+            _refuse_infinite(x, name, "balance")
             kind = "binary" if np.isin(x, (0.0, 1.0)).all() else "continuous"
             rows.append(_row(name, None, kind, x, w, is_treated))
             labels.append(name)

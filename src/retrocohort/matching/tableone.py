@@ -29,6 +29,7 @@ from .._design import require_columns
 from ..errors import InputError
 from ._common import as_column_list
 from .balance import (
+    _refuse_infinite,
     is_categorical,
     levels_of,
     smd_categorical,
@@ -150,6 +151,7 @@ def table_one(
             if not pd.api.types.is_numeric_dtype(col):
                 raise InputError(f"table_one: column {name!r} is neither numeric nor categorical ({col.dtype})")
             x_all = np.asarray(col, dtype=float)
+            _refuse_infinite(x_all, name, "table_one")  # missing values are counted; infinite ones are refused
             stats = []
             cells = []
             for m in masks:

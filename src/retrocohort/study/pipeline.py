@@ -224,6 +224,99 @@ def _why_not_estimable(
     return None
 
 
+#: Minimum information for an exposure hazard ratio (docs/study-file.md, "Minimum information"):
+#: patients per arm (for a weighted fit, Kish's effective sample size per arm) and events per arm.
+MIN_PATIENTS_PER_ARM = 10
+MIN_EVENTS_PER_ARM = 5
+
+
+def _minimum_information(
+    frame: pd.DataFrame, event: pd.Series, outcome: str, population: str, weights: str | None = None
+) -> str | None:
+    """Why the exposure (s)HR of ``frame`` would not carry enough information to report, or None.
+
+    Run after :func:`_why_not_estimable` (both arms present, events in both).
+    Three documented rules, each of which a full-cohort or IPTW fit had
+    broken while still printing a number (an sHR of 15.5 with p = 3e-9 from
+    two exposed patients):
+
+    1. each arm has at least ``MIN_PATIENTS_PER_ARM`` patients, and, for a
+       weighted fit, an effective sample size ``(sum w)^2 / sum w^2`` of at
+       least as many (a few large IPTW weights carry the arm);
+    2. each arm has at least ``MIN_EVENTS_PER_ARM`` events of the outcome;
+    3. no separation: the exposure does not make the (sub)distribution
+       partial likelihood monotone (see :func:`_exposure_separation`).
+
+    Reasons say "fewer than N" and give no count, so a skipped model's reason
+    never shows a number below the small-cell threshold.
+    """
+    what = _outcome_name(outcome)
+    exposed = frame["exposed"].to_numpy() == 1
+    for arm, mask in (("exposed", exposed), ("unexposed", ~exposed)):
+        if int(mask.sum()) < MIN_PATIENTS_PER_ARM:
+            return (f"fewer than {MIN_PATIENTS_PER_ARM} {arm} patients in the {population} cohort: too little "
+                    f"information for a hazard ratio (minimum {MIN_PATIENTS_PER_ARM} patients per arm)")
+        if weights is not None:
+            w = frame[weights].to_numpy(dtype=float)[mask]
+            squares = float((w**2).sum())
+            ess = float(w.sum() ** 2 / squares) if squares > 0 else 0.0  # all-zero weights carry nothing
+            if ess < MIN_PATIENTS_PER_ARM:
+                return (f"the {arm} arm of the {population} cohort has an effective sample size below "
+                        f"{MIN_PATIENTS_PER_ARM} under its weights (a few patients carry most of the weight): "
+                        f"too little information for a weighted hazard ratio (minimum {MIN_PATIENTS_PER_ARM})")
+    e1, e0 = _arm_events(frame, event)
+    for arm, count in (("exposed", e1), ("unexposed", e0)):
+        if count < MIN_EVENTS_PER_ARM:
+            return (f"fewer than {MIN_EVENTS_PER_ARM} {what} events among the {arm} patients of the {population} "
+                    f"cohort: too little information for a hazard ratio (minimum {MIN_EVENTS_PER_ARM} events per arm)")
+    competing = outcome == "krt_liberation_90d"
+    time_col, status_col = _KRT if competing else _DEATH
+    status = frame[status_col].to_numpy()
+    direction = _exposure_separation(
+        frame[time_col].to_numpy(dtype=float), event.to_numpy(dtype=bool), exposed,
+        ((status != 0) & (status != 1)) if competing else None)
+    if direction is not None:
+        risk_set = "subdistribution risk set" if competing else "risk set"
+        return (f"separation in the {population} cohort: every {what} event among the {direction[0]} patients "
+                f"happened when no {direction[1]} patient was in its {risk_set}, so the partial likelihood is "
+                f"monotone in the exposure: the hazard ratio runs to {direction[2]} and is not estimable")
+    return None
+
+
+def _exposure_separation(
+    time: np.ndarray, event: np.ndarray, exposed: np.ndarray, competing: np.ndarray | None
+) -> tuple[str, str, str] | None:
+    """Whether the exposure alone separates the events (monotone partial likelihood), and which way.
+
+    The exposure's score is a sum over events of ``x_i - xbar(t_i)``; with a
+    binary exposure each term has a fixed sign whatever the coefficients:
+    an exposed event gives ``>= 0`` (0 only if no unexposed patient is at
+    risk), an unexposed event ``<= 0`` (0 only if no exposed patient is at
+    risk). So if no unexposed event has an exposed patient in its risk set,
+    the score is never negative and the coefficient runs to +infinity; the
+    mirror case runs to -infinity. This holds for any values of other
+    covariates, so it also rules out the adjusted fit. Risk set at ``t``:
+    time >= t; for Fine-Gray also the competing events before ``t``
+    (``competing`` mask), which stay in with a positive weight.
+
+    Returns (arm whose events are uninformative, other arm, direction) or None.
+    """
+    def at_risk(arm: np.ndarray, t: np.ndarray) -> np.ndarray:
+        times = np.sort(time[arm])
+        count = len(times) - np.searchsorted(times, t, side="left")
+        if competing is not None:
+            count += np.searchsorted(np.sort(time[arm & competing]), t, side="left")
+        return count
+
+    # an arm without events passes its test vacuously: all events in one arm is separation too
+    t1, t0 = time[event & exposed], time[event & ~exposed]
+    if not at_risk(exposed, t0).any():
+        return "unexposed", "exposed", "infinity"
+    if not at_risk(~exposed, t1).any():
+        return "exposed", "unexposed", "0"
+    return None
+
+
 def _supports(func: Callable[..., Any], parameter: str) -> bool:
     try:
         return parameter in inspect.signature(func).parameters
@@ -668,6 +761,8 @@ def _fit_hr(
     covariates = ["exposed", *_usable_covariates(run, frame, [c for c in covariates if c != "exposed"], where)]
     event = (frame[_KRT[1]] == 1) if competing else (frame[_DEATH[1]] == 1)
     why = _why_not_estimable(frame, event, outcome, population, _n_terms(frame, covariates))
+    if why is None:
+        why = _minimum_information(frame, event, outcome, population, weights)
     if why is not None:
         run.skip(outcome, model, population, why)
         return None
@@ -681,7 +776,7 @@ def _fit_hr(
                     kwargs["weights"] = weights
                 fit = fine_gray(frame, _KRT[0], _KRT[1], covariates, **kwargs)
             else:
-                # robust=None follows coxph: sandwich with a cluster or non-0/1 weights.
+                # robust=None follows coxph: sandwich with a cluster or a non-integer weight.
                 fit = cox(
                     frame,
                     _DEATH[0],
@@ -734,7 +829,9 @@ def _matched_variance(run: _Run, matched: pd.DataFrame) -> tuple[str | None, boo
     """(cluster column, robust flag, description) for models in the matched cohort."""
     if not run.study.models.cluster_on_matched_set:
         if _weights_needed(matched):
-            return None, None, "robust (non-unit matching weights)"
+            # explicit: coxph's default would keep the model-based variance for whole-number weights,
+            # but matching weights are not frequency weights
+            return None, True, "robust (non-unit matching weights)"
         return None, None, "model-based"
     if matched["subclass"].notna().all():
         return "subclass", None, "robust, clustered on matched set"

@@ -50,7 +50,8 @@ __all__ = ["cox", "CoxResult", "TestResult", "score_residuals", "baseline_hazard
 
 
 @njit(cache=True)
-def _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron, r, c, xbar_buf, step_w):
+def _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron, r, c, xbar_buf, step_w,
+               ghaz, gown, gexit):
     """One O(n p) sweep: log partial likelihood, score and the pieces of the information.
 
     All arrays are sorted by (stratum, stop). ``sbounds`` (n_strata + 1,) holds
@@ -71,6 +72,19 @@ def _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron,
     small shared machine halves the speed of the numba sweep that follows.
     ``r`` and ``c`` (n,) are work arrays (overwritten).
 
+    ``c_i`` is not kept as the difference of the running hazard total at the
+    row's exit and entry: the sweep runs from the latest time, where on a
+    monotone likelihood the increments ``wt/S0`` can be 1e8 times those of
+    the early times, so early rows' ``c_i`` would be small differences of
+    huge totals (the information then came out negative near the divergence,
+    where coxph still converges). Instead each death time's total increment
+    goes to ``ghaz`` and its Efron share not carried by its dying rows to
+    ``gown`` ((n_groups + 1,) each); a row keeps the index of the death times
+    already swept at its entry (in ``c``) and, with ``entry``, at its exit
+    (``gexit`` (n,)); after the sweep ``ghaz`` is turned into per-stratum
+    sums from the earliest time on, so ``c_i`` is a difference of sums that
+    are no larger than the hazard up to the row's own stop time.
+
     Returns (loglik, u (p,), information (p, p)).
     """
     n, p = X.shape
@@ -83,14 +97,14 @@ def _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron,
     xw = np.zeros(p)
     for i in range(n):
         r[i] = w[i] * np.exp(eta[i])
-        c[i] = 0.0
     m = 0
+    g = 0  # death times swept so far, all strata (index into ghaz, gown)
     for s in range(sbounds.shape[0] - 1):
         lo = sbounds[s]
         hi = sbounds[s + 1]
+        g_first = g
         s0 = 0.0
         s1[:] = 0.0
-        atot = 0.0  # hazard increments summed over the death steps processed so far (later times)
         sp = hi - 1  # next row (in entry order) to leave the risk set
         i = hi - 1
         while i >= lo:
@@ -106,7 +120,7 @@ def _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron,
             for k in range(j, i + 1):
                 rk = r[k]
                 s0 += rk
-                c[k] = -atot
+                c[k] = g  # death times after this row's stop: not in its hazard
                 for a in range(p):
                     s1[a] += X[k, a] * rk
                 if event[k] != 0:
@@ -128,7 +142,7 @@ def _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron,
                     s0 -= rk
                     for a in range(p):
                         s1[a] -= X[k, a] * rk
-                    c[k] += atot
+                    gexit[k] = g
                     sp -= 1
             if nd > 0:
                 loglik += etaw
@@ -146,10 +160,12 @@ def _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron,
                         xbar_buf[m, a] = xb
                     step_w[m] = dw
                     m += 1
-                    atot += h
+                    ghaz[g] = h
+                    gown[g] = 0.0
                 else:
                     meanwt = dw / nd
                     own = 0.0  # sum of f * h: the share a dying row does not carry
+                    htot = 0.0
                     for q in range(nd):
                         f = q / nd
                         e0 = s0 - f * d0
@@ -164,20 +180,29 @@ def _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron,
                             xbar_buf[m, a] = xb
                         step_w[m] = meanwt
                         m += 1
-                        atot += h
+                        htot += h
                         own += f * h
-                    for k in range(j, i + 1):
-                        if event[k] != 0:
-                            c[k] -= own
+                    ghaz[g] = htot
+                    gown[g] = own
+                g += 1
             i = j - 1
         # rows still at risk at the stratum's earliest time leave now
         if has_entry:
             while sp >= lo:
-                c[sorder[sp]] += atot
+                gexit[sorder[sp]] = g
                 sp -= 1
-        else:
-            for k in range(lo, hi):
-                c[k] += atot
+        # ghaz[q] -> hazard summed over this stratum's death times at or before death time q, adding
+        # from the earliest (smallest) increments on; ghaz[g] = 0 closes the stratum
+        ghaz[g] = 0.0
+        for q in range(g - 1, g_first - 1, -1):
+            ghaz[q] += ghaz[q + 1]
+        for k in range(lo, hi):
+            q = int(c[k])
+            v = ghaz[q] - (ghaz[gexit[k]] if has_entry else 0.0)
+            if event[k] != 0:
+                v -= gown[q]
+            c[k] = v
+        # (the closing zero at ghaz[g] is overwritten by the next stratum's first death time: it is used up)
     for i in range(n):
         # r c >= 0 in exact arithmetic; clip rounding so the weights are not negative
         v = r[i] * c[i]
@@ -267,17 +292,20 @@ def _cox_pass(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron, 
     Newton iterations instead of faulting in fresh pages each time.
     """
     if scratch is None:
-        scratch = _pass_scratch(X)
+        scratch = _pass_scratch(X, int(np.count_nonzero(event)), has_entry)
     return _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron, *scratch)
 
 
 _STEP_BUFFER = 256  # death steps collected before their xbar xbar' products are added
 
 
-def _pass_scratch(X: np.ndarray):
-    """Work arrays for :func:`_cox_pass`: ``r``, ``c`` (n,), the step buffer (B, p) and its weights (B,)."""
+def _pass_scratch(X: np.ndarray, n_events: int, has_entry: bool):
+    """Work arrays for :func:`_cox_pass`: ``r``, ``c`` (n,), the step buffer (B, p) and its weights (B,),
+    the per-death-time hazard and Efron shares (n_events + 1,) and the rows' exit indices (n,; 1 without entry).
+    """
     n, p = X.shape
-    return np.empty(n), np.empty(n), np.empty((_STEP_BUFFER, p)), np.empty(_STEP_BUFFER)
+    return (np.empty(n), np.empty(n), np.empty((_STEP_BUFFER, p)), np.empty(_STEP_BUFFER),
+            np.empty(n_events + 1), np.empty(n_events + 1), np.empty(n if has_entry else 1, dtype=np.int64))
 
 
 @njit(cache=True)
@@ -607,8 +635,9 @@ class CoxResult:
         ``concordance_counts`` the weighted concordant, discordant and tied.x pair counts.
         Computed on first access (an O(n log n) pass that costs about as much
         as the fit itself at large n) and then cached on the result.
-    iterations, converged : Newton-Raphson iterations (``fit$iter``) and whether
-        the relative log-likelihood change reached ``eps``.
+    iterations, converged : Newton-Raphson iterations (``fit$iter`` of a converged
+        fit; coxph reports ``iter.max + 1`` when it runs out, we report
+        ``max_iter``) and whether the relative log-likelihood change reached ``eps``.
     ties, robust, conf_level, notes.
     """
 
@@ -847,15 +876,51 @@ def _chol_solve(imat: np.ndarray, rhs: np.ndarray, columns: Sequence[str]) -> np
     return linalg.cho_solve(factor, rhs)
 
 
-def _raise_singular(imat: np.ndarray, columns: Sequence[str]) -> None:
+def _scaled(imat: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
+    """``diag(scale) imat diag(scale)``: the information of the columns divided by their spread."""
+    return imat if scale is None else imat * np.outer(scale, scale)
+
+
+def _pivots_above_tolerance(imat: np.ndarray, scale: np.ndarray | None = None) -> bool:
+    """Whether every Cholesky pivot of ``imat`` exceeds coxph's ``toler.chol`` times its largest diagonal.
+
+    A scipy Cholesky only fails on a pivot <= 0; a covariate that carries no
+    information (constant within every stratum) can leave a pivot of rounding
+    size, which coxph's tolerance treats as zero. coxph applies the tolerance
+    to the information of its rescaled columns (it divides each by its mean
+    absolute deviation); ``scale`` (p,) plays that part here (1 / the
+    column's range), so a covariate's units do not decide.
+    """
+    if not np.all(np.isfinite(imat)):
+        return False
+    imat = _scaled(imat, scale)
+    p = imat.shape[0]
+    top = float(np.abs(np.diag(imat)).max(initial=0.0))
+    if top <= 0.0:
+        return False
+    tol = np.finfo(float).eps ** 0.75 * top
+    a = np.array(imat, dtype=float, copy=True)
+    for j in range(p):
+        piv = a[j, j]
+        if not piv > tol:
+            return False
+        # eliminate column j from the trailing block (outer-product Cholesky on a copy)
+        a[j + 1:, j + 1:] -= np.outer(a[j + 1:, j], a[j, j + 1:]) / piv
+    return True
+
+
+def _raise_singular(imat: np.ndarray, columns: Sequence[str], scale: np.ndarray | None = None) -> None:
     """Name the columns whose information is not positive given the earlier ones.
 
     Sequential Cholesky with coxph's tolerance (``toler.chol`` = eps^0.75
-    relative to the diagonal), the same rule by which coxph sets a
-    coefficient to NA.
+    times the largest diagonal element), the same rule by which coxph sets a
+    coefficient to NA (on the columns scaled by ``scale``, see
+    :func:`_pivots_above_tolerance`).
     """
+    imat = _scaled(imat, scale)
     p = imat.shape[0]
-    tol = np.finfo(float).eps ** 0.75
+    diag = np.abs(np.diag(imat))
+    tol = np.finfo(float).eps ** 0.75 * (diag[np.isfinite(diag)].max(initial=0.0) or 1.0)
     bad: list[tuple[str, list[str]]] = []  # (column, the columns kept before it)
     kept: list[int] = []
     for j in range(p):
@@ -871,7 +936,7 @@ def _raise_singular(imat: np.ndarray, columns: Sequence[str]) -> None:
             schur = imat[j, j] - b @ np.linalg.solve(a, b)
         else:
             schur = imat[j, j]
-        if not schur > tol * max(abs(imat[j, j]), 1e-300):
+        if not schur > tol:
             bad.append((columns[j], [columns[k] for k in kept]))
         else:
             kept.append(j)
@@ -883,7 +948,8 @@ def _raise_singular(imat: np.ndarray, columns: Sequence[str]) -> None:
     )
 
 
-def _newton(fit_pass, p: int, columns: Sequence[str], max_iter: int, eps: float):
+def _newton(fit_pass, p: int, columns: Sequence[str], max_iter: int, eps: float,
+            scale: np.ndarray | None = None):
     """Newton-Raphson with step halving, as coxph's fitter does.
 
     Starts at beta = 0. Converged when |1 - loglik_old/loglik_new| <= eps
@@ -895,6 +961,8 @@ def _newton(fit_pass, p: int, columns: Sequence[str], max_iter: int, eps: float)
     loglik0, u0, imat0 = fit_pass(beta)
     if not np.isfinite(loglik0):
         raise ConvergenceError("cox: log partial likelihood is not finite at beta = 0; check times and weights")
+    if not _pivots_above_tolerance(imat0, scale):
+        _raise_singular(imat0, columns, scale)  # e.g. constant within every stratum: rounding can leave a tiny pivot
     step0 = _chol_solve(imat0, u0, columns)
     score_stat = float(u0 @ step0)
     loglik = loglik0
@@ -929,7 +997,7 @@ def _newton(fit_pass, p: int, columns: Sequence[str], max_iter: int, eps: float)
 
 
 def _fit_pass_factory(sf: dict):
-    scratch = _pass_scratch(sf["X"])
+    scratch = _pass_scratch(sf["X"], int(np.count_nonzero(sf["event"])), sf["has_entry"])
     eta = np.empty(sf["X"].shape[0])
 
     def fit_pass(beta: np.ndarray):
@@ -1116,11 +1184,16 @@ def cox(
     cluster : column of cluster ids; gives the grouped sandwich variance of
         ``coxph(..., cluster=)``. ``robust=True`` without a cluster treats each
         row as its own cluster (``coxph(robust=TRUE)``). The default ``None``
-        follows coxph: robust when a cluster is given or some case weight is
-        not 0 or 1; ``robust=False`` forces the model-based variance
-        (and is rejected together with a cluster).
+        follows what coxph does (survival 3.5): robust when a cluster is given
+        or some case weight is not an integer; integer weights are frequency
+        weights and keep the model-based variance. ``robust=False`` forces the
+        model-based variance (and is rejected together with a cluster).
     conf_level : confidence level of the hazard-ratio intervals.
-    max_iter, eps : coxph's ``iter.max`` and ``eps``.
+    max_iter, eps : coxph's ``iter.max`` and ``eps``. As in coxph, the
+        non-convergence and infinite-coefficient checks (ModelWarning) run
+        only when ``max_iter > 1``; ``max_iter=0`` returns beta = 0 and
+        ``max_iter=1`` one Newton step, without a warning (``converged`` is
+        False unless that step met the criterion; a note says so).
     timefix : treat times equal up to floating-point rounding as tied, as
         coxph does by default (``coxph.control(timefix=TRUE)``, ``aeqSurv``).
 
@@ -1140,6 +1213,10 @@ def cox(
         raise InputError(f"cox: ties={ties!r} is not supported; use one of {list(_TIES)}")
     if not 0 < conf_level < 1:
         raise InputError(f"cox: conf_level must be in (0, 1), got {conf_level!r}")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 0:
+        raise InputError(f"cox: max_iter must be a non-negative integer (coxph's iter.max), got {max_iter!r}")
+    if not (isinstance(eps, (int, float)) and 0 < eps < 1):
+        raise InputError(f"cox: eps must be in (0, 1) (coxph's eps, default 1e-9), got {eps!r}")
     covariates = _as_list(covariates)
     if not covariates:
         raise InputError("cox: give at least one covariate (the null model has nothing to estimate)")
@@ -1234,16 +1311,26 @@ def cox(
               has_entry=entry is not None, efron=ties == "efron")
     fit_pass = _fit_pass_factory(sf)
 
-    # a singular information at beta = 0 (constant within strata, collinear) raises inside _newton
+    # a singular information at beta = 0 (constant within strata, collinear) raises inside _newton;
+    # the tolerance is applied with each column divided by its range (no constant column is left here)
+    spread = 1.0 / (col_max - col_min)
     beta, ll0, u0, imat0, ll1, u1, imat1, score_stat, iterations, converged = _newton(
-        fit_pass, p, columns, max_iter, eps)
+        fit_pass, p, columns, max_iter, eps, spread)
     try:
         naive_var = linalg.cho_solve(linalg.cho_factor(imat1), np.eye(p))
     except linalg.LinAlgError:
-        _raise_singular(imat1, columns)
+        _raise_singular(imat1, columns, spread)
     naive_var = (naive_var + naive_var.T) / 2
 
-    if not converged:
+    if max_iter <= 1:
+        # coxph checks convergence and infinite coefficients only when more than one iteration is
+        # allowed: iter.max = 0 evaluates at the start (e.g. for the score test), 1 takes one step
+        converged = converged and max_iter == 1  # max_iter=0 checked nothing
+        if not converged:
+            notes.append(f"max_iter={max_iter}: {'no Newton step' if max_iter == 0 else 'one Newton step'} "
+                         f"from beta = 0 and no convergence check, as coxph(iter.max = {max_iter}); the "
+                         "coefficients are not the maximum of the partial likelihood")
+    elif not converged:
         msg = (f"cox: Newton-Raphson did not converge in {max_iter} iterations (relative log-likelihood change "
                f"above {eps}); the estimates are not reliable")
         warnings.warn(msg, ModelWarning, stacklevel=2)
@@ -1270,7 +1357,10 @@ def cox(
                          cluster_codes=cluster_codes)
 
     if robust is None:
-        robust = cluster is not None or (w is not None and bool(np.any((w != 0) & (w != 1))))
+        # coxph's rule (survival 3.x code; its help page says "not 0 or 1"): integer case weights are
+        # frequency weights (a weight of 2 is two identical rows), so the model-based variance stands;
+        # a non-integer weight (a sampling or IPTW weight) makes the sandwich the default
+        robust = cluster is not None or (w is not None and bool(np.any(w != np.floor(w))))
     elif not robust and cluster is not None:
         raise InputError("cox: cluster given with robust=False; a cluster only changes the (robust) variance, "
                          "so drop the cluster or leave robust at its default")

@@ -750,6 +750,10 @@ def fine_gray(
         weight times the unweighted censoring weight). Ignored without weights.
     tol, max_iter : float, int
         crr's ``gtol`` and ``maxiter`` (same stopping rule; see module notes).
+        With ``weights`` the rule is applied to the weights divided by their
+        mean, so multiplying every weight by a constant changes neither the
+        coefficients nor their variance (``loglik`` and ``information`` are
+        reported for the weights as given).
 
     Returns
     -------
@@ -801,6 +805,15 @@ def fine_gray(
     x = design_matrix(data, covariates, where)
     terms = list(x.columns)
     z = x.to_numpy(dtype=float)
+    # The fit runs on weights of mean 1. The coefficients and the sandwich are invariant to a common
+    # factor in the weights, but crr's stopping rule compares the score with max(|loglik|, 1), and both
+    # shrink with the weights: weights * 1e-7 would stop at beta = 0. Unit weights are left untouched
+    # (their mean is exactly 1.0), so crr's unweighted fit is reproduced bit for bit.
+    # (the mean of w / max(w) times max(w): no overflow for weights near 1e308, and exactly 1.0 for unit weights)
+    top = 1.0 if case_weights is None else float(case_weights.max())
+    weight_scale = 1.0 if case_weights is None else float(np.mean(case_weights / top)) * top
+    if case_weights is not None and weight_scale != 1.0:
+        case_weights = case_weights / weight_scale
     s, order = _prepare(times, codes, z, int(cause), int(censor_code), case_weights,
                         censoring_weighted=censoring_km == "weighted")
     _check_design(terms, z, s.z, where)
@@ -860,11 +873,19 @@ def fine_gray(
     hazard = fit.hazard * np.exp(-fit.shift - float(s.z_mean @ beta))
     baseline = pd.DataFrame({"time": s.event_time, "hazard": hazard, "cumulative_hazard": np.cumsum(hazard)})
     null_loglik = sol.initial_loglik  # Newton starts at beta = 0, where crr's loglik.null is taken
+    final_loglik = fit.loglik
+    information = fit.info
+    if weight_scale != 1.0:
+        # back to the caller's weights: sum v eta - sum d log S0 with v = c u gives c (L_u - D_u log c)
+        events_weight = float(s.n_event.sum())
+        null_loglik = weight_scale * (null_loglik - events_weight * np.log(weight_scale))
+        final_loglik = weight_scale * (final_loglik - events_weight * np.log(weight_scale))
+        information = information * weight_scale
     return FineGrayResult(
         summary=summary,
         vcov=pd.DataFrame(vcov, index=terms, columns=terms),
-        information=pd.DataFrame(fit.info, index=terms, columns=terms),
-        loglik=LogLik(null=null_loglik, final=fit.loglik),
+        information=pd.DataFrame(information, index=terms, columns=terms),
+        loglik=LogLik(null=null_loglik, final=final_loglik),
         baseline=baseline,
         n=int(len(data)),
         n_events=n_events,

@@ -6,6 +6,12 @@ time-varying covariates ``x_j * g(t)``, where ``g(t) = 1 - S(t-)`` is one
 minus the left-continuous Kaplan-Meier estimate of the pooled data
 (unweighted, strata ignored), and the score test of ``gamma = 0`` is computed
 at ``(beta_hat, 0)`` with the full information matrix of the extended model.
+As cox.zph does, ``g`` is centred on its mean over the event rows and the
+score of the p original coefficients is taken as exactly zero (its value at
+the maximum); ``ph_test(score_at_fit="computed")`` uses the score actually
+evaluated at the returned coefficients instead. The two agree when the fit
+converged fully and differ (typically in the 6th digit) when it stopped
+before the score vanished, e.g. with a loose ``eps`` or at ``max_iter``.
 Because ``g`` is constant across everyone at risk at a death time ``t``, the
 extended model's score and information are sums over death times of
 
@@ -15,13 +21,16 @@ extended model's score and information are sums over death times of
 where ``U_t`` is the (Efron or Breslow) score contribution and ``I_t`` the
 information contribution at ``t``. The statistic for a term with columns J
 is ``u' V^{-1} u`` over the p x-columns plus the J time columns (df = |J|);
-GLOBAL uses all 2p columns (df = p). Shifting ``g`` by a constant is a
-reparametrisation, so the test does not depend on centring ``g``.
+GLOBAL uses all 2p columns (df = p). With the computed score, shifting
+``g`` by a constant is a reparametrisation and changes nothing; with the
+beta score set to zero it shifts the time part of the score by a multiple
+of the (small) remaining beta score, which is why the centring follows R.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -31,7 +40,7 @@ from scipy import stats
 from ..errors import InputError
 from .cox import CoxResult, _wald_quadratic
 
-__all__ = ["ph_test", "PHTestResult"]
+__all__ = ["ph_test", "PHTestResult", "ScoreAtFit"]
 
 
 @njit(cache=True)
@@ -176,7 +185,11 @@ class PHTestResult:
     transform: str
 
 
-def ph_test(result: CoxResult, terms: bool = True) -> PHTestResult:
+ScoreAtFit = Literal["zero", "computed"]
+_SCORE_AT_FIT: tuple[str, ...] = get_args(ScoreAtFit)
+
+
+def ph_test(result: CoxResult, terms: bool = True, *, score_at_fit: ScoreAtFit = "zero") -> PHTestResult:
     """Score test of proportional hazards for each term and globally.
 
     Parameters
@@ -185,6 +198,12 @@ def ph_test(result: CoxResult, terms: bool = True) -> PHTestResult:
     terms : test each covariate as a whole (a categorical covariate's k-1
         columns jointly, df = k-1), as ``cox.zph(terms=TRUE)``; False tests
         each model column separately.
+    score_at_fit : "zero" (default, as ``cox.zph``) takes the score of the
+        p original coefficients as exactly zero, which it is at the maximum;
+        "computed" uses the score actually evaluated at the returned
+        coefficients. The two differ only when the fit stopped before the
+        score vanished (a loose ``eps``, ``max_iter`` reached), typically
+        in the 6th digit of the statistic.
 
     Returns
     -------
@@ -196,12 +215,21 @@ def ph_test(result: CoxResult, terms: bool = True) -> PHTestResult:
     if not isinstance(result, CoxResult):
         raise InputError(f"ph_test: expects the result of retrocohort.cox(...), got {type(result).__name__}; "
                          "fit the Cox model first and pass its result")
+    if score_at_fit not in _SCORE_AT_FIT:
+        raise InputError(f"ph_test: score_at_fit={score_at_fit!r} is not supported; use one of {list(_SCORE_AT_FIT)}")
     f = result._fit
     p = f.X.shape[1]
     gvals = _km_transform(f.stop, f.start, f.event, f.has_entry)
+    # cox.zph centres g on its mean over the event rows; with the beta part of the score taken as
+    # zero that centring matters (it is a reparametrisation only for the score actually computed)
+    gvals = gvals - gvals[f.event != 0].mean()
     eta = f.eta - f.eta.max()
     u, imat = _zph_pass(f.stop, f.start, f.event, f.weights, f.X, eta, gvals, f.sbounds, f.sorder,
                         f.has_entry, f.efron)
+    if score_at_fit == "zero":
+        # cox.zph's score test is built with the beta part of the score set to 0 (its value at the
+        # maximum), whatever the fitter left; only the time-varying part enters the statistic then
+        u[:p] = 0.0
     columns = list(f.columns)
     if terms:
         groups = [(name, [columns.index(c) for c in cols]) for name, cols in f.terms]
