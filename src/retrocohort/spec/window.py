@@ -61,6 +61,8 @@ class Window(BaseModel):
             return self
         if math.isnan(self.start_hours) or math.isnan(self.end_hours):
             raise ValueError("a window end is not a number")
+        if self.start_hours == math.inf or self.end_hours == -math.inf:
+            raise ValueError(f"window {self.describe()}: the start cannot be +inf nor the end -inf")
         if self.start_hours > self.end_hours:
             raise ValueError(
                 f"window {self.describe()}: its start ({_fmt(self.start_hours)}) is after its end "
@@ -68,8 +70,6 @@ class Window(BaseModel):
             )
         if self.start_hours == self.end_hours and not (self.start_closed and self.end_closed):
             raise ValueError(f"window {self.describe()} is empty: equal ends need both brackets closed, e.g. [0h, 0h]")
-        if self.start_hours == math.inf or self.end_hours == -math.inf:
-            raise ValueError(f"window {self.describe()}: the start cannot be +inf nor the end -inf")
         return self
 
     def describe(self) -> str:
