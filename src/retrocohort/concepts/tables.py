@@ -134,7 +134,7 @@ def _emar(conn: Any, concept: ConceptSpec) -> ir.Table:
                 "reads the route from it. Copy emar_detail.csv.gz into hosp/ or remove the selector"
             )
         return emar.mutate(route=ibis.null("string"), dose_given=ibis.null("string"),
-                           dose_given_unit=ibis.null("string"))
+                           dose_given_unit=ibis.null("string"), dose_number=ibis.null("float64"))
     detail = conn.concept_table("hosp/emar_detail")
     # emar_detail has one parent row per administration (parent_field_ordinal empty) and child rows per
     # product (1.1, 1.2...) carrying the dose given; the route sits on either. One summary per emar_id:
