@@ -621,6 +621,9 @@ def _assemble(facts: pd.DataFrame, study: Study, conn: SourceConnection, found: 
             else:
                 fill = float(np.median(pd.to_numeric(observed))) if len(observed) else float("nan")
                 rule = f"the median of the eligible patients, {fill:g}"
+            if not len(observed):
+                rule = ("no eligible patient has a value, so nothing can be imputed and the covariate stays "
+                        "missing: remove it from the study or define it from data this source holds")
             frame[name] = frame[name].where(~missing, fill)
         if n_missing:
             notes.append(f"covariate {name}: {n_missing} eligible patient(s) without a value; {rule}")
