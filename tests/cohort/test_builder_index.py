@@ -133,3 +133,15 @@ def test_entry_from_a_hospital_table_is_placed_in_its_icu_stay(folder):
     assert idx[4] == (410, FIRST - H)  # the Mg one hour before CRRT, inside stay 410
     assert 5 not in idx
     assert cohort.attrition.set_index("step").loc["icu_stay", "excluded"] == 1
+
+
+def test_a_concept_on_an_absent_table_names_concept_and_table(folder):
+    from retrocohort.errors import SourceError
+
+    text = TEMPLATE.format(entry="crrt_rows", select="first", first_stay="false").replace(
+        '[concepts.noradrenaline]\ntable = "icu/inputevents"\nitemids = [221906]',
+        '[concepts.noradrenaline]\ntable = "hosp/prescriptions"\ndrugs = ["norepinephrine"]',
+    )
+    with pytest.raises(SourceError) as info:
+        build_cohort(parse_study_text(text), folder)
+    assert "concept 'noradrenaline'" in str(info.value) and "hosp/prescriptions" in str(info.value)

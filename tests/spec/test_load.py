@@ -287,3 +287,9 @@ def test_check_study_in_code():
     with pytest.raises(StudySpecError, match="no outcome is marked primary"):
         check_study(bad)
     assert check_study(s) is s
+
+
+def test_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + TEXT.encode())
+    assert load_study_file(path).study.name == "magnesium_ckrt"

@@ -27,7 +27,7 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
+from ..errors import InputError, SourceError
 from ..sources.mimic_iv import ENGINES, MimicIV, SourceConnection
 from ..spec.study import SUMMARIES, Criterion, Study, covariate_type
 from ..spec.window import Window
@@ -215,7 +215,11 @@ class _Compiler:
 
     def events(self, name: str) -> ir.Table:
         if name not in self._events:
-            raw = self._concept_events(self.conn, self.study.resolve(name))
+            try:
+                raw = self._concept_events(self.conn, self.study.resolve(name))
+            except SourceError as exc:
+                # Name the concept as well as the table: the user fixes the study or the data.
+                raise SourceError(f"concept {name!r} ({self.study.concept_label(name)}): {exc}") from None
             raw = raw.filter(raw.start_time.notnull())
             if self.subjects is not None:
                 raw = raw.semi_join(self.subjects, "subject_id")

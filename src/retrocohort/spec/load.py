@@ -44,7 +44,7 @@ def load_study_file(path: str | Path) -> Study:
     if not path.is_file():
         raise StudySpecError(f"study file {str(path)!r} not found (give the path of a .toml study file)")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM from a Windows editor is not TOML
     except (OSError, UnicodeDecodeError) as exc:
         raise StudySpecError(f"{path}: cannot be read as UTF-8 text ({exc})") from None
     return parse_study_text(text, where=str(path))
