@@ -95,3 +95,15 @@ def test_catalogue_imports_nothing():
         tree = ast.parse(inspect.getsource(module))
         relative = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level > 0]
         assert set(filter(None, relative)) <= allowed, module.__name__
+
+
+def test_docs_define_every_builtin_table_and_selector():
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "concepts.md").read_text()
+    for name, info in BUILTIN_CONCEPTS.items():
+        assert f"`{name}`" in text and info.rule in text, name
+    for table in CONCEPT_TABLES:
+        assert f"| `{table}`" in text, table
+    for selector in SELECTORS:
+        assert f"`{selector}`" in text, selector
