@@ -269,8 +269,8 @@ def _explain(exc: ValidationError, lines: dict[tuple[Any, ...], int], where: str
             allowed = _literal_values(loc)
             given = err.get("input")
             close = difflib.get_close_matches(str(given), allowed, n=1) if isinstance(given, str) else []
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            problems.append(f"{at}: {_key(loc)}{given!r} is not allowed{hint}. Allowed: {allowed}")
+            hint = f"; did you mean {close[0]!r}?" if close else "."
+            problems.append(f"{at}: {_key(loc)}{given!r} is not allowed{hint} Allowed: {allowed}")
         else:
             msg = str(err["msg"]).removeprefix("Value error, ")
             if loc and loc[-1] == "window" or "window" in str(loc):
