@@ -107,3 +107,15 @@ def test_docs_define_every_builtin_table_and_selector():
         assert f"| `{table}`" in text, table
     for selector in SELECTORS:
         assert f"`{selector}`" in text, selector
+
+
+def test_table_values_agree_with_the_table_maps():
+    from retrocohort.concepts.tables import TABLE_MAPS
+    from retrocohort.spec.concept import TABLE_VALUES
+
+    assert set(TABLE_VALUES) == set(CONCEPT_TABLES) == set(TABLE_MAPS)
+    for table, (has_value, has_amount) in TABLE_VALUES.items():
+        assert (TABLE_MAPS[table].value is not None) == has_value, table
+        assert (TABLE_MAPS[table].amount is not None) == has_amount, table
+    assert ConceptSpec(table="hosp/prescriptions", drugs="x").has_amount
+    assert not ConceptSpec(table="hosp/diagnoses_icd", codes="A41").has_value

@@ -138,10 +138,9 @@ def _death(conn: Any) -> ir.Table:
     # dod is a date: read as the last second of that day, so it never precedes an event recorded the same
     # day (e.g. a discharge alive); deathtime (minute precision) wins when present. As the flagship.
     dod_time = both.dod.cast("timestamp") + ibis.interval(seconds=SECONDS_PER_DAY - 1)
-    at = ibis.coalesce(both.deathtime, dod_time)
-    f = both.filter(at.notnull())
-    return events(f, start=ibis.coalesce(f.deathtime, f.dod.cast("timestamp") + ibis.interval(seconds=SECONDS_PER_DAY - 1)),
-                  hadm=f.d_hadm)
+    both = both.mutate(death_at=ibis.coalesce(both.deathtime, dod_time))
+    f = both.filter(both.death_at.notnull())
+    return events(f, start=f.death_at, hadm=f.d_hadm)
 
 
 def _antibiotics(conn: Any) -> ir.Table:
@@ -486,10 +485,15 @@ def _kdigo_urine(conn: Any, keys: ir.Table) -> ir.Table | None:
     stays = conn.concept_table("icu/icustays").select(s_stay="stay_id", intime="intime")
     k = k.left_join(stays, k.stay_id == stays.s_stay).select(k.subject_id, k.stay_id, k.index_time, stays.intime)
     wt = _chart(WEIGHT_ITEMIDS, 20.0, 400.0)(conn)
-    wj = wt.join(k.select(w_stay="stay_id", w_subject="subject_id"), wt.stay_id == k.stay_id)
-    weight = wj.group_by(wj.w_subject).aggregate(weight=wj.value.argmin(wj.start_time)).rename(subject_id="w_subject")
+    wk = k.select(w_stay="stay_id", w_subject="subject_id")
+    wj = wt.join(wk, wt.stay_id == wk.w_stay)
+    # The stay's first charted weight (ties at the same time: the lower value, for a deterministic answer).
+    order = ibis.window(group_by=wj.w_subject, order_by=[wj.start_time, wj.value])
+    first = wj.mutate(row_rank=ibis.row_number().over(order)).filter(lambda t: t.row_rank == 0)
+    weight = first.select(subject_id=first.w_subject, weight=first.value)
     uo = _urine_output(conn)
-    uj = uo.join(k.select(u_stay="stay_id", u_index="index_time"), uo.stay_id == k.stay_id)
+    uk = k.select(u_stay="stay_id", u_index="index_time")
+    uj = uo.join(uk, uo.stay_id == uk.u_stay)
     sums = uj.group_by("subject_id").aggregate(
         **{
             f"uo_{h}": ibis.cases(

@@ -13,7 +13,7 @@ Tables without a time per row get a documented rule (docs/concepts.md):
   assigned at discharge, so it is only *known* then: a window before an index
   inside the same admission does not see it); ``dated_at = "admission"`` dates
   it at ``admittime`` instead (the condition was present on admission, as for
-  comorbidities). ``end_time`` is always the other end of the admission.
+  comorbidities) and ``end_time`` is the discharge.
 - ``hosp/procedures_icd``, ``hosp/omr``: ``chartdate`` at 00:00.
 - ``hosp/microbiologyevents``: ``charttime``, else ``chartdate`` at 00:00; one
   event per specimen (the table has one row per organism and antibiotic).
@@ -245,9 +245,9 @@ def user_events(conn: Any, concept: ConceptSpec) -> ir.Table:
         picked = t.filter(*preds) if preds else t
         adm = conn.concept_table("hosp/admissions").select("hadm_id", a_admit="admittime", a_disch="dischtime")
         j = picked.join(adm, picked.hadm_id == adm.hadm_id)
-        at_admission = concept.dated_at == "admission"
-        start = j.a_admit if at_admission else j.a_disch
-        end = j.a_disch if at_admission else j.a_disch
+        # Dated at discharge: an instant (the code becomes known). Dated at admission: the whole admission.
+        start = j.a_admit if concept.dated_at == "admission" else j.a_disch
+        end = j.a_disch
         out = j.select(
             subject_id=j.subject_id.cast("int64"),
             hadm_id=j.hadm_id.cast("int64"),

@@ -129,7 +129,7 @@ BUILTIN_CONCEPTS: dict[str, BuiltinInfo] = {
     "age": _B(
         "baseline", "Age", "years",
         "Age at the index admission: anchor_age + (year of admittime - anchor_year) (MIMIC-IV shifts dates "
-        "per patient; ages above 89 are recorded as 91).",
+        "per patient; ages above 89 are recorded as 91); the index time's year when the index has no admission.",
         "numeric", ("hosp/patients", "hosp/admissions"),
     ),
     "sex": _B(

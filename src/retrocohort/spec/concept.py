@@ -63,6 +63,27 @@ TABLE_SELECTORS: dict[str, tuple[str, ...]] = {
 
 CONCEPT_TABLES: tuple[str, ...] = tuple(TABLE_SELECTORS)
 
+#: Tables whose events carry a number in ``value`` (and ``amount``, where summing makes sense). A
+#: numeric summary (mean, sum, min...) of a concept on another table has nothing to summarise.
+TABLE_VALUES: dict[str, tuple[bool, bool]] = {  # table -> (has value, has amount)
+    "icu/inputevents": (True, True),
+    "icu/ingredientevents": (True, True),
+    "icu/procedureevents": (True, False),
+    "icu/chartevents": (True, False),
+    "icu/outputevents": (True, True),
+    "icu/datetimeevents": (False, False),
+    "hosp/labevents": (True, False),
+    "hosp/prescriptions": (True, True),
+    "hosp/emar": (True, True),
+    "hosp/pharmacy": (False, False),
+    "hosp/diagnoses_icd": (False, False),
+    "hosp/procedures_icd": (False, False),
+    "hosp/microbiologyevents": (False, False),
+    "hosp/transfers": (False, False),
+    "hosp/services": (False, False),
+    "hosp/omr": (True, False),
+}
+
 
 def _closest(name: str, allowed: tuple[str, ...] | list[str]) -> str:
     match = difflib.get_close_matches(name, list(allowed), n=1, cutoff=0.5)
@@ -134,6 +155,16 @@ class ConceptSpec(BaseModel):
     dated_at: Literal["discharge", "admission"] | None = None
     label: str = ""
 
+    @property
+    def has_value(self) -> bool:
+        """Whether the concept's events carry a number in ``value`` (see :data:`TABLE_VALUES`)."""
+        return TABLE_VALUES[self.table][0]
+
+    @property
+    def has_amount(self) -> bool:
+        """Whether the concept's events carry an ``amount`` to sum (a dose or a volume)."""
+        return TABLE_VALUES[self.table][1]
+
     @field_validator("table")
     @classmethod
     def _known_table(cls, value: str) -> str:
@@ -201,4 +232,4 @@ class ConceptSpec(BaseModel):
         return self
 
 
-__all__ = ["CONCEPT_TABLES", "ConceptSpec", "SELECTORS", "TABLE_SELECTORS"]
+__all__ = ["CONCEPT_TABLES", "ConceptSpec", "SELECTORS", "TABLE_SELECTORS", "TABLE_VALUES"]
