@@ -349,3 +349,38 @@ def test_hostile_strings_are_literals(conn):
     assert run(conn, table="hosp/prescriptions", drugs=["thiamine' OR '1'='1"]).empty
     assert run(conn, table="hosp/prescriptions", drugs=["%"]).empty
     assert run(conn, table="hosp/prescriptions", drugs=["_hiamine"]).empty
+
+
+def test_shared_scan_gives_each_concepts_rows_from_one_read(conn):
+    from retrocohort.concepts import shared_user_events
+
+    concepts = {
+        "map": ConceptSpec(table="icu/chartevents", itemids=[220052], value_max=300),
+        "crrt_mode": ConceptSpec(table="icu/chartevents", itemids=[227290], values=["cvvhdf"]),
+        "thiamine": ConceptSpec(table="hosp/prescriptions", drugs=["thiamine"], routes=["iv"]),
+        "any_rx": ConceptSpec(table="hosp/prescriptions", drugs=["neomycin", "thiamine"]),
+        "furosemide": ConceptSpec(table="hosp/emar", drugs=["furosemide"], status_exclude=["not given"]),
+        "sepsis_dx": ConceptSpec(table="hosp/diagnoses_icd", code_prefixes=["A41"], icd_version=10),
+        "sepsis_dx9": ConceptSpec(table="hosp/diagnoses_icd", code_prefixes=["038"], dated_at="admission"),
+    }
+    shared = shared_user_events(conn, concepts)
+    try:
+        for name, concept in concepts.items():
+            alone = run(conn, **concept.model_dump())
+            got = conn.backend.execute(shared.events[name]).sort_values(["subject_id", "start_time"])
+            pd.testing.assert_frame_equal(alone, got.reset_index(drop=True), check_dtype=False, obj=name)
+            assert len(alone) > 0, name
+        # Tables read by two concepts are answered from the cached copy, not from the file's view.
+        assert len(shared.cached) == 3
+        for name in ("map", "crrt_mode", "thiamine", "any_rx", "sepsis_dx"):
+            sql = str(ibis.to_sql(shared.events[name], dialect="duckdb"))
+            assert "rc_concept_" not in sql.split("JOIN")[0], name
+    finally:
+        shared.release()
+
+    only_two = shared_user_events(conn, concepts, subjects=ibis.memtable({"subject_id": [2]}))
+    try:
+        assert set(conn.backend.execute(only_two.events["any_rx"]).subject_id) == {2}
+        assert conn.backend.execute(only_two.events["thiamine"]).empty
+    finally:
+        only_two.release()

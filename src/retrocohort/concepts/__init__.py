@@ -25,7 +25,7 @@ from ..errors import StudySpecError
 from ..spec.catalogue import BASELINE_BUILTINS, BUILTIN_CONCEPTS, EVENT_BUILTINS
 from ..spec.concept import ConceptSpec
 from .builtins import BASELINE_BUILDERS, EVENT_BUILDERS, finish_baseline
-from .tables import EVENT_COLUMNS, EVENT_TYPES, user_events
+from .tables import EVENT_COLUMNS, EVENT_TYPES, SharedEvents, shared_user_events, user_events
 
 KEY_COLUMNS: tuple[str, ...] = ("subject_id", "hadm_id", "stay_id", "index_time")
 
@@ -107,4 +107,7 @@ def baseline_values(conn: Any, name: str, keys: ir.Table) -> ir.Table:
     return out.select(*cols)
 
 
-__all__ = ["EVENT_COLUMNS", "EVENT_TYPES", "KEY_COLUMNS", "baseline_values", "concept_events", "finish_baseline"]
+__all__ = [
+    "EVENT_COLUMNS", "EVENT_TYPES", "KEY_COLUMNS", "SharedEvents", "baseline_values", "concept_events", "finish_baseline",
+    "shared_user_events",
+]

@@ -158,29 +158,17 @@ def _emar(conn: Any, concept: ConceptSpec) -> ir.Table:
     )
 
 
-def user_events(conn: Any, concept: ConceptSpec) -> ir.Table:
-    """The event rows of a user concept: exactly :data:`EVENT_COLUMNS`, lazily.
+def source_table(conn: Any, concept: ConceptSpec) -> ir.Table:
+    """The table a concept's selectors filter: the concept view (emar: joined with its emar_detail summary)."""
+    if concept.table == "hosp/emar":
+        return _emar(conn, concept)
+    return conn.concept_table(concept.table)
 
-    Parameters
-    ----------
-    conn
-        A :class:`~retrocohort.sources.mimic_iv.SourceConnection` (DuckDB or Spark).
-    concept
-        The concept: its table and selectors.
 
-    Raises
-    ------
-    SourceError
-        The table, or a column a selector reads, is absent from the data (both named).
-    """
+def _check_columns(conn: Any, concept: ConceptSpec) -> None:
+    """Every column a selector reads is in the file (an absent optional column is all-null in the view)."""
     table = concept.table
     m = TABLE_MAPS[table]
-    if table == "hosp/emar":
-        t = _emar(conn, concept)
-    else:
-        t = conn.concept_table(table)
-
-    # Selector columns must exist (an optional column absent from the file is all-null in the view).
     checks = [
         (concept.units, m.unit, "units"),
         (concept.values, m.text, "values"),
@@ -192,10 +180,15 @@ def user_events(conn: Any, concept: ConceptSpec) -> ir.Table:
         (concept.value_min is not None or concept.value_max is not None, m.value, "value_min/value_max"),
     ]
     for used, column, selector in checks:
+        # emar's route, dose and unit come from emar_detail (checked by _emar).
         if used and column is not None and not (table == "hosp/emar" and column in ("route", "dose_given", "dose_given_unit")):
             _require_column(conn, table, column, selector)
 
-    # --- row selection, on the table's own columns (pushed into the scan) ------------------------
+
+def selection(t: ir.Table, concept: ConceptSpec) -> tuple[list[ir.BooleanValue], ir.FloatingValue]:
+    """The concept's row predicates on ``t`` (its source table) and its ``value`` expression."""
+    table = concept.table
+    m = TABLE_MAPS[table]
     preds: list[ir.BooleanValue] = []
     if concept.itemids:
         preds.append(t[m.itemid].isin(list(concept.itemids)))
@@ -238,6 +231,33 @@ def user_events(conn: Any, concept: ConceptSpec) -> ir.Table:
         preds.append(value >= concept.value_min)
     if concept.value_max is not None:
         preds.append(value <= concept.value_max)
+    return preds, value
+
+
+def user_events(conn: Any, concept: ConceptSpec, base: ir.Table | None = None) -> ir.Table:
+    """The event rows of a user concept: exactly :data:`EVENT_COLUMNS`, lazily.
+
+    Parameters
+    ----------
+    conn
+        A :class:`~retrocohort.sources.mimic_iv.SourceConnection` (DuckDB or Spark).
+    concept
+        The concept: its table and selectors.
+    base
+        Rows of the concept's source table already read (a cached, pre-filtered
+        copy with the same columns, see :func:`shared_user_events`); None reads the table.
+
+    Raises
+    ------
+    SourceError
+        The table, or a column a selector reads, is absent from the data (both named).
+    """
+    table = concept.table
+    m = TABLE_MAPS[table]
+    t = base if base is not None else source_table(conn, concept)
+    _check_columns(conn, concept)
+    # Row selection on the table's own columns: the engine pushes it into the scan.
+    preds, value = selection(t, concept)
 
     # --- times ----------------------------------------------------------------------------------
     if table == "hosp/diagnoses_icd":
@@ -307,4 +327,79 @@ def user_events(conn: Any, concept: ConceptSpec) -> ir.Table:
     return out
 
 
-__all__ = ["EVENT_COLUMNS", "EVENT_TYPES", "TABLE_MAPS", "TableMap", "text_number", "user_events"]
+@dataclass(frozen=True)
+class SharedEvents:
+    """Event tables of several user concepts, each source table read once; ``release`` drops the caches."""
+
+    events: dict[str, ir.Table]
+    cached: tuple[ir.Table, ...] = ()
+
+    def release(self) -> None:
+        """Drop the cached source rows (temp tables in DuckDB, persisted frames in Spark)."""
+        for table in self.cached:
+            try:
+                table.release()
+            except Exception:  # noqa: BLE001 - a failed query may have left nothing to drop
+                pass
+
+
+def shared_user_events(conn: Any, concepts: dict[str, ConceptSpec], subjects: ir.Table | None = None) -> SharedEvents:
+    """Event tables of several user concepts, reading each source table once.
+
+    Concepts on the same table are answered from one cached copy of the rows
+    that any of them selects (the OR of their predicates, pushed into the one
+    scan), optionally restricted to ``subjects`` first; each concept's events
+    are then a filter of that copy. A table read by a single concept is not
+    cached (its expression stays lazy: cache it where it is used).
+
+    Parameters
+    ----------
+    conn
+        A :class:`~retrocohort.sources.mimic_iv.SourceConnection`.
+    concepts
+        name -> concept.
+    subjects
+        A table with a ``subject_id`` column (e.g. the indexed patients): only
+        their rows are kept in the shared copies. None keeps every patient.
+
+    Returns
+    -------
+    SharedEvents
+        ``.events[name]`` has exactly :data:`EVENT_COLUMNS`; call ``.release()`` when done.
+    """
+    by_table: dict[str, list[str]] = {}
+    for name, concept in concepts.items():
+        by_table.setdefault(concept.table, []).append(name)
+    events: dict[str, ir.Table] = {}
+    cached: list[ir.Table] = []
+    try:
+        for table, names in by_table.items():
+            if len(names) == 1 and subjects is None:
+                events[names[0]] = user_events(conn, concepts[names[0]])
+                continue
+            # emar's source joins emar_detail; a concept with `routes` makes a missing detail table an error.
+            first = next((concepts[n] for n in names if concepts[n].routes), concepts[names[0]])
+            src = source_table(conn, first)
+            alternatives = []
+            for n in names:
+                _check_columns(conn, concepts[n])
+                preds, _ = selection(src, concepts[n])
+                alternatives.append(ibis.and_(*preds) if preds else ibis.literal(True))
+            base = src.filter(ibis.or_(*alternatives))
+            if subjects is not None:
+                ids = subjects.select("subject_id").distinct()
+                base = base.semi_join(ids, base.subject_id == ids.subject_id)
+            base = base.cache()
+            cached.append(base)
+            for n in names:
+                events[n] = user_events(conn, concepts[n], base=base)
+    except BaseException:
+        SharedEvents({}, tuple(cached)).release()
+        raise
+    return SharedEvents(events, tuple(cached))
+
+
+__all__ = [
+    "EVENT_COLUMNS", "EVENT_TYPES", "SharedEvents", "TABLE_MAPS", "TableMap", "selection", "shared_user_events",
+    "source_table", "text_number", "user_events",
+]
