@@ -30,14 +30,25 @@ def build() -> ConceptMimic:
     m = ConceptMimic()
     # 1: CRRT (no end), intermittent HD, CRRT-mode charting; died in hospital (deathtime beats dod).
     h, s = _patient(m, 1, dod="2150-03-12", deathtime="2150-03-12 06:00:00")
-    m.add("icu/procedureevents", subject_id=1, hadm_id=h, stay_id=s, starttime=ts(T), endtime="", itemid=225802,
-          value="", valueuom="", statusdescription="")
+    m.add(
+        "icu/procedureevents",
+        subject_id=1,
+        hadm_id=h,
+        stay_id=s,
+        starttime=ts(T),
+        endtime="",
+        itemid=225802,
+        value="",
+        valueuom="",
+        statusdescription="",
+    )
     m.procedure(1, h, s, 225441, T - 30 * H, T - 26 * H)
     m.chart(1, h, s, 227290, T + H)
     # 2: vasopressors in mcg/min with weight, vasopressin in units; dod only; MAP and weights in/out of range.
     h, s = _patient(m, 2, dod="2150-04-01")
-    m.input(2, h, s, 221906, T - 3 * H, T + H, amount=1.0, amountuom="mg", rate=8.0, rateuom="mcg/min",
-            patientweight=80.0)
+    m.input(
+        2, h, s, 221906, T - 3 * H, T + H, amount=1.0, amountuom="mg", rate=8.0, rateuom="mcg/min", patientweight=80.0
+    )
     m.input(2, h, s, 222315, T - 3 * H, T + H, amount=2.4, amountuom="units", rate=2.4, rateuom="units/hour")
     m.chart_num(2, h, s, 220181, T - H, 62.0, "mmHg")
     m.chart_num(2, h, s, 220181, T - H, 5.0, "mmHg")  # artefact
@@ -100,13 +111,21 @@ def conn(tmp_path_factory):
 
 
 KEYS = pd.DataFrame(
-    {"subject_id": range(1, 9), "hadm_id": [i * 10 for i in range(1, 9)], "stay_id": [i * 100 for i in range(1, 9)],
-     "index_time": [T] * 8}
+    {
+        "subject_id": range(1, 9),
+        "hadm_id": [i * 10 for i in range(1, 9)],
+        "stay_id": [i * 100 for i in range(1, 9)],
+        "index_time": [T] * 8,
+    }
 )
 
 
 def ev(conn, name) -> pd.DataFrame:
-    return conn.backend.execute(concept_events(conn, name)).sort_values(["subject_id", "start_time"]).reset_index(drop=True)
+    return (
+        conn.backend.execute(concept_events(conn, name))
+        .sort_values(["subject_id", "start_time"])
+        .reset_index(drop=True)
+    )
 
 
 def base(conn, name) -> pd.Series:

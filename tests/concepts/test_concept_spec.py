@@ -12,9 +12,21 @@ from retrocohort.spec.concept import CONCEPT_TABLES, SELECTORS, TABLE_SELECTORS,
 
 def test_every_issue_table_is_a_concept_table():
     wanted = {
-        "icu/inputevents", "icu/procedureevents", "icu/chartevents", "icu/outputevents", "icu/datetimeevents",
-        "icu/ingredientevents", "hosp/labevents", "hosp/prescriptions", "hosp/emar", "hosp/pharmacy",
-        "hosp/diagnoses_icd", "hosp/procedures_icd", "hosp/microbiologyevents", "hosp/transfers", "hosp/services",
+        "icu/inputevents",
+        "icu/procedureevents",
+        "icu/chartevents",
+        "icu/outputevents",
+        "icu/datetimeevents",
+        "icu/ingredientevents",
+        "hosp/labevents",
+        "hosp/prescriptions",
+        "hosp/emar",
+        "hosp/pharmacy",
+        "hosp/diagnoses_icd",
+        "hosp/procedures_icd",
+        "hosp/microbiologyevents",
+        "hosp/transfers",
+        "hosp/services",
         "hosp/omr",
     }
     assert set(CONCEPT_TABLES) == wanted
@@ -74,10 +86,31 @@ def test_transfers_and_services_may_take_every_row():
 def test_catalogue_is_complete_and_every_builtin_is_built():
     assert set(EVENT_BUILTINS) == set(EVENT_BUILDERS)
     assert set(BASELINE_BUILTINS) == set(BASELINE_BUILDERS)
-    must = {"krt", "crrt", "intermittent_krt", "invasive_ventilation", "vasopressors", "lactate",
-            "mean_arterial_pressure", "weight", "creatinine", "serum_magnesium", "urine_output", "death",
-            "age", "sex", "sofa", "sofa_respiratory", "sepsis", "sepsis3", "septic_shock", "kdigo_stage",
-            "creatinine_baseline", "egfr_baseline", "charlson"}
+    must = {
+        "krt",
+        "crrt",
+        "intermittent_krt",
+        "invasive_ventilation",
+        "vasopressors",
+        "lactate",
+        "mean_arterial_pressure",
+        "weight",
+        "creatinine",
+        "serum_magnesium",
+        "urine_output",
+        "death",
+        "age",
+        "sex",
+        "sofa",
+        "sofa_respiratory",
+        "sepsis",
+        "sepsis3",
+        "septic_shock",
+        "kdigo_stage",
+        "creatinine_baseline",
+        "egfr_baseline",
+        "charlson",
+    }
     assert must <= set(BUILTIN_CONCEPTS)
     for name, info in BUILTIN_CONCEPTS.items():
         assert info.rule and info.label and info.tables, name

@@ -80,7 +80,9 @@ def test_sofa_and_components(conn, keys, flagship, name):
 def test_baseline_creatinine_and_egfr_bit_identical(conn, keys, flagship):
     cr = _baseline(conn, "creatinine_baseline", keys)
     np.testing.assert_array_equal(cr.creatinine_baseline.to_numpy(), flagship.creatinine_baseline.to_numpy())
-    np.testing.assert_array_equal(cr.creatinine_baseline_source.to_numpy(), flagship.creatinine_baseline_source.to_numpy())
+    np.testing.assert_array_equal(
+        cr.creatinine_baseline_source.to_numpy(), flagship.creatinine_baseline_source.to_numpy()
+    )
     assert (flagship.creatinine_baseline_source == "imputed (eGFR 75)").any()
     egfr = _baseline(conn, "egfr_baseline", keys)
     np.testing.assert_array_equal(egfr.egfr_baseline.to_numpy(), flagship.egfr_baseline.to_numpy())
@@ -92,7 +94,9 @@ def test_baseline_creatinine_and_egfr_bit_identical(conn, keys, flagship):
 def _running(conn, name, flagship, lo_h, hi_h):
     ev = conn.backend.execute(concept_events(conn, name))
     j = ev.merge(flagship[["subject_id", "index_time"]], on="subject_id")
-    hit = (j.start_time <= j.index_time + pd.Timedelta(hours=hi_h)) & (j.end_time >= j.index_time + pd.Timedelta(hours=lo_h))
+    hit = (j.start_time <= j.index_time + pd.Timedelta(hours=hi_h)) & (
+        j.end_time >= j.index_time + pd.Timedelta(hours=lo_h)
+    )
     return flagship.subject_id.isin(set(j.loc[hit, "subject_id"])).astype(int).to_numpy()
 
 
@@ -120,7 +124,9 @@ def test_death_and_krt_liberation_outcomes(conn, flagship):
     np.testing.assert_allclose(np.where(died, days, 90.0), flagship.death_time.to_numpy(), rtol=0, atol=0)
 
     # KRT liberation: end of the last session starting by day 90 and ending at/after index, then 7 free days alive.
-    krt = conn.backend.execute(concept_events(conn, "krt")).merge(flagship[["subject_id", "index_time"]], on="subject_id")
+    krt = conn.backend.execute(concept_events(conn, "krt")).merge(
+        flagship[["subject_id", "index_time"]], on="subject_id"
+    )
     krt = krt[(krt.end_time >= krt.index_time) & (krt.start_time <= krt.index_time + pd.Timedelta(days=90))]
     last = krt.groupby("subject_id").end_time.max()
     f = flagship.set_index("subject_id")

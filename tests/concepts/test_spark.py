@@ -85,12 +85,14 @@ def _frame(conn, expr) -> pd.DataFrame:
 
 def _keys(conn):
     ids = [101, 102, 103, 104, 105, 106, 107, 108, 1, 2]
-    frame = pd.DataFrame({
-        "subject_id": ids,
-        "hadm_id": [(i - 100) * 10 + 1100 if i > 100 else i * 10 for i in ids],
-        "stay_id": [(i - 100) * 100 + 1100 if i > 100 else i * 100 for i in ids],
-        "index_time": [test_builtins.T] * 10,
-    })
+    frame = pd.DataFrame(
+        {
+            "subject_id": ids,
+            "hadm_id": [(i - 100) * 10 + 1100 if i > 100 else i * 10 for i in ids],
+            "stay_id": [(i - 100) * 100 + 1100 if i > 100 else i * 100 for i in ids],
+            "index_time": [test_builtins.T] * 10,
+        }
+    )
     return ibis.memtable(frame)
 
 

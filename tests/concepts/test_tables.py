@@ -32,8 +32,19 @@ def build() -> ConceptMimic:
     m.input(1, 10, 100, 222315, T0, T0 + 2 * H, amount=2.4, amountuom="units", rate=2.4, rateuom="units/hour")
     m.input(1, 10, 100, 222315, T0 + H, T0 + 3 * H, amount=9.9, amountuom="units", statusdescription="Rewritten")
     m.input(1, 10, 100, 221906, T0, T0 + 5 * H, amount=4.0, amountuom="mg", rate=0.1, rateuom="mcg/kg/min")
-    m.add("icu/inputevents", subject_id=2, hadm_id=20, stay_id=200, starttime=ts("2150-04-01 12:00:00"), endtime="",
-          itemid=222315, amount=1.0, amountuom="units", orderid=7, statusdescription="")
+    m.add(
+        "icu/inputevents",
+        subject_id=2,
+        hadm_id=20,
+        stay_id=200,
+        starttime=ts("2150-04-01 12:00:00"),
+        endtime="",
+        itemid=222315,
+        amount=1.0,
+        amountuom="units",
+        orderid=7,
+        statusdescription="",
+    )
     # chartevents: MAP numbers in and out of range, CRRT mode text.
     m.chart_num(1, 10, 100, 220052, T0, 65.0, "mmHg")
     m.chart_num(1, 10, 100, 220052, T0 + H, 400.0, "mmHg")
@@ -44,61 +55,194 @@ def build() -> ConceptMimic:
     m.lab(1, None, 50813, T0 - 30 * 24 * H, 1.1)
     m.rows["hosp/labevents"][-1]["valueuom"] = "mmol/L"
     m.rows["hosp/labevents"][-2]["valueuom"] = "mmol/L"
-    m.add("hosp/labevents", labevent_id=99, subject_id=2, hadm_id=20, specimen_id=98, itemid=50813,
-          charttime=ts("2150-04-01 11:00:00"), value="HEMOLYZED", valuenum="", valueuom="mmol/L")
+    m.add(
+        "hosp/labevents",
+        labevent_id=99,
+        subject_id=2,
+        hadm_id=20,
+        specimen_id=98,
+        itemid=50813,
+        charttime=ts("2150-04-01 11:00:00"),
+        value="HEMOLYZED",
+        valuenum="",
+        valueuom="mmol/L",
+    )
     # procedureevents: value/valueuom.
     m.procedure(1, 10, 100, 225792, T0 - 5 * H, T0 + 20 * H)
     # outputevents, datetimeevents, ingredientevents.
     m.output(1, 10, 100, 226559, T0, 120.0)
     m.output(1, 10, 100, 226560, T0 + H, 80.0)
-    m.add("icu/datetimeevents", subject_id=1, hadm_id=10, stay_id=100, caregiver_id=1, charttime=ts(T0),
-          storetime=ts(T0), itemid=225318, value=ts(T0 - 48 * H), valueuom="Date and Time", warning=0)
-    m.add("icu/datetimeevents", subject_id=2, hadm_id=20, stay_id=200, caregiver_id=1,
-          charttime=ts("2150-04-01 12:00:00"), storetime="", itemid=225318, value="", valueuom="", warning=0)
-    m.add("icu/ingredientevents", subject_id=1, hadm_id=10, stay_id=100, caregiver_id=1, starttime=ts(T0),
-          endtime=ts(T0 + H), storetime=ts(T0), itemid=220490, amount=50.0, amountuom="mL", rate=50.0,
-          rateuom="mL/hour", orderid=5, linkorderid=5, statusdescription="FinishedRunning")
+    m.add(
+        "icu/datetimeevents",
+        subject_id=1,
+        hadm_id=10,
+        stay_id=100,
+        caregiver_id=1,
+        charttime=ts(T0),
+        storetime=ts(T0),
+        itemid=225318,
+        value=ts(T0 - 48 * H),
+        valueuom="Date and Time",
+        warning=0,
+    )
+    m.add(
+        "icu/datetimeevents",
+        subject_id=2,
+        hadm_id=20,
+        stay_id=200,
+        caregiver_id=1,
+        charttime=ts("2150-04-01 12:00:00"),
+        storetime="",
+        itemid=225318,
+        value="",
+        valueuom="",
+        warning=0,
+    )
+    m.add(
+        "icu/ingredientevents",
+        subject_id=1,
+        hadm_id=10,
+        stay_id=100,
+        caregiver_id=1,
+        starttime=ts(T0),
+        endtime=ts(T0 + H),
+        storetime=ts(T0),
+        itemid=220490,
+        amount=50.0,
+        amountuom="mL",
+        rate=50.0,
+        rateuom="mL/hour",
+        orderid=5,
+        linkorderid=5,
+        statusdescription="FinishedRunning",
+    )
     # prescriptions: numeric dose, range dose, a topical route.
     m.prescription(1, 10, "Thiamine", T0 + H, T0 + 25 * H, dose="100", unit="mg", route="IV")
     m.prescription(1, 10, "Thiamine HCl", T0 + 2 * H, None, dose="100-200", unit="mg", route="PO/NG")
     m.prescription(2, 20, "Neomycin-Polymyxin", "2150-04-01 12:00:00", None, dose="1", unit="app", route="TP")
     # emar + emar_detail: given (parent row + child with dose), not given.
-    m.add("hosp/emar", subject_id=1, hadm_id=10, emar_id="1-1", emar_seq=1, charttime=ts(T0 + 3 * H),
-          medication="Furosemide", event_txt="Administered")
-    m.add("hosp/emar_detail", subject_id=1, emar_id="1-1", emar_seq=1, parent_field_ordinal="", route="IV",
-          dose_given="", dose_given_unit="")
-    m.add("hosp/emar_detail", subject_id=1, emar_id="1-1", emar_seq=1, parent_field_ordinal="1.1", route="",
-          dose_given="40", dose_given_unit="mg")
-    m.add("hosp/emar_detail", subject_id=1, emar_id="1-1", emar_seq=1, parent_field_ordinal="1.2", route="",
-          dose_given="20", dose_given_unit="mg")
-    m.add("hosp/emar", subject_id=1, hadm_id=10, emar_id="1-2", emar_seq=2, charttime=ts(T0 + 9 * H),
-          medication="furosemide", event_txt="Not Given")
+    m.add(
+        "hosp/emar",
+        subject_id=1,
+        hadm_id=10,
+        emar_id="1-1",
+        emar_seq=1,
+        charttime=ts(T0 + 3 * H),
+        medication="Furosemide",
+        event_txt="Administered",
+    )
+    m.add(
+        "hosp/emar_detail",
+        subject_id=1,
+        emar_id="1-1",
+        emar_seq=1,
+        parent_field_ordinal="",
+        route="IV",
+        dose_given="",
+        dose_given_unit="",
+    )
+    m.add(
+        "hosp/emar_detail",
+        subject_id=1,
+        emar_id="1-1",
+        emar_seq=1,
+        parent_field_ordinal="1.1",
+        route="",
+        dose_given="40",
+        dose_given_unit="mg",
+    )
+    m.add(
+        "hosp/emar_detail",
+        subject_id=1,
+        emar_id="1-1",
+        emar_seq=1,
+        parent_field_ordinal="1.2",
+        route="",
+        dose_given="20",
+        dose_given_unit="mg",
+    )
+    m.add(
+        "hosp/emar",
+        subject_id=1,
+        hadm_id=10,
+        emar_id="1-2",
+        emar_seq=2,
+        charttime=ts(T0 + 9 * H),
+        medication="furosemide",
+        event_txt="Not Given",
+    )
     # pharmacy.
-    m.add("hosp/pharmacy", subject_id=2, hadm_id=20, pharmacy_id=1, starttime=ts("2150-04-01 12:00:00"),
-          stoptime=ts("2150-04-02 12:00:00"), medication="Atorvastatin", route="PO", status="Discontinued")
+    m.add(
+        "hosp/pharmacy",
+        subject_id=2,
+        hadm_id=20,
+        pharmacy_id=1,
+        starttime=ts("2150-04-01 12:00:00"),
+        stoptime=ts("2150-04-02 12:00:00"),
+        medication="Atorvastatin",
+        route="PO",
+        status="Discontinued",
+    )
     # diagnoses and procedures.
     m.diagnosis(1, 10, "A419", 10)
     m.diagnosis(2, 20, "0389", 9)
     m.diagnosis(2, 20, "A41", 9)  # not a real ICD-9 code: version filter must keep it out of ICD-10 queries
-    m.add("hosp/procedures_icd", subject_id=1, hadm_id=10, seq_num=1, chartdate="2150-03-11", icd_code="5A1D70Z",
-          icd_version=10)
+    m.add(
+        "hosp/procedures_icd",
+        subject_id=1,
+        hadm_id=10,
+        seq_num=1,
+        chartdate="2150-03-11",
+        icd_code="5A1D70Z",
+        icd_version=10,
+    )
     # microbiology: one specimen with two organisms x antibiotics (4 rows), one date-only specimen.
     for org in ("ESCHERICHIA COLI", "ESCHERICHIA COLI", "KLEBSIELLA", "KLEBSIELLA"):
         m.culture(1, 10, 555, T0 - 2 * H, org_name=org)
     m.culture(2, 20, 777, None, spec_type="URINE", chartdate="2150-04-02")
     # transfers, services, omr.
-    m.add("hosp/transfers", subject_id=1, hadm_id=10, transfer_id=1, eventtype="admit", careunit="Emergency Department",
-          intime=ts("2150-03-09 08:00:00"), outtime=ts("2150-03-09 10:00:00"))
-    m.add("hosp/transfers", subject_id=1, hadm_id=10, transfer_id=2, eventtype="transfer",
-          careunit="Medical Intensive Care Unit (MICU)", intime=ts("2150-03-09 10:00:00"),
-          outtime=ts("2150-03-15 10:00:00"))
-    m.add("hosp/transfers", subject_id=1, hadm_id=10, transfer_id=3, eventtype="discharge", careunit="",
-          intime=ts("2150-03-20 12:00:00"), outtime="")
-    m.add("hosp/services", subject_id=2, hadm_id=20, transfertime=ts("2150-04-01 08:00:00"), prev_service="",
-          curr_service="CSURG")
+    m.add(
+        "hosp/transfers",
+        subject_id=1,
+        hadm_id=10,
+        transfer_id=1,
+        eventtype="admit",
+        careunit="Emergency Department",
+        intime=ts("2150-03-09 08:00:00"),
+        outtime=ts("2150-03-09 10:00:00"),
+    )
+    m.add(
+        "hosp/transfers",
+        subject_id=1,
+        hadm_id=10,
+        transfer_id=2,
+        eventtype="transfer",
+        careunit="Medical Intensive Care Unit (MICU)",
+        intime=ts("2150-03-09 10:00:00"),
+        outtime=ts("2150-03-15 10:00:00"),
+    )
+    m.add(
+        "hosp/transfers",
+        subject_id=1,
+        hadm_id=10,
+        transfer_id=3,
+        eventtype="discharge",
+        careunit="",
+        intime=ts("2150-03-20 12:00:00"),
+        outtime="",
+    )
+    m.add(
+        "hosp/services",
+        subject_id=2,
+        hadm_id=20,
+        transfertime=ts("2150-04-01 08:00:00"),
+        prev_service="",
+        curr_service="CSURG",
+    )
     m.add("hosp/omr", subject_id=1, chartdate="2149-12-01", seq_num=1, result_name="Weight (Lbs)", result_value="180.5")
-    m.add("hosp/omr", subject_id=1, chartdate="2149-12-01", seq_num=1, result_name="Blood Pressure",
-          result_value="120/80")
+    m.add(
+        "hosp/omr", subject_id=1, chartdate="2149-12-01", seq_num=1, result_name="Blood Pressure", result_value="120/80"
+    )
     return m
 
 
@@ -124,7 +268,14 @@ def test_event_schema(conn):
     expr = concept_events(conn, ConceptSpec(table="icu/inputevents", itemids=[222315]))
     schema = expr.schema()
     assert [str(schema[c]).replace("!", "") for c in EVENT_COLUMNS] == [
-        "int64", "int64", "int64", "timestamp", "timestamp", "float64", "float64", "string"
+        "int64",
+        "int64",
+        "int64",
+        "timestamp",
+        "timestamp",
+        "float64",
+        "float64",
+        "string",
     ]
 
 
@@ -272,12 +423,17 @@ def test_absent_table_is_named_and_connect_does_not_need_it(tmp_path):
 
 
 def test_absent_column_a_selector_needs_is_named(tmp_path):
-    folder = build().write(tmp_path, drop_columns={"hosp/labevents": ["valueuom"], "hosp/emar_detail": []},
-                           omit=("hosp/emar_detail",))
+    folder = build().write(
+        tmp_path, drop_columns={"hosp/labevents": ["valueuom"], "hosp/emar_detail": []}, omit=("hosp/emar_detail",)
+    )
     conn = MimicIV(folder).connect()
     try:
         # Without the selector the concept still works (unit is null).
-        assert conn.backend.execute(concept_events(conn, ConceptSpec(table="hosp/labevents", itemids=[50813]))).unit.isna().all()
+        assert (
+            conn.backend.execute(concept_events(conn, ConceptSpec(table="hosp/labevents", itemids=[50813])))
+            .unit.isna()
+            .all()
+        )
         with pytest.raises(SourceError, match=r"hosp/labevents has no column 'valueuom'.*'units'"):
             concept_events(conn, ConceptSpec(table="hosp/labevents", itemids=[50813], units=["mmol/L"]))
         with pytest.raises(SourceError, match="emar_detail not found.*'routes'"):
@@ -301,8 +457,12 @@ def test_required_column_missing_names_file_and_column(tmp_path):
 def test_malformed_value_in_a_concept_table_names_file_column_line(tmp_path):
     m = build()
     header = EXTRA_HEADERS["hosp/prescriptions"]
-    row = {c: "" for c in header} | {"subject_id": "3", "hadm_id": "30", "starttime": "2150-13-45 25:00:00",
-                                     "drug": "x"}
+    row = {c: "" for c in header} | {
+        "subject_id": "3",
+        "hadm_id": "30",
+        "starttime": "2150-13-45 25:00:00",
+        "drug": "x",
+    }
     bad = ",".join(row[c] for c in header)
     folder = m.write(tmp_path, raw_lines={"hosp/prescriptions": [bad]})
     conn = MimicIV(folder).connect()
@@ -322,8 +482,9 @@ def test_parquet_copy_gives_the_same_events(folder, conn, tmp_path):
         target = out / path.parent.name / path.name.replace(".csv.gz", ".parquet")
         target.parent.mkdir(parents=True, exist_ok=True)
         # Text columns, as a generic conversion writes them: the concept views cast to the declared types.
-        con.execute(f"COPY (SELECT * FROM read_csv('{path}', all_varchar = true, header = true)) TO '{target}' "
-                    "(FORMAT parquet)")
+        con.execute(
+            f"COPY (SELECT * FROM read_csv('{path}', all_varchar = true, header = true)) TO '{target}' (FORMAT parquet)"
+        )
     con.close()
     pq = MimicIV(out).connect()
     try:

@@ -108,6 +108,12 @@ def baseline_values(conn: Any, name: str, keys: ir.Table) -> ir.Table:
 
 
 __all__ = [
-    "EVENT_COLUMNS", "EVENT_TYPES", "KEY_COLUMNS", "SharedEvents", "baseline_values", "concept_events", "finish_baseline",
+    "EVENT_COLUMNS",
+    "EVENT_TYPES",
+    "KEY_COLUMNS",
+    "SharedEvents",
+    "baseline_values",
+    "concept_events",
+    "finish_baseline",
     "shared_user_events",
 ]

@@ -10,7 +10,7 @@ SECONDS_PER_DAY = 86_400
 
 def shift(ts: ir.TimestampValue, hours: float) -> ir.TimestampValue:
     """``ts`` moved by ``hours`` (whole seconds; works on every engine ibis compiles to)."""
-    seconds = int(round(hours * 3600))
+    seconds = round(hours * 3600)
     if seconds >= 0:
         return ts + ibis.interval(seconds=seconds)
     return ts - ibis.interval(seconds=-seconds)
@@ -56,7 +56,9 @@ def events(
     )
 
 
-def icd_match(code: ir.StringValue, version: ir.IntegerValue, icd9: tuple[str, ...], icd10: tuple[str, ...]) -> ir.BooleanValue:
+def icd_match(
+    code: ir.StringValue, version: ir.IntegerValue, icd9: tuple[str, ...], icd10: tuple[str, ...]
+) -> ir.BooleanValue:
     """True where the (dot-free, upper-case) code starts with one of the prefixes of its version."""
     clean = code.strip().upper().replace(".", "")
     parts = []
@@ -81,7 +83,7 @@ def expand_codes(*specs: str) -> tuple[str, ...]:
         letter = lo[0] if lo[0].isalpha() else ""
         if letter and not hi.startswith(letter):
             raise ValueError(f"range {spec!r} crosses letters")
-        a, b = lo[len(letter):], hi[len(letter):]
+        a, b = lo[len(letter) :], hi[len(letter) :]
         if len(a) != len(b):
             raise ValueError(f"range {spec!r} ends differ in width")
         out += [f"{letter}{n:0{len(a)}d}" for n in range(int(a), int(b) + 1)]

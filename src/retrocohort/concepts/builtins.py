@@ -42,7 +42,17 @@ FIO2_ITEMID = 50816
 MAP_ITEMIDS: tuple[int, ...] = (220052, 220181, 225312)  # arterial, non-invasive, ART BP mean
 WEIGHT_ITEMIDS: tuple[int, ...] = (226512, 224639)  # admission weight (kg), daily weight (kg)
 URINE_ITEMIDS: tuple[int, ...] = (
-    226559, 226560, 226561, 226584, 226563, 226564, 226565, 226567, 226557, 226558, 227489,
+    226559,
+    226560,
+    226561,
+    226584,
+    226563,
+    226564,
+    226565,
+    226567,
+    226557,
+    226558,
+    227489,
 )
 GU_IRRIGANT_IN = 227488  # irrigant volume instilled: subtracted from the measured output
 
@@ -56,15 +66,76 @@ SEPSIS_ICD10: tuple[str, ...] = ("A40", "A41", "A021", "A227", "A267", "A327", "
 # Systemic antibacterials (substrings of prescriptions.drug, lower case), after the MIMIC code
 # repository's antibiotic list; topical forms are removed by route and by the form words below.
 ANTIBIOTIC_NAMES: tuple[str, ...] = (
-    "amikacin", "amoxicillin", "ampicillin", "augmentin", "avelox", "azactam", "azithromycin", "aztreonam",
-    "bactrim", "biaxin", "cefaclor", "cefadroxil", "cefazolin", "cefdinir", "cefditoren", "cefepime", "cefotaxime",
-    "cefotetan", "cefoxitin", "cefpodoxime", "cefprozil", "ceftaroline", "ceftazidime", "ceftibuten", "ceftriaxone",
-    "cefuroxime", "cephalexin", "chloramphenicol", "cipro", "clarithromycin", "clindamycin", "colistin", "cubicin",
-    "daptomycin", "dicloxacillin", "doxycy", "ertapenem", "erythromycin", "flagyl", "fosfomycin", "gentamicin",
-    "imipenem", "keflex", "levaquin", "levofloxacin", "linezolid", "meropenem", "metronidazole", "minocycline",
-    "moxifloxacin", "nafcillin", "nitrofurantoin", "ofloxacin", "oxacillin", "penicillin", "piperacillin",
-    "polymyxin", "rifampin", "septra", "streptomycin", "sulfamethoxazole", "tazobactam", "tetracycline",
-    "tigecycline", "tobramycin", "trimethoprim", "unasyn", "vancomycin", "zosyn", "zyvox",
+    "amikacin",
+    "amoxicillin",
+    "ampicillin",
+    "augmentin",
+    "avelox",
+    "azactam",
+    "azithromycin",
+    "aztreonam",
+    "bactrim",
+    "biaxin",
+    "cefaclor",
+    "cefadroxil",
+    "cefazolin",
+    "cefdinir",
+    "cefditoren",
+    "cefepime",
+    "cefotaxime",
+    "cefotetan",
+    "cefoxitin",
+    "cefpodoxime",
+    "cefprozil",
+    "ceftaroline",
+    "ceftazidime",
+    "ceftibuten",
+    "ceftriaxone",
+    "cefuroxime",
+    "cephalexin",
+    "chloramphenicol",
+    "cipro",
+    "clarithromycin",
+    "clindamycin",
+    "colistin",
+    "cubicin",
+    "daptomycin",
+    "dicloxacillin",
+    "doxycy",
+    "ertapenem",
+    "erythromycin",
+    "flagyl",
+    "fosfomycin",
+    "gentamicin",
+    "imipenem",
+    "keflex",
+    "levaquin",
+    "levofloxacin",
+    "linezolid",
+    "meropenem",
+    "metronidazole",
+    "minocycline",
+    "moxifloxacin",
+    "nafcillin",
+    "nitrofurantoin",
+    "ofloxacin",
+    "oxacillin",
+    "penicillin",
+    "piperacillin",
+    "polymyxin",
+    "rifampin",
+    "septra",
+    "streptomycin",
+    "sulfamethoxazole",
+    "tazobactam",
+    "tetracycline",
+    "tigecycline",
+    "tobramycin",
+    "trimethoprim",
+    "unasyn",
+    "vancomycin",
+    "zosyn",
+    "zyvox",
 )
 TOPICAL_ROUTES: tuple[str, ...] = ("ou", "os", "od", "au", "as", "ad", "tp", "ex", "vg", "nu", "ophth", "topical")
 TOPICAL_FORMS: tuple[str, ...] = ("cream", "desensitization", "ophth", "gel", "ointment", "eye drop", "otic")
@@ -118,8 +189,16 @@ def _vasopressors(conn: Any) -> ir.Table:
         ((f.rateuom == "mcg/min") & (f.patientweight > 0), f.rate / f.patientweight),
         else_=ibis.null("float64"),
     )
-    return events(f, start=f.starttime, end=ibis.coalesce(f.endtime, f.starttime), hadm=f.hadm_id, stay=f.stay_id,
-                  value=per_kg, amount=f.amount, unit=ibis.literal("mcg/kg/min"))
+    return events(
+        f,
+        start=f.starttime,
+        end=ibis.coalesce(f.endtime, f.starttime),
+        hadm=f.hadm_id,
+        stay=f.stay_id,
+        value=per_kg,
+        amount=f.amount,
+        unit=ibis.literal("mcg/kg/min"),
+    )
 
 
 def _urine_output(conn: Any) -> ir.Table:
@@ -132,7 +211,9 @@ def _urine_output(conn: Any) -> ir.Table:
 def _death(conn: Any) -> ir.Table:
     adm = conn.concept_table("hosp/admissions")
     died = adm.filter(adm.deathtime.notnull())
-    per = died.group_by("subject_id").aggregate(deathtime=died.deathtime.max(), d_hadm=died.hadm_id.argmax(died.deathtime))
+    per = died.group_by("subject_id").aggregate(
+        deathtime=died.deathtime.max(), d_hadm=died.hadm_id.argmax(died.deathtime)
+    )
     pat = conn.concept_table("hosp/patients").select("subject_id", "dod")
     both = pat.left_join(per, "subject_id").select(pat.subject_id, pat.dod, per.deathtime, per.d_hadm)
     # dod is a date: read as the last second of that day, so it never precedes an event recorded the same
@@ -206,8 +287,9 @@ def _keys(keys: ir.Table) -> ir.Table:
 
 def _running(ev: ir.Table, keys: ir.Table, lo_hours: float, hi_hours: float, name: str) -> ir.Table:
     """Per subject: how many events overlap [index + lo, index + hi] (start <= hi and end >= lo)."""
-    j = ev.select("subject_id", "start_time", "end_time").join(_keys(keys).select("subject_id", "index_time"),
-                                                               "subject_id")
+    j = ev.select("subject_id", "start_time", "end_time").join(
+        _keys(keys).select("subject_id", "index_time"), "subject_id"
+    )
     f = j.filter((j.start_time <= shift(j.index_time, hi_hours)) & (j.end_time >= shift(j.index_time, lo_hours)))
     return f.group_by("subject_id").aggregate(**{name: f.count()})
 
@@ -230,7 +312,9 @@ def _sex(conn: Any, keys: ir.Table) -> ir.Table:
 
 def _sepsis(conn: Any, keys: ir.Table) -> ir.Table:
     dx = conn.concept_table("hosp/diagnoses_icd")
-    septic = dx.filter(icd_match(dx.icd_code, dx.icd_version, SEPSIS_ICD9, SEPSIS_ICD10)).select("subject_id", "hadm_id")
+    septic = dx.filter(icd_match(dx.icd_code, dx.icd_version, SEPSIS_ICD9, SEPSIS_ICD10)).select(
+        "subject_id", "hadm_id"
+    )
     k = _keys(keys).select("subject_id", "hadm_id")
     j = septic.join(k, ["subject_id", "hadm_id"])
     n = j.group_by("subject_id").aggregate(n_codes=j.count())
@@ -250,8 +334,13 @@ def _window_labs(conn: Any, keys: ir.Table, itemids: list[int], lo_hours: float,
 def _sofa(conn: Any, keys: ir.Table) -> ir.Table:
     """Every SOFA component at index (worst in [index - 24 h, index]) and their sum."""
     k = _keys(keys).select("subject_id", "index_time")
-    w = _window_labs(conn, keys, [PLATELETS_ITEMID, BILIRUBIN_ITEMID, PAO2_ITEMID, FIO2_ITEMID, CREATININE_ITEMID],
-                     -SOFA_WINDOW_HOURS, 0.0)
+    w = _window_labs(
+        conn,
+        keys,
+        [PLATELETS_ITEMID, BILIRUBIN_ITEMID, PAO2_ITEMID, FIO2_ITEMID, CREATININE_ITEMID],
+        -SOFA_WINDOW_HOURS,
+        0.0,
+    )
     blood = w.group_by("subject_id").aggregate(
         platelets_min=ibis.cases((w.itemid == PLATELETS_ITEMID, w.valuenum), else_=ibis.null("float64")).min(),
         bilirubin_max=ibis.cases((w.itemid == BILIRUBIN_ITEMID, w.valuenum), else_=ibis.null("float64")).max(),
@@ -267,7 +356,9 @@ def _sofa(conn: Any, keys: ir.Table) -> ir.Table:
 
     ie = conn.concept_table("icu/inputevents")
     vaso = ie.filter(ie.itemid.isin([NOREPINEPHRINE, EPINEPHRINE, DOPAMINE, DOBUTAMINE]) & ie.starttime.notnull())
-    vj = vaso.select("subject_id", "itemid", "starttime", "endtime", "rate", "rateuom", "patientweight").join(k, "subject_id")
+    vj = vaso.select("subject_id", "itemid", "starttime", "endtime", "rate", "rateuom", "patientweight").join(
+        k, "subject_id"
+    )
     vj = vj.filter(
         (vj.starttime <= vj.index_time)
         & (ibis.coalesce(vj.endtime, vj.starttime) >= shift(vj.index_time, -SOFA_WINDOW_HOURS))
@@ -317,17 +408,26 @@ def _sofa(conn: Any, keys: ir.Table) -> ir.Table:
             (ibis.coalesce(f.n_krt, 0) > 0, 4), (cr >= 5.0, 4), (cr >= 3.5, 3), (cr >= 2.0, 2), (cr >= 1.2, 1), else_=0
         ).cast("int64"),
         sofa_coagulation=ibis.cases(
-            (f.platelets_min < 20, 4), (f.platelets_min < 50, 3), (f.platelets_min < 100, 2),
-            (f.platelets_min < 150, 1), else_=0,
+            (f.platelets_min < 20, 4),
+            (f.platelets_min < 50, 3),
+            (f.platelets_min < 100, 2),
+            (f.platelets_min < 150, 1),
+            else_=0,
         ).cast("int64"),
         sofa_liver=ibis.cases(
-            (f.bilirubin_max >= 12, 4), (f.bilirubin_max >= 6, 3), (f.bilirubin_max >= 2, 2),
-            (f.bilirubin_max >= 1.2, 1), else_=0,
+            (f.bilirubin_max >= 12, 4),
+            (f.bilirubin_max >= 6, 3),
+            (f.bilirubin_max >= 2, 2),
+            (f.bilirubin_max >= 1.2, 1),
+            else_=0,
         ).cast("int64"),
     )
     parts = ("sofa_respiratory", "sofa_cardiovascular", "sofa_renal", "sofa_coagulation", "sofa_liver")
-    f = f.mutate(sofa=(f.sofa_respiratory + f.sofa_cardiovascular + f.sofa_renal + f.sofa_coagulation + f.sofa_liver)
-                 .cast("int64"))
+    f = f.mutate(
+        sofa=(f.sofa_respiratory + f.sofa_cardiovascular + f.sofa_renal + f.sofa_coagulation + f.sofa_liver).cast(
+            "int64"
+        )
+    )
     return f.select("subject_id", "sofa", *parts)
 
 
@@ -349,7 +449,9 @@ def _ibis_egfr(cr: ir.FloatingValue, age: ir.FloatingValue, female: ir.BooleanVa
     alpha = ibis.cases((female, -0.241), else_=-0.302)
     sex = ibis.cases((female, 1.012), else_=1.0)
     ratio = cr / kappa
-    return 142.0 * ibis.least(ratio, 1.0) ** alpha * ibis.greatest(ratio, 1.0) ** -1.2 * ibis.literal(0.9938) ** age * sex
+    return (
+        142.0 * ibis.least(ratio, 1.0) ** alpha * ibis.greatest(ratio, 1.0) ** -1.2 * ibis.literal(0.9938) ** age * sex
+    )
 
 
 def _ibis_creatinine_for_egfr(egfr: float, age: ir.FloatingValue, female: ir.BooleanValue) -> ir.FloatingValue:
@@ -451,8 +553,12 @@ def _kdigo(conn: Any, keys: ir.Table) -> ir.Table:
     earlier = _window_labs(conn, keys, [CREATININE_ITEMID], -96.0, 0.0).select(
         e_subject="subject_id", e_time="charttime", e_value="valuenum"
     )
-    pairs = w.join(earlier, (w.subject_id == earlier.e_subject) & (earlier.e_time < w.charttime)
-                   & (earlier.e_time >= shift(w.charttime, -48.0)))
+    pairs = w.join(
+        earlier,
+        (w.subject_id == earlier.e_subject)
+        & (earlier.e_time < w.charttime)
+        & (earlier.e_time >= shift(w.charttime, -48.0)),
+    )
     rise = pairs.group_by("subject_id").aggregate(rise_max=(pairs.valuenum - pairs.e_value).max())
     krt = _running(EVENT_BUILDERS["krt"](conn), keys, -48.0, 0.0, "n_krt")
     out = k.select("subject_id", "stay_id", "index_time")
@@ -473,8 +579,12 @@ def _kdigo(conn: Any, keys: ir.Table) -> ir.Table:
     else:
         out = attach(out, uo_stage, ["subject_id"])
     stage = ibis.greatest(out.kdigo_stage_creatinine, ibis.coalesce(out.kdigo_stage_urine, 0)).cast("int64")
-    return out.select("subject_id", kdigo_stage=stage, kdigo_stage_creatinine=out.kdigo_stage_creatinine,
-                      kdigo_stage_urine=out.kdigo_stage_urine)
+    return out.select(
+        "subject_id",
+        kdigo_stage=stage,
+        kdigo_stage_creatinine=out.kdigo_stage_creatinine,
+        kdigo_stage_urine=out.kdigo_stage_urine,
+    )
 
 
 def _kdigo_urine(conn: Any, keys: ir.Table) -> ir.Table | None:
@@ -508,12 +618,17 @@ def _kdigo_urine(conn: Any, keys: ir.Table) -> ir.Table | None:
     def rate(h: int) -> ir.FloatingValue:
         # Only where the stay was in the ICU (charted) for the whole span; no output charted there = 0 mL.
         covered = out.intime <= shift(out.index_time, -float(h))
-        return ibis.cases((covered & (out.weight > 0), ibis.coalesce(out[f"uo_{h}"], 0.0) / out.weight / h),
-                          else_=ibis.null("float64"))
+        return ibis.cases(
+            (covered & (out.weight > 0), ibis.coalesce(out[f"uo_{h}"], 0.0) / out.weight / h),
+            else_=ibis.null("float64"),
+        )
 
     stage = ibis.cases(
-        (rate(24) < 0.3, 3), (rate(12) < 0.5, 2), (rate(6) < 0.5, 1),
-        ((rate(6).notnull()), 0), else_=ibis.null("int64"),
+        (rate(24) < 0.3, 3),
+        (rate(12) < 0.5, 2),
+        (rate(6) < 0.5, 1),
+        ((rate(6).notnull()), 0),
+        else_=ibis.null("int64"),
     ).cast("int64")
     return out.select("subject_id", kdigo_stage_urine=stage)
 
@@ -522,49 +637,143 @@ def _kdigo_urine(conn: Any, keys: ir.Table) -> ir.Table | None:
 # coding algorithms), with the original Charlson 1987 weights. (name, weight, ICD-9 prefixes, ICD-10 prefixes)
 CHARLSON: tuple[tuple[str, int, tuple[str, ...], tuple[str, ...]], ...] = (
     ("myocardial_infarction", 1, expand_codes("410", "412"), expand_codes("I21", "I22", "I252")),
-    ("congestive_heart_failure", 1,
-     expand_codes("39891", "40201", "40211", "40291", "40401", "40403", "40411", "40413", "40491", "40493",
-                  "4254-4259", "428"),
-     expand_codes("I099", "I110", "I130", "I132", "I255", "I420", "I425-I429", "I43", "I50", "P290")),
-    ("peripheral_vascular_disease", 1,
-     expand_codes("0930", "4373", "440", "441", "4431-4439", "4471", "5571", "5579", "V434"),
-     expand_codes("I70", "I71", "I731", "I738", "I739", "I771", "I790", "I792", "K551", "K558", "K559", "Z958", "Z959")),
+    (
+        "congestive_heart_failure",
+        1,
+        expand_codes(
+            "39891", "40201", "40211", "40291", "40401", "40403", "40411", "40413", "40491", "40493", "4254-4259", "428"
+        ),
+        expand_codes("I099", "I110", "I130", "I132", "I255", "I420", "I425-I429", "I43", "I50", "P290"),
+    ),
+    (
+        "peripheral_vascular_disease",
+        1,
+        expand_codes("0930", "4373", "440", "441", "4431-4439", "4471", "5571", "5579", "V434"),
+        expand_codes(
+            "I70", "I71", "I731", "I738", "I739", "I771", "I790", "I792", "K551", "K558", "K559", "Z958", "Z959"
+        ),
+    ),
     ("cerebrovascular_disease", 1, expand_codes("36234", "430-438"), expand_codes("G45", "G46", "H340", "I60-I69")),
     ("dementia", 1, expand_codes("290", "2941", "3312"), expand_codes("F00-F03", "F051", "G30", "G311")),
-    ("chronic_pulmonary_disease", 1,
-     expand_codes("4168", "4169", "490-505", "5064", "5081", "5088"),
-     expand_codes("I278", "I279", "J40-J47", "J60-J67", "J684", "J701", "J703")),
-    ("rheumatic_disease", 1,
-     expand_codes("4465", "7100-7104", "7140-7142", "7148", "725"),
-     expand_codes("M05", "M06", "M315", "M32-M34", "M351", "M353", "M360")),
+    (
+        "chronic_pulmonary_disease",
+        1,
+        expand_codes("4168", "4169", "490-505", "5064", "5081", "5088"),
+        expand_codes("I278", "I279", "J40-J47", "J60-J67", "J684", "J701", "J703"),
+    ),
+    (
+        "rheumatic_disease",
+        1,
+        expand_codes("4465", "7100-7104", "7140-7142", "7148", "725"),
+        expand_codes("M05", "M06", "M315", "M32-M34", "M351", "M353", "M360"),
+    ),
     ("peptic_ulcer_disease", 1, expand_codes("531-534"), expand_codes("K25-K28")),
-    ("mild_liver_disease", 1,
-     expand_codes("07022", "07023", "07032", "07033", "07044", "07054", "0706", "0709", "570", "571", "5733", "5734",
-                  "5738", "5739", "V427"),
-     expand_codes("B18", "K700-K703", "K709", "K713-K715", "K717", "K73", "K74", "K760", "K762-K764", "K768", "K769",
-                  "Z944")),
-    ("diabetes_without_complication", 1,
-     expand_codes("2500-2503", "2508", "2509"),
-     expand_codes("E100", "E101", "E106", "E108", "E109", "E110", "E111", "E116", "E118", "E119", "E120", "E121",
-                  "E126", "E128", "E129", "E130", "E131", "E136", "E138", "E139", "E140", "E141", "E146", "E148",
-                  "E149")),
-    ("diabetes_with_complication", 2,
-     expand_codes("2504-2507"),
-     expand_codes("E102-E105", "E107", "E112-E115", "E117", "E122-E125", "E127", "E132-E135", "E137", "E142-E145",
-                  "E147")),
-    ("hemiplegia_or_paraplegia", 2,
-     expand_codes("3341", "342", "343", "3440-3446", "3449"),
-     expand_codes("G041", "G114", "G801", "G802", "G81", "G82", "G830-G834", "G839")),
-    ("renal_disease", 2,
-     expand_codes("40301", "40311", "40391", "40402", "40403", "40412", "40413", "40492", "40493", "582",
-                  "5830-5837", "585", "586", "5880", "V420", "V451", "V56"),
-     expand_codes("I120", "I131", "N032-N037", "N052-N057", "N18", "N19", "N250", "Z490-Z492", "Z940", "Z992")),
-    ("malignancy", 2,
-     expand_codes("140-172", "1740-1958", "200-208", "2386"),
-     expand_codes("C00-C26", "C30-C34", "C37-C41", "C43", "C45-C58", "C60-C76", "C81-C85", "C88", "C90-C97")),
-    ("severe_liver_disease", 3,
-     expand_codes("4560-4562", "5722-5728"),
-     expand_codes("I850", "I859", "I864", "I982", "K704", "K711", "K721", "K729", "K765", "K766", "K767")),
+    (
+        "mild_liver_disease",
+        1,
+        expand_codes(
+            "07022",
+            "07023",
+            "07032",
+            "07033",
+            "07044",
+            "07054",
+            "0706",
+            "0709",
+            "570",
+            "571",
+            "5733",
+            "5734",
+            "5738",
+            "5739",
+            "V427",
+        ),
+        expand_codes(
+            "B18", "K700-K703", "K709", "K713-K715", "K717", "K73", "K74", "K760", "K762-K764", "K768", "K769", "Z944"
+        ),
+    ),
+    (
+        "diabetes_without_complication",
+        1,
+        expand_codes("2500-2503", "2508", "2509"),
+        expand_codes(
+            "E100",
+            "E101",
+            "E106",
+            "E108",
+            "E109",
+            "E110",
+            "E111",
+            "E116",
+            "E118",
+            "E119",
+            "E120",
+            "E121",
+            "E126",
+            "E128",
+            "E129",
+            "E130",
+            "E131",
+            "E136",
+            "E138",
+            "E139",
+            "E140",
+            "E141",
+            "E146",
+            "E148",
+            "E149",
+        ),
+    ),
+    (
+        "diabetes_with_complication",
+        2,
+        expand_codes("2504-2507"),
+        expand_codes(
+            "E102-E105", "E107", "E112-E115", "E117", "E122-E125", "E127", "E132-E135", "E137", "E142-E145", "E147"
+        ),
+    ),
+    (
+        "hemiplegia_or_paraplegia",
+        2,
+        expand_codes("3341", "342", "343", "3440-3446", "3449"),
+        expand_codes("G041", "G114", "G801", "G802", "G81", "G82", "G830-G834", "G839"),
+    ),
+    (
+        "renal_disease",
+        2,
+        expand_codes(
+            "40301",
+            "40311",
+            "40391",
+            "40402",
+            "40403",
+            "40412",
+            "40413",
+            "40492",
+            "40493",
+            "582",
+            "5830-5837",
+            "585",
+            "586",
+            "5880",
+            "V420",
+            "V451",
+            "V56",
+        ),
+        expand_codes("I120", "I131", "N032-N037", "N052-N057", "N18", "N19", "N250", "Z490-Z492", "Z940", "Z992"),
+    ),
+    (
+        "malignancy",
+        2,
+        expand_codes("140-172", "1740-1958", "200-208", "2386"),
+        expand_codes("C00-C26", "C30-C34", "C37-C41", "C43", "C45-C58", "C60-C76", "C81-C85", "C88", "C90-C97"),
+    ),
+    (
+        "severe_liver_disease",
+        3,
+        expand_codes("4560-4562", "5722-5728"),
+        expand_codes("I850", "I859", "I864", "I982", "K704", "K711", "K721", "K729", "K765", "K766", "K767"),
+    ),
     ("metastatic_solid_tumour", 6, expand_codes("196-199"), expand_codes("C77-C80")),
     ("aids", 6, expand_codes("042-044"), expand_codes("B20-B22", "B24")),
 )

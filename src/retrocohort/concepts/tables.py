@@ -23,6 +23,7 @@ Tables without a time per row get a documented rule (docs/concepts.md):
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +33,16 @@ import ibis.expr.types as ir
 from ..errors import SourceError
 from ..spec.concept import ConceptSpec
 
-EVENT_COLUMNS: tuple[str, ...] = ("subject_id", "hadm_id", "stay_id", "start_time", "end_time", "value", "amount", "unit")
+EVENT_COLUMNS: tuple[str, ...] = (
+    "subject_id",
+    "hadm_id",
+    "stay_id",
+    "start_time",
+    "end_time",
+    "value",
+    "amount",
+    "unit",
+)
 EVENT_TYPES: dict[str, str] = {
     "subject_id": "int64",
     "hadm_id": "int64",
@@ -74,31 +84,66 @@ class TableMap:
 
 
 TABLE_MAPS: dict[str, TableMap] = {
-    "icu/inputevents": TableMap("starttime", "endtime", value="amount", amount="amount", unit="amountuom", stay=True,
-                                itemid="itemid", status="statusdescription"),
-    "icu/ingredientevents": TableMap("starttime", "endtime", value="amount", amount="amount", unit="amountuom",
-                                     stay=True, itemid="itemid", status="statusdescription"),
-    "icu/procedureevents": TableMap("starttime", "endtime", value="value", unit="valueuom", stay=True, itemid="itemid",
-                                    status="statusdescription"),
-    "icu/chartevents": TableMap("charttime", value="valuenum", unit="valueuom", stay=True, itemid="itemid",
-                                text="value"),
-    "icu/outputevents": TableMap("charttime", value="value", amount="value", unit="valueuom", stay=True,
-                                 itemid="itemid"),
+    "icu/inputevents": TableMap(
+        "starttime",
+        "endtime",
+        value="amount",
+        amount="amount",
+        unit="amountuom",
+        stay=True,
+        itemid="itemid",
+        status="statusdescription",
+    ),
+    "icu/ingredientevents": TableMap(
+        "starttime",
+        "endtime",
+        value="amount",
+        amount="amount",
+        unit="amountuom",
+        stay=True,
+        itemid="itemid",
+        status="statusdescription",
+    ),
+    "icu/procedureevents": TableMap(
+        "starttime", "endtime", value="value", unit="valueuom", stay=True, itemid="itemid", status="statusdescription"
+    ),
+    "icu/chartevents": TableMap(
+        "charttime", value="valuenum", unit="valueuom", stay=True, itemid="itemid", text="value"
+    ),
+    "icu/outputevents": TableMap(
+        "charttime", value="value", amount="value", unit="valueuom", stay=True, itemid="itemid"
+    ),
     "icu/datetimeevents": TableMap("value", stay=True, itemid="itemid"),  # start: coalesce(value, charttime)
     "hosp/labevents": TableMap("charttime", value="valuenum", unit="valueuom", itemid="itemid", text="value"),
-    "hosp/prescriptions": TableMap("starttime", "stoptime", value="dose_val_rx", value_is_text=True,
-                                   amount="dose_val_rx", unit="dose_unit_rx", drug="drug", route="route"),
-    "hosp/emar": TableMap("charttime", value="dose_given", value_is_text=True, amount="dose_given",
-                          unit="dose_given_unit", drug="medication", route="route", status="event_txt"),
+    "hosp/prescriptions": TableMap(
+        "starttime",
+        "stoptime",
+        value="dose_val_rx",
+        value_is_text=True,
+        amount="dose_val_rx",
+        unit="dose_unit_rx",
+        drug="drug",
+        route="route",
+    ),
+    "hosp/emar": TableMap(
+        "charttime",
+        value="dose_given",
+        value_is_text=True,
+        amount="dose_given",
+        unit="dose_given_unit",
+        drug="medication",
+        route="route",
+        status="event_txt",
+    ),
     "hosp/pharmacy": TableMap("starttime", "stoptime", drug="medication", route="route", status="status"),
     "hosp/diagnoses_icd": TableMap("dischtime", "admittime", icd=True),
     "hosp/procedures_icd": TableMap("chartdate", icd=True, date_start=True),
-    "hosp/microbiologyevents": TableMap("charttime", itemid="spec_itemid", name="spec_type_desc",
-                                        organism="org_name"),
+    "hosp/microbiologyevents": TableMap("charttime", itemid="spec_itemid", name="spec_type_desc", organism="org_name"),
     "hosp/transfers": TableMap("intime", "outtime", name="careunit", text="eventtype"),
     "hosp/services": TableMap("transfertime", name="curr_service"),
-    "hosp/omr": TableMap("chartdate", value="result_value", value_is_text=True, hadm=False, name="result_name",
-                         date_start=True),
+    "hosp/omr": TableMap(
+        "chartdate", value="result_value", value_is_text=True, hadm=False, name="result_name", date_start=True
+    ),
 }
 
 
@@ -133,8 +178,12 @@ def _emar(conn: Any, concept: ConceptSpec) -> ir.Table:
                 f"{conn.source.path}: table hosp/emar_detail not found; the concept selector 'routes' on hosp/emar "
                 "reads the route from it. Copy emar_detail.csv.gz into hosp/ or remove the selector"
             )
-        return emar.mutate(route=ibis.null("string"), dose_given=ibis.null("string"),
-                           dose_given_unit=ibis.null("string"), dose_number=ibis.null("float64"))
+        return emar.mutate(
+            route=ibis.null("string"),
+            dose_given=ibis.null("string"),
+            dose_given_unit=ibis.null("string"),
+            dose_number=ibis.null("float64"),
+        )
     detail = conn.concept_table("hosp/emar_detail")
     # emar_detail has one parent row per administration (parent_field_ordinal empty) and child rows per
     # product (1.1, 1.2...) carrying the dose given; the route sits on either. One summary per emar_id:
@@ -181,7 +230,11 @@ def _check_columns(conn: Any, concept: ConceptSpec) -> None:
     ]
     for used, column, selector in checks:
         # emar's route, dose and unit come from emar_detail (checked by _emar).
-        if used and column is not None and not (table == "hosp/emar" and column in ("route", "dose_given", "dose_given_unit")):
+        if (
+            used
+            and column is not None
+            and not (table == "hosp/emar" and column in ("route", "dose_given", "dose_given_unit"))
+        ):
             _require_column(conn, table, column, selector)
 
 
@@ -321,8 +374,14 @@ def user_events(conn: Any, concept: ConceptSpec, base: ir.Table | None = None) -
             start_time=start.cast("timestamp"),
         ).distinct()
         out = keyed.filter(keyed.start_time.notnull()).select(
-            "subject_id", "hadm_id", stay_id=ibis.null("int64"), start_time="start_time",
-            end_time="start_time", value=ibis.null("float64"), amount=ibis.null("float64"), unit=ibis.null("string"),
+            "subject_id",
+            "hadm_id",
+            stay_id=ibis.null("int64"),
+            start_time="start_time",
+            end_time="start_time",
+            value=ibis.null("float64"),
+            amount=ibis.null("float64"),
+            unit=ibis.null("string"),
         )
     return out
 
@@ -337,10 +396,8 @@ class SharedEvents:
     def release(self) -> None:
         """Drop the cached source rows (temp tables in DuckDB, persisted frames in Spark)."""
         for table in self.cached:
-            try:
+            with contextlib.suppress(Exception):  # a failed query may have left nothing to drop
                 table.release()
-            except Exception:  # noqa: BLE001 - a failed query may have left nothing to drop
-                pass
 
 
 def shared_user_events(conn: Any, concepts: dict[str, ConceptSpec], subjects: ir.Table | None = None) -> SharedEvents:
@@ -373,7 +430,7 @@ def shared_user_events(conn: Any, concepts: dict[str, ConceptSpec], subjects: ir
     events: dict[str, ir.Table] = {}
     cached: list[ir.Table] = []
     try:
-        for table, names in by_table.items():
+        for names in by_table.values():
             if len(names) == 1 and subjects is None:
                 events[names[0]] = user_events(conn, concepts[names[0]])
                 continue
@@ -400,6 +457,14 @@ def shared_user_events(conn: Any, concepts: dict[str, ConceptSpec], subjects: ir
 
 
 __all__ = [
-    "EVENT_COLUMNS", "EVENT_TYPES", "SharedEvents", "TABLE_MAPS", "TableMap", "selection", "shared_user_events",
-    "source_table", "text_number", "user_events",
+    "EVENT_COLUMNS",
+    "EVENT_TYPES",
+    "TABLE_MAPS",
+    "SharedEvents",
+    "TableMap",
+    "selection",
+    "shared_user_events",
+    "source_table",
+    "text_number",
+    "user_events",
 ]

@@ -745,7 +745,8 @@ _CONCEPT = "study concepts"
 
 def _ccols(required: tuple[tuple[str, str], ...], optional: tuple[tuple[str, str], ...] = ()) -> dict[str, Column]:
     cols = {name: Column(kind, _CONCEPT) for name, kind in required}
-    cols.update({name: Column(kind, _CONCEPT, True, "selectors on this column cannot be used") for name, kind in optional})
+    lost = "selectors on this column cannot be used"
+    cols.update({name: Column(kind, _CONCEPT, True, lost) for name, kind in optional})
     return cols
 
 
@@ -856,24 +857,30 @@ def _open_concept_view(conn: SourceConnection, name: str) -> tuple[str, tuple[st
     if conn.engine == "duckdb":
         if tf.format == "csv":
             wanted = {v.lower(): k for k, v in spelt.items()}
-            columns = ", ".join(
-                f"{_sql_string(c)}: {_sql_string(_DUCKDB_TYPES[spec.columns[wanted[c.lower()]].type] if c.lower() in wanted else 'VARCHAR')}"
-                for c in tf.header
-            )
+            types = {c: _DUCKDB_TYPES[spec.columns[wanted[c.lower()]].type] if c.lower() in wanted else "VARCHAR"
+                     for c in tf.header}
+            columns = ", ".join(f"{_sql_string(c)}: {_sql_string(kind)}" for c, kind in types.items())
             relation = (
                 f"read_csv({_sql_string(str(tf.path))}, header = true, auto_detect = false, delim = ',', "
                 f"quote = '\"', escape = '\"', columns = {{{columns}}}, "
-                f"timestampformat = {_sql_string(TIMESTAMP_FORMAT_DUCKDB)}, dateformat = {_sql_string(DATE_FORMAT_DUCKDB)})"
+                f"timestampformat = {_sql_string(TIMESTAMP_FORMAT_DUCKDB)}, "
+                f"dateformat = {_sql_string(DATE_FORMAT_DUCKDB)})"
             )
             present = [f'"{spelt[col]}" AS {col}' for col in spec.columns if col in spelt]
         else:
             pattern = str(tf.path) if tf.path.is_file() else str(tf.path / "*.parquet")
             relation = f"read_parquet({_sql_string(pattern)})"
             present = [
-                f'CAST("{spelt[col]}" AS {_DUCKDB_TYPES[spec.columns[col].type]}) AS {col}' for col in spec.columns if col in spelt
+                f'CAST("{spelt[col]}" AS {_DUCKDB_TYPES[spec.columns[col].type]}) AS {col}'
+                for col in spec.columns
+                if col in spelt
             ]
-        absent = [f"CAST(NULL AS {_DUCKDB_TYPES[c.type]}) AS {col}" for col, c in spec.columns.items() if col not in spelt]
-        conn.backend.con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT {', '.join(present + absent)} FROM {relation}")
+        # An optional column absent from the file is a typed null, so every concept sees the same columns.
+        absent = [
+            f"CAST(NULL AS {_DUCKDB_TYPES[c.type]}) AS {col}" for col, c in spec.columns.items() if col not in spelt
+        ]
+        select = ", ".join(present + absent)
+        conn.backend.con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT {select} FROM {relation}")
     else:
         from pyspark.sql import functions as F
         from pyspark.sql import types as T
@@ -881,12 +888,13 @@ def _open_concept_view(conn: SourceConnection, name: str) -> tuple[str, tuple[st
         session = conn.backend._session
         wanted = {v.lower(): k for k, v in spelt.items()}
         if tf.format == "csv":
-            schema = T.StructType(
-                [
-                    T.StructField(c, _spark_type(spec.columns[wanted[c.lower()]].type) if c.lower() in wanted else T.StringType())
-                    for c in tf.header
-                ]
-            )
+            fields = [
+                T.StructField(c, _spark_type(spec.columns[wanted[c.lower()]].type))
+                if c.lower() in wanted
+                else T.StructField(c, T.StringType())
+                for c in tf.header
+            ]
+            schema = T.StructType(fields)
             frame = (
                 session.read.option("header", "true")
                 .option("mode", "FAILFAST")

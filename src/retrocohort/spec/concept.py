@@ -179,8 +179,18 @@ class ConceptSpec(BaseModel):
             )
         return name
 
-    @field_validator("codes", "code_prefixes", "drugs", "routes", "units", "status_exclude", "values", "names",
-                     "organisms", mode="before")
+    @field_validator(
+        "codes",
+        "code_prefixes",
+        "drugs",
+        "routes",
+        "units",
+        "status_exclude",
+        "values",
+        "names",
+        "organisms",
+        mode="before",
+    )
     @classmethod
     def _one_string(cls, value: object) -> object:
         return _strings(value)
@@ -207,7 +217,7 @@ class ConceptSpec(BaseModel):
         return cleaned
 
     @model_validator(mode="after")
-    def _fits_table(self) -> "ConceptSpec":
+    def _fits_table(self) -> ConceptSpec:
         allowed = TABLE_SELECTORS[self.table]
         for name in SELECTORS:
             value = getattr(self, name)
@@ -222,8 +232,9 @@ class ConceptSpec(BaseModel):
         overlap = set(self.itemids) & set(self.exclude_itemids)
         if overlap:
             raise ValueError(f"itemids {sorted(overlap)} are both selected and excluded")
-        if not any(getattr(self, n) not in ((), None) for n in _ITEM + _ICD + ("drugs", "names", "organisms", "values")) \
-                and self.table not in ("hosp/transfers", "hosp/services"):
+        if not any(
+            getattr(self, n) not in ((), None) for n in _ITEM + _ICD + ("drugs", "names", "organisms", "values")
+        ) and self.table not in ("hosp/transfers", "hosp/services"):
             raise ValueError(
                 f"a concept on {self.table} needs at least one selector that picks rows "
                 f"({', '.join(s for s in allowed if s not in _VALUE + ('status_exclude', 'dated_at', 'routes'))}); "
@@ -232,4 +243,4 @@ class ConceptSpec(BaseModel):
         return self
 
 
-__all__ = ["CONCEPT_TABLES", "ConceptSpec", "SELECTORS", "TABLE_SELECTORS", "TABLE_VALUES"]
+__all__ = ["CONCEPT_TABLES", "SELECTORS", "TABLE_SELECTORS", "TABLE_VALUES", "ConceptSpec"]
