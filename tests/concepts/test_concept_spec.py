@@ -39,6 +39,7 @@ def test_single_values_become_tuples_and_codes_lose_dots():
     assert c.codes == ("99592",) and c.code_prefixes == ("A41",)
     c = ConceptSpec(table="labevents", itemids=50813)
     assert c.table == "hosp/labevents" and c.itemids == (50813,)
+    assert ConceptSpec(table="hosp/labevents", itemids="50813").itemids == (50813,)
 
 
 def test_frozen_and_extra_keys_forbidden():
@@ -71,6 +72,13 @@ def test_selector_that_does_not_fit_the_table_names_the_allowed_ones():
         ({"table": "hosp/labevents", "value_min": 1}, "needs at least one selector"),
         ({"table": "hosp/diagnoses_icd", "icd_version": 11, "codes": ["A41"]}, "icd_version"),
         ({"table": "hosp/diagnoses_icd", "codes": ["A41"], "dated_at": "death"}, "dated_at"),
+        ({"table": "hosp/labevents", "itemids": [True]}, "not true/false"),
+        ({"table": "hosp/labevents", "itemids": ["lactate"]}, "valid integer"),
+        ({"table": "hosp/labevents", "itemids": [1], "value_min": float("nan")}, "not a finite number"),
+        ({"table": "hosp/labevents", "itemids": [1], "value_max": float("inf")}, "not a finite number"),
+        ({"table": "hosp/diagnoses_icd", "code_prefixes": [38]}, "ICD codes are text: write '38' in quotes"),
+        ({"table": "icu/chartevents", "exclude_itemids": [220052]}, "picks rows"),
+        ({"table": "hosp/diagnoses_icd", "icd_version": 10}, "picks rows"),
     ],
 )
 def test_bad_concepts(kwargs, message):

@@ -14,6 +14,7 @@ language (``retrocohort.spec``) can sit at the bottom of the house.
 from __future__ import annotations
 
 import difflib
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
@@ -62,6 +63,9 @@ TABLE_SELECTORS: dict[str, tuple[str, ...]] = {
 }
 
 CONCEPT_TABLES: tuple[str, ...] = tuple(TABLE_SELECTORS)
+
+_PICKING = ("itemids", "codes", "code_prefixes", "drugs", "names", "organisms", "values")
+_WHOLE_TABLE_OK = ("hosp/transfers", "hosp/services")  # small tables where "every row" is a real question
 
 #: Tables whose events carry a number in ``value`` (and ``amount``, where summing makes sense). A
 #: numeric summary (mean, sum, min...) of a concept on another table has nothing to summarise.
@@ -198,7 +202,31 @@ class ConceptSpec(BaseModel):
     @field_validator("itemids", "exclude_itemids", mode="before")
     @classmethod
     def _one_int(cls, value: object) -> object:
-        return (value,) if isinstance(value, int) and not isinstance(value, bool) else value
+        if isinstance(value, (int, str)) and not isinstance(value, bool):
+            value = (value,)
+        # true/false would silently become itemid 1/0.
+        if isinstance(value, (list, tuple)) and any(isinstance(v, bool) for v in value):
+            raise ValueError("an itemid is a whole number (e.g. 220052), not true/false")
+        return value
+
+    @field_validator("codes", "code_prefixes", mode="before")
+    @classmethod
+    def _codes_are_text(cls, value: object) -> object:
+        items = value if isinstance(value, (list, tuple)) else (value,)
+        numbers = [v for v in items if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if numbers:
+            raise ValueError(
+                f"ICD codes are text: write {', '.join(repr(str(v)) for v in numbers)} in quotes "
+                "(a number loses leading zeros, e.g. ICD-9 038 septicaemia)"
+            )
+        return value
+
+    @field_validator("value_min", "value_max")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"{value} is not a finite number; leave the bound out for an open end")
+        return value
 
     @field_validator("codes", "code_prefixes")
     @classmethod
@@ -232,13 +260,12 @@ class ConceptSpec(BaseModel):
         overlap = set(self.itemids) & set(self.exclude_itemids)
         if overlap:
             raise ValueError(f"itemids {sorted(overlap)} are both selected and excluded")
-        if not any(
-            getattr(self, n) not in ((), None) for n in _ITEM + _ICD + ("drugs", "names", "organisms", "values")
-        ) and self.table not in ("hosp/transfers", "hosp/services"):
+        # Exclusions, versions, units and value ranges narrow a selection but do not make one.
+        picking = [s for s in _PICKING if s in allowed]
+        if picking and not any(getattr(self, s) for s in picking) and self.table not in _WHOLE_TABLE_OK:
             raise ValueError(
-                f"a concept on {self.table} needs at least one selector that picks rows "
-                f"({', '.join(s for s in allowed if s not in _VALUE + ('status_exclude', 'dated_at', 'routes'))}); "
-                "without one it would take every row of the table"
+                f"a concept on {self.table} needs at least one selector that picks rows ({', '.join(picking)}); "
+                "without one it would take (nearly) every row of the table"
             )
         return self
 
