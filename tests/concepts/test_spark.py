@@ -122,3 +122,20 @@ def test_baseline_builtins_identical(engines):
         b = finish_baseline(name, _frame(spk, baseline_values(spk, name, _keys(spk))))
         assert len(a) == 10, name
         pd.testing.assert_frame_equal(a, b, check_dtype=False, check_exact=True, obj=name)
+
+
+def test_spark_malformed_value_in_a_concept_table_names_file_column_line(tmp_path, spark):
+    from retrocohort.errors import SourceError
+
+    from .mini import EXTRA_HEADERS
+
+    m = test_tables.build()
+    header = EXTRA_HEADERS["hosp/prescriptions"]
+    row = {c: "" for c in header} | {"subject_id": "3", "hadm_id": "30", "starttime": "2150-03-10T10:00", "drug": "x"}
+    folder = m.write(tmp_path, raw_lines={"hosp/prescriptions": [",".join(row[c] for c in header)]})
+    conn = MimicIV(folder).connect("spark", spark=spark)
+    try:
+        with pytest.raises(SourceError, match=r"prescriptions\.csv\.gz: column 'starttime', line \d+"), conn.errors():
+            conn.backend.execute(concept_events(conn, ConceptSpec(table="hosp/prescriptions", drugs=["x"])))
+    finally:
+        conn.close()

@@ -612,12 +612,16 @@ def locate_malformed(source: MimicIV, files: dict[str, TableFile | None] | None 
     import duckdb
 
     files = files if files is not None else source.validate()
+    # The flagship's tables, then every concept table in the folder with the columns concepts type.
+    tables: list[tuple[str, TableFile | None, TableSpec]] = [(n, tf, SCHEMA[n]) for n, tf in files.items()]
+    for name, spec in CONCEPT_SCHEMA.items():
+        with contextlib.suppress(SourceError):  # an unreadable header is not the error being located
+            tables.append((name, files.get(name) or source.locate(name), spec))
     con = duckdb.connect()
     try:
-        for name, tf in files.items():
+        for name, tf, spec in tables:
             if tf is None or tf.format != "csv":
                 continue
-            spec = SCHEMA[name]
             spelt, _ = _present_columns(spec, tf)
             wanted = {v.lower(): k for k, v in spelt.items()}
             columns = ", ".join(
