@@ -77,7 +77,7 @@ def test_selector_that_does_not_fit_the_table_names_the_allowed_ones():
         ({"table": "hosp/labevents", "itemids": [1], "value_min": float("nan")}, "not a finite number"),
         ({"table": "hosp/labevents", "itemids": [1], "value_max": float("inf")}, "not a finite number"),
         ({"table": "hosp/diagnoses_icd", "code_prefixes": [38]}, "ICD codes are text: write '38' in quotes"),
-        ({"table": "icu/chartevents", "exclude_itemids": [220052]}, "picks rows"),
+        ({"table": "icu/chartevents", "units": ["mmHg"]}, "picks rows"),
         ({"table": "hosp/diagnoses_icd", "icd_version": 10}, "picks rows"),
     ],
 )

@@ -64,7 +64,8 @@ TABLE_SELECTORS: dict[str, tuple[str, ...]] = {
 
 CONCEPT_TABLES: tuple[str, ...] = tuple(TABLE_SELECTORS)
 
-_PICKING = ("itemids", "codes", "code_prefixes", "drugs", "names", "organisms", "values")
+# exclude_itemids picks "everything but": an explicit choice, allowed; a version or a unit alone is not.
+_PICKING = ("itemids", "exclude_itemids", "codes", "code_prefixes", "drugs", "names", "organisms", "values")
 _WHOLE_TABLE_OK = ("hosp/transfers", "hosp/services")  # small tables where "every row" is a real question
 
 #: Tables whose events carry a number in ``value`` (and ``amount``, where summing makes sense). A
@@ -260,7 +261,7 @@ class ConceptSpec(BaseModel):
         overlap = set(self.itemids) & set(self.exclude_itemids)
         if overlap:
             raise ValueError(f"itemids {sorted(overlap)} are both selected and excluded")
-        # Exclusions, versions, units and value ranges narrow a selection but do not make one.
+        # Versions, units, statuses and value ranges narrow a selection but do not make one.
         picking = [s for s in _PICKING if s in allowed]
         if picking and not any(getattr(self, s) for s in picking) and self.table not in _WHOLE_TABLE_OK:
             raise ValueError(
