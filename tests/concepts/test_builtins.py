@@ -233,3 +233,61 @@ def test_unknown_baseline_and_bad_keys(conn):
         baseline_values(conn, "lactate", ibis.memtable(KEYS))
     with pytest.raises(ValueError, match="index_time"):
         baseline_values(conn, "age", ibis.memtable(KEYS.drop(columns="index_time")))
+
+
+CHARLSON_EXAMPLES = [
+    # (code as clinicians write it, version, the one condition it must fall in)
+    ("I21.4", 10, "myocardial_infarction"),
+    ("412", 9, "myocardial_infarction"),
+    ("428.0", 9, "congestive_heart_failure"),
+    ("I50.9", 10, "congestive_heart_failure"),
+    ("443.9", 9, "peripheral_vascular_disease"),
+    ("I70.0", 10, "peripheral_vascular_disease"),
+    ("434.91", 9, "cerebrovascular_disease"),
+    ("I63.9", 10, "cerebrovascular_disease"),
+    ("290.0", 9, "dementia"),
+    ("F03.90", 10, "dementia"),
+    ("496", 9, "chronic_pulmonary_disease"),
+    ("J44.9", 10, "chronic_pulmonary_disease"),
+    ("714.0", 9, "rheumatic_disease"),
+    ("M06.9", 10, "rheumatic_disease"),
+    ("531.90", 9, "peptic_ulcer_disease"),
+    ("K25.9", 10, "peptic_ulcer_disease"),
+    ("571.5", 9, "mild_liver_disease"),
+    ("K74.60", 10, "mild_liver_disease"),
+    ("250.00", 9, "diabetes_without_complication"),
+    ("E11.9", 10, "diabetes_without_complication"),
+    ("250.40", 9, "diabetes_with_complication"),
+    ("E11.22", 10, "diabetes_with_complication"),
+    ("342.90", 9, "hemiplegia_or_paraplegia"),
+    ("G81.90", 10, "hemiplegia_or_paraplegia"),
+    ("585.6", 9, "renal_disease"),
+    ("N18.6", 10, "renal_disease"),
+    ("174.9", 9, "malignancy"),
+    ("C50.911", 10, "malignancy"),
+    ("C91.00", 10, "malignancy"),
+    ("572.2", 9, "severe_liver_disease"),
+    ("K72.10", 10, "severe_liver_disease"),
+    ("I85.00", 10, "severe_liver_disease"),
+    ("198.5", 9, "metastatic_solid_tumour"),
+    ("C79.51", 10, "metastatic_solid_tumour"),
+    ("042", 9, "aids"),
+    ("B20", 10, "aids"),
+]
+
+
+@pytest.mark.parametrize("code, version, condition", CHARLSON_EXAMPLES)
+def test_charlson_code_lists(code, version, condition):
+    from retrocohort.concepts.builtins import CHARLSON
+
+    clean = code.replace(".", "")
+    hits = {name for name, _, i9, i10 in CHARLSON if any(clean.startswith(p) for p in (i9 if version == 9 else i10))}
+    assert hits == {condition}
+
+
+def test_charlson_ignores_unrelated_codes():
+    from retrocohort.concepts.builtins import CHARLSON
+
+    for code, version in (("4019", 9), ("I10", 10), ("A419", 10), ("E872", 10), ("5849", 9), ("N179", 10)):
+        lists = [(i9 if version == 9 else i10) for _, _, i9, i10 in CHARLSON]
+        assert not any(code.startswith(p) for prefixes in lists for p in prefixes), code
