@@ -148,6 +148,7 @@ def test_vasopressors_rate_per_kg(conn):
     v = ev(conn, "vasopressors")
     two = v[v.subject_id == 2].sort_values("value", na_position="last")
     assert two.value.iloc[0] == pytest.approx(0.1) and pd.isna(two.value.iloc[1])  # 8 mcg/min / 80 kg; vasopressin
+    assert list(two.unit) == ["mcg/kg/min", "units/hour"] and two.amount.isna().all()
 
 
 def test_chart_ranges_and_urine(conn):

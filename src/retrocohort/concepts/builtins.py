@@ -196,8 +196,7 @@ def _vasopressors(conn: Any) -> ir.Table:
         hadm=f.hadm_id,
         stay=f.stay_id,
         value=per_kg,
-        amount=f.amount,
-        unit=ibis.literal("mcg/kg/min"),
+        unit=ibis.cases((per_kg.notnull(), "mcg/kg/min"), else_=f.rateuom),
     )
 
 

@@ -76,8 +76,9 @@ BUILTIN_CONCEPTS: dict[str, BuiltinInfo] = {
         "mcg/kg/min",
         "Vasopressor infusions (inputevents norepinephrine 221906, epinephrine 221289, dopamine 221662, "
         "phenylephrine 221749, vasopressin 222315), start to end; value = rate in mcg/kg/min where the row "
-        "gives mcg/kg/min or mcg/min with a patient weight, else null. Every row counts (as the flagship's "
-        "support screen).",
+        "gives mcg/kg/min or mcg/min with a patient weight, else null (unit: the row's rate unit); amount null "
+        "(doses of different drugs do not add up: use a user concept per drug). Every row counts, rewritten or "
+        "not (as the flagship's support screen).",
         "numeric",
         ("icu/inputevents",),
     ),
@@ -93,8 +94,8 @@ BUILTIN_CONCEPTS: dict[str, BuiltinInfo] = {
         "events",
         "Mean arterial pressure",
         "mmHg",
-        "Mean arterial pressure: chartevents 220052 (arterial line) and 220181 (non-invasive), valuenum in mmHg "
-        "within 10-300 (values outside are artefacts), at charttime.",
+        "Mean arterial pressure: chartevents 220052 (arterial line), 220181 (non-invasive) and 225312 (ART BP "
+        "mean), valuenum in mmHg within 10-300 (values outside are artefacts), at charttime.",
         "numeric",
         ("icu/chartevents",),
     ),
