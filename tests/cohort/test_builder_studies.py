@@ -85,3 +85,17 @@ def test_second_vasopressor_active_comparator(folder):
     # lactate is not in this synthetic EHR: said in the notes, never a silent empty covariate
     assert any("'lactate'" in n and "found no rows" in n for n in cohort.notes)
     assert any("lactate_max" in n and "nothing can be imputed" in n for n in cohort.notes)
+
+
+def test_concepts_without_rows_are_said_never_silent(folder):
+    text = (STUDIES / "vasopressin_shock.toml").read_text()
+    from retrocohort.spec import parse_study_text
+
+    no_entry = build_cohort(parse_study_text(text.replace("itemids = [221906]", "itemids = [1]")), folder)
+    assert len(no_entry.data) == 0 and (no_entry.attrition["remaining"] == 0).all()
+    assert any("no patient has an index event" in n and "'norepinephrine'" in n for n in no_entry.notes)
+
+    no_exposure = build_cohort(parse_study_text(text.replace("itemids = [222315]", "itemids = [1]")), folder)
+    assert len(no_exposure.data) > 0 and no_exposure.data["exposed"].sum() == 0
+    assert any("the vasopressin arm is empty" in n for n in no_exposure.notes)
+    assert any("'vasopressin'" in n and "found no rows" in n for n in no_exposure.notes)

@@ -325,9 +325,8 @@ class _Compiler:
                 facts = _attach(facts, self._baseline(cov.concept[0], keys, column=name), ["subject_id"])
             else:
                 facts = _attach(facts, self._summary(name, keys), ["subject_id"])
-        needs_death = any(o.kind == "death" or o.competing or o.kind == "absence" or o.kind == "first"
-                          for o in study.outcomes.values())
-        if needs_death:
+        # Every outcome kind needs the death time: it is the event, a competing event, or it censors.
+        if study.outcomes:
             death = self.events("death")
             j = death.join(keys.select("subject_id"), "subject_id")
             facts = _attach(facts, j.group_by("subject_id").aggregate(death_at=j.start_time.min()), ["subject_id"])
@@ -640,6 +639,13 @@ def _assemble(facts: pd.DataFrame, study: Study, conn: SourceConnection, found: 
                  f"{n_exposed} {study.exposure.label} ({', '.join(study.concept_label(n) for n in study.exposure.concept)} "
                  f"started in {study.exposure.window.describe()} of the index), {int(keep.sum()) - n_exposed} "
                  f"{study.comparator.label}"))
+    if len(facts) == 0:
+        notes.append(f"no patient has an index event: the index concept(s) {list(idx.concept)} found no rows in "
+                     "this data, so the cohort is empty; check their table and selectors against the data")
+        found = {}
+    elif keep.any() and (n_exposed == 0 or n_exposed == int(keep.sum())):
+        empty = study.exposure.label if n_exposed == 0 else study.comparator.label
+        notes.append(f"the {empty} arm is empty: no eligible patient is in it, so the arms cannot be compared")
     for name, n in found.items():
         if n == 0:
             notes.append(f"concept {name!r} ({study.concept_label(name)}) found no rows for the patients with an "
