@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from retrocohort.errors import StudySpecError
 from retrocohort.spec import Study, check_study, load_study_file, parse_study_text
@@ -60,7 +61,7 @@ def test_flagship_reads_as_written():
 
 def test_study_is_frozen():
     s = load_study_file(FLAGSHIP)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         s.index.min_age = 12  # type: ignore[misc]
 
 
@@ -195,8 +196,8 @@ def test_exposure_and_comparator_identical(tmp_path):
 
 
 def test_exposure_and_comparator_same_rows_under_two_names(tmp_path):
-    twin = '\n[concepts.mg_again]\ntable = "icu/inputevents"\nitemids = [222011, 227524]\nexclude_itemids = [227523]\n' \
-        'status_exclude = ["Rewritten"]\nlabel = "another name"\n'
+    twin = '\n[concepts.mg_again]\ntable = "icu/inputevents"\nitemids = [222011, 227524]\n' \
+        'exclude_itemids = [227523]\nstatus_exclude = ["Rewritten"]\nlabel = "another name"\n'
     text = _edit('kind = "none"\nlabel = "no Mg"', 'kind = "active"\nconcept = "mg_again"\nlabel = "no Mg"') + twin
     assert "could not be told apart" in _error(tmp_path, text)
 

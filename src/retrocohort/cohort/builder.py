@@ -29,7 +29,7 @@ import pandas as pd
 
 from ..errors import InputError, SourceError
 from ..sources.mimic_iv import ENGINES, MimicIV, SourceConnection
-from ..spec.study import SUMMARIES, Criterion, Study, covariate_type
+from ..spec.study import Criterion, Study, covariate_type
 from ..spec.window import Window
 
 SECONDS_PER_DAY = 86_400
@@ -145,7 +145,7 @@ def build_on(conn: SourceConnection, study: Study) -> BuiltCohort:
 
 
 def _shift(ts: ir.TimestampValue, hours: float) -> ir.TimestampValue:
-    seconds = int(round(hours * 3600))
+    seconds = round(hours * 3600)
     if seconds >= 0:
         return ts + ibis.interval(seconds=seconds)
     return ts - ibis.interval(seconds=-seconds)
@@ -197,7 +197,9 @@ def _describe_window(window: Window, match: str) -> str:
 
 class _Compiler:
     def __init__(self, conn: SourceConnection, study: Study) -> None:
-        from ..concepts import concept_events  # the concepts package imports ibis backends: load on use
+        from ..concepts import (
+            concept_events,  # the concepts package imports ibis backends: load on use
+        )
 
         self.conn = conn
         self.study = study
@@ -267,9 +269,10 @@ class _Compiler:
         )
         per_stay = located.group_by(["subject_id", "stay_id"]).aggregate(index_time=located.start_time.min())
 
-        first_stay = stays.mutate(
-            stay_rank=ibis.row_number().over(ibis.window(group_by=stays.subject_id, order_by=[stays.intime, stays.stay_id]))
-        ).filter(lambda t: t.stay_rank == 0).select(first_stay_id="stay_id", fs_subject="subject_id")
+        by_intime = ibis.window(group_by=stays.subject_id, order_by=[stays.intime, stays.stay_id])
+        first_stay = stays.mutate(stay_rank=ibis.row_number().over(by_intime)).filter(
+            lambda t: t.stay_rank == 0
+        ).select(first_stay_id="stay_id", fs_subject="subject_id")
         adm = conn.table("hosp/admissions").select("hadm_id", "admittime")
         pat = conn.table("hosp/patients").select("subject_id", "gender", "anchor_age", "anchor_year")
         cand = _attach(per_stay, stays.select("stay_id", stay_hadm_id="hadm_id"), ["stay_id"]).rename(
@@ -309,7 +312,8 @@ class _Compiler:
             flagged = self._criteria_flags(cand, event_criteria)
             passes = ibis.and_(*[flagged[c] == 1 for c in screens + [f"f_{c.name}" for c in event_criteria]])
             flagged = flagged.mutate(pass_rank=ibis.cases((passes, 0), else_=1))
-            chosen = self._first(flagged, order=[flagged.pass_rank, flagged.index_time, flagged.stay_id]).drop("pass_rank")
+            order = [flagged.pass_rank, flagged.index_time, flagged.stay_id]
+            chosen = self._first(flagged, order=order).drop("pass_rank")
             chosen = self._cache(chosen)
         keys = chosen.select("subject_id", "hadm_id", "stay_id", "index_time")
 
@@ -317,7 +321,8 @@ class _Compiler:
         for crit in study.criteria:
             if not _is_event_rule(study, crit):
                 facts = _attach(facts, self._baseline(crit.concept[0], keys, prefix="crit_"), ["subject_id"])
-        facts = _attach(facts, self._arm(study.exposure.concept, keys, "exp", dose=study.dose is not None), ["subject_id"])
+        exposure = self._arm(study.exposure.concept, keys, "exp", dose=study.dose is not None)
+        facts = _attach(facts, exposure, ["subject_id"])
         if study.comparator.kind == "active":
             facts = _attach(facts, self._arm(study.comparator.concept, keys, "comp", dose=False), ["subject_id"])
         for name, cov in study.covariates.items():
@@ -524,8 +529,10 @@ def _assemble(facts: pd.DataFrame, study: Study, conn: SourceConnection, found: 
 
     idx = study.index
     labels = ", ".join(study.concept_label(n) for n in idx.concept)
-    rows.append(("index_event", len(facts), 0, f"patients with an index event: {idx.label} ({labels}); "
-                 f"index = {'first event of the patient' if idx.select == 'first' else 'first event passing every rule'}"))
+    chosen = "first event of the patient" if idx.select == "first" else "first event passing every rule"
+    rows.append(
+        ("index_event", len(facts), 0, f"patients with an index event: {idx.label} ({labels}); index = {chosen}")
+    )
     step("icu_stay", _flag(facts, "f_known_stay"), "index event in an ICU stay with its admission and patient rows")
     if idx.first_icu_stay_only:
         step("first_icu_stay", _flag(facts, "f_first_stay"), "index event in the patient's first ICU stay")
@@ -541,7 +548,8 @@ def _assemble(facts: pd.DataFrame, study: Study, conn: SourceConnection, found: 
             passed = _flag(facts, f"f_{crit.name}")
             names = ", ".join(study.concept_label(n) for n in crit.concept)
             count = f"at least {crit.at_least}" + (f" and at most {crit.at_most}" if crit.at_most is not None else "")
-            how = f"{crit.rule}: {count} event(s) of {names} {_describe_window(crit.window, crit.match)}"  # type: ignore[arg-type]
+            where = _describe_window(crit.window, crit.match)  # type: ignore[arg-type]
+            how = f"{crit.rule}: {count} event(s) of {names} {where}"
         else:
             value = _num(facts, f"crit_{crit.concept[0]}")
             inside = ~np.isnan(value)
@@ -635,10 +643,12 @@ def _assemble(facts: pd.DataFrame, study: Study, conn: SourceConnection, found: 
         frame[column] = values
 
     n_exposed = int((exposed & keep).sum())
-    rows.append(("eligible", int(keep.sum()), 0,
-                 f"{n_exposed} {study.exposure.label} ({', '.join(study.concept_label(n) for n in study.exposure.concept)} "
-                 f"started in {study.exposure.window.describe()} of the index), {int(keep.sum()) - n_exposed} "
-                 f"{study.comparator.label}"))
+    exposure_names = ", ".join(study.concept_label(n) for n in study.exposure.concept)
+    eligible_reason = (
+        f"{n_exposed} {study.exposure.label} ({exposure_names} started in {study.exposure.window.describe()} "
+        f"of the index), {int(keep.sum()) - n_exposed} {study.comparator.label}"
+    )
+    rows.append(("eligible", int(keep.sum()), 0, eligible_reason))
     if len(facts) == 0:
         notes.append(f"no patient has an index event: the index concept(s) {list(idx.concept)} found no rows in "
                      "this data, so the cohort is empty; check their table and selectors against the data")
@@ -684,7 +694,8 @@ def describe_columns(study: Study) -> dict[str, str]:
         if study.concept_kind(concept) == "baseline":
             out[name] = BUILTIN_CONCEPTS[concept].rule
         else:
-            out[name] = f"{cov.summary} of {names(cov.concept)} {_describe_window(cov.window, cov.match)}"  # type: ignore[arg-type]
+            where = _describe_window(cov.window, cov.match)  # type: ignore[arg-type]
+            out[name] = f"{cov.summary} of {names(cov.concept)} {where}"
         if cov.missing != "drop":
             out[name] += f"; missing: {cov.missing}"
     for name, o in study.outcomes.items():

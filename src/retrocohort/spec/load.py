@@ -93,6 +93,10 @@ def _split_key(dotted: str) -> tuple[str, ...]:
     return tuple(a or b or c for a, b, c in parts)
 
 
+_PART = r"""(?:[A-Za-z0-9_\-]+|"[^"]*"|'[^']*')"""
+_KEY = re.compile(rf"^({_PART}(?:\s*\.\s*{_PART})*)\s*=")
+
+
 def key_lines(text: str) -> dict[tuple[Any, ...], int]:
     """Map each table header and key path to its 1-based line (``("criteria", 0, "window")`` -> 31).
 
@@ -124,8 +128,7 @@ def key_lines(text: str) -> dict[tuple[Any, ...], int]:
             current = path
             found.setdefault(current, number)
             continue
-        key = re.match(r'^((?:[A-Za-z0-9_\-]+|"[^"]*"|\'[^\']*\')(?:\s*\.\s*(?:[A-Za-z0-9_\-]+|"[^"]*"|\'[^\']*\'))*)\s*=',
-                       stripped)
+        key = _KEY.match(stripped)
         if key:
             found.setdefault((*current, *_split_key(key.group(1))), number)
     return found
@@ -204,7 +207,7 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """The model whose keys live at ``loc`` (the section of an unknown key)."""
     if not loc:
         return Study
-    holder, annotation = _field_at(loc)
+    _, annotation = _field_at(loc)
     target = _unwrap(annotation) if annotation is not None else None
     while target is not None and typing.get_origin(target) in (dict, tuple):
         target = _unwrap(typing.get_args(target)[-1 if typing.get_origin(target) is dict else 0])
@@ -273,9 +276,8 @@ def _explain(exc: ValidationError, lines: dict[tuple[Any, ...], int], where: str
             problems.append(f"{at}: {_key(loc)}{given!r} is not allowed{hint} Allowed: {allowed}")
         else:
             msg = str(err["msg"]).removeprefix("Value error, ")
-            if loc and loc[-1] == "window" or "window" in str(loc):
-                if "not a window" not in msg and "window" not in msg:
-                    msg += f"; write {WINDOW_SYNTAX}"
+            if "window" in str(loc) and "window" not in msg:
+                msg += f"; write {WINDOW_SYNTAX}"
             given = err.get("input")
             shown = f" = {given!r}" if not isinstance(given, dict) and given is not None else ""
             problems.append(f"{at}: {_key(loc)[:-2]}{shown} is invalid: {msg}")

@@ -97,7 +97,7 @@ class IndexSpec(_Section):
     _one = field_validator("concept", mode="before")(classmethod(lambda cls, v: _names(v)))
 
     @model_validator(mode="after")
-    def _ages(self) -> "IndexSpec":
+    def _ages(self) -> IndexSpec:
         if self.min_age is not None and self.max_age is not None and self.min_age > self.max_age:
             raise ValueError(f"min_age {self.min_age:g} is above max_age {self.max_age:g}")
         return self
@@ -127,7 +127,7 @@ class Criterion(_Section):
     _one = field_validator("concept", mode="before")(classmethod(lambda cls, v: _names(v)))
 
     @model_validator(mode="after")
-    def _counts(self) -> "Criterion":
+    def _counts(self) -> Criterion:
         if self.at_most is not None and self.at_most < self.at_least:
             raise ValueError(f"at_most {self.at_most} is below at_least {self.at_least}; no patient can match")
         if self.value_min is not None and self.value_max is not None and self.value_min > self.value_max:
@@ -162,7 +162,7 @@ class ComparatorSpec(_Section):
     _one = field_validator("concept", mode="before")(classmethod(lambda cls, v: _names(v)))
 
     @model_validator(mode="after")
-    def _concept_fits_kind(self) -> "ComparatorSpec":
+    def _concept_fits_kind(self) -> ComparatorSpec:
         if self.kind == "active" and not self.concept:
             raise ValueError("an active comparator needs concept = the comparator drug's concept")
         if self.kind == "none" and self.concept:
@@ -231,7 +231,7 @@ class OutcomeSpec(_Section):
         return None if v in (False, "none") else v
 
     @model_validator(mode="after")
-    def _kind_fits(self) -> "OutcomeSpec":
+    def _kind_fits(self) -> OutcomeSpec:
         if self.kind == "death":
             if self.concept:
                 raise ValueError('kind = "death" takes no concept (death comes from admissions and patients)')
@@ -245,9 +245,9 @@ class OutcomeSpec(_Section):
             raise ValueError('kind = "absence" needs absence_days (e.g. 7: free of the concept for 7 days, alive)')
         if self.kind != "absence" and self.absence_days is not None:
             raise ValueError(f'absence_days applies only to kind = "absence", not "{self.kind}"')
-        if self.exclude_prior is not None and not self.exclude_prior.calendar_day:
-            if self.exclude_prior.end_hours > 0:
-                raise ValueError(f"exclude_prior {self.exclude_prior.describe()} must end at or before the index (0h)")
+        prior = self.exclude_prior
+        if prior is not None and not prior.calendar_day and prior.end_hours > 0:
+            raise ValueError(f"exclude_prior {prior.describe()} must end at or before the index (0h)")
         return self
 
 
@@ -324,7 +324,7 @@ class Study(_Section):
 
     def resolve(self, name: str) -> ConceptSpec | str:
         """The user ConceptSpec of ``name``, or ``name`` itself for a built-in (what ``concept_events`` takes)."""
-        return self.concepts[name] if name in self.concepts else name
+        return self.concepts.get(name, name)
 
     def has_values(self, name: str) -> bool:
         """Whether the events of concept ``name`` carry a number (a value or an amount) to summarise."""
@@ -394,32 +394,29 @@ def study_problems(study: Study) -> list[Problem]:
     primary outcome, analysis names are covariates, columns do not clash.
     """
     problems: list[Problem] = []
+
+    def add(loc: tuple[Any, ...], message: str) -> None:
+        problems.append((loc, message))
     user = list(study.concepts)
     known = sorted(set(user) | set(BUILTIN_CONCEPTS))
     events_known = sorted(set(user) | {n for n, b in BUILTIN_CONCEPTS.items() if b.kind == "events"})
 
     for name in user:
         if name in BUILTIN_CONCEPTS:
-            problems.append(
-                (("concepts", name), f"concept name {name!r} is a built-in concept; give yours another name "
-                 f"(or drop it and use the built-in: {BUILTIN_CONCEPTS[name].rule})")
-            )
+            add(("concepts", name), (f"concept name {name!r} is a built-in concept; give yours another name "
+                 f"(or drop it and use the built-in: {BUILTIN_CONCEPTS[name].rule})"))
         elif not _is_identifier(name):
-            problems.append((("concepts", name), f"concept name {name!r} must be a lower-case identifier (a-z, 0-9, _)"))
+            add(("concepts", name), f"concept name {name!r} must be a lower-case identifier (a-z, 0-9, _)")
 
     def need_events(loc: tuple[Any, ...], names: tuple[str, ...]) -> None:
         for name in names:
             kind = study.concept_kind(name)
             if kind is None:
-                problems.append(
-                    (loc, f"unknown concept {name!r}{_closest(name, known)}. Define it under [concepts.{name}] "
-                     f"or use a built-in: {', '.join(sorted(BUILTIN_CONCEPTS))}")
-                )
+                add(loc, (f"unknown concept {name!r}{_closest(name, known)}. Define it under [concepts.{name}] "
+                     f"or use a built-in: {', '.join(sorted(BUILTIN_CONCEPTS))}"))
             elif kind == "baseline":
-                problems.append(
-                    (loc, f"{name!r} is a baseline built-in (one value per patient), not an event concept; "
-                     f"event concepts here: {', '.join(events_known)}")
-                )
+                add(loc, (f"{name!r} is a baseline built-in (one value per patient), not an event concept; "
+                     f"event concepts here: {', '.join(events_known)}"))
 
     need_events(("index", "concept"), study.index.concept)
 
@@ -427,27 +424,27 @@ def study_problems(study: Study) -> list[Problem]:
     for i, crit in enumerate(study.criteria):
         loc = ("criteria", i)
         if crit.name in seen_steps:
-            problems.append(((*loc, "name"), f"criterion name {crit.name!r} is used twice; each names one attrition line"))
+            add((*loc, "name"), f"criterion name {crit.name!r} is used twice; each names one attrition line")
         seen_steps.add(crit.name)
         kinds = {study.concept_kind(n) for n in crit.concept}
         if kinds == {"baseline"}:
             if len(crit.concept) != 1:
-                problems.append(((*loc, "concept"), "a value filter on a baseline built-in names exactly one concept"))
+                add((*loc, "concept"), "a value filter on a baseline built-in names exactly one concept")
             if crit.window is not None:
-                problems.append(((*loc, "window"), f"{crit.concept[0]!r} is a baseline value at the index: it takes "
+                add((*loc, "window"), (f"{crit.concept[0]!r} is a baseline value at the index: it takes "
                                  "no window; filter it with value_min / value_max"))
             if crit.value_min is None and crit.value_max is None:
-                problems.append(((*loc, "concept"), f"a rule on the baseline value {crit.concept[0]!r} needs "
+                add((*loc, "concept"), (f"a rule on the baseline value {crit.concept[0]!r} needs "
                                  "value_min and/or value_max"))
             continue
         need_events((*loc, "concept"), crit.concept)
         if crit.window is None:
-            problems.append(((*loc, "window"), "a rule on events needs a window relative to the index, e.g. "
+            add((*loc, "window"), ("a rule on events needs a window relative to the index, e.g. "
                              "window = \"[-24h, 24h]\""))
         if (crit.value_min is not None or crit.value_max is not None) and not all(
             study.has_values(n) for n in crit.concept if study.concept_kind(n) is not None
         ):
-            problems.append(((*loc, "value_min"), "a value filter needs concepts whose events carry values; "
+            add((*loc, "value_min"), ("a value filter needs concepts whose events carry values; "
                              f"{[n for n in crit.concept if not study.has_values(n)]} have none"))
 
     need_events(("exposure", "concept"), study.exposure.concept)
@@ -456,18 +453,17 @@ def study_problems(study: Study) -> list[Problem]:
         exp_specs = {_identity(study, n) for n in study.exposure.concept}
         comp_specs = {_identity(study, n) for n in study.comparator.concept}
         if exp_specs & comp_specs:
-            problems.append(
-                (("comparator", "concept"), "exposure and comparator share a concept "
+            add(("comparator", "concept"), ("exposure and comparator share a concept "
                  f"({sorted(n for n in study.comparator.concept if _identity(study, n) in exp_specs)}); the two "
-                 "arms could not be told apart")
-            )
+                 "arms could not be told apart"))
     if study.exposure.label.strip().lower() == study.comparator.label.strip().lower():
-        problems.append((("comparator", "label"), f"the comparator label {study.comparator.label!r} is the exposure's; "
+        add(("comparator", "label"), (f"the comparator label {study.comparator.label!r} is the exposure's; "
                          "tables and figures could not tell the arms apart"))
 
-    if study.dose is not None:
-        if not all(study.has_values(n) for n in study.exposure.concept if study.concept_kind(n) is not None):
-            problems.append((("dose",), "a dose needs exposure events with amounts; "
+    if study.dose is not None and not all(
+        study.has_values(n) for n in study.exposure.concept if study.concept_kind(n) is not None
+    ):
+            add(("dose",), ("a dose needs exposure events with amounts; "
                              f"{list(study.exposure.concept)} carry none"))
 
     columns: dict[str, tuple[Any, ...]] = {c: () for c in RESERVED_COLUMNS}
@@ -477,54 +473,54 @@ def study_problems(study: Study) -> list[Problem]:
     for name, cov in study.covariates.items():
         loc = ("covariates", name)
         if not _is_identifier(name):
-            problems.append((loc, f"covariate name {name!r} must be a lower-case identifier (a-z, 0-9, _)"))
+            add(loc, f"covariate name {name!r} must be a lower-case identifier (a-z, 0-9, _)")
         if name in columns:
-            problems.append((loc, f"covariate name {name!r} is already a column of the analysis frame; rename it"))
+            add(loc, f"covariate name {name!r} is already a column of the analysis frame; rename it")
         columns[name] = loc
         kinds = [study.concept_kind(n) for n in cov.concept]
         if None in kinds:
             for n in cov.concept:
                 if study.concept_kind(n) is None:
-                    problems.append(((*loc, "concept"), f"unknown concept {n!r}{_closest(n, known)}. Define it under "
+                    add((*loc, "concept"), (f"unknown concept {n!r}{_closest(n, known)}. Define it under "
                                      f"[concepts.{n}] or use a built-in: {', '.join(sorted(BUILTIN_CONCEPTS))}"))
             continue
         if "baseline" in kinds:
             if len(cov.concept) != 1:
-                problems.append(((*loc, "concept"), "a baseline built-in covariate names exactly one concept"))
+                add((*loc, "concept"), "a baseline built-in covariate names exactly one concept")
                 continue
             info = BUILTIN_CONCEPTS[cov.concept[0]]
             for key in ("window", "summary", "value_min", "value_max"):
                 if getattr(cov, key) is not None:
-                    problems.append(((*loc, key), f"{cov.concept[0]!r} is a baseline built-in (one value at the index); "
+                    add((*loc, key), (f"{cov.concept[0]!r} is a baseline built-in (one value at the index); "
                                      f"{key} does not apply to it"))
             if cov.type is not None and info.value_type != "none" and cov.type != info.value_type:
-                problems.append(((*loc, "type"), f"{cov.concept[0]!r} is {info.value_type}, not {cov.type}"))
+                add((*loc, "type"), f"{cov.concept[0]!r} is {info.value_type}, not {cov.type}")
             continue
         if cov.window is None:
-            problems.append(((*loc, "window"), "a covariate from events needs a window, e.g. window = \"[-24h, 0h]\""))
+            add((*loc, "window"), "a covariate from events needs a window, e.g. window = \"[-24h, 0h]\"")
         if cov.summary is None:
-            problems.append(((*loc, "summary"), f"a covariate from events needs summary = one of {list(SUMMARIES)}"))
+            add((*loc, "summary"), f"a covariate from events needs summary = one of {list(SUMMARIES)}")
             continue
         valueless = [n for n in cov.concept if not study.has_values(n)]
         if SUMMARIES[cov.summary] and valueless:
-            problems.append(((*loc, "summary"), f"summary = {cov.summary!r} needs values, but {valueless} carry none "
+            add((*loc, "summary"), (f"summary = {cov.summary!r} needs values, but {valueless} carry none "
                              "(codes or timestamps); use \"any\" or \"count\""))
         if cov.summary in ("any",) and cov.type not in (None, "binary"):
-            problems.append(((*loc, "type"), f"summary = \"any\" gives 0/1: type must be \"binary\", not {cov.type!r}"))
+            add((*loc, "type"), f"summary = \"any\" gives 0/1: type must be \"binary\", not {cov.type!r}")
         if cov.summary == "count" and cov.type == "categorical":
-            problems.append(((*loc, "type"), "a count is numeric, not categorical"))
+            add((*loc, "type"), "a count is numeric, not categorical")
 
     primaries = [n for n, o in study.outcomes.items() if o.primary]
     if len(primaries) != 1:
         what = "no outcome is" if not primaries else f"{len(primaries)} outcomes are ({', '.join(primaries)})"
-        problems.append((("outcomes",), f"{what} marked primary = true; mark exactly one"))
+        add(("outcomes",), f"{what} marked primary = true; mark exactly one")
     for name, out in study.outcomes.items():
         loc = ("outcomes", name)
         if not _is_identifier(name):
-            problems.append((loc, f"outcome name {name!r} must be a lower-case identifier (a-z, 0-9, _)"))
+            add(loc, f"outcome name {name!r} must be a lower-case identifier (a-z, 0-9, _)")
         for col in (f"{name}_time", f"{name}_status"):
             if col in columns:
-                problems.append((loc, f"outcome {name!r} would write column {col!r}, which is already taken; rename it"))
+                add(loc, f"outcome {name!r} would write column {col!r}, which is already taken; rename it")
             columns[col] = loc
         if out.concept:
             need_events((*loc, "concept"), out.concept)
@@ -537,22 +533,22 @@ def study_problems(study: Study) -> list[Problem]:
     ):
         for n in names:
             if n not in study.covariates:
-                problems.append((("analysis", key), f"{n!r} is not a covariate of this study{_closest(n, covs)}. "
+                add(("analysis", key), (f"{n!r} is not a covariate of this study{_closest(n, covs)}. "
                                  f"Covariates: {covs}"))
         if len(set(names)) != len(names):
-            problems.append((("analysis", key), f"listed twice: {sorted({n for n in names if names.count(n) > 1})}"))
+            add(("analysis", key), f"listed twice: {sorted({n for n in names if names.count(n) > 1})}")
     for n in study.analysis.matching.exact:
         if n not in study.covariates:
-            problems.append((("analysis", "matching", "exact"), f"{n!r} is not a covariate of this study"
+            add(("analysis", "matching", "exact"), (f"{n!r} is not a covariate of this study"
                              f"{_closest(n, covs)}. Covariates: {covs}"))
     for n in study.analysis.subgroups:
         cov = study.covariates.get(n)
         if cov is not None and covariate_type(study, n) == "numeric":
-            problems.append((("analysis", "subgroups"), f"subgroup {n!r} is numeric; subgroups need a binary or "
+            add(("analysis", "subgroups"), (f"subgroup {n!r} is numeric; subgroups need a binary or "
                              "categorical covariate"))
     for n in study.report.published:
         if n not in study.outcomes:
-            problems.append((("report", "published"), f"{n!r} is not an outcome of this study"
+            add(("report", "published"), (f"{n!r} is not an outcome of this study"
                              f"{_closest(n, list(study.outcomes))}. Outcomes: {list(study.outcomes)}"))
     return problems
 
@@ -582,6 +578,8 @@ def _is_identifier(name: str) -> bool:
 
 
 __all__ = [
+    "RESERVED_COLUMNS",
+    "SUMMARIES",
     "AnalysisSpec",
     "ComparatorSpec",
     "CovariateSpec",
@@ -591,9 +589,7 @@ __all__ = [
     "IndexSpec",
     "MatchingSpec",
     "OutcomeSpec",
-    "RESERVED_COLUMNS",
     "ReportSpec",
-    "SUMMARIES",
     "Study",
     "StudyInfo",
     "covariate_type",

@@ -56,7 +56,7 @@ class Window(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _ordered(self) -> "Window":
+    def _ordered(self) -> Window:
         if self.calendar_day:
             return self
         if math.isnan(self.start_hours) or math.isnan(self.end_hours):
