@@ -605,11 +605,11 @@ def _assemble(facts: pd.DataFrame, study: Study, conn: SourceConnection, found: 
     # One attrition line for every covariate whose missing rule is "drop", naming those that dropped patients.
     dropping = [n for n, c in study.covariates.items() if c.missing == "drop"]
     if dropping:
-        unknown = {n: pd.isna(frame[n]).to_numpy() for n in dropping}
+        unknown_by = {n: pd.isna(frame[n]).to_numpy() for n in dropping}
         any_unknown = np.zeros(len(frame), dtype=bool)
-        for mask in unknown.values():
+        for mask in unknown_by.values():
             any_unknown |= mask
-        counts = [f"{n} {int((m & keep).sum())}" for n, m in unknown.items() if (m & keep).any()]
+        counts = [f"{n} {int((m & keep).sum())}" for n, m in unknown_by.items() if (m & keep).any()]
         step("missing_covariates", ~any_unknown,
              "excluded: a covariate with missing = \"drop\" is unknown"
              + (f" ({', '.join(counts)} patients before this step)" if counts else f" (none of {', '.join(dropping)})"))
@@ -639,8 +639,8 @@ def _assemble(facts: pd.DataFrame, study: Study, conn: SourceConnection, found: 
         if n_missing:
             notes.append(f"covariate {name}: {n_missing} eligible patient(s) without a value; {rule}")
 
-    for column, values in _outcomes(facts, study).items():
-        frame[column] = values
+    for column, outcome_values in _outcomes(facts, study).items():
+        frame[column] = outcome_values
 
     n_exposed = int((exposed & keep).sum())
     exposure_names = ", ".join(study.concept_label(n) for n in study.exposure.concept)

@@ -105,6 +105,7 @@ def key_lines(text: str) -> dict[tuple[Any, ...], int]:
     """
     found: dict[tuple[Any, ...], int] = {}
     current: tuple[Any, ...] = ()
+    path: tuple[Any, ...]
     counts: dict[tuple[Any, ...], int] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()

@@ -420,6 +420,7 @@ def study_problems(study: Study) -> list[Problem]:
 
     need_events(("index", "concept"), study.index.concept)
 
+    loc: tuple[Any, ...]
     seen_steps: set[str] = set()
     for i, crit in enumerate(study.criteria):
         loc = ("criteria", i)
@@ -477,14 +478,13 @@ def study_problems(study: Study) -> list[Problem]:
         if name in columns:
             add(loc, f"covariate name {name!r} is already a column of the analysis frame; rename it")
         columns[name] = loc
-        kinds = [study.concept_kind(n) for n in cov.concept]
-        if None in kinds:
+        if None in {study.concept_kind(n) for n in cov.concept}:
             for n in cov.concept:
                 if study.concept_kind(n) is None:
                     add((*loc, "concept"), (f"unknown concept {n!r}{_closest(n, known)}. Define it under "
                                      f"[concepts.{n}] or use a built-in: {', '.join(sorted(BUILTIN_CONCEPTS))}"))
             continue
-        if "baseline" in kinds:
+        if "baseline" in {study.concept_kind(n) for n in cov.concept}:
             if len(cov.concept) != 1:
                 add((*loc, "concept"), "a baseline built-in covariate names exactly one concept")
                 continue
@@ -542,8 +542,7 @@ def study_problems(study: Study) -> list[Problem]:
             add(("analysis", "matching", "exact"), (f"{n!r} is not a covariate of this study"
                              f"{_closest(n, covs)}. Covariates: {covs}"))
     for n in study.analysis.subgroups:
-        cov = study.covariates.get(n)
-        if cov is not None and covariate_type(study, n) == "numeric":
+        if n in study.covariates and covariate_type(study, n) == "numeric":
             add(("analysis", "subgroups"), (f"subgroup {n!r} is numeric; subgroups need a binary or "
                              "categorical covariate"))
     for n in study.report.published:
