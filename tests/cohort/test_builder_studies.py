@@ -99,3 +99,15 @@ def test_concepts_without_rows_are_said_never_silent(folder):
     assert len(no_exposure.data) > 0 and no_exposure.data["exposed"].sum() == 0
     assert any("the vasopressin arm is empty" in n for n in no_exposure.notes)
     assert any("'vasopressin'" in n and "found no rows" in n for n in no_exposure.notes)
+
+
+def test_a_covariate_named_like_a_builtin_detail(folder):
+    """``sofa`` returns its components as details; a covariate ``sofa_renal`` beside it must not collide."""
+    from retrocohort.spec import parse_study_text
+
+    text = (STUDIES / "vasopressin_shock.toml").read_text().replace(
+        "[covariates.age]", '[covariates.sofa_renal]\nconcept = "sofa_renal"\n\n[covariates.age]'
+    )
+    d = build_cohort(parse_study_text(text), folder).data
+    assert (d["sofa_renal"] <= d["sofa"]).all() and d["sofa_renal"].between(0, 4).all()
+    assert (d["sofa"] > d["sofa_renal"]).any()

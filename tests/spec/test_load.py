@@ -294,3 +294,9 @@ def test_byte_order_mark_is_accepted(tmp_path):
     path = tmp_path / "bom.toml"
     path.write_bytes(b"\xef\xbb\xbf" + TEXT.encode())
     assert load_study_file(path).study.name == "magnesium_ckrt"
+
+
+@pytest.mark.parametrize("bad", ["a__b", "trailing_", "Upper", "9lives"])
+def test_names_are_plain_identifiers(tmp_path, bad):
+    msg = _error(tmp_path, _edit("[covariates.age]", f"[covariates.{bad}]"))
+    assert f"'{bad}' must be a lower-case identifier" in msg

@@ -371,7 +371,9 @@ class _Compiler:
 
         values = baseline_values(self.conn, concept, keys)
         target = column or f"{prefix}{concept}"
-        renamed = {f"{target}_{c.removeprefix(concept + '_')}": c for c in values.columns
+        # Detail columns ("sofa_renal" of sofa) get a "__" name no study column can take ("sofa__renal"),
+        # so a covariate named like a built-in's detail never collides with it.
+        renamed = {f"{target}__{c.removeprefix(concept + '_')}": c for c in values.columns
                    if c.startswith(concept + "_") and c != concept}
         return values.select("subject_id", **{target: values[concept]}, **{k: values[v] for k, v in renamed.items()})
 
@@ -638,6 +640,13 @@ def _assemble(facts: pd.DataFrame, study: Study, conn: SourceConnection, found: 
             frame[name] = frame[name].where(~missing, fill)
         if n_missing:
             notes.append(f"covariate {name}: {n_missing} eligible patient(s) without a value; {rule}")
+
+    # Where a built-in says where its value came from (e.g. a back-calculated baseline creatinine), say how often.
+    for name in study.covariates:
+        source = facts.get(f"{name}__source")
+        if source is not None and keep.any():
+            tally = source[keep].fillna("unknown").value_counts()
+            notes.append(f"covariate {name}: value from " + ", ".join(f"{k} {v}" for k, v in tally.items()))
 
     for column, outcome_values in _outcomes(facts, study).items():
         frame[column] = outcome_values
