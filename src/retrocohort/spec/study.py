@@ -30,6 +30,7 @@ from .window import Window
 
 #: Names of concepts, covariates, outcomes and criteria: lower-case identifiers (they become column names).
 NAME_PATTERN = r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$"  # no "__": the builder keeps that for built-in details
+_NAME_RULE = "a-z, 0-9, single _ between words"
 
 #: Columns every analysis frame has; a covariate or outcome may not take these names.
 RESERVED_COLUMNS: tuple[str, ...] = ("subject_id", "stay_id", "hadm_id", "index_time", "exposed")
@@ -406,7 +407,7 @@ def study_problems(study: Study) -> list[Problem]:
             add(("concepts", name), (f"concept name {name!r} is a built-in concept; give yours another name "
                  f"(or drop it and use the built-in: {BUILTIN_CONCEPTS[name].rule})"))
         elif not _is_identifier(name):
-            add(("concepts", name), f"concept name {name!r} must be a lower-case identifier (a-z, 0-9, single _ between words)")
+            add(("concepts", name), f"concept name {name!r} must be a lower-case identifier ({_NAME_RULE})")
 
     def need_events(loc: tuple[Any, ...], names: tuple[str, ...]) -> None:
         for name in names:
@@ -474,7 +475,7 @@ def study_problems(study: Study) -> list[Problem]:
     for name, cov in study.covariates.items():
         loc = ("covariates", name)
         if not _is_identifier(name):
-            add(loc, f"covariate name {name!r} must be a lower-case identifier (a-z, 0-9, single _ between words)")
+            add(loc, f"covariate name {name!r} must be a lower-case identifier ({_NAME_RULE})")
         if name in columns:
             add(loc, f"covariate name {name!r} is already a column of the analysis frame; rename it")
         columns[name] = loc
@@ -517,7 +518,7 @@ def study_problems(study: Study) -> list[Problem]:
     for name, out in study.outcomes.items():
         loc = ("outcomes", name)
         if not _is_identifier(name):
-            add(loc, f"outcome name {name!r} must be a lower-case identifier (a-z, 0-9, single _ between words)")
+            add(loc, f"outcome name {name!r} must be a lower-case identifier ({_NAME_RULE})")
         for col in (f"{name}_time", f"{name}_status"):
             if col in columns:
                 add(loc, f"outcome {name!r} would write column {col!r}, which is already taken; rename it")
