@@ -136,7 +136,8 @@ TABLE_MAPS: dict[str, TableMap] = {
         status="event_txt",
     ),
     "hosp/pharmacy": TableMap("starttime", "stoptime", drug="medication", route="route", status="status"),
-    "hosp/diagnoses_icd": TableMap("dischtime", "admittime", icd=True),
+    # Dated through hosp/admissions (dischtime, or admittime with dated_at="admission"): see user_events.
+    "hosp/diagnoses_icd": TableMap("dischtime", "dischtime", icd=True),
     "hosp/procedures_icd": TableMap("chartdate", icd=True, date_start=True),
     "hosp/microbiologyevents": TableMap("charttime", itemid="spec_itemid", name="spec_type_desc", organism="org_name"),
     "hosp/transfers": TableMap("intime", "outtime", name="careunit", text="eventtype"),
