@@ -100,6 +100,13 @@ def build() -> ConceptMimic:
     m.admission(8, 82, "2151-01-01 08:00:00", "2151-01-05 08:00:00")
     m.diagnosis(8, 82, "F01", 10)  # dementia, after index
     m.diagnosis(8, h, "A41.9", 10)  # sepsis (explicit) on the index admission
+    # 9: stable creatinine 4.5 (CKD): KDIGO 0; 10: baseline 3.0, now 4.6 (1.53x): stage 3 by the 4.0 rule.
+    h, s = _patient(m, 9)
+    m.lab(9, h, 50912, T - 100 * D, 4.5)
+    m.lab(9, h, 50912, T - 5 * H, 4.5)
+    h, s = _patient(m, 10)
+    m.lab(10, h, 50912, T - 100 * D, 3.0)
+    m.lab(10, h, 50912, T - 5 * H, 4.6)
     return m
 
 
@@ -292,3 +299,10 @@ def test_charlson_ignores_unrelated_codes():
     for code, version in (("4019", 9), ("I10", 10), ("A419", 10), ("E872", 10), ("5849", 9), ("N179", 10)):
         lists = [(i9 if version == 9 else i10) for _, _, i9, i10 in CHARLSON]
         assert not any(code.startswith(p) for prefixes in lists for p in prefixes), code
+
+
+def test_kdigo_high_creatinine_needs_an_acute_rise(conn):
+    keys = pd.DataFrame({"subject_id": [9, 10], "hadm_id": [90, 100], "stay_id": [900, 1000], "index_time": [T, T]})
+    frame = conn.backend.execute(baseline_values(conn, "kdigo_stage", ibis.memtable(keys))).set_index("subject_id")
+    assert frame.kdigo_stage[9] == 0
+    assert frame.kdigo_stage[10] == 3  # 1.53x alone would be stage 1

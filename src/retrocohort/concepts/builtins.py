@@ -566,7 +566,8 @@ def _kdigo(conn: Any, keys: ir.Table) -> ir.Table:
     ratio = out.cr_max / out.creatinine_baseline
     cr_stage = ibis.cases(
         (ibis.coalesce(out.n_krt, 0) > 0, 3),
-        ((ratio >= 3.0) | (out.cr_max >= 4.0), 3),
+        # >= 4.0 mg/dL counts only with an acute rise: a stable high creatinine is chronic kidney disease.
+        ((ratio >= 3.0) | ((out.cr_max >= 4.0) & ((ratio >= 1.5) | (out.rise_max >= 0.3))), 3),
         (ratio >= 2.0, 2),
         ((ratio >= 1.5) | (out.rise_max >= 0.3), 1),
         else_=0,

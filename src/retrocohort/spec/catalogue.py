@@ -277,8 +277,9 @@ BUILTIN_CONCEPTS: dict[str, BuiltinInfo] = {
         "KDIGO AKI stage",
         "stage",
         "Highest KDIGO stage (0-3) in [index - 48 h, index]: creatinine (highest in the window) vs baseline "
-        "creatinine: >= 3.0x or >= 4.0 mg/dL or KRT 3, >= 2.0x 2, >= 1.5x or a rise >= 0.3 mg/dL within 48 h "
-        "1; urine output (outputevents, per kg of the first weight) in the 24 h before index < 0.3 mL/kg/h: "
+        "creatinine: >= 3.0x, or >= 4.0 mg/dL with an acute rise (>= 1.5x or >= 0.3 mg/dL within 48 h), or KRT "
+        "3; >= 2.0x 2; >= 1.5x or a rise >= 0.3 mg/dL within 48 h 1 (a stable high creatinine is CKD, not AKI); "
+        "urine output (outputevents, per kg of the first weight) in the 24 h before index < 0.3 mL/kg/h: "
         "3, in the 12 h before index < 0.5 mL/kg/h: 2, in the 6 h before index < 0.5 mL/kg/h: 1 (only where "
         "the stay has been charted for the whole span).",
         "numeric",
