@@ -197,14 +197,15 @@ def _describe_window(window: Window, match: str) -> str:
 
 class _Compiler:
     def __init__(self, conn: SourceConnection, study: Study) -> None:
-        from ..concepts import (
-            concept_events,  # the concepts package imports ibis backends: load on use
-        )
+        from ..concepts import concept_events, shared_user_events  # imports ibis backends: load on use
 
         self.conn = conn
         self.study = study
         self._concept_events = concept_events
+        self._shared_user_events = shared_user_events
         self._events: dict[str, ir.Table] = {}
+        self._shared: dict[str, ir.Table] = {}
+        self._shared_sets: list[Any] = []
         self._cached: list[ir.Table] = []
         self.subjects: ir.Table | None = None
 
@@ -215,10 +216,30 @@ class _Compiler:
         self._cached.append(cached)
         return cached
 
+    def share(self, names: set[str] | tuple[str, ...]) -> None:
+        """Read the user concepts ``names`` (not read yet) so that each source table is scanned once.
+
+        Concepts on the same table come from one cached copy of the rows any of them selects
+        (restricted to the indexed patients once they are known); see ``shared_user_events``.
+        """
+        specs = {n: self.study.concepts[n] for n in sorted(names)
+                 if n in self.study.concepts and n not in self._events and n not in self._shared}
+        if not specs:
+            return
+        try:
+            shared = self._shared_user_events(self.conn, specs, self.subjects)
+        except SourceError as exc:
+            named = [n for n, s in specs.items() if s.table in str(exc)] or sorted(specs)
+            raise SourceError(f"concept {', '.join(map(repr, named))}: {exc}") from None
+        self._shared_sets.append(shared)
+        self._shared.update(shared.events)
+
     def events(self, name: str) -> ir.Table:
         if name not in self._events:
             try:
-                raw = self._concept_events(self.conn, self.study.resolve(name))
+                raw = self._shared.get(name)
+                if raw is None:
+                    raw = self._concept_events(self.conn, self.study.resolve(name))
             except SourceError as exc:
                 # Name the concept as well as the table: the user fixes the study or the data.
                 raise SourceError(f"concept {name!r} ({self.study.concept_label(name)}): {exc}") from None
@@ -250,12 +271,15 @@ class _Compiler:
         for cached in self._cached:
             with contextlib.suppress(Exception):  # a failed query may have left nothing to drop
                 cached.release()
+        for shared in self._shared_sets:
+            shared.release()
 
     # -- the index --------------------------------------------------------------------------------
 
     def candidates(self) -> ir.Table:
         """One row per (patient, ICU stay) with an entry event: the stay's first entry event."""
         study, conn = self.study, self.conn
+        self.share(study.index.concept)
         entry = self.union(study.index.concept, keys=True)
         stays = conn.table("icu/icustays").select("subject_id", "stay_id", "hadm_id", "intime", "outtime")
         # An entry event from a hospital table has no stay: it belongs to the ICU stay it falls in, if any.
@@ -300,6 +324,7 @@ class _Compiler:
         study = self.study
         cand = self._cache(self.candidates())
         self.subjects = cand.select("subject_id").distinct()
+        self.share(_used_concepts(study))
         # The entry events stay cached as read; every later concept is restricted to these patients.
         screens = ["f_known_stay"] + (["f_first_stay"] if study.index.first_icu_stay_only else []) + ["f_adult"]
         event_criteria = [c for c in study.criteria if _is_event_rule(study, c)]
@@ -456,6 +481,18 @@ class _Compiler:
             elif out.kind == "absence":
                 cols[f"o_{name}_seconds"] = _seconds(facts[f"o_{name}_last_end"], facts.index_time)
         return facts.mutate(**cols) if cols else facts
+
+
+def _used_concepts(study: Study) -> set[str]:
+    """Every concept name the rules after the index use."""
+    names: set[str] = set(study.exposure.concept) | set(study.comparator.concept)
+    for crit in study.criteria:
+        names |= set(crit.concept)
+    for cov in study.covariates.values():
+        names |= set(cov.concept)
+    for out in study.outcomes.values():
+        names |= set(out.concept)
+    return names
 
 
 def _is_event_rule(study: Study, crit: Criterion) -> bool:
