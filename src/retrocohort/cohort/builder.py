@@ -197,7 +197,10 @@ def _describe_window(window: Window, match: str) -> str:
 
 class _Compiler:
     def __init__(self, conn: SourceConnection, study: Study) -> None:
-        from ..concepts import concept_events, shared_user_events  # imports ibis backends: load on use
+        from ..concepts import (  # imports ibis backends: load on use
+            concept_events,
+            shared_user_events,
+        )
 
         self.conn = conn
         self.study = study
