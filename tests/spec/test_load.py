@@ -300,3 +300,15 @@ def test_byte_order_mark_is_accepted(tmp_path):
 def test_names_are_plain_identifiers(tmp_path, bad):
     msg = _error(tmp_path, _edit("[covariates.age]", f"[covariates.{bad}]"))
     assert f"'{bad}' must be a lower-case identifier" in msg
+
+
+def test_reserved_attrition_step_names(tmp_path):
+    for reserved in ("eligible", "adult", "prior_death"):
+        msg = _error(tmp_path, _edit('name = "support"', f'name = "{reserved}"'))
+        assert f"criterion name '{reserved}' is a step the builder writes itself" in msg
+
+
+def test_km_times_and_published_estimates_are_checked(tmp_path):
+    assert "increasing order" in _error(tmp_path, _edit("km_times_days = [0, 15,", "km_times_days = [15, 0,"))
+    msg = _error(tmp_path, _edit("death = [0.38, 0.18, 0.83]", "death = [0.18, 0.38, 0.83]"))
+    assert "0 < lower <= HR <= upper" in msg

@@ -35,6 +35,12 @@ _NAME_RULE = "a-z, 0-9, single _ between words"
 #: Columns every analysis frame has; a covariate or outcome may not take these names.
 RESERVED_COLUMNS: tuple[str, ...] = ("subject_id", "stay_id", "hadm_id", "index_time", "exposed")
 
+#: Attrition steps the builder writes itself; a criterion may not take these names.
+RESERVED_STEPS: tuple[str, ...] = (
+    "index_event", "icu_stay", "first_icu_stay", "adult", "age", "both_arms", "neither_arm",
+    "missing_covariates", "eligible",
+)
+
 #: Summaries of a concept over a window, and whether each needs the events' values.
 SUMMARIES: dict[str, bool] = {
     "first": True,  # value of the earliest event (ties: the lower value)
@@ -288,6 +294,13 @@ class AnalysisSpec(_Section):
     e_value: bool = True
     subgroups: tuple[str, ...] = ()
 
+    @field_validator("km_times_days")
+    @classmethod
+    def _times(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not (math.isfinite(t) and t >= 0) for t in v) or list(v) != sorted(set(v)):
+            raise ValueError(f"km_times_days {list(v)} must be distinct days >= 0 in increasing order")
+        return v
+
 
 class ReportSpec(_Section):
     """``[report]``: disclosure control and published estimates to show beside ours."""
@@ -295,6 +308,15 @@ class ReportSpec(_Section):
     small_cell_threshold: int = Field(5, ge=0)
     # outcome name -> [estimate, lower, upper] of a published hazard ratio
     published: dict[str, tuple[float, float, float]] = {}
+
+    @field_validator("published")
+    @classmethod
+    def _ordered(cls, v: dict[str, tuple[float, float, float]]) -> dict[str, tuple[float, float, float]]:
+        for name, (hr, lower, upper) in v.items():
+            if not (0 < lower <= hr <= upper):
+                raise ValueError(f"published {name} = [{hr}, {lower}, {upper}] must be [HR, lower, upper] "
+                                 "with 0 < lower <= HR <= upper")
+        return v
 
 
 class Study(_Section):
@@ -425,6 +447,9 @@ def study_problems(study: Study) -> list[Problem]:
     seen_steps: set[str] = set()
     for i, crit in enumerate(study.criteria):
         loc = ("criteria", i)
+        if crit.name in RESERVED_STEPS or crit.name.startswith("prior_"):
+            add((*loc, "name"), f"criterion name {crit.name!r} is a step the builder writes itself "
+                f"({', '.join(RESERVED_STEPS)}, prior_<outcome>); choose another")
         if crit.name in seen_steps:
             add((*loc, "name"), f"criterion name {crit.name!r} is used twice; each names one attrition line")
         seen_steps.add(crit.name)
