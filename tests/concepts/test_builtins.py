@@ -306,3 +306,14 @@ def test_kdigo_high_creatinine_needs_an_acute_rise(conn):
     frame = conn.backend.execute(baseline_values(conn, "kdigo_stage", ibis.memtable(keys))).set_index("subject_id")
     assert frame.kdigo_stage[9] == 0
     assert frame.kdigo_stage[10] == 3  # 1.53x alone would be stage 1
+
+
+def test_baseline_creatinine_without_an_admission_looks_back_from_the_index(conn):
+    keys = pd.DataFrame({"subject_id": [4], "hadm_id": [None], "stay_id": [None], "index_time": [T]})
+    keys = keys.astype({"hadm_id": "Int64", "stay_id": "Int64"})
+    frame = conn.backend.execute(baseline_values(conn, "creatinine_baseline", ibis.memtable(keys)))
+    # 1.0 (100 days before) is in the 365-day look-back before the index; 3.6 (10 h before) would be the
+    # "during admission" value, but the look-back wins as it does with an admission.
+    assert frame.creatinine_baseline[0] == 1.0 and frame.creatinine_baseline_source[0] == "before admission"
+    age = conn.backend.execute(baseline_values(conn, "age", ibis.memtable(keys)))
+    assert age.age[0] == 62.0  # the index time's year

@@ -472,6 +472,8 @@ def _creatinine_baseline(conn: Any, keys: ir.Table) -> ir.Table:
     cr = le.filter((le.itemid == CREATININE_ITEMID) & le.valuenum.notnull() & le.charttime.notnull()).select(
         "subject_id", "charttime", "valuenum"
     )
+    # An index without an admission (a hand-made key): the index time stands for the admission time.
+    ka = ka.mutate(admittime=ibis.coalesce(ka.admittime, ka.index_time))
     j = cr.join(ka.select("subject_id", "index_time", "admittime"), "subject_id")
     before = (j.charttime < j.admittime) & (j.charttime >= shift(j.admittime, -BASELINE_LOOKBACK_DAYS * 24.0))
     during = (j.charttime >= j.admittime) & (j.charttime <= j.index_time)

@@ -291,7 +291,8 @@ BUILTIN_CONCEPTS: dict[str, BuiltinInfo] = {
         "mg/dL",
         "Lowest serum creatinine (labevents 50912) in the 365 days before the index admission; else the "
         "lowest in the index admission up to index; else back-calculated from an assumed eGFR of 75 "
-        "(KDIGO) with CKD-EPI 2021 for the patient's age and sex.",
+        "(KDIGO) with CKD-EPI 2021 for the patient's age and sex. Without an index admission the index time "
+        "stands for the admission time.",
         "numeric",
         ("hosp/labevents", "hosp/admissions", "hosp/patients"),
     ),
