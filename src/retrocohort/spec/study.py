@@ -67,8 +67,15 @@ VALUELESS_TABLES: tuple[str, ...] = (
 
 
 def _names(value: Any) -> Any:
-    """A single concept name where a list is allowed: ``concept = "krt"`` is ``concept = ["krt"]``."""
-    return (value,) if isinstance(value, str) else value
+    """A single concept name where a list is allowed: ``concept = "krt"`` is ``concept = ["krt"]``.
+
+    A name listed twice is kept once (its events would otherwise count twice).
+    """
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return tuple(dict.fromkeys(value))
+    return value
 
 
 class _Section(BaseModel):
