@@ -351,6 +351,9 @@ class SourceConnection:
     views: dict[str, str]
     optional_present: dict[str, tuple[str, ...]] = field(default_factory=dict)
     spark_time_zone: str | None = None  # the caller's session time zone, restored on close
+    # Views of CONCEPT_SCHEMA tables, opened on first use by concept_table (a study that uses no
+    # concept on a table never opens it); table -> (view name, optional columns present).
+    concept_views: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
 
     def table(self, name: str) -> Any:
         """The ibis table of ``name`` ("icu/inputevents") as the cohort reads it: the columns of :data:`SCHEMA`,
@@ -369,6 +372,35 @@ class SourceConnection:
     def has(self, name: str) -> bool:
         """Whether table ``name`` is present."""
         return name in self.views
+
+    def concept_table(self, name: str) -> Any:
+        """The ibis table of ``name`` with every column of :data:`CONCEPT_SCHEMA`, opened on first use.
+
+        An optional column absent from the file is a typed null column
+        (:meth:`concept_has_column` says which are real).
+
+        Raises
+        ------
+        SourceError
+            The table is not in the folder, or lacks a required column (both named).
+        """
+        if name not in CONCEPT_SCHEMA:
+            raise KeyError(f"{name!r} is not a table concepts read; known: {list(CONCEPT_SCHEMA)}")
+        if name not in self.concept_views:
+            self.concept_views[name] = _open_concept_view(self, name)
+        return self.backend.table(self.concept_views[name][0])
+
+    def concept_has_table(self, name: str) -> bool:
+        """Whether the folder holds table ``name`` (without opening it)."""
+        if name in self.concept_views or self.files.get(name) is not None:
+            return True
+        return self.source.locate(name) is not None
+
+    def concept_has_column(self, table: str, column: str) -> bool:
+        """Whether ``column`` of a :data:`CONCEPT_SCHEMA` table is in the file (opens the table)."""
+        self.concept_table(table)
+        spec = CONCEPT_SCHEMA[table].columns[column]
+        return not spec.optional or column in self.concept_views[table][1]
 
     def has_column(self, table: str, column: str) -> bool:
         """Whether an optional column is present in its table."""
@@ -423,7 +455,7 @@ class SourceConnection:
                 self.backend.disconnect()
         else:
             session = self.backend._session
-            for view in self.views.values():
+            for view in [*self.views.values(), *(v for v, _ in self.concept_views.values())]:
                 with contextlib.suppress(Exception):
                     session.catalog.dropTempView(view)
             if self.spark_time_zone is not None:
@@ -597,12 +629,16 @@ def locate_malformed(source: MimicIV, files: dict[str, TableFile | None] | None 
     import duckdb
 
     files = files if files is not None else source.validate()
+    # The flagship's tables, then every concept table in the folder with the columns concepts type.
+    tables: list[tuple[str, TableFile | None, TableSpec]] = [(n, tf, SCHEMA[n]) for n, tf in files.items()]
+    for name, spec in CONCEPT_SCHEMA.items():
+        with contextlib.suppress(SourceError):  # an unreadable header is not the error being located
+            tables.append((name, files.get(name) or source.locate(name), spec))
     con = duckdb.connect()
     try:
-        for name, tf in files.items():
+        for name, tf, spec in tables:
             if tf is None or tf.format != "csv":
                 continue
-            spec = SCHEMA[name]
             spelt, _ = _present_columns(spec, tf)
             wanted = {v.lower(): k for k, v in spelt.items()}
             columns = ", ".join(
@@ -718,7 +754,195 @@ def check_source(path: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["table", "column", "file", "present", "required", "needed_by"])
 
 
+# ---------------------------------------------------------------------------------------------
+# Concept tables: every table a study concept may read (retrocohort.concepts), with the columns
+# concepts use. Opened lazily by SourceConnection.concept_table, never by connect(), so the flagship
+# path (SCHEMA) reads exactly what it read before and a folder without, say, emar is fine until a
+# study asks for it. Types as in docs/shared mimic-iv-columns (measured quantities double, ids bigint).
+# ---------------------------------------------------------------------------------------------
+
+_CONCEPT = "study concepts"
+
+
+def _ccols(required: tuple[tuple[str, str], ...], optional: tuple[tuple[str, str], ...] = ()) -> dict[str, Column]:
+    cols = {name: Column(kind, _CONCEPT) for name, kind in required}
+    lost = "selectors on this column cannot be used"
+    cols.update({name: Column(kind, _CONCEPT, True, lost) for name, kind in optional})
+    return cols
+
+
+_KEYS3 = (("subject_id", "int64"), ("hadm_id", "int64"), ("stay_id", "int64"))
+_KEYS2 = (("subject_id", "int64"), ("hadm_id", "int64"))
+
+#: Table -> columns that concepts read (a superset of SCHEMA's columns for the 8 flagship tables).
+CONCEPT_SCHEMA: dict[str, TableSpec] = {
+    name: TableSpec(name, columns, required=False, needed_by=_CONCEPT, degrades="concepts on this table find nothing")
+    for name, columns in {
+        "hosp/patients": _ccols(
+            (("subject_id", "int64"), ("gender", "string"), ("anchor_age", "int32"), ("anchor_year", "int32"),
+             ("dod", "date"))
+        ),
+        "hosp/admissions": _ccols(
+            (*_KEYS2, ("admittime", "timestamp"), ("dischtime", "timestamp"), ("deathtime", "timestamp"))
+        ),
+        "icu/icustays": _ccols((*_KEYS3, ("intime", "timestamp"), ("outtime", "timestamp"))),
+        "icu/inputevents": _ccols(
+            (*_KEYS3, ("starttime", "timestamp"), ("endtime", "timestamp"), ("itemid", "int32"),
+             ("amount", "float64"), ("amountuom", "string"), ("rate", "float64"), ("rateuom", "string"),
+             ("patientweight", "float64"), ("orderid", "int64")),
+            (("statusdescription", "string"),),
+        ),
+        "icu/ingredientevents": _ccols(
+            (*_KEYS3, ("starttime", "timestamp"), ("endtime", "timestamp"), ("itemid", "int32"),
+             ("amount", "float64"), ("amountuom", "string"), ("rate", "float64"), ("rateuom", "string")),
+            (("statusdescription", "string"),),
+        ),
+        "icu/procedureevents": _ccols(
+            (*_KEYS3, ("starttime", "timestamp"), ("endtime", "timestamp"), ("itemid", "int32")),
+            (("value", "float64"), ("valueuom", "string"), ("statusdescription", "string")),
+        ),
+        "icu/chartevents": _ccols(
+            (*_KEYS3, ("charttime", "timestamp"), ("itemid", "int32")),
+            (("value", "string"), ("valuenum", "float64"), ("valueuom", "string")),
+        ),
+        "icu/outputevents": _ccols(
+            (*_KEYS3, ("charttime", "timestamp"), ("itemid", "int32"), ("value", "float64")),
+            (("valueuom", "string"),),
+        ),
+        "icu/datetimeevents": _ccols(
+            (*_KEYS3, ("charttime", "timestamp"), ("itemid", "int32"), ("value", "timestamp"))
+        ),
+        "hosp/labevents": _ccols(
+            (("subject_id", "int64"), ("itemid", "int32"), ("charttime", "timestamp"), ("valuenum", "float64")),
+            (("hadm_id", "int64"), ("specimen_id", "int64"), ("value", "string"), ("valueuom", "string")),
+        ),
+        "hosp/prescriptions": _ccols(
+            (*_KEYS2, ("starttime", "timestamp"), ("stoptime", "timestamp"), ("drug", "string")),
+            (("dose_val_rx", "string"), ("dose_unit_rx", "string"), ("route", "string")),
+        ),
+        "hosp/emar": _ccols(
+            (*_KEYS2, ("emar_id", "string"), ("charttime", "timestamp"), ("medication", "string")),
+            (("event_txt", "string"),),
+        ),
+        "hosp/emar_detail": _ccols(
+            (("subject_id", "int64"), ("emar_id", "string")),
+            (("parent_field_ordinal", "string"), ("dose_given", "string"), ("dose_given_unit", "string"),
+             ("route", "string")),
+        ),
+        "hosp/pharmacy": _ccols(
+            (*_KEYS2, ("starttime", "timestamp"), ("stoptime", "timestamp"), ("medication", "string")),
+            (("route", "string"), ("status", "string")),
+        ),
+        "hosp/diagnoses_icd": _ccols((*_KEYS2, ("icd_code", "string"), ("icd_version", "int32"))),
+        "hosp/procedures_icd": _ccols(
+            (*_KEYS2, ("chartdate", "date"), ("icd_code", "string"), ("icd_version", "int32"))
+        ),
+        "hosp/microbiologyevents": _ccols(
+            (("subject_id", "int64"), ("hadm_id", "int64"), ("micro_specimen_id", "int64"),
+             ("chartdate", "timestamp"), ("charttime", "timestamp")),
+            (("spec_itemid", "int64"), ("spec_type_desc", "string"), ("org_name", "string")),
+        ),
+        "hosp/transfers": _ccols(
+            (*_KEYS2, ("eventtype", "string"), ("careunit", "string"), ("intime", "timestamp"),
+             ("outtime", "timestamp"))
+        ),
+        "hosp/services": _ccols((*_KEYS2, ("transfertime", "timestamp"), ("curr_service", "string")),
+                                (("prev_service", "string"),)),
+        "hosp/omr": _ccols(
+            (("subject_id", "int64"), ("chartdate", "date"), ("result_name", "string"), ("result_value", "string")),
+            (("seq_num", "int64"),),
+        ),
+    }.items()
+}
+
+
+def _open_concept_view(conn: SourceConnection, name: str) -> tuple[str, tuple[str, ...]]:
+    """Create the view of one CONCEPT_SCHEMA table on the connection's engine; (view name, optional present)."""
+    spec = CONCEPT_SCHEMA[name]
+    tf = conn.files.get(name) or conn.source.locate(name)
+    if tf is None:
+        tried = ", ".join(f"{name}{ext}" for ext in _EXTENSIONS)
+        raise SourceError(
+            f"table {name} not found in {conn.source.path} (looked for {tried}); a concept of the study reads it. "
+            f"It ships in the {name.split('/')[0]} module of {SUPPORTED_VERSIONS}: copy it into the folder, or "
+            "remove the concepts that read it"
+        )
+    spelt, optional = _present_columns(spec, tf)
+    missing = [col for col, c in spec.columns.items() if col not in spelt and not c.optional]
+    if missing:
+        raise SourceError(
+            f"{tf.path}: column(s) {', '.join(repr(m) for m in missing)} missing; a concept of the study reads "
+            f"them ({SUPPORTED_VERSIONS} have them). Columns found: {', '.join(tf.header)}"
+        )
+    view = f"rc_concept_{uuid.uuid4().hex[:8]}_{name.replace('/', '_')}"
+    if conn.engine == "duckdb":
+        if tf.format == "csv":
+            wanted = {v.lower(): k for k, v in spelt.items()}
+            types = {c: _DUCKDB_TYPES[spec.columns[wanted[c.lower()]].type] if c.lower() in wanted else "VARCHAR"
+                     for c in tf.header}
+            columns = ", ".join(f"{_sql_string(c)}: {_sql_string(kind)}" for c, kind in types.items())
+            relation = (
+                f"read_csv({_sql_string(str(tf.path))}, header = true, auto_detect = false, delim = ',', "
+                f"quote = '\"', escape = '\"', columns = {{{columns}}}, "
+                f"timestampformat = {_sql_string(TIMESTAMP_FORMAT_DUCKDB)}, "
+                f"dateformat = {_sql_string(DATE_FORMAT_DUCKDB)})"
+            )
+            present = [f'"{spelt[col]}" AS {col}' for col in spec.columns if col in spelt]
+        else:
+            pattern = str(tf.path) if tf.path.is_file() else str(tf.path / "*.parquet")
+            relation = f"read_parquet({_sql_string(pattern)})"
+            present = [
+                f'CAST("{spelt[col]}" AS {_DUCKDB_TYPES[spec.columns[col].type]}) AS {col}'
+                for col in spec.columns
+                if col in spelt
+            ]
+        # An optional column absent from the file is a typed null, so every concept sees the same columns.
+        absent = [
+            f"CAST(NULL AS {_DUCKDB_TYPES[c.type]}) AS {col}" for col, c in spec.columns.items() if col not in spelt
+        ]
+        select = ", ".join(present + absent)
+        conn.backend.con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT {select} FROM {relation}")
+    else:
+        from pyspark.sql import functions as F
+        from pyspark.sql import types as T
+
+        session = conn.backend._session
+        wanted = {v.lower(): k for k, v in spelt.items()}
+        if tf.format == "csv":
+            fields = [
+                T.StructField(c, _spark_type(spec.columns[wanted[c.lower()]].type))
+                if c.lower() in wanted
+                else T.StructField(c, T.StringType())
+                for c in tf.header
+            ]
+            schema = T.StructType(fields)
+            frame = (
+                session.read.option("header", "true")
+                .option("mode", "FAILFAST")
+                .option("timestampNTZFormat", TIMESTAMP_FORMAT_SPARK)
+                .option("timestampFormat", TIMESTAMP_FORMAT_SPARK)
+                .option("dateFormat", DATE_FORMAT_SPARK)
+                .option("escape", '"')
+                .schema(schema)
+                .csv(str(tf.path))
+            )
+            cols = [F.col(f"`{spelt[col]}`").alias(col) if col in spelt else None for col in spec.columns]
+        else:
+            frame = session.read.parquet(str(tf.path))
+            cols = [
+                F.col(f"`{spelt[col]}`").cast(_spark_type(spec.columns[col].type)).alias(col) if col in spelt else None
+                for col in spec.columns
+            ]
+        cols = [
+            c if c is not None else F.lit(None).cast(_spark_type(spec.columns[col].type)).alias(col)
+            for c, col in zip(cols, spec.columns)
+        ]
+        frame.select(*cols).createOrReplaceTempView(view)
+    return view, optional
+
+
 __all__ = [
+    "CONCEPT_SCHEMA",
     "SCHEMA",
     "Column",
     "MimicIV",

@@ -1,0 +1,762 @@
+"""Compile a study written in the study language into the analysis frame and its attrition log.
+
+:func:`build_cohort` takes a validated :class:`~retrocohort.spec.Study` and a
+MIMIC-IV source and returns a :class:`BuiltCohort`: one row per eligible
+patient (times in days from the index) and one attrition line per rule, in the
+order the study file writes them. Everything up to the final per-patient table
+is one lazy ibis expression per step, the same on DuckDB and Spark; the events
+of each concept are read from their table once, restricted to the patients with
+an index event, and cached for every rule that uses them.
+
+The builder knows no clinical concept: the index, criteria, exposure,
+covariates and outcomes are all concepts named by the study
+(:func:`retrocohort.concepts.concept_events`, :func:`~retrocohort.concepts.baseline_values`).
+The rules are stated in ``docs/study-language.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import ibis
+import ibis.expr.types as ir
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError, SourceError
+from ..sources.mimic_iv import ENGINES, MimicIV, SourceConnection
+from ..spec.study import Criterion, Study, covariate_type
+from ..spec.window import Window
+
+SECONDS_PER_DAY = 86_400
+ATTRITION_COLUMNS = ["step", "remaining", "excluded", "reason"]
+
+
+@dataclass(frozen=True)
+class BuiltCohort:
+    """The analysis cohort of one study on one data source.
+
+    Attributes
+    ----------
+    data
+        One row per eligible patient, sorted by ``subject_id``: ``subject_id``,
+        ``stay_id``, ``hadm_id``, ``index_time``, ``exposed`` (1 = exposure arm,
+        0 = comparator arm), the dose column when ``[dose]`` is declared, each
+        covariate (and ``<name>_missing`` for ``missing = "indicator"``), then per
+        outcome ``<name>_time`` (days from the index) and ``<name>_status``
+        (0 censored, 1 the outcome, 2 the competing death).
+    attrition
+        ``step``, ``remaining``, ``excluded``, ``reason``: one line per rule in
+        the order written; ``remaining[i] = remaining[i-1] - excluded[i]``.
+    notes
+        Data caveats in words (absent optional tables, concepts that found no
+        rows, imputations, dose rows with an unknown unit).
+    concepts
+        Column -> where it came from, in words (for the report's methods).
+    engine, source
+        ``"duckdb"`` or ``"spark"``; the folder read.
+    """
+
+    data: pd.DataFrame
+    attrition: pd.DataFrame
+    notes: tuple[str, ...]
+    concepts: dict[str, str] = field(default_factory=dict)
+    engine: str = "duckdb"
+    source: str = ""
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Patients with an index event, eligible, exposed and comparator."""
+        exposed = int(self.data["exposed"].sum())
+        return {
+            "indexed": int(self.attrition["remaining"].iloc[0]),
+            "eligible": len(self.data),
+            "exposed": exposed,
+            "comparator": len(self.data) - exposed,
+        }
+
+
+def build_cohort(
+    study: Study,
+    source: MimicIV | str | Path,
+    engine: Literal["duckdb", "spark"] = "duckdb",
+    spark: Any = None,
+    duckdb_config: dict[str, Any] | None = None,
+) -> BuiltCohort:
+    """Build the analysis cohort of ``study`` from a MIMIC-IV folder.
+
+    Parameters
+    ----------
+    study
+        A validated study (:func:`retrocohort.spec.load_study_file`).
+    source
+        A :class:`~retrocohort.sources.MimicIV` or the path of its folder.
+    engine
+        ``"duckdb"`` (embedded, default) or ``"spark"``.
+    spark
+        A running ``SparkSession`` for ``engine="spark"`` (None: a local one, stopped afterwards).
+    duckdb_config
+        DuckDB settings, e.g. ``{"memory_limit": "3GB"}``.
+
+    Returns
+    -------
+    BuiltCohort
+
+    Raises
+    ------
+    SourceError
+        A table the study needs is absent, or a value in a file does not parse.
+    """
+    from ..sources.spark import spark_session
+
+    if engine not in ENGINES:
+        raise InputError(f"engine={engine!r} is not allowed; choose one of {list(ENGINES)}")
+    source = source if isinstance(source, MimicIV) else MimicIV(source)
+    if engine == "spark":
+        source.validate()
+    session = spark_session(spark) if engine == "spark" else contextlib.nullcontext(None)
+    with session as active:
+        conn = source.connect(engine=engine, spark=active, duckdb_config=duckdb_config)
+        try:
+            return build_on(conn, study)
+        finally:
+            conn.close()
+
+
+def build_on(conn: SourceConnection, study: Study) -> BuiltCohort:
+    """:func:`build_cohort` on an open connection (left open)."""
+    compiler = _Compiler(conn, study)
+    try:
+        with conn.errors():
+            facts = compiler.facts().to_pandas()
+            found = compiler.rows_found()
+    finally:
+        compiler.release()
+    return _assemble(facts, study, conn, found)
+
+
+# ---------------------------------------------------------------------------------------------
+# Time helpers (whole seconds: MIMIC-IV times are whole seconds; works on every ibis engine).
+# ---------------------------------------------------------------------------------------------
+
+
+def _shift(ts: ir.TimestampValue, hours: float) -> ir.TimestampValue:
+    seconds = round(hours * 3600)
+    if seconds >= 0:
+        return ts + ibis.interval(seconds=seconds)
+    return ts - ibis.interval(seconds=-seconds)
+
+
+def _seconds(later: ir.TimestampValue, earlier: ir.TimestampValue) -> ir.IntegerValue:
+    return later.delta(earlier, unit="second")
+
+
+def _attach(base: ir.Table, other: ir.Table, keys: list[str]) -> ir.Table:
+    """Left join ``other`` (unique on ``keys``) onto ``base``, keeping base's key columns once."""
+    joined = base.left_join(other, keys)
+    return joined.select(*[base[c] for c in base.columns], *[other[c] for c in other.columns if c not in keys])
+
+
+def in_window(start: ir.TimestampValue, end: ir.TimestampValue | None, index: ir.TimestampValue, window: Window,
+              match: str = "start") -> ir.BooleanValue:
+    """Whether an event lies in ``window`` around ``index``.
+
+    ``match = "start"``: the event starts in the window. ``"overlap"``: it runs
+    at some time in the window (starts before the window's end and ends after its
+    start; a missing end is the start). Open ends exclude the boundary time.
+    """
+    finish = start if end is None else ibis.coalesce(end, start)
+    if window.calendar_day:
+        if match == "overlap":
+            return (start.date() <= index.date()) & (finish.date() >= index.date())
+        return start.date() == index.date()
+    first, last = (start, finish) if match == "overlap" else (start, start)
+    conditions = []
+    if math.isfinite(window.end_hours):
+        bound = _shift(index, window.end_hours)
+        conditions.append(first <= bound if window.end_closed else first < bound)
+    if math.isfinite(window.start_hours):
+        bound = _shift(index, window.start_hours)
+        conditions.append(last >= bound if window.start_closed else last > bound)
+    return ibis.and_(*conditions) if conditions else ibis.literal(True)
+
+
+def _describe_window(window: Window, match: str) -> str:
+    verb = "running at some time in" if match == "overlap" else "starting in"
+    return f"{verb} {window.describe()} of the index" if not window.calendar_day else f"{verb} the index calendar day"
+
+
+# ---------------------------------------------------------------------------------------------
+# The compiler: one lazy table of per-patient facts.
+# ---------------------------------------------------------------------------------------------
+
+
+class _Compiler:
+    def __init__(self, conn: SourceConnection, study: Study) -> None:
+        from ..concepts import (  # imports ibis backends: load on use
+            concept_events,
+            shared_user_events,
+        )
+
+        self.conn = conn
+        self.study = study
+        self._concept_events = concept_events
+        self._shared_user_events = shared_user_events
+        self._events: dict[str, ir.Table] = {}
+        self._shared: dict[str, ir.Table] = {}
+        self._shared_sets: list[Any] = []
+        self._cached: list[ir.Table] = []
+        self.subjects: ir.Table | None = None
+
+    # -- events of a concept, restricted to the indexed patients and cached once ----------------
+
+    def _cache(self, table: ir.Table) -> ir.Table:
+        cached = table.cache()
+        self._cached.append(cached)
+        return cached
+
+    def share(self, names: set[str] | tuple[str, ...]) -> None:
+        """Read the user concepts ``names`` (not read yet) so that each source table is scanned once.
+
+        Concepts on the same table come from one cached copy of the rows any of them selects
+        (restricted to the indexed patients once they are known); see ``shared_user_events``.
+        """
+        specs = {n: self.study.concepts[n] for n in sorted(names)
+                 if n in self.study.concepts and n not in self._events and n not in self._shared}
+        if not specs:
+            return
+        try:
+            shared = self._shared_user_events(self.conn, specs, self.subjects)
+        except SourceError as exc:
+            named = [n for n, s in specs.items() if s.table in str(exc)] or sorted(specs)
+            raise SourceError(f"concept {', '.join(map(repr, named))}: {exc}") from None
+        self._shared_sets.append(shared)
+        self._shared.update(shared.events)
+
+    def events(self, name: str) -> ir.Table:
+        if name not in self._events:
+            try:
+                raw = self._shared.get(name)
+                if raw is None:
+                    raw = self._concept_events(self.conn, self.study.resolve(name))
+            except SourceError as exc:
+                # Name the concept as well as the table: the user fixes the study or the data.
+                raise SourceError(f"concept {name!r} ({self.study.concept_label(name)}): {exc}") from None
+            raw = raw.filter(raw.start_time.notnull())
+            if self.subjects is not None:
+                raw = raw.semi_join(self.subjects, "subject_id")
+            self._events[name] = self._cache(raw)
+        return self._events[name]
+
+    def union(self, names: tuple[str, ...], keys: bool = False) -> ir.Table:
+        """The events of several concepts (an OR); without ``keys`` only subject, times and numbers.
+
+        The event's own stay and admission are dropped before events are joined to the
+        index keys: a rule counts every event of the patient in the window, whatever stay it was charted in.
+        """
+        wanted = ["subject_id", "hadm_id", "stay_id"] if keys else ["subject_id"]
+        wanted += ["start_time", "end_time", "value", "amount", "unit"]
+        tables = [self.events(n).select(*wanted) for n in names]
+        out = tables[0]
+        for t in tables[1:]:
+            out = out.union(t, distinct=False)
+        return out
+
+    def rows_found(self) -> dict[str, int]:
+        """Rows each concept found among the indexed patients (a zero becomes a note)."""
+        return {name: int(t.count().to_pyarrow().as_py()) for name, t in self._events.items()}
+
+    def release(self) -> None:
+        for cached in self._cached:
+            with contextlib.suppress(Exception):  # a failed query may have left nothing to drop
+                cached.release()
+        for shared in self._shared_sets:
+            shared.release()
+
+    # -- the index --------------------------------------------------------------------------------
+
+    def candidates(self) -> ir.Table:
+        """One row per (patient, ICU stay) with an entry event: the stay's first entry event."""
+        study, conn = self.study, self.conn
+        self.share(study.index.concept)
+        entry = self.union(study.index.concept, keys=True)
+        stays = conn.table("icu/icustays").select("subject_id", "stay_id", "hadm_id", "intime", "outtime")
+        # An entry event from a hospital table has no stay: it belongs to the ICU stay it falls in, if any.
+        placed = entry.filter(entry.stay_id.isnull()).select("subject_id", "start_time")
+        s = stays.select(s_subject="subject_id", s_stay="stay_id", intime="intime", outtime="outtime")
+        placed = placed.left_join(
+            s, [placed.subject_id == s.s_subject, s.intime <= placed.start_time, s.outtime >= placed.start_time]
+        ).select(subject_id=placed.subject_id, stay_id=s.s_stay, start_time=placed.start_time)
+        located = entry.filter(entry.stay_id.notnull()).select("subject_id", "stay_id", "start_time").union(
+            placed, distinct=False
+        )
+        per_stay = located.group_by(["subject_id", "stay_id"]).aggregate(index_time=located.start_time.min())
+
+        by_intime = ibis.window(group_by=stays.subject_id, order_by=[stays.intime, stays.stay_id])
+        first_stay = stays.mutate(stay_rank=ibis.row_number().over(by_intime)).filter(
+            lambda t: t.stay_rank == 0
+        ).select(first_stay_id="stay_id", fs_subject="subject_id")
+        adm = conn.table("hosp/admissions").select("hadm_id", "admittime")
+        pat = conn.table("hosp/patients").select("subject_id", "gender", "anchor_age", "anchor_year")
+        cand = _attach(per_stay, stays.select("stay_id", stay_hadm_id="hadm_id"), ["stay_id"]).rename(
+            hadm_id="stay_hadm_id"
+        )
+        cand = _attach(cand, adm, ["hadm_id"])
+        cand = _attach(cand, pat, ["subject_id"])
+        cand = cand.left_join(first_stay, cand.subject_id == first_stay.fs_subject).drop("fs_subject")
+        age = (cand.anchor_age + cand.admittime.year() - cand.anchor_year).cast("float64")
+        known = cand.stay_id.notnull() & cand.hadm_id.notnull() & cand.admittime.notnull() & cand.gender.notnull()
+        idx = study.index
+        adult = ibis.literal(True)
+        if idx.min_age is not None:
+            adult = adult & (age >= float(idx.min_age))
+        if idx.max_age is not None:
+            adult = adult & (age <= float(idx.max_age))
+        return cand.mutate(
+            index_age=age,
+            f_known_stay=known.cast("int64"),
+            f_first_stay=ibis.coalesce(cand.stay_id == cand.first_stay_id, False).cast("int64"),
+            f_adult=(known & adult).cast("int64"),
+        ).drop("anchor_age", "anchor_year", "first_stay_id")
+
+    def facts(self) -> ir.Table:
+        study = self.study
+        cand = self._cache(self.candidates())
+        self.subjects = cand.select("subject_id").distinct()
+        self.share(_used_concepts(study))
+        # The entry events stay cached as read; every later concept is restricted to these patients.
+        screens = ["f_known_stay"] + (["f_first_stay"] if study.index.first_icu_stay_only else []) + ["f_adult"]
+        event_criteria = [c for c in study.criteria if _is_event_rule(study, c)]
+
+        if study.index.select == "first":
+            chosen = self._first(cand, order=[cand.index_time, cand.stay_id])
+            chosen = self._cache(chosen)
+            chosen = self._criteria_flags(chosen, event_criteria)
+        else:
+            flagged = self._criteria_flags(cand, event_criteria)
+            passes = ibis.and_(*[flagged[c] == 1 for c in screens + [f"f_{c.name}" for c in event_criteria]])
+            flagged = flagged.mutate(pass_rank=ibis.cases((passes, 0), else_=1))
+            order = [flagged.pass_rank, flagged.index_time, flagged.stay_id]
+            chosen = self._first(flagged, order=order).drop("pass_rank")
+            chosen = self._cache(chosen)
+        keys = chosen.select("subject_id", "hadm_id", "stay_id", "index_time")
+
+        facts = chosen
+        for crit in study.criteria:
+            if not _is_event_rule(study, crit):
+                facts = _attach(facts, self._baseline(crit.concept[0], keys, prefix="crit_"), ["subject_id"])
+        exposure = self._arm(study.exposure.concept, keys, "exp", dose=study.dose is not None)
+        facts = _attach(facts, exposure, ["subject_id"])
+        if study.comparator.kind == "active":
+            facts = _attach(facts, self._arm(study.comparator.concept, keys, "comp", dose=False), ["subject_id"])
+        for name, cov in study.covariates.items():
+            if study.concept_kind(cov.concept[0]) == "baseline":
+                facts = _attach(facts, self._baseline(cov.concept[0], keys, column=name), ["subject_id"])
+            else:
+                facts = _attach(facts, self._summary(name, keys), ["subject_id"])
+        # Every outcome kind needs the death time: it is the event, a competing event, or it censors.
+        if study.outcomes:
+            death = self.events("death")
+            j = death.join(keys.select("subject_id"), "subject_id")
+            facts = _attach(facts, j.group_by("subject_id").aggregate(death_at=j.start_time.min()), ["subject_id"])
+        for name, out in study.outcomes.items():
+            if out.kind != "death":
+                facts = _attach(facts, self._outcome_events(name, keys), ["subject_id"])
+        return self._derive(facts)
+
+    @staticmethod
+    def _first(table: ir.Table, order: list[Any]) -> ir.Table:
+        ranked = table.mutate(row_rank=ibis.row_number().over(ibis.window(group_by=table.subject_id, order_by=order)))
+        return ranked.filter(ranked.row_rank == 0).drop("row_rank")
+
+    # -- criteria ---------------------------------------------------------------------------------
+
+    def _criteria_flags(self, keys_table: ir.Table, criteria: list[Criterion]) -> ir.Table:
+        out = keys_table
+        base = keys_table.select("subject_id", "stay_id", "index_time")
+        for crit in criteria:
+            ev = self.union(crit.concept)
+            j = ev.join(base, "subject_id")
+            cond = in_window(j.start_time, j.end_time, j.index_time, crit.window, crit.match)  # type: ignore[arg-type]
+            cond = cond & _value_filter(j.value, crit.value_min, crit.value_max)
+            hits = j.filter(cond)
+            counts = hits.group_by(["subject_id", "stay_id"]).aggregate(**{f"n_{crit.name}": hits.count()})
+            out = _attach(out, counts, ["subject_id", "stay_id"])
+            n = ibis.coalesce(out[f"n_{crit.name}"], 0)
+            matched = n >= crit.at_least
+            if crit.at_most is not None:
+                matched = matched & (n <= crit.at_most)
+            passed = matched if crit.rule == "include" else ~matched
+            out = out.mutate(**{f"f_{crit.name}": passed.cast("int64")})
+        return out
+
+    def _baseline(self, concept: str, keys: ir.Table, prefix: str = "", column: str | None = None) -> ir.Table:
+        from ..concepts import baseline_values
+
+        values = baseline_values(self.conn, concept, keys)
+        target = column or f"{prefix}{concept}"
+        # Detail columns ("sofa_renal" of sofa) get a "__" name no study column can take ("sofa__renal"),
+        # so a covariate named like a built-in's detail never collides with it.
+        renamed = {f"{target}__{c.removeprefix(concept + '_')}": c for c in values.columns
+                   if c.startswith(concept + "_") and c != concept}
+        return values.select("subject_id", **{target: values[concept]}, **{k: values[v] for k, v in renamed.items()})
+
+    # -- exposure, comparator, dose ---------------------------------------------------------------
+
+    def _arm(self, names: tuple[str, ...], keys: ir.Table, prefix: str, dose: bool) -> ir.Table:
+        study = self.study
+        ev = self.union(names)
+        j = ev.join(keys.select("subject_id", "index_time"), "subject_id")
+        hits = j.filter(in_window(j.start_time, j.end_time, j.index_time, study.exposure.window, "start"))
+        aggs: dict[str, Any] = {f"n_{prefix}": hits.count()}
+        if dose and study.dose is not None:
+            unit = hits.unit.strip().lower()
+            factor = ibis.cases(*[(unit == u, f) for u, f in study.dose.amount_units.items()],
+                                else_=ibis.null("float64"))
+            converted = hits.amount * factor
+            aggs["dose_sum"] = converted.sum()
+            aggs["n_dose_unknown_unit"] = ibis.cases((converted.isnull(), 1), else_=0).sum()
+        return hits.group_by("subject_id").aggregate(**aggs)
+
+    # -- covariates -------------------------------------------------------------------------------
+
+    def _summary(self, name: str, keys: ir.Table) -> ir.Table:
+        cov = self.study.covariates[name]
+        ev = self.union(cov.concept)
+        j = ev.join(keys.select("subject_id", "index_time"), "subject_id")
+        cond = in_window(j.start_time, j.end_time, j.index_time, cov.window, cov.match)  # type: ignore[arg-type]
+        cond = cond & _value_filter(j.value, cov.value_min, cov.value_max)
+        hits = j.filter(cond)
+        summary = cov.summary
+        if summary == "count":
+            return hits.group_by("subject_id").aggregate(**{name: hits.count()})
+        if summary == "any":
+            return hits.group_by("subject_id").aggregate(**{name: (hits.count() > 0).cast("int64")})
+        if summary == "sum":
+            # Amounts (infused volume, urine mL) where the rows have them, else the value.
+            amount = ibis.coalesce(hits.amount, hits.value)
+            return hits.group_by("subject_id").aggregate(**{name: amount.sum()})
+        hits = hits.filter(hits.value.notnull())
+        if summary in ("min", "max", "mean"):
+            return hits.group_by("subject_id").aggregate(**{name: getattr(hits.value, summary)()})
+        if summary == "nearest":
+            hits = hits.mutate(distance=_seconds(hits.start_time, hits.index_time).abs())
+            order = [hits.distance, hits.start_time, hits.value]
+        elif summary == "first":
+            order = [hits.start_time, hits.value]
+        else:  # last
+            order = [hits.start_time.desc(), hits.value.desc()]
+        picked = self._first(hits, order)
+        return picked.select("subject_id", **{name: picked.value, f"{name}_at": picked.start_time})
+
+    # -- outcomes ---------------------------------------------------------------------------------
+
+    def _outcome_events(self, name: str, keys: ir.Table) -> ir.Table:
+        out = self.study.outcomes[name]
+        ev = self.union(out.concept)
+        j = ev.join(keys.select("subject_id", "index_time"), "subject_id")
+        horizon = _shift(j.index_time, out.horizon_days * 24.0)
+        aggs: dict[str, Any] = {}
+        if out.kind == "first":
+            after = (j.start_time > j.index_time) & (j.start_time <= horizon)
+            aggs[f"o_{name}_first"] = ibis.cases((after, j.start_time), else_=ibis.null("timestamp")).min()
+        else:  # absence: the end of the last episode running after the index and starting within the horizon
+            end = ibis.coalesce(j.end_time, j.start_time)
+            live = (end >= j.index_time) & (j.start_time <= horizon)
+            aggs[f"o_{name}_last_end"] = ibis.cases((live, end), else_=ibis.null("timestamp")).max()
+        if out.exclude_prior is not None:
+            prior = in_window(j.start_time, j.end_time, j.index_time, out.exclude_prior, "start")
+            aggs[f"o_{name}_prior"] = ibis.cases((prior, 1), else_=0).sum()
+        return j.group_by("subject_id").aggregate(**aggs)
+
+    def _derive(self, facts: ir.Table) -> ir.Table:
+        study = self.study
+        cols: dict[str, Any] = {}
+        if "death_at" in facts.columns:
+            cols["death_seconds"] = _seconds(facts.death_at, facts.index_time)
+        for name, out in study.outcomes.items():
+            if out.kind == "first":
+                cols[f"o_{name}_seconds"] = _seconds(facts[f"o_{name}_first"], facts.index_time)
+            elif out.kind == "absence":
+                cols[f"o_{name}_seconds"] = _seconds(facts[f"o_{name}_last_end"], facts.index_time)
+        return facts.mutate(**cols) if cols else facts
+
+
+def _used_concepts(study: Study) -> set[str]:
+    """Every concept name the rules after the index use."""
+    names: set[str] = set(study.exposure.concept) | set(study.comparator.concept)
+    for crit in study.criteria:
+        names |= set(crit.concept)
+    for cov in study.covariates.values():
+        names |= set(cov.concept)
+    for out in study.outcomes.values():
+        names |= set(out.concept)
+    return names
+
+
+def _is_event_rule(study: Study, crit: Criterion) -> bool:
+    return study.concept_kind(crit.concept[0]) != "baseline"
+
+
+def _value_filter(value: ir.FloatingValue, lo: float | None, hi: float | None) -> ir.BooleanValue:
+    cond = ibis.literal(True)
+    if lo is not None:
+        cond = cond & (value >= lo)
+    if hi is not None:
+        cond = cond & (value <= hi)
+    return cond
+
+
+# ---------------------------------------------------------------------------------------------
+# pandas: outcomes in days, the attrition log, missing-data rules, the frame.
+# ---------------------------------------------------------------------------------------------
+
+
+def _num(frame: pd.DataFrame, column: str) -> np.ndarray:
+    if column not in frame:
+        return np.full(len(frame), np.nan)
+    return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+
+
+def _flag(frame: pd.DataFrame, column: str) -> np.ndarray:
+    return np.nan_to_num(_num(frame, column), nan=0.0) > 0
+
+
+def _outcomes(facts: pd.DataFrame, study: Study) -> dict[str, np.ndarray]:
+    """``<name>_time`` (days) and ``<name>_status`` per outcome, computed in whole seconds (exact on every engine)."""
+    columns: dict[str, np.ndarray] = {}
+    death_s = _num(facts, "death_seconds")
+    for name, out in study.outcomes.items():
+        horizon_s = out.horizon_days * SECONDS_PER_DAY
+        died = ~np.isnan(death_s) & (death_s <= horizon_s)
+        death_days = death_s / SECONDS_PER_DAY
+        if out.kind == "death":
+            status = died.astype(np.int64)
+            time = np.where(died, death_days, out.horizon_days)
+        else:
+            event_s = _num(facts, f"o_{name}_seconds")
+            if out.kind == "absence":
+                free_s = float(out.absence_days) * SECONDS_PER_DAY  # type: ignore[arg-type]
+                event = ~np.isnan(event_s) & (event_s + free_s <= horizon_s) & (
+                    np.isnan(death_s) | (death_s > event_s + free_s)
+                )
+            else:
+                event = ~np.isnan(event_s) & (event_s <= horizon_s) & (np.isnan(death_s) | (event_s <= death_s))
+            competing = died & ~event
+            if out.competing == "death":
+                status = np.where(event, 1, np.where(competing, 2, 0)).astype(np.int64)
+            else:
+                status = event.astype(np.int64)  # death without competing risks censors at the death time
+            time = np.where(event, event_s / SECONDS_PER_DAY, np.where(competing, death_days, out.horizon_days))
+        columns[f"{name}_time"] = time.astype(float)
+        columns[f"{name}_status"] = status
+    return columns
+
+
+def _assemble(facts: pd.DataFrame, study: Study, conn: SourceConnection, found: dict[str, int]) -> BuiltCohort:
+    facts = facts.sort_values("subject_id", kind="mergesort").reset_index(drop=True)
+    notes = list(conn.notes)
+    rows: list[tuple[str, int, int, str]] = []
+    keep = np.ones(len(facts), dtype=bool)
+
+    def step(name: str, passed: np.ndarray, reason: str) -> None:
+        nonlocal keep
+        before = int(keep.sum())
+        keep = keep & passed
+        rows.append((name, int(keep.sum()), before - int(keep.sum()), reason))
+
+    idx = study.index
+    labels = ", ".join(study.concept_label(n) for n in idx.concept)
+    chosen = "first event of the patient" if idx.select == "first" else "first event passing every rule"
+    rows.append(
+        ("index_event", len(facts), 0, f"patients with an index event: {idx.label} ({labels}); index = {chosen}")
+    )
+    step("icu_stay", _flag(facts, "f_known_stay"), "index event in an ICU stay with its admission and patient rows")
+    if idx.first_icu_stay_only:
+        step("first_icu_stay", _flag(facts, "f_first_stay"), "index event in the patient's first ICU stay")
+    if idx.min_age is not None or idx.max_age is not None:
+        ages = " and ".join(
+            ([f"age >= {idx.min_age:g}"] if idx.min_age is not None else [])
+            + ([f"age <= {idx.max_age:g}"] if idx.max_age is not None else [])
+        )
+        step("adult" if idx.max_age is None else "age", _flag(facts, "f_adult"), f"{ages} years at the index admission")
+
+    for crit in study.criteria:
+        if _is_event_rule(study, crit):
+            passed = _flag(facts, f"f_{crit.name}")
+            names = ", ".join(study.concept_label(n) for n in crit.concept)
+            count = f"at least {crit.at_least}" + (f" and at most {crit.at_most}" if crit.at_most is not None else "")
+            where = _describe_window(crit.window, crit.match)  # type: ignore[arg-type]
+            how = f"{crit.rule}: {count} event(s) of {names} {where}"
+        else:
+            value = _num(facts, f"crit_{crit.concept[0]}")
+            inside = ~np.isnan(value)
+            if crit.value_min is not None:
+                inside &= value >= crit.value_min
+            if crit.value_max is not None:
+                inside &= value <= crit.value_max
+            passed = inside if crit.rule == "include" else ~inside
+            rng = f"[{crit.value_min if crit.value_min is not None else '-inf'}, " \
+                  f"{crit.value_max if crit.value_max is not None else 'inf'}]"
+            how = f"{crit.rule}: {study.concept_label(crit.concept[0])} at the index in {rng} (unknown = not in range)"
+        step(crit.name, passed, f"{crit.label} [{how}]")
+
+    exposed = _flag(facts, "n_exp")
+    if study.comparator.kind == "active":
+        comparator = _flag(facts, "n_comp")
+        window = study.exposure.window.describe()
+        step("both_arms", ~(exposed & comparator),
+             f"excluded: both {study.exposure.label} and {study.comparator.label} started in {window}")
+        step("neither_arm", exposed | comparator,
+             f"excluded: neither {study.exposure.label} nor {study.comparator.label} started in {window}")
+
+    for name, out in study.outcomes.items():
+        if out.exclude_prior is not None:
+            step(f"prior_{name}", ~_flag(facts, f"o_{name}_prior"),
+                 f"excluded: {out.label} already in {out.exclude_prior.describe()} of the index")
+
+    frame = pd.DataFrame({
+        "subject_id": pd.to_numeric(facts["subject_id"]).astype("int64"),
+        "stay_id": pd.to_numeric(facts["stay_id"]),
+        "hadm_id": pd.to_numeric(facts["hadm_id"]),
+        "index_time": pd.to_datetime(facts["index_time"]).astype("datetime64[ns]"),
+        "exposed": exposed.astype(np.int64),
+    })
+    if study.dose is not None:
+        frame[study.dose.name] = np.nan_to_num(_num(facts, "dose_sum"), nan=0.0) * study.dose.factor
+        unknown = int(np.nan_to_num(_num(facts, "n_dose_unknown_unit"), nan=0)[keep].sum())
+        if unknown:
+            notes.append(f"{study.dose.label}: {unknown} exposure row(s) of eligible patients have an amount unit not "
+                         f"in [dose] amount_units {sorted(study.dose.amount_units)}: they count as exposure but add "
+                         "no dose")
+    for name, cov in study.covariates.items():
+        ctype = covariate_type(study, name)
+        if study.concept_kind(cov.concept[0]) != "baseline" and cov.summary in ("count", "any"):
+            values: pd.Series = pd.Series(np.nan_to_num(_num(facts, name), nan=0.0).astype(np.int64))
+        elif ctype == "categorical":
+            values = facts[name].astype(object).where(facts[name].notna(), None)
+        else:
+            values = pd.Series(_num(facts, name))
+        if ctype == "binary" and not values.isna().any():
+            values = values.astype(np.int64)
+        frame[name] = values.to_numpy()
+    # One attrition line for every covariate whose missing rule is "drop", naming those that dropped patients.
+    dropping = [n for n, c in study.covariates.items() if c.missing == "drop"]
+    if dropping:
+        unknown_by = {n: pd.isna(frame[n]).to_numpy() for n in dropping}
+        any_unknown = np.zeros(len(frame), dtype=bool)
+        for mask in unknown_by.values():
+            any_unknown |= mask
+        counts = [f"{n} {int((m & keep).sum())}" for n, m in unknown_by.items() if (m & keep).any()]
+        step("missing_covariates", ~any_unknown,
+             "excluded: a covariate with missing = \"drop\" is unknown"
+             + (f" ({', '.join(counts)} patients before this step)" if counts else f" (none of {', '.join(dropping)})"))
+    for name, cov in study.covariates.items():
+        if cov.missing == "drop":
+            continue
+        missing = pd.isna(frame[name]).to_numpy()
+        n_missing = int((missing & keep).sum())
+        ctype = covariate_type(study, name)
+        if cov.missing == "indicator":
+            frame[f"{name}_missing"] = missing.astype(np.int64)
+            fill: Any = "missing" if ctype == "categorical" else 0.0
+            frame[name] = frame[name].where(~missing, fill)
+            rule = f"missing indicator {name}_missing; the value set to {fill!r}"
+        else:
+            observed = frame.loc[keep & ~missing, name]
+            if ctype == "categorical":
+                fill = observed.mode().iloc[0] if len(observed) else None
+                rule = f"the most common category {fill!r}"
+            else:
+                fill = float(np.median(pd.to_numeric(observed))) if len(observed) else float("nan")
+                rule = f"the median of the eligible patients, {fill:g}"
+            if not len(observed):
+                rule = ("no eligible patient has a value, so nothing can be imputed and the covariate stays "
+                        "missing: remove it from the study or define it from data this source holds")
+            frame[name] = frame[name].where(~missing, fill)
+        if n_missing:
+            notes.append(f"covariate {name}: {n_missing} eligible patient(s) without a value; {rule}")
+
+    # Where a built-in says where its value came from (e.g. a back-calculated baseline creatinine), say how often.
+    for name in study.covariates:
+        source = facts.get(f"{name}__source")
+        if source is not None and keep.any():
+            tally = source[keep].fillna("unknown").value_counts()
+            notes.append(f"covariate {name}: value from " + ", ".join(f"{k} {v}" for k, v in tally.items()))
+
+    for column, outcome_values in _outcomes(facts, study).items():
+        frame[column] = outcome_values
+
+    n_exposed = int((exposed & keep).sum())
+    exposure_names = ", ".join(study.concept_label(n) for n in study.exposure.concept)
+    eligible_reason = (
+        f"{n_exposed} {study.exposure.label} ({exposure_names} started in {study.exposure.window.describe()} "
+        f"of the index), {int(keep.sum()) - n_exposed} {study.comparator.label}"
+    )
+    rows.append(("eligible", int(keep.sum()), 0, eligible_reason))
+    if len(facts) == 0:
+        notes.append(f"no patient has an index event: the index concept(s) {list(idx.concept)} found no rows in "
+                     "this data, so the cohort is empty; check their table and selectors against the data")
+        found = {}
+    elif keep.any() and (n_exposed == 0 or n_exposed == int(keep.sum())):
+        empty = study.exposure.label if n_exposed == 0 else study.comparator.label
+        notes.append(f"the {empty} arm is empty: no eligible patient is in it, so the arms cannot be compared")
+    for name, n in found.items():
+        if n == 0:
+            notes.append(f"concept {name!r} ({study.concept_label(name)}) found no rows for the patients with an "
+                         "index event: every rule that uses it counts zero events")
+    data = frame.loc[keep].reset_index(drop=True)
+    for col in ("stay_id", "hadm_id"):
+        data[col] = pd.to_numeric(data[col]).astype("int64")
+    return BuiltCohort(
+        data=data,
+        attrition=pd.DataFrame(rows, columns=ATTRITION_COLUMNS),
+        notes=tuple(notes),
+        concepts=describe_columns(study),
+        engine=conn.engine,
+        source=str(conn.source.path),
+    )
+
+
+def describe_columns(study: Study) -> dict[str, str]:
+    """Column -> where it comes from, in words (for the report's methods)."""
+    from ..spec.catalogue import BUILTIN_CONCEPTS
+
+    def names(concepts: tuple[str, ...]) -> str:
+        return ", ".join(study.concept_label(n) for n in concepts)
+
+    out = {
+        "index_time": f"{study.index.label}: first event of {names(study.index.concept)}",
+        "exposed": f"1 = {study.exposure.label}: {names(study.exposure.concept)} started in "
+        f"{study.exposure.window.describe()} of the index; 0 = {study.comparator.label}"
+        + (f" ({names(study.comparator.concept)} in the same window)" if study.comparator.kind == "active" else ""),
+    }
+    if study.dose is not None:
+        d = study.dose
+        out[d.name] = f"{d.label}, {d.unit}: {d.factor:g} x sum of amount x {d.amount_units} over the exposure window"
+    for name, cov in study.covariates.items():
+        concept = cov.concept[0]
+        if study.concept_kind(concept) == "baseline":
+            out[name] = BUILTIN_CONCEPTS[concept].rule
+        else:
+            where = _describe_window(cov.window, cov.match)  # type: ignore[arg-type]
+            out[name] = f"{cov.summary} of {names(cov.concept)} {where}"
+        if cov.missing != "drop":
+            out[name] += f"; missing: {cov.missing}"
+    for name, o in study.outcomes.items():
+        if o.kind == "death":
+            rule = "death (admissions.deathtime, else patients.dod at 23:59:59)"
+        elif o.kind == "first":
+            rule = f"first {names(o.concept)} after the index"
+        else:
+            rule = f"end of the last {names(o.concept)} followed by {o.absence_days:g} days free of it, alive"
+        rule += f", within {o.horizon_days:g} days" + ("; death competes (status 2)" if o.competing else "")
+        out[f"{name}_status"] = rule
+    return out
+
+
+__all__ = ["ATTRITION_COLUMNS", "BuiltCohort", "build_cohort", "build_on", "describe_columns", "in_window"]

@@ -1,0 +1,288 @@
+"""Read a study file: TOML -> validated, frozen :class:`~retrocohort.spec.study.Study`.
+
+Every error is a :class:`~retrocohort.errors.StudySpecError` whose lines each
+name the file, the line, the key, what is allowed and, for a misspelt name,
+the closest valid one. All problems of a file are reported together.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from ..errors import StudySpecError
+from .study import Study, study_problems
+from .window import WINDOW_SYNTAX, Window
+
+
+def load_study_file(path: str | Path) -> Study:
+    """Read and validate a study file.
+
+    Parameters
+    ----------
+    path
+        A TOML file written in the study language (``docs/study-language.md``).
+
+    Returns
+    -------
+    Study
+        Frozen; ``source_text`` holds the file text (its SHA-256 is ``fingerprint``).
+
+    Raises
+    ------
+    StudySpecError
+        The file is missing or unreadable, not TOML, or a key, value or name is wrong.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise StudySpecError(f"study file {str(path)!r} not found (give the path of a .toml study file)")
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # a BOM from a Windows editor is not TOML
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StudySpecError(f"{path}: cannot be read as UTF-8 text ({exc})") from None
+    return parse_study_text(text, where=str(path))
+
+
+def parse_study_text(text: str, where: str = "study") -> Study:
+    """Validate the text of a study file (``where`` names it in messages)."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise StudySpecError(f"{where}: not valid TOML: {exc}") from None
+    return parse_study(raw, text=text, where=where)
+
+
+def parse_study(raw: dict[str, Any], text: str | None = None, where: str = "study") -> Study:
+    """Validate an already-parsed study mapping; ``text`` locates lines for the messages."""
+    lines = key_lines(text or "")
+    try:
+        study = Study.model_validate(raw)
+    except ValidationError as exc:
+        raise StudySpecError(_explain(exc, lines, where)) from None
+    problems = study_problems(study)
+    if problems:
+        found = [f"{_at(where, lines, loc)}: {_key(loc)}{msg}" for loc, msg in problems]
+        raise StudySpecError("invalid study file:\n  " + "\n  ".join(found))
+    return study.model_copy(update={"source_text": text, "source_path": where if text is not None else None})
+
+
+def check_study(study: Study) -> Study:
+    """Run the whole-study checks on a Study built in code; raise :class:`StudySpecError` if any fails."""
+    problems = study_problems(study)
+    if problems:
+        raise StudySpecError(
+            "invalid study:\n  " + "\n  ".join(f"{_key(loc)}{msg}" for loc, msg in problems)
+        )
+    return study
+
+
+# ---------------------------------------------------------------------------------------------
+# Locating keys in the file text.
+# ---------------------------------------------------------------------------------------------
+
+
+def _split_key(dotted: str) -> tuple[str, ...]:
+    parts = re.findall(r'"([^"]*)"|\'([^\']*)\'|([^.\s]+)', dotted)
+    return tuple(a or b or c for a, b, c in parts)
+
+
+_PART = r"""(?:[A-Za-z0-9_\-]+|"[^"]*"|'[^']*')"""
+_KEY = re.compile(rf"^({_PART}(?:\s*\.\s*{_PART})*)\s*=")
+
+
+def key_lines(text: str) -> dict[tuple[Any, ...], int]:
+    """Map each table header and key path to its 1-based line (``("criteria", 0, "window")`` -> 31).
+
+    Array-of-tables entries (``[[criteria]]``) are numbered from 0 in order.
+    Good enough for messages: keys inside multi-line strings may be misread.
+    """
+    found: dict[tuple[Any, ...], int] = {}
+    current: tuple[Any, ...] = ()
+    path: tuple[Any, ...]
+    counts: dict[tuple[Any, ...], int] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        array = re.match(r"^\[\[\s*(.+?)\s*\]\]", stripped)
+        if array:
+            path = _split_key(array.group(1))
+            counts[path] = counts.get(path, -1) + 1
+            current = (*path, counts[path])
+            found.setdefault(current, number)
+            found.setdefault(path, number)
+            continue
+        table = re.match(r"^\[\s*(.+?)\s*\]", stripped)
+        if table:
+            path = _split_key(table.group(1))
+            # [analysis.matching] under the last [[criteria]] would be a sub-table of that entry.
+            parent = path[:1]
+            if parent in counts and len(path) > 1:
+                path = (*parent, counts[parent], *path[1:])
+            current = path
+            found.setdefault(current, number)
+            continue
+        key = _KEY.match(stripped)
+        if key:
+            found.setdefault((*current, *_split_key(key.group(1))), number)
+    return found
+
+
+def _line(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
+    for end in range(len(loc), 0, -1):
+        hit = lines.get(tuple(loc[:end]))
+        if hit is not None:
+            return hit
+    # A section written only through its sub-tables ([outcomes.death] for "outcomes"): its first one.
+    if loc:
+        below = [n for k, n in lines.items() if k[: len(loc)] == tuple(loc)]
+        if below:
+            return min(below)
+    return None
+
+
+def _at(where: str, lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> str:
+    line = _line(lines, loc)
+    return f"{where}, line {line}" if line else where
+
+
+def _key(loc: tuple[Any, ...]) -> str:
+    if not loc:
+        return ""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + str(part)
+    return f"{text}: "
+
+
+# ---------------------------------------------------------------------------------------------
+# What is allowed at a location (for unknown keys and wrong literals).
+# ---------------------------------------------------------------------------------------------
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip Optional / Union-with-None from an annotation."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return args[0] if len(args) == 1 else annotation
+    return annotation
+
+
+def _field_at(loc: tuple[Any, ...]) -> tuple[type[BaseModel] | None, Any]:
+    """The model that holds the last key of ``loc`` and that key's annotation (None when unknown)."""
+    model: Any = Study
+    annotation: Any = None
+    parts = list(loc)
+    holder: type[BaseModel] | None = None
+    while parts:
+        part = parts.pop(0)
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            field = model.model_fields.get(str(part))
+            if field is None:
+                return model, None
+            holder, annotation = model, field.annotation
+            model = _unwrap(annotation)
+            continue
+        origin = typing.get_origin(model)
+        if origin is dict:
+            model = _unwrap(typing.get_args(model)[1])
+        elif origin is tuple:
+            model = _unwrap(typing.get_args(model)[0])
+        else:
+            break
+    return holder, annotation
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model whose keys live at ``loc`` (the section of an unknown key)."""
+    if not loc:
+        return Study
+    _, annotation = _field_at(loc)
+    target = _unwrap(annotation) if annotation is not None else None
+    while target is not None and typing.get_origin(target) in (dict, tuple):
+        target = _unwrap(typing.get_args(target)[-1 if typing.get_origin(target) is dict else 0])
+    if isinstance(target, type) and issubclass(target, BaseModel):
+        return target
+    return None
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    model = _model_at(loc)
+    if model is None:
+        return []
+    return [k for k in model.model_fields if k not in ("source_text", "source_path", "text") and
+            not (model is Window)]
+
+
+def _literal_values(loc: tuple[Any, ...]) -> list[str]:
+    _, annotation = _field_at(loc)
+    if annotation is None:
+        return []
+    values: list[str] = []
+    stack = [annotation]
+    while stack:
+        a = stack.pop()
+        if typing.get_origin(a) is typing.Literal:
+            values += [str(v) for v in typing.get_args(a)]
+        else:
+            stack += list(typing.get_args(a))
+    return values
+
+
+_SECTION_HELP = {
+    "study": 'name = "my_study", title = "..."',
+    "index": 'concept = "<entry concept>", label = "<what the index is>"',
+    "exposure": 'concept = "<exposure concept>", label = "<arm label>", window = "(0h, 24h]"',
+    "comparator": 'kind = "none" (or "active" with concept = ...), label = "<arm label>"',
+    "outcomes": '[outcomes.death] kind = "death", label = "Death", horizon_days = 90, primary = true',
+}
+
+
+def _explain(exc: ValidationError, lines: dict[tuple[Any, ...], int], where: str) -> str:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        at = _at(where, lines, loc)
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            allowed = _allowed_keys(loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            hint = f" did you mean {close[0]!r}?" if close else ""
+            problems.append(f"{at}: unknown key {_key(loc)[:-2]!r};{hint} Allowed here: {allowed}")
+        elif kind == "missing":
+            need = _SECTION_HELP.get(str(loc[-1])) if len(loc) == 1 else None
+            if need:
+                problems.append(
+                    f"{at}: section [{loc[0]}] is missing; a study must state it (nothing defaults to another "
+                    f"study), e.g. {need}"
+                )
+            else:
+                problems.append(f"{at}: {_key(loc)}required key is missing")
+        elif kind == "literal_error":
+            allowed = _literal_values(loc)
+            given = err.get("input")
+            close = difflib.get_close_matches(str(given), allowed, n=1) if isinstance(given, str) else []
+            hint = f"; did you mean {close[0]!r}?" if close else "."
+            problems.append(f"{at}: {_key(loc)}{given!r} is not allowed{hint} Allowed: {allowed}")
+        else:
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            if "window" in str(loc) and "window" not in msg:
+                msg += f"; write {WINDOW_SYNTAX}"
+            given = err.get("input")
+            shown = f" = {given!r}" if not isinstance(given, dict) and given is not None else ""
+            problems.append(f"{at}: {_key(loc)[:-2]}{shown} is invalid: {msg}")
+    return "invalid study file:\n  " + "\n  ".join(problems)
+
+
+__all__ = ["check_study", "key_lines", "load_study_file", "parse_study", "parse_study_text"]

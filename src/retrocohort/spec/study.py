@@ -1,0 +1,629 @@
+"""The study language: a whole retrospective cohort design as data (pydantic, frozen, no extra keys).
+
+A study file (TOML) has these parts, each a model below and a section of
+``docs/study-language.md``:
+
+``[study]`` who the study is; ``[concepts.NAME]`` named event sets
+(:class:`~retrocohort.spec.concept.ConceptSpec`); ``[index]`` the entry event;
+``[[criteria]]`` inclusion and exclusion rules, in order; ``[exposure]`` and
+``[comparator]``; optional ``[dose]``; ``[covariates.NAME]``;
+``[outcomes.NAME]``; ``[analysis]``; ``[report]``.
+
+Nothing here defaults to the flagship magnesium design: ``[study]``,
+``[index]``, ``[exposure]``, ``[comparator]`` and at least one outcome must be
+written. Structural checks live on the models; checks that need the whole
+study (does a concept name exist, is one outcome primary) are in
+:func:`study_problems`, which the loader runs and locates in the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .catalogue import BUILTIN_CONCEPTS
+from .concept import ConceptSpec
+from .window import Window
+
+#: Names of concepts, covariates, outcomes and criteria: lower-case identifiers (they become column names).
+NAME_PATTERN = r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$"  # no "__": the builder keeps that for built-in details
+_NAME_RULE = "a-z, 0-9, single _ between words"
+
+#: Columns every analysis frame has; a covariate or outcome may not take these names.
+RESERVED_COLUMNS: tuple[str, ...] = ("subject_id", "stay_id", "hadm_id", "index_time", "exposed")
+
+#: Attrition steps the builder writes itself; a criterion may not take these names.
+RESERVED_STEPS: tuple[str, ...] = (
+    "index_event", "icu_stay", "first_icu_stay", "adult", "age", "both_arms", "neither_arm",
+    "missing_covariates", "eligible",
+)
+
+#: Summaries of a concept over a window, and whether each needs the events' values.
+SUMMARIES: dict[str, bool] = {
+    "first": True,  # value of the earliest event (ties: the lower value)
+    "last": True,  # value of the latest event (ties: the higher value)
+    "min": True,
+    "max": True,
+    "mean": True,
+    "sum": True,
+    "nearest": True,  # value of the event nearest the index time (ties: earlier, then lower)
+    "count": False,
+    "any": False,
+}
+Summary = Literal["first", "last", "min", "max", "mean", "sum", "nearest", "count", "any"]
+
+#: Concept tables whose rows carry no number (codes, moves between wards): no value summary fits them.
+VALUELESS_TABLES: tuple[str, ...] = (
+    "hosp/diagnoses_icd",
+    "hosp/procedures_icd",
+    "hosp/transfers",
+    "hosp/services",
+    "hosp/microbiologyevents",
+    "icu/datetimeevents",
+)
+
+
+def _names(value: Any) -> Any:
+    """A single concept name where a list is allowed: ``concept = "krt"`` is ``concept = ["krt"]``.
+
+    A name listed twice is kept once (its events would otherwise count twice).
+    """
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return tuple(dict.fromkeys(value))
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StudyInfo(_Section):
+    """``[study]``: who the study is."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    title: str = Field(min_length=1)
+    description: str = ""
+    seed: int = Field(1, ge=0)
+
+
+class IndexSpec(_Section):
+    """``[index]``: the entry event.
+
+    ``select = "first"``: the patient's first entry event (per ICU stay the
+    first event of that stay is a candidate; the earliest candidate is the
+    index; a patient whose first candidate fails a rule is not re-indexed).
+    ``"first_passing"``: the earliest candidate that passes the adult rule and
+    every criterion.
+    """
+
+    concept: tuple[str, ...] = Field(min_length=1)
+    label: str = Field(min_length=1)
+    select: Literal["first", "first_passing"] = "first"
+    min_age: float | None = Field(18, ge=0, le=120)
+    max_age: float | None = Field(None, ge=0, le=130)
+    first_icu_stay_only: bool = False
+
+    _one = field_validator("concept", mode="before")(classmethod(lambda cls, v: _names(v)))
+
+    @model_validator(mode="after")
+    def _ages(self) -> IndexSpec:
+        if self.min_age is not None and self.max_age is not None and self.min_age > self.max_age:
+            raise ValueError(f"min_age {self.min_age:g} is above max_age {self.max_age:g}")
+        return self
+
+
+class Criterion(_Section):
+    """``[[criteria]]``: one inclusion or exclusion rule, one line of the attrition log.
+
+    Event concepts are counted in ``window`` (an event counts when it starts in
+    the window, or with ``match = "overlap"`` when it runs at any time in it);
+    ``include`` keeps a patient whose count is in [at_least, at_most],
+    ``exclude`` drops such a patient. A baseline built-in (e.g. ``sofa``) is
+    filtered by value instead: no window, ``value_min`` / ``value_max``.
+    """
+
+    name: str = Field(pattern=NAME_PATTERN)
+    label: str = Field(min_length=1)
+    rule: Literal["include", "exclude"]
+    concept: tuple[str, ...] = Field(min_length=1)
+    window: Window | None = None
+    match: Literal["start", "overlap"] = "start"
+    at_least: int = Field(1, ge=0)
+    at_most: int | None = Field(None, ge=0)
+    value_min: float | None = None
+    value_max: float | None = None
+
+    _one = field_validator("concept", mode="before")(classmethod(lambda cls, v: _names(v)))
+
+    @model_validator(mode="after")
+    def _counts(self) -> Criterion:
+        if self.at_most is not None and self.at_most < self.at_least:
+            raise ValueError(f"at_most {self.at_most} is below at_least {self.at_least}; no patient can match")
+        if self.value_min is not None and self.value_max is not None and self.value_min > self.value_max:
+            raise ValueError(f"value_min {self.value_min:g} is above value_max {self.value_max:g}")
+        return self
+
+
+class ExposureSpec(_Section):
+    """``[exposure]``: a concept started in a grace window after the index."""
+
+    concept: tuple[str, ...] = Field(min_length=1)
+    label: str = Field(min_length=1)
+    window: Window
+
+    _one = field_validator("concept", mode="before")(classmethod(lambda cls, v: _names(v)))
+
+    @field_validator("window")
+    @classmethod
+    def _bounded(cls, v: Window) -> Window:
+        if not v.bounded:
+            raise ValueError(f"the exposure window {v.describe()} must have two finite ends (a grace window)")
+        return v
+
+
+class ComparatorSpec(_Section):
+    """``[comparator]``: ``kind = "none"`` (no exposure in the window) or ``"active"`` (another concept in it)."""
+
+    kind: Literal["none", "active"]
+    label: str = Field(min_length=1)
+    concept: tuple[str, ...] = ()
+
+    _one = field_validator("concept", mode="before")(classmethod(lambda cls, v: _names(v)))
+
+    @model_validator(mode="after")
+    def _concept_fits_kind(self) -> ComparatorSpec:
+        if self.kind == "active" and not self.concept:
+            raise ValueError("an active comparator needs concept = the comparator drug's concept")
+        if self.kind == "none" and self.concept:
+            raise ValueError('kind = "none" takes no concept; for an active comparator write kind = "active"')
+        return self
+
+
+class DoseSpec(_Section):
+    """``[dose]``: exposure amounts summed in the exposure window.
+
+    ``dose = factor x sum(amount x amount_units[unit of the row])``; a row whose
+    unit is not listed still counts as exposure but adds no dose (noted).
+    """
+
+    name: str = Field("dose", pattern=NAME_PATTERN)
+    label: str = Field(min_length=1)
+    unit: str = Field(min_length=1)
+    amount_units: dict[str, float] = Field(min_length=1)
+    factor: float = Field(1.0, gt=0)
+
+    @field_validator("amount_units")
+    @classmethod
+    def _positive(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {k: f for k, f in v.items() if not (f > 0 and math.isfinite(f))}
+        if bad:
+            raise ValueError(f"conversion factors must be positive numbers: {bad}")
+        lowered = [k.strip().lower() for k in v]
+        if len(set(lowered)) != len(lowered):
+            raise ValueError("a unit is listed twice (units are compared without case and spaces)")
+        return {k.strip().lower(): float(f) for k, f in v.items()}
+
+
+class CovariateSpec(_Section):
+    """``[covariates.NAME]``: a concept summarised in a window, or a baseline built-in by name."""
+
+    concept: tuple[str, ...] = Field(min_length=1)
+    label: str = ""
+    window: Window | None = None
+    summary: Summary | None = None
+    match: Literal["start", "overlap"] = "start"
+    type: Literal["numeric", "binary", "categorical"] | None = None
+    missing: Literal["drop", "indicator", "median"] = "drop"
+    value_min: float | None = None
+    value_max: float | None = None
+
+    _one = field_validator("concept", mode="before")(classmethod(lambda cls, v: _names(v)))
+
+
+class OutcomeSpec(_Section):
+    """``[outcomes.NAME]``: death, the first occurrence of a concept, or its sustained absence."""
+
+    kind: Literal["death", "first", "absence"]
+    label: str = Field(min_length=1)
+    horizon_days: float = Field(gt=0)
+    concept: tuple[str, ...] = ()
+    absence_days: float | None = Field(None, gt=0)
+    competing: Literal["death"] | None = None
+    exclude_prior: Window | None = None
+    primary: bool = False
+
+    _one = field_validator("concept", mode="before")(classmethod(lambda cls, v: _names(v)))
+
+    @field_validator("competing", mode="before")
+    @classmethod
+    def _off(cls, v: Any) -> Any:
+        return None if v in (False, "none") else v
+
+    @model_validator(mode="after")
+    def _kind_fits(self) -> OutcomeSpec:
+        if self.kind == "death":
+            if self.concept:
+                raise ValueError('kind = "death" takes no concept (death comes from admissions and patients)')
+            if self.competing is not None:
+                raise ValueError("death cannot compete with itself; remove competing")
+            if self.exclude_prior is not None:
+                raise ValueError("exclude_prior does not apply to death")
+        elif not self.concept:
+            raise ValueError(f'kind = "{self.kind}" needs concept = the event that is the outcome')
+        if self.kind == "absence" and self.absence_days is None:
+            raise ValueError('kind = "absence" needs absence_days (e.g. 7: free of the concept for 7 days, alive)')
+        if self.kind != "absence" and self.absence_days is not None:
+            raise ValueError(f'absence_days applies only to kind = "absence", not "{self.kind}"')
+        prior = self.exclude_prior
+        if prior is not None and not prior.calendar_day and prior.end_hours > 0:
+            raise ValueError(f"exclude_prior {prior.describe()} must end at or before the index (0h)")
+        return self
+
+
+class MatchingSpec(_Section):
+    """``[analysis.matching]``: k:1 nearest-neighbour matching on the propensity score."""
+
+    method: Literal["nearest"] = "nearest"
+    ratio: int = Field(1, ge=1, le=10)
+    distance: Literal["logit", "propensity"] = "logit"
+    caliper: float | None = Field(0.2, gt=0)
+    order: Literal["largest", "smallest", "random", "data"] = "largest"
+    replace: bool = False
+    exact: tuple[str, ...] = ()
+
+    @field_validator("caliper", mode="before")
+    @classmethod
+    def _off(cls, v: Any) -> Any:
+        return None if v in (False, "none", "off") else v
+
+
+class AnalysisSpec(_Section):
+    """``[analysis]``: propensity model, matching, outcome models, sensitivity analyses, subgroups.
+
+    ``propensity`` and ``adjust`` left empty mean every covariate of the study.
+    """
+
+    propensity: tuple[str, ...] = ()
+    link: Literal["logit", "probit"] = "logit"
+    matching: MatchingSpec = MatchingSpec()
+    adjust: tuple[str, ...] = ()
+    ties: Literal["efron", "breslow"] = "efron"
+    cluster_on_matched_set: bool = True
+    conf_level: float = Field(0.95, gt=0.5, lt=1)
+    km_times_days: tuple[float, ...] = ()
+    sensitivity_full_cohort: bool = True
+    sensitivity_iptw: bool = True
+    e_value: bool = True
+    subgroups: tuple[str, ...] = ()
+
+    @field_validator("km_times_days")
+    @classmethod
+    def _times(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not (math.isfinite(t) and t >= 0) for t in v) or list(v) != sorted(set(v)):
+            raise ValueError(f"km_times_days {list(v)} must be distinct days >= 0 in increasing order")
+        return v
+
+
+class ReportSpec(_Section):
+    """``[report]``: disclosure control and published estimates to show beside ours."""
+
+    small_cell_threshold: int = Field(5, ge=0)
+    # outcome name -> [estimate, lower, upper] of a published hazard ratio
+    published: dict[str, tuple[float, float, float]] = {}
+
+    @field_validator("published")
+    @classmethod
+    def _ordered(cls, v: dict[str, tuple[float, float, float]]) -> dict[str, tuple[float, float, float]]:
+        for name, (hr, lower, upper) in v.items():
+            if not (0 < lower <= hr <= upper):
+                raise ValueError(f"published {name} = [{hr}, {lower}, {upper}] must be [HR, lower, upper] "
+                                 "with 0 < lower <= HR <= upper")
+        return v
+
+
+class Study(_Section):
+    """A whole study. Build with :func:`retrocohort.spec.load_study_file` (or in code, then :func:`check_study`)."""
+
+    study: StudyInfo
+    concepts: dict[str, ConceptSpec] = {}
+    index: IndexSpec
+    criteria: tuple[Criterion, ...] = ()
+    exposure: ExposureSpec
+    comparator: ComparatorSpec
+    dose: DoseSpec | None = None
+    covariates: dict[str, CovariateSpec] = {}
+    outcomes: dict[str, OutcomeSpec] = Field(min_length=1)
+    analysis: AnalysisSpec = AnalysisSpec()
+    report: ReportSpec = ReportSpec()
+    source_text: str | None = Field(default=None, exclude=True, repr=False)
+    source_path: str | None = Field(default=None, exclude=True, repr=False)
+
+    # -- name resolution -------------------------------------------------------------------------
+
+    def concept_kind(self, name: str) -> Literal["user", "events", "baseline"] | None:
+        """``"user"`` for a ``[concepts.NAME]``, the built-in's kind, or None when unknown."""
+        if name in self.concepts:
+            return "user"
+        info = BUILTIN_CONCEPTS.get(name)
+        return info.kind if info is not None else None
+
+    def resolve(self, name: str) -> ConceptSpec | str:
+        """The user ConceptSpec of ``name``, or ``name`` itself for a built-in (what ``concept_events`` takes)."""
+        return self.concepts.get(name, name)
+
+    def has_values(self, name: str) -> bool:
+        """Whether the events of concept ``name`` carry a number (a value or an amount) to summarise."""
+        kind = self.concept_kind(name)
+        if kind == "user":
+            return self.concepts[name].table not in VALUELESS_TABLES
+        if kind == "events":
+            return BUILTIN_CONCEPTS[name].value_type != "none"
+        return False
+
+    def concept_label(self, name: str) -> str:
+        """A human label for a concept name."""
+        if name in self.concepts and self.concepts[name].label:
+            return self.concepts[name].label
+        if name in BUILTIN_CONCEPTS:
+            return BUILTIN_CONCEPTS[name].label
+        return name.replace("_", " ")
+
+    @property
+    def primary_outcome(self) -> str:
+        """Name of the outcome marked ``primary = true``."""
+        return next(n for n, o in self.outcomes.items() if o.primary)
+
+    @property
+    def covariate_names(self) -> tuple[str, ...]:
+        """Covariate columns, in the order written."""
+        return tuple(self.covariates)
+
+    @property
+    def propensity_covariates(self) -> tuple[str, ...]:
+        """The propensity model's covariates (every covariate when ``analysis.propensity`` is empty)."""
+        return self.analysis.propensity or self.covariate_names
+
+    @property
+    def adjustment_set(self) -> tuple[str, ...]:
+        """The outcome models' adjustment set (every covariate when ``analysis.adjust`` is empty)."""
+        return self.analysis.adjust or self.covariate_names
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the study file text (of the validated design when built in code)."""
+        text = self.source_text if self.source_text is not None else self.model_dump_json()
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks that need the whole study; each problem is (location in the file, message).
+# ---------------------------------------------------------------------------------------------
+
+Problem = tuple[tuple[Any, ...], str]
+
+
+def _closest(name: str, allowed: list[str]) -> str:
+    import difflib
+
+    match = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def study_problems(study: Study) -> list[Problem]:
+    """Every semantic problem of a structurally valid study, in file order.
+
+    Checks: concept names exist (user or built-in, with did-you-mean), are used
+    where their kind fits (a baseline built-in is not an event), user names do
+    not shadow built-ins, windows are where they must be, aggregates fit the
+    concept's values, exposure and comparator can be told apart, exactly one
+    primary outcome, analysis names are covariates, columns do not clash.
+    """
+    problems: list[Problem] = []
+
+    def add(loc: tuple[Any, ...], message: str) -> None:
+        problems.append((loc, message))
+    user = list(study.concepts)
+    known = sorted(set(user) | set(BUILTIN_CONCEPTS))
+    events_known = sorted(set(user) | {n for n, b in BUILTIN_CONCEPTS.items() if b.kind == "events"})
+
+    for name in user:
+        if name in BUILTIN_CONCEPTS:
+            add(("concepts", name), (f"concept name {name!r} is a built-in concept; give yours another name "
+                 f"(or drop it and use the built-in: {BUILTIN_CONCEPTS[name].rule})"))
+        elif not _is_identifier(name):
+            add(("concepts", name), f"concept name {name!r} must be a lower-case identifier ({_NAME_RULE})")
+
+    def need_events(loc: tuple[Any, ...], names: tuple[str, ...]) -> None:
+        for name in names:
+            kind = study.concept_kind(name)
+            if kind is None:
+                add(loc, (f"unknown concept {name!r}{_closest(name, known)}. Define it under [concepts.{name}] "
+                     f"or use a built-in: {', '.join(sorted(BUILTIN_CONCEPTS))}"))
+            elif kind == "baseline":
+                add(loc, (f"{name!r} is a baseline built-in (one value per patient), not an event concept; "
+                     f"event concepts here: {', '.join(events_known)}"))
+
+    need_events(("index", "concept"), study.index.concept)
+
+    loc: tuple[Any, ...]
+    seen_steps: set[str] = set()
+    for i, crit in enumerate(study.criteria):
+        loc = ("criteria", i)
+        if crit.name in RESERVED_STEPS or crit.name.startswith("prior_"):
+            add((*loc, "name"), f"criterion name {crit.name!r} is a step the builder writes itself "
+                f"({', '.join(RESERVED_STEPS)}, prior_<outcome>); choose another")
+        if crit.name in seen_steps:
+            add((*loc, "name"), f"criterion name {crit.name!r} is used twice; each names one attrition line")
+        seen_steps.add(crit.name)
+        kinds = {study.concept_kind(n) for n in crit.concept}
+        if kinds == {"baseline"}:
+            if len(crit.concept) != 1:
+                add((*loc, "concept"), "a value filter on a baseline built-in names exactly one concept")
+            if crit.window is not None:
+                add((*loc, "window"), (f"{crit.concept[0]!r} is a baseline value at the index: it takes "
+                                 "no window; filter it with value_min / value_max"))
+            if crit.value_min is None and crit.value_max is None:
+                add((*loc, "concept"), (f"a rule on the baseline value {crit.concept[0]!r} needs "
+                                 "value_min and/or value_max"))
+            continue
+        need_events((*loc, "concept"), crit.concept)
+        if crit.window is None:
+            add((*loc, "window"), ("a rule on events needs a window relative to the index, e.g. "
+                             "window = \"[-24h, 24h]\""))
+        if (crit.value_min is not None or crit.value_max is not None) and not all(
+            study.has_values(n) for n in crit.concept if study.concept_kind(n) is not None
+        ):
+            add((*loc, "value_min"), ("a value filter needs concepts whose events carry values; "
+                             f"{[n for n in crit.concept if not study.has_values(n)]} have none"))
+
+    need_events(("exposure", "concept"), study.exposure.concept)
+    if study.comparator.kind == "active":
+        need_events(("comparator", "concept"), study.comparator.concept)
+        exp_specs = {_identity(study, n) for n in study.exposure.concept}
+        comp_specs = {_identity(study, n) for n in study.comparator.concept}
+        if exp_specs & comp_specs:
+            add(("comparator", "concept"), ("exposure and comparator share a concept "
+                 f"({sorted(n for n in study.comparator.concept if _identity(study, n) in exp_specs)}); the two "
+                 "arms could not be told apart"))
+    if study.exposure.label.strip().lower() == study.comparator.label.strip().lower():
+        add(("comparator", "label"), (f"the comparator label {study.comparator.label!r} is the exposure's; "
+                         "tables and figures could not tell the arms apart"))
+
+    if study.dose is not None and not all(
+        study.has_values(n) for n in study.exposure.concept if study.concept_kind(n) is not None
+    ):
+            add(("dose",), ("a dose needs exposure events with amounts; "
+                             f"{list(study.exposure.concept)} carry none"))
+
+    columns: dict[str, tuple[Any, ...]] = {c: () for c in RESERVED_COLUMNS}
+    if study.dose is not None:
+        columns[study.dose.name] = ("dose", "name")
+
+    for name, cov in study.covariates.items():
+        loc = ("covariates", name)
+        if not _is_identifier(name):
+            add(loc, f"covariate name {name!r} must be a lower-case identifier ({_NAME_RULE})")
+        if name in columns:
+            add(loc, f"covariate name {name!r} is already a column of the analysis frame; rename it")
+        columns[name] = loc
+        if None in {study.concept_kind(n) for n in cov.concept}:
+            for n in cov.concept:
+                if study.concept_kind(n) is None:
+                    add((*loc, "concept"), (f"unknown concept {n!r}{_closest(n, known)}. Define it under "
+                                     f"[concepts.{n}] or use a built-in: {', '.join(sorted(BUILTIN_CONCEPTS))}"))
+            continue
+        if "baseline" in {study.concept_kind(n) for n in cov.concept}:
+            if len(cov.concept) != 1:
+                add((*loc, "concept"), "a baseline built-in covariate names exactly one concept")
+                continue
+            info = BUILTIN_CONCEPTS[cov.concept[0]]
+            for key in ("window", "summary", "value_min", "value_max"):
+                if getattr(cov, key) is not None:
+                    add((*loc, key), (f"{cov.concept[0]!r} is a baseline built-in (one value at the index); "
+                                     f"{key} does not apply to it"))
+            if cov.type is not None and info.value_type != "none" and cov.type != info.value_type:
+                add((*loc, "type"), f"{cov.concept[0]!r} is {info.value_type}, not {cov.type}")
+            continue
+        if cov.window is None:
+            add((*loc, "window"), "a covariate from events needs a window, e.g. window = \"[-24h, 0h]\"")
+        if cov.summary is None:
+            add((*loc, "summary"), f"a covariate from events needs summary = one of {list(SUMMARIES)}")
+            continue
+        valueless = [n for n in cov.concept if not study.has_values(n)]
+        if SUMMARIES[cov.summary] and valueless:
+            add((*loc, "summary"), (f"summary = {cov.summary!r} needs values, but {valueless} carry none "
+                             "(codes or timestamps); use \"any\" or \"count\""))
+        if cov.summary in ("any",) and cov.type not in (None, "binary"):
+            add((*loc, "type"), f"summary = \"any\" gives 0/1: type must be \"binary\", not {cov.type!r}")
+        if cov.summary == "count" and cov.type == "categorical":
+            add((*loc, "type"), "a count is numeric, not categorical")
+
+    primaries = [n for n, o in study.outcomes.items() if o.primary]
+    if len(primaries) != 1:
+        what = "no outcome is" if not primaries else f"{len(primaries)} outcomes are ({', '.join(primaries)})"
+        add(("outcomes",), f"{what} marked primary = true; mark exactly one")
+    for name, out in study.outcomes.items():
+        loc = ("outcomes", name)
+        if not _is_identifier(name):
+            add(loc, f"outcome name {name!r} must be a lower-case identifier ({_NAME_RULE})")
+        for col in (f"{name}_time", f"{name}_status"):
+            if col in columns:
+                add(loc, f"outcome {name!r} would write column {col!r}, which is already taken; rename it")
+            columns[col] = loc
+        if out.concept:
+            need_events((*loc, "concept"), out.concept)
+
+    covs = list(study.covariates)
+    for key, names in (
+        ("propensity", study.analysis.propensity),
+        ("adjust", study.analysis.adjust),
+        ("subgroups", study.analysis.subgroups),
+    ):
+        for n in names:
+            if n not in study.covariates:
+                add(("analysis", key), (f"{n!r} is not a covariate of this study{_closest(n, covs)}. "
+                                 f"Covariates: {covs}"))
+        if len(set(names)) != len(names):
+            add(("analysis", key), f"listed twice: {sorted({n for n in names if names.count(n) > 1})}")
+    for n in study.analysis.matching.exact:
+        if n not in study.covariates:
+            add(("analysis", "matching", "exact"), (f"{n!r} is not a covariate of this study"
+                             f"{_closest(n, covs)}. Covariates: {covs}"))
+    for n in study.analysis.subgroups:
+        if n in study.covariates and covariate_type(study, n) == "numeric":
+            add(("analysis", "subgroups"), (f"subgroup {n!r} is numeric; subgroups need a binary or "
+                             "categorical covariate"))
+    for n in study.report.published:
+        if n not in study.outcomes:
+            add(("report", "published"), (f"{n!r} is not an outcome of this study"
+                             f"{_closest(n, list(study.outcomes))}. Outcomes: {list(study.outcomes)}"))
+    return problems
+
+
+def covariate_type(study: Study, name: str) -> Literal["numeric", "binary", "categorical"]:
+    """A covariate's declared type, else the type its built-in or summary implies."""
+    cov = study.covariates[name]
+    if cov.type is not None:
+        return cov.type
+    if len(cov.concept) == 1 and study.concept_kind(cov.concept[0]) == "baseline":
+        vt = BUILTIN_CONCEPTS[cov.concept[0]].value_type
+        return vt if vt in ("numeric", "binary", "categorical") else "numeric"  # type: ignore[return-value]
+    return "binary" if cov.summary == "any" else "numeric"
+
+
+def _identity(study: Study, name: str) -> Any:
+    """What a concept name selects: its spec (two names for the same rows are the same concept)."""
+    if name in study.concepts:
+        return study.concepts[name].model_copy(update={"label": ""})
+    return name
+
+
+def _is_identifier(name: str) -> bool:
+    import re
+
+    return re.match(NAME_PATTERN, name) is not None
+
+
+__all__ = [
+    "RESERVED_COLUMNS",
+    "SUMMARIES",
+    "AnalysisSpec",
+    "ComparatorSpec",
+    "CovariateSpec",
+    "Criterion",
+    "DoseSpec",
+    "ExposureSpec",
+    "IndexSpec",
+    "MatchingSpec",
+    "OutcomeSpec",
+    "ReportSpec",
+    "Study",
+    "StudyInfo",
+    "covariate_type",
+    "study_problems",
+]
