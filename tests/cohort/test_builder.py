@@ -247,7 +247,7 @@ def _absent(cohort, subject):
 
 def test_attrition_in_the_order_written(cohort):
     a = cohort.attrition.set_index("step")
-    assert list(a.index) == ["index_event", "icu_stay", "adult", "mg_before", "many_doses", "no_early_pressor",
+    assert list(a.index) == ["index_event", "data_checks", "icu_stay", "adult", "mg_before", "many_doses", "no_early_pressor",
                              "prior_dialysis", "missing_covariates", "eligible"]
     assert a.loc["index_event", "remaining"] == 17
     assert a.loc["adult", "excluded"] == 1

@@ -77,7 +77,7 @@ def test_same_attrition_counts(cohorts):
     legacy_counts = list(zip(legacy["remaining"], legacy["excluded"]))
     steps = new.attrition.set_index("step")
     ours = [tuple(steps.loc[s, ["remaining", "excluded"]]) for s in
-            ["index_event", "icu_stay", "adult", "support", "no_mg_index_day", "died_within_48h", "eligible"]]
+            ["index_event", "data_checks", "icu_stay", "adult", "support", "no_mg_index_day", "died_within_48h", "eligible"]]
     assert ours == legacy_counts
     # the line the flagship never needed drops nobody, and the chain of counts holds
     assert steps.loc["missing_covariates", "excluded"] == 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -59,6 +60,9 @@ class BuiltCohort:
         Column -> where it came from, in words (for the report's methods).
     engine, source
         ``"duckdb"`` or ``"spark"``; the folder read.
+    data_checks
+        One row per data-quality rule applied (:mod:`retrocohort.sources.quality`) with its counts;
+        patients an ``exclude`` rule removes leave at the ``data_checks`` attrition line.
     """
 
     data: pd.DataFrame
@@ -67,6 +71,7 @@ class BuiltCohort:
     concepts: dict[str, str] = field(default_factory=dict)
     engine: str = "duckdb"
     source: str = ""
+    data_checks: pd.DataFrame | None = None
 
     @property
     def counts(self) -> dict[str, int]:
@@ -129,14 +134,18 @@ def build_cohort(
 
 def build_on(conn: SourceConnection, study: Study) -> BuiltCohort:
     """:func:`build_cohort` on an open connection (left open)."""
-    compiler = _Compiler(conn, study)
+    with conn.errors():
+        # Checked first: a conflicting key stops the run before the cohort is built on it.
+        checks = conn.data_checks()
+    compiler = _Compiler(conn, study, excluded=checks.excluded)
     try:
         with conn.errors():
             facts = compiler.facts().to_pandas()
             found = compiler.rows_found()
     finally:
         compiler.release()
-    return _assemble(facts, study, conn, found)
+    built = _assemble(facts, study, conn, found)
+    return dataclasses.replace(built, data_checks=checks.table)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,7 +205,7 @@ def _describe_window(window: Window, match: str) -> str:
 
 
 class _Compiler:
-    def __init__(self, conn: SourceConnection, study: Study) -> None:
+    def __init__(self, conn: SourceConnection, study: Study, excluded: ir.Table | None = None) -> None:
         from ..concepts import (  # imports ibis backends: load on use
             concept_events,
             shared_user_events,
@@ -204,6 +213,8 @@ class _Compiler:
 
         self.conn = conn
         self.study = study
+        # Distinct subject_id of the patients the data checks exclude (or None).
+        self.excluded = excluded
         self._concept_events = concept_events
         self._shared_user_events = shared_user_events
         self._events: dict[str, ir.Table] = {}
@@ -308,6 +319,13 @@ class _Compiler:
         cand = _attach(cand, adm, ["hadm_id"])
         cand = _attach(cand, pat, ["subject_id"])
         cand = cand.left_join(first_stay, cand.subject_id == first_stay.fs_subject).drop("fs_subject")
+        if self.excluded is not None:
+            flagged = self.excluded.select(x_subject="subject_id").mutate(data_excluded=ibis.literal(1))
+            cand = cand.left_join(flagged, cand.subject_id == flagged.x_subject).drop("x_subject")
+            cand = cand.mutate(f_data_ok=(ibis.coalesce(cand.data_excluded, 0) == 0).cast("int64"))
+            cand = cand.drop("data_excluded")
+        else:
+            cand = cand.mutate(f_data_ok=ibis.literal(1).cast("int64"))
         age = (cand.anchor_age + cand.admittime.year() - cand.anchor_year).cast("float64")
         known = cand.stay_id.notnull() & cand.hadm_id.notnull() & cand.admittime.notnull() & cand.gender.notnull()
         idx = study.index
@@ -329,7 +347,8 @@ class _Compiler:
         self.subjects = cand.select("subject_id").distinct()
         self.share(_used_concepts(study))
         # The entry events stay cached as read; every later concept is restricted to these patients.
-        screens = ["f_known_stay"] + (["f_first_stay"] if study.index.first_icu_stay_only else []) + ["f_adult"]
+        first_stay = ["f_first_stay"] if study.index.first_icu_stay_only else []
+        screens = ["f_data_ok", "f_known_stay", *first_stay, "f_adult"]
         event_criteria = [c for c in study.criteria if _is_event_rule(study, c)]
 
         if study.index.select == "first":
@@ -575,6 +594,8 @@ def _assemble(facts: pd.DataFrame, study: Study, conn: SourceConnection, found: 
     rows.append(
         ("index_event", len(facts), 0, f"patients with an index event: {idx.label} ({labels}); index = {chosen}")
     )
+    step("data_checks", _flag(facts, "f_data_ok"),
+         "records pass the data checks: no impossible age, no death before an admission")
     step("icu_stay", _flag(facts, "f_known_stay"), "index event in an ICU stay with its admission and patient rows")
     if idx.first_icu_stay_only:
         step("first_icu_stay", _flag(facts, "f_first_stay"), "index event in the patient's first ICU stay")

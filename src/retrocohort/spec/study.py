@@ -37,7 +37,7 @@ RESERVED_COLUMNS: tuple[str, ...] = ("subject_id", "stay_id", "hadm_id", "index_
 
 #: Attrition steps the builder writes itself; a criterion may not take these names.
 RESERVED_STEPS: tuple[str, ...] = (
-    "index_event", "icu_stay", "first_icu_stay", "adult", "age", "both_arms", "neither_arm",
+    "index_event", "data_checks", "icu_stay", "first_icu_stay", "adult", "age", "both_arms", "neither_arm",
     "missing_covariates", "eligible",
 )
 
