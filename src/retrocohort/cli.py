@@ -64,15 +64,40 @@ PUBLISHED_DOSE = (24.4, 10.6)
 # --------------------------------------------------------------------------- helpers
 
 
+def _print_error(message: str) -> None:
+    # soft_wrap: long paths and keys stay on one line, so they can be copied.
+    err_console.print(f"[bold red]error:[/bold red] [red]{escape(message)}[/red]", soft_wrap=True)
+
+
+def _terminate_as_interrupt(signum: int, frame: Any) -> None:
+    # `kill` (SIGTERM) ends a run like Ctrl-C does: the partial folder and the lock are cleaned up.
+    raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
-def _user_errors() -> Iterator[None]:
-    """Print a RetrocohortError in red (no traceback) and exit with code 2."""
+def _user_errors(out: Path | None = None) -> Iterator[None]:
+    """Print a RetrocohortError in red (no traceback) and exit with code 2; the same for Ctrl-C.
+
+    ``out``: the output folder of the command, named in the message after an interruption.
+    """
+    import signal
+    import threading
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         yield
     except RetrocohortError as exc:
-        # soft_wrap: long paths and keys stay on one line, so they can be copied.
-        err_console.print(f"[bold red]error:[/bold red] [red]{escape(str(exc))}[/red]", soft_wrap=True)
+        _print_error(str(exc))
         raise typer.Exit(EXIT_USER_ERROR) from None
+    except KeyboardInterrupt:
+        where = f"; {str(out)!r} was not written or changed" if out is not None else ""
+        _print_error(f"interrupted (Ctrl-C or kill) before the command finished{where}. Run it again when ready.")
+        raise typer.Exit(EXIT_USER_ERROR) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
@@ -97,13 +122,29 @@ def _progress() -> Iterator[Callable[[str, str, str], None]]:
 
 
 def _check_out(out: Path, force: bool) -> None:
-    from .study.outputs import OutputExistsError
+    """Refuse an output folder that could not be written at the end, before any data are read."""
+    from .study.outputs import check_output_folder
 
-    if out.exists() and not force:
-        raise OutputExistsError(
-            f"output folder {str(out)!r} already exists; choose another --out or pass --force "
-            "to replace it (everything in it is deleted)"
-        )
+    check_output_folder(out, force)
+
+
+@contextlib.contextmanager
+def _locked_out(out: Path, force: bool) -> Iterator[Any]:
+    """Hold the output folder's lock for the whole run (checked again once held); say what a crash left."""
+    from .study.outputs import check_output_folder, output_lock
+
+    with output_lock(out) as lock:
+        check_output_folder(out, force)
+        if lock.recovered is not None:
+            left = lock.recovered.get("removed") or []
+            err_console.print(
+                f"[yellow]note:[/yellow] an earlier run on {escape(str(out))} did not finish "
+                f"(run {escape(str(lock.recovered.get('run_id', '?')))}, pid {escape(str(lock.recovered.get('pid', '?')))}, "
+                f"started {escape(str(lock.recovered.get('started', '?')))}); its lock was taken over"
+                + (f" and its unfinished files cleaned up: {escape(', '.join(left))}" if left else ""),
+                soft_wrap=True,
+            )
+        yield lock
 
 
 def _fmt_count(value: Any, threshold: int) -> str:
@@ -210,13 +251,13 @@ def print_summary(result: Any, out: Path | None = None, published: bool = False)
         console.print(f"\nReport: [bold]{escape(str(out / 'report.html'))}[/bold]  (results.json, tables/, figures/ beside it)")
 
 
-def _run_and_write(source: Any, study: Any, out: Path, force: bool, engine: str, published: bool) -> Any:
+def _run_and_write(source: Any, study: Any, out: Path, force: bool, engine: str, published: bool, lock: Any) -> Any:
     from .study.outputs import write_outputs
     from .study.pipeline import run_study
 
     with _progress() as progress:
         result = run_study(source, study, engine=engine, progress=progress)  # type: ignore[arg-type]
-        write_outputs(result, out, force=force, progress=progress)
+        write_outputs(result, out, force=force, progress=progress, lock=lock)
     print_summary(result, out, published=published)
     return result
 
@@ -244,8 +285,9 @@ def demo(
     from .sources.synthetic import generate_synthetic
     from .study.spec import default_study
 
-    with _user_errors():
+    with _user_errors(out), contextlib.ExitStack() as held:
         _check_out(out, force)
+        lock = held.enter_context(_locked_out(out, force))
         if data is not None and data.exists() and any(data.iterdir()):
             from .study.outputs import OutputExistsError
 
@@ -269,7 +311,7 @@ def demo(
             )
             study = default_study()
             default_size = stays is None and seed is None
-            _run_and_write(workdir, study, out, force, "duckdb", published=default_size)
+            _run_and_write(workdir, study, out, force, "duckdb", published=default_size, lock=lock)
         finally:
             if data is None:
                 shutil.rmtree(workdir, ignore_errors=True)
@@ -290,15 +332,17 @@ def run(
     from .errors import InputError
     from .study.spec import load_study
 
-    with _user_errors():
+    with _user_errors(out), contextlib.ExitStack() as held:
         if engine not in ("duckdb", "spark"):
             raise InputError(f"--engine {engine!r} is not supported; choose duckdb or spark")
         study = load_study(study_file)
+        # The study name is one plain path component (spec.py), so the default stays in the working directory.
         out = out if out is not None else Path(f"{study.study.name}-output")
         _check_out(out, force)
         if not mimic.is_dir():
             raise InputError(f"--mimic {str(mimic)!r} is not a folder; point it at the MIMIC-IV folder holding hosp/ and icu/")
-        _run_and_write(mimic, study, out, force, engine, published=study.study.name == "magnesium_ckrt")
+        lock = held.enter_context(_locked_out(out, force))
+        _run_and_write(mimic, study, out, force, engine, published=study.study.name == "magnesium_ckrt", lock=lock)
 
 
 @app.command()
