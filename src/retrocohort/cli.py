@@ -8,6 +8,10 @@ can fix are printed in red without a traceback and exit with code 2.
 
 from __future__ import annotations
 
+from . import _startup
+
+_startup.install()  # until the imports below are done (see _startup.py)
+
 import contextlib
 import math
 import re
@@ -25,6 +29,8 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .errors import RetrocohortError
+
+_startup.release()
 
 app = typer.Typer(
     name="retrocohort",
@@ -402,18 +408,45 @@ def _concepts(needed_by: Any) -> list[str]:
     return sorted(names, key=str.lower)
 
 
+def _read_every_file(files: list[Path]) -> None:
+    """Read each table file to its end (a cut csv.gz shows only there), with a progress bar in bytes."""
+    from rich.progress import BarColumn, DownloadColumn, TimeRemainingColumn
+
+    from .sources.mimic_iv import read_through
+
+    total = sum(p.stat().st_size if p.is_file() else sum(q.stat().st_size for q in p.glob("*.parquet")) for p in files)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("Reading every file to its end", total=total)
+        for path in files:
+            progress.update(task, description=f"Reading {escape(path.parent.name)}/{escape(path.name)}")
+            read_through(path, on_bytes=lambda n: progress.advance(task, n))
+    err_console.print(f"[green]done[/green] read {len(files)} files to their end ({total / 2**20:.1f} MB): none is cut or damaged")
+
+
 @app.command()
 def check(
     path: Path = typer.Argument(..., help="MIMIC-IV folder (hosp/, icu/)."),
+    headers_only: bool = typer.Option(
+        False, "--headers-only", help="Only read the header lines (fast), not every file to its end."
+    ),
 ) -> None:
     """Report which MIMIC-IV tables and columns a folder has and which study concepts they support.
 
-    Exits 0 when every required table and column is present, 2 otherwise.
+    Every table file the study reads is also read to its end (with a progress bar), so that a cut or
+    damaged download is found now rather than in the middle of a run. Exits 0 when every required table
+    and column is present and every file reads to its end, 2 otherwise.
 
     Example: retrocohort check /data/mimic-iv-2.2
     """
     from .errors import SourceError
-    from .sources import check_source
+    from .sources import MimicIV, check_source
 
     with _user_errors():
         if not path.is_dir():
@@ -451,6 +484,10 @@ def check(
                 + (" ..." if len(missing_required) > 12 else "")
                 + "; the study cannot run on this folder until they are added"
             )
+        if not headers_only:
+            _read_every_file([Path(f) for f in dict.fromkeys(report["file"]) if f])
+        # The same validation a run starts with (e.g. a Parquet column stored with the wrong type).
+        MimicIV(path).validate()
         console.print("[green]Every required table and column is present.[/green]")
 
 
