@@ -630,13 +630,18 @@ def check_output_folder(out_dir: str | Path, force: bool = False) -> None:
         )
 
 
-def _identity(path: Path) -> tuple[int, int] | None:
-    """(device, inode) of a folder, or None when absent: tells "the folder we found" from a newcomer."""
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    """(device, inode, ctime) of a folder, or None when absent: tells "the folder we found" from a newcomer.
+
+    The inode alone is not enough: a folder deleted and made again often gets the same inode number. The
+    change time moves whenever an entry is added, removed or renamed in the folder, so a folder someone
+    touched during the run counts as a different one, and is not deleted.
+    """
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         return None
-    return (st.st_dev, st.st_ino)
+    return (st.st_dev, st.st_ino, st.st_ctime_ns)
 
 
 @dataclass
@@ -647,8 +652,8 @@ class OutputLock:
     ----------
     out : the output folder.
     run_id : this run's id (also written into the output's RUN_MARKER file).
-    found : (device, inode) of the folder ``out`` when the lock was taken, None when absent; the final
-        rename replaces only that folder.
+    found : (device, inode, change time) of the folder ``out`` when the lock was taken, None when absent;
+        the final rename replaces only that folder, untouched.
     recovered : what an earlier run that did not finish (a crash, a kill) left in the lock file, when its
         lock was taken over; None otherwise.
     """
@@ -656,7 +661,7 @@ class OutputLock:
     out: Path
     path: Path
     run_id: str
-    found: tuple[int, int] | None
+    found: tuple[int, int, int] | None
     recovered: dict[str, Any] | None = None
     _fd: int | None = field(default=None, repr=False)
 
@@ -938,7 +943,9 @@ def _put_in_place(partial: Path, out: Path, lock: OutputLock, force: bool) -> No
     if current is not None:
         retired = out.parent / f".{out.name}.old-{lock.run_id}"
         out.rename(retired)
-        if _identity(retired) != lock.found:  # swapped in the instant between the two calls
+        moved = _identity(retired)
+        # The rename itself moves the change time; the inode says whether it was still the same folder.
+        if moved is None or moved[:2] != lock.found[:2]:  # swapped in the instant between the two calls
             _rename_noreplace(retired, out)
             partial.rename(kept)
             raise _not_ours(out, kept)
