@@ -266,3 +266,23 @@ def test_interrupt_while_writing_leaves_no_half_report_and_no_hidden_folder(tiny
     with pytest.raises(KeyboardInterrupt):
         write_outputs(tiny, tmp_path / "out")
     assert names(tmp_path) == []
+
+
+def test_the_working_directory_and_the_root_are_never_outputs(tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for out in (".", "..", str(tmp_path)):
+        with pytest.raises(OutputExistsError, match="working directory"):
+            check_output_folder(out, force=True)
+    with pytest.raises(OutputExistsError, match="root of the file system"):
+        check_output_folder("/", force=True)
+
+
+def test_force_through_a_link_replaces_the_link_not_its_target(tiny, tmp_path):
+    target = write_outputs(tiny, tmp_path / "target")
+    (tmp_path / "link").symlink_to(target)
+    write_outputs(tiny, tmp_path / "link", force=True)
+    assert not (tmp_path / "link").is_symlink() and (tmp_path / "link" / "report.html").is_file()
+    assert (target / "report.html").is_file()
+    assert names(tmp_path) == ["link", "target"]

@@ -572,6 +572,20 @@ def _existing_ancestor(path: Path) -> Path:
     return anchor
 
 
+def _output_path(out_dir: str | Path) -> Path:
+    """The absolute, normalised output folder ("." and ".." resolved, so it has a name and a parent)."""
+    out = Path(os.path.abspath(out_dir))
+    if out == out.parent:
+        raise OutputExistsError(f"--out {str(out_dir)!r} is the root of the file system; choose a folder to create")
+    cwd = Path.cwd()
+    if out == cwd or out in cwd.parents:
+        # Replacing it would pull the working directory from under the user's shell.
+        raise OutputExistsError(
+            f"--out {str(out_dir)!r} is the working directory or holds it; choose a new folder, e.g. --out study-output"
+        )
+    return out
+
+
 def check_output_folder(out_dir: str | Path, force: bool = False) -> None:
     """Refuse an output folder that this run could not (or must not) write, before any work is done.
 
@@ -588,7 +602,7 @@ def check_output_folder(out_dir: str | Path, force: bool = False) -> None:
     OutputNotWritableError
         The folder (or its parent) cannot be created or written, or the disk is nearly full.
     """
-    out = Path(out_dir)
+    out = _output_path(out_dir)
     if out.exists() or out.is_symlink():
         if not out.is_dir():
             raise OutputExistsError(
@@ -704,7 +718,7 @@ def _remove_leftovers(out: Path) -> list[str]:
             retired.rename(out)
             removed.append(f"{retired.name} (restored as {out.name})")
         else:
-            shutil.rmtree(retired, ignore_errors=True)
+            retired.unlink() if retired.is_symlink() else shutil.rmtree(retired, ignore_errors=True)
             removed.append(retired.name)
     return removed
 
@@ -719,7 +733,7 @@ def acquire_output_lock(out_dir: str | Path) -> OutputLock:
     OutputNotWritableError
         The lock file cannot be created beside the output folder.
     """
-    out = Path(out_dir)
+    out = _output_path(out_dir)
     lock_path = out.parent / f".{out.name}{_LOCK_SUFFIX}"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -874,13 +888,14 @@ def write_outputs(
     OutputLockedError
         Another run holds the lock of ``out_dir``.
     """
-    out = Path(out_dir)
+    given = Path(out_dir)
     if lock is None:
-        check_output_folder(out, force)
-        with output_lock(out) as own:
-            check_output_folder(out, force)  # again: another run may have written it before we got the lock
-            return write_outputs(result, out, force=force, progress=progress, lock=own)
-    if not lock.held or lock.out.absolute() != out.absolute():
+        check_output_folder(given, force)
+        with output_lock(given) as own:
+            check_output_folder(given, force)  # again: another run may have written it before we got the lock
+            return write_outputs(result, given, force=force, progress=progress, lock=own)
+    out = _output_path(given)
+    if not lock.held or lock.out != out:
         raise ValueError(f"write_outputs: the lock passed is not a held lock of {str(out)!r}")
     partial = out.parent / f".{out.name}.partial-{lock.run_id}"
     partial.mkdir()
@@ -929,7 +944,7 @@ def write_outputs(
             ) from None
         raise
     _put_in_place(partial, out, lock, force)
-    return out
+    return given
 
 
 def _put_in_place(partial: Path, out: Path, lock: OutputLock, force: bool) -> None:
@@ -963,4 +978,7 @@ def _put_in_place(partial: Path, out: Path, lock: OutputLock, force: bool) -> No
                 _rename_noreplace(retired, out)
         raise
     if retired is not None:
-        shutil.rmtree(retired, ignore_errors=True)
+        if retired.is_symlink():  # --out was a link to an earlier output: the link goes, its target stays
+            retired.unlink()
+        else:
+            shutil.rmtree(retired, ignore_errors=True)

@@ -16,6 +16,7 @@ import difflib
 import hashlib
 import re
 import tomllib
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -75,8 +76,11 @@ class _Section(BaseModel):
         if field is None or field.annotation is bool:
             return value
         items = value if isinstance(value, (list, tuple)) else (value,)
-        # False means "off" for the optional settings; their own validators turn it into None.
-        if any(v is True for v in items) or (isinstance(value, (list, tuple)) and any(v is False for v in items)):
+        # False means "off" for the optional settings (their own validators turn it into None); anywhere
+        # else pydantic would read it as 0 (small_cell_threshold = false would switch suppression off).
+        optional = type(None) in typing.get_args(field.annotation)
+        off = value is False and optional
+        if not off and any(isinstance(v, bool) for v in items):
             raise ValueError("true/false is not a value here: give a number (or false to switch an optional setting off)")
         return value
 
