@@ -307,3 +307,24 @@ def test_import_from_python_keeps_pythons_ctrl_c():
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert done.stdout.strip() == "True", done.stderr
+
+
+def test_plain_csv_cut_in_the_middle_of_a_row(ehr, tmp_path):
+    mimic = copy(ehr, tmp_path)
+    packed = mimic / "icu" / "inputevents.csv.gz"
+    plain = packed.with_suffix("")
+    plain.write_bytes(gzip.decompress(packed.read_bytes())[:-37])  # an interrupted copy of the unpacked file
+    packed.unlink()
+    result, text = invoke("run", STUDY_FILE, "--mimic", mimic, "--out", tmp_path / "out")
+    refused(result, text, str(plain), "fields where the header has", "ends in the middle of a row")
+
+
+def test_non_utf8_byte_in_a_data_row_is_not_blamed_on_the_header(ehr, tmp_path):
+    mimic = copy(ehr, tmp_path)
+    path = mimic / "hosp" / "diagnoses_icd.csv.gz"
+    lines = gzip.decompress(path.read_bytes()).split(b"\n")
+    lines[3] += b"\xe9"  # Latin-1 in the last field (icd_version) of data row 3
+    path.write_bytes(gzip.compress(b"\n".join(lines)))
+    result, text = invoke("run", STUDY_FILE, "--mimic", mimic, "--out", tmp_path / "out")
+    refused(result, text, str(path), "'icd_version'", "line 4")
+    assert "header" not in text.split("error:")[1].split("(data row")[0]

@@ -207,9 +207,16 @@ class TableFile:
 def _read_csv_header(path: Path) -> tuple[str, ...]:
     opener = gzip.open if path.name.endswith(".gz") else open
     try:
-        with opener(path, "rt", encoding="utf-8", newline="") as handle:  # type: ignore[operator]
-            line = handle.readline()
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        # Bytes, then decode the header line alone: a text-mode read decodes a whole buffer, and a
+        # non-UTF-8 byte in a data row would be blamed on the header.
+        with opener(path, "rb") as handle:  # type: ignore[operator]
+            line = handle.readline().decode("utf-8")
+    except IsADirectoryError:
+        raise SourceError(f"{path}: is a folder, not a file; a CSV table is one .csv.gz file") from None
+    except UnicodeDecodeError as exc:
+        raise SourceError(f"{path}: the header line is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                          "MIMIC-IV files are UTF-8: is this the right file?") from None
+    except (OSError, EOFError) as exc:
         raise SourceError(f"{path}: cannot read the header line ({exc}); is the file a complete download?") from None
     if not line.strip():
         raise SourceError(f"{path}: the file is empty; MIMIC-IV files start with a header line")
@@ -615,6 +622,7 @@ _DUCKDB_CSV_ERROR = re.compile(r"CSV Error on Line: (\d+)")
 _DUCKDB_COLUMN = re.compile(r'converting column "([^"]+)"')
 _DUCKDB_VALUE = re.compile(r'Could not convert string "([^"]*)" to \'?(\w+)')
 _DUCKDB_FILE = re.compile(r"file = (.+)")
+_DUCKDB_WIDTHS = re.compile(r"Expected Number of Columns: (\d+) Found: (\d+)")
 
 
 _DUCKDB_CAST_COLUMN = re.compile(r"Could not convert string '([^']*)' to (\w+) when casting from source column (\w+)")
@@ -639,6 +647,16 @@ def _translate_read_error(conn: SourceConnection, exc: Exception) -> SourceError
             "that row, or write the Parquet file again with the column typed (retrocohort.sources.to_parquet)"
         )
     line = _DUCKDB_CSV_ERROR.search(text)
+    widths = _DUCKDB_WIDTHS.search(text)
+    if line and widths:
+        file_match = _DUCKDB_FILE.search(text)
+        number = int(line.group(1))
+        return SourceError(
+            f"{file_match.group(1).strip() if file_match else 'a MIMIC-IV file'}: line {number} of the file (data row "
+            f"{number - 1} after the header) has {widths.group(2)} fields where the header has {widths.group(1)}: the "
+            "row is broken, or the file ends in the middle of a row (an interrupted download or copy?). Fix or remove "
+            "that row, or get the file again, then rerun."
+        )
     if line:
         file_match = _DUCKDB_FILE.search(text)
         column = _DUCKDB_COLUMN.search(text)

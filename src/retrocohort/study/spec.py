@@ -327,6 +327,8 @@ def load_study(path: str | Path) -> Study:
         message names the key, its line, what is allowed and a suggestion.
     """
     path = Path(path)
+    if path.is_dir():
+        raise StudySpecError(f"study file {str(path)!r} is a folder; pass the study's .toml file inside it")
     if not path.is_file():
         raise StudySpecError(f"study file {str(path)!r} not found")
     try:
