@@ -61,7 +61,7 @@ def refused(result, text: str, *named: str) -> None:
 def command(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "retrocohort.cli", *map(str, args)], capture_output=True, text=True, env=ENV,
-        cwd=cwd, timeout=600,
+        cwd=cwd, timeout=600, check=False,
     )
 
 
@@ -246,9 +246,10 @@ def test_output_folder_faults_are_caught_before_any_data_are_read(ehr, tmp_path,
 def test_two_runs_on_the_same_out(ehr, tmp_path):
     out = tmp_path / "out"
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys\nfrom retrocohort.study.outputs import output_lock\n"
-         f"with output_lock({str(out)!r}):\n    print('held', flush=True)\n    sys.stdin.read()\n"],
+        [sys.executable, "-c", (
+            "import sys\nfrom retrocohort.study.outputs import output_lock\n"
+            f"with output_lock({str(out)!r}):\n    print('held', flush=True)\n    sys.stdin.read()\n"
+        )],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=ENV,
     )
     try:
@@ -266,7 +267,7 @@ def test_stale_lock_after_a_crash_is_recovered_with_a_note(ehr, tmp_path):
         "import os\nfrom retrocohort.study.outputs import acquire_output_lock\n"
         f"acquire_output_lock({str(out)!r})\nos._exit(9)\n"
     )
-    assert subprocess.run([sys.executable, "-c", crash], env=ENV).returncode == 9
+    assert subprocess.run([sys.executable, "-c", crash], env=ENV, check=False).returncode == 9
     assert (tmp_path / ".out.retrocohort-lock").is_file()
     result, text = invoke("run", STUDY_FILE, "--mimic", ehr, "--out", out)
     assert result.exit_code == 0, text
@@ -277,33 +278,46 @@ def test_stale_lock_after_a_crash_is_recovered_with_a_note(ehr, tmp_path):
 # --------------------------------------------------------------------------- Ctrl-C
 
 
-def _interrupt(args: list[str], after: float) -> tuple[int, str]:
+def _importing_libraries(pid: int) -> bool:
+    """Whether the process has started loading numpy (first imported by retrocohort, after the guard)."""
+    try:
+        return "numpy" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+def _interrupt(args: list[str]) -> tuple[int, str]:
     process = subprocess.Popen(
         [sys.executable, "-m", "retrocohort.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         env=ENV, text=True,
         # A test runner started in the background may ignore SIGINT, and children inherit that.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509 - no threads here
     )
-    time.sleep(after)
+    # Not a fixed delay: before Python runs any of our code (its own start-up) Ctrl-C is Python's.
+    deadline = time.monotonic() + 60
+    while not _importing_libraries(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.005)
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=120)
     return process.returncode, " ".join(output.split())
 
 
 def test_ctrl_c_during_start_up(ehr, tmp_path):
-    # 0.3 s: the command is still importing pandas, DuckDB, ibis, matplotlib (several seconds here).
-    code, text = _interrupt(["run", str(STUDY_FILE), "--mimic", str(ehr), "--out", str(tmp_path / "out")], 0.3)
+    # Sent as soon as numpy loads: the command is still importing pandas, DuckDB, ibis, matplotlib.
+    code, text = _interrupt(["run", str(STUDY_FILE), "--mimic", str(ehr), "--out", str(tmp_path / "out")])
     assert code == 2, text
     assert "Traceback" not in text and "interrupted (Ctrl-C) while retrocohort was starting" in text
     assert list(tmp_path.iterdir()) == []
 
 
+HANDLER_IS_PYTHONS = "import signal, retrocohort\nprint(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+
+
 def test_import_from_python_keeps_pythons_ctrl_c():
     # Only the command turns Ctrl-C into exit 2; a script importing retrocohort gets KeyboardInterrupt.
     done = subprocess.run(
-        [sys.executable, "-c", "import signal, retrocohort\nprint(signal.getsignal(signal.SIGINT) is "
-         "signal.default_int_handler)"],
-        capture_output=True, text=True, env=ENV,
+        [sys.executable, "-c", HANDLER_IS_PYTHONS],
+        capture_output=True, text=True, env=ENV, check=False,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert done.stdout.strip() == "True", done.stderr

@@ -11,6 +11,7 @@ Python's own Ctrl-C behaviour.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -29,11 +30,17 @@ def _is_command() -> bool:
 
 
 def _interrupted(signum: int, frame: Any) -> None:
-    sys.stderr.write(
+    # Exit at once rather than raise: an exception raised inside a library's import can be caught and
+    # re-raised as an ImportError with a traceback (numpy wraps whatever fails in its C-extension import).
+    # Nothing has been read or written yet, so there is nothing to clean up.
+    message = (
         "error: interrupted (Ctrl-C) while retrocohort was starting; nothing was read or written. "
         "Run the command again when ready.\n"
     )
-    raise SystemExit(EXIT_INTERRUPTED)
+    with contextlib.suppress(OSError):
+        sys.stdout.flush()
+        os.write(sys.stderr.fileno(), message.encode())
+    os._exit(EXIT_INTERRUPTED)
 
 
 def install() -> None:

@@ -143,10 +143,10 @@ def _locked_out(out: Path, force: bool) -> Iterator[Any]:
         check_output_folder(out, force)
         if lock.recovered is not None:
             left = lock.recovered.get("removed") or []
+            dead = {key: escape(str(lock.recovered.get(key, "?"))) for key in ("run_id", "pid", "started")}
             err_console.print(
                 f"[yellow]note:[/yellow] an earlier run on {escape(str(out))} did not finish "
-                f"(run {escape(str(lock.recovered.get('run_id', '?')))}, pid {escape(str(lock.recovered.get('pid', '?')))}, "
-                f"started {escape(str(lock.recovered.get('started', '?')))}); its lock was taken over"
+                f"(run {dead['run_id']}, pid {dead['pid']}, started {dead['started']}); its lock was taken over"
                 + (f" and its unfinished files cleaned up: {escape(', '.join(left))}" if left else ""),
                 soft_wrap=True,
             )
@@ -427,7 +427,9 @@ def _read_every_file(files: list[Path]) -> None:
         for path in files:
             progress.update(task, description=f"Reading {escape(path.parent.name)}/{escape(path.name)}")
             read_through(path, on_bytes=lambda n: progress.advance(task, n))
-    err_console.print(f"[green]done[/green] read {len(files)} files to their end ({total / 2**20:.1f} MB): none is cut or damaged")
+    err_console.print(
+        f"[green]done[/green] read {len(files)} files to their end ({total / 2**20:.1f} MB): none is cut or damaged"
+    )
 
 
 @app.command()

@@ -60,7 +60,8 @@ def test_a_cut_parquet_file_is_named(tmp_path):
 
 def test_duplicate_header_is_named_case_insensitively(tmp_path):
     (tmp_path / "hosp").mkdir()
-    gz(tmp_path / "hosp" / "patients.csv.gz", "subject_id,gender,anchor_age,anchor_year,dod,Anchor_Age\n1,F,50,2150,,50\n")
+    header = "subject_id,gender,anchor_age,anchor_year,dod,Anchor_Age"
+    gz(tmp_path / "hosp" / "patients.csv.gz", header + "\n1,F,50,2150,,50\n")
     with pytest.raises(SourceError, match="more than once") as info:
         MimicIV(tmp_path).locate("hosp/patients")
     assert "'anchor_age'" in str(info.value) and "'Anchor_Age'" in str(info.value)

@@ -150,9 +150,10 @@ def test_two_concurrent_writers_one_wins_one_is_refused(tiny, tmp_path, monkeypa
 def test_a_lock_held_by_another_process_refuses_the_run(tiny, tmp_path):
     out = tmp_path / "out"
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time\nfrom retrocohort.study.outputs import output_lock\n"
-         f"with output_lock({str(out)!r}):\n    print('held', flush=True)\n    sys.stdin.read()\n"],
+        [sys.executable, "-c", (
+            "import sys\nfrom retrocohort.study.outputs import output_lock\n"
+            f"with output_lock({str(out)!r}):\n    print('held', flush=True)\n    sys.stdin.read()\n"
+        )],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(SRC)},
     )
     try:
@@ -178,7 +179,9 @@ def test_a_stale_lock_after_a_crash_is_recovered_and_reported(tiny, tmp_path):
         "os.mkdir(partial)\nopen(os.path.join(partial, RUN_MARKER), 'w').write('{}')\n"
         "print(lock.run_id, flush=True)\nos._exit(9)\n"
     )
-    done = subprocess.run([sys.executable, "-c", crash], capture_output=True, env={**os.environ, "PYTHONPATH": str(SRC)})
+    done = subprocess.run(
+        [sys.executable, "-c", crash], capture_output=True, env={**os.environ, "PYTHONPATH": str(SRC)}, check=False
+    )
     assert done.returncode == 9, done.stderr
     dead_run = done.stdout.decode().strip()
     assert sorted(names(tmp_path)) == [".out.partial-" + dead_run, ".out.retrocohort-lock"]

@@ -231,12 +231,13 @@ def _first_parquet(path: Path) -> Path:
 
 
 def _parquet_schema(path: Path) -> Any:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     first = _first_parquet(path)
     try:
         return pq.read_schema(first)
-    except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for a cut or foreign file
+    except (OSError, ValueError, pa.ArrowException) as exc:  # ArrowInvalid is a ValueError: a cut or foreign file
         raise SourceError(
             f"{first}: not a readable Parquet file ({str(exc)[:200]}); is it a complete download or conversion? "
             "Write it again, then rerun."
@@ -732,6 +733,7 @@ def read_through(path: str | Path, on_bytes: Callable[[int], None] | None = None
     path = Path(path)
     report = on_bytes or (lambda n: None)
     if path.name.endswith(".parquet"):
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         parts = [path] if path.is_file() else sorted(path.glob("*.parquet"))
@@ -742,7 +744,7 @@ def read_through(path: str | Path, on_bytes: Callable[[int], None] | None = None
                 size = part.stat().st_size
                 for group in range(meta.num_row_groups):
                     meta.row_group(group)
-            except Exception as exc:  # ArrowInvalid, OSError: a cut file has no footer
+            except (OSError, ValueError, pa.ArrowException) as exc:  # ArrowInvalid: a cut file has no footer
                 raise SourceError(
                     f"{part}: not a complete Parquet file ({str(exc)[:160]}); write or download it again, then rerun"
                 ) from None
@@ -765,7 +767,9 @@ def read_through(path: str | Path, on_bytes: Callable[[int], None] | None = None
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise SourceError(f"{path}: the compressed file ends early or is damaged ({exc}). {_REDOWNLOAD}") from None
     except OSError as exc:
-        raise SourceError(f"{path}: cannot be read to its end ({exc.strerror or exc}); check the disk and permissions") from None
+        raise SourceError(
+            f"{path}: cannot be read to its end ({exc.strerror or exc}); check the disk and permissions"
+        ) from None
     return size
 
 

@@ -772,7 +772,7 @@ def acquire_output_lock(out_dir: str | Path) -> OutputLock:
             "run_id": run_id,
             "pid": os.getpid(),
             "host": socket.gethostname(),
-            "started": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+            "started": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         }
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
@@ -907,7 +907,7 @@ def write_outputs(
     try:
         # The marker first: a folder with it was made by this tool (a crash leftover, or an output).
         (partial / RUN_MARKER).write_text(
-            json.dumps({"run_id": lock.run_id, "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
+            json.dumps({"run_id": lock.run_id, "written": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")})
             + "\n",
             encoding="utf-8",
         )

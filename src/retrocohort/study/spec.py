@@ -81,7 +81,9 @@ class _Section(BaseModel):
         optional = type(None) in typing.get_args(field.annotation)
         off = value is False and optional
         if not off and any(isinstance(v, bool) for v in items):
-            raise ValueError("true/false is not a value here: give a number (or false to switch an optional setting off)")
+            raise ValueError(
+                "true/false is not a value here: give a number (or false to switch an optional setting off)"
+            )
         return value
 
 
@@ -250,7 +252,9 @@ class ReportSpec(_Section):
             return v
         estimate, lower, upper = v
         if min(v) <= 0:
-            raise ValueError(f"a hazard ratio and its limits are positive; got {list(v)} (give [estimate, lower, upper])")
+            raise ValueError(
+                f"a hazard ratio and its limits are positive; got {list(v)} (give [estimate, lower, upper])"
+            )
         if not lower <= estimate <= upper:
             raise ValueError(
                 f"give [estimate, lower, upper] with lower <= estimate <= upper; got {list(v)}"
@@ -334,7 +338,9 @@ def load_study(path: str | Path) -> Study:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise StudySpecError(f"study file {str(path)!r} cannot be read ({exc.strerror}); check its permissions") from None
+        raise StudySpecError(
+            f"study file {str(path)!r} cannot be read ({exc.strerror}); check its permissions"
+        ) from None
     if b"\x00" in data:
         raise StudySpecError(
             f"study file {str(path)!r} is a binary file, not a TOML text file; pass the study's .toml file "
