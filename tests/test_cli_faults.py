@@ -342,3 +342,10 @@ def test_non_utf8_byte_in_a_data_row_is_not_blamed_on_the_header(ehr, tmp_path):
     result, text = invoke("run", STUDY_FILE, "--mimic", mimic, "--out", tmp_path / "out")
     refused(result, text, str(path), "'icd_version'", "line 4")
     assert "header" not in text.split("error:")[1].split("(data row")[0]
+
+
+def test_demo_data_and_out_must_not_overlap(tmp_path):
+    for data, out in (("same", "same"), ("out/ehr", "out"), ("ehr", "ehr/report")):
+        result, text = invoke("demo", "--out", tmp_path / out, "--data", tmp_path / data)
+        refused(result, text, "--data", "overlap")
+    assert list(tmp_path.iterdir()) == []

@@ -292,6 +292,12 @@ def demo(
     from .study.spec import default_study
 
     with _user_errors(out), contextlib.ExitStack() as held:
+        if data is not None:
+            here, there = data.absolute(), out.absolute()
+            if here == there or there in here.parents or here in there.parents:
+                from .errors import InputError
+
+                raise InputError(f"--data {str(data)!r} and --out {str(out)!r} overlap; give them separate folders")
         _check_out(out, force)
         lock = held.enter_context(_locked_out(out, force))
         if data is not None and data.exists() and any(data.iterdir()):

@@ -289,3 +289,13 @@ def test_force_through_a_link_replaces_the_link_not_its_target(tiny, tmp_path):
     assert not (tmp_path / "link").is_symlink() and (tmp_path / "link" / "report.html").is_file()
     assert (target / "report.html").is_file()
     assert names(tmp_path) == ["link", "target"]
+
+
+def test_a_run_that_writes_nothing_leaves_no_empty_parent_folders(tiny, tmp_path, monkeypatch):
+    def ctrl_c():
+        raise KeyboardInterrupt
+
+    _during_the_run(monkeypatch, ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        write_outputs(tiny, tmp_path / "new" / "deeper" / "out")
+    assert names(tmp_path) == []

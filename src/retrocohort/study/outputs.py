@@ -678,6 +678,8 @@ class OutputLock:
     found: tuple[int, int, int] | None
     recovered: dict[str, Any] | None = None
     _fd: int | None = field(default=None, repr=False)
+    # Folders above ``out`` that taking the lock created (deepest first); removed again if still empty.
+    _created: tuple[Path, ...] = field(default=(), repr=False)
 
     @property
     def held(self) -> bool:
@@ -735,6 +737,11 @@ def acquire_output_lock(out_dir: str | Path) -> OutputLock:
     """
     out = _output_path(out_dir)
     lock_path = out.parent / f".{out.name}{_LOCK_SUFFIX}"
+    created = []
+    missing = out.parent
+    while not missing.exists() and missing != missing.parent:
+        created.append(missing)
+        missing = missing.parent
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -777,7 +784,7 @@ def acquire_output_lock(out_dir: str | Path) -> OutputLock:
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
         os.write(fd, json.dumps(holder).encode())
-        lock = OutputLock(out, lock_path, run_id, None, None, fd)
+        lock = OutputLock(out, lock_path, run_id, None, None, fd, tuple(created))
         try:
             leftovers = _remove_leftovers(out)
         except BaseException:
@@ -801,6 +808,9 @@ def release_output_lock(lock: OutputLock) -> None:
     finally:
         os.close(lock._fd)
         lock._fd = None
+        for folder in lock._created:  # a run that wrote nothing leaves no empty folders either
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 @contextlib.contextmanager
