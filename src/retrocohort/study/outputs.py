@@ -970,7 +970,7 @@ def _put_in_place(partial: Path, out: Path, lock: OutputLock, force: bool) -> No
         out.rename(retired)
         moved = _identity(retired)
         # The rename itself moves the change time; the inode says whether it was still the same folder.
-        if moved is None or moved[:2] != lock.found[:2]:  # swapped in the instant between the two calls
+        if moved is None or lock.found is None or moved[:2] != lock.found[:2]:  # swapped meanwhile
             _rename_noreplace(retired, out)
             partial.rename(kept)
             raise _not_ours(out, kept)
