@@ -681,16 +681,17 @@ def _translate_read_error(conn: SourceConnection, exc: Exception) -> SourceError
 def _broken_archive(conn: SourceConnection, text: str) -> SourceError:
     """A csv.gz that ends early or is damaged; DuckDB does not always say which file, so find it."""
     named = next((tf.path for tf in conn.files.values() if tf is not None and str(tf.path) in text), None)
-    if named is None:
-        candidates = sorted(
-            (tf.path for tf in conn.files.values() if tf is not None and tf.path.name.endswith(".gz")),
-            key=lambda p: p.stat().st_size,
-        )
-        for path in candidates:
-            try:
-                read_through(path)
-            except SourceError as exc:
-                return exc
+    # Reading the named file (else every csv.gz, smallest first) gives the precise reason in Python's
+    # words; the engines' own wording ranges from a file name only (Spark) to no file at all (DuckDB).
+    candidates = [named] if named is not None else sorted(
+        (tf.path for tf in conn.files.values() if tf is not None and tf.path.name.endswith(".gz")),
+        key=lambda p: p.stat().st_size,
+    )
+    for path in candidates:
+        try:
+            read_through(path)
+        except SourceError as exc:
+            return exc
     return SourceError(
         f"{named or 'a csv.gz file under ' + str(conn.source.path)}: the compressed file ends early or is damaged "
         f"({text.splitlines()[0][:160]}). {_REDOWNLOAD}"
