@@ -349,3 +349,12 @@ def test_demo_data_and_out_must_not_overlap(tmp_path):
         result, text = invoke("demo", "--out", tmp_path / out, "--data", tmp_path / data)
         refused(result, text, "--data", "overlap")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_synth_into_a_file_or_an_unwritable_place(tmp_path):
+    in_the_way = tmp_path / "ehr"
+    in_the_way.write_text("a file")
+    for out, expect in ((in_the_way, "not a folder"), (in_the_way / "sub", "is a file"), ("/proc/ehr", "not writable")):
+        result, text = invoke("synth", "--out", out, "--stays", 200)
+        refused(result, text, str(out) if out != in_the_way / "sub" else str(in_the_way), expect)
+    assert in_the_way.read_text() == "a file"

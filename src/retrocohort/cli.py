@@ -375,6 +375,9 @@ def synth(
     with _user_errors():
         if fmt not in ("csv.gz", "parquet"):
             raise InputError(f"--format {fmt!r} is not supported; choose csv.gz or parquet")
+        from .study.outputs import check_writable
+
+        check_writable(out, inside=True)  # a file in the way, no permission, a full disk: said before any work
         if out.exists() and any(out.iterdir()):
             from .study.outputs import OutputExistsError
 

@@ -621,11 +621,37 @@ def check_output_folder(out_dir: str | Path, force: bool = False) -> None:
                 f"{str(out)!r} is not empty and holds no results.json or report.html, so it does not look like "
                 "an earlier retrocohort output; refusing to replace it even with --force. Choose another --out."
             )
+    check_writable(out)
+
+
+def check_writable(out_dir: str | Path, inside: bool = False) -> None:
+    """Refuse a folder that cannot be created or written: a file in the way, no permission, a full disk.
+
+    The part of :func:`check_output_folder` that ``retrocohort synth`` uses too (its rules about an
+    existing folder differ). ``inside``: the files go into ``out_dir`` itself when it exists (synth);
+    otherwise (a report) they go beside it and are renamed into place, so the folder above must be
+    writable, and nothing is written into an existing ``out_dir`` (that would change the folder a
+    run checks at the end).
+
+    Raises
+    ------
+    OutputExistsError
+        ``out_dir`` or a folder above it is a file.
+    OutputNotWritableError
+        No permission to create or write it, or less than ``MIN_FREE_BYTES`` free on its disk.
+    """
+    out = _output_path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(
+            f"{str(out)!r} exists and is not a folder (a file is in the way); choose another --out or move that file"
+        )
     anchor = _existing_ancestor(out)
     if not anchor.is_dir():
         raise OutputExistsError(
             f"cannot create output folder {str(out)!r}: {str(anchor)!r} is a file, not a folder; choose another --out"
         )
+    if inside and out.is_dir():
+        anchor = out
     try:
         # A real write, not os.access: access() says yes to root on a read-only file system.
         fd, probe = tempfile.mkstemp(prefix=f".{out.name}.probe-", dir=anchor)
