@@ -358,3 +358,24 @@ def test_synth_into_a_file_or_an_unwritable_place(tmp_path):
         result, text = invoke("synth", "--out", out, "--stays", 200)
         refused(result, text, str(out) if out != in_the_way / "sub" else str(in_the_way), expect)
     assert in_the_way.read_text() == "a file"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_kill_during_a_run_leaves_nothing(ehr, tmp_path, signum):
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "retrocohort.cli", "run", str(STUDY_FILE), "--mimic", str(ehr), "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=ENV, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509 - no threads here
+    )
+    # The lock file appears once the folder is checked, before any data are read: the run is under way.
+    lock = tmp_path / ".out.retrocohort-lock"
+    deadline = time.monotonic() + 120
+    while not lock.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    process.send_signal(signum)
+    output, _ = process.communicate(timeout=120)
+    text = " ".join(output.split())
+    assert process.returncode == 2, text
+    assert "Traceback" not in text and "interrupted (Ctrl-C or kill)" in text and str(out) in text
+    assert list(tmp_path.iterdir()) == [], "no report, no partial folder, no lock file"

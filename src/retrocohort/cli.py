@@ -98,7 +98,8 @@ def _user_errors(out: Path | None = None) -> Iterator[None]:
         _print_error(str(exc))
         raise typer.Exit(EXIT_USER_ERROR) from None
     except KeyboardInterrupt:
-        where = f"; {str(out)!r} was not written or changed" if out is not None else ""
+        # Always true: the report is renamed into place whole or not at all, and the partial folder is removed.
+        where = f"; nothing half-written is left in or beside {str(out)!r}" if out is not None else ""
         _print_error(f"interrupted (Ctrl-C or kill) before the command finished{where}. Run it again when ready.")
         raise typer.Exit(EXIT_USER_ERROR) from None
     finally:

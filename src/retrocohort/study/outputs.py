@@ -751,6 +751,17 @@ def _remove_leftovers(out: Path) -> list[str]:
     return removed
 
 
+def _abandon(fd: int, lock_path: Path) -> None:
+    """Close a lock file being taken; delete it only while holding its lock (else another run may own it)."""
+    if fd < 0:
+        return
+    with contextlib.suppress(OSError):
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.stat(lock_path).st_ino == os.fstat(fd).st_ino:
+            os.unlink(lock_path)
+    os.close(fd)
+
+
 def acquire_output_lock(out_dir: str | Path) -> OutputLock:
     """Take the exclusive lock of ``out_dir`` (non-blocking); release it with :func:`release_output_lock`.
 
@@ -781,35 +792,43 @@ def acquire_output_lock(out_dir: str | Path) -> OutputLock:
                 "choose an --out in a folder you can write to"
             ) from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_holder(fd)
-            os.close(fd)
-            raise OutputLockedError(
-                f"another retrocohort run is writing to {str(out)!r}: {_describe(holder)}. Wait for it to finish "
-                "or choose another --out (two runs never write the same folder)."
-            ) from None
-        # The previous holder unlinks the file on release; if it did so between our open() and our flock(),
-        # we hold a lock on a file nobody else will see: start again on the current file.
-        try:
-            current = os.stat(lock_path).st_ino
-        except FileNotFoundError:
-            current = None
-        if current != os.fstat(fd).st_ino:
-            os.close(fd)
-            continue
-        # A normal release deletes the file, so content here was left by a run that did not finish.
-        stale = _read_holder(fd)
-        run_id = uuid.uuid4().hex[:12]
-        holder = {
-            "run_id": run_id,
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "started": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        }
-        os.ftruncate(fd, 0)
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.write(fd, json.dumps(holder).encode())
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_holder(fd)
+                os.close(fd)
+                fd = -1
+                raise OutputLockedError(
+                    f"another retrocohort run is writing to {str(out)!r}: {_describe(holder)}. Wait for it to "
+                    "finish or choose another --out (two runs never write the same folder)."
+                ) from None
+            # The previous holder unlinks the file on release; if it did so between our open() and our
+            # flock(), we hold a lock on a file nobody else will see: start again on the current file.
+            try:
+                current = os.stat(lock_path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current != os.fstat(fd).st_ino:
+                os.close(fd)
+                continue
+            # A normal release deletes the file, so content here was left by a run that did not finish.
+            stale = _read_holder(fd)
+            run_id = uuid.uuid4().hex[:12]
+            holder = {
+                "run_id": run_id,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+            }
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, json.dumps(holder).encode())
+        except OutputLockedError:
+            raise
+        except BaseException:
+            # Ctrl-C or kill in the middle of taking the lock: leave no lock file behind.
+            _abandon(fd, lock_path)
+            raise
         lock = OutputLock(out, lock_path, run_id, None, None, fd, tuple(created))
         try:
             leftovers = _remove_leftovers(out)
