@@ -379,3 +379,17 @@ def test_ctrl_c_or_kill_during_a_run_leaves_nothing(ehr, tmp_path, signum):
     assert process.returncode == 2, text
     assert "Traceback" not in text and "interrupted (Ctrl-C or kill)" in text and str(out) in text
     assert list(tmp_path.iterdir()) == [], "no report, no partial folder, no lock file"
+
+
+def test_two_real_runs_started_together_never_both_succeed(ehr, tmp_path):
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "retrocohort.cli", "run", str(STUDY_FILE), "--mimic", str(ehr), "--out", str(out)]
+    runs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=ENV, text=True) for _ in "ab"]
+    results = [(run.wait(timeout=300), " ".join(run.communicate()[0].split())) for run in runs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 2], results
+    loser = next(text for code, text in results if code == 2)
+    # Refused by the lock while the other ran, or by the finished folder if the other was already done.
+    assert "another retrocohort run" in loser or "already exists" in loser, loser
+    assert "Traceback" not in loser and str(out) in loser
+    assert (out / "report.html").is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
