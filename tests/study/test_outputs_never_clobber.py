@@ -299,3 +299,9 @@ def test_a_run_that_writes_nothing_leaves_no_empty_parent_folders(tiny, tmp_path
     with pytest.raises(KeyboardInterrupt):
         write_outputs(tiny, tmp_path / "new" / "deeper" / "out")
     assert names(tmp_path) == []
+
+
+def test_a_name_too_long_for_the_file_system_is_refused(tmp_path):
+    with pytest.raises(OutputNotWritableError, match="250 characters\\) is too long"):
+        check_output_folder(tmp_path / ("x" * 250))
+    assert names(tmp_path) == []

@@ -658,6 +658,11 @@ def check_writable(out_dir: str | Path, inside: bool = False) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            raise OutputNotWritableError(
+                f"the output folder name {out.name[:40]!r}... ({len(out.name)} characters) is too long for the file "
+                "system; choose a shorter --out"
+            ) from None
         raise OutputNotWritableError(
             f"cannot write output folder {str(out)!r}: {str(anchor)!r} is not writable ({exc.strerror}); "
             "choose an --out in a folder you can write to"
