@@ -660,8 +660,9 @@ def check_writable(out_dir: str | Path, inside: bool = False) -> None:
     except OSError as exc:
         if exc.errno == errno.ENAMETOOLONG:
             raise OutputNotWritableError(
-                f"the output folder name {out.name[:40]!r}... ({len(out.name)} characters) is too long for the file "
-                "system; choose a shorter --out"
+                f"the output folder name {out.name[:40]!r}... ({len(out.name)} characters) is too long: the run's "
+                "working files beside it add about 30 characters to it, and file names end at 255 on most file "
+                "systems; choose a shorter --out"
             ) from None
         raise OutputNotWritableError(
             f"cannot write output folder {str(out)!r}: {str(anchor)!r} is not writable ({exc.strerror}); "
