@@ -1004,7 +1004,11 @@ def write_outputs(
                 "nothing was left behind. Free some space or choose another --out, then rerun."
             ) from None
         raise
-    _put_in_place(partial, out, lock, force)
+    try:
+        _put_in_place(partial, out, lock, force)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)  # gone already unless interrupted on the way
+        raise
     return given
 
 
@@ -1039,7 +1043,15 @@ def _put_in_place(partial: Path, out: Path, lock: OutputLock, force: bool) -> No
                 _rename_noreplace(retired, out)
         raise
     if retired is not None:
-        if retired.is_symlink():  # --out was a link to an earlier output: the link goes, its target stays
-            retired.unlink()
-        else:
-            shutil.rmtree(retired, ignore_errors=True)
+        try:
+            _remove_retired(retired)
+        except KeyboardInterrupt:
+            _remove_retired(retired)  # the new report is in place: finish the clean-up, then stop
+            raise
+
+
+def _remove_retired(retired: Path) -> None:
+    if retired.is_symlink():  # --out was a link to an earlier output: the link goes, its target stays
+        retired.unlink()
+    else:
+        shutil.rmtree(retired, ignore_errors=True)
