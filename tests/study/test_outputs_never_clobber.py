@@ -305,3 +305,21 @@ def test_a_name_too_long_for_the_file_system_is_refused(tmp_path):
     with pytest.raises(OutputNotWritableError, match="250 characters\\) is too long"):
         check_output_folder(tmp_path / ("x" * 250))
     assert names(tmp_path) == []
+
+
+def test_ctrl_c_while_the_earlier_report_is_deleted_leaves_no_hidden_folder(tiny, tmp_path, monkeypatch):
+    out = write_outputs(tiny, tmp_path / "out")
+    real = outputs.shutil.rmtree
+    pressed: list[str] = []
+
+    def interrupted_once(path, *args, **kwargs):
+        if ".old-" in str(path) and not pressed:
+            pressed.append(str(path))
+            raise KeyboardInterrupt
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(outputs.shutil, "rmtree", interrupted_once)
+    with pytest.raises(KeyboardInterrupt):
+        write_outputs(tiny, out, force=True)
+    assert pressed, "the interruption must have hit the clean-up"
+    assert names(tmp_path) == ["out"] and (out / "report.html").is_file()
