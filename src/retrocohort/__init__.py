@@ -8,6 +8,10 @@ frame), ``study`` (the study file and the pipeline) and ``report``.
 
 __version__ = "0.1.0"
 
+from . import _startup
+
+_startup.install()  # Ctrl-C during the imports below: one line and exit 2 from the command, no traceback
+
 from .cohort import Cohort, extract
 from .matching import MatchResult, PropensityResult, balance, balance_before_after, match_nearest, propensity_score, table_one
 from .report import methods_paragraph, render_html, results_paragraph, save_figure, study_figures
@@ -25,6 +29,8 @@ from .survival import (
     logrank,
     ph_test,
 )
+
+_startup.release()
 
 __all__ = [
     "CoxResult",

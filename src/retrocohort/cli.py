@@ -8,6 +8,10 @@ can fix are printed in red without a traceback and exit with code 2.
 
 from __future__ import annotations
 
+from . import _startup
+
+_startup.install()  # until the imports below are done (see _startup.py)
+
 import contextlib
 import math
 import re
@@ -25,6 +29,8 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .errors import RetrocohortError
+
+_startup.release()
 
 app = typer.Typer(
     name="retrocohort",
@@ -64,15 +70,41 @@ PUBLISHED_DOSE = (24.4, 10.6)
 # --------------------------------------------------------------------------- helpers
 
 
+def _print_error(message: str) -> None:
+    # soft_wrap: long paths and keys stay on one line, so they can be copied.
+    err_console.print(f"[bold red]error:[/bold red] [red]{escape(message)}[/red]", soft_wrap=True)
+
+
+def _terminate_as_interrupt(signum: int, frame: Any) -> None:
+    # `kill` (SIGTERM) ends a run like Ctrl-C does: the partial folder and the lock are cleaned up.
+    raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
-def _user_errors() -> Iterator[None]:
-    """Print a RetrocohortError in red (no traceback) and exit with code 2."""
+def _user_errors(out: Path | None = None) -> Iterator[None]:
+    """Print a RetrocohortError in red (no traceback) and exit with code 2; the same for Ctrl-C.
+
+    ``out``: the output folder of the command, named in the message after an interruption.
+    """
+    import signal
+    import threading
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         yield
     except RetrocohortError as exc:
-        # soft_wrap: long paths and keys stay on one line, so they can be copied.
-        err_console.print(f"[bold red]error:[/bold red] [red]{escape(str(exc))}[/red]", soft_wrap=True)
+        _print_error(str(exc))
         raise typer.Exit(EXIT_USER_ERROR) from None
+    except KeyboardInterrupt:
+        # Always true: the report is renamed into place whole or not at all, and the partial folder is removed.
+        where = f"; nothing half-written is left in or beside {str(out)!r}" if out is not None else ""
+        _print_error(f"interrupted (Ctrl-C or kill) before the command finished{where}. Run it again when ready.")
+        raise typer.Exit(EXIT_USER_ERROR) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
@@ -97,13 +129,29 @@ def _progress() -> Iterator[Callable[[str, str, str], None]]:
 
 
 def _check_out(out: Path, force: bool) -> None:
-    from .study.outputs import OutputExistsError
+    """Refuse an output folder that could not be written at the end, before any data are read."""
+    from .study.outputs import check_output_folder
 
-    if out.exists() and not force:
-        raise OutputExistsError(
-            f"output folder {str(out)!r} already exists; choose another --out or pass --force "
-            "to replace it (everything in it is deleted)"
-        )
+    check_output_folder(out, force)
+
+
+@contextlib.contextmanager
+def _locked_out(out: Path, force: bool) -> Iterator[Any]:
+    """Hold the output folder's lock for the whole run (checked again once held); say what a crash left."""
+    from .study.outputs import check_output_folder, output_lock
+
+    with output_lock(out) as lock:
+        check_output_folder(out, force)
+        if lock.recovered is not None:
+            left = lock.recovered.get("removed") or []
+            dead = {key: escape(str(lock.recovered.get(key, "?"))) for key in ("run_id", "pid", "started")}
+            err_console.print(
+                f"[yellow]note:[/yellow] an earlier run on {escape(str(out))} did not finish "
+                f"(run {dead['run_id']}, pid {dead['pid']}, started {dead['started']}); its lock was taken over"
+                + (f" and its unfinished files cleaned up: {escape(', '.join(left))}" if left else ""),
+                soft_wrap=True,
+            )
+        yield lock
 
 
 def _fmt_count(value: Any, threshold: int) -> str:
@@ -210,13 +258,13 @@ def print_summary(result: Any, out: Path | None = None, published: bool = False)
         console.print(f"\nReport: [bold]{escape(str(out / 'report.html'))}[/bold]  (results.json, tables/, figures/ beside it)")
 
 
-def _run_and_write(source: Any, study: Any, out: Path, force: bool, engine: str, published: bool) -> Any:
+def _run_and_write(source: Any, study: Any, out: Path, force: bool, engine: str, published: bool, lock: Any) -> Any:
     from .study.outputs import write_outputs
     from .study.pipeline import run_study
 
     with _progress() as progress:
         result = run_study(source, study, engine=engine, progress=progress)  # type: ignore[arg-type]
-        write_outputs(result, out, force=force, progress=progress)
+        write_outputs(result, out, force=force, progress=progress, lock=lock)
     print_summary(result, out, published=published)
     return result
 
@@ -244,8 +292,15 @@ def demo(
     from .sources.synthetic import generate_synthetic
     from .study.spec import default_study
 
-    with _user_errors():
+    with _user_errors(out), contextlib.ExitStack() as held:
+        if data is not None:
+            here, there = data.absolute(), out.absolute()
+            if here == there or there in here.parents or here in there.parents:
+                from .errors import InputError
+
+                raise InputError(f"--data {str(data)!r} and --out {str(out)!r} overlap; give them separate folders")
         _check_out(out, force)
+        lock = held.enter_context(_locked_out(out, force))
         if data is not None and data.exists() and any(data.iterdir()):
             from .study.outputs import OutputExistsError
 
@@ -269,7 +324,7 @@ def demo(
             )
             study = default_study()
             default_size = stays is None and seed is None
-            _run_and_write(workdir, study, out, force, "duckdb", published=default_size)
+            _run_and_write(workdir, study, out, force, "duckdb", published=default_size, lock=lock)
         finally:
             if data is None:
                 shutil.rmtree(workdir, ignore_errors=True)
@@ -290,15 +345,17 @@ def run(
     from .errors import InputError
     from .study.spec import load_study
 
-    with _user_errors():
+    with _user_errors(out), contextlib.ExitStack() as held:
         if engine not in ("duckdb", "spark"):
             raise InputError(f"--engine {engine!r} is not supported; choose duckdb or spark")
         study = load_study(study_file)
+        # The study name is one plain path component (spec.py), so the default stays in the working directory.
         out = out if out is not None else Path(f"{study.study.name}-output")
         _check_out(out, force)
         if not mimic.is_dir():
             raise InputError(f"--mimic {str(mimic)!r} is not a folder; point it at the MIMIC-IV folder holding hosp/ and icu/")
-        _run_and_write(mimic, study, out, force, engine, published=study.study.name == "magnesium_ckrt")
+        lock = held.enter_context(_locked_out(out, force))
+        _run_and_write(mimic, study, out, force, engine, published=study.study.name == "magnesium_ckrt", lock=lock)
 
 
 @app.command()
@@ -319,6 +376,9 @@ def synth(
     with _user_errors():
         if fmt not in ("csv.gz", "parquet"):
             raise InputError(f"--format {fmt!r} is not supported; choose csv.gz or parquet")
+        from .study.outputs import check_writable
+
+        check_writable(out, inside=True)  # a file in the way, no permission, a full disk: said before any work
         if out.exists() and any(out.iterdir()):
             from .study.outputs import OutputExistsError
 
@@ -358,18 +418,47 @@ def _concepts(needed_by: Any) -> list[str]:
     return sorted(names, key=str.lower)
 
 
+def _read_every_file(files: list[Path]) -> None:
+    """Read each table file to its end (a cut csv.gz shows only there), with a progress bar in bytes."""
+    from rich.progress import BarColumn, DownloadColumn, TimeRemainingColumn
+
+    from .sources.mimic_iv import read_through
+
+    total = sum(p.stat().st_size if p.is_file() else sum(q.stat().st_size for q in p.glob("*.parquet")) for p in files)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("Reading every file to its end", total=total)
+        for path in files:
+            progress.update(task, description=f"Reading {escape(path.parent.name)}/{escape(path.name)}")
+            read_through(path, on_bytes=lambda n: progress.advance(task, n))
+    err_console.print(
+        f"[green]done[/green] read {len(files)} files to their end ({total / 2**20:.1f} MB): none is cut or damaged"
+    )
+
+
 @app.command()
 def check(
     path: Path = typer.Argument(..., help="MIMIC-IV folder (hosp/, icu/)."),
+    headers_only: bool = typer.Option(
+        False, "--headers-only", help="Only read the header lines (fast), not every file to its end."
+    ),
 ) -> None:
     """Report which MIMIC-IV tables and columns a folder has and which study concepts they support.
 
-    Exits 0 when every required table and column is present, 2 otherwise.
+    Every table file the study reads is also read to its end (with a progress bar), so that a cut or
+    damaged download is found now rather than in the middle of a run. Exits 0 when every required table
+    and column is present and every file reads to its end, 2 otherwise.
 
     Example: retrocohort check /data/mimic-iv-2.2
     """
     from .errors import SourceError
-    from .sources import check_source
+    from .sources import MimicIV, check_source
 
     with _user_errors():
         if not path.is_dir():
@@ -407,6 +496,10 @@ def check(
                 + (" ..." if len(missing_required) > 12 else "")
                 + "; the study cannot run on this folder until they are added"
             )
+        if not headers_only:
+            _read_every_file([Path(f) for f in dict.fromkeys(report["file"]) if f])
+        # The same validation a run starts with (e.g. a Parquet column stored with the wrong type).
+        MimicIV(path).validate()
         console.print("[green]Every required table and column is present.[/green]")
 
 

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,58 @@ def test_optional_settings_switch_off_with_false(tmp_path):
     path.write_text("[matching]\ncaliper = true\n")
     with pytest.raises(StudySpecError, match="matching.caliper"):
         load_study(path)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expect"),
+    [
+        ({"propensity": {"covariates": []}}, "at least one covariate"),
+        ({"matching": {"ratio": True}}, "true/false is not a value here"),
+        ({"report": {"small_cell_threshold": False}}, "true/false is not a value here"),
+        ({"models": {"km_times_days": [0, True]}}, "true/false is not a value here"),
+        ({"outcomes": {"horizon_days": float("inf")}}, "finite"),
+        ({"cohort": {"support_window_hours": [float("-inf"), 24]}}, "finite"),
+        ({"exposure": {"window_hours": [0, 1e12]}}, "less than or equal to"),
+        ({"models": {"km_times_days": [0, -1]}}, "greater than or equal to 0"),
+        ({"models": {"km_times_days": [0, float("nan")]}}, "finite"),
+        ({"models": {"km_times_days": [0, 91]}}, "after outcomes.horizon_days = 90"),
+        ({"report": {"published_hr_krt": [2.07, 3.49, 1.23]}}, "lower and upper swapped"),
+        ({"report": {"published_hr_krt": [5.0, 1.23, 3.49]}}, "lower <= estimate <= upper"),
+        ({"report": {"published_hr_krt": [0.0, 0.0, 1.0]}}, "positive"),
+        ({"study": {"name": "../../x"}}, "study name"),
+        ({"study": {"name": ""}}, "study name"),
+        ({"study": {"name": "a/b"}}, "study name"),
+        ({"study": {"name": ".hidden"}}, "study name"),
+    ],
+)
+def test_nonsense_values_are_refused(raw, expect):
+    from retrocohort.study.spec import parse_study
+
+    with pytest.raises(StudySpecError, match=re.escape(expect)):
+        parse_study(raw)
+
+
+def test_false_still_switches_optional_settings_off():
+    from retrocohort.study.spec import parse_study
+
+    study = parse_study({"matching": {"caliper": False}, "report": {"published_hr_death": False},
+                         "cohort": {"crrt_mode_itemid": False, "first_stay_only": False}})
+    assert study.matching.caliper is None and study.report.published_hr_death is None
+    assert study.cohort.crrt_mode_itemid is None and study.cohort.first_stay_only is False
+    # A longer horizon allows later report times.
+    later = parse_study({"outcomes": {"horizon_days": 365}, "models": {"km_times_days": [0, 180, 365]}})
+    assert later.models.km_times_days == (0.0, 180.0, 365.0)
+
+
+def test_study_file_encodings(tmp_path):
+    bom = tmp_path / "bom.toml"
+    bom.write_bytes(b"\xef\xbb\xbf" + STUDY_FILE.read_bytes())
+    assert load_study(bom).model_dump() == default_study().model_dump()
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes(b'[study]\ntitle = "caf\xe9"\n')
+    with pytest.raises(StudySpecError, match=r"line 2: byte 0xe9 is not UTF-8"):
+        load_study(latin)
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"PK\x03\x04\x00\x00")
+    with pytest.raises(StudySpecError, match="binary file"):
+        load_study(binary)

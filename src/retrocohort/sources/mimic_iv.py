@@ -23,7 +23,7 @@ import contextlib
 import gzip
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -208,22 +208,96 @@ class TableFile:
 def _read_csv_header(path: Path) -> tuple[str, ...]:
     opener = gzip.open if path.name.endswith(".gz") else open
     try:
-        with opener(path, "rt", encoding="utf-8", newline="") as handle:  # type: ignore[operator]
-            line = handle.readline()
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        # Bytes, then decode the header line alone: a text-mode read decodes a whole buffer, and a
+        # non-UTF-8 byte in a data row would be blamed on the header.
+        with opener(path, "rb") as handle:  # type: ignore[operator]
+            line = handle.readline().decode("utf-8")
+    except IsADirectoryError:
+        raise SourceError(f"{path}: is a folder, not a file; a CSV table is one .csv.gz file") from None
+    except UnicodeDecodeError as exc:
+        raise SourceError(f"{path}: the header line is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                          "MIMIC-IV files are UTF-8: is this the right file?") from None
+    except (OSError, EOFError) as exc:
         raise SourceError(f"{path}: cannot read the header line ({exc}); is the file a complete download?") from None
     if not line.strip():
         raise SourceError(f"{path}: the file is empty; MIMIC-IV files start with a header line")
     return tuple(name.strip().strip('"') for name in line.rstrip("\r\n").split(","))
 
 
-def _read_parquet_header(path: Path) -> tuple[str, ...]:
-    import pyarrow.parquet as pq
-
+def _first_parquet(path: Path) -> Path:
     first = path if path.is_file() else next(iter(sorted(path.glob("*.parquet"))), None)
     if first is None:
         raise SourceError(f"{path}: a Parquet folder with no *.parquet files")
-    return tuple(pq.read_schema(first).names)
+    return first
+
+
+def _parquet_schema(path: Path) -> Any:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    first = _first_parquet(path)
+    try:
+        return pq.read_schema(first)
+    except (OSError, ValueError, pa.ArrowException) as exc:  # ArrowInvalid is a ValueError: a cut or foreign file
+        raise SourceError(
+            f"{first}: not a readable Parquet file ({str(exc)[:200]}); is it a complete download or conversion? "
+            "Write it again, then rerun."
+        ) from None
+
+
+def _read_parquet_header(path: Path) -> tuple[str, ...]:
+    return tuple(_parquet_schema(path).names)
+
+
+def _duplicate_columns(tf: "TableFile") -> None:
+    """A header naming a column twice (engines match names case-insensitively) cannot be read by name."""
+    lower = [c.lower() for c in tf.header]
+    twice = sorted({c for c in tf.header if lower.count(c.lower()) > 1}, key=str.lower)
+    if twice:
+        raise SourceError(
+            f"{tf.path}: the header names column(s) {', '.join(repr(c) for c in twice)} more than once "
+            f"(columns: {', '.join(tf.header)}); rename or remove the extra column, then rerun"
+        )
+
+
+# Arrow types a Parquet column may have for each SCHEMA type (the view casts them). Text is accepted
+# everywhere (an all-text conversion of the csv.gz is common; a value that does not parse is reported
+# with its column when read); a time stored as a number or a number stored as a time cannot be cast.
+def _parquet_type_ok(kind: str, arrow_type: Any) -> bool:
+    import pyarrow.types as pat
+
+    if pat.is_string(arrow_type) or pat.is_large_string(arrow_type):
+        return True
+    if kind in ("int64", "int32", "float64"):
+        return pat.is_integer(arrow_type) or pat.is_floating(arrow_type) or pat.is_decimal(arrow_type)
+    if kind in ("timestamp", "date"):
+        return pat.is_timestamp(arrow_type) or pat.is_date(arrow_type)
+    return not (pat.is_nested(arrow_type) or pat.is_binary(arrow_type) or pat.is_large_binary(arrow_type))
+
+
+_KIND_WORDS = {
+    "int64": "whole numbers (int64)",
+    "int32": "whole numbers (int32)",
+    "float64": "numbers (double)",
+    "string": "text",
+    "timestamp": "timestamps",
+    "date": "dates",
+}
+
+
+def _parquet_type_problems(spec: "TableSpec", tf: "TableFile") -> list[str]:
+    schema = _parquet_schema(tf.path)
+    by_lower = {name.lower(): schema.field(name) for name in schema.names}
+    problems = []
+    for col, column in spec.columns.items():
+        found = by_lower.get(col)
+        if found is not None and not _parquet_type_ok(column.type, found.type):
+            problems.append(
+                f"{_first_parquet(tf.path)}: column {found.name!r} is stored as {found.type}, but the study reads it "
+                f"as {_KIND_WORDS[column.type]} ({column.needed_by}); write the Parquet file again with that type "
+                "(retrocohort.sources.to_parquet converts the csv.gz with the right types)"
+            )
+    return problems
 
 
 class MimicIV:
@@ -271,7 +345,9 @@ class MimicIV:
             if candidate.exists():
                 fmt: Literal["csv", "parquet"] = "parquet" if ext == ".parquet" else "csv"
                 header = _read_parquet_header(candidate) if fmt == "parquet" else _read_csv_header(candidate)
-                return TableFile(table, candidate, fmt, header)
+                found = TableFile(table, candidate, fmt, header)
+                _duplicate_columns(found)
+                return found
         return None
 
     def validate(self) -> dict[str, TableFile | None]:
@@ -309,9 +385,11 @@ class MimicIV:
                         f"{tf.path}: column {col!r} missing (needed for {column.needed_by}); {spec.version_note} "
                         f"have it. Columns found: {', '.join(tf.header)}"
                     )
+            if tf.format == "parquet":
+                problems += _parquet_type_problems(spec, tf)
             found[name] = tf
         if problems:
-            raise SourceError("MIMIC-IV source is incomplete:\n  " + "\n  ".join(problems))
+            raise SourceError("MIMIC-IV source is incomplete or mistyped:\n  " + "\n  ".join(problems))
         return found
 
     def connect(
@@ -451,6 +529,14 @@ class SourceConnection:
     def close(self) -> None:
         """Drop the views (Spark) or the in-memory database (DuckDB)."""
         if self.engine == "duckdb":
+            # Tables cached by ibis are dropped by weakref finalizers; one that runs at interpreter exit,
+            # after the connection is closed, prints a "Connection already closed" traceback under the
+            # user's error message. The in-memory database goes with the connection, so detach them.
+            with contextlib.suppress(Exception):
+                for entry in list(self.backend._cache_name_to_entry.values()):
+                    entry.finalizer.detach()
+                self.backend._cache_name_to_entry.clear()
+                self.backend._cache_op_to_entry.clear()
             with contextlib.suppress(Exception):
                 self.backend.disconnect()
         else:
@@ -586,11 +672,41 @@ _DUCKDB_CSV_ERROR = re.compile(r"CSV Error on Line: (\d+)")
 _DUCKDB_COLUMN = re.compile(r'converting column "([^"]+)"')
 _DUCKDB_VALUE = re.compile(r'Could not convert string "([^"]*)" to \'?(\w+)')
 _DUCKDB_FILE = re.compile(r"file = (.+)")
+_DUCKDB_WIDTHS = re.compile(r"Expected Number of Columns: (\d+) Found: (\d+)")
+
+
+_DUCKDB_CAST_COLUMN = re.compile(r"Could not convert string '([^']*)' to (\w+) when casting from source column (\w+)")
+_GZIP_TROUBLE = ("gzip", "zlib", "unexpected end of", "inflate")
 
 
 def _translate_read_error(conn: SourceConnection, exc: Exception) -> SourceError | None:
     text = str(exc)
+    if any(word in text.lower() for word in _GZIP_TROUBLE):
+        return _broken_archive(conn, text)
+    cast = _DUCKDB_CAST_COLUMN.search(text)
+    if cast:
+        value, kind, column = cast.groups()
+        files = [
+            str(tf.path)
+            for name, tf in conn.files.items()
+            if tf is not None and tf.format == "parquet" and column.lower() in {c.lower() for c in tf.header}
+        ]
+        where = " or ".join(files) if files else f"a Parquet file under {conn.source.path}"
+        return SourceError(
+            f"{where}: column {column!r} holds the text {value!r}, which is not {kind.lower()}; fix or remove "
+            "that row, or write the Parquet file again with the column typed (retrocohort.sources.to_parquet)"
+        )
     line = _DUCKDB_CSV_ERROR.search(text)
+    widths = _DUCKDB_WIDTHS.search(text)
+    if line and widths:
+        file_match = _DUCKDB_FILE.search(text)
+        number = int(line.group(1))
+        return SourceError(
+            f"{file_match.group(1).strip() if file_match else 'a MIMIC-IV file'}: line {number} of the file (data row "
+            f"{number - 1} after the header) has {widths.group(2)} fields where the header has {widths.group(1)}: the "
+            "row is broken, or the file ends in the middle of a row (an interrupted download or copy?). Fix or remove "
+            "that row, or get the file again, then rerun."
+        )
     if line:
         file_match = _DUCKDB_FILE.search(text)
         column = _DUCKDB_COLUMN.search(text)
@@ -609,6 +725,102 @@ def _translate_read_error(conn: SourceConnection, exc: Exception) -> SourceError
             return located
         return SourceError(f"Spark could not parse a value in the MIMIC-IV files under {conn.source.path}: {text[:500]}")
     return None
+
+
+def _broken_archive(conn: SourceConnection, text: str) -> SourceError:
+    """A csv.gz that ends early or is damaged; DuckDB does not always say which file, so find it."""
+    named = next((tf.path for tf in conn.files.values() if tf is not None and str(tf.path) in text), None)
+    # Reading the named file (else every csv.gz, smallest first) gives the precise reason in Python's
+    # words; the engines' own wording ranges from a file name only (Spark) to no file at all (DuckDB).
+    candidates = [named] if named is not None else sorted(
+        (tf.path for tf in conn.files.values() if tf is not None and tf.path.name.endswith(".gz")),
+        key=lambda p: p.stat().st_size,
+    )
+    for path in candidates:
+        try:
+            read_through(path)
+        except SourceError as exc:
+            return exc
+    return SourceError(
+        f"{named or 'a csv.gz file under ' + str(conn.source.path)}: the compressed file ends early or is damaged "
+        f"({text.splitlines()[0][:160]}). {_REDOWNLOAD}"
+    )
+
+
+_REDOWNLOAD = (
+    "It is probably an interrupted or corrupted download: download it again (PhysioNet lists each file's "
+    "SHA-256 in SHA256SUMS.txt) and run `retrocohort check` on the folder."
+)
+
+
+def read_through(path: str | Path, on_bytes: Callable[[int], None] | None = None, chunk: int = 1 << 20) -> int:
+    """Read a table file to its end, so that a cut or damaged file is found before a study runs.
+
+    A csv.gz is decompressed to its end (its CRC and length are checked); a Parquet file or folder has
+    each part's footer read and every row group's metadata checked. Used by ``retrocohort check``.
+
+    Parameters
+    ----------
+    path
+        A ``.csv.gz``, ``.csv`` or ``.parquet`` file (or a folder of Parquet parts).
+    on_bytes
+        Called with the number of bytes of the file read since the last call (for a progress bar).
+    chunk
+        Bytes decompressed per read.
+
+    Returns
+    -------
+    int
+        The file's size on disk, in bytes.
+
+    Raises
+    ------
+    SourceError
+        The file ends early, is not what its name says, or cannot be read; names the file and what to do.
+    """
+    import zlib
+
+    path = Path(path)
+    report = on_bytes or (lambda n: None)
+    if path.name.endswith(".parquet"):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        parts = [path] if path.is_file() else sorted(path.glob("*.parquet"))
+        total = 0
+        for part in parts:
+            try:
+                meta = pq.ParquetFile(part).metadata
+                size = part.stat().st_size
+                for group in range(meta.num_row_groups):
+                    meta.row_group(group)
+            except (OSError, ValueError, pa.ArrowException) as exc:  # ArrowInvalid: a cut file has no footer
+                raise SourceError(
+                    f"{part}: not a complete Parquet file ({str(exc)[:160]}); write or download it again, then rerun"
+                ) from None
+            report(size)
+            total += size
+        return total
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as raw:
+            if path.name.endswith(".gz"):
+                with gzip.GzipFile(fileobj=raw) as stream:
+                    done = 0
+                    while stream.read(chunk):
+                        now = raw.tell()
+                        report(now - done)
+                        done = now
+            else:
+                while block := raw.read(chunk):
+                    report(len(block))
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise SourceError(f"{path}: the compressed file ends early or is damaged ({exc}). {_REDOWNLOAD}") from None
+    except OSError as exc:
+        raise SourceError(
+            f"{path}: cannot be read to its end ({exc.strerror or exc}); check the disk and permissions"
+        ) from None
+    return size
 
 
 def _malformed(file: str, column: str | None, line: int, value: str | None, kind: str | None) -> SourceError:
@@ -951,5 +1163,6 @@ __all__ = [
     "TableSpec",
     "check_source",
     "locate_malformed",
+    "read_through",
     "to_parquet",
 ]

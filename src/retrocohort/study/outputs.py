@@ -1,9 +1,11 @@
 """Write a study's outputs: results.json, tables/*.csv, figures/*.png + *.svg and report.html.
 
-Everything is written into a temporary sibling folder (``.<out>.partial-*``)
+Everything is written into a temporary sibling folder (``.<out>.partial-<run id>``)
 and renamed into place only when every file is complete, so an interrupted
 run never leaves a folder that looks like a finished report. An existing
-output folder is replaced only with ``force=True``.
+output folder is replaced only with ``force=True``, only when it is an earlier
+output, and only if it is still the folder found when the run started; a run
+holds an exclusive lock on its output folder (see "Never clobber" below).
 
 Disclosure control: every count (patients, events, numbers at risk, the n of
 an ``n (%)`` cell) below ``study.report.small_cell_threshold`` is written as
@@ -17,12 +19,22 @@ The results.json schema is documented in ``docs/results-schema.md``
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import datetime as _dt
+import errno
+import fcntl
+import functools
 import json
 import math
+import os
 import re
 import shutil
+import socket
 import tempfile
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -550,6 +562,384 @@ def build_tables(result: StudyResult) -> dict[str, pd.DataFrame]:
 
 
 # --------------------------------------------------------------------------- writing
+#
+# Never clobber (docs/cli.md, "Outputs"):
+# - check_output_folder() refuses, before any data are read, a folder that could not be written at the
+#   end: a file in the way, an unwritable parent, a non-output folder even with --force, a full disk.
+# - output_lock() holds an exclusive lock (flock on ``.<out>.retrocohort-lock`` beside the folder) for
+#   the whole run, so two runs writing to the same --out cannot both proceed; the kernel drops the
+#   lock of a crashed run, and the next run takes it over, removes that run's leftovers and says so.
+# - write_outputs() writes into ``.<out>.partial-<run id>`` (with a RUN_MARKER file naming the run),
+#   then renames it into place without ever replacing a folder this run did not expect: the folder
+#   found at the start (or its absence) is recorded in the lock, and anything else found at the end is
+#   left alone and the run refuses.
+
+#: File inside every output folder this tool writes: the run id, so --force knows an earlier output.
+RUN_MARKER = ".retrocohort-run"
+#: Below this much free space the run is refused before it starts (a report is 2-20 MB).
+MIN_FREE_BYTES = 50 * 1024 * 1024
+_LOCK_SUFFIX = ".retrocohort-lock"
+
+
+class OutputNotWritableError(RetrocohortError, PermissionError):
+    """The output folder cannot be created or written (permissions, a file in the way, a full disk)."""
+
+
+class OutputLockedError(RetrocohortError, BlockingIOError):
+    """Another run is writing to the same output folder."""
+
+
+def _is_earlier_output(folder: Path) -> bool:
+    return any((folder / name).exists() for name in (RUN_MARKER, "results.json", "report.html"))
+
+
+def _existing_ancestor(path: Path) -> Path:
+    anchor = path.absolute().parent
+    while not anchor.exists() and anchor != anchor.parent:
+        anchor = anchor.parent
+    return anchor
+
+
+def _output_path(out_dir: str | Path) -> Path:
+    """The absolute, normalised output folder ("." and ".." resolved, so it has a name and a parent)."""
+    out = Path(os.path.abspath(out_dir))
+    if out == out.parent:
+        raise OutputExistsError(f"--out {str(out_dir)!r} is the root of the file system; choose a folder to create")
+    cwd = Path.cwd()
+    if out == cwd or out in cwd.parents:
+        # Replacing it would pull the working directory from under the user's shell.
+        raise OutputExistsError(
+            f"--out {str(out_dir)!r} is the working directory or holds it; choose a new folder, e.g. --out study-output"
+        )
+    return out
+
+
+def check_output_folder(out_dir: str | Path, force: bool = False) -> None:
+    """Refuse an output folder that this run could not (or must not) write, before any work is done.
+
+    Parameters
+    ----------
+    out_dir : the folder the run will write.
+    force : an existing folder may be replaced, but only when it is empty or an earlier output.
+
+    Raises
+    ------
+    OutputExistsError
+        ``out_dir`` exists and ``force`` is False; or it is a file; or it is a non-empty folder that
+        is not an earlier output (never replaced, even with ``force``).
+    OutputNotWritableError
+        The folder (or its parent) cannot be created or written, or the disk is nearly full.
+    """
+    out = _output_path(out_dir)
+    if out.exists() or out.is_symlink():
+        if not out.is_dir():
+            raise OutputExistsError(
+                f"{str(out)!r} exists and is not a folder (a file is in the way); choose another --out "
+                "or move that file"
+            )
+        if not force:
+            raise OutputExistsError(
+                f"output folder {str(out)!r} already exists; choose another --out or pass --force "
+                "to replace it (everything in it is deleted)"
+            )
+        if any(out.iterdir()) and not _is_earlier_output(out):
+            # --force replaces an earlier report, never an arbitrary folder (a typo in --out
+            # must not delete a user's data).
+            raise OutputExistsError(
+                f"{str(out)!r} is not empty and holds no results.json or report.html, so it does not look like "
+                "an earlier retrocohort output; refusing to replace it even with --force. Choose another --out."
+            )
+    check_writable(out)
+
+
+def check_writable(out_dir: str | Path, inside: bool = False) -> None:
+    """Refuse a folder that cannot be created or written: a file in the way, no permission, a full disk.
+
+    The part of :func:`check_output_folder` that ``retrocohort synth`` uses too (its rules about an
+    existing folder differ). ``inside``: the files go into ``out_dir`` itself when it exists (synth);
+    otherwise (a report) they go beside it and are renamed into place, so the folder above must be
+    writable, and nothing is written into an existing ``out_dir`` (that would change the folder a
+    run checks at the end).
+
+    Raises
+    ------
+    OutputExistsError
+        ``out_dir`` or a folder above it is a file.
+    OutputNotWritableError
+        No permission to create or write it, or less than ``MIN_FREE_BYTES`` free on its disk.
+    """
+    out = _output_path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(
+            f"{str(out)!r} exists and is not a folder (a file is in the way); choose another --out or move that file"
+        )
+    anchor = _existing_ancestor(out)
+    if not anchor.is_dir():
+        raise OutputExistsError(
+            f"cannot create output folder {str(out)!r}: {str(anchor)!r} is a file, not a folder; choose another --out"
+        )
+    if inside and out.is_dir():
+        anchor = out
+    try:
+        # A real write, not os.access: access() says yes to root on a read-only file system.
+        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.probe-", dir=anchor)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            raise OutputNotWritableError(
+                f"the output folder name {out.name[:40]!r}... ({len(out.name)} characters) is too long: the run's "
+                "working files beside it add about 30 characters to it, and file names end at 255 on most file "
+                "systems; choose a shorter --out"
+            ) from None
+        raise OutputNotWritableError(
+            f"cannot write output folder {str(out)!r}: {str(anchor)!r} is not writable ({exc.strerror}); "
+            "choose an --out in a folder you can write to"
+        ) from None
+    free = shutil.disk_usage(anchor).free
+    if free < MIN_FREE_BYTES:
+        raise OutputNotWritableError(
+            f"only {free / 2**20:.1f} MB free on the disk holding {str(anchor)!r}; the report needs up to "
+            f"{MIN_FREE_BYTES // 2**20} MB. Free some space or choose an --out on another disk."
+        )
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    """(device, inode, ctime) of a folder, or None when absent: tells "the folder we found" from a newcomer.
+
+    The inode alone is not enough: a folder deleted and made again often gets the same inode number. The
+    change time moves whenever an entry is added, removed or renamed in the folder, so a folder someone
+    touched during the run counts as a different one, and is not deleted.
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_ctime_ns)
+
+
+@dataclass
+class OutputLock:
+    """An exclusive lock on one output folder, held by this process for a run (see :func:`output_lock`).
+
+    Attributes
+    ----------
+    out : the output folder.
+    run_id : this run's id (also written into the output's RUN_MARKER file).
+    found : (device, inode, change time) of the folder ``out`` when the lock was taken, None when absent;
+        the final rename replaces only that folder, untouched.
+    recovered : what an earlier run that did not finish (a crash, a kill) left in the lock file, when its
+        lock was taken over; None otherwise.
+    """
+
+    out: Path
+    path: Path
+    run_id: str
+    found: tuple[int, int, int] | None
+    recovered: dict[str, Any] | None = None
+    _fd: int | None = field(default=None, repr=False)
+    # Folders above ``out`` that taking the lock created (deepest first); removed again if still empty.
+    _created: tuple[Path, ...] = field(default=(), repr=False)
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+
+def _read_holder(fd: int) -> dict[str, Any] | None:
+    os.lseek(fd, 0, os.SEEK_SET)
+    raw = os.read(fd, 4096)
+    if not raw.strip():
+        return None
+    try:
+        holder = json.loads(raw.decode("utf-8", "replace"))
+    except ValueError:
+        return {"unreadable": raw[:80].decode("utf-8", "replace")}
+    return holder if isinstance(holder, dict) else None
+
+
+def _describe(holder: dict[str, Any] | None) -> str:
+    if not holder:
+        return "a run whose details are unknown"
+    return f"run {holder.get('run_id', '?')} (pid {holder.get('pid', '?')} on {holder.get('host', '?')}, " \
+        f"started {holder.get('started', '?')})"
+
+
+def _remove_leftovers(out: Path) -> list[str]:
+    """Folders a crashed run left beside ``out``: partial ones are deleted, a retired report is restored."""
+    removed = []
+    for partial in sorted(out.parent.glob(f".{out.name}.partial-*")):
+        if partial.is_dir() and (not any(partial.iterdir()) or (partial / RUN_MARKER).exists()):
+            shutil.rmtree(partial, ignore_errors=True)
+            removed.append(partial.name)
+    for retired in sorted(out.parent.glob(f".{out.name}.old-*")):
+        if not retired.is_dir() or not _is_earlier_output(retired):
+            continue
+        if not out.exists() and not out.is_symlink():
+            # The crash came between retiring the earlier report and putting the new one in place.
+            retired.rename(out)
+            removed.append(f"{retired.name} (restored as {out.name})")
+        else:
+            retired.unlink() if retired.is_symlink() else shutil.rmtree(retired, ignore_errors=True)
+            removed.append(retired.name)
+    return removed
+
+
+def _abandon(fd: int, lock_path: Path) -> None:
+    """Close a lock file being taken; delete it only while holding its lock (else another run may own it)."""
+    if fd < 0:
+        return
+    with contextlib.suppress(OSError):
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.stat(lock_path).st_ino == os.fstat(fd).st_ino:
+            os.unlink(lock_path)
+    os.close(fd)
+
+
+def acquire_output_lock(out_dir: str | Path) -> OutputLock:
+    """Take the exclusive lock of ``out_dir`` (non-blocking); release it with :func:`release_output_lock`.
+
+    Raises
+    ------
+    OutputLockedError
+        Another live process holds it: the message names its run id, pid, host and start time.
+    OutputNotWritableError
+        The lock file cannot be created beside the output folder.
+    """
+    out = _output_path(out_dir)
+    lock_path = out.parent / f".{out.name}{_LOCK_SUFFIX}"
+    created = []
+    missing = out.parent
+    while not missing.exists() and missing != missing.parent:
+        created.append(missing)
+        missing = missing.parent
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputNotWritableError(f"cannot create the folder of --out {str(out)!r} ({exc.strerror})") from None
+    for _ in range(20):
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise OutputNotWritableError(
+                f"cannot create the lock file {str(lock_path)!r} beside the output folder ({exc.strerror}); "
+                "choose an --out in a folder you can write to"
+            ) from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_holder(fd)
+                os.close(fd)
+                fd = -1
+                raise OutputLockedError(
+                    f"another retrocohort run is writing to {str(out)!r}: {_describe(holder)}. Wait for it to "
+                    "finish or choose another --out (two runs never write the same folder)."
+                ) from None
+            # The previous holder unlinks the file on release; if it did so between our open() and our
+            # flock(), we hold a lock on a file nobody else will see: start again on the current file.
+            try:
+                current = os.stat(lock_path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current != os.fstat(fd).st_ino:
+                os.close(fd)
+                continue
+            # A normal release deletes the file, so content here was left by a run that did not finish.
+            stale = _read_holder(fd)
+            run_id = uuid.uuid4().hex[:12]
+            holder = {
+                "run_id": run_id,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+            }
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, json.dumps(holder).encode())
+        except OutputLockedError:
+            raise
+        except BaseException:
+            # Ctrl-C or kill in the middle of taking the lock: leave no lock file behind.
+            _abandon(fd, lock_path)
+            raise
+        lock = OutputLock(out, lock_path, run_id, None, None, fd, tuple(created))
+        try:
+            leftovers = _remove_leftovers(out)
+        except BaseException:
+            release_output_lock(lock)
+            raise
+        if stale is not None or leftovers:
+            lock.recovered = {**(stale or {}), "removed": leftovers}
+        lock.found = _identity(out)
+        return lock
+    raise OutputLockedError(f"could not take the lock {str(lock_path)!r}: other runs keep replacing it; try again")
+
+
+def release_output_lock(lock: OutputLock) -> None:
+    """Release the lock and delete its file (only while it is still ours)."""
+    if lock._fd is None:
+        return
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(lock.path).st_ino == os.fstat(lock._fd).st_ino:
+                os.unlink(lock.path)
+    finally:
+        os.close(lock._fd)
+        lock._fd = None
+        for folder in lock._created:  # a run that wrote nothing leaves no empty folders either
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+@contextlib.contextmanager
+def output_lock(out_dir: str | Path) -> Iterator[OutputLock]:
+    """Hold the exclusive lock of an output folder for a block: ``with output_lock(out) as lock: ...``."""
+    lock = acquire_output_lock(out_dir)
+    try:
+        yield lock
+    finally:
+        release_output_lock(lock)
+
+
+_RENAME_NOREPLACE = 1
+_AT_FDCWD = -100
+
+
+def _rename_noreplace(source: Path, target: Path) -> None:
+    """Rename ``source`` to ``target``, failing with FileExistsError if ``target`` exists.
+
+    os.rename silently replaces an empty folder; Linux renameat2(RENAME_NOREPLACE) does not. Where it
+    is unavailable the check-then-rename fallback leaves a window of microseconds, not of a whole run.
+    """
+    libc = _libc()
+    if libc is not None:
+        rc = libc.renameat2(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE)
+        if rc == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.ENOSYS, errno.EINVAL):
+            raise OSError(err, os.strerror(err), str(target))
+    if target.exists() or target.is_symlink():
+        raise FileExistsError(errno.EEXIST, "File exists", str(target))
+    source.rename(target)
+
+
+@functools.cache
+def _libc() -> Any:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.renameat2  # noqa: B018 - absent before glibc 2.28
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+def _not_ours(out: Path, kept: Path) -> OutputExistsError:
+    return OutputExistsError(
+        f"{str(out)!r} was created or replaced by someone else while this run was working; it is left untouched. "
+        f"This run's complete report was kept in {str(kept)!r}: move it where you want it."
+    )
 
 
 def write_outputs(
@@ -557,6 +947,7 @@ def write_outputs(
     out_dir: str | Path,
     force: bool = False,
     progress: ProgressCallback | None = None,
+    lock: OutputLock | None = None,
 ) -> Path:
     """Write every output of a study run into ``out_dir``, atomically.
 
@@ -565,8 +956,11 @@ def write_outputs(
     result : StudyResult
     out_dir : folder to create; must not exist unless ``force``.
     force : replace an existing ``out_dir`` (its whole content) that is empty or holds an
-        earlier output (results.json or report.html); any other folder is never replaced.
+        earlier output (its run marker, results.json or report.html); any other folder is never replaced.
     progress : ``progress(stage_key, label, state)`` for "tables", "figures", "report".
+    lock : the :func:`output_lock` of ``out_dir`` when the caller holds it for the whole run (the CLI
+        takes it, then calls :func:`check_output_folder`, before reading any data); None checks the
+        folder and takes the lock for the writing only.
 
     Returns
     -------
@@ -576,31 +970,36 @@ def write_outputs(
     Raises
     ------
     OutputExistsError
-        ``out_dir`` exists and ``force`` is False.
+        ``out_dir`` exists and ``force`` is False, is not an earlier output, or was created or replaced
+        by someone else during the run (it is left untouched and the report is kept beside it).
+    OutputNotWritableError
+        ``out_dir`` cannot be written, or the disk filled up while writing.
+    OutputLockedError
+        Another run holds the lock of ``out_dir``.
     """
-    out = Path(out_dir)
-    if out.exists() and not force:
-        raise OutputExistsError(
-            f"output folder {str(out)!r} already exists; choose another --out or pass --force "
-            "to replace it (everything in it is deleted)"
-        )
-    if out.exists() and not out.is_dir():
-        raise OutputExistsError(f"{str(out)!r} exists and is not a folder; choose another --out")
-    if out.exists() and any(out.iterdir()) and not any((out / name).exists() for name in ("results.json", "report.html")):
-        # --force replaces an earlier report, never an arbitrary folder (a typo in --out
-        # must not delete a user's data).
-        raise OutputExistsError(
-            f"{str(out)!r} is not empty and holds no results.json or report.html, so it does not look like "
-            "an earlier retrocohort output; refusing to replace it even with --force. Choose another --out."
-        )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    given = Path(out_dir)
+    if lock is None:
+        check_output_folder(given, force)
+        with output_lock(given) as own:
+            check_output_folder(given, force)  # again: another run may have written it before we got the lock
+            return write_outputs(result, given, force=force, progress=progress, lock=own)
+    out = _output_path(given)
+    if not lock.held or lock.out != out:
+        raise ValueError(f"write_outputs: the lock passed is not a held lock of {str(out)!r}")
+    partial = out.parent / f".{out.name}.partial-{lock.run_id}"
+    partial.mkdir()
 
     def step(key: str, label: str, state: str) -> None:
         if progress is not None:
             progress(key, label, state)
 
     try:
+        # The marker first: a folder with it was made by this tool (a crash leftover, or an output).
+        (partial / RUN_MARKER).write_text(
+            json.dumps({"run_id": lock.run_id, "written": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")})
+            + "\n",
+            encoding="utf-8",
+        )
         step("tables", "Writing tables", "start")
         (partial / "tables").mkdir()
         for stem, table in build_tables(result).items():
@@ -624,16 +1023,63 @@ def write_outputs(
         # report.html is written last: its presence marks a complete folder.
         (partial / "report.html").write_text(render_html(result, figures=figures), encoding="utf-8")
         step("report", "Writing results.json and report.html", "done")
-
-        if out.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            out.rename(retired / out.name)
-            partial.rename(out)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            partial.rename(out)
-    except BaseException:
+    except BaseException as exc:
         # Interrupted or failed: remove the partial folder so nothing looks finished.
         shutil.rmtree(partial, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS):
+            raise OutputNotWritableError(
+                f"could not write the report into {str(out.parent)!r}: {exc.strerror} ({exc.filename or ''}); "
+                "nothing was left behind. Free some space or choose another --out, then rerun."
+            ) from None
         raise
-    return out
+    try:
+        _put_in_place(partial, out, lock, force)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)  # gone already unless interrupted on the way
+        raise
+    return given
+
+
+def _put_in_place(partial: Path, out: Path, lock: OutputLock, force: bool) -> None:
+    """Rename the complete ``partial`` to ``out``, replacing only the folder found when the lock was taken."""
+    kept = out.parent / f"{out.name}.{lock.run_id}"
+    current = _identity(out)
+    if current is not None and (current != lock.found or not force):
+        partial.rename(kept)
+        raise _not_ours(out, kept)
+    retired = None
+    if current is not None:
+        retired = out.parent / f".{out.name}.old-{lock.run_id}"
+        out.rename(retired)
+        moved = _identity(retired)
+        # The rename itself moves the change time; the inode says whether it was still the same folder.
+        if moved is None or lock.found is None or moved[:2] != lock.found[:2]:  # swapped meanwhile
+            _rename_noreplace(retired, out)
+            partial.rename(kept)
+            raise _not_ours(out, kept)
+    try:
+        _rename_noreplace(partial, out)
+    except FileExistsError:
+        partial.rename(kept)
+        if retired is not None:
+            retired.rename(out.parent / f"{out.name}.earlier-{lock.run_id}")
+        raise _not_ours(out, kept) from None
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        if retired is not None:
+            with contextlib.suppress(OSError):
+                _rename_noreplace(retired, out)
+        raise
+    if retired is not None:
+        try:
+            _remove_retired(retired)
+        except KeyboardInterrupt:
+            _remove_retired(retired)  # the new report is in place: finish the clean-up, then stop
+            raise
+
+
+def _remove_retired(retired: Path) -> None:
+    if retired.is_symlink():  # --out was a link to an earlier output: the link goes, its target stays
+        retired.unlink()
+    else:
+        shutil.rmtree(retired, ignore_errors=True)

@@ -16,8 +16,9 @@ import difflib
 import hashlib
 import re
 import tomllib
+import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -51,8 +52,39 @@ KNOWN_COVARIATES: tuple[str, ...] = (
 )
 
 
+# Longest time a study may speak of: 100 years, in days and in hours. A larger value is a typo, and
+# an infinite one cannot become a timestamp interval (the engines overflow).
+MAX_DAYS = 36525.0
+MAX_HOURS = MAX_DAYS * 24
+_Hours = Annotated[float, Field(ge=-MAX_HOURS, le=MAX_HOURS)]
+_Days = Annotated[float, Field(ge=0, le=MAX_DAYS)]
+
+# A study name becomes the default output folder ``<name>-output`` in the working directory, so it
+# must be one plain path component: no separators, no "..", not empty.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: TOML has inf and nan, and neither is a time, a weight or a ratio.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: Any) -> Any:
+        """Refuse true/false where a number is expected (pydantic would read ``ratio = true`` as 1)."""
+        field = cls.model_fields.get(info.field_name) if info.field_name else None
+        if field is None or field.annotation is bool:
+            return value
+        items = value if isinstance(value, (list, tuple)) else (value,)
+        # False means "off" for the optional settings (their own validators turn it into None); anywhere
+        # else pydantic would read it as 0 (small_cell_threshold = false would switch suppression off).
+        optional = type(None) in typing.get_args(field.annotation)
+        off = value is False and optional
+        if not off and any(isinstance(v, bool) for v in items):
+            raise ValueError(
+                "true/false is not a value here: give a number (or false to switch an optional setting off)"
+            )
+        return value
 
 
 class StudyInfo(_Section):
@@ -69,6 +101,17 @@ class StudyInfo(_Section):
     comparator_label: str = "no Mg"
     seed: int = 20231103
 
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        if not _NAME.match(v) or ".." in v:
+            raise ValueError(
+                "the study name must be 1 to 100 letters, digits, '.', '_' or '-', start with a letter or digit "
+                "and contain no '..' or '/': it names the default output folder <name>-output in the working "
+                "directory (e.g. name = \"magnesium_ckrt\")"
+            )
+        return v
+
 
 class CohortSpec(_Section):
     """[cohort]: index event, population and inclusion."""
@@ -84,7 +127,7 @@ class CohortSpec(_Section):
     ventilation_itemids: tuple[int, ...] = (225792,)
     # Support counts when a vasopressor infusion or invasive ventilation is
     # running at any time in [index + start, index + end] (hours).
-    support_window_hours: tuple[float, float] = (-24.0, 24.0)
+    support_window_hours: tuple[_Hours, _Hours] = (-24.0, 24.0)
 
     _crrt_mode_off = field_validator("crrt_mode_itemid", mode="before")(classmethod(lambda cls, v: _off_to_none(v)))
 
@@ -100,7 +143,7 @@ class ExclusionSpec(_Section):
     """[exclusions]: each one a line in the attrition log."""
 
     require_mg_on_index_day: bool = True
-    min_survival_hours: float = Field(48, ge=0)
+    min_survival_hours: float = Field(48, ge=0, le=MAX_HOURS)
 
 
 class ExposureSpec(_Section):
@@ -111,7 +154,7 @@ class ExposureSpec(_Section):
     # Carrier rows (227523: the 50 mL bolus bag of a 222011 order) are never
     # counted: counting them would double the dose.
     carrier_itemids: tuple[int, ...] = (227523,)
-    window_hours: tuple[float, float] = (0.0, 48.0)
+    window_hours: tuple[_Hours, _Hours] = (0.0, 48.0)
     dose_unit: Literal["mEq"] = "mEq"
     meq_per_gram: float = Field(8.12, gt=0)
 
@@ -128,7 +171,7 @@ class LabSpec(_Section):
 
     serum_mg_itemid: int = 50960
     creatinine_itemid: int = 50912
-    baseline_creatinine_lookback_days: float = Field(365, gt=0)
+    baseline_creatinine_lookback_days: float = Field(365, gt=0, le=MAX_DAYS)
 
 
 class PropensitySpec(_Section):
@@ -140,6 +183,11 @@ class PropensitySpec(_Section):
     @field_validator("covariates")
     @classmethod
     def _known(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            # An intercept-only model gives every patient the same score: matching on it is random.
+            raise ValueError(
+                f"the propensity model needs at least one covariate; choose from {list(KNOWN_COVARIATES)}"
+            )
         return _check_covariates(v)
 
 
@@ -161,10 +209,10 @@ class MatchingSpec(_Section):
 class OutcomeSpec(_Section):
     """[outcomes]: follow-up from index."""
 
-    horizon_days: float = Field(90, gt=0)
+    horizon_days: float = Field(90, gt=0, le=MAX_DAYS)
     # KRT liberation: the end of the last KRT session followed by at least
     # this many KRT-free days alive.
-    krt_free_days: float = Field(7, ge=0)
+    krt_free_days: float = Field(7, ge=0, le=MAX_DAYS)
 
 
 class ModelSpec(_Section):
@@ -174,7 +222,7 @@ class ModelSpec(_Section):
     ties: Literal["efron", "breslow"] = "efron"
     cluster_on_matched_set: bool = True
     conf_level: float = Field(0.95, gt=0.5, lt=1)
-    km_times_days: tuple[float, ...] = (0, 15, 30, 45, 60, 75, 90)
+    km_times_days: tuple[_Days, ...] = (0, 15, 30, 45, 60, 75, 90)
     sensitivity_full_cohort: bool = True
     sensitivity_iptw: bool = True
     e_value: bool = True
@@ -197,6 +245,23 @@ class ReportSpec(_Section):
         classmethod(lambda cls, v: None if v == [] else _off_to_none(v))
     )
 
+    @field_validator("published_hr_death", "published_hr_krt")
+    @classmethod
+    def _interval(cls, v: tuple[float, float, float] | None) -> tuple[float, float, float] | None:
+        if v is None:
+            return v
+        estimate, lower, upper = v
+        if min(v) <= 0:
+            raise ValueError(
+                f"a hazard ratio and its limits are positive; got {list(v)} (give [estimate, lower, upper])"
+            )
+        if not lower <= estimate <= upper:
+            raise ValueError(
+                f"give [estimate, lower, upper] with lower <= estimate <= upper; got {list(v)}"
+                + (" (lower and upper swapped?)" if upper < lower else "")
+            )
+        return v
+
 
 class Study(_Section):
     """A whole study design. Build with :func:`load_study` or :func:`default_study`."""
@@ -216,6 +281,17 @@ class Study(_Section):
     @model_validator(mode="after")
     def _exact_columns_known(self) -> "Study":
         _check_covariates(self.matching.exact)
+        return self
+
+    @model_validator(mode="after")
+    def _report_times_within_follow_up(self) -> "Study":
+        beyond = [t for t in self.models.km_times_days if t > self.outcomes.horizon_days]
+        if beyond:
+            # A survival estimate after the end of follow-up is not defined; the table would be blank.
+            raise ValueError(
+                f"models.km_times_days {beyond} lie after outcomes.horizon_days = {self.outcomes.horizon_days:g}; "
+                "give report times between 0 and the horizon"
+            )
         return self
 
     @property
@@ -255,9 +331,29 @@ def load_study(path: str | Path) -> Study:
         message names the key, its line, what is allowed and a suggestion.
     """
     path = Path(path)
+    if path.is_dir():
+        raise StudySpecError(f"study file {str(path)!r} is a folder; pass the study's .toml file inside it")
     if not path.is_file():
         raise StudySpecError(f"study file {str(path)!r} not found")
-    text = path.read_text(encoding="utf-8")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise StudySpecError(
+            f"study file {str(path)!r} cannot be read ({exc.strerror}); check its permissions"
+        ) from None
+    if b"\x00" in data:
+        raise StudySpecError(
+            f"study file {str(path)!r} is a binary file, not a TOML text file; pass the study's .toml file "
+            "(see studies/magnesium_ckrt.toml)"
+        )
+    try:
+        text = data.decode("utf-8-sig")  # a BOM (Windows editors) is not part of the TOML
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise StudySpecError(
+            f"study file {str(path)!r}, line {line}: byte 0x{data[exc.start]:02x} is not UTF-8 text; TOML files are "
+            "UTF-8: save the file as UTF-8 in your editor (or convert it, e.g. iconv -f latin1 -t utf-8)"
+        ) from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -322,6 +418,9 @@ def _explain(exc: ValidationError, text: str | None, where: str) -> str:
             close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             problems.append(f"{at}: unknown key {key!r}{hint} Allowed here: {allowed}")
+        elif not loc:
+            # A rule between sections: the message names the keys; the input is the whole study.
+            problems.append(f"{at}: {err['msg'].removeprefix('Value error, ')}")
         else:
             msg = err["msg"]
             problems.append(f"{at}: {key} = {err.get('input')!r} is invalid: {msg}")
