@@ -68,7 +68,8 @@ def main() -> None:
             rows.append((name, built.counts["eligible"], built.counts["exposed"], float(fit["hr"]),
                          float(fit["lower"]), float(fit["upper"]), float(truth), covered,
                          time.perf_counter() - t1))
-    header = "| study | eligible | exposed | HR (adjusted Cox, death) | 95% CI | planted truth | covered | build+fit s |"
+    header = ("| study | eligible | exposed | HR (adjusted Cox, death) | 95% CI | planted truth | covered "
+              "| build+fit s |")
     lines = [header, "|---|---:|---:|---:|---|---:|---|---:|"]
     for name, n, e, hr, lo, hi, truth, covered, secs in rows:
         lines.append(f"| {name} | {n} | {e} | {hr:.3f} | {lo:.3f} - {hi:.3f} | {truth:.3f} | "

@@ -175,6 +175,14 @@ def test_study_patients_must_be_a_non_negative_integer(tmp_path):
         generate_synthetic(tmp_path / "a", stays=300, study_patients=-3)
     with pytest.raises(InputError, match="study_patients=2.5"):
         generate_synthetic(tmp_path / "b", stays=300, study_patients=2.5)
+    with pytest.raises(InputError, match="study_patients=True"):
+        generate_synthetic(tmp_path / "c", stays=300, study_patients=True)
+    assert not (tmp_path / "a").exists()  # nothing written before the arguments are checked
+    # a bad value never deletes an earlier synthetic EHR in the folder
+    generate_synthetic(tmp_path / "d", stays=300, study_patients=0)
+    with pytest.raises(InputError, match="study_patients=-1"):
+        generate_synthetic(tmp_path / "d", stays=300, study_patients=-1)
+    assert (tmp_path / "d" / "icu" / "icustays.csv.gz").is_file()
 
 
 def test_default_size_writes_the_documented_number_of_study_patients(default_ehr):

@@ -70,7 +70,7 @@ _ICU_UNITS = ("Medical Intensive Care Unit (MICU)", "Surgical Intensive Care Uni
 
 def thiamine_patients_for(flagship_stays: int) -> int:
     """Thiamine-study patients written beside a flagship EHR of ``flagship_stays`` ICU stays."""
-    return int(round(flagship_stays * THIAMINE_PER_10K_STAYS / 10_000))
+    return round(flagship_stays * THIAMINE_PER_10K_STAYS / 10_000)
 
 
 def _u(rng: np.random.Generator, lo: Any, hi: Any, n: int) -> np.ndarray:
@@ -173,8 +173,8 @@ def thiamine_patients(rng: np.random.Generator, n: int, ids: Any, t: dict[str, A
     lac2_t = intime[two] + rng.integers(-5 * 60, 5 * 60, two.size)
     lac2 = np.round(d["lactate"][two] * _u(rng, 0.5, 0.9, two.size), 1)
     o = np.r_[ar, ar, ar, ar, two]
-    lab_rows(rng, t, ids, subject[o], hadm[o],
-             np.r_[np.full(n, 50912), np.full(n, 51265), np.full(n, 50885), np.full(n, 50813), np.full(two.size, 50813)],
+    items = np.r_[np.full(n, 50912), np.full(n, 51265), np.full(n, 50885), np.full(n, 50813), np.full(two.size, 50813)]
+    lab_rows(rng, t, ids, subject[o], hadm[o], items,
              np.r_[pre, pre, pre, lac_t, lac2_t].astype(np.int64), np.r_[creat, plate, bili, d["lactate"], lac2])
 
     # Medication rows: IV thiamine for the exposed, distractors for some of the others.
@@ -365,7 +365,7 @@ def thiamine_truth(n: int = 50_000, seed: int = 9_100_113) -> dict[str, float]:
     hr_att = float(np.exp(model.cox_breslow(np.r_[t1, t0], np.r_[e1, e0], arm)[0]))
     return {"hr_death_adjusted_check": round(hr_adj, 4), "hr_death_att_marginal": round(hr_att, 4),
             "mortality_28d_unexposed": round(float(e0.mean()), 4), "exposed_share": round(float(ex.mean()), 4),
-            "truth_simulation_size": int(keep.sum())}
+            "truth_simulation_size": keep.sum().item()}
 
 
 def studies_truth(thiamine: pd.DataFrame) -> dict[str, Any]:
@@ -391,7 +391,7 @@ def studies_truth(thiamine: pd.DataFrame) -> dict[str, Any]:
             "hr_death_att_marginal": pop["hr_death_att_marginal"],
             "mortality_28d_unexposed_had_they_been": pop["mortality_28d_unexposed"],
             "truth_simulation_size": pop["truth_simulation_size"],
-            "patients_written": int(len(thiamine)),
+            "patients_written": len(thiamine),
             "planted_eligible": int(eligible.shape[0]),
             "planted_exposed": int(eligible["exposed"].sum()) if len(eligible) else 0,
             "model": {

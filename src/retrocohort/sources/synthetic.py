@@ -332,6 +332,9 @@ def generate_synthetic(
         raise InputError(f"generate_synthetic: fmt={fmt!r} is not one of {list(get_args(Format))}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InputError(f"generate_synthetic: seed must be a non-negative integer, got {seed!r}")
+    if study_patients is not None and (isinstance(study_patients, bool) or
+                                       not isinstance(study_patients, (int, np.integer)) or study_patients < 0):
+        raise InputError(f"generate_synthetic: study_patients={study_patients!r} must be a non-negative integer")
     if ckrt_patients is not None:
         if int(ckrt_patients) < 10:
             raise InputError(f"generate_synthetic: ckrt_patients={ckrt_patients} must be at least 10")
@@ -355,8 +358,6 @@ def generate_synthetic(
         for sub in existing:
             shutil.rmtree(sub)
 
-    if study_patients is not None and (not isinstance(study_patients, (int, np.integer)) or study_patients < 0):
-        raise InputError(f"generate_synthetic: study_patients={study_patients!r} must be a non-negative integer")
     root = np.random.SeedSequence(int(seed))
     streams = {name: np.random.default_rng(s) for name, s in zip(("ckrt", "background", "ids", "rows"), root.spawn(4))}
     # The other studies' patients draw from a fifth child of the seed (spawn keys continue, so the
@@ -382,7 +383,8 @@ def generate_synthetic(
     thiamine, thiamine_stays = studies_model.thiamine_patients(study_rng, n_thiamine, ids, tables, _admissions,
                                                                _lab_rows)
     # hosp/transfers: one ICU transfer row per ICU stay, derived without a random draw.
-    tables["hosp/transfers"].add(**studies_model.transfers_from_icustays(pa.concat_tables(tables["icu/icustays"].parts)))
+    icustays = pa.concat_tables(tables["icu/icustays"].parts)
+    tables["hosp/transfers"].add(**studies_model.transfers_from_icustays(icustays))
     _dictionaries(tables)
 
     planted = pd.DataFrame(ckrt)
@@ -1196,7 +1198,8 @@ def _write(out: Path, tables: dict[str, _Table], fmt: str) -> None:
         "hosp/diagnoses_icd": ["subject_id", "hadm_id", "seq_num"], "hosp/labevents": ["subject_id", "charttime", "itemid"],
         "icu/icustays": ["subject_id", "intime"], "icu/inputevents": ["subject_id", "starttime", "orderid", "itemid"],
         "icu/procedureevents": ["subject_id", "starttime", "orderid"], "icu/chartevents": ["subject_id", "charttime", "itemid"],
-        "hosp/prescriptions": ["subject_id", "starttime", "pharmacy_id"], "hosp/emar": ["subject_id", "charttime", "emar_id"],
+        "hosp/prescriptions": ["subject_id", "starttime", "pharmacy_id"],
+        "hosp/emar": ["subject_id", "charttime", "emar_id"],
         "hosp/emar_detail": ["subject_id", "emar_id", "parent_field_ordinal"],
     }
     def one(name: str, table: _Table) -> None:
