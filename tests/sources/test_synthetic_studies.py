@@ -170,6 +170,17 @@ def test_vasopressin_studies_recover_their_planted_null(built, default_ehr, stud
     assert row["lower"] <= default_ehr.studies[study]["hr_death"] <= row["upper"]
 
 
+def test_parquet_and_csv_give_the_same_study_cohorts(tmp_path):
+    csv = generate_synthetic(tmp_path / "csv", stays=300, seed=3, study_patients=400)
+    parquet = generate_synthetic(tmp_path / "pq", stays=300, seed=3, study_patients=400, fmt="parquet")
+    for name in ("thiamine_sepsis", "vasopressin_shock"):
+        study = load_study_file(STUDIES / f"{name}.toml")
+        a = build_cohort(study, csv.path).data.reset_index(drop=True)
+        b = build_cohort(study, parquet.path).data.reset_index(drop=True)
+        assert len(a) > 50, name
+        pd.testing.assert_frame_equal(a, b)
+
+
 def test_study_patients_must_be_a_non_negative_integer(tmp_path):
     with pytest.raises(InputError, match="study_patients=-3"):
         generate_synthetic(tmp_path / "a", stays=300, study_patients=-3)

@@ -389,6 +389,9 @@ def studies_truth(thiamine: pd.DataFrame) -> dict[str, Any]:
                 "covariates estimates it"),
             "hr_death_adjusted_check": pop["hr_death_adjusted_check"],
             "hr_death_att_marginal": pop["hr_death_att_marginal"],
+            "hr_death_by_subgroup": (
+                f"{HR_THIAMINE} in every level of every covariate (no interaction is planted): a subgroup "
+                "analysis (e.g. by alcohol) should find no effect modification"),
             "mortality_28d_unexposed_had_they_been": pop["mortality_28d_unexposed"],
             "truth_simulation_size": pop["truth_simulation_size"],
             "patients_written": len(thiamine),
