@@ -72,6 +72,35 @@ MIMIC_IV_V22_COLUMNS: dict[str, tuple[tuple[str, pa.DataType], ...]] = {
         ("charttime", _T), ("storetime", _T), ("itemid", _I), ("value", _S), ("valuenum", _F),
         ("valueuom", _S), ("warning", _I),
     ),
+    # Tables the non-flagship studies read (written for every stay or only for the studies' patients).
+    "hosp/transfers": (
+        ("subject_id", _I), ("hadm_id", _I), ("transfer_id", _I), ("eventtype", _S), ("careunit", _S),
+        ("intime", _T), ("outtime", _T),
+    ),
+    "hosp/prescriptions": (
+        ("subject_id", _I), ("hadm_id", _I), ("pharmacy_id", _I), ("poe_id", _S), ("poe_seq", _I),
+        ("order_provider_id", _S), ("starttime", _T), ("stoptime", _T), ("drug_type", _S), ("drug", _S),
+        ("formulary_drug_cd", _S), ("gsn", _S), ("ndc", _S), ("prod_strength", _S), ("form_rx", _S),
+        ("dose_val_rx", _S), ("dose_unit_rx", _S), ("form_val_disp", _S), ("form_unit_disp", _S),
+        ("doses_per_24_hrs", _I), ("route", _S),
+    ),
+    "hosp/emar": (
+        ("subject_id", _I), ("hadm_id", _I), ("emar_id", _S), ("emar_seq", _I), ("poe_id", _S),
+        ("pharmacy_id", _I), ("enter_provider_id", _S), ("charttime", _T), ("medication", _S),
+        ("event_txt", _S), ("scheduletime", _T), ("storetime", _T),
+    ),
+    "hosp/emar_detail": (
+        ("subject_id", _I), ("emar_id", _S), ("emar_seq", _I), ("parent_field_ordinal", _F),
+        ("administration_type", _S), ("pharmacy_id", _I), ("barcode_type", _S), ("reason_for_no_barcode", _S),
+        ("complete_dose_not_given", pa.bool_()), ("dose_due", _S), ("dose_due_unit", _S), ("dose_given", _S),
+        ("dose_given_unit", _S), ("will_remainder_of_dose_be_given", pa.bool_()), ("product_amount_given", _F),
+        ("product_unit", _S), ("product_code", _S), ("product_description", _S),
+        ("product_description_other", _S), ("prior_infusion_rate", _F), ("infusion_rate", _F),
+        ("infusion_rate_adjustment", _S), ("infusion_rate_adjustment_amount", _I), ("infusion_rate_unit", _S),
+        ("route", _S), ("infusion_complete", _S), ("completion_interval", _S), ("new_iv_bag_hung", _S),
+        ("continued_infusion_in_other_location", _S), ("restart_interval", _S), ("side", _S), ("site", _S),
+        ("non_formulary_visual_verification", _S),
+    ),
 }
 
 #: The documented header of every file the generator writes (MIMIC-IV v2.2), in file order.
@@ -94,6 +123,7 @@ LAB_ITEMS: dict[int, tuple[str, str, str, str, float, float, int]] = {
     50885: ("Bilirubin, Total", "Blood", "Chemistry", "mg/dL", 0.0, 1.5, 1),
     51006: ("Urea Nitrogen", "Blood", "Chemistry", "mg/dL", 6.0, 20.0, 0),
     50971: ("Potassium", "Blood", "Chemistry", "mEq/L", 3.3, 5.1, 1),
+    50813: ("Lactate", "Blood", "Blood Gas", "mmol/L", 0.5, 2.0, 1),  # only the studies' patients
 }
 
 # icu/d_items rows: itemid -> (label, abbreviation, linksto, category, unitname, param_type).
@@ -148,6 +178,9 @@ ICD_TITLES: dict[tuple[str, int], str] = {
     ("27542", 9): "Hypomagnesemia",
     ("5853", 9): "Chronic kidney disease, Stage III (moderate)",
     ("2762", 9): "Acidosis",
+    # alcohol use disorder (only the studies' patients carry these)
+    ("F1020", 10): "Alcohol dependence, uncomplicated",
+    ("30390", 9): "Other and unspecified alcohol dependence, unspecified",
 }
 
 CAREUNITS = (

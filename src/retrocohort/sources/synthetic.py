@@ -40,6 +40,7 @@ import pyarrow.parquet as pq
 
 from ..errors import InputError
 from . import _synthetic_model as model
+from . import _synthetic_studies as studies_model
 from ._synthetic_schema import (
     ADMISSION_LOCATIONS,
     ADMISSION_TYPES,
@@ -121,8 +122,8 @@ class SyntheticInfo:
     seed : int
         Seed of the generator.
     truth : dict
-        The planted truth, as in ``SYNTHETIC.json``: flow, dose summary, hazard ratios and the
-        estimand each one refers to, and a description.
+        The flagship's planted truth, as in ``SYNTHETIC.json``: flow, dose summary, hazard ratios and
+        the estimand each one refers to, and a description.
     fmt : str
         "csv.gz" or "parquet".
     planted : pandas.DataFrame
@@ -136,6 +137,10 @@ class SyntheticInfo:
     truth: dict[str, Any]
     fmt: str = "csv.gz"
     planted: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False, compare=False)
+    #: Planted truth of the other shipped studies, by study name (``SYNTHETIC.json`` "studies").
+    studies: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: One row per thiamine-study patient (category, exposure, covariates, death); for tests.
+    planted_thiamine: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -288,6 +293,7 @@ def generate_synthetic(
     fmt: Format = "csv.gz",
     *,
     ckrt_patients: int | None = None,
+    study_patients: int | None = None,
     overwrite: bool = True,
 ) -> SyntheticInfo:
     """Write a synthetic EHR in the MIMIC-IV v2.2 layout and return what was planted.
@@ -309,6 +315,11 @@ def generate_synthetic(
         instead of the number implied by ``stays``; the flow proportions and the planted effects
         stay. ``stays`` then defaults to the CKRT patients' stays plus 10 % background stays.
         Used for recovery tests on large samples (e.g. 50,000).
+    study_patients : int, optional
+        Patients written for the thiamine study (``studies/next/thiamine_sepsis.toml``), from a
+        random stream of their own after every flagship row, so the flagship's rows do not depend
+        on it. Default: 900 per 10,000 flagship ICU stays; 0 writes none. Their ICU stays come on
+        top of ``stays``. The vasopressin studies' cohorts come from the flagship's rows.
     overwrite : bool
         Replace the ``hosp/`` and ``icu/`` folders of an earlier synthetic EHR in ``out_dir``.
         Folders not written by the generator (no ``SYNTHETIC.json``) are never deleted.
@@ -321,6 +332,9 @@ def generate_synthetic(
         raise InputError(f"generate_synthetic: fmt={fmt!r} is not one of {list(get_args(Format))}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InputError(f"generate_synthetic: seed must be a non-negative integer, got {seed!r}")
+    if study_patients is not None and (isinstance(study_patients, bool) or
+                                       not isinstance(study_patients, (int, np.integer)) or study_patients < 0):
+        raise InputError(f"generate_synthetic: study_patients={study_patients!r} must be a non-negative integer")
     if ckrt_patients is not None:
         if int(ckrt_patients) < 10:
             raise InputError(f"generate_synthetic: ckrt_patients={ckrt_patients} must be at least 10")
@@ -344,8 +358,11 @@ def generate_synthetic(
         for sub in existing:
             shutil.rmtree(sub)
 
-    streams = {name: np.random.default_rng(s) for name, s in zip(
-        ("ckrt", "background", "ids", "rows"), np.random.SeedSequence(int(seed)).spawn(4))}
+    root = np.random.SeedSequence(int(seed))
+    streams = {name: np.random.default_rng(s) for name, s in zip(("ckrt", "background", "ids", "rows"), root.spawn(4))}
+    # The other studies' patients draw from a fifth child of the seed (spawn keys continue, so the
+    # first four streams, and every flagship row, are unchanged by them).
+    study_rng = np.random.default_rng(root.spawn(1)[0])
     tables = {name: _Table(name) for name in MIMIC_IV_V22_COLUMNS}
     ids = _IdPool(streams["ids"])
 
@@ -360,11 +377,20 @@ def generate_synthetic(
                 f"generate_synthetic: stays={stays} cannot hold the {n_ckrt_stays} CKRT stays of "
                 f"{plan.screened} screened patients; raise stays or lower ckrt_patients")
     _background_stays(streams["background"], background, ids, tables)
+    flagship_stays = n_ckrt_stays + background
+    n_thiamine = (studies_model.thiamine_patients_for(flagship_stays) if study_patients is None
+                  else int(study_patients))
+    thiamine, thiamine_stays = studies_model.thiamine_patients(study_rng, n_thiamine, ids, tables, _admissions,
+                                                               _lab_rows)
+    # hosp/transfers: one ICU transfer row per ICU stay, derived without a random draw.
+    icustays = pa.concat_tables(tables["icu/icustays"].parts)
+    tables["hosp/transfers"].add(**studies_model.transfers_from_icustays(icustays))
     _dictionaries(tables)
 
     planted = pd.DataFrame(ckrt)
     truth = _truth(plan, planted, int(seed))
-    total_stays = n_ckrt_stays + background
+    study_truth = studies_model.studies_truth(thiamine)
+    total_stays = flagship_stays + thiamine_stays
     _write(out, tables, fmt)
     meta = {
         "generator": "retrocohort.sources.synthetic",
@@ -375,9 +401,11 @@ def generate_synthetic(
         "stays": int(total_stays),
         "ckrt_patients_screened": plan.screened,
         "truth": truth,
+        "studies": study_truth,
     }
     (out / "SYNTHETIC.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return SyntheticInfo(path=out, stays=int(total_stays), seed=int(seed), truth=truth, fmt=fmt, planted=planted)
+    return SyntheticInfo(path=out, stays=int(total_stays), seed=int(seed), truth=truth, fmt=fmt, planted=planted,
+                         studies=study_truth, planted_thiamine=thiamine)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1170,6 +1198,9 @@ def _write(out: Path, tables: dict[str, _Table], fmt: str) -> None:
         "hosp/diagnoses_icd": ["subject_id", "hadm_id", "seq_num"], "hosp/labevents": ["subject_id", "charttime", "itemid"],
         "icu/icustays": ["subject_id", "intime"], "icu/inputevents": ["subject_id", "starttime", "orderid", "itemid"],
         "icu/procedureevents": ["subject_id", "starttime", "orderid"], "icu/chartevents": ["subject_id", "charttime", "itemid"],
+        "hosp/prescriptions": ["subject_id", "starttime", "pharmacy_id"],
+        "hosp/emar": ["subject_id", "charttime", "emar_id"],
+        "hosp/emar_detail": ["subject_id", "emar_id", "parent_field_ordinal"],
     }
     def one(name: str, table: _Table) -> None:
         arrow = table.to_arrow()
