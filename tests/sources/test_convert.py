@@ -131,6 +131,20 @@ def test_truncated_gzip_names_the_file_and_leaves_no_table(tmp_path):
         convert_mimic(csv_folder, out, ["hosp/labevents"])
 
 
+def test_corrupt_gzip_body_names_the_file_and_the_line(tmp_path):
+    m = small()
+    for i in range(3000):
+        m.rows["hosp/labevents"].append(dict(m.rows["hosp/labevents"][0], labevent_id=10_000 + i, valuenum=i / 7))
+    csv_folder = m.write(tmp_path / "csv")
+    labs = csv_folder / "hosp" / "labevents.csv.gz"
+    data = bytearray(labs.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the middle of the compressed stream
+    labs.write_bytes(bytes(data))
+    with pytest.raises(SourceError, match=r"labevents\.csv\.gz: (line \d+ has|the gzip file is truncated|column)"):
+        convert_mimic(csv_folder, tmp_path / "pq", ["hosp/labevents"])
+    assert not (tmp_path / "pq" / "hosp" / "labevents.parquet").exists()
+
+
 def test_bad_value_names_file_column_line(tmp_path):
     m = small()
     m.rows["hosp/labevents"][0]["charttime"] = "2150-03-10 9:00"

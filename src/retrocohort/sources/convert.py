@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import re
 import shutil
 import threading
 import time
@@ -289,6 +290,14 @@ def _convert_csv(con: Any, source: MimicIV, tf: TableFile, tmp: Path, progress: 
         copied = _run_with_progress(con, sql, tf.table, total, progress)
     except duckdb.Error as exc:
         text = str(exc)
+        columns = re.search(r"CSV Error on Line: (\d+).*?Expected Number of Columns: (\d+) Found: (\d+)", text, re.S)
+        if columns is not None:
+            line, expected, got = columns.groups()
+            corrupt = " or the gzip file is corrupt (check it with `gzip -t`)" if tf.path.name.endswith(".gz") else ""
+            raise SourceError(
+                f"{tf.path}: line {line} has {got} fields where the header has {expected}; the file was changed"
+                f"{corrupt}. Download it again from PhysioNet, then rerun the conversion"
+            ) from None
         translated = _translate_read_error(SourceConnection(source, "duckdb", None, {}, {}), exc)
         if translated is not None:
             raise translated from None
