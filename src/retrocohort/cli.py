@@ -419,7 +419,7 @@ def check(
         console.print("[green]Every required table and column is present.[/green]")
 
 
-# --------------------------------------------------------------------------- study language: new, check --study, convert
+# --------------------------------------------------------------------------- new, check --study, convert
 
 
 def _run_reads_language_files() -> bool:
@@ -468,7 +468,9 @@ def new(
         if study_file.exists() and not study_file.is_file():
             raise InputError(f"{str(study_file)!r} is not a file; choose another name")
         if not study_file.parent.is_dir():
-            raise InputError(f"folder {str(study_file.parent)!r} does not exist; create it first or choose another path")
+            raise InputError(
+                f"folder {str(study_file.parent)!r} does not exist; create it first or choose another path"
+            )
         text = template_text(study_name_for(study_file.name), study_file.name)
         try:
             study_file.write_text(text, encoding="utf-8")
@@ -537,7 +539,9 @@ def check_study_file(path: Path, study_file: Path, count: bool = True) -> None:
                 f"{len(blocking)} concept(s) of {study_file} cannot be read from {path}:\n  "
                 + "\n  ".join(f"{r['concept']}: {r['message']}" for r in blocking.to_dict("records"))
             )
-        console.print(f"[green]Every table and column the study's concepts read is present in {escape(str(path))}.[/green]")
+        console.print(
+            f"[green]Every table and column the study's concepts read is present in {escape(str(path))}.[/green]"
+        )
 
 
 def pd_isna(value: Any) -> bool:

@@ -154,7 +154,7 @@ def test_bad_value_names_file_column_line(tmp_path):
 
 
 def test_interrupted_conversion_leaves_no_finished_looking_table(tmp_path, monkeypatch):
-    import retrocohort.sources.convert as convert
+    from retrocohort.sources import convert
 
     csv_folder = small().write(tmp_path / "csv")
     out = tmp_path / "pq"

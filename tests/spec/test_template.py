@@ -10,7 +10,13 @@ import pytest
 from retrocohort.errors import InputError, StudySpecError
 from retrocohort.spec import load_study_file, parse_study_text
 from retrocohort.spec.catalogue import BASELINE_BUILTINS, EVENT_BUILTINS
-from retrocohort.spec.template import fill_examples, placeholders, study_name_for, template_text, unfilled
+from retrocohort.spec.template import (
+    fill_examples,
+    placeholders,
+    study_name_for,
+    template_text,
+    unfilled,
+)
 
 
 def test_template_with_its_examples_filled_loads(tmp_path):
@@ -64,7 +70,7 @@ def test_partly_filled_template_names_only_what_is_left():
 def test_template_lists_the_builtins_and_the_name_rules():
     text = template_text()
     for name in (*BASELINE_BUILTINS, *EVENT_BUILTINS):
-        assert re.search(rf"^#   .*\b{name}\b", text, re.M), name
+        assert re.search(rf"^#   .*\b{name}\b", text, re.MULTILINE), name
     assert all(len(line) <= 130 for line in text.splitlines())
     with pytest.raises(InputError, match="not allowed"):
         template_text("My Study")

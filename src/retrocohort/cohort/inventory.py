@@ -28,9 +28,14 @@ from typing import Any
 import pandas as pd
 
 from ..errors import RetrocohortError, SourceError
-from ..sources.mimic_iv import _EXTENSIONS, CONCEPT_SCHEMA, SCHEMA, MimicIV, _connect_duckdb
+from ..sources.mimic_iv import (
+    _EXTENSIONS,
+    CONCEPT_SCHEMA,
+    SCHEMA,
+    MimicIV,
+    _connect_duckdb,
+)
 from ..spec.catalogue import BUILTIN_CONCEPTS
-from ..spec.concept import ConceptSpec
 from ..spec.study import Study
 
 #: Status of a concept in the inventory.
@@ -112,10 +117,11 @@ def concept_needs(study: Study, name: str) -> ConceptNeeds:
 
     spec = study.concepts.get(name)
     if spec is None:
-        info = BUILTIN_CONCEPTS[name]
-        tables = info.tables
-        columns = [f"{t}.{c}" for t in tables for c, col in CONCEPT_SCHEMA[t].columns.items() if not col.optional]
-        return ConceptNeeds(tuple(tables), tuple(columns))
+        builtin_tables = BUILTIN_CONCEPTS[name].tables
+        builtin_columns = [
+            f"{t}.{c}" for t in builtin_tables for c, col in CONCEPT_SCHEMA[t].columns.items() if not col.optional
+        ]
+        return ConceptNeeds(tuple(builtin_tables), tuple(builtin_columns))
     table = spec.table
     m = TABLE_MAPS[table]
     required = [c for c, col in CONCEPT_SCHEMA[table].columns.items() if not col.optional]
@@ -179,6 +185,13 @@ def _headers(source: MimicIV, tables: list[str]) -> dict[str, tuple[str, str, se
     return found
 
 
+def _column_absent(headers: dict[str, tuple[str, str, set[str]] | None], qualified: str) -> bool:
+    """Whether ``"table.column"`` is missing from a table that is present (an absent table is said apart)."""
+    table, column = qualified.split(".", 1)
+    header = headers[table]
+    return header is not None and column not in header[2]
+
+
 def study_inventory(
     study: Study,
     path: str | Path,
@@ -228,10 +241,7 @@ def study_inventory(
         need = needs[name]
         kind = study.concept_kind(name) or "?"
         missing_tables = tuple(t for t in need.tables if headers[t] is None)
-        missing_columns = tuple(
-            c for c in need.columns
-            if headers[c.split(".", 1)[0]] is not None and c.split(".", 1)[1] not in headers[c.split(".", 1)[0]][2]
-        )
+        missing_columns = tuple(c for c in need.columns if _column_absent(headers, c))
         if missing_tables:
             status = "table absent"
             tried = ", ".join(f"{t}{{{','.join(_EXTENSIONS)}}}" for t in missing_tables)
@@ -284,7 +294,7 @@ def study_inventory(
                         )
                 except RetrocohortError as exc:
                     row["status"], row["message"] = "unreadable", str(exc)
-                except Exception as exc:  # an engine error we cannot translate: say it, keep counting the others
+                except Exception as exc:  # noqa: BLE001 - an engine error we cannot translate: say it, keep counting the others
                     row["status"], row["message"] = "unreadable", f"{type(exc).__name__}: {str(exc)[:300]}"
                 if progress is not None:
                     progress(name, done, len(to_count))

@@ -255,7 +255,7 @@ def _run_with_progress(con: Any, sql: str, table: str, total: int, progress: Pro
     def work() -> None:
         try:
             outcome["rows"] = con.execute(sql).fetchall()
-        except BaseException as exc:  # handed to the main thread
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which re-raises it
             outcome["error"] = exc
 
     worker = threading.Thread(target=work, name=f"convert-{table}", daemon=True)
@@ -290,7 +290,7 @@ def _convert_csv(con: Any, source: MimicIV, tf: TableFile, tmp: Path, progress: 
         copied = _run_with_progress(con, sql, tf.table, total, progress)
     except duckdb.Error as exc:
         text = str(exc)
-        columns = re.search(r"CSV Error on Line: (\d+).*?Expected Number of Columns: (\d+) Found: (\d+)", text, re.S)
+        columns = re.search(r"CSV Error on Line: (\d+).*?Expected Number of Columns: (\d+) Found: (\d+)", text, re.DOTALL)
         if columns is not None:
             line, expected, got = columns.groups()
             corrupt = " or the gzip file is corrupt (check it with `gzip -t`)" if tf.path.name.endswith(".gz") else ""

@@ -52,7 +52,7 @@ _TEMPLATE = """\
 
 [study]
 name = "{name}"                                  # a-z, 0-9 and single _ (names the output folder)
-title = '<fill: the study title, as in a paper | e.g. "Early vasopressin added to norepinephrine and 28-day outcomes in shock">'
+title = '<fill: the study title, as in a paper | e.g. "Early vasopressin and 28-day outcomes in shock">'
 description = ""                                 # one paragraph for the report (optional)
 seed = 1                                         # random seed of the matching (ties broken at random)
 
@@ -165,7 +165,7 @@ small_cell_threshold = 5                         # counts below this are never p
 
 def study_name_for(file_name: str) -> str:
     """A valid study name from a file name (``"My Study.toml"`` -> ``"my_study"``)."""
-    stem = re.sub(r"\.toml$", "", file_name.rsplit("/", 1)[-1], flags=re.I)
+    stem = re.sub(r"\.toml$", "", file_name.rsplit("/", 1)[-1], flags=re.IGNORECASE)
     name = re.sub(r"[^a-z0-9]+", "_", stem.lower()).strip("_")
     name = re.sub(r"^[0-9_]+", "", name)
     return name or "my_study"
