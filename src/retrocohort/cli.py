@@ -590,8 +590,15 @@ def convert(
                 bar.update(tasks[name], completed=done)
 
             config = {"memory_limit": memory_limit} if memory_limit else None
-            result = convert_mimic(mimic_dir, parquet_dir, table or None, force=force, progress=progress,
-                                   duckdb_config=config)
+            try:
+                result = convert_mimic(mimic_dir, parquet_dir, table or None, force=force, progress=progress,
+                                       duckdb_config=config)
+            except KeyboardInterrupt:
+                err_console.print(
+                    "[yellow]interrupted:[/yellow] the table being written was removed; tables finished before "
+                    "are kept. Rerun with --force (or --table for the rest) to finish."
+                )
+                raise typer.Exit(130) from None
         summary = Table(title=f"Parquet copy in {escape(str(result.out))}", show_edge=False)
         for column, justify in (("table", "left"), ("rows", "right"), ("source MiB", "right"),
                                 ("Parquet MiB", "right"), ("seconds", "right")):

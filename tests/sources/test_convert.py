@@ -200,6 +200,29 @@ def test_progress_poller_reports_running_query_and_interrupt_stops_it(tmp_path):
         _run_with_progress(con, "SELECT * FROM no_such_table", "t", 100, None)
 
 
+def test_ctrl_c_while_a_query_runs_stops_it_and_frees_the_connection():
+    import time
+
+    from retrocohort.sources.convert import _run_with_progress
+
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = true")
+    con.execute("SET enable_progress_bar_print = false")
+    calls = []
+
+    def ctrl_c(table, done, total):
+        calls.append(done)
+        raise KeyboardInterrupt  # what Ctrl-C raises in the polling main thread
+
+    started = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        # minutes of work on 2 cores if it were not interrupted
+        _run_with_progress(con, "SELECT sum(hash(i)) FROM range(20000000000) t(i)", "t", 100, ctrl_c)
+    assert calls and time.perf_counter() - started < 30
+    assert con.execute("SELECT 41 + 1").fetchall() == [(42,)]  # the query was stopped, not left running
+    con.close()
+
+
 def test_parquet_source_tables_are_copied(tmp_path):
     csv_folder = small().write(tmp_path / "csv")
     first = convert_mimic(csv_folder, tmp_path / "pq", ["hosp/patients"]).out

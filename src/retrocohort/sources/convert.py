@@ -251,20 +251,24 @@ def _run_with_progress(con: Any, sql: str, table: str, total: int, progress: Pro
     ``finally`` removes the temporary file.
     """
     outcome: dict[str, Any] = {}
+    finished = threading.Event()
 
     def work() -> None:
         try:
             outcome["rows"] = con.execute(sql).fetchall()
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which re-raises it
             outcome["error"] = exc
+        finally:
+            finished.set()
 
     worker = threading.Thread(target=work, name=f"convert-{table}", daemon=True)
     worker.start()
     last = -1
     try:
-        while worker.is_alive():
-            worker.join(_POLL_SECONDS)
-            if progress is None or not worker.is_alive():
+        # Event.wait, not Thread.join: a join interrupted by Ctrl-C can return early afterwards on
+        # CPython 3.11, and the connection would be closed under the running query.
+        while not finished.wait(_POLL_SECONDS):
+            if progress is None:
                 continue
             with contextlib.suppress(Exception):  # progress is best effort, never an error
                 percent = con.query_progress()
@@ -273,8 +277,12 @@ def _run_with_progress(con: Any, sql: str, table: str, total: int, progress: Pro
                     last = done
                     progress(table, done, total)
     except BaseException:
-        con.interrupt()
-        worker.join()
+        # Ctrl-C (or an error in the progress callback): stop the query, wait until DuckDB has let go
+        # of the connection and the file, then let the caller remove the temporary file.
+        with contextlib.suppress(Exception):
+            con.interrupt()
+        while not finished.wait(0.1):
+            pass
         raise
     if "error" in outcome:
         raise outcome["error"]
@@ -413,9 +421,11 @@ def convert_mimic(
                 else:
                     rows = _copy_parquet(con, tf, tmp)
                     action = "copied"
-                if target.exists():  # only reached with force (checked above)
+                if target.is_dir() or tmp.is_dir():  # a folder of parts: no atomic replace exists
                     _remove(target)
-                tmp.rename(target)
+                    tmp.rename(target)
+                else:  # atomic: a reader sees the old table or the new one, never neither
+                    tmp.replace(target)
             finally:
                 _remove(tmp)
             if progress is not None:
@@ -424,7 +434,8 @@ def convert_mimic(
                 ConvertedTable(name, tf.path, target, action, rows, total, _size(target), time.perf_counter() - started)
             )
     finally:
-        con.close()
+        with contextlib.suppress(Exception):  # never hide the error that brought us here
+            con.close()
     marker = source.path / "SYNTHETIC.json"
     if marker.is_file():
         # The synthetic EHR's planted truth travels with its data, so the report still says SYNTHETIC.
