@@ -174,6 +174,19 @@ def test_malformed_value_is_reported_with_file_column_line(tmp_path, study):
     assert rows["mg_lab"]["status"] == "found"
 
 
+def test_truncated_gzip_is_unreadable_and_named(tmp_path, study):
+    m = mimic()
+    for i in range(3000):
+        m.rows["hosp/labevents"].append(dict(m.rows["hosp/labevents"][0], labevent_id=10_000 + i, valuenum=i / 7))
+    folder = m.write(tmp_path / "csv")
+    labs = folder / "hosp" / "labevents.csv.gz"
+    labs.write_bytes(labs.read_bytes()[: labs.stat().st_size // 2])
+    rows = by_concept(study_inventory(study, folder))
+    assert rows["mg_lab"]["status"] == "unreadable"
+    assert "labevents.csv.gz" in rows["mg_lab"]["message"] and "truncated or corrupt" in rows["mg_lab"]["message"]
+    assert rows["mg"]["status"] == "found"
+
+
 def test_count_false_reads_only_headers(tmp_path, study):
     inv = study_inventory(study, mimic().write(tmp_path / "csv"), count=False)
     rows = by_concept(inv)

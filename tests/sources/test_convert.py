@@ -90,6 +90,15 @@ def test_subset_short_names_and_unknown_table(tmp_path):
         convert_mimic(csv_folder, tmp_path / "pq3", [])
 
 
+def test_a_damaged_file_of_a_table_not_asked_for_is_no_obstacle(tmp_path):
+    csv_folder = small().write(tmp_path / "csv")
+    (csv_folder / "hosp" / "omr.csv.gz").write_bytes(b"")  # empty: its header cannot be read
+    result = convert_mimic(csv_folder, tmp_path / "pq", ["hosp/patients"])
+    assert [t.table for t in result.tables] == ["hosp/patients"]
+    with pytest.raises(SourceError, match=r"omr\.csv\.gz: the file is empty"):
+        convert_mimic(csv_folder, tmp_path / "pq_all")  # every table: the damaged one is named
+
+
 def test_refuses_to_overwrite_unless_forced(tmp_path):
     csv_folder = small().write(tmp_path / "csv")
     out = tmp_path / "pq"

@@ -294,8 +294,14 @@ def study_inventory(
                         )
                 except RetrocohortError as exc:
                     row["status"], row["message"] = "unreadable", str(exc)
-                except Exception as exc:  # noqa: BLE001 - an engine error we cannot translate: say it, keep counting the others
-                    row["status"], row["message"] = "unreadable", f"{type(exc).__name__}: {str(exc)[:300]}"
+                # An engine error we cannot translate: say it, and keep counting the other concepts.
+                except Exception as exc:  # noqa: BLE001
+                    text = str(exc).strip()
+                    hint = (
+                        "; the gzip file is truncated or corrupt: download it again (check it with `gzip -t`)"
+                        if "gzip" in text.lower() else ""
+                    )
+                    row["status"], row["message"] = "unreadable", f"{text[:300]}{hint}"
                 if progress is not None:
                     progress(name, done, len(to_count))
         finally:

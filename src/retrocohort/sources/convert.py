@@ -136,33 +136,47 @@ def _stem(path: Path) -> str:
     return name
 
 
-def available_tables(path: str | Path) -> dict[str, TableFile]:
-    """Every table of a MIMIC-IV folder: ``"hosp/labevents"`` -> its file, in the readers' precedence.
-
-    A table present as ``.csv.gz`` and ``.parquet`` is the file the readers would open
-    (:meth:`MimicIV.locate`). Dictionary tables (``d_items``...) are included.
+def table_names(path: str | Path) -> list[str]:
+    """Every table of a MIMIC-IV folder (``"hosp/labevents"``...), from the file names only (no file is opened).
 
     Raises
     ------
     SourceError
-        The folder does not exist or has neither ``hosp/`` nor ``icu/``, or a header is unreadable.
+        The folder does not exist or holds no table under ``hosp/`` or ``icu/``.
     """
     source = MimicIV(path)
-    found: dict[str, TableFile] = {}
+    names: list[str] = []
     for module in MODULES:
         folder = source.path / module
-        if not folder.is_dir():
-            continue
-        names = sorted({_stem(p) for p in folder.iterdir() if not p.name.startswith(".") and _stem(p) != p.name})
-        for stem in names:
-            tf = source.locate(f"{module}/{stem}")
-            if tf is not None:
-                found[tf.table] = tf
-    if not found:
+        if folder.is_dir():
+            stems = {_stem(p) for p in folder.iterdir() if not p.name.startswith(".") and _stem(p) != p.name}
+            names += [f"{module}/{stem}" for stem in sorted(stems)]
+    if not names:
         raise SourceError(
             f"{source.path}: no MIMIC-IV tables found (looked for hosp/*.csv.gz, hosp/*.csv, icu/*.csv.gz, "
             "icu/*.csv and *.parquet); pass the release folder that holds hosp/ and icu/"
         )
+    return names
+
+
+def available_tables(path: str | Path, tables: list[str] | None = None) -> dict[str, TableFile]:
+    """Tables of a MIMIC-IV folder -> their file, as the readers would open it (:meth:`MimicIV.locate`).
+
+    A table present as ``.csv.gz`` and ``.parquet`` is the ``.csv.gz``. Dictionary tables (``d_items``...)
+    are included. Only ``tables`` (default: all) have their header read, so a damaged file of a table
+    not asked for is no obstacle.
+
+    Raises
+    ------
+    SourceError
+        The folder does not exist or holds no table, or a header is unreadable (file named).
+    """
+    source = MimicIV(path)
+    found: dict[str, TableFile] = {}
+    for name in tables if tables is not None else table_names(source.path):
+        tf = source.locate(name)
+        if tf is not None:
+            found[tf.table] = tf
     return found
 
 
@@ -186,7 +200,7 @@ def _read_csv_sql(tf: TableFile) -> str:
     )
 
 
-def _select_tables(found: dict[str, TableFile], tables: tuple[str, ...] | list[str] | None, where: Path) -> list[str]:
+def _select_tables(found: list[str], tables: tuple[str, ...] | list[str] | None, where: Path) -> list[str]:
     if tables is None:
         return list(found)
     chosen: list[str] = []
@@ -298,7 +312,9 @@ def _convert_csv(con: Any, source: MimicIV, tf: TableFile, tmp: Path, progress: 
         copied = _run_with_progress(con, sql, tf.table, total, progress)
     except duckdb.Error as exc:
         text = str(exc)
-        columns = re.search(r"CSV Error on Line: (\d+).*?Expected Number of Columns: (\d+) Found: (\d+)", text, re.DOTALL)
+        columns = re.search(
+            r"CSV Error on Line: (\d+).*?Expected Number of Columns: (\d+) Found: (\d+)", text, re.DOTALL
+        )
         if columns is not None:
             line, expected, got = columns.groups()
             corrupt = " or the gzip file is corrupt (check it with `gzip -t`)" if tf.path.name.endswith(".gz") else ""
@@ -386,11 +402,11 @@ def convert_mimic(
 
     source = MimicIV(path)
     out = Path(out)
-    found = available_tables(source.path)
-    chosen = _select_tables(found, tables, source.path)
+    chosen = _select_tables(table_names(source.path), tables, source.path)
     if not chosen:
         raise InputError("no table chosen to convert; name at least one table, or none to convert every table")
     _check_targets(source.path, out, chosen, force)
+    found = available_tables(source.path, chosen)  # reads the header lines of the chosen tables only
 
     con = duckdb.connect()
     done: list[ConvertedTable] = []
@@ -444,4 +460,4 @@ def convert_mimic(
     return ConversionResult(out, tuple(done), tuple(notes))
 
 
-__all__ = ["ConversionResult", "ConvertedTable", "ProgressCallback", "available_tables", "convert_mimic"]
+__all__ = ["ConversionResult", "ConvertedTable", "ProgressCallback", "available_tables", "convert_mimic", "table_names"]
