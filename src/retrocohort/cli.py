@@ -499,8 +499,13 @@ def check_study_file(path: Path, study_file: Path, count: bool = True) -> None:
         if not path.is_dir():
             raise SourceError(f"{str(path)!r} is not a folder; point it at the MIMIC-IV folder holding hosp/ and icu/")
         threshold = study.report.small_cell_threshold
-        with err_console.status("Counting the rows of each concept..." if count else "Reading the table headers..."):
-            inv = study_inventory(study, path, count=count)
+        waiting = "Counting the rows of each concept..." if count else "Reading the table headers..."
+        with err_console.status(waiting) as spinner:
+
+            def counted(concept: str, done: int, total: int) -> None:
+                spinner.update(f"Counted {done} of {total} concepts (last: {escape(concept)})...")
+
+            inv = study_inventory(study, path, count=count, progress=counted)
 
         tables = Table(title=f"Tables of {escape(study.study.name)} in {escape(str(path))}", show_edge=False)
         for column in ("table", "status", "missing columns", "used by"):
