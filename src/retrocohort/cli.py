@@ -378,7 +378,7 @@ def check(
     from .sources import check_source
 
     if study is not None:
-        check_study_file(path, study, count)
+        _check_study_file(path, study, count)
         return
     with _user_errors():
         if not path.is_dir():
@@ -484,7 +484,7 @@ def new(
             console.print(f"[yellow]note:[/yellow] {escape(_NOT_YET_RUN)}")
 
 
-def check_study_file(path: Path, study_file: Path, count: bool = True) -> None:
+def _check_study_file(path: Path, study_file: Path, count: bool = True) -> None:
     """`check PATH --study STUDY.toml`: the study's concepts, their tables and the rows each finds.
 
     Exits 2 when a concept's table or column is absent or a file does not parse; a concept that finds
@@ -526,7 +526,7 @@ def check_study_file(path: Path, study_file: Path, count: bool = True) -> None:
             concepts.add_column(column, justify=justify)  # type: ignore[arg-type]
         colour = {"found": "green", "no rows": "yellow", "not counted": "dim"}
         for row in inv.concepts.to_dict("records"):
-            shown = [_fmt_count(None if pd_isna(row[k]) else int(row[k]), threshold) for k in ("rows", "patients")]
+            shown = [_fmt_count(None if _isna(row[k]) else int(row[k]), threshold) for k in ("rows", "patients")]
             status = row["status"]
             concepts.add_row(escape(row["concept"]), row["kind"], escape(row["tables"]), *shown,
                              f"[{colour.get(status, 'red')}]{escape(status)}[/{colour.get(status, 'red')}]")
@@ -549,7 +549,7 @@ def check_study_file(path: Path, study_file: Path, count: bool = True) -> None:
         )
 
 
-def pd_isna(value: Any) -> bool:
+def _isna(value: Any) -> bool:
     """True for None / NaN / pandas NA (a count that was not made)."""
     import pandas as pd
 

@@ -194,7 +194,7 @@ def test_interrupted_conversion_leaves_no_finished_looking_table(tmp_path, monke
     assert MimicIV(out).locate("hosp/labevents").format == "parquet"
 
 
-def test_progress_poller_reports_running_query_and_interrupt_stops_it(tmp_path):
+def test_progress_poller_reports_and_hands_worker_errors_to_the_caller(tmp_path):
     from retrocohort.sources.convert import _run_with_progress
 
     con = duckdb.connect()
