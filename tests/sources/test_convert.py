@@ -154,6 +154,22 @@ def test_corrupt_gzip_body_names_the_file_and_the_line(tmp_path):
     assert not (tmp_path / "pq" / "hosp" / "labevents.parquet").exists()
 
 
+def test_row_count_mismatch_is_an_error_and_the_table_is_not_kept(tmp_path, monkeypatch):
+    from retrocohort.sources import convert
+
+    csv_folder = small().write(tmp_path / "csv")
+    real = convert._run_with_progress
+
+    def lying(con, sql, table, total, progress):
+        real(con, sql, table, total, progress)
+        return [(10**6,)]  # as if DuckDB had parsed a million rows but written 3
+
+    monkeypatch.setattr(convert, "_run_with_progress", lying)
+    with pytest.raises(SourceError, match=r"patients\.csv\.gz: 1000000 rows read but 3 rows in the Parquet file"):
+        convert_mimic(csv_folder, tmp_path / "pq", ["hosp/patients"])
+    assert list((tmp_path / "pq" / "hosp").iterdir()) == []
+
+
 def test_bad_value_names_file_column_line(tmp_path):
     m = small()
     m.rows["hosp/labevents"][0]["charttime"] = "2150-03-10 9:00"

@@ -325,7 +325,7 @@ def _convert_csv(con: Any, source: MimicIV, tf: TableFile, tmp: Path, progress: 
         translated = _translate_read_error(SourceConnection(source, "duckdb", None, {}, {}), exc)
         if translated is not None:
             raise translated from None
-        if "gzip" in text.lower() or "GZIP" in text:
+        if "gzip" in text.lower():
             raise SourceError(
                 f"{tf.path}: the gzip file is truncated or corrupt ({text.strip().splitlines()[-1]}); download it "
                 "again from PhysioNet (check it with `gzip -t`), then rerun the conversion"
