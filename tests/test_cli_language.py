@@ -124,6 +124,12 @@ def test_check_study_exit_codes_for_absent_table_and_empty_concept(tmp_path):
     assert result.exit_code == 2 and "not found" in text
 
 
+def test_check_study_with_a_legacy_study_file_says_so(tmp_path):
+    result, text = invoke("check", mimic().write(tmp_path / "csv"), "--study", LEGACY_STUDY)
+    assert result.exit_code == 2
+    assert "is a legacy study file (docs/study-file.md)" in text and "without --study" in text
+
+
 def test_check_study_no_count(tmp_path):
     invoke("new", tmp_path / "s.toml")
     study = tmp_path / "s.toml"

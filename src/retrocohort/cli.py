@@ -491,11 +491,20 @@ def _check_study_file(path: Path, study_file: Path, count: bool = True) -> None:
     no rows is a warning (exit 0), as it is a zero in the attrition of a run.
     """
     from .cohort.inventory import study_inventory
-    from .errors import SourceError
+    from .errors import SourceError, StudySpecError
     from .spec import load_study_file
 
     with _user_errors():
-        study = load_study_file(study_file)
+        try:
+            study = load_study_file(study_file)
+        except StudySpecError:
+            if _is_legacy_study(study_file):
+                raise StudySpecError(
+                    f"{study_file} is a legacy study file (docs/study-file.md), not a study-language file: "
+                    f"`retrocohort check {path}` without --study checks the tables it reads. --study takes a "
+                    "study-language file (docs/study-language.md; `retrocohort new` writes a template)"
+                ) from None
+            raise
         if not path.is_dir():
             raise SourceError(f"{str(path)!r} is not a folder; point it at the MIMIC-IV folder holding hosp/ and icu/")
         threshold = study.report.small_cell_threshold
@@ -547,6 +556,17 @@ def _check_study_file(path: Path, study_file: Path, count: bool = True) -> None:
         console.print(
             f"[green]Every table and column the study's concepts read is present in {escape(str(path))}.[/green]"
         )
+
+
+def _is_legacy_study(study_file: Path) -> bool:
+    """Whether the legacy loader (the one `run` uses today) accepts the file."""
+    from .study.spec import load_study
+
+    try:
+        load_study(study_file)
+    except RetrocohortError:
+        return False
+    return True
 
 
 def _isna(value: Any) -> bool:
