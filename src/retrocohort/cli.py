@@ -448,6 +448,10 @@ def check(
     headers_only: bool = typer.Option(
         False, "--headers-only", help="Only read the header lines (fast), not every file to its end."
     ),
+    study: Path | None = typer.Option(None, "--study", help="A study-language file: list its concepts, their "
+                                      "tables and the rows each finds in PATH (see `retrocohort new`)."),
+    count: bool = typer.Option(True, "--count/--no-count", help="With --study: count each concept's rows "
+                               "(one scan per concept) or only check tables and columns."),
 ) -> None:
     """Report which MIMIC-IV tables and columns a folder has and which study concepts they support.
 
@@ -456,10 +460,15 @@ def check(
     and column is present and every file reads to its end, 2 otherwise.
 
     Example: retrocohort check /data/mimic-iv-2.2
+
+    Example: retrocohort check /data/mimic-iv-2.2 --study my_study.toml
     """
     from .errors import SourceError
     from .sources import MimicIV, check_source
 
+    if study is not None:
+        _check_study_file(path, study, count)
+        return
     with _user_errors():
         if not path.is_dir():
             raise SourceError(f"{str(path)!r} is not a folder; point it at the MIMIC-IV folder holding hosp/ and icu/")
@@ -501,6 +510,225 @@ def check(
         # The same validation a run starts with (e.g. a Parquet column stored with the wrong type).
         MimicIV(path).validate()
         console.print("[green]Every required table and column is present.[/green]")
+
+
+# --------------------------------------------------------------------------- new, check --study, convert
+
+
+def _run_reads_language_files() -> bool:
+    """Whether `run`'s loader accepts a study-language file yet (the template, its examples filled)."""
+    from .errors import RetrocohortError
+    from .spec.template import fill_examples, template_text
+    from .study.spec import load_study
+
+    with tempfile.TemporaryDirectory(prefix="retrocohort-new-") as folder:
+        probe = Path(folder) / "probe.toml"
+        probe.write_text(fill_examples(template_text("probe")), encoding="utf-8")
+        try:
+            load_study(probe)
+        except RetrocohortError:
+            return False
+    return True
+
+
+_NOT_YET_RUN = (
+    "`retrocohort run` does not read study-language files yet (it reads the legacy format of "
+    "docs/study-file.md); meanwhile build the cohort from Python: "
+    "retrocohort.cohort.builder.build_cohort(retrocohort.spec.load_study_file(FILE), DATA)"
+)
+
+
+@app.command()
+def new(
+    study_file: Path = typer.Argument(..., metavar="STUDY.toml", help="The study file to write."),
+    force: bool = typer.Option(False, "--force", help="Replace STUDY.toml if it exists."),
+) -> None:
+    """Write a commented template study file to fill in (see docs/study-language.md).
+
+    Every place to decide is marked '<fill: ... | e.g. ...>'; `retrocohort check DATA --study STUDY.toml`
+    says which are left and, once filled, what the data holds for each concept.
+
+    Example: retrocohort new my_study.toml
+    """
+    from .errors import InputError
+    from .spec.template import placeholders, study_name_for, template_text
+
+    with _user_errors():
+        if study_file.suffix.lower() != ".toml":
+            raise InputError(f"{str(study_file)!r}: a study file ends in .toml (e.g. my_study.toml)")
+        if study_file.exists() and not force:
+            raise InputError(f"{str(study_file)!r} already exists; choose another name or pass --force to replace it")
+        if study_file.exists() and not study_file.is_file():
+            raise InputError(f"{str(study_file)!r} is not a file; choose another name")
+        if not study_file.parent.is_dir():
+            raise InputError(
+                f"folder {str(study_file.parent)!r} does not exist; create it first or choose another path"
+            )
+        text = template_text(study_name_for(study_file.name), study_file.name)
+        try:
+            study_file.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"{str(study_file)!r} cannot be written ({exc.strerror or exc})") from None
+        blanks = placeholders(text)
+        console.print(f"Wrote [bold]{escape(str(study_file))}[/bold]: fill the {len(blanks)} places marked "
+                      "'<fill: ...>' (each gives an example), then:")
+        console.print(f"  retrocohort check DATA --study {escape(str(study_file))}")
+        if not _run_reads_language_files():
+            console.print(f"[yellow]note:[/yellow] {escape(_NOT_YET_RUN)}")
+
+
+def _check_study_file(path: Path, study_file: Path, count: bool = True) -> None:
+    """`check PATH --study STUDY.toml`: the study's concepts, their tables and the rows each finds.
+
+    Exits 2 when a concept's table or column is absent or a file does not parse; a concept that finds
+    no rows is a warning (exit 0), as it is a zero in the attrition of a run.
+    """
+    from .cohort.inventory import study_inventory
+    from .errors import SourceError, StudySpecError
+    from .spec import load_study_file
+
+    with _user_errors():
+        try:
+            study = load_study_file(study_file)
+        except StudySpecError:
+            if _is_legacy_study(study_file):
+                raise StudySpecError(
+                    f"{study_file} is a legacy study file (docs/study-file.md), not a study-language file: "
+                    f"`retrocohort check {path}` without --study checks the tables it reads. --study takes a "
+                    "study-language file (docs/study-language.md; `retrocohort new` writes a template)"
+                ) from None
+            raise
+        if not path.is_dir():
+            raise SourceError(f"{str(path)!r} is not a folder; point it at the MIMIC-IV folder holding hosp/ and icu/")
+        threshold = study.report.small_cell_threshold
+        waiting = "Counting the rows of each concept..." if count else "Reading the table headers..."
+        with err_console.status(waiting) as spinner:
+
+            def counted(concept: str, done: int, total: int) -> None:
+                spinner.update(f"Counted {done} of {total} concepts (last: {escape(concept)})...")
+
+            inv = study_inventory(study, path, count=count, progress=counted)
+
+        tables = Table(title=f"Tables of {escape(study.study.name)} in {escape(str(path))}", show_edge=False)
+        for column in ("table", "status", "missing columns", "used by"):
+            tables.add_column(column)
+        for row in inv.tables.to_dict("records"):
+            if not row["present"]:
+                status = "[red]absent[/red]"
+            elif row["missing_columns"]:
+                status = "[yellow]columns missing[/yellow]"
+            else:
+                status = f"[green]present[/green] ({escape(row['format'])})"
+            tables.add_row(escape(row["table"]), status, escape(row["missing_columns"]), escape(row["used_by"]))
+        console.print(tables)
+
+        concepts = Table(title="Concepts of the study", show_edge=False)
+        for column, justify in (("concept", "left"), ("kind", "left"), ("tables", "left"), ("rows", "right"),
+                                ("patients", "right"), ("status", "left")):
+            concepts.add_column(column, justify=justify)  # type: ignore[arg-type]
+        colour = {"found": "green", "no rows": "yellow", "not counted": "dim"}
+        for row in inv.concepts.to_dict("records"):
+            shown = [_fmt_count(None if _isna(row[k]) else int(row[k]), threshold) for k in ("rows", "patients")]
+            status = row["status"]
+            concepts.add_row(escape(row["concept"]), row["kind"], escape(row["tables"]), *shown,
+                             f"[{colour.get(status, 'red')}]{escape(status)}[/{colour.get(status, 'red')}]")
+        console.print(concepts)
+        for note in inv.notes:
+            console.print(f"[yellow]note:[/yellow] {escape(note)}")
+        blocking = inv.concepts[inv.concepts["status"].isin(["table absent", "column absent", "unreadable"])]
+        empty = inv.concepts[inv.concepts["status"] == "no rows"]
+        for row in empty.to_dict("records"):
+            console.print(f"[yellow]warning:[/yellow] concept {escape(row['concept'])!s}: {escape(row['message'])}")
+        if not _run_reads_language_files():
+            console.print(f"[dim]note: {escape(_NOT_YET_RUN)}[/dim]")
+        if len(blocking):
+            raise SourceError(
+                f"{len(blocking)} concept(s) of {study_file} cannot be read from {path}:\n  "
+                + "\n  ".join(f"{r['concept']}: {r['message']}" for r in blocking.to_dict("records"))
+            )
+        console.print(
+            f"[green]Every table and column the study's concepts read is present in {escape(str(path))}.[/green]"
+        )
+
+
+def _is_legacy_study(study_file: Path) -> bool:
+    """Whether the legacy loader (the one `run` uses today) accepts the file."""
+    from .study.spec import load_study
+
+    try:
+        load_study(study_file)
+    except RetrocohortError:
+        return False
+    return True
+
+
+def _isna(value: Any) -> bool:
+    """True for None / NaN / pandas NA (a count that was not made)."""
+    import pandas as pd
+
+    return bool(pd.isna(value))
+
+
+@app.command()
+def convert(
+    mimic_dir: Path = typer.Argument(..., metavar="MIMIC_DIR", help="MIMIC-IV folder with hosp/ and icu/ (csv.gz)."),
+    parquet_dir: Path = typer.Argument(..., metavar="PARQUET_DIR", help="Folder to write the Parquet copy into."),
+    table: list[str] | None = typer.Option(None, "--table", help="Convert only this table (repeatable), e.g. "
+                                           "--table icu/chartevents --table labevents. Default: every table."),
+    force: bool = typer.Option(False, "--force", help="Replace tables already converted in PARQUET_DIR."),
+    memory_limit: str | None = typer.Option(None, "--memory-limit", help="DuckDB memory limit, e.g. 2GB."),
+) -> None:
+    """Convert a MIMIC-IV folder (csv.gz) to typed Parquet; `run` and `check` read either.
+
+    Each table is written under a temporary name and renamed when complete and its row count
+    checked, so an interrupted conversion leaves no half table; rerun to finish.
+
+    Example: retrocohort convert /data/mimic-iv-2.2 /data/mimic-iv-2.2-parquet
+    """
+    from rich.progress import BarColumn, DownloadColumn, TimeRemainingColumn
+
+    from .sources.convert import convert_mimic
+
+    with _user_errors():
+        started = time.perf_counter()
+        with Progress(
+            TextColumn("{task.description:<26}"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=False,
+        ) as bar:
+            tasks: dict[str, Any] = {}
+
+            def progress(name: str, done: int, total: int) -> None:
+                if name not in tasks:
+                    tasks[name] = bar.add_task(name, total=max(total, 1))
+                bar.update(tasks[name], completed=done)
+
+            config = {"memory_limit": memory_limit} if memory_limit else None
+            try:
+                result = convert_mimic(mimic_dir, parquet_dir, table or None, force=force, progress=progress,
+                                       duckdb_config=config)
+            except KeyboardInterrupt:
+                err_console.print(
+                    "[yellow]interrupted:[/yellow] the table being written was removed; tables finished before "
+                    "are kept. Rerun with --force (or --table for the rest) to finish."
+                )
+                raise typer.Exit(130) from None
+        summary = Table(title=f"Parquet copy in {escape(str(result.out))}", show_edge=False)
+        for column, justify in (("table", "left"), ("rows", "right"), ("source MiB", "right"),
+                                ("Parquet MiB", "right"), ("seconds", "right")):
+            summary.add_column(column, justify=justify)  # type: ignore[arg-type]
+        for t in result.tables:
+            summary.add_row(escape(t.table) + (" (copied)" if t.action == "copied" else ""), f"{t.rows:,}",
+                            f"{t.source_bytes / 2**20:,.1f}", f"{t.target_bytes / 2**20:,.1f}", f"{t.seconds:.1f}")
+        console.print(summary)
+        for note in result.notes:
+            console.print(f"[dim]note: {escape(note)}[/dim]")
+        console.print(f"Converted {len(result.tables)} table(s) in {time.perf_counter() - started:.1f} s; "
+                      f"pass [bold]{escape(str(result.out))}[/bold] wherever a MIMIC-IV folder is asked for.")
 
 
 def main() -> None:  # pragma: no cover - console entry point alias

@@ -875,63 +875,28 @@ def locate_malformed(source: MimicIV, files: dict[str, TableFile | None] | None 
 
 
 def to_parquet(path: str | Path, out: str | Path, tables: tuple[str, ...] | None = None) -> Path:
-    """Convert the study's tables of a MIMIC-IV folder from csv.gz to Parquet (one file per table).
+    """Convert the flagship's tables of a MIMIC-IV folder from csv.gz to Parquet (one file per table).
 
-    A gzip CSV can only be decompressed by one thread, so on full MIMIC-IV
-    (chartevents about 430 million rows) most of an extraction is spent
-    decompressing; Parquet is read in parallel and only the needed columns.
-    Convert once, then pass ``out`` to :func:`~retrocohort.cohort.extract`.
-    Columns the study uses get the types of :data:`SCHEMA` (so a bad value
-    fails here, with its line); the others are kept as text.
-
-    Parameters
-    ----------
-    path
-        The MIMIC-IV folder (hosp/, icu/ with csv.gz).
-    out
-        The folder to write (``hosp/<table>.parquet``, ``icu/<table>.parquet``).
-    tables
-        Which tables (default: every table of :data:`SCHEMA` present).
+    Kept for existing callers: a thin wrapper over
+    :func:`retrocohort.sources.convert.convert_mimic` (which converts every table, verifies row
+    counts, reports progress and refuses to overwrite unless forced); this one converts the tables
+    of :data:`SCHEMA` present (or ``tables``) and replaces earlier copies, as it always did.
 
     Returns
     -------
     Path
         ``out``.
     """
-    import duckdb
+    from .convert import convert_mimic
 
     source = MimicIV(path)
-    out = Path(out)
     files = source.validate()
-    con = duckdb.connect()
-    try:
-        con.execute("SET preserve_insertion_order = false")
-        for name, tf in files.items():
-            if tf is None or (tables is not None and name not in tables):
-                continue
-            if tf.format != "csv":
-                raise SourceError(f"{tf.path}: already {tf.format}; to_parquet converts CSV tables")
-            spec = SCHEMA[name]
-            spelt, _ = _present_columns(spec, tf)
-            wanted = {v.lower(): k for k, v in spelt.items()}
-            columns = ", ".join(
-                f"{_sql_string(c)}: {_sql_string(_DUCKDB_TYPES[spec.columns[wanted[c.lower()]].type] if c.lower() in wanted else 'VARCHAR')}"
-                for c in tf.header
-            )
-            target = out / f"{name}.parquet"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                con.execute(
-                    f"COPY (SELECT * FROM read_csv({_sql_string(str(tf.path))}, header = true, auto_detect = false, "
-                    f"columns = {{{columns}}}, timestampformat = {_sql_string(TIMESTAMP_FORMAT_DUCKDB)}, "
-                    f"dateformat = {_sql_string(DATE_FORMAT_DUCKDB)})) TO {_sql_string(str(target))} (FORMAT parquet)"
-                )
-            except duckdb.Error as exc:
-                translated = _translate_read_error(SourceConnection(source, "duckdb", None, files, {}), exc)
-                raise (translated or SourceError(f"{tf.path}: could not convert to Parquet: {exc}")) from None
-    finally:
-        con.close()
-    return out
+    chosen = tuple(tables) if tables is not None else tuple(n for n, tf in files.items() if tf is not None)
+    for name in chosen:
+        tf = files.get(name)
+        if tf is not None and tf.format != "csv":
+            raise SourceError(f"{tf.path}: already {tf.format}; to_parquet converts CSV tables")
+    return convert_mimic(source.path, out, chosen, force=True).out
 
 
 def check_source(path: str | Path) -> pd.DataFrame:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import StudySpecError
 from .study import Study, study_problems
+from .template import unfilled
 from .window import WINDOW_SYNTAX, Window
 
 
@@ -62,6 +63,13 @@ def parse_study_text(text: str, where: str = "study") -> Study:
 def parse_study(raw: dict[str, Any], text: str | None = None, where: str = "study") -> Study:
     """Validate an already-parsed study mapping; ``text`` locates lines for the messages."""
     lines = key_lines(text or "")
+    # A template from `retrocohort new` with places still to fill: say which, not a type error about them.
+    blanks = unfilled(raw)
+    if blanks:
+        found = [f"{_at(where, lines, loc)}: {_key(loc)}still a placeholder; write {hint}" for loc, hint in blanks]
+        raise StudySpecError(
+            f"{len(blanks)} place(s) of the template still to fill in:\n  " + "\n  ".join(found)
+        )
     try:
         study = Study.model_validate(raw)
     except ValidationError as exc:
