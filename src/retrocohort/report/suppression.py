@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from numbers import Real
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -130,20 +132,453 @@ def suppress_frame(
 
 # A number of people in free text ("1 exposed", "6 unexposed patients", "3 stays"): the
 # attrition reasons and notes other modules write can carry counts too.
+_COUNT_WORDS = (r"exposed|unexposed|patients?|subjects?|stays?|admissions?|people|persons?|events?|deaths?|"
+                r"controls?|treated|units?|matched|unmatched|liberations?|missing|rows?|cases?|individuals?")
 _COUNT_IN_TEXT = re.compile(
-    r"(?<![\w.+\-])(\d+)(?=\s+(?:exposed|unexposed|patients?|subjects?|stays?|admissions?|people|persons?|"
-    r"events?|deaths?|controls?|treated)\b)",
+    rf"(?<![\w.+\-])(\d+)(?=\s+(?:(?:more|fewer|other|additional)\s+)?(?:{_COUNT_WORDS})\b)",
     re.IGNORECASE,
 )
+# "too few death events (3)", "patients (12)": the count in brackets after the word.
+_COUNT_AFTER_WORD = re.compile(rf"(\b(?:{_COUNT_WORDS})\s*\()(\d+)(?=\))", re.IGNORECASE)
+# "missing data on a model covariate or outcome (sofa: 3, age: 1)": per-column counts of patients.
+_COLUMN_COUNTS = re.compile(r"(\b[A-Za-z_][\w ]*:\s*)(\d+)(?=\s*[,;)])")
+# "effective sample size 3.2 of 4": a weighted count of patients, and the count itself.
+_ESS = re.compile(r"(effective sample size\s+)(\d+(?:\.\d+)?)(\s+of\s+)(\d+)", re.IGNORECASE)
 
 
-def suppress_counts_in_text(text: str, threshold: int = DEFAULT_THRESHOLD) -> str:
+def suppress_counts_in_text(
+    text: str, threshold: int = DEFAULT_THRESHOLD, ranges: Mapping[int, str] | None = None
+) -> str:
     """Free text with every small count of people suppressed: "1 exposed, 6 unexposed" -> "<5 exposed, 6 unexposed".
 
     A number counts as a count of people when a word like exposed, unexposed,
-    patients, stays, events or deaths follows it; itemids, hours and ages are left alone.
+    patients, stays, events or deaths follows it (or it is in brackets right after
+    one: "too few death events (3)"), when it is a per-column count of a
+    "missing ..." sentence, or an effective sample size; itemids, hours and ages are
+    left alone. ``ranges`` maps true values of counts withheld elsewhere as ranges
+    (complementary suppression, :func:`study_disclosure`) to their display, so the
+    text never gives such a count back exactly.
     """
     threshold = _check_threshold(threshold)
     if not isinstance(text, str) or threshold == 0:
         return text
-    return _COUNT_IN_TEXT.sub(lambda m: str(suppress_small_cells(int(m.group(1)), threshold)), text)
+    ranges = ranges or {}
+
+    def shown(number: str) -> str:
+        value = float(number)
+        if is_small(value, threshold):
+            return f"<{threshold}"
+        if value == int(value) and int(value) in ranges:
+            return ranges[int(value)]
+        return number
+
+    out = _COUNT_IN_TEXT.sub(lambda m: shown(m.group(1)), text)
+    out = _COUNT_AFTER_WORD.sub(lambda m: m.group(1) + shown(m.group(2)), out)
+    if re.search(r"missing", out, re.IGNORECASE):
+        out = _COLUMN_COUNTS.sub(lambda m: m.group(1) + shown(m.group(2)), out)
+    out = _ESS.sub(lambda m: m.group(1) + shown(m.group(2)) + m.group(3) + shown(m.group(4)), out)
+    return out
+
+
+# --------------------------------------------------------------------------- complementary suppression
+#
+# Primary suppression ("<5") is not enough when a suppressed cell sits in a sum
+# whose total and other terms are published: eligible 100, exposed "<5",
+# unexposed 99 gives exposed = 1 back. The functions below model every published
+# count as a variable and every additive relation between published counts as an
+# equation ``total = part + part + ...`` (eligible = exposed + unexposed;
+# remaining_before = remaining_after + excluded; at risk on day 15 = at risk on
+# day 30 + those who died or were censored in between). Differences nobody
+# publishes but anybody can take (the unmatched exposed with an event, the patients
+# lost between two at-risk times) are *hidden* variables: never shown, but
+# sensitive when small. A reader who knows the rule is the attacker: they bound
+# every cell by interval propagation over the equations, then "shave" each
+# suppressed cell (try each value, keep those the equations allow). Whenever a
+# sensitive cell is pinned to one value, the smallest exact nonzero cell of an
+# equation holding it is withheld as well (secondary suppression) and shown as the
+# range the reader could derive anyway ("96-99"): honest, and no information the
+# other cells did not already give.
+
+_INF = math.inf
+
+
+def format_range(low: float, high: float) -> str:
+    """A count shown as a range: ``"96-99"`` (``">=96"`` when unbounded above)."""
+    if math.isinf(high):
+        return f">={int(low)}"
+    return f"{int(low)}-{int(high)}"
+
+
+def parse_count_display(text: object, threshold: int = DEFAULT_THRESHOLD) -> tuple[float, float] | None:
+    """Bounds a reader takes from a shown count: ``12`` -> (12, 12), ``"<5"`` -> (1, 4), ``"96-99"``, ``">=96"``.
+
+    Returns None for anything that is not a count display (text, blanks).
+    """
+    if isinstance(text, bool) or text is None:
+        return None
+    if isinstance(text, Real):
+        v = float(text)
+        return (v, v) if math.isfinite(v) and v == int(v) else None
+    s = str(text).strip().replace(",", "").replace("\u2013", "-")
+    if re.fullmatch(r"\d+(\.0+)?", s):
+        return (float(int(float(s))),) * 2
+    m = re.fullmatch(r"<\s*(\d+)", s)
+    if m:
+        return (1.0, float(int(m.group(1)) - 1))
+    m = re.fullmatch(r"(\d+)-(\d+)", s)
+    if m:
+        return (float(m.group(1)), float(m.group(2)))
+    m = re.fullmatch(r">=\s*(\d+)", s)
+    if m:
+        return (float(m.group(1)), _INF)
+    return None
+
+
+Equation = tuple[str, tuple[str, ...]]
+
+
+class _Reader:
+    """The attacker: linear programs over the equations, one min and one max per variable asked about."""
+
+    def __init__(self, names: list[str], equations: list[Equation]) -> None:
+        self.names = names
+        self.index = {n: i for i, n in enumerate(names)}
+        a = np.zeros((len(equations), len(names)))
+        for r, (total, parts) in enumerate(equations):
+            a[r, self.index[total]] += 1.0
+            for p in parts:
+                a[r, self.index[p]] -= 1.0
+        self.a = a
+
+    def solve(self, bounds: Mapping[str, tuple[float, float]], name: str, sense: int) -> Any:
+        from scipy.optimize import linprog
+
+        c = np.zeros(len(self.names))
+        c[self.index[name]] = float(sense)
+        box = [(max(bounds[n][0], 0.0), None if math.isinf(bounds[n][1]) else bounds[n][1]) for n in self.names]
+        if not len(self.a):
+            return linprog(c, bounds=box, method="highs")
+        return linprog(c, A_eq=self.a, b_eq=np.zeros(len(self.a)), bounds=box, method="highs")
+
+    def bounds_of(self, bounds: Mapping[str, tuple[float, float]], name: str) -> tuple[float, float]:
+        low = self.solve(bounds, name, +1)
+        high = self.solve(bounds, name, -1)
+        lo = math.ceil(low.fun - 1e-7) if low.status == 0 else 0.0
+        hi = -high.fun if high.status == 0 else _INF
+        hi = math.floor(hi + 1e-7) if math.isfinite(hi) else _INF
+        return float(lo), float(hi)
+
+    def support(self, bounds: Mapping[str, tuple[float, float]], name: str) -> set[str]:
+        """Variables whose shown bounds hold ``name`` where it is (nonzero bound multipliers)."""
+        out: set[str] = set()
+        for sense in (+1, -1):
+            res = self.solve(bounds, name, sense)
+            if res.status != 0:
+                continue
+            marginals = np.abs(res.lower.marginals) + np.abs(res.upper.marginals)
+            out |= {self.names[i] for i in np.flatnonzero(marginals > 1e-9)}
+        return out
+
+
+def reader_bounds(
+    known: Mapping[str, tuple[float, float]], equations: Iterable[Equation], names: Iterable[str] | None = None
+) -> dict[str, tuple[float, float]]:
+    """What a reader can derive: the tightest bounds of variables given the shown bounds and the equations.
+
+    Parameters
+    ----------
+    known : bounds a reader reads off the outputs, per variable (hidden variables: ``(0, inf)``).
+    equations : ``(total, parts)``: total = sum of parts, all counts >= 0.
+    names : the variables to bound (default: all); each costs two small linear programs.
+
+    Returns
+    -------
+    Bounds per asked variable (integers: the LP bounds rounded inwards).
+    """
+    eqs = [(t, tuple(p)) for t, p in equations]
+    every = sorted(set(known) | {t for t, _ in eqs} | {p for _, ps in eqs for p in ps})
+    bounds = {n: known.get(n, (0.0, _INF)) for n in every}
+    reader = _Reader(every, eqs)
+    return {n: reader.bounds_of(bounds, n) for n in (every if names is None else names)}
+
+
+def protect_counts(
+    values: Mapping[str, int],
+    equations: Iterable[Equation],
+    threshold: int = DEFAULT_THRESHOLD,
+    hidden: Iterable[str] = (),
+) -> dict[str, int | str]:
+    """Show a family of related counts so that no small count is exact or recoverable.
+
+    Parameters
+    ----------
+    values : true counts of every variable (published and hidden).
+    equations : ``(total, parts)`` relations a reader can use (total = sum of parts).
+    threshold : small-cell threshold; 0 disables (every published count exact).
+    hidden : variables that are never shown (differences a reader can take); they are
+        protected when small but get no display.
+
+    Returns
+    -------
+    Display per published variable: the count (int), ``"<threshold"`` (primary), or a
+    range ``"lo-hi"`` (secondary: withheld because it would give a small cell back).
+    """
+    threshold = _check_threshold(threshold)
+    eqs = [(t, tuple(p)) for t, p in equations]
+    hidden_set = set(hidden)
+    for name in {t for t, _ in eqs} | {p for _, ps in eqs for p in ps} | hidden_set:
+        if name not in values:
+            raise InputError(f"protect_counts: no value for {name!r} (has {sorted(values)})")
+    vals = {k: int(v) for k, v in values.items()}
+    published = [k for k in vals if k not in hidden_set]
+    if threshold == 0:
+        return {k: vals[k] for k in published}
+    primary = {k for k in published if is_small(vals[k], threshold)}
+    sensitive = sorted(primary | {k for k in hidden_set if is_small(vals[k], threshold)})
+    secondary: set[str] = set()
+    reader = _Reader(sorted(vals), eqs)
+
+    def shown_bounds() -> dict[str, tuple[float, float]]:
+        out: dict[str, tuple[float, float]] = {}
+        for k in vals:
+            if k in hidden_set or k in secondary:
+                out[k] = (0.0, _INF)
+            elif k in primary:
+                out[k] = (1.0, float(threshold - 1))
+            else:
+                out[k] = (float(vals[k]),) * 2
+        return out
+
+    for _ in range(len(vals) + 1):
+        bounds = shown_bounds()
+        leaked = [k for k in sensitive if (b := reader.bounds_of(bounds, k))[0] == b[1]]
+        if not leaked:
+            break
+        # Withhold the smallest exact count among those that hold a leaked cell in place
+        # (nonzero multipliers of the reader's linear programs): least information lost.
+        support = reader.support(bounds, leaked[0])
+        candidates = sorted((c for c in support if c in published and c not in primary and c not in secondary
+                             and vals[c] > 0), key=lambda c: (vals[c], c))
+        if not candidates:
+            # Nothing exact holds it (cannot happen while a total is shown exactly): withhold
+            # every exact count rather than publish a recoverable cell.
+            secondary |= {k for k in published if k not in primary}
+            break
+        secondary.add(candidates[0])
+    bounds = shown_bounds()
+    display: dict[str, int | str] = {}
+    for k in published:
+        if k in primary:
+            display[k] = f"<{threshold}"
+        elif k in secondary:
+            lo, hi = reader.bounds_of(bounds, k)
+            display[k] = vals[k] if lo == hi else format_range(lo, hi)
+        else:
+            display[k] = vals[k]
+    return display
+
+
+# --------------------------------------------------------------------------- one study's counts
+
+# The eligible line of the attrition log says "12 exposed (...), 321 unexposed".
+_ELIGIBLE_SPLIT = re.compile(r"^\s*(\d+) exposed\b.*?,\s*(\d+) unexposed\b", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class StudyDisclosure:
+    """How every count of one study run is shown, decided once for every output.
+
+    Attributes
+    ----------
+    threshold : the study's small-cell threshold.
+    counts : display of ``screened``, ``eligible``, ``exposed``, ``unexposed`` and, when
+        matching ran, ``matched``, ``matched_exposed``, ``matched_unexposed``,
+        ``unmatched_exposed``, ``unmatched_unexposed``.
+    attrition : per attrition row, (remaining, excluded) as shown.
+    at_risk : numbers at risk of the Kaplan-Meier result (rows: the groups, columns: the
+        report times ``[models] km_times_days``) as shown; None without a KM result.
+    estimate_counts : ``(outcome, population)`` -> (patients, events) as shown.
+    ranges : true value -> display of every count withheld as a range, for free text.
+    few_exposed / few_matched : an arm of the eligible / matched cohort has fewer patients
+        than the threshold, so summary statistics of it (dose, SMDs) are withheld.
+    """
+
+    threshold: int
+    counts: dict[str, int | str]
+    attrition: tuple[tuple[int | str, int | str], ...]
+    at_risk: pd.DataFrame | None
+    estimate_counts: dict[tuple[str, str], tuple[int | str, int | str]]
+    ranges: dict[int, str]
+    few_exposed: bool
+    few_matched: bool
+
+    def count(self, name: str, value: object = None) -> object:
+        """The display of a named count (``value`` suppressed by the plain rule when unknown)."""
+        if name in self.counts:
+            return self.counts[name]
+        return suppress_small_cells(value, self.threshold)
+
+    def text(self, text: str) -> str:
+        """Free text (reasons, notes) with every count of people suppressed and no withheld count exact."""
+        return suppress_counts_in_text(text, self.threshold, self.ranges)
+
+
+def _arm_count(frame: pd.DataFrame | None, arm: int) -> int:
+    if frame is None or "exposed" not in frame.columns:
+        return 0
+    return int((frame["exposed"] == arm).sum())
+
+
+def study_disclosure(result: Any) -> StudyDisclosure:
+    """Decide how every count of a :class:`~retrocohort.study.results.StudyResult` is shown.
+
+    Builds the count family (attrition chain, eligible = exposed + unexposed, each arm =
+    matched + unmatched, numbers at risk at the report times, patients and events of the
+    estimates, and the differences between them a reader can take) and protects it with
+    :func:`protect_counts`. Every output (results.json, the CSVs, the figures, the HTML,
+    the printed summary) shows counts through this one object, so a count is shown the
+    same way everywhere.
+    """
+    study = getattr(result, "study", None)
+    threshold = _check_threshold(int(getattr(getattr(study, "report", None), "small_cell_threshold",
+                                             DEFAULT_THRESHOLD)))
+    values: dict[str, int] = {}
+    equations: list[Equation] = []
+    hidden: list[str] = []
+
+    attrition = getattr(result, "attrition", None)
+    rows = 0 if attrition is None else len(attrition)
+    remaining = [int(v) for v in attrition["remaining"]] if rows else []
+    excluded = [int(v) for v in attrition["excluded"]] if rows else []
+    for i in range(rows):
+        values[f"attrition_remaining_{i}"] = remaining[i]
+        values[f"attrition_excluded_{i}"] = excluded[i]
+        if i > 0 and remaining[i - 1] == remaining[i] + excluded[i]:
+            equations.append((f"attrition_remaining_{i - 1}",
+                              (f"attrition_remaining_{i}", f"attrition_excluded_{i}")))
+    counts = dict(getattr(result, "counts", {}) or {})
+    for key in ("screened", "eligible", "exposed", "unexposed"):
+        if counts.get(key) is not None:
+            values[key] = int(counts[key])
+    if rows and "screened" in values:
+        equations.append(("screened", ("attrition_remaining_0",)))
+    if rows and "eligible" in values:
+        equations.append(("eligible", (f"attrition_remaining_{rows - 1}",)))
+    if {"eligible", "exposed", "unexposed"} <= set(values) and values["eligible"] == values["exposed"] + values["unexposed"]:
+        equations.append(("eligible", ("exposed", "unexposed")))
+    # "x exposed, y unexposed" on the eligible line (before any complete-case step).
+    for i in range(rows):
+        reason = attrition["reason"].iloc[i] if "reason" in attrition.columns else None
+        match = _ELIGIBLE_SPLIT.match(reason) if isinstance(reason, str) else None
+        if match is None:
+            continue
+        x, y = int(match.group(1)), int(match.group(2))
+        values[f"row{i}_exposed"], values[f"row{i}_unexposed"] = x, y
+        if x + y == remaining[i]:
+            equations.append((f"attrition_remaining_{i}", (f"row{i}_exposed", f"row{i}_unexposed")))
+        for arm in ("exposed", "unexposed"):
+            if arm in values and values[f"row{i}_{arm}"] >= values[arm]:
+                # Complete-case exclusions per arm: a difference anyone can take.
+                values[f"row{i}_{arm}_dropped"] = values[f"row{i}_{arm}"] - values[arm]
+                hidden.append(f"row{i}_{arm}_dropped")
+                equations.append((f"row{i}_{arm}", (arm, f"row{i}_{arm}_dropped")))
+
+    matched = getattr(result, "matched", None)
+    # With replacement a control can sit in several matched sets; its rows are not patients to subtract.
+    unique = matched is not None and not bool(getattr(getattr(study, "matching", None), "replace", False))
+    if matched is not None:
+        me, mu = int(counts.get("matched_exposed") or 0), int(counts.get("matched_unexposed") or 0)
+        values.update(matched_exposed=me, matched_unexposed=mu, matched=me + mu)
+        equations.append(("matched", ("matched_exposed", "matched_unexposed")))
+        if unique and "exposed" in values and "unexposed" in values:
+            values["unmatched_exposed"] = values["exposed"] - me
+            values["unmatched_unexposed"] = values["unexposed"] - mu
+            if min(values["unmatched_exposed"], values["unmatched_unexposed"]) >= 0:
+                equations.append(("exposed", ("matched_exposed", "unmatched_exposed")))
+                equations.append(("unexposed", ("matched_unexposed", "unmatched_unexposed")))
+            else:
+                del values["unmatched_exposed"], values["unmatched_unexposed"]
+
+    # Numbers at risk at the report times: each a count, and each drop between two a hidden difference.
+    at_risk_true = None
+    km = getattr(result, "km", None)
+    times = [float(t) for t in getattr(getattr(study, "models", None), "km_times_days", ()) or ()]
+    if km is not None and callable(getattr(km, "at_risk", None)) and times:
+        times = sorted(set(times))
+        at_risk_true = km.at_risk(times)
+        for g in at_risk_true.index:
+            arm_total = None
+            if matched is not None and unique and str(g) in ("0", "1"):
+                arm_total = "matched_exposed" if str(g) == "1" else "matched_unexposed"
+            previous = arm_total
+            for j, t in enumerate(times):
+                name = f"at_risk_{g}_{j}"
+                values[name] = int(at_risk_true.loc[g].iloc[j])
+                if previous is not None and values[previous] >= values[name]:
+                    drop = f"{name}_drop"
+                    values[drop] = values[previous] - values[name]
+                    hidden.append(drop)
+                    equations.append((previous, (name, drop)))
+                previous = name
+
+    # Patients and events of the estimates; events of the full cohort minus those of the
+    # matched cohort are the events among the unmatched.
+    estimate_vars: dict[tuple[str, str], tuple[str, str]] = {}
+    for e in getattr(result, "estimates", ()) or ():
+        key = (e.outcome, e.population)
+        if key in estimate_vars:
+            continue
+        n_name = f"{e.outcome}_{e.population}_n"
+        ev_name = f"{e.outcome}_{e.population}_events"
+        values[n_name], values[ev_name] = int(e.n), int(e.n_events)
+        if e.population == "matched" and "matched" in values and values["matched"] == int(e.n):
+            equations.append(("matched", (n_name,)))
+        if e.population in ("full", "iptw") and values.get("eligible") == int(e.n):
+            equations.append(("eligible", (n_name,)))
+        estimate_vars[key] = (n_name, ev_name)
+    if unique:
+        for outcome in ("death_90d", "krt_liberation_90d"):
+            full = estimate_vars.get((outcome, "full")) or estimate_vars.get((outcome, "iptw"))
+            sub = estimate_vars.get((outcome, "matched"))
+            if full and sub and values[full[1]] >= values[sub[1]]:
+                diff = f"{outcome}_unmatched_events"
+                values[diff] = values[full[1]] - values[sub[1]]
+                hidden.append(diff)
+                equations.append((full[1], (sub[1], diff)))
+
+    display = protect_counts(values, equations, threshold, hidden=hidden)
+    ranges = {values[k]: str(v) for k, v in display.items() if isinstance(v, str) and not v.startswith("<")}
+    at_risk_shown = None
+    if at_risk_true is not None:
+        at_risk_shown = pd.DataFrame(
+            [[display[f"at_risk_{g}_{j}"] for j in range(len(times))] for g in at_risk_true.index],
+            index=at_risk_true.index, columns=at_risk_true.columns, dtype=object,
+        )
+    shown_counts = {k: display[k] for k in ("screened", "eligible", "exposed", "unexposed", "matched",
+                                            "matched_exposed", "matched_unexposed", "unmatched_exposed",
+                                            "unmatched_unexposed") if k in display}
+    few_exposed = any(is_small(values.get(k), threshold) for k in ("exposed", "unexposed"))
+    few_matched = matched is not None and any(
+        is_small(values.get(k), threshold) for k in ("matched_exposed", "matched_unexposed"))
+    return StudyDisclosure(
+        threshold=threshold,
+        counts=shown_counts,
+        attrition=tuple((display[f"attrition_remaining_{i}"], display[f"attrition_excluded_{i}"])
+                        for i in range(rows)),
+        at_risk=at_risk_shown,
+        estimate_counts={k: (display[n], display[ev]) for k, (n, ev) in estimate_vars.items()},
+        ranges=ranges,
+        few_exposed=few_exposed,
+        few_matched=few_matched,
+    )
+
+
+def format_display(shown: object) -> str:
+    """A count as :class:`StudyDisclosure` shows it, as report text: ``"1,234"``, ``"<5"``, ``"96-99"``, "—"."""
+    if shown is None or (isinstance(shown, float) and math.isnan(shown)):
+        return "\u2014"
+    if isinstance(shown, bool):
+        return str(shown)
+    if isinstance(shown, Real) and float(shown) == int(shown):
+        return f"{int(shown):,}"
+    return str(shown)
