@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from numbers import Real
@@ -380,6 +381,9 @@ def protect_counts(
 
 # --------------------------------------------------------------------------- one study's counts
 
+# "outcome common (79% >= 15%)": an observed percentage of patients in the E-value's method.
+_OBSERVED_PERCENT = re.compile(r"\(\d+(?:\.\d+)?%\s*(?=>=|<|>)")
+
 # The eligible line of the attrition log says "12 exposed (...), 321 unexposed".
 _ELIGIBLE_SPLIT = re.compile(r"^\s*(\d+) exposed\b.*?,\s*(\d+) unexposed\b", re.DOTALL)
 
@@ -391,7 +395,8 @@ class StudyDisclosure:
     Attributes
     ----------
     threshold : the study's small-cell threshold.
-    counts : display of ``screened``, ``eligible``, ``exposed``, ``unexposed`` and, when
+    counts : display of ``screened``, ``excluded`` (screened - eligible), ``eligible``, ``exposed``,
+        ``unexposed`` and, when
         matching ran, ``matched``, ``matched_exposed``, ``matched_unexposed``,
         ``unmatched_exposed``, ``unmatched_unexposed``.
     attrition : per attrition row, (remaining, excluded) as shown.
@@ -413,14 +418,25 @@ class StudyDisclosure:
     few_matched: bool
 
     def count(self, name: str, value: object = None) -> object:
-        """The display of a named count (``value`` suppressed by the plain rule when unknown)."""
+        """The display of a named count (``counts`` keys, or ``attrition_remaining_<i>`` /
+        ``attrition_excluded_<i>``); ``value`` by the plain rule when the name is unknown."""
         if name in self.counts:
             return self.counts[name]
+        match = re.fullmatch(r"attrition_(remaining|excluded)_(\d+)", name)
+        if match and int(match.group(2)) < len(self.attrition):
+            return self.attrition[int(match.group(2))][0 if match.group(1) == "remaining" else 1]
         return suppress_small_cells(value, self.threshold)
 
     def text(self, text: str) -> str:
-        """Free text (reasons, notes) with every count of people suppressed and no withheld count exact."""
-        return suppress_counts_in_text(text, self.threshold, self.ranges)
+        """Free text (reasons, notes) with every count of people suppressed and no withheld count exact.
+
+        The E-value's "outcome common (79% >= 15%)" loses its observed percentage when the matched
+        cohort's size is not shown exactly (events / percentage would give it back).
+        """
+        out = suppress_counts_in_text(text, self.threshold, self.ranges)
+        if not isinstance(self.counts.get("matched", 0), int):
+            out = _OBSERVED_PERCENT.sub("(", out)
+        return out
 
 
 def _arm_count(frame: pd.DataFrame | None, arm: int) -> int:
@@ -429,7 +445,28 @@ def _arm_count(frame: pd.DataFrame | None, arm: int) -> int:
     return int((frame["exposed"] == arm).sum())
 
 
+# Results are frozen, so one decision per result object serves every output of it.
+_DISCLOSURES: dict[int, tuple[weakref.ref, StudyDisclosure]] = {}
+
+
 def study_disclosure(result: Any) -> StudyDisclosure:
+    """Decide how every count of a :class:`~retrocohort.study.results.StudyResult` is shown (cached per result).
+
+    See :func:`decide_disclosure`.
+    """
+    cached = _DISCLOSURES.get(id(result))
+    if cached is not None and cached[0]() is result:
+        return cached[1]
+    decision = decide_disclosure(result)
+    try:
+        key = id(result)
+        _DISCLOSURES[key] = (weakref.ref(result, lambda _ref, key=key: _DISCLOSURES.pop(key, None)), decision)
+    except TypeError:  # not weak-referenceable (a plain stand-in): no cache
+        pass
+    return decision
+
+
+def decide_disclosure(result: Any) -> StudyDisclosure:
     """Decide how every count of a :class:`~retrocohort.study.results.StudyResult` is shown.
 
     Builds the count family (attrition chain, eligible = exposed + unexposed, each arm =
@@ -464,6 +501,10 @@ def study_disclosure(result: Any) -> StudyDisclosure:
         equations.append(("screened", ("attrition_remaining_0",)))
     if rows and "eligible" in values:
         equations.append(("eligible", (f"attrition_remaining_{rows - 1}",)))
+    if rows > 1 and remaining[0] >= remaining[-1]:
+        # The flow diagram's and the printed summary's "excluded" total.
+        values["excluded"] = remaining[0] - remaining[-1]
+        equations.append(("attrition_remaining_0", (f"attrition_remaining_{rows - 1}", "excluded")))
     if {"eligible", "exposed", "unexposed"} <= set(values) and values["eligible"] == values["exposed"] + values["unexposed"]:
         equations.append(("eligible", ("exposed", "unexposed")))
     # "x exposed, y unexposed" on the eligible line (before any complete-case step).
@@ -554,7 +595,7 @@ def study_disclosure(result: Any) -> StudyDisclosure:
             [[display[f"at_risk_{g}_{j}"] for j in range(len(times))] for g in at_risk_true.index],
             index=at_risk_true.index, columns=at_risk_true.columns, dtype=object,
         )
-    shown_counts = {k: display[k] for k in ("screened", "eligible", "exposed", "unexposed", "matched",
+    shown_counts = {k: display[k] for k in ("screened", "excluded", "eligible", "exposed", "unexposed", "matched",
                                             "matched_exposed", "matched_unexposed", "unmatched_exposed",
                                             "unmatched_unexposed") if k in display}
     few_exposed = any(is_small(values.get(k), threshold) for k in ("exposed", "unexposed"))
