@@ -578,7 +578,7 @@ def flow_diagram(
     exclusions = attrition.iloc[1:]
     exclusions = exclusions[pd.to_numeric(exclusions["excluded"], errors="coerce").fillna(0) > 0]
     total_excluded = int(pd.to_numeric(exclusions["excluded"]).sum()) if len(exclusions) else 0
-    lines = [f"Excluded ({n(total_excluded, 'excluded_total')})"]
+    lines = [f"Excluded ({n(total_excluded, 'excluded')})"]
     for position, row in exclusions.iterrows():
         reason = row[reason_col] if isinstance(row[reason_col], str) and row[reason_col] else step_label(row["step"])
         reason = text(exclusion_reason(reason))
