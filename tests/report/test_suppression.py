@@ -77,16 +77,21 @@ def test_table_one_small_counts_hidden_continuous_kept():
     out = suppress_table_one(raw, threshold=5)
     assert out.shape == raw.shape
     sex_row = [i for i in raw.index if str(i).startswith("sex")][0]
-    # "sex = M (%)" shows M: 17 exposed, 20 unexposed: kept; the n row kept (20, 40)
-    assert out.loc[sex_row].tolist() == raw.loc[sex_row].tolist()
-    high = suppress_table_one(raw, threshold=25)
     exposed_col = [c for c in raw.columns if str(c).strip() == "1"][0]
     unexposed_col = [c for c in raw.columns if str(c).strip() == "0"][0]
+    # "sex = M (%)" shows M: 20 unexposed kept; 17 of 20 exposed men would give the 3 exposed
+    # women back (20 - 17), so the cell is the range a reader could derive anyway, without its %.
+    assert out.loc[sex_row, unexposed_col] == raw.loc[sex_row, unexposed_col]
+    assert out.loc[sex_row, exposed_col] == "16-19"
+    assert out.loc["n"].tolist() == raw.loc["n"].tolist()
+    high = suppress_table_one(raw, threshold=25)
     assert high.loc["n", exposed_col] == "<25" and high.loc["n", unexposed_col] == raw.loc["n", unexposed_col]
     assert high.loc[sex_row, exposed_col] == "<25"  # 17 (85.0) hidden whole, percentage too
     assert high.loc[sex_row, unexposed_col] == "<25"  # 20 (50.0)
     age_row = [i for i in raw.index if str(i).startswith("age")][0]
-    assert high.loc[age_row].tolist() == raw.loc[age_row].tolist()  # mean (SD) and SMD untouched
+    assert out.loc[age_row].tolist() == raw.loc[age_row].tolist()  # mean (SD) and SMD untouched
+    # ... unless an arm has fewer patients than the threshold: its mean is (nearly) theirs, and so is the SMD.
+    assert high.loc[age_row, exposed_col] == "withheld" and high.loc[age_row, "SMD"] == "withheld"
 
 
 def test_weighted_counts_of_a_matched_table_one_are_suppressed_too():
