@@ -40,6 +40,7 @@ from .formatting import (
 from .suppression import (
     DEFAULT_THRESHOLD,
     StudyDisclosure,
+    coarsen_curve,
     format_count,
     format_display,
     is_small,
@@ -773,14 +774,16 @@ def study_figures(result: Any) -> dict[str, Figure]:
         )
     if result.km is not None:
         times = [t for t in result.study.models.km_times_days if t <= horizon] or [0.0, horizon]
+        # Curves drawn with steps of at least threshold events and no censor ticks (coarsen_curve):
+        # a step of one death, or a tick at one patient's last day, would show that patient.
         figures["km_death"] = kaplan_meier_plot(
-            result.km, times, labels, getattr(result.logrank, "p_value", None), threshold=threshold,
+            coarsen_curve(result.km.table, threshold) if threshold else result.km, times, labels, getattr(result.logrank, "p_value", None), threshold=threshold,
             at_risk_shown=disclosure.at_risk if disclosure.at_risk is not None and {float(t) for t in times} <= {
                 float(c) for c in disclosure.at_risk.columns} else None,
         )
     if result.cif is not None:
         figures["cif_krt"] = cumulative_incidence_plot(
-            result.cif, labels, getattr(result.gray, "p_value", None), horizon=horizon,
+            coarsen_curve(result.cif.table, threshold) if threshold else result.cif, labels, getattr(result.gray, "p_value", None), horizon=horizon,
             ylabel="Cumulative incidence of KRT liberation",
         )
     finite = [e for e in result.estimates if np.isfinite(e.estimate)]

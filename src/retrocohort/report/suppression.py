@@ -623,3 +623,63 @@ def format_display(shown: object) -> str:
     if isinstance(shown, Real) and float(shown) == int(shown):
         return f"{int(shown):,}"
     return str(shown)
+
+
+def coarsen_curve(table: pd.DataFrame, threshold: int = DEFAULT_THRESHOLD) -> pd.DataFrame:
+    """A survival or cumulative-incidence table with steps of at least ``threshold`` events.
+
+    Parameters
+    ----------
+    table : per-event-time rows (``time``, ``n_event``, the curve's value and limits; optionally
+        ``group``, ``n_censor``), as ``kaplan_meier(...).table`` or ``cumulative_incidence(...).table``.
+    threshold : the small-cell threshold; 0 returns the table unchanged.
+
+    Returns
+    -------
+    Per group, only the rows at which the events since the last kept row (weighted, as the
+    table counts them) reach the threshold, with ``n_event`` = those events and ``n_censor`` = 0.
+    The values kept are the curve's own at those times, so the coarse curve is the curve read
+    at fewer times: every step drawn or tabulated is at least ``threshold`` events, no step
+    of one death gives that death back, and no censor tick marks one patient's last day.
+    Events after the last kept row (fewer than the threshold) are not shown.
+    """
+    threshold = _check_threshold(threshold)
+    if threshold == 0 or table.empty:
+        return table.copy()
+    if "n_event" not in table.columns or "time" not in table.columns:
+        raise InputError(f"coarsen_curve: the table needs columns time and n_event (has {list(table.columns)})")
+    parts = [table] if "group" not in table.columns else [table[table["group"] == g]
+                                                           for g in dict.fromkeys(table["group"])]
+    kept = []
+    for part in parts:
+        part = part.sort_values("time", kind="stable")
+        events = part["n_event"].to_numpy(dtype=float)
+        rows, steps, since = [], [], 0.0
+        for k, d in enumerate(events):
+            since += d
+            if since >= threshold - 1e-9:
+                rows.append(k)
+                steps.append(since)
+                since = 0.0
+        coarse = part.iloc[rows].copy()
+        coarse["n_event"] = steps
+        if coarse.empty and len(part):
+            # Fewer events than the threshold in this arm: a flat curve from time 0, so the arm
+            # is still drawn (and named in the legend) without showing any of its steps.
+            start = part.iloc[:1].copy()
+            for column in start.columns:
+                if column not in ("group",) and pd.api.types.is_numeric_dtype(start[column]):
+                    start[column] = np.nan
+            start["time"], start["n_event"] = 0.0, 0.0
+            for column, flat in (("survival", 1.0), ("cif", 0.0)):
+                if column in start.columns:
+                    start[column] = flat
+                    for limit in ("lower", "upper"):
+                        if limit in start.columns:
+                            start[limit] = flat if column == "survival" else np.nan
+            coarse = start
+        kept.append(coarse)
+    out = pd.concat(kept, ignore_index=True) if kept else table.iloc[:0].copy()
+    if "n_censor" in out.columns:
+        out["n_censor"] = 0.0
+    return out

@@ -39,6 +39,7 @@ from ..report import figures as report_figures
 from ..report import render_html
 from ..report.suppression import (
     StudyDisclosure,
+    coarsen_curve,
     is_small,
     study_disclosure,
     suppress_small_cells,
@@ -498,53 +499,44 @@ def _estimate_counts(estimate: Any, disclosure: StudyDisclosure) -> tuple[Any, A
 def curve_table(result: StudyResult, which: str, disclosure: StudyDisclosure | None = None) -> pd.DataFrame:
     """A survival curve at the study's report times (``[models] km_times_days``), per arm.
 
-    ``which`` is ``"km"`` (survival, lower, upper) or ``"cif"`` (cif, lower, upper). The
-    per-event-time table is not published: consecutive numbers at risk differ by the few
-    patients who died or were censored between them, and a step of one death gives that
-    death back. At each report time the value of the curve (the last step at or before it)
-    is shown with the number at risk of :func:`study_disclosure`; a value is withheld (NaN)
-    when the events of that arm up to the time, or since the last time shown, are between
-    1 and threshold - 1 (the curve would give them back).
+    ``which`` is ``"km"`` (survival, lower, upper, n_risk) or ``"cif"`` (cif, lower, upper).
+    The per-event-time table is not published: consecutive numbers at risk differ by the
+    few patients who died or were censored between them, and a step of one death gives
+    that death back. The value at each report time is that of the curve as the figures draw
+    it (:func:`~retrocohort.report.suppression.coarsen_curve`: steps of at least threshold
+    events), so table and figure agree and neither shows a step of fewer events.
     """
     disclosure = study_disclosure(result) if disclosure is None else disclosure
     fit = result.km if which == "km" else result.cif
     value = "survival" if which == "km" else "cif"
     times = sorted({float(t) for t in result.study.models.km_times_days})
     labels = _labels(result)
-    columns = ["arm", "time", value, "lower", "upper", "n_risk"]
+    columns = ["arm", "time", value, "lower", "upper"] + (["n_risk"] if which == "km" else [])
     if fit is None or not times:
         return pd.DataFrame(columns=columns)
-    table = fit.table
-    groups = list(dict.fromkeys(table["group"])) if "group" in table.columns else [None]
+    table = coarsen_curve(fit.table, disclosure.threshold)
+    groups = list(dict.fromkeys(fit.table["group"])) if "group" in fit.table.columns else [None]
     rows = []
     for g in groups:
         part = table if g is None else table[table["group"] == g]
         t = part["time"].to_numpy(dtype=float)
-        events = np.cumsum(part["n_event"].to_numpy(dtype=float)) if "n_event" in part.columns else None
-        start = 1.0 if which == "km" else 0.0
-        shown_events = 0.0
         for j, at in enumerate(times):
             k = int(np.searchsorted(t, at, side="right")) - 1
-            cells = {c: (start if c == value else np.nan) if k < 0 else float(part[c].iloc[k])
-                     for c in (value, "lower", "upper") if c in part.columns}
-            if k < 0 and which == "km":
-                cells.update(lower=1.0, upper=1.0)
-            so_far = 0.0 if (events is None or k < 0) else float(events[k])
-            if is_small(so_far, disclosure.threshold) or is_small(so_far - shown_events, disclosure.threshold):
-                cells = {c: np.nan for c in cells}
+            if k >= 0:
+                cells = {c: float(part[c].iloc[k]) for c in (value, "lower", "upper") if c in part.columns}
+            elif which == "km":
+                cells = {value: 1.0, "lower": 1.0, "upper": 1.0}
             else:
-                shown_events = so_far
-            n_risk = None
-            if disclosure.at_risk is not None and g in disclosure.at_risk.index:
-                n_risk = disclosure.at_risk.loc[g].iloc[j]
+                cells = {value: 0.0, "lower": np.nan, "upper": np.nan}
             arm = labels.get(int(g), str(g)) if g is not None and str(g).lstrip("-").isdigit() else str(g)
             row = {"arm": arm, "time": at, **cells}
             if which == "km":
                 # The numbers at risk are those of death (KM); KRT liberation's risk set differs
                 # and is not published.
-                row["n_risk"] = n_risk
+                row["n_risk"] = (disclosure.at_risk.loc[g].iloc[j]
+                                 if disclosure.at_risk is not None and g in disclosure.at_risk.index else None)
             rows.append(row)
-    return pd.DataFrame(rows, columns=columns if which == "km" else columns[:-1])
+    return pd.DataFrame(rows, columns=columns)
 
 
 def matching_counts_table(result: StudyResult, disclosure: StudyDisclosure | None = None) -> pd.DataFrame | None:
