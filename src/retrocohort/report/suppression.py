@@ -335,7 +335,8 @@ def protect_counts(
     if threshold == 0:
         return {k: vals[k] for k in published}
     primary = {k for k in published if is_small(vals[k], threshold)}
-    sensitive = sorted(primary | {k for k in hidden_set if is_small(vals[k], threshold)})
+    # With threshold 2, "<2" is exactly 1: the display itself tells, and no neighbour can help it.
+    sensitive = sorted((primary if threshold > 2 else set()) | {k for k in hidden_set if is_small(vals[k], threshold)})
     secondary: set[str] = set()
     reader = _Reader(sorted(vals), eqs)
 
@@ -360,6 +361,13 @@ def protect_counts(
         support = reader.support(bounds, leaked[0])
         candidates = sorted((c for c in support if c in published and c not in primary and c not in secondary
                              and vals[c] > 0), key=lambda c: (vals[c], c))
+        if not candidates:
+            # Small cells holding each other in place (b + d = c2 with all three "<3"): show another
+            # of them as the range the others allow instead of "<threshold".
+            candidates = sorted((c for c in support if c in primary and c not in leaked[:1]),
+                                key=lambda c: (vals[c], c))
+            if candidates:
+                primary.discard(candidates[0])
         if not candidates:
             # Nothing exact holds it (cannot happen while a total is shown exactly): withhold
             # every exact count rather than publish a recoverable cell.
