@@ -314,6 +314,17 @@ def read_outputs(scan: Scan, out: Path, summary: str, result) -> None:
     for when in ("before", "after"):
         if f"table1_{when}" in read:
             table_one(scan, read[f"table1_{when}"], when, result, f"table1_{when}.csv")
+    if result.matched is not None:
+        # Table 1 before minus after: the unmatched patients of an arm with that characteristic.
+        for var in [v for v in scan.truth if v.startswith("before") and not v.endswith(":complement")]:
+            after = "after" + var[len("before"):]
+            if after in scan.truth:
+                arm = var[len("before")]
+                diff = f"{var}:unmatched"
+                unmatched = "unmatched_exposed" if arm == "1" else "unmatched_unexposed"
+                scan.truth[diff] = scan.truth[var] - scan.truth[after]
+                scan.truth[f"{diff}:rest"] = scan.truth[unmatched] - scan.truth[diff]
+                scan.equations += [(var, (after, diff)), (unmatched, (diff, f"{diff}:rest"))]
     if "balance" in read:
         small_before = 0 < min(result.counts["exposed"], result.counts["unexposed"]) < t
         if small_before and any(v not in ("", "nan") for v in read["balance"]["smd_before"]):

@@ -17,7 +17,7 @@ import math
 import re
 import weakref
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from numbers import Real
 from typing import Any
 
@@ -317,7 +317,8 @@ def protect_counts(
     equations : ``(total, parts)`` relations a reader can use (total = sum of parts).
     threshold : small-cell threshold; 0 disables (every published count exact).
     hidden : variables that are never shown (differences a reader can take); they are
-        protected when small but get no display.
+        protected when small but get no display. The reader is modelled as knowing them as
+        they would be shown (stronger than the real reader, so the result is safe for it).
 
     Returns
     -------
@@ -334,16 +335,20 @@ def protect_counts(
     published = [k for k in vals if k not in hidden_set]
     if threshold == 0:
         return {k: vals[k] for k in published}
-    primary = {k for k in published if is_small(vals[k], threshold)}
+    # Hidden cells (differences nobody prints) are modelled as if the reader knew them as they
+    # would be shown ("<5", or exact): a reader stronger than the real one, so what is safe for
+    # this reader is safe, and the ranges printed (derived from its knowledge) tell the real
+    # reader nothing more. Withholding a hidden cell from this reader costs nothing printed.
+    primary = {k for k in vals if is_small(vals[k], threshold)}
     # With threshold 2, "<2" is exactly 1: the display itself tells, and no neighbour can help it.
-    sensitive = sorted((primary if threshold > 2 else set()) | {k for k in hidden_set if is_small(vals[k], threshold)})
+    sensitive = sorted(k for k in primary if threshold > 2 or k in hidden_set)
     secondary: set[str] = set()
     reader = _Reader(sorted(vals), eqs)
 
     def shown_bounds() -> dict[str, tuple[float, float]]:
         out: dict[str, tuple[float, float]] = {}
         for k in vals:
-            if k in hidden_set or k in secondary:
+            if k in secondary:
                 out[k] = (0.0, _INF)
             elif k in primary:
                 out[k] = (1.0, float(threshold - 1))
@@ -351,37 +356,37 @@ def protect_counts(
                 out[k] = (float(vals[k]),) * 2
         return out
 
-    for _ in range(len(vals) + 1):
+    for _ in range(2 * len(vals) + 1):
         bounds = shown_bounds()
         leaked = [k for k in sensitive if (b := reader.bounds_of(bounds, k))[0] == b[1]]
         if not leaked:
             break
-        # Withhold the smallest exact count among those that hold a leaked cell in place
-        # (nonzero multipliers of the reader's linear programs): least information lost.
-        support = reader.support(bounds, leaked[0])
-        candidates = sorted((c for c in support if c in published and c not in primary and c not in secondary
-                             and vals[c] > 0), key=lambda c: (vals[c], c))
+        # Among the cells that hold a leaked cell in place (nonzero multipliers of the reader's
+        # linear programs) withhold a hidden one first (nothing printed changes), else the
+        # smallest exact count (least information lost), else another small cell as a range
+        # (small cells holding each other: b + d = c2 with all three "<3").
+        support = reader.support(bounds, leaked[0]) - secondary
+        candidates = sorted((c for c in support if c in hidden_set and c not in leaked[:1]),
+                            key=lambda c: (vals[c], c))
+        candidates += sorted((c for c in support if c in published and c not in primary and vals[c] > 0),
+                             key=lambda c: (vals[c], c))
+        candidates += sorted((c for c in support if c in published and c in primary and c not in leaked[:1]),
+                             key=lambda c: (vals[c], c))
         if not candidates:
-            # Small cells holding each other in place (b + d = c2 with all three "<3"): show another
-            # of them as the range the others allow instead of "<threshold".
-            candidates = sorted((c for c in support if c in primary and c not in leaked[:1]),
-                                key=lambda c: (vals[c], c))
-            if candidates:
-                primary.discard(candidates[0])
-        if not candidates:
-            # Nothing exact holds it (cannot happen while a total is shown exactly): withhold
-            # every exact count rather than publish a recoverable cell.
+            # Nothing left to withhold around it (cannot happen while a total is shown exactly):
+            # withhold every count rather than publish a recoverable cell.
             secondary |= {k for k in published if k not in primary}
             break
+        primary.discard(candidates[0])
         secondary.add(candidates[0])
     bounds = shown_bounds()
     display: dict[str, int | str] = {}
     for k in published:
-        if k in primary:
-            display[k] = f"<{threshold}"
-        elif k in secondary:
+        if k in secondary:
             lo, hi = reader.bounds_of(bounds, k)
             display[k] = vals[k] if lo == hi else format_range(lo, hi)
+        elif k in primary:
+            display[k] = f"<{threshold}"
         else:
             display[k] = vals[k]
     return display
@@ -414,6 +419,9 @@ class StudyDisclosure:
     ranges : true value -> display of every count withheld as a range, for free text.
     few_exposed / few_matched : an arm of the eligible / matched cohort has fewer patients
         than the threshold, so summary statistics of it (dose, SMDs) are withheld.
+    table_one : ``("before" | "after", row label, arm column "0" | "1")`` -> display of that
+        ``n (%)`` cell's count (its complement in the arm and the unmatched patients with that
+        characteristic, before minus after, are protected too).
     """
 
     threshold: int
@@ -424,6 +432,7 @@ class StudyDisclosure:
     ranges: dict[int, str]
     few_exposed: bool
     few_matched: bool
+    table_one: dict[tuple[str, str, str], int | str] = field(default_factory=dict)
 
     def count(self, name: str, value: object = None) -> object:
         """The display of a named count (``counts`` keys, or ``attrition_remaining_<i>`` /
@@ -595,8 +604,10 @@ def decide_disclosure(result: Any) -> StudyDisclosure:
                 hidden.append(diff)
                 equations.append((full[1], (sub[1], diff)))
 
+    table_one_vars = _table_one_family(result, values, equations, hidden, unique)
     display = protect_counts(values, equations, threshold, hidden=hidden)
-    ranges = {values[k]: str(v) for k, v in display.items() if isinstance(v, str) and not v.startswith("<")}
+    ranges = {values[k]: str(v) for k, v in display.items()
+              if isinstance(v, str) and not v.startswith("<") and not k.startswith("t1|")}
     at_risk_shown = None
     if at_risk_true is not None:
         at_risk_shown = pd.DataFrame(
@@ -619,7 +630,66 @@ def decide_disclosure(result: Any) -> StudyDisclosure:
         ranges=ranges,
         few_exposed=few_exposed,
         few_matched=few_matched,
+        table_one={key: display[name] for key, name in table_one_vars.items()},
     )
+
+
+def _table_one_family(
+    result: Any, values: dict[str, int], equations: list[Equation], hidden: list[str], unique: bool
+) -> dict[tuple[str, str, str], str]:
+    """Add Table 1's counts to the family: each ``n (%)`` cell, its complement in the arm, and the
+    difference between before and after matching (the unmatched patients with that characteristic).
+
+    Returns ``(when, row label, arm column) -> variable name``; weighted tables (non-whole counts)
+    and tables whose ``n`` row does not match the arm counts are left to the plain rule.
+    """
+    out: dict[tuple[str, str, str], str] = {}
+    arm_names = {"before": {"0": "unexposed", "1": "exposed"},
+                 "after": {"0": "matched_unexposed", "1": "matched_exposed"}}
+    for when in ("before", "after"):
+        table = getattr(result, f"table_one_{when}", None)
+        if not isinstance(table, pd.DataFrame) or "n" not in [str(i).strip() for i in table.index]:
+            continue
+        for column in table.columns:
+            arm = str(column).strip()
+            total = arm_names[when].get(arm)
+            if total is None or total not in values:
+                continue
+            n_cell = str(table[column].iloc[[str(i).strip() for i in table.index].index("n")]).strip()
+            if not re.fullmatch(r"\d+(\.0+)?", n_cell) or int(float(n_cell)) != values[total]:
+                continue
+            cells = {}
+            for label, cell in table[column].items():
+                match = re.match(r"^\s*(\d+(?:\.\d+)?)\s*\(", str(cell))
+                if match is None or "(%)" not in str(label) and str(label) == str(label).lstrip():
+                    continue
+                count = float(match.group(1))
+                if count != int(count):
+                    cells = {}
+                    break  # a weighted table: its counts are not patients to subtract
+                cells[str(label)] = int(count)
+            for label, count in cells.items():
+                name = f"t1|{when}|{label}|{arm}"
+                rest = f"{name}|rest"
+                values[name], values[rest] = count, values[total] - count
+                hidden.append(rest)
+                equations.append((total, (name, rest)))
+                out[(when, label, arm)] = name
+    if unique:
+        for (when, label, arm), name in list(out.items()):
+            after = out.get(("after", label, arm)) if when == "before" else None
+            if after is not None and values[name] >= values[after]:
+                diff = f"{name}|unmatched"
+                values[diff] = values[name] - values[after]
+                hidden.append(diff)
+                equations.append((name, (after, diff)))
+                unmatched = "unmatched_exposed" if arm == "1" else "unmatched_unexposed"
+                if unmatched in values and values[unmatched] >= values[diff]:
+                    # ... and they are some of the unmatched patients of that arm.
+                    values[f"{diff}|rest"] = values[unmatched] - values[diff]
+                    hidden.append(f"{diff}|rest")
+                    equations.append((unmatched, (diff, f"{diff}|rest")))
+    return out
 
 
 def format_display(shown: object) -> str:

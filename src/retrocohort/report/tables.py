@@ -237,7 +237,8 @@ WITHHELD = "withheld"
 
 
 def suppress_table_one(
-    table: pd.DataFrame, threshold: int = DEFAULT_THRESHOLD, arm_counts: Mapping[str, object] | None = None
+    table: pd.DataFrame, threshold: int = DEFAULT_THRESHOLD, arm_counts: Mapping[str, object] | None = None,
+    cell_counts: Mapping[tuple[str, str], object] | None = None,
 ) -> pd.DataFrame:
     """Table 1 with small counts suppressed: the ``n`` row and every ``n (%)`` cell.
 
@@ -258,6 +259,8 @@ def suppress_table_one(
     threshold : the small-cell threshold.
     arm_counts : the display of each arm column's n (e.g. from
         :func:`~retrocohort.report.suppression.study_disclosure`); default: the n row by the plain rule.
+    cell_counts : ``(row label, arm column) -> display`` of the ``n (%)`` cells decided with the rest
+        of the study's counts (``StudyDisclosure.table_one``); these replace the yes/no complement rule.
     """
     if not isinstance(table, pd.DataFrame):
         raise InputError(f"suppress_table_one: expected a DataFrame; got {type(table).__name__}")
@@ -284,12 +287,13 @@ def suppress_table_one(
             else:
                 values[k] = suppress_small_cells(v, threshold)
         out[column] = pd.Series(values, index=out.index, dtype=object)
-    return _protect_table_one(table, out, labels, count_rows, label_name, threshold, arm_counts or {})
+    return _protect_table_one(table, out, labels, count_rows, label_name, threshold, arm_counts or {},
+                              cell_counts or {})
 
 
 def _protect_table_one(
     raw: pd.DataFrame, out: pd.DataFrame, labels: pd.Series, count_rows: np.ndarray, label_name: Any,
-    threshold: int, arm_counts: Mapping[str, object],
+    threshold: int, arm_counts: Mapping[str, object], cell_counts: Mapping[tuple[str, str], object],
 ) -> pd.DataFrame:
     """Complements of yes/no rows, percentages of inexact arms, statistics of small arms (see suppress_table_one)."""
     if threshold == 0:
@@ -327,8 +331,13 @@ def _protect_table_one(
                 if match is None or isinstance(values[k], str) and values[k].startswith("<"):
                     continue
                 count = float(match.group(1))
-                if not exact:
+                decided = cell_counts.get((str(raw.index[k]), str(column).strip()))
+                if decided is not None and not isinstance(decided, (int, float)):
+                    values[k] = str(decided)  # "<5" or a range: no percentage
+                elif not exact:
                     values[k] = f"{count:g}"
+                elif decided is not None:
+                    continue  # exact, with its percentage
                 elif binary[k] and is_small(n_true - count, threshold):
                     values[k] = format_range(max(n_true - threshold + 1, 0), n_true - 1)
             elif few and str(cell).strip() not in ("", "nan"):
@@ -376,7 +385,10 @@ def table_one_combined(result: Any) -> pd.DataFrame | None:
         if disclosure is not None:
             names = ("unexposed", "exposed") if title.startswith("Before") else ("matched_unexposed", "matched_exposed")
             arm_counts = {"0": disclosure.counts.get(names[0]), "1": disclosure.counts.get(names[1])}
-        shown = suppress_table_one(table, threshold, arm_counts=arm_counts)
+        when = "before" if title.startswith("Before") else "after"
+        cells = {(label, arm): v for (w, label, arm), v in disclosure.table_one.items() if w == when} \
+            if disclosure is not None else None
+        shown = suppress_table_one(table, threshold, arm_counts=arm_counts, cell_counts=cells)
         label_name = next((c for c in ("variable", "characteristic", "Characteristic", "label", "")
                            if c in shown.columns and shown[c].dtype == object), None)
         if label_name is not None:

@@ -587,12 +587,12 @@ def build_tables(result: StudyResult) -> dict[str, pd.DataFrame]:
         {"quantity": list(result.counts),
          "value": pd.Series([disclosure.count(k, v) for k, v in result.counts.items()], dtype=object)},
     )
-    if result.table_one_before is not None:
-        tables["table1_before"] = suppress_table_one(result.table_one_before, threshold,
-                                                     arm_counts=_arm_counts(disclosure, "before"))
-    if result.table_one_after is not None:
-        tables["table1_after"] = suppress_table_one(result.table_one_after, threshold,
-                                                    arm_counts=_arm_counts(disclosure, "after"))
+    for when in ("before", "after"):
+        table_one = getattr(result, f"table_one_{when}")
+        if table_one is not None:
+            cells = {(label, arm): v for (w, label, arm), v in disclosure.table_one.items() if w == when}
+            tables[f"table1_{when}"] = suppress_table_one(table_one, threshold, arm_counts=_arm_counts(disclosure, when),
+                                                          cell_counts=cells)
     tables["balance"] = balance_table(result, disclosure)
     estimates = pd.DataFrame(
         [
