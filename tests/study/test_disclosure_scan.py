@@ -40,7 +40,8 @@ import pytest
 from retrocohort import cli
 from retrocohort.study.outputs import write_outputs
 from retrocohort.study.pipeline import analyse_cohort
-from retrocohort.study.spec import default_study
+from retrocohort.errors import RetrocohortError
+from retrocohort.study.spec import default_study, parse_study
 from tests.study.test_pipeline import make_cohort
 
 INF = math.inf
@@ -78,7 +79,11 @@ def tiny_cohort(n: int, n_exposed: int, seed: int, no_events: int | None = None,
 
 
 CASES = {
+    # name: a cohort, or (cohort, study options)
     "one_exposed": lambda: tiny_cohort(12, 1, seed=1),
+    "matched_with_replacement": lambda: (make_cohort(n=120, seed=6), {"matching": {"replace": True}}),
+    "threshold_3": lambda: (tiny_cohort(40, 4, seed=3), {"report": {"small_cell_threshold": 3}}),
+    "threshold_11": lambda: (make_cohort(n=200, seed=5), {"report": {"small_cell_threshold": 11}}),
     "two_exposed": lambda: tiny_cohort(30, 2, seed=2),
     "four_exposed": lambda: tiny_cohort(40, 4, seed=3),
     "no_deaths_exposed": lambda: tiny_cohort(50, 9, seed=4, no_events=1),
@@ -187,11 +192,13 @@ class Scan:
         """Free text: "3 exposed", "events (3)", "n = 3", "3 (42.9)" with a small count."""
         text = str(text).replace("\u00a0", " ")
         # "up to 2 unexposed patients" is the matching ratio (a design option), not a count.
-        pats = [rf"(?<![\w.<>=\-])(?<!up to )(\d+)\s+(?:{COUNT_WORDS})\b", rf"\b(?:{COUNT_WORDS})\s*\((\d+)\)",
-                r"\bn\s*=\s*(\d+)(?![\d.\-])", r"(?<![\w.<>=\-])(\d+) \(\s*\d+(?:\.\d+)?%?\s*\)"]
+        number = r"(\d{1,3}(?:,\d{3})+|\d+)"
+        pats = [rf"(?<![\w.,<>=\-])(?<!up to ){number}\s+(?:{COUNT_WORDS})\b",
+                rf"\b(?:{COUNT_WORDS})\s*\({number}\)",
+                rf"\bn\s*=\s*{number}(?![\d.\-])", rf"(?<![\w.,<>=\-]){number} \(\s*\d+(?:\.\d+)?%?\s*\)"]
         for pat in pats:
             for m in re.finditer(pat, text, re.IGNORECASE):
-                if 0 < int(m.group(1)) < self.t:
+                if 0 < int(m.group(1).replace(",", "")) < self.t:
                     self.problems.append(f"(a) {where}: small count in text: ...{text[max(0, m.start() - 40):m.end() + 20]}...")
 
     def known(self) -> dict[str, tuple[float, float]]:
@@ -496,7 +503,8 @@ def relations(scan: Scan, result) -> None:
 
 
 def scan_study(cohort, tmp_path: Path, name: str) -> tuple[list[str], dict]:
-    result = analyse_cohort(cohort, default_study())
+    cohort, options = cohort if isinstance(cohort, tuple) else (cohort, None)
+    result = analyse_cohort(cohort, parse_study(options) if options else default_study())
     out = write_outputs(result, tmp_path / name)
     with cli.console.capture() as captured:
         cli.print_summary(result, out)
@@ -531,11 +539,15 @@ def test_no_small_count_in_any_output_and_none_recoverable(case, tmp_path):
     problems, run = scan_study(CASES[case](), tmp_path, case)
     assert problems == [], "\n".join(problems)
     result = run["result"]
+    t = result.study.report.small_cell_threshold
     # The case is what it claims to be: a small cell exists and the scan had files to read.
-    small = [k for k, v in result.counts.items() if 0 < v < 5] + [
-        f"exc{i}" for i, v in enumerate(result.attrition["excluded"]) if 0 < v < 5]
-    if case != "no_events_unexposed":
-        assert small or any(0 < e.n_events < 5 for e in result.estimates) or case == "no_deaths_exposed"
+    unmatched = {k: result.counts[k] - result.counts[f"matched_{k}"] for k in ("exposed", "unexposed")}
+    small = [k for k, v in {**result.counts, **unmatched}.items() if 0 < v < t] + [
+        f"exc{i}" for i, v in enumerate(result.attrition["excluded"]) if 0 < v < t]
+    if result.km is not None:
+        at_risk = result.km.at_risk(list(result.study.models.km_times_days)).to_numpy()
+        small += [f"at risk {v}" for v in at_risk.ravel() if 0 < v < t]
+    assert small or case.startswith("no_"), "the case must hold a small count"
     assert (run["out"] / "report.html").is_file() and "Cohort flow" in run["summary"]
 
 
@@ -558,6 +570,12 @@ def test_the_scan_catches_a_planted_leak(tmp_path):
     assert any("small count in text" in p for p in _text_problems("too few death events (3)"))
     assert any("small count in text" in p for p in _text_problems("1 exposed, 99 unexposed"))
     assert _text_problems("labevents 50960 within 48 h; <5 exposed") == []
+
+
+def test_a_threshold_of_two_is_refused():
+    """"<2" can only be 1: such a threshold would print every suppressed count exactly."""
+    with pytest.raises(RetrocohortError, match="can only be 1"):
+        parse_study({"report": {"small_cell_threshold": 2}})
 
 
 def _text_problems(text: str) -> list[str]:

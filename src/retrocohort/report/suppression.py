@@ -136,7 +136,7 @@ def suppress_frame(
 _COUNT_WORDS = (r"exposed|unexposed|patients?|subjects?|stays?|admissions?|people|persons?|events?|deaths?|"
                 r"controls?|treated|units?|matched|unmatched|liberations?|missing|rows?|cases?|individuals?")
 _COUNT_IN_TEXT = re.compile(
-    rf"(?<![\w.+\-])(\d+)(?=\s+(?:(?:more|fewer|other|additional)\s+)?(?:{_COUNT_WORDS})\b)",
+    rf"(?<![\w.,+\-])(\d{{1,3}}(?:,\d{{3}})+|\d+)(?=\s+(?:(?:more|fewer|other|additional)\s+)?(?:{_COUNT_WORDS})\b)",
     re.IGNORECASE,
 )
 # "too few death events (3)", "patients (12)": the count in brackets after the word.
@@ -166,7 +166,7 @@ def suppress_counts_in_text(
     ranges = ranges or {}
 
     def shown(number: str) -> str:
-        value = float(number)
+        value = float(number.replace(",", ""))
         if is_small(value, threshold):
             return f"<{threshold}"
         if value == int(value) and int(value) in ranges:
@@ -542,8 +542,9 @@ def decide_disclosure(result: Any) -> StudyDisclosure:
                 equations.append((f"row{i}_{arm}", (arm, f"row{i}_{arm}_dropped")))
 
     matched = getattr(result, "matched", None)
-    # With replacement a control can sit in several matched sets; its rows are not patients to subtract.
-    unique = matched is not None and not bool(getattr(getattr(study, "matching", None), "replace", False))
+    # The matched frame holds each matched patient once (with replacement too: a reused control is
+    # one row with a larger weight), so matched + unmatched = the arm; checked below (no negative rest).
+    unique = matched is not None
     if matched is not None:
         me, mu = int(counts.get("matched_exposed") or 0), int(counts.get("matched_unexposed") or 0)
         values.update(matched_exposed=me, matched_unexposed=mu, matched=me + mu)
