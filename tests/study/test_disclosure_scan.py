@@ -83,7 +83,7 @@ CASES = {
     "one_exposed": lambda: tiny_cohort(12, 1, seed=1),
     "matched_with_replacement": lambda: (make_cohort(n=120, seed=6), {"matching": {"replace": True}}),
     "threshold_3": lambda: (tiny_cohort(40, 4, seed=3), {"report": {"small_cell_threshold": 3}}),
-    "threshold_11": lambda: (make_cohort(n=200, seed=5), {"report": {"small_cell_threshold": 11}}),
+    "threshold_11": lambda: (make_cohort(n=120, seed=5), {"report": {"small_cell_threshold": 11}}),
     "two_exposed": lambda: tiny_cohort(30, 2, seed=2),
     "four_exposed": lambda: tiny_cohort(40, 4, seed=3),
     "no_deaths_exposed": lambda: tiny_cohort(50, 9, seed=4, no_events=1),
