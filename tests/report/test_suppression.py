@@ -120,9 +120,9 @@ def test_counts_in_free_text():
 
 # --------------------------------------------------------------------------- complementary suppression
 
-from itertools import product  # noqa: E402
+from itertools import product
 
-from retrocohort.report.suppression import (  # noqa: E402
+from retrocohort.report.suppression import (
     coarsen_curve,
     format_range,
     parse_count_display,
@@ -197,7 +197,8 @@ def test_reader_bounds_and_displays():
 def test_counts_in_reasons_and_notes():
     assert suppress_counts_in_text("too few death events (3) for a model with 9 terms", 5) == \
         "too few death events (<5) for a model with 9 terms"
-    out = suppress_counts_in_text("complete-case analysis: 3 patient(s) excluded for missing data (sofa: 3, age: 12)", 5)
+    text = "complete-case analysis: 3 patient(s) excluded for missing data (sofa: 3, age: 12)"
+    out = suppress_counts_in_text(text, 5)
     assert out == "complete-case analysis: <5 patient(s) excluded for missing data (sofa: <5, age: 12)"
     assert suppress_counts_in_text("effective sample size 3.2 of 40", 5) == "effective sample size <5 of 40"
     # A count withheld elsewhere as a range is never exact in text.

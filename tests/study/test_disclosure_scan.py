@@ -30,6 +30,7 @@ import json
 import math
 import re
 from html.parser import HTMLParser
+from itertools import pairwise
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -38,9 +39,9 @@ import pandas as pd
 import pytest
 
 from retrocohort import cli
+from retrocohort.errors import RetrocohortError
 from retrocohort.study.outputs import write_outputs
 from retrocohort.study.pipeline import analyse_cohort
-from retrocohort.errors import RetrocohortError
 from retrocohort.study.spec import default_study, parse_study
 from tests.study.test_pipeline import make_cohort
 
@@ -72,7 +73,7 @@ def tiny_cohort(n: int, n_exposed: int, seed: int, no_events: int | None = None,
         log = pd.DataFrame({
             "step": [f"step {i}" for i in range(len(remaining))],
             "remaining": remaining,
-            "excluded": [0] + [a - b for a, b in zip(remaining, remaining[1:])],
+            "excluded": [0] + [a - b for a, b in pairwise(remaining)],
             "reason": [""] + [f"excluded for reason {i}" for i in range(1, len(remaining))],
         })
     return SimpleNamespace(attrition=log, data=data, notes=cohort.notes)
@@ -160,7 +161,7 @@ class _Tables(HTMLParser):
 def svg_texts(path: Path) -> list[str]:
     svg = path.read_text(encoding="utf-8")
     return [html.unescape(re.sub(r"<[^>]+>", "", t)).replace("\u00a0", " ")
-            for t in re.findall(r"<text\b.*?</text>", svg, re.S)]
+            for t in re.findall(r"<text\b.*?</text>", svg, re.DOTALL)]
 
 
 # --------------------------------------------------------------------------- the reader's scan
@@ -199,7 +200,8 @@ class Scan:
         for pat in pats:
             for m in re.finditer(pat, text, re.IGNORECASE):
                 if 0 < int(m.group(1).replace(",", "")) < self.t:
-                    self.problems.append(f"(a) {where}: small count in text: ...{text[max(0, m.start() - 40):m.end() + 20]}...")
+                    context = text[max(0, m.start() - 40):m.end() + 20]
+                    self.problems.append(f"(a) {where}: small count in text: ...{context}...")
 
     def known(self) -> dict[str, tuple[float, float]]:
         out: dict[str, tuple[float, float]] = {}
@@ -271,9 +273,9 @@ def read_outputs(scan: Scan, out: Path, summary: str, result) -> None:
         scan.text(e["note"], "results.json estimate note")
     if "n" in doc["dose_meq"]:
         scan.count("exposed", doc["dose_meq"]["n"], "results.json dose_meq.n")
-    if 0 < result.dose_meq.get("n", 0) < t:
-        if doc["dose_meq"]["mean"] is not None or doc["dose_meq"]["sd"] is not None:
-            scan.problems.append("dose mean of fewer patients than the threshold is published")
+    few_dosed = 0 < result.dose_meq.get("n", 0) < t
+    if few_dosed and (doc["dose_meq"]["mean"] is not None or doc["dose_meq"]["sd"] is not None):
+        scan.problems.append("dose mean of fewer patients than the threshold is published")
     for s in doc["skipped"]:
         scan.text(s["reason"], "results.json skipped reason")
     for note in doc["notes"]:
@@ -390,14 +392,15 @@ def read_outputs(scan: Scan, out: Path, summary: str, result) -> None:
             "matched, exposed": "matched_exposed", "matched, unexposed": "matched_unexposed"}
     for line in summary.splitlines():
         for label, var in keys.items():
-            if m := re.match(rf"^\s*{re.escape(label)}\s*[│|]\s*(\S+)\s*$", line):
-                if result.matched is not None or not var.startswith("matched"):
-                    scan.count(var, m.group(1), "printed summary")
+            m = re.match(rf"^\s*{re.escape(label)}\s*[│|]\s*(\S+)\s*$", line)
+            if m and (result.matched is not None or not var.startswith("matched")):
+                scan.count(var, m.group(1), "printed summary")
 
 
 def table_one(scan: Scan, frame: pd.DataFrame, when: str, result, where: str) -> None:
     frame = frame.set_index(frame.columns[0])
-    arms = {"1": "exposed", "0": "unexposed"} if when == "before" else {"1": "matched_exposed", "0": "matched_unexposed"}
+    arms = ({"1": "exposed", "0": "unexposed"} if when == "before"
+            else {"1": "matched_exposed", "0": "matched_unexposed"})
     raw = result.table_one_before if when == "before" else result.table_one_after
     for col, var in arms.items():
         n_shown = frame.loc["n", col]
@@ -425,7 +428,8 @@ def table_one(scan: Scan, frame: pd.DataFrame, when: str, result, where: str) ->
                 # the percentage bounds the arm's n
                 k, pct = float(m.group(1)), float(m.group(2))
                 if k > 0 and pct > 0:
-                    lo, hi = math.ceil(k * 100 / (pct + 0.05) - 1e-9), math.floor(k * 100 / max(pct - 0.05, 1e-9) + 1e-9)
+                    lo = math.ceil(k * 100 / (pct + 0.05) - 1e-9)
+                    hi = math.floor(k * 100 / max(pct - 0.05, 1e-9) + 1e-9)
                     scan.shown.setdefault(var, []).append((where + " %", f"{lo}-{hi}"))
 
 
@@ -444,7 +448,7 @@ def flow(scan: Scan, texts: list[str], result) -> None:
 def svg_at_risk(scan: Scan, svg: Path, result, labels) -> None:
     text = svg.read_text(encoding="utf-8")
     times = [t for t in result.study.models.km_times_days if t <= result.study.outcomes.horizon_days]
-    for m in re.finditer(r'<g id="at-risk-(\d+)-(\d+)">\s*<text[^>]*>(.*?)</text>', text, re.S):
+    for m in re.finditer(r'<g id="at-risk-(\d+)-(\d+)">\s*<text[^>]*>(.*?)</text>', text, re.DOTALL):
         arm, j = int(m.group(1)), int(m.group(2))
         scan.count(f"risk{arm}@{float(times[j]):g}", html.unescape(m.group(3)), "km_death.svg at risk")
 

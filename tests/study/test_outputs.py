@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from retrocohort.errors import InputError
-from retrocohort.report.suppression import parse_count_display
 from retrocohort.report import figures as report_figures
+from retrocohort.report.suppression import parse_count_display
 from retrocohort.study.outputs import (
     OutputExistsError,
     results_document,

@@ -762,7 +762,8 @@ def study_figures(result: Any) -> dict[str, Figure]:
     figures["flow"] = flow_diagram(result.attrition, counts, labels=labels, threshold=threshold, disclosure=disclosure)
     if result.balance_before is not None and not disclosure.few_exposed:
         # SMDs against an arm of fewer patients than the threshold are withheld (as in balance.csv).
-        figures["love_plot"] = love_plot(result.balance_before, None if disclosure.few_matched else result.balance_after)
+        after = None if disclosure.few_matched else result.balance_after
+        figures["love_plot"] = love_plot(result.balance_before, after)
     score = _propensity_of(result)
     if score is not None and "exposed" in result.cohort.columns:
         figures["ps_distribution"] = propensity_distributions(
@@ -777,13 +778,15 @@ def study_figures(result: Any) -> dict[str, Figure]:
         # Curves drawn with steps of at least threshold events and no censor ticks (coarsen_curve):
         # a step of one death, or a tick at one patient's last day, would show that patient.
         figures["km_death"] = kaplan_meier_plot(
-            coarsen_curve(result.km.table, threshold) if threshold else result.km, times, labels, getattr(result.logrank, "p_value", None), threshold=threshold,
+            coarsen_curve(result.km.table, threshold) if threshold else result.km, times, labels,
+            getattr(result.logrank, "p_value", None), threshold=threshold,
             at_risk_shown=disclosure.at_risk if disclosure.at_risk is not None and {float(t) for t in times} <= {
                 float(c) for c in disclosure.at_risk.columns} else None,
         )
     if result.cif is not None:
         figures["cif_krt"] = cumulative_incidence_plot(
-            coarsen_curve(result.cif.table, threshold) if threshold else result.cif, labels, getattr(result.gray, "p_value", None), horizon=horizon,
+            coarsen_curve(result.cif.table, threshold) if threshold else result.cif, labels,
+            getattr(result.gray, "p_value", None), horizon=horizon,
             ylabel="Cumulative incidence of KRT liberation",
         )
     finite = [e for e in result.estimates if np.isfinite(e.estimate)]

@@ -33,7 +33,12 @@ from .formatting import (
     is_number,
     label_of,
 )
-from .suppression import format_display, is_small, study_disclosure, suppress_small_cells
+from .suppression import (
+    format_display,
+    is_small,
+    study_disclosure,
+    suppress_small_cells,
+)
 from .tables import (
     PRIMARY,
     arm_labels,

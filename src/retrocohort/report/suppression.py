@@ -347,13 +347,13 @@ def protect_counts(
 
     def shown_bounds() -> dict[str, tuple[float, float]]:
         out: dict[str, tuple[float, float]] = {}
-        for k in vals:
+        for k, value in vals.items():
             if k in secondary:
                 out[k] = (0.0, _INF)
             elif k in primary:
                 out[k] = (1.0, float(threshold - 1))
             else:
-                out[k] = (float(vals[k]),) * 2
+                out[k] = (float(value),) * 2
         return out
 
     for _ in range(2 * len(vals) + 1):
@@ -522,7 +522,9 @@ def decide_disclosure(result: Any) -> StudyDisclosure:
         # The flow diagram's and the printed summary's "excluded" total.
         values["excluded"] = remaining[0] - remaining[-1]
         equations.append(("attrition_remaining_0", (f"attrition_remaining_{rows - 1}", "excluded")))
-    if {"eligible", "exposed", "unexposed"} <= set(values) and values["eligible"] == values["exposed"] + values["unexposed"]:
+    arms_add_up = {"eligible", "exposed", "unexposed"} <= set(values) and (
+        values["eligible"] == values["exposed"] + values["unexposed"])
+    if arms_add_up:
         equations.append(("eligible", ("exposed", "unexposed")))
     # "x exposed, y unexposed" on the eligible line (before any complete-case step).
     for i in range(rows):

@@ -591,8 +591,8 @@ def build_tables(result: StudyResult) -> dict[str, pd.DataFrame]:
         table_one = getattr(result, f"table_one_{when}")
         if table_one is not None:
             cells = {(label, arm): v for (w, label, arm), v in disclosure.table_one.items() if w == when}
-            tables[f"table1_{when}"] = suppress_table_one(table_one, threshold, arm_counts=_arm_counts(disclosure, when),
-                                                          cell_counts=cells)
+            tables[f"table1_{when}"] = suppress_table_one(
+                table_one, threshold, arm_counts=_arm_counts(disclosure, when), cell_counts=cells)
     tables["balance"] = balance_table(result, disclosure)
     estimates = pd.DataFrame(
         [
