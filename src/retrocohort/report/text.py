@@ -197,7 +197,9 @@ def methods_paragraph(result: Any) -> str:
         s.append(f"Sensitivity analyses were {_join(sensitivity)}.")
     threshold = report.small_cell_threshold
     if threshold:
-        s.append(f"Counts below {threshold} are reported as \u201c<{threshold}\u201d.")
+        s.append(f"Counts below {threshold} are reported as \u201c<{threshold}\u201d, a count that would give "
+                 "one back by subtraction as the range it could take, and summary statistics of fewer "
+                 f"than {threshold} patients are withheld.")
     s.append(
         "Analyses used retrocohort, whose estimates were verified against R survival, cmprsk and MatchIt "
         f"(R 4.2.2; survival 3.5-3, cmprsk 2.2-11, MatchIt 4.5.1); {conf} confidence intervals and two-sided "
