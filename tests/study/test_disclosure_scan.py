@@ -256,9 +256,24 @@ def attack(known: dict[str, tuple[float, float]], equations, names) -> dict[str,
     return {v: tuple(b) for v, b in start.items()}
 
 
+# Every file an output folder may hold; a new one must be added to the scan before this test passes.
+KNOWN_TABLES = {"attrition", "counts", "table1_before", "table1_after", "balance", "estimates", "key_results",
+                "skipped_models", "km_at_risk", "km_death", "cif_krt", "tests", "ph_test", "propensity_model",
+                "matching_counts", "e_value"}
+# Tables without counts: what they hold is read as text for counts in words.
+TEXT_ONLY = {"key_results", "tests", "ph_test", "propensity_model", "balance", "e_value"}
+
+
 def read_outputs(scan: Scan, out: Path, summary: str, result) -> None:
     """Every file and the printed summary, as a reader sees them."""
     t = scan.t
+    files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    unknown = {f for f in files if not (f in ("results.json", "report.html")
+                                        or re.fullmatch(r"tables/\w+\.csv", f) and f[7:-4] in KNOWN_TABLES
+                                        or re.fullmatch(r"figures/\w+\.(png|svg)", f))}
+    assert not unknown, f"files the scan does not read: {unknown}"
+    pngs = {f[8:-4] for f in files if f.endswith(".png")}
+    assert pngs == {f[8:-4] for f in files if f.endswith(".svg")}, "every PNG has the SVG the scan reads"
     # results.json
     doc = json.loads((out / "results.json").read_text())
     for k, v in doc["counts"].items():
@@ -285,6 +300,8 @@ def read_outputs(scan: Scan, out: Path, summary: str, result) -> None:
     # CSVs
     tables = out / "tables"
     read = {p.stem: pd.read_csv(p, dtype=str, keep_default_na=False) for p in sorted(tables.glob("*.csv"))}
+    for stem in TEXT_ONLY & set(read):
+        scan.text(" ".join(" ".join(map(str, row)) for row in read[stem].itertuples(index=False)), f"{stem}.csv")
     for _, row in read["counts"].iterrows():
         scan.count(row["quantity"], row["value"], "counts.csv")
     for i, row in read["attrition"].iterrows():
