@@ -40,8 +40,8 @@ import pytest
 
 from retrocohort import cli
 from retrocohort.errors import RetrocohortError
-from retrocohort.study.outputs import write_outputs
 from retrocohort.sources.synthetic import generate_synthetic
+from retrocohort.study.outputs import write_outputs
 from retrocohort.study.pipeline import analyse_cohort, run_study
 from retrocohort.study.spec import default_study, parse_study
 from tests.study.test_pipeline import make_cohort
