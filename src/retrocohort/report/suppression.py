@@ -264,7 +264,12 @@ class _Reader:
     def bounds_of(self, bounds: Mapping[str, tuple[float, float]], name: str) -> tuple[float, float]:
         low = self.solve(bounds, name, +1)
         high = self.solve(bounds, name, -1)
-        lo = math.ceil(low.fun - 1e-7) if low.status == 0 else 0.0
+        # The true counts satisfy every equation, so only "solved" or "unbounded above" can come
+        # back; anything else would make a leak look safe, so it stops the run instead.
+        if low.status != 0 or high.status not in (0, 3):
+            raise RuntimeError(f"small-cell check: the linear program for {name!r} failed "
+                               f"({low.message}; {high.message}); no output is written without it")
+        lo = math.ceil(low.fun - 1e-7)
         hi = -high.fun if high.status == 0 else _INF
         hi = math.floor(hi + 1e-7) if math.isfinite(hi) else _INF
         return float(lo), float(hi)
