@@ -248,3 +248,12 @@ def test_a_two_by_two_table_with_its_margins_brute_force(cells, threshold):
     for name, value in values.items():
         if 0 < value < threshold:
             assert len({f[name] for f in feasible}) >= 2, (name, values, shown)
+
+
+def test_relations_that_do_not_hold_are_refused():
+    with pytest.raises(InputError, match="do not satisfy"):
+        protect_counts({"t": 5, "a": 1, "b": 3}, [("t", ("a", "b"))])
+    with pytest.raises(InputError, match="negative"):
+        protect_counts({"t": 5, "a": -1, "b": 6}, [("t", ("a", "b"))])
+    with pytest.raises(InputError, match="no value"):
+        protect_counts({"t": 5, "a": 1}, [("t", ("a", "b"))])

@@ -337,6 +337,13 @@ def protect_counts(
         if name not in values:
             raise InputError(f"protect_counts: no value for {name!r} (has {sorted(values)})")
     vals = {k: int(v) for k, v in values.items()}
+    negative = sorted(k for k, v in vals.items() if v < 0)
+    if negative:
+        raise InputError(f"protect_counts: counts cannot be negative: {negative}")
+    wrong = [(t, ps) for t, ps in eqs if vals[t] != sum(vals[p] for p in ps)]
+    if wrong:
+        raise InputError(f"protect_counts: the values do not satisfy {wrong[:3]} (total = sum of parts); "
+                         "pass only relations that hold")
     published = [k for k in vals if k not in hidden_set]
     if threshold == 0:
         return {k: vals[k] for k in published}
@@ -613,6 +620,10 @@ def decide_disclosure(result: Any) -> StudyDisclosure:
                 equations.append((full[1], (sub[1], diff)))
 
     table_one_vars = _table_one_family(result, values, equations, hidden, unique)
+    # Only relations that hold (an inconsistent log from a cohort builder is its own problem, and a
+    # relation that does not hold tells a reader nothing exact).
+    equations = [(t, ps) for t, ps in equations
+                 if t in values and all(p in values for p in ps) and values[t] == sum(values[p] for p in ps)]
     display = protect_counts(values, equations, threshold, hidden=hidden)
     ranges = {values[k]: str(v) for k, v in display.items()
               if isinstance(v, str) and not v.startswith("<") and not k.startswith("t1|")}
@@ -677,6 +688,8 @@ def _table_one_family(
                     break  # a weighted table: its counts are not patients to subtract
                 cells[str(label)] = int(count)
             for label, count in cells.items():
+                if count > values[total]:
+                    continue
                 name = f"t1|{when}|{label}|{arm}"
                 rest = f"{name}|rest"
                 values[name], values[rest] = count, values[total] - count
