@@ -223,6 +223,10 @@ def test_coarse_curve_steps_hold_at_least_threshold_events():
     arm1 = coarse[coarse["group"] == 1]
     assert arm1["time"].tolist() == [0.0] and arm1["survival"].tolist() == [1.0]
     assert coarsen_curve(table, 0).equals(table)
+    # With the risk set known, the curve stops before fewer than the threshold would remain.
+    at_risk = table.assign(n_risk=[30, 29, 26, 8, 6, 2, 10, 9])
+    cut = coarsen_curve(at_risk, 5)
+    assert cut.loc[cut["group"] == 0, "time"].tolist() == [4.0]  # day 9: 6 at risk - 4 deaths = 2 left
 
 
 @settings(max_examples=40, deadline=None)

@@ -740,7 +740,9 @@ def coarsen_curve(table: pd.DataFrame, threshold: int = DEFAULT_THRESHOLD) -> pd
     The values kept are the curve's own at those times, so the coarse curve is the curve read
     at fewer times: every step drawn or tabulated is at least ``threshold`` events, no step
     of one death gives that death back, and no censor tick marks one patient's last day.
-    Events after the last kept row (fewer than the threshold) are not shown.
+    Events after the last kept row (fewer than the threshold) are not shown, and the curve
+    stops before the first time after which fewer than ``threshold`` remain at risk (``n_risk``
+    minus the events there), as curves are commonly cut when few patients remain.
     """
     threshold = _check_threshold(threshold)
     if threshold == 0 or table.empty:
@@ -753,8 +755,13 @@ def coarsen_curve(table: pd.DataFrame, threshold: int = DEFAULT_THRESHOLD) -> pd
     for part in parts:
         part = part.sort_values("time", kind="stable")
         events = part["n_event"].to_numpy(dtype=float)
+        at_risk = part["n_risk"].to_numpy(dtype=float) if "n_risk" in part.columns else None
         rows, steps, since = [], [], 0.0
         for k, d in enumerate(events):
+            if at_risk is not None and at_risk[k] - d < threshold - 1e-9:
+                # Fewer than the threshold left after this time: the curve's level would be a
+                # count of them (survival x arm size = those alive, without censoring). Stop here.
+                break
             since += d
             if since >= threshold - 1e-9:
                 rows.append(k)
