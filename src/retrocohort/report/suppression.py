@@ -1,14 +1,20 @@
-"""Small-cell suppression: no count below the study's threshold leaves the process.
+"""Small-cell suppression: no count below the study's threshold leaves the process, not even by subtraction.
 
-Rule (``[report] small_cell_threshold``, default 5, 0 disables): a count ``n``
-with ``0 < n < threshold`` is shown as ``"<{threshold}"``. Zero is shown:
-an empty cell identifies nobody, and hiding it would hide that an arm has no
-events at all. Applies to counts only (patients, events, numbers at risk,
-the ``n`` and its percentage in an ``n (%)`` cell of Table 1), never to
-continuous summaries (means, SDs, medians, hazard ratios).
+Rule (``[report] small_cell_threshold``, default 5, 0 disables, 2 refused by the
+study file): a count ``n`` with ``0 < n < threshold`` is shown as
+``"<{threshold}"`` (primary suppression). Zero is shown: an empty cell identifies
+nobody, and hiding it would hide that an arm has no events at all. A count that
+would give a suppressed one back by subtraction from a total and its other cells
+is shown as the range a reader could derive anyway, ``"96-99"`` (complementary
+suppression, :func:`protect_counts`). Summary statistics of fewer patients than
+the threshold (a mean dose, Table 1 means, SMDs) are withheld, and survival curves
+are drawn and tabulated in steps of at least ``threshold`` events
+(:func:`coarsen_curve`). Hazard ratios are model estimates and are shown.
 
-The pipeline uses the same functions for ``results.json`` and the CSV tables,
-so every output applies one rule.
+:func:`study_disclosure` decides once per result how every count of a study is
+shown; results.json, the CSV tables, the figures, the HTML, the paragraphs and
+the printed summary all read it, so every output applies one rule and a count
+reads the same everywhere.
 """
 
 from __future__ import annotations
