@@ -507,6 +507,8 @@ def relations(scan: Scan, result) -> None:
             if e.population == "matched":
                 scan.equations.append(("matched", (f"{e.outcome}/matched/n",)))
         for outcome in ("death_90d", "krt_liberation_90d"):
+            if f"{outcome}/iptw/events" in truth and f"{outcome}/full/events" in truth:
+                scan.equations.append((f"{outcome}/full/events", (f"{outcome}/iptw/events",)))
             full, sub = f"{outcome}/full/events", f"{outcome}/matched/events"
             if full in truth and sub in truth:
                 truth[f"{outcome}/unmatched events"] = truth[full] - truth[sub]

@@ -615,6 +615,11 @@ def decide_disclosure(result: Any) -> StudyDisclosure:
         if e.population in ("full", "iptw") and values.get("eligible") == int(e.n):
             equations.append(("eligible", (n_name,)))
         estimate_vars[key] = (n_name, ev_name)
+    for outcome in ("death_90d", "krt_liberation_90d"):
+        # IPTW weighs the full cohort: the same patients, the same events.
+        full, iptw = estimate_vars.get((outcome, "full")), estimate_vars.get((outcome, "iptw"))
+        if full and iptw:
+            equations.append((full[1], (iptw[1],)))
     if unique:
         for outcome in ("death_90d", "krt_liberation_90d"):
             full = estimate_vars.get((outcome, "full")) or estimate_vars.get((outcome, "iptw"))
