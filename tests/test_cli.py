@@ -144,8 +144,12 @@ def test_demo_reproduces_the_published_flow(tmp_path):
     assert (counts["screened"], counts["eligible"], counts["exposed"], counts["unexposed"]) == (629, 333, 37, 296)
     assert [a["remaining"] for a in doc["attrition"]][0] == 629
     # Matched cohort close to the published 34 + 68.
-    assert abs(counts["matched_exposed"] - 34) <= 4 and abs(counts["matched_unexposed"] - 68) <= 8
-    assert counts["matched_unexposed"] <= 2 * counts["matched_exposed"]
+    # A matched count may be shown as a range (it would give the few unmatched exposed back).
+    from retrocohort.report.suppression import parse_count_display
+
+    me, mu = (parse_count_display(counts[k]) for k in ("matched_exposed", "matched_unexposed"))
+    assert abs(me[0] - 34) <= 4 and abs(mu[0] - 68) <= 8
+    assert mu[0] <= 2 * me[1]
     main = {(e["outcome"], e["model"], e["population"]): e for e in doc["estimates"]}
     death = main[("death_90d", "cox_adjusted", "matched")]
     assert death["lower"] < death["estimate"] < death["upper"]

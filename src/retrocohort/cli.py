@@ -174,9 +174,12 @@ def _fmt_p(p: float) -> str:
 
 def print_summary(result: Any, out: Path | None = None, published: bool = False) -> None:
     """The key table in the terminal: flow, matched counts, primary HRs beside the published ones."""
+    from .report.suppression import format_display, is_small, study_disclosure
     from .study.outputs import key_table
 
     threshold = result.study.report.small_cell_threshold
+    # Every count as the written outputs show it (small cells and the cells that would give them back).
+    disclosure = study_disclosure(result)
     counts = result.counts
     title = result.study.study.title + (" (SYNTHETIC DATA)" if result.synthetic else "")
     console.rule(f"[bold]{escape(title)}")
@@ -198,7 +201,7 @@ def print_summary(result: Any, out: Path | None = None, published: bool = False)
     ]
     keys = ["screened", "excluded", "eligible", "exposed", "unexposed", "matched_exposed", "matched_unexposed"]
     for (label, value), key in zip(rows, keys, strict=True):
-        cells = [label, _fmt_count(value, threshold)]
+        cells = [label, format_display(disclosure.count(key, value)) if value is not None else "—"]
         if published:
             cells.append(str(PUBLISHED_FLOW[key]))
         flow.add_row(*cells)
@@ -206,6 +209,8 @@ def print_summary(result: Any, out: Path | None = None, published: bool = False)
     dose_text = (
         f"{dose['mean']:.1f} ± {dose['sd']:.1f}"
         if all(isinstance(dose.get(k), float) and math.isfinite(dose[k]) for k in ("mean", "sd"))
+        # the mean dose of fewer patients than the threshold is nearly one patient's dose
+        and not is_small(dose.get("n", counts.get("exposed")), threshold)
         else "—"
     )
     flow.add_row("Mg dose over 48 h, mEq (mean ± SD)", dose_text, *([f"{PUBLISHED_DOSE[0]} ± {PUBLISHED_DOSE[1]}"] if published else []))
@@ -245,15 +250,15 @@ def print_summary(result: Any, out: Path | None = None, published: bool = False)
     if result.e_value is not None:
         console.print(
             f"E-value of the primary HR: {result.e_value['point']:.2f} (CI limit: {result.e_value['ci']:.2f}); "
-            f"{escape(result.e_value_method or '')}"
+            f"{escape(disclosure.text(result.e_value_method or ''))}"
         )
     for skipped in result.skipped:
         console.print(
             f"[yellow]skipped[/yellow] {escape(skipped.outcome)} / {escape(skipped.model)} / "
-            f"{escape(skipped.population)}: {escape(skipped.reason)}"
+            f"{escape(skipped.population)}: {escape(disclosure.text(skipped.reason))}"
         )
     for note in result.notes:
-        console.print(f"[dim]note: {escape(note)}[/dim]")
+        console.print(f"[dim]note: {escape(disclosure.text(note))}[/dim]")
     if out is not None:
         console.print(f"\nReport: [bold]{escape(str(out / 'report.html'))}[/bold]  (results.json, tables/, figures/ beside it)")
 

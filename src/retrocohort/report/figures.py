@@ -37,7 +37,16 @@ from .formatting import (
     label_of,
     resolve_labels,
 )
-from .suppression import DEFAULT_THRESHOLD, format_count, suppress_counts_in_text
+from .suppression import (
+    DEFAULT_THRESHOLD,
+    StudyDisclosure,
+    coarsen_curve,
+    format_count,
+    format_display,
+    is_small,
+    study_disclosure,
+    suppress_counts_in_text,
+)
 
 __all__ = [
     "love_plot",
@@ -176,6 +185,7 @@ def propensity_distributions(
     labels: Mapping[object, str] | Sequence[str] | None = None,
     bins: int = 25,
     threshold: int = DEFAULT_THRESHOLD,
+    arm_counts: Mapping[tuple[str, int], object] | None = None,
 ) -> Figure:
     """Propensity-score distributions by arm, before and after matching (mirrored histograms).
 
@@ -191,6 +201,9 @@ def propensity_distributions(
         "before" panel only.
     ax : optional pair of Axes (before, after), or one Axes when ``matched_mask`` is None.
     labels : arm names, ``{0: "no Mg", 1: "Mg"}`` or ``[comparator, exposed]``.
+    arm_counts : the n of each arm as the other outputs show it, by ``("before" | "after", arm)``
+        (:func:`~retrocohort.report.suppression.study_disclosure`); default: the plain rule.
+        An arm with fewer patients than the threshold is not drawn (its bars would place them).
 
     Returns
     -------
@@ -225,15 +238,21 @@ def propensity_distributions(
             fig = axes[0].figure
         top = 0.0
         for panel_ax, (title, keep) in zip(axes, panels, strict=True):
+            period = "before" if title.startswith("Before") else "after"
             for arm, sign in ((1, 1.0), (0, -1.0)):
                 values = s[keep & (t == arm)]
+                shown_n = (arm_counts or {}).get((period, arm))
+                n_text = format_count(int(values.size), threshold) if shown_n is None else format_display(shown_n)
+                if is_small(values.size, threshold):
+                    # A histogram of two patients shows where each of them lies.
+                    values = values[:0]
                 counts, _ = np.histogram(values, bins=edges)
                 share = counts / counts.sum() if counts.sum() else counts.astype(float)
                 top = max(top, float(share.max()) if share.size else 0.0)
                 style = _style.arm_style(arm)
                 panel_ax.bar(edges[:-1], sign * share, width=np.diff(edges), align="edge",
                              color=style["color"], alpha=0.75, edgecolor="white", linewidth=0.4,
-                             label=f"{arm_names[arm]} (n = {format_count(int(values.size), threshold)})", gid=f"ps-arm-{arm}")
+                             label=f"{arm_names[arm]} (n = {n_text})", gid=f"ps-arm-{arm}")
             panel_ax.axhline(0, color="black", linewidth=0.6)
             panel_ax.set_title(title)
             panel_ax.set_xlim(0, 1)
@@ -272,7 +291,17 @@ def _at_risk_counts(km_result: Any, table: pd.DataFrame, groups: list[object], t
     return out
 
 
-def _draw_at_risk(table_ax: Axes, counts: np.ndarray, times: np.ndarray, names: list[str], threshold: int) -> None:
+def _shown_at(frame: pd.DataFrame, group: object, time: float) -> object:
+    """The shown number at risk of ``group`` at ``time`` (columns are the report times)."""
+    row = frame.iloc[0] if group is None else frame.loc[group]
+    for column in frame.columns:
+        if float(column) == float(time):
+            return row[column]
+    raise InputError(f"kaplan_meier_plot: at_risk_shown has no column for day {time:g} (has {list(frame.columns)})")
+
+
+def _draw_at_risk(table_ax: Axes, counts: np.ndarray, times: np.ndarray, names: list[str], threshold: int,
+                  shown: bool = False) -> None:
     table_ax.set_ylim(-0.5, len(names) - 0.5)
     table_ax.set_yticks(range(len(names)))
     # First arm on top, as the legend lists it.
@@ -282,7 +311,8 @@ def _draw_at_risk(table_ax: Axes, counts: np.ndarray, times: np.ndarray, names: 
         colour = _style.arm_style(i)["color"]
         table_ax.get_yticklabels()[y].set_color(colour)
         for j, t in enumerate(times):
-            table_ax.text(t, y, format_count(counts[i, j], threshold), ha="center", va="center",
+            text = format_display(counts[i, j]) if shown else format_count(counts[i, j], threshold)
+            table_ax.text(t, y, text, ha="center", va="center",
                           fontsize=8, color=colour, gid=f"at-risk-{i}-{j}")
     # Pad the arm names clear of the first column of numbers (centred on x = 0).
     table_ax.tick_params(axis="y", length=0, pad=16)
@@ -359,6 +389,7 @@ def kaplan_meier_plot(
     threshold: int = DEFAULT_THRESHOLD,
     ylabel: str = "Survival probability",
     xlabel: str = "Days since CKRT start",
+    at_risk_shown: pd.DataFrame | None = None,
 ) -> Figure:
     """Kaplan-Meier survival by arm with 95% CI bands, censor ticks, log-rank p and numbers at risk.
 
@@ -373,6 +404,9 @@ def kaplan_meier_plot(
     logrank_p : p of the log-rank test (``survival.logrank(...).p_value``), or None.
     ax : draw the curves here; the at-risk table goes in an inset below it.
     threshold : small-cell threshold for the numbers at risk.
+    at_risk_shown : the numbers at risk as every other output shows them (rows: groups,
+        columns: times, :func:`~retrocohort.report.suppression.study_disclosure`); default:
+        the plain rule on the result's own numbers.
 
     Returns
     -------
@@ -407,7 +441,11 @@ def kaplan_meier_plot(
         if logrank_p is not None:
             ax.text(0.98, 0.96, f"Log-rank {format_p_inline(logrank_p)}", transform=ax.transAxes,
                     ha="right", va="top", gid="logrank-p")
-        _draw_at_risk(table_ax, _at_risk_counts(km_result, table, groups, times), times, names, threshold)
+        if at_risk_shown is not None:
+            shown = np.array([[_shown_at(at_risk_shown, g, t) for t in times] for g in groups], dtype=object)
+            _draw_at_risk(table_ax, shown, times, names, threshold, shown=True)
+        else:
+            _draw_at_risk(table_ax, _at_risk_counts(km_result, table, groups, times), times, names, threshold)
     return fig
 
 
@@ -489,6 +527,7 @@ def flow_diagram(
     ax: Axes | None = None,
     labels: Mapping[object, str] | Sequence[str] | None = None,
     threshold: int = DEFAULT_THRESHOLD,
+    disclosure: StudyDisclosure | None = None,
 ) -> Figure:
     """CONSORT-style flow diagram from the attrition log and the arm counts.
 
@@ -503,6 +542,9 @@ def flow_diagram(
         ``matched_exposed``, ``matched_unexposed``.
     labels : arm names (``{0: comparator, 1: exposed}`` or ``[comparator, exposed]``).
     threshold : small-cell threshold for every count in a box.
+    disclosure : how the study shows each count (:func:`~retrocohort.report.suppression.study_disclosure`):
+        the boxes then show exactly what every other output shows, ranges included, and the
+        total excluded (screened minus eligible) is protected like any other count.
 
     Returns
     -------
@@ -516,25 +558,33 @@ def flow_diagram(
             raise InputError(f"flow_diagram: counts lacks {key!r} (has {sorted(counts)})")
     comparator, exposed = resolve_labels([0, 1], labels if labels is not None else ["Comparator", "Exposed"])
 
-    def n(value: object) -> str:
+    def n(value: object, key: str | None = None) -> str:
         # Non-breaking spaces keep "n = 12" on one line when a box wraps.
-        shown = format_count(value, threshold)
+        if disclosure is not None and key is not None:
+            shown = format_display(disclosure.count(key, value))
+        else:
+            shown = format_count(value, threshold)
         return f"n\u00a0<\u00a0{shown[1:]}" if shown.startswith("<") else f"n\u00a0=\u00a0{shown}"
+
+    def text(value: str) -> str:
+        return disclosure.text(value) if disclosure is not None else suppress_counts_in_text(value, threshold)
 
     first = attrition.iloc[0]
     reason_col = "reason" if "reason" in attrition.columns else "step"
     described = first[reason_col] if isinstance(first[reason_col], str) and first[reason_col] else ""
     # The first row's reason describes the screened population; print it under the count.
-    described = suppress_counts_in_text(described, threshold)
-    screened_text = f"{step_label(first['step'])} ({n(first['remaining'])})" + (f"\n{described}" if described else "")
+    described = text(described)
+    screened_text = f"{step_label(first['step'])} ({n(first['remaining'], 'attrition_remaining_0')})" + (
+        f"\n{described}" if described else "")
     exclusions = attrition.iloc[1:]
     exclusions = exclusions[pd.to_numeric(exclusions["excluded"], errors="coerce").fillna(0) > 0]
     total_excluded = int(pd.to_numeric(exclusions["excluded"]).sum()) if len(exclusions) else 0
-    lines = [f"Excluded ({n(total_excluded)})"]
-    for _, row in exclusions.iterrows():
+    lines = [f"Excluded ({n(total_excluded, 'excluded')})"]
+    for position, row in exclusions.iterrows():
         reason = row[reason_col] if isinstance(row[reason_col], str) and row[reason_col] else step_label(row["step"])
-        reason = suppress_counts_in_text(exclusion_reason(reason), threshold)
-        lines.append(f"\u2022 {reason} ({n(row['excluded'])})")
+        reason = text(exclusion_reason(reason))
+        row_key = f"attrition_excluded_{attrition.index.get_loc(position)}"
+        lines.append(f"\u2022 {reason} ({n(row['excluded'], row_key)})")
     eligible = int(attrition.iloc[-1]["remaining"])
     matched = "matched_exposed" in counts and counts.get("matched_exposed") is not None
     with _style.style():
@@ -547,11 +597,12 @@ def flow_diagram(
         ys = [0.93, 0.70, 0.48, 0.27, 0.06] if matched else [0.90, 0.60, 0.34, 0.08]
         _box(ax, 0.35, ys[0], screened_text, 46, "flow-screened")
         _box(ax, 0.76, ys[1], "\n".join(lines), 38, "flow-excluded", align="left")
-        _box(ax, 0.35, ys[2], f"Eligible\n({n(eligible)})", 40, "flow-eligible", weight="bold")
+        _box(ax, 0.35, ys[2], f"Eligible\n({n(eligible, f'attrition_remaining_{len(attrition) - 1}')})", 40,
+             "flow-eligible", weight="bold")
         _arrow(ax, (0.35, ys[0] - 0.06), (0.35, ys[2] + 0.06))
         _arrow(ax, (0.35, ys[1]), (0.52, ys[1]))
-        _box(ax, 0.18, ys[3], f"{exposed}\n({n(counts['exposed'])})", 24, "flow-exposed")
-        _box(ax, 0.56, ys[3], f"{comparator}\n({n(counts['unexposed'])})", 24, "flow-unexposed")
+        _box(ax, 0.18, ys[3], f"{exposed}\n({n(counts['exposed'], 'exposed')})", 24, "flow-exposed")
+        _box(ax, 0.56, ys[3], f"{comparator}\n({n(counts['unexposed'], 'unexposed')})", 24, "flow-unexposed")
         ax.plot([0.35, 0.35], [ys[2] - 0.05, ys[2] - 0.1], color="black", linewidth=0.8)
         ax.plot([0.18, 0.56], [ys[2] - 0.1, ys[2] - 0.1], color="black", linewidth=0.8)
         _arrow(ax, (0.18, ys[2] - 0.1), (0.18, ys[3] + 0.05))
@@ -560,10 +611,11 @@ def flow_diagram(
             me, mu = counts["matched_exposed"], counts["matched_unexposed"]
             unmatched_e = int(counts["exposed"]) - int(me)
             unmatched_u = int(counts["unexposed"]) - int(mu)
-            _box(ax, 0.18, ys[4], f"Matched: {exposed}\n({n(me)})\nnot matched: {n(unmatched_e)}", 26,
-                 "flow-matched-exposed", weight="bold")
-            _box(ax, 0.56, ys[4], f"Matched: {comparator}\n({n(mu)})\nnot matched: {n(unmatched_u)}", 26,
-                 "flow-matched-unexposed", weight="bold")
+            _box(ax, 0.18, ys[4], f"Matched: {exposed}\n({n(me, 'matched_exposed')})\n"
+                 f"not matched: {n(unmatched_e, 'unmatched_exposed')}", 26, "flow-matched-exposed", weight="bold")
+            _box(ax, 0.56, ys[4], f"Matched: {comparator}\n({n(mu, 'matched_unexposed')})\n"
+                 f"not matched: {n(unmatched_u, 'unmatched_unexposed')}", 26, "flow-matched-unexposed",
+                 weight="bold")
             _arrow(ax, (0.18, ys[3] - 0.05), (0.18, ys[4] + 0.07))
             _arrow(ax, (0.56, ys[3] - 0.05), (0.56, ys[4] + 0.07))
             ax.text(0.37, (ys[3] + ys[4]) / 2, "Propensity score\nmatching", ha="center", va="center",
@@ -706,22 +758,35 @@ def study_figures(result: Any) -> dict[str, Figure]:
         # Matching was skipped: no matched boxes (rather than boxes of zeros).
         counts.pop("matched_exposed", None)
         counts.pop("matched_unexposed", None)
-    figures["flow"] = flow_diagram(result.attrition, counts, labels=labels, threshold=threshold)
-    if result.balance_before is not None:
-        figures["love_plot"] = love_plot(result.balance_before, result.balance_after)
+    disclosure = study_disclosure(result)
+    figures["flow"] = flow_diagram(result.attrition, counts, labels=labels, threshold=threshold, disclosure=disclosure)
+    if result.balance_before is not None and not disclosure.few_exposed:
+        # SMDs against an arm of fewer patients than the threshold are withheld (as in balance.csv).
+        after = None if disclosure.few_matched else result.balance_after
+        figures["love_plot"] = love_plot(result.balance_before, after)
     score = _propensity_of(result)
     if score is not None and "exposed" in result.cohort.columns:
         figures["ps_distribution"] = propensity_distributions(
-            score, result.cohort["exposed"].to_numpy(), matched_mask_of(result), labels=labels, threshold=threshold
+            score, result.cohort["exposed"].to_numpy(), matched_mask_of(result), labels=labels, threshold=threshold,
+            arm_counts={("before", 1): disclosure.counts.get("exposed"),
+                        ("before", 0): disclosure.counts.get("unexposed"),
+                        ("after", 1): disclosure.counts.get("matched_exposed"),
+                        ("after", 0): disclosure.counts.get("matched_unexposed")},
         )
     if result.km is not None:
         times = [t for t in result.study.models.km_times_days if t <= horizon] or [0.0, horizon]
+        # Curves drawn with steps of at least threshold events and no censor ticks (coarsen_curve):
+        # a step of one death, or a tick at one patient's last day, would show that patient.
         figures["km_death"] = kaplan_meier_plot(
-            result.km, times, labels, getattr(result.logrank, "p_value", None), threshold=threshold
+            coarsen_curve(result.km.table, threshold) if threshold else result.km, times, labels,
+            getattr(result.logrank, "p_value", None), threshold=threshold,
+            at_risk_shown=disclosure.at_risk if disclosure.at_risk is not None and {float(t) for t in times} <= {
+                float(c) for c in disclosure.at_risk.columns} else None,
         )
     if result.cif is not None:
         figures["cif_krt"] = cumulative_incidence_plot(
-            result.cif, labels, getattr(result.gray, "p_value", None), horizon=horizon,
+            coarsen_curve(result.cif.table, threshold) if threshold else result.cif, labels,
+            getattr(result.gray, "p_value", None), horizon=horizon,
             ylabel="Cumulative incidence of KRT liberation",
         )
     finite = [e for e in result.estimates if np.isfinite(e.estimate)]

@@ -33,7 +33,12 @@ from .formatting import (
     is_number,
     label_of,
 )
-from .suppression import format_count, suppress_counts_in_text, suppress_small_cells
+from .suppression import (
+    format_display,
+    is_small,
+    study_disclosure,
+    suppress_small_cells,
+)
 from .tables import (
     PRIMARY,
     arm_labels,
@@ -79,11 +84,13 @@ def _value(x: Any) -> str:
     return "" if x is None else str(x)
 
 
-def _count_item(value: Any, threshold: int) -> dict[str, str] | None:
+def _count_item(value: Any, threshold: int, shown: Any = None) -> dict[str, str] | None:
+    """A key count for the page: its text and ``data-value``, both as every output shows it."""
     if value is None:
         return None
-    shown = suppress_small_cells(value, threshold)
-    return {"text": format_count(value, threshold), "value": _value(shown)}
+    if shown is None:
+        shown = suppress_small_cells(value, threshold)
+    return {"text": format_display(shown), "value": _value(shown)}
 
 
 def _figure_markup(figures: dict[str, Figure], cache: dict[str, str]):
@@ -136,6 +143,7 @@ def _table_one_context(result: Any) -> dict[str, Any] | None:
 def _results_context(result: Any) -> dict[str, Any]:
     table = results_table(result)
     threshold = threshold_of(result)
+    shown_counts = study_disclosure(result).estimate_counts
     # The variance type goes to the table note (one line), the skip reasons to their own section.
     estimate_col = next(c for c in table.columns if c.startswith("Estimate"))
     table.loc[table[estimate_col] == "not estimated", estimate_col] = "not estimated (see below)"
@@ -163,10 +171,12 @@ def _results_context(result: Any) -> dict[str, Any]:
                     cell["value"] = _value(est.p)
                 elif col == "Patients":
                     cell["key"] = estimate_key(est.outcome, est.model, est.population, "n")
-                    cell["value"] = _value(suppress_small_cells(est.n, threshold))
+                    cell["value"] = _value(shown_counts.get((est.outcome, est.population),
+                                                            (suppress_small_cells(est.n, threshold),))[0])
                 elif col == "Events":
                     cell["key"] = estimate_key(est.outcome, est.model, est.population, "n_events")
-                    cell["value"] = _value(suppress_small_cells(est.n_events, threshold))
+                    cell["value"] = _value(shown_counts.get((est.outcome, est.population),
+                                                            (None, suppress_small_cells(est.n_events, threshold)))[1])
             cells.append(cell)
         if est is None:
             cls = "skipped"
@@ -266,26 +276,37 @@ def render_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
     """
     figures = study_figures(result) if figures is None else figures
     threshold = threshold_of(result)
+    disclosure = study_disclosure(result)
     arms = arm_labels(result)
     counts = result.counts or {}
     att = result.attrition
+    last = len(att) - 1
     keyfacts = {
-        "screened": _count_item(att.iloc[0]["remaining"] if len(att) else None, threshold),
-        "eligible": _count_item(att.iloc[-1]["remaining"] if len(att) else None, threshold),
-        "exposed": _count_item(counts.get("exposed"), threshold),
-        "unexposed": _count_item(counts.get("unexposed"), threshold),
-        "matched_exposed": _count_item(counts.get("matched_exposed"), threshold) if result.matched is not None else None,
-        "matched_unexposed": _count_item(counts.get("matched_unexposed"), threshold) if result.matched is not None else None,
+        "screened": _count_item(att.iloc[0]["remaining"] if len(att) else None, threshold,
+                                disclosure.count("attrition_remaining_0")),
+        "eligible": _count_item(att.iloc[-1]["remaining"] if len(att) else None, threshold,
+                                disclosure.count(f"attrition_remaining_{last}")),
+        "exposed": _count_item(counts.get("exposed"), threshold, disclosure.count("exposed", counts.get("exposed"))),
+        "unexposed": _count_item(counts.get("unexposed"), threshold,
+                                 disclosure.count("unexposed", counts.get("unexposed"))),
+        "matched_exposed": _count_item(counts.get("matched_exposed"), threshold, disclosure.count("matched_exposed"))
+        if result.matched is not None else None,
+        "matched_unexposed": _count_item(counts.get("matched_unexposed"), threshold,
+                                         disclosure.count("matched_unexposed"))
+        if result.matched is not None else None,
     }
     dose = None
     # The dose of a handful of exposed patients is nearly an individual's dose: not shown
     # when the exposed count itself is suppressed.
-    few_exposed = isinstance(suppress_small_cells(counts.get("exposed"), threshold), str)
+    few_exposed = is_small(counts.get("exposed"), threshold)
     if result.dose_meq and is_number(result.dose_meq.get("mean")) and not few_exposed:
         dose = {"mean": format_number(result.dose_meq["mean"], 1), "sd": format_number(result.dose_meq.get("sd"), 1),
                 "mean_value": _value(result.dose_meq["mean"]), "sd_value": _value(result.dose_meq.get("sd"))}
     balance = []
-    bt = balance_table(result)
+    # SMDs against an arm of fewer patients than the threshold are withheld (as in balance.csv).
+    bt = None if disclosure.few_exposed else balance_table(result)
+    if bt is not None and disclosure.few_matched and "smd_after" in bt.columns:
+        bt = bt.assign(smd_after=float("nan"))
     if bt is not None:
         for term, row in bt.iterrows():
             after = row.get("smd_after", float("nan"))
@@ -296,7 +317,7 @@ def render_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
     if result.km is not None:
         horizon = float(result.study.outcomes.horizon_days)
         times = [t for t in result.study.models.km_times_days if t <= horizon] or [0.0, horizon]
-        frame = at_risk_table(result.km, times, arms, threshold)
+        frame = at_risk_table(result.km, times, arms, threshold, shown=disclosure.at_risk)
         at_risk = {"columns": list(frame.columns),
                    "rows": [{"label": idx, "cells": list(r)} for idx, r in zip(frame.index, frame.to_numpy(), strict=True)]}
     ph = ph_test_table(result) if result.ph_test is not None else None
@@ -305,7 +326,8 @@ def render_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
     if is_number(ev.get("point")):
         e_value = {"point": format_number(ev["point"]), "point_value": _value(ev["point"]),
                    "ci": format_number(ev.get("ci")) if is_number(ev.get("ci")) else "",
-                   "ci_value": _value(ev.get("ci")), "method": getattr(result, "e_value_method", None) or ""}
+                   "ci_value": _value(ev.get("ci")),
+                   "method": disclosure.text(getattr(result, "e_value_method", None) or "")}
     logrank_p = getattr(result.logrank, "p_value", None)
     gray_p = getattr(result.gray, "p_value", None)
     sections = [("flow", "Study flow"), ("table1", "Baseline characteristics"), ("balance", "Covariate balance"),
@@ -329,8 +351,8 @@ def render_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
         "sections": sections,
         "figure": _figure_markup(figures, {}),
         "attrition": [
-            {**row, "value": _value(suppress_small_cells(raw, threshold))}
-            for row, raw in zip(attrition_table(result).to_dict("records"), att["remaining"], strict=True)
+            {**row, "value": _value(shown[0])}
+            for row, shown in zip(attrition_table(result).to_dict("records"), disclosure.attrition, strict=True)
         ],
         "dose": dose,
         "few_exposed": few_exposed,
@@ -352,7 +374,7 @@ def render_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
         "methods": methods_paragraph(result),
         "results_text": results_paragraph(result),
         "skipped": skipped,
-        "notes": [suppress_counts_in_text(_DATE.sub("[date removed]", str(n)), threshold) for n in result.notes],
+        "notes": [disclosure.text(_DATE.sub("[date removed]", str(n))) for n in result.notes],
         "provenance": _provenance_rows(result),
         "data_checks": _data_checks_rows(result, threshold),
     }

@@ -27,7 +27,16 @@ from .formatting import (
     resolve_labels,
     step_label,
 )
-from .suppression import DEFAULT_THRESHOLD, format_count, suppress_counts_in_text, suppress_small_cells
+from .suppression import (
+    DEFAULT_THRESHOLD,
+    format_count,
+    format_display,
+    format_range,
+    is_small,
+    study_disclosure,
+    suppress_counts_in_text,
+    suppress_small_cells,
+)
 
 __all__ = [
     "threshold_of",
@@ -99,17 +108,29 @@ def estimates_frame(result: Any) -> pd.DataFrame:
     ``note``; the schema of ``results.json``'s ``estimates``.
     """
     threshold = threshold_of(result)
+    disclosure = study_disclosure(result) if hasattr(result, "attrition") else None
     rows = []
     for e in getattr(result, "estimates", ()):
+        shown = disclosure.estimate_counts.get((e.outcome, e.population)) if disclosure else None
+        if shown is None:
+            shown = (suppress_small_cells(e.n, threshold), suppress_small_cells(e.n_events, threshold))
         rows.append({
             "outcome": e.outcome, "model": e.model, "population": e.population,
             "estimate": float(e.estimate), "lower": float(e.lower), "upper": float(e.upper), "p": float(e.p),
-            "n": suppress_small_cells(e.n, threshold), "n_events": suppress_small_cells(e.n_events, threshold),
+            "n": shown[0], "n_events": shown[1],
             "variance": e.variance, "label": e.label, "note": e.note,
         })
     columns = ["outcome", "model", "population", "estimate", "lower", "upper", "p", "n", "n_events",
                "variance", "label", "note"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def _estimate_count(disclosure: Any, estimate: Any, which: int, threshold: int) -> str:
+    """Patients (0) or events (1) of an estimate as every output shows them."""
+    shown = disclosure.estimate_counts.get((estimate.outcome, estimate.population)) if disclosure else None
+    if shown is not None:
+        return format_display(shown[which])
+    return format_count(estimate.n if which == 0 else estimate.n_events, threshold)
 
 
 def _ratio_name(model: str) -> str:
@@ -126,6 +147,7 @@ def results_table(result: Any) -> pd.DataFrame:
     with ``Estimate (95% CI)`` = "not estimated" and the reason in ``Variance``.
     """
     threshold = threshold_of(result)
+    disclosure = study_disclosure(result) if hasattr(result, "attrition") else None
     conf = int(round(100 * float(getattr(getattr(getattr(result, "study", None), "models", None), "conf_level", 0.95))))
     estimate_col = f"Estimate ({conf}% CI)"
     show_published = any(published_for(result, o) for o in OUTCOME_LABELS)
@@ -136,8 +158,8 @@ def results_table(result: Any) -> pd.DataFrame:
             "Outcome": label_of(OUTCOME_LABELS, e.outcome),
             "Model": label_of(MODEL_LABELS, e.model),
             "Population": label_of(POPULATION_LABELS, e.population),
-            "Patients": format_count(e.n, threshold),
-            "Events": format_count(e.n_events, threshold),
+            "Patients": _estimate_count(disclosure, e, 0, threshold),
+            "Events": _estimate_count(disclosure, e, 1, threshold),
             "Ratio": _ratio_name(e.model),
             estimate_col: format_ratio(e.estimate, e.lower, e.upper),
             "p": format_p(e.p),
@@ -158,7 +180,8 @@ def results_table(result: Any) -> pd.DataFrame:
         row = {
             "Outcome": label_of(OUTCOME_LABELS, s.outcome), "Model": label_of(MODEL_LABELS, s.model),
             "Population": label_of(POPULATION_LABELS, s.population), "Patients": "", "Events": "",
-            "Ratio": _ratio_name(s.model), estimate_col: "not estimated", "p": "", "Variance": s.reason,
+            "Ratio": _ratio_name(s.model), estimate_col: "not estimated", "p": "",
+            "Variance": disclosure.text(s.reason) if disclosure else suppress_counts_in_text(s.reason, threshold),
         }
         if show_published:
             row["Published (95% CI)"] = ""
@@ -210,13 +233,34 @@ def _as_number(value: object) -> float | None:
     return None
 
 
-def suppress_table_one(table: pd.DataFrame, threshold: int = DEFAULT_THRESHOLD) -> pd.DataFrame:
+WITHHELD = "withheld"
+
+
+def suppress_table_one(
+    table: pd.DataFrame, threshold: int = DEFAULT_THRESHOLD, arm_counts: Mapping[str, object] | None = None,
+    cell_counts: Mapping[tuple[str, str], object] | None = None,
+) -> pd.DataFrame:
     """Table 1 with small counts suppressed: the ``n`` row and every ``n (%)`` cell.
 
     An ``n (%)`` cell whose n is small becomes ``"<{threshold}"`` whole (the
-    percentage would give the count back). Means, SDs, medians, SMDs and
-    missing-value columns are left alone, except that missing counts are
-    counts and are suppressed too.
+    percentage would give the count back). A yes/no row (``sepsis = 1 (%)``) whose
+    complement (the arm's n minus the cell) is small shows the range a reader could
+    derive anyway, without its percentage. Where an arm's n is not shown exactly
+    (``arm_counts`` gives it as ``"<5"`` or a range, the way every other output shows
+    it), its cells lose their percentages (n = count / percentage). Means, SDs and
+    medians of an arm with fewer patients than the threshold, and the SMDs beside
+    such an arm, are ``"withheld"``. Missing-value counts are counts and are
+    suppressed too.
+
+    Parameters
+    ----------
+    table : tableone-style frame (rows: ``n``, ``x (mean (SD))``, ``x = level (%)``; columns: arms,
+        ``missing``, ``SMD``).
+    threshold : the small-cell threshold.
+    arm_counts : the display of each arm column's n (e.g. from
+        :func:`~retrocohort.report.suppression.study_disclosure`); default: the n row by the plain rule.
+    cell_counts : ``(row label, arm column) -> display`` of the ``n (%)`` cells decided with the rest
+        of the study's counts (``StudyDisclosure.table_one``); these replace the yes/no complement rule.
     """
     if not isinstance(table, pd.DataFrame):
         raise InputError(f"suppress_table_one: expected a DataFrame; got {type(table).__name__}")
@@ -243,6 +287,66 @@ def suppress_table_one(table: pd.DataFrame, threshold: int = DEFAULT_THRESHOLD) 
             else:
                 values[k] = suppress_small_cells(v, threshold)
         out[column] = pd.Series(values, index=out.index, dtype=object)
+    return _protect_table_one(table, out, labels, count_rows, label_name, threshold, arm_counts or {},
+                              cell_counts or {})
+
+
+def _protect_table_one(
+    raw: pd.DataFrame, out: pd.DataFrame, labels: pd.Series, count_rows: np.ndarray, label_name: Any,
+    threshold: int, arm_counts: Mapping[str, object], cell_counts: Mapping[tuple[str, str], object],
+) -> pd.DataFrame:
+    """Complements of yes/no rows, percentages of inexact arms, statistics of small arms (see suppress_table_one)."""
+    if threshold == 0:
+        return out
+    stripped = [str(x).strip() for x in labels]
+    n_rows = [k for k, x in enumerate(stripped) if x.lower() == "n"]
+    if not n_rows:
+        return out
+    n_row = n_rows[0]
+    arm_columns = [c for c in out.columns if c != label_name and str(c).strip().lower() not in _NON_COUNT_COLUMNS]
+    # A yes/no row: "x = level (%)" with no indented level rows under it.
+    binary = np.array([bool(re.search(r"=.*\(%\)", x)) and not (k + 1 < len(labels) and
+                       str(labels.iloc[k + 1]) != str(labels.iloc[k + 1]).lstrip() and stripped[k + 1])
+                       for k, x in enumerate(stripped)])
+    small_arm = False
+    for column in arm_columns:
+        n_true = _as_number(raw[column].iloc[n_row])
+        if n_true is None:
+            continue
+        shown_n = arm_counts.get(str(column).strip())
+        if shown_n is None:
+            shown_n = suppress_small_cells(n_true, threshold)
+        exact = isinstance(shown_n, (int, float)) and not isinstance(shown_n, bool)
+        values = out[column].to_numpy(dtype=object).copy()
+        values[n_row] = str(int(shown_n)) if exact and float(shown_n) == int(shown_n) else (
+            values[n_row] if exact else str(shown_n))
+        few = is_small(n_true, threshold)
+        small_arm |= few
+        for k in range(len(values)):
+            if k == n_row:
+                continue
+            cell = raw[column].iloc[k]
+            if count_rows[k]:
+                match = re.match(r"^\s*(\d+(?:\.\d+)?)\s*\(", str(cell))
+                if match is None or isinstance(values[k], str) and values[k].startswith("<"):
+                    continue
+                count = float(match.group(1))
+                decided = cell_counts.get((str(raw.index[k]), str(column).strip()))
+                if decided is not None and not isinstance(decided, (int, float)):
+                    values[k] = str(decided)  # "<5" or a range: no percentage
+                elif not exact:
+                    values[k] = f"{count:g}"
+                elif decided is not None:
+                    continue  # exact, with its percentage
+                elif binary[k] and is_small(n_true - count, threshold):
+                    values[k] = format_range(max(n_true - threshold + 1, 0), n_true - 1)
+            elif few and str(cell).strip() not in ("", "nan"):
+                values[k] = WITHHELD
+        out[column] = pd.Series(values, index=out.index, dtype=object)
+    if small_arm:
+        for column in out.columns:
+            if str(column).strip().lower() == "smd":
+                out[column] = [WITHHELD if str(v).strip() else v for v in out[column]]
     return out
 
 
@@ -272,11 +376,19 @@ def table_one_combined(result: Any) -> pd.DataFrame | None:
         return None
     threshold = threshold_of(result)
     labels = arm_labels(result)
+    disclosure = study_disclosure(result) if hasattr(result, "attrition") else None
     parts, keys = [], []
     for title, table in (("Before matching", before), ("After matching", after)):
         if table is None:
             continue
-        shown = suppress_table_one(table, threshold)
+        arm_counts = None
+        if disclosure is not None:
+            names = ("unexposed", "exposed") if title.startswith("Before") else ("matched_unexposed", "matched_exposed")
+            arm_counts = {"0": disclosure.counts.get(names[0]), "1": disclosure.counts.get(names[1])}
+        when = "before" if title.startswith("Before") else "after"
+        cells = {(label, arm): v for (w, label, arm), v in disclosure.table_one.items() if w == when} \
+            if disclosure is not None else None
+        shown = suppress_table_one(table, threshold, arm_counts=arm_counts, cell_counts=cells)
         label_name = next((c for c in ("variable", "characteristic", "Characteristic", "label", "")
                            if c in shown.columns and shown[c].dtype == object), None)
         if label_name is not None:
@@ -317,12 +429,24 @@ def attrition_table(result_or_attrition: Any, threshold: int | None = None) -> p
         raise InputError(f"attrition_table: attrition lacks columns {missing} (has {list(attrition.columns)})")
     t = threshold if threshold is not None else threshold_of(result_or_attrition)
     reason = attrition["reason"] if "reason" in attrition.columns else pd.Series([""] * len(attrition))
+    if attrition is not result_or_attrition:
+        # A whole result: the counts as every other output shows them (complementary suppression).
+        disclosure = study_disclosure(result_or_attrition)
+        remaining = [format_display(shown[0]) for shown in disclosure.attrition]
+        excluded = [format_display(shown[1]) if k > 0 else "" for k, shown in enumerate(disclosure.attrition)]
+        scrub = disclosure.text
+    else:
+        remaining = [format_count(v, t) for v in attrition["remaining"]]
+        excluded = [format_count(v, t) if k > 0 else "" for k, v in enumerate(attrition["excluded"])]
+
+        def scrub(text: str) -> str:
+            return suppress_counts_in_text(text, t)
     return pd.DataFrame({
         "Step": [step_label(v) for v in attrition["step"]],
-        "Remaining": [format_count(v, t) for v in attrition["remaining"]],
-        "Excluded": [format_count(v, t) if k > 0 else "" for k, v in enumerate(attrition["excluded"])],
+        "Remaining": remaining,
+        "Excluded": excluded,
         "Reason": [("" if (r is None or (isinstance(r, float) and np.isnan(r)))
-                    else suppress_counts_in_text(exclusion_reason(r), t)) for r in reason],
+                    else scrub(exclusion_reason(r))) for r in reason],
     })
 
 
@@ -331,11 +455,14 @@ def at_risk_table(
     times: Sequence[float],
     labels: Mapping[object, str] | Sequence[str] | None = None,
     threshold: int = DEFAULT_THRESHOLD,
+    shown: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Numbers at risk by arm (rows) at ``times`` (columns, days), counts suppressed.
 
     Uses ``km_result.at_risk(times)`` (rows with time >= t, unweighted) when
     the result has it, else the ``n_risk`` of the first listed time >= t.
+    ``shown`` (rows: groups, columns: times) gives the numbers as the study shows them
+    everywhere (:func:`~retrocohort.report.suppression.study_disclosure`), ranges included.
     """
     from .figures import _at_risk_counts, _groups, _table_of
 
@@ -343,8 +470,13 @@ def at_risk_table(
     groups = _groups(table)
     names = resolve_labels(groups, labels) if groups != [None] else ["All patients"]
     at = np.asarray(sorted(float(t) for t in times))
-    counts = _at_risk_counts(km_result, table, groups, at)
-    frame = pd.DataFrame([[format_count(v, threshold) for v in row] for row in counts],
+    if shown is not None and {float(t) for t in at} <= {float(c) for c in shown.columns}:
+        from .figures import _shown_at
+
+        cells = [[format_display(_shown_at(shown, g, t)) for t in at] for g in groups]
+    else:
+        cells = [[format_count(v, threshold) for v in row] for row in _at_risk_counts(km_result, table, groups, at)]
+    frame = pd.DataFrame(cells,
                          index=pd.Index(names, name="Arm"), columns=[f"{t:g}" for t in at])
     frame.columns.name = "Day"
     return frame

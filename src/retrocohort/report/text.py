@@ -22,7 +22,7 @@ from .formatting import (
     is_number,
     label_of,
 )
-from .suppression import format_count, suppress_small_cells
+from .suppression import format_display, is_small, study_disclosure
 from .tables import PRIMARY, arm_labels, planted_for, published_for, threshold_of
 
 __all__ = ["methods_paragraph", "results_paragraph", "skipped_notes", "ITEM_NAMES"]
@@ -197,7 +197,9 @@ def methods_paragraph(result: Any) -> str:
         s.append(f"Sensitivity analyses were {_join(sensitivity)}.")
     threshold = report.small_cell_threshold
     if threshold:
-        s.append(f"Counts below {threshold} are reported as \u201c<{threshold}\u201d.")
+        s.append(f"Counts below {threshold} are reported as \u201c<{threshold}\u201d, a count that would give "
+                 "one back by subtraction as the range it could take, and summary statistics of fewer "
+                 f"than {threshold} patients are withheld.")
     s.append(
         "Analyses used retrocohort, whose estimates were verified against R survival, cmprsk and MatchIt "
         f"(R 4.2.2; survival 3.5-3, cmprsk 2.2-11, MatchIt 4.5.1); {conf} confidence intervals and two-sided "
@@ -221,7 +223,7 @@ def _estimate_sentence(result: Any, outcome: str, model: str, population: str, l
 def _skip_reason(result: Any, outcome: str, model: str, population: str) -> str | None:
     for s in getattr(result, "skipped", ()):
         if (s.outcome, s.model, s.population) == (outcome, model, population):
-            return s.reason
+            return study_disclosure(result).text(s.reason)
     return None
 
 
@@ -234,13 +236,14 @@ _MODEL_WORDS = {
 
 
 def skipped_notes(result: Any) -> list[str]:
-    """One sentence per model the run skipped, saying why."""
+    """One sentence per model the run skipped, saying why (counts in the reason protected)."""
+    disclosure = study_disclosure(result)
     notes = []
     for s in getattr(result, "skipped", ()):
         what = _MODEL_WORDS.get(s.model, f"The {label_of(MODEL_LABELS, s.model)}")
         outcome = label_of(OUTCOME_LABELS, s.outcome) if s.outcome in OUTCOME_LABELS else s.outcome
         population = label_of(POPULATION_LABELS, s.population).lower()
-        reason = s.reason.rstrip(".")
+        reason = disclosure.text(s.reason).rstrip(".")
         if s.outcome in OUTCOME_LABELS:
             notes.append(f"{what} of {outcome} ({population}) was not estimated: {reason}.")
         else:
@@ -262,34 +265,40 @@ def results_paragraph(result: Any) -> str:
     and, on synthetic data, the planted truth.
     """
     t = threshold_of(result)
+    disclosure = study_disclosure(result)
     arms = arm_labels(result)
     exposed, comparator = arms[1], arms[0]
     counts = result.counts
     att = result.attrition
     s: list[str] = []
-    screened = att.iloc[0]["remaining"] if len(att) else None
-    eligible = att.iloc[-1]["remaining"] if len(att) else None
+
+    def shown(name: str) -> str:
+        return format_display(disclosure.count(name, counts.get(name)))
+
+    last = len(att) - 1
     s.append(
-        f"Of {format_count(screened, t)} screened patients, {format_count(eligible, t)} were eligible "
-        f"({format_count(counts.get('exposed'), t)} with {exposed}, "
-        f"{format_count(counts.get('unexposed'), t)} with {comparator})."
+        f"Of {format_display(disclosure.count('attrition_remaining_0'))} screened patients, "
+        f"{format_display(disclosure.count(f'attrition_remaining_{last}'))} were eligible "
+        f"({shown('exposed')} with {exposed}, {shown('unexposed')} with {comparator})."
     )
     if counts.get("matched_exposed") is not None and result.matched is not None:
         s.append(
-            f"After propensity score matching, {format_count(counts.get('matched_unexposed'), t)} patients with "
-            f"{comparator} and {format_count(counts.get('matched_exposed'), t)} with {exposed} were analysed."
+            f"After propensity score matching, {shown('matched_unexposed')} patients with "
+            f"{comparator} and {shown('matched_exposed')} with {exposed} were analysed."
         )
     else:
-        reason = next((x.reason for x in result.skipped if x.outcome in ("matching", "propensity")), None)
+        reason = next((disclosure.text(x.reason) for x in result.skipped
+                       if x.outcome in ("matching", "propensity")), None)
         s.append("Propensity score matching was not performed" + (f" ({reason.rstrip('.')})" if reason else "") + ".")
     dose = result.dose_meq or {}
-    few_exposed = isinstance(suppress_small_cells(counts.get("exposed"), t), str)
+    few_exposed = is_small(counts.get("exposed"), t)
     if is_number(dose.get("mean")) and not few_exposed:
         unit = result.study.exposure.dose_unit
         window = result.study.exposure.window_hours[1]
         s.append(f"The {exposed} dose over {window:g} h was {format_number(dose['mean'], 1)} \u00b1 "
                  f"{format_number(dose.get('sd'), 1)} {unit} (mean \u00b1 SD).")
-    after = result.balance_after
+    # SMDs against an arm of fewer patients than the threshold are withheld (as in balance.csv).
+    after = None if disclosure.few_matched else result.balance_after
     if after is not None and "smd" in after.columns and len(after):
         worst = float(after["smd"].abs().max())
         s.append(f"After matching, every covariate had an absolute SMD of {format_number(worst, 2)} or less"

@@ -10,8 +10,13 @@ holds an exclusive lock on its output folder (see "Never clobber" below).
 Disclosure control: every count (patients, events, numbers at risk, the n of
 an ``n (%)`` cell) below ``study.report.small_cell_threshold`` is written as
 ``"<threshold"`` (``report.suppression``'s rule: 0 is shown, threshold 0
-disables). No subject, stay or admission id and no date leaves the process:
-the row-level frames of the result are only summarised.
+disables), and a count that would give a suppressed one back by subtraction is
+written as the range a reader could derive anyway (``"96-99"``); every output
+takes its counts from one :func:`~retrocohort.report.suppression.study_disclosure`.
+Reasons and notes go through the same rule; summary statistics of fewer
+patients than the threshold (the dose, SMDs) are withheld. No subject, stay or
+admission id and no date leaves the process: the row-level frames of the result
+are only summarised; the survival curve tables hold the report times only.
 
 The results.json schema is documented in ``docs/results-schema.md``
 (``SCHEMA_VERSION``); :func:`results_document` builds it.
@@ -44,7 +49,13 @@ import pandas as pd
 from ..errors import InputError, RetrocohortError
 from ..report import figures as report_figures
 from ..report import render_html
-from ..report.suppression import suppress_frame, suppress_small_cells
+from ..report.suppression import (
+    StudyDisclosure,
+    coarsen_curve,
+    is_small,
+    study_disclosure,
+    suppress_small_cells,
+)
 from ..report.tables import suppress_table_one
 from .results import StudyResult
 
@@ -66,8 +77,9 @@ class OutputExistsError(RetrocohortError, FileExistsError):
 # --------------------------------------------------------------------------- results.json schema
 
 _NUMBER = {"type": ["number", "null"]}
-# A count: an integer, the small-cell string "<5" (threshold), or null when unknown.
-_COUNT = {"type": ["integer", "string", "null"], "minimum": 0, "pattern": r"^<\d+$"}
+# A count: an integer, the small-cell string "<5" (threshold), a range "96-99" / ">=96" (withheld
+# because it would give a suppressed count back), or null when unknown.
+_COUNT = {"type": ["integer", "string", "null"], "minimum": 0, "pattern": r"^(<\d+|\d+-\d+|>=\d+)$"}
 _TEST = {
     "type": ["object", "null"],
     "required": ["statistic", "df", "p"],
@@ -175,7 +187,7 @@ RESULTS_SCHEMA: dict[str, Any] = {
                 "hr": {"type": "number"}, "lower": {"type": "number"}, "upper": {"type": "number"},
                 "rr": {"type": "number"}, "rr_lower": {"type": "number"}, "rr_upper": {"type": "number"},
                 "point": {"type": "number", "minimum": 1}, "ci": {"type": "number", "minimum": 1},
-                "outcome_proportion": {"type": "number", "minimum": 0}, "method": {"type": "string"},
+                "outcome_proportion": {"type": ["number", "null"], "minimum": 0}, "method": {"type": "string"},
                 "transform": {"type": ["string", "null"], "enum": ["rare", "common", None]},
             },
         },
@@ -339,9 +351,20 @@ def _ph_rows(result: StudyResult) -> list[dict[str, Any]]:
     return rows
 
 
-def balance_table(result: StudyResult) -> pd.DataFrame:
-    """Per covariate (level): ``covariate``, ``smd_before``, ``smd_after`` (absolute), variance ratios, KS."""
-    before, after = result.balance_before, result.balance_after
+def balance_table(result: StudyResult, disclosure: StudyDisclosure | None = None) -> pd.DataFrame:
+    """Per covariate (level): ``covariate``, ``smd_before``, ``smd_after`` (absolute), variance ratios, KS.
+
+    Balance of a cohort with an arm smaller than the small-cell threshold is NaN
+    (withheld): an SMD against one patient is that patient's value in disguise.
+    """
+    disclosure = study_disclosure(result) if disclosure is None else disclosure
+    before = None if disclosure.few_exposed else result.balance_before
+    after = None if disclosure.few_matched else result.balance_after
+    if before is None and after is None and result.balance_before is not None:
+        base = result.balance_before
+        return pd.DataFrame({"covariate": [str(i) for i in base.index],
+                             **{f"{c}_{w}": np.nan for c in ("smd", "variance_ratio", "ks")
+                                for w in ("before", "after")}})
     if before is None and after is None:
         return pd.DataFrame(columns=["covariate", "smd_before", "smd_after"])
     base = before if before is not None else after
@@ -385,12 +408,21 @@ def key_table(result: StudyResult) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _e_value_document(result: StudyResult) -> dict[str, Any] | None:
+def _e_value_values(result: StudyResult, disclosure: StudyDisclosure) -> dict[str, Any]:
+    """The E-value numbers; the observed outcome proportion is withheld (None) when the matched
+    cohort's size is not shown exactly (events / proportion would give it back)."""
+    values = dict(result.e_value or {})
+    if "outcome_proportion" in values and not isinstance(disclosure.counts.get("matched", 0), int):
+        values["outcome_proportion"] = None
+    return values
+
+
+def _e_value_document(result: StudyResult, disclosure: StudyDisclosure) -> dict[str, Any] | None:
     if result.e_value is None:
         return None
     method = result.e_value_method or ""
     transform = "common" if "outcome common" in method else "rare" if "outcome rare" in method else None
-    return {**_plain(result.e_value), "transform": transform, "method": method}
+    return {**_plain(_e_value_values(result, disclosure)), "transform": transform, "method": disclosure.text(method)}
 
 
 def data_checks_table(result: StudyResult) -> pd.DataFrame:
@@ -414,15 +446,17 @@ def results_document(result: StudyResult) -> dict[str, Any]:
     as ``"<5"``); floats that are not finite are null.
     """
     threshold = result.study.report.small_cell_threshold
+    disclosure = study_disclosure(result)
     info = result.study.study
     attrition = [
         {
             "step": str(row["step"]),
-            "remaining": _count(row["remaining"], threshold),
-            "excluded": _count(row["excluded"], threshold),
-            **({"reason": str(row["reason"])} if isinstance(row.get("reason"), str) and row["reason"] else {}),
+            "remaining": disclosure.attrition[i][0],
+            "excluded": disclosure.attrition[i][1],
+            **({"reason": disclosure.text(str(row["reason"]))}
+               if isinstance(row.get("reason"), str) and row["reason"] else {}),
         }
-        for _, row in result.attrition.iterrows()
+        for i, (_, row) in enumerate(result.attrition.iterrows())
     ]
     estimates = [
         {
@@ -434,28 +468,31 @@ def results_document(result: StudyResult) -> dict[str, Any]:
             "upper": _plain(e.upper),
             "p": _plain(e.p),
             "label": e.label,
-            "n": _count(e.n, threshold),
-            "n_events": _count(e.n_events, threshold),
+            "n": _estimate_counts(e, disclosure)[0],
+            "n_events": _estimate_counts(e, disclosure)[1],
             "variance": e.variance,
-            "note": e.note,
+            "note": disclosure.text(e.note),
         }
         for e in result.estimates
     ]
     balance = {
         row["covariate"]: {"smd_before": _plain(row["smd_before"]), "smd_after": _plain(row["smd_after"])}
-        for _, row in balance_table(result).iterrows()
+        for _, row in balance_table(result, disclosure).iterrows()
     }
     published = {}
     for outcome, (model, key, _planted) in PRIMARY.items():
         values = getattr(result.study.report, key)
         if values:
             published[outcome] = {"model": model, "estimate": values[0], "lower": values[1], "upper": values[2]}
+    # The mean dose of fewer patients than the threshold is (nearly) one patient's dose: withheld.
+    few_dosed = is_small(result.dose_meq.get("n", result.counts.get("exposed")), threshold)
     dose = {
-        "mean": _plain(result.dose_meq.get("mean")),
-        "sd": _plain(result.dose_meq.get("sd")),
+        "mean": None if few_dosed else _plain(result.dose_meq.get("mean")),
+        "sd": None if few_dosed else _plain(result.dose_meq.get("sd")),
     }
     if "n" in result.dose_meq:
-        dose["n"] = _count(result.dose_meq["n"], threshold)
+        dose["n"] = disclosure.count("exposed", result.dose_meq["n"]) if result.dose_meq["n"] == result.counts.get(
+            "exposed") else _count(result.dose_meq["n"], threshold)
     return {
         "schema_version": SCHEMA_VERSION,
         "study": {
@@ -469,7 +506,7 @@ def results_document(result: StudyResult) -> dict[str, Any]:
         "planted": _plain(result.planted) if result.synthetic else None,
         "small_cell_threshold": threshold,
         "attrition": attrition,
-        "counts": {k: _count(v, threshold) for k, v in result.counts.items()},
+        "counts": {k: disclosure.count(k, _count(v, threshold)) for k, v in result.counts.items()},
         "dose_meq": dose,
         "estimates": estimates,
         "published": published,
@@ -479,71 +516,154 @@ def results_document(result: StudyResult) -> dict[str, Any]:
             "gray_krt": _test_dict(result.gray),
             "ph_test": _ph_rows(result),
         },
-        "e_value": _e_value_document(result),
+        "e_value": _e_value_document(result, disclosure),
         "skipped": [
-            {"outcome": s.outcome, "model": s.model, "population": s.population, "reason": s.reason}
+            {"outcome": s.outcome, "model": s.model, "population": s.population, "reason": disclosure.text(s.reason)}
             for s in result.skipped
         ],
-        "notes": list(result.notes),
+        "notes": [disclosure.text(n) for n in result.notes],
         "provenance": _plain(result.provenance),
         "data_checks": [{k: _plain(v) for k, v in row.items()} for row in data_checks_table(result).to_dict("records")],
     }
+
+
+def _estimate_counts(estimate: Any, disclosure: StudyDisclosure) -> tuple[Any, Any]:
+    """(patients, events) of an estimate as every output shows them."""
+    shown = disclosure.estimate_counts.get((estimate.outcome, estimate.population))
+    if shown is not None:
+        return shown
+    return _count(estimate.n, disclosure.threshold), _count(estimate.n_events, disclosure.threshold)
+
+
+def curve_table(result: StudyResult, which: str, disclosure: StudyDisclosure | None = None) -> pd.DataFrame:
+    """A survival curve at the study's report times (``[models] km_times_days``), per arm.
+
+    ``which`` is ``"km"`` (survival, lower, upper, n_risk) or ``"cif"`` (cif, lower, upper).
+    The per-event-time table is not published: consecutive numbers at risk differ by the
+    few patients who died or were censored between them, and a step of one death gives
+    that death back. The value at each report time is that of the curve as the figures draw
+    it (:func:`~retrocohort.report.suppression.coarsen_curve`: steps of at least threshold
+    events), so table and figure agree and neither shows a step of fewer events.
+    """
+    disclosure = study_disclosure(result) if disclosure is None else disclosure
+    fit = result.km if which == "km" else result.cif
+    value = "survival" if which == "km" else "cif"
+    times = sorted({float(t) for t in result.study.models.km_times_days})
+    labels = _labels(result)
+    columns = ["arm", "time", value, "lower", "upper"] + (["n_risk"] if which == "km" else [])
+    if fit is None or not times:
+        return pd.DataFrame(columns=columns)
+    table = coarsen_curve(fit.table, disclosure.threshold)
+    groups = list(dict.fromkeys(fit.table["group"])) if "group" in fit.table.columns else [None]
+    rows = []
+    for g in groups:
+        part = table if g is None else table[table["group"] == g]
+        t = part["time"].to_numpy(dtype=float)
+        for j, at in enumerate(times):
+            k = int(np.searchsorted(t, at, side="right")) - 1
+            if k >= 0:
+                cells = {c: float(part[c].iloc[k]) for c in (value, "lower", "upper") if c in part.columns}
+            elif which == "km":
+                cells = {value: 1.0, "lower": 1.0, "upper": 1.0}
+            else:
+                cells = {value: 0.0, "lower": np.nan, "upper": np.nan}
+            arm = labels.get(int(g), str(g)) if g is not None and str(g).lstrip("-").isdigit() else str(g)
+            row = {"arm": arm, "time": at, **cells}
+            if which == "km":
+                # The numbers at risk are those of death (KM); KRT liberation's risk set differs
+                # and is not published.
+                row["n_risk"] = (disclosure.at_risk.loc[g].iloc[j]
+                                 if disclosure.at_risk is not None and g in disclosure.at_risk.index else None)
+            rows.append(row)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def matching_counts_table(result: StudyResult, disclosure: StudyDisclosure | None = None) -> pd.DataFrame | None:
+    """MatchIt's sample-size table (All, Matched, Unmatched, ESS) with the study's count displays."""
+    counts = getattr(result.matching, "counts", None) if result.matching is not None else None
+    if not isinstance(counts, pd.DataFrame):
+        return None
+    disclosure = study_disclosure(result) if disclosure is None else disclosure
+    names = {"Treated": "exposed", "Control": "unexposed"}
+    rows = {"All": "{arm}", "Matched": "matched_{arm}", "Unmatched": "unmatched_{arm}"}
+    out = counts.astype(object).copy()
+    for column in out.columns:
+        arm = names.get(str(column))
+        for row in out.index:
+            raw = counts.loc[row, column]
+            base = str(row).replace(" (ESS)", "")
+            key = rows[base].format(arm=arm) if arm and base in rows else None
+            shown = disclosure.counts.get(key) if key else None
+            if shown is None:
+                shown = suppress_small_cells(raw, disclosure.threshold)
+            elif str(row).endswith("(ESS)"):
+                # An ESS of unit weights is the count itself: shown only when the count is exact.
+                if is_small(raw, disclosure.threshold):
+                    shown = f"<{disclosure.threshold}"
+                else:
+                    shown = round(float(raw), 2) if isinstance(shown, int) else None
+            out.loc[row, column] = shown
+    return out
 
 
 # --------------------------------------------------------------------------- tables
 
 
 def build_tables(result: StudyResult) -> dict[str, pd.DataFrame]:
-    """Every CSV table of the outputs, by file stem; counts already suppressed."""
+    """Every CSV table of the outputs, by file stem; counts already protected (:func:`study_disclosure`)."""
     threshold = result.study.report.small_cell_threshold
+    disclosure = study_disclosure(result)
     labels = _labels(result)
     tables: dict[str, pd.DataFrame] = {}
     attrition = result.attrition[[c for c in ("step", "remaining", "excluded", "reason") if c in result.attrition]]
-    tables["attrition"] = suppress_frame(attrition, columns=["remaining", "excluded"], threshold=threshold)
-    tables["counts"] = suppress_frame(
-        pd.DataFrame({"quantity": list(result.counts), "value": list(result.counts.values())}),
-        columns=["value"],
-        threshold=threshold,
+    attrition = attrition.astype(object).copy()
+    attrition["remaining"] = [shown[0] for shown in disclosure.attrition]
+    attrition["excluded"] = [shown[1] for shown in disclosure.attrition]
+    if "reason" in attrition.columns:
+        attrition["reason"] = [disclosure.text(r) if isinstance(r, str) else r for r in attrition["reason"]]
+    tables["attrition"] = attrition
+    tables["counts"] = pd.DataFrame(
+        {"quantity": list(result.counts),
+         "value": pd.Series([disclosure.count(k, v) for k, v in result.counts.items()], dtype=object)},
     )
-    if result.table_one_before is not None:
-        tables["table1_before"] = suppress_table_one(result.table_one_before, threshold)
-    if result.table_one_after is not None:
-        tables["table1_after"] = suppress_table_one(result.table_one_after, threshold)
-    tables["balance"] = balance_table(result)
+    for when in ("before", "after"):
+        table_one = getattr(result, f"table_one_{when}")
+        if table_one is not None:
+            cells = {(label, arm): v for (w, label, arm), v in disclosure.table_one.items() if w == when}
+            tables[f"table1_{when}"] = suppress_table_one(
+                table_one, threshold, arm_counts=_arm_counts(disclosure, when), cell_counts=cells)
+    tables["balance"] = balance_table(result, disclosure)
     estimates = pd.DataFrame(
         [
             {
                 "outcome": e.outcome, "model": e.model, "population": e.population, "label": e.label,
                 "estimate": e.estimate, "lower": e.lower, "upper": e.upper, "p": e.p,
-                "n": e.n, "n_events": e.n_events, "variance": e.variance, "note": e.note,
+                "n": _estimate_counts(e, disclosure)[0], "n_events": _estimate_counts(e, disclosure)[1],
+                "variance": e.variance, "note": disclosure.text(e.note),
             }
             for e in result.estimates
         ],
         columns=["outcome", "model", "population", "label", "estimate", "lower", "upper", "p",
                  "n", "n_events", "variance", "note"],
     )
-    tables["estimates"] = suppress_frame(estimates, columns=["n", "n_events"], threshold=threshold)
+    tables["estimates"] = estimates
     tables["data_checks"] = data_checks_table(result)
     tables["key_results"] = key_table(result)
     tables["skipped_models"] = pd.DataFrame(
-        [{"outcome": s.outcome, "model": s.model, "population": s.population, "reason": s.reason}
+        [{"outcome": s.outcome, "model": s.model, "population": s.population, "reason": disclosure.text(s.reason)}
          for s in result.skipped],
         columns=["outcome", "model", "population", "reason"],
     )
-    if result.km is not None:
-        times = list(result.study.models.km_times_days)
-        at_risk = result.km.at_risk(times)
+    if result.km is not None and disclosure.at_risk is not None:
+        at_risk = disclosure.at_risk.copy()
         at_risk.index = [labels.get(int(g), str(g)) if str(g).isdigit() else str(g) for g in at_risk.index]
         at_risk.index.name = "arm"
-        at_risk.columns = [f"day_{t:g}" for t in times]
-        tables["km_at_risk"] = suppress_frame(at_risk, threshold=threshold)
-        km_table = result.km.table.copy()
-        count_cols = [c for c in ("n_risk", "n_event", "n_censor") if c in km_table.columns]
-        tables["km_death"] = suppress_frame(km_table, columns=count_cols, threshold=threshold)
+        at_risk.columns = [f"day_{float(t):g}" for t in at_risk.columns]
+        tables["km_at_risk"] = at_risk
+    if result.km is not None:
+        tables["km_death"] = curve_table(result, "km", disclosure)
     if result.cif is not None:
-        cif_table = result.cif.table.copy()
-        count_cols = [c for c in ("n_risk", "n_event", "n_censor") if c in cif_table.columns]
-        tables["cif_krt"] = suppress_frame(cif_table, columns=count_cols, threshold=threshold)
+        tables["cif_krt"] = curve_table(result, "cif", disclosure)
     tests = []
     for name, test in (("log-rank, death, matched", result.logrank), ("Gray, KRT liberation, matched", result.gray)):
         if test is not None:
@@ -554,11 +674,20 @@ def build_tables(result: StudyResult) -> dict[str, pd.DataFrame]:
         tables["ph_test"] = pd.DataFrame(_ph_rows(result))
     if result.propensity is not None:
         tables["propensity_model"] = result.propensity.summary.copy()
-    if result.matching is not None and isinstance(getattr(result.matching, "counts", None), pd.DataFrame):
-        tables["matching_counts"] = suppress_frame(result.matching.counts, threshold=threshold)
+    matching_counts = matching_counts_table(result, disclosure)
+    if matching_counts is not None:
+        tables["matching_counts"] = matching_counts
     if result.e_value is not None:
-        tables["e_value"] = pd.DataFrame([{**result.e_value, "method": result.e_value_method}])
+        tables["e_value"] = pd.DataFrame([{**_e_value_values(result, disclosure),
+                                           "method": disclosure.text(result.e_value_method or "")}])
     return tables
+
+
+def _arm_counts(disclosure: StudyDisclosure, when: str) -> dict[str, Any]:
+    """Table 1's n per arm column ("0", "1") as the rest of the outputs show it."""
+    if when == "before":
+        return {"0": disclosure.counts.get("unexposed"), "1": disclosure.counts.get("exposed")}
+    return {"0": disclosure.counts.get("matched_unexposed"), "1": disclosure.counts.get("matched_exposed")}
 
 
 # --------------------------------------------------------------------------- writing

@@ -262,6 +262,15 @@ class ReportSpec(_Section):
             )
         return v
 
+    @field_validator("small_cell_threshold")
+    @classmethod
+    def _threshold_hides_something(cls, value: int) -> int:
+        # "<2" can only be 1: a threshold of 2 would print every suppressed count exactly.
+        if value == 2:
+            raise ValueError("2 would print a count of 1 as \"<2\", which can only be 1; "
+                             "use 0 (no suppression) or 3 and above (5 is usual, 11 for CMS-style rules)")
+        return value
+
 
 class Study(_Section):
     """A whole study design. Build with :func:`load_study` or :func:`default_study`."""
