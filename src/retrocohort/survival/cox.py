@@ -693,9 +693,10 @@ def _group_codes(data: pd.DataFrame, columns: list[str], what: str, where: str,
         raise InputError(f"{where}: {what} column(s) have missing values {missing} (column: rows) out of "
                          f"{len(data)} rows; give those rows a {what} value or drop them explicitly")
     if len(columns) == 1:
-        values = data[columns[0]]
-        if not sort and pd.api.types.is_float_dtype(values.dtype):
-            raw = values.to_numpy()
+        column = data[columns[0]]
+        values: pd.Series | np.ndarray = column
+        if not sort and pd.api.types.is_float_dtype(column.dtype):
+            raw = column.to_numpy()
             if np.isfinite(raw).all() and np.abs(raw).max(initial=0.0) < 2.0**62:
                 as_int = raw.astype(np.int64)
                 if np.array_equal(as_int, raw):  # whole numbers (an id stored as float): same groups
@@ -703,8 +704,7 @@ def _group_codes(data: pd.DataFrame, columns: list[str], what: str, where: str,
         codes, uniques = pd.factorize(values, sort=sort)
         return codes.astype(np.int64), list(uniques)
     grouped = data.groupby(columns, sort=True, observed=True)
-    codes = grouped.ngroup().to_numpy(dtype=np.int64)
-    return codes, list(grouped.size().index)
+    return grouped.ngroup().to_numpy(dtype=np.int64), list(grouped.size().index)
 
 
 # ---------------------------------------------------------------------------
@@ -1185,7 +1185,7 @@ def cox(
     s_stop = stop[order]
     if timefix and entry is None:
         s_stop = _timefix_sorted(s_stop)  # monotone, so the order stays valid
-    if strata_cols:
+    if scode is not None:  # exactly when strata_cols; the None test is what lets mypy index scode
         by_stratum = np.argsort(scode[order], kind="stable")
         order = order[by_stratum]
         s_stop = s_stop[by_stratum]
@@ -1204,7 +1204,7 @@ def cox(
         raise InputError(f"{where}: covariate column {columns[j]!r} is constant ({float(col_min[j]):g}) in all "
                          f"{n} rows; a constant covariate has no coefficient: drop it from the covariates")
     n_strata = len(slabels)
-    if strata_cols:
+    if scode is not None:
         s_code = scode[order]
         sbounds = np.searchsorted(s_code, np.arange(n_strata + 1)).astype(np.int64)
     else:
