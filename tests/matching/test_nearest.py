@@ -272,7 +272,9 @@ def test_no_treated_or_no_controls(small, value):
 
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
-    [({"order": "closest"}, "order='closest'"), ({"ratio": 0}, "ratio=0"), ({"caliper": -1.0}, "caliper=-1.0")],
+    [({"order": "closest"}, "order='closest'"), ({"ratio": 0}, "ratio=0"), ({"caliper": -1.0}, "caliper=-1.0"),
+     # a caliper given as text (e.g. straight from a config file) used to end in numpy's TypeError
+     ({"caliper": "0.2"}, "caliper='0.2'"), ({"caliper": True}, "caliper=True")],
 )
 def test_bad_options_name_the_value(small, kwargs, fragment):
     with pytest.raises(InputError, match=fragment):

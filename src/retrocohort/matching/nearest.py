@@ -17,6 +17,7 @@ matrix) and later MatchIt versions do; the test suite checks against that.
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
@@ -232,7 +233,8 @@ def match_nearest(
         raise InputError(f"match_nearest: ratio={ratio!r} must be a whole number >= 1")
     ratio = int(ratio)
     if caliper is not None:
-        if isinstance(caliper, bool) or not np.isscalar(caliper) or not np.isfinite(caliper) or caliper <= 0:
+        # numbers.Real (Python and NumPy ints/floats): a string or array must not reach np.isfinite's TypeError
+        if isinstance(caliper, bool) or not isinstance(caliper, numbers.Real) or not np.isfinite(caliper) or caliper <= 0:
             raise InputError(f"match_nearest: caliper={caliper!r} must be a positive finite number or None")
         caliper = float(caliper)
     exact_columns = as_column_list(exact)

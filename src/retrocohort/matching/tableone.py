@@ -41,7 +41,7 @@ from .balance import (
 def _weighted_quantile(x: np.ndarray, w: np.ndarray, probs: Sequence[float]) -> np.ndarray:
     o = np.argsort(x, kind="stable")
     xs, cw = x[o], np.cumsum(w[o]) / w.sum()
-    return np.array([xs[min(np.searchsorted(cw, p - 1e-12, side="left"), len(xs) - 1)] for p in probs])
+    return np.array([xs[min(int(np.searchsorted(cw, p - 1e-12, side="left")), len(xs) - 1)] for p in probs])
 
 
 def _fmt(value: float, digits: int) -> str:

@@ -329,7 +329,7 @@ def attrition_table(result_or_attrition: Any, threshold: int | None = None) -> p
 def at_risk_table(
     km_result: Any,
     times: Sequence[float],
-    labels: Mapping[object, str] | Sequence[str] | None = None,
+    labels: Mapping[Any, str] | Sequence[str] | None = None,
     threshold: int = DEFAULT_THRESHOLD,
 ) -> pd.DataFrame:
     """Numbers at risk by arm (rows) at ``times`` (columns, days), counts suppressed.

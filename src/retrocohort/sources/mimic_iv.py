@@ -80,7 +80,7 @@ class TableSpec:
 
 
 def _cols(**spec: tuple[str, str] | tuple[str, str, bool, str]) -> dict[str, Column]:
-    return {name: Column(*value) for name, value in spec.items()}  # type: ignore[arg-type]
+    return {name: Column(*value) for name, value in spec.items()}
 
 
 #: The tables and columns the cohort builder reads, with explicit types.
@@ -207,7 +207,7 @@ class TableFile:
 def _read_csv_header(path: Path) -> tuple[str, ...]:
     opener = gzip.open if path.name.endswith(".gz") else open
     try:
-        with opener(path, "rt", encoding="utf-8", newline="") as handle:  # type: ignore[operator]
+        with opener(path, "rt", encoding="utf-8", newline="") as handle:
             line = handle.readline()
     except (OSError, EOFError, UnicodeDecodeError) as exc:
         raise SourceError(f"{path}: cannot read the header line ({exc}); is the file a complete download?") from None

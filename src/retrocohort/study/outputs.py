@@ -318,9 +318,9 @@ def _ph_rows(result: StudyResult) -> list[dict[str, Any]]:
 def balance_table(result: StudyResult) -> pd.DataFrame:
     """Per covariate (level): ``covariate``, ``smd_before``, ``smd_after`` (absolute), variance ratios, KS."""
     before, after = result.balance_before, result.balance_after
-    if before is None and after is None:
-        return pd.DataFrame(columns=["covariate", "smd_before", "smd_after"])
     base = before if before is not None else after
+    if base is None:
+        return pd.DataFrame(columns=["covariate", "smd_before", "smd_after"])
     out = pd.DataFrame({"covariate": [str(i) for i in base.index]})
     for name, frame in (("before", before), ("after", after)):
         for column in ("smd", "variance_ratio", "ks"):

@@ -44,6 +44,8 @@ import pandas as pd
 from ..errors import InputError, RetrocohortError
 from ..matching import balance, match_nearest, propensity_score, table_one
 from ..survival import (
+    CoxResult,
+    FineGrayResult,
     cox,
     cumulative_incidence,
     fine_gray,
@@ -670,6 +672,7 @@ def _fit_hr(
     if why is not None:
         run.skip(outcome, model, population, why)
         return None
+    fit: CoxResult | FineGrayResult
     try:
         with run.capture_warnings(where) as fit_warnings:
             if competing:
@@ -705,8 +708,7 @@ def _fit_hr(
         return None
     if flagged:
         note = "; ".join(filter(None, [note, *flagged]))
-    row = fit.summary.loc["exposed"]
-    values = [float(row[k]) for k in ("hr", "lower", "upper", "p")]
+    values = [float(v) for v in fit.summary.loc["exposed", ["hr", "lower", "upper", "p"]].to_numpy(dtype=float)]
     if not all(math.isfinite(v) for v in values):
         run.skip(outcome, model, population, "non-finite estimate (monotone likelihood or separation)")
         return None
