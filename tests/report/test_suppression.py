@@ -76,16 +76,16 @@ def test_table_one_small_counts_hidden_continuous_kept():
     raw = table_one(data, "exposed", ["age", "sex"], categorical=["sex"])
     out = suppress_table_one(raw, threshold=5)
     assert out.shape == raw.shape
-    sex_row = [i for i in raw.index if str(i).startswith("sex")][0]
+    sex_row = next(i for i in raw.index if str(i).startswith("sex"))
     # "sex = M (%)" shows M: 17 exposed, 20 unexposed: kept; the n row kept (20, 40)
     assert out.loc[sex_row].tolist() == raw.loc[sex_row].tolist()
     high = suppress_table_one(raw, threshold=25)
-    exposed_col = [c for c in raw.columns if str(c).strip() == "1"][0]
-    unexposed_col = [c for c in raw.columns if str(c).strip() == "0"][0]
+    exposed_col = next(c for c in raw.columns if str(c).strip() == "1")
+    unexposed_col = next(c for c in raw.columns if str(c).strip() == "0")
     assert high.loc["n", exposed_col] == "<25" and high.loc["n", unexposed_col] == raw.loc["n", unexposed_col]
     assert high.loc[sex_row, exposed_col] == "<25"  # 17 (85.0) hidden whole, percentage too
     assert high.loc[sex_row, unexposed_col] == "<25"  # 20 (50.0)
-    age_row = [i for i in raw.index if str(i).startswith("age")][0]
+    age_row = next(i for i in raw.index if str(i).startswith("age"))
     assert high.loc[age_row].tolist() == raw.loc[age_row].tolist()  # mean (SD) and SMD untouched
 
 

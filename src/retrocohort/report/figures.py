@@ -283,7 +283,7 @@ def _draw_at_risk(table_ax: Axes, counts: np.ndarray, times: np.ndarray, names: 
     table_ax.set_yticks(range(len(names)))
     # First arm on top, as the legend lists it.
     table_ax.set_yticklabels(list(reversed(names)))
-    for i, name in enumerate(names):
+    for i in range(len(names)):
         y = len(names) - 1 - i
         colour = _style.arm_style(i)["color"]
         table_ax.get_yticklabels()[y].set_color(colour)

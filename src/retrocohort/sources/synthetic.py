@@ -346,7 +346,7 @@ def generate_synthetic(
             shutil.rmtree(sub)
 
     streams = {name: np.random.default_rng(s) for name, s in zip(
-        ("ckrt", "background", "ids", "rows"), np.random.SeedSequence(int(seed)).spawn(4))}
+        ("ckrt", "background", "ids", "rows"), np.random.SeedSequence(int(seed)).spawn(4), strict=True)}
     tables = {name: _Table(name) for name in MIMIC_IV_V22_COLUMNS}
     ids = _IdPool(streams["ids"])
 
@@ -1103,7 +1103,7 @@ def _dictionaries(t: dict[str, _Table]) -> None:
     items = sorted(LAB_ITEMS)
     t["hosp/d_labitems"].add(itemid=np.asarray(items), label=[LAB_ITEMS[i][0] for i in items],
                              fluid=[LAB_ITEMS[i][1] for i in items], category=[LAB_ITEMS[i][2] for i in items])
-    icu = sorted(ICU_ITEMS) + [226512]
+    icu = [*sorted(ICU_ITEMS), 226512]
     rows = [ICU_ITEMS.get(i, ("Admission Weight (Kg)", "Admit Wt", "chartevents", "General", "kg", "Numeric"))
             for i in icu]
     t["icu/d_items"].add(itemid=np.asarray(icu), label=[r[0] for r in rows], abbreviation=[r[1] for r in rows],

@@ -859,7 +859,7 @@ def _raise_singular(imat: np.ndarray, columns: Sequence[str]) -> None:
     bad: list[tuple[str, list[str]]] = []  # (column, the columns kept before it)
     kept: list[int] = []
     for j in range(p):
-        idx = kept + [j]
+        idx = [*kept, j]
         sub = imat[np.ix_(idx, idx)]
         if not np.all(np.isfinite(sub)):
             bad.append((columns[j], [columns[k] for k in kept]))
@@ -1219,9 +1219,9 @@ def cox(
         ev_per = np.add.reduceat(s_event.astype(np.int64), sbounds[:-1]) if n else np.zeros(0)
         def describe(label) -> dict:
             values = label if isinstance(label, tuple) else (label,)
-            return {c: (v.item() if isinstance(v, np.generic) else v) for c, v in zip(strata_cols, values)}
+            return {c: (v.item() if isinstance(v, np.generic) else v) for c, v in zip(strata_cols, values, strict=True)}
 
-        empty = [lab for lab, ne in zip(slabels, ev_per) if ne == 0]
+        empty = [lab for lab, ne in zip(slabels, ev_per, strict=True) if ne == 0]
         if len(empty) == 1:
             notes.append(f"stratum {describe(empty[0])} has no events; "
                          "it contributes nothing to the partial likelihood")
@@ -1235,7 +1235,7 @@ def cox(
     fit_pass = _fit_pass_factory(sf)
 
     # a singular information at beta = 0 (constant within strata, collinear) raises inside _newton
-    beta, ll0, u0, imat0, ll1, u1, imat1, score_stat, iterations, converged = _newton(
+    beta, ll0, _u0, _imat0, ll1, u1, imat1, score_stat, iterations, converged = _newton(
         fit_pass, p, columns, max_iter, eps)
     try:
         naive_var = linalg.cho_solve(linalg.cho_factor(imat1), np.eye(p))
