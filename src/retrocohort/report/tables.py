@@ -78,7 +78,10 @@ def published_for(result: Any, outcome: str) -> tuple[float, float, float] | Non
     report = getattr(getattr(result, "study", None), "report", None)
     key = {"death_90d": "published_hr_death", "krt_liberation_90d": "published_hr_krt"}.get(outcome)
     value = getattr(report, key, None) if key else None
-    return tuple(float(v) for v in value) if value else None  # type: ignore[return-value]
+    if not value:
+        return None
+    estimate, lower, upper = (float(v) for v in value)  # the spec types it as a 3-tuple
+    return estimate, lower, upper
 
 
 def planted_for(result: Any, outcome: str) -> float | None:
