@@ -1,12 +1,12 @@
 # Two commands do everything on a fresh machine:
 #   make demo   -> virtual environment + locked dependencies, then the demo study end to end
-#   make test   -> the same, plus system packages (R, Chromium), then the whole test suite
+#   make test   -> the same, plus system packages (R, Chromium), then lint, then the whole test suite
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv system-deps lock reference bench clean
+.PHONY: demo test lint venv system-deps lock reference bench clean
 
 venv: $(STAMP)
 
@@ -23,8 +23,15 @@ system-deps:
 demo: venv
 	$(BIN)/retrocohort demo --out demo-output --force
 
+# Lint, format check and type check; settings live in pyproject.toml ([tool.ruff], [tool.mypy]).
+# `test` depends on it, so CI fails on a lint finding before pytest starts.
+lint: venv
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
 # pytest exits 5 when it collected no test; that is a failure here like any non-zero code.
-test: venv system-deps
+test: venv system-deps lint
 	$(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 reference: venv system-deps
@@ -41,4 +48,4 @@ lock:
 	/tmp/retrocohort-lock/bin/pip freeze --exclude-editable | grep -v '^retrocohort' > requirements.lock
 
 clean:
-	rm -rf $(VENV) demo-output
+	rm -rf $(VENV) demo-output .ruff_cache .mypy_cache

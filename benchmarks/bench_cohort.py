@@ -65,12 +65,14 @@ def pad(folder: Path, millions: float) -> float:
     t = time.perf_counter()
     con = duckdb.connect()
     fillers = {
-        "hosp/labevents": f"SELECT CAST(2000000000 + i AS VARCHAR) AS labevent_id, CAST(10000000 + i % 150000 AS VARCHAR) "
-        f"AS subject_id, CAST(3000000000 + i // 20 AS VARCHAR) AS specimen_id, CAST(51000 + i % 50 AS VARCHAR) AS itemid, "
-        f"strftime(TIMESTAMP '2150-01-01 00:00:00' + to_seconds(i % 900000000), '%Y-%m-%d %H:%M:%S') AS charttime, "
+        "hosp/labevents": "SELECT CAST(2000000000 + i AS VARCHAR) AS labevent_id, "
+        "CAST(10000000 + i % 150000 AS VARCHAR) AS subject_id, "
+        "CAST(3000000000 + i // 20 AS VARCHAR) AS specimen_id, CAST(51000 + i % 50 AS VARCHAR) AS itemid, "
+        "strftime(TIMESTAMP '2150-01-01 00:00:00' + to_seconds(i % 900000000), '%Y-%m-%d %H:%M:%S') AS charttime, "
         f"CAST(round(i % 997 / 7.0, 1) AS VARCHAR) AS valuenum FROM range({n}) t(i)",
-        "icu/chartevents": f"SELECT CAST(10000000 + i % 150000 AS VARCHAR) AS subject_id, CAST(30000000 + i % 100000 AS VARCHAR) "
-        f"AS stay_id, strftime(TIMESTAMP '2150-01-01 00:00:00' + to_seconds(i % 900000000), '%Y-%m-%d %H:%M:%S') AS charttime, "
+        "icu/chartevents": "SELECT CAST(10000000 + i % 150000 AS VARCHAR) AS subject_id, "
+        "CAST(30000000 + i % 100000 AS VARCHAR) AS stay_id, "
+        "strftime(TIMESTAMP '2150-01-01 00:00:00' + to_seconds(i % 900000000), '%Y-%m-%d %H:%M:%S') AS charttime, "
         f"CAST(220045 + i % 20 AS VARCHAR) AS itemid, CAST(i % 150 AS VARCHAR) AS value FROM range({n}) t(i)",
     }
     for table, filler in fillers.items():

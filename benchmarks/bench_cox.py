@@ -52,7 +52,7 @@ import pandas as pd
 from retrocohort.survival.cox import cox
 
 COVARIATES = ["trt"] + [f"z{i}" for i in range(1, 11)]
-COLUMNS = ["time", "status", "set"] + COVARIATES
+COLUMNS = ["time", "status", "set", *COVARIATES]
 CAP_SECONDS = 60.0
 
 
@@ -120,7 +120,7 @@ def time_r(frame: pd.DataFrame, cluster: bool, repeats: int, tmp: Path) -> tuple
 def time_lifelines(frame: pd.DataFrame, cluster: bool, repeats: int) -> tuple[list[float], np.ndarray]:
     from lifelines import CoxPHFitter
 
-    sub = frame[["time", "status", "set"] + COVARIATES] if cluster else frame[["time", "status"] + COVARIATES]
+    sub = frame[["time", "status", "set", *COVARIATES]] if cluster else frame[["time", "status", *COVARIATES]]
     seconds = []
     fitter = None
     for _ in range(repeats):
@@ -199,8 +199,9 @@ def main() -> int:
                            "cluster" if cluster else "plain", "n": n, "ours": float(np.median(ours)),
                            "ours_c": float(np.median(ours_c)), "ours_first": ours[0], "ours_c_first": ours_c[0]}
                     for peer, hist, timer, power in (
-                            ("R", hist_r, lambda r: time_r(frame, cluster, r, tmp), 1.25 if cluster else 1.0),
-                            ("lifelines", hist_ll, lambda r: time_lifelines(frame, cluster, r), 2.0 if cluster else 1.0)):
+                            ("R", hist_r, lambda r, f=frame, c=cluster: time_r(f, c, r, tmp), 1.25 if cluster else 1.0),
+                            ("lifelines", hist_ll, lambda r, f=frame, c=cluster: time_lifelines(f, c, r),
+                             2.0 if cluster else 1.0)):
                         if peer not in peers:
                             continue
                         guess = predicted(hist, n, power)

@@ -149,7 +149,8 @@ def main() -> None:
         + f", {os.cpu_count()} CPUs visible.",
         "",
         "p = 10 normal covariates + binary treatment, two causes, censoring; full sandwich variance on both sides. "
-        "crr is timed around the `crr()` call only; ours from DataFrame to result. crr (O(n^2)) is not run above n = 2e4 "
+        "crr is timed around the `crr()` call only; ours from DataFrame to result. "
+        "crr (O(n^2)) is not run above n = 2e4 "
         "(tied days) or 5e3 (continuous times: there a single crr fit at n = 1e4 took more than five CPU-minutes).",
         "",
         "Wall-clock seconds are what a user waits; CPU seconds (all threads) are less sensitive to the other "

@@ -198,8 +198,8 @@ def main() -> int:
                     ours, ours_values = time_ours(method, frame, args.repeats)
                     row = {"data": "whole-day ties" if ties else "continuous", "method": method, "n": n,
                            "ours": ours}
-                    for peer, timer in (("R", lambda r, m=method: time_r(m, frame, r, tmp)),
-                                        ("lifelines", lambda r, m=method: time_lifelines(m, frame, r))):
+                    for peer, timer in (("R", lambda r, m=method, f=frame, d=tmp: time_r(m, f, r, d)),
+                                        ("lifelines", lambda r, m=method, f=frame: time_lifelines(m, f, r))):
                         hist = history.setdefault((peer, method, ties), [])
                         guess = predicted(hist, n)
                         if guess > CAP_SECONDS:

@@ -51,7 +51,7 @@ def test_bad_study_file_is_a_readable_error(tmp_path, small_ehr):
     bad = tmp_path / "bad.toml"
     text = STUDY_FILE.read_text().replace("caliper = 0.2", "calipr = 0.2")
     bad.write_text(text)
-    line = next(i for i, l in enumerate(text.splitlines(), start=1) if l.startswith("calipr"))
+    line = next(i for i, ln in enumerate(text.splitlines(), start=1) if ln.startswith("calipr"))
     result, out = invoke("run", bad, "--mimic", small_ehr, "--out", tmp_path / "out")
     assert result.exit_code == 2
     assert f"line {line}" in out and "did you mean 'caliper'" in out
@@ -142,7 +142,7 @@ def test_demo_reproduces_the_published_flow(tmp_path):
     validate_results_document(doc)
     counts = doc["counts"]
     assert (counts["screened"], counts["eligible"], counts["exposed"], counts["unexposed"]) == (629, 333, 37, 296)
-    assert [a["remaining"] for a in doc["attrition"]][0] == 629
+    assert doc["attrition"][0]["remaining"] == 629
     # Matched cohort close to the published 34 + 68.
     # A matched count may be shown as a range (it would give the few unmatched exposed back).
     from retrocohort.report.suppression import parse_count_display

@@ -172,8 +172,8 @@ def design_matrix(
             codes = np.asarray(cat.cat.codes)
             if declared and unused_levels != "keep":
                 counts = np.bincount(codes, minlength=len(levels))
-                empty = [lv for lv, k in zip(levels, counts) if k == 0]
-                used = [lv for lv, k in zip(levels, counts) if k > 0]
+                empty = [lv for lv, k in zip(levels, counts, strict=True) if k == 0]
+                used = [lv for lv, k in zip(levels, counts, strict=True) if k > 0]
                 if empty and unused_levels == "drop":
                     remap = np.cumsum(counts > 0) - 1  # old code -> code among the used levels
                     codes, levels = remap[codes], used

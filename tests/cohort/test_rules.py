@@ -154,10 +154,10 @@ def test_attrition_log_counts_add_up(cohort):
     assert screening.remaining.iloc[-1] == log.remaining.iloc[0]
     # 31 patients have CKRT; 14 (minor), 15 and 17 (no support) and 27 (first CKRT stay unsupported) leave.
     assert screening.remaining.iloc[0] == 31
-    assert dict(zip(screening.step, screening.excluded))["known_icu_stay"] == 0
-    assert dict(zip(screening.step, screening.excluded))["adult"] == 1
-    assert dict(zip(screening.step, screening.excluded))["support"] == 3
-    by_step = dict(zip(log.step, log.excluded))
+    assert dict(zip(screening.step, screening.excluded, strict=True))["known_icu_stay"] == 0
+    assert dict(zip(screening.step, screening.excluded, strict=True))["adult"] == 1
+    assert dict(zip(screening.step, screening.excluded, strict=True))["support"] == 3
+    by_step = dict(zip(log.step, log.excluded, strict=True))
     assert by_step["no_mg_index_day"] == 1  # patient 4
     assert by_step["died_within_48h"] == 2  # patients 2 and 12
 

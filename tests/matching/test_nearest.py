@@ -45,7 +45,7 @@ def _match_sets(result) -> dict:
 def _r_match_sets(match_matrix, treated_rows) -> dict:
     """R's match.matrix (1-based rows, treated in data order) -> treated row label -> control rows (0-based)."""
     sets = {}
-    for t, row in zip(treated_rows, match_matrix):
+    for t, row in zip(treated_rows, match_matrix, strict=True):
         controls = frozenset(int(c) - 1 for c in row if c is not None)
         if controls:
             sets[t] = controls
@@ -272,7 +272,9 @@ def test_no_treated_or_no_controls(small, value):
 
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
-    [({"order": "closest"}, "order='closest'"), ({"ratio": 0}, "ratio=0"), ({"caliper": -1.0}, "caliper=-1.0")],
+    [({"order": "closest"}, "order='closest'"), ({"ratio": 0}, "ratio=0"), ({"caliper": -1.0}, "caliper=-1.0"),
+     # a caliper given as text (e.g. straight from a config file) used to end in numpy's TypeError
+     ({"caliper": "0.2"}, "caliper='0.2'"), ({"caliper": True}, "caliper=True")],
 )
 def test_bad_options_name_the_value(small, kwargs, fragment):
     with pytest.raises(InputError, match=fragment):
@@ -319,7 +321,7 @@ def test_live_matchit_matrix_path_on_fresh_data():
         r_call(c) for c in configs) + ")"
     reference = run_r(code, {"df": data})
     treated_rows = list(np.flatnonzero(data.t.to_numpy() == 1))
-    for config, expected in zip(configs, reference):
+    for config, expected in zip(configs, reference, strict=True):
         result = _quiet_match(data, "t", "d", ratio=config["ratio"], caliper=config["caliper"],
                               order=config["order"], replace=config.get("replace", False), exact=config.get("exact"))
         msg = f"seed={seed} config={config}"

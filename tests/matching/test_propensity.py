@@ -115,7 +115,7 @@ def test_no_warning_without_separation(reference):
 
 def test_bad_link_names_allowed_values(reference):
     data = pd.DataFrame(reference("glm_logit")["data"])
-    with pytest.raises(InputError, match="cloglog.*logit"):
+    with pytest.raises(InputError, match=r"cloglog.*logit"):
         propensity_score(data, "mg", COVARIATES, link="cloglog")
 
 

@@ -152,6 +152,25 @@ def test_forest_plot_one_errorbar_per_estimate(result):
     assert fig.axes[0].get_xscale() == "log"
 
 
+def test_forest_plot_skips_an_outcome_whose_reference_is_none(result):
+    outcomes = {e.outcome for e in result.estimates}
+    assert "death_90d" in outcomes and len(outcomes) > 1
+    fig = forest_plot(result.estimates, reference={"death_90d": None, **{o: 0.5 for o in outcomes - {"death_90d"}}})
+    truth_rows = [int(a.get_gid().rsplit("-", 1)[1]) for a in _by_gid(fig, "forest-truth-")]
+    drawn = [e for e in result.estimates if np.isfinite(e.estimate)]  # the rows forest_plot draws, in order
+    expected = [k for k, e in enumerate(drawn) if e.outcome != "death_90d"]
+    assert sorted(truth_rows) == expected
+
+
+def test_a_figure_drawn_on_subfigure_axes_returns_the_root_figure():
+    root = Figure()
+    sub = root.subfigures(1, 2)[1]
+    attrition = pd.DataFrame({"step": ["Screened", "Adults"], "remaining": [40, 37], "excluded": [0, 3],
+                              "reason": ["", "younger than 18"]})
+    fig = flow_diagram(attrition, {"exposed": 14, "unexposed": 23}, ax=sub.add_subplot(1, 1, 1), threshold=5)
+    assert fig is root
+
+
 def test_study_figures_and_no_pyplot_leak(result, tmp_path):
     before = plt.get_fignums()
     figures = study_figures(result)

@@ -83,7 +83,7 @@ def test_counts_suppressed_in_tables(result):
     assert set(att["Remaining"]) == {"<1000"}
     t1 = table_one_combined(big)
     assert (t1.loc["n"].drop(labels=[c for c in t1.columns if c[1] in ("SMD", "missing")]) == "<1000").all()
-    age = [i for i in t1.index if i.startswith("age")][0]
+    age = next(i for i in t1.index if i.startswith("age"))
     assert "<1000" not in t1.loc[age].tolist()  # mean (SD) is not a count
 
 

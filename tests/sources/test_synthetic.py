@@ -183,9 +183,11 @@ def test_planted_dose_is_the_sum_of_gram_bags_in_the_window(default_ehr):
 def _index_facts(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     return con.execute("""
         WITH ev AS (
-            SELECT subject_id, starttime AS t, 'proc' AS src FROM procedureevents WHERE itemid IN (225802, 225803, 225809, 225955)
+            SELECT subject_id, starttime AS t, 'proc' AS src FROM procedureevents
+            WHERE itemid IN (225802, 225803, 225809, 225955)
             UNION ALL SELECT subject_id, charttime, 'chart' FROM chartevents WHERE itemid = 227290)
-        SELECT subject_id, min(t) AS index_time, min(t) FILTER (WHERE src = 'proc') AS first_proc FROM ev GROUP BY 1""").df()
+        SELECT subject_id, min(t) AS index_time, min(t) FILTER (WHERE src = 'proc') AS first_proc
+        FROM ev GROUP BY 1""").df()
 
 
 def test_each_planted_category_leaves_its_raw_evidence(default_ehr):
@@ -211,14 +213,17 @@ def test_each_planted_category_leaves_its_raw_evidence(default_ehr):
           (SELECT any_value(pt.anchor_age + year(a.admittime) - pt.anchor_year) FROM patients pt JOIN admissions a
              ON a.subject_id = pt.subject_id AND a.hadm_id = p.hadm_id WHERE pt.subject_id = p.subject_id) AS age,
           (SELECT count(*) FROM (
-             SELECT subject_id, starttime, endtime FROM inputevents WHERE itemid IN (221906, 221289, 222315, 221749, 221662)
+             SELECT subject_id, starttime, endtime FROM inputevents
+             WHERE itemid IN (221906, 221289, 222315, 221749, 221662)
              UNION ALL SELECT subject_id, starttime, endtime FROM procedureevents WHERE itemid = 225792) s
            WHERE s.subject_id = p.subject_id AND s.starttime <= p.index_time + INTERVAL 48 HOUR
              AND s.endtime >= p.index_time - INTERVAL 48 HOUR) AS support_rows,
           (SELECT count(*) FROM (
-             SELECT subject_id, starttime, endtime FROM inputevents WHERE itemid IN (221906, 221289, 222315, 221749, 221662)
+             SELECT subject_id, starttime, endtime FROM inputevents
+             WHERE itemid IN (221906, 221289, 222315, 221749, 221662)
              UNION ALL SELECT subject_id, starttime, endtime FROM procedureevents WHERE itemid = 225792) s
-           WHERE s.subject_id = p.subject_id AND s.starttime <= p.index_time AND s.endtime >= p.index_time) AS support_at_index
+           WHERE s.subject_id = p.subject_id AND s.starttime <= p.index_time
+             AND s.endtime >= p.index_time) AS support_at_index
         FROM planted p""").df().set_index("category")
 
     elig = raw.loc[["eligible_exposed", "eligible_unexposed"]]
@@ -254,7 +259,8 @@ def test_most_stays_never_get_ckrt_and_some_patients_come_back(default_ehr):
     gaps = con.execute("""
         SELECT max(gap_h) FROM (SELECT date_diff('minute', lag(endtime) OVER (PARTITION BY stay_id ORDER BY starttime),
                                                  starttime) / 60.0 AS gap_h
-                                FROM procedureevents WHERE itemid IN (225802, 225803, 225809, 225955, 225441))""").fetchone()[0]
+                                FROM procedureevents
+                                WHERE itemid IN (225802, 225803, 225809, 225955, 225441))""").fetchone()[0]
     assert 1 < gaps < 7 * 24
     # intermittent HD and non-CKRT patients on dialysis exist
     assert con.execute("SELECT count(*) FROM procedureevents WHERE itemid = 225441").fetchone()[0] > 0

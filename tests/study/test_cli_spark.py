@@ -100,7 +100,7 @@ def _differences(spark: Any, duckdb: Any, where: str = "") -> list[str]:
     if isinstance(duckdb, list) and isinstance(spark, list):
         if len(spark) != len(duckdb):
             return [f"{where}: {len(spark)} items on Spark, {len(duckdb)} on DuckDB"]
-        return [d for i, (s, k) in enumerate(zip(spark, duckdb)) for d in _differences(s, k, f"{where}[{i}]")]
+        return [d for i, (s, k) in enumerate(zip(spark, duckdb, strict=True)) for d in _differences(s, k, f"{where}[{i}]")]
     if isinstance(duckdb, float) and isinstance(spark, float):
         if math.isclose(spark, duckdb, rel_tol=1e-9, abs_tol=0.0):
             return []

@@ -71,7 +71,7 @@ def test_optional_settings_switch_off_with_false(tmp_path):
     assert study.matching.caliper is None
     assert study.report.published_hr_death is None and study.report.published_hr_krt is None
     path.write_text("[matching]\ncaliper = true\n")
-    with pytest.raises(StudySpecError, match="matching.caliper"):
+    with pytest.raises(StudySpecError, match=r"matching\.caliper"):
         load_study(path)
 
 

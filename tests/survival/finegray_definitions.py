@@ -60,7 +60,7 @@ def weighted_definitions(time, status, z, v, beta, cause=1, censor_code=0, produ
             dn = 1.0 if (is_cause[i] and time[i] == t) else 0.0
             eta[i] += (z[i] - zbar[k]) * (dn - W[k, i] * risk[i] * hazard[k])
     psi = np.zeros((n, p))
-    for u, n_u, c_u in zip(distinct, at_risk, cens):
+    for u, n_u, c_u in zip(distinct, at_risk, cens, strict=True):
         if c_u == 0:
             continue
         q = np.zeros(p)

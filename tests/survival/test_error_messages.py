@@ -449,7 +449,10 @@ def test_live_logrank_event_free_stratum_equals_survdiff():
         """library(survival)
         w <- character(0)
         fit <- withCallingHandlers(survdiff(Surv(time, event) ~ arm + strata(site), data = df),
-                                   warning = function(c) { w <<- c(w, conditionMessage(c)); invokeRestart("muffleWarning") })
+                                   warning = function(c) {
+                                     w <<- c(w, conditionMessage(c))
+                                     invokeRestart("muffleWarning")
+                                   })
         # strata columns of $obs / $exp follow the sorted levels of site
         free <- colSums(fit$obs) == 0
         result <- list(chisq = fit$chisq, obs = rowSums(fit$obs), exp = rowSums(fit$exp), n = as.vector(fit$n),

@@ -1,8 +1,9 @@
 """The O(n p^2) Fine-Gray kernels against the O(n^2) definitions, written term by term.
 
 ``direct_fine_gray`` (the shared definitions in finegray_definitions.py,
-with unit weights) spells out the weighted risk sets, the score residuals eta_i and the censoring terms psi_i of Fine & Gray (1999) with
-explicit loops over event times, censoring times and subjects, using the
+with unit weights) spells out the weighted risk sets, the score residuals
+eta_i and the censoring terms psi_i of Fine & Gray (1999) with explicit
+loops over event times, censoring times and subjects, using the
 conventions documented in retrocohort.survival.finegray (weights
 G(t-)/G(T_j-); censoring at u acts on competing events strictly before u at
 event times t >= u). The fast kernels rearrange these sums into cumulative

@@ -134,7 +134,8 @@ def test_live_three_groups_strata_ties_and_early_zero_survival():
     result = run_r(
         """suppressPackageStartupMessages(library(cmprsk))
         tests <- function(d, strata = NULL) {
-          fit <- if (is.null(strata)) cuminc(d$time, d$status, d$arm) else cuminc(d$time, d$status, d$arm, strata = strata)
+          fit <- if (is.null(strata)) cuminc(d$time, d$status, d$arm) else
+            cuminc(d$time, d$status, d$arm, strata = strata)
           list(stat = unname(fit$Tests[, "stat"]), pv = unname(fit$Tests[, "pv"]))
         }
         result <- list(plain = tests(df), strata = tests(df, df$site), two = tests(two))""",
@@ -233,7 +234,10 @@ def test_live_event_free_strata_equal_cuminc():
         """suppressPackageStartupMessages(library(cmprsk))
         w <- character(0)
         fit <- withCallingHandlers(cuminc(df$time, df$status, df$arm, strata = df$site),
-                                   warning = function(c) { w <<- c(w, conditionMessage(c)); invokeRestart("muffleWarning") })
+                                   warning = function(c) {
+                                     w <<- c(w, conditionMessage(c))
+                                     invokeRestart("muffleWarning")
+                                   })
         keep <- !(df$site %in% free$site)
         rest <- cuminc(df$time[keep], df$status[keep], df$arm[keep], strata = df$site[keep])
         result <- list(stat = unname(fit$Tests[, "stat"]), pv = unname(fit$Tests[, "pv"]), warnings = w,
@@ -304,14 +308,13 @@ def test_live_pooled_incidence_reaching_one_equals_cuminc():
     rng = np.random.default_rng(seed)
     cases = [_pooled_incidence_reaches_one(rng) for _ in range(4)]
     frames = {f"d{i}": data for i, (data, _) in enumerate(cases)}
-    result = run_r(
-        """suppressPackageStartupMessages(library(cmprsk))
-        result <- lapply(list(%s), function(d) {
+    # a placeholder, not an f-string or %-format: the R code is full of braces
+    code = """suppressPackageStartupMessages(library(cmprsk))
+        result <- lapply(list(FRAMES), function(d) {
           tests <- cuminc(d$time, d$status, d$arm)$Tests
           list(stat = unname(tests[, "stat"]), pv = unname(tests[, "pv"]), causes = as.numeric(rownames(tests)))
-        })""" % ", ".join(frames),
-        frames,
-    )
+        })""".replace("FRAMES", ", ".join(frames))
+    result = run_r(code, frames)
     for (data, reached), r in zip(cases, result, strict=True):
         context = f"seed={seed} N={len(data) // 2} F0 reaches 1 on day {reached}: {data['status'].tolist()}"
         # F0 does reach 1 strictly before b's last cause-1 event (exact arithmetic)

@@ -10,6 +10,8 @@ counting-process path, which shares no code with the PH-test kernel.
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -37,11 +39,11 @@ def _split_score_statistic(data: pd.DataFrame, fit, ties: str, strata: str | Non
     # g(t) = 1 - KM(t-) of the pooled data, at each death time
     g_rows = _km_transform(f.stop, f.start, f.event, f.has_entry)
     death_times = np.unique(f.stop[f.event != 0])
-    g_at = dict(zip(f.stop[f.event != 0], g_rows[f.event != 0]))
+    g_at = dict(zip(f.stop[f.event != 0], g_rows[f.event != 0], strict=True))
     pieces = []
     for _, row in data.iterrows():
         cuts = [0.0] + [t for t in death_times if t < row["time"]] + [row["time"]]
-        for a, b in zip(cuts[:-1], cuts[1:]):
+        for a, b in pairwise(cuts):
             g = g_at.get(b, 0.0)
             pieces.append({"start": a, "stop": b, "status": int(row["status"]) if b == row["time"] else 0,
                            "trt": row["trt"], "x": row["x"], "trt_g": row["trt"] * g, "x_g": row["x"] * g,

@@ -95,7 +95,8 @@ def attrition_log(
             (
                 "died_within_48h" if x.min_survival_hours == 48 else f"died_within_{x.min_survival_hours:g}h",
                 ~_flag(facts, "died_early"),
-                f"excluded: died within {x.min_survival_hours:g} h of CKRT start (deathtime, else dod read as 23:59:59)",
+                f"excluded: died within {x.min_survival_hours:g} h of CKRT start "
+                "(deathtime, else dod read as 23:59:59)",
             )
         )
     for step, passed, why in steps:
@@ -109,7 +110,8 @@ def attrition_log(
             "eligible",
             int(keep.sum()),
             0,
-            f"{exposed} exposed ({e.name} started in (index + {e.window_hours[0]:g} h, index + {e.window_hours[1]:g} h]), "
+            f"{exposed} exposed ({e.name} started in "
+            f"(index + {e.window_hours[0]:g} h, index + {e.window_hours[1]:g} h]), "
             f"{int(keep.sum()) - exposed} unexposed",
         )
     )

@@ -244,7 +244,7 @@ def patient_facts(conn: Any, study: Study, cache: bool = True, excluded: ir.Tabl
     except BaseException:
         # A read error part-way leaves cached temp tables behind: drop them while the
         # connection is still open (otherwise ibis tries at garbage collection, after close).
-        FactsQuery(None, tuple(cached)).release()  # type: ignore[arg-type]
+        FactsQuery(None, tuple(cached)).release()
         raise
 
 

@@ -291,8 +291,10 @@ def concepts(study: Study, conn: SourceConnection | None = None) -> dict[str, st
         f"specimen; invasive ventilation {list(c.ventilation_itemids)}), renal = 4 (on CKRT), coagulation "
         f"(platelets {d.PLATELETS_ITEMID}), liver (bilirubin {d.BILIRUBIN_ITEMID}); central nervous system not scored",
         "serum_mg": f"labevents {lab.serum_mg_itemid} on the index calendar day, nearest the index time",
-        "vasopressor": f"inputevents {list(c.vasopressor_itemids)} running within {list(c.support_window_hours)} h of index",
-        "ventilation": f"procedureevents {list(c.ventilation_itemids)} running within {list(c.support_window_hours)} h of index",
+        "vasopressor": f"inputevents {list(c.vasopressor_itemids)} running "
+        f"within {list(c.support_window_hours)} h of index",
+        "ventilation": f"procedureevents {list(c.ventilation_itemids)} running "
+        f"within {list(c.support_window_hours)} h of index",
         "exposed": f"inputevents {list(e.itemids)} (not carriers {list(e.carrier_itemids)}) started in "
         f"(index + {e.window_hours[0]:g} h, index + {e.window_hours[1]:g} h]",
         "mg_dose_meq": f"sum of amount (grams) x {e.meq_per_gram:g} mEq/g over the exposure window",

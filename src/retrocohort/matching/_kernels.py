@@ -134,13 +134,13 @@ def match_without_replacement(
             j = right
             while j < hi and abs(control_distance_sorted[j] - dt) == best:
                 if control_position_sorted[j] < chosen_position:
-                    chosen_position = control_position_sorted[j]
+                    chosen_position = int(control_position_sorted[j])
                     chosen = j
                 j = _find_right(nxt, j + 1) if j + 1 < n0 else n0
             j = left
             while j >= lo and abs(control_distance_sorted[j] - dt) == best:
                 if control_position_sorted[j] < chosen_position:
-                    chosen_position = control_position_sorted[j]
+                    chosen_position = int(control_position_sorted[j])
                     chosen = j
                 j = _find_left(prv, j - 1) if j > 0 else -1
             matches[t, k] = chosen_position
@@ -223,7 +223,7 @@ def match_with_replacement(
 # One pass over the rows per IRLS step instead of NumPy's several temporaries of size n x p.
 # The link functions are clamped as R's binomial() family clamps them, so the iterates equal glm's.
 
-_DBL_EPS = np.finfo(np.float64).eps
+_DBL_EPS = float(np.finfo(np.float64).eps)
 _SQRT_2PI = np.sqrt(2.0 * np.pi)
 _SQRT_2 = np.sqrt(2.0)
 

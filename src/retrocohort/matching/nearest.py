@@ -17,6 +17,7 @@ matrix) and later MatchIt versions do; the test suite checks against that.
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
@@ -96,15 +97,14 @@ def _distance_values(data: pd.DataFrame, distance: Any) -> np.ndarray:
         values = np.asarray(col, dtype=float)
         label = f"distance column {distance!r}"
     else:
-        if isinstance(distance, pd.Series):
-            if not distance.index.equals(data.index):
-                if len(distance) == len(data) and distance.index.isin(data.index).all():
-                    distance = distance.reindex(data.index)
-                else:
-                    raise InputError(
-                        "match_nearest: the distance Series is not indexed like data; "
-                        "pass one aligned to data.index (e.g. propensity_score(...).linear)"
-                    )
+        if isinstance(distance, pd.Series) and not distance.index.equals(data.index):
+            if len(distance) == len(data) and distance.index.isin(data.index).all():
+                distance = distance.reindex(data.index)
+            else:
+                raise InputError(
+                    "match_nearest: the distance Series is not indexed like data; "
+                    "pass one aligned to data.index (e.g. propensity_score(...).linear)"
+                )
         values = np.asarray(distance, dtype=float)
         label = "distance"
         if values.ndim != 1 or values.shape[0] != len(data):
@@ -115,7 +115,8 @@ def _distance_values(data: pd.DataFrame, distance: Any) -> np.ndarray:
     n_inf = int(np.isinf(values).sum())
     if n_nan or n_inf:
         raise InputError(
-            f"match_nearest: {label} has {n_nan} missing (NaN) and {n_inf} infinite value(s) out of {len(values)} rows; "
+            f"match_nearest: {label} has {n_nan} missing (NaN) and {n_inf} infinite value(s) "
+            f"out of {len(values)} rows; "
             "every unit needs a finite distance (refit the propensity model or drop those units explicitly)"
         )
     return values
@@ -232,7 +233,8 @@ def match_nearest(
         raise InputError(f"match_nearest: ratio={ratio!r} must be a whole number >= 1")
     ratio = int(ratio)
     if caliper is not None:
-        if isinstance(caliper, bool) or not np.isscalar(caliper) or not np.isfinite(caliper) or caliper <= 0:
+        # numbers.Real (Python and NumPy ints/floats): a string or array must not reach np.isfinite's TypeError
+        if isinstance(caliper, bool) or not isinstance(caliper, numbers.Real) or not np.isfinite(caliper) or caliper <= 0:
             raise InputError(f"match_nearest: caliper={caliper!r} must be a positive finite number or None")
         caliper = float(caliper)
     exact_columns = as_column_list(exact)

@@ -110,7 +110,7 @@ def fit_binomial_glm(x: np.ndarray, y: np.ndarray, link: Link = "logit") -> dict
     iteration = 0
     dev = dev_old
     xtwx = np.eye(x.shape[1])
-    for iteration in range(1, _GLM_MAXIT + 1):
+    for iteration in range(1, _GLM_MAXIT + 1):  # noqa: B007 -- read after the loop as glm's fit$iter
         xtwx, xtwz = _kernels.binomial_normal_equations(x, eta, mu, y, probit)
         # Jacobi scaling conditions the solve (age in years next to 0/1 terms); it does not change it.
         scale = np.sqrt(np.diag(xtwx))

@@ -42,7 +42,7 @@ from .balance import (
 def _weighted_quantile(x: np.ndarray, w: np.ndarray, probs: Sequence[float]) -> np.ndarray:
     o = np.argsort(x, kind="stable")
     xs, cw = x[o], np.cumsum(w[o]) / w.sum()
-    return np.array([xs[min(np.searchsorted(cw, p - 1e-12, side="left"), len(xs) - 1)] for p in probs])
+    return np.array([xs[min(int(np.searchsorted(cw, p - 1e-12, side="left")), len(xs) - 1)] for p in probs])
 
 
 def _fmt(value: float, digits: int) -> str:
@@ -62,7 +62,10 @@ def table_one(
     nonnormal: Sequence[str] | None = None,
     weights: str | np.ndarray | pd.Series | None = None,
 ) -> pd.DataFrame:
-    """Table 1 by ``group``, as ``print(CreateTableOne(vars, strata = group, data, factorVars = categorical), nonnormal = nonnormal, smd = TRUE)``.
+    """Table 1 by ``group``, as tableone's ``print(CreateTableOne(...), nonnormal =, smd = TRUE)``.
+
+    The R call: ``print(CreateTableOne(vars, strata = group, data, factorVars = categorical),
+    nonnormal = nonnormal, smd = TRUE)``.
 
     Parameters
     ----------
@@ -137,7 +140,7 @@ def table_one(
                 p = np.array([w[values[keep] == lv].sum() for lv in levels]) / total if total > 0 else np.full(
                     len(levels), np.nan)
                 props.append(p)
-                for lv, pv in zip(levels, p):
+                for lv, pv in zip(levels, p, strict=True):
                     cells_by_level[lv].append(f"{_fmt(pv * total, count_digits)} ({_fmt(100 * pv, 1)})")
             smd = _mean_smd([smd_categorical(props[a][1:], props[b][1:]) for a, b in combinations(range(len(masks)), 2)])
             smd_text = _fmt(smd, 3)
@@ -174,7 +177,7 @@ def table_one(
             label = f"{name} (median [IQR])" if name in nonnormal_set else f"{name} (mean (SD))"
             rows.append((label, cells, str(n_missing), _fmt(smd, 3)))
     table = pd.DataFrame(
-        [cells + [missing, smd] for _, cells, missing, smd in rows],
+        [[*cells, missing, smd] for _, cells, missing, smd in rows],
         index=pd.Index([label for label, *_ in rows], name=""),
         columns=[*columns, "missing", "SMD"],
     )

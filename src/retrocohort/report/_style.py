@@ -14,10 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+if TYPE_CHECKING:  # only mypy needs it, and older matplotlib releases lack RcKeyType
+    from matplotlib.typing import RcKeyType
 
 # Okabe & Ito (2008), safe for the common colour-vision deficiencies and in greyscale
 # when paired with different line styles. Exposed arm first, comparator second.
@@ -37,7 +41,8 @@ ARM_LINESTYLES = ("-", "--")
 BEFORE_COLOUR = OKABE_ITO["grey"]
 AFTER_COLOUR = OKABE_ITO["blue"]
 
-RC = {
+# Keyed by RcKeyType so mypy rejects a misspelt rcParams key.
+RC: dict[RcKeyType, Any] = {
     "font.family": "sans-serif",
     # Arial-metric fonts first (journals ask for Arial/Helvetica), DejaVu as the fallback.
     "font.sans-serif": ["Arial", "Helvetica", "Liberation Sans", "DejaVu Sans"],

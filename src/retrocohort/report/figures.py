@@ -77,9 +77,15 @@ def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
         raise InputError(f"{what}: columns {missing} missing (has {list(frame.columns)})")
 
 
+def _root_figure(ax: Axes) -> Figure:
+    # An Axes on a SubFigure has the SubFigure as .figure; the caller gets the Figure that is saved.
+    fig = ax.figure
+    return fig if isinstance(fig, Figure) else fig.figure
+
+
 def _figure_and_axes(ax: Axes | None, width: float, height: float) -> tuple[Figure, Axes]:
     if ax is not None:
-        return ax.figure, ax
+        return _root_figure(ax), ax
     fig = _style.new_figure(width, height)
     return fig, fig.add_subplot(1, 1, 1)
 
@@ -182,7 +188,7 @@ def propensity_distributions(
     treated: Sequence[int] | np.ndarray | pd.Series,
     matched_mask: Sequence[bool] | np.ndarray | pd.Series | None,
     ax: Sequence[Axes] | None = None,
-    labels: Mapping[object, str] | Sequence[str] | None = None,
+    labels: Mapping[Any, str] | Sequence[str] | None = None,
     bins: int = 25,
     threshold: int = DEFAULT_THRESHOLD,
     arm_counts: Mapping[tuple[str, int], object] | None = None,
@@ -235,7 +241,7 @@ def propensity_distributions(
             axes = [ax] if isinstance(ax, Axes) else list(ax)
             if len(axes) != len(panels):
                 raise InputError(f"propensity_distributions: {len(panels)} panels need {len(panels)} Axes; got {len(axes)}")
-            fig = axes[0].figure
+            fig = _root_figure(axes[0])
         top = 0.0
         for panel_ax, (title, keep) in zip(axes, panels, strict=True):
             period = "before" if title.startswith("Before") else "after"
@@ -306,7 +312,7 @@ def _draw_at_risk(table_ax: Axes, counts: np.ndarray, times: np.ndarray, names: 
     table_ax.set_yticks(range(len(names)))
     # First arm on top, as the legend lists it.
     table_ax.set_yticklabels(list(reversed(names)))
-    for i, name in enumerate(names):
+    for i in range(len(names)):
         y = len(names) - 1 - i
         colour = _style.arm_style(i)["color"]
         table_ax.get_yticklabels()[y].set_color(colour)
@@ -383,7 +389,7 @@ def _cif_last_values(cif_result: Any, groups: list[object], horizon: float | Non
 def kaplan_meier_plot(
     km_result: Any,
     at_risk_times: Sequence[float],
-    labels: Mapping[object, str] | Sequence[str] | None,
+    labels: Mapping[Any, str] | Sequence[str] | None,
     logrank_p: float | None,
     ax: Axes | None = None,
     threshold: int = DEFAULT_THRESHOLD,
@@ -427,8 +433,8 @@ def kaplan_meier_plot(
             ax = fig.add_subplot(grid[0])
             table_ax = fig.add_subplot(grid[1], sharex=ax)
         else:
-            fig = ax.figure
-            table_ax = ax.inset_axes([0.0, -0.42, 1.0, 0.22], sharex=ax)
+            fig = _root_figure(ax)
+            table_ax = ax.inset_axes((0.0, -0.42, 1.0, 0.22), sharex=ax)
         _curve_plot(table, "survival", 1.0, names, groups, ax, censor_ticks=True)
         ax.set_xlim(0, times.max() * 1.02)
         ax.set_xticks(times)
@@ -451,7 +457,7 @@ def kaplan_meier_plot(
 
 def cumulative_incidence_plot(
     cif_result: Any,
-    labels: Mapping[object, str] | Sequence[str] | None,
+    labels: Mapping[Any, str] | Sequence[str] | None,
     gray_p: float | None,
     ax: Axes | None = None,
     horizon: float | None = 90.0,
@@ -525,7 +531,7 @@ def flow_diagram(
     attrition: pd.DataFrame,
     counts: Mapping[str, int],
     ax: Axes | None = None,
-    labels: Mapping[object, str] | Sequence[str] | None = None,
+    labels: Mapping[Any, str] | Sequence[str] | None = None,
     threshold: int = DEFAULT_THRESHOLD,
     disclosure: StudyDisclosure | None = None,
 ) -> Figure:
@@ -634,7 +640,7 @@ def _lower_first(text: str) -> str:
 def forest_plot(
     estimates: Sequence[Any],
     ax: Axes | None = None,
-    reference: Mapping[str, float] | None = None,
+    reference: Mapping[str, float | None] | None = None,
 ) -> Figure:
     """Forest plot of the results table: one line per (outcome, model, population) on a log scale.
 
@@ -660,8 +666,9 @@ def forest_plot(
             lo, hi = float(e.lower), float(e.upper)
             ax.errorbar([e.estimate], [yk], xerr=[[e.estimate - lo], [hi - e.estimate]], fmt="s", color=colour,
                         markersize=4, capsize=2, linewidth=1.0, gid=f"forest-{k}")
-            if reference and e.outcome in reference and reference[e.outcome] is not None:
-                ax.plot([reference[e.outcome]], [yk], marker="x", color=_style.OKABE_ITO["vermillion"],
+            truth = reference.get(e.outcome) if reference else None
+            if truth is not None:
+                ax.plot([truth], [yk], marker="x", color=_style.OKABE_ITO["vermillion"],
                         markersize=5, linestyle="none", gid=f"forest-truth-{k}")
             ax.text(1.03, yk, format_ratio(e.estimate, lo, hi), transform=ax.get_yaxis_transform(),
                     va="center", fontsize=8)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 DASH = "\u2013"  # en dash between CI limits, as journals set ranges
 
@@ -112,7 +113,7 @@ def format_ratio(estimate: float | None, lower: float | None, upper: float | Non
     return f"{format_number(estimate, digits)} ({format_number(lower, digits)}{DASH}{format_number(upper, digits)})"
 
 
-def resolve_labels(groups: Sequence[object], labels: Mapping[object, str] | Sequence[str] | None) -> list[str]:
+def resolve_labels(groups: Sequence[object], labels: Mapping[Any, str] | Sequence[str] | None) -> list[str]:
     """Display label of each group, from a mapping (by group value) or a sequence (in group order)."""
     if labels is None:
         return [str(g) for g in groups]

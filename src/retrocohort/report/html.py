@@ -310,7 +310,7 @@ def render_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
     if bt is not None:
         for term, row in bt.iterrows():
             after = row.get("smd_after", float("nan"))
-            balance.append({"term": term, "label": covariate_label(term), "before": format_number(row["smd_before"], 3),
+            balance.append({"term": term, "label": covariate_label(str(term)), "before": format_number(row["smd_before"], 3),
                             "after": format_number(after, 3), "before_value": _value(row["smd_before"]),
                             "after_value": _value(after)})
     at_risk = None

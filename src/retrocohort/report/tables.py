@@ -87,7 +87,10 @@ def published_for(result: Any, outcome: str) -> tuple[float, float, float] | Non
     report = getattr(getattr(result, "study", None), "report", None)
     key = {"death_90d": "published_hr_death", "krt_liberation_90d": "published_hr_krt"}.get(outcome)
     value = getattr(report, key, None) if key else None
-    return tuple(float(v) for v in value) if value else None  # type: ignore[return-value]
+    if not value:
+        return None
+    estimate, lower, upper = (float(v) for v in value)  # the spec types it as a 3-tuple
+    return estimate, lower, upper
 
 
 def planted_for(result: Any, outcome: str) -> float | None:
@@ -453,7 +456,7 @@ def attrition_table(result_or_attrition: Any, threshold: int | None = None) -> p
 def at_risk_table(
     km_result: Any,
     times: Sequence[float],
-    labels: Mapping[object, str] | Sequence[str] | None = None,
+    labels: Mapping[Any, str] | Sequence[str] | None = None,
     threshold: int = DEFAULT_THRESHOLD,
     shown: pd.DataFrame | None = None,
 ) -> pd.DataFrame:

@@ -208,10 +208,10 @@ def methods_paragraph(result: Any) -> str:
     return " ".join(s).replace(f" {_PARAGRAPH} ", _PARAGRAPH)
 
 
-def _estimate_sentence(result: Any, outcome: str, model: str, population: str, lead: str) -> str | None:
+def _estimate_sentence(result: Any, outcome: str, model: str, population: str, lead: str) -> str:
     e = result.estimate(outcome, model, population)
-    if e is None:
-        return None
+    # every caller has looked the estimate up first; a missing one here is a bug in this module
+    assert e is not None, f"no estimate for {outcome}/{model}/{population}"
     ratio = "sHR" if model.startswith("fine_gray") else "HR"
     adjusted = "adjusted " if model.endswith("_adjusted") else "unadjusted " if model.endswith("unadjusted") else ""
     conf = f"{100 * result.study.models.conf_level:g}%"

@@ -81,7 +81,7 @@ class TableSpec:
 
 
 def _cols(**spec: tuple[str, str] | tuple[str, str, bool, str]) -> dict[str, Column]:
-    return {name: Column(*value) for name, value in spec.items()}  # type: ignore[arg-type]
+    return {name: Column(*value) for name, value in spec.items()}
 
 
 #: The tables and columns the cohort builder reads, with explicit types.
@@ -560,6 +560,12 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _csv_column_type(spec: TableSpec, wanted: dict[str, str], file_column: str) -> str:
+    # DuckDB type of a csv header column: ours when we read it (wanted: lower-case file name -> ours), else VARCHAR
+    ours = wanted.get(file_column.lower())
+    return _DUCKDB_TYPES[spec.columns[ours].type] if ours is not None else "VARCHAR"
+
+
 def _connect_duckdb(source: MimicIV, files: dict[str, TableFile | None], config: dict[str, Any]) -> SourceConnection:
     import ibis
 
@@ -583,13 +589,14 @@ def _connect_duckdb(source: MimicIV, files: dict[str, TableFile | None], config:
             # value is an error rather than a different type, and unused columns cost nothing.
             wanted = {v.lower(): k for k, v in spelt.items()}
             columns = ", ".join(
-                f"{_sql_string(c)}: {_sql_string(_DUCKDB_TYPES[spec.columns[wanted[c.lower()]].type] if c.lower() in wanted else 'VARCHAR')}"
+                f"{_sql_string(c)}: {_sql_string(_csv_column_type(spec, wanted, c))}"
                 for c in tf.header
             )
             relation = (
                 f"read_csv({_sql_string(str(tf.path))}, header = true, auto_detect = false, delim = ',', "
                 f"quote = '\"', escape = '\"', columns = {{{columns}}}, "
-                f"timestampformat = {_sql_string(TIMESTAMP_FORMAT_DUCKDB)}, dateformat = {_sql_string(DATE_FORMAT_DUCKDB)})"
+                f"timestampformat = {_sql_string(TIMESTAMP_FORMAT_DUCKDB)}, "
+                f"dateformat = {_sql_string(DATE_FORMAT_DUCKDB)})"
             )
             select = ", ".join(f'"{file_col}" AS {col}' for col, file_col in spelt.items())
         else:
@@ -854,7 +861,7 @@ def locate_malformed(source: MimicIV, files: dict[str, TableFile | None] | None 
             spelt, _ = _present_columns(spec, tf)
             wanted = {v.lower(): k for k, v in spelt.items()}
             columns = ", ".join(
-                f"{_sql_string(c)}: {_sql_string(_DUCKDB_TYPES[spec.columns[wanted[c.lower()]].type] if c.lower() in wanted else 'VARCHAR')}"
+                f"{_sql_string(c)}: {_sql_string(_csv_column_type(spec, wanted, c))}"
                 for c in tf.header
             )
             # count() of each typed column, so that projection pushdown cannot skip parsing it.
@@ -862,7 +869,8 @@ def locate_malformed(source: MimicIV, files: dict[str, TableFile | None] | None 
             try:
                 con.execute(
                     f"SELECT {select} FROM (SELECT * FROM read_csv({_sql_string(str(tf.path))}, header = true, "
-                    f"auto_detect = false, columns = {{{columns}}}, timestampformat = {_sql_string(TIMESTAMP_FORMAT_DUCKDB)}, "
+                    f"auto_detect = false, columns = {{{columns}}}, "
+                    f"timestampformat = {_sql_string(TIMESTAMP_FORMAT_DUCKDB)}, "
                     f"dateformat = {_sql_string(DATE_FORMAT_DUCKDB)}))"
                 ).fetchall()
             except duckdb.Error as exc:

@@ -25,6 +25,7 @@ import gzip
 import json
 import math
 import shutil
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -359,7 +360,7 @@ def generate_synthetic(
             shutil.rmtree(sub)
 
     root = np.random.SeedSequence(int(seed))
-    streams = {name: np.random.default_rng(s) for name, s in zip(("ckrt", "background", "ids", "rows"), root.spawn(4))}
+    streams = {name: np.random.default_rng(s) for name, s in zip(("ckrt", "background", "ids", "rows"), root.spawn(4), strict=True)}
     # The other studies' patients draw from a fifth child of the seed (spawn keys continue, so the
     # first four streams, and every flagship row, are unchanged by them).
     study_rng = np.random.default_rng(root.spawn(1)[0])
@@ -904,12 +905,12 @@ def _mg_rows(rng: np.random.Generator, t: dict[str, _Table], ids: _IdPool, subje
     r = np.flatnonzero(c & (rng.random(n) < 0.04))
     if r.size:
         old_order = ids.take("order", r.size)
-        for item, amount, uom, rate_uom, part in ((222011, grams[r].astype(float), "grams", "grams/hour", "Main order parameter"),
-                                                   (227523, volume[r], "mL", "mL/hour", "Mixed solution")):
+        for item_id, amount, uom, rate_uom, part in ((222011, grams[r].astype(float), "grams", "grams/hour", "Main order parameter"),
+                                                      (227523, volume[r], "mL", "mL/hour", "Mixed solution")):
             t["icu/inputevents"].add(
                 subject_id=subject[r], hadm_id=hadm[r], stay_id=stay[r], caregiver_id=rng.integers(1000, 99999, r.size),
                 starttime=start[r], endtime=end[r], storetime=start[r] + rng.integers(1, 30, r.size),
-                itemid=np.full(r.size, item), amount=amount, amountuom=uom, rate=np.round(amount / (minutes[r] / 60.0), 4),
+                itemid=np.full(r.size, item_id), amount=amount, amountuom=uom, rate=np.round(amount / (minutes[r] / 60.0), 4),
                 rateuom=rate_uom, orderid=old_order, linkorderid=order_id[r],
                 ordercategoryname="02-Fluids (Crystalloids)", secondaryordercategoryname="Additive (Crystalloid)",
                 ordercomponenttypedescription=part, ordercategorydescription="Continuous IV", patientweight=weight[r],
@@ -934,15 +935,23 @@ def _lab_rows(rng: np.random.Generator, t: dict[str, _Table], ids: _IdPool, subj
     dec = np.asarray([LAB_ITEMS[i][6] for i in items])[meta]
     v = np.where(dec == 0, np.round(valuenum), np.round(valuenum, 1))
     text = _decimal_text(v, dec)
-    hadm_col = np.where(hadm > 0, hadm, None).astype(object)
+    hadm_col = hadm.astype(object)  # NULL where there is no admission
+    hadm_col[hadm <= 0] = None
     # one specimen per draw (same subject and time)
     t["hosp/labevents"].add(
         labevent_id=np.zeros(n, np.int64), subject_id=subject, hadm_id=hadm_col,
         specimen_id=ids.take("specimen", n), itemid=itemid, charttime=charttime,
         storetime=charttime + rng.integers(30, 180, n), value=text, valuenum=v, valueuom=unit,
         ref_range_lower=lo, ref_range_upper=hi,
-        flag=np.where((v < lo) | (v > hi), "abnormal", None).astype(object),
+        flag=_where_or_null((v < lo) | (v > hi), "abnormal"),
         priority=_pick(rng, ("STAT", "ROUTINE"), n, [0.6, 0.4]))
+
+
+def _where_or_null(condition: np.ndarray, value: str) -> np.ndarray:
+    # object column: ``value`` where the condition holds, NULL (None) elsewhere
+    out = np.full(condition.shape, None, dtype=object)
+    out[condition] = value
+    return out
 
 
 def _decimal_text(values: np.ndarray, decimals: np.ndarray) -> pa.Array:
@@ -956,7 +965,7 @@ def _decimal_text(values: np.ndarray, decimals: np.ndarray) -> pa.Array:
     return pc.if_else(pa.array(values < 0), pc.binary_join_element_wise("-", text, ""), text)
 
 
-def _band(rng: np.random.Generator, points: np.ndarray, edges: list[tuple[float, float]], decimals: int) -> np.ndarray:
+def _band(rng: np.random.Generator, points: np.ndarray, edges: Sequence[tuple[float, float]], decimals: int) -> np.ndarray:
     """A value strictly inside the SOFA band of each point score (so any window gives the same score)."""
     lo = np.asarray([e[0] for e in edges])[points]
     hi = np.asarray([e[1] for e in edges])[points]
@@ -1075,12 +1084,12 @@ def _plain_stays(rng: np.random.Generator, t: dict[str, _Table], ids: _IdPool, s
     mg, mg_start = mg[ok], mg_start[ok]
     _mg_rows(rng, t, ids, subject[mg], hadm[mg], stay[mg], mg_start, np.where(rng.random(mg.size) < 0.7, 2, 4),
              rng.random(mg.size) < 0.03, weight[mg])
-    hd = np.flatnonzero(rng.random(n) < (0.02 if hd else 0.0))
-    hd_start = np.minimum(intime[hd] + rng.integers(2 * 60, 20 * 60, hd.size), outtime[hd] - 300)
-    ok = hd_start > intime[hd]
-    hd, hd_start = hd[ok], hd_start[ok]
-    _procedures(rng, t, ids, subject[hd], hadm[hd], stay[hd], hd_start, hd_start + 240, np.full(hd.size, 225441),
-                weight[hd])
+    on_hd = np.flatnonzero(rng.random(n) < (0.02 if hd else 0.0))
+    hd_start = np.minimum(intime[on_hd] + rng.integers(2 * 60, 20 * 60, on_hd.size), outtime[on_hd] - 300)
+    ok = hd_start > intime[on_hd]
+    on_hd, hd_start = on_hd[ok], hd_start[ok]
+    _procedures(rng, t, ids, subject[on_hd], hadm[on_hd], stay[on_hd], hd_start, hd_start + 240,
+                np.full(on_hd.size, 225441), weight[on_hd])
     return disch
 
 
@@ -1122,7 +1131,7 @@ def _dictionaries(t: dict[str, _Table]) -> None:
     items = sorted(LAB_ITEMS)
     t["hosp/d_labitems"].add(itemid=np.asarray(items), label=[LAB_ITEMS[i][0] for i in items],
                              fluid=[LAB_ITEMS[i][1] for i in items], category=[LAB_ITEMS[i][2] for i in items])
-    icu = sorted(ICU_ITEMS) + [226512]
+    icu = [*sorted(ICU_ITEMS), 226512]
     rows = [ICU_ITEMS.get(i, ("Admission Weight (Kg)", "Admit Wt", "chartevents", "General", "kg", "Numeric"))
             for i in icu]
     t["icu/d_items"].add(itemid=np.asarray(icu), label=[r[0] for r in rows], abbreviation=[r[1] for r in rows],

@@ -368,6 +368,8 @@ def balance_table(result: StudyResult, disclosure: StudyDisclosure | None = None
     if before is None and after is None:
         return pd.DataFrame(columns=["covariate", "smd_before", "smd_after"])
     base = before if before is not None else after
+    if base is None:
+        return pd.DataFrame(columns=["covariate", "smd_before", "smd_after"])
     out = pd.DataFrame({"covariate": [str(i) for i in base.index]})
     for name, frame in (("before", before), ("after", after)):
         for column in ("smd", "variance_ratio", "ks"):

@@ -44,6 +44,8 @@ import pandas as pd
 from ..errors import InputError, RetrocohortError
 from ..matching import balance, match_nearest, propensity_score, table_one
 from ..survival import (
+    CoxResult,
+    FineGrayResult,
     cox,
     cumulative_incidence,
     fine_gray,
@@ -766,6 +768,7 @@ def _fit_hr(
     if why is not None:
         run.skip(outcome, model, population, why)
         return None
+    fit: CoxResult | FineGrayResult
     try:
         with run.capture_warnings(where) as fit_warnings:
             if competing:
@@ -801,8 +804,7 @@ def _fit_hr(
         return None
     if flagged:
         note = "; ".join(filter(None, [note, *flagged]))
-    row = fit.summary.loc["exposed"]
-    values = [float(row[k]) for k in ("hr", "lower", "upper", "p")]
+    values = [float(v) for v in fit.summary.loc["exposed", ["hr", "lower", "upper", "p"]].to_numpy(dtype=float)]
     if not all(math.isfinite(v) for v in values):
         run.skip(outcome, model, population, "non-finite estimate (monotone likelihood or separation)")
         return None
@@ -867,12 +869,13 @@ def _death(run: _Run, matched: pd.DataFrame | None):
         except _MODEL_ERRORS as exc:
             run.skip(outcome, "logrank", "matched", f"not computed: {exc}")
     cluster, robust, variance = _matched_variance(run, matched)
-    common = dict(outcome=outcome, population="matched", frame=matched, weights="weight",
-                  cluster=cluster, robust=robust, variance=variance)
+    # dict[str, Any]: a bundle of _fit_hr's keyword arguments (a trailing type: ignore would not survive ruff format)
+    common: dict[str, Any] = dict(outcome=outcome, population="matched", frame=matched, weights="weight",
+                                  cluster=cluster, robust=robust, variance=variance)
     unadjusted = _fit_hr(run, model="cox_unadjusted", covariates=["exposed"],
-                         label="Death by day 90, Cox, matched, unadjusted", **common)  # type: ignore[arg-type]
+                         label="Death by day 90, Cox, matched, unadjusted", **common)
     adjusted = _fit_hr(run, model="cox_adjusted", covariates=study.models.adjust,
-                       label="Death by day 90, Cox, matched, adjusted", **common)  # type: ignore[arg-type]
+                       label="Death by day 90, Cox, matched, adjusted", **common)
     main = adjusted if adjusted is not None else unadjusted
     run.ph_test_model = "cox_adjusted" if adjusted is not None else "cox_unadjusted"
     if main is None:
@@ -935,12 +938,12 @@ def _krt(run: _Run, matched: pd.DataFrame | None):
                     else "robust sandwich with crr's censoring term (per patient; matched with replacement)")
     elif cluster is None:
         variance = "crr sandwich" if weights is None else "robust sandwich with crr's censoring term (non-unit weights)"
-    common = dict(outcome=outcome, population="matched", frame=matched, weights=weights,
-                  cluster=cluster, variance=variance, note=note)
+    common: dict[str, Any] = dict(outcome=outcome, population="matched", frame=matched, weights=weights,
+                                  cluster=cluster, variance=variance, note=note)
     _fit_hr(run, model="fine_gray_unadjusted", covariates=["exposed"],
-            label="KRT liberation by day 90, Fine-Gray, matched, unadjusted", **common)  # type: ignore[arg-type]
+            label="KRT liberation by day 90, Fine-Gray, matched, unadjusted", **common)
     _fit_hr(run, model="fine_gray_adjusted", covariates=study.models.adjust,
-            label="KRT liberation by day 90, Fine-Gray, matched, adjusted", **common)  # type: ignore[arg-type]
+            label="KRT liberation by day 90, Fine-Gray, matched, adjusted", **common)
     return cif, gray
 
 

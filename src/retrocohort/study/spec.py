@@ -22,6 +22,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ..errors import StudySpecError
+
 # TOML has no null: an optional setting is switched off with `false` (or "none").
 _OFF = (False, "none", "off")
 
@@ -35,7 +37,6 @@ def _off_to_none(value: Any) -> Any:
         raise ValueError("true is not a value here: give a number, or false to switch it off")
     return value
 
-from ..errors import StudySpecError
 
 # Analysis-frame columns the cohort builder produces; the propensity model and
 # the outcome models may use any of them.

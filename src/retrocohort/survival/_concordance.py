@@ -119,7 +119,6 @@ def _concordance_kernel(stop, start, event, w, rank, n_rank, sbounds, sorder, ha
     by its own weight, which is what the jackknife needs. Returns the
     weighted totals (concordant, discordant, tied).
     """
-    n = stop.shape[0]
     conc = 0.0
     disc = 0.0
     tied_x = 0.0

@@ -452,13 +452,14 @@ def merge_near_tied_times(table: RiskTable, tolerance: float = _TIMEFIX_TOLERANC
         return table
     threshold = max(tolerance, tolerance * float(np.mean(np.abs(time))))
     # the in-place kernel on float copies (the table itself is left as it is)
-    arrays = [np.array(x, dtype=np.float64) for x in (time, table.n_risk, table.n_total, table.counts,
-                                                       table.rows_at_risk)]
-    m = _merge_near_tied_rows_inplace(*arrays, threshold)
+    time_c, risk_c, total_c, counts_c, rows_c = (
+        np.array(x, dtype=np.float64) for x in (time, table.n_risk, table.n_total, table.counts, table.rows_at_risk)
+    )
+    m = _merge_near_tied_rows_inplace(time_c, risk_c, total_c, counts_c, rows_c, threshold)
     if m == time.shape[0]:
         return table
-    time_m, risk_m, total_m, counts_m, rows_m = (x[:m] for x in arrays)
-    return RiskTable(time=time_m, n_risk=risk_m, n_total=total_m, counts=counts_m, rows_at_risk=rows_m)
+    return RiskTable(time=time_c[:m], n_risk=risk_c[:m], n_total=total_c[:m], counts=counts_c[:m],
+                     rows_at_risk=rows_c[:m])
 
 
 @numba.njit(cache=True)

@@ -56,11 +56,11 @@ def _radix_argsort(keys, idx, tmp_idx, tmp):
         shift = np.uint64(d * bits)
         for i in range(n):
             k = cur[i]
-            b = np.int64((k >> shift) & mask)
-            q = pos[b]
+            bucket = np.int64((k >> shift) & mask)
+            q = pos[bucket]
             tmp[q] = k
             tmp_idx[q] = idx[i]
-            pos[b] = q + 1
+            pos[bucket] = q + 1
         cur, tmp = tmp, cur
         idx, tmp_idx = tmp_idx, idx
     return idx

@@ -722,9 +722,10 @@ def _group_codes(data: pd.DataFrame, columns: list[str], what: str, where: str,
         raise InputError(f"{where}: {what} column(s) have missing values {missing} (column: rows) out of "
                          f"{len(data)} rows; give those rows a {what} value or drop them explicitly")
     if len(columns) == 1:
-        values = data[columns[0]]
-        if not sort and pd.api.types.is_float_dtype(values.dtype):
-            raw = values.to_numpy()
+        column = data[columns[0]]
+        values: pd.Series | np.ndarray = column
+        if not sort and pd.api.types.is_float_dtype(column.dtype):
+            raw = column.to_numpy()
             if np.isfinite(raw).all() and np.abs(raw).max(initial=0.0) < 2.0**62:
                 as_int = raw.astype(np.int64)
                 if np.array_equal(as_int, raw):  # whole numbers (an id stored as float): same groups
@@ -732,8 +733,7 @@ def _group_codes(data: pd.DataFrame, columns: list[str], what: str, where: str,
         codes, uniques = pd.factorize(values, sort=sort)
         return codes.astype(np.int64), list(uniques)
     grouped = data.groupby(columns, sort=True, observed=True)
-    codes = grouped.ngroup().to_numpy(dtype=np.int64)
-    return codes, list(grouped.size().index)
+    return grouped.ngroup().to_numpy(dtype=np.int64), list(grouped.size().index)
 
 
 # ---------------------------------------------------------------------------
@@ -924,7 +924,7 @@ def _raise_singular(imat: np.ndarray, columns: Sequence[str], scale: np.ndarray 
     bad: list[tuple[str, list[str]]] = []  # (column, the columns kept before it)
     kept: list[int] = []
     for j in range(p):
-        idx = kept + [j]
+        idx = [*kept, j]
         sub = imat[np.ix_(idx, idx)]
         if not np.all(np.isfinite(sub)):
             bad.append((columns[j], [columns[k] for k in kept]))
@@ -1262,7 +1262,7 @@ def cox(
     s_stop = stop[order]
     if timefix and entry is None:
         s_stop = _timefix_sorted(s_stop)  # monotone, so the order stays valid
-    if strata_cols:
+    if scode is not None:  # exactly when strata_cols; the None test is what lets mypy index scode
         by_stratum = np.argsort(scode[order], kind="stable")
         order = order[by_stratum]
         s_stop = s_stop[by_stratum]
@@ -1281,7 +1281,7 @@ def cox(
         raise InputError(f"{where}: covariate column {columns[j]!r} is constant ({float(col_min[j]):g}) in all "
                          f"{n} rows; a constant covariate has no coefficient: drop it from the covariates")
     n_strata = len(slabels)
-    if strata_cols:
+    if scode is not None:
         s_code = scode[order]
         sbounds = np.searchsorted(s_code, np.arange(n_strata + 1)).astype(np.int64)
     else:
@@ -1296,9 +1296,9 @@ def cox(
         ev_per = np.add.reduceat(s_event.astype(np.int64), sbounds[:-1]) if n else np.zeros(0)
         def describe(label) -> dict:
             values = label if isinstance(label, tuple) else (label,)
-            return {c: (v.item() if isinstance(v, np.generic) else v) for c, v in zip(strata_cols, values)}
+            return {c: (v.item() if isinstance(v, np.generic) else v) for c, v in zip(strata_cols, values, strict=True)}
 
-        empty = [lab for lab, ne in zip(slabels, ev_per) if ne == 0]
+        empty = [lab for lab, ne in zip(slabels, ev_per, strict=True) if ne == 0]
         if len(empty) == 1:
             notes.append(f"stratum {describe(empty[0])} has no events; "
                          "it contributes nothing to the partial likelihood")

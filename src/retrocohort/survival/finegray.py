@@ -492,7 +492,7 @@ def _drifting_terms(terms: list[str], steps: np.ndarray, fit: _Fit) -> list[str]
         return []
     same_sign = np.all(np.sign(recent) == np.sign(recent[-1]), axis=0)
     large = np.all(np.abs(recent) > 0.3, axis=0)
-    return [t for t, flag in zip(terms, same_sign & large) if flag]
+    return [t for t, flag in zip(terms, same_sign & large, strict=True) if flag]
 
 
 def _cluster_sums(influence: np.ndarray, cluster_codes: np.ndarray, n_clusters: int) -> np.ndarray:
@@ -643,7 +643,7 @@ def _check_design(terms: list[str], values: np.ndarray, centred: np.ndarray, whe
 
     ``values`` is the (n, p) design, ``centred`` the same with column means removed.
     """
-    constant = [name for name, col in zip(terms, values.T) if col.min() == col.max()]
+    constant = [name for name, col in zip(terms, values.T, strict=True) if col.min() == col.max()]
     if constant:
         raise InputError(
             f"{where}: covariate term(s) {constant} are constant over all {values.shape[0]} rows; "
@@ -654,7 +654,7 @@ def _check_design(terms: list[str], values: np.ndarray, centred: np.ndarray, whe
     gram = cross / np.outer(norm, norm)  # correlation matrix of the terms
     kept: list[int] = []
     for j in range(gram.shape[0]):
-        trial = kept + [j]
+        trial = [*kept, j]
         eig = np.linalg.eigvalsh(gram[np.ix_(trial, trial)])
         if eig.min() < 1e-10:
             raise InputError(
@@ -823,7 +823,8 @@ def fine_gray(
     if not sol.converged and not drifting:
         raise ConvergenceError(
             f"fine_gray: Newton-Raphson did not converge in {sol.iterations} iteration(s) "
-            f"(max_iter={max_iter}, tol={tol}); current coefficients {dict(zip(terms, np.round(sol.beta, 6).tolist()))}. "
+            f"(max_iter={max_iter}, tol={tol}); current coefficients "
+            f"{dict(zip(terms, np.round(sol.beta, 6).tolist(), strict=True))}. "
             "Raise max_iter, or check for separation / a covariate with extreme values"
         )
     if drifting:

@@ -530,10 +530,10 @@ def logrank(
     if strata is not None:
         stratum_rows = np.bincount(strata_codes, minlength=len(strata_levels))
         stratum_events = np.bincount(strata_codes, weights=events.astype(float), minlength=len(strata_levels))
-        empty = [(label, int(rows)) for label, rows, d in zip(strata_levels, stratum_rows, stratum_events) if d == 0]
+        empty = [(label, int(rows)) for label, rows, d in zip(strata_levels, stratum_rows, stratum_events, strict=True) if d == 0]
         if len(empty) == 1:
-            label, rows = empty[0]
-            notes.append(f"stratum {{{strata!r}: {label!r}}} ({rows} of {len(codes)} rows) has no events; "
+            label, n_rows = empty[0]
+            notes.append(f"stratum {{{strata!r}: {label!r}}} ({n_rows} of {len(codes)} rows) has no events; "
                          "it contributes nothing to the test")
         elif empty:
             notes.append(f"{len(empty)} of {len(strata_levels)} strata of {strata!r} have no events "
