@@ -590,7 +590,7 @@ def decide_disclosure(result: Any) -> StudyDisclosure:
             if matched is not None and unique and str(g) in ("0", "1"):
                 arm_total = "matched_exposed" if str(g) == "1" else "matched_unexposed"
             previous = arm_total
-            for j, t in enumerate(times):
+            for j in range(len(times)):
                 name = f"at_risk_{g}_{j}"
                 values[name] = int(at_risk_true.loc[g].iloc[j])
                 if previous is not None and values[previous] >= values[name]:

@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import pandas as pd
 
@@ -210,7 +210,7 @@ def _read_csv_header(path: Path) -> tuple[str, ...]:
     try:
         # Bytes, then decode the header line alone: a text-mode read decodes a whole buffer, and a
         # non-UTF-8 byte in a data row would be blamed on the header.
-        with opener(path, "rb") as handle:  # type: ignore[operator]
+        with opener(path, "rb") as handle:
             line = handle.readline().decode("utf-8")
     except IsADirectoryError:
         raise SourceError(f"{path}: is a folder, not a file; a CSV table is one .csv.gz file") from None
@@ -494,7 +494,7 @@ class SourceConnection:
         InputError
             A key (patients.subject_id, admissions.hadm_id, icustays.stay_id) on several differing rows.
         """
-        return run_checks(self.raw_table, self.table, self.has, where=lambda name: str(self.files[name].path))
+        return run_checks(self.raw_table, self.table, self.has, where=lambda name: str(getattr(self.files[name], "path", name)))
 
     @property
     def absent(self) -> tuple[str, ...]:
@@ -855,7 +855,7 @@ def locate_malformed(source: MimicIV, files: dict[str, TableFile | None] | None 
             tables.append((name, files.get(name) or source.locate(name), spec))
     con = duckdb.connect()
     try:
-        for name, tf, spec in tables:
+        for _name, tf, spec in tables:
             if tf is None or tf.format != "csv":
                 continue
             spelt, _ = _present_columns(spec, tf)
@@ -950,9 +950,10 @@ _CONCEPT = "study concepts"
 
 
 def _ccols(required: tuple[tuple[str, str], ...], optional: tuple[tuple[str, str], ...] = ()) -> dict[str, Column]:
-    cols = {name: Column(kind, _CONCEPT) for name, kind in required}
+    # the kinds come from module constants typed str; each is one of ColumnType
+    cols = {name: Column(cast(ColumnType, kind), _CONCEPT) for name, kind in required}
     lost = "selectors on this column cannot be used"
-    cols.update({name: Column(kind, _CONCEPT, True, lost) for name, kind in optional})
+    cols.update({name: Column(cast(ColumnType, kind), _CONCEPT, True, lost) for name, kind in optional})
     return cols
 
 
@@ -1120,7 +1121,7 @@ def _open_concept_view(conn: SourceConnection, name: str) -> tuple[str, tuple[st
             ]
         cols = [
             c if c is not None else F.lit(None).cast(_spark_type(spec.columns[col].type)).alias(col)
-            for c, col in zip(cols, spec.columns)
+            for c, col in zip(cols, spec.columns, strict=True)
         ]
         frame.select(*cols).createOrReplaceTempView(view)
     return view, optional

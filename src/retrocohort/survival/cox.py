@@ -1314,7 +1314,7 @@ def cox(
     # a singular information at beta = 0 (constant within strata, collinear) raises inside _newton;
     # the tolerance is applied with each column divided by its range (no constant column is left here)
     spread = 1.0 / (col_max - col_min)
-    beta, ll0, u0, imat0, ll1, u1, imat1, score_stat, iterations, converged = _newton(
+    beta, ll0, _u0, _imat0, ll1, u1, imat1, score_stat, iterations, converged = _newton(
         fit_pass, p, columns, max_iter, eps, spread)
     try:
         naive_var = linalg.cho_solve(linalg.cho_factor(imat1), np.eye(p))
