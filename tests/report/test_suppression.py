@@ -261,3 +261,20 @@ def test_relations_that_do_not_hold_are_refused():
         protect_counts({"t": 5, "a": -1, "b": 6}, [("t", ("a", "b"))])
     with pytest.raises(InputError, match="no value"):
         protect_counts({"t": 5, "a": 1}, [("t", ("a", "b"))])
+
+
+def test_the_disclosure_cache_forgets_a_result_once_it_is_gone():
+    import gc
+
+    from retrocohort.report import suppression
+
+    class Stand:  # weak-referenceable, no attrition or estimates
+        pass
+
+    before = len(suppression._DISCLOSURES)
+    stand = Stand()
+    first = suppression.study_disclosure(stand)
+    assert suppression.study_disclosure(stand) is first and len(suppression._DISCLOSURES) == before + 1
+    del stand
+    gc.collect()
+    assert len(suppression._DISCLOSURES) == before
