@@ -55,6 +55,7 @@ from ..report.suppression import (
     is_small,
     study_disclosure,
     suppress_small_cells,
+    suppress_frame,
 )
 from ..report.tables import suppress_table_one
 from .results import StudyResult
