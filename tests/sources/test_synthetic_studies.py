@@ -193,7 +193,7 @@ def test_parquet_and_csv_give_the_same_study_cohorts(tmp_path):
 def test_study_patients_must_be_a_non_negative_integer(tmp_path):
     with pytest.raises(InputError, match="study_patients=-3"):
         generate_synthetic(tmp_path / "a", stays=300, study_patients=-3)
-    with pytest.raises(InputError, match="study_patients=2.5"):
+    with pytest.raises(InputError, match=r"study_patients=2\.5"):
         generate_synthetic(tmp_path / "b", stays=300, study_patients=2.5)
     with pytest.raises(InputError, match="study_patients=True"):
         generate_synthetic(tmp_path / "c", stays=300, study_patients=True)

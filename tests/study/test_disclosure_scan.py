@@ -270,7 +270,7 @@ def read_outputs(scan: Scan, out: Path, summary: str, result) -> None:
     t = scan.t
     files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     unknown = {f for f in files if not (f in ("results.json", "report.html", RUN_MARKER)
-                                        or re.fullmatch(r"tables/\w+\.csv", f) and f[7:-4] in KNOWN_TABLES
+                                        or (re.fullmatch(r"tables/\w+\.csv", f) and f[7:-4] in KNOWN_TABLES)
                                         or re.fullmatch(r"figures/\w+\.(png|svg)", f))}
     assert not unknown, f"files the scan does not read: {unknown}"
     pngs = {f[8:-4] for f in files if f.endswith(".png")}

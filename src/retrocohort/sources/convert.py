@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import re
 import shutil
 import threading
 import time
