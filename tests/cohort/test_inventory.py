@@ -183,7 +183,9 @@ def test_truncated_gzip_is_unreadable_and_named(tmp_path, study):
     labs.write_bytes(labs.read_bytes()[: labs.stat().st_size // 2])
     rows = by_concept(study_inventory(study, folder))
     assert rows["mg_lab"]["status"] == "unreadable"
-    assert "labevents.csv.gz" in rows["mg_lab"]["message"] and "truncated or corrupt" in rows["mg_lab"]["message"]
+    # named as `run`, `convert` and `check` name it
+    assert "labevents.csv.gz: the compressed file ends early" in rows["mg_lab"]["message"]
+    assert "download it again" in rows["mg_lab"]["message"]
     assert rows["mg"]["status"] == "found"
 
 

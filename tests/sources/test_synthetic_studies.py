@@ -128,6 +128,15 @@ def test_transfers_hold_one_icu_row_per_icu_stay(default_ehr):
     assert (m["careunit"] == m["first_careunit"]).all()
 
 
+def test_an_admission_lists_each_diagnosis_code_once(default_ehr):
+    """As in MIMIC-IV: a code once per admission, so the exact-duplicate data check finds nothing to drop."""
+    codes = pacsv.read_csv(default_ehr.path / "hosp" / "diagnoses_icd.csv.gz").to_pandas()
+    assert len(codes) > 1000
+    repeated = codes.duplicated(["subject_id", "hadm_id", "icd_code", "icd_version"])
+    assert not repeated.any(), codes[repeated].head()
+    assert codes.groupby("hadm_id")["icd_code"].size().max() >= 4  # admissions with several codes exist
+
+
 def test_flagship_rows_do_not_depend_on_the_study_patients(tmp_path):
     without = generate_synthetic(tmp_path / "without", stays=400, seed=5, study_patients=0)
     with_ = generate_synthetic(tmp_path / "with", stays=400, seed=5)

@@ -41,7 +41,7 @@ import pytest
 from retrocohort import cli
 from retrocohort.errors import RetrocohortError
 from retrocohort.sources.synthetic import generate_synthetic
-from retrocohort.study.outputs import write_outputs
+from retrocohort.study.outputs import RUN_MARKER, write_outputs
 from retrocohort.study.pipeline import analyse_cohort, run_study
 from retrocohort.study.spec import default_study, parse_study
 from tests.study.test_pipeline import make_cohort
@@ -260,7 +260,7 @@ def attack(known: dict[str, tuple[float, float]], equations, names) -> dict[str,
 # Every file an output folder may hold; a new one must be added to the scan before this test passes.
 KNOWN_TABLES = {"attrition", "counts", "table1_before", "table1_after", "balance", "estimates", "key_results",
                 "skipped_models", "km_at_risk", "km_death", "cif_krt", "tests", "ph_test", "propensity_model",
-                "matching_counts", "e_value"}
+                "matching_counts", "e_value", "data_checks"}
 # Tables without counts: what they hold is read as text for counts in words.
 TEXT_ONLY = {"key_results", "tests", "ph_test", "propensity_model", "balance", "e_value"}
 
@@ -269,14 +269,22 @@ def read_outputs(scan: Scan, out: Path, summary: str, result) -> None:
     """Every file and the printed summary, as a reader sees them."""
     t = scan.t
     files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
-    unknown = {f for f in files if not (f in ("results.json", "report.html")
-                                        or re.fullmatch(r"tables/\w+\.csv", f) and f[7:-4] in KNOWN_TABLES
+    unknown = {f for f in files if not (f in ("results.json", "report.html", RUN_MARKER)
+                                        or (re.fullmatch(r"tables/\w+\.csv", f) and f[7:-4] in KNOWN_TABLES)
                                         or re.fullmatch(r"figures/\w+\.(png|svg)", f))}
     assert not unknown, f"files the scan does not read: {unknown}"
     pngs = {f[8:-4] for f in files if f.endswith(".png")}
     assert pngs == {f[8:-4] for f in files if f.endswith(".svg")}, "every PNG has the SVG the scan reads"
+    # the run marker (output-folder safety): the run id and when it was written, nothing about patients
+    marker = json.loads((out / RUN_MARKER).read_text())
+    if set(marker) != {"run_id", "written"}:
+        scan.problems.append(f"{RUN_MARKER} holds more than the run id and time: {sorted(marker)}")
     # results.json
     doc = json.loads((out / "results.json").read_text())
+    # data checks: rows or patients a data-quality rule touched, each a count (sources/quality.py)
+    for row in doc["data_checks"]:
+        scan.cell(row["count"], "results.json data_checks")
+        scan.text(row["rule"], "results.json data_checks rule")
     for k, v in doc["counts"].items():
         scan.count(k, v, f"results.json counts.{k}")
     for i, row in enumerate(doc["attrition"]):
@@ -313,6 +321,9 @@ def read_outputs(scan: Scan, out: Path, summary: str, result) -> None:
         scan.count(f"{row['outcome']}/{row['population']}/n", row["n"], "estimates.csv")
         scan.count(f"{row['outcome']}/{row['population']}/events", row["n_events"], "estimates.csv")
         scan.text(row["note"], "estimates.csv note")
+    for _, row in read["data_checks"].iterrows():
+        scan.cell(row["count"], "data_checks.csv")
+        scan.text(row["rule"], "data_checks.csv rule")
     for _, row in read["skipped_models"].iterrows():
         scan.text(row["reason"], "skipped_models.csv")
     labels = {result.study.study.exposure_label: 1, result.study.study.comparator_label: 0}
@@ -605,6 +616,17 @@ def test_the_scan_catches_a_planted_leak(tmp_path):
     read_outputs(scan, out, run["summary"], result)
     found = findings(scan)
     assert any(f.startswith("(b) exposed") for f in found), found
+    # (a) a bare small count of a data-quality rule, and a run marker that says more than the run id
+    checks = pd.DataFrame([{"table": "icu/inputevents", "check": "inputevents_exact_duplicates",
+                            "rule": "exact duplicate rows", "action": "exact duplicate rows dropped",
+                            "count": "3", "unit": "rows"}])
+    checks.to_csv(out / "tables" / "data_checks.csv", index=False)
+    (out / RUN_MARKER).write_text(json.dumps({"run_id": "abc", "written": "2026-01-01", "subject_id": 1}))
+    scan = Scan(5)
+    relations(scan, result)
+    read_outputs(scan, out, run["summary"], result)
+    assert any(p.startswith("(a) data_checks.csv: bare small count '3'") for p in scan.problems), scan.problems
+    assert any(p.startswith(f"{RUN_MARKER} holds more") for p in scan.problems), scan.problems
     # (a) a bare small count in a reason
     assert any("small count in text" in p for p in _text_problems("too few death events (3)"))
     assert any("small count in text" in p for p in _text_problems("1 exposed, 99 unexposed"))

@@ -311,9 +311,14 @@ def _diagnoses(rng: np.random.Generator, t: dict[str, Any], subject: np.ndarray,
         code_idx.append(np.full(idx.size, j))
     n_other = rng.integers(1, 4, n)
     o = np.repeat(np.arange(n), n_other)
-    pos = np.arange(o.size) - np.repeat(np.cumsum(n_other) - n_other, n_other)
+    first = np.repeat(np.cumsum(n_other) - n_other, n_other)
+    pos = np.arange(o.size) - first
     owner.append(o)
-    code_idx.append(3 + (pos + rng.integers(0, 4, o.size)) % 4)
+    # One random offset per admission (the draw of its first row; as many draws as before, so the
+    # stream after this is unchanged): consecutive positions then give 1-3 different codes. An offset
+    # per row repeated a code within an admission, which the exact-duplicate data check counted.
+    offset = rng.integers(0, 4, o.size)[first]
+    code_idx.append(3 + (pos + offset) % 4)
     owner_all = np.concatenate(owner)
     idx_all = np.concatenate(code_idx)
     order = np.lexsort((idx_all, owner_all))

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import re
 import shutil
 import threading
 import time
@@ -312,24 +311,11 @@ def _convert_csv(con: Any, source: MimicIV, tf: TableFile, tmp: Path, progress: 
         copied = _run_with_progress(con, sql, tf.table, total, progress)
     except duckdb.Error as exc:
         text = str(exc)
-        columns = re.search(
-            r"CSV Error on Line: (\d+).*?Expected Number of Columns: (\d+) Found: (\d+)", text, re.DOTALL
-        )
-        if columns is not None:
-            line, expected, got = columns.groups()
-            corrupt = " or the gzip file is corrupt (check it with `gzip -t`)" if tf.path.name.endswith(".gz") else ""
-            raise SourceError(
-                f"{tf.path}: line {line} has {got} fields where the header has {expected}; the file was changed"
-                f"{corrupt}. Download it again from PhysioNet, then rerun the conversion"
-            ) from None
-        translated = _translate_read_error(SourceConnection(source, "duckdb", None, {}, {}), exc)
+        # The same reading of the engine's error as `run` and `check` give for the same damaged file
+        # (a cut or corrupt gzip, a broken row, a bad value), naming this file.
+        translated = _translate_read_error(SourceConnection(source, "duckdb", None, {tf.table: tf}, {}), exc)
         if translated is not None:
             raise translated from None
-        if "gzip" in text.lower():
-            raise SourceError(
-                f"{tf.path}: the gzip file is truncated or corrupt ({text.strip().splitlines()[-1]}); download it "
-                "again from PhysioNet (check it with `gzip -t`), then rerun the conversion"
-            ) from None
         raise SourceError(f"{tf.path}: could not convert to Parquet: {text.strip()}") from None
     rows_read = int(copied[0][0]) if copied and copied[0] else -1
     written = int(con.execute(f"SELECT count(*) FROM read_parquet({_sql_string(str(tmp))})").fetchone()[0])

@@ -684,11 +684,21 @@ _DUCKDB_WIDTHS = re.compile(r"Expected Number of Columns: (\d+) Found: (\d+)")
 
 _DUCKDB_CAST_COLUMN = re.compile(r"Could not convert string '([^']*)' to (\w+) when casting from source column (\w+)")
 _GZIP_TROUBLE = ("gzip", "zlib", "unexpected end of", "inflate")
+_GZ_PATH = re.compile(r"(\S+\.gz)\b")
 
 
 def _translate_read_error(conn: SourceConnection, exc: Exception) -> SourceError | None:
     text = str(exc)
-    if any(word in text.lower() for word in _GZIP_TROUBLE):
+    line = _DUCKDB_CSV_ERROR.search(text)
+    if line:
+        # A damaged gzip stream often decompresses to garbage rows before its checksum fails at the end,
+        # so DuckDB reports a broken row. Say what is really wrong (and what to do: download again) when
+        # the archive itself is damaged; only an intact file has a broken row worth fixing by hand.
+        file_match = _DUCKDB_FILE.search(text)
+        damaged = _damaged_archive(Path(file_match.group(1).strip())) if file_match else None
+        if damaged is not None:
+            return damaged
+    elif any(word in text.lower() for word in _GZIP_TROUBLE):
         return _broken_archive(conn, text)
     cast = _DUCKDB_CAST_COLUMN.search(text)
     if cast:
@@ -703,7 +713,6 @@ def _translate_read_error(conn: SourceConnection, exc: Exception) -> SourceError
             f"{where}: column {column!r} holds the text {value!r}, which is not {kind.lower()}; fix or remove "
             "that row, or write the Parquet file again with the column typed (retrocohort.sources.to_parquet)"
         )
-    line = _DUCKDB_CSV_ERROR.search(text)
     widths = _DUCKDB_WIDTHS.search(text)
     if line and widths:
         file_match = _DUCKDB_FILE.search(text)
@@ -737,6 +746,11 @@ def _translate_read_error(conn: SourceConnection, exc: Exception) -> SourceError
 def _broken_archive(conn: SourceConnection, text: str) -> SourceError:
     """A csv.gz that ends early or is damaged; DuckDB does not always say which file, so find it."""
     named = next((tf.path for tf in conn.files.values() if tf is not None and str(tf.path) in text), None)
+    if named is None:
+        # A concept table is opened apart from conn.files; DuckDB often names its file in the message.
+        mentioned = _GZ_PATH.search(text)
+        if mentioned is not None and Path(mentioned.group(1)).is_file():
+            named = Path(mentioned.group(1))
     # Reading the named file (else every csv.gz, smallest first) gives the precise reason in Python's
     # words; the engines' own wording ranges from a file name only (Spark) to no file at all (DuckDB).
     candidates = [named] if named is not None else sorted(
@@ -752,6 +766,20 @@ def _broken_archive(conn: SourceConnection, text: str) -> SourceError:
         f"{named or 'a csv.gz file under ' + str(conn.source.path)}: the compressed file ends early or is damaged "
         f"({text.splitlines()[0][:160]}). {_REDOWNLOAD}"
     )
+
+
+def _damaged_archive(path: Path) -> SourceError | None:
+    """The error of :func:`read_through` if ``path`` is a csv.gz that is cut or damaged, else None.
+
+    Decompresses the whole file, so it is only called once a read has already failed.
+    """
+    if not path.name.endswith(".gz") or not path.is_file():
+        return None
+    try:
+        read_through(path)
+    except SourceError as exc:
+        return exc
+    return None
 
 
 _REDOWNLOAD = (
