@@ -1,0 +1,350 @@
+"""Plain-text and HTML rendering of result objects, with R's number formatting.
+
+One module shared by every result's ``__repr__`` and ``_repr_html_`` so that
+all of them print numbers the same way R does:
+
+- :func:`format_numbers` is R's ``format(x, digits = d)`` on a vector: every
+  element gets the same number of decimals, the fewest that show each element
+  with (up to) ``d`` significant digits, and the whole vector switches to
+  scientific notation when that is narrower (R's ``formatReal`` with
+  ``scipen = 0``);
+- :func:`format_pvalues` is R's ``format.pval`` (``< 2e-16`` below machine
+  epsilon, fixed and scientific values formatted as separate groups);
+- :func:`coefficient_lines` is R's ``printCoefmat`` without significance stars
+  (what ``print(coxph)`` shows);
+- :func:`matrix_lines` is ``print()`` of a numeric matrix (each column
+  formatted on its own), as ``print(survfit)`` and ``print(survdiff)`` show.
+
+Nothing here computes statistics: the functions take numbers already on the
+result and return strings. Kept free of pandas/matplotlib imports at module
+level so importing a result costs nothing extra.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+# R's .Machine$double.eps: format.pval's default eps, hence "< 2e-16"
+DOUBLE_EPS = float(np.finfo(float).eps)
+
+# R's default getOption("digits"); print.coxph uses max(1, digits - 3) = 4,
+# print.survfit / print.survdiff max(digits - 4, 3) = 3.
+R_DIGITS = 7
+
+
+def _sci_parts(x: float, digits: int) -> tuple[int, int]:
+    """Significant digits needed (<= digits, trailing zeros dropped) and the decimal exponent of |x|.
+
+    Uses the C library's own decimal rounding (``%e``), as R's ``scientific()`` does for its check.
+    """
+    if x == 0:
+        return 1, 0
+    mantissa, exponent = f"{abs(x):.{digits - 1}e}".split("e")
+    sig = mantissa.replace(".", "").rstrip("0")
+    return max(1, len(sig)), int(exponent)
+
+
+def _layout(values: Sequence[float], digits: int) -> tuple[bool, int, int]:
+    """R's formatReal decision for a vector: (scientific?, decimals, width)."""
+    finite = [float(v) for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return False, 0, 0
+    neg = int(any(v < 0 for v in finite))
+    parts = [_sci_parts(v, digits) for v in finite]
+    # fixed notation: digits left of the point and decimals needed per element
+    max_left = max(neg + (kp + 1 if kp + 1 > 0 else 1) for _, kp in parts)
+    rgt = max(max(0, nsig - kp - 1) for nsig, kp in parts)
+    width_fixed = max_left + rgt + (1 if rgt else 0)
+    # scientific notation: common mantissa digits, 2- or 3-digit exponent
+    mxns = max(nsig for nsig, _ in parts)
+    kps = [kp for _, kp in parts]
+    e_digits = 2 if (max(kps) >= 100 or min(kps) <= -99) else 1
+    width_sci = neg + (mxns > 1) + (mxns - 1) + 4 + e_digits
+    if width_fixed <= width_sci:  # scipen = 0
+        return False, rgt, width_fixed
+    return True, mxns - 1, width_sci
+
+
+def format_numbers(values: Sequence[float], digits: int = R_DIGITS, na: str = "NA") -> list[str]:
+    """R's ``format(x, digits = digits)`` of a numeric vector, one common layout, right-justified.
+
+    Parameters
+    ----------
+    values : numbers (NaN and None print as ``na``, infinities as ``Inf`` / ``-Inf``).
+    digits : significant digits, R's ``digits`` argument.
+    na : text for a missing value.
+
+    Returns
+    -------
+    list of str, all of the same width.
+    """
+    sci, decimals, _ = _layout(values, digits)
+    out = []
+    for v in values:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            out.append(na)
+        elif math.isinf(v):
+            out.append("Inf" if v > 0 else "-Inf")
+        elif sci:
+            out.append(f"{float(v):.{decimals}e}")
+        else:
+            out.append(f"{float(v):.{decimals}f}")
+    width = max((len(s) for s in out), default=0)
+    return [s.rjust(width) for s in out]
+
+
+def format_number(value: float, digits: int = R_DIGITS) -> str:
+    """One number as R's ``format(x, digits = digits)`` prints it."""
+    return format_numbers([value], digits)[0].strip()
+
+
+def format_pvalues(pvalues: Sequence[float], digits: int = R_DIGITS - 2, eps: float = DOUBLE_EPS) -> list[str]:
+    """R's ``format.pval(pv, digits, eps)``: values below ``eps`` print as ``< 2e-16`` (or ``<2e-16``).
+
+    Values with exponent >= -3 and those below are formatted as two separate
+    groups (each with one common layout), exactly as format.pval does.
+    """
+    pv = [float("nan") if p is None else float(p) for p in pvalues]
+    out = ["NA"] * len(pv)
+    small = [i for i, p in enumerate(pv) if not math.isnan(p) and p < eps]
+    rest = [i for i, p in enumerate(pv) if not math.isnan(p) and p >= eps]
+    # R 4.x: exponent -4 stays fixed when digits > 1 ("0.000929", not "9.29e-04")
+    expo = {i: (math.floor(math.log10(pv[i])) if pv[i] > 0 else -50) for i in rest}
+    fixed = [i for i in rest if expo[i] >= -3 or (expo[i] == -4 and digits > 1)]
+    sci = [i for i in rest if i not in fixed]
+    for group in (fixed, sci):
+        if group:
+            for i, s in zip(group, format_numbers([pv[i] for i in group], digits), strict=True):
+                out[i] = s.strip()
+    if small:
+        d = max(1, digits - 2)
+        if rest:
+            nc = max(len(out[i]) for i in rest)
+            if d > 1 and d + 6 > nc:
+                d = max(1, nc - 7)
+            sep = "" if d == 1 and nc <= 6 else " "
+        else:
+            sep = "" if d == 1 else " "
+        text = "<" + sep + format_number(eps, d)
+        for i in small:
+            out[i] = text
+    return out
+
+
+def format_pvalue(p: float, digits: int = R_DIGITS - 2) -> str:
+    """One p-value as ``format.pval(p, digits)``."""
+    return format_pvalues([p], digits)[0]
+
+
+def _round_half_even(values: np.ndarray, decimals: int) -> np.ndarray:
+    # R's round() and numpy's round() both round to even at exact halves of the binary value
+    return np.round(values, decimals)
+
+
+def coefficient_lines(
+    rows: Sequence[str],
+    columns: Sequence[str],
+    matrix: np.ndarray,
+    digits: int,
+    n_coef_se: int,
+    has_test: bool = True,
+    has_p: bool = True,
+) -> list[str]:
+    """R's ``printCoefmat(x, digits, P.values = TRUE, signif.stars = FALSE)`` as lines.
+
+    The first ``n_coef_se`` columns (estimates and standard errors) share one
+    layout after rounding to ``max(1, digits - digmin)`` decimals; the test
+    column is rounded to ``dig.tst = max(1, min(5, digits - 1))`` decimals;
+    the last column (when ``has_p``) goes through :func:`format_pvalues`.
+    """
+    m = np.asarray(matrix, dtype=float)
+    n_rows, n_cols = m.shape
+    cells = [[""] * n_cols for _ in range(n_rows)]
+    dig_tst = max(1, min(5, digits - 1))
+    block = m[:, :n_coef_se]
+    finite = np.abs(block[np.isfinite(block) & (block != 0)])
+    if finite.size:
+        digmin = 1 + np.floor(np.log10([finite.min(), finite.max()]))
+        decimals = int(max(1, *(digits - digmin)))
+    else:
+        decimals = max(1, digits - 1)
+    flat = format_numbers(list(_round_half_even(block, decimals).ravel()), digits)
+    for k, s in enumerate(flat):
+        cells[k // n_coef_se][k % n_coef_se] = s
+    col = n_coef_se
+    if has_test:
+        for i, s in enumerate(format_numbers(list(_round_half_even(m[:, col], dig_tst)), digits)):
+            cells[i][col] = s
+        col += 1
+    for j in range(col, n_cols - (1 if has_p else 0)):
+        for i, s in enumerate(format_numbers(list(m[:, j]), digits)):
+            cells[i][j] = s
+    # a non-zero estimate rounded to zero is shown with one digit fewer instead (as printCoefmat does)
+    for i in range(n_rows):
+        for j in range(n_coef_se):
+            v = m[i, j]
+            if math.isfinite(v) and (v == 0) != (float(cells[i][j]) == 0):
+                cells[i][j] = format_number(v, max(1, digits - 1))
+    if has_p:
+        for i, s in enumerate(format_pvalues(list(m[:, -1]), dig_tst)):
+            cells[i][-1] = s
+    return table_lines(rows, columns, cells)
+
+
+def table_lines(rows: Sequence[str], columns: Sequence[str], cells: Sequence[Sequence[str]]) -> list[str]:
+    """A character matrix as R's ``print(quote = FALSE, right = TRUE)`` lays it out.
+
+    Row names are left-justified, every column right-justified to the wider
+    of its header and its cells, one space between columns.
+    """
+    row_width = max((len(r) for r in rows), default=0)
+    widths = [max([len(c)] + [len(row[j]) for row in cells]) for j, c in enumerate(columns)]
+    header = " " * row_width + "".join(" " + c.rjust(w) for c, w in zip(columns, widths, strict=True))
+    lines = [header]
+    for name, row in zip(rows, cells, strict=True):
+        lines.append(name.ljust(row_width) + "".join(" " + s.rjust(w) for s, w in zip(row, widths, strict=True)))
+    return lines
+
+
+def matrix_lines(rows: Sequence[str], columns: Sequence[str], matrix: np.ndarray, digits: int) -> list[str]:
+    """``print()`` of a numeric matrix: each column formatted on its own with ``digits``."""
+    m = np.asarray(matrix, dtype=float)
+    cols = [format_numbers(list(m[:, j]), digits) for j in range(m.shape[1])]
+    cells = [[cols[j][i] for j in range(m.shape[1])] for i in range(m.shape[0])]
+    return table_lines(rows, columns, cells)
+
+
+def html_table(rows: Sequence[str], columns: Sequence[str], cells: Sequence[Sequence[str]], caption: str = "") -> str:
+    """An HTML table of already formatted cells (numbers right-aligned), for ``_repr_html_``."""
+    parts = ['<table class="retrocohort">']
+    if caption:
+        parts.append(f"<caption style='text-align:left'>{html.escape(caption)}</caption>")
+    parts.append("<thead><tr><th></th>" + "".join(f"<th>{html.escape(c)}</th>" for c in columns) + "</tr></thead>")
+    parts.append("<tbody>")
+    for name, row in zip(rows, cells, strict=True):
+        tds = "".join(f"<td style='text-align:right'>{html.escape(s.strip())}</td>" for s in row)
+        parts.append(f"<tr><th style='text-align:left'>{html.escape(str(name))}</th>{tds}</tr>")
+    parts.append("</tbody></table>")
+    return "".join(parts)
+
+
+def html_block(title: str, lines: Sequence[str], tables: Sequence[str] = ()) -> str:
+    """A titled HTML block: the given tables, then the remaining text lines in a ``<pre>``."""
+    body = "".join(tables)
+    text = "\n".join(lines)
+    pre = f"<pre>{html.escape(text)}</pre>" if text else ""
+    return f"<div class='retrocohort-result'><strong>{html.escape(title)}</strong>{body}{pre}</div>"
+
+
+def lines_to_table(lines: Sequence[str]) -> tuple[list[str], list[str], list[list[str]]]:
+    """Split lines made by :func:`table_lines` back into (rows, columns, cells) for an HTML table.
+
+    Splits on whitespace, so it only serves tables whose row names, headers
+    and cells contain no spaces (headers may, when given separately).
+    """
+    header = lines[0].split()
+    rows, cells = [], []
+    for line in lines[1:]:
+        parts = line.split()
+        rows.append(parts[0])
+        cells.append(parts[1:])
+    return rows, header, cells
+
+
+# --------------------------------------------------------------------------- result renderers
+# Each takes a result object (duck-typed, so this module imports no result class) and returns lines.
+
+
+def _level_label(conf_level: float) -> str:
+    # summary.coxph's "lower .95": paste("lower .", round(100 * conf.int, 2))
+    return format_number(round(100 * conf_level, 2), R_DIGITS)
+
+
+def _test_line(label: str, test: object, digits: int, pdigits: int) -> str:
+    stat = format_number(round(float(test.statistic), 2), digits)  # type: ignore[attr-defined]
+    p = format_pvalue(float(test.p_value), pdigits)  # type: ignore[attr-defined]
+    return f"{label}= {stat}  on {test.df} df,   p={p}"  # type: ignore[attr-defined]
+
+
+def _cox_parts(fit: object) -> dict[str, list[str]]:
+    s = fit.summary  # type: ignore[attr-defined]
+    robust = bool(fit.robust)  # type: ignore[attr-defined]
+    digits = max(1, R_DIGITS - 3)  # print.coxph's default
+    rows = [str(r) for r in s.index]
+    if robust:
+        cols = ["coef", "exp(coef)", "se(coef)", "robust se", "z", "p"]
+        m = np.column_stack([s["coef"], s["hr"], s["naive_se"], s["se"], s["z"], s["p"]])
+        n_cs = 4
+    else:
+        cols = ["coef", "exp(coef)", "se(coef)", "z", "p"]
+        m = np.column_stack([s["coef"], s["hr"], s["se"], s["z"], s["p"]])
+        n_cs = 3
+    coef = coefficient_lines(rows, cols, m, digits, n_cs)
+    lr = fit.likelihood_ratio  # type: ignore[attr-defined]
+    lr_line = (f"Likelihood ratio test={format_number(round(lr.statistic, 2), digits)}  on {lr.df} df, "
+               f"p={format_pvalue(lr.p_value, digits)}")
+    n_line = f"n= {fit.n}, number of events= {fit.n_events}"  # type: ignore[attr-defined]
+    lev = _level_label(float(fit.conf_level))  # type: ignore[attr-defined]
+    ci = matrix_lines(rows, ["exp(coef)", "exp(-coef)", f"lower .{lev}", f"upper .{lev}"],
+                      np.column_stack([s["hr"], 1 / s["hr"], s["lower"], s["upper"]]), digits)
+    tests = []
+    if "_concordance_parts" in fit.__dict__:  # computed already: print it; never trigger the O(n log n) pass
+        tests.append(f"Concordance= {format_number(round(fit.concordance, 3), digits)}  "  # type: ignore[attr-defined]
+                     f"(se = {format_number(round(fit.concordance_se, 3), digits)} )")  # type: ignore[attr-defined]
+    else:
+        tests.append("Concordance= (not yet computed: read .concordance)")
+    pdig = max(1, digits - 4)  # summary.coxph's p digits
+    tests.append(_test_line("Likelihood ratio test", lr, digits, pdig))
+    tests.append(_test_line("Wald test            ", fit.wald, digits, pdig))  # type: ignore[attr-defined]
+    score = _test_line("Score (logrank) test ", fit.score, digits, pdig)  # type: ignore[attr-defined]
+    rs = fit.robust_score  # type: ignore[attr-defined]
+    if rs is not None:
+        score += (f",   Robust = {format_number(round(rs.statistic, 2), digits)}  "
+                  f"p={format_pvalue(rs.p_value, pdig)}")
+    tests.append(score)
+    if robust:
+        tests += ["", "  (Note: the likelihood ratio and score tests assume independence of",
+                  "     observations within a cluster, the Wald and robust score tests do not)."]
+    if not fit.converged:  # type: ignore[attr-defined]
+        tests += ["", f"Warning: did not converge in {fit.iterations} iterations"]  # type: ignore[attr-defined]
+    notes = [f"Note: {n}" for n in fit.notes]  # type: ignore[attr-defined]
+    return {"call": [fit.call or "cox(...)"], "coef": coef, "lr": [lr_line, n_line],  # type: ignore[attr-defined]
+            "ci": ci, "tests": tests, "notes": notes}
+
+
+def render_cox(fit: object) -> str:
+    """``print(coxph)`` followed by ``summary(coxph)``'s interval table and tests, as one text."""
+    p = _cox_parts(fit)
+    lines = ["Call:", *p["call"], "", *p["coef"], "", *p["lr"], "", *p["ci"], "", *p["tests"]]
+    if p["notes"]:
+        lines += ["", *p["notes"]]
+    return "\n".join(lines)
+
+
+def _html_from_lines(table: list[str], caption: str = "") -> str:
+    rows, cols, cells = lines_to_table(table)
+    if len(cols) != len(cells[0]) if cells else False:
+        return f"<pre>{html.escape(chr(10).join(table))}</pre>"
+    return html_table(rows, cols, cells, caption)
+
+
+def _split_header(line: str, names: Sequence[str]) -> list[str]:
+    return list(names)
+
+
+def render_cox_html(fit: object) -> str:
+    """Notebook rendering of a Cox fit: the two tables as HTML, the rest as text."""
+    p = _cox_parts(fit)
+    s = fit.summary  # type: ignore[attr-defined]
+    cols = ["coef", "exp(coef)", "se(coef)"] + (["robust se"] if fit.robust else []) + ["z", "p"]  # type: ignore[attr-defined]
+    cells = [line[len(max(map(str, s.index), key=len)):].split() for line in p["coef"][1:]]
+    lev = _level_label(float(fit.conf_level))  # type: ignore[attr-defined]
+    ci_cells = [line.split()[1:] for line in p["ci"][1:]]
+    tables = [html_table([str(r) for r in s.index], cols, cells),
+              html_table([str(r) for r in s.index], ["exp(coef)", "exp(-coef)", f"lower .{lev}", f"upper .{lev}"],
+                         ci_cells)]
+    return html_block(p["call"][0], [*p["lr"], "", *p["tests"], *p["notes"]], tables)
