@@ -348,3 +348,69 @@ def render_cox_html(fit: object) -> str:
               html_table([str(r) for r in s.index], ["exp(coef)", "exp(-coef)", f"lower .{lev}", f"upper .{lev}"],
                          ci_cells)]
     return html_block(p["call"][0], [*p["lr"], "", *p["tests"], *p["notes"]], tables)
+
+
+def default_times(times: Sequence[float], steps: int = 6) -> list[float]:
+    """Six evenly spaced, rounded tick times from 0 to the last time (the default at-risk times)."""
+    last = float(np.nanmax(np.asarray(times, dtype=float))) if len(times) else 1.0
+    raw = last / steps if last > 0 else 1.0
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    return [k * step for k in range(int(last // step) + 1)]
+
+
+def _group_labels(group: str | None, values: Sequence[object]) -> list[str]:
+    # survfit / survdiff row names: "sex=female"; an ungrouped matrix prints as "[1,]"
+    if group is None:
+        return [f"[{i + 1},]" for i in range(len(values))]
+    return [f"{group}={v}" for v in values]
+
+
+def _km_lines(km: object) -> tuple[list[str], list[str], list[str], np.ndarray]:
+    m = km.median  # type: ignore[attr-defined]
+    digits = max(R_DIGITS - 4, 3)  # print.survfit's default
+    rows = _group_labels(km.group, list(m["group"]) if "group" in m else [None])  # type: ignore[attr-defined]
+    lev = format_number(float(km.conf_level), R_DIGITS)  # type: ignore[attr-defined]
+    cols = ["n", "events", "median", f"{lev}LCL", f"{lev}UCL"]
+    mat = m[["n", "events", "median", "lower", "upper"]].to_numpy(dtype=float)
+    return matrix_lines(rows, cols, mat, digits), rows, cols, mat
+
+
+def render_km(km: object) -> str:
+    """``print(survfit)``: n, events, median survival and its confidence limits per group."""
+    lines, *_ = _km_lines(km)
+    return "\n".join([f"Call: {km.call or 'kaplan_meier(...)'}", "", *lines])  # type: ignore[attr-defined]
+
+
+def render_km_html(km: object) -> str:
+    """Notebook rendering of :func:`render_km`."""
+    lines, rows, cols, mat = _km_lines(km)
+    cells = [line[len(max(rows, key=len)):].split() for line in lines[1:]]
+    return html_block(km.call or "kaplan_meier", [], [html_table(rows, cols, cells)])  # type: ignore[attr-defined]
+
+
+def _logrank_lines(lr: object) -> tuple[list[str], list[str], list[str], list[list[str]], str]:
+    t = lr.table  # type: ignore[attr-defined]
+    digits = max(R_DIGITS - 4, 3)  # print.survdiff's default
+    rows = _group_labels(lr.group or "group", list(t["group"]))  # type: ignore[attr-defined]
+    cols = ["N", "Observed", "Expected", "(O-E)^2/E", "(O-E)^2/V"]
+    mat = t[["n", "observed", "expected", "oe2_e", "oe2_v"]].to_numpy(dtype=float)
+    lines = matrix_lines(rows, cols, mat, digits)
+    chisq = format_number(round(float(lr.statistic), 1), digits)  # type: ignore[attr-defined]
+    p = format_pvalue(float(lr.p_value), max(1, digits - 2))  # type: ignore[attr-defined]
+    tail = f" Chisq= {chisq}  on {lr.df} degrees of freedom, p= {p}"  # type: ignore[attr-defined]
+    cells = [line[len(max(rows, key=len)):].split() for line in lines[1:]]
+    return lines, rows, cols, cells, tail
+
+
+def render_logrank(lr: object) -> str:
+    """``print(survdiff)``: N, observed, expected and the chi-square test."""
+    lines, _, _, _, tail = _logrank_lines(lr)
+    notes = [f"Note: {n}" for n in lr.notes]  # type: ignore[attr-defined]
+    return "\n".join(["Call:", lr.call or "logrank(...)", "", *lines, "", tail, *notes])  # type: ignore[attr-defined]
+
+
+def render_logrank_html(lr: object) -> str:
+    """Notebook rendering of :func:`render_logrank`."""
+    _, rows, cols, cells, tail = _logrank_lines(lr)
+    return html_block(lr.call or "logrank", [tail.strip()], [html_table(rows, cols, cells)])  # type: ignore[attr-defined]
