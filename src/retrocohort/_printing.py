@@ -414,3 +414,137 @@ def render_logrank_html(lr: object) -> str:
     """Notebook rendering of :func:`render_logrank`."""
     _, rows, cols, cells, tail = _logrank_lines(lr)
     return html_block(lr.call or "logrank", [tail.strip()], [html_table(rows, cols, cells)])  # type: ignore[attr-defined]
+
+
+def render_ph_test(zph: object) -> str:
+    """``print(cox.zph(fit))``: chisq, df and p per term and GLOBAL."""
+    t = zph.table  # type: ignore[attr-defined]
+    digits = max(R_DIGITS - 4, 3)  # print.cox.zph's default
+    m = t[["chisq", "df", "p"]].to_numpy(dtype=float)
+    return "\n".join(coefficient_lines([str(r) for r in t.index], ["chisq", "df", "p"], m, digits, 1))
+
+
+def render_ph_test_html(zph: object) -> str:
+    """Notebook rendering of :func:`render_ph_test`."""
+    lines = render_ph_test(zph).splitlines()
+    rows = [str(r) for r in zph.table.index]  # type: ignore[attr-defined]
+    cells = [line[len(max(rows, key=len)):].split() for line in lines[1:]]
+    return html_block(f"Proportional hazards test (cox.zph, transform = {zph.transform!r})",  # type: ignore[attr-defined]
+                      [], [html_table(rows, ["chisq", "df", "p"], cells)])
+
+
+def _cif_lines(ci: object) -> tuple[list[str], list[str], list[str], list[list[str]]]:
+    table = ci.table  # type: ignore[attr-defined]
+    last = [t for t in ci._last_time if math.isfinite(t)]  # type: ignore[attr-defined]
+    times = [t for t in default_times([max(last)] if last else [1.0], steps=5) if t > 0]
+    at = ci.cif_at(times)  # type: ignore[attr-defined]
+    levels = list(ci._levels)  # type: ignore[attr-defined]
+    rows = [f"{lev} {ci.cause}" if ci.group is not None else str(ci.cause) for lev in levels]  # type: ignore[attr-defined]
+    cols = [format_number(t) for t in times]
+    blocks = []
+    for column in ("cif", "variance"):
+        values = at[column].to_numpy(dtype=float).reshape(len(levels), len(times))
+        blocks.append(matrix_lines(rows, cols, values, R_DIGITS))
+    lines = ["Estimates and Variances:", "$est", *blocks[0], "", "$var", *blocks[1]]
+    del table
+    cells = [line[len(max(rows, key=len)):].split() for line in blocks[0][1:]]
+    return lines, rows, cols, cells
+
+
+def render_cif(ci: object) -> str:
+    """cuminc's printed estimates and variances for the cause, at pretty time points."""
+    lines, *_ = _cif_lines(ci)
+    competing = ci.competing_codes  # type: ignore[attr-defined]
+    head = (f"Cumulative incidence of cause {ci.cause} (Aalen-Johansen; competing: "  # type: ignore[attr-defined]
+            f"{'every other code' if competing is None else ', '.join(map(str, competing))}; "
+            f"censored: {ci.censor_code})")  # type: ignore[attr-defined]
+    notes = [f"Note: {n}" for n in ci.notes]  # type: ignore[attr-defined]
+    return "\n".join([head, *lines, *notes])
+
+
+def render_cif_html(ci: object) -> str:
+    """Notebook rendering of :func:`render_cif` (the estimates)."""
+    _, rows, cols, cells = _cif_lines(ci)
+    return html_block(f"Cumulative incidence of cause {ci.cause}", [], [html_table(rows, cols, cells)])  # type: ignore[attr-defined]
+
+
+def render_gray(g: object) -> str:
+    """cuminc's ``Tests:`` block for the cause tested (stat, pv, df), plus the per-group counts."""
+    head = matrix_lines([str(g.cause)], ["stat", "pv", "df"],  # type: ignore[attr-defined]
+                        np.array([[g.statistic, g.p_value, g.df]], dtype=float), R_DIGITS)  # type: ignore[attr-defined]
+    notes = [f"Note: {n}" for n in g.notes]  # type: ignore[attr-defined]
+    return "\n".join(["Gray's test of equal cumulative incidence", "Tests:", *head, *notes])
+
+
+def render_gray_html(g: object) -> str:
+    """Notebook rendering of :func:`render_gray`."""
+    lines = render_gray(g).splitlines()
+    return html_block("Gray's test", [], [_html_from_lines(lines[2:3 + 1])])
+
+
+def _finegray_parts(fg: object) -> dict[str, list[str]]:
+    s = fg.summary  # type: ignore[attr-defined]
+    digits = max(R_DIGITS - 4, 3)  # print.summary.crr's default
+    rows = [str(r) for r in s.index]
+    pdig = max(R_DIGITS - 5, 2)  # summary.crr rounds p to signif(p, 2)
+    p = [float(f"{v:.{pdig - 1}e}") for v in s["p"]]
+    coef = matrix_lines(rows, ["coef", "exp(coef)", "se(coef)", "z", "p-value"],
+                        np.column_stack([s["coef"], s["hr"], s["se"], s["z"], p]), digits)
+    a = (1 - float(fg.conf_level)) / 2  # type: ignore[attr-defined]
+    lo, hi = (format_number(100 * v, 3) + "%" for v in (a, 1 - a))
+    ci = matrix_lines(rows, ["exp(coef)", "exp(-coef)", lo, hi],
+                      np.column_stack([s["hr"], 1 / s["hr"], s["lower"], s["upper"]]), digits)
+    ll = fg.loglik  # type: ignore[attr-defined]
+    tail = [f"Num. cases = {fg.n}",  # type: ignore[attr-defined]
+            f"Pseudo Log-likelihood = {format_number(ll.final, digits)}",
+            f"Pseudo likelihood ratio test = {format_number(round(-2 * (ll.null - ll.final), 2), digits)}"
+            f"  on {len(rows)} df,"]
+    if not fg.converged:  # type: ignore[attr-defined]
+        tail.append(f"Warning: did not converge in {fg.iterations} iterations")  # type: ignore[attr-defined]
+    variance = {"crr": "crr's sandwich", "cluster": f"cluster-robust ({fg.n_clusters} clusters)",  # type: ignore[attr-defined]
+                "robust": "robust (weighted influence terms)"}.get(fg.variance, fg.variance)  # type: ignore[attr-defined]
+    level = format_number(100 * float(fg.conf_level), 3)  # type: ignore[attr-defined]
+    shr = [f"Subdistribution hazard ratios ({level}% CI, {variance} variance):"]
+    width = max(len(r) for r in rows)
+    for r, hr, low, up in zip(rows, s["hr"], s["lower"], s["upper"], strict=True):
+        est, low_s, up_s = (v.strip() for v in format_numbers([hr, low, up], 3))
+        shr.append(f"  {r.ljust(width)}  sHR {est} ({low_s} to {up_s})")
+    counts = [f"n = {fg.n}: {fg.n_events} events of cause {fg.cause}, {fg.n_competing} competing, "  # type: ignore[attr-defined]
+              f"{fg.n_censored} censored"]  # type: ignore[attr-defined]
+    call = f"fine_gray(cause = {fg.cause}, censor_code = {fg.censor_code}) ~ {' + '.join(fg.covariates)}"  # type: ignore[attr-defined]
+    if fg.weights:  # type: ignore[attr-defined]
+        call += f", weights = {fg.weights}"  # type: ignore[attr-defined]
+    return {"call": [call], "counts": counts, "coef": coef, "ci": ci, "tail": tail, "shr": shr}
+
+
+def render_finegray(fg: object) -> str:
+    """``summary(crr)`` as printed, plus each sHR with its interval in words."""
+    p = _finegray_parts(fg)
+    return "\n".join(["Competing Risks Regression", "", "Call:", *p["call"], *p["counts"], "", *p["coef"], "",
+                      *p["ci"], "", *p["tail"], "", *p["shr"]])
+
+
+def render_finegray_html(fg: object) -> str:
+    """Notebook rendering of :func:`render_finegray`."""
+    p = _finegray_parts(fg)
+    rows = [str(r) for r in fg.summary.index]  # type: ignore[attr-defined]
+    width = len(max(rows, key=len))
+    cells = [line[width:].split() for line in p["coef"][1:]]
+    ci_cells = [line[width:].split() for line in p["ci"][1:]]
+    ci_cols = p["ci"][0].split()
+    tables = [html_table(rows, ["coef", "exp(coef)", "se(coef)", "z", "p-value"], cells),
+              html_table(rows, ci_cols, ci_cells)]
+    return html_block(p["call"][0], [*p["counts"], *p["tail"], "", *p["shr"]], tables)
+
+
+def forest_of_terms(summary: object, what: str, ax: object = None) -> object:
+    """Forest plot of a model's terms through the report's :func:`forest_plot` (one line per term)."""
+    from types import SimpleNamespace
+
+    from .report.figures import forest_plot
+
+    s = summary
+    rows = [SimpleNamespace(outcome=str(term), model=what, population="", estimate=float(hr), lower=float(lo),
+                            upper=float(up))
+            for term, hr, lo, up in zip(s.index, s["hr"], s["lower"], s["upper"], strict=True)]  # type: ignore[attr-defined]
+    return forest_plot(rows, ax=ax)  # type: ignore[arg-type]
