@@ -548,3 +548,114 @@ def forest_of_terms(summary: object, what: str, ax: object = None) -> object:
                             upper=float(up))
             for term, hr, lo, up in zip(s.index, s["hr"], s["lower"], s["upper"], strict=True)]  # type: ignore[attr-defined]
     return forest_plot(rows, ax=ax)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- matching
+
+
+def render_propensity(ps: object) -> str:
+    """``summary(glm(treat ~ ..., family = binomial))``'s coefficient table, deviances and AIC."""
+    s = ps.summary  # type: ignore[attr-defined]
+    o = ps.options  # type: ignore[attr-defined]
+    digits = max(3, R_DIGITS - 3)  # print.summary.glm's default
+    rows = [str(r) for r in s.index]
+    coef = coefficient_lines(rows, ["Estimate", "Std. Error", "z value", "Pr(>|z|)"],
+                             s[["estimate", "std_error", "z", "p"]].to_numpy(dtype=float), digits, 2)
+    n = len(ps.score)  # type: ignore[attr-defined]
+    p = len(rows)
+    dev = [f"    Null deviance: {format_number(ps.null_deviance, 5)}  on {n - 1}  degrees of freedom",  # type: ignore[attr-defined]
+           f"Residual deviance: {format_number(ps.deviance, 5)}  on {n - p}  degrees of freedom",  # type: ignore[attr-defined]
+           f"AIC: {format_number(ps.aic, max(4, digits + 1))}", "",  # type: ignore[attr-defined]
+           f"Number of Fisher Scoring iterations: {ps.iterations}"]  # type: ignore[attr-defined]
+    if not ps.converged:  # type: ignore[attr-defined]
+        dev.append("Warning: the fit did not converge")
+    call = (f"propensity_score({o.get('treatment')} ~ {' + '.join(map(str, o.get('covariates', [])))}, "
+            f"link = {o.get('link')!r})")
+    notes = [f"Note: {x}" for x in ps.notes]  # type: ignore[attr-defined]
+    return "\n".join(["Call:", call, "", "Coefficients:", *coef, "", *dev, *notes])
+
+
+def render_propensity_html(ps: object) -> str:
+    """Notebook rendering of :func:`render_propensity`."""
+    text = render_propensity(ps).splitlines()
+    return html_block(text[1], text[3:])
+
+
+def render_match(m: object) -> str:
+    """``print(matchit)`` in words and ``summary(matchit)$nn`` (sample sizes by arm)."""
+    o = m.options  # type: ignore[attr-defined]
+    caliper = ("no caliper" if m.caliper_distance is None  # type: ignore[attr-defined]
+               else f"caliper {format_number(m.caliper_distance, 4)} (distance units)")  # type: ignore[attr-defined]
+    head = [f"Nearest-neighbour matching (MatchIt method = \"nearest\") of {o.get('treatment')}: "
+            f"{o.get('ratio', 1)}:1, {'with' if o.get('replace') else 'without'} replacement, order "
+            f"{o.get('order')!r}, {caliper}"]
+    if o.get("exact"):
+        head.append(f"exact on {', '.join(map(str, o['exact']))}")
+    c = m.counts  # type: ignore[attr-defined]
+    lines = matrix_lines([str(r) for r in c.index], [str(x) for x in c.columns], c.to_numpy(dtype=float), R_DIGITS)
+    return "\n".join([*head, "", "Sample sizes:", *lines])
+
+
+def render_match_html(m: object) -> str:
+    """Notebook rendering of :func:`render_match`."""
+    text = render_match(m).splitlines()
+    c = m.counts  # type: ignore[attr-defined]
+    rows = [str(r) for r in c.index]
+    width = len(max(rows, key=len))
+    cells = [line[width:].split() for line in text[-len(rows):]]
+    return html_block(text[0], [], [html_table(rows, [str(x) for x in c.columns], cells, "Sample sizes")])
+
+
+def _balance_cells(b: object) -> tuple[list[str], list[str], list[list[str]]]:
+    import pandas as pd
+
+    frame = pd.DataFrame(b)
+    rows = [str(r) for r in frame.index]
+    cols = ["type", "mean treated", "mean control", "SMD", "var. ratio"]
+    numeric = [format_numbers(list(frame[c].astype(float)), 4)
+               for c in ("mean_treated", "mean_control", "smd", "variance_ratio")]
+    cells = [[str(t), *(col[i] for col in numeric)] for i, t in enumerate(frame["type"])]
+    if "sample" in frame.columns:
+        cols = ["sample", *cols]
+        cells = [[str(s), *row] for s, row in zip(frame["sample"], cells, strict=True)]
+    return rows, cols, cells
+
+
+def render_balance(b: object) -> str:
+    """Balance per term: means by arm, absolute standardized mean difference, variance ratio."""
+    rows, cols, cells = _balance_cells(b)
+    smd = [float(x) for x in b["smd"]]  # type: ignore[index]
+    over = sum(1 for x in smd if x > 0.1)
+    return "\n".join(["Covariate balance (absolute SMD; tableone's ExtractSmd)", *table_lines(rows, cols, cells),
+                      f"{over} of {len(smd)} rows above SMD 0.1"])
+
+
+def render_balance_html(b: object) -> str:
+    """Notebook rendering of :func:`render_balance`."""
+    rows, cols, cells = _balance_cells(b)
+    return html_block("Covariate balance", [], [html_table(rows, cols, cells)])
+
+
+def render_table_one(t: object) -> str:
+    """``print(CreateTableOne(...), smd = TRUE)``'s layout: labels left-aligned, cells right-aligned."""
+    import pandas as pd
+
+    frame = pd.DataFrame(t)
+    rows = [str(r) for r in frame.index]
+    cells = [[str(v) for v in row] for row in frame.itertuples(index=False)]
+    widths = [max([len(str(c))] + [len(r[j]) for r in cells]) for j, c in enumerate(frame.columns)]
+    label_width = max((len(r) for r in rows), default=0)
+    header = " " * label_width + "".join(" " + str(c).center(w) for c, w in zip(frame.columns, widths, strict=True))
+    body = [r.ljust(label_width) + "".join(" " + v.rjust(w) for v, w in zip(row, widths, strict=True))
+            for r, row in zip(rows, cells, strict=True)]
+    return "\n".join([header.rstrip(), *(line.rstrip() for line in body)])
+
+
+def render_table_one_html(t: object) -> str:
+    """Notebook rendering of :func:`render_table_one`."""
+    import pandas as pd
+
+    frame = pd.DataFrame(t)
+    cells = [[str(v) for v in row] for row in frame.itertuples(index=False)]
+    return html_block("Table 1", [], [html_table([str(r) for r in frame.index], [str(c) for c in frame.columns],
+                                                 cells)])
