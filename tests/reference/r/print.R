@@ -58,3 +58,14 @@ write_reference(
   ),
   data = mg
 )
+
+# summary(glm(binomial)) on the propensity cohort matching.R wrote (read back from its JSON, so both
+# pieces use the same rows; print.R sorts after matching.R in make_reference.R)
+cohort <- jsonlite::fromJSON(file.path(out_dir, "glm_logit.json"))$data
+ps_fit <- glm(mg ~ age + sex + sepsis + stage + lactate, data = cohort, family = binomial())
+write_reference(
+  "print_glm",
+  "print(summary(glm(mg ~ age + sex + sepsis + stage + lactate, data = cohort, family = binomial()))), cohort of glm_logit.json",
+  list(summary_glm = capture.output(print(summary(ps_fit)))),
+  data = cohort
+)
