@@ -592,7 +592,9 @@ def render_match(m: object) -> str:
     if o.get("exact"):
         head.append(f"exact on {', '.join(map(str, o['exact']))}")
     c = m.counts  # type: ignore[attr-defined]
-    lines = matrix_lines([str(r) for r in c.index], [str(x) for x in c.columns], c.to_numpy(dtype=float), R_DIGITS)
+    # summary.matchit rounds the sample sizes (the ESS rows are not whole numbers) to 2 decimals
+    lines = matrix_lines([str(r) for r in c.index], [str(x) for x in c.columns],
+                         np.round(c.to_numpy(dtype=float), 2), R_DIGITS)
     return "\n".join([*head, "", "Sample sizes:", *lines])
 
 

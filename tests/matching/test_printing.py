@@ -48,8 +48,8 @@ def test_match_repr_shows_sample_sizes(glm_case):
     lines = repr(m).splitlines()
     assert lines[0].startswith('Nearest-neighbour matching (MatchIt method = "nearest") of mg: 2:1, without replacement')
     matched = next(line for line in lines if line.startswith("Matched") and "(ESS)" not in line)
-    assert [int(x) for x in matched.split()[1:]] == [int(m.counts.loc["Matched", "Control"]),
-                                                    int(m.counts.loc["Matched", "Treated"])]
+    assert [float(x) for x in matched.split()[1:]] == [m.counts.loc["Matched", "Control"],
+                                                      m.counts.loc["Matched", "Treated"]]
     assert "<caption style='text-align:left'>Sample sizes</caption>" in m._repr_html_()
 
 
