@@ -55,17 +55,28 @@ def _top_level_imports(path: Path) -> set[str]:
 
 def test_results_do_not_import_matplotlib_or_report_at_module_level():
     files = [SRC / "_printing.py", *sorted((SRC / "survival").glob("*.py")), *sorted((SRC / "matching").glob("*.py"))]
-    offenders = {f.name: imps for f in files
-                 if (imps := {i for i in _top_level_imports(f) if "matplotlib" in i or "report" in i})}
+    offenders = {
+        f.name: imps
+        for f in files
+        if (imps := {i for i in _top_level_imports(f) if "matplotlib" in i or "report" in i})
+    }
     assert offenders == {}
 
 
 def test_every_public_result_has_a_readable_repr_and_html():
     from retrocohort import matching, survival
 
-    classes = [survival.CoxResult, survival.FineGrayResult, survival.KaplanMeierResult, survival.LogRankResult,
-               survival.CumulativeIncidenceResult, survival.GrayTestResult, survival.PHTestResult,
-               matching.PropensityResult, matching.MatchResult]
+    classes = [
+        survival.CoxResult,
+        survival.FineGrayResult,
+        survival.KaplanMeierResult,
+        survival.LogRankResult,
+        survival.CumulativeIncidenceResult,
+        survival.GrayTestResult,
+        survival.PHTestResult,
+        matching.PropensityResult,
+        matching.MatchResult,
+    ]
     from retrocohort.matching._tables import BalanceTable, TableOne
 
     for cls in [*classes, BalanceTable, TableOne]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -264,15 +265,15 @@ def _level_label(conf_level: float) -> str:
     return format_number(round(100 * conf_level, 2), R_DIGITS)
 
 
-def _test_line(label: str, test: object, digits: int, pdigits: int) -> str:
-    stat = format_number(round(float(test.statistic), 2), digits)  # type: ignore[attr-defined]
-    p = format_pvalue(float(test.p_value), pdigits)  # type: ignore[attr-defined]
-    return f"{label}= {stat}  on {test.df} df,   p={p}"  # type: ignore[attr-defined]
+def _test_line(label: str, test: Any, digits: int, pdigits: int) -> str:
+    stat = format_number(round(float(test.statistic), 2), digits)
+    p = format_pvalue(float(test.p_value), pdigits)
+    return f"{label}= {stat}  on {test.df} df,   p={p}"
 
 
-def _cox_parts(fit: object) -> dict[str, list[str]]:
-    s = fit.summary  # type: ignore[attr-defined]
-    robust = bool(fit.robust)  # type: ignore[attr-defined]
+def _cox_parts(fit: Any) -> dict[str, list[str]]:
+    s = fit.summary
+    robust = bool(fit.robust)
     digits = max(1, R_DIGITS - 3)  # print.coxph's default
     rows = [str(r) for r in s.index]
     if robust:
@@ -284,39 +285,55 @@ def _cox_parts(fit: object) -> dict[str, list[str]]:
         m = np.column_stack([s["coef"], s["hr"], s["se"], s["z"], s["p"]])
         n_cs = 3
     coef = coefficient_lines(rows, cols, m, digits, n_cs)
-    lr = fit.likelihood_ratio  # type: ignore[attr-defined]
-    lr_line = (f"Likelihood ratio test={format_number(round(lr.statistic, 2), digits)}  on {lr.df} df, "
-               f"p={format_pvalue(lr.p_value, digits)}")
-    n_line = f"n= {fit.n}, number of events= {fit.n_events}"  # type: ignore[attr-defined]
-    lev = _level_label(float(fit.conf_level))  # type: ignore[attr-defined]
-    ci = matrix_lines(rows, ["exp(coef)", "exp(-coef)", f"lower .{lev}", f"upper .{lev}"],
-                      np.column_stack([s["hr"], 1 / s["hr"], s["lower"], s["upper"]]), digits)
+    lr = fit.likelihood_ratio
+    lr_line = (
+        f"Likelihood ratio test={format_number(round(lr.statistic, 2), digits)}  on {lr.df} df, "
+        f"p={format_pvalue(lr.p_value, digits)}"
+    )
+    n_line = f"n= {fit.n}, number of events= {fit.n_events}"
+    lev = _level_label(float(fit.conf_level))
+    ci = matrix_lines(
+        rows,
+        ["exp(coef)", "exp(-coef)", f"lower .{lev}", f"upper .{lev}"],
+        np.column_stack([s["hr"], 1 / s["hr"], s["lower"], s["upper"]]),
+        digits,
+    )
     tests = []
     if "_concordance_parts" in fit.__dict__:  # computed already: print it; never trigger the O(n log n) pass
-        tests.append(f"Concordance= {format_number(round(fit.concordance, 3), digits)}  "  # type: ignore[attr-defined]
-                     f"(se = {format_number(round(fit.concordance_se, 3), digits)} )")  # type: ignore[attr-defined]
+        tests.append(
+            f"Concordance= {format_number(round(fit.concordance, 3), digits)}  "
+            f"(se = {format_number(round(fit.concordance_se, 3), digits)} )"
+        )
     else:
         tests.append("Concordance= (not yet computed: read .concordance)")
     pdig = max(1, digits - 4)  # summary.coxph's p digits
     tests.append(_test_line("Likelihood ratio test", lr, digits, pdig))
-    tests.append(_test_line("Wald test            ", fit.wald, digits, pdig))  # type: ignore[attr-defined]
-    score = _test_line("Score (logrank) test ", fit.score, digits, pdig)  # type: ignore[attr-defined]
-    rs = fit.robust_score  # type: ignore[attr-defined]
+    tests.append(_test_line("Wald test            ", fit.wald, digits, pdig))
+    score = _test_line("Score (logrank) test ", fit.score, digits, pdig)
+    rs = fit.robust_score
     if rs is not None:
-        score += (f",   Robust = {format_number(round(rs.statistic, 2), digits)}  "
-                  f"p={format_pvalue(rs.p_value, pdig)}")
+        score += f",   Robust = {format_number(round(rs.statistic, 2), digits)}  p={format_pvalue(rs.p_value, pdig)}"
     tests.append(score)
     if robust:
-        tests += ["", "  (Note: the likelihood ratio and score tests assume independence of",
-                  "     observations within a cluster, the Wald and robust score tests do not)."]
-    if not fit.converged:  # type: ignore[attr-defined]
-        tests += ["", f"Warning: did not converge in {fit.iterations} iterations"]  # type: ignore[attr-defined]
-    notes = [f"Note: {n}" for n in fit.notes]  # type: ignore[attr-defined]
-    return {"call": [fit.call or "cox(...)"], "coef": coef, "lr": [lr_line, n_line],  # type: ignore[attr-defined]
-            "ci": ci, "tests": tests, "notes": notes}
+        tests += [
+            "",
+            "  (Note: the likelihood ratio and score tests assume independence of",
+            "     observations within a cluster, the Wald and robust score tests do not).",
+        ]
+    if not fit.converged:
+        tests += ["", f"Warning: did not converge in {fit.iterations} iterations"]
+    notes = [f"Note: {n}" for n in fit.notes]
+    return {
+        "call": [fit.call or "cox(...)"],
+        "coef": coef,
+        "lr": [lr_line, n_line],
+        "ci": ci,
+        "tests": tests,
+        "notes": notes,
+    }
 
 
-def render_cox(fit: object) -> str:
+def render_cox(fit: Any) -> str:
     """``print(coxph)`` followed by ``summary(coxph)``'s interval table and tests, as one text."""
     p = _cox_parts(fit)
     lines = ["Call:", *p["call"], "", *p["coef"], "", *p["lr"], "", *p["ci"], "", *p["tests"]]
@@ -327,30 +344,27 @@ def render_cox(fit: object) -> str:
 
 def _html_from_lines(table: list[str], caption: str = "") -> str:
     rows, cols, cells = lines_to_table(table)
-    if len(cols) != len(cells[0]) if cells else False:
+    if cells and len(cols) != len(cells[0]):  # a cell with a blank in it: show the text as it is
         return f"<pre>{html.escape(chr(10).join(table))}</pre>"
     return html_table(rows, cols, cells, caption)
 
 
-def _split_header(line: str, names: Sequence[str]) -> list[str]:
-    return list(names)
-
-
-def render_cox_html(fit: object) -> str:
+def render_cox_html(fit: Any) -> str:
     """Notebook rendering of a Cox fit: the two tables as HTML, the rest as text."""
     p = _cox_parts(fit)
-    s = fit.summary  # type: ignore[attr-defined]
-    cols = ["coef", "exp(coef)", "se(coef)"] + (["robust se"] if fit.robust else []) + ["z", "p"]  # type: ignore[attr-defined]
-    cells = [line[len(max(map(str, s.index), key=len)):].split() for line in p["coef"][1:]]
-    lev = _level_label(float(fit.conf_level))  # type: ignore[attr-defined]
+    s = fit.summary
+    cols = ["coef", "exp(coef)", "se(coef)"] + (["robust se"] if fit.robust else []) + ["z", "p"]
+    cells = [line[len(max(map(str, s.index), key=len)) :].split() for line in p["coef"][1:]]
+    lev = _level_label(float(fit.conf_level))
     ci_cells = [line.split()[1:] for line in p["ci"][1:]]
-    tables = [html_table([str(r) for r in s.index], cols, cells),
-              html_table([str(r) for r in s.index], ["exp(coef)", "exp(-coef)", f"lower .{lev}", f"upper .{lev}"],
-                         ci_cells)]
+    tables = [
+        html_table([str(r) for r in s.index], cols, cells),
+        html_table([str(r) for r in s.index], ["exp(coef)", "exp(-coef)", f"lower .{lev}", f"upper .{lev}"], ci_cells),
+    ]
     return html_block(p["call"][0], [*p["lr"], "", *p["tests"], *p["notes"]], tables)
 
 
-def default_times(times: Sequence[float], steps: int = 6) -> list[float]:
+def default_times(times: Sequence[float] | np.ndarray | Any, steps: int = 6) -> list[float]:
     """Six evenly spaced, rounded tick times from 0 to the last time (the default at-risk times)."""
     last = float(np.nanmax(np.asarray(times, dtype=float))) if len(times) else 1.0
     raw = last / steps if last > 0 else 1.0
@@ -366,80 +380,83 @@ def _group_labels(group: str | None, values: Sequence[object]) -> list[str]:
     return [f"{group}={v}" for v in values]
 
 
-def _km_lines(km: object) -> tuple[list[str], list[str], list[str], np.ndarray]:
-    m = km.median  # type: ignore[attr-defined]
+def _km_lines(km: Any) -> tuple[list[str], list[str], list[str], np.ndarray]:
+    m = km.median
     digits = max(R_DIGITS - 4, 3)  # print.survfit's default
-    rows = _group_labels(km.group, list(m["group"]) if "group" in m else [None])  # type: ignore[attr-defined]
-    lev = format_number(float(km.conf_level), R_DIGITS)  # type: ignore[attr-defined]
+    rows = _group_labels(km.group, list(m["group"]) if "group" in m else [None])
+    lev = format_number(float(km.conf_level), R_DIGITS)
     cols = ["n", "events", "median", f"{lev}LCL", f"{lev}UCL"]
     mat = m[["n", "events", "median", "lower", "upper"]].to_numpy(dtype=float)
     return matrix_lines(rows, cols, mat, digits), rows, cols, mat
 
 
-def render_km(km: object) -> str:
+def render_km(km: Any) -> str:
     """``print(survfit)``: n, events, median survival and its confidence limits per group."""
     lines, *_ = _km_lines(km)
-    return "\n".join([f"Call: {km.call or 'kaplan_meier(...)'}", "", *lines])  # type: ignore[attr-defined]
+    return "\n".join([f"Call: {km.call or 'kaplan_meier(...)'}", "", *lines])
 
 
-def render_km_html(km: object) -> str:
+def render_km_html(km: Any) -> str:
     """Notebook rendering of :func:`render_km`."""
-    lines, rows, cols, mat = _km_lines(km)
-    cells = [line[len(max(rows, key=len)):].split() for line in lines[1:]]
-    return html_block(km.call or "kaplan_meier", [], [html_table(rows, cols, cells)])  # type: ignore[attr-defined]
+    lines, rows, cols, _ = _km_lines(km)
+    cells = [line[len(max(rows, key=len)) :].split() for line in lines[1:]]
+    return html_block(km.call or "kaplan_meier", [], [html_table(rows, cols, cells)])
 
 
-def _logrank_lines(lr: object) -> tuple[list[str], list[str], list[str], list[list[str]], str]:
-    t = lr.table  # type: ignore[attr-defined]
+def _logrank_lines(lr: Any) -> tuple[list[str], list[str], list[str], list[list[str]], str]:
+    t = lr.table
     digits = max(R_DIGITS - 4, 3)  # print.survdiff's default
-    rows = _group_labels(lr.group or "group", list(t["group"]))  # type: ignore[attr-defined]
+    rows = _group_labels(lr.group or "group", list(t["group"]))
     cols = ["N", "Observed", "Expected", "(O-E)^2/E", "(O-E)^2/V"]
     mat = t[["n", "observed", "expected", "oe2_e", "oe2_v"]].to_numpy(dtype=float)
     lines = matrix_lines(rows, cols, mat, digits)
-    chisq = format_number(round(float(lr.statistic), 1), digits)  # type: ignore[attr-defined]
-    p = format_pvalue(float(lr.p_value), max(1, digits - 2))  # type: ignore[attr-defined]
-    tail = f" Chisq= {chisq}  on {lr.df} degrees of freedom, p= {p}"  # type: ignore[attr-defined]
-    cells = [line[len(max(rows, key=len)):].split() for line in lines[1:]]
+    chisq = format_number(round(float(lr.statistic), 1), digits)
+    p = format_pvalue(float(lr.p_value), max(1, digits - 2))
+    tail = f" Chisq= {chisq}  on {lr.df} degrees of freedom, p= {p}"
+    cells = [line[len(max(rows, key=len)) :].split() for line in lines[1:]]
     return lines, rows, cols, cells, tail
 
 
-def render_logrank(lr: object) -> str:
+def render_logrank(lr: Any) -> str:
     """``print(survdiff)``: N, observed, expected and the chi-square test."""
     lines, _, _, _, tail = _logrank_lines(lr)
-    notes = [f"Note: {n}" for n in lr.notes]  # type: ignore[attr-defined]
-    return "\n".join(["Call:", lr.call or "logrank(...)", "", *lines, "", tail, *notes])  # type: ignore[attr-defined]
+    notes = [f"Note: {n}" for n in lr.notes]
+    return "\n".join(["Call:", lr.call or "logrank(...)", "", *lines, "", tail, *notes])
 
 
-def render_logrank_html(lr: object) -> str:
+def render_logrank_html(lr: Any) -> str:
     """Notebook rendering of :func:`render_logrank`."""
     _, rows, cols, cells, tail = _logrank_lines(lr)
-    return html_block(lr.call or "logrank", [tail.strip()], [html_table(rows, cols, cells)])  # type: ignore[attr-defined]
+    return html_block(lr.call or "logrank", [tail.strip()], [html_table(rows, cols, cells)])
 
 
-def render_ph_test(zph: object) -> str:
+def render_ph_test(zph: Any) -> str:
     """``print(cox.zph(fit))``: chisq, df and p per term and GLOBAL."""
-    t = zph.table  # type: ignore[attr-defined]
+    t = zph.table
     digits = max(R_DIGITS - 4, 3)  # print.cox.zph's default
     m = t[["chisq", "df", "p"]].to_numpy(dtype=float)
     return "\n".join(coefficient_lines([str(r) for r in t.index], ["chisq", "df", "p"], m, digits, 1))
 
 
-def render_ph_test_html(zph: object) -> str:
+def render_ph_test_html(zph: Any) -> str:
     """Notebook rendering of :func:`render_ph_test`."""
     lines = render_ph_test(zph).splitlines()
-    rows = [str(r) for r in zph.table.index]  # type: ignore[attr-defined]
-    cells = [line[len(max(rows, key=len)):].split() for line in lines[1:]]
-    return html_block(f"Proportional hazards test (cox.zph, transform = {zph.transform!r})",  # type: ignore[attr-defined]
-                      [], [html_table(rows, ["chisq", "df", "p"], cells)])
+    rows = [str(r) for r in zph.table.index]
+    cells = [line[len(max(rows, key=len)) :].split() for line in lines[1:]]
+    return html_block(
+        f"Proportional hazards test (cox.zph, transform = {zph.transform!r})",
+        [],
+        [html_table(rows, ["chisq", "df", "p"], cells)],
+    )
 
 
-def _cif_lines(ci: object) -> tuple[list[str], list[str], list[str], list[list[str]]]:
-    table = ci.table  # type: ignore[attr-defined]
-    last = [t for t in ci._last_time if math.isfinite(t)]  # type: ignore[attr-defined]
+def _cif_lines(ci: Any) -> tuple[list[str], list[str], list[str], list[list[str]]]:
+    table = ci.table
+    last = [t for t in ci._last_time if math.isfinite(t)]
     times = [t for t in default_times([max(last)] if last else [1.0], steps=5) if t > 0]
-    at = ci.cif_at(times)  # type: ignore[attr-defined]
-    levels = list(ci._levels)  # type: ignore[attr-defined]
-    rows = [f"{lev} {ci.cause}" if ci.group is not None else str(ci.cause) for lev in levels]  # type: ignore[attr-defined]
+    at = ci.cif_at(times)
+    levels = list(ci._levels)
+    rows = [f"{lev} {ci.cause}" if ci.group is not None else str(ci.cause) for lev in levels]
     cols = [format_number(t) for t in times]
     blocks = []
     for column in ("cif", "variance"):
@@ -447,175 +464,233 @@ def _cif_lines(ci: object) -> tuple[list[str], list[str], list[str], list[list[s
         blocks.append(matrix_lines(rows, cols, values, R_DIGITS))
     lines = ["Estimates and Variances:", "$est", *blocks[0], "", "$var", *blocks[1]]
     del table
-    cells = [line[len(max(rows, key=len)):].split() for line in blocks[0][1:]]
+    cells = [line[len(max(rows, key=len)) :].split() for line in blocks[0][1:]]
     return lines, rows, cols, cells
 
 
-def render_cif(ci: object) -> str:
+def render_cif(ci: Any) -> str:
     """cuminc's printed estimates and variances for the cause, at pretty time points."""
     lines, *_ = _cif_lines(ci)
-    competing = ci.competing_codes  # type: ignore[attr-defined]
-    head = (f"Cumulative incidence of cause {ci.cause} (Aalen-Johansen; competing: "  # type: ignore[attr-defined]
-            f"{'every other code' if competing is None else ', '.join(map(str, competing))}; "
-            f"censored: {ci.censor_code})")  # type: ignore[attr-defined]
-    notes = [f"Note: {n}" for n in ci.notes]  # type: ignore[attr-defined]
+    competing = ci.competing_codes
+    head = (
+        f"Cumulative incidence of cause {ci.cause} (Aalen-Johansen; competing: "
+        f"{'every other code' if competing is None else ', '.join(map(str, competing))}; "
+        f"censored: {ci.censor_code})"
+    )
+    notes = [f"Note: {n}" for n in ci.notes]
     return "\n".join([head, *lines, *notes])
 
 
-def render_cif_html(ci: object) -> str:
+def render_cif_html(ci: Any) -> str:
     """Notebook rendering of :func:`render_cif` (the estimates)."""
     _, rows, cols, cells = _cif_lines(ci)
-    return html_block(f"Cumulative incidence of cause {ci.cause}", [], [html_table(rows, cols, cells)])  # type: ignore[attr-defined]
+    return html_block(f"Cumulative incidence of cause {ci.cause}", [], [html_table(rows, cols, cells)])
 
 
-def render_gray(g: object) -> str:
+def render_gray(g: Any) -> str:
     """cuminc's ``Tests:`` block for the cause tested (stat, pv, df), plus the per-group counts."""
-    head = matrix_lines([str(g.cause)], ["stat", "pv", "df"],  # type: ignore[attr-defined]
-                        np.array([[g.statistic, g.p_value, g.df]], dtype=float), R_DIGITS)  # type: ignore[attr-defined]
-    notes = [f"Note: {n}" for n in g.notes]  # type: ignore[attr-defined]
+    head = matrix_lines(
+        [str(g.cause)],
+        ["stat", "pv", "df"],
+        np.array([[g.statistic, g.p_value, g.df]], dtype=float),
+        R_DIGITS,
+    )
+    notes = [f"Note: {n}" for n in g.notes]
     return "\n".join(["Gray's test of equal cumulative incidence", "Tests:", *head, *notes])
 
 
-def render_gray_html(g: object) -> str:
+def render_gray_html(g: Any) -> str:
     """Notebook rendering of :func:`render_gray`."""
     lines = render_gray(g).splitlines()
-    return html_block("Gray's test", [], [_html_from_lines(lines[2:3 + 1])])
+    return html_block("Gray's test", [], [_html_from_lines(lines[2 : 3 + 1])])
 
 
-def _finegray_parts(fg: object) -> dict[str, list[str]]:
-    s = fg.summary  # type: ignore[attr-defined]
+def _finegray_parts(fg: Any) -> dict[str, list[str]]:
+    s = fg.summary
     digits = max(R_DIGITS - 4, 3)  # print.summary.crr's default
     rows = [str(r) for r in s.index]
     pdig = max(R_DIGITS - 5, 2)  # summary.crr rounds p to signif(p, 2)
     p = [float(f"{v:.{pdig - 1}e}") for v in s["p"]]
-    coef = matrix_lines(rows, ["coef", "exp(coef)", "se(coef)", "z", "p-value"],
-                        np.column_stack([s["coef"], s["hr"], s["se"], s["z"], p]), digits)
-    a = (1 - float(fg.conf_level)) / 2  # type: ignore[attr-defined]
+    coef = matrix_lines(
+        rows,
+        ["coef", "exp(coef)", "se(coef)", "z", "p-value"],
+        np.column_stack([s["coef"], s["hr"], s["se"], s["z"], p]),
+        digits,
+    )
+    a = (1 - float(fg.conf_level)) / 2
     lo, hi = (format_number(100 * v, 3) + "%" for v in (a, 1 - a))
-    ci = matrix_lines(rows, ["exp(coef)", "exp(-coef)", lo, hi],
-                      np.column_stack([s["hr"], 1 / s["hr"], s["lower"], s["upper"]]), digits)
-    ll = fg.loglik  # type: ignore[attr-defined]
-    tail = [f"Num. cases = {fg.n}",  # type: ignore[attr-defined]
-            f"Pseudo Log-likelihood = {format_number(ll.final, digits)}",
-            f"Pseudo likelihood ratio test = {format_number(round(-2 * (ll.null - ll.final), 2), digits)}"
-            f"  on {len(rows)} df,"]
-    if not fg.converged:  # type: ignore[attr-defined]
-        tail.append(f"Warning: did not converge in {fg.iterations} iterations")  # type: ignore[attr-defined]
-    variance = {"crr": "crr's sandwich", "cluster": f"cluster-robust ({fg.n_clusters} clusters)",  # type: ignore[attr-defined]
-                "robust": "robust (weighted influence terms)"}.get(fg.variance, fg.variance)  # type: ignore[attr-defined]
-    level = format_number(100 * float(fg.conf_level), 3)  # type: ignore[attr-defined]
+    ci = matrix_lines(
+        rows,
+        ["exp(coef)", "exp(-coef)", lo, hi],
+        np.column_stack([s["hr"], 1 / s["hr"], s["lower"], s["upper"]]),
+        digits,
+    )
+    ll = fg.loglik
+    tail = [
+        f"Num. cases = {fg.n}",
+        f"Pseudo Log-likelihood = {format_number(ll.final, digits)}",
+        f"Pseudo likelihood ratio test = {format_number(round(-2 * (ll.null - ll.final), 2), digits)}"
+        f"  on {len(rows)} df,",
+    ]
+    if not fg.converged:
+        tail.append(f"Warning: did not converge in {fg.iterations} iterations")
+    variance = {
+        "crr": "crr's sandwich",
+        "cluster": f"cluster-robust ({fg.n_clusters} clusters)",
+        "robust": "robust (weighted influence terms)",
+    }.get(fg.variance, fg.variance)
+    level = format_number(100 * float(fg.conf_level), 3)
     shr = [f"Subdistribution hazard ratios ({level}% CI, {variance} variance):"]
     width = max(len(r) for r in rows)
     for r, hr, low, up in zip(rows, s["hr"], s["lower"], s["upper"], strict=True):
         est, low_s, up_s = (v.strip() for v in format_numbers([hr, low, up], 3))
         shr.append(f"  {r.ljust(width)}  sHR {est} ({low_s} to {up_s})")
-    counts = [f"n = {fg.n}: {fg.n_events} events of cause {fg.cause}, {fg.n_competing} competing, "  # type: ignore[attr-defined]
-              f"{fg.n_censored} censored"]  # type: ignore[attr-defined]
-    call = f"fine_gray(cause = {fg.cause}, censor_code = {fg.censor_code}) ~ {' + '.join(fg.covariates)}"  # type: ignore[attr-defined]
-    if fg.weights:  # type: ignore[attr-defined]
-        call += f", weights = {fg.weights}"  # type: ignore[attr-defined]
+    counts = [
+        f"n = {fg.n}: {fg.n_events} events of cause {fg.cause}, {fg.n_competing} competing, {fg.n_censored} censored"
+    ]
+    call = f"fine_gray(cause = {fg.cause}, censor_code = {fg.censor_code}) ~ {' + '.join(fg.covariates)}"
+    if fg.weights:
+        call += f", weights = {fg.weights}"
     return {"call": [call], "counts": counts, "coef": coef, "ci": ci, "tail": tail, "shr": shr}
 
 
-def render_finegray(fg: object) -> str:
+def render_finegray(fg: Any) -> str:
     """``summary(crr)`` as printed, plus each sHR with its interval in words."""
     p = _finegray_parts(fg)
-    return "\n".join(["Competing Risks Regression", "", "Call:", *p["call"], *p["counts"], "", *p["coef"], "",
-                      *p["ci"], "", *p["tail"], "", *p["shr"]])
+    return "\n".join(
+        [
+            "Competing Risks Regression",
+            "",
+            "Call:",
+            *p["call"],
+            *p["counts"],
+            "",
+            *p["coef"],
+            "",
+            *p["ci"],
+            "",
+            *p["tail"],
+            "",
+            *p["shr"],
+        ]
+    )
 
 
-def render_finegray_html(fg: object) -> str:
+def render_finegray_html(fg: Any) -> str:
     """Notebook rendering of :func:`render_finegray`."""
     p = _finegray_parts(fg)
-    rows = [str(r) for r in fg.summary.index]  # type: ignore[attr-defined]
+    rows = [str(r) for r in fg.summary.index]
     width = len(max(rows, key=len))
     cells = [line[width:].split() for line in p["coef"][1:]]
     ci_cells = [line[width:].split() for line in p["ci"][1:]]
     ci_cols = p["ci"][0].split()
-    tables = [html_table(rows, ["coef", "exp(coef)", "se(coef)", "z", "p-value"], cells),
-              html_table(rows, ci_cols, ci_cells)]
+    tables = [
+        html_table(rows, ["coef", "exp(coef)", "se(coef)", "z", "p-value"], cells),
+        html_table(rows, ci_cols, ci_cells),
+    ]
     return html_block(p["call"][0], [*p["counts"], *p["tail"], "", *p["shr"]], tables)
 
 
-def forest_of_terms(summary: object, what: str, ax: object = None) -> object:
+def forest_of_terms(summary: Any, what: str, ax: Any = None) -> Any:
     """Forest plot of a model's terms through the report's :func:`forest_plot` (one line per term)."""
     from types import SimpleNamespace
 
     from .report.figures import forest_plot
 
     s = summary
-    rows = [SimpleNamespace(outcome=str(term), model=what, population="", estimate=float(hr), lower=float(lo),
-                            upper=float(up))
-            for term, hr, lo, up in zip(s.index, s["hr"], s["lower"], s["upper"], strict=True)]  # type: ignore[attr-defined]
-    return forest_plot(rows, ax=ax)  # type: ignore[arg-type]
+    rows = [
+        SimpleNamespace(
+            outcome=str(term), model=what, population="", estimate=float(hr), lower=float(lo), upper=float(up)
+        )
+        for term, hr, lo, up in zip(s.index, s["hr"], s["lower"], s["upper"], strict=True)
+    ]
+    return forest_plot(rows, ax=ax)
 
 
 # --------------------------------------------------------------------------- matching
 
 
-def render_propensity(ps: object) -> str:
+def render_propensity(ps: Any) -> str:
     """``summary(glm(treat ~ ..., family = binomial))``'s coefficient table, deviances and AIC."""
-    s = ps.summary  # type: ignore[attr-defined]
-    o = ps.options  # type: ignore[attr-defined]
+    s = ps.summary
+    o = ps.options
     digits = max(3, R_DIGITS - 3)  # print.summary.glm's default
     rows = [str(r) for r in s.index]
-    coef = coefficient_lines(rows, ["Estimate", "Std. Error", "z value", "Pr(>|z|)"],
-                             s[["estimate", "std_error", "z", "p"]].to_numpy(dtype=float), digits, 2)
-    n = len(ps.score)  # type: ignore[attr-defined]
+    coef = coefficient_lines(
+        rows,
+        ["Estimate", "Std. Error", "z value", "Pr(>|z|)"],
+        s[["estimate", "std_error", "z", "p"]].to_numpy(dtype=float),
+        digits,
+        2,
+    )
+    n = len(ps.score)
     p = len(rows)
-    dev = [f"    Null deviance: {format_number(ps.null_deviance, 5)}  on {n - 1}  degrees of freedom",  # type: ignore[attr-defined]
-           f"Residual deviance: {format_number(ps.deviance, 5)}  on {n - p}  degrees of freedom",  # type: ignore[attr-defined]
-           f"AIC: {format_number(ps.aic, max(4, digits + 1))}", "",  # type: ignore[attr-defined]
-           f"Number of Fisher Scoring iterations: {ps.iterations}"]  # type: ignore[attr-defined]
-    if not ps.converged:  # type: ignore[attr-defined]
+    dev = [
+        f"    Null deviance: {format_number(ps.null_deviance, 5)}  on {n - 1}  degrees of freedom",
+        f"Residual deviance: {format_number(ps.deviance, 5)}  on {n - p}  degrees of freedom",
+        f"AIC: {format_number(ps.aic, max(4, digits + 1))}",
+        "",
+        f"Number of Fisher Scoring iterations: {ps.iterations}",
+    ]
+    if not ps.converged:
         dev.append("Warning: the fit did not converge")
-    call = (f"propensity_score({o.get('treatment')} ~ {' + '.join(map(str, o.get('covariates', [])))}, "
-            f"link = {o.get('link')!r})")
-    notes = [f"Note: {x}" for x in ps.notes]  # type: ignore[attr-defined]
+    call = (
+        f"propensity_score({o.get('treatment')} ~ {' + '.join(map(str, o.get('covariates', [])))}, "
+        f"link = {o.get('link')!r})"
+    )
+    notes = [f"Note: {x}" for x in ps.notes]
     return "\n".join(["Call:", call, "", "Coefficients:", *coef, "", *dev, *notes])
 
 
-def render_propensity_html(ps: object) -> str:
+def render_propensity_html(ps: Any) -> str:
     """Notebook rendering of :func:`render_propensity`."""
     text = render_propensity(ps).splitlines()
     return html_block(text[1], text[3:])
 
 
-def render_match(m: object) -> str:
+def render_match(m: Any) -> str:
     """``print(matchit)`` in words and ``summary(matchit)$nn`` (sample sizes by arm)."""
-    o = m.options  # type: ignore[attr-defined]
-    caliper = ("no caliper" if m.caliper_distance is None  # type: ignore[attr-defined]
-               else f"caliper {format_number(m.caliper_distance, 4)} (distance units)")  # type: ignore[attr-defined]
-    head = [f"Nearest-neighbour matching (MatchIt method = \"nearest\") of {o.get('treatment')}: "
-            f"{o.get('ratio', 1)}:1, {'with' if o.get('replace') else 'without'} replacement, order "
-            f"{o.get('order')!r}, {caliper}"]
+    o = m.options
+    caliper = (
+        "no caliper"
+        if m.caliper_distance is None
+        else f"caliper {format_number(m.caliper_distance, 4)} (distance units)"
+    )
+    head = [
+        f'Nearest-neighbour matching (MatchIt method = "nearest") of {o.get("treatment")}: '
+        f"{o.get('ratio', 1)}:1, {'with' if o.get('replace') else 'without'} replacement, order "
+        f"{o.get('order')!r}, {caliper}"
+    ]
     if o.get("exact"):
         head.append(f"exact on {', '.join(map(str, o['exact']))}")
-    c = m.counts  # type: ignore[attr-defined]
+    c = m.counts
     # summary.matchit rounds the sample sizes (the ESS rows are not whole numbers) to 2 decimals
-    lines = matrix_lines([str(r) for r in c.index], [str(x) for x in c.columns],
-                         np.round(c.to_numpy(dtype=float), 2), R_DIGITS)
+    lines = matrix_lines(
+        [str(r) for r in c.index], [str(x) for x in c.columns], np.round(c.to_numpy(dtype=float), 2), R_DIGITS
+    )
     return "\n".join([*head, "", "Sample sizes:", *lines])
 
 
-def render_match_html(m: object) -> str:
+def render_match_html(m: Any) -> str:
     """Notebook rendering of :func:`render_match`."""
     text = render_match(m).splitlines()
-    c = m.counts  # type: ignore[attr-defined]
+    c = m.counts
     rows = [str(r) for r in c.index]
     width = len(max(rows, key=len))
-    cells = [line[width:].split() for line in text[-len(rows):]]
+    cells = [line[width:].split() for line in text[-len(rows) :]]
     return html_block(text[0], [], [html_table(rows, [str(x) for x in c.columns], cells, "Sample sizes")])
 
 
-def _balance_cells(b: object) -> tuple[list[str], list[str], list[list[str]]]:
+def _balance_cells(b: Any) -> tuple[list[str], list[str], list[list[str]]]:
     import pandas as pd
 
     frame = pd.DataFrame(b)
     rows = [str(r) for r in frame.index]
     cols = ["type", "mean treated", "mean control", "SMD", "var. ratio"]
-    numeric = [format_numbers(list(frame[c].astype(float)), 4)
-               for c in ("mean_treated", "mean_control", "smd", "variance_ratio")]
+    numeric = [
+        format_numbers(list(frame[c].astype(float)), 4)
+        for c in ("mean_treated", "mean_control", "smd", "variance_ratio")
+    ]
     cells = [[str(t), *(col[i] for col in numeric)] for i, t in enumerate(frame["type"])]
     if "sample" in frame.columns:
         cols = ["sample", *cols]
@@ -623,22 +698,27 @@ def _balance_cells(b: object) -> tuple[list[str], list[str], list[list[str]]]:
     return rows, cols, cells
 
 
-def render_balance(b: object) -> str:
+def render_balance(b: Any) -> str:
     """Balance per term: means by arm, absolute standardized mean difference, variance ratio."""
     rows, cols, cells = _balance_cells(b)
-    smd = [float(x) for x in b["smd"]]  # type: ignore[index]
+    smd = [float(x) for x in b["smd"]]
     over = sum(1 for x in smd if x > 0.1)
-    return "\n".join(["Covariate balance (absolute SMD; tableone's ExtractSmd)", *table_lines(rows, cols, cells),
-                      f"{over} of {len(smd)} rows above SMD 0.1"])
+    return "\n".join(
+        [
+            "Covariate balance (absolute SMD; tableone's ExtractSmd)",
+            *table_lines(rows, cols, cells),
+            f"{over} of {len(smd)} rows above SMD 0.1",
+        ]
+    )
 
 
-def render_balance_html(b: object) -> str:
+def render_balance_html(b: Any) -> str:
     """Notebook rendering of :func:`render_balance`."""
     rows, cols, cells = _balance_cells(b)
     return html_block("Covariate balance", [], [html_table(rows, cols, cells)])
 
 
-def render_table_one(t: object) -> str:
+def render_table_one(t: Any) -> str:
     """``print(CreateTableOne(...), smd = TRUE)``'s layout: labels left-aligned, cells right-aligned."""
     import pandas as pd
 
@@ -648,16 +728,19 @@ def render_table_one(t: object) -> str:
     widths = [max([len(str(c))] + [len(r[j]) for r in cells]) for j, c in enumerate(frame.columns)]
     label_width = max((len(r) for r in rows), default=0)
     header = " " * label_width + "".join(" " + str(c).center(w) for c, w in zip(frame.columns, widths, strict=True))
-    body = [r.ljust(label_width) + "".join(" " + v.rjust(w) for v, w in zip(row, widths, strict=True))
-            for r, row in zip(rows, cells, strict=True)]
+    body = [
+        r.ljust(label_width) + "".join(" " + v.rjust(w) for v, w in zip(row, widths, strict=True))
+        for r, row in zip(rows, cells, strict=True)
+    ]
     return "\n".join([header.rstrip(), *(line.rstrip() for line in body)])
 
 
-def render_table_one_html(t: object) -> str:
+def render_table_one_html(t: Any) -> str:
     """Notebook rendering of :func:`render_table_one`."""
     import pandas as pd
 
     frame = pd.DataFrame(t)
     cells = [[str(v) for v in row] for row in frame.itertuples(index=False)]
-    return html_block("Table 1", [], [html_table([str(r) for r in frame.index], [str(c) for c in frame.columns],
-                                                 cells)])
+    return html_block(
+        "Table 1", [], [html_table([str(r) for r in frame.index], [str(c) for c in frame.columns], cells)]
+    )

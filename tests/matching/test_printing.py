@@ -33,9 +33,9 @@ def test_propensity_repr_matches_summary_glm(glm_case):
     r, data = glm_case
     text = repr(propensity_score(data, "mg", COVS))
     start = r.index("Coefficients:")
-    theirs = [_strip_stars(line) for line in r[start + 1:start + 9]]
+    theirs = [_strip_stars(line) for line in r[start + 1 : start + 9]]
     ours_lines = text.splitlines()
-    mine = ours_lines[ours_lines.index("Coefficients:") + 1:][:8]
+    mine = ours_lines[ours_lines.index("Coefficients:") + 1 :][:8]
     assert mine == theirs
     for label in ("    Null deviance", "Residual deviance", "AIC", "Number of Fisher"):
         assert next(x for x in ours_lines if x.startswith(label)) == next(x.rstrip() for x in r if x.startswith(label))
@@ -46,10 +46,14 @@ def test_match_repr_shows_sample_sizes(glm_case):
     ps = propensity_score(data, "mg", COVS)
     m = match_nearest(data, "mg", distance=ps.score, ratio=2, caliper=0.2)
     lines = repr(m).splitlines()
-    assert lines[0].startswith('Nearest-neighbour matching (MatchIt method = "nearest") of mg: 2:1, without replacement')
+    assert lines[0].startswith(
+        'Nearest-neighbour matching (MatchIt method = "nearest") of mg: 2:1, without replacement'
+    )
     matched = next(line for line in lines if line.startswith("Matched") and "(ESS)" not in line)
-    assert [float(x) for x in matched.split()[1:]] == [m.counts.loc["Matched", "Control"],
-                                                      m.counts.loc["Matched", "Treated"]]
+    assert [float(x) for x in matched.split()[1:]] == [
+        m.counts.loc["Matched", "Control"],
+        m.counts.loc["Matched", "Treated"],
+    ]
     assert "<caption style='text-align:left'>Sample sizes</caption>" in m._repr_html_()
 
 

@@ -32,7 +32,7 @@ class BalanceTable(pd.DataFrame):
 
         return render_balance(self)
 
-    def _repr_html_(self) -> str:  # type: ignore[override]
+    def _repr_html_(self) -> str:
         from .._printing import render_balance_html
 
         return render_balance_html(self)
@@ -75,7 +75,7 @@ class TableOne(pd.DataFrame):
 
         return render_table_one(self)
 
-    def _repr_html_(self) -> str:  # type: ignore[override]
+    def _repr_html_(self) -> str:
         from .._printing import render_table_one_html
 
         return render_table_one_html(self)

@@ -13,8 +13,8 @@ before the censorings, as in cuminc (which never jitters).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 from dataclasses import dataclass, field
+from typing import Any
 
 import numba
 import numpy as np
