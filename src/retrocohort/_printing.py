@@ -154,8 +154,11 @@ def coefficient_lines(
     n_coef_se: int,
     has_test: bool = True,
     has_p: bool = True,
+    cells_out: list[list[str]] | None = None,
 ) -> list[str]:
     """R's ``printCoefmat(x, digits, P.values = TRUE, signif.stars = FALSE)`` as lines.
+
+    ``cells_out``, when given, receives the formatted cells row by row (for an HTML table).
 
     The first ``n_coef_se`` columns (estimates and standard errors) share one
     layout after rounding to ``max(1, digits - digmin)`` decimals; the test
@@ -193,6 +196,8 @@ def coefficient_lines(
     if has_p:
         for i, s in enumerate(format_pvalues(list(m[:, -1]), dig_tst)):
             cells[i][-1] = s
+    if cells_out is not None:
+        cells_out.extend([c.strip() for c in row] for row in cells)
     return table_lines(rows, columns, cells)
 
 
@@ -211,11 +216,22 @@ def table_lines(rows: Sequence[str], columns: Sequence[str], cells: Sequence[Seq
     return lines
 
 
-def matrix_lines(rows: Sequence[str], columns: Sequence[str], matrix: np.ndarray, digits: int) -> list[str]:
-    """``print()`` of a numeric matrix: each column formatted on its own with ``digits``."""
+def matrix_lines(
+    rows: Sequence[str],
+    columns: Sequence[str],
+    matrix: np.ndarray,
+    digits: int,
+    cells_out: list[list[str]] | None = None,
+) -> list[str]:
+    """``print()`` of a numeric matrix: each column formatted on its own with ``digits``.
+
+    ``cells_out``, when given, receives the formatted cells row by row (for an HTML table).
+    """
     m = np.asarray(matrix, dtype=float)
     cols = [format_numbers(list(m[:, j]), digits) for j in range(m.shape[1])]
     cells = [[cols[j][i] for j in range(m.shape[1])] for i in range(m.shape[0])]
+    if cells_out is not None:
+        cells_out.extend([c.strip() for c in row] for row in cells)
     return table_lines(rows, columns, cells)
 
 
@@ -271,7 +287,7 @@ def _test_line(label: str, test: Any, digits: int, pdigits: int) -> str:
     return f"{label}= {stat}  on {test.df} df,   p={p}"
 
 
-def _cox_parts(fit: Any) -> dict[str, list[str]]:
+def _cox_parts(fit: Any) -> dict[str, Any]:
     s = fit.summary
     robust = bool(fit.robust)
     digits = max(1, R_DIGITS - 3)  # print.coxph's default
@@ -284,7 +300,8 @@ def _cox_parts(fit: Any) -> dict[str, list[str]]:
         cols = ["coef", "exp(coef)", "se(coef)", "z", "p"]
         m = np.column_stack([s["coef"], s["hr"], s["se"], s["z"], s["p"]])
         n_cs = 3
-    coef = coefficient_lines(rows, cols, m, digits, n_cs)
+    coef_cells: list[list[str]] = []
+    coef = coefficient_lines(rows, cols, m, digits, n_cs, cells_out=coef_cells)
     lr = fit.likelihood_ratio
     lr_line = (
         f"Likelihood ratio test={format_number(round(lr.statistic, 2), digits)}  on {lr.df} df, "
@@ -292,11 +309,10 @@ def _cox_parts(fit: Any) -> dict[str, list[str]]:
     )
     n_line = f"n= {fit.n}, number of events= {fit.n_events}"
     lev = _level_label(float(fit.conf_level))
+    ci_cols = ["exp(coef)", "exp(-coef)", f"lower .{lev}", f"upper .{lev}"]
+    ci_cells: list[list[str]] = []
     ci = matrix_lines(
-        rows,
-        ["exp(coef)", "exp(-coef)", f"lower .{lev}", f"upper .{lev}"],
-        np.column_stack([s["hr"], 1 / s["hr"], s["lower"], s["upper"]]),
-        digits,
+        rows, ci_cols, np.column_stack([s["hr"], 1 / s["hr"], s["lower"], s["upper"]]), digits, cells_out=ci_cells
     )
     tests = []
     if "_concordance_parts" in fit.__dict__:  # computed already: print it; never trigger the O(n log n) pass
@@ -330,6 +346,9 @@ def _cox_parts(fit: Any) -> dict[str, list[str]]:
         "ci": ci,
         "tests": tests,
         "notes": notes,
+        "rows": rows,
+        "coef_table": (cols, coef_cells),
+        "ci_table": (ci_cols, ci_cells),
     }
 
 
@@ -352,15 +371,7 @@ def _html_from_lines(table: list[str], caption: str = "") -> str:
 def render_cox_html(fit: Any) -> str:
     """Notebook rendering of a Cox fit: the two tables as HTML, the rest as text."""
     p = _cox_parts(fit)
-    s = fit.summary
-    cols = ["coef", "exp(coef)", "se(coef)"] + (["robust se"] if fit.robust else []) + ["z", "p"]
-    cells = [line[len(max(map(str, s.index), key=len)) :].split() for line in p["coef"][1:]]
-    lev = _level_label(float(fit.conf_level))
-    ci_cells = [line.split()[1:] for line in p["ci"][1:]]
-    tables = [
-        html_table([str(r) for r in s.index], cols, cells),
-        html_table([str(r) for r in s.index], ["exp(coef)", "exp(-coef)", f"lower .{lev}", f"upper .{lev}"], ci_cells),
-    ]
+    tables = [html_table(p["rows"], *p["coef_table"]), html_table(p["rows"], *p["ci_table"])]
     return html_block(p["call"][0], [*p["lr"], "", *p["tests"], *p["notes"]], tables)
 
 
@@ -440,9 +451,17 @@ def render_ph_test(zph: Any) -> str:
 
 def render_ph_test_html(zph: Any) -> str:
     """Notebook rendering of :func:`render_ph_test`."""
-    lines = render_ph_test(zph).splitlines()
-    rows = [str(r) for r in zph.table.index]
-    cells = [line[len(max(rows, key=len)) :].split() for line in lines[1:]]
+    t = zph.table
+    rows = [str(r) for r in t.index]
+    cells: list[list[str]] = []
+    coefficient_lines(
+        rows,
+        ["chisq", "df", "p"],
+        t[["chisq", "df", "p"]].to_numpy(dtype=float),
+        max(R_DIGITS - 4, 3),
+        1,
+        cells_out=cells,
+    )
     return html_block(
         f"Proportional hazards test (cox.zph, transform = {zph.transform!r})",
         [],

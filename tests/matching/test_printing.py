@@ -101,3 +101,14 @@ def test_ps_plot_before_and_after(glm_case):
     assert any("Mg (n = " in t.get_text() for t in fig.axes[0].get_legend().get_texts())
     heights = np.concatenate([[b.get_height() for b in c] for c in fig.axes[1].containers])
     assert heights.max() > 0 and heights.min() < 0  # exposed above, comparator below
+
+
+def test_ps_plot_refuses_a_match_from_other_rows(glm_case):
+    from retrocohort.errors import InputError
+
+    _, data = glm_case
+    ps = propensity_score(data, "mg", COVS)
+    half = data.iloc[: len(data) // 2]
+    m = match_nearest(half, "mg", distance=ps.score.loc[half.index], caliper=0.2)
+    with pytest.raises(InputError, match=r"covers 120 of the 240 rows scored \(120 rows have no matching weight\)"):
+        ps.plot(matched=m)

@@ -236,3 +236,19 @@ def test_cif_plot_and_forest_plots(mgus):
     assert len(forest.axes[0].get_yticklabels()) == 3
     assert any("age" in t.get_text() for t in forest.axes[0].get_yticklabels())
     assert len(bars) == 3
+
+
+def test_html_cells_keep_a_p_value_below_eps_whole():
+    # "< 2e-16" can have a blank in it: the HTML table must keep it as one cell, not split it
+    rng = np.random.default_rng(7)
+    x = np.r_[np.zeros(1000), np.ones(1000)]
+    y = rng.normal(size=2000)
+    big = pd.DataFrame({"t": np.ceil(rng.exponential(1 / np.exp(1.5 * x + 0.1 * y)) * 100), "e": 1, "x": x, "y": y})
+    fit = cox(big, "t", "e", ["x", "y"])
+    coef_table = repr(fit).splitlines()[3:6]
+    page = fit._repr_html_()
+    shown = re.search(r"(< ?2e-16)$", coef_table[1]).group(1)  # the data make x's p underflow
+    assert f"<td style='text-align:right'>{shown.replace('<', '&lt;')}</td>" in page
+    rows = re.findall(r"<tr><th style='text-align:left'>(\w+)</th>((?:<td[^>]*>[^<]*</td>)+)</tr>", page)
+    assert [name for name, _ in rows[:2]] == ["x", "y"]
+    assert all(cells.count("<td") == 5 for _, cells in rows[:2])  # coef, exp(coef), se(coef), z, p

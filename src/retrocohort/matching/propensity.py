@@ -104,7 +104,16 @@ class PropensityResult:
         """
         from ..report.figures import propensity_distributions
 
-        mask = None if matched is None else (matched.weights.reindex(self.score.index) > 0).to_numpy()
+        mask = None
+        if matched is not None:
+            weights = matched.weights.reindex(self.score.index)
+            if weights.isna().any():
+                raise InputError(
+                    f"PropensityResult.plot: the match covers {int(weights.notna().sum())} of the "
+                    f"{len(weights)} rows scored ({int(weights.isna().sum())} rows have no matching weight); "
+                    "pass the match_nearest result made from the same data frame"
+                )
+            mask = (weights > 0).to_numpy()
         return propensity_distributions(self.score.to_numpy(), self.treated.to_numpy().astype(int), mask, ax=ax,
                                         labels=labels)
 
