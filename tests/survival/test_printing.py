@@ -10,6 +10,8 @@ and cuminc's print shows only the cause of the result.
 
 from __future__ import annotations
 
+import re
+
 import matplotlib
 import numpy as np
 import pandas as pd
