@@ -1,11 +1,12 @@
 """DataFrame subclasses returned by :func:`balance` and :func:`table_one`: plain DataFrames that also print
 like R and draw themselves.
 
-Every pandas operation on them (slicing, ``assign``, ``concat``) returns a plain
-``pandas.DataFrame`` (``_constructor``), so nothing downstream sees a new type;
-only the frame the function returned has the extra ``plot`` / ``__repr__``.
-``plot`` replaces pandas' ``DataFrame.plot`` accessor on these two frames;
-``pandas.DataFrame(table).plot`` still reaches it.
+pandas operations on them (slicing, ``assign``, ``concat``) keep the subclass
+(``_constructor``, as pandas recommends), so ``pandas.testing.assert_frame_equal``
+between a result and a frame derived from another result still sees equal
+types. A derived frame that lost the columns a repr needs prints as a plain
+DataFrame. ``plot`` replaces pandas' ``DataFrame.plot`` accessor on these
+frames; ``pandas.DataFrame(table).plot`` still reaches it.
 """
 
 from __future__ import annotations
@@ -23,16 +24,22 @@ class BalanceTable(pd.DataFrame):
     would at a glance, and whose :meth:`plot` draws the Love plot.
     """
 
+    _REPR_COLUMNS = ("type", "mean_treated", "mean_control", "smd", "variance_ratio")
+
     @property
-    def _constructor(self) -> type[pd.DataFrame]:
-        return pd.DataFrame
+    def _constructor(self) -> type[BalanceTable]:
+        return BalanceTable
 
     def __repr__(self) -> str:
+        if not set(self._REPR_COLUMNS) <= set(self.columns):  # a derived frame without the balance columns
+            return pd.DataFrame.__repr__(self)
         from .._printing import render_balance
 
         return render_balance(self)
 
     def _repr_html_(self) -> str:
+        if not set(self._REPR_COLUMNS) <= set(self.columns):
+            return str(pd.DataFrame._repr_html_(self))
         from .._printing import render_balance_html
 
         return render_balance_html(self)
@@ -67,8 +74,8 @@ class TableOne(pd.DataFrame):
     that prints as ``print(CreateTableOne(...), smd = TRUE)`` does (labels left, cells right-aligned)."""
 
     @property
-    def _constructor(self) -> type[pd.DataFrame]:
-        return pd.DataFrame
+    def _constructor(self) -> type[TableOne]:
+        return TableOne
 
     def __repr__(self) -> str:
         from .._printing import render_table_one
