@@ -254,3 +254,21 @@ def test_html_cells_keep_a_p_value_below_eps_whole():
     rows = re.findall(r"<tr><th style='text-align:left'>(\w+)</th>((?:<td[^>]*>[^<]*</td>)+)</tr>", page)
     assert [name for name, _ in rows[:2]] == ["x", "y"]
     assert all(cells.count("<td") == 5 for _, cells in rows[:2])  # coef, exp(coef), se(coef), z, p
+
+
+def test_every_survival_result_renders_an_html_table(lung, mgus):
+    _, d = lung
+    _, mg = mgus
+    results = [
+        kaplan_meier(d, "time", "status"),
+        logrank(d, "time", "status", "sex"),
+        ph_test(cox(d, "time", "status", COVS)),
+        cumulative_incidence(mg, "etime", "event", cause=1),
+        gray_test(mg, "etime", "event", "sex", cause=1),
+        fine_gray(mg, "etime", "event", ["age", "sex", "hgb"], cause=1),
+    ]
+    for result in results:
+        page = result._repr_html_()
+        assert page.startswith("<div class='retrocohort-result'>") and "<table" in page, type(result).__name__
+    ungrouped_cif = repr(results[3]).splitlines()
+    assert next(line for line in ungrouped_cif if line.startswith("1 ")).split()[1] != "NA"
