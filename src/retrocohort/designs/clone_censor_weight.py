@@ -493,7 +493,9 @@ def clone_censor_weight(
         uncensored, numerator, coef = _cox_censoring(inp, cuts, stabilised)
     with np.errstate(divide="ignore"):
         w_no = numerator[None, :] / uncensored
-        w_start = (1.0 - numerator[-1]) / (1.0 - uncensored[:, -1])
+        # start clone: uncensored after the window = started within it; the marginal probability of that
+        # is the stabilising numerator
+        w_start = ((1.0 - numerator[-1]) if stabilised else 1.0) / (1.0 - uncensored[:, -1])
     rows = _clone_rows(inp, cuts, w_start, w_no)
     notes: list[str] = []
     summary_rows, trunc = [], {}
