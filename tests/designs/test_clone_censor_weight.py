@@ -228,3 +228,24 @@ def test_bootstrap_bad_options():
         bootstrap(simulated(), n_replicates=1, **KW)
     with pytest.raises(InputError, match="processes"):
         bootstrap(simulated(), n_replicates=5, processes=0, **KW)
+
+
+# --------------------------------------------------------------------------- synthetic grace-period cohort
+
+
+def test_synthetic_cohort_has_immortal_time_and_a_null_when_planted():
+    from retrocohort.designs.synthetic import _death_times, grace_period_cohort
+
+    cohort = grace_period_cohort(3000, seed=4, truth_n=0)
+    frame = cohort.frame
+    started = frame["start"].notna()
+    assert (frame.loc[started, "start"] < frame.loc[started, "time"]).all()  # the dead are never exposed
+    assert (frame.loc[started, "start"] <= cohort.grace_days).all()
+    # exposure timing depends on prognosis: the sicker start less often within the window
+    assert frame.loc[frame.severity > 1, "start"].notna().mean() < frame.loc[frame.severity < -1, "start"].notna().mean()
+    null = grace_period_cohort(10, seed=4, effect_hr=1.0, early_multiplier=1.0, truth_n=200_000).truth
+    assert abs(null["risk_difference"]) < 0.005
+    # the piecewise inverse: with no effect and no early excess, death times are exponential(rate)
+    rng = np.random.default_rng(0)
+    times = _death_times(rng, np.full(200_000, 0.1), np.full(200_000, 1.0), 1.0, 2.0, 1.0)
+    assert np.mean(times) == pytest.approx(10.0, rel=0.02)
