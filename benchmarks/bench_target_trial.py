@@ -47,29 +47,38 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from peak_memory import peak_rss_kib  # noqa: E402
-
-from retrocohort.designs import bootstrap, clone_censor_weight  # noqa: E402
+from retrocohort.designs import bootstrap  # noqa: E402
 from retrocohort.designs.synthetic import grace_period_cohort  # noqa: E402
 from retrocohort.survival import cox, kaplan_meier  # noqa: E402
 
 GRACE, HORIZON = 2.0, 28.0
 COVARIATES = ["severity", "frail"]
 INTERVAL = 0.25  # 6-hour intervals: the start hazard is ~40% a day, too steep for 1-day steps
-KW = dict(start_time="start", time="time", status="status", covariates=COVARIATES, horizon_days=HORIZON,
-          grace_days=GRACE, interval_days=INTERVAL)
+KW = dict(
+    start_time="start",
+    time="time",
+    status="status",
+    covariates=COVARIATES,
+    horizon_days=HORIZON,
+    grace_days=GRACE,
+    interval_days=INTERVAL,
+)
 
 
 def naive_and_landmark(frame: pd.DataFrame) -> dict:
     data = frame.assign(exposed=frame["start"].le(GRACE).astype(int))
-    data = data.assign(event=np.where(data["time"] > HORIZON, 0, data["status"]),
-                       t=np.minimum(data["time"], HORIZON))
+    data = data.assign(event=np.where(data["time"] > HORIZON, 0, data["status"]), t=np.minimum(data["time"], HORIZON))
     naive = cox(data, "t", "event", ["exposed", *COVARIATES])
     km = kaplan_meier(data, "t", "event", group="exposed").survival_at([HORIZON])
     risk = dict(zip(km["group"], 1 - km["survival"], strict=True))
     land = data[data["t"] > GRACE].assign(t=lambda d: d["t"] - GRACE)
     landmark = cox(land, "t", "event", ["exposed", *COVARIATES])
-    return {"naive_hr": float(np.exp(naive.coef["exposed"])), "naive_rd": float(risk[1] - risk[0]),
-            "landmark_hr": float(np.exp(landmark.coef["exposed"])), "landmark_n": int(len(land))}
+    return {
+        "naive_hr": float(np.exp(naive.coef["exposed"])),
+        "naive_rd": float(risk[1] - risk[0]),
+        "landmark_hr": float(np.exp(landmark.coef["exposed"])),
+        "landmark_n": int(len(land)),
+    }
 
 
 def child(args: argparse.Namespace) -> None:
@@ -99,7 +108,7 @@ def run_r(csv: Path, reps: int, seed: int) -> dict:
     code = f"""
 suppressPackageStartupMessages({{library(survival); library(jsonlite)}})
 TTE_PROCEDURE_ONLY <- TRUE
-source("{(ROOT / 'tests/reference/r/tte.R').as_posix()}")
+source("{(ROOT / "tests/reference/r/tte.R").as_posix()}")
 d <- read.csv("{csv.as_posix()}")
 covs <- c("severity", "frail")
 point_time <- system.time(point <- ccw_r(d, {GRACE}, {INTERVAL}, {HORIZON}, covs))[["elapsed"]]
@@ -144,9 +153,21 @@ def main() -> None:
         frame.to_pickle(data)
         csv = Path(tmp) / "cohort.csv"
         frame.to_csv(csv, index=False, float_format="%.17g")
-        child_cmd = [sys.executable, __file__, "--child", "--data", str(data), "--replicates", str(args.replicates),
-                     "--processes", str(args.processes), "--seed", str(args.seed), "--sequential",
-                     str(args.sequential)]
+        child_cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            "--data",
+            str(data),
+            "--replicates",
+            str(args.replicates),
+            "--processes",
+            str(args.processes),
+            "--seed",
+            str(args.seed),
+            "--sequential",
+            str(args.sequential),
+        ]
         ours = json.loads(subprocess.run(child_cmd, capture_output=True, text=True, check=True).stdout)
         r = run_r(csv, args.r_replicates, args.seed)
     est, ci = ours["estimates"], ours["intervals"]
@@ -209,11 +230,15 @@ def main() -> None:
         f"| peak memory of a bootstrap worker (upper bound, RUSAGE_CHILDREN) | {workers_gib:.2f} GiB | - | - |",
         "",
         "Point estimates against R on the same data (absolute differences): "
-        + ", ".join(f"{k} {v:.1e}" for k, v in diffs.items()) + ".",
+        + ", ".join(f"{k} {v:.1e}" for k, v in diffs.items())
+        + ".",
         "",
         "Weights (stabilised, untruncated): "
-        + "; ".join(f"{k}: min {v['min']:.3f}, p99 {v['p99']:.3f}, max {v['max']:.3f}, ESS {v['ess']:.0f}"
-                    for k, v in ours["weights"].items()) + ".",
+        + "; ".join(
+            f"{k}: min {v['min']:.3f}, p99 {v['p99']:.3f}, max {v['max']:.3f}, ESS {v['ess']:.0f}"
+            for k, v in ours["weights"].items()
+        )
+        + ".",
         "",
     ]
     text = "\n".join(lines)

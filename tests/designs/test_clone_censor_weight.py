@@ -29,9 +29,18 @@ def load(name: str) -> tuple[pd.DataFrame, dict]:
 
 def run_ours(data: pd.DataFrame, opts: dict):
     return clone_censor_weight(
-        data, start_time="start", grace_days=opts["grace"], time="time", status="status", covariates=["x", "z"],
-        horizon_days=opts["horizon"], censoring_model=opts["model"], interval_days=opts["delta"],
-        stabilised=opts["stabilised"], truncate=tuple(opts["truncate"]), competing=opts["competing"],
+        data,
+        start_time="start",
+        grace_days=opts["grace"],
+        time="time",
+        status="status",
+        covariates=["x", "z"],
+        horizon_days=opts["horizon"],
+        censoring_model=opts["model"],
+        interval_days=opts["delta"],
+        stabilised=opts["stabilised"],
+        truncate=tuple(opts["truncate"]),
+        competing=opts["competing"],
     )
 
 
@@ -39,8 +48,13 @@ def run_ours(data: pd.DataFrame, opts: dict):
 def test_matches_r_reference(name):
     data, ref = load(name)
     res = run_ours(data, ref["options"])
-    np.testing.assert_allclose(res.censoring_coef.to_numpy(), ref["coef_full"], rtol=COEF_RTOL, atol=1e-12,
-                               err_msg=f"{name}: censoring model coefficients vs glm/coxph")
+    np.testing.assert_allclose(
+        res.censoring_coef.to_numpy(),
+        ref["coef_full"],
+        rtol=COEF_RTOL,
+        atol=1e-12,
+        err_msg=f"{name}: censoring model coefficients vs glm/coxph",
+    )
     if ref["options"]["model"] != "cox":
         assert list(res.censoring_coef.index) == ref["coef_names"]
     lo, hi = ref["truncation_start"]
@@ -62,8 +76,9 @@ def test_matches_r_reference(name):
     for strategy, key in (("start", "curve_start"), ("no_start", "curve_no_start")):
         curve = res.curves[res.curves.strategy == strategy]
         np.testing.assert_allclose(curve["time"], ref[key]["time"], rtol=0, atol=1e-12)
-        np.testing.assert_allclose(curve["risk"], ref[key]["risk"], rtol=COEF_RTOL, atol=1e-12,
-                                   err_msg=f"{name}: {strategy} curve vs survfit")
+        np.testing.assert_allclose(
+            curve["risk"], ref[key]["risk"], rtol=COEF_RTOL, atol=1e-12, err_msg=f"{name}: {strategy} curve vs survfit"
+        )
         if "n_risk" in ref[key]:
             np.testing.assert_allclose(curve["n_risk"], ref[key]["n_risk"], rtol=COEF_RTOL)
 
@@ -72,16 +87,19 @@ def test_matches_r_reference(name):
 
 # Five patients, grace window 2 days, horizon 10, one interval of 2 days (so the censoring model
 # has no time terms). Columns: follow-up, status, exposure start.
-HAND = pd.DataFrame({
-    "time": [1.0, 5.0, 8.0, 3.0, 10.0, 6.0],
-    "status": [1, 1, 0, 1, 0, 1],
-    "start": [np.nan, 1.0, np.nan, 2.0, 0.5, np.nan],
-})
+HAND = pd.DataFrame(
+    {
+        "time": [1.0, 5.0, 8.0, 3.0, 10.0, 6.0],
+        "status": [1, 1, 0, 1, 0, 1],
+        "start": [np.nan, 1.0, np.nan, 2.0, 0.5, np.nan],
+    }
+)
 
 
 def test_hand_case_clones_by_rule():
-    rows = expand_clones(HAND, start_time="start", grace_days=2, time="time", status="status", horizon_days=10,
-                         interval_days=2)
+    rows = expand_clones(
+        HAND, start_time="start", grace_days=2, time="time", status="status", horizon_days=10, interval_days=2
+    )
     start = rows[rows.strategy == 1].sort_values(["id", "tstart"])
     no = rows[rows.strategy == 0].sort_values(["id", "tstart"])
     # patient 0 dies at day 1 without starting: the death counts for BOTH clones
@@ -102,8 +120,18 @@ def test_hand_case_weights_closed_form():
     # No covariates, one interval: the censoring model is an intercept, so the probability of starting
     # in (0, 2] among the 6 at risk is 3/6 (patient 0 is at risk and does not start). Unstabilised:
     # no-start clones weigh 1 / (1 - 1/2) = 2, start clones after the window 1 / (1/2) = 2.
-    res = clone_censor_weight(HAND, start_time="start", grace_days=2, time="time", status="status", covariates=[],
-                              horizon_days=10, interval_days=2, stabilised=False, min_ess=1)
+    res = clone_censor_weight(
+        HAND,
+        start_time="start",
+        grace_days=2,
+        time="time",
+        status="status",
+        covariates=[],
+        horizon_days=10,
+        interval_days=2,
+        stabilised=False,
+        min_ess=1,
+    )
     assert res.censoring_coef["(Intercept)"] == pytest.approx(0.0, abs=1e-10)
     rows = res.rows
     np.testing.assert_allclose(rows.loc[rows.strategy == 0, "w"], 2.0)
@@ -120,14 +148,33 @@ def test_hand_case_weights_closed_form():
     assert res.estimates["risk_no_start"] == pytest.approx(1 - s_no, rel=1e-12)
     assert res.estimates["risk_difference"] == pytest.approx(s_no - s_start, rel=1e-12)
     # stabilised: the numerator is the same intercept-only model, so every weight is 1
-    stab = clone_censor_weight(HAND, start_time="start", grace_days=2, time="time", status="status", covariates=[],
-                               horizon_days=10, interval_days=2, stabilised=True, min_ess=1)
+    stab = clone_censor_weight(
+        HAND,
+        start_time="start",
+        grace_days=2,
+        time="time",
+        status="status",
+        covariates=[],
+        horizon_days=10,
+        interval_days=2,
+        stabilised=True,
+        min_ess=1,
+    )
     np.testing.assert_allclose(stab.rows["w"], 1.0)
 
 
 def test_counts_of_deviation():
-    res = clone_censor_weight(HAND, start_time="start", grace_days=2, time="time", status="status", covariates=[],
-                              horizon_days=10, interval_days=2, min_ess=1)
+    res = clone_censor_weight(
+        HAND,
+        start_time="start",
+        grace_days=2,
+        time="time",
+        status="status",
+        covariates=[],
+        horizon_days=10,
+        interval_days=2,
+        min_ess=1,
+    )
     assert res.counts.loc["start", "artificially_censored"] == 2  # patients 2 and 5 alive at day 2, no start
     assert res.counts.loc["no_start", "artificially_censored"] == 3  # patients 1, 3, 4 started
     assert res.counts.loc["start", "events_in_grace"] == 1 and res.counts.loc["no_start", "events_in_grace"] == 1
@@ -142,19 +189,21 @@ def simulated(n: int = 400, seed: int = 3) -> pd.DataFrame:
     return grace_period_cohort(n, seed=seed).frame
 
 
-KW = dict(start_time="start", time="time", status="status", covariates=["severity"], horizon_days=28.0,
-          grace_days=2.0)
+KW = dict(start_time="start", time="time", status="status", covariates=["severity"], horizon_days=28.0, grace_days=2.0)
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(grace_days=0), "grace_days must be a positive"),
-    (dict(grace_days=-1), "grace_days must be a positive"),
-    (dict(grace_days=30), "not shorter than the horizon"),
-    (dict(truncate=(0.9, 0.1)), "0 <= lower < upper <= 1"),
-    (dict(censoring_model="logit"), "is not one of"),
-    (dict(interval_days=0), "interval_days must be a positive"),
-    (dict(covariates=["nope"]), "'nope'"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(grace_days=0), "grace_days must be a positive"),
+        (dict(grace_days=-1), "grace_days must be a positive"),
+        (dict(grace_days=30), "not shorter than the horizon"),
+        (dict(truncate=(0.9, 0.1)), "0 <= lower < upper <= 1"),
+        (dict(censoring_model="logit"), "is not one of"),
+        (dict(interval_days=0), "interval_days must be a positive"),
+        (dict(covariates=["nope"]), "'nope'"),
+    ],
+)
 def test_bad_options(change, message):
     with pytest.raises(InputError, match=message):
         clone_censor_weight(simulated(), **{**KW, **change})
@@ -188,7 +237,7 @@ def test_exploding_weights_refused_then_truncation_reported():
     n = 300
     frame = simulated(n)
     frame["predictor"] = frame["start"].le(2.0).astype(float) * 4.0 + rng.normal(0, 0.6, n)
-    with pytest.raises(InputError, match="effective sample size of the .* strategy is .* below the floor"):
+    with pytest.raises(InputError, match=r"effective sample size of the .* strategy is .* below the floor"):
         clone_censor_weight(frame, **{**KW, "covariates": ["predictor"]}, min_ess=150)
     res = clone_censor_weight(frame, **{**KW, "covariates": ["predictor"]}, truncate=(0.05, 0.95), min_ess=20)
     w = res.weights
@@ -242,7 +291,8 @@ def test_synthetic_cohort_has_immortal_time_and_a_null_when_planted():
     assert (frame.loc[started, "start"] < frame.loc[started, "time"]).all()  # the dead are never exposed
     assert (frame.loc[started, "start"] <= cohort.grace_days).all()
     # exposure timing depends on prognosis: the sicker start less often within the window
-    assert frame.loc[frame.severity > 1, "start"].notna().mean() < frame.loc[frame.severity < -1, "start"].notna().mean()
+    sick, well = frame.severity > 1, frame.severity < -1
+    assert frame.loc[sick, "start"].notna().mean() < frame.loc[well, "start"].notna().mean()
     null = grace_period_cohort(10, seed=4, effect_hr=1.0, early_multiplier=1.0, truth_n=200_000).truth
     assert abs(null["risk_difference"]) < 0.005
     # the piecewise inverse: with no effect and no early excess, death times are exponential(rate)

@@ -19,12 +19,15 @@ pytestmark = pytest.mark.r
 R_PIECE = (Path(__file__).resolve().parents[1] / "reference" / "r" / "tte.R").as_posix()
 
 SCENARIOS = {
-    "pooled_half_day": dict(censoring_model="pooled_logistic", interval_days=0.5, stabilised=True,
-                            truncate=(0.0, 1.0), competing=False),
-    "cox_truncated": dict(censoring_model="cox", interval_days=1.0, stabilised=False, truncate=(0.02, 0.98),
-                          competing=False),
-    "competing": dict(censoring_model="pooled_logistic", interval_days=1.0, stabilised=True,
-                      truncate=(0.0, 1.0), competing=True),
+    "pooled_half_day": dict(
+        censoring_model="pooled_logistic", interval_days=0.5, stabilised=True, truncate=(0.0, 1.0), competing=False
+    ),
+    "cox_truncated": dict(
+        censoring_model="cox", interval_days=1.0, stabilised=False, truncate=(0.02, 0.98), competing=False
+    ),
+    "competing": dict(
+        censoring_model="pooled_logistic", interval_days=1.0, stabilised=True, truncate=(0.0, 1.0), competing=True
+    ),
 }
 
 
@@ -40,14 +43,22 @@ def test_live_against_r(name):
     if opts["competing"]:
         rng = np.random.default_rng(seed)
         frame.loc[(frame.status == 1) & (rng.random(len(frame)) < 0.3), "status"] = 2
-    ours = clone_censor_weight(frame, start_time="start", grace_days=2.0, time="time", status="status",
-                               covariates=["severity", "frail"], horizon_days=28.0, **opts)
+    ours = clone_censor_weight(
+        frame,
+        start_time="start",
+        grace_days=2.0,
+        time="time",
+        status="status",
+        covariates=["severity", "frail"],
+        horizon_days=28.0,
+        **opts,
+    )
     code = f"""
 TTE_PROCEDURE_ONLY <- TRUE
 source("{R_PIECE}")
-result <- ccw_r(d, 2, {opts['interval_days']}, 28, c("severity", "frail"), "{opts['censoring_model']}",
-                {str(opts['stabilised']).upper()}, c({opts['truncate'][0]}, {opts['truncate'][1]}),
-                {str(opts['competing']).upper()})
+result <- ccw_r(d, 2, {opts["interval_days"]}, 28, c("severity", "frail"), "{opts["censoring_model"]}",
+                {str(opts["stabilised"]).upper()}, c({opts["truncate"][0]}, {opts["truncate"][1]}),
+                {str(opts["competing"]).upper()})
 """
     ref = run_r(code, {"d": frame})
     msg = f"{name}, TTE_SEED={seed}"

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -124,24 +124,38 @@ def _numeric(frame: pd.DataFrame, column: str, what: str) -> np.ndarray:
         raise InputError(f"{_WHERE}: column {column!r} ({what}) is missing; columns are {list(frame.columns)[:20]}")
     values = frame[column]
     if not (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)):
-        raise InputError(f"{_WHERE}: column {column!r} ({what}) is {values.dtype}, not numeric; "
-                         "encode it as numbers (0/1 indicators for categories) first")
+        raise InputError(
+            f"{_WHERE}: column {column!r} ({what}) is {values.dtype}, not numeric; "
+            "encode it as numbers (0/1 indicators for categories) first"
+        )
     return values.to_numpy(dtype=float, na_value=np.nan)
 
 
-def _check_inputs(frame: pd.DataFrame, start_time: str, time: str, status: str, covariates: Sequence[str],
-                  grace_days: float, horizon_days: float, competing: bool) -> _Inputs:
+def _check_inputs(
+    frame: pd.DataFrame,
+    start_time: str,
+    time: str,
+    status: str,
+    covariates: Sequence[str],
+    grace_days: float,
+    horizon_days: float,
+    competing: bool,
+) -> _Inputs:
     if not isinstance(frame, pd.DataFrame):
         raise InputError(f"{_WHERE}: expected a pandas DataFrame, got {type(frame).__name__}")
     if not (isinstance(grace_days, (int, float)) and math.isfinite(grace_days) and grace_days > 0):
-        raise InputError(f"clone_censor_weight: grace_days must be a positive number of days, got {grace_days!r}; "
-                         "a target trial of 'start within the window' needs a grace window (e.g. 2 for 48 h)")
+        raise InputError(
+            f"clone_censor_weight: grace_days must be a positive number of days, got {grace_days!r}; "
+            "a target trial of 'start within the window' needs a grace window (e.g. 2 for 48 h)"
+        )
     if not (isinstance(horizon_days, (int, float)) and math.isfinite(horizon_days) and horizon_days > 0):
         raise InputError(f"clone_censor_weight: horizon_days must be a positive number of days, got {horizon_days!r}")
     if grace_days >= horizon_days:
-        raise InputError(f"clone_censor_weight: the grace window ({grace_days} days) is not shorter than the horizon "
-                         f"({horizon_days} days); the strategies cannot be compared after the window closes. "
-                         "Shorten the window or lengthen the horizon")
+        raise InputError(
+            f"clone_censor_weight: the grace window ({grace_days} days) is not shorter than the horizon "
+            f"({horizon_days} days); the strategies cannot be compared after the window closes. "
+            "Shorten the window or lengthen the horizon"
+        )
     if len(frame) == 0:
         raise InputError(f"{_WHERE}: the frame has no rows")
     t = _numeric(frame, time, "follow-up time, days from the index")
@@ -149,24 +163,32 @@ def _check_inputs(frame: pd.DataFrame, start_time: str, time: str, status: str, 
     s = _numeric(frame, start_time, "exposure start, days from the index; missing = never started")
     bad = ~np.isfinite(t) | (t <= 0)
     if bad.any():
-        raise InputError(f"{_WHERE}: column {time!r} has {int(bad.sum())} of {len(t)} rows missing, infinite or <= 0; "
-                         "follow-up must be positive days from the index (an event on the index day needs a "
-                         "positive time such as 0.5)")
+        raise InputError(
+            f"{_WHERE}: column {time!r} has {int(bad.sum())} of {len(t)} rows missing, infinite or <= 0; "
+            "follow-up must be positive days from the index (an event on the index day needs a "
+            "positive time such as 0.5)"
+        )
     allowed = (0.0, 1.0, 2.0) if competing else (0.0, 1.0)
     bad = ~np.isin(st, allowed)
     if bad.any():
-        raise InputError(f"{_WHERE}: column {status!r} has {int(bad.sum())} rows outside {list(map(int, allowed))} "
-                         f"(0 = censored, 1 = outcome{', 2 = competing event' if competing else ''}); "
-                         + ("recode them" if competing else "set competing=True for a code 2"))
+        raise InputError(
+            f"{_WHERE}: column {status!r} has {int(bad.sum())} rows outside {list(map(int, allowed))} "
+            f"(0 = censored, 1 = outcome{', 2 = competing event' if competing else ''}); "
+            + ("recode them" if competing else "set competing=True for a code 2")
+        )
     bad = np.isfinite(s) & (s < 0)
     if bad.any():
-        raise InputError(f"{_WHERE}: column {start_time!r} has {int(bad.sum())} negative start times; exposure "
-                         "started before the index is a baseline characteristic: exclude those patients at "
-                         "eligibility")
+        raise InputError(
+            f"{_WHERE}: column {start_time!r} has {int(bad.sum())} negative start times; exposure "
+            "started before the index is a baseline characteristic: exclude those patients at "
+            "eligibility"
+        )
     bad = np.isfinite(s) & (s > t)
     if bad.any():
-        raise InputError(f"{_WHERE}: column {start_time!r} has {int(bad.sum())} rows starting after the end of "
-                         f"follow-up ({time!r}); set their start to missing or correct the follow-up")
+        raise InputError(
+            f"{_WHERE}: column {start_time!r} has {int(bad.sum())} rows starting after the end of "
+            f"follow-up ({time!r}); set their start to missing or correct the follow-up"
+        )
     if np.isinf(s).any():
         raise InputError(f"{_WHERE}: column {start_time!r} has infinite values; use missing (NaN) for never started")
     s = np.where(np.isnan(s), np.inf, s)
@@ -176,8 +198,10 @@ def _check_inputs(frame: pd.DataFrame, start_time: str, time: str, status: str, 
     bad_rows = ~np.isfinite(x).all(axis=1)
     if bad_rows.any():
         which = [c for c, v in zip(covariates, cols, strict=True) if not np.isfinite(v).all()]
-        raise InputError(f"{_WHERE}: {int(bad_rows.sum())} rows have missing covariates (columns {which}); "
-                         "impute or exclude them at eligibility")
+        raise InputError(
+            f"{_WHERE}: {int(bad_rows.sum())} rows have missing covariates (columns {which}); "
+            "impute or exclude them at eligibility"
+        )
     # follow-up ends at the horizon: later events are administratively censored
     beyond = t > horizon_days
     status_arr = np.where(beyond, 0, st).astype(np.int64)
@@ -220,8 +244,9 @@ def _time_terms(ends: np.ndarray, grace_days: float, n_intervals: int) -> tuple[
     """A cubic polynomial in (interval end / grace window): flexible in time, as few terms as identifiable."""
     degree = min(3, n_intervals - 1)
     u = ends / grace_days
-    return np.column_stack([u**d for d in range(1, degree + 1)]) if degree else np.empty((len(u), 0)), \
-        [f"time{d}" for d in range(1, degree + 1)]
+    return np.column_stack([u**d for d in range(1, degree + 1)]) if degree else np.empty((len(u), 0)), [
+        f"time{d}" for d in range(1, degree + 1)
+    ]
 
 
 def interval_rows(inp: _Inputs, cuts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -254,27 +279,36 @@ def _pooled_logistic(inp: _Inputs, cuts: np.ndarray, stabilised: bool) -> tuple[
     n_int = len(cuts) - 1
     patient, interval, started = interval_rows(inp, cuts)
     if started.sum() == 0 or started.sum() == started.size:
-        raise InputError(f"{_WHERE}: the censoring model has {int(started.sum())} starts among {started.size} "
-                         "person-intervals at risk; it needs both")
+        raise InputError(
+            f"{_WHERE}: the censoring model has {int(started.sum())} starts among {started.size} "
+            "person-intervals at risk; it needs both"
+        )
     tt_all, tnames = _time_terms(cuts[1:], cuts[-1], n_int)
     names = ["(Intercept)", *inp.covariates, *tnames]
 
     def fit(x_cols: np.ndarray, per_patient: np.ndarray, what: str) -> np.ndarray:
-        design = np.column_stack([np.ones(patient.size), per_patient[patient], tt_all[interval]]) if x_cols.size \
+        design = (
+            np.column_stack([np.ones(patient.size), per_patient[patient], tt_all[interval]])
+            if x_cols.size
             else np.column_stack([np.ones(patient.size), tt_all[interval]])
+        )
         # rank of the (p, p) cross-product: as informative as the design's own, at a fraction of the cost
         if np.linalg.matrix_rank(design.T @ design) < design.shape[1]:
-            raise InputError(f"{_WHERE}: the {what} censoring model's design is rank deficient (a constant or "
-                             "collinear covariate among the patients at risk of starting); drop it")
+            raise InputError(
+                f"{_WHERE}: the {what} censoring model's design is rank deficient (a constant or "
+                "collinear covariate among the patients at risk of starting); drop it"
+            )
         out = fit_binomial_glm(design, started)
         if not out["converged"]:
-            raise ConvergenceError(f"clone_censor_weight: the {what} pooled logistic model did not converge "
-                                   "(separation: a covariate predicts the start perfectly); drop or coarsen it")
+            raise ConvergenceError(
+                f"clone_censor_weight: the {what} pooled logistic model did not converge "
+                "(separation: a covariate predicts the start perfectly); drop or coarsen it"
+            )
         return out["coef"]
 
     coef = fit(inp.x, inp.x, "full")
-    lp = coef[0] + inp.x @ coef[1:1 + inp.x.shape[1]]
-    lp = lp[:, None] + (tt_all @ coef[1 + inp.x.shape[1]:])[None, :]
+    lp = coef[0] + inp.x @ coef[1 : 1 + inp.x.shape[1]]
+    lp = lp[:, None] + (tt_all @ coef[1 + inp.x.shape[1] :])[None, :]
     p_full = 1.0 / (1.0 + np.exp(-lp))
     uncensored = np.cumprod(1.0 - p_full, axis=1)
     if stabilised:
@@ -373,8 +407,17 @@ def _clone_rows(inp: _Inputs, cuts: np.ndarray, w_start: np.ndarray, w_no: np.nd
     return {key: value[order] for key, value in rows.items()}
 
 
-def expand_clones(frame: pd.DataFrame, *, start_time: str, grace_days: float, time: str, status: str,
-                  horizon_days: float, interval_days: float = 1.0, competing: bool = False) -> pd.DataFrame:
+def expand_clones(
+    frame: pd.DataFrame,
+    *,
+    start_time: str,
+    grace_days: float,
+    time: str,
+    status: str,
+    horizon_days: float,
+    interval_days: float = 1.0,
+    competing: bool = False,
+) -> pd.DataFrame:
     """The clones' (start, stop] rows, unweighted (``w`` = 1): the data step alone, for checks and teaching.
 
     Same rules as :func:`clone_censor_weight`; returns columns ``id``, ``strategy``, ``tstart``, ``tstop``,
@@ -389,8 +432,9 @@ def expand_clones(frame: pd.DataFrame, *, start_time: str, grace_days: float, ti
 # --------------------------------------------------------------------------- estimators
 
 
-def weighted_product_limit(tstart: np.ndarray, tstop: np.ndarray, status: np.ndarray, w: np.ndarray,
-                           competing: bool = False) -> pd.DataFrame:
+def weighted_product_limit(
+    tstart: np.ndarray, tstop: np.ndarray, status: np.ndarray, w: np.ndarray, competing: bool = False
+) -> pd.DataFrame:
     """Weighted Kaplan-Meier (or Aalen-Johansen) on (start, stop] rows, as survfit with weights.
 
     The risk set at t is the weight of rows with ``tstart < t <= tstop``. Returns per distinct event time
@@ -406,8 +450,9 @@ def weighted_product_limit(tstart: np.ndarray, tstop: np.ndarray, status: np.nda
     order_start = np.argsort(tstart, kind="stable")
     start_sorted, w_start = tstart[order_start], np.concatenate([[0.0], np.cumsum(w[order_start])])
     # weight with tstop >= t minus weight with tstart >= t
-    n_risk = (w_stop[-1] - w_stop[np.searchsorted(stop_sorted, times, side="left")]) \
-        - (w_start[-1] - w_start[np.searchsorted(start_sorted, times, side="left")])
+    n_risk = (w_stop[-1] - w_stop[np.searchsorted(stop_sorted, times, side="left")]) - (
+        w_start[-1] - w_start[np.searchsorted(start_sorted, times, side="left")]
+    )
     pos = np.searchsorted(times, tstop[is_event])
     d_any = np.bincount(pos, weights=w[is_event], minlength=times.size)
     d_one = np.bincount(pos, weights=np.where(status[is_event] == 1, w[is_event], 0.0), minlength=times.size)
@@ -438,11 +483,14 @@ def _check_truncate(truncate: tuple[float, float]) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in truncate)
     except (TypeError, ValueError) as exc:
-        raise InputError(f"clone_censor_weight: truncate must be two percentiles (lower, upper) in [0, 1], "
-                         f"got {truncate!r}") from exc
+        raise InputError(
+            f"clone_censor_weight: truncate must be two percentiles (lower, upper) in [0, 1], got {truncate!r}"
+        ) from exc
     if not (0.0 <= lo < hi <= 1.0):
-        raise InputError(f"clone_censor_weight: truncate must satisfy 0 <= lower < upper <= 1 (e.g. (0.01, 0.99); "
-                         f"(0, 1) = no truncation), got {truncate!r}")
+        raise InputError(
+            f"clone_censor_weight: truncate must satisfy 0 <= lower < upper <= 1 (e.g. (0.01, 0.99); "
+            f"(0, 1) = no truncation), got {truncate!r}"
+        )
     return lo, hi
 
 
@@ -491,8 +539,9 @@ def clone_censor_weight(
     CloneCensorWeightResult
     """
     if censoring_model not in get_args(CensoringModel):
-        raise InputError(f"clone_censor_weight: censoring_model={censoring_model!r} is not one of "
-                         f"{list(get_args(CensoringModel))}")
+        raise InputError(
+            f"clone_censor_weight: censoring_model={censoring_model!r} is not one of {list(get_args(CensoringModel))}"
+        )
     truncate = _check_truncate(truncate)
     inp = _check_inputs(frame, start_time, time, status, covariates, grace_days, horizon_days, competing)
     cuts = _cuts(float(grace_days), interval_days)
@@ -502,14 +551,20 @@ def clone_censor_weight(
     started = inp.start <= grace
     n_started = int(started.sum())
     if n_started == 0:
-        raise InputError(f"{_WHERE}: no patient starts the exposure within the grace window ({grace} days) among "
-                         f"{n}; the 'start' strategy has no one to follow. Check {start_time!r} or widen the window")
+        raise InputError(
+            f"{_WHERE}: no patient starts the exposure within the grace window ({grace} days) among "
+            f"{n}; the 'start' strategy has no one to follow. Check {start_time!r} or widen the window"
+        )
     if n_started == n:
-        raise InputError(f"{_WHERE}: all {n} patients start within the grace window; the 'no start' strategy has "
-                         "no one to follow after the window")
+        raise InputError(
+            f"{_WHERE}: all {n} patients start within the grace window; the 'no start' strategy has "
+            "no one to follow after the window"
+        )
     if not (started & (inp.time > grace)).any():
-        raise InputError(f"{_WHERE}: no patient who started within the window is followed beyond it; the start "
-                         "strategy has no follow-up after the grace window")
+        raise InputError(
+            f"{_WHERE}: no patient who started within the window is followed beyond it; the start "
+            "strategy has no follow-up after the grace window"
+        )
     if censoring_model == "pooled_logistic":
         uncensored, numerator, coef = _pooled_logistic(inp, cuts, stabilised)
     else:
@@ -526,9 +581,11 @@ def clone_censor_weight(
         sel = rows["strategy"] == code
         clipped, lower, upper, n_clipped = _truncate(rows["w"][sel], truncate)
         if not np.isfinite(clipped).all():
-            raise InputError(f"clone_censor_weight: {int((~np.isfinite(clipped)).sum())} weights of the {name} "
-                             "strategy are infinite (a predicted probability of 0 of remaining uncensored); "
-                             "truncate them, e.g. truncate=(0.01, 0.99), or simplify the censoring model")
+            raise InputError(
+                f"clone_censor_weight: {int((~np.isfinite(clipped)).sum())} weights of the {name} "
+                "strategy are infinite (a predicted probability of 0 of remaining uncensored); "
+                "truncate them, e.g. truncate=(0.01, 0.99), or simplify the censoring model"
+            )
         rows["w"][sel] = clipped
         trunc[name] = (lower, upper, n_clipped)
     last = np.r_[rows["id"][1:] != rows["id"][:-1], True] | np.r_[rows["strategy"][1:] != rows["strategy"][:-1], True]
@@ -539,46 +596,81 @@ def clone_censor_weight(
         ess = float(final.sum() ** 2 / np.sum(final**2))
         q = np.quantile(w, [0.01, 0.25, 0.5, 0.75, 0.99])
         lower, upper, n_clipped = trunc[name]
-        summary_rows.append({"strategy": name, "min": float(w.min()), "p01": q[0], "p25": q[1], "median": q[2],
-                             "p75": q[3], "p99": q[4], "max": float(w.max()), "mean": float(w.mean()), "ess": ess,
-                             "truncated_rows": n_clipped, "lower": lower, "upper": upper})
+        summary_rows.append(
+            {
+                "strategy": name,
+                "min": float(w.min()),
+                "p01": q[0],
+                "p25": q[1],
+                "median": q[2],
+                "p75": q[3],
+                "p99": q[4],
+                "max": float(w.max()),
+                "mean": float(w.mean()),
+                "ess": ess,
+                "truncated_rows": n_clipped,
+                "lower": lower,
+                "upper": upper,
+            }
+        )
         if ess < min_ess:
-            raise InputError(f"clone_censor_weight: the effective sample size of the {name} strategy is {ess:.1f}, "
-                             f"below the floor of {min_ess:g} (weights from {w.min():.3g} to {w.max():.3g}, "
-                             f"{n_clipped} rows truncated at [{lower:.3g}, {upper:.3g}]); the weights explode. "
-                             "Truncate them (truncate=(0.01, 0.99)), simplify the censoring model, or lower min_ess")
+            raise InputError(
+                f"clone_censor_weight: the effective sample size of the {name} strategy is {ess:.1f}, "
+                f"below the floor of {min_ess:g} (weights from {w.min():.3g} to {w.max():.3g}, "
+                f"{n_clipped} rows truncated at [{lower:.3g}, {upper:.3g}]); the weights explode. "
+                "Truncate them (truncate=(0.01, 0.99)), simplify the censoring model, or lower min_ess"
+            )
     weights_table = pd.DataFrame(summary_rows).set_index("strategy")
     row_frame = pd.DataFrame(rows)
     curves, risks, counts = [], {}, []
     for code, name in ((1, "start"), (0, "no_start")):
         sel = rows["strategy"] == code
-        curve = weighted_product_limit(rows["tstart"][sel], rows["tstop"][sel], rows["event"][sel], rows["w"][sel],
-                                       competing)
+        curve = weighted_product_limit(
+            rows["tstart"][sel], rows["tstop"][sel], rows["event"][sel], rows["w"][sel], competing
+        )
         risks[name] = _risk_at(curve, float(horizon_days))
         curves.append(curve.assign(strategy=name))
         ev = sel & (rows["event"] == 1)
         clone_end = rows["tstop"][sel & last]
-        deviated = (inp.start <= grace) & (inp.time >= inp.start) if code == 0 else \
-            (~started) & (inp.time > grace)
-        counts.append({"strategy": name, "clones": n, "rows": int(sel.sum()), "events": int(ev.sum()),
-                       "artificially_censored": int(deviated.sum()),
-                       "events_in_grace": int((ev & (rows["tstop"] <= grace)).sum()),
-                       "median_follow_up": float(np.median(clone_end))})
-    cox_fit = cox(row_frame.assign(event=(row_frame["event"] == 1).astype(int)), "tstop", "event",
-                  ["strategy"], entry="tstart", weights="w", cluster="id" if cox_variance else None,
-                  robust=None if cox_variance else False, conf_level=conf_level)
+        deviated = (inp.start <= grace) & (inp.time >= inp.start) if code == 0 else (~started) & (inp.time > grace)
+        counts.append(
+            {
+                "strategy": name,
+                "clones": n,
+                "rows": int(sel.sum()),
+                "events": int(ev.sum()),
+                "artificially_censored": int(deviated.sum()),
+                "events_in_grace": int((ev & (rows["tstop"] <= grace)).sum()),
+                "median_follow_up": float(np.median(clone_end)),
+            }
+        )
+    cox_fit = cox(
+        row_frame.assign(event=(row_frame["event"] == 1).astype(int)),
+        "tstop",
+        "event",
+        ["strategy"],
+        entry="tstart",
+        weights="w",
+        cluster="id" if cox_variance else None,
+        robust=None if cox_variance else False,
+        conf_level=conf_level,
+    )
     b = float(cox_fit.coef.iloc[0])
-    estimates = pd.Series({
-        "risk_start": risks["start"],
-        "risk_no_start": risks["no_start"],
-        "risk_difference": risks["start"] - risks["no_start"],
-        "risk_ratio": risks["start"] / risks["no_start"] if risks["no_start"] > 0 else np.nan,
-        "hazard_ratio": math.exp(b),
-        "log_hazard_ratio": b,
-    })
+    estimates = pd.Series(
+        {
+            "risk_start": risks["start"],
+            "risk_no_start": risks["no_start"],
+            "risk_difference": risks["start"] - risks["no_start"],
+            "risk_ratio": risks["start"] / risks["no_start"] if risks["no_start"] > 0 else np.nan,
+            "hazard_ratio": math.exp(b),
+            "log_hazard_ratio": b,
+        }
+    )
     if competing:
-        notes.append("competing event (code 2): risks are weighted Aalen-Johansen incidences; the hazard ratio is "
-                     "cause-specific (competing events censored)")
+        notes.append(
+            "competing event (code 2): risks are weighted Aalen-Johansen incidences; the hazard ratio is "
+            "cause-specific (competing events censored)"
+        )
     curve_frame = pd.concat(curves, ignore_index=True)[["strategy", "time", "n_risk", "n_event", "risk"]]
     return CloneCensorWeightResult(
         estimates=estimates,
@@ -588,10 +680,17 @@ def clone_censor_weight(
         censoring_coef=coef,
         cox=cox_fit,
         rows=row_frame,
-        options={"grace_days": float(grace_days), "horizon_days": float(horizon_days),
-                 "interval_days": float(interval_days), "censoring_model": censoring_model,
-                 "stabilised": bool(stabilised), "truncate": truncate, "competing": bool(competing),
-                 "min_ess": float(min_ess), "covariates": list(inp.covariates)},
+        options={
+            "grace_days": float(grace_days),
+            "horizon_days": float(horizon_days),
+            "interval_days": float(interval_days),
+            "censoring_model": censoring_model,
+            "stabilised": bool(stabilised),
+            "truncate": truncate,
+            "competing": bool(competing),
+            "min_ess": float(min_ess),
+            "covariates": list(inp.covariates),
+        },
         notes=tuple(notes),
     )
 
@@ -660,6 +759,7 @@ def bootstrap(
     tasks = list(enumerate(children))
     values = np.full((n_replicates, len(names)), np.nan)
     done = 0
+    results: Iterable[tuple[int, np.ndarray | None]]
     if processes == 1:
         _init_worker(frame, kwargs)
         results = map(_replicate, tasks)
@@ -686,11 +786,20 @@ def bootstrap(
     replicates = pd.DataFrame(values, columns=names)
     alpha = (1.0 - conf_level) / 2.0
     ok = replicates.dropna(subset=["risk_start", "risk_no_start"])
-    intervals = pd.DataFrame({
-        "estimate": point.estimates,
-        "lower": ok.quantile(alpha),
-        "upper": ok.quantile(1.0 - alpha),
-        "replicates": ok.notna().sum(),
-    })
-    return BootstrapResult(point=point, intervals=intervals, replicates=replicates, seed=int(seed),
-                           n_replicates=int(n_replicates), conf_level=float(conf_level), failed=failed)
+    intervals = pd.DataFrame(
+        {
+            "estimate": point.estimates,
+            "lower": ok.quantile(alpha),
+            "upper": ok.quantile(1.0 - alpha),
+            "replicates": ok.notna().sum(),
+        }
+    )
+    return BootstrapResult(
+        point=point,
+        intervals=intervals,
+        replicates=replicates,
+        seed=int(seed),
+        n_replicates=int(n_replicates),
+        conf_level=float(conf_level),
+        failed=failed,
+    )

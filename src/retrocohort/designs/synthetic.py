@@ -41,8 +41,9 @@ class GracePeriodCohort:
     horizon_days: float
 
 
-def _death_times(rng: np.random.Generator, rate: np.ndarray, start: np.ndarray, effect_hr: float,
-                 grace_days: float, early: float) -> np.ndarray:
+def _death_times(
+    rng: np.random.Generator, rate: np.ndarray, start: np.ndarray, effect_hr: float, grace_days: float, early: float
+) -> np.ndarray:
     """Death when the cumulative hazard reaches an Exp(1) draw.
 
     The hazard is ``rate`` times ``early`` inside the grace window (the early ICU deaths that make the
@@ -69,9 +70,18 @@ def _covariates(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarra
     return rng.normal(size=n), (rng.random(n) < 0.3).astype(float)
 
 
-def grace_period_cohort(n: int, *, seed: int = 1, grace_days: float = 2.0, horizon_days: float = 28.0,
-                        effect_hr: float = 0.6, base_hazard: float = 0.02, start_rate: float = 0.5,
-                        early_multiplier: float = 4.0, truth_n: int = 400_000) -> GracePeriodCohort:
+def grace_period_cohort(
+    n: int,
+    *,
+    seed: int = 1,
+    grace_days: float = 2.0,
+    horizon_days: float = 28.0,
+    effect_hr: float = 0.6,
+    base_hazard: float = 0.02,
+    start_rate: float = 0.5,
+    early_multiplier: float = 4.0,
+    truth_n: int = 400_000,
+) -> GracePeriodCohort:
     """Simulate ``n`` patients (see the module docstring); ``truth_n`` = 0 skips the Monte Carlo truth."""
     rng = np.random.default_rng(seed)
     severity, frail = _covariates(rng, n)
@@ -99,6 +109,11 @@ def grace_period_cohort(n: int, *, seed: int = 1, grace_days: float = 2.0, horiz
         death_never = _death_times(t_rng, r, np.full(truth_n, np.inf), effect_hr, grace_days, early_multiplier)
         risk_start = float(np.mean(death_start <= horizon_days))
         risk_no = float(np.mean(death_never <= horizon_days))
-        truth.update(risk_start=risk_start, risk_no_start=risk_no, risk_difference=risk_start - risk_no,
-                     risk_ratio=risk_start / risk_no, truth_n=truth_n)
+        truth.update(
+            risk_start=risk_start,
+            risk_no_start=risk_no,
+            risk_difference=risk_start - risk_no,
+            risk_ratio=risk_start / risk_no,
+            truth_n=truth_n,
+        )
     return GracePeriodCohort(frame=frame, truth=truth, grace_days=grace_days, horizon_days=horizon_days)
