@@ -119,7 +119,8 @@ def test_hand_case_clones_by_rule():
 def test_hand_case_weights_closed_form():
     # No covariates, one interval: the censoring model is an intercept, so the probability of starting
     # in (0, 2] among the 6 at risk is 3/6 (patient 0 is at risk and does not start). Unstabilised:
-    # no-start clones weigh 1 / (1 - 1/2) = 2, start clones after the window 1 / (1/2) = 2.
+    # no-start clones weigh 1 / sqrt(1 * (1 - 1/2)) = sqrt(2) (the interval's middle), start clones after
+    # the window 1 / (1/2) = 2.
     res = clone_censor_weight(
         HAND,
         start_time="start",
@@ -134,17 +135,16 @@ def test_hand_case_weights_closed_form():
     )
     assert res.censoring_coef["(Intercept)"] == pytest.approx(0.0, abs=1e-10)
     rows = res.rows
-    np.testing.assert_allclose(rows.loc[rows.strategy == 0, "w"], 2.0)
+    np.testing.assert_allclose(rows.loc[rows.strategy == 0, "w"], np.sqrt(2.0))
     np.testing.assert_allclose(rows.loc[(rows.strategy == 1) & (rows.tstart == 2), "w"], 2.0)
     np.testing.assert_allclose(rows.loc[(rows.strategy == 1) & (rows.tstart == 0), "w"], 1.0)
     # start strategy, weighted KM: at risk at day 1: 6 (all weight 1) -> S = 5/6. After day 2 only the
     # starters (patients 1, 3, 4) remain, weight 2 each: day 3: 1 death of 6 -> 5/6 * 5/6; day 5: 1 of 4.
     s_start = 5 / 6 * (1 - 2 / 6) * (1 - 2 / 4)
     assert res.estimates["risk_start"] == pytest.approx(1 - s_start, rel=1e-12)
-    # no-start: clones 0, 2, 5 (never started) at weight 2; 1, 3, 4 censored at their start. Day 1: 1 death
-    # (weight 2) among (0, 1, 2, 3, 5, 4 censored at 0.5 leaves) 5 clones at weight 2 -> 1 - 2/10. Day 6:
-    # patient 5 dies with patients 2 and 5 at risk -> 1 - 1/2.
-    s_no = (1 - 2 / 10) * (1 - 2 / 4)
+    # no-start: every clone weighs sqrt(2); 1, 3, 4 are censored at their start. Day 1: 1 death among
+    # 0, 1, 2, 3, 5 (4 left at 0.5) -> 1 - 1/5. Day 6: patient 5 dies with patients 2 and 5 at risk -> 1 - 1/2.
+    s_no = (1 - 1 / 5) * (1 - 1 / 2)
     assert res.estimates["risk_no_start"] == pytest.approx(1 - s_no, rel=1e-12)
     assert res.estimates["risk_difference"] == pytest.approx(s_no - s_start, rel=1e-12)
     # stabilised: the numerator is the same intercept-only model, so every weight is 1

@@ -352,6 +352,12 @@ def _cox_censoring(inp: _Inputs, cuts: np.ndarray, stabilised: bool) -> tuple[np
     return uncensored, numerator, fit.coef.rename(None)
 
 
+def _at_midpoints(at_ends: np.ndarray) -> np.ndarray:
+    """Probabilities of remaining uncensored at the intervals' middles from those at their ends (..., K)."""
+    before = np.concatenate([np.ones(at_ends.shape[:-1] + (1,)), at_ends[..., :-1]], axis=-1)
+    return np.sqrt(before * at_ends)
+
+
 # --------------------------------------------------------------------------- clones
 
 
@@ -570,7 +576,10 @@ def clone_censor_weight(
     else:
         uncensored, numerator, coef = _cox_censoring(inp, cuts, stabilised)
     with np.errstate(divide="ignore"):
-        w_no = numerator[None, :] / uncensored
+        # A no-start clone's weight in interval k is taken at the interval's middle: U(mid) = sqrt(U_{k-1} U_k)
+        # under a constant hazard within the interval. The end of the interval would overweight the patients
+        # likely to start (first-order error in the width); the middle makes it second order.
+        w_no = _at_midpoints(numerator[None, :]) / _at_midpoints(uncensored)
         # start clone: uncensored after the window = started within it; the marginal probability of that
         # is the stabilising numerator
         w_start = ((1.0 - numerator[-1]) if stabilised else 1.0) / (1.0 - uncensored[:, -1])

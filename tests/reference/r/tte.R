@@ -66,7 +66,10 @@ ccw_r <- function(d, grace, delta, horizon, covs, model = "pooled_logistic", sta
     } else num <- rep(1, K)
     coef_null <- NULL
   }
-  w_no <- sweep(1 / unc, 2, num, `*`)
+  # no-start weight of interval k at its middle: sqrt(U_{k-1} U_k) (constant hazard within the interval)
+  unc_mid <- sqrt(cbind(1, unc[, -K, drop = FALSE]) * unc)
+  num_mid <- sqrt(c(1, num[-K]) * num)
+  w_no <- sweep(1 / unc_mid, 2, num_mid, `*`)
   w_start <- (if (stabilised) 1 - num[K] else 1) / (1 - unc[, K])
   # start clones: (0, min(time, grace)] with weight 1; after the window only those who started in it
   first <- data.frame(id = d$id, strategy = 1L, tstart = 0, tstop = pmin(d$time, grace),
