@@ -299,3 +299,19 @@ def test_synthetic_cohort_has_immortal_time_and_a_null_when_planted():
     rng = np.random.default_rng(0)
     times = _death_times(rng, np.full(200_000, 0.1), np.full(200_000, 1.0), 1.0, 2.0, 1.0)
     assert np.mean(times) == pytest.approx(10.0, rel=0.02)
+
+
+def test_hostile_scalars_and_names():
+    frame = simulated()
+    ok = clone_censor_weight(frame, **{**KW, "grace_days": np.int64(2), "covariates": "severity"})
+    assert ok.options["covariates"] == ["severity"] and ok.options["grace_days"] == 2.0
+    with pytest.raises(InputError, match="grace_days must be a positive"):
+        clone_censor_weight(frame, **{**KW, "grace_days": True})
+    with pytest.raises(InputError, match="horizon_days must be a positive"):
+        clone_censor_weight(frame, **{**KW, "horizon_days": float("inf")})
+    with pytest.raises(InputError, match="no outcome event"):
+        clone_censor_weight(frame.assign(status=0), **KW)
+    with pytest.raises(InputError, match="rank deficient"):
+        clone_censor_weight(frame.assign(flat=1.0), **{**KW, "covariates": ["severity", "flat"]})
+    with pytest.raises(InputError, match="expected a pandas DataFrame"):
+        clone_censor_weight(frame.to_dict(), **KW)

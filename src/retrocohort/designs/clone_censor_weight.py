@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import numbers
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -131,6 +132,11 @@ def _numeric(frame: pd.DataFrame, column: str, what: str) -> np.ndarray:
     return values.to_numpy(dtype=float, na_value=np.nan)
 
 
+def _is_days(value: object) -> bool:
+    """A finite real number of days (NumPy scalars included; a bool is not a number of days)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
+
+
 def _check_inputs(
     frame: pd.DataFrame,
     start_time: str,
@@ -143,12 +149,12 @@ def _check_inputs(
 ) -> _Inputs:
     if not isinstance(frame, pd.DataFrame):
         raise InputError(f"{_WHERE}: expected a pandas DataFrame, got {type(frame).__name__}")
-    if not (isinstance(grace_days, (int, float)) and math.isfinite(grace_days) and grace_days > 0):
+    if not _is_days(grace_days) or grace_days <= 0:
         raise InputError(
             f"clone_censor_weight: grace_days must be a positive number of days, got {grace_days!r}; "
             "a target trial of 'start within the window' needs a grace window (e.g. 2 for 48 h)"
         )
-    if not (isinstance(horizon_days, (int, float)) and math.isfinite(horizon_days) and horizon_days > 0):
+    if not _is_days(horizon_days) or horizon_days <= 0:
         raise InputError(f"clone_censor_weight: horizon_days must be a positive number of days, got {horizon_days!r}")
     if grace_days >= horizon_days:
         raise InputError(
@@ -192,7 +198,8 @@ def _check_inputs(
     if np.isinf(s).any():
         raise InputError(f"{_WHERE}: column {start_time!r} has infinite values; use missing (NaN) for never started")
     s = np.where(np.isnan(s), np.inf, s)
-    covariates = tuple(covariates)
+    # a single name is one covariate, not its letters
+    covariates = (covariates,) if isinstance(covariates, str) else tuple(covariates)
     cols = [_numeric(frame, c, "baseline covariate") for c in covariates]
     x = np.column_stack(cols) if cols else np.empty((len(frame), 0))
     bad_rows = ~np.isfinite(x).all(axis=1)
@@ -211,7 +218,7 @@ def _check_inputs(
 
 
 def _cuts(grace_days: float, interval_days: float) -> np.ndarray:
-    if not (isinstance(interval_days, (int, float)) and math.isfinite(interval_days) and interval_days > 0):
+    if not _is_days(interval_days) or interval_days <= 0:
         raise InputError(f"clone_censor_weight: interval_days must be a positive width in days, got {interval_days!r}")
     k = max(1, int(math.ceil(grace_days / interval_days - 1e-9)))
     cuts = np.minimum(np.arange(k + 1) * float(interval_days), float(grace_days))
@@ -354,7 +361,7 @@ def _cox_censoring(inp: _Inputs, cuts: np.ndarray, stabilised: bool) -> tuple[np
 
 def _at_midpoints(at_ends: np.ndarray) -> np.ndarray:
     """Probabilities of remaining uncensored at the intervals' middles from those at their ends (..., K)."""
-    before = np.concatenate([np.ones(at_ends.shape[:-1] + (1,)), at_ends[..., :-1]], axis=-1)
+    before = np.concatenate([np.ones((*at_ends.shape[:-1], 1)), at_ends[..., :-1]], axis=-1)
     return np.sqrt(before * at_ends)
 
 
@@ -565,6 +572,11 @@ def clone_censor_weight(
         raise InputError(
             f"{_WHERE}: all {n} patients start within the grace window; the 'no start' strategy has "
             "no one to follow after the window"
+        )
+    if not (inp.status == 1).any():
+        raise InputError(
+            f"{_WHERE}: column {status!r} has no outcome event (code 1) within the horizon ({horizon_days} days) "
+            f"among {n} patients; there is nothing to compare"
         )
     if not (started & (inp.time > grace)).any():
         raise InputError(
