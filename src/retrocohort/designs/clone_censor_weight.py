@@ -340,7 +340,6 @@ def _cox_censoring(inp: _Inputs, cuts: np.ndarray, stabilised: bool) -> tuple[np
         raise InputError("clone_censor_weight: censoring_model='cox' needs at least one covariate")
     fit = cox(frame, "_t", "_e", list(inp.covariates), ties="breslow")
     base = baseline_hazard(fit)
-    h0 = np.interp(cuts[1:], base["time"].to_numpy(), base["cumhaz"].to_numpy(), left=0.0)
     idx = np.searchsorted(base["time"].to_numpy(), cuts[1:], side="right") - 1
     h0 = np.where(idx >= 0, base["cumhaz"].to_numpy()[np.maximum(idx, 0)], 0.0)
     lp = inp.x @ fit.coef.to_numpy()
