@@ -23,6 +23,7 @@ draw, so the ICU-admission index of a study can be read from it.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -77,7 +78,7 @@ def _u(rng: np.random.Generator, lo: Any, hi: Any, n: int) -> np.ndarray:
     return lo + (np.asarray(hi, float) - lo) * rng.random(n)
 
 
-def _band(rng: np.random.Generator, points: np.ndarray, edges: list[tuple[float, float]], decimals: int) -> np.ndarray:
+def _band(rng: np.random.Generator, points: np.ndarray, edges: Sequence[tuple[float, float]], decimals: int) -> np.ndarray:
     lo = np.asarray([e[0] for e in edges])[points]
     hi = np.asarray([e[1] for e in edges])[points]
     return np.round(_u(rng, lo, hi, points.size), decimals)

@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import pandas as pd
 
@@ -210,7 +210,7 @@ def _read_csv_header(path: Path) -> tuple[str, ...]:
     try:
         # Bytes, then decode the header line alone: a text-mode read decodes a whole buffer, and a
         # non-UTF-8 byte in a data row would be blamed on the header.
-        with opener(path, "rb") as handle:  # type: ignore[operator]
+        with opener(path, "rb") as handle:
             line = handle.readline().decode("utf-8")
     except IsADirectoryError:
         raise SourceError(f"{path}: is a folder, not a file; a CSV table is one .csv.gz file") from None
@@ -494,7 +494,11 @@ class SourceConnection:
         InputError
             A key (patients.subject_id, admissions.hadm_id, icustays.stay_id) on several differing rows.
         """
-        return run_checks(self.raw_table, self.table, self.has, where=lambda name: str(self.files[name].path))
+        def where(name: str) -> str:
+            tf = self.files.get(name)
+            return str(tf.path) if tf is not None else name  # the checks read present tables only
+
+        return run_checks(self.raw_table, self.table, self.has, where=where)
 
     @property
     def absent(self) -> tuple[str, ...]:
@@ -978,9 +982,10 @@ _CONCEPT = "study concepts"
 
 
 def _ccols(required: tuple[tuple[str, str], ...], optional: tuple[tuple[str, str], ...] = ()) -> dict[str, Column]:
-    cols = {name: Column(kind, _CONCEPT) for name, kind in required}
+    # The kinds below are ColumnType literals; the tables of tuples are too long to spell their type.
+    cols = {name: Column(cast(ColumnType, kind), _CONCEPT) for name, kind in required}
     lost = "selectors on this column cannot be used"
-    cols.update({name: Column(kind, _CONCEPT, True, lost) for name, kind in optional})
+    cols.update({name: Column(cast(ColumnType, kind), _CONCEPT, True, lost) for name, kind in optional})
     return cols
 
 

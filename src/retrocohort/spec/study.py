@@ -592,7 +592,7 @@ def covariate_type(study: Study, name: str) -> Literal["numeric", "binary", "cat
         return cov.type
     if len(cov.concept) == 1 and study.concept_kind(cov.concept[0]) == "baseline":
         vt = BUILTIN_CONCEPTS[cov.concept[0]].value_type
-        return vt if vt in ("numeric", "binary", "categorical") else "numeric"  # type: ignore[return-value]
+        return vt if vt in ("numeric", "binary", "categorical") else "numeric"
     return "binary" if cov.summary == "any" else "numeric"
 
 
