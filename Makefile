@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint venv system-deps lock reference bench clean
+.PHONY: demo test lint docs venv system-deps lock reference bench clean
 
 venv: $(STAMP)
 
@@ -30,6 +30,12 @@ lint: venv
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
+# The API reference: docs/*.md as guide pages plus pages built from the docstrings (mkdocs.yml).
+# --strict turns every warning (a broken link or cross-reference, a docstring mkdocstrings cannot parse)
+# into a failure.
+docs: venv
+	$(BIN)/mkdocs build --strict --site-dir site
+
 # pytest exits 5 when it collected no test; that is a failure here like any non-zero code.
 test: venv system-deps lint
 	$(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadgroup $(PYTEST_ARGS)
@@ -44,8 +50,8 @@ bench: venv system-deps
 lock:
 	rm -rf /tmp/retrocohort-lock && $(PYTHON) -m venv /tmp/retrocohort-lock
 	/tmp/retrocohort-lock/bin/pip install --quiet --upgrade pip
-	/tmp/retrocohort-lock/bin/pip install --quiet ".[spark,test]"
+	/tmp/retrocohort-lock/bin/pip install --quiet ".[spark,test,docs]"
 	/tmp/retrocohort-lock/bin/pip freeze --exclude-editable | grep -v '^retrocohort' > requirements.lock
 
 clean:
-	rm -rf $(VENV) demo-output .ruff_cache .mypy_cache
+	rm -rf $(VENV) demo-output site .ruff_cache .mypy_cache

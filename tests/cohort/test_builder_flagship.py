@@ -74,7 +74,7 @@ def test_same_eligible_patients(cohorts):
 def test_same_attrition_counts(cohorts):
     new, old = cohorts
     legacy = pd.concat([old.screening, old.attrition.iloc[1:]])  # screening ends at "screened"
-    legacy_counts = list(zip(legacy["remaining"], legacy["excluded"]))
+    legacy_counts = list(zip(legacy["remaining"], legacy["excluded"], strict=True))
     steps = new.attrition.set_index("step")
     ours = [tuple(steps.loc[s, ["remaining", "excluded"]]) for s in
             ["index_event", "data_checks", "icu_stay", "adult", "support", "no_mg_index_day", "died_within_48h", "eligible"]]

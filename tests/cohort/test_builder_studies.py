@@ -60,7 +60,7 @@ def test_vasopressin_shock(folder):
     assert _chain_holds(cohort.attrition)
     # index = the patient's first norepinephrine start
     first = _first_start(folder, 221906)
-    assert all(np.datetime64(t) == first[s] for s, t in zip(d["subject_id"], d["index_time"]))
+    assert all(np.datetime64(t) == first[s] for s, t in zip(d["subject_id"], d["index_time"], strict=True))
     exposed = set(d.loc[d["exposed"] == 1, "subject_id"])
     assert exposed == _started_within(folder, 222315, cohort, 24, d["subject_id"])
     # the first rule excluded someone, every outcome status occurs, horizons are the study's

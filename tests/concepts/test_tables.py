@@ -436,7 +436,7 @@ def test_absent_column_a_selector_needs_is_named(tmp_path):
         )
         with pytest.raises(SourceError, match=r"hosp/labevents has no column 'valueuom'.*'units'"):
             concept_events(conn, ConceptSpec(table="hosp/labevents", itemids=[50813], units=["mmol/L"]))
-        with pytest.raises(SourceError, match="emar_detail not found.*'routes'"):
+        with pytest.raises(SourceError, match=r"emar_detail not found.*'routes'"):
             concept_events(conn, ConceptSpec(table="hosp/emar", drugs=["furosemide"], routes=["IV"]))
         got = conn.backend.execute(concept_events(conn, ConceptSpec(table="hosp/emar", drugs=["furosemide"])))
         assert len(got) == 2 and got.amount.isna().all()

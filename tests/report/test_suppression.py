@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import product
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,7 +13,15 @@ from hypothesis import strategies as st
 from retrocohort.errors import InputError
 from retrocohort.matching import table_one
 from retrocohort.report import suppress_frame, suppress_small_cells, suppress_table_one
-from retrocohort.report.suppression import format_count
+from retrocohort.report.suppression import (
+    coarsen_curve,
+    format_count,
+    format_range,
+    parse_count_display,
+    protect_counts,
+    reader_bounds,
+    suppress_counts_in_text,
+)
 
 
 @settings(max_examples=50, deadline=None)
@@ -76,9 +86,9 @@ def test_table_one_small_counts_hidden_continuous_kept():
     raw = table_one(data, "exposed", ["age", "sex"], categorical=["sex"])
     out = suppress_table_one(raw, threshold=5)
     assert out.shape == raw.shape
-    sex_row = [i for i in raw.index if str(i).startswith("sex")][0]
-    exposed_col = [c for c in raw.columns if str(c).strip() == "1"][0]
-    unexposed_col = [c for c in raw.columns if str(c).strip() == "0"][0]
+    sex_row = next(i for i in raw.index if str(i).startswith("sex"))
+    exposed_col = next(c for c in raw.columns if str(c).strip() == "1")
+    unexposed_col = next(c for c in raw.columns if str(c).strip() == "0")
     # "sex = M (%)" shows M: 20 unexposed kept; 17 of 20 exposed men would give the 3 exposed
     # women back (20 - 17), so the cell is the range a reader could derive anyway, without its %.
     assert out.loc[sex_row, unexposed_col] == raw.loc[sex_row, unexposed_col]
@@ -88,7 +98,7 @@ def test_table_one_small_counts_hidden_continuous_kept():
     assert high.loc["n", exposed_col] == "<25" and high.loc["n", unexposed_col] == raw.loc["n", unexposed_col]
     assert high.loc[sex_row, exposed_col] == "<25"  # 17 (85.0) hidden whole, percentage too
     assert high.loc[sex_row, unexposed_col] == "<25"  # 20 (50.0)
-    age_row = [i for i in raw.index if str(i).startswith("age")][0]
+    age_row = next(i for i in raw.index if str(i).startswith("age"))
     assert out.loc[age_row].tolist() == raw.loc[age_row].tolist()  # mean (SD) and SMD untouched
     # ... unless an arm has fewer patients than the threshold: its mean is (nearly) theirs, and so is the SMD.
     assert high.loc[age_row, exposed_col] == "withheld" and high.loc[age_row, "SMD"] == "withheld"
@@ -120,16 +130,6 @@ def test_counts_in_free_text():
 
 # --------------------------------------------------------------------------- complementary suppression
 
-from itertools import product
-
-from retrocohort.report.suppression import (
-    coarsen_curve,
-    format_range,
-    parse_count_display,
-    protect_counts,
-    reader_bounds,
-    suppress_counts_in_text,
-)
 
 
 def test_a_small_part_of_a_published_total_takes_its_complement_with_it():
@@ -261,3 +261,20 @@ def test_relations_that_do_not_hold_are_refused():
         protect_counts({"t": 5, "a": -1, "b": 6}, [("t", ("a", "b"))])
     with pytest.raises(InputError, match="no value"):
         protect_counts({"t": 5, "a": 1}, [("t", ("a", "b"))])
+
+
+def test_the_disclosure_cache_forgets_a_result_once_it_is_gone():
+    import gc
+
+    from retrocohort.report import suppression
+
+    class Stand:  # weak-referenceable, no attrition or estimates
+        pass
+
+    before = len(suppression._DISCLOSURES)
+    stand = Stand()
+    first = suppression.study_disclosure(stand)
+    assert suppression.study_disclosure(stand) is first and len(suppression._DISCLOSURES) == before + 1
+    del stand
+    gc.collect()
+    assert len(suppression._DISCLOSURES) == before

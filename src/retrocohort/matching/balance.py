@@ -31,6 +31,7 @@ import pandas as pd
 from .._design import require_columns
 from ..errors import InputError
 from ._common import as_column_list, treatment_indicator
+from ._tables import BalanceTable
 
 BALANCE_COLUMNS = [
     "variable",
@@ -235,7 +236,7 @@ def balance(
             kind = "binary" if np.isin(x, (0.0, 1.0)).all() else "continuous"
             rows.append(_row(name, None, kind, x, w, is_treated))
             labels.append(name)
-    return pd.DataFrame(rows, index=pd.Index(labels, name="term"), columns=BALANCE_COLUMNS)
+    return BalanceTable(rows, index=pd.Index(labels, name="term"), columns=BALANCE_COLUMNS)
 
 
 def balance_before_after(
@@ -256,4 +257,4 @@ def balance_before_after(
     """
     before = balance(data, treatment, covariates, None, treated).assign(sample="before")
     after = balance(data, treatment, covariates, weights, treated).assign(sample="after")
-    return pd.concat([before, after])
+    return BalanceTable(pd.concat([before, after]))

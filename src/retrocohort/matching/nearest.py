@@ -87,6 +87,17 @@ class MatchResult:
     caliper_distance: float | None
     options: dict[str, Any] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        # print(m.out) + summary(m.out)$nn: the method in words and the sample sizes
+        from .._printing import render_match
+
+        return render_match(self)
+
+    def _repr_html_(self) -> str:
+        from .._printing import render_match_html
+
+        return render_match_html(self)
+
 
 def _distance_values(data: pd.DataFrame, distance: Any) -> np.ndarray:
     if isinstance(distance, str):

@@ -78,6 +78,45 @@ class PropensityResult:
     notes: tuple[str, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        # summary(glm(..., family = binomial)): coefficients, deviances, AIC
+        from .._printing import render_propensity
+
+        return render_propensity(self)
+
+    def _repr_html_(self) -> str:
+        from .._printing import render_propensity_html
+
+        return render_propensity_html(self)
+
+    def plot(self, ax: Any = None, matched: Any = None, labels: Any = None) -> Any:
+        """Overlap of the propensity score by arm (mirrored histograms; the report's figure).
+
+        Parameters
+        ----------
+        ax : an Axes (one panel) or a pair of Axes (with ``matched``), or None for a new Figure.
+        matched : a :class:`~retrocohort.matching.MatchResult` to add the after-matching panel, or None.
+        labels : arm names, ``{0: "control", 1: "treated"}`` or ``[control, treated]``.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        from ..report.figures import propensity_distributions
+
+        mask = None
+        if matched is not None:
+            weights = matched.weights.reindex(self.score.index)
+            if weights.isna().any():
+                raise InputError(
+                    f"PropensityResult.plot: the match covers {int(weights.notna().sum())} of the "
+                    f"{len(weights)} rows scored ({int(weights.isna().sum())} rows have no matching weight); "
+                    "pass the match_nearest result made from the same data frame"
+                )
+            mask = (weights > 0).to_numpy()
+        return propensity_distributions(self.score.to_numpy(), self.treated.to_numpy().astype(int), mask, ax=ax,
+                                        labels=labels)
+
 
 _PROBIT_THRESH = float(-stats.norm.ppf(_EPS))
 

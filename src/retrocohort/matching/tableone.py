@@ -28,6 +28,7 @@ import pandas as pd
 from .._design import require_columns
 from ..errors import InputError
 from ._common import as_column_list
+from ._tables import TableOne
 from .balance import (
     _refuse_infinite,
     is_categorical,
@@ -176,7 +177,7 @@ def table_one(
             )
             label = f"{name} (median [IQR])" if name in nonnormal_set else f"{name} (mean (SD))"
             rows.append((label, cells, str(n_missing), _fmt(smd, 3)))
-    table = pd.DataFrame(
+    table = TableOne(
         [[*cells, missing, smd] for _, cells, missing, smd in rows],
         index=pd.Index([label for label, *_ in rows], name=""),
         columns=[*columns, "missing", "SMD"],

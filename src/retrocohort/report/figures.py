@@ -297,7 +297,7 @@ def _at_risk_counts(km_result: Any, table: pd.DataFrame, groups: list[object], t
     return out
 
 
-def _shown_at(frame: pd.DataFrame, group: object, time: float) -> object:
+def _shown_at(frame: pd.DataFrame, group: Any, time: float) -> object:
     """The shown number at risk of ``group`` at ``time`` (columns are the report times)."""
     row = frame.iloc[0] if group is None else frame.loc[group]
     for column in frame.columns:

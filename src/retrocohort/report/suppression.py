@@ -495,7 +495,11 @@ def study_disclosure(result: Any) -> StudyDisclosure:
     decision = decide_disclosure(result)
     try:
         key = id(result)
-        _DISCLOSURES[key] = (weakref.ref(result, lambda _ref, key=key: _DISCLOSURES.pop(key, None)), decision)
+
+        def _forget(_ref: weakref.ref, key: int = key) -> None:  # the result is gone: so is its cache entry
+            _DISCLOSURES.pop(key, None)
+
+        _DISCLOSURES[key] = (weakref.ref(result, _forget), decision)
     except TypeError:  # not weak-referenceable (a plain stand-in): no cache
         pass
     return decision
@@ -518,7 +522,7 @@ def decide_disclosure(result: Any) -> StudyDisclosure:
     equations: list[Equation] = []
     hidden: list[str] = []
 
-    attrition = getattr(result, "attrition", None)
+    attrition: Any = getattr(result, "attrition", None)  # a DataFrame or None; indexed only when rows > 0
     rows = 0 if attrition is None else len(attrition)
     remaining = [int(v) for v in attrition["remaining"]] if rows else []
     excluded = [int(v) for v in attrition["excluded"]] if rows else []
@@ -590,7 +594,7 @@ def decide_disclosure(result: Any) -> StudyDisclosure:
             if matched is not None and unique and str(g) in ("0", "1"):
                 arm_total = "matched_exposed" if str(g) == "1" else "matched_unexposed"
             previous = arm_total
-            for j, t in enumerate(times):
+            for j in range(len(times)):
                 name = f"at_risk_{g}_{j}"
                 values[name] = int(at_risk_true.loc[g].iloc[j])
                 if previous is not None and values[previous] >= values[name]:
@@ -604,8 +608,8 @@ def decide_disclosure(result: Any) -> StudyDisclosure:
     # matched cohort are the events among the unmatched.
     estimate_vars: dict[tuple[str, str], tuple[str, str]] = {}
     for e in getattr(result, "estimates", ()) or ():
-        key = (e.outcome, e.population)
-        if key in estimate_vars:
+        est_key = (e.outcome, e.population)
+        if est_key in estimate_vars:
             continue
         n_name = f"{e.outcome}_{e.population}_n"
         ev_name = f"{e.outcome}_{e.population}_events"
@@ -614,7 +618,7 @@ def decide_disclosure(result: Any) -> StudyDisclosure:
             equations.append(("matched", (n_name,)))
         if e.population in ("full", "iptw") and values.get("eligible") == int(e.n):
             equations.append(("eligible", (n_name,)))
-        estimate_vars[key] = (n_name, ev_name)
+        estimate_vars[est_key] = (n_name, ev_name)
     for outcome in ("death_90d", "krt_liberation_90d"):
         # IPTW weighs the full cohort: the same patients, the same events.
         full, iptw = estimate_vars.get((outcome, "full")), estimate_vars.get((outcome, "iptw"))
@@ -644,7 +648,7 @@ def decide_disclosure(result: Any) -> StudyDisclosure:
             [[display[f"at_risk_{g}_{j}"] for j in range(len(times))] for g in at_risk_true.index],
             index=at_risk_true.index, columns=at_risk_true.columns, dtype=object,
         )
-    shown_counts = {k: display[k] for k in ("screened", "excluded", "eligible", "exposed", "unexposed", "matched",
+    shown_counts: dict[str, Any] = {k: display[k] for k in ("screened", "excluded", "eligible", "exposed", "unexposed", "matched",
                                             "matched_exposed", "matched_unexposed", "unmatched_exposed",
                                             "unmatched_unexposed") if k in display}
     few_exposed = any(is_small(values.get(k), threshold) for k in ("exposed", "unexposed"))
@@ -688,7 +692,7 @@ def _table_one_family(
             n_cell = str(table[column].iloc[[str(i).strip() for i in table.index].index("n")]).strip()
             if not re.fullmatch(r"\d+(\.0+)?", n_cell) or int(float(n_cell)) != values[total]:
                 continue
-            cells = {}
+            cells: dict[str, int] = {}
             for label, cell in table[column].items():
                 match = re.match(r"^\s*(\d+(?:\.\d+)?)\s*\(", str(cell))
                 if match is None or "(%)" not in str(label) and str(label) == str(label).lstrip():
@@ -730,7 +734,7 @@ def format_display(shown: object) -> str:
         return "\u2014"
     if isinstance(shown, bool):
         return str(shown)
-    if isinstance(shown, Real) and float(shown) == int(shown):
+    if isinstance(shown, (int, float, np.integer, np.floating)) and float(shown) == int(shown):
         return f"{int(shown):,}"
     return str(shown)
 

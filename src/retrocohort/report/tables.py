@@ -114,7 +114,7 @@ def estimates_frame(result: Any) -> pd.DataFrame:
     disclosure = study_disclosure(result) if hasattr(result, "attrition") else None
     rows = []
     for e in getattr(result, "estimates", ()):
-        shown = disclosure.estimate_counts.get((e.outcome, e.population)) if disclosure else None
+        shown: tuple[Any, Any] | None = disclosure.estimate_counts.get((e.outcome, e.population)) if disclosure else None
         if shown is None:
             shown = (suppress_small_cells(e.n, threshold), suppress_small_cells(e.n_events, threshold))
         rows.append({
@@ -316,7 +316,7 @@ def _protect_table_one(
         n_true = _as_number(raw[column].iloc[n_row])
         if n_true is None:
             continue
-        shown_n = arm_counts.get(str(column).strip())
+        shown_n: Any = arm_counts.get(str(column).strip())  # a count, or its display text
         if shown_n is None:
             shown_n = suppress_small_cells(n_true, threshold)
         exact = isinstance(shown_n, (int, float)) and not isinstance(shown_n, bool)

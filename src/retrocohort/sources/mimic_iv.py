@@ -494,11 +494,7 @@ class SourceConnection:
         InputError
             A key (patients.subject_id, admissions.hadm_id, icustays.stay_id) on several differing rows.
         """
-        def where(name: str) -> str:
-            tf = self.files.get(name)
-            return str(tf.path) if tf is not None else name  # the checks read present tables only
-
-        return run_checks(self.raw_table, self.table, self.has, where=where)
+        return run_checks(self.raw_table, self.table, self.has, where=lambda name: str(getattr(self.files[name], "path", name)))
 
     @property
     def absent(self) -> tuple[str, ...]:
@@ -887,7 +883,7 @@ def locate_malformed(source: MimicIV, files: dict[str, TableFile | None] | None 
             tables.append((name, files.get(name) or source.locate(name), spec))
     con = duckdb.connect()
     try:
-        for name, tf, spec in tables:
+        for _name, tf, spec in tables:
             if tf is None or tf.format != "csv":
                 continue
             spelt, _ = _present_columns(spec, tf)
@@ -982,7 +978,7 @@ _CONCEPT = "study concepts"
 
 
 def _ccols(required: tuple[tuple[str, str], ...], optional: tuple[tuple[str, str], ...] = ()) -> dict[str, Column]:
-    # The kinds below are ColumnType literals; the tables of tuples are too long to spell their type.
+    # the kinds come from module constants typed str; each is one of ColumnType
     cols = {name: Column(cast(ColumnType, kind), _CONCEPT) for name, kind in required}
     lost = "selectors on this column cannot be used"
     cols.update({name: Column(cast(ColumnType, kind), _CONCEPT, True, lost) for name, kind in optional})
@@ -1153,7 +1149,7 @@ def _open_concept_view(conn: SourceConnection, name: str) -> tuple[str, tuple[st
             ]
         cols = [
             c if c is not None else F.lit(None).cast(_spark_type(spec.columns[col].type)).alias(col)
-            for c, col in zip(cols, spec.columns)
+            for c, col in zip(cols, spec.columns, strict=True)
         ]
         frame.select(*cols).createOrReplaceTempView(view)
     return view, optional

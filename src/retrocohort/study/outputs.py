@@ -362,12 +362,10 @@ def balance_table(result: StudyResult, disclosure: StudyDisclosure | None = None
     before = None if disclosure.few_exposed else result.balance_before
     after = None if disclosure.few_matched else result.balance_after
     if before is None and after is None and result.balance_before is not None:
-        base = result.balance_before
-        return pd.DataFrame({"covariate": [str(i) for i in base.index],
+        withheld = result.balance_before
+        return pd.DataFrame({"covariate": [str(i) for i in withheld.index],
                              **{f"{c}_{w}": np.nan for c in ("smd", "variance_ratio", "ks")
                                 for w in ("before", "after")}})
-    if before is None and after is None:
-        return pd.DataFrame(columns=["covariate", "smd_before", "smd_after"])
     base = before if before is not None else after
     if base is None:
         return pd.DataFrame(columns=["covariate", "smd_before", "smd_after"])
@@ -414,7 +412,7 @@ def key_table(result: StudyResult) -> pd.DataFrame:
 def _e_value_values(result: StudyResult, disclosure: StudyDisclosure) -> dict[str, Any]:
     """The E-value numbers; the observed outcome proportion is withheld (None) when the matched
     cohort's size is not shown exactly (events / proportion would give it back)."""
-    values = dict(result.e_value or {})
+    values: dict[str, Any] = dict(result.e_value or {})
     if "outcome_proportion" in values and not isinstance(disclosure.counts.get("matched", 0), int):
         values["outcome_proportion"] = None
     return values
@@ -596,7 +594,7 @@ def matching_counts_table(result: StudyResult, disclosure: StudyDisclosure | Non
             raw = counts.loc[row, column]
             base = str(row).replace(" (ESS)", "")
             key = rows[base].format(arm=arm) if arm and base in rows else None
-            shown = disclosure.counts.get(key) if key else None
+            shown: Any = disclosure.counts.get(key) if key else None  # a count or its display text
             if shown is None:
                 shown = suppress_small_cells(raw, disclosure.threshold)
             elif str(row).endswith("(ESS)"):

@@ -12,8 +12,9 @@ before the censorings, as in cuminc (which never jitters).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numba
 import numpy as np
@@ -210,6 +211,42 @@ class CumulativeIncidenceResult:
     _last_time: tuple[float, ...] = field(repr=False)
     competing_codes: tuple[int, ...] | None = None
     notes: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        from .._printing import render_cif
+
+        return render_cif(self)
+
+    def _repr_html_(self) -> str:
+        from .._printing import render_cif_html
+
+        return render_cif_html(self)
+
+    def plot(self, ax: Any = None, labels: Mapping[Any, str] | Sequence[str] | None = None,
+             gray_p: float | None = None, horizon: float | None = None, xlabel: str = "Time",
+             ylabel: str | None = None, competing: str = "competing events") -> Any:
+        """Cumulative incidence curves by group (the report's figure); returns a matplotlib Figure.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes to draw on, or None for a new Figure.
+        labels : group names by group value or in group order; default the group values.
+        gray_p : p-value of Gray's test printed on the plot, or None.
+        horizon : right end of the x axis; None for the last time.
+        xlabel, ylabel : axis labels (default y label names the cause).
+        competing : the competing event, named in the annotation.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        from ..report.figures import cumulative_incidence_plot
+
+        if labels is None:
+            labels = [str(v) for v in self._levels] if self.group is not None else None
+        return cumulative_incidence_plot(self, labels, gray_p, ax=ax, horizon=horizon, xlabel=xlabel,
+                                         ylabel=ylabel or f"Cumulative incidence of cause {self.cause}",
+                                         competing=competing)
 
     def cif_at(self, times) -> pd.DataFrame:
         """CIF and variance at ``times``, as ``cmprsk::timepoints``.
@@ -463,6 +500,16 @@ class GrayTestResult:
     cause: int
     competing_codes: tuple[int, ...] | None = None
     notes: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        from .._printing import render_gray
+
+        return render_gray(self)
+
+    def _repr_html_(self) -> str:
+        from .._printing import render_gray_html
+
+        return render_gray_html(self)
 
 
 def _event_free_strata_note(

@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -659,6 +659,24 @@ class CoxResult:
     conf_level: float
     notes: tuple[str, ...]
     _fit: _SortedFit = field(repr=False, compare=False)
+    call: str = field(default="", compare=False)  # the fit in words, for the printed result
+
+    def __repr__(self) -> str:
+        # print(coxph) + summary(coxph); the C index is lazy: shown only once computed (see docs/survival-cox.md)
+        from .._printing import render_cox
+
+        return render_cox(self)
+
+    def _repr_html_(self) -> str:
+        from .._printing import render_cox_html
+
+        return render_cox_html(self)
+
+    def plot(self, ax: Any = None) -> Any:
+        """Forest plot of the hazard ratios with their intervals; returns a matplotlib Figure."""
+        from .._printing import forest_of_terms
+
+        return forest_of_terms(self.summary, "Hazard ratio", ax)
 
     @cached_property
     def _concordance_parts(self) -> tuple[float, float, dict[str, float]]:
@@ -1314,7 +1332,7 @@ def cox(
     # a singular information at beta = 0 (constant within strata, collinear) raises inside _newton;
     # the tolerance is applied with each column divided by its range (no constant column is left here)
     spread = 1.0 / (col_max - col_min)
-    beta, ll0, u0, imat0, ll1, u1, imat1, score_stat, iterations, converged = _newton(
+    beta, ll0, _u0, _imat0, ll1, u1, imat1, score_stat, iterations, converged = _newton(
         fit_pass, p, columns, max_iter, eps, spread)
     try:
         naive_var = linalg.cho_solve(linalg.cho_factor(imat1), np.eye(p))
@@ -1427,4 +1445,18 @@ def cox(
         conf_level=float(conf_level),
         notes=tuple(notes),
         _fit=fitdata,
+        call=_call_in_words(time, event, covariates, entry, ties, weights, strata, cluster, robust),
     )
+
+
+def _call_in_words(time: str, event: str, covariates: Sequence[str], entry: str | None, ties: str,
+                   weights: str | None, strata: str | Sequence[str] | None, cluster: str | None,
+                   robust: bool | None) -> str:
+    # coxph's Call: line, written as the Python call that made the fit
+    surv = f"Surv({entry}, {time}, {event})" if entry else f"Surv({time}, {event})"
+    rhs = " + ".join(_as_list(covariates) + [f"strata({s})" for s in _as_list(strata)])
+    extra = [f'ties = "{ties}"']
+    extra += [f"weights = {weights}"] if weights else []
+    extra += [f"cluster = {cluster}"] if cluster else []
+    extra += ["robust = True"] if robust and not cluster else []
+    return f"cox({surv} ~ {rhs}, {', '.join(extra)})"

@@ -67,7 +67,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -576,6 +576,22 @@ class FineGrayResult:
     weights: str | None
     censoring_km: str | None
     _levels: dict = field(repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        from .._printing import render_finegray
+
+        return render_finegray(self)
+
+    def _repr_html_(self) -> str:
+        from .._printing import render_finegray_html
+
+        return render_finegray_html(self)
+
+    def plot(self, ax: Any = None) -> Any:
+        """Forest plot of the subdistribution hazard ratios with their intervals; returns a Figure."""
+        from .._printing import forest_of_terms
+
+        return forest_of_terms(self.summary, "Subdistribution hazard ratio", ax)
 
     def predict_cif(self, profile: pd.DataFrame) -> pd.DataFrame:
         """Predicted cumulative incidence of the cause for covariate profiles.

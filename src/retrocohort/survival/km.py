@@ -12,8 +12,9 @@ first), as survfit does. Nothing is jittered.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import numba
 import numpy as np
@@ -268,6 +269,43 @@ class KaplanMeierResult:
     group: str | None
     _rows_at_risk: tuple[tuple[np.ndarray, np.ndarray], ...] = field(repr=False)  # per group: times, rows at risk
     _levels: tuple = field(repr=False)
+    call: str = field(default="", compare=False)  # the fit in words, for the printed result
+
+    def __repr__(self) -> str:
+        # print(survfit): n, events, median and its interval per group
+        from .._printing import render_km
+
+        return render_km(self)
+
+    def _repr_html_(self) -> str:
+        from .._printing import render_km_html
+
+        return render_km_html(self)
+
+    def plot(self, ax: Any = None, at_risk_times: Sequence[float] | None = None,
+             labels: Mapping[Any, str] | Sequence[str] | None = None, logrank_p: float | None = None,
+             xlabel: str = "Time") -> Any:
+        """Kaplan-Meier curves with bands, censor ticks and numbers at risk (the report's figure).
+
+        Parameters
+        ----------
+        ax : matplotlib Axes to draw on, or None for a new Figure.
+        at_risk_times : times of the x ticks and the at-risk table; default six even steps to the last time.
+        labels : group names by group value or in group order; default the group values.
+        logrank_p : p-value printed on the plot (e.g. ``logrank(...).p_value``), or None.
+        xlabel : x-axis label.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        from .._printing import default_times
+        from ..report.figures import kaplan_meier_plot
+
+        times = default_times(self.table["time"]) if at_risk_times is None else at_risk_times
+        if labels is None:
+            labels = [str(v) for v in self._levels] if self.group is not None else None
+        return kaplan_meier_plot(self, times, labels, logrank_p, ax=ax, xlabel=xlabel)
 
     def survival_at(self, times) -> pd.DataFrame:
         """Survival at given times, as ``summary(fit, times=times, extend=TRUE)``.
@@ -442,6 +480,8 @@ def kaplan_meier(
         group=group,
         _rows_at_risk=tuple(rows_at_risk),
         _levels=tuple(levels),
+        call=f"kaplan_meier(Surv({time}, {event}) ~ {group if group is not None else 1}"
+        + (f", weights = {weights}" if weights else "") + ")",
     )
 
 
@@ -471,6 +511,19 @@ class LogRankResult:
     table: pd.DataFrame
     variance: np.ndarray
     notes: tuple[str, ...] = ()
+    group: str | None = None  # name of the group column, for the printed row labels
+    call: str = field(default="", compare=False)
+
+    def __repr__(self) -> str:
+        # print(survdiff)
+        from .._printing import render_logrank
+
+        return render_logrank(self)
+
+    def _repr_html_(self) -> str:
+        from .._printing import render_logrank_html
+
+        return render_logrank_html(self)
 
 
 def logrank_kernel(
@@ -576,5 +629,6 @@ def logrank(
             }
         )
     return LogRankResult(
-        statistic=statistic, df=int(df), p_value=p_value, table=table, variance=variance, notes=tuple(notes)
+        statistic=statistic, df=int(df), p_value=p_value, table=table, variance=variance, notes=tuple(notes),
+        group=group, call=f"logrank(Surv({time}, {event}) ~ {group}" + (f" + strata({strata})" if strata else "") + ")",
     )

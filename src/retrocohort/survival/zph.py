@@ -184,6 +184,16 @@ class PHTestResult:
     table: pd.DataFrame
     transform: str
 
+    def __repr__(self) -> str:
+        from .._printing import render_ph_test
+
+        return render_ph_test(self)
+
+    def _repr_html_(self) -> str:
+        from .._printing import render_ph_test_html
+
+        return render_ph_test_html(self)
+
 
 ScoreAtFit = Literal["zero", "computed"]
 _SCORE_AT_FIT: tuple[str, ...] = get_args(ScoreAtFit)
