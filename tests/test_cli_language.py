@@ -4,24 +4,31 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from unittest import mock
 
 import pandas as pd
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
+from retrocohort import cli
 from retrocohort.cli import app
 from retrocohort.sources.convert import available_tables
 from retrocohort.spec import load_study_file
 from retrocohort.spec.template import fill_examples
 from tests.cohort.minimimic import MiniMimic
 
-# A wide terminal: rich wraps long lines (a tmp path) at 80 columns, and a wrapped path no longer matches.
-runner = CliRunner(env={"COLUMNS": "400"})
+runner = CliRunner()
 LEGACY_STUDY = Path(__file__).resolve().parents[1] / "studies" / "magnesium_ckrt.toml"
 
 
 def invoke(*args: object):
-    result = runner.invoke(app, [str(a) for a in args])
+    # A wide terminal: rich folds a long line (a tmp path) at the console's width, and a folded path no longer
+    # matches. The width is fixed when cli's consoles are made (COLUMNS=80 in a pytest-xdist worker), so
+    # CliRunner(env=...) cannot widen them: the run gets consoles of 1000 columns instead.
+    wide = Console(width=1000, highlight=False), Console(stderr=True, width=1000, highlight=False)
+    with mock.patch.object(cli, "console", wide[0]), mock.patch.object(cli, "err_console", wide[1]):
+        result = runner.invoke(app, [str(a) for a in args])
     text = result.output + (result.stderr if result.stderr_bytes is not None else "")
     assert "Traceback" not in text
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
