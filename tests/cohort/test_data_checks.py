@@ -16,7 +16,7 @@ import random
 import pandas as pd
 import pytest
 
-from retrocohort.cohort import extract
+from tests.cohort.legacy import extract
 from retrocohort.errors import InputError, RetrocohortError
 from retrocohort.sources import mimic_iv, quality
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from retrocohort.cohort import extract
+from tests.cohort.legacy import extract
 from retrocohort.errors import InputError
 from retrocohort.sources.spark import local_spark_session
 

@@ -14,7 +14,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from retrocohort.cohort import extract
+from tests.cohort.legacy import extract
 from retrocohort.errors import SourceError
 from retrocohort.sources import generate_synthetic
 from retrocohort.sources.spark import local_spark_session

@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from retrocohort.cohort import extract
+from tests.cohort.legacy import extract
 from retrocohort.concepts import concept_events
 from retrocohort.errors import InputError, SourceError
 from retrocohort.sources import MimicIV

@@ -12,7 +12,7 @@ from retrocohort.errors import StudySpecError
 from retrocohort.spec import Study, check_study, load_study_file, parse_study_text
 from retrocohort.spec.load import key_lines
 
-STUDIES = Path(__file__).resolve().parents[2] / "studies" / "next"
+STUDIES = Path(__file__).resolve().parents[2] / "studies"
 FLAGSHIP = STUDIES / "magnesium_ckrt.toml"
 TEXT = FLAGSHIP.read_text()
 

@@ -20,7 +20,7 @@ from typing import Any
 import ibis
 import ibis.expr.types as ir
 
-from ..study.spec import Study
+from .spec import Study
 
 SECONDS_PER_DAY = 86_400
 

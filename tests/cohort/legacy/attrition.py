@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..study.spec import Study
+from .spec import Study
 
 COLUMNS = ["step", "remaining", "excluded", "reason"]
 

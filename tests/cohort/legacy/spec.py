@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..errors import StudySpecError
+from retrocohort.errors import StudySpecError
 
 # TOML has no null: an optional setting is switched off with `false` (or "none").
 _OFF = (False, "none", "off")
