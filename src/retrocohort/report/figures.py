@@ -26,16 +26,15 @@ from ..errors import InputError
 from . import _style
 from .formatting import (
     COVARIATE_LABELS,
-    exclusion_reason,
-    step_label,
     MODEL_LABELS,
-    OUTCOME_LABELS,
     POPULATION_LABELS,
     covariate_label,
+    exclusion_reason,
     format_p_inline,
     format_ratio,
     label_of,
     resolve_labels,
+    step_label,
 )
 from .suppression import (
     DEFAULT_THRESHOLD,
@@ -49,12 +48,12 @@ from .suppression import (
 )
 
 __all__ = [
-    "love_plot",
-    "propensity_distributions",
-    "kaplan_meier_plot",
     "cumulative_incidence_plot",
     "flow_diagram",
     "forest_plot",
+    "kaplan_meier_plot",
+    "love_plot",
+    "propensity_distributions",
     "save_figure",
     "study_figures",
 ]
@@ -171,7 +170,7 @@ def love_plot(
                     label="After matching", gid="love-after", zorder=3)
         ax.axvline(threshold, color=_style.OKABE_ITO["black"], linestyle=":", linewidth=0.9, gid="love-threshold")
         ax.set_yticks(y)
-        ax.set_yticklabels([names.get(c, covariate_label(c)) for c in order])
+        ax.set_yticklabels([names.get(c, covariate_label(c, labels)) for c in order])
         finite = np.concatenate([b[np.isfinite(b)], a[np.isfinite(a)], [threshold]])
         ax.set_xlim(0, max(float(finite.max()) * 1.1, threshold * 1.5))
         ax.set_ylim(-0.6, len(order) - 0.4)
@@ -394,8 +393,9 @@ def kaplan_meier_plot(
     ax: Axes | None = None,
     threshold: int = DEFAULT_THRESHOLD,
     ylabel: str = "Survival probability",
-    xlabel: str = "Days since CKRT start",
+    xlabel: str = "Days since index",
     at_risk_shown: pd.DataFrame | None = None,
+    title: str | None = None,
 ) -> Figure:
     """Kaplan-Meier survival by arm with 95% CI bands, censor ticks, log-rank p and numbers at risk.
 
@@ -413,6 +413,7 @@ def kaplan_meier_plot(
     at_risk_shown : the numbers at risk as every other output shows them (rows: groups,
         columns: times, :func:`~retrocohort.report.suppression.study_disclosure`); default:
         the plain rule on the result's own numbers.
+    ylabel, xlabel, title : axis labels and title, in the study's words ("Days since <index label>").
 
     Returns
     -------
@@ -443,6 +444,8 @@ def kaplan_meier_plot(
         ax.set_yticks(np.linspace(0, 1, 6))
         ax.set_ylabel(ylabel)
         ax.set_xlabel(xlabel)
+        if title:
+            ax.set_title(title, gid="figure-title")
         ax.legend(loc="lower left", handlelength=2.5)
         if logrank_p is not None:
             ax.text(0.98, 0.96, f"Log-rank {format_p_inline(logrank_p)}", transform=ax.transAxes,
@@ -461,9 +464,11 @@ def cumulative_incidence_plot(
     gray_p: float | None,
     ax: Axes | None = None,
     horizon: float | None = 90.0,
-    ylabel: str = "Cumulative incidence of KRT liberation",
-    xlabel: str = "Days since CKRT start",
+    ylabel: str = "Cumulative incidence",
+    xlabel: str = "Days since index",
     competing: str = "death",
+    title: str | None = None,
+    times: Sequence[float] | None = None,
 ) -> Figure:
     """Cumulative incidence of one cause by arm (Aalen-Johansen), with its competing event noted.
 
@@ -476,6 +481,8 @@ def cumulative_incidence_plot(
     gray_p : p of Gray's test (``survival.gray_test(...).p_value``), or None.
     horizon : right end of the x axis (days); None for the last time.
     competing : the competing event, named in the annotation.
+    ylabel, xlabel, title : axis labels and title, in the study's words.
+    times : x ticks (days); default seven from 0 to the horizon.
 
     Returns
     -------
@@ -491,12 +498,17 @@ def cumulative_incidence_plot(
                     extend_to=_cif_last_values(cif_result, groups, horizon))
         right = horizon if horizon is not None else float(table["time"].max())
         ax.set_xlim(0, right * 1.02)
-        if horizon is not None:
+        if times is not None and len(times):
+            ax.set_xticks([float(t) for t in times])
+            ax.set_xticklabels([f"{float(t):g}" for t in times])
+        elif horizon is not None:
             ax.set_xticks(np.linspace(0, horizon, 7))
         ax.set_ylim(0, 1.02)
         ax.set_yticks(np.linspace(0, 1, 6))
         ax.set_ylabel(ylabel)
         ax.set_xlabel(xlabel)
+        if title:
+            ax.set_title(title, gid="figure-title")
         ax.legend(loc="upper left", handlelength=2.5)
         note = f"{competing.capitalize()} as competing event"
         if gray_p is not None:
@@ -634,6 +646,8 @@ def flow_diagram(
 
 def _lower_first(text: str) -> str:
     """"Eligible cohort, IPTW (ATT)" -> "eligible cohort, IPTW (ATT)" (acronyms kept)."""
+    if len(text) > 1 and text[1].isupper():
+        return text  # an acronym ("KRT liberation", "IPTW") keeps its capitals
     return text[:1].lower() + text[1:]
 
 
@@ -641,6 +655,7 @@ def forest_plot(
     estimates: Sequence[Any],
     ax: Axes | None = None,
     reference: Mapping[str, float | None] | None = None,
+    outcome_labels: Mapping[str, str] | None = None,
 ) -> Figure:
     """Forest plot of the results table: one line per (outcome, model, population) on a log scale.
 
@@ -649,7 +664,8 @@ def forest_plot(
     estimates : ``StudyResult.estimates`` (objects with ``outcome``, ``model``,
         ``population``, ``estimate``, ``lower``, ``upper``).
     reference : optional value per outcome drawn as a marked tick (the
-        planted truth of synthetic data), e.g. ``{"death_90d": 0.5}``.
+        planted truth of synthetic data), e.g. ``{"death": 0.5}``.
+    outcome_labels : the study's outcome labels by outcome name (default: the name).
 
     Returns
     -------
@@ -658,11 +674,14 @@ def forest_plot(
     rows = [e for e in estimates if np.isfinite(getattr(e, "estimate", np.nan))]
     if not rows:
         raise InputError("forest_plot: no estimates to draw (every model was skipped)")
+    palette = [_style.OKABE_ITO[c] for c in ("blue", "bluish_green", "orange", "reddish_purple", "sky_blue")
+               if c in _style.OKABE_ITO] or ["black"]
+    order = list(dict.fromkeys(e.outcome for e in rows))
     with _style.style():
         fig, ax = _figure_and_axes(ax, 7.2, 1.1 + 0.36 * len(rows))
         y = np.arange(len(rows))[::-1]
         for k, (yk, e) in enumerate(zip(y, rows, strict=True)):
-            colour = _style.OKABE_ITO["blue"] if e.outcome == "death_90d" else _style.OKABE_ITO["bluish_green"]
+            colour = palette[order.index(e.outcome) % len(palette)]
             lo, hi = float(e.lower), float(e.upper)
             ax.errorbar([e.estimate], [yk], xerr=[[e.estimate - lo], [hi - e.estimate]], fmt="s", color=colour,
                         markersize=4, capsize=2, linewidth=1.0, gid=f"forest-{k}")
@@ -684,12 +703,74 @@ def forest_plot(
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_yticks(y)
         ax.set_yticklabels([
-            f"{label_of(OUTCOME_LABELS, e.outcome)}: {label_of(MODEL_LABELS, e.model)}, "
+            f"{(outcome_labels or {}).get(e.outcome, e.outcome)}: {label_of(MODEL_LABELS, e.model)}, "
             f"{_lower_first(label_of(POPULATION_LABELS, e.population))}" for e in rows
         ], fontsize=8)
         ax.set_xlabel("Hazard ratio (95% CI), log scale")
         ax.set_ylim(-0.7, len(rows) - 0.3)
         fig.tight_layout()
+    return fig
+
+
+def subgroup_forest_plot(subgroups: Sequence[Any], covariate_labels: Mapping[str, str] | None = None,
+                         ax: Axes | None = None, outcome_label: str | None = None) -> Figure:
+    """Subgroup forest plot: the primary outcome's hazard ratio within each level of each subgroup covariate.
+
+    Parameters
+    ----------
+    subgroups : ``StudyResult.subgroups`` (``covariate``, ``label``, ``levels`` with ``level``,
+        ``estimate``, ``lower``, ``upper``, and ``p_interaction``).
+    covariate_labels : the study's covariate labels (the subgroup's own ``label`` first).
+    outcome_label : the outcome, named in the axis label.
+
+    Returns
+    -------
+    Figure: one heading per covariate with its interaction p (gid ``subgroup-head-<i>``) and one
+    errorbar per level (gid ``subgroup-<i>-<j>``); a level whose ratio is not finite is listed as
+    "not estimated". No counts are drawn.
+    """
+    lines: list[tuple[str, Any, str]] = []
+    for i, sg in enumerate(subgroups):
+        name = sg.label or (covariate_labels or {}).get(sg.covariate, sg.covariate)
+        lines.append((f"{name} (interaction {format_p_inline(sg.p_interaction)})", None, f"subgroup-head-{i}"))
+        for j, (_, row) in enumerate(sg.levels.iterrows()):
+            lines.append((f"   {row['level']}", row, f"subgroup-{i}-{j}"))
+    if not lines:
+        raise InputError("subgroup_forest_plot: no subgroups to draw")
+    with _style.style():
+        fig, ax = _figure_and_axes(ax, 7.2, 1.1 + 0.32 * len(lines))
+        y = np.arange(len(lines))[::-1]
+        values = [1.0]
+        for yk, (text, row, gid) in zip(y, lines, strict=True):
+            if row is None:
+                ax.text(0.0, yk, text, transform=ax.get_yaxis_transform(), ha="right", va="center", fontsize=8,
+                        fontweight="bold", gid=gid, clip_on=False)
+                continue
+            est, lo, hi = (float(row.get(k, np.nan)) for k in ("estimate", "lower", "upper"))
+            if all(np.isfinite(v) and v > 0 for v in (est, lo, hi)):
+                ax.errorbar([est], [yk], xerr=[[est - lo], [hi - est]], fmt="s", color=_style.OKABE_ITO["blue"],
+                            markersize=4, capsize=2, linewidth=1.0, gid=gid)
+                values += [est, lo, hi]
+                shown = format_ratio(est, lo, hi)
+            else:
+                shown = "not estimated"
+            ax.text(1.03, yk, shown, transform=ax.get_yaxis_transform(), va="center", fontsize=8)
+            ax.text(0.0, yk, f"{text}  ", transform=ax.get_yaxis_transform(), ha="right", va="center",
+                    fontsize=8, clip_on=False)
+        ax.axvline(1.0, color="black", linewidth=0.7)
+        ax.set_xscale("log")
+        left, right = min(values) / 1.25, max(values) * 1.25
+        ax.set_xlim(left, right)
+        candidates = [0.05, 0.1, 0.2, 0.25, 0.5, 1, 2, 4, 5, 10, 20]
+        ax.xaxis.set_major_locator(FixedLocator([c for c in candidates if left <= c <= right]))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_yticks([])
+        what = f" of {outcome_label.lower()}" if outcome_label else ""
+        ax.set_xlabel(f"Hazard ratio{what} (95% CI), log scale")
+        ax.set_ylim(-0.7, len(lines) - 0.3)
+        fig.tight_layout()
+        fig.subplots_adjust(left=0.42)
     return fig
 
 
@@ -748,19 +829,23 @@ def _propensity_of(result: Any) -> np.ndarray | None:
 def study_figures(result: Any) -> dict[str, Figure]:
     """Every figure of a study run, by file stem, drawn from a :class:`StudyResult`.
 
-    Stems: ``flow``, ``love_plot``, ``ps_distribution``, ``km_death``,
-    ``cif_krt``, ``forest``; a figure whose results are absent (a skipped
-    model or matching) is left out. The caller saves them with
-    :func:`save_figure`; the figures are not in pyplot's registry, so
-    dropping the dict frees them.
+    Stems: ``flow``, ``love_plot``, ``ps_distribution``, one ``km_<outcome>`` (Kaplan-Meier) or
+    ``cif_<outcome>`` (cumulative incidence, competing event) per outcome of the study, ``forest`` and,
+    when the study declares subgroups, ``subgroups``; a figure whose results are absent (a skipped
+    model or matching) is left out. Titles, axes and arms are in the study's words. The caller saves
+    them with :func:`save_figure`; the figures are not in pyplot's registry, so dropping the dict
+    frees them.
     """
-    from .tables import arm_labels, planted_for, threshold_of
+    from .formatting import outcome_labels, study_labels
+    from .suppression import COUNT_ALIASES, report_times
+    from .tables import arm_labels, index_label, planted_for, threshold_of
 
     threshold = threshold_of(result)
     labels = arm_labels(result)
-    horizon = float(result.study.outcomes.horizon_days)
+    study = result.study
+    since = f"Days since {index_label(result)}"
     figures: dict[str, Figure] = {}
-    counts = dict(result.counts)
+    counts: dict[str, int] = {str(COUNT_ALIASES.get(k, k)): v for k, v in dict(result.counts).items()}
     if result.matched is None:
         # Matching was skipped: no matched boxes (rather than boxes of zeros).
         counts.pop("matched_exposed", None)
@@ -770,34 +855,47 @@ def study_figures(result: Any) -> dict[str, Figure]:
     if result.balance_before is not None and not disclosure.few_exposed:
         # SMDs against an arm of fewer patients than the threshold are withheld (as in balance.csv).
         after = None if disclosure.few_matched else result.balance_after
-        figures["love_plot"] = love_plot(result.balance_before, after)
+        figures["love_plot"] = love_plot(result.balance_before, after, labels=study_labels(study))
     score = _propensity_of(result)
     if score is not None and "exposed" in result.cohort.columns:
         figures["ps_distribution"] = propensity_distributions(
             score, result.cohort["exposed"].to_numpy(), matched_mask_of(result), labels=labels, threshold=threshold,
-            arm_counts={("before", 1): disclosure.counts.get("exposed"),
-                        ("before", 0): disclosure.counts.get("unexposed"),
-                        ("after", 1): disclosure.counts.get("matched_exposed"),
-                        ("after", 0): disclosure.counts.get("matched_unexposed")},
+            arm_counts={("before", 1): disclosure.count("exposed"),
+                        ("before", 0): disclosure.count("comparator"),
+                        ("after", 1): disclosure.count("matched_exposed"),
+                        ("after", 0): disclosure.count("matched_comparator")},
         )
-    if result.km is not None:
-        times = [t for t in result.study.models.km_times_days if t <= horizon] or [0.0, horizon]
-        # Curves drawn with steps of at least threshold events and no censor ticks (coarsen_curve):
-        # a step of one death, or a tick at one patient's last day, would show that patient.
-        figures["km_death"] = kaplan_meier_plot(
-            coarsen_curve(result.km.table, threshold) if threshold else result.km, times, labels,
-            getattr(result.logrank, "p_value", None), threshold=threshold,
-            at_risk_shown=disclosure.at_risk if disclosure.at_risk is not None and {float(t) for t in times} <= {
-                float(c) for c in disclosure.at_risk.columns} else None,
-        )
-    if result.cif is not None:
-        figures["cif_krt"] = cumulative_incidence_plot(
-            coarsen_curve(result.cif.table, threshold) if threshold else result.cif, labels,
-            getattr(result.gray, "p_value", None), horizon=horizon,
-            ylabel="Cumulative incidence of KRT liberation",
-        )
+    for name, fitted in result.outcomes.items():
+        horizon = float(fitted.horizon_days)
+        times = report_times(study, horizon)
+        title = f"{fitted.label} by day {horizon:g}, matched cohort"
+        if not fitted.competing and fitted.km is not None:
+            shown = disclosure.at_risk_by_outcome.get(name)
+            # Curves drawn with steps of at least threshold events and no censor ticks (coarsen_curve):
+            # a step of one event, or a tick at one patient's last day, would show that patient.
+            figures[f"km_{name}"] = kaplan_meier_plot(
+                coarsen_curve(fitted.km.table, threshold) if threshold else fitted.km, times, labels,
+                getattr(fitted.logrank, "p_value", None), threshold=threshold,
+                ylabel="Survival probability" if fitted.kind == "death"
+                else f"Probability without {_lower_first(fitted.label)}",
+                xlabel=since, title=title,
+                at_risk_shown=shown if shown is not None and {float(t) for t in times} <= {
+                    float(c) for c in shown.columns} else None,
+            )
+        elif fitted.competing and fitted.cif is not None:
+            competing = getattr(study.outcomes[name], "competing", None) or "death"
+            figures[f"cif_{name}"] = cumulative_incidence_plot(
+                coarsen_curve(fitted.cif.table, threshold) if threshold else fitted.cif, labels,
+                getattr(fitted.gray, "p_value", None), horizon=horizon,
+                ylabel=f"Cumulative incidence of {_lower_first(fitted.label)}", xlabel=since, title=title,
+                competing=competing, times=times,
+            )
     finite = [e for e in result.estimates if np.isfinite(e.estimate)]
+    names = outcome_labels(study)
     if finite:
-        truth = {o: planted_for(result, o) for o in ("death_90d", "krt_liberation_90d")} if result.synthetic else None
-        figures["forest"] = forest_plot(finite, reference=truth)
+        truth = {o: planted_for(result, o) for o in names} if result.synthetic else None
+        figures["forest"] = forest_plot(finite, reference=truth, outcome_labels=names)
+    if result.subgroups:
+        figures["subgroups"] = subgroup_forest_plot(result.subgroups, study_labels(study),
+                                                    outcome_label=names.get(result.primary))
     return figures

@@ -418,6 +418,30 @@ _OBSERVED_PERCENT = re.compile(r"\(\d+(?:\.\d+)?%\s*(?=>=|<|>)")
 # The eligible line of the attrition log says "12 exposed (...), 321 unexposed".
 _ELIGIBLE_SPLIT = re.compile(r"^\s*(\d+) exposed\b.*?,\s*(\d+) unexposed\b", re.DOTALL)
 
+#: The result's count names (study/results.py) and the names the disclosure family uses for them.
+COUNT_ALIASES = {"indexed": "screened", "comparator": "unexposed", "matched_comparator": "matched_unexposed"}
+
+
+def _eligible_split(study: Any) -> re.Pattern[str]:
+    """The eligible line's "<x> <exposure label> (...), <y> <comparator label>" (cohort builder), or the
+    generic "x exposed, y unexposed"."""
+    exposure = getattr(getattr(study, "exposure", None), "label", None)
+    comparator = getattr(getattr(study, "comparator", None), "label", None)
+    if not isinstance(exposure, str) or not isinstance(comparator, str):
+        return _ELIGIBLE_SPLIT
+    return re.compile(rf"^\s*(\d+) (?:exposed\b|{re.escape(exposure)}(?!\w)).*?,\s*(\d+) "
+                      rf"(?:unexposed\b|{re.escape(comparator)}(?!\w))", re.DOTALL)
+
+
+def report_times(study: Any, horizon: float) -> list[float]:
+    """The report times of a curve (days): ``[analysis] km_times_days`` up to ``horizon``, else 0 to the
+    horizon in six equal steps. Every output of a curve (table, figure, numbers at risk) uses these."""
+    analysis = getattr(study, "analysis", None)
+    times = sorted({float(t) for t in getattr(analysis, "km_times_days", ()) or () if float(t) <= horizon})
+    if not times:
+        times = sorted({round(float(t), 6) for t in np.linspace(0.0, float(horizon), 7)})
+    return times
+
 
 @dataclass(frozen=True)
 class StudyDisclosure:
@@ -431,8 +455,10 @@ class StudyDisclosure:
         matching ran, ``matched``, ``matched_exposed``, ``matched_unexposed``,
         ``unmatched_exposed``, ``unmatched_unexposed``.
     attrition : per attrition row, (remaining, excluded) as shown.
-    at_risk : numbers at risk of the Kaplan-Meier result (rows: the groups, columns: the
-        report times ``[models] km_times_days``) as shown; None without a KM result.
+    at_risk : numbers at risk of the primary (else first) Kaplan-Meier outcome (rows: the groups,
+        columns: :func:`report_times`) as shown; None without a KM result.
+    at_risk_by_outcome : the same, per outcome name, for every outcome with a Kaplan-Meier result.
+    subgroup_counts : ``(covariate, level)`` -> (patients, events) of a subgroup level as shown.
     estimate_counts : ``(outcome, population)`` -> (patients, events) as shown.
     ranges : true value -> display of every count withheld as a range, for free text.
     few_exposed / few_matched : an arm of the eligible / matched cohort has fewer patients
@@ -451,10 +477,17 @@ class StudyDisclosure:
     few_exposed: bool
     few_matched: bool
     table_one: dict[tuple[str, str, str], int | str] = field(default_factory=dict)
+    at_risk_by_outcome: dict[str, pd.DataFrame] = field(default_factory=dict)
+    subgroup_counts: dict[tuple[str, str], tuple[int | str, int | str]] = field(default_factory=dict)
 
     def count(self, name: str, value: object = None) -> object:
         """The display of a named count (``counts`` keys, or ``attrition_remaining_<i>`` /
-        ``attrition_excluded_<i>``); ``value`` by the plain rule when the name is unknown."""
+        ``attrition_excluded_<i>``); ``value`` by the plain rule when the name is unknown.
+
+        The result's own names (``indexed``, ``comparator``, ``matched_comparator``) are the same
+        counts as ``screened``, ``unexposed``, ``matched_unexposed``.
+        """
+        name = COUNT_ALIASES.get(name, name)
         if name in self.counts:
             return self.counts[name]
         match = re.fullmatch(r"attrition_(remaining|excluded)_(\d+)", name)
@@ -528,7 +561,8 @@ def decide_disclosure(result: Any) -> StudyDisclosure:
         if i > 0 and remaining[i - 1] == remaining[i] + excluded[i]:
             equations.append((f"attrition_remaining_{i - 1}",
                               (f"attrition_remaining_{i}", f"attrition_excluded_{i}")))
-    counts = dict(getattr(result, "counts", {}) or {})
+    counts = {COUNT_ALIASES.get(k, k): v for k, v in (getattr(result, "counts", {}) or {}).items()}
+    eligible_split = _eligible_split(study)
     for key in ("screened", "eligible", "exposed", "unexposed"):
         if counts.get(key) is not None:
             values[key] = int(counts[key])
@@ -547,7 +581,7 @@ def decide_disclosure(result: Any) -> StudyDisclosure:
     # "x exposed, y unexposed" on the eligible line (before any complete-case step).
     for i in range(rows):
         reason = attrition["reason"].iloc[i] if "reason" in attrition.columns else None
-        match = _ELIGIBLE_SPLIT.match(reason) if isinstance(reason, str) else None
+        match = eligible_split.match(reason) if isinstance(reason, str) else None
         if match is None:
             continue
         x, y = int(match.group(1)), int(match.group(2))
@@ -578,21 +612,25 @@ def decide_disclosure(result: Any) -> StudyDisclosure:
             else:
                 del values["unmatched_exposed"], values["unmatched_unexposed"]
 
-    # Numbers at risk at the report times: each a count, and each drop between two a hidden difference.
-    at_risk_true = None
-    km = getattr(result, "km", None)
-    times = [float(t) for t in getattr(getattr(study, "models", None), "km_times_days", ()) or ()]
-    if km is not None and callable(getattr(km, "at_risk", None)) and times:
-        times = sorted(set(times))
-        at_risk_true = km.at_risk(times)
-        for g in at_risk_true.index:
+    # Numbers at risk at the report times of each Kaplan-Meier outcome: each a count, and each drop
+    # between two a hidden difference.
+    at_risk_true: dict[str, pd.DataFrame] = {}
+    at_risk_times: dict[str, list[float]] = {}
+    for outcome in (getattr(result, "outcomes", None) or {}).values():
+        km = getattr(outcome, "km", None)
+        if km is None or not callable(getattr(km, "at_risk", None)):
+            continue
+        times = report_times(study, float(outcome.horizon_days))
+        frame = km.at_risk(times)
+        at_risk_true[outcome.name], at_risk_times[outcome.name] = frame, times
+        for g in frame.index:
             arm_total = None
             if matched is not None and unique and str(g) in ("0", "1"):
                 arm_total = "matched_exposed" if str(g) == "1" else "matched_unexposed"
             previous = arm_total
-            for j, t in enumerate(times):
-                name = f"at_risk_{g}_{j}"
-                values[name] = int(at_risk_true.loc[g].iloc[j])
+            for j, _t in enumerate(times):
+                name = f"at_risk_{outcome.name}_{g}_{j}"
+                values[name] = int(frame.loc[g].iloc[j])
                 if previous is not None and values[previous] >= values[name]:
                     drop = f"{name}_drop"
                     values[drop] = values[previous] - values[name]
@@ -615,13 +653,14 @@ def decide_disclosure(result: Any) -> StudyDisclosure:
         if e.population in ("full", "iptw") and values.get("eligible") == int(e.n):
             equations.append(("eligible", (n_name,)))
         estimate_vars[key] = (n_name, ev_name)
-    for outcome in ("death_90d", "krt_liberation_90d"):
+    outcome_names = list(dict.fromkeys(e.outcome for e in getattr(result, "estimates", ()) or ()))
+    for outcome in outcome_names:
         # IPTW weighs the full cohort: the same patients, the same events.
         full, iptw = estimate_vars.get((outcome, "full")), estimate_vars.get((outcome, "iptw"))
         if full and iptw:
             equations.append((full[1], (iptw[1],)))
     if unique:
-        for outcome in ("death_90d", "krt_liberation_90d"):
+        for outcome in outcome_names:
             full = estimate_vars.get((outcome, "full")) or estimate_vars.get((outcome, "iptw"))
             sub = estimate_vars.get((outcome, "matched"))
             if full and sub and values[full[1]] >= values[sub[1]]:
@@ -630,6 +669,7 @@ def decide_disclosure(result: Any) -> StudyDisclosure:
                 hidden.append(diff)
                 equations.append((full[1], (sub[1], diff)))
 
+    subgroup_vars = _subgroup_family(result, values, equations, estimate_vars)
     table_one_vars = _table_one_family(result, values, equations, hidden, unique)
     # Only relations that hold (an inconsistent log from a cohort builder is its own problem, and a
     # relation that does not hold tells a reader nothing exact).
@@ -638,12 +678,13 @@ def decide_disclosure(result: Any) -> StudyDisclosure:
     display = protect_counts(values, equations, threshold, hidden=hidden)
     ranges = {values[k]: str(v) for k, v in display.items()
               if isinstance(v, str) and not v.startswith("<") and not k.startswith("t1|")}
-    at_risk_shown = None
-    if at_risk_true is not None:
-        at_risk_shown = pd.DataFrame(
-            [[display[f"at_risk_{g}_{j}"] for j in range(len(times))] for g in at_risk_true.index],
-            index=at_risk_true.index, columns=at_risk_true.columns, dtype=object,
-        )
+    at_risk_shown = {
+        name: pd.DataFrame([[display[f"at_risk_{name}_{g}_{j}"] for j in range(len(at_risk_times[name]))]
+                            for g in frame.index], index=frame.index, columns=frame.columns, dtype=object)
+        for name, frame in at_risk_true.items()
+    }
+    primary = getattr(result, "primary", None)
+    first_km = primary if primary in at_risk_shown else next(iter(at_risk_shown), None)
     shown_counts = {k: display[k] for k in ("screened", "excluded", "eligible", "exposed", "unexposed", "matched",
                                             "matched_exposed", "matched_unexposed", "unmatched_exposed",
                                             "unmatched_unexposed") if k in display}
@@ -655,13 +696,49 @@ def decide_disclosure(result: Any) -> StudyDisclosure:
         counts=shown_counts,
         attrition=tuple((display[f"attrition_remaining_{i}"], display[f"attrition_excluded_{i}"])
                         for i in range(rows)),
-        at_risk=at_risk_shown,
+        at_risk=at_risk_shown.get(first_km) if first_km is not None else None,
         estimate_counts={k: (display[n], display[ev]) for k, (n, ev) in estimate_vars.items()},
         ranges=ranges,
         few_exposed=few_exposed,
         few_matched=few_matched,
         table_one={key: display[name] for key, name in table_one_vars.items()},
+        at_risk_by_outcome=at_risk_shown,
+        subgroup_counts={key: (display[n], display[ev]) for key, (n, ev) in subgroup_vars.items()},
     )
+
+
+def _subgroup_family(
+    result: Any, values: dict[str, int], equations: list[Equation],
+    estimate_vars: Mapping[tuple[str, str], tuple[str, str]],
+) -> dict[tuple[str, str], tuple[str, str]]:
+    """Add each subgroup level's patients and events to the family: the levels of one covariate add
+    up to the population the subgroup models were fitted in (and its events), so one small level
+    could be given back by subtraction. Returns ``(covariate, level)`` -> (patients, events) names."""
+    out: dict[tuple[str, str], tuple[str, str]] = {}
+    for sg in getattr(result, "subgroups", ()) or ():
+        levels = getattr(sg, "levels", None)
+        if not isinstance(levels, pd.DataFrame) or not {"level", "n", "n_events"} <= set(levels.columns):
+            continue
+        names_n, names_ev = [], []
+        for _, row in levels.iterrows():
+            key = (str(sg.covariate), str(row["level"]))
+            n_name, ev_name = f"sg|{key[0]}|{key[1]}|n", f"sg|{key[0]}|{key[1]}|events"
+            if pd.isna(row["n"]) or pd.isna(row["n_events"]) or n_name in values:
+                continue
+            values[n_name], values[ev_name] = int(row["n"]), int(row["n_events"])
+            names_n.append(n_name)
+            names_ev.append(ev_name)
+            out[key] = (n_name, ev_name)
+        population = "matched" if "matched" in str(getattr(sg, "model", "")).lower() else "full"
+        total = estimate_vars.get((sg.outcome, population))
+        if names_n:
+            # Kept only when they hold (the filter in decide_disclosure): levels may leave out patients
+            # with a missing value, and then the sum tells a reader nothing exact.
+            equations.append(("matched" if population == "matched" else "eligible", tuple(names_n)))
+            if total is not None:
+                equations.append((total[0], tuple(names_n)))
+                equations.append((total[1], tuple(names_ev)))
+    return out
 
 
 def _table_one_family(
@@ -691,7 +768,7 @@ def _table_one_family(
             cells = {}
             for label, cell in table[column].items():
                 match = re.match(r"^\s*(\d+(?:\.\d+)?)\s*\(", str(cell))
-                if match is None or "(%)" not in str(label) and str(label) == str(label).lstrip():
+                if match is None or ("(%)" not in str(label) and str(label) == str(label).lstrip()):
                     continue
                 count = float(match.group(1))
                 if count != int(count):
