@@ -704,7 +704,8 @@ def _propensity(run: _Run, data: pd.DataFrame) -> Any:
     n1 = int((data["exposed"] == 1).sum())
     n0 = int((data["exposed"] == 0).sum())
     if n1 == 0 or n0 == 0:
-        reason = "the eligible cohort lacks one arm (no exposed or no comparator patients); a propensity model needs both"
+        arm = "exposed" if n1 == 0 else "comparator"
+        reason = f"the eligible cohort has no {arm} patients; a propensity model needs both arms"
         run.skip("propensity", "logistic", "full", reason)
         return None
     if not analysis.propensity:
