@@ -33,6 +33,7 @@ from .formatting import (
     format_p_inline,
     format_ratio,
     label_of,
+    level_text,
     resolve_labels,
     step_label,
 )
@@ -734,7 +735,7 @@ def subgroup_forest_plot(subgroups: Sequence[Any], covariate_labels: Mapping[str
         name = sg.label or (covariate_labels or {}).get(sg.covariate, sg.covariate)
         lines.append((f"{name} (interaction {format_p_inline(sg.p_interaction)})", None, f"subgroup-head-{i}"))
         for j, (_, row) in enumerate(sg.levels.iterrows()):
-            lines.append((f"   {row['level']}", row, f"subgroup-{i}-{j}"))
+            lines.append((f"   {level_text(row['level'])}", row, f"subgroup-{i}-{j}"))
     if not lines:
         raise InputError("subgroup_forest_plot: no subgroups to draw")
     with _style.style():
@@ -761,7 +762,7 @@ def subgroup_forest_plot(subgroups: Sequence[Any], covariate_labels: Mapping[str
         ax.set_xscale("log")
         left, right = min(values) / 1.25, max(values) * 1.25
         ax.set_xlim(left, right)
-        candidates = [0.05, 0.1, 0.2, 0.25, 0.5, 1, 2, 4, 5, 10, 20]
+        candidates = [0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20]
         ax.xaxis.set_major_locator(FixedLocator([c for c in candidates if left <= c <= right]))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())

@@ -6,6 +6,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 DASH = "\u2013"  # en dash between CI limits, as journals set ranges
 
 # Display names of columns every study's frame may have; a study's covariates and outcomes are named
@@ -64,6 +66,14 @@ def outcome_labels(study: Any) -> dict[str, str]:
     """The study's outcome labels by outcome name."""
     outcomes = getattr(study, "outcomes", None) or {}
     return {str(name): getattr(spec, "label", str(name)) for name, spec in outcomes.items()}
+
+
+def level_text(level: object) -> str:
+    """A subgroup level as printed: a whole number without its ".0" (a 0/1 covariate's levels are 0 and 1)."""
+    if isinstance(level, float | np.floating) and float(level).is_integer():
+        return str(int(level))
+    text = str(level)
+    return text[:-2] if text.endswith(".0") and text[:-2].lstrip("-").isdigit() else text
 
 
 def label_of(mapping: Mapping[str, str], key: str) -> str:

@@ -400,8 +400,9 @@ def table_one_row_label(row: str, labels: Mapping[str, str]) -> str:
         return row
     for name in sorted(labels, key=len, reverse=True):
         label = labels[name]
-        if row.startswith(f"{name} = 1 (%)"):
-            return f"{label} (%)" + row[len(f"{name} = 1 (%)"):]
+        for yes in (f"{name} = 1 (%)", f"{name} = 1.0 (%)", f"{name} = True (%)"):
+            if row.startswith(yes):
+                return f"{label} (%)" + row[len(yes):]
         if row.startswith((f"{name} (", f"{name} = ")):
             return label + row[len(name):]
     return row

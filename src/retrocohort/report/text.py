@@ -185,8 +185,8 @@ def methods_paragraph(result: Any) -> str:
         s.append(f"The comparator ({comparator}) received none in that window.")
     if study.dose is not None:
         dose = study.dose
-        s.append(f"The {_lower(dose.label)} was the amount given in the exposure window, summed in {dose.unit}"
-                 + (f" ({dose.factor:g} {dose.unit} per unit of amount)" if dose.factor != 1 else "") + ".")
+        s.append(f"The dose ({dose.label}) was the amount given in the exposure window, summed in {dose.unit}"
+                 + (f" (amounts converted with a factor of {dose.factor:g})" if dose.factor != 1 else "") + ".")
     if study.covariates:
         parts = []
         for name, cov in study.covariates.items():
@@ -197,7 +197,7 @@ def methods_paragraph(result: Any) -> str:
             if cov.window is not None:
                 how.append(window_words(cov.window, index))
             parts.append(f"{label}" + (f" ({' '.join(how)})" if how else ""))
-        s.append(f"Covariates were {_join(parts)}.")
+        s.append(f"Covariates were: {'; '.join(parts)}.")
         by_rule: dict[str, list[str]] = {}
         for name, cov in study.covariates.items():
             by_rule.setdefault(cov.missing, []).append((cov.label or name).split(",")[0])
@@ -373,7 +373,7 @@ def results_paragraph(result: Any) -> str:
         s.append("Propensity score matching was not performed" + (f" ({reason.rstrip('.')})" if reason else "") + ".")
     dose = result.dose if result.study.dose is not None else None
     if dose and is_number(dose.get("mean")) and not is_small(dose.get("n", counts.get("exposed")), t):
-        s.append(f"The {_lower(str(dose.get('label', 'dose')))} in the exposure window was "
+        s.append(f"The dose ({dose.get('label', 'dose')}) in the exposure window was "
                  f"{format_number(dose['mean'], 1)} \u00b1 {format_number(dose.get('sd'), 1)} "
                  f"{dose.get('unit', '')} (mean \u00b1 SD).")
     # SMDs against an arm of fewer patients than the threshold are withheld (as in balance.csv).

@@ -49,6 +49,7 @@ import pandas as pd
 from ..errors import InputError, RetrocohortError
 from ..report import figures as report_figures
 from ..report import render_html
+from ..report.formatting import level_text, study_labels
 from ..report.suppression import (
     StudyDisclosure,
     coarsen_curve,
@@ -58,7 +59,15 @@ from ..report.suppression import (
     suppress_frame,
     suppress_small_cells,
 )
-from ..report.tables import arm_labels, outcome_names, planted_for, primary_key, published_for, suppress_table_one
+from ..report.tables import (
+    arm_labels,
+    outcome_names,
+    planted_for,
+    primary_key,
+    published_for,
+    suppress_table_one,
+    table_one_row_label,
+)
 from .results import StudyResult
 
 #: 2.0 (issue 9): outcomes keyed by the study's own names, each with its label, kind, horizon and test;
@@ -648,7 +657,7 @@ def subgroup_levels(result: StudyResult, subgroup: Any, disclosure: StudyDisclos
         if shown is None:
             shown = (_count(row.get("n"), disclosure.threshold), _count(row.get("n_events"), disclosure.threshold))
         ratios = {k: float(row[k]) if pd.notna(row.get(k)) else np.nan for k in ("estimate", "lower", "upper", "p")}
-        rows.append({"level": str(row["level"]), "n": shown[0], "n_events": shown[1], **ratios})
+        rows.append({"level": level_text(row["level"]), "n": shown[0], "n_events": shown[1], **ratios})
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -739,6 +748,7 @@ def build_tables(result: StudyResult) -> dict[str, pd.DataFrame]:
     threshold = result.study.report.small_cell_threshold
     disclosure = study_disclosure(result)
     labels = _labels(result)
+    covariate_labels = study_labels(result.study)
     tables: dict[str, pd.DataFrame] = {}
     attrition = result.attrition[[c for c in ("step", "remaining", "excluded", "reason") if c in result.attrition]]
     attrition = attrition.astype(object).copy()
@@ -755,8 +765,10 @@ def build_tables(result: StudyResult) -> dict[str, pd.DataFrame]:
         table_one = getattr(result, f"table_one_{when}")
         if table_one is not None:
             cells = {(label, arm): v for (w, label, arm), v in disclosure.table_one.items() if w == when}
-            tables[f"table1_{when}"] = suppress_table_one(
-                table_one, threshold, arm_counts=_arm_counts(disclosure, when), cell_counts=cells)
+            shown = suppress_table_one(table_one, threshold, arm_counts=_arm_counts(disclosure, when), cell_counts=cells)
+            # Rows in the study's words (after the counts are protected: the disclosure knows tableone's labels).
+            shown.index = [table_one_row_label(str(i), covariate_labels) for i in shown.index]
+            tables[f"table1_{when}"] = shown
     tables["balance"] = balance_table(result, disclosure)
     estimates = pd.DataFrame(
         [
