@@ -38,6 +38,7 @@ from .formatting import (
     step_label,
 )
 from .suppression import (
+    COUNT_ALIASES,
     DEFAULT_THRESHOLD,
     StudyDisclosure,
     coarsen_curve,
@@ -569,6 +570,8 @@ def flow_diagram(
     -------
     Figure; each box is a text artist with gid ``flow-<name>``.
     """
+    # The result's own names (comparator, matched_comparator) are the diagram's unexposed arm.
+    counts = {COUNT_ALIASES.get(k, k): v for k, v in counts.items()}
     if not isinstance(attrition, pd.DataFrame) or attrition.empty:
         raise InputError("flow_diagram: the attrition log is empty; the cohort step must record at least the screened row")
     _require(attrition, ["step", "remaining", "excluded"], "flow_diagram(attrition)")
@@ -838,7 +841,7 @@ def study_figures(result: Any) -> dict[str, Figure]:
     frees them.
     """
     from .formatting import outcome_labels, study_labels
-    from .suppression import COUNT_ALIASES, report_times
+    from .suppression import report_times
     from .tables import arm_labels, index_label, planted_for, threshold_of
 
     threshold = threshold_of(result)
