@@ -42,12 +42,29 @@ def load_study_file(path: str | Path) -> Study:
         The file is missing or unreadable, not TOML, or a key, value or name is wrong.
     """
     path = Path(path)
+    if path.is_dir():
+        raise StudySpecError(f"study file {str(path)!r} is a folder; pass the study's .toml file inside it")
     if not path.is_file():
         raise StudySpecError(f"study file {str(path)!r} not found (give the path of a .toml study file)")
     try:
-        text = path.read_text(encoding="utf-8-sig")  # a BOM from a Windows editor is not TOML
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StudySpecError(f"{path}: cannot be read as UTF-8 text ({exc})") from None
+        data = path.read_bytes()
+    except OSError as exc:
+        raise StudySpecError(
+            f"study file {str(path)!r} cannot be read ({exc.strerror or exc}); check its permissions"
+        ) from None
+    if b"\x00" in data:
+        raise StudySpecError(
+            f"study file {str(path)!r} is a binary file, not a TOML text file; pass the study's .toml file "
+            "(e.g. studies/magnesium_ckrt.toml)"
+        )
+    try:
+        text = data.decode("utf-8-sig")  # a BOM from a Windows editor is not TOML
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise StudySpecError(
+            f"study file {str(path)!r}, line {line}: byte 0x{data[exc.start]:02x} is not UTF-8 text; TOML files "
+            "are UTF-8: save the file as UTF-8 in your editor (or convert it, e.g. iconv -f latin1 -t utf-8)"
+        ) from None
     return parse_study_text(text, where=str(path))
 
 

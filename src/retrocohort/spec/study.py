@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import typing
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -79,7 +80,27 @@ def _names(value: Any) -> Any:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: TOML has inf and nan, and neither is a horizon, a factor, a caliper or a ratio
+    # (windows are strings, where "-inf" / "inf" is an open end: see window.py).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: Any) -> Any:
+        """Refuse true/false where a number is expected (pydantic would read ``ratio = true`` as 1)."""
+        field = cls.model_fields.get(info.field_name) if info.field_name else None
+        if field is None or field.annotation is bool:
+            return value
+        items = value if isinstance(value, (list, tuple)) else (value,)
+        # false switches an optional setting off (its own validator makes it None); anywhere else pydantic
+        # would read it as 0 (small_cell_threshold = false would switch suppression off).
+        optional = type(None) in typing.get_args(field.annotation)
+        off = value is False and optional
+        if not off and any(isinstance(v, bool) for v in items):
+            raise ValueError(
+                "true/false is not a value here: give a number (or false to switch an optional setting off)"
+            )
+        return value
 
 
 class StudyInfo(_Section):
@@ -242,7 +263,7 @@ class OutcomeSpec(_Section):
     @field_validator("competing", mode="before")
     @classmethod
     def _off(cls, v: Any) -> Any:
-        return None if v in (False, "none") else v
+        return None if v is False or v == "none" else v
 
     @model_validator(mode="after")
     def _kind_fits(self) -> OutcomeSpec:
@@ -279,7 +300,7 @@ class MatchingSpec(_Section):
     @field_validator("caliper", mode="before")
     @classmethod
     def _off(cls, v: Any) -> Any:
-        return None if v in (False, "none", "off") else v
+        return None if v is False or v in ("none", "off") else v
 
 
 class AnalysisSpec(_Section):
@@ -301,6 +322,15 @@ class AnalysisSpec(_Section):
     e_value: bool = True
     subgroups: tuple[str, ...] = ()
 
+    @field_validator("propensity")
+    @classmethod
+    def _some_covariates(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        # written and empty: a propensity model of nothing (leave the key out for every covariate)
+        if not v:
+            raise ValueError("the propensity model needs at least one covariate: list them, or leave "
+                             "the key out to use every covariate of the study")
+        return v
+
     @field_validator("km_times_days")
     @classmethod
     def _times(cls, v: tuple[float, ...]) -> tuple[float, ...]:
@@ -321,9 +351,19 @@ class ReportSpec(_Section):
     def _ordered(cls, v: dict[str, tuple[float, float, float]]) -> dict[str, tuple[float, float, float]]:
         for name, (hr, lower, upper) in v.items():
             if not (0 < lower <= hr <= upper):
-                raise ValueError(f"published {name} = [{hr}, {lower}, {upper}] must be [HR, lower, upper] "
-                                 "with 0 < lower <= HR <= upper")
+                raise ValueError(f"published {name} = [{hr}, {lower}, {upper}] must be [estimate, lower, upper] "
+                                 "with 0 < lower <= estimate <= upper"
+                                 + (" (lower and upper swapped?)" if upper < lower else ""))
         return v
+
+    @field_validator("small_cell_threshold")
+    @classmethod
+    def _threshold_hides_something(cls, value: int) -> int:
+        # "<2" can only be 1: a threshold of 2 would print every suppressed count exactly.
+        if value == 2:
+            raise ValueError('small_cell_threshold = 2 would print a count of 1 as "<2", which can only be 1; '
+                             "use 0 (no suppression) or 3 and above (5 is usual, 11 for CMS-style rules)")
+        return value
 
 
 class Study(_Section):
@@ -582,6 +622,15 @@ def study_problems(study: Study) -> list[Problem]:
         if n not in study.outcomes:
             add(("report", "published"), (f"{n!r} is not an outcome of this study"
                              f"{_closest(n, list(study.outcomes))}. Outcomes: {list(study.outcomes)}"))
+    if not study.covariates:
+        add(("covariates",), ("the study has no covariates: the propensity model needs at least one covariate; "
+                              "declare them under [covariates.<name>]"))
+    longest = max((o.horizon_days for o in study.outcomes.values()), default=math.inf)
+    beyond = [t for t in study.analysis.km_times_days if t > longest]
+    if beyond:
+        # a curve has no value after the end of follow-up; the report table would be blank there
+        add(("analysis", "km_times_days"), (f"report times {beyond} are past the longest outcome horizon "
+                                            f"({longest:g} days); give days from 0 to {longest:g}"))
     return problems
 
 

@@ -594,7 +594,7 @@ def _analyse(run: _Run, cohort: Any, data_path: Path | None, engine: str, starte
         synthetic, planted, _description = read_synthetic_info(data_path, study)
         extra = ("pyspark",) if engine == "spark" else ()
         provenance: dict[str, Any] = {
-            "study_fingerprint": _study_fingerprint(study),
+            "study_fingerprint": study.fingerprint,
             "data_fingerprint": data_fingerprint(data_path) if data_path is not None else None,
             "data_fingerprint_method": DATA_FINGERPRINT_METHOD,
             "packages": package_versions(extra),
@@ -642,12 +642,6 @@ def _primary(study: Study) -> str:
     return next((n for n, oc in study.outcomes.items() if oc.primary), next(iter(study.outcomes)))
 
 
-def _study_fingerprint(study: Study) -> str:
-    """SHA-256 of the study file's text (else of the validated study as JSON)."""
-    text = study.source_text if study.source_text is not None else study.model_dump_json()
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def _model(study: Study, outcome: str, which: str) -> str:
     """``cox_<which>`` or ``fine_gray_<which>`` as the outcome is competing or not."""
     return f"{'fine_gray' if _is_competing(study, outcome) else 'cox'}_{which}"
@@ -671,7 +665,7 @@ def _complete_cases(run: _Run, data: pd.DataFrame, attrition: pd.DataFrame) -> t
     """
     study = run.study
     outcome_columns = [c for name in study.outcomes for c in _columns(name)]
-    needed = list(dict.fromkeys(["exposed", *study.analysis.propensity, *study.analysis.adjust, *outcome_columns]))
+    needed = list(dict.fromkeys(["exposed", *study.propensity_covariates, *study.adjustment_set, *outcome_columns]))
     missing_columns = [c for c in needed if c not in data.columns]
     if missing_columns:
         raise InputError(
@@ -708,10 +702,10 @@ def _propensity(run: _Run, data: pd.DataFrame) -> Any:
         reason = f"the eligible cohort has no {arm} patients; a propensity model needs both arms"
         run.skip("propensity", "logistic", "full", reason)
         return None
-    if not analysis.propensity:
-        run.skip("propensity", "logistic", "full", "the study lists no propensity covariates ([analysis] propensity)")
+    if not run.study.propensity_covariates:
+        run.skip("propensity", "logistic", "full", "the study has no covariates for a propensity model")
         return None
-    covariates = _usable_covariates(run, data, analysis.propensity, "propensity model")
+    covariates = _usable_covariates(run, data, run.study.propensity_covariates, "propensity model")
     n_terms = _n_terms(data, covariates) + 1
     if min(n1, n0) <= 1 or len(data) <= n_terms:
         reason = f"too few patients for a propensity model with {n_terms} terms"
@@ -779,7 +773,7 @@ def _balance_covariates(run: _Run, data: pd.DataFrame) -> list[str]:
     has no SMD; a note says so.
     """
     study = run.study
-    names = [*study.analysis.propensity, *study.analysis.adjust, *_table_one_variables(study, data)[0]]
+    names = [*study.propensity_covariates, *study.adjustment_set, *_table_one_variables(study, data)[0]]
     kept = []
     for name in dict.fromkeys(names):
         if name not in data.columns:
@@ -1028,7 +1022,7 @@ def _outcome(run: _Run, name: str, matched: pd.DataFrame | None) -> OutcomeResul
     common: dict[str, Any] = dict(outcome=name, population="matched", frame=matched, **options)
     unadjusted = _fit_hr(run, model=models[0], covariates=["exposed"], label=_line(study, name, "matched, unadjusted"),
                          **common)
-    adjusted = _fit_hr(run, model=models[1], covariates=study.analysis.adjust,
+    adjusted = _fit_hr(run, model=models[1], covariates=study.adjustment_set,
                        label=_line(study, name, "matched, adjusted"), **common)
     if result["primary"] and not competing:
         main = adjusted if adjusted is not None else unadjusted
@@ -1052,7 +1046,7 @@ def _full_cohort(run: _Run, data: pd.DataFrame) -> None:
     for name in study.outcomes:
         competing = _is_competing(study, name)
         _fit_hr(run, outcome=name, model=_model(study, name, "adjusted"), population="full", frame=data,
-                covariates=study.analysis.adjust, label=_line(study, name, "full eligible cohort, adjusted"),
+                covariates=study.adjustment_set, label=_line(study, name, "full eligible cohort, adjusted"),
                 variance="crr sandwich" if competing else "model-based")
 
 
