@@ -261,3 +261,14 @@ def test_relations_that_do_not_hold_are_refused():
         protect_counts({"t": 5, "a": -1, "b": 6}, [("t", ("a", "b"))])
     with pytest.raises(InputError, match="no value"):
         protect_counts({"t": 5, "a": 1}, [("t", ("a", "b"))])
+
+
+def test_a_count_before_an_arm_label_is_a_count_of_people():
+    # The cohort builder's eligible line names the arms by the study's labels, not "exposed"/"unexposed".
+    from retrocohort.report.suppression import suppress_counts_in_text
+
+    line = "2 vasopressin (Vasopressin started in (0h, 48h] of the index), 40 norepinephrine alone"
+    out = suppress_counts_in_text(line, 5, count_words=("vasopressin", "norepinephrine alone"))
+    assert out.startswith("<5 vasopressin (") and out.endswith(", 40 norepinephrine alone")
+    assert suppress_counts_in_text("48 h of vasopressin", 5, count_words=("vasopressin",)) == "48 h of vasopressin"
+    assert suppress_counts_in_text(line, 5).startswith("2 vasopressin")  # without the labels: not a count word

@@ -223,17 +223,20 @@ def _outcome_sections(result: Any, disclosure: Any, threshold: int, first_figure
     conf = f"{100 * result.study.analysis.conf_level:g}%"
     sections = []
     number = first_figure
-    for name, fitted in (getattr(result, "outcomes", None) or {}).items():
+    fits = getattr(result, "outcomes", None) or {}
+    # Every outcome of the study has its section, fitted or not (then the figure says it was not drawn).
+    for name, spec in result.study.outcomes.items():
+        fitted = fits.get(name)
+        competing = spec.competing is not None
         label = outcome_label(result, name)
-        horizon = float(fitted.horizon_days)
-        test = fitted.gray if fitted.competing else fitted.logrank
+        horizon = float(spec.horizon_days)
+        test = getattr(fitted, "gray" if competing else "logrank", None)
         p = getattr(test, "p_value", None)
-        test_name = "Gray's test" if fitted.competing else "Log-rank test"
-        if fitted.competing:
+        test_name = "Gray's test" if competing else "Log-rank test"
+        if competing:
             stem = f"cif_{name}"
-            competing = getattr(result.study.outcomes[name], "competing", None) or "death"
             caption = (f"Cumulative incidence of {label} by arm in the matched cohort to day {horizon:g}, "
-                       f"{competing} as competing event (Aalen-Johansen).")
+                       f"{spec.competing} as competing event (Aalen-Johansen).")
         else:
             stem = f"km_{name}"
             caption = (f"Kaplan-Meier estimates of {label} by arm in the matched cohort to day {horizon:g}, with "
@@ -242,13 +245,13 @@ def _outcome_sections(result: Any, disclosure: Any, threshold: int, first_figure
             caption += f" {test_name} {format_p_inline(p)}."
         at_risk = None
         shown = disclosure.at_risk_by_outcome.get(name)
-        if fitted.km is not None and not fitted.competing:
+        if fitted is not None and fitted.km is not None and not competing:
             frame = at_risk_table(fitted.km, report_times(result.study, horizon), arms, threshold, shown=shown)
             at_risk = {"columns": list(frame.columns),
                        "rows": [{"label": idx, "cells": list(r)}
                                 for idx, r in zip(frame.index, frame.to_numpy(), strict=True)]}
         sections.append({
-            "id": f"outcome-{name}", "title": f"{label} by day {horizon:g}" + (" (primary)" if fitted.primary else ""),
+            "id": f"outcome-{name}", "title": f"{label} by day {horizon:g}" + (" (primary)" if spec.primary else ""),
             "stem": stem, "number": f"Figure {number}.", "caption": caption,
             "test_name": test_name, "test_key": f"test/{name}", "test_text": format_p_inline(p) if is_number(p) else "",
             "test_value": _value(p), "at_risk": at_risk,

@@ -154,7 +154,8 @@ _ESS = re.compile(r"(effective sample size\s+)(\d+(?:\.\d+)?)(\s+of\s+)(\d+)", r
 
 
 def suppress_counts_in_text(
-    text: str, threshold: int = DEFAULT_THRESHOLD, ranges: Mapping[int, str] | None = None
+    text: str, threshold: int = DEFAULT_THRESHOLD, ranges: Mapping[int, str] | None = None,
+    count_words: Iterable[str] = (),
 ) -> str:
     """Free text with every small count of people suppressed: "1 exposed, 6 unexposed" -> "<5 exposed, 6 unexposed".
 
@@ -164,7 +165,9 @@ def suppress_counts_in_text(
     "missing ..." sentence, or an effective sample size; itemids, hours and ages are
     left alone. ``ranges`` maps true values of counts withheld elsewhere as ranges
     (complementary suppression, :func:`study_disclosure`) to their display, so the
-    text never gives such a count back exactly.
+    text never gives such a count back exactly. ``count_words`` are more words a count of people
+    precedes: the study's arm labels ("12 vasopressin (...), 40 norepinephrine alone", the cohort
+    builder's eligible line).
     """
     threshold = _check_threshold(threshold)
     if not isinstance(text, str) or threshold == 0:
@@ -184,6 +187,8 @@ def suppress_counts_in_text(
     if re.search(r"missing", out, re.IGNORECASE):
         out = _COLUMN_COUNTS.sub(lambda m: m.group(1) + shown(m.group(2)), out)
     out = _ESS.sub(lambda m: m.group(1) + shown(m.group(2)) + m.group(3) + shown(m.group(4)), out)
+    for word in sorted({w for w in count_words if w}, key=len, reverse=True):
+        out = re.sub(rf"(?<![\w.<>=-])(\d[\d,]*)(?= {re.escape(word)}(?!\w))", lambda m: shown(m.group(1)), out)
     return out
 
 
@@ -459,6 +464,7 @@ class StudyDisclosure:
         columns: :func:`report_times`) as shown; None without a KM result.
     at_risk_by_outcome : the same, per outcome name, for every outcome with a Kaplan-Meier result.
     subgroup_counts : ``(covariate, level)`` -> (patients, events) of a subgroup level as shown.
+    count_words : the study's arm labels: a number right before one is a count of people in free text.
     estimate_counts : ``(outcome, population)`` -> (patients, events) as shown.
     ranges : true value -> display of every count withheld as a range, for free text.
     few_exposed / few_matched : an arm of the eligible / matched cohort has fewer patients
@@ -479,6 +485,7 @@ class StudyDisclosure:
     table_one: dict[tuple[str, str, str], int | str] = field(default_factory=dict)
     at_risk_by_outcome: dict[str, pd.DataFrame] = field(default_factory=dict)
     subgroup_counts: dict[tuple[str, str], tuple[int | str, int | str]] = field(default_factory=dict)
+    count_words: tuple[str, ...] = ()
 
     def count(self, name: str, value: object = None) -> object:
         """The display of a named count (``counts`` keys, or ``attrition_remaining_<i>`` /
@@ -501,7 +508,7 @@ class StudyDisclosure:
         The E-value's "outcome common (79% >= 15%)" loses its observed percentage when the matched
         cohort's size is not shown exactly (events / percentage would give it back).
         """
-        out = suppress_counts_in_text(text, self.threshold, self.ranges)
+        out = suppress_counts_in_text(text, self.threshold, self.ranges, self.count_words)
         if not isinstance(self.counts.get("matched", 0), int):
             out = _OBSERVED_PERCENT.sub("(", out)
         return out
@@ -704,6 +711,9 @@ def decide_disclosure(result: Any) -> StudyDisclosure:
         table_one={key: display[name] for key, name in table_one_vars.items()},
         at_risk_by_outcome=at_risk_shown,
         subgroup_counts={key: (display[n], display[ev]) for key, (n, ev) in subgroup_vars.items()},
+        count_words=tuple(str(w) for w in (getattr(getattr(study, "exposure", None), "label", None),
+                                           getattr(getattr(study, "comparator", None), "label", None))
+                          if isinstance(w, str)),
     )
 
 
