@@ -113,3 +113,24 @@ def study_result(name: str = "magnesium_ckrt", n: int = 330, seed: int = 7, synt
     if synthetic:
         result = replace(result, synthetic=True, planted=planted_truth(study))
     return result
+
+
+def cohort_for(name: str = "magnesium_ckrt", n: int = 400, seed: int = 11, n_exposed: int | None = None,
+               study: Any = None) -> SimpleNamespace:
+    """A built-cohort stand-in (``data``, ``attrition``, ``notes``) for ``analyse_cohort``: a random frame for a
+    shipped study, with exactly ``n_exposed`` exposed patients when given."""
+    study = study if study is not None else load(name)
+    data = analysis_frame(study, n, seed)
+    if n_exposed is not None:
+        rng = np.random.default_rng(seed + 100)
+        exposed = np.zeros(n, dtype=int)
+        exposed[rng.choice(n, n_exposed, replace=False)] = 1
+        data["exposed"] = exposed
+        if study.dose is not None:
+            data[study.dose.name] = np.where(exposed == 1, rng.gamma(5.3, 4.6, n).round(1) + 1, 0.0)
+    return SimpleNamespace(data=data, attrition=attrition_for(study, data), notes=(), data_checks=None)
+
+
+def with_threshold(study: Any, threshold: int) -> Any:
+    """The study with another ``[report] small_cell_threshold``."""
+    return study.model_copy(update={"report": study.report.model_copy(update={"small_cell_threshold": threshold})})
