@@ -345,12 +345,11 @@ def run(
     Example: retrocohort run studies/magnesium_ckrt.toml --mimic /data/mimic-iv-2.2 --out mg-study
     """
     from .errors import InputError
-    from .study import load_study
 
     with _user_errors(out), contextlib.ExitStack() as held:
         if engine not in ("duckdb", "spark"):
             raise InputError(f"--engine {engine!r} is not supported; choose duckdb or spark")
-        study = load_study(study_file)
+        study = _load_language_study(study_file)
         # The study name is one plain path component (spec.py), so the default stays in the working directory.
         out = out if out is not None else Path(f"{study.study.name}-output")
         _check_out(out, force)
@@ -568,17 +567,7 @@ def _check_study_file(path: Path, study_file: Path, count: bool = True) -> None:
     from .spec import load_study_file
 
     with _user_errors():
-        try:
-            study = load_study_file(study_file)
-        except StudySpecError:
-            if _is_legacy_study(study_file):
-                raise StudySpecError(
-                    f"{study_file} is in the old study-file format ([cohort], [propensity], [models]), which "
-                    "retrocohort no longer reads: rewrite it in the study language (docs/study-language.md; "
-                    "studies/magnesium_ckrt.toml is the flagship written in it, `retrocohort new` writes a "
-                    "template)"
-                ) from None
-            raise
+        study = _load_language_study(study_file)
         if not path.is_dir():
             raise SourceError(f"{str(path)!r} is not a folder; point it at the MIMIC-IV folder holding hosp/ and icu/")
         threshold = study.report.small_cell_threshold
@@ -628,6 +617,24 @@ def _check_study_file(path: Path, study_file: Path, count: bool = True) -> None:
         console.print(
             f"[green]Every table and column the study's concepts read is present in {escape(str(path))}.[/green]"
         )
+
+
+def _load_language_study(study_file: Path) -> Any:
+    """The study of a study-language file; a file of the old format gets directions, not key errors."""
+    from .errors import StudySpecError
+    from .spec import load_study_file
+
+    try:
+        return load_study_file(study_file)
+    except StudySpecError:
+        if _is_legacy_study(study_file):
+            raise StudySpecError(
+                f"{study_file} is in the old study-file format ([cohort], [propensity], [models]), which "
+                "retrocohort no longer reads: rewrite it in the study language (docs/study-language.md; "
+                "studies/magnesium_ckrt.toml is the flagship written in it, `retrocohort new` writes a "
+                "template)"
+            ) from None
+        raise
 
 
 def _is_legacy_study(study_file: Path) -> bool:
