@@ -111,6 +111,15 @@ class StudyInfo(_Section):
     description: str = ""
     seed: int = Field(1, ge=0)
 
+    @field_validator("name", mode="before")
+    @classmethod
+    def _safe_name(cls, v: Any) -> Any:
+        # the name becomes the default output folder <name>-output: one plain path component
+        if isinstance(v, str) and not _is_identifier(v):
+            raise ValueError(f"study name {v!r} must be a lower-case identifier (letters, digits and underscores, "
+                             "e.g. my_study): it names the output folder <name>-output")
+        return v
+
 
 class IndexSpec(_Section):
     """``[index]``: the entry event.
