@@ -27,8 +27,7 @@ from retrocohort.study.outputs import (
     write_outputs,
 )
 from retrocohort.study.pipeline import analyse_cohort
-from retrocohort.study.spec import default_study
-from tests.study.test_pipeline import make_cohort
+from tests.report._build import cohort_for, load
 
 SRC = Path(outputs.__file__).resolve().parents[2]
 
@@ -36,7 +35,7 @@ SRC = Path(outputs.__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def tiny():
     # Six patients: every model is skipped, so few figures and a fast write.
-    return analyse_cohort(make_cohort(n=6, seed=5), default_study())
+    return analyse_cohort(cohort_for("magnesium_ckrt", n=6, seed=5), load("magnesium_ckrt"))
 
 
 def names(folder: Path) -> list[str]:
