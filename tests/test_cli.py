@@ -105,7 +105,9 @@ def test_tiny_cohort_run_says_why_models_were_skipped(tmp_path, small_ehr):
     doc = json.loads((out / "results.json").read_text())
     validate_results_document(doc)
     assert doc["synthetic"] is True and doc["planted"]["death"] == {
-        "estimand": "hr", "value": json.loads((small_ehr / "SYNTHETIC.json").read_text())["truth"]["hr_death"]}
+        "estimand": "hr",
+        "value": json.loads((small_ehr / "SYNTHETIC.json").read_text())["truth"]["hr_death"],
+    }
     assert doc["skipped"], "a cohort of a handful of patients must skip some models"
     assert "skipped" in text
     for skipped in doc["skipped"]:
@@ -164,7 +166,6 @@ def test_demo_runs_the_flagship_study_file(tmp_path):
     for number in ("0.38", "0.18", "0.83", "2.07", "1.23", "3.49"):
         assert number in text, number
     assert "Death by day" in text and "KRT liberation by day" in text and "Mg dose" in text
-
 
     # No identifier and no index date of the cohort in any output file.
     from tests.cohort.legacy import extract

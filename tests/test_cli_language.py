@@ -15,7 +15,8 @@ from retrocohort.spec.template import fill_examples
 from tests.cohort.minimimic import MiniMimic
 
 runner = CliRunner()
-LEGACY_STUDY = Path(__file__).resolve().parents[1] / "studies" / "magnesium_ckrt.toml"  # the flagship (now in the language)
+# the flagship (in the study language since issue 9)
+LEGACY_STUDY = Path(__file__).resolve().parents[1] / "studies" / "magnesium_ckrt.toml"
 
 
 def invoke(*args: object):

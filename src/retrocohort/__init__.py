@@ -16,7 +16,15 @@ from . import _startup
 _startup.install()  # Ctrl-C during the imports below: one line and exit 2 from the command, no traceback
 
 from .cohort.builder import BuiltCohort, build_cohort
-from .matching import MatchResult, PropensityResult, balance, balance_before_after, match_nearest, propensity_score, table_one
+from .matching import (
+    MatchResult,
+    PropensityResult,
+    balance,
+    balance_before_after,
+    match_nearest,
+    propensity_score,
+    table_one,
+)
 from .report import methods_paragraph, render_html, results_paragraph, save_figure, study_figures
 from .sources import MimicIV, SyntheticInfo, check_source, generate_synthetic, to_parquet
 from .study import Study, StudyResult, analyse_cohort, flagship_study, load_study, run_study, write_outputs
@@ -36,26 +44,25 @@ from .survival import (
 _startup.release()
 
 __all__ = [
+    "BuiltCohort",
     "CoxResult",
     "FineGrayResult",
     "KaplanMeierResult",
     "MatchResult",
-    "PropensityResult",
-    "StudyResult",
-    "analyse_cohort",
-    "balance_before_after",
-    "to_parquet",
-    "BuiltCohort",
     "MimicIV",
+    "PropensityResult",
     "Study",
+    "StudyResult",
     "SyntheticInfo",
+    "analyse_cohort",
     "balance",
+    "balance_before_after",
+    "build_cohort",
     "check_source",
     "cox",
     "cumulative_incidence",
-    "build_cohort",
-    "flagship_study",
     "fine_gray",
+    "flagship_study",
     "generate_synthetic",
     "gray_test",
     "kaplan_meier",
@@ -71,5 +78,6 @@ __all__ = [
     "save_figure",
     "study_figures",
     "table_one",
+    "to_parquet",
     "write_outputs",
 ]

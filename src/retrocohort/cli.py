@@ -236,14 +236,18 @@ def print_summary(result: Any, out: Path | None = None) -> None:
             sens.add_row(escape(e.label), _fmt_ratio(e.estimate, e.lower, e.upper), _fmt_p(e.p))
         console.print(sens)
     for sub in getattr(result, "subgroups", ()):
-        table = Table(title=f"Subgroups by {sub.label} (p for interaction {_fmt_p(sub.p_interaction)})",
-                      show_edge=False)
+        table = Table(
+            title=f"Subgroups by {sub.label} (p for interaction {_fmt_p(sub.p_interaction)})", show_edge=False
+        )
         table.add_column("level")
         table.add_column("HR (95% CI)", justify="right")
         table.add_column("p", justify="right")
         for _, level in sub.levels.iterrows():
-            table.add_row(escape(str(level["level"])), _fmt_ratio(level["estimate"], level["lower"], level["upper"]),
-                          _fmt_p(level["p"]))
+            table.add_row(
+                escape(str(level["level"])),
+                _fmt_ratio(level["estimate"], level["lower"], level["upper"]),
+                _fmt_p(level["p"]),
+            )
         console.print(table)
     if result.e_value is not None:
         console.print(
@@ -258,7 +262,9 @@ def print_summary(result: Any, out: Path | None = None) -> None:
     for note in result.notes:
         console.print(f"[dim]note: {escape(disclosure.text(note))}[/dim]")
     if out is not None:
-        console.print(f"\nReport: [bold]{escape(str(out / 'report.html'))}[/bold]  (results.json, tables/, figures/ beside it)")
+        console.print(
+            f"\nReport: [bold]{escape(str(out / 'report.html'))}[/bold]  (results.json, tables/, figures/ beside it)"
+        )
 
 
 def _run_and_write(source: Any, study: Any, out: Path, force: bool, engine: str, lock: Any) -> Any:
@@ -275,18 +281,24 @@ def _run_and_write(source: Any, study: Any, out: Path, force: bool, engine: str,
 # --------------------------------------------------------------------------- commands
 
 
-
 def _size_and_seed(stays: int | None, seed: int | None) -> dict[str, Any]:
     """generate_synthetic's size and seed arguments, leaving out what the user did not set."""
     return {k: v for k, v in (("stays", stays), ("seed", seed)) if v is not None}
 
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("demo-output"), "--out", help="Output folder for the report."),
-    stays: int | None = typer.Option(None, "--stays", min=1, help="ICU stays to generate (default: calibrated to the published cohort)."),
+    stays: int | None = typer.Option(
+        None, "--stays", min=1, help="ICU stays to generate (default: calibrated to the published cohort)."
+    ),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the synthetic EHR (default: the calibrated one)."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
-    data: Path | None = typer.Option(None, "--data", help="Keep the generated synthetic EHR in this folder (default: a temporary folder, deleted afterwards)."),
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        help="Keep the generated synthetic EHR in this folder (default: a temporary folder, deleted afterwards).",
+    ),
 ) -> None:
     """Generate a synthetic EHR, run the flagship magnesium-in-CKRT study on DuckDB and write the report.
 
@@ -354,7 +366,9 @@ def run(
         out = out if out is not None else Path(f"{study.study.name}-output")
         _check_out(out, force)
         if not mimic.is_dir():
-            raise InputError(f"--mimic {str(mimic)!r} is not a folder; point it at the MIMIC-IV folder holding hosp/ and icu/")
+            raise InputError(
+                f"--mimic {str(mimic)!r} is not a folder; point it at the MIMIC-IV folder holding hosp/ and icu/"
+            )
         lock = held.enter_context(_locked_out(out, force))
         _run_and_write(mimic, study, out, force, engine, lock=lock)
 
@@ -362,7 +376,9 @@ def run(
 @app.command()
 def synth(
     out: Path = typer.Option(..., "--out", help="Folder to write hosp/ and icu/ into."),
-    stays: int | None = typer.Option(None, "--stays", min=1, help="ICU stays (default: calibrated to the published cohort)."),
+    stays: int | None = typer.Option(
+        None, "--stays", min=1, help="ICU stays (default: calibrated to the published cohort)."
+    ),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (default: the calibrated one)."),
     fmt: str = typer.Option("csv.gz", "--format", help="csv.gz (as PhysioNet ships MIMIC-IV) or parquet."),
     force: bool = typer.Option(False, "--force", help="Regenerate OUT if it already holds a synthetic EHR."),
@@ -397,10 +413,15 @@ def synth(
         )
         # the planted (s)HR of each shipped study, by outcome name (SYNTHETIC.json "studies")
         for name, truth in (getattr(info, "studies", None) or {}).items():
-            effects = {k: v for k, v in truth.items() if re.fullmatch(r"s?hr_[a-z0-9_]+", k)
-                       and isinstance(v, (int, float)) and not isinstance(v, bool)}
+            effects = {
+                k: v
+                for k, v in truth.items()
+                if re.fullmatch(r"s?hr_[a-z0-9_]+", k) and isinstance(v, (int, float)) and not isinstance(v, bool)
+            }
             if effects:
-                console.print(f"Planted truth, {escape(name)}: " + ", ".join(f"{k} = {v:g}" for k, v in effects.items()))
+                console.print(
+                    f"Planted truth, {escape(name)}: " + ", ".join(f"{k} = {v:g}" for k, v in effects.items())
+                )
 
 
 _PLUMBING = {"patient key", "admission key", "admission", "ICU stay"}
@@ -451,10 +472,17 @@ def check(
     headers_only: bool = typer.Option(
         False, "--headers-only", help="Only read the header lines (fast), not every file to its end."
     ),
-    study: Path | None = typer.Option(None, "--study", help="A study-language file: list its concepts, their "
-                                      "tables and the rows each finds in PATH (see `retrocohort new`)."),
-    count: bool = typer.Option(True, "--count/--no-count", help="With --study: count each concept's rows "
-                               "(one scan per concept) or only check tables and columns."),
+    study: Path | None = typer.Option(
+        None,
+        "--study",
+        help="A study-language file: list its concepts, their "
+        "tables and the rows each finds in PATH (see `retrocohort new`).",
+    ),
+    count: bool = typer.Option(
+        True,
+        "--count/--no-count",
+        help="With --study: count each concept's rows (one scan per concept) or only check tables and columns.",
+    ),
 ) -> None:
     """Report which MIMIC-IV tables and columns a folder has and which study concepts they support.
 
@@ -499,7 +527,9 @@ def check(
                 escape(str(name)),
                 status,
                 escape(", ".join(absent["column"])) if not table_absent else "all",
-                escape(", ".join(concepts)) if len(present) or not table_absent else f"[dim]{escape(', '.join(concepts))}[/dim]",
+                escape(", ".join(concepts))
+                if len(present) or not table_absent
+                else f"[dim]{escape(', '.join(concepts))}[/dim]",
             )
         console.print(table)
         if missing_required:
@@ -550,8 +580,10 @@ def new(
         except OSError as exc:
             raise InputError(f"{str(study_file)!r} cannot be written ({exc.strerror or exc})") from None
         blanks = placeholders(text)
-        console.print(f"Wrote [bold]{escape(str(study_file))}[/bold]: fill the {len(blanks)} places marked "
-                      "'<fill: ...>' (each gives an example), then:")
+        console.print(
+            f"Wrote [bold]{escape(str(study_file))}[/bold]: fill the {len(blanks)} places marked "
+            "'<fill: ...>' (each gives an example), then:"
+        )
         console.print(f"  retrocohort check DATA --study {escape(str(study_file))}")
         console.print(f"  retrocohort run {escape(str(study_file))} --mimic DATA --out OUT")
 
@@ -563,8 +595,7 @@ def _check_study_file(path: Path, study_file: Path, count: bool = True) -> None:
     no rows is a warning (exit 0), as it is a zero in the attrition of a run.
     """
     from .cohort.inventory import study_inventory
-    from .errors import SourceError, StudySpecError
-    from .spec import load_study_file
+    from .errors import SourceError
 
     with _user_errors():
         study = _load_language_study(study_file)
@@ -593,15 +624,26 @@ def _check_study_file(path: Path, study_file: Path, count: bool = True) -> None:
         console.print(tables)
 
         concepts = Table(title="Concepts of the study", show_edge=False)
-        for column, justify in (("concept", "left"), ("kind", "left"), ("tables", "left"), ("rows", "right"),
-                                ("patients", "right"), ("status", "left")):
+        for column, justify in (
+            ("concept", "left"),
+            ("kind", "left"),
+            ("tables", "left"),
+            ("rows", "right"),
+            ("patients", "right"),
+            ("status", "left"),
+        ):
             concepts.add_column(column, justify=justify)  # type: ignore[arg-type]
         colour = {"found": "green", "no rows": "yellow", "not counted": "dim"}
         for row in inv.concepts.to_dict("records"):
             shown = [_fmt_count(None if _isna(row[k]) else int(row[k]), threshold) for k in ("rows", "patients")]
             status = row["status"]
-            concepts.add_row(escape(row["concept"]), row["kind"], escape(row["tables"]), *shown,
-                             f"[{colour.get(status, 'red')}]{escape(status)}[/{colour.get(status, 'red')}]")
+            concepts.add_row(
+                escape(row["concept"]),
+                row["kind"],
+                escape(row["tables"]),
+                *shown,
+                f"[{colour.get(status, 'red')}]{escape(status)}[/{colour.get(status, 'red')}]",
+            )
         console.print(concepts)
         for note in inv.notes:
             console.print(f"[yellow]note:[/yellow] {escape(note)}")
@@ -659,8 +701,12 @@ def _isna(value: Any) -> bool:
 def convert(
     mimic_dir: Path = typer.Argument(..., metavar="MIMIC_DIR", help="MIMIC-IV folder with hosp/ and icu/ (csv.gz)."),
     parquet_dir: Path = typer.Argument(..., metavar="PARQUET_DIR", help="Folder to write the Parquet copy into."),
-    table: list[str] | None = typer.Option(None, "--table", help="Convert only this table (repeatable), e.g. "
-                                           "--table icu/chartevents --table labevents. Default: every table."),
+    table: list[str] | None = typer.Option(
+        None,
+        "--table",
+        help="Convert only this table (repeatable), e.g. "
+        "--table icu/chartevents --table labevents. Default: every table.",
+    ),
     force: bool = typer.Option(False, "--force", help="Replace tables already converted in PARQUET_DIR."),
     memory_limit: str | None = typer.Option(None, "--memory-limit", help="DuckDB memory limit, e.g. 2GB."),
 ) -> None:
@@ -695,8 +741,9 @@ def convert(
 
             config = {"memory_limit": memory_limit} if memory_limit else None
             try:
-                result = convert_mimic(mimic_dir, parquet_dir, table or None, force=force, progress=progress,
-                                       duckdb_config=config)
+                result = convert_mimic(
+                    mimic_dir, parquet_dir, table or None, force=force, progress=progress, duckdb_config=config
+                )
             except KeyboardInterrupt:
                 err_console.print(
                     "[yellow]interrupted:[/yellow] the table being written was removed; tables finished before "
@@ -704,17 +751,29 @@ def convert(
                 )
                 raise typer.Exit(130) from None
         summary = Table(title=f"Parquet copy in {escape(str(result.out))}", show_edge=False)
-        for column, justify in (("table", "left"), ("rows", "right"), ("source MiB", "right"),
-                                ("Parquet MiB", "right"), ("seconds", "right")):
+        for column, justify in (
+            ("table", "left"),
+            ("rows", "right"),
+            ("source MiB", "right"),
+            ("Parquet MiB", "right"),
+            ("seconds", "right"),
+        ):
             summary.add_column(column, justify=justify)  # type: ignore[arg-type]
         for t in result.tables:
-            summary.add_row(escape(t.table) + (" (copied)" if t.action == "copied" else ""), f"{t.rows:,}",
-                            f"{t.source_bytes / 2**20:,.1f}", f"{t.target_bytes / 2**20:,.1f}", f"{t.seconds:.1f}")
+            summary.add_row(
+                escape(t.table) + (" (copied)" if t.action == "copied" else ""),
+                f"{t.rows:,}",
+                f"{t.source_bytes / 2**20:,.1f}",
+                f"{t.target_bytes / 2**20:,.1f}",
+                f"{t.seconds:.1f}",
+            )
         console.print(summary)
         for note in result.notes:
             console.print(f"[dim]note: {escape(note)}[/dim]")
-        console.print(f"Converted {len(result.tables)} table(s) in {time.perf_counter() - started:.1f} s; "
-                      f"pass [bold]{escape(str(result.out))}[/bold] wherever a MIMIC-IV folder is asked for.")
+        console.print(
+            f"Converted {len(result.tables)} table(s) in {time.perf_counter() - started:.1f} s; "
+            f"pass [bold]{escape(str(result.out))}[/bold] wherever a MIMIC-IV folder is asked for."
+        )
 
 
 def main() -> None:  # pragma: no cover - console entry point alias

@@ -76,7 +76,9 @@ def test_nonsense_values_are_refused(path, value, expect):
 def test_sensible_neighbours_of_the_refused_values_load():
     # the boundaries: a threshold of 0 (off), 1 or 3, report times up to the horizon, an integer ratio
     for threshold in (0, 1, 3):
-        assert parse_study(edited(("report", "small_cell_threshold"), threshold)).report.small_cell_threshold == threshold
+        assert (
+            parse_study(edited(("report", "small_cell_threshold"), threshold)).report.small_cell_threshold == threshold
+        )
     study = parse_study(edited(("analysis", "km_times_days"), [0, 45, 90]))
     assert study.analysis.km_times_days == (0.0, 45.0, 90.0)
     assert parse_study(edited(("analysis", "matching", "ratio"), 3)).analysis.matching.ratio == 3

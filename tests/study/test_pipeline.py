@@ -18,13 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from retrocohort.spec import Study
 from retrocohort.matching import match_nearest, propensity_score
+from retrocohort.spec import Study, load_study_file
 from retrocohort.study.evalue import e_value_hr
-from retrocohort.spec import load_study_file
 from retrocohort.study.pipeline import analyse_cohort, data_fingerprint, study_stages
 from retrocohort.survival import cox, fine_gray
-
 
 FLAGSHIP = Path(__file__).resolve().parents[2] / "studies" / "magnesium_ckrt.toml"
 
@@ -146,8 +144,9 @@ def test_matching_is_the_studys_design(result):
     data = result.cohort
     ps = propensity_score(data, "exposed", list(study.analysis.propensity))
     np.testing.assert_allclose(data["ps"], ps.score, rtol=1e-12)
-    direct = match_nearest(data, "exposed", distance=ps.linear.to_numpy(), ratio=2, caliper=0.2,
-                           order="largest", replace=False)
+    direct = match_nearest(
+        data, "exposed", distance=ps.linear.to_numpy(), ratio=2, caliper=0.2, order="largest", replace=False
+    )
     assert set(direct.matched.index) == set(result.matching.matched.index)
     np.testing.assert_array_equal(direct.subclass.to_numpy(), result.matching.subclass.to_numpy())
 
@@ -155,8 +154,14 @@ def test_matching_is_the_studys_design(result):
 def test_cox_matched_is_clustered_on_matched_set(result):
     study = default_study()
     est = result.estimate("death", "cox_adjusted", "matched")
-    direct = cox(result.matched, "death_time", "death_status", ["exposed", *study.analysis.adjust],
-                 weights="weight", cluster="subclass")
+    direct = cox(
+        result.matched,
+        "death_time",
+        "death_status",
+        ["exposed", *study.analysis.adjust],
+        weights="weight",
+        cluster="subclass",
+    )
     assert est.estimate == pytest.approx(direct.summary.loc["exposed", "hr"], rel=1e-12)
     assert est.lower == pytest.approx(direct.summary.loc["exposed", "lower"], rel=1e-12)
     assert "cluster" in est.variance
@@ -170,7 +175,9 @@ def test_fine_gray_matched_and_full(result):
     # As for Cox, the matching weights are used when some differ from 1 (an exposed patient
     # with fewer than `ratio` controls); fine_gray takes case weights since it can.
     weights = "weight" if not np.allclose(result.matched["weight"], 1.0) else None
-    direct = fine_gray(result.matched, "krt_liberation_time", "krt_liberation_status", ["exposed"], cluster="subclass", weights=weights)
+    direct = fine_gray(
+        result.matched, "krt_liberation_time", "krt_liberation_status", ["exposed"], cluster="subclass", weights=weights
+    )
     assert est.estimate == pytest.approx(direct.summary.loc["exposed", "hr"], rel=1e-12)
     assert est.n_events == int((result.matched["krt_liberation_status"] == 1).sum())
     full = result.estimate("krt_liberation", "fine_gray_adjusted", "full")
@@ -247,8 +254,15 @@ def test_progress_reports_every_stage_in_order():
     keys = [k for k, s in events if s == "start"]
     # Everything after the cohort stage, in the study's stage order, each started then done.
     assert keys == [k for k, _ in study_stages(study) if k != "cohort"]
-    assert keys == ["propensity", "matching", "balance", "outcome:death", "outcome:krt_liberation", "sensitivity",
-                    "provenance"]
+    assert keys == [
+        "propensity",
+        "matching",
+        "balance",
+        "outcome:death",
+        "outcome:krt_liberation",
+        "sensitivity",
+        "provenance",
+    ]
     assert [k for k, s in events if s == "done"] == keys
 
 
@@ -264,9 +278,11 @@ def test_tiny_cohort_never_crashes(n, exposed_share):
     skipped = {(s.outcome, s.model, s.population) for s in result.skipped}
     # Every primary model is either fitted or skipped with a reason, never silently absent.
     for key in [("death", "cox_adjusted", "matched"), ("krt_liberation", "fine_gray_adjusted", "matched")]:
-        assert key in fitted or key in skipped or ("matching", "nearest", "matched") in {
-            (s.outcome, s.model, s.population) for s in result.skipped
-        }
+        assert (
+            key in fitted
+            or key in skipped
+            or ("matching", "nearest", "matched") in {(s.outcome, s.model, s.population) for s in result.skipped}
+        )
 
 
 def test_no_exposed_patients():
@@ -286,7 +302,9 @@ def test_zero_events_skips_hazard_ratios():
     cohort = make_cohort(n=150, seed=4)
     cohort.data["death_status"] = 0
     cohort.data["death_time"] = 90.0
-    cohort.data["krt_liberation_status"] = np.where(cohort.data["krt_liberation_status"] == 2, 0, cohort.data["krt_liberation_status"])
+    cohort.data["krt_liberation_status"] = np.where(
+        cohort.data["krt_liberation_status"] == 2, 0, cohort.data["krt_liberation_status"]
+    )
     result = analyse_cohort(cohort, STUDY)
     death_skips = [s for s in result.skipped if s.outcome == "death" and s.model.startswith("cox")]
     assert {s.population for s in death_skips} >= {"matched", "full", "iptw"}
@@ -393,9 +411,10 @@ def test_one_or_two_exposed_patients_give_no_full_cohort_or_iptw_estimate(n_expo
     cohort.data.loc[: n_exposed - 1, "mg_dose_meq"] = 20.0
     result = analyse_cohort(cohort, STUDY)
     assert not [e for e in result.estimates if e.population in ("full", "iptw")]
-    for population, models in (("full", [("death", "cox_adjusted"), ("krt_liberation", "fine_gray_adjusted")]),
-                               ("iptw", [("death", "cox_unadjusted"),
-                                         ("krt_liberation", "fine_gray_unadjusted")])):
+    for population, models in (
+        ("full", [("death", "cox_adjusted"), ("krt_liberation", "fine_gray_adjusted")]),
+        ("iptw", [("death", "cox_unadjusted"), ("krt_liberation", "fine_gray_unadjusted")]),
+    ):
         reasons = _reasons(result, population)
         for key in models:
             assert key in reasons, (population, key, result.skipped)
@@ -414,7 +433,7 @@ def test_minimum_information_rules_one_by_one():
     # events per arm: keep MIN_EVENTS_PER_ARM - 1 exposed deaths
     exposed_deaths = frame.index[(frame["exposed"] == 1) & event]
     few = frame.copy()
-    few.loc[exposed_deaths[MIN_EVENTS_PER_ARM - 1:], "death_status"] = 0
+    few.loc[exposed_deaths[MIN_EVENTS_PER_ARM - 1 :], "death_status"] = 0
     reason = _minimum_information(STUDY, few, few["death_status"] == 1, "death", "full")
     assert reason is not None and f"fewer than {MIN_EVENTS_PER_ARM} death events among the exposed" in reason
     # exactly the minimum passes

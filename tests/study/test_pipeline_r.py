@@ -74,8 +74,19 @@ def test_pipeline_estimates_equal_r():
     result = analyse_cohort(make_cohort(n=500, seed=seed), variant(subgroups=("sex",)))
     # the R code's column names are the legacy ones
     names = {"death_status": "death", "krt_liberation_time": "krt_time", "krt_liberation_status": "krt_status"}
-    columns = ["exposed", "age", "sex", "sepsis", "egfr_baseline", "sofa", "serum_mg",
-               "death_time", "death", "krt_time", "krt_status"]
+    columns = [
+        "exposed",
+        "age",
+        "sex",
+        "sepsis",
+        "egfr_baseline",
+        "sofa",
+        "serum_mg",
+        "death_time",
+        "death",
+        "krt_time",
+        "krt_status",
+    ]
     full = result.cohort.rename(columns=names)[[*columns, "ps"]]
     matched = result.matched.rename(columns=names)[[*columns, "weight", "subclass"]]
     r = run_r(R_CODE, {"full": full, "matched": matched})

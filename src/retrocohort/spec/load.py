@@ -84,9 +84,7 @@ def parse_study(raw: dict[str, Any], text: str | None = None, where: str = "stud
     blanks = unfilled(raw)
     if blanks:
         found = [f"{_at(where, lines, loc)}: {_key(loc)}still a placeholder; write {hint}" for loc, hint in blanks]
-        raise StudySpecError(
-            f"{len(blanks)} place(s) of the template still to fill in:\n  " + "\n  ".join(found)
-        )
+        raise StudySpecError(f"{len(blanks)} place(s) of the template still to fill in:\n  " + "\n  ".join(found))
     try:
         study = Study.model_validate(raw)
     except ValidationError as exc:
@@ -102,9 +100,7 @@ def check_study(study: Study) -> Study:
     """Run the whole-study checks on a Study built in code; raise :class:`StudySpecError` if any fails."""
     problems = study_problems(study)
     if problems:
-        raise StudySpecError(
-            "invalid study:\n  " + "\n  ".join(f"{_key(loc)}{msg}" for loc, msg in problems)
-        )
+        raise StudySpecError("invalid study:\n  " + "\n  ".join(f"{_key(loc)}{msg}" for loc, msg in problems))
     return study
 
 
@@ -246,8 +242,7 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     model = _model_at(loc)
     if model is None:
         return []
-    return [k for k in model.model_fields if k not in ("source_text", "source_path", "text") and
-            not (model is Window)]
+    return [k for k in model.model_fields if k not in ("source_text", "source_path", "text") and model is not Window]
 
 
 def _literal_values(loc: tuple[Any, ...]) -> list[str]:

@@ -47,6 +47,7 @@ import pandas as pd
 
 from ..errors import InputError, RetrocohortError
 from ..matching import balance, match_nearest, propensity_score, table_one
+from ..spec import Study, covariate_type
 from ..survival import (
     CoxResult,
     FineGrayResult,
@@ -59,7 +60,6 @@ from ..survival import (
     ph_test,
 )
 from .evalue import e_value_hr
-from ..spec import Study, covariate_type
 from .results import Estimate, OutcomeResult, Population, SkippedModel, StudyResult, SubgroupResult
 
 Engine = Literal["duckdb", "spark"]
@@ -80,8 +80,11 @@ STAGES: tuple[tuple[str, str], ...] = (
 def study_stages(study: Study) -> tuple[tuple[str, str], ...]:
     """(key, label) of every stage of ``study``, in the order they run."""
     outcomes = tuple(
-        (f"outcome:{name}", f"{oc.label}: " + ("cumulative incidence, Gray, Fine-Gray" if oc.competing
-                                               else "Kaplan-Meier, log-rank, Cox"))
+        (
+            f"outcome:{name}",
+            f"{oc.label}: "
+            + ("cumulative incidence, Gray, Fine-Gray" if oc.competing else "Kaplan-Meier, log-rank, Cox"),
+        )
         for name, oc in study.outcomes.items()
     )
     subgroups = (("subgroups", "Subgroups"),) if study.analysis.subgroups else ()
@@ -124,6 +127,7 @@ DATA_FINGERPRINT_METHOD = (
 @dataclass
 class _Run:
     """Mutable bookkeeping of one run (private; the result is frozen)."""
+
     study: Study
     progress: ProgressCallback | None
     estimates: list[Estimate] = field(default_factory=list)
@@ -144,7 +148,7 @@ class _Run:
             self.progress(key, label, "done")
 
     def skip(self, outcome: str, model: str, population: Population, reason: str) -> None:
-        self.skipped.append(SkippedModel(outcome=outcome, model=model, population=population, reason=reason))  # type: ignore[arg-type]
+        self.skipped.append(SkippedModel(outcome=outcome, model=model, population=population, reason=reason))
 
     def note(self, text: str) -> None:
         if text not in self.notes:
@@ -244,9 +248,7 @@ def _why_not_estimable(
             f"(events: {e1} exposed, {e0} unexposed): the hazard ratio is not estimable"
         )
     if e1 + e0 <= n_terms:
-        return (
-            f"too few {what} events ({e1 + e0}) for a model with {n_terms} terms in the {population} cohort"
-        )
+        return f"too few {what} events ({e1 + e0}) for a model with {n_terms} terms in the {population} cohort"
     return None
 
 
@@ -280,32 +282,43 @@ def _minimum_information(
     exposed = frame["exposed"].to_numpy() == 1
     for arm, mask in (("exposed", exposed), ("unexposed", ~exposed)):
         if int(mask.sum()) < MIN_PATIENTS_PER_ARM:
-            return (f"fewer than {MIN_PATIENTS_PER_ARM} {arm} patients in the {population} cohort: too little "
-                    f"information for a hazard ratio (minimum {MIN_PATIENTS_PER_ARM} patients per arm)")
+            return (
+                f"fewer than {MIN_PATIENTS_PER_ARM} {arm} patients in the {population} cohort: too little "
+                f"information for a hazard ratio (minimum {MIN_PATIENTS_PER_ARM} patients per arm)"
+            )
         if weights is not None:
             w = frame[weights].to_numpy(dtype=float)[mask]
             squares = float((w**2).sum())
             ess = float(w.sum() ** 2 / squares) if squares > 0 else 0.0  # all-zero weights carry nothing
             if ess < MIN_PATIENTS_PER_ARM:
-                return (f"the {arm} arm of the {population} cohort has an effective sample size below "
-                        f"{MIN_PATIENTS_PER_ARM} under its weights (a few patients carry most of the weight): "
-                        f"too little information for a weighted hazard ratio (minimum {MIN_PATIENTS_PER_ARM})")
+                return (
+                    f"the {arm} arm of the {population} cohort has an effective sample size below "
+                    f"{MIN_PATIENTS_PER_ARM} under its weights (a few patients carry most of the weight): "
+                    f"too little information for a weighted hazard ratio (minimum {MIN_PATIENTS_PER_ARM})"
+                )
     e1, e0 = _arm_events(frame, event)
     for arm, count in (("exposed", e1), ("unexposed", e0)):
         if count < MIN_EVENTS_PER_ARM:
-            return (f"fewer than {MIN_EVENTS_PER_ARM} {what} events among the {arm} patients of the {population} "
-                    f"cohort: too little information for a hazard ratio (minimum {MIN_EVENTS_PER_ARM} events per arm)")
+            return (
+                f"fewer than {MIN_EVENTS_PER_ARM} {what} events among the {arm} patients of the {population} "
+                f"cohort: too little information for a hazard ratio (minimum {MIN_EVENTS_PER_ARM} events per arm)"
+            )
     competing = _is_competing(study, outcome)
     time_col, status_col = _columns(outcome)
     status = frame[status_col].to_numpy()
     direction = _exposure_separation(
-        frame[time_col].to_numpy(dtype=float), event.to_numpy(dtype=bool), exposed,
-        ((status != 0) & (status != 1)) if competing else None)
+        frame[time_col].to_numpy(dtype=float),
+        event.to_numpy(dtype=bool),
+        exposed,
+        ((status != 0) & (status != 1)) if competing else None,
+    )
     if direction is not None:
         risk_set = "subdistribution risk set" if competing else "risk set"
-        return (f"separation in the {population} cohort: every {what} event among the {direction[0]} patients "
-                f"happened when no {direction[1]} patient was in its {risk_set}, so the partial likelihood is "
-                f"monotone in the exposure: the hazard ratio runs to {direction[2]} and is not estimable")
+        return (
+            f"separation in the {population} cohort: every {what} event among the {direction[0]} patients "
+            f"happened when no {direction[1]} patient was in its {risk_set}, so the partial likelihood is "
+            f"monotone in the exposure: the hazard ratio runs to {direction[2]} and is not estimable"
+        )
     return None
 
 
@@ -327,6 +340,7 @@ def _exposure_separation(
 
     Returns (arm whose events are uninformative, other arm, direction) or None.
     """
+
     def at_risk(arm: np.ndarray, t: np.ndarray) -> np.ndarray:
         times = np.sort(time[arm])
         count = len(times) - np.searchsorted(times, t, side="left")
@@ -521,8 +535,13 @@ def analyse_cohort(
     """
     _check_study(study)
     run = _Run(study=study, progress=progress)
-    return _analyse(run, cohort, data_path=Path(data_path) if data_path is not None else None,
-                    engine=engine, started=time.perf_counter())
+    return _analyse(
+        run,
+        cohort,
+        data_path=Path(data_path) if data_path is not None else None,
+        engine=engine,
+        started=time.perf_counter(),
+    )
 
 
 def _analyse(run: _Run, cohort: Any, data_path: Path | None, engine: str, started: float) -> StudyResult:
@@ -675,15 +694,21 @@ def _complete_cases(run: _Run, data: pd.DataFrame, attrition: pd.DataFrame) -> t
     missing = data[needed].isna()
     drop = missing.any(axis=1)
     if drop.any():
-        columns = [c for c, n in missing.sum().items() if n]
+        columns = [str(c) for c, n in missing.sum().items() if n]
         reason = f"missing data on a model covariate or outcome ({', '.join(columns)})"
         remaining = int((~drop).sum())
         attrition = pd.concat(
             [
                 attrition,
                 pd.DataFrame(
-                    [{"step": "complete data on model covariates", "remaining": remaining,
-                      "excluded": int(drop.sum()), "reason": reason}]
+                    [
+                        {
+                            "step": "complete data on model covariates",
+                            "remaining": remaining,
+                            "excluded": int(drop.sum()),
+                            "reason": reason,
+                        }
+                    ]
                 ),
             ],
             ignore_index=True,
@@ -812,9 +837,7 @@ def _balance(run: _Run, data: pd.DataFrame, matched: pd.DataFrame | None) -> tup
         # rule applies to). The two differ only when some exposed patient found fewer
         # than `ratio` controls.
         if covariates:
-            after = attempt(
-                "balance after matching", lambda: balance(matched, "exposed", covariates, weights="weight")
-            )
+            after = attempt("balance after matching", lambda: balance(matched, "exposed", covariates, weights="weight"))
         if variables:
             t1_after = attempt(
                 "Table 1 after matching",
@@ -950,8 +973,11 @@ def _fine_gray_options(run: _Run, matched: pd.DataFrame) -> dict[str, Any]:
         # Fine-Gray's variance already is a sandwich (with crr's censoring term); with replacement there is
         # no matched set to cluster on, so each patient is its own cluster.
         cluster = None
-        variance = ("crr sandwich (matched with replacement)" if weights is None
-                    else "robust sandwich with crr's censoring term (per patient; matched with replacement)")
+        variance = (
+            "crr sandwich (matched with replacement)"
+            if weights is None
+            else "robust sandwich with crr's censoring term (per patient; matched with replacement)"
+        )
     elif cluster is None:
         variance = "crr sandwich" if weights is None else "robust sandwich with crr's censoring term (non-unit weights)"
     return {"weights": weights, "cluster": cluster, "variance": variance, "note": note}
@@ -964,9 +990,14 @@ def _outcome(run: _Run, name: str, matched: pd.DataFrame | None) -> OutcomeResul
     time_col, status_col = _columns(name)
     competing = spec.competing is not None
     result: dict[str, Any] = {
-        "name": name, "label": spec.label, "kind": spec.kind, "competing": competing,
-        "horizon_days": float(spec.horizon_days), "primary": name == _primary(study),
-        "time": time_col, "status": status_col,
+        "name": name,
+        "label": spec.label,
+        "kind": spec.kind,
+        "competing": competing,
+        "horizon_days": float(spec.horizon_days),
+        "primary": name == _primary(study),
+        "time": time_col,
+        "status": status_col,
     }
     curve, test = ("cumulative_incidence", "gray_test") if competing else ("kaplan_meier", "logrank")
     models = (_model(study, name, "unadjusted"), _model(study, name, "adjusted"))
@@ -982,14 +1013,21 @@ def _outcome(run: _Run, name: str, matched: pd.DataFrame | None) -> OutcomeResul
         with run.capture_warnings("cumulative incidence" if competing else "Kaplan-Meier"):
             if competing:
                 # status: 0 censored, 1 the outcome, 2 died first; any other code is an error, not a cause
-                cif = cumulative_incidence(matched, time_col, status_col, cause=1, group="exposed", censor_code=0,
-                                           competing_codes=[2], conf_level=conf)
+                cif = cumulative_incidence(
+                    matched,
+                    time_col,
+                    status_col,
+                    cause=1,
+                    group="exposed",
+                    censor_code=0,
+                    competing_codes=[2],
+                    conf_level=conf,
+                )
                 for text in cif.notes:
                     run.note(f"cumulative incidence ({spec.label}): {text}")
                 result["cif"] = cif
             else:
-                result["km"] = kaplan_meier(matched, time_col, status_col, group="exposed", weights=w,
-                                            conf_level=conf)
+                result["km"] = kaplan_meier(matched, time_col, status_col, group="exposed", weights=w, conf_level=conf)
     except _MODEL_ERRORS as exc:
         run.skip(name, curve, "matched", f"not computed: {exc}")
     if matched["exposed"].nunique() < 2 or (matched[status_col] == 1).sum() == 0:
@@ -998,8 +1036,9 @@ def _outcome(run: _Run, name: str, matched: pd.DataFrame | None) -> OutcomeResul
         try:
             if competing:
                 with run.capture_warnings("Gray's test"):
-                    gray = gray_test(matched, time_col, status_col, group="exposed", cause=1, censor_code=0,
-                                     competing_codes=[2])
+                    gray = gray_test(
+                        matched, time_col, status_col, group="exposed", cause=1, censor_code=0, competing_codes=[2]
+                    )
                 for text in gray.notes:
                     run.note(f"Gray's test ({spec.label}): {text}")
                 result["gray"] = gray
@@ -1013,17 +1052,21 @@ def _outcome(run: _Run, name: str, matched: pd.DataFrame | None) -> OutcomeResul
     if competing:
         options = _fine_gray_options(run, matched)
         if options["weights"] is not None and ("cif" in result or "gray" in result):
-            run.note("cumulative incidence and Gray's test: unweighted (cuminc takes no case weights; "
-                     "the matching weights are not all 1)")
+            run.note(
+                "cumulative incidence and Gray's test: unweighted (cuminc takes no case weights; "
+                "the matching weights are not all 1)"
+            )
     else:
         cluster, robust, variance = _matched_variance(run, matched)
         options = {"weights": "weight", "cluster": cluster, "robust": robust, "variance": variance}
     # dict[str, Any]: a bundle of _fit_hr's keyword arguments
     common: dict[str, Any] = dict(outcome=name, population="matched", frame=matched, **options)
-    unadjusted = _fit_hr(run, model=models[0], covariates=["exposed"], label=_line(study, name, "matched, unadjusted"),
-                         **common)
-    adjusted = _fit_hr(run, model=models[1], covariates=study.adjustment_set,
-                       label=_line(study, name, "matched, adjusted"), **common)
+    unadjusted = _fit_hr(
+        run, model=models[0], covariates=["exposed"], label=_line(study, name, "matched, unadjusted"), **common
+    )
+    adjusted = _fit_hr(
+        run, model=models[1], covariates=study.adjustment_set, label=_line(study, name, "matched, adjusted"), **common
+    )
     if result["primary"] and not competing:
         main = adjusted if adjusted is not None else unadjusted
         run.ph_test_model = models[1] if adjusted is not None else models[0]
@@ -1045,9 +1088,16 @@ def _full_cohort(run: _Run, data: pd.DataFrame) -> None:
         return
     for name in study.outcomes:
         competing = _is_competing(study, name)
-        _fit_hr(run, outcome=name, model=_model(study, name, "adjusted"), population="full", frame=data,
-                covariates=study.adjustment_set, label=_line(study, name, "full eligible cohort, adjusted"),
-                variance="crr sandwich" if competing else "model-based")
+        _fit_hr(
+            run,
+            outcome=name,
+            model=_model(study, name, "adjusted"),
+            population="full",
+            frame=data,
+            covariates=study.adjustment_set,
+            label=_line(study, name, "full eligible cohort, adjusted"),
+            variance="crr sandwich" if competing else "model-based",
+        )
 
 
 def _iptw(run: _Run, data: pd.DataFrame) -> pd.DataFrame:
@@ -1059,16 +1109,25 @@ def _iptw(run: _Run, data: pd.DataFrame) -> pd.DataFrame:
     if len(w0):
         run.note(
             f"IPTW (ATT): comparator weights range {w0.min():.3g} to {w0.max():.3g}, "
-            f"effective sample size {w0.sum() ** 2 / (w0 ** 2).sum():.1f} of {len(w0)}"
+            f"effective sample size {w0.sum() ** 2 / (w0**2).sum():.1f} of {len(w0)}"
         )
     for name in study.outcomes:
         # Weighted Fine-Gray: the weighted estimating equation with the weighted Kaplan-Meier of
         # censoring; with weights and no cluster its variance is the robust sandwich (each patient
         # its own cluster, censoring-distribution term included), as coxph(robust = TRUE).
         robust = None if _is_competing(study, name) else True
-        _fit_hr(run, outcome=name, model=_model(study, name, "unadjusted"), population="iptw", frame=data,
-                covariates=["exposed"], weights="iptw_weight", robust=robust,
-                label=_line(study, name, "IPTW (ATT weights)"), variance="robust (sandwich)")
+        _fit_hr(
+            run,
+            outcome=name,
+            model=_model(study, name, "unadjusted"),
+            population="iptw",
+            frame=data,
+            covariates=["exposed"],
+            weights="iptw_weight",
+            robust=robust,
+            label=_line(study, name, "IPTW (ATT weights)"),
+            variance="robust (sandwich)",
+        )
     return data
 
 
@@ -1114,15 +1173,19 @@ def _subgroups(run: _Run, data: pd.DataFrame, matched: pd.DataFrame | None) -> t
     frame = matched if matched is not None else data
     population: Population = "matched" if matched is not None else "full"
     if matched is not None:
-        options = (_fine_gray_options(run, matched) if competing else
-                   dict(zip(("cluster", "robust", "variance"), _matched_variance(run, matched), strict=True))
-                   | {"weights": "weight"})
+        options = (
+            _fine_gray_options(run, matched)
+            if competing
+            else dict(zip(("cluster", "robust", "variance"), _matched_variance(run, matched), strict=True))
+            | {"weights": "weight"}
+        )
     else:
         options = {"variance": "crr sandwich" if competing else "model-based"}
     options.pop("note", None)
     variance = str(options.pop("variance"))
-    model_words = (f"{'Fine-Gray' if competing else 'Cox'}, {population} cohort, unadjusted within each level; "
-                   f"variance {variance}")
+    model_words = (
+        f"{'Fine-Gray' if competing else 'Cox'}, {population} cohort, unadjusted within each level; variance {variance}"
+    )
     out = []
     for covariate in study.analysis.subgroups:
         label = study.covariates[covariate].label or covariate
@@ -1135,28 +1198,53 @@ def _subgroups(run: _Run, data: pd.DataFrame, matched: pd.DataFrame | None) -> t
         for level in levels:
             part = frame.loc[frame[covariate] == level].reset_index(drop=True)
             event = part[_columns(name)[1]] == 1
-            fit = _fit_hr(run, outcome=name, model=_model(study, name, "unadjusted"), population=population,
-                          frame=part, covariates=["exposed"], label=f"{label} = {level}", variance=variance,
-                          record=False, **options)
-            row: dict[str, Any] = {"level": level, "n": int(len(part)), "n_events": int(event.sum()),
-                                   "estimate": math.nan, "lower": math.nan, "upper": math.nan, "p": math.nan}
+            fit = _fit_hr(
+                run,
+                outcome=name,
+                model=_model(study, name, "unadjusted"),
+                population=population,
+                frame=part,
+                covariates=["exposed"],
+                label=f"{label} = {level}",
+                variance=variance,
+                record=False,
+                **options,
+            )
+            row: dict[str, Any] = {
+                "level": level,
+                "n": int(len(part)),
+                "n_events": int(event.sum()),
+                "estimate": math.nan,
+                "lower": math.nan,
+                "upper": math.nan,
+                "p": math.nan,
+            }
             if fit is not None:
                 hr, lower, upper, p = (float(v) for v in fit.summary.loc["exposed", ["hr", "lower", "upper", "p"]])
                 row.update(estimate=hr, lower=lower, upper=upper, p=p)
             else:
-                run.note(f"subgroup {label} = {level}: too little information for a hazard ratio "
-                         f"(minimum {MIN_PATIENTS_PER_ARM} patients and {MIN_EVENTS_PER_ARM} events per arm)")
+                run.note(
+                    f"subgroup {label} = {level}: too little information for a hazard ratio "
+                    f"(minimum {MIN_PATIENTS_PER_ARM} patients and {MIN_EVENTS_PER_ARM} events per arm)"
+                )
             rows.append(row)
         p_interaction = _interaction_p(run, frame, name, covariate, levels, options)
-        out.append(SubgroupResult(outcome=name, covariate=covariate, label=label,
-                                  levels=pd.DataFrame(rows, columns=["level", "n", "n_events", "estimate", "lower",
-                                                                     "upper", "p"]),
-                                  p_interaction=p_interaction, model=model_words))
+        out.append(
+            SubgroupResult(
+                outcome=name,
+                covariate=covariate,
+                label=label,
+                levels=pd.DataFrame(rows, columns=["level", "n", "n_events", "estimate", "lower", "upper", "p"]),
+                p_interaction=p_interaction,
+                model=model_words,
+            )
+        )
     return tuple(out)
 
 
-def _interaction_p(run: _Run, frame: pd.DataFrame, outcome: str, covariate: str, levels: Sequence[Any],
-                   options: dict[str, Any]) -> float:
+def _interaction_p(
+    run: _Run, frame: pd.DataFrame, outcome: str, covariate: str, levels: Sequence[Any], options: dict[str, Any]
+) -> float:
     """Wald p-value of the exposure x ``covariate`` terms (NaN when the model cannot be fitted)."""
     from scipy import stats
 
@@ -1173,15 +1261,23 @@ def _interaction_p(run: _Run, frame: pd.DataFrame, outcome: str, covariate: str,
         terms.append(f"_level{i}")
         products.append(f"_exposed_x_level{i}")
     covariates = ["exposed", *terms, *products]
+    fit: CoxResult | FineGrayResult
     try:
         with run.capture_warnings(f"subgroup interaction ({covariate})"):
             if _is_competing(study, outcome):
                 kwargs = {k: v for k, v in options.items() if k in ("cluster", "weights") and v is not None}
                 fit = fine_gray(work, time_col, status_col, covariates, cause=1, censor_code=0, **kwargs)
             else:
-                fit = cox(work, time_col, status_col, covariates, ties=study.analysis.ties,
-                          weights=options.get("weights"), cluster=options.get("cluster"),
-                          robust=options.get("robust"))
+                fit = cox(
+                    work,
+                    time_col,
+                    status_col,
+                    covariates,
+                    ties=study.analysis.ties,
+                    weights=options.get("weights"),
+                    cluster=options.get("cluster"),
+                    robust=options.get("robust"),
+                )
         beta = fit.summary.loc[products, "coef"].to_numpy(dtype=float)
         cov = fit.vcov.loc[products, products].to_numpy(dtype=float)
         statistic = float(beta @ np.linalg.solve(cov, beta))
