@@ -252,7 +252,7 @@ def _why_not_estimable(
     return None
 
 
-#: Minimum information for an exposure hazard ratio (docs/study-file.md, "Minimum information"):
+#: Minimum information for an exposure hazard ratio (docs/study-language.md, "Minimum information"):
 #: patients per arm (for a weighted fit, Kish's effective sample size per arm) and events per arm.
 MIN_PATIENTS_PER_ARM = 10
 MIN_EVENTS_PER_ARM = 5
