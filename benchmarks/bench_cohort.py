@@ -36,6 +36,7 @@ GOAL_GIB = 4.0
 CHILD = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[3])  # the benchmarks folder, for peak_memory
+sys.path.insert(0, str(__import__("pathlib").Path(sys.argv[3]).parent))  # the checkout: tests.cohort.legacy
 from peak_memory import peak_rss_kib
 t0 = time.perf_counter()
 from tests.cohort.legacy import extract

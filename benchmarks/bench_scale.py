@@ -68,6 +68,7 @@ FILLERS = {
 CHILD = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[1])  # the benchmarks folder, for peak_memory
+sys.path.insert(0, str(__import__("pathlib").Path(sys.argv[1]).parent))  # the checkout: tests.cohort.legacy
 from peak_memory import peak_rss_kib
 task, folder, extra = sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
 config = extra.get("duckdb_config") or None
