@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from retrocohort.matching import match_nearest, propensity_score
-from retrocohort.spec import Study, load_study_file
+from retrocohort.spec import Study, covariate_type, load_study_file
 from retrocohort.study.evalue import e_value_hr
 from retrocohort.study.pipeline import analyse_cohort, data_fingerprint, study_stages
 from retrocohort.survival import cox, fine_gray
@@ -526,3 +526,111 @@ def test_separation_rule_equals_the_score_limits(seed, n, fine_gray_risk_set):
     assert (flagged is None) == (hi < 0 < lo), (hi, lo, flagged)
     if flagged is not None:
         assert flagged[2] == ("infinity" if hi == 0 else "0")
+
+
+# --------------------------------------------------------------------------- any study, not only the flagship
+
+
+def _other_study() -> Study:
+    """vasopressin_shock.toml: outcomes death (28 days) and krt_initiation (competing death), subgroups."""
+    return load_study_file(FLAGSHIP.parent / "vasopressin_shock.toml")
+
+
+def _other_cohort(n: int = 500, seed: int = 21) -> SimpleNamespace:
+    """make_cohort's frame with the other study's columns: its covariates, its outcome names."""
+    cohort = make_cohort(n=n, seed=seed)
+    data = cohort.data.rename(
+        columns={"krt_liberation_time": "krt_initiation_time", "krt_liberation_status": "krt_initiation_status"}
+    )
+    study = _other_study()
+    rng = np.random.default_rng(seed)
+    for name in study.covariates:
+        if name not in data.columns:
+            binary = covariate_type(study, name) == "binary"
+            data[name] = rng.binomial(1, 0.4, n) if binary else rng.normal(1.0, 0.3, n).round(2)
+    cohort.data = data.drop(columns=["mg_dose_meq"])
+    return cohort
+
+
+def test_another_study_is_analysed_under_its_own_names_and_labels():
+    study = _other_study()
+    result = analyse_cohort(_other_cohort(), study)
+    assert list(result.outcomes) == list(study.outcomes) == ["death", "krt_initiation"]
+    assert result.primary == "death" and result.outcomes["death"].primary
+    death, krt = result.outcomes["death"], result.outcomes["krt_initiation"]
+    assert not death.competing and death.km is not None and death.cif is None
+    assert krt.competing and krt.cif is not None and krt.km is None and krt.gray is not None
+    assert (krt.time, krt.status, krt.horizon_days) == ("krt_initiation_time", "krt_initiation_status", 28.0)
+    assert result.dose is None  # no [dose] declared: no dose anywhere
+    labels = [e.label for e in result.estimates]
+    assert labels and all("by day 28" in label for label in labels), labels
+    assert not any("90" in label or "KRT liberation" in label for label in labels)
+    fg = result.estimate("krt_initiation", "fine_gray_adjusted", "matched")
+    direct = fine_gray(
+        result.matched,
+        "krt_initiation_time",
+        "krt_initiation_status",
+        ["exposed", *study.adjustment_set],
+        cluster="subclass",
+    )
+    assert fg.estimate == pytest.approx(direct.summary.loc["exposed", "hr"], rel=1e-12)
+    # the competing outcome's events: status 1 only (2 is the competing death)
+    assert fg.n_events == int((result.matched["krt_initiation_status"] == 1).sum())
+
+
+def test_subgroups_within_levels_equal_direct_fits_and_small_levels_are_not_estimated():
+    study = _other_study()
+    assert study.analysis.subgroups == ("sepsis", "sex")
+    cohort = _other_cohort(n=600, seed=22)
+    result = analyse_cohort(cohort, study)
+    by_name = {s.covariate: s for s in result.subgroups}
+    assert set(by_name) == {"sepsis", "sex"}
+    sex = by_name["sex"]
+    assert sex.outcome == "death" and sex.label == study.covariates["sex"].label
+    assert 0 <= sex.p_interaction <= 1 and "matched" in sex.model
+    for level in ("F", "M"):
+        part = result.matched[result.matched["sex"] == level]
+        direct = cox(part, "death_time", "death_status", ["exposed"], weights="weight", cluster="subclass")
+        row = sex.levels.set_index("level").loc[level]
+        assert row["estimate"] == pytest.approx(direct.summary.loc["exposed", "hr"], rel=1e-12)
+        assert row["n"] == len(part) and row["n_events"] == int(part["death_status"].sum())
+    # a level with almost nobody: counted, not estimated, and said so
+    tiny = _other_cohort(n=600, seed=22)
+    tiny.data["sepsis"] = 0
+    tiny.data.loc[:3, "sepsis"] = 1
+    small = {s.covariate: s for s in analyse_cohort(tiny, study).subgroups}["sepsis"]
+    row = small.levels.set_index("level").loc[1]
+    assert math.isnan(row["estimate"]) and math.isnan(row["p"])
+
+
+def test_planted_truth_is_read_for_the_study_that_runs_only(tmp_path):
+    import json
+
+    from retrocohort.study.pipeline import read_synthetic_info
+
+    (tmp_path / "SYNTHETIC.json").write_text(
+        json.dumps(
+            {
+                "studies": {
+                    "magnesium_ckrt": {"hr_death": 0.4, "shr_krt_liberation": 2.28, "hr_krt_liberation": 9.0},
+                    "vasopressin_shock": {"hr_death": 1.0, "shr_krt_initiation": 1.0},
+                }
+            }
+        )
+    )
+    synthetic, planted, _ = read_synthetic_info(tmp_path, default_study())
+    assert synthetic
+    # the estimand follows the outcome: sHR for the competing one, HR for the other
+    assert planted == {"death": {"estimand": "hr", "value": 0.4}, "krt_liberation": {"estimand": "shr", "value": 2.28}}
+    _, other, _ = read_synthetic_info(tmp_path, _other_study())
+    assert other == {"death": {"estimand": "hr", "value": 1.0}, "krt_initiation": {"estimand": "shr", "value": 1.0}}
+    # a study the data record no truth for gets none (never another study's)
+    thiamine = load_study_file(FLAGSHIP.parent / "thiamine_sepsis.toml")
+    assert read_synthetic_info(tmp_path, thiamine) == (True, None, None)
+
+
+def test_a_run_needs_a_study():
+    from retrocohort.errors import InputError
+
+    with pytest.raises(InputError, match="load_study"):
+        analyse_cohort(make_cohort(n=50), None)  # type: ignore[arg-type]
