@@ -8,6 +8,7 @@ cohort gives skipped models with reasons instead of a crash.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -392,6 +393,8 @@ def test_small_cohorts_never_crash(n, seed, share, death_rate):
         assert 0 < e.lower <= e.estimate <= e.upper < math.inf
     for s in result.skipped:
         assert s.reason
+        # no count of patients or events in a reason (only the fixed minimums and model terms)
+        assert not re.search(r"\(events: |has \d+ (exposed|unexposed|comparator)|events \(\d+\)", s.reason), s.reason
     if ("death", "cox_adjusted", "full") not in fitted:
         assert ("death", "cox_adjusted", "full") in skipped
 

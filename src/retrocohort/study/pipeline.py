@@ -231,24 +231,28 @@ def _arm_events(frame: pd.DataFrame, event: pd.Series) -> tuple[int, int]:
 def _why_not_estimable(
     study: Study, frame: pd.DataFrame, event: pd.Series, outcome: str, population: str, n_terms: int
 ) -> str | None:
-    """A reason the exposure hazard ratio cannot be estimated in ``frame``, or None."""
+    """A reason the exposure hazard ratio cannot be estimated in ``frame``, or None.
+
+    The reasons quote no count of patients or events (a count below the small-cell
+    threshold must not reach any output): they say which arm, and how many are needed.
+    """
     n_exposed = int((frame["exposed"] == 1).sum())
     n_unexposed = int((frame["exposed"] == 0).sum())
     if n_exposed == 0 or n_unexposed == 0:
-        return (
-            f"the {population} cohort has {n_exposed} exposed and {n_unexposed} unexposed patients; "
-            "a comparison needs both arms"
-        )
+        arm = "exposed" if n_exposed == 0 else "comparator"
+        return f"the {population} cohort has no {arm} patients; a comparison needs both arms"
     e1, e0 = _arm_events(frame, event)
     what = _outcome_name(study, outcome)
     if e1 == 0 or e0 == 0:
-        arm = "exposed" if e1 == 0 else "unexposed"
+        arm = "exposed" if e1 == 0 else "comparator"
         return (
-            f"no {what} events among the {arm} patients of the {population} cohort "
-            f"(events: {e1} exposed, {e0} unexposed): the hazard ratio is not estimable"
+            f"no {what} events among the {arm} patients of the {population} cohort: the hazard ratio is not estimable"
         )
     if e1 + e0 <= n_terms:
-        return f"too few {what} events ({e1 + e0}) for a model with {n_terms} terms in the {population} cohort"
+        return (
+            f"too few {what} events for a model with {n_terms} terms in the {population} cohort "
+            f"(more events than terms are needed)"
+        )
     return None
 
 
@@ -1228,7 +1232,12 @@ def _subgroups(run: _Run, data: pd.DataFrame, matched: pd.DataFrame | None) -> t
                     f"(minimum {MIN_PATIENTS_PER_ARM} patients and {MIN_EVENTS_PER_ARM} events per arm)"
                 )
             rows.append(row)
-        p_interaction = _interaction_p(run, frame, name, covariate, levels, options)
+        if any(math.isnan(row["estimate"]) for row in rows):
+            # a level without an estimate carries too little information for its interaction term either
+            run.note(f"subgroup {label}: interaction test not computed (a level has too little information)")
+            p_interaction = math.nan
+        else:
+            p_interaction = _interaction_p(run, frame, name, covariate, levels, options)
         out.append(
             SubgroupResult(
                 outcome=name,
