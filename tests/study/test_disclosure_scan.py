@@ -89,8 +89,8 @@ def tiny_cohort(n: int, n_exposed: int, seed: int, no_events: int | None = None,
 
 def _study_for(cohort, options: dict | None):
     """The cohort's shipped study with ``{"matching": {...}, "report": {...}}`` changes."""
-    study = load(getattr(cohort, "study", "magnesium_ckrt"))
     options = options or {}
+    study = load(options.get("study", getattr(cohort, "study", "magnesium_ckrt")))
     if "matching" in options:
         analysis = study.analysis.model_copy(update={"matching": study.analysis.matching.model_copy(
             update=options["matching"])})
@@ -510,7 +510,8 @@ def table_one(scan: Scan, frame: pd.DataFrame, when: str, result, where: str) ->
 
 
 def flow(scan: Scan, texts: list[str], result) -> None:
-    values = [m.group(1) or m.group(2) for t in texts for m in re.finditer(r"n\s*(?:=\s*([^\s)]+)|(<\s*\d+))", t)]
+    values = [m.group(1) or m.group(2) for t in texts
+              for m in re.finditer(r"\bn\s*(?:=\s*([^\s)]+)|(<\s*\d+))", t)]
     exclusions = [i for i in range(1, len(result.attrition)) if int(result.attrition["excluded"].iloc[i]) > 0]
     names = ["rem0", "excluded", *[f"exc{i}" for i in exclusions], f"rem{len(result.attrition) - 1}",
              "exposed", "unexposed"]
@@ -658,13 +659,16 @@ def test_no_small_count_in_any_output_and_none_recoverable(case, tmp_path):
     assert (run["out"] / "report.html").is_file() and "Cohort flow" in run["summary"]
 
 
-@pytest.mark.parametrize("stays, seed", [(200, 3), (None, None)], ids=["tiny_synthetic_ehr", "flagship_demo"])
-def test_the_whole_pipeline_on_a_synthetic_ehr(stays, seed, tmp_path):
+@pytest.mark.parametrize("stays, seed, study", [
+    (200, 3, "magnesium_ckrt"), (None, None, "magnesium_ckrt"),
+    (200, 3, "second_vasopressor"), (200, 3, "thiamine_sepsis"), (200, 3, "vasopressin_shock"),
+], ids=["tiny_synthetic_ehr", "flagship_demo", "second_vasopressor", "thiamine_sepsis", "vasopressin_shock"])
+def test_the_whole_pipeline_on_a_synthetic_ehr(stays, seed, study, tmp_path):
     """The cohort builder's own attrition log ("12 exposed (...), 321 unexposed") and the calibrated demo,
     whose 37 exposed of whom 34-36 are matched leave a few exposed unmatched."""
     options = {k: v for k, v in (("stays", stays), ("seed", seed)) if v is not None}
     generate_synthetic(tmp_path / "ehr", **options)
-    problems, run = scan_study(tmp_path / "ehr", tmp_path, "out")
+    problems, run = scan_study((tmp_path / "ehr", {"study": study}), tmp_path, "out")
     assert problems == [], "\n".join(problems)
     result = run["result"]
     eligible_line = result.attrition.loc[result.attrition["step"] == "eligible", "reason"]
