@@ -37,8 +37,11 @@ def _covariate(rng: np.random.Generator, name: str, spec: Any, n: int) -> np.nda
         return rng.choice(["F", "M"], n, p=[0.4, 0.6])
     if name == "sofa":
         return rng.integers(2, 19, n).astype(float)
-    binary = (spec.summary == "any" or spec.type == "binary"
-              or name in ("sepsis", "alcohol", "ventilated", "vasopressor", "ventilation"))
+    binary = (
+        spec.summary == "any"
+        or spec.type == "binary"
+        or name in ("sepsis", "alcohol", "ventilated", "vasopressor", "ventilation")
+    )
     if binary:
         return rng.binomial(1, 0.5, n).astype(float)
     return rng.lognormal(0.5, 0.35, n).round(2)
@@ -72,8 +75,11 @@ def analysis_frame(study: Any, n: int = 330, seed: int = 7, hr: float = 0.5, shr
             event_t = rng.exponential(1 / (0.03 * shr**exposed))
             t = np.ceil(np.minimum.reduce([event_t, death_t, censor, np.full(n, horizon)]))
             first = np.minimum.reduce([event_t, death_t, censor])
-            status = np.where((first == event_t) & (event_t <= horizon), 1,
-                              np.where((first == death_t) & (death_t <= horizon), 2 if spec.competing else 0, 0))
+            status = np.where(
+                (first == event_t) & (event_t <= horizon),
+                1,
+                np.where((first == death_t) & (death_t <= horizon), 2 if spec.competing else 0, 0),
+            )
         data[f"{name}_time"] = np.maximum(t, 1.0)
         data[f"{name}_status"] = status.astype(int)
     return pd.DataFrame(data)
@@ -90,33 +96,48 @@ def attrition_for(study: Any, data: pd.DataFrame) -> pd.DataFrame:
     n_exposed = int(data["exposed"].sum())
     rows = [("index", remaining[0], 0, f"patients with {study.index.label}, aged >= 18")]
     rows += [(c.name, remaining[k + 1], excluded[k], f"excluded: {c.label}") for k, c in enumerate(steps)]
-    rows.append(("eligible", eligible, 0,
-                 f"{n_exposed} {study.exposure.label} (started in {study.exposure.window.describe()} of the index), "
-                 f"{eligible - n_exposed} {study.comparator.label}"))
+    rows.append(
+        (
+            "eligible",
+            eligible,
+            0,
+            f"{n_exposed} {study.exposure.label} (started in {study.exposure.window.describe()} of the index), "
+            f"{eligible - n_exposed} {study.comparator.label}",
+        )
+    )
     return pd.DataFrame(rows, columns=["step", "remaining", "excluded", "reason"])
 
 
 def planted_truth(study: Any, hr: float = 0.5, shr: float = 1.8) -> dict[str, dict[str, Any]]:
-    return {name: ({"estimand": "shr", "value": shr} if spec.competing else {"estimand": "hr", "value": hr})
-            for name, spec in study.outcomes.items()}
+    return {
+        name: ({"estimand": "shr", "value": shr} if spec.competing else {"estimand": "hr", "value": hr})
+        for name, spec in study.outcomes.items()
+    }
 
 
-def study_result(name: str = "magnesium_ckrt", n: int = 330, seed: int = 7, synthetic: bool = True,
-                 study: Any = None, frame: pd.DataFrame | None = None, attrition: pd.DataFrame | None = None) -> Any:
+def study_result(
+    name: str = "magnesium_ckrt",
+    n: int = 330,
+    seed: int = 7,
+    synthetic: bool = True,
+    study: Any = None,
+    frame: pd.DataFrame | None = None,
+    attrition: pd.DataFrame | None = None,
+) -> Any:
     """A StudyResult of the real pipeline on a random frame for a shipped study (or ``study``)."""
     study = study if study is not None else load(name)
     data = analysis_frame(study, n, seed) if frame is None else frame
     log = attrition if attrition is not None else attrition_for(study, data)
-    cohort = SimpleNamespace(data=data, attrition=log, notes=("a concept found no rows: test note",),
-                             data_checks=None)
+    cohort = SimpleNamespace(data=data, attrition=log, notes=("a concept found no rows: test note",), data_checks=None)
     result = analyse_cohort(cohort, study)
     if synthetic:
         result = replace(result, synthetic=True, planted=planted_truth(study))
     return result
 
 
-def cohort_for(name: str = "magnesium_ckrt", n: int = 400, seed: int = 11, n_exposed: int | None = None,
-               study: Any = None) -> SimpleNamespace:
+def cohort_for(
+    name: str = "magnesium_ckrt", n: int = 400, seed: int = 11, n_exposed: int | None = None, study: Any = None
+) -> SimpleNamespace:
     """A built-cohort stand-in (``data``, ``attrition``, ``notes``) for ``analyse_cohort``: a random frame for a
     shipped study, with exactly ``n_exposed`` exposed patients when given."""
     study = study if study is not None else load(name)

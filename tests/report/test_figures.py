@@ -138,8 +138,9 @@ def test_flow_diagram_boxes_carry_attrition_counts_and_reasons(result):
 
 
 def test_flow_diagram_suppresses_small_counts():
-    attrition = pd.DataFrame({"step": ["Screened", "Adults"], "remaining": [40, 37], "excluded": [0, 3],
-                              "reason": ["", "younger than 18"]})
+    attrition = pd.DataFrame(
+        {"step": ["Screened", "Adults"], "remaining": [40, 37], "excluded": [0, 3], "reason": ["", "younger than 18"]}
+    )
     fig = flow_diagram(attrition, {"exposed": 4, "unexposed": 33}, threshold=5)
     text = " ".join(a.get_text().replace("\u00a0", " ") for a in _by_gid(fig, "flow-"))
     assert "n < 5" in text and "(n = 3)" not in text and "(n = 4)" not in text and "n = 33" in text
@@ -166,8 +167,9 @@ def test_forest_plot_skips_an_outcome_whose_reference_is_none(result):
 def test_a_figure_drawn_on_subfigure_axes_returns_the_root_figure():
     root = Figure()
     sub = root.subfigures(1, 2)[1]
-    attrition = pd.DataFrame({"step": ["Screened", "Adults"], "remaining": [40, 37], "excluded": [0, 3],
-                              "reason": ["", "younger than 18"]})
+    attrition = pd.DataFrame(
+        {"step": ["Screened", "Adults"], "remaining": [40, 37], "excluded": [0, 3], "reason": ["", "younger than 18"]}
+    )
     fig = flow_diagram(attrition, {"exposed": 14, "unexposed": 23}, ax=sub.add_subplot(1, 1, 1), threshold=5)
     assert fig is root
 
@@ -192,8 +194,10 @@ def test_importing_the_report_leaves_the_backend_alone():
     import subprocess
     import sys
 
-    code = ("import matplotlib; matplotlib.use('svg'); import retrocohort.report as r; "
-            "import matplotlib as m; print(m.get_backend())")
+    code = (
+        "import matplotlib; matplotlib.use('svg'); import retrocohort.report as r; "
+        "import matplotlib as m; print(m.get_backend())"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "svg"
 
@@ -244,7 +248,8 @@ def test_subgroup_forest_plot_has_a_heading_per_covariate_and_a_bar_per_level(st
     fig = study_figures(result)["subgroups"]
     heads = _by_gid(fig, "subgroup-head-")
     assert [h.get_text() for h in heads] == [
-        f"{g.label} (interaction {format_p_inline(g.p_interaction)})" for g in result.subgroups]
+        f"{g.label} (interaction {format_p_inline(g.p_interaction)})" for g in result.subgroups
+    ]
     for i, g in enumerate(result.subgroups):
         bars = [a for a in _by_gid(fig, f"subgroup-{i}-") if a.get_gid().count("-") == 2]
         assert len({a.get_gid() for a in bars}) == int(np.isfinite(g.levels["estimate"]).sum())

@@ -29,8 +29,9 @@ FLAGSHIP_WORDS = ("CKRT", "Mg", "magnesium", "KRT liberation", "mEq", "90-day")
 
 
 def _with_threshold(result, threshold):
-    study = result.study.model_copy(update={"report": result.study.report.model_copy(
-        update={"small_cell_threshold": threshold})})
+    study = result.study.model_copy(
+        update={"report": result.study.report.model_copy(update={"small_cell_threshold": threshold})}
+    )
     return replace(result, study=study)
 
 
@@ -51,14 +52,21 @@ def test_p_format_keeps_the_side_of_0_05_and_the_precision_rule(p):
         value = float(text)
         decimals = len(text.split(".")[1])
         assert decimals == (3 if p < 0.01 else decimals)
-        assert decimals in (2, 3) and abs(value - p) <= 0.5 * 10 ** -decimals + 1e-12
+        assert decimals in (2, 3) and abs(value - p) <= 0.5 * 10**-decimals + 1e-12
         assert (value < 0.05) == (p < 0.05) or p == pytest.approx(0.05, abs=5e-4)
 
 
 def test_p_format_examples_of_the_rule():
     # the rule in words: < 0.001; 3 decimals below 0.01; 2 decimals, 3 if 2 would cross 0.05
     assert [format_p(x) for x in (0.0004, 0.0042, 0.046, 0.0449, 0.31, 0.999, float("nan"))] == [
-        "< 0.001", "0.004", "0.046", "0.04", "0.31", "> 0.99", "\u2014"]
+        "< 0.001",
+        "0.004",
+        "0.046",
+        "0.04",
+        "0.31",
+        "> 0.99",
+        "\u2014",
+    ]
 
 
 def test_results_table_rows_are_the_estimates_then_the_skipped(result):
@@ -137,8 +145,9 @@ def test_at_risk_table_counts_rows(result):
 
 def test_report_times_come_from_the_study_or_the_horizon(result, studies):
     assert report_times(result.study, 90) == [0, 15, 30, 45, 60, 75, 90]  # [analysis] km_times_days
-    assert report_times(studies["second_vasopressor"].study, 28) == pytest.approx([0, 28 / 6 * 1, 28 / 6 * 2, 14,
-                                                                                    28 / 6 * 4, 28 / 6 * 5, 28])
+    assert report_times(studies["second_vasopressor"].study, 28) == pytest.approx(
+        [0, 28 / 6 * 1, 28 / 6 * 2, 14, 28 / 6 * 4, 28 / 6 * 5, 28]
+    )
 
 
 def test_ph_table_has_global_row(result):
@@ -165,11 +174,13 @@ def test_methods_paragraph_says_what_the_study_file_says(result):
     assert "verified against R survival, cmprsk and MatchIt" in text
     blocks = text.split("\n\n")
     assert len(blocks) == 5 and blocks[2].startswith("A logistic regression") and "\n" not in "".join(blocks)
-    analysis = s.analysis.model_copy(update={"matching": s.analysis.matching.model_copy(
-        update={"caliper": 0.1, "ratio": 3})})
+    analysis = s.analysis.model_copy(
+        update={"matching": s.analysis.matching.model_copy(update={"caliper": 0.1, "ratio": 3})}
+    )
     outcomes = {**s.outcomes, "krt_liberation": s.outcomes["krt_liberation"].model_copy(update={"absence_days": 14})}
-    changed = methods_paragraph(replace(result, study=s.model_copy(update={"analysis": analysis,
-                                                                          "outcomes": outcomes})))
+    changed = methods_paragraph(
+        replace(result, study=s.model_copy(update={"analysis": analysis, "outcomes": outcomes}))
+    )
     assert "0.1 standard deviations" in changed and "up to 3 comparator" in changed
     assert "at least 14 days without it" in changed
 
@@ -196,8 +207,9 @@ def test_results_paragraph_is_written_from_the_numbers(result):
     text = results_paragraph(result)
     c = result.counts
     att = result.attrition
-    assert (f"Of {att['remaining'].iloc[0]} patients with CKRT start, {att['remaining'].iloc[-1]} "
-            "were eligible") in text
+    assert (
+        f"Of {att['remaining'].iloc[0]} patients with CKRT start, {att['remaining'].iloc[-1]} were eligible"
+    ) in text
     assert f"({c['exposed']} with Mg, {c['comparator']} with no Mg)" in text
     assert f"{result.dose['mean']:.1f} \u00b1 {result.dose['sd']:.1f} mEq" in text
     main = result.estimate("death", "cox_adjusted", "matched")
@@ -221,10 +233,22 @@ def test_results_paragraph_suppresses_small_counts(result):
 
 
 def test_results_paragraph_when_matching_and_models_were_skipped(result):
-    skipped = (SkippedModel("matching", "matching", "matched", "no exposed patient had a control within the caliper"),
-               SkippedModel("death", "cox_adjusted", "matched", "no matched cohort"))
-    bare = replace(_without_published(result), synthetic=False, planted=None, matched=None, matching=None,
-                   balance_after=None, outcomes={}, estimates=(), skipped=skipped, e_value=None)
+    skipped = (
+        SkippedModel("matching", "matching", "matched", "no exposed patient had a control within the caliper"),
+        SkippedModel("death", "cox_adjusted", "matched", "no matched cohort"),
+    )
+    bare = replace(
+        _without_published(result),
+        synthetic=False,
+        planted=None,
+        matched=None,
+        matching=None,
+        balance_after=None,
+        outcomes={},
+        estimates=(),
+        skipped=skipped,
+        e_value=None,
+    )
     text = results_paragraph(bare)
     assert text.count("matching was not performed (no exposed patient had a control within the caliper)") == 1
     assert "not estimated: no matched cohort" in text
@@ -232,8 +256,11 @@ def test_results_paragraph_when_matching_and_models_were_skipped(result):
 
 
 def test_only_outcome_models_become_skipped_rows(result):
-    extra = (*result.skipped, SkippedModel("death", "e_value", "matched", "no hazard ratio"),
-             SkippedModel("matching", "matching", "matched", "nothing matched"))
+    extra = (
+        *result.skipped,
+        SkippedModel("death", "e_value", "matched", "no hazard ratio"),
+        SkippedModel("matching", "matching", "matched", "nothing matched"),
+    )
     table = results_table(replace(result, skipped=extra))
     assert len(table) == len(result.estimates) + len(result.skipped)
     assert "no hazard ratio" in results_paragraph(replace(result, skipped=extra))

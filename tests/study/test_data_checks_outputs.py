@@ -27,8 +27,8 @@ from retrocohort.study.outputs import (
 from retrocohort.study.pipeline import run_study
 from retrocohort.study.results import StudyResult
 from tests.cohort.minimimic import HEADERS
-from tests.report._build import load, with_threshold
 from tests.cohort.test_data_checks import dirty
+from tests.report._build import load, with_threshold
 
 
 def _rewrite(source, out, doubled: tuple[str, ...], seed: float) -> None:
@@ -41,8 +41,9 @@ def _rewrite(source, out, doubled: tuple[str, ...], seed: float) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         scan = f"SELECT * FROM read_csv('{path}', all_varchar = true, header = true)"
         rows = f"{scan} UNION ALL {scan}" if name in doubled else scan
-        con.execute(f"COPY (SELECT * FROM ({rows}) ORDER BY random()) TO '{target}' (FORMAT csv, HEADER true, "
-                    "COMPRESSION gzip)")
+        con.execute(
+            f"COPY (SELECT * FROM ({rows}) ORDER BY random()) TO '{target}' (FORMAT csv, HEADER true, COMPRESSION gzip)"
+        )
     con.close()
     for marker in source.glob("*.json"):
         (out / marker.name).write_bytes(marker.read_bytes())
@@ -68,12 +69,17 @@ def _same_result(a: StudyResult, b: StudyResult) -> None:
         numbers = [k for k, v in a.dose.items() if isinstance(v, (int, float))]
         assert {k: a.dose[k] for k in numbers} == pytest.approx({k: b.dose[k] for k in numbers}, nan_ok=True)
         assert {k: v for k, v in a.dose.items() if k not in numbers} == {
-            k: v for k, v in b.dose.items() if k not in numbers}
+            k: v for k, v in b.dose.items() if k not in numbers
+        }
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "cohort builder (issue 9): exact duplicate rows are counted by the data checks but not dropped; "
-    "with hosp/patients and icu/inputevents written twice every count is multiplied by 64 (218 -> 13952 indexed)"))
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "cohort builder (issue 9): exact duplicate rows are counted by the data checks but not dropped; "
+        "with hosp/patients and icu/inputevents written twice every count is multiplied by 64 (218 -> 13952 indexed)"
+    ),
+)
 def test_duplicated_rows_leave_every_result_unchanged(synthetic_runs):
     clean, doubled = synthetic_runs["clean"], synthetic_runs["dirty"]
     assert clean.counts["exposed"] > 5 and len(clean.estimates) >= 3  # not vacuous
@@ -105,9 +111,13 @@ def dirty_folder(tmp_path_factory):
     return dirty().write(tmp_path_factory.mktemp("dq_dirty"))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "cohort builder (issue 9): the dirty miniature folder (rows with a NULL subject_id) stops build_cohort with "
-    "pandas IntCastingNaNError in builder._assemble instead of dropping those rows as the data checks say"))
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "cohort builder (issue 9): the dirty miniature folder (rows with a NULL subject_id) stops build_cohort with "
+        "pandas IntCastingNaNError in builder._assemble instead of dropping those rows as the data checks say"
+    ),
+)
 def test_pipeline_carries_the_cohorts_data_checks(dirty_folder):
     assert "data_checks" in {f.name for f in fields(StudyResult)}
     study = load("magnesium_ckrt")

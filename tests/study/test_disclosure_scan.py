@@ -34,22 +34,23 @@ from itertools import pairwise
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from retrocohort import cli
 from retrocohort.errors import RetrocohortError
-from retrocohort.sources.synthetic import generate_synthetic
 from retrocohort.report.formatting import level_text
 from retrocohort.report.suppression import report_times
+from retrocohort.sources.synthetic import generate_synthetic
 from retrocohort.study.outputs import RUN_MARKER, write_outputs
 from retrocohort.study.pipeline import analyse_cohort, run_study
 from tests.report._build import cohort_for, load, with_threshold
 
 INF = math.inf
-COUNT_WORDS = (r"exposed|unexposed|patients?|patient\(s\)|subjects?|stays?|admissions?|events?|deaths?|"
-               r"controls?|treated|units?|liberations?|people|persons?|cases?|comparator")
+COUNT_WORDS = (
+    r"exposed|unexposed|patients?|patient\(s\)|subjects?|stays?|admissions?|events?|deaths?|"
+    r"controls?|treated|units?|liberations?|people|persons?|cases?|comparator"
+)
 # The result's count names and the scan's.
 ALIAS = {"indexed": "screened", "comparator": "unexposed", "matched_comparator": "matched_unexposed"}
 
@@ -60,12 +61,17 @@ def make_cohort(n: int = 600, seed: int = 1, study: str = "magnesium_ckrt") -> S
     return cohort
 
 
-
 # --------------------------------------------------------------------------- cohorts
 
 
-def tiny_cohort(n: int, n_exposed: int, seed: int, no_events: int | None = None,
-                attrition: list[int] | None = None, study: str = "magnesium_ckrt") -> SimpleNamespace:
+def tiny_cohort(
+    n: int,
+    n_exposed: int,
+    seed: int,
+    no_events: int | None = None,
+    attrition: list[int] | None = None,
+    study: str = "magnesium_ckrt",
+) -> SimpleNamespace:
     """A random frame of a shipped study with exactly ``n_exposed`` exposed; ``no_events`` = arm without any event."""
     spec = load(study)
     cohort = cohort_for(study, n=n, seed=seed, n_exposed=n_exposed)
@@ -78,12 +84,14 @@ def tiny_cohort(n: int, n_exposed: int, seed: int, no_events: int | None = None,
     log = cohort.attrition
     if attrition is not None:
         remaining = [*attrition, n]
-        log = pd.DataFrame({
-            "step": [f"step {i}" for i in range(len(remaining))],
-            "remaining": remaining,
-            "excluded": [0] + [a - b for a, b in pairwise(remaining)],
-            "reason": [""] + [f"excluded for reason {i}" for i in range(1, len(remaining))],
-        })
+        log = pd.DataFrame(
+            {
+                "step": [f"step {i}" for i in range(len(remaining))],
+                "remaining": remaining,
+                "excluded": [0] + [a - b for a, b in pairwise(remaining)],
+                "reason": [""] + [f"excluded for reason {i}" for i in range(1, len(remaining))],
+            }
+        )
     return SimpleNamespace(attrition=log, data=data, notes=cohort.notes, study=study)
 
 
@@ -92,8 +100,9 @@ def _study_for(cohort, options: dict | None):
     options = options or {}
     study = load(options.get("study", getattr(cohort, "study", "magnesium_ckrt")))
     if "matching" in options:
-        analysis = study.analysis.model_copy(update={"matching": study.analysis.matching.model_copy(
-            update=options["matching"])})
+        analysis = study.analysis.model_copy(
+            update={"matching": study.analysis.matching.model_copy(update=options["matching"])}
+        )
         study = study.model_copy(update={"analysis": analysis})
     if "report" in options:
         study = with_threshold(study, options["report"]["small_cell_threshold"])
@@ -114,13 +123,19 @@ CASES = {
     "one_unmatched": lambda: tiny_cohort(60, 7, 3, attrition=[70, 67, 64]),
     # the other shipped studies: an active comparator, a dose in mg, subgroups, other horizons and outcomes
     "active_comparator_three_exposed": lambda: tiny_cohort(40, 3, seed=5, study="second_vasopressor"),
-    "active_comparator_threshold_11": lambda: (tiny_cohort(70, 9, seed=9, study="second_vasopressor"),
-                                               {"report": {"small_cell_threshold": 11}}),
+    "active_comparator_threshold_11": lambda: (
+        tiny_cohort(70, 9, seed=9, study="second_vasopressor"),
+        {"report": {"small_cell_threshold": 11}},
+    ),
     "thiamine_two_exposed": lambda: tiny_cohort(40, 2, seed=6, study="thiamine_sepsis"),
-    "thiamine_subgroups_threshold_11": lambda: (tiny_cohort(80, 12, seed=10, study="thiamine_sepsis"),
-                                                {"report": {"small_cell_threshold": 11}}),
-    "vasopressin_subgroups_threshold_11": lambda: (make_cohort(n=140, seed=11, study="vasopressin_shock"),
-                                                   {"report": {"small_cell_threshold": 11}}),
+    "thiamine_subgroups_threshold_11": lambda: (
+        tiny_cohort(80, 12, seed=10, study="thiamine_sepsis"),
+        {"report": {"small_cell_threshold": 11}},
+    ),
+    "vasopressin_subgroups_threshold_11": lambda: (
+        make_cohort(n=140, seed=11, study="vasopressin_shock"),
+        {"report": {"small_cell_threshold": 11}},
+    ),
     "vasopressin_four_exposed": lambda: tiny_cohort(45, 4, seed=12, study="vasopressin_shock"),
 }
 
@@ -190,8 +205,10 @@ class _Tables(HTMLParser):
 
 def svg_texts(path: Path) -> list[str]:
     svg = path.read_text(encoding="utf-8")
-    return [html.unescape(re.sub(r"<[^>]+>", "", t)).replace("\u00a0", " ")
-            for t in re.findall(r"<text\b.*?</text>", svg, re.DOTALL)]
+    return [
+        html.unescape(re.sub(r"<[^>]+>", "", t)).replace("\u00a0", " ")
+        for t in re.findall(r"<text\b.*?</text>", svg, re.DOTALL)
+    ]
 
 
 # --------------------------------------------------------------------------- the reader's scan
@@ -224,13 +241,16 @@ class Scan:
         text = str(text).replace("\u00a0", " ")
         # "up to 2 unexposed patients" is the matching ratio (a design option), not a count.
         number = r"(\d{1,3}(?:,\d{3})+|\d+)"
-        pats = [rf"(?<![\w.,<>=\-])(?<!up to ){number}\s+(?:{COUNT_WORDS})\b",
-                rf"\b(?:{COUNT_WORDS})\s*\({number}\)",
-                rf"\bn\s*=\s*{number}(?![\d.\-])", rf"(?<![\w.,<>=\-]){number} \(\s*\d+(?:\.\d+)?%?\s*\)"]
+        pats = [
+            rf"(?<![\w.,<>=\-])(?<!up to ){number}\s+(?:{COUNT_WORDS})\b",
+            rf"\b(?:{COUNT_WORDS})\s*\({number}\)",
+            rf"\bn\s*=\s*{number}(?![\d.\-])",
+            rf"(?<![\w.,<>=\-]){number} \(\s*\d+(?:\.\d+)?%?\s*\)",
+        ]
         for pat in pats:
             for m in re.finditer(pat, text, re.IGNORECASE):
                 if 0 < int(m.group(1).replace(",", "")) < self.t:
-                    context = text[max(0, m.start() - 40):m.end() + 20]
+                    context = text[max(0, m.start() - 40) : m.end() + 20]
                     self.problems.append(f"(a) {where}: small count in text: ...{context}...")
 
     def known(self) -> dict[str, tuple[float, float]]:
@@ -287,9 +307,23 @@ def attack(known: dict[str, tuple[float, float]], equations, names) -> dict[str,
 
 
 # Every file an output folder may hold; a new one must be added to the scan before this test passes.
-KNOWN_TABLES = {"attrition", "counts", "table1_before", "table1_after", "balance", "estimates", "key_results",
-                "skipped_models", "tests", "ph_test", "propensity_model", "matching_counts", "e_value",
-                "data_checks", "subgroups"}
+KNOWN_TABLES = {
+    "attrition",
+    "counts",
+    "table1_before",
+    "table1_after",
+    "balance",
+    "estimates",
+    "key_results",
+    "skipped_models",
+    "tests",
+    "ph_test",
+    "propensity_model",
+    "matching_counts",
+    "e_value",
+    "data_checks",
+    "subgroups",
+}
 # Per outcome of the study: at_risk_<name>, km_<name> or cif_<name>.
 PER_OUTCOME = ("at_risk_", "km_", "cif_")
 # Tables without counts: what they hold is read as text for counts in words.
@@ -302,10 +336,15 @@ def read_outputs(scan: Scan, out: Path, summary: str, result) -> None:
     study = result.study
     per_outcome = {f"{prefix}{name}" for prefix in PER_OUTCOME for name in study.outcomes}
     files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
-    unknown = {f for f in files if not (f in ("results.json", "report.html", RUN_MARKER)
-                                        or re.fullmatch(r"tables/\w+\.csv", f) and (
-                                            f[7:-4] in KNOWN_TABLES or f[7:-4] in per_outcome)
-                                        or re.fullmatch(r"figures/\w+\.(png|svg)", f))}
+    unknown = {
+        f
+        for f in files
+        if not (
+            f in ("results.json", "report.html", RUN_MARKER)
+            or (re.fullmatch(r"tables/\w+\.csv", f) and (f[7:-4] in KNOWN_TABLES or f[7:-4] in per_outcome))
+            or re.fullmatch(r"figures/\w+\.(png|svg)", f)
+        )
+    }
     assert not unknown, f"files the scan does not read: {unknown}"
     pngs = {f[8:-4] for f in files if f.endswith(".png")}
     assert pngs == {f[8:-4] for f in files if f.endswith(".svg")}, "every PNG has the SVG the scan reads"
@@ -391,7 +430,7 @@ def read_outputs(scan: Scan, out: Path, summary: str, result) -> None:
     if result.matched is not None:
         # Table 1 before minus after: the unmatched patients of an arm with that characteristic.
         for var in [v for v in scan.truth if v.startswith("before") and not v.endswith(":complement")]:
-            after = "after" + var[len("before"):]
+            after = "after" + var[len("before") :]
             if after in scan.truth:
                 arm = var[len("before")]
                 diff = f"{var}:unmatched"
@@ -430,8 +469,11 @@ def read_outputs(scan: Scan, out: Path, summary: str, result) -> None:
                 for col, value in zip(header[1:], row[1:], strict=True):
                     day = float(re.sub(r"[^\d.]", "", col))
                     scan.count(f"risk/{name}/{labels[row[0]]}@{day:g}", value, "report.html at-risk table")
-    subgroup_tables = [rows for tid, rows in page.tables.items() if tid.startswith("table")
-                       and rows and rows[0][:3] == ["Level", "Patients", "Events"]]
+    subgroup_tables = [
+        rows
+        for tid, rows in page.tables.items()
+        if tid.startswith("table") and rows and rows[0][:3] == ["Level", "Patients", "Events"]
+    ]
     for g, rows in zip(result.subgroups, subgroup_tables, strict=False):
         for row in rows[1:]:
             scan.count(f"sg/{g.covariate}/{row[0]}/n", row[1], "report.html subgroup table")
@@ -460,10 +502,15 @@ def read_outputs(scan: Scan, out: Path, summary: str, result) -> None:
                     scan.count(var, m.group(2), "ps_distribution.svg legend")
     # printed summary
     scan.text(summary, "printed summary")
-    keys = {f"with an index event ({study.index.label})": "screened", "excluded": "excluded", "eligible": "eligible",
-            f"{study.exposure.label} (exposed)": "exposed",
-            f"{study.comparator.label} (comparator)": "unexposed",
-            "matched, exposed": "matched_exposed", "matched, comparator": "matched_unexposed"}
+    keys = {
+        f"with an index event ({study.index.label})": "screened",
+        "excluded": "excluded",
+        "eligible": "eligible",
+        f"{study.exposure.label} (exposed)": "exposed",
+        f"{study.comparator.label} (comparator)": "unexposed",
+        "matched, exposed": "matched_exposed",
+        "matched, comparator": "matched_unexposed",
+    }
     for line in summary.splitlines():
         for label, var in keys.items():
             m = re.match(rf"^\s*{re.escape(label)}\s*[│|]\s*(\S+)\s*$", line)
@@ -473,8 +520,9 @@ def read_outputs(scan: Scan, out: Path, summary: str, result) -> None:
 
 def table_one(scan: Scan, frame: pd.DataFrame, when: str, result, where: str) -> None:
     frame = frame.set_index(frame.columns[0])
-    arms = ({"1": "exposed", "0": "unexposed"} if when == "before"
-            else {"1": "matched_exposed", "0": "matched_unexposed"})
+    arms = (
+        {"1": "exposed", "0": "unexposed"} if when == "before" else {"1": "matched_exposed", "0": "matched_unexposed"}
+    )
     raw = result.table_one_before if when == "before" else result.table_one_after
     # The CSV's rows are in the study's words; tableone's own labels are in the same order.
     raw_labels = dict(zip(frame.index, raw.index, strict=True))
@@ -510,11 +558,16 @@ def table_one(scan: Scan, frame: pd.DataFrame, when: str, result, where: str) ->
 
 
 def flow(scan: Scan, texts: list[str], result) -> None:
-    values = [m.group(1) or m.group(2) for t in texts
-              for m in re.finditer(r"\bn\s*(?:=\s*([^\s)]+)|(<\s*\d+))", t)]
+    values = [m.group(1) or m.group(2) for t in texts for m in re.finditer(r"\bn\s*(?:=\s*([^\s)]+)|(<\s*\d+))", t)]
     exclusions = [i for i in range(1, len(result.attrition)) if int(result.attrition["excluded"].iloc[i]) > 0]
-    names = ["rem0", "excluded", *[f"exc{i}" for i in exclusions], f"rem{len(result.attrition) - 1}",
-             "exposed", "unexposed"]
+    names = [
+        "rem0",
+        "excluded",
+        *[f"exc{i}" for i in exclusions],
+        f"rem{len(result.attrition) - 1}",
+        "exposed",
+        "unexposed",
+    ]
     if result.matched is not None:
         names += ["matched_exposed", "unmatched_exposed", "matched_unexposed", "unmatched_unexposed"]
     assert len(values) == len(names), (values, names)
@@ -543,8 +596,12 @@ def relations(scan: Scan, result) -> None:
     c = {ALIAS.get(k, k): v for k, v in result.counts.items()}
     truth.update({k: float(v) for k, v in c.items()})
     truth["excluded"] = truth["rem0"] - truth[f"rem{n_rows - 1}"]
-    scan.equations += [("screened", ("rem0",)), ("eligible", (f"rem{n_rows - 1}",)),
-                       ("rem0", (f"rem{n_rows - 1}", "excluded")), ("eligible", ("exposed", "unexposed"))]
+    scan.equations += [
+        ("screened", ("rem0",)),
+        ("eligible", (f"rem{n_rows - 1}",)),
+        ("rem0", (f"rem{n_rows - 1}", "excluded")),
+        ("eligible", ("exposed", "unexposed")),
+    ]
     for i in range(n_rows):
         reason = str(att["reason"].iloc[i])
         exposure, comparator = re.escape(result.study.exposure.label), re.escape(result.study.comparator.label)
@@ -560,9 +617,11 @@ def relations(scan: Scan, result) -> None:
         truth["unmatched_exposed"] = truth["exposed"] - truth["matched_exposed"]
         truth["unmatched_unexposed"] = truth["unexposed"] - truth["matched_unexposed"]
         truth["matched"] = truth["matched_exposed"] + truth["matched_unexposed"]
-        scan.equations += [("exposed", ("matched_exposed", "unmatched_exposed")),
-                           ("unexposed", ("matched_unexposed", "unmatched_unexposed")),
-                           ("matched", ("matched_exposed", "matched_unexposed"))]
+        scan.equations += [
+            ("exposed", ("matched_exposed", "unmatched_exposed")),
+            ("unexposed", ("matched_unexposed", "unmatched_unexposed")),
+            ("matched", ("matched_exposed", "matched_unexposed")),
+        ]
         for e in result.estimates:
             if e.population == "matched":
                 scan.equations.append(("matched", (f"{e.outcome}/matched/n",)))
@@ -597,8 +656,11 @@ def relations(scan: Scan, result) -> None:
             names_n.append(f"sg/{g.covariate}/{level}/n")
             names_ev.append(f"sg/{g.covariate}/{level}/events")
         population = "matched" if "matched" in g.model else "full"
-        for total, parts in ((f"{g.outcome}/{population}/n", names_n), (f"{g.outcome}/{population}/events", names_ev),
-                             ("matched" if population == "matched" else "eligible", names_n)):
+        for total, parts in (
+            (f"{g.outcome}/{population}/n", names_n),
+            (f"{g.outcome}/{population}/events", names_ev),
+            ("matched" if population == "matched" else "eligible", names_n),
+        ):
             if total in truth and truth[total] == sum(truth[p] for p in parts):
                 scan.equations.append((total, tuple(parts)))
 
@@ -644,10 +706,12 @@ def test_no_small_count_in_any_output_and_none_recoverable(case, tmp_path):
     result = run["result"]
     t = result.study.report.small_cell_threshold
     # The case is what it claims to be: a small cell exists and the scan had files to read.
-    unmatched = {k: result.counts[k] - result.counts.get(f"matched_{k}", result.counts[k])
-                 for k in ("exposed", "comparator")}
+    unmatched = {
+        k: result.counts[k] - result.counts.get(f"matched_{k}", result.counts[k]) for k in ("exposed", "comparator")
+    }
     small = [k for k, v in {**result.counts, **unmatched}.items() if 0 < v < t] + [
-        f"exc{i}" for i, v in enumerate(result.attrition["excluded"]) if 0 < v < t]
+        f"exc{i}" for i, v in enumerate(result.attrition["excluded"]) if 0 < v < t
+    ]
     for fitted in result.outcomes.values():
         if fitted.km is not None:
             at_risk = fitted.km.at_risk(report_times(result.study, fitted.horizon_days)).to_numpy()
@@ -659,10 +723,17 @@ def test_no_small_count_in_any_output_and_none_recoverable(case, tmp_path):
     assert (run["out"] / "report.html").is_file() and "Cohort flow" in run["summary"]
 
 
-@pytest.mark.parametrize("stays, seed, study", [
-    (200, 3, "magnesium_ckrt"), (None, None, "magnesium_ckrt"),
-    (200, 3, "second_vasopressor"), (200, 3, "thiamine_sepsis"), (200, 3, "vasopressin_shock"),
-], ids=["tiny_synthetic_ehr", "flagship_demo", "second_vasopressor", "thiamine_sepsis", "vasopressin_shock"])
+@pytest.mark.parametrize(
+    "stays, seed, study",
+    [
+        (200, 3, "magnesium_ckrt"),
+        (None, None, "magnesium_ckrt"),
+        (200, 3, "second_vasopressor"),
+        (200, 3, "thiamine_sepsis"),
+        (200, 3, "vasopressin_shock"),
+    ],
+    ids=["tiny_synthetic_ehr", "flagship_demo", "second_vasopressor", "thiamine_sepsis", "vasopressin_shock"],
+)
 def test_the_whole_pipeline_on_a_synthetic_ehr(stays, seed, study, tmp_path):
     """The cohort builder's own attrition log ("12 exposed (...), 321 unexposed") and the calibrated demo,
     whose 37 exposed of whom 34-36 are matched leave a few exposed unmatched."""
@@ -697,7 +768,7 @@ def test_the_scan_catches_a_planted_leak(tmp_path):
 
 
 def test_a_threshold_of_two_is_refused(tmp_path):
-    """"<2" can only be 1: such a threshold would print every suppressed count exactly."""
+    """ "<2" can only be 1: such a threshold would print every suppressed count exactly."""
     from retrocohort.spec import load_study_file
 
     text = (load("magnesium_ckrt").source_text or "").replace("small_cell_threshold = 5", "small_cell_threshold = 2")

@@ -70,8 +70,20 @@ def leaked(path: Path, ids: set[str], dates: set[str]) -> set[str]:
 def test_every_output_is_written(written):
     assert (written / "report.html").is_file() and (written / "results.json").is_file()
     tables = {p.stem for p in (written / "tables").glob("*.csv")}
-    assert {"attrition", "counts", "table1_before", "table1_after", "balance", "estimates",
-            "at_risk_death", "km_death", "cif_krt_liberation", "tests", "skipped_models", "key_results"} <= tables
+    assert {
+        "attrition",
+        "counts",
+        "table1_before",
+        "table1_after",
+        "balance",
+        "estimates",
+        "at_risk_death",
+        "km_death",
+        "cif_krt_liberation",
+        "tests",
+        "skipped_models",
+        "key_results",
+    } <= tables
     pngs = {p.stem for p in (written / "figures").glob("*.png")}
     svgs = {p.stem for p in (written / "figures").glob("*.svg")}
     assert pngs == svgs and {"flow", "love_plot", "km_death", "cif_krt_liberation"} <= pngs
@@ -97,8 +109,11 @@ def test_results_json_follows_schema_and_matches_result(written, result):
     assert doc["published"]["krt_liberation"]["model"] == "fine_gray_adjusted"
     keys = {(e["outcome"], e["model"], e["population"]) for e in doc["estimates"]}
     assert keys == {(e.outcome, e.model, e.population) for e in result.estimates}
-    main = next(e for e in doc["estimates"] if (e["outcome"], e["model"], e["population"])
-                == ("death", "cox_adjusted", "matched"))
+    main = next(
+        e
+        for e in doc["estimates"]
+        if (e["outcome"], e["model"], e["population"]) == ("death", "cox_adjusted", "matched")
+    )
     assert main["estimate"] == result.estimate("death", "cox_adjusted", "matched").estimate
     assert set(doc["balance"]) == {str(i) for i in result.balance_before.index}
     assert doc["provenance"]["study_fingerprint"] == result.study.fingerprint
@@ -118,8 +133,7 @@ def test_schema_validator_rejects_broken_documents(result):
         lambda d: d.update(extra_key=1),
         lambda d: d["estimates"][0].update(outcome="death_90d"),  # not one of the study's outcomes
         lambda d: d["outcomes"]["krt_liberation"].update(primary=True),  # two primary outcomes
-        lambda d: d["published"].update(mortality={"model": "cox_adjusted", "estimate": 1, "lower": 0.5,
-                                                   "upper": 2}),
+        lambda d: d["published"].update(mortality={"model": "cox_adjusted", "estimate": 1, "lower": 0.5, "upper": 2}),
         lambda d: d.update(schema_version="1.1"),
     ):
         broken = copy.deepcopy(doc)
@@ -240,6 +254,7 @@ def test_cumulative_incidence_table_counts_are_suppressed(written, result):
     # A curve value is shown where the events behind it are not few: the last report time of each arm here.
     assert cif.groupby("arm")["cif"].apply(lambda s: s.notna().any()).all()
 
+
 @pytest.mark.parametrize("name", [n for n in STUDY_NAMES if n != "magnesium_ckrt"])
 def test_every_shipped_study_writes_its_own_outcomes(name, tmp_path):
     study = load(name)
@@ -249,7 +264,8 @@ def test_every_shipped_study_writes_its_own_outcomes(name, tmp_path):
     validate_results_document(doc)
     assert list(doc["outcomes"]) == list(study.outcomes)
     assert {o: v["horizon_days"] for o, v in doc["outcomes"].items()} == {
-        o: float(v.horizon_days) for o, v in study.outcomes.items()}
+        o: float(v.horizon_days) for o, v in study.outcomes.items()
+    }
     assert (doc["dose"] is None) == (study.dose is None)
     assert doc["published"] == {} and {e["outcome"] for e in doc["estimates"]} <= set(study.outcomes)
     assert len(doc["subgroups"]) == len(study.analysis.subgroups)

@@ -162,5 +162,5 @@ def exclusion_reason(reason: object) -> str:
     text = str(reason).strip()
     for prefix in ("excluded:", "Excluded:"):
         if text.startswith(prefix):
-            text = text[len(prefix):].strip()
+            text = text[len(prefix) :].strip()
     return text

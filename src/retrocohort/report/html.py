@@ -100,8 +100,10 @@ def _figure_markup(figures: dict[str, Figure], cache: dict[str, str]):
     def figure(stem: str, number: str, caption: str) -> Markup:
         fig = figures.get(stem)
         if fig is None:
-            return Markup('<p class="sans figure-missing" data-figure-missing="{}">{} not drawn: its results '
-                          "are not available for this run (see Models not estimated).</p>").format(stem, number)
+            return Markup(
+                '<p class="sans figure-missing" data-figure-missing="{}">{} not drawn: its results '
+                "are not available for this run (see Models not estimated).</p>"
+            ).format(stem, number)
         if stem not in cache:
             cache[stem] = base64.b64encode(figure_png_bytes(fig)).decode("ascii")
         # Shown at the figure's physical size (96 px per inch), never wider than the column.
@@ -147,7 +149,9 @@ def _results_context(result: Any) -> dict[str, Any]:
     table.loc[table[estimate_col] == "not estimated", estimate_col] = "not estimated (see below)"
     table = table.drop(columns=["Variance"])
     columns = list(table.columns)
-    numeric = {"Patients", "Events", "p", "Planted truth"} | {c for c in columns if c.startswith(("Estimate", "Published"))}
+    numeric = {"Patients", "Events", "p", "Planted truth"} | {
+        c for c in columns if c.startswith(("Estimate", "Published"))
+    }
     estimates = list(result.estimates)
     rows = []
     for k, (_, row) in enumerate(table.iterrows()):
@@ -160,21 +164,31 @@ def _results_context(result: Any) -> dict[str, Any]:
                     cell["key"] = estimate_key(est.outcome, est.model, est.population, "estimate")
                     cell["value"] = _value(est.estimate)
                     # The limits go in their own attributes on the same cell.
-                    cell["text"] = Markup('{} <span hidden data-key="{}" data-value="{}"></span>'
-                                          '<span hidden data-key="{}" data-value="{}"></span>').format(
-                        row[col], estimate_key(est.outcome, est.model, est.population, "lower"), _value(est.lower),
-                        estimate_key(est.outcome, est.model, est.population, "upper"), _value(est.upper))
+                    cell["text"] = Markup(
+                        '{} <span hidden data-key="{}" data-value="{}"></span>'
+                        '<span hidden data-key="{}" data-value="{}"></span>'
+                    ).format(
+                        row[col],
+                        estimate_key(est.outcome, est.model, est.population, "lower"),
+                        _value(est.lower),
+                        estimate_key(est.outcome, est.model, est.population, "upper"),
+                        _value(est.upper),
+                    )
                 elif col == "p":
                     cell["key"] = estimate_key(est.outcome, est.model, est.population, "p")
                     cell["value"] = _value(est.p)
                 elif col == "Patients":
                     cell["key"] = estimate_key(est.outcome, est.model, est.population, "n")
-                    cell["value"] = _value(shown_counts.get((est.outcome, est.population),
-                                                            (suppress_small_cells(est.n, threshold),))[0])
+                    cell["value"] = _value(
+                        shown_counts.get((est.outcome, est.population), (suppress_small_cells(est.n, threshold),))[0]
+                    )
                 elif col == "Events":
                     cell["key"] = estimate_key(est.outcome, est.model, est.population, "n_events")
-                    cell["value"] = _value(shown_counts.get((est.outcome, est.population),
-                                                            (None, suppress_small_cells(est.n_events, threshold)))[1])
+                    cell["value"] = _value(
+                        shown_counts.get(
+                            (est.outcome, est.population), (None, suppress_small_cells(est.n_events, threshold))
+                        )[1]
+                    )
             cells.append(cell)
         if est is None:
             cls = "skipped"
@@ -208,12 +222,16 @@ def _primary_keys(result: Any) -> list[dict[str, str]]:
         caption = f"{outcome_label(result, outcome)}, adjusted {ratio} (95% CI), matched"
         if published:
             caption += f"; published {format_ratio(*published)}"
-        out.append({
-            "key": f"primary/{outcome}", "value": _value(e.estimate),
-            "text": format_ratio(e.estimate, e.lower, e.upper),
-            "caption": caption, "truth": format_number(truth) if truth is not None else "",
-            "truth_value": _value(truth) if truth is not None else "",
-        })
+        out.append(
+            {
+                "key": f"primary/{outcome}",
+                "value": _value(e.estimate),
+                "text": format_ratio(e.estimate, e.lower, e.upper),
+                "caption": caption,
+                "truth": format_number(truth) if truth is not None else "",
+                "truth_value": _value(truth) if truth is not None else "",
+            }
+        )
     return out
 
 
@@ -235,27 +253,42 @@ def _outcome_sections(result: Any, disclosure: Any, threshold: int, first_figure
         test_name = "Gray's test" if competing else "Log-rank test"
         if competing:
             stem = f"cif_{name}"
-            caption = (f"Cumulative incidence of {label} by arm in the matched cohort to day {horizon:g}, "
-                       f"{spec.competing} as competing event (Aalen-Johansen).")
+            caption = (
+                f"Cumulative incidence of {label} by arm in the matched cohort to day {horizon:g}, "
+                f"{spec.competing} as competing event (Aalen-Johansen)."
+            )
         else:
             stem = f"km_{name}"
-            caption = (f"Kaplan-Meier estimates of {label} by arm in the matched cohort to day {horizon:g}, with "
-                       f"{conf} confidence bands and numbers at risk.")
+            caption = (
+                f"Kaplan-Meier estimates of {label} by arm in the matched cohort to day {horizon:g}, with "
+                f"{conf} confidence bands and numbers at risk."
+            )
         if is_number(p):
             caption += f" {test_name} {format_p_inline(p)}."
         at_risk = None
         shown = disclosure.at_risk_by_outcome.get(name)
         if fitted is not None and fitted.km is not None and not competing:
             frame = at_risk_table(fitted.km, report_times(result.study, horizon), arms, threshold, shown=shown)
-            at_risk = {"columns": list(frame.columns),
-                       "rows": [{"label": idx, "cells": list(r)}
-                                for idx, r in zip(frame.index, frame.to_numpy(), strict=True)]}
-        sections.append({
-            "id": f"outcome-{name}", "title": f"{label} by day {horizon:g}" + (" (primary)" if spec.primary else ""),
-            "stem": stem, "number": f"Figure {number}.", "caption": caption,
-            "test_name": test_name, "test_key": f"test/{name}", "test_text": format_p_inline(p) if is_number(p) else "",
-            "test_value": _value(p), "at_risk": at_risk,
-        })
+            at_risk = {
+                "columns": list(frame.columns),
+                "rows": [
+                    {"label": idx, "cells": list(r)} for idx, r in zip(frame.index, frame.to_numpy(), strict=True)
+                ],
+            }
+        sections.append(
+            {
+                "id": f"outcome-{name}",
+                "title": f"{label} by day {horizon:g}" + (" (primary)" if spec.primary else ""),
+                "stem": stem,
+                "number": f"Figure {number}.",
+                "caption": caption,
+                "test_name": test_name,
+                "test_key": f"test/{name}",
+                "test_text": format_p_inline(p) if is_number(p) else "",
+                "test_value": _value(p),
+                "at_risk": at_risk,
+            }
+        )
         number += 1
     return sections
 
@@ -266,16 +299,27 @@ def _subgroup_context(result: Any, disclosure: Any) -> list[dict[str, Any]]:
     out = []
     for g in getattr(result, "subgroups", ()) or ():
         levels = subgroup_levels(result, g, disclosure)
-        out.append({
-            "label": g.label or g.covariate, "model": g.model,
-            "p_interaction": format_p_inline(g.p_interaction) if is_number(g.p_interaction) else "",
-            "p_value": _value(g.p_interaction), "key": f"subgroup/{g.covariate}/p_interaction",
-            "rows": [{"level": str(r["level"]), "n": format_display(r["n"]), "events": format_display(r["n_events"]),
-                      "estimate": format_ratio(r["estimate"], r["lower"], r["upper"])
-                      if is_number(r["estimate"]) else "not estimated",
-                      "p": format_p_inline(r["p"]).replace("p = ", "").replace("p ", "") if is_number(r["p"]) else ""}
-                     for _, r in levels.iterrows()],
-        })
+        out.append(
+            {
+                "label": g.label or g.covariate,
+                "model": g.model,
+                "p_interaction": format_p_inline(g.p_interaction) if is_number(g.p_interaction) else "",
+                "p_value": _value(g.p_interaction),
+                "key": f"subgroup/{g.covariate}/p_interaction",
+                "rows": [
+                    {
+                        "level": str(r["level"]),
+                        "n": format_display(r["n"]),
+                        "events": format_display(r["n_events"]),
+                        "estimate": format_ratio(r["estimate"], r["lower"], r["upper"])
+                        if is_number(r["estimate"])
+                        else "not estimated",
+                        "p": format_p_inline(r["p"]).replace("p = ", "").replace("p ", "") if is_number(r["p"]) else "",
+                    }
+                    for _, r in levels.iterrows()
+                ],
+            }
+        )
     return out
 
 
@@ -286,8 +330,12 @@ def _provenance_rows(result: Any) -> list[tuple[str, str, str]]:
     rows.append(("Study", study.study.name, "study"))
     rows.append(("Study file SHA-256", str(prov.pop("study_fingerprint", study.fingerprint)), "study_fingerprint"))
     names = {
-        "data_fingerprint": "Data fingerprint", "data_fingerprint_method": "Fingerprint method",
-        "engine": "Engine", "seed": "Seed", "python": "Python", "elapsed_seconds": "Run time, s",
+        "data_fingerprint": "Data fingerprint",
+        "data_fingerprint_method": "Fingerprint method",
+        "engine": "Engine",
+        "seed": "Seed",
+        "python": "Python",
+        "elapsed_seconds": "Run time, s",
     }
     for key, label in names.items():
         if key in prov:
@@ -301,7 +349,11 @@ def _provenance_rows(result: Any) -> list[tuple[str, str, str]]:
     rows.append(("retrocohort", __version__, "retrocohort"))
     for key, value in sorted(prov.items()):
         if isinstance(value, (dict, list, tuple)):
-            value = ", ".join(f"{k}: {v}" for k, v in value.items()) if isinstance(value, dict) else ", ".join(map(str, value))
+            value = (
+                ", ".join(f"{k}: {v}" for k, v in value.items())
+                if isinstance(value, dict)
+                else ", ".join(map(str, value))
+            )
         rows.append((key.replace("_", " ").capitalize(), str(value), key))
     # No date or time stamp leaves the process, even in provenance (e.g. a file's modification time).
     return [(label, _DATE.sub("[date removed]", text), key) for label, text, key in rows]
@@ -313,8 +365,13 @@ def _data_checks_rows(result: Any, threshold: int) -> list[dict[str, str]] | Non
     if checks is None or not len(checks):
         return None
     return [
-        {"table": str(row["table"]), "rule": str(row["rule"]), "action": str(row["action"]),
-         "check": str(row["check"]), **(_count_item(row["count"], threshold) or {"text": "—", "value": ""})}
+        {
+            "table": str(row["table"]),
+            "rule": str(row["rule"]),
+            "action": str(row["action"]),
+            "check": str(row["check"]),
+            **(_count_item(row["count"], threshold) or {"text": "—", "value": ""}),
+        }
         for _, row in checks.iterrows()
     ]
 
@@ -346,18 +403,24 @@ def render_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
     att = result.attrition
     last = len(att) - 1
     keyfacts = {
-        "indexed": _count_item(att.iloc[0]["remaining"] if len(att) else None, threshold,
-                               disclosure.count("attrition_remaining_0")),
-        "eligible": _count_item(att.iloc[-1]["remaining"] if len(att) else None, threshold,
-                                disclosure.count(f"attrition_remaining_{last}")),
+        "indexed": _count_item(
+            att.iloc[0]["remaining"] if len(att) else None, threshold, disclosure.count("attrition_remaining_0")
+        ),
+        "eligible": _count_item(
+            att.iloc[-1]["remaining"] if len(att) else None, threshold, disclosure.count(f"attrition_remaining_{last}")
+        ),
         "exposed": _count_item(counts.get("exposed"), threshold, disclosure.count("exposed", counts.get("exposed"))),
-        "comparator": _count_item(counts.get("comparator"), threshold,
-                                  disclosure.count("comparator", counts.get("comparator"))),
+        "comparator": _count_item(
+            counts.get("comparator"), threshold, disclosure.count("comparator", counts.get("comparator"))
+        ),
         "matched_exposed": _count_item(counts.get("matched_exposed"), threshold, disclosure.count("matched_exposed"))
-        if result.matched is not None else None,
-        "matched_comparator": _count_item(counts.get("matched_comparator"), threshold,
-                                          disclosure.count("matched_comparator"))
-        if result.matched is not None else None,
+        if result.matched is not None
+        else None,
+        "matched_comparator": _count_item(
+            counts.get("matched_comparator"), threshold, disclosure.count("matched_comparator")
+        )
+        if result.matched is not None
+        else None,
     }
     dose = None
     # The dose of a handful of exposed patients is nearly an individual's dose: not shown
@@ -366,10 +429,14 @@ def render_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
     dosed = result.dose.get("n", counts.get("exposed")) if declared and result.dose else counts.get("exposed")
     few_exposed = is_small(dosed, threshold)
     if declared and is_number(result.dose.get("mean")) and not few_exposed:
-        dose = {"mean": format_number(result.dose["mean"], 1), "sd": format_number(result.dose.get("sd"), 1),
-                "mean_value": _value(result.dose["mean"]), "sd_value": _value(result.dose.get("sd")),
-                "label": str(result.dose.get("label", result.study.dose.label)),
-                "unit": str(result.dose.get("unit", result.study.dose.unit))}
+        dose = {
+            "mean": format_number(result.dose["mean"], 1),
+            "sd": format_number(result.dose.get("sd"), 1),
+            "mean_value": _value(result.dose["mean"]),
+            "sd_value": _value(result.dose.get("sd")),
+            "label": str(result.dose.get("label", result.study.dose.label)),
+            "unit": str(result.dose.get("unit", result.study.dose.unit)),
+        }
     covariates = study_labels(result.study)
     balance = []
     # SMDs against an arm of fewer patients than the threshold are withheld (as in balance.csv).
@@ -379,9 +446,16 @@ def render_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
     if bt is not None:
         for term, row in bt.iterrows():
             after = row.get("smd_after", float("nan"))
-            balance.append({"term": term, "label": covariate_label(str(term), covariates), "before": format_number(row["smd_before"], 3),
-                            "after": format_number(after, 3), "before_value": _value(row["smd_before"]),
-                            "after_value": _value(after)})
+            balance.append(
+                {
+                    "term": term,
+                    "label": covariate_label(str(term), covariates),
+                    "before": format_number(row["smd_before"], 3),
+                    "after": format_number(after, 3),
+                    "before_value": _value(row["smd_before"]),
+                    "after_value": _value(after),
+                }
+            )
     primary = (getattr(result, "outcomes", None) or {}).get(getattr(result, "primary", ""))
     ph_test = getattr(primary, "ph_test", None)
     ph = ph_test_table(ph_test) if ph_test is not None else None
@@ -389,10 +463,13 @@ def render_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
     e_value = None
     ev = result.e_value or {}
     if is_number(ev.get("point")):
-        e_value = {"point": format_number(ev["point"]), "point_value": _value(ev["point"]),
-                   "ci": format_number(ev.get("ci")) if is_number(ev.get("ci")) else "",
-                   "ci_value": _value(ev.get("ci")),
-                   "method": disclosure.text(getattr(result, "e_value_method", None) or "")}
+        e_value = {
+            "point": format_number(ev["point"]),
+            "point_value": _value(ev["point"]),
+            "ci": format_number(ev.get("ci")) if is_number(ev.get("ci")) else "",
+            "ci_value": _value(ev.get("ci")),
+            "method": disclosure.text(getattr(result, "e_value_method", None) or ""),
+        }
     outcome_sections = _outcome_sections(result, disclosure, threshold, first_figure=4)
     forest_number = f"Figure {4 + len(outcome_sections)}."
     subgroup_number = f"Figure {5 + len(outcome_sections)}."
@@ -438,9 +515,11 @@ def render_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
         "subgroups": subgroups,
         "results": _results_context(result),
         "ph_table": [{**row, "Term": _term_label(row["Term"], arms, covariates)} for row in ph.to_dict("records")]
-        if ph is not None else None,
-        "ph_model": (f"{outcome_label(result, result.primary)}, {label_of(MODEL_LABELS, ph_model)}"
-                     if ph_model else ""),
+        if ph is not None
+        else None,
+        "ph_model": (
+            f"{outcome_label(result, result.primary)}, {label_of(MODEL_LABELS, ph_model)}" if ph_model else ""
+        ),
         "e_value": e_value,
         "methods": methods_paragraph(result),
         "results_text": results_paragraph(result),

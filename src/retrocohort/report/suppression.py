@@ -25,7 +25,7 @@ import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from numbers import Real
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -139,8 +139,10 @@ def suppress_frame(
 
 # A number of people in free text ("1 exposed", "6 unexposed patients", "3 stays"): the
 # attrition reasons and notes other modules write can carry counts too.
-_COUNT_WORDS = (r"exposed|unexposed|patients?|subjects?|stays?|admissions?|people|persons?|events?|deaths?|"
-                r"controls?|treated|units?|matched|unmatched|liberations?|missing|rows?|cases?|individuals?")
+_COUNT_WORDS = (
+    r"exposed|unexposed|patients?|subjects?|stays?|admissions?|people|persons?|events?|deaths?|"
+    r"controls?|treated|units?|matched|unmatched|liberations?|missing|rows?|cases?|individuals?"
+)
 _COUNT_IN_TEXT = re.compile(
     rf"(?<![\w.,+\-])(\d{{1,3}}(?:,\d{{3}})+|\d+)(?=\s+(?:(?:more|fewer|other|additional)\s+)?(?:{_COUNT_WORDS})\b)",
     re.IGNORECASE,
@@ -154,7 +156,9 @@ _ESS = re.compile(r"(effective sample size\s+)(\d+(?:\.\d+)?)(\s+of\s+)(\d+)", r
 
 
 def suppress_counts_in_text(
-    text: str, threshold: int = DEFAULT_THRESHOLD, ranges: Mapping[int, str] | None = None,
+    text: str,
+    threshold: int = DEFAULT_THRESHOLD,
+    ranges: Mapping[int, str] | None = None,
     count_words: Iterable[str] = (),
 ) -> str:
     """Free text with every small count of people suppressed: "1 exposed, 6 unexposed" -> "<5 exposed, 6 unexposed".
@@ -278,8 +282,10 @@ class _Reader:
         # The true counts satisfy every equation, so only "solved" or "unbounded above" can come
         # back; anything else would make a leak look safe, so it stops the run instead.
         if low.status != 0 or high.status not in (0, 3):
-            raise RuntimeError(f"small-cell check: the linear program for {name!r} failed "
-                               f"({low.message}; {high.message}); no output is written without it")
+            raise RuntimeError(
+                f"small-cell check: the linear program for {name!r} failed "
+                f"({low.message}; {high.message}); no output is written without it"
+            )
         lo = math.ceil(low.fun - 1e-7)
         hi = -high.fun if high.status == 0 else _INF
         hi = math.floor(hi + 1e-7) if math.isfinite(hi) else _INF
@@ -353,8 +359,10 @@ def protect_counts(
         raise InputError(f"protect_counts: counts cannot be negative: {negative}")
     wrong = [(t, ps) for t, ps in eqs if vals[t] != sum(vals[p] for p in ps)]
     if wrong:
-        raise InputError(f"protect_counts: the values do not satisfy {wrong[:3]} (total = sum of parts); "
-                         "pass only relations that hold")
+        raise InputError(
+            f"protect_counts: the values do not satisfy {wrong[:3]} (total = sum of parts); "
+            "pass only relations that hold"
+        )
     published = [k for k in vals if k not in hidden_set]
     if threshold == 0:
         return {k: vals[k] for k in published}
@@ -389,12 +397,13 @@ def protect_counts(
         # smallest exact count (least information lost), else another small cell as a range
         # (small cells holding each other: b + d = c2 with all three "<3").
         support = reader.support(bounds, leaked[0]) - secondary
-        candidates = sorted((c for c in support if c in hidden_set and c not in leaked[:1]),
-                            key=lambda c: (vals[c], c))
-        candidates += sorted((c for c in support if c in published and c not in primary and vals[c] > 0),
-                             key=lambda c: (vals[c], c))
-        candidates += sorted((c for c in support if c in published and c in primary and c not in leaked[:1]),
-                             key=lambda c: (vals[c], c))
+        candidates = sorted((c for c in support if c in hidden_set and c not in leaked[:1]), key=lambda c: (vals[c], c))
+        candidates += sorted(
+            (c for c in support if c in published and c not in primary and vals[c] > 0), key=lambda c: (vals[c], c)
+        )
+        candidates += sorted(
+            (c for c in support if c in published and c in primary and c not in leaked[:1]), key=lambda c: (vals[c], c)
+        )
         if not candidates:
             # Nothing left to withhold around it (cannot happen while a total is shown exactly):
             # withhold every count rather than publish a recoverable cell.
@@ -434,8 +443,11 @@ def _eligible_split(study: Any) -> re.Pattern[str]:
     comparator = getattr(getattr(study, "comparator", None), "label", None)
     if not isinstance(exposure, str) or not isinstance(comparator, str):
         return _ELIGIBLE_SPLIT
-    return re.compile(rf"^\s*(\d+) (?:exposed\b|{re.escape(exposure)}(?!\w)).*?,\s*(\d+) "
-                      rf"(?:unexposed\b|{re.escape(comparator)}(?!\w))", re.DOTALL)
+    return re.compile(
+        rf"^\s*(\d+) (?:exposed\b|{re.escape(exposure)}(?!\w)).*?,\s*(\d+) "
+        rf"(?:unexposed\b|{re.escape(comparator)}(?!\w))",
+        re.DOTALL,
+    )
 
 
 def report_times(study: Any, horizon: float) -> list[float]:
@@ -535,7 +547,11 @@ def study_disclosure(result: Any) -> StudyDisclosure:
     decision = decide_disclosure(result)
     try:
         key = id(result)
-        _DISCLOSURES[key] = (weakref.ref(result, lambda _ref, key=key: _DISCLOSURES.pop(key, None)), decision)
+
+        def forget(_ref: Any, key: int = key) -> None:
+            _DISCLOSURES.pop(key, None)
+
+        _DISCLOSURES[key] = (weakref.ref(result, forget), decision)
     except TypeError:  # not weak-referenceable (a plain stand-in): no cache
         pass
     return decision
@@ -552,13 +568,14 @@ def decide_disclosure(result: Any) -> StudyDisclosure:
     same way everywhere.
     """
     study = getattr(result, "study", None)
-    threshold = _check_threshold(int(getattr(getattr(study, "report", None), "small_cell_threshold",
-                                             DEFAULT_THRESHOLD)))
+    threshold = _check_threshold(
+        int(getattr(getattr(study, "report", None), "small_cell_threshold", DEFAULT_THRESHOLD))
+    )
     values: dict[str, int] = {}
     equations: list[Equation] = []
     hidden: list[str] = []
 
-    attrition = getattr(result, "attrition", None)
+    attrition: Any = getattr(result, "attrition", None)
     rows = 0 if attrition is None else len(attrition)
     remaining = [int(v) for v in attrition["remaining"]] if rows else []
     excluded = [int(v) for v in attrition["excluded"]] if rows else []
@@ -566,8 +583,7 @@ def decide_disclosure(result: Any) -> StudyDisclosure:
         values[f"attrition_remaining_{i}"] = remaining[i]
         values[f"attrition_excluded_{i}"] = excluded[i]
         if i > 0 and remaining[i - 1] == remaining[i] + excluded[i]:
-            equations.append((f"attrition_remaining_{i - 1}",
-                              (f"attrition_remaining_{i}", f"attrition_excluded_{i}")))
+            equations.append((f"attrition_remaining_{i - 1}", (f"attrition_remaining_{i}", f"attrition_excluded_{i}")))
     counts = {COUNT_ALIASES.get(k, k): v for k, v in (getattr(result, "counts", {}) or {}).items()}
     eligible_split = _eligible_split(study)
     for key in ("screened", "eligible", "exposed", "unexposed"):
@@ -582,7 +598,8 @@ def decide_disclosure(result: Any) -> StudyDisclosure:
         values["excluded"] = remaining[0] - remaining[-1]
         equations.append(("attrition_remaining_0", (f"attrition_remaining_{rows - 1}", "excluded")))
     arms_add_up = {"eligible", "exposed", "unexposed"} <= set(values) and (
-        values["eligible"] == values["exposed"] + values["unexposed"])
+        values["eligible"] == values["exposed"] + values["unexposed"]
+    )
     if arms_add_up:
         equations.append(("eligible", ("exposed", "unexposed")))
     # "x exposed, y unexposed" on the eligible line (before any complete-case step).
@@ -649,8 +666,8 @@ def decide_disclosure(result: Any) -> StudyDisclosure:
     # matched cohort are the events among the unmatched.
     estimate_vars: dict[tuple[str, str], tuple[str, str]] = {}
     for e in getattr(result, "estimates", ()) or ():
-        key = (e.outcome, e.population)
-        if key in estimate_vars:
+        pair = (e.outcome, e.population)
+        if pair in estimate_vars:
             continue
         n_name = f"{e.outcome}_{e.population}_n"
         ev_name = f"{e.outcome}_{e.population}_events"
@@ -659,7 +676,7 @@ def decide_disclosure(result: Any) -> StudyDisclosure:
             equations.append(("matched", (n_name,)))
         if e.population in ("full", "iptw") and values.get("eligible") == int(e.n):
             equations.append(("eligible", (n_name,)))
-        estimate_vars[key] = (n_name, ev_name)
+        estimate_vars[pair] = (n_name, ev_name)
     outcome_names = list(dict.fromkeys(e.outcome for e in getattr(result, "estimates", ()) or ()))
     for outcome in outcome_names:
         # IPTW weighs the full cohort: the same patients, the same events.
@@ -680,29 +697,52 @@ def decide_disclosure(result: Any) -> StudyDisclosure:
     table_one_vars = _table_one_family(result, values, equations, hidden, unique)
     # Only relations that hold (an inconsistent log from a cohort builder is its own problem, and a
     # relation that does not hold tells a reader nothing exact).
-    equations = [(t, ps) for t, ps in equations
-                 if t in values and all(p in values for p in ps) and values[t] == sum(values[p] for p in ps)]
+    equations = [
+        (t, ps)
+        for t, ps in equations
+        if t in values and all(p in values for p in ps) and values[t] == sum(values[p] for p in ps)
+    ]
     display = protect_counts(values, equations, threshold, hidden=hidden)
-    ranges = {values[k]: str(v) for k, v in display.items()
-              if isinstance(v, str) and not v.startswith("<") and not k.startswith("t1|")}
+    ranges = {
+        values[k]: str(v)
+        for k, v in display.items()
+        if isinstance(v, str) and not v.startswith("<") and not k.startswith("t1|")
+    }
     at_risk_shown = {
-        name: pd.DataFrame([[display[f"at_risk_{name}_{g}_{j}"] for j in range(len(at_risk_times[name]))]
-                            for g in frame.index], index=frame.index, columns=frame.columns, dtype=object)
+        name: pd.DataFrame(
+            [[display[f"at_risk_{name}_{g}_{j}"] for j in range(len(at_risk_times[name]))] for g in frame.index],
+            index=frame.index,
+            columns=frame.columns,
+            dtype=object,
+        )
         for name, frame in at_risk_true.items()
     }
     primary = getattr(result, "primary", None)
     first_km = primary if primary in at_risk_shown else next(iter(at_risk_shown), None)
-    shown_counts = {k: display[k] for k in ("screened", "excluded", "eligible", "exposed", "unexposed", "matched",
-                                            "matched_exposed", "matched_unexposed", "unmatched_exposed",
-                                            "unmatched_unexposed") if k in display}
+    shown_counts: dict[str, int | str] = {
+        k: display[k]
+        for k in (
+            "screened",
+            "excluded",
+            "eligible",
+            "exposed",
+            "unexposed",
+            "matched",
+            "matched_exposed",
+            "matched_unexposed",
+            "unmatched_exposed",
+            "unmatched_unexposed",
+        )
+        if k in display
+    }
     few_exposed = any(is_small(values.get(k), threshold) for k in ("exposed", "unexposed"))
     few_matched = matched is not None and any(
-        is_small(values.get(k), threshold) for k in ("matched_exposed", "matched_unexposed"))
+        is_small(values.get(k), threshold) for k in ("matched_exposed", "matched_unexposed")
+    )
     return StudyDisclosure(
         threshold=threshold,
         counts=shown_counts,
-        attrition=tuple((display[f"attrition_remaining_{i}"], display[f"attrition_excluded_{i}"])
-                        for i in range(rows)),
+        attrition=tuple((display[f"attrition_remaining_{i}"], display[f"attrition_excluded_{i}"]) for i in range(rows)),
         at_risk=at_risk_shown.get(first_km) if first_km is not None else None,
         estimate_counts={k: (display[n], display[ev]) for k, (n, ev) in estimate_vars.items()},
         ranges=ranges,
@@ -711,14 +751,21 @@ def decide_disclosure(result: Any) -> StudyDisclosure:
         table_one={key: display[name] for key, name in table_one_vars.items()},
         at_risk_by_outcome=at_risk_shown,
         subgroup_counts={key: (display[n], display[ev]) for key, (n, ev) in subgroup_vars.items()},
-        count_words=tuple(str(w) for w in (getattr(getattr(study, "exposure", None), "label", None),
-                                           getattr(getattr(study, "comparator", None), "label", None))
-                          if isinstance(w, str)),
+        count_words=tuple(
+            str(w)
+            for w in (
+                getattr(getattr(study, "exposure", None), "label", None),
+                getattr(getattr(study, "comparator", None), "label", None),
+            )
+            if isinstance(w, str)
+        ),
     )
 
 
 def _subgroup_family(
-    result: Any, values: dict[str, int], equations: list[Equation],
+    result: Any,
+    values: dict[str, int],
+    equations: list[Equation],
     estimate_vars: Mapping[tuple[str, str], tuple[str, str]],
 ) -> dict[tuple[str, str], tuple[str, str]]:
     """Add each subgroup level's patients and events to the family: the levels of one covariate add
@@ -761,8 +808,10 @@ def _table_one_family(
     and tables whose ``n`` row does not match the arm counts are left to the plain rule.
     """
     out: dict[tuple[str, str, str], str] = {}
-    arm_names = {"before": {"0": "unexposed", "1": "exposed"},
-                 "after": {"0": "matched_unexposed", "1": "matched_exposed"}}
+    arm_names = {
+        "before": {"0": "unexposed", "1": "exposed"},
+        "after": {"0": "matched_unexposed", "1": "matched_exposed"},
+    }
     for when in ("before", "after"):
         table = getattr(result, f"table_one_{when}", None)
         if not isinstance(table, pd.DataFrame) or "n" not in [str(i).strip() for i in table.index]:
@@ -775,7 +824,7 @@ def _table_one_family(
             n_cell = str(table[column].iloc[[str(i).strip() for i in table.index].index("n")]).strip()
             if not re.fullmatch(r"\d+(\.0+)?", n_cell) or int(float(n_cell)) != values[total]:
                 continue
-            cells = {}
+            cells: dict[str, int] = {}
             for label, cell in table[column].items():
                 match = re.match(r"^\s*(\d+(?:\.\d+)?)\s*\(", str(cell))
                 if match is None or ("(%)" not in str(label) and str(label) == str(label).lstrip()):
@@ -817,8 +866,8 @@ def format_display(shown: object) -> str:
         return "\u2014"
     if isinstance(shown, bool):
         return str(shown)
-    if isinstance(shown, Real) and float(shown) == int(shown):
-        return f"{int(shown):,}"
+    if isinstance(shown, Real) and float(shown) == int(cast(Any, shown)):
+        return f"{int(cast(Any, shown)):,}"
     return str(shown)
 
 
@@ -847,8 +896,9 @@ def coarsen_curve(table: pd.DataFrame, threshold: int = DEFAULT_THRESHOLD) -> pd
         return table.copy()
     if "n_event" not in table.columns or "time" not in table.columns:
         raise InputError(f"coarsen_curve: the table needs columns time and n_event (has {list(table.columns)})")
-    parts = [table] if "group" not in table.columns else [table[table["group"] == g]
-                                                           for g in dict.fromkeys(table["group"])]
+    parts = (
+        [table] if "group" not in table.columns else [table[table["group"] == g] for g in dict.fromkeys(table["group"])]
+    )
     kept = []
     for part in parts:
         part = part.sort_values("time", kind="stable")

@@ -58,6 +58,7 @@ __all__ = [
     "threshold_of",
 ]
 
+
 def _study(result: Any) -> Any:
     return getattr(result, "study", None)
 
@@ -90,7 +91,7 @@ def primary_key(result: Any, outcome: str) -> tuple[str, str, str]:
 
 
 def index_label(result: Any) -> str:
-    """The study's index label ("CKRT start", "ICU admission", ...): the x axis says "Days since <it>"."""
+    """The study's index label ("ICU admission", "norepinephrine start", ...): the x axis says "Days since <it>"."""
     return str(getattr(getattr(_study(result), "index", None), "label", "") or "index")
 
 
@@ -141,17 +142,39 @@ def estimates_frame(result: Any) -> pd.DataFrame:
     disclosure = study_disclosure(result) if hasattr(result, "attrition") else None
     rows = []
     for e in getattr(result, "estimates", ()):
-        shown = disclosure.estimate_counts.get((e.outcome, e.population)) if disclosure else None
+        shown: Any = disclosure.estimate_counts.get((e.outcome, e.population)) if disclosure else None
         if shown is None:
             shown = (suppress_small_cells(e.n, threshold), suppress_small_cells(e.n_events, threshold))
-        rows.append({
-            "outcome": e.outcome, "model": e.model, "population": e.population,
-            "estimate": float(e.estimate), "lower": float(e.lower), "upper": float(e.upper), "p": float(e.p),
-            "n": shown[0], "n_events": shown[1],
-            "variance": e.variance, "label": e.label, "note": e.note,
-        })
-    columns = ["outcome", "model", "population", "estimate", "lower", "upper", "p", "n", "n_events",
-               "variance", "label", "note"]
+        rows.append(
+            {
+                "outcome": e.outcome,
+                "model": e.model,
+                "population": e.population,
+                "estimate": float(e.estimate),
+                "lower": float(e.lower),
+                "upper": float(e.upper),
+                "p": float(e.p),
+                "n": shown[0],
+                "n_events": shown[1],
+                "variance": e.variance,
+                "label": e.label,
+                "note": e.note,
+            }
+        )
+    columns = [
+        "outcome",
+        "model",
+        "population",
+        "estimate",
+        "lower",
+        "upper",
+        "p",
+        "n",
+        "n_events",
+        "variance",
+        "label",
+        "note",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -209,9 +232,14 @@ def results_table(result: Any) -> pd.DataFrame:
         if s.outcome not in names or not s.model.startswith(("cox", "fine_gray")):
             continue
         row = {
-            "Outcome": outcome_label(result, s.outcome), "Model": label_of(MODEL_LABELS, s.model),
-            "Population": label_of(POPULATION_LABELS, s.population), "Patients": "", "Events": "",
-            "Ratio": _ratio_name(s.model), estimate_col: "not estimated", "p": "",
+            "Outcome": outcome_label(result, s.outcome),
+            "Model": label_of(MODEL_LABELS, s.model),
+            "Population": label_of(POPULATION_LABELS, s.population),
+            "Patients": "",
+            "Events": "",
+            "Ratio": _ratio_name(s.model),
+            estimate_col: "not estimated",
+            "p": "",
             "Variance": disclosure.text(s.reason) if disclosure else suppress_counts_in_text(s.reason, threshold),
         }
         if show_published:
@@ -268,7 +296,9 @@ WITHHELD = "withheld"
 
 
 def suppress_table_one(
-    table: pd.DataFrame, threshold: int = DEFAULT_THRESHOLD, arm_counts: Mapping[str, object] | None = None,
+    table: pd.DataFrame,
+    threshold: int = DEFAULT_THRESHOLD,
+    arm_counts: Mapping[str, object] | None = None,
     cell_counts: Mapping[tuple[str, str], object] | None = None,
 ) -> pd.DataFrame:
     """Table 1 with small counts suppressed: the ``n`` row and every ``n (%)`` cell.
@@ -298,8 +328,14 @@ def suppress_table_one(
     out = table.copy()
     labels = _label_column(out)
     count_rows = _count_rows(labels)
-    label_name = next((c for c in ("variable", "characteristic", "Characteristic", "label", "") if c in out.columns
-                       and out[c].dtype == object), None)
+    label_name = next(
+        (
+            c
+            for c in ("variable", "characteristic", "Characteristic", "label", "")
+            if c in out.columns and out[c].dtype == object
+        ),
+        None,
+    )
     for column in out.columns:
         if column == label_name:
             continue
@@ -318,13 +354,20 @@ def suppress_table_one(
             else:
                 values[k] = suppress_small_cells(v, threshold)
         out[column] = pd.Series(values, index=out.index, dtype=object)
-    return _protect_table_one(table, out, labels, count_rows, label_name, threshold, arm_counts or {},
-                              cell_counts or {})
+    return _protect_table_one(
+        table, out, labels, count_rows, label_name, threshold, arm_counts or {}, cell_counts or {}
+    )
 
 
 def _protect_table_one(
-    raw: pd.DataFrame, out: pd.DataFrame, labels: pd.Series, count_rows: np.ndarray, label_name: Any,
-    threshold: int, arm_counts: Mapping[str, object], cell_counts: Mapping[tuple[str, str], object],
+    raw: pd.DataFrame,
+    out: pd.DataFrame,
+    labels: pd.Series,
+    count_rows: np.ndarray,
+    label_name: Any,
+    threshold: int,
+    arm_counts: Mapping[str, object],
+    cell_counts: Mapping[tuple[str, str], object],
 ) -> pd.DataFrame:
     """Complements of yes/no rows, percentages of inexact arms, statistics of small arms (see suppress_table_one)."""
     if threshold == 0:
@@ -336,21 +379,30 @@ def _protect_table_one(
     n_row = n_rows[0]
     arm_columns = [c for c in out.columns if c != label_name and str(c).strip().lower() not in _NON_COUNT_COLUMNS]
     # A yes/no row: "x = level (%)" with no indented level rows under it.
-    binary = np.array([bool(re.search(r"=.*\(%\)", x)) and not (k + 1 < len(labels) and
-                       str(labels.iloc[k + 1]) != str(labels.iloc[k + 1]).lstrip() and stripped[k + 1])
-                       for k, x in enumerate(stripped)])
+    binary = np.array(
+        [
+            bool(re.search(r"=.*\(%\)", x))
+            and not (
+                k + 1 < len(labels) and str(labels.iloc[k + 1]) != str(labels.iloc[k + 1]).lstrip() and stripped[k + 1]
+            )
+            for k, x in enumerate(stripped)
+        ]
+    )
     small_arm = False
     for column in arm_columns:
         n_true = _as_number(raw[column].iloc[n_row])
         if n_true is None:
             continue
-        shown_n = arm_counts.get(str(column).strip())
+        shown_n: Any = arm_counts.get(str(column).strip())
         if shown_n is None:
             shown_n = suppress_small_cells(n_true, threshold)
         exact = isinstance(shown_n, (int, float)) and not isinstance(shown_n, bool)
         values = out[column].to_numpy(dtype=object).copy()
-        values[n_row] = str(int(shown_n)) if exact and float(shown_n) == int(shown_n) else (
-            values[n_row] if exact else str(shown_n))
+        values[n_row] = (
+            str(int(shown_n))
+            if exact and float(shown_n) == int(shown_n)
+            else (values[n_row] if exact else str(shown_n))
+        )
         few = is_small(n_true, threshold)
         small_arm |= few
         for k in range(len(values)):
@@ -402,9 +454,9 @@ def table_one_row_label(row: str, labels: Mapping[str, str]) -> str:
         label = labels[name]
         for yes in (f"{name} = 1 (%)", f"{name} = 1.0 (%)", f"{name} = True (%)"):
             if row.startswith(yes):
-                return f"{label} (%)" + row[len(yes):]
+                return f"{label} (%)" + row[len(yes) :]
         if row.startswith((f"{name} (", f"{name} = ")):
-            return label + row[len(name):]
+            return label + row[len(name) :]
     return row
 
 
@@ -433,11 +485,20 @@ def table_one_combined(result: Any) -> pd.DataFrame | None:
             names = ("unexposed", "exposed") if title.startswith("Before") else ("matched_unexposed", "matched_exposed")
             arm_counts = {"0": disclosure.counts.get(names[0]), "1": disclosure.counts.get(names[1])}
         when = "before" if title.startswith("Before") else "after"
-        cells = {(label, arm): v for (w, label, arm), v in disclosure.table_one.items() if w == when} \
-            if disclosure is not None else None
+        cells = (
+            {(label, arm): v for (w, label, arm), v in disclosure.table_one.items() if w == when}
+            if disclosure is not None
+            else None
+        )
         shown = suppress_table_one(table, threshold, arm_counts=arm_counts, cell_counts=cells)
-        label_name = next((c for c in ("variable", "characteristic", "Characteristic", "label", "")
-                           if c in shown.columns and shown[c].dtype == object), None)
+        label_name = next(
+            (
+                c
+                for c in ("variable", "characteristic", "Characteristic", "label", "")
+                if c in shown.columns and shown[c].dtype == object
+            ),
+            None,
+        )
         if label_name is not None:
             shown = shown.set_index(label_name)
         shown.index = [table_one_row_label(str(i), covariate_names) for i in shown.index]
@@ -458,8 +519,11 @@ def table_one_combined(result: Any) -> pd.DataFrame | None:
     # tableone prints NaN (an SD or SMD of an arm of one) as "nan"; a journal prints a dash.
     combined = combined.map(lambda v: re.sub(r"\bnan\b", "\u2014", v) if isinstance(v, str) else v)
     # A missing-values column with nothing missing is noise in a published Table 1.
-    empty_missing = [c for c in combined.columns if str(c[1]).strip().lower() == "missing"
-                     and set(map(str, combined[c])) <= {"", "0"}]
+    empty_missing = [
+        c
+        for c in combined.columns
+        if str(c[1]).strip().lower() == "missing" and set(map(str, combined[c])) <= {"", "0"}
+    ]
     return combined.drop(columns=empty_missing)
 
 
@@ -488,13 +552,18 @@ def attrition_table(result_or_attrition: Any, threshold: int | None = None) -> p
 
         def scrub(text: str) -> str:
             return suppress_counts_in_text(text, t)
-    return pd.DataFrame({
-        "Step": [step_label(v) for v in attrition["step"]],
-        "Remaining": remaining,
-        "Excluded": excluded,
-        "Reason": [("" if (r is None or (isinstance(r, float) and np.isnan(r)))
-                    else scrub(exclusion_reason(r))) for r in reason],
-    })
+
+    return pd.DataFrame(
+        {
+            "Step": [step_label(v) for v in attrition["step"]],
+            "Remaining": remaining,
+            "Excluded": excluded,
+            "Reason": [
+                ("" if (r is None or (isinstance(r, float) and np.isnan(r))) else scrub(exclusion_reason(r)))
+                for r in reason
+            ],
+        }
+    )
 
 
 def at_risk_table(
@@ -523,8 +592,7 @@ def at_risk_table(
         cells = [[format_display(_shown_at(shown, g, t)) for t in at] for g in groups]
     else:
         cells = [[format_count(v, threshold) for v in row] for row in _at_risk_counts(km_result, table, groups, at)]
-    frame = pd.DataFrame(cells,
-                         index=pd.Index(names, name="Arm"), columns=[f"{t:g}" for t in at])
+    frame = pd.DataFrame(cells, index=pd.Index(names, name="Arm"), columns=[f"{t:g}" for t in at])
     frame.columns.name = "Day"
     return frame
 
@@ -538,12 +606,14 @@ def ph_test_table(result_or_ph: Any) -> pd.DataFrame | None:
     if not isinstance(table, pd.DataFrame) or "chisq" not in table.columns:
         raise InputError("ph_test_table: expected cox.zph-style rows with columns chisq, df, p")
     terms = table["term"] if "term" in table.columns else pd.Series(table.index, index=table.index)
-    return pd.DataFrame({
-        "Term": [str(t) for t in terms],
-        "Chi-square": [format_number(v, 2) for v in table["chisq"]],
-        "df": [format_number(v, 0) if float(v) == int(v) else format_number(v, 2) for v in table["df"]],
-        "p": [format_p(v) for v in table["p"]],
-    })
+    return pd.DataFrame(
+        {
+            "Term": [str(t) for t in terms],
+            "Chi-square": [format_number(v, 2) for v in table["chisq"]],
+            "df": [format_number(v, 0) if float(v) == int(v) else format_number(v, 2) for v in table["df"]],
+            "p": [format_p(v) for v in table["p"]],
+        }
+    )
 
 
 def balance_table(result: Any) -> pd.DataFrame | None:

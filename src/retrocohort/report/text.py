@@ -49,8 +49,15 @@ _ORDER_WORDS = {
 }
 
 _SUMMARY_WORDS = {
-    "first": "first value", "last": "last value", "min": "lowest value", "max": "highest value",
-    "mean": "mean", "count": "number of events", "any": "any event", "sum": "sum", "nearest": "value nearest the index",
+    "first": "first value",
+    "last": "last value",
+    "min": "lowest value",
+    "max": "highest value",
+    "mean": "mean",
+    "count": "number of events",
+    "any": "any event",
+    "sum": "sum",
+    "nearest": "value nearest the index",
 }
 
 _MISSING_WORDS = {
@@ -76,7 +83,7 @@ def _hours(h: float) -> str:
 
 
 def window_words(window: Any, index: str) -> str:
-    """A window in words relative to the index ("from 0 h (exclusive) to 48 h after CKRT start")."""
+    """A window in words relative to the index ("from 0 h (exclusive) to 48 h after ICU admission")."""
     if window is None:
         return f"at {index}"
     if getattr(window, "calendar_day", False):
@@ -122,19 +129,27 @@ def _outcome_sentence(study: Any, name: str, spec: Any, index: str) -> str:
     elif spec.kind == "first":
         what = f"the first {_lower(_concepts(study, spec.concept))} after {index}"
     else:
-        what = (f"the end of the last {_lower(_concepts(study, spec.concept))} followed by at least "
-                f"{spec.absence_days:g} days without it, alive")
+        what = (
+            f"the end of the last {_lower(_concepts(study, spec.concept))} followed by at least "
+            f"{spec.absence_days:g} days without it, alive"
+        )
     role = "The primary outcome" if spec.primary else "A secondary outcome"
     text = f"{role}, {_lower(label)}, was {what}, followed for {spec.horizon_days:g} days from {index}"
     if spec.exclude_prior is not None:
-        text += (f"; patients with {_lower(_concepts(study, spec.concept))} "
-                 f"{window_words(spec.exclude_prior, index)} were left out of its analysis")
+        text += (
+            f"; patients with {_lower(_concepts(study, spec.concept))} "
+            f"{window_words(spec.exclude_prior, index)} were left out of its analysis"
+        )
     if spec.competing:
-        text += (f"; with {spec.competing} as a competing event, its cumulative incidence was compared with "
-                 "Gray's test and modelled with Fine-Gray subdistribution hazards regression")
+        text += (
+            f"; with {spec.competing} as a competing event, its cumulative incidence was compared with "
+            "Gray's test and modelled with Fine-Gray subdistribution hazards regression"
+        )
     else:
-        text += ("; it was described with Kaplan-Meier curves, compared with the log-rank test and modelled "
-                 "with Cox proportional hazards regression")
+        text += (
+            "; it was described with Kaplan-Meier curves, compared with the log-rank test and modelled "
+            "with Cox proportional hazards regression"
+        )
     return text + "."
 
 
@@ -169,24 +184,34 @@ def methods_paragraph(result: Any) -> str:
     s.append(
         f"The index time was each patient's {selection} {index} ({_concepts(study, study.index.concept)})"
         + (", in the first ICU stay only" if study.index.first_icu_stay_only else "")
-        + (f"; we included patients {_join(ages)}" if ages else "") + "."
+        + (f"; we included patients {_join(ages)}" if ages else "")
+        + "."
     )
     if study.criteria:
-        rules = [f"({k}) {'included' if c.rule == 'include' else 'excluded'}: {c.label}"
-                 for k, c in enumerate(study.criteria, start=1)]
+        rules = [
+            f"({k}) {'included' if c.rule == 'include' else 'excluded'}: {c.label}"
+            for k, c in enumerate(study.criteria, start=1)
+        ]
         s.append(f"The criteria were applied in this order, each one line of the attrition log: {'; '.join(rules)}.")
     s.append(_PARAGRAPH)
-    s.append(f"Exposure ({exposed}) was {_lower(_concepts(study, study.exposure.concept))} started "
-             f"{window_words(study.exposure.window, index)}.")
+    s.append(
+        f"Exposure ({exposed}) was {_lower(_concepts(study, study.exposure.concept))} started "
+        f"{window_words(study.exposure.window, index)}."
+    )
     if study.comparator.kind == "active":
-        s.append(f"The active comparator ({comparator}) was {_lower(_concepts(study, study.comparator.concept))} "
-                 "started in the same window; patients given both, or neither, were excluded and counted.")
+        s.append(
+            f"The active comparator ({comparator}) was {_lower(_concepts(study, study.comparator.concept))} "
+            "started in the same window; patients given both, or neither, were excluded and counted."
+        )
     else:
         s.append(f"The comparator ({comparator}) received none in that window.")
     if study.dose is not None:
         dose = study.dose
-        s.append(f"The dose ({dose.label}) was the amount given in the exposure window, summed in {dose.unit}"
-                 + (f" (amounts converted with a factor of {dose.factor:g})" if dose.factor != 1 else "") + ".")
+        s.append(
+            f"The dose ({dose.label}) was the amount given in the exposure window, summed in {dose.unit}"
+            + (f" (amounts converted with a factor of {dose.factor:g})" if dose.factor != 1 else "")
+            + "."
+        )
     if study.covariates:
         parts = []
         for name, cov in study.covariates.items():
@@ -201,11 +226,17 @@ def methods_paragraph(result: Any) -> str:
         by_rule: dict[str, list[str]] = {}
         for name, cov in study.covariates.items():
             by_rule.setdefault(cov.missing, []).append((cov.label or name).split(",")[0])
-        s.append("Missing data: " + "; ".join(f"for {_join(names)}, {_MISSING_WORDS.get(rule, rule)}"
-                                               for rule, names in by_rule.items()) + ".")
-    caliper = (f" within a caliper of {match.caliper:g} standard deviations of the "
-               f"{'logit of the propensity score' if match.distance == 'logit' else 'propensity score'}"
-               if match.caliper else " without a caliper")
+        s.append(
+            "Missing data: "
+            + "; ".join(f"for {_join(names)}, {_MISSING_WORDS.get(rule, rule)}" for rule, names in by_rule.items())
+            + "."
+        )
+    caliper = (
+        f" within a caliper of {match.caliper:g} standard deviations of the "
+        f"{'logit of the propensity score' if match.distance == 'logit' else 'propensity score'}"
+        if match.caliper
+        else " without a caliper"
+    )
     s.append(_PARAGRAPH)
     s.append(
         f"A {'logistic' if analysis.link == 'logit' else 'probit'} regression model of exposure on "
@@ -219,8 +250,9 @@ def methods_paragraph(result: Any) -> str:
     s.append(_PARAGRAPH)
     for name, spec in study.outcomes.items():
         s.append(_outcome_sentence(study, name, spec, index))
-    cluster = (" with a cluster-robust (sandwich) variance clustered on matched set"
-               if analysis.cluster_on_matched_set else "")
+    cluster = (
+        " with a cluster-robust (sandwich) variance clustered on matched set" if analysis.cluster_on_matched_set else ""
+    )
     adjust = f" and adjusted for {_covariate_names(study, analysis.adjust)}" if analysis.adjust else ""
     s.append(
         f"Models were fitted in the matched cohort{cluster}, unadjusted{adjust}, using "
@@ -229,24 +261,30 @@ def methods_paragraph(result: Any) -> str:
     )
     s.append(_PARAGRAPH)
     if analysis.subgroups:
-        s.append(f"Hazard ratios of the primary outcome were estimated within the levels of "
-                 f"{_covariate_names(study, analysis.subgroups)}, with the Wald test of the exposure-by-covariate "
-                 "interaction.")
+        s.append(
+            f"Hazard ratios of the primary outcome were estimated within the levels of "
+            f"{_covariate_names(study, analysis.subgroups)}, with the Wald test of the exposure-by-covariate "
+            "interaction."
+        )
     sensitivity = []
     if analysis.sensitivity_full_cohort:
         sensitivity.append("the adjusted models in the full eligible cohort")
     if analysis.sensitivity_iptw:
-        sensitivity.append("inverse probability of treatment weighting with weights for the average "
-                           "treatment effect in the treated (ATT) instead of matching")
+        sensitivity.append(
+            "inverse probability of treatment weighting with weights for the average "
+            "treatment effect in the treated (ATT) instead of matching"
+        )
     if analysis.e_value:
         sensitivity.append("the E-value of the primary hazard ratio for unmeasured confounding (VanderWeele and Ding)")
     if sensitivity:
         s.append(f"Sensitivity analyses were {_join(sensitivity)}.")
     threshold = report.small_cell_threshold
     if threshold:
-        s.append(f"Counts below {threshold} are reported as \u201c<{threshold}\u201d, a count that would give "
-                 "one back by subtraction as the range it could take, and summary statistics of fewer "
-                 f"than {threshold} patients are withheld.")
+        s.append(
+            f"Counts below {threshold} are reported as \u201c<{threshold}\u201d, a count that would give "
+            "one back by subtraction as the range it could take, and summary statistics of fewer "
+            f"than {threshold} patients are withheld."
+        )
     s.append(
         "Analyses used retrocohort, whose estimates were verified against R survival, cmprsk and MatchIt "
         f"(R 4.2.2; survival 3.5-3, cmprsk 2.2-11, MatchIt 4.5.1); {conf} confidence intervals and two-sided "
@@ -265,8 +303,10 @@ def _estimate_sentence(result: Any, outcome: str, model: str, population: str, l
     assert e is not None, f"no estimate for {outcome}/{model}/{population}"
     adjusted = "adjusted " if model.endswith("_adjusted") else "unadjusted " if model.endswith("unadjusted") else ""
     conf = f"{100 * result.study.analysis.conf_level:g}%"
-    return (f"{lead} {adjusted}{_ratio(model)} {format_number(e.estimate)} ({conf} CI "
-            f"{format_number(e.lower)}{DASH}{format_number(e.upper)}; {format_p_inline(e.p)})")
+    return (
+        f"{lead} {adjusted}{_ratio(model)} {format_number(e.estimate)} ({conf} CI "
+        f"{format_number(e.lower)}{DASH}{format_number(e.upper)}; {format_p_inline(e.p)})"
+    )
 
 
 def _skip_reason(result: Any, outcome: str, model: str, population: str) -> str | None:
@@ -277,10 +317,14 @@ def _skip_reason(result: Any, outcome: str, model: str, population: str) -> str 
 
 
 _MODEL_WORDS = {
-    "cox_unadjusted": "The unadjusted Cox model", "cox_adjusted": "The adjusted Cox model",
-    "fine_gray_unadjusted": "The unadjusted Fine-Gray model", "fine_gray_adjusted": "The adjusted Fine-Gray model",
-    "propensity": "The propensity score model", "matching": "Propensity score matching",
-    "e_value": "The E-value", "subgroup": "The subgroup analysis",
+    "cox_unadjusted": "The unadjusted Cox model",
+    "cox_adjusted": "The adjusted Cox model",
+    "fine_gray_unadjusted": "The unadjusted Fine-Gray model",
+    "fine_gray_adjusted": "The adjusted Fine-Gray model",
+    "propensity": "The propensity score model",
+    "matching": "Propensity score matching",
+    "e_value": "The E-value",
+    "subgroup": "The subgroup analysis",
 }
 
 
@@ -294,8 +338,9 @@ def skipped_notes(result: Any) -> list[str]:
         population = label_of(POPULATION_LABELS, s.population).lower()
         reason = disclosure.text(s.reason).rstrip(".")
         if s.outcome in names:
-            notes.append(f"{what} of {_lower(outcome_label(result, s.outcome))} ({population}) was not estimated: "
-                         f"{reason}.")
+            notes.append(
+                f"{what} of {_lower(outcome_label(result, s.outcome))} ({population}) was not estimated: {reason}."
+            )
         else:
             notes.append(f"{what} was not performed: {reason}.")
     return notes
@@ -306,22 +351,34 @@ def _outcome_results(result: Any, outcome: str, exposed: str, comparator: str) -
     s: list[str] = []
     label = outcome_label(result, outcome)
     spec = result.study.outcomes[outcome]
-    by = f"{_lower(label)} by day {spec.horizon_days:g}" + (f", with {spec.competing} as a competing event,"
-                                                              if spec.competing else "")
+    by = f"{_lower(label)} by day {spec.horizon_days:g}" + (
+        f", with {spec.competing} as a competing event," if spec.competing else ""
+    )
     _o, model, population = primary_key(result, outcome)
     unadjusted = model.replace("_adjusted", "_unadjusted")
     main = result.estimate(outcome, model, population)
     if main is not None:
         more = "more" if main.estimate > 1 else "less"
-        s.append(_estimate_sentence(result, outcome, model, population,
-                                    lead=f"In the matched cohort, {by} was {more} frequent with {exposed} than with "
-                                         f"{comparator}:") + ".")
+        s.append(
+            _estimate_sentence(
+                result,
+                outcome,
+                model,
+                population,
+                lead=f"In the matched cohort, {by} was {more} frequent with {exposed} than with {comparator}:",
+            )
+            + "."
+        )
     else:
         reason = _skip_reason(result, outcome, model, population)
         if result.estimate(outcome, unadjusted, population) is not None:
-            s.append(_estimate_sentence(result, outcome, unadjusted, population,
-                                        lead=f"In the matched cohort, {by} with {exposed} had") + "."
-                     + (f" The adjusted model was not fitted ({reason.rstrip('.')})." if reason else ""))
+            s.append(
+                _estimate_sentence(
+                    result, outcome, unadjusted, population, lead=f"In the matched cohort, {by} with {exposed} had"
+                )
+                + "."
+                + (f" The adjusted model was not fitted ({reason.rstrip('.')})." if reason else "")
+            )
         elif reason:
             s.append(f"The model of {_lower(label)} was not fitted ({reason.rstrip('.')}).")
     fitted = (getattr(result, "outcomes", None) or {}).get(outcome)
@@ -368,20 +425,25 @@ def results_paragraph(result: Any) -> str:
             f"{comparator} and {shown('matched_exposed')} with {exposed} were analysed."
         )
     else:
-        reason = next((disclosure.text(x.reason) for x in result.skipped
-                       if x.outcome in ("matching", "propensity")), None)
+        reason = next(
+            (disclosure.text(x.reason) for x in result.skipped if x.outcome in ("matching", "propensity")), None
+        )
         s.append("Propensity score matching was not performed" + (f" ({reason.rstrip('.')})" if reason else "") + ".")
     dose = result.dose if result.study.dose is not None else None
     if dose and is_number(dose.get("mean")) and not is_small(dose.get("n", counts.get("exposed")), t):
-        s.append(f"The dose ({dose.get('label', 'dose')}) in the exposure window was "
-                 f"{format_number(dose['mean'], 1)} \u00b1 {format_number(dose.get('sd'), 1)} "
-                 f"{dose.get('unit', '')} (mean \u00b1 SD).")
+        s.append(
+            f"The dose ({dose.get('label', 'dose')}) in the exposure window was "
+            f"{format_number(dose['mean'], 1)} \u00b1 {format_number(dose.get('sd'), 1)} "
+            f"{dose.get('unit', '')} (mean \u00b1 SD)."
+        )
     # SMDs against an arm of fewer patients than the threshold are withheld (as in balance.csv).
     after = None if disclosure.few_matched else result.balance_after
     if after is not None and "smd" in after.columns and len(after):
         worst = float(after["smd"].abs().max())
-        s.append(f"After matching, every covariate had an absolute SMD of {format_number(worst, 2)} or less"
-                 + (" (all below 0.1)." if worst < 0.1 else "."))
+        s.append(
+            f"After matching, every covariate had an absolute SMD of {format_number(worst, 2)} or less"
+            + (" (all below 0.1)." if worst < 0.1 else ".")
+        )
     for outcome in outcome_names(result):
         s.extend(_outcome_results(result, outcome, exposed, comparator))
     sensitivity = []
@@ -389,29 +451,38 @@ def results_paragraph(result: Any) -> str:
         _o, model, _p = primary_key(result, outcome)
         for population, words in (("full", "in the full eligible cohort"), ("iptw", "with IPTW (ATT)")):
             e = result.estimate(outcome, model, population) or result.estimate(
-                outcome, model.replace("_adjusted", "_unadjusted"), population)
+                outcome, model.replace("_adjusted", "_unadjusted"), population
+            )
             if e is not None:
-                sensitivity.append(f"{_lower(outcome_label(result, outcome))} {words} ({_ratio(e.model)} "
-                                   f"{format_number(e.estimate)}, {format_number(e.lower)}{DASH}"
-                                   f"{format_number(e.upper)})")
+                sensitivity.append(
+                    f"{_lower(outcome_label(result, outcome))} {words} ({_ratio(e.model)} "
+                    f"{format_number(e.estimate)}, {format_number(e.lower)}{DASH}"
+                    f"{format_number(e.upper)})"
+                )
     if sensitivity:
         s.append(f"Sensitivity analyses gave {_join(sensitivity)}.")
     for sg in getattr(result, "subgroups", ()) or ():
-        s.append(f"Within levels of {_lower(sg.label or sg.covariate)}, the interaction of exposure and "
-                 f"{_lower(sg.label or sg.covariate)} gave {format_p_inline(sg.p_interaction)}.")
+        s.append(
+            f"Within levels of {_lower(sg.label or sg.covariate)}, the interaction of exposure and "
+            f"{_lower(sg.label or sg.covariate)} gave {format_p_inline(sg.p_interaction)}."
+        )
     ev = result.e_value or {}
     if is_number(ev.get("point")):
         ci = ev.get("ci")
-        s.append(f"The E-value of the primary hazard ratio was {format_number(ev['point'])}"
-                 + (f" ({format_number(ci)} for the confidence limit closest to the null)" if is_number(ci) else "")
-                 + ".")
+        s.append(
+            f"The E-value of the primary hazard ratio was {format_number(ev['point'])}"
+            + (f" ({format_number(ci)} for the confidence limit closest to the null)" if is_number(ci) else "")
+            + "."
+        )
     published_words = []
     for outcome in outcome_names(result):
         published = published_for(result, outcome)
         if published:
             ratio = _ratio(primary_key(result, outcome)[1])
-            published_words.append(f"{ratio} of {_lower(outcome_label(result, outcome))} {format_number(published[0])} "
-                                   f"(95% CI {format_number(published[1])}{DASH}{format_number(published[2])})")
+            published_words.append(
+                f"{ratio} of {_lower(outcome_label(result, outcome))} {format_number(published[0])} "
+                f"(95% CI {format_number(published[1])}{DASH}{format_number(published[2])})"
+            )
     if published_words:
         s.append(f"The published study reported an {_join(published_words)}.")
     if result.synthetic:
@@ -424,6 +495,9 @@ def results_paragraph(result: Any) -> str:
                 truths.append(f"{estimand} of {_lower(outcome_label(result, outcome))} {format_number(truth)}")
         s.append("These data are synthetic" + (f"; the planted effects were {_join(truths)}" if truths else "") + ".")
     # Matching already said it was skipped above; the model notes follow.
-    s.extend(note for note, skip in zip(skipped_notes(result), result.skipped, strict=True)
-             if not (skip.outcome in ("matching", "propensity") and result.matched is None))
+    s.extend(
+        note
+        for note, skip in zip(skipped_notes(result), result.skipped, strict=True)
+        if not (skip.outcome in ("matching", "propensity") and result.matched is None)
+    )
     return " ".join(s)

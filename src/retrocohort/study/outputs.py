@@ -90,13 +90,20 @@ _COUNT = {"type": ["integer", "string", "null"], "minimum": 0, "pattern": r"^(<\
 _TEST = {
     "type": ["object", "null"],
     "required": ["test", "statistic", "df", "p"],
-    "properties": {"test": {"type": "string", "enum": ["log-rank", "Gray"]},
-                   "statistic": _NUMBER, "df": _NUMBER, "p": _NUMBER},
+    "properties": {
+        "test": {"type": "string", "enum": ["log-rank", "Gray"]},
+        "statistic": _NUMBER,
+        "df": _NUMBER,
+        "p": _NUMBER,
+    },
 }
 _PH_ROWS = {
     "type": "array",
-    "items": {"type": "object", "required": ["term", "chisq", "df", "p"],
-              "properties": {"term": {"type": "string"}, "chisq": _NUMBER, "df": _NUMBER, "p": _NUMBER}},
+    "items": {
+        "type": "object",
+        "required": ["term", "chisq", "df", "p"],
+        "properties": {"term": {"type": "string"}, "chisq": _NUMBER, "df": _NUMBER, "p": _NUMBER},
+    },
 }
 
 #: JSON Schema (draft 2020-12 subset) of results.json; documented in docs/results-schema.md.
@@ -105,9 +112,24 @@ RESULTS_SCHEMA: dict[str, Any] = {
     "title": "retrocohort results.json",
     "type": "object",
     "required": [
-        "schema_version", "study", "synthetic", "planted", "small_cell_threshold", "attrition", "counts",
-        "dose", "outcomes", "estimates", "published", "subgroups", "balance", "e_value", "skipped", "notes",
-        "provenance", "data_checks",
+        "schema_version",
+        "study",
+        "synthetic",
+        "planted",
+        "small_cell_threshold",
+        "attrition",
+        "counts",
+        "dose",
+        "outcomes",
+        "estimates",
+        "published",
+        "subgroups",
+        "balance",
+        "e_value",
+        "skipped",
+        "notes",
+        "provenance",
+        "data_checks",
     ],
     "additionalProperties": False,
     "properties": {
@@ -116,8 +138,11 @@ RESULTS_SCHEMA: dict[str, Any] = {
             "type": "object",
             "required": ["name", "title", "index_label", "exposure_label", "comparator_label", "primary_outcome"],
             "properties": {
-                "name": {"type": "string"}, "title": {"type": "string"}, "index_label": {"type": "string"},
-                "exposure_label": {"type": "string"}, "comparator_label": {"type": "string"},
+                "name": {"type": "string"},
+                "title": {"type": "string"},
+                "index_label": {"type": "string"},
+                "exposure_label": {"type": "string"},
+                "comparator_label": {"type": "string"},
                 "primary_outcome": {"type": "string"},
             },
         },
@@ -125,7 +150,8 @@ RESULTS_SCHEMA: dict[str, Any] = {
         "planted": {
             "type": ["object", "null"],
             "additionalProperties": {
-                "type": "object", "required": ["estimand", "value"],
+                "type": "object",
+                "required": ["estimand", "value"],
                 "properties": {"estimand": {"type": "string", "enum": ["hr", "shr"]}, "value": {"type": "number"}},
             },
         },
@@ -136,8 +162,12 @@ RESULTS_SCHEMA: dict[str, Any] = {
                 "type": "object",
                 "required": ["step", "remaining", "excluded"],
                 "additionalProperties": False,
-                "properties": {"step": {"type": "string"}, "remaining": _COUNT, "excluded": _COUNT,
-                               "reason": {"type": "string"}},
+                "properties": {
+                    "step": {"type": "string"},
+                    "remaining": _COUNT,
+                    "excluded": _COUNT,
+                    "reason": {"type": "string"},
+                },
             },
         },
         "counts": {
@@ -148,8 +178,14 @@ RESULTS_SCHEMA: dict[str, Any] = {
         "dose": {
             "type": ["object", "null"],
             "required": ["name", "label", "unit", "mean", "sd"],
-            "properties": {"name": {"type": "string"}, "label": {"type": "string"}, "unit": {"type": "string"},
-                           "mean": _NUMBER, "sd": _NUMBER, "n": _COUNT},
+            "properties": {
+                "name": {"type": "string"},
+                "label": {"type": "string"},
+                "unit": {"type": "string"},
+                "mean": _NUMBER,
+                "sd": _NUMBER,
+                "n": _COUNT,
+            },
         },
         "outcomes": {
             "type": "object",
@@ -173,16 +209,34 @@ RESULTS_SCHEMA: dict[str, Any] = {
             "type": "array",
             "items": {
                 "type": "object",
-                "required": ["outcome", "model", "population", "estimate", "lower", "upper", "p",
-                             "label", "n", "n_events", "variance", "note"],
+                "required": [
+                    "outcome",
+                    "model",
+                    "population",
+                    "estimate",
+                    "lower",
+                    "upper",
+                    "p",
+                    "label",
+                    "n",
+                    "n_events",
+                    "variance",
+                    "note",
+                ],
                 "additionalProperties": False,
                 "properties": {
                     "outcome": {"type": "string"},
                     "model": {"type": "string"},
                     "population": {"type": "string", "enum": ["matched", "full", "iptw"]},
-                    "estimate": _NUMBER, "lower": _NUMBER, "upper": _NUMBER, "p": _NUMBER,
-                    "label": {"type": "string"}, "n": _COUNT, "n_events": _COUNT,
-                    "variance": {"type": "string"}, "note": {"type": "string"},
+                    "estimate": _NUMBER,
+                    "lower": _NUMBER,
+                    "upper": _NUMBER,
+                    "p": _NUMBER,
+                    "label": {"type": "string"},
+                    "n": _COUNT,
+                    "n_events": _COUNT,
+                    "variance": {"type": "string"},
+                    "note": {"type": "string"},
                 },
             },
         },
@@ -191,8 +245,12 @@ RESULTS_SCHEMA: dict[str, Any] = {
             "additionalProperties": {
                 "type": "object",
                 "required": ["model", "estimate", "lower", "upper"],
-                "properties": {"model": {"type": "string"}, "estimate": {"type": "number"},
-                               "lower": {"type": "number"}, "upper": {"type": "number"}},
+                "properties": {
+                    "model": {"type": "string"},
+                    "estimate": {"type": "number"},
+                    "lower": {"type": "number"},
+                    "upper": {"type": "number"},
+                },
             },
         },
         "balance": {
@@ -211,16 +269,26 @@ RESULTS_SCHEMA: dict[str, Any] = {
                 "required": ["outcome", "covariate", "label", "model", "p_interaction", "levels"],
                 "additionalProperties": False,
                 "properties": {
-                    "outcome": {"type": "string"}, "covariate": {"type": "string"}, "label": {"type": "string"},
-                    "model": {"type": "string"}, "p_interaction": _NUMBER,
+                    "outcome": {"type": "string"},
+                    "covariate": {"type": "string"},
+                    "label": {"type": "string"},
+                    "model": {"type": "string"},
+                    "p_interaction": _NUMBER,
                     "levels": {
                         "type": "array",
                         "items": {
                             "type": "object",
                             "required": ["level", "n", "n_events", "estimate", "lower", "upper", "p"],
                             "additionalProperties": False,
-                            "properties": {"level": {"type": "string"}, "n": _COUNT, "n_events": _COUNT,
-                                           "estimate": _NUMBER, "lower": _NUMBER, "upper": _NUMBER, "p": _NUMBER},
+                            "properties": {
+                                "level": {"type": "string"},
+                                "n": _COUNT,
+                                "n_events": _COUNT,
+                                "estimate": _NUMBER,
+                                "lower": _NUMBER,
+                                "upper": _NUMBER,
+                                "p": _NUMBER,
+                            },
                         },
                     },
                 },
@@ -230,10 +298,16 @@ RESULTS_SCHEMA: dict[str, Any] = {
             "type": ["object", "null"],
             "required": ["hr", "lower", "upper", "rr", "point", "ci", "outcome_proportion", "transform", "method"],
             "properties": {
-                "hr": {"type": "number"}, "lower": {"type": "number"}, "upper": {"type": "number"},
-                "rr": {"type": "number"}, "rr_lower": {"type": "number"}, "rr_upper": {"type": "number"},
-                "point": {"type": "number", "minimum": 1}, "ci": {"type": "number", "minimum": 1},
-                "outcome_proportion": {"type": ["number", "null"], "minimum": 0}, "method": {"type": "string"},
+                "hr": {"type": "number"},
+                "lower": {"type": "number"},
+                "upper": {"type": "number"},
+                "rr": {"type": "number"},
+                "rr_lower": {"type": "number"},
+                "rr_upper": {"type": "number"},
+                "point": {"type": "number", "minimum": 1},
+                "ci": {"type": "number", "minimum": 1},
+                "outcome_proportion": {"type": ["number", "null"], "minimum": 0},
+                "method": {"type": "string"},
                 "transform": {"type": ["string", "null"], "enum": ["rare", "common", None]},
             },
         },
@@ -243,9 +317,12 @@ RESULTS_SCHEMA: dict[str, Any] = {
                 "type": "object",
                 "required": ["outcome", "model", "population", "reason"],
                 "additionalProperties": False,
-                "properties": {"outcome": {"type": "string"}, "model": {"type": "string"},
-                               "population": {"type": "string", "enum": ["matched", "full", "iptw"]},
-                               "reason": {"type": "string", "minLength": 1}},
+                "properties": {
+                    "outcome": {"type": "string"},
+                    "model": {"type": "string"},
+                    "population": {"type": "string", "enum": ["matched", "full", "iptw"]},
+                    "reason": {"type": "string", "minLength": 1},
+                },
             },
         },
         "notes": {"type": "array", "items": {"type": "string"}},
@@ -255,15 +332,27 @@ RESULTS_SCHEMA: dict[str, Any] = {
                 "type": "object",
                 "required": ["table", "check", "rule", "action", "count", "unit"],
                 "additionalProperties": False,
-                "properties": {"table": {"type": "string"}, "check": {"type": "string"}, "rule": {"type": "string"},
-                               "action": {"type": "string"}, "count": _COUNT,
-                               "unit": {"type": "string", "enum": ["rows", "patients"]}},
+                "properties": {
+                    "table": {"type": "string"},
+                    "check": {"type": "string"},
+                    "rule": {"type": "string"},
+                    "action": {"type": "string"},
+                    "count": _COUNT,
+                    "unit": {"type": "string", "enum": ["rows", "patients"]},
+                },
             },
         },
         "provenance": {
             "type": "object",
-            "required": ["study_fingerprint", "data_fingerprint", "data_fingerprint_method", "packages",
-                         "python", "engine", "seed"],
+            "required": [
+                "study_fingerprint",
+                "data_fingerprint",
+                "data_fingerprint_method",
+                "packages",
+                "python",
+                "engine",
+                "seed",
+            ],
             "properties": {
                 "study_fingerprint": {"type": "string", "pattern": r"^[0-9a-f]{64}$"},
                 "data_fingerprint": {"type": ["string", "null"], "pattern": r"^[0-9a-f]{64}$"},
@@ -347,12 +436,16 @@ def _cross_errors(document: Mapping[str, Any]) -> list[str]:
     if len(primaries) != 1:
         errors.append(f"results.outcomes: exactly one outcome must be primary, found {primaries}")
     if document["study"]["primary_outcome"] not in outcomes:
-        errors.append(f"results.study.primary_outcome: {document['study']['primary_outcome']!r} is not an outcome "
-                      f"({sorted(outcomes)})")
-    for where, names in (("estimates", [e["outcome"] for e in document["estimates"]]),
-                         ("published", list(document["published"])),
-                         ("planted", list(document["planted"] or {})),
-                         ("subgroups", [g["outcome"] for g in document["subgroups"]])):
+        errors.append(
+            f"results.study.primary_outcome: {document['study']['primary_outcome']!r} is not an outcome "
+            f"({sorted(outcomes)})"
+        )
+    for where, names in (
+        ("estimates", [e["outcome"] for e in document["estimates"]]),
+        ("published", list(document["published"])),
+        ("planted", list(document["planted"] or {})),
+        ("subgroups", [g["outcome"] for g in document["subgroups"]]),
+    ):
         for name in names:
             if name not in outcomes:
                 errors.append(f"results.{where}: outcome {name!r} is not one of the study's ({sorted(outcomes)})")
@@ -413,9 +506,7 @@ def _ph_rows(ph_test: Any) -> list[dict[str, Any]]:
         return []
     rows = []
     for term, row in table.iterrows():
-        rows.append(
-            {"term": str(term), **{k: _plain(row[k]) for k in ("chisq", "df", "p") if k in table.columns}}
-        )
+        rows.append({"term": str(term), **{k: _plain(row[k]) for k in ("chisq", "df", "p") if k in table.columns}})
     return rows
 
 
@@ -435,11 +526,15 @@ def balance_table(result: StudyResult, disclosure: StudyDisclosure | None = None
     disclosure = study_disclosure(result) if disclosure is None else disclosure
     before = None if disclosure.few_exposed else result.balance_before
     after = None if disclosure.few_matched else result.balance_after
+    base: pd.DataFrame | None
     if before is None and after is None and result.balance_before is not None:
         base = result.balance_before
-        return pd.DataFrame({"covariate": [str(i) for i in base.index],
-                             **{f"{c}_{w}": np.nan for c in ("smd", "variance_ratio", "ks")
-                                for w in ("before", "after")}})
+        return pd.DataFrame(
+            {
+                "covariate": [str(i) for i in base.index],
+                **{f"{c}_{w}": np.nan for c in ("smd", "variance_ratio", "ks") for w in ("before", "after")},
+            }
+        )
     if before is None and after is None:
         return pd.DataFrame(columns=["covariate", "smd_before", "smd_after"])
     base = before if before is not None else after
@@ -483,14 +578,27 @@ def key_table(result: StudyResult) -> pd.DataFrame:
                 "planted": planted if planted is not None else np.nan,
             }
         )
-    return pd.DataFrame(rows, columns=["outcome", "model", "estimate", "lower", "upper", "p", "published",
-                                       "published_lower", "published_upper", "planted"])
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "outcome",
+            "model",
+            "estimate",
+            "lower",
+            "upper",
+            "p",
+            "published",
+            "published_lower",
+            "published_upper",
+            "planted",
+        ],
+    )
 
 
 def _e_value_values(result: StudyResult, disclosure: StudyDisclosure) -> dict[str, Any]:
     """The E-value numbers; the observed outcome proportion is withheld (None) when the matched
     cohort's size is not shown exactly (events / proportion would give it back)."""
-    values = dict(result.e_value or {})
+    values: dict[str, Any] = dict(result.e_value or {})
     if "outcome_proportion" in values and not isinstance(disclosure.counts.get("matched", 0), int):
         values["outcome_proportion"] = None
     return values
@@ -531,8 +639,11 @@ def results_document(result: StudyResult) -> dict[str, Any]:
             "step": str(row["step"]),
             "remaining": disclosure.attrition[i][0],
             "excluded": disclosure.attrition[i][1],
-            **({"reason": disclosure.text(str(row["reason"]))}
-               if isinstance(row.get("reason"), str) and row["reason"] else {}),
+            **(
+                {"reason": disclosure.text(str(row["reason"]))}
+                if isinstance(row.get("reason"), str) and row["reason"]
+                else {}
+            ),
         }
         for i, (_, row) in enumerate(result.attrition.iterrows())
     ]
@@ -562,8 +673,12 @@ def results_document(result: StudyResult) -> dict[str, Any]:
     for outcome in outcome_names(result):
         values = published_for(result, outcome)
         if values:
-            published[outcome] = {"model": primary_key(result, outcome)[1], "estimate": values[0],
-                                  "lower": values[1], "upper": values[2]}
+            published[outcome] = {
+                "model": primary_key(result, outcome)[1],
+                "estimate": values[0],
+                "lower": values[1],
+                "upper": values[2],
+            }
     outcomes: dict[str, Any] = {}
     for name, spec in study.outcomes.items():
         fitted = result.outcomes.get(name)
@@ -580,9 +695,11 @@ def results_document(result: StudyResult) -> dict[str, Any]:
         }
     planted = None
     if result.synthetic and result.planted:
-        planted = {name: {"estimand": str(entry.get("estimand", "hr")), "value": _plain(entry.get("value"))}
-                   for name, entry in result.planted.items()
-                   if isinstance(entry, Mapping) and _plain(entry.get("value")) is not None}
+        planted = {
+            name: {"estimand": str(entry.get("estimand", "hr")), "value": _plain(entry.get("value"))}
+            for name, entry in result.planted.items()
+            if isinstance(entry, Mapping) and _plain(entry.get("value")) is not None
+        }
     info = study.study
     return {
         "schema_version": SCHEMA_VERSION,
@@ -604,10 +721,17 @@ def results_document(result: StudyResult) -> dict[str, Any]:
         "estimates": estimates,
         "published": published,
         "subgroups": [
-            {"outcome": g.outcome, "covariate": g.covariate, "label": g.label, "model": g.model,
-             "p_interaction": _plain(g.p_interaction),
-             "levels": [{k: (str(v) if k == "level" else _plain(v)) for k, v in row.items()}
-                        for row in subgroup_levels(result, g, disclosure).to_dict("records")]}
+            {
+                "outcome": g.outcome,
+                "covariate": g.covariate,
+                "label": g.label,
+                "model": g.model,
+                "p_interaction": _plain(g.p_interaction),
+                "levels": [
+                    {k: (str(v) if k == "level" else _plain(v)) for k, v in row.items()}
+                    for row in subgroup_levels(result, g, disclosure).to_dict("records")
+                ],
+            }
             for g in result.subgroups
         ],
         "balance": balance,
@@ -639,8 +763,11 @@ def _dose_document(result: StudyResult, disclosure: StudyDisclosure) -> dict[str
         "sd": None if few else _plain(dose.get("sd")),
     }
     if "n" in dose:
-        out["n"] = (disclosure.count("exposed", dose["n"]) if dose["n"] == result.counts.get("exposed")
-                    else _count(dose["n"], threshold))
+        out["n"] = (
+            disclosure.count("exposed", dose["n"])
+            if dose["n"] == result.counts.get("exposed")
+            else _count(dose["n"], threshold)
+        )
     return out
 
 
@@ -707,7 +834,7 @@ def curve_table(result: StudyResult, outcome: str, disclosure: StudyDisclosure |
             arm = labels.get(int(g), str(g)) if g is not None and str(g).lstrip("-").isdigit() else str(g)
             row = {"arm": arm, "time": at, **cells}
             if which == "km":
-                row["n_risk"] = (at_risk.loc[g].iloc[j] if at_risk is not None and g in at_risk.index else None)
+                row["n_risk"] = at_risk.loc[g].iloc[j] if at_risk is not None and g in at_risk.index else None
             rows.append(row)
     return pd.DataFrame(rows, columns=columns)
 
@@ -727,7 +854,7 @@ def matching_counts_table(result: StudyResult, disclosure: StudyDisclosure | Non
             raw = counts.loc[row, column]
             base = str(row).replace(" (ESS)", "")
             key = rows[base].format(arm=arm) if arm and base in rows else None
-            shown = disclosure.counts.get(key) if key else None
+            shown: Any = disclosure.counts.get(key) if key else None
             if shown is None:
                 shown = suppress_small_cells(raw, disclosure.threshold)
             elif str(row).endswith("(ESS)"):
@@ -758,14 +885,18 @@ def build_tables(result: StudyResult) -> dict[str, pd.DataFrame]:
         attrition["reason"] = [disclosure.text(r) if isinstance(r, str) else r for r in attrition["reason"]]
     tables["attrition"] = attrition
     tables["counts"] = pd.DataFrame(
-        {"quantity": list(result.counts),
-         "value": pd.Series([disclosure.count(k, v) for k, v in result.counts.items()], dtype=object)},
+        {
+            "quantity": list(result.counts),
+            "value": pd.Series([disclosure.count(k, v) for k, v in result.counts.items()], dtype=object),
+        },
     )
     for when in ("before", "after"):
         table_one = getattr(result, f"table_one_{when}")
         if table_one is not None:
             cells = {(label, arm): v for (w, label, arm), v in disclosure.table_one.items() if w == when}
-            shown = suppress_table_one(table_one, threshold, arm_counts=_arm_counts(disclosure, when), cell_counts=cells)
+            shown = suppress_table_one(
+                table_one, threshold, arm_counts=_arm_counts(disclosure, when), cell_counts=cells
+            )
             # Rows in the study's words (after the counts are protected: the disclosure knows tableone's labels).
             shown.index = [table_one_row_label(str(i), covariate_labels) for i in shown.index]
             tables[f"table1_{when}"] = shown
@@ -773,22 +904,44 @@ def build_tables(result: StudyResult) -> dict[str, pd.DataFrame]:
     estimates = pd.DataFrame(
         [
             {
-                "outcome": e.outcome, "model": e.model, "population": e.population, "label": e.label,
-                "estimate": e.estimate, "lower": e.lower, "upper": e.upper, "p": e.p,
-                "n": _estimate_counts(e, disclosure)[0], "n_events": _estimate_counts(e, disclosure)[1],
-                "variance": e.variance, "note": disclosure.text(e.note),
+                "outcome": e.outcome,
+                "model": e.model,
+                "population": e.population,
+                "label": e.label,
+                "estimate": e.estimate,
+                "lower": e.lower,
+                "upper": e.upper,
+                "p": e.p,
+                "n": _estimate_counts(e, disclosure)[0],
+                "n_events": _estimate_counts(e, disclosure)[1],
+                "variance": e.variance,
+                "note": disclosure.text(e.note),
             }
             for e in result.estimates
         ],
-        columns=["outcome", "model", "population", "label", "estimate", "lower", "upper", "p",
-                 "n", "n_events", "variance", "note"],
+        columns=[
+            "outcome",
+            "model",
+            "population",
+            "label",
+            "estimate",
+            "lower",
+            "upper",
+            "p",
+            "n",
+            "n_events",
+            "variance",
+            "note",
+        ],
     )
     tables["estimates"] = estimates
     tables["data_checks"] = data_checks_table(result)
     tables["key_results"] = key_table(result)
     tables["skipped_models"] = pd.DataFrame(
-        [{"outcome": s.outcome, "model": s.model, "population": s.population, "reason": disclosure.text(s.reason)}
-         for s in result.skipped],
+        [
+            {"outcome": s.outcome, "model": s.model, "population": s.population, "reason": disclosure.text(s.reason)}
+            for s in result.skipped
+        ],
         columns=["outcome", "model", "population", "reason"],
     )
     tests, ph_rows = [], []
@@ -814,19 +967,42 @@ def build_tables(result: StudyResult) -> dict[str, pd.DataFrame]:
         tables["ph_test"] = pd.DataFrame(ph_rows)
     if result.subgroups:
         tables["subgroups"] = pd.concat(
-            [subgroup_levels(result, g, disclosure).assign(outcome=g.outcome, covariate=g.covariate, label=g.label,
-                                                           p_interaction=g.p_interaction, model=g.model)
-             for g in result.subgroups], ignore_index=True,
-        )[["outcome", "covariate", "label", "level", "n", "n_events", "estimate", "lower", "upper", "p",
-           "p_interaction", "model"]]
+            [
+                subgroup_levels(result, g, disclosure).assign(
+                    outcome=g.outcome,
+                    covariate=g.covariate,
+                    label=g.label,
+                    p_interaction=g.p_interaction,
+                    model=g.model,
+                )
+                for g in result.subgroups
+            ],
+            ignore_index=True,
+        )[
+            [
+                "outcome",
+                "covariate",
+                "label",
+                "level",
+                "n",
+                "n_events",
+                "estimate",
+                "lower",
+                "upper",
+                "p",
+                "p_interaction",
+                "model",
+            ]
+        ]
     if result.propensity is not None:
         tables["propensity_model"] = result.propensity.summary.copy()
     matching_counts = matching_counts_table(result, disclosure)
     if matching_counts is not None:
         tables["matching_counts"] = matching_counts
     if result.e_value is not None:
-        tables["e_value"] = pd.DataFrame([{**_e_value_values(result, disclosure),
-                                           "method": disclosure.text(result.e_value_method or "")}])
+        tables["e_value"] = pd.DataFrame(
+            [{**_e_value_values(result, disclosure), "method": disclosure.text(result.e_value_method or "")}]
+        )
     return tables
 
 
@@ -1037,8 +1213,10 @@ def _read_holder(fd: int) -> dict[str, Any] | None:
 def _describe(holder: dict[str, Any] | None) -> str:
     if not holder:
         return "a run whose details are unknown"
-    return f"run {holder.get('run_id', '?')} (pid {holder.get('pid', '?')} on {holder.get('host', '?')}, " \
+    return (
+        f"run {holder.get('run_id', '?')} (pid {holder.get('pid', '?')} on {holder.get('host', '?')}, "
         f"started {holder.get('started', '?')})"
+    )
 
 
 def _remove_leftovers(out: Path) -> list[str]:
@@ -1279,9 +1457,11 @@ def write_outputs(
         step("tables", "Writing tables", "start")
         (partial / "tables").mkdir()
         for stem, table in build_tables(result).items():
-            table.to_csv(partial / "tables" / f"{stem}.csv",
-                         index=stem.startswith("at_risk_") or stem in ("table1_before", "table1_after",
-                                                                       "propensity_model", "matching_counts"))
+            table.to_csv(
+                partial / "tables" / f"{stem}.csv",
+                index=stem.startswith("at_risk_")
+                or stem in ("table1_before", "table1_after", "propensity_model", "matching_counts"),
+            )
         step("tables", "Writing tables", "done")
 
         step("figures", "Drawing figures", "start")
@@ -1293,9 +1473,7 @@ def write_outputs(
         step("report", "Writing results.json and report.html", "start")
         document = results_document(result)
         validate_results_document(document)
-        (partial / "results.json").write_text(
-            json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8"
-        )
+        (partial / "results.json").write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         # report.html is written last: its presence marks a complete folder.
         (partial / "report.html").write_text(render_html(result, figures=figures), encoding="utf-8")
         step("report", "Writing results.json and report.html", "done")
