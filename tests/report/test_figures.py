@@ -248,7 +248,10 @@ def test_subgroup_forest_plot_has_a_heading_per_covariate_and_a_bar_per_level(st
     fig = study_figures(result)["subgroups"]
     heads = _by_gid(fig, "subgroup-head-")
     assert [h.get_text() for h in heads] == [
-        f"{g.label} (interaction {format_p_inline(g.p_interaction)})" for g in result.subgroups
+        f"{g.label} (interaction {format_p_inline(g.p_interaction)})"
+        if np.isfinite(g.p_interaction)
+        else f"{g.label} (interaction not tested)"
+        for g in result.subgroups
     ]
     for i, g in enumerate(result.subgroups):
         bars = [a for a in _by_gid(fig, f"subgroup-{i}-") if a.get_gid().count("-") == 2]

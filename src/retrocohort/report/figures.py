@@ -883,7 +883,9 @@ def subgroup_forest_plot(
     lines: list[tuple[str, Any, str]] = []
     for i, sg in enumerate(subgroups):
         name = sg.label or (covariate_labels or {}).get(sg.covariate, sg.covariate)
-        lines.append((f"{name} (interaction {format_p_inline(sg.p_interaction)})", None, f"subgroup-head-{i}"))
+        tested = np.isfinite(sg.p_interaction)
+        interaction = f"interaction {format_p_inline(sg.p_interaction)}" if tested else "interaction not tested"
+        lines.append((f"{name} ({interaction})", None, f"subgroup-head-{i}"))
         for j, (_, row) in enumerate(sg.levels.iterrows()):
             lines.append((f"   {level_text(row['level'])}", row, f"subgroup-{i}-{j}"))
     if not lines:

@@ -465,6 +465,9 @@ def results_paragraph(result: Any) -> str:
         s.append(
             f"Within levels of {_lower(sg.label or sg.covariate)}, the interaction of exposure and "
             f"{_lower(sg.label or sg.covariate)} gave {format_p_inline(sg.p_interaction)}."
+            if is_number(sg.p_interaction)
+            else f"The interaction of exposure and {_lower(sg.label or sg.covariate)} was not tested "
+            "(a level had too little information)."
         )
     ev = result.e_value or {}
     if is_number(ev.get("point")):
