@@ -257,3 +257,15 @@ def test_subgroup_forest_plot_has_a_heading_per_covariate_and_a_bar_per_level(st
         bars = [a for a in _by_gid(fig, f"subgroup-{i}-") if a.get_gid().count("-") == 2]
         assert len({a.get_gid() for a in bars}) == int(np.isfinite(g.levels["estimate"]).sum())
     assert "subgroups" not in study_figures(studies["second_vasopressor"])  # no [analysis] subgroups
+
+
+def test_a_label_with_dollar_signs_is_text_not_mathtext(result, tmp_path):
+    # A study label is the user's text: "$\frac$" would stop matplotlib's math parser with a traceback.
+    from dataclasses import replace
+
+    label = r"IV $\frac$ dose"
+    study = result.study.model_copy(update={"exposure": result.study.exposure.model_copy(update={"label": label})})
+    figures = study_figures(replace(result, study=study))
+    _, svg = save_figure(figures["flow"], tmp_path / "flow")
+    assert "frac" in svg.read_text()
+    assert label in [t.get_text() for t in figures["km_death"].axes[0].get_legend().get_texts()]
