@@ -637,3 +637,18 @@ def test_a_run_needs_a_study():
 
     with pytest.raises(InputError, match="load_study"):
         analyse_cohort(make_cohort(n=50), None)  # type: ignore[arg-type]
+
+
+def test_a_study_without_covariates_skips_the_propensity_model_with_the_reason():
+    study = default_study()
+    bare = study.model_copy(
+        update={"covariates": {}, "analysis": study.analysis.model_copy(update={"propensity": (), "adjust": ()})}
+    )
+    result = analyse_cohort(make_cohort(n=300, seed=23), bare)
+    reasons = {(s.outcome, s.model): s.reason for s in result.skipped}
+    assert "no covariates" in reasons[("propensity", "logistic")]
+    assert ("matching", "nearest") in reasons and result.matched is None
+    # the full-cohort models still run, on the exposure alone
+    full = result.estimate("death", "cox_adjusted", "full")
+    direct = cox(result.cohort, "death_time", "death_status", ["exposed"])
+    assert full.estimate == pytest.approx(direct.summary.loc["exposed", "hr"], rel=1e-12)

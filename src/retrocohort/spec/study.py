@@ -713,14 +713,6 @@ def study_problems(study: Study) -> list[Problem]:
                     f"{_closest(n, list(study.outcomes))}. Outcomes: {list(study.outcomes)}"
                 ),
             )
-    if not study.covariates:
-        add(
-            ("covariates",),
-            (
-                "the study has no covariates: the propensity model needs at least one covariate; "
-                "declare them under [covariates.<name>]"
-            ),
-        )
     longest = max((o.horizon_days for o in study.outcomes.values()), default=math.inf)
     beyond = [t for t in study.analysis.km_times_days if t > longest]
     if beyond:
