@@ -346,7 +346,9 @@ def demo(
 
 @app.command()
 def run(
-    study_file: Path = typer.Argument(..., metavar="STUDY.toml", help="Study file in the study language (see docs/study-language.md)."),
+    study_file: Path = typer.Argument(
+        ..., metavar="STUDY.toml", help="Study file in the study language (see docs/study-language.md)."
+    ),
     mimic: Path = typer.Option(..., "--mimic", help="MIMIC-IV folder with hosp/ and icu/ (csv.gz or parquet)."),
     engine: str = typer.Option("duckdb", "--engine", help="duckdb (embedded) or spark."),
     out: Path | None = typer.Option(None, "--out", help="Output folder (default: <study name>-output)."),

@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.cohort.legacy import extract
 from retrocohort.cohort.builder import build_cohort
 from retrocohort.sources import generate_synthetic
 from retrocohort.spec import load_study_file
+from tests.cohort.legacy import extract
 
 from .minimimic import HEADERS
 from .test_rules import build as build_mini

@@ -11,8 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.cohort.legacy import ANALYSIS_COLUMNS, extract
-from tests.cohort.legacy import default_study
+from tests.cohort.legacy import ANALYSIS_COLUMNS, default_study, extract
 
 from .minimimic import MiniMimic
 

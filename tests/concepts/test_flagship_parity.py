@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.cohort.legacy import extract
 from retrocohort.concepts import baseline_values, concept_events, finish_baseline
 from retrocohort.sources import MimicIV, generate_synthetic
+from tests.cohort.legacy import extract
 
 from ..cohort.test_engines import _merge
 from ..cohort.test_rules import build
