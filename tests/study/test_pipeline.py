@@ -652,3 +652,21 @@ def test_a_study_without_covariates_skips_the_propensity_model_with_the_reason()
     full = result.estimate("death", "cox_adjusted", "full")
     direct = cox(result.cohort, "death_time", "death_status", ["exposed"])
     assert full.estimate == pytest.approx(direct.summary.loc["exposed", "hr"], rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "expect"),
+    [
+        ("death_status", 3, "outside codes 0, 1"),
+        ("krt_liberation_status", 5, "outside codes 0, 1, 2"),
+        ("death_time", -1.0, "outside finite days >= 0"),
+        ("krt_liberation_time", np.inf, "outside finite days >= 0"),
+    ],
+)
+def test_an_outcome_column_outside_its_codes_is_an_error_naming_it(column, value, expect):
+    from retrocohort.errors import InputError
+
+    cohort = make_cohort(n=100, seed=24)
+    cohort.data.loc[:2, column] = value
+    with pytest.raises(InputError, match=rf"column '{column}' has 3 row\(s\) {re.escape(expect)}"):
+        analyse_cohort(cohort, STUDY)

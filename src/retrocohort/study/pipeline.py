@@ -695,6 +695,22 @@ def _complete_cases(run: _Run, data: pd.DataFrame, attrition: pd.DataFrame) -> t
             f"the cohort's analysis frame lacks column(s) {missing_columns} that the study needs "
             f"(it has {list(data.columns)}); check [analysis] propensity / adjust and [outcomes]"
         )
+    for name, outcome in study.outcomes.items():
+        time_col, status_col = _columns(name)
+        codes = (0, 1, 2) if outcome.competing else (0, 1)
+        status = data[status_col]
+        bad = status.notna() & ~status.isin(codes)
+        times = pd.to_numeric(data[time_col], errors="coerce")
+        bad_time = data[time_col].notna() & ~(np.isfinite(times) & (times >= 0))
+        if bad.any() or bad_time.any():
+            column, rows = (status_col, int(bad.sum())) if bad.any() else (time_col, int(bad_time.sum()))
+            allowed = "codes " + ", ".join(map(str, codes)) if bad.any() else "finite days >= 0"
+            raise InputError(
+                f"the cohort's analysis frame: column {column!r} has {rows} row(s) outside {allowed} "
+                f"(outcome {name!r}: 0 censored, 1 the outcome"
+                + (", 2 the competing death" if outcome.competing else "")
+                + "); fix the frame or the study"
+            )
     missing = data[needed].isna()
     drop = missing.any(axis=1)
     if drop.any():
