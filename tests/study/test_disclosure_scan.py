@@ -744,6 +744,9 @@ def test_the_whole_pipeline_on_a_synthetic_ehr(stays, seed, study, tmp_path):
     result = run["result"]
     eligible_line = result.attrition.loc[result.attrition["step"] == "eligible", "reason"]
     assert eligible_line.str.contains(result.study.exposure.label).all() and len(eligible_line) == 1
+    # the synthetic data's planted truth of the study that ran, keyed by its own outcome names
+    doc = json.loads((run["out"] / "results.json").read_text())
+    assert doc["synthetic"] and doc["planted"] and set(doc["planted"]) <= set(result.study.outcomes)
 
 
 def test_the_scan_catches_a_planted_leak(tmp_path):
