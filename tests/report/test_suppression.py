@@ -301,3 +301,9 @@ def test_a_count_before_an_arm_label_is_a_count_of_people():
     assert out.startswith("<5 vasopressin (") and out.endswith(", 40 norepinephrine alone")
     assert suppress_counts_in_text("48 h of vasopressin", 5, count_words=("vasopressin",)) == "48 h of vasopressin"
     assert suppress_counts_in_text(line, 5).startswith("2 vasopressin")  # without the labels: not a count word
+
+
+def test_a_criterions_rule_in_a_reason_is_not_a_count():
+    reason = "no KRT in the year before [exclude: at least 1 event(s) of KRT starting in [-365d, 0h)]; 3 patients"
+    out = suppress_counts_in_text(reason, 5)
+    assert "at least 1 event(s) of KRT" in out and out.endswith("<5 patients")

@@ -239,10 +239,14 @@ class Scan:
     def text(self, text: str, where: str) -> None:
         """Free text: "3 exposed", "events (3)", "n = 3", "3 (42.9)" with a small count."""
         text = str(text).replace("\u00a0", " ")
-        # "up to 2 unexposed patients" is the matching ratio (a design option), not a count.
+        # a figure's lines are joined with " | ": a rule wrapped inside one box ("at | least 1 event(s)") is one phrase
+        text = re.sub(r"\b(at|up)\s*\|\s*(least|most|to)\b", r"\1 \2", text)
+        text = re.sub(r"\b(at least|at most|up to)\s*\|\s*", r"\1 ", text)
+        # "up to 2 unexposed patients" is the matching ratio (a design option), not a count; nor is a
+        # criterion's rule in an attrition reason ("at least 1 event(s) of ...").
         number = r"(\d{1,3}(?:,\d{3})+|\d+)"
         pats = [
-            rf"(?<![\w.,<>=\-])(?<!up to ){number}\s+(?:{COUNT_WORDS})\b",
+            rf"(?<![\w.,<>=\-])(?<!up to )(?<!at least )(?<!at most ){number}\s+(?:{COUNT_WORDS})\b",
             rf"\b(?:{COUNT_WORDS})\s*\({number}\)",
             rf"\bn\s*=\s*{number}(?![\d.\-])",
             rf"(?<![\w.,<>=\-]){number} \(\s*\d+(?:\.\d+)?%?\s*\)",

@@ -143,8 +143,10 @@ _COUNT_WORDS = (
     r"exposed|unexposed|patients?|subjects?|stays?|admissions?|people|persons?|events?|deaths?|"
     r"controls?|treated|units?|matched|unmatched|liberations?|missing|rows?|cases?|individuals?"
 )
+# "at least 1 event(s) of Lactate" / "at most 2 events" are a criterion's rule (a design value), not a count.
 _COUNT_IN_TEXT = re.compile(
-    rf"(?<![\w.,+\-])(\d{{1,3}}(?:,\d{{3}})+|\d+)(?=\s+(?:(?:more|fewer|other|additional)\s+)?(?:{_COUNT_WORDS})\b)",
+    rf"(?<![\w.,+\-])(?<!at least )(?<!at most )(\d{{1,3}}(?:,\d{{3}})+|\d+)"
+    rf"(?=\s+(?:(?:more|fewer|other|additional)\s+)?(?:{_COUNT_WORDS})\b)",
     re.IGNORECASE,
 )
 # "too few death events (3)", "patients (12)": the count in brackets after the word.
