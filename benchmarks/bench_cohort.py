@@ -5,7 +5,7 @@ Usage (from the project root):
                                                      [--pad-millions 20] [--parquet]
 
 Generates the synthetic EHR once (csv.gz, MIMIC-IV v2.2 layout) unless --data points at one,
-then runs ``retrocohort.cohort.extract`` in a fresh child process per repeat, so that each run
+then runs ``tests.cohort.legacy.extract`` in a fresh child process per repeat, so that each run
 pays its own imports and file scans and its peak resident memory (VmHWM of the child) is
 measured alone. Goal (issue 3): under 60 s and under 4 GiB on DuckDB on this 2-core machine.
 There is no R or Python peer that builds this cohort from raw MIMIC-IV files, so the table
@@ -36,9 +36,10 @@ GOAL_GIB = 4.0
 CHILD = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[3])  # the benchmarks folder, for peak_memory
+sys.path.insert(0, str(__import__("pathlib").Path(sys.argv[3]).parent))  # the checkout: tests.cohort.legacy
 from peak_memory import peak_rss_kib
 t0 = time.perf_counter()
-from retrocohort.cohort import extract
+from tests.cohort.legacy import extract
 kwargs = {}
 if sys.argv[2] == "spark":
     from retrocohort.sources.spark import local_spark_session

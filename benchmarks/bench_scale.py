@@ -16,7 +16,7 @@ the child's own VmHWM, see peak_memory.py):
 3. convert the folder with ``retrocohort.sources.convert.convert_mimic`` (time, peak memory,
    sizes);
 4. on the csv.gz folder and on the Parquet folder: ``build_cohort`` on the flagship study in the
-   study language (``studies/next/magnesium_ckrt.toml``) and the legacy ``extract``; the cohorts
+   study language (``studies/magnesium_ckrt.toml``) and the legacy ``extract``; the cohorts
    from csv.gz and Parquet must be identical (checked).
 
 Goals (issue 9): the flagship on the quarter-size Parquet copy in under 30 s and under 2 GiB on
@@ -41,7 +41,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-STUDY = ROOT / "studies" / "next" / "magnesium_ckrt.toml"
+STUDY = ROOT / "studies" / "magnesium_ckrt.toml"
 GOAL_SECONDS = 30.0
 GOAL_GIB = 2.0
 
@@ -68,6 +68,7 @@ FILLERS = {
 CHILD = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[1])  # the benchmarks folder, for peak_memory
+sys.path.insert(0, str(__import__("pathlib").Path(sys.argv[1]).parent))  # the checkout: tests.cohort.legacy
 from peak_memory import peak_rss_kib
 task, folder, extra = sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
 config = extra.get("duckdb_config") or None
@@ -87,7 +88,7 @@ elif task == "build_cohort":
     out = {"counts": cohort.counts, "attrition": cohort.attrition[["step", "remaining", "excluded"]].to_dict("records"),
            "data": cohort.data.to_json(date_format="iso", double_precision=15)}
 else:
-    from retrocohort.cohort import extract
+    from tests.cohort.legacy import extract
     t1 = time.perf_counter()
     cohort = extract(folder, duckdb_config=config)
     out = {"counts": cohort.counts, "attrition": cohort.attrition[["step", "remaining", "excluded"]].to_dict("records"),
@@ -211,7 +212,7 @@ def main() -> int:
         + ", ".join(f"{t} {after:,} ({before:,} generated)" for t, (before, after) in sizes.items())
         + f". csv.gz: {csv_mib:,.0f} MiB; Parquet: {conversion['parquet_bytes'] / 2**20:,.0f} MiB.",
         (
-            f"Flagship cohort (studies/next/magnesium_ckrt.toml): {counts['indexed']:,} indexed -> "
+            f"Flagship cohort (studies/magnesium_ckrt.toml): {counts['indexed']:,} indexed -> "
             f"{counts['eligible']:,} eligible ({counts['exposed']:,} exposed); identical from csv.gz and Parquet."
         ),
         "",

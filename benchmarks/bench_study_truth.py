@@ -3,7 +3,7 @@
 Usage (from the project root):
     PYTHONPATH=src nice .venv/bin/python benchmarks/bench_study_truth.py [--stays 40000] [--study-patients 12000]
 
-Writes one large synthetic EHR, builds every study in studies/next/ with the study-language cohort
+Writes one large synthetic EHR, builds every study in studies/ with the study-language cohort
 builder, fits each study's primary outcome with retrocohort.survival.cox adjusted for the
 covariates the generator's model conditions on, and prints the estimate, the 95% CI and the planted
 truth recorded in SYNTHETIC.json (the flagship's under "truth", the others under "studies").
@@ -51,7 +51,7 @@ def main() -> None:
         gen_s = time.perf_counter() - t0
         meta = json.loads((Path(tmp) / "SYNTHETIC.json").read_text())
         print(f"synthetic EHR: {info.stays} ICU stays, seed {args.seed}, written in {gen_s:.1f} s")
-        for path in sorted((ROOT / "studies" / "next").glob("*.toml")):
+        for path in sorted((ROOT / "studies").glob("*.toml")):
             study = load_study_file(path)
             name = study.study.name
             if name not in MODELS:
@@ -82,7 +82,7 @@ def main() -> None:
         "# Planted truth per study on a large synthetic EHR\n\n"
         f"`benchmarks/bench_study_truth.py --stays {args.stays} --study-patients {args.study_patients} "
         f"--seed {args.seed}`: {info.stays} ICU stays, generated in {gen_s:.1f} s. Primary outcome (death) of "
-        "each study in studies/next/, Cox model adjusted for the covariates the generator's model "
+        "each study in studies/, Cox model adjusted for the covariates the generator's model "
         "conditions on; the truth is the planted conditional hazard ratio from SYNTHETIC.json.\n\n"
         + table + "\n", encoding="utf-8")
     print(f"wrote {out.relative_to(ROOT)}")

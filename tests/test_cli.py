@@ -31,8 +31,10 @@ def small_ehr(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ehr") / "small"
     result, text = invoke("synth", "--out", path, "--stays", 200, "--seed", 3)
     assert result.exit_code == 0, text
-    truth = json.loads((path / "SYNTHETIC.json").read_text())["truth"]
-    assert f"hr_death = {truth['hr_death']}" in text
+    truth = json.loads((path / "SYNTHETIC.json").read_text())["studies"]
+    # the planted effects of every shipped study, by outcome name
+    assert f"magnesium_ckrt: hr_death = {truth['magnesium_ckrt']['hr_death']:g}" in text
+    assert f"shr_krt_liberation = {truth['magnesium_ckrt']['shr_krt_liberation']:g}" in text
     assert (path / "hosp" / "patients.csv.gz").is_file() and (path / "icu" / "procedureevents.csv.gz").is_file()
     return path
 
@@ -102,7 +104,10 @@ def test_tiny_cohort_run_says_why_models_were_skipped(tmp_path, small_ehr):
     assert result.exit_code == 0, text
     doc = json.loads((out / "results.json").read_text())
     validate_results_document(doc)
-    assert doc["synthetic"] is True and doc["planted"]["hr_death"] > 0
+    assert doc["synthetic"] is True and doc["planted"]["death"] == {
+        "estimand": "hr",
+        "value": json.loads((small_ehr / "SYNTHETIC.json").read_text())["truth"]["hr_death"],
+    }
     assert doc["skipped"], "a cohort of a handful of patients must skip some models"
     assert "skipped" in text
     for skipped in doc["skipped"]:
@@ -134,31 +139,36 @@ def test_synth_refuses_non_empty_folder(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_reproduces_the_published_flow(tmp_path):
+def test_demo_runs_the_flagship_study_file(tmp_path):
     out, data = tmp_path / "demo", tmp_path / "data"
     result, text = invoke("demo", "--out", out, "--data", data)
     assert result.exit_code == 0, text
     doc = json.loads((out / "results.json").read_text())
     validate_results_document(doc)
     counts = doc["counts"]
-    assert (counts["screened"], counts["eligible"], counts["exposed"], counts["unexposed"]) == (629, 333, 37, 296)
-    assert doc["attrition"][0]["remaining"] == 629
+    # the published flow (ASN Kidney Week 2023): 629 screened, 333 eligible, 37 + 296
+    assert (counts["eligible"], counts["exposed"], counts["comparator"]) == (333, 37, 296)
+    steps = {line["step"]: line["remaining"] for line in doc["attrition"]}
+    assert steps["support"] == 629 and doc["attrition"][0]["remaining"] == counts["indexed"] > 629
     # Matched cohort close to the published 34 + 68.
     # A matched count may be shown as a range (it would give the few unmatched exposed back).
     from retrocohort.report.suppression import parse_count_display
 
-    me, mu = (parse_count_display(counts[k]) for k in ("matched_exposed", "matched_unexposed"))
+    me, mu = (parse_count_display(counts[k]) for k in ("matched_exposed", "matched_comparator"))
     assert abs(me[0] - 34) <= 4 and abs(mu[0] - 68) <= 8
     assert mu[0] <= 2 * me[1]
     main = {(e["outcome"], e["model"], e["population"]): e for e in doc["estimates"]}
-    death = main[("death_90d", "cox_adjusted", "matched")]
+    death = main[("death", "cox_adjusted", "matched")]
     assert death["lower"] < death["estimate"] < death["upper"]
-    assert ("krt_liberation_90d", "fine_gray_adjusted", "matched") in main
-    # The terminal shows ours next to the published HRs.
-    assert "0.38" in text and "2.07" in text and "629" in text
+    assert ("krt_liberation", "fine_gray_adjusted", "matched") in main
+    # The terminal shows ours next to the published HRs of the study file, with its labels.
+    # (a narrow terminal wraps the table cells, so the numbers are looked for one by one)
+    for number in ("0.38", "0.18", "0.83", "2.07", "1.23", "3.49"):
+        assert number in text, number
+    assert "Death by day" in text and "KRT liberation by day" in text and "Mg dose" in text
 
     # No identifier and no index date of the cohort in any output file.
-    from retrocohort.cohort import extract
+    from tests.cohort.legacy import extract
 
     cohort = extract(data)
     patients = pd.read_csv(data / "hosp" / "patients.csv.gz", usecols=["subject_id"])
@@ -166,3 +176,26 @@ def test_demo_reproduces_the_published_flow(tmp_path):
     ids |= set(patients["subject_id"].astype(str))
     for path in (p for p in out.rglob("*") if p.is_file()):
         assert not leaked(path, ids, dates), f"{path.name} leaks identifiers or index dates"
+
+
+def test_run_refuses_a_legacy_study_file_with_directions(tmp_path, small_ehr):
+    legacy = tmp_path / "legacy.toml"
+    legacy.write_text('[study]\nname = "old"\n[cohort]\nfirst_stay_only = true\n[models]\nties = "efron"\n')
+    result, text = invoke("run", legacy, "--mimic", small_ehr, "--out", tmp_path / "out")
+    assert result.exit_code == 2 and "Traceback" not in text
+    assert "old study-file format" in text and "docs/study-language.md" in text
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["vasopressin_shock", "thiamine_sepsis"])
+def test_run_a_non_flagship_study_labels_everything_from_it(tmp_path, small_ehr, name):
+    # the issue: another study's file must not print the flagship's labels, outcomes or planted truth
+    out = tmp_path / name
+    result, text = invoke("run", STUDY_FILE.parent / f"{name}.toml", "--mimic", small_ehr, "--out", out)
+    assert result.exit_code == 0, text
+    for flagship_only in ("Mg", "CKRT", "KRT liberation", "by day 90", "0.38", "2.07"):
+        assert flagship_only not in text, flagship_only
+    assert "Death by day 28" in text
+    doc = json.loads((out / "results.json").read_text())
+    planted = json.loads((small_ehr / "SYNTHETIC.json").read_text())["studies"][name]
+    assert doc["planted"]["death"]["value"] == planted["hr_death"]

@@ -184,11 +184,13 @@ def test_non_utf8_and_binary_study_files(ehr, tmp_path):
         ("horizon_days = 90", "horizon_days = inf", "finite"),
         ("horizon_days = 90", "horizon_days = nan", "finite"),
         ("ratio = 2", "ratio = true", "true/false is not a value here"),
-        ("km_times_days = [0, 15, 30, 45, 60, 75, 90]", "km_times_days = [0, -15, 30]", "greater than or equal to 0"),
-        ("km_times_days = [0, 15, 30, 45, 60, 75, 90]", "km_times_days = [0, 1e300]", "less than or equal to 36525"),
-        ("km_times_days = [0, 15, 30, 45, 60, 75, 90]", "km_times_days = [0, 120]", "after outcomes.horizon_days"),
+        ("km_times_days = [0, 15, 30, 45, 60, 75, 90]", "km_times_days = [0, -15, 30]", "distinct days >= 0"),
+        ("km_times_days = [0, 15, 30, 45, 60, 75, 90]", "km_times_days = [0, 1e300]", "past the longest"),
+        ("km_times_days = [0, 15, 30, 45, 60, 75, 90]", "km_times_days = [0, 120]", "horizon (90 days)"),
         ("km_times_days = [0, 15, 30, 45, 60, 75, 90]", "km_times_days = [0, nan]", "finite"),
-        ("published_hr_death = [0.38, 0.18, 0.83]", "published_hr_death = [0.38, 0.83, 0.18]", "swapped"),
+        ("death = [0.38, 0.18, 0.83]", "death = [0.38, 0.83, 0.18]", "swapped"),
+        ("small_cell_threshold = 5", "small_cell_threshold = 2", "can only be 1"),
+        ("small_cell_threshold = 5", "small_cell_threshold = false", "true/false is not a value here"),
         ('name = "magnesium_ckrt"', 'name = "../../x"', "study name"),
         ('name = "magnesium_ckrt"', 'name = ""', "study name"),
     ],
@@ -202,12 +204,12 @@ def test_nonsense_study_values_are_refused(ehr, tmp_path, old, new, expect):
 
 def test_empty_covariate_list_is_refused(ehr, tmp_path):
     text = STUDY_FILE.read_text()
-    start = text.index("covariates = [", text.index("[propensity]"))
+    start = text.index("propensity = [", text.index("[analysis]"))
     end = text.index("]", start) + 1
     path = tmp_path / "study.toml"
-    path.write_text(text[:start] + "covariates = []" + text[end:])
+    path.write_text(text[:start] + "propensity = []" + text[end:])
     result, out = invoke("run", path, "--mimic", ehr, "--out", tmp_path / "out")
-    refused(result, out, str(path), "propensity.covariates", "at least one covariate")
+    refused(result, out, str(path), "analysis.propensity", "at least one covariate")
 
 
 def test_study_name_never_writes_outside_the_working_directory(ehr, tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ from retrocohort.spec.template import fill_examples
 from tests.cohort.minimimic import MiniMimic
 
 runner = CliRunner()
+# the flagship (in the study language since issue 9)
 LEGACY_STUDY = Path(__file__).resolve().parents[1] / "studies" / "magnesium_ckrt.toml"
 
 
@@ -55,7 +56,7 @@ def test_new_writes_a_template_that_loads_once_filled(tmp_path):
     assert result.exit_code == 0, text
     assert "fill the 12 places marked" in text
     assert f"retrocohort check DATA --study {path}" in text
-    assert "does not read study-language files yet" in text  # still true: `run` reads the legacy format
+    assert f"retrocohort run {path} --mimic DATA --out OUT" in text  # `run` reads the language
     filled = tmp_path / "filled.toml"
     filled.write_text(fill_examples(path.read_text()))
     assert load_study_file(filled).study.name == "thiamine_sepsis"
@@ -134,9 +135,12 @@ def test_check_study_exit_codes_for_absent_table_and_empty_concept(tmp_path):
 
 
 def test_check_study_with_a_legacy_study_file_says_so(tmp_path):
-    result, text = invoke("check", mimic().write(tmp_path / "csv"), "--study", LEGACY_STUDY)
+    legacy = tmp_path / "legacy.toml"  # the head of the old format's flagship file
+    legacy.write_text('[study]\nname = "magnesium_ckrt"\n\n[cohort]\nfirst_stay_only = true\n\n'
+                      '[propensity]\ncovariates = ["age", "sex"]\n\n[models]\nties = "efron"\n')
+    result, text = invoke("check", mimic().write(tmp_path / "csv"), "--study", legacy)
     assert result.exit_code == 2
-    assert "is a legacy study file (docs/study-file.md)" in text and "without --study" in text
+    assert "old study-file format" in text and "docs/study-language.md" in text
 
 
 def test_check_study_no_count(tmp_path):

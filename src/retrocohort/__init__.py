@@ -2,8 +2,11 @@
 
 The public API, re-exported from the subpackages: ``survival`` (R-exact
 survival engine), ``matching`` (propensity score, nearest-neighbour matching,
-balance, Table 1), ``sources`` and ``cohort`` (raw EHR tables to an analysis
-frame), ``study`` (the study file and the pipeline) and ``report``.
+balance, Table 1), ``spec`` (the study language), ``sources`` and ``cohort``
+(raw EHR tables to an analysis frame), ``study`` (the pipeline) and ``report``.
+
+``load_study(path)`` reads a study file of the study language; ``run_study(data, study)``
+runs it end to end.
 """
 
 __version__ = "0.1.0"
@@ -12,11 +15,19 @@ from . import _startup
 
 _startup.install()  # Ctrl-C during the imports below: one line and exit 2 from the command, no traceback
 
-from .cohort import Cohort, extract
-from .matching import MatchResult, PropensityResult, balance, balance_before_after, match_nearest, propensity_score, table_one
+from .cohort.builder import BuiltCohort, build_cohort
+from .matching import (
+    MatchResult,
+    PropensityResult,
+    balance,
+    balance_before_after,
+    match_nearest,
+    propensity_score,
+    table_one,
+)
 from .report import methods_paragraph, render_html, results_paragraph, save_figure, study_figures
 from .sources import MimicIV, SyntheticInfo, check_source, generate_synthetic, to_parquet
-from .study import Study, StudyResult, analyse_cohort, default_study, load_study, run_study, write_outputs
+from .study import Study, StudyResult, analyse_cohort, flagship_study, load_study, run_study, write_outputs
 from .survival import (
     CoxResult,
     FineGrayResult,
@@ -33,26 +44,25 @@ from .survival import (
 _startup.release()
 
 __all__ = [
+    "BuiltCohort",
     "CoxResult",
     "FineGrayResult",
     "KaplanMeierResult",
     "MatchResult",
-    "PropensityResult",
-    "StudyResult",
-    "analyse_cohort",
-    "balance_before_after",
-    "to_parquet",
-    "Cohort",
     "MimicIV",
+    "PropensityResult",
     "Study",
+    "StudyResult",
     "SyntheticInfo",
+    "analyse_cohort",
     "balance",
+    "balance_before_after",
+    "build_cohort",
     "check_source",
     "cox",
     "cumulative_incidence",
-    "default_study",
-    "extract",
     "fine_gray",
+    "flagship_study",
     "generate_synthetic",
     "gray_test",
     "kaplan_meier",
@@ -68,5 +78,6 @@ __all__ = [
     "save_figure",
     "study_figures",
     "table_one",
+    "to_parquet",
     "write_outputs",
 ]

@@ -53,20 +53,6 @@ err_console = Console(stderr=True, highlight=False)
 
 EXIT_USER_ERROR = 2
 
-# The seed study's published flow and dose (ASN Kidney Week 2023, FR-PO129),
-# printed beside ours when the flagship study runs.
-PUBLISHED_FLOW = {
-    "screened": 629,
-    "excluded": 296,
-    "eligible": 333,
-    "exposed": 37,
-    "unexposed": 296,
-    "matched_exposed": 34,
-    "matched_unexposed": 68,
-}
-PUBLISHED_DOSE = (24.4, 10.6)
-
-
 # --------------------------------------------------------------------------- helpers
 
 
@@ -172,48 +158,48 @@ def _fmt_p(p: float) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def print_summary(result: Any, out: Path | None = None, published: bool = False) -> None:
-    """The key table in the terminal: flow, matched counts, primary HRs beside the published ones."""
+def print_summary(result: Any, out: Path | None = None) -> None:
+    """The key table in the terminal: flow, matched counts, each outcome's primary estimate.
+
+    Every label comes from the study (arms, outcomes, dose); published estimates from
+    ``[report] published``; the planted truth (synthetic data) from ``SYNTHETIC.json``.
+    """
     from .report.suppression import format_display, is_small, study_disclosure
     from .study.outputs import key_table
 
-    threshold = result.study.report.small_cell_threshold
+    study = result.study
+    threshold = study.report.small_cell_threshold
     # Every count as the written outputs show it (small cells and the cells that would give them back).
     disclosure = study_disclosure(result)
     counts = result.counts
-    title = result.study.study.title + (" (SYNTHETIC DATA)" if result.synthetic else "")
+    title = study.study.title + (" (SYNTHETIC DATA)" if result.synthetic else "")
     console.rule(f"[bold]{escape(title)}")
 
     flow = Table(title="Cohort flow", show_edge=False)
     flow.add_column("step")
     flow.add_column("patients", justify="right")
-    if published:
-        flow.add_column("published", justify="right", style="dim")
-    excluded = counts.get("screened", 0) - counts.get("eligible", 0)
+    excluded = counts.get("indexed", 0) - counts.get("eligible", 0)
     rows = [
-        ("screened", counts.get("screened")),
-        ("excluded", excluded),
-        ("eligible", counts.get("eligible")),
-        (f"  {result.study.study.exposure_label} (exposed)", counts.get("exposed")),
-        (f"  {result.study.study.comparator_label} (unexposed)", counts.get("unexposed")),
-        ("matched, exposed", counts.get("matched_exposed")),
-        ("matched, unexposed", counts.get("matched_unexposed")),
+        ("indexed", f"with an index event ({study.index.label})", counts.get("indexed")),
+        ("excluded", "excluded", excluded),
+        ("eligible", "eligible", counts.get("eligible")),
+        ("exposed", f"  {study.exposure.label} (exposed)", counts.get("exposed")),
+        ("comparator", f"  {study.comparator.label} (comparator)", counts.get("comparator")),
+        ("matched_exposed", "matched, exposed", counts.get("matched_exposed")),
+        ("matched_comparator", "matched, comparator", counts.get("matched_comparator")),
     ]
-    keys = ["screened", "excluded", "eligible", "exposed", "unexposed", "matched_exposed", "matched_unexposed"]
-    for (label, value), key in zip(rows, keys, strict=True):
-        cells = [label, format_display(disclosure.count(key, value)) if value is not None else "—"]
-        if published:
-            cells.append(str(PUBLISHED_FLOW[key]))
-        flow.add_row(*cells)
-    dose = result.dose_meq
-    dose_text = (
-        f"{dose['mean']:.1f} ± {dose['sd']:.1f}"
-        if all(isinstance(dose.get(k), float) and math.isfinite(dose[k]) for k in ("mean", "sd"))
-        # the mean dose of fewer patients than the threshold is nearly one patient's dose
-        and not is_small(dose.get("n", counts.get("exposed")), threshold)
-        else "—"
-    )
-    flow.add_row("Mg dose over 48 h, mEq (mean ± SD)", dose_text, *([f"{PUBLISHED_DOSE[0]} ± {PUBLISHED_DOSE[1]}"] if published else []))
+    for key, label, value in rows:
+        flow.add_row(escape(label), format_display(disclosure.count(key, value)) if value is not None else "—")
+    dose = result.dose
+    if dose is not None:
+        dose_text = (
+            f"{dose['mean']:.1f} ± {dose['sd']:.1f}"
+            if all(isinstance(dose.get(k), float) and math.isfinite(dose[k]) for k in ("mean", "sd"))
+            # the mean dose of fewer patients than the threshold is nearly one patient's dose
+            and not is_small(dose.get("n", counts.get("exposed")), threshold)
+            else "—"
+        )
+        flow.add_row(escape(f"{dose['label']}, {dose['unit']} (mean ± SD, exposed)"), dose_text)
     console.print(flow)
 
     hr = Table(title="Primary estimates (matched cohort)", show_edge=False)
@@ -224,9 +210,12 @@ def print_summary(result: Any, out: Path | None = None, published: bool = False)
     hr.add_column("published HR (95% CI)", justify="right", style="dim")
     if result.synthetic:
         hr.add_column("planted truth", justify="right", style="cyan")
+    shown = set()
     for _, row in key_table(result).iterrows():
+        outcome = study.outcomes[row["outcome"]]
+        shown.add((row["outcome"], row["model"], "matched"))
         cells = [
-            "90-day mortality" if row["outcome"] == "death_90d" else "KRT liberation by day 90",
+            escape(f"{outcome.label} by day {outcome.horizon_days:g}"),
             row["model"].replace("_", " "),
             _fmt_ratio(row["estimate"], row["lower"], row["upper"]),
             _fmt_p(row["p"]),
@@ -237,8 +226,7 @@ def print_summary(result: Any, out: Path | None = None, published: bool = False)
         hr.add_row(*cells)
     console.print(hr)
 
-    others = [e for e in result.estimates if (e.outcome, e.model, e.population) not in {
-        ("death_90d", "cox_adjusted", "matched"), ("krt_liberation_90d", "fine_gray_adjusted", "matched")}]
+    others = [e for e in result.estimates if (e.outcome, e.model, e.population) not in shown]
     if others:
         sens = Table(title="Other models and sensitivity analyses", show_edge=False)
         sens.add_column("model")
@@ -247,6 +235,20 @@ def print_summary(result: Any, out: Path | None = None, published: bool = False)
         for e in others:
             sens.add_row(escape(e.label), _fmt_ratio(e.estimate, e.lower, e.upper), _fmt_p(e.p))
         console.print(sens)
+    for sub in getattr(result, "subgroups", ()):
+        table = Table(
+            title=f"Subgroups by {sub.label} (p for interaction {_fmt_p(sub.p_interaction)})", show_edge=False
+        )
+        table.add_column("level")
+        table.add_column("HR (95% CI)", justify="right")
+        table.add_column("p", justify="right")
+        for _, level in sub.levels.iterrows():
+            table.add_row(
+                escape(str(level["level"])),
+                _fmt_ratio(level["estimate"], level["lower"], level["upper"]),
+                _fmt_p(level["p"]),
+            )
+        console.print(table)
     if result.e_value is not None:
         console.print(
             f"E-value of the primary HR: {result.e_value['point']:.2f} (CI limit: {result.e_value['ci']:.2f}); "
@@ -260,42 +262,50 @@ def print_summary(result: Any, out: Path | None = None, published: bool = False)
     for note in result.notes:
         console.print(f"[dim]note: {escape(disclosure.text(note))}[/dim]")
     if out is not None:
-        console.print(f"\nReport: [bold]{escape(str(out / 'report.html'))}[/bold]  (results.json, tables/, figures/ beside it)")
+        console.print(
+            f"\nReport: [bold]{escape(str(out / 'report.html'))}[/bold]  (results.json, tables/, figures/ beside it)"
+        )
 
 
-def _run_and_write(source: Any, study: Any, out: Path, force: bool, engine: str, published: bool, lock: Any) -> Any:
+def _run_and_write(source: Any, study: Any, out: Path, force: bool, engine: str, lock: Any) -> Any:
     from .study.outputs import write_outputs
     from .study.pipeline import run_study
 
     with _progress() as progress:
         result = run_study(source, study, engine=engine, progress=progress)  # type: ignore[arg-type]
         write_outputs(result, out, force=force, progress=progress, lock=lock)
-    print_summary(result, out, published=published)
+    print_summary(result, out)
     return result
 
 
 # --------------------------------------------------------------------------- commands
 
 
-
 def _size_and_seed(stays: int | None, seed: int | None) -> dict[str, Any]:
     """generate_synthetic's size and seed arguments, leaving out what the user did not set."""
     return {k: v for k, v in (("stays", stays), ("seed", seed)) if v is not None}
 
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("demo-output"), "--out", help="Output folder for the report."),
-    stays: int | None = typer.Option(None, "--stays", min=1, help="ICU stays to generate (default: calibrated to the published cohort)."),
+    stays: int | None = typer.Option(
+        None, "--stays", min=1, help="ICU stays to generate (default: calibrated to the published cohort)."
+    ),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the synthetic EHR (default: the calibrated one)."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
-    data: Path | None = typer.Option(None, "--data", help="Keep the generated synthetic EHR in this folder (default: a temporary folder, deleted afterwards)."),
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        help="Keep the generated synthetic EHR in this folder (default: a temporary folder, deleted afterwards).",
+    ),
 ) -> None:
     """Generate a synthetic EHR, run the flagship magnesium-in-CKRT study on DuckDB and write the report.
 
     Example: retrocohort demo --out demo-output --force
     """
     from .sources.synthetic import generate_synthetic
-    from .study.spec import default_study
+    from .study import flagship_study
 
     with _user_errors(out), contextlib.ExitStack() as held:
         if data is not None:
@@ -327,9 +337,8 @@ def demo(
                 f"[green]done[/green] synthetic EHR: {getattr(info, 'stays', '?')} ICU stays, seed "
                 f"{getattr(info, 'seed', '?')} ({time.perf_counter() - started:.1f} s)"
             )
-            study = default_study()
-            default_size = stays is None and seed is None
-            _run_and_write(workdir, study, out, force, "duckdb", published=default_size, lock=lock)
+            study = flagship_study()
+            _run_and_write(workdir, study, out, force, "duckdb", lock=lock)
         finally:
             if data is None:
                 shutil.rmtree(workdir, ignore_errors=True)
@@ -337,7 +346,9 @@ def demo(
 
 @app.command()
 def run(
-    study_file: Path = typer.Argument(..., metavar="STUDY.toml", help="Study file (see docs/study-file.md)."),
+    study_file: Path = typer.Argument(
+        ..., metavar="STUDY.toml", help="Study file in the study language (see docs/study-language.md)."
+    ),
     mimic: Path = typer.Option(..., "--mimic", help="MIMIC-IV folder with hosp/ and icu/ (csv.gz or parquet)."),
     engine: str = typer.Option("duckdb", "--engine", help="duckdb (embedded) or spark."),
     out: Path | None = typer.Option(None, "--out", help="Output folder (default: <study name>-output)."),
@@ -348,25 +359,28 @@ def run(
     Example: retrocohort run studies/magnesium_ckrt.toml --mimic /data/mimic-iv-2.2 --out mg-study
     """
     from .errors import InputError
-    from .study.spec import load_study
 
     with _user_errors(out), contextlib.ExitStack() as held:
         if engine not in ("duckdb", "spark"):
             raise InputError(f"--engine {engine!r} is not supported; choose duckdb or spark")
-        study = load_study(study_file)
+        study = _load_language_study(study_file)
         # The study name is one plain path component (spec.py), so the default stays in the working directory.
         out = out if out is not None else Path(f"{study.study.name}-output")
         _check_out(out, force)
         if not mimic.is_dir():
-            raise InputError(f"--mimic {str(mimic)!r} is not a folder; point it at the MIMIC-IV folder holding hosp/ and icu/")
+            raise InputError(
+                f"--mimic {str(mimic)!r} is not a folder; point it at the MIMIC-IV folder holding hosp/ and icu/"
+            )
         lock = held.enter_context(_locked_out(out, force))
-        _run_and_write(mimic, study, out, force, engine, published=study.study.name == "magnesium_ckrt", lock=lock)
+        _run_and_write(mimic, study, out, force, engine, lock=lock)
 
 
 @app.command()
 def synth(
     out: Path = typer.Option(..., "--out", help="Folder to write hosp/ and icu/ into."),
-    stays: int | None = typer.Option(None, "--stays", min=1, help="ICU stays (default: calibrated to the published cohort)."),
+    stays: int | None = typer.Option(
+        None, "--stays", min=1, help="ICU stays (default: calibrated to the published cohort)."
+    ),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (default: the calibrated one)."),
     fmt: str = typer.Option("csv.gz", "--format", help="csv.gz (as PhysioNet ships MIMIC-IV) or parquet."),
     force: bool = typer.Option(False, "--force", help="Regenerate OUT if it already holds a synthetic EHR."),
@@ -399,10 +413,17 @@ def synth(
             f"Wrote {getattr(info, 'stays', '?')} ICU stays (seed {getattr(info, 'seed', '?')}) to "
             f"[bold]{escape(str(out))}[/bold] in {time.perf_counter() - started:.1f} s"
         )
-        truth = getattr(info, "truth", None) or {}
-        effects = {k: v for k, v in truth.items() if k in ("hr_death", "shr_krt", "hr_krt_cause_specific")}
-        if effects:
-            console.print("Planted truth: " + ", ".join(f"{k} = {v}" for k, v in effects.items()))
+        # the planted (s)HR of each shipped study, by outcome name (SYNTHETIC.json "studies")
+        for name, truth in (getattr(info, "studies", None) or {}).items():
+            effects = {
+                k: v
+                for k, v in truth.items()
+                if re.fullmatch(r"s?hr_[a-z0-9_]+", k) and isinstance(v, (int, float)) and not isinstance(v, bool)
+            }
+            if effects:
+                console.print(
+                    f"Planted truth, {escape(name)}: " + ", ".join(f"{k} = {v:g}" for k, v in effects.items())
+                )
 
 
 _PLUMBING = {"patient key", "admission key", "admission", "ICU stay"}
@@ -453,10 +474,17 @@ def check(
     headers_only: bool = typer.Option(
         False, "--headers-only", help="Only read the header lines (fast), not every file to its end."
     ),
-    study: Path | None = typer.Option(None, "--study", help="A study-language file: list its concepts, their "
-                                      "tables and the rows each finds in PATH (see `retrocohort new`)."),
-    count: bool = typer.Option(True, "--count/--no-count", help="With --study: count each concept's rows "
-                               "(one scan per concept) or only check tables and columns."),
+    study: Path | None = typer.Option(
+        None,
+        "--study",
+        help="A study-language file: list its concepts, their "
+        "tables and the rows each finds in PATH (see `retrocohort new`).",
+    ),
+    count: bool = typer.Option(
+        True,
+        "--count/--no-count",
+        help="With --study: count each concept's rows (one scan per concept) or only check tables and columns.",
+    ),
 ) -> None:
     """Report which MIMIC-IV tables and columns a folder has and which study concepts they support.
 
@@ -501,7 +529,9 @@ def check(
                 escape(str(name)),
                 status,
                 escape(", ".join(absent["column"])) if not table_absent else "all",
-                escape(", ".join(concepts)) if len(present) or not table_absent else f"[dim]{escape(', '.join(concepts))}[/dim]",
+                escape(", ".join(concepts))
+                if len(present) or not table_absent
+                else f"[dim]{escape(', '.join(concepts))}[/dim]",
             )
         console.print(table)
         if missing_required:
@@ -518,29 +548,6 @@ def check(
 
 
 # --------------------------------------------------------------------------- new, check --study, convert
-
-
-def _run_reads_language_files() -> bool:
-    """Whether `run`'s loader accepts a study-language file yet (the template, its examples filled)."""
-    from .errors import RetrocohortError
-    from .spec.template import fill_examples, template_text
-    from .study.spec import load_study
-
-    with tempfile.TemporaryDirectory(prefix="retrocohort-new-") as folder:
-        probe = Path(folder) / "probe.toml"
-        probe.write_text(fill_examples(template_text("probe")), encoding="utf-8")
-        try:
-            load_study(probe)
-        except RetrocohortError:
-            return False
-    return True
-
-
-_NOT_YET_RUN = (
-    "`retrocohort run` does not read study-language files yet (it reads the legacy format of "
-    "docs/study-file.md); meanwhile build the cohort from Python: "
-    "retrocohort.cohort.builder.build_cohort(retrocohort.spec.load_study_file(FILE), DATA)"
-)
 
 
 @app.command()
@@ -575,11 +582,12 @@ def new(
         except OSError as exc:
             raise InputError(f"{str(study_file)!r} cannot be written ({exc.strerror or exc})") from None
         blanks = placeholders(text)
-        console.print(f"Wrote [bold]{escape(str(study_file))}[/bold]: fill the {len(blanks)} places marked "
-                      "'<fill: ...>' (each gives an example), then:")
+        console.print(
+            f"Wrote [bold]{escape(str(study_file))}[/bold]: fill the {len(blanks)} places marked "
+            "'<fill: ...>' (each gives an example), then:"
+        )
         console.print(f"  retrocohort check DATA --study {escape(str(study_file))}")
-        if not _run_reads_language_files():
-            console.print(f"[yellow]note:[/yellow] {escape(_NOT_YET_RUN)}")
+        console.print(f"  retrocohort run {escape(str(study_file))} --mimic DATA --out OUT")
 
 
 def _check_study_file(path: Path, study_file: Path, count: bool = True) -> None:
@@ -589,20 +597,10 @@ def _check_study_file(path: Path, study_file: Path, count: bool = True) -> None:
     no rows is a warning (exit 0), as it is a zero in the attrition of a run.
     """
     from .cohort.inventory import study_inventory
-    from .errors import SourceError, StudySpecError
-    from .spec import load_study_file
+    from .errors import SourceError
 
     with _user_errors():
-        try:
-            study = load_study_file(study_file)
-        except StudySpecError:
-            if _is_legacy_study(study_file):
-                raise StudySpecError(
-                    f"{study_file} is a legacy study file (docs/study-file.md), not a study-language file: "
-                    f"`retrocohort check {path}` without --study checks the tables it reads. --study takes a "
-                    "study-language file (docs/study-language.md; `retrocohort new` writes a template)"
-                ) from None
-            raise
+        study = _load_language_study(study_file)
         if not path.is_dir():
             raise SourceError(f"{str(path)!r} is not a folder; point it at the MIMIC-IV folder holding hosp/ and icu/")
         threshold = study.report.small_cell_threshold
@@ -628,15 +626,26 @@ def _check_study_file(path: Path, study_file: Path, count: bool = True) -> None:
         console.print(tables)
 
         concepts = Table(title="Concepts of the study", show_edge=False)
-        for column, justify in (("concept", "left"), ("kind", "left"), ("tables", "left"), ("rows", "right"),
-                                ("patients", "right"), ("status", "left")):
+        for column, justify in (
+            ("concept", "left"),
+            ("kind", "left"),
+            ("tables", "left"),
+            ("rows", "right"),
+            ("patients", "right"),
+            ("status", "left"),
+        ):
             concepts.add_column(column, justify=justify)  # type: ignore[arg-type]
         colour = {"found": "green", "no rows": "yellow", "not counted": "dim"}
         for row in inv.concepts.to_dict("records"):
             shown = [_fmt_count(None if _isna(row[k]) else int(row[k]), threshold) for k in ("rows", "patients")]
             status = row["status"]
-            concepts.add_row(escape(row["concept"]), row["kind"], escape(row["tables"]), *shown,
-                             f"[{colour.get(status, 'red')}]{escape(status)}[/{colour.get(status, 'red')}]")
+            concepts.add_row(
+                escape(row["concept"]),
+                row["kind"],
+                escape(row["tables"]),
+                *shown,
+                f"[{colour.get(status, 'red')}]{escape(status)}[/{colour.get(status, 'red')}]",
+            )
         console.print(concepts)
         for note in inv.notes:
             console.print(f"[yellow]note:[/yellow] {escape(note)}")
@@ -644,8 +653,6 @@ def _check_study_file(path: Path, study_file: Path, count: bool = True) -> None:
         empty = inv.concepts[inv.concepts["status"] == "no rows"]
         for row in empty.to_dict("records"):
             console.print(f"[yellow]warning:[/yellow] concept {escape(row['concept'])!s}: {escape(row['message'])}")
-        if not _run_reads_language_files():
-            console.print(f"[dim]note: {escape(_NOT_YET_RUN)}[/dim]")
         if len(blocking):
             raise SourceError(
                 f"{len(blocking)} concept(s) of {study_file} cannot be read from {path}:\n  "
@@ -656,15 +663,33 @@ def _check_study_file(path: Path, study_file: Path, count: bool = True) -> None:
         )
 
 
-def _is_legacy_study(study_file: Path) -> bool:
-    """Whether the legacy loader (the one `run` uses today) accepts the file."""
-    from .study.spec import load_study
+def _load_language_study(study_file: Path) -> Any:
+    """The study of a study-language file; a file of the old format gets directions, not key errors."""
+    from .errors import StudySpecError
+    from .spec import load_study_file
 
     try:
-        load_study(study_file)
-    except RetrocohortError:
+        return load_study_file(study_file)
+    except StudySpecError:
+        if _is_legacy_study(study_file):
+            raise StudySpecError(
+                f"{study_file} is in the old study-file format ([cohort], [propensity], [models]), which "
+                "retrocohort no longer reads: rewrite it in the study language (docs/study-language.md; "
+                "studies/magnesium_ckrt.toml is the flagship written in it, `retrocohort new` writes a "
+                "template)"
+            ) from None
+        raise
+
+
+def _is_legacy_study(study_file: Path) -> bool:
+    """Whether the file is a study of the old format (top-level [cohort] / [models], no [index])."""
+    import tomllib
+
+    try:
+        data = tomllib.loads(study_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return False
-    return True
+    return "index" not in data and bool({"cohort", "models"} & set(data))
 
 
 def _isna(value: Any) -> bool:
@@ -678,8 +703,12 @@ def _isna(value: Any) -> bool:
 def convert(
     mimic_dir: Path = typer.Argument(..., metavar="MIMIC_DIR", help="MIMIC-IV folder with hosp/ and icu/ (csv.gz)."),
     parquet_dir: Path = typer.Argument(..., metavar="PARQUET_DIR", help="Folder to write the Parquet copy into."),
-    table: list[str] | None = typer.Option(None, "--table", help="Convert only this table (repeatable), e.g. "
-                                           "--table icu/chartevents --table labevents. Default: every table."),
+    table: list[str] | None = typer.Option(
+        None,
+        "--table",
+        help="Convert only this table (repeatable), e.g. "
+        "--table icu/chartevents --table labevents. Default: every table.",
+    ),
     force: bool = typer.Option(False, "--force", help="Replace tables already converted in PARQUET_DIR."),
     memory_limit: str | None = typer.Option(None, "--memory-limit", help="DuckDB memory limit, e.g. 2GB."),
 ) -> None:
@@ -714,8 +743,9 @@ def convert(
 
             config = {"memory_limit": memory_limit} if memory_limit else None
             try:
-                result = convert_mimic(mimic_dir, parquet_dir, table or None, force=force, progress=progress,
-                                       duckdb_config=config)
+                result = convert_mimic(
+                    mimic_dir, parquet_dir, table or None, force=force, progress=progress, duckdb_config=config
+                )
             except KeyboardInterrupt:
                 err_console.print(
                     "[yellow]interrupted:[/yellow] the table being written was removed; tables finished before "
@@ -723,17 +753,29 @@ def convert(
                 )
                 raise typer.Exit(130) from None
         summary = Table(title=f"Parquet copy in {escape(str(result.out))}", show_edge=False)
-        for column, justify in (("table", "left"), ("rows", "right"), ("source MiB", "right"),
-                                ("Parquet MiB", "right"), ("seconds", "right")):
+        for column, justify in (
+            ("table", "left"),
+            ("rows", "right"),
+            ("source MiB", "right"),
+            ("Parquet MiB", "right"),
+            ("seconds", "right"),
+        ):
             summary.add_column(column, justify=justify)  # type: ignore[arg-type]
         for t in result.tables:
-            summary.add_row(escape(t.table) + (" (copied)" if t.action == "copied" else ""), f"{t.rows:,}",
-                            f"{t.source_bytes / 2**20:,.1f}", f"{t.target_bytes / 2**20:,.1f}", f"{t.seconds:.1f}")
+            summary.add_row(
+                escape(t.table) + (" (copied)" if t.action == "copied" else ""),
+                f"{t.rows:,}",
+                f"{t.source_bytes / 2**20:,.1f}",
+                f"{t.target_bytes / 2**20:,.1f}",
+                f"{t.seconds:.1f}",
+            )
         console.print(summary)
         for note in result.notes:
             console.print(f"[dim]note: {escape(note)}[/dim]")
-        console.print(f"Converted {len(result.tables)} table(s) in {time.perf_counter() - started:.1f} s; "
-                      f"pass [bold]{escape(str(result.out))}[/bold] wherever a MIMIC-IV folder is asked for.")
+        console.print(
+            f"Converted {len(result.tables)} table(s) in {time.perf_counter() - started:.1f} s; "
+            f"pass [bold]{escape(str(result.out))}[/bold] wherever a MIMIC-IV folder is asked for."
+        )
 
 
 def main() -> None:  # pragma: no cover - console entry point alias

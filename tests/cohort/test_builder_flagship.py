@@ -1,7 +1,7 @@
 """The flagship written in the study language gives today's cohort.
 
-``studies/next/magnesium_ckrt.toml`` compiled by :mod:`retrocohort.cohort.builder`
-must give exactly the cohort that :func:`retrocohort.cohort.extract` (the
+``studies/magnesium_ckrt.toml`` compiled by :mod:`retrocohort.cohort.builder`
+must give exactly the cohort that :func:`tests.cohort.legacy.extract` (the
 hand-written flagship definitions) gives: same eligible patients, attrition
 counts, exposure, dose, covariates, outcome times and statuses. The data: a
 synthetic EHR (2,000 ICU stays) with the rule-test miniature patients appended to
@@ -19,15 +19,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retrocohort.cohort import extract
 from retrocohort.cohort.builder import build_cohort
 from retrocohort.sources import generate_synthetic
 from retrocohort.spec import load_study_file
+from tests.cohort.legacy import extract
 
 from .minimimic import HEADERS
 from .test_rules import build as build_mini
 
-FLAGSHIP = Path(__file__).resolve().parents[2] / "studies" / "next" / "magnesium_ckrt.toml"
+FLAGSHIP = Path(__file__).resolve().parents[2] / "studies" / "magnesium_ckrt.toml"
 
 
 def _merge(first: Path, second: Path, out: Path) -> Path:

@@ -19,7 +19,7 @@ from retrocohort.spec import load_study_file
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
-STUDIES = Path(__file__).resolve().parents[2] / "studies" / "next"
+STUDIES = Path(__file__).resolve().parents[2] / "studies"
 
 
 @pytest.fixture(scope="module")

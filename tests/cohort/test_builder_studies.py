@@ -1,4 +1,4 @@
-"""The non-flagship studies of studies/next build on a synthetic EHR, checked against the raw files.
+"""The non-flagship studies of studies/ build on a synthetic EHR, checked against the raw files.
 
 Each check recomputes a rule straight from the csv.gz files with DuckDB SQL
 (independent of the builder and of the concepts package).
@@ -16,7 +16,7 @@ from retrocohort.cohort.builder import build_cohort
 from retrocohort.sources import generate_synthetic
 from retrocohort.spec import load_study_file
 
-STUDIES = Path(__file__).resolve().parents[2] / "studies" / "next"
+STUDIES = Path(__file__).resolve().parents[2] / "studies"
 
 
 @pytest.fixture(scope="module")

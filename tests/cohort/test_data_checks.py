@@ -16,9 +16,9 @@ import random
 import pandas as pd
 import pytest
 
-from retrocohort.cohort import extract
 from retrocohort.errors import InputError, RetrocohortError
 from retrocohort.sources import mimic_iv, quality
+from tests.cohort.legacy import extract
 
 from .minimimic import MiniMimic, ts
 from .test_rules import INDEX, MEQ, build

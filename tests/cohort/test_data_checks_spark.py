@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from retrocohort.cohort import extract
 from retrocohort.errors import InputError
 from retrocohort.sources.spark import local_spark_session
+from tests.cohort.legacy import extract
 
 from .test_data_checks import dirty
 from .test_rules import build

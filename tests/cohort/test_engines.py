@@ -14,10 +14,10 @@ import duckdb
 import pandas as pd
 import pytest
 
-from retrocohort.cohort import extract
 from retrocohort.errors import SourceError
 from retrocohort.sources import generate_synthetic
 from retrocohort.sources.spark import local_spark_session
+from tests.cohort.legacy import extract
 
 from .minimimic import HEADERS
 from .test_rules import build

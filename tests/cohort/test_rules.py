@@ -11,8 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retrocohort.cohort import ANALYSIS_COLUMNS, extract
-from retrocohort.study.spec import default_study
+from tests.cohort.legacy import ANALYSIS_COLUMNS, default_study, extract
 
 from .minimimic import MiniMimic
 

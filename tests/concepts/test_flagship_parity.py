@@ -1,6 +1,6 @@
 """The built-ins ported from the flagship give the flagship's numbers, patient by patient.
 
-The flagship cohort (``retrocohort.cohort.extract``, default study) is built on
+The flagship cohort (``tests.cohort.legacy.extract``, default study) is built on
 the rule-test miniature folder (every rule boundary) merged with a small
 synthetic EHR; its eligible patients' keys are handed to the built-ins, and
 every covariate, support flag and outcome fact the flagship computes must be
@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retrocohort.cohort import extract
 from retrocohort.concepts import baseline_values, concept_events, finish_baseline
 from retrocohort.sources import MimicIV, generate_synthetic
+from tests.cohort.legacy import extract
 
 from ..cohort.test_engines import _merge
 from ..cohort.test_rules import build

@@ -24,17 +24,32 @@ import pytest
 from retrocohort.report.html import estimate_key
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-         "--disable-extensions", "--mute-audio"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+    "--disable-extensions",
+    "--mute-audio",
+]
 
 
 def _chromium(args: list[str], tmp: Path, name: str) -> subprocess.CompletedProcess:
     profile = tmp / f"profile-{name}"
     profile.mkdir()
     env = {**os.environ, "HOME": str(tmp)}
-    return subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True,
-                          text=True, timeout=120, env=env, check=False)
+    return subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
 
 
 class _Dom(HTMLParser):
@@ -76,8 +91,9 @@ def test_report_in_headless_chromium(rendered, tmp_path):
     assert Path(CHROMIUM).exists(), f"chromium not found at {CHROMIUM}: install Debian's chromium package"
     report = rendered / "report.html"
     url = report.resolve().as_uri()
-    dump = _chromium(["--virtual-time-budget=5000", "--enable-logging=stderr", "--v=0", "--dump-dom", url],
-                     tmp_path, "dom")
+    dump = _chromium(
+        ["--virtual-time-budget=5000", "--enable-logging=stderr", "--v=0", "--dump-dom", url], tmp_path, "dom"
+    )
     assert dump.returncode == 0, dump.stderr[-2000:]
     dom = _Dom()
     dom.feed(dump.stdout)
@@ -98,22 +114,25 @@ def test_report_in_headless_chromium(rendered, tmp_path):
     doc = json.loads((rendered / "results.json").read_text())
     for name, value in doc["counts"].items():
         assert _same(dom.keys[name], value), (name, dom.keys[name], value)
-    assert _same(dom.keys["dose_mean"], doc["dose_meq"]["mean"]) and _same(dom.keys["dose_sd"], doc["dose_meq"]["sd"])
+    assert _same(dom.keys["dose_mean"], doc["dose"]["mean"]) and _same(dom.keys["dose_sd"], doc["dose"]["sd"])
     assert doc["estimates"], "results.json has no estimates"
     for e in doc["estimates"]:
         for field in ("estimate", "lower", "upper", "p", "n", "n_events"):
             key = estimate_key(e["outcome"], e["model"], e["population"], field)
             assert _same(dom.keys[key], e[field]), (key, dom.keys[key], e[field])
-    primary = next(e for e in doc["estimates"] if (e["outcome"], e["model"], e["population"]) ==
-                   ("death_90d", "cox_adjusted", "matched"))
-    assert _same(dom.keys["hr_death_matched"], primary["estimate"])
+    primary = next(
+        e
+        for e in doc["estimates"]
+        if (e["outcome"], e["model"], e["population"]) == (doc["study"]["primary_outcome"], "cox_adjusted", "matched")
+    )
+    assert _same(dom.keys[f"primary/{primary['outcome']}"], primary["estimate"])
     for term, row in doc["balance"].items():
         assert _same(dom.keys[f"smd_before/{term}"], row["smd_before"])
         assert _same(dom.keys[f"smd_after/{term}"], row["smd_after"])
-    assert _same(dom.keys["logrank_p"], doc["tests"]["logrank_death"]["p"])
     assert _same(dom.keys["e_value_point"], doc["e_value"]["point"])
-    if doc["tests"].get("gray_krt"):
-        assert _same(dom.keys["gray_p"], doc["tests"]["gray_krt"]["p"])
+    for name, outcome in doc["outcomes"].items():  # each outcome's test: log-rank or Gray
+        assert outcome["test"] is not None, name
+        assert _same(dom.keys[f"test/{name}"], outcome["test"]["p"])
     for k, step in enumerate(doc["attrition"]):
         assert _same(dom.keys[f"attrition_remaining_{k}"], step["remaining"])
 

@@ -77,12 +77,14 @@ def test_zero_threshold_disables():
 def test_table_one_small_counts_hidden_continuous_kept():
     rng = np.random.default_rng(3)
     n = 60
-    data = pd.DataFrame({
-        "exposed": np.r_[np.ones(20, int), np.zeros(40, int)],
-        "age": rng.normal(60, 10, n),
-        # 3 exposed women: a small cell in the exposed column of the sex row
-        "sex": np.r_[["F"] * 3 + ["M"] * 17, ["F"] * 20 + ["M"] * 20],
-    })
+    data = pd.DataFrame(
+        {
+            "exposed": np.r_[np.ones(20, int), np.zeros(40, int)],
+            "age": rng.normal(60, 10, n),
+            # 3 exposed women: a small cell in the exposed column of the sex row
+            "sex": np.r_[["F"] * 3 + ["M"] * 17, ["F"] * 20 + ["M"] * 20],
+        }
+    )
     raw = table_one(data, "exposed", ["age", "sex"], categorical=["sex"])
     out = suppress_table_one(raw, threshold=5)
     assert out.shape == raw.shape
@@ -106,10 +108,14 @@ def test_table_one_small_counts_hidden_continuous_kept():
 
 def test_weighted_counts_of_a_matched_table_one_are_suppressed_too():
     """After matching, tableone counts are sums of matching weights ("36.9 (52.8)", n "70.0")."""
-    raw = pd.DataFrame({"0": ["70.0", "36.9 (52.8)", "3.5 (5.0)", "63.90 (14.10)"],
-                        "1": ["36.0", "20.0 (55.6)", "4.0 (11.1)", "62.39 (14.00)"],
-                        "SMD": ["", "0.056", "0.120", "0.108"]},
-                       index=["n", "sex = M (%)", "vasopressor = 1 (%)", "age (mean (SD))"])
+    raw = pd.DataFrame(
+        {
+            "0": ["70.0", "36.9 (52.8)", "3.5 (5.0)", "63.90 (14.10)"],
+            "1": ["36.0", "20.0 (55.6)", "4.0 (11.1)", "62.39 (14.00)"],
+            "SMD": ["", "0.056", "0.120", "0.108"],
+        },
+        index=["n", "sex = M (%)", "vasopressor = 1 (%)", "age (mean (SD))"],
+    )
     out = suppress_table_one(raw, threshold=5)
     assert out.loc["vasopressor = 1 (%)", "0"] == "<5" and out.loc["vasopressor = 1 (%)", "1"] == "<5"
     assert out.loc["sex = M (%)"].tolist() == raw.loc["sex = M (%)"].tolist()
@@ -121,7 +127,9 @@ def test_weighted_counts_of_a_matched_table_one_are_suppressed_too():
 def test_counts_in_free_text():
     from retrocohort.report import suppress_counts_in_text
 
-    text = "1 exposed (magnesium sulfate started in (index + 0 h, index + 48 h]), 6 unexposed; labevents 50960; 3 deaths"
+    text = (
+        "1 exposed (magnesium sulfate started in (index + 0 h, index + 48 h]), 6 unexposed; labevents 50960; 3 deaths"
+    )
     out = suppress_counts_in_text(text, 5)
     assert out.startswith("<5 exposed") and "6 unexposed" in out and "<5 deaths" in out
     assert "50960" in out and "+ 0 h" in out and "48 h" in out  # itemids and hours untouched
@@ -129,7 +137,6 @@ def test_counts_in_free_text():
 
 
 # --------------------------------------------------------------------------- complementary suppression
-
 
 
 def test_a_small_part_of_a_published_total_takes_its_complement_with_it():
@@ -156,8 +163,11 @@ def test_an_attrition_chain_needs_a_withheld_cell_on_each_side():
 
 def test_hidden_differences_between_numbers_at_risk_are_protected():
     # 50 at risk, then 47 (3 lost: a hidden difference), then 30.
-    shown = protect_counts({"n0": 50, "n1": 47, "lost1": 3, "n2": 30, "lost2": 17},
-                           [("n0", ("n1", "lost1")), ("n1", ("n2", "lost2"))], hidden=["lost1", "lost2"])
+    shown = protect_counts(
+        {"n0": 50, "n1": 47, "lost1": 3, "n2": 30, "lost2": 17},
+        [("n0", ("n1", "lost1")), ("n1", ("n2", "lost2"))],
+        hidden=["lost1", "lost2"],
+    )
     assert "lost1" not in shown and shown["n0"] == 50 and shown["n2"] == 30
     # 50 - 47 cannot be taken any more: n1 is the range "3 lost" allows as "<5" (46-49).
     assert shown["n1"] == "46-49"
@@ -179,8 +189,7 @@ def test_no_small_part_is_pinned_brute_force(parts, threshold):
         assert lo <= v <= hi, (k, v, shown[k])  # honest
     cap = values["total"] + 1
     options = [range(int(ranges[n][0]), int(min(ranges[n][1], cap)) + 1) for n in names]
-    feasible = [combo for combo in product(*options)
-                if ranges["total"][0] <= sum(combo) <= ranges["total"][1]]
+    feasible = [combo for combo in product(*options) if ranges["total"][0] <= sum(combo) <= ranges["total"][1]]
     for i, n in enumerate(names):
         if 0 < values[n] < threshold:
             assert len({combo[i] for combo in feasible}) >= 2, (values, shown)
@@ -195,8 +204,10 @@ def test_reader_bounds_and_displays():
 
 
 def test_counts_in_reasons_and_notes():
-    assert suppress_counts_in_text("too few death events (3) for a model with 9 terms", 5) == \
-        "too few death events (<5) for a model with 9 terms"
+    assert (
+        suppress_counts_in_text("too few death events (3) for a model with 9 terms", 5)
+        == "too few death events (<5) for a model with 9 terms"
+    )
     text = "complete-case analysis: 3 patient(s) excluded for missing data (sofa: 3, age: 12)"
     out = suppress_counts_in_text(text, 5)
     assert out == "complete-case analysis: <5 patient(s) excluded for missing data (sofa: <5, age: 12)"
@@ -206,13 +217,15 @@ def test_counts_in_reasons_and_notes():
 
 
 def test_coarse_curve_steps_hold_at_least_threshold_events():
-    table = pd.DataFrame({
-        "group": [0] * 6 + [1] * 2,
-        "time": [1.0, 2.0, 4.0, 7.0, 9.0, 12.0, 3.0, 5.0],
-        "n_event": [1, 2, 2, 1, 4, 1, 1, 1],
-        "n_censor": [0, 1, 0, 2, 0, 1, 0, 0],
-        "survival": [0.95, 0.85, 0.75, 0.7, 0.5, 0.45, 0.9, 0.8],
-    })
+    table = pd.DataFrame(
+        {
+            "group": [0] * 6 + [1] * 2,
+            "time": [1.0, 2.0, 4.0, 7.0, 9.0, 12.0, 3.0, 5.0],
+            "n_event": [1, 2, 2, 1, 4, 1, 1, 1],
+            "n_censor": [0, 1, 0, 2, 0, 1, 0, 0],
+            "survival": [0.95, 0.85, 0.75, 0.7, 0.5, 0.45, 0.9, 0.8],
+        }
+    )
     coarse = coarsen_curve(table, 5)
     arm0 = coarse[coarse["group"] == 0]
     # 1 + 2 + 2 = 5 events by day 4; 1 + 4 = 5 more by day 9; the last 1 is not shown.
@@ -230,15 +243,31 @@ def test_coarse_curve_steps_hold_at_least_threshold_events():
 
 
 @settings(max_examples=40, deadline=None)
-@given(cells=st.lists(st.sampled_from([0, 1, 2, 3, 4, 5, 6, 8, 12]), min_size=4, max_size=4),
-       threshold=st.integers(3, 6))
+@given(
+    cells=st.lists(st.sampled_from([0, 1, 2, 3, 4, 5, 6, 8, 12]), min_size=4, max_size=4), threshold=st.integers(3, 6)
+)
 def test_a_two_by_two_table_with_its_margins_brute_force(cells, threshold):
     """Matched / unmatched by arm with both margins and the total (the flow diagram's shape)."""
     a, b, c, d = cells
-    values = {"a": a, "b": b, "c": c, "d": d, "r1": a + b, "r2": c + d, "c1": a + c, "c2": b + d,
-              "total": a + b + c + d}
-    eqs = [("r1", ("a", "b")), ("r2", ("c", "d")), ("c1", ("a", "c")), ("c2", ("b", "d")),
-           ("total", ("r1", "r2")), ("total", ("c1", "c2"))]
+    values = {
+        "a": a,
+        "b": b,
+        "c": c,
+        "d": d,
+        "r1": a + b,
+        "r2": c + d,
+        "c1": a + c,
+        "c2": b + d,
+        "total": a + b + c + d,
+    }
+    eqs = [
+        ("r1", ("a", "b")),
+        ("r2", ("c", "d")),
+        ("c1", ("a", "c")),
+        ("c2", ("b", "d")),
+        ("total", ("r1", "r2")),
+        ("total", ("c1", "c2")),
+    ]
     shown = protect_counts(values, eqs, threshold=threshold)
     ranges = {k: parse_count_display(v, threshold) for k, v in shown.items()}
     assert all(ranges[k][0] <= v <= ranges[k][1] for k, v in values.items())
@@ -278,3 +307,20 @@ def test_the_disclosure_cache_forgets_a_result_once_it_is_gone():
     del stand
     gc.collect()
     assert len(suppression._DISCLOSURES) == before
+
+
+def test_a_count_before_an_arm_label_is_a_count_of_people():
+    # The cohort builder's eligible line names the arms by the study's labels, not "exposed"/"unexposed".
+    from retrocohort.report.suppression import suppress_counts_in_text
+
+    line = "2 vasopressin (Vasopressin started in (0h, 48h] of the index), 40 norepinephrine alone"
+    out = suppress_counts_in_text(line, 5, count_words=("vasopressin", "norepinephrine alone"))
+    assert out.startswith("<5 vasopressin (") and out.endswith(", 40 norepinephrine alone")
+    assert suppress_counts_in_text("48 h of vasopressin", 5, count_words=("vasopressin",)) == "48 h of vasopressin"
+    assert suppress_counts_in_text(line, 5).startswith("2 vasopressin")  # without the labels: not a count word
+
+
+def test_a_criterions_rule_in_a_reason_is_not_a_count():
+    reason = "no KRT in the year before [exclude: at least 1 event(s) of KRT starting in [-365d, 0h)]; 3 patients"
+    out = suppress_counts_in_text(reason, 5)
+    assert "at least 1 event(s) of KRT" in out and out.endswith("<5 patients")

@@ -9,12 +9,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from retrocohort.cohort import extract
 from retrocohort.concepts import concept_events
 from retrocohort.errors import InputError, SourceError
 from retrocohort.sources import MimicIV
 from retrocohort.sources.convert import available_tables, convert_mimic
 from retrocohort.spec import ConceptSpec
+from tests.cohort.legacy import extract
 from tests.cohort.minimimic import HEADERS, MiniMimic
 
 

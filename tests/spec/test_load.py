@@ -12,7 +12,7 @@ from retrocohort.errors import StudySpecError
 from retrocohort.spec import Study, check_study, load_study_file, parse_study_text
 from retrocohort.spec.load import key_lines
 
-STUDIES = Path(__file__).resolve().parents[2] / "studies" / "next"
+STUDIES = Path(__file__).resolve().parents[2] / "studies"
 FLAGSHIP = STUDIES / "magnesium_ckrt.toml"
 TEXT = FLAGSHIP.read_text()
 
@@ -311,7 +311,7 @@ def test_reserved_attrition_step_names(tmp_path):
 def test_km_times_and_published_estimates_are_checked(tmp_path):
     assert "increasing order" in _error(tmp_path, _edit("km_times_days = [0, 15,", "km_times_days = [15, 0,"))
     msg = _error(tmp_path, _edit("death = [0.38, 0.18, 0.83]", "death = [0.18, 0.38, 0.83]"))
-    assert "0 < lower <= HR <= upper" in msg
+    assert "0 < lower <= estimate <= upper" in msg
 
 
 def test_a_concept_listed_twice_counts_once():

@@ -6,6 +6,9 @@ on one small synthetic EHR written by ``retrocohort synth`` (typer's CliRunner,
 in process, as tests/test_cli.py does) and compares the two results.json
 documents: attrition and counts exactly, every float (hazard ratios, CIs,
 sHRs, p-values, test statistics, balance SMDs, E-values) to 1e-9 relative.
+It does so for the flagship and for a study of another design
+(``studies/vasopressin_shock.toml``: another index event, a competing outcome
+other than liberation, subgroups), both on the same synthetic EHR.
 
 The EHR is small enough for two runs and one Spark start to fit in about a
 minute on 2 cores, and large enough that no model is skipped for lack of
@@ -29,10 +32,10 @@ import pytest
 from typer.testing import CliRunner
 
 from retrocohort.cli import app
-from retrocohort.cohort import extract
 from retrocohort.errors import SparkUnavailableError
 from retrocohort.sources import generate_synthetic
 from retrocohort.study.outputs import validate_results_document
+from tests.cohort.legacy import extract
 
 # Meant to put every Spark test on one worker under `pytest -n 2 --dist loadgroup` (two JVMs at once on
 # 2 cores slow both down); see the note in the first test for why it does not today.
@@ -40,10 +43,15 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.xdist_group("spar
 
 runner = CliRunner()
 STUDY_FILE = Path(__file__).resolve().parents[2] / "studies" / "magnesium_ckrt.toml"
+#: The studies whose two runs are compared: the flagship and one of another design.
+STUDIES = ("magnesium_ckrt", "vasopressin_shock")
 #: Size and seed of the synthetic EHR: see the module docstring for why this size.
 STAYS, SEED = 5000, 20231103
-#: The matched, adjusted primary models (the published "adjusted HR" and sHR).
-PRIMARY = (("death_90d", "cox_adjusted", "matched"), ("krt_liberation_90d", "fine_gray_adjusted", "matched"))
+#: The matched, adjusted primary models of each study (one per outcome).
+PRIMARY = {
+    "magnesium_ckrt": (("death", "cox_adjusted", "matched"), ("krt_liberation", "fine_gray_adjusted", "matched")),
+    "vasopressin_shock": (("death", "cox_adjusted", "matched"), ("krt_initiation", "fine_gray_adjusted", "matched")),
+}
 #: Provenance entries that differ between two runs by design (engine, timings, installed packages).
 RUN_SPECIFIC = {"engine", "packages", "stage_seconds", "elapsed_seconds"}
 
@@ -71,23 +79,26 @@ def ehr(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def runs(ehr, tmp_path_factory) -> dict[str, Any]:
-    """Both engines' results.json on one synthetic EHR, and what each run left behind."""
+    """Both engines' results.json of each study on one synthetic EHR, and what each run left behind."""
     root = tmp_path_factory.mktemp("cli-spark")
     out: dict[str, Any] = {}
-    for engine in ("duckdb", "spark"):
-        workdir = root / f"cwd-{engine}"
-        workdir.mkdir()
-        spark_before = _spark_running()
-        with pytest.MonkeyPatch.context() as mp:
-            mp.chdir(workdir)
-            result, text = invoke("run", STUDY_FILE, "--mimic", ehr, "--engine", engine, "--out", "out")
-        assert result.exit_code == 0, f"--engine {engine} failed:\n{text}\n{result.exception!r}"
-        out[engine] = {
-            "doc": json.loads((workdir / "out" / "results.json").read_text()),
-            "left_behind": sorted(p.name for p in workdir.iterdir() if p.name != "out"),
-            "spark_before": spark_before,
-            "spark_after": _spark_running(),
-        }
+    for study in STUDIES:
+        for engine in ("duckdb", "spark"):
+            workdir = root / f"cwd-{study}-{engine}"
+            workdir.mkdir()
+            spark_before = _spark_running()
+            with pytest.MonkeyPatch.context() as mp:
+                mp.chdir(workdir)
+                result, text = invoke(
+                    "run", STUDY_FILE.parent / f"{study}.toml", "--mimic", ehr, "--engine", engine, "--out", "out"
+                )
+            assert result.exit_code == 0, f"{study} --engine {engine} failed:\n{text}\n{result.exception!r}"
+            out[(study, engine)] = {
+                "doc": json.loads((workdir / "out" / "results.json").read_text()),
+                "left_behind": sorted(p.name for p in workdir.iterdir() if p.name != "out"),
+                "spark_before": spark_before,
+                "spark_after": _spark_running(),
+            }
     return out
 
 
@@ -100,7 +111,9 @@ def _differences(spark: Any, duckdb: Any, where: str = "") -> list[str]:
     if isinstance(duckdb, list) and isinstance(spark, list):
         if len(spark) != len(duckdb):
             return [f"{where}: {len(spark)} items on Spark, {len(duckdb)} on DuckDB"]
-        return [d for i, (s, k) in enumerate(zip(spark, duckdb, strict=True)) for d in _differences(s, k, f"{where}[{i}]")]
+        return [
+            d for i, (s, k) in enumerate(zip(spark, duckdb, strict=True)) for d in _differences(s, k, f"{where}[{i}]")
+        ]
     if isinstance(duckdb, float) and isinstance(spark, float):
         if math.isclose(spark, duckdb, rel_tol=1e-9, abs_tol=0.0):
             return []
@@ -114,26 +127,27 @@ def _without_run_specifics(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, "provenance": {k: v for k, v in doc["provenance"].items() if k not in RUN_SPECIFIC}}
 
 
-def test_spark_run_reports_the_duckdb_results(runs):
+@pytest.mark.parametrize("study", STUDIES)
+def test_spark_run_reports_the_duckdb_results(runs, study):
     # One test, not one per check: with pytest 9.2 and pytest-xdist 3.8 the xdist_group mark is
     # ignored (pytest-xdist#1386), so tests of this module could land on both workers and each
     # would build the module fixture, i.e. a second Spark start and two more study runs.
-    spark, duckdb = runs["spark"]["doc"], runs["duckdb"]["doc"]
+    spark, duckdb = runs[(study, "spark")]["doc"], runs[(study, "duckdb")]["doc"]
     validate_results_document(spark)
     validate_results_document(duckdb)
 
     # Not vacuous: every model fitted, events in both arms, no count small-cell suppressed.
     counts = duckdb["counts"]
     assert all(isinstance(v, int) and v >= duckdb["small_cell_threshold"] for v in counts.values()), counts
-    assert duckdb["attrition"][0]["remaining"] == counts["screened"]
+    assert duckdb["attrition"][0]["remaining"] == counts["indexed"]
     assert duckdb["skipped"] == [], duckdb["skipped"]
     estimates = {(e["outcome"], e["model"], e["population"]): e for e in duckdb["estimates"]}
     assert len(estimates) >= 8, sorted(estimates)
-    for key in PRIMARY:
+    for key in PRIMARY[study]:
         e = estimates[key]
         assert all(isinstance(e[k], float) and math.isfinite(e[k]) for k in ("estimate", "lower", "upper", "p")), e
         assert e["lower"] < e["estimate"] < e["upper"]
-    assert duckdb["tests"]["logrank_death"]["statistic"] > 0 and duckdb["tests"]["gray_krt"]["statistic"] > 0
+    assert all(outcome["test"]["statistic"] > 0 for outcome in duckdb["outcomes"].values())
     assert duckdb["balance"] and all(isinstance(b["smd_after"], float) for b in duckdb["balance"].values())
 
     # The comparison itself can fail: a count off by one and an HR off by 1e-8 are both caught.
@@ -143,7 +157,17 @@ def test_spark_run_reports_the_duckdb_results(runs):
     assert len(_differences(perturbed, duckdb)) == 2
 
     # The same results: the sections the study is judged on, each on its own, then the whole document.
-    for section in ("attrition", "counts", "dose_meq", "estimates", "balance", "tests", "e_value", "skipped"):
+    for section in (
+        "attrition",
+        "counts",
+        "dose",
+        "estimates",
+        "balance",
+        "outcomes",
+        "subgroups",
+        "e_value",
+        "skipped",
+    ):
         assert not (diff := _differences(spark[section], duckdb[section], section)), "\n".join(diff[:20])
     diff = _differences(_without_run_specifics(spark), _without_run_specifics(duckdb))
     assert not diff, "\n".join(diff[:20])
@@ -156,9 +180,11 @@ def test_spark_run_reports_the_duckdb_results(runs):
 
     # Nothing left in the working directory (no metastore_db/, derby.log, spark-warehouse/), and the
     # local session the run started is stopped (a session that was already running is left alone).
-    assert runs["spark"]["left_behind"] == [], runs["spark"]["left_behind"]
-    if not runs["spark"]["spark_before"]:
-        assert not runs["spark"]["spark_after"], "the local Spark session the run started is still running"
+    assert runs[(study, "spark")]["left_behind"] == [], runs[(study, "spark")]["left_behind"]
+    if not runs[(study, "spark")]["spark_before"]:
+        assert not runs[(study, "spark")]["spark_after"], "the local Spark session the run started is still running"
+    if study == "vasopressin_shock":  # the design the flagship's keys could not express really ran
+        assert set(duckdb["outcomes"]) == {"death", "krt_initiation"} and duckdb["subgroups"]
 
 
 @pytest.fixture()
@@ -179,9 +205,23 @@ def test_without_java_the_cli_exits_2_with_a_readable_error(tiny_ehr, tmp_path):
     """A fresh process (the JVM is started once per process) whose JAVA_HOME points nowhere."""
     env = {**os.environ, "JAVA_HOME": str(tmp_path / "no-java")}
     proc = subprocess.run(
-        [sys.executable, "-m", "retrocohort.cli", "run", str(STUDY_FILE), "--mimic", str(tiny_ehr), "--engine", "spark",
-         "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, env=env, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "retrocohort.cli",
+            "run",
+            str(STUDY_FILE),
+            "--mimic",
+            str(tiny_ehr),
+            "--engine",
+            "spark",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     text = " ".join((proc.stdout + proc.stderr).split())
     assert proc.returncode == 2, text

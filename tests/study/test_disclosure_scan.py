@@ -1,4 +1,4 @@
-"""Issue #10 (privacy): the small-cell rule holds in EVERY output, read back from the files.
+"""Issue #10 (privacy): the small-cell rule holds in EVERY output, read back from the files, for every shipped study.
 
 The study runs on tiny synthetic cohorts (1, 2 and 4 exposed patients, an arm
 without events, a cohort whose unmatched arm is tiny, small attrition steps).
@@ -34,50 +34,79 @@ from itertools import pairwise
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from retrocohort import cli
 from retrocohort.errors import RetrocohortError
+from retrocohort.report.formatting import level_text
+from retrocohort.report.suppression import report_times
 from retrocohort.sources.synthetic import generate_synthetic
 from retrocohort.study.outputs import RUN_MARKER, write_outputs
 from retrocohort.study.pipeline import analyse_cohort, run_study
-from retrocohort.study.spec import default_study, parse_study
-from tests.study.test_pipeline import make_cohort
+from tests.report._build import cohort_for, load, with_threshold
 
 INF = math.inf
-COUNT_WORDS = (r"exposed|unexposed|patients?|patient\(s\)|subjects?|stays?|admissions?|events?|deaths?|"
-               r"controls?|treated|units?|liberations?|people|persons?|cases?")
+COUNT_WORDS = (
+    r"exposed|unexposed|patients?|patient\(s\)|subjects?|stays?|admissions?|events?|deaths?|"
+    r"controls?|treated|units?|liberations?|people|persons?|cases?|comparator"
+)
+# The result's count names and the scan's.
+ALIAS = {"indexed": "screened", "comparator": "unexposed", "matched_comparator": "matched_unexposed"}
+
+
+def make_cohort(n: int = 600, seed: int = 1, study: str = "magnesium_ckrt") -> SimpleNamespace:
+    cohort = cohort_for(study, n=n, seed=seed)
+    cohort.study = study  # which shipped study the frame is for (read by _study_for)
+    return cohort
 
 
 # --------------------------------------------------------------------------- cohorts
 
 
-def tiny_cohort(n: int, n_exposed: int, seed: int, no_events: int | None = None,
-                attrition: list[int] | None = None) -> SimpleNamespace:
-    """make_cohort's frame with exactly ``n_exposed`` exposed patients; ``no_events`` = arm without any event."""
-    cohort = make_cohort(n=n, seed=seed)
-    data = cohort.data.copy()
-    rng = np.random.default_rng(seed + 100)
-    exposed = np.zeros(n, dtype=int)
-    exposed[rng.choice(n, n_exposed, replace=False)] = 1
-    data["exposed"] = exposed
-    data["mg_dose_meq"] = np.where(exposed == 1, rng.gamma(5.3, 4.6, n).round(1) + 1, 0.0)
+def tiny_cohort(
+    n: int,
+    n_exposed: int,
+    seed: int,
+    no_events: int | None = None,
+    attrition: list[int] | None = None,
+    study: str = "magnesium_ckrt",
+) -> SimpleNamespace:
+    """A random frame of a shipped study with exactly ``n_exposed`` exposed; ``no_events`` = arm without any event."""
+    spec = load(study)
+    cohort = cohort_for(study, n=n, seed=seed, n_exposed=n_exposed)
+    data = cohort.data
     if no_events is not None:
         arm = data["exposed"] == no_events
-        data.loc[arm, ["death", "krt_status"]] = 0
-        data.loc[arm, ["death_time", "krt_time"]] = 90.0
+        for name, outcome in spec.outcomes.items():
+            data.loc[arm, f"{name}_status"] = 0
+            data.loc[arm, f"{name}_time"] = float(outcome.horizon_days)
     log = cohort.attrition
     if attrition is not None:
         remaining = [*attrition, n]
-        log = pd.DataFrame({
-            "step": [f"step {i}" for i in range(len(remaining))],
-            "remaining": remaining,
-            "excluded": [0] + [a - b for a, b in pairwise(remaining)],
-            "reason": [""] + [f"excluded for reason {i}" for i in range(1, len(remaining))],
-        })
-    return SimpleNamespace(attrition=log, data=data, notes=cohort.notes)
+        log = pd.DataFrame(
+            {
+                "step": [f"step {i}" for i in range(len(remaining))],
+                "remaining": remaining,
+                "excluded": [0] + [a - b for a, b in pairwise(remaining)],
+                "reason": [""] + [f"excluded for reason {i}" for i in range(1, len(remaining))],
+            }
+        )
+    return SimpleNamespace(attrition=log, data=data, notes=cohort.notes, study=study)
+
+
+def _study_for(cohort, options: dict | None):
+    """The cohort's shipped study with ``{"matching": {...}, "report": {...}}`` changes."""
+    options = options or {}
+    study = load(options.get("study", getattr(cohort, "study", "magnesium_ckrt")))
+    if "matching" in options:
+        analysis = study.analysis.model_copy(
+            update={"matching": study.analysis.matching.model_copy(update=options["matching"])}
+        )
+        study = study.model_copy(update={"analysis": analysis})
+    if "report" in options:
+        study = with_threshold(study, options["report"]["small_cell_threshold"])
+    return study
 
 
 CASES = {
@@ -90,9 +119,24 @@ CASES = {
     "four_exposed": lambda: tiny_cohort(40, 4, seed=3),
     "no_deaths_exposed": lambda: tiny_cohort(50, 9, seed=4, no_events=1),
     "no_events_unexposed": lambda: tiny_cohort(40, 12, seed=8, no_events=0),
-    # make_cohort's own exposure model: 1 exposed patient is left unmatched; small exclusions mid-chain
-    "one_unmatched": lambda: SimpleNamespace(**{**vars(make_cohort(n=60, seed=3)),
-                                                "attrition": tiny_cohort(60, 7, 3, attrition=[70, 67, 64]).attrition}),
+    # 1 exposed patient is left unmatched (ratio 2 without replacement); small exclusions mid-chain
+    "one_unmatched": lambda: tiny_cohort(60, 7, 3, attrition=[70, 67, 64]),
+    # the other shipped studies: an active comparator, a dose in mg, subgroups, other horizons and outcomes
+    "active_comparator_three_exposed": lambda: tiny_cohort(40, 3, seed=5, study="second_vasopressor"),
+    "active_comparator_threshold_11": lambda: (
+        tiny_cohort(70, 9, seed=9, study="second_vasopressor"),
+        {"report": {"small_cell_threshold": 11}},
+    ),
+    "thiamine_two_exposed": lambda: tiny_cohort(40, 2, seed=6, study="thiamine_sepsis"),
+    "thiamine_subgroups_threshold_11": lambda: (
+        tiny_cohort(80, 12, seed=10, study="thiamine_sepsis"),
+        {"report": {"small_cell_threshold": 11}},
+    ),
+    "vasopressin_subgroups_threshold_11": lambda: (
+        make_cohort(n=140, seed=11, study="vasopressin_shock"),
+        {"report": {"small_cell_threshold": 11}},
+    ),
+    "vasopressin_four_exposed": lambda: tiny_cohort(45, 4, seed=12, study="vasopressin_shock"),
 }
 
 
@@ -161,8 +205,10 @@ class _Tables(HTMLParser):
 
 def svg_texts(path: Path) -> list[str]:
     svg = path.read_text(encoding="utf-8")
-    return [html.unescape(re.sub(r"<[^>]+>", "", t)).replace("\u00a0", " ")
-            for t in re.findall(r"<text\b.*?</text>", svg, re.DOTALL)]
+    return [
+        html.unescape(re.sub(r"<[^>]+>", "", t)).replace("\u00a0", " ")
+        for t in re.findall(r"<text\b.*?</text>", svg, re.DOTALL)
+    ]
 
 
 # --------------------------------------------------------------------------- the reader's scan
@@ -193,15 +239,22 @@ class Scan:
     def text(self, text: str, where: str) -> None:
         """Free text: "3 exposed", "events (3)", "n = 3", "3 (42.9)" with a small count."""
         text = str(text).replace("\u00a0", " ")
-        # "up to 2 unexposed patients" is the matching ratio (a design option), not a count.
+        # a figure's lines are joined with " | ": a rule wrapped inside one box ("at | least 1 event(s)") is one phrase
+        text = re.sub(r"\b(at|up)\s*\|\s*(least|most|to)\b", r"\1 \2", text)
+        text = re.sub(r"\b(at least|at most|up to)\s*\|\s*", r"\1 ", text)
+        # "up to 2 unexposed patients" is the matching ratio (a design option), not a count; nor is a
+        # criterion's rule in an attrition reason ("at least 1 event(s) of ...").
         number = r"(\d{1,3}(?:,\d{3})+|\d+)"
-        pats = [rf"(?<![\w.,<>=\-])(?<!up to ){number}\s+(?:{COUNT_WORDS})\b",
-                rf"\b(?:{COUNT_WORDS})\s*\({number}\)",
-                rf"\bn\s*=\s*{number}(?![\d.\-])", rf"(?<![\w.,<>=\-]){number} \(\s*\d+(?:\.\d+)?%?\s*\)"]
+        pats = [
+            rf"(?<![\w.,<>=\-])(?<!up to )(?<!at least )(?<!at most ){number}\s+(?:{COUNT_WORDS})\b",
+            rf"\b(?:{COUNT_WORDS})\s*\({number}\)",
+            rf"\bn\s*=\s*{number}(?![\d.\-])",
+            rf"(?<![\w.,<>=\-]){number} \(\s*\d+(?:\.\d+)?%?\s*\)",
+        ]
         for pat in pats:
             for m in re.finditer(pat, text, re.IGNORECASE):
                 if 0 < int(m.group(1).replace(",", "")) < self.t:
-                    context = text[max(0, m.start() - 40):m.end() + 20]
+                    context = text[max(0, m.start() - 40) : m.end() + 20]
                     self.problems.append(f"(a) {where}: small count in text: ...{context}...")
 
     def known(self) -> dict[str, tuple[float, float]]:
@@ -258,9 +311,25 @@ def attack(known: dict[str, tuple[float, float]], equations, names) -> dict[str,
 
 
 # Every file an output folder may hold; a new one must be added to the scan before this test passes.
-KNOWN_TABLES = {"attrition", "counts", "table1_before", "table1_after", "balance", "estimates", "key_results",
-                "skipped_models", "km_at_risk", "km_death", "cif_krt", "tests", "ph_test", "propensity_model",
-                "matching_counts", "e_value", "data_checks"}
+KNOWN_TABLES = {
+    "attrition",
+    "counts",
+    "table1_before",
+    "table1_after",
+    "balance",
+    "estimates",
+    "key_results",
+    "skipped_models",
+    "tests",
+    "ph_test",
+    "propensity_model",
+    "matching_counts",
+    "e_value",
+    "data_checks",
+    "subgroups",
+}
+# Per outcome of the study: at_risk_<name>, km_<name> or cif_<name>.
+PER_OUTCOME = ("at_risk_", "km_", "cif_")
 # Tables without counts: what they hold is read as text for counts in words.
 TEXT_ONLY = {"key_results", "tests", "ph_test", "propensity_model", "balance", "e_value"}
 
@@ -268,10 +337,18 @@ TEXT_ONLY = {"key_results", "tests", "ph_test", "propensity_model", "balance", "
 def read_outputs(scan: Scan, out: Path, summary: str, result) -> None:
     """Every file and the printed summary, as a reader sees them."""
     t = scan.t
+    study = result.study
+    per_outcome = {f"{prefix}{name}" for prefix in PER_OUTCOME for name in study.outcomes}
     files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
-    unknown = {f for f in files if not (f in ("results.json", "report.html", RUN_MARKER)
-                                        or (re.fullmatch(r"tables/\w+\.csv", f) and f[7:-4] in KNOWN_TABLES)
-                                        or re.fullmatch(r"figures/\w+\.(png|svg)", f))}
+    unknown = {
+        f
+        for f in files
+        if not (
+            f in ("results.json", "report.html", RUN_MARKER)
+            or (re.fullmatch(r"tables/\w+\.csv", f) and (f[7:-4] in KNOWN_TABLES or f[7:-4] in per_outcome))
+            or re.fullmatch(r"figures/\w+\.(png|svg)", f)
+        )
+    }
     assert not unknown, f"files the scan does not read: {unknown}"
     pngs = {f[8:-4] for f in files if f.endswith(".png")}
     assert pngs == {f[8:-4] for f in files if f.endswith(".svg")}, "every PNG has the SVG the scan reads"
@@ -286,7 +363,7 @@ def read_outputs(scan: Scan, out: Path, summary: str, result) -> None:
         scan.cell(row["count"], "results.json data_checks")
         scan.text(row["rule"], "results.json data_checks rule")
     for k, v in doc["counts"].items():
-        scan.count(k, v, f"results.json counts.{k}")
+        scan.count(ALIAS.get(k, k), v, f"results.json counts.{k}")
     for i, row in enumerate(doc["attrition"]):
         scan.count(f"rem{i}", row["remaining"], "results.json attrition")
         scan.count(f"exc{i}", row["excluded"], "results.json attrition")
@@ -295,11 +372,18 @@ def read_outputs(scan: Scan, out: Path, summary: str, result) -> None:
         scan.count(f"{e['outcome']}/{e['population']}/n", e["n"], "results.json estimates")
         scan.count(f"{e['outcome']}/{e['population']}/events", e["n_events"], "results.json estimates")
         scan.text(e["note"], "results.json estimate note")
-    if "n" in doc["dose_meq"]:
-        scan.count("exposed", doc["dose_meq"]["n"], "results.json dose_meq.n")
-    few_dosed = 0 < result.dose_meq.get("n", 0) < t
-    if few_dosed and (doc["dose_meq"]["mean"] is not None or doc["dose_meq"]["sd"] is not None):
+    dose = doc["dose"] or {}
+    if "n" in dose:
+        scan.count("exposed", dose["n"], "results.json dose.n")
+    few_dosed = 0 < (result.dose or {}).get("n", 0) < t
+    if few_dosed and (dose.get("mean") is not None or dose.get("sd") is not None):
         scan.problems.append("dose mean of fewer patients than the threshold is published")
+    if study.dose is None and doc["dose"] is not None:
+        scan.problems.append("results.json has a dose although the study declares none")
+    for g in doc["subgroups"]:
+        for level in g["levels"]:
+            scan.count(f"sg/{g['covariate']}/{level['level']}/n", level["n"], "results.json subgroups")
+            scan.count(f"sg/{g['covariate']}/{level['level']}/events", level["n_events"], "results.json subgroups")
     for s in doc["skipped"]:
         scan.text(s["reason"], "results.json skipped reason")
     for note in doc["notes"]:
@@ -312,7 +396,10 @@ def read_outputs(scan: Scan, out: Path, summary: str, result) -> None:
     for stem in TEXT_ONLY & set(read):
         scan.text(" ".join(" ".join(map(str, row)) for row in read[stem].itertuples(index=False)), f"{stem}.csv")
     for _, row in read["counts"].iterrows():
-        scan.count(row["quantity"], row["value"], "counts.csv")
+        scan.count(ALIAS.get(row["quantity"], row["quantity"]), row["value"], "counts.csv")
+    for _, row in read.get("subgroups", pd.DataFrame(columns=["covariate", "level", "n", "n_events"])).iterrows():
+        scan.count(f"sg/{row['covariate']}/{row['level']}/n", row["n"], "subgroups.csv")
+        scan.count(f"sg/{row['covariate']}/{row['level']}/events", row["n_events"], "subgroups.csv")
     for i, row in read["attrition"].iterrows():
         scan.count(f"rem{i}", row["remaining"], "attrition.csv")
         scan.count(f"exc{i}", row["excluded"], "attrition.csv")
@@ -326,21 +413,21 @@ def read_outputs(scan: Scan, out: Path, summary: str, result) -> None:
         scan.text(row["rule"], "data_checks.csv rule")
     for _, row in read["skipped_models"].iterrows():
         scan.text(row["reason"], "skipped_models.csv")
-    labels = {result.study.study.exposure_label: 1, result.study.study.comparator_label: 0}
-    days = [float(d) for d in result.study.models.km_times_days]
-    if "km_at_risk" in read:
-        frame = read["km_at_risk"].set_index("arm")
-        for arm, row in frame.iterrows():
-            for col, value in row.items():
-                scan.count(f"risk{labels[arm]}@{float(col[4:]):g}", value, "km_at_risk.csv")
-    for stem in ("km_death", "cif_krt"):
-        if stem in read:
-            frame = read[stem]
-            for col in ("n_risk", "n_event", "n_censor"):
-                for _, row in frame.iterrows() if col in frame.columns else ():
-                    var = f"risk{labels[row['arm']]}@{float(row['time']):g}" if col == "n_risk" else "_"
-                    scan.count(var, row[col], f"{stem}.csv {col}")
-            assert len(frame) <= 2 * len(days), f"{stem}.csv holds more than the report times"
+    labels = {study.exposure.label: 1, study.comparator.label: 0}
+    for name in study.outcomes:
+        if f"at_risk_{name}" in read:
+            frame = read[f"at_risk_{name}"].set_index("arm")
+            for arm, row in frame.iterrows():
+                for col, value in row.items():
+                    scan.count(f"risk/{name}/{labels[arm]}@{float(col[4:]):g}", value, f"at_risk_{name}.csv")
+        for stem in (f"km_{name}", f"cif_{name}"):
+            if stem in read:
+                frame = read[stem]
+                for col in ("n_risk", "n_event", "n_censor"):
+                    for _, row in frame.iterrows() if col in frame.columns else ():
+                        var = f"risk/{name}/{labels[row['arm']]}@{float(row['time']):g}" if col == "n_risk" else "_"
+                        scan.count(var, row[col], f"{stem}.csv {col}")
+                assert frame["time"].nunique() <= 12, f"{stem}.csv holds more than the report times"
     if "matching_counts" in read:
         frame = read["matching_counts"].set_index(read["matching_counts"].columns[0])
         names = {"Treated": "exposed", "Control": "unexposed"}
@@ -355,16 +442,18 @@ def read_outputs(scan: Scan, out: Path, summary: str, result) -> None:
     if result.matched is not None:
         # Table 1 before minus after: the unmatched patients of an arm with that characteristic.
         for var in [v for v in scan.truth if v.startswith("before") and not v.endswith(":complement")]:
-            after = "after" + var[len("before"):]
+            after = "after" + var[len("before") :]
             if after in scan.truth:
                 arm = var[len("before")]
                 diff = f"{var}:unmatched"
                 unmatched = "unmatched_exposed" if arm == "1" else "unmatched_unexposed"
+                if unmatched not in scan.truth:
+                    continue
                 scan.truth[diff] = scan.truth[var] - scan.truth[after]
                 scan.truth[f"{diff}:rest"] = scan.truth[unmatched] - scan.truth[diff]
                 scan.equations += [(var, (after, diff)), (unmatched, (diff, f"{diff}:rest"))]
     if "balance" in read:
-        small_before = 0 < min(result.counts["exposed"], result.counts["unexposed"]) < t
+        small_before = 0 < min(result.counts["exposed"], result.counts["comparator"]) < t
         if small_before and any(v not in ("", "nan") for v in read["balance"]["smd_before"]):
             scan.problems.append("balance.csv: SMDs against an arm smaller than the threshold")
     if "e_value" in read:
@@ -374,8 +463,8 @@ def read_outputs(scan: Scan, out: Path, summary: str, result) -> None:
     page.feed((out / "report.html").read_text(encoding="utf-8"))
     scan.text(" ".join(page.text), "report.html text")
     for key, value in page.keys:
-        if key in ("screened", "eligible", "exposed", "unexposed", "matched_exposed", "matched_unexposed"):
-            scan.count(key, value, f"report.html data-key {key}")
+        if key in ("indexed", "eligible", "exposed", "comparator", "matched_exposed", "matched_comparator"):
+            scan.count(ALIAS.get(key, key), value, f"report.html data-key {key}")
         elif m := re.fullmatch(r"attrition_remaining_(\d+)", key):
             scan.count(f"rem{m.group(1)}", value, "report.html attrition")
         elif m := re.fullmatch(r"(\w+)/\w+/(\w+)/(n|n_events)", key):
@@ -384,13 +473,23 @@ def read_outputs(scan: Scan, out: Path, summary: str, result) -> None:
         scan.count(f"rem{r}", row[1], "report.html attrition table")
         if row[2]:
             scan.count(f"exc{r}", row[2], "report.html attrition table")
-    at_risk = page.tables.get("at-risk-table", [])
-    if at_risk:
-        header = at_risk[0]
-        for row in at_risk[1:]:
-            for col, value in zip(header[1:], row[1:], strict=True):
-                day = float(re.sub(r"[^\d.]", "", col))
-                scan.count(f"risk{labels[row[0]]}@{day:g}", value, "report.html at-risk table")
+    for name in study.outcomes:
+        at_risk = page.tables.get(f"at-risk-outcome-{name}", [])
+        if at_risk:
+            header = at_risk[0]
+            for row in at_risk[1:]:
+                for col, value in zip(header[1:], row[1:], strict=True):
+                    day = float(re.sub(r"[^\d.]", "", col))
+                    scan.count(f"risk/{name}/{labels[row[0]]}@{day:g}", value, "report.html at-risk table")
+    subgroup_tables = [
+        rows
+        for tid, rows in page.tables.items()
+        if tid.startswith("table") and rows and rows[0][:3] == ["Level", "Patients", "Events"]
+    ]
+    for g, rows in zip(result.subgroups, subgroup_tables, strict=False):
+        for row in rows[1:]:
+            scan.count(f"sg/{g.covariate}/{row[0]}/n", row[1], "report.html subgroup table")
+            scan.count(f"sg/{g.covariate}/{row[0]}/events", row[2], "report.html subgroup table")
     for row in page.tables.get("table-one", []):
         for value in row[1:]:
             if re.match(r"^\s*\d+ \(", value):
@@ -402,10 +501,10 @@ def read_outputs(scan: Scan, out: Path, summary: str, result) -> None:
         scan.text(" | ".join(texts), svg.name)
         if svg.stem == "flow":
             flow(scan, texts, result)
-        if svg.stem == "km_death":
-            svg_at_risk(scan, svg, result, labels)
+        if svg.stem.startswith("km_"):
+            svg_at_risk(scan, svg, result, svg.stem[3:])
         if svg.stem == "ps_distribution":
-            arms = {result.study.study.exposure_label: "exposed", result.study.study.comparator_label: "unexposed"}
+            arms = {study.exposure.label: "exposed", study.comparator.label: "unexposed"}
             seen: set[str] = set()
             for text in texts:
                 if m := re.fullmatch(r"(.+) \(n = (.+)\)", text):
@@ -415,10 +514,15 @@ def read_outputs(scan: Scan, out: Path, summary: str, result) -> None:
                     scan.count(var, m.group(2), "ps_distribution.svg legend")
     # printed summary
     scan.text(summary, "printed summary")
-    keys = {"screened": "screened", "excluded": "excluded", "eligible": "eligible",
-            f"{result.study.study.exposure_label} (exposed)": "exposed",
-            f"{result.study.study.comparator_label} (unexposed)": "unexposed",
-            "matched, exposed": "matched_exposed", "matched, unexposed": "matched_unexposed"}
+    keys = {
+        f"with an index event ({study.index.label})": "screened",
+        "excluded": "excluded",
+        "eligible": "eligible",
+        f"{study.exposure.label} (exposed)": "exposed",
+        f"{study.comparator.label} (comparator)": "unexposed",
+        "matched, exposed": "matched_exposed",
+        "matched, comparator": "matched_unexposed",
+    }
     for line in summary.splitlines():
         for label, var in keys.items():
             m = re.match(rf"^\s*{re.escape(label)}\s*[│|]\s*(\S+)\s*$", line)
@@ -428,9 +532,12 @@ def read_outputs(scan: Scan, out: Path, summary: str, result) -> None:
 
 def table_one(scan: Scan, frame: pd.DataFrame, when: str, result, where: str) -> None:
     frame = frame.set_index(frame.columns[0])
-    arms = ({"1": "exposed", "0": "unexposed"} if when == "before"
-            else {"1": "matched_exposed", "0": "matched_unexposed"})
+    arms = (
+        {"1": "exposed", "0": "unexposed"} if when == "before" else {"1": "matched_exposed", "0": "matched_unexposed"}
+    )
     raw = result.table_one_before if when == "before" else result.table_one_after
+    # The CSV's rows are in the study's words; tableone's own labels are in the same order.
+    raw_labels = dict(zip(frame.index, raw.index, strict=True))
     for col, var in arms.items():
         n_shown = frame.loc["n", col]
         scan.count(var, n_shown, where + " n")
@@ -444,7 +551,7 @@ def table_one(scan: Scan, frame: pd.DataFrame, when: str, result, where: str) ->
                 continue
             count = value.split(" (")[0]
             scan.cell(count, f"{where} {label}")
-            raw_k = str(raw.loc[label, col]).split(" (")[0].strip()
+            raw_k = str(raw.loc[raw_labels[label], col]).split(" (")[0].strip()
             if not re.fullmatch(r"\d+(\.\d+)?", raw_k):
                 continue  # a header row of a many-level variable
             true_k = float(raw_k)
@@ -463,10 +570,16 @@ def table_one(scan: Scan, frame: pd.DataFrame, when: str, result, where: str) ->
 
 
 def flow(scan: Scan, texts: list[str], result) -> None:
-    values = [m.group(1) or m.group(2) for t in texts for m in re.finditer(r"n\s*(?:=\s*([^\s)]+)|(<\s*\d+))", t)]
+    values = [m.group(1) or m.group(2) for t in texts for m in re.finditer(r"\bn\s*(?:=\s*([^\s)]+)|(<\s*\d+))", t)]
     exclusions = [i for i in range(1, len(result.attrition)) if int(result.attrition["excluded"].iloc[i]) > 0]
-    names = ["rem0", "excluded", *[f"exc{i}" for i in exclusions], f"rem{len(result.attrition) - 1}",
-             "exposed", "unexposed"]
+    names = [
+        "rem0",
+        "excluded",
+        *[f"exc{i}" for i in exclusions],
+        f"rem{len(result.attrition) - 1}",
+        "exposed",
+        "unexposed",
+    ]
     if result.matched is not None:
         names += ["matched_exposed", "unmatched_exposed", "matched_unexposed", "unmatched_unexposed"]
     assert len(values) == len(names), (values, names)
@@ -474,12 +587,12 @@ def flow(scan: Scan, texts: list[str], result) -> None:
         scan.count(name, value, "flow.svg")
 
 
-def svg_at_risk(scan: Scan, svg: Path, result, labels) -> None:
+def svg_at_risk(scan: Scan, svg: Path, result, name: str) -> None:
     text = svg.read_text(encoding="utf-8")
-    times = [t for t in result.study.models.km_times_days if t <= result.study.outcomes.horizon_days]
+    times = report_times(result.study, float(result.study.outcomes[name].horizon_days))
     for m in re.finditer(r'<g id="at-risk-(\d+)-(\d+)">\s*<text[^>]*>(.*?)</text>', text, re.DOTALL):
         arm, j = int(m.group(1)), int(m.group(2))
-        scan.count(f"risk{arm}@{float(times[j]):g}", html.unescape(m.group(3)), "km_death.svg at risk")
+        scan.count(f"risk/{name}/{arm}@{float(times[j]):g}", html.unescape(m.group(3)), f"{svg.name} at risk")
 
 
 def relations(scan: Scan, result) -> None:
@@ -492,14 +605,19 @@ def relations(scan: Scan, result) -> None:
         truth[f"exc{i}"] = float(att["excluded"].iloc[i])
         if i:
             scan.equations.append((f"rem{i - 1}", (f"rem{i}", f"exc{i}")))
-    c = result.counts
+    c = {ALIAS.get(k, k): v for k, v in result.counts.items()}
     truth.update({k: float(v) for k, v in c.items()})
     truth["excluded"] = truth["rem0"] - truth[f"rem{n_rows - 1}"]
-    scan.equations += [("screened", ("rem0",)), ("eligible", (f"rem{n_rows - 1}",)),
-                       ("rem0", (f"rem{n_rows - 1}", "excluded")), ("eligible", ("exposed", "unexposed"))]
+    scan.equations += [
+        ("screened", ("rem0",)),
+        ("eligible", (f"rem{n_rows - 1}",)),
+        ("rem0", (f"rem{n_rows - 1}", "excluded")),
+        ("eligible", ("exposed", "unexposed")),
+    ]
     for i in range(n_rows):
         reason = str(att["reason"].iloc[i])
-        if m := re.match(r"^(\d+) exposed.*?, (\d+) unexposed", reason):
+        exposure, comparator = re.escape(result.study.exposure.label), re.escape(result.study.comparator.label)
+        if m := re.match(rf"^(\d+) {exposure}.*?, (\d+) {comparator}", reason):
             truth[f"x{i}"], truth[f"y{i}"] = float(m.group(1)), float(m.group(2))
             scan.equations.append((f"rem{i}", (f"x{i}", f"y{i}")))
     for e in result.estimates:
@@ -511,35 +629,57 @@ def relations(scan: Scan, result) -> None:
         truth["unmatched_exposed"] = truth["exposed"] - truth["matched_exposed"]
         truth["unmatched_unexposed"] = truth["unexposed"] - truth["matched_unexposed"]
         truth["matched"] = truth["matched_exposed"] + truth["matched_unexposed"]
-        scan.equations += [("exposed", ("matched_exposed", "unmatched_exposed")),
-                           ("unexposed", ("matched_unexposed", "unmatched_unexposed")),
-                           ("matched", ("matched_exposed", "matched_unexposed"))]
+        scan.equations += [
+            ("exposed", ("matched_exposed", "unmatched_exposed")),
+            ("unexposed", ("matched_unexposed", "unmatched_unexposed")),
+            ("matched", ("matched_exposed", "matched_unexposed")),
+        ]
         for e in result.estimates:
             if e.population == "matched":
                 scan.equations.append(("matched", (f"{e.outcome}/matched/n",)))
-        for outcome in ("death_90d", "krt_liberation_90d"):
+        for outcome in result.study.outcomes:
             if f"{outcome}/iptw/events" in truth and f"{outcome}/full/events" in truth:
                 scan.equations.append((f"{outcome}/full/events", (f"{outcome}/iptw/events",)))
             full, sub = f"{outcome}/full/events", f"{outcome}/matched/events"
             if full in truth and sub in truth:
                 truth[f"{outcome}/unmatched events"] = truth[full] - truth[sub]
                 scan.equations.append((full, (sub, f"{outcome}/unmatched events")))
-    if result.km is not None:
-        times = sorted({float(x) for x in result.study.models.km_times_days})
-        at_risk = result.km.at_risk(times)
+    for name, fitted in result.outcomes.items():
+        if fitted.km is None or result.matched is None:
+            continue
+        times = report_times(result.study, float(fitted.horizon_days))
+        at_risk = fitted.km.at_risk(times)
         for arm in (0, 1):
             previous = "matched_exposed" if arm else "matched_unexposed"
             for j, time in enumerate(times):
-                var = f"risk{arm}@{time:g}"
+                var = f"risk/{name}/{arm}@{time:g}"
                 truth[var] = float(at_risk.loc[arm].iloc[j])
                 truth[f"{var} lost"] = truth[previous] - truth[var]
                 scan.equations.append((previous, (var, f"{var} lost")))
                 previous = var
+    # Subgroup levels: each a count; the levels of a covariate add up to the population they were fitted in
+    # (a reader who knows the design adds the relation; it is kept only where it holds).
+    for g in result.subgroups:
+        names_n, names_ev = [], []
+        for _, row in g.levels.iterrows():
+            level = level_text(row["level"])
+            truth[f"sg/{g.covariate}/{level}/n"] = float(row["n"])
+            truth[f"sg/{g.covariate}/{level}/events"] = float(row["n_events"])
+            names_n.append(f"sg/{g.covariate}/{level}/n")
+            names_ev.append(f"sg/{g.covariate}/{level}/events")
+        population = "matched" if "matched" in g.model else "full"
+        for total, parts in (
+            (f"{g.outcome}/{population}/n", names_n),
+            (f"{g.outcome}/{population}/events", names_ev),
+            ("matched" if population == "matched" else "eligible", names_n),
+        ):
+            if total in truth and truth[total] == sum(truth[p] for p in parts):
+                scan.equations.append((total, tuple(parts)))
 
 
 def scan_study(cohort, tmp_path: Path, name: str) -> tuple[list[str], dict]:
     cohort, options = cohort if isinstance(cohort, tuple) else (cohort, None)
-    study = parse_study(options) if options else default_study()
+    study = _study_for(cohort, options)
     # A data folder runs the whole pipeline (cohort builder included: its own attrition text).
     result = run_study(cohort, study) if isinstance(cohort, Path) else analyse_cohort(cohort, study)
     out = write_outputs(result, tmp_path / name)
@@ -578,27 +718,47 @@ def test_no_small_count_in_any_output_and_none_recoverable(case, tmp_path):
     result = run["result"]
     t = result.study.report.small_cell_threshold
     # The case is what it claims to be: a small cell exists and the scan had files to read.
-    unmatched = {k: result.counts[k] - result.counts[f"matched_{k}"] for k in ("exposed", "unexposed")}
+    unmatched = {
+        k: result.counts[k] - result.counts.get(f"matched_{k}", result.counts[k]) for k in ("exposed", "comparator")
+    }
     small = [k for k, v in {**result.counts, **unmatched}.items() if 0 < v < t] + [
-        f"exc{i}" for i, v in enumerate(result.attrition["excluded"]) if 0 < v < t]
-    if result.km is not None:
-        at_risk = result.km.at_risk(list(result.study.models.km_times_days)).to_numpy()
-        small += [f"at risk {v}" for v in at_risk.ravel() if 0 < v < t]
+        f"exc{i}" for i, v in enumerate(result.attrition["excluded"]) if 0 < v < t
+    ]
+    for fitted in result.outcomes.values():
+        if fitted.km is not None:
+            at_risk = fitted.km.at_risk(report_times(result.study, fitted.horizon_days)).to_numpy()
+            small += [f"at risk {v}" for v in at_risk.ravel() if 0 < v < t]
+    for g in result.subgroups:
+        small += [f"subgroup {v}" for v in (*g.levels["n"], *g.levels["n_events"]) if 0 < v < t]
+    small += [f"events {e.n_events}" for e in result.estimates if 0 < e.n_events < t]
     assert small or case.startswith("no_"), "the case must hold a small count"
     assert (run["out"] / "report.html").is_file() and "Cohort flow" in run["summary"]
 
 
-@pytest.mark.parametrize("stays, seed", [(200, 3), (None, None)], ids=["tiny_synthetic_ehr", "flagship_demo"])
-def test_the_whole_pipeline_on_a_synthetic_ehr(stays, seed, tmp_path):
+@pytest.mark.parametrize(
+    "stays, seed, study",
+    [
+        (200, 3, "magnesium_ckrt"),
+        (None, None, "magnesium_ckrt"),
+        (200, 3, "second_vasopressor"),
+        (200, 3, "thiamine_sepsis"),
+        (200, 3, "vasopressin_shock"),
+    ],
+    ids=["tiny_synthetic_ehr", "flagship_demo", "second_vasopressor", "thiamine_sepsis", "vasopressin_shock"],
+)
+def test_the_whole_pipeline_on_a_synthetic_ehr(stays, seed, study, tmp_path):
     """The cohort builder's own attrition log ("12 exposed (...), 321 unexposed") and the calibrated demo,
     whose 37 exposed of whom 34-36 are matched leave a few exposed unmatched."""
     options = {k: v for k, v in (("stays", stays), ("seed", seed)) if v is not None}
     generate_synthetic(tmp_path / "ehr", **options)
-    problems, run = scan_study(tmp_path / "ehr", tmp_path, "out")
+    problems, run = scan_study((tmp_path / "ehr", {"study": study}), tmp_path, "out")
     assert problems == [], "\n".join(problems)
     result = run["result"]
     eligible_line = result.attrition.loc[result.attrition["step"] == "eligible", "reason"]
-    assert eligible_line.str.contains("exposed").all() and len(eligible_line) == 1
+    assert eligible_line.str.contains(result.study.exposure.label).all() and len(eligible_line) == 1
+    # the synthetic data's planted truth of the study that ran, keyed by its own outcome names
+    doc = json.loads((run["out"] / "results.json").read_text())
+    assert doc["synthetic"] and doc["planted"] and set(doc["planted"]) <= set(result.study.outcomes)
 
 
 def test_the_scan_catches_a_planted_leak(tmp_path):
@@ -609,7 +769,7 @@ def test_the_scan_catches_a_planted_leak(tmp_path):
     out, result = run["out"], run["result"]
     counts = pd.read_csv(out / "tables" / "counts.csv", dtype=str)
     # (b) the unexposed count written exactly next to "<5" exposed and the eligible total
-    counts.loc[counts["quantity"] == "unexposed", "value"] = str(result.counts["unexposed"])
+    counts.loc[counts["quantity"] == "comparator", "value"] = str(result.counts["comparator"])
     counts.to_csv(out / "tables" / "counts.csv", index=False)
     scan = Scan(5)
     relations(scan, result)
@@ -633,10 +793,16 @@ def test_the_scan_catches_a_planted_leak(tmp_path):
     assert _text_problems("labevents 50960 within 48 h; <5 exposed") == []
 
 
-def test_a_threshold_of_two_is_refused():
-    """"<2" can only be 1: such a threshold would print every suppressed count exactly."""
+def test_a_threshold_of_two_is_refused(tmp_path):
+    """ "<2" can only be 1: such a threshold would print every suppressed count exactly."""
+    from retrocohort.spec import load_study_file
+
+    text = (load("magnesium_ckrt").source_text or "").replace("small_cell_threshold = 5", "small_cell_threshold = 2")
+    assert "small_cell_threshold = 2" in text
+    path = tmp_path / "threshold_two.toml"
+    path.write_text(text, encoding="utf-8")
     with pytest.raises(RetrocohortError, match="can only be 1"):
-        parse_study({"report": {"small_cell_threshold": 2}})
+        load_study_file(path)
 
 
 def _text_problems(text: str) -> list[str]:

@@ -21,8 +21,15 @@ from retrocohort.study.outputs import (
     write_outputs,
 )
 from retrocohort.study.pipeline import analyse_cohort
-from retrocohort.study.spec import default_study, parse_study
-from tests.study.test_pipeline import make_cohort
+from tests.report._build import STUDY_NAMES, cohort_for, load, with_threshold
+
+
+def default_study():
+    return load("magnesium_ckrt")
+
+
+def make_cohort(n: int = 400, seed: int = 11, n_exposed: int | None = None):
+    return cohort_for("magnesium_ckrt", n=n, seed=seed, n_exposed=n_exposed)
 
 
 @pytest.fixture(scope="module")
@@ -63,11 +70,23 @@ def leaked(path: Path, ids: set[str], dates: set[str]) -> set[str]:
 def test_every_output_is_written(written):
     assert (written / "report.html").is_file() and (written / "results.json").is_file()
     tables = {p.stem for p in (written / "tables").glob("*.csv")}
-    assert {"attrition", "counts", "table1_before", "table1_after", "balance", "estimates",
-            "km_at_risk", "skipped_models", "key_results"} <= tables
+    assert {
+        "attrition",
+        "counts",
+        "table1_before",
+        "table1_after",
+        "balance",
+        "estimates",
+        "at_risk_death",
+        "km_death",
+        "cif_krt_liberation",
+        "tests",
+        "skipped_models",
+        "key_results",
+    } <= tables
     pngs = {p.stem for p in (written / "figures").glob("*.png")}
     svgs = {p.stem for p in (written / "figures").glob("*.svg")}
-    assert pngs == svgs and {"flow", "love_plot", "km_death", "cif_krt"} <= pngs
+    assert pngs == svgs and {"flow", "love_plot", "km_death", "cif_krt_liberation"} <= pngs
     # No partial or retired folders are left beside the output.
     assert [p.name for p in written.parent.iterdir()] == [written.name]
 
@@ -77,13 +96,25 @@ def test_results_json_follows_schema_and_matches_result(written, result):
     validate_results_document(doc)
     assert [a["step"] for a in doc["attrition"]] == list(result.attrition["step"])
     assert doc["counts"]["exposed"] == result.counts["exposed"]
-    assert doc["counts"]["matched_unexposed"] == result.counts["matched_unexposed"]
-    assert doc["dose_meq"]["mean"] == pytest.approx(result.dose_meq["mean"], rel=1e-12)
+    assert set(doc["counts"]) == set(result.counts)  # indexed, eligible, exposed, comparator, matched_*
+    assert doc["dose"]["mean"] == pytest.approx(result.dose["mean"], rel=1e-12)
+    assert (doc["dose"]["name"], doc["dose"]["unit"]) == ("mg_dose_meq", "mEq")
+    assert list(doc["outcomes"]) == ["death", "krt_liberation"]  # the study's names, in its order
+    assert doc["outcomes"]["death"]["primary"] and not doc["outcomes"]["krt_liberation"]["primary"]
+    assert doc["outcomes"]["krt_liberation"]["competing"] == "death"
+    assert doc["outcomes"]["death"]["test"]["p"] == result.outcomes["death"].logrank.p_value
+    assert doc["outcomes"]["krt_liberation"]["test"]["test"] == "Gray"
+    assert doc["study"]["index_label"] == "CKRT start" and doc["study"]["primary_outcome"] == "death"
+    assert doc["published"]["death"] == {"model": "cox_adjusted", "estimate": 0.38, "lower": 0.18, "upper": 0.83}
+    assert doc["published"]["krt_liberation"]["model"] == "fine_gray_adjusted"
     keys = {(e["outcome"], e["model"], e["population"]) for e in doc["estimates"]}
     assert keys == {(e.outcome, e.model, e.population) for e in result.estimates}
-    main = next(e for e in doc["estimates"] if (e["outcome"], e["model"], e["population"])
-                == ("death_90d", "cox_adjusted", "matched"))
-    assert main["estimate"] == result.estimate("death_90d", "cox_adjusted", "matched").estimate
+    main = next(
+        e
+        for e in doc["estimates"]
+        if (e["outcome"], e["model"], e["population"]) == ("death", "cox_adjusted", "matched")
+    )
+    assert main["estimate"] == result.estimate("death", "cox_adjusted", "matched").estimate
     assert set(doc["balance"]) == {str(i) for i in result.balance_before.index}
     assert doc["provenance"]["study_fingerprint"] == result.study.fingerprint
     assert doc["e_value"]["point"] == result.e_value["point"]
@@ -100,6 +131,10 @@ def test_schema_validator_rejects_broken_documents(result):
         lambda d: d["attrition"][0].update(remaining="five"),
         lambda d: d["balance"].update(age={"smd_before": "x", "smd_after": 0.1}),
         lambda d: d.update(extra_key=1),
+        lambda d: d["estimates"][0].update(outcome="death_90d"),  # not one of the study's outcomes
+        lambda d: d["outcomes"]["krt_liberation"].update(primary=True),  # two primary outcomes
+        lambda d: d["published"].update(mortality={"model": "cox_adjusted", "estimate": 1, "lower": 0.5, "upper": 2}),
+        lambda d: d.update(schema_version="1.1"),
     ):
         broken = copy.deepcopy(doc)
         mutate(broken)
@@ -121,7 +156,7 @@ def test_no_identifier_or_index_date_in_any_output(written, cohort):
 
 
 def test_small_cells_suppressed_everywhere(tmp_path):
-    cohort = make_cohort(n=40, seed=12, exposed_share=0.08)
+    cohort = make_cohort(n=40, seed=12, n_exposed=3)
     result = analyse_cohort(cohort, default_study())
     assert 0 < result.counts["exposed"] < 5
     out = write_outputs(result, tmp_path / "small")
@@ -134,7 +169,7 @@ def test_small_cells_suppressed_everywhere(tmp_path):
     assert "<5" in table1.loc["n"].astype(str).tolist()
 
     # Threshold 0 disables suppression.
-    study = parse_study({"report": {"small_cell_threshold": 0}})
+    study = with_threshold(default_study(), 0)
     unsuppressed = results_document(analyse_cohort(cohort, study))
     assert unsuppressed["counts"]["exposed"] == result.counts["exposed"]
 
@@ -154,7 +189,7 @@ def test_existing_folder_needs_force(tmp_path):
     (out / "results.json").write_text("{}")  # an earlier output
     write_outputs(result, out, force=True)
     assert not (out / "keep.txt").exists() and (out / "report.html").is_file()
-    # 9 -> 7 -> 6 with exclusions of 2 and 1: the eligible count is withheld as a range holding 6.
+    # 6 eligible is below the threshold: shown as "<5"-style or a range holding 6, never exactly.
     low, high = parse_count_display(json.loads((out / "results.json").read_text())["counts"]["eligible"])
     assert low <= 6 <= high
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
@@ -192,7 +227,7 @@ def test_tiny_cohort_outputs_say_why_models_were_skipped(tmp_path):
     validate_results_document(doc)
     assert doc["estimates"] == [] or all(e["population"] != "matched" for e in doc["estimates"])
     assert doc["skipped"] and all(s["reason"] for s in doc["skipped"])
-    assert len(doc["attrition"]) == 3
+    assert len(doc["attrition"]) == 5  # index, the flagship's three criteria, eligible
     skipped_csv = pd.read_csv(out / "tables" / "skipped_models.csv")
     assert len(skipped_csv) == len(doc["skipped"])
     assert (out / "tables" / "table1_before.csv").is_file()
@@ -200,21 +235,49 @@ def test_tiny_cohort_outputs_say_why_models_were_skipped(tmp_path):
 
 
 def test_cumulative_incidence_table_counts_are_suppressed(written, result):
-    """cif_krt.csv and km_death.csv: the curves at the report times only, no per-event-time counts.
+    """cif_krt_liberation.csv and km_death.csv: the curves at the report times only, no per-event-time counts.
 
     The per-event-time tables leaked n_risk/n_event of 1-4 in every normal run, and even
     suppressed, consecutive numbers at risk differ by the few patients lost between them.
     """
-    raw = result.cif.table
+    raw = result.outcomes["krt_liberation"].cif.table
     assert ((raw["n_event"] > 0) & (raw["n_event"] < 5)).any(), "fixture must have small event counts"
-    days = {float(t) for t in result.study.models.km_times_days}
-    for stem in ("cif_krt", "km_death"):
+    days = {float(t) for t in result.study.analysis.km_times_days}
+    for stem in ("cif_krt_liberation", "km_death"):
         table = pd.read_csv(written / "tables" / f"{stem}.csv", dtype=str)
         assert not {"n_event", "n_censor"} & set(table.columns), stem
         assert {float(t) for t in table["time"]} <= days, stem
         if "n_risk" in table.columns:
             numeric = pd.to_numeric(table["n_risk"], errors="coerce")
             assert not ((numeric > 0) & (numeric < 5)).any(), stem
-    cif = pd.read_csv(written / "tables" / "cif_krt.csv")
+    cif = pd.read_csv(written / "tables" / "cif_krt_liberation.csv")
     # A curve value is shown where the events behind it are not few: the last report time of each arm here.
     assert cif.groupby("arm")["cif"].apply(lambda s: s.notna().any()).all()
+
+
+@pytest.mark.parametrize("name", [n for n in STUDY_NAMES if n != "magnesium_ckrt"])
+def test_every_shipped_study_writes_its_own_outcomes(name, tmp_path):
+    study = load(name)
+    result = analyse_cohort(cohort_for(name, n=300, seed=3), study)
+    out = write_outputs(result, tmp_path / name)
+    doc = json.loads((out / "results.json").read_text())
+    validate_results_document(doc)
+    assert list(doc["outcomes"]) == list(study.outcomes)
+    assert {o: v["horizon_days"] for o, v in doc["outcomes"].items()} == {
+        o: float(v.horizon_days) for o, v in study.outcomes.items()
+    }
+    assert (doc["dose"] is None) == (study.dose is None)
+    assert doc["published"] == {} and {e["outcome"] for e in doc["estimates"]} <= set(study.outcomes)
+    assert len(doc["subgroups"]) == len(study.analysis.subgroups)
+    tables = {p.stem for p in (out / "tables").glob("*.csv")}
+    figures = {p.stem for p in (out / "figures").glob("*.png")}
+    for o, spec in study.outcomes.items():
+        stem = f"{'cif' if spec.competing else 'km'}_{o}"
+        assert stem in tables and stem in figures
+    assert ("subgroups" in tables) == bool(study.analysis.subgroups) == ("subgroups" in figures)
+    key = pd.read_csv(out / "tables" / "key_results.csv")
+    assert key["outcome"].tolist() == list(study.outcomes) and key["published"].isna().all()
+    text = "".join(p.read_text(errors="replace") for p in (out / "tables").glob("*.csv"))
+    text += (out / "results.json").read_text()
+    for word in ("death_90d", "krt_liberation", "CKRT", "Mg", "mEq"):
+        assert word not in text, word

@@ -27,8 +27,7 @@ from retrocohort.study.outputs import (
     write_outputs,
 )
 from retrocohort.study.pipeline import analyse_cohort
-from retrocohort.study.spec import default_study
-from tests.study.test_pipeline import make_cohort
+from tests.report._build import cohort_for, load
 
 SRC = Path(outputs.__file__).resolve().parents[2]
 
@@ -36,7 +35,7 @@ SRC = Path(outputs.__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def tiny():
     # Six patients: every model is skipped, so few figures and a fast write.
-    return analyse_cohort(make_cohort(n=6, seed=5), default_study())
+    return analyse_cohort(cohort_for("magnesium_ckrt", n=6, seed=5), load("magnesium_ckrt"))
 
 
 def names(folder: Path) -> list[str]:
@@ -127,7 +126,7 @@ def test_two_concurrent_writers_one_wins_one_is_refused(tiny, tmp_path, monkeypa
     def first() -> None:
         try:
             outcome["first"] = write_outputs(tiny, out)
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as exc:
             outcome["first"] = exc
 
     thread = threading.Thread(target=first)
@@ -150,11 +149,17 @@ def test_two_concurrent_writers_one_wins_one_is_refused(tiny, tmp_path, monkeypa
 def test_a_lock_held_by_another_process_refuses_the_run(tiny, tmp_path):
     out = tmp_path / "out"
     holder = subprocess.Popen(
-        [sys.executable, "-c", (
-            "import sys\nfrom retrocohort.study.outputs import output_lock\n"
-            f"with output_lock({str(out)!r}):\n    print('held', flush=True)\n    sys.stdin.read()\n"
-        )],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(SRC)},
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys\nfrom retrocohort.study.outputs import output_lock\n"
+                f"with output_lock({str(out)!r}):\n    print('held', flush=True)\n    sys.stdin.read()\n"
+            ),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(SRC)},
     )
     try:
         assert holder.stdout.readline().strip() == b"held"

@@ -3,7 +3,9 @@
 The matched set itself is checked against MatchIt by the matching tests; here
 each estimate the pipeline reports is recomputed with the R call a statistician
 would write for that line of the results table (coxph with weights and
-cluster = subclass, crr, survdiff, cuminc, glm, cox.zph), on fresh random data.
+cluster = subclass, crr, survdiff, cuminc, glm, cox.zph), on fresh random data;
+so are the subgroup lines (coxph within each level of sex) and the interaction
+p-value (the Wald test of exposed:sex in coxph(~ exposed * sex)).
 """
 
 from __future__ import annotations
@@ -14,9 +16,8 @@ import numpy as np
 import pytest
 
 from retrocohort.study.pipeline import analyse_cohort
-from retrocohort.study.spec import default_study
 from tests.rlive import require_r, run_r
-from tests.study.test_pipeline import make_cohort
+from tests.study.test_pipeline import make_cohort, variant
 
 R_CODE = r"""
 suppressPackageStartupMessages({library(survival); library(cmprsk)})
@@ -49,13 +50,19 @@ crr_ci <- function(fit) {
 lr <- survdiff(Surv(death_time, death) ~ exposed, data = matched)
 gray <- cuminc(matched$krt_time, matched$krt_status, matched$exposed)$Tests
 zph <- cox.zph(cox_adj, transform = "km")
+sub <- lapply(c("F", "M"), function(l) ci(coxph(Surv(death_time, death) ~ exposed, data = matched[matched$sex == l, ],
+                                              weights = weight, cluster = subclass)))
+inter <- coxph(Surv(death_time, death) ~ exposed * sex, data = matched, weights = weight, cluster = subclass)
+b <- coef(inter)["exposed:sexM"]
+p_interaction <- unname(2 * pnorm(-abs(b / sqrt(vcov(inter)["exposed:sexM", "exposed:sexM"]))))
 result <- list(
   ps = unname(fitted(ps)),
   cox_unadjusted = ci(cox_un), cox_adjusted = ci(cox_adj), cox_full = ci(cox_full), cox_iptw = ci(cox_iptw),
   fine_gray_full = crr_ci(crr_full),
   logrank_p = 1 - pchisq(lr$chisq, length(lr$n) - 1),
   gray_p = unname(gray[1, "pv"]),
-  zph_global = unname(zph$table["GLOBAL", ])
+  zph_global = unname(zph$table["GLOBAL", ]),
+  subgroup_F = sub[[1]], subgroup_M = sub[[2]], p_interaction = p_interaction
 )
 """
 
@@ -64,20 +71,33 @@ result <- list(
 def test_pipeline_estimates_equal_r():
     require_r("survival", "cmprsk")
     seed = int(time.time()) % 100_000
-    result = analyse_cohort(make_cohort(n=500, seed=seed), default_study())
-    columns = ["exposed", "age", "sex", "sepsis", "egfr_baseline", "sofa", "serum_mg",
-               "death_time", "death", "krt_time", "krt_status"]
-    full = result.cohort[[*columns, "ps"]]
-    matched = result.matched[[*columns, "weight", "subclass"]]
+    result = analyse_cohort(make_cohort(n=500, seed=seed), variant(subgroups=("sex",)))
+    # the R code's column names are the legacy ones
+    names = {"death_status": "death", "krt_liberation_time": "krt_time", "krt_liberation_status": "krt_status"}
+    columns = [
+        "exposed",
+        "age",
+        "sex",
+        "sepsis",
+        "egfr_baseline",
+        "sofa",
+        "serum_mg",
+        "death_time",
+        "death",
+        "krt_time",
+        "krt_status",
+    ]
+    full = result.cohort.rename(columns=names)[[*columns, "ps"]]
+    matched = result.matched.rename(columns=names)[[*columns, "weight", "subclass"]]
     r = run_r(R_CODE, {"full": full, "matched": matched})
     msg = f"seed={seed}"
     np.testing.assert_allclose(result.cohort["ps"], r["ps"], rtol=1e-7, err_msg=msg)
     lines = {
-        "cox_unadjusted": result.estimate("death_90d", "cox_unadjusted", "matched"),
-        "cox_adjusted": result.estimate("death_90d", "cox_adjusted", "matched"),
-        "cox_full": result.estimate("death_90d", "cox_adjusted", "full"),
-        "cox_iptw": result.estimate("death_90d", "cox_unadjusted", "iptw"),
-        "fine_gray_full": result.estimate("krt_liberation_90d", "fine_gray_adjusted", "full"),
+        "cox_unadjusted": result.estimate("death", "cox_unadjusted", "matched"),
+        "cox_adjusted": result.estimate("death", "cox_adjusted", "matched"),
+        "cox_full": result.estimate("death", "cox_adjusted", "full"),
+        "cox_iptw": result.estimate("death", "cox_unadjusted", "iptw"),
+        "fine_gray_full": result.estimate("krt_liberation", "fine_gray_adjusted", "full"),
     }
     for name, est in lines.items():
         assert est is not None, (name, msg)
@@ -86,7 +106,15 @@ def test_pipeline_estimates_equal_r():
         assert est.lower == pytest.approx(lower, rel=1e-6), (name, msg)
         assert est.upper == pytest.approx(upper, rel=1e-6), (name, msg)
         assert est.p == pytest.approx(p, rel=1e-5, abs=1e-10), (name, msg)
-    assert result.logrank.p_value == pytest.approx(r["logrank_p"], rel=1e-6, abs=1e-12), msg
-    assert result.gray.p_value == pytest.approx(r["gray_p"], rel=1e-6, abs=1e-12), msg
-    global_row = result.ph_test.table.loc["GLOBAL"]
+    assert result.outcomes["death"].logrank.p_value == pytest.approx(r["logrank_p"], rel=1e-6, abs=1e-12), msg
+    assert result.outcomes["krt_liberation"].gray.p_value == pytest.approx(r["gray_p"], rel=1e-6, abs=1e-12), msg
+    global_row = result.outcomes["death"].ph_test.table.loc["GLOBAL"]
     assert [global_row["chisq"], global_row["df"], global_row["p"]] == pytest.approx(r["zph_global"], rel=1e-6), msg
+    (subgroup,) = result.subgroups
+    levels = subgroup.levels.set_index("level")
+    for level in ("F", "M"):
+        hr, lower, upper, p = r[f"subgroup_{level}"]
+        row = levels.loc[level]
+        assert [row["estimate"], row["lower"], row["upper"]] == pytest.approx([hr, lower, upper], rel=1e-6), msg
+        assert row["p"] == pytest.approx(p, rel=1e-5, abs=1e-10), msg
+    assert subgroup.p_interaction == pytest.approx(r["p_interaction"], rel=1e-5, abs=1e-10), msg

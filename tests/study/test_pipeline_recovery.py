@@ -7,6 +7,7 @@ import time
 import pytest
 
 from retrocohort.sources.synthetic import generate_synthetic
+from retrocohort.study import flagship_study
 from retrocohort.study.pipeline import run_study
 
 
@@ -14,21 +15,22 @@ from retrocohort.study.pipeline import run_study
 def test_planted_hazard_ratios_recovered(tmp_path):
     # 5,000 screened CKRT patients (about 2,600 eligible, 290 exposed); the
     # generator documents the estimand of each planted value in SYNTHETIC.json:
-    # hr_death is the conditional HR an adjusted Cox model estimates, shr_krt the
+    # hr_death is the conditional HR an adjusted Cox model estimates, shr_krt_liberation the
     # least-false subdistribution HR of an adjusted Fine-Gray model.
     seed = 11
     generate_synthetic(tmp_path / "ehr", ckrt_patients=5000, seed=seed)
     started = time.perf_counter()
-    result = run_study(tmp_path / "ehr")
+    result = run_study(tmp_path / "ehr", flagship_study())
     elapsed = time.perf_counter() - started
     assert result.synthetic and result.planted is not None
-    truth_death, truth_krt = result.planted["hr_death"], result.planted["shr_krt"]
+    assert result.planted["death"]["estimand"] == "hr" and result.planted["krt_liberation"]["estimand"] == "shr"
+    truth_death, truth_krt = result.planted["death"]["value"], result.planted["krt_liberation"]["value"]
     for population in ("matched", "full"):
-        death = result.estimate("death_90d", "cox_adjusted", population)
-        krt = result.estimate("krt_liberation_90d", "fine_gray_adjusted", population)
+        death = result.estimate("death", "cox_adjusted", population)
+        krt = result.estimate("krt_liberation", "fine_gray_adjusted", population)
         assert death.lower < truth_death < death.upper, (population, seed, death)
         assert krt.lower < truth_krt < krt.upper, (population, seed, krt)
         # Powered: the CI excludes no effect.
         assert death.upper < 1 and krt.lower > 1
-    assert result.counts["matched_unexposed"] <= 2 * result.counts["matched_exposed"]
+    assert result.counts["matched_comparator"] <= 2 * result.counts["matched_exposed"]
     assert elapsed < 60, f"run took {elapsed:.1f} s"

@@ -1,5 +1,10 @@
-"""retrocohort.cohort: the CKRT analysis cohort, defined once in ibis, run on DuckDB or Spark."""
+"""retrocohort.cohort: a study of the study language compiled to its analysis cohort, on DuckDB or Spark.
 
-from .extract import ANALYSIS_COLUMNS, Cohort, extract
+:func:`retrocohort.cohort.builder.build_cohort` is the one cohort builder; it knows no
+clinical concept (kidney-specific formulas live in :mod:`retrocohort.cohort.kidney` for the
+built-in concepts).
+"""
 
-__all__ = ["ANALYSIS_COLUMNS", "Cohort", "extract"]
+from .builder import ATTRITION_COLUMNS, BuiltCohort, build_cohort
+
+__all__ = ["ATTRITION_COLUMNS", "BuiltCohort", "build_cohort"]

@@ -14,6 +14,7 @@ from .figures import (
     propensity_distributions,
     save_figure,
     study_figures,
+    subgroup_forest_plot,
 )
 from .html import render_html
 from .suppression import format_count, suppress_counts_in_text, suppress_frame, suppress_small_cells
@@ -46,6 +47,7 @@ __all__ = [
     "results_table",
     "save_figure",
     "study_figures",
+    "subgroup_forest_plot",
     "suppress_counts_in_text",
     "suppress_frame",
     "suppress_small_cells",

@@ -43,6 +43,9 @@ AFTER_COLOUR = OKABE_ITO["blue"]
 
 # Keyed by RcKeyType so mypy rejects a misspelt rcParams key.
 RC: dict[RcKeyType, Any] = {
+    # Labels come from the study file: "$...$" in a label is text, never mathtext (a malformed one would
+    # stop the run with a parser traceback, and a well-formed one would be typeset as a formula).
+    "text.parse_math": False,
     "font.family": "sans-serif",
     # Arial-metric fonts first (journals ask for Arial/Helvetica), DejaVu as the fallback.
     "font.sans-serif": ["Arial", "Helvetica", "Liberation Sans", "DejaVu Sans"],

@@ -14,7 +14,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -26,18 +26,19 @@ from ..errors import InputError
 from . import _style
 from .formatting import (
     COVARIATE_LABELS,
-    exclusion_reason,
-    step_label,
     MODEL_LABELS,
-    OUTCOME_LABELS,
     POPULATION_LABELS,
     covariate_label,
+    exclusion_reason,
     format_p_inline,
     format_ratio,
     label_of,
+    level_text,
     resolve_labels,
+    step_label,
 )
 from .suppression import (
+    COUNT_ALIASES,
     DEFAULT_THRESHOLD,
     StudyDisclosure,
     coarsen_curve,
@@ -49,12 +50,12 @@ from .suppression import (
 )
 
 __all__ = [
-    "love_plot",
-    "propensity_distributions",
-    "kaplan_meier_plot",
     "cumulative_incidence_plot",
     "flow_diagram",
     "forest_plot",
+    "kaplan_meier_plot",
+    "love_plot",
+    "propensity_distributions",
     "save_figure",
     "study_figures",
 ]
@@ -67,7 +68,9 @@ def _table_of(result: Any, what: str) -> pd.DataFrame:
     """The ``.table`` of a result object, or the frame itself."""
     table = result if isinstance(result, pd.DataFrame) else getattr(result, "table", None)
     if not isinstance(table, pd.DataFrame):
-        raise InputError(f"{what}: expected a result with a `.table` DataFrame or a DataFrame; got {type(result).__name__}")
+        raise InputError(
+            f"{what}: expected a result with a `.table` DataFrame or a DataFrame; got {type(result).__name__}"
+        )
     return table
 
 
@@ -163,15 +166,34 @@ def love_plot(
                 if np.isfinite(bi) and np.isfinite(ai):
                     ax.plot([bi, ai], [yi, yi], color="#BBBBBB", linewidth=0.8, zorder=1)
         if not before.empty:
-            ax.plot(b, y, linestyle="none", marker="o", markersize=6, markerfacecolor="white",
-                    markeredgecolor=_style.BEFORE_COLOUR, markeredgewidth=1.2, label="Before matching",
-                    gid="love-before", zorder=2)
+            ax.plot(
+                b,
+                y,
+                linestyle="none",
+                marker="o",
+                markersize=6,
+                markerfacecolor="white",
+                markeredgecolor=_style.BEFORE_COLOUR,
+                markeredgewidth=1.2,
+                label="Before matching",
+                gid="love-before",
+                zorder=2,
+            )
         if not after.empty:
-            ax.plot(a, y, linestyle="none", marker="o", markersize=6, color=_style.AFTER_COLOUR,
-                    label="After matching", gid="love-after", zorder=3)
+            ax.plot(
+                a,
+                y,
+                linestyle="none",
+                marker="o",
+                markersize=6,
+                color=_style.AFTER_COLOUR,
+                label="After matching",
+                gid="love-after",
+                zorder=3,
+            )
         ax.axvline(threshold, color=_style.OKABE_ITO["black"], linestyle=":", linewidth=0.9, gid="love-threshold")
         ax.set_yticks(y)
-        ax.set_yticklabels([names.get(c, covariate_label(c)) for c in order])
+        ax.set_yticklabels([names.get(c, covariate_label(c, labels)) for c in order])
         finite = np.concatenate([b[np.isfinite(b)], a[np.isfinite(a)], [threshold]])
         ax.set_xlim(0, max(float(finite.max()) * 1.1, threshold * 1.5))
         ax.set_ylim(-0.6, len(order) - 0.4)
@@ -206,7 +228,7 @@ def propensity_distributions(
     matched_mask : True for patients in the matched cohort; None draws the
         "before" panel only.
     ax : optional pair of Axes (before, after), or one Axes when ``matched_mask`` is None.
-    labels : arm names, ``{0: "no Mg", 1: "Mg"}`` or ``[comparator, exposed]``.
+    labels : arm names, ``{0: "norepinephrine alone", 1: "vasopressin"}`` or ``[comparator, exposed]``.
     arm_counts : the n of each arm as the other outputs show it, by ``("before" | "after", arm)``
         (:func:`~retrocohort.report.suppression.study_disclosure`); default: the plain rule.
         An arm with fewer patients than the threshold is not drawn (its bars would place them).
@@ -240,7 +262,9 @@ def propensity_distributions(
         else:
             axes = [ax] if isinstance(ax, Axes) else list(ax)
             if len(axes) != len(panels):
-                raise InputError(f"propensity_distributions: {len(panels)} panels need {len(panels)} Axes; got {len(axes)}")
+                raise InputError(
+                    f"propensity_distributions: {len(panels)} panels need {len(panels)} Axes; got {len(axes)}"
+                )
             fig = _root_figure(axes[0])
         top = 0.0
         for panel_ax, (title, keep) in zip(axes, panels, strict=True):
@@ -256,9 +280,18 @@ def propensity_distributions(
                 share = counts / counts.sum() if counts.sum() else counts.astype(float)
                 top = max(top, float(share.max()) if share.size else 0.0)
                 style = _style.arm_style(arm)
-                panel_ax.bar(edges[:-1], sign * share, width=np.diff(edges), align="edge",
-                             color=style["color"], alpha=0.75, edgecolor="white", linewidth=0.4,
-                             label=f"{arm_names[arm]} (n = {n_text})", gid=f"ps-arm-{arm}")
+                panel_ax.bar(
+                    edges[:-1],
+                    sign * share,
+                    width=np.diff(edges),
+                    align="edge",
+                    color=style["color"],
+                    alpha=0.75,
+                    edgecolor="white",
+                    linewidth=0.4,
+                    label=f"{arm_names[arm]} (n = {n_text})",
+                    gid=f"ps-arm-{arm}",
+                )
             panel_ax.axhline(0, color="black", linewidth=0.6)
             panel_ax.set_title(title)
             panel_ax.set_xlim(0, 1)
@@ -285,8 +318,12 @@ def _at_risk_counts(km_result: Any, table: pd.DataFrame, groups: list[object], t
     at_risk = getattr(km_result, "at_risk", None)
     if callable(at_risk):
         frame = at_risk(times)
-        return np.array([[float(frame.loc[g].iloc[j]) if g is not None else float(frame.iloc[0, j])
-                          for j in range(len(times))] for g in groups])
+        return np.array(
+            [
+                [float(frame.loc[g].iloc[j]) if g is not None else float(frame.iloc[0, j]) for j in range(len(times))]
+                for g in groups
+            ]
+        )
     out = np.zeros((len(groups), len(times)))
     for i, g in enumerate(groups):
         rows = _rows(table, g)
@@ -299,15 +336,16 @@ def _at_risk_counts(km_result: Any, table: pd.DataFrame, groups: list[object], t
 
 def _shown_at(frame: pd.DataFrame, group: Any, time: float) -> object:
     """The shown number at risk of ``group`` at ``time`` (columns are the report times)."""
-    row = frame.iloc[0] if group is None else frame.loc[group]
+    row = frame.iloc[0] if group is None else frame.loc[cast(Any, group)]
     for column in frame.columns:
         if float(column) == float(time):
             return row[column]
     raise InputError(f"kaplan_meier_plot: at_risk_shown has no column for day {time:g} (has {list(frame.columns)})")
 
 
-def _draw_at_risk(table_ax: Axes, counts: np.ndarray, times: np.ndarray, names: list[str], threshold: int,
-                  shown: bool = False) -> None:
+def _draw_at_risk(
+    table_ax: Axes, counts: np.ndarray, times: np.ndarray, names: list[str], threshold: int, shown: bool = False
+) -> None:
     table_ax.set_ylim(-0.5, len(names) - 0.5)
     table_ax.set_yticks(range(len(names)))
     # First arm on top, as the legend lists it.
@@ -318,8 +356,7 @@ def _draw_at_risk(table_ax: Axes, counts: np.ndarray, times: np.ndarray, names: 
         table_ax.get_yticklabels()[y].set_color(colour)
         for j, t in enumerate(times):
             text = format_display(counts[i, j]) if shown else format_count(counts[i, j], threshold)
-            table_ax.text(t, y, text, ha="center", va="center",
-                          fontsize=8, color=colour, gid=f"at-risk-{i}-{j}")
+            table_ax.text(t, y, text, ha="center", va="center", fontsize=8, color=colour, gid=f"at-risk-{i}-{j}")
     # Pad the arm names clear of the first column of numbers (centred on x = 0).
     table_ax.tick_params(axis="y", length=0, pad=16)
     table_ax.tick_params(axis="x", length=0, labelbottom=False)
@@ -350,21 +387,40 @@ def _curve_plot(
         tt = rows["time"].to_numpy(dtype=float)
         style = _style.arm_style(i)
         x, y = _step_from(tt, rows[value_column].to_numpy(dtype=float), start_value)
-        ax.step(x, y, where="post", color=style["color"], linestyle=style["linestyle"], label=names[i],
-                gid=f"curve-{i}", zorder=3)
+        ax.step(
+            x,
+            y,
+            where="post",
+            color=style["color"],
+            linestyle=style["linestyle"],
+            label=names[i],
+            gid=f"curve-{i}",
+            zorder=3,
+        )
         if {"lower", "upper"} <= set(rows.columns):
             _, lo = _step_from(tt, rows["lower"].to_numpy(dtype=float), start_value)
             _, hi = _step_from(tt, rows["upper"].to_numpy(dtype=float), start_value)
-            ax.fill_between(x, lo, hi, step="post", color=style["color"], alpha=0.15, linewidth=0,
-                            gid=f"band-{i}", zorder=1)
+            ax.fill_between(
+                x, lo, hi, step="post", color=style["color"], alpha=0.15, linewidth=0, gid=f"band-{i}", zorder=1
+            )
         if censor_ticks and "n_censor" in rows.columns:
             censored = rows["n_censor"].to_numpy(dtype=float) > 0
-            ax.plot(tt[censored], rows[value_column].to_numpy(dtype=float)[censored], linestyle="none",
-                    marker="|", markersize=6, markeredgewidth=1.0, color=style["color"], gid=f"censor-{i}",
-                    zorder=4)
+            ax.plot(
+                tt[censored],
+                rows[value_column].to_numpy(dtype=float)[censored],
+                linestyle="none",
+                marker="|",
+                markersize=6,
+                markeredgewidth=1.0,
+                color=style["color"],
+                gid=f"censor-{i}",
+                zorder=4,
+            )
 
 
-def _cif_last_values(cif_result: Any, groups: list[object], horizon: float | None) -> list[tuple[float, float] | None] | None:
+def _cif_last_values(
+    cif_result: Any, groups: list[object], horizon: float | None
+) -> list[tuple[float, float] | None] | None:
     """(time, CIF) where each arm's curve ends: the last follow-up within the horizon.
 
     Uses the result's own ``cif_at`` (cmprsk::timepoints; NaN past an arm's last
@@ -394,8 +450,9 @@ def kaplan_meier_plot(
     ax: Axes | None = None,
     threshold: int = DEFAULT_THRESHOLD,
     ylabel: str = "Survival probability",
-    xlabel: str = "Days since CKRT start",
+    xlabel: str = "Days since index",
     at_risk_shown: pd.DataFrame | None = None,
+    title: str | None = None,
 ) -> Figure:
     """Kaplan-Meier survival by arm with 95% CI bands, censor ticks, log-rank p and numbers at risk.
 
@@ -406,13 +463,14 @@ def kaplan_meier_plot(
         ``survival``, ``lower``, ``upper`` (summary.survfit with censored=TRUE).
     at_risk_times : the x ticks and the columns of the at-risk table (days);
         the x axis spans 0 to the largest.
-    labels : arm names by group value (``{0: "no Mg", 1: "Mg"}``) or in group order.
+    labels : arm names by group value (``{0: "norepinephrine alone", 1: "vasopressin"}``) or in group order.
     logrank_p : p of the log-rank test (``survival.logrank(...).p_value``), or None.
     ax : draw the curves here; the at-risk table goes in an inset below it.
     threshold : small-cell threshold for the numbers at risk.
     at_risk_shown : the numbers at risk as every other output shows them (rows: groups,
         columns: times, :func:`~retrocohort.report.suppression.study_disclosure`); default:
         the plain rule on the result's own numbers.
+    ylabel, xlabel, title : axis labels and title, in the study's words ("Days since <index label>").
 
     Returns
     -------
@@ -443,10 +501,19 @@ def kaplan_meier_plot(
         ax.set_yticks(np.linspace(0, 1, 6))
         ax.set_ylabel(ylabel)
         ax.set_xlabel(xlabel)
+        if title:
+            ax.set_title(title, gid="figure-title")
         ax.legend(loc="lower left", handlelength=2.5)
         if logrank_p is not None:
-            ax.text(0.98, 0.96, f"Log-rank {format_p_inline(logrank_p)}", transform=ax.transAxes,
-                    ha="right", va="top", gid="logrank-p")
+            ax.text(
+                0.98,
+                0.96,
+                f"Log-rank {format_p_inline(logrank_p)}",
+                transform=ax.transAxes,
+                ha="right",
+                va="top",
+                gid="logrank-p",
+            )
         if at_risk_shown is not None:
             shown = np.array([[_shown_at(at_risk_shown, g, t) for t in times] for g in groups], dtype=object)
             _draw_at_risk(table_ax, shown, times, names, threshold, shown=True)
@@ -461,9 +528,11 @@ def cumulative_incidence_plot(
     gray_p: float | None,
     ax: Axes | None = None,
     horizon: float | None = 90.0,
-    ylabel: str = "Cumulative incidence of KRT liberation",
-    xlabel: str = "Days since CKRT start",
+    ylabel: str = "Cumulative incidence",
+    xlabel: str = "Days since index",
     competing: str = "death",
+    title: str | None = None,
+    times: Sequence[float] | None = None,
 ) -> Figure:
     """Cumulative incidence of one cause by arm (Aalen-Johansen), with its competing event noted.
 
@@ -476,6 +545,8 @@ def cumulative_incidence_plot(
     gray_p : p of Gray's test (``survival.gray_test(...).p_value``), or None.
     horizon : right end of the x axis (days); None for the last time.
     competing : the competing event, named in the annotation.
+    ylabel, xlabel, title : axis labels and title, in the study's words.
+    times : x ticks (days); default seven from 0 to the horizon.
 
     Returns
     -------
@@ -487,16 +558,29 @@ def cumulative_incidence_plot(
     names = resolve_labels(groups, labels) if groups != [None] else ["All patients"]
     with _style.style():
         fig, ax = _figure_and_axes(ax, 6.0, 4.0)
-        _curve_plot(table, "cif", 0.0, names, groups, ax, censor_ticks=False,
-                    extend_to=_cif_last_values(cif_result, groups, horizon))
+        _curve_plot(
+            table,
+            "cif",
+            0.0,
+            names,
+            groups,
+            ax,
+            censor_ticks=False,
+            extend_to=_cif_last_values(cif_result, groups, horizon),
+        )
         right = horizon if horizon is not None else float(table["time"].max())
         ax.set_xlim(0, right * 1.02)
-        if horizon is not None:
+        if times is not None and len(times):
+            ax.set_xticks([float(t) for t in times])
+            ax.set_xticklabels([f"{float(t):g}" for t in times])
+        elif horizon is not None:
             ax.set_xticks(np.linspace(0, horizon, 7))
         ax.set_ylim(0, 1.02)
         ax.set_yticks(np.linspace(0, 1, 6))
         ax.set_ylabel(ylabel)
         ax.set_xlabel(xlabel)
+        if title:
+            ax.set_title(title, gid="figure-title")
         ax.legend(loc="upper left", handlelength=2.5)
         note = f"{competing.capitalize()} as competing event"
         if gray_p is not None:
@@ -509,22 +593,39 @@ def cumulative_incidence_plot(
 # --------------------------------------------------------------------------- flow diagram
 
 
-def _box(ax: Axes, x: float, y: float, text: str, width: int, gid: str, weight: str = "normal",
-         align: str = "center") -> None:
+def _box(
+    ax: Axes, x: float, y: float, text: str, width: int, gid: str, weight: str = "normal", align: str = "center"
+) -> None:
     wrapped = "\n".join(
-        textwrap.fill(line, width=width) if not line.startswith("\u2022") else
-        textwrap.fill(line, width=width, subsequent_indent="   ")
+        textwrap.fill(line, width=width)
+        if not line.startswith("\u2022")
+        else textwrap.fill(line, width=width, subsequent_indent="   ")
         for line in text.split("\n")
     )
-    ax.text(x, y, wrapped, ha="center", va="center", fontsize=8, fontweight=weight, gid=gid, wrap=False,
-            multialignment=align,
-            bbox={"boxstyle": "square,pad=0.6", "facecolor": "white", "edgecolor": "black", "linewidth": 0.8},
-            zorder=3)
+    ax.text(
+        x,
+        y,
+        wrapped,
+        ha="center",
+        va="center",
+        fontsize=8,
+        fontweight=weight,
+        gid=gid,
+        wrap=False,
+        multialignment=align,
+        bbox={"boxstyle": "square,pad=0.6", "facecolor": "white", "edgecolor": "black", "linewidth": 0.8},
+        zorder=3,
+    )
 
 
 def _arrow(ax: Axes, start: tuple[float, float], end: tuple[float, float]) -> None:
-    ax.annotate("", xy=end, xytext=start, arrowprops={"arrowstyle": "-|>", "color": "black", "linewidth": 0.8,
-                                                      "shrinkA": 0, "shrinkB": 0}, zorder=2)
+    ax.annotate(
+        "",
+        xy=end,
+        xytext=start,
+        arrowprops={"arrowstyle": "-|>", "color": "black", "linewidth": 0.8, "shrinkA": 0, "shrinkB": 0},
+        zorder=2,
+    )
 
 
 def flow_diagram(
@@ -556,8 +657,12 @@ def flow_diagram(
     -------
     Figure; each box is a text artist with gid ``flow-<name>``.
     """
+    # The result's own names (comparator, matched_comparator) are the diagram's unexposed arm.
+    counts = {COUNT_ALIASES.get(k, k): v for k, v in counts.items()}
     if not isinstance(attrition, pd.DataFrame) or attrition.empty:
-        raise InputError("flow_diagram: the attrition log is empty; the cohort step must record at least the screened row")
+        raise InputError(
+            "flow_diagram: the attrition log is empty; the cohort step must record at least the screened row"
+        )
     _require(attrition, ["step", "remaining", "excluded"], "flow_diagram(attrition)")
     for key in ("exposed", "unexposed"):
         if key not in counts:
@@ -581,7 +686,8 @@ def flow_diagram(
     # The first row's reason describes the screened population; print it under the count.
     described = text(described)
     screened_text = f"{step_label(first['step'])} ({n(first['remaining'], 'attrition_remaining_0')})" + (
-        f"\n{described}" if described else "")
+        f"\n{described}" if described else ""
+    )
     exclusions = attrition.iloc[1:]
     exclusions = exclusions[pd.to_numeric(exclusions["excluded"], errors="coerce").fillna(0) > 0]
     total_excluded = int(pd.to_numeric(exclusions["excluded"]).sum()) if len(exclusions) else 0
@@ -603,8 +709,15 @@ def flow_diagram(
         ys = [0.93, 0.70, 0.48, 0.27, 0.06] if matched else [0.90, 0.60, 0.34, 0.08]
         _box(ax, 0.35, ys[0], screened_text, 46, "flow-screened")
         _box(ax, 0.76, ys[1], "\n".join(lines), 38, "flow-excluded", align="left")
-        _box(ax, 0.35, ys[2], f"Eligible\n({n(eligible, f'attrition_remaining_{len(attrition) - 1}')})", 40,
-             "flow-eligible", weight="bold")
+        _box(
+            ax,
+            0.35,
+            ys[2],
+            f"Eligible\n({n(eligible, f'attrition_remaining_{len(attrition) - 1}')})",
+            40,
+            "flow-eligible",
+            weight="bold",
+        )
         _arrow(ax, (0.35, ys[0] - 0.06), (0.35, ys[2] + 0.06))
         _arrow(ax, (0.35, ys[1]), (0.52, ys[1]))
         _box(ax, 0.18, ys[3], f"{exposed}\n({n(counts['exposed'], 'exposed')})", 24, "flow-exposed")
@@ -617,15 +730,37 @@ def flow_diagram(
             me, mu = counts["matched_exposed"], counts["matched_unexposed"]
             unmatched_e = int(counts["exposed"]) - int(me)
             unmatched_u = int(counts["unexposed"]) - int(mu)
-            _box(ax, 0.18, ys[4], f"Matched: {exposed}\n({n(me, 'matched_exposed')})\n"
-                 f"not matched: {n(unmatched_e, 'unmatched_exposed')}", 26, "flow-matched-exposed", weight="bold")
-            _box(ax, 0.56, ys[4], f"Matched: {comparator}\n({n(mu, 'matched_unexposed')})\n"
-                 f"not matched: {n(unmatched_u, 'unmatched_unexposed')}", 26, "flow-matched-unexposed",
-                 weight="bold")
+            _box(
+                ax,
+                0.18,
+                ys[4],
+                f"Matched: {exposed}\n({n(me, 'matched_exposed')})\nnot matched: {n(unmatched_e, 'unmatched_exposed')}",
+                26,
+                "flow-matched-exposed",
+                weight="bold",
+            )
+            _box(
+                ax,
+                0.56,
+                ys[4],
+                f"Matched: {comparator}\n({n(mu, 'matched_unexposed')})\n"
+                f"not matched: {n(unmatched_u, 'unmatched_unexposed')}",
+                26,
+                "flow-matched-unexposed",
+                weight="bold",
+            )
             _arrow(ax, (0.18, ys[3] - 0.05), (0.18, ys[4] + 0.07))
             _arrow(ax, (0.56, ys[3] - 0.05), (0.56, ys[4] + 0.07))
-            ax.text(0.37, (ys[3] + ys[4]) / 2, "Propensity score\nmatching", ha="center", va="center",
-                    fontsize=7, style="italic", color=_style.OKABE_ITO["grey"])
+            ax.text(
+                0.37,
+                (ys[3] + ys[4]) / 2,
+                "Propensity score\nmatching",
+                ha="center",
+                va="center",
+                fontsize=7,
+                style="italic",
+                color=_style.OKABE_ITO["grey"],
+            )
     return fig
 
 
@@ -633,7 +768,9 @@ def flow_diagram(
 
 
 def _lower_first(text: str) -> str:
-    """"Eligible cohort, IPTW (ATT)" -> "eligible cohort, IPTW (ATT)" (acronyms kept)."""
+    """ "Eligible cohort, IPTW (ATT)" -> "eligible cohort, IPTW (ATT)" (acronyms kept)."""
+    if len(text) > 1 and text[1].isupper():
+        return text  # an acronym ("ICU admission", "IPTW") keeps its capitals
     return text[:1].lower() + text[1:]
 
 
@@ -641,6 +778,7 @@ def forest_plot(
     estimates: Sequence[Any],
     ax: Axes | None = None,
     reference: Mapping[str, float | None] | None = None,
+    outcome_labels: Mapping[str, str] | None = None,
 ) -> Figure:
     """Forest plot of the results table: one line per (outcome, model, population) on a log scale.
 
@@ -649,7 +787,8 @@ def forest_plot(
     estimates : ``StudyResult.estimates`` (objects with ``outcome``, ``model``,
         ``population``, ``estimate``, ``lower``, ``upper``).
     reference : optional value per outcome drawn as a marked tick (the
-        planted truth of synthetic data), e.g. ``{"death_90d": 0.5}``.
+        planted truth of synthetic data), e.g. ``{"death": 0.5}``.
+    outcome_labels : the study's outcome labels by outcome name (default: the name).
 
     Returns
     -------
@@ -658,20 +797,43 @@ def forest_plot(
     rows = [e for e in estimates if np.isfinite(getattr(e, "estimate", np.nan))]
     if not rows:
         raise InputError("forest_plot: no estimates to draw (every model was skipped)")
+    palette = [
+        _style.OKABE_ITO[c]
+        for c in ("blue", "bluish_green", "orange", "reddish_purple", "sky_blue")
+        if c in _style.OKABE_ITO
+    ] or ["black"]
+    order = list(dict.fromkeys(e.outcome for e in rows))
     with _style.style():
         fig, ax = _figure_and_axes(ax, 7.2, 1.1 + 0.36 * len(rows))
         y = np.arange(len(rows))[::-1]
         for k, (yk, e) in enumerate(zip(y, rows, strict=True)):
-            colour = _style.OKABE_ITO["blue"] if e.outcome == "death_90d" else _style.OKABE_ITO["bluish_green"]
+            colour = palette[order.index(e.outcome) % len(palette)]
             lo, hi = float(e.lower), float(e.upper)
-            ax.errorbar([e.estimate], [yk], xerr=[[e.estimate - lo], [hi - e.estimate]], fmt="s", color=colour,
-                        markersize=4, capsize=2, linewidth=1.0, gid=f"forest-{k}")
+            ax.errorbar(
+                [e.estimate],
+                [yk],
+                xerr=[[e.estimate - lo], [hi - e.estimate]],
+                fmt="s",
+                color=colour,
+                markersize=4,
+                capsize=2,
+                linewidth=1.0,
+                gid=f"forest-{k}",
+            )
             truth = reference.get(e.outcome) if reference else None
             if truth is not None:
-                ax.plot([truth], [yk], marker="x", color=_style.OKABE_ITO["vermillion"],
-                        markersize=5, linestyle="none", gid=f"forest-truth-{k}")
-            ax.text(1.03, yk, format_ratio(e.estimate, lo, hi), transform=ax.get_yaxis_transform(),
-                    va="center", fontsize=8)
+                ax.plot(
+                    [truth],
+                    [yk],
+                    marker="x",
+                    color=_style.OKABE_ITO["vermillion"],
+                    markersize=5,
+                    linestyle="none",
+                    gid=f"forest-truth-{k}",
+                )
+            ax.text(
+                1.03, yk, format_ratio(e.estimate, lo, hi), transform=ax.get_yaxis_transform(), va="center", fontsize=8
+            )
         ax.axvline(1.0, color="black", linewidth=0.7)
         ax.set_xscale("log")
         values = [v for e in rows for v in (e.lower, e.upper, e.estimate) if np.isfinite(v) and v > 0]
@@ -683,13 +845,112 @@ def forest_plot(
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_yticks(y)
-        ax.set_yticklabels([
-            f"{label_of(OUTCOME_LABELS, e.outcome)}: {label_of(MODEL_LABELS, e.model)}, "
-            f"{_lower_first(label_of(POPULATION_LABELS, e.population))}" for e in rows
-        ], fontsize=8)
+        ax.set_yticklabels(
+            [
+                f"{(outcome_labels or {}).get(e.outcome, e.outcome)}: {label_of(MODEL_LABELS, e.model)}, "
+                f"{_lower_first(label_of(POPULATION_LABELS, e.population))}"
+                for e in rows
+            ],
+            fontsize=8,
+        )
         ax.set_xlabel("Hazard ratio (95% CI), log scale")
         ax.set_ylim(-0.7, len(rows) - 0.3)
         fig.tight_layout()
+    return fig
+
+
+def subgroup_forest_plot(
+    subgroups: Sequence[Any],
+    covariate_labels: Mapping[str, str] | None = None,
+    ax: Axes | None = None,
+    outcome_label: str | None = None,
+) -> Figure:
+    """Subgroup forest plot: the primary outcome's hazard ratio within each level of each subgroup covariate.
+
+    Parameters
+    ----------
+    subgroups : ``StudyResult.subgroups`` (``covariate``, ``label``, ``levels`` with ``level``,
+        ``estimate``, ``lower``, ``upper``, and ``p_interaction``).
+    covariate_labels : the study's covariate labels (the subgroup's own ``label`` first).
+    outcome_label : the outcome, named in the axis label.
+
+    Returns
+    -------
+    Figure: one heading per covariate with its interaction p (gid ``subgroup-head-<i>``) and one
+    errorbar per level (gid ``subgroup-<i>-<j>``); a level whose ratio is not finite is listed as
+    "not estimated". No counts are drawn.
+    """
+    lines: list[tuple[str, Any, str]] = []
+    for i, sg in enumerate(subgroups):
+        name = sg.label or (covariate_labels or {}).get(sg.covariate, sg.covariate)
+        tested = np.isfinite(sg.p_interaction)
+        interaction = f"interaction {format_p_inline(sg.p_interaction)}" if tested else "interaction not tested"
+        lines.append((f"{name} ({interaction})", None, f"subgroup-head-{i}"))
+        for j, (_, row) in enumerate(sg.levels.iterrows()):
+            lines.append((f"   {level_text(row['level'])}", row, f"subgroup-{i}-{j}"))
+    if not lines:
+        raise InputError("subgroup_forest_plot: no subgroups to draw")
+    with _style.style():
+        fig, ax = _figure_and_axes(ax, 7.2, 1.1 + 0.32 * len(lines))
+        y = np.arange(len(lines))[::-1]
+        values = [1.0]
+        for yk, (text, row, gid) in zip(y, lines, strict=True):
+            if row is None:
+                ax.text(
+                    0.0,
+                    yk,
+                    text,
+                    transform=ax.get_yaxis_transform(),
+                    ha="right",
+                    va="center",
+                    fontsize=8,
+                    fontweight="bold",
+                    gid=gid,
+                    clip_on=False,
+                )
+                continue
+            est, lo, hi = (float(row.get(k, np.nan)) for k in ("estimate", "lower", "upper"))
+            if all(np.isfinite(v) and v > 0 for v in (est, lo, hi)):
+                ax.errorbar(
+                    [est],
+                    [yk],
+                    xerr=[[est - lo], [hi - est]],
+                    fmt="s",
+                    color=_style.OKABE_ITO["blue"],
+                    markersize=4,
+                    capsize=2,
+                    linewidth=1.0,
+                    gid=gid,
+                )
+                values += [est, lo, hi]
+                shown = format_ratio(est, lo, hi)
+            else:
+                shown = "not estimated"
+            ax.text(1.03, yk, shown, transform=ax.get_yaxis_transform(), va="center", fontsize=8)
+            ax.text(
+                0.0,
+                yk,
+                f"{text}  ",
+                transform=ax.get_yaxis_transform(),
+                ha="right",
+                va="center",
+                fontsize=8,
+                clip_on=False,
+            )
+        ax.axvline(1.0, color="black", linewidth=0.7)
+        ax.set_xscale("log")
+        left, right = min(values) / 1.25, max(values) * 1.25
+        ax.set_xlim(left, right)
+        candidates = [0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20]
+        ax.xaxis.set_major_locator(FixedLocator([c for c in candidates if left <= c <= right]))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_yticks([])
+        what = f" of {outcome_label.lower()}" if outcome_label else ""
+        ax.set_xlabel(f"Hazard ratio{what} (95% CI), log scale")
+        ax.set_ylim(-0.7, len(lines) - 0.3)
+        fig.tight_layout()
+        fig.subplots_adjust(left=0.42)
     return fig
 
 
@@ -748,19 +1009,23 @@ def _propensity_of(result: Any) -> np.ndarray | None:
 def study_figures(result: Any) -> dict[str, Figure]:
     """Every figure of a study run, by file stem, drawn from a :class:`StudyResult`.
 
-    Stems: ``flow``, ``love_plot``, ``ps_distribution``, ``km_death``,
-    ``cif_krt``, ``forest``; a figure whose results are absent (a skipped
-    model or matching) is left out. The caller saves them with
-    :func:`save_figure`; the figures are not in pyplot's registry, so
-    dropping the dict frees them.
+    Stems: ``flow``, ``love_plot``, ``ps_distribution``, one ``km_<outcome>`` (Kaplan-Meier) or
+    ``cif_<outcome>`` (cumulative incidence, competing event) per outcome of the study, ``forest`` and,
+    when the study declares subgroups, ``subgroups``; a figure whose results are absent (a skipped
+    model or matching) is left out. Titles, axes and arms are in the study's words. The caller saves
+    them with :func:`save_figure`; the figures are not in pyplot's registry, so dropping the dict
+    frees them.
     """
-    from .tables import arm_labels, planted_for, threshold_of
+    from .formatting import outcome_labels, study_labels
+    from .suppression import report_times
+    from .tables import arm_labels, index_label, planted_for, threshold_of
 
     threshold = threshold_of(result)
     labels = arm_labels(result)
-    horizon = float(result.study.outcomes.horizon_days)
+    study = result.study
+    since = f"Days since {index_label(result)}"
     figures: dict[str, Figure] = {}
-    counts = dict(result.counts)
+    counts: dict[str, int] = {str(COUNT_ALIASES.get(k, k)): v for k, v in dict(result.counts).items()}
     if result.matched is None:
         # Matching was skipped: no matched boxes (rather than boxes of zeros).
         counts.pop("matched_exposed", None)
@@ -770,34 +1035,65 @@ def study_figures(result: Any) -> dict[str, Figure]:
     if result.balance_before is not None and not disclosure.few_exposed:
         # SMDs against an arm of fewer patients than the threshold are withheld (as in balance.csv).
         after = None if disclosure.few_matched else result.balance_after
-        figures["love_plot"] = love_plot(result.balance_before, after)
+        figures["love_plot"] = love_plot(result.balance_before, after, labels=study_labels(study))
     score = _propensity_of(result)
     if score is not None and "exposed" in result.cohort.columns:
         figures["ps_distribution"] = propensity_distributions(
-            score, result.cohort["exposed"].to_numpy(), matched_mask_of(result), labels=labels, threshold=threshold,
-            arm_counts={("before", 1): disclosure.counts.get("exposed"),
-                        ("before", 0): disclosure.counts.get("unexposed"),
-                        ("after", 1): disclosure.counts.get("matched_exposed"),
-                        ("after", 0): disclosure.counts.get("matched_unexposed")},
+            score,
+            result.cohort["exposed"].to_numpy(),
+            matched_mask_of(result),
+            labels=labels,
+            threshold=threshold,
+            arm_counts={
+                ("before", 1): disclosure.count("exposed"),
+                ("before", 0): disclosure.count("comparator"),
+                ("after", 1): disclosure.count("matched_exposed"),
+                ("after", 0): disclosure.count("matched_comparator"),
+            },
         )
-    if result.km is not None:
-        times = [t for t in result.study.models.km_times_days if t <= horizon] or [0.0, horizon]
-        # Curves drawn with steps of at least threshold events and no censor ticks (coarsen_curve):
-        # a step of one death, or a tick at one patient's last day, would show that patient.
-        figures["km_death"] = kaplan_meier_plot(
-            coarsen_curve(result.km.table, threshold) if threshold else result.km, times, labels,
-            getattr(result.logrank, "p_value", None), threshold=threshold,
-            at_risk_shown=disclosure.at_risk if disclosure.at_risk is not None and {float(t) for t in times} <= {
-                float(c) for c in disclosure.at_risk.columns} else None,
-        )
-    if result.cif is not None:
-        figures["cif_krt"] = cumulative_incidence_plot(
-            coarsen_curve(result.cif.table, threshold) if threshold else result.cif, labels,
-            getattr(result.gray, "p_value", None), horizon=horizon,
-            ylabel="Cumulative incidence of KRT liberation",
-        )
+    for name, fitted in result.outcomes.items():
+        horizon = float(fitted.horizon_days)
+        times = report_times(study, horizon)
+        title = f"{fitted.label} by day {horizon:g}, matched cohort"
+        if not fitted.competing and fitted.km is not None:
+            shown = disclosure.at_risk_by_outcome.get(name)
+            # Curves drawn with steps of at least threshold events and no censor ticks (coarsen_curve):
+            # a step of one event, or a tick at one patient's last day, would show that patient.
+            figures[f"km_{name}"] = kaplan_meier_plot(
+                coarsen_curve(fitted.km.table, threshold) if threshold else fitted.km,
+                times,
+                labels,
+                getattr(fitted.logrank, "p_value", None),
+                threshold=threshold,
+                ylabel="Survival probability"
+                if fitted.kind == "death"
+                else f"Probability without {_lower_first(fitted.label)}",
+                xlabel=since,
+                title=title,
+                at_risk_shown=shown
+                if shown is not None and {float(t) for t in times} <= {float(c) for c in shown.columns}
+                else None,
+            )
+        elif fitted.competing and fitted.cif is not None:
+            competing = getattr(study.outcomes[name], "competing", None) or "death"
+            figures[f"cif_{name}"] = cumulative_incidence_plot(
+                coarsen_curve(fitted.cif.table, threshold) if threshold else fitted.cif,
+                labels,
+                getattr(fitted.gray, "p_value", None),
+                horizon=horizon,
+                ylabel=f"Cumulative incidence of {_lower_first(fitted.label)}",
+                xlabel=since,
+                title=title,
+                competing=competing,
+                times=times,
+            )
     finite = [e for e in result.estimates if np.isfinite(e.estimate)]
+    names = outcome_labels(study)
     if finite:
-        truth = {o: planted_for(result, o) for o in ("death_90d", "krt_liberation_90d")} if result.synthetic else None
-        figures["forest"] = forest_plot(finite, reference=truth)
+        truth = {o: planted_for(result, o) for o in names} if result.synthetic else None
+        figures["forest"] = forest_plot(finite, reference=truth, outcome_labels=names)
+    if result.subgroups:
+        figures["subgroups"] = subgroup_forest_plot(
+            result.subgroups, study_labels(study), outcome_label=names.get(result.primary)
+        )
     return figures

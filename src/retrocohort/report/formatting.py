@@ -6,25 +6,14 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 DASH = "\u2013"  # en dash between CI limits, as journals set ranges
 
-# Display names of the analysis-frame columns (cohort contract), with units.
+# Display names of columns every study's frame may have; a study's covariates and outcomes are named
+# by the study itself (``study_labels``), so nothing here knows a particular study.
 COVARIATE_LABELS: dict[str, str] = {
-    "age": "Age, years",
-    "sex": "Sex",
-    "sepsis": "Sepsis",
-    "creatinine_baseline": "Baseline creatinine, mg/dL",
-    "egfr_baseline": "Baseline eGFR, mL/min/1.73 m\u00b2",
-    "sofa": "SOFA score",
-    "serum_mg": "Serum Mg, mg/dL",
-    "vasopressor": "Vasopressor",
-    "ventilation": "Mechanical ventilation",
     "distance": "Propensity score (logit)",
-}
-
-OUTCOME_LABELS: dict[str, str] = {
-    "death_90d": "90-day mortality",
-    "krt_liberation_90d": "KRT liberation by day 90",
 }
 
 MODEL_LABELS: dict[str, str] = {
@@ -43,21 +32,48 @@ POPULATION_LABELS: dict[str, str] = {
 }
 
 
-def covariate_label(name: str) -> str:
-    """Readable label of a covariate or of one level of it (``sexM``, ``sex=M``, ``sex_M``)."""
-    if name in COVARIATE_LABELS:
-        return COVARIATE_LABELS[name]
-    for key, label in COVARIATE_LABELS.items():
+def covariate_label(name: str, labels: Mapping[str, str] | None = None) -> str:
+    """Readable label of a covariate or of one level of it (``sexM``, ``sex=M``, ``sex_M``).
+
+    ``labels`` are the study's covariate labels by name (``[covariates.<name>] label``); a level is
+    shown as ``"<label> = <level>"``.
+    """
+    names = {**COVARIATE_LABELS, **(labels or {})}
+    if name in names:
+        return names[name]
+    # Longest name first: "sofa_cardio" before "sofa".
+    for key in sorted(names, key=len, reverse=True):
+        label = names[key]
         for sep in (" = ", "=", "_", ":", ""):
             prefix = f"{key}{sep}"
             if sep == "" and key != "sex":
                 continue  # only sex has short levels that R glues on (sexM)
             if name.startswith(prefix) and len(name) > len(prefix):
                 level = name[len(prefix) :].strip()
-                if key == "sex":
-                    return {"M": "Male sex", "F": "Female sex"}.get(level, f"Sex = {level}")
+                if key == "sex" and level in ("M", "F"):
+                    return {"M": "Male sex", "F": "Female sex"}[level]
                 return f"{label.split(',')[0]} = {level}"
     return name.replace("_", " ")
+
+
+def study_labels(study: Any) -> dict[str, str]:
+    """The study's covariate labels by name (the name itself when the study gives no label)."""
+    covariates = getattr(study, "covariates", None) or {}
+    return {str(name): (getattr(spec, "label", "") or str(name)) for name, spec in covariates.items()}
+
+
+def outcome_labels(study: Any) -> dict[str, str]:
+    """The study's outcome labels by outcome name."""
+    outcomes = getattr(study, "outcomes", None) or {}
+    return {str(name): getattr(spec, "label", str(name)) for name, spec in outcomes.items()}
+
+
+def level_text(level: object) -> str:
+    """A subgroup level as printed: a whole number without its ".0" (a 0/1 covariate's levels are 0 and 1)."""
+    if isinstance(level, float | np.floating) and float(level).is_integer():
+        return str(int(level))
+    text = str(level)
+    return text[:-2] if text.endswith(".0") and text[:-2].lstrip("-").isdigit() else text
 
 
 def label_of(mapping: Mapping[str, str], key: str) -> str:
@@ -146,5 +162,5 @@ def exclusion_reason(reason: object) -> str:
     text = str(reason).strip()
     for prefix in ("excluded:", "Excluded:"):
         if text.startswith(prefix):
-            text = text[len(prefix):].strip()
+            text = text[len(prefix) :].strip()
     return text

@@ -23,30 +23,33 @@ from matplotlib.figure import Figure
 from .. import __version__
 from .figures import figure_png_bytes, study_figures
 from .formatting import (
-    COVARIATE_LABELS,
     MODEL_LABELS,
-    OUTCOME_LABELS,
     covariate_label,
     format_number,
     format_p_inline,
     format_ratio,
     is_number,
     label_of,
+    study_labels,
 )
 from .suppression import (
     format_display,
     is_small,
+    report_times,
     study_disclosure,
     suppress_small_cells,
 )
 from .tables import (
-    PRIMARY,
     arm_labels,
     at_risk_table,
     attrition_table,
     balance_table,
+    index_label,
+    outcome_label,
+    outcome_names,
     ph_test_table,
     planted_for,
+    primary_key,
     published_for,
     results_table,
     table_one_combined,
@@ -54,7 +57,7 @@ from .tables import (
 )
 from .text import methods_paragraph, results_paragraph, skipped_notes
 
-__all__ = ["render_html", "estimate_key"]
+__all__ = ["estimate_key", "render_html"]
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("retrocohort.report", "templates"),
@@ -69,7 +72,7 @@ _DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?\b")
 
 
 def estimate_key(outcome: str, model: str, population: str, field: str = "estimate") -> str:
-    """The ``data-key`` of one number of one estimate, e.g. ``death_90d/cox_adjusted/matched/estimate``."""
+    """The ``data-key`` of one number of one estimate, e.g. ``death/cox_adjusted/matched/estimate``."""
     return f"{outcome}/{model}/{population}/{field}"
 
 
@@ -97,8 +100,10 @@ def _figure_markup(figures: dict[str, Figure], cache: dict[str, str]):
     def figure(stem: str, number: str, caption: str) -> Markup:
         fig = figures.get(stem)
         if fig is None:
-            return Markup('<p class="sans figure-missing" data-figure-missing="{}">{} not drawn: its results '
-                          "are not available for this run (see Models not estimated).</p>").format(stem, number)
+            return Markup(
+                '<p class="sans figure-missing" data-figure-missing="{}">{} not drawn: its results '
+                "are not available for this run (see Models not estimated).</p>"
+            ).format(stem, number)
         if stem not in cache:
             cache[stem] = base64.b64encode(figure_png_bytes(fig)).decode("ascii")
         # Shown at the figure's physical size (96 px per inch), never wider than the column.
@@ -129,13 +134,8 @@ def _table_one_context(result: Any) -> dict[str, Any] | None:
         text = str(label)
         indent = text != text.lstrip()
         nice = text.strip()
-        base = nice.split(" (")[0].split(" = ")[0]
-        if base in ("n",):
-            shown = "n"
-        elif base in COVARIATE_LABELS:
-            shown = covariate_label(base) + nice[len(base):]
-        else:
-            shown = nice
+        # table_one_combined has put the rows in the study's words already.
+        shown = nice
         rows.append({"label": shown, "indent": indent, "cells": [str(v) for v in values.to_list()]})
     return {"groups": groups, "columns": columns, "rows": rows}
 
@@ -149,7 +149,9 @@ def _results_context(result: Any) -> dict[str, Any]:
     table.loc[table[estimate_col] == "not estimated", estimate_col] = "not estimated (see below)"
     table = table.drop(columns=["Variance"])
     columns = list(table.columns)
-    numeric = {"Patients", "Events", "p", "Planted truth"} | {c for c in columns if c.startswith(("Estimate", "Published"))}
+    numeric = {"Patients", "Events", "p", "Planted truth"} | {
+        c for c in columns if c.startswith(("Estimate", "Published"))
+    }
     estimates = list(result.estimates)
     rows = []
     for k, (_, row) in enumerate(table.iterrows()):
@@ -162,56 +164,162 @@ def _results_context(result: Any) -> dict[str, Any]:
                     cell["key"] = estimate_key(est.outcome, est.model, est.population, "estimate")
                     cell["value"] = _value(est.estimate)
                     # The limits go in their own attributes on the same cell.
-                    cell["text"] = Markup('{} <span hidden data-key="{}" data-value="{}"></span>'
-                                          '<span hidden data-key="{}" data-value="{}"></span>').format(
-                        row[col], estimate_key(est.outcome, est.model, est.population, "lower"), _value(est.lower),
-                        estimate_key(est.outcome, est.model, est.population, "upper"), _value(est.upper))
+                    cell["text"] = Markup(
+                        '{} <span hidden data-key="{}" data-value="{}"></span>'
+                        '<span hidden data-key="{}" data-value="{}"></span>'
+                    ).format(
+                        row[col],
+                        estimate_key(est.outcome, est.model, est.population, "lower"),
+                        _value(est.lower),
+                        estimate_key(est.outcome, est.model, est.population, "upper"),
+                        _value(est.upper),
+                    )
                 elif col == "p":
                     cell["key"] = estimate_key(est.outcome, est.model, est.population, "p")
                     cell["value"] = _value(est.p)
                 elif col == "Patients":
                     cell["key"] = estimate_key(est.outcome, est.model, est.population, "n")
-                    cell["value"] = _value(shown_counts.get((est.outcome, est.population),
-                                                            (suppress_small_cells(est.n, threshold),))[0])
+                    cell["value"] = _value(
+                        shown_counts.get((est.outcome, est.population), (suppress_small_cells(est.n, threshold),))[0]
+                    )
                 elif col == "Events":
                     cell["key"] = estimate_key(est.outcome, est.model, est.population, "n_events")
-                    cell["value"] = _value(shown_counts.get((est.outcome, est.population),
-                                                            (None, suppress_small_cells(est.n_events, threshold)))[1])
+                    cell["value"] = _value(
+                        shown_counts.get(
+                            (est.outcome, est.population), (None, suppress_small_cells(est.n_events, threshold))
+                        )[1]
+                    )
             cells.append(cell)
         if est is None:
             cls = "skipped"
         else:
-            cls = "primary" if PRIMARY.get(est.outcome) == (est.outcome, est.model, est.population) else ""
+            cls = "primary" if primary_key(result, est.outcome) == (est.outcome, est.model, est.population) else ""
         rows.append({"cells": cells, "cls": cls})
     variance = {e.variance for e in estimates if e.variance}
     note = "Variance: " + "; ".join(sorted(variance)) + "." if variance else ""
     return {"columns": columns, "numeric": numeric, "rows": rows, "note": note}
 
 
-def _term_label(term: str, arms: dict[int, str]) -> str:
+def _term_label(term: str, arms: dict[int, str], labels: dict[str, str] | None = None) -> str:
     if term == "exposed":
         return f"{arms[1]} (exposure)"
     if term == "GLOBAL":
         return "Global"
-    return covariate_label(term)
+    return covariate_label(term, labels)
 
 
 def _primary_keys(result: Any) -> list[dict[str, str]]:
+    """The key fact of each outcome: its primary estimate (data-key ``primary/<outcome>``), published and planted."""
     out = []
-    for outcome, key, ratio in (("death_90d", "hr_death_matched", "HR"), ("krt_liberation_90d", "shr_krt_matched", "sHR")):
-        e = result.estimate(*PRIMARY[outcome])
+    for outcome in outcome_names(result):
+        _o, model, population = primary_key(result, outcome)
+        e = result.estimate(outcome, model, population)
         if e is None:
             continue
+        ratio = "sHR" if model.startswith("fine_gray") else "HR"
         truth = planted_for(result, outcome) if result.synthetic else None
         published = published_for(result, outcome)
-        caption = f"{label_of(OUTCOME_LABELS, outcome)}, adjusted {ratio} (95% CI), matched"
+        caption = f"{outcome_label(result, outcome)}, adjusted {ratio} (95% CI), matched"
         if published:
             caption += f"; published {format_ratio(*published)}"
-        out.append({
-            "key": key, "value": _value(e.estimate), "text": format_ratio(e.estimate, e.lower, e.upper),
-            "caption": caption, "truth": format_number(truth) if truth is not None else "",
-            "truth_value": _value(truth) if truth is not None else "",
-        })
+        out.append(
+            {
+                "key": f"primary/{outcome}",
+                "value": _value(e.estimate),
+                "text": format_ratio(e.estimate, e.lower, e.upper),
+                "caption": caption,
+                "truth": format_number(truth) if truth is not None else "",
+                "truth_value": _value(truth) if truth is not None else "",
+            }
+        )
+    return out
+
+
+def _outcome_sections(result: Any, disclosure: Any, threshold: int, first_figure: int) -> list[dict[str, Any]]:
+    """One report section per outcome of the study, in its order: figure, test and numbers at risk."""
+    arms = arm_labels(result)
+    conf = f"{100 * result.study.analysis.conf_level:g}%"
+    sections = []
+    number = first_figure
+    fits = getattr(result, "outcomes", None) or {}
+    # Every outcome of the study has its section, fitted or not (then the figure says it was not drawn).
+    for name, spec in result.study.outcomes.items():
+        fitted = fits.get(name)
+        competing = spec.competing is not None
+        label = outcome_label(result, name)
+        horizon = float(spec.horizon_days)
+        test = getattr(fitted, "gray" if competing else "logrank", None)
+        p = getattr(test, "p_value", None)
+        test_name = "Gray's test" if competing else "Log-rank test"
+        if competing:
+            stem = f"cif_{name}"
+            caption = (
+                f"Cumulative incidence of {label} by arm in the matched cohort to day {horizon:g}, "
+                f"{spec.competing} as competing event (Aalen-Johansen)."
+            )
+        else:
+            stem = f"km_{name}"
+            caption = (
+                f"Kaplan-Meier estimates of {label} by arm in the matched cohort to day {horizon:g}, with "
+                f"{conf} confidence bands and numbers at risk."
+            )
+        if is_number(p):
+            caption += f" {test_name} {format_p_inline(p)}."
+        at_risk = None
+        shown = disclosure.at_risk_by_outcome.get(name)
+        if fitted is not None and fitted.km is not None and not competing:
+            frame = at_risk_table(fitted.km, report_times(result.study, horizon), arms, threshold, shown=shown)
+            at_risk = {
+                "columns": list(frame.columns),
+                "rows": [
+                    {"label": idx, "cells": list(r)} for idx, r in zip(frame.index, frame.to_numpy(), strict=True)
+                ],
+            }
+        sections.append(
+            {
+                "id": f"outcome-{name}",
+                "title": f"{label} by day {horizon:g}" + (" (primary)" if spec.primary else ""),
+                "stem": stem,
+                "number": f"Figure {number}.",
+                "caption": caption,
+                "test_name": test_name,
+                "test_key": f"test/{name}",
+                "test_text": format_p_inline(p) if is_number(p) else "",
+                "test_value": _value(p),
+                "at_risk": at_risk,
+            }
+        )
+        number += 1
+    return sections
+
+
+def _subgroup_context(result: Any, disclosure: Any) -> list[dict[str, Any]]:
+    from ..study.outputs import subgroup_levels
+
+    out = []
+    for g in getattr(result, "subgroups", ()) or ():
+        levels = subgroup_levels(result, g, disclosure)
+        out.append(
+            {
+                "label": g.label or g.covariate,
+                "model": g.model,
+                "p_interaction": format_p_inline(g.p_interaction) if is_number(g.p_interaction) else "",
+                "p_value": _value(g.p_interaction),
+                "key": f"subgroup/{g.covariate}/p_interaction",
+                "rows": [
+                    {
+                        "level": str(r["level"]),
+                        "n": format_display(r["n"]),
+                        "events": format_display(r["n_events"]),
+                        "estimate": format_ratio(r["estimate"], r["lower"], r["upper"])
+                        if is_number(r["estimate"])
+                        else "not estimated",
+                        "p": format_p_inline(r["p"]).replace("p = ", "").replace("p ", "") if is_number(r["p"]) else "",
+                    }
+                    for _, r in levels.iterrows()
+                ],
+            }
+        )
     return out
 
 
@@ -222,8 +330,12 @@ def _provenance_rows(result: Any) -> list[tuple[str, str, str]]:
     rows.append(("Study", study.study.name, "study"))
     rows.append(("Study file SHA-256", str(prov.pop("study_fingerprint", study.fingerprint)), "study_fingerprint"))
     names = {
-        "data_fingerprint": "Data fingerprint", "data_fingerprint_method": "Fingerprint method",
-        "engine": "Engine", "seed": "Seed", "python": "Python", "elapsed_seconds": "Run time, s",
+        "data_fingerprint": "Data fingerprint",
+        "data_fingerprint_method": "Fingerprint method",
+        "engine": "Engine",
+        "seed": "Seed",
+        "python": "Python",
+        "elapsed_seconds": "Run time, s",
     }
     for key, label in names.items():
         if key in prov:
@@ -237,7 +349,11 @@ def _provenance_rows(result: Any) -> list[tuple[str, str, str]]:
     rows.append(("retrocohort", __version__, "retrocohort"))
     for key, value in sorted(prov.items()):
         if isinstance(value, (dict, list, tuple)):
-            value = ", ".join(f"{k}: {v}" for k, v in value.items()) if isinstance(value, dict) else ", ".join(map(str, value))
+            value = (
+                ", ".join(f"{k}: {v}" for k, v in value.items())
+                if isinstance(value, dict)
+                else ", ".join(map(str, value))
+            )
         rows.append((key.replace("_", " ").capitalize(), str(value), key))
     # No date or time stamp leaves the process, even in provenance (e.g. a file's modification time).
     return [(label, _DATE.sub("[date removed]", text), key) for label, text, key in rows]
@@ -249,8 +365,13 @@ def _data_checks_rows(result: Any, threshold: int) -> list[dict[str, str]] | Non
     if checks is None or not len(checks):
         return None
     return [
-        {"table": str(row["table"]), "rule": str(row["rule"]), "action": str(row["action"]),
-         "check": str(row["check"]), **(_count_item(row["count"], threshold) or {"text": "—", "value": ""})}
+        {
+            "table": str(row["table"]),
+            "rule": str(row["rule"]),
+            "action": str(row["action"]),
+            "check": str(row["check"]),
+            **(_count_item(row["count"], threshold) or {"text": "—", "value": ""}),
+        }
         for _, row in checks.iterrows()
     ]
 
@@ -270,8 +391,8 @@ def render_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
     str
         UTF-8 HTML: figures as base64 PNG ``<img>``, inline CSS, one inline
         diagnostic script; no external URL. Key numbers carry ``data-key``
-        (e.g. ``matched_exposed``, ``hr_death_matched``,
-        ``death_90d/cox_adjusted/matched/estimate``) with the full-precision
+        (e.g. ``matched_exposed``, ``primary/death``, ``test/death``,
+        ``death/cox_adjusted/matched/estimate``) with the full-precision
         value in ``data-value``.
     """
     figures = study_figures(result) if figures is None else figures
@@ -282,26 +403,41 @@ def render_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
     att = result.attrition
     last = len(att) - 1
     keyfacts = {
-        "screened": _count_item(att.iloc[0]["remaining"] if len(att) else None, threshold,
-                                disclosure.count("attrition_remaining_0")),
-        "eligible": _count_item(att.iloc[-1]["remaining"] if len(att) else None, threshold,
-                                disclosure.count(f"attrition_remaining_{last}")),
+        "indexed": _count_item(
+            att.iloc[0]["remaining"] if len(att) else None, threshold, disclosure.count("attrition_remaining_0")
+        ),
+        "eligible": _count_item(
+            att.iloc[-1]["remaining"] if len(att) else None, threshold, disclosure.count(f"attrition_remaining_{last}")
+        ),
         "exposed": _count_item(counts.get("exposed"), threshold, disclosure.count("exposed", counts.get("exposed"))),
-        "unexposed": _count_item(counts.get("unexposed"), threshold,
-                                 disclosure.count("unexposed", counts.get("unexposed"))),
+        "comparator": _count_item(
+            counts.get("comparator"), threshold, disclosure.count("comparator", counts.get("comparator"))
+        ),
         "matched_exposed": _count_item(counts.get("matched_exposed"), threshold, disclosure.count("matched_exposed"))
-        if result.matched is not None else None,
-        "matched_unexposed": _count_item(counts.get("matched_unexposed"), threshold,
-                                         disclosure.count("matched_unexposed"))
-        if result.matched is not None else None,
+        if result.matched is not None
+        else None,
+        "matched_comparator": _count_item(
+            counts.get("matched_comparator"), threshold, disclosure.count("matched_comparator")
+        )
+        if result.matched is not None
+        else None,
     }
     dose = None
     # The dose of a handful of exposed patients is nearly an individual's dose: not shown
-    # when the exposed count itself is suppressed.
-    few_exposed = is_small(counts.get("exposed"), threshold)
-    if result.dose_meq and is_number(result.dose_meq.get("mean")) and not few_exposed:
-        dose = {"mean": format_number(result.dose_meq["mean"], 1), "sd": format_number(result.dose_meq.get("sd"), 1),
-                "mean_value": _value(result.dose_meq["mean"]), "sd_value": _value(result.dose_meq.get("sd"))}
+    # when the exposed count itself is suppressed. Only a study that declares [dose] has one.
+    declared = result.study.dose is not None and result.dose is not None
+    dosed = result.dose.get("n", counts.get("exposed")) if declared and result.dose else counts.get("exposed")
+    few_exposed = is_small(dosed, threshold)
+    if declared and is_number(result.dose.get("mean")) and not few_exposed:
+        dose = {
+            "mean": format_number(result.dose["mean"], 1),
+            "sd": format_number(result.dose.get("sd"), 1),
+            "mean_value": _value(result.dose["mean"]),
+            "sd_value": _value(result.dose.get("sd")),
+            "label": str(result.dose.get("label", result.study.dose.label)),
+            "unit": str(result.dose.get("unit", result.study.dose.unit)),
+        }
+    covariates = study_labels(result.study)
     balance = []
     # SMDs against an arm of fewer patients than the threshold are withheld (as in balance.csv).
     bt = None if disclosure.few_exposed else balance_table(result)
@@ -310,37 +446,48 @@ def render_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
     if bt is not None:
         for term, row in bt.iterrows():
             after = row.get("smd_after", float("nan"))
-            balance.append({"term": term, "label": covariate_label(str(term)), "before": format_number(row["smd_before"], 3),
-                            "after": format_number(after, 3), "before_value": _value(row["smd_before"]),
-                            "after_value": _value(after)})
-    at_risk = None
-    if result.km is not None:
-        horizon = float(result.study.outcomes.horizon_days)
-        times = [t for t in result.study.models.km_times_days if t <= horizon] or [0.0, horizon]
-        frame = at_risk_table(result.km, times, arms, threshold, shown=disclosure.at_risk)
-        at_risk = {"columns": list(frame.columns),
-                   "rows": [{"label": idx, "cells": list(r)} for idx, r in zip(frame.index, frame.to_numpy(), strict=True)]}
-    ph = ph_test_table(result) if result.ph_test is not None else None
+            balance.append(
+                {
+                    "term": term,
+                    "label": covariate_label(str(term), covariates),
+                    "before": format_number(row["smd_before"], 3),
+                    "after": format_number(after, 3),
+                    "before_value": _value(row["smd_before"]),
+                    "after_value": _value(after),
+                }
+            )
+    primary = (getattr(result, "outcomes", None) or {}).get(getattr(result, "primary", ""))
+    ph_test = getattr(primary, "ph_test", None)
+    ph = ph_test_table(ph_test) if ph_test is not None else None
+    ph_model = getattr(primary, "ph_test_model", None) or ""
     e_value = None
     ev = result.e_value or {}
     if is_number(ev.get("point")):
-        e_value = {"point": format_number(ev["point"]), "point_value": _value(ev["point"]),
-                   "ci": format_number(ev.get("ci")) if is_number(ev.get("ci")) else "",
-                   "ci_value": _value(ev.get("ci")),
-                   "method": disclosure.text(getattr(result, "e_value_method", None) or "")}
-    logrank_p = getattr(result.logrank, "p_value", None)
-    gray_p = getattr(result.gray, "p_value", None)
-    sections = [("flow", "Study flow"), ("table1", "Baseline characteristics"), ("balance", "Covariate balance"),
-                ("survival", f"{result.study.outcomes.horizon_days:g}-day mortality"), ("krt", "KRT liberation"), ("results", "Estimates"),
-                ("methods", "Methods"), ("results-text", "Results")]
+        e_value = {
+            "point": format_number(ev["point"]),
+            "point_value": _value(ev["point"]),
+            "ci": format_number(ev.get("ci")) if is_number(ev.get("ci")) else "",
+            "ci_value": _value(ev.get("ci")),
+            "method": disclosure.text(getattr(result, "e_value_method", None) or ""),
+        }
+    outcome_sections = _outcome_sections(result, disclosure, threshold, first_figure=4)
+    forest_number = f"Figure {4 + len(outcome_sections)}."
+    subgroup_number = f"Figure {5 + len(outcome_sections)}."
+    sections = [("flow", "Study flow"), ("table1", "Baseline characteristics"), ("balance", "Covariate balance")]
+    sections += [(sec["id"], sec["title"]) for sec in outcome_sections]
+    sections += [("results", "Estimates")]
+    subgroups = _subgroup_context(result, disclosure)
+    if subgroups or "subgroups" in figures:
+        sections.append(("subgroups", "Subgroups"))
+    sections += [("methods", "Methods"), ("results-text", "Results")]
     skipped = skipped_notes(result)
     if skipped:
         sections.append(("skipped", "Models not estimated"))
     sections += [("data-checks", "Data checks"), ("data-notes", "Data notes"), ("reproducibility", "Reproducibility")]
     context = {
         "version": __version__,
-        "horizon": f"{result.study.outcomes.horizon_days:g}",
-        "conf": f"{100 * result.study.models.conf_level:g}%",
+        "conf": f"{100 * result.study.analysis.conf_level:g}%",
+        "index_label": index_label(result),
         "synthetic": bool(result.synthetic),
         "title": result.study.study.title,
         "description": result.study.study.description,
@@ -356,20 +503,23 @@ def render_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
         ],
         "dose": dose,
         "few_exposed": few_exposed,
-        "dose_window": f"{result.study.exposure.window_hours[1]:g}",
-        "dose_unit": result.study.exposure.dose_unit,
+        "dose_window": result.study.exposure.window.describe(),
         "table_one": _table_one_context(result),
         "threshold": threshold,
         "balance": balance,
-        "logrank_text": format_p_inline(logrank_p) if is_number(logrank_p) else "",
-        "logrank_value": _value(logrank_p),
-        "gray_text": format_p_inline(gray_p) if is_number(gray_p) else "",
-        "gray_value": _value(gray_p),
-        "at_risk": at_risk,
+        "outcome_sections": outcome_sections,
+        "figure_has_subgroups": "subgroups" in figures,
+        "declared_dose": declared,
+        "forest_number": forest_number,
+        "subgroup_number": subgroup_number,
+        "subgroups": subgroups,
         "results": _results_context(result),
-        "ph_table": [{**row, "Term": _term_label(row["Term"], arms)} for row in ph.to_dict("records")]
-        if ph is not None else None,
-        "ph_model": label_of(MODEL_LABELS, str(result.provenance.get("ph_test_model", ""))) if result.provenance.get("ph_test_model") else "",
+        "ph_table": [{**row, "Term": _term_label(row["Term"], arms, covariates)} for row in ph.to_dict("records")]
+        if ph is not None
+        else None,
+        "ph_model": (
+            f"{outcome_label(result, result.primary)}, {label_of(MODEL_LABELS, ph_model)}" if ph_model else ""
+        ),
         "e_value": e_value,
         "methods": methods_paragraph(result),
         "results_text": results_paragraph(result),

@@ -25,7 +25,7 @@ import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from numbers import Real
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -139,10 +139,14 @@ def suppress_frame(
 
 # A number of people in free text ("1 exposed", "6 unexposed patients", "3 stays"): the
 # attrition reasons and notes other modules write can carry counts too.
-_COUNT_WORDS = (r"exposed|unexposed|patients?|subjects?|stays?|admissions?|people|persons?|events?|deaths?|"
-                r"controls?|treated|units?|matched|unmatched|liberations?|missing|rows?|cases?|individuals?")
+_COUNT_WORDS = (
+    r"exposed|unexposed|patients?|subjects?|stays?|admissions?|people|persons?|events?|deaths?|"
+    r"controls?|treated|units?|matched|unmatched|liberations?|missing|rows?|cases?|individuals?"
+)
+# "at least 1 event(s) of Lactate" / "at most 2 events" are a criterion's rule (a design value), not a count.
 _COUNT_IN_TEXT = re.compile(
-    rf"(?<![\w.,+\-])(\d{{1,3}}(?:,\d{{3}})+|\d+)(?=\s+(?:(?:more|fewer|other|additional)\s+)?(?:{_COUNT_WORDS})\b)",
+    rf"(?<![\w.,+\-])(?<!at least )(?<!at most )(\d{{1,3}}(?:,\d{{3}})+|\d+)"
+    rf"(?=\s+(?:(?:more|fewer|other|additional)\s+)?(?:{_COUNT_WORDS})\b)",
     re.IGNORECASE,
 )
 # "too few death events (3)", "patients (12)": the count in brackets after the word.
@@ -154,7 +158,10 @@ _ESS = re.compile(r"(effective sample size\s+)(\d+(?:\.\d+)?)(\s+of\s+)(\d+)", r
 
 
 def suppress_counts_in_text(
-    text: str, threshold: int = DEFAULT_THRESHOLD, ranges: Mapping[int, str] | None = None
+    text: str,
+    threshold: int = DEFAULT_THRESHOLD,
+    ranges: Mapping[int, str] | None = None,
+    count_words: Iterable[str] = (),
 ) -> str:
     """Free text with every small count of people suppressed: "1 exposed, 6 unexposed" -> "<5 exposed, 6 unexposed".
 
@@ -164,7 +171,9 @@ def suppress_counts_in_text(
     "missing ..." sentence, or an effective sample size; itemids, hours and ages are
     left alone. ``ranges`` maps true values of counts withheld elsewhere as ranges
     (complementary suppression, :func:`study_disclosure`) to their display, so the
-    text never gives such a count back exactly.
+    text never gives such a count back exactly. ``count_words`` are more words a count of people
+    precedes: the study's arm labels ("12 vasopressin (...), 40 norepinephrine alone", the cohort
+    builder's eligible line).
     """
     threshold = _check_threshold(threshold)
     if not isinstance(text, str) or threshold == 0:
@@ -184,6 +193,8 @@ def suppress_counts_in_text(
     if re.search(r"missing", out, re.IGNORECASE):
         out = _COLUMN_COUNTS.sub(lambda m: m.group(1) + shown(m.group(2)), out)
     out = _ESS.sub(lambda m: m.group(1) + shown(m.group(2)) + m.group(3) + shown(m.group(4)), out)
+    for word in sorted({w for w in count_words if w}, key=len, reverse=True):
+        out = re.sub(rf"(?<![\w.<>=-])(\d[\d,]*)(?= {re.escape(word)}(?!\w))", lambda m: shown(m.group(1)), out)
     return out
 
 
@@ -273,8 +284,10 @@ class _Reader:
         # The true counts satisfy every equation, so only "solved" or "unbounded above" can come
         # back; anything else would make a leak look safe, so it stops the run instead.
         if low.status != 0 or high.status not in (0, 3):
-            raise RuntimeError(f"small-cell check: the linear program for {name!r} failed "
-                               f"({low.message}; {high.message}); no output is written without it")
+            raise RuntimeError(
+                f"small-cell check: the linear program for {name!r} failed "
+                f"({low.message}; {high.message}); no output is written without it"
+            )
         lo = math.ceil(low.fun - 1e-7)
         hi = -high.fun if high.status == 0 else _INF
         hi = math.floor(hi + 1e-7) if math.isfinite(hi) else _INF
@@ -348,8 +361,10 @@ def protect_counts(
         raise InputError(f"protect_counts: counts cannot be negative: {negative}")
     wrong = [(t, ps) for t, ps in eqs if vals[t] != sum(vals[p] for p in ps)]
     if wrong:
-        raise InputError(f"protect_counts: the values do not satisfy {wrong[:3]} (total = sum of parts); "
-                         "pass only relations that hold")
+        raise InputError(
+            f"protect_counts: the values do not satisfy {wrong[:3]} (total = sum of parts); "
+            "pass only relations that hold"
+        )
     published = [k for k in vals if k not in hidden_set]
     if threshold == 0:
         return {k: vals[k] for k in published}
@@ -384,12 +399,13 @@ def protect_counts(
         # smallest exact count (least information lost), else another small cell as a range
         # (small cells holding each other: b + d = c2 with all three "<3").
         support = reader.support(bounds, leaked[0]) - secondary
-        candidates = sorted((c for c in support if c in hidden_set and c not in leaked[:1]),
-                            key=lambda c: (vals[c], c))
-        candidates += sorted((c for c in support if c in published and c not in primary and vals[c] > 0),
-                             key=lambda c: (vals[c], c))
-        candidates += sorted((c for c in support if c in published and c in primary and c not in leaked[:1]),
-                             key=lambda c: (vals[c], c))
+        candidates = sorted((c for c in support if c in hidden_set and c not in leaked[:1]), key=lambda c: (vals[c], c))
+        candidates += sorted(
+            (c for c in support if c in published and c not in primary and vals[c] > 0), key=lambda c: (vals[c], c)
+        )
+        candidates += sorted(
+            (c for c in support if c in published and c in primary and c not in leaked[:1]), key=lambda c: (vals[c], c)
+        )
         if not candidates:
             # Nothing left to withhold around it (cannot happen while a total is shown exactly):
             # withhold every count rather than publish a recoverable cell.
@@ -418,6 +434,33 @@ _OBSERVED_PERCENT = re.compile(r"\(\d+(?:\.\d+)?%\s*(?=>=|<|>)")
 # The eligible line of the attrition log says "12 exposed (...), 321 unexposed".
 _ELIGIBLE_SPLIT = re.compile(r"^\s*(\d+) exposed\b.*?,\s*(\d+) unexposed\b", re.DOTALL)
 
+#: The result's count names (study/results.py) and the names the disclosure family uses for them.
+COUNT_ALIASES = {"indexed": "screened", "comparator": "unexposed", "matched_comparator": "matched_unexposed"}
+
+
+def _eligible_split(study: Any) -> re.Pattern[str]:
+    """The eligible line's "<x> <exposure label> (...), <y> <comparator label>" (cohort builder), or the
+    generic "x exposed, y unexposed"."""
+    exposure = getattr(getattr(study, "exposure", None), "label", None)
+    comparator = getattr(getattr(study, "comparator", None), "label", None)
+    if not isinstance(exposure, str) or not isinstance(comparator, str):
+        return _ELIGIBLE_SPLIT
+    return re.compile(
+        rf"^\s*(\d+) (?:exposed\b|{re.escape(exposure)}(?!\w)).*?,\s*(\d+) "
+        rf"(?:unexposed\b|{re.escape(comparator)}(?!\w))",
+        re.DOTALL,
+    )
+
+
+def report_times(study: Any, horizon: float) -> list[float]:
+    """The report times of a curve (days): ``[analysis] km_times_days`` up to ``horizon``, else 0 to the
+    horizon in six equal steps. Every output of a curve (table, figure, numbers at risk) uses these."""
+    analysis = getattr(study, "analysis", None)
+    times = sorted({float(t) for t in getattr(analysis, "km_times_days", ()) or () if float(t) <= horizon})
+    if not times:
+        times = sorted({round(float(t), 6) for t in np.linspace(0.0, float(horizon), 7)})
+    return times
+
 
 @dataclass(frozen=True)
 class StudyDisclosure:
@@ -431,8 +474,11 @@ class StudyDisclosure:
         matching ran, ``matched``, ``matched_exposed``, ``matched_unexposed``,
         ``unmatched_exposed``, ``unmatched_unexposed``.
     attrition : per attrition row, (remaining, excluded) as shown.
-    at_risk : numbers at risk of the Kaplan-Meier result (rows: the groups, columns: the
-        report times ``[models] km_times_days``) as shown; None without a KM result.
+    at_risk : numbers at risk of the primary (else first) Kaplan-Meier outcome (rows: the groups,
+        columns: :func:`report_times`) as shown; None without a KM result.
+    at_risk_by_outcome : the same, per outcome name, for every outcome with a Kaplan-Meier result.
+    subgroup_counts : ``(covariate, level)`` -> (patients, events) of a subgroup level as shown.
+    count_words : the study's arm labels: a number right before one is a count of people in free text.
     estimate_counts : ``(outcome, population)`` -> (patients, events) as shown.
     ranges : true value -> display of every count withheld as a range, for free text.
     few_exposed / few_matched : an arm of the eligible / matched cohort has fewer patients
@@ -451,10 +497,18 @@ class StudyDisclosure:
     few_exposed: bool
     few_matched: bool
     table_one: dict[tuple[str, str, str], int | str] = field(default_factory=dict)
+    at_risk_by_outcome: dict[str, pd.DataFrame] = field(default_factory=dict)
+    subgroup_counts: dict[tuple[str, str], tuple[int | str, int | str]] = field(default_factory=dict)
+    count_words: tuple[str, ...] = ()
 
     def count(self, name: str, value: object = None) -> object:
         """The display of a named count (``counts`` keys, or ``attrition_remaining_<i>`` /
-        ``attrition_excluded_<i>``); ``value`` by the plain rule when the name is unknown."""
+        ``attrition_excluded_<i>``); ``value`` by the plain rule when the name is unknown.
+
+        The result's own names (``indexed``, ``comparator``, ``matched_comparator``) are the same
+        counts as ``screened``, ``unexposed``, ``matched_unexposed``.
+        """
+        name = COUNT_ALIASES.get(name, name)
         if name in self.counts:
             return self.counts[name]
         match = re.fullmatch(r"attrition_(remaining|excluded)_(\d+)", name)
@@ -468,7 +522,7 @@ class StudyDisclosure:
         The E-value's "outcome common (79% >= 15%)" loses its observed percentage when the matched
         cohort's size is not shown exactly (events / percentage would give it back).
         """
-        out = suppress_counts_in_text(text, self.threshold, self.ranges)
+        out = suppress_counts_in_text(text, self.threshold, self.ranges, self.count_words)
         if not isinstance(self.counts.get("matched", 0), int):
             out = _OBSERVED_PERCENT.sub("(", out)
         return out
@@ -496,10 +550,10 @@ def study_disclosure(result: Any) -> StudyDisclosure:
     try:
         key = id(result)
 
-        def _forget(_ref: weakref.ref, key: int = key) -> None:  # the result is gone: so is its cache entry
+        def forget(_ref: Any, key: int = key) -> None:
             _DISCLOSURES.pop(key, None)
 
-        _DISCLOSURES[key] = (weakref.ref(result, _forget), decision)
+        _DISCLOSURES[key] = (weakref.ref(result, forget), decision)
     except TypeError:  # not weak-referenceable (a plain stand-in): no cache
         pass
     return decision
@@ -516,13 +570,14 @@ def decide_disclosure(result: Any) -> StudyDisclosure:
     same way everywhere.
     """
     study = getattr(result, "study", None)
-    threshold = _check_threshold(int(getattr(getattr(study, "report", None), "small_cell_threshold",
-                                             DEFAULT_THRESHOLD)))
+    threshold = _check_threshold(
+        int(getattr(getattr(study, "report", None), "small_cell_threshold", DEFAULT_THRESHOLD))
+    )
     values: dict[str, int] = {}
     equations: list[Equation] = []
     hidden: list[str] = []
 
-    attrition: Any = getattr(result, "attrition", None)  # a DataFrame or None; indexed only when rows > 0
+    attrition: Any = getattr(result, "attrition", None)
     rows = 0 if attrition is None else len(attrition)
     remaining = [int(v) for v in attrition["remaining"]] if rows else []
     excluded = [int(v) for v in attrition["excluded"]] if rows else []
@@ -530,9 +585,9 @@ def decide_disclosure(result: Any) -> StudyDisclosure:
         values[f"attrition_remaining_{i}"] = remaining[i]
         values[f"attrition_excluded_{i}"] = excluded[i]
         if i > 0 and remaining[i - 1] == remaining[i] + excluded[i]:
-            equations.append((f"attrition_remaining_{i - 1}",
-                              (f"attrition_remaining_{i}", f"attrition_excluded_{i}")))
-    counts = dict(getattr(result, "counts", {}) or {})
+            equations.append((f"attrition_remaining_{i - 1}", (f"attrition_remaining_{i}", f"attrition_excluded_{i}")))
+    counts = {COUNT_ALIASES.get(k, k): v for k, v in (getattr(result, "counts", {}) or {}).items()}
+    eligible_split = _eligible_split(study)
     for key in ("screened", "eligible", "exposed", "unexposed"):
         if counts.get(key) is not None:
             values[key] = int(counts[key])
@@ -545,13 +600,14 @@ def decide_disclosure(result: Any) -> StudyDisclosure:
         values["excluded"] = remaining[0] - remaining[-1]
         equations.append(("attrition_remaining_0", (f"attrition_remaining_{rows - 1}", "excluded")))
     arms_add_up = {"eligible", "exposed", "unexposed"} <= set(values) and (
-        values["eligible"] == values["exposed"] + values["unexposed"])
+        values["eligible"] == values["exposed"] + values["unexposed"]
+    )
     if arms_add_up:
         equations.append(("eligible", ("exposed", "unexposed")))
     # "x exposed, y unexposed" on the eligible line (before any complete-case step).
     for i in range(rows):
         reason = attrition["reason"].iloc[i] if "reason" in attrition.columns else None
-        match = _ELIGIBLE_SPLIT.match(reason) if isinstance(reason, str) else None
+        match = eligible_split.match(reason) if isinstance(reason, str) else None
         if match is None:
             continue
         x, y = int(match.group(1)), int(match.group(2))
@@ -582,21 +638,25 @@ def decide_disclosure(result: Any) -> StudyDisclosure:
             else:
                 del values["unmatched_exposed"], values["unmatched_unexposed"]
 
-    # Numbers at risk at the report times: each a count, and each drop between two a hidden difference.
-    at_risk_true = None
-    km = getattr(result, "km", None)
-    times = [float(t) for t in getattr(getattr(study, "models", None), "km_times_days", ()) or ()]
-    if km is not None and callable(getattr(km, "at_risk", None)) and times:
-        times = sorted(set(times))
-        at_risk_true = km.at_risk(times)
-        for g in at_risk_true.index:
+    # Numbers at risk at the report times of each Kaplan-Meier outcome: each a count, and each drop
+    # between two a hidden difference.
+    at_risk_true: dict[str, pd.DataFrame] = {}
+    at_risk_times: dict[str, list[float]] = {}
+    for outcome in (getattr(result, "outcomes", None) or {}).values():
+        km = getattr(outcome, "km", None)
+        if km is None or not callable(getattr(km, "at_risk", None)):
+            continue
+        times = report_times(study, float(outcome.horizon_days))
+        frame = km.at_risk(times)
+        at_risk_true[outcome.name], at_risk_times[outcome.name] = frame, times
+        for g in frame.index:
             arm_total = None
             if matched is not None and unique and str(g) in ("0", "1"):
                 arm_total = "matched_exposed" if str(g) == "1" else "matched_unexposed"
             previous = arm_total
-            for j in range(len(times)):
-                name = f"at_risk_{g}_{j}"
-                values[name] = int(at_risk_true.loc[g].iloc[j])
+            for j, _t in enumerate(times):
+                name = f"at_risk_{outcome.name}_{g}_{j}"
+                values[name] = int(frame.loc[g].iloc[j])
                 if previous is not None and values[previous] >= values[name]:
                     drop = f"{name}_drop"
                     values[drop] = values[previous] - values[name]
@@ -608,8 +668,8 @@ def decide_disclosure(result: Any) -> StudyDisclosure:
     # matched cohort are the events among the unmatched.
     estimate_vars: dict[tuple[str, str], tuple[str, str]] = {}
     for e in getattr(result, "estimates", ()) or ():
-        est_key = (e.outcome, e.population)
-        if est_key in estimate_vars:
+        pair = (e.outcome, e.population)
+        if pair in estimate_vars:
             continue
         n_name = f"{e.outcome}_{e.population}_n"
         ev_name = f"{e.outcome}_{e.population}_events"
@@ -618,14 +678,15 @@ def decide_disclosure(result: Any) -> StudyDisclosure:
             equations.append(("matched", (n_name,)))
         if e.population in ("full", "iptw") and values.get("eligible") == int(e.n):
             equations.append(("eligible", (n_name,)))
-        estimate_vars[est_key] = (n_name, ev_name)
-    for outcome in ("death_90d", "krt_liberation_90d"):
+        estimate_vars[pair] = (n_name, ev_name)
+    outcome_names = list(dict.fromkeys(e.outcome for e in getattr(result, "estimates", ()) or ()))
+    for outcome in outcome_names:
         # IPTW weighs the full cohort: the same patients, the same events.
         full, iptw = estimate_vars.get((outcome, "full")), estimate_vars.get((outcome, "iptw"))
         if full and iptw:
             equations.append((full[1], (iptw[1],)))
     if unique:
-        for outcome in ("death_90d", "krt_liberation_90d"):
+        for outcome in outcome_names:
             full = estimate_vars.get((outcome, "full")) or estimate_vars.get((outcome, "iptw"))
             sub = estimate_vars.get((outcome, "matched"))
             if full and sub and values[full[1]] >= values[sub[1]]:
@@ -634,38 +695,109 @@ def decide_disclosure(result: Any) -> StudyDisclosure:
                 hidden.append(diff)
                 equations.append((full[1], (sub[1], diff)))
 
+    subgroup_vars = _subgroup_family(result, values, equations, estimate_vars)
     table_one_vars = _table_one_family(result, values, equations, hidden, unique)
     # Only relations that hold (an inconsistent log from a cohort builder is its own problem, and a
     # relation that does not hold tells a reader nothing exact).
-    equations = [(t, ps) for t, ps in equations
-                 if t in values and all(p in values for p in ps) and values[t] == sum(values[p] for p in ps)]
+    equations = [
+        (t, ps)
+        for t, ps in equations
+        if t in values and all(p in values for p in ps) and values[t] == sum(values[p] for p in ps)
+    ]
     display = protect_counts(values, equations, threshold, hidden=hidden)
-    ranges = {values[k]: str(v) for k, v in display.items()
-              if isinstance(v, str) and not v.startswith("<") and not k.startswith("t1|")}
-    at_risk_shown = None
-    if at_risk_true is not None:
-        at_risk_shown = pd.DataFrame(
-            [[display[f"at_risk_{g}_{j}"] for j in range(len(times))] for g in at_risk_true.index],
-            index=at_risk_true.index, columns=at_risk_true.columns, dtype=object,
+    ranges = {
+        values[k]: str(v)
+        for k, v in display.items()
+        if isinstance(v, str) and not v.startswith("<") and not k.startswith("t1|")
+    }
+    at_risk_shown = {
+        name: pd.DataFrame(
+            [[display[f"at_risk_{name}_{g}_{j}"] for j in range(len(at_risk_times[name]))] for g in frame.index],
+            index=frame.index,
+            columns=frame.columns,
+            dtype=object,
         )
-    shown_counts: dict[str, Any] = {k: display[k] for k in ("screened", "excluded", "eligible", "exposed", "unexposed", "matched",
-                                            "matched_exposed", "matched_unexposed", "unmatched_exposed",
-                                            "unmatched_unexposed") if k in display}
+        for name, frame in at_risk_true.items()
+    }
+    primary = getattr(result, "primary", None)
+    first_km = primary if primary in at_risk_shown else next(iter(at_risk_shown), None)
+    shown_counts: dict[str, int | str] = {
+        k: display[k]
+        for k in (
+            "screened",
+            "excluded",
+            "eligible",
+            "exposed",
+            "unexposed",
+            "matched",
+            "matched_exposed",
+            "matched_unexposed",
+            "unmatched_exposed",
+            "unmatched_unexposed",
+        )
+        if k in display
+    }
     few_exposed = any(is_small(values.get(k), threshold) for k in ("exposed", "unexposed"))
     few_matched = matched is not None and any(
-        is_small(values.get(k), threshold) for k in ("matched_exposed", "matched_unexposed"))
+        is_small(values.get(k), threshold) for k in ("matched_exposed", "matched_unexposed")
+    )
     return StudyDisclosure(
         threshold=threshold,
         counts=shown_counts,
-        attrition=tuple((display[f"attrition_remaining_{i}"], display[f"attrition_excluded_{i}"])
-                        for i in range(rows)),
-        at_risk=at_risk_shown,
+        attrition=tuple((display[f"attrition_remaining_{i}"], display[f"attrition_excluded_{i}"]) for i in range(rows)),
+        at_risk=at_risk_shown.get(first_km) if first_km is not None else None,
         estimate_counts={k: (display[n], display[ev]) for k, (n, ev) in estimate_vars.items()},
         ranges=ranges,
         few_exposed=few_exposed,
         few_matched=few_matched,
         table_one={key: display[name] for key, name in table_one_vars.items()},
+        at_risk_by_outcome=at_risk_shown,
+        subgroup_counts={key: (display[n], display[ev]) for key, (n, ev) in subgroup_vars.items()},
+        count_words=tuple(
+            str(w)
+            for w in (
+                getattr(getattr(study, "exposure", None), "label", None),
+                getattr(getattr(study, "comparator", None), "label", None),
+            )
+            if isinstance(w, str)
+        ),
     )
+
+
+def _subgroup_family(
+    result: Any,
+    values: dict[str, int],
+    equations: list[Equation],
+    estimate_vars: Mapping[tuple[str, str], tuple[str, str]],
+) -> dict[tuple[str, str], tuple[str, str]]:
+    """Add each subgroup level's patients and events to the family: the levels of one covariate add
+    up to the population the subgroup models were fitted in (and its events), so one small level
+    could be given back by subtraction. Returns ``(covariate, level)`` -> (patients, events) names."""
+    out: dict[tuple[str, str], tuple[str, str]] = {}
+    for sg in getattr(result, "subgroups", ()) or ():
+        levels = getattr(sg, "levels", None)
+        if not isinstance(levels, pd.DataFrame) or not {"level", "n", "n_events"} <= set(levels.columns):
+            continue
+        names_n, names_ev = [], []
+        for _, row in levels.iterrows():
+            key = (str(sg.covariate), str(row["level"]))
+            n_name, ev_name = f"sg|{key[0]}|{key[1]}|n", f"sg|{key[0]}|{key[1]}|events"
+            if pd.isna(row["n"]) or pd.isna(row["n_events"]) or n_name in values:
+                continue
+            values[n_name], values[ev_name] = int(row["n"]), int(row["n_events"])
+            names_n.append(n_name)
+            names_ev.append(ev_name)
+            out[key] = (n_name, ev_name)
+        population = "matched" if "matched" in str(getattr(sg, "model", "")).lower() else "full"
+        total = estimate_vars.get((sg.outcome, population))
+        if names_n:
+            # Kept only when they hold (the filter in decide_disclosure): levels may leave out patients
+            # with a missing value, and then the sum tells a reader nothing exact.
+            equations.append(("matched" if population == "matched" else "eligible", tuple(names_n)))
+            if total is not None:
+                equations.append((total[0], tuple(names_n)))
+                equations.append((total[1], tuple(names_ev)))
+    return out
 
 
 def _table_one_family(
@@ -678,8 +810,10 @@ def _table_one_family(
     and tables whose ``n`` row does not match the arm counts are left to the plain rule.
     """
     out: dict[tuple[str, str, str], str] = {}
-    arm_names = {"before": {"0": "unexposed", "1": "exposed"},
-                 "after": {"0": "matched_unexposed", "1": "matched_exposed"}}
+    arm_names = {
+        "before": {"0": "unexposed", "1": "exposed"},
+        "after": {"0": "matched_unexposed", "1": "matched_exposed"},
+    }
     for when in ("before", "after"):
         table = getattr(result, f"table_one_{when}", None)
         if not isinstance(table, pd.DataFrame) or "n" not in [str(i).strip() for i in table.index]:
@@ -695,7 +829,7 @@ def _table_one_family(
             cells: dict[str, int] = {}
             for label, cell in table[column].items():
                 match = re.match(r"^\s*(\d+(?:\.\d+)?)\s*\(", str(cell))
-                if match is None or "(%)" not in str(label) and str(label) == str(label).lstrip():
+                if match is None or ("(%)" not in str(label) and str(label) == str(label).lstrip()):
                     continue
                 count = float(match.group(1))
                 if count != int(count):
@@ -734,8 +868,8 @@ def format_display(shown: object) -> str:
         return "\u2014"
     if isinstance(shown, bool):
         return str(shown)
-    if isinstance(shown, (int, float, np.integer, np.floating)) and float(shown) == int(shown):
-        return f"{int(shown):,}"
+    if isinstance(shown, Real) and float(shown) == int(cast(Any, shown)):
+        return f"{int(cast(Any, shown)):,}"
     return str(shown)
 
 
@@ -764,8 +898,9 @@ def coarsen_curve(table: pd.DataFrame, threshold: int = DEFAULT_THRESHOLD) -> pd
         return table.copy()
     if "n_event" not in table.columns or "time" not in table.columns:
         raise InputError(f"coarsen_curve: the table needs columns time and n_event (has {list(table.columns)})")
-    parts = [table] if "group" not in table.columns else [table[table["group"] == g]
-                                                           for g in dict.fromkeys(table["group"])]
+    parts = (
+        [table] if "group" not in table.columns else [table[table["group"] == g] for g in dict.fromkeys(table["group"])]
+    )
     kept = []
     for part in parts:
         part = part.sort_values("time", kind="stable")

@@ -17,15 +17,16 @@ import pandas as pd
 from ..errors import InputError
 from .formatting import (
     MODEL_LABELS,
-    OUTCOME_LABELS,
     POPULATION_LABELS,
+    exclusion_reason,
     format_number,
     format_p,
     format_ratio,
     label_of,
-    exclusion_reason,
+    outcome_labels,
     resolve_labels,
     step_label,
+    study_labels,
 )
 from .suppression import (
     DEFAULT_THRESHOLD,
@@ -39,31 +40,59 @@ from .suppression import (
 )
 
 __all__ = [
-    "threshold_of",
     "arm_labels",
-    "estimates_frame",
-    "results_table",
-    "published_for",
-    "planted_for",
-    "table_one_combined",
-    "suppress_table_one",
-    "attrition_table",
     "at_risk_table",
-    "ph_test_table",
+    "attrition_table",
     "balance_table",
-    "PRIMARY",
+    "estimates_frame",
+    "index_label",
+    "outcome_label",
+    "outcome_names",
+    "ph_test_table",
+    "planted_for",
+    "primary_key",
+    "published_for",
+    "results_table",
+    "suppress_table_one",
+    "table_one_combined",
+    "threshold_of",
 ]
 
-# The estimates the published abstract reports, and that the report leads with.
-PRIMARY: dict[str, tuple[str, str, str]] = {
-    "death_90d": ("death_90d", "cox_adjusted", "matched"),
-    "krt_liberation_90d": ("krt_liberation_90d", "fine_gray_adjusted", "matched"),
-}
-# Keys of the planted truth (SYNTHETIC.json) per outcome.
-PLANTED_KEYS: dict[str, tuple[str, ...]] = {
-    "death_90d": ("hr_death",),
-    "krt_liberation_90d": ("shr_krt", "hr_krt"),
-}
+
+def _study(result: Any) -> Any:
+    return getattr(result, "study", None)
+
+
+def outcome_names(result: Any) -> list[str]:
+    """The study's outcome names in the study's order (those of the estimates when there is no study)."""
+    outcomes = getattr(_study(result), "outcomes", None)
+    if outcomes:
+        return [str(k) for k in outcomes]
+    return list(dict.fromkeys(str(e.outcome) for e in getattr(result, "estimates", ())))
+
+
+def outcome_label(result: Any, outcome: str) -> str:
+    """The study's label of an outcome (``[outcomes.<name>] label``); the name when unknown."""
+    return outcome_labels(_study(result)).get(outcome, outcome.replace("_", " "))
+
+
+def is_competing(result: Any, outcome: str) -> bool:
+    """Whether the study gives the outcome a competing event (CIF, Gray, Fine-Gray)."""
+    spec = (getattr(_study(result), "outcomes", None) or {}).get(outcome)
+    if spec is not None:
+        return getattr(spec, "competing", None) is not None
+    return any(e.model.startswith("fine_gray") for e in getattr(result, "estimates", ()) if e.outcome == outcome)
+
+
+def primary_key(result: Any, outcome: str) -> tuple[str, str, str]:
+    """(outcome, model, population) of the estimate an outcome is reported by: the adjusted model
+    (Fine-Gray with a competing event, else Cox) in the matched cohort; published figures sit beside it."""
+    return outcome, "fine_gray_adjusted" if is_competing(result, outcome) else "cox_adjusted", "matched"
+
+
+def index_label(result: Any) -> str:
+    """The study's index label ("ICU admission", "norepinephrine start", ...): the x axis says "Days since <it>"."""
+    return str(getattr(getattr(_study(result), "index", None), "label", "") or "index")
 
 
 def threshold_of(result: Any) -> int:
@@ -75,18 +104,17 @@ def threshold_of(result: Any) -> int:
 
 
 def arm_labels(result: Any) -> dict[int, str]:
-    """``{0: comparator, 1: exposed}`` in the study's words (e.g. "no Mg", "Mg")."""
-    info = getattr(getattr(result, "study", None), "study", None)
-    comparator = getattr(info, "comparator_label", "Comparator")
-    exposed = getattr(info, "exposure_label", "Exposed")
-    return {0: comparator, 1: exposed}
+    """``{0: comparator, 1: exposed}`` in the study's words (``[comparator] label``, ``[exposure] label``)."""
+    study = _study(result)
+    comparator = getattr(getattr(study, "comparator", None), "label", None) or "Comparator"
+    exposed = getattr(getattr(study, "exposure", None), "label", None) or "Exposed"
+    return {0: str(comparator), 1: str(exposed)}
 
 
 def published_for(result: Any, outcome: str) -> tuple[float, float, float] | None:
-    """Published (estimate, lower, upper) of an outcome from ``[report] published_*``, or None."""
-    report = getattr(getattr(result, "study", None), "report", None)
-    key = {"death_90d": "published_hr_death", "krt_liberation_90d": "published_hr_krt"}.get(outcome)
-    value = getattr(report, key, None) if key else None
+    """Published (estimate, lower, upper) of an outcome from ``[report] published``, or None."""
+    report = getattr(_study(result), "report", None)
+    value = (getattr(report, "published", None) or {}).get(outcome)
     if not value:
         return None
     estimate, lower, upper = (float(v) for v in value)  # the spec types it as a 3-tuple
@@ -94,12 +122,12 @@ def published_for(result: Any, outcome: str) -> tuple[float, float, float] | Non
 
 
 def planted_for(result: Any, outcome: str) -> float | None:
-    """The planted (true) ratio of an outcome on synthetic data, or None."""
+    """The planted (true) ratio of an outcome on synthetic data (``planted[outcome]["value"]``), or None."""
     planted = getattr(result, "planted", None) or {}
-    for key in PLANTED_KEYS.get(outcome, ()):
-        value = planted.get(key)
-        if isinstance(value, (int, float)) and np.isfinite(value):
-            return float(value)
+    entry = planted.get(outcome)
+    value = entry.get("value") if isinstance(entry, Mapping) else entry
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value):
+        return float(value)
     return None
 
 
@@ -114,17 +142,39 @@ def estimates_frame(result: Any) -> pd.DataFrame:
     disclosure = study_disclosure(result) if hasattr(result, "attrition") else None
     rows = []
     for e in getattr(result, "estimates", ()):
-        shown: tuple[Any, Any] | None = disclosure.estimate_counts.get((e.outcome, e.population)) if disclosure else None
+        shown: Any = disclosure.estimate_counts.get((e.outcome, e.population)) if disclosure else None
         if shown is None:
             shown = (suppress_small_cells(e.n, threshold), suppress_small_cells(e.n_events, threshold))
-        rows.append({
-            "outcome": e.outcome, "model": e.model, "population": e.population,
-            "estimate": float(e.estimate), "lower": float(e.lower), "upper": float(e.upper), "p": float(e.p),
-            "n": shown[0], "n_events": shown[1],
-            "variance": e.variance, "label": e.label, "note": e.note,
-        })
-    columns = ["outcome", "model", "population", "estimate", "lower", "upper", "p", "n", "n_events",
-               "variance", "label", "note"]
+        rows.append(
+            {
+                "outcome": e.outcome,
+                "model": e.model,
+                "population": e.population,
+                "estimate": float(e.estimate),
+                "lower": float(e.lower),
+                "upper": float(e.upper),
+                "p": float(e.p),
+                "n": shown[0],
+                "n_events": shown[1],
+                "variance": e.variance,
+                "label": e.label,
+                "note": e.note,
+            }
+        )
+    columns = [
+        "outcome",
+        "model",
+        "population",
+        "estimate",
+        "lower",
+        "upper",
+        "p",
+        "n",
+        "n_events",
+        "variance",
+        "label",
+        "note",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -151,14 +201,15 @@ def results_table(result: Any) -> pd.DataFrame:
     """
     threshold = threshold_of(result)
     disclosure = study_disclosure(result) if hasattr(result, "attrition") else None
-    conf = int(round(100 * float(getattr(getattr(getattr(result, "study", None), "models", None), "conf_level", 0.95))))
+    conf = int(round(100 * float(getattr(getattr(_study(result), "analysis", None), "conf_level", 0.95))))
     estimate_col = f"Estimate ({conf}% CI)"
-    show_published = any(published_for(result, o) for o in OUTCOME_LABELS)
-    show_planted = bool(getattr(result, "synthetic", False)) and any(planted_for(result, o) is not None for o in OUTCOME_LABELS)
+    names = outcome_names(result)
+    show_published = any(published_for(result, o) for o in names)
+    show_planted = bool(getattr(result, "synthetic", False)) and any(planted_for(result, o) is not None for o in names)
     rows = []
     for e in getattr(result, "estimates", ()):
         row = {
-            "Outcome": label_of(OUTCOME_LABELS, e.outcome),
+            "Outcome": outcome_label(result, e.outcome),
             "Model": label_of(MODEL_LABELS, e.model),
             "Population": label_of(POPULATION_LABELS, e.population),
             "Patients": _estimate_count(disclosure, e, 0, threshold),
@@ -170,7 +221,7 @@ def results_table(result: Any) -> pd.DataFrame:
         }
         if show_published:
             published = published_for(result, e.outcome)
-            is_primary = PRIMARY.get(e.outcome) == (e.outcome, e.model, e.population)
+            is_primary = primary_key(result, e.outcome) == (e.outcome, e.model, e.population)
             row["Published (95% CI)"] = format_ratio(*published) if (published and is_primary) else ""
         if show_planted:
             truth = planted_for(result, e.outcome)
@@ -178,12 +229,17 @@ def results_table(result: Any) -> pd.DataFrame:
         rows.append(row)
     for s in getattr(result, "skipped", ()):
         # Only outcome models are lines of the table (an E-value or matching skip is said in the text).
-        if s.outcome not in OUTCOME_LABELS or not s.model.startswith(("cox", "fine_gray")):
+        if s.outcome not in names or not s.model.startswith(("cox", "fine_gray")):
             continue
         row = {
-            "Outcome": label_of(OUTCOME_LABELS, s.outcome), "Model": label_of(MODEL_LABELS, s.model),
-            "Population": label_of(POPULATION_LABELS, s.population), "Patients": "", "Events": "",
-            "Ratio": _ratio_name(s.model), estimate_col: "not estimated", "p": "",
+            "Outcome": outcome_label(result, s.outcome),
+            "Model": label_of(MODEL_LABELS, s.model),
+            "Population": label_of(POPULATION_LABELS, s.population),
+            "Patients": "",
+            "Events": "",
+            "Ratio": _ratio_name(s.model),
+            estimate_col: "not estimated",
+            "p": "",
             "Variance": disclosure.text(s.reason) if disclosure else suppress_counts_in_text(s.reason, threshold),
         }
         if show_published:
@@ -240,7 +296,9 @@ WITHHELD = "withheld"
 
 
 def suppress_table_one(
-    table: pd.DataFrame, threshold: int = DEFAULT_THRESHOLD, arm_counts: Mapping[str, object] | None = None,
+    table: pd.DataFrame,
+    threshold: int = DEFAULT_THRESHOLD,
+    arm_counts: Mapping[str, object] | None = None,
     cell_counts: Mapping[tuple[str, str], object] | None = None,
 ) -> pd.DataFrame:
     """Table 1 with small counts suppressed: the ``n`` row and every ``n (%)`` cell.
@@ -270,8 +328,14 @@ def suppress_table_one(
     out = table.copy()
     labels = _label_column(out)
     count_rows = _count_rows(labels)
-    label_name = next((c for c in ("variable", "characteristic", "Characteristic", "label", "") if c in out.columns
-                       and out[c].dtype == object), None)
+    label_name = next(
+        (
+            c
+            for c in ("variable", "characteristic", "Characteristic", "label", "")
+            if c in out.columns and out[c].dtype == object
+        ),
+        None,
+    )
     for column in out.columns:
         if column == label_name:
             continue
@@ -290,13 +354,20 @@ def suppress_table_one(
             else:
                 values[k] = suppress_small_cells(v, threshold)
         out[column] = pd.Series(values, index=out.index, dtype=object)
-    return _protect_table_one(table, out, labels, count_rows, label_name, threshold, arm_counts or {},
-                              cell_counts or {})
+    return _protect_table_one(
+        table, out, labels, count_rows, label_name, threshold, arm_counts or {}, cell_counts or {}
+    )
 
 
 def _protect_table_one(
-    raw: pd.DataFrame, out: pd.DataFrame, labels: pd.Series, count_rows: np.ndarray, label_name: Any,
-    threshold: int, arm_counts: Mapping[str, object], cell_counts: Mapping[tuple[str, str], object],
+    raw: pd.DataFrame,
+    out: pd.DataFrame,
+    labels: pd.Series,
+    count_rows: np.ndarray,
+    label_name: Any,
+    threshold: int,
+    arm_counts: Mapping[str, object],
+    cell_counts: Mapping[tuple[str, str], object],
 ) -> pd.DataFrame:
     """Complements of yes/no rows, percentages of inexact arms, statistics of small arms (see suppress_table_one)."""
     if threshold == 0:
@@ -308,21 +379,30 @@ def _protect_table_one(
     n_row = n_rows[0]
     arm_columns = [c for c in out.columns if c != label_name and str(c).strip().lower() not in _NON_COUNT_COLUMNS]
     # A yes/no row: "x = level (%)" with no indented level rows under it.
-    binary = np.array([bool(re.search(r"=.*\(%\)", x)) and not (k + 1 < len(labels) and
-                       str(labels.iloc[k + 1]) != str(labels.iloc[k + 1]).lstrip() and stripped[k + 1])
-                       for k, x in enumerate(stripped)])
+    binary = np.array(
+        [
+            bool(re.search(r"=.*\(%\)", x))
+            and not (
+                k + 1 < len(labels) and str(labels.iloc[k + 1]) != str(labels.iloc[k + 1]).lstrip() and stripped[k + 1]
+            )
+            for k, x in enumerate(stripped)
+        ]
+    )
     small_arm = False
     for column in arm_columns:
         n_true = _as_number(raw[column].iloc[n_row])
         if n_true is None:
             continue
-        shown_n: Any = arm_counts.get(str(column).strip())  # a count, or its display text
+        shown_n: Any = arm_counts.get(str(column).strip())
         if shown_n is None:
             shown_n = suppress_small_cells(n_true, threshold)
         exact = isinstance(shown_n, (int, float)) and not isinstance(shown_n, bool)
         values = out[column].to_numpy(dtype=object).copy()
-        values[n_row] = str(int(shown_n)) if exact and float(shown_n) == int(shown_n) else (
-            values[n_row] if exact else str(shown_n))
+        values[n_row] = (
+            str(int(shown_n))
+            if exact and float(shown_n) == int(shown_n)
+            else (values[n_row] if exact else str(shown_n))
+        )
         few = is_small(n_true, threshold)
         small_arm |= few
         for k in range(len(values)):
@@ -331,7 +411,7 @@ def _protect_table_one(
             cell = raw[column].iloc[k]
             if count_rows[k]:
                 match = re.match(r"^\s*(\d+(?:\.\d+)?)\s*\(", str(cell))
-                if match is None or isinstance(values[k], str) and values[k].startswith("<"):
+                if match is None or (isinstance(values[k], str) and values[k].startswith("<")):
                     continue
                 count = float(match.group(1))
                 decided = cell_counts.get((str(raw.index[k]), str(column).strip()))
@@ -365,6 +445,21 @@ def _rename_arm(column: Any, labels: Mapping[int, str]) -> str:
     return text
 
 
+def table_one_row_label(row: str, labels: Mapping[str, str]) -> str:
+    """A Table 1 row (tableone's ``age (mean (SD))``, ``sepsis = 1 (%)``, ``sex = M (%)``) in the study's
+    words (``Age, years (mean (SD))``, ``Sepsis (%)``, ``Sex = M (%)``); level rows and ``n`` unchanged."""
+    if not row or row != row.lstrip() or row == "n":
+        return row
+    for name in sorted(labels, key=len, reverse=True):
+        label = labels[name]
+        for yes in (f"{name} = 1 (%)", f"{name} = 1.0 (%)", f"{name} = True (%)"):
+            if row.startswith(yes):
+                return f"{label} (%)" + row[len(yes) :]
+        if row.startswith((f"{name} (", f"{name} = ")):
+            return label + row[len(name) :]
+    return row
+
+
 def table_one_combined(result: Any) -> pd.DataFrame | None:
     """Table 1 before and after matching side by side, counts suppressed.
 
@@ -379,6 +474,7 @@ def table_one_combined(result: Any) -> pd.DataFrame | None:
         return None
     threshold = threshold_of(result)
     labels = arm_labels(result)
+    covariate_names = study_labels(_study(result))
     disclosure = study_disclosure(result) if hasattr(result, "attrition") else None
     parts, keys = [], []
     for title, table in (("Before matching", before), ("After matching", after)):
@@ -389,14 +485,23 @@ def table_one_combined(result: Any) -> pd.DataFrame | None:
             names = ("unexposed", "exposed") if title.startswith("Before") else ("matched_unexposed", "matched_exposed")
             arm_counts = {"0": disclosure.counts.get(names[0]), "1": disclosure.counts.get(names[1])}
         when = "before" if title.startswith("Before") else "after"
-        cells = {(label, arm): v for (w, label, arm), v in disclosure.table_one.items() if w == when} \
-            if disclosure is not None else None
+        cells = (
+            {(label, arm): v for (w, label, arm), v in disclosure.table_one.items() if w == when}
+            if disclosure is not None
+            else None
+        )
         shown = suppress_table_one(table, threshold, arm_counts=arm_counts, cell_counts=cells)
-        label_name = next((c for c in ("variable", "characteristic", "Characteristic", "label", "")
-                           if c in shown.columns and shown[c].dtype == object), None)
+        label_name = next(
+            (
+                c
+                for c in ("variable", "characteristic", "Characteristic", "label", "")
+                if c in shown.columns and shown[c].dtype == object
+            ),
+            None,
+        )
         if label_name is not None:
             shown = shown.set_index(label_name)
-        shown.index = [str(i) for i in shown.index]
+        shown.index = [table_one_row_label(str(i), covariate_names) for i in shown.index]
         keep = [c for c in shown.columns if str(c).strip().lower() not in {"p", "test"}]
         shown = shown[keep]
         shown.columns = [_rename_arm(c, labels) if str(c).strip().lower() != "smd" else "SMD" for c in shown.columns]
@@ -414,8 +519,11 @@ def table_one_combined(result: Any) -> pd.DataFrame | None:
     # tableone prints NaN (an SD or SMD of an arm of one) as "nan"; a journal prints a dash.
     combined = combined.map(lambda v: re.sub(r"\bnan\b", "\u2014", v) if isinstance(v, str) else v)
     # A missing-values column with nothing missing is noise in a published Table 1.
-    empty_missing = [c for c in combined.columns if str(c[1]).strip().lower() == "missing"
-                     and set(map(str, combined[c])) <= {"", "0"}]
+    empty_missing = [
+        c
+        for c in combined.columns
+        if str(c[1]).strip().lower() == "missing" and set(map(str, combined[c])) <= {"", "0"}
+    ]
     return combined.drop(columns=empty_missing)
 
 
@@ -444,13 +552,18 @@ def attrition_table(result_or_attrition: Any, threshold: int | None = None) -> p
 
         def scrub(text: str) -> str:
             return suppress_counts_in_text(text, t)
-    return pd.DataFrame({
-        "Step": [step_label(v) for v in attrition["step"]],
-        "Remaining": remaining,
-        "Excluded": excluded,
-        "Reason": [("" if (r is None or (isinstance(r, float) and np.isnan(r)))
-                    else scrub(exclusion_reason(r))) for r in reason],
-    })
+
+    return pd.DataFrame(
+        {
+            "Step": [step_label(v) for v in attrition["step"]],
+            "Remaining": remaining,
+            "Excluded": excluded,
+            "Reason": [
+                ("" if (r is None or (isinstance(r, float) and np.isnan(r))) else scrub(exclusion_reason(r)))
+                for r in reason
+            ],
+        }
+    )
 
 
 def at_risk_table(
@@ -479,8 +592,7 @@ def at_risk_table(
         cells = [[format_display(_shown_at(shown, g, t)) for t in at] for g in groups]
     else:
         cells = [[format_count(v, threshold) for v in row] for row in _at_risk_counts(km_result, table, groups, at)]
-    frame = pd.DataFrame(cells,
-                         index=pd.Index(names, name="Arm"), columns=[f"{t:g}" for t in at])
+    frame = pd.DataFrame(cells, index=pd.Index(names, name="Arm"), columns=[f"{t:g}" for t in at])
     frame.columns.name = "Day"
     return frame
 
@@ -494,12 +606,14 @@ def ph_test_table(result_or_ph: Any) -> pd.DataFrame | None:
     if not isinstance(table, pd.DataFrame) or "chisq" not in table.columns:
         raise InputError("ph_test_table: expected cox.zph-style rows with columns chisq, df, p")
     terms = table["term"] if "term" in table.columns else pd.Series(table.index, index=table.index)
-    return pd.DataFrame({
-        "Term": [str(t) for t in terms],
-        "Chi-square": [format_number(v, 2) for v in table["chisq"]],
-        "df": [format_number(v, 0) if float(v) == int(v) else format_number(v, 2) for v in table["df"]],
-        "p": [format_p(v) for v in table["p"]],
-    })
+    return pd.DataFrame(
+        {
+            "Term": [str(t) for t in terms],
+            "Chi-square": [format_number(v, 2) for v in table["chisq"]],
+            "df": [format_number(v, 0) if float(v) == int(v) else format_number(v, 2) for v in table["df"]],
+            "p": [format_p(v) for v in table["p"]],
+        }
+    )
 
 
 def balance_table(result: Any) -> pd.DataFrame | None:

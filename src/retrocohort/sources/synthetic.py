@@ -317,7 +317,7 @@ def generate_synthetic(
         stay. ``stays`` then defaults to the CKRT patients' stays plus 10 % background stays.
         Used for recovery tests on large samples (e.g. 50,000).
     study_patients : int, optional
-        Patients written for the thiamine study (``studies/next/thiamine_sepsis.toml``), from a
+        Patients written for the thiamine study (``studies/thiamine_sepsis.toml``), from a
         random stream of their own after every flagship row, so the flagship's rows do not depend
         on it. Default: 900 per 10,000 flagship ICU stays; 0 writes none. Their ICU stays come on
         top of ``stays``. The vasopressin studies' cohorts come from the flagship's rows.
@@ -391,6 +391,17 @@ def generate_synthetic(
     planted = pd.DataFrame(ckrt)
     truth = _truth(plan, planted, int(seed))
     study_truth = studies_model.studies_truth(thiamine)
+    # The flagship's truth by outcome name (studies/magnesium_ckrt.toml: death, krt_liberation), so the
+    # pipeline reads every study's planted effect the same way; "truth" keeps the full description.
+    study_truth = {
+        "magnesium_ckrt": {
+            "primary_outcome": "death",
+            "hr_death": truth["hr_death"],
+            "shr_krt_liberation": truth["shr_krt"],
+            "description": truth["description"],
+        },
+        **study_truth,
+    }
     total_stays = flagship_stays + thiamine_stays
     _write(out, tables, fmt)
     meta = {

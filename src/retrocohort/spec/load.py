@@ -42,12 +42,29 @@ def load_study_file(path: str | Path) -> Study:
         The file is missing or unreadable, not TOML, or a key, value or name is wrong.
     """
     path = Path(path)
+    if path.is_dir():
+        raise StudySpecError(f"study file {str(path)!r} is a folder; pass the study's .toml file inside it")
     if not path.is_file():
         raise StudySpecError(f"study file {str(path)!r} not found (give the path of a .toml study file)")
     try:
-        text = path.read_text(encoding="utf-8-sig")  # a BOM from a Windows editor is not TOML
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StudySpecError(f"{path}: cannot be read as UTF-8 text ({exc})") from None
+        data = path.read_bytes()
+    except OSError as exc:
+        raise StudySpecError(
+            f"study file {str(path)!r} cannot be read ({exc.strerror or exc}); check its permissions"
+        ) from None
+    if b"\x00" in data:
+        raise StudySpecError(
+            f"study file {str(path)!r} is a binary file, not a TOML text file; pass the study's .toml file "
+            "(e.g. studies/magnesium_ckrt.toml)"
+        )
+    try:
+        text = data.decode("utf-8-sig")  # a BOM from a Windows editor is not TOML
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise StudySpecError(
+            f"study file {str(path)!r}, line {line}: byte 0x{data[exc.start]:02x} is not UTF-8 text; TOML files "
+            "are UTF-8: save the file as UTF-8 in your editor (or convert it, e.g. iconv -f latin1 -t utf-8)"
+        ) from None
     return parse_study_text(text, where=str(path))
 
 
@@ -67,9 +84,7 @@ def parse_study(raw: dict[str, Any], text: str | None = None, where: str = "stud
     blanks = unfilled(raw)
     if blanks:
         found = [f"{_at(where, lines, loc)}: {_key(loc)}still a placeholder; write {hint}" for loc, hint in blanks]
-        raise StudySpecError(
-            f"{len(blanks)} place(s) of the template still to fill in:\n  " + "\n  ".join(found)
-        )
+        raise StudySpecError(f"{len(blanks)} place(s) of the template still to fill in:\n  " + "\n  ".join(found))
     try:
         study = Study.model_validate(raw)
     except ValidationError as exc:
@@ -85,9 +100,7 @@ def check_study(study: Study) -> Study:
     """Run the whole-study checks on a Study built in code; raise :class:`StudySpecError` if any fails."""
     problems = study_problems(study)
     if problems:
-        raise StudySpecError(
-            "invalid study:\n  " + "\n  ".join(f"{_key(loc)}{msg}" for loc, msg in problems)
-        )
+        raise StudySpecError("invalid study:\n  " + "\n  ".join(f"{_key(loc)}{msg}" for loc, msg in problems))
     return study
 
 
@@ -229,8 +242,7 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     model = _model_at(loc)
     if model is None:
         return []
-    return [k for k in model.model_fields if k not in ("source_text", "source_path", "text") and
-            not (model is Window)]
+    return [k for k in model.model_fields if k not in ("source_text", "source_path", "text") and model is not Window]
 
 
 def _literal_values(loc: tuple[Any, ...]) -> list[str]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import typing
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -37,8 +38,16 @@ RESERVED_COLUMNS: tuple[str, ...] = ("subject_id", "stay_id", "hadm_id", "index_
 
 #: Attrition steps the builder writes itself; a criterion may not take these names.
 RESERVED_STEPS: tuple[str, ...] = (
-    "index_event", "data_checks", "icu_stay", "first_icu_stay", "adult", "age", "both_arms", "neither_arm",
-    "missing_covariates", "eligible",
+    "index_event",
+    "data_checks",
+    "icu_stay",
+    "first_icu_stay",
+    "adult",
+    "age",
+    "both_arms",
+    "neither_arm",
+    "missing_covariates",
+    "eligible",
 )
 
 #: Summaries of a concept over a window, and whether each needs the events' values.
@@ -79,7 +88,27 @@ def _names(value: Any) -> Any:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: TOML has inf and nan, and neither is a horizon, a factor, a caliper or a ratio
+    # (windows are strings, where "-inf" / "inf" is an open end: see window.py).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: Any) -> Any:
+        """Refuse true/false where a number is expected (pydantic would read ``ratio = true`` as 1)."""
+        field = cls.model_fields.get(info.field_name) if info.field_name else None
+        if field is None or field.annotation is bool:
+            return value
+        items = value if isinstance(value, (list, tuple)) else (value,)
+        # false switches an optional setting off (its own validator makes it None); anywhere else pydantic
+        # would read it as 0 (small_cell_threshold = false would switch suppression off).
+        optional = type(None) in typing.get_args(field.annotation)
+        off = value is False and optional
+        if not off and any(isinstance(v, bool) for v in items):
+            raise ValueError(
+                "true/false is not a value here: give a number (or false to switch an optional setting off)"
+            )
+        return value
 
 
 class StudyInfo(_Section):
@@ -89,6 +118,17 @@ class StudyInfo(_Section):
     title: str = Field(min_length=1)
     description: str = ""
     seed: int = Field(1, ge=0)
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _safe_name(cls, v: Any) -> Any:
+        # the name becomes the default output folder <name>-output: one plain path component
+        if isinstance(v, str) and not _is_identifier(v):
+            raise ValueError(
+                f"study name {v!r} must be a lower-case identifier (letters, digits and underscores, "
+                "e.g. my_study): it names the output folder <name>-output"
+            )
+        return v
 
 
 class IndexSpec(_Section):
@@ -242,7 +282,7 @@ class OutcomeSpec(_Section):
     @field_validator("competing", mode="before")
     @classmethod
     def _off(cls, v: Any) -> Any:
-        return None if v in (False, "none") else v
+        return None if v is False or v == "none" else v
 
     @model_validator(mode="after")
     def _kind_fits(self) -> OutcomeSpec:
@@ -279,7 +319,7 @@ class MatchingSpec(_Section):
     @field_validator("caliper", mode="before")
     @classmethod
     def _off(cls, v: Any) -> Any:
-        return None if v in (False, "none", "off") else v
+        return None if v is False or v in ("none", "off") else v
 
 
 class AnalysisSpec(_Section):
@@ -301,6 +341,17 @@ class AnalysisSpec(_Section):
     e_value: bool = True
     subgroups: tuple[str, ...] = ()
 
+    @field_validator("propensity")
+    @classmethod
+    def _some_covariates(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        # written and empty: a propensity model of nothing (leave the key out for every covariate)
+        if not v:
+            raise ValueError(
+                "the propensity model needs at least one covariate: list them, or leave "
+                "the key out to use every covariate of the study"
+            )
+        return v
+
     @field_validator("km_times_days")
     @classmethod
     def _times(cls, v: tuple[float, ...]) -> tuple[float, ...]:
@@ -321,9 +372,22 @@ class ReportSpec(_Section):
     def _ordered(cls, v: dict[str, tuple[float, float, float]]) -> dict[str, tuple[float, float, float]]:
         for name, (hr, lower, upper) in v.items():
             if not (0 < lower <= hr <= upper):
-                raise ValueError(f"published {name} = [{hr}, {lower}, {upper}] must be [HR, lower, upper] "
-                                 "with 0 < lower <= HR <= upper")
+                raise ValueError(
+                    f"published {name} = [{hr}, {lower}, {upper}] must be [estimate, lower, upper] "
+                    "with 0 < lower <= estimate <= upper" + (" (lower and upper swapped?)" if upper < lower else "")
+                )
         return v
+
+    @field_validator("small_cell_threshold")
+    @classmethod
+    def _threshold_hides_something(cls, value: int) -> int:
+        # "<2" can only be 1: a threshold of 2 would print every suppressed count exactly.
+        if value == 2:
+            raise ValueError(
+                'small_cell_threshold = 2 would print a count of 1 as "<2", which can only be 1; '
+                "use 0 (no suppression) or 3 and above (5 is usual, 11 for CMS-style rules)"
+            )
+        return value
 
 
 class Study(_Section):
@@ -427,14 +491,20 @@ def study_problems(study: Study) -> list[Problem]:
 
     def add(loc: tuple[Any, ...], message: str) -> None:
         problems.append((loc, message))
+
     user = list(study.concepts)
     known = sorted(set(user) | set(BUILTIN_CONCEPTS))
     events_known = sorted(set(user) | {n for n, b in BUILTIN_CONCEPTS.items() if b.kind == "events"})
 
     for name in user:
         if name in BUILTIN_CONCEPTS:
-            add(("concepts", name), (f"concept name {name!r} is a built-in concept; give yours another name "
-                 f"(or drop it and use the built-in: {BUILTIN_CONCEPTS[name].rule})"))
+            add(
+                ("concepts", name),
+                (
+                    f"concept name {name!r} is a built-in concept; give yours another name "
+                    f"(or drop it and use the built-in: {BUILTIN_CONCEPTS[name].rule})"
+                ),
+            )
         elif not _is_identifier(name):
             add(("concepts", name), f"concept name {name!r} must be a lower-case identifier ({_NAME_RULE})")
 
@@ -442,11 +512,21 @@ def study_problems(study: Study) -> list[Problem]:
         for name in names:
             kind = study.concept_kind(name)
             if kind is None:
-                add(loc, (f"unknown concept {name!r}{_closest(name, known)}. Define it under [concepts.{name}] "
-                     f"or use a built-in: {', '.join(sorted(BUILTIN_CONCEPTS))}"))
+                add(
+                    loc,
+                    (
+                        f"unknown concept {name!r}{_closest(name, known)}. Define it under [concepts.{name}] "
+                        f"or use a built-in: {', '.join(sorted(BUILTIN_CONCEPTS))}"
+                    ),
+                )
             elif kind == "baseline":
-                add(loc, (f"{name!r} is a baseline built-in (one value per patient), not an event concept; "
-                     f"event concepts here: {', '.join(events_known)}"))
+                add(
+                    loc,
+                    (
+                        f"{name!r} is a baseline built-in (one value per patient), not an event concept; "
+                        f"event concepts here: {', '.join(events_known)}"
+                    ),
+                )
 
     need_events(("index", "concept"), study.index.concept)
 
@@ -455,8 +535,11 @@ def study_problems(study: Study) -> list[Problem]:
     for i, crit in enumerate(study.criteria):
         loc = ("criteria", i)
         if crit.name in RESERVED_STEPS or crit.name.startswith("prior_"):
-            add((*loc, "name"), f"criterion name {crit.name!r} is a step the builder writes itself "
-                f"({', '.join(RESERVED_STEPS)}, prior_<outcome>); choose another")
+            add(
+                (*loc, "name"),
+                f"criterion name {crit.name!r} is a step the builder writes itself "
+                f"({', '.join(RESERVED_STEPS)}, prior_<outcome>); choose another",
+            )
         if crit.name in seen_steps:
             add((*loc, "name"), f"criterion name {crit.name!r} is used twice; each names one attrition line")
         seen_steps.add(crit.name)
@@ -465,21 +548,34 @@ def study_problems(study: Study) -> list[Problem]:
             if len(crit.concept) != 1:
                 add((*loc, "concept"), "a value filter on a baseline built-in names exactly one concept")
             if crit.window is not None:
-                add((*loc, "window"), (f"{crit.concept[0]!r} is a baseline value at the index: it takes "
-                                 "no window; filter it with value_min / value_max"))
+                add(
+                    (*loc, "window"),
+                    (
+                        f"{crit.concept[0]!r} is a baseline value at the index: it takes "
+                        "no window; filter it with value_min / value_max"
+                    ),
+                )
             if crit.value_min is None and crit.value_max is None:
-                add((*loc, "concept"), (f"a rule on the baseline value {crit.concept[0]!r} needs "
-                                 "value_min and/or value_max"))
+                add(
+                    (*loc, "concept"),
+                    (f"a rule on the baseline value {crit.concept[0]!r} needs value_min and/or value_max"),
+                )
             continue
         need_events((*loc, "concept"), crit.concept)
         if crit.window is None:
-            add((*loc, "window"), ("a rule on events needs a window relative to the index, e.g. "
-                             "window = \"[-24h, 24h]\""))
+            add(
+                (*loc, "window"), ('a rule on events needs a window relative to the index, e.g. window = "[-24h, 24h]"')
+            )
         if (crit.value_min is not None or crit.value_max is not None) and not all(
             study.has_values(n) for n in crit.concept if study.concept_kind(n) is not None
         ):
-            add((*loc, "value_min"), ("a value filter needs concepts whose events carry values; "
-                             f"{[n for n in crit.concept if not study.has_values(n)]} have none"))
+            add(
+                (*loc, "value_min"),
+                (
+                    "a value filter needs concepts whose events carry values; "
+                    f"{[n for n in crit.concept if not study.has_values(n)]} have none"
+                ),
+            )
 
     need_events(("exposure", "concept"), study.exposure.concept)
     if study.comparator.kind == "active":
@@ -487,18 +583,27 @@ def study_problems(study: Study) -> list[Problem]:
         exp_specs = {_identity(study, n) for n in study.exposure.concept}
         comp_specs = {_identity(study, n) for n in study.comparator.concept}
         if exp_specs & comp_specs:
-            add(("comparator", "concept"), ("exposure and comparator share a concept "
-                 f"({sorted(n for n in study.comparator.concept if _identity(study, n) in exp_specs)}); the two "
-                 "arms could not be told apart"))
+            add(
+                ("comparator", "concept"),
+                (
+                    "exposure and comparator share a concept "
+                    f"({sorted(n for n in study.comparator.concept if _identity(study, n) in exp_specs)}); the two "
+                    "arms could not be told apart"
+                ),
+            )
     if study.exposure.label.strip().lower() == study.comparator.label.strip().lower():
-        add(("comparator", "label"), (f"the comparator label {study.comparator.label!r} is the exposure's; "
-                         "tables and figures could not tell the arms apart"))
+        add(
+            ("comparator", "label"),
+            (
+                f"the comparator label {study.comparator.label!r} is the exposure's; "
+                "tables and figures could not tell the arms apart"
+            ),
+        )
 
     if study.dose is not None and not all(
         study.has_values(n) for n in study.exposure.concept if study.concept_kind(n) is not None
     ):
-            add(("dose",), ("a dose needs exposure events with amounts; "
-                             f"{list(study.exposure.concept)} carry none"))
+        add(("dose",), (f"a dose needs exposure events with amounts; {list(study.exposure.concept)} carry none"))
 
     columns: dict[str, tuple[Any, ...]] = {c: () for c in RESERVED_COLUMNS}
     if study.dose is not None:
@@ -514,8 +619,13 @@ def study_problems(study: Study) -> list[Problem]:
         if None in {study.concept_kind(n) for n in cov.concept}:
             for n in cov.concept:
                 if study.concept_kind(n) is None:
-                    add((*loc, "concept"), (f"unknown concept {n!r}{_closest(n, known)}. Define it under "
-                                     f"[concepts.{n}] or use a built-in: {', '.join(sorted(BUILTIN_CONCEPTS))}"))
+                    add(
+                        (*loc, "concept"),
+                        (
+                            f"unknown concept {n!r}{_closest(n, known)}. Define it under "
+                            f"[concepts.{n}] or use a built-in: {', '.join(sorted(BUILTIN_CONCEPTS))}"
+                        ),
+                    )
             continue
         if "baseline" in {study.concept_kind(n) for n in cov.concept}:
             if len(cov.concept) != 1:
@@ -524,22 +634,32 @@ def study_problems(study: Study) -> list[Problem]:
             info = BUILTIN_CONCEPTS[cov.concept[0]]
             for key in ("window", "summary", "value_min", "value_max"):
                 if getattr(cov, key) is not None:
-                    add((*loc, key), (f"{cov.concept[0]!r} is a baseline built-in (one value at the index); "
-                                     f"{key} does not apply to it"))
+                    add(
+                        (*loc, key),
+                        (
+                            f"{cov.concept[0]!r} is a baseline built-in (one value at the index); "
+                            f"{key} does not apply to it"
+                        ),
+                    )
             if cov.type is not None and info.value_type != "none" and cov.type != info.value_type:
                 add((*loc, "type"), f"{cov.concept[0]!r} is {info.value_type}, not {cov.type}")
             continue
         if cov.window is None:
-            add((*loc, "window"), "a covariate from events needs a window, e.g. window = \"[-24h, 0h]\"")
+            add((*loc, "window"), 'a covariate from events needs a window, e.g. window = "[-24h, 0h]"')
         if cov.summary is None:
             add((*loc, "summary"), f"a covariate from events needs summary = one of {list(SUMMARIES)}")
             continue
         valueless = [n for n in cov.concept if not study.has_values(n)]
         if SUMMARIES[cov.summary] and valueless:
-            add((*loc, "summary"), (f"summary = {cov.summary!r} needs values, but {valueless} carry none "
-                             "(codes or timestamps); use \"any\" or \"count\""))
+            add(
+                (*loc, "summary"),
+                (
+                    f"summary = {cov.summary!r} needs values, but {valueless} carry none "
+                    '(codes or timestamps); use "any" or "count"'
+                ),
+            )
         if cov.summary in ("any",) and cov.type not in (None, "binary"):
-            add((*loc, "type"), f"summary = \"any\" gives 0/1: type must be \"binary\", not {cov.type!r}")
+            add((*loc, "type"), f'summary = "any" gives 0/1: type must be "binary", not {cov.type!r}')
         if cov.summary == "count" and cov.type == "categorical":
             add((*loc, "type"), "a count is numeric, not categorical")
 
@@ -566,22 +686,44 @@ def study_problems(study: Study) -> list[Problem]:
     ):
         for n in names:
             if n not in study.covariates:
-                add(("analysis", key), (f"{n!r} is not a covariate of this study{_closest(n, covs)}. "
-                                 f"Covariates: {covs}"))
+                add(
+                    ("analysis", key),
+                    (f"{n!r} is not a covariate of this study{_closest(n, covs)}. Covariates: {covs}"),
+                )
         if len(set(names)) != len(names):
             add(("analysis", key), f"listed twice: {sorted({n for n in names if names.count(n) > 1})}")
     for n in study.analysis.matching.exact:
         if n not in study.covariates:
-            add(("analysis", "matching", "exact"), (f"{n!r} is not a covariate of this study"
-                             f"{_closest(n, covs)}. Covariates: {covs}"))
+            add(
+                ("analysis", "matching", "exact"),
+                (f"{n!r} is not a covariate of this study{_closest(n, covs)}. Covariates: {covs}"),
+            )
     for n in study.analysis.subgroups:
         if n in study.covariates and covariate_type(study, n) == "numeric":
-            add(("analysis", "subgroups"), (f"subgroup {n!r} is numeric; subgroups need a binary or "
-                             "categorical covariate"))
+            add(
+                ("analysis", "subgroups"),
+                (f"subgroup {n!r} is numeric; subgroups need a binary or categorical covariate"),
+            )
     for n in study.report.published:
         if n not in study.outcomes:
-            add(("report", "published"), (f"{n!r} is not an outcome of this study"
-                             f"{_closest(n, list(study.outcomes))}. Outcomes: {list(study.outcomes)}"))
+            add(
+                ("report", "published"),
+                (
+                    f"{n!r} is not an outcome of this study"
+                    f"{_closest(n, list(study.outcomes))}. Outcomes: {list(study.outcomes)}"
+                ),
+            )
+    longest = max((o.horizon_days for o in study.outcomes.values()), default=math.inf)
+    beyond = [t for t in study.analysis.km_times_days if t > longest]
+    if beyond:
+        # a curve has no value after the end of follow-up; the report table would be blank there
+        add(
+            ("analysis", "km_times_days"),
+            (
+                f"report times {beyond} are past the longest outcome horizon "
+                f"({longest:g} days); give days from 0 to {longest:g}"
+            ),
+        )
     return problems
 
 

@@ -49,24 +49,31 @@ import pandas as pd
 from ..errors import InputError, RetrocohortError
 from ..report import figures as report_figures
 from ..report import render_html
+from ..report.formatting import level_text, study_labels
 from ..report.suppression import (
     StudyDisclosure,
     coarsen_curve,
     is_small,
+    report_times,
     study_disclosure,
+    suppress_frame,
     suppress_small_cells,
     suppress_frame,
 )
-from ..report.tables import suppress_table_one
+from ..report.tables import (
+    arm_labels,
+    outcome_names,
+    planted_for,
+    primary_key,
+    published_for,
+    suppress_table_one,
+    table_one_row_label,
+)
 from .results import StudyResult
 
-SCHEMA_VERSION = "1.1"
-
-#: Published hazard ratios of the seed study, keyed as the estimates are.
-PRIMARY = {
-    "death_90d": ("cox_adjusted", "published_hr_death", "hr_death"),
-    "krt_liberation_90d": ("fine_gray_adjusted", "published_hr_krt", "shr_krt"),
-}
+#: 2.0 (issue 9): outcomes keyed by the study's own names, each with its label, kind, horizon and test;
+#: ``dose`` instead of ``dose_meq``; ``subgroups``; planted truth per outcome. See docs/results-schema.md.
+SCHEMA_VERSION = "2.0"
 
 ProgressCallback = Callable[[str, str, str], None]
 
@@ -83,8 +90,21 @@ _NUMBER = {"type": ["number", "null"]}
 _COUNT = {"type": ["integer", "string", "null"], "minimum": 0, "pattern": r"^(<\d+|\d+-\d+|>=\d+)$"}
 _TEST = {
     "type": ["object", "null"],
-    "required": ["statistic", "df", "p"],
-    "properties": {"statistic": _NUMBER, "df": _NUMBER, "p": _NUMBER},
+    "required": ["test", "statistic", "df", "p"],
+    "properties": {
+        "test": {"type": "string", "enum": ["log-rank", "Gray"]},
+        "statistic": _NUMBER,
+        "df": _NUMBER,
+        "p": _NUMBER,
+    },
+}
+_PH_ROWS = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["term", "chisq", "df", "p"],
+        "properties": {"term": {"type": "string"}, "chisq": _NUMBER, "df": _NUMBER, "p": _NUMBER},
+    },
 }
 
 #: JSON Schema (draft 2020-12 subset) of results.json; documented in docs/results-schema.md.
@@ -93,8 +113,23 @@ RESULTS_SCHEMA: dict[str, Any] = {
     "title": "retrocohort results.json",
     "type": "object",
     "required": [
-        "schema_version", "study", "synthetic", "planted", "small_cell_threshold", "attrition", "counts",
-        "dose_meq", "estimates", "published", "balance", "tests", "e_value", "skipped", "notes", "provenance",
+        "schema_version",
+        "study",
+        "synthetic",
+        "planted",
+        "small_cell_threshold",
+        "attrition",
+        "counts",
+        "dose",
+        "outcomes",
+        "estimates",
+        "published",
+        "subgroups",
+        "balance",
+        "e_value",
+        "skipped",
+        "notes",
+        "provenance",
         "data_checks",
     ],
     "additionalProperties": False,
@@ -102,15 +137,25 @@ RESULTS_SCHEMA: dict[str, Any] = {
         "schema_version": {"type": "string", "enum": [SCHEMA_VERSION]},
         "study": {
             "type": "object",
-            "required": ["name", "title", "exposure_label", "comparator_label", "horizon_days"],
+            "required": ["name", "title", "index_label", "exposure_label", "comparator_label", "primary_outcome"],
             "properties": {
-                "name": {"type": "string"}, "title": {"type": "string"},
-                "exposure_label": {"type": "string"}, "comparator_label": {"type": "string"},
-                "horizon_days": {"type": "number"},
+                "name": {"type": "string"},
+                "title": {"type": "string"},
+                "index_label": {"type": "string"},
+                "exposure_label": {"type": "string"},
+                "comparator_label": {"type": "string"},
+                "primary_outcome": {"type": "string"},
             },
         },
         "synthetic": {"type": "boolean"},
-        "planted": {"type": ["object", "null"], "additionalProperties": {"type": "number"}},
+        "planted": {
+            "type": ["object", "null"],
+            "additionalProperties": {
+                "type": "object",
+                "required": ["estimand", "value"],
+                "properties": {"estimand": {"type": "string", "enum": ["hr", "shr"]}, "value": {"type": "number"}},
+            },
+        },
         "small_cell_threshold": {"type": "integer", "minimum": 0},
         "attrition": {
             "type": "array",
@@ -118,34 +163,81 @@ RESULTS_SCHEMA: dict[str, Any] = {
                 "type": "object",
                 "required": ["step", "remaining", "excluded"],
                 "additionalProperties": False,
-                "properties": {"step": {"type": "string"}, "remaining": _COUNT, "excluded": _COUNT,
-                               "reason": {"type": "string"}},
+                "properties": {
+                    "step": {"type": "string"},
+                    "remaining": _COUNT,
+                    "excluded": _COUNT,
+                    "reason": {"type": "string"},
+                },
             },
         },
         "counts": {
             "type": "object",
-            "required": ["exposed", "unexposed", "matched_exposed", "matched_unexposed"],
+            "required": ["exposed", "comparator"],
             "additionalProperties": _COUNT,
         },
-        "dose_meq": {
+        "dose": {
+            "type": ["object", "null"],
+            "required": ["name", "label", "unit", "mean", "sd"],
+            "properties": {
+                "name": {"type": "string"},
+                "label": {"type": "string"},
+                "unit": {"type": "string"},
+                "mean": _NUMBER,
+                "sd": _NUMBER,
+                "n": _COUNT,
+            },
+        },
+        "outcomes": {
             "type": "object",
-            "required": ["mean", "sd"],
-            "properties": {"mean": _NUMBER, "sd": _NUMBER, "n": _COUNT},
+            "additionalProperties": {
+                "type": "object",
+                "required": ["label", "kind", "competing", "horizon_days", "primary", "test", "ph_test"],
+                "additionalProperties": False,
+                "properties": {
+                    "label": {"type": "string", "minLength": 1},
+                    "kind": {"type": "string", "enum": ["death", "first", "absence"]},
+                    "competing": {"type": ["string", "null"]},
+                    "horizon_days": {"type": "number", "minimum": 0},
+                    "primary": {"type": "boolean"},
+                    "test": _TEST,
+                    "ph_test": {"type": ["array", "null"], "items": _PH_ROWS["items"]},
+                    "ph_test_model": {"type": ["string", "null"]},
+                },
+            },
         },
         "estimates": {
             "type": "array",
             "items": {
                 "type": "object",
-                "required": ["outcome", "model", "population", "estimate", "lower", "upper", "p",
-                             "label", "n", "n_events", "variance", "note"],
+                "required": [
+                    "outcome",
+                    "model",
+                    "population",
+                    "estimate",
+                    "lower",
+                    "upper",
+                    "p",
+                    "label",
+                    "n",
+                    "n_events",
+                    "variance",
+                    "note",
+                ],
                 "additionalProperties": False,
                 "properties": {
-                    "outcome": {"type": "string", "enum": ["death_90d", "krt_liberation_90d"]},
+                    "outcome": {"type": "string"},
                     "model": {"type": "string"},
                     "population": {"type": "string", "enum": ["matched", "full", "iptw"]},
-                    "estimate": _NUMBER, "lower": _NUMBER, "upper": _NUMBER, "p": _NUMBER,
-                    "label": {"type": "string"}, "n": _COUNT, "n_events": _COUNT,
-                    "variance": {"type": "string"}, "note": {"type": "string"},
+                    "estimate": _NUMBER,
+                    "lower": _NUMBER,
+                    "upper": _NUMBER,
+                    "p": _NUMBER,
+                    "label": {"type": "string"},
+                    "n": _COUNT,
+                    "n_events": _COUNT,
+                    "variance": {"type": "string"},
+                    "note": {"type": "string"},
                 },
             },
         },
@@ -154,8 +246,12 @@ RESULTS_SCHEMA: dict[str, Any] = {
             "additionalProperties": {
                 "type": "object",
                 "required": ["model", "estimate", "lower", "upper"],
-                "properties": {"model": {"type": "string"}, "estimate": {"type": "number"},
-                               "lower": {"type": "number"}, "upper": {"type": "number"}},
+                "properties": {
+                    "model": {"type": "string"},
+                    "estimate": {"type": "number"},
+                    "lower": {"type": "number"},
+                    "upper": {"type": "number"},
+                },
             },
         },
         "balance": {
@@ -167,17 +263,35 @@ RESULTS_SCHEMA: dict[str, Any] = {
                 "properties": {"smd_before": _NUMBER, "smd_after": _NUMBER},
             },
         },
-        "tests": {
-            "type": "object",
-            "required": ["logrank_death", "gray_krt", "ph_test"],
-            "properties": {
-                "logrank_death": _TEST,
-                "gray_krt": _TEST,
-                "ph_test": {
-                    "type": "array",
-                    "items": {"type": "object", "required": ["term", "chisq", "df", "p"],
-                              "properties": {"term": {"type": "string"}, "chisq": _NUMBER, "df": _NUMBER,
-                                             "p": _NUMBER}},
+        "subgroups": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["outcome", "covariate", "label", "model", "p_interaction", "levels"],
+                "additionalProperties": False,
+                "properties": {
+                    "outcome": {"type": "string"},
+                    "covariate": {"type": "string"},
+                    "label": {"type": "string"},
+                    "model": {"type": "string"},
+                    "p_interaction": _NUMBER,
+                    "levels": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["level", "n", "n_events", "estimate", "lower", "upper", "p"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "level": {"type": "string"},
+                                "n": _COUNT,
+                                "n_events": _COUNT,
+                                "estimate": _NUMBER,
+                                "lower": _NUMBER,
+                                "upper": _NUMBER,
+                                "p": _NUMBER,
+                            },
+                        },
+                    },
                 },
             },
         },
@@ -185,10 +299,16 @@ RESULTS_SCHEMA: dict[str, Any] = {
             "type": ["object", "null"],
             "required": ["hr", "lower", "upper", "rr", "point", "ci", "outcome_proportion", "transform", "method"],
             "properties": {
-                "hr": {"type": "number"}, "lower": {"type": "number"}, "upper": {"type": "number"},
-                "rr": {"type": "number"}, "rr_lower": {"type": "number"}, "rr_upper": {"type": "number"},
-                "point": {"type": "number", "minimum": 1}, "ci": {"type": "number", "minimum": 1},
-                "outcome_proportion": {"type": ["number", "null"], "minimum": 0}, "method": {"type": "string"},
+                "hr": {"type": "number"},
+                "lower": {"type": "number"},
+                "upper": {"type": "number"},
+                "rr": {"type": "number"},
+                "rr_lower": {"type": "number"},
+                "rr_upper": {"type": "number"},
+                "point": {"type": "number", "minimum": 1},
+                "ci": {"type": "number", "minimum": 1},
+                "outcome_proportion": {"type": ["number", "null"], "minimum": 0},
+                "method": {"type": "string"},
                 "transform": {"type": ["string", "null"], "enum": ["rare", "common", None]},
             },
         },
@@ -198,9 +318,12 @@ RESULTS_SCHEMA: dict[str, Any] = {
                 "type": "object",
                 "required": ["outcome", "model", "population", "reason"],
                 "additionalProperties": False,
-                "properties": {"outcome": {"type": "string"}, "model": {"type": "string"},
-                               "population": {"type": "string", "enum": ["matched", "full", "iptw"]},
-                               "reason": {"type": "string", "minLength": 1}},
+                "properties": {
+                    "outcome": {"type": "string"},
+                    "model": {"type": "string"},
+                    "population": {"type": "string", "enum": ["matched", "full", "iptw"]},
+                    "reason": {"type": "string", "minLength": 1},
+                },
             },
         },
         "notes": {"type": "array", "items": {"type": "string"}},
@@ -210,15 +333,27 @@ RESULTS_SCHEMA: dict[str, Any] = {
                 "type": "object",
                 "required": ["table", "check", "rule", "action", "count", "unit"],
                 "additionalProperties": False,
-                "properties": {"table": {"type": "string"}, "check": {"type": "string"}, "rule": {"type": "string"},
-                               "action": {"type": "string"}, "count": _COUNT,
-                               "unit": {"type": "string", "enum": ["rows", "patients"]}},
+                "properties": {
+                    "table": {"type": "string"},
+                    "check": {"type": "string"},
+                    "rule": {"type": "string"},
+                    "action": {"type": "string"},
+                    "count": _COUNT,
+                    "unit": {"type": "string", "enum": ["rows", "patients"]},
+                },
             },
         },
         "provenance": {
             "type": "object",
-            "required": ["study_fingerprint", "data_fingerprint", "data_fingerprint_method", "packages",
-                         "python", "engine", "seed"],
+            "required": [
+                "study_fingerprint",
+                "data_fingerprint",
+                "data_fingerprint_method",
+                "packages",
+                "python",
+                "engine",
+                "seed",
+            ],
             "properties": {
                 "study_fingerprint": {"type": "string", "pattern": r"^[0-9a-f]{64}$"},
                 "data_fingerprint": {"type": ["string", "null"], "pattern": r"^[0-9a-f]{64}$"},
@@ -288,8 +423,34 @@ def validate_results_document(document: Mapping[str, Any]) -> None:
         Listing every violation (path, expected, found).
     """
     errors = _schema_errors(document, RESULTS_SCHEMA, "results")
+    if not errors:
+        errors = _cross_errors(document)
     if errors:
         raise InputError("results.json does not follow its schema:\n  " + "\n  ".join(errors[:50]))
+
+
+def _cross_errors(document: Mapping[str, Any]) -> list[str]:
+    """What the schema cannot say: every outcome named anywhere is one of the study's, exactly one is primary."""
+    outcomes = document["outcomes"]
+    errors = []
+    primaries = [name for name, o in outcomes.items() if o["primary"]]
+    if len(primaries) != 1:
+        errors.append(f"results.outcomes: exactly one outcome must be primary, found {primaries}")
+    if document["study"]["primary_outcome"] not in outcomes:
+        errors.append(
+            f"results.study.primary_outcome: {document['study']['primary_outcome']!r} is not an outcome "
+            f"({sorted(outcomes)})"
+        )
+    for where, names in (
+        ("estimates", [e["outcome"] for e in document["estimates"]]),
+        ("published", list(document["published"])),
+        ("planted", list(document["planted"] or {})),
+        ("subgroups", [g["outcome"] for g in document["subgroups"]]),
+    ):
+        for name in names:
+            if name not in outcomes:
+                errors.append(f"results.{where}: outcome {name!r} is not one of the study's ({sorted(outcomes)})")
+    return errors
 
 
 # --------------------------------------------------------------------------- JSON helpers
@@ -326,30 +487,35 @@ def _count(value: Any, threshold: int) -> Any:
 
 
 def _labels(result: StudyResult) -> dict[int, str]:
-    info = result.study.study
-    return {0: info.comparator_label, 1: info.exposure_label}
+    return arm_labels(result)
 
 
-def _test_dict(test: Any) -> dict[str, Any] | None:
+def _test_dict(test: Any, name: str) -> dict[str, Any] | None:
     if test is None:
         return None
     return {
+        "test": name,
         "statistic": _plain(getattr(test, "statistic", None)),
         "df": _plain(getattr(test, "df", None)),
         "p": _plain(getattr(test, "p_value", None)),
     }
 
 
-def _ph_rows(result: StudyResult) -> list[dict[str, Any]]:
-    table = getattr(result.ph_test, "table", result.ph_test)
+def _ph_rows(ph_test: Any) -> list[dict[str, Any]]:
+    table = getattr(ph_test, "table", ph_test)
     if not isinstance(table, pd.DataFrame):
         return []
     rows = []
     for term, row in table.iterrows():
-        rows.append(
-            {"term": str(term), **{k: _plain(row[k]) for k in ("chisq", "df", "p") if k in table.columns}}
-        )
+        rows.append({"term": str(term), **{k: _plain(row[k]) for k in ("chisq", "df", "p") if k in table.columns}})
     return rows
+
+
+def _outcome_test(outcome: Any) -> dict[str, Any] | None:
+    """The outcome's comparison of the arms: log-rank (Kaplan-Meier outcome) or Gray (competing)."""
+    if getattr(outcome, "competing", False):
+        return _test_dict(getattr(outcome, "gray", None), "Gray")
+    return _test_dict(getattr(outcome, "logrank", None), "log-rank")
 
 
 def balance_table(result: StudyResult, disclosure: StudyDisclosure | None = None) -> pd.DataFrame:
@@ -361,11 +527,17 @@ def balance_table(result: StudyResult, disclosure: StudyDisclosure | None = None
     disclosure = study_disclosure(result) if disclosure is None else disclosure
     before = None if disclosure.few_exposed else result.balance_before
     after = None if disclosure.few_matched else result.balance_after
+    base: pd.DataFrame | None
     if before is None and after is None and result.balance_before is not None:
-        withheld = result.balance_before
-        return pd.DataFrame({"covariate": [str(i) for i in withheld.index],
-                             **{f"{c}_{w}": np.nan for c in ("smd", "variance_ratio", "ks")
-                                for w in ("before", "after")}})
+        base = result.balance_before
+        return pd.DataFrame(
+            {
+                "covariate": [str(i) for i in base.index],
+                **{f"{c}_{w}": np.nan for c in ("smd", "variance_ratio", "ks") for w in ("before", "after")},
+            }
+        )
+    if before is None and after is None:
+        return pd.DataFrame(columns=["covariate", "smd_before", "smd_after"])
     base = before if before is not None else after
     if base is None:
         return pd.DataFrame(columns=["covariate", "smd_before", "smd_after"])
@@ -381,17 +553,18 @@ def balance_table(result: StudyResult, disclosure: StudyDisclosure | None = None
 
 
 def key_table(result: StudyResult) -> pd.DataFrame:
-    """The primary estimates next to the published ones (and the planted truth on synthetic data).
+    """Each outcome's primary estimate next to the published one (and the planted truth on synthetic data).
 
-    One row per outcome: ``outcome``, ``model``, ``estimate``, ``lower``,
-    ``upper``, ``p``, ``published``, ``published_lower``, ``published_upper``,
-    ``planted``. Missing values are NaN (model skipped, nothing published).
+    One row per outcome of the study, in its order: ``outcome``, ``model``, ``estimate``, ``lower``,
+    ``upper``, ``p``, ``published``, ``published_lower``, ``published_upper``, ``planted``. Missing
+    values are NaN (model skipped, nothing published, real data).
     """
     rows = []
-    for outcome, (model, published_key, planted_key) in PRIMARY.items():
-        est = result.estimate(outcome, model, "matched")  # type: ignore[arg-type]
-        published = getattr(result.study.report, published_key)
-        planted = (result.planted or {}).get(planted_key)
+    for outcome in outcome_names(result):
+        _name, model, population = primary_key(result, outcome)
+        est = result.estimate(outcome, model, population)  # type: ignore[arg-type]
+        published = published_for(result, outcome)
+        planted = planted_for(result, outcome) if result.synthetic else None
         rows.append(
             {
                 "outcome": outcome,
@@ -406,7 +579,21 @@ def key_table(result: StudyResult) -> pd.DataFrame:
                 "planted": planted if planted is not None else np.nan,
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "outcome",
+            "model",
+            "estimate",
+            "lower",
+            "upper",
+            "p",
+            "published",
+            "published_lower",
+            "published_upper",
+            "planted",
+        ],
+    )
 
 
 def _e_value_values(result: StudyResult, disclosure: StudyDisclosure) -> dict[str, Any]:
@@ -448,14 +635,16 @@ def results_document(result: StudyResult) -> dict[str, Any]:
     """
     threshold = result.study.report.small_cell_threshold
     disclosure = study_disclosure(result)
-    info = result.study.study
     attrition = [
         {
             "step": str(row["step"]),
             "remaining": disclosure.attrition[i][0],
             "excluded": disclosure.attrition[i][1],
-            **({"reason": disclosure.text(str(row["reason"]))}
-               if isinstance(row.get("reason"), str) and row["reason"] else {}),
+            **(
+                {"reason": disclosure.text(str(row["reason"]))}
+                if isinstance(row.get("reason"), str) and row["reason"]
+                else {}
+            ),
         }
         for i, (_, row) in enumerate(result.attrition.iterrows())
     ]
@@ -480,43 +669,73 @@ def results_document(result: StudyResult) -> dict[str, Any]:
         row["covariate"]: {"smd_before": _plain(row["smd_before"]), "smd_after": _plain(row["smd_after"])}
         for _, row in balance_table(result, disclosure).iterrows()
     }
+    study = result.study
     published = {}
-    for outcome, (model, key, _planted) in PRIMARY.items():
-        values = getattr(result.study.report, key)
+    for outcome in outcome_names(result):
+        values = published_for(result, outcome)
         if values:
-            published[outcome] = {"model": model, "estimate": values[0], "lower": values[1], "upper": values[2]}
-    # The mean dose of fewer patients than the threshold is (nearly) one patient's dose: withheld.
-    few_dosed = is_small(result.dose_meq.get("n", result.counts.get("exposed")), threshold)
-    dose = {
-        "mean": None if few_dosed else _plain(result.dose_meq.get("mean")),
-        "sd": None if few_dosed else _plain(result.dose_meq.get("sd")),
-    }
-    if "n" in result.dose_meq:
-        dose["n"] = disclosure.count("exposed", result.dose_meq["n"]) if result.dose_meq["n"] == result.counts.get(
-            "exposed") else _count(result.dose_meq["n"], threshold)
+            published[outcome] = {
+                "model": primary_key(result, outcome)[1],
+                "estimate": values[0],
+                "lower": values[1],
+                "upper": values[2],
+            }
+    outcomes: dict[str, Any] = {}
+    for name, spec in study.outcomes.items():
+        fitted = result.outcomes.get(name)
+        ph = getattr(fitted, "ph_test", None)
+        outcomes[name] = {
+            "label": spec.label,
+            "kind": spec.kind,
+            "competing": spec.competing,
+            "horizon_days": float(spec.horizon_days),
+            "primary": name == result.primary,
+            "test": _outcome_test(fitted) if fitted is not None else None,
+            "ph_test": _ph_rows(ph) if ph is not None else None,
+            "ph_test_model": getattr(fitted, "ph_test_model", None),
+        }
+    planted = None
+    if result.synthetic and result.planted:
+        planted = {
+            name: {"estimand": str(entry.get("estimand", "hr")), "value": _plain(entry.get("value"))}
+            for name, entry in result.planted.items()
+            if isinstance(entry, Mapping) and _plain(entry.get("value")) is not None
+        }
+    info = study.study
     return {
         "schema_version": SCHEMA_VERSION,
         "study": {
             "name": info.name,
             "title": info.title,
-            "exposure_label": info.exposure_label,
-            "comparator_label": info.comparator_label,
-            "horizon_days": result.study.outcomes.horizon_days,
+            "index_label": study.index.label,
+            "exposure_label": study.exposure.label,
+            "comparator_label": study.comparator.label,
+            "primary_outcome": result.primary,
         },
         "synthetic": bool(result.synthetic),
-        "planted": _plain(result.planted) if result.synthetic else None,
+        "planted": planted,
         "small_cell_threshold": threshold,
         "attrition": attrition,
         "counts": {k: disclosure.count(k, _count(v, threshold)) for k, v in result.counts.items()},
-        "dose_meq": dose,
+        "dose": _dose_document(result, disclosure),
+        "outcomes": outcomes,
         "estimates": estimates,
         "published": published,
+        "subgroups": [
+            {
+                "outcome": g.outcome,
+                "covariate": g.covariate,
+                "label": g.label,
+                "model": g.model,
+                "p_interaction": _plain(g.p_interaction),
+                "levels": [
+                    {k: (str(v) if k == "level" else _plain(v)) for k, v in row.items()}
+                    for row in subgroup_levels(result, g, disclosure).to_dict("records")
+                ],
+            }
+            for g in result.subgroups
+        ],
         "balance": balance,
-        "tests": {
-            "logrank_death": _test_dict(result.logrank),
-            "gray_krt": _test_dict(result.gray),
-            "ph_test": _ph_rows(result),
-        },
         "e_value": _e_value_document(result, disclosure),
         "skipped": [
             {"outcome": s.outcome, "model": s.model, "population": s.population, "reason": disclosure.text(s.reason)}
@@ -528,6 +747,48 @@ def results_document(result: StudyResult) -> dict[str, Any]:
     }
 
 
+def _dose_document(result: StudyResult, disclosure: StudyDisclosure) -> dict[str, Any] | None:
+    """The dose summary when the study declares ``[dose]``; the mean and SD of fewer patients than the
+    threshold are (nearly) one patient's dose: withheld."""
+    dose = result.dose
+    if dose is None or result.study.dose is None:
+        return None
+    threshold = disclosure.threshold
+    n = dose.get("n", result.counts.get("exposed"))
+    few = is_small(n, threshold)
+    out = {
+        "name": str(dose.get("name", result.study.dose.name)),
+        "label": str(dose.get("label", result.study.dose.label)),
+        "unit": str(dose.get("unit", result.study.dose.unit)),
+        "mean": None if few else _plain(dose.get("mean")),
+        "sd": None if few else _plain(dose.get("sd")),
+    }
+    if "n" in dose:
+        out["n"] = (
+            disclosure.count("exposed", dose["n"])
+            if dose["n"] == result.counts.get("exposed")
+            else _count(dose["n"], threshold)
+        )
+    return out
+
+
+def subgroup_levels(result: StudyResult, subgroup: Any, disclosure: StudyDisclosure | None = None) -> pd.DataFrame:
+    """A subgroup's levels as every output shows them: level, n, n_events (protected counts), estimate,
+    lower, upper, p. The ratio of a level with fewer patients than the threshold is still a model estimate
+    and is shown (as the estimates are)."""
+    disclosure = study_disclosure(result) if disclosure is None else disclosure
+    columns = ["level", "n", "n_events", "estimate", "lower", "upper", "p"]
+    levels = subgroup.levels
+    rows = []
+    for _, row in levels.iterrows():
+        shown = disclosure.subgroup_counts.get((str(subgroup.covariate), str(row["level"])))
+        if shown is None:
+            shown = (_count(row.get("n"), disclosure.threshold), _count(row.get("n_events"), disclosure.threshold))
+        ratios = {k: float(row[k]) if pd.notna(row.get(k)) else np.nan for k in ("estimate", "lower", "upper", "p")}
+        rows.append({"level": level_text(row["level"]), "n": shown[0], "n_events": shown[1], **ratios})
+    return pd.DataFrame(rows, columns=columns)
+
+
 def _estimate_counts(estimate: Any, disclosure: StudyDisclosure) -> tuple[Any, Any]:
     """(patients, events) of an estimate as every output shows them."""
     shown = disclosure.estimate_counts.get((estimate.outcome, estimate.population))
@@ -536,24 +797,27 @@ def _estimate_counts(estimate: Any, disclosure: StudyDisclosure) -> tuple[Any, A
     return _count(estimate.n, disclosure.threshold), _count(estimate.n_events, disclosure.threshold)
 
 
-def curve_table(result: StudyResult, which: str, disclosure: StudyDisclosure | None = None) -> pd.DataFrame:
-    """A survival curve at the study's report times (``[models] km_times_days``), per arm.
+def curve_table(result: StudyResult, outcome: str, disclosure: StudyDisclosure | None = None) -> pd.DataFrame:
+    """One outcome's curve at its report times (:func:`~retrocohort.report.suppression.report_times`), per arm.
 
-    ``which`` is ``"km"`` (survival, lower, upper, n_risk) or ``"cif"`` (cif, lower, upper).
-    The per-event-time table is not published: consecutive numbers at risk differ by the
-    few patients who died or were censored between them, and a step of one death gives
-    that death back. The value at each report time is that of the curve as the figures draw
-    it (:func:`~retrocohort.report.suppression.coarsen_curve`: steps of at least threshold
-    events), so table and figure agree and neither shows a step of fewer events.
+    A Kaplan-Meier outcome gives ``arm``, ``time``, ``survival``, ``lower``, ``upper``, ``n_risk``; a
+    competing outcome its cumulative incidence (``cif``, ``lower``, ``upper``). The per-event-time table
+    is not published: consecutive numbers at risk differ by the few patients who died or were censored
+    between them, and a step of one event gives that event back. The value at each report time is that
+    of the curve as the figures draw it (:func:`~retrocohort.report.suppression.coarsen_curve`: steps of
+    at least threshold events), so table and figure agree and neither shows a step of fewer events.
     """
     disclosure = study_disclosure(result) if disclosure is None else disclosure
-    fit = result.km if which == "km" else result.cif
+    fitted = result.outcomes[outcome]
+    which = "cif" if fitted.competing else "km"
+    fit = fitted.cif if fitted.competing else fitted.km
     value = "survival" if which == "km" else "cif"
-    times = sorted({float(t) for t in result.study.models.km_times_days})
+    times = report_times(result.study, float(fitted.horizon_days))
     labels = _labels(result)
     columns = ["arm", "time", value, "lower", "upper"] + (["n_risk"] if which == "km" else [])
     if fit is None or not times:
         return pd.DataFrame(columns=columns)
+    at_risk = disclosure.at_risk_by_outcome.get(outcome)
     table = coarsen_curve(fit.table, disclosure.threshold)
     groups = list(dict.fromkeys(fit.table["group"])) if "group" in fit.table.columns else [None]
     rows = []
@@ -571,10 +835,7 @@ def curve_table(result: StudyResult, which: str, disclosure: StudyDisclosure | N
             arm = labels.get(int(g), str(g)) if g is not None and str(g).lstrip("-").isdigit() else str(g)
             row = {"arm": arm, "time": at, **cells}
             if which == "km":
-                # The numbers at risk are those of death (KM); KRT liberation's risk set differs
-                # and is not published.
-                row["n_risk"] = (disclosure.at_risk.loc[g].iloc[j]
-                                 if disclosure.at_risk is not None and g in disclosure.at_risk.index else None)
+                row["n_risk"] = at_risk.loc[g].iloc[j] if at_risk is not None and g in at_risk.index else None
             rows.append(row)
     return pd.DataFrame(rows, columns=columns)
 
@@ -594,7 +855,7 @@ def matching_counts_table(result: StudyResult, disclosure: StudyDisclosure | Non
             raw = counts.loc[row, column]
             base = str(row).replace(" (ESS)", "")
             key = rows[base].format(arm=arm) if arm and base in rows else None
-            shown: Any = disclosure.counts.get(key) if key else None  # a count or its display text
+            shown: Any = disclosure.counts.get(key) if key else None
             if shown is None:
                 shown = suppress_small_cells(raw, disclosure.threshold)
             elif str(row).endswith("(ESS)"):
@@ -615,6 +876,7 @@ def build_tables(result: StudyResult) -> dict[str, pd.DataFrame]:
     threshold = result.study.report.small_cell_threshold
     disclosure = study_disclosure(result)
     labels = _labels(result)
+    covariate_labels = study_labels(result.study)
     tables: dict[str, pd.DataFrame] = {}
     attrition = result.attrition[[c for c in ("step", "remaining", "excluded", "reason") if c in result.attrition]]
     attrition = attrition.astype(object).copy()
@@ -624,71 +886,132 @@ def build_tables(result: StudyResult) -> dict[str, pd.DataFrame]:
         attrition["reason"] = [disclosure.text(r) if isinstance(r, str) else r for r in attrition["reason"]]
     tables["attrition"] = attrition
     tables["counts"] = pd.DataFrame(
-        {"quantity": list(result.counts),
-         "value": pd.Series([disclosure.count(k, v) for k, v in result.counts.items()], dtype=object)},
+        {
+            "quantity": list(result.counts),
+            "value": pd.Series([disclosure.count(k, v) for k, v in result.counts.items()], dtype=object),
+        },
     )
     for when in ("before", "after"):
         table_one = getattr(result, f"table_one_{when}")
         if table_one is not None:
             cells = {(label, arm): v for (w, label, arm), v in disclosure.table_one.items() if w == when}
-            tables[f"table1_{when}"] = suppress_table_one(
-                table_one, threshold, arm_counts=_arm_counts(disclosure, when), cell_counts=cells)
+            shown = suppress_table_one(
+                table_one, threshold, arm_counts=_arm_counts(disclosure, when), cell_counts=cells
+            )
+            # Rows in the study's words (after the counts are protected: the disclosure knows tableone's labels).
+            shown.index = [table_one_row_label(str(i), covariate_labels) for i in shown.index]
+            tables[f"table1_{when}"] = shown
     tables["balance"] = balance_table(result, disclosure)
     estimates = pd.DataFrame(
         [
             {
-                "outcome": e.outcome, "model": e.model, "population": e.population, "label": e.label,
-                "estimate": e.estimate, "lower": e.lower, "upper": e.upper, "p": e.p,
-                "n": _estimate_counts(e, disclosure)[0], "n_events": _estimate_counts(e, disclosure)[1],
-                "variance": e.variance, "note": disclosure.text(e.note),
+                "outcome": e.outcome,
+                "model": e.model,
+                "population": e.population,
+                "label": e.label,
+                "estimate": e.estimate,
+                "lower": e.lower,
+                "upper": e.upper,
+                "p": e.p,
+                "n": _estimate_counts(e, disclosure)[0],
+                "n_events": _estimate_counts(e, disclosure)[1],
+                "variance": e.variance,
+                "note": disclosure.text(e.note),
             }
             for e in result.estimates
         ],
-        columns=["outcome", "model", "population", "label", "estimate", "lower", "upper", "p",
-                 "n", "n_events", "variance", "note"],
+        columns=[
+            "outcome",
+            "model",
+            "population",
+            "label",
+            "estimate",
+            "lower",
+            "upper",
+            "p",
+            "n",
+            "n_events",
+            "variance",
+            "note",
+        ],
     )
     tables["estimates"] = estimates
     tables["data_checks"] = data_checks_table(result)
     tables["key_results"] = key_table(result)
     tables["skipped_models"] = pd.DataFrame(
-        [{"outcome": s.outcome, "model": s.model, "population": s.population, "reason": disclosure.text(s.reason)}
-         for s in result.skipped],
+        [
+            {"outcome": s.outcome, "model": s.model, "population": s.population, "reason": disclosure.text(s.reason)}
+            for s in result.skipped
+        ],
         columns=["outcome", "model", "population", "reason"],
     )
-    if result.km is not None and disclosure.at_risk is not None:
-        at_risk = disclosure.at_risk.copy()
-        at_risk.index = [labels.get(int(g), str(g)) if str(g).isdigit() else str(g) for g in at_risk.index]
-        at_risk.index.name = "arm"
-        at_risk.columns = [f"day_{float(t):g}" for t in at_risk.columns]
-        tables["km_at_risk"] = at_risk
-    if result.km is not None:
-        tables["km_death"] = curve_table(result, "km", disclosure)
-    if result.cif is not None:
-        tables["cif_krt"] = curve_table(result, "cif", disclosure)
-    tests = []
-    for name, test in (("log-rank, death, matched", result.logrank), ("Gray, KRT liberation, matched", result.gray)):
+    tests, ph_rows = [], []
+    for name, fitted in result.outcomes.items():
+        at_risk = disclosure.at_risk_by_outcome.get(name)
+        if fitted.km is not None and at_risk is not None:
+            frame = at_risk.copy()
+            frame.index = [labels.get(int(g), str(g)) if str(g).isdigit() else str(g) for g in frame.index]
+            frame.index.name = "arm"
+            frame.columns = [f"day_{float(t):g}" for t in frame.columns]
+            tables[f"at_risk_{name}"] = frame
+        if (fitted.cif if fitted.competing else fitted.km) is not None:
+            tables[f"{'cif' if fitted.competing else 'km'}_{name}"] = curve_table(result, name, disclosure)
+        test = _outcome_test(fitted)
         if test is not None:
-            tests.append({"test": name, **(_test_dict(test) or {})})
+            tests.append({"outcome": name, "population": "matched", **test})
+        if fitted.ph_test is not None:
+            model = fitted.ph_test_model or ""
+            ph_rows += [{"outcome": name, "model": model, **row} for row in _ph_rows(fitted.ph_test)]
     if tests:
         tables["tests"] = pd.DataFrame(tests)
-    if _ph_rows(result):
-        tables["ph_test"] = pd.DataFrame(_ph_rows(result))
+    if ph_rows:
+        tables["ph_test"] = pd.DataFrame(ph_rows)
+    if result.subgroups:
+        tables["subgroups"] = pd.concat(
+            [
+                subgroup_levels(result, g, disclosure).assign(
+                    outcome=g.outcome,
+                    covariate=g.covariate,
+                    label=g.label,
+                    p_interaction=g.p_interaction,
+                    model=g.model,
+                )
+                for g in result.subgroups
+            ],
+            ignore_index=True,
+        )[
+            [
+                "outcome",
+                "covariate",
+                "label",
+                "level",
+                "n",
+                "n_events",
+                "estimate",
+                "lower",
+                "upper",
+                "p",
+                "p_interaction",
+                "model",
+            ]
+        ]
     if result.propensity is not None:
         tables["propensity_model"] = result.propensity.summary.copy()
     matching_counts = matching_counts_table(result, disclosure)
     if matching_counts is not None:
         tables["matching_counts"] = matching_counts
     if result.e_value is not None:
-        tables["e_value"] = pd.DataFrame([{**_e_value_values(result, disclosure),
-                                           "method": disclosure.text(result.e_value_method or "")}])
+        tables["e_value"] = pd.DataFrame(
+            [{**_e_value_values(result, disclosure), "method": disclosure.text(result.e_value_method or "")}]
+        )
     return tables
 
 
 def _arm_counts(disclosure: StudyDisclosure, when: str) -> dict[str, Any]:
     """Table 1's n per arm column ("0", "1") as the rest of the outputs show it."""
     if when == "before":
-        return {"0": disclosure.counts.get("unexposed"), "1": disclosure.counts.get("exposed")}
-    return {"0": disclosure.counts.get("matched_unexposed"), "1": disclosure.counts.get("matched_exposed")}
+        return {"0": disclosure.count("comparator"), "1": disclosure.count("exposed")}
+    return {"0": disclosure.count("matched_comparator"), "1": disclosure.count("matched_exposed")}
 
 
 # --------------------------------------------------------------------------- writing
@@ -891,8 +1214,10 @@ def _read_holder(fd: int) -> dict[str, Any] | None:
 def _describe(holder: dict[str, Any] | None) -> str:
     if not holder:
         return "a run whose details are unknown"
-    return f"run {holder.get('run_id', '?')} (pid {holder.get('pid', '?')} on {holder.get('host', '?')}, " \
+    return (
+        f"run {holder.get('run_id', '?')} (pid {holder.get('pid', '?')} on {holder.get('host', '?')}, "
         f"started {holder.get('started', '?')})"
+    )
 
 
 def _remove_leftovers(out: Path) -> list[str]:
@@ -1133,9 +1458,11 @@ def write_outputs(
         step("tables", "Writing tables", "start")
         (partial / "tables").mkdir()
         for stem, table in build_tables(result).items():
-            table.to_csv(partial / "tables" / f"{stem}.csv", index=stem in ("table1_before", "table1_after",
-                                                                            "km_at_risk", "propensity_model",
-                                                                            "matching_counts"))
+            table.to_csv(
+                partial / "tables" / f"{stem}.csv",
+                index=stem.startswith("at_risk_")
+                or stem in ("table1_before", "table1_after", "propensity_model", "matching_counts"),
+            )
         step("tables", "Writing tables", "done")
 
         step("figures", "Drawing figures", "start")
@@ -1147,9 +1474,7 @@ def write_outputs(
         step("report", "Writing results.json and report.html", "start")
         document = results_document(result)
         validate_results_document(document)
-        (partial / "results.json").write_text(
-            json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8"
-        )
+        (partial / "results.json").write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         # report.html is written last: its presence marks a complete folder.
         (partial / "report.html").write_text(render_html(result, figures=figures), encoding="utf-8")
         step("report", "Writing results.json and report.html", "done")

@@ -1,18 +1,22 @@
-"""The one place that wires every stage of a study, driven by a :class:`~retrocohort.study.Study`.
+"""The one place that wires every stage of a study, driven by a :class:`~retrocohort.spec.Study`.
 
-Stages, in order (each reported to the ``progress`` callback)::
+The study (a file of the study language, :func:`retrocohort.spec.load_study_file`)
+says everything: concepts, index, criteria, arms, covariates, outcomes and the
+analysis. Stages, in order (each reported to the ``progress`` callback)::
 
-    cohort       extract the analysis frame and the attrition log
-    propensity   propensity score (study.propensity)
-    matching     k:1 nearest-neighbour matching on the (logit) propensity score
-    balance      SMDs and Table 1, before and after matching
-    death        Kaplan-Meier by arm + log-rank, Cox (matched; unadjusted and
-                 adjusted, variance clustered on matched set), PH test
-    krt          cumulative incidence of KRT liberation by arm + Gray's test,
-                 Fine-Gray (matched; clustered on matched set)
-    sensitivity  Cox and Fine-Gray in the full eligible cohort, IPTW (ATT)
-                 Cox and Fine-Gray with robust variance, E-value of the primary HR
-    provenance   hashes of the study file and of the data, package versions
+    cohort          build the analysis frame and the attrition log (cohort.builder)
+    propensity      propensity score over [analysis] propensity
+    matching        k:1 nearest-neighbour matching on the (logit) propensity score
+    balance         SMDs and Table 1 over the study's covariates, before and after matching
+    outcome:<name>  per outcome, in the study's order, in the matched cohort:
+                    non-competing: Kaplan-Meier by arm, log-rank, Cox unadjusted and
+                    adjusted (variance clustered on matched set), PH test of the primary's model;
+                    competing (death): cumulative incidence by arm, Gray's test, Fine-Gray
+    sensitivity     per outcome: full eligible cohort (adjusted), IPTW (ATT weights);
+                    E-value of the primary outcome's primary estimate
+    subgroups       [analysis] subgroups: the primary outcome's (s)HR within each level of a
+                    covariate and the exposure x covariate interaction p-value
+    provenance      hashes of the study file and of the data, package versions
 
 A model that cannot be fitted (too few patients, no events in an arm, no
 exposed patients, matching that finds nobody, non-convergence) never stops
@@ -43,6 +47,7 @@ import pandas as pd
 
 from ..errors import InputError, RetrocohortError
 from ..matching import balance, match_nearest, propensity_score, table_one
+from ..spec import Study, covariate_type
 from ..survival import (
     CoxResult,
     FineGrayResult,
@@ -55,23 +60,36 @@ from ..survival import (
     ph_test,
 )
 from .evalue import e_value_hr
-from .results import Estimate, Outcome, Population, SkippedModel, StudyResult
-from .spec import KNOWN_COVARIATES, Study, default_study
+from .results import Estimate, OutcomeResult, Population, SkippedModel, StudyResult, SubgroupResult
 
 Engine = Literal["duckdb", "spark"]
 ENGINES: tuple[str, ...] = ("duckdb", "spark")
 
-#: (key, label) of every stage, in the order they run; the CLI shows the labels.
+#: (key, label) of the stages every study runs, in order; ``outcome:<name>`` stages (one per
+#: outcome, after "balance") and "subgroups" are added per study (:func:`study_stages`).
 STAGES: tuple[tuple[str, str], ...] = (
-    ("cohort", "Extracting the cohort"),
+    ("cohort", "Building the cohort"),
     ("propensity", "Propensity score"),
     ("matching", "Matching"),
     ("balance", "Balance and Table 1"),
-    ("death", "90-day mortality: Kaplan-Meier, log-rank, Cox"),
-    ("krt", "KRT liberation: cumulative incidence, Gray, Fine-Gray"),
     ("sensitivity", "Sensitivity analyses and E-value"),
     ("provenance", "Provenance"),
 )
+
+
+def study_stages(study: Study) -> tuple[tuple[str, str], ...]:
+    """(key, label) of every stage of ``study``, in the order they run."""
+    outcomes = tuple(
+        (
+            f"outcome:{name}",
+            f"{oc.label}: "
+            + ("cumulative incidence, Gray, Fine-Gray" if oc.competing else "Kaplan-Meier, log-rank, Cox"),
+        )
+        for name, oc in study.outcomes.items()
+    )
+    subgroups = (("subgroups", "Subgroups"),) if study.analysis.subgroups else ()
+    return (*STAGES[:4], *outcomes, STAGES[4], *subgroups, STAGES[5])
+
 
 #: ``progress(stage_key, label, state)`` with state "start" or "done".
 ProgressCallback = Callable[[str, str, str], None]
@@ -80,11 +98,6 @@ ProgressCallback = Callable[[str, str, str], None]
 # recorded as skipped with the message. Anything else propagates.
 _MODEL_ERRORS = (RetrocohortError, ValueError, ArithmeticError, np.linalg.LinAlgError)
 
-_DEATH = ("death_time", "death")
-_KRT = ("krt_time", "krt_status")
-_CATEGORICAL = ("sex", "sepsis", "vasopressor", "ventilation")
-# Table 1 describes every baseline covariate the cohort builder provides.
-_TABLE_ONE = KNOWN_COVARIATES
 _PACKAGES = (
     "retrocohort",
     "numpy",
@@ -114,6 +127,7 @@ DATA_FINGERPRINT_METHOD = (
 @dataclass
 class _Run:
     """Mutable bookkeeping of one run (private; the result is frozen)."""
+
     study: Study
     progress: ProgressCallback | None
     estimates: list[Estimate] = field(default_factory=list)
@@ -124,7 +138,7 @@ class _Run:
 
     @contextlib.contextmanager
     def stage(self, key: str) -> Iterator[None]:
-        label = dict(STAGES)[key]
+        label = dict(study_stages(self.study))[key]
         if self.progress is not None:
             self.progress(key, label, "start")
         started = time.perf_counter()
@@ -134,7 +148,7 @@ class _Run:
             self.progress(key, label, "done")
 
     def skip(self, outcome: str, model: str, population: Population, reason: str) -> None:
-        self.skipped.append(SkippedModel(outcome=outcome, model=model, population=population, reason=reason))  # type: ignore[arg-type]
+        self.skipped.append(SkippedModel(outcome=outcome, model=model, population=population, reason=reason))
 
     def note(self, text: str) -> None:
         if text not in self.notes:
@@ -160,8 +174,22 @@ class _Run:
 # --------------------------------------------------------------------------- helpers
 
 
-def _outcome_name(outcome: str) -> str:
-    return {"death_90d": "death", "krt_liberation_90d": "KRT liberation"}.get(outcome, outcome)
+def _columns(outcome: str) -> tuple[str, str]:
+    """The frame columns (time, status) of a study outcome."""
+    return f"{outcome}_time", f"{outcome}_status"
+
+
+def _is_competing(study: Study, outcome: str) -> bool:
+    return study.outcomes[outcome].competing is not None
+
+
+def _words(label: str) -> str:
+    """A study label inside a sentence: "Death" -> "death", "KRT liberation" stays."""
+    return label if label[:2].isupper() else label[:1].lower() + label[1:]
+
+
+def _outcome_name(study: Study, outcome: str) -> str:
+    return _words(study.outcomes[outcome].label) if outcome in study.outcomes else outcome
 
 
 def _weights_needed(frame: pd.DataFrame, column: str = "weight") -> str | None:
@@ -201,39 +229,41 @@ def _arm_events(frame: pd.DataFrame, event: pd.Series) -> tuple[int, int]:
 
 
 def _why_not_estimable(
-    frame: pd.DataFrame, event: pd.Series, outcome: str, population: str, n_terms: int
+    study: Study, frame: pd.DataFrame, event: pd.Series, outcome: str, population: str, n_terms: int
 ) -> str | None:
-    """A reason the exposure hazard ratio cannot be estimated in ``frame``, or None."""
+    """A reason the exposure hazard ratio cannot be estimated in ``frame``, or None.
+
+    The reasons quote no count of patients or events (a count below the small-cell
+    threshold must not reach any output): they say which arm, and how many are needed.
+    """
     n_exposed = int((frame["exposed"] == 1).sum())
     n_unexposed = int((frame["exposed"] == 0).sum())
     if n_exposed == 0 or n_unexposed == 0:
-        return (
-            f"the {population} cohort has {n_exposed} exposed and {n_unexposed} unexposed patients; "
-            "a comparison needs both arms"
-        )
+        arm = "exposed" if n_exposed == 0 else "comparator"
+        return f"the {population} cohort has no {arm} patients; a comparison needs both arms"
     e1, e0 = _arm_events(frame, event)
-    what = _outcome_name(outcome)
+    what = _outcome_name(study, outcome)
     if e1 == 0 or e0 == 0:
-        arm = "exposed" if e1 == 0 else "unexposed"
+        arm = "exposed" if e1 == 0 else "comparator"
         return (
-            f"no {what} events among the {arm} patients of the {population} cohort "
-            f"(events: {e1} exposed, {e0} unexposed): the hazard ratio is not estimable"
+            f"no {what} events among the {arm} patients of the {population} cohort: the hazard ratio is not estimable"
         )
     if e1 + e0 <= n_terms:
         return (
-            f"too few {what} events ({e1 + e0}) for a model with {n_terms} terms in the {population} cohort"
+            f"too few {what} events for a model with {n_terms} terms in the {population} cohort "
+            f"(more events than terms are needed)"
         )
     return None
 
 
-#: Minimum information for an exposure hazard ratio (docs/study-file.md, "Minimum information"):
+#: Minimum information for an exposure hazard ratio (docs/study-language.md, "Minimum information"):
 #: patients per arm (for a weighted fit, Kish's effective sample size per arm) and events per arm.
 MIN_PATIENTS_PER_ARM = 10
 MIN_EVENTS_PER_ARM = 5
 
 
 def _minimum_information(
-    frame: pd.DataFrame, event: pd.Series, outcome: str, population: str, weights: str | None = None
+    study: Study, frame: pd.DataFrame, event: pd.Series, outcome: str, population: str, weights: str | None = None
 ) -> str | None:
     """Why the exposure (s)HR of ``frame`` would not carry enough information to report, or None.
 
@@ -252,36 +282,47 @@ def _minimum_information(
     Reasons say "fewer than N" and give no count, so a skipped model's reason
     never shows a number below the small-cell threshold.
     """
-    what = _outcome_name(outcome)
+    what = _outcome_name(study, outcome)
     exposed = frame["exposed"].to_numpy() == 1
     for arm, mask in (("exposed", exposed), ("unexposed", ~exposed)):
         if int(mask.sum()) < MIN_PATIENTS_PER_ARM:
-            return (f"fewer than {MIN_PATIENTS_PER_ARM} {arm} patients in the {population} cohort: too little "
-                    f"information for a hazard ratio (minimum {MIN_PATIENTS_PER_ARM} patients per arm)")
+            return (
+                f"fewer than {MIN_PATIENTS_PER_ARM} {arm} patients in the {population} cohort: too little "
+                f"information for a hazard ratio (minimum {MIN_PATIENTS_PER_ARM} patients per arm)"
+            )
         if weights is not None:
             w = frame[weights].to_numpy(dtype=float)[mask]
             squares = float((w**2).sum())
             ess = float(w.sum() ** 2 / squares) if squares > 0 else 0.0  # all-zero weights carry nothing
             if ess < MIN_PATIENTS_PER_ARM:
-                return (f"the {arm} arm of the {population} cohort has an effective sample size below "
-                        f"{MIN_PATIENTS_PER_ARM} under its weights (a few patients carry most of the weight): "
-                        f"too little information for a weighted hazard ratio (minimum {MIN_PATIENTS_PER_ARM})")
+                return (
+                    f"the {arm} arm of the {population} cohort has an effective sample size below "
+                    f"{MIN_PATIENTS_PER_ARM} under its weights (a few patients carry most of the weight): "
+                    f"too little information for a weighted hazard ratio (minimum {MIN_PATIENTS_PER_ARM})"
+                )
     e1, e0 = _arm_events(frame, event)
     for arm, count in (("exposed", e1), ("unexposed", e0)):
         if count < MIN_EVENTS_PER_ARM:
-            return (f"fewer than {MIN_EVENTS_PER_ARM} {what} events among the {arm} patients of the {population} "
-                    f"cohort: too little information for a hazard ratio (minimum {MIN_EVENTS_PER_ARM} events per arm)")
-    competing = outcome == "krt_liberation_90d"
-    time_col, status_col = _KRT if competing else _DEATH
+            return (
+                f"fewer than {MIN_EVENTS_PER_ARM} {what} events among the {arm} patients of the {population} "
+                f"cohort: too little information for a hazard ratio (minimum {MIN_EVENTS_PER_ARM} events per arm)"
+            )
+    competing = _is_competing(study, outcome)
+    time_col, status_col = _columns(outcome)
     status = frame[status_col].to_numpy()
     direction = _exposure_separation(
-        frame[time_col].to_numpy(dtype=float), event.to_numpy(dtype=bool), exposed,
-        ((status != 0) & (status != 1)) if competing else None)
+        frame[time_col].to_numpy(dtype=float),
+        event.to_numpy(dtype=bool),
+        exposed,
+        ((status != 0) & (status != 1)) if competing else None,
+    )
     if direction is not None:
         risk_set = "subdistribution risk set" if competing else "risk set"
-        return (f"separation in the {population} cohort: every {what} event among the {direction[0]} patients "
-                f"happened when no {direction[1]} patient was in its {risk_set}, so the partial likelihood is "
-                f"monotone in the exposure: the hazard ratio runs to {direction[2]} and is not estimable")
+        return (
+            f"separation in the {population} cohort: every {what} event among the {direction[0]} patients "
+            f"happened when no {direction[1]} patient was in its {risk_set}, so the partial likelihood is "
+            f"monotone in the exposure: the hazard ratio runs to {direction[2]} and is not estimable"
+        )
     return None
 
 
@@ -303,6 +344,7 @@ def _exposure_separation(
 
     Returns (arm whose events are uninformative, other arm, direction) or None.
     """
+
     def at_risk(arm: np.ndarray, t: np.ndarray) -> np.ndarray:
         times = np.sort(time[arm])
         count = len(times) - np.searchsorted(times, t, side="left")
@@ -361,8 +403,16 @@ def package_versions(extra: Sequence[str] = ()) -> dict[str, str]:
     return out
 
 
-def read_synthetic_info(data_path: Path | None) -> tuple[bool, dict[str, float] | None, str | None]:
-    """(synthetic?, planted numeric truth, its description) from ``SYNTHETIC.json`` when present."""
+def read_synthetic_info(
+    data_path: Path | None, study: Study | None = None
+) -> tuple[bool, dict[str, dict[str, Any]] | None, str | None]:
+    """(synthetic?, planted truth per outcome name, its description) from ``SYNTHETIC.json`` when present.
+
+    The generator records each shipped study's truth under ``"studies"`` by study name, with
+    ``hr_<outcome>`` (a hazard ratio) or ``shr_<outcome>`` (a subdistribution hazard ratio) per
+    outcome name. A study the data holds no truth for (a user's own study on synthetic data)
+    gets ``None``: no planted number is ever printed beside another study's estimates.
+    """
     if data_path is None:
         return False, None, None
     marker = data_path / "SYNTHETIC.json"
@@ -372,12 +422,17 @@ def read_synthetic_info(data_path: Path | None) -> tuple[bool, dict[str, float] 
         info = json.loads(marker.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(f"{marker}: not readable JSON ({exc}); regenerate the data with `retrocohort synth`") from None
-    truth = info.get("planted") or info.get("planted_truth") or info.get("truth") or {}
-    planted = {
-        str(k): float(v)
-        for k, v in truth.items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool)
-    }
+    if study is None or not isinstance(info, dict):
+        return True, None, None
+    truth = (info.get("studies") or {}).get(study.study.name)
+    if not isinstance(truth, dict):
+        return True, None, None
+    planted: dict[str, dict[str, Any]] = {}
+    for name, outcome in study.outcomes.items():
+        estimand = "shr" if outcome.competing else "hr"
+        value = truth.get(f"{estimand}_{name}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            planted[name] = {"estimand": estimand, "value": float(value)}
     description = truth.get("description") if isinstance(truth.get("description"), str) else None
     return True, (planted or None), description
 
@@ -394,7 +449,7 @@ def _data_path(source: Any) -> Path | None:
 
 def run_study(
     source: Any,
-    study: Study | None = None,
+    study: Study,
     engine: Engine = "duckdb",
     spark: Any = None,
     progress: ProgressCallback | None = None,
@@ -404,17 +459,19 @@ def run_study(
     Parameters
     ----------
     source : str, Path or ``retrocohort.sources.MimicIV``
-        A MIMIC-IV folder (``hosp/``, ``icu/``; the synthetic generator's output
-        too) or an already-built source.
-    study : Study, optional
-        The design; ``None`` is the flagship magnesium-in-CKRT study.
+        A MIMIC-IV folder (``hosp/``, ``icu/``, csv.gz or the Parquet copy of
+        ``retrocohort convert``; the synthetic generator's output too) or an
+        already-built source.
+    study : Study
+        The design, from :func:`retrocohort.spec.load_study_file` (no default:
+        a run says what it studies).
     engine : {"duckdb", "spark"}
         Engine for the cohort extraction; the analysis itself runs in NumPy.
     spark : SparkSession, optional
         For ``engine="spark"``; a local session is started when omitted.
     progress : callable, optional
         ``progress(stage_key, label, state)`` with ``state`` "start" / "done"
-        for every stage of :data:`STAGES`.
+        for every stage of :func:`study_stages`.
 
     Returns
     -------
@@ -428,14 +485,12 @@ def run_study(
     """
     # Imported here: the cohort builder pulls in ibis and the engines, which
     # analyse_cohort (and `import retrocohort.study`) does not need.
-    from ..cohort import extract
+    from ..cohort.builder import build_cohort
     from ..sources import MimicIV
 
     if engine not in ENGINES:
         raise InputError(f"engine {engine!r} is not supported; choose one of {list(ENGINES)}")
-    study = default_study() if study is None else study
-    if not isinstance(study, Study):
-        raise InputError(f"study must be a retrocohort Study (from load_study); got {type(study).__name__}")
+    _check_study(study)
     started = time.perf_counter()
     run = _Run(study=study, progress=progress)
     data_path = _data_path(source)
@@ -446,13 +501,20 @@ def run_study(
                 raise InputError(f"data folder {str(source)!r} does not exist")
             source = MimicIV(source)
         with run.capture_warnings("cohort"):
-            cohort = extract(source, study=study, engine=engine, spark=spark)
+            cohort = build_cohort(study, source, engine=engine, spark=spark)
     return _analyse(run, cohort, data_path=data_path, engine=engine, started=started)
+
+
+def _check_study(study: Any) -> None:
+    if not isinstance(study, Study):
+        raise InputError(
+            f"study must be a retrocohort Study (from retrocohort.load_study(path)); got {type(study).__name__}"
+        )
 
 
 def analyse_cohort(
     cohort: Any,
-    study: Study | None = None,
+    study: Study,
     progress: ProgressCallback | None = None,
     data_path: str | Path | None = None,
     engine: str = "duckdb",
@@ -461,10 +523,12 @@ def analyse_cohort(
 
     Parameters
     ----------
-    cohort : ``retrocohort.cohort.Cohort`` or any object with ``.attrition``
-        (``step``, ``remaining``, ``excluded``, ``reason``), ``.data`` (the
-        analysis frame of the cohort contract) and optionally ``.notes``.
-    study : Study, optional (default: the flagship study).
+    cohort : ``retrocohort.cohort.builder.BuiltCohort`` or any object with ``.attrition``
+        (``step``, ``remaining``, ``excluded``, ``reason``), ``.data`` (one row per
+        patient: ``exposed``, the study's covariates, ``<outcome>_time`` and
+        ``<outcome>_status`` per outcome) and optionally ``.notes``, ``.data_checks``.
+    study : Study
+        The study the cohort was built for.
     progress : as :func:`run_study` (stages after "cohort").
     data_path : the data folder, for the data fingerprint and ``SYNTHETIC.json``.
     engine : recorded in the provenance.
@@ -473,10 +537,15 @@ def analyse_cohort(
     -------
     StudyResult
     """
-    study = default_study() if study is None else study
+    _check_study(study)
     run = _Run(study=study, progress=progress)
-    return _analyse(run, cohort, data_path=Path(data_path) if data_path is not None else None,
-                    engine=engine, started=time.perf_counter())
+    return _analyse(
+        run,
+        cohort,
+        data_path=Path(data_path) if data_path is not None else None,
+        engine=engine,
+        started=time.perf_counter(),
+    )
 
 
 def _analyse(run: _Run, cohort: Any, data_path: Path | None, engine: str, started: float) -> StudyResult:
@@ -488,19 +557,25 @@ def _analyse(run: _Run, cohort: Any, data_path: Path | None, engine: str, starte
     data, attrition = _complete_cases(run, data, attrition)
 
     counts: dict[str, int] = {
-        "screened": int(attrition["remaining"].iloc[0]) if len(attrition) else 0,
+        "indexed": int(attrition["remaining"].iloc[0]) if len(attrition) else 0,
         "eligible": int(len(data)),
         "exposed": int((data["exposed"] == 1).sum()),
-        "unexposed": int((data["exposed"] == 0).sum()),
+        "comparator": int((data["exposed"] == 0).sum()),
         "matched_exposed": 0,
-        "matched_unexposed": 0,
+        "matched_comparator": 0,
     }
-    dose = data.loc[data["exposed"] == 1, "mg_dose_meq"].to_numpy(dtype=float)
-    dose_meq = {
-        "mean": float(dose.mean()) if dose.size else float("nan"),
-        "sd": float(dose.std(ddof=1)) if dose.size > 1 else float("nan"),
-        "n": int(dose.size),
-    }
+    dose: dict[str, Any] | None = None
+    if study.dose is not None:
+        values = data.loc[data["exposed"] == 1, study.dose.name].to_numpy(dtype=float)
+        values = values[np.isfinite(values)]
+        dose = {
+            "name": study.dose.name,
+            "label": study.dose.label,
+            "unit": study.dose.unit,
+            "mean": float(values.mean()) if values.size else float("nan"),
+            "sd": float(values.std(ddof=1)) if values.size > 1 else float("nan"),
+            "n": int(values.size),
+        }
 
     with run.stage("propensity"):
         ps_result = _propensity(run, data)
@@ -513,29 +588,33 @@ def _analyse(run: _Run, cohort: Any, data_path: Path | None, engine: str, starte
         match_result, matched = _match(run, data, ps_result)
     if matched is not None:
         counts["matched_exposed"] = int((matched["exposed"] == 1).sum())
-        counts["matched_unexposed"] = int((matched["exposed"] == 0).sum())
+        counts["matched_comparator"] = int((matched["exposed"] == 0).sum())
 
     with run.stage("balance"):
         balance_before, balance_after, table_before, table_after = _balance(run, data, matched)
 
-    with run.stage("death"):
-        km, logrank_result, ph = _death(run, matched)
-
-    with run.stage("krt"):
-        cif, gray = _krt(run, matched)
+    outcomes: dict[str, OutcomeResult] = {}
+    for name in study.outcomes:
+        with run.stage(f"outcome:{name}"):
+            outcomes[name] = _outcome(run, name, matched)
 
     with run.stage("sensitivity"):
         _full_cohort(run, data)
-        if ps_result is not None and study.models.sensitivity_iptw:
+        if ps_result is not None and study.analysis.sensitivity_iptw:
             data = _iptw(run, data)
-        elif study.models.sensitivity_iptw:
+        elif study.analysis.sensitivity_iptw:
             reason = "no propensity score (see the propensity entry)"
-            run.skip("death_90d", "cox_unadjusted", "iptw", reason)
-            run.skip("krt_liberation_90d", "fine_gray_unadjusted", "iptw", reason)
-        e_value, e_value_method = _e_value(run, matched, data)
+            for name in study.outcomes:
+                run.skip(name, _model(study, name, "unadjusted"), "iptw", reason)
+        e_value, e_value_method = _e_value(run, matched)
+
+    subgroups: tuple[SubgroupResult, ...] = ()
+    if study.analysis.subgroups:
+        with run.stage("subgroups"):
+            subgroups = _subgroups(run, data, matched)
 
     with run.stage("provenance"):
-        synthetic, planted, _description = read_synthetic_info(data_path)
+        synthetic, planted, _description = read_synthetic_info(data_path, study)
         extra = ("pyspark",) if engine == "spark" else ()
         provenance: dict[str, Any] = {
             "study_fingerprint": study.fingerprint,
@@ -547,6 +626,7 @@ def _analyse(run: _Run, cohort: Any, data_path: Path | None, engine: str, starte
             "engine": engine,
             "seed": study.study.seed,
             "ph_test_model": run.ph_test_model,
+            "concepts": dict(getattr(cohort, "concepts", {}) or {}),
         }
     # After the provenance stage closed, so its own time is included.
     provenance["stage_seconds"] = dict(run.timings)
@@ -556,8 +636,9 @@ def _analyse(run: _Run, cohort: Any, data_path: Path | None, engine: str, starte
         study=study,
         synthetic=synthetic,
         attrition=attrition,
+        data_checks=getattr(cohort, "data_checks", None),
         counts=counts,
-        dose_meq=dose_meq,
+        dose=dose,
         cohort=data,
         matched=matched,
         propensity=ps_result,
@@ -566,80 +647,118 @@ def _analyse(run: _Run, cohort: Any, data_path: Path | None, engine: str, starte
         balance_after=balance_after,
         table_one_before=table_before,
         table_one_after=table_after,
-        km=km,
-        logrank=logrank_result,
-        cif=cif,
-        gray=gray,
-        ph_test=ph,
+        outcomes=outcomes,
+        primary=_primary(study),
         estimates=tuple(run.estimates),
         skipped=tuple(run.skipped),
+        subgroups=subgroups,
         e_value=e_value,
+        e_value_method=e_value_method,
         planted=planted,
         provenance=provenance,
         notes=tuple(run.notes),
-        e_value_method=e_value_method,
-        data_checks=getattr(cohort, "data_checks", None),
     )
+
+
+def _primary(study: Study) -> str:
+    """The primary outcome's name (the loader guarantees exactly one, else the first)."""
+    return next((n for n, oc in study.outcomes.items() if oc.primary), next(iter(study.outcomes)))
+
+
+def _model(study: Study, outcome: str, which: str) -> str:
+    """``cox_<which>`` or ``fine_gray_<which>`` as the outcome is competing or not."""
+    return f"{'fine_gray' if _is_competing(study, outcome) else 'cox'}_{which}"
+
+
+def _line(study: Study, outcome: str, rest: str) -> str:
+    """An estimate's label: "<outcome label> by day <horizon>, <rest>"."""
+    oc = study.outcomes[outcome]
+    method = "Fine-Gray" if oc.competing else "Cox"
+    return f"{oc.label} by day {oc.horizon_days:g}, {method}, {rest}"
 
 
 # --------------------------------------------------------------------------- stages
 
 
 def _complete_cases(run: _Run, data: pd.DataFrame, attrition: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Drop patients missing a model covariate or outcome, as one attrition line (never silently)."""
+    """Drop patients missing a model covariate or outcome, as one attrition line (never silently).
+
+    The cohort builder already applies each covariate's missing-data rule; this
+    is the guard for frames built otherwise (or a model covariate left missing).
+    """
     study = run.study
-    needed = list(
-        dict.fromkeys(
-            ["exposed", *study.propensity.covariates, *study.models.adjust, *_DEATH, *_KRT]
-        )
-    )
+    outcome_columns = [c for name in study.outcomes for c in _columns(name)]
+    needed = list(dict.fromkeys(["exposed", *study.propensity_covariates, *study.adjustment_set, *outcome_columns]))
     missing_columns = [c for c in needed if c not in data.columns]
     if missing_columns:
         raise InputError(
             f"the cohort's analysis frame lacks column(s) {missing_columns} that the study needs "
-            f"(it has {list(data.columns)}); check the [propensity] and [models] covariates"
+            f"(it has {list(data.columns)}); check [analysis] propensity / adjust and [outcomes]"
         )
+    for name, outcome in study.outcomes.items():
+        time_col, status_col = _columns(name)
+        codes = (0, 1, 2) if outcome.competing else (0, 1)
+        status = data[status_col]
+        bad = status.notna() & ~status.isin(codes)
+        times = pd.to_numeric(data[time_col], errors="coerce")
+        bad_time = data[time_col].notna() & ~(np.isfinite(times) & (times >= 0))
+        if bad.any() or bad_time.any():
+            column, rows = (status_col, int(bad.sum())) if bad.any() else (time_col, int(bad_time.sum()))
+            allowed = "codes " + ", ".join(map(str, codes)) if bad.any() else "finite days >= 0"
+            raise InputError(
+                f"the cohort's analysis frame: column {column!r} has {rows} row(s) outside {allowed} "
+                f"(outcome {name!r}: 0 censored, 1 the outcome"
+                + (", 2 the competing death" if outcome.competing else "")
+                + "); fix the frame or the study"
+            )
     missing = data[needed].isna()
     drop = missing.any(axis=1)
     if drop.any():
-        per_column = {c: int(n) for c, n in missing.sum().items() if n}
-        detail = ", ".join(f"{c}: {n}" for c, n in per_column.items())
-        reason = f"missing data on a model covariate or outcome ({detail})"
+        columns = [str(c) for c, n in missing.sum().items() if n]
+        reason = f"missing data on a model covariate or outcome ({', '.join(columns)})"
         remaining = int((~drop).sum())
         attrition = pd.concat(
             [
                 attrition,
                 pd.DataFrame(
-                    [{"step": "complete data on model covariates", "remaining": remaining,
-                      "excluded": int(drop.sum()), "reason": reason}]
+                    [
+                        {
+                            "step": "complete data on model covariates",
+                            "remaining": remaining,
+                            "excluded": int(drop.sum()),
+                            "reason": reason,
+                        }
+                    ]
                 ),
             ],
             ignore_index=True,
         )
-        run.note(f"complete-case analysis: {int(drop.sum())} patient(s) excluded for {reason}")
+        run.note(f"complete-case analysis: patients excluded for {reason} (see the attrition table)")
         data = data.loc[~drop].reset_index(drop=True)
     return data, attrition
 
 
 def _propensity(run: _Run, data: pd.DataFrame) -> Any:
-    spec = run.study.propensity
+    analysis = run.study.analysis
     n1 = int((data["exposed"] == 1).sum())
     n0 = int((data["exposed"] == 0).sum())
     if n1 == 0 or n0 == 0:
-        reason = f"the eligible cohort has {n1} exposed and {n0} unexposed patients; a propensity model needs both"
+        arm = "exposed" if n1 == 0 else "comparator"
+        reason = f"the eligible cohort has no {arm} patients; a propensity model needs both arms"
         run.skip("propensity", "logistic", "full", reason)
         return None
-    covariates = _usable_covariates(run, data, spec.covariates, "propensity model")
+    if not run.study.propensity_covariates:
+        run.skip("propensity", "logistic", "full", "the study has no covariates for a propensity model")
+        return None
+    covariates = _usable_covariates(run, data, run.study.propensity_covariates, "propensity model")
     n_terms = _n_terms(data, covariates) + 1
     if min(n1, n0) <= 1 or len(data) <= n_terms:
-        reason = (
-            f"too few patients ({n1} exposed, {n0} unexposed) for a propensity model with {n_terms} terms"
-        )
+        reason = f"too few patients for a propensity model with {n_terms} terms"
         run.skip("propensity", "logistic", "full", reason)
         return None
     try:
         with run.capture_warnings("propensity model"):
-            result = propensity_score(data, "exposed", covariates, link=spec.link)
+            result = propensity_score(data, "exposed", covariates, link=analysis.link)
     except _MODEL_ERRORS as exc:
         run.skip("propensity", "logistic", "full", f"propensity model not fitted: {exc}")
         return None
@@ -653,7 +772,7 @@ def _propensity(run: _Run, data: pd.DataFrame) -> Any:
 
 
 def _match(run: _Run, data: pd.DataFrame, ps_result: Any) -> tuple[Any, pd.DataFrame | None]:
-    spec = run.study.matching
+    spec = run.study.analysis.matching
     if ps_result is None:
         run.skip("matching", "nearest", "matched", "no propensity score (see the propensity entry)")
         return None, None
@@ -684,6 +803,13 @@ def _match(run: _Run, data: pd.DataFrame, ps_result: Any) -> tuple[Any, pd.DataF
     return result, matched.reset_index(drop=True)
 
 
+def _table_one_variables(study: Study, data: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """(Table 1 variables: every covariate of the study in its order, the categorical ones among them)."""
+    variables = [name for name in study.covariates if name in data.columns]
+    categorical = [n for n in variables if covariate_type(study, n) in ("binary", "categorical")]
+    return variables, categorical
+
+
 def _balance_covariates(run: _Run, data: pd.DataFrame) -> list[str]:
     """Covariates whose balance is reported: the model covariates, then the rest of Table 1.
 
@@ -691,13 +817,14 @@ def _balance_covariates(run: _Run, data: pd.DataFrame) -> list[str]:
     patients were kept) is described in Table 1 with its missing count but
     has no SMD; a note says so.
     """
-    names = [*run.study.propensity.covariates, *run.study.models.adjust, *_TABLE_ONE]
+    study = run.study
+    names = [*study.propensity_covariates, *study.adjustment_set, *_table_one_variables(study, data)[0]]
     kept = []
     for name in dict.fromkeys(names):
         if name not in data.columns:
             continue
         if data[name].isna().any():
-            run.note(f"balance: {name!r} has {int(data[name].isna().sum())} missing value(s); no SMD reported for it")
+            run.note(f"balance: {name!r} has missing values; no SMD reported for it")
             continue
         kept.append(name)
     return kept
@@ -705,8 +832,7 @@ def _balance_covariates(run: _Run, data: pd.DataFrame) -> list[str]:
 
 def _balance(run: _Run, data: pd.DataFrame, matched: pd.DataFrame | None) -> tuple[Any, Any, Any, Any]:
     covariates = _balance_covariates(run, data)
-    variables = [c for c in _TABLE_ONE if c in data.columns]
-    categorical = [c for c in _CATEGORICAL if c in variables]
+    variables, categorical = _table_one_variables(run.study, data)
 
     def attempt(what: str, func: Callable[[], Any]) -> Any:
         try:
@@ -718,9 +844,9 @@ def _balance(run: _Run, data: pd.DataFrame, matched: pd.DataFrame | None) -> tup
 
     has_both = data["exposed"].nunique() == 2
     before = after = t1_before = t1_after = None
-    if has_both:
+    if has_both and covariates:
         before = attempt("balance before matching", lambda: balance(data, "exposed", covariates))
-    if len(data):
+    if len(data) and variables:
         t1_before = attempt(
             "Table 1 before matching",
             lambda: table_one(data, "exposed", variables, categorical=categorical),
@@ -730,18 +856,20 @@ def _balance(run: _Run, data: pd.DataFrame, matched: pd.DataFrame | None) -> tup
         # matched patients unweighted, so its counts are patients (integers the small-cell
         # rule applies to). The two differ only when some exposed patient found fewer
         # than `ratio` controls.
-        after = attempt("balance after matching", lambda: balance(matched, "exposed", covariates, weights="weight"))
-        t1_after = attempt(
-            "Table 1 after matching",
-            lambda: table_one(matched, "exposed", variables, categorical=categorical),
-        )
+        if covariates:
+            after = attempt("balance after matching", lambda: balance(matched, "exposed", covariates, weights="weight"))
+        if variables:
+            t1_after = attempt(
+                "Table 1 after matching",
+                lambda: table_one(matched, "exposed", variables, categorical=categorical),
+            )
     return before, after, t1_before, t1_after
 
 
 def _fit_hr(
     run: _Run,
     *,
-    outcome: Outcome,
+    outcome: str,
     model: str,
     population: Population,
     frame: pd.DataFrame,
@@ -752,84 +880,94 @@ def _fit_hr(
     cluster: str | None = None,
     robust: bool | None = None,
     note: str = "",
+    record: bool = True,
 ) -> Any:
     """Fit one Cox or Fine-Gray model and record its exposure line (or why it was skipped).
 
-    Returns the fit (CoxResult / FineGrayResult) or None when skipped.
+    Returns the fit (CoxResult / FineGrayResult) or None when skipped. With
+    ``record=False`` (subgroup levels) nothing is recorded: a skip returns
+    ``None`` and the caller reports the level as not estimable.
     """
     study = run.study
-    competing = outcome == "krt_liberation_90d"
+    competing = _is_competing(study, outcome)
+    time_col, status_col = _columns(outcome)
     where = label
     covariates = ["exposed", *_usable_covariates(run, frame, [c for c in covariates if c != "exposed"], where)]
-    event = (frame[_KRT[1]] == 1) if competing else (frame[_DEATH[1]] == 1)
-    why = _why_not_estimable(frame, event, outcome, population, _n_terms(frame, covariates))
+    event = frame[status_col] == 1
+
+    def skip(reason: str) -> None:
+        if record:
+            run.skip(outcome, model, population, reason)
+
+    why = _why_not_estimable(study, frame, event, outcome, population, _n_terms(frame, covariates))
     if why is None:
-        why = _minimum_information(frame, event, outcome, population, weights)
+        why = _minimum_information(study, frame, event, outcome, population, weights)
     if why is not None:
-        run.skip(outcome, model, population, why)
+        skip(why)
         return None
     fit: CoxResult | FineGrayResult
     try:
         with run.capture_warnings(where) as fit_warnings:
             if competing:
-                kwargs: dict[str, Any] = {"cause": 1, "censor_code": 0, "conf_level": study.models.conf_level}
+                kwargs: dict[str, Any] = {"cause": 1, "censor_code": 0, "conf_level": study.analysis.conf_level}
                 if cluster is not None:
                     kwargs["cluster"] = cluster
                 if weights is not None:
                     kwargs["weights"] = weights
-                fit = fine_gray(frame, _KRT[0], _KRT[1], covariates, **kwargs)
+                fit = fine_gray(frame, time_col, status_col, covariates, **kwargs)
             else:
                 # robust=None follows coxph: sandwich with a cluster or a non-integer weight.
                 fit = cox(
                     frame,
-                    _DEATH[0],
-                    _DEATH[1],
+                    time_col,
+                    status_col,
                     covariates,
-                    ties=study.models.ties,
+                    ties=study.analysis.ties,
                     weights=weights,
                     cluster=cluster,
                     robust=robust,
-                    conf_level=study.models.conf_level,
+                    conf_level=study.analysis.conf_level,
                 )
     except _MODEL_ERRORS as exc:
-        run.skip(outcome, model, population, f"not fitted: {exc}")
+        skip(f"not fitted: {exc}")
         return None
     if not getattr(fit, "converged", True):
-        run.skip(outcome, model, population, "the fit did not converge")
+        skip("the fit did not converge")
         return None
     # An estimate the fit itself flags as possibly infinite is not reported as a number.
     flagged = [m for m in fit_warnings if "monotone" in m.lower() or "infinite" in m.lower()]
     if any("'exposed'" in m for m in flagged):
-        run.skip(outcome, model, population, f"not estimable: {flagged[0]}")
+        skip(f"not estimable: {flagged[0]}")
         return None
     if flagged:
         note = "; ".join(filter(None, [note, *flagged]))
     values = [float(v) for v in fit.summary.loc["exposed", ["hr", "lower", "upper", "p"]].to_numpy(dtype=float)]
     if not all(math.isfinite(v) for v in values):
-        run.skip(outcome, model, population, "non-finite estimate (monotone likelihood or separation)")
+        skip("non-finite estimate (monotone likelihood or separation)")
         return None
-    run.estimates.append(
-        Estimate(
-            outcome=outcome,
-            model=model,
-            population=population,
-            estimate=values[0],
-            lower=values[1],
-            upper=values[2],
-            p=values[3],
-            label=label,
-            n=int(len(frame)),
-            n_events=int(event.sum()),
-            variance=variance,
-            note=note,
+    if record:
+        run.estimates.append(
+            Estimate(
+                outcome=outcome,
+                model=model,
+                population=population,
+                estimate=values[0],
+                lower=values[1],
+                upper=values[2],
+                p=values[3],
+                label=label,
+                n=int(len(frame)),
+                n_events=int(event.sum()),
+                variance=variance,
+                note=note,
+            )
         )
-    )
     return fit
 
 
 def _matched_variance(run: _Run, matched: pd.DataFrame) -> tuple[str | None, bool | None, str]:
     """(cluster column, robust flag, description) for models in the matched cohort."""
-    if not run.study.models.cluster_on_matched_set:
+    if not run.study.analysis.cluster_on_matched_set:
         if _weights_needed(matched):
             # explicit: coxph's default would keep the model-based variance for whole-number weights,
             # but matching weights are not frequency weights
@@ -841,84 +979,8 @@ def _matched_variance(run: _Run, matched: pd.DataFrame) -> tuple[str | None, boo
     return None, True, "robust (per patient; matched with replacement)"
 
 
-def _death(run: _Run, matched: pd.DataFrame | None):
-    study = run.study
-    outcome: Outcome = "death_90d"
-    if matched is None:
-        reason = "no matched cohort (see the matching entry)"
-        for model in ("kaplan_meier", "logrank", "cox_unadjusted", "cox_adjusted", "ph_test"):
-            run.skip(outcome, model, "matched", reason)
-        return None, None, None
-    w = _weights_needed(matched)
-    km = lr = ph = None
-    try:
-        with run.capture_warnings("Kaplan-Meier"):
-            km = kaplan_meier(
-                matched, *_DEATH, group="exposed", weights=w, conf_level=study.models.conf_level
-            )
-    except _MODEL_ERRORS as exc:
-        run.skip(outcome, "kaplan_meier", "matched", f"not computed: {exc}")
-    if matched["exposed"].nunique() < 2 or matched["death"].sum() == 0:
-        run.skip(outcome, "logrank", "matched", "needs both arms and at least one death")
-    else:
-        try:
-            with run.capture_warnings("log-rank test"):
-                lr = logrank(matched, *_DEATH, group="exposed")
-            if w:
-                run.note("log-rank test: unweighted (the matching weights are not all 1)")
-        except _MODEL_ERRORS as exc:
-            run.skip(outcome, "logrank", "matched", f"not computed: {exc}")
-    cluster, robust, variance = _matched_variance(run, matched)
-    # dict[str, Any]: a bundle of _fit_hr's keyword arguments (a trailing type: ignore would not survive ruff format)
-    common: dict[str, Any] = dict(outcome=outcome, population="matched", frame=matched, weights="weight",
-                                  cluster=cluster, robust=robust, variance=variance)
-    unadjusted = _fit_hr(run, model="cox_unadjusted", covariates=["exposed"],
-                         label="Death by day 90, Cox, matched, unadjusted", **common)
-    adjusted = _fit_hr(run, model="cox_adjusted", covariates=study.models.adjust,
-                       label="Death by day 90, Cox, matched, adjusted", **common)
-    main = adjusted if adjusted is not None else unadjusted
-    run.ph_test_model = "cox_adjusted" if adjusted is not None else "cox_unadjusted"
-    if main is None:
-        run.skip(outcome, "ph_test", "matched", "no Cox model was fitted")
-    else:
-        try:
-            with run.capture_warnings("PH test"):
-                ph = ph_test(main)
-        except _MODEL_ERRORS as exc:
-            run.skip(outcome, "ph_test", "matched", f"not computed: {exc}")
-    return km, lr, ph
-
-
-def _krt(run: _Run, matched: pd.DataFrame | None):
-    study = run.study
-    outcome: Outcome = "krt_liberation_90d"
-    if matched is None:
-        reason = "no matched cohort (see the matching entry)"
-        for model in ("cumulative_incidence", "gray_test", "fine_gray_unadjusted", "fine_gray_adjusted"):
-            run.skip(outcome, model, "matched", reason)
-        return None, None
-    cif = gray = None
-    try:
-        with run.capture_warnings("cumulative incidence"):
-            # KRT status: 0 censored, 1 liberated, 2 died first; any other code is an error, not a cause
-            cif = cumulative_incidence(
-                matched, *_KRT, cause=1, group="exposed", censor_code=0, competing_codes=[2],
-                conf_level=study.models.conf_level
-            )
-        for text in cif.notes:
-            run.note(f"cumulative incidence: {text}")
-    except _MODEL_ERRORS as exc:
-        run.skip(outcome, "cumulative_incidence", "matched", f"not computed: {exc}")
-    if matched["exposed"].nunique() < 2 or (matched["krt_status"] == 1).sum() == 0:
-        run.skip(outcome, "gray_test", "matched", "needs both arms and at least one KRT liberation")
-    else:
-        try:
-            with run.capture_warnings("Gray's test"):
-                gray = gray_test(matched, *_KRT, group="exposed", cause=1, censor_code=0, competing_codes=[2])
-            for text in gray.notes:
-                run.note(f"Gray's test: {text}")
-        except _MODEL_ERRORS as exc:
-            run.skip(outcome, "gray_test", "matched", f"not computed: {exc}")
+def _fine_gray_options(run: _Run, matched: pd.DataFrame) -> dict[str, Any]:
+    """Weights, cluster and variance words of a Fine-Gray fit in the matched cohort."""
     cluster, robust, variance = _matched_variance(run, matched)
     weights = None
     note = ""
@@ -927,77 +989,326 @@ def _krt(run: _Run, matched: pd.DataFrame | None):
             weights = "weight"
         else:
             note = "unweighted: the Fine-Gray fit takes no weights and some matching weights differ from 1"
-    if weights is not None and (cif is not None or gray is not None):
-        run.note("cumulative incidence and Gray's test: unweighted (cuminc takes no case weights; "
-                 "the matching weights are not all 1)")
     if robust:
         # Fine-Gray's variance already is a sandwich (with crr's censoring term); with replacement there is
         # no matched set to cluster on, so each patient is its own cluster.
         cluster = None
-        variance = ("crr sandwich (matched with replacement)" if weights is None
-                    else "robust sandwich with crr's censoring term (per patient; matched with replacement)")
+        variance = (
+            "crr sandwich (matched with replacement)"
+            if weights is None
+            else "robust sandwich with crr's censoring term (per patient; matched with replacement)"
+        )
     elif cluster is None:
         variance = "crr sandwich" if weights is None else "robust sandwich with crr's censoring term (non-unit weights)"
-    common: dict[str, Any] = dict(outcome=outcome, population="matched", frame=matched, weights=weights,
-                                  cluster=cluster, variance=variance, note=note)
-    _fit_hr(run, model="fine_gray_unadjusted", covariates=["exposed"],
-            label="KRT liberation by day 90, Fine-Gray, matched, unadjusted", **common)
-    _fit_hr(run, model="fine_gray_adjusted", covariates=study.models.adjust,
-            label="KRT liberation by day 90, Fine-Gray, matched, adjusted", **common)
-    return cif, gray
+    return {"weights": weights, "cluster": cluster, "variance": variance, "note": note}
+
+
+def _outcome(run: _Run, name: str, matched: pd.DataFrame | None) -> OutcomeResult:
+    """The matched-cohort analysis of one outcome: curves by arm, their test and the two models."""
+    study = run.study
+    spec = study.outcomes[name]
+    time_col, status_col = _columns(name)
+    competing = spec.competing is not None
+    result: dict[str, Any] = {
+        "name": name,
+        "label": spec.label,
+        "kind": spec.kind,
+        "competing": competing,
+        "horizon_days": float(spec.horizon_days),
+        "primary": name == _primary(study),
+        "time": time_col,
+        "status": status_col,
+    }
+    curve, test = ("cumulative_incidence", "gray_test") if competing else ("kaplan_meier", "logrank")
+    models = (_model(study, name, "unadjusted"), _model(study, name, "adjusted"))
+    if matched is None:
+        reason = "no matched cohort (see the matching entry)"
+        for model in (curve, test, *models, *(("ph_test",) if result["primary"] and not competing else ())):
+            run.skip(name, model, "matched", reason)
+        return OutcomeResult(**result)
+    what = _outcome_name(study, name)
+    w = _weights_needed(matched)
+    conf = study.analysis.conf_level
+    try:
+        with run.capture_warnings("cumulative incidence" if competing else "Kaplan-Meier"):
+            if competing:
+                # status: 0 censored, 1 the outcome, 2 died first; any other code is an error, not a cause
+                cif = cumulative_incidence(
+                    matched,
+                    time_col,
+                    status_col,
+                    cause=1,
+                    group="exposed",
+                    censor_code=0,
+                    competing_codes=[2],
+                    conf_level=conf,
+                )
+                for text in cif.notes:
+                    run.note(f"cumulative incidence ({spec.label}): {text}")
+                result["cif"] = cif
+            else:
+                result["km"] = kaplan_meier(matched, time_col, status_col, group="exposed", weights=w, conf_level=conf)
+    except _MODEL_ERRORS as exc:
+        run.skip(name, curve, "matched", f"not computed: {exc}")
+    if matched["exposed"].nunique() < 2 or (matched[status_col] == 1).sum() == 0:
+        run.skip(name, test, "matched", f"needs both arms and at least one {what} event")
+    else:
+        try:
+            if competing:
+                with run.capture_warnings("Gray's test"):
+                    gray = gray_test(
+                        matched, time_col, status_col, group="exposed", cause=1, censor_code=0, competing_codes=[2]
+                    )
+                for text in gray.notes:
+                    run.note(f"Gray's test ({spec.label}): {text}")
+                result["gray"] = gray
+            else:
+                with run.capture_warnings("log-rank test"):
+                    result["logrank"] = logrank(matched, time_col, status_col, group="exposed")
+                if w:
+                    run.note("log-rank test: unweighted (the matching weights are not all 1)")
+        except _MODEL_ERRORS as exc:
+            run.skip(name, test, "matched", f"not computed: {exc}")
+    if competing:
+        options = _fine_gray_options(run, matched)
+        if options["weights"] is not None and ("cif" in result or "gray" in result):
+            run.note(
+                "cumulative incidence and Gray's test: unweighted (cuminc takes no case weights; "
+                "the matching weights are not all 1)"
+            )
+    else:
+        cluster, robust, variance = _matched_variance(run, matched)
+        options = {"weights": "weight", "cluster": cluster, "robust": robust, "variance": variance}
+    # dict[str, Any]: a bundle of _fit_hr's keyword arguments
+    common: dict[str, Any] = dict(outcome=name, population="matched", frame=matched, **options)
+    unadjusted = _fit_hr(
+        run, model=models[0], covariates=["exposed"], label=_line(study, name, "matched, unadjusted"), **common
+    )
+    adjusted = _fit_hr(
+        run, model=models[1], covariates=study.adjustment_set, label=_line(study, name, "matched, adjusted"), **common
+    )
+    if result["primary"] and not competing:
+        main = adjusted if adjusted is not None else unadjusted
+        run.ph_test_model = models[1] if adjusted is not None else models[0]
+        result["ph_test_model"] = run.ph_test_model
+        if main is None:
+            run.skip(name, "ph_test", "matched", "no Cox model was fitted")
+        else:
+            try:
+                with run.capture_warnings("PH test"):
+                    result["ph_test"] = ph_test(main)
+            except _MODEL_ERRORS as exc:
+                run.skip(name, "ph_test", "matched", f"not computed: {exc}")
+    return OutcomeResult(**result)
 
 
 def _full_cohort(run: _Run, data: pd.DataFrame) -> None:
-    if not run.study.models.sensitivity_full_cohort:
+    study = run.study
+    if not study.analysis.sensitivity_full_cohort:
         return
-    adjust = run.study.models.adjust
-    _fit_hr(run, outcome="death_90d", model="cox_adjusted", population="full", frame=data,
-            covariates=adjust, label="Death by day 90, Cox, full eligible cohort, adjusted",
-            variance="model-based")
-    _fit_hr(run, outcome="krt_liberation_90d", model="fine_gray_adjusted", population="full", frame=data,
-            covariates=adjust, label="KRT liberation by day 90, Fine-Gray, full eligible cohort, adjusted",
-            variance="crr sandwich")
+    for name in study.outcomes:
+        competing = _is_competing(study, name)
+        _fit_hr(
+            run,
+            outcome=name,
+            model=_model(study, name, "adjusted"),
+            population="full",
+            frame=data,
+            covariates=study.adjustment_set,
+            label=_line(study, name, "full eligible cohort, adjusted"),
+            variance="crr sandwich" if competing else "model-based",
+        )
 
 
 def _iptw(run: _Run, data: pd.DataFrame) -> pd.DataFrame:
-    """IPTW with ATT weights: exposed 1, unexposed ps / (1 - ps); Cox and Fine-Gray, robust (sandwich) variance."""
+    """IPTW with ATT weights: exposed 1, comparator ps / (1 - ps); Cox and Fine-Gray, robust (sandwich) variance."""
+    study = run.study
     ps = data["ps"].to_numpy(dtype=float)
     data = data.assign(iptw_weight=np.where(data["exposed"].to_numpy() == 1, 1.0, ps / (1.0 - ps)))
     w0 = data.loc[data["exposed"] == 0, "iptw_weight"]
     if len(w0):
         run.note(
-            f"IPTW (ATT): unexposed weights range {w0.min():.3g} to {w0.max():.3g}, "
-            f"effective sample size {w0.sum() ** 2 / (w0 ** 2).sum():.1f} of {len(w0)}"
+            f"IPTW (ATT): comparator weights range {w0.min():.3g} to {w0.max():.3g}, "
+            f"effective sample size {w0.sum() ** 2 / (w0**2).sum():.1f} of {len(w0)}"
         )
-    _fit_hr(run, outcome="death_90d", model="cox_unadjusted", population="iptw", frame=data,
-            covariates=["exposed"], weights="iptw_weight", robust=True,
-            label="Death by day 90, Cox, IPTW (ATT weights)", variance="robust (sandwich)")
-    # Weighted Fine-Gray: the weighted estimating equation with the weighted Kaplan-Meier of
-    # censoring; with weights and no cluster its variance is the robust sandwich (each patient
-    # its own cluster, censoring-distribution term included), as coxph(robust = TRUE) above.
-    _fit_hr(run, outcome="krt_liberation_90d", model="fine_gray_unadjusted", population="iptw",
-            frame=data, covariates=["exposed"], weights="iptw_weight",
-            label="KRT liberation by day 90, Fine-Gray, IPTW (ATT weights)", variance="robust (sandwich)")
+    for name in study.outcomes:
+        # Weighted Fine-Gray: the weighted estimating equation with the weighted Kaplan-Meier of
+        # censoring; with weights and no cluster its variance is the robust sandwich (each patient
+        # its own cluster, censoring-distribution term included), as coxph(robust = TRUE).
+        robust = None if _is_competing(study, name) else True
+        _fit_hr(
+            run,
+            outcome=name,
+            model=_model(study, name, "unadjusted"),
+            population="iptw",
+            frame=data,
+            covariates=["exposed"],
+            weights="iptw_weight",
+            robust=robust,
+            label=_line(study, name, "IPTW (ATT weights)"),
+            variance="robust (sandwich)",
+        )
     return data
 
 
-def _e_value(run: _Run, matched: pd.DataFrame | None, data: pd.DataFrame) -> tuple[dict[str, Any] | None, str | None]:
-    if not run.study.models.e_value:
+def _e_value(run: _Run, matched: pd.DataFrame | None) -> tuple[dict[str, Any] | None, str | None]:
+    study = run.study
+    if not study.analysis.e_value:
         return None, None
+    name = _primary(study)
     primary = None
-    for model in ("cox_adjusted", "cox_unadjusted"):
-        primary = next(
-            (e for e in run.estimates if (e.outcome, e.model, e.population) == ("death_90d", model, "matched")),
-            None,
-        )
+    for which in ("adjusted", "unadjusted"):
+        key = (name, _model(study, name, which), "matched")
+        primary = next((e for e in run.estimates if (e.outcome, e.model, e.population) == key), None)
         if primary is not None:
             break
     if primary is None or matched is None:
-        run.skip("death_90d", "e_value", "matched", "no matched Cox hazard ratio to compute it from")
+        run.skip(name, "e_value", "matched", "no matched hazard ratio of the primary outcome to compute it from")
         return None, None
     weights = matched["weight"].to_numpy(dtype=float) if "weight" in matched else None
-    proportion = float(np.average(matched["death"].to_numpy(dtype=float), weights=weights))
+    events = (matched[_columns(name)[1]] == 1).to_numpy(dtype=float)
+    proportion = float(np.average(events, weights=weights))
     ev = e_value_hr(primary.estimate, primary.lower, primary.upper, proportion)
     method = f"E-value of the primary hazard ratio ({primary.label}); {ev.method}"
     values = {k: v for k, v in ev.as_dict().items() if isinstance(v, float)}
     return values, method
+
+
+# --------------------------------------------------------------------------- subgroups
+
+
+def _subgroups(run: _Run, data: pd.DataFrame, matched: pd.DataFrame | None) -> tuple[SubgroupResult, ...]:
+    """The primary outcome's (s)HR within each level of every ``[analysis] subgroups`` covariate.
+
+    In the matched cohort (else the full eligible cohort when there is none),
+    unadjusted within each level (the matched sets balance the covariates),
+    with the variance of the main analysis; the interaction p-value is the
+    Wald test of all exposure x level terms of one model with the exposure,
+    the level indicators and their products. A level too small for the
+    minimum-information rules gets no estimate (NaN) and a note.
+    """
+    study = run.study
+    name = _primary(study)
+    competing = _is_competing(study, name)
+    frame = matched if matched is not None else data
+    population: Population = "matched" if matched is not None else "full"
+    if matched is not None:
+        options = (
+            _fine_gray_options(run, matched)
+            if competing
+            else dict(zip(("cluster", "robust", "variance"), _matched_variance(run, matched), strict=True))
+            | {"weights": "weight"}
+        )
+    else:
+        options = {"variance": "crr sandwich" if competing else "model-based"}
+    options.pop("note", None)
+    variance = str(options.pop("variance"))
+    model_words = (
+        f"{'Fine-Gray' if competing else 'Cox'}, {population} cohort, unadjusted within each level; variance {variance}"
+    )
+    out = []
+    for covariate in study.analysis.subgroups:
+        label = study.covariates[covariate].label or covariate
+        if covariate not in frame.columns or data["exposed"].nunique() < 2:
+            run.skip("subgroup", f"{covariate}", population, f"subgroup {covariate!r}: no comparison possible")
+            continue
+        levels = [v for v in pd.unique(frame[covariate].dropna())]
+        levels = sorted(levels, key=lambda v: (str(type(v)), v))
+        rows = []
+        for level in levels:
+            part = frame.loc[frame[covariate] == level].reset_index(drop=True)
+            event = part[_columns(name)[1]] == 1
+            fit = _fit_hr(
+                run,
+                outcome=name,
+                model=_model(study, name, "unadjusted"),
+                population=population,
+                frame=part,
+                covariates=["exposed"],
+                label=f"{label} = {level}",
+                variance=variance,
+                record=False,
+                **options,
+            )
+            row: dict[str, Any] = {
+                "level": level,
+                "n": int(len(part)),
+                "n_events": int(event.sum()),
+                "estimate": math.nan,
+                "lower": math.nan,
+                "upper": math.nan,
+                "p": math.nan,
+            }
+            if fit is not None:
+                hr, lower, upper, p = (float(v) for v in fit.summary.loc["exposed", ["hr", "lower", "upper", "p"]])
+                row.update(estimate=hr, lower=lower, upper=upper, p=p)
+            else:
+                run.note(
+                    f"subgroup {label} = {level}: too little information for a hazard ratio "
+                    f"(minimum {MIN_PATIENTS_PER_ARM} patients and {MIN_EVENTS_PER_ARM} events per arm)"
+                )
+            rows.append(row)
+        if any(math.isnan(row["estimate"]) for row in rows):
+            # a level without an estimate carries too little information for its interaction term either
+            run.note(f"subgroup {label}: interaction test not computed (a level has too little information)")
+            p_interaction = math.nan
+        else:
+            p_interaction = _interaction_p(run, frame, name, covariate, levels, options)
+        out.append(
+            SubgroupResult(
+                outcome=name,
+                covariate=covariate,
+                label=label,
+                levels=pd.DataFrame(rows, columns=["level", "n", "n_events", "estimate", "lower", "upper", "p"]),
+                p_interaction=p_interaction,
+                model=model_words,
+            )
+        )
+    return tuple(out)
+
+
+def _interaction_p(
+    run: _Run, frame: pd.DataFrame, outcome: str, covariate: str, levels: Sequence[Any], options: dict[str, Any]
+) -> float:
+    """Wald p-value of the exposure x ``covariate`` terms (NaN when the model cannot be fitted)."""
+    from scipy import stats
+
+    study = run.study
+    if len(levels) < 2:
+        return math.nan
+    time_col, status_col = _columns(outcome)
+    work = frame.copy()
+    terms, products = [], []
+    for i, level in enumerate(levels[1:], start=1):
+        indicator = (work[covariate] == level).astype(float)
+        work[f"_level{i}"] = indicator
+        work[f"_exposed_x_level{i}"] = indicator * work["exposed"].astype(float)
+        terms.append(f"_level{i}")
+        products.append(f"_exposed_x_level{i}")
+    covariates = ["exposed", *terms, *products]
+    fit: CoxResult | FineGrayResult
+    try:
+        with run.capture_warnings(f"subgroup interaction ({covariate})"):
+            if _is_competing(study, outcome):
+                kwargs = {k: v for k, v in options.items() if k in ("cluster", "weights") and v is not None}
+                fit = fine_gray(work, time_col, status_col, covariates, cause=1, censor_code=0, **kwargs)
+            else:
+                fit = cox(
+                    work,
+                    time_col,
+                    status_col,
+                    covariates,
+                    ties=study.analysis.ties,
+                    weights=options.get("weights"),
+                    cluster=options.get("cluster"),
+                    robust=options.get("robust"),
+                )
+        beta = fit.summary.loc[products, "coef"].to_numpy(dtype=float)
+        cov = fit.vcov.loc[products, products].to_numpy(dtype=float)
+        statistic = float(beta @ np.linalg.solve(cov, beta))
+    except (*_MODEL_ERRORS, KeyError) as exc:
+        run.note(f"subgroup {covariate}: interaction test not computed ({exc})")
+        return math.nan
+    if not math.isfinite(statistic):
+        return math.nan
+    return float(stats.chi2.sf(statistic, df=len(products)))

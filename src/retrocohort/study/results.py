@@ -4,6 +4,9 @@ The pipeline (``study/pipeline.py``) is the only writer; ``report/`` only
 reads these objects. Everything is frozen: a rerun makes a new result.
 Row-level data (``cohort``, ``matched``) stay in memory for figures and are
 never written to any output as rows.
+
+Outcomes are keyed by the study's own names (``study.outcomes``); nothing here
+knows which study is run.
 """
 
 from __future__ import annotations
@@ -13,22 +16,48 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from .spec import Study
+from ..spec import Study
 
-Outcome = Literal["death_90d", "krt_liberation_90d"]
 Population = Literal["matched", "full", "iptw"]
+
+
+@dataclass(frozen=True)
+class OutcomeResult:
+    """The descriptive analysis of one outcome of the study, in the matched cohort.
+
+    Non-competing outcomes carry ``km`` and ``logrank`` (Kaplan-Meier by arm);
+    competing outcomes carry ``cif`` and ``gray`` (cumulative incidence of
+    cause 1 by arm, death competing). ``ph_test`` is set on the primary
+    outcome only, for the model named in ``ph_test_model``.
+    """
+
+    name: str  # the study's outcome key ("death", "krt_liberation", ...)
+    label: str  # study label
+    kind: str  # "death" | "first" | "absence"
+    competing: bool  # True: CIF by arm + Gray + Fine-Gray; False: KM by arm + log-rank + Cox
+    horizon_days: float
+    primary: bool
+    time: str  # frame column f"{name}_time"
+    status: str  # frame column f"{name}_status"
+    km: Any | None = None  # survival.KaplanMeierResult by arm (non-competing, matched cohort)
+    logrank: Any | None = None
+    cif: Any | None = None  # survival cumulative incidence by arm (competing, matched cohort, cause 1)
+    gray: Any | None = None
+    ph_test: Any | None = None
+    ph_test_model: str | None = None
 
 
 @dataclass(frozen=True)
 class Estimate:
     """One line of the results table: a hazard ratio (or sHR) with its CI and p.
 
-    ``model`` is one of ``cox_unadjusted``, ``cox_adjusted``,
-    ``fine_gray_unadjusted``, ``fine_gray_adjusted`` (more may be added);
-    ``label`` is the human-readable line the report prints.
+    ``outcome`` is the study's outcome name; ``model`` is one of
+    ``cox_unadjusted``, ``cox_adjusted``, ``fine_gray_unadjusted``,
+    ``fine_gray_adjusted`` (more may be added); ``label`` is the
+    human-readable line the report prints.
     """
 
-    outcome: Outcome
+    outcome: str
     model: str
     population: Population
     estimate: float
@@ -44,12 +73,34 @@ class Estimate:
 
 @dataclass(frozen=True)
 class SkippedModel:
-    """A model the run did not fit, and why (too few patients or events, no convergence...)."""
+    """A model the run did not fit, and why (too few patients or events, no convergence...).
 
-    outcome: Outcome | Literal["propensity", "matching"]
+    ``outcome`` is the study's outcome name, or ``"propensity"`` / ``"matching"``
+    / ``"subgroup"`` for the stages that are not tied to one outcome's model.
+    """
+
+    outcome: str
     model: str
     population: Population
     reason: str
+
+
+@dataclass(frozen=True)
+class SubgroupResult:
+    """Hazard ratios of the primary outcome within levels of one covariate ([analysis] subgroups).
+
+    ``levels`` has columns level, n, n_events, estimate, lower, upper, p
+    (exact counts, in memory; the report suppresses small cells on output).
+    ``p_interaction`` is the Wald test of exposure x covariate, in the matched
+    cohort (else the full cohort, as ``model`` says).
+    """
+
+    outcome: str
+    covariate: str
+    label: str
+    levels: pd.DataFrame
+    p_interaction: float
+    model: str  # words: population, variance, adjustment
 
 
 @dataclass(frozen=True)
@@ -59,8 +110,10 @@ class StudyResult:
     study: Study
     synthetic: bool
     attrition: pd.DataFrame  # columns: step, remaining, excluded, reason
-    counts: dict[str, int]  # exposed, unexposed, matched_exposed, matched_unexposed
-    dose_meq: dict[str, float]  # mean, sd over exposed patients (full eligible cohort)
+    data_checks: pd.DataFrame | None  # data-quality pass: table, check, rule, action, count (exact), unit
+    # indexed, eligible, exposed, comparator, matched_exposed, matched_comparator
+    counts: dict[str, int]
+    dose: dict[str, Any] | None  # {"name","label","unit","mean","sd","n"} only when [dose] is declared
     cohort: pd.DataFrame  # analysis frame, full eligible cohort (in memory only)
     matched: pd.DataFrame | None  # matched patients with `subclass`, `weight` (in memory only)
     propensity: Any | None = None  # matching.PropensityResult
@@ -69,26 +122,28 @@ class StudyResult:
     balance_after: pd.DataFrame | None = None
     table_one_before: pd.DataFrame | None = None
     table_one_after: pd.DataFrame | None = None
-    km: Any | None = None  # survival.KaplanMeierResult, death by arm, matched cohort
-    logrank: Any | None = None
-    cif: Any | None = None  # survival cumulative incidence of KRT liberation by arm, matched
-    gray: Any | None = None
-    ph_test: Any | None = None  # of the primary Cox model: matched, adjusted (else unadjusted; see provenance["ph_test_model"])
+    outcomes: dict[str, OutcomeResult] = field(default_factory=dict)  # in the study's order
+    primary: str = ""  # name of the primary outcome
     estimates: tuple[Estimate, ...] = ()
     skipped: tuple[SkippedModel, ...] = ()
-    e_value: dict[str, float] | None = None  # point, lower-CI E-values of the main HR
-    planted: dict[str, float] | None = None  # synthetic truth (e.g. hr_death, shr_krt)
+    subgroups: tuple[SubgroupResult, ...] = ()
+    e_value: dict[str, float] | None = None  # point, lower-CI E-values of the primary outcome's primary estimate
+    # Which HR the E-value is of and which HR->RR approximation was used
+    # (rare outcome: RR ~= HR; common: square-root transform).
+    e_value_method: str | None = None
+    # Synthetic truth per outcome name: {"estimand": "hr" | "shr", "value": x}
+    planted: dict[str, dict[str, Any]] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)  # hashes, versions, seed, engine
     notes: tuple[str, ...] = ()  # degraded concepts, warnings worth printing
-    # Added by the pipeline: which HR the E-value is of and which HR->RR
-    # approximation was used (rare outcome: RR ~= HR; common: square-root transform).
-    e_value_method: str | None = None
-    # What the data-quality pass did (sources/quality.py): table, check, rule, action, count (exact), unit.
-    data_checks: pd.DataFrame | None = None
 
-    def estimate(self, outcome: Outcome, model: str, population: Population = "matched") -> Estimate | None:
+    def estimate(self, outcome: str, model: str, population: Population = "matched") -> Estimate | None:
         """The estimate for one (outcome, model, population), or None when it was skipped."""
         for est in self.estimates:
             if (est.outcome, est.model, est.population) == (outcome, model, population):
                 return est
         return None
+
+    @property
+    def primary_outcome(self) -> OutcomeResult:
+        """The primary outcome's result (``outcomes[primary]``)."""
+        return self.outcomes[self.primary]

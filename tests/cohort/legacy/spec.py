@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..errors import StudySpecError
+from retrocohort.errors import StudySpecError
 
 # TOML has no null: an optional setting is switched off with `false` (or "none").
 _OFF = (False, "none", "off")
@@ -109,7 +109,7 @@ class StudyInfo(_Section):
             raise ValueError(
                 "the study name must be 1 to 100 letters, digits, '.', '_' or '-', start with a letter or digit "
                 "and contain no '..' or '/': it names the default output folder <name>-output in the working "
-                "directory (e.g. name = \"magnesium_ckrt\")"
+                'directory (e.g. name = "magnesium_ckrt")'
             )
         return v
 
@@ -186,9 +186,7 @@ class PropensitySpec(_Section):
     def _known(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         if not v:
             # An intercept-only model gives every patient the same score: matching on it is random.
-            raise ValueError(
-                f"the propensity model needs at least one covariate; choose from {list(KNOWN_COVARIATES)}"
-            )
+            raise ValueError(f"the propensity model needs at least one covariate; choose from {list(KNOWN_COVARIATES)}")
         return _check_covariates(v)
 
 
@@ -268,8 +266,10 @@ class ReportSpec(_Section):
     def _threshold_hides_something(cls, value: int) -> int:
         # "<2" can only be 1: a threshold of 2 would print every suppressed count exactly.
         if value == 2:
-            raise ValueError("2 would print a count of 1 as \"<2\", which can only be 1; "
-                             "use 0 (no suppression) or 3 and above (5 is usual, 11 for CMS-style rules)")
+            raise ValueError(
+                '2 would print a count of 1 as "<2", which can only be 1; '
+                "use 0 (no suppression) or 3 and above (5 is usual, 11 for CMS-style rules)"
+            )
         return value
 
 
@@ -289,12 +289,12 @@ class Study(_Section):
     source_text: str | None = Field(default=None, exclude=True, repr=False)
 
     @model_validator(mode="after")
-    def _exact_columns_known(self) -> "Study":
+    def _exact_columns_known(self) -> Study:
         _check_covariates(self.matching.exact)
         return self
 
     @model_validator(mode="after")
-    def _report_times_within_follow_up(self) -> "Study":
+    def _report_times_within_follow_up(self) -> Study:
         beyond = [t for t in self.models.km_times_days if t > self.outcomes.horizon_days]
         if beyond:
             # A survival estimate after the end of follow-up is not defined; the table would be blank.
@@ -318,9 +318,7 @@ def _check_covariates(names: tuple[str, ...]) -> tuple[str, ...]:
         for n in unknown:
             close = difflib.get_close_matches(n, KNOWN_COVARIATES, n=1)
             hints.append(f"{n!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise ValueError(
-            f"unknown covariate(s) {', '.join(hints)}; the cohort provides {list(KNOWN_COVARIATES)}"
-        )
+        raise ValueError(f"unknown covariate(s) {', '.join(hints)}; the cohort provides {list(KNOWN_COVARIATES)}")
     if len(set(names)) != len(names):
         raise ValueError(f"covariates listed twice: {sorted({n for n in names if names.count(n) > 1})}")
     return names

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..study.spec import Study
+from .spec import Study
 
 COLUMNS = ["step", "remaining", "excluded", "reason"]
 
@@ -28,11 +28,20 @@ def screening_log(facts: pd.DataFrame, study: Study) -> tuple[pd.DataFrame, np.n
     c = study.cohort
     rows = []
     keep = np.ones(len(facts), dtype=bool)
-    rows.append(("ckrt_patients", int(keep.sum()), 0, "patients with a CKRT record (CRRT procedure or CRRT-mode charting)"))
+    rows.append(
+        ("ckrt_patients", int(keep.sum()), 0, "patients with a CKRT record (CRRT procedure or CRRT-mode charting)")
+    )
     steps = [
-        ("data_checks", _flag(facts, "data_ok"),
-         "records pass the data checks: no impossible age, no death before an admission"),
-        ("known_icu_stay", _flag(facts, "known_stay"), "CKRT record in an ICU stay with its admission and patient rows"),
+        (
+            "data_checks",
+            _flag(facts, "data_ok"),
+            "records pass the data checks: no impossible age, no death before an admission",
+        ),
+        (
+            "known_icu_stay",
+            _flag(facts, "known_stay"),
+            "CKRT record in an ICU stay with its admission and patient rows",
+        ),
         ("adult", _flag(facts, "adult"), f"age >= {c.min_age:g} years at the index admission"),
     ]
     if c.require_support:
@@ -75,7 +84,11 @@ def attrition_log(
     c, x = study.cohort, study.exclusions
     lo, hi = c.support_window_hours
     first = "first CKRT episode of each patient" if c.first_stay_only else "first qualifying ICU stay with CKRT"
-    support = f"on vasopressor and/or invasive ventilation within [{lo:+g} h, {hi:+g} h] of CKRT start; " if c.require_support else ""
+    support = (
+        f"on vasopressor and/or invasive ventilation within [{lo:+g} h, {hi:+g} h] of CKRT start; "
+        if c.require_support
+        else ""
+    )
     reason = f"adults (>= {c.min_age:g} y) with CKRT; {support}index = {first}"
     if degraded:
         reason += " [" + "; ".join(degraded) + "]"

@@ -20,7 +20,7 @@ from typing import Any
 import ibis
 import ibis.expr.types as ir
 
-from ..study.spec import Study
+from .spec import Study
 
 SECONDS_PER_DAY = 86_400
 
@@ -143,9 +143,7 @@ def _running(events: ir.Table, keys: ir.Table, lo_hours: float, hi_hours: float,
     return running.group_by(["subject_id", "stay_id"]).aggregate(**{name: running.count()})
 
 
-def candidates(
-    conn: Any, study: Study, charting: ir.Table | None = None, excluded: ir.Table | None = None
-) -> ir.Table:
+def candidates(conn: Any, study: Study, charting: ir.Table | None = None, excluded: ir.Table | None = None) -> ir.Table:
     """One row per patient with a CKRT record: the chosen index and the screening flags.
 
     Per ICU stay, the candidate index is the first CKRT record of that stay.
@@ -287,7 +285,14 @@ def _patient_facts(
 
 
 def _cohort_labs(conn: Any, study: Study, keys: ir.Table) -> ir.Table:
-    ids = [study.labs.serum_mg_itemid, study.labs.creatinine_itemid, PLATELETS_ITEMID, BILIRUBIN_ITEMID, PAO2_ITEMID, FIO2_ITEMID]
+    ids = [
+        study.labs.serum_mg_itemid,
+        study.labs.creatinine_itemid,
+        PLATELETS_ITEMID,
+        BILIRUBIN_ITEMID,
+        PAO2_ITEMID,
+        FIO2_ITEMID,
+    ]
     le = conn.table("hosp/labevents")
     # Filter by itemid first: the engine streams labevents once and keeps only these rows.
     wanted = le.filter(le.itemid.isin(ids) & le.valuenum.notnull() & le.charttime.notnull()).select(
@@ -303,7 +308,18 @@ def _cohort_inputs(conn: Any, study: Study, keys: ir.Table) -> ir.Table:
         | {NOREPINEPHRINE_ITEMID, EPINEPHRINE_ITEMID, DOPAMINE_ITEMID, DOBUTAMINE_ITEMID}
         | set(study.exposure.itemids)
     )
-    cols = ["subject_id", "itemid", "starttime", "endtime", "amount", "amountuom", "rate", "rateuom", "patientweight", "orderid"]
+    cols = [
+        "subject_id",
+        "itemid",
+        "starttime",
+        "endtime",
+        "amount",
+        "amountuom",
+        "rate",
+        "rateuom",
+        "patientweight",
+        "orderid",
+    ]
     wanted = ie.filter(ie.itemid.isin(ids) & ie.starttime.notnull())
     if conn.has_column("icu/inputevents", "statusdescription"):
         wanted = wanted.select(*cols, "statusdescription")
@@ -340,7 +356,9 @@ def _creatinine(labs: ir.Table, study: Study) -> ir.Table:
 
 def _sofa_labs(labs: ir.Table) -> ir.Table:
     """Worst platelets, bilirubin and PaO2/FiO2 in [index - 24 h, index]."""
-    w = labs.filter((labs.charttime >= _shift(labs.index_time, -SOFA_WINDOW_HOURS)) & (labs.charttime <= labs.index_time))
+    w = labs.filter(
+        (labs.charttime >= _shift(labs.index_time, -SOFA_WINDOW_HOURS)) & (labs.charttime <= labs.index_time)
+    )
     blood = w.group_by("subject_id").aggregate(
         platelets_min=ibis.cases((w.itemid == PLATELETS_ITEMID, w.valuenum), else_=ibis.null("float64")).min(),
         bilirubin_max=ibis.cases((w.itemid == BILIRUBIN_ITEMID, w.valuenum), else_=ibis.null("float64")).max(),
@@ -379,10 +397,13 @@ def _cardiovascular(inputs: ir.Table) -> ir.Table:
 def _ventilated_before(conn: Any, study: Study, keys: ir.Table) -> ir.Table:
     """Invasive ventilation running in [index - 24 h, index] (SOFA respiratory)."""
     pe = conn.table("icu/procedureevents")
-    vent = pe.filter(pe.itemid.isin(list(study.cohort.ventilation_itemids))).select("subject_id", "starttime", "endtime")
+    vent = pe.filter(pe.itemid.isin(list(study.cohort.ventilation_itemids))).select(
+        "subject_id", "starttime", "endtime"
+    )
     j = vent.join(keys.select("subject_id", "index_time"), "subject_id")
     j = j.filter(
-        (j.starttime <= j.index_time) & (ibis.coalesce(j.endtime, j.starttime) >= _shift(j.index_time, -SOFA_WINDOW_HOURS))
+        (j.starttime <= j.index_time)
+        & (ibis.coalesce(j.endtime, j.starttime) >= _shift(j.index_time, -SOFA_WINDOW_HOURS))
     )
     return j.group_by("subject_id").aggregate(n_vent_24h=j.count())
 
@@ -393,7 +414,9 @@ def _sepsis(conn: Any, keys: ir.Table) -> ir.Table:
     code = dx.icd_code.strip().upper().replace(".", "")
     icd9 = ibis.or_(*[code.startswith(p) for p in SEPSIS_ICD9_PREFIXES])
     icd10 = ibis.or_(*[code.startswith(p) for p in SEPSIS_ICD10_PREFIXES])
-    septic = dx.filter(((dx.icd_version == 9) & icd9) | ((dx.icd_version == 10) & icd10)).select("subject_id", "hadm_id")
+    septic = dx.filter(((dx.icd_version == 9) & icd9) | ((dx.icd_version == 10) & icd10)).select(
+        "subject_id", "hadm_id"
+    )
     j = septic.join(keys.select("subject_id", "hadm_id"), ["subject_id", "hadm_id"])
     return j.group_by("subject_id").aggregate(n_sepsis_codes=j.count())
 
@@ -411,7 +434,9 @@ def _exposure(conn: Any, study: Study, inputs: ir.Table) -> ir.Table:
         & (inputs.statusdescription.isnull() | (inputs.statusdescription != "Rewritten"))
     )
     unit = mg.amountuom.strip().lower()
-    grams = ibis.cases((unit.isin(list(GRAM_UNITS)), mg.amount), (unit == "mg", mg.amount / 1000.0), else_=ibis.null("float64"))
+    grams = ibis.cases(
+        (unit.isin(list(GRAM_UNITS)), mg.amount), (unit == "mg", mg.amount / 1000.0), else_=ibis.null("float64")
+    )
     return mg.group_by("subject_id").aggregate(
         n_mg_doses=mg.count(),
         mg_grams=grams.sum(),
@@ -506,14 +531,19 @@ def _derive(facts: ir.Table, study: Study) -> ir.Table:
     )
     facts = facts.mutate(
         sofa=(
-            facts.sofa_respiratory + facts.sofa_cardiovascular + facts.sofa_renal + facts.sofa_coagulation + facts.sofa_liver
+            facts.sofa_respiratory
+            + facts.sofa_cardiovascular
+            + facts.sofa_renal
+            + facts.sofa_coagulation
+            + facts.sofa_liver
         ).cast("int64"),
         sepsis=_flag(facts.n_sepsis_codes),
         exposed=_flag(facts.n_mg_doses),
         mg_dose_meq=ibis.coalesce(facts.mg_grams, 0.0) * float(study.exposure.meq_per_gram),
         has_mg_index_day=facts.serum_mg.notnull().cast("int64"),
         died_early=(
-            facts.death_seconds.notnull() & (facts.death_seconds <= int(round(study.exclusions.min_survival_hours * 3600)))
+            facts.death_seconds.notnull()
+            & (facts.death_seconds <= int(round(study.exclusions.min_survival_hours * 3600)))
         ).cast("int64"),
     )
 

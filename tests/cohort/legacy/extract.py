@@ -10,14 +10,15 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from ..sources.mimic_iv import ENGINES, MimicIV, SourceConnection
-from ..sources.quality import COLUMNS as QUALITY_COLUMNS
-from ..sources.quality import DataChecks
-from ..study.spec import Study, default_study
+from retrocohort.cohort.kidney import creatinine_for_egfr, egfr_ckd_epi_2021
+from retrocohort.sources.mimic_iv import ENGINES, MimicIV, SourceConnection
+from retrocohort.sources.quality import COLUMNS as QUALITY_COLUMNS
+from retrocohort.sources.quality import DataChecks
+from retrocohort.sources.spark import spark_session
+
 from . import definitions as d
 from .attrition import attrition_log, screening_log
-from .kidney import creatinine_for_egfr, egfr_ckd_epi_2021
-from ..sources.spark import spark_session
+from .spec import Study, default_study
 
 #: Analysis-frame columns, in order (see docs/cohort.md for each rule).
 ANALYSIS_COLUMNS: tuple[str, ...] = (
