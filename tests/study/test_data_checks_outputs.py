@@ -73,13 +73,6 @@ def _same_result(a: StudyResult, b: StudyResult) -> None:
         }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "cohort builder (issue 9): exact duplicate rows are counted by the data checks but not dropped; "
-        "with hosp/patients and icu/inputevents written twice every count is multiplied by 64 (218 -> 13952 indexed)"
-    ),
-)
 def test_duplicated_rows_leave_every_result_unchanged(synthetic_runs):
     clean, doubled = synthetic_runs["clean"], synthetic_runs["dirty"]
     assert clean.counts["exposed"] > 5 and len(clean.estimates) >= 3  # not vacuous
@@ -111,13 +104,6 @@ def dirty_folder(tmp_path_factory):
     return dirty().write(tmp_path_factory.mktemp("dq_dirty"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "cohort builder (issue 9): the dirty miniature folder (rows with a NULL subject_id) stops build_cohort with "
-        "pandas IntCastingNaNError in builder._assemble instead of dropping those rows as the data checks say"
-    ),
-)
 def test_pipeline_carries_the_cohorts_data_checks(dirty_folder):
     assert "data_checks" in {f.name for f in fields(StudyResult)}
     study = load("magnesium_ckrt")

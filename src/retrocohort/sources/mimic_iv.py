@@ -452,7 +452,8 @@ class SourceConnection:
         return name in self.views
 
     def concept_table(self, name: str) -> Any:
-        """The ibis table of ``name`` with every column of :data:`CONCEPT_SCHEMA`, opened on first use.
+        """The ibis table of ``name`` with every column of :data:`CONCEPT_SCHEMA`, opened on first use,
+        without the rows the data checks of :mod:`~retrocohort.sources.quality` drop (as :meth:`table`).
 
         An optional column absent from the file is a typed null column
         (:meth:`concept_has_column` says which are real).
@@ -466,7 +467,9 @@ class SourceConnection:
             raise KeyError(f"{name!r} is not a table concepts read; known: {list(CONCEPT_SCHEMA)}")
         if name not in self.concept_views:
             self.concept_views[name] = _open_concept_view(self, name)
-        return self.backend.table(self.concept_views[name][0])
+        # The same data checks as the cohort's own tables: drop rules and exact duplicates
+        # (a duplicated patients or inputevents row must not multiply a concept's rows).
+        return checked_table(name, self.backend.table(self.concept_views[name][0]))
 
     def concept_has_table(self, name: str) -> bool:
         """Whether the folder holds table ``name`` (without opening it)."""
