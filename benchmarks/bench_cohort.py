@@ -140,8 +140,12 @@ def main() -> int:
         convert_s = time.perf_counter() - t
         pq_runs = [run_child(pq_folder, "duckdb") for _ in range(args.repeats)]
         assert pq_runs[0]["counts"] == runs[0]["counts"], "Parquet changed the cohort"
-        parquet = (convert_s, [r["extract_s"] for r in pq_runs], max(r["peak_kib"] for r in pq_runs) / 2**20,
-                   _folder_bytes(pq_folder) / 2**20)
+        parquet = (
+            convert_s,
+            [r["extract_s"] for r in pq_runs],
+            max(r["peak_kib"] for r in pq_runs) / 2**20,
+            _folder_bytes(pq_folder) / 2**20,
+        )
     counts = runs[0]["counts"]
     median_s, peak_gib = statistics.median(seconds), max(peaks)
 

@@ -39,7 +39,6 @@ import json
 import math
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -111,8 +110,21 @@ def time_r(frame: pd.DataFrame, cluster: bool, repeats: int, tmp: Path) -> tuple
     script = tmp / "bench.R"
     script.write_text(R_SCRIPT)
     out = tmp / "r.json"
-    subprocess.run(["Rscript", "--vanilla", str(script), str(data_path), str(len(frame)), ",".join(COLUMNS),
-                    str(repeats), "cluster" if cluster else "plain", str(out)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "Rscript",
+            "--vanilla",
+            str(script),
+            str(data_path),
+            str(len(frame)),
+            ",".join(COLUMNS),
+            str(repeats),
+            "cluster" if cluster else "plain",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+    )
     res = json.loads(out.read_text())
     return [float(x) for x in np.atleast_1d(res["seconds"])], np.asarray(res["coef"], dtype=float)
 
@@ -195,13 +207,24 @@ def main() -> int:
                 for n in sizes:
                     frame = generate(n, ties, seed=n + ties)
                     ours, ours_c, coef_ours = time_ours(frame, cluster, args.repeats)
-                    row = {"data": "whole-day ties" if ties else "continuous", "variance":
-                           "cluster" if cluster else "plain", "n": n, "ours": float(np.median(ours)),
-                           "ours_c": float(np.median(ours_c)), "ours_first": ours[0], "ours_c_first": ours_c[0]}
+                    row = {
+                        "data": "whole-day ties" if ties else "continuous",
+                        "variance": "cluster" if cluster else "plain",
+                        "n": n,
+                        "ours": float(np.median(ours)),
+                        "ours_c": float(np.median(ours_c)),
+                        "ours_first": ours[0],
+                        "ours_c_first": ours_c[0],
+                    }
                     for peer, hist, timer, power in (
-                            ("R", hist_r, lambda r, f=frame, c=cluster: time_r(f, c, r, tmp), 1.25 if cluster else 1.0),
-                            ("lifelines", hist_ll, lambda r, f=frame, c=cluster: time_lifelines(f, c, r),
-                             2.0 if cluster else 1.0)):
+                        ("R", hist_r, lambda r, f=frame, c=cluster: time_r(f, c, r, tmp), 1.25 if cluster else 1.0),
+                        (
+                            "lifelines",
+                            hist_ll,
+                            lambda r, f=frame, c=cluster: time_lifelines(f, c, r),
+                            2.0 if cluster else 1.0,
+                        ),
+                    ):
                         if peer not in peers:
                             continue
                         guess = predicted(hist, n, power)
@@ -216,8 +239,7 @@ def main() -> int:
                         row[peer] = secs
                         row[f"{peer}_first"] = all_secs[0]
                         if peer == "R":
-                            row["max_rel_diff_vs_R"] = float(np.max(np.abs(coef_ours - coef_peer) /
-                                                                    np.abs(coef_peer)))
+                            row["max_rel_diff_vs_R"] = float(np.max(np.abs(coef_ours - coef_peer) / np.abs(coef_peer)))
                     rows.append(row)
                     print(row, flush=True)
     load_after = os.getloadavg()
@@ -238,13 +260,14 @@ def write_markdown(rows: list[dict], args, mem_gib: float, n_mem: int, load: tup
         "",
         f"Command: `nice .venv/bin/python benchmarks/bench_cox.py --repeats {args.repeats} --sizes {args.sizes}"
         + (f" --variances {args.variances}" if args.variances != "plain,cluster" else "")
-        + (f" --peers {args.peers}" if args.peers != "R,lifelines" else "") + "`",
+        + (f" --peers {args.peers}" if args.peers != "R,lifelines" else "")
+        + "`",
         "",
         f"Machine: {platform.machine()}, 2 cores, shared with other jobs; medians of {args.repeats} runs "
         "(1 run for a peer predicted above 20 s). Efron ties; p = 10 covariates + treatment; "
         "cluster = grouped sandwich with clusters of 4 rows. Ours: DataFrame in, result out "
         "(coefficients, variances, LR/Wald/score tests); the C index and its SE are computed on first "
-        "access of `fit.concordance`, so \"ours + C\" also times that access (coxph always computes them). "
+        'access of `fit.concordance`, so "ours + C" also times that access (coxph always computes them). '
         "R: `system.time(coxph(...))` inside Rscript. Every engine releases its previous fit before the next "
         "repeat. "
         f"Peers predicted above {CAP_SECONDS:.0f} s are capped (not run). 1-minute load average "
@@ -263,7 +286,8 @@ def write_markdown(rows: list[dict], args, mem_gib: float, n_mem: int, load: tup
         lines.append(
             f"| {r['data']} | {r['variance']} | {r['n']:,} | {_fmt(r['ours'])} | {_fmt(r['ours_c'])} | "
             f"{_fmt(r.get('R'), r.get('R_note'))} | {_fmt(r.get('lifelines'), r.get('lifelines_note'))} | "
-            f"{ratio_r} | {ratio_rc} | {ratio_ll} | {diff} |")
+            f"{ratio_r} | {ratio_rc} | {ratio_ll} | {diff} |"
+        )
     lines.append("")
     lines += [
         "First call of each size in the process (the first of the repeats above; its memory pages are fresh, "
@@ -277,16 +301,24 @@ def write_markdown(rows: list[dict], args, mem_gib: float, n_mem: int, load: tup
             continue
         lines.append(
             f"| {r['data']} | {r['variance']} | {r['n']:,} | {_fmt(r['ours_first'])} | {_fmt(r['ours_c_first'])} | "
-            f"{_fmt(r['R_first'])} | {r['R_first'] / r['ours_first']:.1f}x | {r['R_first'] / r['ours_c_first']:.1f}x |")
+            f"{_fmt(r['R_first'])} | {r['R_first'] / r['ours_first']:.1f}x | {r['R_first'] / r['ours_c_first']:.1f}x |"
+        )
     lines.append("")
     plain = {(r["data"], r["n"]): r["ours"] for r in rows if r["variance"] == "plain"}
-    costs = [f"{d}, n = {n:,}: {r['ours'] / plain[(d, n)]:.2f}x"
-             for r in rows if r["variance"] == "cluster" for d, n in [(r["data"], r["n"])] if (d, n) in plain]
+    costs = [
+        f"{d}, n = {n:,}: {r['ours'] / plain[(d, n)]:.2f}x"
+        for r in rows
+        if r["variance"] == "cluster"
+        for d, n in [(r["data"], r["n"])]
+        if (d, n) in plain
+    ]
     if costs:
         lines.append("Cluster-robust fit time relative to the plain fit (ours): " + "; ".join(costs) + ".")
         lines.append("")
-    lines.append(f"Peak resident memory of ours, fresh process generating n = {n_mem:,} rows and fitting with "
-                 f"clusters: {mem_gib:.2f} GiB.")
+    lines.append(
+        f"Peak resident memory of ours, fresh process generating n = {n_mem:,} rows and fitting with "
+        f"clusters: {mem_gib:.2f} GiB."
+    )
     lines.append("")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines))

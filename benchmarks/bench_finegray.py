@@ -88,10 +88,16 @@ def time_crr(frame: pd.DataFrame, repeats: int):
         script = Path(tmp) / "bench.R"
         script.write_text(R_CODE)
         out = Path(tmp) / "out.json"
-        subprocess.run([shutil.which("Rscript"), "--vanilla", str(script), str(csv), str(repeats), str(out)], check=True)
+        subprocess.run(
+            [shutil.which("Rscript"), "--vanilla", str(script), str(csv), str(repeats), str(out)], check=True
+        )
         result = json.loads(out.read_text())
-    return (float(np.median(result["wall"])), float(np.median(result["cpu"])),
-            np.array(result["coef"]), np.array(result["var"]))
+    return (
+        float(np.median(result["wall"])),
+        float(np.median(result["cpu"])),
+        np.array(result["coef"]),
+        np.array(result["var"]),
+    )
 
 
 def peak_memory_child(n: int, ties: bool) -> tuple[float, float]:
@@ -144,8 +150,11 @@ def main() -> None:
         f"Machine: 2 cores, shared; medians of {args.repeats} runs for crr and of "
         f"{max(args.repeats, 5)} (n <= 2e4) or {args.repeats} runs for ours; "
         f"Python {platform.python_version()}, numpy {np.__version__}, R cmprsk "
-        + subprocess.run([shutil.which("Rscript"), "-e", "cat(as.character(packageVersion('cmprsk')))"],
-                         capture_output=True, text=True).stdout.strip()
+        + subprocess.run(
+            [shutil.which("Rscript"), "-e", "cat(as.character(packageVersion('cmprsk')))"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         + f", {os.cpu_count()} CPUs visible.",
         "",
         "p = 10 normal covariates + binary treatment, two causes, censoring; full sandwich variance on both sides. "
@@ -161,8 +170,10 @@ def main() -> None:
         "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for label, n, ours, ours_cpu, theirs, theirs_cpu, diff, peak in rows:
+
         def fmt(x, spec):
             return "" if x is None else format(x, spec)
+
         lines.append(
             f"| {label} | {n:,} | {ours:.3f} | {fmt(theirs, '.2f')} | "
             f"{'' if theirs is None else f'{theirs / ours:,.0f}x'} | {ours_cpu:.3f} | {fmt(theirs_cpu, '.2f')} | "

@@ -71,12 +71,14 @@ def generate(n: int, ties: bool, seed: int) -> pd.DataFrame:
     if ties:
         first = np.ceil(first)
     status = np.where(t_censor <= np.minimum(t_cause, t_death), 0, np.where(t_cause < t_death, 1, 2))
-    return pd.DataFrame({
-        "time": first,
-        "status": status.astype(np.int64),
-        "event": (status > 0).astype(np.int64),
-        "arm": arm.astype(np.int64),
-    })
+    return pd.DataFrame(
+        {
+            "time": first,
+            "status": status.astype(np.int64),
+            "event": (status > 0).astype(np.int64),
+            "arm": arm.astype(np.int64),
+        }
+    )
 
 
 def run_ours(method: str, frame: pd.DataFrame) -> tuple[object, np.ndarray]:
@@ -133,8 +135,11 @@ def time_r(method: str, frame: pd.DataFrame, repeats: int, tmp: Path) -> tuple[f
     script = tmp / "bench.R"
     script.write_text(R_SCRIPT)
     out = tmp / "r.json"
-    subprocess.run(["Rscript", "--vanilla", str(script), str(data_path), str(len(frame)), method, str(repeats),
-                    str(out)], check=True, capture_output=True)
+    subprocess.run(
+        ["Rscript", "--vanilla", str(script), str(data_path), str(len(frame)), method, str(repeats), str(out)],
+        check=True,
+        capture_output=True,
+    )
     result = json.loads(out.read_text())
     return float(np.median(result["seconds"])), np.asarray(result["values"], dtype=float)
 
@@ -156,8 +161,12 @@ def time_lifelines(method: str, frame: pd.DataFrame, repeats: int) -> tuple[floa
                 values = fitter.survival_function_at_times(CHECK_DAYS).to_numpy()
             elif method == "logrank":
                 treated = frame["arm"] == 1
-                logrank_test(frame.loc[treated, "time"], frame.loc[~treated, "time"],
-                             frame.loc[treated, "event"], frame.loc[~treated, "event"])
+                logrank_test(
+                    frame.loc[treated, "time"],
+                    frame.loc[~treated, "time"],
+                    frame.loc[treated, "event"],
+                    frame.loc[~treated, "event"],
+                )
                 seconds.append(time.perf_counter() - start)
             else:
                 fitter = AalenJohansenFitter(calculate_variance=True, seed=1)
@@ -196,10 +205,11 @@ def main() -> int:
                 tmp = Path(tmpdir)
                 for method in METHODS:
                     ours, ours_values = time_ours(method, frame, args.repeats)
-                    row = {"data": "whole-day ties" if ties else "continuous", "method": method, "n": n,
-                           "ours": ours}
-                    for peer, timer in (("R", lambda r, m=method, f=frame, d=tmp: time_r(m, f, r, d)),
-                                        ("lifelines", lambda r, m=method, f=frame: time_lifelines(m, f, r))):
+                    row = {"data": "whole-day ties" if ties else "continuous", "method": method, "n": n, "ours": ours}
+                    for peer, timer in (
+                        ("R", lambda r, m=method, f=frame, d=tmp: time_r(m, f, r, d)),
+                        ("lifelines", lambda r, m=method, f=frame: time_lifelines(m, f, r)),
+                    ):
                         hist = history.setdefault((peer, method, ties), [])
                         guess = predicted(hist, n)
                         if guess > CAP_SECONDS:
@@ -271,14 +281,19 @@ def write_markdown(rows: list[dict], args, memory: dict, n_mem: int) -> None:
             f"{'-' if diff is None else f'{diff:.1e}'} |"
         )
     lines.append("")
-    lines.append(f"Peak resident memory of ours (GiB), a fresh process generating n = {n_mem:,} rows and running "
-                 "one estimator (Python, NumPy, pandas and the generated data included):")
+    lines.append(
+        f"Peak resident memory of ours (GiB), a fresh process generating n = {n_mem:,} rows and running "
+        "one estimator (Python, NumPy, pandas and the generated data included):"
+    )
     lines.append("")
     lines.append("| data | " + " | ".join(LABELS[m] for m in METHODS) + " |")
     lines.append("|---|" + "---:|" * len(METHODS))
     for ties in (True, False):
-        lines.append(f"| {'whole-day ties' if ties else 'continuous'} | "
-                     + " | ".join(f"{memory[(ties, m)]:.2f}" for m in METHODS) + " |")
+        lines.append(
+            f"| {'whole-day ties' if ties else 'continuous'} | "
+            + " | ".join(f"{memory[(ties, m)]:.2f}" for m in METHODS)
+            + " |"
+        )
     lines.append("")
     Path(args.out).write_text("\n".join(lines))
 

@@ -102,8 +102,9 @@ def run_r(code: str, frame: pd.DataFrame, repeats: int) -> dict:
         script = Path(tmp) / "bench.R"
         script.write_text(code)
         out = Path(tmp) / "out.json"
-        subprocess.run([shutil.which("Rscript"), "--vanilla", str(script), str(csv), str(repeats), str(out)],
-                       check=True)
+        subprocess.run(
+            [shutil.which("Rscript"), "--vanilla", str(script), str(csv), str(repeats), str(out)], check=True
+        )
         return json.loads(out.read_text())
 
 
@@ -166,8 +167,9 @@ def main() -> None:
         f"| {ours_glm:.2f} | {theirs_glm:.2f} | {theirs_glm / ours_glm:.1f}x | {coef_diff:.1e} |",
         "",
     ]
-    version = subprocess.run([shutil.which("Rscript"), "-e", 'cat(as.character(packageVersion("MatchIt")))'],
-                             capture_output=True, text=True).stdout.strip()
+    version = subprocess.run(
+        [shutil.which("Rscript"), "-e", 'cat(as.character(packageVersion("MatchIt")))'], capture_output=True, text=True
+    ).stdout.strip()
     text = "\n".join(lines).replace("{version}", version)
     Path(args.out).write_text(text)
     print(text)

@@ -140,7 +140,9 @@ def pad(folder: Path, scale: float) -> dict[str, tuple[int, int]]:
 def child(task: str, folder: Path, **extra: object) -> dict:
     done = subprocess.run(
         [sys.executable, "-c", CHILD, str(HERE), task, str(folder), json.dumps(extra)],
-        check=False, capture_output=True, text=True,
+        check=False,
+        capture_output=True,
+        text=True,
     )
     if done.returncode != 0:
         raise SystemExit(f"{task} on {folder} failed:\n{done.stderr[-3000:]}")
@@ -189,9 +191,7 @@ def main() -> int:
     runs: dict[tuple[str, str], list[dict]] = {}
     for task in ("build_cohort", "extract"):
         for fmt, data in (("csv.gz", folder), ("Parquet", pq_folder)):
-            runs[task, fmt] = [
-                child(task, data, study=str(STUDY), duckdb_config=config) for _ in range(args.repeats)
-            ]
+            runs[task, fmt] = [child(task, data, study=str(STUDY), duckdb_config=config) for _ in range(args.repeats)]
         # the same cohort, to the last digit, from either copy
         assert runs[task, "csv.gz"][0]["data"] == runs[task, "Parquet"][0]["data"], f"{task}: Parquet changed it"
         assert runs[task, "csv.gz"][0]["attrition"] == runs[task, "Parquet"][0]["attrition"]

@@ -75,8 +75,12 @@ def time_demo(repeats: int, workdir: Path) -> list[float]:
     for _ in range(repeats):
         out = workdir / "demo-output"
         started = time.perf_counter()
-        subprocess.run([str(RETROCOHORT), "demo", "--out", str(out), "--force"], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [str(RETROCOHORT), "demo", "--out", str(out), "--force"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         times.append(time.perf_counter() - started)
     return times
 
@@ -98,15 +102,33 @@ def run_large(ckrt: int, seed: int, workdir: Path) -> dict:
     write_outputs(result, workdir / "large-output", force=True)
     write_s = time.perf_counter() - started
     size = sum(p.stat().st_size for p in data.rglob("*") if p.is_file())
-    return {"info": info, "result": result, "generate_s": generate_s, "run_s": run_s, "write_s": write_s,
-            "data_bytes": size, "data": data}
+    return {
+        "info": info,
+        "result": result,
+        "generate_s": generate_s,
+        "run_s": run_s,
+        "write_s": write_s,
+        "data_bytes": size,
+        "data": data,
+    }
 
 
 def run_r(result, workdir: Path) -> dict | None:
     if shutil.which("Rscript") is None:
         return None
-    columns = ["exposed", "age", "sex", "sepsis", "egfr_baseline", "sofa", "serum_mg",
-               "death_time", "death", "krt_time", "krt_status"]
+    columns = [
+        "exposed",
+        "age",
+        "sex",
+        "sepsis",
+        "egfr_baseline",
+        "sofa",
+        "serum_mg",
+        "death_time",
+        "death",
+        "krt_time",
+        "krt_status",
+    ]
     frame = workdir / "frame.csv"
     # the R script's column names are the legacy ones
     names = {"death_status": "death", "krt_liberation_time": "krt_time", "krt_liberation_status": "krt_status"}
@@ -147,8 +169,11 @@ def main() -> int:
         ("krt_liberation", "fine_gray_adjusted", "matched", "shr_krt"),
         ("krt_liberation", "fine_gray_adjusted", "full", "shr_krt"),
     ]
-    cmd = "nice .venv/bin/python benchmarks/bench_study.py" + (
-        f" --repeats {args.repeats}" if args.repeats != 2 else "") + (" --no-r" if args.no_r else "")
+    cmd = (
+        "nice .venv/bin/python benchmarks/bench_study.py"
+        + (f" --repeats {args.repeats}" if args.repeats != 2 else "")
+        + (" --no-r" if args.no_r else "")
+    )
     demo_median = statistics.median(demo_times)
     lines = [
         "## The whole study (demo and a 50,000-CKRT-patient synthetic EHR)",
@@ -184,8 +209,10 @@ def main() -> int:
             lines.append(f"| {outcome} | {model} | {population} | skipped | {truth} | — |")
             continue
         covered = est.lower < truth < est.upper
-        lines.append(f"| {outcome} | {model} | {population} | {est.estimate:.3f} ({est.lower:.3f}–{est.upper:.3f}) "
-                     f"| {truth:.3f} ({key}) | {'yes' if covered else 'NO'} |")
+        lines.append(
+            f"| {outcome} | {model} | {population} | {est.estimate:.3f} ({est.lower:.3f}–{est.upper:.3f}) "
+            f"| {truth:.3f} ({key}) | {'yes' if covered else 'NO'} |"
+        )
     if peer is not None:
         t = peer["times"]
         lines += [

@@ -24,8 +24,10 @@ ROOT = HERE.parent
 # study -> (covariates of the adjusted Cox model, where the planted HR sits in SYNTHETIC.json)
 MODELS: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "magnesium_ckrt": (["exposed", "age", "sex", "sepsis", "egfr_baseline", "sofa", "serum_mg"], ("truth", "hr_death")),
-    "thiamine_sepsis": (["exposed", "age", "sex", "sofa", "lactate_max", "alcohol"],
-                        ("studies", "thiamine_sepsis", "hr_death")),
+    "thiamine_sepsis": (
+        ["exposed", "age", "sex", "sofa", "lactate_max", "alcohol"],
+        ("studies", "thiamine_sepsis", "hr_death"),
+    ),
     "vasopressin_shock": (["exposed", "age", "sex", "sepsis", "sofa"], ("studies", "vasopressin_shock", "hr_death")),
     "second_vasopressor": (["exposed", "age", "sex", "sofa"], ("studies", "second_vasopressor", "hr_death")),
 }
@@ -65,15 +67,28 @@ def main() -> None:
             for key in where:
                 truth = truth[key]
             covered = fit["lower"] <= truth <= fit["upper"]
-            rows.append((name, built.counts["eligible"], built.counts["exposed"], float(fit["hr"]),
-                         float(fit["lower"]), float(fit["upper"]), float(truth), covered,
-                         time.perf_counter() - t1))
-    header = ("| study | eligible | exposed | HR (adjusted Cox, death) | 95% CI | planted truth | covered "
-              "| build+fit s |")
+            rows.append(
+                (
+                    name,
+                    built.counts["eligible"],
+                    built.counts["exposed"],
+                    float(fit["hr"]),
+                    float(fit["lower"]),
+                    float(fit["upper"]),
+                    float(truth),
+                    covered,
+                    time.perf_counter() - t1,
+                )
+            )
+    header = (
+        "| study | eligible | exposed | HR (adjusted Cox, death) | 95% CI | planted truth | covered | build+fit s |"
+    )
     lines = [header, "|---|---:|---:|---:|---|---:|---|---:|"]
     for name, n, e, hr, lo, hi, truth, covered, secs in rows:
-        lines.append(f"| {name} | {n} | {e} | {hr:.3f} | {lo:.3f} - {hi:.3f} | {truth:.3f} | "
-                     f"{'yes' if covered else 'NO'} | {secs:.1f} |")
+        lines.append(
+            f"| {name} | {n} | {e} | {hr:.3f} | {lo:.3f} - {hi:.3f} | {truth:.3f} | "
+            f"{'yes' if covered else 'NO'} | {secs:.1f} |"
+        )
     table = "\n".join(lines)
     print(table)
     out = HERE / "results" / "study_truth.md"
@@ -83,8 +98,9 @@ def main() -> None:
         f"`benchmarks/bench_study_truth.py --stays {args.stays} --study-patients {args.study_patients} "
         f"--seed {args.seed}`: {info.stays} ICU stays, generated in {gen_s:.1f} s. Primary outcome (death) of "
         "each study in studies/, Cox model adjusted for the covariates the generator's model "
-        "conditions on; the truth is the planted conditional hazard ratio from SYNTHETIC.json.\n\n"
-        + table + "\n", encoding="utf-8")
+        "conditions on; the truth is the planted conditional hazard ratio from SYNTHETIC.json.\n\n" + table + "\n",
+        encoding="utf-8",
+    )
     print(f"wrote {out.relative_to(ROOT)}")
 
 

@@ -41,8 +41,12 @@ print(json.dumps({"wall": wall, "cpu": cpu, "stays": info.stays, "screened": inf
 
 def run_once(kwargs: dict) -> dict:
     with tempfile.TemporaryDirectory() as out:
-        proc = subprocess.run([sys.executable, "-c", _CHILD, out, json.dumps(kwargs), str(HERE)], check=True,
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-c", _CHILD, out, json.dumps(kwargs), str(HERE)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -83,8 +87,10 @@ def main() -> int:
         wall = statistics.median(r["wall"] for r in runs)
         cpu = statistics.median(r["cpu"] for r in runs)
         goal = ("met" if wall < GOAL_SECONDS else "MISSED") if runs[0]["stays"] == 100_000 else ""
-        lines.append(f"| {label} | {runs[0]['stays']:,} | {runs[0]['screened']:,} | {wall:.1f} | {cpu:.1f} | "
-                     f"{runs[0]['mb']:.1f} | {max(r['peak_mb'] for r in runs):.0f} | {goal} |")
+        lines.append(
+            f"| {label} | {runs[0]['stays']:,} | {runs[0]['screened']:,} | {wall:.1f} | {cpu:.1f} | "
+            f"{runs[0]['mb']:.1f} | {max(r['peak_mb'] for r in runs):.0f} | {goal} |"
+        )
     lines += [
         "",
         "CKRT patients are the heavy part (about 65 lab rows and 13 KRT sessions each, against about 12 lab",

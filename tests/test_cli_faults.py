@@ -60,8 +60,13 @@ def refused(result, text: str, *named: str) -> None:
 
 def command(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "retrocohort.cli", *map(str, args)], capture_output=True, text=True, env=ENV,
-        cwd=cwd, timeout=600, check=False,
+        [sys.executable, "-m", "retrocohort.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=cwd,
+        timeout=600,
+        check=False,
     )
 
 
@@ -251,11 +256,17 @@ def test_output_folder_faults_are_caught_before_any_data_are_read(ehr, tmp_path,
 def test_two_runs_on_the_same_out(ehr, tmp_path):
     out = tmp_path / "out"
     holder = subprocess.Popen(
-        [sys.executable, "-c", (
-            "import sys\nfrom retrocohort.study.outputs import output_lock\n"
-            f"with output_lock({str(out)!r}):\n    print('held', flush=True)\n    sys.stdin.read()\n"
-        )],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=ENV,
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys\nfrom retrocohort.study.outputs import output_lock\n"
+                f"with output_lock({str(out)!r}):\n    print('held', flush=True)\n    sys.stdin.read()\n"
+            ),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=ENV,
     )
     try:
         assert holder.stdout.readline().strip() == b"held"
@@ -293,10 +304,13 @@ def _importing_libraries(pid: int) -> bool:
 
 def _interrupt(args: list[str]) -> tuple[int, str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "retrocohort.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        env=ENV, text=True,
+        [sys.executable, "-m", "retrocohort.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=ENV,
+        text=True,
         # A test runner started in the background may ignore SIGINT, and children inherit that.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509 - no threads here
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     # Not a fixed delay: before Python runs any of our code (its own start-up) Ctrl-C is Python's.
     deadline = time.monotonic() + 60
@@ -322,7 +336,10 @@ def test_import_from_python_keeps_pythons_ctrl_c():
     # Only the command turns Ctrl-C into exit 2; a script importing retrocohort gets KeyboardInterrupt.
     done = subprocess.run(
         [sys.executable, "-c", HANDLER_IS_PYTHONS],
-        capture_output=True, text=True, env=ENV, check=False,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        check=False,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert done.stdout.strip() == "True", done.stderr
@@ -370,8 +387,11 @@ def test_ctrl_c_or_kill_during_a_run_leaves_nothing(ehr, tmp_path, signum):
     out = tmp_path / "out"
     process = subprocess.Popen(
         [sys.executable, "-m", "retrocohort.cli", "run", str(STUDY_FILE), "--mimic", str(ehr), "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=ENV, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509 - no threads here
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=ENV,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     # The lock file appears once the folder is checked, before any data are read: the run is under way.
     lock = tmp_path / ".out.retrocohort-lock"

@@ -42,8 +42,16 @@ def mimic() -> MiniMimic:
     for subject in (1, 2, 3, 4):
         p = m.ckrt_patient(subject)
         if subject in (2, 4):
-            m.input(subject, p["hadm_id"], p["stay_id"], 222315, p["index"] + pd.Timedelta(hours=2),
-                    p["index"] + pd.Timedelta(hours=8), amount=2.4, amountuom="units")
+            m.input(
+                subject,
+                p["hadm_id"],
+                p["stay_id"],
+                222315,
+                p["index"] + pd.Timedelta(hours=2),
+                p["index"] + pd.Timedelta(hours=8),
+                amount=2.4,
+                amountuom="units",
+            )
     return m
 
 
@@ -136,8 +144,10 @@ def test_check_study_exit_codes_for_absent_table_and_empty_concept(tmp_path):
 
 def test_check_study_with_a_legacy_study_file_says_so(tmp_path):
     legacy = tmp_path / "legacy.toml"  # the head of the old format's flagship file
-    legacy.write_text('[study]\nname = "magnesium_ckrt"\n\n[cohort]\nfirst_stay_only = true\n\n'
-                      '[propensity]\ncovariates = ["age", "sex"]\n\n[models]\nties = "efron"\n')
+    legacy.write_text(
+        '[study]\nname = "magnesium_ckrt"\n\n[cohort]\nfirst_stay_only = true\n\n'
+        '[propensity]\ncovariates = ["age", "sex"]\n\n[models]\nties = "efron"\n'
+    )
     result, text = invoke("check", mimic().write(tmp_path / "csv"), "--study", legacy)
     assert result.exit_code == 2
     assert "old study-file format" in text and "docs/study-language.md" in text

@@ -27,9 +27,7 @@ def require_columns(data: pd.DataFrame, columns: Sequence[str], where: str = "da
         raise InputError(f"{where} must be a pandas DataFrame, got {type(data).__name__}")
     missing = [c for c in columns if c not in data.columns]
     if missing:
-        raise InputError(
-            f"{where} has no column(s) {missing}; available columns: {list(map(str, data.columns))}"
-        )
+        raise InputError(f"{where} has no column(s) {missing}; available columns: {list(map(str, data.columns))}")
 
 
 def numeric_column(data: pd.DataFrame, name: str, where: str = "data", *, allow_missing: bool = False) -> np.ndarray:
@@ -72,11 +70,7 @@ def numeric_column(data: pd.DataFrame, name: str, where: str = "data", *, allow_
 
 
 def _is_categorical(col: pd.Series) -> bool:
-    return (
-        isinstance(col.dtype, pd.CategoricalDtype)
-        or col.dtype == object
-        or pd.api.types.is_string_dtype(col)
-    )
+    return isinstance(col.dtype, pd.CategoricalDtype) or col.dtype == object or pd.api.types.is_string_dtype(col)
 
 
 def _refuse_numbers_in_text_column(col: pd.Series, name: str, where: str) -> None:
@@ -186,7 +180,8 @@ def design_matrix(
                 elif empty:
                     reference = (
                         f"; the reference level then becomes {used[0]!r} instead of {levels[0]!r}"
-                        if levels[0] in empty else ""
+                        if levels[0] in empty
+                        else ""
                     )
                     raise InputError(
                         f"{where}: categorical covariate {name!r} has {len(empty)} level(s) with no rows "

@@ -18,32 +18,107 @@ import pandas as pd
 HEADERS: dict[str, list[str]] = {
     "hosp/patients": ["subject_id", "gender", "anchor_age", "anchor_year", "anchor_year_group", "dod"],
     "hosp/admissions": [
-        "subject_id", "hadm_id", "admittime", "dischtime", "deathtime", "admission_type", "admit_provider_id",
-        "admission_location", "discharge_location", "insurance", "language", "marital_status", "race",
-        "edregtime", "edouttime", "hospital_expire_flag",
+        "subject_id",
+        "hadm_id",
+        "admittime",
+        "dischtime",
+        "deathtime",
+        "admission_type",
+        "admit_provider_id",
+        "admission_location",
+        "discharge_location",
+        "insurance",
+        "language",
+        "marital_status",
+        "race",
+        "edregtime",
+        "edouttime",
+        "hospital_expire_flag",
     ],
     "hosp/labevents": [
-        "labevent_id", "subject_id", "hadm_id", "specimen_id", "itemid", "order_provider_id", "charttime",
-        "storetime", "value", "valuenum", "valueuom", "ref_range_lower", "ref_range_upper", "flag", "priority",
+        "labevent_id",
+        "subject_id",
+        "hadm_id",
+        "specimen_id",
+        "itemid",
+        "order_provider_id",
+        "charttime",
+        "storetime",
+        "value",
+        "valuenum",
+        "valueuom",
+        "ref_range_lower",
+        "ref_range_upper",
+        "flag",
+        "priority",
         "comments",
     ],
     "hosp/diagnoses_icd": ["subject_id", "hadm_id", "seq_num", "icd_code", "icd_version"],
     "icu/icustays": ["subject_id", "hadm_id", "stay_id", "first_careunit", "last_careunit", "intime", "outtime", "los"],
     "icu/procedureevents": [
-        "subject_id", "hadm_id", "stay_id", "caregiver_id", "starttime", "endtime", "storetime", "itemid", "value",
-        "valueuom", "location", "locationcategory", "orderid", "linkorderid", "ordercategoryname",
-        "ordercategorydescription", "patientweight", "isopenbag", "continueinnextdept", "statusdescription",
-        "ORIGINALAMOUNT", "ORIGINALRATE",
+        "subject_id",
+        "hadm_id",
+        "stay_id",
+        "caregiver_id",
+        "starttime",
+        "endtime",
+        "storetime",
+        "itemid",
+        "value",
+        "valueuom",
+        "location",
+        "locationcategory",
+        "orderid",
+        "linkorderid",
+        "ordercategoryname",
+        "ordercategorydescription",
+        "patientweight",
+        "isopenbag",
+        "continueinnextdept",
+        "statusdescription",
+        "ORIGINALAMOUNT",
+        "ORIGINALRATE",
     ],
     "icu/inputevents": [
-        "subject_id", "hadm_id", "stay_id", "caregiver_id", "starttime", "endtime", "storetime", "itemid", "amount",
-        "amountuom", "rate", "rateuom", "orderid", "linkorderid", "ordercategoryname", "secondaryordercategoryname",
-        "ordercomponenttypedescription", "ordercategorydescription", "patientweight", "totalamount",
-        "totalamountuom", "isopenbag", "continueinnextdept", "statusdescription", "originalamount", "originalrate",
+        "subject_id",
+        "hadm_id",
+        "stay_id",
+        "caregiver_id",
+        "starttime",
+        "endtime",
+        "storetime",
+        "itemid",
+        "amount",
+        "amountuom",
+        "rate",
+        "rateuom",
+        "orderid",
+        "linkorderid",
+        "ordercategoryname",
+        "secondaryordercategoryname",
+        "ordercomponenttypedescription",
+        "ordercategorydescription",
+        "patientweight",
+        "totalamount",
+        "totalamountuom",
+        "isopenbag",
+        "continueinnextdept",
+        "statusdescription",
+        "originalamount",
+        "originalrate",
     ],
     "icu/chartevents": [
-        "subject_id", "hadm_id", "stay_id", "caregiver_id", "charttime", "storetime", "itemid", "value", "valuenum",
-        "valueuom", "warning",
+        "subject_id",
+        "hadm_id",
+        "stay_id",
+        "caregiver_id",
+        "charttime",
+        "storetime",
+        "itemid",
+        "value",
+        "valuenum",
+        "valueuom",
+        "warning",
     ],
 }
 
@@ -92,38 +167,115 @@ class MiniMimic:
         stay_id = stay_id or subject_id * 100
         admit_t = pd.Timestamp(admit) if admit else index_t - pd.Timedelta(days=2)
         if not any(p["subject_id"] == subject_id for p in self.rows["hosp/patients"]):
-            self.add("hosp/patients", subject_id=subject_id, gender=gender, anchor_age=anchor_age,
-                     anchor_year=anchor_year, anchor_year_group="2017 - 2019", dod=dod or "")
-        self.add("hosp/admissions", subject_id=subject_id, hadm_id=hadm_id, admittime=ts(admit_t),
-                 dischtime=ts(index_t + pd.Timedelta(days=20)), deathtime=deathtime or "",
-                 admission_type="EW EMER.", race="WHITE", hospital_expire_flag=1 if deathtime else 0)
-        self.add("icu/icustays", subject_id=subject_id, hadm_id=hadm_id, stay_id=stay_id, first_careunit="MICU",
-                 last_careunit="MICU", intime=ts(admit_t + pd.Timedelta(hours=2)),
-                 outtime=ts(index_t + pd.Timedelta(days=10)), los=10.0)
+            self.add(
+                "hosp/patients",
+                subject_id=subject_id,
+                gender=gender,
+                anchor_age=anchor_age,
+                anchor_year=anchor_year,
+                anchor_year_group="2017 - 2019",
+                dod=dod or "",
+            )
+        self.add(
+            "hosp/admissions",
+            subject_id=subject_id,
+            hadm_id=hadm_id,
+            admittime=ts(admit_t),
+            dischtime=ts(index_t + pd.Timedelta(days=20)),
+            deathtime=deathtime or "",
+            admission_type="EW EMER.",
+            race="WHITE",
+            hospital_expire_flag=1 if deathtime else 0,
+        )
+        self.add(
+            "icu/icustays",
+            subject_id=subject_id,
+            hadm_id=hadm_id,
+            stay_id=stay_id,
+            first_careunit="MICU",
+            last_careunit="MICU",
+            intime=ts(admit_t + pd.Timedelta(hours=2)),
+            outtime=ts(index_t + pd.Timedelta(days=10)),
+            los=10.0,
+        )
         self.procedure(subject_id, hadm_id, stay_id, 225802, index_t, index_t + pd.Timedelta(hours=crrt_hours))
         if vasopressor:
-            self.input(subject_id, hadm_id, stay_id, 221906, index_t - pd.Timedelta(hours=2),
-                       index_t + pd.Timedelta(hours=10), amount=5.0, amountuom="mg", rate=0.08,
-                       rateuom="mcg/kg/min")
+            self.input(
+                subject_id,
+                hadm_id,
+                stay_id,
+                221906,
+                index_t - pd.Timedelta(hours=2),
+                index_t + pd.Timedelta(hours=10),
+                amount=5.0,
+                amountuom="mg",
+                rate=0.08,
+                rateuom="mcg/kg/min",
+            )
         if mg_at is not None:
             self.lab(subject_id, hadm_id, 50960, index_t - pd.Timedelta(hours=1) if mg_at == "same" else mg_at, 1.9)
         self.lab(subject_id, hadm_id, 50912, admit_t + pd.Timedelta(hours=3), 2.4)
         return {"subject_id": subject_id, "hadm_id": hadm_id, "stay_id": stay_id, "index": index_t}
 
     def procedure(self, subject_id, hadm_id, stay_id, itemid, start, end, **extra) -> dict:
-        return self.add("icu/procedureevents", subject_id=subject_id, hadm_id=hadm_id, stay_id=stay_id,
-                        caregiver_id=1, starttime=ts(start), endtime=ts(end), storetime=ts(end), itemid=itemid,
-                        value=(pd.Timestamp(end) - pd.Timestamp(start)).total_seconds() / 60, valueuom="min",
-                        orderid=self.next_id(), statusdescription="FinishedRunning", ORIGINALAMOUNT="",
-                        ORIGINALRATE="", **extra)
+        return self.add(
+            "icu/procedureevents",
+            subject_id=subject_id,
+            hadm_id=hadm_id,
+            stay_id=stay_id,
+            caregiver_id=1,
+            starttime=ts(start),
+            endtime=ts(end),
+            storetime=ts(end),
+            itemid=itemid,
+            value=(pd.Timestamp(end) - pd.Timestamp(start)).total_seconds() / 60,
+            valueuom="min",
+            orderid=self.next_id(),
+            statusdescription="FinishedRunning",
+            ORIGINALAMOUNT="",
+            ORIGINALRATE="",
+            **extra,
+        )
 
-    def input(self, subject_id, hadm_id, stay_id, itemid, start, end, *, amount, amountuom, rate="",
-              rateuom="", orderid=None, statusdescription="FinishedRunning", patientweight=80.0) -> dict:
-        return self.add("icu/inputevents", subject_id=subject_id, hadm_id=hadm_id, stay_id=stay_id, caregiver_id=1,
-                        starttime=ts(start), endtime=ts(end), storetime=ts(end), itemid=itemid, amount=amount,
-                        amountuom=amountuom, rate=rate, rateuom=rateuom, orderid=orderid or self.next_id(),
-                        linkorderid=orderid or "", ordercategoryname="", patientweight=patientweight,
-                        statusdescription=statusdescription, originalamount=amount, originalrate=rate)
+    def input(
+        self,
+        subject_id,
+        hadm_id,
+        stay_id,
+        itemid,
+        start,
+        end,
+        *,
+        amount,
+        amountuom,
+        rate="",
+        rateuom="",
+        orderid=None,
+        statusdescription="FinishedRunning",
+        patientweight=80.0,
+    ) -> dict:
+        return self.add(
+            "icu/inputevents",
+            subject_id=subject_id,
+            hadm_id=hadm_id,
+            stay_id=stay_id,
+            caregiver_id=1,
+            starttime=ts(start),
+            endtime=ts(end),
+            storetime=ts(end),
+            itemid=itemid,
+            amount=amount,
+            amountuom=amountuom,
+            rate=rate,
+            rateuom=rateuom,
+            orderid=orderid or self.next_id(),
+            linkorderid=orderid or "",
+            ordercategoryname="",
+            patientweight=patientweight,
+            statusdescription=statusdescription,
+            originalamount=amount,
+            originalrate=rate,
+        )
 
     def magnesium(self, subject_id, hadm_id, stay_id, start, grams=2.0, carrier=True, itemid=222011) -> int:
         """A magnesium sulfate bolus (grams) and, like MIMIC-IV, its 50 mL carrier row on the same order."""
@@ -135,19 +287,46 @@ class MiniMimic:
         return order
 
     def lab(self, subject_id, hadm_id, itemid, charttime, valuenum, specimen_id=None) -> dict:
-        return self.add("hosp/labevents", labevent_id=self.next_id(), subject_id=subject_id, hadm_id=hadm_id or "",
-                        specimen_id=specimen_id or self.next_id(), itemid=itemid, charttime=ts(charttime),
-                        storetime=ts(pd.Timestamp(charttime) + pd.Timedelta(hours=1)), value=str(valuenum),
-                        valuenum=valuenum, valueuom="mg/dL", priority="ROUTINE")
+        return self.add(
+            "hosp/labevents",
+            labevent_id=self.next_id(),
+            subject_id=subject_id,
+            hadm_id=hadm_id or "",
+            specimen_id=specimen_id or self.next_id(),
+            itemid=itemid,
+            charttime=ts(charttime),
+            storetime=ts(pd.Timestamp(charttime) + pd.Timedelta(hours=1)),
+            value=str(valuenum),
+            valuenum=valuenum,
+            valueuom="mg/dL",
+            priority="ROUTINE",
+        )
 
     def chart(self, subject_id, hadm_id, stay_id, itemid, charttime, value="CVVHDF") -> dict:
-        return self.add("icu/chartevents", subject_id=subject_id, hadm_id=hadm_id, stay_id=stay_id, caregiver_id=1,
-                        charttime=ts(charttime), storetime=ts(charttime), itemid=itemid, value=value, valuenum="",
-                        valueuom="", warning=0)
+        return self.add(
+            "icu/chartevents",
+            subject_id=subject_id,
+            hadm_id=hadm_id,
+            stay_id=stay_id,
+            caregiver_id=1,
+            charttime=ts(charttime),
+            storetime=ts(charttime),
+            itemid=itemid,
+            value=value,
+            valuenum="",
+            valueuom="",
+            warning=0,
+        )
 
     def diagnosis(self, subject_id, hadm_id, icd_code, icd_version, seq_num=1) -> dict:
-        return self.add("hosp/diagnoses_icd", subject_id=subject_id, hadm_id=hadm_id, seq_num=seq_num,
-                        icd_code=icd_code, icd_version=icd_version)
+        return self.add(
+            "hosp/diagnoses_icd",
+            subject_id=subject_id,
+            hadm_id=hadm_id,
+            seq_num=seq_num,
+            icd_code=icd_code,
+            icd_version=icd_version,
+        )
 
     # --- writing ----------------------------------------------------------------------------
     def write(

@@ -247,8 +247,18 @@ def _absent(cohort, subject):
 
 def test_attrition_in_the_order_written(cohort):
     a = cohort.attrition.set_index("step")
-    assert list(a.index) == ["index_event", "data_checks", "icu_stay", "adult", "mg_before", "many_doses", "no_early_pressor",
-                             "prior_dialysis", "missing_covariates", "eligible"]
+    assert list(a.index) == [
+        "index_event",
+        "data_checks",
+        "icu_stay",
+        "adult",
+        "mg_before",
+        "many_doses",
+        "no_early_pressor",
+        "prior_dialysis",
+        "missing_covariates",
+        "eligible",
+    ]
     assert a.loc["index_event", "remaining"] == 17
     assert a.loc["adult", "excluded"] == 1
     assert a.loc["mg_before", "excluded"] == 1  # patient 2 (Mg exactly at the index)
@@ -296,6 +306,7 @@ def test_value_summaries(cohort):
 def test_any_with_overlap(cohort):
     assert _row(cohort, 1)["pressor"] == 1  # default infusion runs from -2 h to +10 h
     assert _row(cohort, 9)["pressor"] == 0  # ran from -24 h to -2 h: ended before the window [-1 h, 1 h]
+
 
 def test_missing_rules(cohort):
     observed = {10: 4.0, 11: 1.0}

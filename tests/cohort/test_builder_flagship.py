@@ -56,12 +56,24 @@ def cohorts(tmp_path_factory):
 
 # new column -> legacy column
 SAME = {
-    "stay_id": "stay_id", "hadm_id": "hadm_id", "index_time": "index_time", "exposed": "exposed",
-    "mg_dose_meq": "mg_dose_meq", "age": "age", "sex": "sex", "sepsis": "sepsis",
-    "creatinine_baseline": "creatinine_baseline", "egfr_baseline": "egfr_baseline", "sofa": "sofa",
-    "serum_mg": "serum_mg", "vasopressor": "vasopressor", "ventilation": "ventilation",
-    "death_time": "death_time", "death_status": "death",
-    "krt_liberation_time": "krt_time", "krt_liberation_status": "krt_status",
+    "stay_id": "stay_id",
+    "hadm_id": "hadm_id",
+    "index_time": "index_time",
+    "exposed": "exposed",
+    "mg_dose_meq": "mg_dose_meq",
+    "age": "age",
+    "sex": "sex",
+    "sepsis": "sepsis",
+    "creatinine_baseline": "creatinine_baseline",
+    "egfr_baseline": "egfr_baseline",
+    "sofa": "sofa",
+    "serum_mg": "serum_mg",
+    "vasopressor": "vasopressor",
+    "ventilation": "ventilation",
+    "death_time": "death_time",
+    "death_status": "death",
+    "krt_liberation_time": "krt_time",
+    "krt_liberation_status": "krt_status",
 }
 
 
@@ -76,8 +88,19 @@ def test_same_attrition_counts(cohorts):
     legacy = pd.concat([old.screening, old.attrition.iloc[1:]])  # screening ends at "screened"
     legacy_counts = list(zip(legacy["remaining"], legacy["excluded"], strict=True))
     steps = new.attrition.set_index("step")
-    ours = [tuple(steps.loc[s, ["remaining", "excluded"]]) for s in
-            ["index_event", "data_checks", "icu_stay", "adult", "support", "no_mg_index_day", "died_within_48h", "eligible"]]
+    ours = [
+        tuple(steps.loc[s, ["remaining", "excluded"]])
+        for s in [
+            "index_event",
+            "data_checks",
+            "icu_stay",
+            "adult",
+            "support",
+            "no_mg_index_day",
+            "died_within_48h",
+            "eligible",
+        ]
+    ]
     assert ours == legacy_counts
     # the line the flagship never needed drops nobody, and the chain of counts holds
     assert steps.loc["missing_covariates", "excluded"] == 0

@@ -77,10 +77,23 @@ def build() -> MiniMimic:
     m.ckrt_patient(2, index=str(FIRST), hadm_id=21, stay_id=210)
     m.ckrt_patient(2, index=str(LATER), hadm_id=22, stay_id=220)
     # 3: a first ICU stay without CRRT, CRRT only in the second stay.
-    m.add("hosp/admissions", subject_id=3, hadm_id=31, admittime="2149-01-01 08:00:00",
-          dischtime="2149-01-10 08:00:00", deathtime="")
-    m.add("icu/icustays", subject_id=3, hadm_id=31, stay_id=310, intime="2149-01-01 10:00:00",
-          outtime="2149-01-05 10:00:00", los=4)
+    m.add(
+        "hosp/admissions",
+        subject_id=3,
+        hadm_id=31,
+        admittime="2149-01-01 08:00:00",
+        dischtime="2149-01-10 08:00:00",
+        deathtime="",
+    )
+    m.add(
+        "icu/icustays",
+        subject_id=3,
+        hadm_id=31,
+        stay_id=310,
+        intime="2149-01-01 10:00:00",
+        outtime="2149-01-05 10:00:00",
+        los=4,
+    )
     m.ckrt_patient(3, index=str(FIRST), hadm_id=32, stay_id=320)
     # 4: a serum Mg inside the ICU stay (no stay_id in labevents): placed into that stay.
     m.ckrt_patient(4, index=str(FIRST), hadm_id=41, stay_id=410, mg_at="same")

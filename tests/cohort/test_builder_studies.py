@@ -105,8 +105,10 @@ def test_a_covariate_named_like_a_builtin_detail(folder):
     """``sofa`` returns its components as details; a covariate ``sofa_renal`` beside it must not collide."""
     from retrocohort.spec import parse_study_text
 
-    text = (STUDIES / "vasopressin_shock.toml").read_text().replace(
-        "[covariates.age]", '[covariates.sofa_renal]\nconcept = "sofa_renal"\n\n[covariates.age]'
+    text = (
+        (STUDIES / "vasopressin_shock.toml")
+        .read_text()
+        .replace("[covariates.age]", '[covariates.sofa_renal]\nconcept = "sofa_renal"\n\n[covariates.age]')
     )
     d = build_cohort(parse_study_text(text), folder).data
     assert (d["sofa_renal"] <= d["sofa"]).all() and d["sofa_renal"].between(0, 4).all()

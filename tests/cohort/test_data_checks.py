@@ -53,18 +53,21 @@ def dirty() -> MiniMimic:
     m.chart(None, 10, 100, 227290, INDEX - 2 * DAY)
     # endtime before starttime: a norepinephrine row that would put patient 15 (no support) on support,
     # and a CRRT row that would move patient 1's KRT liberation from day 3 to day 6.
-    m.input(15, 150, 1500, 221906, INDEX + 1 * H, INDEX - 1 * H, amount=1.0, amountuom="mg", rate=0.05,
-            rateuom="mcg/kg/min")
+    m.input(
+        15, 150, 1500, 221906, INDEX + 1 * H, INDEX - 1 * H, amount=1.0, amountuom="mg", rate=0.05, rateuom="mcg/kg/min"
+    )
     m.procedure(1, 10, 100, 225802, INDEX + 10 * DAY, INDEX + 6 * DAY)
     # Impossible amounts and rates: a negative and an infinite magnesium dose for patient 9, a NaN one for
     # patient 8 (who is otherwise unexposed), an infinite norepinephrine rate for patient 1.
     m.input(9, 90, 900, 222011, INDEX + 10 * H, INDEX + 11 * H, amount=-2.0, amountuom="grams")
     m.input(9, 90, 900, 222011, INDEX + 12 * H, INDEX + 13 * H, amount="Inf", amountuom="grams")
     m.input(8, 80, 800, 222011, INDEX + 12 * H, INDEX + 13 * H, amount="NaN", amountuom="grams")
-    m.input(1, 10, 100, 221906, INDEX - 2 * H, INDEX + 2 * H, amount=1.0, amountuom="mg", rate="Inf",
-            rateuom="mcg/kg/min")
-    m.input(1, 10, 100, 221906, INDEX - 2 * H, INDEX + 2 * H, amount=1.0, amountuom="mg", rate=-3.0,
-            rateuom="mcg/kg/min")
+    m.input(
+        1, 10, 100, 221906, INDEX - 2 * H, INDEX + 2 * H, amount=1.0, amountuom="mg", rate="Inf", rateuom="mcg/kg/min"
+    )
+    m.input(
+        1, 10, 100, 221906, INDEX - 2 * H, INDEX + 2 * H, amount=1.0, amountuom="mg", rate=-3.0, rateuom="mcg/kg/min"
+    )
     # A non-finite lab value: creatinine -Inf before patient 1's admission would be the lowest.
     m.lab(1, None, 50912, INDEX - 10 * DAY, "-Inf")
     # Patients with impossible ages or deaths before an admission (each otherwise eligible).
@@ -232,8 +235,10 @@ def test_conflicting_patients_rows_are_an_error_naming_table_key_and_rows(tmp_pa
 
 @pytest.mark.parametrize(
     ("table", "key", "change"),
-    [("hosp/admissions", "hadm_id", {"admittime": ts(INDEX - 9 * DAY)}),
-     ("icu/icustays", "stay_id", {"outtime": ts(INDEX + 30 * DAY)})],
+    [
+        ("hosp/admissions", "hadm_id", {"admittime": ts(INDEX - 9 * DAY)}),
+        ("icu/icustays", "stay_id", {"outtime": ts(INDEX + 30 * DAY)}),
+    ],
 )
 def test_conflicting_admission_and_stay_rows_are_errors(tmp_path, table, key, change):
     m = build()
@@ -288,7 +293,8 @@ def test_boundaries_are_not_violations(tmp_path):
     m.ckrt_patient(53, anchor_age=0, anchor_year=2150)  # a newborn's age is possible (screened out as a minor)
     cohort = extract(m.write(tmp_path))
     counts = cohort.data_checks.set_index("check")["count"]
-    assert counts[["admissions_death_before_admission", "patients_dod_before_admission", "patients_age",
-                   "admissions_age"]].tolist() == [0, 0, 0, 0]
+    assert counts[
+        ["admissions_death_before_admission", "patients_dod_before_admission", "patients_age", "admissions_age"]
+    ].tolist() == [0, 0, 0, 0]
     assert dict(zip(cohort.screening.step, cohort.screening.excluded, strict=True))["data_checks"] == 0
     assert 52 in set(cohort.data.subject_id)

@@ -75,7 +75,12 @@ def test_spark_and_duckdb_give_identical_cohorts(folder, spark):
 def test_spark_malformed_timestamp_names_file_and_line(tmp_path, spark):
     m = build()
     header = HEADERS["icu/procedureevents"]
-    bad = {c: "" for c in header} | {"subject_id": "1", "stay_id": "100", "itemid": "225802", "starttime": "2150-03-10T10:00"}
+    bad = {c: "" for c in header} | {
+        "subject_id": "1",
+        "stay_id": "100",
+        "itemid": "225802",
+        "starttime": "2150-03-10T10:00",
+    }
     folder = m.write(tmp_path, raw_lines={"icu/procedureevents": [",".join(bad[c] for c in header)]})
     with pytest.raises(SourceError) as err:
         extract(folder, engine="spark", spark=spark)

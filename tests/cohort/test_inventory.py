@@ -157,8 +157,9 @@ def test_absent_selector_column_is_named(tmp_path, study):
 
 
 def test_absent_required_column_and_builder_tables(tmp_path, study):
-    folder = mimic().write(tmp_path / "csv", drop_columns={"hosp/labevents": ["valuenum"]},
-                           omit=("hosp/diagnoses_icd",))
+    folder = mimic().write(
+        tmp_path / "csv", drop_columns={"hosp/labevents": ["valuenum"]}, omit=("hosp/diagnoses_icd",)
+    )
     inv = study_inventory(study, folder)
     rows = by_concept(inv)
     assert rows["mg_lab"]["status"] == "column absent" and "hosp/labevents.valuenum" in rows["mg_lab"]["message"]
@@ -209,8 +210,12 @@ def test_concept_needs_lists_selector_columns(study):
     assert concept_needs(study, "mg").columns[-1] == "icu/inputevents.statusdescription"
     assert "hosp/labevents.valuenum" in concept_needs(study, "mg_lab").columns
     assert concept_needs(study, "death").tables == ("hosp/admissions", "hosp/patients")
-    dx = parse_study_text(STUDY.replace('table = "hosp/prescriptions"\ndrugs = ["thiamine"]',
-                                        'table = "hosp/diagnoses_icd"\ncode_prefixes = ["E51"]'))
+    dx = parse_study_text(
+        STUDY.replace(
+            'table = "hosp/prescriptions"\ndrugs = ["thiamine"]',
+            'table = "hosp/diagnoses_icd"\ncode_prefixes = ["E51"]',
+        )
+    )
     assert concept_needs(dx, "thiamine").tables == ("hosp/diagnoses_icd", "hosp/admissions")
 
 

@@ -46,18 +46,40 @@ def build() -> MiniMimic:
     m.magnesium(8, p["hadm_id"], p["stay_id"], INDEX + 48 * H + pd.Timedelta(minutes=1), grams=2.0)
     p = m.ckrt_patient(9)  # Mg exactly at 48 h: inside; a rewritten row is not counted
     m.magnesium(9, p["hadm_id"], p["stay_id"], INDEX + 48 * H, grams=4.0)
-    m.input(9, p["hadm_id"], p["stay_id"], 222011, INDEX + 6 * H, INDEX + 7 * H, amount=2.0, amountuom="grams",
-            statusdescription="Rewritten")
+    m.input(
+        9,
+        p["hadm_id"],
+        p["stay_id"],
+        222011,
+        INDEX + 6 * H,
+        INDEX + 7 * H,
+        amount=2.0,
+        amountuom="grams",
+        statusdescription="Rewritten",
+    )
     # Two CKRT episodes, then intermittent dialysis: liberation at the end of the last session.
     p = m.ckrt_patient(10, crrt_hours=48)
     m.procedure(10, p["hadm_id"], p["stay_id"], 225809, INDEX + 4 * DAY, INDEX + 5 * DAY)
     m.procedure(10, p["hadm_id"], p["stay_id"], 225441, INDEX + 8 * DAY, INDEX + 8 * DAY + 4 * H)
     # Readmission: CKRT only in the second admission; baseline creatinine from the first one.
     m.ckrt_patient(11, anchor_age=70, anchor_year=2150, index="2151-03-10 10:00:00", hadm_id=112, stay_id=1120)
-    m.add("hosp/admissions", subject_id=11, hadm_id=111, admittime="2150-06-05 08:00:00",
-          dischtime="2150-06-15 08:00:00", deathtime="")
-    m.add("icu/icustays", subject_id=11, hadm_id=111, stay_id=1110, intime="2150-06-05 10:00:00",
-          outtime="2150-06-08 10:00:00", los=3)
+    m.add(
+        "hosp/admissions",
+        subject_id=11,
+        hadm_id=111,
+        admittime="2150-06-05 08:00:00",
+        dischtime="2150-06-15 08:00:00",
+        deathtime="",
+    )
+    m.add(
+        "icu/icustays",
+        subject_id=11,
+        hadm_id=111,
+        stay_id=1110,
+        intime="2150-06-05 10:00:00",
+        outtime="2150-06-08 10:00:00",
+        los=3,
+    )
     m.lab(11, 111, 50912, "2150-06-06 08:00:00", 0.9)
     m.lab(11, 111, 50912, "2150-06-07 08:00:00", 1.1)
     m.lab(11, None, 50912, "2149-01-01 08:00:00", 0.5)  # outside the 365-day lookback
@@ -69,8 +91,18 @@ def build() -> MiniMimic:
     p = m.ckrt_patient(16, vasopressor=False)  # ventilation only, ending 23 h before index
     m.procedure(16, p["hadm_id"], p["stay_id"], 225792, INDEX - 30 * H, INDEX - 23 * H)
     p = m.ckrt_patient(17, vasopressor=False)  # vasopressor ended 25 h before index: no support
-    m.input(17, p["hadm_id"], p["stay_id"], 221906, INDEX - 30 * H, INDEX - 25 * H, amount=1.0, amountuom="mg",
-            rate=0.05, rateuom="mcg/kg/min")
+    m.input(
+        17,
+        p["hadm_id"],
+        p["stay_id"],
+        221906,
+        INDEX - 30 * H,
+        INDEX - 25 * H,
+        amount=1.0,
+        amountuom="mg",
+        rate=0.05,
+        rateuom="mcg/kg/min",
+    )
     p = m.ckrt_patient(18)
     m.diagnosis(18, p["hadm_id"], "A419", 10)  # sepsis on the index admission
     p = m.ckrt_patient(19)
@@ -78,8 +110,18 @@ def build() -> MiniMimic:
     m.diagnosis(19, p["hadm_id"], "5849", 9)  # AKI, not sepsis
     # SOFA components in the 24 h before index.
     p = m.ckrt_patient(20, vasopressor=False)
-    m.input(20, p["hadm_id"], p["stay_id"], 221906, INDEX - 3 * H, INDEX + 5 * H, amount=8.0, amountuom="mg",
-            rate=0.2, rateuom="mcg/kg/min")
+    m.input(
+        20,
+        p["hadm_id"],
+        p["stay_id"],
+        221906,
+        INDEX - 3 * H,
+        INDEX + 5 * H,
+        amount=8.0,
+        amountuom="mg",
+        rate=0.2,
+        rateuom="mcg/kg/min",
+    )
     m.procedure(20, p["hadm_id"], p["stay_id"], 225792, INDEX - 10 * H, INDEX + 40 * H)
     m.lab(20, 200, 51265, INDEX - 3 * H, 45.0)
     m.lab(20, 200, 51265, INDEX - 25 * H, 10.0)  # outside the 24 h window
@@ -104,14 +146,45 @@ def build() -> MiniMimic:
     m.lab(28, 280, 50912, INDEX + 2 * H, 3.0)  # after index: never the baseline
     # SOFA cardiovascular bands: dopamine 7 mcg/kg/min; norepinephrine 12 mcg/min at 80 kg; vasopressin only.
     p = m.ckrt_patient(29, vasopressor=False)
-    m.input(29, p["hadm_id"], p["stay_id"], 221662, INDEX - 4 * H, INDEX + 4 * H, amount=200.0, amountuom="mg",
-            rate=7.0, rateuom="mcg/kg/min")
+    m.input(
+        29,
+        p["hadm_id"],
+        p["stay_id"],
+        221662,
+        INDEX - 4 * H,
+        INDEX + 4 * H,
+        amount=200.0,
+        amountuom="mg",
+        rate=7.0,
+        rateuom="mcg/kg/min",
+    )
     p = m.ckrt_patient(30, vasopressor=False)
-    m.input(30, p["hadm_id"], p["stay_id"], 221906, INDEX - 4 * H, INDEX + 4 * H, amount=4.0, amountuom="mg",
-            rate=12.0, rateuom="mcg/min", patientweight=80.0)
+    m.input(
+        30,
+        p["hadm_id"],
+        p["stay_id"],
+        221906,
+        INDEX - 4 * H,
+        INDEX + 4 * H,
+        amount=4.0,
+        amountuom="mg",
+        rate=12.0,
+        rateuom="mcg/min",
+        patientweight=80.0,
+    )
     p = m.ckrt_patient(31, vasopressor=False)
-    m.input(31, p["hadm_id"], p["stay_id"], 222315, INDEX - 4 * H, INDEX + 4 * H, amount=10.0, amountuom="units",
-            rate=2.4, rateuom="units/hour")
+    m.input(
+        31,
+        p["hadm_id"],
+        p["stay_id"],
+        222315,
+        INDEX - 4 * H,
+        INDEX + 4 * H,
+        amount=10.0,
+        amountuom="units",
+        rate=2.4,
+        rateuom="units/hour",
+    )
     return m
 
 

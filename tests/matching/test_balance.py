@@ -73,8 +73,9 @@ def test_before_after_has_both_samples(reference):
     w = np.asarray(reference("smd_tableone")["values"]["weights"])
     both = balance_before_after(data, "mg", COVARIATES, w)
     assert set(both["sample"]) == {"before", "after"}
-    pd.testing.assert_frame_equal(both[both["sample"] == "before"].drop(columns="sample"),
-                                  balance(data, "mg", COVARIATES))
+    pd.testing.assert_frame_equal(
+        both[both["sample"] == "before"].drop(columns="sample"), balance(data, "mg", COVARIATES)
+    )
 
 
 def test_balance_rejects_missing_and_negative_weights(reference):
@@ -92,8 +93,11 @@ def test_balance_and_table_one_refuse_infinite_values(reference, value):
     data = pd.DataFrame(reference("smd_table_one_cells")["data"])
     data.loc[[2, 5], "lactate"] = value
     sign = r"\+inf" if value > 0 else "-inf"
-    with pytest.raises(InputError, match=rf"balance: covariate 'lactate' has 2 infinite value\(s\) \({sign}\) out of "
-                                         rf"{len(data)} rows.*drop those rows"):
+    with pytest.raises(
+        InputError,
+        match=rf"balance: covariate 'lactate' has 2 infinite value\(s\) \({sign}\) out of "
+        rf"{len(data)} rows.*drop those rows",
+    ):
         balance(data, "mg", ["age", "lactate"])
     for nonnormal in ([], ["lactate"]):
         with pytest.raises(InputError, match=r"table_one: covariate 'lactate' has 2 infinite value"):
@@ -135,7 +139,8 @@ def test_table_one_missing_counts(reference):
     assert table.loc["sex = M (%)", "missing"] == "1"
     kept = data.dropna(subset=["age"])
     assert table.loc["age (mean (SD))", "1"] == (
-        f"{kept.age[kept.mg == 1].mean():.2f} ({kept.age[kept.mg == 1].std():.2f})")
+        f"{kept.age[kept.mg == 1].mean():.2f} ({kept.age[kept.mg == 1].std():.2f})"
+    )
 
 
 @pytest.mark.r
@@ -171,7 +176,7 @@ def test_live_smd_formulas_on_fresh_data():
     assert table.loc["x", "smd"] == pytest.approx(ref["smd_x"], rel=1e-10), msg
     assert table.loc["x", "sd_treated"] == pytest.approx(ref["sd1"], rel=1e-10), msg
     assert table.loc["x", "sd_control"] == pytest.approx(ref["sd0"], rel=1e-10), msg
-    np.testing.assert_allclose(table.loc[[f"g = {lv}" for lv in "abcd"], "smd"], ref["smd_g"], rtol=1e-10,
-                               err_msg=msg)
-    np.testing.assert_allclose(table.loc[[f"g = {lv}" for lv in "abcd"], "mean_treated"], ref["p1"], rtol=1e-12,
-                               err_msg=msg)
+    np.testing.assert_allclose(table.loc[[f"g = {lv}" for lv in "abcd"], "smd"], ref["smd_g"], rtol=1e-10, err_msg=msg)
+    np.testing.assert_allclose(
+        table.loc[[f"g = {lv}" for lv in "abcd"], "mean_treated"], ref["p1"], rtol=1e-12, err_msg=msg
+    )

@@ -58,8 +58,11 @@ def _fixture_cases():
     path = HERE.parent / "reference" / "json" / "matchit_nearest.json"
     cases = json.loads(path.read_text())["values"]["cases"]
     return [
-        pytest.param(i, id=f"{c['distance']}-r{c['ratio']}-cal{_r_null(c['caliper'])}-{c['order']}"
-                     f"{'-replace' if c['replace'] else ''}{'-exact' + '+'.join(c['exact']) if _r_null(c['exact']) else ''}")
+        pytest.param(
+            i,
+            id=f"{c['distance']}-r{c['ratio']}-cal{_r_null(c['caliper'])}-{c['order']}"
+            f"{'-replace' if c['replace'] else ''}{'-exact' + '+'.join(c['exact']) if _r_null(c['exact']) else ''}",
+        )
         for i, c in enumerate(cases)
     ]
 
@@ -179,12 +182,19 @@ def test_equals_brute_force_matchit_loop(problem):
         "random": np.random.default_rng(problem["seed"]).permutation(n1),
         "data": np.arange(n1),
     }[order]
-    expected = _brute_force(d, problem["is_treated"], strata, problem["ratio"], caliper, processing,
-                            problem["replace"])
+    expected = _brute_force(d, problem["is_treated"], strata, problem["ratio"], caliper, processing, problem["replace"])
     try:
         result = _quiet_match(
-            data, "t", "d", ratio=problem["ratio"], caliper=problem["caliper"], std_caliper=False, order=order,
-            replace=problem["replace"], exact="s" if problem["use_exact"] else None, random_state=problem["seed"],
+            data,
+            "t",
+            "d",
+            ratio=problem["ratio"],
+            caliper=problem["caliper"],
+            std_caliper=False,
+            order=order,
+            replace=problem["replace"],
+            exact="s" if problem["use_exact"] else None,
+            random_state=problem["seed"],
         )
     except InputError as err:
         assert (expected < 0).all(), err
@@ -197,8 +207,12 @@ def test_equals_brute_force_matchit_loop(problem):
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.integers(0, 2**31 - 1), st.integers(1, 3), st.sampled_from([None, 0.05, 0.3]),
-       st.sampled_from(["largest", "smallest"]))
+@given(
+    st.integers(0, 2**31 - 1),
+    st.integers(1, 3),
+    st.sampled_from([None, 0.05, 0.3]),
+    st.sampled_from(["largest", "smallest"]),
+)
 def test_no_reuse_caliper_respected_and_row_order_invariant(seed, ratio, caliper, order):
     rng = np.random.default_rng(seed)
     n = int(rng.integers(20, 300))
@@ -272,9 +286,14 @@ def test_no_treated_or_no_controls(small, value):
 
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
-    [({"order": "closest"}, "order='closest'"), ({"ratio": 0}, "ratio=0"), ({"caliper": -1.0}, "caliper=-1.0"),
-     # a caliper given as text (e.g. straight from a config file) used to end in numpy's TypeError
-     ({"caliper": "0.2"}, "caliper='0.2'"), ({"caliper": True}, "caliper=True")],
+    [
+        ({"order": "closest"}, "order='closest'"),
+        ({"ratio": 0}, "ratio=0"),
+        ({"caliper": -1.0}, "caliper=-1.0"),
+        # a caliper given as text (e.g. straight from a config file) used to end in numpy's TypeError
+        ({"caliper": "0.2"}, "caliper='0.2'"),
+        ({"caliper": True}, "caliper=True"),
+    ],
 )
 def test_bad_options_name_the_value(small, kwargs, fragment):
     with pytest.raises(InputError, match=fragment):
@@ -314,24 +333,35 @@ def test_live_matchit_matrix_path_on_fresh_data():
         cal = "NULL" if c["caliper"] is None else repr(c["caliper"])
         exact = 'c("g")' if c.get("exact") else "NULL"
         replace = "TRUE" if c.get("replace") else "FALSE"
-        return (f'matchit_matrix(df, "t", df$d, ratio = {c["ratio"]}, caliper = {cal}, order = "{c["order"]}", '
-                f"replace = {replace}, exact = {exact})")
+        return (
+            f'matchit_matrix(df, "t", df$d, ratio = {c["ratio"]}, caliper = {cal}, order = "{c["order"]}", '
+            f"replace = {replace}, exact = {exact})"
+        )
 
-    code = f'source("{(HERE / "matchit_matrix.R").as_posix()}")\nresult <- list(' + ", ".join(
-        r_call(c) for c in configs) + ")"
+    code = (
+        f'source("{(HERE / "matchit_matrix.R").as_posix()}")\nresult <- list('
+        + ", ".join(r_call(c) for c in configs)
+        + ")"
+    )
     reference = run_r(code, {"df": data})
     treated_rows = list(np.flatnonzero(data.t.to_numpy() == 1))
     for config, expected in zip(configs, reference, strict=True):
-        result = _quiet_match(data, "t", "d", ratio=config["ratio"], caliper=config["caliper"],
-                              order=config["order"], replace=config.get("replace", False), exact=config.get("exact"))
+        result = _quiet_match(
+            data,
+            "t",
+            "d",
+            ratio=config["ratio"],
+            caliper=config["caliper"],
+            order=config["order"],
+            replace=config.get("replace", False),
+            exact=config.get("exact"),
+        )
         msg = f"seed={seed} config={config}"
         assert _match_sets(result) == _r_match_sets(expected["match_matrix"], treated_rows), msg
-        np.testing.assert_allclose(result.weights.to_numpy(), expected["weights"], rtol=1e-12, atol=1e-14,
-                                   err_msg=msg)
+        np.testing.assert_allclose(result.weights.to_numpy(), expected["weights"], rtol=1e-12, atol=1e-14, err_msg=msg)
         if _r_null(expected["subclass"]) is not None:
             theirs = np.array([-1 if v is None else v for v in expected["subclass"]], dtype=float)
-            np.testing.assert_array_equal(result.subclass.astype("float").fillna(-1).to_numpy(), theirs,
-                                          err_msg=msg)
+            np.testing.assert_array_equal(result.subclass.astype("float").fillna(-1).to_numpy(), theirs, err_msg=msg)
 
 
 @pytest.mark.parametrize("replace", [False, True])

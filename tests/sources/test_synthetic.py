@@ -42,8 +42,11 @@ def _con(path: Path) -> duckdb.DuckDBPyConnection:
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -51,8 +54,7 @@ def _digest(folder: Path) -> dict[str, str]:
 
 
 def test_every_file_has_the_mimic_iv_v22_header(default_ehr):
-    written = {str(p.relative_to(default_ehr.path)).removesuffix(".csv.gz")
-               for p in default_ehr.path.rglob("*.csv.gz")}
+    written = {str(p.relative_to(default_ehr.path)).removesuffix(".csv.gz") for p in default_ehr.path.rglob("*.csv.gz")}
     assert written == set(MIMIC_IV_V22_HEADERS)
     for table, header in MIMIC_IV_V22_HEADERS.items():
         with gzip.open(default_ehr.path / f"{table}.csv.gz", "rt") as f:
@@ -66,18 +68,27 @@ def test_timestamps_and_dates_are_written_as_mimic_iv_text(default_ehr):
     con = duckdb.connect()
     stamp = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
     date = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-    checks = {"hosp/admissions": ["admittime", "dischtime", "deathtime"], "hosp/labevents": ["charttime"],
-              "icu/inputevents": ["starttime", "endtime"], "icu/procedureevents": ["starttime", "endtime"],
-              "icu/chartevents": ["charttime"], "icu/icustays": ["intime", "outtime"]}
+    checks = {
+        "hosp/admissions": ["admittime", "dischtime", "deathtime"],
+        "hosp/labevents": ["charttime"],
+        "icu/inputevents": ["starttime", "endtime"],
+        "icu/procedureevents": ["starttime", "endtime"],
+        "icu/chartevents": ["charttime"],
+        "icu/icustays": ["intime", "outtime"],
+    }
     for table, cols in checks.items():
-        df = con.execute(f"SELECT {', '.join(cols)} FROM read_csv('{default_ehr.path}/{table}.csv.gz', "
-                         "header=true, all_varchar=true) USING SAMPLE 2000 ROWS (reservoir, 1)").df()
+        df = con.execute(
+            f"SELECT {', '.join(cols)} FROM read_csv('{default_ehr.path}/{table}.csv.gz', "
+            "header=true, all_varchar=true) USING SAMPLE 2000 ROWS (reservoir, 1)"
+        ).df()
         for c in cols:
             values = df[c].dropna()
             assert len(values) > 0 or c == "deathtime"
             assert values.map(lambda v: bool(stamp.match(v))).all(), (table, c, values.head())
-    dod = con.execute(f"SELECT dod FROM read_csv('{default_ehr.path}/hosp/patients.csv.gz', header=true, "
-                      "all_varchar=true) WHERE dod IS NOT NULL").df()["dod"]
+    dod = con.execute(
+        f"SELECT dod FROM read_csv('{default_ehr.path}/hosp/patients.csv.gz', header=true, "
+        "all_varchar=true) WHERE dod IS NOT NULL"
+    ).df()["dod"]
     assert len(dod) > 0 and dod.map(lambda v: bool(date.match(v))).all()
 
 
@@ -168,8 +179,10 @@ def test_planted_dose_is_the_sum_of_gram_bags_in_the_window(default_ehr):
     assert rewritten > 0
     assert np.allclose(df.grams * MEQ_PER_GRAM, df.planted)
     assert ((df.grams > 0) == (df.exposed == 1)).all()
-    bags = set(con.execute("""SELECT DISTINCT amount FROM inputevents i JOIN planted p USING (subject_id)
-                              WHERE i.itemid IN (222011, 227524) AND p.exposed = 1""").df()["amount"])
+    bags = set(
+        con.execute("""SELECT DISTINCT amount FROM inputevents i JOIN planted p USING (subject_id)
+                              WHERE i.itemid IN (222011, 227524) AND p.exposed = 1""").df()["amount"]
+    )
     assert bags <= {1.0, 2.0, 4.0} and {2.0, 4.0} <= bags
     exposed = df[df.exposed == 1].planted
     assert len(exposed) == PUBLISHED_FLOW["exposed"]
@@ -202,7 +215,8 @@ def test_each_planted_category_leaves_its_raw_evidence(default_ehr):
     assert (p.loc[~p.crrt_chart_first, "first_proc"] == p.loc[~p.crrt_chart_first, "index_time"]).all()
 
     con.register("planted", planted[["subject_id", "index_time", "category", "hadm_id"]])
-    raw = con.execute("""
+    raw = (
+        con.execute("""
         SELECT p.subject_id, p.category,
           (SELECT count(*) FROM labevents l WHERE l.subject_id = p.subject_id AND l.itemid = 50960
              AND CAST(l.charttime AS DATE) = CAST(p.index_time AS DATE)) AS mg_index_day,
@@ -224,7 +238,10 @@ def test_each_planted_category_leaves_its_raw_evidence(default_ehr):
              UNION ALL SELECT subject_id, starttime, endtime FROM procedureevents WHERE itemid = 225792) s
            WHERE s.subject_id = p.subject_id AND s.starttime <= p.index_time
              AND s.endtime >= p.index_time) AS support_at_index
-        FROM planted p""").df().set_index("category")
+        FROM planted p""")
+        .df()
+        .set_index("category")
+    )
 
     elig = raw.loc[["eligible_exposed", "eligible_unexposed"]]
     assert (elig.mg_index_day == 1).all() and (elig.age >= 18).all() and (elig.support_at_index > 0).all()
@@ -306,19 +323,36 @@ def test_population_cox_helper_matches_statsmodels_breslow():
 
 def test_ckd_epi_2021_matches_the_published_equation_by_hand():
     # 50-year-old woman, creatinine 0.7 (= kappa): 142 * 1 * 1 * 0.9938^50 * 1.012
-    assert np.isclose(model.ckd_epi_2021(np.array([0.7]), np.array([50]), np.array([True]))[0],
-                      142 * 0.9938 ** 50 * 1.012)
+    assert np.isclose(
+        model.ckd_epi_2021(np.array([0.7]), np.array([50]), np.array([True]))[0], 142 * 0.9938**50 * 1.012
+    )
     # 60-year-old man, creatinine 1.8 = 2 kappa: 142 * 2^-1.2 * 0.9938^60
-    assert np.isclose(model.ckd_epi_2021(np.array([1.8]), np.array([60]), np.array([False]))[0],
-                      142 * 2 ** -1.2 * 0.9938 ** 60)
+    assert np.isclose(
+        model.ckd_epi_2021(np.array([1.8]), np.array([60]), np.array([False]))[0], 142 * 2**-1.2 * 0.9938**60
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # calibration: the cohort builder is the judge
 
 
-_COMPARED = ("exposed", "mg_dose_meq", "age", "sex", "sepsis", "creatinine_baseline", "egfr_baseline", "sofa",
-             "serum_mg", "vasopressor", "ventilation", "death", "death_time", "krt_status", "krt_time")
+_COMPARED = (
+    "exposed",
+    "mg_dose_meq",
+    "age",
+    "sex",
+    "sepsis",
+    "creatinine_baseline",
+    "egfr_baseline",
+    "sofa",
+    "serum_mg",
+    "vasopressor",
+    "ventilation",
+    "death",
+    "death_time",
+    "krt_status",
+    "krt_time",
+)
 
 
 def _builder_matches_plant(info, cohort) -> None:
@@ -338,8 +372,12 @@ def _builder_matches_plant(info, cohort) -> None:
             assert (ours == theirs).all(), col
         else:
             # times: minutes as days; dod read as 23:59:59 in both
-            assert np.allclose(ours.astype(float), theirs.astype(float), atol=1e-6), (col, both.loc[
-                ~np.isclose(ours.astype(float), theirs.astype(float), atol=1e-6), [col, f"{col}_planted"]].head())
+            assert np.allclose(ours.astype(float), theirs.astype(float), atol=1e-6), (
+                col,
+                both.loc[
+                    ~np.isclose(ours.astype(float), theirs.astype(float), atol=1e-6), [col, f"{col}_planted"]
+                ].head(),
+            )
 
 
 def test_cohort_builder_finds_the_published_flow_on_the_default_ehr(default_ehr):

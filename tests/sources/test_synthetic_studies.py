@@ -110,8 +110,9 @@ def test_thiamine_distractors_are_written_and_never_count_as_exposure(default_eh
         "oral": in_window & (emar["route"] == "PO/NG"),
         "late IV": (hours > 24) & (emar["route"] == "IV") & (emar["event_txt"] == "Administered"),
     }
-    iv_in_window = set(emar.loc[in_window & (emar["route"] == "IV") & (emar["event_txt"] == "Administered"),
-                                "subject_id"])
+    iv_in_window = set(
+        emar.loc[in_window & (emar["route"] == "IV") & (emar["event_txt"] == "Administered"), "subject_id"]
+    )
     for kind, rows in kinds.items():
         subjects = set(emar.loc[rows, "subject_id"]) - iv_in_window
         assert len(subjects) >= 10, kind
@@ -169,10 +170,13 @@ def test_thiamine_effect_is_recovered_by_the_adjusted_cox_model(tmp_path):
     assert math.log(crude) - math.log(row["hr"]) > 0.15
 
 
-@pytest.mark.parametrize("study, covariates", [
-    ("vasopressin_shock", ["exposed", "age", "sex", "sepsis", "sofa"]),
-    ("second_vasopressor", ["exposed", "age", "sex", "sofa"]),
-])
+@pytest.mark.parametrize(
+    "study, covariates",
+    [
+        ("vasopressin_shock", ["exposed", "age", "sex", "sepsis", "sofa"]),
+        ("second_vasopressor", ["exposed", "age", "sex", "sofa"]),
+    ],
+)
 def test_vasopressin_studies_recover_their_planted_null(built, default_ehr, study, covariates):
     data = built[study].data
     row = cox(data, "death_time", "death_status", covariates).summary.loc["exposed"]

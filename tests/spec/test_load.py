@@ -173,8 +173,10 @@ def test_user_concept_may_not_shadow_builtin(tmp_path):
 
 
 def test_mean_of_a_code_concept(tmp_path):
-    text = TEXT + '\n[concepts.aki_codes]\ntable = "hosp/diagnoses_icd"\ncode_prefixes = ["N17"]\n' \
+    text = (
+        TEXT + '\n[concepts.aki_codes]\ntable = "hosp/diagnoses_icd"\ncode_prefixes = ["N17"]\n'
         '\n[covariates.aki]\nconcept = "aki_codes"\nwindow = "(-inf, 0h]"\nsummary = "mean"\n'
+    )
     msg = _error(tmp_path, text)
     assert "summary = 'mean' needs values" in msg and "['aki_codes']" in msg
     mean_line = _line_of(text, 'summary = "mean"')
@@ -196,8 +198,10 @@ def test_exposure_and_comparator_identical(tmp_path):
 
 
 def test_exposure_and_comparator_same_rows_under_two_names(tmp_path):
-    twin = '\n[concepts.mg_again]\ntable = "icu/inputevents"\nitemids = [222011, 227524]\n' \
+    twin = (
+        '\n[concepts.mg_again]\ntable = "icu/inputevents"\nitemids = [222011, 227524]\n'
         'exclude_itemids = [227523]\nstatus_exclude = ["Rewritten"]\nlabel = "another name"\n'
+    )
     text = _edit('kind = "none"\nlabel = "no Mg"', 'kind = "active"\nconcept = "mg_again"\nlabel = "no Mg"') + twin
     assert "could not be told apart" in _error(tmp_path, text)
 
@@ -210,7 +214,7 @@ def test_same_arm_labels(tmp_path):
     ("old", "new", "words"),
     [
         ("primary = true", "primary = false", "no outcome is marked primary"),
-        ("competing = \"death\"", "competing = \"death\"\nprimary = true", "2 outcomes are (death, krt_liberation)"),
+        ('competing = "death"', 'competing = "death"\nprimary = true', "2 outcomes are (death, krt_liberation)"),
     ],
 )
 def test_exactly_one_primary(tmp_path, old, new, words):
@@ -255,13 +259,15 @@ def test_criterion_on_baseline_value(tmp_path):
 
 
 def test_event_criterion_needs_window(tmp_path):
-    text = _edit('window = "index_day"\nvalue_min = 0   ', 'value_min = 0   ')
+    text = _edit('window = "index_day"\nvalue_min = 0   ', "value_min = 0   ")
     assert "criteria[1].window: a rule on events needs a window" in _error(tmp_path, text)
 
 
 def test_dose_needs_amounts(tmp_path):
-    text = TEXT.replace('[exposure]\nconcept = "mg_iv"', '[exposure]\nconcept = "intubation_codes"') + \
-        '\n[concepts.intubation_codes]\ntable = "hosp/procedures_icd"\ncodes = ["9604"]\n'
+    text = (
+        TEXT.replace('[exposure]\nconcept = "mg_iv"', '[exposure]\nconcept = "intubation_codes"')
+        + '\n[concepts.intubation_codes]\ntable = "hosp/procedures_icd"\ncodes = ["9604"]\n'
+    )
     assert "a dose needs exposure events with amounts" in _error(tmp_path, text)
 
 
@@ -315,6 +321,10 @@ def test_km_times_and_published_estimates_are_checked(tmp_path):
 
 
 def test_a_concept_listed_twice_counts_once():
-    s = parse_study_text(_edit('concept = ["vasopressor_infusions", "ventilation"]',
-                               'concept = ["ventilation", "vasopressor_infusions", "ventilation"]'))
+    s = parse_study_text(
+        _edit(
+            'concept = ["vasopressor_infusions", "ventilation"]',
+            'concept = ["ventilation", "vasopressor_infusions", "ventilation"]',
+        )
+    )
     assert s.criteria[0].concept == ("ventilation", "vasopressor_infusions")

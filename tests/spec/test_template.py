@@ -49,8 +49,9 @@ def test_raw_template_is_valid_toml_but_refused_naming_each_place(tmp_path):
     for line, what, _example in blanks:
         # each place named with its file, line and key, and what to write there
         key = lines[line - 1].split("=", 1)[0].strip()
-        assert re.search(rf"my_study\.toml, line {line}: [a-z_.]*{key}: still a placeholder; write {re.escape(what)}",
-                         message), (line, key)
+        assert re.search(
+            rf"my_study\.toml, line {line}: [a-z_.]*{key}: still a placeholder; write {re.escape(what)}", message
+        ), (line, key)
     assert "concepts.treatment.itemids" in message
     assert "outcomes.death.horizon_days" in message
 

@@ -777,9 +777,18 @@ def test_the_scan_catches_a_planted_leak(tmp_path):
     found = findings(scan)
     assert any(f.startswith("(b) exposed") for f in found), found
     # (a) a bare small count of a data-quality rule, and a run marker that says more than the run id
-    checks = pd.DataFrame([{"table": "icu/inputevents", "check": "inputevents_exact_duplicates",
-                            "rule": "exact duplicate rows", "action": "exact duplicate rows dropped",
-                            "count": "3", "unit": "rows"}])
+    checks = pd.DataFrame(
+        [
+            {
+                "table": "icu/inputevents",
+                "check": "inputevents_exact_duplicates",
+                "rule": "exact duplicate rows",
+                "action": "exact duplicate rows dropped",
+                "count": "3",
+                "unit": "rows",
+            }
+        ]
+    )
     checks.to_csv(out / "tables" / "data_checks.csv", index=False)
     (out / RUN_MARKER).write_text(json.dumps({"run_id": "abc", "written": "2026-01-01", "subject_id": 1}))
     scan = Scan(5)

@@ -42,8 +42,12 @@ def weighted_definitions(time, status, z, v, beta, cause=1, censor_code=0, produ
 
     risk = np.exp(z @ beta)
     event_times = np.unique(time[is_cause])
-    W = np.array([[1.0 if time[j] >= t else (g_left(t) / g_left(time[j]) if competing[j] else 0.0)
-                   for j in range(n)] for t in event_times])
+    W = np.array(
+        [
+            [1.0 if time[j] >= t else (g_left(t) / g_left(time[j]) if competing[j] else 0.0) for j in range(n)]
+            for t in event_times
+        ]
+    )
     s0 = W @ (v * risk)
     zbar = W @ ((v * risk)[:, None] * z) / s0[:, None]
     d = np.array([v[is_cause & (time == t)].sum() for t in event_times])

@@ -32,8 +32,15 @@ def test_cumulative_incidence_matches_cuminc(reference, name):
     data = pd.DataFrame.from_records(ref["data"])
     group = _option(values["group"])
     for cause in values["causes"]:
-        fit = cumulative_incidence(data, "time", "status", cause=cause, group=group,
-                                   censor_code=values["censor_code"], conf_level=values["conf_level"])
+        fit = cumulative_incidence(
+            data,
+            "time",
+            "status",
+            cause=cause,
+            group=group,
+            censor_code=values["censor_code"],
+            conf_level=values["conf_level"],
+        )
         theirs = pd.DataFrame.from_records(values["estimates"][str(cause)])
         ours = fit.table
         label = f"{name} cause {cause}"
@@ -66,10 +73,18 @@ def test_gray_test_matches_cuminc_tests(reference, name):
     ref = reference(f"gray_{name}")
     values = ref["values"]
     data = pd.DataFrame.from_records(ref["data"])
-    for cause, statistic, p_value, df in zip(values["causes"], values["statistic"], values["p_value"], values["df"],
-                                             strict=True):
-        result = gray_test(data, "time", "status", values["group"], cause=int(cause),
-                           censor_code=values["censor_code"], strata=_option(values["strata"]))
+    for cause, statistic, p_value, df in zip(
+        values["causes"], values["statistic"], values["p_value"], values["df"], strict=True
+    ):
+        result = gray_test(
+            data,
+            "time",
+            "status",
+            values["group"],
+            cause=int(cause),
+            censor_code=values["censor_code"],
+            strata=_option(values["strata"]),
+        )
         assert result.df == df
         np.testing.assert_allclose(result.statistic, statistic, rtol=1e-6, err_msg=f"{name} cause {cause}")
         # cuminc computes 1 - pchisq(): exact to ~1e-16 absolute only
@@ -77,6 +92,7 @@ def test_gray_test_matches_cuminc_tests(reference, name):
 
 
 # --------------------------------------------------------------------------- hand calculations
+
 
 def test_six_rows_cumulative_incidence_by_hand():
     """Times 1..6 with status 1, 2, 1, 0, 1, 2 (0 censored, 2 competing).
@@ -141,6 +157,7 @@ def test_gray_three_rows_by_hand():
 
 # --------------------------------------------------------------------------- errors
 
+
 @pytest.mark.parametrize(
     ("frame", "kwargs", "message"),
     [
@@ -162,8 +179,7 @@ def _with_code_nine(seed: int = 2) -> pd.DataFrame:
     n = 120
     status = rng.choice([0, 1, 2, 9], n, p=[0.2, 0.35, 0.25, 0.2])
     status[:4] = [0, 1, 2, 9]
-    return pd.DataFrame({"time": np.ceil(rng.exponential(20.0, n)), "status": status,
-                         "arm": rng.choice(["a", "b"], n)})
+    return pd.DataFrame({"time": np.ceil(rng.exponential(20.0, n)), "status": status, "arm": rng.choice(["a", "b"], n)})
 
 
 def test_undeclared_codes_are_competing_and_noted():
@@ -196,10 +212,15 @@ def test_censoring_coded_nine_is_caught_when_codes_are_declared():
     data = _with_code_nine()
     n0, n9 = int((data["status"] == 0).sum()), int((data["status"] == 9).sum())
     nine_censored = data.assign(status=data["status"].replace({0: 9}))  # 9 is the only censoring code
-    for function, call in (("cumulative_incidence", lambda d, **kw: cumulative_incidence(d, "time", "status", **kw)),
-                           ("gray_test", lambda d, **kw: gray_test(d, "time", "status", "arm", **kw))):
-        with pytest.raises(InputError, match=rf"^{function} data: .*9 \({n9} rows\); .*add the code to "
-                                             "competing_codes=.*set censor_code="):
+    for function, call in (
+        ("cumulative_incidence", lambda d, **kw: cumulative_incidence(d, "time", "status", **kw)),
+        ("gray_test", lambda d, **kw: gray_test(d, "time", "status", "arm", **kw)),
+    ):
+        with pytest.raises(
+            InputError,
+            match=rf"^{function} data: .*9 \({n9} rows\); .*add the code to "
+            "competing_codes=.*set censor_code=",
+        ):
             call(data, competing_codes=[2])
         # two censoring codes cannot both be declared: with censor_code=9, the 0s are now the odd ones out
         with pytest.raises(InputError, match=rf"0 \({n0} rows\)"):
@@ -218,8 +239,12 @@ def test_censoring_coded_nine_is_caught_when_codes_are_declared():
 
 @pytest.mark.parametrize(
     ("codes", "message"),
-    [([1, 2], r"competing_codes=\[1, 2\] contains \[1\]"), ([0], r"contains \[0\]"),
-     ([2.5], "must be integer status codes"), (["2"], "must be integer status codes")],
+    [
+        ([1, 2], r"competing_codes=\[1, 2\] contains \[1\]"),
+        ([0], r"contains \[0\]"),
+        ([2.5], "must be integer status codes"),
+        (["2"], "must be integer status codes"),
+    ],
 )
 def test_bad_competing_codes(codes, message):
     data = pd.DataFrame({"time": [1, 2, 3], "status": [1, 0, 2], "arm": ["a", "b", "b"]})
@@ -237,6 +262,7 @@ def test_gray_needs_two_groups():
 
 # --------------------------------------------------------------------------- live R
 
+
 def _random_competing(rng: np.random.Generator) -> pd.DataFrame:
     n = int(rng.integers(40, 400))
     arm = rng.choice(["a", "b", "c"], n)
@@ -244,12 +270,14 @@ def _random_competing(rng: np.random.Generator) -> pd.DataFrame:
     t2 = rng.exponential(60, n)
     censor = rng.uniform(5, 100, n)
     first = np.minimum(np.minimum(t1, t2), censor)
-    return pd.DataFrame({
-        "time": np.ceil(first),  # whole days: many ties, events and censorings on the same day
-        "status": np.where(first == censor, 0, np.where(first == t1, 1, 2)),
-        "arm": arm,
-        "site": rng.choice(["s1", "s2"], n),
-    })
+    return pd.DataFrame(
+        {
+            "time": np.ceil(first),  # whole days: many ties, events and censorings on the same day
+            "status": np.where(first == censor, 0, np.where(first == t1, 1, 2)),
+            "arm": arm,
+            "site": rng.choice(["s1", "s2"], n),
+        }
+    )
 
 
 @pytest.mark.r

@@ -84,11 +84,18 @@ def _random_cohort(seed: int, n: int = 120) -> pd.DataFrame:
     lp = 0.6 * trt + 0.4 * x + 0.3 * (grp == "b")
     t = rng.exponential(20 / np.exp(lp))
     c = rng.uniform(5, 50, n)
-    return pd.DataFrame({
-        "time": np.maximum(1, np.ceil(np.minimum(t, c))), "status": (t <= c).astype(int),
-        "trt": trt, "x": x, "grp": grp, "w": rng.integers(1, 4, n),
-        "site": rng.choice(["n", "s"], n), "set": np.arange(n) // 3,
-    })
+    return pd.DataFrame(
+        {
+            "time": np.maximum(1, np.ceil(np.minimum(t, c))),
+            "status": (t <= c).astype(int),
+            "trt": trt,
+            "x": x,
+            "grp": grp,
+            "w": rng.integers(1, 4, n),
+            "site": rng.choice(["n", "s"], n),
+            "set": np.arange(n) // 3,
+        }
+    )
 
 
 @settings(max_examples=25, deadline=None)
@@ -159,7 +166,9 @@ def test_entry_at_zero_equals_right_censored(seed):
 def test_split_intervals_equal_unsplit_rows():
     # splitting a subject's follow-up at a time into (0, s] and (s, t] leaves the fit unchanged
     data = _random_cohort(3)
-    first = data.assign(entry=0.0, time=np.minimum(data["time"], 7.5), status=np.where(data["time"] > 7.5, 0, data["status"]))
+    first = data.assign(
+        entry=0.0, time=np.minimum(data["time"], 7.5), status=np.where(data["time"] > 7.5, 0, data["status"])
+    )
     second = data[data["time"] > 7.5].assign(entry=7.5)
     split = pd.concat([first, second], ignore_index=True)
     a = cox(split, "time", "status", ["trt", "x"], entry="entry")
@@ -227,12 +236,14 @@ def test_options_are_checked():
 def test_monotone_likelihood_warns_naming_the_covariate():
     # every event happens in the treated group: the treatment coefficient diverges;
     # coxph warns "Loglik converged before variable 2" for this data
-    data = pd.DataFrame({
-        "time": np.arange(1, 21, dtype=float),
-        "status": [1, 1, 1, 1, 1, 0, 0, 0, 0, 0] * 2,
-        "trt": [1, 1, 1, 1, 1, 0, 0, 0, 0, 0] * 2,
-        "x": np.sin(np.arange(1, 21)),
-    })
+    data = pd.DataFrame(
+        {
+            "time": np.arange(1, 21, dtype=float),
+            "status": [1, 1, 1, 1, 1, 0, 0, 0, 0, 0] * 2,
+            "trt": [1, 1, 1, 1, 1, 0, 0, 0, 0, 0] * 2,
+            "x": np.sin(np.arange(1, 21)),
+        }
+    )
     with pytest.warns(ModelWarning, match=r"\['trt'\]"):
         fit = cox(data, "time", "status", ["x", "trt"])
     assert any("infinite" in note for note in fit.notes)
@@ -250,11 +261,13 @@ def test_non_convergence_is_flagged():
 def test_zero_or_one_iteration_does_not_warn_as_coxph(max_iter):
     # coxph checks convergence and infinite coefficients only when iter.max > 1; on data with a
     # monotone likelihood (trt separates the deaths) neither check may fire for 0 or 1 iterations
-    data = pd.DataFrame({
-        "time": np.arange(1, 21, dtype=float),
-        "status": [1, 1, 1, 1, 1, 0, 0, 0, 0, 0] * 2,
-        "trt": [1, 1, 1, 1, 1, 0, 0, 0, 0, 0] * 2,
-    })
+    data = pd.DataFrame(
+        {
+            "time": np.arange(1, 21, dtype=float),
+            "status": [1, 1, 1, 1, 1, 0, 0, 0, 0, 0] * 2,
+            "trt": [1, 1, 1, 1, 1, 0, 0, 0, 0, 0] * 2,
+        }
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fit = cox(data, "time", "status", ["trt"], max_iter=max_iter)
@@ -330,8 +343,15 @@ def test_many_small_strata_match_brute_force_concordance():
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.one_of(st.sampled_from([0.0, -0.0, 1.0, 2.0, 5e-324, 1e308]),
-                          st.floats(min_value=0, max_value=1e6, allow_nan=False)), max_size=60))
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from([0.0, -0.0, 1.0, 2.0, 5e-324, 1e308]),
+            st.floats(min_value=0, max_value=1e6, allow_nan=False),
+        ),
+        max_size=60,
+    )
+)
 def test_fit_sort_is_numpys_stable_argsort(values):
     """The radix sort the fit uses orders rows exactly as np.argsort(kind="stable"), ties included."""
     from retrocohort.survival._sorting import stable_argsort as _stable_argsort
@@ -344,8 +364,15 @@ def test_fit_sort_is_numpys_stable_argsort(values):
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.one_of(st.sampled_from([0.0, -0.0, 1.5, -1.5, -1e308, 1e308]),
-                          st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)), max_size=60))
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from([0.0, -0.0, 1.5, -1.5, -1e308, 1e308]),
+            st.floats(min_value=-1e6, max_value=1e6, allow_nan=False),
+        ),
+        max_size=60,
+    )
+)
 def test_risk_score_ranks_are_dense_ranks(values):
     """The C index ranks risk scores densely (equal scores, -0.0 and 0.0 included, share a rank)."""
     from scipy.stats import rankdata
@@ -374,8 +401,16 @@ def test_design_gather_equals_direct_indexing(layout):
     data["g"] = rng.choice(["u", "v", "w"], n)
     order = rng.permutation(n)
     X, terms, means, col_min, col_max = _design(data, ["a", "g", "b", "c", "d"], "test", order)
-    expected = np.column_stack([z[order, 0], (data["g"].to_numpy()[order] == "v"),
-                                (data["g"].to_numpy()[order] == "w"), z[order, 1], z[order, 2], z[order, 3]])
+    expected = np.column_stack(
+        [
+            z[order, 0],
+            (data["g"].to_numpy()[order] == "v"),
+            (data["g"].to_numpy()[order] == "w"),
+            z[order, 1],
+            z[order, 2],
+            z[order, 3],
+        ]
+    )
     np.testing.assert_allclose(means, expected.mean(axis=0), rtol=1e-12, atol=1e-15)
     np.testing.assert_array_equal(X, expected - means)  # centred while gathered
     np.testing.assert_array_equal(col_min, expected.min(axis=0))

@@ -117,8 +117,12 @@ def test_tests_and_concordance(fits, name):
     _rel(fit.concordance, v["concordance"], 1e-12, "concordance")
     _rel(fit.concordance_se, v["concordance_se"], 1e-6, "concordance se")
     counts = v["concordance_counts"]
-    _rel([fit.concordance_counts[k] for k in ("concordant", "discordant", "tied_x")],
-         [counts["concordant"], counts["discordant"], counts["tied.x"]], 1e-10, "pair counts")
+    _rel(
+        [fit.concordance_counts[k] for k in ("concordant", "discordant", "tied_x")],
+        [counts["concordant"], counts["discordant"], counts["tied.x"]],
+        1e-10,
+        "pair counts",
+    )
 
 
 @pytest.mark.parametrize("name", list(CASES))

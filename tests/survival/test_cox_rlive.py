@@ -23,15 +23,26 @@ pytestmark = pytest.mark.r
 # in the keywords is passed to R as summary(fit, conf.int = ...)
 SCENARIOS = {
     "efron": ("Surv(time, status) ~ trt + grp + x", "", dict()),
-    "breslow_weights": ("Surv(time, status) ~ trt + grp + x", ", ties = 'breslow', weights = w, robust = FALSE",
-                        dict(ties="breslow", weights="w", robust=False, conf_level=0.99)),
-    "strata_cluster": ("Surv(time, status) ~ trt + grp + x + strata(site)", ", cluster = set",
-                       dict(strata="site", cluster="set", conf_level=0.90)),
-    "entry_weights_cluster": ("Surv(entry, time, status) ~ trt + grp + x + strata(site)",
-                              ", weights = w, cluster = set", dict(entry="entry", strata="site", weights="w",
-                                                                  cluster="set")),
-    "robust_breslow": ("Surv(time, status) ~ trt + grp + x", ", ties = 'breslow', robust = TRUE",
-                       dict(ties="breslow", robust=True, conf_level=0.80)),
+    "breslow_weights": (
+        "Surv(time, status) ~ trt + grp + x",
+        ", ties = 'breslow', weights = w, robust = FALSE",
+        dict(ties="breslow", weights="w", robust=False, conf_level=0.99),
+    ),
+    "strata_cluster": (
+        "Surv(time, status) ~ trt + grp + x + strata(site)",
+        ", cluster = set",
+        dict(strata="site", cluster="set", conf_level=0.90),
+    ),
+    "entry_weights_cluster": (
+        "Surv(entry, time, status) ~ trt + grp + x + strata(site)",
+        ", weights = w, cluster = set",
+        dict(entry="entry", strata="site", weights="w", cluster="set"),
+    ),
+    "robust_breslow": (
+        "Surv(time, status) ~ trt + grp + x",
+        ", ties = 'breslow', robust = TRUE",
+        dict(ties="breslow", robust=True, conf_level=0.80),
+    ),
 }
 
 R_CODE = """
@@ -68,20 +79,33 @@ def _cohort(seed: int, n: int = 300) -> pd.DataFrame:
     c = rng.uniform(5, 60, n)
     time_ = np.maximum(1.0, np.ceil(np.minimum(t, c)))  # whole days: many ties
     entry = np.where(rng.random(n) < 0.5, np.floor(rng.uniform(0, 10, n)), 0.0)
-    return pd.DataFrame({
-        "time": time_, "status": (t <= c).astype(int), "entry": np.minimum(entry, time_ - 1).clip(0),
-        "trt": trt, "grp": grp, "x": np.round(x, 6), "site": rng.choice(["north", "south"], n),
-        "set": np.arange(n) // 3, "w": np.round(rng.uniform(0.5, 3, n), 3),
-    })
+    return pd.DataFrame(
+        {
+            "time": time_,
+            "status": (t <= c).astype(int),
+            "entry": np.minimum(entry, time_ - 1).clip(0),
+            "trt": trt,
+            "grp": grp,
+            "x": np.round(x, 6),
+            "site": rng.choice(["north", "south"], n),
+            "set": np.arange(n) // 3,
+            "w": np.round(rng.uniform(0.5, 3, n), 3),
+        }
+    )
 
 
 def test_cox_and_zph_match_r_on_fresh_data():
     require_r("survival")
     seed = int(os.environ.get("COX_SEED", time.time_ns() % 2**31))
     data = _cohort(seed)
-    scen_r = "scenarios <- list(" + ", ".join(
-        f'{name} = list("{formula}", "{extra}", {kw.get("conf_level", 0.95)!r})'
-        for name, (formula, extra, kw) in SCENARIOS.items()) + ")\n"
+    scen_r = (
+        "scenarios <- list("
+        + ", ".join(
+            f'{name} = list("{formula}", "{extra}", {kw.get("conf_level", 0.95)!r})'
+            for name, (formula, extra, kw) in SCENARIOS.items()
+        )
+        + ")\n"
+    )
     ref = run_r(scen_r + R_CODE, data={"df": data})
     for name, (_, _, kwargs) in SCENARIOS.items():
         msg = f"seed={seed} scenario={name}"
@@ -91,10 +115,15 @@ def test_cox_and_zph_match_r_on_fresh_data():
         np.testing.assert_allclose(fit.summary["se"], r["se"], rtol=1e-6, err_msg=msg)
         np.testing.assert_allclose(fit.naive_se, r["naive_se"], rtol=1e-6, err_msg=msg)
         np.testing.assert_allclose(fit.loglik, r["loglik"], rtol=1e-10, err_msg=msg)
-        np.testing.assert_allclose([fit.score.statistic, fit.wald.statistic], [r["score"], r["wald"]],
-                                   rtol=1e-6, err_msg=msg)
-        np.testing.assert_allclose([fit.likelihood_ratio.p_value, fit.wald.p_value, fit.score.p_value],
-                                   [r["lr_p"], r["wald_p"], r["score_p"]], rtol=1e-6, err_msg=msg)
+        np.testing.assert_allclose(
+            [fit.score.statistic, fit.wald.statistic], [r["score"], r["wald"]], rtol=1e-6, err_msg=msg
+        )
+        np.testing.assert_allclose(
+            [fit.likelihood_ratio.p_value, fit.wald.p_value, fit.score.p_value],
+            [r["lr_p"], r["wald_p"], r["score_p"]],
+            rtol=1e-6,
+            err_msg=msg,
+        )
         # summary(fit, conf.int = level): hr from the coefficients (1e-7); the interval bounds, z
         # and p from the reported (robust when clustered) se (1e-6)
         table = fit.summary

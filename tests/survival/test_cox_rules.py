@@ -72,8 +72,12 @@ def test_warnings_only_when_more_than_one_iteration_is_allowed(reference, ties, 
 def test_ph_test_on_a_fit_stopped_early_equals_cox_zph(reference, run):
     ref = reference("cox_rules_zph_early_stop")
     data, r = pd.DataFrame(ref["data"]), ref["values"][run]
-    kwargs = {"iter_max_1": dict(max_iter=1), "iter_max_2": dict(max_iter=2), "eps_1e_3": dict(eps=1e-3),
-              "converged": {}}[run]
+    kwargs = {
+        "iter_max_1": dict(max_iter=1),
+        "iter_max_2": dict(max_iter=2),
+        "eps_1e_3": dict(eps=1e-3),
+        "converged": {},
+    }[run]
     fit, _ = _caught(lambda: cox(data, "time", "status", ["trt", "x"], **kwargs))
     np.testing.assert_allclose(fit.summary["coef"], r["coef"], rtol=1e-7)
     table = ph_test(fit).table
@@ -124,8 +128,15 @@ def test_weight_rule_and_zph_match_r_on_fresh_data():
     x = np.round(rng.normal(size=n), 6)
     t = rng.exponential(15 / np.exp(0.5 * trt + 0.4 * x))
     c = rng.uniform(5, 50, n)
-    df = pd.DataFrame({"time": np.maximum(1.0, np.ceil(np.minimum(t, c))), "status": (t <= c).astype(int),
-                       "trt": trt, "x": x, "w": rng.integers(1, 5, n)})
+    df = pd.DataFrame(
+        {
+            "time": np.maximum(1.0, np.ceil(np.minimum(t, c))),
+            "status": (t <= c).astype(int),
+            "trt": trt,
+            "x": x,
+            "w": rng.integers(1, 5, n),
+        }
+    )
     ref = run_r(R_LIVE, data={"df": df})
     cases = {
         "int_breslow": dict(ties="breslow", weights="w"),
@@ -144,8 +155,7 @@ def test_weight_rule_and_zph_match_r_on_fresh_data():
         if name != "early_efron":
             # after running out of iterations coxph's $var is not the inverse information (its off-diagonal
             # elements come back 0 with two covariates); ours is, so only the converged fits are compared
-            np.testing.assert_allclose(fit.vcov.to_numpy(), np.array(r["var"]).reshape(2, 2), rtol=1e-6,
-                                       err_msg=msg)
+            np.testing.assert_allclose(fit.vcov.to_numpy(), np.array(r["var"]).reshape(2, 2), rtol=1e-6, err_msg=msg)
         np.testing.assert_allclose(ph_test(fit).table["chisq"], r["zph"], rtol=1e-8, err_msg=msg)
 
 

@@ -35,15 +35,17 @@ def _cohort(seed: int = 11, n: int = N) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     status = rng.choice([0, 1, 2], n, p=[0.3, 0.4, 0.3])
     status[:2] = [1, 2]  # both causes occur
-    return pd.DataFrame({
-        "time": np.ceil(rng.exponential(30.0, n)),
-        "event": (status == 1).astype(int),
-        "status": status,
-        "x": rng.normal(size=n),
-        "arm": rng.choice(["a", "b"], n),
-        "site": rng.choice(["s1", "s2", "s3"], n),
-        "w": rng.uniform(0.5, 2.0, n),
-    })
+    return pd.DataFrame(
+        {
+            "time": np.ceil(rng.exponential(30.0, n)),
+            "event": (status == 1).astype(int),
+            "status": status,
+            "x": rng.normal(size=n),
+            "arm": rng.choice(["a", "b"], n),
+            "site": rng.choice(["s1", "s2", "s3"], n),
+            "w": rng.uniform(0.5, 2.0, n),
+        }
+    )
 
 
 def _covariates(data: pd.DataFrame) -> list[str]:
@@ -67,6 +69,7 @@ def _bad_rows(data: pd.DataFrame, seed: int = 5) -> np.ndarray:
 
 def _set(column: str, value) -> Callable[[pd.DataFrame], pd.DataFrame]:
     """Put ``value`` in ``column`` on the ``K`` bad rows (object dtype when the value is a string)."""
+
     def change(data: pd.DataFrame) -> pd.DataFrame:
         out = data.copy()
         if isinstance(value, str):
@@ -75,6 +78,7 @@ def _set(column: str, value) -> Callable[[pd.DataFrame], pd.DataFrame]:
             out[column] = out[column].astype(float)
         out.iloc[_bad_rows(out), out.columns.get_loc(column)] = value
         return out
+
     return change
 
 
@@ -91,7 +95,9 @@ class Expect:
 def assert_message(function: str, message: str, expect: Expect) -> None:
     """The prefix (up to the first ': ') names the function and the frame; the rest has the parts."""
     prefix = message.split(": ", 1)[0]
-    assert function in prefix and expect.where in prefix, f"prefix {prefix!r} should name {function} {expect.where}: {message}"
+    assert function in prefix and expect.where in prefix, (
+        f"prefix {prefix!r} should name {function} {expect.where}: {message}"
+    )
     assert repr(expect.column) in message, f"column {expect.column!r} not named: {message}"
     for fragment in expect.fragments:
         assert fragment in message, f"{fragment!r} not in: {message}"
@@ -116,8 +122,9 @@ DROP_ADVICE = ("drop or impute them explicitly",)
 @pytest.mark.parametrize("function", TIME_FUNCTIONS)
 def test_negative_times(function):
     message = _raises(function, _set("time", -2.0)(_cohort()))
-    expect = Expect("time", (f"{K} negative time(s) out of {N} rows", "smallest -2"),
-                    ("must be >= 0", "fix or drop those rows"))
+    expect = Expect(
+        "time", (f"{K} negative time(s) out of {N} rows", "smallest -2"), ("must be >= 0", "fix or drop those rows")
+    )
     assert_message(function, message, expect)
 
 
@@ -130,15 +137,23 @@ def test_missing_times(function):
 @pytest.mark.parametrize("function", TIME_FUNCTIONS)
 def test_infinite_times(function):
     message = _raises(function, _set("time", np.inf)(_cohort()))
-    assert_message(function, message, Expect(
-        "time", (f"{K} infinite value(s) out of {N} rows",), ("replace them with finite values or drop those rows",)))
+    assert_message(
+        function,
+        message,
+        Expect(
+            "time", (f"{K} infinite value(s) out of {N} rows",), ("replace them with finite values or drop those rows",)
+        ),
+    )
 
 
 @pytest.mark.parametrize("function", TIME_FUNCTIONS)
 def test_non_numeric_times(function):
     message = _raises(function, _set("time", "ten days")(_cohort()))
-    assert_message(function, message, Expect(
-        "time", (f"{K} non-numeric value(s) out of {N} rows", "'ten days'"), ("pd.to_numeric(df['time']",)))
+    assert_message(
+        function,
+        message,
+        Expect("time", (f"{K} non-numeric value(s) out of {N} rows", "'ten days'"), ("pd.to_numeric(df['time']",)),
+    )
 
 
 # --------------------------------------------------------------------------- event indicator (KM, log-rank, Cox)
@@ -149,8 +164,11 @@ EVENT_FUNCTIONS = ["kaplan_meier", "logrank", "cox"]
 @pytest.mark.parametrize("function", EVENT_FUNCTIONS)
 def test_event_code_outside_0_1(function):
     message = _raises(function, _set("event", 2)(_cohort()))
-    expect = Expect("event", (f"{K} of {N} rows have other values", "[2.0]"),
-                    ("Recode the column to 0/1", "status column of cumulative_incidence"))
+    expect = Expect(
+        "event",
+        (f"{K} of {N} rows have other values", "[2.0]"),
+        ("Recode the column to 0/1", "status column of cumulative_incidence"),
+    )
     assert_message(function, message, expect)
     assert "0 (censored) or 1 (event)" in message
 
@@ -164,15 +182,17 @@ def test_missing_events(function):
 @pytest.mark.parametrize("function", EVENT_FUNCTIONS)
 def test_non_numeric_events(function):
     message = _raises(function, _set("event", "yes")(_cohort()))
-    assert_message(function, message, Expect(
-        "event", (f"{K} non-numeric value(s) out of {N} rows", "'yes'"), ("recode those values",)))
+    assert_message(
+        function,
+        message,
+        Expect("event", (f"{K} non-numeric value(s) out of {N} rows", "'yes'"), ("recode those values",)),
+    )
 
 
 @pytest.mark.parametrize("function", EVENT_FUNCTIONS)
 def test_no_events(function):
     message = _raises(function, _cohort().assign(event=0))
-    expect = Expect("event", (f"no events (no row is 1 (event)) among its {N} rows",),
-                    ("check the event coding",))
+    expect = Expect("event", (f"no events (no row is 1 (event)) among its {N} rows",), ("check the event coding",))
     assert_message(function, message, expect)
 
 
@@ -180,13 +200,19 @@ def test_negative_weights_kaplan_meier():
     with pytest.raises(InputError) as info:
         kaplan_meier(_set("w", -1.0)(_cohort()), "time", "event", weights="w")
     message = str(info.value)
-    assert_message("kaplan_meier", message, Expect("w", (f"{K} negative value(s) out of {N} rows",),
-                                                   ("fix or drop those rows",)))
+    assert_message(
+        "kaplan_meier", message, Expect("w", (f"{K} negative value(s) out of {N} rows",), ("fix or drop those rows",))
+    )
 
 
-@pytest.mark.parametrize(("function", "role", "column"), [
-    ("logrank", "group", "arm"), ("logrank", "strata", "site"), ("gray_test", "group", "arm"),
-])
+@pytest.mark.parametrize(
+    ("function", "role", "column"),
+    [
+        ("logrank", "group", "arm"),
+        ("logrank", "strata", "site"),
+        ("gray_test", "group", "arm"),
+    ],
+)
 def test_missing_group_or_stratum(function, role, column):
     data = _set(column, np.nan)(_cohort())
     with pytest.raises(InputError) as info:
@@ -194,8 +220,11 @@ def test_missing_group_or_stratum(function, role, column):
             logrank(data, "time", "event", "arm", strata="site")
         else:
             gray_test(data, "time", "status", "arm")
-    assert_message(function, str(info.value), Expect(
-        column, (f"{role} column", f"{K} missing value(s) out of {N} rows"), ("give them a level",)))
+    assert_message(
+        function,
+        str(info.value),
+        Expect(column, (f"{role} column", f"{K} missing value(s) out of {N} rows"), ("give them a level",)),
+    )
 
 
 # --------------------------------------------------------------------------- status codes (CIF, Gray, Fine-Gray)
@@ -206,15 +235,24 @@ STATUS_FUNCTIONS = ["cumulative_incidence", "gray_test", "fine_gray"]
 @pytest.mark.parametrize("function", STATUS_FUNCTIONS)
 def test_non_integer_status(function):
     message = _raises(function, _set("status", 0.5)(_cohort()))
-    assert_message(function, message, Expect(
-        "status", (f"{K} non-integer status code(s) out of {N} rows", "[0.5]"), ("recode those rows",)))
+    assert_message(
+        function,
+        message,
+        Expect("status", (f"{K} non-integer status code(s) out of {N} rows", "[0.5]"), ("recode those rows",)),
+    )
 
 
 def test_status_code_not_declared_fine_gray():
     message = _raises("fine_gray", _set("status", 7)(_cohort()))
-    assert_message("fine_gray", message, Expect(
-        "status", (f"{K} of {N} rows with status code(s) [7]", "declared codes [0, 1, 2]"),
-        ("recode those rows or declare the code",)))
+    assert_message(
+        "fine_gray",
+        message,
+        Expect(
+            "status",
+            (f"{K} of {N} rows with status code(s) [7]", "declared codes [0, 1, 2]"),
+            ("recode those rows or declare the code",),
+        ),
+    )
 
 
 @pytest.mark.parametrize("function", STATUS_FUNCTIONS)
@@ -226,11 +264,19 @@ def test_no_events_of_the_cause(function):
         assert_message(function, message, Expect("status", ("no events of cause 1", "codes present: [0, 2]")))
     else:
         counts = data["status"].value_counts()
-        assert_message(function, message, Expect(
-            "status",
-            (f"no rows with cause=1 among its {N} rows", "event codes present: [2]",
-             f"rows per code {{0: {counts[0]}, 2: {counts[2]}}}"),
-            ("check cause= and censor_code= against the status coding",)))
+        assert_message(
+            function,
+            message,
+            Expect(
+                "status",
+                (
+                    f"no rows with cause=1 among its {N} rows",
+                    "event codes present: [2]",
+                    f"rows per code {{0: {counts[0]}, 2: {counts[2]}}}",
+                ),
+                ("check cause= and censor_code= against the status coding",),
+            ),
+        )
 
 
 COMPETING_CALLS: dict[str, Callable[..., object]] = {
@@ -248,11 +294,19 @@ def test_status_code_not_declared_competing(function):
     assert (n7, n9) in ((K, 1), (K - 1, 1))  # the 9 may land on one of the 7s
     with pytest.raises(InputError) as info:
         COMPETING_CALLS[function](data, competing_codes=[2])
-    assert_message(function, str(info.value), Expect(
-        "status",
-        (f"{n7 + n9} of {N} rows with status code(s) outside the declared ones",
-         "(censor_code=0, cause=1, competing_codes=[2])", f"7 ({n7} rows), 9 ({n9} rows)"),
-        ("recode those rows", "add the code to competing_codes=", "set censor_code=")))
+    assert_message(
+        function,
+        str(info.value),
+        Expect(
+            "status",
+            (
+                f"{n7 + n9} of {N} rows with status code(s) outside the declared ones",
+                "(censor_code=0, cause=1, competing_codes=[2])",
+                f"7 ({n7} rows), 9 ({n9} rows)",
+            ),
+            ("recode those rows", "add the code to competing_codes=", "set censor_code="),
+        ),
+    )
 
 
 @pytest.mark.parametrize("function", list(COMPETING_CALLS))
@@ -261,14 +315,26 @@ def test_cause_equal_to_censor_code(function):
     n0 = int((data["status"] == 0).sum())
     with pytest.raises(InputError) as info:
         COMPETING_CALLS[function](data, cause=0)
-    assert_message(function, str(info.value), Expect(
-        "status", ("cause=0 equals censor_code=0", f"the {n0} of {N} rows"), ("pass the code of an event as cause=",)))
+    assert_message(
+        function,
+        str(info.value),
+        Expect(
+            "status",
+            ("cause=0 equals censor_code=0", f"the {n0} of {N} rows"),
+            ("pass the code of an event as cause=",),
+        ),
+    )
 
 
 def test_gray_test_single_group():
     message = _raises("gray_test", _cohort().assign(arm="a"))
-    assert_message("gray_test", message, Expect(
-        "arm", (f"single group ['a'] in all {N} rows",), ("needs at least two groups", "check the group column")))
+    assert_message(
+        "gray_test",
+        message,
+        Expect(
+            "arm", (f"single group ['a'] in all {N} rows",), ("needs at least two groups", "check the group column")
+        ),
+    )
 
 
 # --------------------------------------------------------------------------- covariates (Cox, Fine-Gray)
@@ -313,9 +379,15 @@ def test_string_in_a_numeric_covariate(function, text):
     data = _set("x", text)(_cohort())
     message = _raises(function, data)
     rows = sorted(_bad_rows(data).tolist())
-    assert_message(function, message, Expect(
-        "x", (f"numbers in {N - K} of {N} rows", f"{K} non-numeric value(s)", repr(text),
-              f"row position(s) {rows}"), ("pd.to_numeric", "pd.Categorical")))
+    assert_message(
+        function,
+        message,
+        Expect(
+            "x",
+            (f"numbers in {N - K} of {N} rows", f"{K} non-numeric value(s)", repr(text), f"row position(s) {rows}"),
+            ("pd.to_numeric", "pd.Categorical"),
+        ),
+    )
 
 
 @pytest.mark.parametrize("function", MODEL_FUNCTIONS)
@@ -358,9 +430,15 @@ def test_unused_categorical_level(function, empty):
     data = _cohort()
     data["arm"] = pd.Categorical(data["arm"], categories=[*empty[:-1], "a", "b", empty[-1]])
     message = _raises(function, data)
-    assert_message(function, message, Expect(
-        "arm", (f"{len(empty)} level(s) with no rows out of {N} rows: {empty}",),
-        ("df['arm'] = df['arm'].cat.remove_unused_categories()",)))
+    assert_message(
+        function,
+        message,
+        Expect(
+            "arm",
+            (f"{len(empty)} level(s) with no rows out of {N} rows: {empty}",),
+            ("df['arm'] = df['arm'].cat.remove_unused_categories()",),
+        ),
+    )
     # an empty reference level changes the reference once dropped: the message says so
     assert ("reference level then becomes 'a'" in message) is (empty[0] == "0"), message
     # after the advice the fit runs, with the used levels' columns only
@@ -372,31 +450,40 @@ def test_unused_categorical_level(function, empty):
 def test_unused_level_of_the_only_used_level_is_called_constant():
     data = _cohort().assign(arm=lambda d: pd.Categorical(["a"] * len(d), categories=["a", "b"]))
     message = _raises("cox", data)
-    assert_message("cox", message, Expect("arm", (f"single level 'a' in all {N} rows", "['b'] have no rows"),
-                                          ("drop it from the covariates",)))
+    assert_message(
+        "cox",
+        message,
+        Expect("arm", (f"single level 'a' in all {N} rows", "['b'] have no rows"), ("drop it from the covariates",)),
+    )
 
 
 # --------------------------------------------------------------------------- design_matrix options
+
 
 def test_design_matrix_unused_levels_options():
     data = _cohort()
     data["arm"] = pd.Categorical(data["arm"], categories=["z", "a", "b", "c"])
     used = data.assign(arm=data["arm"].cat.remove_unused_categories())
     # "drop" (glm's drop.unused.levels) equals dropping them by hand
-    pd.testing.assert_frame_equal(design_matrix(data, ["x", "arm"], unused_levels="drop"),
-                                  design_matrix(used, ["x", "arm"]))
+    pd.testing.assert_frame_equal(
+        design_matrix(data, ["x", "arm"], unused_levels="drop"), design_matrix(used, ["x", "arm"])
+    )
     # "keep" keeps every non-reference category's column (all zero when empty), as model.matrix does
     kept = design_matrix(data, ["arm"], unused_levels="keep")
     assert list(kept.columns) == ["arma", "armb", "armc"]
     assert kept["armc"].sum() == 0 and kept[["arma", "armb"]].sum(axis=1).eq(1).all()
     # a one-row prediction profile uses one level and keeps the columns of all of them
-    assert list(design_matrix(data.iloc[:1], ["arm"], "profile", unused_levels="keep").columns) == \
-        ["arma", "armb", "armc"]
+    assert list(design_matrix(data.iloc[:1], ["arm"], "profile", unused_levels="keep").columns) == [
+        "arma",
+        "armb",
+        "armc",
+    ]
     with pytest.raises(InputError, match=r"unused_levels='silently' is not allowed; use one of \['error'"):
         design_matrix(data, ["arm"], unused_levels="silently")  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- log-rank strata without events
+
 
 def _with_event_free_strata(seed: int, n_free: int) -> tuple[pd.DataFrame, list[str]]:
     rng = np.random.default_rng(seed)
@@ -422,8 +509,7 @@ def test_logrank_notes_a_stratum_without_events():
     assert rest.notes == ()
     np.testing.assert_allclose(result.statistic, rest.statistic, rtol=1e-12)
     np.testing.assert_allclose(result.variance, rest.variance, rtol=1e-12)
-    np.testing.assert_allclose(result.table[["observed", "expected"]], rest.table[["observed", "expected"]],
-                               rtol=1e-12)
+    np.testing.assert_allclose(result.table[["observed", "expected"]], rest.table[["observed", "expected"]], rtol=1e-12)
     # survdiff's N counts every row, event-free strata included
     assert result.table["n"].sum() == len(data)
 

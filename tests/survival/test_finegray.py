@@ -86,8 +86,9 @@ def test_whole_day_ties_binary_and_categorical_equal_crr(reference):
     predicted = fit.predict_cif(pd.DataFrame(values["profiles"]))
     np.testing.assert_allclose(predicted.iloc[:, 1:].to_numpy(), np.array(values["predict"])[:, 1:], rtol=COEF_RTOL)
     # competing cause as the event of interest
-    _assert_crr(fine_gray(data, "time", "status", ["age", "treated", "stage"], cause=2), values,
-                "coef_cause2", "var_cause2")
+    _assert_crr(
+        fine_gray(data, "time", "status", ["age", "treated", "stage"], cause=2), values, "coef_cause2", "var_cause2"
+    )
 
 
 def test_tight_tolerance_equals_crr_run_to_convergence(reference):
@@ -153,9 +154,11 @@ def _eta_only_cluster_variance(data: pd.DataFrame, covariates: list[str], beta: 
     g_left = np.empty(n)
     g_left[order] = np.concatenate([[1.0], g_after[:-1]])
     t_k = time[event]
-    weight = np.where(time[None, :] >= t_k[:, None], 1.0,
-                      np.where(competing[None, :] & (time[None, :] < t_k[:, None]),
-                               g_left[event][:, None] / g_left[None, :], 0.0))  # (k, n)
+    weight = np.where(
+        time[None, :] >= t_k[:, None],
+        1.0,
+        np.where(competing[None, :] & (time[None, :] < t_k[:, None]), g_left[event][:, None] / g_left[None, :], 0.0),
+    )  # (k, n)
     risk = np.exp(z @ beta)
     s0 = weight @ risk
     zbar = (weight * risk) @ z / s0[:, None]
@@ -254,11 +257,13 @@ def test_six_rows_closed_form():
     # information = 2 r/(r+1)^2 + 6 r/(2r+3)^2 (sum of p(1-p) of x in each risk set)
     # Baseline jumps 1/S0 at beta-hat; loglik = 2 beta - sum log S0.
     # No censoring: psi = 0, eta_i = sum_t (x_i - p_t)(dN_i(t) - Y_i(t) r^{x_i} / S0(t)).
-    data = pd.DataFrame({
-        "time": [1.0, 2, 3, 4, 5, 6],
-        "x": [1.0, 0, 0, 1, 1, 0],
-        "status": [1, 2, 1, 2, 1, 2],
-    })
+    data = pd.DataFrame(
+        {
+            "time": [1.0, 2, 3, 4, 5, 6],
+            "x": [1.0, 0, 0, 1, 1, 0],
+            "status": [1, 2, 1, 2, 1, 2],
+        }
+    )
     fit = fine_gray(data, "time", "status", ["x"], tol=1e-14, max_iter=50)
     r = (1 + math.sqrt(13)) / 2
     beta = math.log(r)
@@ -274,7 +279,7 @@ def test_six_rows_closed_form():
     member = np.array([[1, 1, 1, 1, 1, 1], [0, 1, 1, 1, 1, 1], [0, 1, 0, 1, 1, 1]], dtype=float)
     event = np.array([[1, 0, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0], [0, 0, 0, 0, 1, 0]], dtype=float)
     x = data["x"].to_numpy()
-    eta = ((x[None, :] - p[:, None]) * (event - member * r**x[None, :] / s0[:, None])).sum(axis=0)
+    eta = ((x[None, :] - p[:, None]) * (event - member * r ** x[None, :] / s0[:, None])).sum(axis=0)
     assert fit.vcov.iloc[0, 0] == pytest.approx((eta**2).sum() / info**2, rel=1e-10)
 
 
@@ -424,12 +429,14 @@ def test_monotone_likelihood_warns_and_names_covariate(n):
     # does: the pseudo-likelihood keeps rising as the coefficient grows.
     rng = np.random.default_rng(3)
     marker = rng.binomial(1, 0.5, size=n).astype(float)
-    data = pd.DataFrame({
-        "time": np.ceil(rng.exponential(10, size=n)),
-        "status": np.where(marker == 1, 1, rng.choice([0, 2], size=n)),
-        "marker": marker,
-        "noise": rng.normal(size=n),
-    })
+    data = pd.DataFrame(
+        {
+            "time": np.ceil(rng.exponential(10, size=n)),
+            "status": np.where(marker == 1, 1, rng.choice([0, 2], size=n)),
+            "marker": marker,
+            "noise": rng.normal(size=n),
+        }
+    )
     with pytest.warns(ModelWarning, match=r"monotone in \['marker'\]"):
         fit = fine_gray(data, "time", "status", ["marker", "noise"])
     assert fit.converged is False
@@ -448,11 +455,13 @@ def test_regular_fits_do_not_warn_even_with_a_strong_effect():
     exposed = rng.binomial(1, 0.5, size=n)
     # cause-specific hazard ratio e^3 (subdistribution coefficient about 1.1), both groups
     # have events: a large but finite estimate that must not be taken for a monotone one
-    strong = pd.DataFrame({
-        "time": rng.exponential(40.0, size=n) * np.exp(-3.0 * exposed),
-        "status": rng.choice([1, 2], size=n, p=[0.9, 0.1]),
-        "exposed": exposed.astype(float),
-    })
+    strong = pd.DataFrame(
+        {
+            "time": rng.exponential(40.0, size=n) * np.exp(-3.0 * exposed),
+            "status": rng.choice([1, 2], size=n, p=[0.9, 0.1]),
+            "exposed": exposed.astype(float),
+        }
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fit = fine_gray(_small(), "time", "status", ["x", "b"])

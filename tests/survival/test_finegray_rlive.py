@@ -22,11 +22,13 @@ pytestmark = pytest.mark.r
 
 def _draw(seed: int, n: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({
-        "age": np.round(rng.normal(65, 10, size=n), 1),
-        "treated": rng.binomial(1, 0.5, size=n),
-        "stage": rng.choice(["I", "II", "III"], size=n, p=[0.5, 0.3, 0.2]),
-    })
+    frame = pd.DataFrame(
+        {
+            "age": np.round(rng.normal(65, 10, size=n), 1),
+            "treated": rng.binomial(1, 0.5, size=n),
+            "stage": rng.choice(["I", "II", "III"], size=n, p=[0.5, 0.3, 0.2]),
+        }
+    )
     lp = 0.03 * (frame["age"] - 65) - 0.5 * frame["treated"] + 0.4 * (frame["stage"] == "III")
     t_event = np.ceil(rng.exponential(30.0, size=n) * np.exp(-lp))
     t_cens = np.ceil(rng.exponential(rng.uniform(20, 80), size=n))
@@ -101,13 +103,15 @@ def test_untied_matched_sets_crr_and_finegray_coxph():
     score = rng.normal(size=3 * n_sets)
     t_event = rng.exponential(20.0, size=3 * n_sets) * np.exp(-(-0.5 * treated + 0.3 * score + frailty))
     t_cens = rng.uniform(0, 60, size=3 * n_sets)
-    data = pd.DataFrame({
-        "time": np.minimum(t_event, t_cens),
-        "status": np.where(t_cens < t_event, 0, rng.choice([1, 2], size=3 * n_sets)),
-        "treated": treated,
-        "score": score,
-        "set_id": set_id,
-    })
+    data = pd.DataFrame(
+        {
+            "time": np.minimum(t_event, t_cens),
+            "status": np.where(t_cens < t_event, 0, rng.choice([1, 2], size=3 * n_sets)),
+            "treated": treated,
+            "score": score,
+            "set_id": set_id,
+        }
+    )
     r = run_r(R_UNTIED, {"df": data})
     # crr with its default stopping rule against ours with the same rule (crr run with
     # gtol = 1e-12 can stop short, reporting converged = FALSE up to ~5e-8 relative off the root)

@@ -51,14 +51,16 @@ def _draw(seed: int, n: int, tied: bool, censoring: bool = True) -> pd.DataFrame
     if tied:
         t_event, t_cens = np.ceil(t_event), np.ceil(t_cens)
     cause = rng.choice([1, 2], size=n, p=[0.55, 0.45])
-    return pd.DataFrame({
-        "time": np.minimum(t_event, t_cens),
-        "status": np.where(t_cens < t_event, 0, cause),
-        "treated": treated.astype(float),
-        "x": x,
-        "w": np.where(treated == 1, 1.0, ps / (1 - ps)),
-        "id": np.arange(n),
-    })
+    return pd.DataFrame(
+        {
+            "time": np.minimum(t_event, t_cens),
+            "status": np.where(t_cens < t_event, 0, cause),
+            "treated": treated.astype(float),
+            "x": x,
+            "w": np.where(treated == 1, 1.0, ps / (1 - ps)),
+            "id": np.arange(n),
+        }
+    )
 
 
 COVS = ["treated", "x"]
@@ -67,8 +69,15 @@ COVS = ["treated", "x"]
 def _internals(data: pd.DataFrame, beta: np.ndarray, product_limit: bool = False, censoring_weighted: bool = True):
     """Our kernels at ``beta``: (fit, influence v_i eta_i + k_i psi_i in input row order)."""
     z = data[COVS].to_numpy(float)
-    s, order = _prepare(data["time"].to_numpy(float), data["status"].to_numpy(), z, 1, 0, data["w"].to_numpy(float),
-                        censoring_weighted=censoring_weighted)
+    s, order = _prepare(
+        data["time"].to_numpy(float),
+        data["status"].to_numpy(),
+        z,
+        1,
+        0,
+        data["w"].to_numpy(float),
+        censoring_weighted=censoring_weighted,
+    )
     fit = _evaluate(s, beta)
     influence = np.empty_like(z)
     influence[order] = _influence(s, fit, product_limit=product_limit)
@@ -96,8 +105,9 @@ def test_unit_weights_reproduce_the_unweighted_crr_fit_exactly(reference):
     np.testing.assert_allclose(unit.vcov.to_numpy(), np.array(values["var"]), rtol=1e-6)
     # with a cluster too
     clustered = fine_gray(data.assign(pair=np.arange(len(data)) // 2), "time", "status", covs, cluster="pair")
-    clustered_unit = fine_gray(data.assign(pair=np.arange(len(data)) // 2), "time", "status", covs,
-                               cluster="pair", weights="one")
+    clustered_unit = fine_gray(
+        data.assign(pair=np.arange(len(data)) // 2), "time", "status", covs, cluster="pair", weights="one"
+    )
     pd.testing.assert_frame_equal(clustered_unit.vcov, clustered.vcov, check_exact=True)
 
 
@@ -122,8 +132,7 @@ def test_weighted_kernels_equal_the_weighted_definitions_on_tied_data(seed):
         np.testing.assert_allclose(influence, v[:, None] * eta + km[:, None] * psi, rtol=1e-9, atol=1e-12)
         assert np.abs(psi).max() > 1e-2 * np.abs(eta).max()  # the censoring term matters here
         # the public fit: robust sandwich of v_i eta_i + k_i psi_i
-        result = fine_gray(data, "time", "status", COVS, weights="w", censoring_km=censoring_km,
-                           tol=1e-13, max_iter=50)
+        result = fine_gray(data, "time", "status", COVS, weights="w", censoring_km=censoring_km, tol=1e-13, max_iter=50)
         assert result.censoring_km == censoring_km
         beta_hat = result.summary["coef"].to_numpy()
         _, score_hat, info_hat, eta_hat, psi_hat = weighted_definitions(time, status, z, v, beta_hat, km=km)
@@ -133,8 +142,17 @@ def test_weighted_kernels_equal_the_weighted_definitions_on_tied_data(seed):
         np.testing.assert_allclose(result.vcov.to_numpy(), bread @ total.T @ total @ bread, rtol=1e-8)
         # with a cluster: the weighted terms summed within pairs
         pairs = np.arange(len(data)) // 2
-        clustered = fine_gray(data.assign(pair=pairs), "time", "status", COVS, weights="w", cluster="pair",
-                              censoring_km=censoring_km, tol=1e-13, max_iter=50)
+        clustered = fine_gray(
+            data.assign(pair=pairs),
+            "time",
+            "status",
+            COVS,
+            weights="w",
+            cluster="pair",
+            censoring_km=censoring_km,
+            tol=1e-13,
+            max_iter=50,
+        )
         summed = np.zeros((pairs.max() + 1, len(COVS)))
         np.add.at(summed, pairs, total)
         np.testing.assert_allclose(clustered.vcov.to_numpy(), bread @ summed.T @ summed @ bread, rtol=1e-8)
@@ -282,8 +300,9 @@ def test_without_censoring_the_reported_variance_is_the_ij_variance():
 def _eta_only_variance(data: pd.DataFrame, beta: np.ndarray, cluster: str, km: np.ndarray) -> np.ndarray:
     """I^-1 (sum_c E_c E_c') I^-1 with E_c = sum_{i in c} v_i eta_i: our variance without psi."""
     z, w = data[COVS].to_numpy(float), data["w"].to_numpy(float)
-    _, _, info, eta, _ = weighted_definitions(data["time"].to_numpy(float), data["status"].to_numpy(), z, w, beta,
-                                              km=km)
+    _, _, info, eta, _ = weighted_definitions(
+        data["time"].to_numpy(float), data["status"].to_numpy(), z, w, beta, km=km
+    )
     codes = pd.factorize(data[cluster])[0]
     summed = np.zeros((codes.max() + 1, z.shape[1]))
     np.add.at(summed, codes, w[:, None] * eta)
@@ -310,8 +329,9 @@ def _assert_finegray_coxph(data: pd.DataFrame, r: dict, msg: str = "") -> None:
         beta = fit.summary["coef"].to_numpy()
         np.testing.assert_allclose(beta, ref["coef"], rtol=1e-9, err_msg=where)
         # the score-residual part of our variance is coxph's robust variance (cluster = id)
-        np.testing.assert_allclose(_eta_only_variance(data, beta, "id", km), np.array(ref["robust_var"]), rtol=1e-8,
-                                   err_msg=where)
+        np.testing.assert_allclose(
+            _eta_only_variance(data, beta, "id", km), np.array(ref["robust_var"]), rtol=1e-8, err_msg=where
+        )
         # our variance adds the censoring term: close to coxph's, but not equal
         ratio = np.diag(fit.vcov.to_numpy()) / np.diag(np.array(ref["robust_var"])) - 1
         assert np.all(np.abs(ratio) < 0.05) and np.all(np.abs(ratio) > 1e-6), (ratio, where)
@@ -319,8 +339,9 @@ def _assert_finegray_coxph(data: pd.DataFrame, r: dict, msg: str = "") -> None:
         predicted = fit.predict_cif(pd.DataFrame(r["profiles"]))
         # (times pass through JSON with 15 significant digits)
         np.testing.assert_allclose(predicted["time"], r["times"], rtol=1e-13, err_msg=where)
-        np.testing.assert_allclose(predicted.iloc[:, 1:].to_numpy(), 1.0 - np.array(ref["surv"]), rtol=1e-7,
-                                   atol=1e-12, err_msg=where)
+        np.testing.assert_allclose(
+            predicted.iloc[:, 1:].to_numpy(), 1.0 - np.array(ref["surv"]), rtol=1e-7, atol=1e-12, err_msg=where
+        )
     # the two Kaplan-Meiers give different estimates (IPTW weights differ by arm)
     assert not np.allclose(r["weighted"]["coef"], r["unweighted"]["coef"], rtol=1e-6), msg
 

@@ -25,11 +25,13 @@ from retrocohort.survival._gray import gray_score_covariance
 from retrocohort.survival.competing import gray_test
 from tests.rlive import run_r
 
-HAND_DATA = pd.DataFrame({
-    "time": [1, 1, 2, 3, 3, 2, 3],
-    "status": [2, 2, 1, 0, 0, 1, 0],
-    "group": ["a", "a", "a", "a", "a", "b", "b"],
-})
+HAND_DATA = pd.DataFrame(
+    {
+        "time": [1, 1, 2, 3, 3, 2, 3],
+        "status": [2, 2, 1, 0, 0, 1, 0],
+        "group": ["a", "a", "a", "a", "a", "b", "b"],
+    }
+)
 
 
 def test_hand_calculation_with_tied_events_of_both_causes(reference):
@@ -116,12 +118,14 @@ def _live_data(rng: np.random.Generator) -> pd.DataFrame:
     first = np.minimum(np.minimum(t1, t2), censor)
     status = np.where(first == censor, 0, np.where(first == t1, 1, 2))
     n_c = int(rng.integers(6, 15))
-    frame = pd.DataFrame({
-        "time": np.concatenate([np.ceil(first), rng.integers(1, 4, n_c).astype(float)]),
-        "status": np.concatenate([status, rng.choice([1, 2], n_c)]),
-        "arm": np.concatenate([arm, np.repeat("c", n_c)]),
-    })
-    frame.loc[len(frame) - 2:, "status"] = [1, 2]  # both causes occur in arm c
+    frame = pd.DataFrame(
+        {
+            "time": np.concatenate([np.ceil(first), rng.integers(1, 4, n_c).astype(float)]),
+            "status": np.concatenate([status, rng.choice([1, 2], n_c)]),
+            "arm": np.concatenate([arm, np.repeat("c", n_c)]),
+        }
+    )
+    frame.loc[len(frame) - 2 :, "status"] = [1, 2]  # both causes occur in arm c
     frame["site"] = rng.choice(["north", "south"], len(frame))
     return frame
 
@@ -161,11 +165,16 @@ def test_live_three_groups_strata_ties_and_early_zero_survival():
         stat_two = result["two"]["stat"][cause - 1]
         np.testing.assert_allclose(pair.statistic, stat_two, rtol=1e-6, err_msg=f"{context} two arms cause={cause}")
         if stat_two > 1e-8:
-            np.testing.assert_allclose(pair.variance[0, 0], pair.score[0] ** 2 / stat_two, rtol=1e-6,
-                                       err_msg=f"{context} two arms variance cause={cause}")
+            np.testing.assert_allclose(
+                pair.variance[0, 0],
+                pair.score[0] ** 2 / stat_two,
+                rtol=1e-6,
+                err_msg=f"{context} two arms variance cause={cause}",
+            )
 
 
 # --------------------------------------------------------------------------- strata without events of the cause
+
 
 def _with_event_free_strata(seed: int, n_free: int) -> tuple[pd.DataFrame, list[str]]:
     """Two arms, five sites; in ``n_free`` random sites the cause-1 events become cause 2 (one of
@@ -173,8 +182,14 @@ def _with_event_free_strata(seed: int, n_free: int) -> tuple[pd.DataFrame, list[
     rng = np.random.default_rng(seed)
     n = int(rng.integers(100, 300))
     status = rng.choice([0, 1, 2], n, p=[0.3, 0.4, 0.3])
-    data = pd.DataFrame({"time": np.ceil(rng.exponential(25.0, n)), "status": status,
-                         "arm": rng.choice(["a", "b"], n), "site": rng.choice([f"s{j}" for j in range(1, 6)], n)})
+    data = pd.DataFrame(
+        {
+            "time": np.ceil(rng.exponential(25.0, n)),
+            "status": status,
+            "arm": rng.choice(["a", "b"], n),
+            "site": rng.choice([f"s{j}" for j in range(1, 6)], n),
+        }
+    )
     data.loc[:4, "site"] = [f"s{j}" for j in range(1, 6)]  # every site present
     free = sorted(rng.choice([f"s{j}" for j in range(1, 6)], n_free, replace=False).tolist())
     in_free = data["site"].isin(free)
@@ -199,7 +214,11 @@ def test_a_stratum_without_events_of_the_cause_is_noted_and_adds_nothing():
     rows = (data["site"] == free[0]).to_numpy()
     codes = data["status"].to_numpy()[rows]
     score, covariance = gray_score_covariance(
-        data["time"].to_numpy(float)[rows], codes == 1, codes == 2, (data["arm"].to_numpy()[rows] == "b").astype(np.int64), 2
+        data["time"].to_numpy(float)[rows],
+        codes == 1,
+        codes == 2,
+        (data["arm"].to_numpy()[rows] == "b").astype(np.int64),
+        2,
     )
     assert (codes == 2).any()  # it has competing events, which could have entered the covariance
     assert not score.any() and not covariance.any()
@@ -209,8 +228,10 @@ def test_a_stratum_without_events_of_the_cause_is_noted_and_adds_nothing():
     np.testing.assert_allclose(result.statistic, rest.statistic, rtol=1e-13)
     np.testing.assert_allclose(result.variance, rest.variance, rtol=1e-13)
     # cause 2 does occur in that stratum: no strata note for cause 2
-    assert not any("has no events of cause" in note for note in gray_test(data, "time", "status", "arm",
-                                                                           cause=2, strata="site").notes)
+    assert not any(
+        "has no events of cause" in note
+        for note in gray_test(data, "time", "status", "arm", cause=2, strata="site").notes
+    )
 
 
 def test_several_strata_without_events_of_the_cause_are_noted_together():
@@ -250,9 +271,12 @@ def test_live_event_free_strata_equal_cuminc():
     np.testing.assert_allclose(result["stat"][0], result["rest"][0], rtol=1e-12, err_msg=context)
     for cause in (1, 2):
         ours = gray_test(data, "time", "status", "arm", cause=cause, strata="site")
-        np.testing.assert_allclose(ours.statistic, result["stat"][cause - 1], rtol=1e-6, err_msg=f"{context} cause={cause}")
-        np.testing.assert_allclose(ours.p_value, result["pv"][cause - 1], rtol=1e-6, atol=1e-14,
-                                   err_msg=f"{context} cause={cause}")
+        np.testing.assert_allclose(
+            ours.statistic, result["stat"][cause - 1], rtol=1e-6, err_msg=f"{context} cause={cause}"
+        )
+        np.testing.assert_allclose(
+            ours.p_value, result["pv"][cause - 1], rtol=1e-6, atol=1e-14, err_msg=f"{context} cause={cause}"
+        )
         without = sorted(set(data["site"]) - set(data.loc[data["status"] == cause, "site"]))
         assert cause == 2 or without == free, context
         noted = [note for note in ours.notes if "no events of cause" in note]
@@ -261,6 +285,7 @@ def test_live_event_free_strata_equal_cuminc():
 
 
 # --------------------------------------------------------------------------- pooled F0 reaching 1
+
 
 def test_pooled_incidence_reaching_one_before_a_later_event_by_hand():
     """Group a: two cause-1 events on day 1; group b: cause-1 events on days 2 and 3.
@@ -293,11 +318,13 @@ def _pooled_incidence_reaches_one(rng: np.random.Generator) -> tuple[pd.DataFram
     n_cause = int(rng.integers(n // 2 + 1, n + 1))
     b_status = rng.permutation(np.r_[np.ones(n_cause, int), np.full(n - n_cause, 2)])
     days = np.arange(2, n + 2)
-    data = pd.DataFrame({
-        "time": np.r_[np.ones(n), days].astype(float),
-        "status": np.r_[np.ones(n, int), b_status],
-        "arm": ["a"] * n + ["b"] * n,
-    })
+    data = pd.DataFrame(
+        {
+            "time": np.r_[np.ones(n), days].astype(float),
+            "status": np.r_[np.ones(n, int), b_status],
+            "arm": ["a"] * n + ["b"] * n,
+        }
+    )
     reached = int(days[np.flatnonzero(b_status == 1)[n // 2 - 1]])
     return data, reached
 
@@ -318,12 +345,14 @@ def test_live_pooled_incidence_reaching_one_equals_cuminc():
     for (data, reached), r in zip(cases, result, strict=True):
         context = f"seed={seed} N={len(data) // 2} F0 reaches 1 on day {reached}: {data['status'].tolist()}"
         # F0 does reach 1 strictly before b's last cause-1 event (exact arithmetic)
-        f0 = Fraction(1, 2) + Fraction(int(((data["arm"] == "b") & (data["status"] == 1)
-                                            & (data["time"] <= reached)).sum()), len(data) // 2)
+        f0 = Fraction(1, 2) + Fraction(
+            int(((data["arm"] == "b") & (data["status"] == 1) & (data["time"] <= reached)).sum()), len(data) // 2
+        )
         assert f0 == 1, context
         assert data.loc[data["status"] == 1, "time"].max() > reached, context
-        for cause, stat, pv in zip(np.atleast_1d(r["causes"]), np.atleast_1d(r["stat"]), np.atleast_1d(r["pv"]),
-                                   strict=True):
+        for cause, stat, pv in zip(
+            np.atleast_1d(r["causes"]), np.atleast_1d(r["stat"]), np.atleast_1d(r["pv"]), strict=True
+        ):
             label = f"{context} cause={cause}"
             if stat == -1:  # cuminc's code for a singular covariance (cause 2: arm a has none at risk)
                 with pytest.raises(InputError, match="singular"):

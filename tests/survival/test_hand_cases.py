@@ -36,11 +36,13 @@ EXACT = 1e-14
 
 def _tied_cox_data() -> pd.DataFrame:
     """Rows (time, status, x): A 1 1 1 | B 1 1 1 | C 2 1 0 | D 3 0 1 | E 4 1 0 | F 5 0 0."""
-    return pd.DataFrame({
-        "time": [1.0, 1, 2, 3, 4, 5],
-        "status": [1, 1, 1, 0, 1, 0],
-        "x": [1.0, 1, 0, 1, 0, 0],
-    })
+    return pd.DataFrame(
+        {
+            "time": [1.0, 1, 2, 3, 4, 5],
+            "status": [1, 1, 1, 0, 1, 0],
+            "x": [1.0, 1, 0, 1, 0, 0],
+        }
+    )
 
 
 def test_cox_efron_with_a_tie_hand_solved():
@@ -113,11 +115,13 @@ def test_cox_breslow_with_a_tie_hand_solved():
 
 def _untied_cox_data() -> pd.DataFrame:
     """Rows (time, status, x): A 1 1 1 | B 2 0 0 | C 3 1 0 | D 4 1 1 | E 5 0 1 | F 6 1 0."""
-    return pd.DataFrame({
-        "time": [1.0, 2, 3, 4, 5, 6],
-        "status": [1, 0, 1, 1, 0, 1],
-        "x": [1.0, 0, 0, 1, 1, 0],
-    })
+    return pd.DataFrame(
+        {
+            "time": [1.0, 2, 3, 4, 5, 6],
+            "status": [1, 0, 1, 1, 0, 1],
+            "x": [1.0, 0, 0, 1, 1, 0],
+        }
+    )
 
 
 def _golden_fit_values():
@@ -210,8 +214,9 @@ def test_ph_test_hand_calculated():
     u_gamma = float(g @ u_t)
     v_bb, v_gb, v_gg = i_t.sum(), g @ i_t, g**2 @ i_t
     chisq = u_gamma**2 / (v_gg - v_gb**2 / v_bb)
-    direct, u = _zph_first_principles(data["time"].to_numpy(), data["status"].to_numpy(float),
-                                      data["x"].to_numpy(), math.log(r))
+    direct, u = _zph_first_principles(
+        data["time"].to_numpy(), data["status"].to_numpy(float), data["x"].to_numpy(), math.log(r)
+    )
     assert u[0] == pytest.approx(0, abs=1e-14) and u[1] == pytest.approx(u_gamma, rel=1e-12)
     assert direct == pytest.approx(chisq, rel=1e-12)
 
@@ -231,11 +236,13 @@ def _finegray_data() -> pd.DataFrame:
 
     status 1 = event of interest, 2 = competing event, 0 = censored.
     """
-    return pd.DataFrame({
-        "time": [1.0, 2, 3, 4, 5, 6],
-        "status": [2, 1, 0, 1, 2, 0],
-        "x": [1.0, 0, 1, 1, 0, 0],
-    })
+    return pd.DataFrame(
+        {
+            "time": [1.0, 2, 3, 4, 5, 6],
+            "status": [2, 1, 0, 1, 2, 0],
+            "x": [1.0, 0, 1, 1, 0, 0],
+        }
+    )
 
 
 def test_fine_gray_with_censoring_hand_solved():
@@ -285,14 +292,16 @@ def test_fine_gray_with_censoring_hand_solved():
     q3 = (1 - zbar4) * 0.75 * r * dl4
     psi = np.array([0.0, 0.0, 3 * q3 / 16, -q3 / 16, -q3 / 16, -q3 / 16])
     eta_ef = zbar2 * dl2 + zbar4 * dl4
-    eta = np.array([
-        -(1 - zbar2) * r * dl2 - 0.75 * (1 - zbar4) * r * dl4,
-        -zbar2 * (1 - dl2),
-        -(1 - zbar2) * r * dl2,
-        -(1 - zbar2) * r * dl2 + (1 - zbar4) * (1 - r * dl4),
-        eta_ef,
-        eta_ef,
-    ])
+    eta = np.array(
+        [
+            -(1 - zbar2) * r * dl2 - 0.75 * (1 - zbar4) * r * dl4,
+            -zbar2 * (1 - dl2),
+            -(1 - zbar2) * r * dl2,
+            -(1 - zbar2) * r * dl2 + (1 - zbar4) * (1 - r * dl4),
+            eta_ef,
+            eta_ef,
+        ]
+    )
     variance = float(np.sum((eta + psi) ** 2)) / info**2
 
     # the same eta and psi from the definitions, looping over risk sets
@@ -303,8 +312,12 @@ def test_fine_gray_with_censoring_hand_solved():
     g_after = np.cumprod(np.where(censored, 1 - 1 / n_at, 1.0))  # rows are in time order, untied
     g_left = np.concatenate([[1.0], g_after[:-1]])  # G(T_i-)
     event_rows = np.flatnonzero(cause)
-    weights = np.array([[1.0 if time[j] >= time[k] else (g_left[k] / g_left[j] if competing[j] else 0.0)
-                         for j in range(6)] for k in event_rows])  # (event times, subjects)
+    weights = np.array(
+        [
+            [1.0 if time[j] >= time[k] else (g_left[k] / g_left[j] if competing[j] else 0.0) for j in range(6)]
+            for k in event_rows
+        ]
+    )  # (event times, subjects)
     risk = np.exp(beta * x)
     s0 = weights @ risk
     zbar = (weights @ (risk * x)) / s0
@@ -315,9 +328,12 @@ def test_fine_gray_with_censoring_hand_solved():
     psi_def = np.zeros(6)
     for m in np.flatnonzero(censored):
         u, n_u = time[m], n_at[m]
-        q = sum((x[j] - zbar[k]) * weights[k, j] * risk[j] * dlam[k]
-                for j in np.flatnonzero(competing & (time < u)) for k in range(len(event_rows))
-                if time[event_rows[k]] >= u)
+        q = sum(
+            (x[j] - zbar[k]) * weights[k, j] * risk[j] * dlam[k]
+            for j in np.flatnonzero(competing & (time < u))
+            for k in range(len(event_rows))
+            if time[event_rows[k]] >= u
+        )
         psi_def += q / n_u * ((np.arange(6) == m) - (time >= u) / n_u)
     np.testing.assert_allclose(eta_def, eta, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(psi_def, psi, rtol=1e-12, atol=1e-15)

@@ -64,15 +64,30 @@ def test_kaplan_meier_matches_survfit(reference, name):
     values = ref["values"]
     assert values["conf_type"] == conf_type
     data = r_frame(ref["data"])
-    fit = kaplan_meier(data, "time", "event", group=group, weights=values.get("weights"),
-                       conf_level=values["conf_level"], conf_type=conf_type)
+    fit = kaplan_meier(
+        data,
+        "time",
+        "event",
+        group=group,
+        weights=values.get("weights"),
+        conf_level=values["conf_level"],
+        conf_type=conf_type,
+    )
     grouped = group is not None
     ours = _sorted(fit.table, grouped)
     theirs = _sorted(r_frame(values["table"]), grouped)
     if grouped:
         assert ours["group"].tolist() == theirs["group"].tolist()
-    for column, rtol in [("time", 0), ("n_risk", 1e-12), ("n_event", 1e-12), ("n_censor", 1e-12),
-                         ("survival", ESTIMATE_RTOL), ("std_err", SE_RTOL), ("lower", SE_RTOL), ("upper", SE_RTOL)]:
+    for column, rtol in [
+        ("time", 0),
+        ("n_risk", 1e-12),
+        ("n_event", 1e-12),
+        ("n_censor", 1e-12),
+        ("survival", ESTIMATE_RTOL),
+        ("std_err", SE_RTOL),
+        ("lower", SE_RTOL),
+        ("upper", SE_RTOL),
+    ]:
         assert_close(ours[column], theirs[column], rtol, f"{name} table.{column}")
 
     median_ours = fit.median.copy()
@@ -86,8 +101,15 @@ def test_kaplan_meier_matches_survfit(reference, name):
 
     at_ours = _sorted(fit.survival_at(values["times"]), grouped)
     at_theirs = _sorted(r_frame(values["at_times"]), grouped)
-    for column, rtol in [("time", 0), ("n_risk", 1e-12), ("n_event", 1e-12), ("survival", ESTIMATE_RTOL),
-                         ("std_err", SE_RTOL), ("lower", SE_RTOL), ("upper", SE_RTOL)]:
+    for column, rtol in [
+        ("time", 0),
+        ("n_risk", 1e-12),
+        ("n_event", 1e-12),
+        ("survival", ESTIMATE_RTOL),
+        ("std_err", SE_RTOL),
+        ("lower", SE_RTOL),
+        ("upper", SE_RTOL),
+    ]:
         assert_close(at_ours[column], at_theirs[column], rtol, f"{name} survival_at.{column}")
 
 
@@ -108,6 +130,7 @@ def test_integer_weights_equal_replicated_rows(reference):
 
 
 # --------------------------------------------------------------------------- hand calculation
+
 
 def test_six_rows_by_hand():
     """Times 1, 2, 2, 3+, 4, 5+ (``+`` = censored).
@@ -144,6 +167,7 @@ def test_six_rows_by_hand():
 
 # --------------------------------------------------------------------------- errors
 
+
 @pytest.mark.parametrize(
     ("frame", "kwargs", "message"),
     [
@@ -164,6 +188,7 @@ def test_bad_input_is_named(frame, kwargs, message):
 
 # --------------------------------------------------------------------------- live R
 
+
 @pytest.mark.r
 @pytest.mark.parametrize("weighted", ["none", "integer", "ipw"])
 def test_live_survfit(weighted):
@@ -172,12 +197,14 @@ def test_live_survfit(weighted):
     n = int(rng.integers(30, 300))
     event_day = np.ceil(rng.exponential(rng.uniform(20, 80), n))
     censor_day = np.ceil(rng.uniform(5, 120, n))
-    data = pd.DataFrame({
-        "time": np.minimum(event_day, censor_day),
-        "event": (event_day <= censor_day).astype(int),
-        "arm": rng.choice(["a", "b", "c"], n),
-        "w": rng.integers(1, 4, n) if weighted == "integer" else np.round(rng.uniform(0.1, 4, n), 4),
-    })
+    data = pd.DataFrame(
+        {
+            "time": np.minimum(event_day, censor_day),
+            "event": (event_day <= censor_day).astype(int),
+            "arm": rng.choice(["a", "b", "c"], n),
+            "w": rng.integers(1, 4, n) if weighted == "integer" else np.round(rng.uniform(0.1, 4, n), 4),
+        }
+    )
     if data["event"].sum() == 0:
         data.loc[0, "event"] = 1
     conf_type = ["log", "log-log", "plain"][seed % 3]
@@ -209,8 +236,7 @@ def test_live_survfit(weighted):
 
 def test_near_ties_are_merged_like_survfit_timefix():
     """0.1 + 0.2 and 0.3 differ by one rounding step: survfit (timefix=TRUE) treats them as one time."""
-    exact = pd.DataFrame({"time": [0.3, 0.3, 0.5, 0.7, 0.7, 1.0], "event": [1, 0, 1, 1, 1, 0],
-                          "arm": list("ababab")})
+    exact = pd.DataFrame({"time": [0.3, 0.3, 0.5, 0.7, 0.7, 1.0], "event": [1, 0, 1, 1, 1, 0], "arm": list("ababab")})
     rounded = exact.assign(time=[0.1 + 0.2, 0.3, 0.5, 0.7, 0.1 * 7, 1.0])
     assert rounded["time"].nunique() == 6  # the float values really differ
     merged = kaplan_meier(rounded, "time", "event", group="arm").table
@@ -245,5 +271,6 @@ def test_live_survfit_and_survdiff_with_near_ties():
     context = f"seed={seed}"
     assert len(fit.table) == len(result["time"]), context
     assert_close(fit.table["survival"], result["surv"], ESTIMATE_RTOL, context)
-    np.testing.assert_allclose(logrank(data, "time", "event", "arm").statistic, result["chisq"], rtol=1e-6,
-                               err_msg=context)
+    np.testing.assert_allclose(
+        logrank(data, "time", "event", "arm").statistic, result["chisq"], rtol=1e-6, err_msg=context
+    )

@@ -34,20 +34,23 @@ def cohorts(draw, n_causes: int = 2, min_rows: int = 2, max_rows: int = 60):
     arm = draw(st.lists(st.sampled_from(["a", "b"]), min_size=n, max_size=n))
     weight = draw(st.lists(st.floats(0.1, 5.0), min_size=n, max_size=n))
     status[draw(st.integers(0, n - 1))] = 1
-    return pd.DataFrame({
-        "time": np.asarray(time, dtype=float),
-        "status": status,
-        "event": (np.asarray(status) > 0).astype(int),
-        "arm": arm,
-        "w": weight,
-    })
+    return pd.DataFrame(
+        {
+            "time": np.asarray(time, dtype=float),
+            "status": status,
+            "event": (np.asarray(status) > 0).astype(int),
+            "arm": arm,
+            "w": weight,
+        }
+    )
 
 
 @SETTINGS
 @given(cohorts(), st.sampled_from(["log", "log-log", "plain"]), st.booleans())
 def test_survival_is_a_non_increasing_probability(data, conf_type, weighted):
-    table = kaplan_meier(data, "time", "event", group="arm", weights="w" if weighted else None,
-                         conf_type=conf_type).table
+    table = kaplan_meier(
+        data, "time", "event", group="arm", weights="w" if weighted else None, conf_type=conf_type
+    ).table
     for _, curve in table.groupby("group"):
         s = curve["survival"].to_numpy()
         assert np.all((s >= 0) & (s <= 1))
@@ -118,6 +121,7 @@ def test_tests_ignore_group_names_and_order(data):
         except InputError as error:  # everyone at risk fails at every event time: no variance
             assert "singular" in str(error)
             return
-        np.testing.assert_allclose(logrank(swapped, "time", "event", "arm").statistic, lr.statistic,
-                                   rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(
+            logrank(swapped, "time", "event", "arm").statistic, lr.statistic, rtol=1e-9, atol=1e-12
+        )
         np.testing.assert_allclose(lr.table["observed"].sum(), lr.table["expected"].sum(), rtol=1e-12)

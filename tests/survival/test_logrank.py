@@ -77,8 +77,11 @@ def test_statistic_invariant_to_group_relabelling(reference):
     """Which group survdiff drops for the singular variance must not matter."""
     data = pd.DataFrame.from_records(reference("logrank_tied_arm")["data"])
     relabelled = data.assign(arm=data["arm"].map({"control": "z", "magnesium": "a", "other": "m"}))
-    np.testing.assert_allclose(logrank(data, "time", "event", "arm").statistic,
-                               logrank(relabelled, "time", "event", "arm").statistic, rtol=1e-10)
+    np.testing.assert_allclose(
+        logrank(data, "time", "event", "arm").statistic,
+        logrank(relabelled, "time", "event", "arm").statistic,
+        rtol=1e-10,
+    )
 
 
 @pytest.mark.r
@@ -89,8 +92,14 @@ def test_live_survdiff_with_strata():
     arm = rng.choice(["a", "b", "c"], n)
     event_day = np.ceil(rng.exponential(np.where(arm == "a", 40, 60)))
     censor_day = np.ceil(rng.uniform(5, 100, n))
-    data = pd.DataFrame({"time": np.minimum(event_day, censor_day), "event": (event_day <= censor_day).astype(int),
-                         "arm": arm, "site": rng.choice(["s1", "s2", "s3"], n)})
+    data = pd.DataFrame(
+        {
+            "time": np.minimum(event_day, censor_day),
+            "event": (event_day <= censor_day).astype(int),
+            "arm": arm,
+            "site": rng.choice(["s1", "s2", "s3"], n),
+        }
+    )
     result = run_r(
         """library(survival)
         sd <- survdiff(Surv(time, event) ~ arm + strata(site), data = df)

@@ -29,8 +29,16 @@ def _cohort(seed: int, n: int = 60) -> pd.DataFrame:
     # hazard ratio of trt drifts with time so the test has something to find
     t = rng.weibull(np.where(trt == 1, 0.7, 1.4)) * 20 * np.exp(-0.3 * x)
     c = rng.uniform(5, 40, n)
-    return pd.DataFrame({"time": np.maximum(1, np.ceil(np.minimum(t, c))), "status": (t <= c).astype(int),
-                         "trt": trt, "x": x, "site": rng.choice(["n", "s"], n), "w": rng.uniform(0.5, 2, n)})
+    return pd.DataFrame(
+        {
+            "time": np.maximum(1, np.ceil(np.minimum(t, c))),
+            "status": (t <= c).astype(int),
+            "trt": trt,
+            "x": x,
+            "site": rng.choice(["n", "s"], n),
+            "w": rng.uniform(0.5, 2, n),
+        }
+    )
 
 
 def _split_score_statistic(data: pd.DataFrame, fit, ties: str, strata: str | None, weights: str | None) -> float:
@@ -45,9 +53,19 @@ def _split_score_statistic(data: pd.DataFrame, fit, ties: str, strata: str | Non
         cuts = [0.0] + [t for t in death_times if t < row["time"]] + [row["time"]]
         for a, b in pairwise(cuts):
             g = g_at.get(b, 0.0)
-            pieces.append({"start": a, "stop": b, "status": int(row["status"]) if b == row["time"] else 0,
-                           "trt": row["trt"], "x": row["x"], "trt_g": row["trt"] * g, "x_g": row["x"] * g,
-                           "stratum": row[strata] if strata else "", "w": row[weights] if weights else 1.0})
+            pieces.append(
+                {
+                    "start": a,
+                    "stop": b,
+                    "status": int(row["status"]) if b == row["time"] else 0,
+                    "trt": row["trt"],
+                    "x": row["x"],
+                    "trt_g": row["trt"] * g,
+                    "x_g": row["x"] * g,
+                    "stratum": row[strata] if strata else "",
+                    "w": row[weights] if weights else 1.0,
+                }
+            )
     sp = pd.DataFrame(pieces)
     codes = pd.factorize(sp["stratum"], sort=True)[0]
     order = np.lexsort((sp["stop"].to_numpy(), codes))
@@ -57,14 +75,24 @@ def _split_score_statistic(data: pd.DataFrame, fit, ties: str, strata: str | Non
     eta = X[:, :2] @ beta
     sbounds = np.searchsorted(codes, np.arange(codes.max() + 2)).astype(np.int64)
     sorder = np.lexsort((sp["start"].to_numpy(), codes)).astype(np.int64)
-    _, u, imat = _cox_pass(sp["stop"].to_numpy(float), sp["start"].to_numpy(float),
-                           sp["status"].to_numpy(np.int8), sp["w"].to_numpy(float), np.ascontiguousarray(X),
-                           eta, sbounds, sorder, True, ties == "efron")
+    _, u, imat = _cox_pass(
+        sp["stop"].to_numpy(float),
+        sp["start"].to_numpy(float),
+        sp["status"].to_numpy(np.int8),
+        sp["w"].to_numpy(float),
+        np.ascontiguousarray(X),
+        eta,
+        sbounds,
+        sorder,
+        True,
+        ties == "efron",
+    )
     return float(u @ np.linalg.solve(imat, u))
 
 
-@pytest.mark.parametrize("ties, strata, weights", [("efron", None, None), ("breslow", "site", None),
-                                                   ("efron", "site", "w")])
+@pytest.mark.parametrize(
+    "ties, strata, weights", [("efron", None, None), ("breslow", "site", None), ("efron", "site", "w")]
+)
 def test_global_statistic_equals_split_data_score_test(ties, strata, weights):
     data = _cohort(7)
     fit = cox(data, "time", "status", ["trt", "x"], ties=ties, strata=strata, weights=weights, robust=False)

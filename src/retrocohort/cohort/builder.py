@@ -17,8 +17,8 @@ The rules are stated in ``docs/study-language.md``.
 from __future__ import annotations
 
 import contextlib
-import math
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -170,8 +170,13 @@ def _attach(base: ir.Table, other: ir.Table, keys: list[str]) -> ir.Table:
     return joined.select(*[base[c] for c in base.columns], *[other[c] for c in other.columns if c not in keys])
 
 
-def in_window(start: ir.TimestampValue, end: ir.TimestampValue | None, index: ir.TimestampValue, window: Window,
-              match: str = "start") -> ir.BooleanValue:
+def in_window(
+    start: ir.TimestampValue,
+    end: ir.TimestampValue | None,
+    index: ir.TimestampValue,
+    window: Window,
+    match: str = "start",
+) -> ir.BooleanValue:
     """Whether an event lies in ``window`` around ``index``.
 
     ``match = "start"``: the event starts in the window. ``"overlap"``: it runs
@@ -236,8 +241,11 @@ class _Compiler:
         Concepts on the same table come from one cached copy of the rows any of them selects
         (restricted to the indexed patients once they are known); see ``shared_user_events``.
         """
-        specs = {n: self.study.concepts[n] for n in sorted(names)
-                 if n in self.study.concepts and n not in self._events and n not in self._shared}
+        specs = {
+            n: self.study.concepts[n]
+            for n in sorted(names)
+            if n in self.study.concepts and n not in self._events and n not in self._shared
+        }
         if not specs:
             return
         try:
@@ -302,15 +310,19 @@ class _Compiler:
         placed = placed.left_join(
             s, [placed.subject_id == s.s_subject, s.intime <= placed.start_time, s.outtime >= placed.start_time]
         ).select(subject_id=placed.subject_id, stay_id=s.s_stay, start_time=placed.start_time)
-        located = entry.filter(entry.stay_id.notnull()).select("subject_id", "stay_id", "start_time").union(
-            placed, distinct=False
+        located = (
+            entry.filter(entry.stay_id.notnull())
+            .select("subject_id", "stay_id", "start_time")
+            .union(placed, distinct=False)
         )
         per_stay = located.group_by(["subject_id", "stay_id"]).aggregate(index_time=located.start_time.min())
 
         by_intime = ibis.window(group_by=stays.subject_id, order_by=[stays.intime, stays.stay_id])
-        first_stay = stays.mutate(stay_rank=ibis.row_number().over(by_intime)).filter(
-            lambda t: t.stay_rank == 0
-        ).select(first_stay_id="stay_id", fs_subject="subject_id")
+        first_stay = (
+            stays.mutate(stay_rank=ibis.row_number().over(by_intime))
+            .filter(lambda t: t.stay_rank == 0)
+            .select(first_stay_id="stay_id", fs_subject="subject_id")
+        )
         adm = conn.table("hosp/admissions").select("hadm_id", "admittime")
         pat = conn.table("hosp/patients").select("subject_id", "gender", "anchor_age", "anchor_year")
         cand = _attach(per_stay, stays.select("stay_id", stay_hadm_id="hadm_id"), ["stay_id"]).rename(
@@ -420,8 +432,11 @@ class _Compiler:
         target = column or f"{prefix}{concept}"
         # Detail columns ("sofa_renal" of sofa) get a "__" name no study column can take ("sofa__renal"),
         # so a covariate named like a built-in's detail never collides with it.
-        renamed = {f"{target}__{c.removeprefix(concept + '_')}": c for c in values.columns
-                   if c.startswith(concept + "_") and c != concept}
+        renamed = {
+            f"{target}__{c.removeprefix(concept + '_')}": c
+            for c in values.columns
+            if c.startswith(concept + "_") and c != concept
+        }
         return values.select("subject_id", **{target: values[concept]}, **{k: values[v] for k, v in renamed.items()})
 
     # -- exposure, comparator, dose ---------------------------------------------------------------
@@ -434,8 +449,9 @@ class _Compiler:
         aggs: dict[str, Any] = {f"n_{prefix}": hits.count()}
         if dose and study.dose is not None:
             unit = hits.unit.strip().lower()
-            factor = ibis.cases(*[(unit == u, f) for u, f in study.dose.amount_units.items()],
-                                else_=ibis.null("float64"))
+            factor = ibis.cases(
+                *[(unit == u, f) for u, f in study.dose.amount_units.items()], else_=ibis.null("float64")
+            )
             converted = hits.amount * factor
             aggs["dose_sum"] = converted.sum()
             aggs["n_dose_unknown_unit"] = ibis.cases((converted.isnull(), 1), else_=0).sum()
@@ -560,8 +576,10 @@ def _outcomes(facts: pd.DataFrame, study: Study) -> dict[str, np.ndarray]:
             event_s = _num(facts, f"o_{name}_seconds")
             if out.kind == "absence":
                 free_s = float(out.absence_days) * SECONDS_PER_DAY  # type: ignore[arg-type]
-                event = ~np.isnan(event_s) & (event_s + free_s <= horizon_s) & (
-                    np.isnan(death_s) | (death_s > event_s + free_s)
+                event = (
+                    ~np.isnan(event_s)
+                    & (event_s + free_s <= horizon_s)
+                    & (np.isnan(death_s) | (death_s > event_s + free_s))
                 )
             else:
                 event = ~np.isnan(event_s) & (event_s <= horizon_s) & (np.isnan(death_s) | (event_s <= death_s))
@@ -594,8 +612,11 @@ def _assemble(facts: pd.DataFrame, study: Study, conn: SourceConnection, found: 
     rows.append(
         ("index_event", len(facts), 0, f"patients with an index event: {idx.label} ({labels}); index = {chosen}")
     )
-    step("data_checks", _flag(facts, "f_data_ok"),
-         "records pass the data checks: no impossible age, no death before an admission")
+    step(
+        "data_checks",
+        _flag(facts, "f_data_ok"),
+        "records pass the data checks: no impossible age, no death before an admission",
+    )
     step("icu_stay", _flag(facts, "f_known_stay"), "index event in an ICU stay with its admission and patient rows")
     if idx.first_icu_stay_only:
         step("first_icu_stay", _flag(facts, "f_first_stay"), "index event in the patient's first ICU stay")
@@ -621,8 +642,10 @@ def _assemble(facts: pd.DataFrame, study: Study, conn: SourceConnection, found: 
             if crit.value_max is not None:
                 inside &= value <= crit.value_max
             passed = inside if crit.rule == "include" else ~inside
-            rng = f"[{crit.value_min if crit.value_min is not None else '-inf'}, " \
-                  f"{crit.value_max if crit.value_max is not None else 'inf'}]"
+            rng = (
+                f"[{crit.value_min if crit.value_min is not None else '-inf'}, "
+                f"{crit.value_max if crit.value_max is not None else 'inf'}]"
+            )
             how = f"{crit.rule}: {study.concept_label(crit.concept[0])} at the index in {rng} (unknown = not in range)"
         step(crit.name, passed, f"{crit.label} [{how}]")
 
@@ -630,30 +653,43 @@ def _assemble(facts: pd.DataFrame, study: Study, conn: SourceConnection, found: 
     if study.comparator.kind == "active":
         comparator = _flag(facts, "n_comp")
         window = study.exposure.window.describe()
-        step("both_arms", ~(exposed & comparator),
-             f"excluded: both {study.exposure.label} and {study.comparator.label} started in {window}")
-        step("neither_arm", exposed | comparator,
-             f"excluded: neither {study.exposure.label} nor {study.comparator.label} started in {window}")
+        step(
+            "both_arms",
+            ~(exposed & comparator),
+            f"excluded: both {study.exposure.label} and {study.comparator.label} started in {window}",
+        )
+        step(
+            "neither_arm",
+            exposed | comparator,
+            f"excluded: neither {study.exposure.label} nor {study.comparator.label} started in {window}",
+        )
 
     for name, out in study.outcomes.items():
         if out.exclude_prior is not None:
-            step(f"prior_{name}", ~_flag(facts, f"o_{name}_prior"),
-                 f"excluded: {out.label} already in {out.exclude_prior.describe()} of the index")
+            step(
+                f"prior_{name}",
+                ~_flag(facts, f"o_{name}_prior"),
+                f"excluded: {out.label} already in {out.exclude_prior.describe()} of the index",
+            )
 
-    frame = pd.DataFrame({
-        "subject_id": pd.to_numeric(facts["subject_id"]).astype("int64"),
-        "stay_id": pd.to_numeric(facts["stay_id"]),
-        "hadm_id": pd.to_numeric(facts["hadm_id"]),
-        "index_time": pd.to_datetime(facts["index_time"]).astype("datetime64[ns]"),
-        "exposed": exposed.astype(np.int64),
-    })
+    frame = pd.DataFrame(
+        {
+            "subject_id": pd.to_numeric(facts["subject_id"]).astype("int64"),
+            "stay_id": pd.to_numeric(facts["stay_id"]),
+            "hadm_id": pd.to_numeric(facts["hadm_id"]),
+            "index_time": pd.to_datetime(facts["index_time"]).astype("datetime64[ns]"),
+            "exposed": exposed.astype(np.int64),
+        }
+    )
     if study.dose is not None:
         frame[study.dose.name] = np.nan_to_num(_num(facts, "dose_sum"), nan=0.0) * study.dose.factor
         unknown = int(np.nan_to_num(_num(facts, "n_dose_unknown_unit"), nan=0)[keep].sum())
         if unknown:
-            notes.append(f"{study.dose.label}: {unknown} exposure row(s) of eligible patients have an amount unit not "
-                         f"in [dose] amount_units {sorted(study.dose.amount_units)}: they count as exposure but add "
-                         "no dose")
+            notes.append(
+                f"{study.dose.label}: {unknown} exposure row(s) of eligible patients have an amount unit not "
+                f"in [dose] amount_units {sorted(study.dose.amount_units)}: they count as exposure but add "
+                "no dose"
+            )
     for name, cov in study.covariates.items():
         ctype = covariate_type(study, name)
         if study.concept_kind(cov.concept[0]) != "baseline" and cov.summary in ("count", "any"):
@@ -673,9 +709,12 @@ def _assemble(facts: pd.DataFrame, study: Study, conn: SourceConnection, found: 
         for mask in unknown_by.values():
             any_unknown |= mask
         counts = [f"{n} {int((m & keep).sum())}" for n, m in unknown_by.items() if (m & keep).any()]
-        step("missing_covariates", ~any_unknown,
-             "excluded: a covariate with missing = \"drop\" is unknown"
-             + (f" ({', '.join(counts)} patients before this step)" if counts else f" (none of {', '.join(dropping)})"))
+        step(
+            "missing_covariates",
+            ~any_unknown,
+            'excluded: a covariate with missing = "drop" is unknown'
+            + (f" ({', '.join(counts)} patients before this step)" if counts else f" (none of {', '.join(dropping)})"),
+        )
     for name, cov in study.covariates.items():
         if cov.missing == "drop":
             continue
@@ -696,8 +735,10 @@ def _assemble(facts: pd.DataFrame, study: Study, conn: SourceConnection, found: 
                 fill = float(np.median(pd.to_numeric(observed))) if len(observed) else float("nan")
                 rule = f"the median of the eligible patients, {fill:g}"
             if not len(observed):
-                rule = ("no eligible patient has a value, so nothing can be imputed and the covariate stays "
-                        "missing: remove it from the study or define it from data this source holds")
+                rule = (
+                    "no eligible patient has a value, so nothing can be imputed and the covariate stays "
+                    "missing: remove it from the study or define it from data this source holds"
+                )
             frame[name] = frame[name].where(~missing, fill)
         if n_missing:
             notes.append(f"covariate {name}: {n_missing} eligible patient(s) without a value; {rule}")
@@ -720,16 +761,20 @@ def _assemble(facts: pd.DataFrame, study: Study, conn: SourceConnection, found: 
     )
     rows.append(("eligible", int(keep.sum()), 0, eligible_reason))
     if len(facts) == 0:
-        notes.append(f"no patient has an index event: the index concept(s) {list(idx.concept)} found no rows in "
-                     "this data, so the cohort is empty; check their table and selectors against the data")
+        notes.append(
+            f"no patient has an index event: the index concept(s) {list(idx.concept)} found no rows in "
+            "this data, so the cohort is empty; check their table and selectors against the data"
+        )
         found = {}
     elif keep.any() and (n_exposed == 0 or n_exposed == int(keep.sum())):
         empty = study.exposure.label if n_exposed == 0 else study.comparator.label
         notes.append(f"the {empty} arm is empty: no eligible patient is in it, so the arms cannot be compared")
     for name, n in found.items():
         if n == 0:
-            notes.append(f"concept {name!r} ({study.concept_label(name)}) found no rows for the patients with an "
-                         "index event: every rule that uses it counts zero events")
+            notes.append(
+                f"concept {name!r} ({study.concept_label(name)}) found no rows for the patients with an "
+                "index event: every rule that uses it counts zero events"
+            )
     data = frame.loc[keep].reset_index(drop=True)
     for col in ("stay_id", "hadm_id"):
         data[col] = pd.to_numeric(data[col]).astype("int64")

@@ -250,9 +250,13 @@ def study_inventory(
             status = "column absent"
             message = f"reads column(s) {', '.join(missing_columns)}, absent from the file(s) in {source.path}"
         elif kind == "baseline" or not count:
-            status, message = "not counted", (
-                "a value per patient at the index (counted when the cohort is built)" if kind == "baseline"
-                else "counting skipped"
+            status, message = (
+                "not counted",
+                (
+                    "a value per patient at the index (counted when the cohort is built)"
+                    if kind == "baseline"
+                    else "counting skipped"
+                ),
             )
         else:
             status, message = "", ""
@@ -280,9 +284,11 @@ def study_inventory(
                 try:
                     with conn.errors():
                         events = concept_events(conn, study.resolve(name))
-                        counted = events.aggregate(
-                            rows=events.count(), patients=events.subject_id.nunique()
-                        ).to_pyarrow().to_pylist()[0]
+                        counted = (
+                            events.aggregate(rows=events.count(), patients=events.subject_id.nunique())
+                            .to_pyarrow()
+                            .to_pylist()[0]
+                        )
                     row["rows"], row["patients"] = int(counted["rows"] or 0), int(counted["patients"] or 0)
                     if row["rows"]:
                         row["status"], row["message"] = "found", ""
@@ -295,11 +301,12 @@ def study_inventory(
                 except RetrocohortError as exc:
                     row["status"], row["message"] = "unreadable", str(exc)
                 # An engine error we cannot translate: say it, and keep counting the other concepts.
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     text = str(exc).strip()
                     hint = (
                         "; the gzip file is truncated or corrupt: download it again (check it with `gzip -t`)"
-                        if "gzip" in text.lower() else ""
+                        if "gzip" in text.lower()
+                        else ""
                     )
                     row["status"], row["message"] = "unreadable", f"{text[:300]}{hint}"
                 if progress is not None:
@@ -335,8 +342,21 @@ def study_inventory(
             f"the cohort builder currently requires {', '.join(builder_only)} although no concept of the study "
             "reads them; copy them into the folder before `run`"
         )
-    concepts = pd.DataFrame(rows, columns=["concept", "kind", "label", "tables", "missing_tables",
-                                           "missing_columns", "rows", "patients", "status", "message"])
+    concepts = pd.DataFrame(
+        rows,
+        columns=[
+            "concept",
+            "kind",
+            "label",
+            "tables",
+            "missing_tables",
+            "missing_columns",
+            "rows",
+            "patients",
+            "status",
+            "message",
+        ],
+    )
     # Counts are whole numbers with gaps (not counted): nullable integers, not floats with NaN.
     concepts = concepts.astype({"rows": "Int64", "patients": "Int64"})
     return StudyInventory(

@@ -39,7 +39,8 @@ class BalanceTable(pd.DataFrame):
 
     def _repr_html_(self) -> str:
         if not set(self._REPR_COLUMNS) <= set(self.columns):
-            return str(pd.DataFrame._repr_html_(self))
+            # pandas defines _repr_html_ at run time; its stubs do not declare it
+            return str(super()._repr_html_())  # type: ignore[misc]
         from .._printing import render_balance_html
 
         return render_balance_html(self)

@@ -245,7 +245,12 @@ def match_nearest(
     ratio = int(ratio)
     if caliper is not None:
         # numbers.Real (Python and NumPy ints/floats): a string or array must not reach np.isfinite's TypeError
-        if isinstance(caliper, bool) or not isinstance(caliper, numbers.Real) or not np.isfinite(caliper) or caliper <= 0:
+        if (
+            isinstance(caliper, bool)
+            or not isinstance(caliper, numbers.Real)
+            or not np.isfinite(caliper)
+            or caliper <= 0
+        ):
             raise InputError(f"match_nearest: caliper={caliper!r} must be a positive finite number or None")
         caliper = float(caliper)
     exact_columns = as_column_list(exact)

@@ -114,8 +114,9 @@ class PropensityResult:
                     "pass the match_nearest result made from the same data frame"
                 )
             mask = (weights > 0).to_numpy()
-        return propensity_distributions(self.score.to_numpy(), self.treated.to_numpy().astype(int), mask, ax=ax,
-                                        labels=labels)
+        return propensity_distributions(
+            self.score.to_numpy(), self.treated.to_numpy().astype(int), mask, ax=ax, labels=labels
+        )
 
 
 _PROBIT_THRESH = float(-stats.norm.ppf(_EPS))
@@ -309,8 +310,10 @@ def propensity_score(
         if not culprits and terms.shape[1]:
             culprits = _largest_standardized(terms, coef)
         what = (
-            "fitted probabilities numerically 0 or 1 occurred" if boundary
-            else "the fit did not converge" if not fit["converged"]
+            "fitted probabilities numerically 0 or 1 occurred"
+            if boundary
+            else "the fit did not converge"
+            if not fit["converged"]
             else "a covariate separates the arms"
         )
         note = (

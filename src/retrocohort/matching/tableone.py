@@ -138,12 +138,17 @@ def table_one(
                 keep = m & present
                 w = w_all[keep]
                 total = w.sum()
-                p = np.array([w[values[keep] == lv].sum() for lv in levels]) / total if total > 0 else np.full(
-                    len(levels), np.nan)
+                p = (
+                    np.array([w[values[keep] == lv].sum() for lv in levels]) / total
+                    if total > 0
+                    else np.full(len(levels), np.nan)
+                )
                 props.append(p)
                 for lv, pv in zip(levels, p, strict=True):
                     cells_by_level[lv].append(f"{_fmt(pv * total, count_digits)} ({_fmt(100 * pv, 1)})")
-            smd = _mean_smd([smd_categorical(props[a][1:], props[b][1:]) for a, b in combinations(range(len(masks)), 2)])
+            smd = _mean_smd(
+                [smd_categorical(props[a][1:], props[b][1:]) for a, b in combinations(range(len(masks)), 2)]
+            )
             smd_text = _fmt(smd, 3)
             if len(levels) == 2:
                 rows.append((f"{name} = {levels[1]} (%)", cells_by_level[levels[1]], str(n_missing), smd_text))
@@ -172,8 +177,10 @@ def table_one(
                 else:
                     cells.append(f"{_fmt(mean, 2)} ({_fmt(np.sqrt(var), 2)})")
             smd = _mean_smd(
-                [abs(smd_continuous(stats[a][0], stats[a][1], stats[b][0], stats[b][1]))
-                 for a, b in combinations(range(len(masks)), 2)]
+                [
+                    abs(smd_continuous(stats[a][0], stats[a][1], stats[b][0], stats[b][1]))
+                    for a, b in combinations(range(len(masks)), 2)
+                ]
             )
             label = f"{name} (median [IQR])" if name in nonnormal_set else f"{name} (mean (SD))"
             rows.append((label, cells, str(n_missing), _fmt(smd, 3)))

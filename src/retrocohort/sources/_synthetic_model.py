@@ -86,7 +86,7 @@ def ckd_epi_2021(creatinine: np.ndarray, age: np.ndarray, female: np.ndarray) ->
         142.0
         * np.minimum(ratio, 1.0) ** alpha
         * np.maximum(ratio, 1.0) ** -1.200
-        * 0.9938 ** age
+        * 0.9938**age
         * np.where(female, 1.012, 1.0)
     )
 
@@ -107,8 +107,12 @@ def draw_covariates(
     creat = np.round(np.clip(rng.lognormal(np.log(1.0), 0.35, n), 0.5, 3.2), 1)  # labs carry 1 decimal
     egfr = ckd_epi_2021(creat, age, female)
     # Sepsis shifts platelets and bilirubin down/up: the SOFA components correlate with sepsis.
-    coag = _categorical(rng, n, np.where(sepsis[:, None], [[0.35, 0.27, 0.22, 0.12, 0.04]], [[0.55, 0.23, 0.14, 0.06, 0.02]]))
-    liver = _categorical(rng, n, np.where(sepsis[:, None], [[0.52, 0.20, 0.17, 0.08, 0.03]], [[0.68, 0.16, 0.11, 0.04, 0.01]]))
+    coag = _categorical(
+        rng, n, np.where(sepsis[:, None], [[0.35, 0.27, 0.22, 0.12, 0.04]], [[0.55, 0.23, 0.14, 0.06, 0.02]])
+    )
+    liver = _categorical(
+        rng, n, np.where(sepsis[:, None], [[0.52, 0.20, 0.17, 0.08, 0.03]], [[0.68, 0.16, 0.11, 0.04, 0.01]])
+    )
     if support is None:
         support = _categorical(rng, n, np.array([[0.0, 0.35, 0.20, 0.45]]))
     vaso = (support == 1) | (support == 3)
@@ -167,23 +171,26 @@ def stratified_uniforms(rng: np.random.Generator, strata: np.ndarray) -> np.ndar
     return u
 
 
-def weibull_times(rng: np.random.Generator, lp: np.ndarray, shape: float, scale: float,
-                  u: np.ndarray | None = None) -> np.ndarray:
+def weibull_times(
+    rng: np.random.Generator, lp: np.ndarray, shape: float, scale: float, u: np.ndarray | None = None
+) -> np.ndarray:
     """Times with hazard scale*shape*t^(shape-1)*exp(lp): inverse of S(t) = exp(-scale t^shape e^lp)."""
     if u is None:
         u = rng.random(lp.size)
     return (-np.log1p(-u) / (scale * np.exp(lp))) ** (1.0 / shape)
 
 
-def death_days(rng: np.random.Generator, cov: Covariates, exposed: np.ndarray,
-               u: np.ndarray | None = None) -> np.ndarray:
+def death_days(
+    rng: np.random.Generator, cov: Covariates, exposed: np.ndarray, u: np.ndarray | None = None
+) -> np.ndarray:
     """Days from index to death for patients alive 60 h after index (proportional hazards)."""
     lp = linear_predictor(cov, DEATH_COEF) + np.log(HR_DEATH) * exposed
     return DEATH_DELAY_DAYS + weibull_times(rng, lp, DEATH_SHAPE, DEATH_SCALE, u)
 
 
-def liberation_days(rng: np.random.Generator, cov: Covariates, exposed: np.ndarray,
-                    u: np.ndarray | None = None) -> np.ndarray:
+def liberation_days(
+    rng: np.random.Generator, cov: Covariates, exposed: np.ndarray, u: np.ndarray | None = None
+) -> np.ndarray:
     """Latent days from index to the end of the last KRT session (cause-specific PH)."""
     lp = linear_predictor(cov, LIB_COEF) + np.log(HR_LIBERATION_CS) * exposed
     return LIBERATION_DELAY_DAYS + weibull_times(rng, lp, LIB_SHAPE, LIB_SCALE, u)
@@ -237,9 +244,7 @@ def cox_breslow(time: np.ndarray, event: np.ndarray, x: np.ndarray, max_iter: in
 
 
 def _design(cov: Covariates) -> np.ndarray:
-    return np.column_stack(
-        [cov.age, ~cov.female, cov.sepsis, cov.egfr, cov.sofa, cov.serum_mg]
-    ).astype(float)
+    return np.column_stack([cov.age, ~cov.female, cov.sepsis, cov.egfr, cov.sofa, cov.serum_mg]).astype(float)
 
 
 def planted_truth(exposed_share: float, n: int = 100_000, seed: int = 7_200_417) -> dict[str, float]:
@@ -286,8 +291,13 @@ def planted_truth(exposed_share: float, n: int = 100_000, seed: int = 7_200_417)
     treated = outcome(np.ones(m, bool), exposed)
     control = outcome(np.zeros(m, bool), exposed)
     arm = np.r_[np.ones(m), np.zeros(m)][:, None]
-    hr_att = float(np.exp(cox_breslow(np.r_[treated["death_time"], control["death_time"]],
-                                      np.r_[treated["death"], control["death"]], arm)[0]))
+    hr_att = float(
+        np.exp(
+            cox_breslow(
+                np.r_[treated["death_time"], control["death_time"]], np.r_[treated["death"], control["death"]], arm
+            )[0]
+        )
+    )
     t1, e1 = fg_time(treated)
     t0, e0 = fg_time(control)
     shr_att = float(np.exp(cox_breslow(np.r_[t1, t0], np.r_[e1, e0], arm)[0]))

@@ -52,21 +52,28 @@ THIAMINE_CENTRE = {"age": 64.0, "lactate": 3.5, "sofa": 5.0}
 # log-hazard coefficients per unit: age, male 0/1, lactate (highest in [-6 h, 6 h]), SOFA, alcohol 0/1
 THIAMINE_DEATH_COEF = {"age": 0.03, "male": 0.15, "lactate": 0.22, "sofa": 0.12, "alcohol": 0.45}
 # log-odds of IV thiamine: alcohol use disorder and high lactate raise it, older age lowers it.
-THIAMINE_EXPOSURE_COEF = {"intercept": -1.1, "age": -0.015, "male": 0.0, "lactate": 0.30, "sofa": 0.08,
-                          "alcohol": 1.6}
+THIAMINE_EXPOSURE_COEF = {"intercept": -1.1, "age": -0.015, "male": 0.0, "lactate": 0.30, "sofa": 0.08, "alcohol": 1.6}
 
 # Categories of the thiamine-study patients (the cohort rule that removes each).
 ELIGIBLE, NO_SEPSIS, LOW_LACTATE, PRIOR_THIAMINE, EARLY_DEATH = range(5)
 _CATEGORY_PROBS = [0.80, 0.04, 0.08, 0.04, 0.04]
-CATEGORY_NAMES = ("eligible", "excluded_no_sepsis_code", "excluded_lactate_below_2",
-                  "excluded_thiamine_prescribed_before_icu", "excluded_died_within_24h")
+CATEGORY_NAMES = (
+    "eligible",
+    "excluded_no_sepsis_code",
+    "excluded_lactate_below_2",
+    "excluded_thiamine_prescribed_before_icu",
+    "excluded_died_within_24h",
+)
 
 # SOFA bands (values strictly inside each band, so the worst value in any window scores the same).
 _CREATININE_BANDS = [(0.5, 1.1), (1.3, 1.9), (2.1, 3.4), (3.6, 4.9), (5.1, 7.5)]
 _PLATELET_BANDS = [(151, 380), (101, 149), (51, 99), (21, 49), (5, 19)]
 _BILIRUBIN_BANDS = [(0.2, 1.1), (1.3, 1.9), (2.1, 5.9), (6.1, 11.9), (12.1, 25.0)]
-_ICU_UNITS = ("Medical Intensive Care Unit (MICU)", "Surgical Intensive Care Unit (SICU)",
-              "Medical/Surgical Intensive Care Unit (MICU/SICU)")
+_ICU_UNITS = (
+    "Medical Intensive Care Unit (MICU)",
+    "Surgical Intensive Care Unit (SICU)",
+    "Medical/Surgical Intensive Care Unit (MICU/SICU)",
+)
 
 
 def thiamine_patients_for(flagship_stays: int) -> int:
@@ -78,7 +85,9 @@ def _u(rng: np.random.Generator, lo: Any, hi: Any, n: int) -> np.ndarray:
     return lo + (np.asarray(hi, float) - lo) * rng.random(n)
 
 
-def _band(rng: np.random.Generator, points: np.ndarray, edges: Sequence[tuple[float, float]], decimals: int) -> np.ndarray:
+def _band(
+    rng: np.random.Generator, points: np.ndarray, edges: Sequence[tuple[float, float]], decimals: int
+) -> np.ndarray:
     lo = np.asarray([e[0] for e in edges])[points]
     hi = np.asarray([e[1] for e in edges])[points]
     return np.round(_u(rng, lo, hi, points.size), decimals)
@@ -94,13 +103,24 @@ def _year_of(minutes: np.ndarray) -> np.ndarray:
     return days.astype("datetime64[Y]").astype(np.int64) + 1970
 
 
-def thiamine_lp(age: np.ndarray, male: np.ndarray, lactate: np.ndarray, sofa: np.ndarray, alcohol: np.ndarray,
-                coef: dict[str, float]) -> np.ndarray:
+def thiamine_lp(
+    age: np.ndarray,
+    male: np.ndarray,
+    lactate: np.ndarray,
+    sofa: np.ndarray,
+    alcohol: np.ndarray,
+    coef: dict[str, float],
+) -> np.ndarray:
     """sum_k coef_k * (x_k - centre_k) over the thiamine study's five confounders (plus an intercept)."""
     c = THIAMINE_CENTRE
-    return (coef.get("intercept", 0.0) + coef["age"] * (age - c["age"]) + coef["male"] * male
-            + coef["lactate"] * (lactate - c["lactate"]) + coef["sofa"] * (sofa - c["sofa"])
-            + coef["alcohol"] * alcohol)
+    return (
+        coef.get("intercept", 0.0)
+        + coef["age"] * (age - c["age"])
+        + coef["male"] * male
+        + coef["lactate"] * (lactate - c["lactate"])
+        + coef["sofa"] * (sofa - c["sofa"])
+        + coef["alcohol"] * alcohol
+    )
 
 
 def _draw(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
@@ -120,12 +140,24 @@ def _draw(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     lp = thiamine_lp(age, male, lactate, sofa, alcohol, THIAMINE_DEATH_COEF) + math.log(HR_THIAMINE) * exposed
     death_d = THIAMINE_DEATH_DELAY_DAYS + model.weibull_times(rng, lp, THIAMINE_DEATH_SHAPE, THIAMINE_DEATH_SCALE)
     death_d = np.where(cat == EARLY_DEATH, _u(rng, 3, 20, n) / 24.0, death_d)
-    return {"cat": cat, "age": age, "male": male, "alcohol": alcohol, "lactate": lactate, "renal": renal,
-            "coag": coag, "liver": liver, "sofa": sofa, "exposed": exposed, "death_d": death_d}
+    return {
+        "cat": cat,
+        "age": age,
+        "male": male,
+        "alcohol": alcohol,
+        "lactate": lactate,
+        "renal": renal,
+        "coag": coag,
+        "liver": liver,
+        "sofa": sofa,
+        "exposed": exposed,
+        "death_d": death_d,
+    }
 
 
-def thiamine_patients(rng: np.random.Generator, n: int, ids: Any, t: dict[str, Any],
-                      admissions: Any, lab_rows: Any) -> tuple[pd.DataFrame, int]:
+def thiamine_patients(
+    rng: np.random.Generator, n: int, ids: Any, t: dict[str, Any], admissions: Any, lab_rows: Any
+) -> tuple[pd.DataFrame, int]:
     """Write the thiamine study's patients; return one planted row per patient and the stays written.
 
     ``ids`` is the generator's id pool, ``t`` its tables, ``admissions`` and ``lab_rows`` its
@@ -153,13 +185,26 @@ def thiamine_patients(rng: np.random.Generator, n: int, ids: Any, t: dict[str, A
 
     adm_year = _year_of(admittime)
     k = rng.integers(0, 3, n)
-    t["hosp/patients"].add(subject_id=subject, gender=np.where(d["male"], "M", "F").astype(object),
-                           anchor_age=d["age"] - k, anchor_year=adm_year - k,
-                           anchor_year_group="2014 - 2016", dod=dod)
+    t["hosp/patients"].add(
+        subject_id=subject,
+        gender=np.where(d["male"], "M", "F").astype(object),
+        anchor_age=d["age"] - k,
+        anchor_year=adm_year - k,
+        anchor_year_group="2014 - 2016",
+        dod=dod,
+    )
     admissions(rng, t, subject, hadm, admittime, dischtime, np.where(in_hosp, death, _NO_TIME))
     unit = np.asarray(_ICU_UNITS, object)[rng.integers(0, len(_ICU_UNITS), n)]
-    t["icu/icustays"].add(subject_id=subject, hadm_id=hadm, stay_id=stay, first_careunit=unit, last_careunit=unit,
-                          intime=intime, outtime=outtime, los=np.round((outtime - intime) / _DAY_MIN, 4))
+    t["icu/icustays"].add(
+        subject_id=subject,
+        hadm_id=hadm,
+        stay_id=stay,
+        first_careunit=unit,
+        last_careunit=unit,
+        intime=intime,
+        outtime=outtime,
+        los=np.round((outtime - intime) / _DAY_MIN, 4),
+    )
     _diagnoses(rng, t, subject, hadm, cat != NO_SEPSIS, d["alcohol"], adm_year)
 
     # Labs: the SOFA panel 1-5 h before ICU admission; lactate (its highest value is the latent one)
@@ -175,8 +220,16 @@ def thiamine_patients(rng: np.random.Generator, n: int, ids: Any, t: dict[str, A
     lac2 = np.round(d["lactate"][two] * _u(rng, 0.5, 0.9, two.size), 1)
     o = np.r_[ar, ar, ar, ar, two]
     items = np.r_[np.full(n, 50912), np.full(n, 51265), np.full(n, 50885), np.full(n, 50813), np.full(two.size, 50813)]
-    lab_rows(rng, t, ids, subject[o], hadm[o], items,
-             np.r_[pre, pre, pre, lac_t, lac2_t].astype(np.int64), np.r_[creat, plate, bili, d["lactate"], lac2])
+    lab_rows(
+        rng,
+        t,
+        ids,
+        subject[o],
+        hadm[o],
+        items,
+        np.r_[pre, pre, pre, lac_t, lac2_t].astype(np.int64),
+        np.r_[creat, plate, bili, d["lactate"], lac2],
+    )
 
     # Medication rows: IV thiamine for the exposed, distractors for some of the others.
     first_dose = intime + rng.integers(60, 22 * 60, n)
@@ -205,15 +258,25 @@ def thiamine_patients(rng: np.random.Generator, n: int, ids: Any, t: dict[str, A
     pr_start = admittime[pr] + rng.integers(30, 4 * 60, pr.size)
     _write_meds(rng, t, ids, med, subject, hadm, pr, pr_start, intime)
 
-    planted = pd.DataFrame({
-        "subject_id": subject, "hadm_id": hadm, "stay_id": stay,
-        "category": np.asarray(CATEGORY_NAMES, object)[cat], "eligible": cat == ELIGIBLE,
-        "index_time": pd.to_datetime(intime * 60, unit="s"), "exposed": exposed.astype(np.int64),
-        "age": d["age"], "sex": np.where(d["male"], "M", "F"), "alcohol": d["alcohol"].astype(np.int64),
-        "lactate_max": d["lactate"], "sofa": d["sofa"], "death_days_latent": death_d,
-        "death": (death_d <= THIAMINE_HORIZON_DAYS).astype(np.int64),
-        "death_time": np.minimum(death_d, THIAMINE_HORIZON_DAYS),
-    })
+    planted = pd.DataFrame(
+        {
+            "subject_id": subject,
+            "hadm_id": hadm,
+            "stay_id": stay,
+            "category": np.asarray(CATEGORY_NAMES, object)[cat],
+            "eligible": cat == ELIGIBLE,
+            "index_time": pd.to_datetime(intime * 60, unit="s"),
+            "exposed": exposed.astype(np.int64),
+            "age": d["age"],
+            "sex": np.where(d["male"], "M", "F"),
+            "alcohol": d["alcohol"].astype(np.int64),
+            "lactate_max": d["lactate"],
+            "sofa": d["sofa"],
+            "death_days_latent": death_d,
+            "death": (death_d <= THIAMINE_HORIZON_DAYS).astype(np.int64),
+            "death_time": np.minimum(death_d, THIAMINE_HORIZON_DAYS),
+        }
+    )
     return planted, n
 
 
@@ -227,8 +290,17 @@ class _Meds:
         self.parts.append((np.asarray(owner, np.int64), np.asarray(when, np.int64), route, status, mg))
 
 
-def _write_meds(rng: np.random.Generator, t: dict[str, Any], ids: Any, med: _Meds, subject: np.ndarray,
-                hadm: np.ndarray, prior: np.ndarray, prior_start: np.ndarray, intime: np.ndarray) -> None:
+def _write_meds(
+    rng: np.random.Generator,
+    t: dict[str, Any],
+    ids: Any,
+    med: _Meds,
+    subject: np.ndarray,
+    hadm: np.ndarray,
+    prior: np.ndarray,
+    prior_start: np.ndarray,
+    intime: np.ndarray,
+) -> None:
     """eMAR rows (one per administration), emar_detail parent + child rows, and one prescription per
     patient and route (from 30 min before its first administration to 3 days after the last)."""
     owner = np.concatenate([p[0] for p in med.parts])
@@ -259,16 +331,26 @@ def _write_meds(rng: np.random.Generator, t: dict[str, Any], ids: Any, med: _Med
     stop = np.r_[last + 3 * _DAY_MIN, np.maximum(intime[prior] + 2 * _DAY_MIN, prior_start + _DAY_MIN)]
     dose = np.where(all_iv, "200", "100").astype(object)
     t["hosp/prescriptions"].add(
-        subject_id=subject[all_owner], hadm_id=hadm[all_owner], pharmacy_id=np.r_[pharmacy, pr_pharm],
-        poe_id=np.r_[poe, pr_poe].astype(object), poe_seq=np.arange(1, all_owner.size + 1),
+        subject_id=subject[all_owner],
+        hadm_id=hadm[all_owner],
+        pharmacy_id=np.r_[pharmacy, pr_pharm],
+        poe_id=np.r_[poe, pr_poe].astype(object),
+        poe_seq=np.arange(1, all_owner.size + 1),
         order_provider_id=np.char.add("P", rng.integers(10000, 99999, all_owner.size).astype(str)).astype(object),
-        starttime=start, stoptime=stop, drug_type="MAIN", drug="Thiamine",
+        starttime=start,
+        stoptime=stop,
+        drug_type="MAIN",
+        drug="Thiamine",
         formulary_drug_cd=np.where(all_iv, "THIA200I", "THIA100").astype(object),
         prod_strength=np.where(all_iv, "100mg/mL Vial", "100mg Tablet").astype(object),
-        form_rx=None, dose_val_rx=dose, dose_unit_rx="mg",
+        form_rx=None,
+        dose_val_rx=dose,
+        dose_unit_rx="mg",
         form_val_disp=np.where(all_iv, "2", "1").astype(object),
-        form_unit_disp=np.where(all_iv, "mL", "TAB").astype(object), doses_per_24_hrs=1,
-        route=np.where(all_iv, "IV", "PO/NG").astype(object))
+        form_unit_disp=np.where(all_iv, "mL", "TAB").astype(object),
+        doses_per_24_hrs=1,
+        route=np.where(all_iv, "IV", "PO/NG").astype(object),
+    )
 
     if m == 0:
         return
@@ -276,29 +358,59 @@ def _write_meds(rng: np.random.Generator, t: dict[str, Any], ids: Any, med: _Med
     emar_id = np.char.add(np.char.add(subject[owner].astype(str), "-"), emar_seq.astype(str)).astype(object)
     given = status == "Administered"
     t["hosp/emar"].add(
-        subject_id=subject[owner], hadm_id=hadm[owner], emar_id=emar_id, emar_seq=emar_seq,
-        poe_id=poe[inverse].astype(object), pharmacy_id=pharmacy[inverse],
-        enter_provider_id=None, charttime=when, medication="Thiamine", event_txt=status,
-        scheduletime=when - rng.integers(0, 60, m), storetime=when + rng.integers(1, 30, m))
+        subject_id=subject[owner],
+        hadm_id=hadm[owner],
+        emar_id=emar_id,
+        emar_seq=emar_seq,
+        poe_id=poe[inverse].astype(object),
+        pharmacy_id=pharmacy[inverse],
+        enter_provider_id=None,
+        charttime=when,
+        medication="Thiamine",
+        event_txt=status,
+        scheduletime=when - rng.integers(0, 60, m),
+        storetime=when + rng.integers(1, 30, m),
+    )
     dose_txt = np.char.mod("%d", mg).astype(object)
     # parent row: what was due and the route; child row 1.1: the product and the dose given
     t["hosp/emar_detail"].add(
-        subject_id=subject[owner], emar_id=emar_id, emar_seq=emar_seq, parent_field_ordinal=np.full(m, np.nan),
-        administration_type=np.where(route == "IV", "IV Bolus", "Oral").astype(object), pharmacy_id=pharmacy[inverse],
-        barcode_type="if", dose_due=dose_txt, dose_due_unit="mg", route=route)
+        subject_id=subject[owner],
+        emar_id=emar_id,
+        emar_seq=emar_seq,
+        parent_field_ordinal=np.full(m, np.nan),
+        administration_type=np.where(route == "IV", "IV Bolus", "Oral").astype(object),
+        pharmacy_id=pharmacy[inverse],
+        barcode_type="if",
+        dose_due=dose_txt,
+        dose_due_unit="mg",
+        route=route,
+    )
     t["hosp/emar_detail"].add(
-        subject_id=subject[owner], emar_id=emar_id, emar_seq=emar_seq, parent_field_ordinal=np.full(m, 1.1),
-        pharmacy_id=pharmacy[inverse], barcode_type="if",
-        dose_given=np.where(given, dose_txt, "0").astype(object), dose_given_unit="mg",
+        subject_id=subject[owner],
+        emar_id=emar_id,
+        emar_seq=emar_seq,
+        parent_field_ordinal=np.full(m, 1.1),
+        pharmacy_id=pharmacy[inverse],
+        barcode_type="if",
+        dose_given=np.where(given, dose_txt, "0").astype(object),
+        dose_given_unit="mg",
         product_amount_given=np.where(given, mg / np.where(route == "IV", 100.0, 100.0), 0.0),
         product_unit=np.where(route == "IV", "mL", "TAB").astype(object),
         product_code=np.where(route == "IV", "THIA200I", "THIA100").astype(object),
         product_description=np.where(route == "IV", "Thiamine 100mg/mL Vial", "Thiamine 100mg Tablet").astype(object),
-        route=route)
+        route=route,
+    )
 
 
-def _diagnoses(rng: np.random.Generator, t: dict[str, Any], subject: np.ndarray, hadm: np.ndarray,
-               sepsis: np.ndarray, alcohol: np.ndarray, year: np.ndarray) -> None:
+def _diagnoses(
+    rng: np.random.Generator,
+    t: dict[str, Any],
+    subject: np.ndarray,
+    hadm: np.ndarray,
+    sepsis: np.ndarray,
+    alcohol: np.ndarray,
+    year: np.ndarray,
+) -> None:
     """Sepsis codes first (two per septic admission), then alcohol dependence, then 1-3 other codes."""
     n = subject.size
     v10 = rng.random(n) < 0.6
@@ -325,18 +437,28 @@ def _diagnoses(rng: np.random.Generator, t: dict[str, Any], subject: np.ndarray,
     owner_all, idx_all = owner_all[order], idx_all[order]
     seq = np.arange(owner_all.size) - np.searchsorted(owner_all, owner_all) + 1
     code = np.where(v10[owner_all], np.asarray(codes10, object)[idx_all], np.asarray(codes9, object)[idx_all])
-    t["hosp/diagnoses_icd"].add(subject_id=subject[owner_all], hadm_id=hadm[owner_all], seq_num=seq,
-                                icd_code=code, icd_version=np.where(v10[owner_all], 10, 9))
+    t["hosp/diagnoses_icd"].add(
+        subject_id=subject[owner_all],
+        hadm_id=hadm[owner_all],
+        seq_num=seq,
+        icd_code=code,
+        icd_version=np.where(v10[owner_all], 10, 9),
+    )
 
 
 def transfers_from_icustays(icustays: pa.Table) -> dict[str, Any]:
     """hosp/transfers columns: one ICU transfer row per ICU stay (no random draw; ids by sorted stay)."""
     s = icustays.sort_by([("subject_id", "ascending"), ("intime", "ascending"), ("stay_id", "ascending")])
     n = s.num_rows
-    return {"subject_id": s["subject_id"].combine_chunks(), "hadm_id": s["hadm_id"].combine_chunks(),
-            "transfer_id": pa.array(np.arange(35_000_001, 35_000_001 + n, dtype=np.int64)),
-            "eventtype": "transfer", "careunit": s["first_careunit"].combine_chunks(),
-            "intime": s["intime"].combine_chunks(), "outtime": s["outtime"].combine_chunks()}
+    return {
+        "subject_id": s["subject_id"].combine_chunks(),
+        "hadm_id": s["hadm_id"].combine_chunks(),
+        "transfer_id": pa.array(np.arange(35_000_001, 35_000_001 + n, dtype=np.int64)),
+        "eventtype": "transfer",
+        "careunit": s["first_careunit"].combine_chunks(),
+        "intime": s["intime"].combine_chunks(),
+        "outtime": s["outtime"].combine_chunks(),
+    }
 
 
 @lru_cache(maxsize=2)
@@ -369,9 +491,13 @@ def thiamine_truth(n: int = 50_000, seed: int = 9_100_113) -> dict[str, float]:
     t0, e0 = outcome(b1, u)
     arm = np.r_[np.ones(b1.size), np.zeros(b1.size)][:, None]
     hr_att = float(np.exp(model.cox_breslow(np.r_[t1, t0], np.r_[e1, e0], arm)[0]))
-    return {"hr_death_adjusted_check": round(hr_adj, 4), "hr_death_att_marginal": round(hr_att, 4),
-            "mortality_28d_unexposed": round(float(e0.mean()), 4), "exposed_share": round(float(ex.mean()), 4),
-            "truth_simulation_size": keep.sum().item()}
+    return {
+        "hr_death_adjusted_check": round(hr_adj, 4),
+        "hr_death_att_marginal": round(hr_att, 4),
+        "mortality_28d_unexposed": round(float(e0.mean()), 4),
+        "exposed_share": round(float(ex.mean()), 4),
+        "truth_simulation_size": keep.sum().item(),
+    }
 
 
 def studies_truth(thiamine: pd.DataFrame) -> dict[str, Any]:
@@ -382,7 +508,8 @@ def studies_truth(thiamine: pd.DataFrame) -> dict[str, Any]:
         "cohort drawn from the flagship generator's existing rows (background ICU stays and CKRT patients on "
         "norepinephrine), in which vasopressin ({}) is given at random (a uniform draw independent of every "
         "covariate, of the index time and of death, KRT and vasopressor-stop times): the planted effect is null, "
-        "HR 1 on every outcome, conditional and marginal alike (a null hazard ratio is collapsible)")
+        "HR 1 on every outcome, conditional and marginal alike (a null hazard ratio is collapsible)"
+    )
     return {
         "thiamine_sepsis": {
             "primary_outcome": "death",
@@ -392,29 +519,33 @@ def studies_truth(thiamine: pd.DataFrame) -> dict[str, Any]:
                 "conditional hazard ratio of death within 28 days (IV thiamine administered in (0 h, 24 h] of ICU "
                 "admission vs not) given age, sex, SOFA at ICU admission, highest lactate in [-6 h, 6 h] and "
                 "alcohol use disorder, all entering the log hazard linearly: a Cox model adjusted for these five "
-                "covariates estimates it"),
+                "covariates estimates it"
+            ),
             "hr_death_adjusted_check": pop["hr_death_adjusted_check"],
             "hr_death_att_marginal": pop["hr_death_att_marginal"],
             "hr_death_by_subgroup": (
                 f"{HR_THIAMINE} in every level of every covariate (no interaction is planted): a subgroup "
-                "analysis (e.g. by alcohol) should find no effect modification"),
+                "analysis (e.g. by alcohol) should find no effect modification"
+            ),
             "mortality_28d_unexposed_had_they_been": pop["mortality_28d_unexposed"],
             "truth_simulation_size": pop["truth_simulation_size"],
             "patients_written": len(thiamine),
             "planted_eligible": int(eligible.shape[0]),
             "planted_exposed": int(eligible["exposed"].sum()) if len(eligible) else 0,
             "model": {
-                "death": {"baseline": f"Weibull shape {THIAMINE_DEATH_SHAPE}, scale {THIAMINE_DEATH_SCALE}/day^shape, "
-                                      f"starting {THIAMINE_DEATH_DELAY_DAYS} days after ICU admission",
-                          "log_hr": {"thiamine": round(math.log(HR_THIAMINE), 6), **THIAMINE_DEATH_COEF}},
+                "death": {
+                    "baseline": f"Weibull shape {THIAMINE_DEATH_SHAPE}, scale {THIAMINE_DEATH_SCALE}/day^shape, "
+                    f"starting {THIAMINE_DEATH_DELAY_DAYS} days after ICU admission",
+                    "log_hr": {"thiamine": round(math.log(HR_THIAMINE), 6), **THIAMINE_DEATH_COEF},
+                },
                 "exposure_log_odds": THIAMINE_EXPOSURE_COEF,
                 "centres": THIAMINE_CENTRE,
                 "sofa": "renal (creatinine) + coagulation (platelets) + liver (bilirubin), labs 1-5 h before ICU "
-                        "admission; no vasopressor, ventilation or blood gas, so the other components are 0",
+                "admission; no vasopressor, ventilation or blood gas, so the other components are 0",
             },
             "distractors": "IV thiamine charted 'Not Given' in the window, oral thiamine in the window, IV thiamine "
-                           "first given after 30 h (all unexposed); oral thiamine prescribed before ICU admission "
-                           "(excluded as prevalent users)",
+            "first given after 30 h (all unexposed); oral thiamine prescribed before ICU admission "
+            "(excluded as prevalent users)",
         },
         "vasopressin_shock": {
             "primary_outcome": "death",

@@ -215,9 +215,7 @@ def _select_tables(found: list[str], tables: tuple[str, ...] | list[str] | None,
             continue
         match = difflib.get_close_matches(name, list(found), n=1, cutoff=0.5)
         hint = f" (did you mean {match[0]!r}?)" if match else ""
-        raise InputError(
-            f"table {name!r} is not in {where}{hint}; tables found: {', '.join(found)}"
-        )
+        raise InputError(f"table {name!r} is not in {where}{hint}; tables found: {', '.join(found)}")
     return list(dict.fromkeys(chosen))
 
 
@@ -269,7 +267,7 @@ def _run_with_progress(con: Any, sql: str, table: str, total: int, progress: Pro
     def work() -> None:
         try:
             outcome["rows"] = con.execute(sql).fetchall()
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which re-raises it
+        except BaseException as exc:
             outcome["error"] = exc
         finally:
             finished.set()

@@ -54,7 +54,9 @@ _DUCKDB_TYPES: dict[str, str] = {
     "date": "DATE",
 }
 
-SUPPORTED_VERSIONS = "MIMIC-IV v2.2, v3.0 and v3.1 (any release since v2.0, which introduced the hosp/ and icu/ folders)"
+SUPPORTED_VERSIONS = (
+    "MIMIC-IV v2.2, v3.0 and v3.1 (any release since v2.0, which introduced the hosp/ and icu/ folders)"
+)
 
 
 @dataclass(frozen=True)
@@ -215,8 +217,10 @@ def _read_csv_header(path: Path) -> tuple[str, ...]:
     except IsADirectoryError:
         raise SourceError(f"{path}: is a folder, not a file; a CSV table is one .csv.gz file") from None
     except UnicodeDecodeError as exc:
-        raise SourceError(f"{path}: the header line is not UTF-8 text ({exc.reason} at byte {exc.start}); "
-                          "MIMIC-IV files are UTF-8: is this the right file?") from None
+        raise SourceError(
+            f"{path}: the header line is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+            "MIMIC-IV files are UTF-8: is this the right file?"
+        ) from None
     except (OSError, EOFError) as exc:
         raise SourceError(f"{path}: cannot read the header line ({exc}); is the file a complete download?") from None
     if not line.strip():
@@ -249,7 +253,7 @@ def _read_parquet_header(path: Path) -> tuple[str, ...]:
     return tuple(_parquet_schema(path).names)
 
 
-def _duplicate_columns(tf: "TableFile") -> None:
+def _duplicate_columns(tf: TableFile) -> None:
     """A header naming a column twice (engines match names case-insensitively) cannot be read by name."""
     lower = [c.lower() for c in tf.header]
     twice = sorted({c for c in tf.header if lower.count(c.lower()) > 1}, key=str.lower)
@@ -285,7 +289,7 @@ _KIND_WORDS = {
 }
 
 
-def _parquet_type_problems(spec: "TableSpec", tf: "TableFile") -> list[str]:
+def _parquet_type_problems(spec: TableSpec, tf: TableFile) -> list[str]:
     schema = _parquet_schema(tf.path)
     by_lower = {name.lower(): schema.field(name) for name in schema.names}
     problems = []
@@ -397,7 +401,7 @@ class MimicIV:
         engine: Engine = "duckdb",
         spark: Any = None,
         duckdb_config: dict[str, Any] | None = None,
-    ) -> "SourceConnection":
+    ) -> SourceConnection:
         """Open the tables on an engine and return lazy ibis tables.
 
         Parameters
@@ -497,7 +501,9 @@ class SourceConnection:
         InputError
             A key (patients.subject_id, admissions.hadm_id, icustays.stay_id) on several differing rows.
         """
-        return run_checks(self.raw_table, self.table, self.has, where=lambda name: str(getattr(self.files[name], "path", name)))
+        return run_checks(
+            self.raw_table, self.table, self.has, where=lambda name: str(getattr(self.files[name], "path", name))
+        )
 
     @property
     def absent(self) -> tuple[str, ...]:
@@ -592,8 +598,7 @@ def _connect_duckdb(source: MimicIV, files: dict[str, TableFile | None], config:
             # value is an error rather than a different type, and unused columns cost nothing.
             wanted = {v.lower(): k for k, v in spelt.items()}
             columns = ", ".join(
-                f"{_sql_string(c)}: {_sql_string(_csv_column_type(spec, wanted, c))}"
-                for c in tf.header
+                f"{_sql_string(c)}: {_sql_string(_csv_column_type(spec, wanted, c))}" for c in tf.header
             )
             relation = (
                 f"read_csv({_sql_string(str(tf.path))}, header = true, auto_detect = false, delim = ',', "
@@ -606,7 +611,8 @@ def _connect_duckdb(source: MimicIV, files: dict[str, TableFile | None], config:
             pattern = str(tf.path) if tf.path.is_file() else str(tf.path / "*.parquet")
             relation = f"read_parquet({_sql_string(pattern)})"
             select = ", ".join(
-                f'CAST("{file_col}" AS {_DUCKDB_TYPES[spec.columns[col].type]}) AS {col}' for col, file_col in spelt.items()
+                f'CAST("{file_col}" AS {_DUCKDB_TYPES[spec.columns[col].type]}) AS {col}'
+                for col, file_col in spelt.items()
             )
         con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT {select} FROM {relation}")
         views[name] = view
@@ -652,7 +658,9 @@ def _connect_spark(source: MimicIV, files: dict[str, TableFile | None], spark: A
         if tf.format == "csv":
             schema = T.StructType(
                 [
-                    T.StructField(c, _spark_type(spec.columns[wanted[c.lower()]].type) if c.lower() in wanted else T.StringType())
+                    T.StructField(
+                        c, _spark_type(spec.columns[wanted[c.lower()]].type) if c.lower() in wanted else T.StringType()
+                    )
                     for c in tf.header
                 ]
             )
@@ -670,7 +678,10 @@ def _connect_spark(source: MimicIV, files: dict[str, TableFile | None], spark: A
         else:
             frame = session.read.parquet(str(tf.path))
             frame = frame.select(
-                *[F.col(f"`{file_col}`").cast(_spark_type(spec.columns[col].type)).alias(col) for col, file_col in spelt.items()]
+                *[
+                    F.col(f"`{file_col}`").cast(_spark_type(spec.columns[col].type)).alias(col)
+                    for col, file_col in spelt.items()
+                ]
             )
         view = f"rc_{token}_{name.replace('/', '_')}"
         frame.createOrReplaceTempView(view)
@@ -742,7 +753,9 @@ def _translate_read_error(conn: SourceConnection, exc: Exception) -> SourceError
         located = locate_malformed(conn.source, conn.files)
         if located is not None:
             return located
-        return SourceError(f"Spark could not parse a value in the MIMIC-IV files under {conn.source.path}: {text[:500]}")
+        return SourceError(
+            f"Spark could not parse a value in the MIMIC-IV files under {conn.source.path}: {text[:500]}"
+        )
     return None
 
 
@@ -756,9 +769,13 @@ def _broken_archive(conn: SourceConnection, text: str) -> SourceError:
             named = Path(mentioned.group(1))
     # Reading the named file (else every csv.gz, smallest first) gives the precise reason in Python's
     # words; the engines' own wording ranges from a file name only (Spark) to no file at all (DuckDB).
-    candidates = [named] if named is not None else sorted(
-        (tf.path for tf in conn.files.values() if tf is not None and tf.path.name.endswith(".gz")),
-        key=lambda p: p.stat().st_size,
+    candidates = (
+        [named]
+        if named is not None
+        else sorted(
+            (tf.path for tf in conn.files.values() if tf is not None and tf.path.name.endswith(".gz")),
+            key=lambda p: p.stat().st_size,
+        )
     )
     for path in candidates:
         try:
@@ -892,8 +909,7 @@ def locate_malformed(source: MimicIV, files: dict[str, TableFile | None] | None 
             spelt, _ = _present_columns(spec, tf)
             wanted = {v.lower(): k for k, v in spelt.items()}
             columns = ", ".join(
-                f"{_sql_string(c)}: {_sql_string(_csv_column_type(spec, wanted, c))}"
-                for c in tf.header
+                f"{_sql_string(c)}: {_sql_string(_csv_column_type(spec, wanted, c))}" for c in tf.header
             )
             # count() of each typed column, so that projection pushdown cannot skip parsing it.
             select = ", ".join(f'count("{c}")' for c in spelt.values())
@@ -996,22 +1012,44 @@ CONCEPT_SCHEMA: dict[str, TableSpec] = {
     name: TableSpec(name, columns, required=False, needed_by=_CONCEPT, degrades="concepts on this table find nothing")
     for name, columns in {
         "hosp/patients": _ccols(
-            (("subject_id", "int64"), ("gender", "string"), ("anchor_age", "int32"), ("anchor_year", "int32"),
-             ("dod", "date"))
+            (
+                ("subject_id", "int64"),
+                ("gender", "string"),
+                ("anchor_age", "int32"),
+                ("anchor_year", "int32"),
+                ("dod", "date"),
+            )
         ),
         "hosp/admissions": _ccols(
             (*_KEYS2, ("admittime", "timestamp"), ("dischtime", "timestamp"), ("deathtime", "timestamp"))
         ),
         "icu/icustays": _ccols((*_KEYS3, ("intime", "timestamp"), ("outtime", "timestamp"))),
         "icu/inputevents": _ccols(
-            (*_KEYS3, ("starttime", "timestamp"), ("endtime", "timestamp"), ("itemid", "int32"),
-             ("amount", "float64"), ("amountuom", "string"), ("rate", "float64"), ("rateuom", "string"),
-             ("patientweight", "float64"), ("orderid", "int64")),
+            (
+                *_KEYS3,
+                ("starttime", "timestamp"),
+                ("endtime", "timestamp"),
+                ("itemid", "int32"),
+                ("amount", "float64"),
+                ("amountuom", "string"),
+                ("rate", "float64"),
+                ("rateuom", "string"),
+                ("patientweight", "float64"),
+                ("orderid", "int64"),
+            ),
             (("statusdescription", "string"),),
         ),
         "icu/ingredientevents": _ccols(
-            (*_KEYS3, ("starttime", "timestamp"), ("endtime", "timestamp"), ("itemid", "int32"),
-             ("amount", "float64"), ("amountuom", "string"), ("rate", "float64"), ("rateuom", "string")),
+            (
+                *_KEYS3,
+                ("starttime", "timestamp"),
+                ("endtime", "timestamp"),
+                ("itemid", "int32"),
+                ("amount", "float64"),
+                ("amountuom", "string"),
+                ("rate", "float64"),
+                ("rateuom", "string"),
+            ),
             (("statusdescription", "string"),),
         ),
         "icu/procedureevents": _ccols(
@@ -1043,8 +1081,12 @@ CONCEPT_SCHEMA: dict[str, TableSpec] = {
         ),
         "hosp/emar_detail": _ccols(
             (("subject_id", "int64"), ("emar_id", "string")),
-            (("parent_field_ordinal", "string"), ("dose_given", "string"), ("dose_given_unit", "string"),
-             ("route", "string")),
+            (
+                ("parent_field_ordinal", "string"),
+                ("dose_given", "string"),
+                ("dose_given_unit", "string"),
+                ("route", "string"),
+            ),
         ),
         "hosp/pharmacy": _ccols(
             (*_KEYS2, ("starttime", "timestamp"), ("stoptime", "timestamp"), ("medication", "string")),
@@ -1055,16 +1097,27 @@ CONCEPT_SCHEMA: dict[str, TableSpec] = {
             (*_KEYS2, ("chartdate", "date"), ("icd_code", "string"), ("icd_version", "int32"))
         ),
         "hosp/microbiologyevents": _ccols(
-            (("subject_id", "int64"), ("hadm_id", "int64"), ("micro_specimen_id", "int64"),
-             ("chartdate", "timestamp"), ("charttime", "timestamp")),
+            (
+                ("subject_id", "int64"),
+                ("hadm_id", "int64"),
+                ("micro_specimen_id", "int64"),
+                ("chartdate", "timestamp"),
+                ("charttime", "timestamp"),
+            ),
             (("spec_itemid", "int64"), ("spec_type_desc", "string"), ("org_name", "string")),
         ),
         "hosp/transfers": _ccols(
-            (*_KEYS2, ("eventtype", "string"), ("careunit", "string"), ("intime", "timestamp"),
-             ("outtime", "timestamp"))
+            (
+                *_KEYS2,
+                ("eventtype", "string"),
+                ("careunit", "string"),
+                ("intime", "timestamp"),
+                ("outtime", "timestamp"),
+            )
         ),
-        "hosp/services": _ccols((*_KEYS2, ("transfertime", "timestamp"), ("curr_service", "string")),
-                                (("prev_service", "string"),)),
+        "hosp/services": _ccols(
+            (*_KEYS2, ("transfertime", "timestamp"), ("curr_service", "string")), (("prev_service", "string"),)
+        ),
         "hosp/omr": _ccols(
             (("subject_id", "int64"), ("chartdate", "date"), ("result_name", "string"), ("result_value", "string")),
             (("seq_num", "int64"),),
@@ -1095,8 +1148,10 @@ def _open_concept_view(conn: SourceConnection, name: str) -> tuple[str, tuple[st
     if conn.engine == "duckdb":
         if tf.format == "csv":
             wanted = {v.lower(): k for k, v in spelt.items()}
-            types = {c: _DUCKDB_TYPES[spec.columns[wanted[c.lower()]].type] if c.lower() in wanted else "VARCHAR"
-                     for c in tf.header}
+            types = {
+                c: _DUCKDB_TYPES[spec.columns[wanted[c.lower()]].type] if c.lower() in wanted else "VARCHAR"
+                for c in tf.header
+            }
             columns = ", ".join(f"{_sql_string(c)}: {_sql_string(kind)}" for c, kind in types.items())
             relation = (
                 f"read_csv({_sql_string(str(tf.path))}, header = true, auto_detect = false, delim = ',', "

@@ -105,48 +105,115 @@ def _age_impossible(t: ir.Table) -> ir.BooleanValue:
 CHECKS: tuple[Check, ...] = (
     Check("patients_null_key", "hosp/patients", "subject_id is empty", "drop", _null("subject_id")),
     Check(
-        "patients_age", "hosp/patients", f"anchor_age below 0 or above {MAX_AGE} years", "exclude",
+        "patients_age",
+        "hosp/patients",
+        f"anchor_age below 0 or above {MAX_AGE} years",
+        "exclude",
         lambda t: (t.anchor_age < 0) | (t.anchor_age > MAX_AGE),
     ),
-    Check("admissions_null_key", "hosp/admissions", "subject_id or hadm_id is empty", "drop",
-          _null("subject_id", "hadm_id")),
     Check(
-        "admissions_age", "hosp/admissions",
+        "admissions_null_key",
+        "hosp/admissions",
+        "subject_id or hadm_id is empty",
+        "drop",
+        _null("subject_id", "hadm_id"),
+    ),
+    Check(
+        "admissions_age",
+        "hosp/admissions",
         f"age at an admission (anchor_age + year(admittime) - anchor_year) below 0 or above {MAX_AGE} years",
-        "exclude", _age_impossible, frame=_admissions_with_patient,
+        "exclude",
+        _age_impossible,
+        frame=_admissions_with_patient,
     ),
-    Check("admissions_death_before_admission", "hosp/admissions", "deathtime before admittime", "exclude",
-          _ends_before_start("admittime", "deathtime")),
     Check(
-        "patients_dod_before_admission", "hosp/patients", "dod (date of death) before the date of an admittime",
-        "exclude", lambda t: t.dod < t.admittime.date(), frame=_admissions_with_patient,
+        "admissions_death_before_admission",
+        "hosp/admissions",
+        "deathtime before admittime",
+        "exclude",
+        _ends_before_start("admittime", "deathtime"),
     ),
-    Check("icustays_null_key", "icu/icustays", "subject_id or stay_id is empty", "drop",
-          _null("subject_id", "stay_id")),
-    Check("labevents_null_key", "hosp/labevents", "subject_id, itemid or charttime is empty", "drop",
-          _null("subject_id", "itemid", "charttime")),
-    Check("labevents_valuenum_not_finite", "hosp/labevents", "valuenum is infinite or NaN", "drop",
-          _not_finite("valuenum")),
-    Check("diagnoses_icd_null_key", "hosp/diagnoses_icd", "subject_id, hadm_id, icd_code or icd_version is empty",
-          "drop", _null("subject_id", "hadm_id", "icd_code", "icd_version")),
-    Check("procedureevents_null_key", "icu/procedureevents", "subject_id, itemid or starttime is empty", "drop",
-          _null("subject_id", "itemid", "starttime")),
-    Check("procedureevents_end_before_start", "icu/procedureevents", "endtime before starttime", "drop",
-          _ends_before_start("starttime", "endtime")),
-    Check("inputevents_null_key", "icu/inputevents", "subject_id, itemid or starttime is empty", "drop",
-          _null("subject_id", "itemid", "starttime")),
-    Check("inputevents_end_before_start", "icu/inputevents", "endtime before starttime", "drop",
-          _ends_before_start("starttime", "endtime")),
     Check(
-        "inputevents_amount", "icu/inputevents", "amount negative, infinite or NaN", "drop",
+        "patients_dod_before_admission",
+        "hosp/patients",
+        "dod (date of death) before the date of an admittime",
+        "exclude",
+        lambda t: t.dod < t.admittime.date(),
+        frame=_admissions_with_patient,
+    ),
+    Check(
+        "icustays_null_key", "icu/icustays", "subject_id or stay_id is empty", "drop", _null("subject_id", "stay_id")
+    ),
+    Check(
+        "labevents_null_key",
+        "hosp/labevents",
+        "subject_id, itemid or charttime is empty",
+        "drop",
+        _null("subject_id", "itemid", "charttime"),
+    ),
+    Check(
+        "labevents_valuenum_not_finite",
+        "hosp/labevents",
+        "valuenum is infinite or NaN",
+        "drop",
+        _not_finite("valuenum"),
+    ),
+    Check(
+        "diagnoses_icd_null_key",
+        "hosp/diagnoses_icd",
+        "subject_id, hadm_id, icd_code or icd_version is empty",
+        "drop",
+        _null("subject_id", "hadm_id", "icd_code", "icd_version"),
+    ),
+    Check(
+        "procedureevents_null_key",
+        "icu/procedureevents",
+        "subject_id, itemid or starttime is empty",
+        "drop",
+        _null("subject_id", "itemid", "starttime"),
+    ),
+    Check(
+        "procedureevents_end_before_start",
+        "icu/procedureevents",
+        "endtime before starttime",
+        "drop",
+        _ends_before_start("starttime", "endtime"),
+    ),
+    Check(
+        "inputevents_null_key",
+        "icu/inputevents",
+        "subject_id, itemid or starttime is empty",
+        "drop",
+        _null("subject_id", "itemid", "starttime"),
+    ),
+    Check(
+        "inputevents_end_before_start",
+        "icu/inputevents",
+        "endtime before starttime",
+        "drop",
+        _ends_before_start("starttime", "endtime"),
+    ),
+    Check(
+        "inputevents_amount",
+        "icu/inputevents",
+        "amount negative, infinite or NaN",
+        "drop",
         lambda t: (t.amount < 0) | _infinite_or_nan(t.amount),
     ),
     Check(
-        "inputevents_rate", "icu/inputevents", "rate negative, infinite or NaN", "drop",
+        "inputevents_rate",
+        "icu/inputevents",
+        "rate negative, infinite or NaN",
+        "drop",
         lambda t: (t.rate < 0) | _infinite_or_nan(t.rate),
     ),
-    Check("chartevents_null_key", "icu/chartevents", "subject_id, itemid or charttime is empty", "drop",
-          _null("subject_id", "itemid", "charttime")),
+    Check(
+        "chartevents_null_key",
+        "icu/chartevents",
+        "subject_id, itemid or charttime is empty",
+        "drop",
+        _null("subject_id", "itemid", "charttime"),
+    ),
 )
 
 
@@ -172,7 +239,8 @@ TABLE_RULES: dict[str, TableRule] = {
     # About 430 million rows, read for one itemid whose earliest/latest charttime is all the study uses:
     # a repeated row changes no result, and hashing the whole table to find it would cost more than reading it.
     "icu/chartevents": TableRule(
-        "icu/chartevents", False,
+        "icu/chartevents",
+        False,
         why_not="a repeated CRRT-mode chart row changes no result (only its earliest and latest time are used)",
     ),
 }
@@ -349,12 +417,28 @@ def run_checks(
             rows.append((name, check.key, check.rule, ACTION_WORDS["drop"], value(f"n{i}"), "rows"))
         if grouped is not None:
             duplicates = value("kept_rows") - value("kept_distinct")
-            rows.append((name, f"{name.split('/')[1]}_exact_duplicates", "row equal to another in every column read",
-                         ACTION_WORDS["duplicate"], duplicates, "rows"))
+            rows.append(
+                (
+                    name,
+                    f"{name.split('/')[1]}_exact_duplicates",
+                    "row equal to another in every column read",
+                    ACTION_WORDS["duplicate"],
+                    duplicates,
+                    "rows",
+                )
+            )
         if rule.key:
             _conflicts(name, checked(name), rule.key, where(name))
-            rows.append((name, f"{name.split('/')[1]}_key", f"{'/'.join(rule.key)} on more than one differing row",
-                         ACTION_WORDS["error"], 0, "rows"))
+            rows.append(
+                (
+                    name,
+                    f"{name.split('/')[1]}_key",
+                    f"{'/'.join(rule.key)} on more than one differing row",
+                    ACTION_WORDS["error"],
+                    0,
+                    "rows",
+                )
+            )
     for check in CHECKS:
         if check.action != "exclude" or not present(check.table):
             continue
@@ -374,11 +458,23 @@ def rules_table() -> pd.DataFrame:
     rows = [(c.table, c.key, c.rule, ACTION_WORDS[c.action]) for c in CHECKS]
     for name, rule in TABLE_RULES.items():
         if rule.deduplicate:
-            rows.append((name, f"{name.split('/')[1]}_exact_duplicates", "row equal to another in every column read",
-                         ACTION_WORDS["duplicate"]))
+            rows.append(
+                (
+                    name,
+                    f"{name.split('/')[1]}_exact_duplicates",
+                    "row equal to another in every column read",
+                    ACTION_WORDS["duplicate"],
+                )
+            )
         if rule.key:
-            rows.append((name, f"{name.split('/')[1]}_key", f"{'/'.join(rule.key)} on more than one differing row",
-                         ACTION_WORDS["error"]))
+            rows.append(
+                (
+                    name,
+                    f"{name.split('/')[1]}_key",
+                    f"{'/'.join(rule.key)} on more than one differing row",
+                    ACTION_WORDS["error"],
+                )
+            )
     return pd.DataFrame(rows, columns=["table", "check", "rule", "action"])
 
 

@@ -103,7 +103,12 @@ _GRAM_VALUES = np.array([1, 2, 3, 4, 5, 6])
 _GRAM_PROBS = np.array([0.08, 0.37, 0.14, 0.31, 0.04, 0.06])
 # How a total splits into bags of 1, 2 or 4 g: total -> candidate bag lists.
 _BAG_PATTERNS = {
-    1: [[1]], 2: [[2], [1, 1]], 3: [[2, 1]], 4: [[2, 2], [4]], 5: [[4, 1], [2, 2, 1]], 6: [[4, 2], [2, 2, 2]],
+    1: [[1]],
+    2: [[2], [1, 1]],
+    3: [[2, 1]],
+    4: [[2, 2], [4]],
+    5: [[4, 1], [2, 2, 1]],
+    6: [[4, 2], [2, 2, 2]],
 }
 
 _MIN = 60  # seconds per minute: all times are whole minutes
@@ -273,8 +278,7 @@ def _to_arrow(values: Any, typ: pa.DataType) -> pa.Array:
         return pa.array(v.astype(np.int64), type=typ)
     if pa.types.is_floating(typ):
         if v.dtype == object:
-            return pa.array(pd.to_numeric(pd.Series(v), errors="coerce").to_numpy(float), type=typ,
-                            from_pandas=True)
+            return pa.array(pd.to_numeric(pd.Series(v), errors="coerce").to_numpy(float), type=typ, from_pandas=True)
         return pa.array(v.astype(float), type=typ, from_pandas=True)
     return pa.array(v, type=pa.string(), from_pandas=True)
 
@@ -333,8 +337,9 @@ def generate_synthetic(
         raise InputError(f"generate_synthetic: fmt={fmt!r} is not one of {list(get_args(Format))}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InputError(f"generate_synthetic: seed must be a non-negative integer, got {seed!r}")
-    if study_patients is not None and (isinstance(study_patients, bool) or
-                                       not isinstance(study_patients, (int, np.integer)) or study_patients < 0):
+    if study_patients is not None and (
+        isinstance(study_patients, bool) or not isinstance(study_patients, (int, np.integer)) or study_patients < 0
+    ):
         raise InputError(f"generate_synthetic: study_patients={study_patients!r} must be a non-negative integer")
     if ckrt_patients is not None:
         if int(ckrt_patients) < 10:
@@ -353,14 +358,18 @@ def generate_synthetic(
         if not (out / "SYNTHETIC.json").is_file():
             raise InputError(
                 f"generate_synthetic: {existing[0]} exists and {out} has no SYNTHETIC.json, so it was not "
-                "written by this generator; choose an empty or new folder")
+                "written by this generator; choose an empty or new folder"
+            )
         if not overwrite:
             raise InputError(f"generate_synthetic: {existing[0]} exists; pass overwrite=True to replace it")
         for sub in existing:
             shutil.rmtree(sub)
 
     root = np.random.SeedSequence(int(seed))
-    streams = {name: np.random.default_rng(s) for name, s in zip(("ckrt", "background", "ids", "rows"), root.spawn(4), strict=True)}
+    streams = {
+        name: np.random.default_rng(s)
+        for name, s in zip(("ckrt", "background", "ids", "rows"), root.spawn(4), strict=True)
+    }
     # The other studies' patients draw from a fifth child of the seed (spawn keys continue, so the
     # first four streams, and every flagship row, are unchanged by them).
     study_rng = np.random.default_rng(root.spawn(1)[0])
@@ -376,13 +385,14 @@ def generate_synthetic(
         if background < 0:
             raise InputError(
                 f"generate_synthetic: stays={stays} cannot hold the {n_ckrt_stays} CKRT stays of "
-                f"{plan.screened} screened patients; raise stays or lower ckrt_patients")
+                f"{plan.screened} screened patients; raise stays or lower ckrt_patients"
+            )
     _background_stays(streams["background"], background, ids, tables)
     flagship_stays = n_ckrt_stays + background
-    n_thiamine = (studies_model.thiamine_patients_for(flagship_stays) if study_patients is None
-                  else int(study_patients))
-    thiamine, thiamine_stays = studies_model.thiamine_patients(study_rng, n_thiamine, ids, tables, _admissions,
-                                                               _lab_rows)
+    n_thiamine = studies_model.thiamine_patients_for(flagship_stays) if study_patients is None else int(study_patients)
+    thiamine, thiamine_stays = studies_model.thiamine_patients(
+        study_rng, n_thiamine, ids, tables, _admissions, _lab_rows
+    )
     # hosp/transfers: one ICU transfer row per ICU stay, derived without a random draw.
     icustays = pa.concat_tables(tables["icu/icustays"].parts)
     tables["hosp/transfers"].add(**studies_model.transfers_from_icustays(icustays))
@@ -416,8 +426,16 @@ def generate_synthetic(
         "studies": study_truth,
     }
     (out / "SYNTHETIC.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return SyntheticInfo(path=out, stays=int(total_stays), seed=int(seed), truth=truth, fmt=fmt, planted=planted,
-                         studies=study_truth, planted_thiamine=thiamine)
+    return SyntheticInfo(
+        path=out,
+        stays=int(total_stays),
+        seed=int(seed),
+        truth=truth,
+        fmt=fmt,
+        planted=planted,
+        studies=study_truth,
+        planted_thiamine=thiamine,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -429,8 +447,13 @@ class _IdPool:
 
     def __init__(self, rng: np.random.Generator):
         self.rng = rng
-        self.next = {"subject": 10_000_000, "hadm": 20_000_000, "stay": 30_000_000,
-                     "order": 1_000_000, "specimen": 100_000}
+        self.next = {
+            "subject": 10_000_000,
+            "hadm": 20_000_000,
+            "stay": 30_000_000,
+            "order": 1_000_000,
+            "specimen": 100_000,
+        }
 
     def take(self, kind: str, n: int) -> np.ndarray:
         ids = _unique_ids(self.rng, n, self.next[kind])
@@ -449,10 +472,15 @@ def _ckrt_patients(rng: np.random.Generator, plan: _Plan, ids: _IdPool, t: dict[
     and liberation times, and only then the raw rows, each placed away from the rule boundaries.
     """
     n = plan.ckrt
-    cat = np.concatenate([
-        np.full(plan.eligible, UNEXPOSED), np.full(plan.no_mg, NO_MG), np.full(plan.early_death, EARLY_DEATH),
-        np.full(plan.minors, MINOR), np.full(plan.no_support, NO_SUPPORT),
-    ])
+    cat = np.concatenate(
+        [
+            np.full(plan.eligible, UNEXPOSED),
+            np.full(plan.no_mg, NO_MG),
+            np.full(plan.early_death, EARLY_DEATH),
+            np.full(plan.minors, MINOR),
+            np.full(plan.no_support, NO_SUPPORT),
+        ]
+    )
     cat = rng.permutation(cat)
     support = np.where(cat == NO_SUPPORT, 0, model._categorical(rng, n, np.array([[0.0, 0.35, 0.20, 0.45]])))
     cov = model.draw_covariates(rng, n, support=support, minors=cat == MINOR)
@@ -475,8 +503,7 @@ def _ckrt_patients(rng: np.random.Generator, plan: _Plan, ids: _IdPool, t: dict[
     # Index: first CKRT evidence, between 03:00 and 21:00 on a day early enough in the year that
     # the whole index admission shares the index year (age rules use the admission year).
     year = rng.integers(2115, 2191, n)
-    index = (_year_start_minutes(year) + rng.integers(20, 330, n) * _DAY_MIN
-             + rng.integers(3 * 60, 21 * 60, n))
+    index = _year_start_minutes(year) + rng.integers(20, 330, n) * _DAY_MIN + rng.integers(3 * 60, 21 * 60, n)
     charting = rng.random(n) < 0.60
     chart_first = charting & (rng.random(n) < 0.12)
     proc_start = np.where(chart_first, rng.integers(60, 181, n), 0)  # minutes after index
@@ -512,9 +539,19 @@ def _ckrt_patients(rng: np.random.Generator, plan: _Plan, ids: _IdPool, t: dict[
     np.maximum.at(last_dose_end, doses["owner"], doses["end"])
 
     # --- ICU and hospital stay ------------------------------------------------------------------
-    last_event = np.max(np.column_stack([
-        last_krt_end, np.where(cov.vasopressor, vaso_end, -np.inf), np.where(cov.ventilation, vent_end, -np.inf),
-        np.where(late_vaso, late_end, -np.inf), last_dose_end, index + 60.0]), axis=1)
+    last_event = np.max(
+        np.column_stack(
+            [
+                last_krt_end,
+                np.where(cov.vasopressor, vaso_end, -np.inf),
+                np.where(cov.ventilation, vent_end, -np.inf),
+                np.where(late_vaso, late_end, -np.inf),
+                last_dose_end,
+                index + 60.0,
+            ]
+        ),
+        axis=1,
+    )
     outtime = last_event + rng.integers(6 * 60, 48 * 60, n)
     dischtime = np.maximum(outtime + rng.integers(1 * _DAY_MIN, 10 * _DAY_MIN, n), index + 4.5 * _DAY_MIN)
     in_hosp_death = death <= dischtime
@@ -533,36 +570,57 @@ def _ckrt_patients(rng: np.random.Generator, plan: _Plan, ids: _IdPool, t: dict[
     re_disch = re_out + rng.integers(_DAY_MIN, 5 * _DAY_MIN, n)
     last_disch = np.where(readmit, re_disch, dischtime)
     dod_known = in_hosp_death | (death <= last_disch + 365 * _DAY_MIN)
-    dod = np.where(dod_known & np.isfinite(death), np.floor(np.where(np.isfinite(death), death, 0) / _DAY_MIN),
-                   _NO_DATE).astype(np.int64)
+    dod = np.where(
+        dod_known & np.isfinite(death), np.floor(np.where(np.isfinite(death), death, 0) / _DAY_MIN), _NO_DATE
+    ).astype(np.int64)
 
     # --- patients / admissions / icustays ----------------------------------------------------------
     adm_year = _year_of(admittime)
     k = rng.integers(0, 3, n)
     t["hosp/patients"].add(
-        subject_id=subject, gender=np.where(cov.female, "F", "M").astype(object), anchor_age=cov.age - k,
-        anchor_year=adm_year - k, anchor_year_group=_pick(rng, ANCHOR_YEAR_GROUPS, n), dod=dod)
+        subject_id=subject,
+        gender=np.where(cov.female, "F", "M").astype(object),
+        anchor_age=cov.age - k,
+        anchor_year=adm_year - k,
+        anchor_year_group=_pick(rng, ANCHOR_YEAR_GROUPS, n),
+        dod=dod,
+    )
     _admissions(rng, t, subject, hadm, admittime, dischtime, np.where(in_hosp_death, death, _NO_TIME))
     careunit = _pick(rng, CAREUNITS, n, [0.45, 0.2, 0.15, 0.1, 0.05, 0.05])
-    t["icu/icustays"].add(subject_id=subject, hadm_id=hadm, stay_id=stay, first_careunit=careunit,
-                          last_careunit=careunit, intime=intime, outtime=outtime.astype(np.int64),
-                          los=np.round((outtime - intime) / _DAY_MIN, 4))
+    t["icu/icustays"].add(
+        subject_id=subject,
+        hadm_id=hadm,
+        stay_id=stay,
+        first_careunit=careunit,
+        last_careunit=careunit,
+        intime=intime,
+        outtime=outtime.astype(np.int64),
+        los=np.round((outtime - intime) / _DAY_MIN, 4),
+    )
     _diagnoses(rng, t, subject, hadm, cov.sepsis, adm_year)
 
     # prior non-CKRT admissions, more than a year before (outside any baseline-creatinine lookback)
     pi = np.flatnonzero(prior)
     p_admit = admittime[pi] - rng.integers(400, 900, pi.size) * _DAY_MIN
-    extra_stays = _plain_stays(rng, t, ids, subject[pi], p_admit, np.zeros(pi.size, bool), np.zeros(pi.size, bool),
-                               hd=False).size
+    extra_stays = _plain_stays(
+        rng, t, ids, subject[pi], p_admit, np.zeros(pi.size, bool), np.zeros(pi.size, bool), hd=False
+    ).size
     # readmissions after the index admission (some with a second CKRT episode)
     ri = np.flatnonzero(readmit)
     r_hadm = ids.take("hadm", ri.size)
     r_stay = ids.take("stay", ri.size)
     _admissions(rng, t, subject[ri], r_hadm, re_admit[ri], re_disch[ri], np.full(ri.size, _NO_TIME))
     r_unit = _pick(rng, CAREUNITS, ri.size)
-    t["icu/icustays"].add(subject_id=subject[ri], hadm_id=r_hadm, stay_id=r_stay, first_careunit=r_unit,
-                          last_careunit=r_unit, intime=re_in[ri], outtime=re_out[ri],
-                          los=np.round((re_out[ri] - re_in[ri]) / _DAY_MIN, 4))
+    t["icu/icustays"].add(
+        subject_id=subject[ri],
+        hadm_id=r_hadm,
+        stay_id=r_stay,
+        first_careunit=r_unit,
+        last_careunit=r_unit,
+        intime=re_in[ri],
+        outtime=re_out[ri],
+        los=np.round((re_out[ri] - re_in[ri]) / _DAY_MIN, 4),
+    )
     _diagnoses(rng, t, subject[ri], r_hadm, cov.sepsis[ri] & False, _year_of(re_admit[ri]))
     rc = readmit_ckrt[ri]
     if rc.any():
@@ -573,28 +631,62 @@ def _ckrt_patients(rng: np.random.Generator, plan: _Plan, ids: _IdPool, t: dict[
         s2 = e1 + rng.integers(60, 8 * 60, j.size)
         e2 = np.minimum(s2 + rng.integers(12 * 60, 30 * 60, j.size), re_out[ri][j] - 60)
         o = np.r_[j, j]
-        _procedures(rng, t, ids, subject[ri][o], r_hadm[o], r_stay[o], np.r_[s1, s2], np.r_[e1, e2],
-                    np.full(o.size, 225802), weight[ri][o])
+        _procedures(
+            rng,
+            t,
+            ids,
+            subject[ri][o],
+            r_hadm[o],
+            r_stay[o],
+            np.r_[s1, s2],
+            np.r_[e1, e2],
+            np.full(o.size, 225802),
+            weight[ri][o],
+        )
     _labs_plain(rng, t, ids, subject[ri], r_hadm, re_in[ri], re_out[ri])
 
     # --- procedureevents: KRT, ventilation ------------------------------------------------------
     o = s_owner
-    _procedures(rng, t, ids, subject[o], hadm[o], stay[o], sessions["start"], sessions["end"],
-                sessions["itemid"], weight[o])
+    _procedures(
+        rng, t, ids, subject[o], hadm[o], stay[o], sessions["start"], sessions["end"], sessions["itemid"], weight[o]
+    )
     v = np.flatnonzero(cov.ventilation)
-    _procedures(rng, t, ids, subject[v], hadm[v], stay[v], vent_start[v], vent_end[v],
-                np.full(v.size, 225792), weight[v])
+    _procedures(
+        rng, t, ids, subject[v], hadm[v], stay[v], vent_start[v], vent_end[v], np.full(v.size, 225792), weight[v]
+    )
 
     # --- chartevents: CRRT mode charting -----------------------------------------------------------
     _crrt_charting(rng, t, subject, hadm, stay, charting, chart_first, index, sessions, weight, intime)
 
     # --- inputevents: vasopressors, magnesium ----------------------------------------------------------
     vs = np.flatnonzero(cov.vasopressor)
-    _vasopressors(rng, t, ids, subject[vs], hadm[vs], stay[vs], vaso_start[vs], vaso_end[vs], weight[vs],
-                  cov.high_norepi[vs], secondary=True)
+    _vasopressors(
+        rng,
+        t,
+        ids,
+        subject[vs],
+        hadm[vs],
+        stay[vs],
+        vaso_start[vs],
+        vaso_end[vs],
+        weight[vs],
+        cov.high_norepi[vs],
+        secondary=True,
+    )
     lv = np.flatnonzero(late_vaso)
-    _vasopressors(rng, t, ids, subject[lv], hadm[lv], stay[lv], late_start[lv], late_end[lv], weight[lv],
-                  rng.random(lv.size) < 0.5, secondary=False)
+    _vasopressors(
+        rng,
+        t,
+        ids,
+        subject[lv],
+        hadm[lv],
+        stay[lv],
+        late_start[lv],
+        late_end[lv],
+        weight[lv],
+        rng.random(lv.size) < 0.5,
+        secondary=False,
+    )
     d = doses["owner"]
     _mg_rows(rng, t, ids, subject[d], hadm[d], stay[d], doses["start"], doses["grams"], doses["obgyn"], weight[d])
 
@@ -613,27 +705,45 @@ def _ckrt_patients(rng: np.random.Generator, plan: _Plan, ids: _IdPool, t: dict[
     np.maximum.at(krt_end_recorded, s_owner[in_horizon], sessions["end"][in_horizon])
     outcome = model.observed_outcomes(recorded_d, (krt_end_recorded - index) / _DAY_MIN)
     planted = {
-        "subject_id": subject, "hadm_id": hadm, "stay_id": stay,
+        "subject_id": subject,
+        "hadm_id": hadm,
+        "stay_id": stay,
         "category": np.array([CATEGORY_NAMES[c] for c in range(6)], dtype=object)[cat],
         "screened": np.isin(cat, (UNEXPOSED, EXPOSED, NO_MG, EARLY_DEATH)),
         "eligible": np.isin(cat, (UNEXPOSED, EXPOSED)),
         "index_time": pd.to_datetime(index * _MIN, unit="s"),
         "crrt_chart_first": chart_first,
-        "exposed": exposed.astype(np.int64), "mg_dose_meq": np.round(dose_in_window, 4),
-        "age": cov.age, "sex": np.where(cov.female, "F", "M"), "sepsis": cov.sepsis.astype(np.int64),
-        "creatinine_baseline": cov.creatinine_baseline, "egfr_baseline": cov.egfr, "sofa": cov.sofa,
+        "exposed": exposed.astype(np.int64),
+        "mg_dose_meq": np.round(dose_in_window, 4),
+        "age": cov.age,
+        "sex": np.where(cov.female, "F", "M"),
+        "sepsis": cov.sepsis.astype(np.int64),
+        "creatinine_baseline": cov.creatinine_baseline,
+        "egfr_baseline": cov.egfr,
+        "sofa": cov.sofa,
         "serum_mg": np.where(cat == NO_MG, np.nan, cov.serum_mg),
-        "vasopressor": cov.vasopressor.astype(np.int64), "ventilation": cov.ventilation.astype(np.int64),
-        "death_days_latent": death_d, "liberation_days_latent": lib_d, "death_days_recorded": recorded_d,
-        "death_in_hospital": in_hosp_death, "dod_known": dod_known,
+        "vasopressor": cov.vasopressor.astype(np.int64),
+        "ventilation": cov.ventilation.astype(np.int64),
+        "death_days_latent": death_d,
+        "liberation_days_latent": lib_d,
+        "death_days_recorded": recorded_d,
+        "death_in_hospital": in_hosp_death,
+        "dod_known": dod_known,
         **outcome,
         "__stays": n + ri.size + extra_stays,
     }
     return planted
 
 
-def _krt_sessions(rng: np.random.Generator, first_start: np.ndarray, index: np.ndarray, crrt_end_d: np.ndarray,
-                  krt_end_d: np.ndarray, only_crrt: np.ndarray, death: np.ndarray) -> dict[str, np.ndarray]:
+def _krt_sessions(
+    rng: np.random.Generator,
+    first_start: np.ndarray,
+    index: np.ndarray,
+    crrt_end_d: np.ndarray,
+    krt_end_d: np.ndarray,
+    only_crrt: np.ndarray,
+    death: np.ndarray,
+) -> dict[str, np.ndarray]:
     """CRRT sessions from the first start to crrt_end, then intermittent HD until krt_end.
 
     Gaps between sessions stay below 3.5 days, so the only 7-day KRT-free gap after index
@@ -658,7 +768,9 @@ def _krt_sessions(rng: np.random.Generator, first_start: np.ndarray, index: np.n
     rel_start = (cum_gap - (cum_gap[first] - gaps[first])[owner]) + (cum_len - cum_len[first][owner])
     c_start = np.rint(first_start[owner] + rel_start)
     c_end = np.where(pos == m[owner] - 1, crrt_end[owner], np.rint(c_start + length))
-    c_item = np.asarray([225802, 225809, 225803, 225955])[model._categorical(rng, owner.size, np.array([[0.7, 0.15, 0.1, 0.05]]))]
+    c_item = np.asarray([225802, 225809, 225803, 225955])[
+        model._categorical(rng, owner.size, np.array([[0.7, 0.15, 0.1, 0.05]]))
+    ]
 
     # intermittent haemodialysis after CRRT: 4-h sessions, the last one ending at krt_end
     ihd_span = (krt_end_d - crrt_end_d) * _DAY_MIN
@@ -666,8 +778,11 @@ def _krt_sessions(rng: np.random.Generator, first_start: np.ndarray, index: np.n
     h_owner, h_pos = _seg(k)
     hk = k[h_owner]
     room = np.maximum(ihd_span[h_owner] - _DAY_MIN, 0)
-    h_end = np.where(room > 0, crrt_end[h_owner] + _DAY_MIN + (h_pos + 1) / hk * room,
-                     index[h_owner] + np.rint(krt_end_d[h_owner] * _DAY_MIN))
+    h_end = np.where(
+        room > 0,
+        crrt_end[h_owner] + _DAY_MIN + (h_pos + 1) / hk * room,
+        index[h_owner] + np.rint(krt_end_d[h_owner] * _DAY_MIN),
+    )
     h_end = np.rint(h_end)
     h_start = h_end - 240
 
@@ -680,12 +795,23 @@ def _krt_sessions(rng: np.random.Generator, first_start: np.ndarray, index: np.n
     keep = start < death[owner_all] - 120
     end = np.minimum(end, death[owner_all] - 60)
     order = np.lexsort((start[keep], owner_all[keep]))
-    return {"owner": owner_all[keep][order], "start": start[keep][order].astype(np.int64),
-            "end": end[keep][order].astype(np.int64), "itemid": item[keep][order], "crrt": crrt[keep][order]}
+    return {
+        "owner": owner_all[keep][order],
+        "start": start[keep][order].astype(np.int64),
+        "end": end[keep][order].astype(np.int64),
+        "itemid": item[keep][order],
+        "crrt": crrt[keep][order],
+    }
 
 
-def _mg_doses(rng: np.random.Generator, cat: np.ndarray, serum_mg: np.ndarray, index: np.ndarray,
-              intime: np.ndarray, death: np.ndarray) -> dict[str, np.ndarray]:
+def _mg_doses(
+    rng: np.random.Generator,
+    cat: np.ndarray,
+    serum_mg: np.ndarray,
+    index: np.ndarray,
+    intime: np.ndarray,
+    death: np.ndarray,
+) -> dict[str, np.ndarray]:
     """Magnesium sulfate bags: the exposed get their planted total within (4 h, 44 h]; others and
     some exposed get doses outside the window (before index, or 54-90 h after)."""
     n = cat.size
@@ -712,7 +838,7 @@ def _mg_doses(rng: np.random.Generator, cat: np.ndarray, serum_mg: np.ndarray, i
     b_start = index[b_owner] + rng.integers(4 * 60, 44 * 60 + 1, b_owner.size)
 
     # doses outside the window: before index (within the ICU stay) or 54-90 h after
-    noisy = (rng.random(n) < np.where(cat == EXPOSED, 0.15, np.where(cat == UNEXPOSED, 0.25, 0.30)))
+    noisy = rng.random(n) < np.where(cat == EXPOSED, 0.15, np.where(cat == UNEXPOSED, 0.25, 0.30))
     nz = np.flatnonzero(noisy)
     pre = index[nz] - rng.integers(4 * 60, 30 * 60, nz.size)
     post = index[nz] + rng.integers(54 * 60, 90 * 60, nz.size)
@@ -736,25 +862,47 @@ def _mg_doses(rng: np.random.Generator, cat: np.ndarray, serum_mg: np.ndarray, i
 # row writers shared by CKRT and background stays
 
 
-def _admissions(rng: np.random.Generator, t: dict[str, _Table], subject: np.ndarray, hadm: np.ndarray,
-                admit: np.ndarray, disch: np.ndarray, deathtime: np.ndarray) -> None:
+def _admissions(
+    rng: np.random.Generator,
+    t: dict[str, _Table],
+    subject: np.ndarray,
+    hadm: np.ndarray,
+    admit: np.ndarray,
+    disch: np.ndarray,
+    deathtime: np.ndarray,
+) -> None:
     n = subject.size
     died = deathtime >= 0
     ed = rng.random(n) < 0.6
     edreg = np.where(ed, admit - rng.integers(60, 12 * 60, n), _NO_TIME)
     t["hosp/admissions"].add(
-        subject_id=subject, hadm_id=hadm, admittime=np.asarray(admit, np.int64), dischtime=np.asarray(disch, np.int64),
-        deathtime=np.asarray(deathtime, np.int64), admission_type=_pick(rng, ADMISSION_TYPES, n, [0.55, 0.2, 0.1, 0.1, 0.05]),
+        subject_id=subject,
+        hadm_id=hadm,
+        admittime=np.asarray(admit, np.int64),
+        dischtime=np.asarray(disch, np.int64),
+        deathtime=np.asarray(deathtime, np.int64),
+        admission_type=_pick(rng, ADMISSION_TYPES, n, [0.55, 0.2, 0.1, 0.1, 0.05]),
         admit_provider_id=np.char.add("P", rng.integers(10000, 99999, n).astype(str)).astype(object),
         admission_location=_pick(rng, ADMISSION_LOCATIONS, n),
         discharge_location=np.where(died, "DIED", _pick(rng, DISCHARGE_LOCATIONS, n)).astype(object),
-        insurance=_pick(rng, INSURANCES, n), language="ENGLISH", marital_status=_pick(rng, MARITAL, n),
-        race=_pick(rng, RACES, n, [0.65, 0.12, 0.05, 0.04, 0.08, 0.06]), edregtime=edreg,
-        edouttime=np.where(ed, admit, _NO_TIME), hospital_expire_flag=died.astype(np.int64))
+        insurance=_pick(rng, INSURANCES, n),
+        language="ENGLISH",
+        marital_status=_pick(rng, MARITAL, n),
+        race=_pick(rng, RACES, n, [0.65, 0.12, 0.05, 0.04, 0.08, 0.06]),
+        edregtime=edreg,
+        edouttime=np.where(ed, admit, _NO_TIME),
+        hospital_expire_flag=died.astype(np.int64),
+    )
 
 
-def _diagnoses(rng: np.random.Generator, t: dict[str, _Table], subject: np.ndarray, hadm: np.ndarray,
-               sepsis: np.ndarray, year: np.ndarray) -> None:
+def _diagnoses(
+    rng: np.random.Generator,
+    t: dict[str, _Table],
+    subject: np.ndarray,
+    hadm: np.ndarray,
+    sepsis: np.ndarray,
+    year: np.ndarray,
+) -> None:
     """AKI and other codes; two sepsis codes on sepsis admissions (ICD-9 for about 40 %)."""
     n = subject.size
     version = np.where(rng.random(n) < 0.4, 9, 10)
@@ -779,29 +927,67 @@ def _diagnoses(rng: np.random.Generator, t: dict[str, _Table], subject: np.ndarr
     order = np.lexsort((rank, all_owner))
     all_owner, all_codes = all_owner[order], all_codes[order]
     _, seq = _seg(np.bincount(all_owner, minlength=n))
-    t["hosp/diagnoses_icd"].add(subject_id=subject[all_owner], hadm_id=hadm[all_owner], seq_num=seq + 1,
-                                icd_code=all_codes, icd_version=version[all_owner])
+    t["hosp/diagnoses_icd"].add(
+        subject_id=subject[all_owner],
+        hadm_id=hadm[all_owner],
+        seq_num=seq + 1,
+        icd_code=all_codes,
+        icd_version=version[all_owner],
+    )
 
 
-def _procedures(rng: np.random.Generator, t: dict[str, _Table], ids: _IdPool, subject: np.ndarray, hadm: np.ndarray,
-                stay: np.ndarray, start: np.ndarray, end: np.ndarray, itemid: np.ndarray, weight: np.ndarray) -> None:
+def _procedures(
+    rng: np.random.Generator,
+    t: dict[str, _Table],
+    ids: _IdPool,
+    subject: np.ndarray,
+    hadm: np.ndarray,
+    stay: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    itemid: np.ndarray,
+    weight: np.ndarray,
+) -> None:
     n = subject.size
     if n == 0:
         return
     order_id = ids.take("order", n)
     vent = itemid == 225792
     t["icu/procedureevents"].add(
-        subject_id=subject, hadm_id=hadm, stay_id=stay, caregiver_id=rng.integers(1000, 99999, n),
-        starttime=start, endtime=end, storetime=end + rng.integers(1, 120, n), itemid=itemid,
-        value=(end - start).astype(float), valueuom="min", orderid=order_id, linkorderid=order_id,
+        subject_id=subject,
+        hadm_id=hadm,
+        stay_id=stay,
+        caregiver_id=rng.integers(1000, 99999, n),
+        starttime=start,
+        endtime=end,
+        storetime=end + rng.integers(1, 120, n),
+        itemid=itemid,
+        value=(end - start).astype(float),
+        valueuom="min",
+        orderid=order_id,
+        linkorderid=order_id,
         ordercategoryname=np.where(vent, "Ventilation", "Dialysis").astype(object),
-        ordercategorydescription="ContinuousProcess", patientweight=weight, isopenbag=0, continueinnextdept=0,
-        statusdescription=_pick(rng, ("FinishedRunning", "Stopped"), n, [0.85, 0.15]))
+        ordercategorydescription="ContinuousProcess",
+        patientweight=weight,
+        isopenbag=0,
+        continueinnextdept=0,
+        statusdescription=_pick(rng, ("FinishedRunning", "Stopped"), n, [0.85, 0.15]),
+    )
 
 
-def _crrt_charting(rng: np.random.Generator, t: dict[str, _Table], subject: np.ndarray, hadm: np.ndarray,
-                   stay: np.ndarray, charting: np.ndarray, chart_first: np.ndarray, index: np.ndarray,
-                   sessions: dict[str, np.ndarray], weight: np.ndarray, intime: np.ndarray) -> None:
+def _crrt_charting(
+    rng: np.random.Generator,
+    t: dict[str, _Table],
+    subject: np.ndarray,
+    hadm: np.ndarray,
+    stay: np.ndarray,
+    charting: np.ndarray,
+    chart_first: np.ndarray,
+    index: np.ndarray,
+    sessions: dict[str, np.ndarray],
+    weight: np.ndarray,
+    intime: np.ndarray,
+) -> None:
     """CRRT mode (227290) charted every 4-12 h during CRRT sessions; for some patients the first
     chart precedes the first procedureevents row (it is then the index time)."""
     c = sessions["crrt"] & charting[sessions["owner"]]
@@ -817,24 +1003,56 @@ def _crrt_charting(rng: np.random.Generator, t: dict[str, _Table], subject: np.n
     p = np.r_[p, cf]
     times = np.r_[times, index[cf]]
     mode = np.asarray(CRRT_MODES, object)[rng.integers(0, 3, subject.size)]
-    t["icu/chartevents"].add(subject_id=subject[p], hadm_id=hadm[p], stay_id=stay[p],
-                             caregiver_id=rng.integers(1000, 99999, p.size), charttime=times,
-                             storetime=times + rng.integers(1, 60, p.size), itemid=227290, value=mode[p],
-                             valuenum=np.full(p.size, np.nan), warning=0)
+    t["icu/chartevents"].add(
+        subject_id=subject[p],
+        hadm_id=hadm[p],
+        stay_id=stay[p],
+        caregiver_id=rng.integers(1000, 99999, p.size),
+        charttime=times,
+        storetime=times + rng.integers(1, 60, p.size),
+        itemid=227290,
+        value=mode[p],
+        valuenum=np.full(p.size, np.nan),
+        warning=0,
+    )
     # admission weight, one chart per stay (realism; not used by the cohort rules)
-    t["icu/chartevents"].add(subject_id=subject, hadm_id=hadm, stay_id=stay,
-                             caregiver_id=rng.integers(1000, 99999, subject.size), charttime=intime + 30,
-                             storetime=intime + 45, itemid=226512, value=np.char.mod("%.1f", weight).astype(object),
-                             valuenum=weight, valueuom="kg", warning=0)
+    t["icu/chartevents"].add(
+        subject_id=subject,
+        hadm_id=hadm,
+        stay_id=stay,
+        caregiver_id=rng.integers(1000, 99999, subject.size),
+        charttime=intime + 30,
+        storetime=intime + 45,
+        itemid=226512,
+        value=np.char.mod("%.1f", weight).astype(object),
+        valuenum=weight,
+        valueuom="kg",
+        warning=0,
+    )
 
 
-_VASO_UNITS = {221906: "mcg/kg/min", 221289: "mcg/kg/min", 221749: "mcg/kg/min", 221662: "mcg/kg/min",
-               222315: "units/hour"}
+_VASO_UNITS = {
+    221906: "mcg/kg/min",
+    221289: "mcg/kg/min",
+    221749: "mcg/kg/min",
+    221662: "mcg/kg/min",
+    222315: "units/hour",
+}
 
 
-def _vasopressors(rng: np.random.Generator, t: dict[str, _Table], ids: _IdPool, subject: np.ndarray, hadm: np.ndarray,
-                  stay: np.ndarray, start: np.ndarray, end: np.ndarray, weight: np.ndarray, high: np.ndarray,
-                  secondary: bool) -> None:
+def _vasopressors(
+    rng: np.random.Generator,
+    t: dict[str, _Table],
+    ids: _IdPool,
+    subject: np.ndarray,
+    hadm: np.ndarray,
+    stay: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    weight: np.ndarray,
+    high: np.ndarray,
+    secondary: bool,
+) -> None:
     """Norepinephrine running over [start, end] split at 1-3 rate changes (rates stay in one SOFA
     band: > 0.1 or <= 0.1 mcg/kg/min); secondary agents never raise the SOFA cardiovascular score
     above the norepinephrine band."""
@@ -871,19 +1089,47 @@ def _vasopressors(rng: np.random.Generator, t: dict[str, _Table], ids: _IdPool, 
     amount = np.where(per_kg, r * w * minutes / 1000.0, r * minutes / 60.0)
     order_id = ids.take("order", o.size)
     t["icu/inputevents"].add(
-        subject_id=subject[o], hadm_id=hadm[o], stay_id=stay[o], caregiver_id=rng.integers(1000, 99999, o.size),
-        starttime=s, endtime=e, storetime=e + rng.integers(1, 90, o.size), itemid=item,
-        amount=np.round(amount, 6), amountuom=np.where(per_kg, "mg", "units").astype(object), rate=r,
+        subject_id=subject[o],
+        hadm_id=hadm[o],
+        stay_id=stay[o],
+        caregiver_id=rng.integers(1000, 99999, o.size),
+        starttime=s,
+        endtime=e,
+        storetime=e + rng.integers(1, 90, o.size),
+        itemid=item,
+        amount=np.round(amount, 6),
+        amountuom=np.where(per_kg, "mg", "units").astype(object),
+        rate=r,
         rateuom=np.array([_VASO_UNITS[i] for i in (221906, 222315)], object)[(~per_kg).astype(int)],
-        orderid=order_id, linkorderid=order_id, ordercategoryname="01-Drips",
-        secondaryordercategoryname="02-Fluids (Crystalloids)", ordercomponenttypedescription="Main order parameter",
-        ordercategorydescription="Continuous Med", patientweight=w, totalamount=250.0, totalamountuom="mL",
-        isopenbag=0, continueinnextdept=0, statusdescription="ChangeDose/Rate", originalamount=np.round(amount, 6),
-        originalrate=r)
+        orderid=order_id,
+        linkorderid=order_id,
+        ordercategoryname="01-Drips",
+        secondaryordercategoryname="02-Fluids (Crystalloids)",
+        ordercomponenttypedescription="Main order parameter",
+        ordercategorydescription="Continuous Med",
+        patientweight=w,
+        totalamount=250.0,
+        totalamountuom="mL",
+        isopenbag=0,
+        continueinnextdept=0,
+        statusdescription="ChangeDose/Rate",
+        originalamount=np.round(amount, 6),
+        originalrate=r,
+    )
 
 
-def _mg_rows(rng: np.random.Generator, t: dict[str, _Table], ids: _IdPool, subject: np.ndarray, hadm: np.ndarray,
-             stay: np.ndarray, start: np.ndarray, grams: np.ndarray, obgyn: np.ndarray, weight: np.ndarray) -> None:
+def _mg_rows(
+    rng: np.random.Generator,
+    t: dict[str, _Table],
+    ids: _IdPool,
+    subject: np.ndarray,
+    hadm: np.ndarray,
+    stay: np.ndarray,
+    start: np.ndarray,
+    grams: np.ndarray,
+    obgyn: np.ndarray,
+    weight: np.ndarray,
+) -> None:
     """Each 222011 bag (grams) with its 227523 bolus carrier (mL) under the same orderid; 227524
     bags stand alone; a few orders also leave a superseded "Rewritten" pair."""
     n = subject.size
@@ -893,48 +1139,107 @@ def _mg_rows(rng: np.random.Generator, t: dict[str, _Table], ids: _IdPool, subje
     end = start + minutes
     order_id = ids.take("order", n)
     item = np.where(obgyn, 227524, 222011)
-    common = dict(subject_id=subject, hadm_id=hadm, stay_id=stay, caregiver_id=rng.integers(1000, 99999, n),
-                  starttime=start, endtime=end, storetime=end + rng.integers(1, 60, n), orderid=order_id,
-                  linkorderid=order_id, ordercategoryname="02-Fluids (Crystalloids)",
-                  secondaryordercategoryname="Additive (Crystalloid)", ordercategorydescription="Continuous IV",
-                  patientweight=weight, isopenbag=0, continueinnextdept=0, statusdescription="FinishedRunning")
+    common = dict(
+        subject_id=subject,
+        hadm_id=hadm,
+        stay_id=stay,
+        caregiver_id=rng.integers(1000, 99999, n),
+        starttime=start,
+        endtime=end,
+        storetime=end + rng.integers(1, 60, n),
+        orderid=order_id,
+        linkorderid=order_id,
+        ordercategoryname="02-Fluids (Crystalloids)",
+        secondaryordercategoryname="Additive (Crystalloid)",
+        ordercategorydescription="Continuous IV",
+        patientweight=weight,
+        isopenbag=0,
+        continueinnextdept=0,
+        statusdescription="FinishedRunning",
+    )
     rate = np.round(grams / (minutes / 60.0), 4)
     volume = np.where(grams >= 4, 100.0, 50.0)
-    t["icu/inputevents"].add(**common, itemid=item, amount=grams.astype(float), amountuom="grams", rate=rate,
-                             rateuom="grams/hour", ordercomponenttypedescription="Main order parameter",
-                             totalamount=volume, totalamountuom="mL", originalamount=grams.astype(float),
-                             originalrate=rate)
+    t["icu/inputevents"].add(
+        **common,
+        itemid=item,
+        amount=grams.astype(float),
+        amountuom="grams",
+        rate=rate,
+        rateuom="grams/hour",
+        ordercomponenttypedescription="Main order parameter",
+        totalamount=volume,
+        totalamountuom="mL",
+        originalamount=grams.astype(float),
+        originalrate=rate,
+    )
     c = ~obgyn
     carrier = {k: (v[c] if isinstance(v, np.ndarray) else v) for k, v in common.items()}
-    t["icu/inputevents"].add(**carrier, itemid=np.full(int(c.sum()), 227523), amount=volume[c], amountuom="mL",
-                             rate=np.round(volume[c] / (minutes[c] / 60.0), 4), rateuom="mL/hour",
-                             ordercomponenttypedescription="Mixed solution", totalamount=volume[c],
-                             totalamountuom="mL", originalamount=volume[c],
-                             originalrate=np.round(volume[c] / (minutes[c] / 60.0), 4))
+    t["icu/inputevents"].add(
+        **carrier,
+        itemid=np.full(int(c.sum()), 227523),
+        amount=volume[c],
+        amountuom="mL",
+        rate=np.round(volume[c] / (minutes[c] / 60.0), 4),
+        rateuom="mL/hour",
+        ordercomponenttypedescription="Mixed solution",
+        totalamount=volume[c],
+        totalamountuom="mL",
+        originalamount=volume[c],
+        originalrate=np.round(volume[c] / (minutes[c] / 60.0), 4),
+    )
     # About 4 % of orders were rewritten: MIMIC-IV keeps the superseded order as a row with
     # statusdescription "Rewritten" (and its carrier) beside the one given; it must not count.
     r = np.flatnonzero(c & (rng.random(n) < 0.04))
     if r.size:
         old_order = ids.take("order", r.size)
-        for item_id, amount, uom, rate_uom, part in ((222011, grams[r].astype(float), "grams", "grams/hour", "Main order parameter"),
-                                                      (227523, volume[r], "mL", "mL/hour", "Mixed solution")):
+        for item_id, amount, uom, rate_uom, part in (
+            (222011, grams[r].astype(float), "grams", "grams/hour", "Main order parameter"),
+            (227523, volume[r], "mL", "mL/hour", "Mixed solution"),
+        ):
             t["icu/inputevents"].add(
-                subject_id=subject[r], hadm_id=hadm[r], stay_id=stay[r], caregiver_id=rng.integers(1000, 99999, r.size),
-                starttime=start[r], endtime=end[r], storetime=start[r] + rng.integers(1, 30, r.size),
-                itemid=np.full(r.size, item_id), amount=amount, amountuom=uom, rate=np.round(amount / (minutes[r] / 60.0), 4),
-                rateuom=rate_uom, orderid=old_order, linkorderid=order_id[r],
-                ordercategoryname="02-Fluids (Crystalloids)", secondaryordercategoryname="Additive (Crystalloid)",
-                ordercomponenttypedescription=part, ordercategorydescription="Continuous IV", patientweight=weight[r],
-                totalamount=volume[r], totalamountuom="mL", isopenbag=0, continueinnextdept=0,
-                statusdescription="Rewritten", originalamount=amount, originalrate=np.round(amount / (minutes[r] / 60.0), 4))
+                subject_id=subject[r],
+                hadm_id=hadm[r],
+                stay_id=stay[r],
+                caregiver_id=rng.integers(1000, 99999, r.size),
+                starttime=start[r],
+                endtime=end[r],
+                storetime=start[r] + rng.integers(1, 30, r.size),
+                itemid=np.full(r.size, item_id),
+                amount=amount,
+                amountuom=uom,
+                rate=np.round(amount / (minutes[r] / 60.0), 4),
+                rateuom=rate_uom,
+                orderid=old_order,
+                linkorderid=order_id[r],
+                ordercategoryname="02-Fluids (Crystalloids)",
+                secondaryordercategoryname="Additive (Crystalloid)",
+                ordercomponenttypedescription=part,
+                ordercategorydescription="Continuous IV",
+                patientweight=weight[r],
+                totalamount=volume[r],
+                totalamountuom="mL",
+                isopenbag=0,
+                continueinnextdept=0,
+                statusdescription="Rewritten",
+                originalamount=amount,
+                originalrate=np.round(amount / (minutes[r] / 60.0), 4),
+            )
 
 
 # ----------------------------------------------------------------------------------------------
 # laboratory results
 
 
-def _lab_rows(rng: np.random.Generator, t: dict[str, _Table], ids: _IdPool, subject: np.ndarray,
-              hadm: np.ndarray, itemid: np.ndarray, charttime: np.ndarray, valuenum: np.ndarray) -> None:
+def _lab_rows(
+    rng: np.random.Generator,
+    t: dict[str, _Table],
+    ids: _IdPool,
+    subject: np.ndarray,
+    hadm: np.ndarray,
+    itemid: np.ndarray,
+    charttime: np.ndarray,
+    valuenum: np.ndarray,
+) -> None:
     n = subject.size
     if n == 0:
         return
@@ -950,12 +1255,21 @@ def _lab_rows(rng: np.random.Generator, t: dict[str, _Table], ids: _IdPool, subj
     hadm_col[hadm <= 0] = None
     # one specimen per draw (same subject and time)
     t["hosp/labevents"].add(
-        labevent_id=np.zeros(n, np.int64), subject_id=subject, hadm_id=hadm_col,
-        specimen_id=ids.take("specimen", n), itemid=itemid, charttime=charttime,
-        storetime=charttime + rng.integers(30, 180, n), value=text, valuenum=v, valueuom=unit,
-        ref_range_lower=lo, ref_range_upper=hi,
+        labevent_id=np.zeros(n, np.int64),
+        subject_id=subject,
+        hadm_id=hadm_col,
+        specimen_id=ids.take("specimen", n),
+        itemid=itemid,
+        charttime=charttime,
+        storetime=charttime + rng.integers(30, 180, n),
+        value=text,
+        valuenum=v,
+        valueuom=unit,
+        ref_range_lower=lo,
+        ref_range_upper=hi,
         flag=_where_or_null((v < lo) | (v > hi), "abnormal"),
-        priority=_pick(rng, ("STAT", "ROUTINE"), n, [0.6, 0.4]))
+        priority=_pick(rng, ("STAT", "ROUTINE"), n, [0.6, 0.4]),
+    )
 
 
 def _where_or_null(condition: np.ndarray, value: str) -> np.ndarray:
@@ -969,14 +1283,18 @@ def _decimal_text(values: np.ndarray, decimals: np.ndarray) -> pa.Array:
     """Lab `value` text with 0 or 1 decimal ("2.0", "153"), built with Arrow string kernels
     (printf-style formatting of a million floats in Python is the slowest step otherwise)."""
     tenths = np.rint(np.abs(values) * 10).astype(np.int64)
-    whole = pc.cast(pa.array(np.where(decimals == 0, np.rint(np.abs(values)).astype(np.int64), tenths // 10)), pa.string())
+    whole = pc.cast(
+        pa.array(np.where(decimals == 0, np.rint(np.abs(values)).astype(np.int64), tenths // 10)), pa.string()
+    )
     frac = pc.cast(pa.array(tenths % 10), pa.string())
     one = pc.binary_join_element_wise(whole, frac, ".")
     text = pc.if_else(pa.array(decimals == 0), whole, one)
     return pc.if_else(pa.array(values < 0), pc.binary_join_element_wise("-", text, ""), text)
 
 
-def _band(rng: np.random.Generator, points: np.ndarray, edges: Sequence[tuple[float, float]], decimals: int) -> np.ndarray:
+def _band(
+    rng: np.random.Generator, points: np.ndarray, edges: Sequence[tuple[float, float]], decimals: int
+) -> np.ndarray:
     """A value strictly inside the SOFA band of each point score (so any window gives the same score)."""
     lo = np.asarray([e[0] for e in edges])[points]
     hi = np.asarray([e[1] for e in edges])[points]
@@ -987,12 +1305,24 @@ _PLATELET_BANDS = [(151, 380), (101, 149), (51, 99), (21, 49), (5, 19)]
 _BILIRUBIN_BANDS = [(0.2, 1.1), (1.3, 1.9), (2.1, 5.9), (6.1, 11.9), (12.1, 25.0)]
 
 
-def _ckrt_labs(rng: np.random.Generator, t: dict[str, _Table], ids: _IdPool, subject: np.ndarray, hadm: np.ndarray,
-               cat: np.ndarray, cov: model.Covariates, index: np.ndarray, admittime: np.ndarray,
-               dischtime: np.ndarray, death: np.ndarray) -> None:
+def _ckrt_labs(
+    rng: np.random.Generator,
+    t: dict[str, _Table],
+    ids: _IdPool,
+    subject: np.ndarray,
+    hadm: np.ndarray,
+    cat: np.ndarray,
+    cov: model.Covariates,
+    index: np.ndarray,
+    admittime: np.ndarray,
+    dischtime: np.ndarray,
+    death: np.ndarray,
+) -> None:
     n = subject.size
     alive_until = np.minimum(dischtime, death) - 30
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # owner, item, time, value, hadm
+    parts: list[
+        tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    ] = []  # owner, item, time, value, hadm
 
     # baseline creatinine: one outpatient result 20-300 days before the admission
     base_t = admittime - rng.integers(20, 300, n) * _DAY_MIN - rng.integers(8 * 60, 17 * 60, n)
@@ -1024,18 +1354,37 @@ def _ckrt_labs(rng: np.random.Generator, t: dict[str, _Table], ids: _IdPool, sub
     m = owner.size
     creat = np.where(d < 0, _u(rng, 5.0, 8.5, m), _u(rng, 1.5, 4.5, m))
     mg = np.clip(cov.serum_mg[owner] + rng.normal(0.1, 0.2, m) * (d > 0), 1.0, 3.9)
-    for item, value in ((50912, creat), (51265, _band(rng, cov.coag[owner], _PLATELET_BANDS, 0)),
-                        (50885, _band(rng, cov.liver[owner], _BILIRUBIN_BANDS, 1)), (50960, mg),
-                        (50971, _u(rng, 3.5, 5.5, m))):
+    for item, value in (
+        (50912, creat),
+        (51265, _band(rng, cov.coag[owner], _PLATELET_BANDS, 0)),
+        (50885, _band(rng, cov.liver[owner], _BILIRUBIN_BANDS, 1)),
+        (50960, mg),
+        (50971, _u(rng, 3.5, 5.5, m)),
+    ):
         parts.append((owner, np.full(m, item), when, value, hadm[owner]))
 
     o = np.concatenate([p[0] for p in parts])
-    _lab_rows(rng, t, ids, subject[o], np.concatenate([p[4] for p in parts]), np.concatenate([p[1] for p in parts]),
-              np.concatenate([p[2] for p in parts]).astype(np.int64), np.concatenate([p[3] for p in parts]))
+    _lab_rows(
+        rng,
+        t,
+        ids,
+        subject[o],
+        np.concatenate([p[4] for p in parts]),
+        np.concatenate([p[1] for p in parts]),
+        np.concatenate([p[2] for p in parts]).astype(np.int64),
+        np.concatenate([p[3] for p in parts]),
+    )
 
 
-def _labs_plain(rng: np.random.Generator, t: dict[str, _Table], ids: _IdPool, subject: np.ndarray, hadm: np.ndarray,
-                start: np.ndarray, end: np.ndarray) -> None:
+def _labs_plain(
+    rng: np.random.Generator,
+    t: dict[str, _Table],
+    ids: _IdPool,
+    subject: np.ndarray,
+    hadm: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+) -> None:
     """A daily panel (creatinine, Mg, platelets, bilirubin) over at most 4 days of a stay."""
     n = subject.size
     if n == 0:
@@ -1046,9 +1395,12 @@ def _labs_plain(rng: np.random.Generator, t: dict[str, _Table], ids: _IdPool, su
     when = np.minimum(when, end[owner] - 30)
     m = owner.size
     creat = np.round(np.clip(rng.lognormal(np.log(1.1), 0.45, m), 0.3, 9.0), 1)
-    for item, value in ((50912, creat), (50960, np.clip(rng.normal(2.0, 0.3, m), 1.0, 3.5)),
-                        (51265, np.clip(rng.normal(210, 80, m), 8, 600)),
-                        (50885, np.clip(rng.lognormal(np.log(0.6), 0.7, m), 0.1, 20))):
+    for item, value in (
+        (50912, creat),
+        (50960, np.clip(rng.normal(2.0, 0.3, m), 1.0, 3.5)),
+        (51265, np.clip(rng.normal(210, 80, m), 8, 600)),
+        (50885, np.clip(rng.lognormal(np.log(0.6), 0.7, m), 0.1, 20)),
+    ):
         _lab_rows(rng, t, ids, subject[owner], hadm[owner], np.full(m, item), when, value)
 
 
@@ -1056,8 +1408,16 @@ def _labs_plain(rng: np.random.Generator, t: dict[str, _Table], ids: _IdPool, su
 # ICU stays of patients who never get CKRT (most stays), and earlier stays of CKRT patients
 
 
-def _plain_stays(rng: np.random.Generator, t: dict[str, _Table], ids: _IdPool, subject: np.ndarray,
-                 admit: np.ndarray, sepsis: np.ndarray, died: np.ndarray, hd: bool = True) -> np.ndarray:
+def _plain_stays(
+    rng: np.random.Generator,
+    t: dict[str, _Table],
+    ids: _IdPool,
+    subject: np.ndarray,
+    admit: np.ndarray,
+    sepsis: np.ndarray,
+    died: np.ndarray,
+    hd: bool = True,
+) -> np.ndarray:
     """One admission with one ICU stay per element; no CRRT and no CRRT-mode charting ever.
 
     died: the patient dies in this admission (at ICU discharge). hd: allow intermittent HD
@@ -1075,32 +1435,80 @@ def _plain_stays(rng: np.random.Generator, t: dict[str, _Table], ids: _IdPool, s
     disch = np.where(died, outtime, disch)
     _admissions(rng, t, subject, hadm, admit, disch, np.where(died, outtime, _NO_TIME))
     unit = _pick(rng, CAREUNITS, n)
-    t["icu/icustays"].add(subject_id=subject, hadm_id=hadm, stay_id=stay, first_careunit=unit, last_careunit=unit,
-                          intime=intime, outtime=outtime, los=np.round((outtime - intime) / _DAY_MIN, 4))
+    t["icu/icustays"].add(
+        subject_id=subject,
+        hadm_id=hadm,
+        stay_id=stay,
+        first_careunit=unit,
+        last_careunit=unit,
+        intime=intime,
+        outtime=outtime,
+        los=np.round((outtime - intime) / _DAY_MIN, 4),
+    )
     _diagnoses(rng, t, subject, hadm, sepsis, _year_of(admit))
     _labs_plain(rng, t, ids, subject, hadm, intime, outtime)
     weight = np.round(np.clip(rng.normal(80, 18, n), 40, 170), 1)
     # some are on vasopressors, ventilated, given magnesium, or (ESKD) on intermittent HD
     vs = np.flatnonzero(rng.random(n) < 0.25)
     v_end = np.minimum(intime[vs] + rng.integers(4 * 60, 48 * 60, vs.size), outtime[vs] - 10)
-    _vasopressors(rng, t, ids, subject[vs], hadm[vs], stay[vs], intime[vs] + 20, v_end, weight[vs],
-                  rng.random(vs.size) < 0.4, secondary=True)
+    _vasopressors(
+        rng,
+        t,
+        ids,
+        subject[vs],
+        hadm[vs],
+        stay[vs],
+        intime[vs] + 20,
+        v_end,
+        weight[vs],
+        rng.random(vs.size) < 0.4,
+        secondary=True,
+    )
     ve = np.flatnonzero(rng.random(n) < 0.30)
-    _procedures(rng, t, ids, subject[ve], hadm[ve], stay[ve], intime[ve] + 15,
-                np.maximum(outtime[ve] - rng.integers(60, 600, ve.size), intime[ve] + 60), np.full(ve.size, 225792),
-                weight[ve])
+    _procedures(
+        rng,
+        t,
+        ids,
+        subject[ve],
+        hadm[ve],
+        stay[ve],
+        intime[ve] + 15,
+        np.maximum(outtime[ve] - rng.integers(60, 600, ve.size), intime[ve] + 60),
+        np.full(ve.size, 225792),
+        weight[ve],
+    )
     mg = np.flatnonzero(rng.random(n) < 0.20)
     mg_start = np.minimum(intime[mg] + rng.integers(60, 36 * 60, mg.size), outtime[mg] - 150)
     ok = mg_start > intime[mg]
     mg, mg_start = mg[ok], mg_start[ok]
-    _mg_rows(rng, t, ids, subject[mg], hadm[mg], stay[mg], mg_start, np.where(rng.random(mg.size) < 0.7, 2, 4),
-             rng.random(mg.size) < 0.03, weight[mg])
+    _mg_rows(
+        rng,
+        t,
+        ids,
+        subject[mg],
+        hadm[mg],
+        stay[mg],
+        mg_start,
+        np.where(rng.random(mg.size) < 0.7, 2, 4),
+        rng.random(mg.size) < 0.03,
+        weight[mg],
+    )
     on_hd = np.flatnonzero(rng.random(n) < (0.02 if hd else 0.0))
     hd_start = np.minimum(intime[on_hd] + rng.integers(2 * 60, 20 * 60, on_hd.size), outtime[on_hd] - 300)
     ok = hd_start > intime[on_hd]
     on_hd, hd_start = on_hd[ok], hd_start[ok]
-    _procedures(rng, t, ids, subject[on_hd], hadm[on_hd], stay[on_hd], hd_start, hd_start + 240,
-                np.full(on_hd.size, 225441), weight[on_hd])
+    _procedures(
+        rng,
+        t,
+        ids,
+        subject[on_hd],
+        hadm[on_hd],
+        stay[on_hd],
+        hd_start,
+        hd_start + 240,
+        np.full(on_hd.size, 225441),
+        weight[on_hd],
+    )
     return disch
 
 
@@ -1129,9 +1537,14 @@ def _background_stays(rng: np.random.Generator, n_stays: int, ids: _IdPool, t: d
     late_day = (last + rng.integers(40, 365, n_pat) * _DAY_MIN) // _DAY_MIN
     dod = np.where(late, late_day, np.where(dies, last // _DAY_MIN, _NO_DATE))
     k = rng.integers(0, 3, n_pat)
-    t["hosp/patients"].add(subject_id=subject, gender=np.where(female, "F", "M").astype(object), anchor_age=age - k,
-                           anchor_year=year - k, anchor_year_group=_pick(rng, ANCHOR_YEAR_GROUPS, n_pat),
-                           dod=dod.astype(np.int64))
+    t["hosp/patients"].add(
+        subject_id=subject,
+        gender=np.where(female, "F", "M").astype(object),
+        anchor_age=age - k,
+        anchor_year=year - k,
+        anchor_year_group=_pick(rng, ANCHOR_YEAR_GROUPS, n_pat),
+        dod=dod.astype(np.int64),
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1140,17 +1553,31 @@ def _background_stays(rng: np.random.Generator, n_stays: int, ids: _IdPool, t: d
 
 def _dictionaries(t: dict[str, _Table]) -> None:
     items = sorted(LAB_ITEMS)
-    t["hosp/d_labitems"].add(itemid=np.asarray(items), label=[LAB_ITEMS[i][0] for i in items],
-                             fluid=[LAB_ITEMS[i][1] for i in items], category=[LAB_ITEMS[i][2] for i in items])
+    t["hosp/d_labitems"].add(
+        itemid=np.asarray(items),
+        label=[LAB_ITEMS[i][0] for i in items],
+        fluid=[LAB_ITEMS[i][1] for i in items],
+        category=[LAB_ITEMS[i][2] for i in items],
+    )
     icu = [*sorted(ICU_ITEMS), 226512]
-    rows = [ICU_ITEMS.get(i, ("Admission Weight (Kg)", "Admit Wt", "chartevents", "General", "kg", "Numeric"))
-            for i in icu]
-    t["icu/d_items"].add(itemid=np.asarray(icu), label=[r[0] for r in rows], abbreviation=[r[1] for r in rows],
-                         linksto=[r[2] for r in rows], category=[r[3] for r in rows],
-                         unitname=[r[4] for r in rows], param_type=[r[5] for r in rows])
+    rows = [
+        ICU_ITEMS.get(i, ("Admission Weight (Kg)", "Admit Wt", "chartevents", "General", "kg", "Numeric")) for i in icu
+    ]
+    t["icu/d_items"].add(
+        itemid=np.asarray(icu),
+        label=[r[0] for r in rows],
+        abbreviation=[r[1] for r in rows],
+        linksto=[r[2] for r in rows],
+        category=[r[3] for r in rows],
+        unitname=[r[4] for r in rows],
+        param_type=[r[5] for r in rows],
+    )
     codes = sorted(ICD_TITLES)
-    t["hosp/d_icd_diagnoses"].add(icd_code=[c for c, _ in codes], icd_version=np.asarray([v for _, v in codes]),
-                                  long_title=[ICD_TITLES[c] for c in codes])
+    t["hosp/d_icd_diagnoses"].add(
+        icd_code=[c for c, _ in codes],
+        icd_version=np.asarray([v for _, v in codes]),
+        long_title=[ICD_TITLES[c] for c in codes],
+    )
 
 
 @lru_cache(maxsize=4)
@@ -1163,21 +1590,33 @@ def _truth(plan: _Plan, planted: pd.DataFrame, seed: int) -> dict[str, Any]:
     dose = planted.loc[exposed, "mg_dose_meq"]
     pop = dict(_population_truth(round(PUBLISHED_FLOW["exposed"] / PUBLISHED_FLOW["eligible"], 6)))
     return {
-        "flow": {"screened": plan.screened, "excluded": plan.excluded,
-                 "excluded_no_mg_on_index_day": plan.no_mg, "excluded_died_within_48h": plan.early_death,
-                 "eligible": plan.eligible, "exposed": plan.exposed, "unexposed": plan.unexposed,
-                 "not_screened_minors": plan.minors, "not_screened_no_support": plan.no_support},
-        "dose_meq": {"mean": round(float(dose.mean()), 3), "sd": round(float(dose.std(ddof=1)), 3),
-                     "meq_per_gram": model.MEQ_PER_GRAM},
+        "flow": {
+            "screened": plan.screened,
+            "excluded": plan.excluded,
+            "excluded_no_mg_on_index_day": plan.no_mg,
+            "excluded_died_within_48h": plan.early_death,
+            "eligible": plan.eligible,
+            "exposed": plan.exposed,
+            "unexposed": plan.unexposed,
+            "not_screened_minors": plan.minors,
+            "not_screened_no_support": plan.no_support,
+        },
+        "dose_meq": {
+            "mean": round(float(dose.mean()), 3),
+            "sd": round(float(dose.std(ddof=1)), 3),
+            "meq_per_gram": model.MEQ_PER_GRAM,
+        },
         "hr_death": model.HR_DEATH,
         "hr_death_estimand": (
             "conditional hazard ratio of death (exposed vs not) given age, sex, sepsis, eGFR (CKD-EPI 2021), "
             "SOFA and serum Mg, all entering the log hazard linearly: a Cox model adjusted for these six "
-            "covariates (in the full or the matched cohort) estimates it"),
+            "covariates (in the full or the matched cohort) estimates it"
+        ),
         "hr_death_att_marginal": pop["hr_death_att_marginal"],
         "hr_death_att_marginal_estimand": (
             "marginal hazard ratio of death in the exposed population (ATT): the target of an unadjusted Cox "
-            "model in a well-matched sample; differs from hr_death because hazard ratios are non-collapsible"),
+            "model in a well-matched sample; differs from hr_death because hazard ratios are non-collapsible"
+        ),
         "hr_death_adjusted_check": pop["hr_death_adjusted_check"],
         "hr_krt_cause_specific": model.HR_LIBERATION_CS,
         "shr_krt": pop["shr_krt_adjusted"],
@@ -1185,21 +1624,26 @@ def _truth(plan: _Plan, planted: pd.DataFrame, seed: int) -> dict[str, Any]:
             "subdistribution hazard ratio of KRT liberation (death competing, 90-day horizon) from a Fine-Gray "
             "model adjusted for the six covariates, computed on a simulated population of "
             f"{pop['truth_simulation_size']} from the same model: the planted effect is cause-specific "
-            "(HR 2.0 on the latent liberation time), so this is the least-false value Fine-Gray converges to"),
+            "(HR 2.0 on the latent liberation time), so this is the least-false value Fine-Gray converges to"
+        ),
         "shr_krt_att_marginal": pop["shr_krt_att_marginal"],
         "mortality_90d_exposed": pop["mortality_90d_exposed_att"],
         "mortality_90d_exposed_without_mg": pop["mortality_90d_exposed_had_they_not"],
         "model": {
-            "death": {"baseline": f"Weibull shape {model.DEATH_SHAPE}, scale {model.DEATH_SCALE}/day^shape, "
-                                  f"starting {model.DEATH_DELAY_DAYS} days after index",
-                      "log_hr": {"mg": round(math.log(model.HR_DEATH), 6), **model.DEATH_COEF}},
-            "liberation": {"baseline": f"Weibull shape {model.LIB_SHAPE}, scale {model.LIB_SCALE}/day^shape, "
-                                       f"starting {model.LIBERATION_DELAY_DAYS} day after index",
-                           "log_hr": {"mg": round(math.log(model.HR_LIBERATION_CS), 6), **model.LIB_COEF}},
+            "death": {
+                "baseline": f"Weibull shape {model.DEATH_SHAPE}, scale {model.DEATH_SCALE}/day^shape, "
+                f"starting {model.DEATH_DELAY_DAYS} days after index",
+                "log_hr": {"mg": round(math.log(model.HR_DEATH), 6), **model.DEATH_COEF},
+            },
+            "liberation": {
+                "baseline": f"Weibull shape {model.LIB_SHAPE}, scale {model.LIB_SCALE}/day^shape, "
+                f"starting {model.LIBERATION_DELAY_DAYS} day after index",
+                "log_hr": {"mg": round(math.log(model.HR_LIBERATION_CS), 6), **model.LIB_COEF},
+            },
             "exposure_log_odds": model.EXPOSURE_COEF,
             "centres": model.CENTRE,
             "sofa": "renal 4 + coagulation (platelets) + liver (bilirubin) + cardiovascular (norepinephrine "
-                    "rate: 4 if > 0.1 mcg/kg/min, 3 otherwise, 0 without vasopressor)",
+            "rate: 4 if > 0.1 mcg/kg/min, 3 otherwise, 0 without vasopressor)",
         },
         "description": (
             "Synthetic MIMIC-IV v2.2 EHR. Among eligible CKRT patients, death after index follows a Weibull "
@@ -1208,20 +1652,26 @@ def _truth(plan: _Plan, planted: pd.DataFrame, seed: int) -> dict[str, Any]:
             "with HR 2.0, independent of death given the covariates. Age, sepsis, eGFR, SOFA and serum Mg "
             "drive both the chance of Mg (low serum Mg and sepsis raise it, low eGFR and high SOFA lower it) "
             "and the hazards, so the crude HR is biased and adjustment or matching removes the bias. "
-            f"Generator seed {seed}."),
+            f"Generator seed {seed}."
+        ),
     }
 
 
 def _write(out: Path, tables: dict[str, _Table], fmt: str) -> None:
     sort_keys = {
-        "hosp/patients": ["subject_id"], "hosp/admissions": ["subject_id", "hadm_id"],
-        "hosp/diagnoses_icd": ["subject_id", "hadm_id", "seq_num"], "hosp/labevents": ["subject_id", "charttime", "itemid"],
-        "icu/icustays": ["subject_id", "intime"], "icu/inputevents": ["subject_id", "starttime", "orderid", "itemid"],
-        "icu/procedureevents": ["subject_id", "starttime", "orderid"], "icu/chartevents": ["subject_id", "charttime", "itemid"],
+        "hosp/patients": ["subject_id"],
+        "hosp/admissions": ["subject_id", "hadm_id"],
+        "hosp/diagnoses_icd": ["subject_id", "hadm_id", "seq_num"],
+        "hosp/labevents": ["subject_id", "charttime", "itemid"],
+        "icu/icustays": ["subject_id", "intime"],
+        "icu/inputevents": ["subject_id", "starttime", "orderid", "itemid"],
+        "icu/procedureevents": ["subject_id", "starttime", "orderid"],
+        "icu/chartevents": ["subject_id", "charttime", "itemid"],
         "hosp/prescriptions": ["subject_id", "starttime", "pharmacy_id"],
         "hosp/emar": ["subject_id", "charttime", "emar_id"],
         "hosp/emar_detail": ["subject_id", "emar_id", "parent_field_ordinal"],
     }
+
     def one(name: str, table: _Table) -> None:
         arrow = table.to_arrow()
         keys = sort_keys.get(name)
@@ -1251,10 +1701,13 @@ def _write_csv_gz(table: pa.Table, path: Path) -> None:
     # "needed" style quotes every text field, so it is used only for tables that need it.
     needs_quotes = any(
         pa.types.is_string(col.type) and pc.any(pc.match_substring_regex(col, '[,"\n]')).as_py()
-        for col in table.columns if col.null_count < len(col))
+        for col in table.columns
+        if col.null_count < len(col)
+    )
     with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=2, mtime=0) as gz:
         gz.write(header.encode())
-        opts = pacsv.WriteOptions(include_header=False, quoting_style="needed" if needs_quotes else "none",
-                                  batch_size=65_536)
+        opts = pacsv.WriteOptions(
+            include_header=False, quoting_style="needed" if needs_quotes else "none", batch_size=65_536
+        )
         pacsv.write_csv(table, gz, write_options=opts)
     tmp.replace(path)

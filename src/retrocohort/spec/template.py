@@ -216,7 +216,7 @@ def unfilled(raw: Any, loc: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...],
     """Key paths of a parsed study whose value is still a placeholder, with what to write there."""
     if isinstance(raw, str):
         if raw.lstrip().startswith(PLACEHOLDER_PREFIX):
-            what = raw.strip()[len(PLACEHOLDER_PREFIX):].rstrip(">").split("|", 1)
+            what = raw.strip()[len(PLACEHOLDER_PREFIX) :].rstrip(">").split("|", 1)
             hint = what[0].strip()
             example = what[1].strip() if len(what) > 1 else ""
             return [(loc, hint + (f" ({example})" if example else ""))]

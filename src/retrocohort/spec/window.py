@@ -19,7 +19,7 @@ _INTERVAL = re.compile(rf"^\s*([\[(]){_END},{_END}([\])])\s*$", re.IGNORECASE)
 
 #: How a window is written, for error messages.
 WINDOW_SYNTAX = (
-    "an interval such as \"(0h, 48h]\", \"[-24h, 24h]\", \"[-365d, 0h)\" or \"(-inf, 48h]\" "
+    'an interval such as "(0h, 48h]", "[-24h, 24h]", "[-365d, 0h)" or "(-inf, 48h]" '
     "('[' / ']' include the end, '(' / ')' exclude it; h = hours, d = days), or \"index_day\""
 )
 
@@ -114,7 +114,7 @@ def parse_window(text: str) -> dict[str, Any]:
         value = float(number)
         if math.isfinite(value):
             if not unit:
-                raise ValueError(f"{text!r}: give each finite end a unit, h (hours) or d (days), e.g. \"(0h, 48h]\"")
+                raise ValueError(f'{text!r}: give each finite end a unit, h (hours) or d (days), e.g. "(0h, 48h]"')
             value = value * 24.0 if unit.lower() == "d" else value
         values.append(value)
     return {

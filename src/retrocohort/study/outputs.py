@@ -58,7 +58,6 @@ from ..report.suppression import (
     study_disclosure,
     suppress_frame,
     suppress_small_cells,
-    suppress_frame,
 )
 from ..report.tables import (
     arm_labels,

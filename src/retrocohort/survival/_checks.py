@@ -21,11 +21,11 @@ from .._design import numeric_column, require_columns
 from ..errors import InputError
 
 __all__ = [
-    "check_time",
     "check_event",
-    "check_status",
-    "check_weights",
     "check_group",
+    "check_status",
+    "check_time",
+    "check_weights",
     "require_events",
 ]
 
@@ -114,9 +114,7 @@ def check_weights(data: pd.DataFrame, column: str | None, where: str) -> np.ndar
     return weights
 
 
-def check_group(
-    data: pd.DataFrame, column: str | None, where: str, role: str = "group"
-) -> tuple[np.ndarray, list]:
+def check_group(data: pd.DataFrame, column: str | None, where: str, role: str = "group") -> tuple[np.ndarray, list]:
     """Integer codes (n,) and level labels of a grouping column, in R's factor order.
 
     Levels follow a pandas Categorical's categories (unused ones dropped, as

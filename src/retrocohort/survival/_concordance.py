@@ -30,7 +30,7 @@ from numba import njit
 
 from ._sorting import _radix_argsort, sortable_keys
 
-__all__ = ["dense_rank", "concordance"]
+__all__ = ["concordance", "dense_rank"]
 
 _BLOCK = 32  # ranks per block of the Fenwick trees
 
@@ -63,8 +63,7 @@ def dense_rank(values: np.ndarray) -> tuple[np.ndarray, int]:
     if n == 0:
         return rank, 0
     keys = sortable_keys(values)
-    order = _radix_argsort(keys, np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64),
-                           np.empty(n, dtype=np.uint64))
+    order = _radix_argsort(keys, np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64), np.empty(n, dtype=np.uint64))
     n_rank = _dense_rank_sorted(values, order, rank)
     return rank, int(n_rank)
 
@@ -265,8 +264,9 @@ def concordance(stop, start, event, weights, risk_score, sbounds, sorder, has_en
     tree = np.zeros(((n_rank + _BLOCK - 1) // _BLOCK, 2))
     at = np.zeros((max(n_rank, 1), 2))
     per_row = np.zeros((n, 2))
-    conc, disc, tied_x = _concordance_kernel(stop, start, event, weights, rank, n_rank, sbounds, sorder,
-                                             has_entry, tree, at, per_row)
+    conc, disc, tied_x = _concordance_kernel(
+        stop, start, event, weights, rank, n_rank, sbounds, sorder, has_entry, tree, at, per_row
+    )
     del tree, at, rank
     denom = conc + disc + tied_x
     if denom > 0:

@@ -376,7 +376,9 @@ def grouped_risk_table(
     tables = []
     for rows in members:
         tables.append(
-            risk_table(time[rows], [np.asarray(mark)[rows] for mark in marks], None if weights is None else weights[rows])
+            risk_table(
+                time[rows], [np.asarray(mark)[rows] for mark in marks], None if weights is None else weights[rows]
+            )
         )
     # timsort: the concatenation is K sorted runs, merged in linear time
     merged = np.sort(np.concatenate([table.time for table in tables]), kind="stable")
@@ -384,9 +386,7 @@ def grouped_risk_table(
     if timefix:
         representative = near_tie_representatives(grid)
         if representative is not None:
-            tables = [
-                merge_near_ties(table, representative[np.searchsorted(grid, table.time)]) for table in tables
-            ]
+            tables = [merge_near_ties(table, representative[np.searchsorted(grid, table.time)]) for table in tables]
             grid, _ = distinct_sorted(representative)
     m = grid.shape[0]
     n_total = np.zeros((n_groups, m))
@@ -458,8 +458,9 @@ def merge_near_tied_times(table: RiskTable, tolerance: float = _TIMEFIX_TOLERANC
     m = _merge_near_tied_rows_inplace(time_c, risk_c, total_c, counts_c, rows_c, threshold)
     if m == time.shape[0]:
         return table
-    return RiskTable(time=time_c[:m], n_risk=risk_c[:m], n_total=total_c[:m], counts=counts_c[:m],
-                     rows_at_risk=rows_c[:m])
+    return RiskTable(
+        time=time_c[:m], n_risk=risk_c[:m], n_total=total_c[:m], counts=counts_c[:m], rows_at_risk=rows_c[:m]
+    )
 
 
 @numba.njit(cache=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["stable_argsort", "sortable_keys"]
+__all__ = ["sortable_keys", "stable_argsort"]
 
 
 @njit(cache=True)
@@ -100,5 +100,4 @@ def stable_argsort(values: np.ndarray) -> np.ndarray:
         keys = (values + 0.0).view(np.uint64)  # a fresh copy: the sort overwrites it
     else:
         keys = sortable_keys(values)
-    return _radix_argsort(keys, np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64),
-                          np.empty(n, dtype=np.uint64))
+    return _radix_argsort(keys, np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64), np.empty(n, dtype=np.uint64))

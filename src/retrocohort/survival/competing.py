@@ -222,9 +222,16 @@ class CumulativeIncidenceResult:
 
         return render_cif_html(self)
 
-    def plot(self, ax: Any = None, labels: Mapping[Any, str] | Sequence[str] | None = None,
-             gray_p: float | None = None, horizon: float | None = None, xlabel: str = "Time",
-             ylabel: str | None = None, competing: str = "competing events") -> Any:
+    def plot(
+        self,
+        ax: Any = None,
+        labels: Mapping[Any, str] | Sequence[str] | None = None,
+        gray_p: float | None = None,
+        horizon: float | None = None,
+        xlabel: str = "Time",
+        ylabel: str | None = None,
+        competing: str = "competing events",
+    ) -> Any:
         """Cumulative incidence curves by group (the report's figure); returns a matplotlib Figure.
 
         Parameters
@@ -244,9 +251,16 @@ class CumulativeIncidenceResult:
 
         if labels is None:
             labels = [str(v) for v in self._levels] if self.group is not None else None
-        return cumulative_incidence_plot(self, labels, gray_p, ax=ax, horizon=horizon, xlabel=xlabel,
-                                         ylabel=ylabel or f"Cumulative incidence of cause {self.cause}",
-                                         competing=competing)
+        return cumulative_incidence_plot(
+            self,
+            labels,
+            gray_p,
+            ax=ax,
+            horizon=horizon,
+            xlabel=xlabel,
+            ylabel=ylabel or f"Cumulative incidence of cause {self.cause}",
+            competing=competing,
+        )
 
     def cif_at(self, times) -> pd.DataFrame:
         """CIF and variance at ``times``, as ``cmprsk::timepoints``.
@@ -439,15 +453,18 @@ def cumulative_incidence(
         incidence = aalen_johansen(t, c == cause, c != censor_code, cause_times_only=True)
         cif, variance = incidence.cif, incidence.variance
         lower, upper = cif_confidence_band(cif, variance, level)
-        part = pd.DataFrame({
-            "time": incidence.time,
-            "n_risk": incidence.n_risk,
-            "n_event": incidence.n_cause,
-            "cif": cif,
-            "variance": variance,
-            "lower": lower,
-            "upper": upper,
-        }, copy=False)
+        part = pd.DataFrame(
+            {
+                "time": incidence.time,
+                "n_risk": incidence.n_risk,
+                "n_event": incidence.n_cause,
+                "cif": cif,
+                "variance": variance,
+                "lower": lower,
+                "upper": upper,
+            },
+            copy=False,
+        )
         if group is not None:
             part.insert(0, "group", label)
         pieces.append(part)
@@ -523,12 +540,16 @@ def _event_free_strata_note(
     n = len(strata_codes)
     if len(empty) == 1:
         label, r = empty[0]
-        return [f"stratum {{{strata!r}: {label!r}}} ({r} of {n} rows) has no events of cause {cause}; "
-                "it contributes nothing to the test"]
+        return [
+            f"stratum {{{strata!r}: {label!r}}} ({r} of {n} rows) has no events of cause {cause}; "
+            "it contributes nothing to the test"
+        ]
     if empty:
-        return [f"{len(empty)} of {n_levels} strata of {strata!r} have no events of cause {cause} "
-                f"({sum(r for _, r in empty)} of {n} rows; e.g. {[lab for lab, _ in empty[:5]]}); "
-                "they contribute nothing to the test"]
+        return [
+            f"{len(empty)} of {n_levels} strata of {strata!r} have no events of cause {cause} "
+            f"({sum(r for _, r in empty)} of {n} rows; e.g. {[lab for lab, _ in empty[:5]]}); "
+            "they contribute nothing to the test"
+        ]
     return []
 
 
@@ -598,12 +619,14 @@ def gray_test(
         )
     statistic = float(score[:-1] @ np.linalg.solve(reduced, score[:-1]))
     df = k - 1
-    table = pd.DataFrame({
-        "group": levels,
-        "n": np.bincount(group_codes, minlength=k),
-        "observed": np.bincount(group_codes, weights=is_cause.astype(float), minlength=k),
-        "score": score,
-    })
+    table = pd.DataFrame(
+        {
+            "group": levels,
+            "n": np.bincount(group_codes, minlength=k),
+            "observed": np.bincount(group_codes, weights=is_cause.astype(float), minlength=k),
+            "score": score,
+        }
+    )
     return GrayTestResult(
         statistic=statistic,
         df=df,

@@ -41,7 +41,7 @@ from ._sorting import stable_argsort
 Ties = Literal["efron", "breslow"]
 _TIES: tuple[str, ...] = get_args(Ties)
 
-__all__ = ["cox", "CoxResult", "TestResult", "score_residuals", "baseline_hazard", "predict_survival"]
+__all__ = ["CoxResult", "TestResult", "baseline_hazard", "cox", "predict_survival", "score_residuals"]
 
 
 # ---------------------------------------------------------------------------
@@ -50,8 +50,9 @@ __all__ = ["cox", "CoxResult", "TestResult", "score_residuals", "baseline_hazard
 
 
 @njit(cache=True)
-def _cox_sweep(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron, r, c, xbar_buf, step_w,
-               ghaz, gown, gexit):
+def _cox_sweep(
+    stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron, r, c, xbar_buf, step_w, ghaz, gown, gexit
+):
     """One O(n p) sweep: log partial likelihood, score and the pieces of the information.
 
     All arrays are sorted by (stratum, stop). ``sbounds`` (n_strata + 1,) holds
@@ -242,8 +243,9 @@ def _add_weighted_crossprod(acc, A, v, n):
             t6 = v[i + 6] * xs[6, a]
             t7 = v[i + 7] * xs[7, a]
             for b in range(a, p):
-                acc[a, b] += (((t0 * xs[0, b] + t1 * xs[1, b]) + (t2 * xs[2, b] + t3 * xs[3, b]))
-                              + ((t4 * xs[4, b] + t5 * xs[5, b]) + (t6 * xs[6, b] + t7 * xs[7, b])))
+                acc[a, b] += ((t0 * xs[0, b] + t1 * xs[1, b]) + (t2 * xs[2, b] + t3 * xs[3, b])) + (
+                    (t4 * xs[4, b] + t5 * xs[5, b]) + (t6 * xs[6, b] + t7 * xs[7, b])
+                )
     for i in range(n8, n):
         for a in range(p):
             t = v[i] * A[i, a]
@@ -304,8 +306,15 @@ def _pass_scratch(X: np.ndarray, n_events: int, has_entry: bool):
     the per-death-time hazard and Efron shares (n_events + 1,) and the rows' exit indices (n,; 1 without entry).
     """
     n, p = X.shape
-    return (np.empty(n), np.empty(n), np.empty((_STEP_BUFFER, p)), np.empty(_STEP_BUFFER),
-            np.empty(n_events + 1), np.empty(n_events + 1), np.empty(n if has_entry else 1, dtype=np.int64))
+    return (
+        np.empty(n),
+        np.empty(n),
+        np.empty((_STEP_BUFFER, p)),
+        np.empty(_STEP_BUFFER),
+        np.empty(n_events + 1),
+        np.empty(n_events + 1),
+        np.empty(n if has_entry else 1, dtype=np.int64),
+    )
 
 
 @njit(cache=True)
@@ -412,8 +421,7 @@ def _score_resid_kernel(stop, start, event, w, X, eta, sbounds, sorder, has_entr
                 for k in range(j, i + 1):
                     if event[k] != 0:
                         for a in range(p):
-                            resid[k, a] += X[k, a] - xm[a] + ex[k] * (
-                                X[k, a] * (ag - ad) - (bg[a] - bd[a]))
+                            resid[k, a] += X[k, a] - xm[a] + ex[k] * (X[k, a] * (ag - ad) - (bg[a] - bd[a]))
             i = j - 1
         # rows still at risk at the stratum's earliest time leave now
         if has_entry:
@@ -727,8 +735,9 @@ def _event_column(data: pd.DataFrame, name: str, where: str) -> np.ndarray:
     return check_event(data, name, where).view(np.int8)
 
 
-def _group_codes(data: pd.DataFrame, columns: list[str], what: str, where: str,
-                 sort: bool = True) -> tuple[np.ndarray, list]:
+def _group_codes(
+    data: pd.DataFrame, columns: list[str], what: str, where: str, sort: bool = True
+) -> tuple[np.ndarray, list]:
     """Integer codes 0..k-1 for the distinct values of ``columns`` (sorted unless ``sort=False``), and the values.
 
     Clusters need no order (their sums only enter ``D'D``), so they skip the sort; whole-number
@@ -737,8 +746,10 @@ def _group_codes(data: pd.DataFrame, columns: list[str], what: str, where: str,
     require_columns(data, columns, where)
     missing = {c: int(data[c].isna().sum()) for c in columns if data[c].isna().any()}
     if missing:
-        raise InputError(f"{where}: {what} column(s) have missing values {missing} (column: rows) out of "
-                         f"{len(data)} rows; give those rows a {what} value or drop them explicitly")
+        raise InputError(
+            f"{where}: {what} column(s) have missing values {missing} (column: rows) out of "
+            f"{len(data)} rows; give those rows a {what} value or drop them explicitly"
+        )
     if len(columns) == 1:
         column = data[columns[0]]
         values: pd.Series | np.ndarray = column
@@ -782,7 +793,8 @@ def _design(data: pd.DataFrame, covariates: list[str], where: str, order: np.nda
         n_bad = int((~np.isfinite(values)).sum())
         return InputError(
             f"{where}: covariate {cov!r} has {n_nan} missing and {n_bad - n_nan} infinite "
-            f"value(s) out of {n} rows; drop or impute them explicitly before fitting")
+            f"value(s) out of {n} rows; drop or impute them explicitly before fitting"
+        )
 
     for cov in covariates:
         col = data[cov]
@@ -923,7 +935,7 @@ def _pivots_above_tolerance(imat: np.ndarray, scale: np.ndarray | None = None) -
         if not piv > tol:
             return False
         # eliminate column j from the trailing block (outer-product Cholesky on a copy)
-        a[j + 1:, j + 1:] -= np.outer(a[j + 1:, j], a[j, j + 1:]) / piv
+        a[j + 1 :, j + 1 :] -= np.outer(a[j + 1 :, j], a[j, j + 1 :]) / piv
     return True
 
 
@@ -958,16 +970,16 @@ def _raise_singular(imat: np.ndarray, columns: Sequence[str], scale: np.ndarray 
             bad.append((columns[j], [columns[k] for k in kept]))
         else:
             kept.append(j)
-    described = "; ".join(f"{col!r} is collinear with {earlier}" if earlier else f"{col!r} is constant"
-                          for col, earlier in bad)
+    described = "; ".join(
+        f"{col!r} is collinear with {earlier}" if earlier else f"{col!r} is constant" for col, earlier in bad
+    )
     raise InputError(
         f"cox data: {described} within every stratum's risk sets (coxph would report NA for "
         f"{'it' if len(bad) == 1 else 'them'}); drop one of the terms involved or recode it"
     )
 
 
-def _newton(fit_pass, p: int, columns: Sequence[str], max_iter: int, eps: float,
-            scale: np.ndarray | None = None):
+def _newton(fit_pass, p: int, columns: Sequence[str], max_iter: int, eps: float, scale: np.ndarray | None = None):
     """Newton-Raphson with step halving, as coxph's fitter does.
 
     Starts at beta = 0. Converged when |1 - loglik_old/loglik_new| <= eps
@@ -1020,8 +1032,20 @@ def _fit_pass_factory(sf: dict):
 
     def fit_pass(beta: np.ndarray):
         _linear_predictor(sf["X"], beta, eta)
-        return _cox_pass(sf["stop"], sf["start"], sf["event"], sf["w"], sf["X"], eta,
-                         sf["sbounds"], sf["sorder"], sf["has_entry"], sf["efron"], scratch)
+        return _cox_pass(
+            sf["stop"],
+            sf["start"],
+            sf["event"],
+            sf["w"],
+            sf["X"],
+            eta,
+            sf["sbounds"],
+            sf["sorder"],
+            sf["has_entry"],
+            sf["efron"],
+            scratch,
+        )
+
     return fit_pass
 
 
@@ -1040,8 +1064,19 @@ def score_residuals(result: CoxResult, weighted: bool = False, at_null: bool = F
     """
     f = result._fit
     eta = np.zeros_like(f.eta) if at_null else f.eta
-    resid = _score_resid_kernel(f.stop, f.start, f.event, f.weights, f.X, eta - eta.max(),
-                                f.sbounds, f.sorder, f.has_entry, f.efron, np.empty(f.X.shape))
+    resid = _score_resid_kernel(
+        f.stop,
+        f.start,
+        f.event,
+        f.weights,
+        f.X,
+        eta - eta.max(),
+        f.sbounds,
+        f.sorder,
+        f.has_entry,
+        f.efron,
+        np.empty(f.X.shape),
+    )
     if weighted:
         resid = resid * f.weights[:, None]
     out = np.empty_like(resid)
@@ -1077,7 +1112,7 @@ def _wald_quadratic(var: np.ndarray, b: np.ndarray) -> float:
     z = np.where(diag > 0, y / np.where(diag > 0, diag, 1.0), 0.0)
     x = np.zeros(m)
     for i in range(m - 1, -1, -1):
-        x[i] = 0.0 if diag[i] == 0 else z[i] - lower[i + 1:, i] @ x[i + 1:]
+        x[i] = 0.0 if diag[i] == 0 else z[i] - lower[i + 1 :, i] @ x[i + 1 :]
     return float(b @ x)
 
 
@@ -1090,8 +1125,7 @@ def baseline_hazard(result: CoxResult) -> pd.DataFrame:
     """
     f = result._fit
     eta = f.eta - f.eta.max()
-    first, inc = _hazard_kernel(f.stop, f.start, f.event, f.weights, eta, f.sbounds, f.sorder, f.has_entry,
-                                f.efron)
+    first, inc = _hazard_kernel(f.stop, f.start, f.event, f.weights, eta, f.sbounds, f.sorder, f.has_entry, f.efron)
     # eta is centred and shifted: undo both so that the baseline refers to covariates 0
     offset = float(f.eta.max() + f.means @ f.beta)
     inc = inc * np.exp(-offset)
@@ -1118,7 +1152,7 @@ def _profile_matrix(result: CoxResult, newdata: pd.DataFrame) -> np.ndarray:
             cols.append(numeric_column(newdata, name, "newdata"))
             continue
         for col in columns:
-            level = col[len(name):]
+            level = col[len(name) :]
             if pd.api.types.is_bool_dtype(values):
                 cols.append(np.asarray(values, dtype=float))
             else:
@@ -1140,8 +1174,10 @@ def predict_survival(result: CoxResult, newdata: pd.DataFrame, times=None) -> pd
     DataFrame indexed by time, one column per row of ``newdata`` (its index).
     """
     if result._fit.strata_columns:
-        raise InputError("predict_survival: the fit has strata; a survival curve needs a stratum "
-                         "(not supported yet: use baseline_hazard per stratum)")
+        raise InputError(
+            "predict_survival: the fit has strata; a survival curve needs a stratum "
+            "(not supported yet: use baseline_hazard per stratum)"
+        )
     base = baseline_hazard(result)
     grid = base["time"].to_numpy() if times is None else np.asarray(times, dtype=float)
     idx = np.searchsorted(base["time"].to_numpy(), grid, side="right") - 1
@@ -1159,8 +1195,7 @@ def _concordance(f: _SortedFit) -> tuple[float, float, dict[str, float]]:
     without comparable pairs. The linear predictor is shift-invariant here,
     so the centring of ``X`` is irrelevant.
     """
-    return concordance(f.stop, f.start, f.event, f.weights, f.eta, f.sbounds, f.sorder, f.has_entry,
-                       f.cluster_codes)
+    return concordance(f.stop, f.start, f.event, f.weights, f.eta, f.sbounds, f.sorder, f.has_entry, f.cluster_codes)
 
 
 def _chisq_test(stat: float, df: int) -> TestResult:
@@ -1239,8 +1274,14 @@ def cox(
     if not covariates:
         raise InputError("cox: give at least one covariate (the null model has nothing to estimate)")
     strata_cols = _as_list(strata)
-    needed = [time, event] + covariates + ([entry] if entry else []) + ([weights] if weights else []) \
-        + strata_cols + ([cluster] if cluster else [])
+    needed = (
+        [time, event]
+        + covariates
+        + ([entry] if entry else [])
+        + ([weights] if weights else [])
+        + strata_cols
+        + ([cluster] if cluster else [])
+    )
     require_columns(data, needed, where)
     n = len(data)
     notes: list[str] = []
@@ -1251,8 +1292,10 @@ def cox(
         start = numeric_column(data, entry, where)
         bad = int((start >= stop).sum())
         if bad:
-            raise InputError(f"{where}: {bad} of {n} rows have entry column {entry!r} >= time column {time!r}; "
-                             "each (entry, time] interval must have positive length: fix or drop those rows")
+            raise InputError(
+                f"{where}: {bad} of {n} rows have entry column {entry!r} >= time column {time!r}; "
+                "each (entry, time] interval must have positive length: fix or drop those rows"
+            )
     else:
         start = np.zeros(n)
     if timefix and entry is not None:
@@ -1260,13 +1303,17 @@ def cox(
         stop, start = _timefix(stop, start)
         bad = int((start >= stop).sum())
         if bad:
-            raise InputError(f"{where}: {bad} of {n} rows have entry and time equal up to rounding "
-                             f"(columns {entry!r}, {time!r}); fix them or pass timefix=False")
+            raise InputError(
+                f"{where}: {bad} of {n} rows have entry and time equal up to rounding "
+                f"(columns {entry!r}, {time!r}); fix them or pass timefix=False"
+            )
     if weights is not None:
         w = numeric_column(data, weights, where)
         if (w <= 0).any():
-            raise InputError(f"{where}: weights column {weights!r} has {int((w <= 0).sum())} value(s) <= 0 out of "
-                             f"{n} rows; case weights must be positive (drop zero-weight rows explicitly)")
+            raise InputError(
+                f"{where}: weights column {weights!r} has {int((w <= 0).sum())} value(s) <= 0 out of "
+                f"{n} rows; case weights must be positive (drop zero-weight rows explicitly)"
+            )
     else:
         w = None  # unit weights: see s_w below
     require_events(int(status.sum()), n, event, where)
@@ -1296,8 +1343,10 @@ def cox(
         raise InputError(f"cox: covariates expand to duplicate column names {columns}; give each covariate once")
     p = s_X.shape[1]
     for j in np.flatnonzero(col_min == col_max):
-        raise InputError(f"{where}: covariate column {columns[j]!r} is constant ({float(col_min[j]):g}) in all "
-                         f"{n} rows; a constant covariate has no coefficient: drop it from the covariates")
+        raise InputError(
+            f"{where}: covariate column {columns[j]!r} is constant ({float(col_min[j]):g}) in all "
+            f"{n} rows; a constant covariate has no coefficient: drop it from the covariates"
+        )
     n_strata = len(slabels)
     if scode is not None:
         s_code = scode[order]
@@ -1306,34 +1355,48 @@ def cox(
         s_code = None
         sbounds = np.array([0, n], dtype=np.int64)
     if entry is not None:
-        sorder = (np.lexsort((s_start, s_code)) if strata_cols else np.argsort(s_start, kind="stable"))
+        sorder = np.lexsort((s_start, s_code)) if strata_cols else np.argsort(s_start, kind="stable")
         sorder = sorder.astype(np.int64)
     else:
         sorder = np.zeros(1, dtype=np.int64)
     if strata_cols:
         ev_per = np.add.reduceat(s_event.astype(np.int64), sbounds[:-1]) if n else np.zeros(0)
+
         def describe(label) -> dict:
             values = label if isinstance(label, tuple) else (label,)
             return {c: (v.item() if isinstance(v, np.generic) else v) for c, v in zip(strata_cols, values, strict=True)}
 
         empty = [lab for lab, ne in zip(slabels, ev_per, strict=True) if ne == 0]
         if len(empty) == 1:
-            notes.append(f"stratum {describe(empty[0])} has no events; "
-                         "it contributes nothing to the partial likelihood")
+            notes.append(
+                f"stratum {describe(empty[0])} has no events; it contributes nothing to the partial likelihood"
+            )
         elif empty:
             shown = [describe(lab) for lab in empty[:5]]
-            notes.append(f"{len(empty)} of {len(slabels)} strata have no events (e.g. {shown}); "
-                         "they contribute nothing to the partial likelihood")
+            notes.append(
+                f"{len(empty)} of {len(slabels)} strata have no events (e.g. {shown}); "
+                "they contribute nothing to the partial likelihood"
+            )
 
-    sf = dict(stop=s_stop, start=s_start, event=s_event, w=s_w, X=s_X, sbounds=sbounds, sorder=sorder,
-              has_entry=entry is not None, efron=ties == "efron")
+    sf = dict(
+        stop=s_stop,
+        start=s_start,
+        event=s_event,
+        w=s_w,
+        X=s_X,
+        sbounds=sbounds,
+        sorder=sorder,
+        has_entry=entry is not None,
+        efron=ties == "efron",
+    )
     fit_pass = _fit_pass_factory(sf)
 
     # a singular information at beta = 0 (constant within strata, collinear) raises inside _newton;
     # the tolerance is applied with each column divided by its range (no constant column is left here)
     spread = 1.0 / (col_max - col_min)
     beta, ll0, _u0, _imat0, ll1, u1, imat1, score_stat, iterations, converged = _newton(
-        fit_pass, p, columns, max_iter, eps, spread)
+        fit_pass, p, columns, max_iter, eps, spread
+    )
     try:
         naive_var = linalg.cho_solve(linalg.cho_factor(imat1), np.eye(p))
     except linalg.LinAlgError:
@@ -1345,12 +1408,16 @@ def cox(
         # allowed: iter.max = 0 evaluates at the start (e.g. for the score test), 1 takes one step
         converged = converged and max_iter == 1  # max_iter=0 checked nothing
         if not converged:
-            notes.append(f"max_iter={max_iter}: {'no Newton step' if max_iter == 0 else 'one Newton step'} "
-                         f"from beta = 0 and no convergence check, as coxph(iter.max = {max_iter}); the "
-                         "coefficients are not the maximum of the partial likelihood")
+            notes.append(
+                f"max_iter={max_iter}: {'no Newton step' if max_iter == 0 else 'one Newton step'} "
+                f"from beta = 0 and no convergence check, as coxph(iter.max = {max_iter}); the "
+                "coefficients are not the maximum of the partial likelihood"
+            )
     elif not converged:
-        msg = (f"cox: Newton-Raphson did not converge in {max_iter} iterations (relative log-likelihood change "
-               f"above {eps}); the estimates are not reliable")
+        msg = (
+            f"cox: Newton-Raphson did not converge in {max_iter} iterations (relative log-likelihood change "
+            f"above {eps}); the estimates are not reliable"
+        )
         warnings.warn(msg, ModelWarning, stacklevel=2)
         notes.append(msg)
     else:
@@ -1359,8 +1426,10 @@ def cox(
         infinite = (step > eps) & (step > np.sqrt(eps) * np.abs(beta))
         if infinite.any():
             names = [columns[j] for j in np.flatnonzero(infinite)]
-            msg = (f"cox: Loglik converged before variable(s) {names}; coefficient may be infinite "
-                   "(monotone likelihood: an event pattern fully separated by the covariate)")
+            msg = (
+                f"cox: Loglik converged before variable(s) {names}; coefficient may be infinite "
+                "(monotone likelihood: an event pattern fully separated by the covariate)"
+            )
             warnings.warn(msg, ModelWarning, stacklevel=2)
             notes.append(msg)
 
@@ -1368,11 +1437,26 @@ def cox(
     cluster_codes = None
     if cluster is not None:
         cluster_codes = _group_codes(data, [cluster], "cluster", where, sort=False)[0][order]
-    fitdata = _SortedFit(stop=s_stop, start=s_start, event=s_event, weights=s_w, X=s_X, eta=eta,
-                         sbounds=sbounds, sorder=sorder, has_entry=entry is not None, efron=ties == "efron",
-                         order=order, columns=columns, terms=tuple(term_cols), means=means, beta=beta,
-                         strata_columns=tuple(strata_cols), strata_labels=tuple(slabels),
-                         cluster_codes=cluster_codes)
+    fitdata = _SortedFit(
+        stop=s_stop,
+        start=s_start,
+        event=s_event,
+        weights=s_w,
+        X=s_X,
+        eta=eta,
+        sbounds=sbounds,
+        sorder=sorder,
+        has_entry=entry is not None,
+        efron=ties == "efron",
+        order=order,
+        columns=columns,
+        terms=tuple(term_cols),
+        means=means,
+        beta=beta,
+        strata_columns=tuple(strata_cols),
+        strata_labels=tuple(slabels),
+        cluster_codes=cluster_codes,
+    )
 
     if robust is None:
         # coxph's rule (survival 3.x code; its help page says "not 0 or 1"): integer case weights are
@@ -1380,8 +1464,10 @@ def cox(
         # a non-integer weight (a sampling or IPTW weight) makes the sandwich the default
         robust = cluster is not None or (w is not None and bool(np.any(w != np.floor(w))))
     elif not robust and cluster is not None:
-        raise InputError("cox: cluster given with robust=False; a cluster only changes the (robust) variance, "
-                         "so drop the cluster or leave robust at its default")
+        raise InputError(
+            "cox: cluster given with robust=False; a cluster only changes the (robust) variance, "
+            "so drop the cluster or leave robust at its default"
+        )
     robust = bool(robust)
     robust_score = None
     var = naive_var
@@ -1389,8 +1475,9 @@ def cox(
         eta_shift = eta - eta.max()
         # per-row residuals, summed within clusters right away, so one (n, p) array serves both passes
         buf = np.empty(s_X.shape)
-        resid = _score_resid_kernel(s_stop, s_start, s_event, s_w, s_X, eta_shift, sbounds, sorder,
-                                    sf["has_entry"], sf["efron"], buf)
+        resid = _score_resid_kernel(
+            s_stop, s_start, s_event, s_w, s_X, eta_shift, sbounds, sorder, sf["has_entry"], sf["efron"], buf
+        )
         if cluster_codes is not None:
             n_cl = int(cluster_codes.max()) + 1
             resid = _weighted_cluster_sums(resid, s_w, cluster_codes, n_cl)
@@ -1399,8 +1486,9 @@ def cox(
             resid *= s_w[:, None]
             buf_again = np.empty(s_X.shape)
         # coxph's robust score test uses the score residuals at the initial (zero) coefficients
-        resid0 = _score_resid_kernel(s_stop, s_start, s_event, s_w, s_X, np.zeros(n), sbounds, sorder,
-                                     sf["has_entry"], sf["efron"], buf_again)
+        resid0 = _score_resid_kernel(
+            s_stop, s_start, s_event, s_w, s_X, np.zeros(n), sbounds, sorder, sf["has_entry"], sf["efron"], buf_again
+        )
         if cluster_codes is not None:
             resid0 = _weighted_cluster_sums(resid0, s_w, cluster_codes, n_cl)
         else:
@@ -1410,8 +1498,10 @@ def cox(
         u_r = resid0.sum(axis=0)
         robust_score = _chisq_test(_wald_quadratic(resid0.T @ resid0, u_r), p)
         if resid.shape[0] < p:
-            notes.append(f"robust variance from {resid.shape[0]} clusters for {p} coefficients is singular; "
-                         "the Wald and robust score tests use a generalized inverse, as coxph does")
+            notes.append(
+                f"robust variance from {resid.shape[0]} clusters for {p} coefficients is singular; "
+                "the Wald and robust score tests use a generalized inverse, as coxph does"
+            )
 
     se = np.sqrt(np.diag(var))
     naive_se = np.sqrt(np.diag(naive_var))
@@ -1419,9 +1509,17 @@ def cox(
     z = beta / se
     with np.errstate(over="ignore"):  # a diverging coefficient gives an infinite bound, as in R
         summary = pd.DataFrame(
-            {"coef": beta, "se": se, "hr": np.exp(beta), "lower": np.exp(beta - zcrit * se),
-             "upper": np.exp(beta + zcrit * se), "z": z, "p": 2 * stats.norm.sf(np.abs(z))},
-            index=pd.Index(columns, name="term"))
+            {
+                "coef": beta,
+                "se": se,
+                "hr": np.exp(beta),
+                "lower": np.exp(beta - zcrit * se),
+                "upper": np.exp(beta + zcrit * se),
+                "z": z,
+                "p": 2 * stats.norm.sf(np.abs(z)),
+            },
+            index=pd.Index(columns, name="term"),
+        )
     if robust:
         summary.insert(2, "naive_se", naive_se)
     wald_stat = _wald_quadratic(var, beta)
@@ -1449,9 +1547,17 @@ def cox(
     )
 
 
-def _call_in_words(time: str, event: str, covariates: Sequence[str], entry: str | None, ties: str,
-                   weights: str | None, strata: str | Sequence[str] | None, cluster: str | None,
-                   robust: bool | None) -> str:
+def _call_in_words(
+    time: str,
+    event: str,
+    covariates: Sequence[str],
+    entry: str | None,
+    ties: str,
+    weights: str | None,
+    strata: str | Sequence[str] | None,
+    cluster: str | None,
+    robust: bool | None,
+) -> str:
     # coxph's Call: line, written as the Python call that made the fit
     surv = f"Surv({entry}, {time}, {event})" if entry else f"Surv({time}, {event})"
     rhs = " + ".join(_as_list(covariates) + [f"strata({s})" for s in _as_list(strata)])

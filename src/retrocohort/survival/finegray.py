@@ -79,7 +79,7 @@ from ..errors import ConvergenceError, InputError, ModelWarning
 from ._checks import check_status, check_time
 from ._risksets import distinct_sorted
 
-__all__ = ["fine_gray", "predict_cif", "FineGrayResult", "LogLik", "CensoringKM"]
+__all__ = ["CensoringKM", "FineGrayResult", "LogLik", "fine_gray", "predict_cif"]
 
 CensoringKM = Literal["weighted", "unweighted"]
 CENSORING_KM: tuple[str, ...] = ("weighted", "unweighted")
@@ -190,14 +190,31 @@ def _prepare(
     cens_upto = np.searchsorted(cens_time, t, side="right")
 
     data = _SortedData(
-        time=t, z=zs, case_weight=v, km_weight=km_v, cause=is_cause, competing=is_comp, censored=is_cens, g_left=g_left,
-        event_time=event_time, event_start=event_start, n_event=n_event, g_event=g_event,
-        events_upto=events_upto, comp_rows=comp_rows, comp_before_event=comp_before_event,
-        cens_time=cens_time, cens_count=cens_count, cens_at_risk=cens_at_risk,
-        cens_events_upto=cens_events_upto, cens_comp_upto=cens_comp_upto, cens_upto=cens_upto,
+        time=t,
+        z=zs,
+        case_weight=v,
+        km_weight=km_v,
+        cause=is_cause,
+        competing=is_comp,
+        censored=is_cens,
+        g_left=g_left,
+        event_time=event_time,
+        event_start=event_start,
+        n_event=n_event,
+        g_event=g_event,
+        events_upto=events_upto,
+        comp_rows=comp_rows,
+        comp_before_event=comp_before_event,
+        cens_time=cens_time,
+        cens_count=cens_count,
+        cens_at_risk=cens_at_risk,
+        cens_events_upto=cens_events_upto,
+        cens_comp_upto=cens_comp_upto,
+        cens_upto=cens_upto,
         inv_g_comp=1.0 / g_left[comp_rows],
         inv_g_row=np.where(is_comp, 1.0 / g_left, 0.0),
-        sum_z_events=(zs[is_cause] * v[is_cause, None]).sum(axis=0), z_mean=z_mean,
+        sum_z_events=(zs[is_cause] * v[is_cause, None]).sum(axis=0),
+        z_mean=z_mean,
     )
     return data, order
 
@@ -215,8 +232,9 @@ class _Fit(NamedTuple):
 
 
 @njit(cache=True)
-def _evaluate_kernel(z, v, beta, cause, event_start, n_event, g_event, comp_rows, inv_g_comp,
-                     comp_before_event, events_upto, inv_g_row):  # pragma: no cover - compiled
+def _evaluate_kernel(
+    z, v, beta, cause, event_start, n_event, g_event, comp_rows, inv_g_comp, comp_before_event, events_upto, inv_g_row
+):  # pragma: no cover - compiled
     """One fused pass per quantity of :func:`_evaluate` (same sums, no n x p temporaries).
 
     ``v`` are the case weights: every subject's term of a risk-set sum and of
@@ -312,16 +330,46 @@ def _evaluate_kernel(z, v, beta, cause, event_start, n_event, g_event, comp_rows
 def _evaluate(s: _SortedData, beta: np.ndarray) -> _Fit:
     """Log pseudo-likelihood, score and information at ``beta`` in O(n p^2)."""
     loglik, score_events, info, e, shift, zbar, hazard, cum_hazard, tail = _evaluate_kernel(
-        s.z, s.case_weight, np.ascontiguousarray(beta, dtype=float), s.cause, s.event_start, s.n_event, s.g_event,
-        s.comp_rows, s.inv_g_comp, s.comp_before_event, s.events_upto, s.inv_g_row,
+        s.z,
+        s.case_weight,
+        np.ascontiguousarray(beta, dtype=float),
+        s.cause,
+        s.event_start,
+        s.n_event,
+        s.g_event,
+        s.comp_rows,
+        s.inv_g_comp,
+        s.comp_before_event,
+        s.events_upto,
+        s.inv_g_row,
     )
     return _Fit(float(loglik), s.sum_z_events - score_events, info, e, float(shift), zbar, hazard, cum_hazard, tail)
 
 
 @njit(cache=True)
-def _influence_kernel(z, v, km_v, e, cause, censored, events_upto, zbar, hazard, cum_hazard, tail, g_event, inv_g_row,
-                      comp_rows, inv_g_comp, cens_count, cens_at_risk, cens_events_upto, cens_comp_upto,
-                      cens_upto, product_limit):  # pragma: no cover - compiled
+def _influence_kernel(
+    z,
+    v,
+    km_v,
+    e,
+    cause,
+    censored,
+    events_upto,
+    zbar,
+    hazard,
+    cum_hazard,
+    tail,
+    g_event,
+    inv_g_row,
+    comp_rows,
+    inv_g_comp,
+    cens_count,
+    cens_at_risk,
+    cens_events_upto,
+    cens_comp_upto,
+    cens_upto,
+    product_limit,
+):  # pragma: no cover - compiled
     """v_i eta_i + km_v_i psi_i for every subject (n, p); see :func:`_influence`."""
     n, p = z.shape
     k_times = hazard.shape[0]
@@ -421,9 +469,27 @@ def _influence(s: _SortedData, f: _Fit, product_limit: bool = False) -> np.ndarr
     first-order version. Tests only.
     """
     return _influence_kernel(
-        s.z, s.case_weight, s.km_weight, f.e, s.cause, s.censored, s.events_upto, f.zbar, f.hazard, f.cum_hazard,
-        f.tail_g_hazard, s.g_event, s.inv_g_row, s.comp_rows, s.inv_g_comp, s.cens_count, s.cens_at_risk,
-        s.cens_events_upto, s.cens_comp_upto, s.cens_upto, bool(product_limit),
+        s.z,
+        s.case_weight,
+        s.km_weight,
+        f.e,
+        s.cause,
+        s.censored,
+        s.events_upto,
+        f.zbar,
+        f.hazard,
+        f.cum_hazard,
+        f.tail_g_hazard,
+        s.g_event,
+        s.inv_g_row,
+        s.comp_rows,
+        s.inv_g_comp,
+        s.cens_count,
+        s.cens_at_risk,
+        s.cens_events_upto,
+        s.cens_comp_upto,
+        s.cens_upto,
+        bool(product_limit),
     )
 
 
@@ -802,8 +868,9 @@ def fine_gray(
     covariates = [covariates] if isinstance(covariates, str) else list(covariates)
     if not covariates:
         raise InputError("fine_gray: give at least one covariate (crr needs cov1)")
-    require_columns(data, [time, status, *covariates] + ([cluster] if cluster else [])
-                    + ([weights] if weights else []), where)
+    require_columns(
+        data, [time, status, *covariates] + ([cluster] if cluster else []) + ([weights] if weights else []), where
+    )
     if len(data) == 0:
         raise InputError(f"{where} has no rows")
     times = check_time(data, time, where)
@@ -830,8 +897,9 @@ def fine_gray(
     weight_scale = 1.0 if case_weights is None else float(np.mean(case_weights / top)) * top
     if case_weights is not None and weight_scale != 1.0:
         case_weights = case_weights / weight_scale
-    s, order = _prepare(times, codes, z, int(cause), int(censor_code), case_weights,
-                        censoring_weighted=censoring_km == "weighted")
+    s, order = _prepare(
+        times, codes, z, int(cause), int(censor_code), case_weights, censoring_weighted=censoring_km == "weighted"
+    )
     _check_design(terms, z, s.z, where)
     sol = _newton(s, np.zeros(z.shape[1]), float(tol), int(max_iter))
     beta, fit = sol.beta, sol.fit
@@ -860,8 +928,10 @@ def fine_gray(
         cluster_col = data[cluster]
         n_missing = int(cluster_col.isna().sum())
         if n_missing:
-            raise InputError(f"{where}: cluster column {cluster!r} has {n_missing} missing value(s) out of {len(data)} "
-                             "rows; give every row a cluster (e.g. its own id when it was not matched)")
+            raise InputError(
+                f"{where}: cluster column {cluster!r} has {n_missing} missing value(s) out of {len(data)} "
+                "rows; give every row a cluster (e.g. its own id when it was not matched)"
+            )
         cluster_codes, uniques = pd.factorize(cluster_col)
         n_clusters = len(uniques)
         summed = _cluster_sums(influence, cluster_codes[order], n_clusters)

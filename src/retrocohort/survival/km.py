@@ -282,9 +282,14 @@ class KaplanMeierResult:
 
         return render_km_html(self)
 
-    def plot(self, ax: Any = None, at_risk_times: Sequence[float] | None = None,
-             labels: Mapping[Any, str] | Sequence[str] | None = None, logrank_p: float | None = None,
-             xlabel: str = "Time") -> Any:
+    def plot(
+        self,
+        ax: Any = None,
+        at_risk_times: Sequence[float] | None = None,
+        labels: Mapping[Any, str] | Sequence[str] | None = None,
+        logrank_p: float | None = None,
+        xlabel: str = "Time",
+    ) -> Any:
         """Kaplan-Meier curves with bands, censor ticks and numbers at risk (the report's figure).
 
         Parameters
@@ -481,7 +486,8 @@ def kaplan_meier(
         _rows_at_risk=tuple(rows_at_risk),
         _levels=tuple(levels),
         call=f"kaplan_meier(Surv({time}, {event}) ~ {group if group is not None else 1}"
-        + (f", weights = {weights}" if weights else "") + ")",
+        + (f", weights = {weights}" if weights else "")
+        + ")",
     )
 
 
@@ -583,15 +589,23 @@ def logrank(
     if strata is not None:
         stratum_rows = np.bincount(strata_codes, minlength=len(strata_levels))
         stratum_events = np.bincount(strata_codes, weights=events.astype(float), minlength=len(strata_levels))
-        empty = [(label, int(rows)) for label, rows, d in zip(strata_levels, stratum_rows, stratum_events, strict=True) if d == 0]
+        empty = [
+            (label, int(rows))
+            for label, rows, d in zip(strata_levels, stratum_rows, stratum_events, strict=True)
+            if d == 0
+        ]
         if len(empty) == 1:
             label, n_rows = empty[0]
-            notes.append(f"stratum {{{strata!r}: {label!r}}} ({n_rows} of {len(codes)} rows) has no events; "
-                         "it contributes nothing to the test")
+            notes.append(
+                f"stratum {{{strata!r}: {label!r}}} ({n_rows} of {len(codes)} rows) has no events; "
+                "it contributes nothing to the test"
+            )
         elif empty:
-            notes.append(f"{len(empty)} of {len(strata_levels)} strata of {strata!r} have no events "
-                         f"({sum(r for _, r in empty)} of {len(codes)} rows; e.g. {[lab for lab, _ in empty[:5]]}); "
-                         "they contribute nothing to the test")
+            notes.append(
+                f"{len(empty)} of {len(strata_levels)} strata of {strata!r} have no events "
+                f"({sum(r for _, r in empty)} of {len(codes)} rows; e.g. {[lab for lab, _ in empty[:5]]}); "
+                "they contribute nothing to the test"
+            )
     observed = np.zeros(k)
     expected = np.zeros(k)
     variance = np.zeros((k, k))
@@ -629,6 +643,12 @@ def logrank(
             }
         )
     return LogRankResult(
-        statistic=statistic, df=int(df), p_value=p_value, table=table, variance=variance, notes=tuple(notes),
-        group=group, call=f"logrank(Surv({time}, {event}) ~ {group}" + (f" + strata({strata})" if strata else "") + ")",
+        statistic=statistic,
+        df=int(df),
+        p_value=p_value,
+        table=table,
+        variance=variance,
+        notes=tuple(notes),
+        group=group,
+        call=f"logrank(Surv({time}, {event}) ~ {group}" + (f" + strata({strata})" if strata else "") + ")",
     )

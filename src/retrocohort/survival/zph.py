@@ -40,7 +40,7 @@ from scipy import stats
 from ..errors import InputError
 from .cox import CoxResult, _wald_quadratic
 
-__all__ = ["ph_test", "PHTestResult", "ScoreAtFit"]
+__all__ = ["PHTestResult", "ScoreAtFit", "ph_test"]
 
 
 @njit(cache=True)
@@ -223,8 +223,10 @@ def ph_test(result: CoxResult, terms: bool = True, *, score_at_fit: ScoreAtFit =
         (not a robust variance), as cox.zph does.
     """
     if not isinstance(result, CoxResult):
-        raise InputError(f"ph_test: expects the result of retrocohort.cox(...), got {type(result).__name__}; "
-                         "fit the Cox model first and pass its result")
+        raise InputError(
+            f"ph_test: expects the result of retrocohort.cox(...), got {type(result).__name__}; "
+            "fit the Cox model first and pass its result"
+        )
     if score_at_fit not in _SCORE_AT_FIT:
         raise InputError(f"ph_test: score_at_fit={score_at_fit!r} is not supported; use one of {list(_SCORE_AT_FIT)}")
     f = result._fit
@@ -234,8 +236,7 @@ def ph_test(result: CoxResult, terms: bool = True, *, score_at_fit: ScoreAtFit =
     # zero that centring matters (it is a reparametrisation only for the score actually computed)
     gvals = gvals - gvals[f.event != 0].mean()
     eta = f.eta - f.eta.max()
-    u, imat = _zph_pass(f.stop, f.start, f.event, f.weights, f.X, eta, gvals, f.sbounds, f.sorder,
-                        f.has_entry, f.efron)
+    u, imat = _zph_pass(f.stop, f.start, f.event, f.weights, f.X, eta, gvals, f.sbounds, f.sorder, f.has_entry, f.efron)
     if score_at_fit == "zero":
         # cox.zph's score test is built with the beta part of the score set to 0 (its value at the
         # maximum), whatever the fitter left; only the time-varying part enters the statistic then
@@ -254,7 +255,11 @@ def ph_test(result: CoxResult, terms: bool = True, *, score_at_fit: ScoreAtFit =
     stat = _wald_quadratic(imat, u)
     rows.append(("GLOBAL", stat, p))
     table = pd.DataFrame(
-        {"chisq": [r[1] for r in rows], "df": [r[2] for r in rows],
-         "p": [float(stats.chi2.sf(r[1], r[2])) for r in rows]},
-        index=pd.Index([r[0] for r in rows], name="term"))
+        {
+            "chisq": [r[1] for r in rows],
+            "df": [r[2] for r in rows],
+            "p": [float(stats.chi2.sf(r[1], r[2])) for r in rows],
+        },
+        index=pd.Index([r[0] for r in rows], name="term"),
+    )
     return PHTestResult(table=table, transform="km")
