@@ -183,7 +183,7 @@ def test_convert_then_run_reads_the_parquet_copy_with_identical_results(tmp_path
         doc.pop("provenance")
         outputs.append(doc)
     # the smallest synthetic EHR fits no model, but the cohort flow is there, and identical
-    assert outputs[0]["attrition"] and outputs[0]["counts"]["screened"] > 0
+    assert outputs[0]["attrition"] and outputs[0]["counts"]["indexed"] > 0
     assert outputs[0] == outputs[1]
 
 
