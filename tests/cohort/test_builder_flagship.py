@@ -12,6 +12,7 @@ deaths, CRRT-mode charting).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import duckdb
@@ -125,3 +126,17 @@ def test_outcomes_are_not_trivial(cohorts):
     assert set(new.data["krt_liberation_status"]) == {0, 1, 2}
     assert set(new.data["death_status"]) == {0, 1}
     assert 0 < new.data["exposed"].sum() < len(new.data)
+
+
+def test_the_value_source_note_quotes_no_small_count(cohorts):
+    """'covariate X: where the value came from' never gives a group of 1-4 patients (nor its complement)."""
+    new, _ = cohorts
+    source_notes = [n for n in new.notes if n.startswith("covariate creatinine_baseline")]
+    assert source_notes, new.notes
+    for note in source_notes:
+        counts = [int(m) for m in re.findall(r"(?<!than )\b(\d+) patients", note)]
+        if "withheld" in note:
+            assert counts == [] and "fewer than 5 patients" in note
+        else:
+            assert counts and all(c >= 5 for c in counts), note
+            assert sum(counts) == len(new.data)

@@ -748,7 +748,18 @@ def _assemble(facts: pd.DataFrame, study: Study, conn: SourceConnection, found: 
         source = facts.get(f"{name}__source")
         if source is not None and keep.any():
             tally = source[keep].fillna("unknown").value_counts()
-            notes.append(f"covariate {name}: value from " + ", ".join(f"{k} {v}" for k, v in tally.items()))
+            threshold = study.report.small_cell_threshold
+            if any(0 < v < threshold for v in tally.to_numpy()):
+                # A small group's count would be disclosive, and so would the others' (by subtraction
+                # from the eligible total): name the sources without counts.
+                kinds = ", ".join(str(k) for k in tally.index)
+                notes.append(
+                    f"covariate {name}: values come from {kinds} (counts withheld: a group has fewer "
+                    f"than {threshold} patients)"
+                )
+            else:
+                parts = ", ".join(f"{v} patients {k}" for k, v in tally.items())
+                notes.append(f"covariate {name}: where the value came from: {parts}")
 
     for column, outcome_values in _outcomes(facts, study).items():
         frame[column] = outcome_values
