@@ -25,6 +25,12 @@ def require_columns(data: pd.DataFrame, columns: Sequence[str], where: str = "da
     """Raise InputError naming every requested column that ``data`` lacks."""
     if not isinstance(data, pd.DataFrame):
         raise InputError(f"{where} must be a pandas DataFrame, got {type(data).__name__}")
+    unnamed = [c for c in columns if not isinstance(c, str | int)]
+    if unnamed:
+        raise InputError(
+            f"{where}: a column is named by its name (a string); got {unnamed!r}: pass the column's name, "
+            "not a list or the column itself"
+        )
     missing = [c for c in columns if c not in data.columns]
     if missing:
         raise InputError(f"{where} has no column(s) {missing}; available columns: {list(map(str, data.columns))}")

@@ -235,6 +235,8 @@ def print_summary(result: Any, out: Path | None = None) -> None:
         for e in others:
             sens.add_row(escape(e.label), _fmt_ratio(e.estimate, e.lower, e.upper), _fmt_p(e.p))
         console.print(sens)
+    from .report.formatting import level_text
+
     for sub in getattr(result, "subgroups", ()):
         table = Table(
             title=f"Subgroups by {sub.label} (p for interaction {_fmt_p(sub.p_interaction)})", show_edge=False
@@ -244,7 +246,7 @@ def print_summary(result: Any, out: Path | None = None) -> None:
         table.add_column("p", justify="right")
         for _, level in sub.levels.iterrows():
             table.add_row(
-                escape(str(level["level"])),
+                escape(level_text(level["level"])),
                 _fmt_ratio(level["estimate"], level["lower"], level["upper"]),
                 _fmt_p(level["p"]),
             )

@@ -180,3 +180,12 @@ def test_live_smd_formulas_on_fresh_data():
     np.testing.assert_allclose(
         table.loc[[f"g = {lv}" for lv in "abcd"], "mean_treated"], ref["p1"], rtol=1e-12, err_msg=msg
     )
+
+
+def test_table_one_group_given_as_a_list_is_a_clear_error():
+    from retrocohort.errors import InputError
+    from retrocohort.matching import table_one
+
+    frame = pd.DataFrame({"exposed": [0, 1, 0, 1], "age": [60.0, 70.0, 65.0, 72.0]})
+    with pytest.raises(InputError, match="named by its name"):
+        table_one(frame, group=["exposed"], variables=["age"])
