@@ -329,6 +329,10 @@ class MiniMimic:
         )
 
     # --- writing ----------------------------------------------------------------------------
+    def headers(self) -> dict[str, list[str]]:
+        """The tables ``write`` writes and their header lines (subclasses add tables)."""
+        return HEADERS
+
     def write(
         self,
         folder: Path,
@@ -339,7 +343,7 @@ class MiniMimic:
         """Write every table as csv.gz; ``omit`` tables are not written; ``raw_lines`` appends lines verbatim."""
         drop_columns = drop_columns or {}
         raw_lines = raw_lines or {}
-        for table, header in HEADERS.items():
+        for table, header in self.headers().items():
             if table in omit:
                 continue
             header = [c for c in header if c not in drop_columns.get(table, [])]

@@ -6,11 +6,6 @@ tables of issue #9; unset columns are written empty, as MIMIC-IV writes nulls.
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
-from pathlib import Path
-
 from ..cohort.minimimic import HEADERS as FLAGSHIP_HEADERS
 from ..cohort.minimimic import MiniMimic, ts
 
@@ -202,32 +197,8 @@ class ConceptMimic(MiniMimic):
         for name in EXTRA_HEADERS:
             self.rows[name] = []
 
-    def write(
-        self,
-        folder: Path,
-        omit: tuple[str, ...] = (),
-        drop_columns: dict[str, list[str]] | None = None,
-        raw_lines: dict[str, list[str]] | None = None,
-    ) -> Path:
-        super().write(folder, omit=omit, drop_columns=drop_columns, raw_lines=raw_lines)
-        drop_columns = drop_columns or {}
-        raw_lines = raw_lines or {}
-        for table, header in EXTRA_HEADERS.items():
-            if table in omit:
-                continue
-            header = [c for c in header if c not in drop_columns.get(table, [])]
-            buffer = io.StringIO()
-            writer = csv.DictWriter(buffer, fieldnames=header, extrasaction="ignore", lineterminator="\n")
-            writer.writeheader()
-            for row in self.rows[table]:
-                writer.writerow({c: ("" if row.get(c) is None else row.get(c, "")) for c in header})
-            for line in raw_lines.get(table, []):
-                buffer.write(line + "\n")
-            path = folder / f"{table}.csv.gz"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with gzip.open(path, "wt", encoding="utf-8") as handle:
-                handle.write(buffer.getvalue())
-        return folder
+    def headers(self) -> dict[str, list[str]]:
+        return ALL_HEADERS
 
     # --- helpers for the extra tables -------------------------------------------------------
     def patient(
