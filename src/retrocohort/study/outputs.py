@@ -1134,9 +1134,15 @@ def check_writable(out_dir: str | Path, inside: bool = False) -> None:
         anchor = out
     try:
         # A real write, not os.access: access() says yes to root on a read-only file system.
-        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.probe-", dir=anchor)
-        os.close(fd)
-        os.unlink(probe)
+        probe: str | None = None
+        try:
+            fd, probe = tempfile.mkstemp(prefix=f".{out.name}.probe-", dir=anchor)
+            os.close(fd)
+        finally:
+            # Removed even when Ctrl-C or `kill` lands between creating and removing it.
+            if probe is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(probe)
     except OSError as exc:
         if exc.errno == errno.ENAMETOOLONG:
             raise OutputNotWritableError(
