@@ -1,6 +1,7 @@
 #!/usr/bin/env Rscript
 # Writes every reference fixture in tests/reference/json/ from R.
 # Run from the project root:  Rscript tests/reference/make_reference.R
+# or, to regenerate some pieces only:  Rscript tests/reference/make_reference.R tte km
 # Each piece lives in tests/reference/r/*.R and writes its own JSON files with
 # write_reference(name, call, values), which records the R call and the
 # versions of R and the packages used. Never edit the JSON by hand.
@@ -30,7 +31,9 @@ write_reference <- function(name, call, values, data = NULL) {
              file.path(out_dir, paste0(name, ".json")))
 }
 
+only <- commandArgs(trailingOnly = TRUE)  # piece names (tte for r/tte.R); none = all
 for (piece in sort(list.files(file.path("tests", "reference", "r"), pattern = "\\.R$", full.names = TRUE))) {
+  if (length(only) && !(sub("\\.R$", "", basename(piece)) %in% only)) next
   message("running ", piece)
   source(piece, local = new.env())
 }

@@ -24,8 +24,9 @@ import math
 import multiprocessing
 import numbers
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, get_args
 
 import numpy as np
@@ -66,7 +67,8 @@ class CloneCensorWeightResult:
         ``(sum w)^2 / sum w^2`` of the clones' final weights), ``truncated_rows``, ``lower``, ``upper``
         (the truncation bounds applied).
     censoring_coef : Series, the censoring model's coefficients (R's names: ``(Intercept)``,
-        covariates, ``time1``..``time3`` for the pooled logistic; covariates for the Cox model).
+        covariates, then the time-varying ones, ``time1``..``time3`` for the pooled logistic; covariates, then
+        the time-varying ones, for the Cox model).
     cox : CoxResult of ``coxph(Surv(tstart, tstop, event) ~ start_strategy, weights = w, cluster = id)``.
     rows : DataFrame, the clones' (start, stop] rows: ``id`` (row position of the patient in the
         frame), ``strategy`` (1 = start), ``tstart``, ``tstop``, ``event`` (0/1, or the status code
@@ -118,6 +120,8 @@ class _Inputs:
     start: np.ndarray  # (n,) exposure start, inf when never started
     x: np.ndarray  # (n, p) baseline covariates
     covariates: tuple[str, ...]
+    v: np.ndarray | None = None  # (n, K, q) time-varying covariates per grace interval, or None
+    time_varying: tuple[str, ...] = ()
 
 
 def _numeric(frame: pd.DataFrame, column: str, what: str) -> np.ndarray:
@@ -217,6 +221,27 @@ def _check_inputs(
     return _Inputs(t, status_arr, s, x, covariates)
 
 
+def interval_cuts(grace_days: float, interval_days: float) -> np.ndarray:
+    """The cuts ``0, w, 2w, ..., grace_days`` that split the grace window into the censoring model's intervals.
+
+    Interval ``k`` (0-based) is ``(cuts[k], cuts[k + 1]]``; the last may be shorter than ``interval_days``.
+    The ``day`` values of the ``time_varying`` frame of :func:`clone_censor_weight` are ``cuts[:-1]``
+    (the interval starts).
+
+    Parameters
+    ----------
+    grace_days : the grace window, days (> 0).
+    interval_days : the width of an interval, days (> 0).
+
+    Returns
+    -------
+    ndarray (K + 1,) of days from the index, increasing, first 0 and last ``grace_days``.
+    """
+    if not _is_days(grace_days) or grace_days <= 0:
+        raise InputError(f"interval_cuts: grace_days must be a positive number of days, got {grace_days!r}")
+    return _cuts(float(grace_days), interval_days)
+
+
 def _cuts(grace_days: float, interval_days: float) -> np.ndarray:
     if not _is_days(interval_days) or interval_days <= 0:
         raise InputError(f"clone_censor_weight: interval_days must be a positive width in days, got {interval_days!r}")
@@ -241,7 +266,122 @@ def _snap_to_cuts(inp: _Inputs, cuts: np.ndarray, horizon_days: float) -> _Input
     time = np.where(time > 0, time, inp.time)  # never snap a positive follow-up to the index
     start = snap(inp.start)
     start = np.where(np.isfinite(start), np.minimum(start, time), np.inf)  # inf = never started
-    return _Inputs(time, inp.status, start, inp.x, inp.covariates)
+    return _Inputs(time, inp.status, start, inp.x, inp.covariates, inp.v, inp.time_varying)
+
+
+_TV_WHERE = "clone_censor_weight time_varying frame"
+_TV_KEYS = ("row", "day")
+
+
+def _tv_numeric(tv: pd.DataFrame, column: str, what: str) -> np.ndarray:
+    values = tv[column]
+    if not (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)):
+        raise InputError(
+            f"{_TV_WHERE}: column {column!r} ({what}) is {values.dtype}, not numeric, in {len(tv)} rows; "
+            "encode it as numbers first"
+        )
+    return values.to_numpy(dtype=float, na_value=np.nan)
+
+
+def _check_time_varying(
+    tv: object, n: int, cuts: np.ndarray, covariates: tuple[str, ...]
+) -> tuple[tuple[str, ...], np.ndarray]:
+    """Validate the long frame of time-varying covariates; return their names and values (n, K, q)."""
+    if not isinstance(tv, pd.DataFrame):
+        raise InputError(
+            f"{_TV_WHERE}: expected a pandas DataFrame (columns 'row', 'day' and one numeric column per "
+            f"time-varying covariate) or None, got {type(tv).__name__}"
+        )
+    missing_keys = [c for c in _TV_KEYS if c not in tv.columns]
+    if missing_keys:
+        raise InputError(
+            f"{_TV_WHERE}: column(s) {missing_keys} missing; columns are {list(tv.columns)[:20]}. It needs 'row' "
+            "(0-based position of the patient in the frame), 'day' (start of the grace interval, "
+            "interval_cuts(grace_days, interval_days)[:-1]) and one column per covariate"
+        )
+    if tv.columns.duplicated().any():
+        raise InputError(f"{_TV_WHERE}: duplicated column names {sorted(set(tv.columns[tv.columns.duplicated()]))}")
+    names = tuple(c for c in tv.columns if c not in _TV_KEYS)
+    if not names:
+        raise InputError(
+            f"{_TV_WHERE}: no covariate column besides 'row' and 'day'; pass time_varying=None for a "
+            "censoring model with baseline covariates only"
+        )
+    odd = [c for c in names if not isinstance(c, str)]
+    if odd:
+        raise InputError(f"{_TV_WHERE}: covariate column names must be strings, got {odd[:5]}")
+    clash = [c for c in names if c in covariates or c == "(Intercept)" or re.fullmatch(r"time\d+", c)]
+    if clash:
+        raise InputError(
+            f"{_TV_WHERE}: column(s) {clash} are also baseline covariates or a name the censoring model uses "
+            "('(Intercept)', 'time1'...); a covariate is either fixed at the index or time-varying: rename or drop it"
+        )
+    n_int = len(cuts) - 1
+    row = _tv_numeric(tv, "row", "0-based position of the patient in the frame")
+    bad = ~np.isfinite(row) | (row != np.round(row)) | (row < 0) | (row >= n)
+    if bad.any():
+        raise InputError(
+            f"{_TV_WHERE}: column 'row' has {int(bad.sum())} of {len(tv)} rows that are not a patient's 0-based "
+            f"position in the frame (integers 0..{n - 1}); build it from the frame's positions, not its index "
+            "or an identifier"
+        )
+    day = _tv_numeric(tv, "day", "start of the grace interval, days from the index")
+    starts = cuts[:-1]
+    tol = float(np.sqrt(np.finfo(float).eps)) * max(1.0, float(cuts[-1]))
+    j = np.searchsorted(starts, np.where(np.isfinite(day), day, -np.inf))
+    lo, hi = np.clip(j - 1, 0, n_int - 1), np.clip(j, 0, n_int - 1)
+    nearest = np.where(np.abs(starts[hi] - day) < np.abs(starts[lo] - day), hi, lo)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(day) | ~(np.abs(starts[nearest] - day) <= tol)
+    if bad.any():
+        shown = ", ".join(f"{d:g}" for d in starts[:8]) + (", ..." if n_int > 8 else "")
+        raise InputError(
+            f"{_TV_WHERE}: column 'day' has {int(bad.sum())} of {len(tv)} rows that are not the start of a grace "
+            f"interval ({shown}); use interval_cuts(grace_days, interval_days)[:-1] with the same options"
+        )
+    key = row.astype(np.int64) * n_int + nearest
+    dup = int(pd.Series(key).duplicated().sum())
+    if dup:
+        raise InputError(
+            f"{_TV_WHERE}: {dup} rows repeat a (row, day) pair given before; keep one value per patient and interval"
+        )
+    if key.size < n * n_int:
+        absent = np.setdiff1d(np.arange(n * n_int), key)
+        raise InputError(
+            f"{_TV_WHERE}: {absent.size} of {n * n_int} (patient, interval) pairs are missing (first: row "
+            f"{absent[0] // n_int}, day {starts[absent[0] % n_int]:g}); give every patient of the frame a value in "
+            "every interval of the grace window (carry the last value forward)"
+        )
+    values = np.empty((n * n_int, len(names)))
+    for c, name in enumerate(names):
+        col = _tv_numeric(tv, name, "time-varying covariate")
+        bad = ~np.isfinite(col)
+        if bad.any():
+            raise InputError(
+                f"{_TV_WHERE}: column {name!r} has {int(bad.sum())} of {len(tv)} rows missing or infinite; carry the "
+                "last value forward, and give patients never measured a value the study defines (e.g. its imputation)"
+            )
+        values[key, c] = col
+    return names, values.reshape(n, n_int, len(names))
+
+
+def _freeze_after_risk(inp: _Inputs, cuts: np.ndarray) -> _Inputs:
+    """Time-varying values after the last interval at risk of starting are replaced by that interval's value.
+
+    The censoring model only sees a patient while at risk of starting; the weights, though, need the
+    probability of remaining uncensored to the window's end for everyone (a starter's ``1 - U_K``).
+    Values measured after the start are affected by it, and after death they do not exist, so the last
+    value at risk is carried forward instead.
+    """
+    if inp.v is None:
+        return inp
+    n_int = len(cuts) - 1
+    k_start = np.where(inp.start <= cuts[-1], np.maximum(np.searchsorted(cuts, inp.start, side="left") - 1, 0), n_int)
+    k_time = np.minimum(np.searchsorted(cuts, inp.time, side="left") - 1, n_int - 1)
+    last = np.maximum(np.minimum(k_start, k_time), 0)
+    k = np.minimum(np.arange(n_int)[None, :], last[:, None])
+    v = np.take_along_axis(inp.v, k[:, :, None], axis=1)
+    return _Inputs(inp.time, inp.status, inp.start, inp.x, inp.covariates, v, inp.time_varying)
 
 
 # --------------------------------------------------------------------------- censoring model
@@ -291,12 +431,15 @@ def _pooled_logistic(inp: _Inputs, cuts: np.ndarray, stabilised: bool) -> tuple[
             "person-intervals at risk; it needs both"
         )
     tt_all, tnames = _time_terms(cuts[1:], cuts[-1], n_int)
-    names = ["(Intercept)", *inp.covariates, *tnames]
+    names = ["(Intercept)", *inp.covariates, *inp.time_varying, *tnames]
+    p, q = inp.x.shape[1], len(inp.time_varying)
+    # the full model's columns per person-interval: baseline values, then the interval's time-varying values
+    x_rows = inp.x[patient] if inp.v is None else np.column_stack([inp.x[patient], inp.v[patient, interval]])
 
-    def fit(x_cols: np.ndarray, per_patient: np.ndarray, what: str) -> np.ndarray:
+    def fit(covariate_rows: np.ndarray | None, what: str) -> np.ndarray:
         design = (
-            np.column_stack([np.ones(patient.size), per_patient[patient], tt_all[interval]])
-            if x_cols.size
+            np.column_stack([np.ones(patient.size), covariate_rows, tt_all[interval]])
+            if covariate_rows is not None and covariate_rows.shape[1]
             else np.column_stack([np.ones(patient.size), tt_all[interval]])
         )
         # rank of the (p, p) cross-product: as informative as the design's own, at a fraction of the cost
@@ -313,13 +456,16 @@ def _pooled_logistic(inp: _Inputs, cuts: np.ndarray, stabilised: bool) -> tuple[
             )
         return out["coef"]
 
-    coef = fit(inp.x, inp.x, "full")
-    lp = coef[0] + inp.x @ coef[1 : 1 + inp.x.shape[1]]
-    lp = lp[:, None] + (tt_all @ coef[1 + inp.x.shape[1] :])[None, :]
+    coef = fit(x_rows, "full")
+    lp = coef[0] + inp.x @ coef[1 : 1 + p]
+    lp = lp[:, None] + (tt_all @ coef[1 + p + q :])[None, :]
+    if inp.v is not None:
+        lp = lp + inp.v @ coef[1 + p : 1 + p + q]  # (n, K): each interval's own value
     p_full = 1.0 / (1.0 + np.exp(-lp))
     uncensored = np.cumprod(1.0 - p_full, axis=1)
     if stabilised:
-        c0 = fit(np.empty((0,)), np.empty((0,)), "numerator")
+        # time only, never the time-varying covariates: the numerator must not depend on the history
+        c0 = fit(None, "numerator")
         p0 = 1.0 / (1.0 + np.exp(-(c0[0] + tt_all @ c0[1:])))
         numerator = np.cumprod(1.0 - p0)
     else:
@@ -334,16 +480,38 @@ def _cox_censoring(inp: _Inputs, cuts: np.ndarray, stabilised: bool) -> tuple[np
     t = np.where(in_window, inp.start, np.minimum(inp.time, grace))
     # a start at the index cannot be a Cox event time (0, 0]: it counts just after the index
     t = np.maximum(t, 1e-8 * grace)
-    frame = pd.DataFrame(inp.x, columns=list(inp.covariates))
-    frame["_t"], frame["_e"] = t, in_window.astype(int)
-    if not inp.covariates:
+    if not inp.covariates and not inp.time_varying:
         raise InputError("clone_censor_weight: censoring_model='cox' needs at least one covariate")
-    fit = cox(frame, "_t", "_e", list(inp.covariates), ties="breslow")
-    base = baseline_hazard(fit)
-    idx = np.searchsorted(base["time"].to_numpy(), cuts[1:], side="right") - 1
-    h0 = np.where(idx >= 0, base["cumhaz"].to_numpy()[np.maximum(idx, 0)], 0.0)
-    lp = inp.x @ fit.coef.to_numpy()
-    uncensored = np.exp(-np.outer(np.exp(lp), h0))
+    if inp.v is None:
+        frame = pd.DataFrame(inp.x, columns=list(inp.covariates))
+        frame["_t"], frame["_e"] = t, in_window.astype(int)
+        fit = cox(frame, "_t", "_e", list(inp.covariates), ties="breslow")
+        base = baseline_hazard(fit)
+        idx = np.searchsorted(base["time"].to_numpy(), cuts[1:], side="right") - 1
+        h0 = np.where(idx >= 0, base["cumhaz"].to_numpy()[np.maximum(idx, 0)], 0.0)
+        lp = inp.x @ fit.coef.to_numpy()
+        uncensored = np.exp(-np.outer(np.exp(lp), h0))
+    else:
+        # counting-process rows (cut_k, min(cut_k+1, t)] with interval k's value, as survSplit at the cuts
+        n_int = len(cuts) - 1
+        k_last = np.clip(np.searchsorted(cuts, t, side="left") - 1, 0, n_int - 1)
+        n_rows = k_last + 1
+        patient = np.repeat(np.arange(t.size), n_rows)
+        interval = np.arange(patient.size) - np.repeat(np.cumsum(n_rows) - n_rows, n_rows)
+        names = [*inp.covariates, *inp.time_varying]
+        frame = pd.DataFrame(np.column_stack([inp.x[patient], inp.v[patient, interval]]), columns=names)
+        frame["_t0"] = cuts[interval]
+        frame["_t"] = np.minimum(cuts[interval + 1], t[patient])
+        frame["_e"] = (in_window[patient] & (interval == k_last[patient])).astype(int)
+        fit = cox(frame, "_t", "_e", names, entry="_t0", ties="breslow")
+        base = baseline_hazard(fit)
+        idx = np.searchsorted(base["time"].to_numpy(), cuts, side="right") - 1
+        h0 = np.where(idx >= 0, base["cumhaz"].to_numpy()[np.maximum(idx, 0)], 0.0)
+        beta = fit.coef.to_numpy()
+        p = inp.x.shape[1]
+        # H(cut_k | history) = sum over intervals j <= k of exp(x b + v_j g) (H0(cut_j+1) - H0(cut_j))
+        lp = (inp.x @ beta[:p])[:, None] + inp.v @ beta[p:]
+        uncensored = np.exp(-np.cumsum(np.exp(lp) * np.diff(h0)[None, :], axis=1))
     if stabilised:
         # Nelson-Aalen of the time to start: the Cox model without covariates
         order = np.sort(t)
@@ -523,6 +691,7 @@ def clone_censor_weight(
     min_ess: float = MIN_ESS,
     conf_level: float = 0.95,
     cox_variance: bool = True,
+    time_varying: pd.DataFrame | None = None,
 ) -> CloneCensorWeightResult:
     """Clone, censor and weight: the emulated trial of starting within the grace window or not.
 
@@ -538,13 +707,25 @@ def clone_censor_weight(
     censoring_model : "pooled_logistic" (glm binomial on person-intervals of ``interval_days`` with the
         covariates and a cubic polynomial in time) or "cox" (coxph of the time to start, Breslow ties).
     interval_days : width of the intervals the grace window is split into (the last may be shorter).
-    stabilised : numerator = the same model without covariates (time only).
+    stabilised : numerator = the same model without covariates (time only; neither the baseline nor the
+        time-varying covariates enter it).
     truncate : percentiles (lower, upper) of each strategy's row weights at which the weights are clipped.
     competing : code 2 is a competing event: Aalen-Johansen risks, cause-specific Cox.
     min_ess : refuse (InputError) when a strategy's effective sample size falls below this floor.
     conf_level : level of the Cox model's robust (cluster) interval in ``cox``.
     cox_variance : False fits the Cox model without the cluster (robust) variance: same coefficient,
         less work; the bootstrap's replicates use it since they need only the estimates.
+    time_varying : optional long DataFrame of time-varying covariates of the censoring model: ``row`` (0-based
+        position of the patient in ``frame``), ``day`` (start of a grace interval, one of
+        ``interval_cuts(grace_days, interval_days)[:-1]``) and one numeric column per covariate, with one
+        row per patient and interval, complete (carry values forward before calling). The value of row
+        ``(i, day)`` must be known at ``day`` (no look-ahead: see
+        :func:`retrocohort.cohort.intervals.time_varying_values`). In the pooled logistic model the
+        interval's value enters that interval's row (``glm`` on survSplit rows with the covariate per
+        interval); in the Cox model the time to start is split into ``(start, stop]`` rows at the cuts
+        with the interval's value. After a patient's last interval at risk of starting (start, death,
+        end of follow-up) the last value at risk is carried forward: values measured after the start
+        are affected by it. Names come after the baseline covariates in ``censoring_coef``.
 
     Returns
     -------
@@ -558,6 +739,9 @@ def clone_censor_weight(
     inp = _check_inputs(frame, start_time, time, status, covariates, grace_days, horizon_days, competing)
     cuts = _cuts(float(grace_days), interval_days)
     inp = _snap_to_cuts(inp, cuts, float(horizon_days))
+    if time_varying is not None:
+        tv_names, tv_values = _check_time_varying(time_varying, len(inp.time), cuts, inp.covariates)
+        inp = _freeze_after_risk(replace(inp, v=tv_values, time_varying=tv_names), cuts)
     grace = cuts[-1]
     n = len(inp.time)
     started = inp.start <= grace
@@ -710,6 +894,7 @@ def clone_censor_weight(
             "competing": bool(competing),
             "min_ess": float(min_ess),
             "covariates": list(inp.covariates),
+            "time_varying": list(inp.time_varying),
         },
         notes=tuple(notes),
     )
@@ -725,16 +910,38 @@ def _replicate(task: tuple[int, np.random.SeedSequence]) -> tuple[int, np.ndarra
     frame, kwargs = _WORKER_STATE["frame"], _WORKER_STATE["kwargs"]
     rng = np.random.default_rng(seed)
     # resample patients with replacement; only this replicate's rows exist at any time
-    pick = rng.integers(0, len(frame), len(frame))
+    pick = np.sort(rng.integers(0, len(frame), len(frame)))
+    extra = {}
+    if "time_varying" in _WORKER_STATE:
+        extra["time_varying"] = _resample_time_varying(_WORKER_STATE["time_varying"], pick)
     try:
-        res = clone_censor_weight(frame.iloc[np.sort(pick)].reset_index(drop=True), **kwargs, cox_variance=False)
+        res = clone_censor_weight(frame.iloc[pick].reset_index(drop=True), **kwargs, **extra, cox_variance=False)
     except (InputError, ConvergenceError):
         return index, None
     return index, res.estimates.to_numpy()
 
 
+def _resample_time_varying(tv: tuple[pd.DataFrame, np.ndarray, np.ndarray], pick: np.ndarray) -> pd.DataFrame:
+    """The rows of the patients drawn, under their new positions: one copy per draw."""
+    table, offsets, counts = tv
+    n_rows = counts[pick]
+    first = np.repeat(offsets[pick], n_rows)
+    within = np.arange(first.size) - np.repeat(np.cumsum(n_rows) - n_rows, n_rows)
+    out = table.iloc[first + within].reset_index(drop=True)
+    out["row"] = np.repeat(np.arange(pick.size), n_rows)
+    return out
+
+
 def _init_worker(frame: pd.DataFrame, kwargs: dict) -> None:
+    kwargs = dict(kwargs)
+    tv = kwargs.pop("time_varying", None)
     _WORKER_STATE["frame"], _WORKER_STATE["kwargs"] = frame, kwargs
+    if tv is not None:
+        # grouped once per process by patient; the point estimate has validated it (complete, no duplicates)
+        rows = tv["row"].to_numpy(dtype=float).astype(np.int64)
+        order = np.argsort(rows, kind="stable")
+        counts = np.bincount(rows, minlength=len(frame))
+        _WORKER_STATE["time_varying"] = (tv.iloc[order].reset_index(drop=True), np.cumsum(counts) - counts, counts)
 
 
 def bootstrap(
@@ -756,7 +963,9 @@ def bootstrap(
 
     Parameters
     ----------
-    frame : as :func:`clone_censor_weight`; ``kwargs`` are its keyword arguments.
+    frame : as :func:`clone_censor_weight`; ``kwargs`` are its keyword arguments. A ``time_varying`` frame
+        is resampled with the patients: a patient drawn twice gets two copies of its rows, under its two
+        new positions.
     n_replicates : number of replicates (default 500).
     seed : integer seed.
     conf_level : coverage of the percentile intervals.

@@ -7,8 +7,11 @@ suppressPackageStartupMessages(library(survival))
 
 # Weighted, truncated IPCW clone analysis. d: data.frame with time, status (0/1[/2]), start (NA = never),
 # the covariates; returns the glm/coxph coefficients, the weights, the clone rows and the estimates.
+# tv (optional): time-varying covariates of the censoring model, a long data.frame with row (0-based
+# patient position in d), day (start of a grace interval) and one column per covariate, one row per
+# patient and interval.
 ccw_r <- function(d, grace, delta, horizon, covs, model = "pooled_logistic", stabilised = TRUE,
-                  truncate = c(0, 1), competing = FALSE, keep_rows = FALSE) {
+                  truncate = c(0, 1), competing = FALSE, keep_rows = FALSE, tv = NULL) {
   n <- nrow(d)
   d$id <- seq_len(n)
   beyond <- d$time > horizon
@@ -23,6 +26,27 @@ ccw_r <- function(d, grace, delta, horizon, covs, model = "pooled_logistic", sta
   # time to start within the window; a start at the index counts just after it
   d$cz_time <- pmax(ifelse(started, d$start, pmin(d$time, grace)), 1e-8 * grace)
   d$cz_event <- as.integer(started)
+  # time-varying values as an array V[patient, interval, covariate]; after the interval holding cz_time
+  # (the last one at risk of starting) the value of that interval is carried forward
+  tv_names <- if (is.null(tv)) character(0) else setdiff(names(tv), c("row", "day"))
+  if (length(tv_names)) {
+    V <- array(NA_real_, dim = c(n, K, length(tv_names)))
+    k_of_day <- findInterval(tv$day + 1e-9 * grace, cuts)
+    for (j in seq_along(tv_names)) V[cbind(tv$row + 1, k_of_day, j)] <- tv[[tv_names[j]]]
+    stopifnot(!anyNA(V))
+    at_risk_last <- findInterval(d$cz_time, cuts, left.open = TRUE)
+    for (k in seq_len(K)) {
+      frozen <- k > at_risk_last
+      V[frozen, k, ] <- V[cbind(rep(which(frozen), length(tv_names)), rep(at_risk_last[frozen], length(tv_names)),
+                                rep(seq_along(tv_names), each = sum(frozen)))]
+    }
+    add_tv <- function(frame) {  # frame with id and interval (1-based)
+      for (j in seq_along(tv_names)) frame[[tv_names[j]]] <- V[cbind(frame$id, frame$interval, j)]
+      frame
+    }
+  } else {
+    add_tv <- function(frame) frame
+  }
   degree <- min(3, K - 1)
   tnames <- if (degree > 0) paste0("time", seq_len(degree)) else character(0)
   add_time <- function(frame, k) {  # k: 1-based interval; polynomial in the interval's end / grace
@@ -33,12 +57,12 @@ ccw_r <- function(d, grace, delta, horizon, covs, model = "pooled_logistic", sta
   if (model == "pooled_logistic") {
     pi_data <- survSplit(Surv(cz_time, cz_event) ~ ., data = d[, c("id", "cz_time", "cz_event", covs)],
                          cut = cuts[-c(1, K + 1)], episode = "interval")
-    pi_data <- add_time(pi_data, pi_data$interval)
-    rhs <- paste(c(covs, tnames), collapse = " + ")
+    pi_data <- add_tv(add_time(pi_data, pi_data$interval))
+    rhs <- paste(c(covs, tv_names, tnames), collapse = " + ")
     full <- glm(as.formula(paste("cz_event ~", if (nchar(rhs)) rhs else "1")), family = binomial, data = pi_data)
     grid <- d[rep(seq_len(n), each = K), c("id", covs), drop = FALSE]
     grid$interval <- rep(seq_len(K), n)
-    grid <- add_time(grid, grid$interval)
+    grid <- add_tv(add_time(grid, grid$interval))
     p <- matrix(predict(full, newdata = grid, type = "response"), nrow = n, byrow = TRUE)
     unc <- t(apply(1 - p, 1, cumprod))
     if (K == 1) unc <- matrix(unc, ncol = 1)
@@ -52,6 +76,26 @@ ccw_r <- function(d, grace, delta, horizon, covs, model = "pooled_logistic", sta
     } else {
       num <- rep(1, K); coef_null <- NULL
     }
+  } else if (length(tv_names)) {
+    # (start, stop] rows of the time to start at the cuts, each with its interval's value
+    cp <- survSplit(Surv(cz_time, cz_event) ~ ., data = d[, c("id", "cz_time", "cz_event", covs)],
+                    cut = cuts[-c(1, K + 1)], episode = "interval", start = "tstart")
+    cp <- add_tv(cp)
+    cfit <- coxph(as.formula(paste("Surv(tstart, cz_time, cz_event) ~", paste(c(covs, tv_names), collapse = " + "))),
+                  data = cp, ties = "breslow")
+    bh <- basehaz(cfit, centered = FALSE)
+    h0 <- sapply(cuts, function(u) { j <- findInterval(u, bh$time); if (j == 0) 0 else bh$hazard[j] })
+    b <- coef(cfit)
+    lp <- matrix(as.vector(as.matrix(d[, covs, drop = FALSE]) %*% b[covs]), n, K)
+    for (j in seq_along(tv_names)) lp <- lp + V[, , j, drop = FALSE][, , 1] * b[tv_names[j]]
+    unc <- exp(-t(apply(sweep(exp(lp), 2, diff(h0), `*`), 1, cumsum)))
+    if (K == 1) unc <- matrix(unc, ncol = 1)
+    coef_full <- coef(cfit)
+    if (stabilised) {
+      na <- survfit(Surv(cz_time, cz_event) ~ 1, data = d, ctype = 1)
+      num <- sapply(cuts[-1], function(u) { j <- findInterval(u, na$time); if (j == 0) 1 else exp(-na$cumhaz[j]) })
+    } else num <- rep(1, K)
+    coef_null <- NULL
   } else {
     cfit <- coxph(as.formula(paste("Surv(cz_time, cz_event) ~", paste(covs, collapse = " + "))),
                   data = d, ties = "breslow")
@@ -142,7 +186,68 @@ tte_data <- function(n, seed, competing = FALSE) {
   data.frame(time = time, status = status, start = start, x = x, z = z)
 }
 
+# As tte_data with two time-varying covariates over the grace intervals of width delta: lact (a random
+# walk around the prognosis x) and vaso (0/1, switches on for good). The start hazard of each interval
+# depends on that interval's values, so the censoring model needs them. Returns the frame and the long
+# table (row 0-based, day = the interval's start).
+tte_tv_data <- function(n, seed, grace, delta) {
+  set.seed(seed)
+  x <- rnorm(n)
+  z <- rbinom(n, 1, 0.4)
+  death <- rexp(n, exp(-3 + 0.5 * x - 0.3 * z))
+  cens <- runif(n, 5, 45)
+  time <- pmax(ceiling(pmin(death, cens) * 2) / 2, 0.5)
+  status <- as.numeric(death <= cens)
+  cuts <- seq(0, grace, by = delta)
+  K <- length(cuts) - 1
+  lact <- matrix(0, n, K)
+  vaso <- matrix(0, n, K)
+  lact[, 1] <- 0.6 * x + rnorm(n, 0, 0.5)
+  vaso[, 1] <- rbinom(n, 1, 0.2)
+  for (k in seq_len(K)[-1]) {
+    lact[, k] <- lact[, k - 1] + rnorm(n, 0, 0.4)
+    vaso[, k] <- pmax(vaso[, k - 1], rbinom(n, 1, 0.15))
+  }
+  start <- rep(NA_real_, n)
+  for (k in seq_len(K)) {
+    p <- plogis(-1.2 - 0.3 * x + 0.8 * lact[, k] - 0.7 * vaso[, k] + 0.3 * z)
+    go <- is.na(start) & runif(n) < p
+    start[go] <- cuts[k] + ceiling(runif(sum(go)) * delta * 4) / 4  # quarter days, inside (cut_k, cut_k+1]
+  }
+  later <- is.na(start) & runif(n) < 0.4
+  start[later] <- grace + ceiling(rexp(sum(later), 0.5) * 4) / 4
+  start[!is.na(start) & start > time] <- NA
+  tv <- data.frame(row = rep(seq_len(n) - 1, each = K), day = rep(cuts[-(K + 1)], n),
+                   lact = as.vector(t(lact)), vaso = as.vector(t(vaso)))
+  list(d = data.frame(time = time, status = status, start = start, x = x, z = z), tv = tv)
+}
+
 if (!exists("TTE_PROCEDURE_ONLY")) {
+  tv_scenarios <- list(
+    tte_tv_pooled = list(n = 400, seed = 21, grace = 2, delta = 0.5, horizon = 30, model = "pooled_logistic",
+                         stabilised = TRUE, truncate = c(0, 1), competing = FALSE),
+    tte_tv_cox = list(n = 400, seed = 22, grace = 2, delta = 0.5, horizon = 30, model = "cox",
+                      stabilised = TRUE, truncate = c(0.01, 0.99), competing = FALSE)
+  )
+  for (name in names(tv_scenarios)) {
+    sc <- tv_scenarios[[name]]
+    dd <- tte_tv_data(sc$n, sc$seed, sc$grace, sc$delta)
+    v <- ccw_r(dd$d, sc$grace, sc$delta, sc$horizon, c("x", "z"), sc$model, sc$stabilised, sc$truncate,
+               sc$competing, tv = dd$tv)
+    v$options <- sc[c("grace", "delta", "horizon", "model", "stabilised", "truncate", "competing")]
+    call <- sprintf(paste0("time-varying lact, vaso per grace interval (last value at risk carried forward); ",
+                           "survSplit(Surv(cz_time, cz_event) ~ ., cut = interior cuts of (0, %g] by %g) + the ",
+                           "interval's lact, vaso; %s; survSplit of the no-start clones at every cut; ",
+                           "coxph(Surv(tstart, tstop, event1) ~ strategy, weights = w, cluster = id); ",
+                           "survfit(Surv(tstart, tstop, event1) ~ 1, weights = w) per strategy, horizon %g"),
+                    sc$grace, sc$delta,
+                    if (sc$model == "cox") paste0("coxph(Surv(tstart, cz_time, cz_event) ~ x + z + lact + vaso, ",
+                                                  "ties = 'breslow') + basehaz(centered = FALSE)")
+                    else "glm(cz_event ~ x + z + lact + vaso + time1 + time2 + time3, binomial)",
+                    sc$horizon)
+    write_reference(name, call, v, data = list(frame = dd$d, time_varying = dd$tv))
+  }
+
   scenarios <- list(
     tte_pooled = list(n = 300, seed = 11, grace = 2, delta = 0.5, horizon = 30, model = "pooled_logistic",
                       stabilised = TRUE, truncate = c(0, 1), competing = FALSE),
