@@ -244,6 +244,8 @@ def test_bad_frames_and_options(setup):
         values(setup, ["lact_max"], data.assign(index_time="2150-03-10"))
     with pytest.raises(InputError, match="1 rows of the frame have no subject_id or index_time"):
         values(setup, ["lact_max"], data.assign(index_time=data["index_time"].where(data.subject_id != 2)))
+    with pytest.raises(InputError, match="column 'subject_id' is object"):
+        values(setup, ["lact_max"], data.assign(subject_id=data["subject_id"].astype(str)))
     with pytest.raises(InputError, match="expected the cohort's analysis frame"):
         values(setup, ["lact_max"], data.to_dict())
     folder, study, _ = setup

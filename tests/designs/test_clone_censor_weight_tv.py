@@ -232,3 +232,9 @@ def test_bootstrap_with_a_constant_time_varying_covariate_equals_the_baseline_on
     again = bootstrap(frame, n_replicates=6, seed=3, processes=2, covariates=["severity"], time_varying=tv, **KW)
     pd.testing.assert_frame_equal(again.replicates, varying.replicates)
     assert varying.point.options["time_varying"] == ["frail_tv"]
+
+
+def test_overflowing_values_are_refused_by_name():
+    frame = simulated()
+    huge = np.random.default_rng(0).normal(0, 1, (len(frame), 4)) * 1e300
+    _bad(frame, long_frame(frame, huge), "covariates overflow")

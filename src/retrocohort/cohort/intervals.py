@@ -58,6 +58,10 @@ def _check_request(study: Study, frame: pd.DataFrame, names: Sequence[str]) -> t
             )
     if not pd.api.types.is_datetime64_any_dtype(frame["index_time"]):
         raise InputError(f"{_WHERE}: column 'index_time' is {frame['index_time'].dtype}, not a timestamp")
+    if not pd.api.types.is_integer_dtype(frame["subject_id"]) and not pd.api.types.is_float_dtype(frame["subject_id"]):
+        raise InputError(
+            f"{_WHERE}: column 'subject_id' is {frame['subject_id'].dtype}, not the integer key of hosp/patients"
+        )
     bad = int(frame["index_time"].isna().sum() + frame["subject_id"].isna().sum())
     if bad:
         raise InputError(f"{_WHERE}: {bad} rows of the frame have no subject_id or index_time")

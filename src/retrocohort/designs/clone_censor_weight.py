@@ -27,7 +27,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -443,7 +443,13 @@ def _pooled_logistic(inp: _Inputs, cuts: np.ndarray, stabilised: bool) -> tuple[
             else np.column_stack([np.ones(patient.size), tt_all[interval]])
         )
         # rank of the (p, p) cross-product: as informative as the design's own, at a fraction of the cost
-        if np.linalg.matrix_rank(design.T @ design) < design.shape[1]:
+        with np.errstate(over="ignore", invalid="ignore"):
+            cross = design.T @ design
+        if not np.isfinite(cross).all():
+            raise InputError(
+                f"{_WHERE}: the {what} censoring model's covariates overflow (values of 1e150 or more); rescale them"
+            )
+        if np.linalg.matrix_rank(cross) < design.shape[1]:
             raise InputError(
                 f"{_WHERE}: the {what} censoring model's design is rank deficient (a constant or "
                 "collinear covariate among the patients at risk of starting); drop it"
@@ -911,7 +917,7 @@ def _replicate(task: tuple[int, np.random.SeedSequence]) -> tuple[int, np.ndarra
     rng = np.random.default_rng(seed)
     # resample patients with replacement; only this replicate's rows exist at any time
     pick = np.sort(rng.integers(0, len(frame), len(frame)))
-    extra = {}
+    extra: dict[str, Any] = {}
     if "time_varying" in _WORKER_STATE:
         extra["time_varying"] = _resample_time_varying(_WORKER_STATE["time_varying"], pick)
     try:
