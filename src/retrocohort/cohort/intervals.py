@@ -22,6 +22,8 @@ covariate's concept, value range and ``match`` rule.
 
 from __future__ import annotations
 
+import contextlib
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -210,8 +212,12 @@ def time_varying_values(
         )
         last_hours = float(cut_s[-2]) / 3600.0  # the last interval's value comes from events up to its start
         conn, opened = _connect(source_or_conn)
+        # a view, not a bare memtable: Spark's cached tables (the compiler caches each concept's events)
+        # are planned without the memtables an expression refers to
+        view = f"rc_tv_keys_{uuid.uuid4().hex[:12]}"
         try:
-            keys = ibis.memtable(keys_frame)
+            with conn.errors():
+                keys = conn.backend.create_view(view, ibis.memtable(keys_frame), overwrite=True)
             compiler = _Compiler(conn, study)
             compiler.subjects = keys.select("subject_id").distinct()
             try:
@@ -229,6 +235,8 @@ def time_varying_values(
                             values[:, k, c] = np.where(np.isnan(found[:, k]), values[:, k - 1, c], found[:, k])
             finally:
                 compiler.release()
+                with contextlib.suppress(Exception):  # the view goes with the connection anyway
+                    conn.backend.drop_view(view)
         finally:
             if opened:
                 conn.close()
