@@ -72,6 +72,18 @@ window = "[-24h, 0h]"
 summary = "last"
 missing = "median"
 
+[covariates.lact_first]
+concept = "lact"
+window = "[-24h, 0h]"
+summary = "first"
+missing = "median"
+
+[covariates.lact_sum]
+concept = "lact"
+window = "[-24h, 0h]"
+summary = "sum"
+missing = "median"
+
 [covariates.lact_count]
 concept = "lact"
 window = "[-24h, 0h]"
@@ -164,6 +176,9 @@ def test_values_per_interval_carry_forward_and_no_look_ahead(setup):
     # value_max = 2.0 keeps only values <= 2: 2.0 at the index, none in (0, 12 h] (carried), 1.5 at 30 h
     assert series(tv, data, 1, "lact_normal") == [2.0, 2.0, 2.0, 1.5]
     assert series(tv, data, 3, "lact_max") == [4.0, 4.0, 4.0, 4.0]
+    other = values(setup, ["lact_first", "lact_sum"])
+    assert series(other, data, 1, "lact_first") == [2.0, 3.0, 3.0, 1.5]
+    assert series(other, data, 1, "lact_sum") == [2.0, 12.0, 0.0, 1.5]  # a sum, like a count, is 0 without events
     assert series(tv, data, 3, "lact_count") == [1, 0, 0, 0]
 
 
@@ -210,6 +225,14 @@ def test_frame_order_and_subset_follow_the_rows(setup):
     tv = values(setup, ["lact_max"], subset)
     assert tv.loc[tv.row == 0, "lact_max"].tolist() == [4.0, 4.0, 4.0, 4.0]
     assert tv.loc[tv.row == 1, "lact_max"].tolist() == [2.0, 5.0, 5.0, 1.5]
+
+
+def test_a_patient_twice_gets_its_values_twice(setup):
+    data = setup[2].data
+    twice = data.iloc[[0, 0, 1]].reset_index(drop=True)  # as a bootstrap draw would
+    tv = values(setup, ["lact_max"], twice)
+    assert tv.loc[tv.row == 0, "lact_max"].tolist() == tv.loc[tv.row == 1, "lact_max"].tolist() == [2.0, 5.0, 5.0, 1.5]
+    assert tv.loc[tv.row == 2, "lact_max"].tolist() == [3.0, 3.0, 7.0, 7.0]
 
 
 def test_one_interval_needs_no_data(setup):
