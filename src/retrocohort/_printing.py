@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import html
 import math
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -763,3 +764,263 @@ def render_table_one_html(t: Any) -> str:
     return html_block(
         "Table 1", [], [html_table([str(r) for r in frame.index], [str(c) for c in frame.columns], cells)]
     )
+
+
+# --------------------------------------------------------------------------- cohort and study result
+# The cohort and the study result print counts as every output of the study shows them: the study's
+# small-cell threshold applies (suppression.study_disclosure), as in `retrocohort run`'s printed summary.
+# A repr ends up in a notebook's stored outputs and in pasted snippets, which travel further than the
+# session; the exact counts stay on the object (`.counts`, `.attrition`) for the user who asks for them.
+
+_SUPPRESSED = "(counts below {} suppressed as in the study's outputs; exact: .counts, .attrition)"
+_REASON_WIDTH = 72  # attrition reasons are sentences; the text repr cuts them, the HTML shows them whole
+
+
+def _disclosure(obj: Any) -> Any:
+    from .report.suppression import study_disclosure
+
+    return study_disclosure(obj)
+
+
+def _shown(value: object) -> str:
+    from .report.suppression import format_display
+
+    return str(format_display(value))
+
+
+def _cut(text: str, width: int = _REASON_WIDTH) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _ratio(est: float, lo: float, hi: float) -> str:
+    # The report's and `retrocohort run`'s layout of a hazard ratio (two decimals, en dash).
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (est, lo, hi)):
+        return "—"
+    return f"{est:.2f} ({lo:.2f}–{hi:.2f})"
+
+
+def _p(p: float) -> str:
+    if not (isinstance(p, (int, float)) and math.isfinite(p)):
+        return "—"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _study_title(study: Any) -> str:
+    return str(getattr(getattr(study, "study", None), "title", "") or "(no study attached)")
+
+
+def _attrition_cells(obj: Any, disclosure: Any, whole: bool) -> tuple[list[str], list[str], list[list[str]]]:
+    attrition = obj.attrition
+    rows = [str(s) for s in attrition["step"]]
+    cells = []
+    for i in range(len(attrition)):
+        remaining, excluded = disclosure.attrition[i] if i < len(disclosure.attrition) else ("", "")
+        reason = attrition["reason"].iloc[i] if "reason" in attrition.columns else ""
+        reason = disclosure.text(reason) if isinstance(reason, str) else ""
+        # The first line's "excluded" is not a count of anything (nobody is before the index event).
+        shown_excluded = "" if i == 0 else _shown(excluded)
+        cells.append([_shown(remaining), shown_excluded, reason if whole else _cut(reason)])
+    return rows, ["remaining", "excluded", "reason"], cells
+
+
+def _left_last(lines: list[str], cells: list[list[str]]) -> list[str]:
+    """Lines of :func:`table_lines` with the last column (free text) left-aligned instead of right."""
+    width = max([len("reason")] + [len(row[-1]) for row in cells])
+    out = []
+    for line in lines:
+        stem = line[: len(line) - width]
+        out.append((stem + line[len(line) - width :].strip().ljust(width)).rstrip())
+    return out
+
+
+def _cohort_parts(cohort: Any) -> dict[str, Any]:
+    from types import SimpleNamespace
+
+    from .report.suppression import decide_disclosure
+
+    study = getattr(cohort, "study", None)
+    exposure = getattr(getattr(study, "exposure", None), "label", "exposed")
+    comparator = getattr(getattr(study, "comparator", None), "label", "comparator")
+    try:
+        counts = dict(cohort.counts)
+    except (KeyError, IndexError):  # a cohort made by hand without `exposed` or an attrition line
+        counts = {}
+    # The disclosure reads only these three; a view keeps a hand-made cohort's failing .counts out of it.
+    disclosure = decide_disclosure(SimpleNamespace(study=study, attrition=cohort.attrition, counts=counts))
+    arms = [
+        (f"exposed ({exposure})", _shown(disclosure.count("exposed", counts.get("exposed")))),
+        (f"comparator ({comparator})", _shown(disclosure.count("comparator", counts.get("comparator")))),
+    ]
+    columns = [str(c) for c in cohort.data.columns]
+    return {
+        "title": _study_title(study),
+        "source": f"{getattr(cohort, 'engine', '')} on {getattr(cohort, 'source', '') or '(unknown source)'}",
+        "disclosure": disclosure,
+        "arms": arms,
+        "eligible": _shown(disclosure.count("eligible", counts.get("eligible"))),
+        "columns": columns,
+        "notes": [disclosure.text(n) for n in getattr(cohort, "notes", ()) or ()],
+        "threshold": disclosure.threshold,
+    }
+
+
+def render_cohort(cohort: Any) -> str:
+    """A built cohort: the study's title, the attrition table, the arms, the columns and the notes.
+
+    Counts below the study's small-cell threshold read ``<5`` (and a count that would give one back
+    by subtraction a range), as in every output of the study; no value of any row is printed.
+    """
+    parts = _cohort_parts(cohort)
+    rows, cols, cells = _attrition_cells(cohort, parts["disclosure"], whole=False)
+    table = _left_last(table_lines(rows, cols, cells), cells)
+    arms = ", ".join(f"{label}: {n}" for label, n in parts["arms"])
+    lines = [
+        f"Cohort of {parts['title']!r}",
+        f"built with {parts['source']}",
+        "",
+        "Attrition:",
+        *table,
+        "",
+        f"Eligible: {parts['eligible']} patients; {arms}",
+        *textwrap.wrap(
+            f"Columns ({len(parts['columns'])}): {', '.join(parts['columns'])}", 100, subsequent_indent="  "
+        ),
+    ]
+    if parts["notes"]:
+        lines += ["Notes:", *(f"  - {n}" for n in parts["notes"])]
+    lines.append(_SUPPRESSED.format(parts["threshold"]))
+    return "\n".join(lines)
+
+
+def render_cohort_html(cohort: Any) -> str:
+    """Notebook rendering of :func:`render_cohort` (the attrition reasons in full)."""
+    parts = _cohort_parts(cohort)
+    rows, cols, cells = _attrition_cells(cohort, parts["disclosure"], whole=True)
+    arms = html_table([label for label, _ in parts["arms"]], ["patients"], [[n] for _, n in parts["arms"]], "Arms")
+    text = [
+        f"built with {parts['source']}",
+        f"Columns ({len(parts['columns'])}): {', '.join(parts['columns'])}",
+        *(f"note: {n}" for n in parts["notes"]),
+        _SUPPRESSED.format(parts["threshold"]),
+    ]
+    return html_block(f"Cohort of {parts['title']!r}", text, [html_table(rows, cols, cells, "Attrition"), arms])
+
+
+_POPULATIONS = {"matched": "matched", "full": "full cohort", "iptw": "IPTW"}
+
+
+def _study_parts(result: Any) -> dict[str, Any]:
+    study = result.study
+    disclosure = _disclosure(result)
+    counts = result.counts or {}
+    flow = [
+        ("indexed", "with an index event"),
+        ("eligible", "eligible"),
+        ("exposed", "  exposed"),
+        ("comparator", "  comparator"),
+        ("matched_exposed", "matched, exposed"),
+        ("matched_comparator", "matched, comparator"),
+    ]
+    flow_rows = [(label, _shown(disclosure.count(key, counts[key]))) for key, label in flow if key in counts]
+    outcome_labels = {name: getattr(o, "label", name) for name, o in (study.outcomes or {}).items()}
+    planted = result.planted or {}
+    estimates: list[tuple[str, list[str]]] = []
+    for e in result.estimates:
+        n, events = disclosure.estimate_counts.get((e.outcome, e.population), (e.n, e.n_events))
+        truth = planted.get(e.outcome, {}).get("value")
+        row = [
+            outcome_labels.get(e.outcome, e.outcome),
+            e.model.replace("_", " "),
+            _POPULATIONS.get(e.population, str(e.population)),
+            _shown(n),
+            _shown(events),
+            _ratio(e.estimate, e.lower, e.upper),
+            _p(e.p),
+        ]
+        if result.synthetic:
+            row.append(f"{truth:.2f}" if isinstance(truth, (int, float)) and math.isfinite(truth) else "—")
+        estimates.append((e.outcome, row))
+    order = list(outcome_labels)
+    populations = list(_POPULATIONS.values())
+    # per outcome in the study's order, the matched cohort first (the study's main population)
+    estimates.sort(
+        key=lambda item: (
+            order.index(item[0]) if item[0] in order else len(order),
+            populations.index(item[1][2]) if item[1][2] in populations else len(populations),
+        )
+    )
+    columns = ["outcome", "model", "population", "n", "events", "HR or sHR (95% CI)", "p"]
+    if result.synthetic:
+        columns.append("planted")
+    subgroups = [
+        f"{s.label}: {len(s.levels)} levels, p for interaction {_p(s.p_interaction)}" for s in result.subgroups or ()
+    ]
+    extra = []
+    if result.e_value is not None:
+        extra.append(
+            f"E-value of the primary HR: {result.e_value.get('point', float('nan')):.2f} "
+            f"(CI limit: {result.e_value.get('ci', float('nan')):.2f})"
+        )
+    return {
+        "title": _study_title(study) + (" (SYNTHETIC DATA)" if result.synthetic else ""),
+        "flow": flow_rows,
+        "columns": columns,
+        "estimates": [row for _, row in estimates],
+        "subgroups": subgroups,
+        "extra": extra,
+        "skipped": [
+            f"{s.outcome} / {s.model} / {s.population}: {disclosure.text(s.reason)}" for s in result.skipped or ()
+        ],
+        "notes": [disclosure.text(n) for n in result.notes or ()],
+        "primary": outcome_labels.get(result.primary, result.primary),
+        "threshold": disclosure.threshold,
+    }
+
+
+def _text_table(columns: list[str], rows: list[list[str]]) -> list[str]:
+    # Words left-aligned, numbers right-aligned; the first three columns are words.
+    widths = [max([len(c)] + [len(r[j]) for r in rows]) for j, c in enumerate(columns)]
+
+    def line(cells: Sequence[str]) -> str:
+        return " ".join(c.ljust(w) if j < 3 else c.rjust(w) for j, (c, w) in enumerate(zip(cells, widths, strict=True)))
+
+    return [line(columns).rstrip(), *(line(r).rstrip() for r in rows)]
+
+
+def render_study_result(result: Any) -> str:
+    """A study result: the cohort flow, every estimate per outcome, subgroups, skipped models and notes.
+
+    Counts read as in ``retrocohort run``'s printed summary and every output (the study's small-cell
+    threshold applies).
+    """
+    p = _study_parts(result)
+    width = max(len(label) for label, _ in p["flow"]) if p["flow"] else 0
+    lines = [p["title"], "", "Cohort flow:", *(f"  {label.ljust(width)} {n}" for label, n in p["flow"]), ""]
+    lines.append(f"Estimates (primary outcome: {p['primary']}):")
+    if p["estimates"]:
+        lines += ["  " + s for s in _text_table(p["columns"], p["estimates"])]
+    else:
+        lines.append("  (none: every model was skipped)")
+    for section, items in (("Subgroups", p["subgroups"]), ("Skipped", p["skipped"]), ("Notes", p["notes"])):
+        if items:
+            lines += ["", f"{section}:", *(f"  - {item}" for item in items)]
+    if p["extra"]:
+        lines += ["", *p["extra"]]
+    lines.append(f"(counts below {p['threshold']} suppressed as in the study's outputs)")
+    return "\n".join(lines)
+
+
+def render_study_result_html(result: Any) -> str:
+    """Notebook rendering of :func:`render_study_result`."""
+    p = _study_parts(result)
+    flow = html_table([label.strip() for label, _ in p["flow"]], ["patients"], [[n] for _, n in p["flow"]], "Cohort")
+    tables = [flow]
+    if p["estimates"]:
+        rows = [" / ".join(r[:3]) for r in p["estimates"]]
+        tables.append(html_table(rows, p["columns"][3:], [r[3:] for r in p["estimates"]], "Estimates"))
+    text = [f"primary outcome: {p['primary']}"]
+    for section, items in (("subgroup", p["subgroups"]), ("skipped", p["skipped"]), ("note", p["notes"])):
+        text += [f"{section}: {item}" for item in items]
+    text += [*p["extra"], f"(counts below {p['threshold']} suppressed as in the study's outputs)"]
+    return html_block(p["title"], text, tables)
