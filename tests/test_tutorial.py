@@ -84,7 +84,6 @@ def _text_outputs(cell) -> str:
 
 @pytest.mark.slow
 def test_tutorial_executes_without_error(tmp_path, monkeypatch):
-    pytest.importorskip("ipykernel", reason="the tutorial test needs ipykernel (pyproject's test extra)")
     from nbclient import NotebookClient
 
     _kernelspec(tmp_path / "jupyter")
