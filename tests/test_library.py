@@ -225,3 +225,29 @@ def test_study_result_repr_suppresses_small_counts_as_the_printed_summary_does()
     krt = next(line for line in text.splitlines() if "fine gray adjusted" in line)
     assert " 2 " not in krt and "<5" in krt  # 2 events
     assert result.counts["exposed"] == 3  # exact on the object
+
+
+def test_cohort_repr_withholds_rather_than_raises_or_leaks_on_a_broken_log():
+    import pandas as pd
+
+    from retrocohort.cohort.builder import BuiltCohort
+
+    attrition = pd.DataFrame({"step": ["index_event"], "remaining": [float("nan")], "excluded": [0], "reason": ["x"]})
+    cohort = BuiltCohort(data=pd.DataFrame({"exposed": [1, 0, 0]}), attrition=attrition, notes=())
+    text = repr(cohort)  # a repr must not raise in a notebook
+    assert "Eligible: ? patients" in text and "exposed (exposed): ?" in text
+
+
+def test_reprs_with_the_threshold_off_show_exact_counts_and_say_so():
+    study = _flagship()
+    off = study.model_copy(update={"report": study.report.model_copy(update={"small_cell_threshold": 0})})
+    text = repr(_small_cohort(off))
+    assert "exposed (Mg): 3" in text and "<5" not in text
+    assert "small-cell suppression off" in text
+
+
+def test_html_reprs_escape_the_study_text():
+    study = _flagship()
+    evil = study.model_copy(update={"study": study.study.model_copy(update={"title": "<script>alert(1)</script>"})})
+    for html in (_small_cohort(evil)._repr_html_(), _study_result(evil, exposed=12)._repr_html_()):
+        assert "<script>" not in html and "&lt;script&gt;" in html

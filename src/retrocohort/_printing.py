@@ -776,10 +776,40 @@ _SUPPRESSED = "(counts below {} suppressed as in the study's outputs; exact: .co
 _REASON_WIDTH = 72  # attrition reasons are sentences; the text repr cuts them, the HTML shows them whole
 
 
-def _disclosure(obj: Any) -> Any:
-    from .report.suppression import study_disclosure
+class _Withheld:
+    """Stands in for a study disclosure that could not be decided (a hand-made log with a value that is
+    not a whole number): a repr must not raise, and must not fall back to exact counts either."""
 
-    return study_disclosure(obj)
+    def __init__(self, threshold: int, rows: int) -> None:
+        self.threshold = threshold
+        self.attrition = tuple(("?", "?") for _ in range(rows))
+        self.estimate_counts: dict[tuple[str, str], tuple[object, object]] = {}
+
+    def count(self, name: str, value: object = None) -> object:
+        return "?"
+
+    def text(self, text: str) -> str:
+        from .report.suppression import suppress_counts_in_text
+
+        return str(suppress_counts_in_text(text, self.threshold))
+
+
+def _disclosure(obj: Any, decide: bool = False) -> Any:
+    from .report.suppression import DEFAULT_THRESHOLD, decide_disclosure, study_disclosure
+
+    try:
+        return decide_disclosure(obj) if decide else study_disclosure(obj)
+    except (ValueError, TypeError, KeyError):
+        report = getattr(getattr(obj, "study", None), "report", None)
+        threshold = getattr(report, "small_cell_threshold", DEFAULT_THRESHOLD)
+        attrition = getattr(obj, "attrition", None)
+        return _Withheld(int(threshold), 0 if attrition is None else len(attrition))
+
+
+def _suppressed_line(threshold: int) -> str:
+    if threshold <= 0:
+        return "(small-cell suppression off: the study's threshold is 0)"
+    return _SUPPRESSED.format(threshold)
 
 
 def _shown(value: object) -> str:
@@ -837,17 +867,15 @@ def _left_last(lines: list[str], cells: list[list[str]]) -> list[str]:
 def _cohort_parts(cohort: Any) -> dict[str, Any]:
     from types import SimpleNamespace
 
-    from .report.suppression import decide_disclosure
-
     study = getattr(cohort, "study", None)
     exposure = getattr(getattr(study, "exposure", None), "label", "exposed")
     comparator = getattr(getattr(study, "comparator", None), "label", "comparator")
     try:
         counts = dict(cohort.counts)
-    except (KeyError, IndexError):  # a cohort made by hand without `exposed` or an attrition line
+    except (KeyError, IndexError, ValueError, TypeError):  # made by hand: no `exposed`, no or a NaN attrition line
         counts = {}
     # The disclosure reads only these three; a view keeps a hand-made cohort's failing .counts out of it.
-    disclosure = decide_disclosure(SimpleNamespace(study=study, attrition=cohort.attrition, counts=counts))
+    disclosure = _disclosure(SimpleNamespace(study=study, attrition=cohort.attrition, counts=counts), decide=True)
     arms = [
         (f"exposed ({exposure})", _shown(disclosure.count("exposed", counts.get("exposed")))),
         (f"comparator ({comparator})", _shown(disclosure.count("comparator", counts.get("comparator")))),
@@ -889,7 +917,7 @@ def render_cohort(cohort: Any) -> str:
     ]
     if parts["notes"]:
         lines += ["Notes:", *(f"  - {n}" for n in parts["notes"])]
-    lines.append(_SUPPRESSED.format(parts["threshold"]))
+    lines.append(_suppressed_line(parts["threshold"]))
     return "\n".join(lines)
 
 
@@ -902,7 +930,7 @@ def render_cohort_html(cohort: Any) -> str:
         f"built with {parts['source']}",
         f"Columns ({len(parts['columns'])}): {', '.join(parts['columns'])}",
         *(f"note: {n}" for n in parts["notes"]),
-        _SUPPRESSED.format(parts["threshold"]),
+        _suppressed_line(parts["threshold"]),
     ]
     return html_block(f"Cohort of {parts['title']!r}", text, [html_table(rows, cols, cells, "Attrition"), arms])
 
@@ -927,7 +955,10 @@ def _study_parts(result: Any) -> dict[str, Any]:
     planted = result.planted or {}
     estimates: list[tuple[str, list[str]]] = []
     for e in result.estimates:
-        n, events = disclosure.estimate_counts.get((e.outcome, e.population), (e.n, e.n_events))
+        shown = disclosure.estimate_counts.get((e.outcome, e.population))
+        if shown is None:  # not in the decided family: the plain rule, never the exact count
+            shown = (disclosure.count("", e.n), disclosure.count("", e.n_events))
+        n, events = shown
         truth = planted.get(e.outcome, {}).get("value")
         row = [
             outcome_labels.get(e.outcome, e.outcome),
@@ -996,7 +1027,9 @@ def render_study_result(result: Any) -> str:
     """
     p = _study_parts(result)
     width = max(len(label) for label, _ in p["flow"]) if p["flow"] else 0
-    lines = [p["title"], "", "Cohort flow:", *(f"  {label.ljust(width)} {n}" for label, n in p["flow"]), ""]
+    lines = [p["title"], ""]
+    if p["flow"]:
+        lines += ["Cohort flow:", *(f"  {label.ljust(width)} {n}" for label, n in p["flow"]), ""]
     lines.append(f"Estimates (primary outcome: {p['primary']}):")
     if p["estimates"]:
         lines += ["  " + s for s in _text_table(p["columns"], p["estimates"])]
@@ -1007,7 +1040,7 @@ def render_study_result(result: Any) -> str:
             lines += ["", f"{section}:", *(f"  - {item}" for item in items)]
     if p["extra"]:
         lines += ["", *p["extra"]]
-    lines.append(f"(counts below {p['threshold']} suppressed as in the study's outputs)")
+    lines.append(_suppressed_line(p["threshold"]))
     return "\n".join(lines)
 
 
@@ -1022,5 +1055,5 @@ def render_study_result_html(result: Any) -> str:
     text = [f"primary outcome: {p['primary']}"]
     for section, items in (("subgroup", p["subgroups"]), ("skipped", p["skipped"]), ("note", p["notes"])):
         text += [f"{section}: {item}" for item in items]
-    text += [*p["extra"], f"(counts below {p['threshold']} suppressed as in the study's outputs)"]
+    text += [*p["extra"], _suppressed_line(p["threshold"])]
     return html_block(p["title"], text, tables)
