@@ -178,7 +178,8 @@ def _study_result(study, exposed=3):
 
     cohort = _small_cohort(study)
     estimates = (
-        Estimate("death", "cox_adjusted", "full", 0.4576, 0.1691, 1.2382, 0.1238, "Death, Cox, full", 40, 21),
+        Estimate("death", "cox_adjusted", "matched", 0.4576, 0.1691, 1.2382, 0.1238, "Death, Cox, matched", 30, 15),
+        Estimate("death", "cox_adjusted", "full", 0.4113, 0.2101, 0.7915, 0.007, "Death, Cox, full", 40, 21),
         Estimate("krt_liberation", "fine_gray_adjusted", "full", 5.2963, 2.1516, 13.0374, 0.00029, "KRT", 40, 2),
     )
     return StudyResult(
@@ -199,16 +200,29 @@ def _study_result(study, exposed=3):
     )
 
 
+def _section(text: str, header: str) -> list[str]:
+    """The lines after the line starting with ``header`` up to the next blank line."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    end = next((i for i in range(start + 1, len(lines)) if not lines[i].strip()), len(lines))
+    return lines[start + 1 : end]
+
+
 def test_study_result_repr_shows_estimates_per_outcome_skipped_models_and_notes():
     study = _flagship()
     result = _study_result(study, exposed=12)
     text = repr(result)
     assert text.splitlines()[0] == study.study.title + " (SYNTHETIC DATA)"
-    death = next(line for line in text.splitlines() if "cox adjusted" in line)
-    assert "0.46 (0.17–1.24)" in death and "0.124" in death and "0.40" in death  # HR, p, planted truth
-    krt = next(line for line in text.splitlines() if "fine gray adjusted" in line)
-    assert "5.30 (2.15–13.04)" in krt and "<0.001" in krt
-    assert text.index("cox adjusted") < text.index("fine gray adjusted")  # the study's outcome order
+    main, every = _section(text, "Main estimates"), _section(text, "All estimates:")
+    # the main table: each outcome's primary (matched) estimate, the published one, the planted truth
+    death = next(line for line in main if line.strip().startswith("Death by day 90"))
+    assert "0.46 (0.17–1.24)" in death and "0.124" in death and "0.38 (0.18–0.83)" in death and "0.40" in death
+    krt = next(line for line in main if line.strip().startswith("KRT liberation by day 90"))
+    assert "skipped" in krt and "2.07 (1.23–3.49)" in krt  # no matched Fine-Gray in this result
+    # every estimate, per outcome in the study's order, the matched population first
+    assert [line.split()[0] for line in every[1:]] == ["Death", "Death", "KRT"]
+    assert "matched" in every[1] and "full cohort" in every[2]
+    assert "5.30 (2.15–13.04)" in every[3] and "<0.001" in every[3]
     assert "death / cox_adjusted / matched: fewer than 10 exposed patients" in text
     assert "effective sample size 25.5" in text
     html = result._repr_html_()
@@ -222,7 +236,7 @@ def test_study_result_repr_suppresses_small_counts_as_the_printed_summary_does()
     text = repr(result)
     exposed = next(line for line in text.splitlines() if line.strip().startswith("exposed"))
     assert exposed.split()[-1] == "<5"
-    krt = next(line for line in text.splitlines() if "fine gray adjusted" in line)
+    krt = next(line for line in _section(text, "All estimates:") if "fine gray adjusted" in line)
     assert " 2 " not in krt and "<5" in krt  # 2 events
     assert result.counts["exposed"] == 3  # exact on the object
 

@@ -105,7 +105,7 @@ def test_tutorial_executes_without_error(tmp_path, monkeypatch):
     # the results render as their R-like reprs, not dataclass dumps, and the figures are drawn
     assert "Attrition" in texts["cohort"] and "BuiltCohort(" not in texts["cohort"]
     assert "exp(coef)" in texts["fit"]
-    assert "Estimates" in texts["result"] and "StudyResult(" not in texts["result"]
+    assert "All estimates" in texts["result"] and "StudyResult(" not in texts["result"]
     # the stage-by-stage fits are the study's own matched estimates (same weights, cluster, ties)
     compared = [line for c in code for line in _text_outputs(c).splitlines() if "in the study result" in line]
     assert len(compared) == 2

@@ -952,14 +952,12 @@ def _study_parts(result: Any) -> dict[str, Any]:
     ]
     flow_rows = [(label, _shown(disclosure.count(key, counts[key]))) for key, label in flow if key in counts]
     outcome_labels = {name: getattr(o, "label", name) for name, o in (study.outcomes or {}).items()}
-    planted = result.planted or {}
     estimates: list[tuple[str, list[str]]] = []
     for e in result.estimates:
         shown = disclosure.estimate_counts.get((e.outcome, e.population))
         if shown is None:  # not in the decided family: the plain rule, never the exact count
             shown = (disclosure.count("", e.n), disclosure.count("", e.n_events))
         n, events = shown
-        truth = planted.get(e.outcome, {}).get("value")
         row = [
             outcome_labels.get(e.outcome, e.outcome),
             e.model.replace("_", " "),
@@ -969,8 +967,6 @@ def _study_parts(result: Any) -> dict[str, Any]:
             _ratio(e.estimate, e.lower, e.upper),
             _p(e.p),
         ]
-        if result.synthetic:
-            row.append(f"{truth:.2f}" if isinstance(truth, (int, float)) and math.isfinite(truth) else "—")
         estimates.append((e.outcome, row))
     order = list(outcome_labels)
     populations = list(_POPULATIONS.values())
@@ -982,8 +978,6 @@ def _study_parts(result: Any) -> dict[str, Any]:
         )
     )
     columns = ["outcome", "model", "population", "n", "events", "HR or sHR (95% CI)", "p"]
-    if result.synthetic:
-        columns.append("planted")
     subgroups = [
         f"{s.label}: {len(s.levels)} levels, p for interaction {_p(s.p_interaction)}" for s in result.subgroups or ()
     ]
@@ -993,7 +987,10 @@ def _study_parts(result: Any) -> dict[str, Any]:
             f"E-value of the primary HR: {result.e_value.get('point', float('nan')):.2f} "
             f"(CI limit: {result.e_value.get('ci', float('nan')):.2f})"
         )
+    key_columns, key_rows = _key_rows(result)
     return {
+        "key_columns": key_columns,
+        "key_rows": key_rows,
         "title": _study_title(study) + (" (SYNTHETIC DATA)" if result.synthetic else ""),
         "flow": flow_rows,
         "columns": columns,
@@ -1007,6 +1004,39 @@ def _study_parts(result: Any) -> dict[str, Any]:
         "primary": outcome_labels.get(result.primary, result.primary),
         "threshold": disclosure.threshold,
     }
+
+
+def _key_rows(result: Any) -> tuple[list[str], list[list[str]]]:
+    """Each outcome's primary estimate next to the published one and the planted truth (run's key table)."""
+    from .report.tables import outcome_names, planted_for, primary_key, published_for
+
+    columns = ["outcome", "model", "population", "HR or sHR (95% CI)", "p", "published"]
+    if result.synthetic:
+        columns.append("planted")
+    rows = []
+    try:
+        names = outcome_names(result)
+    except (AttributeError, KeyError, TypeError):  # a hand-made result without the study's outcomes
+        return columns, rows
+    for name in names:
+        outcome = result.study.outcomes.get(name)
+        label = f"{outcome.label} by day {outcome.horizon_days:g}" if outcome is not None else name
+        _, model, population = primary_key(result, name)
+        est = result.estimate(name, model, population)
+        published = published_for(result, name)
+        row = [
+            label,
+            model.replace("_", " "),
+            _POPULATIONS.get(population, population),
+            _ratio(est.estimate, est.lower, est.upper) if est is not None else "skipped",
+            _p(est.p) if est is not None else "—",
+            _ratio(*published) if published else "—",
+        ]
+        if result.synthetic:
+            truth = planted_for(result, name)
+            row.append(f"{truth:.2f}" if truth is not None and math.isfinite(truth) else "—")
+        rows.append(row)
+    return columns, rows
 
 
 def _text_table(columns: list[str], rows: list[list[str]]) -> list[str]:
@@ -1030,7 +1060,11 @@ def render_study_result(result: Any) -> str:
     lines = [p["title"], ""]
     if p["flow"]:
         lines += ["Cohort flow:", *(f"  {label.ljust(width)} {n}" for label, n in p["flow"]), ""]
-    lines.append(f"Estimates (primary outcome: {p['primary']}):")
+    if p["key_rows"]:
+        lines.append(f"Main estimates (primary outcome: {p['primary']}):")
+        lines += ["  " + s for s in _text_table(p["key_columns"], p["key_rows"])]
+        lines.append("")
+    lines.append("All estimates:")
     if p["estimates"]:
         lines += ["  " + s for s in _text_table(p["columns"], p["estimates"])]
     else:
@@ -1049,9 +1083,12 @@ def render_study_result_html(result: Any) -> str:
     p = _study_parts(result)
     flow = html_table([label.strip() for label, _ in p["flow"]], ["patients"], [[n] for _, n in p["flow"]], "Cohort")
     tables = [flow]
+    if p["key_rows"]:
+        rows = [r[0] for r in p["key_rows"]]
+        tables.append(html_table(rows, p["key_columns"][1:], [r[1:] for r in p["key_rows"]], "Main estimates"))
     if p["estimates"]:
         rows = [" / ".join(r[:3]) for r in p["estimates"]]
-        tables.append(html_table(rows, p["columns"][3:], [r[3:] for r in p["estimates"]], "Estimates"))
+        tables.append(html_table(rows, p["columns"][3:], [r[3:] for r in p["estimates"]], "All estimates"))
     text = [f"primary outcome: {p['primary']}"]
     for section, items in (("subgroup", p["subgroups"]), ("skipped", p["skipped"]), ("note", p["notes"])):
         text += [f"{section}: {item}" for item in items]
