@@ -1013,7 +1013,7 @@ def _key_rows(result: Any) -> tuple[list[str], list[list[str]]]:
     columns = ["outcome", "model", "population", "HR or sHR (95% CI)", "p", "published"]
     if result.synthetic:
         columns.append("planted")
-    rows = []
+    rows: list[list[str]] = []
     try:
         names = outcome_names(result)
     except (AttributeError, KeyError, TypeError):  # a hand-made result without the study's outcomes
