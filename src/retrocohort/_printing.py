@@ -236,25 +236,37 @@ def matrix_lines(
     return table_lines(rows, columns, cells)
 
 
-def html_table(rows: Sequence[str], columns: Sequence[str], cells: Sequence[Sequence[str]], caption: str = "") -> str:
-    """An HTML table of already formatted cells (numbers right-aligned), for ``_repr_html_``."""
+def html_table(
+    rows: Sequence[str],
+    columns: Sequence[str],
+    cells: Sequence[Sequence[str]],
+    caption: str = "",
+    left: Sequence[int] = (),
+) -> str:
+    """An HTML table of already formatted cells (numbers right-aligned; the columns in ``left``, words,
+    left-aligned), for ``_repr_html_``."""
     parts = ['<table class="retrocohort">']
     if caption:
         parts.append(f"<caption style='text-align:left'>{html.escape(caption)}</caption>")
     parts.append("<thead><tr><th></th>" + "".join(f"<th>{html.escape(c)}</th>" for c in columns) + "</tr></thead>")
     parts.append("<tbody>")
     for name, row in zip(rows, cells, strict=True):
-        tds = "".join(f"<td style='text-align:right'>{html.escape(s.strip())}</td>" for s in row)
+        tds = "".join(
+            f"<td style='text-align:{'left' if j in left else 'right'}'>{html.escape(s.strip())}</td>"
+            for j, s in enumerate(row)
+        )
         parts.append(f"<tr><th style='text-align:left'>{html.escape(str(name))}</th>{tds}</tr>")
     parts.append("</tbody></table>")
     return "".join(parts)
 
 
-def html_block(title: str, lines: Sequence[str], tables: Sequence[str] = ()) -> str:
-    """A titled HTML block: the given tables, then the remaining text lines in a ``<pre>``."""
+def html_block(title: str, lines: Sequence[str], tables: Sequence[str] = (), wrap: bool = False) -> str:
+    """A titled HTML block: the given tables, then the remaining text lines in a ``<pre>``
+    (``wrap``: long lines of prose wrap instead of running off the cell)."""
     body = "".join(tables)
     text = "\n".join(lines)
-    pre = f"<pre>{html.escape(text)}</pre>" if text else ""
+    style = " style='white-space:pre-wrap'" if wrap else ""
+    pre = f"<pre{style}>{html.escape(text)}</pre>" if text else ""
     return f"<div class='retrocohort-result'><strong>{html.escape(title)}</strong>{body}{pre}</div>"
 
 
@@ -932,7 +944,8 @@ def render_cohort_html(cohort: Any) -> str:
         *(f"note: {n}" for n in parts["notes"]),
         _suppressed_line(parts["threshold"]),
     ]
-    return html_block(f"Cohort of {parts['title']!r}", text, [html_table(rows, cols, cells, "Attrition"), arms])
+    attrition = html_table(rows, cols, cells, "Attrition", left=[2])
+    return html_block(f"Cohort of {parts['title']!r}", text, [attrition, arms], wrap=True)
 
 
 _POPULATIONS = {"matched": "matched", "full": "full cohort", "iptw": "IPTW"}
@@ -1085,12 +1098,13 @@ def render_study_result_html(result: Any) -> str:
     tables = [flow]
     if p["key_rows"]:
         rows = [r[0] for r in p["key_rows"]]
-        tables.append(html_table(rows, p["key_columns"][1:], [r[1:] for r in p["key_rows"]], "Main estimates"))
+        key = html_table(rows, p["key_columns"][1:], [r[1:] for r in p["key_rows"]], "Main estimates", left=[0, 1])
+        tables.append(key)
     if p["estimates"]:
         rows = [" / ".join(r[:3]) for r in p["estimates"]]
-        tables.append(html_table(rows, p["columns"][3:], [r[3:] for r in p["estimates"]], "All estimates"))
+        tables.append(html_table(rows, p["columns"][3:], [r[3:] for r in p["estimates"]], "All estimates"))  # numbers
     text = [f"primary outcome: {p['primary']}"]
     for section, items in (("subgroup", p["subgroups"]), ("skipped", p["skipped"]), ("note", p["notes"])):
         text += [f"{section}: {item}" for item in items]
     text += [*p["extra"], _suppressed_line(p["threshold"])]
-    return html_block(p["title"], text, tables)
+    return html_block(p["title"], text, tables, wrap=True)
