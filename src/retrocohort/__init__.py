@@ -30,8 +30,12 @@ from .sources import MimicIV, SyntheticInfo, check_source, generate_synthetic, t
 from .study import Study, StudyResult, analyse_cohort, flagship_study, load_study, run_study, write_outputs
 from .survival import (
     CoxResult,
+    CumulativeIncidenceResult,
     FineGrayResult,
+    GrayTestResult,
     KaplanMeierResult,
+    LogRankResult,
+    PHTestResult,
     cox,
     cumulative_incidence,
     fine_gray,
@@ -46,10 +50,14 @@ _startup.release()
 __all__ = [
     "BuiltCohort",
     "CoxResult",
+    "CumulativeIncidenceResult",
     "FineGrayResult",
+    "GrayTestResult",
     "KaplanMeierResult",
+    "LogRankResult",
     "MatchResult",
     "MimicIV",
+    "PHTestResult",
     "PropensityResult",
     "Study",
     "StudyResult",

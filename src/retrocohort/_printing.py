@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import html
 import math
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -235,25 +236,37 @@ def matrix_lines(
     return table_lines(rows, columns, cells)
 
 
-def html_table(rows: Sequence[str], columns: Sequence[str], cells: Sequence[Sequence[str]], caption: str = "") -> str:
-    """An HTML table of already formatted cells (numbers right-aligned), for ``_repr_html_``."""
+def html_table(
+    rows: Sequence[str],
+    columns: Sequence[str],
+    cells: Sequence[Sequence[str]],
+    caption: str = "",
+    left: Sequence[int] = (),
+) -> str:
+    """An HTML table of already formatted cells (numbers right-aligned; the columns in ``left``, words,
+    left-aligned), for ``_repr_html_``."""
     parts = ['<table class="retrocohort">']
     if caption:
         parts.append(f"<caption style='text-align:left'>{html.escape(caption)}</caption>")
     parts.append("<thead><tr><th></th>" + "".join(f"<th>{html.escape(c)}</th>" for c in columns) + "</tr></thead>")
     parts.append("<tbody>")
     for name, row in zip(rows, cells, strict=True):
-        tds = "".join(f"<td style='text-align:right'>{html.escape(s.strip())}</td>" for s in row)
+        tds = "".join(
+            f"<td style='text-align:{'left' if j in left else 'right'}'>{html.escape(s.strip())}</td>"
+            for j, s in enumerate(row)
+        )
         parts.append(f"<tr><th style='text-align:left'>{html.escape(str(name))}</th>{tds}</tr>")
     parts.append("</tbody></table>")
     return "".join(parts)
 
 
-def html_block(title: str, lines: Sequence[str], tables: Sequence[str] = ()) -> str:
-    """A titled HTML block: the given tables, then the remaining text lines in a ``<pre>``."""
+def html_block(title: str, lines: Sequence[str], tables: Sequence[str] = (), wrap: bool = False) -> str:
+    """A titled HTML block: the given tables, then the remaining text lines in a ``<pre>``
+    (``wrap``: long lines of prose wrap instead of running off the cell)."""
     body = "".join(tables)
     text = "\n".join(lines)
-    pre = f"<pre>{html.escape(text)}</pre>" if text else ""
+    style = " style='white-space:pre-wrap'" if wrap else ""
+    pre = f"<pre{style}>{html.escape(text)}</pre>" if text else ""
     return f"<div class='retrocohort-result'><strong>{html.escape(title)}</strong>{body}{pre}</div>"
 
 
@@ -763,3 +776,335 @@ def render_table_one_html(t: Any) -> str:
     return html_block(
         "Table 1", [], [html_table([str(r) for r in frame.index], [str(c) for c in frame.columns], cells)]
     )
+
+
+# --------------------------------------------------------------------------- cohort and study result
+# The cohort and the study result print counts as every output of the study shows them: the study's
+# small-cell threshold applies (suppression.study_disclosure), as in `retrocohort run`'s printed summary.
+# A repr ends up in a notebook's stored outputs and in pasted snippets, which travel further than the
+# session; the exact counts stay on the object (`.counts`, `.attrition`) for the user who asks for them.
+
+_SUPPRESSED = "(counts below {} suppressed as in the study's outputs; exact: .counts, .attrition)"
+_REASON_WIDTH = 72  # attrition reasons are sentences; the text repr cuts them, the HTML shows them whole
+
+
+class _Withheld:
+    """Stands in for a study disclosure that could not be decided (a hand-made log with a value that is
+    not a whole number): a repr must not raise, and must not fall back to exact counts either."""
+
+    def __init__(self, threshold: int, rows: int) -> None:
+        self.threshold = threshold
+        self.attrition = tuple(("?", "?") for _ in range(rows))
+        self.estimate_counts: dict[tuple[str, str], tuple[object, object]] = {}
+
+    def count(self, name: str, value: object = None) -> object:
+        return "?"
+
+    def text(self, text: str) -> str:
+        from .report.suppression import suppress_counts_in_text
+
+        return str(suppress_counts_in_text(text, self.threshold))
+
+
+def _disclosure(obj: Any, decide: bool = False) -> Any:
+    from .report.suppression import DEFAULT_THRESHOLD, decide_disclosure, study_disclosure
+
+    try:
+        return decide_disclosure(obj) if decide else study_disclosure(obj)
+    except (ValueError, TypeError, KeyError):
+        report = getattr(getattr(obj, "study", None), "report", None)
+        threshold = getattr(report, "small_cell_threshold", DEFAULT_THRESHOLD)
+        attrition = getattr(obj, "attrition", None)
+        return _Withheld(int(threshold), 0 if attrition is None else len(attrition))
+
+
+def _suppressed_line(threshold: int) -> str:
+    if threshold <= 0:
+        return "(small-cell suppression off: the study's threshold is 0)"
+    return _SUPPRESSED.format(threshold)
+
+
+def _shown(value: object) -> str:
+    from .report.suppression import format_display
+
+    return str(format_display(value))
+
+
+def _cut(text: str, width: int = _REASON_WIDTH) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _ratio(est: float, lo: float, hi: float) -> str:
+    # The report's and `retrocohort run`'s layout of a hazard ratio (two decimals, en dash).
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (est, lo, hi)):
+        return "—"
+    return f"{est:.2f} ({lo:.2f}–{hi:.2f})"
+
+
+def _p(p: float) -> str:
+    if not (isinstance(p, (int, float)) and math.isfinite(p)):
+        return "—"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _study_title(study: Any) -> str:
+    return str(getattr(getattr(study, "study", None), "title", "") or "(no study attached)")
+
+
+def _attrition_cells(obj: Any, disclosure: Any, whole: bool) -> tuple[list[str], list[str], list[list[str]]]:
+    attrition = obj.attrition
+    rows = [str(s) for s in attrition["step"]]
+    cells = []
+    for i in range(len(attrition)):
+        remaining, excluded = disclosure.attrition[i] if i < len(disclosure.attrition) else ("", "")
+        reason = attrition["reason"].iloc[i] if "reason" in attrition.columns else ""
+        reason = disclosure.text(reason) if isinstance(reason, str) else ""
+        # The first line's "excluded" is not a count of anything (nobody is before the index event).
+        shown_excluded = "" if i == 0 else _shown(excluded)
+        cells.append([_shown(remaining), shown_excluded, reason if whole else _cut(reason)])
+    return rows, ["remaining", "excluded", "reason"], cells
+
+
+def _left_last(lines: list[str], cells: list[list[str]]) -> list[str]:
+    """Lines of :func:`table_lines` with the last column (free text) left-aligned instead of right."""
+    width = max([len("reason")] + [len(row[-1]) for row in cells])
+    out = []
+    for line in lines:
+        stem = line[: len(line) - width]
+        out.append((stem + line[len(line) - width :].strip().ljust(width)).rstrip())
+    return out
+
+
+def _cohort_parts(cohort: Any) -> dict[str, Any]:
+    from types import SimpleNamespace
+
+    study = getattr(cohort, "study", None)
+    exposure = getattr(getattr(study, "exposure", None), "label", "exposed")
+    comparator = getattr(getattr(study, "comparator", None), "label", "comparator")
+    try:
+        counts = dict(cohort.counts)
+    except (KeyError, IndexError, ValueError, TypeError):  # made by hand: no `exposed`, no or a NaN attrition line
+        counts = {}
+    # The disclosure reads only these three; a view keeps a hand-made cohort's failing .counts out of it.
+    disclosure = _disclosure(SimpleNamespace(study=study, attrition=cohort.attrition, counts=counts), decide=True)
+    arms = [
+        (f"exposed ({exposure})", _shown(disclosure.count("exposed", counts.get("exposed")))),
+        (f"comparator ({comparator})", _shown(disclosure.count("comparator", counts.get("comparator")))),
+    ]
+    columns = [str(c) for c in cohort.data.columns]
+    return {
+        "title": _study_title(study),
+        "source": f"{getattr(cohort, 'engine', '')} on {getattr(cohort, 'source', '') or '(unknown source)'}",
+        "disclosure": disclosure,
+        "arms": arms,
+        "eligible": _shown(disclosure.count("eligible", counts.get("eligible"))),
+        "columns": columns,
+        "notes": [disclosure.text(n) for n in getattr(cohort, "notes", ()) or ()],
+        "threshold": disclosure.threshold,
+    }
+
+
+def render_cohort(cohort: Any) -> str:
+    """A built cohort: the study's title, the attrition table, the arms, the columns and the notes.
+
+    Counts below the study's small-cell threshold read ``<5`` (and a count that would give one back
+    by subtraction a range), as in every output of the study; no value of any row is printed.
+    """
+    parts = _cohort_parts(cohort)
+    rows, cols, cells = _attrition_cells(cohort, parts["disclosure"], whole=False)
+    table = _left_last(table_lines(rows, cols, cells), cells)
+    arms = ", ".join(f"{label}: {n}" for label, n in parts["arms"])
+    lines = [
+        f"Cohort of {parts['title']!r}",
+        f"built with {parts['source']}",
+        "",
+        "Attrition:",
+        *table,
+        "",
+        f"Eligible: {parts['eligible']} patients; {arms}",
+        *textwrap.wrap(
+            f"Columns ({len(parts['columns'])}): {', '.join(parts['columns'])}", 100, subsequent_indent="  "
+        ),
+    ]
+    if parts["notes"]:
+        lines += ["Notes:", *(f"  - {n}" for n in parts["notes"])]
+    lines.append(_suppressed_line(parts["threshold"]))
+    return "\n".join(lines)
+
+
+def render_cohort_html(cohort: Any) -> str:
+    """Notebook rendering of :func:`render_cohort` (the attrition reasons in full)."""
+    parts = _cohort_parts(cohort)
+    rows, cols, cells = _attrition_cells(cohort, parts["disclosure"], whole=True)
+    arms = html_table([label for label, _ in parts["arms"]], ["patients"], [[n] for _, n in parts["arms"]], "Arms")
+    text = [
+        f"built with {parts['source']}",
+        f"Columns ({len(parts['columns'])}): {', '.join(parts['columns'])}",
+        *(f"note: {n}" for n in parts["notes"]),
+        _suppressed_line(parts["threshold"]),
+    ]
+    attrition = html_table(rows, cols, cells, "Attrition", left=[2])
+    return html_block(f"Cohort of {parts['title']!r}", text, [attrition, arms], wrap=True)
+
+
+_POPULATIONS = {"matched": "matched", "full": "full cohort", "iptw": "IPTW"}
+
+
+def _study_parts(result: Any) -> dict[str, Any]:
+    study = result.study
+    disclosure = _disclosure(result)
+    counts = result.counts or {}
+    flow = [
+        ("indexed", "with an index event"),
+        ("eligible", "eligible"),
+        ("exposed", "  exposed"),
+        ("comparator", "  comparator"),
+        ("matched_exposed", "matched, exposed"),
+        ("matched_comparator", "matched, comparator"),
+    ]
+    flow_rows = [(label, _shown(disclosure.count(key, counts[key]))) for key, label in flow if key in counts]
+    outcome_labels = {name: getattr(o, "label", name) for name, o in (study.outcomes or {}).items()}
+    estimates: list[tuple[str, list[str]]] = []
+    for e in result.estimates:
+        shown = disclosure.estimate_counts.get((e.outcome, e.population))
+        if shown is None:  # not in the decided family: the plain rule, never the exact count
+            shown = (disclosure.count("", e.n), disclosure.count("", e.n_events))
+        n, events = shown
+        row = [
+            outcome_labels.get(e.outcome, e.outcome),
+            e.model.replace("_", " "),
+            _POPULATIONS.get(e.population, str(e.population)),
+            _shown(n),
+            _shown(events),
+            _ratio(e.estimate, e.lower, e.upper),
+            _p(e.p),
+        ]
+        estimates.append((e.outcome, row))
+    order = list(outcome_labels)
+    populations = list(_POPULATIONS.values())
+    # per outcome in the study's order, the matched cohort first (the study's main population)
+    estimates.sort(
+        key=lambda item: (
+            order.index(item[0]) if item[0] in order else len(order),
+            populations.index(item[1][2]) if item[1][2] in populations else len(populations),
+        )
+    )
+    columns = ["outcome", "model", "population", "n", "events", "HR or sHR (95% CI)", "p"]
+    subgroups = [
+        f"{s.label}: {len(s.levels)} levels, p for interaction {_p(s.p_interaction)}" for s in result.subgroups or ()
+    ]
+    extra = []
+    if result.e_value is not None:
+        extra.append(
+            f"E-value of the primary HR: {result.e_value.get('point', float('nan')):.2f} "
+            f"(CI limit: {result.e_value.get('ci', float('nan')):.2f})"
+        )
+    key_columns, key_rows = _key_rows(result)
+    return {
+        "key_columns": key_columns,
+        "key_rows": key_rows,
+        "title": _study_title(study) + (" (SYNTHETIC DATA)" if result.synthetic else ""),
+        "flow": flow_rows,
+        "columns": columns,
+        "estimates": [row for _, row in estimates],
+        "subgroups": subgroups,
+        "extra": extra,
+        "skipped": [
+            f"{s.outcome} / {s.model} / {s.population}: {disclosure.text(s.reason)}" for s in result.skipped or ()
+        ],
+        "notes": [disclosure.text(n) for n in result.notes or ()],
+        "primary": outcome_labels.get(result.primary, result.primary),
+        "threshold": disclosure.threshold,
+    }
+
+
+def _key_rows(result: Any) -> tuple[list[str], list[list[str]]]:
+    """Each outcome's primary estimate next to the published one and the planted truth (run's key table)."""
+    from .report.tables import outcome_names, planted_for, primary_key, published_for
+
+    columns = ["outcome", "model", "population", "HR or sHR (95% CI)", "p", "published"]
+    if result.synthetic:
+        columns.append("planted")
+    rows: list[list[str]] = []
+    try:
+        names = outcome_names(result)
+    except (AttributeError, KeyError, TypeError):  # a hand-made result without the study's outcomes
+        return columns, rows
+    for name in names:
+        outcome = result.study.outcomes.get(name)
+        label = f"{outcome.label} by day {outcome.horizon_days:g}" if outcome is not None else name
+        _, model, population = primary_key(result, name)
+        est = result.estimate(name, model, population)
+        published = published_for(result, name)
+        row = [
+            label,
+            model.replace("_", " "),
+            _POPULATIONS.get(population, population),
+            _ratio(est.estimate, est.lower, est.upper) if est is not None else "skipped",
+            _p(est.p) if est is not None else "—",
+            _ratio(*published) if published else "—",
+        ]
+        if result.synthetic:
+            truth = planted_for(result, name)
+            row.append(f"{truth:.2f}" if truth is not None and math.isfinite(truth) else "—")
+        rows.append(row)
+    return columns, rows
+
+
+def _text_table(columns: list[str], rows: list[list[str]]) -> list[str]:
+    # Words left-aligned, numbers right-aligned; the first three columns are words.
+    widths = [max([len(c)] + [len(r[j]) for r in rows]) for j, c in enumerate(columns)]
+
+    def line(cells: Sequence[str]) -> str:
+        return " ".join(c.ljust(w) if j < 3 else c.rjust(w) for j, (c, w) in enumerate(zip(cells, widths, strict=True)))
+
+    return [line(columns).rstrip(), *(line(r).rstrip() for r in rows)]
+
+
+def render_study_result(result: Any) -> str:
+    """A study result: the cohort flow, every estimate per outcome, subgroups, skipped models and notes.
+
+    Counts read as in ``retrocohort run``'s printed summary and every output (the study's small-cell
+    threshold applies).
+    """
+    p = _study_parts(result)
+    width = max(len(label) for label, _ in p["flow"]) if p["flow"] else 0
+    lines = [p["title"], ""]
+    if p["flow"]:
+        lines += ["Cohort flow:", *(f"  {label.ljust(width)} {n}" for label, n in p["flow"]), ""]
+    if p["key_rows"]:
+        lines.append(f"Main estimates (primary outcome: {p['primary']}):")
+        lines += ["  " + s for s in _text_table(p["key_columns"], p["key_rows"])]
+        lines.append("")
+    lines.append("All estimates:")
+    if p["estimates"]:
+        lines += ["  " + s for s in _text_table(p["columns"], p["estimates"])]
+    else:
+        lines.append("  (none: every model was skipped)")
+    for section, items in (("Subgroups", p["subgroups"]), ("Skipped", p["skipped"]), ("Notes", p["notes"])):
+        if items:
+            lines += ["", f"{section}:", *(f"  - {item}" for item in items)]
+    if p["extra"]:
+        lines += ["", *p["extra"]]
+    lines.append(_suppressed_line(p["threshold"]))
+    return "\n".join(lines)
+
+
+def render_study_result_html(result: Any) -> str:
+    """Notebook rendering of :func:`render_study_result`."""
+    p = _study_parts(result)
+    flow = html_table([label.strip() for label, _ in p["flow"]], ["patients"], [[n] for _, n in p["flow"]], "Cohort")
+    tables = [flow]
+    if p["key_rows"]:
+        rows = [r[0] for r in p["key_rows"]]
+        key = html_table(rows, p["key_columns"][1:], [r[1:] for r in p["key_rows"]], "Main estimates", left=[0, 1])
+        tables.append(key)
+    if p["estimates"]:
+        rows = [" / ".join(r[:3]) for r in p["estimates"]]
+        tables.append(html_table(rows, p["columns"][3:], [r[3:] for r in p["estimates"]], "All estimates"))  # numbers
+    text = [f"primary outcome: {p['primary']}"]
+    for section, items in (("subgroup", p["subgroups"]), ("skipped", p["skipped"]), ("note", p["notes"])):
+        text += [f"{section}: {item}" for item in items]
+    text += [*p["extra"], _suppressed_line(p["threshold"])]
+    return html_block(p["title"], text, tables, wrap=True)

@@ -63,6 +63,13 @@ class BuiltCohort:
     data_checks
         One row per data-quality rule applied (:mod:`retrocohort.sources.quality`) with its counts;
         patients an ``exclude`` rule removes leave at the ``data_checks`` attrition line.
+    study
+        The study the cohort was built for (its title, arm labels and small-cell threshold
+        serve the printed form; ``None`` for a cohort made by hand).
+
+    The printed form (``repr``, and ``_repr_html_`` in a notebook) shows the study's title, the
+    attrition, the arms and the columns, never a row; counts below the study's small-cell
+    threshold read as in the study's outputs (``<5``). The exact counts: ``counts``, ``attrition``.
     """
 
     data: pd.DataFrame
@@ -72,6 +79,18 @@ class BuiltCohort:
     engine: str = "duckdb"
     source: str = ""
     data_checks: pd.DataFrame | None = None
+    # The study it was built for: its title, arm labels and small-cell threshold for the repr.
+    study: Study | None = field(default=None, repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        from .._printing import render_cohort
+
+        return render_cohort(self)
+
+    def _repr_html_(self) -> str:
+        from .._printing import render_cohort_html
+
+        return render_cohort_html(self)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -796,6 +815,7 @@ def _assemble(facts: pd.DataFrame, study: Study, conn: SourceConnection, found: 
         concepts=describe_columns(study),
         engine=conn.engine,
         source=str(conn.source.path),
+        study=study,
     )
 
 

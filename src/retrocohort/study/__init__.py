@@ -10,7 +10,9 @@ from .pipeline import STAGES, analyse_cohort, run_study, study_stages
 from .results import Estimate, OutcomeResult, SkippedModel, StudyResult, SubgroupResult
 
 #: The shipped studies (``studies/`` of the source tree); the flagship is ``magnesium_ckrt.toml``.
-STUDIES_DIR = Path(__file__).resolve().parents[3] / "studies"
+#: An installed wheel carries them as ``retrocohort/studies/`` (setup.py's build hook), used when present.
+_PACKAGED_STUDIES = Path(__file__).resolve().parents[1] / "studies"
+STUDIES_DIR = _PACKAGED_STUDIES if _PACKAGED_STUDIES.is_dir() else Path(__file__).resolve().parents[3] / "studies"
 FLAGSHIP_STUDY = STUDIES_DIR / "magnesium_ckrt.toml"
 
 

@@ -136,6 +136,16 @@ class StudyResult:
     provenance: dict[str, Any] = field(default_factory=dict)  # hashes, versions, seed, engine
     notes: tuple[str, ...] = ()  # degraded concepts, warnings worth printing
 
+    def __repr__(self) -> str:
+        from .._printing import render_study_result
+
+        return render_study_result(self)
+
+    def _repr_html_(self) -> str:
+        from .._printing import render_study_result_html
+
+        return render_study_result_html(self)
+
     def estimate(self, outcome: str, model: str, population: Population = "matched") -> Estimate | None:
         """The estimate for one (outcome, model, population), or None when it was skipped."""
         for est in self.estimates:
