@@ -147,6 +147,8 @@ class SyntheticInfo:
     studies: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     #: One row per thiamine-study patient (category, exposure, covariates, death); for tests.
     planted_thiamine: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False, compare=False)
+    #: One row per vasopressin_shock patient (category, exposure, covariates, death and KRT); for tests.
+    planted_vasopressin: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -393,6 +395,13 @@ def generate_synthetic(
     thiamine, thiamine_stays = studies_model.thiamine_patients(
         study_rng, n_thiamine, ids, tables, _admissions, _lab_rows
     )
+    # vasopressin_shock's own patients: a sixth child of the seed, ids after the thiamine patients', so
+    # the flagship's and the thiamine patients' rows are unchanged by them; study_patients=0 writes none.
+    n_vaso = studies_model.vasopressin_patients_for(flagship_stays) if study_patients is None else int(study_patients)
+    writers = {"admissions": _admissions, "lab_rows": _lab_rows, "procedures": _procedures}
+    vaso, vaso_stays = studies_model.vasopressin_patients(
+        np.random.default_rng(root.spawn(1)[0]), n_vaso, ids, tables, writers
+    )
     # hosp/transfers: one ICU transfer row per ICU stay, derived without a random draw.
     icustays = pa.concat_tables(tables["icu/icustays"].parts)
     tables["hosp/transfers"].add(**studies_model.transfers_from_icustays(icustays))
@@ -400,7 +409,7 @@ def generate_synthetic(
 
     planted = pd.DataFrame(ckrt)
     truth = _truth(plan, planted, int(seed))
-    study_truth = studies_model.studies_truth(thiamine)
+    study_truth = studies_model.studies_truth(thiamine, vaso)
     # The flagship's truth by outcome name (studies/magnesium_ckrt.toml: death, krt_liberation), so the
     # pipeline reads every study's planted effect the same way; "truth" keeps the full description.
     study_truth = {
@@ -412,7 +421,7 @@ def generate_synthetic(
         },
         **study_truth,
     }
-    total_stays = flagship_stays + thiamine_stays
+    total_stays = flagship_stays + thiamine_stays + vaso_stays
     _write(out, tables, fmt)
     meta = {
         "generator": "retrocohort.sources.synthetic",
@@ -435,6 +444,7 @@ def generate_synthetic(
         planted=planted,
         studies=study_truth,
         planted_thiamine=thiamine,
+        planted_vasopressin=vaso,
     )
 
 
