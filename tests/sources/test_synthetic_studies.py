@@ -63,7 +63,13 @@ def test_synthetic_json_records_a_planted_truth_for_every_non_flagship_study(def
     assert abs(math.log(thiamine["hr_death_adjusted_check"] / thiamine["hr_death"])) < 0.03
     # the flagship's truth stays where it was
     assert meta["truth"]["hr_death"] == pytest.approx(0.40)
-    assert meta["studies"]["second_vasopressor"]["hr_death"] == 1.0
+    second = meta["studies"]["second_vasopressor"]
+    assert second["hr_death"] == studies_model.HR_SV_DEATH < 1.0
+    assert second["outcomes"] == {
+        "death": {"estimand": "hr", "value": studies_model.HR_SV_DEATH, "conditional_on": ["age", "sex", "sofa"]}
+    }
+    assert "shr_off_vasopressors" not in second  # no planted value for liberation: none printed
+    assert abs(math.log(second["hr_death_adjusted_check"] / second["hr_death"])) < 0.08
     vaso = meta["studies"]["vasopressin_shock"]
     # a non-null planted effect on both outcomes, per outcome name with its estimand
     assert vaso["outcomes"]["death"] == {
@@ -184,10 +190,25 @@ def test_thiamine_effect_is_recovered_by_the_adjusted_cox_model(tmp_path):
     assert math.log(crude) - math.log(row["hr"]) > 0.15
 
 
-def test_second_vasopressor_recovers_its_planted_null(built, default_ehr):
-    data = built["second_vasopressor"].data
-    row = cox(data, "death_time", "death_status", ["exposed", "age", "sex", "sofa"]).summary.loc["exposed"]
-    assert row["lower"] <= default_ehr.studies["second_vasopressor"]["hr_death"] <= row["upper"]
+def test_second_vasopressor_cohort_is_exactly_the_planted_eligible_patients(built, default_ehr):
+    cohort = built["second_vasopressor"]
+    data = cohort.data
+    planted = default_ehr.planted_second_vasopressor
+    eligible = planted[planted["eligible"]]
+    assert len(eligible) >= 100
+    # the flagship's null norepinephrine patients have no lactate; the vasopressin_shock patients get both or neither
+    assert set(data["subject_id"]) == set(eligible["subject_id"])
+    m = data.merge(eligible, on="subject_id", suffixes=("", "_planted"))
+    for column in ("exposed", "age", "sofa"):
+        np.testing.assert_array_equal(m[column].astype(float), m[f"{column}_planted"].astype(float), err_msg=column)
+    assert (m["sex"] == m["sex_planted"]).all()
+    np.testing.assert_array_equal(m["death_status"], m["death"])
+    assert np.abs(m["death_time"] - m["death_time_planted"]).max() < 1.0 / 1440
+    steps = cohort.attrition.set_index("step")["excluded"]
+    by_cat = planted["category"].value_counts()
+    assert steps["hyperlactatemia"] >= by_cat["excluded_lactate_below_2"] > 0
+    assert steps["both_arms"] >= by_cat["excluded_both_agents"] > 0
+    assert steps["neither_arm"] >= by_cat["excluded_neither_agent"] > 0
 
 
 def test_parquet_and_csv_give_the_same_study_cohorts(tmp_path):
@@ -261,11 +282,21 @@ def test_vasopressin_attrition_removes_each_planted_category(default_ehr, built)
     assert steps["died_within_24h"] == by_cat["excluded_died_within_24h"] > 0
 
 
-def test_vasopressin_patients_enter_no_other_studys_cohort(default_ehr, built):
+def test_each_studys_own_patients_enter_its_cohort_and_no_other(default_ehr, built):
+    own = {
+        "thiamine_sepsis": default_ehr.planted_thiamine,
+        "vasopressin_shock": default_ehr.planted_vasopressin,
+        "second_vasopressor": default_ehr.planted_second_vasopressor,
+    }
+    for study, planted in own.items():
+        ours = set(planted["subject_id"])
+        for name, cohort in built.items():
+            inside = ours & set(cohort.data["subject_id"])
+            if name == study:
+                assert inside == set(planted.loc[planted["eligible"], "subject_id"]), name
+            else:
+                assert not inside, (study, name)
     ours = set(default_ehr.planted_vasopressin["subject_id"])
-    for name, cohort in built.items():
-        if name != "vasopressin_shock":
-            assert not ours & set(cohort.data["subject_id"]), name
     # second_vasopressor sees them (first norepinephrine) and excludes them: both arms or neither in 48 h
     assert built["second_vasopressor"].counts["indexed"] >= len(ours)
     # the flagship's flow is the published one, exactly as without them
@@ -346,8 +377,27 @@ def test_vasopressin_effects_are_recovered_through_the_ehr(tmp_path):
     assert hr["lower"] <= truth["hr_death"] <= hr["upper"], hr
     assert shr["lower"] <= truth["shr_krt_initiation"] <= shr["upper"], shr
     assert shr["upper"] < 1.0  # the direction: vasopressin lowers KRT initiation
+    # second_vasopressor on the same EHR (3,000 patients of its own): the adjusted Cox CI covers 0.80
+    data = build_cohort(load_study_file(STUDIES / "second_vasopressor.toml"), info.path).data
+    assert len(data) > 2_400
+    row = cox(data, "death_time", "death_status", ["exposed", "age", "sex", "sofa"]).summary.loc["exposed"]
+    assert row["lower"] <= info.studies["second_vasopressor"]["hr_death"] <= row["upper"], row
 
 
 def test_default_size_writes_the_documented_number_of_vasopressin_patients(default_ehr):
     assert len(default_ehr.planted_vasopressin) == studies_model.vasopressin_patients_for(DEFAULT_STAYS) == 900
     assert studies_model.vasopressin_patients_for(200) == studies_model.VASO_MIN_PATIENTS
+    assert len(default_ehr.planted_second_vasopressor) == studies_model.second_vasopressor_patients_for(10_000) == 600
+
+
+def test_second_vasopressor_draws_recover_the_planted_hr():
+    """On ~20,000 eligible draws of the generator (no EHR) the adjusted Cox HR is within 4 SE of 0.80."""
+    d = studies_model._sv_draw(np.random.default_rng(8), 24_000)
+    keep = d["cat"] == studies_model.S_ELIGIBLE
+    tau = studies_model.SV_HORIZON_DAYS
+    df = pd.DataFrame({k: d[k][keep].astype(int) for k in ("exposed", "age", "male", "sofa")})
+    df["time"] = np.minimum(d["death_d"][keep], tau)
+    df["death"] = (d["death_d"][keep] <= tau).astype(int)
+    hr = cox(df, "time", "death", ["exposed", "age", "male", "sofa"]).summary.loc["exposed"]
+    assert hr["se"] < 0.035
+    assert abs(hr["coef"] - math.log(studies_model.HR_SV_DEATH)) < 4 * hr["se"], hr

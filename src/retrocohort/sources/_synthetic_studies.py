@@ -17,12 +17,14 @@ shipped studies (``studies/``) read, so the flagship's rows stay bit-identical:
   for (age, sex, sepsis, SOFA), which also drive the chance of vasopressin. KRT initiation is drawn so
   that its cumulative incidence follows a Fine-Gray model exactly (see :func:`vaso_latent_krt_days`).
   The flagship generator's norepinephrine patients have no lactate, so they never enter this cohort.
-- ``second_vasopressor``: its cohort (first norepinephrine) comes from the flagship generator's existing
-  rows, in which vasopressin and phenylephrine are given at random, independently of every covariate
-  and outcome; the planted effect is therefore null (HR 1). The vasopressin_shock patients never enter
-  it: those given vasopressin also get phenylephrine in the first 48 h (both arms: excluded), the others
-  neither (excluded). The thiamine patients never get vasopressors, CKRT or CRRT-mode charting, so they
-  enter neither those cohorts nor the flagship's.
+- ``second_vasopressor``: vasopressin versus phenylephrine in shock (the same lactate rule). Its own
+  patients (:func:`second_vasopressor_patients`) carry a planted conditional HR of death
+  :data:`HR_SV_DEATH` given age, sex and SOFA; their index ICU stay is their second, so the first-ICU-stay
+  studies never hold them. The vasopressin_shock patients never enter it: those given vasopressin also
+  get phenylephrine in the first 48 h (both arms: excluded), the others neither (excluded). The flagship
+  generator's norepinephrine patients (random, null vasopressin and phenylephrine) have no lactate.
+  The thiamine patients never get vasopressors, CKRT or CRRT-mode charting, so they enter neither
+  those cohorts nor the flagship's.
 
 ``hosp/transfers`` is derived from ``icu/icustays`` (one ICU transfer row per stay) without any random
 draw, so the ICU-admission index of a study can be read from it.
@@ -925,6 +927,247 @@ def vasopressin_truth(n: int = 40_000, seed: int = 9_200_229) -> dict[str, float
     }
 
 
+# ----------------------------------------------------------------------------------------------
+# second_vasopressor: its own patients, a planted conditional HR of death (vasopressin vs phenylephrine)
+
+#: second_vasopressor patients per 10,000 flagship ICU stays (and at least VASO_MIN_PATIENTS).
+SV_PER_10K_STAYS = 600
+#: Planted conditional hazard ratio of death (90 days), vasopressin versus phenylephrine.
+HR_SV_DEATH = 0.80
+SV_HORIZON_DAYS = 90.0
+# The second agent starts 1-30 h after norepinephrine and every death comes after 60 h: the arm is
+# settled before anyone can die, so death never decides who is "neither" (no immortal time).
+SV_DEATH_DELAY_DAYS = 2.5
+SV_DEATH_SHAPE = 0.8
+SV_DEATH_SCALE = 0.014  # about 40 % of a typical phenylephrine patient die by day 90
+SV_DEATH_COEF = {"age": 0.025, "male": 0.10, "sepsis": 0.0, "sofa": 0.10}
+# log-odds of vasopressin (vs phenylephrine): a higher SOFA raises it, so the crude HR is biased toward harm.
+SV_EXPOSURE_COEF = {"intercept": 0.8, "age": -0.01, "male": 0.0, "sepsis": 0.0, "sofa": 0.20}
+S_ELIGIBLE, S_LOW_LACTATE, S_BOTH, S_NEITHER = range(4)
+_SV_CATEGORY_PROBS = [0.85, 0.05, 0.05, 0.05]
+SV_CATEGORY_NAMES = ("eligible", "excluded_lactate_below_2", "excluded_both_agents", "excluded_neither_agent")
+
+
+def second_vasopressor_patients_for(flagship_stays: int) -> int:
+    """second_vasopressor patients written beside a flagship EHR of ``flagship_stays`` ICU stays."""
+    return max(VASO_MIN_PATIENTS, round(flagship_stays * SV_PER_10K_STAYS / 10_000))
+
+
+def _sv_draw(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """Category, covariates, arm and death time (days after norepinephrine start) of n patients."""
+    cat = np.minimum((rng.random(n)[:, None] > np.cumsum(_SV_CATEGORY_PROBS)[None, :]).sum(axis=1), 3)
+    age = np.clip(np.rint(rng.normal(65.0, 14.0, n)), 19, 91).astype(np.int64)
+    male = rng.random(n) < 0.58
+    sepsis = rng.random(n) < 0.50
+    ventilated = rng.random(n) < 0.50
+    renal = model._categorical(rng, n, np.array([[0.35, 0.25, 0.20, 0.12, 0.08]]))
+    coag = model._categorical(rng, n, np.array([[0.50, 0.25, 0.15, 0.07, 0.03]]))
+    liver = model._categorical(rng, n, np.array([[0.60, 0.20, 0.12, 0.06, 0.02]]))
+    high = rng.random(n) < 0.5
+    sofa = renal + coag + liver + np.where(high, 4, 3) + 2 * ventilated
+    lactate = np.round(np.clip(2.0 + rng.gamma(1.5, 1.5, n), 2.0, 15.0), 1)
+    lactate = np.where(cat == S_LOW_LACTATE, np.round(_u(rng, 0.8, 1.9, n), 1), lactate)
+    p = 1.0 / (1.0 + np.exp(-vaso_lp(age, male, sepsis, sofa, SV_EXPOSURE_COEF)))
+    exposed = rng.random(n) < p  # vasopressin; otherwise phenylephrine
+    eta = vaso_lp(age, male, sepsis, sofa, SV_DEATH_COEF) + math.log(HR_SV_DEATH) * exposed
+    death_d = SV_DEATH_DELAY_DAYS + model.weibull_times(rng, eta, SV_DEATH_SHAPE, SV_DEATH_SCALE)
+    return {
+        "cat": cat,
+        "age": age,
+        "male": male,
+        "sepsis": sepsis,
+        "ventilated": ventilated,
+        "renal": renal,
+        "coag": coag,
+        "liver": liver,
+        "high": high,
+        "sofa": sofa,
+        "lactate": lactate,
+        "exposed": exposed,
+        "death_d": death_d,
+    }
+
+
+def second_vasopressor_patients(
+    rng: np.random.Generator, n: int, ids: Any, t: dict[str, Any], writers: dict[str, Any]
+) -> tuple[pd.DataFrame, int]:
+    """Write the second_vasopressor patients; return one planted row per patient and the stays written.
+
+    Two admissions each: an earlier one (200-600 days before) with a short ICU stay and nothing else,
+    so the index stay is not the first ICU stay (vasopressin_shock and thiamine_sepsis take first ICU
+    stays only: neither cohort can hold these patients), and the index admission: norepinephrine
+    (the index) 2-30 h after ICU admission, a lactate in the 3 h before it, the SOFA labs, then
+    vasopressin or phenylephrine (both or neither for the excluded categories) 1-30 h after it.
+    """
+    if n <= 0:
+        return pd.DataFrame(), 0
+    d = _sv_draw(rng, n)
+    cat, exposed = d["cat"], d["exposed"]
+    subject = ids.take("subject", n)
+    hadm = ids.take("hadm", 2 * n)
+    stay = ids.take("stay", 2 * n)
+    h0, h1, s0, s1 = hadm[:n], hadm[n:], stay[:n], stay[n:]
+    weight = np.round(np.clip(rng.normal(80, 18, n), 40, 160), 1)
+
+    year = rng.integers(2117, 2191, n)
+    intime = _year_start_minutes(year) + rng.integers(20, 300, n) * _DAY_MIN + rng.integers(0, _DAY_MIN, n)
+    admittime = intime - rng.integers(10 * 60, 30 * 60, n)
+    index = intime + rng.integers(2 * 60, 30 * 60, n)
+    death = index + np.rint(d["death_d"] * _DAY_MIN).astype(np.int64)
+    # the earlier admission: 200-600 days before, alive, one ICU stay of 1-4 days, no vasopressor
+    adm0 = admittime - rng.integers(200, 600, n) * _DAY_MIN
+    in0 = adm0 + rng.integers(60, 12 * 60, n)
+    out0 = in0 + rng.integers(_DAY_MIN, 4 * _DAY_MIN, n)
+    dis0 = out0 + rng.integers(_DAY_MIN, 6 * _DAY_MIN, n)
+
+    vaso_arm = np.where(cat == S_BOTH, True, np.where(cat == S_NEITHER, False, exposed))
+    phen_arm = np.where(cat == S_BOTH, True, np.where(cat == S_NEITHER, False, ~exposed))
+    ne_end = np.minimum(index + rng.integers(12 * 60, 72 * 60, n), death - 10)
+    rate = np.where(d["high"], _u(rng, 0.12, 0.6, n), _u(rng, 0.02, 0.09, n))
+    second = index + rng.integers(60, 30 * 60, n)
+    second_end = np.minimum(second + rng.integers(6 * 60, 48 * 60, n), death - 10)
+    v, p = np.flatnonzero(vaso_arm), np.flatnonzero(phen_arm)
+    ar = np.arange(n)
+    _infusions(
+        rng,
+        t,
+        ids,
+        subject,
+        h1,
+        s1,
+        weight,
+        np.r_[ar, v, p],
+        np.r_[index, second[v], second[p] + 30],
+        np.r_[ne_end, second_end[v], second_end[p]],
+        np.r_[np.full(n, 221906), np.full(v.size, 222315), np.full(p.size, 221749)],
+        np.r_[np.round(rate, 4), np.full(v.size, 2.4), np.round(_u(rng, 0.3, 2.0, p.size), 4)],
+    )
+    vt = np.flatnonzero(d["ventilated"])
+    vent_end = np.minimum(index[vt] + rng.integers(12 * 60, 96 * 60, vt.size), death[vt] - 10)
+    writers["procedures"](
+        rng,
+        t,
+        ids,
+        subject[vt],
+        h1[vt],
+        s1[vt],
+        intime[vt] + rng.integers(10, 2 * 60, vt.size),
+        vent_end,
+        np.full(vt.size, 225792),
+        weight[vt],
+    )
+
+    last = np.maximum(ne_end, second_end)
+    if vt.size:
+        np.maximum.at(last, vt, vent_end)
+    outtime = np.minimum(np.maximum(last + rng.integers(6 * 60, 48 * 60, n), index + 3 * _DAY_MIN), death)
+    in_hosp = d["death_d"] <= 95.0
+    dischtime = np.where(in_hosp, death, np.minimum(outtime + rng.integers(_DAY_MIN, 10 * _DAY_MIN, n), death - 60))
+    dod = np.where(in_hosp | (death - dischtime <= 365 * _DAY_MIN), death // _DAY_MIN, _NO_DATE).astype(np.int64)
+    adm_year = _year_of(admittime)
+    kk = rng.integers(0, 3, n)
+    t["hosp/patients"].add(
+        subject_id=subject,
+        gender=np.where(d["male"], "M", "F").astype(object),
+        anchor_age=d["age"] - kk,
+        anchor_year=adm_year - kk,
+        anchor_year_group="2014 - 2016",
+        dod=dod,
+    )
+    writers["admissions"](
+        rng,
+        t,
+        np.r_[subject, subject],
+        np.r_[h0, h1],
+        np.r_[adm0, admittime],
+        np.r_[dis0, dischtime],
+        np.r_[np.full(n, _NO_TIME), np.where(in_hosp, death, _NO_TIME)],
+    )
+    unit = np.asarray(_ICU_UNITS, object)[rng.integers(0, len(_ICU_UNITS), 2 * n)]
+    t["icu/icustays"].add(
+        subject_id=np.r_[subject, subject],
+        hadm_id=np.r_[h0, h1],
+        stay_id=np.r_[s0, s1],
+        first_careunit=unit,
+        last_careunit=unit,
+        intime=np.r_[in0, intime],
+        outtime=np.r_[out0, outtime],
+        los=np.round((np.r_[out0, outtime] - np.r_[in0, intime]) / _DAY_MIN, 4),
+    )
+    _diagnoses(
+        rng,
+        t,
+        np.r_[subject, subject],
+        np.r_[h0, h1],
+        np.r_[np.zeros(n, bool), d["sepsis"]],
+        np.zeros(2 * n, bool),
+        np.r_[_year_of(adm0), adm_year],
+    )
+    pre = index - rng.integers(60, 9 * 60, n)
+    creat = _band(rng, d["renal"], _CREATININE_BANDS, 1)
+    plate = _band(rng, d["coag"], _PLATELET_BANDS, 0)
+    bili = _band(rng, d["liver"], _BILIRUBIN_BANDS, 1)
+    lac_t = index - rng.integers(10, 3 * 60, n)
+    o = np.r_[ar, ar, ar, ar]
+    writers["lab_rows"](
+        rng,
+        t,
+        ids,
+        subject[o],
+        h1[o],
+        np.r_[np.full(n, 50912), np.full(n, 51265), np.full(n, 50885), np.full(n, 50813)],
+        np.r_[pre, pre, pre, lac_t].astype(np.int64),
+        np.r_[creat, plate, bili, d["lactate"]],
+    )
+    death_days = (death - index) / _DAY_MIN
+    planted = pd.DataFrame(
+        {
+            "subject_id": subject,
+            "hadm_id": h1,
+            "stay_id": s1,
+            "category": np.asarray(SV_CATEGORY_NAMES, object)[cat],
+            "eligible": cat == S_ELIGIBLE,
+            "index_time": pd.to_datetime(index * 60, unit="s"),
+            "exposed": exposed.astype(np.int64),
+            "age": d["age"],
+            "sex": np.where(d["male"], "M", "F"),
+            "sofa": d["sofa"],
+            "lactate": d["lactate"],
+            "death_days_latent": d["death_d"],
+            "death": (death_days <= SV_HORIZON_DAYS).astype(np.int64),
+            "death_time": np.minimum(death_days, SV_HORIZON_DAYS),
+        }
+    )
+    return planted, 2 * n
+
+
+@lru_cache(maxsize=2)
+def second_vasopressor_truth(n: int = 40_000, seed: int = 9_300_331) -> dict[str, float]:
+    """Checks of second_vasopressor's planted HR on a simulated population (adjusted Cox; ATT-marginal)."""
+    rng = np.random.default_rng(seed)
+    d = _sv_draw(rng, n)
+    keep = d["cat"] == S_ELIGIBLE
+    age, male, sep, sofa, ex = (d[k][keep] for k in ("age", "male", "sepsis", "sofa", "exposed"))
+    tau = SV_HORIZON_DAYS
+    death = d["death_d"][keep]
+    x = np.column_stack([ex, age, male, sofa]).astype(float)
+    hr_adj = float(np.exp(model.cox_breslow(np.minimum(death, tau), death <= tau, x)[0]))
+    b = vaso_lp(age[ex], male[ex], sep[ex], sofa[ex], SV_DEATH_COEF)
+    u = rng.random(b.size)
+    t1 = SV_DEATH_DELAY_DAYS + model.weibull_times(rng, b + math.log(HR_SV_DEATH), SV_DEATH_SHAPE, SV_DEATH_SCALE, u)
+    t0 = SV_DEATH_DELAY_DAYS + model.weibull_times(rng, b, SV_DEATH_SHAPE, SV_DEATH_SCALE, u)
+    both = np.r_[t1, t0]
+    arm = np.r_[np.ones(b.size), np.zeros(b.size)][:, None]
+    hr_att = float(np.exp(model.cox_breslow(np.minimum(both, tau), both <= tau, arm)[0]))
+    return {
+        "hr_death_adjusted_check": round(hr_adj, 4),
+        "hr_death_att_marginal": round(hr_att, 4),
+        "mortality_90d_phenylephrine": round(float((death[~ex] <= tau).mean()), 4),
+        "exposed_share": round(float(ex.mean()), 4),
+        "truth_simulation_size": int(keep.sum()),
+    }
+
+
 def transfers_from_icustays(icustays: pa.Table) -> dict[str, Any]:
     """hosp/transfers columns: one ICU transfer row per ICU stay (no random draw; ids by sorted stay)."""
     s = icustays.sort_by([("subject_id", "ascending"), ("intime", "ascending"), ("stay_id", "ascending")])
@@ -979,7 +1222,9 @@ def thiamine_truth(n: int = 50_000, seed: int = 9_100_113) -> dict[str, float]:
     }
 
 
-def studies_truth(thiamine: pd.DataFrame, vasopressin: pd.DataFrame | None = None) -> dict[str, Any]:
+def studies_truth(
+    thiamine: pd.DataFrame, vasopressin: pd.DataFrame | None = None, second: pd.DataFrame | None = None
+) -> dict[str, Any]:
     """The planted truth of every non-flagship study, keyed by the study's name (SYNTHETIC.json "studies").
 
     Per study: ``hr_<outcome>`` / ``shr_<outcome>`` (what the pipeline prints beside its estimate), and
@@ -990,13 +1235,10 @@ def studies_truth(thiamine: pd.DataFrame, vasopressin: pd.DataFrame | None = Non
     vaso = vasopressin if vasopressin is not None else pd.DataFrame()
     v_eligible = vaso[vaso["eligible"]] if len(vaso) else vaso
     adjusted = ["age", "sex", "sepsis", "sofa"]
+    spop = second_vasopressor_truth()
+    sv = second if second is not None else pd.DataFrame()
+    s_eligible = sv[sv["eligible"]] if len(sv) else sv
     eligible = thiamine[thiamine["eligible"]] if len(thiamine) else thiamine
-    null_note = (
-        "cohort drawn from the flagship generator's existing rows (background ICU stays and CKRT patients on "
-        "norepinephrine), in which vasopressin ({}) is given at random (a uniform draw independent of every "
-        "covariate, of the index time and of death, KRT and vasopressor-stop times): the planted effect is null, "
-        "HR 1 on every outcome, conditional and marginal alike (a null hazard ratio is collapsible)"
-    )
     return {
         "thiamine_sepsis": {
             "primary_outcome": "death",
@@ -1046,7 +1288,8 @@ def studies_truth(thiamine: pd.DataFrame, vasopressin: pd.DataFrame | None = Non
             },
             "estimand": (
                 "the study's own patients only (a lactate of at least 2 mmol/L within 6 h of norepinephrine start "
-                "is written for no one else). death: conditional hazard ratio of death within 28 days (vasopressin "
+                "is written for no flagship patient; the second_vasopressor patients' index stay is not their first "
+                "ICU stay). death: conditional hazard ratio of death within 28 days (vasopressin "
                 "in (0 h, 24 h] of norepinephrine start vs not) given age, sex, sepsis and SOFA at norepinephrine "
                 "start, all linear in the log hazard (Weibull proportional hazards). krt_initiation: conditional "
                 "subdistribution hazard ratio of KRT initiation within 28 days, death competing, given the same "
@@ -1089,13 +1332,33 @@ def studies_truth(thiamine: pd.DataFrame, vasopressin: pd.DataFrame | None = Non
         },
         "second_vasopressor": {
             "primary_outcome": "death",
-            "hr_death": 1.0,
-            "shr_off_vasopressors": 1.0,
-            "outcomes": {
-                "death": {"estimand": "hr", "value": 1.0},
-                "off_vasopressors": {"estimand": "shr", "value": 1.0},
+            "horizon_days": SV_HORIZON_DAYS,
+            "hr_death": HR_SV_DEATH,
+            "outcomes": {"death": {"estimand": "hr", "value": HR_SV_DEATH, "conditional_on": ["age", "sex", "sofa"]}},
+            "estimand": (
+                "the study's own patients only (a lactate of at least 2 mmol/L within 6 h of norepinephrine start "
+                "is written for no flagship patient; the vasopressin_shock patients get both agents or neither in "
+                "48 h). death: conditional hazard ratio of death within 90 days, vasopressin vs phenylephrine "
+                "started in (0 h, 48 h] of norepinephrine, given age, sex and SOFA at norepinephrine start, all "
+                "linear in the log hazard (Weibull proportional hazards). off_vasopressors: no planted value (the "
+                "infusion lengths do not depend on the arm, but the competing deaths do, so its sHR is not 1 and "
+                "is not computed)"
+            ),
+            "hr_death_adjusted_check": spop["hr_death_adjusted_check"],
+            "hr_death_att_marginal": spop["hr_death_att_marginal"],
+            "mortality_90d_phenylephrine": spop["mortality_90d_phenylephrine"],
+            "truth_simulation_size": spop["truth_simulation_size"],
+            "patients_written": len(sv),
+            "planted_eligible": int(s_eligible.shape[0]),
+            "planted_exposed": int(s_eligible["exposed"].sum()) if len(s_eligible) else 0,
+            "model": {
+                "death": {
+                    "baseline": f"Weibull shape {SV_DEATH_SHAPE}, scale {SV_DEATH_SCALE}/day^shape, starting "
+                    f"{SV_DEATH_DELAY_DAYS} days after norepinephrine start",
+                    "log_hr": {"vasopressin": round(math.log(HR_SV_DEATH), 6), **SV_DEATH_COEF},
+                },
+                "exposure_log_odds": SV_EXPOSURE_COEF,
+                "centres": VASO_CENTRE,
             },
-            "estimand": null_note.format("30 %, versus phenylephrine 8 %, of norepinephrine starts; never both")
-            + "; the vasopressin_shock patients never enter it (vasopressin with phenylephrine, or neither, in 48 h)",
         },
     }

@@ -149,6 +149,8 @@ class SyntheticInfo:
     planted_thiamine: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False, compare=False)
     #: One row per vasopressin_shock patient (category, exposure, covariates, death and KRT); for tests.
     planted_vasopressin: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False, compare=False)
+    #: One row per second_vasopressor patient (category, arm, covariates, death); for tests.
+    planted_second_vasopressor: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -402,6 +404,13 @@ def generate_synthetic(
     vaso, vaso_stays = studies_model.vasopressin_patients(
         np.random.default_rng(root.spawn(1)[0]), n_vaso, ids, tables, writers
     )
+    # second_vasopressor's own patients: a seventh child of the seed, ids after the others'.
+    n_sv = (
+        studies_model.second_vasopressor_patients_for(flagship_stays) if study_patients is None else int(study_patients)
+    )
+    second, second_stays = studies_model.second_vasopressor_patients(
+        np.random.default_rng(root.spawn(1)[0]), n_sv, ids, tables, writers
+    )
     # hosp/transfers: one ICU transfer row per ICU stay, derived without a random draw.
     icustays = pa.concat_tables(tables["icu/icustays"].parts)
     tables["hosp/transfers"].add(**studies_model.transfers_from_icustays(icustays))
@@ -409,7 +418,7 @@ def generate_synthetic(
 
     planted = pd.DataFrame(ckrt)
     truth = _truth(plan, planted, int(seed))
-    study_truth = studies_model.studies_truth(thiamine, vaso)
+    study_truth = studies_model.studies_truth(thiamine, vaso, second)
     # The flagship's truth by outcome name (studies/magnesium_ckrt.toml: death, krt_liberation), so the
     # pipeline reads every study's planted effect the same way; "truth" keeps the full description.
     study_truth = {
@@ -421,7 +430,7 @@ def generate_synthetic(
         },
         **study_truth,
     }
-    total_stays = flagship_stays + thiamine_stays + vaso_stays
+    total_stays = flagship_stays + thiamine_stays + vaso_stays + second_stays
     _write(out, tables, fmt)
     meta = {
         "generator": "retrocohort.sources.synthetic",
@@ -445,6 +454,7 @@ def generate_synthetic(
         studies=study_truth,
         planted_thiamine=thiamine,
         planted_vasopressin=vaso,
+        planted_second_vasopressor=second,
     )
 
 
