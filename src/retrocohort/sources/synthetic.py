@@ -325,10 +325,11 @@ def generate_synthetic(
         stay. ``stays`` then defaults to the CKRT patients' stays plus 10 % background stays.
         Used for recovery tests on large samples (e.g. 50,000).
     study_patients : int, optional
-        Patients written for the thiamine study (``studies/thiamine_sepsis.toml``), from a
-        random stream of their own after every flagship row, so the flagship's rows do not depend
-        on it. Default: 900 per 10,000 flagship ICU stays; 0 writes none. Their ICU stays come on
-        top of ``stays``. The vasopressin studies' cohorts come from the flagship's rows.
+        Patients written for each study with patients of its own (``studies/thiamine_sepsis.toml``,
+        ``vasopressin_shock.toml``, ``second_vasopressor.toml``), each from a random stream of its
+        own after every flagship row, so the flagship's rows do not depend on it. Default per
+        10,000 flagship ICU stays: 900, 900 and 600 (the last two at least 120); 0 writes none.
+        Their ICU stays come on top of ``stays``.
     overwrite : bool
         Replace the ``hosp/`` and ``icu/`` folders of an earlier synthetic EHR in ``out_dir``.
         Folders not written by the generator (no ``SYNTHETIC.json``) are never deleted.
