@@ -265,8 +265,14 @@ def test_most_stays_never_get_ckrt_and_some_patients_come_back(default_ehr):
         SELECT (SELECT count(*) FROM icustays),
                (SELECT count(DISTINCT stay_id) FROM procedureevents WHERE itemid IN (225802, 225803, 225809, 225955))
     """).fetchone()
-    # the flagship's 10,000 stays plus the thiamine study's patients (one stay each, a separate stream)
-    assert n_stays == default_ehr.stays == DEFAULT_STAYS + len(default_ehr.planted_thiamine) > DEFAULT_STAYS
+    # the flagship's 10,000 stays plus the thiamine and vasopressin_shock patients (one stay each, own streams)
+    # and the second_vasopressor patients (two stays each)
+    extra = (
+        len(default_ehr.planted_thiamine)
+        + len(default_ehr.planted_vasopressin)
+        + 2 * len(default_ehr.planted_second_vasopressor)
+    )
+    assert n_stays == default_ehr.stays == DEFAULT_STAYS + extra > DEFAULT_STAYS + 1_000
     assert n_ckrt_stays < 0.15 * n_stays
     # a second, later CKRT episode (in another admission) for some patients; repeated sessions with gaps
     second = con.execute("""

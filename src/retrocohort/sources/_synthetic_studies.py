@@ -10,11 +10,21 @@ shipped studies (``studies/``) read, so the flagship's rows stay bit-identical:
   conditional hazard ratio :data:`HR_THIAMINE` given the five covariates the study adjusts for
   (age, sex, SOFA, highest lactate, alcohol use disorder), which also drive the chance of thiamine.
   Only these patients have lactate results, so no flagship or background patient enters that cohort.
-- ``vasopressin_shock`` and ``second_vasopressor``: their cohorts (first norepinephrine) come from the
-  flagship generator's existing rows, in which vasopressin and phenylephrine are given at random,
-  independently of every covariate and outcome; the planted effect is therefore null (HR 1) on every
-  outcome. The new patients here never get vasopressors, CKRT or CRRT-mode charting, so they enter
-  neither those cohorts nor the flagship's.
+- ``vasopressin_shock``: adults in shock (first norepinephrine, with a blood lactate of at least 2 mmol/L
+  within 6 h of it); exposure vasopressin within 24 h. Its own patients (:func:`vasopressin_patients`)
+  carry a planted conditional HR of death :data:`HR_VASO_DEATH` and a planted subdistribution HR of KRT
+  initiation :data:`SHR_VASO_KRT` (death competing), both given the four covariates the study adjusts
+  for (age, sex, sepsis, SOFA), which also drive the chance of vasopressin. KRT initiation is drawn so
+  that its cumulative incidence follows a Fine-Gray model exactly (see :func:`vaso_latent_krt_days`).
+  The flagship generator's norepinephrine patients have no lactate, so they never enter this cohort.
+- ``second_vasopressor``: vasopressin versus phenylephrine in shock (the same lactate rule). Its own
+  patients (:func:`second_vasopressor_patients`) carry a planted conditional HR of death
+  :data:`HR_SV_DEATH` given age, sex and SOFA; their index ICU stay is their second, so the first-ICU-stay
+  studies never hold them. The vasopressin_shock patients never enter it: those given vasopressin also
+  get phenylephrine in the first 48 h (both arms: excluded), the others neither (excluded). The flagship
+  generator's norepinephrine patients (random, null vasopressin and phenylephrine) have no lactate.
+  The thiamine patients never get vasopressors, CKRT or CRRT-mode charting, so they enter neither
+  those cohorts nor the flagship's.
 
 ``hosp/transfers`` is derived from ``icu/icustays`` (one ICU transfer row per stay) without any random
 draw, so the ICU-admission index of a study can be read from it.
@@ -446,6 +456,718 @@ def _diagnoses(
     )
 
 
+# ----------------------------------------------------------------------------------------------
+# vasopressin_shock: its own patients, a planted conditional HR of death and a planted
+# subdistribution HR of KRT initiation (death competing)
+
+#: vasopressin_shock patients per 10,000 flagship ICU stays (and at least VASO_MIN_PATIENTS).
+VASO_PER_10K_STAYS = 900
+VASO_MIN_PATIENTS = 120
+#: Planted conditional hazard ratio of death (28 days) for vasopressin within 24 h of norepinephrine.
+HR_VASO_DEATH = 0.70
+#: Planted subdistribution hazard ratio of KRT initiation (28 days, death competing): a Fine-Gray model.
+SHR_VASO_KRT = 0.60
+VASO_HORIZON_DAYS = 28.0
+# Deaths of the eligible (alive at 24 h) start 1.25 days after norepinephrine start; the study excludes
+# deaths within 24 h, and the margin keeps every death away from that boundary.
+VASO_DEATH_DELAY_DAYS = 1.25
+VASO_DEATH_SHAPE = 0.8
+VASO_DEATH_SCALE = 0.025  # about 29 % of a typical unexposed patient die by day 28
+# KRT starts no earlier than 12 h after norepinephrine start: after the SOFA window [-24 h, 0 h]
+# (KRT would score renal 4) and before any death of an eligible patient.
+VASO_KRT_DELAY_DAYS = 0.5
+# Fine-Gray's (1999) design: F1(t | x) = 1 - (1 - p G(t - delay))^exp(eta1), G(s) = 1 - exp(-rate s);
+# p is the long-run probability of KRT of a typical unexposed patient.
+VASO_KRT_P = 0.15
+VASO_KRT_RATE = 0.40  # per day: most KRT starts in the first week
+VASO_CENTRE = {"age": 65.0, "sofa": 8.0}
+# log-hazard (death) and log-subdistribution-hazard (KRT) coefficients per unit: age, male, sepsis, SOFA.
+VASO_DEATH_COEF = {"age": 0.025, "male": 0.10, "sepsis": 0.40, "sofa": 0.10}
+VASO_KRT_COEF = {"age": 0.0, "male": 0.0, "sepsis": 0.45, "sofa": 0.10}
+# log-odds of vasopressin: sepsis, a high SOFA and ventilation raise it (confounding by sepsis and SOFA).
+VASO_EXPOSURE_COEF = {"intercept": -1.0, "age": -0.01, "male": 0.0, "sepsis": 0.60, "sofa": 0.15, "ventilated": 0.30}
+# SOFA at norepinephrine start: the largest value the components below can add up to.
+VASO_SOFA_MAX = 4 + 4 + 4 + 4 + 2
+# Grid (days) on which the latent KRT time's distribution is tabulated; 36-minute steps.
+_VASO_GRID = np.linspace(VASO_KRT_DELAY_DAYS, VASO_HORIZON_DAYS, 1101)
+
+V_ELIGIBLE, V_LOW_LACTATE, V_PRIOR_KRT, V_EARLY_DEATH = range(4)
+_VASO_CATEGORY_PROBS = [0.85, 0.05, 0.05, 0.05]
+VASO_CATEGORY_NAMES = (
+    "eligible",
+    "excluded_lactate_below_2",
+    "excluded_krt_before_norepinephrine",
+    "excluded_died_within_24h",
+)
+
+
+def vasopressin_patients_for(flagship_stays: int) -> int:
+    """vasopressin_shock patients written beside a flagship EHR of ``flagship_stays`` ICU stays."""
+    return max(VASO_MIN_PATIENTS, round(flagship_stays * VASO_PER_10K_STAYS / 10_000))
+
+
+def vaso_lp(
+    age: np.ndarray, male: np.ndarray, sepsis: np.ndarray, sofa: np.ndarray, coef: dict[str, float]
+) -> np.ndarray:
+    """sum_k coef_k * (x_k - centre_k) over the study's four adjusted covariates (plus an intercept)."""
+    c = VASO_CENTRE
+    return (
+        coef.get("intercept", 0.0)
+        + coef["age"] * (age - c["age"])
+        + coef["male"] * male
+        + coef["sepsis"] * sepsis
+        + coef["sofa"] * (sofa - c["sofa"])
+    )
+
+
+def vaso_krt_cif(t: np.ndarray, eta: np.ndarray) -> np.ndarray:
+    """F1(t | x): the planted cumulative incidence of KRT initiation (Fine-Gray; PH of the subdistribution)."""
+    g = 1.0 - np.exp(-VASO_KRT_RATE * np.maximum(np.asarray(t, float) - VASO_KRT_DELAY_DAYS, 0.0))
+    return 1.0 - (1.0 - VASO_KRT_P * g) ** np.exp(eta)
+
+
+def vaso_death_survival(t: np.ndarray, eta: np.ndarray) -> np.ndarray:
+    """S_D(t | x): survival of the eligible (Weibull proportional hazards from the death delay)."""
+    s = np.maximum(np.asarray(t, float) - VASO_DEATH_DELAY_DAYS, 0.0)
+    return np.exp(-VASO_DEATH_SCALE * s**VASO_DEATH_SHAPE * np.exp(eta))
+
+
+def vaso_latent_krt_cdf(eta_krt: np.ndarray, eta_death: np.ndarray) -> np.ndarray:
+    """H(t | x) on :data:`_VASO_GRID`, shape (n, grid): the latent KRT time's distribution function.
+
+    H(t) = integral_0^t dF1(s) / S_D(s). A latent time K with this distribution, independent of the
+    death time D given x, is observed as KRT iff K < D, and then P(K <= t, K < D | x) =
+    integral_0^t S_D dH = F1(t | x): the cumulative incidence of KRT is exactly the Fine-Gray F1.
+    (Midpoint rule in s; 36-minute steps.)
+    """
+    grid = _VASO_GRID
+    mid = 0.5 * (grid[1:] + grid[:-1])
+    inc = np.diff(vaso_krt_cif(grid[None, :], eta_krt[:, None]), axis=1) / vaso_death_survival(
+        mid[None, :], eta_death[:, None]
+    )
+    return np.concatenate([np.zeros((eta_krt.size, 1)), np.cumsum(inc, axis=1)], axis=1)
+
+
+def vaso_worst_latent_krt_mass() -> float:
+    """H(28 d | x) at the covariates that maximise it: the model is valid (a distribution) iff this is <= 1.
+
+    Every coefficient of both models is >= 0 and vasopressin lowers both, so the worst patient is
+    the oldest (91) septic man with the highest SOFA, unexposed.
+    """
+    worst = {"age": np.array([91.0]), "male": np.array([1.0]), "sepsis": np.array([1.0])}
+    sofa = np.array([float(VASO_SOFA_MAX)])
+    e1 = vaso_lp(worst["age"], worst["male"], worst["sepsis"], sofa, VASO_KRT_COEF)
+    ed = vaso_lp(worst["age"], worst["male"], worst["sepsis"], sofa, VASO_DEATH_COEF)
+    return float(vaso_latent_krt_cdf(e1, ed)[0, -1])
+
+
+def vaso_latent_krt_days(eta_krt: np.ndarray, eta_death: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Latent KRT time (days after norepinephrine start) by inverting H at the uniforms ``v``; inf when
+    v >= H(28 d), i.e. no KRT within the horizon whatever the death time. Works in chunks of rows."""
+    out = np.full(v.size, np.inf)
+    grid = _VASO_GRID
+    for lo in range(0, v.size, 4096):
+        sl = slice(lo, lo + 4096)
+        h = vaso_latent_krt_cdf(eta_krt[sl], eta_death[sl])
+        vv = v[sl]
+        j = (h < vv[:, None]).sum(axis=1)  # first grid index with H >= v
+        ok = j < grid.size
+        jj = np.clip(j, 1, grid.size - 1)
+        rows = np.arange(vv.size)
+        h0, h1 = h[rows, jj - 1], h[rows, jj]
+        frac = np.clip((vv - h0) / np.where(h1 > h0, h1 - h0, 1.0), 0.0, 1.0)
+        out[sl] = np.where(ok, grid[jj - 1] + frac * (grid[jj] - grid[jj - 1]), np.inf)
+    return out
+
+
+def vaso_outcome_days(
+    rng: np.random.Generator,
+    eta_death: np.ndarray,
+    eta_krt: np.ndarray,
+    u: np.ndarray | None = None,
+    v: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(death days, latent KRT days) of eligible patients; KRT is observed iff latent KRT < death."""
+    death = VASO_DEATH_DELAY_DAYS + model.weibull_times(rng, eta_death, VASO_DEATH_SHAPE, VASO_DEATH_SCALE, u)
+    if v is None:
+        v = rng.random(eta_krt.size)
+    return death, vaso_latent_krt_days(eta_krt, eta_death, v)
+
+
+def vaso_observed(death: np.ndarray, krt: np.ndarray) -> dict[str, np.ndarray]:
+    """The two outcomes as the study reads them (28-day horizon): death, and KRT with death competing."""
+    tau = VASO_HORIZON_DAYS
+    had_krt = (krt < death) & (krt <= tau)
+    died = death <= tau
+    return {
+        "death": died.astype(np.int64),
+        "death_time": np.minimum(death, tau),
+        "krt_status": np.where(had_krt, 1, np.where(died, 2, 0)).astype(np.int64),
+        "krt_time": np.where(had_krt, krt, np.minimum(death, tau)),
+    }
+
+
+def _vaso_draw(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """Category, covariates, exposure and outcome times (days after norepinephrine start) of n patients."""
+    cat = np.minimum((rng.random(n)[:, None] > np.cumsum(_VASO_CATEGORY_PROBS)[None, :]).sum(axis=1), 3)
+    age = np.clip(np.rint(rng.normal(65.0, 14.0, n)), 19, 91).astype(np.int64)
+    male = rng.random(n) < 0.58
+    sepsis = rng.random(n) < 0.60
+    ventilated = rng.random(n) < 0.55
+    has_creat = rng.random(n) < 0.90  # the others have no creatinine in the 24 h before: renal SOFA 0
+    renal = np.where(has_creat, model._categorical(rng, n, np.array([[0.35, 0.25, 0.20, 0.12, 0.08]])), 0)
+    coag = model._categorical(rng, n, np.array([[0.50, 0.25, 0.15, 0.07, 0.03]]))
+    liver = model._categorical(rng, n, np.array([[0.60, 0.20, 0.12, 0.06, 0.02]]))
+    high = rng.random(n) < np.where(sepsis, 0.60, 0.40)  # norepinephrine > 0.1 mcg/kg/min: cardiovascular 4
+    sofa = renal + coag + liver + np.where(high, 4, 3) + 2 * ventilated
+    lactate = np.round(np.clip(2.0 + rng.gamma(1.5, 1.5, n), 2.0, 15.0), 1)
+    lactate = np.where(cat == V_LOW_LACTATE, np.round(_u(rng, 0.8, 1.9, n), 1), lactate)
+    logit = vaso_lp(age, male, sepsis, sofa, VASO_EXPOSURE_COEF) + VASO_EXPOSURE_COEF["ventilated"] * ventilated
+    exposed = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))) & (cat != V_EARLY_DEATH)
+    eta_d = vaso_lp(age, male, sepsis, sofa, VASO_DEATH_COEF) + math.log(HR_VASO_DEATH) * exposed
+    eta_k = vaso_lp(age, male, sepsis, sofa, VASO_KRT_COEF) + math.log(SHR_VASO_KRT) * exposed
+    death_d, krt_d = vaso_outcome_days(rng, eta_d, eta_k)
+    death_d = np.where(cat == V_EARLY_DEATH, _u(rng, 3, 20, n) / 24.0, death_d)
+    krt_d = np.where(cat == V_EARLY_DEATH, np.inf, krt_d)
+    return {
+        "cat": cat,
+        "age": age,
+        "male": male,
+        "sepsis": sepsis,
+        "ventilated": ventilated,
+        "has_creat": has_creat,
+        "renal": renal,
+        "coag": coag,
+        "liver": liver,
+        "high": high,
+        "sofa": sofa,
+        "lactate": lactate,
+        "exposed": exposed,
+        "death_d": death_d,
+        "krt_d": krt_d,
+    }
+
+
+def vasopressin_patients(
+    rng: np.random.Generator, n: int, ids: Any, t: dict[str, Any], writers: dict[str, Any]
+) -> tuple[pd.DataFrame, int]:
+    """Write the vasopressin_shock patients; return one planted row per patient and the stays written.
+
+    ``writers`` holds the generator's ``admissions``, ``lab_rows`` and ``procedures`` functions (so the
+    rows look exactly like the flagship's). One admission and one ICU stay each; the index (first
+    norepinephrine) 10-40 h after ICU admission, so the lactate (within 3 h of it) lies outside the
+    thiamine study's window around ICU admission.
+    """
+    if n <= 0:
+        return pd.DataFrame(), 0
+    d = _vaso_draw(rng, n)
+    cat, exposed = d["cat"], d["exposed"]
+    subject = ids.take("subject", n)
+    hadm = ids.take("hadm", n)
+    stay = ids.take("stay", n)
+    weight = np.round(np.clip(rng.normal(80, 18, n), 40, 160), 1)
+
+    year = rng.integers(2115, 2191, n)
+    intime = _year_start_minutes(year) + rng.integers(20, 300, n) * _DAY_MIN + rng.integers(0, _DAY_MIN, n)
+    admittime = intime - rng.integers(2 * 60, 30 * 60, n)
+    index = intime + rng.integers(10 * 60, 40 * 60, n)
+    death = index + np.rint(d["death_d"] * _DAY_MIN).astype(np.int64)
+    krt_latent = d["krt_d"]
+    krt_at = np.where(np.isfinite(krt_latent), index + np.rint(np.nan_to_num(krt_latent, posinf=0) * _DAY_MIN), -1)
+    krt_at = krt_at.astype(np.int64)
+    # KRT is written when it comes before death and within the horizon (as the model says); the
+    # planted outcome is then read from the minutes actually written.
+    has_krt = np.isfinite(krt_latent) & (krt_latent <= VASO_HORIZON_DAYS) & (krt_at < death - 30)
+
+    # Vasopressors: norepinephrine from the index to 6-72 h later (one rate band); vasopressin 1-20 h
+    # after the index for the exposed, with phenylephrine 30-120 min after it (both arms, so the
+    # second_vasopressor study excludes them); 15 % of the unexposed get both only after 30 h.
+    ne_end = np.minimum(index + rng.integers(6 * 60, 72 * 60, n), death - 10)
+    rate = np.where(d["high"], _u(rng, 0.12, 0.6, n), _u(rng, 0.02, 0.09, n))
+    vp_start = index + rng.integers(60, 20 * 60, n)
+    late = ~exposed & (cat != V_EARLY_DEATH) & (rng.random(n) < 0.15)
+    vp_start = np.where(late, index + rng.integers(30 * 60, 40 * 60, n), vp_start)
+    ph_start = vp_start + rng.integers(30, 120, n)
+    give = (exposed | late) & (ph_start + 60 < death - 10)
+    vp_end = np.minimum(vp_start + rng.integers(6 * 60, 48 * 60, n), death - 10)
+    ph_end = np.minimum(ph_start + rng.integers(2 * 60, 12 * 60, n), death - 10)
+    g = np.flatnonzero(give)
+    ar = np.arange(n)
+    _infusions(
+        rng,
+        t,
+        ids,
+        subject,
+        hadm,
+        stay,
+        weight,
+        np.r_[ar, g, g],
+        np.r_[index, vp_start[g], ph_start[g]],
+        np.r_[ne_end, vp_end[g], ph_end[g]],
+        np.r_[np.full(n, 221906), np.full(g.size, 222315), np.full(g.size, 221749)],
+        np.r_[np.round(rate, 4), np.full(g.size, 2.4), np.round(_u(rng, 0.3, 2.0, g.size), 4)],
+    )
+
+    # Procedures: ventilation running across the index; intermittent HD (225441, never CRRT, so no
+    # patient enters the flagship) for KRT initiation, then every 1-3 days while alive to day 28; one
+    # session before the index for the prior-KRT category.
+    vt = np.flatnonzero(d["ventilated"])
+    vent_end = np.minimum(index[vt] + rng.integers(12 * 60, 96 * 60, vt.size), death[vt] - 10)
+    k = np.flatnonzero(has_krt)
+    more = rng.integers(0, 4, k.size)
+    k_o = np.r_[k, np.repeat(k, more)]
+    steps = np.r_[np.zeros(k.size, np.int64), np.concatenate([np.arange(1, m + 1) for m in more]) if k.size else []]
+    k_start = krt_at[k_o] + steps.astype(np.int64) * rng.integers(24 * 60, 72 * 60, k_o.size)
+    k_end = np.minimum(k_start + 240, death[k_o] - 10)
+    keep = (k_end > k_start) & (k_start <= index[k_o] + VASO_HORIZON_DAYS * _DAY_MIN)
+    k_o, k_start, k_end = k_o[keep], k_start[keep], k_end[keep]
+    pk = np.flatnonzero(cat == V_PRIOR_KRT)
+    pk_start = intime[pk] + rng.integers(30, 4 * 60, pk.size)
+    o = np.r_[vt, k_o, pk]
+    writers["procedures"](
+        rng,
+        t,
+        ids,
+        subject[o],
+        hadm[o],
+        stay[o],
+        np.r_[intime[vt] + rng.integers(10, 8 * 60, vt.size), k_start, pk_start].astype(np.int64),
+        np.r_[vent_end, k_end, pk_start + 240].astype(np.int64),
+        np.r_[np.full(vt.size, 225792), np.full(k_o.size + pk.size, 225441)],
+        weight[o],
+    )
+
+    # ICU and hospital stay: the ICU stay covers every event; deaths up to day 35 in hospital (to
+    # the minute), later ones after discharge (by date).
+    last = np.maximum.reduce([ne_end, np.where(give, np.maximum(vp_end, ph_end), 0), index + 60])
+    if vt.size:
+        np.maximum.at(last, vt, vent_end)
+    if k_o.size:
+        np.maximum.at(last, k_o, k_end)
+    outtime = np.minimum(np.maximum(last + rng.integers(6 * 60, 48 * 60, n), index + 2 * _DAY_MIN), death)
+    in_hosp = d["death_d"] <= 35.0
+    dischtime = np.where(in_hosp, death, np.minimum(outtime + rng.integers(_DAY_MIN, 10 * _DAY_MIN, n), death - 60))
+    dod = np.where(in_hosp | (death - dischtime <= 365 * _DAY_MIN), death // _DAY_MIN, _NO_DATE).astype(np.int64)
+    adm_year = _year_of(admittime)
+    kk = rng.integers(0, 3, n)
+    t["hosp/patients"].add(
+        subject_id=subject,
+        gender=np.where(d["male"], "M", "F").astype(object),
+        anchor_age=d["age"] - kk,
+        anchor_year=adm_year - kk,
+        anchor_year_group="2014 - 2016",
+        dod=dod,
+    )
+    writers["admissions"](rng, t, subject, hadm, admittime, dischtime, np.where(in_hosp, death, _NO_TIME))
+    unit = np.asarray(_ICU_UNITS, object)[rng.integers(0, len(_ICU_UNITS), n)]
+    t["icu/icustays"].add(
+        subject_id=subject,
+        hadm_id=hadm,
+        stay_id=stay,
+        first_careunit=unit,
+        last_careunit=unit,
+        intime=intime,
+        outtime=outtime,
+        los=np.round((outtime - intime) / _DAY_MIN, 4),
+    )
+    _diagnoses(rng, t, subject, hadm, d["sepsis"], np.zeros(n, bool), adm_year)
+
+    # Labs 2-9 h before the index (inside the SOFA window [-24 h, 0 h] and after ICU admission minus a
+    # margin), each strictly inside its SOFA band; lactate within 3 h of the index.
+    pre = index - rng.integers(2 * 60, 9 * 60, n)
+    cr = np.flatnonzero(d["has_creat"])
+    creat = _band(rng, d["renal"][cr], _CREATININE_BANDS, 1)
+    plate = _band(rng, d["coag"], _PLATELET_BANDS, 0)
+    bili = _band(rng, d["liver"], _BILIRUBIN_BANDS, 1)
+    lac_t = index + rng.integers(-3 * 60, 3 * 60, n)
+    o = np.r_[cr, ar, ar, ar]
+    writers["lab_rows"](
+        rng,
+        t,
+        ids,
+        subject[o],
+        hadm[o],
+        np.r_[np.full(cr.size, 50912), np.full(n, 51265), np.full(n, 50885), np.full(n, 50813)],
+        np.r_[pre[cr], pre, pre, lac_t].astype(np.int64),
+        np.r_[creat, plate, bili, d["lactate"]],
+    )
+
+    # The planted outcomes, from the minutes written.
+    death_days = (death - index) / _DAY_MIN
+    krt_days = np.where(has_krt, (krt_at - index) / _DAY_MIN, np.inf)
+    obs = vaso_observed(death_days, krt_days)
+    creat_max = np.full(n, np.nan)
+    creat_max[cr] = creat
+    planted = pd.DataFrame(
+        {
+            "subject_id": subject,
+            "hadm_id": hadm,
+            "stay_id": stay,
+            "category": np.asarray(VASO_CATEGORY_NAMES, object)[cat],
+            "eligible": cat == V_ELIGIBLE,
+            "index_time": pd.to_datetime(index * 60, unit="s"),
+            "exposed": exposed.astype(np.int64),
+            "age": d["age"],
+            "sex": np.where(d["male"], "M", "F"),
+            "sepsis": d["sepsis"].astype(np.int64),
+            "sofa": d["sofa"],
+            "ventilated": d["ventilated"].astype(np.int64),
+            "creatinine_max": creat_max,
+            "lactate": d["lactate"],
+            "death_days_latent": d["death_d"],
+            "krt_days_latent": krt_latent,
+            **obs,
+        }
+    )
+    return planted, n
+
+
+def _infusions(
+    rng: np.random.Generator,
+    t: dict[str, Any],
+    ids: Any,
+    subject: np.ndarray,
+    hadm: np.ndarray,
+    stay: np.ndarray,
+    weight: np.ndarray,
+    owner: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    itemid: np.ndarray,
+    rate: np.ndarray,
+) -> None:
+    """icu/inputevents rows of continuous vasopressor infusions (vasopressin in units/hour, the others in
+    mcg/kg/min), one order each."""
+    keep = end > start
+    o, s, e, item, r = owner[keep], start[keep].astype(np.int64), end[keep].astype(np.int64), itemid[keep], rate[keep]
+    m = o.size
+    if m == 0:
+        return
+    minutes = (e - s).astype(float)
+    w = weight[o]
+    per_kg = item != 222315
+    amount = np.where(per_kg, r * w * minutes / 1000.0, r * minutes / 60.0)
+    order_id = ids.take("order", m)
+    t["icu/inputevents"].add(
+        subject_id=subject[o],
+        hadm_id=hadm[o],
+        stay_id=stay[o],
+        caregiver_id=rng.integers(1000, 99999, m),
+        starttime=s,
+        endtime=e,
+        storetime=e + rng.integers(1, 90, m),
+        itemid=item,
+        amount=np.round(amount, 6),
+        amountuom=np.where(per_kg, "mg", "units").astype(object),
+        rate=r,
+        rateuom=np.where(per_kg, "mcg/kg/min", "units/hour").astype(object),
+        orderid=order_id,
+        linkorderid=order_id,
+        ordercategoryname="01-Drips",
+        secondaryordercategoryname="02-Fluids (Crystalloids)",
+        ordercomponenttypedescription="Main order parameter",
+        ordercategorydescription="Continuous Med",
+        patientweight=w,
+        totalamount=250.0,
+        totalamountuom="mL",
+        isopenbag=0,
+        continueinnextdept=0,
+        statusdescription="FinishedRunning",
+        originalamount=np.round(amount, 6),
+        originalrate=r,
+    )
+
+
+@lru_cache(maxsize=2)
+def vasopressin_truth(n: int = 40_000, seed: int = 9_200_229) -> dict[str, float]:
+    """Estimands of vasopressin_shock, by simulating a large population of eligible patients.
+
+    ``hr_death`` and ``shr_krt_initiation`` are planted (exact); the adjusted Cox and Fine-Gray fits on
+    the simulated population check them; the ATT-marginal values (counterfactual outcomes of the
+    exposed under both arms from common random numbers) are what unadjusted models in a well-matched
+    sample estimate. Fine-Gray with only administrative censoring at the horizon is the Cox model in
+    which patients who died first stay at risk to the horizon: fitted that way here.
+    """
+    rng = np.random.default_rng(seed)
+    d = _vaso_draw(rng, n)
+    keep = d["cat"] == V_ELIGIBLE
+    age, male, sep, sofa, ex = (d[k][keep] for k in ("age", "male", "sepsis", "sofa", "exposed"))
+    tau = VASO_HORIZON_DAYS
+
+    def fg(o: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        return np.where(o["krt_status"] == 2, tau + 1.0, o["krt_time"]), o["krt_status"] == 1
+
+    obs = vaso_observed(d["death_d"][keep], d["krt_d"][keep])
+    x = np.column_stack([ex, age, male, sep, sofa]).astype(float)
+    hr_adj = float(np.exp(model.cox_breslow(obs["death_time"], obs["death"], x)[0]))
+    shr_adj = float(np.exp(model.cox_breslow(*fg(obs), x)[0]))
+    m = int(ex.sum())
+    b_d = vaso_lp(age[ex], male[ex], sep[ex], sofa[ex], VASO_DEATH_COEF)
+    b_k = vaso_lp(age[ex], male[ex], sep[ex], sofa[ex], VASO_KRT_COEF)
+    u, v = rng.random(m), rng.random(m)
+    o1 = vaso_observed(*vaso_outcome_days(rng, b_d + math.log(HR_VASO_DEATH), b_k + math.log(SHR_VASO_KRT), u, v))
+    o0 = vaso_observed(*vaso_outcome_days(rng, b_d, b_k, u, v))
+    arm = np.r_[np.ones(m), np.zeros(m)][:, None]
+    hr_att = float(
+        np.exp(model.cox_breslow(np.r_[o1["death_time"], o0["death_time"]], np.r_[o1["death"], o0["death"]], arm)[0])
+    )
+    (t1, e1), (t0, e0) = fg(o1), fg(o0)
+    shr_att = float(np.exp(model.cox_breslow(np.r_[t1, t0], np.r_[e1, e0], arm)[0]))
+    unexposed = ~ex
+    return {
+        "hr_death_adjusted_check": round(hr_adj, 4),
+        "shr_krt_initiation_adjusted_check": round(shr_adj, 4),
+        "hr_death_att_marginal": round(hr_att, 4),
+        "shr_krt_initiation_att_marginal": round(shr_att, 4),
+        "mortality_28d_unexposed": round(float(obs["death"][unexposed].mean()), 4),
+        "krt_28d_unexposed": round(float((obs["krt_status"][unexposed] == 1).mean()), 4),
+        "exposed_share": round(float(ex.mean()), 4),
+        "worst_latent_krt_mass": round(vaso_worst_latent_krt_mass(), 4),
+        "truth_simulation_size": int(keep.sum()),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# second_vasopressor: its own patients, a planted conditional HR of death (vasopressin vs phenylephrine)
+
+#: second_vasopressor patients per 10,000 flagship ICU stays (and at least VASO_MIN_PATIENTS).
+SV_PER_10K_STAYS = 600
+#: Planted conditional hazard ratio of death (90 days), vasopressin versus phenylephrine.
+HR_SV_DEATH = 0.80
+SV_HORIZON_DAYS = 90.0
+# The second agent starts 1-30 h after norepinephrine and every death comes after 60 h: the arm is
+# settled before anyone can die, so death never decides who is "neither" (no immortal time).
+SV_DEATH_DELAY_DAYS = 2.5
+SV_DEATH_SHAPE = 0.8
+SV_DEATH_SCALE = 0.014  # about 40 % of a typical phenylephrine patient die by day 90
+SV_DEATH_COEF = {"age": 0.025, "male": 0.10, "sepsis": 0.0, "sofa": 0.10}
+# log-odds of vasopressin (vs phenylephrine): a higher SOFA raises it, so the crude HR is biased toward harm.
+SV_EXPOSURE_COEF = {"intercept": 0.8, "age": -0.01, "male": 0.0, "sepsis": 0.0, "sofa": 0.20}
+S_ELIGIBLE, S_LOW_LACTATE, S_BOTH, S_NEITHER = range(4)
+_SV_CATEGORY_PROBS = [0.85, 0.05, 0.05, 0.05]
+SV_CATEGORY_NAMES = ("eligible", "excluded_lactate_below_2", "excluded_both_agents", "excluded_neither_agent")
+
+
+def second_vasopressor_patients_for(flagship_stays: int) -> int:
+    """second_vasopressor patients written beside a flagship EHR of ``flagship_stays`` ICU stays."""
+    return max(VASO_MIN_PATIENTS, round(flagship_stays * SV_PER_10K_STAYS / 10_000))
+
+
+def _sv_draw(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """Category, covariates, arm and death time (days after norepinephrine start) of n patients."""
+    cat = np.minimum((rng.random(n)[:, None] > np.cumsum(_SV_CATEGORY_PROBS)[None, :]).sum(axis=1), 3)
+    age = np.clip(np.rint(rng.normal(65.0, 14.0, n)), 19, 91).astype(np.int64)
+    male = rng.random(n) < 0.58
+    sepsis = rng.random(n) < 0.50
+    ventilated = rng.random(n) < 0.50
+    renal = model._categorical(rng, n, np.array([[0.35, 0.25, 0.20, 0.12, 0.08]]))
+    coag = model._categorical(rng, n, np.array([[0.50, 0.25, 0.15, 0.07, 0.03]]))
+    liver = model._categorical(rng, n, np.array([[0.60, 0.20, 0.12, 0.06, 0.02]]))
+    high = rng.random(n) < 0.5
+    sofa = renal + coag + liver + np.where(high, 4, 3) + 2 * ventilated
+    lactate = np.round(np.clip(2.0 + rng.gamma(1.5, 1.5, n), 2.0, 15.0), 1)
+    lactate = np.where(cat == S_LOW_LACTATE, np.round(_u(rng, 0.8, 1.9, n), 1), lactate)
+    p = 1.0 / (1.0 + np.exp(-vaso_lp(age, male, sepsis, sofa, SV_EXPOSURE_COEF)))
+    exposed = rng.random(n) < p  # vasopressin; otherwise phenylephrine
+    eta = vaso_lp(age, male, sepsis, sofa, SV_DEATH_COEF) + math.log(HR_SV_DEATH) * exposed
+    death_d = SV_DEATH_DELAY_DAYS + model.weibull_times(rng, eta, SV_DEATH_SHAPE, SV_DEATH_SCALE)
+    return {
+        "cat": cat,
+        "age": age,
+        "male": male,
+        "sepsis": sepsis,
+        "ventilated": ventilated,
+        "renal": renal,
+        "coag": coag,
+        "liver": liver,
+        "high": high,
+        "sofa": sofa,
+        "lactate": lactate,
+        "exposed": exposed,
+        "death_d": death_d,
+    }
+
+
+def second_vasopressor_patients(
+    rng: np.random.Generator, n: int, ids: Any, t: dict[str, Any], writers: dict[str, Any]
+) -> tuple[pd.DataFrame, int]:
+    """Write the second_vasopressor patients; return one planted row per patient and the stays written.
+
+    Two admissions each: an earlier one (200-600 days before) with a short ICU stay and nothing else,
+    so the index stay is not the first ICU stay (vasopressin_shock and thiamine_sepsis take first ICU
+    stays only: neither cohort can hold these patients), and the index admission: norepinephrine
+    (the index) 2-30 h after ICU admission, a lactate in the 3 h before it, the SOFA labs, then
+    vasopressin or phenylephrine (both or neither for the excluded categories) 1-30 h after it.
+    """
+    if n <= 0:
+        return pd.DataFrame(), 0
+    d = _sv_draw(rng, n)
+    cat, exposed = d["cat"], d["exposed"]
+    subject = ids.take("subject", n)
+    hadm = ids.take("hadm", 2 * n)
+    stay = ids.take("stay", 2 * n)
+    h0, h1, s0, s1 = hadm[:n], hadm[n:], stay[:n], stay[n:]
+    weight = np.round(np.clip(rng.normal(80, 18, n), 40, 160), 1)
+
+    year = rng.integers(2117, 2191, n)
+    intime = _year_start_minutes(year) + rng.integers(20, 300, n) * _DAY_MIN + rng.integers(0, _DAY_MIN, n)
+    admittime = intime - rng.integers(10 * 60, 30 * 60, n)
+    index = intime + rng.integers(2 * 60, 30 * 60, n)
+    death = index + np.rint(d["death_d"] * _DAY_MIN).astype(np.int64)
+    # the earlier admission: 200-600 days before, alive, one ICU stay of 1-4 days, no vasopressor
+    adm0 = admittime - rng.integers(200, 600, n) * _DAY_MIN
+    in0 = adm0 + rng.integers(60, 12 * 60, n)
+    out0 = in0 + rng.integers(_DAY_MIN, 4 * _DAY_MIN, n)
+    dis0 = out0 + rng.integers(_DAY_MIN, 6 * _DAY_MIN, n)
+
+    vaso_arm = np.where(cat == S_BOTH, True, np.where(cat == S_NEITHER, False, exposed))
+    phen_arm = np.where(cat == S_BOTH, True, np.where(cat == S_NEITHER, False, ~exposed))
+    ne_end = np.minimum(index + rng.integers(12 * 60, 72 * 60, n), death - 10)
+    rate = np.where(d["high"], _u(rng, 0.12, 0.6, n), _u(rng, 0.02, 0.09, n))
+    second = index + rng.integers(60, 30 * 60, n)
+    second_end = np.minimum(second + rng.integers(6 * 60, 48 * 60, n), death - 10)
+    v, p = np.flatnonzero(vaso_arm), np.flatnonzero(phen_arm)
+    ar = np.arange(n)
+    _infusions(
+        rng,
+        t,
+        ids,
+        subject,
+        h1,
+        s1,
+        weight,
+        np.r_[ar, v, p],
+        np.r_[index, second[v], second[p] + 30],
+        np.r_[ne_end, second_end[v], second_end[p]],
+        np.r_[np.full(n, 221906), np.full(v.size, 222315), np.full(p.size, 221749)],
+        np.r_[np.round(rate, 4), np.full(v.size, 2.4), np.round(_u(rng, 0.3, 2.0, p.size), 4)],
+    )
+    vt = np.flatnonzero(d["ventilated"])
+    vent_end = np.minimum(index[vt] + rng.integers(12 * 60, 96 * 60, vt.size), death[vt] - 10)
+    writers["procedures"](
+        rng,
+        t,
+        ids,
+        subject[vt],
+        h1[vt],
+        s1[vt],
+        intime[vt] + rng.integers(10, 2 * 60, vt.size),
+        vent_end,
+        np.full(vt.size, 225792),
+        weight[vt],
+    )
+
+    last = np.maximum(ne_end, second_end)
+    if vt.size:
+        np.maximum.at(last, vt, vent_end)
+    outtime = np.minimum(np.maximum(last + rng.integers(6 * 60, 48 * 60, n), index + 3 * _DAY_MIN), death)
+    in_hosp = d["death_d"] <= 95.0
+    dischtime = np.where(in_hosp, death, np.minimum(outtime + rng.integers(_DAY_MIN, 10 * _DAY_MIN, n), death - 60))
+    dod = np.where(in_hosp | (death - dischtime <= 365 * _DAY_MIN), death // _DAY_MIN, _NO_DATE).astype(np.int64)
+    adm_year = _year_of(admittime)
+    kk = rng.integers(0, 3, n)
+    t["hosp/patients"].add(
+        subject_id=subject,
+        gender=np.where(d["male"], "M", "F").astype(object),
+        anchor_age=d["age"] - kk,
+        anchor_year=adm_year - kk,
+        anchor_year_group="2014 - 2016",
+        dod=dod,
+    )
+    writers["admissions"](
+        rng,
+        t,
+        np.r_[subject, subject],
+        np.r_[h0, h1],
+        np.r_[adm0, admittime],
+        np.r_[dis0, dischtime],
+        np.r_[np.full(n, _NO_TIME), np.where(in_hosp, death, _NO_TIME)],
+    )
+    unit = np.asarray(_ICU_UNITS, object)[rng.integers(0, len(_ICU_UNITS), 2 * n)]
+    t["icu/icustays"].add(
+        subject_id=np.r_[subject, subject],
+        hadm_id=np.r_[h0, h1],
+        stay_id=np.r_[s0, s1],
+        first_careunit=unit,
+        last_careunit=unit,
+        intime=np.r_[in0, intime],
+        outtime=np.r_[out0, outtime],
+        los=np.round((np.r_[out0, outtime] - np.r_[in0, intime]) / _DAY_MIN, 4),
+    )
+    _diagnoses(
+        rng,
+        t,
+        np.r_[subject, subject],
+        np.r_[h0, h1],
+        np.r_[np.zeros(n, bool), d["sepsis"]],
+        np.zeros(2 * n, bool),
+        np.r_[_year_of(adm0), adm_year],
+    )
+    pre = index - rng.integers(60, 9 * 60, n)
+    creat = _band(rng, d["renal"], _CREATININE_BANDS, 1)
+    plate = _band(rng, d["coag"], _PLATELET_BANDS, 0)
+    bili = _band(rng, d["liver"], _BILIRUBIN_BANDS, 1)
+    lac_t = index - rng.integers(10, 3 * 60, n)
+    o = np.r_[ar, ar, ar, ar]
+    writers["lab_rows"](
+        rng,
+        t,
+        ids,
+        subject[o],
+        h1[o],
+        np.r_[np.full(n, 50912), np.full(n, 51265), np.full(n, 50885), np.full(n, 50813)],
+        np.r_[pre, pre, pre, lac_t].astype(np.int64),
+        np.r_[creat, plate, bili, d["lactate"]],
+    )
+    death_days = (death - index) / _DAY_MIN
+    planted = pd.DataFrame(
+        {
+            "subject_id": subject,
+            "hadm_id": h1,
+            "stay_id": s1,
+            "category": np.asarray(SV_CATEGORY_NAMES, object)[cat],
+            "eligible": cat == S_ELIGIBLE,
+            "index_time": pd.to_datetime(index * 60, unit="s"),
+            "exposed": exposed.astype(np.int64),
+            "age": d["age"],
+            "sex": np.where(d["male"], "M", "F"),
+            "sofa": d["sofa"],
+            "lactate": d["lactate"],
+            "death_days_latent": d["death_d"],
+            "death": (death_days <= SV_HORIZON_DAYS).astype(np.int64),
+            "death_time": np.minimum(death_days, SV_HORIZON_DAYS),
+        }
+    )
+    return planted, 2 * n
+
+
+@lru_cache(maxsize=2)
+def second_vasopressor_truth(n: int = 40_000, seed: int = 9_300_331) -> dict[str, float]:
+    """Checks of second_vasopressor's planted HR on a simulated population (adjusted Cox; ATT-marginal)."""
+    rng = np.random.default_rng(seed)
+    d = _sv_draw(rng, n)
+    keep = d["cat"] == S_ELIGIBLE
+    age, male, sep, sofa, ex = (d[k][keep] for k in ("age", "male", "sepsis", "sofa", "exposed"))
+    tau = SV_HORIZON_DAYS
+    death = d["death_d"][keep]
+    x = np.column_stack([ex, age, male, sofa]).astype(float)
+    hr_adj = float(np.exp(model.cox_breslow(np.minimum(death, tau), death <= tau, x)[0]))
+    b = vaso_lp(age[ex], male[ex], sep[ex], sofa[ex], SV_DEATH_COEF)
+    u = rng.random(b.size)
+    t1 = SV_DEATH_DELAY_DAYS + model.weibull_times(rng, b + math.log(HR_SV_DEATH), SV_DEATH_SHAPE, SV_DEATH_SCALE, u)
+    t0 = SV_DEATH_DELAY_DAYS + model.weibull_times(rng, b, SV_DEATH_SHAPE, SV_DEATH_SCALE, u)
+    both = np.r_[t1, t0]
+    arm = np.r_[np.ones(b.size), np.zeros(b.size)][:, None]
+    hr_att = float(np.exp(model.cox_breslow(np.minimum(both, tau), both <= tau, arm)[0]))
+    return {
+        "hr_death_adjusted_check": round(hr_adj, 4),
+        "hr_death_att_marginal": round(hr_att, 4),
+        "mortality_90d_phenylephrine": round(float((death[~ex] <= tau).mean()), 4),
+        "exposed_share": round(float(ex.mean()), 4),
+        "truth_simulation_size": int(keep.sum()),
+    }
+
+
 def transfers_from_icustays(icustays: pa.Table) -> dict[str, Any]:
     """hosp/transfers columns: one ICU transfer row per ICU stay (no random draw; ids by sorted stay)."""
     s = icustays.sort_by([("subject_id", "ascending"), ("intime", "ascending"), ("stay_id", "ascending")])
@@ -500,16 +1222,23 @@ def thiamine_truth(n: int = 50_000, seed: int = 9_100_113) -> dict[str, float]:
     }
 
 
-def studies_truth(thiamine: pd.DataFrame) -> dict[str, Any]:
-    """The planted truth of every non-flagship study, keyed by the study's name (SYNTHETIC.json "studies")."""
+def studies_truth(
+    thiamine: pd.DataFrame, vasopressin: pd.DataFrame | None = None, second: pd.DataFrame | None = None
+) -> dict[str, Any]:
+    """The planted truth of every non-flagship study, keyed by the study's name (SYNTHETIC.json "studies").
+
+    Per study: ``hr_<outcome>`` / ``shr_<outcome>`` (what the pipeline prints beside its estimate), and
+    ``outcomes``: per outcome name, the estimand ("hr" or "shr"), the value and what it is conditional on.
+    """
     pop = thiamine_truth()
+    vpop = vasopressin_truth()
+    vaso = vasopressin if vasopressin is not None else pd.DataFrame()
+    v_eligible = vaso[vaso["eligible"]] if len(vaso) else vaso
+    adjusted = ["age", "sex", "sepsis", "sofa"]
+    spop = second_vasopressor_truth()
+    sv = second if second is not None else pd.DataFrame()
+    s_eligible = sv[sv["eligible"]] if len(sv) else sv
     eligible = thiamine[thiamine["eligible"]] if len(thiamine) else thiamine
-    null_note = (
-        "cohort drawn from the flagship generator's existing rows (background ICU stays and CKRT patients on "
-        "norepinephrine), in which vasopressin ({}) is given at random (a uniform draw independent of every "
-        "covariate, of the index time and of death, KRT and vasopressor-stop times): the planted effect is null, "
-        "HR 1 on every outcome, conditional and marginal alike (a null hazard ratio is collapsible)"
-    )
     return {
         "thiamine_sepsis": {
             "primary_outcome": "death",
@@ -523,6 +1252,7 @@ def studies_truth(thiamine: pd.DataFrame) -> dict[str, Any]:
             ),
             "hr_death_adjusted_check": pop["hr_death_adjusted_check"],
             "hr_death_att_marginal": pop["hr_death_att_marginal"],
+            "outcomes": {"death": {"estimand": "hr", "value": HR_THIAMINE}},
             "hr_death_by_subgroup": (
                 f"{HR_THIAMINE} in every level of every covariate (no interaction is planted): a subgroup "
                 "analysis (e.g. by alcohol) should find no effect modification"
@@ -549,14 +1279,86 @@ def studies_truth(thiamine: pd.DataFrame) -> dict[str, Any]:
         },
         "vasopressin_shock": {
             "primary_outcome": "death",
-            "hr_death": 1.0,
-            "shr_krt_initiation": 1.0,
-            "estimand": null_note.format("started 1 h after norepinephrine in 30 % of norepinephrine starts"),
+            "horizon_days": VASO_HORIZON_DAYS,
+            "hr_death": HR_VASO_DEATH,
+            "shr_krt_initiation": SHR_VASO_KRT,
+            "outcomes": {
+                "death": {"estimand": "hr", "value": HR_VASO_DEATH, "conditional_on": adjusted},
+                "krt_initiation": {"estimand": "shr", "value": SHR_VASO_KRT, "conditional_on": adjusted},
+            },
+            "estimand": (
+                "the study's own patients only (a lactate of at least 2 mmol/L within 6 h of norepinephrine start "
+                "is written for no flagship patient; the second_vasopressor patients' index stay is not their first "
+                "ICU stay). death: conditional hazard ratio of death within 28 days (vasopressin "
+                "in (0 h, 24 h] of norepinephrine start vs not) given age, sex, sepsis and SOFA at norepinephrine "
+                "start, all linear in the log hazard (Weibull proportional hazards). krt_initiation: conditional "
+                "subdistribution hazard ratio of KRT initiation within 28 days, death competing, given the same "
+                "four covariates: the cumulative incidence of KRT is F1(t|x) = 1 - (1 - p G(t))^exp(eta1(x)) "
+                "(Fine & Gray 1999), so an adjusted Fine-Gray model estimates it exactly"
+            ),
+            "hr_death_adjusted_check": vpop["hr_death_adjusted_check"],
+            "shr_krt_initiation_adjusted_check": vpop["shr_krt_initiation_adjusted_check"],
+            "hr_death_att_marginal": vpop["hr_death_att_marginal"],
+            "shr_krt_initiation_att_marginal": vpop["shr_krt_initiation_att_marginal"],
+            "mortality_28d_unexposed": vpop["mortality_28d_unexposed"],
+            "krt_28d_unexposed": vpop["krt_28d_unexposed"],
+            "truth_simulation_size": vpop["truth_simulation_size"],
+            "patients_written": len(vaso),
+            "planted_eligible": int(v_eligible.shape[0]),
+            "planted_exposed": int(v_eligible["exposed"].sum()) if len(v_eligible) else 0,
+            "model": {
+                "death": {
+                    "baseline": f"Weibull shape {VASO_DEATH_SHAPE}, scale {VASO_DEATH_SCALE}/day^shape, starting "
+                    f"{VASO_DEATH_DELAY_DAYS} days after norepinephrine start",
+                    "log_hr": {"vasopressin": round(math.log(HR_VASO_DEATH), 6), **VASO_DEATH_COEF},
+                },
+                "krt_initiation": {
+                    "cif": f"F1(t|x) = 1 - (1 - {VASO_KRT_P} (1 - exp(-{VASO_KRT_RATE} (t - {VASO_KRT_DELAY_DAYS}))))"
+                    "^exp(eta1), t in days after norepinephrine start",
+                    "log_shr": {"vasopressin": round(math.log(SHR_VASO_KRT), 6), **VASO_KRT_COEF},
+                    "how": "a latent KRT time with distribution H(t|x) = integral dF1 / S_D, independent of the "
+                    "death time D given x, is observed as KRT (intermittent HD) iff it comes before death: then "
+                    "P(KRT by t, before death | x) = F1(t|x) exactly, and death keeps its own proportional-hazards "
+                    "model (deaths after KRT included)",
+                    "worst_latent_krt_mass": vpop["worst_latent_krt_mass"],
+                },
+                "exposure_log_odds": VASO_EXPOSURE_COEF,
+                "centres": VASO_CENTRE,
+                "sofa": "renal (creatinine; 10 % have none: 0) + coagulation + liver + cardiovascular (norepinephrine "
+                "> 0.1 mcg/kg/min: 4, else 3) + respiratory 2 when ventilated, labs 2-9 h before norepinephrine",
+            },
+            "distractors": "15 % of the unexposed get vasopressin (and phenylephrine) only 30-40 h after "
+            "norepinephrine start; KRT before norepinephrine (excluded); lactate below 2 (excluded)",
         },
         "second_vasopressor": {
             "primary_outcome": "death",
-            "hr_death": 1.0,
-            "shr_off_vasopressors": 1.0,
-            "estimand": null_note.format("30 %, versus phenylephrine 8 %, of norepinephrine starts; never both"),
+            "horizon_days": SV_HORIZON_DAYS,
+            "hr_death": HR_SV_DEATH,
+            "outcomes": {"death": {"estimand": "hr", "value": HR_SV_DEATH, "conditional_on": ["age", "sex", "sofa"]}},
+            "estimand": (
+                "the study's own patients only (a lactate of at least 2 mmol/L within 6 h of norepinephrine start "
+                "is written for no flagship patient; the vasopressin_shock patients get both agents or neither in "
+                "48 h). death: conditional hazard ratio of death within 90 days, vasopressin vs phenylephrine "
+                "started in (0 h, 48 h] of norepinephrine, given age, sex and SOFA at norepinephrine start, all "
+                "linear in the log hazard (Weibull proportional hazards). off_vasopressors: no planted value (the "
+                "infusion lengths do not depend on the arm, but the competing deaths do, so its sHR is not 1 and "
+                "is not computed)"
+            ),
+            "hr_death_adjusted_check": spop["hr_death_adjusted_check"],
+            "hr_death_att_marginal": spop["hr_death_att_marginal"],
+            "mortality_90d_phenylephrine": spop["mortality_90d_phenylephrine"],
+            "truth_simulation_size": spop["truth_simulation_size"],
+            "patients_written": len(sv),
+            "planted_eligible": int(s_eligible.shape[0]),
+            "planted_exposed": int(s_eligible["exposed"].sum()) if len(s_eligible) else 0,
+            "model": {
+                "death": {
+                    "baseline": f"Weibull shape {SV_DEATH_SHAPE}, scale {SV_DEATH_SCALE}/day^shape, starting "
+                    f"{SV_DEATH_DELAY_DAYS} days after norepinephrine start",
+                    "log_hr": {"vasopressin": round(math.log(HR_SV_DEATH), 6), **SV_DEATH_COEF},
+                },
+                "exposure_log_odds": SV_EXPOSURE_COEF,
+                "centres": VASO_CENTRE,
+            },
         },
     }

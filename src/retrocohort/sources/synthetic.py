@@ -147,6 +147,10 @@ class SyntheticInfo:
     studies: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     #: One row per thiamine-study patient (category, exposure, covariates, death); for tests.
     planted_thiamine: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False, compare=False)
+    #: One row per vasopressin_shock patient (category, exposure, covariates, death and KRT); for tests.
+    planted_vasopressin: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False, compare=False)
+    #: One row per second_vasopressor patient (category, arm, covariates, death); for tests.
+    planted_second_vasopressor: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -321,10 +325,11 @@ def generate_synthetic(
         stay. ``stays`` then defaults to the CKRT patients' stays plus 10 % background stays.
         Used for recovery tests on large samples (e.g. 50,000).
     study_patients : int, optional
-        Patients written for the thiamine study (``studies/thiamine_sepsis.toml``), from a
-        random stream of their own after every flagship row, so the flagship's rows do not depend
-        on it. Default: 900 per 10,000 flagship ICU stays; 0 writes none. Their ICU stays come on
-        top of ``stays``. The vasopressin studies' cohorts come from the flagship's rows.
+        Patients written for each study with patients of its own (``studies/thiamine_sepsis.toml``,
+        ``vasopressin_shock.toml``, ``second_vasopressor.toml``), each from a random stream of its
+        own after every flagship row, so the flagship's rows do not depend on it. Default per
+        10,000 flagship ICU stays: 900, 900 and 600 (the last two at least 120); 0 writes none.
+        Their ICU stays come on top of ``stays``.
     overwrite : bool
         Replace the ``hosp/`` and ``icu/`` folders of an earlier synthetic EHR in ``out_dir``.
         Folders not written by the generator (no ``SYNTHETIC.json``) are never deleted.
@@ -393,6 +398,20 @@ def generate_synthetic(
     thiamine, thiamine_stays = studies_model.thiamine_patients(
         study_rng, n_thiamine, ids, tables, _admissions, _lab_rows
     )
+    # vasopressin_shock's own patients: a sixth child of the seed, ids after the thiamine patients', so
+    # the flagship's and the thiamine patients' rows are unchanged by them; study_patients=0 writes none.
+    n_vaso = studies_model.vasopressin_patients_for(flagship_stays) if study_patients is None else int(study_patients)
+    writers = {"admissions": _admissions, "lab_rows": _lab_rows, "procedures": _procedures}
+    vaso, vaso_stays = studies_model.vasopressin_patients(
+        np.random.default_rng(root.spawn(1)[0]), n_vaso, ids, tables, writers
+    )
+    # second_vasopressor's own patients: a seventh child of the seed, ids after the others'.
+    n_sv = (
+        studies_model.second_vasopressor_patients_for(flagship_stays) if study_patients is None else int(study_patients)
+    )
+    second, second_stays = studies_model.second_vasopressor_patients(
+        np.random.default_rng(root.spawn(1)[0]), n_sv, ids, tables, writers
+    )
     # hosp/transfers: one ICU transfer row per ICU stay, derived without a random draw.
     icustays = pa.concat_tables(tables["icu/icustays"].parts)
     tables["hosp/transfers"].add(**studies_model.transfers_from_icustays(icustays))
@@ -400,7 +419,7 @@ def generate_synthetic(
 
     planted = pd.DataFrame(ckrt)
     truth = _truth(plan, planted, int(seed))
-    study_truth = studies_model.studies_truth(thiamine)
+    study_truth = studies_model.studies_truth(thiamine, vaso, second)
     # The flagship's truth by outcome name (studies/magnesium_ckrt.toml: death, krt_liberation), so the
     # pipeline reads every study's planted effect the same way; "truth" keeps the full description.
     study_truth = {
@@ -412,7 +431,7 @@ def generate_synthetic(
         },
         **study_truth,
     }
-    total_stays = flagship_stays + thiamine_stays
+    total_stays = flagship_stays + thiamine_stays + vaso_stays + second_stays
     _write(out, tables, fmt)
     meta = {
         "generator": "retrocohort.sources.synthetic",
@@ -435,6 +454,8 @@ def generate_synthetic(
         planted=planted,
         studies=study_truth,
         planted_thiamine=thiamine,
+        planted_vasopressin=vaso,
+        planted_second_vasopressor=second,
     )
 
 
