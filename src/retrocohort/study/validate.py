@@ -474,6 +474,7 @@ def validate_cohort(
         link=study.analysis.link,
         ties=study.analysis.ties,
     )
+    # The truth has its own stream (spawn_key 10**6 + e), apart from every replicate (e, r).
     marginal = [
         marginal_truth(
             model,
