@@ -608,3 +608,90 @@ def validate(
     return validate_cohort(
         cohort, study, replicates=replicates, effects=effects, seed=seed, processes=processes, progress=progress
     )
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def write_validation_outputs(
+    result: ValidationResult, out_dir: str | os.PathLike[str], force: bool = False, lock: Any = None
+) -> Any:
+    """Write ``design_check.csv``, ``design_check.json``, the figure and ``report.html`` into ``out_dir``.
+
+    The same safe writing as :func:`retrocohort.study.write_outputs`: a partial folder renamed into
+    place whole, never over a folder this tool did not write, under the folder's lock.
+
+    Parameters
+    ----------
+    result : ValidationResult
+    out_dir : folder to create; must not exist unless ``force`` (and then only an earlier output).
+    force : replace an earlier output folder.
+    lock : the held :func:`~retrocohort.study.outputs.output_lock` of ``out_dir`` (the CLI holds it for the
+        whole run); None takes it for the writing only.
+
+    Returns
+    -------
+    Path of the written folder.
+    """
+    import datetime as _dt
+    import errno
+    import json
+    import shutil
+    from pathlib import Path
+
+    from ..report import figures as report_figures
+    from ..report.design_check import (
+        design_check_document,
+        design_check_figure,
+        design_check_table,
+        render_design_check_html,
+    )
+    from .outputs import (
+        RUN_MARKER,
+        OutputNotWritableError,
+        _output_path,
+        _put_in_place,
+        check_output_folder,
+        output_lock,
+    )
+
+    given = Path(out_dir)
+    if lock is None:
+        check_output_folder(given, force)
+        with output_lock(given) as own:
+            check_output_folder(given, force)
+            return write_validation_outputs(result, given, force=force, lock=own)
+    out = _output_path(given)
+    if not lock.held or lock.out != out:
+        raise ValueError(f"write_validation_outputs: the lock passed is not a held lock of {str(out)!r}")
+    partial = out.parent / f".{out.name}.partial-{lock.run_id}"
+    partial.mkdir()
+    try:
+        (partial / RUN_MARKER).write_text(
+            json.dumps({"run_id": lock.run_id, "written": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")})
+            + "\n",
+            encoding="utf-8",
+        )
+        design_check_table(result).to_csv(partial / "design_check.csv", index=False)
+        document = design_check_document(result)
+        (partial / "design_check.json").write_text(
+            json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8"
+        )
+        figure = design_check_figure(result)
+        report_figures.save_figure(figure, partial / "figures" / "design_check")
+        # report.html last: its presence marks a complete folder.
+        (partial / "report.html").write_text(render_design_check_html(result, figure), encoding="utf-8")
+    except BaseException as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS):
+            raise OutputNotWritableError(
+                f"could not write the design check into {str(out.parent)!r}: {exc.strerror}; nothing was left "
+                "behind. Free some space or choose another --out, then rerun."
+            ) from None
+        raise
+    try:
+        _put_in_place(partial, out, lock, force)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return given
