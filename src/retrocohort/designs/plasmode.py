@@ -409,8 +409,8 @@ def marginal_truth(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if m.competing:
-                fit = fine_gray(work, "time", "status", ["exposed"], cause=1, censor_code=0)
+                summary = fine_gray(work, "time", "status", ["exposed"], cause=1, censor_code=0).summary
             else:
-                fit = cox(work, "time", "status", ["exposed"], ties=model.ties)  # type: ignore[arg-type]
-        out[name] = float(math.exp(fit.summary.loc["exposed", "coef"]))
+                summary = cox(work, "time", "status", ["exposed"], ties=model.ties).summary  # type: ignore[arg-type]
+        out[name] = math.exp(float(summary["coef"].to_numpy(dtype=float)[0]))
     return out

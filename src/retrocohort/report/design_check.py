@@ -157,6 +157,7 @@ def render_design_check_html(result: Any, figure: Any | None = None) -> str:
     threshold = _threshold(result)
     rows = []
     for row in design_check_table(result).itertuples():
+        mcse = float(row.coverage_mcse)  # type: ignore[arg-type]
         rows.append(
             {
                 "effect": f"{row.effect:g}",
@@ -169,7 +170,7 @@ def render_design_check_html(result: Any, figure: Any | None = None) -> str:
                 "bias_ratio": _num(row.bias_ratio),
                 "emp_se": _num(row.empirical_se),
                 "rep_se": _num(row.mean_reported_se),
-                "coverage": f"{_pct(row.coverage)} ± {_pct(1.96 * row.coverage_mcse) if row.fitted else '—'}",
+                "coverage": f"{_pct(row.coverage)} ± {_pct(1.96 * mcse) if row.fitted else '—'}",
                 "power": _pct(row.power),
                 "n": f"{format_count(row.n_mean, threshold)} ({format_count(row.n_min, threshold)}–"
                 f"{format_count(row.n_max, threshold)})",

@@ -424,7 +424,7 @@ def _estimate_keys(study: Study, observed: Any, table: pd.DataFrame) -> list[tup
             keys.append((skip.outcome, skip.model, skip.population))
     if len(table):
         fitted = table.loc[~table["skipped"].astype(bool), ["outcome", "model", "population"]]
-        keys.extend(map(tuple, fitted.drop_duplicates().to_numpy().tolist()))  # type: ignore[arg-type]
+        keys.extend((str(o), str(m), str(p)) for o, m, p in fitted.drop_duplicates().itertuples(index=False))
     order = {name: i for i, name in enumerate(study.outcomes)}
     populations = {"matched": 0, "full": 1, "iptw": 2}
     unique = list(dict.fromkeys(keys))
@@ -455,7 +455,7 @@ def validate_cohort(
     n_processes = _processes(processes)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise InputError(f"seed {seed!r}: give a whole number >= 0")
-    root_seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % 2**63)
+    root_seed = int(seed) if seed is not None else int(np.random.SeedSequence().generate_state(2, np.uint64)[0] % 2**63)
     started = time.perf_counter()
     timings: dict[str, float] = {}
 
@@ -503,12 +503,13 @@ def validate_cohort(
     summary = _summarise(table, effects, n_replicates, marginal, keys)
 
     notes = list(model.notes)
-    for row in summary.itertuples():
-        if row.skipped_share > MOSTLY_SKIPPED:
+    for record in summary.to_dict(orient="records"):
+        share = float(record["skipped_share"])
+        if share > MOSTLY_SKIPPED:
             notes.append(
-                f"{row.outcome} {row.model} ({row.population}), planted {row.effect:g}: skipped in "
-                f"{row.skipped_share:.0%} of replicates ({row.skip_reason or 'not reported'}); its averages "
-                f"rest on the remaining {1 - row.skipped_share:.0%} and do not describe the design"
+                f"{record['outcome']} {record['model']} ({record['population']}), planted {record['effect']:g}: "
+                f"skipped in {share:.0%} of replicates ({record['skip_reason'] or 'not reported'}); its averages "
+                f"rest on the remaining {1 - share:.0%} and do not describe the design"
             )
     table = table.assign(effect=[effects[i] for i in table["effect_index"]]) if len(table) else table
     return ValidationResult(
@@ -599,7 +600,7 @@ def validate(
     if isinstance(source, (str, os.PathLike)):
         if not os.path.isdir(source):
             raise InputError(f"data folder {str(source)!r} does not exist or is not a folder")
-        source = MimicIV(source)
+        source = MimicIV(os.fspath(source))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cohort = build_cohort(study, source, engine=engine)  # type: ignore[arg-type]
