@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -45,8 +46,11 @@ study = flagship_study()
 started = time.perf_counter()
 result = validate(study, {data!r}, replicates={replicates}, seed=20231103, processes={processes})
 elapsed = time.perf_counter() - started
-worker_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+children = resource.getrusage(resource.RUSAGE_CHILDREN)
+own = resource.getrusage(resource.RUSAGE_SELF)
+worker_kib = children.ru_maxrss
 print(json.dumps({{
+    "cpu_workers": children.ru_utime + children.ru_stime, "cpu_parent": own.ru_utime + own.ru_stime,
     "elapsed": elapsed, "seconds": result.provenance["seconds"], "peak_kib": peak_rss_kib(),
     "worker_kib": worker_kib,
     "summary": result.summary.drop(columns=["label", "skip_reason"]).to_dict(orient="records"),
@@ -176,6 +180,13 @@ def main() -> None:
             f"| total (wall) | {fl['elapsed']:.1f} |",
             f"| per analysis (replicates / analyses x processes) | "
             f"{fl['seconds']['replicates'] / analyses * args.processes:.3f} |",
+            f"| CPU time, workers + parent | {fl['cpu_workers'] + fl['cpu_parent']:.1f} |",
+            f"| CPU per analysis (workers / analyses) | {fl['cpu_workers'] / max(analyses, 1):.3f} |",
+            "",
+            f"Wall time depends on the load of the shared machine (load average {os.getloadavg()[0]:.1f} on "
+            f"{os.cpu_count()} cores at the end of this run); the CPU time does not: on {args.processes} idle cores "
+            f"the replicates would take about {fl['cpu_workers'] / args.processes:.0f} s "
+            f"({fl['cpu_workers'] / args.processes / 2:.0f} s for 1,000 analyses).",
             "",
             f"Peak memory: parent {fl['peak_kib'] / 1024:.0f} MiB (VmHWM), largest worker "
             f"{fl['worker_kib'] / 1024:.0f} MiB (RUSAGE_CHILDREN ru_maxrss). Goal: 1,000 replicates in under "
