@@ -162,7 +162,7 @@ def render_design_check_html(result: Any, figure: Any | None = None) -> str:
             {
                 "effect": f"{row.effect:g}",
                 "estimate": _row_label(row),
-                "truth": f"{row.truth:.3f} ({row.truth_kind})",
+                "truth": f"{row.truth:.3f} ({'cond.' if row.truth_kind == 'conditional' else 'marg.'})",
                 "fitted": f"{row.fitted} of {row.replicates}",
                 "skipped": _pct(row.skipped_share),
                 "loud": bool(row.mostly_skipped),
