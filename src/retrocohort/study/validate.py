@@ -275,6 +275,11 @@ def _replicate(state: _State, effect_index: int, replicate: int) -> list[dict[st
     return rows
 
 
+def _check_seed(seed: Any) -> None:
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise InputError(f"seed {seed!r}: give a whole number >= 0 (or leave it out to draw one)")
+
+
 def _processes(processes: int | None) -> int:
     if processes is not None:
         if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
@@ -305,7 +310,7 @@ def _run_replicates(
             _init_worker_reset()
     else:
         # Chunks small enough for a smooth progress bar, large enough that pickling stays cheap.
-        size = max(1, min(25, total // (processes * 8) or 1))
+        size = max(1, min(10, total // (processes * 8) or 1))
         chunks = [tasks[i : i + size] for i in range(0, total, size)]
         # fork where there is one: workers start in milliseconds with the compiled kernels and the
         # state already in memory, and a user's script needs no `if __name__ == "__main__"` guard.
@@ -453,8 +458,7 @@ def validate_cohort(
     effects = check_effects(effects)
     n_replicates = check_replicates(replicates)
     n_processes = _processes(processes)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise InputError(f"seed {seed!r}: give a whole number >= 0")
+    _check_seed(seed)
     root_seed = int(seed) if seed is not None else int(np.random.SeedSequence().generate_state(2, np.uint64)[0] % 2**63)
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -593,6 +597,7 @@ def validate(
     check_effects(effects)
     check_replicates(replicates)
     _processes(processes)
+    _check_seed(seed)
     if engine not in ENGINES:
         raise InputError(f"engine {engine!r} is not supported; choose one of {list(ENGINES)}")
     if progress is not None:
