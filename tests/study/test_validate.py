@@ -12,7 +12,7 @@ import pytest
 
 from retrocohort.errors import InputError, RetrocohortError
 from retrocohort.report.design_check import design_check_table
-from retrocohort.study.validate import validate, validate_cohort
+from retrocohort.study.validate import validate, validate_cohort, write_validation_outputs
 from tests.study.test_outputs import identifiers, leaked
 from tests.study.test_pipeline import make_cohort, variant
 
@@ -83,7 +83,7 @@ def test_same_seed_same_table_with_one_or_two_processes():
     assert one.seed == 7 and one.options["processes"] == 1 and two.options["processes"] == 2
 
 
-def test_models_skipped_in_most_replicates_are_reported_loudly():
+def test_models_skipped_in_most_replicates_are_reported_loudly(tmp_path):
     """Few exposed patients: the matched models fail the minimum-information rule in most replicates."""
     study = death_only(sensitivity_full_cohort=False, sensitivity_iptw=False, e_value=False)
     cohort = make_cohort(n=400, seed=13, exposed_share=0.035, death_rate=0.0015)
@@ -92,6 +92,12 @@ def test_models_skipped_in_most_replicates_are_reported_loudly():
     assert len(loud) >= 1
     assert all(loud["skip_reason"].str.len() > 0)
     assert any("skipped in" in note and "do not describe the design" in note for note in result.notes)
+    # and in every output: the CSV flag, the report's banner and the row's marker
+    write_validation_outputs(result, tmp_path / "out")
+    table = pd.read_csv(tmp_path / "out" / "design_check.csv")
+    assert table["mostly_skipped"].sum() == len(loud)
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert 'data-key="design_check_warnings"' in html and "skipped in most replicates" in html
 
 
 @pytest.mark.parametrize(
