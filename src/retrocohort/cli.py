@@ -401,12 +401,21 @@ def validate(
     --effect 1 --effect 0.7 --seed 1 --out mg-design-check
     """
     from .errors import InputError
-    from .study.validate import DEFAULT_EFFECTS, check_effects, check_replicates, write_validation_outputs
+    from .study.validate import (
+        DEFAULT_EFFECTS,
+        _check_seed,
+        _processes,
+        check_effects,
+        check_replicates,
+        write_validation_outputs,
+    )
     from .study.validate import validate as run_validation
 
     with _user_errors(out), contextlib.ExitStack() as held:
         effects = check_effects(effect if effect else DEFAULT_EFFECTS)
         check_replicates(replicates)
+        _check_seed(seed)
+        _processes(processes)  # every option is checked before the output folder is locked or data are read
         if engine not in ("duckdb", "spark"):
             raise InputError(f"--engine {engine!r} is not supported; choose duckdb or spark")
         study = _load_language_study(study_file)

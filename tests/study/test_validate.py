@@ -211,6 +211,9 @@ def test_cli_writes_the_design_check(tmp_path, synthetic_ehr):
         (("--effect", "nan"), "finite number > 0"),
         (("--replicates", "0"), "from 1 to"),
         (("--engine", "sqlite"), "not supported"),
+        (("--seed", "-1"), "seed -1"),
+        (("--processes", "0"), "processes 0"),
+        (("--replicates", "200000"), "from 1 to"),
     ],
 )
 def test_cli_bad_options_exit_2_with_one_message(tmp_path, synthetic_ehr, args, message):
