@@ -91,7 +91,10 @@ def test_models_skipped_in_most_replicates_are_reported_loudly(tmp_path):
     loud = result.mostly_skipped
     assert len(loud) >= 1
     assert all(loud["skip_reason"].str.len() > 0)
-    assert any("skipped in" in note and "do not describe the design" in note for note in result.notes)
+    assert any(
+        ("skipped in" in note and "do not describe the design" in note) or "never fitted in" in note
+        for note in result.notes
+    )
     # and in every output: the CSV flag, the report's banner and the row's marker
     write_validation_outputs(result, tmp_path / "out")
     table = pd.read_csv(tmp_path / "out" / "design_check.csv")
@@ -186,6 +189,8 @@ def test_cli_writes_the_design_check(tmp_path, synthetic_ehr):
     document = json.loads((out / "design_check.json").read_text())
     assert document["seed"] == 5 and document["replicates"] == 3 and document["study"]["name"] == "magnesium_ckrt"
     assert "numpy" in document["provenance"]["packages"]
+    sizes = document["matched_sizes"]["0.7"]["exposed"]
+    assert 0 < sizes["min"] <= sizes["mean"] <= sizes["max"] < 100  # about 37 exposed are drawn per replicate
     html = (out / "report.html").read_text()
     assert "Design check" in html and 'data-table="design_check"' in html
     assert (out / "figures" / "design_check.png").is_file()

@@ -77,6 +77,7 @@ def design_check_document(result: Any) -> dict[str, Any]:
         "options": {k: _plain(v) for k, v in result.options.items()},
         "cohort": {k: _plain(_shown_count(v, threshold)) for k, v in result.cohort_counts.items()},
         "small_cell_threshold": threshold,
+        "matched_sizes": _matched_sizes(result, threshold),
         "fitted_effects": {k: _plain(v) for k, v in result.fitted_effects.items()},
         "observed_estimates": {k: _plain(v) for k, v in result.observed.items()},
         "estimates": [{k: _plain(v) for k, v in row.items()} for row in table.to_dict(orient="records")],
@@ -88,6 +89,26 @@ def design_check_document(result: Any) -> dict[str, Any]:
             "replaced by the planted log (s)HR; censoring from a fitted censoring model; see docs/validate.md."
         ),
     }
+
+
+def _matched_sizes(result: Any, threshold: int) -> dict[str, Any]:
+    """Matched exposed / comparator patients per planted effect: mean, min, max over replicates (suppressed)."""
+    table = result.replicates
+    out: dict[str, Any] = {}
+    if not len(table):
+        return out
+    per_replicate = table.drop_duplicates(["effect_index", "replicate"])
+    for e, effect in enumerate(result.effects):
+        rows = per_replicate.loc[per_replicate["effect_index"] == e]
+        out[f"{effect:g}"] = {
+            arm: {
+                "mean": _plain(_shown_count(float(rows[column].mean()), threshold)),
+                "min": _plain(_shown_count(int(rows[column].min()), threshold)),
+                "max": _plain(_shown_count(int(rows[column].max()), threshold)),
+            }
+            for arm, column in (("exposed", "matched_exposed"), ("comparator", "matched_comparator"))
+        }
+    return out
 
 
 def _row_label(row: Any) -> str:

@@ -509,7 +509,13 @@ def validate_cohort(
     notes = list(model.notes)
     for record in summary.to_dict(orient="records"):
         share = float(record["skipped_share"])
-        if share > MOSTLY_SKIPPED:
+        if int(record["fitted"]) == 0:
+            notes.append(
+                f"{record['outcome']} {record['model']} ({record['population']}), planted {record['effect']:g}: "
+                f"never fitted in {n_replicates} replicates ({record['skip_reason'] or 'not reported'}): the design "
+                "cannot estimate it at this size"
+            )
+        elif share > MOSTLY_SKIPPED:
             notes.append(
                 f"{record['outcome']} {record['model']} ({record['population']}), planted {record['effect']:g}: "
                 f"skipped in {share:.0%} of replicates ({record['skip_reason'] or 'not reported'}); its averages "
