@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["km", "cox", "finegray", "matching", "synthetic", "cohort", "study", "study_truth", "target_trial"]
+ORDER = ["km", "cox", "finegray", "matching", "synthetic", "cohort", "study", "study_truth", "target_trial", "validate"]
 
 
 def main() -> int:

@@ -28,6 +28,7 @@ from .matching import (
 from .report import methods_paragraph, render_html, results_paragraph, save_figure, study_figures
 from .sources import MimicIV, SyntheticInfo, check_source, generate_synthetic, to_parquet
 from .study import Study, StudyResult, analyse_cohort, flagship_study, load_study, run_study, write_outputs
+from .study.validate import ValidationResult, validate
 from .survival import (
     CoxResult,
     CumulativeIncidenceResult,
@@ -62,6 +63,7 @@ __all__ = [
     "Study",
     "StudyResult",
     "SyntheticInfo",
+    "ValidationResult",
     "analyse_cohort",
     "balance",
     "balance_before_after",
@@ -87,5 +89,6 @@ __all__ = [
     "study_figures",
     "table_one",
     "to_parquet",
+    "validate",
     "write_outputs",
 ]

@@ -1,9 +1,9 @@
 """The ``retrocohort`` command: a thin typer app over :mod:`retrocohort.study`.
 
 Commands: ``demo`` (synthetic EHR -> flagship study -> report), ``run`` (a
-study file on a MIMIC-IV folder), ``synth`` (write a synthetic EHR) and
-``check`` (which MIMIC-IV tables and columns a folder has). Errors the user
-can fix are printed in red without a traceback and exit with code 2.
+study file on a MIMIC-IV folder), ``validate`` (a plasmode design check of a study
+on its data), ``synth`` (write a synthetic EHR) and ``check`` (which MIMIC-IV
+tables and columns a folder has). Errors the user can fix are printed in red without a traceback and exit with code 2.
 """
 
 from __future__ import annotations
@@ -375,6 +375,130 @@ def run(
             )
         lock = held.enter_context(_locked_out(out, force))
         _run_and_write(mimic, study, out, force, engine, lock=lock)
+
+
+@app.command()
+def validate(
+    study_file: Path = typer.Argument(
+        ..., metavar="STUDY.toml", help="Study file in the study language (see docs/study-language.md)."
+    ),
+    mimic: Path = typer.Option(..., "--mimic", help="MIMIC-IV folder with hosp/ and icu/ (csv.gz or parquet)."),
+    replicates: int = typer.Option(1000, "--replicates", help="Simulated data sets per planted effect (1-100,000)."),
+    effect: list[float] | None = typer.Option(
+        None,
+        "--effect",
+        help="Planted (s)HR, > 0; repeat for several (default: 1 and 0.7).",
+    ),
+    seed: int | None = typer.Option(None, "--seed", help="Root seed (default: drawn and recorded in the output)."),
+    processes: int | None = typer.Option(None, "--processes", help="Worker processes (default: all cores)."),
+    engine: str = typer.Option("duckdb", "--engine", help="duckdb (embedded) or spark, for the cohort extraction."),
+    out: Path | None = typer.Option(None, "--out", help="Output folder (default: <study name>-design-check)."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it is an earlier output."),
+) -> None:
+    """Design check: does the study's analysis recover a planted effect on this data? (plasmode simulation)
+
+    Example: retrocohort validate studies/magnesium_ckrt.toml --mimic /data/mimic-iv-2.2 --replicates 1000
+    --effect 1 --effect 0.7 --seed 1 --out mg-design-check
+    """
+    from .errors import InputError
+    from .study.validate import (
+        DEFAULT_EFFECTS,
+        _check_seed,
+        _processes,
+        check_effects,
+        check_replicates,
+        write_validation_outputs,
+    )
+    from .study.validate import validate as run_validation
+
+    with _user_errors(out), contextlib.ExitStack() as held:
+        effects = check_effects(effect if effect else DEFAULT_EFFECTS)
+        check_replicates(replicates)
+        _check_seed(seed)
+        _processes(processes)  # every option is checked before the output folder is locked or data are read
+        if engine not in ("duckdb", "spark"):
+            raise InputError(f"--engine {engine!r} is not supported; choose duckdb or spark")
+        study = _load_language_study(study_file)
+        out = out if out is not None else Path(f"{study.study.name}-design-check")
+        _check_out(out, force)
+        if not mimic.is_dir():
+            raise InputError(
+                f"--mimic {str(mimic)!r} is not a folder; point it at the MIMIC-IV folder holding hosp/ and icu/"
+            )
+        lock = held.enter_context(_locked_out(out, force))
+        result = _validate_with_progress(run_validation, study, mimic, replicates, effects, seed, processes, engine)
+        write_validation_outputs(result, out, force=force, lock=lock)
+        print_validation_summary(result, out)
+
+
+def _validate_with_progress(
+    run_validation: Callable[..., Any],
+    study: Any,
+    mimic: Path,
+    replicates: int,
+    effects: tuple[float, ...],
+    seed: int | None,
+    processes: int | None,
+    engine: str,
+) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, TimeRemainingColumn
+
+    labels = {"cohort": "Building the cohort", "models": "Fitting the simulation models", "replicates": "Replicates"}
+    with Progress(
+        SpinnerColumn(finished_text="[green]done[/green]"),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+    ) as progress:
+        tasks: dict[str, Any] = {}
+
+        def callback(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(labels.get(stage, stage), total=total)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        return run_validation(
+            study,
+            mimic,
+            replicates=replicates,
+            effects=effects,
+            seed=seed,
+            processes=processes,
+            progress=callback,
+            engine=engine,
+        )
+
+
+def print_validation_summary(result: Any, out: Path | None = None) -> None:
+    """One line per planted effect and estimate: truth, bias, SEs, coverage, power, skipped share."""
+    summary = result.summary
+    console.rule(f"[bold]Design check: {escape(result.study.study.title or result.study.study.name)}")
+    populations = {"matched": "matched", "full": "full cohort", "iptw": "IPTW"}
+    for row in summary.itertuples():
+        model = str(row.model).replace("fine_gray", "Fine-Gray").replace("cox", "Cox").replace("_", " ")
+        head = f"planted {row.effect:g} | {row.outcome}, {model}, {populations.get(row.population, row.population)}"
+        skipped = f"skipped {row.skipped_share:.0%}"
+        if row.skipped_share > 0.5:
+            skipped = f"[bold red]{skipped} (most replicates: see the warning)[/bold red]"
+        if row.fitted == 0:
+            console.print(f"{escape(head)}: never fitted; {skipped}", soft_wrap=True)
+            continue
+        se = f"SE {row.empirical_se:.3f} empirical / {row.mean_reported_se:.3f} reported" if row.fitted > 1 else "SE —"
+        console.print(
+            f"{escape(head)}: truth {row.truth:.3f} ({row.truth_kind}), bias {row.bias_log:+.3f} (log), {se}, "
+            f"coverage {row.coverage:.1%} ± {1.96 * row.coverage_mcse:.1%}, power {row.power:.1%}, {skipped}",
+            soft_wrap=True,
+        )
+    for note in result.notes:
+        console.print(f"[bold yellow]warning:[/bold yellow] {escape(note)}", soft_wrap=True)
+    console.print(
+        f"{result.n_replicates:,} replicates per effect, seed {result.seed}"
+        + (f"; written to {escape(str(out))}" if out is not None else "")
+    )
 
 
 @app.command()

@@ -29,6 +29,7 @@ file) are raised as :class:`~retrocohort.errors.RetrocohortError`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import inspect
 import json
@@ -394,13 +395,19 @@ def data_fingerprint(path: str | Path) -> str:
 
 def package_versions(extra: Sequence[str] = ()) -> dict[str, str]:
     """Installed versions of the packages a result depends on."""
-    out = {}
-    for name in (*_PACKAGES, *extra):
+    return dict(_installed_versions((*_PACKAGES, *extra)))
+
+
+@functools.lru_cache(maxsize=8)
+def _installed_versions(names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    # Cached: reading package metadata costs ~5 ms, paid by every analysis of a design check's replicates.
+    out = []
+    for name in names:
         try:
-            out[name] = metadata.version(name)
+            out.append((name, metadata.version(name)))
         except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+            out.append((name, "not installed"))
+    return tuple(out)
 
 
 def read_synthetic_info(

@@ -1,0 +1,416 @@
+"""Plasmode simulation: keep a cohort's covariates, simulate exposure and outcomes with a planted effect.
+
+Pure numerics on an analysis frame (one row per patient), seeded by a
+``numpy.random.Generator``; nothing here knows which study is run. The study
+layer (:mod:`retrocohort.study.validate`) runs the study's analysis on every
+simulated frame. docs/validate.md states the model in full; in short
+(Franklin et al. 2014, *Plasmode simulation for the evaluation of
+pharmacoepidemiologic methods in complex healthcare databases*, Comput Stat
+Data Anal 72:219-226; the time-to-event designs of Austin 2013 and Fine &
+Gray 1999):
+
+* **Covariates** are the cohort's own rows, unchanged (a fixed-covariate
+  design: every replicate has the same patients; no resampling).
+* **Exposure**: the propensity model (logistic or probit, the study's
+  propensity covariates) is fitted to the observed exposure; each replicate
+  draws ``A_i ~ Bernoulli(p_i)`` from the fitted probabilities.
+* **Outcome without competing risks**: a Cox model ``exposure + covariates``
+  (the study's adjustment set) fitted to the observed outcome gives the
+  covariate log hazard ratios ``beta`` and the Breslow baseline cumulative
+  hazard ``H0``; the exposure's fitted coefficient is replaced by the planted
+  ``log(effect)``. Times are drawn by inversion, ``H0(T) exp(x beta + A log
+  effect) = E`` with ``E ~ Exp(1)``, where ``H0`` is interpolated linearly
+  between its jump times (a continuous cumulative hazard, so simulated times
+  do not tie and proportional hazards hold exactly; beyond the last event
+  time no event happens).
+* **Competing-risk outcome** (cause 1, death competing): a Fine-Gray model
+  fitted the same way gives ``beta`` and the baseline cumulative
+  subdistribution hazard ``L0``. Plasmode from the fitted baseline CIF (not
+  Fine & Gray's parametric design, which would impose a Gompertz-type
+  baseline unrelated to the user's data): ``F1(t | x, A) = 1 - exp(-L0(t)
+  exp(x beta + A log effect))``, drawn by the same inversion, so the planted
+  value is exactly the subdistribution hazard ratio. A patient not drawn to
+  cause 1 (probability ``1 - F1(tau)``) dies at a time drawn from a Cox
+  model of the competing event (covariates, no exposure term) fitted among
+  the patients who did not have the outcome, or is event-free at the end of
+  follow-up.
+* **Censoring**: a Cox model (covariates, no exposure) for censoring before
+  the end of follow-up ``tau`` (the largest observed time); simulated times
+  are ``min(T, C, tau)``, so administrative censoring at the horizon stays.
+
+The truth of an adjusted estimate is the planted conditional (s)HR. An
+unadjusted estimate in the matched or IPTW (ATT) population estimates a
+marginal (s)HR, which differs from the conditional one when covariates
+affect the outcome (non-collapsibility); :func:`marginal_truth` computes it
+by a large counterfactual simulation (Austin 2013).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+from ..matching import propensity_score
+from ..survival import cox, fine_gray
+from ..survival.cox import baseline_hazard
+
+__all__ = [
+    "CumulativeHazard",
+    "OutcomeModel",
+    "PlasmodeModel",
+    "fit_plasmode",
+    "marginal_truth",
+    "simulate",
+]
+
+
+@dataclass(frozen=True)
+class CumulativeHazard:
+    """A cumulative (sub)hazard at covariates 0, linear between its jump times.
+
+    ``time`` (k,) increasing jump times in days; ``cumhaz`` (k,) strictly increasing values at them.
+    """
+
+    time: np.ndarray
+    cumhaz: np.ndarray
+
+    def invert(self, target: np.ndarray) -> np.ndarray:
+        """Times ``t`` with ``H(t) = target`` (linear from ``H(0) = 0``); ``inf`` beyond the last jump."""
+        knots_h = np.concatenate(([0.0], self.cumhaz))
+        knots_t = np.concatenate(([0.0], self.time))
+        out = np.interp(target, knots_h, knots_t)
+        return np.where(target > knots_h[-1], np.inf, out)
+
+
+@dataclass(frozen=True)
+class OutcomeModel:
+    """The fitted models of one outcome (per row of the frame the model was fitted on).
+
+    ``linear`` is ``x beta`` without the exposure term; ``fitted_effect`` the
+    exposure's (s)HR in the observed data (for information only: the
+    simulation plants its own value).
+    """
+
+    name: str
+    competing: bool
+    coefficients: pd.Series  # log (s)HR of each design column, exposure excluded
+    fitted_effect: float
+    linear: np.ndarray
+    baseline: CumulativeHazard
+    competing_linear: np.ndarray | None
+    competing_baseline: CumulativeHazard | None
+    censoring_linear: np.ndarray
+    censoring_baseline: CumulativeHazard | None  # None: nobody censored before tau
+    tau: float
+
+
+@dataclass(frozen=True)
+class PlasmodeModel:
+    """Everything a replicate needs: exposure probabilities and per-outcome models.
+
+    Arrays are aligned to the rows of the frame passed to :func:`fit_plasmode`.
+    """
+
+    exposure_probability: np.ndarray
+    exposure_covariates: tuple[str, ...]
+    outcome_covariates: tuple[str, ...]
+    outcomes: Mapping[str, OutcomeModel]
+    ties: str
+    notes: tuple[str, ...] = ()
+
+
+def _design(frame: pd.DataFrame, covariates: Sequence[str]) -> pd.DataFrame:
+    """Numeric model columns with treatment contrasts (first sorted level the reference); constants dropped."""
+    columns: dict[str, np.ndarray] = {}
+    for name in covariates:
+        col = frame[name]
+        numeric = pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
+        if numeric:
+            values = col.to_numpy(dtype=float)
+            if np.nanstd(values) > 0:
+                columns[name] = values
+            continue
+        levels = sorted(pd.unique(col.dropna()), key=lambda v: (str(type(v)), v))
+        for level in levels[1:]:
+            columns[f"{name}={level}"] = (col == level).to_numpy(dtype=float)
+    return pd.DataFrame(columns, index=frame.index)
+
+
+def _hazard(times: np.ndarray, cumhaz: np.ndarray) -> CumulativeHazard | None:
+    """Keep the strictly increasing part of a step function (its jump times)."""
+    keep = np.diff(np.concatenate(([0.0], cumhaz))) > 0
+    if not keep.any():
+        return None
+    return CumulativeHazard(time=np.asarray(times, float)[keep], cumhaz=np.asarray(cumhaz, float)[keep])
+
+
+def _nelson_aalen(time: np.ndarray, event: np.ndarray) -> CumulativeHazard | None:
+    """Nelson-Aalen cumulative hazard (no covariates): the fallback when a censoring Cox model cannot be fitted."""
+    order = np.argsort(time, kind="stable")
+    t, e = time[order], event[order]
+    distinct, first = np.unique(t, return_index=True)
+    at_risk = len(t) - first
+    deaths = np.add.reduceat(e.astype(float), first)
+    return _hazard(distinct, np.cumsum(deaths / at_risk))
+
+
+def _cox_parts(
+    design: pd.DataFrame, time: np.ndarray, event: np.ndarray, ties: str
+) -> tuple[pd.Series, CumulativeHazard | None]:
+    work = design.assign(_time=time, _event=event.astype(int))
+    names = list(design.columns)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a nuisance model's convergence notes are not the study's
+        fit = cox(work, "_time", "_event", names, ties=ties)  # type: ignore[arg-type]
+    coefficients = fit.summary["coef"].astype(float)
+    base = baseline_hazard(fit)
+    return coefficients, _hazard(base["time"].to_numpy(float), base["cumhaz"].to_numpy(float))
+
+
+def _nuisance(
+    design: pd.DataFrame, time: np.ndarray, event: np.ndarray, ties: str, what: str, notes: list[str]
+) -> tuple[np.ndarray, CumulativeHazard | None]:
+    """(coefficients per design column, baseline) of a censoring or competing-event model.
+
+    Covariate-free (zero coefficients, Nelson-Aalen) when there are few events or the Cox model fails.
+    """
+    zeros = np.zeros(design.shape[1])
+    if int(event.sum()) == 0:
+        return zeros, None
+    if int(event.sum()) > 2 * max(design.shape[1], 1):
+        try:
+            coefficients, base = _cox_parts(design, time, event, ties)
+            values = coefficients.reindex(design.columns).to_numpy(dtype=float)
+            if np.all(np.isfinite(values)):
+                return values, base
+        except Exception:
+            pass
+    notes.append(f"{what}: Cox model not fitted (few events or no convergence); Nelson-Aalen without covariates")
+    return zeros, _nelson_aalen(time, event)
+
+
+def fit_plasmode(
+    frame: pd.DataFrame,
+    *,
+    outcomes: Mapping[str, bool],
+    exposure_covariates: Sequence[str],
+    outcome_covariates: Sequence[str],
+    exposure: str = "exposed",
+    link: str = "logit",
+    ties: str = "efron",
+) -> PlasmodeModel:
+    """Fit the exposure, outcome, competing-event and censoring models of a plasmode simulation.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        One row per patient, no missing values in the columns used: ``exposure`` (0/1),
+        the covariates, and ``<name>_time`` (days) / ``<name>_status`` per outcome
+        (0 censored, 1 the outcome, 2 the competing event).
+    outcomes : mapping
+        Outcome name -> whether it has a competing event (Fine-Gray) or not (Cox).
+    exposure_covariates, outcome_covariates : sequences of column names
+        The propensity model's and the outcome models' covariates.
+    exposure : the 0/1 exposure column.
+    link : "logit" or "probit", the propensity model's link.
+    ties : "efron" or "breslow", for the Cox models.
+
+    Returns
+    -------
+    PlasmodeModel
+
+    Raises
+    ------
+    InputError
+        An outcome has no events, or the exposure model cannot be fitted.
+    """
+    notes: list[str] = []
+    exposure_covariates = tuple(exposure_covariates)
+    outcome_covariates = tuple(outcome_covariates)
+    if exposure_covariates:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ps = propensity_score(frame, exposure, list(exposure_covariates), link=link)  # type: ignore[arg-type]
+        probability = ps.score.to_numpy(dtype=float)
+    else:
+        probability = np.full(len(frame), float(frame[exposure].mean()))
+    design = _design(frame, outcome_covariates)
+    x = design.to_numpy(float)
+    with_exposure = design.assign(_exposure=frame[exposure].to_numpy(dtype=float))
+    models: dict[str, OutcomeModel] = {}
+    for name, competing in outcomes.items():
+        time = frame[f"{name}_time"].to_numpy(dtype=float)
+        status = frame[f"{name}_status"].to_numpy()
+        tau = float(time.max())
+        if int((status == 1).sum()) == 0:
+            raise InputError(
+                f"outcome {name!r}: no events in the cohort (column {name}_status has no 1): there is no "
+                "outcome model to simulate from; check the outcome's definition or leave it out"
+            )
+        if competing:
+            work = with_exposure.assign(_time=time, _status=status.astype(int))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fit = fine_gray(work, "_time", "_status", list(with_exposure.columns), cause=1, censor_code=0)
+            coefs = fit.summary["coef"].astype(float)
+            base = _hazard(fit.baseline["time"].to_numpy(float), fit.baseline["cumulative_hazard"].to_numpy(float))
+            # Fitted among the patients without the outcome: their death times are what a patient not
+            # drawn to cause 1 must follow (a fit on everyone would treat cause 1 as censoring and give
+            # the cause-specific hazard, too low for this conditional draw).
+            others = status != 1
+            competing_coefs, competing_base = _nuisance(
+                design.loc[others], time[others], status[others] == 2, ties, f"{name}: competing-event model", notes
+            )
+            competing_linear = x @ competing_coefs
+        else:
+            coefs, base = _cox_parts(with_exposure, time, status == 1, ties)
+            competing_linear, competing_base = None, None
+        if base is None or not np.all(np.isfinite(coefs.to_numpy())):
+            raise InputError(
+                f"outcome {name!r}: the outcome model could not be fitted to the cohort (non-finite "
+                "coefficients: a covariate separates the events); simplify [analysis] adjust"
+            )
+        censored_early = (status == 0) & (time < tau)
+        censoring_coefs, censoring_base = _nuisance(
+            design, time, censored_early, ties, f"{name}: censoring model", notes
+        )
+        censoring_linear = x @ censoring_coefs
+        covariate_coefs = coefs.drop("_exposure")
+        models[name] = OutcomeModel(
+            name=name,
+            competing=bool(competing),
+            coefficients=covariate_coefs,
+            fitted_effect=float(math.exp(coefs["_exposure"])),
+            linear=x @ covariate_coefs.reindex(design.columns).to_numpy() if design.shape[1] else np.zeros(len(frame)),
+            baseline=base,
+            competing_linear=competing_linear,
+            competing_baseline=competing_base,
+            censoring_linear=censoring_linear,
+            censoring_baseline=censoring_base,
+            tau=tau,
+        )
+    return PlasmodeModel(
+        exposure_probability=probability,
+        exposure_covariates=exposure_covariates,
+        outcome_covariates=outcome_covariates,
+        outcomes=models,
+        ties=ties,
+        notes=tuple(notes),
+    )
+
+
+def _event_times(baseline: CumulativeHazard | None, linear: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    draws = rng.standard_exponential(len(linear))
+    if baseline is None:
+        return np.full(len(linear), np.inf)
+    return baseline.invert(draws / np.exp(linear))
+
+
+def _outcome_draw(
+    model: OutcomeModel, exposed: np.ndarray, log_effect: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """(time, status) of one outcome for given exposures, before censoring (``inf``: no event by tau)."""
+    linear = model.linear + log_effect * exposed
+    time = _event_times(model.baseline, linear, rng)
+    status = np.where(np.isfinite(time), 1, 0)
+    if model.competing:
+        # not drawn to cause 1: the competing event from its own cause-specific model, or event-free
+        other = _event_times(model.competing_baseline, np.asarray(model.competing_linear), rng)
+        status = np.where(np.isfinite(time), 1, np.where(np.isfinite(other), 2, 0))
+        time = np.where(np.isfinite(time), time, other)
+    return time, status
+
+
+def simulate(
+    model: PlasmodeModel, frame: pd.DataFrame, effect: float, rng: np.random.Generator, exposure: str = "exposed"
+) -> pd.DataFrame:
+    """One plasmode replicate: ``frame`` with new exposure and outcome columns, the planted ``effect``.
+
+    Parameters
+    ----------
+    model : from :func:`fit_plasmode` on ``frame``.
+    frame : the frame the model was fitted on (covariates kept as they are).
+    effect : the planted conditional hazard ratio (Cox outcomes) or subdistribution hazard
+        ratio (competing-risk outcomes), > 0.
+    rng : the replicate's generator; the draws are, in order, the exposure, then per outcome
+        the event, competing-event and censoring times.
+
+    Returns
+    -------
+    DataFrame
+        A copy of ``frame`` with ``exposure``, ``<outcome>_time`` and ``<outcome>_status`` replaced.
+    """
+    if not (isinstance(effect, (int, float)) and math.isfinite(effect) and effect > 0):
+        raise InputError(f"effect {effect!r}: a hazard ratio must be a finite number > 0")
+    if len(frame) != len(model.exposure_probability):
+        raise InputError(
+            f"simulate: the frame has {len(frame)} rows but the plasmode model was fitted on "
+            f"{len(model.exposure_probability)}; pass the frame the model was fitted on"
+        )
+    out = frame.copy()
+    exposed = (rng.random(len(frame)) < model.exposure_probability).astype(np.int64)
+    out[exposure] = exposed
+    log_effect = math.log(effect)
+    for name, m in model.outcomes.items():
+        time, status = _outcome_draw(m, exposed, log_effect, rng)
+        censor = _event_times(m.censoring_baseline, m.censoring_linear, rng)
+        observed = np.minimum(np.minimum(time, censor), m.tau)
+        status = np.where(time <= np.minimum(censor, m.tau), status, 0)
+        out[f"{name}_time"] = observed
+        out[f"{name}_status"] = status.astype(np.int64)
+    return out
+
+
+def marginal_truth(
+    model: PlasmodeModel, effect: float, rng: np.random.Generator, size: int = 20_000
+) -> dict[str, float]:
+    """The marginal (s)HR among the exposed (ATT) implied by a planted conditional ``effect``, per outcome.
+
+    Counterfactual simulation (Austin 2013, Stat Med 32:2837-2849): ``size``
+    patients are drawn from the cohort with probability proportional to
+    their exposure probability (the covariate distribution of the exposed);
+    each gets an outcome under exposure and another under no exposure, with
+    no censoring before ``tau``; the exposure's coefficient of an unadjusted
+    Cox (Fine-Gray) model on the ``2 * size`` rows is the marginal truth.
+    At ``effect = 1`` the truth is exactly 1 and is returned without simulation.
+    """
+    if effect == 1.0:
+        return {name: 1.0 for name in model.outcomes}
+    p = model.exposure_probability / model.exposure_probability.sum()
+    rows = rng.choice(len(p), size=size, p=p)
+    out: dict[str, float] = {}
+    for name, m in model.outcomes.items():
+        sub = OutcomeModel(
+            **{
+                **m.__dict__,
+                "linear": m.linear[rows],
+                "competing_linear": None if m.competing_linear is None else m.competing_linear[rows],
+            }
+        )
+        times, statuses = [], []
+        for arm in (1, 0):
+            time, status = _outcome_draw(sub, np.full(size, arm), math.log(effect), rng)
+            status = np.where(time <= m.tau, status, 0)
+            times.append(np.minimum(time, m.tau))
+            statuses.append(status)
+        work = pd.DataFrame(
+            {
+                "time": np.concatenate(times),
+                "status": np.concatenate(statuses).astype(int),
+                "exposed": np.repeat([1.0, 0.0], size),
+            }
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if m.competing:
+                summary = fine_gray(work, "time", "status", ["exposed"], cause=1, censor_code=0).summary
+            else:
+                summary = cox(work, "time", "status", ["exposed"], ties=model.ties).summary  # type: ignore[arg-type]
+        out[name] = math.exp(float(summary["coef"].to_numpy(dtype=float)[0]))
+    return out

@@ -1,0 +1,110 @@
+"""Plasmode numerics on simulated covariates where the truth is known."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from retrocohort.designs.plasmode import CumulativeHazard, fit_plasmode, marginal_truth, simulate
+from retrocohort.errors import InputError
+from retrocohort.survival import cox, fine_gray
+
+
+def frame(n: int = 800, seed: int = 0, competing: bool = False) -> pd.DataFrame:
+    """Covariates x (normal), g (a/b/c), exposure from a logistic model, exponential outcome, censoring at 60."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 1, n)
+    g = rng.choice(["a", "b", "c"], n)
+    exposed = rng.binomial(1, 1 / (1 + np.exp(-(-1.0 + 0.8 * x))))
+    rate = 0.02 * np.exp(0.7 * x + 0.5 * (g == "c") + math.log(0.6) * exposed)
+    t = rng.exponential(1 / rate)
+    early = rng.exponential(200, n)  # censoring before the end of follow-up
+    status = np.where(t <= np.minimum(early, 60), 1, 0)
+    time = np.minimum(np.minimum(t, early), 60)
+    out = pd.DataFrame({"exposed": exposed, "x": x, "g": g, "y_time": time, "y_status": status})
+    if competing:
+        death = rng.exponential(1 / 0.01, n)
+        out["y_status"] = np.where(death < out["y_time"], 2, out["y_status"])
+        out["y_time"] = np.minimum(out["y_time"], death)
+    return out
+
+
+def test_cumulative_hazard_inverts_linearly_and_is_infinite_beyond_the_last_jump():
+    h = CumulativeHazard(time=np.array([2.0, 4.0]), cumhaz=np.array([1.0, 3.0]))
+    got = h.invert(np.array([0.5, 1.0, 2.0, 3.0, 3.5]))
+    assert got[:4] == pytest.approx([1.0, 2.0, 3.0, 4.0])
+    assert math.isinf(got[4])
+
+
+def test_models_recover_the_generating_coefficients():
+    data = frame(n=3000, seed=1)
+    model = fit_plasmode(data, outcomes={"y": False}, exposure_covariates=["x"], outcome_covariates=["x", "g"])
+    y = model.outcomes["y"]
+    assert y.coefficients["x"] == pytest.approx(0.7, abs=0.08)
+    assert y.coefficients["g=c"] == pytest.approx(0.5, abs=0.15)
+    assert y.fitted_effect == pytest.approx(0.6, abs=0.1)
+    # the fitted exposure probabilities follow the logistic model (mean near the observed share)
+    assert model.exposure_probability.mean() == pytest.approx(data["exposed"].mean(), abs=1e-6)
+    assert y.censoring_baseline is not None and y.tau == pytest.approx(60)
+
+
+def test_simulated_outcomes_carry_the_planted_conditional_hazard_ratio():
+    """Pooled over replicates, the correctly specified Cox model recovers the planted HR, not the fitted one."""
+    data = frame(n=800, seed=2)
+    model = fit_plasmode(data, outcomes={"y": False}, exposure_covariates=["x"], outcome_covariates=["x", "g"])
+    coefs = []
+    for r in range(40):
+        sim = simulate(model, data, 1.5, np.random.default_rng(r))
+        assert set(sim["y_status"].unique()) <= {0, 1} and sim["y_time"].max() <= 60
+        coefs.append(cox(sim, "y_time", "y_status", ["exposed", "x", "g"]).summary.loc["exposed", "coef"])
+    mean, mcse = float(np.mean(coefs)), float(np.std(coefs, ddof=1) / math.sqrt(len(coefs)))
+    assert abs(mean - math.log(1.5)) < 3 * mcse + 0.02
+    assert abs(mean - math.log(0.6)) > 0.5  # the observed effect is replaced, not kept
+
+
+def test_competing_outcome_carries_the_planted_subdistribution_hazard_ratio():
+    data = frame(n=800, seed=3, competing=True)
+    model = fit_plasmode(data, outcomes={"y": True}, exposure_covariates=["x"], outcome_covariates=["x", "g"])
+    coefs = []
+    for r in range(25):
+        sim = simulate(model, data, 0.7, np.random.default_rng(r))
+        assert (sim["y_status"] == 2).any()
+        coefs.append(fine_gray(sim, "y_time", "y_status", ["exposed", "x", "g"]).summary.loc["exposed", "coef"])
+    mean, mcse = float(np.mean(coefs)), float(np.std(coefs, ddof=1) / math.sqrt(len(coefs)))
+    assert abs(mean - math.log(0.7)) < 3 * mcse + 0.02
+
+
+def test_marginal_truth_is_attenuated_towards_one_and_exact_at_the_null():
+    data = frame(n=800, seed=4)
+    model = fit_plasmode(data, outcomes={"y": False}, exposure_covariates=["x"], outcome_covariates=["x", "g"])
+    assert marginal_truth(model, 1.0, np.random.default_rng(0)) == {"y": 1.0}
+    marginal = marginal_truth(model, 0.5, np.random.default_rng(0), size=20_000)["y"]
+    # non-collapsibility: with covariates affecting the outcome the marginal HR lies between 0.5 and 1
+    assert 0.5 < marginal < 0.9
+
+
+def test_same_generator_same_replicate():
+    data = frame(n=300, seed=5)
+    model = fit_plasmode(data, outcomes={"y": False}, exposure_covariates=["x"], outcome_covariates=["x"])
+    a = simulate(model, data, 0.7, np.random.default_rng(9))
+    b = simulate(model, data, 0.7, np.random.default_rng(9))
+    c = simulate(model, data, 0.7, np.random.default_rng(10))
+    pd.testing.assert_frame_equal(a, b)
+    assert not a["y_time"].equals(c["y_time"])
+
+
+@pytest.mark.parametrize("effect", [0, -0.5, float("nan"), float("inf")])
+def test_simulate_refuses_an_impossible_effect(effect):
+    data = frame(n=200, seed=6)
+    model = fit_plasmode(data, outcomes={"y": False}, exposure_covariates=["x"], outcome_covariates=["x"])
+    with pytest.raises(InputError, match="finite number > 0"):
+        simulate(model, data, effect, np.random.default_rng(0))
+
+
+def test_an_outcome_without_events_is_an_error_naming_the_column():
+    data = frame(n=200, seed=7).assign(y_status=0)
+    with pytest.raises(InputError, match="y_status"):
+        fit_plasmode(data, outcomes={"y": False}, exposure_covariates=["x"], outcome_covariates=["x"])

@@ -1,0 +1,228 @@
+"""`retrocohort validate`: the design check on simulated cohorts (truth known), reproducibility, bad input, CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from retrocohort.errors import InputError, RetrocohortError
+from retrocohort.report.design_check import design_check_table
+from retrocohort.study.validate import validate, validate_cohort, write_validation_outputs
+from tests.study.test_outputs import identifiers, leaked
+from tests.study.test_pipeline import make_cohort, variant
+
+
+def death_only(**analysis):
+    """The flagship with its death outcome only (a fast study for many replicates)."""
+    study = variant(**analysis)
+    return study.model_copy(update={"outcomes": {"death": study.outcomes["death"]}})
+
+
+@pytest.fixture(scope="module")
+def coverage_result():
+    """300 replicates of a matched Cox study on a 600-patient simulated cohort, planted HR 0.6."""
+    study = death_only(sensitivity_full_cohort=True, sensitivity_iptw=False, e_value=False)
+    cohort = make_cohort(n=600, seed=11, death_rate=0.01)
+    return validate_cohort(cohort, study, replicates=300, effects=(0.6,), seed=2024, processes=1)
+
+
+def row(result, model, population="matched"):
+    s = result.summary
+    found = s.loc[(s["model"] == model) & (s["population"] == population)]
+    assert len(found) == 1, s[["model", "population"]]
+    return found.iloc[0]
+
+
+def test_matched_cox_cluster_robust_interval_covers_at_the_nominal_rate(coverage_result):
+    """Outcome model correctly specified by construction: coverage within Monte Carlo error of 95%.
+
+    300 replicates give a Monte Carlo SE of about 1.3 points for coverage and about 4% for the
+    empirical SE; a variance off by a factor 1.4 in SE would fail the SE ratio (and coverage) bounds.
+    """
+    adjusted = row(coverage_result, "cox_adjusted")
+    assert adjusted["skipped_share"] == 0 and adjusted["fitted"] == 300
+    assert adjusted["truth"] == pytest.approx(0.6) and adjusted["truth_kind"] == "conditional"
+    assert abs(adjusted["coverage"] - 0.95) < 3 * math.sqrt(0.95 * 0.05 / 300)
+    assert 0.85 < adjusted["se_ratio"] < 1.15
+    assert abs(adjusted["bias_log"]) < 3 * adjusted["bias_log_mcse"] + 0.02
+    assert adjusted["power"] > 0.5  # HR 0.6 with ~200 deaths is detectable
+
+
+def test_unadjusted_estimates_are_judged_against_the_marginal_truth(coverage_result):
+    unadjusted = row(coverage_result, "cox_unadjusted")
+    assert unadjusted["truth_kind"] == "marginal (ATT)"
+    # non-collapsibility: the marginal HR is nearer 1 than the planted conditional one
+    assert 0.6 < unadjusted["truth"] < 1.0
+    assert unadjusted["truth_conditional"] == pytest.approx(0.6)
+    full = row(coverage_result, "cox_adjusted", "full")
+    assert abs(full["coverage"] - 0.95) < 3 * math.sqrt(0.95 * 0.05 / 300)
+
+
+def test_matched_sizes_and_estimate_rows(coverage_result):
+    adjusted = row(coverage_result, "cox_adjusted")
+    assert adjusted["n_min"] <= adjusted["n_mean"] <= adjusted["n_max"] < 600
+    reps = coverage_result.replicates
+    assert set(reps["replicate"]) == set(range(300))
+    assert (reps["matched_exposed"] > 0).all()
+
+
+def test_same_seed_same_table_with_one_or_two_processes():
+    study = death_only(sensitivity_full_cohort=False, sensitivity_iptw=True, e_value=False)
+    cohort = make_cohort(n=300, seed=12)
+    one = validate_cohort(cohort, study, replicates=6, effects=(1.0, 0.7), seed=7, processes=1)
+    two = validate_cohort(cohort, study, replicates=6, effects=(1.0, 0.7), seed=7, processes=2)
+    pd.testing.assert_frame_equal(one.summary, two.summary)
+    pd.testing.assert_frame_equal(one.replicates, two.replicates)
+    other = validate_cohort(cohort, study, replicates=6, effects=(1.0, 0.7), seed=8, processes=1)
+    assert not one.replicates["estimate"].equals(other.replicates["estimate"])
+    assert one.seed == 7 and one.options["processes"] == 1 and two.options["processes"] == 2
+
+
+def test_models_skipped_in_most_replicates_are_reported_loudly(tmp_path):
+    """Few exposed patients: the matched models fail the minimum-information rule in most replicates."""
+    study = death_only(sensitivity_full_cohort=False, sensitivity_iptw=False, e_value=False)
+    cohort = make_cohort(n=400, seed=13, exposed_share=0.035, death_rate=0.0015)
+    result = validate_cohort(cohort, study, replicates=8, effects=(1.0,), seed=1, processes=1)
+    loud = result.mostly_skipped
+    assert len(loud) >= 1
+    assert all(loud["skip_reason"].str.len() > 0)
+    assert any(
+        ("skipped in" in note and "do not describe the design" in note) or "never fitted in" in note
+        for note in result.notes
+    )
+    # and in every output: the CSV flag, the report's banner and the row's marker
+    write_validation_outputs(result, tmp_path / "out")
+    table = pd.read_csv(tmp_path / "out" / "design_check.csv")
+    assert table["mostly_skipped"].sum() == len(loud)
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert 'data-key="design_check_warnings"' in html and "skipped in most replicates" in html
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"effects": (0,)}, "finite number > 0"),
+        ({"effects": (-0.7,)}, "finite number > 0"),
+        ({"effects": (float("nan"),)}, "finite number > 0"),
+        ({"effects": (float("inf"),)}, "finite number > 0"),
+        ({"effects": ()}, "at least one"),
+        ({"replicates": 0}, "from 1 to"),
+        ({"replicates": 10**7}, "from 1 to"),
+        ({"replicates": 2.5}, "whole number"),
+        ({"processes": 0}, "processes"),
+        ({"seed": -1}, "seed"),
+    ],
+)
+def test_bad_options_are_input_errors(options, message):
+    study = death_only()
+    with pytest.raises(InputError, match=message):
+        validate_cohort(make_cohort(n=200, seed=1), study, **options)
+
+
+def test_a_cohort_too_small_says_what_is_needed_and_what_there_is():
+    study = death_only()
+    cohort = make_cohort(n=200, seed=14, exposed_share=0.02)
+    with pytest.raises(InputError, match=r"too small to simulate.*exposed.*at least 10 per arm"):
+        validate_cohort(cohort, study, replicates=2)
+
+
+def test_an_outcome_with_no_events_is_an_error():
+    study = death_only()
+    with pytest.raises(InputError, match=r"0 death events \(at least 10"):
+        validate_cohort(make_cohort(n=200, seed=15, death_rate=0.0), study, replicates=2)
+
+
+def test_missing_data_folder_is_an_input_error(tmp_path):
+    with pytest.raises(RetrocohortError, match="does not exist"):
+        validate(death_only(), tmp_path / "nowhere", replicates=2)
+
+
+def test_small_sizes_are_suppressed_in_the_written_table():
+    study = death_only(sensitivity_full_cohort=False, sensitivity_iptw=False, e_value=False)
+    result = validate_cohort(make_cohort(n=300, seed=16), study, replicates=2, effects=(1.0,), seed=3, processes=1)
+    summary = result.summary.copy()
+    summary.loc[0, ["n_mean", "n_min", "n_max"]] = [4.5, 3, 60]
+    table = design_check_table(dataclasses.replace(result, summary=summary))
+    assert table.loc[0, "n_min"] == "<5" and table.loc[0, "n_mean"] == "<5" and table.loc[0, "n_max"] == 60
+
+
+# --------------------------------------------------------------------------- CLI on a synthetic EHR
+
+STUDY_FILE = Path(__file__).resolve().parents[2] / "studies" / "magnesium_ckrt.toml"
+
+
+@pytest.fixture(scope="module")
+def synthetic_ehr(tmp_path_factory) -> Path:
+    from retrocohort.sources.synthetic import generate_synthetic
+
+    path = tmp_path_factory.mktemp("ehr") / "ehr"
+    generate_synthetic(path)  # default size: the flagship's 333 eligible patients
+    return path
+
+
+def invoke(*args):
+    from typer.testing import CliRunner
+
+    from retrocohort.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    text = result.output + (result.stderr if result.stderr_bytes is not None else "")
+    return result, " ".join(text.split())
+
+
+def test_cli_writes_the_design_check(tmp_path, synthetic_ehr):
+    out = tmp_path / "check"
+    result, text = invoke(
+        "validate", STUDY_FILE, "--mimic", synthetic_ehr, "--replicates", 3, "--seed", 5, "--processes", 1, "--out", out
+    )
+    assert result.exit_code == 0, text
+    # one printed line per effect and estimate: 2 effects x 2 outcomes x 4 estimates
+    assert text.count("planted ") == 16 and "coverage" in text
+    table = pd.read_csv(out / "design_check.csv")
+    assert len(table) == 16 and set(table["effect"]) == {1.0, 0.7}
+    assert set(table["population"]) == {"matched", "full", "iptw"}
+    document = json.loads((out / "design_check.json").read_text())
+    assert document["seed"] == 5 and document["replicates"] == 3 and document["study"]["name"] == "magnesium_ckrt"
+    assert "numpy" in document["provenance"]["packages"]
+    sizes = document["matched_sizes"]["0.7"]["exposed"]
+    assert 0 < sizes["min"] <= sizes["mean"] <= sizes["max"] < 100  # about 37 exposed are drawn per replicate
+    html = (out / "report.html").read_text()
+    assert "Design check" in html and 'data-table="design_check"' in html
+    assert (out / "figures" / "design_check.png").is_file()
+    # no identifier or date of the cohort in any output
+    from retrocohort.cohort.builder import build_cohort
+    from retrocohort.sources import MimicIV
+    from retrocohort.spec import load_study_file
+
+    cohort = build_cohort(load_study_file(STUDY_FILE), MimicIV(synthetic_ehr))
+    ids, dates = identifiers(cohort.data)
+    for path in (out / "design_check.csv", out / "design_check.json", out / "report.html"):
+        assert not leaked(path, ids, dates), path
+    # never over an existing output without --force
+    again, text = invoke("validate", STUDY_FILE, "--mimic", synthetic_ehr, "--replicates", 1, "--out", out)
+    assert again.exit_code == 2 and "Traceback" not in text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--effect", "0"), "finite number > 0"),
+        (("--effect", "-1"), "finite number > 0"),
+        (("--effect", "nan"), "finite number > 0"),
+        (("--replicates", "0"), "from 1 to"),
+        (("--engine", "sqlite"), "not supported"),
+        (("--seed", "-1"), "seed -1"),
+        (("--processes", "0"), "processes 0"),
+        (("--replicates", "200000"), "from 1 to"),
+    ],
+)
+def test_cli_bad_options_exit_2_with_one_message(tmp_path, synthetic_ehr, args, message):
+    result, text = invoke("validate", STUDY_FILE, "--mimic", synthetic_ehr, "--out", tmp_path / "o", *args)
+    assert result.exit_code == 2, text
+    assert message in text and "Traceback" not in text
+    assert not (tmp_path / "o").exists()
