@@ -302,7 +302,7 @@ def demo(
         help="Keep the generated synthetic EHR in this folder (default: a temporary folder, deleted afterwards).",
     ),
 ) -> None:
-    """Generate a synthetic EHR, run the flagship magnesium-in-CKRT study on DuckDB and write the report.
+    """Generate a synthetic EHR, run the flagship study (studies/magnesium_ckrt.toml) on DuckDB and write the report.
 
     Example: retrocohort demo --out demo-output --force
     """
@@ -428,24 +428,6 @@ def synth(
                 )
 
 
-_PLUMBING = {"patient key", "admission key", "admission", "ICU stay"}
-
-
-def _concepts(needed_by: Any) -> list[str]:
-    """Study concepts named in ``needed_by`` cells ("serum Mg, creatinine", "death (in-hospital, ...)").
-
-    Commas inside parentheses do not separate concepts; the parenthesised detail
-    and the join keys are left out of the summary.
-    """
-    names = set()
-    for cell in needed_by:
-        for part in re.split(r",\s*(?![^()]*\))", str(cell)):
-            name = re.sub(r"\s*\([^)]*\)", "", part).strip()
-            if name and name not in _PLUMBING:
-                names.add(name)
-    return sorted(names, key=str.lower)
-
-
 def _read_every_file(files: list[Path]) -> None:
     """Read each table file to its end (a cut csv.gz shows only there), with a progress bar in bytes."""
     from rich.progress import BarColumn, DownloadColumn, TimeRemainingColumn
@@ -500,6 +482,7 @@ def check(
     """
     from .errors import SourceError
     from .sources import MimicIV, check_source
+    from .sources.mimic_iv import SCHEMA, table_readers
 
     if study is not None:
         _check_study_file(path, study, count)
@@ -512,16 +495,23 @@ def check(
         table.add_column("table")
         table.add_column("status")
         table.add_column("missing columns")
-        table.add_column("supports")
+        table.add_column("what it is; built-in concepts that read it")
         missing_required = []
         for name, rows in report.groupby("table", sort=False):
             present = rows[rows["present"]]
             absent = rows[~rows["present"]]
             table_absent = rows["file"].eq("").all()
             required = bool(rows["required"].any())
-            concepts = _concepts(rows["needed_by"])
+            # Study-neutral: what the table holds and which built-ins read it (a study's own concepts
+            # are listed by `check --study`).
+            readers = table_readers(str(name))
+            supports = SCHEMA[str(name)].needed_by + (f"; built-ins: {', '.join(readers)}" if readers else "")
             if table_absent:
-                status = "[red]missing (required)[/red]" if required else "[yellow]absent (optional)[/yellow]"
+                status = (
+                    "[red]missing (every study reads it)[/red]"
+                    if required
+                    else "[yellow]absent (needed only by studies that read it)[/yellow]"
+                )
             elif absent.empty:
                 status = "[green]present[/green]"
             else:
@@ -531,22 +521,23 @@ def check(
                 escape(str(name)),
                 status,
                 escape(", ".join(absent["column"])) if not table_absent else "all",
-                escape(", ".join(concepts))
-                if len(present) or not table_absent
-                else f"[dim]{escape(', '.join(concepts))}[/dim]",
+                escape(supports) if len(present) or not table_absent else f"[dim]{escape(supports)}[/dim]",
             )
         console.print(table)
         if missing_required:
             raise SourceError(
                 f"{len(missing_required)} required column(s) missing: {', '.join(missing_required[:12])}"
                 + (" ..." if len(missing_required) > 12 else "")
-                + "; the study cannot run on this folder until they are added"
+                + "; no study can run on this folder until they are added"
             )
         if not headers_only:
             _read_every_file([Path(f) for f in dict.fromkeys(report["file"]) if f])
         # The same validation a run starts with (e.g. a Parquet column stored with the wrong type).
         MimicIV(path).validate()
-        console.print("[green]Every required table and column is present.[/green]")
+        console.print(
+            "[green]Every required table and column is present.[/green] Tables marked absent are needed only "
+            "by studies that read them: `retrocohort check DATA --study STUDY.toml` checks one study."
+        )
 
 
 # --------------------------------------------------------------------------- new, check --study, convert

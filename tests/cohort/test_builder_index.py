@@ -191,3 +191,24 @@ def test_first_per_stay_computes_baseline_covariates_per_stay(folder):
     # the same patient is one calendar year older at its second stay (2151 vs 2150): each stay its own age
     assert ages[(2, 220)] == ages[(2, 210)] + 1
     assert len(cohort.data) == len(ages)
+
+
+def test_only_the_tables_the_study_reads_are_required(tmp_path):
+    from retrocohort.errors import SourceError
+
+    folder = build().write(tmp_path / "no_procedures", omit=("icu/procedureevents",))
+    # entry from labevents, rules on inputevents: procedureevents is not read (crrt_rows is defined, never named)
+    cohort = build_cohort(study(entry="mg_lab"), folder)
+    assert _index(cohort)[4][0] == 410
+    assert not any("procedureevents" in note for note in cohort.notes)
+    # a study whose index reads procedureevents: the table, the concept and the module are named
+    with pytest.raises(SourceError) as info:
+        build_cohort(study(entry="crrt_rows"), folder)
+    message = str(info.value)
+    assert "icu/procedureevents not found" in message and "concept 'crrt_rows'" in message
+    assert "icu module" in message and "remove those concepts" in message
+    # a built-in names its tables the same way (sofa reads procedureevents for ventilation)
+    text = TEMPLATE.format(entry="mg_lab", select="first", first_stay="false")
+    text = text.replace("[outcomes.death]", '[covariates.sofa]\nconcept = "sofa"\n\n[outcomes.death]')
+    with pytest.raises(SourceError, match=r"icu/procedureevents not found.*concept 'sofa'"):
+        build_cohort(parse_study_text(text), folder)

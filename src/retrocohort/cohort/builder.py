@@ -114,18 +114,22 @@ def build_cohort(
     Raises
     ------
     SourceError
-        A table the study needs is absent, or a value in a file does not parse.
+        A table the study needs is absent (named with the concepts that read it and the MIMIC-IV module it
+        ships in), or a value in a file does not parse. Tables the study does not read may be absent.
     """
     from ..sources.spark import spark_session
+    from .inventory import table_needs
 
     if engine not in ENGINES:
         raise InputError(f"engine={engine!r} is not allowed; choose one of {list(ENGINES)}")
     source = source if isinstance(source, MimicIV) else MimicIV(source)
+    # Only the tables the study reads must be there (a missing one names the concepts that read it).
+    needs, reads = table_needs(study), table_needs(study, optional=True)
     if engine == "spark":
-        source.validate()
+        source.validate(needs)
     session = spark_session(spark) if engine == "spark" else contextlib.nullcontext(None)
     with session as active:
-        conn = source.connect(engine=engine, spark=active, duckdb_config=duckdb_config)
+        conn = source.connect(engine=engine, spark=active, duckdb_config=duckdb_config, needs=needs, reads=reads)
         try:
             return build_on(conn, study)
         finally:
@@ -788,7 +792,7 @@ def _assemble(facts: pd.DataFrame, study: Study, conn: SourceConnection, found: 
             who = units if by_stay else "patient(s)"
             notes.append(f"covariate {name}: {n_missing} eligible {who} without a value; {rule}")
 
-    # Where a built-in says where its value came from (e.g. a back-calculated baseline creatinine), say how often.
+    # Where a built-in says where its value came from (e.g. a back-calculated baseline value), say how often.
     for name in study.covariates:
         source = facts.get(f"{name}__source")
         if source is not None and keep.any():

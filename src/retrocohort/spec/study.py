@@ -9,7 +9,7 @@ A study file (TOML) has these parts, each a model below and a section of
 ``[comparator]``; optional ``[dose]``; ``[covariates.NAME]``;
 ``[outcomes.NAME]``; ``[analysis]``; ``[report]``.
 
-Nothing here defaults to the flagship magnesium design: ``[study]``,
+Nothing here defaults to the flagship design: ``[study]``,
 ``[index]``, ``[exposure]``, ``[comparator]`` and at least one outcome must be
 written. Structural checks live on the models; checks that need the whole
 study (does a concept name exist, is one outcome primary) are in

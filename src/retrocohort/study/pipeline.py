@@ -184,7 +184,7 @@ def _is_competing(study: Study, outcome: str) -> bool:
 
 
 def _words(label: str) -> str:
-    """A study label inside a sentence: "Death" -> "death", "KRT liberation" stays."""
+    """A study label inside a sentence: "Death" -> "death", "ICU readmission" stays."""
     return label if label[:2].isupper() else label[:1].lower() + label[1:]
 
 
