@@ -394,7 +394,7 @@ def synth(
     from .errors import InputError
     from .sources.synthetic import generate_synthetic
 
-    with _user_errors():
+    with _user_errors(out):
         if fmt not in ("csv.gz", "parquet"):
             raise InputError(f"--format {fmt!r} is not supported; choose csv.gz or parquet")
         from .study.outputs import check_writable
@@ -410,7 +410,15 @@ def synth(
         kwargs = {"fmt": fmt, **_size_and_seed(stays, seed)}
         started = time.perf_counter()
         with err_console.status("Generating the synthetic EHR..."):
-            info = generate_synthetic(out, **kwargs)
+            try:
+                info = generate_synthetic(out, **kwargs)
+            except OSError as exc:
+                # a full disk or a folder that became unwritable while writing: the files are written
+                # beside OUT and moved in at the end, so nothing half-written is left
+                raise InputError(
+                    f"could not write the synthetic EHR to {str(out)!r} ({exc.strerror or exc}); nothing was "
+                    "written and an earlier EHR there is unchanged: free some space or choose another --out"
+                ) from None
         console.print(
             f"Wrote {getattr(info, 'stays', '?')} ICU stays (seed {getattr(info, 'seed', '?')}) to "
             f"[bold]{escape(str(out))}[/bold] in {time.perf_counter() - started:.1f} s"
