@@ -212,3 +212,13 @@ def test_only_the_tables_the_study_reads_are_required(tmp_path):
     text = text.replace("[outcomes.death]", '[covariates.sofa]\nconcept = "sofa"\n\n[outcomes.death]')
     with pytest.raises(SourceError, match=r"icu/procedureevents not found.*concept 'sofa'"):
         build_cohort(parse_study_text(text), folder)
+
+
+def test_a_table_the_study_does_not_read_may_even_lack_columns(tmp_path):
+    from retrocohort.errors import SourceError
+
+    folder = build().write(tmp_path / "cut", drop_columns={"icu/procedureevents": ["endtime"]})
+    cohort = build_cohort(study(entry="mg_lab"), folder)  # procedureevents is not read
+    assert _index(cohort)[4][0] == 410
+    with pytest.raises(SourceError, match=r"procedureevents.*column 'endtime' missing.*'crrt_rows'"):
+        build_cohort(study(entry="crrt_rows"), folder)

@@ -100,3 +100,17 @@ def test_patient_sets_join_matched_sets_that_share_a_patient():
     # sets 1 and 2 share patient 10; sets 3 and 4 share patient 14; the two groups are apart
     assert len(set(sets[:4])) == 1 and len(set(sets[4:])) == 1 and sets[0] != sets[4]
     assert np.issubdtype(sets.dtype, np.integer)
+
+
+def test_repeated_patients_matched_with_replacement_cluster_on_the_patient():
+    study = _stays_study()
+    study = study.model_copy(
+        update={
+            "analysis": study.analysis.model_copy(
+                update={"matching": study.analysis.matching.model_copy(update={"replace": True})}
+            )
+        }
+    )
+    result = analyse_cohort(_cohort_with_repeat_patients(seed=8), study)
+    matched = result.estimate("death", "cox_unadjusted", "matched")
+    assert matched is not None and "clustered on the patient" in matched.variance
