@@ -44,7 +44,8 @@ class BuiltCohort:
     Attributes
     ----------
     data
-        One row per eligible patient, sorted by ``subject_id``: ``subject_id``,
+        One row per eligible patient (per eligible ICU stay with ``select = "first_per_stay"``: a
+        patient may then have several rows), sorted by ``subject_id`` (then ``stay_id``): ``subject_id``,
         ``stay_id``, ``hadm_id``, ``index_time``, ``exposed`` (1 = exposure arm,
         0 = comparator arm), the dose column when ``[dose]`` is declared, each
         covariate (and ``<name>_missing`` for ``missing = "indicator"``), then per
