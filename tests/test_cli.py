@@ -83,13 +83,18 @@ def test_missing_table(tmp_path, small_ehr):
     broken = tmp_path / "mimic"
     shutil.copytree(small_ehr, broken)
     (broken / "hosp" / "labevents.csv.gz").unlink()
-    result, text = invoke("check", broken)
-    assert result.exit_code == 2
-    assert "hosp/labevents" in text and "missing" in text
+    # without a study, check cannot know labevents is needed: it says it is absent and who reads it
+    result, text = invoke("check", broken, "--headers-only")
+    assert result.exit_code == 0, text
+    assert "hosp/labevents" in text and "absent" in text and "creatinine" in text
+    # the study reads it: check --study and run fail, naming the table and the study's concepts
     result, text = invoke("run", STUDY_FILE, "--mimic", broken, "--out", tmp_path / "out")
     assert result.exit_code == 2
-    assert "labevents" in text and "Traceback" not in text
+    assert "labevents" in text and "serum_mg" in text and "Traceback" not in text
     assert not (tmp_path / "out").exists()
+    (broken / "icu" / "icustays.csv.gz").unlink()
+    result, text = invoke("check", broken, "--headers-only")
+    assert result.exit_code == 2 and "icu/icustays" in text and "no study can run" in text
 
 
 def test_check_complete_folder(small_ehr):

@@ -302,7 +302,7 @@ def demo(
         help="Keep the generated synthetic EHR in this folder (default: a temporary folder, deleted afterwards).",
     ),
 ) -> None:
-    """Generate a synthetic EHR, run the flagship magnesium-in-CKRT study on DuckDB and write the report.
+    """Generate a synthetic EHR, run the flagship study (studies/magnesium_ckrt.toml) on DuckDB and write the report.
 
     Example: retrocohort demo --out demo-output --force
     """
@@ -518,7 +518,7 @@ def synth(
     from .errors import InputError
     from .sources.synthetic import generate_synthetic
 
-    with _user_errors():
+    with _user_errors(out):
         if fmt not in ("csv.gz", "parquet"):
             raise InputError(f"--format {fmt!r} is not supported; choose csv.gz or parquet")
         from .study.outputs import check_writable
@@ -534,7 +534,15 @@ def synth(
         kwargs = {"fmt": fmt, **_size_and_seed(stays, seed)}
         started = time.perf_counter()
         with err_console.status("Generating the synthetic EHR..."):
-            info = generate_synthetic(out, **kwargs)
+            try:
+                info = generate_synthetic(out, **kwargs)
+            except OSError as exc:
+                # a full disk or a folder that became unwritable while writing: the files are written
+                # beside OUT and moved in at the end, so nothing half-written is left
+                raise InputError(
+                    f"could not write the synthetic EHR to {str(out)!r} ({exc.strerror or exc}); nothing was "
+                    "written and an earlier EHR there is unchanged: free some space or choose another --out"
+                ) from None
         console.print(
             f"Wrote {getattr(info, 'stays', '?')} ICU stays (seed {getattr(info, 'seed', '?')}) to "
             f"[bold]{escape(str(out))}[/bold] in {time.perf_counter() - started:.1f} s"
@@ -550,24 +558,6 @@ def synth(
                 console.print(
                     f"Planted truth, {escape(name)}: " + ", ".join(f"{k} = {v:g}" for k, v in effects.items())
                 )
-
-
-_PLUMBING = {"patient key", "admission key", "admission", "ICU stay"}
-
-
-def _concepts(needed_by: Any) -> list[str]:
-    """Study concepts named in ``needed_by`` cells ("serum Mg, creatinine", "death (in-hospital, ...)").
-
-    Commas inside parentheses do not separate concepts; the parenthesised detail
-    and the join keys are left out of the summary.
-    """
-    names = set()
-    for cell in needed_by:
-        for part in re.split(r",\s*(?![^()]*\))", str(cell)):
-            name = re.sub(r"\s*\([^)]*\)", "", part).strip()
-            if name and name not in _PLUMBING:
-                names.add(name)
-    return sorted(names, key=str.lower)
 
 
 def _read_every_file(files: list[Path]) -> None:
@@ -624,6 +614,7 @@ def check(
     """
     from .errors import SourceError
     from .sources import MimicIV, check_source
+    from .sources.mimic_iv import SCHEMA, table_readers
 
     if study is not None:
         _check_study_file(path, study, count)
@@ -636,16 +627,23 @@ def check(
         table.add_column("table")
         table.add_column("status")
         table.add_column("missing columns")
-        table.add_column("supports")
+        table.add_column("what it is; built-in concepts that read it")
         missing_required = []
         for name, rows in report.groupby("table", sort=False):
             present = rows[rows["present"]]
             absent = rows[~rows["present"]]
             table_absent = rows["file"].eq("").all()
             required = bool(rows["required"].any())
-            concepts = _concepts(rows["needed_by"])
+            # Study-neutral: what the table holds and which built-ins read it (a study's own concepts
+            # are listed by `check --study`).
+            readers = table_readers(str(name))
+            supports = SCHEMA[str(name)].needed_by + (f"; built-ins: {', '.join(readers)}" if readers else "")
             if table_absent:
-                status = "[red]missing (required)[/red]" if required else "[yellow]absent (optional)[/yellow]"
+                status = (
+                    "[red]missing (every study reads it)[/red]"
+                    if required
+                    else "[yellow]absent (needed only by studies that read it)[/yellow]"
+                )
             elif absent.empty:
                 status = "[green]present[/green]"
             else:
@@ -655,22 +653,23 @@ def check(
                 escape(str(name)),
                 status,
                 escape(", ".join(absent["column"])) if not table_absent else "all",
-                escape(", ".join(concepts))
-                if len(present) or not table_absent
-                else f"[dim]{escape(', '.join(concepts))}[/dim]",
+                escape(supports) if len(present) or not table_absent else f"[dim]{escape(supports)}[/dim]",
             )
         console.print(table)
         if missing_required:
             raise SourceError(
                 f"{len(missing_required)} required column(s) missing: {', '.join(missing_required[:12])}"
                 + (" ..." if len(missing_required) > 12 else "")
-                + "; the study cannot run on this folder until they are added"
+                + "; no study can run on this folder until they are added"
             )
         if not headers_only:
             _read_every_file([Path(f) for f in dict.fromkeys(report["file"]) if f])
         # The same validation a run starts with (e.g. a Parquet column stored with the wrong type).
         MimicIV(path).validate()
-        console.print("[green]Every required table and column is present.[/green]")
+        console.print(
+            "[green]Every required table and column is present.[/green] Tables marked absent are needed only "
+            "by studies that read them: `retrocohort check DATA --study STUDY.toml` checks one study."
+        )
 
 
 # --------------------------------------------------------------------------- new, check --study, convert

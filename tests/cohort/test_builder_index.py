@@ -158,3 +158,67 @@ def test_a_concept_on_an_absent_table_names_concept_and_table(folder):
     with pytest.raises(SourceError) as info:
         build_cohort(parse_study_text(text), folder)
     assert "concept 'noradrenaline'" in str(info.value) and "hosp/prescriptions" in str(info.value)
+
+
+def test_first_per_stay_gives_one_index_per_icu_stay(folder):
+    cohort = build_cohort(study(select="first_per_stay"), folder)
+    rows = sorted((int(r.subject_id), int(r.stay_id), r.index_time) for r in cohort.data.itertuples())
+    # patient 1: its first CRRT stay fails the support rule, its second passes; patient 2: both stays pass
+    assert (1, 110, FIRST) not in rows and (1, 120, LATER) in rows
+    assert (2, 210, FIRST) in rows and (2, 220, LATER) in rows
+    assert cohort.data.groupby("subject_id").size().max() == 2
+    a = cohort.attrition.set_index("step")
+    assert a.loc["index_event", "reason"].startswith("ICU stays with an index event")
+    assert "each ICU stay" in a.loc["index_event", "reason"]
+    # every (patient, stay) candidate counts: patient 1 has 2, patient 2 has 2, patient 3 has 1 CRRT stay, ...
+    assert a.loc["index_event", "remaining"] == 8
+    assert a.loc["support", "excluded"] >= 1
+
+
+def test_first_per_stay_with_first_icu_stay_only_is_first_per_patient(folder):
+    per_stay = build_cohort(study(select="first_per_stay", first_stay="true"), folder)
+    first = build_cohort(study(select="first", first_stay="true"), folder)
+    # the first ICU stay is one stay per patient: both selections then give the same cohort
+    assert _index(per_stay) == _index(first)
+    assert per_stay.data["subject_id"].is_unique
+
+
+def test_first_per_stay_computes_baseline_covariates_per_stay(folder):
+    text = TEMPLATE.format(entry="crrt_rows", select="first_per_stay", first_stay="false")
+    text = text.replace("[outcomes.death]", '[covariates.age]\nconcept = "age"\n\n[outcomes.death]')
+    cohort = build_cohort(parse_study_text(text), folder)
+    ages = {(int(r.subject_id), int(r.stay_id)): float(r.age) for r in cohort.data.itertuples()}
+    # the same patient is one calendar year older at its second stay (2151 vs 2150): each stay its own age
+    assert ages[(2, 220)] == ages[(2, 210)] + 1
+    assert len(cohort.data) == len(ages)
+
+
+def test_only_the_tables_the_study_reads_are_required(tmp_path):
+    from retrocohort.errors import SourceError
+
+    folder = build().write(tmp_path / "no_procedures", omit=("icu/procedureevents",))
+    # entry from labevents, rules on inputevents: procedureevents is not read (crrt_rows is defined, never named)
+    cohort = build_cohort(study(entry="mg_lab"), folder)
+    assert _index(cohort)[4][0] == 410
+    assert not any("procedureevents" in note for note in cohort.notes)
+    # a study whose index reads procedureevents: the table, the concept and the module are named
+    with pytest.raises(SourceError) as info:
+        build_cohort(study(entry="crrt_rows"), folder)
+    message = str(info.value)
+    assert "icu/procedureevents not found" in message and "concept 'crrt_rows'" in message
+    assert "icu module" in message and "remove those concepts" in message
+    # a built-in names its tables the same way (sofa reads procedureevents for ventilation)
+    text = TEMPLATE.format(entry="mg_lab", select="first", first_stay="false")
+    text = text.replace("[outcomes.death]", '[covariates.sofa]\nconcept = "sofa"\n\n[outcomes.death]')
+    with pytest.raises(SourceError, match=r"icu/procedureevents not found.*concept 'sofa'"):
+        build_cohort(parse_study_text(text), folder)
+
+
+def test_a_table_the_study_does_not_read_may_even_lack_columns(tmp_path):
+    from retrocohort.errors import SourceError
+
+    folder = build().write(tmp_path / "cut", drop_columns={"icu/procedureevents": ["endtime"]})
+    cohort = build_cohort(study(entry="mg_lab"), folder)  # procedureevents is not read
+    assert _index(cohort)[4][0] == 410
+    with pytest.raises(SourceError, match=r"procedureevents.*column 'endtime' missing.*'crrt_rows'"):
+        build_cohort(study(entry="crrt_rows"), folder)

@@ -163,7 +163,10 @@ def test_absent_required_column_and_builder_tables(tmp_path, study):
     inv = study_inventory(study, folder)
     rows = by_concept(inv)
     assert rows["mg_lab"]["status"] == "column absent" and "hosp/labevents.valuenum" in rows["mg_lab"]["message"]
-    assert any("hosp/diagnoses_icd" in n for n in inv.notes)  # required by the builder, read by no concept
+    # diagnoses_icd is read by no concept of this study: its absence is no problem any more
+    assert not any("hosp/diagnoses_icd" in n for n in inv.notes)
+    without_stays = study_inventory(study, mimic().write(tmp_path / "nostays", omit=("icu/icustays",)), count=False)
+    assert any("icu/icustays" in n and "every study reads" in n for n in without_stays.notes)
 
 
 def test_malformed_value_is_reported_with_file_column_line(tmp_path, study):

@@ -317,3 +317,31 @@ def test_baseline_creatinine_without_an_admission_looks_back_from_the_index(conn
     assert frame.creatinine_baseline[0] == 1.0 and frame.creatinine_baseline_source[0] == "before admission"
     age = conn.backend.execute(baseline_values(conn, "age", ibis.memtable(keys)))
     assert age.age[0] == 62.0  # the index time's year
+
+
+def test_icu_admission_one_event_per_stay_intime_to_outtime(tmp_path):
+    m = ConceptMimic()
+    m.patient(1, gender="F", anchor_age=50, anchor_year=2148, dod="")
+    m.admission(1, 10, str(T - 2 * D), str(T + 20 * D))
+    m.stay(1, 10, 100, str(T - D), str(T + 2 * D))
+    m.stay(1, 10, 101, str(T + 5 * D), str(T + 9 * D))  # a readmission to the ICU: its own event
+    m.add(  # a stay still open in the extract: no outtime, so the event ends at its intime
+        "icu/icustays",
+        subject_id=1,
+        hadm_id=10,
+        stay_id=102,
+        first_careunit="MICU",
+        last_careunit="MICU",
+        intime=ts(T + 12 * D),
+        outtime="",
+        los="",
+    )
+    c = MimicIV(m.write(tmp_path)).connect()
+    try:
+        icu = ev(c, "icu_admission")
+    finally:
+        c.close()
+    assert list(icu.stay_id) == [100, 101, 102] and (icu.hadm_id == 10).all()
+    assert list(icu.start_time) == [T - D, T + 5 * D, T + 12 * D]
+    assert list(icu.end_time) == [T + 2 * D, T + 9 * D, T + 12 * D]
+    assert icu.value.isna().all() and icu.amount.isna().all()

@@ -269,3 +269,32 @@ def test_a_label_with_dollar_signs_is_text_not_mathtext(result, tmp_path):
     _, svg = save_figure(figures["flow"], tmp_path / "flow")
     assert "frac" in svg.read_text()
     assert label in [t.get_text() for t in figures["km_death"].axes[0].get_legend().get_texts()]
+
+
+@pytest.mark.parametrize("words", [20, 90, 200])
+def test_flow_boxes_never_overlap_nor_leave_the_figure_with_a_long_index_label(words):
+    label = " ".join(["norepinephrine"] * words)
+    attrition = pd.DataFrame(
+        {
+            "step": ["index_event", "icu_stay", "adult", "support", "eligible"],
+            "remaining": [1200, 1150, 1100, 900, 900],
+            "excluded": [0, 50, 50, 200, 0],
+            "reason": [f"patients with an index event: {label}", "in an ICU stay", "adults", "on support", "x"],
+        }
+    )
+    counts = {"exposed": 300, "unexposed": 600, "matched_exposed": 280, "matched_unexposed": 280}
+    fig = flow_diagram(attrition, counts, labels=LABELS)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = {a.get_gid(): a.get_bbox_patch().get_window_extent(renderer) for a in _by_gid(fig, "flow-")}
+    page = fig.bbox
+    for gid, box in boxes.items():
+        assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0 and box.y1 <= page.y1, gid
+    names = sorted(boxes)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert not boxes[a].overlaps(boxes[b]), (a, b)
+    # the whole label is in the first box (wrapped, not cut)
+    text = next(a for a in _by_gid(fig, "flow-screened")).get_text()
+    assert text.replace("\n", " ").count("norepinephrine") == words
+    plt.close(fig)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -264,3 +265,31 @@ def test_only_outcome_models_become_skipped_rows(result):
     table = results_table(replace(result, skipped=extra))
     assert len(table) == len(result.estimates) + len(result.skipped)
     assert "no hazard ratio" in results_paragraph(replace(result, skipped=extra))
+
+
+def test_attrition_steps_are_named_by_the_study_not_title_cased_keys(result):
+    att = attrition_table(result)
+    steps = dict(zip(result.attrition["step"], att["Step"], strict=True))
+    # a criterion's step is its label, capitalised
+    assert result.study.criteria
+    for crit in result.study.criteria:
+        assert steps[crit.name] == crit.label[:1].upper() + crit.label[1:]
+    # the builder's own steps have proper names ("ICU", not "Icu")
+    log = pd.DataFrame(
+        {
+            "step": ["index_event", "icu_stay", "first_icu_stay", "adult", "eligible"],
+            "remaining": [100, 90, 80, 70, 70],
+            "excluded": [0, 10, 10, 10, 0],
+        }
+    )
+    names = list(attrition_table(log, threshold=5)["Step"])
+    assert names == ["Index event", "Index in an ICU stay", "First ICU stay", "Adults", "Eligible"]
+
+
+def test_step_label_without_a_study():
+    from retrocohort.report.formatting import step_label
+
+    assert step_label("first_icu_stay") == "First ICU stay"
+    assert step_label("prior_icu_readmission") == "Prior ICU readmission"
+    assert step_label("no_prior_thiamine") == "No prior thiamine"
+    assert step_label("support", {"support": "on vasopressor within 24 h"}) == "On vasopressor within 24 h"

@@ -8,8 +8,11 @@ import duckdb
 import pandas as pd
 import pytest
 
+from retrocohort.cohort.builder import build_cohort
 from retrocohort.errors import SourceError
 from retrocohort.sources import SCHEMA, MimicIV, check_source
+from retrocohort.spec import load_study_file
+from retrocohort.study import FLAGSHIP_STUDY as FLAGSHIP
 from tests.cohort.legacy import extract
 from tests.cohort.minimimic import HEADERS, MiniMimic
 
@@ -31,16 +34,26 @@ def test_missing_folder():
 def test_missing_required_table_names_file_and_version(tmp_path):
     folder = small().write(tmp_path, omit=("hosp/labevents",))
     with pytest.raises(SourceError) as err:
-        extract(folder)
+        build_cohort(load_study_file(FLAGSHIP), folder)
     message = str(err.value)
     assert "hosp/labevents" in message and "labevents.csv.gz" in message
     assert "v2.2" in message and "v3.1" in message
+    # the concepts of the study that read it, and the module it ships in
+    assert "'serum_mg'" in message and "hosp module" in message
+
+
+def test_a_table_every_study_reads_is_required_without_a_study(tmp_path):
+    folder = small().write(tmp_path, omit=("icu/icustays",))
+    with pytest.raises(SourceError, match=r"icu/icustays not found.*every study reads it.*icu module"):
+        MimicIV(folder).validate()
+    # a table only some studies read is not required without a study
+    assert MimicIV(small().write(tmp_path / "nolabs", omit=("hosp/labevents",))).validate()["hosp/labevents"] is None
 
 
 def test_missing_required_column_names_file_and_column(tmp_path):
     folder = small().write(tmp_path, drop_columns={"hosp/labevents": ["valuenum"]})
     with pytest.raises(SourceError) as err:
-        extract(folder)
+        build_cohort(load_study_file(FLAGSHIP), folder)
     message = str(err.value)
     assert str(folder / "hosp" / "labevents.csv.gz") in message
     assert "'valuenum'" in message and "v2.2" in message
@@ -76,7 +89,7 @@ def test_absent_optional_table_is_reported_not_fatal(tmp_path):
     try:
         assert conn.absent == ("icu/chartevents",)
         assert not conn.has("icu/chartevents") and conn.has("icu/inputevents")
-        assert any("CRRT-mode charting" in note for note in conn.notes)
+        assert any("icu/chartevents absent: concepts on charted observations" in note for note in conn.notes)
         with pytest.raises(SourceError, match="optional table icu/chartevents is absent"):
             conn.table("icu/chartevents")
     finally:
@@ -145,7 +158,11 @@ def test_check_source_reports_presence(tmp_path):
     status = report[(report.table == "icu/inputevents") & (report.column == "statusdescription")].iloc[0]
     assert not status.present and not status.required
     rest = report[(report.table != "icu/chartevents") & (report.column != "statusdescription")]
-    assert rest.present.all() and rest.required.all()
+    assert rest.present.all()
+    # study-neutral: only the tables every study reads are required
+    every = {"hosp/patients", "hosp/admissions", "icu/icustays"}
+    assert set(rest.loc[rest.required, "table"]) == every
+    assert not rest.loc[~rest.table.isin(every), "required"].any()
 
 
 def test_upper_case_header_columns_are_kept(tmp_path):

@@ -44,7 +44,8 @@ class BuiltCohort:
     Attributes
     ----------
     data
-        One row per eligible patient, sorted by ``subject_id``: ``subject_id``,
+        One row per eligible patient (per eligible ICU stay with ``select = "first_per_stay"``: a
+        patient may then have several rows), sorted by ``subject_id`` (then ``stay_id``): ``subject_id``,
         ``stay_id``, ``hadm_id``, ``index_time``, ``exposed`` (1 = exposure arm,
         0 = comparator arm), the dose column when ``[dose]`` is declared, each
         covariate (and ``<name>_missing`` for ``missing = "indicator"``), then per
@@ -133,18 +134,22 @@ def build_cohort(
     Raises
     ------
     SourceError
-        A table the study needs is absent, or a value in a file does not parse.
+        A table the study needs is absent (named with the concepts that read it and the MIMIC-IV module it
+        ships in), or a value in a file does not parse. Tables the study does not read may be absent.
     """
     from ..sources.spark import spark_session
+    from .inventory import table_needs
 
     if engine not in ENGINES:
         raise InputError(f"engine={engine!r} is not allowed; choose one of {list(ENGINES)}")
     source = source if isinstance(source, MimicIV) else MimicIV(source)
+    # Only the tables the study reads must be there (a missing one names the concepts that read it).
+    needs, reads = table_needs(study), table_needs(study, optional=True)
     if engine == "spark":
-        source.validate()
+        source.validate(needs)
     session = spark_session(spark) if engine == "spark" else contextlib.nullcontext(None)
     with session as active:
-        conn = source.connect(engine=engine, spark=active, duckdb_config=duckdb_config)
+        conn = source.connect(engine=engine, spark=active, duckdb_config=duckdb_config, needs=needs, reads=reads)
         try:
             return build_on(conn, study)
         finally:
@@ -246,6 +251,11 @@ class _Compiler:
         self._shared_sets: list[Any] = []
         self._cached: list[ir.Table] = []
         self.subjects: ir.Table | None = None
+        # The analysis unit: one row per patient, or per ICU stay with select = "first_per_stay"
+        # (a patient may then enter once per stay; every per-unit fact is keyed on the stay too).
+        self.by_stay = study.index.select == "first_per_stay"
+        self.unit: list[str] = ["subject_id", "stay_id"] if self.by_stay else ["subject_id"]
+        self._stay_rounds: int | None = None
 
     # -- events of a concept, restricted to the indexed patients and cached once ----------------
 
@@ -382,7 +392,10 @@ class _Compiler:
         screens = ["f_data_ok", "f_known_stay", *first_stay, "f_adult"]
         event_criteria = [c for c in study.criteria if _is_event_rule(study, c)]
 
-        if study.index.select == "first":
+        if study.index.select == "first_per_stay":
+            # every stay with an entry event is a unit; its index is the stay's first entry event
+            chosen = self._cache(self._criteria_flags(cand, event_criteria))
+        elif study.index.select == "first":
             chosen = self._first(cand, order=[cand.index_time, cand.stay_id])
             chosen = self._cache(chosen)
             chosen = self._criteria_flags(chosen, event_criteria)
@@ -398,29 +411,30 @@ class _Compiler:
         facts = chosen
         for crit in study.criteria:
             if not _is_event_rule(study, crit):
-                facts = _attach(facts, self._baseline(crit.concept[0], keys, prefix="crit_"), ["subject_id"])
+                facts = _attach(facts, self._baseline(crit.concept[0], keys, prefix="crit_"), self.unit)
         exposure = self._arm(study.exposure.concept, keys, "exp", dose=study.dose is not None)
-        facts = _attach(facts, exposure, ["subject_id"])
+        facts = _attach(facts, exposure, self.unit)
         if study.comparator.kind == "active":
-            facts = _attach(facts, self._arm(study.comparator.concept, keys, "comp", dose=False), ["subject_id"])
+            facts = _attach(facts, self._arm(study.comparator.concept, keys, "comp", dose=False), self.unit)
         for name, cov in study.covariates.items():
             if study.concept_kind(cov.concept[0]) == "baseline":
-                facts = _attach(facts, self._baseline(cov.concept[0], keys, column=name), ["subject_id"])
+                facts = _attach(facts, self._baseline(cov.concept[0], keys, column=name), self.unit)
             else:
-                facts = _attach(facts, self._summary(name, keys), ["subject_id"])
+                facts = _attach(facts, self._summary(name, keys), self.unit)
         # Every outcome kind needs the death time: it is the event, a competing event, or it censors.
         if study.outcomes:
             death = self.events("death")
-            j = death.join(keys.select("subject_id"), "subject_id")
-            facts = _attach(facts, j.group_by("subject_id").aggregate(death_at=j.start_time.min()), ["subject_id"])
+            j = death.join(keys.select(*self.unit), "subject_id")
+            facts = _attach(facts, j.group_by(self.unit).aggregate(death_at=j.start_time.min()), self.unit)
         for name, out in study.outcomes.items():
             if out.kind != "death":
-                facts = _attach(facts, self._outcome_events(name, keys), ["subject_id"])
+                facts = _attach(facts, self._outcome_events(name, keys), self.unit)
         return self._derive(facts)
 
     @staticmethod
-    def _first(table: ir.Table, order: list[Any]) -> ir.Table:
-        ranked = table.mutate(row_rank=ibis.row_number().over(ibis.window(group_by=table.subject_id, order_by=order)))
+    def _first(table: ir.Table, order: list[Any], by: list[str] | None = None) -> ir.Table:
+        group = [table[c] for c in (by or ["subject_id"])]
+        ranked = table.mutate(row_rank=ibis.row_number().over(ibis.window(group_by=group, order_by=order)))
         return ranked.filter(ranked.row_rank == 0).drop("row_rank")
 
     # -- criteria ---------------------------------------------------------------------------------
@@ -447,7 +461,10 @@ class _Compiler:
     def _baseline(self, concept: str, keys: ir.Table, prefix: str = "", column: str | None = None) -> ir.Table:
         from ..concepts import baseline_values
 
-        values = baseline_values(self.conn, concept, keys)
+        if self.by_stay:
+            values = self._baseline_by_stay(concept, keys)
+        else:
+            values = baseline_values(self.conn, concept, keys)
         target = column or f"{prefix}{concept}"
         # Detail columns ("sofa_renal" of sofa) get a "__" name no study column can take ("sofa__renal"),
         # so a covariate named like a built-in's detail never collides with it.
@@ -456,14 +473,38 @@ class _Compiler:
             for c in values.columns
             if c.startswith(concept + "_") and c != concept
         }
-        return values.select("subject_id", **{target: values[concept]}, **{k: values[v] for k, v in renamed.items()})
+        return values.select(*self.unit, **{target: values[concept]}, **{k: values[v] for k, v in renamed.items()})
+
+    def _baseline_by_stay(self, concept: str, keys: ir.Table) -> ir.Table:
+        """A baseline built-in per (patient, stay) when a patient has several index stays.
+
+        The built-ins compute one value per patient of ``keys``; the stays are therefore taken in
+        rounds (a patient's 1st index stay, then its 2nd, ...), each round holding a patient once.
+        """
+        from ..concepts import baseline_values
+
+        order = ibis.window(group_by=keys.subject_id, order_by=[keys.index_time, keys.stay_id])
+        ranked = keys.mutate(stay_round=ibis.row_number().over(order))
+        if self._stay_rounds is None:
+            self._stay_rounds = int(ranked.stay_round.max().to_pyarrow().as_py() or 0) + 1
+        parts = []
+        for r in range(self._stay_rounds):
+            k = ranked.filter(ranked.stay_round == r).drop("stay_round")
+            values = baseline_values(self.conn, concept, k)
+            stays = k.select(r_subject="subject_id", r_stay="stay_id")
+            joined = values.join(stays, values.subject_id == stays.r_subject)
+            parts.append(joined.mutate(stay_id=joined.r_stay).drop("r_subject", "r_stay"))
+        out = parts[0]
+        for part in parts[1:]:
+            out = out.union(part, distinct=False)
+        return out
 
     # -- exposure, comparator, dose ---------------------------------------------------------------
 
     def _arm(self, names: tuple[str, ...], keys: ir.Table, prefix: str, dose: bool) -> ir.Table:
         study = self.study
         ev = self.union(names)
-        j = ev.join(keys.select("subject_id", "index_time"), "subject_id")
+        j = ev.join(keys.select(*self.unit, "index_time"), "subject_id")
         hits = j.filter(in_window(j.start_time, j.end_time, j.index_time, study.exposure.window, "start"))
         aggs: dict[str, Any] = {f"n_{prefix}": hits.count()}
         if dose and study.dose is not None:
@@ -474,29 +515,30 @@ class _Compiler:
             converted = hits.amount * factor
             aggs["dose_sum"] = converted.sum()
             aggs["n_dose_unknown_unit"] = ibis.cases((converted.isnull(), 1), else_=0).sum()
-        return hits.group_by("subject_id").aggregate(**aggs)
+        return hits.group_by(self.unit).aggregate(**aggs)
 
     # -- covariates -------------------------------------------------------------------------------
 
     def _summary(self, name: str, keys: ir.Table) -> ir.Table:
         cov = self.study.covariates[name]
         ev = self.union(cov.concept)
-        j = ev.join(keys.select("subject_id", "index_time"), "subject_id")
+        j = ev.join(keys.select(*self.unit, "index_time"), "subject_id")
         cond = in_window(j.start_time, j.end_time, j.index_time, cov.window, cov.match)  # type: ignore[arg-type]
         cond = cond & _value_filter(j.value, cov.value_min, cov.value_max)
         hits = j.filter(cond)
         summary = cov.summary
+        unit = self.unit
         if summary == "count":
-            return hits.group_by("subject_id").aggregate(**{name: hits.count()})
+            return hits.group_by(unit).aggregate(**{name: hits.count()})
         if summary == "any":
-            return hits.group_by("subject_id").aggregate(**{name: (hits.count() > 0).cast("int64")})
+            return hits.group_by(unit).aggregate(**{name: (hits.count() > 0).cast("int64")})
         if summary == "sum":
             # Amounts (infused volume, urine mL) where the rows have them, else the value.
             amount = ibis.coalesce(hits.amount, hits.value)
-            return hits.group_by("subject_id").aggregate(**{name: amount.sum()})
+            return hits.group_by(unit).aggregate(**{name: amount.sum()})
         hits = hits.filter(hits.value.notnull())
         if summary in ("min", "max", "mean"):
-            return hits.group_by("subject_id").aggregate(**{name: getattr(hits.value, summary)()})
+            return hits.group_by(unit).aggregate(**{name: getattr(hits.value, summary)()})
         if summary == "nearest":
             hits = hits.mutate(distance=_seconds(hits.start_time, hits.index_time).abs())
             order = [hits.distance, hits.start_time, hits.value]
@@ -504,15 +546,15 @@ class _Compiler:
             order = [hits.start_time, hits.value]
         else:  # last
             order = [hits.start_time.desc(), hits.value.desc()]
-        picked = self._first(hits, order)
-        return picked.select("subject_id", **{name: picked.value, f"{name}_at": picked.start_time})
+        picked = self._first(hits, order, by=unit)
+        return picked.select(*unit, **{name: picked.value, f"{name}_at": picked.start_time})
 
     # -- outcomes ---------------------------------------------------------------------------------
 
     def _outcome_events(self, name: str, keys: ir.Table) -> ir.Table:
         out = self.study.outcomes[name]
         ev = self.union(out.concept)
-        j = ev.join(keys.select("subject_id", "index_time"), "subject_id")
+        j = ev.join(keys.select(*self.unit, "index_time"), "subject_id")
         horizon = _shift(j.index_time, out.horizon_days * 24.0)
         aggs: dict[str, Any] = {}
         if out.kind == "first":
@@ -525,7 +567,7 @@ class _Compiler:
         if out.exclude_prior is not None:
             prior = in_window(j.start_time, j.end_time, j.index_time, out.exclude_prior, "start")
             aggs[f"o_{name}_prior"] = ibis.cases((prior, 1), else_=0).sum()
-        return j.group_by("subject_id").aggregate(**aggs)
+        return j.group_by(self.unit).aggregate(**aggs)
 
     def _derive(self, facts: ir.Table) -> ir.Table:
         study = self.study
@@ -614,7 +656,11 @@ def _outcomes(facts: pd.DataFrame, study: Study) -> dict[str, np.ndarray]:
 
 
 def _assemble(facts: pd.DataFrame, study: Study, conn: SourceConnection, found: dict[str, int]) -> BuiltCohort:
-    facts = facts.sort_values("subject_id", kind="mergesort").reset_index(drop=True)
+    by_stay = study.index.select == "first_per_stay"
+    # the attrition and notes count analysis units: ICU stays when a patient may enter once per stay
+    units = "ICU stays" if by_stay else "patients"
+    order = ["subject_id", "stay_id"] if by_stay else ["subject_id"]
+    facts = facts.sort_values(order, kind="mergesort").reset_index(drop=True)
     notes = list(conn.notes)
     rows: list[tuple[str, int, int, str]] = []
     keep = np.ones(len(facts), dtype=bool)
@@ -627,10 +673,13 @@ def _assemble(facts: pd.DataFrame, study: Study, conn: SourceConnection, found: 
 
     idx = study.index
     labels = ", ".join(study.concept_label(n) for n in idx.concept)
-    chosen = "first event of the patient" if idx.select == "first" else "first event passing every rule"
-    rows.append(
-        ("index_event", len(facts), 0, f"patients with an index event: {idx.label} ({labels}); index = {chosen}")
-    )
+    chosen = {
+        "first": "first event of the patient",
+        "first_passing": "first event passing every rule",
+        "first_per_stay": "first event of each ICU stay (a patient may enter once per stay)",
+    }[idx.select]
+    entered = f"{units} with an index event: {idx.label} ({labels}); index = {chosen}"
+    rows.append(("index_event", len(facts), 0, entered))
     step(
         "data_checks",
         _flag(facts, "f_data_ok"),
@@ -732,7 +781,7 @@ def _assemble(facts: pd.DataFrame, study: Study, conn: SourceConnection, found: 
             "missing_covariates",
             ~any_unknown,
             'excluded: a covariate with missing = "drop" is unknown'
-            + (f" ({', '.join(counts)} patients before this step)" if counts else f" (none of {', '.join(dropping)})"),
+            + (f" ({', '.join(counts)} {units} before this step)" if counts else f" (none of {', '.join(dropping)})"),
         )
     for name, cov in study.covariates.items():
         if cov.missing == "drop":
@@ -752,7 +801,7 @@ def _assemble(facts: pd.DataFrame, study: Study, conn: SourceConnection, found: 
                 rule = f"the most common category {fill!r}"
             else:
                 fill = float(np.median(pd.to_numeric(observed))) if len(observed) else float("nan")
-                rule = f"the median of the eligible patients, {fill:g}"
+                rule = f"the median of the eligible {units}, {fill:g}"
             if not len(observed):
                 rule = (
                     "no eligible patient has a value, so nothing can be imputed and the covariate stays "
@@ -760,9 +809,10 @@ def _assemble(facts: pd.DataFrame, study: Study, conn: SourceConnection, found: 
                 )
             frame[name] = frame[name].where(~missing, fill)
         if n_missing:
-            notes.append(f"covariate {name}: {n_missing} eligible patient(s) without a value; {rule}")
+            who = units if by_stay else "patient(s)"
+            notes.append(f"covariate {name}: {n_missing} eligible {who} without a value; {rule}")
 
-    # Where a built-in says where its value came from (e.g. a back-calculated baseline creatinine), say how often.
+    # Where a built-in says where its value came from (e.g. a back-calculated baseline value), say how often.
     for name in study.covariates:
         source = facts.get(f"{name}__source")
         if source is not None and keep.any():
@@ -774,10 +824,10 @@ def _assemble(facts: pd.DataFrame, study: Study, conn: SourceConnection, found: 
                 kinds = ", ".join(str(k) for k in tally.index)
                 notes.append(
                     f"covariate {name}: values come from {kinds} (counts withheld: a group has fewer "
-                    f"than {threshold} patients)"
+                    f"than {threshold} {units})"
                 )
             else:
-                parts = ", ".join(f"{v} patients {k}" for k, v in tally.items())
+                parts = ", ".join(f"{v} {units} {k}" for k, v in tally.items())
                 notes.append(f"covariate {name}: where the value came from: {parts}")
 
     for column, outcome_values in _outcomes(facts, study).items():

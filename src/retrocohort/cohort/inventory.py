@@ -117,11 +117,13 @@ def concept_needs(study: Study, name: str) -> ConceptNeeds:
 
     spec = study.concepts.get(name)
     if spec is None:
-        builtin_tables = BUILTIN_CONCEPTS[name].tables
+        info = BUILTIN_CONCEPTS[name]
+        # tables the built-in reads only when present (CRRT-mode charting for krt) are not needed
+        builtin_tables = [t for t in info.tables if t not in info.optional_tables]
         builtin_columns = [
             f"{t}.{c}" for t in builtin_tables for c, col in CONCEPT_SCHEMA[t].columns.items() if not col.optional
         ]
-        return ConceptNeeds(tuple(builtin_tables), tuple(builtin_columns))
+        return ConceptNeeds(tuple(builtin_tables), tuple(builtin_columns), tuple(info.optional_tables))
     table = spec.table
     m = TABLE_MAPS[table]
     required = [c for c, col in CONCEPT_SCHEMA[table].columns.items() if not col.optional]
@@ -171,6 +173,45 @@ def used_concepts(study: Study) -> tuple[str, ...]:
             names.append("death")
     # Only names the study knows (validated studies have no others).
     return tuple(n for n in dict.fromkeys(names) if n in study.concepts or n in BUILTIN_CONCEPTS)
+
+
+def study_concepts(study: Study) -> tuple[str, ...]:
+    """The concepts a build of ``study`` reads: those its rules name, and death when it has outcomes.
+
+    A ``[concepts.NAME]`` the study defines but never names is not read (unlike :func:`used_concepts`).
+    """
+    names: list[str] = list(study.index.concept)
+    for crit in study.criteria:
+        names += list(crit.concept)
+    names += list(study.exposure.concept) + list(study.comparator.concept)
+    for cov in study.covariates.values():
+        names += list(cov.concept)
+    for out in study.outcomes.values():
+        names += list(out.concept)
+    if study.outcomes:  # every outcome needs the death time (the event, a competing event, or censoring)
+        names.append("death")
+    return tuple(n for n in dict.fromkeys(names) if n in study.concepts or n in BUILTIN_CONCEPTS)
+
+
+def table_needs(study: Study, optional: bool = False) -> dict[str, tuple[str, ...]]:
+    """Table -> the concepts of ``study`` that read it (:func:`study_concepts`), in the order first named.
+
+    Parameters
+    ----------
+    study
+        A validated study.
+    optional
+        Also list the tables a concept reads only when present (krt's CRRT-mode charting); False: only
+        the tables without which a concept cannot run (what :meth:`MimicIV.validate` demands).
+    """
+    out: dict[str, list[str]] = {}
+    for name in study_concepts(study):
+        need = concept_needs(study, name)
+        for table in (*need.tables, *(need.optional_tables if optional else ())):
+            out.setdefault(table, [])
+            if name not in out[table]:
+                out[table].append(name)
+    return {table: tuple(names) for table, names in out.items()}
 
 
 def _headers(source: MimicIV, tables: list[str]) -> dict[str, tuple[str, str, set[str]] | None]:
@@ -231,8 +272,8 @@ def study_inventory(
     names = used_concepts(study)
     needs = {name: concept_needs(study, name) for name in names}
     all_tables = list(dict.fromkeys(t for n in needs.values() for t in (*n.tables, *n.optional_tables)))
-    # The cohort builder opens every required table of the flagship schema (MimicIV.validate) and the
-    # ICU stays for the index, whichever concepts the study names: check those too.
+    # Every study reads the ICU stays, admissions and patients (the index is placed in an ICU stay of an
+    # admission; death comes from admissions and patients), whichever concepts it names: check those too.
     builder_tables = [name for name, spec in SCHEMA.items() if spec.required]
     headers = _headers(source, list(dict.fromkeys(all_tables + builder_tables)))
 
@@ -339,8 +380,8 @@ def study_inventory(
     builder_only = [t for t in builder_tables if not used_by.get(t) and headers[t] is None]
     if builder_only:
         notes.append(
-            f"the cohort builder currently requires {', '.join(builder_only)} although no concept of the study "
-            "reads them; copy them into the folder before `run`"
+            f"every study reads {', '.join(builder_only)} (the index is placed in an ICU stay of an admission) "
+            "although no concept of the study names them; copy them into the folder before `run`"
         )
     concepts = pd.DataFrame(
         rows,
@@ -367,4 +408,13 @@ def study_inventory(
     )
 
 
-__all__ = ["STATUSES", "ConceptNeeds", "StudyInventory", "concept_needs", "study_inventory", "used_concepts"]
+__all__ = [
+    "STATUSES",
+    "ConceptNeeds",
+    "StudyInventory",
+    "concept_needs",
+    "study_concepts",
+    "study_inventory",
+    "table_needs",
+    "used_concepts",
+]

@@ -200,6 +200,12 @@ def _vasopressors(conn: Any) -> ir.Table:
     )
 
 
+def _icu_admission(conn: Any) -> ir.Table:
+    st = conn.concept_table("icu/icustays")
+    f = st.filter(st.intime.notnull())
+    return events(f, start=f.intime, end=ibis.coalesce(f.outtime, f.intime), hadm=f.hadm_id, stay=f.stay_id)
+
+
 def _urine_output(conn: Any) -> ir.Table:
     oe = conn.concept_table("icu/outputevents")
     f = oe.filter(oe.itemid.isin([*URINE_ITEMIDS, GU_IRRIGANT_IN]) & oe.charttime.notnull() & oe.value.notnull())
@@ -263,6 +269,7 @@ EVENT_BUILDERS: dict[str, Callable[[Any], ir.Table]] = {
     "krt": lambda conn: _with_charting(conn, _procedures(conn, CRRT_ITEMIDS + INTERMITTENT_KRT_ITEMIDS)),
     "crrt": lambda conn: _with_charting(conn, _procedures(conn, CRRT_ITEMIDS)),
     "intermittent_krt": lambda conn: _procedures(conn, INTERMITTENT_KRT_ITEMIDS),
+    "icu_admission": _icu_admission,
     "invasive_ventilation": lambda conn: _procedures(conn, VENTILATION_ITEMIDS),
     "vasopressors": _vasopressors,
     "lactate": _lab(LACTATE_ITEMID),

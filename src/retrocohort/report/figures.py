@@ -596,12 +596,7 @@ def cumulative_incidence_plot(
 def _box(
     ax: Axes, x: float, y: float, text: str, width: int, gid: str, weight: str = "normal", align: str = "center"
 ) -> None:
-    wrapped = "\n".join(
-        textwrap.fill(line, width=width)
-        if not line.startswith("\u2022")
-        else textwrap.fill(line, width=width, subsequent_indent="   ")
-        for line in text.split("\n")
-    )
+    wrapped = _wrap(text, width)
     ax.text(
         x,
         y,
@@ -616,6 +611,34 @@ def _box(
         bbox={"boxstyle": "square,pad=0.6", "facecolor": "white", "edgecolor": "black", "linewidth": 0.8},
         zorder=3,
     )
+
+
+#: The padding of a flow box (0.6 x 8 pt), in inches.
+_BOX_PAD_INCHES = 0.6 * 8 / 72
+
+
+def _wrap(text: str, width: int) -> str:
+    """A box's text wrapped at ``width`` characters (bullet lines indented under their bullet)."""
+    return "\n".join(
+        textwrap.fill(line, width=width)
+        if not line.startswith("\u2022")
+        else textwrap.fill(line, width=width, subsequent_indent="   ")
+        for line in text.split("\n")
+    )
+
+
+def _box_size(text: str, width: int, weight: str = "normal") -> tuple[float, float]:
+    """(width, height) in inches of a :func:`_box` holding ``text`` wrapped at ``width`` (current style)."""
+    scratch = _style.new_figure(1.0, 1.0)
+    artist = scratch.text(0, 0, _wrap(text, width), fontsize=8, fontweight=weight)
+    extent = artist.get_window_extent(scratch.canvas.get_renderer())  # type: ignore[attr-defined]
+    pad = 2 * _BOX_PAD_INCHES + 0.02
+    return float(extent.width) / scratch.dpi + pad, float(extent.height) / scratch.dpi + pad
+
+
+def _box_height(text: str, width: int, weight: str = "normal") -> float:
+    """Height in inches of a :func:`_box` holding ``text`` wrapped at ``width``."""
+    return _box_size(text, width, weight)[1]
 
 
 def _arrow(ax: Axes, start: tuple[float, float], end: tuple[float, float]) -> None:
@@ -700,13 +723,45 @@ def flow_diagram(
     eligible = int(attrition.iloc[-1]["remaining"])
     matched = "matched_exposed" in counts and counts.get("matched_exposed") is not None
     with _style.style():
-        # A long list of exclusion reasons needs more height so its box clears the others.
-        extra = 0.22 * max(0, sum(1 + len(line) // 38 for line in lines) - 8)
-        fig, ax = _figure_and_axes(ax, 6.5, (6.2 if matched else 4.8) + extra)
+        # The layout follows the boxes' wrapped text, top to bottom in inches: a long index label or many
+        # exclusion reasons make their box taller, and the boxes below move down (never overlap, never
+        # leave the figure).
+        heights = {
+            "screened": _box_height(screened_text, 46),
+            "excluded": _box_height("\n".join(lines), 38),
+            "eligible": _box_height("Eligible\n(n)", 40, "bold"),
+            "arm": max(_box_height(f"{label}\n(n)", 24) for label in (exposed, comparator)),
+            "matched": max(_box_height(f"Matched: {label}\n(n)\nn", 26, "bold") for label in (exposed, comparator)),
+        }
+        gap, margin = 0.22, 0.12
+        tops = {"screened": margin}
+        tops["excluded"] = tops["screened"] + heights["screened"] + gap
+        tops["eligible"] = tops["excluded"] + heights["excluded"] + gap
+        tops["arm"] = tops["eligible"] + heights["eligible"] + 0.45
+        tops["matched"] = tops["arm"] + heights["arm"] + 0.5
+        bottom = tops["matched" if matched else "arm"] + heights["matched" if matched else "arm"] + margin
+        own = ax is None
+        fig, ax = _figure_and_axes(ax, 6.5, bottom)
+        if own:
+            # the axes are the whole figure, so inches on the page are inches in the layout above
+            ax.set_position((0.03, 0.0, 0.94, 1.0))
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.axis("off")
-        ys = [0.93, 0.70, 0.48, 0.27, 0.06] if matched else [0.90, 0.60, 0.34, 0.08]
+        # axes height in inches: the caller's axes may be smaller than the layout, which is then compressed
+        # (the text keeps its size, so very long labels may then touch the boxes below)
+        axes_height = ax.get_position().height * fig.get_figheight()
+        scale = min(1.0, axes_height / bottom)
+
+        def centre(name: str) -> float:
+            return 1.0 - (tops[name] + heights[name] / 2) * scale / axes_height
+
+        def edge(name: str, side: str) -> float:
+            inches = tops[name] + (heights[name] if side == "bottom" else 0.0)
+            return 1.0 - inches * scale / axes_height
+
+        ys = [centre("screened"), centre("excluded"), centre("eligible"), centre("arm")]
+        ys += [centre("matched")] if matched else []
         _box(ax, 0.35, ys[0], screened_text, 46, "flow-screened")
         _box(ax, 0.76, ys[1], "\n".join(lines), 38, "flow-excluded", align="left")
         _box(
@@ -718,14 +773,17 @@ def flow_diagram(
             "flow-eligible",
             weight="bold",
         )
-        _arrow(ax, (0.35, ys[0] - 0.06), (0.35, ys[2] + 0.06))
-        _arrow(ax, (0.35, ys[1]), (0.52, ys[1]))
+        _arrow(ax, (0.35, edge("screened", "bottom")), (0.35, edge("eligible", "top")))
+        # to the left edge of the exclusions box (its width follows its text)
+        excluded_left = 0.76 - _box_size("\n".join(lines), 38)[0] / 2 / (ax.get_position().width * fig.get_figwidth())
+        _arrow(ax, (0.35, ys[1]), (max(0.36, excluded_left), ys[1]))
         _box(ax, 0.18, ys[3], f"{exposed}\n({n(counts['exposed'], 'exposed')})", 24, "flow-exposed")
         _box(ax, 0.56, ys[3], f"{comparator}\n({n(counts['unexposed'], 'unexposed')})", 24, "flow-unexposed")
-        ax.plot([0.35, 0.35], [ys[2] - 0.05, ys[2] - 0.1], color="black", linewidth=0.8)
-        ax.plot([0.18, 0.56], [ys[2] - 0.1, ys[2] - 0.1], color="black", linewidth=0.8)
-        _arrow(ax, (0.18, ys[2] - 0.1), (0.18, ys[3] + 0.05))
-        _arrow(ax, (0.56, ys[2] - 0.1), (0.56, ys[3] + 0.05))
+        branch = (edge("eligible", "bottom") + edge("arm", "top")) / 2
+        ax.plot([0.35, 0.35], [edge("eligible", "bottom"), branch], color="black", linewidth=0.8)
+        ax.plot([0.18, 0.56], [branch, branch], color="black", linewidth=0.8)
+        _arrow(ax, (0.18, branch), (0.18, edge("arm", "top")))
+        _arrow(ax, (0.56, branch), (0.56, edge("arm", "top")))
         if matched:
             me, mu = counts["matched_exposed"], counts["matched_unexposed"]
             unmatched_e = int(counts["exposed"]) - int(me)
@@ -749,8 +807,8 @@ def flow_diagram(
                 "flow-matched-unexposed",
                 weight="bold",
             )
-            _arrow(ax, (0.18, ys[3] - 0.05), (0.18, ys[4] + 0.07))
-            _arrow(ax, (0.56, ys[3] - 0.05), (0.56, ys[4] + 0.07))
+            _arrow(ax, (0.18, edge("arm", "bottom")), (0.18, edge("matched", "top")))
+            _arrow(ax, (0.56, edge("arm", "bottom")), (0.56, edge("matched", "top")))
             ax.text(
                 0.37,
                 (ys[3] + ys[4]) / 2,

@@ -151,9 +151,38 @@ def resolve_labels(groups: Sequence[object], labels: Mapping[Any, str] | Sequenc
     return labels
 
 
-def step_label(step: object) -> str:
-    """An attrition step as words: ``no_mg_index_day`` -> ``No mg index day``, ``screened`` -> ``Screened``."""
-    text = str(step).replace("_", " ").strip()
+#: Proper names of the attrition steps the cohort builder writes itself (a criterion's step is its label).
+STEP_NAMES: dict[str, str] = {
+    "index_event": "Index event",
+    "data_checks": "Data checks",
+    "icu_stay": "Index in an ICU stay",
+    "first_icu_stay": "First ICU stay",
+    "adult": "Adults",
+    "age": "Age range",
+    "both_arms": "Both arms",
+    "neither_arm": "Neither arm",
+    "missing_covariates": "Missing covariates",
+    "eligible": "Eligible",
+    "screened": "Screened",
+}
+#: Abbreviations kept in capitals when a step key is turned into words.
+_ABBREVIATIONS = {"icu": "ICU", "icd": "ICD", "ed": "ED", "sofa": "SOFA", "ps": "PS", "iv": "IV"}
+
+
+def step_label(step: object, labels: Mapping[str, str] | None = None) -> str:
+    """An attrition step in words: the study's own label, a proper name, or the key as words.
+
+    ``labels`` maps step keys to the study's labels (a criterion's ``label``); the builder's own steps
+    have proper names (``icu_stay`` -> ``Index in an ICU stay``); any other key becomes words with its
+    abbreviations in capitals (``prior_icu_readmission`` -> ``Prior ICU readmission``).
+    """
+    key = str(step).strip()
+    if labels and key in labels and labels[key]:
+        text = str(labels[key]).strip()
+    elif key in STEP_NAMES:
+        return STEP_NAMES[key]
+    else:
+        text = " ".join(_ABBREVIATIONS.get(w.lower(), w) for w in key.replace("_", " ").split())
     return text[:1].upper() + text[1:] if text else text
 
 

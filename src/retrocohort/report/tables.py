@@ -530,6 +530,19 @@ def table_one_combined(result: Any) -> pd.DataFrame | None:
 # --------------------------------------------------------------------------- other tables
 
 
+def _step_labels(study: Any) -> dict[str, str]:
+    """Attrition step key -> the study's words for it: each criterion's label, ``prior_<outcome>`` lines."""
+    if study is None:
+        return {}
+    labels = {c.name: c.label for c in getattr(study, "criteria", ())}
+    for name, outcome in getattr(study, "outcomes", {}).items():
+        label = outcome.label
+        # "Death" -> "prior death"; an acronym ("ICU readmission") keeps its capitals
+        label = label if len(label) > 1 and label[1].isupper() else label[:1].lower() + label[1:]
+        labels[f"prior_{name}"] = f"prior {label}"
+    return labels
+
+
 def attrition_table(result_or_attrition: Any, threshold: int | None = None) -> pd.DataFrame:
     """The attrition log as printed: ``Step``, ``Remaining``, ``Excluded``, ``Reason``, counts suppressed."""
     attrition = getattr(result_or_attrition, "attrition", result_or_attrition)
@@ -553,9 +566,10 @@ def attrition_table(result_or_attrition: Any, threshold: int | None = None) -> p
         def scrub(text: str) -> str:
             return suppress_counts_in_text(text, t)
 
+    study = getattr(result_or_attrition, "study", None)
     return pd.DataFrame(
         {
-            "Step": [step_label(v) for v in attrition["step"]],
+            "Step": [step_label(v, _step_labels(study)) for v in attrition["step"]],
             "Remaining": remaining,
             "Excluded": excluded,
             "Reason": [

@@ -175,14 +175,21 @@ def methods_paragraph(result: Any) -> str:
     s: list[str] = []
     source = "a synthetic electronic health record in the MIMIC-IV layout" if result.synthetic else "MIMIC-IV"
     s.append(f"We conducted a retrospective cohort study in {source}: {study.study.title}.")
-    selection = "first" if study.index.select == "first" else "first qualifying"
+    selection = {"first": "first", "first_passing": "first qualifying"}.get(study.index.select, "")
     ages = []
     if study.index.min_age is not None:
         ages.append(f"aged {study.index.min_age:g} years or older")
     if study.index.max_age is not None:
         ages.append(f"aged {study.index.max_age:g} years or younger")
+    # with one index per ICU stay the unit is the stay, and a patient may contribute several
+    whose = "the first" if study.index.select == "first_per_stay" else f"each patient's {selection}"
+    per_stay = (
+        " of each ICU stay (a patient could contribute one index per stay; the analysis unit was the ICU stay)"
+        if study.index.select == "first_per_stay"
+        else ""
+    )
     s.append(
-        f"The index time was each patient's {selection} {index} ({_concepts(study, study.index.concept)})"
+        f"The index time was {whose} {index}{per_stay} ({_concepts(study, study.index.concept)})"
         + (", in the first ICU stay only" if study.index.first_icu_stay_only else "")
         + (f"; we included patients {_join(ages)}" if ages else "")
         + "."

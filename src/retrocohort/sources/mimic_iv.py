@@ -23,7 +23,7 @@ import contextlib
 import gzip
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -86,7 +86,11 @@ def _cols(**spec: tuple[str, str] | tuple[str, str, bool, str]) -> dict[str, Col
     return {name: Column(*value) for name, value in spec.items()}
 
 
-#: The tables and columns the cohort builder reads, with explicit types.
+#: The tables and columns the cohort builder and the data checks read, with explicit types. ``required``:
+#: every study reads it (the index is placed in an ICU stay of a patient's admission; death comes from
+#: admissions and patients); the others are needed only by the studies whose concepts read them
+#: (:meth:`MimicIV.validate` with ``needs``). ``needed_by`` says what the table is; the built-in concepts
+#: that read it are listed from the catalogue (:func:`table_readers`).
 SCHEMA: dict[str, TableSpec] = {
     "hosp/patients": TableSpec(
         "hosp/patients",
@@ -95,104 +99,124 @@ SCHEMA: dict[str, TableSpec] = {
             gender=("string", "sex"),
             anchor_age=("int32", "age"),
             anchor_year=("int32", "age"),
-            dod=("date", "death (out-of-hospital, day precision)"),
+            dod=("date", "date of death (out-of-hospital, day precision)"),
         ),
-        needed_by="age, sex, death",
+        needed_by="one row per patient: sex, age anchor, date of death (every study)",
     ),
     "hosp/admissions": TableSpec(
         "hosp/admissions",
         _cols(
             subject_id=("int64", "patient key"),
             hadm_id=("int64", "admission key"),
-            admittime=("timestamp", "age, baseline creatinine"),
+            admittime=("timestamp", "age at the admission"),
             dischtime=("timestamp", "admission"),
-            deathtime=("timestamp", "death (in-hospital, minute precision)"),
+            deathtime=("timestamp", "time of in-hospital death (minute precision)"),
         ),
-        needed_by="age, baseline creatinine, death",
+        needed_by="hospital admissions: age at the index admission, in-hospital death (every study)",
     ),
     "hosp/labevents": TableSpec(
         "hosp/labevents",
         _cols(
             subject_id=("int64", "patient key"),
-            specimen_id=("int64", "SOFA respiratory (PaO2/FiO2 pairing)"),
-            itemid=("int32", "serum Mg, creatinine, SOFA labs"),
-            charttime=("timestamp", "serum Mg, creatinine, SOFA labs"),
-            valuenum=("float64", "serum Mg, creatinine, SOFA labs"),
+            specimen_id=("int64", "pairing of values of one specimen"),
+            itemid=("int32", "laboratory item"),
+            charttime=("timestamp", "laboratory time"),
+            valuenum=("float64", "laboratory value"),
         ),
-        needed_by="serum Mg exclusion and covariate, baseline creatinine/eGFR, SOFA labs",
+        required=False,
+        needed_by="laboratory results (itemids of hosp/d_labitems)",
+        degrades="concepts on laboratory results find no rows",
     ),
     "hosp/diagnoses_icd": TableSpec(
         "hosp/diagnoses_icd",
         _cols(
             subject_id=("int64", "patient key"),
-            hadm_id=("int64", "sepsis"),
-            icd_code=("string", "sepsis"),
-            icd_version=("int32", "sepsis"),
+            hadm_id=("int64", "admission key"),
+            icd_code=("string", "diagnosis code"),
+            icd_version=("int32", "diagnosis code"),
         ),
-        needed_by="sepsis",
+        required=False,
+        needed_by="ICD-9/ICD-10 diagnosis codes per admission",
+        degrades="concepts on diagnosis codes find no rows",
     ),
     "icu/icustays": TableSpec(
         "icu/icustays",
         _cols(
             subject_id=("int64", "patient key"),
-            hadm_id=("int64", "index admission"),
-            stay_id=("int64", "index ICU stay"),
-            intime=("timestamp", "index ICU stay"),
-            outtime=("timestamp", "index ICU stay"),
+            hadm_id=("int64", "admission key"),
+            stay_id=("int64", "ICU stay"),
+            intime=("timestamp", "ICU stay"),
+            outtime=("timestamp", "ICU stay"),
         ),
-        needed_by="index ICU stay",
+        needed_by="ICU stays: the index is placed in one (every study)",
     ),
     "icu/procedureevents": TableSpec(
         "icu/procedureevents",
         _cols(
             subject_id=("int64", "patient key"),
-            hadm_id=("int64", "index admission"),
-            stay_id=("int64", "index ICU stay"),
-            starttime=("timestamp", "CKRT index, KRT liberation, ventilation"),
-            endtime=("timestamp", "KRT liberation, ventilation"),
-            itemid=("int32", "CKRT index, KRT liberation, ventilation"),
+            hadm_id=("int64", "admission key"),
+            stay_id=("int64", "ICU stay"),
+            starttime=("timestamp", "procedure start"),
+            endtime=("timestamp", "procedure end"),
+            itemid=("int32", "procedure item"),
         ),
-        needed_by="CKRT index, KRT sessions (liberation), invasive ventilation",
+        required=False,
+        needed_by="ICU procedures with start and end (itemids of icu/d_items)",
+        degrades="concepts on ICU procedures find no rows",
     ),
     "icu/inputevents": TableSpec(
         "icu/inputevents",
         _cols(
             subject_id=("int64", "patient key"),
-            hadm_id=("int64", "admission"),
+            hadm_id=("int64", "admission key"),
             stay_id=("int64", "ICU stay"),
-            starttime=("timestamp", "vasopressors, Mg exposure"),
-            endtime=("timestamp", "vasopressors"),
-            itemid=("int32", "vasopressors, Mg exposure"),
-            amount=("float64", "Mg dose"),
-            amountuom=("string", "Mg dose"),
-            rate=("float64", "SOFA cardiovascular"),
-            rateuom=("string", "SOFA cardiovascular"),
-            patientweight=("float64", "SOFA cardiovascular (mcg/min to mcg/kg/min)"),
-            orderid=("int64", "Mg dose (carrier rows share the order)"),
+            starttime=("timestamp", "infusion start"),
+            endtime=("timestamp", "infusion end"),
+            itemid=("int32", "drug or fluid item"),
+            amount=("float64", "amount given"),
+            amountuom=("string", "unit of the amount"),
+            rate=("float64", "infusion rate"),
+            rateuom=("string", "unit of the rate"),
+            patientweight=("float64", "rate per kg (mcg/min to mcg/kg/min)"),
+            orderid=("int64", "order (rows of one order)"),
             statusdescription=(
                 "string",
-                "Mg dose (rewritten rows are not counted)",
+                "row status (status_exclude drops rewritten rows)",
                 True,
-                "rewritten magnesium sulfate rows cannot be recognised and are counted in the dose",
+                "rewritten rows cannot be recognised: a status_exclude selector keeps them, and they count in a dose",
             ),
         ),
-        needed_by="vasopressor support, SOFA cardiovascular, Mg exposure and dose",
+        required=False,
+        needed_by="ICU infusions and boluses with amounts and rates (itemids of icu/d_items)",
+        degrades="concepts on ICU infusions find no rows",
     ),
     "icu/chartevents": TableSpec(
         "icu/chartevents",
         _cols(
             subject_id=("int64", "patient key"),
-            hadm_id=("int64", "admission"),
+            hadm_id=("int64", "admission key"),
             stay_id=("int64", "ICU stay"),
-            charttime=("timestamp", "CKRT index (CRRT mode charting)"),
-            itemid=("int32", "CKRT index (CRRT mode charting)"),
+            charttime=("timestamp", "chart time"),
+            itemid=("int32", "charted item"),
         ),
         required=False,
-        needed_by="CKRT index and KRT sessions from CRRT-mode charting (itemid 227290)",
-        degrades="CRRT-mode charting (chartevents 227290) not used: the CKRT index and KRT sessions "
-        "come from procedureevents only",
+        needed_by="ICU charted observations (itemids of icu/d_items)",
+        degrades="concepts on charted observations find no rows; built-ins that read it when present use "
+        "their other tables only (see docs/concepts.md)",
     ),
 }
+
+
+def _by_concepts(concepts: Sequence[str]) -> str:
+    return f"; read by the study's concept(s) {', '.join(repr(c) for c in concepts)}" if concepts else ""
+
+
+def table_readers(table: str) -> tuple[str, ...]:
+    """The built-in concepts that read ``table`` (from the catalogue), in catalogue order."""
+    from ..spec.catalogue import BUILTIN_CONCEPTS
+
+    return tuple(name for name, info in BUILTIN_CONCEPTS.items() if table in info.tables)
+
 
 _EXTENSIONS = (".csv.gz", ".csv", ".parquet")
 
@@ -354,53 +378,89 @@ class MimicIV:
                 return found
         return None
 
-    def validate(self) -> dict[str, TableFile | None]:
-        """Locate every table of :data:`SCHEMA` and check the needed columns.
+    def validate(self, needs: Mapping[str, Sequence[str]] | None = None) -> dict[str, TableFile | None]:
+        """Locate the tables of :data:`SCHEMA` and check the columns of those a study needs.
+
+        Parameters
+        ----------
+        needs
+            Table -> the study's concepts that cannot run without it
+            (:func:`retrocohort.cohort.inventory.table_needs`). The tables every study reads
+            (``required`` in :data:`SCHEMA`) are always needed; any other table may be absent
+            unless ``needs`` names it. None: only those every study reads.
 
         Returns
         -------
         dict
-            table name -> :class:`TableFile` (None for an absent optional table).
+            table name -> :class:`TableFile` (None for a table that is absent, or present but
+            unreadable by the schema and not needed).
 
         Raises
         ------
         SourceError
-            A required table is absent, or a table lacks a required column;
-            the message names the file, the column and the MIMIC-IV releases
-            that have it.
+            A needed table is absent, or lacks a column; the message names the file or table, the
+            column, the concepts that need it, and the MIMIC-IV module it ships in.
         """
+        needs = {name: tuple(concepts) for name, concepts in (needs or {}).items()}
         found: dict[str, TableFile | None] = {}
         problems: list[str] = []
         for name, spec in SCHEMA.items():
+            needed = spec.required or name in needs
             tf = self.locate(name)
             if tf is None:
-                if spec.required:
-                    tried = ", ".join(f"{name}{ext}" for ext in _EXTENSIONS)
-                    problems.append(
-                        f"table {name} not found in {self.path} (looked for {tried}); it is needed for "
-                        f"{spec.needed_by} and ships in the {name.split('/')[0]} module of {spec.version_note}"
-                    )
+                if needed:
+                    problems.append(self._absent(name, needs.get(name, ()), spec))
                 found[name] = None
                 continue
             lower = {c.lower() for c in tf.header}
-            for col, column in spec.columns.items():
-                if col not in lower and not column.optional:
-                    problems.append(
-                        f"{tf.path}: column {col!r} missing (needed for {column.needed_by}); {spec.version_note} "
-                        f"have it. Columns found: {', '.join(tf.header)}"
-                    )
-            if tf.format == "parquet":
-                problems += _parquet_type_problems(spec, tf)
+            wrong = [
+                f"{tf.path}: column {col!r} missing (needed for {column.needed_by}"
+                f"{_by_concepts(needs.get(name, ()))}); {spec.version_note} have it. Columns found: "
+                f"{', '.join(tf.header)}"
+                for col, column in spec.columns.items()
+                if col not in lower and not column.optional
+            ]
+            if tf.format == "parquet" and not wrong:
+                wrong = _parquet_type_problems(spec, tf)
+            if wrong and not needed:
+                # A table the study does not read cannot stop it: left out, as if absent.
+                found[name] = None
+                continue
+            problems += wrong
             found[name] = tf
+        # Tables only concepts read (prescriptions, emar, ...): present now, their columns checked when opened.
+        for name, concepts in needs.items():
+            if name not in SCHEMA and self.locate(name) is None:
+                problems.append(self._absent(name, concepts, None))
         if problems:
             raise SourceError("MIMIC-IV source is incomplete or mistyped:\n  " + "\n  ".join(problems))
         return found
+
+    def _absent(self, name: str, concepts: Sequence[str], spec: TableSpec | None) -> str:
+        tried = ", ".join(f"{name}{ext}" for ext in _EXTENSIONS)
+        why = (
+            (
+                f"concept {concepts[0]!r} of the study reads it"
+                if len(concepts) == 1
+                else f"concepts {', '.join(repr(c) for c in concepts)} of the study read it"
+            )
+            if concepts
+            else f"every study reads it ({spec.needed_by if spec is not None else name})"
+        )
+        module = name.split("/")[0]
+        return (
+            f"table {name} not found in {self.path} (looked for {tried}); {why}. It ships in the {module} "
+            f"module of {SUPPORTED_VERSIONS}: copy it into the folder"
+            + (", or remove those concepts from the study" if concepts else "")
+        )
 
     def connect(
         self,
         engine: Engine = "duckdb",
         spark: Any = None,
         duckdb_config: dict[str, Any] | None = None,
+        needs: Mapping[str, Sequence[str]] | None = None,
+        reads: Mapping[str, Sequence[str]] | None = None,
     ) -> SourceConnection:
         """Open the tables on an engine and return lazy ibis tables.
 
@@ -413,13 +473,22 @@ class MimicIV:
             None starts (or reuses) a ``local[*]`` session.
         duckdb_config
             DuckDB settings (e.g. ``{"memory_limit": "3GB", "threads": 2}``).
+        needs
+            Table -> the study's concepts that need it (see :meth:`validate`); None: the tables every
+            study reads.
+        reads
+            Table -> the study's concepts that read it, needed or only when present: the notes then
+            speak only of absent tables the study reads. None: of every absent table.
         """
         if engine not in ENGINES:
             raise ValueError(f"engine={engine!r} is not allowed; choose one of {list(ENGINES)}")
-        files = self.validate()
-        if engine == "duckdb":
-            return _connect_duckdb(self, files, duckdb_config or {})
-        return _connect_spark(self, files, spark)
+        files = self.validate(needs)
+        conn = _connect_duckdb(self, files, duckdb_config or {}) if engine == "duckdb" else None
+        if conn is None:
+            conn = _connect_spark(self, files, spark)
+        if reads is not None:
+            conn.reads = {name: tuple(concepts) for name, concepts in reads.items()}
+        return conn
 
 
 @dataclass
@@ -436,6 +505,8 @@ class SourceConnection:
     # Views of CONCEPT_SCHEMA tables, opened on first use by concept_table (a study that uses no
     # concept on a table never opens it); table -> (view name, optional columns present).
     concept_views: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+    # Table -> the study's concepts that read it (None: not known; notes then cover every absent table).
+    reads: dict[str, tuple[str, ...]] | None = None
 
     def table(self, name: str) -> Any:
         """The ibis table of ``name`` ("icu/inputevents") as the cohort reads it: the columns of :data:`SCHEMA`,
@@ -513,7 +584,15 @@ class SourceConnection:
     @property
     def notes(self) -> tuple[str, ...]:
         """What each absent optional table or column costs the study."""
-        notes = [f"{name} absent: {SCHEMA[name].degrades}" for name in self.absent]
+        if self.reads is None:
+            notes = [f"{name} absent: {SCHEMA[name].degrades}" for name in self.absent]
+        else:
+            # Only tables the study reads; the concepts that read an absent one use their other tables.
+            notes = [
+                f"{name} absent: {', '.join(self.reads[name])} use(s) their other tables only"
+                for name in self.absent
+                if self.reads.get(name)
+            ]
         for name, tf in self.files.items():
             if tf is None:
                 continue
@@ -965,7 +1044,8 @@ def check_source(path: str | Path) -> pd.DataFrame:
     pandas.DataFrame
         One row per (table, column) of :data:`SCHEMA`, columns ``table``,
         ``column``, ``file`` (path or ""), ``present`` (bool), ``required``
-        (bool: the study cannot run without it), ``needed_by`` (study concepts).
+        (bool: no study can run without it), ``needed_by`` (what the column is for).
+        Which built-in concepts read a table: :func:`table_readers`.
     """
     source = MimicIV(path)
     rows = []
@@ -1224,5 +1304,6 @@ __all__ = [
     "check_source",
     "locate_malformed",
     "read_through",
+    "table_readers",
     "to_parquet",
 ]

@@ -12,12 +12,16 @@ caller started (a notebook, a cluster) is used as it is and left running.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import logging
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from ..errors import SparkUnavailableError
 
-__all__ = ["LOCAL_SPARK_CONF", "local_spark_session", "spark_session"]
+__all__ = ["LOCAL_SPARK_CONF", "QUIET_LOG4J2", "local_spark_session", "quiet_log4j2_file", "spark_session"]
 
 
 #: Settings of the local session :func:`local_spark_session` starts, each for a reason given beside it.
@@ -41,6 +45,37 @@ LOCAL_SPARK_CONF: dict[str, str] = {
     # schedule 200 near-empty tasks per join on a laptop's few cores.
     "spark.sql.shuffle.partitions": "2",
 }
+
+
+#: The JVM's log4j2 configuration for a local session: only FATAL lines (Spark writes none in a normal run).
+#: A failed task is logged at ERROR with its whole Java stack trace, straight from the JVM to the terminal,
+#: before the Python exception that we translate into a one-line error; the exception carries everything.
+#: The gateway's logger at the same level keeps Spark from printing "Setting default log level to WARN" (PySpark
+#: starts the JVM as an interpreter, whose default level is WARN unless its logger is configured).
+QUIET_LOG4J2 = """\
+status = error
+appender.console.type = Console
+appender.console.name = console
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n
+rootLogger.level = fatal
+rootLogger.appenderRef.console.ref = console
+logger.repl.name = org.apache.spark.api.python.PythonGatewayServer
+logger.repl.level = fatal
+"""
+
+
+def quiet_log4j2_file() -> Path:
+    """A log4j2 properties file with :data:`QUIET_LOG4J2` (written once in the temporary folder)."""
+    digest = hashlib.sha256(QUIET_LOG4J2.encode()).hexdigest()[:12]
+    path = Path(tempfile.gettempdir()) / f"retrocohort-log4j2-{digest}.properties"
+    if not path.is_file() or path.read_text() != QUIET_LOG4J2:
+        # written beside and renamed: two runs starting at once never read a half-written file
+        partial = path.with_name(f"{path.name}.{id(path)}.part")
+        partial.write_text(QUIET_LOG4J2)
+        partial.replace(path)
+    return path
 
 
 def _active_context() -> Any:
@@ -80,6 +115,13 @@ def local_spark_session(master: str = "local[*]") -> Any:
     builder = SparkSession.builder.master(master).appName("retrocohort")
     for key, value in LOCAL_SPARK_CONF.items():
         builder = builder.config(key, value)
+    # The log level must be set before the JVM starts: setLogLevel after getOrCreate comes too late for the
+    # start-up lines and is per context. The options reach the driver JVM as spark-submit --conf.
+    builder = builder.config(
+        "spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={quiet_log4j2_file().as_uri()}"
+    )
+    # py4j logs its connection errors through Python logging (the last-resort handler prints them).
+    logging.getLogger("py4j").setLevel(logging.CRITICAL)
     try:
         session = builder.getOrCreate()
     except Exception as exc:  # pyspark raises PySparkRuntimeError (JAVA_GATEWAY_EXITED) or a Py4J error
@@ -91,9 +133,10 @@ def local_spark_session(master: str = "local[*]") -> Any:
             "Spark needs Java 17 or 21: install a JDK and put java on PATH or set JAVA_HOME, "
             "or use the DuckDB engine (--engine duckdb)"
         ) from None
-    # Spark's WARN lines go straight from the JVM to the terminal, through the progress display;
-    # errors still reach the user as Python exceptions.
-    session.sparkContext.setLogLevel("ERROR")
+    # Spark's WARN and ERROR lines go straight from the JVM to the terminal, through the progress display;
+    # errors still reach the user as Python exceptions. (Again here: a JVM already running in this process
+    # was started without the options above.)
+    session.sparkContext.setLogLevel("FATAL")
     return session
 
 

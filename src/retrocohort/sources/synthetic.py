@@ -25,6 +25,7 @@ import gzip
 import json
 import math
 import shutil
+import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -367,8 +368,7 @@ def generate_synthetic(
             )
         if not overwrite:
             raise InputError(f"generate_synthetic: {existing[0]} exists; pass overwrite=True to replace it")
-        for sub in existing:
-            shutil.rmtree(sub)
+        # The earlier EHR is replaced only once the new one is complete (see _install).
 
     root = np.random.SeedSequence(int(seed))
     streams = {
@@ -432,7 +432,6 @@ def generate_synthetic(
         **study_truth,
     }
     total_stays = flagship_stays + thiamine_stays + vaso_stays + second_stays
-    _write(out, tables, fmt)
     meta = {
         "generator": "retrocohort.sources.synthetic",
         "generator_version": GENERATOR_VERSION,
@@ -444,7 +443,16 @@ def generate_synthetic(
         "truth": truth,
         "studies": study_truth,
     }
-    (out / "SYNTHETIC.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    # Written into a sibling folder and moved into place at the end: an interruption (Ctrl-C) or a full
+    # disk leaves no half-written EHR behind (the sibling is removed) and an earlier EHR in ``out`` intact.
+    staging = out.parent / f".{out.name}.synth-{uuid.uuid4().hex[:12]}"
+    try:
+        staging.mkdir(parents=True)
+        _write(staging, tables, fmt)
+        (staging / "SYNTHETIC.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        _install(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone already when installed
     return SyntheticInfo(
         path=out,
         stays=int(total_stays),
@@ -1676,6 +1684,48 @@ def _truth(plan: _Plan, planted: pd.DataFrame, seed: int) -> dict[str, Any]:
             f"Generator seed {seed}."
         ),
     }
+
+
+#: What the generator writes into its folder (and replaces in an earlier synthetic EHR).
+_PARTS: tuple[str, ...] = ("hosp", "icu", "SYNTHETIC.json")
+
+
+def _install(staging: Path, out: Path) -> None:
+    """Move the complete EHR written in ``staging`` to ``out`` (renames on one file system).
+
+    A new or empty ``out`` is replaced by ``staging`` in one rename. An ``out`` that holds an earlier
+    synthetic EHR (checked by the caller) keeps its other files: its parts are moved aside, the new
+    ones moved in, and the old ones deleted last; if a move fails the old parts are put back.
+    """
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        if out.exists():
+            out.rmdir()
+        staging.rename(out)
+        return
+    old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:12]}"
+    old.mkdir()
+    installed: list[str] = []
+    try:
+        for part in _PARTS:
+            if (out / part).exists():
+                (out / part).rename(old / part)
+        for part in _PARTS:
+            (staging / part).rename(out / part)
+            installed.append(part)
+    except BaseException:
+        # undo: the new parts out, the old ones back in
+        for part in installed:
+            target = out / part
+            if target.is_dir():
+                shutil.rmtree(target, ignore_errors=True)
+            else:
+                target.unlink(missing_ok=True)
+        for part in _PARTS:
+            if (old / part).exists() and not (out / part).exists():
+                (old / part).rename(out / part)
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _write(out: Path, tables: dict[str, _Table], fmt: str) -> None:

@@ -29,6 +29,9 @@ class BuiltinInfo:
     # numeric / binary / categorical: what the value is (a covariate's type must fit it)
     value_type: Literal["numeric", "binary", "categorical", "none"] = "numeric"
     tables: tuple[str, ...] = ()
+    # Tables of ``tables`` read only when present (the built-in then uses the others): a folder without
+    # them still runs a study that names the built-in.
+    optional_tables: tuple[str, ...] = ()
 
 
 _B = BuiltinInfo
@@ -44,6 +47,7 @@ BUILTIN_CONCEPTS: dict[str, BuiltinInfo] = {
         "CRRT-mode chart row (chartevents 227290) as a zero-length session at its charttime.",
         "none",
         ("icu/procedureevents", "icu/chartevents"),
+        ("icu/chartevents",),
     ),
     "crrt": _B(
         "events",
@@ -53,6 +57,7 @@ BUILTIN_CONCEPTS: dict[str, BuiltinInfo] = {
         "chart rows (chartevents 227290) as zero-length sessions.",
         "none",
         ("icu/procedureevents", "icu/chartevents"),
+        ("icu/chartevents",),
     ),
     "intermittent_krt": _B(
         "events",
@@ -61,6 +66,15 @@ BUILTIN_CONCEPTS: dict[str, BuiltinInfo] = {
         "Intermittent hemodialysis sessions: procedureevents 225441, start to end.",
         "none",
         ("icu/procedureevents",),
+    ),
+    "icu_admission": _B(
+        "events",
+        "ICU admission",
+        "",
+        "One event per ICU stay: icustays.intime to icustays.outtime (a missing outtime is the intime), with "
+        "the stay's stay_id and hadm_id; every ICU stay of the folder, first or later.",
+        "none",
+        ("icu/icustays",),
     ),
     "invasive_ventilation": _B(
         "events",
@@ -284,6 +298,7 @@ BUILTIN_CONCEPTS: dict[str, BuiltinInfo] = {
         "the stay has been charted for the whole span).",
         "numeric",
         ("hosp/labevents", "icu/outputevents", "icu/chartevents", "icu/procedureevents"),
+        ("icu/outputevents", "icu/chartevents"),
     ),
     "creatinine_baseline": _B(
         "baseline",

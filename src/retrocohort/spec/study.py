@@ -9,7 +9,7 @@ A study file (TOML) has these parts, each a model below and a section of
 ``[comparator]``; optional ``[dose]``; ``[covariates.NAME]``;
 ``[outcomes.NAME]``; ``[analysis]``; ``[report]``.
 
-Nothing here defaults to the flagship magnesium design: ``[study]``,
+Nothing here defaults to the flagship design: ``[study]``,
 ``[index]``, ``[exposure]``, ``[comparator]`` and at least one outcome must be
 written. Structural checks live on the models; checks that need the whole
 study (does a concept name exist, is one outcome primary) are in
@@ -138,12 +138,14 @@ class IndexSpec(_Section):
     first event of that stay is a candidate; the earliest candidate is the
     index; a patient whose first candidate fails a rule is not re-indexed).
     ``"first_passing"``: the earliest candidate that passes the adult rule and
-    every criterion.
+    every criterion. ``"first_per_stay"``: every candidate is an index (the first
+    entry event of each ICU stay), so a patient may enter once per stay and the
+    analysis unit is the ICU stay; the outcome models then cluster on the patient.
     """
 
     concept: tuple[str, ...] = Field(min_length=1)
     label: str = Field(min_length=1)
-    select: Literal["first", "first_passing"] = "first"
+    select: Literal["first", "first_passing", "first_per_stay"] = "first"
     min_age: float | None = Field(18, ge=0, le=120)
     max_age: float | None = Field(None, ge=0, le=130)
     first_icu_stay_only: bool = False

@@ -76,7 +76,7 @@ label = '<fill: the exposure, in words | e.g. "Vasopressin">'
 [index]
 concept = "index_event"                          # one concept, a list of concepts, or a built-in
 label = '<fill: the index event as the report names it ("Days since ...") | e.g. "norepinephrine start">'
-select = "first"                                 # "first" per patient, or "first_passing" the criteria
+select = "first"                                 # "first" per patient, "first_passing" the criteria, "first_per_stay"
 min_age = 18
 first_icu_stay_only = true
 

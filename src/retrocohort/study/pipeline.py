@@ -185,7 +185,7 @@ def _is_competing(study: Study, outcome: str) -> bool:
 
 
 def _words(label: str) -> str:
-    """A study label inside a sentence: "Death" -> "death", "KRT liberation" stays."""
+    """A study label inside a sentence: "Death" -> "death", "ICU readmission" stays."""
     return label if label[:2].isupper() else label[:1].lower() + label[1:]
 
 
@@ -807,6 +807,8 @@ def _match(run: _Run, data: pd.DataFrame, ps_result: Any) -> tuple[Any, pd.DataF
         return result, None
     if matched["subclass"].notna().all():
         matched["subclass"] = matched["subclass"].astype("int64")
+        if _repeated_patients(run, matched):
+            matched["patient_set"] = _patient_sets(matched)
     return result, matched.reset_index(drop=True)
 
 
@@ -972,8 +974,53 @@ def _fit_hr(
     return fit
 
 
+def _repeated_patients(run: _Run, frame: pd.DataFrame) -> bool:
+    """Whether a patient has several rows (``select = "first_per_stay"``: one row per ICU stay).
+
+    Rows of one patient are not independent: the models then cluster on the patient (robust variance
+    by subject, as ``coxph(..., cluster = subject_id)``).
+    """
+    return (
+        run.study.index.select == "first_per_stay"
+        and "subject_id" in frame
+        and bool(frame["subject_id"].duplicated().any())
+    )
+
+
+#: Variance words for a model clustered on the patient.
+_BY_PATIENT = "robust, clustered on the patient (a patient contributes several ICU stays)"
+
+
+def _patient_sets(matched: pd.DataFrame) -> np.ndarray:
+    """Clusters that hold both every matched set and every patient: the matched sets joined by shared patients.
+
+    A patient with two stays may sit in two matched sets; clustering on the matched set alone would treat
+    the two stays as independent, clustering on the patient alone would ignore the pairing. The connected
+    components of "same set or same patient" nest both.
+    """
+    sets = pd.factorize(matched["subclass"])[0]
+    people = pd.factorize(matched["subject_id"])[0] + sets.max() + 1
+    parent = np.arange(people.max() + 1)
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = int(parent[i])
+        return i
+
+    for a, b in zip(sets, people, strict=True):
+        ra, rb = root(int(a)), root(int(b))
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    return pd.factorize(np.array([root(int(a)) for a in sets]))[0].astype(np.int64)
+
+
 def _matched_variance(run: _Run, matched: pd.DataFrame) -> tuple[str | None, bool | None, str]:
     """(cluster column, robust flag, description) for models in the matched cohort."""
+    if _repeated_patients(run, matched):
+        if run.study.analysis.cluster_on_matched_set and "patient_set" in matched:
+            return "patient_set", None, "robust, clustered on matched sets joined by shared patients"
+        return "subject_id", None, _BY_PATIENT
     if not run.study.analysis.cluster_on_matched_set:
         if _weights_needed(matched):
             # explicit: coxph's default would keep the model-based variance for whole-number weights,
@@ -1113,6 +1160,7 @@ def _full_cohort(run: _Run, data: pd.DataFrame) -> None:
     study = run.study
     if not study.analysis.sensitivity_full_cohort:
         return
+    repeated = _repeated_patients(run, data)
     for name in study.outcomes:
         competing = _is_competing(study, name)
         _fit_hr(
@@ -1123,7 +1171,8 @@ def _full_cohort(run: _Run, data: pd.DataFrame) -> None:
             frame=data,
             covariates=study.adjustment_set,
             label=_line(study, name, "full eligible cohort, adjusted"),
-            variance="crr sandwich" if competing else "model-based",
+            variance=_BY_PATIENT if repeated else "crr sandwich" if competing else "model-based",
+            cluster="subject_id" if repeated else None,
         )
 
 
@@ -1152,8 +1201,9 @@ def _iptw(run: _Run, data: pd.DataFrame) -> pd.DataFrame:
             covariates=["exposed"],
             weights="iptw_weight",
             robust=robust,
+            cluster="subject_id" if _repeated_patients(run, data) else None,
             label=_line(study, name, "IPTW (ATT weights)"),
-            variance="robust (sandwich)",
+            variance=_BY_PATIENT if _repeated_patients(run, data) else "robust (sandwich)",
         )
     return data
 
@@ -1206,6 +1256,8 @@ def _subgroups(run: _Run, data: pd.DataFrame, matched: pd.DataFrame | None) -> t
             else dict(zip(("cluster", "robust", "variance"), _matched_variance(run, matched), strict=True))
             | {"weights": "weight"}
         )
+    elif _repeated_patients(run, data):
+        options = {"variance": _BY_PATIENT, "cluster": "subject_id"}
     else:
         options = {"variance": "crr sandwich" if competing else "model-based"}
     options.pop("note", None)

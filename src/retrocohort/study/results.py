@@ -31,7 +31,7 @@ class OutcomeResult:
     outcome only, for the model named in ``ph_test_model``.
     """
 
-    name: str  # the study's outcome key ("death", "krt_liberation", ...)
+    name: str  # the study's outcome key ("death", "icu_readmission", ...)
     label: str  # study label
     kind: str  # "death" | "first" | "absence"
     competing: bool  # True: CIF by arm + Gray + Fine-Gray; False: KM by arm + log-rank + Cox
