@@ -34,7 +34,7 @@ NAME_PATTERN = r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$"  # no "__": the builder keeps 
 _NAME_RULE = "a-z, 0-9, single _ between words"
 
 #: Columns every analysis frame has; a covariate or outcome may not take these names.
-RESERVED_COLUMNS: tuple[str, ...] = ("subject_id", "stay_id", "hadm_id", "index_time", "exposed")
+RESERVED_COLUMNS: tuple[str, ...] = ("subject_id", "stay_id", "hadm_id", "index_time", "exposed", "exposure_start_days")
 
 #: Attrition steps the builder writes itself; a criterion may not take these names.
 RESERVED_STEPS: tuple[str, ...] = (
