@@ -839,6 +839,15 @@ def _trial_family(
                 values[diff] = values[total] - values[part]
                 hidden.append(diff)
                 equations.append((total, (part, diff)))
+        # The patients the trial keeps and the study does not are often exactly those its not_applied criteria
+        # excluded (a small "died within 48 h" line must not come back as trial eligible - eligible).
+        attrition = getattr(result, "attrition", None)
+        extra = f"{names['eligible']}|extra"
+        if extra in values and attrition is not None and len(attrition) and "step" in attrition.columns:
+            steps = [str(x) for x in attrition["step"]]
+            rows = [f"attrition_excluded_{i}" for i, st in enumerate(steps) if st in set(trial.not_applied)]
+            if rows:
+                equations.append((extra, tuple(rows)))
         out[name] = names
     return out
 
