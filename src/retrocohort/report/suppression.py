@@ -831,7 +831,9 @@ def _trial_family(
             for strategy in ("start", "no_start"):
                 if strategy in counts.index:
                     names[f"events_{strategy}"] = f"tt|{name}|events_{strategy}"
-                    values[names[f"events_{strategy}"]] = int(counts.loc[strategy, "events"])
+                    values[names[f"events_{strategy}"]] = int(
+                        counts["events"].to_numpy()[list(counts.index).index(strategy)]
+                    )
         # Differences a reader can take against the study's own counts (kept only where they hold exactly).
         for total, part, what in ((names["eligible"], "eligible", "extra"), (names["started"], "exposed", "extra")):
             if part in values and values[total] >= values[part]:

@@ -113,12 +113,13 @@ _INTERVAL = {
     "additionalProperties": False,
     "properties": {"estimate": _NUMBER, "lower": _NUMBER, "upper": _NUMBER},
 }
+_WEIGHT_STATS = ("min", "p01", "p25", "median", "p75", "p99", "max", "mean", "ess", "lower", "upper")
 _WEIGHTS = {
     "type": "object",
     "required": ["min", "p01", "p25", "median", "p75", "p99", "max", "mean", "ess", "truncated_rows", "lower", "upper"],
     "additionalProperties": False,
     "properties": {
-        **{k: _NUMBER for k in ("min", "p01", "p25", "median", "p75", "p99", "max", "mean", "ess", "lower", "upper")},
+        **{k: _NUMBER for k in _WEIGHT_STATS},
         "truncated_rows": _COUNT,
     },
 }
@@ -889,7 +890,7 @@ def _trial_document(trial: Any, disclosure: StudyDisclosure) -> dict[str, Any]:
     weights = boot.point.weights
     document["weights"] = {
         str(strategy): {
-            **{k: _plain(row[k]) for k in _WEIGHTS["properties"] if k != "truncated_rows"},
+            **{k: _plain(row[k]) for k in _WEIGHT_STATS},
             # rows of clone-intervals, not patients, but small numbers are still held back
             "truncated_rows": _count(row["truncated_rows"], disclosure.threshold),
         }
