@@ -65,6 +65,12 @@ def test_defaults_and_switching_it_off():
     assert not [k for k, _ in study_stages(plain) if k.startswith("target_trial")]
     off = parse_study_text(_trial('enabled = false\nnot_applied = ["died_within_48h"]\n'))
     assert not [k for k, _ in study_stages(off) if k.startswith("target_trial")]
+    # under [analysis]: false switches it off, true asks for it with every default (then the death rule holds)
+    plain_text = TEXT.replace(SECTION, "")
+    flag = "e_value = true\n"
+    assert parse_study_text(plain_text.replace(flag, flag + "target_trial = false\n")).analysis.target_trial is None
+    with pytest.raises(StudySpecError, match='not_applied = \\["died_within_48h"\\]'):
+        parse_study_text(plain_text.replace(flag, flag + "target_trial = true\n"))
 
 
 BAD = [
