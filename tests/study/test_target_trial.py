@@ -326,6 +326,11 @@ def test_time_varying_without_the_interval_module_is_a_clear_error(tmp_path):
     study = STUDY.model_copy(update={"analysis": STUDY.analysis.model_copy(update={"target_trial": trial})})
     with pytest.raises(InputError, match="cannot compute time-varying covariates yet"):
         _time_varying(tmp_path, study, COHORT.data)
+    # run_study says so before it reads any data (this folder does not even exist)
+    from retrocohort.study.pipeline import run_study
+
+    with pytest.raises(InputError, match="cannot compute time-varying covariates yet"):
+        run_study(tmp_path / "no-such-folder", study)
 
 
 def test_trial_replicates_must_be_an_integer_of_two_or_more():
