@@ -574,7 +574,8 @@ def target_trial_protocol(result: Any) -> str:
     )
     seed = trial.seed if trial.seed is not None else study.study.seed
     replicates = next(
-        (t.options.get("n_replicates") for t in (result.target_trial or {}).values() if t.options), trial.replicates
+        (t.options.get("n_replicates") for t in (getattr(result, "target_trial", None) or {}).values() if t.options),
+        trial.replicates,
     )
     s.append(
         "Estimands: the weighted Kaplan-Meier risk (with a competing event, the weighted Aalen-Johansen "
@@ -597,7 +598,7 @@ def _pct(x: float) -> str:
 
 def target_trial_line(result: Any, outcome: str) -> str:
     """One line of the printed summary: the emulated trial's RD, RR and HR with bootstrap intervals (or why not)."""
-    trial = (result.target_trial or {}).get(outcome)
+    trial = (getattr(result, "target_trial", None) or {}).get(outcome)
     if trial is None:
         return ""
     label = f"{outcome_label(result, outcome)} by day {float(trial.horizon_days):g}"

@@ -830,7 +830,10 @@ def results_document(result: StudyResult) -> dict[str, Any]:
         "notes": [disclosure.text(n) for n in result.notes],
         "provenance": _plain(result.provenance),
         "data_checks": [{k: _plain(v) for k, v in row.items()} for row in data_checks_table(result).to_dict("records")],
-        "target_trial": {name: _trial_document(trial, disclosure) for name, trial in result.target_trial.items()},
+        "target_trial": {
+            name: _trial_document(trial, disclosure)
+            for name, trial in (getattr(result, "target_trial", None) or {}).items()
+        },
     }
 
 
