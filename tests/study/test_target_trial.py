@@ -150,6 +150,11 @@ BAD = [
         ["'deaht' is not an outcome of this study (did you mean 'death'?)"],
     ),
     (
+        "outcome listed twice",
+        _trial('not_applied = ["died_within_48h"]\noutcomes = ["death", "death"]\n'),
+        ["analysis.target_trial.outcomes: listed twice: ['death']"],
+    ),
+    (
         "baseline covariate as time-varying",
         _trial('not_applied = ["died_within_48h"]\ntime_varying = ["sofa"]\n'),
         ["'sofa' is a baseline value", "time_varying"],
