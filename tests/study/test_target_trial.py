@@ -423,3 +423,25 @@ def test_small_counts_of_the_trial_are_not_published(tmp_path):
     not_started = doc["target_trial"]["death"]["counts"]["not_started"]
     assert not isinstance(not_started, int), not_started
     assert not re.search(rf"(?<![\d.]){len(data) - 3}(?![\d.])", json.dumps(doc["target_trial"]))
+
+
+def test_cli_run_with_replicates_prints_the_trial_lines_and_writes_the_block(tmp_path):
+    from typer.testing import CliRunner
+
+    from retrocohort.sources.synthetic import generate_synthetic
+
+    generate_synthetic(tmp_path / "ehr", stays=200, seed=3)
+    out = tmp_path / "out"
+    runner = CliRunner()
+    res = runner.invoke(
+        cli.app, ["run", str(FLAGSHIP), "--mimic", str(tmp_path / "ehr"), "--out", str(out), "--replicates", "3"]
+    )
+    text = re.sub(r"\s+", " ", res.output)
+    assert res.exit_code == 0, res.output
+    assert "Target trial, Death by day 90:" in text and "Target trial, KRT liberation by day 90:" in text
+    doc = json.loads((out / "results.json").read_text())
+    assert {t["bootstrap"]["replicates"] for t in doc["target_trial"].values()} == {3}
+    bad = runner.invoke(
+        cli.app, ["run", str(FLAGSHIP), "--mimic", str(tmp_path / "ehr"), "--out", str(out), "--replicates", "1"]
+    )
+    assert bad.exit_code == 2 and "--replicates" in bad.output
