@@ -54,6 +54,18 @@ def test_flagship_asks_for_the_trial_with_its_options():
     assert trial.seed is None  # the study's seed
 
 
+def test_a_time_varying_covariate_leaves_the_default_baseline_set():
+    from retrocohort.spec.study import trial_covariates
+
+    text = _trial('not_applied = ["died_within_48h"]\ntime_varying = ["lactate"]\n') + (
+        '\n[concepts.lactate_lab]\ntable = "hosp/labevents"\nitemids = [50813]\n\n'
+        '[covariates.lactate]\nconcept = "lactate_lab"\nwindow = "[-24h, 0h]"\nsummary = "max"\n'
+    )
+    study = parse_study_text(text.replace('propensity = ["age",', 'propensity = ["lactate", "age",'))
+    assert "lactate" in study.propensity_covariates
+    assert trial_covariates(study) == tuple(c for c in study.propensity_covariates if c != "lactate")
+
+
 def test_defaults_and_switching_it_off():
     study = parse_study_text(_trial('not_applied = ["died_within_48h"]\n'))
     trial = study.analysis.target_trial
@@ -158,6 +170,18 @@ BAD = [
         "baseline covariate as time-varying",
         _trial('not_applied = ["died_within_48h"]\ntime_varying = ["sofa"]\n'),
         ["'sofa' is a baseline value", "time_varying"],
+    ),
+    (
+        "time-varying covariate whose window ends after the index",
+        _trial('not_applied = ["died_within_48h"]\ntime_varying = ["vasopressor"]\n'),
+        ["'vasopressor' has window [-24h, 24h], which ends after the index"],
+    ),
+    (
+        "time-varying covariate also a baseline covariate",
+        _trial('not_applied = ["died_within_48h"]\ncovariates = ["age", "lactate"]\ntime_varying = ["lactate"]\n')
+        + '\n[concepts.lactate_lab]\ntable = "hosp/labevents"\nitemids = [50813]\n\n'
+        '[covariates.lactate]\nconcept = "lactate_lab"\nwindow = "[-24h, 0h]"\nsummary = "max"\n',
+        ["'lactate' is also in covariates"],
     ),
     (
         "min_ess not positive",

@@ -801,11 +801,13 @@ def trial_outcomes(study: Study) -> tuple[str, ...]:
 
 
 def trial_covariates(study: Study) -> tuple[str, ...]:
-    """The censoring model's baseline covariates (the propensity covariates when left out)."""
+    """The censoring model's baseline covariates (the propensity covariates when left out, less the
+    time-varying ones: those enter with their value per interval, which starts from the value at the index)."""
     trial = study.analysis.target_trial
     if trial is not None and trial.covariates is not None:
         return trial.covariates
-    return study.propensity_covariates
+    varying = set(trial.time_varying) if trial is not None else set()
+    return tuple(n for n in study.propensity_covariates if n not in varying)
 
 
 def _target_trial_problems(study: Study) -> list[Problem]:
@@ -875,6 +877,19 @@ def _target_trial_problems(study: Study) -> list[Problem]:
                 "time_varying",
                 f"{n!r} is a baseline value (one per patient); a time-varying covariate needs a [covariates.{n}] "
                 "with an event concept and a summary (its value is taken per interval of the grace window)",
+            )
+        elif cov.window is not None and (cov.window.calendar_day or cov.window.end_hours > 0):
+            # its value at the index is the first interval's: a window past the index would look ahead
+            add(
+                "time_varying",
+                f"{n!r} has window {cov.window.describe()}, which ends after the index; a time-varying covariate's "
+                'value at time zero must be known then: give it a window ending at the index, e.g. "[-24h, 0h]"',
+            )
+        if trial.covariates is not None and n in trial.covariates:
+            add(
+                "time_varying",
+                f"{n!r} is also in covariates: a covariate is either fixed at the index or time-varying "
+                "(the time-varying one starts from its value at the index); list it once",
             )
     criteria = {c.name: c for c in study.criteria}
     for n in trial.not_applied:
