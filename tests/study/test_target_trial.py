@@ -469,3 +469,23 @@ def test_cli_run_with_replicates_prints_the_trial_lines_and_writes_the_block(tmp
         cli.app, ["run", str(FLAGSHIP), "--mimic", str(tmp_path / "ehr"), "--out", str(out), "--replicates", "1"]
     )
     assert bad.exit_code == 2 and "--replicates" in bad.output
+
+
+def test_time_varying_covariates_reach_the_censoring_model(tmp_path):
+    # runs once retrocohort.cohort.intervals (the tte-tv branch) is merged; on a branch without it the guard
+    # above is what is tested
+    pytest.importorskip("retrocohort.cohort.intervals", reason="time_varying_values is on the tte-tv branch")
+    from retrocohort.sources.synthetic import generate_synthetic
+    from retrocohort.study.pipeline import run_study
+
+    generate_synthetic(tmp_path / "ehr")
+    text = _with("replicates = 500", 'replicates = 3\ntime_varying = ["mg_recent"]') + (
+        '\n[covariates.mg_recent]\nconcept = "serum_mg"\nlabel = "Serum Mg, last in 24 h"\n'
+        'window = "[-24h, 0h]"\nsummary = "last"\nmissing = "median"\n'
+    )
+    study = parse_study_text(text)
+    res = run_study(tmp_path / "ehr", study)
+    trial = res.target_trial["death"]
+    assert trial.skipped is None, trial.skipped
+    assert "mg_recent" in trial.bootstrap.point.censoring_coef.index
+    assert "mg_recent" not in trial.options["covariates"] and trial.options["time_varying"] == ["mg_recent"]
