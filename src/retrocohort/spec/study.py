@@ -842,9 +842,9 @@ def _target_trial_problems(study: Study) -> list[Problem]:
     for name in trial.outcomes or ():
         if name not in study.outcomes:
             add("outcomes", f"{name!r} is not an outcome of this study{_closest(name, names)}. Outcomes: {names}")
-    listed = list(trial.outcomes or ())
-    if len(set(listed)) != len(listed):
-        add("outcomes", f"listed twice: {sorted({n for n in listed if listed.count(n) > 1})}")
+    outcome_list = list(trial.outcomes or ())
+    if len(set(outcome_list)) != len(outcome_list):
+        add("outcomes", f"listed twice: {sorted({n for n in outcome_list if outcome_list.count(n) > 1})}")
     if math.isfinite(grace_hours):
         for name in trial_outcomes(study):
             out = study.outcomes.get(name)
