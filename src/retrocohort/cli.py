@@ -18,7 +18,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +94,7 @@ def _user_errors(out: Path | None = None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _progress() -> Iterator[Callable[[str, str, str], None]]:
+def _progress() -> Iterator[_Bars]:
     """A rich progress display; yields the ``progress(key, label, state)`` callback the pipeline calls."""
     with Progress(
         SpinnerColumn(finished_text="[green]done[/green]"),
@@ -103,15 +103,28 @@ def _progress() -> Iterator[Callable[[str, str, str], None]]:
         console=err_console,
         transient=False,
     ) as progress:
-        tasks: dict[str, Any] = {}
+        yield _Bars(progress)
 
-        def callback(key: str, label: str, state: str) -> None:
-            if state == "start":
-                tasks[key] = progress.add_task(label, total=1)
-            elif key in tasks:
-                progress.update(tasks[key], completed=1)
 
-        yield callback
+class _Bars:
+    """The pipeline's ``progress(key, label, state)`` callback on a rich display, and ``replicates(key, done,
+    total)``: the bootstrap replicates of a target-trial stage advance that stage's bar."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, Any] = {}
+        self.totals: dict[str, int] = {}
+
+    def __call__(self, key: str, label: str, state: str) -> None:
+        if state == "start":
+            self.tasks[key] = self.progress.add_task(label, total=1)
+        elif key in self.tasks:
+            self.progress.update(self.tasks[key], completed=self.totals.get(key, 1))
+
+    def replicates(self, key: str, done: int, total: int) -> None:
+        if key in self.tasks:
+            self.totals[key] = total
+            self.progress.update(self.tasks[key], total=total, completed=done)
 
 
 def _check_out(out: Path, force: bool) -> None:
@@ -256,6 +269,10 @@ def print_summary(result: Any, out: Path | None = None) -> None:
             f"E-value of the primary HR: {result.e_value['point']:.2f} (CI limit: {result.e_value['ci']:.2f}); "
             f"{escape(disclosure.text(result.e_value_method or ''))}"
         )
+    from .report.text import target_trial_line
+
+    for name in getattr(result, "target_trial", None) or {}:
+        console.print(escape(target_trial_line(result, name)))
     for skipped in result.skipped:
         console.print(
             f"[yellow]skipped[/yellow] {escape(skipped.outcome)} / {escape(skipped.model)} / "
@@ -269,12 +286,21 @@ def print_summary(result: Any, out: Path | None = None) -> None:
         )
 
 
-def _run_and_write(source: Any, study: Any, out: Path, force: bool, engine: str, lock: Any) -> Any:
+def _run_and_write(
+    source: Any, study: Any, out: Path, force: bool, engine: str, lock: Any, replicates: int | None = None
+) -> Any:
     from .study.outputs import write_outputs
     from .study.pipeline import run_study
 
     with _progress() as progress:
-        result = run_study(source, study, engine=engine, progress=progress)  # type: ignore[arg-type]
+        result = run_study(
+            source,
+            study,
+            engine=engine,  # type: ignore[arg-type]
+            progress=progress,
+            trial_replicates=replicates,
+            replicate_progress=progress.replicates,
+        )
         write_outputs(result, out, force=force, progress=progress, lock=lock)
     print_summary(result, out)
     return result
@@ -300,6 +326,12 @@ def demo(
         None,
         "--data",
         help="Keep the generated synthetic EHR in this folder (default: a temporary folder, deleted afterwards).",
+    ),
+    replicates: int | None = typer.Option(
+        None,
+        "--replicates",
+        min=2,
+        help="Bootstrap replicates of the target trial ([analysis.target_trial]); default: the study's.",
     ),
 ) -> None:
     """Generate a synthetic EHR, run the flagship study (studies/magnesium_ckrt.toml) on DuckDB and write the report.
@@ -340,7 +372,7 @@ def demo(
                 f"{getattr(info, 'seed', '?')} ({time.perf_counter() - started:.1f} s)"
             )
             study = flagship_study()
-            _run_and_write(workdir, study, out, force, "duckdb", lock=lock)
+            _run_and_write(workdir, study, out, force, "duckdb", lock=lock, replicates=replicates)
         finally:
             if data is None:
                 shutil.rmtree(workdir, ignore_errors=True)
@@ -355,6 +387,12 @@ def run(
     engine: str = typer.Option("duckdb", "--engine", help="duckdb (embedded) or spark."),
     out: Path | None = typer.Option(None, "--out", help="Output folder (default: <study name>-output)."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+    replicates: int | None = typer.Option(
+        None,
+        "--replicates",
+        min=2,
+        help="Bootstrap replicates of the target trial ([analysis.target_trial]); default: the study's.",
+    ),
 ) -> None:
     """Run a study file on a MIMIC-IV folder and write the report.
 
@@ -374,7 +412,7 @@ def run(
                 f"--mimic {str(mimic)!r} is not a folder; point it at the MIMIC-IV folder holding hosp/ and icu/"
             )
         lock = held.enter_context(_locked_out(out, force))
-        _run_and_write(mimic, study, out, force, engine, lock=lock)
+        _run_and_write(mimic, study, out, force, engine, lock=lock, replicates=replicates)
 
 
 @app.command()

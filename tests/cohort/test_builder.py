@@ -340,3 +340,13 @@ def test_frame_shape(cohort):
     assert d["exposed"].dtype == np.int64 and d["pressor"].dtype == np.int64
     assert {"dialysis_time", "dialysis_status", "death_time", "off_crrt_status"} <= set(d.columns)
     assert "index_time" in cohort.concepts and "mg_meq" in cohort.concepts
+
+
+def test_exposure_start_days_is_the_first_start_inside_the_window(cohort):
+    # the target trial's time to exposure start: days from the index to the first dose in (0h, 48h]
+    assert _row(cohort, 5)["exposure_start_days"] == pytest.approx(5 / 24, rel=1e-12)
+    assert _row(cohort, 6)["exposure_start_days"] == pytest.approx(2.0, rel=1e-12)  # the index dose is outside
+    assert _row(cohort, 7)["exposure_start_days"] == pytest.approx(2 / 24, rel=1e-12)
+    assert np.isnan(_row(cohort, 1)["exposure_start_days"])
+    d = cohort.data
+    assert (d["exposure_start_days"].notna() == (d["exposed"] == 1)).all()

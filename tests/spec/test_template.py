@@ -84,3 +84,21 @@ def test_template_lists_the_builtins_and_the_name_rules():
 def test_study_name_for(file_name, name):
     assert study_name_for(file_name) == name
     template_text(name)  # every derived name is accepted
+
+
+def test_the_commented_target_trial_example_loads_when_uncommented(tmp_path):
+    text = fill_examples(template_text("vaso_shock", "vaso_shock.toml"))
+    start = text.index("# [analysis.target_trial]")
+    block = text[start : text.index("\n\n", start)]
+    uncommented = text.replace(block, "\n".join(line.removeprefix("# ") for line in block.splitlines()))
+    path = tmp_path / "vaso_shock.toml"
+    path.write_text(uncommented)
+    trial = load_study_file(path).analysis.target_trial
+    assert trial is not None and trial.truncate == (1.0, 99.0) and trial.replicates == 500
+    assert load_study_file(_write(tmp_path, text)).analysis.target_trial is None  # commented: not asked for
+
+
+def _write(tmp_path, text: str):
+    path = tmp_path / "commented.toml"
+    path.write_text(text)
+    return path

@@ -128,7 +128,7 @@ def test_results_json_data_checks_are_suppressed_and_valid(outputs_result, tmp_p
     out = write_outputs(dirty_result, tmp_path / "out")
     doc = json.loads((out / "results.json").read_text())
     validate_results_document(doc)
-    assert doc["schema_version"] == "2.0"
+    assert doc["schema_version"] == "2.1"
     exact = dirty_result.data_checks.set_index("check")["count"]
     written = {row["check"]: row["count"] for row in doc["data_checks"]}
     assert set(written) == set(exact.index) == set(quality.rules_table()["check"])

@@ -34,6 +34,7 @@ from itertools import pairwise
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -137,7 +138,21 @@ CASES = {
         {"report": {"small_cell_threshold": 11}},
     ),
     "vasopressin_four_exposed": lambda: tiny_cohort(45, 4, seed=12, study="vasopressin_shock"),
+    # the emulated target trial (issue 11) with 3 patients starting in the grace window
+    "trial_three_starters": lambda: trial_cohort(150, starters=3, seed=13),
 }
+
+
+def trial_cohort(n: int, starters: int, seed: int) -> SimpleNamespace:
+    """A flagship frame whose target trial (run on the same frame) has ``starters`` patients starting."""
+    cohort = make_cohort(n=n, seed=seed)
+    data = cohort.data.copy()
+    exposed = data.index[data["exposed"] == 1][:starters]
+    data["exposure_start_days"] = np.nan
+    data.loc[exposed, "exposure_start_days"] = 0.5
+    cohort.data = data
+    cohort.trial_cohort = cohort
+    return cohort
 
 
 # --------------------------------------------------------------------------- reading the files
@@ -390,6 +405,13 @@ def read_outputs(scan: Scan, out: Path, summary: str, result) -> None:
         scan.text(note, "results.json note")
     if doc["e_value"]:
         scan.text(doc["e_value"]["method"], "results.json e_value method")
+    for name, trial in doc.get("target_trial", {}).items():
+        for k, v in trial["counts"].items():
+            scan.count(f"tt/{name}/{k}", v, f"results.json target_trial.{name}.counts")
+        for row in (trial["weights"] or {}).values():
+            scan.cell(row["truncated_rows"], "results.json target_trial weights truncated_rows")
+        for text in [trial["skipped"] or "", *trial["notes"]]:
+            scan.text(text, "results.json target_trial text")
     # CSVs
     tables = out / "tables"
     read = {p.stem: pd.read_csv(p, dtype=str, keep_default_na=False) for p in sorted(tables.glob("*.csv"))}
@@ -595,6 +617,34 @@ def svg_at_risk(scan: Scan, svg: Path, result, name: str) -> None:
         scan.count(f"risk/{name}/{arm}@{float(times[j]):g}", html.unescape(m.group(3)), f"{svg.name} at risk")
 
 
+def trial_relations(scan: Scan, result) -> None:
+    """The emulated trial's counts (issue 11): eligible at the index = started + not started; the trial's
+    cohort = the study's eligible + those the not_applied criteria excluded; its starters hold the exposed."""
+    truth = scan.truth
+    steps = [str(s) for s in result.attrition["step"]]
+    for name, trial in result.target_trial.items():
+        if trial.n_eligible <= 0:
+            continue
+        tt = f"tt/{name}"
+        truth[f"{tt}/eligible"], truth[f"{tt}/started"] = float(trial.n_eligible), float(trial.n_started)
+        truth[f"{tt}/not_started"] = float(trial.n_eligible - trial.n_started)
+        scan.equations.append((f"{tt}/eligible", (f"{tt}/started", f"{tt}/not_started")))
+        if trial.bootstrap is not None:
+            for strategy in ("start", "no_start"):
+                truth[f"{tt}/events_{strategy}"] = float(trial.bootstrap.point.counts.loc[strategy, "events"])
+        # counts are >= 0: a difference is a count only where the trial's number holds the study's
+        for total, part, diff in (
+            (f"{tt}/eligible", "eligible", f"{tt}/extra"),
+            (f"{tt}/started", "exposed", f"{tt}/x"),
+        ):
+            if truth[total] >= truth[part]:
+                truth[diff] = truth[total] - truth[part]
+                scan.equations.append((total, (part, diff)))
+        left_out = tuple(f"exc{i}" for i, s in enumerate(steps) if s in trial.not_applied)
+        if left_out and f"{tt}/extra" in truth and truth[f"{tt}/extra"] == sum(truth[v] for v in left_out):
+            scan.equations.append((f"{tt}/extra", left_out))
+
+
 def relations(scan: Scan, result) -> None:
     """The sums that tie the counts together, and the true value of every quantity (hidden ones too)."""
     truth = scan.truth
@@ -675,13 +725,18 @@ def relations(scan: Scan, result) -> None:
         ):
             if total in truth and truth[total] == sum(truth[p] for p in parts):
                 scan.equations.append((total, tuple(parts)))
+    trial_relations(scan, result)
 
 
 def scan_study(cohort, tmp_path: Path, name: str) -> tuple[list[str], dict]:
     cohort, options = cohort if isinstance(cohort, tuple) else (cohort, None)
     study = _study_for(cohort, options)
     # A data folder runs the whole pipeline (cohort builder included: its own attrition text).
-    result = run_study(cohort, study) if isinstance(cohort, Path) else analyse_cohort(cohort, study)
+    result = (
+        run_study(cohort, study)
+        if isinstance(cohort, Path)
+        else analyse_cohort(cohort, study, trial_cohort=getattr(cohort, "trial_cohort", None), trial_replicates=4)
+    )
     out = write_outputs(result, tmp_path / name)
     with cli.console.capture() as captured:
         cli.print_summary(result, out)
@@ -731,6 +786,7 @@ def test_no_small_count_in_any_output_and_none_recoverable(case, tmp_path):
     for g in result.subgroups:
         small += [f"subgroup {v}" for v in (*g.levels["n"], *g.levels["n_events"]) if 0 < v < t]
     small += [f"events {e.n_events}" for e in result.estimates if 0 < e.n_events < t]
+    small += [f"trial started {tr.n_started}" for tr in result.target_trial.values() if 0 < tr.n_started < t]
     assert small or case.startswith("no_"), "the case must hold a small count"
     assert (run["out"] / "report.html").is_file() and "Cohort flow" in run["summary"]
 

@@ -262,6 +262,8 @@ def test_progress_reports_every_stage_in_order():
         "outcome:death",
         "outcome:krt_liberation",
         "sensitivity",
+        "target_trial:death",
+        "target_trial:krt_liberation",
         "provenance",
     ]
     assert [k for k, s in events if s == "done"] == keys

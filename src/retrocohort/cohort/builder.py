@@ -47,7 +47,9 @@ class BuiltCohort:
         One row per eligible patient (per eligible ICU stay with ``select = "first_per_stay"``: a
         patient may then have several rows), sorted by ``subject_id`` (then ``stay_id``): ``subject_id``,
         ``stay_id``, ``hadm_id``, ``index_time``, ``exposed`` (1 = exposure arm,
-        0 = comparator arm), the dose column when ``[dose]`` is declared, each
+        0 = comparator arm), ``exposure_start_days`` (days from the index to the first exposure start in
+        the exposure window, NaN when none: the target trial's start time), the dose column when ``[dose]`` is
+        declared, each
         covariate (and ``<name>_missing`` for ``missing = "indicator"``), then per
         outcome ``<name>_time`` (days from the index) and ``<name>_status``
         (0 censored, 1 the outcome, 2 the competing death).
@@ -506,7 +508,8 @@ class _Compiler:
         ev = self.union(names)
         j = ev.join(keys.select(*self.unit, "index_time"), "subject_id")
         hits = j.filter(in_window(j.start_time, j.end_time, j.index_time, study.exposure.window, "start"))
-        aggs: dict[str, Any] = {f"n_{prefix}": hits.count()}
+        # the first start in the window: the target trial's time to exposure start (docs/target-trial.md)
+        aggs: dict[str, Any] = {f"n_{prefix}": hits.count(), f"{prefix}_first": hits.start_time.min()}
         if dose and study.dose is not None:
             unit = hits.unit.strip().lower()
             factor = ibis.cases(
@@ -572,6 +575,8 @@ class _Compiler:
     def _derive(self, facts: ir.Table) -> ir.Table:
         study = self.study
         cols: dict[str, Any] = {}
+        if "exp_first" in facts.columns:
+            cols["exp_first_seconds"] = _seconds(facts.exp_first, facts.index_time)
         if "death_at" in facts.columns:
             cols["death_seconds"] = _seconds(facts.death_at, facts.index_time)
         for name, out in study.outcomes.items():
@@ -747,6 +752,8 @@ def _assemble(facts: pd.DataFrame, study: Study, conn: SourceConnection, found: 
             "hadm_id": pd.to_numeric(facts["hadm_id"]),
             "index_time": pd.to_datetime(facts["index_time"]).astype("datetime64[ns]"),
             "exposed": exposed.astype(np.int64),
+            # days from the index to the first exposure start in the exposure window (NaN: none there)
+            "exposure_start_days": _num(facts, "exp_first_seconds") / SECONDS_PER_DAY,
         }
     )
     if study.dose is not None:

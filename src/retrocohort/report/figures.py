@@ -590,6 +590,92 @@ def cumulative_incidence_plot(
     return fig
 
 
+def target_trial_curves(point: Any, threshold: int = DEFAULT_THRESHOLD) -> pd.DataFrame:
+    """The emulated trial's weighted risk curves, coarsened for output.
+
+    Parameters
+    ----------
+    point : :class:`~retrocohort.designs.CloneCensorWeightResult` (``curves`` and ``rows``).
+    threshold : the small-cell threshold.
+
+    Returns
+    -------
+    DataFrame ``group`` (strategy), ``time``, ``risk``, ``n_event`` and ``n_risk``: the curves' own values,
+    kept only where at least ``threshold`` *unweighted* outcome events have happened since the last kept step
+    (:func:`~retrocohort.report.suppression.coarsen_curve` on the clones' own counts, not the weighted ones:
+    a weight above 1 must not let a step of fewer patients through), and cut before fewer than ``threshold``
+    clones remain at risk.
+    """
+    rows = point.rows
+    parts = []
+    for code, name in ((1, "start"), (0, "no_start")):
+        curve = point.curves[point.curves["strategy"] == name].sort_values("time")
+        mine = rows[rows["strategy"] == code]
+        tstart = np.sort(mine["tstart"].to_numpy(dtype=float))
+        tstop = np.sort(mine["tstop"].to_numpy(dtype=float))
+        events = np.sort(mine.loc[mine["event"] == 1, "tstop"].to_numpy(dtype=float))
+        t = curve["time"].to_numpy(dtype=float)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "group": name,
+                    "time": t,
+                    "risk": curve["risk"].to_numpy(dtype=float),
+                    "n_event": np.searchsorted(events, t, "right") - np.searchsorted(events, t, "left"),
+                    "n_risk": np.searchsorted(tstart, t, "left") - np.searchsorted(tstop, t, "left"),
+                }
+            )
+        )
+    table = pd.concat(parts, ignore_index=True)
+    return coarsen_curve(table, threshold) if threshold else table
+
+
+def target_trial_plot(
+    curves: pd.DataFrame,
+    labels: Mapping[Any, str],
+    horizon: float,
+    grace_days: float,
+    ax: Axes | None = None,
+    times: Sequence[float] | None = None,
+    ylabel: str = "Risk",
+    xlabel: str = "Days since index",
+    title: str | None = None,
+) -> Figure:
+    """Weighted risk curves of the emulated trial's two strategies, the grace window shaded.
+
+    Parameters
+    ----------
+    curves : :func:`target_trial_curves` (``group`` "start" / "no_start", ``time``, ``risk``).
+    labels : strategy -> label in the study's words.
+    horizon : right end of the x axis (days); grace_days : the grace window, shaded from 0.
+    times : x ticks (days).
+
+    Returns
+    -------
+    Figure. Curves have gid ``curve-<i>`` (0 = start), the grace window ``grace-window``.
+    """
+    _require(curves, ["group", "time", "risk"], "target_trial_plot")
+    groups: list[object] = ["start", "no_start"]
+    names = [labels.get(g, str(g)) for g in groups]
+    with _style.style():
+        fig, ax = _figure_and_axes(ax, 6.0, 4.0)
+        ax.axvspan(0, grace_days, color="0.9", zorder=0, gid="grace-window", label="Grace window")
+        _curve_plot(curves, "risk", 0.0, names, groups, ax, censor_ticks=False)
+        ax.set_xlim(0, horizon * 1.02)
+        if times is not None and len(times):
+            ax.set_xticks([float(t) for t in times])
+            ax.set_xticklabels([f"{float(t):g}" for t in times])
+        ax.set_ylim(0, 1.02)
+        ax.set_yticks(np.linspace(0, 1, 6))
+        ax.set_ylabel(ylabel)
+        ax.set_xlabel(xlabel)
+        if title:
+            ax.set_title(title, gid="figure-title")
+        ax.legend(loc="upper left", handlelength=2.5)
+        fig.tight_layout()
+    return fig
+
+
 # --------------------------------------------------------------------------- flow diagram
 
 
@@ -1153,5 +1239,22 @@ def study_figures(result: Any) -> dict[str, Figure]:
     if result.subgroups:
         figures["subgroups"] = subgroup_forest_plot(
             result.subgroups, study_labels(study), outcome_label=names.get(result.primary)
+        )
+    from .tables import strategy_labels
+
+    for name, trial in (getattr(result, "target_trial", None) or {}).items():
+        if trial.bootstrap is None:
+            continue
+        horizon = float(trial.horizon_days)
+        what = "Cumulative incidence" if trial.competing else "Risk"
+        figures[f"target_trial_{name}"] = target_trial_plot(
+            target_trial_curves(trial.bootstrap.point, threshold),
+            strategy_labels(result),
+            horizon,
+            float(trial.grace_days),
+            times=report_times(study, horizon),
+            ylabel=f"{what} of {_lower_first(trial.label)} (weighted)",
+            xlabel=since,
+            title=f"{trial.label} by day {horizon:g}, emulated target trial",
         )
     return figures

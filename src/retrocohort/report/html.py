@@ -53,9 +53,67 @@ from .tables import (
     published_for,
     results_table,
     table_one_combined,
+    target_trial_table,
+    target_trial_weights_table,
     threshold_of,
 )
-from .text import methods_paragraph, results_paragraph, skipped_notes
+from .text import methods_paragraph, results_paragraph, skipped_notes, target_trial_protocol
+
+
+def _trial_context(result: Any, disclosure: Any, first_figure: int) -> list[dict[str, Any]]:
+    """One block per target-trial outcome: counts as every output shows them, the estimates beside the
+    landmark analysis, the weight distribution, the figure, or why the trial was not estimated."""
+    blocks = []
+    number = first_figure
+    for name, trial in (getattr(result, "target_trial", None) or {}).items():
+        shown = disclosure.trial_counts.get(name, {})
+        table = target_trial_table(result, name)
+        weights = target_trial_weights_table(result, name)
+        block: dict[str, Any] = {
+            "id": f"target-trial-{name}",
+            "title": f"{trial.label} by day {float(trial.horizon_days):g}",
+            "stem": f"target_trial_{name}",
+            "eligible": format_display(shown.get("eligible")) if "eligible" in shown else "",
+            "started": format_display(shown.get("started")) if "started" in shown else "",
+            "eligible_value": _value(shown.get("eligible")),
+            "started_value": _value(shown.get("started")),
+            "skipped": disclosure.text(trial.skipped) if trial.skipped else "",
+            "notes": [disclosure.text(n) for n in trial.notes],
+            "columns": list(table.columns),
+            "rows": table.to_dict("records"),
+            "weight_columns": list(weights.columns),
+            "weight_rows": weights.to_dict("records"),
+            "number": "",
+            "caption": "",
+            "failed": "",
+        }
+        if trial.bootstrap is not None:
+            boot = trial.bootstrap
+            block["number"] = f"Figure {number}."
+            block["caption"] = (
+                "Weighted risk of each strategy of the emulated trial (inverse probability of censoring "
+                "weights; the grace window shaded); steps of at least the small-cell threshold of events."
+            )
+            number += 1
+            if boot.failed:
+                block["failed"] = (
+                    f"{boot.failed} of {boot.n_replicates} bootstrap replicates could not be estimated "
+                    "(e.g. nobody started in the resample) and are left out of the intervals."
+                )
+            iv = boot.intervals
+            block["keys"] = [
+                {
+                    "key": f"target_trial/{name}/{k}/{f}",
+                    "value": _value(iv.loc[k, c]),
+                }
+                for k in ("risk_start", "risk_no_start", "risk_difference", "risk_ratio", "hazard_ratio")
+                for f, c in (("estimate", "estimate"), ("lower", "lower"), ("upper", "upper"))
+            ]
+        else:
+            block["keys"] = []
+        blocks.append(block)
+    return blocks
+
 
 __all__ = ["estimate_key", "render_html"]
 
@@ -479,6 +537,10 @@ def render_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
     subgroups = _subgroup_context(result, disclosure)
     if subgroups or "subgroups" in figures:
         sections.append(("subgroups", "Subgroups"))
+    trial_number = 6 + len(outcome_sections) if (subgroups or "subgroups" in figures) else 5 + len(outcome_sections)
+    trial_sections = _trial_context(result, disclosure, trial_number)
+    if trial_sections:
+        sections.append(("target-trial", "Target trial emulation"))
     sections += [("methods", "Methods"), ("results-text", "Results")]
     skipped = skipped_notes(result)
     if skipped:
@@ -513,6 +575,8 @@ def render_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
         "forest_number": forest_number,
         "subgroup_number": subgroup_number,
         "subgroups": subgroups,
+        "trial_sections": trial_sections,
+        "trial_protocol": target_trial_protocol(result) if trial_sections else "",
         "results": _results_context(result),
         "ph_table": [{**row, "Term": _term_label(row["Term"], arms, covariates)} for row in ph.to_dict("records")]
         if ph is not None

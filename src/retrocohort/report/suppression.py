@@ -479,6 +479,9 @@ class StudyDisclosure:
     at_risk_by_outcome : the same, per outcome name, for every outcome with a Kaplan-Meier result.
     subgroup_counts : ``(covariate, level)`` -> (patients, events) of a subgroup level as shown.
     count_words : the study's arm labels: a number right before one is a count of people in free text.
+    trial_counts : per target-trial outcome, ``eligible`` (at the index), ``started`` / ``not_started``
+        (within the grace window) and ``events_start`` / ``events_no_start`` (outcome events counted in
+        each strategy's clones) as shown (see :func:`_trial_family`).
     estimate_counts : ``(outcome, population)`` -> (patients, events) as shown.
     ranges : true value -> display of every count withheld as a range, for free text.
     few_exposed / few_matched : an arm of the eligible / matched cohort has fewer patients
@@ -500,6 +503,7 @@ class StudyDisclosure:
     at_risk_by_outcome: dict[str, pd.DataFrame] = field(default_factory=dict)
     subgroup_counts: dict[tuple[str, str], tuple[int | str, int | str]] = field(default_factory=dict)
     count_words: tuple[str, ...] = ()
+    trial_counts: dict[str, dict[str, int | str]] = field(default_factory=dict)
 
     def count(self, name: str, value: object = None) -> object:
         """The display of a named count (``counts`` keys, or ``attrition_remaining_<i>`` /
@@ -696,6 +700,7 @@ def decide_disclosure(result: Any) -> StudyDisclosure:
                 equations.append((full[1], (sub[1], diff)))
 
     subgroup_vars = _subgroup_family(result, values, equations, estimate_vars)
+    trial_vars = _trial_family(result, values, equations, hidden)
     table_one_vars = _table_one_family(result, values, equations, hidden, unique)
     # Only relations that hold (an inconsistent log from a cohort builder is its own problem, and a
     # relation that does not hold tells a reader nothing exact).
@@ -753,6 +758,7 @@ def decide_disclosure(result: Any) -> StudyDisclosure:
         table_one={key: display[name] for key, name in table_one_vars.items()},
         at_risk_by_outcome=at_risk_shown,
         subgroup_counts={key: (display[n], display[ev]) for key, (n, ev) in subgroup_vars.items()},
+        trial_counts={o: {k: display[v] for k, v in names.items()} for o, names in trial_vars.items()},
         count_words=tuple(
             str(w)
             for w in (
@@ -797,6 +803,54 @@ def _subgroup_family(
             if total is not None:
                 equations.append((total[0], tuple(names_n)))
                 equations.append((total[1], tuple(names_ev)))
+    return out
+
+
+#: The target trial's counts that outputs publish, per outcome.
+TRIAL_COUNTS = ("eligible", "started", "not_started", "events_start", "events_no_start")
+
+
+def _trial_family(
+    result: Any, values: dict[str, int], equations: list[Equation], hidden: list[str]
+) -> dict[str, dict[str, str]]:
+    """Add each target-trial outcome's counts to the family: eligible at the index = started within the
+    grace window + not started; the trial's cohort holds the study's eligible patients and those the
+    criteria left out of the trial removed (a difference a reader can take), and its starters hold the
+    exposed arm. Returns outcome -> count name (``TRIAL_COUNTS``) -> variable name."""
+    out: dict[str, dict[str, str]] = {}
+    for name, trial in (getattr(result, "target_trial", None) or {}).items():
+        n_eligible, n_started = getattr(trial, "n_eligible", None), getattr(trial, "n_started", None)
+        if not isinstance(n_eligible, int) or not isinstance(n_started, int) or n_eligible <= 0:
+            continue
+        names = {k: f"tt|{name}|{k}" for k in TRIAL_COUNTS[:3]}
+        values[names["eligible"]], values[names["started"]] = n_eligible, n_started
+        values[names["not_started"]] = n_eligible - n_started
+        equations.append((names["eligible"], (names["started"], names["not_started"])))
+        counts = getattr(getattr(getattr(trial, "bootstrap", None), "point", None), "counts", None)
+        if isinstance(counts, pd.DataFrame) and "events" in counts.columns:
+            for strategy in ("start", "no_start"):
+                if strategy in counts.index:
+                    names[f"events_{strategy}"] = f"tt|{name}|events_{strategy}"
+                    values[names[f"events_{strategy}"]] = int(
+                        counts["events"].to_numpy()[list(counts.index).index(strategy)]
+                    )
+        # Differences a reader can take against the study's own counts (kept only where they hold exactly).
+        for total, part, what in ((names["eligible"], "eligible", "extra"), (names["started"], "exposed", "extra")):
+            if part in values and values[total] >= values[part]:
+                diff = f"{total}|{what}"
+                values[diff] = values[total] - values[part]
+                hidden.append(diff)
+                equations.append((total, (part, diff)))
+        # The patients the trial keeps and the study does not are often exactly those its not_applied criteria
+        # excluded (a small "died within 48 h" line must not come back as trial eligible - eligible).
+        attrition = getattr(result, "attrition", None)
+        extra = f"{names['eligible']}|extra"
+        if extra in values and attrition is not None and len(attrition) and "step" in attrition.columns:
+            steps = [str(x) for x in attrition["step"]]
+            rows = [f"attrition_excluded_{i}" for i, st in enumerate(steps) if st in set(trial.not_applied)]
+            if rows:
+                equations.append((extra, tuple(rows)))
+        out[name] = names
     return out
 
 

@@ -22,6 +22,7 @@ from .formatting import (
     format_number,
     format_p,
     format_ratio,
+    is_number,
     label_of,
     outcome_labels,
     resolve_labels,
@@ -53,8 +54,11 @@ __all__ = [
     "primary_key",
     "published_for",
     "results_table",
+    "strategy_labels",
     "suppress_table_one",
     "table_one_combined",
+    "target_trial_table",
+    "target_trial_weights_table",
     "threshold_of",
 ]
 
@@ -642,3 +646,99 @@ def balance_table(result: Any) -> pd.DataFrame | None:
     frame.index = [str(i) for i in frame.index]
     frame.index.name = "covariate"
     return frame
+
+
+# --------------------------------------------------------------------------- target trial
+
+
+def strategy_labels(result: Any) -> dict[str, str]:
+    """The emulated trial's two strategies in the study's words: ``{"start": "Mg within 48 h", ...}``."""
+    study = _study(result)
+    hours = float(study.exposure.window.end_hours)
+    grace = f"{hours / 24:g} days" if hours >= 72 and hours % 24 == 0 else f"{hours:g} h"
+    return {
+        "start": f"{study.exposure.label} started within {grace}",
+        "no_start": f"{study.comparator.label} within {grace}",
+    }
+
+
+def _percent(x: float | None) -> str:
+    return "\u2014" if x is None or not is_number(x) else f"{100 * float(x):.1f}%"
+
+
+def target_trial_table(result: Any, outcome: str) -> pd.DataFrame:
+    """The emulated trial's estimates of one outcome beside the landmark analysis of the same outcome.
+
+    Columns ``Analysis``, ``Estimand``, ``Estimate (95% CI)``: the risk at the horizon per strategy, the risk
+    difference and ratio and the weighted Cox hazard ratio (percentile bootstrap intervals), then the
+    landmark analysis's primary (s)HR of the outcome in the matched cohort. Empty when the trial was skipped.
+    """
+    trial = (getattr(result, "target_trial", None) or {}).get(outcome)
+    conf = int(round(100 * float(_study(result).analysis.conf_level)))
+    column = f"Estimate ({conf}% CI)"
+    rows: list[dict[str, str]] = []
+    if trial is None or trial.bootstrap is None:
+        return pd.DataFrame(rows, columns=["Analysis", "Estimand", column])
+    iv = trial.bootstrap.intervals
+    names = strategy_labels(result)
+    horizon = f"day {float(trial.horizon_days):g}"
+    what = "Cumulative incidence" if trial.competing else "Risk"
+    tt = "Target trial (clone, censor, weight)"
+
+    def interval(key: str, percent: bool) -> str:
+        est, lo, hi = (iv.loc[key, c] for c in ("estimate", "lower", "upper"))
+        if percent:
+            return f"{_percent(est)} ({_percent(lo)}\u2013{_percent(hi)})"
+        return format_ratio(est, lo, hi)
+
+    rows.append(
+        {"Analysis": tt, "Estimand": f"{what} by {horizon}, {names['start']}", column: interval("risk_start", True)}
+    )
+    rows.append(
+        {
+            "Analysis": tt,
+            "Estimand": f"{what} by {horizon}, {names['no_start']}",
+            column: interval("risk_no_start", True),
+        }
+    )
+    rows.append(
+        {"Analysis": tt, "Estimand": "Risk difference (start - no start)", column: interval("risk_difference", True)}
+    )
+    rows.append({"Analysis": tt, "Estimand": "Risk ratio (start / no start)", column: interval("risk_ratio", False)})
+    hr = "Cause-specific hazard ratio" if trial.competing else "Hazard ratio"
+    rows.append({"Analysis": tt, "Estimand": f"{hr} (weighted Cox)", column: interval("hazard_ratio", False)})
+    key = primary_key(result, outcome)
+    landmark = result.estimate(*key) if hasattr(result, "estimate") else None
+    if landmark is not None:
+        rows.append(
+            {
+                "Analysis": f"Landmark analysis ({label_of(POPULATION_LABELS, key[2]).lower()})",
+                "Estimand": f"{_ratio_name(key[1])}, {label_of(MODEL_LABELS, key[1])}",
+                column: format_ratio(landmark.estimate, landmark.lower, landmark.upper),
+            }
+        )
+    return pd.DataFrame(rows, columns=["Analysis", "Estimand", column])
+
+
+def target_trial_weights_table(result: Any, outcome: str) -> pd.DataFrame:
+    """The weight distribution per strategy after truncation: min, percentiles, max, mean, ESS, rows truncated.
+
+    Rows truncated are clone-interval rows, shown by the small-cell rule like any count.
+    """
+    trial = (getattr(result, "target_trial", None) or {}).get(outcome)
+    columns = ["Strategy", "Min", "1%", "25%", "Median", "75%", "99%", "Max", "Mean", "ESS", "Rows truncated"]
+    if trial is None or trial.bootstrap is None:
+        return pd.DataFrame([], columns=columns)
+    names = strategy_labels(result)
+    threshold = threshold_of(result)
+    rows = []
+    for strategy, w in trial.bootstrap.point.weights.iterrows():
+        rows.append(
+            [
+                names.get(str(strategy), str(strategy)),
+                *(format_number(w[k], 3) for k in ("min", "p01", "p25", "median", "p75", "p99", "max", "mean")),
+                format_number(w["ess"], 1),
+                format_count(int(w["truncated_rows"]), threshold),
+            ]
+        )
+    return pd.DataFrame(rows, columns=columns)

@@ -38,7 +38,7 @@ from .tables import (
     threshold_of,
 )
 
-__all__ = ["methods_paragraph", "results_paragraph", "skipped_notes"]
+__all__ = ["methods_paragraph", "results_paragraph", "skipped_notes", "target_trial_line", "target_trial_protocol"]
 
 
 _ORDER_WORDS = {
@@ -511,3 +511,120 @@ def results_paragraph(result: Any) -> str:
         if not (skip.outcome in ("matching", "propensity") and result.matched is None)
     )
     return " ".join(s)
+
+
+# --------------------------------------------------------------------------- target trial
+
+
+def target_trial_protocol(result: Any) -> str:
+    """The emulated trial's protocol in words: eligibility, strategies, grace window, censoring model, weights.
+
+    Criteria left out of the trial (``not_applied``) are named with why; criteria that are applied but look
+    past time zero are named as such, so the reader sees them.
+    """
+    study = result.study
+    trial = study.analysis.target_trial
+    if trial is None:
+        return ""
+    from .tables import strategy_labels
+
+    index = index_label(result)
+    names = strategy_labels(result)
+    criteria = {c.name: c for c in study.criteria}
+    s: list[str] = []
+    s.append(
+        f"Time zero of the emulated trial is {index}, and eligibility is decided there only: patients who meet "
+        "the study's criteria at time zero are eligible, and nobody is excluded for what happens afterwards "
+        "(a death inside the grace window included)."
+    )
+    if trial.not_applied:
+        left = _join(
+            [f"{_lower(criteria[n].label)} ({window_words(criteria[n].window, index)})" for n in trial.not_applied]
+        )
+        s.append(
+            f"The criteria that look past time zero are not applied: {left}; excluding these patients would select "
+            "on the future (immortal time bias)."
+        )
+    past = [c for c in study.criteria if c.name not in trial.not_applied and _past(c)]
+    if past:
+        listed = _join([f"{_lower(c.label)} ({window_words(c.window, index)})" for c in past])
+        s.append(
+            f"Warning: applied criteria that look past time zero: {listed}. They select on what happens after "
+            "the index; list them in not_applied to leave them out, or keep them knowingly."
+        )
+    s.append(
+        f"Each patient is cloned into two strategies: \u201c{names['start']}\u201d and \u201c{names['no_start']}\u201d "
+        f"(grace window: {window_words(study.exposure.window, index)}). The first clone is censored at the "
+        "end of the grace window if the exposure has not started by then; the second when the exposure starts "
+        "inside it. Events before any deviation count for every clone still following its strategy, so a "
+        "death inside the grace window without the exposure counts in both arms (Hern\u00e1n et al. 2016; "
+        "Maringe et al. 2020)."
+    )
+    model = (
+        f"a pooled logistic model over {trial.interval_hours:g}-hour intervals of the grace window"
+        if trial.censoring_model == "pooled_logistic"
+        else "a Cox model of the time to exposure start"
+    )
+    covariates = trial.covariates if trial.covariates is not None else study.propensity_covariates
+    tv = f", and time-varying {_covariate_names(study, list(trial.time_varying))}" if trial.time_varying else ""
+    lower, upper = trial.truncate
+    truncation = (
+        f"truncated at percentiles {lower:g} and {upper:g} of each strategy's weights"
+        if (lower, upper) != (0.0, 100.0)
+        else "not truncated"
+    )
+    s.append(
+        "Artificial censoring is corrected by inverse probability of censoring weights from "
+        f"{model} with baseline {_covariate_names(study, list(covariates))}{tv}; weights are "
+        f"{'stabilised' if trial.stabilised else 'not stabilised'} and {truncation}, and a strategy whose "
+        f"effective sample size falls below {trial.min_ess:g} is not estimated."
+    )
+    seed = trial.seed if trial.seed is not None else study.study.seed
+    replicates = next(
+        (t.options.get("n_replicates") for t in (getattr(result, "target_trial", None) or {}).values() if t.options),
+        trial.replicates,
+    )
+    s.append(
+        "Estimands: the weighted Kaplan-Meier risk (with a competing event, the weighted Aalen-Johansen "
+        "cumulative incidence) at the horizon per strategy, their difference and ratio, and the hazard ratio of "
+        "a weighted Cox model (start vs no start, robust variance clustered on the patient); intervals are "
+        f"percentile bootstrap intervals over patients ({replicates} replicates, seed {seed}), the censoring "
+        "model refitted in every replicate."
+    )
+    return " ".join(s)
+
+
+def _past(crit: Any) -> bool:
+    window = getattr(crit, "window", None)
+    return window is not None and (window.calendar_day or window.end_hours > 0)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%" if is_number(x) else "\u2014"
+
+
+def target_trial_line(result: Any, outcome: str) -> str:
+    """One line of the printed summary: the emulated trial's RD, RR and HR with bootstrap intervals (or why not)."""
+    trial = (getattr(result, "target_trial", None) or {}).get(outcome)
+    if trial is None:
+        return ""
+    label = f"{outcome_label(result, outcome)} by day {float(trial.horizon_days):g}"
+    if trial.bootstrap is None:
+        reason = study_disclosure(result).text(trial.skipped or "").rstrip(".")
+        return f"Target trial, {label}: not estimated ({reason})."
+    iv = trial.bootstrap.intervals
+    conf = f"{100 * result.study.analysis.conf_level:g}%"
+
+    def ratio(key: str) -> str:
+        return (
+            f"{format_number(iv.loc[key, 'estimate'])} ({format_number(iv.loc[key, 'lower'])}{DASH}"
+            f"{format_number(iv.loc[key, 'upper'])})"
+        )
+
+    rd = iv.loc["risk_difference"]
+    hr = "cause-specific HR" if trial.competing else "HR"
+    return (
+        f"Target trial, {label}: RD {_pct(rd['estimate'])} ({_pct(rd['lower'])}{DASH}{_pct(rd['upper'])}), "
+        f"RR {ratio('risk_ratio')}, {hr} {ratio('hazard_ratio')} ({conf} bootstrap CI, "
+        f"{trial.bootstrap.n_replicates - trial.bootstrap.failed} of {trial.bootstrap.n_replicates} replicates)"
+    )

@@ -34,7 +34,7 @@ NAME_PATTERN = r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$"  # no "__": the builder keeps 
 _NAME_RULE = "a-z, 0-9, single _ between words"
 
 #: Columns every analysis frame has; a covariate or outcome may not take these names.
-RESERVED_COLUMNS: tuple[str, ...] = ("subject_id", "stay_id", "hadm_id", "index_time", "exposed")
+RESERVED_COLUMNS: tuple[str, ...] = ("subject_id", "stay_id", "hadm_id", "index_time", "exposed", "exposure_start_days")
 
 #: Attrition steps the builder writes itself; a criterion may not take these names.
 RESERVED_STEPS: tuple[str, ...] = (
@@ -324,6 +324,52 @@ class MatchingSpec(_Section):
         return None if v is False or v in ("none", "off") else v
 
 
+class TargetTrialSpec(_Section):
+    """``[analysis.target_trial]``: the emulated trial of starting the exposure within the grace window or not.
+
+    The grace window is the exposure window (it must start at the index). Each patient eligible at the
+    index is cloned into both strategies, censored when the clone deviates and reweighted by inverse
+    probability of censoring (:func:`retrocohort.designs.clone_censor_weight`); intervals are a percentile
+    bootstrap over patients. ``truncate`` is in percentiles (``[1, 99]``); ``covariates`` left out means
+    the propensity covariates; ``outcomes`` left out means every outcome; ``seed`` left out means the
+    study's seed. ``not_applied`` names the criteria that look past the index and are left out of the
+    trial's eligibility (e.g. a death within the grace window).
+    """
+
+    enabled: bool = True
+    censoring_model: Literal["pooled_logistic", "cox"] = "pooled_logistic"
+    interval_hours: float = Field(6.0, gt=0)
+    covariates: tuple[str, ...] | None = None
+    time_varying: tuple[str, ...] = ()
+    stabilised: bool = True
+    truncate: tuple[float, float] = (0.0, 100.0)
+    replicates: int = Field(500, ge=2, le=100_000)
+    seed: int | None = Field(None, ge=0)
+    min_ess: float = Field(20.0, gt=0)
+    outcomes: tuple[str, ...] | None = None
+    not_applied: tuple[str, ...] = ()
+
+    @field_validator("covariates", "outcomes")
+    @classmethod
+    def _some(cls, v: tuple[str, ...] | None, info: Any) -> tuple[str, ...] | None:
+        # written and empty: a model of nothing / a trial of no outcome (leave the key out for the default)
+        if v is not None and not v:
+            default = "the propensity covariates" if info.field_name == "covariates" else "every outcome"
+            raise ValueError(f"{info.field_name} is empty: list at least one, or leave the key out for {default}")
+        return v
+
+    @field_validator("truncate")
+    @classmethod
+    def _percentiles(cls, v: tuple[float, float]) -> tuple[float, float]:
+        lower, upper = v
+        if not (0 <= lower < upper <= 100):
+            raise ValueError(
+                f"truncate = [{lower:g}, {upper:g}] must be percentiles [lower, upper] with 0 <= lower < upper <= 100, "
+                "e.g. [1, 99] (or [0, 100] for no truncation)"
+            )
+        return v
+
+
 class AnalysisSpec(_Section):
     """``[analysis]``: propensity model, matching, outcome models, sensitivity analyses, subgroups.
 
@@ -342,6 +388,15 @@ class AnalysisSpec(_Section):
     sensitivity_iptw: bool = True
     e_value: bool = True
     subgroups: tuple[str, ...] = ()
+    target_trial: TargetTrialSpec | None = None
+
+    @field_validator("target_trial", mode="before")
+    @classmethod
+    def _trial_off(cls, v: Any) -> Any:
+        # target_trial = false switches it off; true asks for it with every default
+        if v is False:
+            return None
+        return {} if v is True else v
 
     @field_validator("propensity")
     @classmethod
@@ -715,6 +770,7 @@ def study_problems(study: Study) -> list[Problem]:
                     f"{_closest(n, list(study.outcomes))}. Outcomes: {list(study.outcomes)}"
                 ),
             )
+    problems += _target_trial_problems(study)
     longest = max((o.horizon_days for o in study.outcomes.values()), default=math.inf)
     beyond = [t for t in study.analysis.km_times_days if t > longest]
     if beyond:
@@ -727,6 +783,154 @@ def study_problems(study: Study) -> list[Problem]:
             ),
         )
     return problems
+
+
+def looks_past_index(crit: Criterion) -> bool:
+    """Whether a criterion's window ends after the index (it can exclude for what happens after time zero).
+
+    The index calendar day counts as looking past the index: it runs to 23:59:59 of that day.
+    """
+    window = crit.window
+    return window is not None and (window.calendar_day or window.end_hours > 0)
+
+
+def trial_outcomes(study: Study) -> tuple[str, ...]:
+    """The outcomes of ``[analysis.target_trial]`` (every outcome when ``outcomes`` is left out)."""
+    trial = study.analysis.target_trial
+    if trial is None or not trial.enabled:
+        return ()
+    return trial.outcomes if trial.outcomes is not None else tuple(study.outcomes)
+
+
+def trial_covariates(study: Study) -> tuple[str, ...]:
+    """The censoring model's baseline covariates (the propensity covariates when left out, less the
+    time-varying ones: those enter with their value per interval, which starts from the value at the index)."""
+    trial = study.analysis.target_trial
+    if trial is not None and trial.covariates is not None:
+        return trial.covariates
+    varying = set(trial.time_varying) if trial is not None else set()
+    return tuple(n for n in study.propensity_covariates if n not in varying)
+
+
+def _target_trial_problems(study: Study) -> list[Problem]:
+    """Checks of ``[analysis.target_trial]`` that need the rest of the study (see docs/target-trial.md)."""
+    trial = study.analysis.target_trial
+    if trial is None or not trial.enabled:
+        return []
+    problems: list[Problem] = []
+    at: tuple[Any, ...] = ("analysis", "target_trial")
+
+    def add(key: str | None, message: str) -> None:
+        problems.append(((*at, key) if key else at, message))
+
+    window = study.exposure.window
+    if study.comparator.kind == "active":
+        add(
+            None,
+            'the emulated trial of two active strategies (comparator kind = "active") is not offered yet: '
+            "the target trial compares starting the exposure within the grace window with not starting it "
+            '(comparator kind = "none"); remove [analysis.target_trial] or set target_trial = false',
+        )
+    grace_hours = math.nan
+    if window.calendar_day or window.start_hours != 0:
+        add(
+            None,
+            f"the grace window of the target trial is the exposure window, which must start at the index (0h); "
+            f'[exposure] window = "{window.describe()}" does not. Write e.g. window = "(0h, 48h]"',
+        )
+    else:
+        grace_hours = window.end_hours
+    names = list(study.outcomes)
+    for name in trial.outcomes or ():
+        if name not in study.outcomes:
+            add("outcomes", f"{name!r} is not an outcome of this study{_closest(name, names)}. Outcomes: {names}")
+    outcome_list = list(trial.outcomes or ())
+    if len(set(outcome_list)) != len(outcome_list):
+        add("outcomes", f"listed twice: {sorted({n for n in outcome_list if outcome_list.count(n) > 1})}")
+    if math.isfinite(grace_hours):
+        for name in trial_outcomes(study):
+            out = study.outcomes.get(name)
+            if out is not None and out.horizon_days * 24.0 <= grace_hours:
+                add(
+                    "outcomes",
+                    f"outcome {name!r}: its horizon ({out.horizon_days:g} days) is not longer than the grace window "
+                    f"({grace_hours:g}h); nothing is followed after the window. Lengthen the horizon or leave the "
+                    "outcome out of target_trial outcomes",
+                )
+        if trial.interval_hours > grace_hours:
+            add(
+                "interval_hours",
+                f"interval_hours = {trial.interval_hours:g} is longer than the grace window ({grace_hours:g}h); "
+                f"choose a width that splits it, e.g. {max(grace_hours / 8, 1):g}",
+            )
+    covs = list(study.covariates)
+    for key, listed in (("covariates", trial.covariates or ()), ("time_varying", trial.time_varying)):
+        for n in listed:
+            if n not in study.covariates:
+                add(key, f"{n!r} is not a covariate of this study{_closest(n, covs)}. Covariates: {covs}")
+        if len(set(listed)) != len(listed):
+            add(key, f"listed twice: {sorted({n for n in listed if listed.count(n) > 1})}")
+    for n in trial.time_varying:
+        cov = study.covariates.get(n)
+        if cov is None:
+            continue
+        if cov.summary is None or any(study.concept_kind(c) == "baseline" for c in cov.concept):
+            add(
+                "time_varying",
+                f"{n!r} is a baseline value (one per patient); a time-varying covariate needs a [covariates.{n}] "
+                "with an event concept and a summary (its value is taken per interval of the grace window)",
+            )
+        elif cov.window is not None and (cov.window.calendar_day or cov.window.end_hours > 0):
+            # its value at the index is the first interval's: a window past the index would look ahead
+            add(
+                "time_varying",
+                f"{n!r} has window {cov.window.describe()}, which ends after the index; a time-varying covariate's "
+                'value at time zero must be known then: give it a window ending at the index, e.g. "[-24h, 0h]"',
+            )
+        if trial.covariates is not None and n in trial.covariates:
+            add(
+                "time_varying",
+                f"{n!r} is also in covariates: a covariate is either fixed at the index or time-varying "
+                "(the time-varying one starts from its value at the index); list it once",
+            )
+    criteria = {c.name: c for c in study.criteria}
+    for n in trial.not_applied:
+        crit = criteria.get(n)
+        if crit is None:
+            add(
+                "not_applied",
+                f"{n!r} is not a criterion of this study{_closest(n, list(criteria))}. Criteria: {list(criteria)}",
+            )
+        elif not looks_past_index(crit):
+            add(
+                "not_applied",
+                f"criterion {n!r} looks only at or before the index ({_where(crit)}); "
+                "eligibility at the index is the same in the emulated trial, so it is always applied: "
+                "remove it from not_applied",
+            )
+    if len(set(trial.not_applied)) != len(trial.not_applied):
+        add("not_applied", f"listed twice: {sorted({n for n in trial.not_applied if trial.not_applied.count(n) > 1})}")
+    for i, crit in enumerate(study.criteria):
+        if "death" in crit.concept and looks_past_index(crit) and crit.name not in trial.not_applied:
+            shown = [*(n for n in trial.not_applied if n in criteria), crit.name]
+            problems.append(
+                (
+                    ("criteria", i, "window"),
+                    f"criterion {crit.name!r} uses death after the index ({_where(crit)}); "
+                    "the emulated trial decides eligibility at the index and must not exclude patients who die early "
+                    f"(that is the immortal time it removes). Add it to [analysis.target_trial]: not_applied = "
+                    f"{_toml_list(shown)}",
+                )
+            )
+    return problems
+
+
+def _where(crit: Criterion) -> str:
+    return crit.window.describe() if crit.window is not None else "a value at the index"
+
+
+def _toml_list(names: list[str]) -> str:
+    return "[" + ", ".join(f'"{n}"' for n in names) + "]"
 
 
 def covariate_type(study: Study, name: str) -> Literal["numeric", "binary", "categorical"]:
@@ -768,6 +972,10 @@ __all__ = [
     "ReportSpec",
     "Study",
     "StudyInfo",
+    "TargetTrialSpec",
     "covariate_type",
+    "looks_past_index",
     "study_problems",
+    "trial_covariates",
+    "trial_outcomes",
 ]

@@ -158,6 +158,16 @@ subgroups = []                                   # covariates for subgroup hazar
 ratio = 1                                        # controls per exposed patient
 caliper = 0.2                                    # in SD of the logit of the propensity score
 
+# The emulated target trial of the grace window (docs/target-trial.md), beside the analysis above:
+# time zero at the index, "start the exposure within the exposure window" vs "do not", clone, censor
+# and weight, bootstrap intervals. The exposure window must start at 0h. Remove the # to ask for it.
+# [analysis.target_trial]
+# censoring_model = "pooled_logistic"            # or "cox"
+# interval_hours = 6                             # intervals of the grace window
+# truncate = [1, 99]                             # percentiles of each strategy's weights
+# replicates = 500                               # bootstrap replicates
+# not_applied = ["died_early"]                  # criteria looking past the index: the early deaths above
+
 [report]
 small_cell_threshold = 5                         # counts below this are never printed
 """

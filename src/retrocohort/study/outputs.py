@@ -71,8 +71,9 @@ from ..report.tables import (
 from .results import StudyResult
 
 #: 2.0 (issue 9): outcomes keyed by the study's own names, each with its label, kind, horizon and test;
-#: ``dose`` instead of ``dose_meq``; ``subgroups``; planted truth per outcome. See docs/results-schema.md.
-SCHEMA_VERSION = "2.0"
+#: ``dose`` instead of ``dose_meq``; ``subgroups``; planted truth per outcome.
+#: 2.1 (issue 11): ``target_trial``, the emulated trial per outcome. See docs/results-schema.md.
+SCHEMA_VERSION = "2.1"
 
 ProgressCallback = Callable[[str, str, str], None]
 
@@ -103,6 +104,90 @@ _PH_ROWS = {
         "type": "object",
         "required": ["term", "chisq", "df", "p"],
         "properties": {"term": {"type": "string"}, "chisq": _NUMBER, "df": _NUMBER, "p": _NUMBER},
+    },
+}
+
+_INTERVAL = {
+    "type": "object",
+    "required": ["estimate", "lower", "upper"],
+    "additionalProperties": False,
+    "properties": {"estimate": _NUMBER, "lower": _NUMBER, "upper": _NUMBER},
+}
+_WEIGHT_STATS = ("min", "p01", "p25", "median", "p75", "p99", "max", "mean", "ess", "lower", "upper")
+_WEIGHTS = {
+    "type": "object",
+    "required": ["min", "p01", "p25", "median", "p75", "p99", "max", "mean", "ess", "truncated_rows", "lower", "upper"],
+    "additionalProperties": False,
+    "properties": {
+        **{k: _NUMBER for k in _WEIGHT_STATS},
+        "truncated_rows": _COUNT,
+    },
+}
+#: ``target_trial.<outcome>`` (schema 2.1): the emulated trial of one outcome.
+_TARGET_TRIAL = {
+    "type": "object",
+    "required": [
+        "label",
+        "competing",
+        "horizon_days",
+        "grace_days",
+        "protocol",
+        "skipped",
+        "counts",
+        "estimates",
+        "bootstrap",
+        "weights",
+        "notes",
+    ],
+    "additionalProperties": False,
+    "properties": {
+        "label": {"type": "string"},
+        "competing": {"type": "boolean"},
+        "horizon_days": {"type": "number", "minimum": 0},
+        "grace_days": {"type": "number", "minimum": 0},
+        "protocol": {
+            "type": "object",
+            "required": [
+                "censoring_model",
+                "interval_hours",
+                "covariates",
+                "time_varying",
+                "stabilised",
+                "truncate_percentiles",
+                "min_ess",
+                "not_applied",
+                "past_index",
+            ],
+            "additionalProperties": False,
+            "properties": {
+                "censoring_model": {"type": "string", "enum": ["pooled_logistic", "cox"]},
+                "interval_hours": {"type": "number", "minimum": 0},
+                "covariates": {"type": "array", "items": {"type": "string"}},
+                "time_varying": {"type": "array", "items": {"type": "string"}},
+                "stabilised": {"type": "boolean"},
+                "truncate_percentiles": {"type": "array", "items": {"type": "number", "minimum": 0}},
+                "min_ess": {"type": "number", "minimum": 0},
+                "not_applied": {"type": "array", "items": {"type": "string"}},
+                "past_index": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        "skipped": {"type": ["string", "null"]},
+        "counts": {"type": "object", "additionalProperties": _COUNT},
+        "estimates": {"type": ["object", "null"], "additionalProperties": _INTERVAL},
+        "bootstrap": {
+            "type": "object",
+            "required": ["replicates", "succeeded", "failed", "seed", "conf_level"],
+            "additionalProperties": False,
+            "properties": {
+                "replicates": {"type": "integer", "minimum": 0},
+                "succeeded": {"type": ["integer", "null"], "minimum": 0},
+                "failed": {"type": ["integer", "null"], "minimum": 0},
+                "seed": {"type": "integer"},
+                "conf_level": {"type": "number"},
+            },
+        },
+        "weights": {"type": ["object", "null"], "additionalProperties": _WEIGHTS},
+        "notes": {"type": "array", "items": {"type": "string"}},
     },
 }
 
@@ -326,6 +411,7 @@ RESULTS_SCHEMA: dict[str, Any] = {
             },
         },
         "notes": {"type": "array", "items": {"type": "string"}},
+        "target_trial": {"type": "object", "additionalProperties": _TARGET_TRIAL},
         "data_checks": {
             "type": "array",
             "items": {
@@ -445,6 +531,7 @@ def _cross_errors(document: Mapping[str, Any]) -> list[str]:
         ("published", list(document["published"])),
         ("planted", list(document["planted"] or {})),
         ("subgroups", [g["outcome"] for g in document["subgroups"]]),
+        ("target_trial", list(document.get("target_trial", {}))),
     ):
         for name in names:
             if name not in outcomes:
@@ -743,7 +830,76 @@ def results_document(result: StudyResult) -> dict[str, Any]:
         "notes": [disclosure.text(n) for n in result.notes],
         "provenance": _plain(result.provenance),
         "data_checks": [{k: _plain(v) for k, v in row.items()} for row in data_checks_table(result).to_dict("records")],
+        "target_trial": {
+            name: _trial_document(trial, disclosure)
+            for name, trial in (getattr(result, "target_trial", None) or {}).items()
+        },
     }
+
+
+#: The target trial's estimates in results.json, in order.
+TRIAL_ESTIMATES = ("risk_start", "risk_no_start", "risk_difference", "risk_ratio", "hazard_ratio")
+
+
+def _trial_document(trial: Any, disclosure: StudyDisclosure) -> dict[str, Any]:
+    """``target_trial.<outcome>``: protocol, counts as the disclosure rule shows them, bootstrap intervals
+    and the weight distribution (schema 2.1)."""
+    options = trial.options
+    boot = trial.bootstrap
+    shown = disclosure.trial_counts.get(trial.outcome, {})
+    lower, upper = options.get("truncate", (0.0, 1.0))
+    document: dict[str, Any] = {
+        "label": trial.label,
+        "competing": bool(trial.competing),
+        "horizon_days": float(trial.horizon_days),
+        "grace_days": float(trial.grace_days),
+        "protocol": {
+            "censoring_model": options.get("censoring_model"),
+            "interval_hours": _plain(options.get("interval_days", math.nan) * 24.0),
+            "covariates": [str(c) for c in options.get("covariates", ())],
+            "time_varying": [str(c) for c in options.get("time_varying", ())],
+            "stabilised": bool(options.get("stabilised", True)),
+            "truncate_percentiles": [_plain(100.0 * lower), _plain(100.0 * upper)],
+            "min_ess": _plain(options.get("min_ess")),
+            "not_applied": list(trial.not_applied),
+            "past_index": list(trial.past_index),
+        },
+        "skipped": disclosure.text(trial.skipped) if trial.skipped else None,
+        "counts": dict(shown),
+        "estimates": None,
+        "bootstrap": {
+            "replicates": int(options.get("n_replicates", 0)),
+            "succeeded": None,
+            "failed": None,
+            "seed": int(options.get("seed", 0)),
+            "conf_level": _plain(options.get("conf_level")),
+        },
+        "weights": None,
+        "notes": [disclosure.text(n) for n in trial.notes],
+    }
+    if boot is None:
+        return document
+    intervals = boot.intervals
+    document["estimates"] = {
+        k: {
+            "estimate": _plain(intervals.loc[k, "estimate"]),
+            "lower": _plain(intervals.loc[k, "lower"]),
+            "upper": _plain(intervals.loc[k, "upper"]),
+        }
+        for k in TRIAL_ESTIMATES
+        if k in intervals.index
+    }
+    document["bootstrap"].update(succeeded=int(boot.n_replicates - boot.failed), failed=int(boot.failed))
+    weights = boot.point.weights
+    document["weights"] = {
+        str(strategy): {
+            **{k: _plain(row[k]) for k in _WEIGHT_STATS},
+            # rows of clone-intervals, not patients, but small numbers are still held back
+            "truncated_rows": _count(row["truncated_rows"], disclosure.threshold),
+        }
+        for strategy, row in weights.iterrows()
+    }
+    return document
 
 
 def _dose_document(result: StudyResult, disclosure: StudyDisclosure) -> dict[str, Any] | None:

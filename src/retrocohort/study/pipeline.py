@@ -49,6 +49,7 @@ import pandas as pd
 from ..errors import InputError, RetrocohortError
 from ..matching import balance, match_nearest, propensity_score, table_one
 from ..spec import Study, covariate_type
+from ..spec.study import looks_past_index, trial_covariates, trial_outcomes
 from ..survival import (
     CoxResult,
     FineGrayResult,
@@ -61,7 +62,15 @@ from ..survival import (
     ph_test,
 )
 from .evalue import e_value_hr
-from .results import Estimate, OutcomeResult, Population, SkippedModel, StudyResult, SubgroupResult
+from .results import (
+    Estimate,
+    OutcomeResult,
+    Population,
+    SkippedModel,
+    StudyResult,
+    SubgroupResult,
+    TargetTrialResult,
+)
 
 Engine = Literal["duckdb", "spark"]
 ENGINES: tuple[str, ...] = ("duckdb", "spark")
@@ -89,11 +98,17 @@ def study_stages(study: Study) -> tuple[tuple[str, str], ...]:
         for name, oc in study.outcomes.items()
     )
     subgroups = (("subgroups", "Subgroups"),) if study.analysis.subgroups else ()
-    return (*STAGES[:4], *outcomes, STAGES[4], *subgroups, STAGES[5])
+    trial = tuple(
+        (f"target_trial:{name}", f"{study.outcomes[name].label}: target trial emulation (clone, censor, weight)")
+        for name in trial_outcomes(study)
+    )
+    return (*STAGES[:4], *outcomes, STAGES[4], *subgroups, *trial, STAGES[5])
 
 
 #: ``progress(stage_key, label, state)`` with state "start" or "done".
 ProgressCallback = Callable[[str, str, str], None]
+#: ``replicate_progress(stage_key, done, total)`` after each bootstrap replicate of the target trial.
+ReplicateCallback = Callable[[str, int, int], None]
 
 # Errors a model fit raises for reasons of the data (not bugs): the model is
 # recorded as skipped with the message. Anything else propagates.
@@ -136,6 +151,9 @@ class _Run:
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     ph_test_model: str | None = None
+    # target trial: bootstrap replicates (None: the study's), and the per-replicate hook
+    trial_replicates: int | None = None
+    replicate_progress: ReplicateCallback | None = None
 
     @contextlib.contextmanager
     def stage(self, key: str) -> Iterator[None]:
@@ -460,6 +478,8 @@ def run_study(
     engine: Engine = "duckdb",
     spark: Any = None,
     progress: ProgressCallback | None = None,
+    trial_replicates: int | None = None,
+    replicate_progress: ReplicateCallback | None = None,
 ) -> StudyResult:
     """Run a whole study on a MIMIC-IV-layout source.
 
@@ -479,6 +499,11 @@ def run_study(
     progress : callable, optional
         ``progress(stage_key, label, state)`` with ``state`` "start" / "done"
         for every stage of :func:`study_stages`.
+    trial_replicates : int, optional
+        Bootstrap replicates of the target trial (``[analysis.target_trial]``); None: the study's
+        ``replicates``.
+    replicate_progress : callable, optional
+        ``replicate_progress(stage_key, done, total)`` after each replicate of the target trial.
 
     Returns
     -------
@@ -498,10 +523,15 @@ def run_study(
     if engine not in ENGINES:
         raise InputError(f"engine {engine!r} is not supported; choose one of {list(ENGINES)}")
     _check_study(study)
+    _check_replicates(trial_replicates)
     started = time.perf_counter()
-    run = _Run(study=study, progress=progress)
+    run = _Run(study=study, progress=progress, trial_replicates=trial_replicates, replicate_progress=replicate_progress)
     data_path = _data_path(source)
 
+    trial_cohort: Any = None
+    time_varying: pd.DataFrame | None = None
+    if trial_outcomes(study) and study.analysis.target_trial and study.analysis.target_trial.time_varying:
+        _time_varying_function(study)  # before any data are read: a missing piece stops the run at once
     with run.stage("cohort"):
         if isinstance(source, (str, Path)):
             if not Path(source).exists():
@@ -509,7 +539,71 @@ def run_study(
             source = MimicIV(source)
         with run.capture_warnings("cohort"):
             cohort = build_cohort(study, source, engine=engine, spark=spark)
-    return _analyse(run, cohort, data_path=data_path, engine=engine, started=started)
+            trial = study.analysis.target_trial
+            if trial_outcomes(study) and trial is not None:
+                # The emulated trial's cohort: the same study without the criteria that look past time zero
+                # (not_applied), built by the same builder, so eligibility is decided at the index only.
+                trial_cohort = cohort
+                if trial.not_applied:
+                    trial_cohort = build_cohort(trial_study(study), source, engine=engine, spark=spark)
+                if trial.time_varying:
+                    time_varying = _time_varying(source, study, trial_cohort.data)
+    return _analyse(
+        run,
+        cohort,
+        data_path=data_path,
+        engine=engine,
+        started=started,
+        trial_cohort=trial_cohort,
+        time_varying=time_varying,
+    )
+
+
+def trial_study(study: Study) -> Study:
+    """The study whose cohort the emulated trial uses: ``study`` without its ``not_applied`` criteria."""
+    trial = study.analysis.target_trial
+    dropped = set(trial.not_applied) if trial is not None else set()
+    return study.model_copy(update={"criteria": tuple(c for c in study.criteria if c.name not in dropped)})
+
+
+def _check_replicates(replicates: Any) -> None:
+    if replicates is not None and (
+        isinstance(replicates, bool) or not isinstance(replicates, (int, np.integer)) or replicates < 2
+    ):
+        raise InputError(f"trial_replicates must be an integer >= 2 (or None for the study's), got {replicates!r}")
+
+
+def _time_varying_function(study: Study) -> Callable[..., pd.DataFrame]:
+    """``retrocohort.cohort.intervals.time_varying_values``, or an InputError saying it is not there yet."""
+    trial = study.analysis.target_trial
+    names = list(trial.time_varying) if trial is not None else []
+    try:
+        from ..cohort.intervals import time_varying_values  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        raise InputError(
+            f"[analysis.target_trial] time_varying = {names}: this installation of retrocohort cannot compute "
+            "time-varying covariates yet (retrocohort.cohort.intervals is missing); remove time_varying to fit "
+            "the censoring model on the baseline covariates"
+        ) from None
+    function: Callable[..., pd.DataFrame] = time_varying_values
+    return function
+
+
+def _time_varying(source: Any, study: Study, frame: pd.DataFrame) -> pd.DataFrame:
+    """The time-varying covariates of the censoring model per patient and interval of the grace window.
+
+    ``retrocohort.cohort.intervals.time_varying_values`` (frame rows x intervals: ``row``, ``day``, one
+    column per name) is written on its own branch (issue 11, time-varying part); until it is there a study
+    that declares ``time_varying`` gets a clear error rather than a silent baseline-only model.
+    """
+    trial = study.analysis.target_trial
+    assert trial is not None
+    time_varying_values = _time_varying_function(study)
+    grace_days = study.exposure.window.end_hours / 24.0
+    values: pd.DataFrame = time_varying_values(
+        source, study, frame, list(trial.time_varying), grace_days, trial.interval_hours / 24.0
+    )
+    return values
 
 
 def _check_study(study: Any) -> None:
@@ -525,6 +619,9 @@ def analyse_cohort(
     progress: ProgressCallback | None = None,
     data_path: str | Path | None = None,
     engine: str = "duckdb",
+    trial_cohort: Any = None,
+    trial_replicates: int | None = None,
+    replicate_progress: ReplicateCallback | None = None,
 ) -> StudyResult:
     """Run every stage after the cohort extraction on an already-built cohort.
 
@@ -539,23 +636,40 @@ def analyse_cohort(
     progress : as :func:`run_study` (stages after "cohort").
     data_path : the data folder, for the data fingerprint and ``SYNTHETIC.json``.
     engine : recorded in the provenance.
+    trial_cohort : the target trial's cohort (built for :func:`trial_study`, with ``exposure_start_days``);
+        None: ``cohort`` itself when the study leaves no criterion out of the trial, else the trial is
+        skipped with the reason (only :func:`run_study`, which has the data, can build it).
+    trial_replicates, replicate_progress : as :func:`run_study`.
 
     Returns
     -------
     StudyResult
     """
     _check_study(study)
-    run = _Run(study=study, progress=progress)
+    _check_replicates(trial_replicates)
+    run = _Run(study=study, progress=progress, trial_replicates=trial_replicates, replicate_progress=replicate_progress)
+    trial = study.analysis.target_trial
+    if trial_cohort is None and trial is not None and not trial.not_applied:
+        trial_cohort = cohort
     return _analyse(
         run,
         cohort,
         data_path=Path(data_path) if data_path is not None else None,
         engine=engine,
         started=time.perf_counter(),
+        trial_cohort=trial_cohort,
     )
 
 
-def _analyse(run: _Run, cohort: Any, data_path: Path | None, engine: str, started: float) -> StudyResult:
+def _analyse(
+    run: _Run,
+    cohort: Any,
+    data_path: Path | None,
+    engine: str,
+    started: float,
+    trial_cohort: Any = None,
+    time_varying: pd.DataFrame | None = None,
+) -> StudyResult:
     study = run.study
     for note in getattr(cohort, "notes", ()) or ():
         run.note(str(note))
@@ -620,6 +734,11 @@ def _analyse(run: _Run, cohort: Any, data_path: Path | None, engine: str, starte
         with run.stage("subgroups"):
             subgroups = _subgroups(run, data, matched)
 
+    target_trial: dict[str, TargetTrialResult] = {}
+    for name in trial_outcomes(study):
+        with run.stage(f"target_trial:{name}"):
+            target_trial[name] = _target_trial(run, name, trial_cohort, time_varying)
+
     with run.stage("provenance"):
         synthetic, planted, _description = read_synthetic_info(data_path, study)
         extra = ("pyspark",) if engine == "spark" else ()
@@ -664,6 +783,205 @@ def _analyse(run: _Run, cohort: Any, data_path: Path | None, engine: str, starte
         planted=planted,
         provenance=provenance,
         notes=tuple(run.notes),
+        target_trial=target_trial,
+    )
+
+
+def trial_options(study: Study, outcome: str, replicates: int | None = None) -> dict[str, Any]:
+    """The keyword arguments of :func:`~retrocohort.designs.clone_censor_weight` for one trial outcome,
+    and the bootstrap's (``n_replicates``, ``seed``, ``conf_level``), from ``[analysis.target_trial]``.
+
+    ``truncate`` is written in percentiles and passed as fractions; ``interval_hours`` as days.
+    """
+    trial = study.analysis.target_trial
+    if trial is None:
+        raise InputError("the study has no [analysis.target_trial]")
+    oc = study.outcomes[outcome]
+    lower, upper = trial.truncate
+    return {
+        "grace_days": study.exposure.window.end_hours / 24.0,
+        "horizon_days": float(oc.horizon_days),
+        "censoring_model": trial.censoring_model,
+        "interval_days": trial.interval_hours / 24.0,
+        "stabilised": trial.stabilised,
+        "truncate": (lower / 100.0, upper / 100.0),
+        "competing": oc.competing is not None,
+        "min_ess": float(trial.min_ess),
+        "n_replicates": int(replicates if replicates is not None else trial.replicates),
+        "seed": int(trial.seed if trial.seed is not None else study.study.seed),
+        "conf_level": float(study.analysis.conf_level),
+    }
+
+
+def trial_frame(
+    study: Study, outcome: str, data: pd.DataFrame
+) -> tuple[pd.DataFrame, list[str], np.ndarray, list[str]]:
+    """The frame :func:`~retrocohort.designs.clone_censor_weight` takes for one trial outcome.
+
+    Parameters
+    ----------
+    study : the study; outcome : one of its outcomes.
+    data : the trial cohort's analysis frame (one row per patient eligible at the index, with
+        ``exposure_start_days``, the covariates and ``<outcome>_time`` / ``<outcome>_status``).
+
+    Returns
+    -------
+    frame : columns ``exposure_start_days``, ``time``, ``status`` and the censoring model's numeric
+        covariates (0/1 indicators for the levels of a categorical one, the first level the reference).
+    covariates : the covariate columns of ``frame``.
+    kept : positions of ``data``'s rows in ``frame``.
+    notes : who was left out and why, in words (exact counts: show them through the disclosure rule).
+    """
+    time_col, status_col = _columns(outcome)
+    names = list(trial_covariates(study))
+    notes: list[str] = []
+    missing_columns = [c for c in ["exposure_start_days", time_col, status_col, *names] if c not in data.columns]
+    if missing_columns:
+        raise InputError(
+            f"the target trial's cohort frame lacks column(s) {missing_columns} (it has {list(data.columns)}); "
+            "build it with retrocohort.cohort.build_cohort for this study"
+        )
+    start = pd.to_numeric(data["exposure_start_days"], errors="coerce").to_numpy(dtype=float)
+    time_ = pd.to_numeric(data[time_col], errors="coerce").to_numpy(dtype=float)
+    status = pd.to_numeric(data[status_col], errors="coerce").to_numpy(dtype=float)
+    incomplete = data[names].isna().any(axis=1).to_numpy() | np.isnan(time_) | np.isnan(status)
+    if incomplete.any():
+        notes.append(
+            f"{int(incomplete.sum())} patients without a value of a censoring-model covariate or the outcome "
+            "are left out of the trial"
+        )
+    # Nobody can be followed from time zero who died (or left follow-up) at or before it.
+    no_follow_up = ~incomplete & ~(time_ > 0)
+    if no_follow_up.any():
+        notes.append(
+            f"{int(no_follow_up.sum())} patients with no follow-up after the index (death or censoring at the "
+            "index time) are not eligible at time zero"
+        )
+    keep = ~(incomplete | no_follow_up)
+    kept = np.flatnonzero(keep)
+    # A start after the end of this outcome's follow-up did not happen during it (e.g. after the outcome).
+    start = np.where(start <= time_, start, np.nan)
+    frame = pd.DataFrame(
+        {"exposure_start_days": start[keep], "time": time_[keep], "status": status[keep].astype(np.int64)}
+    )
+    covariates: list[str] = []
+    for name in names:
+        column = data.loc[keep, name].reset_index(drop=True)
+        if covariate_type(study, name) == "categorical" or not pd.api.types.is_numeric_dtype(column):
+            levels = sorted(column.astype(str).unique())
+            for level in levels[1:]:
+                indicator = f"{name}_{level}"
+                frame[indicator] = (column.astype(str) == level).astype(float).to_numpy()
+                covariates.append(indicator)
+        else:
+            frame[name] = pd.to_numeric(column).astype(float).to_numpy()
+            covariates.append(name)
+    constant = [c for c in covariates if frame[c].nunique() < 2]
+    if constant:
+        notes.append(f"censoring model: covariate(s) {constant} constant in the trial's cohort, left out")
+        covariates = [c for c in covariates if c not in constant]
+    return frame, covariates, kept, notes
+
+
+def _target_trial(run: _Run, name: str, trial_cohort: Any, time_varying: pd.DataFrame | None) -> TargetTrialResult:
+    """Clone, censor, weight and bootstrap one outcome; a trial that cannot be estimated is skipped with why."""
+    from ..designs import bootstrap
+
+    study = run.study
+    trial = study.analysis.target_trial
+    assert trial is not None
+    oc = study.outcomes[name]
+    options = trial_options(study, name, run.trial_replicates)
+    grace_days = options["grace_days"]
+    base: dict[str, Any] = {
+        "outcome": name,
+        "label": oc.label,
+        "competing": oc.competing is not None,
+        "horizon_days": float(oc.horizon_days),
+        "grace_days": grace_days,
+        "not_applied": tuple(trial.not_applied),
+        "past_index": tuple(c.name for c in trial_study(study).criteria if looks_past_index(c)),
+        "options": {**options, "covariates": list(trial_covariates(study)), "time_varying": list(trial.time_varying)},
+    }
+    if trial_cohort is None:
+        return TargetTrialResult(
+            **base,
+            bootstrap=None,
+            skipped=(
+                f"the trial's cohort (this study without the criteria {list(trial.not_applied)}) was not built: "
+                "only the study's cohort was given (run_study builds both; analyse_cohort takes trial_cohort=)"
+            ),
+            n_eligible=0,
+            n_started=0,
+        )
+    data = trial_cohort.data.reset_index(drop=True)
+    if "exposure_start_days" not in data.columns:
+        return TargetTrialResult(
+            **base,
+            bootstrap=None,
+            skipped=(
+                "the trial's cohort frame has no exposure_start_days column (days from the index to the first "
+                "exposure start); build the cohort with retrocohort.cohort.build_cohort"
+            ),
+            n_eligible=0,
+            n_started=0,
+        )
+    frame, covariates, kept, notes = trial_frame(study, name, data)
+    n_started = int((frame["exposure_start_days"] <= grace_days).sum())
+    kwargs: dict[str, Any] = {
+        k: options[k]
+        for k in (
+            "grace_days",
+            "horizon_days",
+            "censoring_model",
+            "interval_days",
+            "stabilised",
+            "truncate",
+            "competing",
+            "min_ess",
+        )
+    }
+    kwargs.update(start_time="exposure_start_days", time="time", status="status", covariates=covariates)
+    if time_varying is not None:
+        # rows of the trial cohort's frame -> rows of this outcome's frame
+        position = pd.Series(np.arange(len(kept)), index=kept)
+        values = time_varying[time_varying["row"].isin(kept)].copy()
+        values["row"] = position.loc[values["row"].to_numpy()].to_numpy()
+        kwargs["time_varying"] = values.reset_index(drop=True)
+    stage = f"target_trial:{name}"
+    hook = run.replicate_progress
+
+    def progress(done: int, total: int) -> None:
+        if hook is not None:
+            hook(stage, done, total)
+
+    try:
+        with run.capture_warnings(f"target trial, {oc.label}"):
+            boot = bootstrap(
+                frame,
+                n_replicates=options["n_replicates"],
+                seed=options["seed"],
+                conf_level=options["conf_level"],
+                progress=progress,
+                **kwargs,
+            )
+    except _MODEL_ERRORS as exc:
+        return TargetTrialResult(
+            **base,
+            bootstrap=None,
+            skipped=str(exc),
+            n_eligible=len(frame),
+            n_started=n_started,
+            notes=tuple(notes),
+        )
+    base["options"]["covariates"] = covariates
+    return TargetTrialResult(
+        **base,
+        bootstrap=boot,
+        skipped=None,
+        n_eligible=len(frame),
+        n_started=n_started,
+        notes=tuple(notes),
     )
 
 

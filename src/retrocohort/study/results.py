@@ -104,6 +104,33 @@ class SubgroupResult:
 
 
 @dataclass(frozen=True)
+class TargetTrialResult:
+    """The emulated target trial of one outcome (``[analysis.target_trial]``, docs/target-trial.md).
+
+    ``bootstrap`` is the :class:`~retrocohort.designs.BootstrapResult` of the clone-censor-weight
+    analysis (its ``point`` holds the estimates, curves, weights and exact counts, in memory only);
+    None when the trial was not estimated, with ``skipped`` saying why. ``n_eligible`` (eligible at
+    the index) and ``n_started`` (started within the grace window) are exact counts: outputs show
+    them through the study's disclosure rule. ``not_applied`` are the criteria left out of the
+    trial's eligibility, ``past_index`` the applied criteria whose window ends after time zero.
+    """
+
+    outcome: str
+    label: str
+    competing: bool
+    horizon_days: float
+    grace_days: float
+    bootstrap: Any | None
+    skipped: str | None
+    n_eligible: int
+    n_started: int
+    not_applied: tuple[str, ...]
+    past_index: tuple[str, ...]
+    options: dict[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # patients left out of the trial's frame and why (exact counts: show via disclosure)
+
+
+@dataclass(frozen=True)
 class StudyResult:
     """Everything a report needs from one run of a study."""
 
@@ -135,6 +162,7 @@ class StudyResult:
     planted: dict[str, dict[str, Any]] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)  # hashes, versions, seed, engine
     notes: tuple[str, ...] = ()  # degraded concepts, warnings worth printing
+    target_trial: dict[str, TargetTrialResult] = field(default_factory=dict)  # by outcome name
 
     def __repr__(self) -> str:
         from .._printing import render_study_result
