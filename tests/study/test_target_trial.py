@@ -342,26 +342,6 @@ def test_patients_without_follow_up_after_the_index_are_left_out_with_a_note():
     assert any("7 patients with no follow-up after the index" in n for n in trial.notes)
 
 
-def test_time_varying_without_the_interval_module_is_a_clear_error(tmp_path):
-    try:
-        import retrocohort.cohort.intervals  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("retrocohort.cohort.intervals exists on this branch: the guard is not reached")
-    from retrocohort.study.pipeline import _time_varying
-
-    trial = STUDY.analysis.target_trial.model_copy(update={"time_varying": ("serum_mg",)})
-    study = STUDY.model_copy(update={"analysis": STUDY.analysis.model_copy(update={"target_trial": trial})})
-    with pytest.raises(InputError, match="cannot compute time-varying covariates yet"):
-        _time_varying(tmp_path, study, COHORT.data)
-    # run_study says so before it reads any data (this folder does not even exist)
-    from retrocohort.study.pipeline import run_study
-
-    with pytest.raises(InputError, match="cannot compute time-varying covariates yet"):
-        run_study(tmp_path / "no-such-folder", study)
-
-
 def test_trial_replicates_must_be_an_integer_of_two_or_more():
     for bad in (1, 2.5, True, "10"):
         with pytest.raises(InputError, match="trial_replicates must be an integer >= 2"):
@@ -472,9 +452,6 @@ def test_cli_run_with_replicates_prints_the_trial_lines_and_writes_the_block(tmp
 
 
 def test_time_varying_covariates_reach_the_censoring_model(tmp_path):
-    # runs once retrocohort.cohort.intervals (the tte-tv branch) is merged; on a branch without it the guard
-    # above is what is tested
-    pytest.importorskip("retrocohort.cohort.intervals", reason="time_varying_values is on the tte-tv branch")
     from retrocohort.sources.synthetic import generate_synthetic
     from retrocohort.study.pipeline import run_study
 

@@ -530,8 +530,6 @@ def run_study(
 
     trial_cohort: Any = None
     time_varying: pd.DataFrame | None = None
-    if trial_outcomes(study) and study.analysis.target_trial and study.analysis.target_trial.time_varying:
-        _time_varying_function(study)  # before any data are read: a missing piece stops the run at once
     with run.stage("cohort"):
         if isinstance(source, (str, Path)):
             if not Path(source).exists():
@@ -573,32 +571,16 @@ def _check_replicates(replicates: Any) -> None:
         raise InputError(f"trial_replicates must be an integer >= 2 (or None for the study's), got {replicates!r}")
 
 
-def _time_varying_function(study: Study) -> Callable[..., pd.DataFrame]:
-    """``retrocohort.cohort.intervals.time_varying_values``, or an InputError saying it is not there yet."""
-    trial = study.analysis.target_trial
-    names = list(trial.time_varying) if trial is not None else []
-    try:
-        from ..cohort.intervals import time_varying_values  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        raise InputError(
-            f"[analysis.target_trial] time_varying = {names}: this installation of retrocohort cannot compute "
-            "time-varying covariates yet (retrocohort.cohort.intervals is missing); remove time_varying to fit "
-            "the censoring model on the baseline covariates"
-        ) from None
-    function: Callable[..., pd.DataFrame] = time_varying_values
-    return function
-
-
 def _time_varying(source: Any, study: Study, frame: pd.DataFrame) -> pd.DataFrame:
     """The time-varying covariates of the censoring model per patient and interval of the grace window.
 
-    ``retrocohort.cohort.intervals.time_varying_values`` (frame rows x intervals: ``row``, ``day``, one
-    column per name) is written on its own branch (issue 11, time-varying part); until it is there a study
-    that declares ``time_varying`` gets a clear error rather than a silent baseline-only model.
+    ``retrocohort.cohort.intervals.time_varying_values``: frame rows x intervals (``row``, ``day``, one
+    column per name).
     """
     trial = study.analysis.target_trial
     assert trial is not None
-    time_varying_values = _time_varying_function(study)
+    from ..cohort.intervals import time_varying_values
+
     grace_days = study.exposure.window.end_hours / 24.0
     values: pd.DataFrame = time_varying_values(
         source, study, frame, list(trial.time_varying), grace_days, trial.interval_hours / 24.0
