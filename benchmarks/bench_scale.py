@@ -149,21 +149,8 @@ def child(task: str, folder: Path, **extra: object) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=float, default=0.25, help="fraction of MIMIC-IV v2.2's row counts")
-    parser.add_argument("--stays", type=int, default=100_000, help="ICU stays of the synthetic EHR")
-    parser.add_argument("--seed", type=int, default=20231103)
-    parser.add_argument("--repeats", type=int, default=1, help="runs of each cohort build (median reported)")
-    parser.add_argument("--data", type=Path, default=None, help="an existing synthetic EHR (padded in place!)")
-    parser.add_argument("--work", type=Path, default=None, help="folder for the data (default: a temporary one)")
-    parser.add_argument("--memory-limit", default=None, help="DuckDB memory_limit, e.g. 2GB")
-    parser.add_argument("--threads", type=int, default=None, help="DuckDB threads (default: every core)")
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "scale.md")
-    args = parser.parse_args()
-    command = "nice .venv/bin/python benchmarks/bench_scale.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    config = {k: v for k, v in (("memory_limit", args.memory_limit), ("threads", args.threads)) if v is not None}
-
+def prepare(args: argparse.Namespace, config: dict) -> tuple[dict, tempfile.TemporaryDirectory | None]:
+    """Generate (unless ``--data``), pad and convert; the step times, sizes and folders, and the temp dir."""
     tmp = None
     if args.data is None:
         from retrocohort.sources.synthetic import generate_synthetic
@@ -187,6 +174,62 @@ def main() -> int:
     conversion = child("convert", folder, out=str(pq_folder), duckdb_config=config)
     for table, (_, after) in sizes.items():
         assert conversion["rows"][table] == after, f"{table}: {conversion['rows'][table]} rows converted, {after} in"
+
+    steps = {
+        "folder": str(folder),
+        "parquet": str(pq_folder),
+        "generate_s": generate_s,
+        "pad_s": pad_s,
+        "csv_mib": csv_mib,
+        "sizes": sizes,
+        "conversion": conversion,
+    }
+    return steps, tmp
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=0.25, help="fraction of MIMIC-IV v2.2's row counts")
+    parser.add_argument("--stays", type=int, default=100_000, help="ICU stays of the synthetic EHR")
+    parser.add_argument("--seed", type=int, default=20231103)
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each cohort build (median reported)")
+    parser.add_argument("--data", type=Path, default=None, help="an existing synthetic EHR (padded in place!)")
+    parser.add_argument("--work", type=Path, default=None, help="folder for the data (default: a temporary one)")
+    parser.add_argument("--memory-limit", default=None, help="DuckDB memory_limit, e.g. 2GB")
+    parser.add_argument("--threads", type=int, default=None, help="DuckDB threads (default: every core)")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "scale.md")
+    parser.add_argument(
+        "--prepare-only",
+        action="store_true",
+        help="generate, pad and convert into --work, record the steps in --work/steps.json and stop",
+    )
+    args = parser.parse_args()
+    if args.prepare_only and args.work is None:
+        parser.error("--prepare-only needs --work (the folder a later run reuses)")
+    command = "nice .venv/bin/python benchmarks/bench_scale.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    config = {k: v for k, v in (("memory_limit", args.memory_limit), ("threads", args.threads)) if v is not None}
+
+    # A run with --work reuses the steps a --prepare-only run recorded there (same stays, seed, scale and
+    # settings): at the quarter size the data preparation takes most of the time, the cohort builds not.
+    steps_file = args.work / "steps.json" if args.work is not None else None
+    key = {"stays": args.stays, "seed": args.seed, "scale": args.scale, "config": config}
+    tmp = None
+    if steps_file is not None and steps_file.exists() and not args.prepare_only:
+        steps = json.loads(steps_file.read_text())
+        if steps["key"] != key:
+            raise SystemExit(f"{steps_file} was prepared for {steps['key']}, not {key}: use another --work")
+        folder, pq_folder = Path(steps["folder"]), Path(steps["parquet"])
+    else:
+        steps, tmp = prepare(args, config)
+        steps["key"] = key
+        if steps_file is not None:
+            steps_file.write_text(json.dumps(steps, default=str))
+        if args.prepare_only:
+            print(json.dumps(steps, default=str))
+            return 0
+        folder, pq_folder = Path(steps["folder"]), Path(steps["parquet"])
+    generate_s, pad_s, csv_mib, conversion = steps["generate_s"], steps["pad_s"], steps["csv_mib"], steps["conversion"]
+    sizes = {t: tuple(v) for t, v in steps["sizes"].items()}
 
     runs: dict[tuple[str, str], list[dict]] = {}
     for task in ("build_cohort", "extract"):

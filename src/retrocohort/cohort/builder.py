@@ -211,19 +211,16 @@ def _describe_window(window: Window, match: str) -> str:
 
 class _Compiler:
     def __init__(self, conn: SourceConnection, study: Study, excluded: ir.Table | None = None) -> None:
-        from ..concepts import (  # imports ibis backends: load on use
-            concept_events,
-            shared_user_events,
-        )
+        from ..concepts import concept_events  # imports ibis backends: load on use
 
         self.conn = conn
         self.study = study
         # Distinct subject_id of the patients the data checks exclude (or None).
         self.excluded = excluded
         self._concept_events = concept_events
-        self._shared_user_events = shared_user_events
         self._events: dict[str, ir.Table] = {}
-        self._shared: dict[str, ir.Table] = {}
+        self._requests: dict[str, dict[str, Any]] | None = None  # table -> reader -> row predicate
+        self._scanned: set[str] = set()
         self._shared_sets: list[Any] = []
         self._cached: list[ir.Table] = []
         self.subjects: ir.Table | None = None
@@ -236,32 +233,47 @@ class _Compiler:
         return cached
 
     def share(self, names: set[str] | tuple[str, ...]) -> None:
-        """Read the user concepts ``names`` (not read yet) so that each source table is scanned once.
+        """Scan each table the concepts ``names`` read once, for every concept of the study that reads it.
 
-        Concepts on the same table come from one cached copy of the rows any of them selects
-        (restricted to the indexed patients once they are known); see ``shared_user_events``.
+        Before the index is known (``self.subjects`` None) only the tables ``names`` read are scanned,
+        with the predicates of *every* concept of the study on them and for all patients, so that
+        the rules after the index find their rows in the same copy. Once the indexed patients are
+        known, every other table the study reads is scanned, restricted to them. See
+        ``retrocohort.concepts.scan``.
         """
-        specs = {
-            n: self.study.concepts[n]
-            for n in sorted(names)
-            if n in self.study.concepts and n not in self._events and n not in self._shared
+        from ..concepts.scan import read_once, table_requests
+
+        def resolved(concepts: set[str] | tuple[str, ...]) -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            for n in sorted(concepts):
+                with contextlib.suppress(Exception):  # an unknown name is reported where it is read
+                    out[n] = self.study.resolve(n)
+            return out
+
+        if self._requests is None:
+            study = self.study
+            everything = set(study.index.concept) | _used_concepts(study) | ({"death"} if study.outcomes else set())
+            self._requests = table_requests(resolved(everything))
+        wanted = table_requests(resolved(names)) if self.subjects is None else None
+        todo = {
+            t: readers
+            for t, readers in self._requests.items()
+            if t not in self._scanned and (wanted is None or t in wanted)
         }
-        if not specs:
+        if not todo:
             return
-        try:
-            shared = self._shared_user_events(self.conn, specs, self.subjects)
-        except SourceError as exc:
-            named = [n for n, s in specs.items() if s.table in str(exc)] or sorted(specs)
-            raise SourceError(f"concept {', '.join(map(repr, named))}: {exc}") from None
-        self._shared_sets.append(shared)
-        self._shared.update(shared.events)
+        self._scanned.update(todo)
+        self._shared_sets.append(
+            read_once(
+                self.conn, todo, self.subjects, labels=lambda n: f"{n!r} ({self.study.concept_label(n)})"
+            )
+        )
 
     def events(self, name: str) -> ir.Table:
         if name not in self._events:
             try:
-                raw = self._shared.get(name)
-                if raw is None:
-                    raw = self._concept_events(self.conn, self.study.resolve(name))
+                # Tables already scanned are pinned on the connection: the concept reads its slice of the copy.
+                raw = self._concept_events(self.conn, self.study.resolve(name))
             except SourceError as exc:
                 # Name the concept as well as the table: the user fixes the study or the data.
                 raise SourceError(f"concept {name!r} ({self.study.concept_label(name)}): {exc}") from None

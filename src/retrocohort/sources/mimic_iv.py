@@ -436,6 +436,9 @@ class SourceConnection:
     # Views of CONCEPT_SCHEMA tables, opened on first use by concept_table (a study that uses no
     # concept on a table never opens it); table -> (view name, optional columns present).
     concept_views: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+    # Narrow cached copies of concept tables (retrocohort.concepts.scan.read_once): while pinned,
+    # concept_table returns the copy, so every concept filters the rows read in one scan.
+    scans: dict[str, Any] = field(default_factory=dict)
 
     def table(self, name: str) -> Any:
         """The ibis table of ``name`` ("icu/inputevents") as the cohort reads it: the columns of :data:`SCHEMA`,
@@ -469,11 +472,31 @@ class SourceConnection:
         """
         if name not in CONCEPT_SCHEMA:
             raise KeyError(f"{name!r} is not a table concepts read; known: {list(CONCEPT_SCHEMA)}")
+        if name in self.scans:
+            return self.scans[name]
         if name not in self.concept_views:
             self.concept_views[name] = _open_concept_view(self, name)
         # The same data checks as the cohort's own tables: drop rules and exact duplicates
         # (a duplicated patients or inputevents row must not multiply a concept's rows).
         return checked_table(name, self.backend.table(self.concept_views[name][0]))
+
+    def pin(self, name: str, table: Any) -> None:
+        """Serve ``concept_table(name)`` from ``table``: a cached copy of the rows every reader of it needs.
+
+        The copy must have the concept view's columns and be checked as :meth:`concept_table` is;
+        :func:`retrocohort.concepts.scan.read_once` makes it. :meth:`unpin` reads the files again.
+        """
+        if name not in CONCEPT_SCHEMA:
+            raise KeyError(f"{name!r} is not a table concepts read; known: {list(CONCEPT_SCHEMA)}")
+        self.scans[name] = table
+
+    def unpin(self, name: str) -> None:
+        """Read ``name`` from its files again (after :meth:`pin`)."""
+        self.scans.pop(name, None)
+
+    def pinned(self, name: str) -> bool:
+        """Whether ``concept_table(name)`` serves a pinned copy."""
+        return name in self.scans
 
     def concept_has_table(self, name: str) -> bool:
         """Whether the folder holds table ``name`` (without opening it)."""
