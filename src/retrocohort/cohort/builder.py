@@ -254,7 +254,13 @@ class _Compiler:
             study = self.study
             everything = set(study.index.concept) | _used_concepts(study) | ({"death"} if study.outcomes else set())
             self._requests = table_requests(resolved(everything))
-        wanted = table_requests(resolved(names)) if self.subjects is None else None
+        wanted = None
+        if self.subjects is None:
+            wanted = table_requests(resolved(names))
+            # The index reads the stays, admissions and patients (candidates): whole, once, for everyone.
+            wanted.update({t: {} for t in _INDEX_TABLES})
+            for t in _INDEX_TABLES:
+                self._requests.setdefault(t, {})["(index)"] = None
         todo = {
             t: readers
             for t, readers in self._requests.items()
@@ -263,11 +269,17 @@ class _Compiler:
         if not todo:
             return
         self._scanned.update(todo)
-        self._shared_sets.append(
-            read_once(
-                self.conn, todo, self.subjects, labels=lambda n: f"{n!r} ({self.study.concept_label(n)})"
-            )
-        )
+        self._shared_sets.append(read_once(self.conn, todo, self.subjects, labels=self._label))
+
+    def _index_table(self, name: str) -> ir.Table:
+        """A table as the index step reads it: the whole pinned copy for the stays, admissions and patients."""
+        return self.conn.concept_table(name) if name in _INDEX_TABLES else self.conn.table(name)
+
+    def _label(self, name: str) -> str:
+        try:
+            return f"{name!r} ({self.study.concept_label(name)})"
+        except Exception:  # "(index)": the index step's own tables
+            return name
 
     def events(self, name: str) -> ir.Table:
         if name not in self._events:
@@ -315,7 +327,7 @@ class _Compiler:
         study, conn = self.study, self.conn
         self.share(study.index.concept)
         entry = self.union(study.index.concept, keys=True)
-        stays = conn.table("icu/icustays").select("subject_id", "stay_id", "hadm_id", "intime", "outtime")
+        stays = conn.concept_table("icu/icustays").select("subject_id", "stay_id", "hadm_id", "intime", "outtime")
         # An entry event from a hospital table has no stay: it belongs to the ICU stay it falls in, if any.
         placed = entry.filter(entry.stay_id.isnull()).select("subject_id", "start_time")
         s = stays.select(s_subject="subject_id", s_stay="stay_id", intime="intime", outtime="outtime")
@@ -335,16 +347,22 @@ class _Compiler:
             .filter(lambda t: t.stay_rank == 0)
             .select(first_stay_id="stay_id", fs_subject="subject_id")
         )
-        adm = conn.table("hosp/admissions").select("hadm_id", "admittime")
-        pat = conn.table("hosp/patients").select("subject_id", "gender", "anchor_age", "anchor_year")
+        adm = conn.concept_table("hosp/admissions").select("hadm_id", "admittime")
+        pat = conn.concept_table("hosp/patients").select("subject_id", "gender", "anchor_age", "anchor_year")
         cand = _attach(per_stay, stays.select("stay_id", stay_hadm_id="hadm_id"), ["stay_id"]).rename(
             hadm_id="stay_hadm_id"
         )
         cand = _attach(cand, adm, ["hadm_id"])
         cand = _attach(cand, pat, ["subject_id"])
         cand = cand.left_join(first_stay, cand.subject_id == first_stay.fs_subject).drop("fs_subject")
-        if self.excluded is not None:
-            flagged = self.excluded.select(x_subject="subject_id").mutate(data_excluded=ibis.literal(1))
+        excluded = self.excluded
+        if excluded is not None:
+            from ..sources.quality import excluded_patients
+
+            # The same rules, on the copies of patients and admissions the index step read (one scan of each).
+            excluded = excluded_patients(self._index_table, conn.has)
+        if excluded is not None:
+            flagged = excluded.select(x_subject="subject_id").mutate(data_excluded=ibis.literal(1))
             cand = cand.left_join(flagged, cand.subject_id == flagged.x_subject).drop("x_subject")
             cand = cand.mutate(f_data_ok=(ibis.coalesce(cand.data_excluded, 0) == 0).cast("int64"))
             cand = cand.drop("data_excluded")
@@ -531,6 +549,10 @@ class _Compiler:
             elif out.kind == "absence":
                 cols[f"o_{name}_seconds"] = _seconds(facts[f"o_{name}_last_end"], facts.index_time)
         return facts.mutate(**cols) if cols else facts
+
+
+#: Tables the index step (``candidates``) reads whole, besides the index concepts' own tables.
+_INDEX_TABLES = ("icu/icustays", "hosp/admissions", "hosp/patients")
 
 
 def _used_concepts(study: Study) -> set[str]:
