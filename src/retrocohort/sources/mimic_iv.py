@@ -474,11 +474,24 @@ class SourceConnection:
             raise KeyError(f"{name!r} is not a table concepts read; known: {list(CONCEPT_SCHEMA)}")
         if name in self.scans:
             return self.scans[name]
-        if name not in self.concept_views:
-            self.concept_views[name] = _open_concept_view(self, name)
         # The same data checks as the cohort's own tables: drop rules and exact duplicates
         # (a duplicated patients or inputevents row must not multiply a concept's rows).
-        return checked_table(name, self.backend.table(self.concept_views[name][0]))
+        return checked_table(name, self.raw_concept_table(name))
+
+    def raw_concept_table(self, name: str, where: Callable[[Any], Any] | None = None) -> Any:
+        """The concept view of ``name`` before the data checks, optionally narrowed by ``where`` first.
+
+        ``checked_table(name, raw_concept_table(name, where))`` equals ``concept_table(name)`` narrowed by
+        ``where`` when ``where`` keeps or drops whole rows (a row filter, a semi-join on subject_id): the
+        checks are per row and exact duplicates stay duplicates; narrowing first makes the deduplication
+        hash only the rows kept (the engine does not move a semi-join below a DISTINCT by itself).
+        """
+        if name not in CONCEPT_SCHEMA:
+            raise KeyError(f"{name!r} is not a table concepts read; known: {list(CONCEPT_SCHEMA)}")
+        if name not in self.concept_views:
+            self.concept_views[name] = _open_concept_view(self, name)
+        raw = self.backend.table(self.concept_views[name][0])
+        return where(raw) if where is not None else raw
 
     def pin(self, name: str, table: Any) -> None:
         """Serve ``concept_table(name)`` from ``table``: a cached copy of the rows every reader of it needs.
