@@ -396,6 +396,7 @@ class _Compiler:
         if study.index.select == "first":
             chosen = self._first(cand, order=[cand.index_time, cand.stay_id])
             chosen = self._cache(chosen)
+            keyed = chosen
             chosen = self._criteria_flags(chosen, event_criteria)
         else:
             flagged = self._criteria_flags(cand, event_criteria)
@@ -404,7 +405,10 @@ class _Compiler:
             order = [flagged.pass_rank, flagged.index_time, flagged.stay_id]
             chosen = self._first(flagged, order=order).drop("pass_rank")
             chosen = self._cache(chosen)
-        keys = chosen.select("subject_id", "hadm_id", "stay_id", "index_time")
+            keyed = chosen
+        # Keys from the cached table (not from the criteria joins, which would be compiled and run again
+        # inside every per-patient part below).
+        keys = keyed.select("subject_id", "hadm_id", "stay_id", "index_time")
 
         facts = chosen
         for crit in study.criteria:
