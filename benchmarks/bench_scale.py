@@ -17,7 +17,12 @@ the child's own VmHWM, see peak_memory.py):
    sizes);
 4. on the csv.gz folder and on the Parquet folder: ``build_cohort`` on the flagship study in the
    study language (``studies/magnesium_ckrt.toml``) and the legacy ``extract``; the cohorts
-   from csv.gz and Parquet must be identical (checked).
+   from csv.gz and Parquet must be identical (checked). With ``--memory-limit``/``--threads``,
+   ``build_cohort`` on Parquet runs once more with DuckDB's defaults, for comparison.
+
+Steps 1-3 take most of the time at the quarter size: ``--work DIR --prepare-only`` runs them into
+DIR and records their times in DIR/steps.json; a later run with the same ``--work`` (and the same
+stays, seed, scale and settings) reuses them and only builds the cohorts.
 
 Goals (issue 9): the flagship on the quarter-size Parquet copy in under 30 s and under 2 GiB on
 2 cores; ``build_cohort`` no slower than the legacy ``extract``. No peer builds this cohort from
@@ -209,10 +214,10 @@ def main() -> int:
     command = "nice .venv/bin/python benchmarks/bench_scale.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     config = {k: v for k, v in (("memory_limit", args.memory_limit), ("threads", args.threads)) if v is not None}
 
-    # A run with --work reuses the steps a --prepare-only run recorded there (same stays, seed, scale and
+    # A run with --work reuses the steps a --prepare-only run recorded there (same stays, seed and scale):
     # settings): at the quarter size the data preparation takes most of the time, the cohort builds not.
     steps_file = args.work / "steps.json" if args.work is not None else None
-    key = {"stays": args.stays, "seed": args.seed, "scale": args.scale, "config": config}
+    key = {"stays": args.stays, "seed": args.seed, "scale": args.scale}
     tmp = None
     if steps_file is not None and steps_file.exists() and not args.prepare_only:
         steps = json.loads(steps_file.read_text())
@@ -221,7 +226,7 @@ def main() -> int:
         folder, pq_folder = Path(steps["folder"]), Path(steps["parquet"])
     else:
         steps, tmp = prepare(args, config)
-        steps["key"] = key
+        steps["key"], steps["config"] = key, config
         if steps_file is not None:
             steps_file.write_text(json.dumps(steps, default=str))
         if args.prepare_only:
@@ -238,6 +243,11 @@ def main() -> int:
         # the same cohort, to the last digit, from either copy
         assert runs[task, "csv.gz"][0]["data"] == runs[task, "Parquet"][0]["data"], f"{task}: Parquet changed it"
         assert runs[task, "csv.gz"][0]["attrition"] == runs[task, "Parquet"][0]["attrition"]
+
+    # With DuckDB settings given, the flagship on Parquet once more with DuckDB's defaults, for comparison.
+    defaults = [child("build_cohort", pq_folder, study=str(STUDY)) for _ in range(args.repeats)] if config else []
+    if defaults:
+        assert defaults[0]["data"] == runs["build_cohort", "Parquet"][0]["data"], "DuckDB settings changed it"
 
     counts = runs["build_cohort", "csv.gz"][0]["counts"]
     lines = [
@@ -262,7 +272,8 @@ def main() -> int:
         "| step | data | seconds (median) | runs (s) | peak memory (GiB) | goal | met |",
         "|---|---|---:|---|---:|---|---|",
         (
-            f"| `convert` (every table) | csv.gz -> Parquet | {conversion['seconds']:.1f} | one run | "
+            f"| `convert` (every table; DuckDB {steps.get('config') or 'defaults'}) | csv.gz -> Parquet | "
+            f"{conversion['seconds']:.1f} | one run | "
             f"{conversion['peak_kib'] / 2**20:.2f} | | |"
         ),
     ]
@@ -277,6 +288,13 @@ def main() -> int:
         name = "`build_cohort` (study language)" if task == "build_cohort" else "legacy `extract`"
         runs_text = ", ".join(f"{s:.2f}" for s in seconds)
         lines.append(f"| {name} | {fmt} | {median:.2f} | {runs_text} | {peak:.2f} | {goal} | {met} |")
+    if defaults:
+        seconds = [r["seconds"] for r in defaults]
+        peak = max(r["peak_kib"] for r in defaults) / 2**20
+        lines.append(
+            f"| `build_cohort`, DuckDB defaults | Parquet | {statistics.median(seconds):.2f} | "
+            f"{', '.join(f'{s:.2f}' for s in seconds)} | {peak:.2f} | | |"
+        )
     lines += [
         "",
         "Times exclude interpreter start-up and imports. Filler rows use itemids no study here reads, so they",
