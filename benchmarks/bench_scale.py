@@ -215,7 +215,7 @@ def main() -> int:
     config = {k: v for k, v in (("memory_limit", args.memory_limit), ("threads", args.threads)) if v is not None}
 
     # A run with --work reuses the steps a --prepare-only run recorded there (same stays, seed and scale):
-    # settings): at the quarter size the data preparation takes most of the time, the cohort builds not.
+    # at the quarter size the data preparation takes most of the time, the cohort builds not.
     steps_file = args.work / "steps.json" if args.work is not None else None
     key = {"stays": args.stays, "seed": args.seed, "scale": args.scale}
     tmp = None
