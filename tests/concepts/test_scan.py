@@ -241,3 +241,28 @@ def test_the_count_would_see_a_second_scan(synthetic):
     finally:
         conn.close()
     assert study.concepts  # the flagship parsed (same file as above)
+
+
+def test_a_concept_outside_the_plan_reads_the_full_tables(synthetic):
+    # The flagship's plan narrows chartevents to CRRT-mode rows; weight (226512) is not in it. Read through
+    # the compiler afterwards (as a caller reusing it for more concepts would), weight must still find its
+    # rows: the pinned copy has none.
+    from retrocohort.cohort.builder import _Compiler
+
+    study = load_study_file(STUDIES / "magnesium_ckrt.toml")
+    conn = MimicIV(synthetic).connect()
+    compiler = _Compiler(conn, study)
+    try:
+        compiler.facts()  # scans and pins every table of the plan
+        assert conn.pinned("icu/chartevents")
+        pinned_weight = conn.backend.execute(concept_events(conn, "weight").count())
+        through_compiler = conn.backend.execute(compiler.events("weight").count())
+        with conn.unpinned():
+            full = concept_events(conn, "weight")
+            expected = conn.backend.execute(full.semi_join(compiler.subjects, "subject_id").count())
+        assert conn.pinned("icu/chartevents")  # restored after the block
+    finally:
+        compiler.release()
+        conn.close()
+    assert pinned_weight == 0  # what a reader outside the plan would have seen without the guard
+    assert through_compiler == expected > 0

@@ -221,6 +221,7 @@ class _Compiler:
         self._events: dict[str, ir.Table] = {}
         self._requests: dict[str, dict[str, Any]] | None = None  # table -> reader -> row predicate
         self._scanned: set[str] = set()
+        self._planned: set[str] = set()  # the concepts the pinned copies hold every row for
         self._shared_sets: list[Any] = []
         self._cached: list[ir.Table] = []
         self.subjects: ir.Table | None = None
@@ -254,6 +255,7 @@ class _Compiler:
             study = self.study
             everything = set(study.index.concept) | _used_concepts(study) | ({"death"} if study.outcomes else set())
             self._requests = table_requests(resolved(everything))
+            self._planned = everything
         wanted = None
         if self.subjects is None:
             wanted = table_requests(resolved(names))
@@ -271,6 +273,16 @@ class _Compiler:
         self._scanned.update(todo)
         self._shared_sets.append(read_once(self.conn, todo, self.subjects, labels=self._label))
 
+    def _reading(self, name: str) -> Any:
+        """Where concept ``name`` reads its tables: the pinned copies if the plan covered it, else the files.
+
+        A concept the plan did not include (a caller reusing the compiler for more concepts) would find only
+        the rows narrowed for the others in a pinned copy: it reads the full tables instead (a scan of its own).
+        """
+        if self._requests is None or name in self._planned:
+            return contextlib.nullcontext()
+        return self.conn.unpinned()
+
     def _index_table(self, name: str) -> ir.Table:
         """A table as the index step reads it: the whole pinned copy for the stays, admissions and patients."""
         return self.conn.concept_table(name) if name in _INDEX_TABLES else self.conn.table(name)
@@ -285,7 +297,8 @@ class _Compiler:
         if name not in self._events:
             try:
                 # Tables already scanned are pinned on the connection: the concept reads its slice of the copy.
-                raw = self._concept_events(self.conn, self.study.resolve(name))
+                with self._reading(name):
+                    raw = self._concept_events(self.conn, self.study.resolve(name))
             except SourceError as exc:
                 # Name the concept as well as the table: the user fixes the study or the data.
                 raise SourceError(f"concept {name!r} ({self.study.concept_label(name)}): {exc}") from None
@@ -462,7 +475,8 @@ class _Compiler:
     def _baseline(self, concept: str, keys: ir.Table, prefix: str = "", column: str | None = None) -> ir.Table:
         from ..concepts import baseline_values
 
-        values = baseline_values(self.conn, concept, keys)
+        with self._reading(concept):
+            values = baseline_values(self.conn, concept, keys)
         target = column or f"{prefix}{concept}"
         # Detail columns ("sofa_renal" of sofa) get a "__" name no study column can take ("sofa__renal"),
         # so a covariate named like a built-in's detail never collides with it.

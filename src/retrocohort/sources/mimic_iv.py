@@ -507,6 +507,16 @@ class SourceConnection:
         """Read ``name`` from its files again (after :meth:`pin`)."""
         self.scans.pop(name, None)
 
+    @contextlib.contextmanager
+    def unpinned(self) -> Iterator[None]:
+        """Within the block, :meth:`concept_table` reads the files (for a reader the pinned copies were not
+        narrowed for: the expressions built here keep the full tables)."""
+        saved, self.scans = self.scans, {}
+        try:
+            yield
+        finally:
+            self.scans = saved
+
     def pinned(self, name: str) -> bool:
         """Whether ``concept_table(name)`` serves a pinned copy."""
         return name in self.scans
