@@ -237,19 +237,17 @@ def _describe_window(window: Window, match: str) -> str:
 
 class _Compiler:
     def __init__(self, conn: SourceConnection, study: Study, excluded: ir.Table | None = None) -> None:
-        from ..concepts import (  # imports ibis backends: load on use
-            concept_events,
-            shared_user_events,
-        )
+        from ..concepts import concept_events  # imports ibis backends: load on use
 
         self.conn = conn
         self.study = study
         # Distinct subject_id of the patients the data checks exclude (or None).
         self.excluded = excluded
         self._concept_events = concept_events
-        self._shared_user_events = shared_user_events
         self._events: dict[str, ir.Table] = {}
-        self._shared: dict[str, ir.Table] = {}
+        self._requests: dict[str, dict[str, Any]] | None = None  # table -> reader -> row predicate
+        self._scanned: set[str] = set()
+        self._planned: set[str] = set()  # the concepts the pinned copies hold every row for
         self._shared_sets: list[Any] = []
         self._cached: list[ir.Table] = []
         self.subjects: ir.Table | None = None
@@ -267,31 +265,70 @@ class _Compiler:
         return cached
 
     def share(self, names: set[str] | tuple[str, ...]) -> None:
-        """Read the user concepts ``names`` (not read yet) so that each source table is scanned once.
+        """Scan each table the concepts ``names`` read once, for every concept of the study that reads it.
 
-        Concepts on the same table come from one cached copy of the rows any of them selects
-        (restricted to the indexed patients once they are known); see ``shared_user_events``.
+        Before the index is known (``self.subjects`` None) only the tables ``names`` read are scanned,
+        with the predicates of *every* concept of the study on them and for all patients, so that
+        the rules after the index find their rows in the same copy. Once the indexed patients are
+        known, every other table the study reads is scanned, restricted to them. See
+        ``retrocohort.concepts.scan``.
         """
-        specs = {
-            n: self.study.concepts[n]
-            for n in sorted(names)
-            if n in self.study.concepts and n not in self._events and n not in self._shared
+        from ..concepts.scan import read_once, table_requests
+
+        def resolved(concepts: set[str] | tuple[str, ...]) -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            for n in sorted(concepts):
+                with contextlib.suppress(Exception):  # an unknown name is reported where it is read
+                    out[n] = self.study.resolve(n)
+            return out
+
+        if self._requests is None:
+            study = self.study
+            everything = set(study.index.concept) | _used_concepts(study) | ({"death"} if study.outcomes else set())
+            self._requests = table_requests(resolved(everything))
+            self._planned = everything
+        wanted = None
+        if self.subjects is None:
+            wanted = table_requests(resolved(names))
+            # The index reads the stays, admissions and patients (candidates): whole, once, for everyone.
+            wanted.update({t: {} for t in _INDEX_TABLES})
+            for t in _INDEX_TABLES:
+                self._requests.setdefault(t, {})["(index)"] = None
+        todo = {
+            t: readers
+            for t, readers in self._requests.items()
+            if t not in self._scanned and (wanted is None or t in wanted)
         }
-        if not specs:
+        if not todo:
             return
+        self._scanned.update(todo)
+        self._shared_sets.append(read_once(self.conn, todo, self.subjects, labels=self._label))
+
+    def _reading(self, name: str) -> Any:
+        """Where concept ``name`` reads its tables: the pinned copies if the plan covered it, else the files.
+
+        A concept the plan did not include (a caller reusing the compiler for more concepts) would find only
+        the rows narrowed for the others in a pinned copy: it reads the full tables instead (a scan of its own).
+        """
+        if self._requests is None or name in self._planned:
+            return contextlib.nullcontext()
+        return self.conn.unpinned()
+
+    def _index_table(self, name: str) -> ir.Table:
+        """A table as the index step reads it: the whole pinned copy for the stays, admissions and patients."""
+        return self.conn.concept_table(name) if name in _INDEX_TABLES else self.conn.table(name)
+
+    def _label(self, name: str) -> str:
         try:
-            shared = self._shared_user_events(self.conn, specs, self.subjects)
-        except SourceError as exc:
-            named = [n for n, s in specs.items() if s.table in str(exc)] or sorted(specs)
-            raise SourceError(f"concept {', '.join(map(repr, named))}: {exc}") from None
-        self._shared_sets.append(shared)
-        self._shared.update(shared.events)
+            return f"{name!r} ({self.study.concept_label(name)})"
+        except Exception:  # "(index)": the index step's own tables
+            return name
 
     def events(self, name: str) -> ir.Table:
         if name not in self._events:
             try:
-                raw = self._shared.get(name)
-                if raw is None:
+                # Tables already scanned are pinned on the connection: the concept reads its slice of the copy.
+                with self._reading(name):
                     raw = self._concept_events(self.conn, self.study.resolve(name))
             except SourceError as exc:
                 # Name the concept as well as the table: the user fixes the study or the data.
@@ -334,7 +371,7 @@ class _Compiler:
         study, conn = self.study, self.conn
         self.share(study.index.concept)
         entry = self.union(study.index.concept, keys=True)
-        stays = conn.table("icu/icustays").select("subject_id", "stay_id", "hadm_id", "intime", "outtime")
+        stays = conn.concept_table("icu/icustays").select("subject_id", "stay_id", "hadm_id", "intime", "outtime")
         # An entry event from a hospital table has no stay: it belongs to the ICU stay it falls in, if any.
         placed = entry.filter(entry.stay_id.isnull()).select("subject_id", "start_time")
         s = stays.select(s_subject="subject_id", s_stay="stay_id", intime="intime", outtime="outtime")
@@ -354,16 +391,22 @@ class _Compiler:
             .filter(lambda t: t.stay_rank == 0)
             .select(first_stay_id="stay_id", fs_subject="subject_id")
         )
-        adm = conn.table("hosp/admissions").select("hadm_id", "admittime")
-        pat = conn.table("hosp/patients").select("subject_id", "gender", "anchor_age", "anchor_year")
+        adm = conn.concept_table("hosp/admissions").select("hadm_id", "admittime")
+        pat = conn.concept_table("hosp/patients").select("subject_id", "gender", "anchor_age", "anchor_year")
         cand = _attach(per_stay, stays.select("stay_id", stay_hadm_id="hadm_id"), ["stay_id"]).rename(
             hadm_id="stay_hadm_id"
         )
         cand = _attach(cand, adm, ["hadm_id"])
         cand = _attach(cand, pat, ["subject_id"])
         cand = cand.left_join(first_stay, cand.subject_id == first_stay.fs_subject).drop("fs_subject")
-        if self.excluded is not None:
-            flagged = self.excluded.select(x_subject="subject_id").mutate(data_excluded=ibis.literal(1))
+        excluded = self.excluded
+        if excluded is not None:
+            from ..sources.quality import excluded_patients
+
+            # The same rules, on the copies of patients and admissions the index step read (one scan of each).
+            excluded = excluded_patients(self._index_table, conn.has)
+        if excluded is not None:
+            flagged = excluded.select(x_subject="subject_id").mutate(data_excluded=ibis.literal(1))
             cand = cand.left_join(flagged, cand.subject_id == flagged.x_subject).drop("x_subject")
             cand = cand.mutate(f_data_ok=(ibis.coalesce(cand.data_excluded, 0) == 0).cast("int64"))
             cand = cand.drop("data_excluded")
@@ -397,9 +440,11 @@ class _Compiler:
         if study.index.select == "first_per_stay":
             # every stay with an entry event is a unit; its index is the stay's first entry event
             chosen = self._cache(self._criteria_flags(cand, event_criteria))
+            keyed = chosen
         elif study.index.select == "first":
             chosen = self._first(cand, order=[cand.index_time, cand.stay_id])
             chosen = self._cache(chosen)
+            keyed = chosen
             chosen = self._criteria_flags(chosen, event_criteria)
         else:
             flagged = self._criteria_flags(cand, event_criteria)
@@ -408,7 +453,10 @@ class _Compiler:
             order = [flagged.pass_rank, flagged.index_time, flagged.stay_id]
             chosen = self._first(flagged, order=order).drop("pass_rank")
             chosen = self._cache(chosen)
-        keys = chosen.select("subject_id", "hadm_id", "stay_id", "index_time")
+            keyed = chosen
+        # Keys from the cached table (not from the criteria joins, which would be compiled and run again
+        # inside every per-patient part below).
+        keys = keyed.select("subject_id", "hadm_id", "stay_id", "index_time")
 
         facts = chosen
         for crit in study.criteria:
@@ -463,10 +511,11 @@ class _Compiler:
     def _baseline(self, concept: str, keys: ir.Table, prefix: str = "", column: str | None = None) -> ir.Table:
         from ..concepts import baseline_values
 
-        if self.by_stay:
-            values = self._baseline_by_stay(concept, keys)
-        else:
-            values = baseline_values(self.conn, concept, keys)
+        with self._reading(concept):
+            if self.by_stay:
+                values = self._baseline_by_stay(concept, keys)
+            else:
+                values = baseline_values(self.conn, concept, keys)
         target = column or f"{prefix}{concept}"
         # Detail columns ("sofa_renal" of sofa) get a "__" name no study column can take ("sofa__renal"),
         # so a covariate named like a built-in's detail never collides with it.
@@ -585,6 +634,10 @@ class _Compiler:
             elif out.kind == "absence":
                 cols[f"o_{name}_seconds"] = _seconds(facts[f"o_{name}_last_end"], facts.index_time)
         return facts.mutate(**cols) if cols else facts
+
+
+#: Tables the index step (``candidates``) reads whole, besides the index concepts' own tables.
+_INDEX_TABLES = ("icu/icustays", "hosp/admissions", "hosp/patients")
 
 
 def _used_concepts(study: Study) -> set[str]:

@@ -507,6 +507,9 @@ class SourceConnection:
     concept_views: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
     # Table -> the study's concepts that read it (None: not known; notes then cover every absent table).
     reads: dict[str, tuple[str, ...]] | None = None
+    # Narrow cached copies of concept tables (retrocohort.concepts.scan.read_once): while pinned,
+    # concept_table returns the copy, so every concept filters the rows read in one scan.
+    scans: dict[str, Any] = field(default_factory=dict)
 
     def table(self, name: str) -> Any:
         """The ibis table of ``name`` ("icu/inputevents") as the cohort reads it: the columns of :data:`SCHEMA`,
@@ -540,11 +543,54 @@ class SourceConnection:
         """
         if name not in CONCEPT_SCHEMA:
             raise KeyError(f"{name!r} is not a table concepts read; known: {list(CONCEPT_SCHEMA)}")
-        if name not in self.concept_views:
-            self.concept_views[name] = _open_concept_view(self, name)
+        if name in self.scans:
+            return self.scans[name]
         # The same data checks as the cohort's own tables: drop rules and exact duplicates
         # (a duplicated patients or inputevents row must not multiply a concept's rows).
-        return checked_table(name, self.backend.table(self.concept_views[name][0]))
+        return checked_table(name, self.raw_concept_table(name))
+
+    def raw_concept_table(self, name: str, where: Callable[[Any], Any] | None = None) -> Any:
+        """The concept view of ``name`` before the data checks, optionally narrowed by ``where`` first.
+
+        ``checked_table(name, raw_concept_table(name, where))`` equals ``concept_table(name)`` narrowed by
+        ``where`` when ``where`` keeps or drops whole rows (a row filter, a semi-join on subject_id): the
+        checks are per row and exact duplicates stay duplicates; narrowing first makes the deduplication
+        hash only the rows kept (the engine does not move a semi-join below a DISTINCT by itself).
+        """
+        if name not in CONCEPT_SCHEMA:
+            raise KeyError(f"{name!r} is not a table concepts read; known: {list(CONCEPT_SCHEMA)}")
+        if name not in self.concept_views:
+            self.concept_views[name] = _open_concept_view(self, name)
+        raw = self.backend.table(self.concept_views[name][0])
+        return where(raw) if where is not None else raw
+
+    def pin(self, name: str, table: Any) -> None:
+        """Serve ``concept_table(name)`` from ``table``: a cached copy of the rows every reader of it needs.
+
+        The copy must have the concept view's columns and be checked as :meth:`concept_table` is;
+        :func:`retrocohort.concepts.scan.read_once` makes it. :meth:`unpin` reads the files again.
+        """
+        if name not in CONCEPT_SCHEMA:
+            raise KeyError(f"{name!r} is not a table concepts read; known: {list(CONCEPT_SCHEMA)}")
+        self.scans[name] = table
+
+    def unpin(self, name: str) -> None:
+        """Read ``name`` from its files again (after :meth:`pin`)."""
+        self.scans.pop(name, None)
+
+    @contextlib.contextmanager
+    def unpinned(self) -> Iterator[None]:
+        """Within the block, :meth:`concept_table` reads the files (for a reader the pinned copies were not
+        narrowed for: the expressions built here keep the full tables)."""
+        saved, self.scans = self.scans, {}
+        try:
+            yield
+        finally:
+            self.scans = saved
+
+    def pinned(self, name: str) -> bool:
+        """Whether ``concept_table(name)`` serves a pinned copy."""
+        return name in self.scans
 
     def concept_has_table(self, name: str) -> bool:
         """Whether the folder holds table ``name`` (without opening it)."""
