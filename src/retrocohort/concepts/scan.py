@@ -88,6 +88,7 @@ BUILTIN_READS: dict[str, dict[str, RowPredicate]] = {
     "sex": {"hosp/patients": None},
     "sepsis": {"hosp/diagnoses_icd": _sepsis_codes},
     "charlson": {"hosp/admissions": None, "hosp/diagnoses_icd": None},
+    "icu_admission": {"icu/icustays": None},
 }
 _SOFA: dict[str, RowPredicate] = {
     "hosp/labevents": _SOFA_LABS,
