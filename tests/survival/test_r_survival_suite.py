@@ -309,10 +309,9 @@ def test_book4_efron_counting_process():
 
 
 def test_book1_na_status_is_refused_not_dropped():
-    """book1.R's test1 has an NA status, which coxph drops (na.action); we refuse and name the rows."""
+    """book1.R's test1 has an NA status, which coxph drops (na.action); we refuse and say how many."""
     data = pd.DataFrame(
         {"time": [9.0, 3, 1, 1, 6, 6, 8], "status": [1, np.nan, 1, 0, 1, 1, 0], "x": [0.0, 2, 1, 1, 1, 0, 0]}
     )
-    with pytest.raises(InputError, match="status") as err:
+    with pytest.raises(InputError, match=r"'status' has 1 missing value\(s\) out of 7 rows"):
         cox(data, "time", "status", ["x"], ties="breslow")
-    assert "1" in str(err.value)
