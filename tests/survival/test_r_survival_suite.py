@@ -21,8 +21,8 @@ import pandas as pd
 import pytest
 from scipy import optimize
 
-from retrocohort.errors import InputError
-from retrocohort.survival import baseline_hazard, cox, score_residuals
+from retrocohort.errors import InputError, ModelWarning
+from retrocohort.survival import baseline_hazard, cox, kaplan_meier, score_residuals
 
 # Newton is run to convergence here: the closed forms are the exact roots,
 # coxph's default eps leaves beta ~1e-9 short of them.
@@ -315,3 +315,181 @@ def test_book1_na_status_is_refused_not_dropped():
     )
     with pytest.raises(InputError, match=r"'status' has 1 missing value\(s\) out of 7 rows"):
         cox(data, "time", "status", ["x"], ties="breslow")
+
+
+def test_singtest_epoch_constant_within_risk_sets_is_refused():
+    """singtest.R: ``x * factor(epoch)`` on non-overlapping epochs; coxph gives NA for the epoch terms, we refuse.
+
+    The epochs' (start, stop] windows do not overlap, so every risk set holds
+    one epoch only and its dummies carry no information.
+    """
+    base = pd.DataFrame({"time": [4.0, 1, 1, 2, 2, 3], "status": [1, 1, 0, 1, 1, 0], "x": [0.0, 1, 1, 1, 0, 0]})
+    parts = []
+    for epoch in range(4):
+        part = base.copy()
+        part["start"] = 10.0 * epoch
+        part["stop"] = 10.0 * epoch + part["time"]
+        part["x"] = part["x"] + (np.arange(1, 7) if epoch == 0 else 0)
+        part["epoch"] = str(epoch + 1)
+        parts.append(part)
+    data = pd.concat(parts, ignore_index=True)
+    with pytest.raises(InputError, match="epoch2") as err:
+        cox(data, "stop", "status", ["x", "epoch"], entry="start")
+    assert "coxph would report NA" in str(err.value)
+
+
+# ---------------------------------------------------------------- Part 2: live R (marker r)
+
+
+def _r_coxph(data: pd.DataFrame, formula: str, extra: str = "") -> dict:
+    """coxph on ``data`` in R: coef, var, loglik, score test, iterations (full precision)."""
+    from tests.rlive import run_r
+
+    code = f"""
+suppressPackageStartupMessages(library(survival))
+fit <- coxph({formula}, data = d{extra})
+result <- list(coef = unname(coef(fit)), var = unname(as.vector(vcov(fit))), loglik = unname(fit$loglik),
+               score = unname(fit$score), wald = unname(fit$wald.test), iter = fit$iter)
+"""
+    return run_r(code, {"d": data})  # type: ignore[return-value]
+
+
+def _assert_cox_equal(ours, r: dict, what: str, coef_tol: float = 1e-7, se_tol: float = 1e-6) -> None:
+    assert _rel(ours.summary["coef"], r["coef"]) < coef_tol, what
+    assert _rel(ours.vcov.to_numpy().ravel(order="F"), r["var"]) < se_tol, what
+    assert _rel(ours.loglik, r["loglik"]) < 1e-10, what
+    assert _rel(ours.score.statistic, r["score"]) < se_tol, what
+
+
+def _r_dataset(expr: str) -> pd.DataFrame:
+    """A data set shipped with R survival, as R holds it (``expr`` evaluated in R)."""
+    from tests.rlive import run_r
+
+    cols = run_r(f"suppressPackageStartupMessages(library(survival))\nresult <- as.list({expr})")
+    return pd.DataFrame(cols)
+
+
+@pytest.mark.r
+@pytest.mark.parametrize("ties", ["efron", "breslow"])
+def test_ovarian_as_in_r_tests(ties):
+    """ovarian.R: coxph on the ovarian data (age, ecog.ps, rx), with and without strata(rx)."""
+    data = _r_dataset("ovarian")
+    ours = cox(data, "futime", "fustat", ["age", "ecog.ps", "rx"], ties=ties)
+    _assert_cox_equal(ours, _r_coxph(data, "Surv(futime, fustat) ~ age + ecog.ps + rx", f", ties = '{ties}'"), ties)
+    ours = cox(data, "futime", "fustat", ["age", "ecog.ps"], ties=ties, strata="rx")
+    r = _r_coxph(data, "Surv(futime, fustat) ~ age + ecog.ps + strata(rx)", f", ties = '{ties}'")
+    _assert_cox_equal(ours, r, ties + " strata")
+
+
+@pytest.mark.r
+def test_heart_counting_process_with_cluster():
+    """The Stanford heart data (jasa1, the ``heart`` data of R's counting-process tests): (start, stop], cluster=id."""
+    data = _r_dataset("heart")
+    data["transplant"] = data["transplant"].astype(float)  # a factor (0, 1) in R
+    data["age_transplant"] = data["age"] * data["transplant"]
+    covs = ["age", "surgery", "transplant", "age_transplant"]
+    for ties in ("efron", "breslow"):
+        ours = cox(data, "stop", "event", covs, entry="start", ties=ties, cluster="id")
+        r = _r_coxph(
+            data,
+            "Surv(start, stop, event) ~ age + surgery + transplant + age_transplant",
+            f", ties = '{ties}', cluster = id",
+        )
+        _assert_cox_equal(ours, r, ties)
+        assert _rel(ours.wald.statistic, r["wald"]) < 1e-6, ties
+
+
+# hostile-but-valid data sets that R survival fits; each is compared with coxph live
+_EDGE = {
+    # one event, covariate value in the middle: a finite maximum
+    "single_event": pd.DataFrame(
+        {"time": [1.0, 2, 3, 4, 5, 6], "status": [0, 0, 1, 0, 0, 0], "x": [0.3, 1.2, 0.5, 0.1, 0.9, 0.7]}
+    ),
+    # every death at one time: one Efron step with d = n
+    "all_one_time": pd.DataFrame(
+        {
+            "time": [5.0] * 6,
+            "status": [1, 1, 1, 1, 0, 1],
+            "x": [0.0, 1, 0, 1, 0, 1],
+            "z": [0.3, 1.2, 0.5, 0.1, 0.9, 0.7],
+        }
+    ),
+    # events at time 0, tied with censorings at 0
+    "time_zero": pd.DataFrame(
+        {
+            "time": [0.0, 0, 0, 1, 2, 3, 4, 5, 6, 6],
+            "status": [1, 0, 1, 1, 1, 0, 1, 0, 1, 1],
+            "x": [1.0, 0, 0, 1, 0, 1, 0, 1, 0, 1],
+        }
+    ),
+}
+
+
+@pytest.mark.r
+@pytest.mark.parametrize("name", sorted(_EDGE))
+@pytest.mark.parametrize("ties", ["efron", "breslow"])
+def test_edge_data_sets_match_coxph(name, ties):
+    data = _EDGE[name]
+    covs = [c for c in data.columns if c not in ("time", "status")]
+    ours = cox(data, "time", "status", covs, ties=ties)
+    r = _r_coxph(data, "Surv(time, status) ~ " + " + ".join(covs), f", ties = '{ties}'")
+    _assert_cox_equal(ours, r, name)
+
+
+@pytest.mark.r
+@pytest.mark.parametrize("scale", [1e-8, 1e8])
+def test_huge_and_tiny_time_scales_match_coxph_and_survfit(scale):
+    """Times multiplied by 1e-8 or 1e8: cox and kaplan_meier equal coxph and survfit, timefix on and off.
+
+    Found here: coxph's default ``timefix`` (aeqSurv) merges times closer than
+    about sqrt(machine eps) in *absolute* terms, so at a 1e-8 scale whole days
+    (1e-8 apart) collapse into fewer tied times and coxph's coefficient
+    changes; ours changes the same way (same ties, same number). With
+    ``timefix=False`` the fit does not depend on the scale.
+    """
+    from tests.rlive import run_r
+
+    rng = np.random.default_rng(20261205)
+    n = 60
+    x = rng.normal(size=n)
+    days = np.round(rng.exponential(np.exp(-0.5 * x)) * 20) + 1  # whole days: many ties
+    status = (rng.random(n) < 0.7).astype(int)
+    data = pd.DataFrame({"time": days * scale, "status": status, "x": x})
+    unscaled = cox(data.assign(time=days), "time", "status", ["x"], timefix=False)
+    exact = cox(data, "time", "status", ["x"], timefix=False)
+    assert _rel(exact.summary["coef"], unscaled.summary["coef"]) < 1e-10
+    ours = cox(data, "time", "status", ["x"])
+    r = run_r(
+        """suppressPackageStartupMessages(library(survival))
+fit <- coxph(Surv(time, status) ~ x, d)
+fit0 <- coxph(Surv(time, status) ~ x, d, control = coxph.control(timefix = FALSE))
+km <- summary(survfit(Surv(time, status) ~ 1, d), censored = TRUE)
+result <- list(coef = unname(coef(fit)), coef0 = unname(coef(fit0)), var = unname(as.vector(vcov(fit))),
+               km_time = km$time, km_surv = km$surv, km_se = km$std.err)""",
+        {"d": data},
+    )
+    assert _rel(ours.summary["coef"], r["coef"]) < 1e-7
+    assert _rel(ours.vcov.to_numpy().ravel(), r["var"]) < 1e-6
+    assert _rel(exact.summary["coef"], r["coef0"]) < 1e-7
+    km = kaplan_meier(data, "time", "status").table
+    assert len(km) == len(r["km_time"])
+    assert _rel(km["survival"], r["km_surv"]) < 1e-10
+    assert _rel(km["std_err"], r["km_se"]) < 1e-8
+
+
+@pytest.mark.r
+def test_monotone_likelihood_warns_like_coxph():
+    """All x = 1 subjects die before every x = 0 subject: R warns "coefficient may be infinite"; so do we.
+
+    The coefficient is where coxph stops (a large finite number), and the
+    iteration count is coxph's.
+    """
+    data = pd.DataFrame(
+        {"time": [1.0, 2, 3, 4, 5, 6, 7, 8], "status": [1, 1, 1, 1, 1, 0, 1, 1], "x": [1.0, 1, 1, 1, 0, 0, 0, 0]}
+    )
+    with pytest.warns(ModelWarning, match="coefficient may be infinite"):
+        ours = cox(data, "time", "status", ["x"])
+    r = _r_coxph(data, "Surv(time, status) ~ x")
+    assert ours.summary.loc["x", "coef"] > 10
+    assert abs(ours.summary.loc["x", "coef"] - r["coef"]) < 1e-6 * abs(r["coef"])
+    assert ours.iterations == r["iter"]
