@@ -22,7 +22,7 @@ import pytest
 from scipy import optimize
 
 from retrocohort.errors import InputError, ModelWarning
-from retrocohort.survival import baseline_hazard, cox, kaplan_meier, score_residuals
+from retrocohort.survival import baseline_hazard, cox, kaplan_meier, logrank, score_residuals
 
 # Newton is run to convergence here: the closed forms are the exact roots,
 # coxph's default eps leaves beta ~1e-9 short of them.
@@ -338,6 +338,121 @@ def test_singtest_epoch_constant_within_risk_sets_is_refused():
     assert "coxph would report NA" in str(err.value)
 
 
+# ---------------------------------------------------------------- doweight.R: case weights
+
+
+def _testw1() -> pd.DataFrame:
+    """doweight.R's ``testw1``: weights, a tied time with deaths and a censoring, a censored last subject."""
+    return pd.DataFrame(
+        {
+            "time": [1.0, 1, 2, 2, 2, 2, 3, 4, 5],
+            "status": [1, 0, 1, 1, 1, 0, 0, 1, 0],
+            "x": [2.0, 0, 1, 1, 0, 1, 0, 1, 0],
+            "wt": [1.0, 2, 3, 4, 3, 2, 1, 2, 1],
+        }
+    )
+
+
+def _doweight_breslow_cumhaz(beta: float) -> np.ndarray:
+    """doweight.R ``texp``: the weighted Breslow baseline cumulative hazard at the death times 1, 2, 4."""
+    r = math.exp(beta)
+    return np.cumsum([1 / (r * r + 11 * r + 7), 10 / (11 * r + 5), 2 / (2 * r + 1)])
+
+
+def _doweight_efron(beta: float) -> dict[str, float]:
+    """doweight.R ``lfun``, ``ufun``, ``ifun``: the weighted Efron loglik, score and information."""
+    r = math.exp(beta)
+    a, b = 7 * r + 3, 4 * r + 2
+    loglik = 11 * beta - (
+        math.log(r * r + 11 * r + 7)
+        + (10 / 3) * (math.log(a + b) + math.log(2 * a / 3 + b) + math.log(a / 3 + b))
+        + 2 * math.log(2 * r + 1)
+    )
+    xbar1 = (2 * r * r + 11 * r) / (r * r + 11 * r + 7)
+    xbar2 = 11 * r / (11 * r + 5)
+    xbar3 = 2 * r / (2 * r + 1)
+    xbar2b = 26 * r / (26 * r + 12)
+    xbar2c = 19 * r / (19 * r + 9)
+    u = 11 - (xbar1 + 2 * xbar3) - (10 / 3) * (xbar2 + xbar2b + xbar2c)
+    imat = (
+        ((4 * r * r + 11 * r) / (r * r + 11 * r + 7) - xbar1**2)
+        + 2 * (xbar3 - xbar3**2)
+        + (10 / 3) * ((xbar2 - xbar2**2) + (xbar2b - xbar2b**2) + (xbar2c - xbar2c**2))
+    )
+    return {"loglik": loglik, "u": u, "imat": imat}
+
+
+def test_doweight_breslow_weights_equal_replicated_rows():
+    """doweight.R: weighted Breslow equals the data with each row repeated ``wt`` times; baseline hazard as texp()."""
+    w1 = _testw1()
+    w2 = w1.loc[w1.index.repeat(w1["wt"].astype(int))].drop(columns="wt").reset_index(drop=True)
+    # texp(0) as doweight.R verifies it: 1/19, 103/152, 613/456 at the death times
+    assert _rel(_doweight_breslow_cumhaz(0.0), [1 / 19, 103 / 152, 613 / 456]) < 1e-15
+    for max_iter in (0, 20):
+        fit = cox(w1, "time", "status", ["x"], ties="breslow", weights="wt", max_iter=max_iter)
+        rep = cox(w2, "time", "status", ["x"], ties="breslow", max_iter=max_iter)
+        assert not fit.robust  # integer weights are frequency weights (coxph's rule)
+        assert _rel(fit.summary["coef"], rep.summary["coef"]) < 1e-10
+        assert _rel(fit.vcov.to_numpy(), rep.vcov.to_numpy()) < 1e-10
+        assert _rel(fit.loglik, rep.loglik) < 1e-12
+        base = baseline_hazard(fit).set_index("time")["cumhaz"]
+        beta = float(fit.summary.loc["x", "coef"])
+        assert _rel(base.loc[[1.0, 2.0, 4.0]], _doweight_breslow_cumhaz(beta)) < 1e-10
+        # score residuals of a weighted row equal those of each of its copies (doweight.R's indx)
+        first_copy = np.concatenate([[0], np.cumsum(w1["wt"].astype(int))[:-1]])
+        assert _rel(score_residuals(fit)["x"], score_residuals(rep)["x"].to_numpy()[first_copy]) < 1e-10
+        assert _rel(score_residuals(fit, weighted=True)["x"] / score_residuals(fit)["x"], w1["wt"]) < 1e-12
+
+
+def test_doweight_efron_weighted_loglik_score_information():
+    """doweight.R lfun/ufun/ifun: weighted Efron (each tied death carries the mean weight) at 0 and at the fit."""
+    w1 = _testw1()
+    fit0 = cox(w1, "time", "status", ["x"], weights="wt", max_iter=0)
+    t0 = _doweight_efron(0.0)
+    assert _rel(fit0.loglik[0], t0["loglik"]) < 1e-12
+    assert _rel(fit0.vcov.loc["x", "x"], 1 / t0["imat"]) < 1e-12
+    beta = optimize.brentq(lambda b: _doweight_efron(b)["u"], -3, 3, xtol=1e-15)
+    fit = cox(w1, "time", "status", ["x"], weights="wt", eps=EXACT, max_iter=50)
+    truth = _doweight_efron(beta)
+    assert _rel(fit.summary.loc["x", "coef"], beta) < 1e-9
+    assert _rel(fit.loglik[1], truth["loglik"]) < 1e-12
+    assert _rel(fit.vcov.loc["x", "x"], 1 / truth["imat"]) < 1e-9
+
+
+def test_doweight_robust_variance_with_weights():
+    """doweight.R: a weight of 3 with cluster = id gives var = sum(dfbeta^2 W^2); 3 replicated ids give sum(dfbeta^2 W).
+
+    dfbeta = (unweighted score residual) x (inverse information), as resid(fit, "dfbeta", weighted = FALSE).
+    """
+    test1 = pd.DataFrame(
+        {
+            "time": [9.0, 1, 1, 6, 6, 8],
+            "status": [1, 1, 0, 1, 1, 0],
+            "x": [0.0, 1, 1, 1, 0, 0],
+            "wt": [3.0, 1, 1, 1, 1, 1],
+            "id": [1, 3, 4, 5, 6, 7],
+        }
+    )
+    testx = pd.DataFrame(
+        {
+            "time": [4.0, 4, 4, 1, 1, 2, 2, 3],
+            "status": [1, 1, 1, 1, 0, 1, 1, 0],
+            "x": [0.0, 0, 0, 1, 1, 1, 0, 0],
+            "id": range(1, 9),
+        }
+    )
+    fit1 = cox(test1, "time", "status", ["x"], ties="breslow", weights="wt", cluster="id")
+    fit2 = cox(testx, "time", "status", ["x"], ties="breslow", cluster="id")
+    assert fit1.robust and fit2.robust
+    db1 = score_residuals(fit1)["x"].to_numpy() * fit1.naive_vcov.loc["x", "x"]
+    db2 = score_residuals(fit2)["x"].to_numpy() * fit2.naive_vcov.loc["x", "x"]
+    # testx is test1 in time order with the weight-3 row (time 9 -> 4) written out three times
+    assert _rel(db1[[1, 2, 3, 4, 5, 0]], db2[[3, 4, 5, 6, 7, 0]]) < 1e-10
+    w = test1["wt"].to_numpy()
+    assert _rel(fit2.vcov.loc["x", "x"], np.sum(db1 * db1 * w)) < 1e-10
+    assert _rel(fit1.vcov.loc["x", "x"], np.sum(db1 * db1 * w * w)) < 1e-10
+
+
 # ---------------------------------------------------------------- Part 2: live R (marker r)
 
 
@@ -493,3 +608,70 @@ def test_monotone_likelihood_warns_like_coxph():
     assert ours.summary.loc["x", "coef"] > 10
     assert abs(ours.summary.loc["x", "coef"] - r["coef"]) < 1e-6 * abs(r["coef"])
     assert ours.iterations == r["iter"]
+
+
+@pytest.mark.r
+@pytest.mark.parametrize("ties", ["efron", "breslow"])
+def test_doweight_counting_process_weights_match_coxph(ties):
+    """doweight.R's ``testw3``: weighted (begin, time] rows of 9 subjects; compared with coxph live."""
+    data = pd.DataFrame(
+        {
+            "id": [1, 1, 2, 3, 3, 3, 4, 5, 5, 6, 7, 8, 8, 9],
+            "begin": [0.0, 5, 0, 0, 10, 15, 0, 0, 14, 0, 0, 0, 23, 0],
+            "time": [5.0, 10, 10, 10, 15, 20, 20, 14, 20, 20, 30, 23, 40, 50],
+            "status": [0, 1, 0, 0, 0, 1, 1, 0, 1, 0, 0, 0, 1, 0],
+            "x": [2.0, 2, 0, 1, 1, 1, 1, 0, 0, 1, 0, 1, 1, 0],
+            "wt": [1.0, 1, 2, 3, 3, 3, 4, 3, 3, 2, 1, 2, 2, 1],
+        }
+    )
+    ours = cox(data, "time", "status", ["x"], entry="begin", ties=ties, weights="wt")
+    _assert_cox_equal(ours, _r_coxph(data, "Surv(begin, time, status) ~ x", f", weights = wt, ties = '{ties}'"), ties)
+    ours = cox(data, "time", "status", ["x"], entry="begin", ties=ties, weights="wt", cluster="id")
+    r = _r_coxph(data, "Surv(begin, time, status) ~ x", f", weights = wt, ties = '{ties}', cluster = id")
+    _assert_cox_equal(ours, r, ties + " cluster")
+
+
+def _r_survdiff(data: pd.DataFrame, formula: str) -> dict:
+    from tests.rlive import run_r
+
+    code = f"""suppressPackageStartupMessages(library(survival))
+fit <- survdiff({formula}, data = d)
+e <- if (is.matrix(fit$exp)) rowSums(fit$exp) else fit$exp
+# print.survdiff's degrees of freedom: groups with a positive expected count, minus one
+result <- list(chisq = fit$chisq, df = sum(e > 0) - 1, exp = as.vector(e))"""
+    return run_r(code, {"d": data})  # type: ignore[return-value]
+
+
+@pytest.mark.r
+def test_difftest_dummy_group_of_early_censorings():
+    """difftest.R: aml plus a third group censored before any death; survdiff gives the same chi-square.
+
+    The dummy group's expected count is 0, so it drops out of the degrees of
+    freedom (print.survdiff's ``sum(exp > 0) - 1``).
+    """
+    aml = _r_dataset("aml")
+    dummy = pd.DataFrame({"time": [1.0, 2, 2, 3, 3, 3, 4], "status": [0] * 7, "x": ["Dummy"] * 7})
+    aml3 = pd.concat([aml, dummy], ignore_index=True)
+    two = logrank(aml, "time", "status", "x")
+    three = logrank(aml3, "time", "status", "x")
+    r = _r_survdiff(aml3, "Surv(time, status) ~ x")
+    assert _rel(three.statistic, r["chisq"]) < 1e-10
+    assert _rel(two.statistic, three.statistic) < 1e-12
+    assert two.df == three.df == r["df"] == 1
+    table = three.table.set_index("group")
+    assert table.loc["Dummy", "expected"] == 0.0 and table.loc["Dummy", "observed"] == 0.0
+
+
+@pytest.mark.r
+def test_difftest_stratified_logrank_on_lung():
+    """difftest.R: ``survdiff(Surv(time, status) ~ pat.karno + strata(inst), lung)`` (NA rows removed first)."""
+    lung = _r_dataset("lung")[["time", "status", "pat.karno", "inst"]].dropna().reset_index(drop=True)
+    lung["status"] = lung["status"].astype(int) - 1
+    lung["pat.karno"] = lung["pat.karno"].astype(int).astype(str)
+    ours = logrank(lung, "time", "status", "pat.karno", strata="inst")
+    r = _r_survdiff(lung, "Surv(time, status) ~ pat.karno + strata(inst)")
+    assert _rel(ours.statistic, r["chisq"]) < 1e-8
+    assert ours.df == r["df"]
+    # our levels are strings ("100" sorts before "30"); R's are numbers: compare per level
+    by_level = ours.table.assign(level=ours.table["group"].astype(int)).sort_values("level")
+    assert _rel(by_level["expected"], r["exp"]) < 1e-8
