@@ -22,7 +22,7 @@ import pytest
 from scipy import optimize
 
 from retrocohort.errors import InputError, ModelWarning
-from retrocohort.survival import baseline_hazard, cox, kaplan_meier, logrank, score_residuals
+from retrocohort.survival import baseline_hazard, cox, kaplan_meier, logrank, ph_test, score_residuals
 
 # Newton is run to convergence here: the closed forms are the exact roots,
 # coxph's default eps leaves beta ~1e-9 short of them.
@@ -453,6 +453,59 @@ def test_doweight_robust_variance_with_weights():
     assert _rel(fit1.vcov.loc["x", "x"], np.sum(db1 * db1 * w * w)) < 1e-10
 
 
+# ---------------------------------------------------------------- zph.R: cox.zph is a score test
+
+
+def _zph_score_test(u: np.ndarray, imat: np.ndarray, g: np.ndarray) -> float:
+    """zph.R's check: the score test of adding ``x * g(t)``, from per-death scores and informations.
+
+    At the MLE sum(u) = 0, so only the g-weighted score enters; the 2 x 2
+    information is [[sum i, sum g i], [sum g i, sum g^2 i]].
+    """
+    u2 = np.array([u.sum(), (g * u).sum()])
+    i2 = np.array([[imat.sum(), (g * imat).sum()], [(g * imat).sum(), (g * g * imat).sum()]])
+    return float(u2 @ np.linalg.solve(i2, u2))
+
+
+# cox.zph(transform = "km") uses g(t) = 1 - S(t-), S the Kaplan-Meier of test1: S = 1 before t = 1,
+# 5/6 on [1, 6), 5/12 on [6, 9); the deaths are at 1, 6, 6, 9
+_ZPH_G_KM = 1 - np.array([1, 5 / 6, 5 / 6, 5 / 12])
+
+
+@pytest.mark.parametrize("entry", [False, True])
+def test_zph_breslow_is_the_score_test(entry):
+    """zph.R: Breslow on test1, r = (3 + sqrt(33))/2; per-death U and information as zph.R states them.
+
+    zph.R checks the identity and log transforms; ours is cox.zph's default
+    "km" transform, the same formula with g = 1 - S(t-). With a dummy entry
+    time of 0 (zph.R's ``fit1b``) the result is the same.
+    """
+    r = (3 + math.sqrt(33)) / 2
+    u = np.array([1 / (r + 1), 3 / (r + 3), -r / (r + 3), 0])
+    imat = np.array([r / (r + 1) ** 2, 3 * r / (r + 3) ** 2, 3 * r / (r + 3) ** 2, 0])
+    data = _test1().assign(entry=0.0)
+    fit = cox(data, "time", "status", ["x"], ties="breslow", entry="entry" if entry else None, eps=EXACT, max_iter=50)
+    assert _rel(fit.summary.loc["x", "coef"], math.log(r)) < 1e-10
+    table = ph_test(fit).table
+    expected = _zph_score_test(u, imat, _ZPH_G_KM)
+    assert _rel(table.loc["x", "chisq"], expected) < 1e-9
+    assert _rel(table.loc["GLOBAL", "chisq"], expected) < 1e-9
+
+
+def test_zph_efron_and_artificial_strata():
+    """zph.R: Efron on test1 (the trigonometric root); test1 twice as two strata doubles the statistic."""
+    r = 2 * math.sqrt(23 / 3) * math.cos(math.acos((45 / 23) * math.sqrt(3 / 23)) / 3)
+    u = np.array([1 / (r + 1), 3 / (r + 3), -r / (r + 5), 0])
+    imat = np.array([r / (r + 1) ** 2, 3 * r / (r + 3) ** 2, 5 * r / (r + 5) ** 2, 0])
+    expected = _zph_score_test(u, imat, _ZPH_G_KM)
+    fit = cox(_test1(), "time", "status", ["x"], ties="efron", eps=EXACT, max_iter=50)
+    assert _rel(fit.summary.loc["x", "coef"], math.log(r)) < 1e-10
+    assert _rel(ph_test(fit).table.loc["x", "chisq"], expected) < 1e-9
+    doubled = pd.concat([_test1().assign(group="a"), _test1().assign(group="b")], ignore_index=True)
+    fit2 = cox(doubled, "time", "status", ["x"], ties="efron", strata="group", eps=EXACT, max_iter=50)
+    assert _rel(ph_test(fit2).table.loc["x", "chisq"], 2 * expected) < 1e-9
+
+
 # ---------------------------------------------------------------- Part 2: live R (marker r)
 
 
@@ -675,3 +728,28 @@ def test_difftest_stratified_logrank_on_lung():
     # our levels are strings ("100" sorts before "30"); R's are numbers: compare per level
     by_level = ours.table.assign(level=ours.table["group"].astype(int)).sort_values("level")
     assert _rel(by_level["expected"], r["exp"]) < 1e-8
+
+
+@pytest.mark.r
+def test_zph_pbcseq_counting_process_matches_cox_zph():
+    """zph.R's ``pfit``: pbcseq built with tmerge into (tstart, tstop] rows, 5 covariates, Efron; cox.zph(km)."""
+    from tests.rlive import run_r
+
+    r = run_r(
+        """suppressPackageStartupMessages(library(survival))
+p1 <- pbcseq[!duplicated(pbcseq$id), 1:6]
+pdata <- tmerge(p1[, c("id", "trt", "age", "sex")], p1, id = id, death = event(futime, status == 2))
+pdata <- tmerge(pdata, pbcseq, id = id, bili = tdc(day, bili), edema = tdc(day, edema),
+                albumin = tdc(day, albumin), protime = tdc(day, protime))
+pdata$lbili <- log(pdata$bili); pdata$lprotime <- log(pdata$protime)
+pfit <- coxph(Surv(tstart, tstop, death) ~ lbili + albumin + edema + age + lprotime, data = pdata)
+zp <- cox.zph(pfit)
+result <- list(data = pdata[, c("tstart", "tstop", "death", "lbili", "albumin", "edema", "age", "lprotime")],
+               coef = unname(coef(pfit)), var = as.vector(vcov(pfit)), chisq = unname(zp$table[, "chisq"]))"""
+    )
+    data = pd.DataFrame(r["data"])
+    covs = ["lbili", "albumin", "edema", "age", "lprotime"]
+    fit = cox(data, "tstop", "death", covs, entry="tstart")
+    assert _rel(fit.summary["coef"], r["coef"]) < 1e-7
+    assert _rel(fit.vcov.to_numpy().ravel(), r["var"]) < 1e-6
+    assert _rel(ph_test(fit).table["chisq"], r["chisq"]) < 1e-6
