@@ -517,7 +517,8 @@ def _r_coxph(data: pd.DataFrame, formula: str, extra: str = "") -> dict:
 suppressPackageStartupMessages(library(survival))
 fit <- coxph({formula}, data = d{extra})
 result <- list(coef = unname(coef(fit)), var = unname(as.vector(vcov(fit))), loglik = unname(fit$loglik),
-               score = unname(fit$score), wald = unname(fit$wald.test), iter = fit$iter)
+               score = unname(fit$score), wald = unname(fit$wald.test), iter = fit$iter,
+               concordance = unname(fit$concordance[c("concordance", "std")]))
 """
     return run_r(code, {"d": data})  # type: ignore[return-value]
 
@@ -527,6 +528,8 @@ def _assert_cox_equal(ours, r: dict, what: str, coef_tol: float = 1e-7, se_tol: 
     assert _rel(ours.vcov.to_numpy().ravel(order="F"), r["var"]) < se_tol, what
     assert _rel(ours.loglik, r["loglik"]) < 1e-10, what
     assert _rel(ours.score.statistic, r["score"]) < se_tol, what
+    # concordance.R's territory: the C index and its jackknife se (coxph's fit$concordance)
+    assert _rel([ours.concordance, ours.concordance_se], r["concordance"]) < 1e-8, what
 
 
 def _r_dataset(expr: str) -> pd.DataFrame:
@@ -753,3 +756,69 @@ result <- list(data = pdata[, c("tstart", "tstop", "death", "lbili", "albumin", 
     assert _rel(fit.summary["coef"], r["coef"]) < 1e-7
     assert _rel(fit.vcov.to_numpy().ravel(), r["var"]) < 1e-6
     assert _rel(ph_test(fit).table["chisq"], r["chisq"]) < 1e-6
+
+
+# ---------------------------------------------------------------- Kaplan-Meier (survfit)
+
+
+def test_book1_kaplan_meier_by_hand():
+    """test1 of book1.R: S = 5/6 after t = 1 (1 death of 6), x 2/4 after t = 6, 0 after t = 9.
+
+    Greenwood: var(log S) = sum d / (n (n - d)), so 1/30 at t = 1 and 1/30 + 2/8 at t = 6.
+    """
+    km = kaplan_meier(_test1(), "time", "status").table.set_index("time")
+    assert km["n_risk"].tolist() == [6, 4, 2, 1]
+    assert _rel(km["survival"].iloc[:3], [5 / 6, 5 / 12, 5 / 12]) < 1e-15
+    assert km["survival"].iloc[3] == 0.0
+    se = np.array([5 / 6 * math.sqrt(1 / 30), 5 / 12 * math.sqrt(1 / 30 + 1 / 4)])
+    assert _rel(km["std_err"].iloc[:2], se) < 1e-14
+
+
+_KM_EDGE = {
+    # events and censorings at time 0, last subject dies (S = 0)
+    "time_zero": pd.DataFrame(
+        {"time": [0.0, 0, 0, 1, 2, 3, 4, 5, 6, 6], "status": [1, 0, 1, 1, 1, 0, 1, 0, 1, 0], "w": [1.0] * 10}
+    ),
+    # zero case weights, also on a death tied with a weighted death (survfit allows weights >= 0)
+    "zero_weights": pd.DataFrame(
+        {
+            "time": [1.0, 1, 2, 2, 3, 4, 4, 5, 6, 7],
+            "status": [1, 1, 1, 0, 1, 1, 1, 0, 1, 0],
+            "w": [0.0, 2, 1, 0, 3, 1, 0, 2, 1, 1],
+        }
+    ),
+    # a single event among censorings
+    "single_event": pd.DataFrame({"time": [1.0, 2, 3, 4, 5, 6], "status": [0, 0, 1, 0, 0, 0], "w": [1.0] * 6}),
+    # non-integer weights: survfit switches to the robust (infinitesimal jackknife) variance
+    "fractional_weights": pd.DataFrame(
+        {
+            "time": [1.0, 1, 2, 2, 3, 4, 4, 5, 6, 7],
+            "status": [1, 1, 1, 0, 1, 1, 1, 0, 1, 0],
+            "w": [0.5, 2, 1.5, 1, 3, 1, 0.25, 2, 1, 1],
+        }
+    ),
+}
+
+
+@pytest.mark.r
+@pytest.mark.parametrize("name", sorted(_KM_EDGE))
+def test_kaplan_meier_edge_data_sets_match_survfit(name):
+    from tests.rlive import run_r
+
+    data = _KM_EDGE[name]
+    r = run_r(
+        """suppressPackageStartupMessages(library(survival))
+s <- summary(survfit(Surv(time, status) ~ 1, d, weights = w), censored = TRUE)
+result <- list(time = s$time, n_risk = s$n.risk, n_event = s$n.event, surv = s$surv, se = s$std.err,
+               lower = s$lower, upper = s$upper)""",
+        {"d": data},
+    )
+    km = kaplan_meier(data, "time", "status", weights="w").table
+    assert km["time"].tolist() == r["time"]
+    assert _rel(km["n_risk"], r["n_risk"]) < 1e-12
+    assert _rel(km["n_event"], r["n_event"]) < 1e-12
+    assert _rel(km["survival"], r["surv"]) < 1e-10
+    finite = np.isfinite(km["std_err"].to_numpy())
+    r_se = np.array([np.nan if v is None else v for v in r["se"]], dtype=float)
+    assert np.array_equal(finite, np.isfinite(r_se)), (km["std_err"].tolist(), r["se"])
+    assert _rel(km["std_err"][finite], r_se[finite]) < 1e-8
