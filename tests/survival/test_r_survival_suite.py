@@ -822,3 +822,54 @@ result <- list(time = s$time, n_risk = s$n.risk, n_event = s$n.event, surv = s$s
     r_se = np.array([np.nan if v is None else v for v in r["se"]], dtype=float)
     assert np.array_equal(finite, np.isfinite(r_se)), (km["std_err"].tolist(), r["se"])
     assert _rel(km["std_err"][finite], r_se[finite]) < 1e-8
+
+
+# ---------------------------------------------------------------- what R fits and we refuse (clear InputError)
+
+_BASE = pd.DataFrame(
+    {
+        "start": [0.0, 0, 1, 0, 2, 0, 0, 1],
+        "time": [1.0, 2, 3, 4, 5, 6, 7, 8],
+        "status": [1, 0, 1, 1, 0, 1, 1, 0],
+        "x": [0.5, 1.5, 0.2, 0.9, 1.1, 0.3, 0.8, 1.7],
+        "w": [1.0, 2, 1, 0, 1, 1, 3, 1],
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("change", "kwargs", "message"),
+    [
+        # coxph(ties = "exact") is the discrete (conditional logistic) likelihood: not implemented
+        ({}, {"ties": "exact"}, r"ties='exact' is not supported"),
+        ({}, {"ties": "discrete"}, r"ties='discrete' is not supported"),
+        # coxph accepts zero weights (the row drops out); we make the caller drop it
+        ({}, {"weights": "w"}, r"weights column 'w' has 1 value\(s\) <= 0 out of 8 rows"),
+        # zero-length (start, stop]: coxph stops with "Stop time must be > start time"
+        ({"start": [0.0, 0, 3, 0, 2, 0, 0, 1]}, {"entry": "start"}, r"1 of 8 rows have entry column 'start' >= time"),
+        # survival allows negative times; ours are days from the index time
+        ({"time": [-1.0, 2, 3, 4, 5, 6, 7, 8]}, {}, r"1 negative time\(s\) out of 8 rows \(smallest -1\)"),
+        # all censored: coxph returns a fit with coefficient 0 and NA tests; we say there is nothing to estimate
+        ({"status": [0] * 8}, {}, r"column 'status' has no events"),
+        ({"x": [0.5, np.inf, 0.2, 0.9, 1.1, 0.3, 0.8, 1.7]}, {}, r"'x'"),
+        ({"x": [0.5, np.nan, 0.2, 0.9, 1.1, 0.3, 0.8, 1.7]}, {}, r"'x'"),
+        ({"time": [1.0, np.inf, 3, 4, 5, 6, 7, 8]}, {}, r"'time'"),
+        # a constant covariate: coxph reports NA for it
+        ({"x": [1.0] * 8}, {}, r"'x'"),
+    ],
+)
+def test_cox_refuses_what_it_does_not_fit(change, kwargs, message):
+    data = _BASE.assign(**change)
+    with pytest.raises(InputError, match=message):
+        cox(data, "time", "status", ["x"], **kwargs)
+
+
+@pytest.mark.parametrize("fn", ["kaplan_meier", "logrank"])
+def test_descriptive_all_censored_is_refused(fn):
+    """survfit gives S = 1 throughout and survdiff a 0 statistic for all-censored data; we raise instead."""
+    data = _BASE.assign(status=0, g=["a", "b"] * 4)
+    with pytest.raises(InputError, match="has no events"):
+        if fn == "kaplan_meier":
+            kaplan_meier(data, "time", "status")
+        else:
+            logrank(data, "time", "status", "g")
