@@ -195,3 +195,62 @@ zp <- predict(z, rbind(c(.1, .5, .8), c(.1, .5, .2)))
     np.testing.assert_allclose(pred["time"], r["pred_time"], rtol=0)
     np.testing.assert_allclose(pred[0], r["pred1"], rtol=1e-6)
     np.testing.assert_allclose(pred[1], r["pred2"], rtol=1e-6)
+
+
+def _edge_data() -> dict[str, pd.DataFrame]:
+    rng = np.random.default_rng(7)
+    n = 60
+    x = rng.normal(size=n)
+    g = rng.integers(0, 2, n)
+    t = np.round(rng.exponential(1, n) * 10)  # whole days from 0: ties, and events at time 0
+    st = rng.integers(0, 3, n)
+    return {
+        "no_competing": pd.DataFrame({"t": t + 1, "s": np.where(st == 2, 1, st), "x": x, "g": g}),
+        "no_censoring": pd.DataFrame({"t": t + 1, "s": np.where(st == 0, 2, st), "x": x, "g": g}),
+        "time_zero": pd.DataFrame({"t": t, "s": st, "x": x, "g": g}),
+        "competing_before_all_events": pd.DataFrame({"t": np.where(st == 2, 0.5, t + 1), "s": st, "x": x, "g": g}),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_edge_data()))
+def test_edge_data_sets_match_crr_and_cuminc(name):
+    """Hostile-but-valid data: no competing events, no censoring, events at time 0, every competing event first."""
+    data = _edge_data()[name]
+    r = run_r(
+        """suppressPackageStartupMessages(library(cmprsk))
+z <- crr(d$t, d$s, cbind(d$x, d$g))
+ci <- cuminc(d$t, d$s, d$g)
+result <- list(fit = list(coef = unname(z$coef), var = as.vector(z$var), loglik = z$loglik,
+                          loglik_null = z$loglik.null, uftime = z$uftime, bfitj = z$bfitj, n = z$n),
+               curves = lapply(c("0 1", "1 1"), function(k) list(name = k, time = ci[[k]]$time, est = ci[[k]]$est,
+                                                                 var = ci[[k]]$var)),
+               stat = unname(ci$Tests[1, "stat"]))""",
+        {"d": data},
+    )
+    assert isinstance(r, dict)
+    _assert_crr(fine_gray(data, "t", "s", ["x", "g"]), r["fit"], name)
+    data = data.rename(columns={"s": "cc"})
+    _assert_cuminc(data, "t", "g", r["curves"], name)
+    test = gray_test(data, "t", "cc", "g")
+    assert abs(test.statistic - r["stat"]) <= 1e-6 * r["stat"], name
+
+
+def test_monotone_subdistribution_likelihood_warns():
+    """Every event of cause 1 has m = 1 (and m = 1 has no other outcome): crr's coefficient runs off; we warn."""
+    from retrocohort.errors import ModelWarning
+
+    rng = np.random.default_rng(3)
+    n = 60
+    m = (np.arange(n) % 2).astype(float)
+    status = np.where(m == 1, 1, rng.integers(0, 3, n) * (rng.integers(0, 3, n) != 1))
+    status = np.where((m == 0) & (status == 1), 2, status)
+    data = pd.DataFrame({"t": rng.exponential(1, n), "s": status, "m": m, "z": rng.normal(size=n)})
+    r = run_r(
+        "suppressPackageStartupMessages(library(cmprsk))\nz <- crr(d$t, d$s, cbind(d$m, d$z))\n"
+        "result <- list(coef = unname(z$coef), converged = z$converged)",
+        {"d": data},
+    )
+    assert isinstance(r, dict)
+    with pytest.warns(ModelWarning, match="m"):
+        ours = fine_gray(data, "t", "s", ["m", "z"])
+    assert ours.summary.loc["m", "coef"] > 5 and r["coef"][0] > 5
