@@ -22,7 +22,15 @@ import pytest
 from scipy import optimize
 
 from retrocohort.errors import InputError, ModelWarning
-from retrocohort.survival import baseline_hazard, cox, kaplan_meier, logrank, ph_test, score_residuals
+from retrocohort.survival import (
+    baseline_hazard,
+    cox,
+    kaplan_meier,
+    logrank,
+    ph_test,
+    predict_survival,
+    score_residuals,
+)
 
 # Newton is run to convergence here: the closed forms are the exact roots,
 # coxph's default eps leaves beta ~1e-9 short of them.
@@ -109,6 +117,10 @@ def test_book1_breslow_converged():
     base = baseline_hazard(fit)
     assert base["time"].tolist() == [1.0, 6.0, 8.0, 9.0]
     assert _rel(base["cumhaz"], np.cumsum(truth["haz"])) < 1e-10
+    # book1.R's survfit(fit, list(x = newx)): exp(-cumsum(haz) exp(beta newx)), here for newx = 0 and 2
+    surv = predict_survival(fit, pd.DataFrame({"x": [0.0, 2.0]}))
+    assert _rel(surv[0], np.exp(-np.cumsum(truth["haz"]))) < 1e-10
+    assert _rel(surv[1], np.exp(-np.cumsum(truth["haz"]) * math.exp(2 * beta))) < 1e-10
 
 
 def _book2(beta: float) -> dict[str, np.ndarray | float]:
@@ -862,6 +874,13 @@ def test_cox_refuses_what_it_does_not_fit(change, kwargs, message):
     data = _BASE.assign(**change)
     with pytest.raises(InputError, match=message):
         cox(data, "time", "status", ["x"], **kwargs)
+
+
+def test_predict_survival_of_a_stratified_fit_is_refused():
+    """coxsurv*.R predict per stratum (``survfit(fit, newdata)``); ours has no stratum argument yet: refused."""
+    fit = cox(_BASE.assign(s=[1, 2] * 4), "time", "status", ["x"], strata="s")
+    with pytest.raises(InputError, match="the fit has strata"):
+        predict_survival(fit, pd.DataFrame({"x": [0.0]}))
 
 
 @pytest.mark.parametrize("fn", ["kaplan_meier", "logrank"])
