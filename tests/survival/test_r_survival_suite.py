@@ -350,6 +350,38 @@ def test_singtest_epoch_constant_within_risk_sets_is_refused():
     assert "coxph would report NA" in str(err.value)
 
 
+def test_counting_r_split_rows_give_the_same_fit():
+    """counting.R: test1 rewritten as (start, stop] pieces per id (times relabelled, order kept) fits identically.
+
+    Cox depends on the time order only, so fit, score residuals summed per id
+    (``resid(fitb, collapse = id)``), the per-id sandwich and the PH test equal
+    those of test1. (test1b's id 2 has x = NA, which coxph drops; it is left out.)
+    """
+    test1b = pd.DataFrame(
+        {
+            "start": [0.0, 3, 0, 0, 5, 0, 6, 14, 0, 0, 10, 20, 30],
+            "stop": [3.0, 10, 10, 5, 20, 6, 14, 20, 30, 10, 20, 30, 40],
+            "status": [0, 1, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 1],
+            "x": [1.0, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0],
+            "id": [3, 3, 4, 5, 5, 6, 6, 6, 7, 1, 1, 1, 1],
+        }
+    )
+    # test1's rows in _test1() order are ids 1, 3, 4, 5, 6, 7
+    ids = [1, 3, 4, 5, 6, 7]
+    for ties in ("efron", "breslow"):
+        for max_iter in (0, 20):
+            plain = cox(_test1(), "time", "status", ["x"], ties=ties, max_iter=max_iter, robust=True)
+            split = cox(test1b, "stop", "status", ["x"], entry="start", ties=ties, max_iter=max_iter, cluster="id")
+            what = f"{ties} max_iter={max_iter}"
+            assert _rel(split.summary["coef"], plain.summary["coef"]) < 1e-12, what
+            assert _rel(split.loglik, plain.loglik) < 1e-12, what
+            assert _rel(split.naive_vcov.to_numpy(), plain.naive_vcov.to_numpy()) < 1e-12, what
+            collapsed = score_residuals(split)["x"].groupby(test1b["id"]).sum().loc[ids]
+            assert _rel(collapsed, score_residuals(plain)["x"]) < 1e-10, what
+            assert _rel(split.vcov.to_numpy(), plain.vcov.to_numpy()) < 1e-10, what
+        assert _rel(ph_test(split).table["chisq"], ph_test(plain).table["chisq"]) < 1e-10, ties
+
+
 # ---------------------------------------------------------------- doweight.R: case weights
 
 
