@@ -924,3 +924,26 @@ def test_descriptive_all_censored_is_refused(fn):
             kaplan_meier(data, "time", "status")
         else:
             logrank(data, "time", "status", "g")
+
+
+@pytest.mark.r
+@pytest.mark.parametrize("ties", ["efron", "breslow"])
+def test_baseline_hazard_per_stratum_matches_basehaz(ties):
+    """coxsurv.R territory: ``basehaz(fit, centered = FALSE)`` of a stratified (start, stop] fit (heart, by surgery)."""
+    from tests.rlive import run_r
+
+    data = _r_dataset("heart")
+    data["transplant"] = data["transplant"].astype(float)
+    fit = cox(data, "stop", "event", ["age", "transplant"], entry="start", ties=ties, strata="surgery")
+    r = run_r(
+        f"""suppressPackageStartupMessages(library(survival))
+fit <- coxph(Surv(start, stop, event) ~ age + transplant + strata(surgery), d, ties = '{ties}')
+b <- basehaz(fit, centered = FALSE)
+result <- list(time = b$time, hazard = b$hazard, strata = as.character(b$strata))""",
+        {"d": data},
+    )
+    ours = baseline_hazard(fit)
+    assert len(ours) == len(r["time"])
+    assert np.array_equal(ours["time"], r["time"])
+    assert [str(s).split("=")[-1] for s in ours["strata"]] == [s.split("=")[-1] for s in r["strata"]]
+    assert _rel(ours["cumhaz"], r["hazard"]) < 1e-7
