@@ -947,3 +947,67 @@ result <- list(time = b$time, hazard = b$hazard, strata = as.character(b$strata)
     assert np.array_equal(ours["time"], r["time"])
     assert [str(s).split("=")[-1] for s in ours["strata"]] == [s.split("=")[-1] for s in r["strata"]]
     assert _rel(ours["cumhaz"], r["hazard"]) < 1e-7
+
+
+def _km_groups_data() -> dict[str, pd.DataFrame]:
+    rng = np.random.default_rng(11)
+    n = 40
+    frac = pd.DataFrame(
+        {
+            "time": np.round(rng.exponential(5, n)),
+            "status": (rng.random(n) < 0.7).astype(int),
+            "g": rng.choice(["a", "b"], n),
+            "w": rng.uniform(0.2, 3, n),
+        }
+    )
+    return {
+        # group a's curve sits exactly at 0.5 on [2, 3): survfit's median is the midpoint 2.5
+        "exact_half": pd.DataFrame(
+            {
+                "time": [1.0, 2, 3, 4, 1, 2, 3, 4, 5, 6],
+                "status": [1, 1, 1, 1, 1, 1, 0, 1, 1, 0],
+                "g": ["a"] * 4 + ["b"] * 6,
+                "w": [1.0] * 10,
+            }
+        ),
+        "fractional_weights": frac,
+        "integer_weights": frac.assign(w=rng.integers(1, 4, n).astype(float)),
+    }
+
+
+@pytest.mark.r
+@pytest.mark.parametrize("conf_type", ["log", "log-log", "plain"])
+@pytest.mark.parametrize("name", sorted(_km_groups_data()))
+def test_kaplan_meier_groups_medians_and_bands_match_survfit(name, conf_type):
+    """survfit by group with case weights and each conf.type: table and print(survfit) medians with their limits."""
+    from tests.rlive import run_r
+
+    data = _km_groups_data()[name]
+    r = run_r(
+        f"""suppressPackageStartupMessages(library(survival))
+f <- survfit(Surv(time, status) ~ g, d, weights = w, conf.type = '{conf_type}')
+s <- summary(f, censored = TRUE)
+tab <- summary(f)$table
+result <- list(surv = s$surv, se = s$std.err, lower = s$lower, upper = s$upper, time = s$time,
+               median = unname(tab[, "median"]), lcl = unname(tab[, "0.95LCL"]), ucl = unname(tab[, "0.95UCL"]),
+               n = unname(tab[, "n.max"]), events = unname(tab[, "events"]))""",
+        {"d": data},
+    )
+    km = kaplan_meier(data, "time", "status", group="g", weights="w", conf_type=conf_type)
+
+    def as_float(values) -> np.ndarray:
+        return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+    for ours, theirs in [
+        (km.table["time"], r["time"]),
+        (km.table["survival"], r["surv"]),
+        (km.table["std_err"], r["se"]),
+        (km.table["lower"], r["lower"]),
+        (km.table["upper"], r["upper"]),
+        (km.median["median"], r["median"]),
+        (km.median["lower"], r["lcl"]),
+        (km.median["upper"], r["ucl"]),
+        (km.median["n"], r["n"]),
+        (km.median["events"], r["events"]),
+    ]:
+        np.testing.assert_allclose(np.asarray(ours, dtype=float), as_float(theirs), rtol=1e-9, atol=1e-14)
