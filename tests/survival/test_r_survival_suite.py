@@ -1011,3 +1011,63 @@ result <- list(surv = s$surv, se = s$std.err, lower = s$lower, upper = s$upper, 
         (km.median["events"], r["events"]),
     ]:
         np.testing.assert_allclose(np.asarray(ours, dtype=float), as_float(theirs), rtol=1e-9, atol=1e-14)
+
+
+def _near_collinear(noise: float) -> pd.DataFrame:
+    rng = np.random.default_rng(9)
+    n = 100
+    x = rng.normal(size=n)
+    return pd.DataFrame(
+        {
+            "time": rng.exponential(np.exp(-0.5 * x)),
+            "status": (rng.random(n) < 0.8).astype(int),
+            "x": x,
+            "x2": x + noise * rng.normal(size=n),
+        }
+    )
+
+
+@pytest.mark.r
+@pytest.mark.parametrize("noise", [1e-4, 1e-8])
+def test_near_collinear_covariates_fit_where_coxph_fits_and_are_refused_where_it_gives_na(noise):
+    """x2 = x + noise: coxph fits (huge opposite coefficients) at 1e-4 and reports NA for x2 at 1e-8 (toler.chol)."""
+    from tests.rlive import run_r
+
+    data = _near_collinear(noise)
+    r = run_r(
+        "suppressPackageStartupMessages(library(survival))\nf <- coxph(Surv(time, status) ~ x + x2, d)\n"
+        "result <- list(coef = unname(coef(f)))",
+        {"d": data},
+    )
+    assert isinstance(r, dict)
+    if r["coef"][1] is None:
+        with pytest.raises(InputError, match=r"'x2' is collinear with \['x'\]"):
+            cox(data, "time", "status", ["x", "x2"])
+        assert noise == 1e-8
+    else:
+        assert noise == 1e-4
+        ours = cox(data, "time", "status", ["x", "x2"])
+        assert abs(ours.summary.loc["x", "coef"]) > 100  # the near-collinear pair really is ill-conditioned
+        assert _rel(ours.summary["coef"], r["coef"]) < 1e-7
+
+
+@pytest.mark.r
+def test_factor_level_without_events_diverges_like_coxph():
+    """A level of a categorical covariate with no events: coxph warns, stops at the same iterate; so do we."""
+    rng = np.random.default_rng(9)
+    n = 100
+    x = rng.normal(size=n)
+    g = np.where(np.arange(n) < 5, "z", np.where(x > 0, "a", "b"))
+    data = pd.DataFrame(
+        {
+            "time": rng.exponential(np.exp(-0.5 * x)),
+            "status": np.where(g == "z", 0, (rng.random(n) < 0.8).astype(int)),
+            "g": g,
+            "x": x,
+        }
+    )
+    with pytest.warns(ModelWarning, match=r"\['gz'\]; coefficient may be infinite"):
+        ours = cox(data, "time", "status", ["g", "x"])
+    r = _r_coxph(data, "Surv(time, status) ~ g + x")
+    assert ours.iterations == r["iter"]
+    assert _rel(ours.summary["coef"], r["coef"]) < 1e-7
