@@ -14,6 +14,7 @@ no closed form (and hostile inputs), compared with survival run live through
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -576,12 +577,17 @@ def _assert_cox_equal(ours, r: dict, what: str, coef_tol: float = 1e-7, se_tol: 
     assert _rel([ours.concordance, ours.concordance_se], r["concordance"]) < 1e-8, what
 
 
-def _r_dataset(expr: str) -> pd.DataFrame:
-    """A data set shipped with R survival, as R holds it (``expr`` evaluated in R)."""
+@functools.cache
+def _r_dataset_cached(expr: str) -> pd.DataFrame:
     from tests.rlive import run_r
 
     cols = run_r(f"suppressPackageStartupMessages(library(survival))\nresult <- as.list({expr})")
     return pd.DataFrame(cols)
+
+
+def _r_dataset(expr: str) -> pd.DataFrame:
+    """A data set shipped with R survival, as R holds it (``expr`` evaluated in R; fetched once per session)."""
+    return _r_dataset_cached(expr).copy()
 
 
 @pytest.mark.r
