@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -1077,3 +1078,59 @@ def test_factor_level_without_events_diverges_like_coxph():
     r = _r_coxph(data, "Surv(time, status) ~ g + x")
     assert ours.iterations == r["iter"]
     assert _rel(ours.summary["coef"], r["coef"]) < 1e-7
+
+
+@pytest.mark.r
+@pytest.mark.parametrize("ties", ["efron", "breslow"])
+@pytest.mark.parametrize("max_iter", [1, 2, 20])
+def test_zph_with_every_option_and_early_stops_matches_cox_zph(ties, max_iter):
+    """cox.zph on (entry, time] + weights + strata + cluster + a 3-level factor, after 1, 2 and 20 iterations.
+
+    (cox.zph itself stops with "system is exactly singular" on an iter.max = 0
+    fit of these data, so 0 is not compared.)
+    """
+    from tests.rlive import run_r
+
+    rng = np.random.default_rng(4)
+    n = 120
+    x = rng.normal(size=n)
+    entry = np.round(rng.uniform(0, 3, n))
+    data = pd.DataFrame(
+        {
+            "entry": entry,
+            "time": entry + np.round(rng.exponential(np.exp(-0.4 * x)) * 10) + 1,
+            "status": (rng.random(n) < 0.7).astype(int),
+            "x": x,
+            "g": rng.choice(["a", "b", "c"], n),
+            "s": rng.integers(0, 2, n),
+            "w": rng.uniform(0.5, 2, n),
+            "id": np.arange(n) // 2,
+        }
+    )
+    r = run_r(
+        f"""suppressPackageStartupMessages(library(survival))
+f <- suppressWarnings(coxph(Surv(entry, time, status) ~ x + g + strata(s), d, weights = w, cluster = id,
+                            ties = '{ties}', iter.max = {max_iter}))
+z <- cox.zph(f)
+result <- list(chisq = unname(z$table[, "chisq"]), df = unname(z$table[, "df"]), coef = unname(coef(f)))""",
+        {"d": data},
+    )
+    assert isinstance(r, dict)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ModelWarning)  # 1 or 2 iterations: not converged, as in R
+        fit = cox(
+            data,
+            "time",
+            "status",
+            ["x", "g"],
+            entry="entry",
+            strata="s",
+            weights="w",
+            cluster="id",
+            ties=ties,
+            max_iter=max_iter,
+        )
+    assert _rel(fit.summary["coef"], r["coef"]) < 1e-7
+    table = ph_test(fit).table
+    assert table["df"].tolist() == r["df"]  # x, g (2 df), GLOBAL
+    assert _rel(table["chisq"], r["chisq"]) < 1e-6
