@@ -1134,3 +1134,27 @@ result <- list(chisq = unname(z$table[, "chisq"]), df = unname(z$table[, "df"]),
     table = ph_test(fit).table
     assert table["df"].tolist() == r["df"]  # x, g (2 df), GLOBAL
     assert _rel(table["chisq"], r["chisq"]) < 1e-6
+
+
+@pytest.mark.r
+def test_kaplan_meier_group_without_events_matches_survfit():
+    """One group has no events at all: survfit gives S = 1 with se 0 and an NA median; so do we."""
+    from tests.rlive import run_r
+
+    data = pd.DataFrame(
+        {"time": [1.0, 2, 3, 4, 5, 1, 2, 3, 4], "status": [1, 0, 1, 1, 0, 0, 0, 0, 0], "g": ["a"] * 5 + ["b"] * 4}
+    )
+    r = run_r(
+        """suppressPackageStartupMessages(library(survival))
+f <- survfit(Surv(time, status) ~ g, d)
+s <- summary(f, censored = TRUE)
+result <- list(surv = s$surv, se = s$std.err, lower = s$lower, upper = s$upper,
+               median = unname(summary(f)$table[, "median"]))""",
+        {"d": data},
+    )
+    assert isinstance(r, dict)
+    km = kaplan_meier(data, "time", "status", group="g")
+    for column, key in [("survival", "surv"), ("std_err", "se"), ("lower", "lower"), ("upper", "upper")]:
+        np.testing.assert_allclose(km.table[column], r[key], rtol=1e-12)
+    assert km.median["median"].iloc[0] == r["median"][0] and r["median"][1] is None
+    assert np.isnan(km.median["median"].iloc[1])
