@@ -906,7 +906,13 @@ _BASE = pd.DataFrame(
         ({"x": [0.5, np.nan, 0.2, 0.9, 1.1, 0.3, 0.8, 1.7]}, {}, r"'x'"),
         ({"time": [1.0, np.inf, 3, 4, 5, 6, 7, 8]}, {}, r"'time'"),
         # a constant covariate: coxph reports NA for it
-        ({"x": [1.0] * 8}, {}, r"'x'"),
+        ({"x": [1.0] * 8}, {}, r"covariate column 'x' is constant"),
+        # constant within each stratum (but not overall): coxph reports NA too
+        (
+            {"s": [1, 1, 1, 1, 2, 2, 2, 2], "x": [1.0] * 4 + [2.0] * 4},
+            {"strata": "s"},
+            r"'x' is constant within every stratum",
+        ),
     ],
 )
 def test_cox_refuses_what_it_does_not_fit(change, kwargs, message):
