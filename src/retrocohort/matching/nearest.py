@@ -4,9 +4,12 @@ The algorithm (MatchIt's ``nn_matchC``): treated units are processed in the
 chosen order; in round k = 1..ratio each treated unit in turn takes the
 unused control closest in absolute distance (``|d_c - d_t| <= caliper``,
 inside its ``exact`` stratum), so every treated unit gets its k-th control
-before any gets its (k+1)-th. Ties in the difference go to the control that
-comes first in the data (MatchIt's ``which_min``). Treated units keep however
-many controls they found; those with none are unmatched.
+before any gets its (k+1)-th. Ties follow MatchIt's vector path
+(``nn_matchC_vec``, used with ``distance = "glm"`` or a numeric vector): all
+units sorted stably by distance, the nearest unused control to the left or the
+right of the treated unit in that order, the left one on equal differences.
+Treated units keep however many controls they found; those with none are
+unmatched.
 
 Debian's MatchIt 4.5.1 computes ``|d_c - d_t|`` with C's integer ``abs()`` in
 its vector path (fixed in MatchIt 4.5.4), which makes every difference below
@@ -276,12 +279,12 @@ def match_nearest(
     strata = _exact_strata(data, exact_columns)
     control_strata = strata[control_positions]
     control_d = d[control_positions]
-    # The order among controls with equal distance does not matter: the kernels examine every
-    # control tied at the smallest difference and keep the earliest in the data.
+    # Stable: controls of equal distance stay in data order, as in MatchIt's sort.list(distance); the
+    # tie-breaking rule (nearest in that order, left first) depends on it.
     if exact_columns:
-        sort = np.lexsort((control_d, control_strata))
+        sort = np.lexsort((control_positions, control_d, control_strata))
     else:
-        sort = np.argsort(control_d)
+        sort = np.argsort(control_d, kind="stable")
     control_d_sorted = np.ascontiguousarray(control_d[sort])
     control_pos_sorted = np.ascontiguousarray(control_positions[sort])
     strata_sorted = control_strata[sort]
@@ -292,7 +295,14 @@ def match_nearest(
 
     if replace:
         matches = _kernels.match_with_replacement(
-            treated_d, block_start, block_end, control_d_sorted, control_pos_sorted, ratio, caliper_kernel
+            treated_d,
+            treated_positions.astype(np.int64),
+            block_start,
+            block_end,
+            control_d_sorted,
+            control_pos_sorted,
+            ratio,
+            caliper_kernel,
         )
     else:
         if order == "largest":
@@ -306,6 +316,7 @@ def match_nearest(
             processing = np.arange(n1)
         matches = _kernels.match_without_replacement(
             treated_d,
+            treated_positions.astype(np.int64),
             block_start,
             block_end,
             processing.astype(np.int64),
