@@ -31,7 +31,7 @@ import pandas as pd
 from .._design import require_columns
 from ..errors import InputError, ModelWarning
 from . import _kernels
-from ._common import as_column_list, check_option, treatment_indicator
+from ._common import as_column_list, check_option, require_unique_index, treatment_indicator
 
 MatchOrder = Literal["largest", "smallest", "random", "data"]
 
@@ -102,8 +102,35 @@ class MatchResult:
         return render_match_html(self)
 
 
+# MatchIt's own names for distances it estimates; here the distance is always given (a column or values).
+_MATCHIT_DISTANCES = (
+    "glm",
+    "gam",
+    "gbm",
+    "lasso",
+    "ridge",
+    "elasticnet",
+    "rpart",
+    "randomforest",
+    "nnet",
+    "cbps",
+    "bart",
+    "mahalanobis",
+    "robust_mahalanobis",
+    "euclidean",
+    "scaled_euclidean",
+)
+
+
 def _distance_values(data: pd.DataFrame, distance: Any) -> np.ndarray:
     if isinstance(distance, str):
+        if distance not in data.columns and distance.lower() in _MATCHIT_DISTANCES:
+            raise InputError(
+                f"match_nearest: distance={distance!r} (MatchIt's distance option) is not supported: pass the "
+                "propensity score to match on, e.g. propensity_score(...).score (MatchIt's distance = 'glm') or "
+                ".linear (link = 'linear.logit'), or the name of a column holding it; Mahalanobis and other "
+                "covariate distances are not implemented"
+            )
         require_columns(data, [distance], "match_nearest: data")
         col = data[distance]
         if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
@@ -185,6 +212,8 @@ def match_nearest(
     exact: str | list[str] | None = None,
     random_state: int | np.random.Generator | None = None,
     treated: Any = None,
+    method: str = "nearest",
+    estimand: str = "ATT",
 ) -> MatchResult:
     """Greedy k:1 nearest-neighbour matching, identical to MatchIt 4.x ``method = "nearest"`` (ATT).
 
@@ -224,6 +253,11 @@ def match_nearest(
     treated : scalar, optional
         The value of ``treatment`` that marks treated units, when it is not
         obvious (True, 1, else the second level).
+    method, estimand : str
+        Only MatchIt's ``method = "nearest"`` and ``estimand = "ATT"`` are
+        implemented; other values (``"optimal"``, ``"full"``, ``"genetic"``,
+        ``"ATE"``, ...) raise InputError naming what is supported, rather than
+        silently doing nearest-neighbour ATT matching.
 
     Returns
     -------
@@ -242,6 +276,17 @@ def match_nearest(
         missing or infinite distances, bad options, or a caliper so tight that
         no treated unit finds a control.
     """
+    if method != "nearest":
+        raise InputError(
+            f"match_nearest: method={method!r} is not supported; only MatchIt's method = 'nearest' (greedy "
+            "nearest-neighbour matching) is implemented, not optimal, full, genetic, cem, exact, subclass or "
+            "cardinality matching"
+        )
+    if estimand != "ATT":
+        raise InputError(
+            f"match_nearest: estimand={estimand!r} is not supported; nearest-neighbour matching here estimates the "
+            "ATT (as MatchIt's method = 'nearest' by default). For the ATC, swap the arms (treated=<control value>)"
+        )
     check_option("order", order, get_args(MatchOrder))
     if isinstance(ratio, bool) or not isinstance(ratio, (int, np.integer)) or ratio < 1:
         raise InputError(f"match_nearest: ratio={ratio!r} must be a whole number >= 1")
@@ -258,6 +303,7 @@ def match_nearest(
         caliper = float(caliper)
     exact_columns = as_column_list(exact)
     is_treated, treated_value, control_value = treatment_indicator(data, treatment, treated, "match_nearest: data")
+    require_unique_index(data, "match_nearest: data")
     d = _distance_values(data, distance)
     n = len(data)
     treated_positions = np.flatnonzero(is_treated)
@@ -276,6 +322,14 @@ def match_nearest(
         caliper_distance = caliper * float(np.std(d, ddof=1)) if std_caliper else caliper
     caliper_kernel = np.inf if caliper_distance is None else caliper_distance
 
+    if not replace and ratio * n1 > n0:
+        # MatchIt warns too ("Not all treated units will get <ratio> matches").
+        warnings.warn(
+            f"match_nearest: ratio={ratio} asks for {ratio * n1} controls for {n1} treated units but only {n0} "
+            "controls exist; without replacement the later rounds leave some treated units with fewer controls",
+            ModelWarning,
+            stacklevel=2,
+        )
     strata = _exact_strata(data, exact_columns)
     control_strata = strata[control_positions]
     control_d = d[control_positions]
