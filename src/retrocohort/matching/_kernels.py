@@ -56,6 +56,18 @@ def _lower_bound(values: np.ndarray, lo: int, hi: int, x: float) -> int:
 
 
 @njit(cache=True)
+def _upper_bound(values: np.ndarray, lo: int, hi: int, x: float) -> int:
+    # First index in [lo, hi) with values[index] > x.
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if values[mid] <= x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True)
 def _insertion_point(
     control_distance_sorted: np.ndarray,
     control_position_sorted: np.ndarray,
@@ -67,10 +79,19 @@ def _insertion_point(
     # Where the treated unit sits among its block's controls when all units are sorted stably by distance
     # (MatchIt's sort.list: equal distances keep data order): after controls with a smaller distance and
     # after the tied controls that come earlier in the data.
-    ip = _lower_bound(control_distance_sorted, lo, hi, dt)
-    while ip < hi and control_distance_sorted[ip] == dt and control_position_sorted[ip] < t_position:
-        ip += 1
-    return ip
+    # Binary searches, not a walk: a model with only categorical covariates gives few distinct distances,
+    # and walking the tied controls for every treated unit would be O(n1 * n0).
+    first = _lower_bound(control_distance_sorted, lo, hi, dt)
+    end = _upper_bound(control_distance_sorted, first, hi, dt)
+    # Within the tied block positions ascend (stable sort): first control placed after the treated unit.
+    a, b = first, end
+    while a < b:
+        mid = (a + b) >> 1
+        if control_position_sorted[mid] < t_position:
+            a = mid + 1
+        else:
+            b = mid
+    return a
 
 
 @njit(cache=True)
