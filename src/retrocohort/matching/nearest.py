@@ -1,6 +1,6 @@
 """k:1 nearest-neighbour matching on a scalar distance, identical to MatchIt 4.x ``method = "nearest"``.
 
-The algorithm (MatchIt's ``nn_matchC``): treated units are processed in the
+The algorithm (MatchIt's ``nn_matchC_vec``): treated units are processed in the
 chosen order; in round k = 1..ratio each treated unit in turn takes the
 unused control closest in absolute distance (``|d_c - d_t| <= caliper``,
 inside its ``exact`` stratum), so every treated unit gets its k-th control
@@ -11,11 +11,14 @@ right of the treated unit in that order, the left one on equal differences.
 Treated units keep however many controls they found; those with none are
 unmatched.
 
-Debian's MatchIt 4.5.1 computes ``|d_c - d_t|`` with C's integer ``abs()`` in
-its vector path (fixed in MatchIt 4.5.4), which makes every difference below
-1 equal to 0. This implementation computes the difference in double precision,
-which is what MatchIt's matrix path (``distance =`` a treated-by-control
-matrix) and later MatchIt versions do; the test suite checks against that.
+Two defects of Debian's MatchIt 4.5.1 vector path are not reproduced: it
+computes ``|d_c - d_t|`` with C's integer ``abs()`` (differences truncated to
+whole numbers, so every difference below 1 is 0), and in rounds after the first
+it skips the control that follows, in data order, one the treated unit already
+has (a 0-based index compared with 1-based ones). The differences here are
+doubles and a unit skips only its own controls. The tests run MatchIt with the
+distance scaled by 2^k (ratio 1) and through its matrix path (ratio > 1); see
+tests/matching/matchit_matrix.R and docs/matching.md.
 """
 
 from __future__ import annotations
