@@ -513,3 +513,78 @@ def test_heavy_ties_stay_fast():
     assert result.counts.loc["Matched", "Treated"] == (data["treat"] == 1).sum()
     # Every treated unit's controls sit at its own distance (16 values, ~4,000 controls each).
     assert (result.pairs["difference"] == 0).all()
+
+
+# ------------------------------------------------------------------ the MatchIt 4.5.1 ratio > 1 slip, live
+
+
+def _vector_path(d, is_treated, ratio, caliper, processing, slip):
+    """MatchIt's vector-path loop; ``slip=True`` adds its index slip: in rounds after the first a treated
+    unit also skips the control right after (0-based data position + 1) each control it already has."""
+    order = np.argsort(d, kind="stable")
+    where = np.empty(len(d), dtype=int)
+    where[order] = np.arange(len(d))
+    treated = np.flatnonzero(is_treated)
+    matches = np.full((len(treated), ratio), -1)
+    used: set = set()
+    for k in range(ratio):
+        for i in processing:
+            t = treated[i]
+            if k > 0 and matches[i, k - 1] < 0:
+                continue
+            own = set(matches[i, :k])
+            skip = own | ({c + 1 for c in own} if slip else set())
+
+            def scan(step, t=t, skip=skip):
+                j = where[t] + step
+                while 0 <= j < len(d):
+                    c = order[j]
+                    if not is_treated[c] and c not in used and c not in skip:
+                        return c if abs(d[c] - d[t]) <= caliper else -1
+                    j += step
+                return -1
+
+            left, right = scan(-1), scan(1)
+            best = left if left >= 0 and (right < 0 or abs(d[left] - d[t]) <= abs(d[right] - d[t])) else right
+            if best >= 0:
+                matches[i, k] = best
+                used.add(best)
+    return matches
+
+
+@pytest.mark.r
+def test_matchit_451_ratio_above_one_differs_only_by_its_index_slip():
+    seed = int(time.time() * 1000) % 2**31
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(150, 300))
+    df = pd.DataFrame({"treat": (rng.random(n) < 0.35).astype(int), "d": rng.normal(size=n)})
+    # Rows in distance order: a unit's next-nearest control is then often the row after its first one,
+    # exactly the control the slip skips, so the difference shows on every draw.
+    df = df.sort_values("d").reset_index(drop=True)
+    configs = [(2, None), (3, 0.25)]
+    calls = ", ".join(
+        "{ m <- suppressWarnings(matchit(treat ~ 1, data = df, distance = df$d * k, ratio = "
+        f"{r}, caliper = {'NULL' if c is None else f'{c} * sd(df$d) * k'}, std.caliper = FALSE)); "
+        "matrix(as.integer(m$match.matrix), nrow = nrow(m$match.matrix)) }"
+        for r, c in configs
+    )
+    code = (
+        "suppressPackageStartupMessages(library(MatchIt))\n"
+        "k <- 2^floor(log2(2^29 / max(abs(df$d))))\n"
+        f"result <- list({calls})"
+    )
+    out = run_r(code, {"df": df})
+    d = df["d"].to_numpy()
+    is_treated = df["treat"].to_numpy() == 1
+    processing = np.argsort(-d[is_treated], kind="stable")
+    slipped_somewhere = False
+    for (ratio, caliper), r_mm in zip(configs, out, strict=True):
+        cal = np.inf if caliper is None else caliper * df["d"].std(ddof=1)
+        theirs = np.array([[-1 if v is None else v - 1 for v in row] for row in r_mm])
+        with_slip = _vector_path(d, is_treated, ratio, cal, processing, slip=True)
+        np.testing.assert_array_equal(with_slip, theirs, err_msg=f"seed={seed} ratio={ratio}")
+        ours = _quiet_match(df, "treat", "d", ratio=ratio, caliper=caliper)
+        got = ours.match_matrix.map(lambda v: -1 if v is pd.NA else v).to_numpy(dtype=int)
+        np.testing.assert_array_equal(got, _vector_path(d, is_treated, ratio, cal, processing, slip=False))
+        slipped_somewhere |= not np.array_equal(got, theirs)
+    assert slipped_somewhere, f"seed={seed}: MatchIt's slip changed nothing on this draw"
