@@ -588,3 +588,20 @@ def test_matchit_451_ratio_above_one_differs_only_by_its_index_slip():
         np.testing.assert_array_equal(got, _vector_path(d, is_treated, ratio, cal, processing, slip=False))
         slipped_somewhere |= not np.array_equal(got, theirs)
     assert slipped_somewhere, f"seed={seed}: MatchIt's slip changed nothing on this draw"
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [(np.nan, r"'z' has 50 missing"), (np.inf, r"'z' has 50 infinite"), (-np.inf, r"'z' has 50 infinite")],
+)
+def test_matchit_inputs_missing_and_infinite_covariates(value, fragment):
+    # MatchIt's test-matchit_inputs.R: NA, NaN, Inf and -Inf in a covariate are errors, not dropped rows.
+    rng = np.random.default_rng(3254)
+    data = pd.DataFrame({"treat": rng.integers(0, 2, 100), "x1": rng.normal(size=100)})
+    data["z"] = np.r_[np.full(50, value), rng.normal(size=50)]
+    with pytest.raises(InputError, match=fragment):
+        propensity_score(data, "treat", ["x1", "z"])
+    with pytest.raises(InputError, match=r"no column\(s\) \['abc'\]"):
+        propensity_score(data, "treat", ["abc", "x1"])
+    with pytest.raises(InputError, match=r"missing values in exact-matching column\(s\) \{'e': 2\}"):
+        _quiet_match(data.assign(e=[None, None] + ["a"] * 98), "treat", "x1", exact="e")
