@@ -457,8 +457,9 @@ def test_caliper_so_small_nobody_matches(small):
 
 def test_ratio_larger_than_the_controls_available_warns_and_uses_them_all(small):
     n0 = int((small["treat"] == 0).sum())
-    with pytest.warns(ModelWarning, match=r"ratio=40 asks for .* only \d+ controls"):
+    with pytest.warns(ModelWarning, match=r"ratio=40 asks for more controls than there are") as record:
         result = match_nearest(small, "treat", "x", ratio=40, caliper=5)
+    assert not any(str(n0) in str(w.message) for w in record)  # no counts (small cells) in the text
     assert result.counts.loc["Matched", "Control"] == n0
     per_treated = result.pairs.groupby("treated").size()
     assert per_treated.max() > per_treated.min()  # some treated units got fewer controls
@@ -468,8 +469,9 @@ def test_ratio_larger_than_the_controls_available_warns_and_uses_them_all(small)
 def test_duplicate_index_labels_are_refused(small):
     data = small.copy()
     data.index = [0, 0, *range(2, len(data))]
-    with pytest.raises(InputError, match=r"1 duplicate label\(s\) \(e\.g\. \[0\]\).*reset_index"):
+    with pytest.raises(InputError, match=r"1 duplicate label\(s\) among 80 rows.*reset_index") as err:
         _quiet_match(data, "treat", "x")
+    assert "[0]" not in str(err.value)  # labels may be identifiers: not echoed
     with pytest.raises(InputError, match="duplicate label"):
         balance(data, "treat", ["x"])
 

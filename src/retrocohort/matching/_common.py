@@ -31,8 +31,9 @@ def require_unique_index(data: pd.DataFrame, where: str) -> None:
     if not data.index.is_unique:
         dup = data.index[data.index.duplicated()]
         raise InputError(
-            f"{where}: the index has {len(dup)} duplicate label(s) (e.g. {pd.unique(dup)[:3].tolist()}) among "
-            f"{len(data)} rows; weights and matched sets are aligned to data.index, so every row needs "
+            # Labels are not shown: an index is often a patient or stay identifier.
+            f"{where}: the index has {len(dup)} duplicate label(s) among {len(data)} rows; weights and "
+            "matched sets are aligned to data.index, so every row needs "
             "its own label: use data.reset_index(drop=True) or set a unique id (e.g. the stay id) as the index"
         )
 
