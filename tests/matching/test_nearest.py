@@ -1,7 +1,8 @@
 """match_nearest against MatchIt (fixtures and live R through MatchIt's matrix path), properties, bad input.
 
-MatchIt is driven through its distance-matrix path (tests/matching/matchit_matrix.R)
-because Debian's MatchIt 4.5.1 vector path uses C's integer abs() (issue 2).
+MatchIt is driven through tests/matching/matchit_matrix.R: its vector path with the distance scaled by
+2^k (Debian's MatchIt 4.5.1 truncates differences with C's integer abs(), issue 2) for ratio 1, its
+distance-matrix path for ratio > 1 (the vector path skips a neighbour there; see that file).
 """
 
 from __future__ import annotations
@@ -116,28 +117,38 @@ def test_matched_frame_is_match_data(reference):
 
 
 def _brute_force(d, is_treated, strata, ratio, caliper, processing, replace):
-    """Direct transcription of MatchIt's nn_matchC loop: scan every control in data order."""
+    """Transcription of MatchIt's vector-path loop (nn_matchC_vec) without its ratio > 1 index slip.
+
+    All units sorted stably by distance; in round k each treated unit (processing order) takes the nearest
+    eligible control to its left and to its right in that order, the left one on equal differences.
+    """
     treated = np.flatnonzero(is_treated)
-    controls = np.flatnonzero(~is_treated)
+    order = np.argsort(d, kind="stable")
+    where = np.empty(len(d), dtype=int)
+    where[order] = np.arange(len(d))
     matches = np.full((len(treated), ratio), -1)
-    if replace:
-        for i, t in enumerate(treated):
-            eligible = [c for c in controls if strata[c] == strata[t] and abs(d[c] - d[t]) <= caliper]
-            eligible.sort(key=lambda c: (abs(d[c] - d[t]), c))
-            for k, c in enumerate(eligible[:ratio]):
-                matches[i, k] = c
-        return matches
     used = set()
     for k in range(ratio):
-        for i in processing:
+        for i in processing if not replace else range(len(treated)):
             t = treated[i]
-            best, best_diff = -1, np.inf
-            for c in controls:
-                if c in used or strata[c] != strata[t]:
-                    continue
-                diff = abs(d[c] - d[t])
-                if diff <= caliper and diff < best_diff:  # strict: the first minimum in data order wins
-                    best, best_diff = c, diff
+            own = set(matches[i, :k])
+            if k > 0 and matches[i, k - 1] < 0:
+                continue
+
+            def scan(step, t=t, own=own):
+                j = where[t] + step
+                while 0 <= j < len(d):
+                    c = order[j]
+                    if not is_treated[c] and c not in own and (replace or c not in used) and strata[c] == strata[t]:
+                        return c if abs(d[c] - d[t]) <= caliper else -1
+                    j += step
+                return -1
+
+            left, right = scan(-1), scan(1)
+            if left >= 0 and (right < 0 or abs(d[left] - d[t]) <= abs(d[right] - d[t])):
+                best = left
+            else:
+                best = right
             if best >= 0:
                 matches[i, k] = best
                 used.add(best)

@@ -26,6 +26,18 @@ def as_column_list(columns: str | Sequence[str] | None) -> list[str]:
     return list(columns)
 
 
+def require_unique_index(data: pd.DataFrame, where: str) -> None:
+    """Raise when ``data.index`` repeats a label: results (weights, matched sets) are aligned to it."""
+    if not data.index.is_unique:
+        dup = data.index[data.index.duplicated()]
+        raise InputError(
+            # Labels are not shown: an index is often a patient or stay identifier.
+            f"{where}: the index has {len(dup)} duplicate label(s) among {len(data)} rows; weights and "
+            "matched sets are aligned to data.index, so every row needs "
+            "its own label: use data.reset_index(drop=True) or set a unique id (e.g. the stay id) as the index"
+        )
+
+
 def treatment_indicator(
     data: pd.DataFrame, treatment: str, treated: Any = None, where: str = "data"
 ) -> tuple[np.ndarray, Any, Any]:

@@ -1,6 +1,6 @@
 """Numba kernels for nearest-neighbour matching on a scalar distance.
 
-Controls are sorted once by (exact stratum, distance, data position). A
+Controls are sorted once, stably, by (exact stratum, distance, data position). A
 treated unit's nearest unused control is then next to its insertion point in
 that order, so each query looks at a handful of neighbours instead of every
 control (MatchIt scans all eligible controls for every treated unit, which is
@@ -8,11 +8,12 @@ O(n1 * n0)). Used controls are skipped with two "next unused" pointer arrays
 (one per direction) compressed by path halving, so a query stays close to
 O(log n0) however many controls are already taken.
 
-Ties are resolved as MatchIt's C++ does (``which_min`` over the eligible
-controls in data order): among the controls at the smallest absolute
-difference the one earliest in the data wins. The set of controls at one
-difference is contiguous on each side of the insertion point because
-floating-point subtraction is monotone, so it is found by walking outward.
+Ties are resolved as MatchIt's vector path (``nn_matchC_vec``) resolves
+them: all units sorted stably by distance, a treated unit takes the nearest
+unused control on its left or its right in that order, the left one when the
+two differences are equal. (MatchIt's distance-matrix path instead takes the
+control earliest in the data among equal differences; the default
+``distance = "glm"`` uses the vector path.)
 """
 
 from __future__ import annotations
@@ -55,8 +56,48 @@ def _lower_bound(values: np.ndarray, lo: int, hi: int, x: float) -> int:
 
 
 @njit(cache=True)
+def _upper_bound(values: np.ndarray, lo: int, hi: int, x: float) -> int:
+    # First index in [lo, hi) with values[index] > x.
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if values[mid] <= x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True)
+def _insertion_point(
+    control_distance_sorted: np.ndarray,
+    control_position_sorted: np.ndarray,
+    lo: int,
+    hi: int,
+    dt: float,
+    t_position: int,
+) -> int:
+    # Where the treated unit sits among its block's controls when all units are sorted stably by distance
+    # (MatchIt's sort.list: equal distances keep data order): after controls with a smaller distance and
+    # after the tied controls that come earlier in the data.
+    # Binary searches, not a walk: a model with only categorical covariates gives few distinct distances,
+    # and walking the tied controls for every treated unit would be O(n1 * n0).
+    first = _lower_bound(control_distance_sorted, lo, hi, dt)
+    end = _upper_bound(control_distance_sorted, first, hi, dt)
+    # Within the tied block positions ascend (stable sort): first control placed after the treated unit.
+    a, b = first, end
+    while a < b:
+        mid = (a + b) >> 1
+        if control_position_sorted[mid] < t_position:
+            a = mid + 1
+        else:
+            b = mid
+    return a
+
+
+@njit(cache=True)
 def match_without_replacement(
     treated_distance: np.ndarray,
+    treated_position: np.ndarray,
     treated_block_start: np.ndarray,
     treated_block_end: np.ndarray,
     order: np.ndarray,
@@ -65,20 +106,22 @@ def match_without_replacement(
     ratio: int,
     caliper: float,
 ) -> np.ndarray:
-    """Greedy k:1 matching without replacement (MatchIt ``nn_matchC``, reuse.max = 1).
+    """Greedy k:1 matching without replacement (MatchIt ``nn_matchC_vec``, reuse.max = 1).
 
     Parameters
     ----------
     treated_distance : float64 (n1,)
         Distance of each treated unit, treated units in data order.
+    treated_position : int64 (n1,)
+        Data position of each treated unit (decides its place among controls of equal distance).
     treated_block_start, treated_block_end : int64 (n1,)
         Half-open range of the sorted controls in the treated unit's exact
         stratum (the whole range when there is no ``exact``).
     order : int64 (n1,)
         Processing order: indices into the treated units.
     control_distance_sorted, control_position_sorted : (n0,)
-        Control distances sorted by (stratum, distance, position), and the
-        data positions of those controls.
+        Control distances sorted stably by (stratum, distance, data position),
+        and the data positions of those controls.
     ratio : int
         Controls per treated unit; round k gives every treated unit its k-th
         control before round k + 1 starts.
@@ -90,6 +133,15 @@ def match_without_replacement(
     -------
     int64 (n1, ratio)
         Data positions of the matched controls, -1 where none was found.
+
+    Notes
+    -----
+    MatchIt sorts all units by distance (ties in data order) and gives a
+    treated unit the nearest unused control to its left or to its right in
+    that order, the left one when both differences are equal. So ties go to
+    the lower distance, and among controls of equal distance to the one
+    nearest in that order: below the treated unit the last in data order,
+    at or above it the first.
     """
     n1 = treated_distance.shape[0]
     n0 = control_distance_sorted.shape[0]
@@ -98,8 +150,13 @@ def match_without_replacement(
     prv = np.arange(n0 + 1, dtype=np.int64)
     insertion = np.empty(n1, dtype=np.int64)
     for t in range(n1):
-        insertion[t] = _lower_bound(
-            control_distance_sorted, treated_block_start[t], treated_block_end[t], treated_distance[t]
+        insertion[t] = _insertion_point(
+            control_distance_sorted,
+            control_position_sorted,
+            treated_block_start[t],
+            treated_block_end[t],
+            treated_distance[t],
+            treated_position[t],
         )
     remaining = n0
     for k in range(ratio):
@@ -116,34 +173,19 @@ def match_without_replacement(
             ip = insertion[t]
             right = _find_right(nxt, ip) if ip < n0 else n0
             left = _find_left(prv, ip - 1) if ip > 0 else -1
-            has_right = right < hi
-            has_left = left >= lo
-            if not has_right and not has_left:
+            dr = abs(control_distance_sorted[right] - dt) if right < hi else np.inf
+            dl = abs(control_distance_sorted[left] - dt) if left >= lo else np.inf
+            # MatchIt drops a side whose nearest control is outside the caliper, then prefers the left.
+            # inf marks "no control on that side"; the caliper itself may be inf.
+            ok_right = dr < np.inf and dr <= caliper
+            ok_left = dl < np.inf and dl <= caliper
+            if ok_left and (not ok_right or dl <= dr):
+                chosen = left
+            elif ok_right:
+                chosen = right
+            else:
                 continue
-            best = np.inf
-            if has_right:
-                best = abs(control_distance_sorted[right] - dt)
-            if has_left:
-                dl = abs(control_distance_sorted[left] - dt)
-                if dl < best:
-                    best = dl
-            if not (best <= caliper):
-                continue
-            chosen = -1
-            chosen_position = np.iinfo(np.int64).max
-            j = right
-            while j < hi and abs(control_distance_sorted[j] - dt) == best:
-                if control_position_sorted[j] < chosen_position:
-                    chosen_position = int(control_position_sorted[j])
-                    chosen = j
-                j = _find_right(nxt, j + 1) if j + 1 < n0 else n0
-            j = left
-            while j >= lo and abs(control_distance_sorted[j] - dt) == best:
-                if control_position_sorted[j] < chosen_position:
-                    chosen_position = int(control_position_sorted[j])
-                    chosen = j
-                j = _find_left(prv, j - 1) if j > 0 else -1
-            matches[t, k] = chosen_position
+            matches[t, k] = control_position_sorted[chosen]
             nxt[chosen] = chosen + 1
             prv[chosen + 1] = chosen
             remaining -= 1
@@ -153,6 +195,7 @@ def match_without_replacement(
 @njit(cache=True)
 def match_with_replacement(
     treated_distance: np.ndarray,
+    treated_position: np.ndarray,
     treated_block_start: np.ndarray,
     treated_block_end: np.ndarray,
     control_distance_sorted: np.ndarray,
@@ -163,8 +206,9 @@ def match_with_replacement(
     """Each treated unit takes its ``ratio`` nearest controls, reuse allowed (MatchIt ``replace = TRUE``).
 
     Same arguments and result as :func:`match_without_replacement` except
-    that there is no processing order (units do not compete). Ties at the
-    k-th distance go to the controls earliest in the data.
+    that there is no processing order (units do not compete). The k-th
+    control is the nearest to the left or right in the stable distance order
+    not yet taken by this unit, the left one on equal differences (MatchIt).
     """
     n1 = treated_distance.shape[0]
     matches = np.full((n1, ratio), -1, dtype=np.int64)
@@ -172,49 +216,22 @@ def match_with_replacement(
         lo = treated_block_start[t]
         hi = treated_block_end[t]
         dt = treated_distance[t]
-        ip = _lower_bound(control_distance_sorted, lo, hi, dt)
+        ip = _insertion_point(control_distance_sorted, control_position_sorted, lo, hi, dt, treated_position[t])
         left = ip - 1
         right = ip
-        # Merge outward until ratio controls are taken; remember the last difference.
-        taken = 0
-        last = -1.0
-        while taken < ratio:
+        for q in range(ratio):
             dr = abs(control_distance_sorted[right] - dt) if right < hi else np.inf
             dl = abs(control_distance_sorted[left] - dt) if left >= lo else np.inf
-            d = min(dr, dl)
-            if d == np.inf or not (d <= caliper):
-                # inf: no control left on either side (distances themselves are finite).
-                break
-            if dr <= dl:
+            ok_right = dr < np.inf and dr <= caliper
+            ok_left = dl < np.inf and dl <= caliper
+            if ok_left and (not ok_right or dl <= dr):
+                matches[t, q] = control_position_sorted[left]
+                left -= 1
+            elif ok_right:
+                matches[t, q] = control_position_sorted[right]
                 right += 1
             else:
-                left -= 1
-            last = d
-            taken += 1
-        if taken == 0:
-            continue
-        # Everything strictly closer than `last` is in; among those exactly at `last`
-        # take the earliest in data order, as many as are still needed.
-        left_edge = ip - 1
-        while left_edge >= lo and abs(control_distance_sorted[left_edge] - dt) <= last:
-            left_edge -= 1
-        right_edge = ip
-        while right_edge < hi and abs(control_distance_sorted[right_edge] - dt) <= last:
-            right_edge += 1
-        m = right_edge - left_edge - 1
-        positions = np.empty(m, dtype=np.int64)
-        diffs = np.empty(m, dtype=np.float64)
-        for q in range(m):
-            j = left_edge + 1 + q
-            positions[q] = control_position_sorted[j]
-            diffs[q] = abs(control_distance_sorted[j] - dt)
-        # Order by (difference, position); m is at most ratio plus the tied controls.
-        keys = np.argsort(positions, kind="mergesort")
-        positions = positions[keys]
-        diffs = diffs[keys]
-        keys = np.argsort(diffs, kind="mergesort")
-        for q in range(taken):
-            matches[t, q] = positions[keys[q]]
+                break
     return matches
 
 

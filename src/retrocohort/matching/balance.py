@@ -23,14 +23,14 @@ continuous covariates (NaN for binary ones, where it is a function of p).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from .._design import require_columns
 from ..errors import InputError
-from ._common import as_column_list, treatment_indicator
+from ._common import as_column_list, check_option, require_unique_index, treatment_indicator
 from ._tables import BalanceTable
 
 BALANCE_COLUMNS = [
@@ -144,7 +144,20 @@ def _check_weights(data: pd.DataFrame, weights: Any) -> np.ndarray:
     return w
 
 
-def _row(variable: str, level: Any, kind: str, x: np.ndarray, w: np.ndarray, t: np.ndarray) -> dict[str, Any]:
+def _treated_sd(x: np.ndarray, t: np.ndarray, kind: str) -> float:
+    # MatchIt's summary() for the ATT: the SD of the treated units in the full (unmatched, unweighted)
+    # sample, sqrt(p (1 - p)) for a binary term; the same denominator before and after matching.
+    x1 = x[t]
+    if kind == "binary":
+        p = float(x1.mean())
+        return float(np.sqrt(p * (1 - p)))
+    return float(np.std(x1, ddof=1)) if x1.size > 1 else float("nan")
+
+
+def _row(
+    variable: str, level: Any, kind: str, x: np.ndarray, w: np.ndarray, t: np.ndarray, denominator: str = "pooled"
+) -> dict[str, Any]:
+    sd_full_treated = _treated_sd(x, t, kind) if denominator == "treated" else float("nan")
     x1, w1, x0, w0 = x[t], w[t], x[~t], w[~t]
     keep1, keep0 = w1 > 0, w0 > 0
     x1, w1, x0, w0 = x1[keep1], w1[keep1], x0[keep0], w0[keep0]
@@ -157,6 +170,9 @@ def _row(variable: str, level: Any, kind: str, x: np.ndarray, w: np.ndarray, t: 
         v1, v0 = weighted_variance(x1, w1), weighted_variance(x0, w0)
         signed = smd_continuous(m1, v1, m0, v0) if (v1 + v0) > 0 else (0.0 if m1 == m0 else float("inf"))
         ratio = v1 / v0 if v0 > 0 else float("nan")
+    if denominator == "treated":
+        diff = m1 - m0
+        signed = diff / sd_full_treated if sd_full_treated > 0 else (0.0 if diff == 0 else float("inf"))
     return {
         "variable": variable,
         "level": level,
@@ -178,6 +194,7 @@ def balance(
     covariates: Sequence[str],
     weights: str | np.ndarray | pd.Series | None = None,
     treated: Any = None,
+    smd_denominator: Literal["pooled", "treated"] = "pooled",
 ) -> pd.DataFrame:
     """Balance of each covariate between treated and control units.
 
@@ -194,6 +211,13 @@ def balance(
         sample (units with weight 0 drop out).
     treated : scalar, optional
         The treated value of ``treatment`` when not obvious.
+    smd_denominator : {"pooled", "treated"}
+        ``"pooled"`` (tableone, the default): sqrt((s_t^2 + s_c^2) / 2) of
+        the (weighted) arms. ``"treated"``: MatchIt's ``summary()`` for the
+        ATT (``s.d.denom = "treated"``): the SD of the treated units in the
+        full, unweighted ``data`` (sqrt(p (1 - p)) for binary terms), the
+        same before and after matching, so pass the full frame with
+        ``weights``. Only ``smd`` and ``smd_signed`` change.
 
     Returns
     -------
@@ -208,7 +232,9 @@ def balance(
         ``variance_ratio``, ``ks``.
     """
     covariates = as_column_list(covariates)
+    check_option("smd_denominator", smd_denominator, ("pooled", "treated"))
     is_treated, _, _ = treatment_indicator(data, treatment, treated, "balance: data")
+    require_unique_index(data, "balance: data")
     require_columns(data, covariates, "balance: data")
     missing = {c: int(data[c].isna().sum()) for c in covariates if data[c].isna().any()}
     if missing:
@@ -228,13 +254,15 @@ def balance(
             shown = levels[1:] if len(levels) == 2 else levels
             values = np.asarray(col.astype(object))
             for level in shown:
-                rows.append(_row(name, level, "binary", (values == level).astype(float), w, is_treated))
+                rows.append(
+                    _row(name, level, "binary", (values == level).astype(float), w, is_treated, smd_denominator)
+                )
                 labels.append(f"{name} = {level}")
         else:
             x = np.asarray(col, dtype=float)
             _refuse_infinite(x, name, "balance")
             kind = "binary" if np.isin(x, (0.0, 1.0)).all() else "continuous"
-            rows.append(_row(name, None, kind, x, w, is_treated))
+            rows.append(_row(name, None, kind, x, w, is_treated, smd_denominator))
             labels.append(name)
     return BalanceTable(rows, index=pd.Index(labels, name="term"), columns=BALANCE_COLUMNS)
 
@@ -245,8 +273,11 @@ def balance_before_after(
     covariates: Sequence[str],
     weights: str | np.ndarray | pd.Series,
     treated: Any = None,
+    smd_denominator: Literal["pooled", "treated"] = "pooled",
 ) -> pd.DataFrame:
     """Balance before (all units, unweighted) and after matching (``weights``), side by side.
+
+    ``smd_denominator`` as in :func:`balance` (``"treated"``: MatchIt's ``summary()``).
 
     Returns
     -------
@@ -255,6 +286,6 @@ def balance_before_after(
         {"before", "after"}; the input a Love plot needs (``smd`` per term
         and sample).
     """
-    before = balance(data, treatment, covariates, None, treated).assign(sample="before")
-    after = balance(data, treatment, covariates, weights, treated).assign(sample="after")
+    before = balance(data, treatment, covariates, None, treated, smd_denominator).assign(sample="before")
+    after = balance(data, treatment, covariates, weights, treated, smd_denominator).assign(sample="after")
     return BalanceTable(pd.concat([before, after]))

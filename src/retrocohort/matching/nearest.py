@@ -1,18 +1,24 @@
 """k:1 nearest-neighbour matching on a scalar distance, identical to MatchIt 4.x ``method = "nearest"``.
 
-The algorithm (MatchIt's ``nn_matchC``): treated units are processed in the
+The algorithm (MatchIt's ``nn_matchC_vec``): treated units are processed in the
 chosen order; in round k = 1..ratio each treated unit in turn takes the
 unused control closest in absolute distance (``|d_c - d_t| <= caliper``,
 inside its ``exact`` stratum), so every treated unit gets its k-th control
-before any gets its (k+1)-th. Ties in the difference go to the control that
-comes first in the data (MatchIt's ``which_min``). Treated units keep however
-many controls they found; those with none are unmatched.
+before any gets its (k+1)-th. Ties follow MatchIt's vector path
+(``nn_matchC_vec``, used with ``distance = "glm"`` or a numeric vector): all
+units sorted stably by distance, the nearest unused control to the left or the
+right of the treated unit in that order, the left one on equal differences.
+Treated units keep however many controls they found; those with none are
+unmatched.
 
-Debian's MatchIt 4.5.1 computes ``|d_c - d_t|`` with C's integer ``abs()`` in
-its vector path (fixed in MatchIt 4.5.4), which makes every difference below
-1 equal to 0. This implementation computes the difference in double precision,
-which is what MatchIt's matrix path (``distance =`` a treated-by-control
-matrix) and later MatchIt versions do; the test suite checks against that.
+Two defects of Debian's MatchIt 4.5.1 vector path are not reproduced: it
+computes ``|d_c - d_t|`` with C's integer ``abs()`` (differences truncated to
+whole numbers, so every difference below 1 is 0), and in rounds after the first
+it skips the control that follows, in data order, one the treated unit already
+has (a 0-based index compared with 1-based ones). The differences here are
+doubles and a unit skips only its own controls. The tests run MatchIt with the
+distance scaled by 2^k (ratio 1) and through its matrix path (ratio > 1); see
+tests/matching/matchit_matrix.R and docs/matching.md.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import pandas as pd
 from .._design import require_columns
 from ..errors import InputError, ModelWarning
 from . import _kernels
-from ._common import as_column_list, check_option, treatment_indicator
+from ._common import as_column_list, check_option, require_unique_index, treatment_indicator
 
 MatchOrder = Literal["largest", "smallest", "random", "data"]
 
@@ -99,8 +105,35 @@ class MatchResult:
         return render_match_html(self)
 
 
+# MatchIt's own names for distances it estimates; here the distance is always given (a column or values).
+_MATCHIT_DISTANCES = (
+    "glm",
+    "gam",
+    "gbm",
+    "lasso",
+    "ridge",
+    "elasticnet",
+    "rpart",
+    "randomforest",
+    "nnet",
+    "cbps",
+    "bart",
+    "mahalanobis",
+    "robust_mahalanobis",
+    "euclidean",
+    "scaled_euclidean",
+)
+
+
 def _distance_values(data: pd.DataFrame, distance: Any) -> np.ndarray:
     if isinstance(distance, str):
+        if distance not in data.columns and distance.lower() in _MATCHIT_DISTANCES:
+            raise InputError(
+                f"match_nearest: distance={distance!r} (MatchIt's distance option) is not supported: pass the "
+                "propensity score to match on, e.g. propensity_score(...).score (MatchIt's distance = 'glm') or "
+                ".linear (link = 'linear.logit'), or the name of a column holding it; Mahalanobis and other "
+                "covariate distances are not implemented"
+            )
         require_columns(data, [distance], "match_nearest: data")
         col = data[distance]
         if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
@@ -182,6 +215,8 @@ def match_nearest(
     exact: str | list[str] | None = None,
     random_state: int | np.random.Generator | None = None,
     treated: Any = None,
+    method: str = "nearest",
+    estimand: str = "ATT",
 ) -> MatchResult:
     """Greedy k:1 nearest-neighbour matching, identical to MatchIt 4.x ``method = "nearest"`` (ATT).
 
@@ -221,6 +256,11 @@ def match_nearest(
     treated : scalar, optional
         The value of ``treatment`` that marks treated units, when it is not
         obvious (True, 1, else the second level).
+    method, estimand : str
+        Only MatchIt's ``method = "nearest"`` and ``estimand = "ATT"`` are
+        implemented; other values (``"optimal"``, ``"full"``, ``"genetic"``,
+        ``"ATE"``, ...) raise InputError naming what is supported, rather than
+        silently doing nearest-neighbour ATT matching.
 
     Returns
     -------
@@ -239,6 +279,17 @@ def match_nearest(
         missing or infinite distances, bad options, or a caliper so tight that
         no treated unit finds a control.
     """
+    if method != "nearest":
+        raise InputError(
+            f"match_nearest: method={method!r} is not supported; only MatchIt's method = 'nearest' (greedy "
+            "nearest-neighbour matching) is implemented, not optimal, full, genetic, cem, exact, subclass or "
+            "cardinality matching"
+        )
+    if estimand != "ATT":
+        raise InputError(
+            f"match_nearest: estimand={estimand!r} is not supported; nearest-neighbour matching here estimates the "
+            "ATT (as MatchIt's method = 'nearest' by default). For the ATC, swap the arms (treated=<control value>)"
+        )
     check_option("order", order, get_args(MatchOrder))
     if isinstance(ratio, bool) or not isinstance(ratio, (int, np.integer)) or ratio < 1:
         raise InputError(f"match_nearest: ratio={ratio!r} must be a whole number >= 1")
@@ -255,6 +306,7 @@ def match_nearest(
         caliper = float(caliper)
     exact_columns = as_column_list(exact)
     is_treated, treated_value, control_value = treatment_indicator(data, treatment, treated, "match_nearest: data")
+    require_unique_index(data, "match_nearest: data")
     d = _distance_values(data, distance)
     n = len(data)
     treated_positions = np.flatnonzero(is_treated)
@@ -273,15 +325,24 @@ def match_nearest(
         caliper_distance = caliper * float(np.std(d, ddof=1)) if std_caliper else caliper
     caliper_kernel = np.inf if caliper_distance is None else caliper_distance
 
+    if not replace and ratio * n1 > n0:
+        # MatchIt warns too ("Not all treated units will get <ratio> matches").
+        warnings.warn(
+            # No counts in the text: pipeline warnings reach the report, where small cells must not.
+            f"match_nearest: ratio={ratio} asks for more controls than there are (ratio x treated > controls); "
+            "without replacement the later rounds leave some treated units with fewer controls",
+            ModelWarning,
+            stacklevel=2,
+        )
     strata = _exact_strata(data, exact_columns)
     control_strata = strata[control_positions]
     control_d = d[control_positions]
-    # The order among controls with equal distance does not matter: the kernels examine every
-    # control tied at the smallest difference and keep the earliest in the data.
+    # Stable: controls of equal distance stay in data order, as in MatchIt's sort.list(distance); the
+    # tie-breaking rule (nearest in that order, left first) depends on it.
     if exact_columns:
-        sort = np.lexsort((control_d, control_strata))
+        sort = np.lexsort((control_positions, control_d, control_strata))
     else:
-        sort = np.argsort(control_d)
+        sort = np.argsort(control_d, kind="stable")
     control_d_sorted = np.ascontiguousarray(control_d[sort])
     control_pos_sorted = np.ascontiguousarray(control_positions[sort])
     strata_sorted = control_strata[sort]
@@ -292,7 +353,14 @@ def match_nearest(
 
     if replace:
         matches = _kernels.match_with_replacement(
-            treated_d, block_start, block_end, control_d_sorted, control_pos_sorted, ratio, caliper_kernel
+            treated_d,
+            treated_positions.astype(np.int64),
+            block_start,
+            block_end,
+            control_d_sorted,
+            control_pos_sorted,
+            ratio,
+            caliper_kernel,
         )
     else:
         if order == "largest":
@@ -306,6 +374,7 @@ def match_nearest(
             processing = np.arange(n1)
         matches = _kernels.match_without_replacement(
             treated_d,
+            treated_positions.astype(np.int64),
             block_start,
             block_end,
             processing.astype(np.int64),

@@ -36,8 +36,9 @@ for (link in c("logit", "probit")) {
 fit <- glm(mg ~ age + sex + sepsis + stage + lactate, data = cohort, family = binomial())
 cohort$ps <- unname(fitted(fit))
 cohort$lp <- unname(predict(fit))
-# Distances with many exact ties, to pin down MatchIt's tie-breaking (first control in data order).
-cohort$ps_tied <- round(cohort$ps, 1)
+# Distances with many exact ties on a dyadic grid (exact differences), to pin down MatchIt's
+# tie-breaking (nearest in the stable distance order, the lower distance first).
+cohort$ps_tied <- round(cohort$ps * 8) / 8
 cases <- list()
 add_case <- function(distance, ratio, caliper, order, replace = FALSE, exact = NULL) {
   res <- matchit_matrix(cohort, "mg", cohort[[distance]], ratio = ratio, caliper = caliper, order = order,
@@ -55,14 +56,15 @@ add_case("ps", 3, 0.5, "data", exact = "stage")
 add_case("ps", 1, NULL, "largest", replace = TRUE)
 add_case("ps", 2, 0.2, "largest", replace = TRUE)
 add_case("lp", 3, NULL, "largest", replace = TRUE)
-add_case("ps_tied", 2, NULL, "largest")
+add_case("ps_tied", 1, NULL, "largest")
 add_case("ps_tied", 1, 0.5, "data")
-add_case("ps_tied", 3, NULL, "smallest")
+add_case("ps_tied", 1, NULL, "smallest")
+add_case("ps_tied", 1, NULL, "largest", replace = TRUE)
 write_reference(
   "matchit_nearest",
-  paste("matchit(mg ~ .dist, method = 'nearest', distance = <treated x control |difference| matrix>,",
-        "ratio, caliper = caliper * sd(distance), std.caliper = FALSE, m.order = 'data' on rows sorted",
-        "into the wanted order, replace, exact); see tests/matching/matchit_matrix.R"),
+  paste("matchit(mg ~ 1, method = 'nearest', distance = distance * 2^k (integer-abs workaround),",
+        "ratio, caliper = caliper * sd(distance) * 2^k, std.caliper = FALSE, m.order, replace, exact);",
+        "ratio > 1: the distance-matrix path; see tests/matching/matchit_matrix.R"),
   list(cases = cases),
   data = cohort)
 
