@@ -526,6 +526,7 @@ def target_trial_protocol(result: Any) -> str:
     trial = study.analysis.target_trial
     if trial is None:
         return ""
+    from ..spec.study import trial_covariates
     from .tables import strategy_labels
 
     index = index_label(result)
@@ -565,7 +566,7 @@ def target_trial_protocol(result: Any) -> str:
         if trial.censoring_model == "pooled_logistic"
         else "a Cox model of the time to exposure start"
     )
-    covariates = trial.covariates if trial.covariates is not None else study.propensity_covariates
+    covariates = trial_covariates(study)
     tv = f", and time-varying {_covariate_names(study, list(trial.time_varying))}" if trial.time_varying else ""
     lower, upper = trial.truncate
     truncation = (
@@ -579,6 +580,17 @@ def target_trial_protocol(result: Any) -> str:
         f"{'stabilised' if trial.stabilised else 'not stabilised'} and {truncation}, and a strategy whose "
         f"effective sample size falls below {trial.min_ess:g} is not estimated."
     )
+    if trial.past_index_covariates:
+        late = _join(
+            [
+                f"{_lower(study.covariates[n].label or n)} ({window_words(study.covariates[n].window, index)})"
+                for n in trial.past_index_covariates
+            ]
+        )
+        s.append(
+            f"Warning: baseline covariates of the censoring model measured past time zero, kept knowingly "
+            f"(past_index_covariates): {late}. Their value can follow the start of the exposure."
+        )
     seed = trial.seed if trial.seed is not None else study.study.seed
     replicates = next(
         (t.options.get("n_replicates") for t in (getattr(result, "target_trial", None) or {}).values() if t.options),
