@@ -419,6 +419,55 @@ def test_nobody_or_everybody_starting_is_a_skipped_trial_not_a_crash(starters, f
     validate_results_document(results_document(res))
 
 
+def test_a_skipped_trial_is_a_model_not_estimated_in_the_report_and_skipped_models_csv(tmp_path):
+    cohort = trial_cohort(starters=0.0, early=0.0)
+    res = analyse_cohort(cohort, STUDY, trial_cohort=cohort, trial_replicates=3)
+    write_outputs(res, tmp_path / "out")
+    skipped = pd.read_csv(tmp_path / "out" / "tables" / "skipped_models.csv")
+    rows = skipped[skipped["model"] == "target_trial"]
+    assert list(rows["outcome"]) == ["death", "krt_liberation"] and set(rows["population"]) == {"trial"}
+    assert all("no patient starts the exposure within the grace window" in r for r in rows["reason"])
+    page = (tmp_path / "out" / "report.html").read_text()
+    section = page[page.index('<section id="skipped">') :]
+    section = section[: section.index("</section>")]
+    assert "The target trial emulation of death was not estimated: no patient starts the exposure" in section
+    # no estimates of a skipped trial; its counts are still there
+    assert pd.read_csv(tmp_path / "out" / "tables" / "target_trial.csv").empty
+    counts = pd.read_csv(tmp_path / "out" / "tables" / "target_trial_counts.csv")
+    assert set(counts["outcome"]) == {"death", "krt_liberation"}
+
+
+def test_trial_tables_hold_the_estimates_weights_and_counts(result, tmp_path):
+    write_outputs(result, tmp_path / "out")
+    tables = tmp_path / "out" / "tables"
+    est = pd.read_csv(tables / "target_trial.csv")
+    for name in ("death", "krt_liberation"):
+        boot = result.target_trial[name].bootstrap
+        rows = est[est["outcome"] == name].set_index("quantity")
+        assert list(rows.index) == ["risk_start", "risk_no_start", "risk_difference", "risk_ratio", "hazard_ratio"]
+        for col in ("estimate", "lower", "upper"):
+            np.testing.assert_allclose(rows[col], boot.intervals.loc[rows.index, col], rtol=1e-12)
+        assert set(rows["interval"]) == {
+            f"percentile bootstrap over patients, 12 of 12 replicates, seed {STUDY.study.seed}"
+        }
+        assert (rows["horizon_days"] == 90).all() and (rows["grace_days"] == 2).all()
+    words = dict(zip(est["quantity"] + "/" + est["outcome"], est["estimand"], strict=True))
+    assert words["risk_start/death"] == "risk under the strategy: start within the grace window"
+    assert words["risk_start/krt_liberation"].startswith("cumulative incidence under the strategy")
+    assert words["hazard_ratio/krt_liberation"].startswith("cause-specific hazard ratio")
+    weights = pd.read_csv(tables / "target_trial_weights.csv")
+    assert len(weights) == 4 and set(weights["strategy"]) == {"start", "no_start"}
+    w = result.target_trial["death"].bootstrap.point.weights
+    got = weights[weights["outcome"] == "death"].set_index("strategy")
+    np.testing.assert_allclose(got.loc[w.index, "ess"], w["ess"], rtol=1e-12)
+    np.testing.assert_allclose(got.loc[w.index, "p99"], w["p99"], rtol=1e-12)
+    counts = pd.read_csv(tables / "target_trial_counts.csv", dtype=str)
+    shown = study_disclosure(result).trial_counts["death"]
+    assert dict(zip(counts[counts["outcome"] == "death"]["quantity"], counts["value"], strict=False)) == {
+        k: str(v) for k, v in shown.items()
+    }
+
+
 def test_weights_below_the_ess_floor_are_refused_with_the_ess():
     trial = STUDY.analysis.target_trial.model_copy(update={"min_ess": 10_000.0})
     study = STUDY.model_copy(update={"analysis": STUDY.analysis.model_copy(update={"target_trial": trial})})

@@ -57,7 +57,7 @@ from .tables import (
     target_trial_weights_table,
     threshold_of,
 )
-from .text import methods_paragraph, results_paragraph, skipped_notes, target_trial_protocol
+from .text import methods_paragraph, results_paragraph, skipped_notes, target_trial_protocol, trial_skipped_notes
 
 
 def _trial_context(result: Any, disclosure: Any, first_figure: int) -> list[dict[str, Any]]:
@@ -542,7 +542,7 @@ def render_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
     if trial_sections:
         sections.append(("target-trial", "Target trial emulation"))
     sections += [("methods", "Methods"), ("results-text", "Results")]
-    skipped = skipped_notes(result)
+    skipped = skipped_notes(result) + trial_skipped_notes(result)
     if skipped:
         sections.append(("skipped", "Models not estimated"))
     sections += [("data-checks", "Data checks"), ("data-notes", "Data notes"), ("reproducibility", "Reproducibility")]

@@ -353,6 +353,18 @@ def skipped_notes(result: Any) -> list[str]:
     return notes
 
 
+def trial_skipped_notes(result: Any) -> list[str]:
+    """One sentence per target-trial outcome that could not be estimated, with why (counts protected)."""
+    disclosure = study_disclosure(result)
+    return [
+        f"The target trial emulation of {_lower(outcome_label(result, name))} was not estimated: "
+        # the numerics' function name is for a programmer, not for the report's reader
+        f"{disclosure.text(trial.skipped).removeprefix('clone_censor_weight frame: ').rstrip('.')}."
+        for name, trial in (getattr(result, "target_trial", None) or {}).items()
+        if trial.skipped
+    ]
+
+
 def _outcome_results(result: Any, outcome: str, exposed: str, comparator: str) -> list[str]:
     """The sentences of one outcome: its primary estimate (or the unadjusted one, or why none) and its test."""
     s: list[str] = []
