@@ -542,12 +542,23 @@ def test_report_section_figure_and_summary_line(result, capsys):
     assert "Warning: applied criteria that look past time zero" in section
     landmark = result.estimate("death", "cox_adjusted", "matched")
     assert f"{landmark.estimate:.2f} ({landmark.lower:.2f}" in section  # the landmark HR beside the trial
+    # what a reviewer looks for: the estimands named, the horizon, the interval's method, what the landmark drops
+    assert "per-protocol effects" in section and "at the horizon of each outcome (day 90)" in section
+    assert "Risk by day 90 under the strategy \u201cMg started within 48 h\u201d" in section
+    assert f"percentile bootstrap over patients, 12 of 12 replicates, seed {STUDY.study.seed}" in section
+    assert "Landmark analysis (matched cohort; excluded: died within 48 h of CKRT start)" in section
+    assert "percentage points" in section and "Cumulative incidence difference by day 90" in section
     cli.print_summary(result)
     out = capsys.readouterr().out
     hr = iv.loc["hazard_ratio"]
     line = re.sub(r"\s+", " ", out)
     assert (
-        f"Target trial, Death by day 90: RD {100 * iv.loc['risk_difference', 'estimate']:.1f}%" in line
+        f"Target trial, Death by day 90: risk {100 * iv.loc['risk_start', 'estimate']:.1f}% (start) vs "
+        f"{100 * iv.loc['risk_no_start', 'estimate']:.1f}% (no start); "
+        f"RD {100 * iv.loc['risk_difference', 'estimate']:.1f} points "
+        f"({100 * iv.loc['risk_difference', 'lower']:.1f} to {100 * iv.loc['risk_difference', 'upper']:.1f})"
+        in line
+        and f"95% percentile bootstrap CI, 12 of 12 replicates, seed {STUDY.study.seed})" in line
         and f"HR {hr['estimate']:.2f} ({hr['lower']:.2f}–{hr['upper']:.2f})" in line
     ), out
     assert "Target trial, KRT liberation by day 90" in line and "cause-specific HR" in line

@@ -86,10 +86,19 @@ def _trial_context(result: Any, disclosure: Any, first_figure: int) -> list[dict
             "number": "",
             "caption": "",
             "failed": "",
+            "table_caption": "",
         }
         if trial.bootstrap is not None:
             boot = trial.bootstrap
             block["number"] = f"Figure {number}."
+            landmark = "; landmark analysis: the model's confidence interval" if len(table) > 5 else ""
+            block["table_caption"] = (
+                "Emulated trial beside the landmark analysis of the same outcome (trial: percentile bootstrap "
+                f"over patients, {boot.n_replicates - boot.failed} of {boot.n_replicates} replicates, seed "
+                f"{boot.seed}, the censoring model refitted in each{landmark}). The two answer different "
+                "questions: the trial's risks are marginal, from time zero, early deaths included; the landmark "
+                "hazard ratio is conditional on the covariates, among the patients it keeps."
+            )
             block["caption"] = (
                 "Weighted risk of each strategy of the emulated trial (inverse probability of censoring "
                 "weights; the grace window shaded); steps of at least the small-cell threshold of events."
