@@ -548,6 +548,10 @@ def test_report_section_figure_and_summary_line(result, capsys):
     assert f"percentile bootstrap over patients, 12 of 12 replicates, seed {STUDY.study.seed}" in section
     assert "Landmark analysis (matched cohort; excluded: died within 48 h of CKRT start)" in section
     assert "percentage points" in section and "Cumulative incidence difference by day 90" in section
+    rd = result.target_trial["death"].bootstrap.intervals.loc["risk_difference"]
+    shown = " ".join(f"{100 * rd[c]:.1f}".replace("-", "\u2212") for c in ("estimate", "lower", "upper"))
+    assert "{} ({} to {})".format(*shown.split()) in section  # no "-27.5--3.8"
+    assert "The two analyses answer different questions" in section
     cli.print_summary(result)
     out = capsys.readouterr().out
     hr = iv.loc["hazard_ratio"]

@@ -87,6 +87,7 @@ def _trial_context(result: Any, disclosure: Any, first_figure: int) -> list[dict
             "caption": "",
             "failed": "",
             "table_caption": "",
+            "table_note": "",
         }
         if trial.bootstrap is not None:
             boot = trial.bootstrap
@@ -95,13 +96,17 @@ def _trial_context(result: Any, disclosure: Any, first_figure: int) -> list[dict
             block["table_caption"] = (
                 "Emulated trial beside the landmark analysis of the same outcome (trial: percentile bootstrap "
                 f"over patients, {boot.n_replicates - boot.failed} of {boot.n_replicates} replicates, seed "
-                f"{boot.seed}, the censoring model refitted in each{landmark}). The two answer different "
-                "questions: the trial's risks are marginal, from time zero, early deaths included; the landmark "
-                "hazard ratio is conditional on the covariates, among the patients it keeps."
+                f"{boot.seed}, the censoring model refitted in each{landmark})"
+            )
+            block["table_note"] = (
+                "The two analyses answer different questions: the trial's risks are marginal, from time zero, "
+                "early deaths included; the landmark hazard ratio is conditional on the covariates, among the "
+                "patients the landmark design keeps."
             )
             block["caption"] = (
                 "Weighted risk of each strategy of the emulated trial (inverse probability of censoring "
-                "weights; the grace window shaded); steps of at least the small-cell threshold of events."
+                "weights; the grace window shaded); steps of at least the small-cell threshold of events, so a "
+                "curve ends where fewer events remain to be shown (the table's risks are from the full curve)."
             )
             number += 1
             if boot.failed:

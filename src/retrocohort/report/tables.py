@@ -666,6 +666,16 @@ def _percent(x: float | None) -> str:
     return "\u2014" if x is None or not is_number(x) else f"{100 * float(x):.1f}%"
 
 
+def _points_interval(est: float, lo: float, hi: float) -> str:
+    """A risk difference in percentage points, ``-15.8 (-27.5 to -3.8)``: " to " as the limits are often negative
+    (a dash between two negative numbers reads as a range of positive ones)."""
+
+    def points(x: float) -> str:
+        return "\u2014" if x is None or not is_number(x) else f"{100 * float(x):.1f}".replace("-", "\u2212")
+
+    return f"{points(est)} ({points(lo)} to {points(hi)})"
+
+
 def target_trial_table(result: Any, outcome: str) -> pd.DataFrame:
     """The emulated trial's estimates of one outcome beside the landmark analysis of the same outcome.
 
@@ -711,7 +721,7 @@ def target_trial_table(result: Any, outcome: str) -> pd.DataFrame:
         {
             "Analysis": tt,
             "Estimand": f"{measure.capitalize()} difference by {horizon} (start \u2212 no start), percentage points",
-            column: interval("risk_difference", True).replace("%", ""),
+            column: _points_interval(*(iv.loc["risk_difference", c] for c in ("estimate", "lower", "upper"))),
         }
     )
     rows.append(
