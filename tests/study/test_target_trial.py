@@ -124,8 +124,12 @@ def test_the_flagship_trial_covariates_are_known_at_time_zero():
             _trial('not_applied = ["died_within_48h"]\ncovariates = ["age"]\n' + 'past_index_covariates = ["sofa"]\n'),
             ["'sofa' is not a baseline covariate of the trial's censoring model"],
         ),
+        (  # opted in twice
+            _trial('not_applied = ["died_within_48h"]\npast_index_covariates = ["serum_mg", "serum_mg"]\n'),
+            ["past_index_covariates: listed twice: ['serum_mg']"],
+        ),
     ],
-    ids=["explicit", "default", "opt-in-at-index", "opt-in-unused"],
+    ids=["explicit", "default", "opt-in-at-index", "opt-in-unused", "opt-in-twice"],
 )
 def test_a_trial_covariate_that_looks_past_time_zero_is_refused(text, fragments):
     with pytest.raises(StudySpecError) as err:

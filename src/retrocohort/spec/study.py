@@ -913,19 +913,17 @@ def _target_trial_problems(study: Study) -> list[Problem]:
             "List covariates without it, or declare a covariate on the same concept with a window ending at the index "
             f'(e.g. window = "[-24h, 0h]"); to keep it knowingly, add past_index_covariates = {_toml_list([n])}',
         )
-    for n in trial.past_index_covariates:
+    for n in dict.fromkeys(trial.past_index_covariates):  # each name once (twice is its own message)
         cov = study.covariates.get(n)
         if n not in baseline:
             add(
                 "past_index_covariates",
-                f"{n!r} is not a baseline covariate of the trial's censoring model ({list(baseline)}); remove it",
+                f"{n!r} is not a baseline covariate of the trial's censoring model{_closest(n, list(baseline))} "
+                f"({list(baseline)}); remove it",
             )
         elif cov is not None and not looks_past_index(cov):
-            add(
-                "past_index_covariates",
-                f"{n!r} is known at time zero (window {cov.window.describe() if cov.window else 'at the index'}); "
-                "remove it from past_index_covariates",
-            )
+            when = f"window {cov.window.describe()}" if cov.window else "a value at the index"
+            add("past_index_covariates", f"{n!r} is known at time zero ({when}); remove it from past_index_covariates")
     if len(set(trial.past_index_covariates)) != len(trial.past_index_covariates):
         listed = trial.past_index_covariates
         add("past_index_covariates", f"listed twice: {sorted({n for n in listed if listed.count(n) > 1})}")
