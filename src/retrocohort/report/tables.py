@@ -652,7 +652,7 @@ def balance_table(result: Any) -> pd.DataFrame | None:
 
 
 def strategy_labels(result: Any) -> dict[str, str]:
-    """The emulated trial's two strategies in the study's words: ``{"start": "Mg within 48 h", ...}``."""
+    """The emulated trial's two strategies in the study's words: ``{"start": "<exposure> started within 48 h"}``."""
     study = _study(result)
     hours = float(study.exposure.window.end_hours)
     grace = f"{hours / 24:g} days" if hours >= 72 and hours % 24 == 0 else f"{hours:g} h"
