@@ -18,7 +18,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -287,7 +287,14 @@ def print_summary(result: Any, out: Path | None = None) -> None:
 
 
 def _run_and_write(
-    source: Any, study: Any, out: Path, force: bool, engine: str, lock: Any, replicates: int | None = None
+    source: Any,
+    study: Any,
+    out: Path,
+    force: bool,
+    engine: str,
+    lock: Any,
+    replicates: int | None = None,
+    processes: int | None = None,
 ) -> Any:
     from .study.outputs import write_outputs
     from .study.pipeline import run_study
@@ -300,6 +307,7 @@ def _run_and_write(
             progress=progress,
             trial_replicates=replicates,
             replicate_progress=progress.replicates,
+            trial_processes=processes,
         )
         write_outputs(result, out, force=force, progress=progress, lock=lock)
     print_summary(result, out)
@@ -332,6 +340,13 @@ def demo(
         "--replicates",
         min=2,
         help="Bootstrap replicates of the target trial ([analysis.target_trial]); default: the study's.",
+    ),
+    processes: int | None = typer.Option(
+        None,
+        "--processes",
+        min=1,
+        help="Worker processes of the target trial's bootstrap (default: all available cores); "
+        "the results do not depend on it.",
     ),
 ) -> None:
     """Generate a synthetic EHR, run the flagship study (studies/magnesium_ckrt.toml) on DuckDB and write the report.
@@ -372,7 +387,7 @@ def demo(
                 f"{getattr(info, 'seed', '?')} ({time.perf_counter() - started:.1f} s)"
             )
             study = flagship_study()
-            _run_and_write(workdir, study, out, force, "duckdb", lock=lock, replicates=replicates)
+            _run_and_write(workdir, study, out, force, "duckdb", lock=lock, replicates=replicates, processes=processes)
         finally:
             if data is None:
                 shutil.rmtree(workdir, ignore_errors=True)
@@ -393,6 +408,13 @@ def run(
         min=2,
         help="Bootstrap replicates of the target trial ([analysis.target_trial]); default: the study's.",
     ),
+    processes: int | None = typer.Option(
+        None,
+        "--processes",
+        min=1,
+        help="Worker processes of the target trial's bootstrap (default: all available cores); "
+        "the results do not depend on it.",
+    ),
 ) -> None:
     """Run a study file on a MIMIC-IV folder and write the report.
 
@@ -412,7 +434,7 @@ def run(
                 f"--mimic {str(mimic)!r} is not a folder; point it at the MIMIC-IV folder holding hosp/ and icu/"
             )
         lock = held.enter_context(_locked_out(out, force))
-        _run_and_write(mimic, study, out, force, engine, lock=lock, replicates=replicates)
+        _run_and_write(mimic, study, out, force, engine, lock=lock, replicates=replicates, processes=processes)
 
 
 @app.command()

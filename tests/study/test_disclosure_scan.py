@@ -342,6 +342,9 @@ KNOWN_TABLES = {
     "e_value",
     "data_checks",
     "subgroups",
+    "target_trial",
+    "target_trial_weights",
+    "target_trial_counts",
 }
 # Per outcome of the study: at_risk_<name>, km_<name> or cif_<name>.
 PER_OUTCOME = ("at_risk_", "km_", "cif_")
@@ -435,6 +438,13 @@ def read_outputs(scan: Scan, out: Path, summary: str, result) -> None:
         scan.text(row["rule"], "data_checks.csv rule")
     for _, row in read["skipped_models"].iterrows():
         scan.text(row["reason"], "skipped_models.csv")
+    # the emulated target trial (issue 11): its counts as in results.json, rows clipped, words
+    for _, row in read.get("target_trial_counts", pd.DataFrame()).iterrows():
+        scan.count(f"tt/{row['outcome']}/{row['quantity']}", row["value"], "target_trial_counts.csv")
+    for _, row in read.get("target_trial_weights", pd.DataFrame()).iterrows():
+        scan.cell(row["truncated_rows"], "target_trial_weights.csv truncated_rows")
+    for _, row in read.get("target_trial", pd.DataFrame()).iterrows():
+        scan.text(f"{row['estimand']} {row['interval']}", "target_trial.csv")
     labels = {study.exposure.label: 1, study.comparator.label: 0}
     for name in study.outcomes:
         if f"at_risk_{name}" in read:

@@ -229,7 +229,13 @@ def test_tiny_cohort_outputs_say_why_models_were_skipped(tmp_path):
     assert doc["skipped"] and all(s["reason"] for s in doc["skipped"])
     assert len(doc["attrition"]) == 5  # index, the flagship's three criteria, eligible
     skipped_csv = pd.read_csv(out / "tables" / "skipped_models.csv")
-    assert len(skipped_csv) == len(doc["skipped"])
+    # then one row per target-trial outcome not estimated (here: the trial's cohort was not given)
+    trial_rows = skipped_csv["model"] == "target_trial"
+    assert trial_rows.any()
+    assert len(skipped_csv[~trial_rows]) == len(doc["skipped"])
+    assert sorted(skipped_csv.loc[trial_rows, "outcome"]) == sorted(
+        name for name, t in doc["target_trial"].items() if t["skipped"]
+    )
     assert (out / "tables" / "table1_before.csv").is_file()
     assert (out / "report.html").is_file()
 

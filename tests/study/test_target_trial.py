@@ -38,6 +38,10 @@ def _with(old: str, new: str, text: str = TEXT) -> str:
     return text.replace(old, new, 1)
 
 
+#: the flagship's serum Mg (window "index_day") kept knowingly as a baseline covariate of the trial
+PAST_MG = 'past_index_covariates = ["serum_mg"]\n'
+
+
 def _trial(text: str) -> str:
     """The flagship with its [analysis.target_trial] section replaced by ``text``."""
     return TEXT.replace(SECTION, "[analysis.target_trial]\n" + text)
@@ -57,7 +61,7 @@ def test_flagship_asks_for_the_trial_with_its_options():
 def test_a_time_varying_covariate_leaves_the_default_baseline_set():
     from retrocohort.spec.study import trial_covariates
 
-    text = _trial('not_applied = ["died_within_48h"]\ntime_varying = ["lactate"]\n') + (
+    text = _trial('not_applied = ["died_within_48h"]\ntime_varying = ["lactate"]\n' + PAST_MG) + (
         '\n[concepts.lactate_lab]\ntable = "hosp/labevents"\nitemids = [50813]\n\n'
         '[covariates.lactate]\nconcept = "lactate_lab"\nwindow = "[-24h, 0h]"\nsummary = "max"\n'
     )
@@ -67,7 +71,7 @@ def test_a_time_varying_covariate_leaves_the_default_baseline_set():
 
 
 def test_defaults_and_switching_it_off():
-    study = parse_study_text(_trial('not_applied = ["died_within_48h"]\n'))
+    study = parse_study_text(_trial('not_applied = ["died_within_48h"]\n' + PAST_MG))
     trial = study.analysis.target_trial
     assert trial.censoring_model == "pooled_logistic" and trial.covariates is None and trial.outcomes is None
     assert trial.replicates == 500 and trial.min_ess == 20 and trial.truncate == (0.0, 100.0)
@@ -83,6 +87,68 @@ def test_defaults_and_switching_it_off():
     assert parse_study_text(plain_text.replace(flag, flag + "target_trial = false\n")).analysis.target_trial is None
     with pytest.raises(StudySpecError, match='not_applied = \\["died_within_48h"\\]'):
         parse_study_text(plain_text.replace(flag, flag + "target_trial = true\n"))
+
+
+def test_the_flagship_trial_covariates_are_known_at_time_zero():
+    from retrocohort.spec.study import looks_past_index, trial_covariates
+
+    study = load_study_file(FLAGSHIP)
+    names = trial_covariates(study)
+    assert names and "serum_mg" not in names
+    assert not [n for n in names if looks_past_index(study.covariates[n])]
+    # the landmark analysis keeps the seed's serum Mg (its numbers do not move)
+    assert "serum_mg" in study.propensity_covariates and "serum_mg" in study.adjustment_set
+
+
+@pytest.mark.parametrize(
+    "text,fragments",
+    [
+        (  # listed explicitly
+            _with('covariates = ["age", "sex", "sepsis", "egfr_baseline", "sofa"]', 'covariates = ["age", "serum_mg"]'),
+            [
+                "analysis.target_trial.covariates",
+                "'serum_mg' in covariates is measured in the window the index calendar day",
+                "known at time zero",
+                'past_index_covariates = ["serum_mg"]',
+            ],
+        ),
+        (  # left out: the propensity covariates, which hold serum_mg
+            _trial('not_applied = ["died_within_48h"]\n'),
+            ["covariates (left out: the propensity covariates)", "'serum_mg'", "ends after the index"],
+        ),
+        (  # opted in for a covariate that is known at the index
+            _trial('not_applied = ["died_within_48h"]\ncovariates = ["age"]\npast_index_covariates = ["age"]\n'),
+            ["'age' is known at time zero", "remove it from past_index_covariates"],
+        ),
+        (  # opted in for a covariate the censoring model does not use
+            _trial('not_applied = ["died_within_48h"]\ncovariates = ["age"]\n' + 'past_index_covariates = ["sofa"]\n'),
+            ["'sofa' is not a baseline covariate of the trial's censoring model"],
+        ),
+        (  # opted in twice
+            _trial('not_applied = ["died_within_48h"]\npast_index_covariates = ["serum_mg", "serum_mg"]\n'),
+            ["past_index_covariates: listed twice: ['serum_mg']"],
+        ),
+    ],
+    ids=["explicit", "default", "opt-in-at-index", "opt-in-unused", "opt-in-twice"],
+)
+def test_a_trial_covariate_that_looks_past_time_zero_is_refused(text, fragments):
+    with pytest.raises(StudySpecError) as err:
+        parse_study_text(text, where="m.toml")
+    message = str(err.value)
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_a_covariate_past_time_zero_kept_knowingly_is_warned_about_in_the_protocol():
+    from retrocohort.report.text import target_trial_protocol
+
+    kept = parse_study_text(_trial('not_applied = ["died_within_48h"]\n' + PAST_MG))
+    assert kept.analysis.target_trial.past_index_covariates == ("serum_mg",)
+    text = target_trial_protocol(SimpleNamespace(study=kept, target_trial={}))
+    assert "Warning: baseline covariates of the censoring model measured past time zero" in text
+    assert "serum mg, mg/dl (" in text.lower()
+    plain = target_trial_protocol(SimpleNamespace(study=load_study_file(FLAGSHIP), target_trial={}))
+    assert "measured past time zero" not in plain
 
 
 BAD = [
@@ -153,7 +219,7 @@ BAD = [
     ),
     (
         "empty covariate list",
-        _with('covariates = ["age", "sex", "sepsis", "egfr_baseline", "sofa", "serum_mg"]', "covariates = []"),
+        _with('covariates = ["age", "sex", "sepsis", "egfr_baseline", "sofa"]', "covariates = []"),
         ["covariates is empty"],
     ),
     (
@@ -237,7 +303,6 @@ def _direct_frame(data: pd.DataFrame, outcome: str) -> pd.DataFrame:
             "sepsis": data["sepsis"].to_numpy(float),
             "egfr": data["egfr_baseline"].to_numpy(float),
             "sofa": data["sofa"].to_numpy(float),
-            "mg": data["serum_mg"].to_numpy(float),
         }
     )
 
@@ -264,7 +329,7 @@ def test_trial_block_equals_a_direct_bootstrap_of_clone_censor_weight(result, ou
         grace_days=2.0,
         time="t",
         status="d",
-        covariates=["age", "male", "sepsis", "egfr", "sofa", "mg"],
+        covariates=["age", "male", "sepsis", "egfr", "sofa"],
         horizon_days=90.0,
         censoring_model="pooled_logistic",
         interval_days=0.25,
@@ -286,6 +351,42 @@ def test_trial_block_equals_a_direct_bootstrap_of_clone_censor_weight(result, ou
         COHORT, STUDY.model_copy(update={"analysis": STUDY.analysis.model_copy(update={"target_trial": None})})
     )
     assert [e.estimate for e in plain.estimates] == [e.estimate for e in result.estimates]
+
+
+def test_the_bootstrap_gives_the_same_result_in_one_or_two_processes():
+    one = analyse_cohort(COHORT, STUDY, trial_cohort=COHORT, trial_replicates=6, trial_processes=1)
+    two = analyse_cohort(COHORT, STUDY, trial_cohort=COHORT, trial_replicates=6, trial_processes=2)
+    for name in ("death", "krt_liberation"):
+        a, b = one.target_trial[name].bootstrap, two.target_trial[name].bootstrap
+        pd.testing.assert_frame_equal(a.replicates, b.replicates)
+        pd.testing.assert_frame_equal(a.intervals, b.intervals)
+        assert a.replicates.notna().all().all()
+    assert one.notes == two.notes
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_trial_processes_must_be_a_whole_number_of_one_or_more(bad):
+    with pytest.raises(InputError, match="trial_processes must be a whole number >= 1"):
+        analyse_cohort(COHORT, STUDY, trial_cohort=COHORT, trial_replicates=3, trial_processes=bad)
+
+
+def test_the_default_is_the_available_cores(monkeypatch):
+    import retrocohort.designs as designs
+    from retrocohort.study import pipeline
+
+    seen = []
+    real = designs.bootstrap
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["processes"])
+        return real(*args, **{**kwargs, "processes": 1})
+
+    monkeypatch.setattr(designs, "bootstrap", spy)  # _target_trial imports it from the package at call time
+    monkeypatch.setattr(pipeline, "available_cores", lambda: 7)
+    analyse_cohort(COHORT, STUDY, trial_cohort=COHORT, trial_replicates=3)
+    assert seen == [3, 3]  # min(cores, replicates): no idle workers
+    analyse_cohort(COHORT, STUDY, trial_cohort=COHORT, trial_replicates=9)
+    assert seen[2:] == [7, 7]
 
 
 def test_replicate_progress_is_called_per_replicate():
@@ -320,6 +421,55 @@ def test_nobody_or_everybody_starting_is_a_skipped_trial_not_a_crash(starters, f
         assert trial.bootstrap is None and fragment in trial.skipped
     # the landmark analysis still ran (or said why not) and results.json still validates
     validate_results_document(results_document(res))
+
+
+def test_a_skipped_trial_is_a_model_not_estimated_in_the_report_and_skipped_models_csv(tmp_path):
+    cohort = trial_cohort(starters=0.0, early=0.0)
+    res = analyse_cohort(cohort, STUDY, trial_cohort=cohort, trial_replicates=3)
+    write_outputs(res, tmp_path / "out")
+    skipped = pd.read_csv(tmp_path / "out" / "tables" / "skipped_models.csv")
+    rows = skipped[skipped["model"] == "target_trial"]
+    assert list(rows["outcome"]) == ["death", "krt_liberation"] and set(rows["population"]) == {"trial"}
+    assert all("no patient starts the exposure within the grace window" in r for r in rows["reason"])
+    page = (tmp_path / "out" / "report.html").read_text()
+    section = page[page.index('<section id="skipped">') :]
+    section = section[: section.index("</section>")]
+    assert "The target trial emulation of death was not estimated: no patient starts the exposure" in section
+    # no estimates of a skipped trial; its counts are still there
+    assert pd.read_csv(tmp_path / "out" / "tables" / "target_trial.csv").empty
+    counts = pd.read_csv(tmp_path / "out" / "tables" / "target_trial_counts.csv")
+    assert set(counts["outcome"]) == {"death", "krt_liberation"}
+
+
+def test_trial_tables_hold_the_estimates_weights_and_counts(result, tmp_path):
+    write_outputs(result, tmp_path / "out")
+    tables = tmp_path / "out" / "tables"
+    est = pd.read_csv(tables / "target_trial.csv")
+    for name in ("death", "krt_liberation"):
+        boot = result.target_trial[name].bootstrap
+        rows = est[est["outcome"] == name].set_index("quantity")
+        assert list(rows.index) == ["risk_start", "risk_no_start", "risk_difference", "risk_ratio", "hazard_ratio"]
+        for col in ("estimate", "lower", "upper"):
+            np.testing.assert_allclose(rows[col], boot.intervals.loc[rows.index, col], rtol=1e-12)
+        assert set(rows["interval"]) == {
+            f"percentile bootstrap over patients, 12 of 12 replicates, seed {STUDY.study.seed}"
+        }
+        assert (rows["horizon_days"] == 90).all() and (rows["grace_days"] == 2).all()
+    words = dict(zip(est["quantity"] + "/" + est["outcome"], est["estimand"], strict=True))
+    assert words["risk_start/death"] == "risk under the strategy: start within the grace window"
+    assert words["risk_start/krt_liberation"].startswith("cumulative incidence under the strategy")
+    assert words["hazard_ratio/krt_liberation"].startswith("cause-specific hazard ratio")
+    weights = pd.read_csv(tables / "target_trial_weights.csv")
+    assert len(weights) == 4 and set(weights["strategy"]) == {"start", "no_start"}
+    w = result.target_trial["death"].bootstrap.point.weights
+    got = weights[weights["outcome"] == "death"].set_index("strategy")
+    np.testing.assert_allclose(got.loc[w.index, "ess"], w["ess"], rtol=1e-12)
+    np.testing.assert_allclose(got.loc[w.index, "p99"], w["p99"], rtol=1e-12)
+    counts = pd.read_csv(tables / "target_trial_counts.csv", dtype=str)
+    shown = study_disclosure(result).trial_counts["death"]
+    assert dict(zip(counts[counts["outcome"] == "death"]["quantity"], counts["value"], strict=False)) == {
+        k: str(v) for k, v in shown.items()
+    }
 
 
 def test_weights_below_the_ess_floor_are_refused_with_the_ess():
@@ -366,7 +516,7 @@ def test_results_json_block(result):
     assert block["bootstrap"] == {"replicates": 12, "succeeded": 12, "failed": 0, "seed": 20231103, "conf_level": 0.95}
     assert block["protocol"]["not_applied"] == ["died_within_48h"]
     assert block["protocol"]["truncate_percentiles"] == [1.0, 99.0]
-    assert block["protocol"]["covariates"] == ["age", "sex_M", "sepsis", "egfr_baseline", "sofa", "serum_mg"]
+    assert block["protocol"]["covariates"] == ["age", "sex_M", "sepsis", "egfr_baseline", "sofa"]
     shown = study_disclosure(result).trial_counts["death"]
     assert block["counts"] == shown
     assert block["counts"]["eligible"] == 500 and block["counts"]["started"] == result.target_trial["death"].n_started
@@ -396,12 +546,27 @@ def test_report_section_figure_and_summary_line(result, capsys):
     assert "Warning: applied criteria that look past time zero" in section
     landmark = result.estimate("death", "cox_adjusted", "matched")
     assert f"{landmark.estimate:.2f} ({landmark.lower:.2f}" in section  # the landmark HR beside the trial
+    # what a reviewer looks for: the estimands named, the horizon, the interval's method, what the landmark drops
+    assert "per-protocol effects" in section and "at the horizon of each outcome (day 90)" in section
+    assert "Risk by day 90 under the strategy \u201cMg started within 48 h\u201d" in section
+    assert f"percentile bootstrap over patients, 12 of 12 replicates, seed {STUDY.study.seed}" in section
+    assert "Landmark analysis (matched cohort; excluded: died within 48 h of CKRT start)" in section
+    assert "percentage points" in section and "Cumulative incidence difference by day 90" in section
+    rd = result.target_trial["death"].bootstrap.intervals.loc["risk_difference"]
+    shown = " ".join(f"{100 * rd[c]:.1f}".replace("-", "\u2212") for c in ("estimate", "lower", "upper"))
+    assert "{} ({} to {})".format(*shown.split()) in section  # no "-27.5--3.8"
+    assert "The two analyses answer different questions" in section
     cli.print_summary(result)
     out = capsys.readouterr().out
     hr = iv.loc["hazard_ratio"]
     line = re.sub(r"\s+", " ", out)
     assert (
-        f"Target trial, Death by day 90: RD {100 * iv.loc['risk_difference', 'estimate']:.1f}%" in line
+        f"Target trial, Death by day 90: risk {100 * iv.loc['risk_start', 'estimate']:.1f}% (start) vs "
+        f"{100 * iv.loc['risk_no_start', 'estimate']:.1f}% (no start); "
+        f"RD {100 * iv.loc['risk_difference', 'estimate']:.1f} points "
+        f"({100 * iv.loc['risk_difference', 'lower']:.1f} to {100 * iv.loc['risk_difference', 'upper']:.1f})"
+        in line
+        and f"95% percentile bootstrap CI, 12 of 12 replicates, seed {STUDY.study.seed})" in line
         and f"HR {hr['estimate']:.2f} ({hr['lower']:.2f}–{hr['upper']:.2f})" in line
     ), out
     assert "Target trial, KRT liberation by day 90" in line and "cause-specific HR" in line
@@ -449,6 +614,10 @@ def test_cli_run_with_replicates_prints_the_trial_lines_and_writes_the_block(tmp
         cli.app, ["run", str(FLAGSHIP), "--mimic", str(tmp_path / "ehr"), "--out", str(out), "--replicates", "1"]
     )
     assert bad.exit_code == 2 and "--replicates" in bad.output
+    bad = runner.invoke(
+        cli.app, ["run", str(FLAGSHIP), "--mimic", str(tmp_path / "ehr"), "--out", str(out), "--processes", "0"]
+    )
+    assert bad.exit_code == 2 and "--processes" in bad.output
 
 
 def test_time_varying_covariates_reach_the_censoring_model(tmp_path):

@@ -25,6 +25,7 @@ import multiprocessing
 import numbers
 import os
 import re
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
@@ -921,7 +922,11 @@ def _replicate(task: tuple[int, np.random.SeedSequence]) -> tuple[int, np.ndarra
     if "time_varying" in _WORKER_STATE:
         extra["time_varying"] = _resample_time_varying(_WORKER_STATE["time_varying"], pick)
     try:
-        res = clone_censor_weight(frame.iloc[pick].reset_index(drop=True), **kwargs, **extra, cox_variance=False)
+        # A replicate's warnings are silenced: in worker processes they would reach stderr only, so the
+        # caller's record of warnings would depend on `processes`; the point estimate's warnings are kept.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = clone_censor_weight(frame.iloc[pick].reset_index(drop=True), **kwargs, **extra, cox_variance=False)
     except (InputError, ConvergenceError):
         return index, None
     return index, res.estimates.to_numpy()

@@ -57,7 +57,7 @@ from .tables import (
     target_trial_weights_table,
     threshold_of,
 )
-from .text import methods_paragraph, results_paragraph, skipped_notes, target_trial_protocol
+from .text import methods_paragraph, results_paragraph, skipped_notes, target_trial_protocol, trial_skipped_notes
 
 
 def _trial_context(result: Any, disclosure: Any, first_figure: int) -> list[dict[str, Any]]:
@@ -86,13 +86,27 @@ def _trial_context(result: Any, disclosure: Any, first_figure: int) -> list[dict
             "number": "",
             "caption": "",
             "failed": "",
+            "table_caption": "",
+            "table_note": "",
         }
         if trial.bootstrap is not None:
             boot = trial.bootstrap
             block["number"] = f"Figure {number}."
+            landmark = "; landmark analysis: the model's confidence interval" if len(table) > 5 else ""
+            block["table_caption"] = (
+                "Emulated trial beside the landmark analysis of the same outcome (trial: percentile bootstrap "
+                f"over patients, {boot.n_replicates - boot.failed} of {boot.n_replicates} replicates, seed "
+                f"{boot.seed}, the censoring model refitted in each{landmark})"
+            )
+            block["table_note"] = (
+                "The two analyses answer different questions: the trial's risks are marginal, from time zero, "
+                "early deaths included; the landmark hazard ratio is conditional on the covariates, among the "
+                "patients the landmark design keeps."
+            )
             block["caption"] = (
                 "Weighted risk of each strategy of the emulated trial (inverse probability of censoring "
-                "weights; the grace window shaded); steps of at least the small-cell threshold of events."
+                "weights; the grace window shaded); steps of at least the small-cell threshold of events, so a "
+                "curve ends where fewer events remain to be shown (the table's risks are from the full curve)."
             )
             number += 1
             if boot.failed:
@@ -542,7 +556,7 @@ def render_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
     if trial_sections:
         sections.append(("target-trial", "Target trial emulation"))
     sections += [("methods", "Methods"), ("results-text", "Results")]
-    skipped = skipped_notes(result)
+    skipped = skipped_notes(result) + trial_skipped_notes(result)
     if skipped:
         sections.append(("skipped", "Models not estimated"))
     sections += [("data-checks", "Data checks"), ("data-notes", "Data notes"), ("reproducibility", "Reproducibility")]

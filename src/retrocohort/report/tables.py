@@ -652,7 +652,7 @@ def balance_table(result: Any) -> pd.DataFrame | None:
 
 
 def strategy_labels(result: Any) -> dict[str, str]:
-    """The emulated trial's two strategies in the study's words: ``{"start": "Mg within 48 h", ...}``."""
+    """The emulated trial's two strategies in the study's words: ``{"start": "<exposure> started within 48 h"}``."""
     study = _study(result)
     hours = float(study.exposure.window.end_hours)
     grace = f"{hours / 24:g} days" if hours >= 72 and hours % 24 == 0 else f"{hours:g} h"
@@ -664,6 +664,16 @@ def strategy_labels(result: Any) -> dict[str, str]:
 
 def _percent(x: float | None) -> str:
     return "\u2014" if x is None or not is_number(x) else f"{100 * float(x):.1f}%"
+
+
+def _points_interval(est: float, lo: float, hi: float) -> str:
+    """A risk difference in percentage points, ``-15.8 (-27.5 to -3.8)``: " to " as the limits are often negative
+    (a dash between two negative numbers reads as a range of positive ones)."""
+
+    def points(x: float) -> str:
+        return "\u2014" if x is None or not is_number(x) else f"{100 * float(x):.1f}".replace("-", "\u2212")
+
+    return f"{points(est)} ({points(lo)} to {points(hi)})"
 
 
 def target_trial_table(result: Any, outcome: str) -> pd.DataFrame:
@@ -691,28 +701,54 @@ def target_trial_table(result: Any, outcome: str) -> pd.DataFrame:
             return f"{_percent(est)} ({_percent(lo)}\u2013{_percent(hi)})"
         return format_ratio(est, lo, hi)
 
+    # Hernan's words: the risk under each strategy, and their contrasts (the per-protocol effect)
     rows.append(
-        {"Analysis": tt, "Estimand": f"{what} by {horizon}, {names['start']}", column: interval("risk_start", True)}
+        {
+            "Analysis": tt,
+            "Estimand": f"{what} by {horizon} under the strategy \u201c{names['start']}\u201d",
+            column: interval("risk_start", True),
+        }
     )
     rows.append(
         {
             "Analysis": tt,
-            "Estimand": f"{what} by {horizon}, {names['no_start']}",
+            "Estimand": f"{what} by {horizon} under the strategy \u201c{names['no_start']}\u201d",
             column: interval("risk_no_start", True),
         }
     )
+    measure = "cumulative incidence" if trial.competing else "risk"
     rows.append(
-        {"Analysis": tt, "Estimand": "Risk difference (start - no start)", column: interval("risk_difference", True)}
+        {
+            "Analysis": tt,
+            "Estimand": f"{measure.capitalize()} difference by {horizon} (start \u2212 no start), percentage points",
+            column: _points_interval(*(iv.loc["risk_difference", c] for c in ("estimate", "lower", "upper"))),
+        }
     )
-    rows.append({"Analysis": tt, "Estimand": "Risk ratio (start / no start)", column: interval("risk_ratio", False)})
+    rows.append(
+        {
+            "Analysis": tt,
+            "Estimand": f"{measure.capitalize()} ratio by {horizon} (start / no start)",
+            column: interval("risk_ratio", False),
+        }
+    )
     hr = "Cause-specific hazard ratio" if trial.competing else "Hazard ratio"
-    rows.append({"Analysis": tt, "Estimand": f"{hr} (weighted Cox)", column: interval("hazard_ratio", False)})
+    rows.append(
+        {
+            "Analysis": tt,
+            "Estimand": f"{hr} to {horizon}, start vs no start (weighted Cox)",
+            column: interval("hazard_ratio", False),
+        }
+    )
     key = primary_key(result, outcome)
     landmark = result.estimate(*key) if hasattr(result, "estimate") else None
     if landmark is not None:
+        # what the landmark design keeps and the trial does not: the reader must not compare like with like
+        criteria = {c.name: c for c in _study(result).criteria}
+        dropped = [criteria[n].label or n for n in trial.not_applied if n in criteria]
+        left_out = f"; excluded: {', '.join(dropped)}" if dropped else ""
         rows.append(
             {
-                "Analysis": f"Landmark analysis ({label_of(POPULATION_LABELS, key[2]).lower()})",
+                "Analysis": f"Landmark analysis ({label_of(POPULATION_LABELS, key[2]).lower()}{left_out})",
                 "Estimand": f"{_ratio_name(key[1])}, {label_of(MODEL_LABELS, key[1])}",
                 column: format_ratio(landmark.estimate, landmark.lower, landmark.upper),
             }

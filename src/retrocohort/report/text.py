@@ -353,6 +353,18 @@ def skipped_notes(result: Any) -> list[str]:
     return notes
 
 
+def trial_skipped_notes(result: Any) -> list[str]:
+    """One sentence per target-trial outcome that could not be estimated, with why (counts protected)."""
+    disclosure = study_disclosure(result)
+    return [
+        f"The target trial emulation of {_lower(outcome_label(result, name))} was not estimated: "
+        # the numerics' function name is for a programmer, not for the report's reader
+        f"{disclosure.text(trial.skipped).removeprefix('clone_censor_weight frame: ').rstrip('.')}."
+        for name, trial in (getattr(result, "target_trial", None) or {}).items()
+        if trial.skipped
+    ]
+
+
 def _outcome_results(result: Any, outcome: str, exposed: str, comparator: str) -> list[str]:
     """The sentences of one outcome: its primary estimate (or the unadjusted one, or why none) and its test."""
     s: list[str] = []
@@ -526,6 +538,7 @@ def target_trial_protocol(result: Any) -> str:
     trial = study.analysis.target_trial
     if trial is None:
         return ""
+    from ..spec.study import trial_covariates, trial_outcomes
     from .tables import strategy_labels
 
     index = index_label(result)
@@ -565,7 +578,7 @@ def target_trial_protocol(result: Any) -> str:
         if trial.censoring_model == "pooled_logistic"
         else "a Cox model of the time to exposure start"
     )
-    covariates = trial.covariates if trial.covariates is not None else study.propensity_covariates
+    covariates = trial_covariates(study)
     tv = f", and time-varying {_covariate_names(study, list(trial.time_varying))}" if trial.time_varying else ""
     lower, upper = trial.truncate
     truncation = (
@@ -579,16 +592,32 @@ def target_trial_protocol(result: Any) -> str:
         f"{'stabilised' if trial.stabilised else 'not stabilised'} and {truncation}, and a strategy whose "
         f"effective sample size falls below {trial.min_ess:g} is not estimated."
     )
+    if trial.past_index_covariates:
+        late = _join(
+            [
+                f"{_lower(study.covariates[n].label or n)} ({window_words(study.covariates[n].window, index)})"
+                for n in trial.past_index_covariates
+            ]
+        )
+        s.append(
+            f"Warning: baseline covariates of the censoring model measured past time zero, kept knowingly "
+            f"(past_index_covariates): {late}. Their value can follow the start of the exposure."
+        )
     seed = trial.seed if trial.seed is not None else study.study.seed
     replicates = next(
         (t.options.get("n_replicates") for t in (getattr(result, "target_trial", None) or {}).values() if t.options),
         trial.replicates,
     )
+    horizons = sorted({float(study.outcomes[n].horizon_days) for n in trial_outcomes(study) if n in study.outcomes})
+    at = _join([f"day {h:g}" for h in horizons]) if horizons else "the horizon"
     s.append(
-        "Estimands: the weighted Kaplan-Meier risk (with a competing event, the weighted Aalen-Johansen "
-        "cumulative incidence) at the horizon per strategy, their difference and ratio, and the hazard ratio of "
-        "a weighted Cox model (start vs no start, robust variance clustered on the patient); intervals are "
-        f"percentile bootstrap intervals over patients ({replicates} replicates, seed {seed}), the censoring "
+        f"Estimands, at the horizon of each outcome ({at}): the risk under each strategy (weighted Kaplan-Meier; with "
+        "a competing event, the weighted Aalen-Johansen cumulative incidence), the risk difference (start minus "
+        "no start, in percentage points) and the risk ratio, and the hazard ratio of a weighted Cox model (start "
+        "vs no start, robust variance clustered on the patient; cause-specific with a competing event). They are "
+        "per-protocol effects: the effect of following one strategy rather than the other. There is no "
+        "intention-to-treat contrast, because at time zero every patient is compatible with both strategies. "
+        f"Intervals: percentile bootstrap over patients, {replicates} replicates, seed {seed}, the censoring "
         "model refitted in every replicate."
     )
     return " ".join(s)
@@ -623,8 +652,16 @@ def target_trial_line(result: Any, outcome: str) -> str:
 
     rd = iv.loc["risk_difference"]
     hr = "cause-specific HR" if trial.competing else "HR"
+    boot = trial.bootstrap
+
+    def points(x: float) -> str:
+        return f"{100 * x:.1f}" if is_number(x) else "\u2014"
+
+    # a risk difference is in percentage points; " to " because its limits are often negative
     return (
-        f"Target trial, {label}: RD {_pct(rd['estimate'])} ({_pct(rd['lower'])}{DASH}{_pct(rd['upper'])}), "
-        f"RR {ratio('risk_ratio')}, {hr} {ratio('hazard_ratio')} ({conf} bootstrap CI, "
-        f"{trial.bootstrap.n_replicates - trial.bootstrap.failed} of {trial.bootstrap.n_replicates} replicates)"
+        f"Target trial, {label}: risk {_pct(iv.loc['risk_start', 'estimate'])} (start) vs "
+        f"{_pct(iv.loc['risk_no_start', 'estimate'])} (no start); RD {points(rd['estimate'])} points "
+        f"({points(rd['lower'])} to {points(rd['upper'])}), RR {ratio('risk_ratio')}, {hr} {ratio('hazard_ratio')} "
+        f"({conf} percentile bootstrap CI, {boot.n_replicates - boot.failed} of {boot.n_replicates} replicates, "
+        f"seed {boot.seed})"
     )

@@ -333,7 +333,9 @@ class TargetTrialSpec(_Section):
     bootstrap over patients. ``truncate`` is in percentiles (``[1, 99]``); ``covariates`` left out means
     the propensity covariates; ``outcomes`` left out means every outcome; ``seed`` left out means the
     study's seed. ``not_applied`` names the criteria that look past the index and are left out of the
-    trial's eligibility (e.g. a death within the grace window).
+    trial's eligibility (e.g. a death within the grace window). A baseline covariate of the censoring
+    model must be known at time zero: one whose window ends after the index is refused unless it is
+    listed in ``past_index_covariates`` (kept knowingly; the report then warns).
     """
 
     enabled: bool = True
@@ -348,6 +350,7 @@ class TargetTrialSpec(_Section):
     min_ess: float = Field(20.0, gt=0)
     outcomes: tuple[str, ...] | None = None
     not_applied: tuple[str, ...] = ()
+    past_index_covariates: tuple[str, ...] = ()
 
     @field_validator("covariates", "outcomes")
     @classmethod
@@ -785,8 +788,9 @@ def study_problems(study: Study) -> list[Problem]:
     return problems
 
 
-def looks_past_index(crit: Criterion) -> bool:
-    """Whether a criterion's window ends after the index (it can exclude for what happens after time zero).
+def looks_past_index(crit: Criterion | CovariateSpec) -> bool:
+    """Whether a criterion's (or covariate's) window ends after the index: it can exclude for (or be
+    measured from) what happens after time zero.
 
     The index calendar day counts as looking past the index: it runs to 23:59:59 of that day.
     """
@@ -893,6 +897,36 @@ def _target_trial_problems(study: Study) -> list[Problem]:
                 f"{n!r} is also in covariates: a covariate is either fixed at the index or time-varying "
                 "(the time-varying one starts from its value at the index); list it once",
             )
+    # A baseline covariate of the censoring model is a value at time zero: one measured later (a window
+    # past the index) is partly a consequence of what happened in the grace window, the start included.
+    baseline = trial_covariates(study)
+    for n in baseline:
+        cov = study.covariates.get(n)
+        if cov is None or not looks_past_index(cov) or n in trial.past_index_covariates:
+            continue
+        where = "covariates" if trial.covariates is not None else None
+        source = "covariates" if trial.covariates is not None else "covariates (left out: the propensity covariates)"
+        add(
+            where,
+            f"{n!r} in {source} is measured in the window {cov.window.describe() if cov.window else ''}, which "
+            "ends after the index: in the emulated trial a baseline covariate must be known at time zero. "
+            "List covariates without it, or declare a covariate on the same concept with a window ending at the index "
+            f'(e.g. window = "[-24h, 0h]"); to keep it knowingly, add past_index_covariates = {_toml_list([n])}',
+        )
+    for n in dict.fromkeys(trial.past_index_covariates):  # each name once (twice is its own message)
+        cov = study.covariates.get(n)
+        if n not in baseline:
+            add(
+                "past_index_covariates",
+                f"{n!r} is not a baseline covariate of the trial's censoring model{_closest(n, list(baseline))} "
+                f"({list(baseline)}); remove it",
+            )
+        elif cov is not None and not looks_past_index(cov):
+            when = f"window {cov.window.describe()}" if cov.window else "a value at the index"
+            add("past_index_covariates", f"{n!r} is known at time zero ({when}); remove it from past_index_covariates")
+    if len(set(trial.past_index_covariates)) != len(trial.past_index_covariates):
+        listed = trial.past_index_covariates
+        add("past_index_covariates", f"listed twice: {sorted({n for n in listed if listed.count(n) > 1})}")
     criteria = {c.name: c for c in study.criteria}
     for n in trial.not_applied:
         crit = criteria.get(n)

@@ -902,6 +902,94 @@ def _trial_document(trial: Any, disclosure: StudyDisclosure) -> dict[str, Any]:
     return document
 
 
+#: The words of the trial's estimands in tables/target_trial.csv (Hernan's "risk under the strategy").
+TRIAL_ESTIMANDS = {
+    "risk_start": "risk under the strategy: start within the grace window",
+    "risk_no_start": "risk under the strategy: do not start within the grace window",
+    "risk_difference": "risk difference (start - no start)",
+    "risk_ratio": "risk ratio (start / no start)",
+    "hazard_ratio": "hazard ratio (weighted Cox, start vs no start)",
+}
+
+
+def _trial_tables(result: StudyResult, disclosure: StudyDisclosure) -> dict[str, pd.DataFrame]:
+    """``target_trial`` (estimates with bootstrap intervals per outcome), ``target_trial_weights`` (the
+    weight distribution per outcome and strategy) and ``target_trial_counts`` (eligible, started, events
+    per strategy as the disclosure rule shows them); none when the study has no trial.
+
+    Estimated trials only: a skipped one is in ``skipped_models`` with its reason.
+    """
+    trials = getattr(result, "target_trial", None) or {}
+    if not trials:
+        return {}
+    estimates, weights, counts = [], [], []
+    for name, trial in trials.items():
+        for quantity, value in disclosure.trial_counts.get(name, {}).items():
+            counts.append({"outcome": name, "quantity": quantity, "value": value})
+        boot = trial.bootstrap
+        if boot is None:
+            continue
+        succeeded = int(boot.n_replicates - boot.failed)
+        method = f"percentile bootstrap over patients, {succeeded} of {boot.n_replicates} replicates, seed {boot.seed}"
+        competing = bool(trial.competing)
+        for quantity in TRIAL_ESTIMATES:
+            if quantity not in boot.intervals.index:
+                continue
+            row = boot.intervals.loc[quantity]
+            words = TRIAL_ESTIMANDS[quantity]
+            if competing:
+                words = words.replace("risk under", "cumulative incidence under").replace(
+                    "hazard ratio", "cause-specific hazard ratio"
+                )
+            estimates.append(
+                {
+                    "outcome": name,
+                    "label": trial.label,
+                    "quantity": quantity,
+                    "estimand": words,
+                    "horizon_days": _plain(trial.horizon_days),
+                    "grace_days": _plain(trial.grace_days),
+                    "estimate": _plain(row["estimate"]),
+                    "lower": _plain(row["lower"]),
+                    "upper": _plain(row["upper"]),
+                    "conf_level": _plain(boot.conf_level),
+                    "interval": method,
+                }
+            )
+        for strategy, w in boot.point.weights.iterrows():
+            weights.append(
+                {
+                    "outcome": name,
+                    "strategy": str(strategy),
+                    **{k: _plain(w[k]) for k in _WEIGHT_STATS},
+                    # clone-interval rows, not patients, but small numbers are held back all the same
+                    "truncated_rows": _count(w["truncated_rows"], disclosure.threshold),
+                }
+            )
+    return {
+        "target_trial": pd.DataFrame(
+            estimates,
+            columns=[
+                "outcome",
+                "label",
+                "quantity",
+                "estimand",
+                "horizon_days",
+                "grace_days",
+                "estimate",
+                "lower",
+                "upper",
+                "conf_level",
+                "interval",
+            ],
+        ),
+        "target_trial_weights": pd.DataFrame(
+            weights, columns=["outcome", "strategy", *_WEIGHT_STATS, "truncated_rows"]
+        ),
+        "target_trial_counts": pd.DataFrame(counts, columns=["outcome", "quantity", "value"], dtype=object),
+    }
+
+
 def _dose_document(result: StudyResult, disclosure: StudyDisclosure) -> dict[str, Any] | None:
     """The dose summary when the study declares ``[dose]``; the mean and SD of fewer patients than the
     threshold are (nearly) one patient's dose: withheld."""
@@ -1100,6 +1188,15 @@ def build_tables(result: StudyResult) -> dict[str, pd.DataFrame]:
         ],
         columns=["outcome", "model", "population", "reason"],
     )
+    # A trial that could not be estimated is a model not estimated too (its reason also in results.json).
+    trial_skipped = [
+        {"outcome": name, "model": "target_trial", "population": "trial", "reason": disclosure.text(t.skipped)}
+        for name, t in (getattr(result, "target_trial", None) or {}).items()
+        if t.skipped
+    ]
+    if trial_skipped:
+        tables["skipped_models"] = pd.concat([tables["skipped_models"], pd.DataFrame(trial_skipped)], ignore_index=True)
+    tables.update(_trial_tables(result, disclosure))
     tests, ph_rows = [], []
     for name, fitted in result.outcomes.items():
         at_risk = disclosure.at_risk_by_outcome.get(name)

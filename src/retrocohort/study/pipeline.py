@@ -34,6 +34,7 @@ import hashlib
 import inspect
 import json
 import math
+import os
 import platform
 import time
 import warnings
@@ -154,6 +155,8 @@ class _Run:
     # target trial: bootstrap replicates (None: the study's), and the per-replicate hook
     trial_replicates: int | None = None
     replicate_progress: ReplicateCallback | None = None
+    # target trial: bootstrap worker processes (None: the available cores)
+    trial_processes: int | None = None
 
     @contextlib.contextmanager
     def stage(self, key: str) -> Iterator[None]:
@@ -480,6 +483,7 @@ def run_study(
     progress: ProgressCallback | None = None,
     trial_replicates: int | None = None,
     replicate_progress: ReplicateCallback | None = None,
+    trial_processes: int | None = None,
 ) -> StudyResult:
     """Run a whole study on a MIMIC-IV-layout source.
 
@@ -504,6 +508,9 @@ def run_study(
         ``replicates``.
     replicate_progress : callable, optional
         ``replicate_progress(stage_key, done, total)`` after each replicate of the target trial.
+    trial_processes : int, optional
+        Worker processes of the target trial's bootstrap; None: the cores available to this process
+        (:func:`available_cores`). The results do not depend on it (each replicate is seeded on its own).
 
     Returns
     -------
@@ -524,8 +531,15 @@ def run_study(
         raise InputError(f"engine {engine!r} is not supported; choose one of {list(ENGINES)}")
     _check_study(study)
     _check_replicates(trial_replicates)
+    _check_processes(trial_processes)
     started = time.perf_counter()
-    run = _Run(study=study, progress=progress, trial_replicates=trial_replicates, replicate_progress=replicate_progress)
+    run = _Run(
+        study=study,
+        progress=progress,
+        trial_replicates=trial_replicates,
+        replicate_progress=replicate_progress,
+        trial_processes=trial_processes,
+    )
     data_path = _data_path(source)
 
     trial_cohort: Any = None
@@ -571,6 +585,23 @@ def _check_replicates(replicates: Any) -> None:
         raise InputError(f"trial_replicates must be an integer >= 2 (or None for the study's), got {replicates!r}")
 
 
+def _check_processes(processes: Any) -> None:
+    if processes is not None and (
+        isinstance(processes, bool) or not isinstance(processes, (int, np.integer)) or processes < 1
+    ):
+        raise InputError(
+            f"trial_processes must be a whole number >= 1 (or None for the available cores), got {processes!r}"
+        )
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. a container's or ``taskset``'s limit)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def _time_varying(source: Any, study: Study, frame: pd.DataFrame) -> pd.DataFrame:
     """The time-varying covariates of the censoring model per patient and interval of the grace window.
 
@@ -604,6 +635,7 @@ def analyse_cohort(
     trial_cohort: Any = None,
     trial_replicates: int | None = None,
     replicate_progress: ReplicateCallback | None = None,
+    trial_processes: int | None = None,
 ) -> StudyResult:
     """Run every stage after the cohort extraction on an already-built cohort.
 
@@ -621,7 +653,7 @@ def analyse_cohort(
     trial_cohort : the target trial's cohort (built for :func:`trial_study`, with ``exposure_start_days``);
         None: ``cohort`` itself when the study leaves no criterion out of the trial, else the trial is
         skipped with the reason (only :func:`run_study`, which has the data, can build it).
-    trial_replicates, replicate_progress : as :func:`run_study`.
+    trial_replicates, replicate_progress, trial_processes : as :func:`run_study`.
 
     Returns
     -------
@@ -629,7 +661,14 @@ def analyse_cohort(
     """
     _check_study(study)
     _check_replicates(trial_replicates)
-    run = _Run(study=study, progress=progress, trial_replicates=trial_replicates, replicate_progress=replicate_progress)
+    _check_processes(trial_processes)
+    run = _Run(
+        study=study,
+        progress=progress,
+        trial_replicates=trial_replicates,
+        replicate_progress=replicate_progress,
+        trial_processes=trial_processes,
+    )
     trial = study.analysis.target_trial
     if trial_cohort is None and trial is not None and not trial.not_applied:
         trial_cohort = cohort
@@ -932,6 +971,9 @@ def _target_trial(run: _Run, name: str, trial_cohort: Any, time_varying: pd.Data
         kwargs["time_varying"] = values.reset_index(drop=True)
     stage = f"target_trial:{name}"
     hook = run.replicate_progress
+    # Each replicate is seeded from its own child of the seed, so the intervals do not depend on this;
+    # more processes than replicates would only start idle workers.
+    processes = min(run.trial_processes or available_cores(), options["n_replicates"])
 
     def progress(done: int, total: int) -> None:
         if hook is not None:
@@ -944,6 +986,7 @@ def _target_trial(run: _Run, name: str, trial_cohort: Any, time_varying: pd.Data
                 n_replicates=options["n_replicates"],
                 seed=options["seed"],
                 conf_level=options["conf_level"],
+                processes=processes,
                 progress=progress,
                 **kwargs,
             )
