@@ -229,7 +229,7 @@ def _replicate(state: _State, effect_index: int, replicate: int) -> list[dict[st
     cohort = SimpleNamespace(attrition=state.attrition, data=frame, notes=())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = analyse_cohort(cohort, state.study)
+        result = analyse_cohort(cohort, state.study, lean=True)
     conf = state.study.analysis.conf_level
     base = {
         "effect_index": effect_index,
