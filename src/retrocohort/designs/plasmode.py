@@ -675,7 +675,7 @@ def trial_truth(
     for arm, t_arm in ((1.0, t_start), (0.0, t_none)):
         stop_all = np.minimum(t_arm, h)
         event_all = (t_arm <= h).astype(int)
-        periods = [*zip(cuts[:-1], cuts[1:], strict=True), (g, np.inf)]
+        periods = [*zip(cuts[:-1], cuts[1:], strict=True), (g, np.inf)]  # noqa: RUF007
         for lo, hi in periods:
             keep = stop_all > lo
             if not stabilised:
