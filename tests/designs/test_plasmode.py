@@ -212,5 +212,5 @@ def test_trial_plasmode_refuses_a_competing_event_and_a_cohort_where_nobody_star
     data = trial_frame(n=200)
     with pytest.raises(InputError, match="codes other than 0/1"):
         fit_trial_plasmode(data.assign(status=2), covariates=["x"], grace_days=2.0, horizon_days=30.0)
-    with pytest.raises(InputError, match="nobody .* starts"):
+    with pytest.raises(InputError, match=r"nobody .* starts"):
         fit_trial_plasmode(data.assign(exposure_start_days=np.nan), covariates=["x"], grace_days=2.0, horizon_days=30.0)

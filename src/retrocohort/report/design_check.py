@@ -86,7 +86,10 @@ def design_check_document(result: Any) -> dict[str, Any]:
         "method": (
             "Plasmode simulation (Franklin et al. 2014): covariates kept; exposure drawn from the fitted "
             "propensity model; outcomes from the fitted Cox (Fine-Gray) model with the exposure coefficient "
-            "replaced by the planted log (s)HR; censoring from a fitted censoring model; see docs/validate.md."
+            "replaced by the planted log (s)HR; censoring from a fitted censoring model. The emulated target "
+            "trial (population 'trial'): start times from a fitted model of the time to start, the planted HR "
+            "applying from the start on, truth of the strategies by counterfactual simulation; the risk "
+            "difference's bias is on the difference scale (column scale). See docs/validate.md."
         ),
     }
 
@@ -152,7 +155,7 @@ def design_check_figure(result: Any) -> Any:
         ax_cov.set_yticks(range(len(labels)), labels)
         ax_cov.invert_yaxis()
         ax_cov.set_xlabel(f"Coverage of the {conf:.0%} CI")
-        ax_bias.set_xlabel("Bias of the log estimate (mean log estimate - log truth)")
+        ax_bias.set_xlabel("Bias: mean log estimate - log truth (trial risk difference: on its own scale)")
         ax_cov.legend(loc="lower left", fontsize=7)
         fig.tight_layout()
     return fig

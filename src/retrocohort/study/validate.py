@@ -557,6 +557,13 @@ def _estimate_keys(study: Study, observed: Any, table: pd.DataFrame) -> list[tup
 # --------------------------------------------------------------------------- the emulated trial
 
 
+def without_trial(study: Study) -> Study:
+    """``study`` without ``[analysis.target_trial]``: the landmark analysis every replicate runs."""
+    if study.analysis.target_trial is None:
+        return study
+    return study.model_copy(update={"analysis": study.analysis.model_copy(update={"target_trial": None})})
+
+
 def _fit_trials(
     study: Study, cohort: Any, trial_cohort: Any, effects: tuple[float, ...], seed: int, size: int
 ) -> tuple[tuple[_Trial, ...], list[dict[str, dict[str, float]]], list[str]]:
@@ -664,7 +671,9 @@ def validate_cohort(
         progress("models", 0, 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        observed = analyse_cohort(cohort, study)
+        # The study's own analysis without its emulated trial: the trial is simulated on its own cohort
+        # (below), and analyse_cohort would otherwise bootstrap it (the study's replicates) every time.
+        observed = analyse_cohort(cohort, without_trial(study), lean=True)
     data = observed.cohort.drop(columns=["ps", "ps_logit", "iptw_weight"], errors="ignore").reset_index(drop=True)
     counts = _check_simulable(study, data)
     model = fit_plasmode(
@@ -691,7 +700,7 @@ def validate_cohort(
         progress("models", 1, 1)
 
     state = _State(
-        study=study,
+        study=without_trial(study),
         frame=data,
         attrition=observed.attrition,
         model=model,
@@ -741,7 +750,13 @@ def validate_cohort(
             "exposure_covariates": list(model.exposure_covariates),
             "trial_outcomes": [t.outcome for t in trials],
             "trial_replicates": trial_replicates,
-            "trial_truth": {f"{effects[e]:g}": truths for e, truths in enumerate(trial_truths)},
+            "trial_truth": {
+                f"{effects[e]:g}": {
+                    name: {k: (v if math.isfinite(v) else None) for k, v in values.items()}
+                    for name, values in truths.items()
+                }
+                for e, truths in enumerate(trial_truths)
+            },
         },
         provenance={
             "study_fingerprint": study.fingerprint,
