@@ -356,7 +356,8 @@ def _trial_rows(
         for model, estimand in TRIAL_MODELS.items():
             lower = upper = se = math.nan
             if intervals is not None and estimand in intervals.index:
-                lower, upper = float(intervals.loc[estimand, "lower"]), float(intervals.loc[estimand, "upper"])
+                bounds = intervals.loc[estimand, ["lower", "upper"]].to_numpy(dtype=float)
+                lower, upper = float(bounds[0]), float(bounds[1])
                 if estimand == "risk_difference":
                     se = (upper - lower) / (2 * z)
                 elif lower > 0 and upper > 0:
