@@ -308,3 +308,24 @@ def test_trial_replicates_below_two_are_refused():
     cohort = with_starts(make_cohort(n=200, seed=3))
     with pytest.raises(InputError, match="trial_replicates"):
         validate_cohort(cohort, study, replicates=2, trial_cohort=cohort, trial_replicates=1)
+
+
+def test_lean_analysis_fits_the_same_estimates_and_skips_presentation_only_work():
+    """validate's replicates run analyse_cohort(lean=True): same models and options, no tables or curves."""
+    from retrocohort.study.pipeline import analyse_cohort
+
+    study = variant()
+    study = study.model_copy(update={"analysis": study.analysis.model_copy(update={"target_trial": None})})
+    cohort = make_cohort(n=400, seed=8)
+    full = analyse_cohort(cohort, study)
+    lean = analyse_cohort(cohort, study, lean=True)
+    key = ["outcome", "model", "population"]
+    a = pd.DataFrame([e.__dict__ for e in full.estimates]).sort_values(key).reset_index(drop=True)
+    b = pd.DataFrame([e.__dict__ for e in lean.estimates]).sort_values(key).reset_index(drop=True)
+    assert len(a) >= 8
+    pd.testing.assert_frame_equal(
+        a[[*key, "estimate", "lower", "upper", "n"]], b[[*key, "estimate", "lower", "upper", "n"]]
+    )
+    assert full.balance_after is not None and lean.balance_after is None and lean.table_one_before is None
+    assert full.outcomes["death"].km is not None and full.e_value is not None
+    assert lean.outcomes["death"].km is None and lean.e_value is None and lean.subgroups == ()
