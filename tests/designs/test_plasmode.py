@@ -214,3 +214,12 @@ def test_trial_plasmode_refuses_a_competing_event_and_a_cohort_where_nobody_star
         fit_trial_plasmode(data.assign(status=2), covariates=["x"], grace_days=2.0, horizon_days=30.0)
     with pytest.raises(InputError, match=r"nobody .* starts"):
         fit_trial_plasmode(data.assign(exposure_start_days=np.nan), covariates=["x"], grace_days=2.0, horizon_days=30.0)
+
+
+def test_trial_plasmode_refuses_a_cohort_without_events_before_any_start():
+    from retrocohort.designs.plasmode import fit_trial_plasmode
+
+    data = trial_frame(n=200)
+    # everybody starts at the index: no unexposed time in which an event could happen
+    with pytest.raises(InputError, match="no outcome event before a start"):
+        fit_trial_plasmode(data.assign(exposure_start_days=0.0), covariates=["x"], grace_days=2.0, horizon_days=30.0)

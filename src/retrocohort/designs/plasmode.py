@@ -523,9 +523,24 @@ def fit_trial_plasmode(
     rows = pd.concat([before.loc[before["_exit"] > 0], after], ignore_index=True)
     rows["_event"] = rows["_event"].astype(int)
     names = [*design.columns, "_a"]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fit = cox(rows, "_exit", "_event", names, entry="_entry", ties=ties)  # type: ignore[arg-type]
+    before_events = int(rows.loc[rows["_a"] == 0, "_event"].sum())
+    after_events = int(rows.loc[rows["_a"] == 1, "_event"].sum())
+    if before_events == 0 or after_events == 0:
+        # no count in the message: it reaches design_check.json, and small counts must not
+        side = "before a start (or without one)" if before_events == 0 else "after a start"
+        raise InputError(
+            f"target-trial plasmode: no outcome event {side} in the trial's frame; the effect of starting "
+            "cannot be fitted without events on both sides: the trial cannot be simulated from this cohort"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = cox(rows, "_exit", "_event", names, entry="_entry", ties=ties)  # type: ignore[arg-type]
+    except InputError as exc:
+        raise InputError(
+            "target-trial plasmode: the outcome model (the trial's covariates and starting as a time-varying "
+            f"covariate) could not be fitted to the trial's frame: {exc}"
+        ) from None
     coefs = fit.summary["coef"].astype(float)
     base_frame = baseline_hazard(fit)
     outcome_base = _hazard(base_frame["time"].to_numpy(float), base_frame["cumhaz"].to_numpy(float))
