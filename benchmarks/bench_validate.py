@@ -7,8 +7,8 @@ Usage (from the project root):
 Part 1, speed: the flagship study (studies/magnesium_ckrt.toml) on the synthetic EHR of the default
 size (333 eligible patients), ``validate`` with the default effects (1 and 0.7), ``--replicates`` per
 effect, in a fresh child process, with validate's defaults: the flagship's emulated target trial is
-included (its cohort built too; per replicate one clone-censor-weight fit of the death outcome, point
-estimates only, no bootstrap; the competing-risk outcome's trial is not simulated); wall time, the
+included (its cohort built too; per replicate one clone-censor-weight fit per outcome, death and KRT
+liberation with death competing, point estimates only, no bootstrap); wall time, the
 child's own peak memory (VmHWM) and the largest worker's peak (RUSAGE_CHILDREN).
 
 Part 2, a case from the literature: the design of Austin (2013, Stat Med 32:2837-2849, "The
@@ -175,8 +175,8 @@ def main() -> None:
             f"Flagship (studies/magnesium_ckrt.toml, synthetic EHR of the default size, 333 eligible), effects 1 and "
             f"0.7, {args.replicates:,} replicates each ({analyses:,} whole analyses: propensity, 2:1 matching, "
             f"Cox and Fine-Gray matched adjusted/unadjusted, full-cohort and IPTW, and the emulated target "
-            f"trial of death (one clone-censor-weight fit, point estimates; its bootstrap is not run: "
-            f"`--trial-replicates`)), {args.processes} processes; the replicates skip presentation-only work "
+            f"trial of both outcomes (one clone-censor-weight fit each, point estimates; its bootstrap is not "
+            f"run: `--trial-replicates`)), {args.processes} processes; the replicates skip presentation-only work "
             f"(`analyse_cohort(lean=True)`):",
             "",
             "| stage | seconds |",

@@ -181,14 +181,14 @@ def test_cli_writes_the_design_check(tmp_path, synthetic_ehr):
         "validate", STUDY_FILE, "--mimic", synthetic_ehr, "--replicates", 3, "--seed", 5, "--processes", 1, "--out", out
     )
     assert result.exit_code == 0, text
-    # one printed line per effect and estimate: 2 effects x (2 outcomes x 4 estimates + the emulated trial
-    # of death: RD, RR, HR; the competing-risk outcome's trial is not simulated, a warning says so)
-    assert text.count("planted ") == 22 and "coverage" in text
-    assert "emulated trial" in text and "coverage not checked" in text and "krt_liberation: not checked" in text
+    # one printed line per effect and estimate: 2 effects x 2 outcomes x (4 estimates + the emulated
+    # trial's RD, RR, HR)
+    assert text.count("planted ") == 28 and "coverage" in text
+    assert "emulated trial" in text and "coverage not checked" in text
     table = pd.read_csv(out / "design_check.csv")
-    assert len(table) == 22 and set(table["effect"]) == {1.0, 0.7}
+    assert len(table) == 28 and set(table["effect"]) == {1.0, 0.7}
     assert set(table["population"]) == {"matched", "full", "iptw", "trial"}
-    assert set(table.loc[table["population"] == "trial", "outcome"]) == {"death"}
+    assert set(table.loc[table["population"] == "trial", "outcome"]) == {"death", "krt_liberation"}
     document = json.loads((out / "design_check.json").read_text())
     assert document["seed"] == 5 and document["replicates"] == 3 and document["study"]["name"] == "magnesium_ckrt"
     assert "numpy" in document["provenance"]["packages"]

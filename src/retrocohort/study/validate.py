@@ -593,14 +593,16 @@ def _fit_trials(
     out: list[_Trial] = []
     for index, name in enumerate(names):
         options = trial_options(study, name)
-        if options["competing"]:
-            notes.append(
-                f"target trial, {name}: not checked (a competing-risk outcome; the trial's plasmode simulates "
-                "outcomes without a competing event only)"
-            )
-            continue
         frame, covariates, _kept, _ = trial_frame(study, name, data)
-        keys = ("grace_days", "horizon_days", "censoring_model", "interval_days", "stabilised", "truncate")
+        keys = (
+            "grace_days",
+            "horizon_days",
+            "censoring_model",
+            "interval_days",
+            "stabilised",
+            "truncate",
+            "competing",
+        )
         kwargs: dict[str, Any] = {k: options[k] for k in keys}
         kwargs.update(
             start_time="exposure_start_days",
@@ -616,6 +618,7 @@ def _fit_trials(
                 grace_days=options["grace_days"],
                 horizon_days=options["horizon_days"],
                 ties=study.analysis.ties,
+                competing=bool(options["competing"]),
             )
         except InputError as exc:
             notes.append(f"target trial, {name}: not checked ({exc})")
