@@ -46,6 +46,7 @@ from ..errors import InputError
 from ..spec import Study
 from ..spec.study import trial_outcomes
 from .pipeline import (
+    _MODEL_ERRORS,
     ENGINES,
     MIN_EVENTS_PER_ARM,
     MIN_PATIENTS_PER_ARM,
@@ -334,7 +335,7 @@ def _trial_rows(
                 )
                 boot = bootstrap(frame, n_replicates=state.trial_replicates, seed=seed, conf_level=conf, **trial.kwargs)
                 point, intervals = boot.point.estimates, boot.intervals
-        except Exception as exc:  # a trial that cannot be estimated on this replicate is a skip, as in run
+        except _MODEL_ERRORS as exc:  # a trial that cannot be estimated on this replicate is a skip, as in run
             for model in TRIAL_MODELS:
                 rows.append(
                     base
