@@ -329,3 +329,16 @@ def test_lean_analysis_fits_the_same_estimates_and_skips_presentation_only_work(
     assert full.balance_after is not None and lean.balance_after is None and lean.table_one_before is None
     assert full.outcomes["death"].km is not None and full.e_value is not None
     assert lean.outcomes["death"].km is None and lean.e_value is None and lean.subgroups == ()
+
+
+def test_a_trial_skipped_in_every_replicate_is_reported_not_hidden():
+    """min_ess above the trial's size: every replicate's clone-censor-weight analysis is refused."""
+    study = death_only(sensitivity_full_cohort=False, sensitivity_iptw=False, e_value=False)
+    trial = study.analysis.target_trial.model_copy(update={"min_ess": 10_000})
+    study = study.model_copy(update={"analysis": study.analysis.model_copy(update={"target_trial": trial})})
+    cohort = with_starts(make_cohort(n=300, seed=23, death_rate=0.01))
+    result = validate_cohort(cohort, study, replicates=3, effects=(0.7,), seed=1, processes=1, trial_cohort=cohort)
+    rows = result.summary.loc[result.summary["population"] == "trial"]
+    assert len(rows) == 3 and (rows["fitted"] == 0).all() and (rows["skipped_share"] == 1).all()
+    assert rows["skip_reason"].str.contains("target trial not estimated").all()
+    assert any("trial_risk_difference" in note and "never fitted" in note for note in result.notes)

@@ -550,6 +550,9 @@ def _estimate_keys(study: Study, observed: Any, table: pd.DataFrame) -> list[tup
     if len(table):
         fitted = table.loc[~table["skipped"].astype(bool), ["outcome", "model", "population"]]
         keys.extend((str(o), str(m), str(p)) for o, m, p in fitted.drop_duplicates().itertuples(index=False))
+        # the emulated trial's estimates even when never fitted: a trial skipped everywhere is reported
+        trial = table.loc[table["population"] == "trial", ["outcome", "model", "population"]]
+        keys.extend((str(o), str(m), str(p)) for o, m, p in trial.drop_duplicates().itertuples(index=False))
     order = {name: i for i, name in enumerate(study.outcomes)}
     populations = {"matched": 0, "full": 1, "iptw": 2}
     unique = list(dict.fromkeys(keys))
