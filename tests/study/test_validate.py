@@ -222,6 +222,8 @@ def test_cli_writes_the_design_check(tmp_path, synthetic_ehr):
         (("--seed", "-1"), "seed -1"),
         (("--processes", "0"), "processes 0"),
         (("--replicates", "200000"), "from 1 to"),
+        (("--trial-replicates", "1"), "--trial-replicates 1"),
+        (("--trial-replicates", "0"), "whole number >= 2"),
     ],
 )
 def test_cli_bad_options_exit_2_with_one_message(tmp_path, synthetic_ehr, args, message):
