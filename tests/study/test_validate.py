@@ -196,6 +196,7 @@ def test_cli_writes_the_design_check(tmp_path, synthetic_ehr):
     assert 0 < sizes["min"] <= sizes["mean"] <= sizes["max"] < 100  # about 37 exposed are drawn per replicate
     html = (out / "report.html").read_text()
     assert "Design check" in html and 'data-table="design_check"' in html
+    assert "death: trial risk difference, emulated target trial" in html and "(strategies)" in html
     assert (out / "figures" / "design_check.png").is_file()
     # no identifier or date of the cohort in any output
     from retrocohort.cohort.builder import build_cohort

@@ -25,7 +25,12 @@ from .suppression import format_count, suppress_small_cells
 __all__ = ["design_check_document", "design_check_figure", "design_check_table", "render_design_check_html"]
 
 _COUNT_COLUMNS = ("n_mean", "n_min", "n_max")
-_POPULATION_WORDS = {"matched": "matched", "full": "full eligible cohort", "iptw": "IPTW (ATT)"}
+_POPULATION_WORDS = {
+    "matched": "matched",
+    "full": "full eligible cohort",
+    "iptw": "IPTW (ATT)",
+    "trial": "emulated target trial",
+}
 
 
 def _threshold(result: Any) -> int:
@@ -114,6 +119,9 @@ def _matched_sizes(result: Any, threshold: int) -> dict[str, Any]:
     return out
 
 
+_TRUTH_WORDS = {"conditional": "cond.", "marginal (ATT)": "marg.", "trial strategies (counterfactual)": "strategies"}
+
+
 def _row_label(row: Any) -> str:
     model = str(row.model).replace("fine_gray", "Fine-Gray").replace("cox", "Cox").replace("_", " ")
     return f"{row.outcome}: {model}, {_POPULATION_WORDS.get(row.population, row.population)}"
@@ -186,15 +194,15 @@ def render_design_check_html(result: Any, figure: Any | None = None) -> str:
             {
                 "effect": f"{row.effect:g}",
                 "estimate": _row_label(row),
-                "truth": f"{row.truth:.3f} ({'cond.' if row.truth_kind == 'conditional' else 'marg.'})",
+                "truth": f"{row.truth:.3f} ({_TRUTH_WORDS.get(str(row.truth_kind), 'marg.')})",
                 "fitted": f"{row.fitted} of {row.replicates}",
                 "skipped": _pct(row.skipped_share),
                 "loud": bool(row.mostly_skipped),
-                "bias": _num(row.bias_log),
+                "bias": _num(row.bias_log) + (" (diff.)" if getattr(row, "scale", "log") == "difference" else ""),
                 "bias_ratio": _num(row.bias_ratio),
                 "emp_se": _num(row.empirical_se),
                 "rep_se": _num(row.mean_reported_se),
-                "coverage": f"{_pct(row.coverage)} ± {_pct(1.96 * mcse) if row.fitted else '—'}",
+                "coverage": f"{_pct(row.coverage)} ± {_pct(1.96 * mcse)}" if math.isfinite(mcse) else "—",
                 "power": _pct(row.power),
                 "n": f"{format_count(row.n_mean, threshold)} ({format_count(row.n_min, threshold)}–"
                 f"{format_count(row.n_max, threshold)})",
