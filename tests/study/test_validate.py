@@ -303,6 +303,7 @@ def test_trial_bootstrap_inside_replicates_gives_intervals_and_is_reproducible()
     s = runs[0].summary.set_index("model")
     assert 0 <= s.loc["trial_hazard_ratio", "coverage"] <= 1
     assert s.loc["trial_risk_difference", "truth"] == 0.0  # planted 1: the strategies are equal
+    assert any("from 4 bootstrap replicates" in note for note in runs[0].notes)
     pd.testing.assert_frame_equal(runs[0].summary, runs[1].summary)
 
 

@@ -724,6 +724,13 @@ def validate_cohort(
     summary = _summarise(table, effects, n_replicates, marginal, keys, trial_truths)
 
     notes = list(model.notes) + trial_notes
+    study_b = study.analysis.target_trial.replicates if study.analysis.target_trial is not None else None
+    if trials and trial_replicates is not None and study_b is not None and trial_replicates < study_b:
+        notes.append(
+            f"target trial: its intervals come from {trial_replicates} bootstrap replicates per validation "
+            f"replicate, the study's from {study_b}; a percentile interval from fewer replicates is noisier "
+            f"and tends to cover less: read the coverage as that of a {trial_replicates}-replicate interval"
+        )
     for record in summary.to_dict(orient="records"):
         share = float(record["skipped_share"])
         if int(record["fitted"]) == 0:
