@@ -454,6 +454,12 @@ def validate(
     engine: str = typer.Option("duckdb", "--engine", help="duckdb (embedded) or spark, for the cohort extraction."),
     out: Path | None = typer.Option(None, "--out", help="Output folder (default: <study name>-design-check)."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it is an earlier output."),
+    trial_replicates: int | None = typer.Option(
+        None,
+        "--trial-replicates",
+        help="Target trial: bootstrap replicates inside each replicate (>= 2; REPLICATES x this many fits). "
+        "Default: the trial's point estimates only (bias, no coverage).",
+    ),
 ) -> None:
     """Design check: does the study's analysis recover a planted effect on this data? (plasmode simulation)
 
@@ -476,6 +482,8 @@ def validate(
         check_replicates(replicates)
         _check_seed(seed)
         _processes(processes)  # every option is checked before the output folder is locked or data are read
+        if trial_replicates is not None and trial_replicates < 2:
+            raise InputError(f"--trial-replicates {trial_replicates}: give a whole number >= 2 (or leave it out)")
         if engine not in ("duckdb", "spark"):
             raise InputError(f"--engine {engine!r} is not supported; choose duckdb or spark")
         study = _load_language_study(study_file)
@@ -486,7 +494,9 @@ def validate(
                 f"--mimic {str(mimic)!r} is not a folder; point it at the MIMIC-IV folder holding hosp/ and icu/"
             )
         lock = held.enter_context(_locked_out(out, force))
-        result = _validate_with_progress(run_validation, study, mimic, replicates, effects, seed, processes, engine)
+        result = _validate_with_progress(
+            run_validation, study, mimic, replicates, effects, seed, processes, engine, trial_replicates
+        )
         write_validation_outputs(result, out, force=force, lock=lock)
         print_validation_summary(result, out)
 
@@ -500,6 +510,7 @@ def _validate_with_progress(
     seed: int | None,
     processes: int | None,
     engine: str,
+    trial_replicates: int | None = None,
 ) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, TimeRemainingColumn
 
@@ -530,6 +541,7 @@ def _validate_with_progress(
             processes=processes,
             progress=callback,
             engine=engine,
+            trial_replicates=trial_replicates,
         )
 
 
@@ -537,7 +549,7 @@ def print_validation_summary(result: Any, out: Path | None = None) -> None:
     """One line per planted effect and estimate: truth, bias, SEs, coverage, power, skipped share."""
     summary = result.summary
     console.rule(f"[bold]Design check: {escape(result.study.study.title or result.study.study.name)}")
-    populations = {"matched": "matched", "full": "full cohort", "iptw": "IPTW"}
+    populations = {"matched": "matched", "full": "full cohort", "iptw": "IPTW", "trial": "emulated trial"}
     for row in summary.itertuples():
         model = str(row.model).replace("fine_gray", "Fine-Gray").replace("cox", "Cox").replace("_", " ")
         head = f"planted {row.effect:g} | {row.outcome}, {model}, {populations.get(row.population, row.population)}"
@@ -548,9 +560,15 @@ def print_validation_summary(result: Any, out: Path | None = None) -> None:
             console.print(f"{escape(head)}: never fitted; {skipped}", soft_wrap=True)
             continue
         se = f"SE {row.empirical_se:.3f} empirical / {row.mean_reported_se:.3f} reported" if row.fitted > 1 else "SE —"
+        scale = "difference" if getattr(row, "scale", "log") == "difference" else "log"
+        cover = (
+            f"coverage {row.coverage:.1%} ± {1.96 * row.coverage_mcse:.1%}, power {row.power:.1%}"
+            if row.coverage == row.coverage  # NaN: no interval (the trial's point estimates only)
+            else "coverage not checked (point estimates only: --trial-replicates)"
+        )
         console.print(
-            f"{escape(head)}: truth {row.truth:.3f} ({row.truth_kind}), bias {row.bias_log:+.3f} (log), {se}, "
-            f"coverage {row.coverage:.1%} ± {1.96 * row.coverage_mcse:.1%}, power {row.power:.1%}, {skipped}",
+            f"{escape(head)}: truth {row.truth:.3f} ({row.truth_kind}), bias {row.bias_log:+.3f} ({scale}), {se}, "
+            f"{cover}, {skipped}",
             soft_wrap=True,
         )
     for note in result.notes:

@@ -181,11 +181,14 @@ def test_cli_writes_the_design_check(tmp_path, synthetic_ehr):
         "validate", STUDY_FILE, "--mimic", synthetic_ehr, "--replicates", 3, "--seed", 5, "--processes", 1, "--out", out
     )
     assert result.exit_code == 0, text
-    # one printed line per effect and estimate: 2 effects x 2 outcomes x 4 estimates
-    assert text.count("planted ") == 16 and "coverage" in text
+    # one printed line per effect and estimate: 2 effects x 2 outcomes x (4 estimates + the emulated
+    # trial's RD, RR, HR)
+    assert text.count("planted ") == 28 and "coverage" in text
+    assert "emulated trial" in text and "coverage not checked" in text
     table = pd.read_csv(out / "design_check.csv")
-    assert len(table) == 16 and set(table["effect"]) == {1.0, 0.7}
-    assert set(table["population"]) == {"matched", "full", "iptw"}
+    assert len(table) == 28 and set(table["effect"]) == {1.0, 0.7}
+    assert set(table["population"]) == {"matched", "full", "iptw", "trial"}
+    assert set(table.loc[table["population"] == "trial", "outcome"]) == {"death", "krt_liberation"}
     document = json.loads((out / "design_check.json").read_text())
     assert document["seed"] == 5 and document["replicates"] == 3 and document["study"]["name"] == "magnesium_ckrt"
     assert "numpy" in document["provenance"]["packages"]
@@ -193,6 +196,7 @@ def test_cli_writes_the_design_check(tmp_path, synthetic_ehr):
     assert 0 < sizes["min"] <= sizes["mean"] <= sizes["max"] < 100  # about 37 exposed are drawn per replicate
     html = (out / "report.html").read_text()
     assert "Design check" in html and 'data-table="design_check"' in html
+    assert "death: trial risk difference, emulated target trial" in html and "(strategies)" in html
     assert (out / "figures" / "design_check.png").is_file()
     # no identifier or date of the cohort in any output
     from retrocohort.cohort.builder import build_cohort
@@ -219,6 +223,8 @@ def test_cli_writes_the_design_check(tmp_path, synthetic_ehr):
         (("--seed", "-1"), "seed -1"),
         (("--processes", "0"), "processes 0"),
         (("--replicates", "200000"), "from 1 to"),
+        (("--trial-replicates", "1"), "--trial-replicates 1"),
+        (("--trial-replicates", "0"), "whole number >= 2"),
     ],
 )
 def test_cli_bad_options_exit_2_with_one_message(tmp_path, synthetic_ehr, args, message):
@@ -226,3 +232,117 @@ def test_cli_bad_options_exit_2_with_one_message(tmp_path, synthetic_ehr, args, 
     assert result.exit_code == 2, text
     assert message in text and "Traceback" not in text
     assert not (tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------- the emulated target trial
+
+
+def with_starts(cohort, seed: int = 5):
+    """``make_cohort`` with exposure start times: the exposed start within the 2-day grace window."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    data = cohort.data.copy()
+    exposed = data["exposed"].to_numpy() == 1
+    data["exposure_start_days"] = np.where(exposed, rng.uniform(0.05, 2.0, len(data)), np.nan)
+    cohort.data = data
+    return cohort
+
+
+@pytest.fixture(scope="module")
+def trial_check():
+    """The death-only flagship with its target trial (on the same cohort), 12 replicates, HR 0.7 of starting."""
+    study = death_only(sensitivity_full_cohort=True, sensitivity_iptw=False, e_value=False)
+    cohort = with_starts(make_cohort(n=400, seed=21, death_rate=0.01))
+    with_trial = validate_cohort(
+        cohort, study, replicates=12, effects=(0.7,), seed=99, processes=1, trial_cohort=cohort
+    )
+    return study, cohort, with_trial
+
+
+def test_the_trial_estimates_are_checked_against_the_strategies_truth(trial_check):
+    _study, _cohort, result = trial_check
+    s = result.summary.set_index("model")
+    for model in ("trial_risk_difference", "trial_risk_ratio", "trial_hazard_ratio"):
+        assert s.loc[model, "population"] == "trial"
+        assert s.loc[model, "truth_kind"] == "trial strategies (counterfactual)"
+        assert s.loc[model, "fitted"] == 12 and s.loc[model, "skipped_share"] == 0
+        # point estimates only by default: no interval, so coverage and power are not claimed
+        assert math.isnan(s.loc[model, "coverage"]) and math.isnan(s.loc[model, "power"])
+    rd = s.loc["trial_risk_difference"]
+    assert rd["scale"] == "difference" and s.loc["trial_risk_ratio", "scale"] == "log"
+    # starting lowers the risk (HR 0.7 from the start on) and the truth says so on every scale
+    truth = result.options["trial_truth"]["0.7"]["death"]
+    assert truth["risk_difference"] < 0 and truth["risk_ratio"] < 1 and truth["hazard_ratio"] < 1
+    assert rd["truth"] == truth["risk_difference"]
+    assert rd["bias_log"] == pytest.approx(rd["mean_estimate"] - truth["risk_difference"])
+    assert math.isnan(rd["bias_ratio"])
+
+
+def test_adding_the_trial_does_not_change_the_landmark_estimates(trial_check):
+    study, cohort, with_trial = trial_check
+    without = validate_cohort(cohort, study, replicates=12, effects=(0.7,), seed=99, processes=1)
+    assert not (without.summary["population"] == "trial").any()
+    assert any("target trial not checked" in note for note in without.notes)
+    a = with_trial.replicates.loc[with_trial.replicates["population"] != "trial"].reset_index(drop=True)
+    b = without.replicates.reset_index(drop=True)
+    pd.testing.assert_frame_equal(a.drop(columns=["effect"]), b.drop(columns=["effect"]))
+
+
+def test_trial_bootstrap_inside_replicates_gives_intervals_and_is_reproducible():
+    study = death_only(sensitivity_full_cohort=False, sensitivity_iptw=False, e_value=False)
+    cohort = with_starts(make_cohort(n=300, seed=22, death_rate=0.01))
+    runs = [
+        validate_cohort(
+            cohort, study, replicates=3, effects=(1.0,), seed=5, processes=p, trial_cohort=cohort, trial_replicates=4
+        )
+        for p in (1, 2)
+    ]
+    trial = runs[0].replicates.loc[runs[0].replicates["population"] == "trial"]
+    assert len(trial) == 9 and trial["lower"].notna().all() and (trial["lower"] <= trial["upper"]).all()
+    s = runs[0].summary.set_index("model")
+    assert 0 <= s.loc["trial_hazard_ratio", "coverage"] <= 1
+    assert s.loc["trial_risk_difference", "truth"] == 0.0  # planted 1: the strategies are equal
+    assert any("from 4 bootstrap replicates" in note for note in runs[0].notes)
+    pd.testing.assert_frame_equal(runs[0].summary, runs[1].summary)
+
+
+def test_trial_replicates_below_two_are_refused():
+    study = death_only()
+    cohort = with_starts(make_cohort(n=200, seed=3))
+    with pytest.raises(InputError, match="trial_replicates"):
+        validate_cohort(cohort, study, replicates=2, trial_cohort=cohort, trial_replicates=1)
+
+
+def test_lean_analysis_fits_the_same_estimates_and_skips_presentation_only_work():
+    """validate's replicates run analyse_cohort(lean=True): same models and options, no tables or curves."""
+    from retrocohort.study.pipeline import analyse_cohort
+
+    study = variant()
+    study = study.model_copy(update={"analysis": study.analysis.model_copy(update={"target_trial": None})})
+    cohort = make_cohort(n=400, seed=8)
+    full = analyse_cohort(cohort, study)
+    lean = analyse_cohort(cohort, study, lean=True)
+    key = ["outcome", "model", "population"]
+    a = pd.DataFrame([e.__dict__ for e in full.estimates]).sort_values(key).reset_index(drop=True)
+    b = pd.DataFrame([e.__dict__ for e in lean.estimates]).sort_values(key).reset_index(drop=True)
+    assert len(a) >= 8
+    pd.testing.assert_frame_equal(
+        a[[*key, "estimate", "lower", "upper", "n"]], b[[*key, "estimate", "lower", "upper", "n"]]
+    )
+    assert full.balance_after is not None and lean.balance_after is None and lean.table_one_before is None
+    assert full.outcomes["death"].km is not None and full.e_value is not None
+    assert lean.outcomes["death"].km is None and lean.e_value is None and lean.subgroups == ()
+
+
+def test_a_trial_skipped_in_every_replicate_is_reported_not_hidden():
+    """min_ess above the trial's size: every replicate's clone-censor-weight analysis is refused."""
+    study = death_only(sensitivity_full_cohort=False, sensitivity_iptw=False, e_value=False)
+    trial = study.analysis.target_trial.model_copy(update={"min_ess": 10_000})
+    study = study.model_copy(update={"analysis": study.analysis.model_copy(update={"target_trial": trial})})
+    cohort = with_starts(make_cohort(n=300, seed=23, death_rate=0.01))
+    result = validate_cohort(cohort, study, replicates=3, effects=(0.7,), seed=1, processes=1, trial_cohort=cohort)
+    rows = result.summary.loc[result.summary["population"] == "trial"]
+    assert len(rows) == 3 and (rows["fitted"] == 0).all() and (rows["skipped_share"] == 1).all()
+    assert rows["skip_reason"].str.contains("target trial not estimated").all()
+    assert any("trial_risk_difference" in note and "never fitted" in note for note in result.notes)

@@ -25,7 +25,12 @@ from .suppression import format_count, suppress_small_cells
 __all__ = ["design_check_document", "design_check_figure", "design_check_table", "render_design_check_html"]
 
 _COUNT_COLUMNS = ("n_mean", "n_min", "n_max")
-_POPULATION_WORDS = {"matched": "matched", "full": "full eligible cohort", "iptw": "IPTW (ATT)"}
+_POPULATION_WORDS = {
+    "matched": "matched",
+    "full": "full eligible cohort",
+    "iptw": "IPTW (ATT)",
+    "trial": "emulated target trial",
+}
 
 
 def _threshold(result: Any) -> int:
@@ -86,7 +91,10 @@ def design_check_document(result: Any) -> dict[str, Any]:
         "method": (
             "Plasmode simulation (Franklin et al. 2014): covariates kept; exposure drawn from the fitted "
             "propensity model; outcomes from the fitted Cox (Fine-Gray) model with the exposure coefficient "
-            "replaced by the planted log (s)HR; censoring from a fitted censoring model; see docs/validate.md."
+            "replaced by the planted log (s)HR; censoring from a fitted censoring model. The emulated target "
+            "trial (population 'trial'): start times from a fitted model of the time to start, the planted HR "
+            "applying from the start on, truth of the strategies by counterfactual simulation; the risk "
+            "difference's bias is on the difference scale (column scale). See docs/validate.md."
         ),
     }
 
@@ -109,6 +117,9 @@ def _matched_sizes(result: Any, threshold: int) -> dict[str, Any]:
             for arm, column in (("exposed", "matched_exposed"), ("comparator", "matched_comparator"))
         }
     return out
+
+
+_TRUTH_WORDS = {"conditional": "cond.", "marginal (ATT)": "marg.", "trial strategies (counterfactual)": "strategies"}
 
 
 def _row_label(row: Any) -> str:
@@ -152,7 +163,7 @@ def design_check_figure(result: Any) -> Any:
         ax_cov.set_yticks(range(len(labels)), labels)
         ax_cov.invert_yaxis()
         ax_cov.set_xlabel(f"Coverage of the {conf:.0%} CI")
-        ax_bias.set_xlabel("Bias of the log estimate (mean log estimate - log truth)")
+        ax_bias.set_xlabel("Bias: mean log estimate - log truth (trial risk difference: on its own scale)")
         ax_cov.legend(loc="lower left", fontsize=7)
         fig.tight_layout()
     return fig
@@ -183,15 +194,15 @@ def render_design_check_html(result: Any, figure: Any | None = None) -> str:
             {
                 "effect": f"{row.effect:g}",
                 "estimate": _row_label(row),
-                "truth": f"{row.truth:.3f} ({'cond.' if row.truth_kind == 'conditional' else 'marg.'})",
+                "truth": f"{row.truth:.3f} ({_TRUTH_WORDS.get(str(row.truth_kind), 'marg.')})",
                 "fitted": f"{row.fitted} of {row.replicates}",
                 "skipped": _pct(row.skipped_share),
                 "loud": bool(row.mostly_skipped),
-                "bias": _num(row.bias_log),
+                "bias": _num(row.bias_log) + (" (diff.)" if getattr(row, "scale", "log") == "difference" else ""),
                 "bias_ratio": _num(row.bias_ratio),
                 "emp_se": _num(row.empirical_se),
                 "rep_se": _num(row.mean_reported_se),
-                "coverage": f"{_pct(row.coverage)} ± {_pct(1.96 * mcse) if row.fitted else '—'}",
+                "coverage": f"{_pct(row.coverage)} ± {_pct(1.96 * mcse)}" if math.isfinite(mcse) else "—",
                 "power": _pct(row.power),
                 "n": f"{format_count(row.n_mean, threshold)} ({format_count(row.n_min, threshold)}–"
                 f"{format_count(row.n_max, threshold)})",

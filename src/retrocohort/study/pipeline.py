@@ -157,6 +157,8 @@ class _Run:
     replicate_progress: ReplicateCallback | None = None
     # target trial: bootstrap worker processes (None: the available cores)
     trial_processes: int | None = None
+    # lean (retrocohort validate): the same models and options, no presentation-only work
+    lean: bool = False
 
     @contextlib.contextmanager
     def stage(self, key: str) -> Iterator[None]:
@@ -636,6 +638,7 @@ def analyse_cohort(
     trial_replicates: int | None = None,
     replicate_progress: ReplicateCallback | None = None,
     trial_processes: int | None = None,
+    lean: bool = False,
 ) -> StudyResult:
     """Run every stage after the cohort extraction on an already-built cohort.
 
@@ -654,6 +657,9 @@ def analyse_cohort(
         None: ``cohort`` itself when the study leaves no criterion out of the trial, else the trial is
         skipped with the reason (only :func:`run_study`, which has the data, can build it).
     trial_replicates, replicate_progress, trial_processes : as :func:`run_study`.
+    lean : skip the presentation-only work (balance tables and Table 1, the curves and their tests, the
+        PH test, E-value, subgroups); every estimate is fitted with the same models and options. For
+        ``retrocohort validate``, which runs the analysis thousands of times and reads the estimates only.
 
     Returns
     -------
@@ -668,6 +674,7 @@ def analyse_cohort(
         trial_replicates=trial_replicates,
         replicate_progress=replicate_progress,
         trial_processes=trial_processes,
+        lean=bool(lean),
     )
     trial = study.analysis.target_trial
     if trial_cohort is None and trial is not None and not trial.not_applied:
@@ -732,8 +739,10 @@ def _analyse(
         counts["matched_exposed"] = int((matched["exposed"] == 1).sum())
         counts["matched_comparator"] = int((matched["exposed"] == 0).sum())
 
-    with run.stage("balance"):
-        balance_before, balance_after, table_before, table_after = _balance(run, data, matched)
+    balance_before = balance_after = table_before = table_after = None
+    if not run.lean:
+        with run.stage("balance"):
+            balance_before, balance_after, table_before, table_after = _balance(run, data, matched)
 
     outcomes: dict[str, OutcomeResult] = {}
     for name in study.outcomes:
@@ -748,10 +757,10 @@ def _analyse(
             reason = "no propensity score (see the propensity entry)"
             for name in study.outcomes:
                 run.skip(name, _model(study, name, "unadjusted"), "iptw", reason)
-        e_value, e_value_method = _e_value(run, matched)
+        e_value, e_value_method = _e_value(run, matched) if not run.lean else (None, None)
 
     subgroups: tuple[SubgroupResult, ...] = ()
-    if study.analysis.subgroups:
+    if study.analysis.subgroups and not run.lean:
         with run.stage("subgroups"):
             subgroups = _subgroups(run, data, matched)
 
@@ -1400,6 +1409,10 @@ def _fine_gray_options(run: _Run, matched: pd.DataFrame) -> dict[str, Any]:
     return {"weights": weights, "cluster": cluster, "variance": variance, "note": note}
 
 
+class _Lean(Exception):
+    """Leaves the curves of :func:`_outcome` out in a lean run."""
+
+
 def _outcome(run: _Run, name: str, matched: pd.DataFrame | None) -> OutcomeResult:
     """The matched-cohort analysis of one outcome: curves by arm, their test and the two models."""
     study = run.study
@@ -1427,6 +1440,8 @@ def _outcome(run: _Run, name: str, matched: pd.DataFrame | None) -> OutcomeResul
     w = _weights_needed(matched)
     conf = study.analysis.conf_level
     try:
+        if run.lean:  # presentation only: the curves and their test (validate reads the estimates)
+            raise _Lean
         with run.capture_warnings("cumulative incidence" if competing else "Kaplan-Meier"):
             if competing:
                 # status: 0 censored, 1 the outcome, 2 died first; any other code is an error, not a cause
@@ -1445,9 +1460,13 @@ def _outcome(run: _Run, name: str, matched: pd.DataFrame | None) -> OutcomeResul
                 result["cif"] = cif
             else:
                 result["km"] = kaplan_meier(matched, time_col, status_col, group="exposed", weights=w, conf_level=conf)
+    except _Lean:
+        pass
     except _MODEL_ERRORS as exc:
         run.skip(name, curve, "matched", f"not computed: {exc}")
-    if matched["exposed"].nunique() < 2 or (matched[status_col] == 1).sum() == 0:
+    if run.lean:
+        pass
+    elif matched["exposed"].nunique() < 2 or (matched[status_col] == 1).sum() == 0:
         run.skip(name, test, "matched", f"needs both arms and at least one {what} event")
     else:
         try:
@@ -1484,7 +1503,7 @@ def _outcome(run: _Run, name: str, matched: pd.DataFrame | None) -> OutcomeResul
     adjusted = _fit_hr(
         run, model=models[1], covariates=study.adjustment_set, label=_line(study, name, "matched, adjusted"), **common
     )
-    if result["primary"] and not competing:
+    if result["primary"] and not competing and not run.lean:
         main = adjusted if adjusted is not None else unadjusted
         run.ph_test_model = models[1] if adjusted is not None else models[0]
         result["ph_test_model"] = run.ph_test_model

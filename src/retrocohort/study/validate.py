@@ -31,17 +31,33 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..designs.plasmode import PlasmodeModel, fit_plasmode, marginal_truth, simulate
+from ..designs.plasmode import (
+    TRIAL_ESTIMANDS,
+    PlasmodeModel,
+    TrialModel,
+    fit_plasmode,
+    fit_trial_plasmode,
+    marginal_truth,
+    simulate,
+    simulate_trial,
+    trial_truth,
+)
 from ..errors import InputError
 from ..spec import Study
+from ..spec.study import trial_outcomes
 from .pipeline import (
+    _MODEL_ERRORS,
     ENGINES,
     MIN_EVENTS_PER_ARM,
     MIN_PATIENTS_PER_ARM,
+    _check_replicates,
     _check_study,
     _columns,
     analyse_cohort,
     package_versions,
+    trial_frame,
+    trial_options,
+    trial_study,
 )
 
 #: ``progress(stage, done, total)``: stage "cohort", "models" (done 0 then 1) and "replicates".
@@ -53,6 +69,8 @@ MAX_REPLICATES = 100_000
 MARGINAL_TRUTH_SIZE = 20_000
 #: Share of replicates above which a skipped model is reported loudly.
 MOSTLY_SKIPPED = 0.5
+#: The emulated trial's estimates in the table: model name -> estimand of clone_censor_weight.
+TRIAL_MODELS = {f"trial_{name}": name for name in TRIAL_ESTIMANDS}
 
 SUMMARY_COLUMNS = (
     "effect",
@@ -80,6 +98,7 @@ SUMMARY_COLUMNS = (
     "n_min",
     "n_max",
     "skip_reason",
+    "scale",
 )
 
 
@@ -193,6 +212,16 @@ def _check_simulable(study: Study, data: pd.DataFrame) -> dict[str, int]:
 
 
 @dataclass(frozen=True)
+class _Trial:
+    """One target-trial outcome of the replicates: its frame, fitted model and the analysis's options."""
+
+    outcome: str
+    frame: pd.DataFrame
+    model: TrialModel
+    kwargs: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class _State:
     study: Study
     frame: pd.DataFrame
@@ -200,6 +229,8 @@ class _State:
     model: PlasmodeModel
     effects: tuple[float, ...]
     seed: int
+    trials: tuple[_Trial, ...] = ()
+    trial_replicates: int | None = None
 
 
 _WORKER: _State | None = None
@@ -229,7 +260,7 @@ def _replicate(state: _State, effect_index: int, replicate: int) -> list[dict[st
     cohort = SimpleNamespace(attrition=state.attrition, data=frame, notes=())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = analyse_cohort(cohort, state.study)
+        result = analyse_cohort(cohort, state.study, lean=True)
     conf = state.study.analysis.conf_level
     base = {
         "effect_index": effect_index,
@@ -255,6 +286,7 @@ def _replicate(state: _State, effect_index: int, replicate: int) -> list[dict[st
                 "reason": "",
             }
         )
+    rows.extend(_trial_rows(state, effect_index, replicate, rng, base, conf))
     for skip in result.skipped:
         rows.append(
             base
@@ -272,6 +304,81 @@ def _replicate(state: _State, effect_index: int, replicate: int) -> list[dict[st
                 "reason": skip.reason,
             }
         )
+    return rows
+
+
+def _trial_rows(
+    state: _State, effect_index: int, replicate: int, rng: np.random.Generator, base: dict[str, Any], conf: float
+) -> list[dict[str, Any]]:
+    """The emulated trial on this replicate's simulated trial frame(s): one row per estimand.
+
+    The start times and outcomes are drawn from ``rng`` after the study's own simulation, so adding
+    the trial does not change the other estimates of a replicate. Without ``trial_replicates`` the
+    point estimates only (no interval: coverage and power are not computed); with it, the percentile
+    bootstrap of ``trial_replicates`` replicates, seeded from the replicate's own seed.
+    """
+    from scipy.stats import norm
+
+    from ..designs import bootstrap, clone_censor_weight
+
+    rows: list[dict[str, Any]] = []
+    z = float(norm.ppf(0.5 + conf / 2))
+    for trial in state.trials:
+        frame = simulate_trial(trial.model, trial.frame, state.effects[effect_index], rng)
+        try:
+            if state.trial_replicates is None:
+                point = clone_censor_weight(frame, conf_level=conf, cox_variance=False, **trial.kwargs).estimates
+                intervals = None
+            else:
+                seed = int(
+                    np.random.SeedSequence(state.seed, spawn_key=(effect_index, replicate, 1)).generate_state(1)[0]
+                )
+                boot = bootstrap(frame, n_replicates=state.trial_replicates, seed=seed, conf_level=conf, **trial.kwargs)
+                point, intervals = boot.point.estimates, boot.intervals
+        except _MODEL_ERRORS as exc:  # a trial that cannot be estimated on this replicate is a skip, as in run
+            for model in TRIAL_MODELS:
+                rows.append(
+                    base
+                    | {
+                        "outcome": trial.outcome,
+                        "model": model,
+                        "population": "trial",
+                        "label": "",
+                        "estimate": math.nan,
+                        "lower": math.nan,
+                        "upper": math.nan,
+                        "se_log": math.nan,
+                        "n": -1,
+                        "skipped": True,
+                        "reason": f"target trial not estimated: {exc}",
+                    }
+                )
+            continue
+        for model, estimand in TRIAL_MODELS.items():
+            lower = upper = se = math.nan
+            if intervals is not None and estimand in intervals.index:
+                bounds = intervals.loc[estimand, ["lower", "upper"]].to_numpy(dtype=float)
+                lower, upper = float(bounds[0]), float(bounds[1])
+                if estimand == "risk_difference":
+                    se = (upper - lower) / (2 * z)
+                elif lower > 0 and upper > 0:
+                    se = (math.log(upper) - math.log(lower)) / (2 * z)
+            rows.append(
+                base
+                | {
+                    "outcome": trial.outcome,
+                    "model": model,
+                    "population": "trial",
+                    "label": f"target trial: {estimand.replace('_', ' ')} (start within the window vs not)",
+                    "estimate": float(point[estimand]),
+                    "lower": lower,
+                    "upper": upper,
+                    "se_log": se,
+                    "n": len(frame),
+                    "skipped": False,
+                    "reason": "",
+                }
+            )
     return rows
 
 
@@ -349,6 +456,8 @@ def _init_worker_reset() -> None:
 
 def _truth_kind(model: str, population: str) -> str:
     """Adjusted models estimate the conditional (s)HR; unadjusted matched / IPTW (ATT) ones a marginal one."""
+    if model in TRIAL_MODELS:
+        return "trial strategies (counterfactual)"
     return "conditional" if model.endswith("_adjusted") else "marginal (ATT)"
 
 
@@ -358,6 +467,7 @@ def _summarise(
     n_replicates: int,
     marginal: list[dict[str, float]],
     keys: list[tuple[str, str, str]],
+    trial_truths: list[dict[str, dict[str, float]]] | None = None,
 ) -> pd.DataFrame:
     out = []
     for e, effect in enumerate(effects):
@@ -369,6 +479,10 @@ def _summarise(
             fitted = rows.loc[~rows["skipped"].astype(bool)]
             kind = _truth_kind(model, population)
             truth = effect if kind == "conditional" else marginal[e].get(outcome, effect)
+            # The trial's risk difference is judged on its own scale (it can be <= 0), the ratios on the log.
+            difference = model == "trial_risk_difference"
+            if model in TRIAL_MODELS:
+                truth = (trial_truths[e] if trial_truths else {}).get(outcome, {}).get(TRIAL_MODELS[model], math.nan)
             k = len(fitted)
             reasons = rows.loc[rows["skipped"].astype(bool), "reason"]
             record: dict[str, Any] = {
@@ -385,27 +499,33 @@ def _summarise(
                 # a replicate without a row for the estimate (a stage skipped upstream) counts as skipped
                 "skipped_share": 1.0 - k / n_replicates,
                 "skip_reason": str(reasons.value_counts().index[0]) if len(reasons) else "",
+                "scale": "difference" if difference else "log",
             }
             if k:
-                log_est = np.log(fitted["estimate"].to_numpy(float))
+                raw = fitted["estimate"].to_numpy(float)
+                with np.errstate(divide="ignore"):  # a ratio of 0 (no event in an arm) gives -inf, kept
+                    log_est = raw if difference else np.log(raw)
                 lower = fitted["lower"].to_numpy(float)
                 upper = fitted["upper"].to_numpy(float)
                 se = fitted["se_log"].to_numpy(float)
-                bias = float(log_est.mean() - math.log(truth))
+                bias = float(log_est.mean() - (truth if difference else math.log(truth)))
                 emp = float(log_est.std(ddof=1)) if k > 1 else math.nan
-                cover = float(((lower <= truth) & (truth <= upper)).mean())
+                # No interval (the trial's point estimates only): coverage and power are not defined.
+                has_ci = bool(np.isfinite(lower).all() and np.isfinite(upper).all())
+                cover = float(((lower <= truth) & (truth <= upper)).mean()) if has_ci else math.nan
+                null = 0.0 if difference else 1.0
                 n = fitted["n"].to_numpy(float)
                 record |= {
-                    "mean_estimate": float(math.exp(log_est.mean())),
+                    "mean_estimate": float(log_est.mean() if difference else math.exp(log_est.mean())),
                     "bias_log": bias,
                     "bias_log_mcse": emp / math.sqrt(k) if k > 1 else math.nan,
-                    "bias_ratio": float(math.exp(bias)),
+                    "bias_ratio": math.nan if difference else float(math.exp(bias)),
                     "empirical_se": emp,
-                    "mean_reported_se": float(se.mean()),
-                    "se_ratio": float(se.mean() / emp) if k > 1 and emp > 0 else math.nan,
+                    "mean_reported_se": float(se.mean()) if has_ci else math.nan,
+                    "se_ratio": float(se.mean() / emp) if has_ci and k > 1 and emp > 0 else math.nan,
                     "coverage": cover,
-                    "coverage_mcse": math.sqrt(cover * (1 - cover) / k),
-                    "power": float(((upper < 1) | (lower > 1)).mean()),
+                    "coverage_mcse": math.sqrt(cover * (1 - cover) / k) if has_ci else math.nan,
+                    "power": float(((upper < null) | (lower > null)).mean()) if has_ci else math.nan,
                     "n_mean": float(n.mean()),
                     "n_min": int(n.min()),
                     "n_max": int(n.max()),
@@ -430,10 +550,97 @@ def _estimate_keys(study: Study, observed: Any, table: pd.DataFrame) -> list[tup
     if len(table):
         fitted = table.loc[~table["skipped"].astype(bool), ["outcome", "model", "population"]]
         keys.extend((str(o), str(m), str(p)) for o, m, p in fitted.drop_duplicates().itertuples(index=False))
+        # the emulated trial's estimates even when never fitted: a trial skipped everywhere is reported
+        trial = table.loc[table["population"] == "trial", ["outcome", "model", "population"]]
+        keys.extend((str(o), str(m), str(p)) for o, m, p in trial.drop_duplicates().itertuples(index=False))
     order = {name: i for i, name in enumerate(study.outcomes)}
     populations = {"matched": 0, "full": 1, "iptw": 2}
     unique = list(dict.fromkeys(keys))
     return sorted(unique, key=lambda k: (order.get(k[0], 99), populations.get(k[2], 9), k[1]))
+
+
+# --------------------------------------------------------------------------- the emulated trial
+
+
+def without_trial(study: Study) -> Study:
+    """``study`` without ``[analysis.target_trial]``: the landmark analysis every replicate runs."""
+    if study.analysis.target_trial is None:
+        return study
+    return study.model_copy(update={"analysis": study.analysis.model_copy(update={"target_trial": None})})
+
+
+def _fit_trials(
+    study: Study, cohort: Any, trial_cohort: Any, effects: tuple[float, ...], seed: int, size: int
+) -> tuple[tuple[_Trial, ...], list[dict[str, dict[str, float]]], list[str]]:
+    """The trial outcomes to simulate (fitted models, options), their truths per effect, and notes."""
+    names = trial_outcomes(study)
+    truths: list[dict[str, dict[str, float]]] = [{} for _ in effects]
+    if not names:
+        return (), truths, []
+    trial = study.analysis.target_trial
+    assert trial is not None
+    notes: list[str] = []
+    if trial_cohort is None and not trial.not_applied:
+        trial_cohort = cohort
+    if trial_cohort is None:
+        notes.append(
+            f"target trial not checked: its cohort (the study without {list(trial.not_applied)}) was not given "
+            "(validate builds it; validate_cohort takes trial_cohort=)"
+        )
+        return (), truths, notes
+    if trial.time_varying:
+        notes.append(
+            f"target trial: the time-varying covariates {list(trial.time_varying)} are not simulated; the "
+            "replicates' censoring model uses the baseline covariates only"
+        )
+    data = trial_cohort.data.reset_index(drop=True)
+    out: list[_Trial] = []
+    for index, name in enumerate(names):
+        options = trial_options(study, name)
+        frame, covariates, _kept, _ = trial_frame(study, name, data)
+        keys = (
+            "grace_days",
+            "horizon_days",
+            "censoring_model",
+            "interval_days",
+            "stabilised",
+            "truncate",
+            "competing",
+        )
+        kwargs: dict[str, Any] = {k: options[k] for k in keys}
+        kwargs.update(
+            start_time="exposure_start_days",
+            time="time",
+            status="status",
+            covariates=covariates,
+            min_ess=options["min_ess"],
+        )
+        try:
+            model = fit_trial_plasmode(
+                frame,
+                covariates=covariates,
+                grace_days=options["grace_days"],
+                horizon_days=options["horizon_days"],
+                ties=study.analysis.ties,
+                competing=bool(options["competing"]),
+            )
+        except InputError as exc:
+            notes.append(f"target trial, {name}: not checked ({exc})")
+            continue
+        notes.extend(f"target trial, {name}: {text}" for text in model.notes)
+        out.append(_Trial(outcome=name, frame=frame, model=model, kwargs=kwargs))
+        for e, effect in enumerate(effects):
+            # its own stream, apart from the replicates' (e, r) and the marginal truth's (10**6 + e)
+            rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2 * 10**6 + e, index)))
+            truths[e][name] = trial_truth(
+                model,
+                effect,
+                rng,
+                size,
+                stabilised=bool(options["stabilised"]),
+                interval_days=float(options["interval_days"]),
+            )
+    return tuple(out), truths, notes
 
 
 # --------------------------------------------------------------------------- entry points
@@ -449,12 +656,17 @@ def validate_cohort(
     processes: int | None = None,
     progress: ValidateProgress | None = None,
     marginal_size: int = MARGINAL_TRUTH_SIZE,
+    trial_cohort: Any = None,
+    trial_replicates: int | None = None,
 ) -> ValidationResult:
     """The design check on an already-built cohort (``.data``, ``.attrition``; as :func:`analyse_cohort`).
 
-    See :func:`validate` for the parameters and the result.
+    ``trial_cohort``: the target trial's cohort (built for :func:`~retrocohort.study.pipeline.trial_study`;
+    None: ``cohort`` itself when the study leaves no criterion out of the trial, else the trial is not
+    checked and a note says so). See :func:`validate` for the other parameters and the result.
     """
     _check_study(study)
+    _check_replicates(trial_replicates)
     effects = check_effects(effects)
     n_replicates = check_replicates(replicates)
     n_processes = _processes(processes)
@@ -467,7 +679,9 @@ def validate_cohort(
         progress("models", 0, 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        observed = analyse_cohort(cohort, study)
+        # The study's own analysis without its emulated trial: the trial is simulated on its own cohort
+        # (below), and analyse_cohort would otherwise bootstrap it (the study's replicates) every time.
+        observed = analyse_cohort(cohort, without_trial(study), lean=True)
     data = observed.cohort.drop(columns=["ps", "ps_logit", "iptw_weight"], errors="ignore").reset_index(drop=True)
     counts = _check_simulable(study, data)
     model = fit_plasmode(
@@ -488,25 +702,35 @@ def validate_cohort(
         )
         for e, effect in enumerate(effects)
     ]
+    trials, trial_truths, trial_notes = _fit_trials(study, cohort, trial_cohort, effects, root_seed, marginal_size)
     timings["models"] = round(time.perf_counter() - started, 3)
     if progress is not None:
         progress("models", 1, 1)
 
     state = _State(
-        study=study,
+        study=without_trial(study),
         frame=data,
         attrition=observed.attrition,
         model=model,
         effects=effects,
         seed=root_seed,
+        trials=trials,
+        trial_replicates=trial_replicates,
     )
     t0 = time.perf_counter()
     table = _run_replicates(state, n_replicates, n_processes, progress)
     timings["replicates"] = round(time.perf_counter() - t0, 3)
     keys = _estimate_keys(study, observed, table)
-    summary = _summarise(table, effects, n_replicates, marginal, keys)
+    summary = _summarise(table, effects, n_replicates, marginal, keys, trial_truths)
 
-    notes = list(model.notes)
+    notes = list(model.notes) + trial_notes
+    study_b = study.analysis.target_trial.replicates if study.analysis.target_trial is not None else None
+    if trials and trial_replicates is not None and study_b is not None and trial_replicates < study_b:
+        notes.append(
+            f"target trial: its intervals come from {trial_replicates} bootstrap replicates per validation "
+            f"replicate, the study's from {study_b}; a percentile interval from fewer replicates is noisier "
+            f"and tends to cover less: read the coverage as that of a {trial_replicates}-replicate interval"
+        )
     for record in summary.to_dict(orient="records"):
         share = float(record["skipped_share"])
         if int(record["fitted"]) == 0:
@@ -539,6 +763,15 @@ def validate_cohort(
             "conf_level": study.analysis.conf_level,
             "outcome_covariates": list(model.outcome_covariates),
             "exposure_covariates": list(model.exposure_covariates),
+            "trial_outcomes": [t.outcome for t in trials],
+            "trial_replicates": trial_replicates,
+            "trial_truth": {
+                f"{effects[e]:g}": {
+                    name: {k: (v if math.isfinite(v) else None) for k, v in values.items()}
+                    for name, values in truths.items()
+                }
+                for e, truths in enumerate(trial_truths)
+            },
         },
         provenance={
             "study_fingerprint": study.fingerprint,
@@ -560,6 +793,7 @@ def validate(
     processes: int | None = None,
     progress: ValidateProgress | None = None,
     engine: str = "duckdb",
+    trial_replicates: int | None = None,
 ) -> ValidationResult:
     """Plasmode design check: does the study's analysis recover a planted effect on this data?
 
@@ -584,6 +818,11 @@ def validate(
         ``progress(stage, done, total)``; stages "cohort", "models", "replicates".
     engine : {"duckdb", "spark"}
         Engine for the cohort extraction.
+    trial_replicates : int, optional
+        For a study with ``[analysis.target_trial]``: bootstrap replicates of the emulated trial inside
+        each validation replicate (``replicates x trial_replicates`` clone-censor-weight fits per
+        effect). None (default): the trial's point estimates only (bias, empirical SE); its intervals'
+        coverage is then not checked.
 
     Returns
     -------
@@ -602,6 +841,7 @@ def validate(
     _check_study(study)
     check_effects(effects)
     check_replicates(replicates)
+    _check_replicates(trial_replicates)
     _processes(processes)
     _check_seed(seed)
     if engine not in ENGINES:
@@ -615,10 +855,23 @@ def validate(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cohort = build_cohort(study, source, engine=engine)  # type: ignore[arg-type]
+        trial = study.analysis.target_trial
+        trial_cohort = None
+        if trial_outcomes(study) and trial is not None and trial.not_applied:
+            # the emulated trial's own cohort: eligibility at the index only, as run_study builds it
+            trial_cohort = build_cohort(trial_study(study), source, engine=engine)  # type: ignore[arg-type]
     if progress is not None:
         progress("cohort", 1, 1)
     return validate_cohort(
-        cohort, study, replicates=replicates, effects=effects, seed=seed, processes=processes, progress=progress
+        cohort,
+        study,
+        replicates=replicates,
+        effects=effects,
+        seed=seed,
+        processes=processes,
+        progress=progress,
+        trial_cohort=trial_cohort,
+        trial_replicates=trial_replicates,
     )
 
 
