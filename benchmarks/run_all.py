@@ -15,7 +15,19 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["km", "cox", "finegray", "matching", "synthetic", "cohort", "scale", "study", "study_truth", "target_trial", "validate"]
+ORDER = [
+    "km",
+    "cox",
+    "finegray",
+    "matching",
+    "synthetic",
+    "cohort",
+    "scale",
+    "study",
+    "study_truth",
+    "target_trial",
+    "validate",
+]
 #: Run only when named in --only (bench_scale at its default quarter size needs ~25 GiB and hours).
 ON_REQUEST = {"scale"}
 
