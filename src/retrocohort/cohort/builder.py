@@ -425,7 +425,9 @@ class _Compiler:
                 facts = _attach(facts, self._summary(name, keys), self.unit)
         # Every outcome kind needs the death time: it is the event, a competing event, or it censors.
         if study.outcomes:
-            death = self.events("death")
+            # Only the patient and the time: the death rows carry a (null) stay_id of their own, which with
+            # one row per stay would shadow the index's stay_id and match no stay (every death lost).
+            death = self.events("death").select("subject_id", "start_time")
             j = death.join(keys.select(*self.unit), "subject_id")
             facts = _attach(facts, j.group_by(self.unit).aggregate(death_at=j.start_time.min()), self.unit)
         for name, out in study.outcomes.items():
