@@ -87,3 +87,36 @@ def test_first_per_stay_deaths_equal_first_per_patient_on_single_stays(two_stay_
     pd.testing.assert_series_equal(
         single.death_status, first[first.subject_id != 1].death_status.reset_index(drop=True)
     )
+
+
+def test_smd_of_a_variable_constant_in_both_arms_is_nan_without_a_warning():
+    import math
+    import warnings
+
+    from retrocohort.matching.balance import smd_continuous
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the warning became a note "invalid value encountered in scalar divide"
+        assert math.isnan(smd_continuous(0.0, 0.0, 0.0, 0.0))
+        assert smd_continuous(1.0, 0.0, 0.0, 0.0) == math.inf
+    assert smd_continuous(2.0, 1.0, 1.0, 1.0) == 1.0
+
+
+def test_an_outcome_label_that_states_its_horizon_is_not_repeated():
+    from retrocohort._labels import by_day
+
+    assert by_day("Death", 28) == "Death by day 28"
+    assert by_day("Death by day 28", 28) == "Death by day 28"
+    assert by_day("28-day mortality", 28) == "28-day mortality"
+    assert by_day("Re-intubation within 7 days", 7) == "Re-intubation within 7 days"
+    assert by_day("Death within 7 days", 28) == "Death within 7 days by day 28"  # another number: kept
+    assert by_day("Death by day 280", 28) == "Death by day 280 by day 28"
+
+
+def test_the_unit_is_the_icu_stay_with_first_per_stay():
+    from retrocohort._labels import units
+
+    per_stay = parse_study_text(PER_STAY.format(select="first_per_stay"))
+    first = parse_study_text(PER_STAY.format(select="first"))
+    assert units(per_stay) == "ICU stays" and units(per_stay, plural=False) == "ICU stay"
+    assert units(first) == "patients" and units(first, plural=False) == "patient"

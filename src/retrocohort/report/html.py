@@ -21,6 +21,7 @@ from markupsafe import Markup
 from matplotlib.figure import Figure
 
 from .. import __version__
+from .._labels import by_day, units
 from .figures import figure_png_bytes, study_figures
 from .formatting import (
     MODEL_LABELS,
@@ -71,7 +72,7 @@ def _trial_context(result: Any, disclosure: Any, first_figure: int) -> list[dict
         weights = target_trial_weights_table(result, name)
         block: dict[str, Any] = {
             "id": f"target-trial-{name}",
-            "title": f"{trial.label} by day {float(trial.horizon_days):g}",
+            "title": by_day(trial.label, float(trial.horizon_days)),
             "stem": f"target_trial_{name}",
             "eligible": format_display(shown.get("eligible")) if "eligible" in shown else "",
             "started": format_display(shown.get("started")) if "started" in shown else "",
@@ -336,7 +337,7 @@ def _outcome_sections(result: Any, disclosure: Any, threshold: int, first_figure
         sections.append(
             {
                 "id": f"outcome-{name}",
-                "title": f"{label} by day {horizon:g}" + (" (primary)" if spec.primary else ""),
+                "title": by_day(label, horizon) + (" (primary)" if spec.primary else ""),
                 "stem": stem,
                 "number": f"Figure {number}.",
                 "caption": caption,
@@ -568,6 +569,7 @@ def render_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
         "dose_window": result.study.exposure.window.describe(),
         "table_one": _table_one_context(result),
         "threshold": threshold,
+        "units": units(result.study),
         "balance": balance,
         "outcome_sections": outcome_sections,
         "figure_has_subgroups": "subgroups" in figures,

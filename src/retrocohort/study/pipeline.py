@@ -46,6 +46,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from .._labels import by_day
 from ..errors import InputError, RetrocohortError
 from ..matching import balance, match_nearest, propensity_score, table_one
 from ..spec import Study, covariate_type
@@ -981,7 +982,7 @@ def _line(study: Study, outcome: str, rest: str) -> str:
     """An estimate's label: "<outcome label> by day <horizon>, <rest>"."""
     oc = study.outcomes[outcome]
     method = "Fine-Gray" if oc.competing else "Cox"
-    return f"{oc.label} by day {oc.horizon_days:g}, {method}, {rest}"
+    return f"{by_day(oc.label, oc.horizon_days)}, {method}, {rest}"
 
 
 # --------------------------------------------------------------------------- stages
