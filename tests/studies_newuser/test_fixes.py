@@ -120,3 +120,22 @@ def test_the_unit_is_the_icu_stay_with_first_per_stay():
     first = parse_study_text(PER_STAY.format(select="first"))
     assert units(per_stay) == "ICU stays" and units(per_stay, plural=False) == "ICU stay"
     assert units(first) == "patients" and units(first, plural=False) == "patient"
+
+
+def test_a_builtin_without_its_optional_table_says_so(tmp_path):
+    # KDIGO stage without icu/outputevents scored creatinine and KRT only, silently: now a note says so.
+    m = MiniMimic()
+    m.ckrt_patient(1, index=str(FIRST), hadm_id=11, stay_id=110)
+    m.ckrt_patient(2, index=str(FIRST), hadm_id=21, stay_id=210)
+    text = PER_STAY.format(select="first").replace(
+        "[outcomes.death]", '[covariates.kdigo]\nconcept = "kdigo_stage"\n\n[outcomes.death]'
+    )
+    without = m.write(tmp_path / "without", omit=("icu/outputevents",))
+    notes = " ".join(build_cohort(parse_study_text(text), without).notes)
+    assert "built-in 'kdigo_stage' (KDIGO AKI stage): icu/outputevents absent" in notes
+    with_table = m.write(tmp_path / "with")
+    import gzip
+
+    with gzip.open(with_table / "icu" / "outputevents.csv.gz", "wt") as handle:  # the table, without rows
+        handle.write("subject_id,hadm_id,stay_id,charttime,itemid,value,valueuom\n")
+    assert "outputevents absent" not in " ".join(build_cohort(parse_study_text(text), with_table).notes)

@@ -601,6 +601,24 @@ def _used_concepts(study: Study) -> set[str]:
     return names
 
 
+def _optional_tables_absent(study: Study, conn: SourceConnection) -> list[str]:
+    """A note per built-in the study uses that does without an absent optional table (KDIGO without urine)."""
+    from ..spec.catalogue import BUILTIN_CONCEPTS
+
+    notes = []
+    for name in sorted(_used_concepts(study)):
+        info = BUILTIN_CONCEPTS.get(name)
+        if info is None or name in study.concepts:
+            continue
+        absent = [t for t in info.optional_tables if not conn.concept_has_table(t)]
+        if absent:
+            notes.append(
+                f"built-in {name!r} ({info.label}): {', '.join(absent)} absent from the data, so the parts of "
+                "its rule that read it are not applied (its rule is in docs/concepts.md)"
+            )
+    return notes
+
+
 def _is_event_rule(study: Study, crit: Criterion) -> bool:
     return study.concept_kind(crit.concept[0]) != "baseline"
 
@@ -864,6 +882,7 @@ def _assemble(facts: pd.DataFrame, study: Study, conn: SourceConnection, found: 
                 f"concept {name!r} ({study.concept_label(name)}) found no rows for the patients with an "
                 "index event: every rule that uses it counts zero events"
             )
+    notes.extend(_optional_tables_absent(study, conn))
     data = frame.loc[keep].reset_index(drop=True)
     for col in ("stay_id", "hadm_id"):
         data[col] = pd.to_numeric(data[col]).astype("int64")
