@@ -141,6 +141,9 @@ def test_new_user_study_runs_end_to_end(path, ehr, tmp_path):
         assert re.search(rf"Of [0-9,<\-]+ {unit} with", report), report[:2000]
     if unit == "ICU stays":
         assert "Flow of ICU stays" in report
+        if results["counts"].get("exposed"):  # Table 1 needs both arms
+            assert "n (ICU stays)" in report
+        assert "comparator ICU stays by nearest-neighbour matching" in report
         assert not re.search(r"Of [0-9,<\-]+ patients with", report)
 
     # nothing of the flagship in a study that does not name it
