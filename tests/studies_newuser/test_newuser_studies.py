@@ -77,6 +77,7 @@ def test_at_least_five_designs_each_table_of_the_issue_once():
         "icu/datetimeevents",
         "icu/ingredientevents",
         "hosp/services",
+        "hosp/transfers",
         "hosp/pharmacy",
         "hosp/procedures_icd",
         "hosp/emar",
