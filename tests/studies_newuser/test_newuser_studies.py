@@ -145,6 +145,8 @@ def test_new_user_study_runs_end_to_end(path, ehr, tmp_path):
         if results["counts"].get("exposed"):  # Table 1 needs both arms
             assert "n (ICU stays)" in report
         assert "comparator ICU stays by nearest-neighbour matching" in report
+        html = (out / "report.html").read_text()
+        assert '<th class="num">ICU stays</th>' in html and '<th class="num">Patients</th>' not in html
         assert not re.search(r"Of [0-9,<\-]+ patients with", report)
 
     # nothing of the flagship in a study that does not name it

@@ -256,7 +256,16 @@ def _results_context(result: Any) -> dict[str, Any]:
         rows.append({"cells": cells, "cls": cls})
     variance = {e.variance for e in estimates if e.variance}
     note = "Variance: " + "; ".join(sorted(variance)) + "." if variance else ""
-    return {"columns": columns, "numeric": numeric, "rows": rows, "note": note}
+    # the count column in the analysis unit's words ("ICU stays" with one index per stay)
+    unit = units(result.study)
+    head = {"Patients": unit[0].upper() + unit[1:]}
+    return {
+        "columns": columns,
+        "headers": [head.get(c, c) for c in columns],
+        "numeric": numeric,
+        "rows": rows,
+        "note": note,
+    }
 
 
 def _term_label(term: str, arms: dict[int, str], labels: dict[str, str] | None = None) -> str:
@@ -570,6 +579,7 @@ def render_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
         "table_one": _table_one_context(result),
         "threshold": threshold,
         "units": units(result.study),
+        "units_title": units(result.study)[0].upper() + units(result.study)[1:],
         "balance": balance,
         "outcome_sections": outcome_sections,
         "figure_has_subgroups": "subgroups" in figures,
