@@ -541,6 +541,8 @@ RUN_CASES = [
         "primary = true\n\n[analysis.matching]\nratio = 10\ncaliper = false",
         {"notes": ["no caliper"], "eligible": True},
     ),
+    # the longest label allowed runs (figures and tables laid out), one character more is refused
+    ("label_200_chars", 'label = "vasopressin"', 'label = "' + "v" * 200 + '"', {"notes": [], "eligible": True}),
 ]
 
 
