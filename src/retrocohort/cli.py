@@ -9,6 +9,7 @@ tables and columns a folder has). Errors the user can fix are printed in red wit
 from __future__ import annotations
 
 from . import _startup
+from ._labels import by_day, units
 
 _startup.install()  # until the imports below are done (see _startup.py)
 
@@ -190,7 +191,7 @@ def print_summary(result: Any, out: Path | None = None) -> None:
 
     flow = Table(title="Cohort flow", show_edge=False)
     flow.add_column("step")
-    flow.add_column("patients", justify="right")
+    flow.add_column(units(study), justify="right")
     excluded = counts.get("indexed", 0) - counts.get("eligible", 0)
     rows = [
         ("indexed", f"with an index event ({study.index.label})", counts.get("indexed")),
@@ -228,7 +229,7 @@ def print_summary(result: Any, out: Path | None = None) -> None:
         outcome = study.outcomes[row["outcome"]]
         shown.add((row["outcome"], row["model"], "matched"))
         cells = [
-            escape(f"{outcome.label} by day {outcome.horizon_days:g}"),
+            escape(by_day(outcome.label, outcome.horizon_days)),
             row["model"].replace("_", " "),
             _fmt_ratio(row["estimate"], row["lower"], row["upper"]),
             _fmt_p(row["p"]),

@@ -473,7 +473,9 @@ class _Compiler:
                 facts = _attach(facts, self._summary(name, keys), self.unit)
         # Every outcome kind needs the death time: it is the event, a competing event, or it censors.
         if study.outcomes:
-            death = self.events("death")
+            # Only the patient and the time: the death rows carry a (null) stay_id of their own, which with
+            # one row per stay would shadow the index's stay_id and match no stay (every death lost).
+            death = self.events("death").select("subject_id", "start_time")
             j = death.join(keys.select(*self.unit), "subject_id")
             facts = _attach(facts, j.group_by(self.unit).aggregate(death_at=j.start_time.min()), self.unit)
         for name, out in study.outcomes.items():
@@ -650,6 +652,24 @@ def _used_concepts(study: Study) -> set[str]:
     for out in study.outcomes.values():
         names |= set(out.concept)
     return names
+
+
+def _optional_tables_absent(study: Study, conn: SourceConnection) -> list[str]:
+    """A note per built-in the study uses that does without an absent optional table (KDIGO without urine)."""
+    from ..spec.catalogue import BUILTIN_CONCEPTS
+
+    notes = []
+    for name in sorted(_used_concepts(study)):
+        info = BUILTIN_CONCEPTS.get(name)
+        if info is None or name in study.concepts:
+            continue
+        absent = [t for t in info.optional_tables if not conn.concept_has_table(t)]
+        if absent:
+            notes.append(
+                f"built-in {name!r} ({info.label}): {', '.join(absent)} absent from the data, so the parts of "
+                "its rule that read it are not applied (its rule is in docs/concepts.md)"
+            )
+    return notes
 
 
 def _is_event_rule(study: Study, crit: Criterion) -> bool:
@@ -915,6 +935,7 @@ def _assemble(facts: pd.DataFrame, study: Study, conn: SourceConnection, found: 
                 f"concept {name!r} ({study.concept_label(name)}) found no rows for the patients with an "
                 "index event: every rule that uses it counts zero events"
             )
+    notes.extend(_optional_tables_absent(study, conn))
     data = frame.loc[keep].reset_index(drop=True)
     for col in ("stay_id", "hadm_id"):
         data[col] = pd.to_numeric(data[col]).astype("int64")

@@ -82,7 +82,10 @@ def smd_binary(p1: float, p0: float) -> float:
 
 def smd_continuous(m1: float, v1: float, m0: float, v0: float) -> float:
     """Signed SMD of a continuous variable (tableone: (m1 - m0) / sqrt((v1 + v0) / 2))."""
-    return float((m1 - m0) / np.sqrt((v1 + v0) / 2))
+    # A variable constant in both arms is 0/0 (NaN, as R gives it): silently, since a numpy warning would
+    # reach the user as an unreadable note ("invalid value encountered in scalar divide").
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return float(np.float64(m1 - m0) / np.sqrt(np.float64(v1 + v0) / 2))
 
 
 def smd_categorical(p1: np.ndarray, p0: np.ndarray) -> float:

@@ -22,6 +22,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
+from .._labels import by_day
 from ..errors import InputError
 from . import _style
 from .formatting import (
@@ -1198,7 +1199,7 @@ def study_figures(result: Any) -> dict[str, Figure]:
     for name, fitted in result.outcomes.items():
         horizon = float(fitted.horizon_days)
         times = report_times(study, horizon)
-        title = f"{fitted.label} by day {horizon:g}, matched cohort"
+        title = f"{by_day(fitted.label, horizon)}, matched cohort"
         if not fitted.competing and fitted.km is not None:
             shown = disclosure.at_risk_by_outcome.get(name)
             # Curves drawn with steps of at least threshold events and no censor ticks (coarsen_curve):
@@ -1255,6 +1256,6 @@ def study_figures(result: Any) -> dict[str, Figure]:
             times=report_times(study, horizon),
             ylabel=f"{what} of {_lower_first(trial.label)} (weighted)",
             xlabel=since,
-            title=f"{trial.label} by day {horizon:g}, emulated target trial",
+            title=f"{by_day(trial.label, horizon)}, emulated target trial",
         )
     return figures

@@ -21,6 +21,7 @@ from markupsafe import Markup
 from matplotlib.figure import Figure
 
 from .. import __version__
+from .._labels import by_day, units
 from .figures import figure_png_bytes, study_figures
 from .formatting import (
     MODEL_LABELS,
@@ -71,7 +72,7 @@ def _trial_context(result: Any, disclosure: Any, first_figure: int) -> list[dict
         weights = target_trial_weights_table(result, name)
         block: dict[str, Any] = {
             "id": f"target-trial-{name}",
-            "title": f"{trial.label} by day {float(trial.horizon_days):g}",
+            "title": by_day(trial.label, float(trial.horizon_days)),
             "stem": f"target_trial_{name}",
             "eligible": format_display(shown.get("eligible")) if "eligible" in shown else "",
             "started": format_display(shown.get("started")) if "started" in shown else "",
@@ -269,7 +270,16 @@ def _results_context(result: Any) -> dict[str, Any]:
         rows.append({"cells": cells, "cls": cls})
     variance = {e.variance for e in estimates if e.variance}
     note = "Variance: " + "; ".join(sorted(variance)) + "." if variance else ""
-    return {"columns": columns, "numeric": numeric, "rows": rows, "note": note}
+    # the count column in the analysis unit's words ("ICU stays" with one index per stay)
+    unit = units(result.study)
+    head = {"Patients": unit[0].upper() + unit[1:]}
+    return {
+        "columns": columns,
+        "headers": [head.get(c, c) for c in columns],
+        "numeric": numeric,
+        "rows": rows,
+        "note": note,
+    }
 
 
 def _term_label(term: str, arms: dict[int, str], labels: dict[str, str] | None = None) -> str:
@@ -350,7 +360,7 @@ def _outcome_sections(result: Any, disclosure: Any, threshold: int, first_figure
         sections.append(
             {
                 "id": f"outcome-{name}",
-                "title": f"{label} by day {horizon:g}" + (" (primary)" if spec.primary else ""),
+                "title": by_day(label, horizon) + (" (primary)" if spec.primary else ""),
                 "stem": stem,
                 "number": f"Figure {number}.",
                 "caption": caption,
@@ -582,6 +592,8 @@ def render_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
         "dose_window": result.study.exposure.window.describe(),
         "table_one": _table_one_context(result),
         "threshold": threshold,
+        "units": units(result.study),
+        "units_title": units(result.study)[0].upper() + units(result.study)[1:],
         "balance": balance,
         "outcome_sections": outcome_sections,
         "figure_has_subgroups": "subgroups" in figures,

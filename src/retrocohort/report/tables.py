@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._labels import units
 from ..errors import InputError
 from .formatting import (
     MODEL_LABELS,
@@ -506,6 +507,9 @@ def table_one_combined(result: Any) -> pd.DataFrame | None:
         if label_name is not None:
             shown = shown.set_index(label_name)
         shown.index = [table_one_row_label(str(i), covariate_names) for i in shown.index]
+        # the count row counts the analysis unit: ICU stays with one index per stay (select = "first_per_stay")
+        unit = units(_study(result))
+        shown.index = [f"n ({unit})" if str(i) == "n" and unit != "patients" else i for i in shown.index]
         keep = [c for c in shown.columns if str(c).strip().lower() not in {"p", "test"}]
         shown = shown[keep]
         shown.columns = [_rename_arm(c, labels) if str(c).strip().lower() != "smd" else "SMD" for c in shown.columns]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .._labels import by_day, units
 from .formatting import (
     DASH,
     MODEL_LABELS,
@@ -235,7 +236,10 @@ def methods_paragraph(result: Any) -> str:
             by_rule.setdefault(cov.missing, []).append((cov.label or name).split(",")[0])
         s.append(
             "Missing data: "
-            + "; ".join(f"for {_join(names)}, {_MISSING_WORDS.get(rule, rule)}" for rule, names in by_rule.items())
+            + "; ".join(
+                f"for {_join(names)}, {_MISSING_WORDS.get(rule, rule).replace('patients', units(study))}"
+                for rule, names in by_rule.items()
+            )
             + "."
         )
     caliper = (
@@ -247,9 +251,10 @@ def methods_paragraph(result: Any) -> str:
     s.append(_PARAGRAPH)
     s.append(
         f"A {'logistic' if analysis.link == 'logit' else 'probit'} regression model of exposure on "
-        f"{_covariate_names(study, analysis.propensity)} gave the propensity score. Each exposed patient was "
-        f"matched to up to {match.ratio} comparator patients by nearest-neighbour matching "
-        f"{'with' if match.replace else 'without'} replacement{caliper}, {_ORDER_WORDS.get(match.order, match.order)}"
+        f"{_covariate_names(study, analysis.propensity)} gave the propensity score. Each exposed {units(study, False)} "
+        f"was matched to up to {match.ratio} comparator {units(study)} by nearest-neighbour matching "
+        f"{'with' if match.replace else 'without'} replacement{caliper}, "
+        f"{_ORDER_WORDS.get(match.order, match.order).replace('patients', units(study))}"
         + (f", exactly on {_covariate_names(study, match.exact)}" if match.exact else "")
         + ". Balance was assessed with standardized mean differences (SMD), with an absolute SMD below 0.1 "
         "taken as balanced."
@@ -370,7 +375,7 @@ def _outcome_results(result: Any, outcome: str, exposed: str, comparator: str) -
     s: list[str] = []
     label = outcome_label(result, outcome)
     spec = result.study.outcomes[outcome]
-    by = f"{_lower(label)} by day {spec.horizon_days:g}" + (
+    by = by_day(_lower(label), spec.horizon_days) + (
         f", with {spec.competing} as a competing event," if spec.competing else ""
     )
     _o, model, population = primary_key(result, outcome)
@@ -434,13 +439,14 @@ def results_paragraph(result: Any) -> str:
 
     last = len(att) - 1
     s.append(
-        f"Of {format_display(disclosure.count('attrition_remaining_0'))} patients with {index_label(result)}, "
+        f"Of {format_display(disclosure.count('attrition_remaining_0'))} {units(result.study)} "
+        f"with {index_label(result)}, "
         f"{format_display(disclosure.count(f'attrition_remaining_{last}'))} were eligible "
         f"({shown('exposed')} with {exposed}, {shown('comparator')} with {comparator})."
     )
     if counts.get("matched_exposed") is not None and result.matched is not None:
         s.append(
-            f"After propensity score matching, {shown('matched_comparator')} patients with "
+            f"After propensity score matching, {shown('matched_comparator')} {units(result.study)} with "
             f"{comparator} and {shown('matched_exposed')} with {exposed} were analysed."
         )
     else:
@@ -637,7 +643,7 @@ def target_trial_line(result: Any, outcome: str) -> str:
     trial = (getattr(result, "target_trial", None) or {}).get(outcome)
     if trial is None:
         return ""
-    label = f"{outcome_label(result, outcome)} by day {float(trial.horizon_days):g}"
+    label = by_day(outcome_label(result, outcome), float(trial.horizon_days))
     if trial.bootstrap is None:
         reason = study_disclosure(result).text(trial.skipped or "").rstrip(".")
         return f"Target trial, {label}: not estimated ({reason})."

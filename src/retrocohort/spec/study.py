@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import typing
 from typing import Any, Literal
 
@@ -723,6 +724,17 @@ def study_problems(study: Study) -> list[Problem]:
         if cov.summary == "count" and cov.type == "categorical":
             add((*loc, "type"), "a count is numeric, not categorical")
 
+    for name, cov in study.covariates.items():
+        # an indicator covariate writes NAME_missing beside NAME: it may not shadow another column
+        if cov.missing == "indicator":
+            col = f"{name}_missing"
+            if col in columns and columns[col] != ("covariates", name):
+                add(
+                    ("covariates", name),
+                    f'missing = "indicator" would write column {col!r}, which is already taken; rename one of them',
+                )
+            columns[col] = ("covariates", name)
+
     primaries = [n for n, o in study.outcomes.items() if o.primary]
     if len(primaries) != 1:
         what = "no outcome is" if not primaries else f"{len(primaries)} outcomes are ({', '.join(primaries)})"
@@ -774,6 +786,7 @@ def study_problems(study: Study) -> list[Problem]:
                 ),
             )
     problems += _target_trial_problems(study)
+    problems += _text_problems(study)
     longest = max((o.horizon_days for o in study.outcomes.values()), default=math.inf)
     beyond = [t for t in study.analysis.km_times_days if t > longest]
     if beyond:
@@ -785,6 +798,40 @@ def study_problems(study: Study) -> list[Problem]:
                 f"({longest:g} days); give days from 0 to {longest:g}"
             ),
         )
+    return problems
+
+
+#: Longest label (a table row, an axis, a legend) and title; a longer one is a pasted paragraph, not a label,
+#: and a label of thousands of characters once exhausted memory while the figures were laid out.
+MAX_LABEL_CHARS = 200
+MAX_TITLE_CHARS = 300
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _text_problems(study: Study) -> list[Problem]:
+    """Labels and the title: one line of readable length (they head table rows, axes and legends)."""
+    texts: list[tuple[tuple[Any, ...], str, int]] = [(("study", "title"), study.study.title, MAX_TITLE_CHARS)]
+    texts += [(("index", "label"), study.index.label, MAX_LABEL_CHARS)]
+    texts += [(("exposure", "label"), study.exposure.label, MAX_LABEL_CHARS)]
+    texts += [(("comparator", "label"), study.comparator.label, MAX_LABEL_CHARS)]
+    if study.dose is not None:
+        texts.append((("dose", "label"), study.dose.label, MAX_LABEL_CHARS))
+    texts += [(("concepts", n, "label"), c.label or "", MAX_LABEL_CHARS) for n, c in study.concepts.items()]
+    texts += [(("criteria", i, "label"), c.label, MAX_LABEL_CHARS) for i, c in enumerate(study.criteria)]
+    texts += [(("covariates", n, "label"), c.label or "", MAX_LABEL_CHARS) for n, c in study.covariates.items()]
+    texts += [(("outcomes", n, "label"), o.label, MAX_LABEL_CHARS) for n, o in study.outcomes.items()]
+    problems: list[Problem] = []
+    for loc, text, limit in texts:
+        if len(text) > limit:
+            problems.append(
+                (
+                    loc,
+                    f"{len(text)} characters: too long for a label or title; write at most {limit} "
+                    "(longer text belongs in [study] description)",
+                )
+            )
+        elif _CONTROL.search(text):
+            problems.append((loc, "a line break or control character: write the label on one line"))
     return problems
 
 

@@ -47,6 +47,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from .._labels import by_day
 from ..errors import InputError, RetrocohortError
 from ..matching import balance, match_nearest, propensity_score, table_one
 from ..spec import Study, covariate_type
@@ -225,6 +226,10 @@ def _weights_needed(frame: pd.DataFrame, column: str = "weight") -> str | None:
 
 def _usable_covariates(run: _Run, frame: pd.DataFrame, covariates: Sequence[str], where: str) -> list[str]:
     """Drop covariates that are constant in ``frame`` (a model cannot estimate them) with a note."""
+    if len(frame) == 0 or ("exposed" in frame.columns and frame["exposed"].nunique() < 2):
+        # no model is fitted on an empty or one-arm population (it is skipped with that reason): a note
+        # that each covariate "is constant" there would only bury the reason
+        return list(covariates)
     kept = []
     for name in covariates:
         if frame[name].nunique(dropna=True) < 2:
@@ -262,6 +267,8 @@ def _why_not_estimable(
     """
     n_exposed = int((frame["exposed"] == 1).sum())
     n_unexposed = int((frame["exposed"] == 0).sum())
+    if n_exposed == 0 and n_unexposed == 0:
+        return f"the {population} cohort is empty: the attrition log shows the rule that removed everyone"
     if n_exposed == 0 or n_unexposed == 0:
         arm = "exposed" if n_exposed == 0 else "comparator"
         return f"the {population} cohort has no {arm} patients; a comparison needs both arms"
@@ -1033,7 +1040,7 @@ def _line(study: Study, outcome: str, rest: str) -> str:
     """An estimate's label: "<outcome label> by day <horizon>, <rest>"."""
     oc = study.outcomes[outcome]
     method = "Fine-Gray" if oc.competing else "Cox"
-    return f"{oc.label} by day {oc.horizon_days:g}, {method}, {rest}"
+    return f"{by_day(oc.label, oc.horizon_days)}, {method}, {rest}"
 
 
 # --------------------------------------------------------------------------- stages
@@ -1104,6 +1111,8 @@ def _propensity(run: _Run, data: pd.DataFrame) -> Any:
     if n1 == 0 or n0 == 0:
         arm = "exposed" if n1 == 0 else "comparator"
         reason = f"the eligible cohort has no {arm} patients; a propensity model needs both arms"
+        if n1 == 0 and n0 == 0:
+            reason = "the eligible cohort is empty: the attrition log shows the rule that removed everyone"
         run.skip("propensity", "logistic", "full", reason)
         return None
     if not run.study.propensity_covariates:
