@@ -44,6 +44,11 @@ LOCAL_SPARK_CONF: dict[str, str] = {
     # The cohort's intermediate tables are small: Spark's default of 200 shuffle partitions would
     # schedule 200 near-empty tasks per join on a laptop's few cores.
     "spark.sql.shuffle.partitions": "2",
+    # Adaptive execution writes the whole physical plan into a string for every plan update; a study's
+    # plan (many concepts, one index per ICU stay computed in rounds) can be so deep that this string
+    # alone exhausts the driver's heap (seen: OutOfMemoryError in QueryExecution.explainString). The
+    # string is only shown in Spark's UI, which is off; cap it.
+    "spark.sql.maxPlanStringLength": "65536",
 }
 
 
