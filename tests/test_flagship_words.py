@@ -17,6 +17,7 @@ WORDS = re.compile(r"(?i:magnesium|kidney|creatinine|liberation|ckrt)|\bMg\b|\bK
 #: Files that define built-ins or plant the flagship.
 ALLOWED_FILES = {
     "concepts/builtins.py",  # the built-in concepts' definitions (krt, creatinine_baseline, serum_magnesium...)
+    "concepts/scan.py",  # which rows of which tables each built-in reads (the one-scan plan of the built-ins)
     "spec/catalogue.py",  # the built-ins' names, labels and rules in words
     "cohort/kidney.py",  # the eGFR / baseline-creatinine formulas the built-ins call
     "sources/synthetic.py",  # the synthetic EHR generator plants the flagship

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -11,7 +12,7 @@ from retrocohort.cohort.builder import build_cohort
 from retrocohort.cohort.intervals import time_varying_values
 from retrocohort.sources import MimicIV, generate_synthetic
 from retrocohort.sources.spark import local_spark_session
-from retrocohort.spec import load_study_file
+from retrocohort.spec import parse_study_text
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -20,7 +21,12 @@ STUDIES = Path(__file__).resolve().parents[2] / "studies"
 
 def test_spark_and_duckdb_give_the_same_values(tmp_path):
     generate_synthetic(tmp_path, stays=2000, seed=11)
-    study = load_study_file(STUDIES / "vasopressin_shock.toml")
+    # Without the lactate rule the norepinephrine patients of the flagship generator enter (the study's own
+    # planted patients have creatinine at baseline only): their creatinine moves over the grace window.
+    text = (STUDIES / "vasopressin_shock.toml").read_text()
+    text, n = re.subn(r'\[\[criteria\]\]\nname = "hyperlactatemia"\n.*?(?=\n\[\[criteria\]\])', "", text, flags=re.S)
+    assert n == 1
+    study = parse_study_text(text)
     data = build_cohort(study, tmp_path).data
     names = ["creatinine_max", "ventilated"]
     on_duckdb = time_varying_values(tmp_path, study, data, names, grace_days=2.0, interval_days=0.25)
