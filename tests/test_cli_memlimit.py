@@ -147,3 +147,25 @@ def test_check_study_names_absent_optional_tables_in_its_last_line(tmp_path):
     assert "Every table and column the study needs is present" in text
     assert "optional tables absent: icu/outputevents" in text
     assert "the urine-output criterion of kdigo_stage" in text
+
+
+def test_demo_refuses_a_bad_memory_limit_before_generating(tmp_path):
+    out, data = tmp_path / "o", tmp_path / "d"
+    result, text = invoke("demo", "--out", out, "--data", data, "--memory-limit", "lots")
+    assert result.exit_code == 2 and "--memory-limit 'lots' is not a memory size" in text
+    assert not out.exists() and not data.exists()
+
+
+def test_demo_passes_the_settings_to_its_run(tmp_path):
+    seen: dict[str, tuple[str, str]] = {}
+
+    def fake_run_study(source, study, **kwargs):
+        seen["settings"] = _settings_of_the_run(source)
+        raise InputError("stopped by the test")
+
+    with mock.patch("retrocohort.study.pipeline.run_study", fake_run_study):
+        result, text = invoke(
+            "demo", "--out", tmp_path / "o", "--stays", "200", "--seed", "3", "--memory-limit", "1GB", "--threads", "1"
+        )
+    assert result.exit_code == 2 and "stopped by the test" in text
+    assert seen["settings"][1] == "1" and seen["settings"][0] in ("953.6 MiB", "1.0 GiB", "1GB", "1000.0 MiB")
