@@ -169,3 +169,11 @@ def test_demo_passes_the_settings_to_its_run(tmp_path):
         )
     assert result.exit_code == 2 and "stopped by the test" in text
     assert seen["settings"][1] == "1" and seen["settings"][0] in ("953.6 MiB", "1.0 GiB", "1GB", "1000.0 MiB")
+
+
+def test_a_memory_limit_too_small_for_the_data_is_one_paragraph(tmp_path, folder):
+    out = tmp_path / "o"
+    result, text = invoke("run", STUDY_FILE, "--mimic", folder, "--out", out, "--memory-limit", "1MB")
+    assert result.exit_code == 2, text
+    assert "DuckDB ran out of memory" in text and "--memory-limit 2GB" in text
+    assert not out.exists()

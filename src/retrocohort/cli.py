@@ -145,6 +145,18 @@ def _user_errors(out: Path | None = None) -> Iterator[None]:
         where = f"; nothing half-written is left in or beside {str(out)!r}" if out is not None else ""
         _print_error(f"interrupted (Ctrl-C or kill) before the command finished{where}. Run it again when ready.")
         raise typer.Exit(EXIT_USER_ERROR) from None
+    except Exception as exc:
+        # DuckDB past its memory_limit (a --memory-limit too small for the data, or RAM itself): a setting to
+        # change, not a bug, so one paragraph rather than a traceback. Matched by name: duckdb is imported lazily.
+        if type(exc).__name__ != "OutOfMemoryException":
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "out of memory"
+        _print_error(
+            f"DuckDB ran out of memory ({first}). Give it more with --memory-limit (e.g. --memory-limit 2GB; "
+            "the default is 80% of RAM), use fewer --threads (each needs its own buffers), or convert the data "
+            "to Parquet first (`retrocohort convert`), which needs less memory to scan."
+        )
+        raise typer.Exit(EXIT_USER_ERROR) from None
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
