@@ -177,3 +177,10 @@ def test_a_memory_limit_too_small_for_the_data_is_one_paragraph(tmp_path, folder
     assert result.exit_code == 2, text
     assert "DuckDB ran out of memory" in text and "--memory-limit 2GB" in text
     assert not out.exists()
+
+
+def test_check_without_a_study_refuses_the_settings_it_would_not_use(folder):
+    result, text = invoke("check", folder, "--headers-only", "--threads", "2")
+    assert result.exit_code == 2 and "apply only with --study" in text
+    result, text = invoke("check", folder, "--headers-only")
+    assert result.exit_code == 0, text

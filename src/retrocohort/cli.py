@@ -795,6 +795,14 @@ def check(
         _check_study_file(path, study, count, memory_limit, threads)
         return
     with _user_errors():
+        if memory_limit is not None or threads is not None:
+            from .errors import InputError
+
+            # Without a study nothing runs on DuckDB (headers and files are read directly): say so, not ignore.
+            raise InputError(
+                "--memory-limit and --threads apply only with --study (its counts run on DuckDB); "
+                "`check PATH` alone reads the files without DuckDB, so leave them out"
+            )
         if not path.is_dir():
             raise SourceError(f"{str(path)!r} is not a folder; point it at the MIMIC-IV folder holding hosp/ and icu/")
         report = check_source(path)
