@@ -57,6 +57,62 @@ EXIT_USER_ERROR = 2
 # --------------------------------------------------------------------------- helpers
 
 
+_MEMORY_LIMIT = re.compile(r"(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)", re.IGNORECASE)
+MEMORY_LIMIT_HELP = "DuckDB memory limit, e.g. 1GB (default: DuckDB's, 80% of RAM)."
+THREADS_HELP = "DuckDB threads, e.g. 2 (default: DuckDB's, every core)."
+
+
+def duckdb_settings(memory_limit: str | None, threads: int | None, engine: str = "duckdb") -> dict[str, Any] | None:
+    """The DuckDB settings of ``--memory-limit`` / ``--threads``, checked; None when neither is given.
+
+    Parameters
+    ----------
+    memory_limit
+        A size such as ``"1GB"`` or ``"512MiB"`` (a number > 0 and a unit), or None.
+    threads
+        A whole number >= 1, or None.
+    engine
+        The run's engine: the settings are DuckDB's, so they are refused with ``"spark"``.
+
+    Returns
+    -------
+    dict or None
+        ``{"memory_limit": "1GB", "threads": 2}`` (only the keys given), for ``duckdb_config``.
+
+    Raises
+    ------
+    InputError
+        A value DuckDB would not take (checked here so the message names the option, before any data are
+        read), or either option with ``engine="spark"``.
+    """
+    from .errors import InputError
+
+    if memory_limit is None and threads is None:
+        return None
+    given = " and ".join(o for o, v in (("--memory-limit", memory_limit), ("--threads", threads)) if v is not None)
+    if engine == "spark":
+        # Spark's memory is fixed when its JVM starts; silently ignoring the option would be worse than refusing.
+        raise InputError(
+            f"{given}: DuckDB settings, not Spark's; with --engine spark use Spark's own settings "
+            "(e.g. spark.driver.memory in spark-defaults.conf or PYSPARK_SUBMIT_ARGS), or leave "
+            f"{given} out"
+        )
+    config: dict[str, Any] = {}
+    if memory_limit is not None:
+        match = _MEMORY_LIMIT.fullmatch(memory_limit.strip())
+        if match is None or float(match.group(1)) <= 0:
+            raise InputError(
+                f"--memory-limit {memory_limit!r} is not a memory size; give a number > 0 and a unit, "
+                "e.g. --memory-limit 1GB or 512MB (units B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)"
+            )
+        config["memory_limit"] = f"{match.group(1)}{match.group(2).upper().replace('I', 'i')}"
+    if threads is not None:
+        if threads < 1:
+            raise InputError(f"--threads {threads}: give a whole number >= 1, e.g. --threads 2 (or leave it out)")
+        config["threads"] = threads
+    return config
+
+
 def _print_error(message: str) -> None:
     # soft_wrap: long paths and keys stay on one line, so they can be copied.
     err_console.print(f"[bold red]error:[/bold red] [red]{escape(message)}[/red]", soft_wrap=True)
@@ -88,6 +144,18 @@ def _user_errors(out: Path | None = None) -> Iterator[None]:
         # Always true: the report is renamed into place whole or not at all, and the partial folder is removed.
         where = f"; nothing half-written is left in or beside {str(out)!r}" if out is not None else ""
         _print_error(f"interrupted (Ctrl-C or kill) before the command finished{where}. Run it again when ready.")
+        raise typer.Exit(EXIT_USER_ERROR) from None
+    except Exception as exc:
+        # DuckDB past its memory_limit (a --memory-limit too small for the data, or RAM itself): a setting to
+        # change, not a bug, so one paragraph rather than a traceback. Matched by name: duckdb is imported lazily.
+        if type(exc).__name__ != "OutOfMemoryException":
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "out of memory"
+        _print_error(
+            f"DuckDB ran out of memory ({first}). Give it more with --memory-limit (e.g. --memory-limit 2GB; "
+            "the default is 80% of RAM), use fewer --threads (each needs its own buffers), or convert the data "
+            "to Parquet first (`retrocohort convert`), which needs less memory to scan."
+        )
         raise typer.Exit(EXIT_USER_ERROR) from None
     finally:
         if previous is not None:
@@ -349,15 +417,19 @@ def demo(
         help="Worker processes of the target trial's bootstrap (default: all available cores); "
         "the results do not depend on it.",
     ),
+    memory_limit: str | None = typer.Option(None, "--memory-limit", help=MEMORY_LIMIT_HELP),
+    threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
 ) -> None:
     """Generate a synthetic EHR, run the flagship study (studies/magnesium_ckrt.toml) on DuckDB and write the report.
 
     Example: retrocohort demo --out demo-output --force
     """
+    from .sources import MimicIV
     from .sources.synthetic import generate_synthetic
     from .study import flagship_study
 
     with _user_errors(out), contextlib.ExitStack() as held:
+        config = duckdb_settings(memory_limit, threads)
         if data is not None:
             here, there = data.absolute(), out.absolute()
             if here == there or there in here.parents or here in there.parents:
@@ -388,7 +460,8 @@ def demo(
                 f"{getattr(info, 'seed', '?')} ({time.perf_counter() - started:.1f} s)"
             )
             study = flagship_study()
-            _run_and_write(workdir, study, out, force, "duckdb", lock=lock, replicates=replicates, processes=processes)
+            source = MimicIV(workdir, duckdb_config=config)
+            _run_and_write(source, study, out, force, "duckdb", lock=lock, replicates=replicates, processes=processes)
         finally:
             if data is None:
                 shutil.rmtree(workdir, ignore_errors=True)
@@ -416,16 +489,22 @@ def run(
         help="Worker processes of the target trial's bootstrap (default: all available cores); "
         "the results do not depend on it.",
     ),
+    memory_limit: str | None = typer.Option(None, "--memory-limit", help=MEMORY_LIMIT_HELP),
+    threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
 ) -> None:
     """Run a study file on a MIMIC-IV folder and write the report.
 
     Example: retrocohort run studies/magnesium_ckrt.toml --mimic /data/mimic-iv-2.2 --out mg-study
+
+    Example (bounded memory): retrocohort run STUDY.toml --mimic DATA --memory-limit 1GB --threads 2
     """
     from .errors import InputError
+    from .sources import MimicIV
 
     with _user_errors(out), contextlib.ExitStack() as held:
         if engine not in ("duckdb", "spark"):
             raise InputError(f"--engine {engine!r} is not supported; choose duckdb or spark")
+        config = duckdb_settings(memory_limit, threads, engine)
         study = _load_language_study(study_file)
         # The study name is one plain path component (spec.py), so the default stays in the working directory.
         out = out if out is not None else Path(f"{study.study.name}-output")
@@ -435,7 +514,8 @@ def run(
                 f"--mimic {str(mimic)!r} is not a folder; point it at the MIMIC-IV folder holding hosp/ and icu/"
             )
         lock = held.enter_context(_locked_out(out, force))
-        _run_and_write(mimic, study, out, force, engine, lock=lock, replicates=replicates, processes=processes)
+        source = MimicIV(mimic, duckdb_config=config)
+        _run_and_write(source, study, out, force, engine, lock=lock, replicates=replicates, processes=processes)
 
 
 @app.command()
@@ -461,6 +541,8 @@ def validate(
         help="Target trial: bootstrap replicates inside each replicate (>= 2; REPLICATES x this many fits). "
         "Default: the trial's point estimates only (bias, no coverage).",
     ),
+    memory_limit: str | None = typer.Option(None, "--memory-limit", help=MEMORY_LIMIT_HELP),
+    threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
 ) -> None:
     """Design check: does the study's analysis recover a planted effect on this data? (plasmode simulation)
 
@@ -468,6 +550,7 @@ def validate(
     --effect 1 --effect 0.7 --seed 1 --out mg-design-check
     """
     from .errors import InputError
+    from .sources import MimicIV
     from .study.validate import (
         DEFAULT_EFFECTS,
         _check_seed,
@@ -487,6 +570,7 @@ def validate(
             raise InputError(f"--trial-replicates {trial_replicates}: give a whole number >= 2 (or leave it out)")
         if engine not in ("duckdb", "spark"):
             raise InputError(f"--engine {engine!r} is not supported; choose duckdb or spark")
+        config = duckdb_settings(memory_limit, threads, engine)
         study = _load_language_study(study_file)
         out = out if out is not None else Path(f"{study.study.name}-design-check")
         _check_out(out, force)
@@ -496,7 +580,15 @@ def validate(
             )
         lock = held.enter_context(_locked_out(out, force))
         result = _validate_with_progress(
-            run_validation, study, mimic, replicates, effects, seed, processes, engine, trial_replicates
+            run_validation,
+            study,
+            MimicIV(mimic, duckdb_config=config),
+            replicates,
+            effects,
+            seed,
+            processes,
+            engine,
+            trial_replicates,
         )
         write_validation_outputs(result, out, force=force, lock=lock)
         print_validation_summary(result, out)
@@ -505,7 +597,7 @@ def validate(
 def _validate_with_progress(
     run_validation: Callable[..., Any],
     study: Any,
-    mimic: Path,
+    mimic: Any,
     replicates: int,
     effects: tuple[float, ...],
     seed: int | None,
@@ -680,6 +772,10 @@ def check(
         "--count/--no-count",
         help="With --study: count each concept's rows (one scan per concept) or only check tables and columns.",
     ),
+    memory_limit: str | None = typer.Option(
+        None, "--memory-limit", help="With --study: " + MEMORY_LIMIT_HELP + " (the counts run on DuckDB)."
+    ),
+    threads: int | None = typer.Option(None, "--threads", help="With --study: " + THREADS_HELP),
 ) -> None:
     """Report which MIMIC-IV tables and columns a folder has and which study concepts they support.
 
@@ -696,9 +792,17 @@ def check(
     from .sources.mimic_iv import SCHEMA, table_readers
 
     if study is not None:
-        _check_study_file(path, study, count)
+        _check_study_file(path, study, count, memory_limit, threads)
         return
     with _user_errors():
+        if memory_limit is not None or threads is not None:
+            from .errors import InputError
+
+            # Without a study nothing runs on DuckDB (headers and files are read directly): say so, not ignore.
+            raise InputError(
+                "--memory-limit and --threads apply only with --study (its counts run on DuckDB); "
+                "`check PATH` alone reads the files without DuckDB, so leave them out"
+            )
         if not path.is_dir():
             raise SourceError(f"{str(path)!r} is not a folder; point it at the MIMIC-IV folder holding hosp/ and icu/")
         report = check_source(path)
@@ -794,7 +898,9 @@ def new(
         console.print(f"  retrocohort run {escape(str(study_file))} --mimic DATA --out OUT")
 
 
-def _check_study_file(path: Path, study_file: Path, count: bool = True) -> None:
+def _check_study_file(
+    path: Path, study_file: Path, count: bool = True, memory_limit: str | None = None, threads: int | None = None
+) -> None:
     """`check PATH --study STUDY.toml`: the study's concepts, their tables and the rows each finds.
 
     Exits 2 when a concept's table or column is absent or a file does not parse; a concept that finds
@@ -804,6 +910,7 @@ def _check_study_file(path: Path, study_file: Path, count: bool = True) -> None:
     from .errors import SourceError
 
     with _user_errors():
+        config = duckdb_settings(memory_limit, threads)
         study = _load_language_study(study_file)
         if not path.is_dir():
             raise SourceError(f"{str(path)!r} is not a folder; point it at the MIMIC-IV folder holding hosp/ and icu/")
@@ -814,7 +921,7 @@ def _check_study_file(path: Path, study_file: Path, count: bool = True) -> None:
             def counted(concept: str, done: int, total: int) -> None:
                 spinner.update(f"Counted {done} of {total} concepts (last: {escape(concept)})...")
 
-            inv = study_inventory(study, path, count=count, progress=counted)
+            inv = study_inventory(study, path, count=count, duckdb_config=config, progress=counted)
 
         tables = Table(title=f"Tables of {escape(study.study.name)} in {escape(str(path))}", show_edge=False)
         for column in ("table", "status", "missing columns", "used by"):
@@ -862,9 +969,50 @@ def _check_study_file(path: Path, study_file: Path, count: bool = True) -> None:
                 f"{len(blocking)} concept(s) of {study_file} cannot be read from {path}:\n  "
                 + "\n  ".join(f"{r['concept']}: {r['message']}" for r in blocking.to_dict("records"))
             )
-        console.print(
-            f"[green]Every table and column the study's concepts read is present in {escape(str(path))}.[/green]"
+        # Blocking absences raised above, so a table still absent is one its concepts read only when present:
+        # the final line must say so rather than claim every table is there.
+        absent = [r for r in inv.tables.to_dict("records") if not r["present"]]
+        builder = [r["table"] for r in absent if r["used_by"] == "(cohort builder)"]
+        optional_absent = [r for r in absent if r["used_by"] != "(cohort builder)"]
+        if builder:  # already in a note above; the last line must not call the folder complete
+            console.print(
+                f"[yellow]The study's concepts can be read, but {escape(', '.join(builder))} (read by every "
+                "study) is absent: copy it into the folder before `run`.[/yellow]"
+            )
+            return
+        if not optional_absent:
+            console.print(
+                f"[green]Every table and column the study's concepts read is present in {escape(str(path))}.[/green]"
+            )
+            return
+        lost = "; ".join(
+            _optional_loss(concept.strip(), row["table"])
+            for row in optional_absent
+            for concept in row["used_by"].split(",")
         )
+        console.print(
+            f"[green]Every table and column the study needs is present in {escape(str(path))}[/green]; "
+            f"[yellow]optional tables absent: {escape(', '.join(r['table'] for r in optional_absent))}[/yellow] "
+            f"(what is lost: {escape(lost)})."
+        )
+
+
+# What a concept gives up when a table it reads only when present is absent (check --study's last line).
+_OPTIONAL_LOSSES = {
+    ("kdigo_stage", "icu/outputevents"): "the urine-output criterion of kdigo_stage (staged on creatinine only)",
+    ("kdigo_stage", "icu/chartevents"): "the weight kdigo_stage's urine output per kg uses (urine criterion)",
+    ("krt", "icu/chartevents"): "the CRRT-mode charting krt also counts",
+    ("crrt", "icu/chartevents"): "the CRRT-mode charting crrt also counts",
+}
+
+
+def _optional_loss(concept: str, table: str) -> str:
+    """What ``concept`` loses without ``table`` (which it reads only when present), in a few words."""
+    if (concept, table) in _OPTIONAL_LOSSES:
+        return _OPTIONAL_LOSSES[(concept, table)]
+    if table == "hosp/emar_detail":
+        return f"the route, dose and unit of {concept}'s administrations"
+    return f"what {concept} reads from {table} when it is present"
 
 
 def _load_language_study(study_file: Path) -> Any:
@@ -945,7 +1093,7 @@ def convert(
                     tasks[name] = bar.add_task(name, total=max(total, 1))
                 bar.update(tasks[name], completed=done)
 
-            config = {"memory_limit": memory_limit} if memory_limit else None
+            config = duckdb_settings(memory_limit, None)
             try:
                 result = convert_mimic(
                     mimic_dir, parquet_dir, table or None, force=force, progress=progress, duckdb_config=config

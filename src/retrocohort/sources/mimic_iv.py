@@ -336,6 +336,9 @@ class MimicIV:
     path
         The release folder, e.g. ``physionet.org/files/mimiciv/3.1`` or a
         synthetic EHR written by :func:`retrocohort.sources.generate_synthetic`.
+    duckdb_config
+        DuckDB settings for every connection opened on this folder when :meth:`connect` is given none
+        (e.g. ``{"memory_limit": "1GB", "threads": 2}``; the CLI's ``--memory-limit`` / ``--threads``).
 
     Raises
     ------
@@ -350,8 +353,11 @@ class MimicIV:
     column. No table is read until the engine executes a query.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, duckdb_config: Mapping[str, Any] | None = None) -> None:
         self.path = Path(path)
+        # Kept on the source so that a run's every connection (cohort, trial cohort) gets the same settings
+        # without each caller threading them through.
+        self.duckdb_config: dict[str, Any] = dict(duckdb_config or {})
         if not self.path.is_dir():
             raise SourceError(
                 f"MIMIC-IV folder {str(self.path)!r} not found; pass the folder that holds hosp/ and icu/ "
@@ -472,7 +478,8 @@ class MimicIV:
             A running ``pyspark.sql.SparkSession`` for ``engine="spark"``;
             None starts (or reuses) a ``local[*]`` session.
         duckdb_config
-            DuckDB settings (e.g. ``{"memory_limit": "3GB", "threads": 2}``).
+            DuckDB settings (e.g. ``{"memory_limit": "3GB", "threads": 2}``); None: the source's own
+            (``MimicIV(path, duckdb_config=...)``), else DuckDB's defaults.
         needs
             Table -> the study's concepts that need it (see :meth:`validate`); None: the tables every
             study reads.
@@ -483,7 +490,8 @@ class MimicIV:
         if engine not in ENGINES:
             raise ValueError(f"engine={engine!r} is not allowed; choose one of {list(ENGINES)}")
         files = self.validate(needs)
-        conn = _connect_duckdb(self, files, duckdb_config or {}) if engine == "duckdb" else None
+        config = self.duckdb_config if duckdb_config is None else duckdb_config
+        conn = _connect_duckdb(self, files, config) if engine == "duckdb" else None
         if conn is None:
             conn = _connect_spark(self, files, spark)
         if reads is not None:
