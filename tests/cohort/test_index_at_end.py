@@ -121,7 +121,7 @@ def test_no_note_at_the_start(folder):
 
 @pytest.mark.parametrize(
     ("line", "needle"),
-    [('at = "ending"', "end"), ('att = "end"', "at"), ("at = 1", "at")],
+    [('at = "ending"', "did you mean 'end'"), ('att = "end"', "did you mean 'at'"), ("at = 1", "index.at")],
 )
 def test_bad_at_is_a_clear_error(line, needle):
     with pytest.raises(StudySpecError) as info:

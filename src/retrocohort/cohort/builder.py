@@ -777,6 +777,8 @@ def _assemble(facts: pd.DataFrame, study: Study, conn: SourceConnection, found: 
         "first_passing": "first event passing every rule",
         "first_per_stay": "first event of each ICU stay (a patient may enter once per stay)",
     }[idx.select]
+    if idx.at == "end":
+        chosen += ", at its end"
     entered = f"{units} with an index event: {idx.label} ({labels}); index = {chosen}"
     rows.append(("index_event", len(facts), 0, entered))
     step(
