@@ -99,6 +99,7 @@ def test_index_at_the_end(folder):
     assert 2 not in rows
     note = [n for n in cohort.notes if "without an end time" in n]
     assert len(note) == 1 and "fewer than 5" in note[0] and " 1 " not in note[0]
+    assert "at its end" in cohort.attrition.set_index("step").loc["index_event", "reason"]
 
 
 def _exposed(text: str, folder) -> dict[int, int]:
