@@ -128,3 +128,31 @@ def test_bad_at_is_a_clear_error(line, needle):
     with pytest.raises(StudySpecError) as info:
         study(line)
     assert needle in str(info.value)
+
+
+def test_point_events_have_no_end_and_find_no_index(folder):
+    # a lab value is a point event (end = start): at = "end" leaves every one out, said in the notes
+    text = TEMPLATE.format(at='at = "end"').replace(
+        'concept = "invasive_ventilation"\nlabel = "end of invasive ventilation"',
+        'concept = "creatinine_lab"\nlabel = "creatinine"',
+    )
+    text = text.replace("[index]", '[concepts.creatinine_lab]\ntable = "hosp/labevents"\nitemids = [50912]\n\n[index]')
+    cohort = build_cohort(parse_study_text(text), folder)
+    assert len(cohort.data) == 0
+    note = [n for n in cohort.notes if "without an end time" in n]
+    assert len(note) == 1 and "fewer than 5" in note[0]
+
+
+def test_first_per_stay_at_the_end(tmp_path):
+    m = build()
+    # patient 1 again in a second stay: ventilated 08:00-09:30 a year later
+    later = pd.Timestamp("2151-05-01 00:00:00")
+    p = m.ckrt_patient(1, index=str(later + 8 * H), mg_at=None, hadm_id=12, stay_id=120)
+    m.procedure(1, p["hadm_id"], p["stay_id"], VENT, later + 8 * H, later + 9.5 * H)
+    folder = m.write(tmp_path / "stays")
+    text = TEMPLATE.format(at='at = "end"\nselect = "first_per_stay"')
+    rows = sorted(
+        (int(r.subject_id), r.index_time) for r in build_cohort(parse_study_text(text), folder).data.itertuples()
+    )
+    assert (1, DAY0 + 20 * H) in rows and (1, later + 9.5 * H) in rows
+    assert all(s != 2 for s, _ in rows)
