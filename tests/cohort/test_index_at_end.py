@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from retrocohort.cohort.builder import build_cohort
+from retrocohort.cohort.builder import build_cohort, describe_columns
 from retrocohort.errors import StudySpecError
 from retrocohort.spec import parse_study_text
 
@@ -100,6 +100,7 @@ def test_index_at_the_end(folder):
     note = [n for n in cohort.notes if "without an end time" in n]
     assert len(note) == 1 and "fewer than 5" in note[0] and " 1 " not in note[0]
     assert "at its end" in cohort.attrition.set_index("step").loc["index_event", "reason"]
+    assert "(its end time)" in describe_columns(study('at = "end"'))["index_time"]
 
 
 def _exposed(text: str, folder) -> dict[int, int]:
@@ -141,6 +142,7 @@ def test_point_events_have_no_end_and_find_no_index(folder):
     assert len(cohort.data) == 0
     note = [n for n in cohort.notes if "without an end time" in n]
     assert len(note) == 1 and "fewer than 5" in note[0]
+    assert any("no patient has an index event" in n and "with an end time" in n for n in cohort.notes)
 
 
 def test_first_per_stay_at_the_end(tmp_path):

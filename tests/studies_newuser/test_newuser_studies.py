@@ -137,6 +137,7 @@ def test_new_user_study_runs_end_to_end(path, ehr, tmp_path):
         assert results["counts"]["eligible"] == 0
     if study.index.at == "end":  # the index at the entry event's end is said in the attrition log
         assert "at its end" in by_step["index_event"]
+        assert "The index time was" in report and "taken at the event" in report  # (the ' is escaped)
 
     # the unit: ICU stays with one index per stay, else patients
     unit = "ICU stays" if study.index.select == "first_per_stay" else "patients"

@@ -946,7 +946,8 @@ def _assemble(facts: pd.DataFrame, study: Study, conn: SourceConnection, found: 
     if len(facts) == 0:
         notes.append(
             f"no patient has an index event: the index concept(s) {list(idx.concept)} found no rows in "
-            "this data, so the cohort is empty; check their table and selectors against the data"
+            + ('this data with an end time (at = "end")' if idx.at == "end" else "this data")
+            + ", so the cohort is empty; check their table and selectors against the data"
         )
         found = {}
     elif keep.any() and (n_exposed == 0 or n_exposed == int(keep.sum())):
@@ -981,7 +982,8 @@ def describe_columns(study: Study) -> dict[str, str]:
         return ", ".join(study.concept_label(n) for n in concepts)
 
     out = {
-        "index_time": f"{study.index.label}: first event of {names(study.index.concept)}",
+        "index_time": f"{study.index.label}: first event of {names(study.index.concept)}"
+        + (" (its end time)" if study.index.at == "end" else ""),
         "exposed": f"1 = {study.exposure.label}: {names(study.exposure.concept)} started in "
         f"{study.exposure.window.describe()} of the index; 0 = {study.comparator.label}"
         + (f" ({names(study.comparator.concept)} in the same window)" if study.comparator.kind == "active" else ""),
