@@ -33,9 +33,10 @@ NO_ROWS = {
     "furosemide_aki": ["furosemide_iv", "furosemide_rx"],
     "statin_prevalent": ["statin", "statin_pharmacy"],
     "antibiotic_comparator": ["cefepime", "piptazo", "vancomycin"],
+    "reintubation": ["unplanned_extubation", "tracheostomy", "dexamethasone"],
 }
 #: Index concepts that find nobody: the run ends cleanly with the empty cohort said in words.
-NO_INDEX = {"reintubation": "extubation"}
+NO_INDEX: dict[str, str] = {}
 FLAGSHIP = re.compile(r"(?i:magnesium|ckrt)|\bMg\b")
 
 
@@ -134,6 +135,9 @@ def test_new_user_study_runs_end_to_end(path, ehr, tmp_path):
     if name in NO_INDEX:
         assert "no patient has an index event" in notes and NO_INDEX[name] in notes
         assert results["counts"]["eligible"] == 0
+    if study.index.at == "end":  # the index at the entry event's end is said in the attrition log
+        assert "at its end" in by_step["index_event"]
+        assert "The index time was" in report and "taken at the event" in report  # (the ' is escaped)
 
     # the unit: ICU stays with one index per stay, else patients
     unit = "ICU stays" if study.index.select == "first_per_stay" else "patients"

@@ -168,10 +168,21 @@ def build_on(conn: SourceConnection, study: Study) -> BuiltCohort:
         with conn.errors():
             facts = compiler.facts().to_pandas()
             found = compiler.rows_found()
+            no_end = compiler.index_without_end
+            n_no_end = 0 if no_end is None else int(no_end.to_pyarrow().as_py())
     finally:
         compiler.release()
     built = _assemble(facts, study, conn, found)
-    return dataclasses.replace(built, data_checks=checks.table)
+    notes = built.notes
+    if n_no_end:
+        threshold = study.report.small_cell_threshold
+        # an event count below the small-cell threshold is not printed (it may be one patient)
+        shown = f"fewer than {threshold}" if threshold and n_no_end < threshold else str(n_no_end)
+        notes += (
+            f"index at the end of {study.index.label}: {shown} entry events without an end time "
+            "(none recorded, or a point event) were left out: an event without an end cannot be an index at its end",
+        )
+    return dataclasses.replace(built, data_checks=checks.table, notes=notes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,6 +262,8 @@ class _Compiler:
         self._shared_sets: list[Any] = []
         self._cached: list[ir.Table] = []
         self.subjects: ir.Table | None = None
+        # With [index] at = "end": the entry events without an end time (left out of the index), counted lazily.
+        self.index_without_end: ir.Scalar | None = None
         # The analysis unit: one row per patient, or per ICU stay with select = "first_per_stay"
         # (a patient may then enter once per stay; every per-unit fact is keyed on the stay too).
         self.by_stay = study.index.select == "first_per_stay"
@@ -371,6 +384,14 @@ class _Compiler:
         study, conn = self.study, self.conn
         self.share(study.index.concept)
         entry = self.union(study.index.concept, keys=True)
+        if study.index.at == "end":
+            # The index is the event's end: an event without one cannot anchor it (left out, said in a note).
+            # The concept layer gives a point event, and an interval whose end was not recorded, end = start;
+            # so an end not after the start is no end (else a missing extubation time would index at intubation).
+            # The end time takes the start's place, so placement in a stay and the per-stay minimum use it.
+            has_end = entry.end_time.notnull() & (entry.end_time > entry.start_time)
+            self.index_without_end = entry.filter(~has_end).count()
+            entry = entry.filter(has_end).mutate(start_time=entry.end_time)
         stays = conn.concept_table("icu/icustays").select("subject_id", "stay_id", "hadm_id", "intime", "outtime")
         # An entry event from a hospital table has no stay: it belongs to the ICU stay it falls in, if any.
         placed = entry.filter(entry.stay_id.isnull()).select("subject_id", "start_time")
@@ -756,6 +777,8 @@ def _assemble(facts: pd.DataFrame, study: Study, conn: SourceConnection, found: 
         "first_passing": "first event passing every rule",
         "first_per_stay": "first event of each ICU stay (a patient may enter once per stay)",
     }[idx.select]
+    if idx.at == "end":
+        chosen += ", at its end"
     entered = f"{units} with an index event: {idx.label} ({labels}); index = {chosen}"
     rows.append(("index_event", len(facts), 0, entered))
     step(
@@ -923,7 +946,8 @@ def _assemble(facts: pd.DataFrame, study: Study, conn: SourceConnection, found: 
     if len(facts) == 0:
         notes.append(
             f"no patient has an index event: the index concept(s) {list(idx.concept)} found no rows in "
-            "this data, so the cohort is empty; check their table and selectors against the data"
+            + ('this data with an end time (at = "end")' if idx.at == "end" else "this data")
+            + ", so the cohort is empty; check their table and selectors against the data"
         )
         found = {}
     elif keep.any() and (n_exposed == 0 or n_exposed == int(keep.sum())):
@@ -958,7 +982,8 @@ def describe_columns(study: Study) -> dict[str, str]:
         return ", ".join(study.concept_label(n) for n in concepts)
 
     out = {
-        "index_time": f"{study.index.label}: first event of {names(study.index.concept)}",
+        "index_time": f"{study.index.label}: first event of {names(study.index.concept)}"
+        + (" (its end time)" if study.index.at == "end" else ""),
         "exposed": f"1 = {study.exposure.label}: {names(study.exposure.concept)} started in "
         f"{study.exposure.window.describe()} of the index; 0 = {study.comparator.label}"
         + (f" ({names(study.comparator.concept)} in the same window)" if study.comparator.kind == "active" else ""),

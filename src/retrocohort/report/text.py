@@ -191,6 +191,7 @@ def methods_paragraph(result: Any) -> str:
     )
     s.append(
         f"The index time was {whose} {index}{per_stay} ({_concepts(study, study.index.concept)})"
+        + (", taken at the event's end" if study.index.at == "end" else "")
         + (", in the first ICU stay only" if study.index.first_icu_stay_only else "")
         + (f"; we included patients {_join(ages)}" if ages else "")
         + "."

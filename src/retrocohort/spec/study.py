@@ -142,11 +142,17 @@ class IndexSpec(_Section):
     every criterion. ``"first_per_stay"``: every candidate is an index (the first
     entry event of each ICU stay), so a patient may enter once per stay and the
     analysis unit is the ICU stay; the outcome models then cluster on the patient.
+
+    ``at = "start"`` (default): the index time is the entry event's start;
+    ``"end"``: its end (e.g. the end of invasive ventilation, i.e. extubation).
+    With ``"end"`` an event without an end time cannot be an index: it is left
+    out and counted in a note. Every window is then relative to the end.
     """
 
     concept: tuple[str, ...] = Field(min_length=1)
     label: str = Field(min_length=1)
     select: Literal["first", "first_passing", "first_per_stay"] = "first"
+    at: Literal["start", "end"] = "start"
     min_age: float | None = Field(18, ge=0, le=120)
     max_age: float | None = Field(None, ge=0, le=130)
     first_icu_stay_only: bool = False
