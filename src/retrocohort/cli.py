@@ -997,19 +997,12 @@ def _check_study_file(
         )
 
 
-# What a concept gives up when a table it reads only when present is absent (check --study's last line).
-_OPTIONAL_LOSSES = {
-    ("kdigo_stage", "icu/outputevents"): "the urine-output criterion of kdigo_stage (staged on creatinine only)",
-    ("kdigo_stage", "icu/chartevents"): "the weight kdigo_stage's urine output per kg uses (urine criterion)",
-    ("krt", "icu/chartevents"): "the CRRT-mode charting krt also counts",
-    ("crrt", "icu/chartevents"): "the CRRT-mode charting crrt also counts",
-}
-
-
 def _optional_loss(concept: str, table: str) -> str:
     """What ``concept`` loses without ``table`` (which it reads only when present), in a few words."""
-    if (concept, table) in _OPTIONAL_LOSSES:
-        return _OPTIONAL_LOSSES[(concept, table)]
+    from .spec.catalogue import OPTIONAL_TABLE_LOSSES
+
+    if (concept, table) in OPTIONAL_TABLE_LOSSES:
+        return OPTIONAL_TABLE_LOSSES[(concept, table)]
     if table == "hosp/emar_detail":
         return f"the route, dose and unit of {concept}'s administrations"
     return f"what {concept} reads from {table} when it is present"

@@ -335,3 +335,12 @@ EVENT_BUILTINS: tuple[str, ...] = tuple(n for n, b in BUILTIN_CONCEPTS.items() i
 BASELINE_BUILTINS: tuple[str, ...] = tuple(n for n, b in BUILTIN_CONCEPTS.items() if b.kind == "baseline")
 
 __all__ = ["BASELINE_BUILTINS", "BUILTIN_CONCEPTS", "EVENT_BUILTINS", "BuiltinInfo"]
+
+
+#: What a built-in gives up when a table it reads only when present is absent (check --study's last line).
+OPTIONAL_TABLE_LOSSES: dict[tuple[str, str], str] = {
+    ("kdigo_stage", "icu/outputevents"): "the urine-output criterion of kdigo_stage (staged on creatinine only)",
+    ("kdigo_stage", "icu/chartevents"): "the weight kdigo_stage's urine output per kg uses (urine criterion)",
+    ("krt", "icu/chartevents"): "the CRRT-mode charting krt also counts",
+    ("crrt", "icu/chartevents"): "the CRRT-mode charting crrt also counts",
+}
