@@ -332,9 +332,10 @@ def _assert_finegray_coxph(data: pd.DataFrame, r: dict, msg: str = "") -> None:
         np.testing.assert_allclose(
             _eta_only_variance(data, beta, "id", km), np.array(ref["robust_var"]), rtol=1e-8, err_msg=where
         )
-        # our variance adds the censoring term: close to coxph's, but not equal
+        # our variance adds the censoring term: close to coxph's, but not equal (for one coefficient the term
+        # can be below 1e-6 on some random draws, e.g. seed 2853040751: at least one must differ)
         ratio = np.diag(fit.vcov.to_numpy()) / np.diag(np.array(ref["robust_var"])) - 1
-        assert np.all(np.abs(ratio) < 0.05) and np.all(np.abs(ratio) > 1e-6), (ratio, where)
+        assert np.all(np.abs(ratio) < 0.05) and np.any(np.abs(ratio) > 1e-6), (ratio, where)
         # predicted cumulative incidence = 1 - survfit(coxph, newdata) at our event times
         predicted = fit.predict_cif(pd.DataFrame(r["profiles"]))
         # (times pass through JSON with 15 significant digits)
