@@ -30,6 +30,8 @@ ORDER = [
 ]
 #: Run only when named in --only (bench_scale at its default quarter size needs ~25 GiB and hours).
 ON_REQUEST = {"scale"}
+#: Further result files a script writes besides results/<area>.md, assembled right after it.
+EXTRA_RESULTS = {"validate": ["validate_austin"]}
 
 
 def main() -> int:
@@ -46,7 +48,7 @@ def main() -> int:
                 continue
             print(f"== {script.name}", flush=True)
             subprocess.run([sys.executable, str(script)], check=True)
-    sections = [(HERE / "results" / f"{a}.md") for a in ORDER]
+    sections = [HERE / "results" / f"{name}.md" for a in ORDER for name in [a, *EXTRA_RESULTS.get(a, [])]]
     body = [
         "# Benchmarks",
         "",
