@@ -26,6 +26,7 @@ numbers are R's. Writes benchmarks/results/validate_austin.md (``--skip-austin``
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -117,6 +118,7 @@ AUSTIN_LAMBDA, AUSTIN_SHAPE = 2e-5, 2.0
 AUSTIN_COVARIATES = [f"x{i}" for i in range(len(AUSTIN_EFFECTS))]
 
 
+@functools.cache  # 10^7 normal draws per call: solve each prevalence once
 def austin_intercept(prevalence: float, size: int = 1_000_000, seed: int = 20160101) -> float:
     """The intercept of the treatment model giving ``prevalence`` treated in the population.
 
@@ -425,7 +427,9 @@ def austin_section(au: dict, n: int, replicates: int, command: str, r_check: dic
         f"intercepts (solved on 10^6 covariate draws for the prevalence): {intercepts}.",
         "",
     ]
-    if r_check:
+    if not r_check:
+        lines += ["Same data in R: not run (`--austin-r-check 0`, or Rscript not found).", ""]
+    else:
         w = r_check["worst"]
         v = r_check["versions"]
         lines += [
@@ -452,6 +456,16 @@ def main() -> None:
     parser.add_argument("--skip-flagship", action="store_true", help="leave part 1 and results/validate.md alone")
     parser.add_argument("--skip-austin", action="store_true", help="leave part 2 and results/validate_austin.md alone")
     args = parser.parse_args()
+    if args.austin_replicates < 1:
+        parser.error(f"--austin-replicates {args.austin_replicates}: need at least 1 data set per prevalence")
+    if args.austin_n < 500:
+        # At prevalence 0.05 fewer than 500 subjects leave a handful of treated ones: the propensity model may
+        # separate and matching may find no treated unit at all, which says nothing about Table 1.
+        parser.error(
+            f"--austin-n {args.austin_n}: use at least 500 subjects per data set (Table 1's lowest prevalence is 0.05)"
+        )
+    if args.austin_r_check < 0:
+        parser.error(f"--austin-r-check {args.austin_r_check}: a number of data sets, 0 or more")
     command = "python benchmarks/bench_validate.py" + "".join(f" {a}" for a in sys.argv[1:])
 
     lines = ["## validate: plasmode design check (`retrocohort validate`)", "", f"Command: `{command}`", ""]
