@@ -376,7 +376,7 @@ def small():
         ({"method": "full"}, ["method='full'", "nearest"]),
         ({"method": "genetic"}, ["method='genetic'", "nearest"]),
         ({"estimand": "ATE"}, ["estimand='ATE'", "ATT"]),
-        ({"estimand": "ATC"}, ["estimand='ATC'", "swap the arms"]),
+        ({"estimand": "ATO"}, ["estimand='ATO'", "ATT or the ATC"]),
     ],
 )
 def test_unsupported_matchit_options_are_refused_by_name(small, kwargs, fragments):

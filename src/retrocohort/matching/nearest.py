@@ -37,6 +37,8 @@ from . import _kernels
 from ._common import as_column_list, check_option, require_unique_index, treatment_indicator
 
 MatchOrder = Literal["largest", "smallest", "random", "data"]
+Estimand = Literal["ATT", "ATC"]
+Discard = Literal["none", "treated", "control", "both"]
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,10 @@ class MatchResult:
         ``std_caliper``), None without caliper.
     options : dict
         The options used (ratio, caliper, std_caliper, order, replace, exact,
-        random_state, treated value).
+        random_state, treated value, estimand, discard).
+    discarded : pandas.Series (bool) or None
+        True for units dropped by ``discard`` before matching (MatchIt's
+        ``m.out$discarded``), aligned to ``data.index``.
     """
 
     subclass: pd.Series
@@ -92,6 +97,7 @@ class MatchResult:
     treated: pd.Series
     caliper_distance: float | None
     options: dict[str, Any] = field(default_factory=dict)
+    discarded: pd.Series | None = None
 
     def __repr__(self) -> str:
         # print(m.out) + summary(m.out)$nn: the method in words and the sample sizes
@@ -203,6 +209,29 @@ def _ess(w: np.ndarray) -> float:
     return float(w.sum() ** 2 / (w**2).sum())
 
 
+def _discard_mask(d: np.ndarray, is_treated: np.ndarray, discard: Any, n: int) -> np.ndarray:
+    """Units outside the common support (MatchIt ``discard``): True = dropped before matching."""
+    if isinstance(discard, str):
+        check_option("discard", discard, get_args(Discard))
+        out = np.zeros(n, dtype=bool)
+        if discard == "none":
+            return out
+        d1, d0 = d[is_treated], d[~is_treated]
+        # MatchIt's common support: the closed range [min, max] of the other arm's distance.
+        if discard in ("treated", "both"):
+            out |= is_treated & ((d < d0.min()) | (d > d0.max()))
+        if discard in ("control", "both"):
+            out |= ~is_treated & ((d < d1.min()) | (d > d1.max()))
+        return out
+    values = np.asarray(discard)
+    if values.shape != (n,) or values.dtype != bool:
+        raise InputError(
+            f"match_nearest: discard must be 'none', 'treated', 'control', 'both' or a boolean array with one "
+            f"value per row of data ({n}); got {type(discard).__name__} of shape {values.shape}, dtype {values.dtype}"
+        )
+    return values.copy()
+
+
 def match_nearest(
     data: pd.DataFrame,
     treatment: str,
@@ -210,15 +239,16 @@ def match_nearest(
     ratio: int = 1,
     caliper: float | None = None,
     std_caliper: bool = True,
-    order: MatchOrder = "largest",
+    order: MatchOrder | None = None,
     replace: bool = False,
     exact: str | list[str] | None = None,
     random_state: int | np.random.Generator | None = None,
     treated: Any = None,
     method: str = "nearest",
-    estimand: str = "ATT",
+    estimand: Estimand = "ATT",
+    discard: Discard | np.ndarray | pd.Series = "none",
 ) -> MatchResult:
-    """Greedy k:1 nearest-neighbour matching, identical to MatchIt 4.x ``method = "nearest"`` (ATT).
+    """Greedy k:1 nearest-neighbour matching, identical to MatchIt 4.x ``method = "nearest"`` (ATT or ATC).
 
     Parameters
     ----------
@@ -231,36 +261,52 @@ def match_nearest(
         (MatchIt's default) or ``.linear`` (logit of the score, Austin 2011).
         Must be finite.
     ratio : int
-        Controls per treated unit (MatchIt ``ratio``), >= 1.
+        Controls per treated unit (MatchIt ``ratio``), >= 1. With
+        ``estimand="ATC"``: treated units per control.
     caliper : float or None
         Largest allowed |difference| in distance. In standard deviations of
-        the distance over all units (sample SD, n - 1) when ``std_caliper`` is
-        true (MatchIt: ``caliper * sd(distance)``), in distance units
-        otherwise. None: no caliper (a ModelWarning says so).
+        the distance over all units not discarded (sample SD, n - 1) when
+        ``std_caliper`` is true (MatchIt: ``caliper * sd(distance)``), in
+        distance units otherwise. None: no caliper (a ModelWarning says so).
     std_caliper : bool
         See ``caliper``.
-    order : {"largest", "smallest", "random", "data"}
-        Order in which treated units pick controls (MatchIt ``m.order``):
-        by decreasing or increasing distance (ties in data order), a random
-        permutation drawn from ``random_state`` (NumPy's generator: not the
-        same permutation R's ``sample.int`` draws), or data order. Ignored
-        with ``replace=True``, where units do not compete.
+    order : {"largest", "smallest", "random", "data"} or None
+        Order in which the focal units (treated for the ATT, controls for the
+        ATC) pick their matches (MatchIt ``m.order``): by decreasing or
+        increasing distance (ties in data order), a random permutation drawn
+        from ``random_state`` (NumPy's generator: not the same permutation R's
+        ``sample.int`` draws), or data order. None (MatchIt's default):
+        ``"largest"`` for the ATT, ``"smallest"`` for the ATC. Ignored with
+        ``replace=True``, where units do not compete.
     replace : bool
-        Matching with replacement: every treated unit takes its ``ratio``
-        nearest controls independently of the others.
+        Matching with replacement: every focal unit takes its ``ratio``
+        nearest matches independently of the others.
     exact : str or list of str or None
-        Columns to match exactly on: controls are taken only from the treated
+        Columns to match exactly on: matches are taken only from the focal
         unit's stratum (MatchIt ``exact``).
     random_state : int, numpy.random.Generator or None
         Seed for ``order="random"``.
     treated : scalar, optional
         The value of ``treatment`` that marks treated units, when it is not
         obvious (True, 1, else the second level).
-    method, estimand : str
-        Only MatchIt's ``method = "nearest"`` and ``estimand = "ATT"`` are
-        implemented; other values (``"optimal"``, ``"full"``, ``"genetic"``,
-        ``"ATE"``, ...) raise InputError naming what is supported, rather than
-        silently doing nearest-neighbour ATT matching.
+    method : str
+        Only MatchIt's ``method = "nearest"``; other values (``"optimal"``,
+        ``"full"``, ``"genetic"``, ...) raise InputError naming what is
+        supported, rather than silently doing nearest-neighbour matching.
+    estimand : {"ATT", "ATC"}
+        MatchIt's switch of the focal arm: ``"ATT"`` matches controls to
+        treated units, ``"ATC"`` treated units to controls (the same as
+        swapping the arms; ``match_matrix`` then has control units as rows,
+        ``weights`` are 1 for matched controls). ``"ATE"`` raises InputError
+        (MatchIt's nearest method has no ATE either).
+    discard : {"none", "treated", "control", "both"} or boolean array (n,)
+        Common support (MatchIt ``discard``): drop treated units whose
+        distance lies outside the closed range of the controls' distances
+        ("treated"), controls outside the treated range ("control"), or both,
+        before matching; or drop the units marked True. Discarded units get
+        weight 0 and are counted in ``counts`` row "Discarded", not
+        "Unmatched". (MatchIt's ``reestimate`` is not needed here: refit
+        :func:`propensity_score` on the kept units and match again.)
 
     Returns
     -------
@@ -270,14 +316,15 @@ def match_nearest(
         and ``summary(m.out)$nn`` for the same distance and options (weights to
         floating-point rounding; subclass numbers exactly). With
         ``order="random"`` the permutation differs from R's, so only the
-        algorithm, not the draw, is shared.
+        algorithm, not the draw, is shared. ``pairs`` names the actual arms
+        (``treated``, ``control``) for either estimand.
 
     Raises
     ------
     InputError
         A treatment that is not two-valued, no treated or no control units,
         missing or infinite distances, bad options, or a caliper so tight that
-        no treated unit finds a control.
+        no focal unit finds a match.
     """
     if method != "nearest":
         raise InputError(
@@ -285,11 +332,15 @@ def match_nearest(
             "nearest-neighbour matching) is implemented, not optimal, full, genetic, cem, exact, subclass or "
             "cardinality matching"
         )
-    if estimand != "ATT":
+    if estimand not in ("ATT", "ATC"):
         raise InputError(
-            f"match_nearest: estimand={estimand!r} is not supported; nearest-neighbour matching here estimates the "
-            "ATT (as MatchIt's method = 'nearest' by default). For the ATC, swap the arms (treated=<control value>)"
+            f"match_nearest: estimand={estimand!r} is not supported; nearest-neighbour matching estimates the "
+            "ATT or the ATC (estimand='ATC'), as MatchIt's method = 'nearest'; for the ATE use full matching or "
+            "weighting, which are not implemented"
         )
+    atc = estimand == "ATC"
+    if order is None:
+        order = "smallest" if atc else "largest"
     check_option("order", order, get_args(MatchOrder))
     if isinstance(ratio, bool) or not isinstance(ratio, (int, np.integer)) or ratio < 1:
         raise InputError(f"match_nearest: ratio={ratio!r} must be a whole number >= 1")
@@ -309,28 +360,46 @@ def match_nearest(
     require_unique_index(data, "match_nearest: data")
     d = _distance_values(data, distance)
     n = len(data)
-    treated_positions = np.flatnonzero(is_treated)
-    control_positions = np.flatnonzero(~is_treated)
+    if isinstance(discard, pd.Series):
+        if not discard.index.equals(data.index):
+            raise InputError("match_nearest: the discard Series is not indexed like data; align it to data.index")
+        discard = discard.to_numpy()
+    discarded = _discard_mask(d, is_treated, discard, n)
+    n_t_all, n_c_all = int(is_treated.sum()), int((~is_treated).sum())
+    # The focal arm picks, the other arm is picked from (MatchIt: ATC = the arms swapped).
+    is_focal = ~is_treated if atc else is_treated
+    focal_positions = np.flatnonzero(is_focal & ~discarded)
+    control_positions = np.flatnonzero(~is_focal & ~discarded)
+    treated_positions = focal_positions
     n1, n0 = len(treated_positions), len(control_positions)
+    focal_name, other_name = ("control", "treated") if atc else ("treated", "control")
+    if n1 == 0 or n0 == 0:
+        raise InputError(
+            f"match_nearest: discard={discard if isinstance(discard, str) else 'array'!r} left no "
+            f"{focal_name if n1 == 0 else other_name} unit to match: the arms' distances do not overlap. "
+            "Use discard='none' or check the propensity model"
+        )
 
     if caliper is None:
         caliper_distance = None
         warnings.warn(
-            "match_nearest: no caliper, so every treated unit gets a control however far its propensity "
+            f"match_nearest: no caliper, so every {focal_name} unit gets a match however far its propensity "
             "score is; consider caliper=0.2 (SD of the logit propensity score, Austin 2011)",
             ModelWarning,
             stacklevel=2,
         )
     else:
-        caliper_distance = caliper * float(np.std(d, ddof=1)) if std_caliper else caliper
+        # MatchIt takes the SD over the units left after discard.
+        caliper_distance = caliper * float(np.std(d[~discarded], ddof=1)) if std_caliper else caliper
     caliper_kernel = np.inf if caliper_distance is None else caliper_distance
 
     if not replace and ratio * n1 > n0:
         # MatchIt warns too ("Not all treated units will get <ratio> matches").
         warnings.warn(
             # No counts in the text: pipeline warnings reach the report, where small cells must not.
-            f"match_nearest: ratio={ratio} asks for more controls than there are (ratio x treated > controls); "
-            "without replacement the later rounds leave some treated units with fewer controls",
+            f"match_nearest: ratio={ratio} asks for more {other_name}s than there are (ratio x {focal_name} > "
+            f"{other_name}s); without replacement the later rounds leave some {focal_name} units with fewer "
+            f"{other_name}s",
             ModelWarning,
             stacklevel=2,
         )
@@ -388,12 +457,15 @@ def match_nearest(
     if not has_match.any():
         if caliper_distance is not None:
             raise InputError(
-                f"match_nearest: no treated unit has a control within the caliper ({caliper_distance:.6g} distance "
+                f"match_nearest: no {focal_name} unit has a {other_name} within the caliper "
+                f"({caliper_distance:.6g} distance "
                 f"units{'' if not std_caliper else f' = {caliper} SD'}); use a wider caliper"
             )
-        raise InputError("match_nearest: no treated unit could be matched (no shared exact stratum with controls)")
+        raise InputError(
+            f"match_nearest: no {focal_name} unit could be matched (no shared exact stratum with {other_name}s)"
+        )
 
-    # MatchIt's weights (weights_matrixC, ATT): treated 1; controls sum 1/(controls in set), then rescaled.
+    # MatchIt's weights (weights_matrixC): focal units 1; the others sum 1/(matches in the set), then rescaled.
     weights = np.zeros(n, dtype=float)
     weights[treated_positions[has_match]] = 1.0
     n_in_set = (matches >= 0).sum(axis=1)
@@ -421,11 +493,13 @@ def match_nearest(
 
     order_pairs = np.lexsort((cols, set_number[rows]))
     rows_o, cols_o, controls_o = rows[order_pairs], cols[order_pairs], matched_controls[order_pairs]
+    focal_labels, other_labels = index[treated_positions[rows_o]], index[controls_o]
     pairs = pd.DataFrame(
         {
             "subclass": set_number[rows_o],
-            "treated": index[treated_positions[rows_o]],
-            "control": index[controls_o],
+            # The actual arms, whichever is focal.
+            "treated": other_labels if atc else focal_labels,
+            "control": focal_labels if atc else other_labels,
             "round": cols_o + 1,
             "difference": np.abs(d[controls_o] - d[treated_positions[rows_o]]),
         }
@@ -438,11 +512,26 @@ def match_nearest(
         mm_labels[k + 1] = labels.to_numpy()
     match_matrix = pd.DataFrame(mm_labels, index=index[treated_positions])
 
-    w_t, w_c = weights[treated_positions], weights[control_positions]
+    w_t, w_c = weights[is_treated], weights[~is_treated]
+    disc_t, disc_c = discarded[is_treated], discarded[~is_treated]
     counts = pd.DataFrame(
         {
-            "Control": [float(n0), float(n0), _ess(w_c), float((w_c > 0).sum()), float((w_c == 0).sum()), 0.0],
-            "Treated": [float(n1), float(n1), _ess(w_t), float((w_t > 0).sum()), float((w_t == 0).sum()), 0.0],
+            "Control": [
+                float(n_c_all),
+                float(n_c_all),
+                _ess(w_c),
+                float((w_c > 0).sum()),
+                float(((w_c == 0) & ~disc_c).sum()),
+                float(disc_c.sum()),
+            ],
+            "Treated": [
+                float(n_t_all),
+                float(n_t_all),
+                _ess(w_t),
+                float((w_t > 0).sum()),
+                float(((w_t == 0) & ~disc_t).sum()),
+                float(disc_t.sum()),
+            ],
         },
         index=["All (ESS)", "All", "Matched (ESS)", "Matched", "Unmatched", "Discarded"],
     )
@@ -457,6 +546,8 @@ def match_nearest(
         "treated_value": treated_value,
         "control_value": control_value,
         "treatment": treatment,
+        "estimand": estimand,
+        "discard": discard if isinstance(discard, str) else "array",
     }
     return MatchResult(
         subclass=subclass,
@@ -469,4 +560,5 @@ def match_nearest(
         treated=pd.Series(is_treated, index=index, name="treated"),
         caliper_distance=caliper_distance,
         options=options,
+        discarded=pd.Series(discarded, index=index, name="discarded"),
     )
