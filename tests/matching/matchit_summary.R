@@ -1,0 +1,38 @@
+# One MatchIt 4.5.1 nearest-neighbour match and its summary(), for tests/matching/test_matchit_options.py.
+#
+# The distance goes in multiplied by 2^k (exact in floating point) because Debian's MatchIt 4.5.1 truncates
+# distance differences with C's integer abs() in its vector path (see matchit_matrix.R); everything compared
+# here (sets, weights, subclass, sample sizes, balance statistics) is unchanged by that scaling except the
+# "distance" row, which the test compares on the same scaled distance. Ratio 1 only (or replace = TRUE):
+# ratio > 1 without replacement runs into the vector path's index slip (matchit_matrix.R).
+
+matchit_summary <- function(df, rhs, dist, ratio = 1, caliper = NULL, order = NULL, replace = FALSE,
+                            exact = NULL, estimand = "ATT", discard = "none", interactions = FALSE,
+                            addl = NULL) {
+  suppressPackageStartupMessages(library(MatchIt))
+  n <- nrow(df)
+  rownames(df) <- as.character(seq_len(n))
+  k <- 2^floor(log2(2^29 / max(abs(dist))))
+  scaled <- unname(dist) * k
+  f <- as.formula(paste("treat ~", rhs))
+  ex <- if (is.null(exact)) NULL else reformulate(exact)
+  m <- suppressWarnings(matchit(f, data = df, method = "nearest", distance = scaled, ratio = ratio,
+                                caliper = caliper, std.caliper = TRUE, m.order = order, replace = replace,
+                                exact = ex, estimand = estimand, discard = discard))
+  s <- summary(m, interactions = interactions, data = df,
+               addlvariables = if (is.null(addl)) NULL else reformulate(addl))
+  tab <- function(x) list(rows = rownames(x), cols = colnames(x), values = unname(as.matrix(x)))
+  mm <- m$match.matrix
+  list(
+    k = k,
+    focal = as.integer(rownames(mm)),
+    match_matrix = matrix(as.integer(mm), nrow = nrow(mm)),
+    weights = unname(m$weights),
+    subclass = if (is.null(m$subclass)) NULL else as.integer(as.character(m$subclass)),
+    discarded = unname(m$discarded),
+    nn = tab(s$nn),
+    sum_all = tab(s$sum.all),
+    sum_matched = tab(s$sum.matched),
+    caliper = if (is.null(m$caliper)) NULL else unname(m$caliper) / k
+  )
+}

@@ -1,0 +1,366 @@
+"""More of MatchIt's nearest-neighbour options and its summary(), checked against MatchIt itself (live R).
+
+What MatchIt's tests (tests/testthat: test-method_nearest.R, test-summary.R) and its documented lalonde
+examples use beyond test_matchit_suite.py: ``estimand = "ATC"``, ``discard`` ("treated", "control",
+"both", a logical vector), and ``summary(m.out)`` with every column of its standardized table (Means,
+Std. Mean Diff., Var. Ratio, eCDF Mean / Max, Std. Pair Dist.), ``interactions = TRUE`` and
+``addlvariables``. MatchIt runs through tests/matching/matchit_summary.R (distance scaled by 2^k, see
+there). Each case is compared on the matched sets, weights, subclass numbers, discarded units, the
+sample-size table and both balance tables (to 1e-8), on lalonde and on fresh random data whose seed is
+printed on failure.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from retrocohort.errors import InputError, ModelWarning
+from retrocohort.matching import MatchSummary, match_nearest, match_summary
+from tests.rlive import run_r
+
+HELPER = (Path(__file__).parent / "matchit_summary.R").as_posix()
+LALONDE = ["age", "educ", "race", "married", "nodegree", "re74", "re75"]
+
+
+def _quiet(*args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ModelWarning)
+        return match_nearest(*args, **kwargs)
+
+
+def _r_value(v):
+    if v is None:
+        return "NULL"
+    if isinstance(v, bool):
+        return "TRUE" if v else "FALSE"
+    if isinstance(v, str):
+        return f'"{v}"'
+    if isinstance(v, (list, tuple)):
+        return "c(" + ", ".join(_r_value(x) for x in v) + ")"
+    return repr(v)
+
+
+def _r_call(frame: str, rhs: str, dist: str, case: dict) -> str:
+    args = {k: v for k, v in case.items() if k not in ("discard_rule",)}
+    if "discard_rule" in case:
+        args["discard"] = None  # replaced below by an R expression
+    parts = [f"{k} = {_r_value(v)}" for k, v in args.items() if k != "discard"]
+    if "discard_rule" in case:
+        parts.append(f"discard = {case['discard_rule']}")
+    elif "discard" in case:
+        parts.append(f"discard = {_r_value(case['discard'])}")
+    return f'matchit_summary({frame}, "{rhs}", {dist}, {", ".join(parts)})'
+
+
+def _ours(data: pd.DataFrame, dist: np.ndarray, case: dict, discard_mask=None):
+    kwargs = {
+        "ratio": case.get("ratio", 1),
+        "caliper": case.get("caliper"),
+        "order": case.get("order"),
+        "replace": case.get("replace", False),
+        "exact": case.get("exact"),
+        "estimand": case.get("estimand", "ATT"),
+        "discard": discard_mask if discard_mask is not None else case.get("discard", "none"),
+    }
+    return _quiet(data, "treat", dist, **kwargs)
+
+
+def _frame(table) -> pd.DataFrame:
+    values = np.array([[np.nan if v is None or v == "NA" else v for v in row] for row in table["values"]], dtype=float)
+    return pd.DataFrame(values, index=table["rows"], columns=table["cols"])
+
+
+def _assert_same(result, expected, msg: str) -> None:
+    # Sets: focal unit -> its matches, as 0-based positions (MatchIt's match.matrix holds row numbers).
+    pos = {label: i for i, label in enumerate(result.weights.index)}
+    atc = result.options["estimand"] == "ATC"
+    ours: dict = {}
+    for row in result.pairs.itertuples():
+        focal, other = (row.control, row.treated) if atc else (row.treated, row.control)
+        ours.setdefault(pos[focal], set()).add(pos[other])
+    theirs: dict = {}
+    for f, row in zip(expected["focal"], expected["match_matrix"], strict=True):
+        others = {int(v) - 1 for v in row if v is not None}
+        if others:
+            theirs[f - 1] = others
+    assert ours == theirs, msg
+    np.testing.assert_allclose(result.weights.to_numpy(), expected["weights"], rtol=1e-12, atol=1e-14, err_msg=msg)
+    if expected["subclass"] is None or expected["subclass"] == {}:
+        assert result.subclass.isna().all(), msg
+    else:
+        theirs_sc = np.array([-1 if v is None else v for v in expected["subclass"]], dtype=float)
+        np.testing.assert_array_equal(result.subclass.astype("float").fillna(-1).to_numpy(), theirs_sc, err_msg=msg)
+    np.testing.assert_array_equal(result.discarded.to_numpy(), np.asarray(expected["discarded"], dtype=bool))
+    nn = _frame(expected["nn"])
+    pd.testing.assert_frame_equal(result.counts.loc[nn.index, nn.columns], nn, rtol=1e-12, check_names=False)
+
+
+EPS_SQRT = np.sqrt(np.finfo(float).eps)
+
+
+def _assert_same_summary(summary: MatchSummary, expected, msg: str) -> int:
+    """Equal to MatchIt's summary() but for its equal-means quirk; returns how many rows the quirk touched."""
+    quirk_rows = 0
+    for ours, key in ((summary.sum_all, "sum_all"), (summary.sum_matched, "sum_matched")):
+        theirs = _frame(expected[key])
+        assert ours is not None
+        # MatchIt 4.5.1: where the means differ by <= sqrt(eps) it reports the raw difference as Std. Mean Diff.
+        # and the raw pair distance as Std. Pair Dist. We divide by s; the difference must be exactly that.
+        equal_means = (theirs["Means Treated"] - theirs["Means Control"]).abs() <= EPS_SQRT
+        if equal_means.any():
+            quirk_rows += int(equal_means.sum())
+            s = summary.sd_denominator[equal_means[equal_means].index]
+            assert s.notna().all() and (s > 0).all(), msg
+            raw = ours.loc[equal_means, "Means Treated"] - ours.loc[equal_means, "Means Control"]
+            np.testing.assert_allclose(theirs.loc[equal_means, "Std. Mean Diff."], raw, atol=1e-12, err_msg=msg)
+            np.testing.assert_allclose(
+                theirs.loc[equal_means, "Std. Pair Dist."].fillna(-1),
+                (ours.loc[equal_means, "Std. Pair Dist."] * s).fillna(-1),
+                rtol=1e-10,
+                err_msg=msg,
+            )
+            ours = ours.copy()
+            ours.loc[equal_means, ["Std. Mean Diff.", "Std. Pair Dist."]] = theirs.loc[
+                equal_means, ["Std. Mean Diff.", "Std. Pair Dist."]
+            ]
+        assert list(ours.index) == list(theirs.index), msg
+        assert list(ours.columns) == list(theirs.columns), msg
+        # NA where MatchIt has NA (binary Var. Ratio; Std. Pair Dist. of the unmatched sample), equal elsewhere.
+        np.testing.assert_array_equal(np.isnan(ours.to_numpy()), np.isnan(theirs.to_numpy()), err_msg=f"{msg} {key}")
+        np.testing.assert_allclose(ours.to_numpy(), theirs.to_numpy(), rtol=1e-8, atol=1e-10, err_msg=f"{msg} {key}")
+    return quirk_rows
+
+
+# ------------------------------------------------------------------ lalonde
+
+LALONDE_CASES = {
+    "default": ("ps", {}),
+    "atc": ("ps", {"estimand": "ATC"}),
+    "atc-caliper-logit": ("lp", {"estimand": "ATC", "caliper": 0.2}),
+    "atc-replace": ("ps", {"estimand": "ATC", "replace": True}),
+    "atc-exact-largest": ("lp", {"estimand": "ATC", "exact": ["race"], "order": "largest"}),
+    "discard-both-caliper": ("lp", {"discard": "both", "caliper": 0.1}),
+    "discard-treated": ("ps", {"discard": "treated"}),
+    "discard-control-atc": ("ps", {"discard": "control", "estimand": "ATC"}),
+    "discard-logical": ("lp", {"discard_rule": "df$age > 40"}),
+    "replace-ratio2": ("lp", {"replace": True, "ratio": 2}),
+    "caliper-data-order": ("lp", {"caliper": 0.25, "order": "data"}),
+}
+
+
+@pytest.fixture(scope="module")
+def lalonde():
+    calls = ", ".join(
+        f"`{name}` = {_r_call('df', ' + '.join(LALONDE), f'df${dist}', case)}"
+        for name, (dist, case) in LALONDE_CASES.items()
+    )
+    code = f"""
+suppressPackageStartupMessages(library(MatchIt))
+source("{HELPER}")
+data("lalonde", package = "MatchIt")
+df <- lalonde
+f <- treat ~ age + educ + race + married + nodegree + re74 + re75
+df$ps <- unname(matchit(f, data = df)$distance)
+df$lp <- unname(matchit(f, data = df, link = "linear.logit")$distance)
+inter <- matchit_summary(df, "age + educ + race + married + re74", df$ps, interactions = TRUE,
+                         addl = c("nodegree", "re75"))
+result <- list(data = df, cases = list({calls}), inter = inter)
+"""
+    out = run_r(code)
+    data = pd.DataFrame(out["data"])
+    return out, data
+
+
+@pytest.mark.r
+@pytest.mark.parametrize("name", [name for name in LALONDE_CASES if name != "replace-ratio2"])
+def test_lalonde_option_equals_matchit(lalonde, name):
+    out, data = lalonde
+    dist, case = LALONDE_CASES[name]
+    expected = out["cases"][name]
+    mask = (data["age"] > 40).to_numpy() if "discard_rule" in case else None
+    scaled = data[dist].to_numpy() * expected["k"]
+    result = _ours(data, scaled, case, mask)
+    _assert_same(result, expected, name)
+    if case.get("caliper") is not None:
+        # MatchIt's caliper: caliper x SD of the distance over the units left after discard.
+        assert result.caliper_distance / expected["k"] == pytest.approx(expected["caliper"], rel=1e-12)
+    summary = match_summary(result, data, LALONDE)
+    quirk_rows = _assert_same_summary(summary, expected, name)
+    # lalonde's ATC match (no caliper) has racehispan's means exactly equal after matching: the quirk shows.
+    assert quirk_rows == (1 if name == "atc" else quirk_rows)
+
+
+@pytest.mark.r
+def test_matchit_451_replace_with_ratio_above_one_repeats_the_first_control(lalonde):
+    # Debian's MatchIt 4.5.1 vector path, replace = TRUE, ratio = 2: every treated unit gets its first control
+    # twice (a defect; matchit_matrix.R's distance-matrix path, used by test_matchit_suite.py, gets the second
+    # nearest, as we do). Our first controls are MatchIt's; the second ones are the next nearest instead.
+    out, data = lalonde
+    expected = out["cases"]["replace-ratio2"]
+    theirs = np.array([[-1 if v is None else v - 1 for v in row] for row in expected["match_matrix"]])
+    assert (theirs[:, 0] == theirs[:, 1]).all()  # the defect itself
+    result = _quiet(data, "treat", data["lp"].to_numpy() * expected["k"], replace=True, ratio=2)
+    pos = {label: i for i, label in enumerate(data.index)}
+    ours = result.match_matrix.map(lambda v: pos[v]).to_numpy()
+    np.testing.assert_array_equal(ours[:, 0], theirs[:, 0])
+    assert (ours[:, 1] != ours[:, 0]).all()
+    d = data["lp"].to_numpy()
+    treated = np.flatnonzero(data["treat"].to_numpy() == 1)
+    gap1, gap2 = np.abs(d[ours[:, 0]] - d[treated]), np.abs(d[ours[:, 1]] - d[treated])
+    assert (gap2 >= gap1).all()
+    controls = np.flatnonzero(data["treat"].to_numpy() == 0)
+    for i, t in enumerate(treated):  # the second is the second-nearest control (no control closer but the first)
+        others = np.setdiff1d(controls, [ours[i, 0]])
+        assert gap2[i] == np.abs(d[others] - d[t]).min()
+
+
+@pytest.mark.r
+def test_lalonde_summary_interactions_and_addlvariables(lalonde):
+    out, data = lalonde
+    expected = out["inter"]
+    result = _quiet(data, "treat", data["ps"].to_numpy() * expected["k"])
+    _assert_same(result, expected, "interactions")
+    summary = match_summary(
+        result, data, ["age", "educ", "race", "married", "re74"], addlvariables=["nodegree", "re75"], interactions=True
+    )
+    # Squares of the non-binary terms, then the products of terms of different variables (none within race).
+    assert "age²" in summary.sum_matched.index and "married²" not in summary.sum_matched.index
+    assert "raceblack * racehispan" not in summary.sum_matched.index
+    _assert_same_summary(summary, expected, "interactions")
+
+
+@pytest.mark.r
+def test_atc_is_the_att_with_the_arms_swapped(lalonde):
+    # MatchIt: "Setting estimand = 'ATC' is equivalent to swapping all treated and control labels".
+    _, data = lalonde
+    atc = _quiet(data, "treat", "ps", estimand="ATC", caliper=0.3)
+    swapped = _quiet(data.assign(treat=1 - data["treat"]), "treat", "ps", caliper=0.3, order="smallest")
+    np.testing.assert_array_equal(atc.weights.to_numpy(), swapped.weights.to_numpy())
+    pd.testing.assert_series_equal(atc.subclass, swapped.subclass)
+    assert list(atc.pairs["control"]) == list(swapped.pairs["treated"])
+    assert atc.options["order"] == "smallest"  # MatchIt's default for the ATC
+    # The focal controls carry weight 1 and the SMD is scaled by the controls' SD.
+    assert (atc.weights[(data["treat"] == 0) & (atc.weights > 0)] == 1).all()
+    s = match_summary(atc, data, ["age"])
+    sd_c = data.loc[data["treat"] == 0, "age"].std(ddof=1)
+    row = s.sum_all.loc["age"]
+    assert row["Std. Mean Diff."] == pytest.approx((row["Means Treated"] - row["Means Control"]) / sd_c, rel=1e-13)
+
+
+# ------------------------------------------------------------------ fresh random data, live
+
+
+@pytest.mark.r
+def test_options_and_summary_equal_matchit_on_fresh_data():
+    seed = int(time.time() * 1000) % 2**31
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(200, 400))
+    x1 = rng.normal(size=n)
+    g = rng.choice(["a", "b", "c"], n, p=[0.5, 0.3, 0.2])
+    b = rng.random(n) < 0.4
+    x2 = rng.integers(0, 2, n)
+    lin = -0.8 + 0.9 * x1 + 0.6 * (g == "b") - 0.5 * b
+    treat = (rng.random(n) < 1 / (1 + np.exp(-lin))).astype(int)
+    # A continuous distance with no ties (tie rules are tested in test_matchit_suite.py).
+    # z: constant among the treated, so MatchIt standardizes it by the pooled SD (ATT) instead.
+    z = np.where(treat == 1, 0.0, rng.normal(size=n))
+    df = pd.DataFrame({"treat": treat, "x1": x1, "x2": x2, "g": g, "b": b, "z": z, "d": lin + rng.normal(0, 0.5, n)})
+    cases = {
+        "att-caliper": {"caliper": 0.3},
+        "atc": {"estimand": "ATC"},
+        "atc-caliper-exact": {"estimand": "ATC", "caliper": 0.5, "exact": ["g"]},
+        "discard-both": {"discard": "both", "caliper": 0.2},
+        "discard-treated-smallest": {"discard": "treated", "order": "smallest"},
+        "replace": {"replace": True},
+        "atc-replace": {"estimand": "ATC", "replace": True},
+        "exact-data-order": {"exact": ["g"], "order": "data", "caliper": 0.4},
+    }
+    calls = ", ".join(f"`{k}` = {_r_call('df', 'x1 + x2 + g + b + z', 'df$d', c)}" for k, c in cases.items())
+    out = run_r(f'source("{HELPER}")\ndf$b <- as.logical(df$b)\nresult <- list({calls})', {"df": df})
+    for name, case in cases.items():
+        expected = out[name]
+        msg = f"seed={seed} case={name}"
+        result = _ours(df, df["d"].to_numpy() * expected["k"], case)
+        _assert_same(result, expected, msg)
+        _assert_same_summary(match_summary(result, df, ["x1", "x2", "g", "b", "z"]), expected, msg)
+
+
+# ------------------------------------------------------------------ by hand, and what we refuse
+
+
+@pytest.fixture
+def small():
+    rng = np.random.default_rng(5)
+    n = 60
+    return pd.DataFrame(
+        {"treat": (rng.random(n) < 0.4).astype(int), "x": rng.normal(size=n), "g": rng.choice(["u", "v"], n)}
+    )
+
+
+def test_discard_both_drops_units_outside_the_other_arms_range(small):
+    data = small.copy()
+    t = data["treat"] == 1
+    data.loc[t.idxmax(), "x"] = 10.0  # a treated unit above every control
+    data.loc[(~t).idxmax(), "x"] = -10.0  # a control below every treated unit
+    result = _quiet(data, "treat", "x", discard="both")
+    assert set(data.index[result.discarded]) == {t.idxmax(), (~t).idxmax()}
+    assert result.weights[result.discarded].eq(0).all()
+    assert result.counts.loc["Discarded"].tolist() == [1.0, 1.0]
+    n_t = int(t.sum())
+    assert result.counts.loc["Unmatched", "Treated"] + result.counts.loc["Matched", "Treated"] == n_t - 1
+    none = _quiet(data, "treat", "x")
+    assert not none.discarded.any() and none.counts.loc["Discarded"].tolist() == [0.0, 0.0]
+
+
+def test_std_pair_dist_by_hand():
+    # Two pairs: treated x = 0, 2 matched to controls 1, 2.5; |diffs| 1 and 0.5; SD of treated x = sqrt(2).
+    data = pd.DataFrame({"treat": [1, 1, 0, 0, 0], "x": [0.0, 2.0, 1.0, 2.5, 9.0]})
+    result = _quiet(data, "treat", "x", order="data")
+    s = match_summary(result, data, ["x"], distance=False)
+    assert s.sum_matched.loc["x", "Std. Pair Dist."] == pytest.approx(0.75 / np.sqrt(2), rel=1e-14)
+    assert np.isnan(s.sum_all.loc["x", "Std. Pair Dist."])
+    assert s.sum_matched.loc["x", "eCDF Max"] == pytest.approx(0.5)  # F_t - F_c at x = 0 or 2 (0.5 / 0)
+    assert list(s.nn.columns) == ["Control", "Treated"]
+    assert "Summary of Balance for Matched Data" in repr(s)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"discard": "outside"}, r"discard='outside' is not allowed"),
+        ({"discard": np.ones(3, dtype=bool)}, r"boolean array with one value per row of data \(60\)"),
+        ({"discard": np.zeros(60)}, r"dtype float64"),
+        ({"estimand": "ATE"}, r"estimand='ATE'.*ATT or the ATC"),
+    ],
+)
+def test_bad_discard_and_estimand_are_refused(small, kwargs, fragment):
+    with pytest.raises(InputError, match=fragment):
+        _quiet(small, "treat", "x", **kwargs)
+
+
+def test_discard_that_leaves_an_arm_empty_is_refused():
+    data = pd.DataFrame({"treat": [1, 1, 0, 0], "x": [5.0, 6.0, 0.0, 1.0]})
+    with pytest.raises(InputError, match=r"left no treated unit to match.*do not overlap"):
+        _quiet(data, "treat", "x", discard="treated")
+
+
+def test_match_summary_refusals(small):
+    result = _quiet(small, "treat", "x")
+    with pytest.raises(InputError, match=r"standardize=False .* not implemented"):
+        match_summary(result, small, ["x"], standardize=False)
+    with pytest.raises(InputError, match=r"not the frame that was matched"):
+        match_summary(result, small.iloc[:-1], ["x"])
+    with pytest.raises(InputError, match=r"missing values in covariate\(s\) \{'x': 2\}"):
+        match_summary(result, small.assign(x=[np.nan, np.nan, *small["x"][2:]]), ["x"])
+    with pytest.raises(InputError, match=r"'x' has 1 infinite"):
+        match_summary(result, small.assign(x=[np.inf, *small["x"][1:]]), ["x"])
+    with pytest.raises(InputError, match=r"no column"):
+        match_summary(result, small, ["nope"])
+    with pytest.raises(InputError, match=r"must be a MatchResult"):
+        match_summary(small, small, ["x"])  # type: ignore[arg-type]
