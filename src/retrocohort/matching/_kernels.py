@@ -302,3 +302,111 @@ def binomial_normal_equations(x: np.ndarray, eta: np.ndarray, mu: np.ndarray, y:
         for k in range(j):
             xtwx[k, j] = xtwx[j, k]
     return xtwx, xtwz
+
+
+# ---------------------------------------------------------------- matching on a covariate distance (scan)
+
+
+@njit(cache=True)
+def match_scan(
+    focal_position: np.ndarray,
+    order: np.ndarray,
+    other_position: np.ndarray,
+    coords: np.ndarray,
+    strata: np.ndarray,
+    antiexact: np.ndarray,
+    caliper_values: np.ndarray,
+    caliper_widths: np.ndarray,
+    ratio: int,
+    replace: bool,
+) -> np.ndarray:
+    """Greedy matching on the Euclidean distance between rows of ``coords`` (MatchIt's ``nn_matchC``).
+
+    The path MatchIt takes for Mahalanobis / Euclidean distances, ``mahvars``,
+    covariate calipers and ``antiexact``: every focal unit scans every unit of
+    the other arm, so O(n1 * n0 * p) (no sorted shortcut exists for a
+    multivariate distance).
+
+    Parameters
+    ----------
+    focal_position : int64 (n1,)
+        Data positions of the focal units (treated for the ATT).
+    order : int64 (n1,)
+        Processing order: indices into ``focal_position``.
+    other_position : int64 (n0,)
+        Data positions of the units that can be matched, in data order (ties
+        go to the first of them, as in MatchIt).
+    coords : float64 (n, p)
+        Coordinates whose Euclidean distance is the matching distance (the
+        whitened covariates for Mahalanobis, the distance itself for p = 1).
+    strata : int64 (n,)
+        Exact-matching stratum of each unit (all 0 without ``exact``).
+    antiexact : int64 (n, q)
+        Codes of the anti-exact variables: a pair must differ on every one.
+    caliper_values : float64 (n, c), caliper_widths : float64 (c,)
+        A pair is allowed only if |value_i - value_j| <= width for every column.
+    ratio : int
+        Matches per focal unit; round k gives each focal unit its k-th match
+        before round k + 1 starts.
+    replace : bool
+        Whether a unit of the other arm can be matched to several focal units.
+
+    Returns
+    -------
+    int64 (n1, ratio)
+        Data positions of the matches, -1 where none was found.
+    """
+    n1 = focal_position.shape[0]
+    n0 = other_position.shape[0]
+    p = coords.shape[1]
+    q = antiexact.shape[1]
+    c = caliper_widths.shape[0]
+    matches = np.full((n1, ratio), -1, dtype=np.int64)
+    used = np.zeros(coords.shape[0], dtype=np.bool_)
+    for k in range(ratio):
+        for i in range(n1):
+            t = order[i]
+            if k > 0 and matches[t, k - 1] < 0:
+                continue
+            tp = focal_position[t]
+            best = -1
+            best_d = np.inf
+            for j in range(n0):
+                cp = other_position[j]
+                if strata[cp] != strata[tp]:
+                    continue
+                if replace:
+                    mine = False
+                    for r in range(k):
+                        if matches[t, r] == cp:
+                            mine = True
+                            break
+                    if mine:
+                        continue
+                elif used[cp]:
+                    continue
+                ok = True
+                for a in range(q):
+                    if antiexact[cp, a] == antiexact[tp, a]:
+                        ok = False
+                        break
+                if not ok:
+                    continue
+                for a in range(c):
+                    if abs(caliper_values[cp, a] - caliper_values[tp, a]) > caliper_widths[a]:
+                        ok = False
+                        break
+                if not ok:
+                    continue
+                dist = 0.0
+                for a in range(p):
+                    diff = coords[cp, a] - coords[tp, a]
+                    dist += diff * diff
+                # Strictly smaller: among equal distances the first in data order stays (MatchIt).
+                if dist < best_d:
+                    best_d = dist
+                    best = cp
+            if best >= 0:
+                matches[t, k] = best
+                used[best] = True
+    return matches

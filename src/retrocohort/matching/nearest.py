@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -35,10 +36,13 @@ from .._design import require_columns
 from ..errors import InputError, ModelWarning
 from . import _kernels
 from ._common import as_column_list, check_option, require_unique_index, treatment_indicator
+from .balance import is_categorical, levels_of
 
 MatchOrder = Literal["largest", "smallest", "random", "data"]
 Estimand = Literal["ATT", "ATC"]
 Discard = Literal["none", "treated", "control", "both"]
+# MatchIt's covariate distances implemented here (matched through the scan kernel, MatchIt's nn_matchC).
+_METRICS = ("mahalanobis", "scaled_euclidean", "euclidean")
 
 
 @dataclass(frozen=True)
@@ -137,8 +141,9 @@ def _distance_values(data: pd.DataFrame, distance: Any) -> np.ndarray:
             raise InputError(
                 f"match_nearest: distance={distance!r} (MatchIt's distance option) is not supported: pass the "
                 "propensity score to match on, e.g. propensity_score(...).score (MatchIt's distance = 'glm') or "
-                ".linear (link = 'linear.logit'), or the name of a column holding it; Mahalanobis and other "
-                "covariate distances are not implemented"
+                ".linear (link = 'linear.logit'), or the name of a column holding it; of MatchIt's covariate "
+                "distances 'mahalanobis', 'scaled_euclidean' and 'euclidean' are implemented (with covariates=...), "
+                "'robust_mahalanobis' is not"
             )
         require_columns(data, [distance], "match_nearest: data")
         col = data[distance]
@@ -209,6 +214,75 @@ def _ess(w: np.ndarray) -> float:
     return float(w.sum() ** 2 / (w**2).sum())
 
 
+def _covariate_matrix(data: pd.DataFrame, columns: list[str], what: str) -> np.ndarray:
+    """Numbers as they are, booleans as 0/1, a text or categorical column as one 0/1 column per level."""
+    require_columns(data, columns, "match_nearest: data")
+    missing = {c: int(data[c].isna().sum()) for c in columns if data[c].isna().any()}
+    if missing:
+        raise InputError(
+            f"match_nearest: missing values in {what} column(s) {missing} (column: rows); "
+            "impute or drop those units explicitly"
+        )
+    out = []
+    for name in columns:
+        col = data[name]
+        if pd.api.types.is_bool_dtype(col):
+            out.append(np.asarray(col, dtype=float))
+        elif is_categorical(col):
+            values = np.asarray(col.astype(object))
+            out += [(values == level).astype(float) for level in levels_of(col)]
+        else:
+            x = np.asarray(col, dtype=float)
+            n_inf = int(np.isinf(x).sum())
+            if n_inf:
+                raise InputError(
+                    f"match_nearest: {what} column {name!r} has {n_inf} infinite value(s) out of {len(x)} rows; "
+                    "replace or drop them explicitly"
+                )
+            out.append(x)
+    return np.column_stack(out)
+
+
+def _metric_coordinates(x: np.ndarray, is_treated: np.ndarray, kept: np.ndarray, metric: str) -> np.ndarray:
+    """Coordinates whose Euclidean distances are MatchIt's ``metric`` distances between the rows of ``x``.
+
+    The scaling is MatchIt's pooled within-arm one, computed on the units kept after ``discard``: each
+    column centred on its arm's mean, then the covariance over all kept units (n - 1). Mahalanobis: the
+    rows times V diag(1/sqrt(e)) from the eigen-decomposition of that covariance (a generalized inverse,
+    so the dummies of every level of a factor may all be present); scaled Euclidean: each column over its
+    pooled SD.
+    """
+    if metric == "euclidean":
+        return np.ascontiguousarray(x)
+    xk, tk = x[kept], is_treated[kept]
+    centred = xk.copy()
+    for arm in (tk, ~tk):
+        centred[arm] -= centred[arm].mean(axis=0)
+    cov = centred.T @ centred / (len(xk) - 1)
+    if metric == "scaled_euclidean":
+        sd = np.sqrt(np.diag(cov))
+        return np.ascontiguousarray(x / np.where(sd > 0, sd, 1.0))
+    e, v = np.linalg.eigh(cov)
+    keep = e > max(float(e.max()), 0.0) * len(e) * np.finfo(float).eps
+    return np.ascontiguousarray(x @ (v[:, keep] / np.sqrt(e[keep])))
+
+
+def _parse_caliper(caliper: Any) -> tuple[float | None, dict[str, float]]:
+    """(caliper on the distance, {column: caliper}) from a number or a mapping (MatchIt's named vector)."""
+    if caliper is None:
+        return None, {}
+    items = dict(caliper) if isinstance(caliper, Mapping) else {"distance": caliper}
+    if not items:
+        raise InputError("match_nearest: caliper={} is empty; pass None for no caliper")
+    for key, value in items.items():
+        # numbers.Real (Python and NumPy ints/floats): a string or array must not reach np.isfinite's TypeError
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) or value <= 0:
+            shown = caliper if not isinstance(caliper, Mapping) else f"{{{key!r}: {value!r}}}"
+            raise InputError(f"match_nearest: caliper={shown!r} must be a positive finite number or None")
+    distance_caliper = items.pop("distance", None)
+    return (None if distance_caliper is None else float(distance_caliper)), {str(k): float(v) for k, v in items.items()}
+
+
 def _discard_mask(d: np.ndarray, is_treated: np.ndarray, discard: Any, n: int) -> np.ndarray:
     """Units outside the common support (MatchIt ``discard``): True = dropped before matching."""
     if isinstance(discard, str):
@@ -237,8 +311,8 @@ def match_nearest(
     treatment: str,
     distance: str | np.ndarray | pd.Series,
     ratio: int = 1,
-    caliper: float | None = None,
-    std_caliper: bool = True,
+    caliper: float | Mapping[str, float] | None = None,
+    std_caliper: bool | Mapping[str, bool] = True,
     order: MatchOrder | None = None,
     replace: bool = False,
     exact: str | list[str] | None = None,
@@ -247,6 +321,9 @@ def match_nearest(
     method: str = "nearest",
     estimand: Estimand = "ATT",
     discard: Discard | np.ndarray | pd.Series = "none",
+    covariates: Sequence[str] | None = None,
+    mahvars: Sequence[str] | None = None,
+    antiexact: str | Sequence[str] | None = None,
 ) -> MatchResult:
     """Greedy k:1 nearest-neighbour matching, identical to MatchIt 4.x ``method = "nearest"`` (ATT or ATC).
 
@@ -259,17 +336,25 @@ def match_nearest(
     distance : str, array of shape (n,) or Series
         Column name or values to match on, e.g. ``propensity_score(...).score``
         (MatchIt's default) or ``.linear`` (logit of the score, Austin 2011).
-        Must be finite.
+        Must be finite. Or one of MatchIt's covariate distances
+        ``"mahalanobis"``, ``"scaled_euclidean"``, ``"euclidean"`` computed
+        from ``covariates`` (pooled within-arm covariance / SDs of the units
+        not discarded); there is then no propensity score, so no caliper on
+        the distance, no ``discard`` and only ``order="data"`` or
+        ``"random"``.
     ratio : int
         Controls per treated unit (MatchIt ``ratio``), >= 1. With
         ``estimand="ATC"``: treated units per control.
-    caliper : float or None
+    caliper : float, mapping or None
         Largest allowed |difference| in distance. In standard deviations of
         the distance over all units not discarded (sample SD, n - 1) when
         ``std_caliper`` is true (MatchIt: ``caliper * sd(distance)``), in
         distance units otherwise. None: no caliper (a ModelWarning says so).
-    std_caliper : bool
-        See ``caliper``.
+        A mapping is MatchIt's named caliper vector: ``{"age": 0.5, "re74":
+        0.2}`` puts a caliper on each of those columns (in their SDs over
+        the units not discarded, or raw), ``"distance"`` on the distance.
+    std_caliper : bool or mapping
+        See ``caliper``; a mapping gives it per caliper (default True).
     order : {"largest", "smallest", "random", "data"} or None
         Order in which the focal units (treated for the ATT, controls for the
         ATC) pick their matches (MatchIt ``m.order``): by decreasing or
@@ -307,6 +392,15 @@ def match_nearest(
         weight 0 and are counted in ``counts`` row "Discarded", not
         "Unmatched". (MatchIt's ``reestimate`` is not needed here: refit
         :func:`propensity_score` on the kept units and match again.)
+    covariates : sequence of str, optional
+        The covariates of a named ``distance`` ("mahalanobis", ...): numbers,
+        booleans, categoricals (one 0/1 column per level).
+    mahvars : sequence of str, optional
+        Match on the Mahalanobis distance of these columns while the
+        propensity score ``distance`` sets the caliper, ``discard`` and the
+        order (MatchIt ``mahvars``).
+    antiexact : str or list of str, optional
+        Columns on which a pair must *differ* (MatchIt ``antiexact``).
 
     Returns
     -------
@@ -317,7 +411,11 @@ def match_nearest(
         floating-point rounding; subclass numbers exactly). With
         ``order="random"`` the permutation differs from R's, so only the
         algorithm, not the draw, is shared. ``pairs`` names the actual arms
-        (``treated``, ``control``) for either estimand.
+        (``treated``, ``control``) for either estimand; its ``difference`` is
+        the matching distance (the Mahalanobis distance with ``mahvars``).
+        With a covariate distance, ``mahvars``, covariate calipers or
+        ``antiexact`` the match follows MatchIt's scanning path (every focal
+        unit against every candidate, ties to the first in data order).
 
     Raises
     ------
@@ -339,27 +437,51 @@ def match_nearest(
             "weighting, which are not implemented"
         )
     atc = estimand == "ATC"
+    metric = None
+    if isinstance(distance, str) and distance not in data.columns and distance.lower() in _METRICS:
+        metric = distance.lower()
+        if not covariates:
+            raise InputError(
+                f"match_nearest: distance={distance!r} is computed from covariates: pass covariates=[...] "
+                "(the right-hand side of MatchIt's formula)"
+            )
+        if mahvars:
+            raise InputError(
+                f"match_nearest: mahvars needs a propensity score as distance, not distance={distance!r} "
+                "(MatchIt ignores it there); pass covariates=[...] only"
+            )
     if order is None:
-        order = "smallest" if atc else "largest"
+        # MatchIt: largest (ATT) / smallest (ATC) with a propensity score, data order with a covariate distance.
+        order = "data" if metric else ("smallest" if atc else "largest")
     check_option("order", order, get_args(MatchOrder))
+    if metric and order in ("largest", "smallest"):
+        raise InputError(
+            f"match_nearest: order={order!r} sorts by a propensity score, and distance={distance!r} has none; "
+            "use order='data' or 'random', or pass the score as distance with mahvars=[...]"
+        )
     if isinstance(ratio, bool) or not isinstance(ratio, (int, np.integer)) or ratio < 1:
         raise InputError(f"match_nearest: ratio={ratio!r} must be a whole number >= 1")
     ratio = int(ratio)
-    if caliper is not None:
-        # numbers.Real (Python and NumPy ints/floats): a string or array must not reach np.isfinite's TypeError
-        if (
-            isinstance(caliper, bool)
-            or not isinstance(caliper, numbers.Real)
-            or not np.isfinite(caliper)
-            or caliper <= 0
-        ):
-            raise InputError(f"match_nearest: caliper={caliper!r} must be a positive finite number or None")
-        caliper = float(caliper)
+    distance_caliper, covariate_calipers = _parse_caliper(caliper)
+    if metric and distance_caliper is not None:
+        raise InputError(
+            f"match_nearest: a caliper on the distance needs a propensity score, and distance={distance!r} has "
+            "none; put calipers on covariates (caliper={'age': 0.5}) or pass the score with mahvars=[...]"
+        )
+    if not isinstance(std_caliper, (bool, Mapping)):
+        raise InputError(f"match_nearest: std_caliper={std_caliper!r} must be True/False or a mapping per caliper")
     exact_columns = as_column_list(exact)
+    antiexact_columns = as_column_list(antiexact)
+    mahvar_columns = as_column_list(mahvars)
     is_treated, treated_value, control_value = treatment_indicator(data, treatment, treated, "match_nearest: data")
     require_unique_index(data, "match_nearest: data")
-    d = _distance_values(data, distance)
     n = len(data)
+    d = np.full(n, np.nan) if metric else _distance_values(data, distance)
+    if metric and not (isinstance(discard, str) and discard == "none"):
+        raise InputError(
+            f"match_nearest: discard needs a propensity score, and distance={distance!r} has none; "
+            "pass the score as distance with mahvars=[...] to discard on it"
+        )
     if isinstance(discard, pd.Series):
         if not discard.index.equals(data.index):
             raise InputError("match_nearest: the discard Series is not indexed like data; align it to data.index")
@@ -380,7 +502,12 @@ def match_nearest(
             "Use discard='none' or check the propensity model"
         )
 
-    if caliper is None:
+    kept = ~discarded
+
+    def _std(key: str) -> bool:
+        return std_caliper if isinstance(std_caliper, bool) else bool(std_caliper.get(key, True))
+
+    if distance_caliper is None and not covariate_calipers:
         caliper_distance = None
         warnings.warn(
             f"match_nearest: no caliper, so every {focal_name} unit gets a match however far its propensity "
@@ -390,8 +517,26 @@ def match_nearest(
         )
     else:
         # MatchIt takes the SD over the units left after discard.
-        caliper_distance = caliper * float(np.std(d[~discarded], ddof=1)) if std_caliper else caliper
+        caliper_distance = (
+            None
+            if distance_caliper is None
+            else distance_caliper * float(np.std(d[kept], ddof=1))
+            if _std("distance")
+            else distance_caliper
+        )
     caliper_kernel = np.inf if caliper_distance is None else caliper_distance
+    caliper_columns: dict[str, float] = {}
+    for name, width in covariate_calipers.items():
+        require_columns(data, [name], "match_nearest: data (caliper)")
+        col = data[name]
+        if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col) or col.isna().any():
+            raise InputError(
+                f"match_nearest: caliper column {name!r} must be numeric without missing values "
+                f"(dtype {col.dtype}, {int(col.isna().sum())} missing)"
+            )
+        values = np.asarray(col, dtype=float)
+        caliper_columns[name] = width * float(np.std(values[kept], ddof=1)) if _std(name) else width
+    scan = bool(metric or mahvar_columns or caliper_columns or antiexact_columns)
 
     if not replace and ratio * n1 > n0:
         # MatchIt warns too ("Not all treated units will get <ratio> matches").
@@ -420,7 +565,52 @@ def match_nearest(
     block_end = np.searchsorted(strata_sorted, treated_strata, side="right").astype(np.int64)
     treated_d = np.ascontiguousarray(d[treated_positions])
 
-    if replace:
+    if order == "largest":
+        # R's order(decreasing = TRUE) keeps ties in data order, as a stable sort of -d does.
+        processing = np.argsort(-treated_d, kind="stable")
+    elif order == "smallest":
+        processing = np.argsort(treated_d, kind="stable")
+    elif order == "random":
+        processing = np.random.default_rng(random_state).permutation(n1)
+    else:
+        processing = np.arange(n1)
+    coords: np.ndarray | None = None
+    if scan:
+        if metric or mahvar_columns:
+            x = _covariate_matrix(data, as_column_list(covariates) if metric else mahvar_columns, "distance")
+            coords = _metric_coordinates(x, is_treated, kept, metric or "mahalanobis")
+        else:
+            coords = np.ascontiguousarray(d.reshape(-1, 1))
+        cal_names = list(caliper_columns)
+        cal_values = [np.asarray(data[c], dtype=float) for c in cal_names]
+        cal_widths = [caliper_columns[c] for c in cal_names]
+        if caliper_distance is not None:
+            cal_values.append(d)
+            cal_widths.append(caliper_distance)
+        anti = np.zeros((n, 0), dtype=np.int64)
+        if antiexact_columns:
+            require_columns(data, antiexact_columns, "match_nearest: data (antiexact)")
+            # factorize codes missing values as -1: one more level, as MatchIt refuses them we say so.
+            n_missing = {c: int(data[c].isna().sum()) for c in antiexact_columns if data[c].isna().any()}
+            if n_missing:
+                raise InputError(
+                    f"match_nearest: missing values in antiexact column(s) {n_missing} (column: rows); "
+                    "recode them as a level or drop those units explicitly"
+                )
+            anti = np.column_stack([pd.factorize(data[c])[0] for c in antiexact_columns]).astype(np.int64)
+        matches = _kernels.match_scan(
+            treated_positions.astype(np.int64),
+            processing.astype(np.int64),
+            control_positions.astype(np.int64),
+            coords,
+            strata.astype(np.int64),
+            anti,
+            np.ascontiguousarray(np.column_stack(cal_values)) if cal_values else np.zeros((n, 0)),
+            np.asarray(cal_widths, dtype=float),
+            ratio,
+            bool(replace),
+        )
+    elif replace:
         matches = _kernels.match_with_replacement(
             treated_d,
             treated_positions.astype(np.int64),
@@ -432,15 +622,6 @@ def match_nearest(
             caliper_kernel,
         )
     else:
-        if order == "largest":
-            # R's order(decreasing = TRUE) keeps ties in data order, as a stable sort of -d does.
-            processing = np.argsort(-treated_d, kind="stable")
-        elif order == "smallest":
-            processing = np.argsort(treated_d, kind="stable")
-        elif order == "random":
-            processing = np.random.default_rng(random_state).permutation(n1)
-        else:
-            processing = np.arange(n1)
         matches = _kernels.match_without_replacement(
             treated_d,
             treated_positions.astype(np.int64),
@@ -455,11 +636,17 @@ def match_nearest(
 
     has_match = matches[:, 0] >= 0
     if not has_match.any():
-        if caliper_distance is not None:
+        if caliper_distance is not None and not caliper_columns:
             raise InputError(
                 f"match_nearest: no {focal_name} unit has a {other_name} within the caliper "
                 f"({caliper_distance:.6g} distance "
-                f"units{'' if not std_caliper else f' = {caliper} SD'}); use a wider caliper"
+                f"units{'' if not _std('distance') else f' = {distance_caliper} SD'}); use a wider caliper"
+            )
+        if caliper_columns or antiexact_columns:
+            raise InputError(
+                f"match_nearest: no {focal_name} unit has a {other_name} within the calipers "
+                f"{sorted(caliper_columns) + (['distance'] if caliper_distance is not None else [])} and the "
+                f"antiexact columns {antiexact_columns}; use wider calipers or fewer constraints"
             )
         raise InputError(
             f"match_nearest: no {focal_name} unit could be matched (no shared exact stratum with {other_name}s)"
@@ -501,7 +688,11 @@ def match_nearest(
             "treated": other_labels if atc else focal_labels,
             "control": focal_labels if atc else other_labels,
             "round": cols_o + 1,
-            "difference": np.abs(d[controls_o] - d[treated_positions[rows_o]]),
+            "difference": (
+                np.sqrt(((coords[controls_o] - coords[treated_positions[rows_o]]) ** 2).sum(axis=1))
+                if coords is not None and (metric or mahvar_columns)
+                else np.abs(d[controls_o] - d[treated_positions[rows_o]])
+            ),
         }
     )
     mm_labels = {}
@@ -537,8 +728,8 @@ def match_nearest(
     )
     options = {
         "ratio": ratio,
-        "caliper": caliper,
-        "std_caliper": std_caliper,
+        "caliper": caliper if not isinstance(caliper, Mapping) else dict(caliper),
+        "std_caliper": std_caliper if isinstance(std_caliper, bool) else dict(std_caliper),
         "order": order if not replace else "data",
         "replace": replace,
         "exact": exact_columns,
@@ -548,6 +739,11 @@ def match_nearest(
         "treatment": treatment,
         "estimand": estimand,
         "discard": discard if isinstance(discard, str) else "array",
+        "distance": metric or "given",
+        "covariates": as_column_list(covariates),
+        "mahvars": mahvar_columns,
+        "antiexact": antiexact_columns,
+        "covariate_calipers": caliper_columns,
     }
     return MatchResult(
         subclass=subclass,

@@ -228,7 +228,7 @@ def match_summary(
     interactions: bool = False,
     un: bool = True,
     pair_dist: bool = True,
-    distance: bool = True,
+    distance: bool | None = None,
     standardize: bool = True,
 ) -> MatchSummary:
     """Balance before and after matching as MatchIt's ``summary(m.out)`` reports it.
@@ -254,9 +254,10 @@ def match_summary(
         Compute ``sum_all`` (the unmatched sample) too.
     pair_dist : bool
         Compute ``Std. Pair Dist.`` in the matched sample (NaN otherwise).
-    distance : bool
+    distance : bool or None
         Put the distance matched on as the first row, ``"distance"``, as
-        MatchIt does when it matched on a propensity score.
+        MatchIt does when it matched on a propensity score. None: when the
+        match had one (not with ``distance="mahalanobis"`` and the like).
     standardize : bool
         Only True (standardized statistics) is implemented; MatchIt's
         ``standardize = FALSE`` (raw mean differences and eQQ statistics)
@@ -280,6 +281,13 @@ def match_summary(
         raise InputError(
             "match_summary: data is not the frame that was matched (its index differs from the match's); "
             "pass the same data given to match_nearest"
+        )
+    if distance is None:
+        distance = result.options.get("distance", "given") == "given"
+    elif distance and result.options.get("distance", "given") != "given":
+        raise InputError(
+            f"match_summary: distance=True but the match used distance={result.options['distance']!r}, "
+            "which has no propensity score to summarise"
         )
     names_in = as_column_list(covariates) + as_column_list(addlvariables)
     if not names_in and not distance:
