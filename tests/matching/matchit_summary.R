@@ -36,3 +36,41 @@ matchit_summary <- function(df, rhs, dist, ratio = 1, caliper = NULL, order = NU
     caliper = if (is.null(m$caliper)) NULL else unname(m$caliper) / k
   )
 }
+
+# The same for MatchIt's scanning path: a named covariate distance ("mahalanobis", ...) or a numeric distance
+# (scaled by 2^k as above) with mahvars, antiexact, named (covariate) calipers, ratio > 1.
+matchit_general <- function(df, rhs, distance, mahvars = NULL, antiexact = NULL, caliper = NULL,
+                            std.caliper = TRUE, ratio = 1, order = NULL, replace = FALSE, exact = NULL,
+                            estimand = "ATT", summary_rhs = NULL) {
+  suppressPackageStartupMessages(library(MatchIt))
+  n <- nrow(df)
+  rownames(df) <- as.character(seq_len(n))
+  k <- 1
+  if (is.numeric(distance)) {
+    k <- 2^floor(log2(2^29 / max(abs(distance))))
+    distance <- unname(distance) * k
+  }
+  f <- as.formula(paste("treat ~", rhs))
+  form <- function(v) if (is.null(v)) NULL else reformulate(v)
+  m <- suppressWarnings(matchit(f, data = df, method = "nearest", distance = distance, ratio = ratio,
+                                mahvars = form(mahvars), antiexact = form(antiexact), caliper = caliper,
+                                std.caliper = std.caliper, m.order = order, replace = replace,
+                                exact = form(exact), estimand = estimand))
+  s <- summary(m)
+  tab <- function(x) list(rows = rownames(x), cols = colnames(x), values = unname(as.matrix(x)))
+  mm <- m$match.matrix
+  cal <- m$caliper
+  list(
+    k = k,
+    focal = as.integer(rownames(mm)),
+    match_matrix = matrix(as.integer(mm), nrow = nrow(mm)),
+    weights = unname(m$weights),
+    subclass = if (is.null(m$subclass)) NULL else as.integer(as.character(m$subclass)),
+    discarded = unname(m$discarded),
+    nn = tab(s$nn),
+    sum_all = tab(s$sum.all),
+    sum_matched = tab(s$sum.matched),
+    caliper_names = if (is.null(cal)) NULL else as.list(names(cal)),
+    caliper = if (is.null(cal)) NULL else as.list(unname(cal))
+  )
+}

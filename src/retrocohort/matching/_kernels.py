@@ -312,7 +312,9 @@ def match_scan(
     focal_position: np.ndarray,
     order: np.ndarray,
     other_position: np.ndarray,
-    coords: np.ndarray,
+    x: np.ndarray,
+    transform: np.ndarray,
+    vector_ties: bool,
     strata: np.ndarray,
     antiexact: np.ndarray,
     caliper_values: np.ndarray,
@@ -320,12 +322,11 @@ def match_scan(
     ratio: int,
     replace: bool,
 ) -> np.ndarray:
-    """Greedy matching on the Euclidean distance between rows of ``coords`` (MatchIt's ``nn_matchC``).
+    """Greedy matching under constraints a sorted walk cannot use (MatchIt's ``nn_matchC`` and friends).
 
-    The path MatchIt takes for Mahalanobis / Euclidean distances, ``mahvars``,
+    The path taken for Mahalanobis / Euclidean distances, ``mahvars``,
     covariate calipers and ``antiexact``: every focal unit scans every unit of
-    the other arm, so O(n1 * n0 * p) (no sorted shortcut exists for a
-    multivariate distance).
+    the other arm, O(n1 * n0 * p^2).
 
     Parameters
     ----------
@@ -334,11 +335,24 @@ def match_scan(
     order : int64 (n1,)
         Processing order: indices into ``focal_position``.
     other_position : int64 (n0,)
-        Data positions of the units that can be matched, in data order (ties
-        go to the first of them, as in MatchIt).
-    coords : float64 (n, p)
-        Coordinates whose Euclidean distance is the matching distance (the
-        whitened covariates for Mahalanobis, the distance itself for p = 1).
+        Data positions of the units that can be matched, in data order.
+    x : float64 (n, p)
+        Covariates (or the scalar distance, p = 1).
+    transform : float64 (s, p, r)
+        The distance between units i and j of exact stratum h is
+        ||(x_i - x_j) @ transform[h]|| (MatchIt scales within each stratum).
+        The difference is taken *before* the transform, so that differences
+        equal in the data (a control 2 years older or 2 years younger) give
+        exactly equal distances, ties MatchIt then breaks by data order.
+        Distances within a relative 1e-10 of each other count as tied: MatchIt
+        transforms before differencing, so its last bits, not the data, would
+        otherwise decide between such candidates.
+    vector_ties : bool
+        Ties as MatchIt's distance-vector path breaks them (p = 1, a
+        propensity score): among equal |differences| a control below the
+        focal unit in the stable distance order beats one above, and the one
+        nearest in that order wins. Otherwise the first in data order wins
+        (MatchIt's covariate-distance path).
     strata : int64 (n,)
         Exact-matching stratum of each unit (all 0 without ``exact``).
     antiexact : int64 (n, q)
@@ -358,11 +372,13 @@ def match_scan(
     """
     n1 = focal_position.shape[0]
     n0 = other_position.shape[0]
-    p = coords.shape[1]
+    p = x.shape[1]
+    r_dim = transform.shape[2]
     q = antiexact.shape[1]
     c = caliper_widths.shape[0]
     matches = np.full((n1, ratio), -1, dtype=np.int64)
-    used = np.zeros(coords.shape[0], dtype=np.bool_)
+    used = np.zeros(x.shape[0], dtype=np.bool_)
+    diff = np.empty(p)
     for k in range(ratio):
         for i in range(n1):
             t = order[i]
@@ -371,6 +387,7 @@ def match_scan(
             tp = focal_position[t]
             best = -1
             best_d = np.inf
+            best_left = False
             for j in range(n0):
                 cp = other_position[j]
                 if strata[cp] != strata[tp]:
@@ -398,12 +415,33 @@ def match_scan(
                         break
                 if not ok:
                     continue
-                dist = 0.0
+                if vector_ties:
+                    dist = abs(x[cp, 0] - x[tp, 0])
+                    left = x[cp, 0] < x[tp, 0] or (x[cp, 0] == x[tp, 0] and cp < tp)
+                    if dist < best_d:
+                        take = True
+                    elif dist == best_d:
+                        # Left beats right; on the left the nearest in sort order is the last in the data,
+                        # on the right the first (already held: scanning in data order).
+                        take = left and (not best_left or cp > best)
+                    else:
+                        take = False
+                    if take:
+                        best_d = dist
+                        best = cp
+                        best_left = left
+                    continue
                 for a in range(p):
-                    diff = coords[cp, a] - coords[tp, a]
-                    dist += diff * diff
-                # Strictly smaller: among equal distances the first in data order stays (MatchIt).
-                if dist < best_d:
+                    diff[a] = x[cp, a] - x[tp, a]
+                h = strata[tp]
+                dist = 0.0
+                for b in range(r_dim):
+                    z = 0.0
+                    for a in range(p):
+                        z += diff[a] * transform[h, a, b]
+                    dist += z * z
+                # Strictly smaller (beyond rounding): among equal distances the first in data order stays.
+                if dist < best_d * (1.0 - 1e-10):
                     best_d = dist
                     best = cp
             if best >= 0:

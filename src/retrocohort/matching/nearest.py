@@ -243,17 +243,17 @@ def _covariate_matrix(data: pd.DataFrame, columns: list[str], what: str) -> np.n
     return np.column_stack(out)
 
 
-def _metric_coordinates(x: np.ndarray, is_treated: np.ndarray, kept: np.ndarray, metric: str) -> np.ndarray:
-    """Coordinates whose Euclidean distances are MatchIt's ``metric`` distances between the rows of ``x``.
+def _metric_transform(x: np.ndarray, is_treated: np.ndarray, kept: np.ndarray, metric: str) -> np.ndarray:
+    """Matrix W with MatchIt's ``metric`` distance between rows i, j = ||(x_i - x_j) @ W||.
 
     The scaling is MatchIt's pooled within-arm one, computed on the units kept after ``discard``: each
-    column centred on its arm's mean, then the covariance over all kept units (n - 1). Mahalanobis: the
-    rows times V diag(1/sqrt(e)) from the eigen-decomposition of that covariance (a generalized inverse,
-    so the dummies of every level of a factor may all be present); scaled Euclidean: each column over its
-    pooled SD.
+    column centred on its arm's mean, then the covariance over all kept units (n - 1). Mahalanobis:
+    W = V diag(1/sqrt(e)) from the eigen-decomposition of that covariance (a generalized inverse, so the
+    dummies of every level of a factor may all be present); scaled Euclidean: diag(1 / pooled SD).
     """
+    p = x.shape[1]
     if metric == "euclidean":
-        return np.ascontiguousarray(x)
+        return np.eye(p)
     xk, tk = x[kept], is_treated[kept]
     centred = xk.copy()
     for arm in (tk, ~tk):
@@ -261,10 +261,10 @@ def _metric_coordinates(x: np.ndarray, is_treated: np.ndarray, kept: np.ndarray,
     cov = centred.T @ centred / (len(xk) - 1)
     if metric == "scaled_euclidean":
         sd = np.sqrt(np.diag(cov))
-        return np.ascontiguousarray(x / np.where(sd > 0, sd, 1.0))
+        return np.diag(1.0 / np.where(sd > 0, sd, 1.0))
     e, v = np.linalg.eigh(cov)
     keep = e > max(float(e.max()), 0.0) * len(e) * np.finfo(float).eps
-    return np.ascontiguousarray(x @ (v[:, keep] / np.sqrt(e[keep])))
+    return np.ascontiguousarray(v[:, keep] / np.sqrt(e[keep]))
 
 
 def _parse_caliper(caliper: Any) -> tuple[float | None, dict[str, float]]:
@@ -575,11 +575,17 @@ def match_nearest(
     else:
         processing = np.arange(n1)
     coords: np.ndarray | None = None
+    transforms = np.eye(1).reshape(1, 1, 1)
     if scan:
         if metric or mahvar_columns:
-            x = _covariate_matrix(data, as_column_list(covariates) if metric else mahvar_columns, "distance")
-            coords = _metric_coordinates(x, is_treated, kept, metric or "mahalanobis")
+            coords = np.ascontiguousarray(
+                _covariate_matrix(data, as_column_list(covariates) if metric else mahvar_columns, "distance")
+            )
+            # One scaling over all kept units, also with exact strata (as MatchIt; checked on lalonde).
+            w_all = _metric_transform(coords, is_treated, kept, metric or "mahalanobis")
+            transforms = np.ascontiguousarray(np.broadcast_to(w_all, (int(strata.max()) + 1, *w_all.shape)))
         else:
+            # A propensity score with antiexact or covariate calipers: MatchIt keeps its vector path's ties.
             coords = np.ascontiguousarray(d.reshape(-1, 1))
         cal_names = list(caliper_columns)
         cal_values = [np.asarray(data[c], dtype=float) for c in cal_names]
@@ -603,6 +609,8 @@ def match_nearest(
             processing.astype(np.int64),
             control_positions.astype(np.int64),
             coords,
+            np.ascontiguousarray(transforms),
+            not (metric or mahvar_columns),
             strata.astype(np.int64),
             anti,
             np.ascontiguousarray(np.column_stack(cal_values)) if cal_values else np.zeros((n, 0)),
@@ -689,7 +697,16 @@ def match_nearest(
             "control": focal_labels if atc else other_labels,
             "round": cols_o + 1,
             "difference": (
-                np.sqrt(((coords[controls_o] - coords[treated_positions[rows_o]]) ** 2).sum(axis=1))
+                np.sqrt(
+                    (
+                        np.einsum(
+                            "ip,ipr->ir",
+                            coords[controls_o] - coords[treated_positions[rows_o]],
+                            transforms[strata[treated_positions[rows_o]]],
+                        )
+                        ** 2
+                    ).sum(axis=1)
+                )
                 if coords is not None and (metric or mahvar_columns)
                 else np.abs(d[controls_o] - d[treated_positions[rows_o]])
             ),
