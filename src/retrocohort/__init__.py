@@ -18,10 +18,12 @@ _startup.install()  # Ctrl-C during the imports below: one line and exit 2 from 
 from .cohort.builder import BuiltCohort, build_cohort
 from .matching import (
     MatchResult,
+    MatchSummary,
     PropensityResult,
     balance,
     balance_before_after,
     match_nearest,
+    match_summary,
     propensity_score,
     table_one,
 )
@@ -57,6 +59,7 @@ __all__ = [
     "KaplanMeierResult",
     "LogRankResult",
     "MatchResult",
+    "MatchSummary",
     "MimicIV",
     "PHTestResult",
     "PropensityResult",
@@ -79,6 +82,7 @@ __all__ = [
     "load_study",
     "logrank",
     "match_nearest",
+    "match_summary",
     "methods_paragraph",
     "ph_test",
     "propensity_score",

@@ -95,6 +95,18 @@ class MatchSummary:
             parts += ["Sample Sizes:", self.nn.round(2).to_string()]
         return "\n".join(parts)
 
+    def _repr_html_(self) -> str:
+        # pandas escapes the labels (term names come from the data's column and level names).
+        blocks = []
+        for title, table, digits in (
+            ("Summary of Balance for All Data", self.sum_all, 4),
+            ("Summary of Balance for Matched Data", self.sum_matched, 4),
+            ("Sample Sizes", self.nn, 2),
+        ):
+            if table is not None:
+                blocks.append(f"<h4>{title}</h4>" + table.round(digits).to_html(na_rep="."))
+        return "<div>" + "".join(blocks) + "</div>"
+
 
 def _terms(data: pd.DataFrame, covariates: list[str]) -> tuple[list[str], np.ndarray]:
     """MatchIt's covariate matrix: numbers as is, booleans as <name>TRUE, every level of a factor as 0/1."""
