@@ -71,6 +71,17 @@ matchit_general <- function(df, rhs, distance, mahvars = NULL, antiexact = NULL,
     sum_all = tab(s$sum.all),
     sum_matched = tab(s$sum.matched),
     caliper_names = if (is.null(cal)) NULL else as.list(names(cal)),
-    caliper = if (is.null(cal)) NULL else as.list(unname(cal))
+    caliper = if (is.null(cal)) NULL else as.list(unname(cal)),
+    match_data = {
+      md <- match.data(m, data = df)
+      list(rows = as.integer(rownames(md)), names = names(md), weights = unname(md$weights),
+           subclass = if (is.null(md$subclass)) NULL else as.integer(as.character(md$subclass)))
+    },
+    match_data_treated = as.integer(rownames(match.data(m, data = df, group = "treated"))),
+    get_matches = {
+      gm <- get_matches(m, data = df)
+      list(id = as.integer(as.character(gm$id)), subclass = as.integer(as.character(gm$subclass)),
+           weights = unname(gm$weights), names = names(gm))
+    }
   )
 }

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from retrocohort.errors import InputError, ModelWarning
-from retrocohort.matching import MatchSummary, match_nearest, match_summary
+from retrocohort.matching import MatchSummary, get_matches, match_data, match_nearest, match_summary
 from tests.rlive import run_r
 
 HELPER = (Path(__file__).parent / "matchit_summary.R").as_posix()
@@ -441,7 +441,8 @@ df$lp <- unname(matchit(f, data = df, link = "linear.logit")$distance)
 result <- list(data = df, cases = list({calls}))
 """
     out = run_r(code)
-    return out, pd.DataFrame(out["data"])
+    # jsonlite keeps lalonde's row names (NSW1, ...) as a column "_row": as the index, like match.data's.
+    return out, pd.DataFrame(out["data"]).set_index("_row")
 
 
 @pytest.mark.r
@@ -465,6 +466,33 @@ def test_lalonde_scanning_path_equals_matchit(lalonde_scan, name):
         for key, value in theirs.items():
             assert ours[key] == pytest.approx(value, rel=1e-12), key
     _assert_same_summary(match_summary(result, data, covariates), expected, name)
+    _assert_same_match_data(result, data, expected, name)
+
+
+def _assert_same_match_data(result, data, expected, msg):
+    # match.data(): the kept rows in data order (MatchIt's row names are 1-based positions here), the columns
+    # it appends, their values; get_matches(): one row per unit and set, in MatchIt's order, with its weights.
+    md, theirs = match_data(result, data), expected["match_data"]
+    positions = [int(data.index.get_loc(v)) + 1 for v in md.index]
+    assert positions == theirs["rows"], msg
+    assert list(md.columns) == theirs["names"], msg
+    np.testing.assert_allclose(md["weights"], theirs["weights"], rtol=1e-12, err_msg=msg)
+    if theirs["subclass"] is not None and theirs["subclass"] != {}:
+        np.testing.assert_array_equal(md["subclass"].astype(int), theirs["subclass"], err_msg=msg)
+    treated_rows = [data.index.get_loc(v) + 1 for v in match_data(result, data, group="treated").index]
+    assert treated_rows == expected["match_data_treated"], msg
+    gm, theirs = get_matches(result, data), expected["get_matches"]
+    ids = [int(data.index.get_loc(v)) + 1 for v in gm["id"]]
+    np.testing.assert_array_equal(gm["subclass"].astype(int), theirs["subclass"], err_msg=msg)
+    np.testing.assert_allclose(gm["weights"], theirs["weights"], rtol=1e-12, err_msg=msg)
+    assert list(gm.columns) == theirs["names"], msg
+    if result.options["replace"] and result.options["ratio"] > 1:
+        # MatchIt's scanning path lists a set's matches in its own order with replacement; the rows of each set
+        # are the same.
+        ours_sets = sorted(zip(gm["subclass"].astype(int), ids, strict=True))
+        assert ours_sets == sorted(zip(theirs["subclass"], theirs["id"], strict=True)), msg
+    else:
+        assert ids == theirs["id"], msg
 
 
 @pytest.mark.r
@@ -497,6 +525,18 @@ def test_scanning_path_equals_matchit_on_fresh_data():
         "mahal-replace-ratio2": (
             'rhs = "a + e + x", distance = "mahalanobis", ratio = 2, replace = TRUE',
             {"distance": "mahalanobis", "ratio": 2, "replace": True},
+        ),
+        "mahvars-replace-ratio3-atc": (
+            'rhs = "a + e + x + g", distance = df$d, mahvars = c("a", "e", "x"), ratio = 3, replace = TRUE, '
+            'estimand = "ATC", caliper = .5',
+            {
+                "distance": "d",
+                "mahvars": ["a", "e", "x"],
+                "ratio": 3,
+                "replace": True,
+                "estimand": "ATC",
+                "caliper": 0.5,
+            },
         ),
         "scaled-covcal-atc": (
             'rhs = "a + e + x", distance = "scaled_euclidean", caliper = c(a = .5), estimand = "ATC"',
@@ -534,3 +574,4 @@ def test_scanning_path_equals_matchit_on_fresh_data():
         if "antiexact" in kwargs:
             covariates.append("m")
         _assert_same_summary(match_summary(result, df, covariates), expected, msg)
+        _assert_same_match_data(result, df, expected, msg)
