@@ -146,7 +146,7 @@ def get_matches(
     out = data.iloc[rows].copy()
     # MatchIt's column order: id, subclass, weights, the data's columns, distance.
     out.insert(0, weights, w)
-    out.insert(0, subclass, pd.Categorical(sets, categories=range(1, set_no + 1)))
+    out.insert(0, subclass, pd.Series(pd.Categorical(sets, categories=range(1, set_no + 1)), index=out.index))
     out.insert(0, id, data.index[rows])
     if "distance" in names:
         out[distance] = result.distance.to_numpy()[rows]

@@ -276,7 +276,12 @@ def _parse_caliper(caliper: Any) -> tuple[float | None, dict[str, float]]:
         raise InputError("match_nearest: caliper={} is empty; pass None for no caliper")
     for key, value in items.items():
         # numbers.Real (Python and NumPy ints/floats): a string or array must not reach np.isfinite's TypeError
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) or value <= 0:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Real)
+            or not np.isfinite(float(value))
+            or value <= 0
+        ):
             shown = caliper if not isinstance(caliper, Mapping) else f"{{{key!r}: {value!r}}}"
             raise InputError(f"match_nearest: caliper={shown!r} must be a positive finite number or None")
     distance_caliper = items.pop("distance", None)
