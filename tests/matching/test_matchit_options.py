@@ -575,3 +575,102 @@ def test_scanning_path_equals_matchit_on_fresh_data():
             covariates.append("m")
         _assert_same_summary(match_summary(result, df, covariates), expected, msg)
         _assert_same_match_data(result, df, expected, msg)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"distance": "x", "caliper": {"nope": 0.2}}, r"no column\(s\) \['nope'\]"),
+        ({"distance": "x", "caliper": {"g": 0.2}}, r"caliper column 'g' must be numeric"),
+        ({"distance": "x", "caliper": {}}, r"caliper=\{\} is empty"),
+        ({"distance": "x", "caliper": {"x": -1}}, r"caliper=\{'x': -1\} must be a positive finite number"),
+        ({"distance": "x", "caliper": 0.2, "std_caliper": "yes"}, r"std_caliper='yes' must be True/False"),
+        ({"distance": "mahalanobis", "covariates": ["x"], "order": "largest"}, r"order='largest' sorts by a prop"),
+        ({"distance": "mahalanobis", "covariates": ["x"], "caliper": 0.2}, r"caliper on the distance needs a prop"),
+        ({"distance": "mahalanobis", "covariates": ["x"], "discard": "both"}, r"discard needs a propensity score"),
+        ({"distance": "mahalanobis", "covariates": ["x"], "mahvars": ["x"]}, r"mahvars needs a propensity score"),
+        ({"distance": "mahalanobis", "covariates": ["zz"]}, r"no column\(s\) \['zz'\]"),
+        ({"distance": "x", "antiexact": "zz"}, r"\(antiexact\) has no column\(s\) \['zz'\]"),
+        ({"distance": "x", "caliper": {"x": 1e-12}}, r"no treated unit has a control within the calipers on \['x'\]"),
+        ({"distance": "x", "discard": pd.Series(False, index=range(100, 160))}, r"discard Series is not indexed"),
+    ],
+)
+def test_bad_scanning_options_are_refused(small, kwargs, fragment):
+    with pytest.raises(InputError, match=fragment):
+        _quiet(small, "treat", **kwargs)
+
+
+def test_missing_or_impossible_covariate_constraints_are_refused(small):
+    with pytest.raises(InputError, match=r"missing values in covariates column\(s\) \{'x': 3\}"):
+        _quiet(small.assign(x=[np.nan] * 3 + list(small["x"][3:])), "treat", "mahalanobis", covariates=["x"])
+    with pytest.raises(InputError, match=r"covariates column 'x' has 1 infinite"):
+        _quiet(small.assign(x=[np.inf, *small["x"][1:]]), "treat", "mahalanobis", covariates=["x"])
+    with pytest.raises(InputError, match=r"missing values in antiexact column\(s\) \{'a': 2\}"):
+        _quiet(small.assign(a=[None, None] + ["p"] * 58), "treat", "x", antiexact="a")
+    with pytest.raises(InputError, match=r"differing on the antiexact columns \['one'\]"):
+        _quiet(small.assign(one=1), "treat", "x", antiexact="one")
+
+
+def test_antiexact_and_covariate_calipers_hold_in_every_pair(small):
+    data = small.assign(k=np.arange(60) % 3)
+    result = _quiet(data, "treat", "x", antiexact="k", caliper={"x": 0.5}, std_caliper={"x": False})
+    t = data.loc[result.pairs["treated"]].reset_index(drop=True)
+    c = data.loc[result.pairs["control"]].reset_index(drop=True)
+    assert len(t) > 0
+    assert (t["k"] != c["k"]).all()
+    assert ((t["x"] - c["x"]).abs() <= 0.5).all()
+    assert result.options["covariate_calipers"] == {"x": 0.5}
+
+
+def test_match_data_and_get_matches_refusals(small):
+    result = _quiet(small, "treat", "x", caliper=0.5)
+    with pytest.raises(InputError, match=r"already has column\(s\) \['weights'\]"):
+        match_data(result, small.assign(weights=1))
+    with pytest.raises(InputError, match=r"must differ from each other"):
+        match_data(result, small, weights="w", subclass="w")
+    with pytest.raises(InputError, match=r"group='both' is not allowed"):
+        match_data(result, small, group="both")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match=r"not the frame that was matched"):
+        get_matches(result, small.iloc[::-1])
+    md = match_data(result, small)
+    assert (md["weights"] > 0).all() and len(md) == int((result.weights > 0).sum())
+    assert len(match_data(result, small, drop_unmatched=False)) == len(small)
+
+
+@pytest.mark.r
+def test_matchit_451_truncates_covariate_caliper_differences_and_we_do_not():
+    # MatchIt 4.5.1's vector path checks a raw covariate caliper of 1 on |z_t - z_c| truncated to an integer, so
+    # pairs up to 1.99 apart get through; the same column times 2^10 with a caliper of 2^10 (exact) is checked at
+    # full precision and equals our match on z with a caliper of 1: the only difference is the truncation.
+    seed = int(time.time() * 1000) % 2**31
+    rng = np.random.default_rng(seed)
+    n = 300
+    df = pd.DataFrame({"z": np.round(rng.normal(0, 3, n), 3), "d": rng.normal(size=n)})
+    df["treat"] = (rng.random(n) < 1 / (1 + np.exp(1 - df["d"]))).astype(int)
+    df["zs"] = df["z"] * 1024.0
+    out = run_r(
+        f'source("{HELPER}")\n'
+        "result <- list("
+        'raw = matchit_general(df, rhs = "z", distance = df$d, caliper = c(.5, z = 1), std.caliper = c(TRUE, FALSE)), '
+        'scaled = matchit_general(df, rhs = "zs", distance = df$d, caliper = c(.5, zs = 1024), '
+        "std.caliper = c(TRUE, FALSE)))",
+        {"df": df},
+    )
+    z = df["z"].to_numpy()
+
+    def gaps(expected):
+        return np.array(
+            [
+                abs(z[f - 1] - z[row[0] - 1])
+                for f, row in zip(expected["focal"], expected["match_matrix"], strict=True)
+                if row[0] is not None
+            ]
+        )
+
+    raw_gaps = gaps(out["raw"])
+    assert raw_gaps.max() < 2 and (raw_gaps > 1).any(), f"seed={seed}"  # the truncation, visible
+    ours = _quiet(
+        df, "treat", df["d"].to_numpy() * out["raw"]["k"], caliper={"distance": 0.5, "z": 1}, std_caliper={"z": False}
+    )
+    _assert_same(ours, out["scaled"], f"seed={seed}")
+    assert (gaps(out["scaled"]) <= 1).all()

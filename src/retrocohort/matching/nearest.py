@@ -282,8 +282,8 @@ def _parse_caliper(caliper: Any) -> tuple[float | None, dict[str, float]]:
             or not np.isfinite(float(value))
             or value <= 0
         ):
-            shown = caliper if not isinstance(caliper, Mapping) else f"{{{key!r}: {value!r}}}"
-            raise InputError(f"match_nearest: caliper={shown!r} must be a positive finite number or None")
+            shown = repr(caliper) if not isinstance(caliper, Mapping) else f"{{{key!r}: {value!r}}}"
+            raise InputError(f"match_nearest: caliper={shown} must be a positive finite number or None")
     distance_caliper = items.pop("distance", None)
     return (None if distance_caliper is None else float(distance_caliper)), {str(k): float(v) for k, v in items.items()}
 
@@ -584,7 +584,11 @@ def match_nearest(
     if scan:
         if metric or mahvar_columns:
             coords = np.ascontiguousarray(
-                _covariate_matrix(data, as_column_list(covariates) if metric else mahvar_columns, "distance")
+                _covariate_matrix(
+                    data,
+                    as_column_list(covariates) if metric else mahvar_columns,
+                    "covariates" if metric else "mahvars",
+                )
             )
             # One scaling over all kept units, also with exact strata (as MatchIt; checked on lalonde).
             w_all = _metric_transform(coords, is_treated, kept, metric or "mahalanobis")
@@ -656,10 +660,13 @@ def match_nearest(
                 f"units{'' if not _std('distance') else f' = {distance_caliper} SD'}); use a wider caliper"
             )
         if caliper_columns or antiexact_columns:
+            limits = [f"within the calipers on {sorted(caliper_columns) + (['distance'] if caliper_distance else [])}"]
+            limits = (limits if caliper_columns else []) + (
+                [f"differing on the antiexact columns {antiexact_columns}"] if antiexact_columns else []
+            )
             raise InputError(
-                f"match_nearest: no {focal_name} unit has a {other_name} within the calipers "
-                f"{sorted(caliper_columns) + (['distance'] if caliper_distance is not None else [])} and the "
-                f"antiexact columns {antiexact_columns}; use wider calipers or fewer constraints"
+                f"match_nearest: no {focal_name} unit has a {other_name} {' and '.join(limits)}; "
+                "use wider calipers or fewer constraints"
             )
         raise InputError(
             f"match_nearest: no {focal_name} unit could be matched (no shared exact stratum with {other_name}s)"
