@@ -674,3 +674,15 @@ def test_matchit_451_truncates_covariate_caliper_differences_and_we_do_not():
     )
     _assert_same(ours, out["scaled"], f"seed={seed}")
     assert (gaps(out["scaled"]) <= 1).all()
+
+
+def test_repr_names_the_options_beyond_a_propensity_score(small):
+    data = small.assign(k=np.arange(60) % 2, y=np.linspace(-1, 1, 60))
+    text = repr(
+        _quiet(data, "treat", "x", estimand="ATC", mahvars=["x", "y"], antiexact="k", caliper={"distance": 1, "y": 2})
+    )
+    for fragment in ("estimand ATC", "Mahalanobis distance on x, y (mahvars)", "antiexact on k", "calipers y"):
+        assert fragment in text
+    plain = repr(_quiet(small, "treat", "x"))
+    assert "estimand" not in plain and "mahvars" not in plain and "discard" not in plain
+    assert "mahalanobis distance on x" in repr(_quiet(small, "treat", "mahalanobis", covariates=["x"]))
