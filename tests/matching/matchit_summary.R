@@ -33,6 +33,7 @@ matchit_summary <- function(df, rhs, dist, ratio = 1, caliper = NULL, order = NU
     nn = tab(s$nn),
     sum_all = tab(s$sum.all),
     sum_matched = tab(s$sum.matched),
+    reduction = tab(summary(m, improvement = TRUE)$reduction),
     caliper = if (is.null(m$caliper)) NULL else unname(m$caliper) / k
   )
 }

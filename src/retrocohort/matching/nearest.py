@@ -500,6 +500,7 @@ def match_nearest(
     treated_positions = focal_positions
     n1, n0 = len(treated_positions), len(control_positions)
     focal_name, other_name = ("control", "treated") if atc else ("treated", "control")
+    others = "treated units" if atc else "controls"
     if n1 == 0 or n0 == 0:
         raise InputError(
             f"match_nearest: discard={discard if isinstance(discard, str) else 'array'!r} left no "
@@ -547,9 +548,8 @@ def match_nearest(
         # MatchIt warns too ("Not all treated units will get <ratio> matches").
         warnings.warn(
             # No counts in the text: pipeline warnings reach the report, where small cells must not.
-            f"match_nearest: ratio={ratio} asks for more {other_name}s than there are (ratio x {focal_name} > "
-            f"{other_name}s); without replacement the later rounds leave some {focal_name} units with fewer "
-            f"{other_name}s",
+            f"match_nearest: ratio={ratio} asks for more {others} than there are (ratio x {focal_name} > "
+            f"{others}); without replacement the later rounds leave some {focal_name} units with fewer {others}",
             ModelWarning,
             stacklevel=2,
         )
@@ -669,7 +669,7 @@ def match_nearest(
                 "use wider calipers or fewer constraints"
             )
         raise InputError(
-            f"match_nearest: no {focal_name} unit could be matched (no shared exact stratum with {other_name}s)"
+            f"match_nearest: no {focal_name} unit could be matched (no shared exact stratum with {others})"
         )
 
     # MatchIt's weights (weights_matrixC): focal units 1; the others sum 1/(matches in the set), then rescaled.

@@ -78,6 +78,9 @@ class MatchSummary:
     sd_denominator : pandas.Series or None
         The standardization factor s of each term (the focal arm's SD in the
         full sample, or the pooled SD where that is 0).
+    reduction : pandas.DataFrame or None
+        Percent balance improvement (``summary(m, improvement = TRUE)$reduction``),
+        None unless asked for.
     """
 
     sum_all: pd.DataFrame | None
@@ -85,6 +88,7 @@ class MatchSummary:
     nn: pd.DataFrame
     options: dict[str, Any] = field(default_factory=dict)
     sd_denominator: pd.Series | None = None
+    reduction: pd.DataFrame | None = None
 
     def __repr__(self) -> str:
         parts = []
@@ -92,6 +96,8 @@ class MatchSummary:
             if self.sum_all is not None:
                 parts += ["Summary of Balance for All Data:", self.sum_all.round(4).to_string(na_rep="."), ""]
             parts += ["Summary of Balance for Matched Data:", self.sum_matched.round(4).to_string(na_rep="."), ""]
+            if self.reduction is not None:
+                parts += ["Percent Balance Improvement:", self.reduction.round(1).to_string(na_rep="."), ""]
             parts += ["Sample Sizes:", self.nn.round(2).to_string()]
         return "\n".join(parts)
 
@@ -101,6 +107,7 @@ class MatchSummary:
         for title, table, digits in (
             ("Summary of Balance for All Data", self.sum_all, 4),
             ("Summary of Balance for Matched Data", self.sum_matched, 4),
+            ("Percent Balance Improvement", self.reduction, 1),
             ("Sample Sizes", self.nn, 2),
         ):
             if table is not None:
@@ -236,9 +243,10 @@ def match_summary(
     data: pd.DataFrame,
     covariates: Sequence[str],
     *,
-    addlvariables: Sequence[str] | None = None,
+    addlvariables: Sequence[str] | pd.DataFrame | None = None,
     interactions: bool = False,
     un: bool = True,
+    improvement: bool = False,
     pair_dist: bool = True,
     distance: bool | None = None,
     standardize: bool = True,
@@ -255,15 +263,21 @@ def match_summary(
         The covariates of the matching formula (MatchIt: the formula, plus
         ``exact`` variables). Expanded as MatchIt's covariate matrix (see the
         module docstring); missing or infinite values raise InputError.
-    addlvariables : sequence of str, optional
-        More columns of ``data`` to summarise after ``covariates`` (MatchIt's
-        ``addlvariables`` given as names).
+    addlvariables : sequence of str or pandas.DataFrame, optional
+        More variables to summarise after ``covariates``: names of columns of
+        ``data``, or a frame with one row per unit of ``data`` (same index).
+        Names already among ``covariates`` add nothing (as in MatchIt).
     interactions : bool
         Also the squares of the non-binary terms (``"age²"``) and the
         products of every pair of terms of different variables
         (``"age * educ"``), MatchIt's ``interactions = TRUE``.
     un : bool
         Compute ``sum_all`` (the unmatched sample) too.
+    improvement : bool
+        Also the percent balance improvement ``reduction``: 100 (|before| -
+        |after|) / |before| for Std. Mean Diff., eCDF Mean and eCDF Max, the
+        same on |log| for Var. Ratio, NaN for Std. Pair Dist. (MatchIt's
+        ``improvement = TRUE``; ignored with ``un=False``, as in MatchIt).
     pair_dist : bool
         Compute ``Std. Pair Dist.`` in the matched sample (NaN otherwise).
     distance : bool or None
@@ -301,7 +315,24 @@ def match_summary(
             f"match_summary: distance=True but the match used distance={result.options['distance']!r}, "
             "which has no propensity score to summarise"
         )
-    names_in = as_column_list(covariates) + as_column_list(addlvariables)
+    names_in = as_column_list(covariates)
+    if isinstance(addlvariables, pd.DataFrame):
+        if not addlvariables.index.equals(data.index):
+            raise InputError(
+                f"match_summary: addlvariables has {len(addlvariables)} rows indexed unlike data ({len(data)} rows); "
+                "pass a frame with one row per unit of data, same index"
+            )
+        new = [c for c in addlvariables.columns if c not in names_in]
+        clash = [c for c in new if c in data.columns and not addlvariables[c].equals(data[c])]
+        if clash:
+            raise InputError(
+                f"match_summary: addlvariables column(s) {clash} differ from data's columns of the same name; "
+                "rename them"
+            )
+        data = data.assign(**{str(c): addlvariables[c] for c in new})
+        names_in += [str(c) for c in new]
+    else:
+        names_in += [c for c in as_column_list(addlvariables) if c not in names_in]
     if not names_in and not distance:
         raise InputError("match_summary: no covariates and distance=False: nothing to summarise")
     names, x = _terms(data, names_in)
@@ -339,10 +370,19 @@ def match_summary(
     index = pd.Index(names)
     sum_all = pd.DataFrame(rows_all, index=index, columns=STANDARDIZED_COLUMNS) if un else None
     sum_matched = pd.DataFrame(rows_matched, index=index, columns=STANDARDIZED_COLUMNS)
+    reduction = None
+    if improvement and sum_all is not None:
+        before, after = sum_all.iloc[:, 2:].abs(), sum_matched.iloc[:, 2:].abs()
+        before["Var. Ratio"] = np.log(sum_all["Var. Ratio"]).abs()
+        after["Var. Ratio"] = np.log(sum_matched["Var. Ratio"]).abs()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            reduction = 100 * (before - after) / before
+        reduction["Std. Pair Dist."] = np.nan  # no pairs before matching
     return MatchSummary(
         sum_all=sum_all,
         sum_matched=sum_matched,
         nn=result.counts.copy(),
         options={"estimand": estimand, "pair_dist": pair_dist, "interactions": interactions, "covariates": names_in},
         sd_denominator=pd.Series(scales, index=index, name="sd_denominator"),
+        reduction=reduction,
     )
