@@ -640,8 +640,20 @@ def test_match_data_and_get_matches_refusals(small):
         match_data(result, small, weights="w", subclass="w")
     with pytest.raises(InputError, match=r"group='both' is not allowed"):
         match_data(result, small, group="both")  # type: ignore[arg-type]
-    with pytest.raises(InputError, match=r"not the frame that was matched"):
-        get_matches(result, small.iloc[::-1])
+    with pytest.raises(InputError, match=r"it has 10 rows and the match 60 units"):
+        get_matches(result, small.iloc[:10])
+    with pytest.raises(InputError, match=r"it has 120 rows and the match 60 units"):
+        match_data(result, pd.concat([small, small]))
+    with pytest.raises(InputError, match=r"drop_unmatched=False needs the matched frame"):
+        match_data(result, drop_unmatched=False)
+    # A reordered frame is aligned by index label (MatchIt trusts row positions instead).
+    pd.testing.assert_frame_equal(match_data(result, small.iloc[::-1]), match_data(result, small))
+    pd.testing.assert_frame_equal(get_matches(result, small.iloc[::-1]), get_matches(result, small))
+    # Without data: the matched rows the result keeps.
+    pd.testing.assert_frame_equal(match_data(result), match_data(result, small))
+    pd.testing.assert_frame_equal(get_matches(result), get_matches(result, small))
+    gm = get_matches(result)
+    assert (gm.groupby("subclass", observed=True)["treat"].agg(["sum", "size"]) == [1, 2]).all().all()
     md = match_data(result, small)
     assert (md["weights"] > 0).all() and len(md) == int((result.weights > 0).sum())
     assert len(match_data(result, small, drop_unmatched=False)) == len(small)

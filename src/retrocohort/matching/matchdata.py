@@ -13,14 +13,28 @@ from ._common import check_option
 from .nearest import MatchResult
 
 
-def _check(result: MatchResult, data: pd.DataFrame, names: dict[str, str], where: str) -> None:
+def _aligned(
+    result: MatchResult, data: pd.DataFrame | None, names: dict[str, str], where: str, need_all: bool
+) -> pd.DataFrame:
+    """``data`` in the match's row order, checked; without ``data`` the matched rows kept in the result."""
     if not isinstance(result, MatchResult):
         raise InputError(f"{where}: result must be a MatchResult from match_nearest, got {type(result).__name__}")
-    if not data.index.equals(result.weights.index):
+    index = result.weights.index
+    if data is None:
+        if need_all:
+            raise InputError(f"{where}: drop_unmatched=False needs the matched frame: pass data=")
+        # The result keeps the matched rows (weight > 0) of the data, with its own two columns appended.
+        data = result.matched.drop(columns=["subclass", "weight"])
+    elif not isinstance(data, pd.DataFrame):
+        raise InputError(f"{where}: data must be a pandas DataFrame (the frame given to match_nearest)")
+    elif len(data) != len(index) or not data.index.isin(index).all() or not data.index.is_unique:
         raise InputError(
-            f"{where}: data is not the frame that was matched (its index differs from the match's); "
-            "pass the same data given to match_nearest"
+            f"{where}: data must be the frame that was matched: it has {len(data)} rows and the match "
+            f"{len(index)} units, with the same index labels; pass the data given to match_nearest"
         )
+    else:
+        # Rows are matched by index label (a reordered frame is put back in order, not trusted by position).
+        data = data.reindex(index) if not data.index.equals(index) else data
     taken = {role: name for role, name in names.items() if name in data.columns}
     if taken:
         raise InputError(
@@ -29,6 +43,7 @@ def _check(result: MatchResult, data: pd.DataFrame, names: dict[str, str], where
         )
     if len(set(names.values())) != len(names):
         raise InputError(f"{where}: the new column names {names} must differ from each other")
+    return data
 
 
 def _has_score(result: MatchResult) -> bool:
@@ -37,7 +52,7 @@ def _has_score(result: MatchResult) -> bool:
 
 def match_data(
     result: MatchResult,
-    data: pd.DataFrame,
+    data: pd.DataFrame | None = None,
     group: Literal["all", "treated", "control"] = "all",
     distance: str = "distance",
     weights: str = "weights",
@@ -50,8 +65,10 @@ def match_data(
     ----------
     result : MatchResult
         The match of ``data``.
-    data : pandas.DataFrame
-        The frame given to :func:`match_nearest` (same index).
+    data : pandas.DataFrame, optional
+        The frame given to :func:`match_nearest` (same index labels; a
+        reordered frame is aligned by label). Without it, the matched rows
+        the result keeps (enough unless ``drop_unmatched=False``).
     group : {"all", "treated", "control"}
         Which arm's rows to return.
     distance, weights, subclass : str
@@ -73,24 +90,25 @@ def match_data(
         names["distance"] = distance
     if not result.options.get("replace", False):
         names["subclass"] = subclass
-    _check(result, data, names, "match_data")
-    out = data.copy()
-    if "distance" in names:
-        out[distance] = result.distance
-    out[weights] = result.weights
-    if "subclass" in names:
-        out[subclass] = result.subclass
-    keep = np.ones(len(out), dtype=bool)
+    base = _aligned(result, data, names, "match_data", need_all=not drop_unmatched)
+    keep = np.ones(len(result.weights), dtype=bool)
     if drop_unmatched:
         keep &= result.weights.to_numpy() > 0
     if group != "all":
         keep &= result.treated.to_numpy() == (group == "treated")
-    return out.loc[keep]
+    labels = result.weights.index[keep]
+    out = base.loc[labels].copy()
+    if "distance" in names:
+        out[distance] = result.distance.loc[labels]
+    out[weights] = result.weights.loc[labels]
+    if "subclass" in names:
+        out[subclass] = result.subclass.loc[labels]
+    return out
 
 
 def get_matches(
     result: MatchResult,
-    data: pd.DataFrame,
+    data: pd.DataFrame | None = None,
     distance: str = "distance",
     weights: str = "weights",
     subclass: str = "subclass",
@@ -123,10 +141,10 @@ def get_matches(
     names = {"weights": weights, "subclass": subclass, "id": id}
     if _has_score(result):
         names["distance"] = distance
-    _check(result, data, names, "get_matches")
+    data = _aligned(result, data, names, "get_matches", need_all=False)
     mm = result.match_matrix
     atc = result.options.get("estimand", "ATT") == "ATC"
-    pos = {label: i for i, label in enumerate(data.index)}
+    pos = {label: i for i, label in enumerate(result.weights.index)}
     rows: list[int] = []
     sets: list[int] = []
     w: list[float] = []
@@ -143,11 +161,13 @@ def get_matches(
             rows.append(p)
             sets.append(set_no)
             w.append(weight)
-    out = data.iloc[rows].copy()
+    labels = result.weights.index[rows]
+    # A reused unit repeats its label: number the rows first (MatchIt numbers them 1..k).
+    out = data.loc[labels].reset_index(drop=True)
     # MatchIt's column order: id, subclass, weights, the data's columns, distance.
     out.insert(0, weights, w)
     out.insert(0, subclass, pd.Series(pd.Categorical(sets, categories=range(1, set_no + 1)), index=out.index))
-    out.insert(0, id, data.index[rows])
+    out.insert(0, id, labels)
     if "distance" in names:
         out[distance] = result.distance.to_numpy()[rows]
-    return out.reset_index(drop=True)
+    return out
