@@ -8,7 +8,7 @@
 
 matchit_summary <- function(df, rhs, dist, ratio = 1, caliper = NULL, order = NULL, replace = FALSE,
                             exact = NULL, estimand = "ATT", discard = "none", interactions = FALSE,
-                            addl = NULL) {
+                            addl = NULL, s.weights = NULL) {
   suppressPackageStartupMessages(library(MatchIt))
   n <- nrow(df)
   rownames(df) <- as.character(seq_len(n))
@@ -18,7 +18,7 @@ matchit_summary <- function(df, rhs, dist, ratio = 1, caliper = NULL, order = NU
   ex <- if (is.null(exact)) NULL else reformulate(exact)
   m <- suppressWarnings(matchit(f, data = df, method = "nearest", distance = scaled, ratio = ratio,
                                 caliper = caliper, std.caliper = TRUE, m.order = order, replace = replace,
-                                exact = ex, estimand = estimand, discard = discard))
+                                exact = ex, estimand = estimand, discard = discard, s.weights = s.weights))
   s <- summary(m, interactions = interactions, data = df,
                addlvariables = if (is.null(addl)) NULL else reformulate(addl))
   tab <- function(x) list(rows = rownames(x), cols = colnames(x), values = unname(as.matrix(x)))
@@ -34,6 +34,8 @@ matchit_summary <- function(df, rhs, dist, ratio = 1, caliper = NULL, order = NU
     sum_all = tab(s$sum.all),
     sum_matched = tab(s$sum.matched),
     reduction = tab(summary(m, improvement = TRUE)$reduction),
+    md_weights = unname(match.data(m, data = df)$weights),
+    gm_weights = unname(get_matches(m, data = df)$weights),
     caliper = if (is.null(m$caliper)) NULL else unname(m$caliper) / k
   )
 }

@@ -47,10 +47,14 @@ def _r_value(v):
 
 
 def _r_call(frame: str, rhs: str, dist: str, case: dict) -> str:
-    args = {k: v for k, v in case.items() if k not in ("discard_rule",)}
+    args = {k: v for k, v in case.items() if k not in ("discard_rule", "s_weights_rule")}
+    if "s_weights_rule" in case:
+        args["s.weights"] = None  # replaced below by an R expression
     if "discard_rule" in case:
         args["discard"] = None  # replaced below by an R expression
-    parts = [f"{k} = {_r_value(v)}" for k, v in args.items() if k != "discard"]
+    parts = [f"{k} = {_r_value(v)}" for k, v in args.items() if k not in ("discard", "s.weights")]
+    if "s_weights_rule" in case:
+        parts.append(f"s.weights = {case['s_weights_rule']}")
     if "discard_rule" in case:
         parts.append(f"discard = {case['discard_rule']}")
     elif "discard" in case:
@@ -68,6 +72,8 @@ def _ours(data: pd.DataFrame, dist: np.ndarray, case: dict, discard_mask=None):
         "estimand": case.get("estimand", "ATT"),
         "discard": discard_mask if discard_mask is not None else case.get("discard", "none"),
     }
+    if "s_weights_rule" in case:
+        kwargs["s_weights"] = np.linspace(0.5, 2, len(data))
     return _quiet(data, "treat", dist, **kwargs)
 
 
@@ -151,6 +157,12 @@ LALONDE_CASES = {
     "discard-logical": ("lp", {"discard_rule": "df$age > 40"}),
     "replace-ratio2": ("lp", {"replace": True, "ratio": 2}),
     "caliper-data-order": ("lp", {"caliper": 0.25, "order": "data"}),
+    # s.weights (MatchIt's test-summary.R: seq(0.5, 2, length.out = n)): ESS rows, weighted summary, match.data.
+    "s-weights": ("ps", {"s_weights_rule": "seq(0.5, 2, length.out = nrow(df))"}),
+    "s-weights-atc-caliper": (
+        "lp",
+        {"s_weights_rule": "seq(0.5, 2, length.out = nrow(df))", "estimand": "ATC", "caliper": 0.3},
+    ),
 }
 
 
@@ -190,6 +202,12 @@ def test_lalonde_option_equals_matchit(lalonde, name):
     if case.get("caliper") is not None:
         # MatchIt's caliper: caliper x SD of the distance over the units left after discard.
         assert result.caliper_distance / expected["k"] == pytest.approx(expected["caliper"], rel=1e-12)
+    if "s_weights_rule" in case:
+        # match.data() / get_matches() weights: matching weights times the sampling weights.
+        np.testing.assert_allclose(match_data(result, data)["weights"], expected["md_weights"], rtol=1e-12)
+        np.testing.assert_allclose(get_matches(result, data)["weights"], expected["gm_weights"], rtol=1e-12)
+        unweighted = match_data(result, data, include_s_weights=False)["weights"]
+        assert not np.allclose(unweighted, expected["md_weights"])
     summary = match_summary(result, data, LALONDE, improvement=True)
     quirk_rows = _assert_same_summary(summary, expected, name)
     # summary(improvement = TRUE)$reduction; where MatchIt's quirk (5) set the matched SMD to the raw difference

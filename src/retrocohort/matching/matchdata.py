@@ -58,6 +58,7 @@ def match_data(
     weights: str = "weights",
     subclass: str = "subclass",
     drop_unmatched: bool = True,
+    include_s_weights: bool = True,
 ) -> pd.DataFrame:
     """MatchIt's ``match.data(m.out, data = data)``: ``data`` with the matching columns appended.
 
@@ -77,6 +78,9 @@ def match_data(
         without replacement, where every unit is in one set).
     drop_unmatched : bool
         Drop the units with weight 0 (unmatched or discarded).
+    include_s_weights : bool
+        Multiply the matching weights by the match's sampling weights
+        (``s_weights``), if any (MatchIt's ``include.s.weights``).
 
     Returns
     -------
@@ -101,6 +105,8 @@ def match_data(
     if "distance" in names:
         out[distance] = result.distance.loc[labels]
     out[weights] = result.weights.loc[labels]
+    if include_s_weights and result.s_weights is not None:
+        out[weights] = out[weights] * result.s_weights.loc[labels]
     if "subclass" in names:
         out[subclass] = result.subclass.loc[labels]
     return out
@@ -113,6 +119,7 @@ def get_matches(
     weights: str = "weights",
     subclass: str = "subclass",
     id: str = "id",
+    include_s_weights: bool = True,
 ) -> pd.DataFrame:
     """MatchIt's ``get_matches(m.out, data = data)``: one row per unit and matched set.
 
@@ -130,6 +137,8 @@ def get_matches(
         As :func:`match_data`.
     distance, weights, subclass, id : str
         Names of the appended columns; ``id`` holds the unit's index label.
+    include_s_weights : bool
+        As in :func:`match_data`.
 
     Returns
     -------
@@ -162,6 +171,8 @@ def get_matches(
             sets.append(set_no)
             w.append(weight)
     labels = result.weights.index[rows]
+    if include_s_weights and result.s_weights is not None:
+        w = list(np.asarray(w) * result.s_weights.to_numpy()[rows])
     # A reused unit repeats its label: number the rows first (MatchIt numbers them 1..k).
     out = data.loc[labels].reset_index(drop=True)
     # MatchIt's column order: id, subclass, weights, the data's columns, distance.

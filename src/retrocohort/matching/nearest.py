@@ -89,6 +89,9 @@ class MatchResult:
     discarded : pandas.Series (bool) or None
         True for units dropped by ``discard`` before matching (MatchIt's
         ``m.out$discarded``), aligned to ``data.index``.
+    s_weights : pandas.Series or None
+        The sampling weights (MatchIt's ``s.weights``), aligned to
+        ``data.index``; None without.
     """
 
     subclass: pd.Series
@@ -102,6 +105,7 @@ class MatchResult:
     caliper_distance: float | None
     options: dict[str, Any] = field(default_factory=dict)
     discarded: pd.Series | None = None
+    s_weights: pd.Series | None = None
 
     def __repr__(self) -> str:
         # print(m.out) + summary(m.out)$nn: the method in words and the sample sizes
@@ -288,6 +292,32 @@ def _parse_caliper(caliper: Any) -> tuple[float | None, dict[str, float]]:
     return (None if distance_caliper is None else float(distance_caliper)), {str(k): float(v) for k, v in items.items()}
 
 
+def _sampling_weights(data: pd.DataFrame, s_weights: Any, is_treated: np.ndarray) -> np.ndarray:
+    """MatchIt's ``s.weights`` as an array: a column name, values or a Series aligned to ``data.index``."""
+    if isinstance(s_weights, str):
+        require_columns(data, [s_weights], "match_nearest: data (s_weights)")
+        s_weights = data[s_weights]
+    if isinstance(s_weights, pd.Series) and not s_weights.index.equals(data.index):
+        raise InputError("match_nearest: the s_weights Series is not indexed like data; align it to data.index")
+    try:
+        sw = np.asarray(s_weights, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"match_nearest: s_weights must be numbers, one per row of data: {exc}") from None
+    if sw.shape != (len(data),):
+        raise InputError(
+            f"match_nearest: s_weights must have one value per row of data ({len(data)}), got shape {sw.shape}"
+        )
+    bad = int((~np.isfinite(sw)).sum() + (sw < 0).sum())
+    if bad:
+        raise InputError(
+            f"match_nearest: {bad} sampling weight(s) are missing, infinite or negative out of {len(sw)}; "
+            "s_weights must be finite and >= 0"
+        )
+    if not (sw[is_treated] > 0).any() or not (sw[~is_treated] > 0).any():
+        raise InputError("match_nearest: s_weights are 0 for every unit of one arm; nothing to compare")
+    return sw
+
+
 def _discard_mask(d: np.ndarray, is_treated: np.ndarray, discard: Any, n: int) -> np.ndarray:
     """Units outside the common support (MatchIt ``discard``): True = dropped before matching."""
     if isinstance(discard, str):
@@ -329,6 +359,7 @@ def match_nearest(
     covariates: Sequence[str] | None = None,
     mahvars: Sequence[str] | None = None,
     antiexact: str | Sequence[str] | None = None,
+    s_weights: str | np.ndarray | pd.Series | None = None,
 ) -> MatchResult:
     """Greedy k:1 nearest-neighbour matching, identical to MatchIt 4.x ``method = "nearest"`` (ATT or ATC).
 
@@ -406,6 +437,12 @@ def match_nearest(
         order (MatchIt ``mahvars``).
     antiexact : str or list of str, optional
         Columns on which a pair must *differ* (MatchIt ``antiexact``).
+    s_weights : str, array (n,) or Series, optional
+        Sampling weights (MatchIt ``s.weights``): they do not change who is
+        matched to whom (the distance is given), only the effective sample
+        sizes in ``counts`` (ESS of the sampling weights, and of matching
+        weights times sampling weights), :func:`match_summary`'s statistics
+        and :func:`match_data`'s weights, as in MatchIt. Finite, >= 0.
 
     Returns
     -------
@@ -482,6 +519,7 @@ def match_nearest(
     require_unique_index(data, "match_nearest: data")
     n = len(data)
     d = np.full(n, np.nan) if metric else _distance_values(data, distance)
+    sw = None if s_weights is None else _sampling_weights(data, s_weights, is_treated)
     if metric and not (isinstance(discard, str) and discard == "none"):
         raise InputError(
             f"match_nearest: discard needs a propensity score, and distance={distance!r} has none; "
@@ -737,17 +775,17 @@ def match_nearest(
     counts = pd.DataFrame(
         {
             "Control": [
+                float(n_c_all) if sw is None else _ess(sw[~is_treated]),
                 float(n_c_all),
-                float(n_c_all),
-                _ess(w_c),
+                _ess(w_c if sw is None else w_c * sw[~is_treated]),
                 float((w_c > 0).sum()),
                 float(((w_c == 0) & ~disc_c).sum()),
                 float(disc_c.sum()),
             ],
             "Treated": [
+                float(n_t_all) if sw is None else _ess(sw[is_treated]),
                 float(n_t_all),
-                float(n_t_all),
-                _ess(w_t),
+                _ess(w_t if sw is None else w_t * sw[is_treated]),
                 float((w_t > 0).sum()),
                 float(((w_t == 0) & ~disc_t).sum()),
                 float(disc_t.sum()),
@@ -786,4 +824,5 @@ def match_nearest(
         caliper_distance=caliper_distance,
         options=options,
         discarded=pd.Series(discarded, index=index, name="discarded"),
+        s_weights=None if sw is None else pd.Series(sw, index=index, name="s_weights"),
     )

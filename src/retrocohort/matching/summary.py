@@ -217,15 +217,18 @@ def _stats(
     return [mt, mc, smd, vr, e_mean, e_max, pd_]
 
 
-def _arm_variance(x: np.ndarray, binary: bool) -> float:
+def _arm_variance(x: np.ndarray, binary: bool, w: np.ndarray | None = None) -> float:
+    if w is not None:
+        # Sampling weights: MatchIt's weighted p (1 - p), or the cov.wt() variance.
+        return _wmean(x, w) * (1 - _wmean(x, w)) if binary else _wvar(x, w)
     if binary:
         p = float(x.mean())
         return p * (1 - p)
     return float(np.var(x, ddof=1)) if x.size > 1 else float("nan")
 
 
-def _scale(x: np.ndarray, t: np.ndarray, focal: np.ndarray, binary: bool) -> float:
-    s = float(np.sqrt(_arm_variance(x[focal], binary)))
+def _scale(x: np.ndarray, t: np.ndarray, focal: np.ndarray, binary: bool, sw: np.ndarray | None = None) -> float:
+    s = float(np.sqrt(_arm_variance(x[focal], binary, None if sw is None else sw[focal])))
     if np.isfinite(s) and s >= np.sqrt(_EPS):
         return s
     # A term (nearly) constant in the focal arm: MatchIt falls back to the pooled SD of both arms, each
@@ -351,6 +354,11 @@ def match_summary(
     focal = ~t if estimand == "ATC" else t
     w = result.weights.to_numpy(dtype=float)
     ones = np.ones(len(w))
+    # Sampling weights (MatchIt's s.weights): the unmatched sample weighted by them, the matched one by the
+    # matching weights times them, the standardization factor computed with them; pair distances unweighted.
+    sw = None if result.s_weights is None else result.s_weights.to_numpy(dtype=float)
+    if sw is not None:
+        ones, w = sw, w * sw
     pos = {label: i for i, label in enumerate(result.weights.index)}
     pairs = None
     if pair_dist:
@@ -362,7 +370,7 @@ def match_summary(
     for j in range(x.shape[1]):
         xj = x[:, j]
         binary = names[j] != "distance" and _is_binary(xj)
-        scale = _scale(xj, t, focal, binary)
+        scale = _scale(xj, t, focal, binary, sw)
         scales.append(scale)
         if un:
             rows_all.append(_stats(xj, t, ones, scale, binary, None))
