@@ -766,3 +766,30 @@ def test_atc_with_more_controls_than_treated_warns_and_leaves_controls_unmatched
     assert len(result.match_matrix) == n0
     assert int(result.match_matrix[1].isna().sum()) == n0 - n1
     assert result.subclass.dropna().nunique() == n1 and int(result.subclass.notna().sum()) == 2 * n1
+
+
+@pytest.mark.parametrize(
+    ("s_weights", "fragment"),
+    [
+        ("nope", r"\(s_weights\) has no column\(s\) \['nope'\]"),
+        (np.ones(3), r"one value per row of data \(60\), got shape \(3,\)"),
+        (np.r_[np.nan, np.ones(59)], r"1 sampling weight\(s\) are missing, infinite or negative out of 60"),
+        (np.r_[-1.0, np.ones(59)], r"1 sampling weight\(s\) are missing, infinite or negative"),
+        (pd.Series(1.0, index=range(100, 160)), r"s_weights Series is not indexed like data"),
+        (np.array(["a"] * 60), r"s_weights must be numbers"),
+    ],
+)
+def test_bad_sampling_weights_are_refused(small, s_weights, fragment):
+    with pytest.raises(InputError, match=fragment):
+        _quiet(small, "treat", "x", s_weights=s_weights)
+
+
+def test_sampling_weights_of_zero_in_one_arm_are_refused_and_unit_weights_change_nothing(small):
+    with pytest.raises(InputError, match=r"0 for every unit of one arm"):
+        _quiet(small, "treat", "x", s_weights=np.where(small["treat"] == 1, 0.0, 1.0))
+    plain = _quiet(small, "treat", "x", caliper=0.5)
+    ones = _quiet(small.assign(sw=1.0), "treat", "x", caliper=0.5, s_weights="sw")
+    pd.testing.assert_frame_equal(ones.counts, plain.counts)
+    pd.testing.assert_frame_equal(
+        match_summary(ones, small, ["x", "g"]).sum_matched, match_summary(plain, small, ["x", "g"]).sum_matched
+    )
