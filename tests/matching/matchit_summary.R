@@ -8,7 +8,7 @@
 
 matchit_summary <- function(df, rhs, dist, ratio = 1, caliper = NULL, order = NULL, replace = FALSE,
                             exact = NULL, estimand = "ATT", discard = "none", interactions = FALSE,
-                            addl = NULL, s.weights = NULL) {
+                            addl = NULL, s.weights = NULL, reuse.max = NULL) {
   suppressPackageStartupMessages(library(MatchIt))
   n <- nrow(df)
   rownames(df) <- as.character(seq_len(n))
@@ -18,7 +18,8 @@ matchit_summary <- function(df, rhs, dist, ratio = 1, caliper = NULL, order = NU
   ex <- if (is.null(exact)) NULL else reformulate(exact)
   m <- suppressWarnings(matchit(f, data = df, method = "nearest", distance = scaled, ratio = ratio,
                                 caliper = caliper, std.caliper = TRUE, m.order = order, replace = replace,
-                                exact = ex, estimand = estimand, discard = discard, s.weights = s.weights))
+                                exact = ex, estimand = estimand, discard = discard, s.weights = s.weights,
+                                reuse.max = reuse.max))
   s <- summary(m, interactions = interactions, data = df,
                addlvariables = if (is.null(addl)) NULL else reformulate(addl))
   tab <- function(x) list(rows = rownames(x), cols = colnames(x), values = unname(as.matrix(x)))
@@ -44,7 +45,7 @@ matchit_summary <- function(df, rhs, dist, ratio = 1, caliper = NULL, order = NU
 # (scaled by 2^k as above) with mahvars, antiexact, named (covariate) calipers, ratio > 1.
 matchit_general <- function(df, rhs, distance, mahvars = NULL, antiexact = NULL, caliper = NULL,
                             std.caliper = TRUE, ratio = 1, order = NULL, replace = FALSE, exact = NULL,
-                            estimand = "ATT", summary_rhs = NULL) {
+                            estimand = "ATT", summary_rhs = NULL, reuse.max = NULL) {
   suppressPackageStartupMessages(library(MatchIt))
   n <- nrow(df)
   rownames(df) <- as.character(seq_len(n))
@@ -58,7 +59,7 @@ matchit_general <- function(df, rhs, distance, mahvars = NULL, antiexact = NULL,
   m <- suppressWarnings(matchit(f, data = df, method = "nearest", distance = distance, ratio = ratio,
                                 mahvars = form(mahvars), antiexact = form(antiexact), caliper = caliper,
                                 std.caliper = std.caliper, m.order = order, replace = replace,
-                                exact = form(exact), estimand = estimand))
+                                exact = form(exact), estimand = estimand, reuse.max = reuse.max))
   s <- summary(m)
   tab <- function(x) list(rows = rownames(x), cols = colnames(x), values = unname(as.matrix(x)))
   mm <- m$match.matrix

@@ -47,7 +47,9 @@ def _r_value(v):
 
 
 def _r_call(frame: str, rhs: str, dist: str, case: dict) -> str:
-    args = {k: v for k, v in case.items() if k not in ("discard_rule", "s_weights_rule")}
+    args = {
+        k.replace("reuse_max", "reuse.max"): v for k, v in case.items() if k not in ("discard_rule", "s_weights_rule")
+    }
     if "s_weights_rule" in case:
         args["s.weights"] = None  # replaced below by an R expression
     if "discard_rule" in case:
@@ -71,6 +73,7 @@ def _ours(data: pd.DataFrame, dist: np.ndarray, case: dict, discard_mask=None):
         "exact": case.get("exact"),
         "estimand": case.get("estimand", "ATT"),
         "discard": discard_mask if discard_mask is not None else case.get("discard", "none"),
+        "reuse_max": case.get("reuse_max"),
     }
     if "s_weights_rule" in case:
         kwargs["s_weights"] = np.linspace(0.5, 2, len(data))
@@ -157,6 +160,10 @@ LALONDE_CASES = {
     "discard-logical": ("lp", {"discard_rule": "df$age > 40"}),
     "replace-ratio2": ("lp", {"replace": True, "ratio": 2}),
     "caliper-data-order": ("lp", {"caliper": 0.25, "order": "data"}),
+    # reuse.max: a control serves at most that many treated units, in the processing order.
+    "reuse-2": ("ps", {"reuse_max": 2}),
+    "reuse-3-caliper-smallest": ("lp", {"reuse_max": 3, "caliper": 0.1, "order": "smallest"}),
+    "reuse-2-atc": ("ps", {"reuse_max": 2, "estimand": "ATC"}),
     # s.weights (MatchIt's test-summary.R: seq(0.5, 2, length.out = n)): ESS rows, weighted summary, match.data.
     "s-weights": ("ps", {"s_weights_rule": "seq(0.5, 2, length.out = nrow(df))"}),
     "s-weights-atc-caliper": (
@@ -435,6 +442,11 @@ SCAN_CASES = {
     "euclidean-ratio2": (
         'rhs = "age + educ + re74 + re75", distance = "euclidean", ratio = 2',
         {"distance": "euclidean", "covariates": FOUR, "ratio": 2},
+        FOUR,
+    ),
+    "mahal-reuse2": (
+        'rhs = "age + educ + re74 + re75", distance = "mahalanobis", reuse.max = 2',
+        {"distance": "mahalanobis", "covariates": FOUR, "reuse_max": 2},
         FOUR,
     ),
     "mahal-ratio2-atc": (
@@ -793,3 +805,21 @@ def test_sampling_weights_of_zero_in_one_arm_are_refused_and_unit_weights_change
     pd.testing.assert_frame_equal(
         match_summary(ones, small, ["x", "g"]).sum_matched, match_summary(plain, small, ["x", "g"]).sum_matched
     )
+
+
+def test_reuse_max_limits_and_equivalences(small):
+    plain = _quiet(small, "treat", "x", caliper=0.5)
+    once = _quiet(small, "treat", "x", caliper=0.5, reuse_max=1, replace=True)  # replace ignored, as in MatchIt
+    pd.testing.assert_series_equal(once.weights, plain.weights)
+    pd.testing.assert_series_equal(once.subclass, plain.subclass)
+    for kwargs in ({}, {"distance": "mahalanobis", "covariates": ["x"]}):
+        kw = {"distance": "x", **kwargs}
+        result = _quiet(small, "treat", ratio=3, reuse_max=2, **kw)
+        uses = result.pairs["control"].value_counts()
+        assert uses.max() == 2  # the limit is reached and never passed
+        assert not result.pairs.duplicated(["treated", "control"]).any()  # never the same control twice in a set
+        assert result.subclass.isna().all()  # as with replacement: no subclass
+    with pytest.raises(InputError, match=r"reuse_max=0 must be a whole number >= 1"):
+        _quiet(small, "treat", "x", reuse_max=0)
+    with pytest.raises(InputError, match=r"reuse_max=1.5 must be a whole number"):
+        _quiet(small, "treat", "x", reuse_max=1.5)

@@ -95,6 +95,15 @@ def _insertion_point(
 
 
 @njit(cache=True)
+def _is_own(matches: np.ndarray, t: int, k: int, position: int) -> bool:
+    # A plain loop: numba does not compile any() over a generator.
+    for r in range(k):  # noqa: SIM110
+        if matches[t, r] == position:
+            return True
+    return False
+
+
+@njit(cache=True)
 def match_without_replacement(
     treated_distance: np.ndarray,
     treated_position: np.ndarray,
@@ -105,8 +114,9 @@ def match_without_replacement(
     control_position_sorted: np.ndarray,
     ratio: int,
     caliper: float,
+    reuse_max: int = 1,
 ) -> np.ndarray:
-    """Greedy k:1 matching without replacement (MatchIt ``nn_matchC_vec``, reuse.max = 1).
+    """Greedy k:1 matching without replacement (MatchIt ``nn_matchC_vec``), or with ``reuse.max``.
 
     Parameters
     ----------
@@ -128,6 +138,10 @@ def match_without_replacement(
     caliper : float
         Largest allowed absolute difference (inclusive, ``<=`` as MatchIt);
         ``inf`` for none.
+    reuse_max : int
+        How many treated units one control may serve (MatchIt ``reuse.max``;
+        1 = without replacement). A control leaves the pool when it reaches
+        it; a treated unit never takes the same control twice.
 
     Returns
     -------
@@ -149,6 +163,7 @@ def match_without_replacement(
     nxt = np.arange(n0 + 1, dtype=np.int64)
     prv = np.arange(n0 + 1, dtype=np.int64)
     insertion = np.empty(n1, dtype=np.int64)
+    uses = np.zeros(n0, dtype=np.int64)
     for t in range(n1):
         insertion[t] = _insertion_point(
             control_distance_sorted,
@@ -173,6 +188,12 @@ def match_without_replacement(
             ip = insertion[t]
             right = _find_right(nxt, ip) if ip < n0 else n0
             left = _find_left(prv, ip - 1) if ip > 0 else -1
+            if reuse_max > 1 and k > 0:
+                # Still in the pool but already this unit's: step over (at most k of them on each side).
+                while right < n0 and _is_own(matches, t, k, control_position_sorted[right]):
+                    right = _find_right(nxt, right + 1)
+                while left >= 0 and _is_own(matches, t, k, control_position_sorted[left]):
+                    left = _find_left(prv, left - 1) if left > 0 else -1
             dr = abs(control_distance_sorted[right] - dt) if right < hi else np.inf
             dl = abs(control_distance_sorted[left] - dt) if left >= lo else np.inf
             # MatchIt drops a side whose nearest control is outside the caliper, then prefers the left.
@@ -186,9 +207,11 @@ def match_without_replacement(
             else:
                 continue
             matches[t, k] = control_position_sorted[chosen]
-            nxt[chosen] = chosen + 1
-            prv[chosen + 1] = chosen
-            remaining -= 1
+            uses[chosen] += 1
+            if uses[chosen] >= reuse_max:
+                nxt[chosen] = chosen + 1
+                prv[chosen + 1] = chosen
+                remaining -= 1
     return matches
 
 
@@ -320,7 +343,7 @@ def match_scan(
     caliper_values: np.ndarray,
     caliper_widths: np.ndarray,
     ratio: int,
-    replace: bool,
+    reuse_max: int,
 ) -> np.ndarray:
     """Greedy matching under constraints a sorted walk cannot use (MatchIt's ``nn_matchC`` and friends).
 
@@ -362,8 +385,9 @@ def match_scan(
     ratio : int
         Matches per focal unit; round k gives each focal unit its k-th match
         before round k + 1 starts.
-    replace : bool
-        Whether a unit of the other arm can be matched to several focal units.
+    reuse_max : int
+        How many focal units one unit of the other arm may be matched to (1:
+        without replacement; at least n1 for MatchIt's ``replace = TRUE``).
 
     Returns
     -------
@@ -377,7 +401,7 @@ def match_scan(
     q = antiexact.shape[1]
     c = caliper_widths.shape[0]
     matches = np.full((n1, ratio), -1, dtype=np.int64)
-    used = np.zeros(x.shape[0], dtype=np.bool_)
+    used = np.zeros(x.shape[0], dtype=np.int64)
     diff = np.empty(p)
     for k in range(ratio):
         for i in range(n1):
@@ -392,7 +416,9 @@ def match_scan(
                 cp = other_position[j]
                 if strata[cp] != strata[tp]:
                     continue
-                if replace:
+                if used[cp] >= reuse_max:
+                    continue
+                if reuse_max > 1:
                     mine = False
                     for r in range(k):
                         if matches[t, r] == cp:
@@ -400,8 +426,6 @@ def match_scan(
                             break
                     if mine:
                         continue
-                elif used[cp]:
-                    continue
                 ok = True
                 for a in range(q):
                     if antiexact[cp, a] == antiexact[tp, a]:
@@ -446,5 +470,5 @@ def match_scan(
                     best = cp
             if best >= 0:
                 matches[t, k] = best
-                used[best] = True
+                used[best] += 1
     return matches

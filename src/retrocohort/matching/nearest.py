@@ -360,6 +360,7 @@ def match_nearest(
     mahvars: Sequence[str] | None = None,
     antiexact: str | Sequence[str] | None = None,
     s_weights: str | np.ndarray | pd.Series | None = None,
+    reuse_max: int | None = None,
 ) -> MatchResult:
     """Greedy k:1 nearest-neighbour matching, identical to MatchIt 4.x ``method = "nearest"`` (ATT or ATC).
 
@@ -437,6 +438,12 @@ def match_nearest(
         order (MatchIt ``mahvars``).
     antiexact : str or list of str, optional
         Columns on which a pair must *differ* (MatchIt ``antiexact``).
+    reuse_max : int, optional
+        How many focal units one unit of the other arm may be matched to
+        (MatchIt ``reuse.max``): 1 is ``replace=False``, a larger number
+        matching with replacement up to that many uses, in the processing
+        ``order``; ``replace`` is ignored when it is given (as in MatchIt).
+        With reuse (>1) there is no ``subclass``, as with replacement.
     s_weights : str, array (n,) or Series, optional
         Sampling weights (MatchIt ``s.weights``): they do not change who is
         matched to whom (the distance is given), only the effective sample
@@ -504,6 +511,10 @@ def match_nearest(
     if isinstance(ratio, bool) or not isinstance(ratio, (int, np.integer)) or ratio < 1:
         raise InputError(f"match_nearest: ratio={ratio!r} must be a whole number >= 1")
     ratio = int(ratio)
+    if reuse_max is not None:
+        if isinstance(reuse_max, bool) or not isinstance(reuse_max, (int, np.integer)) or reuse_max < 1:
+            raise InputError(f"match_nearest: reuse_max={reuse_max!r} must be a whole number >= 1 or None")
+        replace = int(reuse_max) > 1
     distance_caliper, covariate_calipers = _parse_caliper(caliper)
     if metric and distance_caliper is not None:
         raise InputError(
@@ -617,6 +628,8 @@ def match_nearest(
         processing = np.random.default_rng(random_state).permutation(n1)
     else:
         processing = np.arange(n1)
+    # Uses allowed per unit of the other arm: 1 without replacement, unlimited (n1 + 1) with it.
+    reuse = int(reuse_max) if reuse_max is not None else (n1 + 1 if replace else 1)
     coords: np.ndarray | None = None
     transforms = np.eye(1).reshape(1, 1, 1)
     if scan:
@@ -663,9 +676,9 @@ def match_nearest(
             np.ascontiguousarray(np.column_stack(cal_values)) if cal_values else np.zeros((n, 0)),
             np.asarray(cal_widths, dtype=float),
             ratio,
-            bool(replace),
+            reuse,
         )
-    elif replace:
+    elif replace and reuse_max is None:
         matches = _kernels.match_with_replacement(
             treated_d,
             treated_positions.astype(np.int64),
@@ -687,6 +700,7 @@ def match_nearest(
             control_pos_sorted,
             ratio,
             caliper_kernel,
+            reuse,
         )
 
     has_match = matches[:, 0] >= 0
@@ -797,7 +811,8 @@ def match_nearest(
         "ratio": ratio,
         "caliper": caliper if not isinstance(caliper, Mapping) else dict(caliper),
         "std_caliper": std_caliper if isinstance(std_caliper, bool) else dict(std_caliper),
-        "order": order if not replace else "data",
+        "order": order if not replace or (reuse_max is not None and reuse_max < n1) else "data",
+        "reuse_max": reuse_max,
         "replace": replace,
         "exact": exact_columns,
         "random_state": random_state if not isinstance(random_state, np.random.Generator) else "Generator",
