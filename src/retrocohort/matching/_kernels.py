@@ -19,6 +19,7 @@ control earliest in the data among equal differences; the default
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -95,7 +96,7 @@ def _insertion_point(
 
 
 @njit(cache=True)
-def _is_own(matches: np.ndarray, t: int, k: int, position: int) -> bool:
+def _is_own(matches: np.ndarray, t: int, k: int, position: Any) -> bool:
     # A plain loop: numba does not compile any() over a generator.
     for r in range(k):  # noqa: SIM110
         if matches[t, r] == position:
