@@ -546,7 +546,8 @@ def test_scanning_path_equals_matchit_on_fresh_data():
     df = pd.DataFrame(
         {
             "a": rng.normal(30, 5, n),
-            "e": rng.normal(12, 2, n),
+            # On a 1/64 grid, so that es = e x 2^10 below is a whole number and MatchIt's integer abs() is exact.
+            "e": np.round(rng.normal(12, 2, n) * 64) / 64,
             "x": rng.normal(size=n),
             "g": rng.choice(["p", "q", "r"], n),
             "m": rng.integers(0, 2, n),
@@ -586,8 +587,8 @@ def test_scanning_path_equals_matchit_on_fresh_data():
             'rhs = "a + e + x + g", distance = df$d, mahvars = c("a", "x"), caliper = .3',
             {"distance": "d", "mahvars": ["a", "x"], "caliper": 0.3},
         ),
-        # es = e x 2^10 (exact): MatchIt 4.5.1's integer abs() truncates covariate-caliper differences too, so a
-        # raw caliper is checked on a scaled column (the caliper scaled alike) to be compared at full precision.
+        # es = e x 2^10, whole numbers: MatchIt 4.5.1's integer abs() truncates covariate-caliper differences too,
+        # so a raw caliper is checked on a column whose differences are integers (the caliper scaled alike).
         "antiexact-covcal": (
             'rhs = "a + es + x + g", distance = df$d, antiexact = "m", caliper = c(.5, es = 1024), '
             "std.caliper = c(TRUE, FALSE)",
@@ -697,7 +698,8 @@ def test_matchit_451_truncates_covariate_caliper_differences_and_we_do_not():
     seed = int(time.time() * 1000) % 2**31
     rng = np.random.default_rng(seed)
     n = 300
-    df = pd.DataFrame({"z": np.round(rng.normal(0, 3, n), 3), "d": rng.normal(size=n)})
+    # z on a 1/64 grid: z x 2^10 has whole-number differences, which the integer abs() leaves exact.
+    df = pd.DataFrame({"z": np.round(rng.normal(0, 3, n) * 64) / 64, "d": rng.normal(size=n)})
     df["treat"] = (rng.random(n) < 1 / (1 + np.exp(1 - df["d"]))).astype(int)
     df["zs"] = df["z"] * 1024.0
     out = run_r(
