@@ -825,3 +825,8 @@ def test_reuse_max_limits_and_equivalences(small):
         _quiet(small, "treat", "x", reuse_max=0)
     with pytest.raises(InputError, match=r"reuse_max=1.5 must be a whole number"):
         _quiet(small, "treat", "x", reuse_max=1.5)
+
+
+def test_a_discard_array_that_drops_an_arm_says_so(small):
+    with pytest.raises(InputError, match=r"left no treated unit to match: the discard array marks every one"):
+        _quiet(small, "treat", "x", discard=(small["treat"] == 1).to_numpy())

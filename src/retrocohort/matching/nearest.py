@@ -551,10 +551,14 @@ def match_nearest(
     focal_name, other_name = ("control", "treated") if atc else ("treated", "control")
     others = "treated units" if atc else "controls"
     if n1 == 0 or n0 == 0:
+        why = (
+            "the arms' distances do not overlap. Use discard='none' or check the propensity model"
+            if isinstance(discard, str)
+            else "the discard array marks every one of them"
+        )
         raise InputError(
             f"match_nearest: discard={discard if isinstance(discard, str) else 'array'!r} left no "
-            f"{focal_name if n1 == 0 else other_name} unit to match: the arms' distances do not overlap. "
-            "Use discard='none' or check the propensity model"
+            f"{focal_name if n1 == 0 else other_name} unit to match: {why}"
         )
 
     kept = ~discarded
