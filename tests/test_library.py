@@ -76,6 +76,7 @@ def test_every_public_result_has_a_readable_repr_and_html():
         survival.PHTestResult,
         matching.PropensityResult,
         matching.MatchResult,
+        matching.MatchSummary,
     ]
     from retrocohort.matching._tables import BalanceTable, TableOne
 

@@ -695,6 +695,22 @@ def render_match(m: Any) -> str:
     ]
     if o.get("exact"):
         head.append(f"exact on {', '.join(map(str, o['exact']))}")
+    # The MatchIt options beyond a propensity score, when used (estimand, covariate distance, constraints).
+    extra = []
+    if o.get("estimand", "ATT") != "ATT":
+        extra.append(f"estimand {o['estimand']} (controls matched to treated units)")
+    if o.get("distance", "given") != "given":
+        extra.append(f"{o['distance']} distance on {', '.join(map(str, o.get('covariates', [])))}")
+    if o.get("mahvars"):
+        extra.append(f"Mahalanobis distance on {', '.join(map(str, o['mahvars']))} (mahvars)")
+    if o.get("antiexact"):
+        extra.append(f"antiexact on {', '.join(map(str, o['antiexact']))}")
+    if o.get("covariate_calipers"):
+        widths = ", ".join(f"{k} {format_number(v, 4)}" for k, v in o["covariate_calipers"].items())
+        extra.append(f"calipers {widths} (covariate units)")
+    if o.get("discard", "none") != "none":
+        extra.append(f"discard {o['discard']}")
+    head += extra
     c = m.counts
     # summary.matchit rounds the sample sizes (the ESS rows are not whole numbers) to 2 decimals
     lines = matrix_lines(

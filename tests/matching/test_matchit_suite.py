@@ -376,7 +376,7 @@ def small():
         ({"method": "full"}, ["method='full'", "nearest"]),
         ({"method": "genetic"}, ["method='genetic'", "nearest"]),
         ({"estimand": "ATE"}, ["estimand='ATE'", "ATT"]),
-        ({"estimand": "ATC"}, ["estimand='ATC'", "swap the arms"]),
+        ({"estimand": "ATO"}, ["estimand='ATO'", "ATT or the ATC"]),
     ],
 )
 def test_unsupported_matchit_options_are_refused_by_name(small, kwargs, fragments):
@@ -386,9 +386,15 @@ def test_unsupported_matchit_options_are_refused_by_name(small, kwargs, fragment
         assert fragment in str(err.value)
 
 
-@pytest.mark.parametrize("name", ["mahalanobis", "glm", "euclidean", "robust_mahalanobis"])
+@pytest.mark.parametrize("name", ["glm", "robust_mahalanobis", "gbm"])
 def test_matchit_distance_names_are_refused_with_what_to_pass(small, name):
     with pytest.raises(InputError, match=rf"distance='{name}'.*not supported.*propensity_score"):
+        _quiet_match(small, "treat", name)
+
+
+@pytest.mark.parametrize("name", ["mahalanobis", "euclidean", "scaled_euclidean"])
+def test_covariate_distances_need_their_covariates(small, name):
+    with pytest.raises(InputError, match=rf"distance='{name}' is computed from covariates: pass covariates="):
         _quiet_match(small, "treat", name)
 
 

@@ -19,6 +19,7 @@ control earliest in the data among equal differences; the default
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -95,6 +96,15 @@ def _insertion_point(
 
 
 @njit(cache=True)
+def _is_own(matches: np.ndarray, t: int, k: int, position: Any) -> bool:
+    # A plain loop: numba does not compile any() over a generator.
+    for r in range(k):  # noqa: SIM110
+        if matches[t, r] == position:
+            return True
+    return False
+
+
+@njit(cache=True)
 def match_without_replacement(
     treated_distance: np.ndarray,
     treated_position: np.ndarray,
@@ -105,8 +115,9 @@ def match_without_replacement(
     control_position_sorted: np.ndarray,
     ratio: int,
     caliper: float,
+    reuse_max: int = 1,
 ) -> np.ndarray:
-    """Greedy k:1 matching without replacement (MatchIt ``nn_matchC_vec``, reuse.max = 1).
+    """Greedy k:1 matching without replacement (MatchIt ``nn_matchC_vec``), or with ``reuse.max``.
 
     Parameters
     ----------
@@ -128,6 +139,10 @@ def match_without_replacement(
     caliper : float
         Largest allowed absolute difference (inclusive, ``<=`` as MatchIt);
         ``inf`` for none.
+    reuse_max : int
+        How many treated units one control may serve (MatchIt ``reuse.max``;
+        1 = without replacement). A control leaves the pool when it reaches
+        it; a treated unit never takes the same control twice.
 
     Returns
     -------
@@ -149,6 +164,7 @@ def match_without_replacement(
     nxt = np.arange(n0 + 1, dtype=np.int64)
     prv = np.arange(n0 + 1, dtype=np.int64)
     insertion = np.empty(n1, dtype=np.int64)
+    uses = np.zeros(n0, dtype=np.int64)
     for t in range(n1):
         insertion[t] = _insertion_point(
             control_distance_sorted,
@@ -173,6 +189,12 @@ def match_without_replacement(
             ip = insertion[t]
             right = _find_right(nxt, ip) if ip < n0 else n0
             left = _find_left(prv, ip - 1) if ip > 0 else -1
+            if reuse_max > 1 and k > 0:
+                # Still in the pool but already this unit's: step over (at most k of them on each side).
+                while right < n0 and _is_own(matches, t, k, control_position_sorted[right]):
+                    right = _find_right(nxt, right + 1)
+                while left >= 0 and _is_own(matches, t, k, control_position_sorted[left]):
+                    left = _find_left(prv, left - 1) if left > 0 else -1
             dr = abs(control_distance_sorted[right] - dt) if right < hi else np.inf
             dl = abs(control_distance_sorted[left] - dt) if left >= lo else np.inf
             # MatchIt drops a side whose nearest control is outside the caliper, then prefers the left.
@@ -186,9 +208,11 @@ def match_without_replacement(
             else:
                 continue
             matches[t, k] = control_position_sorted[chosen]
-            nxt[chosen] = chosen + 1
-            prv[chosen + 1] = chosen
-            remaining -= 1
+            uses[chosen] += 1
+            if uses[chosen] >= reuse_max:
+                nxt[chosen] = chosen + 1
+                prv[chosen + 1] = chosen
+                remaining -= 1
     return matches
 
 
@@ -302,3 +326,150 @@ def binomial_normal_equations(x: np.ndarray, eta: np.ndarray, mu: np.ndarray, y:
         for k in range(j):
             xtwx[k, j] = xtwx[j, k]
     return xtwx, xtwz
+
+
+# ---------------------------------------------------------------- matching on a covariate distance (scan)
+
+
+@njit(cache=True)
+def match_scan(
+    focal_position: np.ndarray,
+    order: np.ndarray,
+    other_position: np.ndarray,
+    x: np.ndarray,
+    transform: np.ndarray,
+    vector_ties: bool,
+    strata: np.ndarray,
+    antiexact: np.ndarray,
+    caliper_values: np.ndarray,
+    caliper_widths: np.ndarray,
+    ratio: int,
+    reuse_max: int,
+) -> np.ndarray:
+    """Greedy matching under constraints a sorted walk cannot use (MatchIt's ``nn_matchC`` and friends).
+
+    The path taken for Mahalanobis / Euclidean distances, ``mahvars``,
+    covariate calipers and ``antiexact``: every focal unit scans every unit of
+    the other arm, O(n1 * n0 * p^2).
+
+    Parameters
+    ----------
+    focal_position : int64 (n1,)
+        Data positions of the focal units (treated for the ATT).
+    order : int64 (n1,)
+        Processing order: indices into ``focal_position``.
+    other_position : int64 (n0,)
+        Data positions of the units that can be matched, in data order.
+    x : float64 (n, p)
+        Covariates (or the scalar distance, p = 1).
+    transform : float64 (s, p, r)
+        The distance between units i and j of exact stratum h is
+        ||(x_i - x_j) @ transform[h]|| (MatchIt scales within each stratum).
+        The difference is taken *before* the transform, so that differences
+        equal in the data (a control 2 years older or 2 years younger) give
+        exactly equal distances, ties MatchIt then breaks by data order.
+        Distances within a relative 1e-10 of each other count as tied: MatchIt
+        transforms before differencing, so its last bits, not the data, would
+        otherwise decide between such candidates.
+    vector_ties : bool
+        Ties as MatchIt's distance-vector path breaks them (p = 1, a
+        propensity score): among equal |differences| a control below the
+        focal unit in the stable distance order beats one above, and the one
+        nearest in that order wins. Otherwise the first in data order wins
+        (MatchIt's covariate-distance path).
+    strata : int64 (n,)
+        Exact-matching stratum of each unit (all 0 without ``exact``).
+    antiexact : int64 (n, q)
+        Codes of the anti-exact variables: a pair must differ on every one.
+    caliper_values : float64 (n, c), caliper_widths : float64 (c,)
+        A pair is allowed only if |value_i - value_j| <= width for every column.
+    ratio : int
+        Matches per focal unit; round k gives each focal unit its k-th match
+        before round k + 1 starts.
+    reuse_max : int
+        How many focal units one unit of the other arm may be matched to (1:
+        without replacement; at least n1 for MatchIt's ``replace = TRUE``).
+
+    Returns
+    -------
+    int64 (n1, ratio)
+        Data positions of the matches, -1 where none was found.
+    """
+    n1 = focal_position.shape[0]
+    n0 = other_position.shape[0]
+    p = x.shape[1]
+    r_dim = transform.shape[2]
+    q = antiexact.shape[1]
+    c = caliper_widths.shape[0]
+    matches = np.full((n1, ratio), -1, dtype=np.int64)
+    used = np.zeros(x.shape[0], dtype=np.int64)
+    diff = np.empty(p)
+    for k in range(ratio):
+        for i in range(n1):
+            t = order[i]
+            if k > 0 and matches[t, k - 1] < 0:
+                continue
+            tp = focal_position[t]
+            best = -1
+            best_d = np.inf
+            best_left = False
+            for j in range(n0):
+                cp = other_position[j]
+                if strata[cp] != strata[tp]:
+                    continue
+                if used[cp] >= reuse_max:
+                    continue
+                if reuse_max > 1:
+                    mine = False
+                    for r in range(k):
+                        if matches[t, r] == cp:
+                            mine = True
+                            break
+                    if mine:
+                        continue
+                ok = True
+                for a in range(q):
+                    if antiexact[cp, a] == antiexact[tp, a]:
+                        ok = False
+                        break
+                if not ok:
+                    continue
+                for a in range(c):
+                    if abs(caliper_values[cp, a] - caliper_values[tp, a]) > caliper_widths[a]:
+                        ok = False
+                        break
+                if not ok:
+                    continue
+                if vector_ties:
+                    dist = abs(x[cp, 0] - x[tp, 0])
+                    left = x[cp, 0] < x[tp, 0] or (x[cp, 0] == x[tp, 0] and cp < tp)
+                    if dist < best_d:
+                        take = True
+                    elif dist == best_d:
+                        # Left beats right; on the left the nearest in sort order is the last in the data,
+                        # on the right the first (already held: scanning in data order).
+                        take = left and (not best_left or cp > best)
+                    else:
+                        take = False
+                    if take:
+                        best_d = dist
+                        best = cp
+                        best_left = left
+                    continue
+                for a in range(p):
+                    diff[a] = x[cp, a] - x[tp, a]
+                h = strata[tp]
+                dist = 0.0
+                for b in range(r_dim):
+                    z = 0.0
+                    for a in range(p):
+                        z += diff[a] * transform[h, a, b]
+                    dist += z * z
+                # Strictly smaller (beyond rounding): among equal distances the first in data order stays.
+                if dist < best_d * (1.0 - 1e-10):
+                    best_d = dist
+                    best = cp
+            if best >= 0:
+                matches[t, k] = best
+                used[best] += 1
+    return matches

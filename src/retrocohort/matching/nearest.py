@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -35,8 +36,13 @@ from .._design import require_columns
 from ..errors import InputError, ModelWarning
 from . import _kernels
 from ._common import as_column_list, check_option, require_unique_index, treatment_indicator
+from .balance import is_categorical, levels_of
 
 MatchOrder = Literal["largest", "smallest", "random", "data"]
+Estimand = Literal["ATT", "ATC"]
+Discard = Literal["none", "treated", "control", "both"]
+# MatchIt's covariate distances implemented here (matched through the scan kernel, MatchIt's nn_matchC).
+_METRICS = ("mahalanobis", "scaled_euclidean", "euclidean")
 
 
 @dataclass(frozen=True)
@@ -79,7 +85,13 @@ class MatchResult:
         ``std_caliper``), None without caliper.
     options : dict
         The options used (ratio, caliper, std_caliper, order, replace, exact,
-        random_state, treated value).
+        random_state, treated value, estimand, discard).
+    discarded : pandas.Series (bool) or None
+        True for units dropped by ``discard`` before matching (MatchIt's
+        ``m.out$discarded``), aligned to ``data.index``.
+    s_weights : pandas.Series or None
+        The sampling weights (MatchIt's ``s.weights``), aligned to
+        ``data.index``; None without.
     """
 
     subclass: pd.Series
@@ -92,6 +104,8 @@ class MatchResult:
     treated: pd.Series
     caliper_distance: float | None
     options: dict[str, Any] = field(default_factory=dict)
+    discarded: pd.Series | None = None
+    s_weights: pd.Series | None = None
 
     def __repr__(self) -> str:
         # print(m.out) + summary(m.out)$nn: the method in words and the sample sizes
@@ -131,8 +145,9 @@ def _distance_values(data: pd.DataFrame, distance: Any) -> np.ndarray:
             raise InputError(
                 f"match_nearest: distance={distance!r} (MatchIt's distance option) is not supported: pass the "
                 "propensity score to match on, e.g. propensity_score(...).score (MatchIt's distance = 'glm') or "
-                ".linear (link = 'linear.logit'), or the name of a column holding it; Mahalanobis and other "
-                "covariate distances are not implemented"
+                ".linear (link = 'linear.logit'), or the name of a column holding it; of MatchIt's covariate "
+                "distances 'mahalanobis', 'scaled_euclidean' and 'euclidean' are implemented (with covariates=...), "
+                "'robust_mahalanobis' is not"
             )
         require_columns(data, [distance], "match_nearest: data")
         col = data[distance]
@@ -203,22 +218,151 @@ def _ess(w: np.ndarray) -> float:
     return float(w.sum() ** 2 / (w**2).sum())
 
 
+def _covariate_matrix(data: pd.DataFrame, columns: list[str], what: str) -> np.ndarray:
+    """Numbers as they are, booleans as 0/1, a text or categorical column as one 0/1 column per level."""
+    require_columns(data, columns, "match_nearest: data")
+    missing = {c: int(data[c].isna().sum()) for c in columns if data[c].isna().any()}
+    if missing:
+        raise InputError(
+            f"match_nearest: missing values in {what} column(s) {missing} (column: rows); "
+            "impute or drop those units explicitly"
+        )
+    out = []
+    for name in columns:
+        col = data[name]
+        if pd.api.types.is_bool_dtype(col):
+            out.append(np.asarray(col, dtype=float))
+        elif is_categorical(col):
+            values = np.asarray(col.astype(object))
+            out += [(values == level).astype(float) for level in levels_of(col)]
+        else:
+            x = np.asarray(col, dtype=float)
+            n_inf = int(np.isinf(x).sum())
+            if n_inf:
+                raise InputError(
+                    f"match_nearest: {what} column {name!r} has {n_inf} infinite value(s) out of {len(x)} rows; "
+                    "replace or drop them explicitly"
+                )
+            out.append(x)
+    return np.column_stack(out)
+
+
+def _metric_transform(x: np.ndarray, is_treated: np.ndarray, kept: np.ndarray, metric: str) -> np.ndarray:
+    """Matrix W with MatchIt's ``metric`` distance between rows i, j = ||(x_i - x_j) @ W||.
+
+    The scaling is MatchIt's pooled within-arm one, computed on the units kept after ``discard``: each
+    column centred on its arm's mean, then the covariance over all kept units (n - 1). Mahalanobis:
+    W = V diag(1/sqrt(e)) from the eigen-decomposition of that covariance (a generalized inverse, so the
+    dummies of every level of a factor may all be present); scaled Euclidean: diag(1 / pooled SD).
+    """
+    p = x.shape[1]
+    if metric == "euclidean":
+        return np.eye(p)
+    xk, tk = x[kept], is_treated[kept]
+    centred = xk.copy()
+    for arm in (tk, ~tk):
+        centred[arm] -= centred[arm].mean(axis=0)
+    cov = centred.T @ centred / (len(xk) - 1)
+    if metric == "scaled_euclidean":
+        sd = np.sqrt(np.diag(cov))
+        return np.diag(1.0 / np.where(sd > 0, sd, 1.0))
+    e, v = np.linalg.eigh(cov)
+    keep = e > max(float(e.max()), 0.0) * len(e) * np.finfo(float).eps
+    return np.ascontiguousarray(v[:, keep] / np.sqrt(e[keep]))
+
+
+def _parse_caliper(caliper: Any) -> tuple[float | None, dict[str, float]]:
+    """(caliper on the distance, {column: caliper}) from a number or a mapping (MatchIt's named vector)."""
+    if caliper is None:
+        return None, {}
+    items = dict(caliper) if isinstance(caliper, Mapping) else {"distance": caliper}
+    if not items:
+        raise InputError("match_nearest: caliper={} is empty; pass None for no caliper")
+    for key, value in items.items():
+        # numbers.Real (Python and NumPy ints/floats): a string or array must not reach np.isfinite's TypeError
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Real)
+            or not np.isfinite(float(value))
+            or value <= 0
+        ):
+            shown = repr(caliper) if not isinstance(caliper, Mapping) else f"{{{key!r}: {value!r}}}"
+            raise InputError(f"match_nearest: caliper={shown} must be a positive finite number or None")
+    distance_caliper = items.pop("distance", None)
+    return (None if distance_caliper is None else float(distance_caliper)), {str(k): float(v) for k, v in items.items()}
+
+
+def _sampling_weights(data: pd.DataFrame, s_weights: Any, is_treated: np.ndarray) -> np.ndarray:
+    """MatchIt's ``s.weights`` as an array: a column name, values or a Series aligned to ``data.index``."""
+    if isinstance(s_weights, str):
+        require_columns(data, [s_weights], "match_nearest: data (s_weights)")
+        s_weights = data[s_weights]
+    if isinstance(s_weights, pd.Series) and not s_weights.index.equals(data.index):
+        raise InputError("match_nearest: the s_weights Series is not indexed like data; align it to data.index")
+    try:
+        sw = np.asarray(s_weights, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"match_nearest: s_weights must be numbers, one per row of data: {exc}") from None
+    if sw.shape != (len(data),):
+        raise InputError(
+            f"match_nearest: s_weights must have one value per row of data ({len(data)}), got shape {sw.shape}"
+        )
+    bad = int((~np.isfinite(sw)).sum() + (sw < 0).sum())
+    if bad:
+        raise InputError(
+            f"match_nearest: {bad} sampling weight(s) are missing, infinite or negative out of {len(sw)}; "
+            "s_weights must be finite and >= 0"
+        )
+    if not (sw[is_treated] > 0).any() or not (sw[~is_treated] > 0).any():
+        raise InputError("match_nearest: s_weights are 0 for every unit of one arm; nothing to compare")
+    return sw
+
+
+def _discard_mask(d: np.ndarray, is_treated: np.ndarray, discard: Any, n: int) -> np.ndarray:
+    """Units outside the common support (MatchIt ``discard``): True = dropped before matching."""
+    if isinstance(discard, str):
+        check_option("discard", discard, get_args(Discard))
+        out = np.zeros(n, dtype=bool)
+        if discard == "none":
+            return out
+        d1, d0 = d[is_treated], d[~is_treated]
+        # MatchIt's common support: the closed range [min, max] of the other arm's distance.
+        if discard in ("treated", "both"):
+            out |= is_treated & ((d < d0.min()) | (d > d0.max()))
+        if discard in ("control", "both"):
+            out |= ~is_treated & ((d < d1.min()) | (d > d1.max()))
+        return out
+    values = np.asarray(discard)
+    if values.shape != (n,) or values.dtype != bool:
+        raise InputError(
+            f"match_nearest: discard must be 'none', 'treated', 'control', 'both' or a boolean array with one "
+            f"value per row of data ({n}); got {type(discard).__name__} of shape {values.shape}, dtype {values.dtype}"
+        )
+    return values.copy()
+
+
 def match_nearest(
     data: pd.DataFrame,
     treatment: str,
     distance: str | np.ndarray | pd.Series,
     ratio: int = 1,
-    caliper: float | None = None,
-    std_caliper: bool = True,
-    order: MatchOrder = "largest",
+    caliper: float | Mapping[str, float] | None = None,
+    std_caliper: bool | Mapping[str, bool] = True,
+    order: MatchOrder | None = None,
     replace: bool = False,
     exact: str | list[str] | None = None,
     random_state: int | np.random.Generator | None = None,
     treated: Any = None,
     method: str = "nearest",
-    estimand: str = "ATT",
+    estimand: Estimand = "ATT",
+    discard: Discard | np.ndarray | pd.Series = "none",
+    covariates: Sequence[str] | None = None,
+    mahvars: Sequence[str] | None = None,
+    antiexact: str | Sequence[str] | None = None,
+    s_weights: str | np.ndarray | pd.Series | None = None,
+    reuse_max: int | None = None,
 ) -> MatchResult:
-    """Greedy k:1 nearest-neighbour matching, identical to MatchIt 4.x ``method = "nearest"`` (ATT).
+    """Greedy k:1 nearest-neighbour matching, identical to MatchIt 4.x ``method = "nearest"`` (ATT or ATC).
 
     Parameters
     ----------
@@ -229,38 +373,83 @@ def match_nearest(
     distance : str, array of shape (n,) or Series
         Column name or values to match on, e.g. ``propensity_score(...).score``
         (MatchIt's default) or ``.linear`` (logit of the score, Austin 2011).
-        Must be finite.
+        Must be finite. Or one of MatchIt's covariate distances
+        ``"mahalanobis"``, ``"scaled_euclidean"``, ``"euclidean"`` computed
+        from ``covariates`` (pooled within-arm covariance / SDs of the units
+        not discarded); there is then no propensity score, so no caliper on
+        the distance, no ``discard`` and only ``order="data"`` or
+        ``"random"``.
     ratio : int
-        Controls per treated unit (MatchIt ``ratio``), >= 1.
-    caliper : float or None
+        Controls per treated unit (MatchIt ``ratio``), >= 1. With
+        ``estimand="ATC"``: treated units per control.
+    caliper : float, mapping or None
         Largest allowed |difference| in distance. In standard deviations of
-        the distance over all units (sample SD, n - 1) when ``std_caliper`` is
-        true (MatchIt: ``caliper * sd(distance)``), in distance units
-        otherwise. None: no caliper (a ModelWarning says so).
-    std_caliper : bool
-        See ``caliper``.
-    order : {"largest", "smallest", "random", "data"}
-        Order in which treated units pick controls (MatchIt ``m.order``):
-        by decreasing or increasing distance (ties in data order), a random
-        permutation drawn from ``random_state`` (NumPy's generator: not the
-        same permutation R's ``sample.int`` draws), or data order. Ignored
-        with ``replace=True``, where units do not compete.
+        the distance over all units not discarded (sample SD, n - 1) when
+        ``std_caliper`` is true (MatchIt: ``caliper * sd(distance)``), in
+        distance units otherwise. None: no caliper (a ModelWarning says so).
+        A mapping is MatchIt's named caliper vector: ``{"age": 0.5, "re74":
+        0.2}`` puts a caliper on each of those columns (in their SDs over
+        the units not discarded, or raw), ``"distance"`` on the distance.
+    std_caliper : bool or mapping
+        See ``caliper``; a mapping gives it per caliper (default True).
+    order : {"largest", "smallest", "random", "data"} or None
+        Order in which the focal units (treated for the ATT, controls for the
+        ATC) pick their matches (MatchIt ``m.order``): by decreasing or
+        increasing distance (ties in data order), a random permutation drawn
+        from ``random_state`` (NumPy's generator: not the same permutation R's
+        ``sample.int`` draws), or data order. None (MatchIt's default):
+        ``"largest"`` for the ATT, ``"smallest"`` for the ATC. Ignored with
+        ``replace=True``, where units do not compete.
     replace : bool
-        Matching with replacement: every treated unit takes its ``ratio``
-        nearest controls independently of the others.
+        Matching with replacement: every focal unit takes its ``ratio``
+        nearest matches independently of the others.
     exact : str or list of str or None
-        Columns to match exactly on: controls are taken only from the treated
+        Columns to match exactly on: matches are taken only from the focal
         unit's stratum (MatchIt ``exact``).
     random_state : int, numpy.random.Generator or None
         Seed for ``order="random"``.
     treated : scalar, optional
         The value of ``treatment`` that marks treated units, when it is not
         obvious (True, 1, else the second level).
-    method, estimand : str
-        Only MatchIt's ``method = "nearest"`` and ``estimand = "ATT"`` are
-        implemented; other values (``"optimal"``, ``"full"``, ``"genetic"``,
-        ``"ATE"``, ...) raise InputError naming what is supported, rather than
-        silently doing nearest-neighbour ATT matching.
+    method : str
+        Only MatchIt's ``method = "nearest"``; other values (``"optimal"``,
+        ``"full"``, ``"genetic"``, ...) raise InputError naming what is
+        supported, rather than silently doing nearest-neighbour matching.
+    estimand : {"ATT", "ATC"}
+        MatchIt's switch of the focal arm: ``"ATT"`` matches controls to
+        treated units, ``"ATC"`` treated units to controls (the same as
+        swapping the arms; ``match_matrix`` then has control units as rows,
+        ``weights`` are 1 for matched controls). ``"ATE"`` raises InputError
+        (MatchIt's nearest method has no ATE either).
+    discard : {"none", "treated", "control", "both"} or boolean array (n,)
+        Common support (MatchIt ``discard``): drop treated units whose
+        distance lies outside the closed range of the controls' distances
+        ("treated"), controls outside the treated range ("control"), or both,
+        before matching; or drop the units marked True. Discarded units get
+        weight 0 and are counted in ``counts`` row "Discarded", not
+        "Unmatched". (MatchIt's ``reestimate`` is not needed here: refit
+        :func:`propensity_score` on the kept units and match again.)
+    covariates : sequence of str, optional
+        The covariates of a named ``distance`` ("mahalanobis", ...): numbers,
+        booleans, categoricals (one 0/1 column per level).
+    mahvars : sequence of str, optional
+        Match on the Mahalanobis distance of these columns while the
+        propensity score ``distance`` sets the caliper, ``discard`` and the
+        order (MatchIt ``mahvars``).
+    antiexact : str or list of str, optional
+        Columns on which a pair must *differ* (MatchIt ``antiexact``).
+    reuse_max : int, optional
+        How many focal units one unit of the other arm may be matched to
+        (MatchIt ``reuse.max``): 1 is ``replace=False``, a larger number
+        matching with replacement up to that many uses, in the processing
+        ``order``; ``replace`` is ignored when it is given (as in MatchIt).
+        With reuse (>1) there is no ``subclass``, as with replacement.
+    s_weights : str, array (n,) or Series, optional
+        Sampling weights (MatchIt ``s.weights``): they do not change who is
+        matched to whom (the distance is given), only the effective sample
+        sizes in ``counts`` (ESS of the sampling weights, and of matching
+        weights times sampling weights), :func:`match_summary`'s statistics
+        and :func:`match_data`'s weights, as in MatchIt. Finite, >= 0.
 
     Returns
     -------
@@ -270,14 +459,19 @@ def match_nearest(
         and ``summary(m.out)$nn`` for the same distance and options (weights to
         floating-point rounding; subclass numbers exactly). With
         ``order="random"`` the permutation differs from R's, so only the
-        algorithm, not the draw, is shared.
+        algorithm, not the draw, is shared. ``pairs`` names the actual arms
+        (``treated``, ``control``) for either estimand; its ``difference`` is
+        the matching distance (the Mahalanobis distance with ``mahvars``).
+        With a covariate distance, ``mahvars``, covariate calipers or
+        ``antiexact`` the match follows MatchIt's scanning path (every focal
+        unit against every candidate, ties to the first in data order).
 
     Raises
     ------
     InputError
         A treatment that is not two-valued, no treated or no control units,
         missing or infinite distances, bad options, or a caliper so tight that
-        no treated unit finds a control.
+        no focal unit finds a match.
     """
     if method != "nearest":
         raise InputError(
@@ -285,52 +479,130 @@ def match_nearest(
             "nearest-neighbour matching) is implemented, not optimal, full, genetic, cem, exact, subclass or "
             "cardinality matching"
         )
-    if estimand != "ATT":
+    if estimand not in ("ATT", "ATC"):
         raise InputError(
-            f"match_nearest: estimand={estimand!r} is not supported; nearest-neighbour matching here estimates the "
-            "ATT (as MatchIt's method = 'nearest' by default). For the ATC, swap the arms (treated=<control value>)"
+            f"match_nearest: estimand={estimand!r} is not supported; nearest-neighbour matching estimates the "
+            "ATT or the ATC (estimand='ATC'), as MatchIt's method = 'nearest'; for the ATE use full matching or "
+            "weighting, which are not implemented"
         )
+    atc = estimand == "ATC"
+    metric = None
+    if isinstance(distance, str) and distance not in data.columns and distance.lower() in _METRICS:
+        metric = distance.lower()
+        if not covariates:
+            raise InputError(
+                f"match_nearest: distance={distance!r} is computed from covariates: pass covariates=[...] "
+                "(the right-hand side of MatchIt's formula)"
+            )
+        if mahvars:
+            raise InputError(
+                f"match_nearest: mahvars needs a propensity score as distance, not distance={distance!r} "
+                "(MatchIt ignores it there); pass covariates=[...] only"
+            )
+    if order is None:
+        # MatchIt: largest (ATT) / smallest (ATC) with a propensity score, data order with a covariate distance.
+        order = "data" if metric else ("smallest" if atc else "largest")
     check_option("order", order, get_args(MatchOrder))
+    if metric and order in ("largest", "smallest"):
+        raise InputError(
+            f"match_nearest: order={order!r} sorts by a propensity score, and distance={distance!r} has none; "
+            "use order='data' or 'random', or pass the score as distance with mahvars=[...]"
+        )
     if isinstance(ratio, bool) or not isinstance(ratio, (int, np.integer)) or ratio < 1:
         raise InputError(f"match_nearest: ratio={ratio!r} must be a whole number >= 1")
     ratio = int(ratio)
-    if caliper is not None:
-        # numbers.Real (Python and NumPy ints/floats): a string or array must not reach np.isfinite's TypeError
-        if (
-            isinstance(caliper, bool)
-            or not isinstance(caliper, numbers.Real)
-            or not np.isfinite(caliper)
-            or caliper <= 0
-        ):
-            raise InputError(f"match_nearest: caliper={caliper!r} must be a positive finite number or None")
-        caliper = float(caliper)
+    if reuse_max is not None:
+        if isinstance(reuse_max, bool) or not isinstance(reuse_max, (int, np.integer)) or reuse_max < 1:
+            raise InputError(f"match_nearest: reuse_max={reuse_max!r} must be a whole number >= 1 or None")
+        replace = int(reuse_max) > 1
+    distance_caliper, covariate_calipers = _parse_caliper(caliper)
+    if metric and distance_caliper is not None:
+        raise InputError(
+            f"match_nearest: a caliper on the distance needs a propensity score, and distance={distance!r} has "
+            "none; put calipers on covariates (caliper={'age': 0.5}) or pass the score with mahvars=[...]"
+        )
+    if not isinstance(std_caliper, (bool, Mapping)):
+        raise InputError(f"match_nearest: std_caliper={std_caliper!r} must be True/False or a mapping per caliper")
     exact_columns = as_column_list(exact)
+    antiexact_columns = as_column_list(antiexact)
+    mahvar_columns = as_column_list(mahvars)
     is_treated, treated_value, control_value = treatment_indicator(data, treatment, treated, "match_nearest: data")
     require_unique_index(data, "match_nearest: data")
-    d = _distance_values(data, distance)
     n = len(data)
-    treated_positions = np.flatnonzero(is_treated)
-    control_positions = np.flatnonzero(~is_treated)
+    d = np.full(n, np.nan) if metric else _distance_values(data, distance)
+    sw = None if s_weights is None else _sampling_weights(data, s_weights, is_treated)
+    if metric and not (isinstance(discard, str) and discard == "none"):
+        raise InputError(
+            f"match_nearest: discard needs a propensity score, and distance={distance!r} has none; "
+            "pass the score as distance with mahvars=[...] to discard on it"
+        )
+    if isinstance(discard, pd.Series):
+        if not discard.index.equals(data.index):
+            raise InputError("match_nearest: the discard Series is not indexed like data; align it to data.index")
+        discard = discard.to_numpy()
+    discarded = _discard_mask(d, is_treated, discard, n)
+    n_t_all, n_c_all = int(is_treated.sum()), int((~is_treated).sum())
+    # The focal arm picks, the other arm is picked from (MatchIt: ATC = the arms swapped).
+    is_focal = ~is_treated if atc else is_treated
+    focal_positions = np.flatnonzero(is_focal & ~discarded)
+    control_positions = np.flatnonzero(~is_focal & ~discarded)
+    treated_positions = focal_positions
     n1, n0 = len(treated_positions), len(control_positions)
+    focal_name, other_name = ("control", "treated") if atc else ("treated", "control")
+    others = "treated units" if atc else "controls"
+    if n1 == 0 or n0 == 0:
+        why = (
+            "the arms' distances do not overlap. Use discard='none' or check the propensity model"
+            if isinstance(discard, str)
+            else "the discard array marks every one of them"
+        )
+        raise InputError(
+            f"match_nearest: discard={discard if isinstance(discard, str) else 'array'!r} left no "
+            f"{focal_name if n1 == 0 else other_name} unit to match: {why}"
+        )
 
-    if caliper is None:
+    kept = ~discarded
+
+    def _std(key: str) -> bool:
+        return std_caliper if isinstance(std_caliper, bool) else bool(std_caliper.get(key, True))
+
+    if distance_caliper is None and not covariate_calipers:
         caliper_distance = None
         warnings.warn(
-            "match_nearest: no caliper, so every treated unit gets a control however far its propensity "
+            f"match_nearest: no caliper, so every {focal_name} unit gets a match however far its propensity "
             "score is; consider caliper=0.2 (SD of the logit propensity score, Austin 2011)",
             ModelWarning,
             stacklevel=2,
         )
     else:
-        caliper_distance = caliper * float(np.std(d, ddof=1)) if std_caliper else caliper
+        # MatchIt takes the SD over the units left after discard.
+        caliper_distance = (
+            None
+            if distance_caliper is None
+            else distance_caliper * float(np.std(d[kept], ddof=1))
+            if _std("distance")
+            else distance_caliper
+        )
     caliper_kernel = np.inf if caliper_distance is None else caliper_distance
+    caliper_columns: dict[str, float] = {}
+    for name, width in covariate_calipers.items():
+        require_columns(data, [name], "match_nearest: data (caliper)")
+        col = data[name]
+        if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col) or col.isna().any():
+            raise InputError(
+                f"match_nearest: caliper column {name!r} must be numeric without missing values "
+                f"(dtype {col.dtype}, {int(col.isna().sum())} missing)"
+            )
+        values = np.asarray(col, dtype=float)
+        caliper_columns[name] = width * float(np.std(values[kept], ddof=1)) if _std(name) else width
+    scan = bool(metric or mahvar_columns or caliper_columns or antiexact_columns)
 
     if not replace and ratio * n1 > n0:
         # MatchIt warns too ("Not all treated units will get <ratio> matches").
         warnings.warn(
             # No counts in the text: pipeline warnings reach the report, where small cells must not.
-            f"match_nearest: ratio={ratio} asks for more controls than there are (ratio x treated > controls); "
-            "without replacement the later rounds leave some treated units with fewer controls",
+            f"match_nearest: ratio={ratio} asks for more {others} than there are (ratio x {focal_name} > "
+            f"{others}); without replacement the later rounds leave some {focal_name} units with fewer {others}",
             ModelWarning,
             stacklevel=2,
         )
@@ -351,7 +623,66 @@ def match_nearest(
     block_end = np.searchsorted(strata_sorted, treated_strata, side="right").astype(np.int64)
     treated_d = np.ascontiguousarray(d[treated_positions])
 
-    if replace:
+    if order == "largest":
+        # R's order(decreasing = TRUE) keeps ties in data order, as a stable sort of -d does.
+        processing = np.argsort(-treated_d, kind="stable")
+    elif order == "smallest":
+        processing = np.argsort(treated_d, kind="stable")
+    elif order == "random":
+        processing = np.random.default_rng(random_state).permutation(n1)
+    else:
+        processing = np.arange(n1)
+    # Uses allowed per unit of the other arm: 1 without replacement, unlimited (n1 + 1) with it.
+    reuse = int(reuse_max) if reuse_max is not None else (n1 + 1 if replace else 1)
+    coords: np.ndarray | None = None
+    transforms = np.eye(1).reshape(1, 1, 1)
+    if scan:
+        if metric or mahvar_columns:
+            coords = np.ascontiguousarray(
+                _covariate_matrix(
+                    data,
+                    as_column_list(covariates) if metric else mahvar_columns,
+                    "covariates" if metric else "mahvars",
+                )
+            )
+            # One scaling over all kept units, also with exact strata (as MatchIt; checked on lalonde).
+            w_all = _metric_transform(coords, is_treated, kept, metric or "mahalanobis")
+            transforms = np.ascontiguousarray(np.broadcast_to(w_all, (int(strata.max()) + 1, *w_all.shape)))
+        else:
+            # A propensity score with antiexact or covariate calipers: MatchIt keeps its vector path's ties.
+            coords = np.ascontiguousarray(d.reshape(-1, 1))
+        cal_names = list(caliper_columns)
+        cal_values = [np.asarray(data[c], dtype=float) for c in cal_names]
+        cal_widths = [caliper_columns[c] for c in cal_names]
+        if caliper_distance is not None:
+            cal_values.append(d)
+            cal_widths.append(caliper_distance)
+        anti = np.zeros((n, 0), dtype=np.int64)
+        if antiexact_columns:
+            require_columns(data, antiexact_columns, "match_nearest: data (antiexact)")
+            # factorize codes missing values as -1: one more level, as MatchIt refuses them we say so.
+            n_missing = {c: int(data[c].isna().sum()) for c in antiexact_columns if data[c].isna().any()}
+            if n_missing:
+                raise InputError(
+                    f"match_nearest: missing values in antiexact column(s) {n_missing} (column: rows); "
+                    "recode them as a level or drop those units explicitly"
+                )
+            anti = np.column_stack([pd.factorize(data[c])[0] for c in antiexact_columns]).astype(np.int64)
+        matches = _kernels.match_scan(
+            treated_positions.astype(np.int64),
+            processing.astype(np.int64),
+            control_positions.astype(np.int64),
+            coords,
+            np.ascontiguousarray(transforms),
+            not (metric or mahvar_columns),
+            strata.astype(np.int64),
+            anti,
+            np.ascontiguousarray(np.column_stack(cal_values)) if cal_values else np.zeros((n, 0)),
+            np.asarray(cal_widths, dtype=float),
+            ratio,
+            reuse,
+        )
+    elif replace and reuse_max is None:
         matches = _kernels.match_with_replacement(
             treated_d,
             treated_positions.astype(np.int64),
@@ -363,15 +694,6 @@ def match_nearest(
             caliper_kernel,
         )
     else:
-        if order == "largest":
-            # R's order(decreasing = TRUE) keeps ties in data order, as a stable sort of -d does.
-            processing = np.argsort(-treated_d, kind="stable")
-        elif order == "smallest":
-            processing = np.argsort(treated_d, kind="stable")
-        elif order == "random":
-            processing = np.random.default_rng(random_state).permutation(n1)
-        else:
-            processing = np.arange(n1)
         matches = _kernels.match_without_replacement(
             treated_d,
             treated_positions.astype(np.int64),
@@ -382,18 +704,31 @@ def match_nearest(
             control_pos_sorted,
             ratio,
             caliper_kernel,
+            reuse,
         )
 
     has_match = matches[:, 0] >= 0
     if not has_match.any():
-        if caliper_distance is not None:
+        if caliper_distance is not None and not caliper_columns:
             raise InputError(
-                f"match_nearest: no treated unit has a control within the caliper ({caliper_distance:.6g} distance "
-                f"units{'' if not std_caliper else f' = {caliper} SD'}); use a wider caliper"
+                f"match_nearest: no {focal_name} unit has a {other_name} within the caliper "
+                f"({caliper_distance:.6g} distance "
+                f"units{'' if not _std('distance') else f' = {distance_caliper} SD'}); use a wider caliper"
             )
-        raise InputError("match_nearest: no treated unit could be matched (no shared exact stratum with controls)")
+        if caliper_columns or antiexact_columns:
+            limits = [f"within the calipers on {sorted(caliper_columns) + (['distance'] if caliper_distance else [])}"]
+            limits = (limits if caliper_columns else []) + (
+                [f"differing on the antiexact columns {antiexact_columns}"] if antiexact_columns else []
+            )
+            raise InputError(
+                f"match_nearest: no {focal_name} unit has a {other_name} {' and '.join(limits)}; "
+                "use wider calipers or fewer constraints"
+            )
+        raise InputError(
+            f"match_nearest: no {focal_name} unit could be matched (no shared exact stratum with {others})"
+        )
 
-    # MatchIt's weights (weights_matrixC, ATT): treated 1; controls sum 1/(controls in set), then rescaled.
+    # MatchIt's weights (weights_matrixC): focal units 1; the others sum 1/(matches in the set), then rescaled.
     weights = np.zeros(n, dtype=float)
     weights[treated_positions[has_match]] = 1.0
     n_in_set = (matches >= 0).sum(axis=1)
@@ -421,13 +756,28 @@ def match_nearest(
 
     order_pairs = np.lexsort((cols, set_number[rows]))
     rows_o, cols_o, controls_o = rows[order_pairs], cols[order_pairs], matched_controls[order_pairs]
+    focal_labels, other_labels = index[treated_positions[rows_o]], index[controls_o]
     pairs = pd.DataFrame(
         {
             "subclass": set_number[rows_o],
-            "treated": index[treated_positions[rows_o]],
-            "control": index[controls_o],
+            # The actual arms, whichever is focal.
+            "treated": other_labels if atc else focal_labels,
+            "control": focal_labels if atc else other_labels,
             "round": cols_o + 1,
-            "difference": np.abs(d[controls_o] - d[treated_positions[rows_o]]),
+            "difference": (
+                np.sqrt(
+                    (
+                        np.einsum(
+                            "ip,ipr->ir",
+                            coords[controls_o] - coords[treated_positions[rows_o]],
+                            transforms[strata[treated_positions[rows_o]]],
+                        )
+                        ** 2
+                    ).sum(axis=1)
+                )
+                if coords is not None and (metric or mahvar_columns)
+                else np.abs(d[controls_o] - d[treated_positions[rows_o]])
+            ),
         }
     )
     mm_labels = {}
@@ -438,25 +788,48 @@ def match_nearest(
         mm_labels[k + 1] = labels.to_numpy()
     match_matrix = pd.DataFrame(mm_labels, index=index[treated_positions])
 
-    w_t, w_c = weights[treated_positions], weights[control_positions]
+    w_t, w_c = weights[is_treated], weights[~is_treated]
+    disc_t, disc_c = discarded[is_treated], discarded[~is_treated]
     counts = pd.DataFrame(
         {
-            "Control": [float(n0), float(n0), _ess(w_c), float((w_c > 0).sum()), float((w_c == 0).sum()), 0.0],
-            "Treated": [float(n1), float(n1), _ess(w_t), float((w_t > 0).sum()), float((w_t == 0).sum()), 0.0],
+            "Control": [
+                float(n_c_all) if sw is None else _ess(sw[~is_treated]),
+                float(n_c_all),
+                _ess(w_c if sw is None else w_c * sw[~is_treated]),
+                float((w_c > 0).sum()),
+                float(((w_c == 0) & ~disc_c).sum()),
+                float(disc_c.sum()),
+            ],
+            "Treated": [
+                float(n_t_all) if sw is None else _ess(sw[is_treated]),
+                float(n_t_all),
+                _ess(w_t if sw is None else w_t * sw[is_treated]),
+                float((w_t > 0).sum()),
+                float(((w_t == 0) & ~disc_t).sum()),
+                float(disc_t.sum()),
+            ],
         },
         index=["All (ESS)", "All", "Matched (ESS)", "Matched", "Unmatched", "Discarded"],
     )
     options = {
         "ratio": ratio,
-        "caliper": caliper,
-        "std_caliper": std_caliper,
-        "order": order if not replace else "data",
+        "caliper": caliper if not isinstance(caliper, Mapping) else dict(caliper),
+        "std_caliper": std_caliper if isinstance(std_caliper, bool) else dict(std_caliper),
+        "order": order if not replace or (reuse_max is not None and reuse_max < n1) else "data",
+        "reuse_max": reuse_max,
         "replace": replace,
         "exact": exact_columns,
         "random_state": random_state if not isinstance(random_state, np.random.Generator) else "Generator",
         "treated_value": treated_value,
         "control_value": control_value,
         "treatment": treatment,
+        "estimand": estimand,
+        "discard": discard if isinstance(discard, str) else "array",
+        "distance": metric or "given",
+        "covariates": as_column_list(covariates),
+        "mahvars": mahvar_columns,
+        "antiexact": antiexact_columns,
+        "covariate_calipers": caliper_columns,
     }
     return MatchResult(
         subclass=subclass,
@@ -469,4 +842,6 @@ def match_nearest(
         treated=pd.Series(is_treated, index=index, name="treated"),
         caliper_distance=caliper_distance,
         options=options,
+        discarded=pd.Series(discarded, index=index, name="discarded"),
+        s_weights=None if sw is None else pd.Series(sw, index=index, name="s_weights"),
     )
