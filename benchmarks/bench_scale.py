@@ -130,9 +130,7 @@ def pad(folder: Path, scale: float) -> dict[str, tuple[int, int]]:
     import duckdb
 
     con = duckdb.connect()
-    # The sort spills to disk beside the data rather than take the machine's memory (other work runs on it).
-    con.execute("SET memory_limit = '4GB'")
-    con.execute(f"SET temp_directory = '{folder / '.pad_tmp'}'")
+    con.execute("SET memory_limit = '4GB'")  # other work runs on the machine
     sizes = {}
     for table, filler in FILLERS.items():
         before = count_rows(folder, table)
@@ -140,23 +138,41 @@ def pad(folder: Path, scale: float) -> dict[str, tuple[int, int]]:
         add = max(target - before, 0)
         if add:
             source = folder / f"{table}.csv.gz"
-            # Filler rows belong to the generated patients' range of subject_id, so that sorted by patient they
-            # interleave with the generated rows all along the file (not after them).
-            lo, hi = con.execute(
-                f"SELECT min(CAST(subject_id AS BIGINT)), max(CAST(subject_id AS BIGINT)) "
-                f"FROM read_csv('{source}', all_varchar = true, header = true)"
-            ).fetchone()
-            filler = filler.replace("{subjects}", f"{lo} + i % {hi - lo + 1}")
-            padded = folder / f"{table}.padded.csv.gz"
-            # UNION ALL BY NAME keeps the file's header (and its order); filler columns not named are empty.
-            # Sorted by patient and time, as MIMIC-IV's files are: the generated rows end up interleaved with
-            # the filler in every Parquet row group (appended in a block of their own, they would sit in a few
-            # row groups whose itemid statistics let the reader skip all the others: a flattering benchmark).
             con.execute(
-                f"COPY (SELECT * FROM (SELECT * FROM read_csv('{source}', all_varchar = true, header = true) "
-                f"UNION ALL BY NAME {filler} FROM range({add}) t(i)) ORDER BY subject_id, {SORT_TIME[table]}) "
-                f"TO '{padded}' (FORMAT csv, HEADER true, COMPRESSION gzip)"
+                f"CREATE OR REPLACE TEMP TABLE generated AS "
+                f"SELECT * FROM read_csv('{source}', all_varchar = true, header = true)"
             )
+            lo, hi = con.execute(
+                "SELECT min(CAST(subject_id AS BIGINT)), max(CAST(subject_id AS BIGINT)) FROM generated"
+            ).fetchone()
+            n_subjects = hi - lo + 1
+            # Filler row i belongs to subject lo + i * n_subjects // add: the generated patients' range, in
+            # increasing order. The padded file is sorted by patient and time, as MIMIC-IV's files are, so the
+            # generated rows sit among the filler in every Parquet row group (appended in a block of their own,
+            # they would fill a few row groups whose itemid statistics let a reader skip all the others: a
+            # flattering benchmark). A sort of the whole table needs more memory than the machine spares, so
+            # it is sorted in parts of consecutive patients, each written as one gzip member of the file
+            # (concatenated gzip members are one valid gzip file, read by DuckDB and Spark alike).
+            filler = filler.replace("{subjects}", f"{lo} + i * {n_subjects} // {add}")
+            parts = max(1, add // 2_000_000)
+            cuts = [k * add // parts for k in range(parts + 1)]
+            bounds = [lo + c * n_subjects // add for c in cuts[:-1]] + [hi + 1]
+            padded = folder / f"{table}.padded.csv.gz"
+            piece = folder / f"{table}.part.csv.gz"
+            subject = "CAST(subject_id AS BIGINT)"
+            with padded.open("wb") as out:
+                for k in range(parts):
+                    # UNION ALL BY NAME keeps the file's header (and its order); filler columns not named are empty.
+                    upper = f"AND {subject} < {bounds[k + 1]}" if k < parts - 1 else ""
+                    lower = f"{subject} >= {bounds[k]}" if k > 0 else "TRUE"
+                    con.execute(
+                        f"COPY (SELECT * FROM (SELECT * FROM generated WHERE {lower} {upper} "
+                        f"UNION ALL BY NAME {filler} FROM range({cuts[k]}, {cuts[k + 1]}) t(i)) "
+                        f"ORDER BY {subject}, {SORT_TIME[table]}) "
+                        f"TO '{piece}' (FORMAT csv, HEADER {'true' if k == 0 else 'false'}, COMPRESSION gzip)"
+                    )
+                    out.write(piece.read_bytes())
+            piece.unlink()
             padded.replace(source)
         sizes[table] = (before, before + add)
     con.close()
