@@ -22,9 +22,20 @@ Two more kinds of check are per table rather than per row (:data:`TABLE_RULES`):
 
 :func:`checked_table` wraps a raw view in the drop rules and the deduplication
 (lazily: the engine still streams the files and pushes the cohort's itemid
-filters below the deduplication). :func:`run_checks` counts every rule with
-one aggregate per table, raises :class:`~retrocohort.errors.InputError` for a
-conflicting key, and returns the counts as a :class:`DataChecks`.
+filters below the deduplication).
+
+Counting, two ways:
+
+* in a study run, :func:`scan_checked` counts every rule of a table on the rows
+  the study reads from it, in the study's single read of the table
+  (:func:`retrocohort.concepts.scan.read_once`), and applies them; a
+  ``<table>_rows_read`` line says how many rows those were;
+* :func:`run_checks`, the whole-data pass (no study), counts every rule over
+  every row of every present table, reading each in full.
+
+Both raise :class:`~retrocohort.errors.InputError` for a conflicting key and
+give the rows of :data:`COLUMNS`; :func:`exclusion_counts` counts the patients
+each ``exclude`` rule removes (on the whole patients and admissions tables).
 
 Both engines compile the same expressions; no row is loaded into pandas.
 """
@@ -253,6 +264,9 @@ ACTION_WORDS: dict[str, str] = {
     "duplicate": "exact duplicate rows dropped",
     "error": "conflicting rows: the run stops",
 }
+
+#: The ``<table>_rows_read`` line in words, for the docs (a run says which rows it read: :func:`scan_checked`).
+READ_SCOPE_WORDS = "rows read: those the study reads (in a study run), or every row (the whole-data pass)"
 
 #: Columns of :attr:`DataChecks.table`.
 COLUMNS: tuple[str, ...] = ("table", "check", "rule", "action", "count", "unit")
@@ -560,8 +574,13 @@ def run_checks(
 
 
 def rules_table() -> pd.DataFrame:
-    """Every rule in words (for the docs): ``table``, ``check``, ``rule``, ``action``."""
-    rows = [(c.table, c.key, c.rule, ACTION_WORDS[c.action]) for c in CHECKS]
+    """Every rule in words (for the docs): ``table``, ``check``, ``rule``, ``action``.
+
+    First, per table, the ``<table>_rows_read`` line: not a rule but the rows the others are counted among
+    (in a study run, the rows the study reads; in the whole-data pass, every row).
+    """
+    rows = [(name, f"{name.split('/')[1]}_rows_read", READ_SCOPE_WORDS, ACTION_WORDS["read"]) for name in TABLE_RULES]
+    rows += [(c.table, c.key, c.rule, ACTION_WORDS[c.action]) for c in CHECKS]
     for name, rule in TABLE_RULES.items():
         if rule.deduplicate:
             rows.append(
