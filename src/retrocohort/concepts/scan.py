@@ -15,7 +15,9 @@ with its own, unchanged, code.
 
 The narrow copy holds every row any reader needs, with the same columns, after
 the same data checks (drop rules, exact duplicates): each reader's own filter
-then selects exactly the rows it would have found in the full table. Built-ins
+then selects exactly the rows it would have found in the full table. The data checks are counted in
+that same read, on the rows read (:func:`~retrocohort.sources.quality.scan_checked`): a study reads
+each file once, checks included. Built-ins
 declare what they read in :data:`BUILTIN_READS` (a test checks every built-in
 gives the same answer through its declared reads as from the full tables).
 """
