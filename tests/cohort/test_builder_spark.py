@@ -45,5 +45,9 @@ def test_spark_and_duckdb_build_identical_cohorts(folder, spark, name):
     pd.testing.assert_frame_equal(on_spark.data, on_duckdb.data)
     assert len(on_duckdb.data) > 50 and 0 < on_duckdb.data["exposed"].sum() < len(on_duckdb.data)
     pd.testing.assert_frame_equal(on_spark.attrition, on_duckdb.attrition)
+    # The data checks, counted in each engine's single read of each table, on the rows the study reads.
+    pd.testing.assert_frame_equal(on_spark.data_checks, on_duckdb.data_checks, check_exact=True)
+    read = on_duckdb.data_checks.loc[on_duckdb.data_checks["check"].str.endswith("_rows_read"), "count"]
+    assert len(read) >= 5 and (read > 0).all()
     assert on_spark.notes == on_duckdb.notes
     assert (on_spark.engine, on_duckdb.engine) == ("spark", "duckdb")

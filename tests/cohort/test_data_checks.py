@@ -12,12 +12,15 @@ own folder, since they stop the run.
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from retrocohort.cohort.builder import build_cohort
 from retrocohort.errors import InputError, RetrocohortError
 from retrocohort.sources import mimic_iv, quality
+from retrocohort.spec import load_study_file
 from tests.cohort.legacy import extract
 
 from .minimimic import MiniMimic, ts
@@ -115,9 +118,40 @@ def test_every_rule_is_reported_once_with_its_words(checked):
     assert set(table.loc[table["action"] == "patients excluded", "unit"]) == {"patients"}
 
 
-def test_every_rule_is_documented_with_its_action():
-    from pathlib import Path
+FLAGSHIP = Path(__file__).resolve().parents[2] / "studies" / "magnesium_ckrt.toml"
 
+
+def test_a_study_run_counts_the_rules_among_the_rows_it_reads(dirty_folder, checked):
+    # build_cohort counts the rules in its single read of each table (concepts/scan.py), on the rows the study
+    # reads; the legacy extraction (``checked``) runs the whole-data pass. Every bad row of the dirty folder is
+    # aimed at a row the flagship reads, so each rule finds the same rows, with one exception: the repeated
+    # magnesium carrier row (itemid 227524/227523), which the flagship does not read.
+    built = build_cohort(load_study_file(FLAGSHIP), dirty_folder)
+    study = built.data_checks.set_index("check")["count"]
+    wide = checked.data_checks.set_index("check")["count"]
+    assert list(study.index) == list(wide.index)  # the same lines, in the same order
+    assert (study <= wide).all()
+    differ = {name for name in study.index if study[name] != wide[name]}
+    assert differ == {"inputevents_exact_duplicates", "inputevents_rows_read", "diagnoses_icd_rows_read"}
+    assert study["inputevents_exact_duplicates"] == 2 and wide["inputevents_exact_duplicates"] == 3
+    # Read after the index, inputevents is narrowed to the indexed patients, yet the magnesium row without a
+    # subject_id is still counted (and dropped): nothing a rule removes goes unseen.
+    assert study["inputevents_null_key"] == wide["inputevents_null_key"] == 1
+    rules = built.data_checks.set_index("check")["rule"]
+    scope = "rows this study reads: the rows its concepts select, of the indexed patients"
+    assert rules["inputevents_rows_read"] == scope
+    assert rules["patients_rows_read"] == "rows this study reads: every row of the table"
+    assert checked.data_checks.set_index("check")["rule"]["patients_rows_read"] == "every row of the table"
+    # The exclusions act as in the whole-data pass: the same patients leave at the same step.
+    steps = built.attrition.set_index("step")["excluded"]
+    assert (
+        steps["data_checks"]
+        == dict(zip(checked.screening.step, checked.screening.excluded, strict=True))["data_checks"]
+        == 4
+    )
+
+
+def test_every_rule_is_documented_with_its_action():
     page = (Path(__file__).parents[2] / "docs" / "data-checks.md").read_text(encoding="utf-8")
     for rule in quality.rules_table().itertuples():
         line = next((ln for ln in page.splitlines() if f"| `{rule.check}` |" in ln), None)

@@ -35,6 +35,25 @@ def test_spark_applies_every_rule_as_duckdb_does(tmp_path, spark):
     pd.testing.assert_frame_equal(on_spark.screening, on_duckdb.screening, check_exact=True)
 
 
+def test_a_study_run_counts_the_same_on_spark(tmp_path, spark):
+    # build_cohort counts the rules in its single read of each table (concepts/scan.py): the cached copies,
+    # the counts over them and the patient restriction that keeps rows without a subject_id compile alike.
+    from pathlib import Path
+
+    from retrocohort.cohort.builder import build_cohort
+    from retrocohort.spec import load_study_file
+
+    folder = dirty().write(tmp_path / "dirty")
+    study = load_study_file(Path(__file__).resolve().parents[2] / "studies" / "magnesium_ckrt.toml")
+    on_duckdb = build_cohort(study, folder)
+    on_spark = build_cohort(study, folder, engine="spark", spark=spark)
+    counts = on_spark.data_checks.set_index("check")["count"]
+    assert counts["inputevents_null_key"] == 1 and counts["inputevents_exact_duplicates"] == 2
+    pd.testing.assert_frame_equal(on_spark.data_checks, on_duckdb.data_checks, check_exact=True)
+    pd.testing.assert_frame_equal(on_spark.data, on_duckdb.data, check_exact=True)
+    pd.testing.assert_frame_equal(on_spark.attrition, on_duckdb.attrition, check_exact=True)
+
+
 def test_spark_stops_on_a_conflicting_key(tmp_path, spark):
     m = build()
     first = next(r for r in m.rows["hosp/patients"] if r["subject_id"] == 11)

@@ -6,7 +6,7 @@ Two kinds of check:
   pinned copy of each table) gives the same rows as from the full tables, on the
   hand-made patients of test_builtins (a wrong declaration drops rows: checked too);
 - DuckDB's own file-system log counts the times each file is opened while a study is
-  built: the data checks open each file once, and the study itself once more, for
+  built, data checks included (they are counted in the same read): exactly once, for
   the flagship and for a study with SOFA, baseline creatinine, KDIGO and user lab concepts.
 """
 
@@ -24,7 +24,7 @@ from retrocohort.cohort.builder import build_on
 from retrocohort.concepts import baseline_values, concept_events, finish_baseline
 from retrocohort.concepts.builtins import BASELINE_BUILDERS, EVENT_BUILDERS
 from retrocohort.concepts.scan import BUILTIN_READS, read_once, table_requests
-from retrocohort.sources import MimicIV, generate_synthetic
+from retrocohort.sources import MimicIV, generate_synthetic, quality
 from retrocohort.spec import load_study_file
 
 from .test_builtins import KEYS
@@ -188,23 +188,15 @@ primary = true
 """
 
 
-def _scans(folder: Path, study) -> tuple[Counter, Counter, int]:
-    """(opens by the data checks alone, opens by the whole build, eligible patients)."""
-    conn = MimicIV(folder).connect()
-    try:
-        _log(conn)
-        conn.data_checks()
-        checks = _opens(conn)
-    finally:
-        conn.close()
+def _build_opens(folder: Path, study) -> tuple[Counter, int, pd.DataFrame]:
+    """(files opened by the whole build, data checks included; eligible patients; the data checks)."""
     conn = MimicIV(folder).connect()
     try:
         _log(conn)
         cohort = build_on(conn, study)
-        build = _opens(conn)
+        return _opens(conn), len(cohort.data), cohort.data_checks
     finally:
         conn.close()
-    return checks, build, len(cohort.data)
 
 
 @pytest.mark.parametrize("which", ["flagship", "labs"])
@@ -215,18 +207,36 @@ def test_each_table_is_read_once_per_study(synthetic, tmp_path, which):
         path = tmp_path / "labs.toml"
         path.write_text(LAB_STUDY)
         study = load_study_file(path)
-    checks, build, eligible = _scans(synthetic, study)
+    build, eligible, checks = _build_opens(synthetic, study)
     assert eligible > 0
-    # The study reads these files (its concepts, the built-ins they use, the index's stays):
-    # each opened once beyond the data checks, however many concepts read it.
+    # The study reads these files (its concepts, the built-ins they use, the index's stays): the whole build,
+    # its data checks included (counted in the same read), opens each exactly once, however many concepts
+    # read it. Before the checks moved into the scan, every checked table was opened twice.
     read = {"procedureevents", "labevents", "inputevents", "admissions", "patients", "icustays"}
     if which == "flagship":
         read |= {"chartevents", "diagnoses_icd"}  # CRRT mode; sepsis codes
     else:
         read |= {"chartevents", "outputevents"} & {p.name.removesuffix(".csv.gz") for p in synthetic.rglob("*.gz")}
-    study_opens = {name: build[name] - checks.get(name, 0) for name in build}
-    assert {n for n, k in study_opens.items() if k > 0} == read
-    assert all(study_opens[n] == 1 for n in read), study_opens
+    assert set(build) == read
+    assert all(build[n] == 1 for n in read), build
+    # ... and the data checks were counted for each checked table it read, on the rows it read.
+    checked = {t.split("/")[1] for t in checks["table"]}
+    assert checked == read & {t.split("/")[1] for t in quality.TABLE_RULES}
+    rows_read = checks.loc[checks["check"].str.endswith("_rows_read")].set_index("table")["count"]
+    assert (rows_read > 0).all()
+
+
+def test_the_whole_data_pass_reads_each_table_again(synthetic):
+    # The table-wide pass (conn.data_checks(), no study) opens every checked table once more: the log sees it,
+    # so the exact-once count above would catch a study run that still ran it.
+    conn = MimicIV(synthetic).connect()
+    try:
+        _log(conn)
+        conn.data_checks()
+        opened = _opens(conn)
+    finally:
+        conn.close()
+    assert opened["labevents"] >= 1 and opened["chartevents"] >= 1
 
 
 def test_the_count_would_see_a_second_scan(synthetic):

@@ -160,16 +160,17 @@ def build_cohort(
 
 def build_on(conn: SourceConnection, study: Study) -> BuiltCohort:
     """:func:`build_cohort` on an open connection (left open)."""
-    with conn.errors():
-        # Checked first: a conflicting key stops the run before the cohort is built on it.
-        checks = conn.data_checks()
-    compiler = _Compiler(conn, study, excluded=checks.excluded)
+    # The data checks run inside the single read of each table (concepts/scan.py): counted on the rows the
+    # study reads; a conflicting key in patients, admissions or ICU stays stops the run at their read, the
+    # first of all, before the cohort is built on it.
+    compiler = _Compiler(conn, study)
     try:
         with conn.errors():
             facts = compiler.facts().to_pandas()
             found = compiler.rows_found()
             no_end = compiler.index_without_end
             n_no_end = 0 if no_end is None else int(no_end.to_pyarrow().as_py())
+            checks = compiler.data_checks()
     finally:
         compiler.release()
     built = _assemble(facts, study, conn, found)
@@ -182,7 +183,7 @@ def build_on(conn: SourceConnection, study: Study) -> BuiltCohort:
             f"index at the end of {study.index.label}: {shown} entry events without an end time "
             "(none recorded, or a point event) were left out: an event without an end cannot be an index at its end",
         )
-    return dataclasses.replace(built, data_checks=checks.table, notes=notes)
+    return dataclasses.replace(built, data_checks=checks, notes=notes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,13 +248,11 @@ def _describe_window(window: Window, match: str) -> str:
 
 
 class _Compiler:
-    def __init__(self, conn: SourceConnection, study: Study, excluded: ir.Table | None = None) -> None:
+    def __init__(self, conn: SourceConnection, study: Study) -> None:
         from ..concepts import concept_events  # imports ibis backends: load on use
 
         self.conn = conn
         self.study = study
-        # Distinct subject_id of the patients the data checks exclude (or None).
-        self.excluded = excluded
         self._concept_events = concept_events
         self._events: dict[str, ir.Table] = {}
         self._requests: dict[str, dict[str, Any]] | None = None  # table -> reader -> row predicate
@@ -370,6 +369,18 @@ class _Compiler:
         """Rows each concept found among the indexed patients (a zero becomes a note)."""
         return {name: int(t.count().to_pyarrow().as_py()) for name, t in self._events.items()}
 
+    def data_checks(self) -> pd.DataFrame:
+        """The data checks of the study's reads (:mod:`~retrocohort.sources.quality`), call before ``release``.
+
+        Per table the study read: the rows read, and each drop rule, the exact duplicates and the key rule
+        counted among them; then the patients each exclusion rule removes (patients and admissions are read
+        whole, so those counts are table-wide). Tables the study does not read are not checked.
+        """
+        from ..sources.quality import checks_frame, exclusion_counts
+
+        rows = [row for shared in self._shared_sets for lines in shared.checks.values() for row in lines]
+        return checks_frame([*rows, *exclusion_counts(self._index_table, self.conn.has)])
+
     def release(self) -> None:
         for cached in self._cached:
             with contextlib.suppress(Exception):  # a failed query may have left nothing to drop
@@ -420,12 +431,10 @@ class _Compiler:
         cand = _attach(cand, adm, ["hadm_id"])
         cand = _attach(cand, pat, ["subject_id"])
         cand = cand.left_join(first_stay, cand.subject_id == first_stay.fs_subject).drop("fs_subject")
-        excluded = self.excluded
-        if excluded is not None:
-            from ..sources.quality import excluded_patients
+        from ..sources.quality import excluded_patients
 
-            # The same rules, on the copies of patients and admissions the index step read (one scan of each).
-            excluded = excluded_patients(self._index_table, conn.has)
+        # The data checks' exclusion rules, on the copies of patients and admissions the index step read whole.
+        excluded = excluded_patients(self._index_table, conn.has)
         if excluded is not None:
             flagged = excluded.select(x_subject="subject_id").mutate(data_excluded=ibis.literal(1))
             cand = cand.left_join(flagged, cand.subject_id == flagged.x_subject).drop("x_subject")

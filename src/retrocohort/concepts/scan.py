@@ -15,7 +15,9 @@ with its own, unchanged, code.
 
 The narrow copy holds every row any reader needs, with the same columns, after
 the same data checks (drop rules, exact duplicates): each reader's own filter
-then selects exactly the rows it would have found in the full table. Built-ins
+then selects exactly the rows it would have found in the full table. The data checks are counted in
+that same read, on the rows read (:func:`~retrocohort.sources.quality.scan_checked`): a study reads
+each file once, checks included. Built-ins
 declare what they read in :data:`BUILTIN_READS` (a test checks every built-in
 gives the same answer through its declared reads as from the full tables).
 """
@@ -25,14 +27,14 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import ibis
 import ibis.expr.types as ir
 
 from ..errors import SourceError
-from ..sources.quality import checked_table
+from ..sources.quality import TABLE_RULES, checked_table, scan_checked
 from ..spec.concept import ConceptSpec
 from . import builtins as b
 from .tables import selection
@@ -172,17 +174,30 @@ def table_requests(concepts: dict[str, ConceptSpec | str]) -> dict[str, dict[str
 
 @dataclass(frozen=True)
 class TableScans:
-    """The narrow copies :func:`read_once` pinned on a connection; ``release`` unpins and drops them."""
+    """The narrow copies :func:`read_once` pinned on a connection; ``release`` unpins and drops them.
+
+    ``checks``: table -> the data-check lines counted on the rows read from it (rows of
+    :data:`retrocohort.sources.quality.COLUMNS`), for each table the checks cover.
+    """
 
     conn: Any
     tables: dict[str, ir.Table]
+    checks: dict[str, tuple[tuple[Any, ...], ...]] = field(default_factory=dict)
+    caches: tuple[Any, ...] = ()
 
     def release(self) -> None:
         """Unpin the copies (``conn.concept_table`` reads the files again) and drop the caches."""
-        for name, table in self.tables.items():
+        for name in self.tables:
             self.conn.unpin(name)
+        for cache in self.caches:
             with contextlib.suppress(Exception):  # a failed query may have left nothing to drop
-                table.release()
+                cache.release()
+
+
+def _scope(predicate: RowPredicate, subjects: ir.Table | None) -> str:
+    """Which rows of a table a study reads, in words (the ``<table>_rows_read`` line of the data checks)."""
+    rows = "every row of the table" if predicate is None else "the rows its concepts select"
+    return f"rows this study reads: {rows}" + (", of the indexed patients" if subjects is not None else "")
 
 
 def read_once(
@@ -191,7 +206,7 @@ def read_once(
     subjects: ir.Table | None = None,
     labels: Callable[[str], str] | None = None,
 ) -> TableScans:
-    """Read each requested table once (the OR of its readers' predicates), cache it and pin it on ``conn``.
+    """Read each requested table once (the OR of its readers' predicates), check it, cache it and pin it on ``conn``.
 
     Parameters
     ----------
@@ -208,42 +223,68 @@ def read_once(
     Returns
     -------
     TableScans
-        The pinned copies; call ``.release()`` when the study is built.
+        The pinned copies and the data checks counted on them; call ``.release()`` when the study is built.
 
     Raises
     ------
     SourceError
         A requested table lacks a required column: the message names the concepts that read it.
+    InputError
+        A key of :data:`retrocohort.sources.quality.TABLE_RULES` (patients, admissions, ICU stays) occurs on
+        several differing rows among the rows read.
+
+    Notes
+    -----
+    The data checks of :mod:`~retrocohort.sources.quality` are counted in the same read
+    (:func:`~retrocohort.sources.quality.scan_checked`): among the rows the study reads, not table-wide.
+    A row without a ``subject_id`` is kept by the patient restriction of a checked table, so that the
+    rule that drops it counts it (it belongs to no patient, but the user sees it was there).
     """
     label = labels or repr
     pinned: dict[str, ir.Table] = {}
+    checks: dict[str, tuple[tuple[Any, ...], ...]] = {}
+    caches: list[Any] = []
     try:
         for table, readers in requests.items():
             # Pinned already (by an earlier phase): its copy holds this phase's rows too.
             if table in pinned or conn.pinned(table) or not conn.concept_has_table(table):
                 continue
             predicate = _any_of(list(readers.values()))
+            counted = table in TABLE_RULES
 
-            def narrowed(raw: ir.Table, predicate: RowPredicate = predicate) -> ir.Table:
+            def narrowed(raw: ir.Table, predicate: RowPredicate = predicate, counted: bool = counted) -> ir.Table:
                 out = raw.filter(predicate(raw)) if predicate is not None else raw
-                if subjects is not None:
-                    ids = subjects.select(scan_subject="subject_id").distinct()
-                    out = out.semi_join(ids, out.subject_id == ids.scan_subject)
-                return out
+                if subjects is None:
+                    return out
+                ids = subjects.select(scan_subject="subject_id").distinct()
+                if not counted:
+                    return out.semi_join(ids, out.subject_id == ids.scan_subject)
+                # Distinct ids: the left join adds no row; it keeps the rows without a subject_id (the
+                # null-key rule drops and counts them) in the same single read of the file.
+                joined = out.left_join(ids, out.subject_id == ids.scan_subject)
+                kept = joined.filter(joined.scan_subject.notnull() | joined.subject_id.isnull())
+                return kept.select(*out.columns)
 
             try:
                 # The rows are narrowed before the data checks (drop rules, exact duplicates): both act row
                 # by row, so the result is the checked table narrowed, and deduplication hashes fewer rows.
-                narrow = checked_table(table, conn.raw_concept_table(table, narrowed))
+                raw = conn.raw_concept_table(table, narrowed)
             except SourceError as exc:
                 raise SourceError(f"concept {', '.join(label(n) for n in sorted(readers))}: {exc}") from None
-            cached = narrow.cache()
-            pinned[table] = cached
-            conn.pin(table, cached)
+            if counted:
+                scanned = scan_checked(table, raw, _scope(predicate, subjects), conn.file_label(table))
+                caches.append(scanned.cache)
+                checks[table] = scanned.checks
+                copy = scanned.rows
+            else:
+                copy = checked_table(table, raw).cache()
+                caches.append(copy)
+            pinned[table] = copy
+            conn.pin(table, copy)
     except BaseException:
-        TableScans(conn, pinned).release()
+        TableScans(conn, pinned, checks, tuple(caches)).release()
         raise
-    return TableScans(conn, pinned)
+    return TableScans(conn, pinned, checks, tuple(caches))
 
 
 __all__ = ["BUILTIN_READS", "RowPredicate", "TableScans", "concept_reads", "read_once", "table_requests"]

@@ -618,17 +618,26 @@ class SourceConnection:
             table in SCHEMA and column in SCHEMA[table].columns and not SCHEMA[table].columns[column].optional
         )
 
+    def file_label(self, name: str) -> str:
+        """How to name table ``name`` in an error: its file's path, or the table's name when not found."""
+        tf = self.files.get(name)
+        if tf is None:
+            with contextlib.suppress(SourceError):
+                tf = self.source.locate(name)
+        return str(tf.path) if tf is not None else name
+
     def data_checks(self) -> DataChecks:
-        """Run the data-quality checks of :mod:`~retrocohort.sources.quality` on every present table.
+        """Run the data-quality checks of :mod:`~retrocohort.sources.quality` on every row of every present table.
+
+        The whole-data pass (every table read in full). A study run does not call it: it counts the same
+        rules on the rows it reads, in its single read of each table (:func:`retrocohort.concepts.scan.read_once`).
 
         Raises
         ------
         InputError
             A key (patients.subject_id, admissions.hadm_id, icustays.stay_id) on several differing rows.
         """
-        return run_checks(
-            self.raw_table, self.table, self.has, where=lambda name: str(getattr(self.files[name], "path", name))
-        )
+        return run_checks(self.raw_table, self.table, self.has, where=self.file_label)
 
     @property
     def absent(self) -> tuple[str, ...]:

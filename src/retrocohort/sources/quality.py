@@ -22,15 +22,27 @@ Two more kinds of check are per table rather than per row (:data:`TABLE_RULES`):
 
 :func:`checked_table` wraps a raw view in the drop rules and the deduplication
 (lazily: the engine still streams the files and pushes the cohort's itemid
-filters below the deduplication). :func:`run_checks` counts every rule with
-one aggregate per table, raises :class:`~retrocohort.errors.InputError` for a
-conflicting key, and returns the counts as a :class:`DataChecks`.
+filters below the deduplication).
+
+Counting, two ways:
+
+* in a study run, :func:`scan_checked` counts every rule of a table on the rows
+  the study reads from it, in the study's single read of the table
+  (:func:`retrocohort.concepts.scan.read_once`), and applies them; a
+  ``<table>_rows_read`` line says how many rows those were;
+* :func:`run_checks`, the whole-data pass (no study), counts every rule over
+  every row of every present table, reading each in full.
+
+Both raise :class:`~retrocohort.errors.InputError` for a conflicting key and
+give the rows of :data:`COLUMNS`; :func:`exclusion_counts` counts the patients
+each ``exclude`` rule removes (on the whole patients and admissions tables).
 
 Both engines compile the same expressions; no row is loaded into pandas.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -246,11 +258,15 @@ TABLE_RULES: dict[str, TableRule] = {
 }
 
 ACTION_WORDS: dict[str, str] = {
+    "read": "rows read and checked",
     "drop": "rows dropped",
     "exclude": "patients excluded",
     "duplicate": "exact duplicate rows dropped",
     "error": "conflicting rows: the run stops",
 }
+
+#: The ``<table>_rows_read`` line in words, for the docs (a run says which rows it read: :func:`scan_checked`).
+READ_SCOPE_WORDS = "rows read: those the study reads (in a study run), or every row (the whole-data pass)"
 
 #: Columns of :attr:`DataChecks.table`.
 COLUMNS: tuple[str, ...] = ("table", "check", "rule", "action", "count", "unit")
@@ -351,13 +367,166 @@ def _conflicts(table: str, checked: ir.Table, key: tuple[str, ...], where: str) 
     )
 
 
+def _count_rules(name: str, table: ir.Table, grouped: bool) -> tuple[int, list[tuple[str, str, str, str, int, str]]]:
+    """Rows of ``table`` and the drop and duplicate rows of table ``name``, from one aggregate over ``table``.
+
+    ``grouped``: ``table`` is the raw rows grouped by every column with their number in ``copies`` (the hash
+    the deduplication needs anyway): each rule, a function of the columns, is then evaluated once per group
+    and weighted by the group's size. A row is counted under the first drop rule it breaks.
+    """
+    rules = drop_checks(name)
+    weight = table.copies if grouped else ibis.literal(1)
+    hits = [_is(c.predicate, table) for c in rules]
+    counts: dict[str, Any] = {"rows": weight.sum() if grouped else table.count()}
+    for i, hit in enumerate(hits):
+        first = hit if i == 0 else hit & ~ibis.or_(*hits[:i])
+        counts[f"n{i}"] = ibis.cases((first, weight), else_=0).sum()
+    if grouped:
+        kept = ~ibis.or_(*hits) if hits else ibis.literal(True)
+        counts["kept_rows"] = ibis.cases((kept, weight), else_=0).sum()
+        counts["kept_distinct"] = ibis.cases((kept, 1), else_=0).sum()
+    result = table.aggregate(**counts).execute()
+
+    def value(column: str) -> int:
+        v = result[column].iloc[0]
+        return 0 if pd.isna(v) else int(v)  # an empty table sums to NULL
+
+    rows = [
+        (name, check.key, check.rule, ACTION_WORDS["drop"], value(f"n{i}"), "rows") for i, check in enumerate(rules)
+    ]
+    if grouped:
+        rows.append(
+            (
+                name,
+                f"{name.split('/')[1]}_exact_duplicates",
+                "row equal to another in every column read",
+                ACTION_WORDS["duplicate"],
+                value("kept_rows") - value("kept_distinct"),
+                "rows",
+            )
+        )
+    return value("rows"), rows
+
+
+def _key_row(name: str, key: tuple[str, ...]) -> tuple[str, str, str, str, int, str]:
+    return (
+        name,
+        f"{name.split('/')[1]}_key",
+        f"{'/'.join(key)} on more than one differing row",
+        ACTION_WORDS["error"],
+        0,
+        "rows",
+    )
+
+
+def exclusion_counts(lookup: Callable[[str], ir.Table], present: Callable[[str], bool]) -> list[tuple[Any, ...]]:
+    """One row of :data:`COLUMNS` per ``exclude`` rule: the distinct patients it removes (the tables from ``lookup``).
+
+    ``lookup`` gives the checked patients and admissions whole (the study reads them whole), so each count
+    is table-wide whichever way the tables were read.
+    """
+    rows: list[tuple[Any, ...]] = []
+    for check in CHECKS:
+        if check.action != "exclude" or not present(check.table):
+            continue
+        frame = check.frame(lookup) if check.frame is not None else lookup(check.table)
+        hit = frame.filter(_is(check.predicate, frame))
+        n = _scalar(hit.select("subject_id").distinct().count())
+        rows.append((check.table, check.key, check.rule, ACTION_WORDS["exclude"], n, "patients"))
+    return rows
+
+
+def checks_frame(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
+    """The rows of :data:`COLUMNS` as a frame, tables in the order of :data:`TABLE_RULES` (stable within one)."""
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    order = {name: i for i, name in enumerate(TABLE_RULES)}
+    frame = frame.sort_values("table", key=lambda s: s.map(order), kind="mergesort").reset_index(drop=True)
+    frame["count"] = frame["count"].astype("int64")
+    return frame
+
+
+@dataclass(frozen=True)
+class ScannedTable:
+    """One table read once for a study, with its data checks counted on the rows read.
+
+    Attributes
+    ----------
+    rows
+        The checked rows (lazy, over ``cache``): the drop rules and the deduplication applied, as
+        :func:`checked_table` of the rows read.
+    cache
+        The cached copy of the rows read (before the checks; grouped by every column with their number
+        in ``copies`` when the table is deduplicated): release it when the study is built.
+    checks
+        Rows of :data:`COLUMNS`: first the rows read (``<table>_rows_read``), then each drop rule, the exact
+        duplicates and the key rule, counted among those rows.
+    """
+
+    rows: ir.Table
+    cache: Any = field(repr=False)
+    checks: tuple[tuple[Any, ...], ...]
+
+
+def scan_checked(name: str, read: ir.Table, scope: str, where: str) -> ScannedTable:
+    """Read ``read`` (the rows of table ``name`` a study reads) once, count the data checks on them, apply them.
+
+    Parameters
+    ----------
+    name
+        A table of :data:`TABLE_RULES` (``"icu/chartevents"``).
+    read
+        The raw rows the study reads (narrowed by its readers' predicates and patients, lazy).
+    scope
+        Which rows those are, in words, for the ``<table>_rows_read`` line (e.g. "the rows the study's
+        concepts select").
+    where
+        How to name the table's file in an error.
+
+    Returns
+    -------
+    ScannedTable
+
+    Raises
+    ------
+    InputError
+        The table's key (:data:`TABLE_RULES`) occurs on several rows that differ.
+
+    Notes
+    -----
+    One read of the file: the rows read are cached (grouped by every column, as the deduplication hashes
+    them anyway, when the table is deduplicated); the counts are one aggregate over the cache, and the checked
+    rows a filter of it. A row a drop rule removes is counted here, among the rows the study reads.
+    """
+    rule = TABLE_RULES[name]
+    frame = read.group_by(list(read.columns)).aggregate(copies=read.count()) if rule.deduplicate else read
+    cache = frame.cache()
+    try:
+        n_read, counted = _count_rules(name, cache, rule.deduplicate)
+        rules = drop_checks(name)
+        rows = cache.filter(~ibis.or_(*[_is(c.predicate, cache) for c in rules])) if rules else cache
+        if rule.deduplicate:
+            rows = rows.drop("copies")
+        if rule.key:
+            _conflicts(name, rows, rule.key, where)
+            counted.append(_key_row(name, rule.key))
+    except BaseException:
+        with contextlib.suppress(Exception):  # a failed query may have left nothing to drop
+            cache.release()
+        raise
+    read_row = (name, f"{name.split('/')[1]}_rows_read", scope, ACTION_WORDS["read"], n_read, "rows")
+    return ScannedTable(rows, cache, (read_row, *counted))
+
+
 def run_checks(
     raw: Callable[[str], ir.Table],
     checked: Callable[[str], ir.Table],
     present: Callable[[str], bool],
     where: Callable[[str], str] = lambda name: name,
 ) -> DataChecks:
-    """Count every rule, stop on a conflicting key, and return the counts.
+    """Count every rule on every row of every present table, stop on a conflicting key, return the counts.
+
+    The whole-data pass (``retrocohort check``-style quality review; no study): a study run counts the
+    rules on the rows it reads instead, in the same read (:func:`scan_checked`).
 
     Parameters
     ----------
@@ -373,6 +542,7 @@ def run_checks(
     Returns
     -------
     DataChecks
+        With a ``<table>_rows_read`` line per table: every row of it.
 
     Raises
     ------
@@ -386,76 +556,31 @@ def run_checks(
     the deduplication needs; chartevents, not deduplicated, only scanned),
     and small queries on the patient tables for keys and exclusions.
     """
-    rows: list[tuple[str, str, str, str, int, str]] = []
-    tables = [name for name in TABLE_RULES if present(name)]
-    for name in tables:
+    rows: list[tuple[Any, ...]] = []
+    for name in (name for name in TABLE_RULES if present(name)):
         table = raw(name)
-        rules = drop_checks(name)
         rule = TABLE_RULES[name]
-        # One pass per table. With deduplication the rows are first grouped by every column (the hash the
-        # deduplication needs anyway); each rule is a function of the columns, so it is evaluated once per
-        # group and weighted by the group's size. A row is counted under the first drop rule it breaks.
-        grouped = table.group_by(list(table.columns)).aggregate(copies=table.count()) if rule.deduplicate else None
-        frame = grouped if grouped is not None else table
-        weight = frame.copies if grouped is not None else ibis.literal(1)
-        hits = [_is(c.predicate, frame) for c in rules]
-        counts: dict[str, Any] = {"rows": frame.count()}  # keeps the aggregate valid for a table without rules
-        for i, hit in enumerate(hits):
-            first = hit if i == 0 else hit & ~ibis.or_(*hits[:i])
-            counts[f"n{i}"] = ibis.cases((first, weight), else_=0).sum()
-        if grouped is not None:
-            kept = ~ibis.or_(*hits) if hits else ibis.literal(True)
-            counts["kept_rows"] = ibis.cases((kept, weight), else_=0).sum()
-            counts["kept_distinct"] = ibis.cases((kept, 1), else_=0).sum()
-        result = frame.aggregate(**counts).execute()
-
-        def value(column: str, result: pd.DataFrame = result) -> int:
-            v = result[column].iloc[0]
-            return 0 if pd.isna(v) else int(v)  # an empty table sums to NULL
-
-        for i, check in enumerate(rules):
-            rows.append((name, check.key, check.rule, ACTION_WORDS["drop"], value(f"n{i}"), "rows"))
-        if grouped is not None:
-            duplicates = value("kept_rows") - value("kept_distinct")
-            rows.append(
-                (
-                    name,
-                    f"{name.split('/')[1]}_exact_duplicates",
-                    "row equal to another in every column read",
-                    ACTION_WORDS["duplicate"],
-                    duplicates,
-                    "rows",
-                )
-            )
+        grouped = table.group_by(list(table.columns)).aggregate(copies=table.count()) if rule.deduplicate else table
+        n_read, counted = _count_rules(name, grouped, rule.deduplicate)
+        rows.append(
+            (name, f"{name.split('/')[1]}_rows_read", "every row of the table", ACTION_WORDS["read"], n_read, "rows")
+        )
+        rows += counted
         if rule.key:
             _conflicts(name, checked(name), rule.key, where(name))
-            rows.append(
-                (
-                    name,
-                    f"{name.split('/')[1]}_key",
-                    f"{'/'.join(rule.key)} on more than one differing row",
-                    ACTION_WORDS["error"],
-                    0,
-                    "rows",
-                )
-            )
-    for check in CHECKS:
-        if check.action != "exclude" or not present(check.table):
-            continue
-        frame = check.frame(checked) if check.frame is not None else checked(check.table)
-        hit = frame.filter(_is(check.predicate, frame))
-        n = _scalar(hit.select("subject_id").distinct().count())
-        rows.append((check.table, check.key, check.rule, ACTION_WORDS["exclude"], n, "patients"))
-    frame = pd.DataFrame(rows, columns=list(COLUMNS))
-    order = {name: i for i, name in enumerate(TABLE_RULES)}
-    frame = frame.sort_values("table", key=lambda s: s.map(order), kind="mergesort").reset_index(drop=True)
-    frame["count"] = frame["count"].astype("int64")
-    return DataChecks(frame, excluded_patients(checked, present))
+            rows.append(_key_row(name, rule.key))
+    rows += exclusion_counts(checked, present)
+    return DataChecks(checks_frame(rows), excluded_patients(checked, present))
 
 
 def rules_table() -> pd.DataFrame:
-    """Every rule in words (for the docs): ``table``, ``check``, ``rule``, ``action``."""
-    rows = [(c.table, c.key, c.rule, ACTION_WORDS[c.action]) for c in CHECKS]
+    """Every rule in words (for the docs): ``table``, ``check``, ``rule``, ``action``.
+
+    First, per table, the ``<table>_rows_read`` line: not a rule but the rows the others are counted among
+    (in a study run, the rows the study reads; in the whole-data pass, every row).
+    """
+    rows = [(name, f"{name.split('/')[1]}_rows_read", READ_SCOPE_WORDS, ACTION_WORDS["read"]) for name in TABLE_RULES]
+    rows += [(c.table, c.key, c.rule, ACTION_WORDS[c.action]) for c in CHECKS]
     for name, rule in TABLE_RULES.items():
         if rule.deduplicate:
             rows.append(
@@ -485,10 +610,14 @@ __all__ = [
     "TABLE_RULES",
     "Check",
     "DataChecks",
+    "ScannedTable",
     "TableRule",
     "checked_table",
+    "checks_frame",
     "drop_checks",
     "excluded_patients",
+    "exclusion_counts",
     "rules_table",
     "run_checks",
+    "scan_checked",
 ]
