@@ -269,6 +269,7 @@ class _Compiler:
         self.by_stay = study.index.select == "first_per_stay"
         self.unit: list[str] = ["subject_id", "stay_id"] if self.by_stay else ["subject_id"]
         self._stay_rounds: int | None = None
+        self._baseline_cache: dict[tuple[str, int], tuple[ir.Table, ir.Table]] = {}
 
     # -- events of a concept, restricted to the indexed patients and cached once ----------------
 
@@ -534,11 +535,20 @@ class _Compiler:
     def _baseline(self, concept: str, keys: ir.Table, prefix: str = "", column: str | None = None) -> ir.Table:
         from ..concepts import baseline_values
 
-        with self._reading(concept):
-            if self.by_stay:
-                values = self._baseline_by_stay(concept, keys)
-            else:
-                values = baseline_values(self.conn, concept, keys)
+        # One expression per built-in and keys, reused by a criterion and a covariate on the same built-in:
+        # two equal but separate copies of a large one (charlson) made ibis compare them node by node when
+        # joined, past Python's recursion limit (a RecursionError traceback; tests/studies_newuser/round2).
+        cache = self._baseline_cache
+        cached = cache.get((concept, id(keys)))
+        if cached is not None and cached[0] is keys:
+            values = cached[1]
+        else:
+            with self._reading(concept):
+                if self.by_stay:
+                    values = self._baseline_by_stay(concept, keys)
+                else:
+                    values = baseline_values(self.conn, concept, keys)
+            cache[(concept, id(keys))] = (keys, values)
         target = column or f"{prefix}{concept}"
         # Detail columns ("sofa_renal" of sofa) get a "__" name no study column can take ("sofa__renal"),
         # so a covariate named like a built-in's detail never collides with it.
