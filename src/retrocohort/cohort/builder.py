@@ -482,7 +482,8 @@ class _Compiler:
 
         facts = chosen
         for crit in study.criteria:
-            if not _is_event_rule(study, crit):
+            # Two value rules on one built-in ("SOFA >= 2", then "SOFA <= 12") read the same column: attached once.
+            if not _is_event_rule(study, crit) and f"crit_{crit.concept[0]}" not in facts.columns:
                 facts = _attach(facts, self._baseline(crit.concept[0], keys, prefix="crit_"), self.unit)
         exposure = self._arm(study.exposure.concept, keys, "exp", dose=study.dose is not None)
         facts = _attach(facts, exposure, self.unit)

@@ -195,3 +195,35 @@ def test_an_index_nobody_has_ends_with_exit_3_and_says_why(runs):
     notes = " ".join(results["notes"])
     assert "no patient has an index event" in notes and "hb_low" in notes
     assert re.search(r"Nothing could be estimated", text)
+
+
+def test_two_value_rules_on_one_built_in_and_many_built_ins_at_once(ehr, runs, tmp_path):
+    # Found writing round 2: two criteria on one built-in stopped with "Duplicate column name 'crit_charlson'"
+    # (a traceback), and a criterion plus a covariate on charlson with a RecursionError.
+    text = (HERE / "heparin_bsi.toml").read_text()
+    extra_rules = "".join(
+        f'\n[[criteria]]\nname = "{name}"\nlabel = "{label}"\nrule = "include"\nconcept = "{concept}"\n{bound}\n'
+        for name, label, concept, bound in (
+            ("charlson_at_least_0", "Charlson 0 or more", "charlson", "value_min = 0"),
+            ("sofa_at_most_20", "SOFA at most 20", "sofa", "value_max = 20"),
+            ("kdigo_at_most_3", "KDIGO stage at most 3", "kdigo_stage", "value_max = 3"),
+        )
+    )
+    covariates = "".join(
+        f'\n[covariates.{name}]\nconcept = "{concept}"\n'
+        for name, concept in (("sepsis3", "sepsis3"), ("kdigo", "kdigo_stage"), ("egfr", "egfr_baseline"))
+    )
+    head, tail = text.split("[exposure]")
+    path = tmp_path / "sink.toml"
+    path.write_text(head + extra_rules + "\n[exposure]" + tail + covariates, encoding="utf-8")
+    out = tmp_path / "out"
+    code, out_text = invoke("run", path, "--mimic", ehr, "--out", out)
+    results = json.loads((out / "results.json").read_text())
+    assert code == (0 if results["estimates"] else 3), out_text
+    steps = _attrition(results)
+    for name in ("charlson_max_6", "charlson_at_least_0", "sofa_at_most_20", "kdigo_at_most_3"):
+        assert name in steps
+    # each rule reads the one charlson column: the first as in the study alone, the second drops nobody
+    alone = _attrition(runs["heparin_bsi"][2])
+    assert steps["charlson_max_6"]["remaining"] == alone["charlson_max_6"]["remaining"]
+    assert steps["charlson_at_least_0"]["excluded"] == 0
