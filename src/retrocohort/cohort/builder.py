@@ -201,6 +201,16 @@ def _seconds(later: ir.TimestampValue, earlier: ir.TimestampValue) -> ir.Integer
     return later.delta(earlier, unit="second")
 
 
+def _level_text(value: Any) -> str | None:
+    """A categorical covariate's level as text (``4.0`` -> ``"4"``, ``"F"`` -> ``"F"``); None when unknown."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return None
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        number = float(value)
+        return str(int(number)) if number.is_integer() else f"{number:g}"
+    return str(value)
+
+
 def _attach(base: ir.Table, other: ir.Table, keys: list[str]) -> ir.Table:
     """Left join ``other`` (unique on ``keys``) onto ``base``, keeping base's key columns once."""
     joined = base.left_join(other, keys)
@@ -877,7 +887,9 @@ def _assemble(facts: pd.DataFrame, study: Study, conn: SourceConnection, found: 
         if study.concept_kind(cov.concept[0]) != "baseline" and cov.summary in ("count", "any"):
             values: pd.Series = pd.Series(np.nan_to_num(_num(facts, name), nan=0.0).astype(np.int64))
         elif ctype == "categorical":
-            values = facts[name].astype(object).where(facts[name].notna(), None)
+            # Levels as text: a user concept's numbers (a GCS score 4.0, 5.0) beside the "missing" category of
+            # the indicator rule made a mixed column the models refused (every adjusted model skipped).
+            values = facts[name].map(_level_text).astype(object)
         else:
             values = pd.Series(_num(facts, name))
         if ctype == "binary" and not values.isna().any():

@@ -13,7 +13,7 @@ This appends, deterministically and per ICU stay (by the stay's position in ``ic
   other patient with norepinephrine;
 - ``icu/inputevents``: albumin 5% (itemid 220864), 250 mL, 3 h after ICU admission (stays 0, 4, 8, ...);
 - ``icu/chartevents``: mean arterial pressure (itemid 220052, mmHg) every 4 h over the first 48 h of every
-  stay, values 55-94;
+  stay, values 55-94, and the GCS motor score (223901, 4-6) at the same times for every other stay;
 - ``hosp/microbiologyevents``: a positive blood culture (E. coli) 5 days after ICU admission (stays 0, 5,
   10, ...), and a negative one (no organism) 4 days after it (stays 1, 6, 11, ...).
 
@@ -196,21 +196,27 @@ def add_round2_rows(folder: Path) -> None:
         e.assign(charttime=e.intime + pd.Timedelta(hours=h), value=55 + (e.index * 7 + h) % 40) for h in range(0, 48, 4)
     ]
     map_rows = pd.concat(every4h, ignore_index=True)
+    # GCS motor (223901, 4-6) at the same times, for every other stay: a categorical covariate with levels
+    # and a missing category
+    gcs_rows = map_rows[map_rows.stay_id.isin(e.stay_id[e.index % 2 == 0])].assign(
+        itemid=223901, value=lambda f: 4 + f.value % 3, valueuom=""
+    )
+    charted = pd.concat([map_rows.assign(itemid=220052, valueuom="mmHg"), gcs_rows], ignore_index=True)
     _append(
         folder,
         "icu/chartevents",
         pd.DataFrame(
             {
-                "subject_id": map_rows.subject_id,
-                "hadm_id": map_rows.hadm_id,
-                "stay_id": map_rows.stay_id,
+                "subject_id": charted.subject_id,
+                "hadm_id": charted.hadm_id,
+                "stay_id": charted.stay_id,
                 "caregiver_id": 1,
-                "charttime": map_rows.charttime.dt.strftime(FMT),
-                "storetime": map_rows.charttime.dt.strftime(FMT),
-                "itemid": 220052,
-                "value": map_rows.value.astype(str),
-                "valuenum": map_rows.value.astype(float),
-                "valueuom": "mmHg",
+                "charttime": charted.charttime.dt.strftime(FMT),
+                "storetime": charted.charttime.dt.strftime(FMT),
+                "itemid": charted.itemid,
+                "value": charted.value.astype(int).astype(str),
+                "valuenum": charted.value.astype(float),
+                "valueuom": charted.valueuom,
                 "warning": 0,
             }
         ),
