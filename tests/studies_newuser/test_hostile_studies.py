@@ -184,7 +184,7 @@ LOAD_CASES = [
         "itemids_empty",
         "itemids = [222315]",
         "itemids = []",
-        ["line 9", "concepts.vasopressin", "at least one selector"],
+        ["line 11", "concepts.vasopressin.itemids", "empty list selects nothing", "leave the key out"],
     ),
     (
         "window_reversed",

@@ -237,3 +237,18 @@ def test_two_value_rules_on_one_built_in_and_many_built_ins_at_once(ehr, runs, t
     alone = _attrition(runs["heparin_bsi"][2])
     assert steps["charlson_max_6"]["remaining"] == alone["charlson_max_6"]["remaining"]
     assert steps["charlson_at_least_0"]["excluded"] == 0
+
+
+@pytest.mark.parametrize("key", ["organisms", "routes"])
+def test_an_empty_selector_list_is_refused_not_read_as_no_filter(key, tmp_path):
+    # `organisms = []` was read as no organism filter: "positive blood culture" became every blood culture
+    from retrocohort.errors import StudySpecError
+
+    text = (HERE / "heparin_bsi.toml").read_text()
+    line = next(ln for ln in text.splitlines() if ln.startswith(f"{key} = ["))
+    number = text.splitlines().index(line) + 1
+    path = tmp_path / "empty.toml"
+    path.write_text(text.replace(line, f"{key} = []"), encoding="utf-8")
+    expected_message = rf"line {number}: concepts\.\w+\.{key} = \[\] .*empty list selects nothing"
+    with pytest.raises(StudySpecError, match=expected_message):
+        load_study_file(path)
