@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 from unittest import mock
 
 import pytest
@@ -197,3 +198,41 @@ def test_ctrl_c_in_every_command_exits_2_without_a_traceback(command, ehr, tmp_p
     assert code == EXIT_USER_ERROR, text
     assert "interrupted" in text
     assert [p.name for p in work.iterdir()] == [], "nothing written"
+
+
+def test_demo_on_an_ehr_too_small_for_any_model_writes_its_outputs_and_exits_3(tmp_path):
+    out = tmp_path / "demo"
+    code, text = invoke("demo", "--out", out, "--stays", 200, "--seed", 3, "--replicates", 2)
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["estimates"] == [] and doc["skipped"]
+    assert code == EXIT_NOTHING_ESTIMATED, text
+    assert "Nothing could be estimated" in text and (out / "report.html").is_file()
+
+
+def test_validate_that_fits_nothing_in_any_replicate_exits_3_after_writing(ehr, tmp_path):
+    import pandas as pd
+
+    from retrocohort.spec import load_study_file
+
+    study = load_study_file(VASO)
+    summary = pd.DataFrame(
+        [
+            {
+                "effect": 0.7,
+                "outcome": "death",
+                "model": "cox_adjusted",
+                "population": "matched",
+                "fitted": 0,
+                "skipped_share": 1.0,
+            }
+        ]
+    )
+    result = SimpleNamespace(summary=summary, notes=(), n_replicates=2, seed=1, study=study)
+    written = []
+    with (
+        mock.patch("retrocohort.study.validate.validate", lambda *a, **k: result),
+        mock.patch("retrocohort.study.validate.write_validation_outputs", lambda r, out, **k: written.append(out)),
+    ):
+        code, text = invoke("validate", VASO, "--mimic", ehr, "--out", tmp_path / "o", "--replicates", 2)
+    assert code == EXIT_NOTHING_ESTIMATED, text
+    assert written == [tmp_path / "o"] and "never fitted" in text and "Exit code 3" in text
