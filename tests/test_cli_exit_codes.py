@@ -53,6 +53,8 @@ def test_exit_codes_are_distinct_and_documented():
     assert (EXIT_USER_ERROR, EXIT_NOTHING_ESTIMATED) == (2, 3)
     doc = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
     assert "## Exit codes" in doc and "| 3 |" in doc and "| 2 |" in doc
+    code, text = invoke("--help")
+    assert code == 0 and "Exit codes: 0 done; 2 bad input" in text and "3 ran and wrote its outputs" in text
 
 
 def test_run_that_estimates_exits_0(ehr, tmp_path):

@@ -45,7 +45,9 @@ app = typer.Typer(
         "  retrocohort demo --out demo-output\n\n"
         "  retrocohort run studies/magnesium_ckrt.toml --mimic /data/mimic-iv-2.2 --out mg-study\n\n"
         "  retrocohort synth --out synthetic-ehr --stays 20000 --seed 7\n\n"
-        "  retrocohort check /data/mimic-iv-2.2"
+        "  retrocohort check /data/mimic-iv-2.2\n\n"
+        "Exit codes: 0 done; 2 bad input, a refusal or an interruption; 3 ran and wrote its outputs, "
+        "but the cohort was too small for any model (docs/cli.md)."
     ),
     no_args_is_help=True,
     add_completion=False,
