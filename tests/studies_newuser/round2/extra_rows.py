@@ -8,7 +8,7 @@ This appends, deterministically and per ICU stay (by the stay's position in ``ic
 - ``hosp/prescriptions``: IV pantoprazole 40 mg (stays 0, 3, 6, ...) or IV famotidine 20 mg (stays 1, 4,
   7, ...) ordered 2 h after ICU admission; stays 2, 5, 8, ... get neither;
 - ``hosp/emar`` + ``emar_detail``: subcutaneous heparin 5000 units 6 h after ICU admission (even stays),
-  one administration each, "Administered"; every 10th stay also gets an administration "Not Given"
+  one administration each, "Administered"; stays 5, 15, 25, ... (no heparin given) get one "Not Given"
   (which must not count); and IV hydrocortisone 50 mg 3 h after the first norepinephrine start of every
   other patient with norepinephrine;
 - ``icu/inputevents``: albumin 5% (itemid 220864), 250 mL, 3 h after ICU admission (stays 0, 4, 8, ...);
@@ -49,7 +49,7 @@ def expected(folder: Path) -> pd.DataFrame:
         pantoprazole=(i % 3 == 0).to_numpy(),
         famotidine=(i % 3 == 1).to_numpy(),
         heparin=(i % 2 == 0).to_numpy(),
-        heparin_not_given=(i % 10 == 0).to_numpy(),
+        heparin_not_given=(i % 10 == 5).to_numpy(),
         albumin=(i % 4 == 0).to_numpy(),
         positive_culture=(i % 5 == 0).to_numpy(),
         negative_culture=(i % 5 == 1).to_numpy(),

@@ -148,6 +148,11 @@ def test_emar_exposure_and_culture_washout_counted_by_hand(ehr, runs):
     h = kept[["subject_id", "intime"]].merge(given[["subject_id", "charttime"]], on="subject_id")
     exposed = h[(h.charttime > h.intime) & (h.charttime <= h.intime + pd.Timedelta(hours=24))].subject_id.nunique()
 
+    # "Not Given" rows do not expose (status_exclude): counting them would expose more patients
+    charted = emar[emar.medication.str.lower().str.contains("heparin") & emar.emar_id.isin(sc)]
+    c = kept[["subject_id", "intime"]].merge(charted[["subject_id", "charttime"]], on="subject_id")
+    with_not_given = c[(c.charttime > c.intime) & (c.charttime <= c.intime + pd.Timedelta(hours=24))]
+    assert with_not_given.subject_id.nunique() > exposed
     steps = _attrition(results)
     assert steps["prior_bsi"]["excluded"] == len(frame) - len(kept) > 0
     assert results["counts"]["eligible"] == len(kept)
