@@ -220,8 +220,10 @@ class ConceptSpec(BaseModel):
     @classmethod
     def _not_an_empty_list(cls, value: object) -> object:
         # `organisms = []` read as "no organism filter" turned "positive blood culture" into "any blood
-        # culture" without a word; an empty list is never what was meant.
-        if isinstance(value, (list, tuple)) and len(value) == 0:
+        # culture" without a word; an empty list written (a TOML array, a Python list) is never what was meant.
+        # An empty tuple is the unset default, as model_dump() gives it back: ConceptSpec(**spec.model_dump())
+        # must round-trip.
+        if isinstance(value, list) and len(value) == 0:
             raise ValueError("an empty list selects nothing and filters nothing; leave the key out, or list the values")
         return value
 
