@@ -178,7 +178,7 @@ def test_convert_then_run_reads_the_parquet_copy_with_identical_results(tmp_path
     outputs = []
     for name, data in (("csv", ehr), ("parquet", pq)):
         result, text = invoke("run", LEGACY_STUDY, "--mimic", data, "--out", tmp_path / name)
-        assert result.exit_code == 0, text
+        assert result.exit_code == 3, text  # the smallest EHR fits no model: outputs written, exit 3
         doc = json.loads((tmp_path / name / "results.json").read_text())
         doc.pop("provenance")
         outputs.append(doc)

@@ -4,6 +4,10 @@ Commands: ``demo`` (synthetic EHR -> flagship study -> report), ``run`` (a
 study file on a MIMIC-IV folder), ``validate`` (a plasmode design check of a study
 on its data), ``synth`` (write a synthetic EHR) and ``check`` (which MIMIC-IV
 tables and columns a folder has). Errors the user can fix are printed in red without a traceback and exit with code 2.
+
+Exit codes (docs/cli.md, "Exit codes"): 0 = done (analysed); 2 = bad input, a refusal, or an interruption
+(Ctrl-C, kill); 3 = the command ran and wrote what it could (attrition, counts, descriptive tables), but the
+cohort was too small for any model: nothing was estimated.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -41,7 +45,9 @@ app = typer.Typer(
         "  retrocohort demo --out demo-output\n\n"
         "  retrocohort run studies/magnesium_ckrt.toml --mimic /data/mimic-iv-2.2 --out mg-study\n\n"
         "  retrocohort synth --out synthetic-ehr --stays 20000 --seed 7\n\n"
-        "  retrocohort check /data/mimic-iv-2.2"
+        "  retrocohort check /data/mimic-iv-2.2\n\n"
+        "Exit codes: 0 done; 2 bad input, a refusal or an interruption; 3 ran and wrote its outputs, "
+        "but the cohort was too small for any model (docs/cli.md)."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -52,7 +58,11 @@ app = typer.Typer(
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
+EXIT_OK = 0
 EXIT_USER_ERROR = 2
+#: Valid input, but nothing could be estimated (an empty cohort, or one too small for every model). A
+#: pipeline must not take such a run for an answer, nor for a bad input to fix.
+EXIT_NOTHING_ESTIMATED = 3
 
 # --------------------------------------------------------------------------- helpers
 
@@ -60,6 +70,60 @@ EXIT_USER_ERROR = 2
 _MEMORY_LIMIT = re.compile(r"(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)", re.IGNORECASE)
 MEMORY_LIMIT_HELP = "DuckDB memory limit, e.g. 1GB (default: DuckDB's, 80% of RAM)."
 THREADS_HELP = "DuckDB threads, e.g. 2 (default: DuckDB's, every core)."
+
+
+# --------------------------------------------------------------------------- options shared by commands
+# One definition per option that several commands declare alike, so that a name, default or help text
+# cannot drift between them; an option whose help differs per command is written where it is used.
+
+StudyFileArg = Annotated[
+    Path,
+    typer.Argument(metavar="STUDY.toml", help="Study file in the study language (see docs/study-language.md)."),
+]
+MimicOpt = Annotated[Path, typer.Option("--mimic", help="MIMIC-IV folder with hosp/ and icu/ (csv.gz or parquet).")]
+ReplaceOutOpt = Annotated[bool, typer.Option("--force", help="Replace OUT if it exists.")]
+TrialReplicatesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--replicates",
+        min=2,
+        help="Bootstrap replicates of the target trial (\\[analysis.target_trial]); default: the study's.",
+    ),
+]
+TrialProcessesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--processes",
+        min=1,
+        help="Worker processes of the target trial's bootstrap (default: all available cores); "
+        "the results do not depend on it.",
+    ),
+]
+MemoryLimitOpt = Annotated[str | None, typer.Option("--memory-limit", help=MEMORY_LIMIT_HELP)]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", help=THREADS_HELP)]
+
+
+def _check_engine(engine: str) -> None:
+    """Refuse an ``--engine`` other than duckdb or spark (run, validate), before any data are read."""
+    from .errors import InputError
+
+    if engine not in ("duckdb", "spark"):
+        raise InputError(f"--engine {engine!r} is not supported; choose duckdb or spark")
+
+
+def _check_mimic_folder(mimic: Path) -> None:
+    """Refuse a ``--mimic`` that is not a folder (run, validate)."""
+    from .errors import InputError
+
+    if not mimic.is_dir():
+        raise InputError(
+            f"--mimic {str(mimic)!r} is not a folder; point it at the MIMIC-IV folder holding hosp/ and icu/"
+        )
+
+
+def _out_option(help: str) -> Any:
+    """``--out``: every command has one, each with its own default and so its own help text."""
+    return typer.Option("--out", help=help)
 
 
 def duckdb_settings(memory_limit: str | None, threads: int | None, engine: str = "duckdb") -> dict[str, Any] | None:
@@ -135,8 +199,14 @@ def _user_errors(out: Path | None = None) -> Iterator[None]:
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    from .errors import NotEstimableError
+
     try:
         yield
+    except NotEstimableError as exc:
+        _print_error(str(exc))
+        err_console.print(f"Nothing was estimated: exit code {EXIT_NOTHING_ESTIMATED}.")
+        raise typer.Exit(EXIT_NOTHING_ESTIMATED) from None
     except RetrocohortError as exc:
         _print_error(str(exc))
         raise typer.Exit(EXIT_USER_ERROR) from None
@@ -380,7 +450,23 @@ def _run_and_write(
         )
         write_outputs(result, out, force=force, progress=progress, lock=lock)
     print_summary(result, out)
+    _exit_when_nothing_estimated(result)
     return result
+
+
+def _exit_when_nothing_estimated(result: Any) -> None:
+    """Exit 3 (after the outputs are written) when the run estimated nothing: no hazard ratio of any model,
+    outcome or population, and no emulated target trial."""
+    trials = (getattr(result, "target_trial", None) or {}).values()
+    if result.estimates or any(trial.bootstrap is not None for trial in trials):
+        return
+    console.print(
+        "[bold yellow]Nothing could be estimated:[/bold yellow] the cohort is empty or too small for every model "
+        "(see the skipped models and notes above). The attrition, counts and descriptive tables are written. "
+        f"Exit code {EXIT_NOTHING_ESTIMATED}.",
+        soft_wrap=True,
+    )
+    raise typer.Exit(EXIT_NOTHING_ESTIMATED)
 
 
 # --------------------------------------------------------------------------- commands
@@ -393,32 +479,21 @@ def _size_and_seed(stays: int | None, seed: int | None) -> dict[str, Any]:
 
 @app.command()
 def demo(
-    out: Path = typer.Option(Path("demo-output"), "--out", help="Output folder for the report."),
+    out: Annotated[Path, _out_option("Output folder for the report.")] = Path("demo-output"),
     stays: int | None = typer.Option(
         None, "--stays", min=1, help="ICU stays to generate (default: calibrated to the published cohort)."
     ),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the synthetic EHR (default: the calibrated one)."),
-    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+    force: ReplaceOutOpt = False,
     data: Path | None = typer.Option(
         None,
         "--data",
         help="Keep the generated synthetic EHR in this folder (default: a temporary folder, deleted afterwards).",
     ),
-    replicates: int | None = typer.Option(
-        None,
-        "--replicates",
-        min=2,
-        help="Bootstrap replicates of the target trial ([analysis.target_trial]); default: the study's.",
-    ),
-    processes: int | None = typer.Option(
-        None,
-        "--processes",
-        min=1,
-        help="Worker processes of the target trial's bootstrap (default: all available cores); "
-        "the results do not depend on it.",
-    ),
-    memory_limit: str | None = typer.Option(None, "--memory-limit", help=MEMORY_LIMIT_HELP),
-    threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
+    replicates: TrialReplicatesOpt = None,
+    processes: TrialProcessesOpt = None,
+    memory_limit: MemoryLimitOpt = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Generate a synthetic EHR, run the flagship study (studies/magnesium_ckrt.toml) on DuckDB and write the report.
 
@@ -469,28 +544,15 @@ def demo(
 
 @app.command()
 def run(
-    study_file: Path = typer.Argument(
-        ..., metavar="STUDY.toml", help="Study file in the study language (see docs/study-language.md)."
-    ),
-    mimic: Path = typer.Option(..., "--mimic", help="MIMIC-IV folder with hosp/ and icu/ (csv.gz or parquet)."),
+    study_file: StudyFileArg,
+    mimic: MimicOpt,
     engine: str = typer.Option("duckdb", "--engine", help="duckdb (embedded) or spark."),
-    out: Path | None = typer.Option(None, "--out", help="Output folder (default: <study name>-output)."),
-    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
-    replicates: int | None = typer.Option(
-        None,
-        "--replicates",
-        min=2,
-        help="Bootstrap replicates of the target trial ([analysis.target_trial]); default: the study's.",
-    ),
-    processes: int | None = typer.Option(
-        None,
-        "--processes",
-        min=1,
-        help="Worker processes of the target trial's bootstrap (default: all available cores); "
-        "the results do not depend on it.",
-    ),
-    memory_limit: str | None = typer.Option(None, "--memory-limit", help=MEMORY_LIMIT_HELP),
-    threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
+    out: Annotated[Path | None, _out_option("Output folder (default: <study name>-output).")] = None,
+    force: ReplaceOutOpt = False,
+    replicates: TrialReplicatesOpt = None,
+    processes: TrialProcessesOpt = None,
+    memory_limit: MemoryLimitOpt = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Run a study file on a MIMIC-IV folder and write the report.
 
@@ -498,21 +560,16 @@ def run(
 
     Example (bounded memory): retrocohort run STUDY.toml --mimic DATA --memory-limit 1GB --threads 2
     """
-    from .errors import InputError
     from .sources import MimicIV
 
     with _user_errors(out), contextlib.ExitStack() as held:
-        if engine not in ("duckdb", "spark"):
-            raise InputError(f"--engine {engine!r} is not supported; choose duckdb or spark")
+        _check_engine(engine)
         config = duckdb_settings(memory_limit, threads, engine)
         study = _load_language_study(study_file)
         # The study name is one plain path component (spec.py), so the default stays in the working directory.
         out = out if out is not None else Path(f"{study.study.name}-output")
         _check_out(out, force)
-        if not mimic.is_dir():
-            raise InputError(
-                f"--mimic {str(mimic)!r} is not a folder; point it at the MIMIC-IV folder holding hosp/ and icu/"
-            )
+        _check_mimic_folder(mimic)
         lock = held.enter_context(_locked_out(out, force))
         source = MimicIV(mimic, duckdb_config=config)
         _run_and_write(source, study, out, force, engine, lock=lock, replicates=replicates, processes=processes)
@@ -520,10 +577,8 @@ def run(
 
 @app.command()
 def validate(
-    study_file: Path = typer.Argument(
-        ..., metavar="STUDY.toml", help="Study file in the study language (see docs/study-language.md)."
-    ),
-    mimic: Path = typer.Option(..., "--mimic", help="MIMIC-IV folder with hosp/ and icu/ (csv.gz or parquet)."),
+    study_file: StudyFileArg,
+    mimic: MimicOpt,
     replicates: int = typer.Option(1000, "--replicates", help="Simulated data sets per planted effect (1-100,000)."),
     effect: list[float] | None = typer.Option(
         None,
@@ -533,7 +588,7 @@ def validate(
     seed: int | None = typer.Option(None, "--seed", help="Root seed (default: drawn and recorded in the output)."),
     processes: int | None = typer.Option(None, "--processes", help="Worker processes (default: all cores)."),
     engine: str = typer.Option("duckdb", "--engine", help="duckdb (embedded) or spark, for the cohort extraction."),
-    out: Path | None = typer.Option(None, "--out", help="Output folder (default: <study name>-design-check)."),
+    out: Annotated[Path | None, _out_option("Output folder (default: <study name>-design-check).")] = None,
     force: bool = typer.Option(False, "--force", help="Replace OUT if it is an earlier output."),
     trial_replicates: int | None = typer.Option(
         None,
@@ -541,8 +596,8 @@ def validate(
         help="Target trial: bootstrap replicates inside each replicate (>= 2; REPLICATES x this many fits). "
         "Default: the trial's point estimates only (bias, no coverage).",
     ),
-    memory_limit: str | None = typer.Option(None, "--memory-limit", help=MEMORY_LIMIT_HELP),
-    threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
+    memory_limit: MemoryLimitOpt = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Design check: does the study's analysis recover a planted effect on this data? (plasmode simulation)
 
@@ -568,16 +623,12 @@ def validate(
         _processes(processes)  # every option is checked before the output folder is locked or data are read
         if trial_replicates is not None and trial_replicates < 2:
             raise InputError(f"--trial-replicates {trial_replicates}: give a whole number >= 2 (or leave it out)")
-        if engine not in ("duckdb", "spark"):
-            raise InputError(f"--engine {engine!r} is not supported; choose duckdb or spark")
+        _check_engine(engine)
         config = duckdb_settings(memory_limit, threads, engine)
         study = _load_language_study(study_file)
         out = out if out is not None else Path(f"{study.study.name}-design-check")
         _check_out(out, force)
-        if not mimic.is_dir():
-            raise InputError(
-                f"--mimic {str(mimic)!r} is not a folder; point it at the MIMIC-IV folder holding hosp/ and icu/"
-            )
+        _check_mimic_folder(mimic)
         lock = held.enter_context(_locked_out(out, force))
         result = _validate_with_progress(
             run_validation,
@@ -592,6 +643,13 @@ def validate(
         )
         write_validation_outputs(result, out, force=force, lock=lock)
         print_validation_summary(result, out)
+        if len(result.summary) and not (result.summary["fitted"] > 0).any():
+            console.print(
+                "[bold yellow]Nothing could be estimated:[/bold yellow] no estimate was fitted in any replicate. "
+                f"Exit code {EXIT_NOTHING_ESTIMATED}.",
+                soft_wrap=True,
+            )
+            raise typer.Exit(EXIT_NOTHING_ESTIMATED)
 
 
 def _validate_with_progress(
@@ -674,7 +732,7 @@ def print_validation_summary(result: Any, out: Path | None = None) -> None:
 
 @app.command()
 def synth(
-    out: Path = typer.Option(..., "--out", help="Folder to write hosp/ and icu/ into."),
+    out: Annotated[Path, _out_option("Folder to write hosp/ and icu/ into.")],
     stays: int | None = typer.Option(
         None, "--stays", min=1, help="ICU stays (default: calibrated to the published cohort)."
     ),
@@ -880,6 +938,8 @@ def new(
             raise InputError(f"{str(study_file)!r} already exists; choose another name or pass --force to replace it")
         if study_file.exists() and not study_file.is_file():
             raise InputError(f"{str(study_file)!r} is not a file; choose another name")
+        if study_file.parent.exists() and not study_file.parent.is_dir():
+            raise InputError(f"{str(study_file.parent)!r} is a file, not a folder; choose another path")
         if not study_file.parent.is_dir():
             raise InputError(
                 f"folder {str(study_file.parent)!r} does not exist; create it first or choose another path"
@@ -975,11 +1035,11 @@ def _check_study_file(
         builder = [r["table"] for r in absent if r["used_by"] == "(cohort builder)"]
         optional_absent = [r for r in absent if r["used_by"] != "(cohort builder)"]
         if builder:  # already in a note above; the last line must not call the folder complete
-            console.print(
-                f"[yellow]The study's concepts can be read, but {escape(', '.join(builder))} (read by every "
-                "study) is absent: copy it into the folder before `run`.[/yellow]"
+            # The study cannot run without it, so a script must not read this check as passed (exit 2).
+            raise SourceError(
+                f"the study's concepts can be read, but {', '.join(builder)} (read by every study) is absent "
+                f"from {path}: `retrocohort run` cannot run {study_file} until it is copied into the folder"
             )
-            return
         if not optional_absent:
             console.print(
                 f"[green]Every table and column the study's concepts read is present in {escape(str(path))}.[/green]"
@@ -1087,6 +1147,7 @@ def convert(
                 bar.update(tasks[name], completed=done)
 
             config = duckdb_settings(memory_limit, None)
+            _check_parquet_dir(mimic_dir, parquet_dir)
             try:
                 result = convert_mimic(
                     mimic_dir, parquet_dir, table or None, force=force, progress=progress, duckdb_config=config
@@ -1096,7 +1157,7 @@ def convert(
                     "[yellow]interrupted:[/yellow] the table being written was removed; tables finished before "
                     "are kept. Rerun with --force (or --table for the rest) to finish."
                 )
-                raise typer.Exit(130) from None
+                raise typer.Exit(EXIT_USER_ERROR) from None  # as every command's Ctrl-C (docs/cli.md)
         summary = Table(title=f"Parquet copy in {escape(str(result.out))}", show_edge=False)
         for column, justify in (
             ("table", "left"),
@@ -1121,6 +1182,38 @@ def convert(
             f"Converted {len(result.tables)} table(s) in {time.perf_counter() - started:.1f} s; "
             f"pass [bold]{escape(str(result.out))}[/bold] wherever a MIMIC-IV folder is asked for."
         )
+
+
+#: What a Parquet copy folder may already hold: an earlier (partial) copy, resumed with --table or --force.
+_PARQUET_DIR_OWN = frozenset({"hosp", "icu", "SYNTHETIC.json"})
+
+
+def _check_parquet_dir(mimic_dir: Path, parquet_dir: Path) -> None:
+    """Refuse a PARQUET_DIR that cannot be written, or a folder that holds other things, before any work.
+
+    convert writes into PARQUET_DIR (it deletes nothing), but a folder of unrelated files is most likely a
+    typo (``convert /data/mimic ~``); an earlier copy (hosp/, icu/, SYNTHETIC.json) is resumed.
+    """
+    from .errors import InputError
+    from .study.outputs import OutputExistsError, OutputNotWritableError, check_writable
+
+    if parquet_dir.exists() and not parquet_dir.is_dir():
+        return  # convert_mimic says so in its own words
+    if parquet_dir.is_dir() and mimic_dir.exists() and parquet_dir.resolve() == mimic_dir.resolve():
+        return  # convert_mimic refuses the MIMIC-IV folder itself with the reason
+    try:
+        check_writable(parquet_dir, inside=True)
+    except (OutputExistsError, OutputNotWritableError) as exc:
+        raise InputError(str(exc).replace("an --out", "a PARQUET_DIR").replace("--out", "PARQUET_DIR")) from None
+    if parquet_dir.is_dir():
+        foreign = sorted(p.name for p in parquet_dir.iterdir() if p.name not in _PARQUET_DIR_OWN)
+        foreign = [name for name in foreign if not name.startswith(".")]
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+            raise InputError(
+                f"PARQUET_DIR {str(parquet_dir)!r} holds files that are not a Parquet copy of MIMIC-IV ({shown}); "
+                "choose an empty or new folder (a copy goes into hosp/ and icu/ of its own folder)"
+            )
 
 
 def main() -> None:  # pragma: no cover - console entry point alias

@@ -29,3 +29,7 @@ class ModelWarning(UserWarning):
 
 class SparkUnavailableError(RetrocohortError, RuntimeError):
     """The Spark engine cannot start here: pyspark is not installed or Java is missing or too old."""
+
+
+class NotEstimableError(InputError):
+    """Valid input whose cohort is too small for any model (the command exits 3, not 2: nothing to fix in the input)."""

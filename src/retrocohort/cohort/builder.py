@@ -202,6 +202,16 @@ def _seconds(later: ir.TimestampValue, earlier: ir.TimestampValue) -> ir.Integer
     return later.delta(earlier, unit="second")
 
 
+def _level_text(value: Any) -> str | None:
+    """A categorical covariate's level as text (``4.0`` -> ``"4"``, ``"F"`` -> ``"F"``); None when unknown."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return None
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        number = float(value)
+        return str(int(number)) if number.is_integer() else f"{number:g}"
+    return str(value)
+
+
 def _attach(base: ir.Table, other: ir.Table, keys: list[str]) -> ir.Table:
     """Left join ``other`` (unique on ``keys``) onto ``base``, keeping base's key columns once."""
     joined = base.left_join(other, keys)
@@ -268,6 +278,7 @@ class _Compiler:
         self.by_stay = study.index.select == "first_per_stay"
         self.unit: list[str] = ["subject_id", "stay_id"] if self.by_stay else ["subject_id"]
         self._stay_rounds: int | None = None
+        self._baseline_cache: dict[tuple[str, int], tuple[ir.Table, ir.Table]] = {}
 
     # -- events of a concept, restricted to the indexed patients and cached once ----------------
 
@@ -490,7 +501,8 @@ class _Compiler:
 
         facts = chosen
         for crit in study.criteria:
-            if not _is_event_rule(study, crit):
+            # Two value rules on one built-in ("SOFA >= 2", then "SOFA <= 12") read the same column: attached once.
+            if not _is_event_rule(study, crit) and f"crit_{crit.concept[0]}" not in facts.columns:
                 facts = _attach(facts, self._baseline(crit.concept[0], keys, prefix="crit_"), self.unit)
         exposure = self._arm(study.exposure.concept, keys, "exp", dose=study.dose is not None)
         facts = _attach(facts, exposure, self.unit)
@@ -543,11 +555,20 @@ class _Compiler:
     def _baseline(self, concept: str, keys: ir.Table, prefix: str = "", column: str | None = None) -> ir.Table:
         from ..concepts import baseline_values
 
-        with self._reading(concept):
-            if self.by_stay:
-                values = self._baseline_by_stay(concept, keys)
-            else:
-                values = baseline_values(self.conn, concept, keys)
+        # One expression per built-in and keys, reused by a criterion and a covariate on the same built-in:
+        # two equal but separate copies of a large one (charlson) made ibis compare them node by node when
+        # joined, past Python's recursion limit (a RecursionError traceback; tests/studies_newuser/round2).
+        cache = self._baseline_cache
+        cached = cache.get((concept, id(keys)))
+        if cached is not None and cached[0] is keys:
+            values = cached[1]
+        else:
+            with self._reading(concept):
+                if self.by_stay:
+                    values = self._baseline_by_stay(concept, keys)
+                else:
+                    values = baseline_values(self.conn, concept, keys)
+            cache[(concept, id(keys))] = (keys, values)
         target = column or f"{prefix}{concept}"
         # Detail columns ("sofa_renal" of sofa) get a "__" name no study column can take ("sofa__renal"),
         # so a covariate named like a built-in's detail never collides with it.
@@ -875,7 +896,9 @@ def _assemble(facts: pd.DataFrame, study: Study, conn: SourceConnection, found: 
         if study.concept_kind(cov.concept[0]) != "baseline" and cov.summary in ("count", "any"):
             values: pd.Series = pd.Series(np.nan_to_num(_num(facts, name), nan=0.0).astype(np.int64))
         elif ctype == "categorical":
-            values = facts[name].astype(object).where(facts[name].notna(), None)
+            # Levels as text: a user concept's numbers (a GCS score 4.0, 5.0) beside the "missing" category of
+            # the indicator rule made a mixed column the models refused (every adjusted model skipped).
+            values = facts[name].map(_level_text).astype(object)
         else:
             values = pd.Series(_num(facts, name))
         if ctype == "binary" and not values.isna().any():

@@ -102,6 +102,22 @@ def _strings(value: object) -> object:
     return value
 
 
+#: The selectors written as lists (an explicitly empty one is refused).
+SELECTORS_WITH_LISTS = (
+    "itemids",
+    "exclude_itemids",
+    "codes",
+    "code_prefixes",
+    "drugs",
+    "routes",
+    "units",
+    "status_exclude",
+    "values",
+    "names",
+    "organisms",
+)
+
+
 class ConceptSpec(BaseModel):
     """Rows of one MIMIC-IV table chosen by selectors; every selector given must hold (AND).
 
@@ -199,6 +215,17 @@ class ConceptSpec(BaseModel):
     @classmethod
     def _one_string(cls, value: object) -> object:
         return _strings(value)
+
+    @field_validator(*SELECTORS_WITH_LISTS, mode="before")
+    @classmethod
+    def _not_an_empty_list(cls, value: object) -> object:
+        # `organisms = []` read as "no organism filter" turned "positive blood culture" into "any blood
+        # culture" without a word; an empty list written (a TOML array, a Python list) is never what was meant.
+        # An empty tuple is the unset default, as model_dump() gives it back: ConceptSpec(**spec.model_dump())
+        # must round-trip.
+        if isinstance(value, list) and len(value) == 0:
+            raise ValueError("an empty list selects nothing and filters nothing; leave the key out, or list the values")
+        return value
 
     @field_validator("itemids", "exclude_itemids", mode="before")
     @classmethod

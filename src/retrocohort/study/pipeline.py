@@ -239,6 +239,29 @@ def _usable_covariates(run: _Run, frame: pd.DataFrame, covariates: Sequence[str]
     return kept
 
 
+def _declare_number_levels(study: Study, data: pd.DataFrame) -> pd.DataFrame:
+    """Categorical covariates whose levels are numbers as text, declared ``pd.Categorical``.
+
+    A user concept's value summary declared ``type = "categorical"`` (the last GCS motor score: "4", "5",
+    "6") with ``missing = "indicator"`` (the level "missing") would otherwise look like a numeric column with
+    a typo to the model layer, which refuses it (every adjusted model was skipped). Levels in numeric order,
+    then the text ones; the first is the reference. Text-only levels (sex) are left as they are.
+    """
+    for name in study.covariates:
+        if name not in data or covariate_type(study, name) != "categorical":
+            continue
+        column = data[name]
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            continue
+        levels = [v for v in dict.fromkeys(column.dropna().tolist())]
+        numbers = {v: pd.to_numeric(pd.Series([v]), errors="coerce").iloc[0] for v in levels}
+        if not any(pd.notna(n) for n in numbers.values()):
+            continue
+        ordered = sorted(levels, key=lambda v: (pd.isna(numbers[v]), numbers[v] if pd.notna(numbers[v]) else 0, str(v)))
+        data[name] = pd.Categorical(column, categories=ordered)
+    return data
+
+
 def _n_terms(frame: pd.DataFrame, covariates: Sequence[str]) -> int:
     """Number of model terms after treatment contrasts."""
     terms = 0
@@ -711,6 +734,7 @@ def _analyse(
     attrition = cohort.attrition.reset_index(drop=True).copy()
     data = cohort.data.reset_index(drop=True).copy()
     data, attrition = _complete_cases(run, data, attrition)
+    data = _declare_number_levels(study, data)
 
     counts: dict[str, int] = {
         "indexed": int(attrition["remaining"].iloc[0]) if len(attrition) else 0,

@@ -42,7 +42,7 @@ from ..designs.plasmode import (
     simulate_trial,
     trial_truth,
 )
-from ..errors import InputError
+from ..errors import InputError, NotEstimableError
 from ..spec import Study
 from ..spec.study import trial_outcomes
 from .pipeline import (
@@ -200,7 +200,7 @@ def _check_simulable(study: Study, data: pd.DataFrame) -> dict[str, int]:
         if events < needed:
             problems.append(f"{events} {name} events (at least {needed} are needed to fit its outcome model)")
     if problems:
-        raise InputError(
+        raise NotEstimableError(
             f"the eligible cohort of study {study.study.name!r} is too small to simulate from: it has "
             + "; ".join(problems)
             + ". Run the design check on a larger extract (or relax the criteria)."
