@@ -9,6 +9,7 @@ tolerances): ``kaplan_meier`` = ``survfit``, ``logrank`` = ``survdiff``,
 
 from .competing import CumulativeIncidenceResult, GrayTestResult, cumulative_incidence, gray_test
 from .cox import CoxResult, baseline_hazard, cox, predict_survival, score_residuals
+from .coxresid import cox_residuals, predict_cox, survfit_cox
 from .finegray import FineGrayResult, fine_gray, predict_cif
 from .km import KaplanMeierResult, LogRankResult, kaplan_meier, logrank
 from .zph import PHTestResult, ph_test
@@ -23,6 +24,7 @@ __all__ = [
     "PHTestResult",
     "baseline_hazard",
     "cox",
+    "cox_residuals",
     "cumulative_incidence",
     "fine_gray",
     "gray_test",
@@ -30,6 +32,8 @@ __all__ = [
     "logrank",
     "ph_test",
     "predict_cif",
+    "predict_cox",
     "predict_survival",
     "score_residuals",
+    "survfit_cox",
 ]

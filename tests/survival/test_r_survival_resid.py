@@ -1,0 +1,465 @@
+"""R survival's residual, predict and survfit-on-a-Cox-fit tests, run on our engine.
+
+Part 1 (no R): the hand-calculated cases of R survival's ``tests/book1.R``,
+``book5.R`` and ``book6.R`` (Therneau & Grambsch appendix E; the weighted
+Breslow and Efron cases of section 1.3). Their *formulas* (hazard
+increments, expected events, martingale and Schoenfeld residuals, the
+variance of the predicted cumulative hazard, as functions of ``r = exp(beta)``)
+are re-derived here in NumPy; the expected numbers are evaluated from them.
+
+Part 2 (marker ``r``): the same quantities on R survival's own data sets
+(lung, ovarian, heart, veteran) compared with ``residuals.coxph``,
+``predict.coxph`` and ``survfit.coxph`` run live through ``tests/rlive.py``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from retrocohort.errors import InputError
+from retrocohort.survival import cox, cox_residuals, predict_cox, score_residuals, survfit_cox
+
+
+def _rel(a, b) -> float:
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-300)))
+
+
+def _scaled(a, b) -> float:
+    """Largest difference relative to the largest |value| of b (residuals that are 0 up to rounding)."""
+    b = np.asarray(b, dtype=float)
+    return float(np.max(np.abs(np.asarray(a, dtype=float) - b)) / np.max(np.abs(b)))
+
+
+def _abs(a, b) -> float:
+    return float(np.max(np.abs(np.asarray(a, dtype=float) - np.asarray(b, dtype=float))))
+
+
+# ---------------------------------------------------------------- book1: data set 1, Breslow
+
+
+def _test1() -> pd.DataFrame:
+    # book1.R's test1 without its NA-status row, rows deliberately out of time order
+    return pd.DataFrame({"time": [9.0, 1, 1, 6, 6, 8], "status": [1, 1, 0, 1, 1, 0], "x": [0.0, 1, 1, 1, 0, 0]})
+
+
+_T1_SORTED = [1, 2, 3, 4, 5, 0]  # time order as positions in _test1()
+
+
+def _book1(beta: float, newx: float) -> dict[str, np.ndarray]:
+    """book1.R's byhand1: martingale and Schoenfeld residuals, variance of the predicted hazard."""
+    r = math.exp(beta)
+    imat = r / (r + 1) ** 2 + 6 * r / (r + 3) ** 2
+    xbar = np.array([r / (r + 1), r / (r + 3), 0, 0])  # times 1, 6, 8, 9
+    haz = np.array([1 / (3 * r + 3), 2 / (r + 3), 0, 1])
+    ties = np.array([0, 0, 1, 1, 2, 3])  # time index of each row in time order
+    wt = np.array([r, r, r, 1, 1, 1])
+    mart = np.array([1, 0, 1, 1, 0, 1]) - wt * np.cumsum(haz)[ties]
+    scho = np.array([1 / (r + 1), 1 - r / (3 + r), -r / (3 + r), 0])
+    var_g = np.cumsum([1 / (3 * r + 3) ** 2, 2 / (r + 3) ** 2, 0, 1])
+    var_d = np.cumsum((newx - xbar) * haz)
+    return {
+        "mart": mart,
+        "scho": scho,
+        "cumhaz": np.cumsum(haz) * math.exp(beta * newx),
+        "var": (var_g + var_d**2 / imat) * math.exp(2 * beta * newx),
+    }
+
+
+@pytest.mark.parametrize("converged", [False, True])
+def test_book1_martingale_schoenfeld_and_curve_variance(converged):
+    """book1.R fit0 (iter = 0) and fit: resid, resid(, 'schoen'), survfit(fit, list(x=0))$std.err^2."""
+    data = _test1()
+    if converged:
+        fit = cox(data, "time", "status", ["x"], ties="breslow", eps=1e-14, max_iter=50)
+        beta = math.log((3 + math.sqrt(33)) / 2)  # the closed-form root (see test_r_survival_suite.py)
+    else:
+        fit = cox(data, "time", "status", ["x"], ties="breslow", max_iter=0)
+        beta = 0.0
+    truth = _book1(beta, 0.0)
+    mart = cox_residuals(fit, "martingale")
+    assert _rel(mart.iloc[_T1_SORTED], truth["mart"]) < 1e-9
+    scho = cox_residuals(fit, "schoenfeld")
+    assert scho["time"].tolist() == [1.0, 6.0, 6.0, 9.0]
+    assert _abs(scho["x"], truth["scho"]) < 1e-10
+    curve = survfit_cox(fit, pd.DataFrame({"x": [0.0]}))
+    assert curve["time"].tolist() == [1.0, 6.0, 8.0, 9.0]  # censor = TRUE keeps time 8 (no events)
+    assert _rel(curve["std_err"] ** 2, truth["var"]) < 1e-9
+    assert _rel(curve["cumhaz"], truth["cumhaz"]) < 1e-9
+    assert _rel(-np.log(curve["surv"]), truth["cumhaz"]) < 1e-9
+    if not converged:
+        # book1.R states these as fractions: std.err^2 = 7/180, 2/9, 2/9, 11/9
+        assert _rel(curve["std_err"] ** 2, [7 / 180, 2 / 9, 2 / 9, 11 / 9]) < 1e-12
+    # book1.R: predict(fit, type='expected', newdata=test1) equals status - resid
+    exp_new = predict_cox(fit, data, "expected", time="time")["fit"]
+    assert _abs(exp_new, data["status"] - mart) < 1e-12
+    assert _abs(predict_cox(fit, type="expected")["fit"], data["status"] - mart) < 1e-12
+
+
+def test_book1_curve_at_another_profile():
+    """book1.R ``summary(survfit(fit, list(x=2)))``: hazard x exp(2 beta), variance with newx = 2."""
+    fit = cox(_test1(), "time", "status", ["x"], ties="breslow", eps=1e-14, max_iter=50)
+    beta = math.log((3 + math.sqrt(33)) / 2)
+    truth = _book1(beta, 2.0)
+    curve = survfit_cox(fit, pd.DataFrame({"x": [2.0]}, index=["two"]))
+    assert set(curve["profile"]) == {"two"}
+    assert _rel(curve["std_err"] ** 2, truth["var"]) < 1e-9
+    assert _rel(curve["cumhaz"], truth["cumhaz"]) < 1e-9
+
+
+# ---------------------------------------------------------------- book5 / book6: weights, tied death + censoring
+
+
+def _testw1() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "time": [1.0, 1, 2, 2, 2, 2, 3, 4, 5],
+            "status": [1, 0, 1, 1, 1, 0, 0, 1, 0],
+            "x": [2.0, 0, 1, 1, 0, 1, 0, 1, 0],
+            "wt": [1.0, 2, 3, 4, 3, 2, 1, 2, 1],
+            "id": np.arange(1, 10),
+        }
+    )
+
+
+def _book5(beta: float, newx: float) -> dict[str, np.ndarray | float]:
+    """book5.R's Breslow byhand: deaths (weighted) 1 at t=1, 10 at t=2, 2 at t=4."""
+    r = math.exp(beta)
+    hazard = np.array([1 / (r * r + 11 * r + 7), 10 / (11 * r + 5), 2 / (2 * r + 1)])
+    xbar = np.array([(2 * r * r + 11 * r) * hazard[0], 11 * r / (11 * r + 5), r * hazard[2]])
+    imat = (
+        (4 * r * r + 11 * r) * hazard[0] - xbar[0] ** 2 + 10 * (xbar[1] - xbar[1] ** 2) + 2 * (xbar[2] - xbar[2] ** 2)
+    )
+    risk = np.array([r * r, 1, r, r, 1, r, 1, r, 1])
+    expected = risk * np.cumsum(hazard)[[0, 0, 1, 1, 1, 1, 1, 2, 2]]
+    var_g = np.cumsum(hazard**2 / np.array([1, 10, 2]))
+    var_d = np.cumsum((xbar - newx) * hazard)
+    return {
+        "imat": imat,
+        "mart": np.array([1, 0, 1, 1, 1, 0, 0, 1, 0]) - expected,
+        "schoen": np.array([2, 1, 1, 0, 1]) - xbar[[0, 1, 1, 1, 2]],
+        "cumhaz": np.cumsum(hazard) * math.exp(beta * newx),
+        "var": (var_g + var_d**2 / imat) * math.exp(2 * beta * newx),
+    }
+
+
+def _book6(beta: float, newx: float) -> dict[str, np.ndarray | float]:
+    """book6.R's Efron byhand on the same data: the 3 tied deaths at t=2 (weights 3, 4, 3) in 3 steps."""
+    r = math.exp(beta)
+    a, b = 7 * r + 3, 4 * r + 2
+    hazard = np.array(
+        [1 / (r * r + 11 * r + 7), *(10 / (3 * np.array([11 * r + 5, a * 2 / 3 + b, a / 3 + b]))), 2 / (2 * r + 1)]
+    )
+    temp = np.array([hazard[0], hazard[0] + hazard[1] + hazard[2] * 2 / 3 + hazard[3] / 3, *np.cumsum(hazard)[3:5]])
+    risk = np.array([r * r, 1, r, r, 1, r, 1, r, 1])
+    expected = risk * temp[[0, 0, 1, 1, 1, 2, 2, 3, 3]]
+    # weight of each row (columns: the 5 death steps) in each risk set, Efron's 2/3 and 1/3 for the dying
+    riskmat = np.array(
+        [
+            [1] * 9,
+            [0, 0, 1, 1, 1, 1, 1, 1, 1],
+            [0, 0, 2 / 3, 2 / 3, 2 / 3, 1, 1, 1, 1],
+            [0, 0, 1 / 3, 1 / 3, 1 / 3, 1, 1, 1, 1],
+            [0, 0, 0, 0, 0, 0, 0, 1, 1],
+        ]
+    ).T
+    wtmat = np.diag([r * r, 2, 3 * r, 4 * r, 3, 2 * r, 1, 2 * r, 1]) @ riskmat
+    x = np.array([2, 0, 1, 1, 0, 1, 0, 1, 0])
+    xbar = (x[:, None] * wtmat).sum(axis=0) / wtmat.sum(axis=0)
+    imat = (
+        (4 * r * r + 11 * r) * hazard[0]
+        - xbar[0] ** 2
+        + 10 * np.mean(xbar[1:4] - xbar[1:4] ** 2)
+        + 2 * (xbar[4] - xbar[4] ** 2)
+    )
+    var_g = np.cumsum(hazard**2 * np.array([1, 3 / 10, 3 / 10, 3 / 10, 1 / 2]))
+    var_d = np.cumsum((xbar - newx) * hazard)
+    sxbar = np.array([xbar[0], np.mean(xbar[1:4]), xbar[4]])
+    return {
+        "xbar": xbar,
+        "hazard": hazard,
+        "imat": imat,
+        "mart": np.array([1, 0, 1, 1, 1, 0, 0, 1, 0]) - expected,
+        "schoen": np.array([2, 1, 1, 0, 1]) - sxbar[[0, 1, 1, 1, 2]],
+        "cumhaz": (np.cumsum(hazard) * math.exp(beta * newx))[[0, 3, 4]],
+        "var": ((var_g + var_d**2 / imat) * math.exp(2 * beta * newx))[[0, 3, 4]],
+    }
+
+
+def test_book6_byhand_verifies_itself():
+    """book6.R's own check of its formulas at beta = 0 (xbar and hazard as fractions)."""
+    t = _book6(0.0, 0.0)
+    assert _rel(t["xbar"], [13 / 19, 11 / 16, 26 / 38, 19 / 28, 2 / 3]) < 1e-14
+    assert _rel(t["hazard"], [1 / 19, 5 / 24, 5 / 19, 5 / 14, 2 / 3]) < 1e-14
+
+
+@pytest.mark.parametrize(("ties", "byhand"), [("breslow", _book5), ("efron", _book6)])
+@pytest.mark.parametrize("converged", [False, True])
+def test_book5_book6_weighted_residuals_and_curve(ties, byhand, converged):
+    """book5.R (Breslow) / book6.R (Efron): fit0 at beta = 0 with newx = pi, fit with newx = 0.3."""
+    data = _testw1()
+    kwargs = {"max_iter": 0} if not converged else {"eps": 1e-14, "max_iter": 50}
+    fit = cox(data, "time", "status", ["x"], ties=ties, weights="wt", **kwargs)
+    beta = float(fit.coef["x"])
+    newx = 0.3 if converged else math.pi
+    if converged:
+        # the root of the weighted score; book5.R states it as 0.85955744 for Breslow
+        assert abs(fit.summary.loc["x", "z"]) > 0  # a real fit, not beta = 0
+        if ties == "breslow":
+            assert abs(beta - 0.85955744) < 1e-8
+    truth = byhand(beta, newx)
+    assert _rel(fit.naive_vcov.loc["x", "x"], 1 / truth["imat"]) < 1e-9
+    mart = cox_residuals(fit)
+    assert _abs(mart, truth["mart"]) < 1e-10
+    assert _abs(cox_residuals(fit, "schoenfeld")["x"], truth["schoen"]) < 1e-10
+    curve = survfit_cox(fit, pd.DataFrame({"x": [newx]}))
+    events = curve["n_event"] > 0  # censor = FALSE: the times with events
+    assert curve.loc[events, "time"].tolist() == [1.0, 2.0, 4.0]
+    assert _rel(curve.loc[events, "std_err"] ** 2, truth["var"]) < 1e-9
+    assert _rel(-np.log(curve.loc[events, "surv"]), truth["cumhaz"]) < 1e-9
+    # book5.R / book6.R: weighted = TRUE multiplies martingale and score residuals by the weights
+    assert _abs(cox_residuals(fit, weighted=True), mart * data["wt"]) < 1e-12
+    score = cox_residuals(fit, "score")
+    assert _abs(cox_residuals(fit, "score", weighted=True)["x"], score["x"] * data["wt"]) < 1e-12
+
+
+def test_book5_weights_equal_replicated_rows_for_every_residual():
+    """book5.R's testw2: each row repeated wt times gives the same martingale, score, Schoenfeld residuals."""
+    data = _testw1()
+    wide = data.loc[data.index.repeat(data["wt"].astype(int))].drop(columns="wt").reset_index(drop=True)
+    first = [int(np.flatnonzero(wide["id"] == i)[0]) for i in data["id"]]
+    for beta_iter in (0, 20):
+        fit = cox(data, "time", "status", ["x"], ties="breslow", weights="wt", max_iter=beta_iter)
+        fitb = cox(wide, "time", "status", ["x"], ties="breslow", max_iter=beta_iter)
+        assert _abs(cox_residuals(fit), cox_residuals(fitb).iloc[first]) < 1e-10
+        assert _abs(cox_residuals(fit, "score")["x"], cox_residuals(fitb, "score")["x"].iloc[first]) < 1e-10
+        assert (
+            _abs(
+                np.unique(cox_residuals(fit, "schoenfeld")["x"].round(12)),
+                np.unique(cox_residuals(fitb, "schoenfeld")["x"].round(12)),
+            )
+            < 1e-10
+        )
+        # and collapsing the replicated rows by id gives the weighted residuals
+        summed = cox_residuals(fitb, collapse="id", data=wide)
+        assert _abs(summed.to_numpy(), (cox_residuals(fit) * data["wt"]).to_numpy()) < 1e-10
+
+
+def test_dfbeta_is_score_times_variance_and_collapse_sums_rows():
+    """residuals.coxph's definitions: dfbeta = (weighted) score residuals x V; dfbetas divides by se."""
+    data = _testw1()
+    fit = cox(data, "time", "status", ["x"], ties="efron", weights="wt")
+    score = score_residuals(fit, weighted=True)["x"].to_numpy()
+    v = fit.naive_vcov.loc["x", "x"]
+    assert _abs(cox_residuals(fit, "dfbeta")["x"], score * v) < 1e-14
+    assert _abs(cox_residuals(fit, "dfbetas")["x"], score * v / math.sqrt(v)) < 1e-14
+    assert _abs(cox_residuals(fit, "dfbeta", weighted=False)["x"], score * v / data["wt"]) < 1e-14
+    groups = pd.DataFrame({"g": ["b", "a", "b", "c", "a", "a", "c", "b", "c"]})
+    col = cox_residuals(fit, "dfbeta", collapse="g", data=groups)
+    assert col.index.tolist() == ["a", "b", "c"]
+    assert _abs(col.loc["a", "x"], (score * v)[[1, 4, 5]].sum()) < 1e-14
+
+
+def test_residual_and_predict_inputs_refused():
+    data = _testw1()
+    fit = cox(data, "time", "status", ["x"])
+    with pytest.raises(InputError, match="type='pearson' is not supported"):
+        cox_residuals(fit, "pearson")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="needs data="):
+        cox_residuals(fit, collapse="id")
+    with pytest.raises(InputError, match="Schoenfeld residuals are per event"):
+        cox_residuals(fit, "schoenfeld", collapse="id", data=data)
+    with pytest.raises(InputError, match="3 rows but the fit used 9"):
+        cox_residuals(fit, collapse="id", data=data.head(3))
+    bad = data.assign(id=[1.0, np.nan, 2, 3, 4, 5, 6, 7, 8])
+    with pytest.raises(InputError, match="'id' has 1 missing"):
+        cox_residuals(fit, collapse="id", data=bad)
+    with pytest.raises(InputError, match="needs time="):
+        predict_cox(fit, data, "expected")
+    with pytest.raises(InputError, match="reference='mean'"):
+        predict_cox(fit, reference="mean")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="se_fit"):
+        predict_cox(fit, type="expected", se_fit=True)
+    with pytest.raises(InputError, match="'x'"):
+        predict_cox(fit, pd.DataFrame({"z": [1.0]}))
+    with pytest.raises(InputError, match="conf_type='arcsin'"):
+        survfit_cox(fit, pd.DataFrame({"x": [1.0]}), conf_type="arcsin")  # type: ignore[arg-type]
+    sfit = cox(data.assign(s=[1, 1, 2, 2, 1, 2, 1, 2, 1]), "time", "status", ["x"], strata="s")
+    with pytest.raises(InputError, match=r"strata \[\(3,\)\]"):
+        predict_cox(sfit, pd.DataFrame({"x": [1.0], "s": [3]}))
+
+
+# ---------------------------------------------------------------- live R
+
+
+@functools.cache
+def _r_dataset_cached(expr: str) -> pd.DataFrame:
+    from tests.rlive import run_r
+
+    cols = run_r(f"suppressPackageStartupMessages(library(survival))\nresult <- as.list({expr})")
+    return pd.DataFrame(cols)
+
+
+def _r_dataset(expr: str) -> pd.DataFrame:
+    return _r_dataset_cached(expr).copy()
+
+
+_R_RESID = """
+suppressPackageStartupMessages(library(survival))
+fit <- coxph({formula}, data = d, ties = "{ties}"{extra})
+nd <- d[c(1, 5, 9), ]
+sf <- survfit(fit, newdata = nd{sfextra})
+sch <- residuals(fit, "schoenfeld")
+result <- list(
+  mart = unname(residuals(fit, "martingale")),
+  mart_w = unname(residuals(fit, "martingale", weighted = TRUE)),
+  dev = unname(residuals(fit, "deviance")),
+  score = unname(as.vector(residuals(fit, "score"))),
+  sch = unname(as.vector(sch)), sch_time = as.numeric(if (is.matrix(sch)) rownames(sch) else names(sch)),
+  ssch = unname(as.vector(residuals(fit, "scaledsch"))),
+  dfbeta = unname(as.vector(residuals(fit, "dfbeta"))),
+  dfbetas = unname(as.vector(residuals(fit, "dfbetas"))),
+  lp = unname(predict(fit, type = "lp")), risk = unname(predict(fit, type = "risk")),
+  expected = unname(predict(fit, type = "expected")),
+  lp_nd = unname(predict(fit, newdata = nd, type = "lp", se.fit = TRUE)$fit),
+  lp_nd_se = unname(predict(fit, newdata = nd, type = "lp", se.fit = TRUE)$se.fit),
+  risk_nd_se = unname(predict(fit, newdata = nd, type = "risk", se.fit = TRUE)$se.fit),
+  lp_sample = unname(predict(fit, newdata = nd, type = "lp", reference = "sample")),
+  lp_zero = unname(predict(fit, newdata = nd, type = "lp", reference = "zero")),
+  exp_nd = unname(predict(fit, newdata = nd, type = "expected")),
+  sf_time = sf$time, sf_surv = unname(as.vector(sf$surv)), sf_se = unname(as.vector(sf$std.err)),
+  sf_lower = unname(as.vector(sf$lower)), sf_upper = unname(as.vector(sf$upper)),
+  sf_cumhaz = unname(as.vector(sf$cumhaz)), sf_strata = if (is.null(sf$strata)) NULL else unname(sf$strata),
+  sf_nrisk = unname(as.vector(sf$n.risk))
+)
+{more}
+"""
+
+
+def _run_resid(data, formula, ties, extra="", sfextra="", more="") -> dict:
+    from tests.rlive import run_r
+
+    code = _R_RESID.format(formula=formula, ties=ties, extra=extra, sfextra=sfextra, more=more)
+    return run_r(code, {"d": data})  # type: ignore[return-value]
+
+
+def _check_all(fit, data, r: dict, what: str, time: str, entry: str | None = None, tol: float = 1e-8) -> None:
+    """Every residual type, predict type and the survfit curves against R's values."""
+    p = fit.vcov.shape[0]
+    n = fit.n
+    assert _scaled(cox_residuals(fit), r["mart"]) < tol, what
+    assert _scaled(cox_residuals(fit, weighted=True), r["mart_w"]) < tol, what
+    assert _scaled(cox_residuals(fit, "deviance"), r["dev"]) < tol, what
+    assert _scaled(cox_residuals(fit, "score").to_numpy().ravel(order="F"), r["score"]) < tol, what
+    sch = cox_residuals(fit, "schoenfeld")
+    assert np.array_equal(sch["time"].to_numpy(), np.asarray(r["sch_time"], dtype=float)), what
+    cols = list(fit.vcov.columns)
+    assert _abs(sch[cols].to_numpy().ravel(order="F"), r["sch"]) < tol * 100, what
+    ssch = cox_residuals(fit, "scaledsch")[cols].to_numpy().ravel(order="F")
+    assert _abs(ssch, r["ssch"]) < tol * 100 * max(1.0, float(np.max(np.abs(r["ssch"])))), what
+    assert _scaled(cox_residuals(fit, "dfbeta").to_numpy().ravel(order="F"), r["dfbeta"]) < tol, what
+    assert _scaled(cox_residuals(fit, "dfbetas").to_numpy().ravel(order="F"), r["dfbetas"]) < tol, what
+    assert _abs(predict_cox(fit)["fit"], r["lp"]) < tol, what
+    assert _rel(predict_cox(fit, type="risk")["fit"], r["risk"]) < tol, what
+    assert _rel(predict_cox(fit, type="expected")["fit"], r["expected"]) < tol, what
+    nd = data.iloc[[0, 4, 8]]
+    pr = predict_cox(fit, nd, "lp", se_fit=True)
+    assert _abs(pr["fit"], r["lp_nd"]) < tol, what
+    assert _rel(pr["se"], r["lp_nd_se"]) < tol, what
+    assert _rel(predict_cox(fit, nd, "risk", se_fit=True)["se"], r["risk_nd_se"]) < tol, what
+    assert _abs(predict_cox(fit, nd, reference="sample")["fit"], r["lp_sample"]) < tol, what
+    assert _abs(predict_cox(fit, nd, reference="zero")["fit"], r["lp_zero"]) < tol, what
+    assert _rel(predict_cox(fit, nd, "expected", time=time, entry=entry)["fit"], r["exp_nd"]) < tol, what
+    assert p >= 1 and n == len(data)
+
+
+def _check_curves(curves: pd.DataFrame, r: dict, what: str, tol: float = 1e-8) -> None:
+    """survfit.coxph's matrices are (time x curve) column-major; ours is long, curve after curve."""
+    n_curves = curves["profile"].nunique()
+    r_time = np.asarray(r["sf_time"], dtype=float)
+    # one matrix column per profile over the same times, or (newdata with strata) the curves one after another
+    expect_time = r_time if len(r_time) == len(curves) else np.tile(r_time, n_curves)
+    assert np.array_equal(curves["time"].to_numpy(), expect_time), what
+    assert _rel(curves["surv"], r["sf_surv"]) < tol, what
+    assert _rel(curves["cumhaz"], r["sf_cumhaz"]) < tol, what
+    assert _rel(curves["std_err"], r["sf_se"]) < tol, what
+    lower = np.asarray(r["sf_lower"], dtype=float)
+    assert _rel(curves["lower"], lower) < tol, what
+    assert _rel(curves["upper"], np.asarray(r["sf_upper"], dtype=float)) < tol, what
+
+
+@pytest.mark.r
+@pytest.mark.parametrize("ties", ["efron", "breslow"])
+def test_lung_residuals_predict_and_curves_match_r(ties):
+    """lung (r_lung.R, residsf.R territory): age + sex + ph.karno, weights 1/2, every residual and prediction."""
+    data = _r_dataset("lung")[["time", "status", "age", "sex", "ph.karno", "inst"]].dropna().reset_index(drop=True)
+    data["status"] = data["status"] - 1
+    data["wt"] = np.where(np.arange(len(data)) % 3 == 0, 2.0, 1.0)
+    r = _run_resid(
+        data, "Surv(time, status) ~ age + sex + ph.karno", ties, extra=", weights = wt", sfextra=", censor = TRUE"
+    )
+    fit = cox(data, "time", "status", ["age", "sex", "ph.karno"], ties=ties, weights="wt")
+    _check_all(fit, data, r, f"lung {ties}", "time")
+    curves = survfit_cox(fit, data.iloc[[0, 4, 8]])
+    _check_curves(curves, r, f"lung {ties}")
+    # survfit.coxph's n.risk is the case-weighted number at risk
+    assert _rel(curves["n_risk"], np.tile(np.asarray(r["sf_nrisk"], dtype=float), 3)) < 1e-14
+    assert curves["n_risk"].iloc[0] == data["wt"].sum()
+
+
+@pytest.mark.r
+def test_ovarian_strata_residuals_predict_and_curves_match_r():
+    """ovarian.R with strata(rx): residuals per stratum, predict centred per stratum, one curve per profile."""
+    data = _r_dataset("ovarian")
+    more = """
+sf2 <- survfit(fit, newdata = nd[, c("age", "ecog.ps")])
+r2 <- list(sf_time = sf2$time, sf_surv = unname(as.vector(sf2$surv)), sf_se = unname(as.vector(sf2$std.err)),
+  sf_lower = unname(as.vector(sf2$lower)), sf_upper = unname(as.vector(sf2$upper)),
+  sf_cumhaz = unname(as.vector(sf2$cumhaz)), sf_strata = unname(sf2$strata))
+result$every_stratum <- r2
+"""
+    # put a row of the other stratum at position 5 so that R's nd (rows 1, 5, 9) spans both strata
+    other = int(np.flatnonzero(data["rx"].to_numpy() != data["rx"].iloc[0])[0])
+    order = list(range(len(data)))
+    order[4], order[other] = order[other], order[4]
+    data = data.iloc[order].reset_index(drop=True)
+    r = _run_resid(data, "Surv(futime, fustat) ~ age + ecog.ps + strata(rx)", "efron", more=more)
+    fit = cox(data, "futime", "fustat", ["age", "ecog.ps"], strata="rx")
+    _check_all(fit, data, r, "ovarian strata", "futime")
+    assert data.iloc[[0, 4, 8]]["rx"].nunique() == 2  # each profile gets its own stratum's curve
+    curves = survfit_cox(fit, data.iloc[[0, 4, 8]])
+    _check_curves(curves, r, "ovarian strata, profile's own stratum")
+    # newdata without the strata column: every profile in every stratum, as survfit.coxph
+    every = survfit_cox(fit, data.iloc[[0, 4, 8]][["age", "ecog.ps"]])
+    assert every["strata"].tolist()[:2] == [1, 1] and set(every["strata"]) == {1, 2}
+    _check_curves(every, r["every_stratum"], "ovarian strata, every stratum")
+
+
+@pytest.mark.r
+@pytest.mark.parametrize("conf_type", ["log-log", "plain"])
+def test_heart_counting_process_collapse_and_conf_types_match_r(conf_type):
+    """heart (jasa1): (start, stop] rows, cluster = id; residuals collapsed by id; survfit conf.type."""
+    data = _r_dataset("heart")
+    data["transplant"] = data["transplant"].astype(float)
+    more = f"""
+sf2 <- survfit(fit, newdata = nd, conf.type = "{conf_type}")
+result$coll_mart <- unname(residuals(fit, "martingale", collapse = d$id))
+result$coll_dev <- unname(residuals(fit, "deviance", collapse = d$id))
+result$coll_dfbeta <- unname(as.vector(residuals(fit, "dfbeta", collapse = d$id)))
+result$sf_lower <- unname(as.vector(sf2$lower)); result$sf_upper <- unname(as.vector(sf2$upper))
+"""
+    r = _run_resid(data, "Surv(start, stop, event) ~ age + surgery + transplant", "efron", ", cluster = id", "", more)
+    fit = cox(data, "stop", "event", ["age", "surgery", "transplant"], entry="start", cluster="id")
+    _check_all(fit, data, r, "heart", "stop", entry="start")
+    assert _rel(cox_residuals(fit, collapse="id", data=data), r["coll_mart"]) < 1e-8
+    assert _scaled(cox_residuals(fit, "deviance", collapse="id", data=data), r["coll_dev"]) < 1e-8
+    coll = cox_residuals(fit, "dfbeta", collapse="id", data=data)
+    assert _scaled(coll.to_numpy().ravel(order="F"), r["coll_dfbeta"]) < 1e-8
+    curves = survfit_cox(fit, data.iloc[[0, 4, 8]], conf_type=conf_type)
+    _check_curves(curves, r, f"heart {conf_type}")
