@@ -195,7 +195,7 @@ def _collapse(values: np.ndarray, data: pd.DataFrame, collapse: str, n: int, whe
             "every row needs an id to be summed into"
         )
     codes, uniques = pd.factorize(ids, sort=True)
-    out = np.zeros((len(uniques),) + values.shape[1:])
+    out = np.zeros((len(uniques), *values.shape[1:]))
     np.add.at(out, codes, values)
     return out, pd.Index(uniques, name=collapse)
 
@@ -434,7 +434,7 @@ def predict_cox(
     beta = f.beta
     if type == "expected":
         if newdata is None:
-            shift, (expected_sorted, *_rest) = _detail(result)
+            _shift, (expected_sorted, *_rest) = _detail(result)
             out = np.empty(len(f.stop))
             out[f.order] = expected_sorted
             return pd.DataFrame({"fit": out})
