@@ -463,3 +463,64 @@ result$sf_lower <- unname(as.vector(sf2$lower)); result$sf_upper <- unname(as.ve
     assert _scaled(coll.to_numpy().ravel(order="F"), r["coll_dfbeta"]) < 1e-8
     curves = survfit_cox(fit, data.iloc[[0, 4, 8]], conf_type=conf_type)
     _check_curves(curves, r, f"heart {conf_type}")
+
+
+# ---------------------------------------------------------------- init= (coxph's starting values)
+
+
+def test_book1_init_with_no_iteration_evaluates_at_the_given_beta():
+    """book1.R's byhand1 at beta = log 2: coxph(init = log(2), iter.max = 0) gives loglik, imat, u there."""
+    beta = math.log(2.0)
+    r = 2.0
+    loglik = 2 * beta - (math.log(3 * r + 3) + 2 * math.log(r + 3))
+    u = (6 + 3 * r - r * r) / ((r + 1) * (r + 3))
+    imat = r / (r + 1) ** 2 + 6 * r / (r + 3) ** 2
+    fit = cox(_test1(), "time", "status", ["x"], ties="breslow", max_iter=0, init=[beta])
+    assert fit.coef["x"] == beta
+    assert _rel(fit.loglik, [loglik, loglik]) < 1e-13
+    assert _rel(fit.vcov.loc["x", "x"], 1 / imat) < 1e-13
+    assert _rel(fit.score.statistic, u * u / imat) < 1e-13
+    assert fit.likelihood_ratio.statistic == 0.0
+    assert any("from beta = [0.6931" in note for note in fit.notes)
+    # from that start the converged root is the same as from 0
+    root = cox(_test1(), "time", "status", ["x"], ties="breslow", init=[beta], eps=1e-14, max_iter=50)
+    assert _rel(root.coef["x"], math.log((3 + math.sqrt(33)) / 2)) < 1e-10
+    assert _rel(root.loglik[0], loglik) < 1e-13  # loglik[0] is at init, as fit$loglik[1]
+
+
+def test_init_of_the_wrong_length_or_not_finite_is_refused():
+    data = _testw1()
+    with pytest.raises(InputError, match=r"init must hold 1 finite numbers, one per model column \['x'\]"):
+        cox(data, "time", "status", ["x"], init=[0.1, 0.2])
+    with pytest.raises(InputError, match="init must hold 1 finite"):
+        cox(data, "time", "status", ["x"], init=[float("nan")])
+
+
+@pytest.mark.r
+@pytest.mark.parametrize("max_iter", [0, 20])
+def test_init_matches_coxph_on_lung(max_iter):
+    """coxph(init =, iter.max =) on lung with a factor and a cluster: loglik, score, robust score, LR, var."""
+    from tests.rlive import run_r
+
+    data = _r_dataset("lung")[["time", "status", "age", "sex", "ph.ecog", "inst"]].dropna().reset_index(drop=True)
+    data["status"] = data["status"] - 1
+    data["ecog"] = "e" + data["ph.ecog"].astype(int).astype(str)  # a string column: a factor in R too
+    init = [0.01, -0.4, 0.3, 0.8, 1.5]
+    code = f"""
+suppressPackageStartupMessages(library(survival))
+fit <- coxph(Surv(time, status) ~ age + sex + ecog, data = d, init = c({", ".join(map(str, init))}),
+             iter.max = {max_iter}, cluster = inst)
+result <- list(coef = unname(coef(fit)), loglik = fit$loglik, score = unname(fit$score),
+               rscore = unname(fit$rscore), var = unname(as.vector(vcov(fit))),
+               lr = unname(summary(fit)$logtest[1]))
+"""
+    r = run_r(code, {"d": data})
+    fit = cox(data, "time", "status", ["age", "sex", "ecog"], max_iter=max_iter, init=init, cluster="inst")
+    assert list(fit.coef.index) == ["age", "sex", "ecoge1", "ecoge2", "ecoge3"]
+    assert _rel(fit.coef, r["coef"]) < (1e-14 if max_iter == 0 else 1e-7)
+    assert _rel(fit.loglik, r["loglik"]) < 1e-10
+    assert _rel(fit.score.statistic, r["score"]) < 1e-8
+    assert _rel(fit.robust_score.statistic, r["rscore"]) < 1e-8
+    assert _rel(fit.likelihood_ratio.statistic, r["lr"]) < 1e-6
+    if max_iter:
+        assert _rel(fit.vcov.to_numpy().ravel(order="F"), r["var"]) < 1e-6

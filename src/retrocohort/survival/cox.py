@@ -979,18 +979,30 @@ def _raise_singular(imat: np.ndarray, columns: Sequence[str], scale: np.ndarray 
     )
 
 
-def _newton(fit_pass, p: int, columns: Sequence[str], max_iter: int, eps: float, scale: np.ndarray | None = None):
+def _newton(
+    fit_pass,
+    p: int,
+    columns: Sequence[str],
+    max_iter: int,
+    eps: float,
+    scale: np.ndarray | None = None,
+    init: np.ndarray | None = None,
+):
     """Newton-Raphson with step halving, as coxph's fitter does.
 
-    Starts at beta = 0. Converged when |1 - loglik_old/loglik_new| <= eps
+    Starts at ``init`` (beta = 0 by default); the "null" quantities are those at
+    the start. Converged when |1 - loglik_old/loglik_new| <= eps
     after a full (not halved) step; a step that lowers the log-likelihood is
     halved towards the previous estimate. Returns the estimate, the null and
     final quantities and the iteration count.
     """
-    beta = np.zeros(p)
+    beta = np.zeros(p) if init is None else np.array(init, dtype=float)
     loglik0, u0, imat0 = fit_pass(beta)
     if not np.isfinite(loglik0):
-        raise ConvergenceError("cox: log partial likelihood is not finite at beta = 0; check times and weights")
+        raise ConvergenceError(
+            f"cox: log partial likelihood is not finite at the starting beta {beta.tolist()}; "
+            "check times, weights and init"
+        )
     if not _pivots_above_tolerance(imat0, scale):
         _raise_singular(imat0, columns, scale)  # e.g. constant within every stratum: rounding can leave a tiny pivot
     step0 = _chol_solve(imat0, u0, columns)
@@ -1218,6 +1230,7 @@ def cox(
     max_iter: int = 20,
     eps: float = 1e-9,
     timefix: bool = True,
+    init: Sequence[float] | None = None,
 ) -> CoxResult:
     """Fit a Cox proportional hazards model, as ``survival::coxph``.
 
@@ -1249,6 +1262,12 @@ def cox(
         False unless that step met the criterion; a note says so).
     timefix : treat times equal up to floating-point rounding as tied, as
         coxph does by default (``coxph.control(timefix=TRUE)``, ``aeqSurv``).
+    init : starting coefficients, one per model column (after factor
+        expansion), as coxph's ``init=``. The first ``loglik``, the score test,
+        the robust score test and the likelihood-ratio test then refer to
+        ``init`` instead of 0 (as in coxph); with ``max_iter=0`` the fit is
+        evaluated at ``init`` (survival's tests use this for the score test
+        at a given beta).
 
     Returns
     -------
@@ -1394,8 +1413,16 @@ def cox(
     # a singular information at beta = 0 (constant within strata, collinear) raises inside _newton;
     # the tolerance is applied with each column divided by its range (no constant column is left here)
     spread = 1.0 / (col_max - col_min)
+    start_beta = None
+    if init is not None:
+        start_beta = np.asarray(init, dtype=float).ravel()
+        if start_beta.shape != (p,) or not np.isfinite(start_beta).all():
+            raise InputError(
+                f"cox: init must hold {p} finite numbers, one per model column {list(columns)}; "
+                f"got {list(np.asarray(init).ravel())}"
+            )
     beta, ll0, _u0, _imat0, ll1, u1, imat1, score_stat, iterations, converged = _newton(
-        fit_pass, p, columns, max_iter, eps, spread
+        fit_pass, p, columns, max_iter, eps, spread, start_beta
     )
     try:
         naive_var = linalg.cho_solve(linalg.cho_factor(imat1), np.eye(p))
@@ -1410,7 +1437,8 @@ def cox(
         if not converged:
             notes.append(
                 f"max_iter={max_iter}: {'no Newton step' if max_iter == 0 else 'one Newton step'} "
-                f"from beta = 0 and no convergence check, as coxph(iter.max = {max_iter}); the "
+                f"from beta = {'0' if start_beta is None else start_beta.tolist()} and no convergence check, "
+                f"as coxph(iter.max = {max_iter}); the "
                 "coefficients are not the maximum of the partial likelihood"
             )
     elif not converged:
@@ -1485,9 +1513,11 @@ def cox(
         else:
             resid *= s_w[:, None]
             buf_again = np.empty(s_X.shape)
-        # coxph's robust score test uses the score residuals at the initial (zero) coefficients
+        # coxph's robust score test uses the score residuals at the initial coefficients (0 or init)
+        eta0 = np.zeros(n) if start_beta is None else _xbeta(s_X, start_beta, np.empty(n))
+        eta0 -= eta0.max() if n else 0.0
         resid0 = _score_resid_kernel(
-            s_stop, s_start, s_event, s_w, s_X, np.zeros(n), sbounds, sorder, sf["has_entry"], sf["efron"], buf_again
+            s_stop, s_start, s_event, s_w, s_X, eta0, sbounds, sorder, sf["has_entry"], sf["efron"], buf_again
         )
         if cluster_codes is not None:
             resid0 = _weighted_cluster_sums(resid0, s_w, cluster_codes, n_cl)
