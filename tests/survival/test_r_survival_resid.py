@@ -524,3 +524,60 @@ result <- list(coef = unname(coef(fit)), loglik = fit$loglik, score = unname(fit
     assert _rel(fit.likelihood_ratio.statistic, r["lr"]) < 1e-6
     if max_iter:
         assert _rel(fit.vcov.to_numpy().ravel(order="F"), r["var"]) < 1e-6
+
+
+# ---------------------------------------------------------------- survdiff(rho =): the G-rho family
+
+
+def test_peto_peto_by_hand_on_book1_data():
+    """rho = 1 on test1 split by x: weights S(t-) of the pooled KM, 1 at t=1 and 5/6*... by hand."""
+    from retrocohort.survival import logrank
+
+    data = _test1()  # times 1 (x=1 dies, x=1 censored), 6 (x=1, x=0 die), 8 (x=0 cens), 9 (x=0 dies)
+    res = logrank(data, "time", "status", "x", rho=1)
+    # pooled KM just before each event time: 1 at t=1 (6 at risk, 1 death), 5/6 at t=6 (4 at risk, 2 deaths),
+    # 5/6 * 1/2 at t=9 (1 at risk, 1 death)
+    w = np.array([1.0, 5 / 6, 5 / 12])
+    n0 = np.array([3.0, 3, 1])  # x = 0 at risk at times 1, 6, 9
+    n = np.array([6.0, 4, 1])
+    d = np.array([1.0, 2, 1])
+    d0 = np.array([0.0, 1, 1])
+    o0, e0 = (w * d0).sum(), (w * d * n0 / n).sum()
+    v0 = (w**2 * d * (n - d) / np.maximum(n - 1, 1) * n0 / n * (1 - n0 / n) * (n > 1)).sum()
+    row = res.table.set_index("group").loc[0.0]
+    assert _rel([row["observed"], row["expected"]], [o0, e0]) < 1e-14
+    assert _rel(res.statistic, (o0 - e0) ** 2 / v0) < 1e-13
+    assert res.call.endswith("rho = 1)")
+    with pytest.raises(InputError, match="rho must be a finite number"):
+        logrank(data, "time", "status", "x", rho=float("inf"))
+
+
+@pytest.mark.r
+def test_survdiff_rho_matches_r():
+    """survdiff(rho = 1, 0.5) on lung by sex, with strata(ph.ecog), and on ovarian: chisq, obs, exp, var."""
+    from retrocohort.survival import logrank
+    from tests.rlive import run_r
+
+    lung = _r_dataset("lung")[["time", "status", "sex", "ph.ecog"]].dropna().reset_index(drop=True)
+    lung["status"] = lung["status"] - 1
+    code = """
+suppressPackageStartupMessages(library(survival))
+one <- function(f, d, rho) { s <- survdiff(f, data = d, rho = rho)
+  list(chisq = s$chisq, obs = as.vector(rowSums(as.matrix(s$obs))), exp = as.vector(rowSums(as.matrix(s$exp))),
+       var = as.vector(s$var)) }
+result <- list(a = one(Surv(time, status) ~ sex, lung, 1),
+               b = one(Surv(time, status) ~ sex + strata(ph.ecog), lung, 0.5),
+               c = one(Surv(futime, fustat) ~ rx, ovarian, 1))
+"""
+    r = run_r(code, {"lung": lung})
+    ovarian = _r_dataset("ovarian")
+    cases = {
+        "a": logrank(lung, "time", "status", "sex", rho=1),
+        "b": logrank(lung, "time", "status", "sex", strata="ph.ecog", rho=0.5),
+        "c": logrank(ovarian, "futime", "fustat", "rx", rho=1),
+    }
+    for key, ours in cases.items():
+        assert _rel(ours.statistic, r[key]["chisq"]) < 1e-10, key
+        assert _rel(ours.table["observed"], r[key]["obs"]) < 1e-12, key
+        assert _rel(ours.table["expected"], r[key]["exp"]) < 1e-12, key
+        assert _rel(ours.variance.ravel(), r[key]["var"]) < 1e-10, key
