@@ -581,3 +581,144 @@ result <- list(a = one(Surv(time, status) ~ sex, lung, 1),
         assert _rel(ours.table["observed"], r[key]["obs"]) < 1e-12, key
         assert _rel(ours.table["expected"], r[key]["exp"]) < 1e-12, key
         assert _rel(ours.variance.ravel(), r[key]["var"]) < 1e-10, key
+
+
+# ---------------------------------------------------------------- survfit: (start, stop], ctype, stype, conf.type
+
+
+def _test2() -> pd.DataFrame:
+    """survtest.R's test2: (start, stop] rows."""
+    return pd.DataFrame(
+        {
+            "start": [1.0, 2, 5, 2, 1, 7, 3, 4, 8, 8],
+            "stop": [2.0, 3, 6, 7, 8, 9, 9, 9, 14, 17],
+            "event": [1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
+            "x": [1, 0, 0, 1, 0, 1, 1, 1, 0, 0],
+            "wt": np.arange(1.0, 11),
+        }
+    )
+
+
+def test_survtest_counting_process_kaplan_meier_by_hand():
+    """survtest.R fit3: n.risk 2,3,5,4,4,5,2,1; S = .5, 1/3, 4/15, 1/5, 3/20, 9/100; Greenwood std.err."""
+    from retrocohort.survival import survival_curve
+
+    tab = survival_curve(_test2(), "stop", "event", entry="start").table
+    assert tab["time"].tolist() == [2.0, 3, 6, 7, 8, 9, 14, 17]
+    assert tab["n_risk"].tolist() == [2.0, 3, 5, 4, 4, 5, 2, 1]
+    assert tab["n_event"].tolist() == [1.0, 1, 1, 1, 1, 2, 0, 0]
+    events = tab["n_event"] > 0
+    assert _rel(tab.loc[events, "survival"], [0.5, 1 / 3, 4 / 15, 1 / 5, 3 / 20, 9 / 100]) < 1e-14
+    n, d = tab["n_risk"].to_numpy(), tab["n_event"].to_numpy()
+    assert _rel(tab["std_err"], np.sqrt(np.cumsum(d / (n * (n - d))))) < 1e-14
+    # Nelson-Aalen alongside: cumsum(d/n), std.chaz sqrt(cumsum(d/n^2))
+    assert _rel(tab["cumhaz"], np.cumsum(d / n)) < 1e-14
+    assert _rel(tab["std_chaz"], np.sqrt(np.cumsum(d / n**2))) < 1e-14
+
+
+def test_survfit1_fleming_harrington_on_aml_by_hand():
+    """survfit1.R fit5: ctype = 2 on aml by group: chaz = cumsum(1/nrisk) over the tie-expanded risk sets."""
+    from retrocohort.survival import survival_curve
+
+    aml = pd.DataFrame(
+        {
+            "time": [9.0, 13, 13, 18, 23, 28, 31, 34, 45, 48, 161, 5, 5, 8, 8, 12, 16, 23, 27, 30, 33, 43, 45],
+            "status": [1, 1, 0, 1, 1, 0, 1, 1, 0, 1, 0, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1],
+            "x": ["Maintained"] * 11 + ["Nonmaintained"] * 12,
+        }
+    )
+    tab = survival_curve(aml, "time", "status", "x", ctype="fleming-harrington").table
+    nrisk = np.array([11, 10, 8, 7, 5, 4, 2, 12, 11, 10, 9, 8, 6, 5, 4, 3, 2, 1], dtype=float)
+    chaz = np.concatenate(
+        [
+            np.cumsum(1 / nrisk[:7])[[0, 1, 2, 3, 3, 4, 5, 5, 6, 6]],
+            np.cumsum(1 / nrisk[7:])[[1, 3, 4, 4, 5, 6, 7, 8, 9, 10]],
+        ]
+    )
+    var = np.concatenate(
+        [
+            np.cumsum(1 / nrisk[:7] ** 2)[[0, 1, 2, 3, 3, 4, 5, 5, 6, 6]],
+            np.cumsum(1 / nrisk[7:] ** 2)[[1, 3, 4, 4, 5, 6, 7, 8, 9, 10]],
+        ]
+    )
+    assert _rel(tab["cumhaz"], chaz) < 1e-14
+    assert _rel(tab["std_chaz"], np.sqrt(var)) < 1e-14
+    # stype = "exp" with it: S = exp(-chaz), std.err = std.chaz
+    tab2 = survival_curve(aml, "time", "status", "x", ctype="fleming-harrington", stype="exp").table
+    assert _rel(tab2["survival"], np.exp(-chaz)) < 1e-14
+    assert _rel(tab2["std_err"], np.sqrt(var)) < 1e-14
+
+
+def test_survival_curve_refusals():
+    from retrocohort.survival import survival_curve
+
+    data = _test2()
+    with pytest.raises(InputError, match="ctype='breslow' is not supported"):
+        survival_curve(data, "stop", "event", ctype="breslow")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="conf_type='bogus'"):
+        survival_curve(data, "stop", "event", conf_type="bogus")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="2 of 10 rows have entry column 'start' >= time column 'stop'"):
+        survival_curve(data.assign(start=[1.0, 3, 5, 2, 1, 7, 3, 4, 8, 17]), "stop", "event", entry="start")
+    with pytest.raises(InputError, match="1 non-integer value"):
+        survival_curve(data.assign(wt=[1.5] + [1.0] * 9), "stop", "event", weights="wt")
+    with pytest.raises(InputError, match="no events"):
+        survival_curve(data.assign(event=0), "stop", "event")
+
+
+@pytest.mark.r
+@pytest.mark.parametrize("conf_type", ["log", "log-log", "plain", "logit", "arcsin"])
+def test_survival_curve_matches_survfit(conf_type):
+    """survfit with (start, stop] + weights + groups (survtest.R's test2, heart) and aml, every ctype x stype."""
+    from retrocohort.survival import survival_curve
+    from tests.rlive import run_r
+
+    heart = _r_dataset("heart")
+    aml = _r_dataset("aml")
+    test2 = _test2()
+    code = f"""
+suppressPackageStartupMessages(library(survival))
+one <- function(f, d, ct, st, weighted = FALSE) {{
+  s <- if (weighted) survfit(f, data = d, ctype = ct, stype = st, conf.type = "{conf_type}", weights = wt)
+       else survfit(f, data = d, ctype = ct, stype = st, conf.type = "{conf_type}")
+  list(time = s$time, n.risk = s$n.risk, n.event = s$n.event, surv = s$surv, std.err = s$std.err,
+       cumhaz = s$cumhaz, std.chaz = s$std.chaz, lower = s$lower, upper = s$upper) }}
+result <- list()
+for (ct in 1:2) for (st in 1:2) {{
+  key <- paste0(ct, st)
+  result[[paste0("heart", key)]] <- one(Surv(start, stop, event) ~ surgery, heart, ct, st)
+  result[[paste0("aml", key)]] <- one(Surv(time, status) ~ x, aml, ct, st)
+  result[[paste0("test2", key)]] <- one(Surv(start, stop, event) ~ 1, test2, ct, st, TRUE)
+}}
+"""
+    r = run_r(code, {"heart": heart, "aml": aml, "test2": test2})
+    cases = {
+        "heart": lambda c, s: survival_curve(
+            heart, "stop", "event", "surgery", entry="start", ctype=c, stype=s, conf_type=conf_type
+        ),
+        "aml": lambda c, s: survival_curve(aml, "time", "status", "x", ctype=c, stype=s, conf_type=conf_type),
+        "test2": lambda c, s: survival_curve(
+            test2, "stop", "event", entry="start", weights="wt", ctype=c, stype=s, conf_type=conf_type
+        ),
+    }
+    for name, make in cases.items():
+        for ct, ctype in ((1, "nelson-aalen"), (2, "fleming-harrington")):
+            for st, stype in ((1, "km"), (2, "exp")):
+                rr = r[f"{name}{ct}{st}"]
+                tab = make(ctype, stype).table
+                what = f"{name} ctype={ct} stype={st} {conf_type}"
+                assert np.array_equal(tab["time"], np.asarray(rr["time"], dtype=float)), what
+                for ours, theirs in (
+                    ("n_risk", "n.risk"),
+                    ("n_event", "n.event"),
+                    ("survival", "surv"),
+                    ("cumhaz", "cumhaz"),
+                    ("std_chaz", "std.chaz"),
+                ):
+                    assert _rel(tab[ours], rr[theirs]) < 1e-12, (what, ours)
+                for ours, theirs in (("std_err", "std.err"), ("lower", "lower"), ("upper", "upper")):
+                    mine = tab[ours].to_numpy()
+                    rv = np.array([np.nan if v is None else v for v in rr[theirs]], dtype=float)
+                    # JSON carries R's NA and Inf both as null
+                    assert np.array_equal(~np.isfinite(mine), np.isnan(rv)), (what, ours)
+                    ok = ~np.isnan(rv)
+                    assert _rel(mine[ok], rv[ok]) < 1e-10, (what, ours)
