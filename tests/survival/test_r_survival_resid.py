@@ -722,3 +722,90 @@ for (ct in 1:2) for (st in 1:2) {{
                     assert np.array_equal(~np.isfinite(mine), np.isnan(rv)), (what, ours)
                     ok = ~np.isnan(rv)
                     assert _rel(mine[ok], rv[ok]) < 1e-10, (what, ours)
+
+
+# ---------------------------------------------------------------- ties = "exact" (book7.R)
+
+
+def _book7(beta: float) -> dict[str, float | np.ndarray]:
+    """book7.R's byhand7: the exact partial likelihood on test1 (the 2 deaths at t=6 as one term)."""
+    r = math.exp(beta)
+    haz = np.array([1 / (3 * r + 3), 2 / (r + 3), 0, 1])
+    ties = np.array([0, 0, 1, 1, 2, 3])
+    wt = np.array([r, r, r, 1, 1, 1])
+    return {
+        "loglik": 2 * (beta - math.log(3 * r + 3)),
+        "u": 2 / (r + 1),
+        "imat": 2 * r / (r + 1) ** 2,
+        "mart": np.array([1, 0, 1, 1, 0, 1]) - wt * np.cumsum(haz)[ties],
+    }
+
+
+def test_book7_exact_partial_likelihood_by_hand():
+    """book7.R: iter 0 and 1 against byhand7, and the infinite-beta fit's residuals 0, 2/3, -1/3, -4/3, 1, 0."""
+    data = _test1()
+    fit0 = cox(data, "time", "status", ["x"], ties="exact", max_iter=0)
+    truth0 = _book7(0.0)
+    assert _rel(fit0.loglik[0], truth0["loglik"]) < 1e-14
+    assert _rel(fit0.vcov.loc["x", "x"], 1 / truth0["imat"]) < 1e-14
+    assert _abs(cox_residuals(fit0).iloc[_T1_SORTED], truth0["mart"]) < 1e-14
+    fit1 = cox(data, "time", "status", ["x"], ties="exact", max_iter=1)
+    assert _rel(fit1.coef["x"], truth0["u"] / truth0["imat"]) < 1e-14
+    truth1 = _book7(float(fit1.coef["x"]))
+    assert _rel(fit1.loglik[1], truth1["loglik"]) < 1e-14
+    assert _rel(fit1.vcov.loc["x", "x"], 1 / truth1["imat"]) < 1e-13
+    assert _abs(cox_residuals(fit1).iloc[_T1_SORTED], truth1["mart"]) < 1e-13
+    with pytest.warns(Warning, match="coefficient may be infinite"):
+        fit2 = cox(data, "time", "status", ["x"], ties="exact")
+    assert _abs(cox_residuals(fit2), [0, 2 / 3, -1 / 3, -4 / 3, 1, 0]) < 1e-6  # beta is infinite: the limit
+    # (start, stop] with entry 0 is the same likelihood (book7.R's zz)
+    fit_zz = cox(data.assign(zz=-1.0), "time", "status", ["x"], ties="exact", entry="zz", max_iter=1)
+    assert _rel(fit_zz.loglik, fit1.loglik) < 1e-14
+    with pytest.raises(InputError, match="type='score' is not available for a ties='exact' fit"):
+        cox_residuals(fit1, "score")
+    with pytest.raises(InputError, match="ties='exact' is fitted without case weights"):
+        cox(data.assign(w=2.0), "time", "status", ["x"], ties="exact", weights="w")
+
+
+@pytest.mark.r
+def test_exact_ties_match_coxph_on_lung():
+    """book7.R's multivariate case on lung (weeks: up to 8 tied deaths), with strata, and (start, stop] on days."""
+    from retrocohort.survival import ph_test
+    from tests.rlive import run_r
+
+    d = _r_dataset("lung")[["time", "status", "age", "ph.ecog", "sex"]].dropna().reset_index(drop=True)
+    d["status"] = d["status"] - 1
+    d["week"] = np.ceil(d["time"] / 7)
+    d["zz"] = 0.0
+    code = """
+suppressPackageStartupMessages(library(survival))
+f <- coxph(Surv(week, status) ~ age + ph.ecog + strata(sex), d, method = "exact")
+g <- coxph(Surv(zz, time, status) ~ age + ph.ecog + sex, d, method = "exact")
+result <- list(coef = unname(coef(f)), var = as.vector(f$var), loglik = f$loglik, score = f$score, iter = f$iter,
+               mart = unname(resid(f)), dev = unname(resid(f, "deviance")), zph = as.vector(cox.zph(f)$table),
+               gcoef = unname(coef(g)), gvar = as.vector(g$var), gloglik = g$loglik, gmart = unname(resid(g)),
+               surv = as.vector(survfit(f, newdata = d[1:2, ])$surv),
+               se = as.vector(survfit(f, newdata = d[1:2, ])$std.err),
+               expected = unname(predict(f, type = "expected")))
+"""
+    r = run_r(code, {"d": d})
+    f = cox(d, "week", "status", ["age", "ph.ecog"], strata="sex", ties="exact")
+    assert _rel(f.coef, r["coef"]) < 1e-10
+    assert _rel(f.vcov.to_numpy().ravel(order="F"), r["var"]) < 1e-9
+    assert _rel(f.loglik, r["loglik"]) < 1e-12
+    assert _rel(f.score.statistic, r["score"]) < 1e-10
+    assert f.iterations == r["iter"]
+    assert _scaled(cox_residuals(f), r["mart"]) < 1e-9
+    assert _scaled(cox_residuals(f, "deviance"), r["dev"]) < 1e-9
+    zph = ph_test(f).table
+    assert _rel(zph.to_numpy().ravel(order="F"), r["zph"]) < 1e-8
+    # survfit and predict of an exact fit use the Breslow hazard at the exact beta, in R and here
+    curves = survfit_cox(f, d.iloc[:2])
+    assert _rel(curves["surv"], r["surv"]) < 1e-10
+    assert _rel(curves["std_err"], r["se"]) < 1e-10
+    assert _rel(predict_cox(f, type="expected")["fit"], r["expected"]) < 1e-10
+    g = cox(d, "time", "status", ["age", "ph.ecog", "sex"], entry="zz", ties="exact")
+    assert _rel(g.coef, r["gcoef"]) < 1e-10
+    assert _rel(g.vcov.to_numpy().ravel(order="F"), r["gvar"]) < 1e-9
+    assert _rel(g.loglik, r["gloglik"]) < 1e-12
+    assert _scaled(cox_residuals(g), r["gmart"]) < 1e-9

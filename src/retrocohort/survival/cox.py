@@ -38,7 +38,7 @@ from ._checks import check_event, check_time, require_events
 from ._concordance import concordance
 from ._sorting import stable_argsort
 
-Ties = Literal["efron", "breslow"]
+Ties = Literal["efron", "breslow", "exact"]
 _TIES: tuple[str, ...] = get_args(Ties)
 
 __all__ = ["CoxResult", "TestResult", "baseline_hazard", "cox", "predict_survival", "score_residuals"]
@@ -299,6 +299,74 @@ def _cox_pass(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron, 
 
 
 _STEP_BUFFER = 256  # death steps collected before their xbar xbar' products are added
+
+
+@njit(cache=True)
+def _exact_pass(stop, start, event, X, eta, sbounds, has_entry):
+    """Exact partial likelihood (coxph ``ties = "exact"``): loglik, score (p,), information (p, p).
+
+    At a time with d tied deaths the likelihood term is the deaths' risk
+    over the sum, over every d-subset of the risk set, of the subset's risk:
+    ``exp(sum_D eta) / sum_{|S| = d} exp(sum_S eta)``. That sum (and its first
+    and second derivatives in beta) follows Gail, Lubin and Rubinstein's
+    recursion over the risk set, ``f(k, m) = f(k, m - 1) + r_m f(k - 1, m - 1)``:
+    O(d m p^2) per time. The risk set is found by a scan of the stratum, so
+    the whole pass is O(n x event times): meant for the small tied data sets
+    this method is used on, not for a million rows.
+    """
+    p = X.shape[1]
+    loglik = 0.0
+    u = np.zeros(p)
+    imat = np.zeros((p, p))
+    for s in range(sbounds.shape[0] - 1):
+        lo = sbounds[s]
+        hi = sbounds[s + 1]
+        i = lo
+        while i < hi:
+            t = stop[i]
+            j = i
+            while j < hi and stop[j] == t:
+                j += 1
+            d = 0
+            for k in range(i, j):
+                if event[k] != 0:
+                    d += 1
+            if d > 0:
+                # risk set: rows of the stratum with stop >= t (and entry < t)
+                top = -np.inf
+                for k in range(i, hi):
+                    if (not has_entry or start[k] < t) and eta[k] > top:
+                        top = eta[k]
+                f = np.zeros(d + 1)
+                g = np.zeros((d + 1, p))
+                h = np.zeros((d + 1, p, p))
+                f[0] = 1.0
+                for m in range(i, hi):
+                    if has_entry and start[m] >= t:
+                        continue
+                    r = np.exp(eta[m] - top)
+                    x = X[m]
+                    for k in range(d, 0, -1):
+                        for a in range(p):
+                            for b in range(p):
+                                h[k, a, b] += r * (
+                                    x[a] * x[b] * f[k - 1] + x[a] * g[k - 1, b] + g[k - 1, a] * x[b] + h[k - 1, a, b]
+                                )
+                        for a in range(p):
+                            g[k, a] += r * (x[a] * f[k - 1] + g[k - 1, a])
+                        f[k] += r * f[k - 1]
+                loglik -= np.log(f[d]) + d * top
+                for k in range(i, j):
+                    if event[k] != 0:
+                        loglik += eta[k]
+                        for a in range(p):
+                            u[a] += X[k, a]
+                for a in range(p):
+                    u[a] -= g[d, a] / f[d]
+                    for b in range(p):
+                        imat[a, b] += h[d, a, b] / f[d] - (g[d, a] / f[d]) * (g[d, b] / f[d])
+            i = j
+    return loglik, u, imat
 
 
 def _pass_scratch(X: np.ndarray, n_events: int, has_entry: bool):
@@ -1044,6 +1112,8 @@ def _fit_pass_factory(sf: dict):
 
     def fit_pass(beta: np.ndarray):
         _linear_predictor(sf["X"], beta, eta)
+        if sf.get("exact"):
+            return _exact_pass(sf["stop"], sf["start"], sf["event"], sf["X"], eta, sf["sbounds"], sf["has_entry"])
         return _cox_pass(
             sf["stop"],
             sf["start"],
@@ -1244,7 +1314,11 @@ def cox(
         R names them (``sexM``).
     entry : column of entry (start) times: counting-process (entry, time] data,
         as ``Surv(entry, time, event)``.
-    ties : "efron" (coxph's default) or "breslow".
+    ties : "efron" (coxph's default), "breslow" or "exact" (the exact
+        partial likelihood of tied deaths, coxph's ``"exact"``; without case
+        weights, clusters or a robust variance, and O(n x event times), for
+        small heavily tied data). The residuals of an exact fit
+        (:func:`cox_residuals`) use the Breslow hazard, as coxph's do.
     weights : column of positive case weights, as coxph's ``weights=``.
     strata : column(s) defining strata, as ``strata()`` in the formula.
     cluster : column of cluster ids; gives the grouped sandwich variance of
@@ -1292,6 +1366,11 @@ def cox(
     covariates = _as_list(covariates)
     if not covariates:
         raise InputError("cox: give at least one covariate (the null model has nothing to estimate)")
+    if ties == "exact" and (weights is not None or cluster is not None or robust):
+        raise InputError(
+            "cox: ties='exact' is fitted without case weights, clusters or a robust variance "
+            "(not implemented for the exact partial likelihood); use ties='efron' for those"
+        )
     strata_cols = _as_list(strata)
     needed = (
         [time, event]
@@ -1407,6 +1486,7 @@ def cox(
         sorder=sorder,
         has_entry=entry is not None,
         efron=ties == "efron",
+        exact=ties == "exact",
     )
     fit_pass = _fit_pass_factory(sf)
 

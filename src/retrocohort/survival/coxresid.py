@@ -250,6 +250,11 @@ def cox_residuals(
     if collapse is not None and type in ("schoenfeld", "scaledsch"):
         raise InputError(f"{where}: collapse cannot be used with type={type!r}: Schoenfeld residuals are per event")
     columns = list(f.columns)
+    if result.ties == "exact" and type not in ("martingale", "deviance"):
+        raise InputError(
+            f"{where}: type={type!r} is not available for a ties='exact' fit (coxph refuses it too); "
+            "martingale and deviance residuals are"
+        )
 
     if type in ("schoenfeld", "scaledsch"):
         _shift, (_e, schoen, *_rest) = _detail(result)
