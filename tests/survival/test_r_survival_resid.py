@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retrocohort.errors import InputError
+from retrocohort.errors import ConvergenceError, InputError
 from retrocohort.survival import cox, cox_residuals, predict_cox, score_residuals, survfit_cox
 
 
@@ -809,3 +809,19 @@ result <- list(coef = unname(coef(f)), var = as.vector(f$var), loglik = f$loglik
     assert _rel(g.vcov.to_numpy().ravel(order="F"), r["gvar"]) < 1e-9
     assert _rel(g.loglik, r["gloglik"]) < 1e-12
     assert _scaled(cox_residuals(g), r["gmart"]) < 1e-9
+
+
+def test_hostile_inputs_to_the_new_functions_are_refused_by_name():
+    data = _testw1()
+    fit = cox(data, "time", "status", ["x"])
+    with pytest.raises(InputError, match="predict_cox newdata: column 't' has 1 negative time"):
+        predict_cox(fit, pd.DataFrame({"x": [1.0], "t": [-1.0]}), "expected", time="t")
+    with pytest.raises(InputError, match="1 of 1 rows have entry column 'e' >= time column 't'"):
+        predict_cox(fit, pd.DataFrame({"x": [1.0], "t": [2.0], "e": [3.0]}), "expected", time="t", entry="e")
+    with pytest.raises(InputError, match="newdata has no rows"):
+        survfit_cox(fit, pd.DataFrame({"x": []}, dtype=float))
+    with pytest.raises(InputError, match=r"init must hold 1 finite numbers.*got \['a'\]"):
+        cox(data, "time", "status", ["x"], init=["a"])  # type: ignore[list-item]
+    # a start so far out that one risk score swamps every risk set: said so, not "collinear"
+    with pytest.raises((InputError, ConvergenceError), match=r"at (init|the starting beta) \[800.0\]"):
+        cox(data, "time", "status", ["x"], init=[800.0], max_iter=0)

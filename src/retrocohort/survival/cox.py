@@ -1065,6 +1065,17 @@ def _newton(
     final quantities and the iteration count.
     """
     beta = np.zeros(p) if init is None else np.array(init, dtype=float)
+    if init is not None:
+        raw_pass = fit_pass
+
+        def fit_pass(b):
+            # far from 0 every risk score but one can underflow to 0 (an empty risk-set sum): treat that
+            # point as not finite, so that Newton halves its step, or the start is reported below
+            try:
+                return raw_pass(b)
+            except ZeroDivisionError:
+                return -np.inf, np.full(p, np.nan), np.full((p, p), np.nan)
+
     loglik0, u0, imat0 = fit_pass(beta)
     if not np.isfinite(loglik0):
         raise ConvergenceError(
@@ -1072,6 +1083,15 @@ def _newton(
             "check times, weights and init"
         )
     if not _pivots_above_tolerance(imat0, scale):
+        if init is not None and np.any(beta != 0):
+            _ll, _u, imat_zero = fit_pass(np.zeros(p))
+            if _pivots_above_tolerance(imat_zero, scale):
+                # the model is fine at 0: it is the starting point that drowns the information
+                raise InputError(
+                    f"cox: the information matrix is numerically singular at init {beta.tolist()} (one risk "
+                    "score dominates every risk set); start closer to 0 or leave init out"
+                )
+            imat0 = imat_zero
         _raise_singular(imat0, columns, scale)  # e.g. constant within every stratum: rounding can leave a tiny pivot
     step0 = _chol_solve(imat0, u0, columns)
     score_stat = float(u0 @ step0)
@@ -1495,11 +1515,14 @@ def cox(
     spread = 1.0 / (col_max - col_min)
     start_beta = None
     if init is not None:
-        start_beta = np.asarray(init, dtype=float).ravel()
+        try:
+            start_beta = np.asarray(init, dtype=float).ravel()
+        except (TypeError, ValueError):
+            start_beta = np.full(p + 1, np.nan)  # reported below with the values given
         if start_beta.shape != (p,) or not np.isfinite(start_beta).all():
             raise InputError(
                 f"cox: init must hold {p} finite numbers, one per model column {list(columns)}; "
-                f"got {list(np.asarray(init).ravel())}"
+                f"got {list(np.asarray(init, dtype=object).ravel())}"
             )
     beta, ll0, _u0, _imat0, ll1, u1, imat1, score_stat, iterations, converged = _newton(
         fit_pass, p, columns, max_iter, eps, spread, start_beta

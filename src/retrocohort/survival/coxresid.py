@@ -27,6 +27,7 @@ from scipy import stats
 
 from .._design import numeric_column, require_columns
 from ..errors import InputError
+from ._checks import check_time
 from .cox import CoxResult, _profile_matrix, score_residuals
 
 ResidualType = Literal["martingale", "deviance", "score", "schoenfeld", "scaledsch", "dfbeta", "dfbetas"]
@@ -183,7 +184,7 @@ def _naive_var(result: CoxResult) -> np.ndarray:
 
 def _collapse(values: np.ndarray, data: pd.DataFrame, collapse: str, n: int, where: str) -> tuple[np.ndarray, pd.Index]:
     """Sum rows within the groups of column ``collapse`` (``rowsum``: groups in sorted order)."""
-    require_columns(data, [collapse], where)
+    require_columns(data, [collapse], f"{where} data")
     if len(data) != n:
         raise InputError(
             f"{where}: data has {len(data)} rows but the fit used {n}; pass the data frame the fit was made on"
@@ -445,10 +446,17 @@ def predict_cox(
             return pd.DataFrame({"fit": out})
         if time is None:
             raise InputError(f"{where}: type='expected' with newdata needs time= (the column of follow-up times)")
-        stop = numeric_column(newdata, time, where)
-        start = numeric_column(newdata, entry, where) if entry is not None else np.zeros(len(newdata))
+        stop = check_time(newdata, time, f"{where} newdata")
+        start = numeric_column(newdata, entry, f"{where} newdata") if entry is not None else np.zeros(len(newdata))
+        if entry is not None and np.any(start >= stop):
+            raise InputError(
+                f"{where} newdata: {int(np.sum(start >= stop))} of {len(stop)} rows have entry column {entry!r} >= "
+                f"time column {time!r}; each (entry, time] interval must have positive length"
+            )
         stratum = (
-            _stratum_of_rows(result, newdata, where) if f.strata_columns else np.zeros(len(newdata), dtype=np.int64)
+            _stratum_of_rows(result, newdata, f"{where} newdata")
+            if f.strata_columns
+            else np.zeros(len(newdata), dtype=np.int64)
         )
         x = _profile_matrix(result, newdata)
         h = _cumhaz_at(result, stratum, stop) - _cumhaz_at(result, stratum, start)
@@ -463,7 +471,7 @@ def predict_cox(
         x = _profile_matrix(result, newdata)
         index = newdata.index
         if f.strata_columns and reference == "strata":
-            stratum = _stratum_of_rows(result, newdata, where)
+            stratum = _stratum_of_rows(result, newdata, f"{where} newdata")
         else:
             stratum = np.zeros(len(newdata), dtype=np.int64)
     xc = x - centres[stratum]
@@ -514,6 +522,8 @@ def survfit_cox(
     if not 0 < conf_level < 1:
         raise InputError(f"{where}: conf_level must be in (0, 1), got {conf_level!r}")
     f = result._fit
+    if len(newdata) == 0:
+        raise InputError(f"{where}: newdata has no rows; give one row per covariate profile")
     shift, (_e, _s, first, haz, varg, hx, nrisk, nevent) = _detail(result)
     var = result.vcov.to_numpy()  # survfit.coxph uses fit$var: the robust variance of a robust fit
     hstratum = np.searchsorted(f.sbounds, first, side="right") - 1
@@ -522,7 +532,7 @@ def survfit_cox(
     xc = x - f.means  # the sweep's X is centred on f.means
     n_strata = len(f.sbounds) - 1
     if f.strata_columns and all(c in newdata.columns for c in f.strata_columns):
-        pairs = list(zip(range(len(newdata)), _stratum_of_rows(result, newdata, where), strict=True))
+        pairs = list(zip(range(len(newdata)), _stratum_of_rows(result, newdata, f"{where} newdata"), strict=True))
     else:
         pairs = [(i, s) for i in range(len(newdata)) for s in range(n_strata)]
     zcrit = stats.norm.ppf(1 - (1 - conf_level) / 2)
