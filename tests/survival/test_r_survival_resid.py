@@ -666,32 +666,42 @@ def test_survival_curve_refusals():
         survival_curve(data.assign(event=0), "stop", "event")
 
 
+_CONF_TYPES = ("log", "log-log", "plain", "logit", "arcsin")
+
+
+@functools.cache
+def _survfit_in_r() -> dict:
+    """survfit on heart, aml and test2 for every ctype x stype x conf.type, in one R run."""
+    from tests.rlive import run_r
+
+    code = """
+suppressPackageStartupMessages(library(survival))
+one <- function(f, d, ct, st, cf, weighted = FALSE) {
+  s <- if (weighted) survfit(f, data = d, ctype = ct, stype = st, conf.type = cf, weights = wt)
+       else survfit(f, data = d, ctype = ct, stype = st, conf.type = cf)
+  list(time = s$time, n.risk = s$n.risk, n.event = s$n.event, surv = s$surv, std.err = s$std.err,
+       cumhaz = s$cumhaz, std.chaz = s$std.chaz, lower = s$lower, upper = s$upper) }
+result <- list()
+for (cf in c("log", "log-log", "plain", "logit", "arcsin")) for (ct in 1:2) for (st in 1:2) {
+  key <- paste0(ct, st, cf)
+  result[[paste0("heart", key)]] <- one(Surv(start, stop, event) ~ surgery, heart, ct, st, cf)
+  result[[paste0("aml", key)]] <- one(Surv(time, status) ~ x, aml, ct, st, cf)
+  result[[paste0("test2", key)]] <- one(Surv(start, stop, event) ~ 1, test2, ct, st, cf, TRUE)
+}
+"""
+    return run_r(code, {"heart": _r_dataset("heart"), "aml": _r_dataset("aml"), "test2": _test2()})  # type: ignore[return-value]
+
+
 @pytest.mark.r
-@pytest.mark.parametrize("conf_type", ["log", "log-log", "plain", "logit", "arcsin"])
+@pytest.mark.parametrize("conf_type", _CONF_TYPES)
 def test_survival_curve_matches_survfit(conf_type):
     """survfit with (start, stop] + weights + groups (survtest.R's test2, heart) and aml, every ctype x stype."""
     from retrocohort.survival import survival_curve
-    from tests.rlive import run_r
 
     heart = _r_dataset("heart")
     aml = _r_dataset("aml")
     test2 = _test2()
-    code = f"""
-suppressPackageStartupMessages(library(survival))
-one <- function(f, d, ct, st, weighted = FALSE) {{
-  s <- if (weighted) survfit(f, data = d, ctype = ct, stype = st, conf.type = "{conf_type}", weights = wt)
-       else survfit(f, data = d, ctype = ct, stype = st, conf.type = "{conf_type}")
-  list(time = s$time, n.risk = s$n.risk, n.event = s$n.event, surv = s$surv, std.err = s$std.err,
-       cumhaz = s$cumhaz, std.chaz = s$std.chaz, lower = s$lower, upper = s$upper) }}
-result <- list()
-for (ct in 1:2) for (st in 1:2) {{
-  key <- paste0(ct, st)
-  result[[paste0("heart", key)]] <- one(Surv(start, stop, event) ~ surgery, heart, ct, st)
-  result[[paste0("aml", key)]] <- one(Surv(time, status) ~ x, aml, ct, st)
-  result[[paste0("test2", key)]] <- one(Surv(start, stop, event) ~ 1, test2, ct, st, TRUE)
-}}
-"""
-    r = run_r(code, {"heart": heart, "aml": aml, "test2": test2})
+    r = _survfit_in_r()
     cases = {
         "heart": lambda c, s: survival_curve(
             heart, "stop", "event", "surgery", entry="start", ctype=c, stype=s, conf_type=conf_type
@@ -704,7 +714,7 @@ for (ct in 1:2) for (st in 1:2) {{
     for name, make in cases.items():
         for ct, ctype in ((1, "nelson-aalen"), (2, "fleming-harrington")):
             for st, stype in ((1, "km"), (2, "exp")):
-                rr = r[f"{name}{ct}{st}"]
+                rr = r[f"{name}{ct}{st}{conf_type}"]
                 tab = make(ctype, stype).table
                 what = f"{name} ctype={ct} stype={st} {conf_type}"
                 assert np.array_equal(tab["time"], np.asarray(rr["time"], dtype=float)), what
