@@ -687,6 +687,8 @@ class _SortedFit:
     strata_columns: tuple[str, ...]
     strata_labels: tuple
     cluster_codes: np.ndarray | None = None
+    offset: np.ndarray | None = None  # sorted order; already part of eta
+    offset_column: str | None = None
 
 
 @dataclass(frozen=True)
@@ -1132,6 +1134,9 @@ def _fit_pass_factory(sf: dict):
 
     def fit_pass(beta: np.ndarray):
         _linear_predictor(sf["X"], beta, eta)
+        if sf.get("offset") is not None:
+            np.add(eta, sf["offset"], out=eta)  # in place: eta belongs to the enclosing scope
+            np.subtract(eta, eta.max(), out=eta)
         if sf.get("exact"):
             return _exact_pass(sf["stop"], sf["start"], sf["event"], sf["X"], eta, sf["sbounds"], sf["has_entry"])
         return _cox_pass(
@@ -1226,6 +1231,11 @@ def baseline_hazard(result: CoxResult) -> pd.DataFrame:
     increments carry Efron's tie correction, as coxph's ``survfit`` does.
     """
     f = result._fit
+    if f.offset_column is not None:
+        raise InputError(
+            f"baseline_hazard: the fit has an offset ({f.offset_column!r}); basehaz centres it in a way not "
+            "reproduced here (not implemented): use survfit_cox with the offset in newdata"
+        )
     eta = f.eta - f.eta.max()
     first, inc = _hazard_kernel(f.stop, f.start, f.event, f.weights, eta, f.sbounds, f.sorder, f.has_entry, f.efron)
     # eta is centred and shifted: undo both so that the baseline refers to covariates 0
@@ -1321,6 +1331,7 @@ def cox(
     eps: float = 1e-9,
     timefix: bool = True,
     init: Sequence[float] | None = None,
+    offset: str | None = None,
 ) -> CoxResult:
     """Fit a Cox proportional hazards model, as ``survival::coxph``.
 
@@ -1362,6 +1373,8 @@ def cox(
         ``init`` instead of 0 (as in coxph); with ``max_iter=0`` the fit is
         evaluated at ``init`` (survival's tests use this for the score test
         at a given beta).
+    offset : column added to the linear predictor with coefficient 1, as
+        ``+ offset(col)`` in coxph's formula (e.g. a log exposure time).
 
     Returns
     -------
@@ -1399,6 +1412,7 @@ def cox(
         + ([weights] if weights else [])
         + strata_cols
         + ([cluster] if cluster else [])
+        + ([offset] if offset else [])
     )
     require_columns(data, needed, where)
     n = len(data)
@@ -1507,6 +1521,7 @@ def cox(
         has_entry=entry is not None,
         efron=ties == "efron",
         exact=ties == "exact",
+        offset=None if offset is None else np.ascontiguousarray(numeric_column(data, offset, where)[order]),
     )
     fit_pass = _fit_pass_factory(sf)
 
@@ -1565,6 +1580,8 @@ def cox(
             notes.append(msg)
 
     eta = _xbeta(s_X, beta, np.empty(n))
+    if sf["offset"] is not None:
+        eta += sf["offset"]
     cluster_codes = None
     if cluster is not None:
         cluster_codes = _group_codes(data, [cluster], "cluster", where, sort=False)[0][order]
@@ -1587,6 +1604,8 @@ def cox(
         strata_columns=tuple(strata_cols),
         strata_labels=tuple(slabels),
         cluster_codes=cluster_codes,
+        offset=sf["offset"],
+        offset_column=offset,
     )
 
     if robust is None:
@@ -1618,6 +1637,8 @@ def cox(
             buf_again = np.empty(s_X.shape)
         # coxph's robust score test uses the score residuals at the initial coefficients (0 or init)
         eta0 = np.zeros(n) if start_beta is None else _xbeta(s_X, start_beta, np.empty(n))
+        if sf["offset"] is not None:
+            eta0 += sf["offset"]
         eta0 -= eta0.max() if n else 0.0
         resid0 = _score_resid_kernel(
             s_stop, s_start, s_event, s_w, s_X, eta0, sbounds, sorder, sf["has_entry"], sf["efron"], buf_again
@@ -1676,7 +1697,7 @@ def cox(
         conf_level=float(conf_level),
         notes=tuple(notes),
         _fit=fitdata,
-        call=_call_in_words(time, event, covariates, entry, ties, weights, strata, cluster, robust),
+        call=_call_in_words(time, event, covariates, entry, ties, weights, strata, cluster, robust, offset),
     )
 
 
@@ -1690,10 +1711,13 @@ def _call_in_words(
     strata: str | Sequence[str] | None,
     cluster: str | None,
     robust: bool | None,
+    offset: str | None = None,
 ) -> str:
     # coxph's Call: line, written as the Python call that made the fit
     surv = f"Surv({entry}, {time}, {event})" if entry else f"Surv({time}, {event})"
-    rhs = " + ".join(_as_list(covariates) + [f"strata({s})" for s in _as_list(strata)])
+    rhs = " + ".join(
+        _as_list(covariates) + [f"strata({s})" for s in _as_list(strata)] + ([f"offset({offset})"] if offset else [])
+    )
     extra = [f'ties = "{ties}"']
     extra += [f"weights = {weights}"] if weights else []
     extra += [f"cluster = {cluster}"] if cluster else []

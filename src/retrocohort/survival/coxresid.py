@@ -334,6 +334,14 @@ def _fit_x(result: CoxResult) -> np.ndarray:
     return x
 
 
+def _new_offset(result: CoxResult, newdata: pd.DataFrame, where: str) -> np.ndarray:
+    """The offset column of ``newdata`` for a fit with an offset (0 without one)."""
+    column = result._fit.offset_column
+    if column is None:
+        return np.zeros(len(newdata))
+    return numeric_column(newdata, column, f"{where} newdata (the fit's offset column)")
+
+
 def _fit_stratum(result: CoxResult) -> np.ndarray:
     f = result._fit
     s = np.empty(len(f.stop), dtype=np.int64)
@@ -446,6 +454,11 @@ def predict_cox(
             return pd.DataFrame({"fit": out})
         if time is None:
             raise InputError(f"{where}: type='expected' with newdata needs time= (the column of follow-up times)")
+        if f.offset_column is not None:
+            raise InputError(
+                f"{where}: type='expected' on newdata of a fit with an offset ({f.offset_column!r}) is not "
+                "implemented (predict.coxph centres the offset there); the fit's own rows (newdata=None) are"
+            )
         stop = check_time(newdata, time, f"{where} newdata")
         start = numeric_column(newdata, entry, f"{where} newdata") if entry is not None else np.zeros(len(newdata))
         if entry is not None and np.any(start >= stop):
@@ -460,7 +473,7 @@ def predict_cox(
         )
         x = _profile_matrix(result, newdata)
         h = _cumhaz_at(result, stratum, stop) - _cumhaz_at(result, stratum, start)
-        return pd.DataFrame({"fit": h * np.exp(x @ beta)}, index=newdata.index)
+        return pd.DataFrame({"fit": h * np.exp(x @ beta + _new_offset(result, newdata, where))}, index=newdata.index)
 
     centres = _centres(result, reference)
     if newdata is None:
@@ -476,6 +489,15 @@ def predict_cox(
             stratum = np.zeros(len(newdata), dtype=np.int64)
     xc = x - centres[stratum]
     lp = xc @ beta
+    if f.offset is not None:
+        if newdata is None:
+            # predict.coxph: the fit's own rows carry their offset less its (case-weighted) mean ...
+            off = np.empty(len(lp))
+            off[f.order] = f.offset - np.average(f.offset, weights=np.asarray(f.weights, dtype=float))
+            lp = lp + off
+        else:
+            # ... new rows carry their offset as it is (R's asymmetry, kept)
+            lp = lp + _new_offset(result, newdata, where)
     out_df = pd.DataFrame({"fit": lp if type == "lp" else np.exp(lp)}, index=index)
     if se_fit:
         var = result.vcov.to_numpy()
@@ -530,6 +552,7 @@ def survfit_cox(
     htime = f.stop[first]
     x = _profile_matrix(result, newdata)
     xc = x - f.means  # the sweep's X is centred on f.means
+    new_offset = _new_offset(result, newdata, where)
     n_strata = len(f.sbounds) - 1
     if f.strata_columns and all(c in newdata.columns for c in f.strata_columns):
         pairs = list(zip(range(len(newdata)), _stratum_of_rows(result, newdata, f"{where} newdata"), strict=True))
@@ -540,7 +563,7 @@ def survfit_cox(
     for i, s in pairs:
         sel = hstratum == s
         # hazards of the sweep belong to eta - shift; the profile's risk relative to that is exp(xc b - shift)
-        risk = np.exp(float(xc[i] @ f.beta) - shift)
+        risk = np.exp(float(xc[i] @ f.beta) + new_offset[i] - shift)
         cumhaz = np.cumsum(haz[sel]) * risk
         d = np.cumsum(hx[sel] - np.outer(haz[sel], xc[i]), axis=0)
         variance = (np.cumsum(varg[sel]) + np.einsum("ij,jk,ik->i", d, var, d)) * risk**2
