@@ -855,7 +855,7 @@ def test_offset_equals_a_covariate_with_its_coefficient_fixed_at_one():
 
 @pytest.mark.r
 def test_offset_matches_coxph_on_aml_and_lung():
-    """doaml.R's offset(log(1:23)) (with x), and lung with offset(log(ph.karno/80)): fit, residuals, predict, survfit."""
+    """doaml.R's offset(log(1:23)) (with x); lung with offset(log(ph.karno/80)): fit, residuals, predict, survfit."""
     from tests.rlive import run_r
 
     aml = _r_dataset("aml").assign(o=np.log(np.arange(1.0, 24.0)))
