@@ -909,3 +909,13 @@ result <- list(acoef = unname(coef(a)), avar = as.vector(a$var), aloglik = a$log
         predict_survival(f, nd)
     with pytest.raises(InputError, match="type='expected' on newdata of a fit with an offset"):
         predict_cox(f, nd, "expected", time="time")
+
+
+def test_survival_curve_prints_its_call_and_a_truncated_table():
+    from retrocohort.survival import survival_curve
+
+    rng = np.random.default_rng(5)
+    big = pd.DataFrame({"time": rng.integers(1, 5000, 2000).astype(float), "status": rng.integers(0, 2, 2000)})
+    text = repr(survival_curve(big, "time", "status", conf_type="arcsin"))
+    assert text.startswith('survival_curve(Surv(time, status) ~ 1, ctype = "nelson-aalen", stype = "km"')
+    assert "..." in text and len(text.splitlines()) < 80

@@ -61,7 +61,8 @@ class SurvivalCurveResult:
     call: str = field(default="", compare=False)
 
     def __repr__(self) -> str:
-        return f"{self.call}\n{self.table.to_string(index=False)}"
+        # pandas' own repr: truncated for long tables (to_string would print every row)
+        return f"{self.call}\n{self.table!r}"
 
 
 def _bands(surv: np.ndarray, se_log: np.ndarray, conf_level: float, conf_type: str) -> tuple[np.ndarray, np.ndarray]:
