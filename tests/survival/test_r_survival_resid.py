@@ -688,6 +688,9 @@ for (cf in c("log", "log-log", "plain", "logit", "arcsin")) for (ct in 1:2) for 
   result[[paste0("aml", key)]] <- one(Surv(time, status) ~ x, aml, ct, st, cf)
   result[[paste0("test2", key)]] <- one(Surv(start, stop, event) ~ 1, test2, ct, st, cf, TRUE)
 }
+s <- survfit(Surv(start, stop, event) ~ surgery, heart, start.time = 100, ctype = 2, stype = 2, conf.type = "logit")
+result$start_time <- list(time = s$time, surv = s$surv, std.err = s$std.err, cumhaz = s$cumhaz, lower = s$lower,
+                          n.risk = s$n.risk, strata = unname(s$strata))
 """
     return run_r(code, {"heart": _r_dataset("heart"), "aml": _r_dataset("aml"), "test2": _test2()})  # type: ignore[return-value]
 
@@ -919,3 +922,51 @@ def test_survival_curve_prints_its_call_and_a_truncated_table():
     text = repr(survival_curve(big, "time", "status", conf_type="arcsin"))
     assert text.startswith('survival_curve(Surv(time, status) ~ 1, ctype = "nelson-aalen", stype = "km"')
     assert "..." in text and len(text.splitlines()) < 80
+
+
+def test_survtest_start_time_is_conditional_survival():
+    """survtest.R: start.time = 5 gives surv[3:8] / surv[2], std.err^2 and cumhaz differences (weights = wt)."""
+    from retrocohort.survival import survival_curve
+
+    full = survival_curve(_test2(), "stop", "event", entry="start", weights="wt").table
+    cond = survival_curve(_test2(), "stop", "event", entry="start", weights="wt", start_time=5).table
+    assert cond["time"].tolist() == full["time"].tolist()[2:]
+    assert _rel(cond["survival"], full["survival"].to_numpy()[2:] / full["survival"].iloc[1]) < 1e-14
+    assert _rel(cond["std_err"] ** 2, full["std_err"].to_numpy()[2:] ** 2 - full["std_err"].iloc[1] ** 2) < 1e-12
+    assert _rel(cond["cumhaz"], full["cumhaz"].to_numpy()[2:] - full["cumhaz"].iloc[1]) < 1e-13
+    assert _rel(cond["std_chaz"] ** 2, full["std_chaz"].to_numpy()[2:] ** 2 - full["std_chaz"].iloc[1] ** 2) < 1e-12
+    # an event at start_time itself counts (survfit(start.time = 6) keeps time 6: checked against R by hand)
+    at6 = survival_curve(_test2(), "stop", "event", entry="start", weights="wt", start_time=6).table
+    assert at6["time"].iloc[0] == 6.0 and at6["survival"].iloc[0] < 1
+    assert _rel(at6["survival"].iloc[0], 0.8888888888888888) < 1e-14  # R: 0.8888889 (24/27)
+    with pytest.raises(InputError, match="no follow-up at or after start_time=20"):
+        survival_curve(_test2(), "stop", "event", start_time=20)
+    with pytest.raises(InputError, match="start_time must be a finite number"):
+        survival_curve(_test2(), "stop", "event", start_time=float("nan"))
+
+
+@pytest.mark.r
+def test_survival_curve_start_time_matches_survfit():
+    """survfit(start.time = 100) on heart by surgery with ctype = 2, stype = 2, conf.type = "logit"."""
+    from retrocohort.survival import survival_curve
+
+    r = _survfit_in_r()["start_time"]
+    tab = survival_curve(
+        _r_dataset("heart"),
+        "stop",
+        "event",
+        "surgery",
+        entry="start",
+        ctype="fleming-harrington",
+        stype="exp",
+        conf_type="logit",
+        start_time=100,
+    ).table
+    assert tab.groupby("group").size().tolist() == r["strata"]
+    assert np.array_equal(tab["time"], np.asarray(r["time"], dtype=float))
+    for ours, theirs in (("survival", "surv"), ("std_err", "std.err"), ("cumhaz", "cumhaz"), ("n_risk", "n.risk")):
+        assert _rel(tab[ours], r[theirs]) < 1e-12, ours
+    lower = np.array([np.nan if v is None else v for v in r["lower"]], dtype=float)
+    ok = ~np.isnan(lower)
+    assert np.array_equal(~np.isfinite(tab["lower"].to_numpy()), ~ok)
+    assert _rel(tab["lower"].to_numpy()[ok], lower[ok]) < 1e-10

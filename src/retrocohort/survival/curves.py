@@ -153,6 +153,20 @@ def _one_curve(
     }
 
 
+def _condition_on(c: dict[str, np.ndarray], start_time: float) -> dict[str, np.ndarray]:
+    """Keep times >= start_time and restart the products and sums there (survfit's ``start.time``)."""
+    keep = c["time"] >= start_time
+    before = np.flatnonzero(~keep)
+    out = {k: v[keep] for k, v in c.items()}
+    if len(before):
+        last = before[-1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["km"] = out["km"] / c["km"][last]
+        for key in ("greenwood", "cumhaz", "var_chaz"):
+            out[key] = out[key] - c[key][last]
+    return out
+
+
 def survival_curve(
     data: pd.DataFrame,
     time: str,
@@ -166,6 +180,7 @@ def survival_curve(
     conf_level: float = 0.95,
     conf_type: CurveConfType = "log",
     timefix: bool = True,
+    start_time: float | None = None,
 ) -> SurvivalCurveResult:
     """Survival and cumulative hazard curves, as ``survfit(Surv([entry,] time, event) ~ group, ...)``.
 
@@ -188,6 +203,10 @@ def survival_curve(
         "log-log", "plain", "logit", "arcsin" or "none").
     timefix : merge times equal up to rounding (survfit's ``timefix``; entry
         and stop times judged together, as ``aeqSurv``).
+    start_time : survfit's ``start.time``: the curves conditional on being
+        event-free just before ``start_time`` (times >= start_time are kept,
+        an event at start_time counts); survival, cumulative hazard and
+        their variances restart there.
 
     Returns
     -------
@@ -210,6 +229,12 @@ def survival_curve(
             raise InputError(f"survival_curve: {name}={value!r} is not supported; use one of {list(allowed)}")
     if not 0 < conf_level < 1:
         raise InputError(f"survival_curve: conf_level must be in (0, 1), got {conf_level!r}")
+    if start_time is not None and (
+        isinstance(start_time, bool) or not isinstance(start_time, (int, float)) or not np.isfinite(start_time)
+    ):
+        raise InputError(
+            f"survival_curve: start_time must be a finite number (survfit's start.time), got {start_time!r}"
+        )
     stop = check_time(data, time, where)
     status = check_event(data, event, where).astype(bool)
     w = check_weights(data, weights, where)
@@ -241,6 +266,14 @@ def survival_curve(
     for g, label in enumerate(levels):
         rows = codes == g
         c = _one_curve(None if start is None else start[rows], stop[rows], status[rows], w[rows], ctype)
+        if start_time is not None:
+            c = _condition_on(c, float(start_time))
+            if len(c["time"]) == 0:
+                raise InputError(
+                    f"{where}: no follow-up at or after start_time={start_time:g}"
+                    + (f" in group {label!r} of {group!r}" if group is not None else "")
+                    + "; lower start_time"
+                )
         if stype == "km":
             surv = c["km"]
             with np.errstate(invalid="ignore"):
@@ -270,6 +303,8 @@ def survival_curve(
     options = [f'ctype = "{ctype}"', f'stype = "{stype}"', f'conf_type = "{conf_type}"']
     if weights:
         options.insert(0, f"weights = {weights}")
+    if start_time is not None:
+        options.append(f"start_time = {start_time:g}")
     return SurvivalCurveResult(
         table=pd.concat(pieces, ignore_index=True),
         conf_level=float(conf_level),
