@@ -892,7 +892,6 @@ _BASE = pd.DataFrame(
     ("change", "kwargs", "message"),
     [
         # coxph(ties = "exact") is the discrete (conditional logistic) likelihood: not implemented
-        ({}, {"ties": "exact"}, r"ties='exact' is not supported"),
         ({}, {"ties": "discrete"}, r"ties='discrete' is not supported"),
         # coxph accepts zero weights (the row drops out); we make the caller drop it
         ({}, {"weights": "w"}, r"weights column 'w' has 1 value\(s\) <= 0 out of 8 rows"),

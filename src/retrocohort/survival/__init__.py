@@ -9,6 +9,8 @@ tolerances): ``kaplan_meier`` = ``survfit``, ``logrank`` = ``survdiff``,
 
 from .competing import CumulativeIncidenceResult, GrayTestResult, cumulative_incidence, gray_test
 from .cox import CoxResult, baseline_hazard, cox, predict_survival, score_residuals
+from .coxresid import cox_residuals, predict_cox, survfit_cox
+from .curves import SurvivalCurveResult, survival_curve
 from .finegray import FineGrayResult, fine_gray, predict_cif
 from .km import KaplanMeierResult, LogRankResult, kaplan_meier, logrank
 from .zph import PHTestResult, ph_test
@@ -21,8 +23,10 @@ __all__ = [
     "KaplanMeierResult",
     "LogRankResult",
     "PHTestResult",
+    "SurvivalCurveResult",
     "baseline_hazard",
     "cox",
+    "cox_residuals",
     "cumulative_incidence",
     "fine_gray",
     "gray_test",
@@ -30,6 +34,9 @@ __all__ = [
     "logrank",
     "ph_test",
     "predict_cif",
+    "predict_cox",
     "predict_survival",
     "score_residuals",
+    "survfit_cox",
+    "survival_curve",
 ]

@@ -38,7 +38,7 @@ from ._checks import check_event, check_time, require_events
 from ._concordance import concordance
 from ._sorting import stable_argsort
 
-Ties = Literal["efron", "breslow"]
+Ties = Literal["efron", "breslow", "exact"]
 _TIES: tuple[str, ...] = get_args(Ties)
 
 __all__ = ["CoxResult", "TestResult", "baseline_hazard", "cox", "predict_survival", "score_residuals"]
@@ -299,6 +299,74 @@ def _cox_pass(stop, start, event, w, X, eta, sbounds, sorder, has_entry, efron, 
 
 
 _STEP_BUFFER = 256  # death steps collected before their xbar xbar' products are added
+
+
+@njit(cache=True)
+def _exact_pass(stop, start, event, X, eta, sbounds, has_entry):
+    """Exact partial likelihood (coxph ``ties = "exact"``): loglik, score (p,), information (p, p).
+
+    At a time with d tied deaths the likelihood term is the deaths' risk
+    over the sum, over every d-subset of the risk set, of the subset's risk:
+    ``exp(sum_D eta) / sum_{|S| = d} exp(sum_S eta)``. That sum (and its first
+    and second derivatives in beta) follows Gail, Lubin and Rubinstein's
+    recursion over the risk set, ``f(k, m) = f(k, m - 1) + r_m f(k - 1, m - 1)``:
+    O(d m p^2) per time. The risk set is found by a scan of the stratum, so
+    the whole pass is O(n x event times): meant for the small tied data sets
+    this method is used on, not for a million rows.
+    """
+    p = X.shape[1]
+    loglik = 0.0
+    u = np.zeros(p)
+    imat = np.zeros((p, p))
+    for s in range(sbounds.shape[0] - 1):
+        lo = sbounds[s]
+        hi = sbounds[s + 1]
+        i = lo
+        while i < hi:
+            t = stop[i]
+            j = i
+            while j < hi and stop[j] == t:
+                j += 1
+            d = 0
+            for k in range(i, j):
+                if event[k] != 0:
+                    d += 1
+            if d > 0:
+                # risk set: rows of the stratum with stop >= t (and entry < t)
+                top = -np.inf
+                for k in range(i, hi):
+                    if (not has_entry or start[k] < t) and eta[k] > top:
+                        top = eta[k]
+                f = np.zeros(d + 1)
+                g = np.zeros((d + 1, p))
+                h = np.zeros((d + 1, p, p))
+                f[0] = 1.0
+                for m in range(i, hi):
+                    if has_entry and start[m] >= t:
+                        continue
+                    r = np.exp(eta[m] - top)
+                    x = X[m]
+                    for k in range(d, 0, -1):
+                        for a in range(p):
+                            for b in range(p):
+                                h[k, a, b] += r * (
+                                    x[a] * x[b] * f[k - 1] + x[a] * g[k - 1, b] + g[k - 1, a] * x[b] + h[k - 1, a, b]
+                                )
+                        for a in range(p):
+                            g[k, a] += r * (x[a] * f[k - 1] + g[k - 1, a])
+                        f[k] += r * f[k - 1]
+                loglik -= np.log(f[d]) + d * top
+                for k in range(i, j):
+                    if event[k] != 0:
+                        loglik += eta[k]
+                        for a in range(p):
+                            u[a] += X[k, a]
+                for a in range(p):
+                    u[a] -= g[d, a] / f[d]
+                    for b in range(p):
+                        imat[a, b] += h[d, a, b] / f[d] - (g[d, a] / f[d]) * (g[d, b] / f[d])
+            i = j
+    return loglik, u, imat
 
 
 def _pass_scratch(X: np.ndarray, n_events: int, has_entry: bool):
@@ -619,6 +687,8 @@ class _SortedFit:
     strata_columns: tuple[str, ...]
     strata_labels: tuple
     cluster_codes: np.ndarray | None = None
+    offset: np.ndarray | None = None  # sorted order; already part of eta
+    offset_column: str | None = None
 
 
 @dataclass(frozen=True)
@@ -979,19 +1049,51 @@ def _raise_singular(imat: np.ndarray, columns: Sequence[str], scale: np.ndarray 
     )
 
 
-def _newton(fit_pass, p: int, columns: Sequence[str], max_iter: int, eps: float, scale: np.ndarray | None = None):
+def _newton(
+    fit_pass,
+    p: int,
+    columns: Sequence[str],
+    max_iter: int,
+    eps: float,
+    scale: np.ndarray | None = None,
+    init: np.ndarray | None = None,
+):
     """Newton-Raphson with step halving, as coxph's fitter does.
 
-    Starts at beta = 0. Converged when |1 - loglik_old/loglik_new| <= eps
+    Starts at ``init`` (beta = 0 by default); the "null" quantities are those at
+    the start. Converged when |1 - loglik_old/loglik_new| <= eps
     after a full (not halved) step; a step that lowers the log-likelihood is
     halved towards the previous estimate. Returns the estimate, the null and
     final quantities and the iteration count.
     """
-    beta = np.zeros(p)
+    beta = np.zeros(p) if init is None else np.array(init, dtype=float)
+    if init is not None:
+        raw_pass = fit_pass
+
+        def fit_pass(b):
+            # far from 0 every risk score but one can underflow to 0 (an empty risk-set sum): treat that
+            # point as not finite, so that Newton halves its step, or the start is reported below
+            try:
+                return raw_pass(b)
+            except ZeroDivisionError:
+                return -np.inf, np.full(p, np.nan), np.full((p, p), np.nan)
+
     loglik0, u0, imat0 = fit_pass(beta)
     if not np.isfinite(loglik0):
-        raise ConvergenceError("cox: log partial likelihood is not finite at beta = 0; check times and weights")
+        raise ConvergenceError(
+            f"cox: log partial likelihood is not finite at the starting beta {beta.tolist()}; "
+            "check times, weights and init"
+        )
     if not _pivots_above_tolerance(imat0, scale):
+        if init is not None and np.any(beta != 0):
+            _ll, _u, imat_zero = fit_pass(np.zeros(p))
+            if _pivots_above_tolerance(imat_zero, scale):
+                # the model is fine at 0: it is the starting point that drowns the information
+                raise InputError(
+                    f"cox: the information matrix is numerically singular at init {beta.tolist()} (one risk "
+                    "score dominates every risk set); start closer to 0 or leave init out"
+                )
+            imat0 = imat_zero
         _raise_singular(imat0, columns, scale)  # e.g. constant within every stratum: rounding can leave a tiny pivot
     step0 = _chol_solve(imat0, u0, columns)
     score_stat = float(u0 @ step0)
@@ -1032,6 +1134,11 @@ def _fit_pass_factory(sf: dict):
 
     def fit_pass(beta: np.ndarray):
         _linear_predictor(sf["X"], beta, eta)
+        if sf.get("offset") is not None:
+            np.add(eta, sf["offset"], out=eta)  # in place: eta belongs to the enclosing scope
+            np.subtract(eta, eta.max(), out=eta)
+        if sf.get("exact"):
+            return _exact_pass(sf["stop"], sf["start"], sf["event"], sf["X"], eta, sf["sbounds"], sf["has_entry"])
         return _cox_pass(
             sf["stop"],
             sf["start"],
@@ -1124,6 +1231,11 @@ def baseline_hazard(result: CoxResult) -> pd.DataFrame:
     increments carry Efron's tie correction, as coxph's ``survfit`` does.
     """
     f = result._fit
+    if f.offset_column is not None:
+        raise InputError(
+            f"baseline_hazard: the fit has an offset ({f.offset_column!r}); basehaz centres it in a way not "
+            "reproduced here (not implemented): use survfit_cox with the offset in newdata"
+        )
     eta = f.eta - f.eta.max()
     first, inc = _hazard_kernel(f.stop, f.start, f.event, f.weights, eta, f.sbounds, f.sorder, f.has_entry, f.efron)
     # eta is centred and shifted: undo both so that the baseline refers to covariates 0
@@ -1218,6 +1330,8 @@ def cox(
     max_iter: int = 20,
     eps: float = 1e-9,
     timefix: bool = True,
+    init: Sequence[float] | None = None,
+    offset: str | None = None,
 ) -> CoxResult:
     """Fit a Cox proportional hazards model, as ``survival::coxph``.
 
@@ -1231,7 +1345,11 @@ def cox(
         R names them (``sexM``).
     entry : column of entry (start) times: counting-process (entry, time] data,
         as ``Surv(entry, time, event)``.
-    ties : "efron" (coxph's default) or "breslow".
+    ties : "efron" (coxph's default), "breslow" or "exact" (the exact
+        partial likelihood of tied deaths, coxph's ``"exact"``; without case
+        weights, clusters or a robust variance, and O(n x event times), for
+        small heavily tied data). The residuals of an exact fit
+        (:func:`cox_residuals`) use the Breslow hazard, as coxph's do.
     weights : column of positive case weights, as coxph's ``weights=``.
     strata : column(s) defining strata, as ``strata()`` in the formula.
     cluster : column of cluster ids; gives the grouped sandwich variance of
@@ -1249,6 +1367,14 @@ def cox(
         False unless that step met the criterion; a note says so).
     timefix : treat times equal up to floating-point rounding as tied, as
         coxph does by default (``coxph.control(timefix=TRUE)``, ``aeqSurv``).
+    init : starting coefficients, one per model column (after factor
+        expansion), as coxph's ``init=``. The first ``loglik``, the score test,
+        the robust score test and the likelihood-ratio test then refer to
+        ``init`` instead of 0 (as in coxph); with ``max_iter=0`` the fit is
+        evaluated at ``init`` (survival's tests use this for the score test
+        at a given beta).
+    offset : column added to the linear predictor with coefficient 1, as
+        ``+ offset(col)`` in coxph's formula (e.g. a log exposure time).
 
     Returns
     -------
@@ -1273,6 +1399,11 @@ def cox(
     covariates = _as_list(covariates)
     if not covariates:
         raise InputError("cox: give at least one covariate (the null model has nothing to estimate)")
+    if ties == "exact" and (weights is not None or cluster is not None or robust):
+        raise InputError(
+            "cox: ties='exact' is fitted without case weights, clusters or a robust variance "
+            "(not implemented for the exact partial likelihood); use ties='efron' for those"
+        )
     strata_cols = _as_list(strata)
     needed = (
         [time, event]
@@ -1281,6 +1412,7 @@ def cox(
         + ([weights] if weights else [])
         + strata_cols
         + ([cluster] if cluster else [])
+        + ([offset] if offset else [])
     )
     require_columns(data, needed, where)
     n = len(data)
@@ -1388,14 +1520,27 @@ def cox(
         sorder=sorder,
         has_entry=entry is not None,
         efron=ties == "efron",
+        exact=ties == "exact",
+        offset=None if offset is None else np.ascontiguousarray(numeric_column(data, offset, where)[order]),
     )
     fit_pass = _fit_pass_factory(sf)
 
     # a singular information at beta = 0 (constant within strata, collinear) raises inside _newton;
     # the tolerance is applied with each column divided by its range (no constant column is left here)
     spread = 1.0 / (col_max - col_min)
+    start_beta = None
+    if init is not None:
+        try:
+            start_beta = np.asarray(init, dtype=float).ravel()
+        except (TypeError, ValueError):
+            start_beta = np.full(p + 1, np.nan)  # reported below with the values given
+        if start_beta.shape != (p,) or not np.isfinite(start_beta).all():
+            raise InputError(
+                f"cox: init must hold {p} finite numbers, one per model column {list(columns)}; "
+                f"got {list(np.asarray(init, dtype=object).ravel())}"
+            )
     beta, ll0, _u0, _imat0, ll1, u1, imat1, score_stat, iterations, converged = _newton(
-        fit_pass, p, columns, max_iter, eps, spread
+        fit_pass, p, columns, max_iter, eps, spread, start_beta
     )
     try:
         naive_var = linalg.cho_solve(linalg.cho_factor(imat1), np.eye(p))
@@ -1410,7 +1555,8 @@ def cox(
         if not converged:
             notes.append(
                 f"max_iter={max_iter}: {'no Newton step' if max_iter == 0 else 'one Newton step'} "
-                f"from beta = 0 and no convergence check, as coxph(iter.max = {max_iter}); the "
+                f"from beta = {'0' if start_beta is None else start_beta.tolist()} and no convergence check, "
+                f"as coxph(iter.max = {max_iter}); the "
                 "coefficients are not the maximum of the partial likelihood"
             )
     elif not converged:
@@ -1434,6 +1580,8 @@ def cox(
             notes.append(msg)
 
     eta = _xbeta(s_X, beta, np.empty(n))
+    if sf["offset"] is not None:
+        eta += sf["offset"]
     cluster_codes = None
     if cluster is not None:
         cluster_codes = _group_codes(data, [cluster], "cluster", where, sort=False)[0][order]
@@ -1456,6 +1604,8 @@ def cox(
         strata_columns=tuple(strata_cols),
         strata_labels=tuple(slabels),
         cluster_codes=cluster_codes,
+        offset=sf["offset"],
+        offset_column=offset,
     )
 
     if robust is None:
@@ -1485,9 +1635,13 @@ def cox(
         else:
             resid *= s_w[:, None]
             buf_again = np.empty(s_X.shape)
-        # coxph's robust score test uses the score residuals at the initial (zero) coefficients
+        # coxph's robust score test uses the score residuals at the initial coefficients (0 or init)
+        eta0 = np.zeros(n) if start_beta is None else _xbeta(s_X, start_beta, np.empty(n))
+        if sf["offset"] is not None:
+            eta0 += sf["offset"]
+        eta0 -= eta0.max() if n else 0.0
         resid0 = _score_resid_kernel(
-            s_stop, s_start, s_event, s_w, s_X, np.zeros(n), sbounds, sorder, sf["has_entry"], sf["efron"], buf_again
+            s_stop, s_start, s_event, s_w, s_X, eta0, sbounds, sorder, sf["has_entry"], sf["efron"], buf_again
         )
         if cluster_codes is not None:
             resid0 = _weighted_cluster_sums(resid0, s_w, cluster_codes, n_cl)
@@ -1543,7 +1697,7 @@ def cox(
         conf_level=float(conf_level),
         notes=tuple(notes),
         _fit=fitdata,
-        call=_call_in_words(time, event, covariates, entry, ties, weights, strata, cluster, robust),
+        call=_call_in_words(time, event, covariates, entry, ties, weights, strata, cluster, robust, offset),
     )
 
 
@@ -1557,10 +1711,13 @@ def _call_in_words(
     strata: str | Sequence[str] | None,
     cluster: str | None,
     robust: bool | None,
+    offset: str | None = None,
 ) -> str:
     # coxph's Call: line, written as the Python call that made the fit
     surv = f"Surv({entry}, {time}, {event})" if entry else f"Surv({time}, {event})"
-    rhs = " + ".join(_as_list(covariates) + [f"strata({s})" for s in _as_list(strata)])
+    rhs = " + ".join(
+        _as_list(covariates) + [f"strata({s})" for s in _as_list(strata)] + ([f"offset({offset})"] if offset else [])
+    )
     extra = [f'ties = "{ties}"']
     extra += [f"weights = {weights}"] if weights else []
     extra += [f"cluster = {cluster}"] if cluster else []

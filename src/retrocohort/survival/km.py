@@ -496,7 +496,7 @@ def kaplan_meier(
 
 @dataclass(frozen=True)
 class LogRankResult:
-    """Log-rank test, equal to R's ``survdiff`` (rho = 0).
+    """Log-rank (or G-rho) test, equal to R's ``survdiff`` (``rho`` 0 by default).
 
     Attributes
     ----------
@@ -533,13 +533,16 @@ class LogRankResult:
 
 
 def logrank_kernel(
-    time: np.ndarray, event: np.ndarray, codes: np.ndarray, n_groups: int, timefix: bool = True
+    time: np.ndarray, event: np.ndarray, codes: np.ndarray, n_groups: int, timefix: bool = True, rho: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Observed (k,), expected (k,) and variance (k, k) of one stratum.
 
     At each distinct event time with d events among n at risk, group g expects
     ``n_g d / n``; the hypergeometric covariance is
-    ``d (n - d) / (n - 1) * n_g / n * (1{g = h} - n_h / n)``.
+    ``d (n - d) / (n - 1) * n_g / n * (1{g = h} - n_h / n)``. With ``rho``
+    (the G-rho family of Harrington and Fleming, survdiff's ``rho``) each
+    time's observed and expected counts are weighted by ``S(t-)^rho`` and its
+    covariance by the square, S the Kaplan-Meier curve of the stratum's pooled data.
     """
     grouped = grouped_risk_table(time, [event], codes, n_groups, timefix=timefix)
     d_group = grouped.counts[:, :, 0]
@@ -548,11 +551,22 @@ def logrank_kernel(
     d = d_all[has_event]
     n_group = grouped.n_risk[:, has_event].T  # (event times, K)
     n = n_group.sum(axis=1)
-    observed = d_group.sum(axis=1)
     share = n_group / n[:, None]
-    expected = (share * d[:, None]).sum(axis=0)
+    if rho == 0:
+        observed = d_group.sum(axis=1)
+        expected = (share * d[:, None]).sum(axis=0)
+    else:
+        # left-continuous pooled Kaplan-Meier: the weight of a time is S just before it
+        surv_before = np.concatenate(([1.0], np.cumprod(1.0 - d / n)[:-1])) ** rho
+        observed = (d_group[:, has_event] * surv_before).sum(axis=1)
+        d = d * surv_before
+        expected = (share * d[:, None]).sum(axis=0)
+        d_unweighted = d_all[has_event]
     with np.errstate(divide="ignore", invalid="ignore"):
-        spread = np.where(n > 1, d * (n - d) / (n - 1), 0.0)
+        if rho == 0:
+            spread = np.where(n > 1, d * (n - d) / (n - 1), 0.0)
+        else:
+            spread = np.where(n > 1, surv_before**2 * d_unweighted * (n - d_unweighted) / (n - 1), 0.0)
     variance = np.diag((spread[:, None] * share).sum(axis=0)) - (share * spread[:, None]).T @ share
     return observed, expected, variance
 
@@ -564,8 +578,15 @@ def logrank(
     group: str,
     strata: str | None = None,
     timefix: bool = True,
+    rho: float = 0.0,
 ) -> LogRankResult:
     """Log-rank test of equal survival across groups, equal to ``survdiff``.
+
+    ``rho`` selects survdiff's G-rho family (Harrington and Fleming 1982):
+    each event time is weighted by ``S(t-)^rho``, S the pooled Kaplan-Meier
+    curve (within the stratum); 0 (default) is the log-rank test, 1 the
+    Peto-Peto modification of the Gehan-Wilcoxon test. ``observed`` and
+    ``expected`` in the table are then the weighted sums, as survdiff reports them.
 
     With ``strata``, observed - expected and its variance are summed over
     strata (``survdiff(Surv(time, event) ~ group + strata(s))``).
@@ -574,6 +595,8 @@ def logrank(
     which differs only if a near tie straddles strata).
     """
     where = "logrank data"
+    if isinstance(rho, bool) or not isinstance(rho, (int, float, np.integer, np.floating)) or not np.isfinite(rho):
+        raise InputError(f"logrank: rho must be a finite number (survdiff's rho, 0 = log-rank), got {rho!r}")
     times = check_time(data, time, where)
     events = check_event(data, event, where)
     codes, levels = check_group(data, group, where)
@@ -610,7 +633,7 @@ def logrank(
     expected = np.zeros(k)
     variance = np.zeros((k, k))
     for rows in group_order(strata_codes, len(strata_levels)):
-        o, e, v = logrank_kernel(times[rows], events[rows], codes[rows], k, timefix)
+        o, e, v = logrank_kernel(times[rows], events[rows], codes[rows], k, timefix, rho)
         observed += o
         expected += e
         variance += v
@@ -650,5 +673,8 @@ def logrank(
         variance=variance,
         notes=tuple(notes),
         group=group,
-        call=f"logrank(Surv({time}, {event}) ~ {group}" + (f" + strata({strata})" if strata else "") + ")",
+        call=f"logrank(Surv({time}, {event}) ~ {group}"
+        + (f" + strata({strata})" if strata else "")
+        + (f", rho = {rho:g}" if rho != 0 else "")
+        + ")",
     )
