@@ -237,7 +237,9 @@ def _read_csv_header(path: Path) -> tuple[str, ...]:
         # Bytes, then decode the header line alone: a text-mode read decodes a whole buffer, and a
         # non-UTF-8 byte in a data row would be blamed on the header.
         with opener(path, "rb") as handle:
-            line = handle.readline().decode("utf-8")
+            # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") is not part of the first column's name;
+            # DuckDB skips it too, so the names found here are the names the engine reads.
+            line = handle.readline().decode("utf-8-sig")
     except IsADirectoryError:
         raise SourceError(f"{path}: is a folder, not a file; a CSV table is one .csv.gz file") from None
     except UnicodeDecodeError as exc:
@@ -249,7 +251,37 @@ def _read_csv_header(path: Path) -> tuple[str, ...]:
         raise SourceError(f"{path}: cannot read the header line ({exc}); is the file a complete download?") from None
     if not line.strip():
         raise SourceError(f"{path}: the file is empty; MIMIC-IV files start with a header line")
+    if "," not in line:
+        # A semicolon- or tab-separated export reads as one column whose name is the whole header line.
+        other = next((name for sep, name in _OTHER_SEPARATORS if sep in line), None)
+        if other is not None:
+            raise SourceError(
+                f"{path}: the header line is separated by {other}, not commas ({line.strip()[:120]!r}); MIMIC-IV "
+                "files are comma-separated: export the table again with ',' as the separator, then rerun"
+            )
     return tuple(name.strip().strip('"') for name in line.rstrip("\r\n").split(","))
+
+
+_OTHER_SEPARATORS = ((";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars"))
+
+
+def _has_data_row(tf: TableFile) -> bool:
+    """Whether the table's file holds at least one row after its header (reads two lines or the footer)."""
+    if tf.format == "parquet":
+        import pyarrow.parquet as pq
+
+        parts = [tf.path] if tf.path.is_file() else sorted(tf.path.glob("*.parquet"))
+        try:
+            return any(pq.ParquetFile(part).metadata.num_rows > 0 for part in parts)
+        except Exception:  # an unreadable part is reported by the read itself, with its own message
+            return True
+    opener = gzip.open if tf.path.name.endswith(".gz") else open
+    try:
+        with opener(tf.path, "rb") as handle:
+            handle.readline()
+            return any(line.strip() for line in handle)
+    except (OSError, EOFError):  # a cut file is reported by the read itself, with its own message
+        return True
 
 
 def _first_parquet(path: Path) -> Path:
@@ -328,6 +360,31 @@ def _parquet_type_problems(spec: TableSpec, tf: TableFile) -> list[str]:
     return problems
 
 
+def _layout_hint(path: Path) -> str:
+    """When required tables are missing: a folder laid out otherwise than hosp/ + icu/, and what to do."""
+    names = ("patients", "admissions", "icustays")
+    flat = [f"{n}{ext}" for n in names for ext in _EXTENSIONS if (path / f"{n}{ext}").exists()]
+    if flat:
+        return (
+            f"\n  The table files are directly in {path} ({', '.join(flat)}), not in hosp/ and icu/ subfolders as "
+            "PhysioNet ships them: move icustays, inputevents, procedureevents, chartevents (and the other icu "
+            "tables) into icu/ and the rest into hosp/, then rerun"
+        )
+    if (path / "core").is_dir():
+        return (
+            f"\n  {path} has a core/ folder: that is the MIMIC-IV v1.0 layout; {SUPPORTED_VERSIONS} keep "
+            "patients and admissions in hosp/. Use a later release (or move core/*.csv.gz into hosp/), then rerun"
+        )
+    with contextlib.suppress(OSError):
+        deeper = sorted(d for d in path.iterdir() if d.is_dir() and (d / "hosp").is_dir() and (d / "icu").is_dir())
+        if deeper:
+            return (
+                f"\n  {path} holds no hosp/ and icu/ folders, but {deeper[0]} does: pass that folder "
+                "(the one holding hosp/ and icu/) instead"
+            )
+    return ""
+
+
 class MimicIV:
     """A MIMIC-IV folder (``hosp/`` and ``icu/``), read lazily.
 
@@ -354,10 +411,15 @@ class MimicIV:
     """
 
     def __init__(self, path: str | Path, duckdb_config: Mapping[str, Any] | None = None) -> None:
-        self.path = Path(path)
+        self.path = Path(path).expanduser()  # "~/mimic" given as text (quoted, from a config) means the home
         # Kept on the source so that a run's every connection (cohort, trial cohort) gets the same settings
         # without each caller threading them through.
         self.duckdb_config: dict[str, Any] = dict(duckdb_config or {})
+        if self.path.exists() and not self.path.is_dir():
+            raise SourceError(
+                f"{str(self.path)!r} is a file, not a folder; pass the MIMIC-IV folder that holds hosp/ and icu/ "
+                f"({SUPPORTED_VERSIONS})"
+            )
         if not self.path.is_dir():
             raise SourceError(
                 f"MIMIC-IV folder {str(self.path)!r} not found; pass the folder that holds hosp/ and icu/ "
@@ -374,6 +436,28 @@ class MimicIV:
 
     def locate(self, table: str) -> TableFile | None:
         """The file of ``table`` ("hosp/labevents"), or None when absent."""
+        candidates = [self.path / f"{table}{ext}" for ext in _EXTENSIONS]
+        for candidate in candidates:
+            if candidate.is_symlink() and not candidate.exists():
+                raise SourceError(
+                    f"{candidate}: a symbolic link to a file that does not exist (or a link loop); point the link at "
+                    "the table's file or replace it with the file, then rerun"
+                )
+        present = [c for c in candidates if c.exists()]
+        for candidate in present:
+            if not (candidate.is_file() or candidate.is_dir()):
+                # A named pipe or device would block the header read forever (a pipe waits for a writer).
+                raise SourceError(
+                    f"{candidate}: not a regular file (a named pipe, socket or device); copy the table's file "
+                    "itself into the folder, then rerun"
+                )
+        if len(present) > 1:
+            # Which copy is meant cannot be known (an edited .csv beside the downloaded .csv.gz gives other
+            # results than the .csv.gz), so no copy is chosen silently.
+            raise SourceError(
+                f"table {table} is in {len(present)} files: {', '.join(str(c) for c in present)}; keep one "
+                "(move the others out of the folder), then rerun"
+            )
         for ext in _EXTENSIONS:
             candidate = self.path / f"{table}{ext}"
             if candidate.exists():
@@ -428,6 +512,12 @@ class MimicIV:
             ]
             if tf.format == "parquet" and not wrong:
                 wrong = _parquet_type_problems(spec, tf)
+            if spec.required and not wrong and not _has_data_row(tf):
+                # Read on, no table would find a patient: the cohort would be empty without saying why.
+                wrong = [
+                    f"{tf.path}: the file has a header but no data rows; every study reads {name} "
+                    f"({spec.needed_by}). Is it a complete download or export? Get the file again, then rerun"
+                ]
             if wrong and not needed:
                 # A table the study does not read cannot stop it: left out, as if absent.
                 found[name] = None
@@ -439,7 +529,9 @@ class MimicIV:
             if name not in SCHEMA and self.locate(name) is None:
                 problems.append(self._absent(name, concepts, None))
         if problems:
-            raise SourceError("MIMIC-IV source is incomplete or mistyped:\n  " + "\n  ".join(problems))
+            hint = _layout_hint(self.path) if any(found.get(n) is None for n, s in SCHEMA.items() if s.required) else ""
+            # The layout hint first: it explains every missing table at once.
+            raise SourceError("MIMIC-IV source is incomplete or mistyped:" + hint + "\n  " + "\n  ".join(problems))
         return found
 
     def _absent(self, name: str, concepts: Sequence[str], spec: TableSpec | None) -> str:
@@ -824,7 +916,9 @@ def _connect_spark(source: MimicIV, files: dict[str, TableFile | None], spark: A
 
 _DUCKDB_CSV_ERROR = re.compile(r"CSV Error on Line: (\d+)")
 _DUCKDB_COLUMN = re.compile(r'converting column "([^"]+)"')
-_DUCKDB_VALUE = re.compile(r'Could not convert string "([^"]*)" to \'?(\w+)')
+# Greedy to the last '" to': the value itself may hold quotes (a field written as """""" holds "").
+_DUCKDB_VALUE = re.compile(r'Could not convert string "(.*)" to \'?(\w+)')
+_DUCKDB_UNICODE = "Invalid unicode"
 _DUCKDB_FILE = re.compile(r"file = (.+)")
 _DUCKDB_WIDTHS = re.compile(r"Expected Number of Columns: (\d+) Found: (\d+)")
 
@@ -859,6 +953,15 @@ def _translate_read_error(conn: SourceConnection, exc: Exception) -> SourceError
         return SourceError(
             f"{where}: column {column!r} holds the text {value!r}, which is not {kind.lower()}; fix or remove "
             "that row, or write the Parquet file again with the column typed (retrocohort.sources.to_parquet)"
+        )
+    if line and _DUCKDB_UNICODE in text:
+        file_match = _DUCKDB_FILE.search(text)
+        number = int(line.group(1))
+        return SourceError(
+            f"{file_match.group(1).strip() if file_match else 'a MIMIC-IV file'}: line {number} of the file (data row "
+            f"{number - 1} after the header) is not UTF-8 text (e.g. Latin-1 or Windows-1252 bytes from a re-saved "
+            "export); MIMIC-IV files are UTF-8. Convert the file (e.g. iconv -f latin1 -t utf-8) or get it again, "
+            "then rerun."
         )
     widths = _DUCKDB_WIDTHS.search(text)
     if line and widths:
