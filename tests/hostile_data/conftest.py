@@ -30,6 +30,8 @@ class Baseline:
     # Patients with no CKRT row (no procedureevents or chartevents row at all): they can never be indexed by
     # the flagship, so damage confined to their rows must leave its numbers unchanged.
     bystanders: frozenset[str]
+    # Bystanders with rows in every table the value cases damage, sorted: case k damages spare[k] only.
+    spare: tuple[str, ...]
 
 
 @pytest.fixture(scope="session")
@@ -51,11 +53,18 @@ def baseline(base_ehr: Path, flagship: rc.Study) -> Baseline:
     _, chart = read_rows(base_ehr, "icu/chartevents")
     _, patients = read_rows(base_ehr, "hosp/patients")
     touched = {r[0] for r in proc} | {r[0] for r in chart}
+    bystanders = frozenset(r[0] for r in patients) - touched
+    spare = set(bystanders)
+    for table in ("hosp/admissions", "icu/icustays", "hosp/labevents", "icu/inputevents", "hosp/diagnoses_icd"):
+        header, rows = read_rows(base_ehr, table)
+        at = header.index("subject_id")
+        spare &= {r[at] for r in rows}
     return Baseline(
         counts=dict(cohort.counts),
         attrition=cohort.attrition,
         cohort_subjects=tuple(str(s) for s in sorted(cohort.data["subject_id"])),
-        bystanders=frozenset(r[0] for r in patients) - touched,
+        bystanders=bystanders,
+        spare=tuple(sorted(spare)),
     )
 
 
