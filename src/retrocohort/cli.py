@@ -509,6 +509,7 @@ def run(
         # The study name is one plain path component (spec.py), so the default stays in the working directory.
         out = out if out is not None else Path(f"{study.study.name}-output")
         _check_out(out, force)
+        mimic = mimic.expanduser()  # a quoted "~/mimic" (the shell expands only an unquoted ~)
         if not mimic.is_dir():
             raise InputError(
                 f"--mimic {str(mimic)!r} is not a folder; point it at the MIMIC-IV folder holding hosp/ and icu/"
@@ -574,6 +575,7 @@ def validate(
         study = _load_language_study(study_file)
         out = out if out is not None else Path(f"{study.study.name}-design-check")
         _check_out(out, force)
+        mimic = mimic.expanduser()  # a quoted "~/mimic" (the shell expands only an unquoted ~)
         if not mimic.is_dir():
             raise InputError(
                 f"--mimic {str(mimic)!r} is not a folder; point it at the MIMIC-IV folder holding hosp/ and icu/"
@@ -789,8 +791,9 @@ def check(
     """
     from .errors import SourceError
     from .sources import MimicIV, check_source
-    from .sources.mimic_iv import SCHEMA, table_readers
+    from .sources.mimic_iv import SCHEMA, layout_hint, table_readers
 
+    path = path.expanduser()  # a quoted "~/mimic" (the shell expands only an unquoted ~)
     if study is not None:
         _check_study_file(path, study, count, memory_limit, threads)
         return
@@ -844,6 +847,7 @@ def check(
                 f"{len(missing_required)} required column(s) missing: {', '.join(missing_required[:12])}"
                 + (" ..." if len(missing_required) > 12 else "")
                 + "; no study can run on this folder until they are added"
+                + layout_hint(path)
             )
         if not headers_only:
             _read_every_file([Path(f) for f in dict.fromkeys(report["file"]) if f])

@@ -26,6 +26,7 @@ class Baseline:
 
     counts: dict[str, int]
     attrition: pd.DataFrame
+    data: pd.DataFrame  # the analysis frame, one row per eligible patient
     cohort_subjects: tuple[str, ...]  # subject_id of eligible patients (text, as in the files)
     # Patients with no CKRT row (no procedureevents or chartevents row at all): they can never be indexed by
     # the flagship, so damage confined to their rows must leave its numbers unchanged.
@@ -62,6 +63,7 @@ def baseline(base_ehr: Path, flagship: rc.Study) -> Baseline:
     return Baseline(
         counts=dict(cohort.counts),
         attrition=cohort.attrition,
+        data=cohort.data,
         cohort_subjects=tuple(str(s) for s in sorted(cohort.data["subject_id"])),
         bystanders=bystanders,
         spare=tuple(sorted(spare)),

@@ -360,8 +360,13 @@ def _parquet_type_problems(spec: TableSpec, tf: TableFile) -> list[str]:
     return problems
 
 
-def _layout_hint(path: Path) -> str:
-    """When required tables are missing: a folder laid out otherwise than hosp/ + icu/, and what to do."""
+def layout_hint(path: Path) -> str:
+    """When required tables are missing: how the folder is laid out instead of hosp/ + icu/ and what to do.
+
+    Returns "" when no other layout is recognised; else a new line (indented) to append to the error.
+    Recognised: table files directly in ``path``, a v1.0 ``core/`` folder, ``hosp/`` and ``icu/`` one level
+    deeper (the user pointed at the parent).
+    """
     names = ("patients", "admissions", "icustays")
     flat = [f"{n}{ext}" for n in names for ext in _EXTENSIONS if (path / f"{n}{ext}").exists()]
     if flat:
@@ -529,7 +534,7 @@ class MimicIV:
             if name not in SCHEMA and self.locate(name) is None:
                 problems.append(self._absent(name, concepts, None))
         if problems:
-            hint = _layout_hint(self.path) if any(found.get(n) is None for n, s in SCHEMA.items() if s.required) else ""
+            hint = layout_hint(self.path) if any(found.get(n) is None for n, s in SCHEMA.items() if s.required) else ""
             # The layout hint first: it explains every missing table at once.
             raise SourceError("MIMIC-IV source is incomplete or mistyped:" + hint + "\n  " + "\n  ".join(problems))
         return found
@@ -1459,6 +1464,7 @@ __all__ = [
     "TableFile",
     "TableSpec",
     "check_source",
+    "layout_hint",
     "locate_malformed",
     "read_through",
     "table_readers",
