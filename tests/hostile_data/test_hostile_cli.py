@@ -218,3 +218,23 @@ def test_run_on_harmless_shapes_gives_the_undamaged_numbers(ehr: Path, tmp_path:
     assert results["counts"]["eligible"] == baseline.counts["eligible"]
     assert not attrition or set(attrition) == set(baseline.attrition["step"])
     shutil.rmtree(out)
+
+
+def test_validate_names_a_bad_value(ehr: Path, tmp_path: Path, baseline: Baseline):
+    facts = set_value(ehr, P, "anchor_age", "sixty", lambda d: d["subject_id"] in baseline.bystanders, limit=1)
+    fails(
+        "validate",
+        FLAGSHIP,
+        "--mimic",
+        ehr,
+        "--out",
+        tmp_path / "out",
+        "--replicates",
+        2,
+        words=("patients.csv.gz", "'anchor_age'", f"line {facts['line']}", "'sixty'"),
+    )
+
+
+def test_check_with_a_study_names_a_bad_value(ehr: Path, baseline: Baseline):
+    facts = set_value(ehr, LAB, "charttime", "yesterday", lambda d: d["subject_id"] in baseline.bystanders, limit=1)
+    fails("check", ehr, "--study", FLAGSHIP, words=("labevents.csv.gz", "'charttime'", f"line {facts['line']}"))

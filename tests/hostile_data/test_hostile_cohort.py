@@ -148,3 +148,13 @@ def test_an_icustays_table_of_one_row_is_counted_at_icu_stay(ehr: Path, flagship
     indexed, _ = steps(cohort.attrition)["index_event"]
     remaining, excluded = steps(cohort.attrition)["icu_stay"]
     assert remaining <= 1 and excluded == indexed - remaining and indexed == baseline.counts["indexed"]
+
+
+def test_age_zero_is_possible_and_leaves_at_the_adult_screen(ehr: Path, flagship: rc.Study, baseline: Baseline):
+    # 0 is inside [0, 120] (not a data error); the study's own age rule excludes the patient, counted.
+    subject = one_of_the_cohort(baseline)
+    header, rows = read_rows(ehr, A)
+    years = {int(r[header.index("admittime")][:4]) for r in rows if r[0] == subject}
+    set_value(ehr, P, "anchor_age", "0", lambda d: d["subject_id"] == subject)
+    set_value(ehr, P, "anchor_year", str(max(years)), lambda d: d["subject_id"] == subject)
+    assert_one_patient_leaves_at(rc.build_cohort(flagship, ehr), baseline, "adult")
