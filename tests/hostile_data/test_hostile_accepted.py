@@ -217,6 +217,30 @@ def procedureevents_without_original_amount_and_rate(root: Path) -> None:
     drop_column(root, PROC, "ORIGINALRATE")
 
 
+@harmless(ICU)
+def trailing_comma_on_every_line(root: Path) -> None:
+    # Before the fix: an empty column name, refused by DuckDB with a traceback.
+    rewrite_text(root, ICU, lambda t: "\n".join(line + "," if line else line for line in t.split("\n")))
+
+
+@harmless(A)
+def nul_byte_in_a_column_never_read(root: Path) -> None:
+    set_value(root, A, "insurance", "Medi\x00caid", lambda d: True, limit=5)
+
+
+@harmless(ICU)
+def parquet_parts_with_text_and_typed_columns(root: Path) -> None:
+    path = table_path(root, ICU)
+    header = read_text(path).split("\n", 1)[0].split(",")
+    text = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in header}))
+    typed = pacsv.read_csv(path)
+    folder = root / "icu" / "icustays.parquet"
+    folder.mkdir()
+    pq.write_table(text.slice(0, 300), folder / "part-0.parquet")
+    pq.write_table(typed.slice(300), folder / "part-1.parquet")
+    path.unlink()
+
+
 @pytest.mark.parametrize(("table", "damage"), HARMLESS)
 def test_harmless_shapes_read_the_same_rows(table: str, damage: Callable[[Path], None], ehr: Path, base_ehr: Path):
     damage(ehr)

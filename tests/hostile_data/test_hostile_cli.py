@@ -207,6 +207,7 @@ def test_run_on_a_file_and_on_nothing(ehr: Path, tmp_path: Path):
     fails("run", FLAGSHIP, "--mimic", tmp_path / "nowhere", "--out", tmp_path / "o2", words=("is not a folder",))
 
 
+@pytest.mark.slow  # the whole analysis and report (about 10 s of CPU): the one end-to-end run of the suite
 def test_run_on_harmless_shapes_gives_the_undamaged_numbers(ehr: Path, tmp_path: Path, baseline: Baseline):
     harmless_shapes(ehr)
     out = tmp_path / "out"

@@ -387,6 +387,7 @@ for _id, _value in [
     ("timestamp_hour_24", "2150-05-12 24:00:00"),
     ("timestamp_february_30", "2150-02-30 10:00:00"),
     ("timestamp_year_10000", "10000-01-01 00:00:00"),
+    ("timestamp_without_seconds", "2150-05-12 10:00"),
 ]:
     case(f"{A}.csv.gz", "column 'admittime'", "line {line}", f"'{_value}'", _TS, _ROW, id=_id)(
         one_value(A, "admittime", _value)
@@ -398,6 +399,60 @@ case(f"{A}.csv.gz", "column 'deathtime'", "line {line}", _TS, _ROW, id="timestam
 case(f"{P}.csv.gz", "column 'dod'", "line {line}", "is not a date 'YYYY-MM-DD'", _ROW, id="date_with_a_time")(
     one_value(P, "dod", "2150-01-01 00:00:00")
 )
+
+
+@case("hosp/patients.csv.gz", "the first line is blank", "Remove the blank line(s)")
+def blank_line_before_the_header(root: Path, base: Baseline) -> Facts:
+    path = table_path(root, P)
+    write_text(path, "\n\n" + read_text(path))
+
+
+@case("icu/icustays.csv.gz", "carriage return alone", "convert them")
+def classic_mac_line_ends(root: Path, base: Baseline) -> Facts:
+    # Before the fix the whole file was read as one header line and reported as columns named twice.
+    path = table_path(root, ICU)
+    write_text(path, read_text(path).replace("\n", "\r"))
+
+
+@case("hosp/patients.csv.gz", "column 'subject_id' missing", "Columns found: # exported")
+def comment_line_before_the_header(root: Path, base: Baseline) -> Facts:
+    path = table_path(root, P)
+    write_text(path, "# exported 2024-01-01\n" + read_text(path))
+
+
+@case("icu/icustays.csv.gz", "column 'subject_id'", "line {line}", "'subject_id'", "Fix or remove that row")
+def two_downloads_concatenated(root: Path, base: Baseline) -> Facts:
+    # `cat a.csv.gz a.csv.gz`: a valid multi-member gzip whose second header is a data row.
+    path = table_path(root, ICU)
+    data = path.read_bytes()
+    lines = read_text(path).count("\n")
+    path.write_bytes(data + data)
+    return {"line": lines + 1}
+
+
+@case("icu/icustays.csv.gz", "Not a gzipped file (b'PK')")
+def zip_archive_named_gz(root: Path, base: Baseline) -> Facts:
+    import zipfile
+
+    with zipfile.ZipFile(root / "icustays.zip", "w") as archive:
+        archive.writestr("icustays.csv", read_text(table_path(root, ICU)))
+    table_path(root, ICU).write_bytes((root / "icustays.zip").read_bytes())
+
+
+@case("icustays.parquet/part-1.parquet", "columns differ from those of part-0.parquet", "missing: intime")
+def parquet_parts_with_different_columns(root: Path, base: Baseline) -> Facts:
+    # Before the fix: a DuckDB binder error with a traceback.
+    table = pacsv.read_csv(table_path(root, ICU))
+    folder = root / "icu" / "icustays.parquet"
+    folder.mkdir()
+    pq.write_table(table.slice(0, 100), folder / "part-0.parquet")
+    pq.write_table(table.slice(100).drop_columns(["intime"]), folder / "part-1.parquet")
+    table_path(root, ICU).unlink()
+
+
+@case("HOSP", "lower case", "rename them")
+def folders_in_upper_case(root: Path, base: Baseline) -> Facts:
+    (root / "hosp").rename(root / "HOSP")
 
 
 # ------------------------------------------------------------------------------------------- keys that conflict

@@ -237,9 +237,12 @@ def _read_csv_header(path: Path) -> tuple[str, ...]:
         # Bytes, then decode the header line alone: a text-mode read decodes a whole buffer, and a
         # non-UTF-8 byte in a data row would be blamed on the header.
         with opener(path, "rb") as handle:
+            # Bounded: a file without line feeds (carriage returns alone) would otherwise be read whole.
+            raw = handle.readline(_HEADER_LIMIT)
+            blank_then_more = not raw.strip() and bool(raw) and any(rest.strip() for rest in handle)
             # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") is not part of the first column's name;
             # DuckDB skips it too, so the names found here are the names the engine reads.
-            line = handle.readline().decode("utf-8-sig")
+            line = raw.decode("utf-8-sig")
     except IsADirectoryError:
         raise SourceError(f"{path}: is a folder, not a file; a CSV table is one .csv.gz file") from None
     except UnicodeDecodeError as exc:
@@ -249,8 +252,19 @@ def _read_csv_header(path: Path) -> tuple[str, ...]:
         ) from None
     except (OSError, EOFError) as exc:
         raise SourceError(f"{path}: cannot read the header line ({exc}); is the file a complete download?") from None
+    if blank_then_more:
+        raise SourceError(
+            f"{path}: the first line is blank; MIMIC-IV files start with the header line. Remove the blank "
+            "line(s) before the header, then rerun"
+        )
     if not line.strip():
         raise SourceError(f"{path}: the file is empty; MIMIC-IV files start with a header line")
+    if "\r" in line.rstrip("\r\n") or (len(raw) == _HEADER_LIMIT and not raw.endswith(b"\n")):
+        raise SourceError(
+            f"{path}: the first line does not end within {_HEADER_LIMIT // 1024} KiB or its lines end in a carriage "
+            "return alone (classic Mac line ends); MIMIC-IV lines end in a line feed: convert them (e.g. tr "
+            "'\\r' '\\n'), then rerun"
+        )
     if "," not in line:
         # A semicolon- or tab-separated export reads as one column whose name is the whole header line.
         other = next((name for sep, name in _OTHER_SEPARATORS if sep in line), None)
@@ -259,9 +273,13 @@ def _read_csv_header(path: Path) -> tuple[str, ...]:
                 f"{path}: the header line is separated by {other}, not commas ({line.strip()[:120]!r}); MIMIC-IV "
                 "files are comma-separated: export the table again with ',' as the separator, then rerun"
             )
-    return tuple(name.strip().strip('"') for name in line.rstrip("\r\n").split(","))
+    names = [name.strip().strip('"') for name in line.rstrip("\r\n").split(",")]
+    # An unnamed column (a trailing comma on every line, as some exports write) is read under a name of its
+    # own: the engines are given every column's name, and an empty one is refused by DuckDB.
+    return tuple(name or f"unnamed_column_{i + 1}" for i, name in enumerate(names))
 
 
+_HEADER_LIMIT = 1 << 16
 _OTHER_SEPARATORS = ((";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars"))
 
 
@@ -306,7 +324,35 @@ def _parquet_schema(path: Path) -> Any:
 
 
 def _read_parquet_header(path: Path) -> tuple[str, ...]:
-    return tuple(_parquet_schema(path).names)
+    names = tuple(_parquet_schema(path).names)
+    if path.is_dir():
+        _same_columns_in_every_part(path, names)
+    return names
+
+
+def _same_columns_in_every_part(path: Path, names: tuple[str, ...]) -> None:
+    """A folder of Parquet parts is one table: every part must have the first part's columns (footers only)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parts = sorted(path.glob("*.parquet"))
+    expected = {n.lower() for n in names}
+    for part in parts[1:]:
+        try:
+            found = {n.lower() for n in pq.read_schema(part).names}
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise SourceError(
+                f"{part}: not a readable Parquet file ({str(exc)[:200]}); write it again, then rerun"
+            ) from None
+        if found != expected:
+            missing, extra = sorted(expected - found), sorted(found - expected)
+            raise SourceError(
+                f"{part}: its columns differ from those of {parts[0].name} in the same table folder ("
+                + "; ".join(
+                    f"{what}: {', '.join(cols)}" for what, cols in (("missing", missing), ("extra", extra)) if cols
+                )
+                + "); every part of a table must have the same columns: write the table again, then rerun"
+            )
 
 
 def _duplicate_columns(tf: TableFile) -> None:
@@ -381,6 +427,16 @@ def layout_hint(path: Path) -> str:
             "patients and admissions in hosp/. Use a later release (or move core/*.csv.gz into hosp/), then rerun"
         )
     with contextlib.suppress(OSError):
+        other_case = sorted(
+            d.name
+            for d in path.iterdir()
+            if d.is_dir() and d.name.lower() in ("hosp", "icu") and d.name not in ("hosp", "icu")
+        )
+        if other_case:
+            return (
+                f"\n  {path} has {', '.join(other_case)}: the folders are named in lower case (hosp/, icu/) and "
+                "file names are matched exactly; rename them, then rerun"
+            )
         deeper = sorted(d for d in path.iterdir() if d.is_dir() and (d / "hosp").is_dir() and (d / "icu").is_dir())
         if deeper:
             return (
