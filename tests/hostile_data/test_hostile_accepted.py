@@ -410,3 +410,24 @@ def test_all_of_them_together_leave_the_flagship_unchanged(
     cohort = rc.build_cohort(flagship, ehr)
     assert cohort.counts == baseline.counts
     pd.testing.assert_frame_equal(cohort.attrition, baseline.attrition)
+
+
+def test_parquet_times_with_a_time_zone_read_the_same_on_any_machine(ehr: Path, base_ehr: Path):
+    # pandas writes tz-aware columns as TIMESTAMP WITH TIME ZONE; DuckDB casts them to wall-clock time in the
+    # machine's zone (here as if the machine were in New York): before the fix 10:00 UTC read as 05:00.
+    path = table_path(ehr, ICU)
+    frame = pacsv.read_csv(path)
+    for column in ("intime", "outtime"):
+        at = frame.schema.get_field_index(column)
+        frame = frame.set_column(at, column, frame.column(column).cast(pa.timestamp("us", tz="UTC")))
+    pq.write_table(frame, ehr / "icu" / "icustays.parquet")
+    path.unlink()
+    conn = rc.sources.MimicIV(ehr, duckdb_config={"TimeZone": "America/New_York"}).connect()
+    try:
+        got = conn.table(ICU).to_pandas()
+    finally:
+        conn.close()
+    got = got.sort_values(list(got.columns)).reset_index(drop=True)
+    expected = base_table(base_ehr, ICU)
+    pd.testing.assert_series_equal(got["intime"], expected["intime"], check_dtype=False)
+    pd.testing.assert_series_equal(got["outtime"], expected["outtime"], check_dtype=False)

@@ -870,6 +870,10 @@ def _connect_duckdb(source: MimicIV, files: dict[str, TableFile | None], config:
     con.execute("SET preserve_insertion_order = false")
     for key, value in config.items():
         con.execute(f"SET {key} = {_sql_string(str(value)) if isinstance(value, str) else value}")
+    # A Parquet timestamp with a time zone (pandas' tz-aware columns) is cast to MIMIC-IV's wall-clock
+    # TIMESTAMP in the session time zone, which DuckDB takes from the machine: the same file gave other
+    # times in New York than in UTC. UTC, as the Spark reader uses; after the caller's settings, on purpose.
+    con.execute("SET TimeZone = 'UTC'")
     views: dict[str, str] = {}
     optional_present: dict[str, tuple[str, ...]] = {}
     for name, tf in files.items():
