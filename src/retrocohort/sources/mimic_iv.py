@@ -1028,6 +1028,19 @@ def _translate_read_error(conn: SourceConnection, exc: Exception) -> SourceError
             "export); MIMIC-IV files are UTF-8. Convert the file (e.g. iconv -f latin1 -t utf-8) or get it again, "
             "then rerun."
         )
+    if line and ("unterminated quote" in text or "Maximum line size" in text):
+        file_match = _DUCKDB_FILE.search(text)
+        number = int(line.group(1))
+        why = (
+            "opens a quoted field that is never closed (a stray '\"'), so the rest of the file reads as one value"
+            if "unterminated quote" in text
+            else "is longer than the reader's limit of 2,000,000 bytes (a field that long is not MIMIC-IV data; "
+            "an unclosed quote can swallow the lines after it)"
+        )
+        return SourceError(
+            f"{file_match.group(1).strip() if file_match else 'a MIMIC-IV file'}: line {number} of the file (data row "
+            f"{number - 1} after the header) {why}. Fix or remove that row, or get the file again, then rerun."
+        )
     widths = _DUCKDB_WIDTHS.search(text)
     if line and widths:
         file_match = _DUCKDB_FILE.search(text)
