@@ -509,7 +509,6 @@ def run(
         # The study name is one plain path component (spec.py), so the default stays in the working directory.
         out = out if out is not None else Path(f"{study.study.name}-output")
         _check_out(out, force)
-        mimic = mimic.expanduser()  # a quoted "~/mimic" (the shell expands only an unquoted ~)
         if not mimic.is_dir():
             raise InputError(
                 f"--mimic {str(mimic)!r} is not a folder; point it at the MIMIC-IV folder holding hosp/ and icu/"
@@ -575,7 +574,6 @@ def validate(
         study = _load_language_study(study_file)
         out = out if out is not None else Path(f"{study.study.name}-design-check")
         _check_out(out, force)
-        mimic = mimic.expanduser()  # a quoted "~/mimic" (the shell expands only an unquoted ~)
         if not mimic.is_dir():
             raise InputError(
                 f"--mimic {str(mimic)!r} is not a folder; point it at the MIMIC-IV folder holding hosp/ and icu/"
