@@ -97,4 +97,6 @@ def check_counts(root: Path) -> dict[str, int]:
             table = conn.data_checks().table
     finally:
         conn.close()
-    return dict(zip(table["check"], table["count"], strict=True))
+    # Only the rules: a "<table>_rows_read" line (how many rows the others are counted among, added by the
+    # single-scan work) is not a rule, and rows added by a damage change it.
+    return {c: int(n) for c, n in zip(table["check"], table["count"], strict=True) if not c.endswith("_rows_read")}
