@@ -847,8 +847,9 @@ def check(
     """
     from .errors import SourceError
     from .sources import MimicIV, check_source
-    from .sources.mimic_iv import SCHEMA, table_readers
+    from .sources.mimic_iv import SCHEMA, layout_hint, table_readers
 
+    path = path.expanduser()  # a quoted "~/mimic" (the shell expands only an unquoted ~)
     if study is not None:
         _check_study_file(path, study, count, memory_limit, threads)
         return
@@ -902,6 +903,7 @@ def check(
                 f"{len(missing_required)} required column(s) missing: {', '.join(missing_required[:12])}"
                 + (" ..." if len(missing_required) > 12 else "")
                 + "; no study can run on this folder until they are added"
+                + layout_hint(path)
             )
         if not headers_only:
             _read_every_file([Path(f) for f in dict.fromkeys(report["file"]) if f])

@@ -435,7 +435,10 @@ class _Compiler:
             .select(first_stay_id="stay_id", fs_subject="subject_id")
         )
         adm = conn.concept_table("hosp/admissions").select("hadm_id", "admittime")
-        pat = conn.concept_table("hosp/patients").select("subject_id", "gender", "anchor_age", "anchor_year")
+        # patient_row marks a joined patients row: an empty gender must not read as "no patient row".
+        pat = conn.concept_table("hosp/patients").select(
+            "subject_id", "gender", "anchor_age", "anchor_year", patient_row=ibis.literal(1)
+        )
         cand = _attach(per_stay, stays.select("stay_id", stay_hadm_id="hadm_id"), ["stay_id"]).rename(
             hadm_id="stay_hadm_id"
         )
@@ -454,7 +457,7 @@ class _Compiler:
         else:
             cand = cand.mutate(f_data_ok=ibis.literal(1).cast("int64"))
         age = (cand.anchor_age + cand.admittime.year() - cand.anchor_year).cast("float64")
-        known = cand.stay_id.notnull() & cand.hadm_id.notnull() & cand.admittime.notnull() & cand.gender.notnull()
+        known = cand.stay_id.notnull() & cand.hadm_id.notnull() & cand.admittime.notnull() & cand.patient_row.notnull()
         idx = study.index
         adult = ibis.literal(True)
         if idx.min_age is not None:
@@ -466,7 +469,7 @@ class _Compiler:
             f_known_stay=known.cast("int64"),
             f_first_stay=ibis.coalesce(cand.stay_id == cand.first_stay_id, False).cast("int64"),
             f_adult=(known & adult).cast("int64"),
-        ).drop("anchor_age", "anchor_year", "first_stay_id")
+        ).drop("anchor_age", "anchor_year", "first_stay_id", "patient_row")
 
     def facts(self) -> ir.Table:
         study = self.study

@@ -313,7 +313,10 @@ def _age(conn: Any, keys: ir.Table) -> ir.Table:
 def _sex(conn: Any, keys: ir.Table) -> ir.Table:
     pat = conn.concept_table("hosp/patients").select("subject_id", "gender")
     j = attach(_keys(keys).select("subject_id"), pat, ["subject_id"])
-    return j.select("subject_id", sex=j.gender.strip().upper())
+    sex = j.gender.strip().upper()
+    # MIMIC-IV records 'F' or 'M'. Any other value (blank, 'X', 'Unknown') is missing, so the covariate's
+    # missing rule decides and the attrition counts it, rather than a category of its own holding one patient.
+    return j.select("subject_id", sex=ibis.ifelse(sex.isin(["F", "M"]), sex, ibis.null("string")))
 
 
 def _sepsis(conn: Any, keys: ir.Table) -> ir.Table:

@@ -237,7 +237,12 @@ def _read_csv_header(path: Path) -> tuple[str, ...]:
         # Bytes, then decode the header line alone: a text-mode read decodes a whole buffer, and a
         # non-UTF-8 byte in a data row would be blamed on the header.
         with opener(path, "rb") as handle:
-            line = handle.readline().decode("utf-8")
+            # Bounded: a file without line feeds (carriage returns alone) would otherwise be read whole.
+            raw = handle.readline(_HEADER_LIMIT)
+            blank_then_more = not raw.strip() and bool(raw) and any(rest.strip() for rest in handle)
+            # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") is not part of the first column's name;
+            # DuckDB skips it too, so the names found here are the names the engine reads.
+            line = raw.decode("utf-8-sig")
     except IsADirectoryError:
         raise SourceError(f"{path}: is a folder, not a file; a CSV table is one .csv.gz file") from None
     except UnicodeDecodeError as exc:
@@ -247,9 +252,54 @@ def _read_csv_header(path: Path) -> tuple[str, ...]:
         ) from None
     except (OSError, EOFError) as exc:
         raise SourceError(f"{path}: cannot read the header line ({exc}); is the file a complete download?") from None
+    if blank_then_more:
+        raise SourceError(
+            f"{path}: the first line is blank; MIMIC-IV files start with the header line. Remove the blank "
+            "line(s) before the header, then rerun"
+        )
     if not line.strip():
         raise SourceError(f"{path}: the file is empty; MIMIC-IV files start with a header line")
-    return tuple(name.strip().strip('"') for name in line.rstrip("\r\n").split(","))
+    if "\r" in line.rstrip("\r\n") or (len(raw) == _HEADER_LIMIT and not raw.endswith(b"\n")):
+        raise SourceError(
+            f"{path}: the first line does not end within {_HEADER_LIMIT // 1024} KiB or its lines end in a carriage "
+            "return alone (classic Mac line ends); MIMIC-IV lines end in a line feed: convert them (e.g. tr "
+            "'\\r' '\\n'), then rerun"
+        )
+    if "," not in line:
+        # A semicolon- or tab-separated export reads as one column whose name is the whole header line.
+        other = next((name for sep, name in _OTHER_SEPARATORS if sep in line), None)
+        if other is not None:
+            raise SourceError(
+                f"{path}: the header line is separated by {other}, not commas ({line.strip()[:120]!r}); MIMIC-IV "
+                "files are comma-separated: export the table again with ',' as the separator, then rerun"
+            )
+    names = [name.strip().strip('"') for name in line.rstrip("\r\n").split(",")]
+    # An unnamed column (a trailing comma on every line, as some exports write) is read under a name of its
+    # own: the engines are given every column's name, and an empty one is refused by DuckDB.
+    return tuple(name or f"unnamed_column_{i + 1}" for i, name in enumerate(names))
+
+
+_HEADER_LIMIT = 1 << 16
+_OTHER_SEPARATORS = ((";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars"))
+
+
+def _has_data_row(tf: TableFile) -> bool:
+    """Whether the table's file holds at least one row after its header (reads two lines or the footer)."""
+    if tf.format == "parquet":
+        import pyarrow.parquet as pq
+
+        parts = [tf.path] if tf.path.is_file() else sorted(tf.path.glob("*.parquet"))
+        try:
+            return any(pq.ParquetFile(part).metadata.num_rows > 0 for part in parts)
+        except Exception:  # an unreadable part is reported by the read itself, with its own message
+            return True
+    opener = gzip.open if tf.path.name.endswith(".gz") else open
+    try:
+        with opener(tf.path, "rb") as handle:
+            handle.readline()
+            return any(line.strip() for line in handle)
+    except (OSError, EOFError):  # a cut file is reported by the read itself, with its own message
+        return True
 
 
 def _first_parquet(path: Path) -> Path:
@@ -274,7 +324,35 @@ def _parquet_schema(path: Path) -> Any:
 
 
 def _read_parquet_header(path: Path) -> tuple[str, ...]:
-    return tuple(_parquet_schema(path).names)
+    names = tuple(_parquet_schema(path).names)
+    if path.is_dir():
+        _same_columns_in_every_part(path, names)
+    return names
+
+
+def _same_columns_in_every_part(path: Path, names: tuple[str, ...]) -> None:
+    """A folder of Parquet parts is one table: every part must have the first part's columns (footers only)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parts = sorted(path.glob("*.parquet"))
+    expected = {n.lower() for n in names}
+    for part in parts[1:]:
+        try:
+            found = {n.lower() for n in pq.read_schema(part).names}
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise SourceError(
+                f"{part}: not a readable Parquet file ({str(exc)[:200]}); write it again, then rerun"
+            ) from None
+        if found != expected:
+            missing, extra = sorted(expected - found), sorted(found - expected)
+            raise SourceError(
+                f"{part}: its columns differ from those of {parts[0].name} in the same table folder ("
+                + "; ".join(
+                    f"{what}: {', '.join(cols)}" for what, cols in (("missing", missing), ("extra", extra)) if cols
+                )
+                + "); every part of a table must have the same columns: write the table again, then rerun"
+            )
 
 
 def _duplicate_columns(tf: TableFile) -> None:
@@ -328,6 +406,46 @@ def _parquet_type_problems(spec: TableSpec, tf: TableFile) -> list[str]:
     return problems
 
 
+def layout_hint(path: Path) -> str:
+    """When required tables are missing: how the folder is laid out instead of hosp/ + icu/ and what to do.
+
+    Returns "" when no other layout is recognised; else a new line (indented) to append to the error.
+    Recognised: table files directly in ``path``, a v1.0 ``core/`` folder, ``hosp/`` and ``icu/`` one level
+    deeper (the user pointed at the parent).
+    """
+    names = ("patients", "admissions", "icustays")
+    flat = [f"{n}{ext}" for n in names for ext in _EXTENSIONS if (path / f"{n}{ext}").exists()]
+    if flat:
+        return (
+            f"\n  The table files are directly in {path} ({', '.join(flat)}), not in hosp/ and icu/ subfolders as "
+            "PhysioNet ships them: move icustays, inputevents, procedureevents, chartevents (and the other icu "
+            "tables) into icu/ and the rest into hosp/, then rerun"
+        )
+    if (path / "core").is_dir():
+        return (
+            f"\n  {path} has a core/ folder: that is the MIMIC-IV v1.0 layout; {SUPPORTED_VERSIONS} keep "
+            "patients and admissions in hosp/. Use a later release (or move core/*.csv.gz into hosp/), then rerun"
+        )
+    with contextlib.suppress(OSError):
+        other_case = sorted(
+            d.name
+            for d in path.iterdir()
+            if d.is_dir() and d.name.lower() in ("hosp", "icu") and d.name not in ("hosp", "icu")
+        )
+        if other_case:
+            return (
+                f"\n  {path} has {', '.join(other_case)}: the folders are named in lower case (hosp/, icu/) and "
+                "file names are matched exactly; rename them, then rerun"
+            )
+        deeper = sorted(d for d in path.iterdir() if d.is_dir() and (d / "hosp").is_dir() and (d / "icu").is_dir())
+        if deeper:
+            return (
+                f"\n  {path} holds no hosp/ and icu/ folders, but {deeper[0]} does: pass that folder "
+                "(the one holding hosp/ and icu/) instead"
+            )
+    return ""
+
+
 class MimicIV:
     """A MIMIC-IV folder (``hosp/`` and ``icu/``), read lazily.
 
@@ -354,10 +472,15 @@ class MimicIV:
     """
 
     def __init__(self, path: str | Path, duckdb_config: Mapping[str, Any] | None = None) -> None:
-        self.path = Path(path)
+        self.path = Path(path).expanduser()  # "~/mimic" given as text (quoted, from a config) means the home
         # Kept on the source so that a run's every connection (cohort, trial cohort) gets the same settings
         # without each caller threading them through.
         self.duckdb_config: dict[str, Any] = dict(duckdb_config or {})
+        if self.path.exists() and not self.path.is_dir():
+            raise SourceError(
+                f"{str(self.path)!r} is a file, not a folder; pass the MIMIC-IV folder that holds hosp/ and icu/ "
+                f"({SUPPORTED_VERSIONS})"
+            )
         if not self.path.is_dir():
             raise SourceError(
                 f"MIMIC-IV folder {str(self.path)!r} not found; pass the folder that holds hosp/ and icu/ "
@@ -374,6 +497,28 @@ class MimicIV:
 
     def locate(self, table: str) -> TableFile | None:
         """The file of ``table`` ("hosp/labevents"), or None when absent."""
+        candidates = [self.path / f"{table}{ext}" for ext in _EXTENSIONS]
+        for candidate in candidates:
+            if candidate.is_symlink() and not candidate.exists():
+                raise SourceError(
+                    f"{candidate}: a symbolic link to a file that does not exist (or a link loop); point the link at "
+                    "the table's file or replace it with the file, then rerun"
+                )
+        present = [c for c in candidates if c.exists()]
+        for candidate in present:
+            if not (candidate.is_file() or candidate.is_dir()):
+                # A named pipe or device would block the header read forever (a pipe waits for a writer).
+                raise SourceError(
+                    f"{candidate}: not a regular file (a named pipe, socket or device); copy the table's file "
+                    "itself into the folder, then rerun"
+                )
+        if len(present) > 1:
+            # Which copy is meant cannot be known (an edited .csv beside the downloaded .csv.gz gives other
+            # results than the .csv.gz), so no copy is chosen silently.
+            raise SourceError(
+                f"table {table} is in {len(present)} files: {', '.join(str(c) for c in present)}; keep one "
+                "(move the others out of the folder), then rerun"
+            )
         for ext in _EXTENSIONS:
             candidate = self.path / f"{table}{ext}"
             if candidate.exists():
@@ -428,6 +573,12 @@ class MimicIV:
             ]
             if tf.format == "parquet" and not wrong:
                 wrong = _parquet_type_problems(spec, tf)
+            if spec.required and not wrong and not _has_data_row(tf):
+                # Read on, no table would find a patient: the cohort would be empty without saying why.
+                wrong = [
+                    f"{tf.path}: the file has a header but no data rows; every study reads {name} "
+                    f"({spec.needed_by}). Is it a complete download or export? Get the file again, then rerun"
+                ]
             if wrong and not needed:
                 # A table the study does not read cannot stop it: left out, as if absent.
                 found[name] = None
@@ -439,7 +590,9 @@ class MimicIV:
             if name not in SCHEMA and self.locate(name) is None:
                 problems.append(self._absent(name, concepts, None))
         if problems:
-            raise SourceError("MIMIC-IV source is incomplete or mistyped:\n  " + "\n  ".join(problems))
+            hint = layout_hint(self.path) if any(found.get(n) is None for n, s in SCHEMA.items() if s.required) else ""
+            # The layout hint first: it explains every missing table at once.
+            raise SourceError("MIMIC-IV source is incomplete or mistyped:" + hint + "\n  " + "\n  ".join(problems))
         return found
 
     def _absent(self, name: str, concepts: Sequence[str], spec: TableSpec | None) -> str:
@@ -726,6 +879,10 @@ def _connect_duckdb(source: MimicIV, files: dict[str, TableFile | None], config:
     con.execute("SET preserve_insertion_order = false")
     for key, value in config.items():
         con.execute(f"SET {key} = {_sql_string(str(value)) if isinstance(value, str) else value}")
+    # A Parquet timestamp with a time zone (pandas' tz-aware columns) is cast to MIMIC-IV's wall-clock
+    # TIMESTAMP in the session time zone, which DuckDB takes from the machine: the same file gave other
+    # times in New York than in UTC. UTC, as the Spark reader uses; after the caller's settings, on purpose.
+    con.execute("SET TimeZone = 'UTC'")
     views: dict[str, str] = {}
     optional_present: dict[str, tuple[str, ...]] = {}
     for name, tf in files.items():
@@ -833,7 +990,9 @@ def _connect_spark(source: MimicIV, files: dict[str, TableFile | None], spark: A
 
 _DUCKDB_CSV_ERROR = re.compile(r"CSV Error on Line: (\d+)")
 _DUCKDB_COLUMN = re.compile(r'converting column "([^"]+)"')
-_DUCKDB_VALUE = re.compile(r'Could not convert string "([^"]*)" to \'?(\w+)')
+# Greedy to the last '" to': the value itself may hold quotes (a field written as """""" holds "").
+_DUCKDB_VALUE = re.compile(r'Could not convert string "(.*)" to \'?(\w+)')
+_DUCKDB_UNICODE = "Invalid unicode"
 _DUCKDB_FILE = re.compile(r"file = (.+)")
 _DUCKDB_WIDTHS = re.compile(r"Expected Number of Columns: (\d+) Found: (\d+)")
 
@@ -868,6 +1027,28 @@ def _translate_read_error(conn: SourceConnection, exc: Exception) -> SourceError
         return SourceError(
             f"{where}: column {column!r} holds the text {value!r}, which is not {kind.lower()}; fix or remove "
             "that row, or write the Parquet file again with the column typed (retrocohort.sources.to_parquet)"
+        )
+    if line and _DUCKDB_UNICODE in text:
+        file_match = _DUCKDB_FILE.search(text)
+        number = int(line.group(1))
+        return SourceError(
+            f"{file_match.group(1).strip() if file_match else 'a MIMIC-IV file'}: line {number} of the file (data row "
+            f"{number - 1} after the header) is not UTF-8 text (e.g. Latin-1 or Windows-1252 bytes from a re-saved "
+            "export); MIMIC-IV files are UTF-8. Convert the file (e.g. iconv -f latin1 -t utf-8) or get it again, "
+            "then rerun."
+        )
+    if line and ("unterminated quote" in text or "Maximum line size" in text):
+        file_match = _DUCKDB_FILE.search(text)
+        number = int(line.group(1))
+        why = (
+            "opens a quoted field that is never closed (a stray '\"'), so the rest of the file reads as one value"
+            if "unterminated quote" in text
+            else "is longer than the reader's limit of 2,000,000 bytes (a field that long is not MIMIC-IV data; "
+            "an unclosed quote can swallow the lines after it)"
+        )
+        return SourceError(
+            f"{file_match.group(1).strip() if file_match else 'a MIMIC-IV file'}: line {number} of the file (data row "
+            f"{number - 1} after the header) {why}. Fix or remove that row, or get the file again, then rerun."
         )
     widths = _DUCKDB_WIDTHS.search(text)
     if line and widths:
@@ -1365,6 +1546,7 @@ __all__ = [
     "TableFile",
     "TableSpec",
     "check_source",
+    "layout_hint",
     "locate_malformed",
     "read_through",
     "table_readers",

@@ -200,7 +200,7 @@ BUILTIN_CONCEPTS: dict[str, BuiltinInfo] = {
         "baseline",
         "Sex",
         "",
-        "Sex as recorded: patients.gender, 'F' or 'M'.",
+        "Sex as recorded: patients.gender, 'F' or 'M' (any other value, e.g. blank or 'X', is missing).",
         "categorical",
         ("hosp/patients",),
     ),
