@@ -606,7 +606,9 @@ def test_cli_run_with_replicates_prints_the_trial_lines_and_writes_the_block(tmp
         cli.app, ["run", str(FLAGSHIP), "--mimic", str(tmp_path / "ehr"), "--out", str(out), "--replicates", "3"]
     )
     text = re.sub(r"\s+", " ", res.output)
-    assert res.exit_code == 0, res.output
+    # 200 stays leave too few patients for any model: the run writes everything and exits 3 (docs/cli.md,
+    # "Exit codes"); the trial lines and the results.json block must be there all the same.
+    assert res.exit_code == 3, res.output
     assert "Target trial, Death by day 90:" in text and "Target trial, KRT liberation by day 90:" in text
     doc = json.loads((out / "results.json").read_text())
     assert {t["bootstrap"]["replicates"] for t in doc["target_trial"].values()} == {3}
