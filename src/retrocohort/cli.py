@@ -115,7 +115,13 @@ def _check_mimic_folder(mimic: Path) -> None:
     """Refuse a ``--mimic`` that is not a folder (run, validate)."""
     from .errors import InputError
 
-    if not mimic.is_dir():
+    folder = mimic.expanduser()  # a quoted "~/mimic" reaches us unexpanded; MimicIV expands it too
+    if folder.is_file():
+        raise InputError(
+            f"--mimic {str(mimic)!r} is a file: it is not a folder; point it at the MIMIC-IV folder "
+            "holding hosp/ and icu/"
+        )
+    if not folder.is_dir():
         raise InputError(
             f"--mimic {str(mimic)!r} is not a folder; point it at the MIMIC-IV folder holding hosp/ and icu/"
         )

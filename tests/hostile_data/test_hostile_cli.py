@@ -243,3 +243,11 @@ def test_validate_names_a_bad_value(ehr: Path, tmp_path: Path, baseline: Baselin
 def test_check_with_a_study_names_a_bad_value(ehr: Path, baseline: Baseline):
     facts = set_value(ehr, LAB, "charttime", "yesterday", lambda d: d["subject_id"] in baseline.bystanders, limit=1)
     fails("check", ehr, "--study", FLAGSHIP, words=("labevents.csv.gz", "'charttime'", f"line {facts['line']}"))
+
+
+def test_run_expands_a_quoted_tilde_in_mimic(tmp_path, monkeypatch):
+    """A quoted "~/ehr" reaches the CLI unexpanded: it must name the (empty) folder under HOME, not 'not a folder'."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "ehr").mkdir()
+    text = fails("run", FLAGSHIP, "--mimic", "~/ehr", "--out", tmp_path / "o", words=("ehr",))
+    assert "is not a folder" not in text
