@@ -494,7 +494,7 @@ def main() -> None:
             f"Wall time depends on the load of the shared machine (load average {os.getloadavg()[0]:.1f} on "
             f"{os.cpu_count()} cores at the end of this run); the CPU time does not: on {args.processes} idle cores "
             f"the replicates would take about {fl['cpu_workers'] / args.processes:.0f} s "
-            f"({fl['cpu_workers'] / args.processes / 2:.0f} s for 1,000 analyses).",
+            f"({fl['cpu_workers'] / max(analyses, 1) * 1000 / args.processes:.0f} s for 1,000 analyses).",
             "",
             f"Peak memory: parent {fl['peak_kib'] / 1024:.0f} MiB (VmHWM), largest worker "
             f"{fl['worker_kib'] / 1024:.0f} MiB (RUSAGE_CHILDREN ru_maxrss). Goal: 1,000 replicates in under "
