@@ -836,18 +836,29 @@ def check(
         "--count/--no-count",
         help="With --study: count each concept's rows (one scan per concept) or only check tables and columns.",
     ),
-    memory_limit: str | None = typer.Option(
-        None, "--memory-limit", help="With --study: " + MEMORY_LIMIT_HELP + " (the counts run on DuckDB)."
+    rules: bool = typer.Option(
+        False,
+        "--rules",
+        help="Also count every data-quality rule on every row of every table (the whole-data pass; "
+        "a study run counts them only on the rows it reads) and print one table of the counts.",
     ),
-    threads: int | None = typer.Option(None, "--threads", help="With --study: " + THREADS_HELP),
+    memory_limit: str | None = typer.Option(
+        None,
+        "--memory-limit",
+        help="With --study or --rules: " + MEMORY_LIMIT_HELP + " (the counts run on DuckDB).",
+    ),
+    threads: int | None = typer.Option(None, "--threads", help="With --study or --rules: " + THREADS_HELP),
 ) -> None:
     """Report which MIMIC-IV tables and columns a folder has and which study concepts they support.
 
     Every table file the study reads is also read to its end (with a progress bar), so that a cut or
-    damaged download is found now rather than in the middle of a run. Exits 0 when every required table
-    and column is present and every file reads to its end, 2 otherwise.
+    damaged download is found now rather than in the middle of a run. With --rules, every data-quality
+    rule is then counted on every row of every table. Exits 0 when every required table and column is
+    present and every file reads to its end (and, with --rules, the pass completes), 2 otherwise.
 
     Example: retrocohort check /data/mimic-iv-2.2
+
+    Example: retrocohort check /data/mimic-iv-2.2 --rules --memory-limit 4GB
 
     Example: retrocohort check /data/mimic-iv-2.2 --study my_study.toml
     """
@@ -856,18 +867,34 @@ def check(
     from .sources.mimic_iv import SCHEMA, layout_hint, table_readers
 
     path = path.expanduser()  # a quoted "~/mimic" (the shell expands only an unquoted ~)
+    if rules and (headers_only or study is not None):
+        from .errors import InputError
+
+        with _user_errors():
+            # Each combination would silently drop one half: refuse it rather than guess which was meant.
+            raise InputError(
+                "--rules reads every row of every table, "
+                + (
+                    "--headers-only only the header lines: give one of them, not both"
+                    if headers_only
+                    else "--study counts one study's concepts: run `check PATH --rules` and "
+                    "`check PATH --study STUDY.toml` separately"
+                )
+            )
     if study is not None:
         _check_study_file(path, study, count, memory_limit, threads)
         return
     with _user_errors():
-        if memory_limit is not None or threads is not None:
+        if not rules and (memory_limit is not None or threads is not None):
             from .errors import InputError
 
             # Without a study nothing runs on DuckDB (headers and files are read directly): say so, not ignore.
             raise InputError(
-                "--memory-limit and --threads apply only with --study (its counts run on DuckDB); "
+                "--memory-limit and --threads apply only with --study or --rules (their counts run on DuckDB); "
                 "`check PATH` alone reads the files without DuckDB, so leave them out"
             )
+        # Checked before any file is read, so a mistyped value costs nothing.
+        config = duckdb_settings(memory_limit, threads) if rules else None
         if not path.is_dir():
             raise SourceError(f"{str(path)!r} is not a folder; point it at the MIMIC-IV folder holding hosp/ and icu/")
         report = check_source(path)
@@ -919,6 +946,39 @@ def check(
             "[green]Every required table and column is present.[/green] Tables marked absent are needed only "
             "by studies that read them: `retrocohort check DATA --study STUDY.toml` checks one study."
         )
+        if rules:
+            _print_rule_counts(path, config)
+
+
+def _print_rule_counts(path: Path, config: dict[str, Any] | None) -> None:
+    """`check PATH --rules`: count every data-quality rule on every row of every table; print one table.
+
+    Raises InputError (the named file and key) when a key occurs on several differing rows, as a run does.
+    Only counts are printed, never a row's identifier, and no file is written.
+    """
+    from .sources import MimicIV
+
+    conn = MimicIV(path).connect(duckdb_config=config)
+    try:
+        with err_console.status("Counting the data-quality rules on every row of every table..."), conn.errors():
+            checks = conn.data_checks()
+    finally:
+        conn.close()
+    table = Table(title=f"Data-quality rules on every row of every table in {escape(str(path))}", show_edge=False)
+    for column in ("table", "rule", "action", "count"):
+        table.add_column(column, justify="right" if column == "count" else "left")
+    for row in checks.table.to_dict("records"):
+        count = int(row["count"])
+        # The rows-read line is the denominator, not a finding: plain; a rule that found something: yellow.
+        found = count > 0 and not str(row["check"]).endswith("_rows_read")
+        shown = f"[yellow]{count:,}[/yellow]" if found else f"{count:,}"
+        table.add_row(escape(str(row["table"])), escape(str(row["rule"])), escape(str(row["action"])), shown)
+    console.print(table)
+    console.print(
+        "Every row of every table was read for these counts. A study run counts the same rules only on the rows "
+        "it reads, so the row counts in a run's report (tables/data_checks.csv) can be smaller; every run "
+        "applies the same rules (see docs/data-checks.md)."
+    )
 
 
 # --------------------------------------------------------------------------- new, check --study, convert
