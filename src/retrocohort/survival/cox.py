@@ -707,7 +707,7 @@ class CoxResult:
     naive_se : Series, square roots of the diagonal of ``naive_vcov``.
     loglik : (null, final) log partial likelihood, ``fit$loglik``.
     n, n_events : rows used and number of event rows (unweighted), ``fit$n``, ``fit$nevent``.
-    likelihood_ratio, wald, score : tests as ``summary.coxph`` prints them;
+    likelihood_ratio, wald, score : tests as ``summary.coxph`` prints them (None for the null model);
         ``robust_score`` is coxph's robust score test (``fit$rscore``) or None.
     concordance, concordance_se : Harrell's C and its infinitesimal-jackknife
         standard error, as ``fit$concordance[c("concordance", "std")]``;
@@ -1364,7 +1364,10 @@ def cox(
     event : column, 1 = event at ``time``, 0 = censored (bool accepted).
     covariates : columns; categorical/string columns get R treatment
         contrasts (first level is the reference), so the terms are named as
-        R names them (``sexM``).
+        R names them (``sexM``). An empty list fits the null model,
+        ``coxph(Surv(time, status) ~ 1)``: no coefficients, ``loglik`` twice
+        the log partial likelihood at beta = 0, the tests ``None`` (see
+        docs/survival-cox.md, "The null model").
     entry : column of entry (start) times: counting-process (entry, time] data,
         as ``Surv(entry, time, event)``.
     ties : "efron" (coxph's default), "breslow" or "exact" (the exact
