@@ -211,3 +211,16 @@ def test_heart_null_start_stop_matches_coxph(ties):
     fit = cox(heart, "stop", "event", [], entry="start", ties=ties, strata="surgery")
     r = _run(heart, "Surv(start, stop, event) ~ strata(surgery)", ties, curves=False)
     _check(fit, heart, r, f"heart strata {ties}", curves=False)
+
+
+def test_book1_null_exact_ties_by_hand():
+    """ties='exact': the two deaths at 6 are one of C(4, 2) = 6 pairs of the risk set: -log 6 - log 6."""
+    fit = cox(_test1(), "time", "status", [], ties="exact")
+    assert abs(fit.loglik[1] - (-2 * math.log(6))) < 1e-13 and fit.loglik[0] == fit.loglik[1]
+
+
+def test_null_robust_or_cluster_has_no_variance_and_no_robust_score():
+    data = _test1().assign(c=[1, 1, 2, 2, 3, 3])
+    for fit in (cox(data, "time", "status", [], robust=True), cox(data, "time", "status", [], cluster="c")):
+        assert fit.robust and fit.robust_score is None and fit.vcov.shape == (0, 0)
+        assert "Null model" in repr(fit)
