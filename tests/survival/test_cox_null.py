@@ -22,6 +22,7 @@ from retrocohort.survival import (
     baseline_hazard,
     cox,
     cox_residuals,
+    ph_test,
     predict_cox,
     predict_survival,
     score_residuals,
@@ -85,6 +86,8 @@ def test_null_refuses_what_r_refuses():
         score_residuals(fit)
     with pytest.raises(InputError, match="no hazard ratios"):
         fit.plot()
+    with pytest.raises(InputError, match="null model"):  # cox.zph refuses a null fit too
+        ph_test(fit)
     with pytest.raises(InputError, match="init must hold 0 finite numbers"):
         cox(_test1(), "time", "status", [], init=[0.5])
 
