@@ -21,6 +21,7 @@ Numerical kernels take NumPy arrays; :func:`cox` validates and converts.
 
 from __future__ import annotations
 
+import html
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -706,7 +707,7 @@ class CoxResult:
     naive_se : Series, square roots of the diagonal of ``naive_vcov``.
     loglik : (null, final) log partial likelihood, ``fit$loglik``.
     n, n_events : rows used and number of event rows (unweighted), ``fit$n``, ``fit$nevent``.
-    likelihood_ratio, wald, score : tests as ``summary.coxph`` prints them;
+    likelihood_ratio, wald, score : tests as ``summary.coxph`` prints them (None for the null model);
         ``robust_score`` is coxph's robust score test (``fit$rscore``) or None.
     concordance, concordance_se : Harrell's C and its infinitesimal-jackknife
         standard error, as ``fit$concordance[c("concordance", "std")]``;
@@ -726,9 +727,9 @@ class CoxResult:
     loglik: tuple[float, float]
     n: int
     n_events: int
-    likelihood_ratio: TestResult
-    wald: TestResult
-    score: TestResult
+    likelihood_ratio: TestResult | None
+    wald: TestResult | None
+    score: TestResult | None
     robust_score: TestResult | None
     iterations: int
     converged: bool
@@ -739,19 +740,36 @@ class CoxResult:
     _fit: _SortedFit = field(repr=False, compare=False)
     call: str = field(default="", compare=False)  # the fit in words, for the printed result
 
+    @property
+    def is_null(self) -> bool:
+        """True for the null model (no covariates), ``coxph(Surv(...) ~ 1)``."""
+        return len(self._fit.columns) == 0
+
+    def _null_lines(self) -> list[str]:
+        # print.coxph of a null fit: the call, then "Null model", its log likelihood and n / events
+        lines = ["Call:", self.call, "", "Null model", f"  log likelihood= {self.loglik[1]:.7g} "]
+        lines.append(f"  n= {self.n}, number of events= {self.n_events} ")
+        return lines + (["", *self.notes] if self.notes else [])
+
     def __repr__(self) -> str:
         # print(coxph) + summary(coxph); the C index is lazy: shown only once computed (see docs/survival-cox.md)
+        if self.is_null:
+            return "\n".join(self._null_lines())
         from .._printing import render_cox
 
         return render_cox(self)
 
     def _repr_html_(self) -> str:
+        if self.is_null:
+            return "<pre>" + html.escape("\n".join(self._null_lines())) + "</pre>"
         from .._printing import render_cox_html
 
         return render_cox_html(self)
 
     def plot(self, ax: Any = None) -> Any:
         """Forest plot of the hazard ratios with their intervals; returns a matplotlib Figure."""
+        if self.is_null:
+            raise InputError("cox: the null model (no covariates) has no hazard ratios to plot")
         from .._printing import forest_of_terms
 
         return forest_of_terms(self.summary, "Hazard ratio", ax)
@@ -1169,6 +1187,8 @@ def score_residuals(result: CoxResult, weighted: bool = False, at_null: bool = F
     -------
     DataFrame (n, p) in the input row order, columns the model terms.
     """
+    if not result._fit.columns:
+        raise InputError("score_residuals: score residuals are not defined for a null model (no covariates)")
     f = result._fit
     eta = np.zeros_like(f.eta) if at_null else f.eta
     resid = _score_resid_kernel(
@@ -1269,6 +1289,8 @@ def _profile_matrix(result: CoxResult, newdata: pd.DataFrame) -> np.ndarray:
                 cols.append(np.asarray(values, dtype=float))
             else:
                 cols.append((values.astype(str) == level).to_numpy(dtype=float))
+    if not cols:  # the null model: every profile has linear predictor 0 (plus its offset)
+        return np.zeros((len(newdata), 0))
     return np.column_stack(cols)
 
 
@@ -1342,7 +1364,10 @@ def cox(
     event : column, 1 = event at ``time``, 0 = censored (bool accepted).
     covariates : columns; categorical/string columns get R treatment
         contrasts (first level is the reference), so the terms are named as
-        R names them (``sexM``).
+        R names them (``sexM``). An empty list fits the null model,
+        ``coxph(Surv(time, status) ~ 1)``: no coefficients, ``loglik`` twice
+        the log partial likelihood at beta = 0, the tests ``None`` (see
+        docs/survival-cox.md, "The null model").
     entry : column of entry (start) times: counting-process (entry, time] data,
         as ``Surv(entry, time, event)``.
     ties : "efron" (coxph's default), "breslow" or "exact" (the exact
@@ -1397,8 +1422,6 @@ def cox(
     if not (isinstance(eps, (int, float)) and 0 < eps < 1):
         raise InputError(f"cox: eps must be in (0, 1) (coxph's eps, default 1e-9), got {eps!r}")
     covariates = _as_list(covariates)
-    if not covariates:
-        raise InputError("cox: give at least one covariate (the null model has nothing to estimate)")
     if ties == "exact" and (weights is not None or cluster is not None or robust):
         raise InputError(
             "cox: ties='exact' is fitted without case weights, clusters or a robust variance "
@@ -1539,16 +1562,25 @@ def cox(
                 f"cox: init must hold {p} finite numbers, one per model column {list(columns)}; "
                 f"got {list(np.asarray(init, dtype=object).ravel())}"
             )
-    beta, ll0, _u0, _imat0, ll1, u1, imat1, score_stat, iterations, converged = _newton(
-        fit_pass, p, columns, max_iter, eps, spread, start_beta
-    )
-    try:
-        naive_var = linalg.cho_solve(linalg.cho_factor(imat1), np.eye(p))
-    except linalg.LinAlgError:
-        _raise_singular(imat1, columns, spread)
-    naive_var = (naive_var + naive_var.T) / 2
+    if p == 0:
+        # the null model, coxph(Surv(...) ~ 1): nothing to estimate, so no Newton iterations (coxph reports
+        # iter = 0) and both log-likelihoods are the partial likelihood at beta = 0 (plus any offset)
+        ll0, _u0, _imat0 = fit_pass(np.zeros(0))
+        beta, ll1, score_stat, iterations, converged = np.zeros(0), ll0, 0.0, 0, True
+        naive_var = np.zeros((0, 0))
+    else:
+        beta, ll0, _u0, _imat0, ll1, u1, imat1, score_stat, iterations, converged = _newton(
+            fit_pass, p, columns, max_iter, eps, spread, start_beta
+        )
+        try:
+            naive_var = linalg.cho_solve(linalg.cho_factor(imat1), np.eye(p))
+        except linalg.LinAlgError:
+            _raise_singular(imat1, columns, spread)
+        naive_var = (naive_var + naive_var.T) / 2
 
-    if max_iter <= 1:
+    if p == 0:
+        pass  # no coefficient, so no convergence or infinite-coefficient check
+    elif max_iter <= 1:
         # coxph checks convergence and infinite coefficients only when more than one iteration is
         # allowed: iter.max = 0 evaluates at the start (e.g. for the score test), 1 takes one step
         converged = converged and max_iter == 1  # max_iter=0 checked nothing
@@ -1621,7 +1653,7 @@ def cox(
     robust = bool(robust)
     robust_score = None
     var = naive_var
-    if robust:
+    if robust and p > 0:  # the null model has no coefficient to give a (robust) variance for
         eta_shift = eta - eta.max()
         # per-row residuals, summed within clusters right away, so one (n, p) array serves both passes
         buf = np.empty(s_X.shape)
@@ -1676,7 +1708,7 @@ def cox(
         )
     if robust:
         summary.insert(2, "naive_se", naive_se)
-    wald_stat = _wald_quadratic(var, beta)
+    wald_stat = _wald_quadratic(var, beta) if p else 0.0
 
     return CoxResult(
         summary=summary,
@@ -1686,9 +1718,10 @@ def cox(
         loglik=(float(ll0), float(ll1)),
         n=int(n),
         n_events=int(status.sum()),
-        likelihood_ratio=_chisq_test(2 * (ll1 - ll0), p),
-        wald=_chisq_test(wald_stat, p),
-        score=_chisq_test(score_stat, p),
+        # coxph's null fit has no tests (summary prints "Null model"): None here
+        likelihood_ratio=_chisq_test(2 * (ll1 - ll0), p) if p else None,
+        wald=_chisq_test(wald_stat, p) if p else None,
+        score=_chisq_test(score_stat, p) if p else None,
         robust_score=robust_score,
         iterations=int(iterations),
         converged=bool(converged),
@@ -1718,6 +1751,7 @@ def _call_in_words(
     rhs = " + ".join(
         _as_list(covariates) + [f"strata({s})" for s in _as_list(strata)] + ([f"offset({offset})"] if offset else [])
     )
+    rhs = rhs or "1"  # the null model, as R writes it
     extra = [f'ties = "{ties}"']
     extra += [f"weights = {weights}"] if weights else []
     extra += [f"cluster = {cluster}"] if cluster else []

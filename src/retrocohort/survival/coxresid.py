@@ -242,6 +242,12 @@ def cox_residuals(
     """
     where = "cox_residuals"
     _check_choice(where, "type", type, get_args(ResidualType))
+    if type not in ("martingale", "deviance") and not result._fit.columns:
+        # as residuals.coxph.null: these residuals have one column per coefficient, and there are none
+        raise InputError(
+            f"{where}: {type!r} residuals are not defined for a null model (no covariates); "
+            "only 'martingale' and 'deviance' residuals are"
+        )
     if weighted is None:
         weighted = type in ("dfbeta", "dfbetas")
     f = result._fit

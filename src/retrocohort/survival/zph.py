@@ -231,6 +231,8 @@ def ph_test(result: CoxResult, terms: bool = True, *, score_at_fit: ScoreAtFit =
         raise InputError(f"ph_test: score_at_fit={score_at_fit!r} is not supported; use one of {list(_SCORE_AT_FIT)}")
     f = result._fit
     p = f.X.shape[1]
+    if p == 0:  # as cox.zph: "there are no score residuals for a Null model"
+        raise InputError("ph_test: the fit is a null model (no covariates); there is nothing to test")
     gvals = _km_transform(f.stop, f.start, f.event, f.has_entry)
     # cox.zph centres g on its mean over the event rows; with the beta part of the score taken as
     # zero that centring matters (it is a reparametrisation only for the score actually computed)
