@@ -116,6 +116,8 @@ SELECTORS_WITH_LISTS = (
     "names",
     "organisms",
 )
+#: The list selectors of text (a single string is accepted for a list of one).
+_STRING_SELECTORS = tuple(name for name in SELECTORS_WITH_LISTS if name not in ("itemids", "exclude_itemids"))
 
 
 class ConceptSpec(BaseModel):
@@ -200,18 +202,7 @@ class ConceptSpec(BaseModel):
             )
         return name
 
-    @field_validator(
-        "codes",
-        "code_prefixes",
-        "drugs",
-        "routes",
-        "units",
-        "status_exclude",
-        "values",
-        "names",
-        "organisms",
-        mode="before",
-    )
+    @field_validator(*_STRING_SELECTORS, mode="before")
     @classmethod
     def _one_string(cls, value: object) -> object:
         return _strings(value)
