@@ -113,7 +113,7 @@ def match_without_replacement(
     order: np.ndarray,
     control_distance_sorted: np.ndarray,
     control_position_sorted: np.ndarray,
-    ratio: int,
+    ratios: np.ndarray,
     caliper: float,
     reuse_max: int = 1,
 ) -> np.ndarray:
@@ -133,9 +133,11 @@ def match_without_replacement(
     control_distance_sorted, control_position_sorted : (n0,)
         Control distances sorted stably by (stratum, distance, data position),
         and the data positions of those controls.
-    ratio : int
-        Controls per treated unit; round k gives every treated unit its k-th
-        control before round k + 1 starts.
+    ratios : int64 (n1,)
+        Controls wanted by each treated unit (all equal but for MatchIt's
+        variable ratio, ``min.controls`` / ``max.controls``); round k gives
+        every treated unit that wants a k-th control its k-th control before
+        round k + 1 starts.
     caliper : float
         Largest allowed absolute difference (inclusive, ``<=`` as MatchIt);
         ``inf`` for none.
@@ -146,7 +148,7 @@ def match_without_replacement(
 
     Returns
     -------
-    int64 (n1, ratio)
+    int64 (n1, max(ratios))
         Data positions of the matched controls, -1 where none was found.
 
     Notes
@@ -160,6 +162,7 @@ def match_without_replacement(
     """
     n1 = treated_distance.shape[0]
     n0 = control_distance_sorted.shape[0]
+    ratio = ratios.max() if n1 > 0 else 0
     matches = np.full((n1, ratio), -1, dtype=np.int64)
     nxt = np.arange(n0 + 1, dtype=np.int64)
     prv = np.arange(n0 + 1, dtype=np.int64)
@@ -180,6 +183,8 @@ def match_without_replacement(
             if remaining == 0:
                 break
             t = order[i]
+            if ratios[t] <= k:
+                continue
             if k > 0 and matches[t, k - 1] < 0:
                 # No earlier match means no eligible control was left; controls never come back.
                 continue
@@ -224,7 +229,7 @@ def match_with_replacement(
     treated_block_end: np.ndarray,
     control_distance_sorted: np.ndarray,
     control_position_sorted: np.ndarray,
-    ratio: int,
+    ratios: np.ndarray,
     caliper: float,
 ) -> np.ndarray:
     """Each treated unit takes its ``ratio`` nearest controls, reuse allowed (MatchIt ``replace = TRUE``).
@@ -235,7 +240,7 @@ def match_with_replacement(
     not yet taken by this unit, the left one on equal differences (MatchIt).
     """
     n1 = treated_distance.shape[0]
-    matches = np.full((n1, ratio), -1, dtype=np.int64)
+    matches = np.full((n1, ratios.max() if n1 > 0 else 0), -1, dtype=np.int64)
     for t in range(n1):
         lo = treated_block_start[t]
         hi = treated_block_end[t]
@@ -243,7 +248,7 @@ def match_with_replacement(
         ip = _insertion_point(control_distance_sorted, control_position_sorted, lo, hi, dt, treated_position[t])
         left = ip - 1
         right = ip
-        for q in range(ratio):
+        for q in range(ratios[t]):
             dr = abs(control_distance_sorted[right] - dt) if right < hi else np.inf
             dl = abs(control_distance_sorted[left] - dt) if left >= lo else np.inf
             ok_right = dr < np.inf and dr <= caliper
@@ -295,27 +300,35 @@ def _mu_eta(eta: float, probit: bool) -> float:
 
 
 @njit(cache=True)
-def binomial_mean_and_deviance(eta: np.ndarray, y: np.ndarray, probit: bool, probit_thresh: float):
-    """mu = linkinv(eta) (n,) and the binomial deviance sum(-2 log(mu or 1 - mu))."""
+def binomial_mean_and_deviance(eta: np.ndarray, y: np.ndarray, probit: bool, probit_thresh: float, prior: np.ndarray):
+    """mu = linkinv(eta) (n,) and the binomial deviance sum(-2 prior log(mu or 1 - mu)) (rows of prior 0 left out)."""
     n = eta.shape[0]
     mu = np.empty(n)
     dev = 0.0
     for i in range(n):
         m = _inverse_link(eta[i], probit, probit_thresh)
         mu[i] = m
-        dev += -2.0 * math.log(m if y[i] > 0.5 else 1.0 - m)
+        if prior[i] > 0.0:
+            dev += -2.0 * prior[i] * math.log(m if y[i] > 0.5 else 1.0 - m)
     return mu, dev
 
 
 @njit(cache=True)
-def binomial_normal_equations(x: np.ndarray, eta: np.ndarray, mu: np.ndarray, y: np.ndarray, probit: bool):
-    """X' W X (p, p) and X' W z (p,) for the IRLS step at (eta, mu): w = mu.eta^2 / var, z = eta + (y - mu) / mu.eta."""
+def binomial_normal_equations(
+    x: np.ndarray, eta: np.ndarray, mu: np.ndarray, y: np.ndarray, probit: bool, prior: np.ndarray
+):
+    """X' W X (p, p) and X' W z (p,) for the IRLS step at (eta, mu).
+
+    w = prior mu.eta^2 / var and z = eta + (y - mu) / mu.eta; rows of prior weight 0 are left out.
+    """
     n, p = x.shape
     xtwx = np.zeros((p, p))
     xtwz = np.zeros(p)
     for i in range(n):
+        if prior[i] <= 0.0:
+            continue  # glm.fit leaves rows of weight 0 out of the fit
         d = _mu_eta(eta[i], probit)
-        w = d * d / (mu[i] * (1.0 - mu[i]))
+        w = prior[i] * d * d / (mu[i] * (1.0 - mu[i]))
         z = eta[i] + (y[i] - mu[i]) / d
         for j in range(p):
             xw = x[i, j] * w
@@ -343,7 +356,7 @@ def match_scan(
     antiexact: np.ndarray,
     caliper_values: np.ndarray,
     caliper_widths: np.ndarray,
-    ratio: int,
+    ratios: np.ndarray,
     reuse_max: int,
 ) -> np.ndarray:
     """Greedy matching under constraints a sorted walk cannot use (MatchIt's ``nn_matchC`` and friends).
@@ -383,16 +396,16 @@ def match_scan(
         Codes of the anti-exact variables: a pair must differ on every one.
     caliper_values : float64 (n, c), caliper_widths : float64 (c,)
         A pair is allowed only if |value_i - value_j| <= width for every column.
-    ratio : int
-        Matches per focal unit; round k gives each focal unit its k-th match
-        before round k + 1 starts.
+    ratios : int64 (n1,)
+        Matches wanted by each focal unit; round k gives each focal unit that
+        wants a k-th match its k-th match before round k + 1 starts.
     reuse_max : int
         How many focal units one unit of the other arm may be matched to (1:
         without replacement; at least n1 for MatchIt's ``replace = TRUE``).
 
     Returns
     -------
-    int64 (n1, ratio)
+    int64 (n1, max(ratios))
         Data positions of the matches, -1 where none was found.
     """
     n1 = focal_position.shape[0]
@@ -401,12 +414,15 @@ def match_scan(
     r_dim = transform.shape[2]
     q = antiexact.shape[1]
     c = caliper_widths.shape[0]
+    ratio = ratios.max() if n1 > 0 else 0
     matches = np.full((n1, ratio), -1, dtype=np.int64)
     used = np.zeros(x.shape[0], dtype=np.int64)
     diff = np.empty(p)
     for k in range(ratio):
         for i in range(n1):
             t = order[i]
+            if ratios[t] <= k:
+                continue
             if k > 0 and matches[t, k - 1] < 0:
                 continue
             tp = focal_position[t]

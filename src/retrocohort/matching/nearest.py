@@ -341,11 +341,99 @@ def _discard_mask(d: np.ndarray, is_treated: np.ndarray, discard: Any, n: int) -
     return values.copy()
 
 
+def _check_variable_ratio(
+    ratio: Any, min_controls: Any, max_controls: Any, metric: str | None
+) -> tuple[int, int] | None:
+    """(min, max) controls for variable-ratio matching, None for a fixed ratio; MatchIt's checks, our words."""
+
+    def _number(value: Any) -> bool:
+        return not isinstance(value, bool) and isinstance(value, numbers.Real) and bool(np.isfinite(float(value)))
+
+    if not _number(ratio) or ratio < 1:
+        raise InputError(f"match_nearest: ratio={ratio!r} must be a number >= 1 (a whole number without max_controls)")
+    if max_controls is None:
+        if min_controls is not None:
+            raise InputError(
+                f"match_nearest: min_controls={min_controls!r} without max_controls does nothing (MatchIt ignores "
+                "it); pass max_controls too for variable-ratio matching, or drop min_controls"
+            )
+        if float(ratio) != int(ratio):
+            raise InputError(
+                f"match_nearest: ratio={ratio!r} must be a whole number; a fractional average ratio needs "
+                "variable-ratio matching (max_controls=...)"
+            )
+        return None
+    if not _number(max_controls) or (min_controls is not None and not _number(min_controls)):
+        raise InputError(
+            f"match_nearest: min_controls={min_controls!r} and max_controls={max_controls!r} must be finite numbers"
+        )
+    if metric:
+        raise InputError(
+            f"match_nearest: variable-ratio matching (max_controls) allots matches by the propensity score, and "
+            f"distance={metric!r} has none (MatchIt refuses it too); pass the score as distance, with mahvars=[...]"
+        )
+    if ratio <= 1:
+        raise InputError(f"match_nearest: ratio={ratio!r} must be greater than 1 for variable-ratio matching")
+    hi = int(np.ceil(max_controls))
+    if hi <= ratio:
+        raise InputError(
+            f"match_nearest: max_controls={max_controls!r} must be greater than ratio={ratio!r} (the average)"
+        )
+    lo = 1 if min_controls is None else int(np.floor(min_controls))
+    if lo < 1:
+        raise InputError(f"match_nearest: min_controls={min_controls!r} must be >= 1")
+    if lo >= ratio:
+        raise InputError(
+            f"match_nearest: min_controls={min_controls!r} must be less than ratio={ratio!r} (the average)"
+        )
+    return lo, hi
+
+
+def _variable_ratios(d: np.ndarray, is_focal: np.ndarray, ratio: float, lo: int, hi: int) -> np.ndarray:
+    """Matches allotted to each unit (0 for the other arm): MatchIt's variable-ratio allotment.
+
+    Over all focal units, discarded ones included (as MatchIt): m = round(ratio n1) matches in all,
+    ``kmax`` units get ``hi``, one gets the remainder ``kmed``, the rest ``lo``. The smallest numbers go to
+    the focal units whose distance is farthest into the focal arm's side (decreasing distance when the focal
+    arm's mean distance is the larger), which have the fewest close matches. A remainder of 0 becomes 1,
+    taken from the next unit, as MatchIt does.
+    """
+    n1 = int(is_focal.sum())
+    m = round(ratio * n1)  # R's round(): half to even, as Python's
+    kmax = (m - lo * (n1 - 1)) // (hi - lo)
+    kmin = n1 - kmax - 1
+    kmed = m - (lo * kmin + hi * kmax)
+    if kmin < 0 or kmax < 0:
+        raise InputError(
+            f"match_nearest: ratio={ratio!r} with min_controls={lo} and max_controls={hi} cannot be allotted over "
+            f"{n1} focal units (MatchIt fails there too); use a ratio further from max_controls"
+        )
+    allot = np.array([lo] * kmin + [kmed] + [hi] * kmax, dtype=np.int64)
+    zero = np.flatnonzero(allot == 0)
+    if zero.size:
+        if zero[-1] + 1 >= len(allot):
+            raise InputError(
+                f"match_nearest: ratio={ratio!r} with min_controls={lo} and max_controls={hi} leaves a focal unit "
+                "with no match to allot; use another ratio"
+            )
+        allot[zero] = 1
+        allot[zero + 1] -= 1
+    d_focal = d[is_focal]
+    decreasing = float(d_focal.mean()) > float(d[~is_focal].mean())
+    # R's order(), stable in both directions: ties keep data order.
+    rank = np.argsort(-d_focal if decreasing else d_focal, kind="stable")
+    per_focal = np.empty(n1, dtype=np.int64)
+    per_focal[rank] = allot
+    out = np.zeros(len(d), dtype=np.int64)
+    out[np.flatnonzero(is_focal)] = per_focal
+    return out
+
+
 def match_nearest(
     data: pd.DataFrame,
     treatment: str,
     distance: str | np.ndarray | pd.Series,
-    ratio: int = 1,
+    ratio: float = 1,
     caliper: float | Mapping[str, float] | None = None,
     std_caliper: bool | Mapping[str, bool] = True,
     order: MatchOrder | None = None,
@@ -361,6 +449,8 @@ def match_nearest(
     antiexact: str | Sequence[str] | None = None,
     s_weights: str | np.ndarray | pd.Series | None = None,
     reuse_max: int | None = None,
+    min_controls: int | None = None,
+    max_controls: int | None = None,
 ) -> MatchResult:
     """Greedy k:1 nearest-neighbour matching, identical to MatchIt 4.x ``method = "nearest"`` (ATT or ATC).
 
@@ -379,9 +469,11 @@ def match_nearest(
         not discarded); there is then no propensity score, so no caliper on
         the distance, no ``discard`` and only ``order="data"`` or
         ``"random"``.
-    ratio : int
-        Controls per treated unit (MatchIt ``ratio``), >= 1. With
-        ``estimand="ATC"``: treated units per control.
+    ratio : int or float
+        Controls per treated unit (MatchIt ``ratio``), a whole number >= 1.
+        With ``estimand="ATC"``: treated units per control. With
+        ``max_controls`` (variable-ratio matching) the *average* number of
+        controls per treated unit, > 1 and possibly fractional (2.5).
     caliper : float, mapping or None
         Largest allowed |difference| in distance. In standard deviations of
         the distance over all units not discarded (sample SD, n - 1) when
@@ -444,6 +536,19 @@ def match_nearest(
         matching with replacement up to that many uses, in the processing
         ``order``; ``replace`` is ignored when it is given (as in MatchIt).
         With reuse (>1) there is no ``subclass``, as with replacement.
+    min_controls, max_controls : int, optional
+        Variable-ratio matching (Ming & Rosenbaum 2000; MatchIt's
+        ``min.controls`` / ``max.controls``, which need a propensity score
+        ``distance``): each focal unit gets between ``min_controls`` (default
+        1, rounded down) and ``max_controls`` (rounded up) matches, on average
+        ``ratio``. MatchIt's allotment: of the n1 focal units (discarded ones
+        included), ``kmax = floor((round(ratio n1) - min (n1 - 1)) / (max -
+        min))`` get ``max``, ``n1 - kmax - 1`` get ``min`` and one gets the
+        rest; the focal units with the distances farthest from the other arm
+        (the largest when the focal arm's mean distance is the larger) get the
+        fewest. Matching goes in rounds as with a fixed ratio: round k serves
+        the units allotted at least k matches. ``min_controls`` alone raises
+        InputError (MatchIt ignores it).
     s_weights : str, array (n,) or Series, optional
         Sampling weights (MatchIt ``s.weights``): they do not change who is
         matched to whom (the distance is given), only the effective sample
@@ -508,9 +613,9 @@ def match_nearest(
             f"match_nearest: order={order!r} sorts by a propensity score, and distance={distance!r} has none; "
             "use order='data' or 'random', or pass the score as distance with mahvars=[...]"
         )
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, np.integer)) or ratio < 1:
-        raise InputError(f"match_nearest: ratio={ratio!r} must be a whole number >= 1")
-    ratio = int(ratio)
+    variable = _check_variable_ratio(ratio, min_controls, max_controls, metric)
+    ratio_average = float(ratio)
+    ratio = int(variable[1]) if variable else int(ratio)
     if reuse_max is not None:
         if isinstance(reuse_max, bool) or not isinstance(reuse_max, (int, np.integer)) or reuse_max < 1:
             raise InputError(f"match_nearest: reuse_max={reuse_max!r} must be a whole number >= 1 or None")
@@ -597,11 +702,15 @@ def match_nearest(
         caliper_columns[name] = width * float(np.std(values[kept], ddof=1)) if _std(name) else width
     scan = bool(metric or mahvar_columns or caliper_columns or antiexact_columns)
 
-    if not replace and ratio * n1 > n0:
+    if variable:
+        ratios = np.ascontiguousarray(_variable_ratios(d, is_focal, ratio_average, *variable)[focal_positions])
+    else:
+        ratios = np.full(n1, ratio, dtype=np.int64)
+    if not replace and int(ratios.sum()) > n0:
         # MatchIt warns too ("Not all treated units will get <ratio> matches").
         warnings.warn(
             # No counts in the text: pipeline warnings reach the report, where small cells must not.
-            f"match_nearest: ratio={ratio} asks for more {others} than there are (ratio x {focal_name} > "
+            f"match_nearest: ratio={ratio_average:g} asks for more {others} than there are (ratio x {focal_name} > "
             f"{others}); without replacement the later rounds leave some {focal_name} units with fewer {others}",
             ModelWarning,
             stacklevel=2,
@@ -679,7 +788,7 @@ def match_nearest(
             anti,
             np.ascontiguousarray(np.column_stack(cal_values)) if cal_values else np.zeros((n, 0)),
             np.asarray(cal_widths, dtype=float),
-            ratio,
+            ratios,
             reuse,
         )
     elif replace and reuse_max is None:
@@ -690,7 +799,7 @@ def match_nearest(
             block_end,
             control_d_sorted,
             control_pos_sorted,
-            ratio,
+            ratios,
             caliper_kernel,
         )
     else:
@@ -702,7 +811,7 @@ def match_nearest(
             processing.astype(np.int64),
             control_d_sorted,
             control_pos_sorted,
-            ratio,
+            ratios,
             caliper_kernel,
             reuse,
         )
@@ -736,7 +845,11 @@ def match_nearest(
     matched_controls = matches[rows, cols]
     control_raw = np.bincount(matched_controls, weights=1.0 / n_in_set[rows], minlength=n)
     unique_controls = np.flatnonzero(control_raw > 0)
-    weights[unique_controls] = control_raw[unique_controls] * (len(unique_controls) / control_raw.sum())
+    # Bit for bit as MatchIt: times the count, then divided by the sum taken in data order (sequentially, as
+    # its C++ loop; numpy's sum is pairwise). The last bits matter downstream: summary()'s eQQ statistics
+    # compare cumulative weights exactly (checked against MatchIt's weights printed to 17 digits).
+    total = float(np.cumsum(control_raw[unique_controls])[-1])
+    weights[unique_controls] = control_raw[unique_controls] * len(unique_controls) / total
 
     index = data.index
     set_number = np.zeros(n1, dtype=np.int64)
@@ -781,7 +894,7 @@ def match_nearest(
         }
     )
     mm_labels = {}
-    for k in range(ratio):
+    for k in range(matches.shape[1]):
         column = matches[:, k]
         labels = pd.Series(index[np.where(column >= 0, column, 0)], dtype=object)
         labels[column < 0] = pd.NA
@@ -812,7 +925,9 @@ def match_nearest(
         index=["All (ESS)", "All", "Matched (ESS)", "Matched", "Unmatched", "Discarded"],
     )
     options = {
-        "ratio": ratio,
+        "ratio": ratio_average if variable else ratio,
+        "min_controls": variable[0] if variable else None,
+        "max_controls": variable[1] if variable else None,
         "caliper": caliper if not isinstance(caliper, Mapping) else dict(caliper),
         "std_caliper": std_caliper if isinstance(std_caliper, bool) else dict(std_caliper),
         "order": order if not replace or (reuse_max is not None and reuse_max < n1) else "data",

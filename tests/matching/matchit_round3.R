@@ -1,0 +1,66 @@
+# MatchIt 4.5.1 runs for tests/matching/test_matchit_round3.py: variable-ratio matching, summary(standardize =
+# FALSE), s.weights in the propensity model, reestimate = TRUE.
+#
+# Variable ratio (min.controls / max.controls) is refused by MatchIt with a distance matrix and goes through
+# its distance-vector kernel, whose two 4.5.1 defects (integer abs(), the 0/1-based index slip in rounds after
+# the first; see matchit_matrix.R) change the sets. `with_matrix_kernel()` therefore runs matchit() itself
+# (MatchIt's allotment of matches per unit, processing order, weights, subclasses, summary) with only the
+# innermost kernel call swapped for MatchIt's own distance-matrix kernel (nn_matchC with the |difference|
+# matrix), which has neither defect. That kernel breaks exact ties by data order, so the tests use distances
+# without ties.
+
+with_matrix_kernel <- function(expr) {
+  ns <- asNamespace("MatchIt")
+  original <- get("nn_matchC_dispatch", envir = ns)
+  swapped <- function(treat, ord, ratio, discarded, reuse.max, distance, distance_mat, ex, caliper.dist,
+                      caliper.covs, caliper.covs.mat, mahcovs, antiexactcovs, unit.id, verbose) {
+    if (is.null(distance_mat) && is.null(mahcovs)) {
+      dm <- abs(outer(distance[treat == 1], distance[treat == 0], "-"))
+      return(MatchIt:::nn_matchC(treat, ord, ratio, discarded, reuse.max, NULL, dm, ex, caliper.dist,
+                                 caliper.covs, caliper.covs.mat, NULL, antiexactcovs, unit.id, verbose))
+    }
+    original(treat, ord, ratio, discarded, reuse.max, distance, distance_mat, ex, caliper.dist,
+             caliper.covs, caliper.covs.mat, mahcovs, antiexactcovs, unit.id, verbose)
+  }
+  unlockBinding("nn_matchC_dispatch", ns)
+  assign("nn_matchC_dispatch", swapped, envir = ns)
+  on.exit({
+    assign("nn_matchC_dispatch", original, envir = ns)
+    lockBinding("nn_matchC_dispatch", ns)
+  })
+  force(expr)
+}
+
+tab3 <- function(x) list(rows = rownames(x), cols = colnames(x), values = unname(as.matrix(x)))
+
+# One match (any matchit() arguments in `...`) and what the tests compare: sets, weights, subclass, nn, both
+# summaries standardized and not.
+match_case <- function(df, rhs, dist, ..., matrix_kernel = TRUE, addl = NULL) {
+  suppressPackageStartupMessages(library(MatchIt))
+  rownames(df) <- as.character(seq_len(nrow(df)))
+  f <- as.formula(paste("treat ~", rhs))
+  run <- function() suppressWarnings(matchit(f, data = df, method = "nearest", distance = dist, ...))
+  m <- if (matrix_kernel) with_matrix_kernel(run()) else run()
+  addlf <- if (is.null(addl)) NULL else reformulate(addl)
+  s <- summary(m, data = df, addlvariables = addlf)
+  u <- summary(m, data = df, standardize = FALSE, addlvariables = addlf)
+  ui <- summary(m, data = df, standardize = FALSE, interactions = TRUE)
+  mm <- m$match.matrix
+  list(
+    focal = as.integer(rownames(mm)),
+    match_matrix = matrix(as.integer(mm), nrow = nrow(mm)),
+    weights = unname(m$weights),
+    weights17 = sprintf("%.17g", unname(m$weights)),  # toJSON(digits = NA) keeps 15 digits; these are exact
+    subclass = if (is.null(m$subclass)) NULL else as.integer(as.character(m$subclass)),
+    discarded = unname(m$discarded),
+    distance = if (is.null(m$distance)) NULL else unname(m$distance),
+    nn = tab3(s$nn),
+    sum_all = tab3(s$sum.all),
+    sum_matched = tab3(s$sum.matched),
+    raw_all = tab3(u$sum.all),
+    raw_matched = tab3(u$sum.matched),
+    raw_inter_matched = tab3(ui$sum.matched),
+    raw_reduction = tab3(summary(m, data = df, standardize = FALSE, improvement = TRUE, addlvariables = addlf)$reduction),
+    caliper = if (is.null(m$caliper)) NULL else unname(m$caliper)
+  )
+}
