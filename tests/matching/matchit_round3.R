@@ -64,3 +64,25 @@ match_case <- function(df, rhs, dist, ..., matrix_kernel = TRUE, addl = NULL) {
     caliper = if (is.null(m$caliper)) NULL else unname(m$caliper)
   )
 }
+
+# MatchIt 4.5.1's robust_mahalanobis fails on every call (its transform_covariates takes det() of `var`, the
+# user's covariance argument, NULL, instead of the rank covariance `var_r` it has just computed: "no applicable
+# method for 'determinant' applied to an object of class NULL"). `fix_robust()` makes that one substitution in
+# MatchIt's own function (det / solve / generalized_inverse of var_r in the robust branch), nothing else.
+fix_robust <- function() {
+  ns <- asNamespace("MatchIt")
+  src <- deparse(get("transform_covariates", envir = ns))
+  i <- grep('method == "robust_mahalanobis"', src, fixed = TRUE)
+  j <- grep('method == "euclidean"', src, fixed = TRUE)
+  seg <- i:(j - 1)
+  before <- src
+  for (f in c("det", "solve", "generalized_inverse")) {
+    src[seg] <- gsub(paste0(f, "(var)"), paste0(f, "(var_r)"), src[seg], fixed = TRUE)
+  }
+  fixed <- eval(parse(text = src))
+  environment(fixed) <- ns
+  unlockBinding("transform_covariates", ns)
+  assign("transform_covariates", fixed, envir = ns)
+  lockBinding("transform_covariates", ns)
+  sum(src != before)  # lines changed: 3 (det, solve, generalized_inverse)
+}

@@ -89,6 +89,13 @@ def _sim_frame() -> pd.DataFrame:
     return pd.DataFrame({"treat": treat, "x1": x1, "x2": x2, "g": g, "b": b, "x3": x3})
 
 
+def _sim_matrix(sim: pd.DataFrame) -> pd.DataFrame:
+    # A distance of our own choosing (treated x control, data order): MatchIt takes it as it is.
+    t = sim["treat"].to_numpy() == 1
+    a = sim[["x1", "x2"]].to_numpy() * [1.0, 0.5]
+    return pd.DataFrame(np.sqrt(((a[t][:, None, :] - a[~t][None, :, :]) ** 2).sum(axis=2)))
+
+
 @pytest.fixture(scope="module")
 def r_round3():
     sim = _sim_frame()
@@ -122,9 +129,28 @@ mre <- matchit(f, data = df, discard = "both", reestimate = TRUE, caliper = 0.2)
 mno <- matchit(f, data = df, discard = "both", caliper = 0.2)
 re <- list(distance = unname(mre$distance), discarded = unname(mre$discarded), caliper = unname(mre$caliper),
            distance_no = unname(mno$distance))
-result <- list(lalonde = df, sim = sim, cases = cases, swp = swp, re = re)
+# Given distance matrices (treated x control, made in Python), robust Mahalanobis, unit.id.
+dm <- unname(as.matrix(dm))
+sim$unit <- ifelse(sim$treat == 1, seq_len(nrow(sim)), 10000 + seq_len(nrow(sim)) %/% 3)
+robust_fixed <- fix_robust()
+rhs <- "x1 + x2 + g + b"
+more <- list(
+  `matrix` = match_case(sim, rhs, dm),
+  `matrix-ratio2-caliper-exact` = match_case(sim, rhs, dm, ratio = 2, caliper = 0.5, std.caliper = FALSE,
+                                             exact = ~ g),
+  # MatchIt 4.5.1 does not transpose a (treated x control) matrix for the ATC, and its kernel then reads the
+  # matrix as control x treated, out of its bounds; the ATC is checked as the ATT with the arms swapped.
+  `matrix-swapped` = match_case(transform(sim, treat = 1 - treat), rhs, t(dm)),
+  `robust` = match_case(df, "age + educ + re74 + re75", "robust_mahalanobis"),
+  `robust-ratio2-exact` = match_case(sim, "x1 + x2 + x3", "robust_mahalanobis", ratio = 2, exact = ~ b),
+  `unit-ps` = match_case(sim, rhs, sim$d, ratio = 2, unit.id = ~ unit),
+  `unit-mahal` = match_case(sim, rhs, "mahalanobis", unit.id = ~ unit),
+  `unit-reuse` = match_case(sim, rhs, sim$d, reuse.max = 2, unit.id = ~ unit)
+)
+result <- list(lalonde = df, sim = sim, cases = cases, swp = swp, re = re, more = more,
+               robust_fixed = robust_fixed)
 """
-    out = run_r(code, {"sim": sim})
+    out = run_r(code, {"sim": sim, "dm": _sim_matrix(sim)})
     return out, pd.DataFrame(out["lalonde"]), pd.DataFrame(out["sim"])
 
 
@@ -225,6 +251,71 @@ def test_reestimate_is_a_refit_on_the_kept_units(r_round3):
     assert not np.allclose(distance, first.score)
 
 
+MORE = {
+    "matrix": {},
+    "matrix-ratio2-caliper-exact": {"ratio": 2, "caliper": 0.5, "std_caliper": False, "exact": ["g"]},
+    "matrix-swapped": {},
+    "robust": {"covariates": ["age", "educ", "re74", "re75"]},
+    "robust-ratio2-exact": {"covariates": ["x1", "x2", "x3"], "ratio": 2, "exact": ["b"]},
+    "unit-ps": {"ratio": 2, "unit_id": "unit"},
+    "unit-mahal": {"covariates": ["x1", "x2", "g", "b"], "unit_id": "unit"},
+    "unit-reuse": {"reuse_max": 2, "unit_id": "unit"},
+}
+
+
+@pytest.mark.r
+@pytest.mark.parametrize("name", list(MORE))
+def test_matrix_robust_and_unit_id_equal_matchit(r_round3, name):
+    out, lalonde, sim = r_round3
+    assert out["robust_fixed"] == 3  # the three substitutions of fix_robust() were made
+    expected = out["more"][name]
+    data = lalonde if name == "robust" else sim
+    kwargs = dict(MORE[name])
+    if name == "matrix-swapped":
+        data = sim.assign(treat=1 - sim["treat"])
+        distance = _sim_matrix(sim).to_numpy().T
+    elif name.startswith("matrix"):
+        distance = _sim_matrix(sim).to_numpy()
+    elif name.startswith("robust"):
+        distance = "robust_mahalanobis"
+    elif name == "unit-mahal":
+        distance = "mahalanobis"
+    else:
+        distance = sim["d"].to_numpy()
+    result = _quiet(data, "treat", distance, **kwargs)
+    _assert_same(result, expected, name)
+    np.testing.assert_array_equal(result.weights.to_numpy(), np.array([float(v) for v in expected["weights17"]]))
+    covariates = {"robust": ["age", "educ", "re74", "re75"], "robust-ratio2-exact": ["x1", "x2", "x3", "b"]}.get(
+        name, SIM
+    )
+    summary = match_summary(result, data, covariates)
+    _assert_same_summary(summary, expected, name)
+    if name.startswith("unit"):
+        # No unit gives two control rows (the point of unit.id), and without it some would.
+        controls = result.pairs["control"].map(sim["unit"])
+        assert controls.is_unique if "reuse" not in name else controls.value_counts().max() <= 2
+        kwargs.pop("unit_id")
+        plain = _quiet(data, "treat", distance, **kwargs)
+        assert not plain.pairs["control"].map(sim["unit"]).value_counts().max() <= (1 if "reuse" not in name else 2)
+    if name == "matrix-swapped":
+        # Our ATC on the unswapped data (the treated x control matrix transposed inside) is that match.
+        atc = _quiet(sim, "treat", _sim_matrix(sim).to_numpy(), estimand="ATC")
+        pd.testing.assert_series_equal(atc.weights, result.weights)
+        pd.testing.assert_series_equal(atc.subclass, result.subclass)
+        assert list(atc.pairs["control"]) == list(result.pairs["treated"])
+    if name == "matrix":
+        # The n x n form (rows and columns in data order) gives the same match, and pairs carry the matrix entry.
+        t = sim["treat"].to_numpy() == 1
+        full = np.full((len(sim), len(sim)), 99.0)
+        full[np.ix_(t, ~t)] = distance
+        same = _quiet(sim, "treat", full)
+        pd.testing.assert_series_equal(same.weights, result.weights)
+        first = result.pairs.iloc[0]
+        pos_t = int(np.flatnonzero(sim.index[t] == first["treated"])[0])
+        pos_c = int(np.flatnonzero(sim.index[~t] == first["control"])[0])
+        assert first["difference"] == distance[pos_t, pos_c]
+
+
 # ------------------------------------------------------------------ bad arguments (no R)
 
 
@@ -310,3 +401,78 @@ def test_standardize_must_be_a_bool(small):
     m = _quiet(small, "treat", "d")
     with pytest.raises(InputError, match="True or False"):
         match_summary(m, small, ["x"], standardize="no")
+
+
+def _matrix(small: pd.DataFrame) -> np.ndarray:
+    t = small["treat"].to_numpy() == 1
+    return np.abs(small["x"].to_numpy()[t][:, None] - small["x"].to_numpy()[~t][None, :])
+
+
+@pytest.mark.parametrize(
+    ("make", "kwargs", "message"),
+    [
+        (lambda m: m[:, :-1], {}, r"must be n x n \(60 x 60.*or treated x control \(15 x 45"),
+        (lambda m: np.where(m > 0.5, np.nan, m), {}, "missing or infinite"),
+        (lambda m: -m, {}, "negative"),
+        (lambda m: m.astype(str).astype(object) + "x", {}, "must hold numbers"),
+        (lambda m: m, {"caliper": 0.1}, "std_caliper=False"),
+        (lambda m: m, {"mahvars": ["x"]}, "not a distance matrix"),
+        (lambda m: m, {"discard": "both"}, "a distance matrix has none"),
+        (lambda m: m, {"order": "largest"}, "a distance matrix has none"),
+        (lambda m: m, {"ratio": 2, "max_controls": 3}, "allots matches by the propensity score"),
+    ],
+)
+def test_distance_matrix_is_checked(small, make, kwargs, message):
+    with pytest.raises(InputError, match=message):
+        _quiet(small, "treat", make(_matrix(small)), **kwargs)
+
+
+def test_distance_matrix_frame_must_be_indexed_like_data(small):
+    full = pd.DataFrame(np.ones((60, 60)), index=small.index, columns=small.index)
+    assert _quiet(small, "treat", full).counts.loc["Matched", "Treated"] == 15
+    with pytest.raises(InputError, match=r"data\.index as its index and columns"):
+        _quiet(small, "treat", full.set_axis(np.arange(60) + 1, axis=0))
+
+
+def test_distance_matrix_caliper_and_ties(small):
+    m = _matrix(small)
+    # Raw caliper on the matrix: no pair beyond it.
+    res = _quiet(small, "treat", m, caliper=0.003, std_caliper=False)
+    assert (res.pairs["difference"] <= 0.003).all() and res.counts.loc["Unmatched", "Treated"] > 0
+    # All distances equal: each treated unit (data order) takes the first unused control in data order.
+    tied = _quiet(small, "treat", np.ones_like(m)).pairs.sort_values("treated")
+    assert list(tied["control"]) == list(small.index[small["treat"] == 0][:15])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"unit_id": "nope"}, "no column|not found|nope"),
+        ({"unit_id": "u_nan"}, r"missing values in unit_id column\(s\) \{'u_nan': 1\}"),
+    ],
+)
+def test_unit_id_is_checked(small, kwargs, message):
+    data = small.assign(u_nan=[np.nan, *range(59)])
+    with pytest.raises(InputError, match=message):
+        _quiet(data, "treat", "d", **kwargs)
+
+
+def test_unit_id_is_ignored_with_replacement_and_with_distinct_ids(small):
+    data = small.assign(u=np.arange(60) // 2, own=np.arange(60))
+    with_rep = _quiet(data, "treat", "d", replace=True, unit_id="u")
+    pd.testing.assert_series_equal(with_rep.weights, _quiet(data, "treat", "d", replace=True).weights)
+    distinct = _quiet(data, "treat", "d", ratio=2, unit_id="own")
+    pd.testing.assert_series_equal(distinct.weights, _quiet(data, "treat", "d", ratio=2).weights)
+    shared = _quiet(data, "treat", "d", ratio=2, unit_id="u")
+    assert shared.pairs["control"].map(data["u"]).is_unique
+
+
+def test_robust_mahalanobis_with_constant_covariates_falls_back(small):
+    # MatchIt: no covariate varies -> Euclidean distance; every pair ties, so data order decides.
+    data = small.assign(c=1.0)
+    res = _quiet(data, "treat", "robust_mahalanobis", covariates=["c"]).pairs.sort_values("treated")
+    assert list(res["control"]) == list(data.index[data["treat"] == 0][:15])
+    # A constant column next to a varying one is dropped (it would divide by a zero variance).
+    both = _quiet(data, "treat", "robust_mahalanobis", covariates=["c", "x"])
+    alone = _quiet(data, "treat", "robust_mahalanobis", covariates=["x"])
+    pd.testing.assert_series_equal(both.weights, alone.weights)

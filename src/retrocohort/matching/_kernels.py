@@ -115,7 +115,8 @@ def match_without_replacement(
     control_position_sorted: np.ndarray,
     ratios: np.ndarray,
     caliper: float,
-    reuse_max: int = 1,
+    reuse_max: int,
+    unit_sorted: np.ndarray,
 ) -> np.ndarray:
     """Greedy k:1 matching without replacement (MatchIt ``nn_matchC_vec``), or with ``reuse.max``.
 
@@ -145,6 +146,9 @@ def match_without_replacement(
         How many treated units one control may serve (MatchIt ``reuse.max``;
         1 = without replacement). A control leaves the pool when it reaches
         it; a treated unit never takes the same control twice.
+    unit_sorted : int64 (n0,)
+        MatchIt's ``unit.id`` code of each sorted control (-1: none): taking a
+        control counts as a use of every control with the same code.
 
     Returns
     -------
@@ -213,11 +217,21 @@ def match_without_replacement(
             else:
                 continue
             matches[t, k] = control_position_sorted[chosen]
-            uses[chosen] += 1
-            if uses[chosen] >= reuse_max:
-                nxt[chosen] = chosen + 1
-                prv[chosen + 1] = chosen
-                remaining -= 1
+            if unit_sorted[chosen] >= 0:
+                # unit.id: all controls of that unit are used with it (a scan over the controls; rare option).
+                for j in range(n0):
+                    if unit_sorted[j] == unit_sorted[chosen] and uses[j] < reuse_max:
+                        uses[j] += 1
+                        if uses[j] >= reuse_max:
+                            nxt[j] = j + 1
+                            prv[j + 1] = j
+                            remaining -= 1
+            else:
+                uses[chosen] += 1
+                if uses[chosen] >= reuse_max:
+                    nxt[chosen] = chosen + 1
+                    prv[chosen + 1] = chosen
+                    remaining -= 1
     return matches
 
 
@@ -358,6 +372,9 @@ def match_scan(
     caliper_widths: np.ndarray,
     ratios: np.ndarray,
     reuse_max: int,
+    dmat: np.ndarray,
+    dmat_caliper: float,
+    unit: np.ndarray,
 ) -> np.ndarray:
     """Greedy matching under constraints a sorted walk cannot use (MatchIt's ``nn_matchC`` and friends).
 
@@ -402,6 +419,16 @@ def match_scan(
     reuse_max : int
         How many focal units one unit of the other arm may be matched to (1:
         without replacement; at least n1 for MatchIt's ``replace = TRUE``).
+    dmat : float64 (n1, n0) or (0, 0)
+        A given distance matrix (focal units by units of the other arm, in
+        the order of ``focal_position`` and ``other_position``), used instead
+        of ``x`` when it has rows; the first unit in data order wins among
+        equal distances (MatchIt's distance-matrix path).
+    dmat_caliper : float
+        Largest allowed ``dmat`` value (``inf`` for none).
+    unit : int64 (n,)
+        MatchIt's ``unit.id`` codes (-1: none): taking a unit counts as a use
+        of every unit of the other arm with the same code.
 
     Returns
     -------
@@ -456,6 +483,14 @@ def match_scan(
                         break
                 if not ok:
                     continue
+                if dmat.shape[0] > 0:
+                    dist = dmat[t, j]
+                    if dist > dmat_caliper:
+                        continue
+                    if dist < best_d:
+                        best_d = dist
+                        best = cp
+                    continue
                 if vector_ties:
                     dist = abs(x[cp, 0] - x[tp, 0])
                     left = x[cp, 0] < x[tp, 0] or (x[cp, 0] == x[tp, 0] and cp < tp)
@@ -487,5 +522,11 @@ def match_scan(
                     best = cp
             if best >= 0:
                 matches[t, k] = best
-                used[best] += 1
+                if unit[best] >= 0:
+                    # unit.id: every unit of the other arm with the same id is used up with it.
+                    for j in range(n0):
+                        if unit[other_position[j]] == unit[best]:
+                            used[other_position[j]] += 1
+                else:
+                    used[best] += 1
     return matches

@@ -42,7 +42,7 @@ MatchOrder = Literal["largest", "smallest", "random", "data"]
 Estimand = Literal["ATT", "ATC"]
 Discard = Literal["none", "treated", "control", "both"]
 # MatchIt's covariate distances implemented here (matched through the scan kernel, MatchIt's nn_matchC).
-_METRICS = ("mahalanobis", "scaled_euclidean", "euclidean")
+_METRICS = ("mahalanobis", "robust_mahalanobis", "scaled_euclidean", "euclidean")
 
 
 @dataclass(frozen=True)
@@ -146,8 +146,8 @@ def _distance_values(data: pd.DataFrame, distance: Any) -> np.ndarray:
                 f"match_nearest: distance={distance!r} (MatchIt's distance option) is not supported: pass the "
                 "propensity score to match on, e.g. propensity_score(...).score (MatchIt's distance = 'glm') or "
                 ".linear (link = 'linear.logit'), or the name of a column holding it; of MatchIt's covariate "
-                "distances 'mahalanobis', 'scaled_euclidean' and 'euclidean' are implemented (with covariates=...), "
-                "'robust_mahalanobis' is not"
+                "distances 'mahalanobis', 'robust_mahalanobis', 'scaled_euclidean' and 'euclidean' are implemented "
+                "(with covariates=...), and a distance matrix can be passed"
             )
         require_columns(data, [distance], "match_nearest: data")
         col = data[distance]
@@ -258,6 +258,15 @@ def _metric_transform(x: np.ndarray, is_treated: np.ndarray, kept: np.ndarray, m
     p = x.shape[1]
     if metric == "euclidean":
         return np.eye(p)
+    if metric == "robust_mahalanobis":
+        # x holds the ranks already (see _robust_ranks): their covariance, rescaled so every column has the
+        # variance of untied ranks 1..n, inverted (Rosenbaum 2010, sec. 8.3; MatchIt's robust_mahalanobis).
+        cov = np.cov(x[kept], rowvar=False, ddof=1).reshape(p, p)
+        multiplier = np.std(np.arange(1, int(kept.sum()) + 1), ddof=1) / np.sqrt(np.diag(cov))
+        cov = cov * np.outer(multiplier, multiplier)
+        e, v = np.linalg.eigh(cov)
+        keep = e > max(float(e.max()), 0.0) * len(e) * np.finfo(float).eps
+        return np.ascontiguousarray(v[:, keep] / np.sqrt(e[keep]))
     xk, tk = x[kept], is_treated[kept]
     centred = xk.copy()
     for arm in (tk, ~tk):
@@ -269,6 +278,52 @@ def _metric_transform(x: np.ndarray, is_treated: np.ndarray, kept: np.ndarray, m
     e, v = np.linalg.eigh(cov)
     keep = e > max(float(e.max()), 0.0) * len(e) * np.finfo(float).eps
     return np.ascontiguousarray(v[:, keep] / np.sqrt(e[keep]))
+
+
+def _robust_ranks(x: np.ndarray) -> np.ndarray:
+    """Columns replaced by their ranks (ties averaged, R's rank()); columns without spread dropped, as MatchIt.
+
+    All columns constant: the first one alone, matched on as it is (MatchIt falls back to the Euclidean
+    distance there, which on a constant column makes every pair tied).
+    """
+    from scipy.stats import rankdata
+
+    spread = np.abs(x.max(axis=0) - x.min(axis=0)) >= np.sqrt(np.finfo(float).eps)
+    if not spread.any():
+        return np.zeros((x.shape[0], 1))
+    return np.column_stack([rankdata(x[:, j]) for j in np.flatnonzero(spread)])
+
+
+def _distance_matrix(distance: Any, data: pd.DataFrame, is_treated: np.ndarray) -> np.ndarray:
+    """A given distance matrix as treated x control (data order): from n x n or n1 x n0, finite, >= 0."""
+    n, n1 = len(data), int(is_treated.sum())
+    n0 = n - n1
+    if isinstance(distance, pd.DataFrame):
+        if distance.shape == (n, n) and not (distance.index.equals(data.index) and distance.columns.equals(data.index)):
+            raise InputError(
+                "match_nearest: the n x n distance DataFrame must have data.index as its index and columns"
+            )
+        distance = distance.to_numpy()
+    try:
+        dm = np.asarray(distance, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"match_nearest: the distance matrix must hold numbers: {exc}") from None
+    if dm.shape == (n, n):
+        dm = dm[np.ix_(is_treated, ~is_treated)]
+    elif dm.shape != (n1, n0):
+        raise InputError(
+            f"match_nearest: a distance matrix must be n x n ({n} x {n}, rows and columns in data order) or "
+            f"treated x control ({n1} x {n0}, each in data order); got {dm.shape[0]} x {dm.shape[1]}"
+        )
+    bad = int((~np.isfinite(dm)).sum())
+    if bad:
+        raise InputError(
+            f"match_nearest: the distance matrix has {bad} missing or infinite value(s) among the treated x "
+            "control entries; every pair needs a finite distance (use a large number to forbid a pair)"
+        )
+    if (dm < 0).any():
+        raise InputError(f"match_nearest: the distance matrix has {int((dm < 0).sum())} negative value(s)")
+    return np.ascontiguousarray(dm)
 
 
 def _parse_caliper(caliper: Any) -> tuple[float | None, dict[str, float]]:
@@ -432,7 +487,7 @@ def _variable_ratios(d: np.ndarray, is_focal: np.ndarray, ratio: float, lo: int,
 def match_nearest(
     data: pd.DataFrame,
     treatment: str,
-    distance: str | np.ndarray | pd.Series,
+    distance: str | np.ndarray | pd.Series | pd.DataFrame,
     ratio: float = 1,
     caliper: float | Mapping[str, float] | None = None,
     std_caliper: bool | Mapping[str, bool] = True,
@@ -451,6 +506,7 @@ def match_nearest(
     reuse_max: int | None = None,
     min_controls: int | None = None,
     max_controls: int | None = None,
+    unit_id: str | Sequence[str] | None = None,
 ) -> MatchResult:
     """Greedy k:1 nearest-neighbour matching, identical to MatchIt 4.x ``method = "nearest"`` (ATT or ATC).
 
@@ -464,11 +520,18 @@ def match_nearest(
         Column name or values to match on, e.g. ``propensity_score(...).score``
         (MatchIt's default) or ``.linear`` (logit of the score, Austin 2011).
         Must be finite. Or one of MatchIt's covariate distances
-        ``"mahalanobis"``, ``"scaled_euclidean"``, ``"euclidean"`` computed
-        from ``covariates`` (pooled within-arm covariance / SDs of the units
-        not discarded); there is then no propensity score, so no caliper on
+        ``"mahalanobis"``, ``"robust_mahalanobis"``, ``"scaled_euclidean"``,
+        ``"euclidean"`` computed from ``covariates`` (pooled within-arm
+        covariance / SDs of the units not discarded; for the robust one the
+        covariance of the ranks, each column rescaled to the variance of
+        untied ranks); there is then no propensity score, so no caliper on
         the distance, no ``discard`` and only ``order="data"`` or
-        ``"random"``.
+        ``"random"``. Or a distance matrix (MatchIt's ``distance = <matrix>``):
+        n x n (rows and columns in data order; a DataFrame must have
+        ``data.index`` as index and columns) or treated x control (n1 x n0,
+        each arm in data order), finite and >= 0; the first unit in data order
+        wins among equal distances; a caliper on it is in its own units
+        (``std_caliper`` False, as MatchIt requires).
     ratio : int or float
         Controls per treated unit (MatchIt ``ratio``), a whole number >= 1.
         With ``estimand="ATC"``: treated units per control. With
@@ -549,6 +612,13 @@ def match_nearest(
         fewest. Matching goes in rounds as with a fixed ratio: round k serves
         the units allotted at least k matches. ``min_controls`` alone raises
         InputError (MatchIt ignores it).
+    unit_id : str or list of str, optional
+        MatchIt's ``unit.id``: column(s) identifying the unit (e.g. the
+        patient) each row belongs to; once a control row is matched, every
+        control row of the same unit counts as used (so one patient is not
+        matched twice through different rows). Ignored, as in MatchIt, with
+        replacement (``reuse_max`` >= number of focal units) or when every
+        control row has its own id.
     s_weights : str, array (n,) or Series, optional
         Sampling weights (MatchIt ``s.weights``): they do not change who is
         matched to whom (the distance is given), only the effective sample
@@ -592,7 +662,14 @@ def match_nearest(
         )
     atc = estimand == "ATC"
     metric = None
-    if isinstance(distance, str) and distance not in data.columns and distance.lower() in _METRICS:
+    if not isinstance(distance, (str, pd.Series)) and np.ndim(distance) == 2:
+        metric = "matrix"
+        if mahvars:
+            raise InputError(
+                "match_nearest: mahvars needs a propensity score as distance, not a distance matrix; "
+                "put the Mahalanobis distance into the matrix or pass the score as distance"
+            )
+    elif isinstance(distance, str) and distance not in data.columns and distance.lower() in _METRICS:
         metric = distance.lower()
         if not covariates:
             raise InputError(
@@ -608,9 +685,10 @@ def match_nearest(
         # MatchIt: largest (ATT) / smallest (ATC) with a propensity score, data order with a covariate distance.
         order = "data" if metric else ("smallest" if atc else "largest")
     check_option("order", order, get_args(MatchOrder))
+    shown = "a distance matrix" if metric == "matrix" else f"distance={distance!r}"
     if metric and order in ("largest", "smallest"):
         raise InputError(
-            f"match_nearest: order={order!r} sorts by a propensity score, and distance={distance!r} has none; "
+            f"match_nearest: order={order!r} sorts by a propensity score, and {shown} has none; "
             "use order='data' or 'random', or pass the score as distance with mahvars=[...]"
         )
     variable = _check_variable_ratio(ratio, min_controls, max_controls, metric)
@@ -621,7 +699,14 @@ def match_nearest(
             raise InputError(f"match_nearest: reuse_max={reuse_max!r} must be a whole number >= 1 or None")
         replace = int(reuse_max) > 1
     distance_caliper, covariate_calipers = _parse_caliper(caliper)
-    if metric and distance_caliper is not None:
+    if metric == "matrix" and distance_caliper is not None:
+        std_distance = std_caliper if isinstance(std_caliper, bool) else bool(std_caliper.get("distance", True))
+        if std_distance:
+            raise InputError(
+                "match_nearest: a caliper on a distance matrix is in the matrix's own units: pass "
+                "std_caliper=False (or {'distance': False}), as MatchIt requires"
+            )
+    elif metric and distance_caliper is not None:
         raise InputError(
             f"match_nearest: a caliper on the distance needs a propensity score, and distance={distance!r} has "
             "none; put calipers on covariates (caliper={'age': 0.5}) or pass the score with mahvars=[...]"
@@ -635,10 +720,11 @@ def match_nearest(
     require_unique_index(data, "match_nearest: data")
     n = len(data)
     d = np.full(n, np.nan) if metric else _distance_values(data, distance)
+    dmat_all = _distance_matrix(distance, data, is_treated) if metric == "matrix" else None
     sw = None if s_weights is None else _sampling_weights(data, s_weights, is_treated)
     if metric and not (isinstance(discard, str) and discard == "none"):
         raise InputError(
-            f"match_nearest: discard needs a propensity score, and distance={distance!r} has none; "
+            f"match_nearest: discard needs a propensity score, and {shown} has none; "
             "pass the score as distance with mahvars=[...] to discard on it"
         )
     if isinstance(discard, pd.Series):
@@ -701,6 +787,21 @@ def match_nearest(
         values = np.asarray(col, dtype=float)
         caliper_columns[name] = width * float(np.std(values[kept], ddof=1)) if _std(name) else width
     scan = bool(metric or mahvar_columns or caliper_columns or antiexact_columns)
+    # unit.id (MatchIt): only without full replacement, and only when some control rows share an id.
+    unit_codes = np.full(n, -1, dtype=np.int64)
+    unit_columns = as_column_list(unit_id)
+    if unit_columns:
+        require_columns(data, unit_columns, "match_nearest: data (unit_id)")
+        n_missing = {c: int(data[c].isna().sum()) for c in unit_columns if data[c].isna().any()}
+        if n_missing:
+            raise InputError(
+                f"match_nearest: missing values in unit_id column(s) {n_missing} (column: rows); "
+                "every row needs the id of its unit"
+            )
+        reuse_limit = int(reuse_max) if reuse_max is not None else (n1 + 1 if replace else 1)
+        codes = data.groupby(unit_columns, sort=True, observed=True).ngroup().to_numpy(dtype=np.int64)
+        if reuse_limit < n1 and len(np.unique(codes[control_positions])) < n0:
+            unit_codes = codes
 
     if variable:
         ratios = np.ascontiguousarray(_variable_ratios(d, is_focal, ratio_average, *variable)[focal_positions])
@@ -746,7 +847,9 @@ def match_nearest(
     coords: np.ndarray | None = None
     transforms = np.eye(1).reshape(1, 1, 1)
     if scan:
-        if metric or mahvar_columns:
+        if metric == "matrix":
+            coords = np.zeros((n, 1))
+        elif metric or mahvar_columns:
             coords = np.ascontiguousarray(
                 _covariate_matrix(
                     data,
@@ -754,8 +857,13 @@ def match_nearest(
                     "covariates" if metric else "mahvars",
                 )
             )
+            metric_used = metric or "mahalanobis"
+            if metric == "robust_mahalanobis":
+                coords = np.ascontiguousarray(_robust_ranks(coords))
+                if not coords.any():
+                    metric_used = "euclidean"  # no covariate varies: MatchIt falls back to the Euclidean distance
             # One scaling over all kept units, also with exact strata (as MatchIt; checked on lalonde).
-            w_all = _metric_transform(coords, is_treated, kept, metric or "mahalanobis")
+            w_all = _metric_transform(coords, is_treated, kept, metric_used)
             transforms = np.ascontiguousarray(np.broadcast_to(w_all, (int(strata.max()) + 1, *w_all.shape)))
         else:
             # A propensity score with antiexact or covariate calipers: MatchIt keeps its vector path's ties.
@@ -763,7 +871,7 @@ def match_nearest(
         cal_names = list(caliper_columns)
         cal_values = [np.asarray(data[c], dtype=float) for c in cal_names]
         cal_widths = [caliper_columns[c] for c in cal_names]
-        if caliper_distance is not None:
+        if caliper_distance is not None and dmat_all is None:
             cal_values.append(d)
             cal_widths.append(caliper_distance)
         anti = np.zeros((n, 0), dtype=np.int64)
@@ -790,6 +898,18 @@ def match_nearest(
             np.asarray(cal_widths, dtype=float),
             ratios,
             reuse,
+            np.zeros((0, 0))
+            if dmat_all is None
+            else np.ascontiguousarray(
+                (dmat_all.T if atc else dmat_all)[
+                    np.ix_(
+                        np.searchsorted(np.flatnonzero(is_focal), treated_positions),
+                        np.searchsorted(np.flatnonzero(~is_focal), control_positions),
+                    )
+                ]
+            ),
+            np.inf if caliper_distance is None or dmat_all is None else caliper_distance,
+            unit_codes,
         )
     elif replace and reuse_max is None:
         matches = _kernels.match_with_replacement(
@@ -814,6 +934,7 @@ def match_nearest(
             ratios,
             caliper_kernel,
             reuse,
+            np.ascontiguousarray(unit_codes[control_pos_sorted]),
         )
 
     has_match = matches[:, 0] >= 0
@@ -870,6 +991,11 @@ def match_nearest(
     order_pairs = np.lexsort((cols, set_number[rows]))
     rows_o, cols_o, controls_o = rows[order_pairs], cols[order_pairs], matched_controls[order_pairs]
     focal_labels, other_labels = index[treated_positions[rows_o]], index[controls_o]
+    focal_labels_pos, other_labels_pos = treated_positions[rows_o], controls_o
+    # Position of each unit within its own arm (data order): the row / column of a treated x control matrix.
+    rank_in_arm = np.empty(n, dtype=np.int64)
+    rank_in_arm[is_treated] = np.arange(int(is_treated.sum()))
+    rank_in_arm[~is_treated] = np.arange(int((~is_treated).sum()))
     pairs = pd.DataFrame(
         {
             "subclass": set_number[rows_o],
@@ -878,7 +1004,12 @@ def match_nearest(
             "control": focal_labels if atc else other_labels,
             "round": cols_o + 1,
             "difference": (
-                np.sqrt(
+                dmat_all[
+                    rank_in_arm[other_labels_pos if atc else focal_labels_pos],
+                    rank_in_arm[focal_labels_pos if atc else other_labels_pos],
+                ]
+                if dmat_all is not None
+                else np.sqrt(
                     (
                         np.einsum(
                             "ip,ipr->ir",
