@@ -86,3 +86,37 @@ fix_robust <- function() {
   lockBinding("transform_covariates", ns)
   sum(src != before)  # lines changed: 3 (det, solve, generalized_inverse)
 }
+
+# MatchIt's tests/testthat/test-method_nearest.R, "distance vector, mah vars, and distance matrix yield
+# identical results": its data (set.seed(1234), n = 1000), and for each option set MatchIt's match with the
+# distance vector d$p, run through the distance-matrix kernel (with_matrix_kernel; 4.5.1's vector kernel
+# truncates differences to integers, and p < 0.4, so it would pair arbitrarily).
+nearest_grid_data <- function() {
+  set.seed(1234)
+  n <- 1e3
+  p <- runif(n, 0, .4)
+  x <- runif(n)
+  g <- sample(1:5, n, TRUE)
+  a <- rbinom(n, 1, p)
+  u <- 1:n; u[a == 0] <- sample(u[a == 0][1:round(sum(a == 0)/5)], sum(a == 0), replace = TRUE)
+  dis <- as.logical(rbinom(n, 1, .1))
+  d <- data.frame(p, x, a, g, u, dis)
+  d$p_ <- d$p
+  d
+}
+
+nearest_grid_case <- function(d, ...) {
+  suppressPackageStartupMessages(library(MatchIt))
+  rownames(d) <- as.character(seq_len(nrow(d)))
+  m <- with_matrix_kernel(suppressWarnings(matchit(a ~ p + p_, data = d, distance = d$p, ...)))
+  mm <- m$match.matrix
+  list(
+    focal = as.integer(rownames(mm)),
+    match_matrix = matrix(as.integer(mm), nrow = nrow(mm)),
+    weights = unname(m$weights),
+    weights17 = sprintf("%.17g", unname(m$weights)),
+    subclass = if (is.null(m$subclass)) NULL else as.integer(as.character(m$subclass)),
+    discarded = unname(m$discarded),
+    nn = tab3(summary(m)$nn)
+  )
+}

@@ -629,7 +629,7 @@ def test_scanning_path_equals_matchit_on_fresh_data():
         ({"distance": "x", "caliper": 0.2, "std_caliper": "yes"}, r"std_caliper='yes' must be True/False"),
         ({"distance": "mahalanobis", "covariates": ["x"], "order": "largest"}, r"order='largest' sorts by a prop"),
         ({"distance": "mahalanobis", "covariates": ["x"], "caliper": 0.2}, r"caliper on the distance needs a prop"),
-        ({"distance": "mahalanobis", "covariates": ["x"], "discard": "both"}, r"discard needs a propensity score"),
+        ({"distance": "mahalanobis", "covariates": ["x"], "discard": "both"}, r"discard=.both. needs a prop"),
         ({"distance": "mahalanobis", "covariates": ["x"], "mahvars": ["x"]}, r"mahvars needs a propensity score"),
         ({"distance": "mahalanobis", "covariates": ["zz"]}, r"no column\(s\) \['zz'\]"),
         ({"distance": "x", "antiexact": "zz"}, r"\(antiexact\) has no column\(s\) \['zz'\]"),

@@ -417,7 +417,7 @@ def _matrix(small: pd.DataFrame) -> np.ndarray:
         (lambda m: m.astype(str).astype(object) + "x", {}, "must hold numbers"),
         (lambda m: m, {"caliper": 0.1}, "std_caliper=False"),
         (lambda m: m, {"mahvars": ["x"]}, "not a distance matrix"),
-        (lambda m: m, {"discard": "both"}, "a distance matrix has none"),
+        (lambda m: m, {"discard": "both"}, "needs a propensity score, and a distance matrix has none"),
         (lambda m: m, {"order": "largest"}, "a distance matrix has none"),
         (lambda m: m, {"ratio": 2, "max_controls": 3}, "allots matches by the propensity score"),
     ],

@@ -722,9 +722,11 @@ def match_nearest(
     d = np.full(n, np.nan) if metric else _distance_values(data, distance)
     dmat_all = _distance_matrix(distance, data, is_treated) if metric == "matrix" else None
     sw = None if s_weights is None else _sampling_weights(data, s_weights, is_treated)
-    if metric and not (isinstance(discard, str) and discard == "none"):
+    # A boolean discard array needs no score (MatchIt accepts it with any distance); the named rules do.
+    if metric and isinstance(discard, str) and discard != "none":
         raise InputError(
-            f"match_nearest: discard needs a propensity score, and {shown} has none; "
+            f"match_nearest: discard={discard!r} needs a propensity score, and {shown} has none (a boolean array "
+            "of units to drop works with any distance); "
             "pass the score as distance with mahvars=[...] to discard on it"
         )
     if isinstance(discard, pd.Series):
