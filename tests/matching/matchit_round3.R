@@ -120,3 +120,30 @@ nearest_grid_case <- function(d, ...) {
     nn = tab3(summary(m)$nn)
   )
 }
+
+# MatchIt's tests/testthat/test-nearest_snapshots.R, ported: the same data and options, MatchIt 4.5.1's match
+# made live. A propensity-score distance is given as a vector (tie-broken, see the test module) and run through
+# the distance-matrix kernel; covariate distances, mahvars and matrices take MatchIt's own paths unchanged.
+# kernel = "vector": matchit() unchanged, a vector distance scaled by 2^k (matchit_matrix.R; ratio 1 only) -- for
+# unit.id, whose meaning differs between 4.5.1's kernels (see test_matchit_snapshots_port.py).
+snap_case <- function(df, rhs, dist, ..., kernel = "matrix") {
+  suppressPackageStartupMessages(library(MatchIt))
+  rownames(df) <- as.character(seq_len(nrow(df)))
+  f <- as.formula(paste("treat ~", rhs))
+  run <- function() suppressWarnings(matchit(f, data = df, method = "nearest", distance = dist, ...))
+  if (kernel == "vector") {
+    dist <- dist * 2^floor(log2(2^29 / max(abs(dist))))
+    m <- run()
+  } else {
+    m <- with_matrix_kernel(run())
+  }
+  mm <- m$match.matrix
+  list(
+    focal = as.integer(rownames(mm)),
+    match_matrix = matrix(as.integer(mm), nrow = nrow(mm)),
+    weights = unname(m$weights),
+    subclass = if (is.null(m$subclass)) NULL else as.integer(as.character(m$subclass)),
+    discarded = unname(m$discarded),
+    nn = tab3(summary(m)$nn)
+  )
+}

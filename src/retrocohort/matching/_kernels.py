@@ -428,7 +428,10 @@ def match_scan(
         Largest allowed ``dmat`` value (``inf`` for none).
     unit : int64 (n,)
         MatchIt's ``unit.id`` codes (-1: none): taking a unit counts as a use
-        of every unit of the other arm with the same code.
+        of every unit with the same code. Without ``vector_ties`` (MatchIt's
+        ``nn_matchC``: covariate distances, ``mahvars``, a matrix) that
+        includes focal units, which then take no further matches; MatchIt's
+        vector kernel (``vector_ties``) leaves focal units alone.
 
     Returns
     -------
@@ -453,6 +456,8 @@ def match_scan(
             if k > 0 and matches[t, k - 1] < 0:
                 continue
             tp = focal_position[t]
+            if not vector_ties and used[tp] > 0:
+                continue  # nn_matchC: a focal unit whose unit.id was used by a match takes no more matches
             best = -1
             best_d = np.inf
             best_left = False
@@ -523,10 +528,10 @@ def match_scan(
             if best >= 0:
                 matches[t, k] = best
                 if unit[best] >= 0:
-                    # unit.id: every unit of the other arm with the same id is used up with it.
-                    for j in range(n0):
-                        if unit[other_position[j]] == unit[best]:
-                            used[other_position[j]] += 1
+                    # unit.id: every unit with the same id (both arms, as MatchIt counts) is used with it.
+                    for q_ in range(unit.shape[0]):
+                        if unit[q_] == unit[best]:
+                            used[q_] += 1
                 else:
                     used[best] += 1
     return matches

@@ -247,8 +247,20 @@ def _covariate_matrix(data: pd.DataFrame, columns: list[str], what: str) -> np.n
     return np.column_stack(out)
 
 
-def _metric_transform(x: np.ndarray, is_treated: np.ndarray, kept: np.ndarray, metric: str) -> np.ndarray:
+def _weighted_cov(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    # R's cov.wt(x, w)$cov: weights normalised to sum 1, centred on the weighted mean, divisor 1 - sum(w^2).
+    w = w / w.sum()
+    centred = x - w @ x
+    return (centred * w[:, None]).T @ centred / (1.0 - float(np.sum(w**2)))
+
+
+def _metric_transform(
+    x: np.ndarray, is_treated: np.ndarray, kept: np.ndarray, metric: str, sw: np.ndarray | None = None
+) -> np.ndarray:
     """Matrix W with MatchIt's ``metric`` distance between rows i, j = ||(x_i - x_j) @ W||.
+
+    With sampling weights ``sw`` the covariances are weighted as MatchIt's (``cov.wt``; each arm centred on
+    its weighted mean for the Mahalanobis distance).
 
     The scaling is MatchIt's pooled within-arm one, computed on the units kept after ``discard``: each
     column centred on its arm's mean, then the covariance over all kept units (n - 1). Mahalanobis:
@@ -261,7 +273,7 @@ def _metric_transform(x: np.ndarray, is_treated: np.ndarray, kept: np.ndarray, m
     if metric == "robust_mahalanobis":
         # x holds the ranks already (see _robust_ranks): their covariance, rescaled so every column has the
         # variance of untied ranks 1..n, inverted (Rosenbaum 2010, sec. 8.3; MatchIt's robust_mahalanobis).
-        cov = np.cov(x[kept], rowvar=False, ddof=1).reshape(p, p)
+        cov = np.cov(x[kept], rowvar=False, ddof=1).reshape(p, p) if sw is None else _weighted_cov(x[kept], sw[kept])
         multiplier = np.std(np.arange(1, int(kept.sum()) + 1), ddof=1) / np.sqrt(np.diag(cov))
         cov = cov * np.outer(multiplier, multiplier)
         e, v = np.linalg.eigh(cov)
@@ -269,9 +281,15 @@ def _metric_transform(x: np.ndarray, is_treated: np.ndarray, kept: np.ndarray, m
         return np.ascontiguousarray(v[:, keep] / np.sqrt(e[keep]))
     xk, tk = x[kept], is_treated[kept]
     centred = xk.copy()
-    for arm in (tk, ~tk):
-        centred[arm] -= centred[arm].mean(axis=0)
-    cov = centred.T @ centred / (len(xk) - 1)
+    if sw is not None and metric == "mahalanobis":
+        wk = sw[kept]
+        for arm in (tk, ~tk):
+            centred[arm] -= wk[arm] @ centred[arm] / wk[arm].sum()
+        cov = _weighted_cov(centred, wk)
+    else:
+        for arm in (tk, ~tk):
+            centred[arm] -= centred[arm].mean(axis=0)
+        cov = centred.T @ centred / (len(xk) - 1)
     if metric == "scaled_euclidean":
         sd = np.sqrt(np.diag(cov))
         return np.diag(1.0 / np.where(sd > 0, sd, 1.0))
@@ -865,7 +883,12 @@ def match_nearest(
                 if not coords.any():
                     metric_used = "euclidean"  # no covariate varies: MatchIt falls back to the Euclidean distance
             # One scaling over all kept units, also with exact strata (as MatchIt; checked on lalonde).
-            w_all = _metric_transform(coords, is_treated, kept, metric_used)
+            if sw is not None and metric_used == "scaled_euclidean":
+                raise InputError(
+                    "match_nearest: s_weights with distance='scaled_euclidean' is not implemented (MatchIt weights "
+                    "its pooled SDs by them); use distance='mahalanobis' or drop s_weights"
+                )
+            w_all = _metric_transform(coords, is_treated, kept, metric_used, sw)
             transforms = np.ascontiguousarray(np.broadcast_to(w_all, (int(strata.max()) + 1, *w_all.shape)))
         else:
             # A propensity score with antiexact or covariate calipers: MatchIt keeps its vector path's ties.
