@@ -476,3 +476,26 @@ def test_robust_mahalanobis_with_constant_covariates_falls_back(small):
     both = _quiet(data, "treat", "robust_mahalanobis", covariates=["c", "x"])
     alone = _quiet(data, "treat", "robust_mahalanobis", covariates=["x"])
     pd.testing.assert_series_equal(both.weights, alone.weights)
+
+
+def test_summary_addlvariables_forms_and_pair_dist(small):
+    # MatchIt's test-summary.R: addlvariables as a matrix (unnamed columns V1, ...), a wrongly sized matrix and an
+    # unaccepted form are errors naming addlvariables; pair.dist = FALSE blanks that column only.
+    m = _quiet(small, "treat", "d")
+    s = match_summary(m, small, ["x"], addlvariables=np.column_stack([small["x"] * 3]))
+    assert list(s.sum_matched.index) == ["distance", "x", "V1"]
+    np.testing.assert_allclose(s.sum_all.loc["V1", "Means Treated"], 3 * s.sum_all.loc["x", "Means Treated"])
+    with pytest.raises(InputError, match="addlvariables has 5 rows and data 60"):
+        match_summary(m, small, ["x"], addlvariables=np.ones((5, 1)))
+    for bad in (list(range(60)), 5, {"a": 1}):
+        with pytest.raises(InputError, match="addlvariables must be column names"):
+            match_summary(m, small, ["x"], addlvariables=bad)  # type: ignore[arg-type]
+    without = match_summary(m, small, ["x"], pair_dist=False).sum_matched
+    with_pd = match_summary(m, small, ["x"]).sum_matched
+    assert without["Std. Pair Dist."].isna().all() and with_pd["Std. Pair Dist."].notna().all()
+    pd.testing.assert_frame_equal(without.iloc[:, :6], with_pd.iloc[:, :6])
+    # standardize=False keeps the group means and changes the difference columns (and their names).
+    raw = match_summary(m, small, ["x"], standardize=False).sum_matched
+    assert list(raw.columns[2:]) == ["Mean Diff.", "Var. Ratio", "eQQ Mean", "eQQ Max", "Pair Dist."]
+    pd.testing.assert_frame_equal(raw.iloc[:, :2], with_pd.iloc[:, :2])
+    assert not np.allclose(raw["Mean Diff."], with_pd["Std. Mean Diff."])

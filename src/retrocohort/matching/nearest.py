@@ -808,7 +808,7 @@ def match_nearest(
         caliper_columns[name] = width * float(np.std(values[kept], ddof=1)) if _std(name) else width
     scan = bool(metric or mahvar_columns or caliper_columns or antiexact_columns)
     # unit.id (MatchIt): only without full replacement, and only when some control rows share an id.
-    unit_codes = np.full(n, -1, dtype=np.int64)
+    unit_codes: np.ndarray = np.full(n, -1, dtype=np.int64)
     unit_columns = as_column_list(unit_id)
     if unit_columns:
         require_columns(data, unit_columns, "match_nearest: data (unit_id)")
@@ -821,7 +821,7 @@ def match_nearest(
         reuse_limit = int(reuse_max) if reuse_max is not None else (n1 + 1 if replace else 1)
         codes = data.groupby(unit_columns, sort=True, observed=True).ngroup().to_numpy(dtype=np.int64)
         if reuse_limit < n1 and len(np.unique(codes[control_positions])) < n0:
-            unit_codes = codes
+            unit_codes = np.asarray(codes, dtype=np.int64)
 
     if variable:
         ratios = np.ascontiguousarray(_variable_ratios(d, is_focal, ratio_average, *variable)[focal_positions])

@@ -324,7 +324,7 @@ def match_summary(
     data: pd.DataFrame,
     covariates: Sequence[str],
     *,
-    addlvariables: Sequence[str] | pd.DataFrame | None = None,
+    addlvariables: Sequence[str] | pd.DataFrame | np.ndarray | None = None,
     interactions: bool = False,
     un: bool = True,
     improvement: bool = False,
@@ -344,9 +344,11 @@ def match_summary(
         The covariates of the matching formula (MatchIt: the formula, plus
         ``exact`` variables). Expanded as MatchIt's covariate matrix (see the
         module docstring); missing or infinite values raise InputError.
-    addlvariables : sequence of str or pandas.DataFrame, optional
+    addlvariables : sequence of str, pandas.DataFrame or 2-D array, optional
         More variables to summarise after ``covariates``: names of columns of
-        ``data``, or a frame with one row per unit of ``data`` (same index).
+        ``data``, a frame with one row per unit of ``data`` (same index), or
+        an array with one row per unit (columns named V1, V2, ... as MatchIt
+        names a matrix's unnamed columns).
         Names already among ``covariates`` add nothing (as in MatchIt).
     interactions : bool
         Also the squares of the non-binary terms (``"age²"``) and the
@@ -395,6 +397,25 @@ def match_summary(
             "which has no propensity score to summarise"
         )
     names_in = as_column_list(covariates)
+    if isinstance(addlvariables, np.ndarray) and addlvariables.ndim == 2:
+        # MatchIt accepts a matrix: one row per unit, unnamed columns named V1, V2, ... (as.data.frame()).
+        if addlvariables.shape[0] != len(data):
+            raise InputError(
+                f"match_summary: addlvariables has {addlvariables.shape[0]} rows and data {len(data)}; "
+                "the variables in addlvariables need one row per unit of data"
+            )
+        addlvariables = pd.DataFrame(
+            addlvariables, index=data.index, columns=[f"V{j + 1}" for j in range(addlvariables.shape[1])]
+        )
+    elif (
+        addlvariables is not None
+        and not isinstance(addlvariables, (str, pd.DataFrame))
+        and (not isinstance(addlvariables, (list, tuple)) or not all(isinstance(v, str) for v in addlvariables))
+    ):
+        raise InputError(
+            f"match_summary: addlvariables must be column names of data, a DataFrame or a 2-D array with one "
+            f"row per unit; got {type(addlvariables).__name__}"
+        )
     if isinstance(addlvariables, pd.DataFrame):
         if not addlvariables.index.equals(data.index):
             raise InputError(
