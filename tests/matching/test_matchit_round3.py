@@ -124,6 +124,9 @@ sfit <- coef(summary(fit))
 swp <- list(distance = unname(msw$distance), coef = unname(sfit[, 1]), se = unname(sfit[, 2]),
             terms = rownames(sfit), deviance = fit$deviance, null_deviance = fit$null.deviance, aic = fit$aic,
             nn = tab3(summary(msw)$nn))
+fitp <- suppressWarnings(glm(f, binomial(link = "probit"), df, weights = sw))
+swp$probit <- list(coef = unname(coef(fitp)), se = unname(coef(summary(fitp))[, 2]), aic = fitp$aic,
+                   deviance = fitp$deviance, fitted = unname(fitted(fitp)))
 # reestimate = TRUE: the score refitted on the units kept after discard.
 mre <- matchit(f, data = df, discard = "both", reestimate = TRUE, caliper = 0.2)
 mno <- matchit(f, data = df, discard = "both", caliper = 0.2)
@@ -225,6 +228,13 @@ def test_s_weights_in_the_propensity_model_equal_glm_and_matchit(r_round3):
     assert fit.aic == pytest.approx(expected["aic"], rel=1e-10)
     # The unweighted fit differs: the weights are used.
     assert not np.allclose(propensity_score(lalonde, "treat", LALONDE).score, expected["distance"], rtol=1e-6)
+    # The probit link with the same weights.
+    probit = propensity_score(lalonde, "treat", LALONDE, link="probit", weights=sw)
+    np.testing.assert_allclose(probit.summary["estimate"], expected["probit"]["coef"], rtol=1e-9)
+    np.testing.assert_allclose(probit.summary["std_error"], expected["probit"]["se"], rtol=1e-9)
+    np.testing.assert_allclose(probit.score, expected["probit"]["fitted"], rtol=1e-9)
+    assert probit.aic == pytest.approx(expected["probit"]["aic"], rel=1e-10)
+    assert probit.deviance == pytest.approx(expected["probit"]["deviance"], rel=1e-10)
     # ... and the match's ESS rows with the same weights are MatchIt's.
     m = _quiet(lalonde, "treat", fit.score, s_weights=sw)
     nn = _frame(expected["nn"])
