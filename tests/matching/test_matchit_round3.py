@@ -148,10 +148,17 @@ more <- list(
   `robust-ratio2-exact` = match_case(sim, "x1 + x2 + x3", "robust_mahalanobis", ratio = 2, exact = ~ b),
   `unit-ps` = match_case(sim, rhs, sim$d, ratio = 2, unit.id = ~ unit),
   `unit-mahal` = match_case(sim, rhs, "mahalanobis", unit.id = ~ unit),
-  `unit-reuse` = match_case(sim, rhs, sim$d, reuse.max = 2, unit.id = ~ unit)
+  `unit-reuse` = match_case(sim, rhs, sim$d, reuse.max = 2, unit.id = ~ unit),
+  # scaled_euclidean with a 0/1 covariate (MatchIt's pooled SD differs for it), with and without s.weights.
+  `scaled-binary` = match_case(sim, "x1 + x2 + b", "scaled_euclidean"),
+  `scaled-binary-sw` = match_case(sim, "x1 + x2 + b", "scaled_euclidean",
+                                  s.weights = seq(0.5, 2, length.out = nrow(sim)))
 )
+xs <- as.matrix(sim[c("x1", "x2", "b")])
+psd <- list(plain = unname(MatchIt:::pooled_sd(xs, sim$treat)),
+            weighted = unname(MatchIt:::pooled_sd(xs, sim$treat, w = seq(0.5, 2, length.out = nrow(sim)))))
 result <- list(lalonde = df, sim = sim, cases = cases, swp = swp, re = re, more = more,
-               robust_fixed = robust_fixed)
+               robust_fixed = robust_fixed, psd = psd)
 """
     out = run_r(code, {"sim": sim, "dm": _sim_matrix(sim)})
     return out, pd.DataFrame(out["lalonde"]), pd.DataFrame(out["sim"])
@@ -270,6 +277,8 @@ MORE = {
     "unit-ps": {"ratio": 2, "unit_id": "unit"},
     "unit-mahal": {"covariates": ["x1", "x2", "g", "b"], "unit_id": "unit"},
     "unit-reuse": {"reuse_max": 2, "unit_id": "unit"},
+    "scaled-binary": {"covariates": ["x1", "x2", "b"]},
+    "scaled-binary-sw": {"covariates": ["x1", "x2", "b"], "s_weights": "sw"},
 }
 
 
@@ -290,14 +299,20 @@ def test_matrix_robust_and_unit_id_equal_matchit(r_round3, name):
         distance = "robust_mahalanobis"
     elif name == "unit-mahal":
         distance = "mahalanobis"
+    elif name.startswith("scaled"):
+        distance = "scaled_euclidean"
+        data = sim.assign(sw=np.linspace(0.5, 2, len(sim)))
     else:
         distance = sim["d"].to_numpy()
     result = _quiet(data, "treat", distance, **kwargs)
     _assert_same(result, expected, name)
     np.testing.assert_array_equal(result.weights.to_numpy(), np.array([float(v) for v in expected["weights17"]]))
-    covariates = {"robust": ["age", "educ", "re74", "re75"], "robust-ratio2-exact": ["x1", "x2", "x3", "b"]}.get(
-        name, SIM
-    )
+    covariates = {
+        "robust": ["age", "educ", "re74", "re75"],
+        "robust-ratio2-exact": ["x1", "x2", "x3", "b"],
+        "scaled-binary": ["x1", "x2", "b"],
+        "scaled-binary-sw": ["x1", "x2", "b"],
+    }.get(name, SIM)
     summary = match_summary(result, data, covariates)
     _assert_same_summary(summary, expected, name)
     if name.startswith("unit"):
@@ -324,6 +339,20 @@ def test_matrix_robust_and_unit_id_equal_matchit(r_round3, name):
         pos_t = int(np.flatnonzero(sim.index[t] == first["treated"])[0])
         pos_c = int(np.flatnonzero(sim.index[~t] == first["control"])[0])
         assert first["difference"] == distance[pos_t, pos_c]
+
+
+@pytest.mark.r
+def test_scaled_euclidean_pooled_sds_are_matchits(r_round3):
+    # MatchIt's pooled_sd: a 0/1 column pooled as sum s_a (1 - s_a / n_a) / n, others over n - 2 (or weighted);
+    # the matches above rarely depend on it (only near-ties do), so the SDs themselves are compared.
+    from retrocohort.matching.nearest import _pooled_variances
+
+    out, _, sim = r_round3
+    x = sim[["x1", "x2", "b"]].to_numpy(dtype=float)
+    t = sim["treat"].to_numpy() == 1
+    np.testing.assert_allclose(np.sqrt(_pooled_variances(x, t, None)), out["psd"]["plain"], rtol=1e-12)
+    w = np.linspace(0.5, 2, len(sim))
+    np.testing.assert_allclose(np.sqrt(_pooled_variances(x, t, w)), out["psd"]["weighted"], rtol=1e-12)
 
 
 # ------------------------------------------------------------------ bad arguments (no R)

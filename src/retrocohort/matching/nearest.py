@@ -254,6 +254,34 @@ def _weighted_cov(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     return (centred * w[:, None]).T @ centred / (1.0 - float(np.sum(w**2)))
 
 
+def _pooled_variances(x: np.ndarray, t: np.ndarray, w: np.ndarray | None) -> np.ndarray:
+    """MatchIt's pooled within-arm variance of each column (its ``pooled_sd``, which scales ``scaled_euclidean``).
+
+    A 0/1 column: sum over arms of s_a (1 - s_a / n_a), over n (s_a the arm's (weighted) count of ones,
+    n_a its (weighted) size, n the (weighted) total). Any other column: the within-arm sum of squares over
+    n - 2, or with weights the weighted one over 1 - sum(w^2) (weights normalised to sum 1).
+    """
+    out = np.empty(x.shape[1])
+    ww = np.ones(len(x)) if w is None else w
+    for j in range(x.shape[1]):
+        col = x[:, j]
+        if np.isin(col, (0.0, 1.0)).all():
+            out[j] = sum(
+                float(np.sum(col[arm] * ww[arm])) * (1 - float(np.sum(col[arm] * ww[arm])) / float(np.sum(ww[arm])))
+                for arm in (t, ~t)
+            ) / float(np.sum(ww))
+            continue
+        centred = col.copy()
+        for arm in (t, ~t):
+            centred[arm] -= np.sum(col[arm] * ww[arm]) / np.sum(ww[arm])
+        if w is None:
+            out[j] = float(np.sum(centred**2)) / (len(col) - 2)
+        else:
+            wn = w / w.sum()
+            out[j] = float(np.sum(wn * centred**2)) / (1.0 - float(np.sum(wn**2)))
+    return out
+
+
 def _metric_transform(
     x: np.ndarray, is_treated: np.ndarray, kept: np.ndarray, metric: str, sw: np.ndarray | None = None
 ) -> np.ndarray:
@@ -291,7 +319,7 @@ def _metric_transform(
             centred[arm] -= centred[arm].mean(axis=0)
         cov = centred.T @ centred / (len(xk) - 1)
     if metric == "scaled_euclidean":
-        sd = np.sqrt(np.diag(cov))
+        sd = np.sqrt(_pooled_variances(xk, tk, None if sw is None else sw[kept]))
         return np.diag(1.0 / np.where(sd > 0, sd, 1.0))
     e, v = np.linalg.eigh(cov)
     keep = e > max(float(e.max()), 0.0) * len(e) * np.finfo(float).eps
@@ -883,11 +911,6 @@ def match_nearest(
                 if not coords.any():
                     metric_used = "euclidean"  # no covariate varies: MatchIt falls back to the Euclidean distance
             # One scaling over all kept units, also with exact strata (as MatchIt; checked on lalonde).
-            if sw is not None and metric_used == "scaled_euclidean":
-                raise InputError(
-                    "match_nearest: s_weights with distance='scaled_euclidean' is not implemented (MatchIt weights "
-                    "its pooled SDs by them); use distance='mahalanobis' or drop s_weights"
-                )
             w_all = _metric_transform(coords, is_treated, kept, metric_used, sw)
             transforms = np.ascontiguousarray(np.broadcast_to(w_all, (int(strata.max()) + 1, *w_all.shape)))
         else:
