@@ -538,3 +538,10 @@ def test_summary_addlvariables_forms_and_pair_dist(small):
     assert list(raw.columns[2:]) == ["Mean Diff.", "Var. Ratio", "eQQ Mean", "eQQ Max", "Pair Dist."]
     pd.testing.assert_frame_equal(raw.iloc[:, :2], with_pd.iloc[:, :2])
     assert not np.allclose(raw["Mean Diff."], with_pd["Std. Mean Diff."])
+
+
+def test_printing_names_the_new_options(small):
+    data = small.assign(u=np.arange(60) // 2)
+    text = repr(_quiet(data, "treat", "d", ratio=2.5, max_controls=4, unit_id="u"))
+    assert "variable ratio 1 to 4:1 (average 2.5)" in text and "unit.id u" in text
+    assert "a given distance matrix" in repr(_quiet(small, "treat", _matrix(small)))

@@ -1124,6 +1124,7 @@ def match_nearest(
         "mahvars": mahvar_columns,
         "antiexact": antiexact_columns,
         "covariate_calipers": caliper_columns,
+        "unit_id": unit_columns if (unit_codes >= 0).any() else [],
     }
     return MatchResult(
         subclass=subclass,
