@@ -60,6 +60,10 @@ match_case <- function(df, rhs, dist, ..., matrix_kernel = TRUE, addl = NULL) {
     raw_all = tab3(u$sum.all),
     raw_matched = tab3(u$sum.matched),
     raw_inter_matched = tab3(ui$sum.matched),
+    md_rows = as.integer(rownames(match.data(m, data = df))),
+    md_weights = unname(match.data(m, data = df)$weights),
+    gm_ids = as.integer(as.character(get_matches(m, data = df)$id)),
+    gm_weights = unname(get_matches(m, data = df)$weights),
     raw_reduction = tab3(summary(m, data = df, standardize = FALSE, improvement = TRUE, addlvariables = addlf)$reduction),
     caliper = if (is.null(m$caliper)) NULL else unname(m$caliper)
   )

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from retrocohort.errors import InputError, ModelWarning
-from retrocohort.matching import match_nearest, match_summary, propensity_score
+from retrocohort.matching import get_matches, match_data, match_nearest, match_summary, propensity_score
 from tests.matching.test_matchit_options import _assert_same, _assert_same_summary, _frame
 from tests.rlive import run_r
 
@@ -188,6 +188,14 @@ def test_variable_ratio_and_raw_summary_equal_matchit(r_round3, name):
     expected = out["cases"][name]
     result = _quiet(data, "treat", data["d"].to_numpy(), **kwargs)
     _assert_same(result, expected, name)
+    # match.data() / get_matches(): rows, ids in MatchIt's order, weights.
+    md = match_data(result, data)
+    assert [data.index.get_loc(i) + 1 for i in md.index] == expected["md_rows"]
+    np.testing.assert_allclose(md["weights"], expected["md_weights"], rtol=1e-12)
+    gm = get_matches(result, data)
+    if not kwargs.get("replace"):  # with replacement MatchIt orders a set's matches its own way (see docs)
+        assert [data.index.get_loc(i) + 1 for i in gm["id"]] == expected["gm_ids"]
+        np.testing.assert_allclose(gm["weights"], expected["gm_weights"], rtol=1e-12)
     # Bit-identical weights (the raw eQQ statistics compare cumulative weights exactly).
     np.testing.assert_array_equal(result.weights.to_numpy(), np.array([float(v) for v in expected["weights17"]]))
     # (Not lalonde's ATC: 185 treated units for 429 focal controls are all used in round 1.)
