@@ -19,6 +19,11 @@ has (a 0-based index compared with 1-based ones). The differences here are
 doubles and a unit skips only its own controls. The tests run MatchIt with the
 distance scaled by 2^k (ratio 1) and through its matrix path (ratio > 1); see
 tests/matching/matchit_matrix.R and docs/matching.md.
+
+Beyond a scalar distance: covariate distances (Mahalanobis, robust Mahalanobis, scaled Euclidean,
+Euclidean), a given distance matrix, ``mahvars``, covariate calipers, ``antiexact`` and ``unit_id`` go
+through the scanning kernel (MatchIt's ``nn_matchC``); variable-ratio matching (``min_controls`` /
+``max_controls``) allots each focal unit its number of matches as MatchIt does and then matches in rounds.
 """
 
 from __future__ import annotations
