@@ -688,9 +688,14 @@ def render_match(m: Any) -> str:
         if m.caliper_distance is None
         else f"caliper {format_number(m.caliper_distance, 4)} (distance units)"
     )
+    ratio = (
+        f"variable ratio {o['min_controls']} to {o['max_controls']}:1 (average {o.get('ratio')})"
+        if o.get("max_controls")
+        else f"{o.get('ratio', 1)}:1"
+    )
     head = [
         f'Nearest-neighbour matching (MatchIt method = "nearest") of {o.get("treatment")}: '
-        f"{o.get('ratio', 1)}:1, {'with' if o.get('replace') else 'without'} replacement, order "
+        f"{ratio}, {'with' if o.get('replace') else 'without'} replacement, order "
         f"{o.get('order')!r}, {caliper}"
     ]
     if o.get("exact"):
@@ -699,7 +704,9 @@ def render_match(m: Any) -> str:
     extra = []
     if o.get("estimand", "ATT") != "ATT":
         extra.append(f"estimand {o['estimand']} (controls matched to treated units)")
-    if o.get("distance", "given") != "given":
+    if o.get("distance") == "matrix":
+        extra.append("a given distance matrix")
+    elif o.get("distance", "given") != "given":
         extra.append(f"{o['distance']} distance on {', '.join(map(str, o.get('covariates', [])))}")
     if o.get("mahvars"):
         extra.append(f"Mahalanobis distance on {', '.join(map(str, o['mahvars']))} (mahvars)")
@@ -710,6 +717,8 @@ def render_match(m: Any) -> str:
         extra.append(f"calipers {widths} (covariate units)")
     if o.get("discard", "none") != "none":
         extra.append(f"discard {o['discard']}")
+    if o.get("unit_id"):
+        extra.append(f"unit.id {', '.join(map(str, o['unit_id']))}")
     head += extra
     c = m.counts
     # summary.matchit rounds the sample sizes (the ESS rows are not whole numbers) to 2 decimals

@@ -386,13 +386,13 @@ def test_unsupported_matchit_options_are_refused_by_name(small, kwargs, fragment
         assert fragment in str(err.value)
 
 
-@pytest.mark.parametrize("name", ["glm", "robust_mahalanobis", "gbm"])
+@pytest.mark.parametrize("name", ["glm", "gbm", "lasso"])
 def test_matchit_distance_names_are_refused_with_what_to_pass(small, name):
     with pytest.raises(InputError, match=rf"distance='{name}'.*not supported.*propensity_score"):
         _quiet_match(small, "treat", name)
 
 
-@pytest.mark.parametrize("name", ["mahalanobis", "euclidean", "scaled_euclidean"])
+@pytest.mark.parametrize("name", ["mahalanobis", "robust_mahalanobis", "euclidean", "scaled_euclidean"])
 def test_covariate_distances_need_their_covariates(small, name):
     with pytest.raises(InputError, match=rf"distance='{name}' is computed from covariates: pass covariates="):
         _quiet_match(small, "treat", name)

@@ -113,9 +113,10 @@ def match_without_replacement(
     order: np.ndarray,
     control_distance_sorted: np.ndarray,
     control_position_sorted: np.ndarray,
-    ratio: int,
+    ratios: np.ndarray,
     caliper: float,
-    reuse_max: int = 1,
+    reuse_max: int,
+    unit_sorted: np.ndarray,
 ) -> np.ndarray:
     """Greedy k:1 matching without replacement (MatchIt ``nn_matchC_vec``), or with ``reuse.max``.
 
@@ -133,9 +134,11 @@ def match_without_replacement(
     control_distance_sorted, control_position_sorted : (n0,)
         Control distances sorted stably by (stratum, distance, data position),
         and the data positions of those controls.
-    ratio : int
-        Controls per treated unit; round k gives every treated unit its k-th
-        control before round k + 1 starts.
+    ratios : int64 (n1,)
+        Controls wanted by each treated unit (all equal but for MatchIt's
+        variable ratio, ``min.controls`` / ``max.controls``); round k gives
+        every treated unit that wants a k-th control its k-th control before
+        round k + 1 starts.
     caliper : float
         Largest allowed absolute difference (inclusive, ``<=`` as MatchIt);
         ``inf`` for none.
@@ -143,10 +146,13 @@ def match_without_replacement(
         How many treated units one control may serve (MatchIt ``reuse.max``;
         1 = without replacement). A control leaves the pool when it reaches
         it; a treated unit never takes the same control twice.
+    unit_sorted : int64 (n0,)
+        MatchIt's ``unit.id`` code of each sorted control (-1: none): taking a
+        control counts as a use of every control with the same code.
 
     Returns
     -------
-    int64 (n1, ratio)
+    int64 (n1, max(ratios))
         Data positions of the matched controls, -1 where none was found.
 
     Notes
@@ -160,6 +166,7 @@ def match_without_replacement(
     """
     n1 = treated_distance.shape[0]
     n0 = control_distance_sorted.shape[0]
+    ratio = ratios.max() if n1 > 0 else 0
     matches = np.full((n1, ratio), -1, dtype=np.int64)
     nxt = np.arange(n0 + 1, dtype=np.int64)
     prv = np.arange(n0 + 1, dtype=np.int64)
@@ -180,6 +187,8 @@ def match_without_replacement(
             if remaining == 0:
                 break
             t = order[i]
+            if ratios[t] <= k:
+                continue
             if k > 0 and matches[t, k - 1] < 0:
                 # No earlier match means no eligible control was left; controls never come back.
                 continue
@@ -208,11 +217,21 @@ def match_without_replacement(
             else:
                 continue
             matches[t, k] = control_position_sorted[chosen]
-            uses[chosen] += 1
-            if uses[chosen] >= reuse_max:
-                nxt[chosen] = chosen + 1
-                prv[chosen + 1] = chosen
-                remaining -= 1
+            if unit_sorted[chosen] >= 0:
+                # unit.id: all controls of that unit are used with it (a scan over the controls; rare option).
+                for j in range(n0):
+                    if unit_sorted[j] == unit_sorted[chosen] and uses[j] < reuse_max:
+                        uses[j] += 1
+                        if uses[j] >= reuse_max:
+                            nxt[j] = j + 1
+                            prv[j + 1] = j
+                            remaining -= 1
+            else:
+                uses[chosen] += 1
+                if uses[chosen] >= reuse_max:
+                    nxt[chosen] = chosen + 1
+                    prv[chosen + 1] = chosen
+                    remaining -= 1
     return matches
 
 
@@ -224,7 +243,7 @@ def match_with_replacement(
     treated_block_end: np.ndarray,
     control_distance_sorted: np.ndarray,
     control_position_sorted: np.ndarray,
-    ratio: int,
+    ratios: np.ndarray,
     caliper: float,
 ) -> np.ndarray:
     """Each treated unit takes its ``ratio`` nearest controls, reuse allowed (MatchIt ``replace = TRUE``).
@@ -235,7 +254,7 @@ def match_with_replacement(
     not yet taken by this unit, the left one on equal differences (MatchIt).
     """
     n1 = treated_distance.shape[0]
-    matches = np.full((n1, ratio), -1, dtype=np.int64)
+    matches = np.full((n1, ratios.max() if n1 > 0 else 0), -1, dtype=np.int64)
     for t in range(n1):
         lo = treated_block_start[t]
         hi = treated_block_end[t]
@@ -243,7 +262,7 @@ def match_with_replacement(
         ip = _insertion_point(control_distance_sorted, control_position_sorted, lo, hi, dt, treated_position[t])
         left = ip - 1
         right = ip
-        for q in range(ratio):
+        for q in range(ratios[t]):
             dr = abs(control_distance_sorted[right] - dt) if right < hi else np.inf
             dl = abs(control_distance_sorted[left] - dt) if left >= lo else np.inf
             ok_right = dr < np.inf and dr <= caliper
@@ -295,27 +314,35 @@ def _mu_eta(eta: float, probit: bool) -> float:
 
 
 @njit(cache=True)
-def binomial_mean_and_deviance(eta: np.ndarray, y: np.ndarray, probit: bool, probit_thresh: float):
-    """mu = linkinv(eta) (n,) and the binomial deviance sum(-2 log(mu or 1 - mu))."""
+def binomial_mean_and_deviance(eta: np.ndarray, y: np.ndarray, probit: bool, probit_thresh: float, prior: np.ndarray):
+    """mu = linkinv(eta) (n,) and the binomial deviance sum(-2 prior log(mu or 1 - mu)) (rows of prior 0 left out)."""
     n = eta.shape[0]
     mu = np.empty(n)
     dev = 0.0
     for i in range(n):
         m = _inverse_link(eta[i], probit, probit_thresh)
         mu[i] = m
-        dev += -2.0 * math.log(m if y[i] > 0.5 else 1.0 - m)
+        if prior[i] > 0.0:
+            dev += -2.0 * prior[i] * math.log(m if y[i] > 0.5 else 1.0 - m)
     return mu, dev
 
 
 @njit(cache=True)
-def binomial_normal_equations(x: np.ndarray, eta: np.ndarray, mu: np.ndarray, y: np.ndarray, probit: bool):
-    """X' W X (p, p) and X' W z (p,) for the IRLS step at (eta, mu): w = mu.eta^2 / var, z = eta + (y - mu) / mu.eta."""
+def binomial_normal_equations(
+    x: np.ndarray, eta: np.ndarray, mu: np.ndarray, y: np.ndarray, probit: bool, prior: np.ndarray
+):
+    """X' W X (p, p) and X' W z (p,) for the IRLS step at (eta, mu).
+
+    w = prior mu.eta^2 / var and z = eta + (y - mu) / mu.eta; rows of prior weight 0 are left out.
+    """
     n, p = x.shape
     xtwx = np.zeros((p, p))
     xtwz = np.zeros(p)
     for i in range(n):
+        if prior[i] <= 0.0:
+            continue  # glm.fit leaves rows of weight 0 out of the fit
         d = _mu_eta(eta[i], probit)
-        w = d * d / (mu[i] * (1.0 - mu[i]))
+        w = prior[i] * d * d / (mu[i] * (1.0 - mu[i]))
         z = eta[i] + (y[i] - mu[i]) / d
         for j in range(p):
             xw = x[i, j] * w
@@ -343,8 +370,11 @@ def match_scan(
     antiexact: np.ndarray,
     caliper_values: np.ndarray,
     caliper_widths: np.ndarray,
-    ratio: int,
+    ratios: np.ndarray,
     reuse_max: int,
+    dmat: np.ndarray,
+    dmat_caliper: float,
+    unit: np.ndarray,
 ) -> np.ndarray:
     """Greedy matching under constraints a sorted walk cannot use (MatchIt's ``nn_matchC`` and friends).
 
@@ -383,16 +413,29 @@ def match_scan(
         Codes of the anti-exact variables: a pair must differ on every one.
     caliper_values : float64 (n, c), caliper_widths : float64 (c,)
         A pair is allowed only if |value_i - value_j| <= width for every column.
-    ratio : int
-        Matches per focal unit; round k gives each focal unit its k-th match
-        before round k + 1 starts.
+    ratios : int64 (n1,)
+        Matches wanted by each focal unit; round k gives each focal unit that
+        wants a k-th match its k-th match before round k + 1 starts.
     reuse_max : int
         How many focal units one unit of the other arm may be matched to (1:
         without replacement; at least n1 for MatchIt's ``replace = TRUE``).
+    dmat : float64 (n1, n0) or (0, 0)
+        A given distance matrix (focal units by units of the other arm, in
+        the order of ``focal_position`` and ``other_position``), used instead
+        of ``x`` when it has rows; the first unit in data order wins among
+        equal distances (MatchIt's distance-matrix path).
+    dmat_caliper : float
+        Largest allowed ``dmat`` value (``inf`` for none).
+    unit : int64 (n,)
+        MatchIt's ``unit.id`` codes (-1: none): taking a unit counts as a use
+        of every unit with the same code. Without ``vector_ties`` (MatchIt's
+        ``nn_matchC``: covariate distances, ``mahvars``, a matrix) that
+        includes focal units, which then take no further matches; MatchIt's
+        vector kernel (``vector_ties``) leaves focal units alone.
 
     Returns
     -------
-    int64 (n1, ratio)
+    int64 (n1, max(ratios))
         Data positions of the matches, -1 where none was found.
     """
     n1 = focal_position.shape[0]
@@ -401,15 +444,20 @@ def match_scan(
     r_dim = transform.shape[2]
     q = antiexact.shape[1]
     c = caliper_widths.shape[0]
+    ratio = ratios.max() if n1 > 0 else 0
     matches = np.full((n1, ratio), -1, dtype=np.int64)
     used = np.zeros(x.shape[0], dtype=np.int64)
     diff = np.empty(p)
     for k in range(ratio):
         for i in range(n1):
             t = order[i]
+            if ratios[t] <= k:
+                continue
             if k > 0 and matches[t, k - 1] < 0:
                 continue
             tp = focal_position[t]
+            if not vector_ties and used[tp] > 0:
+                continue  # nn_matchC: a focal unit whose unit.id was used by a match takes no more matches
             best = -1
             best_d = np.inf
             best_left = False
@@ -439,6 +487,14 @@ def match_scan(
                         ok = False
                         break
                 if not ok:
+                    continue
+                if dmat.shape[0] > 0:
+                    dist = dmat[t, j]
+                    if dist > dmat_caliper:
+                        continue
+                    if dist < best_d:
+                        best_d = dist
+                        best = cp
                     continue
                 if vector_ties:
                     dist = abs(x[cp, 0] - x[tp, 0])
@@ -471,5 +527,11 @@ def match_scan(
                     best = cp
             if best >= 0:
                 matches[t, k] = best
-                used[best] += 1
+                if unit[best] >= 0:
+                    # unit.id: every unit with the same id (both arms, as MatchIt counts) is used with it.
+                    for q_ in range(unit.shape[0]):
+                        if unit[q_] == unit[best]:
+                            used[q_] += 1
+                else:
+                    used[best] += 1
     return matches

@@ -19,6 +19,11 @@ has (a 0-based index compared with 1-based ones). The differences here are
 doubles and a unit skips only its own controls. The tests run MatchIt with the
 distance scaled by 2^k (ratio 1) and through its matrix path (ratio > 1); see
 tests/matching/matchit_matrix.R and docs/matching.md.
+
+Beyond a scalar distance: covariate distances (Mahalanobis, robust Mahalanobis, scaled Euclidean,
+Euclidean), a given distance matrix, ``mahvars``, covariate calipers, ``antiexact`` and ``unit_id`` go
+through the scanning kernel (MatchIt's ``nn_matchC``); variable-ratio matching (``min_controls`` /
+``max_controls``) allots each focal unit its number of matches as MatchIt does and then matches in rounds.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ MatchOrder = Literal["largest", "smallest", "random", "data"]
 Estimand = Literal["ATT", "ATC"]
 Discard = Literal["none", "treated", "control", "both"]
 # MatchIt's covariate distances implemented here (matched through the scan kernel, MatchIt's nn_matchC).
-_METRICS = ("mahalanobis", "scaled_euclidean", "euclidean")
+_METRICS = ("mahalanobis", "robust_mahalanobis", "scaled_euclidean", "euclidean")
 
 
 @dataclass(frozen=True)
@@ -146,8 +151,8 @@ def _distance_values(data: pd.DataFrame, distance: Any) -> np.ndarray:
                 f"match_nearest: distance={distance!r} (MatchIt's distance option) is not supported: pass the "
                 "propensity score to match on, e.g. propensity_score(...).score (MatchIt's distance = 'glm') or "
                 ".linear (link = 'linear.logit'), or the name of a column holding it; of MatchIt's covariate "
-                "distances 'mahalanobis', 'scaled_euclidean' and 'euclidean' are implemented (with covariates=...), "
-                "'robust_mahalanobis' is not"
+                "distances 'mahalanobis', 'robust_mahalanobis', 'scaled_euclidean' and 'euclidean' are implemented "
+                "(with covariates=...), and a distance matrix can be passed"
             )
         require_columns(data, [distance], "match_nearest: data")
         col = data[distance]
@@ -247,8 +252,48 @@ def _covariate_matrix(data: pd.DataFrame, columns: list[str], what: str) -> np.n
     return np.column_stack(out)
 
 
-def _metric_transform(x: np.ndarray, is_treated: np.ndarray, kept: np.ndarray, metric: str) -> np.ndarray:
+def _weighted_cov(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    # R's cov.wt(x, w)$cov: weights normalised to sum 1, centred on the weighted mean, divisor 1 - sum(w^2).
+    w = w / w.sum()
+    centred = x - w @ x
+    return (centred * w[:, None]).T @ centred / (1.0 - float(np.sum(w**2)))
+
+
+def _pooled_variances(x: np.ndarray, t: np.ndarray, w: np.ndarray | None) -> np.ndarray:
+    """MatchIt's pooled within-arm variance of each column (its ``pooled_sd``, which scales ``scaled_euclidean``).
+
+    A 0/1 column: sum over arms of s_a (1 - s_a / n_a), over n (s_a the arm's (weighted) count of ones,
+    n_a its (weighted) size, n the (weighted) total). Any other column: the within-arm sum of squares over
+    n - 2, or with weights the weighted one over 1 - sum(w^2) (weights normalised to sum 1).
+    """
+    out = np.empty(x.shape[1])
+    ww = np.ones(len(x)) if w is None else w
+    for j in range(x.shape[1]):
+        col = x[:, j]
+        if np.isin(col, (0.0, 1.0)).all():
+            out[j] = sum(
+                float(np.sum(col[arm] * ww[arm])) * (1 - float(np.sum(col[arm] * ww[arm])) / float(np.sum(ww[arm])))
+                for arm in (t, ~t)
+            ) / float(np.sum(ww))
+            continue
+        centred = col.copy()
+        for arm in (t, ~t):
+            centred[arm] -= np.sum(col[arm] * ww[arm]) / np.sum(ww[arm])
+        if w is None:
+            out[j] = float(np.sum(centred**2)) / (len(col) - 2)
+        else:
+            wn = w / w.sum()
+            out[j] = float(np.sum(wn * centred**2)) / (1.0 - float(np.sum(wn**2)))
+    return out
+
+
+def _metric_transform(
+    x: np.ndarray, is_treated: np.ndarray, kept: np.ndarray, metric: str, sw: np.ndarray | None = None
+) -> np.ndarray:
     """Matrix W with MatchIt's ``metric`` distance between rows i, j = ||(x_i - x_j) @ W||.
+
+    With sampling weights ``sw`` the covariances are weighted as MatchIt's (``cov.wt``; each arm centred on
+    its weighted mean for the Mahalanobis distance).
 
     The scaling is MatchIt's pooled within-arm one, computed on the units kept after ``discard``: each
     column centred on its arm's mean, then the covariance over all kept units (n - 1). Mahalanobis:
@@ -258,17 +303,78 @@ def _metric_transform(x: np.ndarray, is_treated: np.ndarray, kept: np.ndarray, m
     p = x.shape[1]
     if metric == "euclidean":
         return np.eye(p)
+    if metric == "robust_mahalanobis":
+        # x holds the ranks already (see _robust_ranks): their covariance, rescaled so every column has the
+        # variance of untied ranks 1..n, inverted (Rosenbaum 2010, sec. 8.3; MatchIt's robust_mahalanobis).
+        cov = np.cov(x[kept], rowvar=False, ddof=1).reshape(p, p) if sw is None else _weighted_cov(x[kept], sw[kept])
+        multiplier = np.std(np.arange(1, int(kept.sum()) + 1), ddof=1) / np.sqrt(np.diag(cov))
+        cov = cov * np.outer(multiplier, multiplier)
+        e, v = np.linalg.eigh(cov)
+        keep = e > max(float(e.max()), 0.0) * len(e) * np.finfo(float).eps
+        return np.ascontiguousarray(v[:, keep] / np.sqrt(e[keep]))
     xk, tk = x[kept], is_treated[kept]
     centred = xk.copy()
-    for arm in (tk, ~tk):
-        centred[arm] -= centred[arm].mean(axis=0)
-    cov = centred.T @ centred / (len(xk) - 1)
+    if sw is not None and metric == "mahalanobis":
+        wk = sw[kept]
+        for arm in (tk, ~tk):
+            centred[arm] -= wk[arm] @ centred[arm] / wk[arm].sum()
+        cov = _weighted_cov(centred, wk)
+    else:
+        for arm in (tk, ~tk):
+            centred[arm] -= centred[arm].mean(axis=0)
+        cov = centred.T @ centred / (len(xk) - 1)
     if metric == "scaled_euclidean":
-        sd = np.sqrt(np.diag(cov))
+        sd = np.sqrt(_pooled_variances(xk, tk, None if sw is None else sw[kept]))
         return np.diag(1.0 / np.where(sd > 0, sd, 1.0))
     e, v = np.linalg.eigh(cov)
     keep = e > max(float(e.max()), 0.0) * len(e) * np.finfo(float).eps
     return np.ascontiguousarray(v[:, keep] / np.sqrt(e[keep]))
+
+
+def _robust_ranks(x: np.ndarray) -> np.ndarray:
+    """Columns replaced by their ranks (ties averaged, R's rank()); columns without spread dropped, as MatchIt.
+
+    All columns constant: the first one alone, matched on as it is (MatchIt falls back to the Euclidean
+    distance there, which on a constant column makes every pair tied).
+    """
+    from scipy.stats import rankdata
+
+    spread = np.abs(x.max(axis=0) - x.min(axis=0)) >= np.sqrt(np.finfo(float).eps)
+    if not spread.any():
+        return np.zeros((x.shape[0], 1))
+    return np.column_stack([rankdata(x[:, j]) for j in np.flatnonzero(spread)])
+
+
+def _distance_matrix(distance: Any, data: pd.DataFrame, is_treated: np.ndarray) -> np.ndarray:
+    """A given distance matrix as treated x control (data order): from n x n or n1 x n0, finite, >= 0."""
+    n, n1 = len(data), int(is_treated.sum())
+    n0 = n - n1
+    if isinstance(distance, pd.DataFrame):
+        if distance.shape == (n, n) and not (distance.index.equals(data.index) and distance.columns.equals(data.index)):
+            raise InputError(
+                "match_nearest: the n x n distance DataFrame must have data.index as its index and columns"
+            )
+        distance = distance.to_numpy()
+    try:
+        dm = np.asarray(distance, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"match_nearest: the distance matrix must hold numbers: {exc}") from None
+    if dm.shape == (n, n):
+        dm = dm[np.ix_(is_treated, ~is_treated)]
+    elif dm.shape != (n1, n0):
+        raise InputError(
+            f"match_nearest: a distance matrix must be n x n ({n} x {n}, rows and columns in data order) or "
+            f"treated x control ({n1} x {n0}, each in data order); got {dm.shape[0]} x {dm.shape[1]}"
+        )
+    bad = int((~np.isfinite(dm)).sum())
+    if bad:
+        raise InputError(
+            f"match_nearest: the distance matrix has {bad} missing or infinite value(s) among the treated x "
+            "control entries; every pair needs a finite distance (use a large number to forbid a pair)"
+        )
+    if (dm < 0).any():
+        raise InputError(f"match_nearest: the distance matrix has {int((dm < 0).sum())} negative value(s)")
+    return np.ascontiguousarray(dm)
 
 
 def _parse_caliper(caliper: Any) -> tuple[float | None, dict[str, float]]:
@@ -341,11 +447,99 @@ def _discard_mask(d: np.ndarray, is_treated: np.ndarray, discard: Any, n: int) -
     return values.copy()
 
 
+def _check_variable_ratio(
+    ratio: Any, min_controls: Any, max_controls: Any, metric: str | None
+) -> tuple[int, int] | None:
+    """(min, max) controls for variable-ratio matching, None for a fixed ratio; MatchIt's checks, our words."""
+
+    def _number(value: Any) -> bool:
+        return not isinstance(value, bool) and isinstance(value, numbers.Real) and bool(np.isfinite(float(value)))
+
+    if not _number(ratio) or ratio < 1:
+        raise InputError(f"match_nearest: ratio={ratio!r} must be a number >= 1 (a whole number without max_controls)")
+    if max_controls is None:
+        if min_controls is not None:
+            raise InputError(
+                f"match_nearest: min_controls={min_controls!r} without max_controls does nothing (MatchIt ignores "
+                "it); pass max_controls too for variable-ratio matching, or drop min_controls"
+            )
+        if float(ratio) != int(ratio):
+            raise InputError(
+                f"match_nearest: ratio={ratio!r} must be a whole number; a fractional average ratio needs "
+                "variable-ratio matching (max_controls=...)"
+            )
+        return None
+    if not _number(max_controls) or (min_controls is not None and not _number(min_controls)):
+        raise InputError(
+            f"match_nearest: min_controls={min_controls!r} and max_controls={max_controls!r} must be finite numbers"
+        )
+    if metric:
+        raise InputError(
+            f"match_nearest: variable-ratio matching (max_controls) allots matches by the propensity score, and "
+            f"distance={metric!r} has none (MatchIt refuses it too); pass the score as distance, with mahvars=[...]"
+        )
+    if ratio <= 1:
+        raise InputError(f"match_nearest: ratio={ratio!r} must be greater than 1 for variable-ratio matching")
+    hi = int(np.ceil(max_controls))
+    if hi <= ratio:
+        raise InputError(
+            f"match_nearest: max_controls={max_controls!r} must be greater than ratio={ratio!r} (the average)"
+        )
+    lo = 1 if min_controls is None else int(np.floor(min_controls))
+    if lo < 1:
+        raise InputError(f"match_nearest: min_controls={min_controls!r} must be >= 1")
+    if lo >= ratio:
+        raise InputError(
+            f"match_nearest: min_controls={min_controls!r} must be less than ratio={ratio!r} (the average)"
+        )
+    return lo, hi
+
+
+def _variable_ratios(d: np.ndarray, is_focal: np.ndarray, ratio: float, lo: int, hi: int) -> np.ndarray:
+    """Matches allotted to each unit (0 for the other arm): MatchIt's variable-ratio allotment.
+
+    Over all focal units, discarded ones included (as MatchIt): m = round(ratio n1) matches in all,
+    ``kmax`` units get ``hi``, one gets the remainder ``kmed``, the rest ``lo``. The smallest numbers go to
+    the focal units whose distance is farthest into the focal arm's side (decreasing distance when the focal
+    arm's mean distance is the larger), which have the fewest close matches. A remainder of 0 becomes 1,
+    taken from the next unit, as MatchIt does.
+    """
+    n1 = int(is_focal.sum())
+    m = round(ratio * n1)  # R's round(): half to even, as Python's
+    kmax = (m - lo * (n1 - 1)) // (hi - lo)
+    kmin = n1 - kmax - 1
+    kmed = m - (lo * kmin + hi * kmax)
+    if kmin < 0 or kmax < 0:
+        raise InputError(
+            f"match_nearest: ratio={ratio!r} with min_controls={lo} and max_controls={hi} cannot be allotted over "
+            f"{n1} focal units (MatchIt fails there too); use a ratio further from max_controls"
+        )
+    allot = np.array([lo] * kmin + [kmed] + [hi] * kmax, dtype=np.int64)
+    zero = np.flatnonzero(allot == 0)
+    if zero.size:
+        if zero[-1] + 1 >= len(allot):
+            raise InputError(
+                f"match_nearest: ratio={ratio!r} with min_controls={lo} and max_controls={hi} leaves a focal unit "
+                "with no match to allot; use another ratio"
+            )
+        allot[zero] = 1
+        allot[zero + 1] -= 1
+    d_focal = d[is_focal]
+    decreasing = float(d_focal.mean()) > float(d[~is_focal].mean())
+    # R's order(), stable in both directions: ties keep data order.
+    rank = np.argsort(-d_focal if decreasing else d_focal, kind="stable")
+    per_focal = np.empty(n1, dtype=np.int64)
+    per_focal[rank] = allot
+    out = np.zeros(len(d), dtype=np.int64)
+    out[np.flatnonzero(is_focal)] = per_focal
+    return out
+
+
 def match_nearest(
     data: pd.DataFrame,
     treatment: str,
-    distance: str | np.ndarray | pd.Series,
-    ratio: int = 1,
+    distance: str | np.ndarray | pd.Series | pd.DataFrame,
+    ratio: float = 1,
     caliper: float | Mapping[str, float] | None = None,
     std_caliper: bool | Mapping[str, bool] = True,
     order: MatchOrder | None = None,
@@ -361,6 +555,9 @@ def match_nearest(
     antiexact: str | Sequence[str] | None = None,
     s_weights: str | np.ndarray | pd.Series | None = None,
     reuse_max: int | None = None,
+    min_controls: int | None = None,
+    max_controls: int | None = None,
+    unit_id: str | Sequence[str] | None = None,
 ) -> MatchResult:
     """Greedy k:1 nearest-neighbour matching, identical to MatchIt 4.x ``method = "nearest"`` (ATT or ATC).
 
@@ -374,14 +571,23 @@ def match_nearest(
         Column name or values to match on, e.g. ``propensity_score(...).score``
         (MatchIt's default) or ``.linear`` (logit of the score, Austin 2011).
         Must be finite. Or one of MatchIt's covariate distances
-        ``"mahalanobis"``, ``"scaled_euclidean"``, ``"euclidean"`` computed
-        from ``covariates`` (pooled within-arm covariance / SDs of the units
-        not discarded); there is then no propensity score, so no caliper on
+        ``"mahalanobis"``, ``"robust_mahalanobis"``, ``"scaled_euclidean"``,
+        ``"euclidean"`` computed from ``covariates`` (pooled within-arm
+        covariance / SDs of the units not discarded; for the robust one the
+        covariance of the ranks, each column rescaled to the variance of
+        untied ranks); there is then no propensity score, so no caliper on
         the distance, no ``discard`` and only ``order="data"`` or
-        ``"random"``.
-    ratio : int
-        Controls per treated unit (MatchIt ``ratio``), >= 1. With
-        ``estimand="ATC"``: treated units per control.
+        ``"random"``. Or a distance matrix (MatchIt's ``distance = <matrix>``):
+        n x n (rows and columns in data order; a DataFrame must have
+        ``data.index`` as index and columns) or treated x control (n1 x n0,
+        each arm in data order), finite and >= 0; the first unit in data order
+        wins among equal distances; a caliper on it is in its own units
+        (``std_caliper`` False, as MatchIt requires).
+    ratio : int or float
+        Controls per treated unit (MatchIt ``ratio``), a whole number >= 1.
+        With ``estimand="ATC"``: treated units per control. With
+        ``max_controls`` (variable-ratio matching) the *average* number of
+        controls per treated unit, > 1 and possibly fractional (2.5).
     caliper : float, mapping or None
         Largest allowed |difference| in distance. In standard deviations of
         the distance over all units not discarded (sample SD, n - 1) when
@@ -444,6 +650,26 @@ def match_nearest(
         matching with replacement up to that many uses, in the processing
         ``order``; ``replace`` is ignored when it is given (as in MatchIt).
         With reuse (>1) there is no ``subclass``, as with replacement.
+    min_controls, max_controls : int, optional
+        Variable-ratio matching (Ming & Rosenbaum 2000; MatchIt's
+        ``min.controls`` / ``max.controls``, which need a propensity score
+        ``distance``): each focal unit gets between ``min_controls`` (default
+        1, rounded down) and ``max_controls`` (rounded up) matches, on average
+        ``ratio``. MatchIt's allotment: of the n1 focal units (discarded ones
+        included), ``kmax = floor((round(ratio n1) - min (n1 - 1)) / (max -
+        min))`` get ``max``, ``n1 - kmax - 1`` get ``min`` and one gets the
+        rest; the focal units with the distances farthest from the other arm
+        (the largest when the focal arm's mean distance is the larger) get the
+        fewest. Matching goes in rounds as with a fixed ratio: round k serves
+        the units allotted at least k matches. ``min_controls`` alone raises
+        InputError (MatchIt ignores it).
+    unit_id : str or list of str, optional
+        MatchIt's ``unit.id``: column(s) identifying the unit (e.g. the
+        patient) each row belongs to; once a control row is matched, every
+        control row of the same unit counts as used (so one patient is not
+        matched twice through different rows). Ignored, as in MatchIt, with
+        replacement (``reuse_max`` >= number of focal units) or when every
+        control row has its own id.
     s_weights : str, array (n,) or Series, optional
         Sampling weights (MatchIt ``s.weights``): they do not change who is
         matched to whom (the distance is given), only the effective sample
@@ -487,7 +713,14 @@ def match_nearest(
         )
     atc = estimand == "ATC"
     metric = None
-    if isinstance(distance, str) and distance not in data.columns and distance.lower() in _METRICS:
+    if not isinstance(distance, (str, pd.Series)) and np.ndim(distance) == 2:
+        metric = "matrix"
+        if mahvars:
+            raise InputError(
+                "match_nearest: mahvars needs a propensity score as distance, not a distance matrix; "
+                "put the Mahalanobis distance into the matrix or pass the score as distance"
+            )
+    elif isinstance(distance, str) and distance not in data.columns and distance.lower() in _METRICS:
         metric = distance.lower()
         if not covariates:
             raise InputError(
@@ -503,20 +736,28 @@ def match_nearest(
         # MatchIt: largest (ATT) / smallest (ATC) with a propensity score, data order with a covariate distance.
         order = "data" if metric else ("smallest" if atc else "largest")
     check_option("order", order, get_args(MatchOrder))
+    shown = "a distance matrix" if metric == "matrix" else f"distance={distance!r}"
     if metric and order in ("largest", "smallest"):
         raise InputError(
-            f"match_nearest: order={order!r} sorts by a propensity score, and distance={distance!r} has none; "
+            f"match_nearest: order={order!r} sorts by a propensity score, and {shown} has none; "
             "use order='data' or 'random', or pass the score as distance with mahvars=[...]"
         )
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, np.integer)) or ratio < 1:
-        raise InputError(f"match_nearest: ratio={ratio!r} must be a whole number >= 1")
-    ratio = int(ratio)
+    variable = _check_variable_ratio(ratio, min_controls, max_controls, metric)
+    ratio_average = float(ratio)
+    ratio = int(variable[1]) if variable else int(ratio)
     if reuse_max is not None:
         if isinstance(reuse_max, bool) or not isinstance(reuse_max, (int, np.integer)) or reuse_max < 1:
             raise InputError(f"match_nearest: reuse_max={reuse_max!r} must be a whole number >= 1 or None")
         replace = int(reuse_max) > 1
     distance_caliper, covariate_calipers = _parse_caliper(caliper)
-    if metric and distance_caliper is not None:
+    if metric == "matrix" and distance_caliper is not None:
+        std_distance = std_caliper if isinstance(std_caliper, bool) else bool(std_caliper.get("distance", True))
+        if std_distance:
+            raise InputError(
+                "match_nearest: a caliper on a distance matrix is in the matrix's own units: pass "
+                "std_caliper=False (or {'distance': False}), as MatchIt requires"
+            )
+    elif metric and distance_caliper is not None:
         raise InputError(
             f"match_nearest: a caliper on the distance needs a propensity score, and distance={distance!r} has "
             "none; put calipers on covariates (caliper={'age': 0.5}) or pass the score with mahvars=[...]"
@@ -530,10 +771,13 @@ def match_nearest(
     require_unique_index(data, "match_nearest: data")
     n = len(data)
     d = np.full(n, np.nan) if metric else _distance_values(data, distance)
+    dmat_all = _distance_matrix(distance, data, is_treated) if metric == "matrix" else None
     sw = None if s_weights is None else _sampling_weights(data, s_weights, is_treated)
-    if metric and not (isinstance(discard, str) and discard == "none"):
+    # A boolean discard array needs no score (MatchIt accepts it with any distance); the named rules do.
+    if metric and isinstance(discard, str) and discard != "none":
         raise InputError(
-            f"match_nearest: discard needs a propensity score, and distance={distance!r} has none; "
+            f"match_nearest: discard={discard!r} needs a propensity score, and {shown} has none (a boolean array "
+            "of units to drop works with any distance); "
             "pass the score as distance with mahvars=[...] to discard on it"
         )
     if isinstance(discard, pd.Series):
@@ -596,12 +840,31 @@ def match_nearest(
         values = np.asarray(col, dtype=float)
         caliper_columns[name] = width * float(np.std(values[kept], ddof=1)) if _std(name) else width
     scan = bool(metric or mahvar_columns or caliper_columns or antiexact_columns)
+    # unit.id (MatchIt): only without full replacement, and only when some control rows share an id.
+    unit_codes: np.ndarray = np.full(n, -1, dtype=np.int64)
+    unit_columns = as_column_list(unit_id)
+    if unit_columns:
+        require_columns(data, unit_columns, "match_nearest: data (unit_id)")
+        n_missing = {c: int(data[c].isna().sum()) for c in unit_columns if data[c].isna().any()}
+        if n_missing:
+            raise InputError(
+                f"match_nearest: missing values in unit_id column(s) {n_missing} (column: rows); "
+                "every row needs the id of its unit"
+            )
+        reuse_limit = int(reuse_max) if reuse_max is not None else (n1 + 1 if replace else 1)
+        codes = data.groupby(unit_columns, sort=True, observed=True).ngroup().to_numpy(dtype=np.int64)
+        if reuse_limit < n1 and len(np.unique(codes[control_positions])) < n0:
+            unit_codes = np.asarray(codes, dtype=np.int64)
 
-    if not replace and ratio * n1 > n0:
+    if variable:
+        ratios = np.ascontiguousarray(_variable_ratios(d, is_focal, ratio_average, *variable)[focal_positions])
+    else:
+        ratios = np.full(n1, ratio, dtype=np.int64)
+    if not replace and int(ratios.sum()) > n0:
         # MatchIt warns too ("Not all treated units will get <ratio> matches").
         warnings.warn(
             # No counts in the text: pipeline warnings reach the report, where small cells must not.
-            f"match_nearest: ratio={ratio} asks for more {others} than there are (ratio x {focal_name} > "
+            f"match_nearest: ratio={ratio_average:g} asks for more {others} than there are (ratio x {focal_name} > "
             f"{others}); without replacement the later rounds leave some {focal_name} units with fewer {others}",
             ModelWarning,
             stacklevel=2,
@@ -637,7 +900,9 @@ def match_nearest(
     coords: np.ndarray | None = None
     transforms = np.eye(1).reshape(1, 1, 1)
     if scan:
-        if metric or mahvar_columns:
+        if metric == "matrix":
+            coords = np.zeros((n, 1))
+        elif metric or mahvar_columns:
             coords = np.ascontiguousarray(
                 _covariate_matrix(
                     data,
@@ -645,8 +910,13 @@ def match_nearest(
                     "covariates" if metric else "mahvars",
                 )
             )
+            metric_used = metric or "mahalanobis"
+            if metric == "robust_mahalanobis":
+                coords = np.ascontiguousarray(_robust_ranks(coords))
+                if not coords.any():
+                    metric_used = "euclidean"  # no covariate varies: MatchIt falls back to the Euclidean distance
             # One scaling over all kept units, also with exact strata (as MatchIt; checked on lalonde).
-            w_all = _metric_transform(coords, is_treated, kept, metric or "mahalanobis")
+            w_all = _metric_transform(coords, is_treated, kept, metric_used, sw)
             transforms = np.ascontiguousarray(np.broadcast_to(w_all, (int(strata.max()) + 1, *w_all.shape)))
         else:
             # A propensity score with antiexact or covariate calipers: MatchIt keeps its vector path's ties.
@@ -654,7 +924,7 @@ def match_nearest(
         cal_names = list(caliper_columns)
         cal_values = [np.asarray(data[c], dtype=float) for c in cal_names]
         cal_widths = [caliper_columns[c] for c in cal_names]
-        if caliper_distance is not None:
+        if caliper_distance is not None and dmat_all is None:
             cal_values.append(d)
             cal_widths.append(caliper_distance)
         anti = np.zeros((n, 0), dtype=np.int64)
@@ -679,8 +949,20 @@ def match_nearest(
             anti,
             np.ascontiguousarray(np.column_stack(cal_values)) if cal_values else np.zeros((n, 0)),
             np.asarray(cal_widths, dtype=float),
-            ratio,
+            ratios,
             reuse,
+            np.zeros((0, 0))
+            if dmat_all is None
+            else np.ascontiguousarray(
+                (dmat_all.T if atc else dmat_all)[
+                    np.ix_(
+                        np.searchsorted(np.flatnonzero(is_focal), treated_positions),
+                        np.searchsorted(np.flatnonzero(~is_focal), control_positions),
+                    )
+                ]
+            ),
+            np.inf if caliper_distance is None or dmat_all is None else caliper_distance,
+            unit_codes,
         )
     elif replace and reuse_max is None:
         matches = _kernels.match_with_replacement(
@@ -690,7 +972,7 @@ def match_nearest(
             block_end,
             control_d_sorted,
             control_pos_sorted,
-            ratio,
+            ratios,
             caliper_kernel,
         )
     else:
@@ -702,9 +984,10 @@ def match_nearest(
             processing.astype(np.int64),
             control_d_sorted,
             control_pos_sorted,
-            ratio,
+            ratios,
             caliper_kernel,
             reuse,
+            np.ascontiguousarray(unit_codes[control_pos_sorted]),
         )
 
     has_match = matches[:, 0] >= 0
@@ -736,7 +1019,11 @@ def match_nearest(
     matched_controls = matches[rows, cols]
     control_raw = np.bincount(matched_controls, weights=1.0 / n_in_set[rows], minlength=n)
     unique_controls = np.flatnonzero(control_raw > 0)
-    weights[unique_controls] = control_raw[unique_controls] * (len(unique_controls) / control_raw.sum())
+    # Bit for bit as MatchIt: times the count, then divided by the sum taken in data order (sequentially, as
+    # its C++ loop; numpy's sum is pairwise). The last bits matter downstream: summary()'s eQQ statistics
+    # compare cumulative weights exactly (checked against MatchIt's weights printed to 17 digits).
+    total = float(np.cumsum(control_raw[unique_controls])[-1])
+    weights[unique_controls] = control_raw[unique_controls] * len(unique_controls) / total
 
     index = data.index
     set_number = np.zeros(n1, dtype=np.int64)
@@ -757,6 +1044,11 @@ def match_nearest(
     order_pairs = np.lexsort((cols, set_number[rows]))
     rows_o, cols_o, controls_o = rows[order_pairs], cols[order_pairs], matched_controls[order_pairs]
     focal_labels, other_labels = index[treated_positions[rows_o]], index[controls_o]
+    focal_labels_pos, other_labels_pos = treated_positions[rows_o], controls_o
+    # Position of each unit within its own arm (data order): the row / column of a treated x control matrix.
+    rank_in_arm = np.empty(n, dtype=np.int64)
+    rank_in_arm[is_treated] = np.arange(int(is_treated.sum()))
+    rank_in_arm[~is_treated] = np.arange(int((~is_treated).sum()))
     pairs = pd.DataFrame(
         {
             "subclass": set_number[rows_o],
@@ -765,7 +1057,12 @@ def match_nearest(
             "control": focal_labels if atc else other_labels,
             "round": cols_o + 1,
             "difference": (
-                np.sqrt(
+                dmat_all[
+                    rank_in_arm[other_labels_pos if atc else focal_labels_pos],
+                    rank_in_arm[focal_labels_pos if atc else other_labels_pos],
+                ]
+                if dmat_all is not None
+                else np.sqrt(
                     (
                         np.einsum(
                             "ip,ipr->ir",
@@ -781,7 +1078,7 @@ def match_nearest(
         }
     )
     mm_labels = {}
-    for k in range(ratio):
+    for k in range(matches.shape[1]):
         column = matches[:, k]
         labels = pd.Series(index[np.where(column >= 0, column, 0)], dtype=object)
         labels[column < 0] = pd.NA
@@ -812,7 +1109,9 @@ def match_nearest(
         index=["All (ESS)", "All", "Matched (ESS)", "Matched", "Unmatched", "Discarded"],
     )
     options = {
-        "ratio": ratio,
+        "ratio": ratio_average if variable else ratio,
+        "min_controls": variable[0] if variable else None,
+        "max_controls": variable[1] if variable else None,
         "caliper": caliper if not isinstance(caliper, Mapping) else dict(caliper),
         "std_caliper": std_caliper if isinstance(std_caliper, bool) else dict(std_caliper),
         "order": order if not replace or (reuse_max is not None and reuse_max < n1) else "data",
@@ -830,6 +1129,7 @@ def match_nearest(
         "mahvars": mahvar_columns,
         "antiexact": antiexact_columns,
         "covariate_calipers": caliper_columns,
+        "unit_id": unit_columns if (unit_codes >= 0).any() else [],
     }
     return MatchResult(
         subclass=subclass,

@@ -122,8 +122,10 @@ class PropensityResult:
 _PROBIT_THRESH = float(-stats.norm.ppf(_EPS))
 
 
-def fit_binomial_glm(x: np.ndarray, y: np.ndarray, link: Link = "logit") -> dict[str, Any]:
-    """IRLS for a binomial GLM exactly as R's ``glm.fit`` (prior weights 1, no offset).
+def fit_binomial_glm(
+    x: np.ndarray, y: np.ndarray, link: Link = "logit", weights: np.ndarray | None = None
+) -> dict[str, Any]:
+    """IRLS for a binomial GLM exactly as R's ``glm.fit`` (no offset).
 
     Parameters
     ----------
@@ -132,6 +134,9 @@ def fit_binomial_glm(x: np.ndarray, y: np.ndarray, link: Link = "logit") -> dict
     y : float64 (n,)
         0/1 outcome.
     link : {"logit", "probit"}
+    weights : float64 (n,), optional
+        Prior weights (glm's ``weights``), finite and >= 0; rows of weight 0
+        are left out of the fit but get fitted values. None: all 1.
 
     Returns
     -------
@@ -142,16 +147,18 @@ def fit_binomial_glm(x: np.ndarray, y: np.ndarray, link: Link = "logit") -> dict
     """
     probit = link == "probit"
     x = np.asarray(x, dtype=float)
-    start = (y + 0.5) / 2.0
+    prior = np.ones(len(y)) if weights is None else np.ascontiguousarray(weights, dtype=float)
+    # binomial()$initialize: mustart = (weights y + 1/2) / (weights + 1), with y set to 0 where the weight is 0.
+    start = (prior * np.where(prior > 0, y, 0.0) + 0.5) / (prior + 1.0)
     eta = stats.norm.ppf(start) if probit else np.log(start / (1.0 - start))
-    mu, dev_old = _kernels.binomial_mean_and_deviance(eta, y, probit, _PROBIT_THRESH)
+    mu, dev_old = _kernels.binomial_mean_and_deviance(eta, y, probit, _PROBIT_THRESH, prior)
     coef = np.zeros(x.shape[1])
     converged = False
     iteration = 0
     dev = dev_old
     xtwx = np.eye(x.shape[1])
     for iteration in range(1, _GLM_MAXIT + 1):  # noqa: B007 -- read after the loop as glm's fit$iter
-        xtwx, xtwz = _kernels.binomial_normal_equations(x, eta, mu, y, probit)
+        xtwx, xtwz = _kernels.binomial_normal_equations(x, eta, mu, y, probit, prior)
         # Jacobi scaling conditions the solve (age in years next to 0/1 terms); it does not change it.
         scale = np.sqrt(np.diag(xtwx))
         try:
@@ -160,13 +167,13 @@ def fit_binomial_glm(x: np.ndarray, y: np.ndarray, link: Link = "logit") -> dict
             raise ConvergenceError("propensity_score: weighted design became singular during IRLS") from exc
         new_coef = np.linalg.solve(chol.T, np.linalg.solve(chol, xtwz / scale)) / scale
         new_eta = x @ new_coef
-        new_mu, dev = _kernels.binomial_mean_and_deviance(new_eta, y, probit, _PROBIT_THRESH)
+        new_mu, dev = _kernels.binomial_mean_and_deviance(new_eta, y, probit, _PROBIT_THRESH, prior)
         halvings = 0
         # glm.fit halves the step when the deviance is not finite.
         while not np.isfinite(dev) and halvings < _GLM_MAXIT:
             new_coef = (new_coef + coef) / 2.0
             new_eta = x @ new_coef
-            new_mu, dev = _kernels.binomial_mean_and_deviance(new_eta, y, probit, _PROBIT_THRESH)
+            new_mu, dev = _kernels.binomial_mean_and_deviance(new_eta, y, probit, _PROBIT_THRESH, prior)
             halvings += 1
         coef, eta, mu = new_coef, new_eta, new_mu
         if abs(dev - dev_old) / (abs(dev) + 0.1) < _GLM_EPSILON:
@@ -241,6 +248,7 @@ def propensity_score(
     covariates: Sequence[str],
     link: Link = "logit",
     treated: Any = None,
+    weights: str | np.ndarray | pd.Series | None = None,
 ) -> PropensityResult:
     """Fit the propensity model ``treatment ~ covariates`` as R's ``glm(family = binomial(link))``.
 
@@ -258,6 +266,17 @@ def propensity_score(
         categorical/string columns as treatment contrasts ``<name><level>``
         (R's ``model.matrix``); an intercept ``(Intercept)`` is added.
     link : {"logit", "probit"}
+    treated : scalar, optional
+        The value of ``treatment`` that marks treated units.
+    weights : str, array (n,) or Series, optional
+        Prior (sampling) weights, ``glm(..., weights = )``: a column name,
+        values, or a Series aligned to ``data.index``; finite and >= 0.
+        MatchIt fits its propensity score with its ``s.weights`` this way;
+        pass the same weights to :func:`match_nearest` as ``s_weights``.
+        Units of weight 0 are left out of the fit and still get a score.
+        Non-integer weights are fine (glm's "non-integer #successes" warning
+        concerns the likelihood, not the estimates); the AIC is then glm's
+        (binomial log-likelihood at rounded weights).
 
     Returns
     -------
@@ -287,14 +306,15 @@ def propensity_score(
     x[:, 0] = 1.0
     for j, column in enumerate(terms.columns, start=1):
         x[:, j] = terms[column].to_numpy(dtype=float)
-    aliased = _aliased_columns(x)
+    prior = None if weights is None else _prior_weights(data, weights, is_treated, where)
+    aliased = _aliased_columns(x if prior is None else x[prior > 0])
     if aliased:
         raise InputError(
             f"{where}: term(s) {[names[j] for j in aliased]} are linear combinations of the other terms "
             "(R's glm would report NA for them); drop or merge the collinear covariates"
         )
     y = is_treated.astype(float)
-    fit = fit_binomial_glm(x, y, link)
+    fit = fit_binomial_glm(x, y, link, prior)
     coef = pd.Series(fit["coef"], index=names)
     se = np.sqrt(np.diag(fit["vcov"]))
     zval = fit["coef"] / se
@@ -305,7 +325,8 @@ def propensity_score(
     mu, eta = fit["mu"], fit["eta"]
     notes: list[str] = []
     boundary = bool((mu > 1 - 10 * _EPS).any() or (mu < 10 * _EPS).any())
-    culprits = _separating_terms(terms, is_treated) if terms.shape[1] else []
+    fitted_rows = np.ones(len(y), dtype=bool) if prior is None else prior > 0
+    culprits = _separating_terms(terms[fitted_rows], is_treated[fitted_rows]) if terms.shape[1] else []
     if boundary or not fit["converged"] or culprits:
         if not culprits and terms.shape[1]:
             culprits = _largest_standardized(terms, coef)
@@ -321,7 +342,7 @@ def propensity_score(
             f"covariate(s) responsible: {culprits}. Their coefficients and SEs are not finite estimates: "
             "coarsen, merge levels or drop them, or restrict the cohort to overlapping units"
         )
-        if not fit["converged"] and not boundary and not _separating_terms(terms, is_treated):
+        if not fit["converged"] and not boundary and not _culprits_alone(terms, is_treated, fitted_rows):
             raise ConvergenceError(
                 f"propensity_score: IRLS did not converge in {_GLM_MAXIT} iterations; check the covariates for "
                 "extreme values or rescale them"
@@ -329,10 +350,19 @@ def propensity_score(
         notes.append(note)
         warnings.warn(note, ModelWarning, stacklevel=2)
     pi = mu
-    null_mu = y.mean()
-    n1 = y.sum()
-    null_dev = float(-2.0 * (n1 * np.log(null_mu) + (len(y) - n1) * np.log1p(-null_mu)))
-    aic = fit["deviance"] + 2 * len(names)
+    if prior is None:
+        null_mu = y.mean()
+        n1 = y.sum()
+        null_dev = float(-2.0 * (n1 * np.log(null_mu) + (len(y) - n1) * np.log1p(-null_mu)))
+        aic = fit["deviance"] + 2 * len(names)
+    else:
+        # glm: the null model's mean is the weighted one; binomial()$aic with m = weights:
+        # -2 sum_{w > 0} dbinom(round(w y), round(w), mu, log = TRUE) + 2 p.
+        pos = prior > 0
+        null_mu = float(np.sum(prior * y) / np.sum(prior))
+        null_dev = float(-2.0 * np.sum(prior[pos] * np.where(y[pos] > 0.5, np.log(null_mu), np.log1p(-null_mu))))
+        m = np.round(prior[pos])
+        aic = float(-2.0 * np.sum(stats.binom.logpmf(np.round(m * y[pos]), m, mu[pos])) + 2 * len(names))
     return PropensityResult(
         score=pd.Series(pi, index=data.index, name="propensity_score"),
         linear=pd.Series(eta, index=data.index, name="linear_predictor"),
@@ -351,5 +381,36 @@ def propensity_score(
             "link": link,
             "treated_value": treated_value,
             "control_value": control_value,
+            "weights": None if prior is None else "given",
         },
     )
+
+
+def _culprits_alone(terms: pd.DataFrame, is_treated: np.ndarray, rows: np.ndarray) -> list[str]:
+    """Terms separating the arms by themselves among the fitted rows (see :func:`_separating_terms`)."""
+    return _separating_terms(terms[rows], is_treated[rows]) if terms.shape[1] else []
+
+
+def _prior_weights(data: pd.DataFrame, weights: Any, is_treated: np.ndarray, where: str) -> np.ndarray:
+    """glm's prior weights from a column name, values or an aligned Series; finite, >= 0, some in each arm."""
+    if isinstance(weights, str):
+        if weights not in data.columns:
+            raise InputError(f"{where}: weights column {weights!r} not found; pass a column name of data or values")
+        weights = data[weights]
+    if isinstance(weights, pd.Series) and not weights.index.equals(data.index):
+        raise InputError(f"{where}: the weights Series is not indexed like data; align it to data.index")
+    try:
+        w = np.asarray(weights, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{where}: weights must be numbers, one per row of data: {exc}") from None
+    if w.shape != (len(data),):
+        raise InputError(f"{where}: weights must have one value per row of data ({len(data)}), got shape {w.shape}")
+    bad = int((~np.isfinite(w)).sum() + (w < 0).sum())
+    if bad:
+        raise InputError(
+            f"{where}: {bad} weight(s) are missing, infinite or negative out of {len(w)}; weights must be finite "
+            "and >= 0 (drop those rows or set their weight to 0)"
+        )
+    if not (w[is_treated] > 0).any() or not (w[~is_treated] > 0).any():
+        raise InputError(f"{where}: the weights are 0 for every unit of one arm; the model cannot be fitted")
+    return w

@@ -17,6 +17,20 @@ The statistics (MatchIt's documented definitions, ``?summary.matchit``):
 * **Std. Pair Dist.**: mean over matched (treated, control) pairs of
   |x_t - x_c| / s, s as for the SMD (matched sample only).
 
+With ``standardize=False`` (MatchIt's raw table) the columns are "Mean
+Diff." (mean_t - mean_c), "Var. Ratio", "eQQ Mean" / "eQQ Max" and "Pair
+Dist." (mean |x_t - x_c|). The eQQ statistics compare the arms' (weighted)
+empirical quantiles: the arm with more units of positive weight is read at
+the other arm's cumulative weights (a step function, the largest value whose
+cumulative weight does not exceed it; with at most 5 distinct values of the
+term, through the cumulative proportions of those values), then the mean and
+largest |difference| over the smaller arm's units; |p_t - p_c| for a binary
+term. Sums are accumulated in extended precision, as R's ``sum`` and
+``cumsum`` do, because the steps are compared exactly. Which arm is read at
+the other's cumulative weights follows a MatchIt 4.5.1 slip (it counts the
+units of positive weight on the unsorted weights indexed by sorted
+positions), reproduced: it only picks the direction.
+
 Where s is (nearly) 0 (a term constant in the focal arm) MatchIt, and so this
 module, uses the pooled SD of both arms instead. One MatchIt 4.5.1 quirk is
 not copied: when the two (weighted) means differ by at most sqrt(machine
@@ -49,6 +63,7 @@ from .nearest import MatchResult
 
 _EPS = float(np.finfo(float).eps)
 
+RAW_COLUMNS = ["Means Treated", "Means Control", "Mean Diff.", "Var. Ratio", "eQQ Mean", "eQQ Max", "Pair Dist."]
 STANDARDIZED_COLUMNS = [
     "Means Treated",
     "Means Control",
@@ -195,6 +210,64 @@ def _ecdf_diffs(x: np.ndarray, t: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.abs(out[0] - out[1])
 
 
+def _xsum(v: np.ndarray) -> float:
+    # R's sum(): accumulated in long double (x86's 80 bits), then rounded to a double.
+    return float(np.cumsum(v.astype(np.longdouble))[-1]) if v.size else 0.0
+
+
+def _xcumsum(v: np.ndarray) -> np.ndarray:
+    # R's cumsum(): each partial sum kept in long double, rounded to a double when stored.
+    return np.cumsum(v.astype(np.longdouble)).astype(float)
+
+
+def _step_quantiles(cum_from: np.ndarray, x_from: np.ndarray, at: np.ndarray) -> np.ndarray:
+    # approx(cum_from, x_from, xout = at, method = "constant", rule = 2): the value at the last step <= at,
+    # the first / last value outside the range.
+    i = np.searchsorted(cum_from, at, side="right") - 1
+    return x_from[np.clip(i, 0, len(x_from) - 1)]
+
+
+def _few_value_quantiles(u: np.ndarray, x_from: np.ndarray, w_from: np.ndarray, at: np.ndarray) -> np.ndarray:
+    # <= 5 distinct values: the cumulative proportions of the values u (the last set to 1), and for each
+    # cumulative weight in `at` the value whose interval holds it (findInterval, rightmost closed).
+    total = _xsum(w_from)
+    probs = np.array([_xsum(w_from[x_from == value]) / total for value in u])
+    breaks = np.concatenate([[0.0], _xcumsum(probs)[:-1], [1.0]])
+    i = np.searchsorted(breaks, at, side="right")
+    i[at == breaks[-1]] = len(u)
+    # A cumulative weight above 1 by rounding falls past the last interval: R indexes u out of range (NA).
+    out = np.full(len(at), np.nan)
+    ok = (i >= 1) & (i <= len(u))
+    out[ok] = u[i[ok] - 1]
+    return out
+
+
+def _eqq_diffs(x: np.ndarray, t: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """|quantile differences| of MatchIt's raw eQQ statistics (``standardize = FALSE``), see the module notes."""
+    w = w.astype(float).copy()
+    for arm in (t, ~t):
+        w[arm] = w[arm] / _xsum(w[arm])
+    o = np.argsort(x, kind="stable")
+    x_o, w_o, t_o = x[o], w[o], t[o]
+    first = t_o == t_o[0]  # MatchIt's "arm 1": the arm of the smallest value
+    u = np.unique(x_o)
+    x1, w1 = x_o[first][w_o[first] > 0], w_o[first][w_o[first] > 0]
+    x0, w0 = x_o[~first][w_o[~first] > 0], w_o[~first][w_o[~first] > 0]
+    # Which arm is read at the other's cumulative weights: MatchIt 4.5.1 counts the units of positive weight
+    # by indexing the *unsorted* weights with the sorted positions of each arm (w[t1] with t1 from the sorted
+    # order), reproduced so the statistic is MatchIt's. It only matters with weights of 0 (after matching);
+    # either direction is an eQQ statistic.
+    n_a = int((w[np.flatnonzero(first)] > 0).sum())
+    n_b = int((w[np.flatnonzero(~first)] > 0).sum())
+    if n_a < n_b:
+        at = _xcumsum(w1)
+        x0 = _few_value_quantiles(u, x0, w0, at) if len(u) <= 5 else _step_quantiles(_xcumsum(w0), x0, at)
+    else:
+        at = _xcumsum(w0)
+        x1 = _few_value_quantiles(u, x1, w1, at) if len(u) <= 5 else _step_quantiles(_xcumsum(w1), x1, at)
+    return np.abs(x1 - x0)
+
+
 def _stats(
     x: np.ndarray,
     t: np.ndarray,
@@ -202,8 +275,11 @@ def _stats(
     scale: float,
     binary: bool,
     pairs: tuple[np.ndarray, np.ndarray] | None,
+    standardize: bool = True,
 ) -> list[float]:
     mt, mc = _wmean(x[t], w[t]), _wmean(x[~t], w[~t])
+    if not standardize:
+        scale = 1.0  # MatchIt's raw table: Mean Diff. and Pair Dist. in the term's units
     with np.errstate(divide="ignore", invalid="ignore"):
         smd = float(np.float64(mt - mc) / scale)
         if binary:
@@ -211,7 +287,9 @@ def _stats(
             e_mean = e_max = abs(mt - mc)
         else:
             vr = float(np.float64(_wvar(x[t], w[t])) / _wvar(x[~t], w[~t]))
-            diffs = _ecdf_diffs(x, t, w)
+            if not np.isfinite(vr):
+                vr = float("nan")  # an arm without spread (e.g. age * raceblack among white controls): MatchIt's NA
+            diffs = _ecdf_diffs(x, t, w) if standardize else _eqq_diffs(x, t, w)
             e_mean, e_max = float(diffs.mean()), float(diffs.max())
         pd_ = float("nan") if pairs is None else float(np.mean(np.abs(x[pairs[0]] - x[pairs[1]])) / scale)
     return [mt, mc, smd, vr, e_mean, e_max, pd_]
@@ -246,7 +324,7 @@ def match_summary(
     data: pd.DataFrame,
     covariates: Sequence[str],
     *,
-    addlvariables: Sequence[str] | pd.DataFrame | None = None,
+    addlvariables: Sequence[str] | pd.DataFrame | np.ndarray | None = None,
     interactions: bool = False,
     un: bool = True,
     improvement: bool = False,
@@ -266,9 +344,11 @@ def match_summary(
         The covariates of the matching formula (MatchIt: the formula, plus
         ``exact`` variables). Expanded as MatchIt's covariate matrix (see the
         module docstring); missing or infinite values raise InputError.
-    addlvariables : sequence of str or pandas.DataFrame, optional
+    addlvariables : sequence of str, pandas.DataFrame or 2-D array, optional
         More variables to summarise after ``covariates``: names of columns of
-        ``data``, or a frame with one row per unit of ``data`` (same index).
+        ``data``, a frame with one row per unit of ``data`` (same index), or
+        an array with one row per unit (columns named V1, V2, ... as MatchIt
+        names a matrix's unnamed columns).
         Names already among ``covariates`` add nothing (as in MatchIt).
     interactions : bool
         Also the squares of the non-binary terms (``"age²"``) and the
@@ -288,9 +368,10 @@ def match_summary(
         MatchIt does when it matched on a propensity score. None: when the
         match had one (not with ``distance="mahalanobis"`` and the like).
     standardize : bool
-        Only True (standardized statistics) is implemented; MatchIt's
-        ``standardize = FALSE`` (raw mean differences and eQQ statistics)
-        raises InputError.
+        True: MatchIt's standardized table (Std. Mean Diff., eCDF Mean / Max,
+        Std. Pair Dist.). False: its raw table (``standardize = FALSE``):
+        "Mean Diff.", "eQQ Mean", "eQQ Max", "Pair Dist." in the term's own
+        units (see the module notes); ``sd_denominator`` is still reported.
 
     Returns
     -------
@@ -301,11 +382,8 @@ def match_summary(
     """
     if not isinstance(result, MatchResult):
         raise InputError(f"match_summary: result must be a MatchResult from match_nearest, got {type(result).__name__}")
-    if not standardize:
-        raise InputError(
-            "match_summary: standardize=False (MatchIt's raw mean differences and eQQ statistics) is not "
-            "implemented; use standardize=True, or the raw means in sum_matched"
-        )
+    if not isinstance(standardize, (bool, np.bool_)):
+        raise InputError(f"match_summary: standardize={standardize!r} must be True or False")
     if not data.index.equals(result.weights.index):
         raise InputError(
             "match_summary: data is not the frame that was matched (its index differs from the match's); "
@@ -319,6 +397,25 @@ def match_summary(
             "which has no propensity score to summarise"
         )
     names_in = as_column_list(covariates)
+    if isinstance(addlvariables, np.ndarray) and addlvariables.ndim == 2:
+        # MatchIt accepts a matrix: one row per unit, unnamed columns named V1, V2, ... (as.data.frame()).
+        if addlvariables.shape[0] != len(data):
+            raise InputError(
+                f"match_summary: addlvariables has {addlvariables.shape[0]} rows and data {len(data)}; "
+                "the variables in addlvariables need one row per unit of data"
+            )
+        addlvariables = pd.DataFrame(
+            addlvariables, index=data.index, columns=[f"V{j + 1}" for j in range(addlvariables.shape[1])]
+        )
+    elif (
+        addlvariables is not None
+        and not isinstance(addlvariables, (str, pd.DataFrame))
+        and (not isinstance(addlvariables, (list, tuple)) or not all(isinstance(v, str) for v in addlvariables))
+    ):
+        raise InputError(
+            f"match_summary: addlvariables must be column names of data, a DataFrame or a 2-D array with one "
+            f"row per unit; got {type(addlvariables).__name__}"
+        )
     if isinstance(addlvariables, pd.DataFrame):
         if not addlvariables.index.equals(data.index):
             raise InputError(
@@ -373,11 +470,12 @@ def match_summary(
         scale = _scale(xj, t, focal, binary, sw)
         scales.append(scale)
         if un:
-            rows_all.append(_stats(xj, t, ones, scale, binary, None))
-        rows_matched.append(_stats(xj, t, w, scale, binary, pairs))
+            rows_all.append(_stats(xj, t, ones, scale, binary, None, standardize))
+        rows_matched.append(_stats(xj, t, w, scale, binary, pairs, standardize))
     index = pd.Index(names)
-    sum_all = pd.DataFrame(rows_all, index=index, columns=STANDARDIZED_COLUMNS) if un else None
-    sum_matched = pd.DataFrame(rows_matched, index=index, columns=STANDARDIZED_COLUMNS)
+    columns = STANDARDIZED_COLUMNS if standardize else RAW_COLUMNS
+    sum_all = pd.DataFrame(rows_all, index=index, columns=columns) if un else None
+    sum_matched = pd.DataFrame(rows_matched, index=index, columns=columns)
     reduction = None
     if improvement and sum_all is not None:
         before, after = sum_all.iloc[:, 2:].abs(), sum_matched.iloc[:, 2:].abs()
@@ -385,12 +483,18 @@ def match_summary(
         after["Var. Ratio"] = np.log(sum_matched["Var. Ratio"]).abs()
         with np.errstate(divide="ignore", invalid="ignore"):
             reduction = 100 * (before - after) / before
-        reduction["Std. Pair Dist."] = np.nan  # no pairs before matching
+        reduction.iloc[:, -1] = np.nan  # Std. Pair Dist. / Pair Dist.: no pairs before matching
     return MatchSummary(
         sum_all=sum_all,
         sum_matched=sum_matched,
         nn=result.counts.copy(),
-        options={"estimand": estimand, "pair_dist": pair_dist, "interactions": interactions, "covariates": names_in},
+        options={
+            "estimand": estimand,
+            "pair_dist": pair_dist,
+            "interactions": interactions,
+            "covariates": names_in,
+            "standardize": bool(standardize),
+        },
         sd_denominator=pd.Series(scales, index=index, name="sd_denominator"),
         reduction=reduction,
     )
