@@ -160,9 +160,13 @@ def _condition_on(c: dict[str, np.ndarray], start_time: float) -> dict[str, np.n
     out = {k: v[keep] for k, v in c.items()}
     if len(before):
         last = before[-1]
+        # the product limit and Greenwood sum restart at start_time (not S(t) / S(start-), which is 0 / 0
+        # when the whole group died before start_time; survfit's curve is then still defined)
+        d, n = out["n_event"], out["n_risk"]
         with np.errstate(divide="ignore", invalid="ignore"):
-            out["km"] = out["km"] / c["km"][last]
-        for key in ("greenwood", "cumhaz", "var_chaz"):
+            out["km"] = np.cumprod(1.0 - np.where(d > 0, d / n, 0.0))
+            out["greenwood"] = np.cumsum(np.where(d > 0, d / (n * (n - d)), 0.0))
+        for key in ("cumhaz", "var_chaz"):
             out[key] = out[key] - c[key][last]
     return out
 
