@@ -105,20 +105,26 @@ class _SortedData:
     cause: np.ndarray  # (n,) bool, event of interest
     competing: np.ndarray  # (n,) bool
     censored: np.ndarray  # (n,) bool
-    g_left: np.ndarray  # (n,) G(T_j-)
+    g_left: np.ndarray  # (n,) G(T_j-) of the subject's own censoring group
     event_time: np.ndarray  # (k,)
     event_start: np.ndarray  # (k,) first sorted row with time == event_time
     n_event: np.ndarray  # (k,) weighted number of events of interest at event_time, sum of v
-    g_event: np.ndarray  # (k,) G(t-) at event_time
+    g_event: np.ndarray  # (q, k) G_g(t-) at event_time, per censoring group g (q = 1 without cengroup)
     events_upto: np.ndarray  # (n,) number of event times <= T_j
+    group: np.ndarray  # (n,) censoring group of each row, 0..q-1
     comp_rows: np.ndarray  # (c,) sorted row indices of competing events
     comp_before_event: np.ndarray  # (k,) number of competing rows with time < event_time
+    # censoring times are (group, time) pairs, ordered by group then time; m pairs in all
     cens_time: np.ndarray  # (m,)
-    cens_count: np.ndarray  # (m,) weighted number censored at cens_time
-    cens_at_risk: np.ndarray  # (m,) weighted number with time >= cens_time
+    cens_group: np.ndarray  # (m,) the pair's censoring group
+    cens_block: np.ndarray  # (q + 1,) pairs of group g are cens_block[g]:cens_block[g + 1]
+    cens_count: np.ndarray  # (m,) weighted number censored at cens_time in the group
+    cens_at_risk: np.ndarray  # (m,) weighted number of the group with time >= cens_time
     cens_events_upto: np.ndarray  # (m,) number of event times < cens_time
-    cens_comp_upto: np.ndarray  # (m,) number of competing rows with time < cens_time
-    cens_upto: np.ndarray  # (n,) number of censoring times <= T_j
+    comp_by_group: np.ndarray  # (c,) positions in comp_rows, ordered by group then time
+    comp_block: np.ndarray  # (q + 1,) competing rows of group g are comp_by_group[comp_block[g]:comp_block[g+1]]
+    cens_comp_upto: np.ndarray  # (m,) index in comp_by_group past the group's competing rows with time < cens_time
+    cens_upto: np.ndarray  # (n,) index past the last pair of the row's group with cens_time <= T_j
     inv_g_comp: np.ndarray  # (c,) 1 / G(T_j-) of the competing rows
     inv_g_row: np.ndarray  # (n,) 1 / G(T_j-) for competing rows, 0 for the others
     sum_z_events: np.ndarray  # (p,) sum of v_j z_j over events of interest
@@ -133,6 +139,7 @@ def _prepare(
     censor_code: int,
     weights: np.ndarray | None = None,
     censoring_weighted: bool = True,
+    cengroup: np.ndarray | None = None,
 ) -> tuple[_SortedData, np.ndarray]:
     """Sort once and tabulate everything that does not depend on beta.
 
@@ -141,6 +148,9 @@ def _prepare(
     weights, so unit weights give exactly the unweighted numbers (sums of
     1.0 are exact integers). ``censoring_weighted=False`` counts every
     subject once in the censoring Kaplan-Meier (survival::finegray's ``G``).
+    ``cengroup`` (n,) are integer codes 0..q-1 of crr's censoring groups:
+    each group gets its own censoring Kaplan-Meier ``G_g`` and a competing
+    subject's weight is ``G_g(t-) / G_g(T_j-)`` of its own group (None: one group).
 
     Returns the sorted data and the permutation used (sorted row -> input row).
     """
@@ -150,6 +160,8 @@ def _prepare(
     zs = z[order]
     v = np.ones(t.shape[0]) if weights is None else np.asarray(weights, dtype=float)[order]
     km_v = v if censoring_weighted else np.ones(t.shape[0])
+    grp = np.zeros(t.shape[0], dtype=np.int64) if cengroup is None else np.asarray(cengroup, dtype=np.int64)[order]
+    n_groups = int(grp.max()) + 1 if t.shape[0] else 1
     z_mean = zs.mean(axis=0)
     zs -= z_mean  # zs is a fresh copy (fancy indexing): centre in place
     is_cause = st == cause
@@ -157,38 +169,62 @@ def _prepare(
     is_comp = ~is_cause & ~is_cens
     n = t.shape[0]
 
-    # Kaplan-Meier of the censoring distribution: everyone with T >= u is at
-    # risk of censoring at u (survfit's convention), so an event tied with a
-    # censoring counts in the censoring risk set. With case weights it is by
-    # default the weighted Kaplan-Meier (weighted counts, as survfit(weights =)).
+    # Kaplan-Meier of the censoring distribution, per censoring group: everyone of the group with
+    # T >= u is at risk of censoring at u (survfit's convention), so an event tied with a censoring
+    # counts in the censoring risk set. With case weights it is by default the weighted Kaplan-Meier.
     utime, ustart = distinct_sorted(t)
-    weight_from = np.cumsum(km_v[::-1])[::-1]  # sum of km_v over sorted rows >= i
-    at_risk = weight_from[ustart]
-    cens_per_time = np.add.reduceat(np.where(is_cens, km_v, 0.0), ustart)
-    g_after = np.cumprod(1.0 - cens_per_time / at_risk)
-    g_before = np.concatenate(([1.0], g_after[:-1]))  # G(u-) at each distinct time
     run = np.repeat(np.arange(utime.shape[0]), np.diff(np.append(ustart, n)))
-    g_left = g_before[run]
+    g_before = np.empty((n_groups, utime.shape[0]))  # G_g(u-) at each distinct time
+    at_risk = np.empty((n_groups, utime.shape[0]))
+    cens_per_time = np.empty((n_groups, utime.shape[0]))
+    for g in range(n_groups):
+        in_g = grp == g
+        kv = np.where(in_g, km_v, 0.0)
+        weight_from = np.cumsum(kv[::-1])[::-1]  # sum of the group's km_v over sorted rows >= i
+        at_risk[g] = weight_from[ustart]
+        cens_per_time[g] = np.add.reduceat(np.where(is_cens & in_g, km_v, 0.0), ustart)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            factor = np.where(cens_per_time[g] > 0, 1.0 - cens_per_time[g] / at_risk[g], 1.0)
+        g_after = np.cumprod(factor)
+        g_before[g] = np.concatenate(([1.0], g_after[:-1]))
+        if n_groups > 1:
+            # crr evaluates each group's G only up to that group's last time and takes it as 0
+            # beyond (its approx(..., rule = 2) with a 0 just after the maximum)
+            last = t[in_g].max()
+            g_before[g, utime > last] = 0.0
+    g_left = g_before[grp, run]
 
     ev_per_time = np.add.reduceat(np.where(is_cause, v, 0.0), ustart)
     has_ev = ev_per_time > 0
     event_time = utime[has_ev]
     event_start = ustart[has_ev]
     n_event = ev_per_time[has_ev]
-    g_event = g_before[has_ev]
+    g_event = np.ascontiguousarray(g_before[:, has_ev])
     events_upto = np.searchsorted(event_time, t, side="right")
 
     comp_rows = np.flatnonzero(is_comp)
     comp_before_event = np.searchsorted(comp_rows, event_start, side="left")
+    comp_group = grp[comp_rows]
+    comp_by_group = np.lexsort((np.arange(comp_rows.shape[0]), comp_group))  # group, then time order
+    comp_block = np.searchsorted(comp_group[comp_by_group], np.arange(n_groups + 1), side="left")
 
-    has_c = cens_per_time > 0
-    cens_time = utime[has_c]
-    cens_count = cens_per_time[has_c]
-    cens_at_risk = at_risk[has_c]
-    cens_events_upto = np.searchsorted(event_time, cens_time, side="left")
-    cens_comp_upto = np.searchsorted(t[comp_rows], cens_time, side="left")
-    cens_upto = np.searchsorted(cens_time, t, side="right")
-
+    cens_time_l, cens_group_l, cens_count_l, cens_at_risk_l, cens_comp_l = [], [], [], [], []
+    cens_block = np.zeros(n_groups + 1, dtype=np.int64)
+    cens_upto = np.zeros(n, dtype=np.int64)
+    for g in range(n_groups):
+        has_c = cens_per_time[g] > 0
+        ctime = utime[has_c]
+        base = int(cens_block[g])
+        cens_time_l.append(ctime)
+        cens_group_l.append(np.full(ctime.shape[0], g, dtype=np.int64))
+        cens_count_l.append(cens_per_time[g][has_c])
+        cens_at_risk_l.append(at_risk[g][has_c])
+        times_g = t[comp_rows[comp_by_group[comp_block[g] : comp_block[g + 1]]]]
+        cens_comp_l.append(comp_block[g] + np.searchsorted(times_g, ctime, side="left"))
+        cens_block[g + 1] = base + ctime.shape[0]
+        in_g = grp == g
+        cens_upto[in_g] = base + np.searchsorted(ctime, t[in_g], side="right")
+    cens_time = np.concatenate(cens_time_l)
     data = _SortedData(
         time=t,
         z=zs,
@@ -203,16 +239,21 @@ def _prepare(
         n_event=n_event,
         g_event=g_event,
         events_upto=events_upto,
+        group=grp,
         comp_rows=comp_rows,
         comp_before_event=comp_before_event,
         cens_time=cens_time,
-        cens_count=cens_count,
-        cens_at_risk=cens_at_risk,
-        cens_events_upto=cens_events_upto,
-        cens_comp_upto=cens_comp_upto,
+        cens_group=np.concatenate(cens_group_l),
+        cens_block=cens_block,
+        cens_count=np.concatenate(cens_count_l),
+        cens_at_risk=np.concatenate(cens_at_risk_l),
+        cens_events_upto=np.searchsorted(event_time, cens_time, side="left"),
+        comp_by_group=comp_by_group.astype(np.int64),
+        comp_block=comp_block.astype(np.int64),
+        cens_comp_upto=np.concatenate(cens_comp_l).astype(np.int64),
         cens_upto=cens_upto,
         inv_g_comp=1.0 / g_left[comp_rows],
-        inv_g_row=np.where(is_comp, 1.0 / g_left, 0.0),
+        inv_g_row=np.where(is_comp, 1.0 / np.where(is_comp, g_left, 1.0), 0.0),
         sum_z_events=(zs[is_cause] * v[is_cause, None]).sum(axis=0),
         z_mean=z_mean,
     )
@@ -228,12 +269,24 @@ class _Fit(NamedTuple):
     zbar: np.ndarray  # (k, p)
     hazard: np.ndarray  # (k,) baseline jumps d/S0, on the shifted scale
     cum_hazard: np.ndarray  # (n,) Lambda(T_j) on the shifted scale
-    tail_g_hazard: np.ndarray  # (k + 1,) [i] = sum_{k >= i} G(t_k-) dLambda(t_k)
+    tail_g_hazard: np.ndarray  # (q, k + 1,) [g, i] = sum_{k >= i} G_g(t_k-) dLambda(t_k)
 
 
 @njit(cache=True)
 def _evaluate_kernel(
-    z, v, beta, cause, event_start, n_event, g_event, comp_rows, inv_g_comp, comp_before_event, events_upto, inv_g_row
+    z,
+    v,
+    beta,
+    cause,
+    event_start,
+    n_event,
+    g_event,
+    comp_rows,
+    inv_g_comp,
+    comp_before_event,
+    events_upto,
+    inv_g_row,
+    group,
 ):  # pragma: no cover - compiled
     """One fused pass per quantity of :func:`_evaluate` (same sums, no n x p temporaries).
 
@@ -274,22 +327,26 @@ def _evaluate_kernel(
         s0[k] = r0
         for a in range(p):
             s1[k, a] = r1[a]
-    # Competing events before event time k, weighted G(t_k-) / G(T_j-): summed forwards.
-    c0 = 0.0
-    c1 = np.zeros(p)
+    # Competing events before event time k, weighted G_g(t_k-) / G_g(T_j-) of their censoring
+    # group g: summed forwards per group.
+    n_groups = g_event.shape[0]
+    c0 = np.zeros(n_groups)
+    c1 = np.zeros((n_groups, p))
     m = 0
     for k in range(k_times):
         while m < comp_before_event[k]:
             row = comp_rows[m]
+            gr = group[row]
             w = v[row] * e[row] * inv_g_comp[m]
-            c0 += w
+            c0[gr] += w
             for a in range(p):
-                c1[a] += w * z[row, a]
+                c1[gr, a] += w * z[row, a]
             m += 1
-        g = g_event[k]
-        s0[k] += g * c0
-        for a in range(p):
-            s1[k, a] += g * c1[a]
+        for gr in range(n_groups):
+            g = g_event[gr, k]
+            s0[k] += g * c0[gr]
+            for a in range(p):
+                s1[k, a] += g * c1[gr, a]
     zbar = np.empty((k_times, p))
     hazard = np.empty(k_times)
     score_events = np.zeros(p)
@@ -307,16 +364,17 @@ def _evaluate_kernel(
     cum = np.zeros(k_times + 1)
     for k in range(k_times):
         cum[k + 1] = cum[k] + hazard[k]
-    tail = np.zeros(k_times + 1)
-    for k in range(k_times - 1, -1, -1):
-        tail[k] = tail[k + 1] + g_event[k] * hazard[k]
+    tail = np.zeros((n_groups, k_times + 1))
+    for gr in range(n_groups):
+        for k in range(k_times - 1, -1, -1):
+            tail[gr, k] = tail[gr, k + 1] + g_event[gr, k] * hazard[k]
     # sum_k d_k S2_k / S0_k rearranged per subject: e_j a_j z_j z_j', with a_j the
     # subject's accrued (weighted) baseline hazard; no p x p matrix per event time.
     cum_hazard = np.empty(n)
     for i in range(n):
         pos = events_upto[i]
         cum_hazard[i] = cum[pos]
-        w = v[i] * e[i] * (cum[pos] + tail[pos] * inv_g_row[i])
+        w = v[i] * e[i] * (cum[pos] + tail[group[i], pos] * inv_g_row[i])
         for a in range(p):
             wa = w * z[i, a]
             for b in range(a + 1):
@@ -342,6 +400,7 @@ def _evaluate(s: _SortedData, beta: np.ndarray) -> _Fit:
         s.comp_before_event,
         s.events_upto,
         s.inv_g_row,
+        s.group,
     )
     return _Fit(float(loglik), s.sum_z_events - score_events, info, e, float(shift), zbar, hazard, cum_hazard, tail)
 
@@ -363,6 +422,10 @@ def _influence_kernel(
     inv_g_row,
     comp_rows,
     inv_g_comp,
+    group,
+    comp_by_group,
+    comp_block,
+    cens_block,
     cens_count,
     cens_at_risk,
     cens_events_upto,
@@ -373,50 +436,56 @@ def _influence_kernel(
     """v_i eta_i + km_v_i psi_i for every subject (n, p); see :func:`_influence`."""
     n, p = z.shape
     k_times = hazard.shape[0]
-    # cumulative sums over event times of zbar_k dL_k (forward) and G(t_k-) zbar_k dL_k (backward)
+    n_groups = g_event.shape[0]
+    # cumulative sums over event times of zbar_k dL_k (forward) and G_g(t_k-) zbar_k dL_k (backward, per group)
     cum_zh = np.zeros((k_times + 1, p))
     for k in range(k_times):
         for a in range(p):
             cum_zh[k + 1, a] = cum_zh[k, a] + zbar[k, a] * hazard[k]
-    tail_gzh = np.zeros((k_times + 1, p))
-    for k in range(k_times - 1, -1, -1):
-        for a in range(p):
-            tail_gzh[k, a] = tail_gzh[k + 1, a] + g_event[k] * zbar[k, a] * hazard[k]
+    tail_gzh = np.zeros((n_groups, k_times + 1, p))
+    for gr in range(n_groups):
+        for k in range(k_times - 1, -1, -1):
+            for a in range(p):
+                tail_gzh[gr, k, a] = tail_gzh[gr, k + 1, a] + g_event[gr, k] * zbar[k, a] * hazard[k]
     out = np.empty((n, p))
     for i in range(n):
         pos = events_upto[i]
+        gi = group[i]
         w_comp = e[i] * inv_g_row[i]
         for a in range(p):
             val = -e[i] * (z[i, a] * cum_hazard[i] - cum_zh[pos, a])
             if cause[i]:
                 val += z[i, a] - zbar[pos - 1, a]
             if w_comp > 0.0:
-                val -= w_comp * (z[i, a] * tail[pos] - tail_gzh[pos, a])
+                val -= w_comp * (z[i, a] * tail[gi, pos] - tail_gzh[gi, pos, a])
             out[i, a] = v[i] * val
     m_times = cens_count.shape[0]
     if m_times == 0 or comp_rows.shape[0] == 0:
         return out
-    # q(u_m) = F1(u_m) B0(u_m) - F0(u_m) B1(u_m): competing events strictly before u_m
-    # (forward sums) times event times on or after u_m (backward sums).
+    # q(u_m) = F1(u_m) B0(u_m) - F0(u_m) B1(u_m) within the censoring group of the pair m: the group's
+    # competing events strictly before u_m (forward sums) times event times on or after u_m (backward sums).
     q = np.empty((m_times, p))
-    f0 = 0.0
-    f1 = np.zeros(p)
-    c = 0
-    for m in range(m_times):
-        while c < cens_comp_upto[m]:
-            row = comp_rows[c]
-            w = v[row] * e[row] * inv_g_comp[c]
-            f0 += w
+    for gr in range(n_groups):
+        f0 = 0.0
+        f1 = np.zeros(p)
+        c = comp_block[gr]  # the group's competing rows are comp_by_group[comp_block[gr]:comp_block[gr + 1]]
+        for m in range(cens_block[gr], cens_block[gr + 1]):
+            while c < cens_comp_upto[m]:
+                idx = comp_by_group[c]
+                row = comp_rows[idx]
+                w = v[row] * e[row] * inv_g_comp[idx]
+                f0 += w
+                for a in range(p):
+                    f1[a] += w * z[row, a]
+                c += 1
+            k = cens_events_upto[m]
             for a in range(p):
-                f1[a] += w * z[row, a]
-            c += 1
-        k = cens_events_upto[m]
-        for a in range(p):
-            q[m, a] = f1[a] * tail[k] - f0 * tail_gzh[k, a]
-    # psi_i = sum_m q(u_m) / n(u_m) dM^c_i(u_m), dM^c_i = dN^c_i - 1{T_i >= u_m} c(u_m) / n(u_m)
-    # (n, c weighted). product_limit: the exact derivative of the Kaplan-Meier
-    # product in the subject's weight, which divides by n(u_m) - c(u_m) instead
-    # of n(u_m) (used by the tests' infinitesimal-jackknife check only).
+                q[m, a] = f1[a] * tail[gr, k] - f0 * tail_gzh[gr, k, a]
+    # psi_i = sum_m q(u_m) / n(u_m) dM^c_i(u_m) over the pairs of i's group,
+    # dM^c_i = dN^c_i - 1{T_i >= u_m} c(u_m) / n(u_m) (n, c weighted, within the group).
+    # product_limit: the exact derivative of the Kaplan-Meier product in the subject's weight,
+    # which divides by n(u_m) - c(u_m) instead of n(u_m) (used by the tests' infinitesimal-jackknife
+    # check only).
     denom = np.empty(m_times)
     for m in range(m_times):
         denom[m] = cens_at_risk[m]
@@ -424,7 +493,7 @@ def _influence_kernel(
             left = cens_at_risk[m] - cens_count[m]
             # nobody left after u_m: no event time after it, q(u_m) only holds events at u_m
             denom[m] = left if left > 0.0 else np.inf
-    comp_sum = np.zeros((m_times + 1, p))
+    comp_sum = np.zeros((m_times + 1, p))  # prefix sums over all pairs; a group's part is a difference
     for m in range(m_times):
         scale = cens_count[m] / (cens_at_risk[m] * denom[m])
         for a in range(p):
@@ -432,8 +501,9 @@ def _influence_kernel(
     # the subject's censoring martingale counts with its weight in the Kaplan-Meier
     for i in range(n):
         j = cens_upto[i]
+        b0 = cens_block[group[i]]
         for a in range(p):
-            out[i, a] -= km_v[i] * comp_sum[j, a]
+            out[i, a] -= km_v[i] * (comp_sum[j, a] - comp_sum[b0, a])
         if censored[i]:
             for a in range(p):
                 out[i, a] += km_v[i] * (q[j - 1, a] / denom[j - 1])
@@ -484,6 +554,10 @@ def _influence(s: _SortedData, f: _Fit, product_limit: bool = False) -> np.ndarr
         s.inv_g_row,
         s.comp_rows,
         s.inv_g_comp,
+        s.group,
+        s.comp_by_group,
+        s.comp_block,
+        s.cens_block,
         s.cens_count,
         s.cens_at_risk,
         s.cens_events_upto,
@@ -767,6 +841,19 @@ def _case_weights(data: pd.DataFrame, column: str, where: str) -> np.ndarray:
     return values
 
 
+def _censoring_groups(data: pd.DataFrame, column: str, where: str) -> np.ndarray:
+    """Integer codes 0..q-1 of crr's ``cengroup`` column (missing values refused)."""
+    values = data[column]
+    n_missing = int(values.isna().sum())
+    if n_missing:
+        raise InputError(
+            f"{where}: censoring_group column {column!r} has {n_missing} missing value(s) out of {len(data)} "
+            "rows; give every row a censoring group (crr's cengroup cannot be NA)"
+        )
+    codes, _ = pd.factorize(values, sort=True)
+    return codes.astype(np.int64)
+
+
 def fine_gray(
     data: pd.DataFrame,
     time: str,
@@ -780,6 +867,7 @@ def fine_gray(
     competing_codes: Sequence[int] | None = None,
     weights: str | None = None,
     censoring_km: CensoringKM = "weighted",
+    censoring_group: str | None = None,
     tol: float = 1e-6,
     max_iter: int = 10,
 ) -> FineGrayResult:
@@ -830,6 +918,14 @@ def fine_gray(
         rows), or the unweighted Kaplan-Meier, which is what
         ``survival::finegray(..., weights =)`` uses (its ``fgwt`` is the case
         weight times the unweighted censoring weight). Ignored without weights.
+    censoring_group : str, optional
+        crr's ``cengroup``: a column whose values split the subjects into
+        groups with their own censoring distribution (e.g. hospitals or
+        calendar periods with different follow-up). Each group gets its own
+        censoring Kaplan-Meier ``G_g``; a competing subject's weight is
+        ``G_g(t-) / G_g(T_j-)`` of its group (0 after the group's last
+        time, as crr), and the censoring term of the variance is summed per
+        group. Missing values are refused. Default: one group.
     tol, max_iter : float, int
         crr's ``gtol`` and ``maxiter`` (same stopping rule; see module notes).
         With ``weights`` the rule is applied to the weights divided by their
@@ -869,7 +965,12 @@ def fine_gray(
     if not covariates:
         raise InputError("fine_gray: give at least one covariate (crr needs cov1)")
     require_columns(
-        data, [time, status, *covariates] + ([cluster] if cluster else []) + ([weights] if weights else []), where
+        data,
+        [time, status, *covariates]
+        + ([cluster] if cluster else [])
+        + ([weights] if weights else [])
+        + ([censoring_group] if censoring_group else []),
+        where,
     )
     if len(data) == 0:
         raise InputError(f"{where} has no rows")
@@ -897,8 +998,16 @@ def fine_gray(
     weight_scale = 1.0 if case_weights is None else float(np.mean(case_weights / top)) * top
     if case_weights is not None and weight_scale != 1.0:
         case_weights = case_weights / weight_scale
+    group_codes = None if censoring_group is None else _censoring_groups(data, censoring_group, where)
     s, order = _prepare(
-        times, codes, z, int(cause), int(censor_code), case_weights, censoring_weighted=censoring_km == "weighted"
+        times,
+        codes,
+        z,
+        int(cause),
+        int(censor_code),
+        case_weights,
+        censoring_weighted=censoring_km == "weighted",
+        cengroup=group_codes,
     )
     _check_design(terms, z, s.z, where)
     sol = _newton(s, np.zeros(z.shape[1]), float(tol), int(max_iter))
