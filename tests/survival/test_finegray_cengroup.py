@@ -87,6 +87,9 @@ def test_missing_censoring_group_is_refused():
     data.loc[[4, 9], "site"] = None
     with pytest.raises(InputError, match="censoring_group column 'site' has 2 missing value"):
         fine_gray(data, "time", "status", ["x"], censoring_group="site")
+    many = _draw(4, 1200, ties=False).assign(id=np.arange(1200))
+    with pytest.raises(InputError, match="censoring_group column 'id' has 1200 distinct values; at most 1000"):
+        fine_gray(many, "time", "status", ["x"], censoring_group="id")
     with pytest.raises(InputError, match="nosuch"):
         fine_gray(data, "time", "status", ["x"], censoring_group="nosuch")
 

@@ -182,6 +182,28 @@ def test_start_time_after_a_group_died_out_restarts_the_product_limit():
     assert _rel(one["std_err"], np.sqrt(np.cumsum([1 / (3 * 2), 2 / (3 * 1)]))) < 1e-14
 
 
+def test_testci_trivial_competing_risks_by_hand():
+    """testci.R's first data set: P(state 1) = 1/7 from time 2; P(state 2) = (6/7)(2/5) = 12/35 at 3 and
+    1/7 + 12/35 + ... = 6/7 at 6 (the last subject at risk moves to state 2); n.risk 7, 5, 1 at the events."""
+    from retrocohort.survival import cumulative_incidence
+
+    data = pd.DataFrame(
+        {
+            "time": [1.0, 2, 2, 3, 3, 3, 5, 6],
+            "status": [0, 1, 0, 1, 0, 1, 0, 1],
+            "event": [1, 1, 2, 2, 1, 2, 3, 2],
+        }
+    )
+    data["state"] = data["status"] * data["event"]  # factor(status * event): 0 censored, states 1 and 2
+    one = cumulative_incidence(data, "time", "state", cause=1).table
+    two = cumulative_incidence(data, "time", "state", cause=2).table
+    assert one["time"].tolist() == [2.0] and one["n_risk"].tolist() == [7.0]
+    assert _rel(one["cif"], [1 / 7]) < 1e-14
+    assert two["time"].tolist() == [3.0, 6.0] and two["n_risk"].tolist() == [5.0, 1.0]
+    assert two["n_event"].tolist() == [2.0, 1.0]
+    assert _rel(two["cif"], [12 / 35, 6 / 7]) < 1e-14
+
+
 def test_testnull_iter_zero_equals_the_null_model_by_hand():
     """testnull.R: coxph(~ rx + strata(number), iter.max = 0) has loglik[2] and residuals of the null model."""
     rng = np.random.default_rng(3)

@@ -850,8 +850,19 @@ def _censoring_groups(data: pd.DataFrame, column: str, where: str) -> np.ndarray
             f"{where}: censoring_group column {column!r} has {n_missing} missing value(s) out of {len(data)} "
             "rows; give every row a censoring group (crr's cengroup cannot be NA)"
         )
-    codes, _ = pd.factorize(values, sort=True)
+    codes, uniques = pd.factorize(values, sort=True)
+    if len(uniques) > _MAX_CENSORING_GROUPS:
+        # each group needs its own Kaplan-Meier (O(n) work and memory per group); a column with this
+        # many values is almost surely an id or a continuous variable given by mistake
+        raise InputError(
+            f"{where}: censoring_group column {column!r} has {len(uniques)} distinct values; at most "
+            f"{_MAX_CENSORING_GROUPS} censoring groups are supported (each needs enough subjects for its "
+            "own censoring Kaplan-Meier): pass a coarser grouping"
+        )
     return codes.astype(np.int64)
+
+
+_MAX_CENSORING_GROUPS = 1000
 
 
 def fine_gray(
