@@ -5,8 +5,9 @@ The data are drawn in R with cmprsk's seeds (``set.seed(2)`` for test.R,
 cases; cuminc / crr are run live on the same data and compared with
 ``cumulative_incidence``, ``gray_test`` and ``fine_gray`` (marker ``r``).
 What test.R also exercises and we do not support (crr's time-varying
-``cov2``/``tf``, ``cengroup``, silently dropping NA rows) is checked to be
-refused or is listed in docs/survival-finegray.md.
+``cov2``/``tf``, silently dropping NA rows) is checked to be refused or is
+listed in docs/survival-finegray.md; ``cengroup`` is ``censoring_group=``
+(tests/survival/test_finegray_cengroup.py).
 """
 
 from __future__ import annotations
