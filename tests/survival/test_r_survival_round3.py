@@ -277,7 +277,16 @@ v <- survfit(Surv(time, status) ~ 1, veteran, type = "fh2", error = "tsiatis")
 og <- coxph(Surv(time, status) ~ age + offset(o), lung)
 os <- coxph(Surv(time, status) ~ age + offset(o) + strata(sex), lung, weights = w)
 on <- coxph(Surv(time, status) ~ offset(o), lung)
+m <- na.omit(mgus2[, c("age", "futime", "death", "sex", "mspike")])
+m$stop <- m$age + m$futime / 12
+mfit <- coxph(Surv(age, stop, death) ~ sex + mspike, m)
+dummy <- data.frame(sex = "F", mspike = 1.3)
+ev <- survfit(mfit, newdata = dummy)$time[survfit(mfit, newdata = dummy)$n.event > 0][50]
+ms <- list(s80 = survfit(mfit, newdata = dummy, start.time = 80), sev = survfit(mfit, newdata = dummy, start.time = ev))
+ms <- lapply(ms, function(x) list(time = x$time, surv = as.vector(x$surv), se = as.vector(x$std.err),
+                                  cumhaz = as.vector(x$cumhaz)))
 result <- list(
+  mgus2 = m, ms = ms, ev = ev,
   zph = zph, lung = lung, veteran = veteran, heart = heart,
   bladder = bladder[, c("stop", "event", "rx", "number")],
   bladder2 = bladder2[, c("start", "stop", "event", "rx", "number")],
@@ -367,3 +376,29 @@ def test_basehaz_of_offset_fits_matches_r():
     # the mean offset is part of basehaz's reference: without it the curve is off by exp(mean(o))
     raw = baseline_hazard(cox(lung, "time", "status", ["age"], offset="o"))["cumhaz"] / math.exp(lung["o"].mean())
     assert _rel(raw, r["og"]) > 1e-3
+
+
+@pytest.mark.r
+def test_survtest_survfit_cox_start_time_matches_r_on_mgus2():
+    """survtest.R's last block: survfit(coxph(Surv(age, age + futime/12, death) ~ sex + mspike, mgus2),
+    newdata, start.time = 80), and a start.time equal to an event time (which counts, as in survfit)."""
+    r = _r_batch()
+    mgus2 = _frame(r, "mgus2")
+    fit = cox(mgus2, "stop", "death", ["sex", "mspike"], entry="age")
+    profile = pd.DataFrame({"sex": ["F"], "mspike": [1.3]})
+    full = survfit_cox(fit, profile)
+    for key, start in (("s80", 80.0), ("sev", float(r["ev"]))):
+        ref = r["ms"][key]
+        ours = survfit_cox(fit, profile, start_time=start)
+        assert np.array_equal(ours["time"].to_numpy(), np.asarray(ref["time"], dtype=float)), key
+        assert _rel(ours["surv"], ref["surv"]) < 1e-10, key
+        assert _rel(ours["cumhaz"], ref["cumhaz"]) < 1e-10, key
+        assert _rel(ours["std_err"], ref["se"]) < 1e-10, key
+        # survtest.R: the conditional curve is the full one divided by its value just before start
+        before = full[full["time"] < start]["surv"].iloc[-1]
+        after = full[full["time"] >= start]["surv"].to_numpy()
+        assert _rel(ours["surv"], after / before) < 1e-12, key
+    with pytest.raises(InputError, match="no time after start_time=1000"):
+        survfit_cox(fit, profile, start_time=1000.0)
+    with pytest.raises(InputError, match="start_time must be a finite number"):
+        survfit_cox(fit, profile, start_time=float("nan"))
