@@ -65,7 +65,7 @@ Conventions (checked against crr 2.2-11 on whole-day tied data)
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -77,6 +77,7 @@ from scipy import stats
 from .._design import _is_categorical, design_matrix, numeric_column, require_columns
 from ..errors import ConvergenceError, InputError, ModelWarning
 from ._checks import check_status, check_time
+from ._finegray_tv import TVData, _tv_evaluate_kernel, _tv_influence_kernel
 from ._risksets import distinct_sorted
 
 __all__ = ["CensoringKM", "FineGrayResult", "LogLik", "fine_gray", "predict_cif"]
@@ -576,7 +577,9 @@ class _Solution(NamedTuple):
     steps: np.ndarray  # (iterations, p) the steps taken, in order
 
 
-def _newton(s: _SortedData, init: np.ndarray, tol: float, max_iter: int) -> _Solution:
+def _newton(
+    s: _SortedData, init: np.ndarray, tol: float, max_iter: int, evaluate: Callable[..., Any] | None = None
+) -> _Solution:
     """Newton-Raphson with crr's stopping rule and step halving.
 
     Stops when ``max_j |U_j| * max(|beta_j|, 1) < tol * max(|loglik|, 1)``
@@ -584,8 +587,10 @@ def _newton(s: _SortedData, init: np.ndarray, tol: float, max_iter: int) -> _Sol
     is halved (up to 30 times), as any safeguarded Newton method does; on
     well-posed data the full step is always taken, so the path equals crr's.
     """
+    if evaluate is None:
+        evaluate = _evaluate
     beta = init.astype(float).copy()
-    fit = _evaluate(s, beta)
+    fit = evaluate(s, beta)
     initial_loglik = fit.loglik
     steps: list[np.ndarray] = []
     for iteration in range(max_iter + 1):
@@ -600,7 +605,7 @@ def _newton(s: _SortedData, init: np.ndarray, tol: float, max_iter: int) -> _Sol
         for _ in range(31):
             trial_beta = beta + step
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                trial = _evaluate(s, trial_beta)
+                trial = evaluate(s, trial_beta)
             if np.isfinite(trial.loglik) and trial.loglik >= fit.loglik - 1e-12 * max(abs(fit.loglik), 1.0):
                 break
             step = step / 2.0
@@ -716,6 +721,8 @@ class FineGrayResult:
     weights: str | None
     censoring_km: str | None
     _levels: dict = field(repr=False, compare=False)
+    time_varying: tuple[str, ...] = ()
+    _tf: Any = field(default=None, repr=False, compare=False)
 
     def __repr__(self) -> str:
         from .._printing import render_finegray
@@ -755,13 +762,56 @@ class FineGrayResult:
             Column ``time`` then one column per profile row, labelled by the
             profile's index, shape (k, 1 + rows).
         """
+        coef = self.summary["coef"].to_numpy()
+        if self.time_varying:
+            return _predict_cif_tv(self, profile, coef)
         x = _profile_matrix(profile, self.covariates, self._levels, list(self.summary.index))
-        lin = x @ self.summary["coef"].to_numpy()
+        lin = x @ coef
         cum = self.baseline["cumulative_hazard"].to_numpy()
         cif = 1.0 - np.exp(-np.outer(cum, np.exp(lin)))
         out = pd.DataFrame(cif, columns=list(profile.index))
         out.insert(0, "time", self.baseline["time"].to_numpy())
         return out
+
+
+def _predict_cif_tv(result: FineGrayResult, profile: pd.DataFrame, coef: np.ndarray) -> pd.DataFrame:
+    """predict.crr with cov2: ``1 - exp(-cumsum(bfitj exp(x1'b1 + (x2 * tf(t))'b2)))`` at each uftime."""
+    p1 = len(coef) - len(result.time_varying)
+    if result.covariates:
+        x1 = _profile_matrix(profile, result.covariates, result._levels, list(result.summary.index[:p1]))
+    else:
+        x1 = np.zeros((len(profile), 0))
+    x2 = np.column_stack([numeric_column(profile, c, "profile") for c in result.time_varying])
+    times = result.baseline["time"].to_numpy()
+    tfk = _tf_matrix(result._tf, times, len(result.time_varying), "predict_cif")
+    lin = (x1 @ coef[:p1])[None, :] + tfk @ (x2 * coef[p1:]).T  # (k, profiles)
+    cum = np.cumsum(result.baseline["hazard"].to_numpy()[:, None] * np.exp(lin), axis=0)
+    out = pd.DataFrame(1.0 - np.exp(-cum), columns=list(profile.index))
+    out.insert(0, "time", times)
+    return out
+
+
+def _tf_matrix(tf: Callable[[np.ndarray], Any], times: np.ndarray, q: int, where: str) -> np.ndarray:
+    """crr's ``tf(uft)``: a (k, q) matrix of the time functions at the event times, checked."""
+    try:
+        raw = tf(times.copy())
+    except Exception as exc:  # the user's function: say which call failed and why
+        raise InputError(f"{where}: tf(times) raised {type(exc).__name__}: {exc}") from exc
+    values = np.asarray(raw, dtype=float)
+    if values.ndim == 1 and q == 1:
+        values = values[:, None]
+    if values.shape != (times.shape[0], q):
+        raise InputError(
+            f"{where}: tf(times) must return {times.shape[0]} rows (one per event time of the cause) and {q} "
+            f"column(s) (one per cov2 column), got shape {values.shape}"
+        )
+    if not np.all(np.isfinite(values)):
+        bad = int(np.sum(~np.isfinite(values)))
+        raise InputError(
+            f"{where}: tf(times) returned {bad} non-finite value(s) (e.g. log(0) at an event at time 0); "
+            "every event time needs a finite value"
+        )
+    return np.ascontiguousarray(values)
 
 
 def predict_cif(result: FineGrayResult, profile: pd.DataFrame) -> pd.DataFrame:
@@ -841,6 +891,73 @@ def _case_weights(data: pd.DataFrame, column: str, where: str) -> np.ndarray:
     return values
 
 
+def _tv_evaluate(s: _SortedData, tv: TVData, beta: np.ndarray) -> _Fit:
+    """Log pseudo-likelihood, score and information with cov2 * tf(t) (direct engine)."""
+    loglik, score, info, zbar, hazard, shift = _tv_evaluate_kernel(
+        s.z,
+        tv.z2,
+        tv.tfk,
+        s.case_weight,
+        np.ascontiguousarray(beta, dtype=float),
+        s.cause,
+        s.event_start,
+        tv.event_end,
+        s.n_event,
+        s.g_event,
+        s.group,
+        s.comp_rows,
+        s.inv_g_comp,
+        s.comp_before_event,
+    )
+    # shift is per event time here (an array in the float slot: only the baseline uses it)
+    empty = np.empty(0)
+    return _Fit(float(loglik), score, info, empty, shift, zbar, hazard, empty, empty)
+
+
+def _tv_influence(s: _SortedData, tv: TVData, fit: _Fit, beta: np.ndarray) -> np.ndarray:
+    """Influence terms ``v_i eta_i + k_i psi_i`` (n, p) with cov2 * tf(t), sorted order."""
+    return _tv_influence_kernel(
+        s.z,
+        tv.z2,
+        tv.tfk,
+        s.case_weight,
+        s.km_weight,
+        np.ascontiguousarray(beta, dtype=float),
+        s.time,
+        s.cause,
+        s.censored,
+        s.competing,
+        s.event_time,
+        fit.zbar,
+        fit.hazard,
+        np.asarray(fit.shift),
+        s.g_event,
+        s.g_left,
+        s.group,
+        s.comp_rows,
+        s.inv_g_comp,
+        s.comp_by_group,
+        s.comp_block,
+        s.cens_time,
+        s.cens_block,
+        s.cens_count,
+        s.cens_at_risk,
+        s.cens_events_upto,
+        s.cens_comp_upto,
+        s.cens_upto,
+    )
+
+
+def _check_tv_design(terms: list[str], tv: TVData, s: _SortedData, where: str) -> None:
+    """A cov2 term that is constant over subjects, or whose tf is 0 at every event time, has no information."""
+    for j, name in enumerate(terms):
+        if np.ptp(tv.z2[:, j]) == 0 or not np.any(tv.tfk[:, j] != 0):
+            raise InputError(
+                f"{where}: time-varying term {name!r} carries no information (its cov2 column is constant or "
+                "tf is 0 at every event time); drop it"
+            )
+
+
 def _censoring_groups(data: pd.DataFrame, column: str, where: str) -> np.ndarray:
     """Integer codes 0..q-1 of crr's ``cengroup`` column (missing values refused)."""
     values = data[column]
@@ -879,6 +996,8 @@ def fine_gray(
     weights: str | None = None,
     censoring_km: CensoringKM = "weighted",
     censoring_group: str | None = None,
+    cov2: Sequence[str] | None = None,
+    tf: Callable[[np.ndarray], Any] | None = None,
     tol: float = 1e-6,
     max_iter: int = 10,
 ) -> FineGrayResult:
@@ -937,6 +1056,14 @@ def fine_gray(
         ``G_g(t-) / G_g(T_j-)`` of its group (0 after the group's last
         time, as crr), and the censoring term of the variance is summed per
         group. Missing values are refused. Default: one group.
+    cov2, tf : sequence of str, callable, optional
+        crr's time-varying coefficients: numeric columns ``cov2`` whose
+        effect at event time ``t`` is ``cov2[:, j] * tf(t)[:, j]``. ``tf``
+        takes the array of distinct event times of the cause (crr's
+        ``uftime``) and returns a (k, len(cov2)) array (or a length-k array
+        for one column). Terms are named ``"{col}:tf{j}"``. This fit runs on
+        a direct O(n x event times) engine (see ``_finegray_tv``), as slow
+        as crr. Give both or neither; ``covariates`` may then be empty.
     tol, max_iter : float, int
         crr's ``gtol`` and ``maxiter`` (same stopping rule; see module notes).
         With ``weights`` the rule is applied to the weights divided by their
@@ -973,14 +1100,20 @@ def fine_gray(
     if censoring_km not in CENSORING_KM:
         raise InputError(f"fine_gray: censoring_km must be one of {list(CENSORING_KM)}, got {censoring_km!r}")
     covariates = [covariates] if isinstance(covariates, str) else list(covariates)
-    if not covariates:
-        raise InputError("fine_gray: give at least one covariate (crr needs cov1)")
+    cov2 = [] if cov2 is None else ([cov2] if isinstance(cov2, str) else list(cov2))
+    if bool(cov2) != (tf is not None):
+        raise InputError("fine_gray: give cov2 and tf together (crr's time-varying coefficients), or neither")
+    if tf is not None and not callable(tf):
+        raise InputError(f"fine_gray: tf must be a function of the event times, got {type(tf).__name__}")
+    if not covariates and not cov2:
+        raise InputError("fine_gray: give at least one covariate (crr needs cov1 or cov2)")
     require_columns(
         data,
         [time, status, *covariates]
         + ([cluster] if cluster else [])
         + ([weights] if weights else [])
-        + ([censoring_group] if censoring_group else []),
+        + ([censoring_group] if censoring_group else [])
+        + cov2,
         where,
     )
     if len(data) == 0:
@@ -997,9 +1130,14 @@ def fine_gray(
             f"{present}); the subdistribution hazard of that cause cannot be estimated: check the cause and "
             "censor_code against the status coding"
         )
-    x = design_matrix(data, covariates, where)
-    terms = list(x.columns)
-    z = x.to_numpy(dtype=float)
+    if covariates:
+        x = design_matrix(data, covariates, where)
+        terms = list(x.columns)
+        z = x.to_numpy(dtype=float)
+    else:
+        terms, z = [], np.zeros((len(data), 0))
+    z2 = np.column_stack([numeric_column(data, c, where) for c in cov2]) if cov2 else None
+    tv_terms = [f"{c}:tf{j + 1}" for j, c in enumerate(cov2)]
     # The fit runs on weights of mean 1. The coefficients and the sandwich are invariant to a common
     # factor in the weights, but crr's stopping rule compares the score with max(|loglik|, 1), and both
     # shrink with the weights: weights * 1e-7 would stop at beta = 0. Unit weights are left untouched
@@ -1020,8 +1158,17 @@ def fine_gray(
         censoring_weighted=censoring_km == "weighted",
         cengroup=group_codes,
     )
-    _check_design(terms, z, s.z, where)
-    sol = _newton(s, np.zeros(z.shape[1]), float(tol), int(max_iter))
+    if terms:
+        _check_design(terms, z, s.z, where)
+    tv: TVData | None = None
+    if z2 is not None and tf is not None:
+        tfk = _tf_matrix(tf, s.event_time, len(cov2), "fine_gray")
+        event_end = np.searchsorted(s.time, s.event_time, side="right")
+        tv = TVData(z2=np.ascontiguousarray(z2[order]), tfk=tfk, event_end=event_end)
+        _check_tv_design(tv_terms, tv, s, where)
+        terms = terms + tv_terms
+    evaluate = None if tv is None else (lambda sd, b: _tv_evaluate(sd, tv, b))
+    sol = _newton(s, np.zeros(len(terms)), float(tol), int(max_iter), evaluate)
     beta, fit = sol.beta, sol.fit
     drifting = _drifting_terms(terms, sol.steps, fit)
     if not sol.converged and not drifting:
@@ -1042,7 +1189,7 @@ def fine_gray(
         )
     info_inv = np.linalg.inv(fit.info)
 
-    influence = _influence(s, fit)  # v_i eta_i + k_i psi_i
+    influence = _influence(s, fit) if tv is None else _tv_influence(s, tv, fit, beta)  # v_i eta_i + k_i psi_i
     n_clusters: int | None = None
     if cluster is not None:
         cluster_col = data[cluster]
@@ -1076,8 +1223,8 @@ def fine_gray(
         },
         index=pd.Index(terms, name="term"),
     )
-    # Baseline jumps at covariates all zero on the raw (uncentred) scale.
-    hazard = fit.hazard * np.exp(-fit.shift - float(s.z_mean @ beta))
+    # Baseline jumps at covariates all zero on the raw (uncentred) scale (shift per event time with cov2).
+    hazard = fit.hazard * np.exp(-np.asarray(fit.shift) - float(s.z_mean @ beta[: s.z.shape[1]]))
     baseline = pd.DataFrame({"time": s.event_time, "hazard": hazard, "cumulative_hazard": np.cumsum(hazard)})
     null_loglik = sol.initial_loglik  # Newton starts at beta = 0, where crr's loglik.null is taken
     final_loglik = fit.loglik
@@ -1109,4 +1256,6 @@ def fine_gray(
         weights=weights,
         censoring_km=censoring_km if weights is not None else None,
         _levels=_categorical_levels(data, covariates),
+        time_varying=tuple(cov2),
+        _tf=tf,
     )
