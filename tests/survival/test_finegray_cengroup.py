@@ -129,6 +129,8 @@ def test_cengroup_point_estimates_match_crr(kind):
     pred = predict_cif(fit, pd.DataFrame({"x": [0.0, 1.0], "z": [0.0, 1.0]}))
     np.testing.assert_allclose(pred[0], ref["p1"], rtol=1e-9)
     np.testing.assert_allclose(pred[1], ref["p2"], rtol=1e-9)
-    # the variance: same order, not crr's number (documented); a regression here would show as > 10%
-    rel = np.max(np.abs(fit.vcov.to_numpy().ravel() / np.asarray(ref["var"]) - 1))
-    assert 1e-6 < rel < 0.1, rel
+    # the variance is not crr's (documented): standard errors within a few percent, not equal;
+    # a regression in the censoring term would show as a larger difference
+    se_r = np.sqrt(np.diag(np.asarray(ref["var"]).reshape(2, 2)))
+    rel = np.max(np.abs(fit.summary["se"].to_numpy() / se_r - 1))
+    assert 1e-6 < rel < 0.05, rel

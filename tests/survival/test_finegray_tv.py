@@ -51,6 +51,18 @@ def test_constant_tf_is_the_fixed_model(group):
     )
 
 
+def test_constant_tf_with_case_weights_and_clusters_is_the_fixed_model():
+    data = _draw(4, 120)
+    data["w"] = 0.5 + (np.arange(len(data)) % 4) / 3
+    data["pair"] = np.arange(len(data)) // 2
+    for kw in ({"weights": "w"}, {"cluster": "pair"}, {"weights": "w", "censoring_km": "unweighted"}):
+        fixed = fine_gray(data, "time", "status", ["z", "x"], **kw)
+        varying = fine_gray(data, "time", "status", ["z"], cov2=["x"], tf=lambda t: np.ones_like(t), **kw)
+        np.testing.assert_allclose(varying.summary["coef"], fixed.summary["coef"], rtol=1e-10, err_msg=str(kw))
+        np.testing.assert_allclose(varying.vcov, fixed.vcov, rtol=1e-9, err_msg=str(kw))
+        np.testing.assert_allclose(list(varying.loglik), list(fixed.loglik), rtol=1e-12, err_msg=str(kw))
+
+
 def test_a_time_trend_changes_the_fit():
     data = _draw(2, 150)
     trend = fine_gray(data, "time", "status", ["x"], cov2=["x"], tf=lambda t: t / 30)
