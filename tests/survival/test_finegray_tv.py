@@ -67,6 +67,10 @@ def test_a_time_trend_changes_the_fit():
     data = _draw(2, 150)
     trend = fine_gray(data, "time", "status", ["x"], cov2=["x"], tf=lambda t: t / 30)
     assert trend.summary.shape[0] == 2 and trend.time_varying == ("x",)
+    text = repr(trend)
+    assert "~ x + (x) x tf(t)" in text and "x:tf1" in text and "crr's sandwich variance" in text
+    grouped = fine_gray(data, "time", "status", ["x"], censoring_group="site")
+    assert "censoring_group = site" in repr(grouped) and "not crr's exactly" in repr(grouped)
     assert abs(trend.summary.loc["x:tf1", "coef"]) > 1e-6  # a free coefficient, estimated
 
 
@@ -87,6 +91,8 @@ def test_bad_tf_is_refused():
         fine_gray(zero, "time", "status", ["x"], cov2=["x"], tf=np.log)
     with pytest.raises(InputError, match="'z:tf1' carries no information"):
         fine_gray(data, "time", "status", ["x"], cov2=["z"], tf=lambda t: np.zeros_like(t))
+    with pytest.raises(InputError, match="term 'x:tf1' is collinear with the other terms"):
+        fine_gray(data, "time", "status", ["x"], cov2=["x"], tf=lambda t: np.full(len(t), 2.0))
     with pytest.raises(InputError, match="site"):
         fine_gray(data, "time", "status", ["x"], cov2=["site"], tf=lambda t: t)
 

@@ -699,6 +699,10 @@ class FineGrayResult:
     censoring_km : str or None
         ``"weighted"`` or ``"unweighted"`` censoring Kaplan-Meier of a weighted
         fit; None without weights.
+    time_varying : tuple of str
+        The ``cov2`` columns (crr's time-varying coefficients), empty without.
+    censoring_group : str or None
+        crr's ``cengroup`` column, or None for one censoring distribution.
     """
 
     summary: pd.DataFrame
@@ -723,6 +727,7 @@ class FineGrayResult:
     _levels: dict = field(repr=False, compare=False)
     time_varying: tuple[str, ...] = ()
     _tf: Any = field(default=None, repr=False, compare=False)
+    censoring_group: str | None = None
 
     def __repr__(self) -> str:
         from .._printing import render_finegray
@@ -958,6 +963,25 @@ def _check_tv_design(terms: list[str], tv: TVData, s: _SortedData, where: str) -
             )
 
 
+def _check_tv_collinear(terms: list[str], info: np.ndarray, where: str) -> None:
+    """Refuse terms the information at beta = 0 cannot separate (e.g. x and x * tf with tf constant)."""
+    scale = np.sqrt(np.maximum(np.diag(info), 1e-300))
+    corr = info / np.outer(scale, scale)
+    eig = np.linalg.eigvalsh(corr)
+    if eig[0] <= 1e-10 * eig[-1]:
+        # the term whose removal restores full rank is the one named (the last such, as coxph's NA)
+        bad = [
+            t
+            for j, t in enumerate(terms)
+            if np.linalg.eigvalsh(np.delete(np.delete(corr, j, 0), j, 1))[0] > 1e-10 * eig[-1]
+        ]
+        name = bad[-1] if bad else terms[-1]
+        raise InputError(
+            f"{where}: term {name!r} is collinear with the other terms in the risk sets (for a time-varying "
+            "term: its tf is constant over the event times, or a multiple of another term's); drop it"
+        )
+
+
 def _censoring_groups(data: pd.DataFrame, column: str, where: str) -> np.ndarray:
     """Integer codes 0..q-1 of crr's ``cengroup`` column (missing values refused)."""
     values = data[column]
@@ -1168,6 +1192,8 @@ def fine_gray(
         _check_tv_design(tv_terms, tv, s, where)
         terms = terms + tv_terms
     evaluate = None if tv is None else (lambda sd, b: _tv_evaluate(sd, tv, b))
+    if tv is not None:
+        _check_tv_collinear(terms, _tv_evaluate(s, tv, np.zeros(len(terms))).info, where)
     sol = _newton(s, np.zeros(len(terms)), float(tol), int(max_iter), evaluate)
     beta, fit = sol.beta, sol.fit
     drifting = _drifting_terms(terms, sol.steps, fit)
@@ -1258,4 +1284,5 @@ def fine_gray(
         _levels=_categorical_levels(data, covariates),
         time_varying=tuple(cov2),
         _tf=tf,
+        censoring_group=censoring_group,
     )
