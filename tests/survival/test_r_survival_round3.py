@@ -285,7 +285,17 @@ ev <- survfit(mfit, newdata = dummy)$time[survfit(mfit, newdata = dummy)$n.event
 ms <- list(s80 = survfit(mfit, newdata = dummy, start.time = 80), sev = survfit(mfit, newdata = dummy, start.time = ev))
 ms <- lapply(ms, function(x) list(time = x$time, surv = as.vector(x$surv), se = as.vector(x$std.err),
                                   cumhaz = as.vector(x$cumhaz)))
+aml2 <- aml
+aml2$off <- log(seq_len(nrow(aml2)))
+fa <- coxph(Surv(time, status) ~ offset(off), aml2)
+sa <- survfit(fa)  # a null offset fit's curve: at the mean offset
+sa0 <- survfit(fa, newdata = data.frame(off = 0))
+gs <- coxph(Surv(time, status) ~ strata(sex), lung, ties = "breslow")
+sg <- survfit(gs)
+curve <- function(x) list(time = x$time, surv = as.vector(x$surv), se = as.vector(x$std.err),
+                          n = if (is.null(x$strata)) length(x$time) else unname(x$strata))
 result <- list(
+  aml2 = aml2[, c("time", "status", "off")], null_curves = list(sa = curve(sa), sa0 = curve(sa0), sg = curve(sg)),
   mgus2 = m, ms = ms, ev = ev,
   zph = zph, lung = lung, veteran = veteran, heart = heart,
   bladder = bladder[, c("stop", "event", "rx", "number")],
@@ -402,3 +412,25 @@ def test_survtest_survfit_cox_start_time_matches_r_on_mgus2():
         survfit_cox(fit, profile, start_time=1000.0)
     with pytest.raises(InputError, match="start_time must be a finite number"):
         survfit_cox(fit, profile, start_time=float("nan"))
+
+
+@pytest.mark.r
+def test_null_model_curves_with_offset_and_strata_match_survfit():
+    """Left from round 2: survfit of the null Cox model with an offset (doaml.R's offset(log(1:23)); R's
+    curve without newdata is at the mean offset) and with strata (one curve per stratum), std.err too."""
+    r = _r_batch()
+    ref = r["null_curves"]
+    aml = _frame(r, "aml2")
+    fit = cox(aml, "time", "status", [], offset="off")
+    for key, off in (("sa", float(aml["off"].mean())), ("sa0", 0.0)):
+        ours = survfit_cox(fit, pd.DataFrame({"off": [off]}))
+        assert np.array_equal(ours["time"].to_numpy(), np.asarray(ref[key]["time"], dtype=float)), key
+        assert _rel(ours["surv"], ref[key]["surv"]) < 1e-10, key
+        assert _rel(ours["std_err"], ref[key]["se"]) < 1e-10, key
+    lung = _frame(r, "lung")
+    strat = cox(lung, "time", "status", [], strata="sex", ties="breslow")
+    ours = survfit_cox(strat, lung.iloc[[0]][["time"]])  # no strata column: a curve in every stratum
+    assert ours.groupby("strata", sort=True).size().tolist() == ref["sg"]["n"]
+    assert np.array_equal(ours["time"].to_numpy(), np.asarray(ref["sg"]["time"], dtype=float))
+    assert _rel(ours["surv"], ref["sg"]["surv"]) < 1e-10
+    assert _rel(ours["std_err"], ref["sg"]["se"]) < 1e-10
