@@ -204,6 +204,21 @@ def test_testci_trivial_competing_risks_by_hand():
     assert _rel(two["cif"], [12 / 35, 6 / 7]) < 1e-14
 
 
+def test_survfit2_modified_lower_limit_by_hand():
+    """survfit2.R: conf.lower = 'modified' multiplies the variance by m/n (n at risk, m at risk at the last
+    death): std * sqrt(1, 10/9, 1, 8/7, 1, 6/5, 6/4, 6/3, 1, 2/1) on times 1..10; upper limit unchanged."""
+    data = pd.DataFrame({"time": np.arange(1.0, 11.0), "status": [1, 0, 1, 0, 1, 0, 0, 0, 1, 0]})
+    usual = survival_curve(data, "time", "status").table
+    modified = survival_curve(data, "time", "status", conf_lower="modified").table
+    factor = np.array([1, 10 / 9, 1, 8 / 7, 1, 6 / 5, 6 / 4, 6 / 3, 1, 2 / 1])
+    lower = np.exp(np.log(usual["survival"]) - 1.959963984540054 * usual["std_err"] * np.sqrt(factor))
+    assert _rel(modified["lower"], lower) < 1e-13
+    assert _rel(modified["upper"], usual["upper"]) == 0.0
+    assert (modified["lower"] <= usual["lower"] + 1e-15).all()
+    with pytest.raises(InputError, match="conf_lower='peto' is not supported; use one of"):
+        survival_curve(data, "time", "status", conf_lower="peto")  # type: ignore[arg-type]
+
+
 def test_testnull_iter_zero_equals_the_null_model_by_hand():
     """testnull.R: coxph(~ rx + strata(number), iter.max = 0) has loglik[2] and residuals of the null model."""
     rng = np.random.default_rng(3)
@@ -283,6 +298,14 @@ mfit <- coxph(Surv(age, stop, death) ~ sex + mspike, m)
 dummy <- data.frame(sex = "F", mspike = 1.3)
 ev <- survfit(mfit, newdata = dummy)$time[survfit(mfit, newdata = dummy)$n.event > 0][50]
 ms <- list(s80 = survfit(mfit, newdata = dummy, start.time = 80), sev = survfit(mfit, newdata = dummy, start.time = ev))
+tdata <- data.frame(time = 1:10, status = c(1, 0, 1, 0, 1, 0, 0, 0, 1, 0))
+modified <- list()
+for (ct in c("log", "log-log", "plain", "logit", "arcsin")) {
+  a <- survfit(Surv(time, status) ~ 1, tdata, conf.lower = "modified", conf.type = ct)
+  b <- survfit(Surv(time, status) ~ sex, lung, conf.lower = "modified", conf.type = ct)
+  h <- survfit(Surv(start, stop, event) ~ 1, heart, conf.lower = "modified", conf.type = ct)
+  modified[[ct]] <- list(a = a$lower, b = b$lower, b_upper = b$upper, h = h$lower)
+}
 ms <- lapply(ms, function(x) list(time = x$time, surv = as.vector(x$surv), se = as.vector(x$std.err),
                                   cumhaz = as.vector(x$cumhaz)))
 aml2 <- aml
@@ -295,6 +318,7 @@ sg <- survfit(gs)
 curve <- function(x) list(time = x$time, surv = as.vector(x$surv), se = as.vector(x$std.err),
                           n = if (is.null(x$strata)) length(x$time) else unname(x$strata))
 result <- list(
+  modified = modified,
   aml2 = aml2[, c("time", "status", "off")], null_curves = list(sa = curve(sa), sa0 = curve(sa0), sg = curve(sg)),
   mgus2 = m, ms = ms, ev = ev,
   zph = zph, lung = lung, veteran = veteran, heart = heart,
@@ -434,3 +458,27 @@ def test_null_model_curves_with_offset_and_strata_match_survfit():
     assert np.array_equal(ours["time"].to_numpy(), np.asarray(ref["sg"]["time"], dtype=float))
     assert _rel(ours["surv"], ref["sg"]["surv"]) < 1e-10
     assert _rel(ours["std_err"], ref["sg"]["se"]) < 1e-10
+
+
+@pytest.mark.r
+@pytest.mark.parametrize("conf_type", ["log", "log-log", "plain", "logit", "arcsin"])
+def test_survfit2_modified_lower_limit_matches_survfit(conf_type):
+    """survfit(conf.lower = 'modified') for every conf.type: survfit2.R's data, lung by sex, heart (start, stop]."""
+    r = _r_batch()
+    ref = r["modified"][conf_type]
+
+    def check(ours, theirs, what):
+        theirs = np.array([np.nan if v is None else v for v in theirs], dtype=float)
+        ours = np.asarray(ours, dtype=float)
+        assert np.array_equal(np.isfinite(ours), np.isfinite(theirs)), what  # NaN where R gives NA
+        keep = np.isfinite(theirs)
+        assert _rel(ours[keep], theirs[keep]) < 1e-12, what
+
+    data = pd.DataFrame({"time": np.arange(1.0, 11.0), "status": [1, 0, 1, 0, 1, 0, 0, 0, 1, 0]})
+    kw = {"conf_type": conf_type, "conf_lower": "modified"}
+    check(survival_curve(data, "time", "status", **kw).table["lower"], ref["a"], "survfit2.R")
+    lung = survival_curve(_frame(r, "lung"), "time", "status", "sex", **kw).table
+    check(lung["lower"], ref["b"], "lung by sex")
+    check(lung["upper"], ref["b_upper"], "lung by sex, upper")
+    heart = survival_curve(_frame(r, "heart"), "stop", "event", entry="start", **kw).table
+    check(heart["lower"], ref["h"], "heart")
