@@ -219,6 +219,18 @@ def test_survfit2_modified_lower_limit_by_hand():
         survival_curve(data, "time", "status", conf_lower="peto")  # type: ignore[arg-type]
 
 
+def test_survfit_cox_start_time_after_one_stratum_ended_keeps_the_others():
+    """A stratum whose follow-up ends before start_time gets no curve; the other strata keep theirs."""
+    data = _test2().assign(s=[0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
+    fit = cox(data, "stop", "event", [], entry="start", strata="s")
+    curves = survfit_cox(fit, data.iloc[[0]][["stop"]], start_time=8.5)
+    assert set(curves["strata"]) == {1} and curves["time"].min() == 9.0
+    full = survfit_cox(fit, data.iloc[[0]][["stop"]])
+    one = full[full["strata"] == 1]
+    assert one["time"].min() == 9.0  # nothing of stratum 1 before 8.5: the conditional curve is the curve
+    assert _rel(curves["surv"], one["surv"]) < 1e-14 and _rel(curves["std_err"], one["std_err"]) < 1e-14
+
+
 def test_testnull_iter_zero_equals_the_null_model_by_hand():
     """testnull.R: coxph(~ rx + strata(number), iter.max = 0) has loglik[2] and residuals of the null model."""
     rng = np.random.default_rng(3)
@@ -432,7 +444,7 @@ def test_survtest_survfit_cox_start_time_matches_r_on_mgus2():
         before = full[full["time"] < start]["surv"].iloc[-1]
         after = full[full["time"] >= start]["surv"].to_numpy()
         assert _rel(ours["surv"], after / before) < 1e-12, key
-    with pytest.raises(InputError, match="no time after start_time=1000"):
+    with pytest.raises(InputError, match="no time at or after start_time=1000"):
         survfit_cox(fit, profile, start_time=1000.0)
     with pytest.raises(InputError, match="start_time must be a finite number"):
         survfit_cox(fit, profile, start_time=float("nan"))

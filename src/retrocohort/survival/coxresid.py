@@ -582,11 +582,7 @@ def survfit_cox(
             # start_time counts, as survfit.coxph and survival_curve)
             sel = sel & (htime >= start_time)
             if not sel.any():
-                raise InputError(
-                    f"{where}: no time after start_time={start_time:g}"
-                    + (f" in stratum {f.strata_labels[s]!r}" if f.strata_columns else "")
-                    + "; lower start_time"
-                )
+                continue  # this stratum's follow-up ends before start_time: no curve (survfit drops it too)
         # hazards of the sweep belong to eta - shift; the profile's risk relative to that is exp(xc b - shift)
         risk = np.exp(float(xc[i] @ f.beta) + new_offset[i] - shift)
         cumhaz = np.cumsum(haz[sel]) * risk
@@ -625,4 +621,6 @@ def survfit_cox(
         if f.strata_columns:
             piece.insert(0, "strata", [f.strata_labels[s]] * len(piece))
         pieces.append(piece)
+    if not pieces:
+        raise InputError(f"{where}: no time at or after start_time={start_time:g} in the fit; lower start_time")
     return pd.concat(pieces, ignore_index=True)
