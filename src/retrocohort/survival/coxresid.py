@@ -582,7 +582,9 @@ def survfit_cox(
             # start_time counts, as survfit.coxph and survival_curve)
             sel = sel & (htime >= start_time)
             if not sel.any():
-                continue  # this stratum's follow-up ends before start_time: no curve (survfit drops it too)
+                # this stratum ended before start_time: no curve for it (survfit.coxph 3.5 stops with an
+                # approx() error "zero non-NA points" here; the other strata keep their curves)
+                continue
         # hazards of the sweep belong to eta - shift; the profile's risk relative to that is exp(xc b - shift)
         risk = np.exp(float(xc[i] @ f.beta) + new_offset[i] - shift)
         cumhaz = np.cumsum(haz[sel]) * risk
