@@ -571,6 +571,8 @@ def _finegray_parts(fg: Any) -> dict[str, list[str]]:
         "cluster": f"cluster-robust ({fg.n_clusters} clusters)",
         "robust": "robust (weighted influence terms)",
     }.get(fg.variance, fg.variance)
+    if fg.variance == "crr" and getattr(fg, "censoring_group", None):
+        variance = "sandwich with per-group censoring terms (not crr's exactly)"
     level = format_number(100 * float(fg.conf_level), 3)
     shr = [f"Subdistribution hazard ratios ({level}% CI, {variance} variance):"]
     width = max(len(r) for r in rows)
@@ -581,8 +583,12 @@ def _finegray_parts(fg: Any) -> dict[str, list[str]]:
         f"n = {fg.n}: {fg.n_events} events of cause {fg.cause}, {fg.n_competing} competing, {fg.n_censored} censored"
     ]
     call = f"fine_gray(cause = {fg.cause}, censor_code = {fg.censor_code}) ~ {' + '.join(fg.covariates)}"
+    if getattr(fg, "time_varying", ()):
+        call += f" + ({' + '.join(fg.time_varying)}) x tf(t)"
     if fg.weights:
         call += f", weights = {fg.weights}"
+    if getattr(fg, "censoring_group", None):
+        call += f", censoring_group = {fg.censoring_group}"
     return {"call": [call], "counts": counts, "coef": coef, "ci": ci, "tail": tail, "shr": shr}
 
 

@@ -5,8 +5,9 @@ The data are drawn in R with cmprsk's seeds (``set.seed(2)`` for test.R,
 cases; cuminc / crr are run live on the same data and compared with
 ``cumulative_incidence``, ``gray_test`` and ``fine_gray`` (marker ``r``).
 What test.R also exercises and we do not support (crr's time-varying
-``cov2``/``tf``, ``cengroup``, silently dropping NA rows) is checked to be
-refused or is listed in docs/survival-finegray.md.
+``cov2``/``tf``, silently dropping NA rows) is checked to be refused or is
+listed in docs/survival-finegray.md; ``cengroup`` is ``censoring_group=``
+(tests/survival/test_finegray_cengroup.py).
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ def _assert_crr(ours, r: dict, what: str) -> None:
 def test_crr_on_test_r_data(r_args, kwargs):
     """test.R: ``crr(ss, cc, cv)`` (3 binary covariates, 3 NA rows crr drops), failcode = 2, cencode = 2.
 
-    test.R adds ``cov2``/``tf``/``cengroup`` to the last two; those options are not ours, so R is run without them.
+    test.R adds ``cov2``/``tf``/``cengroup`` to the last two; those calls are in the next test.
     """
     r = run_r(_TEST_R_DATA + _CRR + f"result <- list(data = data, fit = fit_values(crr(ss, cc, cv{r_args})))")
     assert isinstance(r, dict)
@@ -157,6 +158,52 @@ def test_crr_on_test_r_data(r_args, kwargs):
         fine_gray(data, "ss", "cc", covs, **kwargs)
     complete = data.dropna(subset=covs).reset_index(drop=True)
     _assert_crr(fine_gray(complete, "ss", "cc", covs, **kwargs), r["fit"], f"crr(ss, cc, cv{r_args})")
+
+
+def test_crr_time_varying_and_censoring_groups_of_test_r():
+    """test.R's crr calls with ``cov2 = cbind(cv[, 1], cv[, 1])``, ``tf = cbind(uft, uft^2)``: without cengroup
+    (everything equal), with ``cengroup = cv[, 3]`` for causes 1 and 2 and cencode = 2 (coefficients,
+    logliks, bfitj equal; the variance is ours, see docs/survival-finegray.md), the predict.crr call, and
+    ``crr(ss, cc, cov2 = cv[, 1], tf = function(x) x)``."""
+    r = run_r(
+        _TEST_R_DATA
+        + _CRR
+        + """cov2 <- cbind(cv[, 1], cv[, 1])
+tf <- function(uft) cbind(uft, uft^2)
+plain <- crr(ss, cc, cv, cov2, tf = tf)
+ww <- crr(ss, cc, cv, cov2, tf = tf, cengroup = cv[, 3])
+wp <- predict(ww, rbind(c(1, 1, 1), c(0, 0, 0)), rbind(c(1, 1), c(0, 0)))
+result <- list(data = data, plain = fit_values(plain), ww = fit_values(ww), wp1 = wp[, 2], wp2 = wp[, 3],
+               f2 = fit_values(crr(ss, cc, cv, cov2, tf = tf, cengroup = cv[, 3], failcode = 2)),
+               c2 = fit_values(crr(ss, cc, cv, cov2, tf = tf, cengroup = cv[, 3], cencode = 2)),
+               only = fit_values(crr(ss, cc, cov2 = cv[, 1], tf = function(x) x)))"""
+    )
+    assert isinstance(r, dict)
+    data = _frame(r).dropna(subset=["cv1"]).reset_index(drop=True)  # crr drops the 3 NA rows
+    data["cv1b"] = data["cv1"]
+    covs, cov2 = ["cv1", "cv2", "cv3"], ["cv1", "cv1b"]
+
+    def tf(t):
+        return np.column_stack([t, t**2])
+
+    _assert_crr(fine_gray(data, "ss", "cc", covs, cov2=cov2, tf=tf), r["plain"], "crr(ss, cc, cv, cov2, tf)")
+    only = fine_gray(data, "ss", "cc", [], cov2=["cv1"], tf=lambda t: t)
+    _assert_crr(only, r["only"], "crr(ss, cc, cov2 = cv[, 1], tf = function(x) x)")
+    for key, kwargs in (("ww", {}), ("f2", {"cause": 2}), ("c2", {"censor_code": 2})):
+        fit = fine_gray(data, "ss", "cc", covs, cov2=cov2, tf=tf, censoring_group="cv3", **kwargs)
+        ref = r[key]
+        np.testing.assert_allclose(fit.summary["coef"], ref["coef"], rtol=1e-6, err_msg=key)
+        np.testing.assert_allclose([fit.loglik.null, fit.loglik.final], [ref["loglik_null"], ref["loglik"]], rtol=1e-8)
+        np.testing.assert_allclose(fit.baseline["hazard"], ref["bfitj"], rtol=1e-6, err_msg=key)
+        # not crr's variance with several censoring groups (documented): the standard errors are close
+        se_r = np.sqrt(np.diag(np.asarray(ref["var"]).reshape(len(fit.summary), -1)))
+        rel = np.max(np.abs(fit.summary["se"].to_numpy() / se_r - 1))
+        assert rel < 0.05, (key, rel)
+        if key == "ww":
+            profiles = pd.DataFrame({"cv1": [1.0, 0.0], "cv2": [1.0, 0.0], "cv3": [1.0, 0.0], "cv1b": [1.0, 0.0]})
+            pred = fit.predict_cif(profiles)
+            np.testing.assert_allclose(pred[0], r["wp1"], rtol=1e-6)
+            np.testing.assert_allclose(pred[1], r["wp2"], rtol=1e-6)
 
 
 def test_crr_single_covariate():

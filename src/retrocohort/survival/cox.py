@@ -22,6 +22,7 @@ Numerical kernels take NumPy arrays; :func:`cox` validates and converts.
 from __future__ import annotations
 
 import html
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -1243,24 +1244,22 @@ def _wald_quadratic(var: np.ndarray, b: np.ndarray) -> float:
     return float(b @ x)
 
 
-def baseline_hazard(result: CoxResult) -> pd.DataFrame:
-    """Cumulative baseline hazard at covariates 0, as ``basehaz(fit, centered = FALSE)``.
+def _offset_mean(f: _SortedFit) -> float:
+    """Case-weighted mean of the fit's offset (0 without one): basehaz's reference offset."""
+    if f.offset is None:
+        return 0.0
+    return float(np.average(f.offset, weights=np.asarray(f.weights, dtype=float)))
 
-    One row per distinct stop time (per stratum), with columns ``strata``
-    (when the fit has strata), ``time`` and ``cumhaz``. With Efron ties the
-    increments carry Efron's tie correction, as coxph's ``survfit`` does.
-    """
+
+def _raw_baseline(result: CoxResult) -> pd.DataFrame:
+    """Cumulative hazard at covariates 0 and offset 0 (the scale survfit multiplies by exp(x b + offset))."""
     f = result._fit
-    if f.offset_column is not None:
-        raise InputError(
-            f"baseline_hazard: the fit has an offset ({f.offset_column!r}); basehaz centres it in a way not "
-            "reproduced here (not implemented): use survfit_cox with the offset in newdata"
-        )
     eta = f.eta - f.eta.max()
     first, inc = _hazard_kernel(f.stop, f.start, f.event, f.weights, eta, f.sbounds, f.sorder, f.has_entry, f.efron)
-    # eta is centred and shifted: undo both so that the baseline refers to covariates 0
-    offset = float(f.eta.max() + f.means @ f.beta)
-    inc = inc * np.exp(-offset)
+    # eta is centred and shifted (and holds the offset): undo the shift and centring so that
+    # the baseline refers to covariates 0 and offset 0
+    shift = float(f.eta.max() + f.means @ f.beta)
+    inc = inc * np.exp(-shift)
     stratum = np.searchsorted(f.sbounds, first, side="right") - 1
     cumhaz = np.empty_like(inc)
     for s in np.unique(stratum):
@@ -1270,6 +1269,23 @@ def baseline_hazard(result: CoxResult) -> pd.DataFrame:
     if f.strata_columns:
         labels = [f.strata_labels[s] for s in stratum]
         out.insert(0, "strata", labels)
+    return out
+
+
+def baseline_hazard(result: CoxResult) -> pd.DataFrame:
+    """Cumulative baseline hazard at covariates 0, as ``basehaz(fit, centered = FALSE)``.
+
+    One row per distinct stop time (per stratum), with columns ``strata``
+    (when the fit has strata), ``time`` and ``cumhaz``. With Efron ties the
+    increments carry Efron's tie correction, as coxph's ``survfit`` does.
+    For a fit with an offset the curve is that of covariates 0 and the
+    case-weighted mean offset (basehaz puts the mean offset in its reference
+    profile: the hazard at offset 0 times ``exp(mean(offset))``, checked
+    live against survival 3.5-3 with strata and weights).
+    """
+    out = _raw_baseline(result)
+    if result._fit.offset is not None:
+        out["cumhaz"] = out["cumhaz"] * math.exp(_offset_mean(result._fit))
     return out
 
 
@@ -1312,11 +1328,15 @@ def predict_survival(result: CoxResult, newdata: pd.DataFrame, times=None) -> pd
             "predict_survival: the fit has strata; a survival curve needs a stratum "
             "(not supported yet: use baseline_hazard per stratum)"
         )
-    base = baseline_hazard(result)
+    # survfit.coxph gives a new row its offset as it is, on the hazard at offset 0
+    base = _raw_baseline(result)
     grid = base["time"].to_numpy() if times is None else np.asarray(times, dtype=float)
     idx = np.searchsorted(base["time"].to_numpy(), grid, side="right") - 1
     h0 = np.where(idx >= 0, base["cumhaz"].to_numpy()[np.maximum(idx, 0)], 0.0)
     lp = _profile_matrix(result, newdata) @ result._fit.beta
+    column = result._fit.offset_column
+    if column is not None:
+        lp = lp + numeric_column(newdata, column, "predict_survival newdata (the fit's offset column)")
     surv = np.exp(-np.outer(h0, np.exp(lp)))
     return pd.DataFrame(surv, index=pd.Index(grid, name="time"), columns=newdata.index)
 

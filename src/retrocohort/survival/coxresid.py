@@ -519,6 +519,7 @@ def survfit_cox(
     *,
     conf_level: float = 0.95,
     conf_type: SurvConfType = "log",
+    start_time: float | None = None,
 ) -> pd.DataFrame:
     """Predicted survival curves with standard errors, as ``survfit(fit, newdata, censor = TRUE)``.
 
@@ -530,6 +531,10 @@ def survfit_cox(
         every profile gets a curve in every stratum (as survfit.coxph does).
     conf_level, conf_type : pointwise interval, survfit's ``conf.int`` and
         ``conf.type`` ("log" default, "log-log", "plain" or "none").
+    start_time : survfit.coxph's ``start.time``: the curves conditional on
+        being event-free just before ``start_time``; times >= start_time are kept
+        and the cumulative hazard, its variance (baseline and beta terms) and
+        the survival restart from 0 there.
 
     Returns
     -------
@@ -552,6 +557,10 @@ def survfit_cox(
     f = result._fit
     if len(newdata) == 0:
         raise InputError(f"{where}: newdata has no rows; give one row per covariate profile")
+    if start_time is not None and (
+        isinstance(start_time, bool) or not isinstance(start_time, (int, float)) or not np.isfinite(start_time)
+    ):
+        raise InputError(f"{where}: start_time must be a finite number (survfit's start.time), got {start_time!r}")
     shift, (_e, _s, first, haz, varg, hx, nrisk, nevent) = _detail(result)
     var = result.vcov.to_numpy()  # survfit.coxph uses fit$var: the robust variance of a robust fit
     hstratum = np.searchsorted(f.sbounds, first, side="right") - 1
@@ -568,6 +577,14 @@ def survfit_cox(
     pieces = []
     for i, s in pairs:
         sel = hstratum == s
+        if start_time is not None:
+            # conditional on being event-free just before start_time: the sums restart there (an event at
+            # start_time counts, as survfit.coxph and survival_curve)
+            sel = sel & (htime >= start_time)
+            if not sel.any():
+                # this stratum ended before start_time: no curve for it (survfit.coxph 3.5 stops with an
+                # approx() error "zero non-NA points" here; the other strata keep their curves)
+                continue
         # hazards of the sweep belong to eta - shift; the profile's risk relative to that is exp(xc b - shift)
         risk = np.exp(float(xc[i] @ f.beta) + new_offset[i] - shift)
         cumhaz = np.cumsum(haz[sel]) * risk
@@ -606,4 +623,6 @@ def survfit_cox(
         if f.strata_columns:
             piece.insert(0, "strata", [f.strata_labels[s]] * len(piece))
         pieces.append(piece)
+    if not pieces:
+        raise InputError(f"{where}: no time at or after start_time={start_time:g} in the fit; lower start_time")
     return pd.concat(pieces, ignore_index=True)

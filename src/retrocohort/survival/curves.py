@@ -34,6 +34,7 @@ from .cox import _timefix
 CurveConfType = Literal["log", "log-log", "plain", "logit", "arcsin", "none"]
 HazardType = Literal["nelson-aalen", "fleming-harrington"]
 SurvivalType = Literal["km", "exp"]
+ConfLower = Literal["usual", "modified"]
 
 __all__ = ["SurvivalCurveResult", "survival_curve"]
 
@@ -160,11 +161,24 @@ def _condition_on(c: dict[str, np.ndarray], start_time: float) -> dict[str, np.n
     out = {k: v[keep] for k, v in c.items()}
     if len(before):
         last = before[-1]
+        # the product limit and Greenwood sum restart at start_time (not S(t) / S(start-), which is 0 / 0
+        # when the whole group died before start_time; survfit's curve is then still defined)
+        d, n = out["n_event"], out["n_risk"]
         with np.errstate(divide="ignore", invalid="ignore"):
-            out["km"] = out["km"] / c["km"][last]
-        for key in ("greenwood", "cumhaz", "var_chaz"):
+            out["km"] = np.cumprod(1.0 - np.where(d > 0, d / n, 0.0))
+            out["greenwood"] = np.cumsum(np.where(d > 0, d / (n * (n - d)), 0.0))
+        for key in ("cumhaz", "var_chaz"):
             out[key] = out[key] - c[key][last]
     return out
+
+
+def _effective_n_factor(n_risk: np.ndarray, n_event: np.ndarray) -> np.ndarray:
+    """m / n per time: n at risk now, m at risk at the last event time at or before it (1 before any event)."""
+    has_event = n_event > 0
+    last = np.maximum.accumulate(np.where(has_event, np.arange(len(n_risk)), -1))
+    m = np.where(last >= 0, n_risk[np.maximum(last, 0)], n_risk)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(n_risk > 0, m / n_risk, 1.0)
 
 
 def survival_curve(
@@ -181,6 +195,7 @@ def survival_curve(
     conf_type: CurveConfType = "log",
     timefix: bool = True,
     start_time: float | None = None,
+    conf_lower: ConfLower = "usual",
 ) -> SurvivalCurveResult:
     """Survival and cumulative hazard curves, as ``survfit(Surv([entry,] time, event) ~ group, ...)``.
 
@@ -207,6 +222,11 @@ def survival_curve(
         event-free just before ``start_time`` (times >= start_time are kept,
         an event at start_time counts); survival, cumulative hazard and
         their variances restart there.
+    conf_lower : survfit's ``conf.lower``: "usual", or "modified" (Dory &
+        Korn's "effective n"): the lower limit uses the variance times m / n,
+        n the number at risk and m the number at risk at the last event time
+        at or before t (so it equals the usual limit at each event time and
+        widens at censorings); the upper limit is unchanged.
 
     Returns
     -------
@@ -224,6 +244,7 @@ def survival_curve(
         ("ctype", ctype, get_args(HazardType)),
         ("stype", stype, get_args(SurvivalType)),
         ("conf_type", conf_type, get_args(CurveConfType)),
+        ("conf_lower", conf_lower, get_args(ConfLower)),
     ):
         if value not in allowed:
             raise InputError(f"survival_curve: {name}={value!r} is not supported; use one of {list(allowed)}")
@@ -282,6 +303,10 @@ def survival_curve(
             surv = np.exp(-c["cumhaz"])
             se_log = np.sqrt(c["var_chaz"])
         lower, upper = _bands(surv, se_log, conf_level, conf_type)
+        if conf_lower == "modified":
+            # Dory & Korn: the lower limit alone, from the variance times m / n
+            wider = se_log * np.sqrt(_effective_n_factor(c["n_risk"], c["n_event"]))
+            lower = _bands(surv, wider, conf_level, conf_type)[0]
         part = pd.DataFrame(
             {
                 "time": c["time"],

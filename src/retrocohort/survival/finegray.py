@@ -65,7 +65,7 @@ Conventions (checked against crr 2.2-11 on whole-day tied data)
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -77,6 +77,7 @@ from scipy import stats
 from .._design import _is_categorical, design_matrix, numeric_column, require_columns
 from ..errors import ConvergenceError, InputError, ModelWarning
 from ._checks import check_status, check_time
+from ._finegray_tv import TVData, _tv_evaluate_kernel, _tv_influence_kernel
 from ._risksets import distinct_sorted
 
 __all__ = ["CensoringKM", "FineGrayResult", "LogLik", "fine_gray", "predict_cif"]
@@ -105,20 +106,26 @@ class _SortedData:
     cause: np.ndarray  # (n,) bool, event of interest
     competing: np.ndarray  # (n,) bool
     censored: np.ndarray  # (n,) bool
-    g_left: np.ndarray  # (n,) G(T_j-)
+    g_left: np.ndarray  # (n,) G(T_j-) of the subject's own censoring group
     event_time: np.ndarray  # (k,)
     event_start: np.ndarray  # (k,) first sorted row with time == event_time
     n_event: np.ndarray  # (k,) weighted number of events of interest at event_time, sum of v
-    g_event: np.ndarray  # (k,) G(t-) at event_time
+    g_event: np.ndarray  # (q, k) G_g(t-) at event_time, per censoring group g (q = 1 without cengroup)
     events_upto: np.ndarray  # (n,) number of event times <= T_j
+    group: np.ndarray  # (n,) censoring group of each row, 0..q-1
     comp_rows: np.ndarray  # (c,) sorted row indices of competing events
     comp_before_event: np.ndarray  # (k,) number of competing rows with time < event_time
+    # censoring times are (group, time) pairs, ordered by group then time; m pairs in all
     cens_time: np.ndarray  # (m,)
-    cens_count: np.ndarray  # (m,) weighted number censored at cens_time
-    cens_at_risk: np.ndarray  # (m,) weighted number with time >= cens_time
+    cens_group: np.ndarray  # (m,) the pair's censoring group
+    cens_block: np.ndarray  # (q + 1,) pairs of group g are cens_block[g]:cens_block[g + 1]
+    cens_count: np.ndarray  # (m,) weighted number censored at cens_time in the group
+    cens_at_risk: np.ndarray  # (m,) weighted number of the group with time >= cens_time
     cens_events_upto: np.ndarray  # (m,) number of event times < cens_time
-    cens_comp_upto: np.ndarray  # (m,) number of competing rows with time < cens_time
-    cens_upto: np.ndarray  # (n,) number of censoring times <= T_j
+    comp_by_group: np.ndarray  # (c,) positions in comp_rows, ordered by group then time
+    comp_block: np.ndarray  # (q + 1,) competing rows of group g are comp_by_group[comp_block[g]:comp_block[g+1]]
+    cens_comp_upto: np.ndarray  # (m,) index in comp_by_group past the group's competing rows with time < cens_time
+    cens_upto: np.ndarray  # (n,) index past the last pair of the row's group with cens_time <= T_j
     inv_g_comp: np.ndarray  # (c,) 1 / G(T_j-) of the competing rows
     inv_g_row: np.ndarray  # (n,) 1 / G(T_j-) for competing rows, 0 for the others
     sum_z_events: np.ndarray  # (p,) sum of v_j z_j over events of interest
@@ -133,6 +140,7 @@ def _prepare(
     censor_code: int,
     weights: np.ndarray | None = None,
     censoring_weighted: bool = True,
+    cengroup: np.ndarray | None = None,
 ) -> tuple[_SortedData, np.ndarray]:
     """Sort once and tabulate everything that does not depend on beta.
 
@@ -141,6 +149,9 @@ def _prepare(
     weights, so unit weights give exactly the unweighted numbers (sums of
     1.0 are exact integers). ``censoring_weighted=False`` counts every
     subject once in the censoring Kaplan-Meier (survival::finegray's ``G``).
+    ``cengroup`` (n,) are integer codes 0..q-1 of crr's censoring groups:
+    each group gets its own censoring Kaplan-Meier ``G_g`` and a competing
+    subject's weight is ``G_g(t-) / G_g(T_j-)`` of its own group (None: one group).
 
     Returns the sorted data and the permutation used (sorted row -> input row).
     """
@@ -150,6 +161,8 @@ def _prepare(
     zs = z[order]
     v = np.ones(t.shape[0]) if weights is None else np.asarray(weights, dtype=float)[order]
     km_v = v if censoring_weighted else np.ones(t.shape[0])
+    grp = np.zeros(t.shape[0], dtype=np.int64) if cengroup is None else np.asarray(cengroup, dtype=np.int64)[order]
+    n_groups = int(grp.max()) + 1 if t.shape[0] else 1
     z_mean = zs.mean(axis=0)
     zs -= z_mean  # zs is a fresh copy (fancy indexing): centre in place
     is_cause = st == cause
@@ -157,38 +170,62 @@ def _prepare(
     is_comp = ~is_cause & ~is_cens
     n = t.shape[0]
 
-    # Kaplan-Meier of the censoring distribution: everyone with T >= u is at
-    # risk of censoring at u (survfit's convention), so an event tied with a
-    # censoring counts in the censoring risk set. With case weights it is by
-    # default the weighted Kaplan-Meier (weighted counts, as survfit(weights =)).
+    # Kaplan-Meier of the censoring distribution, per censoring group: everyone of the group with
+    # T >= u is at risk of censoring at u (survfit's convention), so an event tied with a censoring
+    # counts in the censoring risk set. With case weights it is by default the weighted Kaplan-Meier.
     utime, ustart = distinct_sorted(t)
-    weight_from = np.cumsum(km_v[::-1])[::-1]  # sum of km_v over sorted rows >= i
-    at_risk = weight_from[ustart]
-    cens_per_time = np.add.reduceat(np.where(is_cens, km_v, 0.0), ustart)
-    g_after = np.cumprod(1.0 - cens_per_time / at_risk)
-    g_before = np.concatenate(([1.0], g_after[:-1]))  # G(u-) at each distinct time
     run = np.repeat(np.arange(utime.shape[0]), np.diff(np.append(ustart, n)))
-    g_left = g_before[run]
+    g_before = np.empty((n_groups, utime.shape[0]))  # G_g(u-) at each distinct time
+    at_risk = np.empty((n_groups, utime.shape[0]))
+    cens_per_time = np.empty((n_groups, utime.shape[0]))
+    for g in range(n_groups):
+        in_g = grp == g
+        kv = np.where(in_g, km_v, 0.0)
+        weight_from = np.cumsum(kv[::-1])[::-1]  # sum of the group's km_v over sorted rows >= i
+        at_risk[g] = weight_from[ustart]
+        cens_per_time[g] = np.add.reduceat(np.where(is_cens & in_g, km_v, 0.0), ustart)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            factor = np.where(cens_per_time[g] > 0, 1.0 - cens_per_time[g] / at_risk[g], 1.0)
+        g_after = np.cumprod(factor)
+        g_before[g] = np.concatenate(([1.0], g_after[:-1]))
+        if n_groups > 1:
+            # crr evaluates each group's G only up to that group's last time and takes it as 0
+            # beyond (its approx(..., rule = 2) with a 0 just after the maximum)
+            last = t[in_g].max()
+            g_before[g, utime > last] = 0.0
+    g_left = g_before[grp, run]
 
     ev_per_time = np.add.reduceat(np.where(is_cause, v, 0.0), ustart)
     has_ev = ev_per_time > 0
     event_time = utime[has_ev]
     event_start = ustart[has_ev]
     n_event = ev_per_time[has_ev]
-    g_event = g_before[has_ev]
+    g_event = np.ascontiguousarray(g_before[:, has_ev])
     events_upto = np.searchsorted(event_time, t, side="right")
 
     comp_rows = np.flatnonzero(is_comp)
     comp_before_event = np.searchsorted(comp_rows, event_start, side="left")
+    comp_group = grp[comp_rows]
+    comp_by_group = np.lexsort((np.arange(comp_rows.shape[0]), comp_group))  # group, then time order
+    comp_block = np.searchsorted(comp_group[comp_by_group], np.arange(n_groups + 1), side="left")
 
-    has_c = cens_per_time > 0
-    cens_time = utime[has_c]
-    cens_count = cens_per_time[has_c]
-    cens_at_risk = at_risk[has_c]
-    cens_events_upto = np.searchsorted(event_time, cens_time, side="left")
-    cens_comp_upto = np.searchsorted(t[comp_rows], cens_time, side="left")
-    cens_upto = np.searchsorted(cens_time, t, side="right")
-
+    cens_time_l, cens_group_l, cens_count_l, cens_at_risk_l, cens_comp_l = [], [], [], [], []
+    cens_block = np.zeros(n_groups + 1, dtype=np.int64)
+    cens_upto = np.zeros(n, dtype=np.int64)
+    for g in range(n_groups):
+        has_c = cens_per_time[g] > 0
+        ctime = utime[has_c]
+        base = int(cens_block[g])
+        cens_time_l.append(ctime)
+        cens_group_l.append(np.full(ctime.shape[0], g, dtype=np.int64))
+        cens_count_l.append(cens_per_time[g][has_c])
+        cens_at_risk_l.append(at_risk[g][has_c])
+        times_g = t[comp_rows[comp_by_group[comp_block[g] : comp_block[g + 1]]]]
+        cens_comp_l.append(comp_block[g] + np.searchsorted(times_g, ctime, side="left"))
+        cens_block[g + 1] = base + ctime.shape[0]
+        in_g = grp == g
+        cens_upto[in_g] = base + np.searchsorted(ctime, t[in_g], side="right")
+    cens_time = np.concatenate(cens_time_l)
     data = _SortedData(
         time=t,
         z=zs,
@@ -203,16 +240,21 @@ def _prepare(
         n_event=n_event,
         g_event=g_event,
         events_upto=events_upto,
+        group=grp,
         comp_rows=comp_rows,
         comp_before_event=comp_before_event,
         cens_time=cens_time,
-        cens_count=cens_count,
-        cens_at_risk=cens_at_risk,
-        cens_events_upto=cens_events_upto,
-        cens_comp_upto=cens_comp_upto,
+        cens_group=np.concatenate(cens_group_l),
+        cens_block=cens_block,
+        cens_count=np.concatenate(cens_count_l),
+        cens_at_risk=np.concatenate(cens_at_risk_l),
+        cens_events_upto=np.searchsorted(event_time, cens_time, side="left"),
+        comp_by_group=comp_by_group.astype(np.int64),
+        comp_block=comp_block.astype(np.int64),
+        cens_comp_upto=np.concatenate(cens_comp_l).astype(np.int64),
         cens_upto=cens_upto,
         inv_g_comp=1.0 / g_left[comp_rows],
-        inv_g_row=np.where(is_comp, 1.0 / g_left, 0.0),
+        inv_g_row=np.where(is_comp, 1.0 / np.where(is_comp, g_left, 1.0), 0.0),
         sum_z_events=(zs[is_cause] * v[is_cause, None]).sum(axis=0),
         z_mean=z_mean,
     )
@@ -228,12 +270,24 @@ class _Fit(NamedTuple):
     zbar: np.ndarray  # (k, p)
     hazard: np.ndarray  # (k,) baseline jumps d/S0, on the shifted scale
     cum_hazard: np.ndarray  # (n,) Lambda(T_j) on the shifted scale
-    tail_g_hazard: np.ndarray  # (k + 1,) [i] = sum_{k >= i} G(t_k-) dLambda(t_k)
+    tail_g_hazard: np.ndarray  # (q, k + 1,) [g, i] = sum_{k >= i} G_g(t_k-) dLambda(t_k)
 
 
 @njit(cache=True)
 def _evaluate_kernel(
-    z, v, beta, cause, event_start, n_event, g_event, comp_rows, inv_g_comp, comp_before_event, events_upto, inv_g_row
+    z,
+    v,
+    beta,
+    cause,
+    event_start,
+    n_event,
+    g_event,
+    comp_rows,
+    inv_g_comp,
+    comp_before_event,
+    events_upto,
+    inv_g_row,
+    group,
 ):  # pragma: no cover - compiled
     """One fused pass per quantity of :func:`_evaluate` (same sums, no n x p temporaries).
 
@@ -274,22 +328,26 @@ def _evaluate_kernel(
         s0[k] = r0
         for a in range(p):
             s1[k, a] = r1[a]
-    # Competing events before event time k, weighted G(t_k-) / G(T_j-): summed forwards.
-    c0 = 0.0
-    c1 = np.zeros(p)
+    # Competing events before event time k, weighted G_g(t_k-) / G_g(T_j-) of their censoring
+    # group g: summed forwards per group.
+    n_groups = g_event.shape[0]
+    c0 = np.zeros(n_groups)
+    c1 = np.zeros((n_groups, p))
     m = 0
     for k in range(k_times):
         while m < comp_before_event[k]:
             row = comp_rows[m]
+            gr = group[row]
             w = v[row] * e[row] * inv_g_comp[m]
-            c0 += w
+            c0[gr] += w
             for a in range(p):
-                c1[a] += w * z[row, a]
+                c1[gr, a] += w * z[row, a]
             m += 1
-        g = g_event[k]
-        s0[k] += g * c0
-        for a in range(p):
-            s1[k, a] += g * c1[a]
+        for gr in range(n_groups):
+            g = g_event[gr, k]
+            s0[k] += g * c0[gr]
+            for a in range(p):
+                s1[k, a] += g * c1[gr, a]
     zbar = np.empty((k_times, p))
     hazard = np.empty(k_times)
     score_events = np.zeros(p)
@@ -307,16 +365,17 @@ def _evaluate_kernel(
     cum = np.zeros(k_times + 1)
     for k in range(k_times):
         cum[k + 1] = cum[k] + hazard[k]
-    tail = np.zeros(k_times + 1)
-    for k in range(k_times - 1, -1, -1):
-        tail[k] = tail[k + 1] + g_event[k] * hazard[k]
+    tail = np.zeros((n_groups, k_times + 1))
+    for gr in range(n_groups):
+        for k in range(k_times - 1, -1, -1):
+            tail[gr, k] = tail[gr, k + 1] + g_event[gr, k] * hazard[k]
     # sum_k d_k S2_k / S0_k rearranged per subject: e_j a_j z_j z_j', with a_j the
     # subject's accrued (weighted) baseline hazard; no p x p matrix per event time.
     cum_hazard = np.empty(n)
     for i in range(n):
         pos = events_upto[i]
         cum_hazard[i] = cum[pos]
-        w = v[i] * e[i] * (cum[pos] + tail[pos] * inv_g_row[i])
+        w = v[i] * e[i] * (cum[pos] + tail[group[i], pos] * inv_g_row[i])
         for a in range(p):
             wa = w * z[i, a]
             for b in range(a + 1):
@@ -342,6 +401,7 @@ def _evaluate(s: _SortedData, beta: np.ndarray) -> _Fit:
         s.comp_before_event,
         s.events_upto,
         s.inv_g_row,
+        s.group,
     )
     return _Fit(float(loglik), s.sum_z_events - score_events, info, e, float(shift), zbar, hazard, cum_hazard, tail)
 
@@ -363,6 +423,10 @@ def _influence_kernel(
     inv_g_row,
     comp_rows,
     inv_g_comp,
+    group,
+    comp_by_group,
+    comp_block,
+    cens_block,
     cens_count,
     cens_at_risk,
     cens_events_upto,
@@ -373,50 +437,56 @@ def _influence_kernel(
     """v_i eta_i + km_v_i psi_i for every subject (n, p); see :func:`_influence`."""
     n, p = z.shape
     k_times = hazard.shape[0]
-    # cumulative sums over event times of zbar_k dL_k (forward) and G(t_k-) zbar_k dL_k (backward)
+    n_groups = g_event.shape[0]
+    # cumulative sums over event times of zbar_k dL_k (forward) and G_g(t_k-) zbar_k dL_k (backward, per group)
     cum_zh = np.zeros((k_times + 1, p))
     for k in range(k_times):
         for a in range(p):
             cum_zh[k + 1, a] = cum_zh[k, a] + zbar[k, a] * hazard[k]
-    tail_gzh = np.zeros((k_times + 1, p))
-    for k in range(k_times - 1, -1, -1):
-        for a in range(p):
-            tail_gzh[k, a] = tail_gzh[k + 1, a] + g_event[k] * zbar[k, a] * hazard[k]
+    tail_gzh = np.zeros((n_groups, k_times + 1, p))
+    for gr in range(n_groups):
+        for k in range(k_times - 1, -1, -1):
+            for a in range(p):
+                tail_gzh[gr, k, a] = tail_gzh[gr, k + 1, a] + g_event[gr, k] * zbar[k, a] * hazard[k]
     out = np.empty((n, p))
     for i in range(n):
         pos = events_upto[i]
+        gi = group[i]
         w_comp = e[i] * inv_g_row[i]
         for a in range(p):
             val = -e[i] * (z[i, a] * cum_hazard[i] - cum_zh[pos, a])
             if cause[i]:
                 val += z[i, a] - zbar[pos - 1, a]
             if w_comp > 0.0:
-                val -= w_comp * (z[i, a] * tail[pos] - tail_gzh[pos, a])
+                val -= w_comp * (z[i, a] * tail[gi, pos] - tail_gzh[gi, pos, a])
             out[i, a] = v[i] * val
     m_times = cens_count.shape[0]
     if m_times == 0 or comp_rows.shape[0] == 0:
         return out
-    # q(u_m) = F1(u_m) B0(u_m) - F0(u_m) B1(u_m): competing events strictly before u_m
-    # (forward sums) times event times on or after u_m (backward sums).
+    # q(u_m) = F1(u_m) B0(u_m) - F0(u_m) B1(u_m) within the censoring group of the pair m: the group's
+    # competing events strictly before u_m (forward sums) times event times on or after u_m (backward sums).
     q = np.empty((m_times, p))
-    f0 = 0.0
-    f1 = np.zeros(p)
-    c = 0
-    for m in range(m_times):
-        while c < cens_comp_upto[m]:
-            row = comp_rows[c]
-            w = v[row] * e[row] * inv_g_comp[c]
-            f0 += w
+    for gr in range(n_groups):
+        f0 = 0.0
+        f1 = np.zeros(p)
+        c = comp_block[gr]  # the group's competing rows are comp_by_group[comp_block[gr]:comp_block[gr + 1]]
+        for m in range(cens_block[gr], cens_block[gr + 1]):
+            while c < cens_comp_upto[m]:
+                idx = comp_by_group[c]
+                row = comp_rows[idx]
+                w = v[row] * e[row] * inv_g_comp[idx]
+                f0 += w
+                for a in range(p):
+                    f1[a] += w * z[row, a]
+                c += 1
+            k = cens_events_upto[m]
             for a in range(p):
-                f1[a] += w * z[row, a]
-            c += 1
-        k = cens_events_upto[m]
-        for a in range(p):
-            q[m, a] = f1[a] * tail[k] - f0 * tail_gzh[k, a]
-    # psi_i = sum_m q(u_m) / n(u_m) dM^c_i(u_m), dM^c_i = dN^c_i - 1{T_i >= u_m} c(u_m) / n(u_m)
-    # (n, c weighted). product_limit: the exact derivative of the Kaplan-Meier
-    # product in the subject's weight, which divides by n(u_m) - c(u_m) instead
-    # of n(u_m) (used by the tests' infinitesimal-jackknife check only).
+                q[m, a] = f1[a] * tail[gr, k] - f0 * tail_gzh[gr, k, a]
+    # psi_i = sum_m q(u_m) / n(u_m) dM^c_i(u_m) over the pairs of i's group,
+    # dM^c_i = dN^c_i - 1{T_i >= u_m} c(u_m) / n(u_m) (n, c weighted, within the group).
+    # product_limit: the exact derivative of the Kaplan-Meier product in the subject's weight,
+    # which divides by n(u_m) - c(u_m) instead of n(u_m) (used by the tests' infinitesimal-jackknife
+    # check only).
     denom = np.empty(m_times)
     for m in range(m_times):
         denom[m] = cens_at_risk[m]
@@ -424,7 +494,7 @@ def _influence_kernel(
             left = cens_at_risk[m] - cens_count[m]
             # nobody left after u_m: no event time after it, q(u_m) only holds events at u_m
             denom[m] = left if left > 0.0 else np.inf
-    comp_sum = np.zeros((m_times + 1, p))
+    comp_sum = np.zeros((m_times + 1, p))  # prefix sums over all pairs; a group's part is a difference
     for m in range(m_times):
         scale = cens_count[m] / (cens_at_risk[m] * denom[m])
         for a in range(p):
@@ -432,8 +502,9 @@ def _influence_kernel(
     # the subject's censoring martingale counts with its weight in the Kaplan-Meier
     for i in range(n):
         j = cens_upto[i]
+        b0 = cens_block[group[i]]
         for a in range(p):
-            out[i, a] -= km_v[i] * comp_sum[j, a]
+            out[i, a] -= km_v[i] * (comp_sum[j, a] - comp_sum[b0, a])
         if censored[i]:
             for a in range(p):
                 out[i, a] += km_v[i] * (q[j - 1, a] / denom[j - 1])
@@ -484,6 +555,10 @@ def _influence(s: _SortedData, f: _Fit, product_limit: bool = False) -> np.ndarr
         s.inv_g_row,
         s.comp_rows,
         s.inv_g_comp,
+        s.group,
+        s.comp_by_group,
+        s.comp_block,
+        s.cens_block,
         s.cens_count,
         s.cens_at_risk,
         s.cens_events_upto,
@@ -502,7 +577,9 @@ class _Solution(NamedTuple):
     steps: np.ndarray  # (iterations, p) the steps taken, in order
 
 
-def _newton(s: _SortedData, init: np.ndarray, tol: float, max_iter: int) -> _Solution:
+def _newton(
+    s: _SortedData, init: np.ndarray, tol: float, max_iter: int, evaluate: Callable[..., Any] | None = None
+) -> _Solution:
     """Newton-Raphson with crr's stopping rule and step halving.
 
     Stops when ``max_j |U_j| * max(|beta_j|, 1) < tol * max(|loglik|, 1)``
@@ -510,8 +587,10 @@ def _newton(s: _SortedData, init: np.ndarray, tol: float, max_iter: int) -> _Sol
     is halved (up to 30 times), as any safeguarded Newton method does; on
     well-posed data the full step is always taken, so the path equals crr's.
     """
+    if evaluate is None:
+        evaluate = _evaluate
     beta = init.astype(float).copy()
-    fit = _evaluate(s, beta)
+    fit = evaluate(s, beta)
     initial_loglik = fit.loglik
     steps: list[np.ndarray] = []
     for iteration in range(max_iter + 1):
@@ -526,7 +605,7 @@ def _newton(s: _SortedData, init: np.ndarray, tol: float, max_iter: int) -> _Sol
         for _ in range(31):
             trial_beta = beta + step
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                trial = _evaluate(s, trial_beta)
+                trial = evaluate(s, trial_beta)
             if np.isfinite(trial.loglik) and trial.loglik >= fit.loglik - 1e-12 * max(abs(fit.loglik), 1.0):
                 break
             step = step / 2.0
@@ -620,6 +699,10 @@ class FineGrayResult:
     censoring_km : str or None
         ``"weighted"`` or ``"unweighted"`` censoring Kaplan-Meier of a weighted
         fit; None without weights.
+    time_varying : tuple of str
+        The ``cov2`` columns (crr's time-varying coefficients), empty without.
+    censoring_group : str or None
+        crr's ``cengroup`` column, or None for one censoring distribution.
     """
 
     summary: pd.DataFrame
@@ -642,6 +725,9 @@ class FineGrayResult:
     weights: str | None
     censoring_km: str | None
     _levels: dict = field(repr=False, compare=False)
+    time_varying: tuple[str, ...] = ()
+    _tf: Any = field(default=None, repr=False, compare=False)
+    censoring_group: str | None = None
 
     def __repr__(self) -> str:
         from .._printing import render_finegray
@@ -681,13 +767,56 @@ class FineGrayResult:
             Column ``time`` then one column per profile row, labelled by the
             profile's index, shape (k, 1 + rows).
         """
+        coef = self.summary["coef"].to_numpy()
+        if self.time_varying:
+            return _predict_cif_tv(self, profile, coef)
         x = _profile_matrix(profile, self.covariates, self._levels, list(self.summary.index))
-        lin = x @ self.summary["coef"].to_numpy()
+        lin = x @ coef
         cum = self.baseline["cumulative_hazard"].to_numpy()
         cif = 1.0 - np.exp(-np.outer(cum, np.exp(lin)))
         out = pd.DataFrame(cif, columns=list(profile.index))
         out.insert(0, "time", self.baseline["time"].to_numpy())
         return out
+
+
+def _predict_cif_tv(result: FineGrayResult, profile: pd.DataFrame, coef: np.ndarray) -> pd.DataFrame:
+    """predict.crr with cov2: ``1 - exp(-cumsum(bfitj exp(x1'b1 + (x2 * tf(t))'b2)))`` at each uftime."""
+    p1 = len(coef) - len(result.time_varying)
+    if result.covariates:
+        x1 = _profile_matrix(profile, result.covariates, result._levels, list(result.summary.index[:p1]))
+    else:
+        x1 = np.zeros((len(profile), 0))
+    x2 = np.column_stack([numeric_column(profile, c, "profile") for c in result.time_varying])
+    times = result.baseline["time"].to_numpy()
+    tfk = _tf_matrix(result._tf, times, len(result.time_varying), "predict_cif")
+    lin = (x1 @ coef[:p1])[None, :] + tfk @ (x2 * coef[p1:]).T  # (k, profiles)
+    cum = np.cumsum(result.baseline["hazard"].to_numpy()[:, None] * np.exp(lin), axis=0)
+    out = pd.DataFrame(1.0 - np.exp(-cum), columns=list(profile.index))
+    out.insert(0, "time", times)
+    return out
+
+
+def _tf_matrix(tf: Callable[[np.ndarray], Any], times: np.ndarray, q: int, where: str) -> np.ndarray:
+    """crr's ``tf(uft)``: a (k, q) matrix of the time functions at the event times, checked."""
+    try:
+        raw = tf(times.copy())
+    except Exception as exc:  # the user's function: say which call failed and why
+        raise InputError(f"{where}: tf(times) raised {type(exc).__name__}: {exc}") from exc
+    values = np.asarray(raw, dtype=float)
+    if values.ndim == 1 and q == 1:
+        values = values[:, None]
+    if values.shape != (times.shape[0], q):
+        raise InputError(
+            f"{where}: tf(times) must return {times.shape[0]} rows (one per event time of the cause) and {q} "
+            f"column(s) (one per cov2 column), got shape {values.shape}"
+        )
+    if not np.all(np.isfinite(values)):
+        bad = int(np.sum(~np.isfinite(values)))
+        raise InputError(
+            f"{where}: tf(times) returned {bad} non-finite value(s) (e.g. log(0) at an event at time 0); "
+            "every event time needs a finite value"
+        )
+    return np.ascontiguousarray(values)
 
 
 def predict_cif(result: FineGrayResult, profile: pd.DataFrame) -> pd.DataFrame:
@@ -767,6 +896,116 @@ def _case_weights(data: pd.DataFrame, column: str, where: str) -> np.ndarray:
     return values
 
 
+def _tv_evaluate(s: _SortedData, tv: TVData, beta: np.ndarray) -> _Fit:
+    """Log pseudo-likelihood, score and information with cov2 * tf(t) (direct engine)."""
+    loglik, score, info, zbar, hazard, shift = _tv_evaluate_kernel(
+        s.z,
+        tv.z2,
+        tv.tfk,
+        s.case_weight,
+        np.ascontiguousarray(beta, dtype=float),
+        s.cause,
+        s.event_start,
+        tv.event_end,
+        s.n_event,
+        s.g_event,
+        s.group,
+        s.comp_rows,
+        s.inv_g_comp,
+        s.comp_before_event,
+    )
+    # shift is per event time here (an array in the float slot: only the baseline uses it)
+    empty = np.empty(0)
+    return _Fit(float(loglik), score, info, empty, shift, zbar, hazard, empty, empty)
+
+
+def _tv_influence(s: _SortedData, tv: TVData, fit: _Fit, beta: np.ndarray) -> np.ndarray:
+    """Influence terms ``v_i eta_i + k_i psi_i`` (n, p) with cov2 * tf(t), sorted order."""
+    return _tv_influence_kernel(
+        s.z,
+        tv.z2,
+        tv.tfk,
+        s.case_weight,
+        s.km_weight,
+        np.ascontiguousarray(beta, dtype=float),
+        s.time,
+        s.cause,
+        s.censored,
+        s.competing,
+        s.event_time,
+        fit.zbar,
+        fit.hazard,
+        np.asarray(fit.shift),
+        s.g_event,
+        s.g_left,
+        s.group,
+        s.comp_rows,
+        s.inv_g_comp,
+        s.comp_by_group,
+        s.comp_block,
+        s.cens_time,
+        s.cens_block,
+        s.cens_count,
+        s.cens_at_risk,
+        s.cens_events_upto,
+        s.cens_comp_upto,
+        s.cens_upto,
+    )
+
+
+def _check_tv_design(terms: list[str], tv: TVData, s: _SortedData, where: str) -> None:
+    """A cov2 term that is constant over subjects, or whose tf is 0 at every event time, has no information."""
+    for j, name in enumerate(terms):
+        if np.ptp(tv.z2[:, j]) == 0 or not np.any(tv.tfk[:, j] != 0):
+            raise InputError(
+                f"{where}: time-varying term {name!r} carries no information (its cov2 column is constant or "
+                "tf is 0 at every event time); drop it"
+            )
+
+
+def _check_tv_collinear(terms: list[str], info: np.ndarray, where: str) -> None:
+    """Refuse terms the information at beta = 0 cannot separate (e.g. x and x * tf with tf constant)."""
+    scale = np.sqrt(np.maximum(np.diag(info), 1e-300))
+    corr = info / np.outer(scale, scale)
+    eig = np.linalg.eigvalsh(corr)
+    if eig[0] <= 1e-10 * eig[-1]:
+        # the term whose removal restores full rank is the one named (the last such, as coxph's NA)
+        bad = [
+            t
+            for j, t in enumerate(terms)
+            if np.linalg.eigvalsh(np.delete(np.delete(corr, j, 0), j, 1))[0] > 1e-10 * eig[-1]
+        ]
+        name = bad[-1] if bad else terms[-1]
+        raise InputError(
+            f"{where}: term {name!r} is collinear with the other terms in the risk sets (for a time-varying "
+            "term: its tf is constant over the event times, or a multiple of another term's); drop it"
+        )
+
+
+def _censoring_groups(data: pd.DataFrame, column: str, where: str) -> np.ndarray:
+    """Integer codes 0..q-1 of crr's ``cengroup`` column (missing values refused)."""
+    values = data[column]
+    n_missing = int(values.isna().sum())
+    if n_missing:
+        raise InputError(
+            f"{where}: censoring_group column {column!r} has {n_missing} missing value(s) out of {len(data)} "
+            "rows; give every row a censoring group (crr's cengroup cannot be NA)"
+        )
+    codes, uniques = pd.factorize(values, sort=True)
+    if len(uniques) > _MAX_CENSORING_GROUPS:
+        # each group needs its own Kaplan-Meier (O(n) work and memory per group); a column with this
+        # many values is almost surely an id or a continuous variable given by mistake
+        raise InputError(
+            f"{where}: censoring_group column {column!r} has {len(uniques)} distinct values; at most "
+            f"{_MAX_CENSORING_GROUPS} censoring groups are supported (each needs enough subjects for its "
+            "own censoring Kaplan-Meier): pass a coarser grouping"
+        )
+    return codes.astype(np.int64)
+
+
+_MAX_CENSORING_GROUPS = 1000
+
+
 def fine_gray(
     data: pd.DataFrame,
     time: str,
@@ -780,6 +1019,9 @@ def fine_gray(
     competing_codes: Sequence[int] | None = None,
     weights: str | None = None,
     censoring_km: CensoringKM = "weighted",
+    censoring_group: str | None = None,
+    cov2: Sequence[str] | None = None,
+    tf: Callable[[np.ndarray], Any] | None = None,
     tol: float = 1e-6,
     max_iter: int = 10,
 ) -> FineGrayResult:
@@ -830,6 +1072,22 @@ def fine_gray(
         rows), or the unweighted Kaplan-Meier, which is what
         ``survival::finegray(..., weights =)`` uses (its ``fgwt`` is the case
         weight times the unweighted censoring weight). Ignored without weights.
+    censoring_group : str, optional
+        crr's ``cengroup``: a column whose values split the subjects into
+        groups with their own censoring distribution (e.g. hospitals or
+        calendar periods with different follow-up). Each group gets its own
+        censoring Kaplan-Meier ``G_g``; a competing subject's weight is
+        ``G_g(t-) / G_g(T_j-)`` of its group (0 after the group's last
+        time, as crr), and the censoring term of the variance is summed per
+        group. Missing values are refused. Default: one group.
+    cov2, tf : sequence of str, callable, optional
+        crr's time-varying coefficients: numeric columns ``cov2`` whose
+        effect at event time ``t`` is ``cov2[:, j] * tf(t)[:, j]``. ``tf``
+        takes the array of distinct event times of the cause (crr's
+        ``uftime``) and returns a (k, len(cov2)) array (or a length-k array
+        for one column). Terms are named ``"{col}:tf{j}"``. This fit runs on
+        a direct O(n x event times) engine (see ``_finegray_tv``), as slow
+        as crr. Give both or neither; ``covariates`` may then be empty.
     tol, max_iter : float, int
         crr's ``gtol`` and ``maxiter`` (same stopping rule; see module notes).
         With ``weights`` the rule is applied to the weights divided by their
@@ -866,10 +1124,21 @@ def fine_gray(
     if censoring_km not in CENSORING_KM:
         raise InputError(f"fine_gray: censoring_km must be one of {list(CENSORING_KM)}, got {censoring_km!r}")
     covariates = [covariates] if isinstance(covariates, str) else list(covariates)
-    if not covariates:
-        raise InputError("fine_gray: give at least one covariate (crr needs cov1)")
+    cov2 = [] if cov2 is None else ([cov2] if isinstance(cov2, str) else list(cov2))
+    if bool(cov2) != (tf is not None):
+        raise InputError("fine_gray: give cov2 and tf together (crr's time-varying coefficients), or neither")
+    if tf is not None and not callable(tf):
+        raise InputError(f"fine_gray: tf must be a function of the event times, got {type(tf).__name__}")
+    if not covariates and not cov2:
+        raise InputError("fine_gray: give at least one covariate (crr needs cov1 or cov2)")
     require_columns(
-        data, [time, status, *covariates] + ([cluster] if cluster else []) + ([weights] if weights else []), where
+        data,
+        [time, status, *covariates]
+        + ([cluster] if cluster else [])
+        + ([weights] if weights else [])
+        + ([censoring_group] if censoring_group else [])
+        + cov2,
+        where,
     )
     if len(data) == 0:
         raise InputError(f"{where} has no rows")
@@ -885,9 +1154,14 @@ def fine_gray(
             f"{present}); the subdistribution hazard of that cause cannot be estimated: check the cause and "
             "censor_code against the status coding"
         )
-    x = design_matrix(data, covariates, where)
-    terms = list(x.columns)
-    z = x.to_numpy(dtype=float)
+    if covariates:
+        x = design_matrix(data, covariates, where)
+        terms = list(x.columns)
+        z = x.to_numpy(dtype=float)
+    else:
+        terms, z = [], np.zeros((len(data), 0))
+    z2 = np.column_stack([numeric_column(data, c, where) for c in cov2]) if cov2 else None
+    tv_terms = [f"{c}:tf{j + 1}" for j, c in enumerate(cov2)]
     # The fit runs on weights of mean 1. The coefficients and the sandwich are invariant to a common
     # factor in the weights, but crr's stopping rule compares the score with max(|loglik|, 1), and both
     # shrink with the weights: weights * 1e-7 would stop at beta = 0. Unit weights are left untouched
@@ -897,11 +1171,30 @@ def fine_gray(
     weight_scale = 1.0 if case_weights is None else float(np.mean(case_weights / top)) * top
     if case_weights is not None and weight_scale != 1.0:
         case_weights = case_weights / weight_scale
+    group_codes = None if censoring_group is None else _censoring_groups(data, censoring_group, where)
     s, order = _prepare(
-        times, codes, z, int(cause), int(censor_code), case_weights, censoring_weighted=censoring_km == "weighted"
+        times,
+        codes,
+        z,
+        int(cause),
+        int(censor_code),
+        case_weights,
+        censoring_weighted=censoring_km == "weighted",
+        cengroup=group_codes,
     )
-    _check_design(terms, z, s.z, where)
-    sol = _newton(s, np.zeros(z.shape[1]), float(tol), int(max_iter))
+    if terms:
+        _check_design(terms, z, s.z, where)
+    tv: TVData | None = None
+    if z2 is not None and tf is not None:
+        tfk = _tf_matrix(tf, s.event_time, len(cov2), "fine_gray")
+        event_end = np.searchsorted(s.time, s.event_time, side="right")
+        tv = TVData(z2=np.ascontiguousarray(z2[order]), tfk=tfk, event_end=event_end)
+        _check_tv_design(tv_terms, tv, s, where)
+        terms = terms + tv_terms
+    evaluate = None if tv is None else (lambda sd, b: _tv_evaluate(sd, tv, b))
+    if tv is not None:
+        _check_tv_collinear(terms, _tv_evaluate(s, tv, np.zeros(len(terms))).info, where)
+    sol = _newton(s, np.zeros(len(terms)), float(tol), int(max_iter), evaluate)
     beta, fit = sol.beta, sol.fit
     drifting = _drifting_terms(terms, sol.steps, fit)
     if not sol.converged and not drifting:
@@ -922,7 +1215,7 @@ def fine_gray(
         )
     info_inv = np.linalg.inv(fit.info)
 
-    influence = _influence(s, fit)  # v_i eta_i + k_i psi_i
+    influence = _influence(s, fit) if tv is None else _tv_influence(s, tv, fit, beta)  # v_i eta_i + k_i psi_i
     n_clusters: int | None = None
     if cluster is not None:
         cluster_col = data[cluster]
@@ -956,8 +1249,8 @@ def fine_gray(
         },
         index=pd.Index(terms, name="term"),
     )
-    # Baseline jumps at covariates all zero on the raw (uncentred) scale.
-    hazard = fit.hazard * np.exp(-fit.shift - float(s.z_mean @ beta))
+    # Baseline jumps at covariates all zero on the raw (uncentred) scale (shift per event time with cov2).
+    hazard = fit.hazard * np.exp(-np.asarray(fit.shift) - float(s.z_mean @ beta[: s.z.shape[1]]))
     baseline = pd.DataFrame({"time": s.event_time, "hazard": hazard, "cumulative_hazard": np.cumsum(hazard)})
     null_loglik = sol.initial_loglik  # Newton starts at beta = 0, where crr's loglik.null is taken
     final_loglik = fit.loglik
@@ -989,4 +1282,7 @@ def fine_gray(
         weights=weights,
         censoring_km=censoring_km if weights is not None else None,
         _levels=_categorical_levels(data, covariates),
+        time_varying=tuple(cov2),
+        _tf=tf,
+        censoring_group=censoring_group,
     )

@@ -1,9 +1,9 @@
-"""Test of proportional hazards, equal to ``survival::cox.zph(fit, transform="km")`` (survival >= 3.0).
+"""Test of proportional hazards, equal to ``survival::cox.zph(fit, transform=)`` (survival >= 3.0).
 
 Since survival 3.0, ``cox.zph`` is a score test, not the Grambsch-Therneau
 approximation from scaled Schoenfeld residuals. The Cox model is extended by
 time-varying covariates ``x_j * g(t)``, where ``g(t) = 1 - S(t-)`` is one
-minus the left-continuous Kaplan-Meier estimate of the pooled data
+minus the left-continuous Kaplan-Meier estimate of the pooled data by default
 (unweighted, strata ignored), and the score test of ``gamma = 0`` is computed
 at ``(beta_hat, 0)`` with the full information matrix of the extended model.
 As cox.zph does, ``g`` is centred on its mean over the event rows and the
@@ -40,7 +40,7 @@ from scipy import stats
 from ..errors import InputError
 from .cox import CoxResult, _wald_quadratic
 
-__all__ = ["PHTestResult", "ScoreAtFit", "ph_test"]
+__all__ = ["PHTestResult", "ScoreAtFit", "Transform", "ph_test"]
 
 
 @njit(cache=True)
@@ -172,13 +172,39 @@ def _km_transform(stop: np.ndarray, start: np.ndarray, event: np.ndarray, has_en
     return 1.0 - surv_before[idx]
 
 
+def _time_transform(
+    transform: str, stop: np.ndarray, start: np.ndarray, event: np.ndarray, has_entry: bool
+) -> np.ndarray:
+    """g(t) of every row at its stop time (only the event rows enter the test), as cox.zph's ``transform``.
+
+    "km": 1 - S(t-) of the pooled Kaplan-Meier; "identity": t; "log": log t;
+    "rank": the rank of t among all rows' stop times, censored ones included (ties get their mean
+    rank, as R's ``rank``); cox.zph ranks every row's time, not only the event times.
+    """
+    if transform == "km":
+        return _km_transform(stop, start, event, has_entry)
+    if transform == "identity":
+        return stop.astype(float, copy=True)
+    if transform == "log":
+        # times are > 0 at every event (an event at time 0 has no log: refused, as log(0) = -Inf breaks R too)
+        if np.any(stop[event != 0] <= 0):
+            n_zero = int(np.sum(stop[event != 0] <= 0))
+            raise InputError(
+                f"ph_test: transform='log' needs event times > 0; {n_zero} event rows have time 0. "
+                "Use transform='km' or 'rank', or shift the time origin"
+            )
+        return np.log(np.where(stop > 0, stop, 1.0))
+    # "rank": as cox.zph, the rank of the stop time among ALL rows (censored ones too), ties averaged
+    return stats.rankdata(stop, method="average")
+
+
 @dataclass(frozen=True)
 class PHTestResult:
-    """Result of :func:`ph_test`; ``table`` equals ``cox.zph(fit, transform="km")$table``.
+    """Result of :func:`ph_test`; ``table`` equals ``cox.zph(fit, transform=)$table``.
 
     table : DataFrame indexed by term (or model column when ``terms=False``)
         plus "GLOBAL", with ``chisq``, ``df``, ``p``.
-    transform : the time transform used ("km").
+    transform : the time transform used ("km", "identity", "log" or "rank").
     """
 
     table: pd.DataFrame
@@ -197,9 +223,13 @@ class PHTestResult:
 
 ScoreAtFit = Literal["zero", "computed"]
 _SCORE_AT_FIT: tuple[str, ...] = get_args(ScoreAtFit)
+Transform = Literal["km", "identity", "log", "rank"]
+_TRANSFORMS: tuple[str, ...] = get_args(Transform)
 
 
-def ph_test(result: CoxResult, terms: bool = True, *, score_at_fit: ScoreAtFit = "zero") -> PHTestResult:
+def ph_test(
+    result: CoxResult, terms: bool = True, *, score_at_fit: ScoreAtFit = "zero", transform: Transform = "km"
+) -> PHTestResult:
     """Score test of proportional hazards for each term and globally.
 
     Parameters
@@ -214,11 +244,15 @@ def ph_test(result: CoxResult, terms: bool = True, *, score_at_fit: ScoreAtFit =
         coefficients. The two differ only when the fit stopped before the
         score vanished (a loose ``eps``, ``max_iter`` reached), typically
         in the 6th digit of the statistic.
+    transform : g(t), as cox.zph's ``transform``: "km" (default, 1 - the
+        pooled Kaplan-Meier at t-), "identity" (t), "log" (log t) or "rank"
+        (rank of t among every row's stop time, as cox.zph ranks them).
+        A function is not accepted.
 
     Returns
     -------
     PHTestResult
-        ``table`` agrees with ``cox.zph(fit, transform="km")`` of survival 3.x
+        ``table`` agrees with ``cox.zph(fit, transform=)`` of survival 3.x
         to about 1e-10 relative. The test uses the model-based information
         (not a robust variance), as cox.zph does.
     """
@@ -229,11 +263,16 @@ def ph_test(result: CoxResult, terms: bool = True, *, score_at_fit: ScoreAtFit =
         )
     if score_at_fit not in _SCORE_AT_FIT:
         raise InputError(f"ph_test: score_at_fit={score_at_fit!r} is not supported; use one of {list(_SCORE_AT_FIT)}")
+    if not isinstance(transform, str) or transform not in _TRANSFORMS:
+        raise InputError(
+            f"ph_test: transform={transform!r} is not supported; use one of {list(_TRANSFORMS)} "
+            "(cox.zph's function-valued transform is not offered)"
+        )
     f = result._fit
     p = f.X.shape[1]
     if p == 0:  # as cox.zph: "there are no score residuals for a Null model"
         raise InputError("ph_test: the fit is a null model (no covariates); there is nothing to test")
-    gvals = _km_transform(f.stop, f.start, f.event, f.has_entry)
+    gvals = _time_transform(transform, f.stop, f.start, f.event, f.has_entry)
     # cox.zph centres g on its mean over the event rows; with the beta part of the score taken as
     # zero that centring matters (it is a reparametrisation only for the score actually computed)
     gvals = gvals - gvals[f.event != 0].mean()
@@ -264,4 +303,4 @@ def ph_test(result: CoxResult, terms: bool = True, *, score_at_fit: ScoreAtFit =
         },
         index=pd.Index([r[0] for r in rows], name="term"),
     )
-    return PHTestResult(table=table, transform="km")
+    return PHTestResult(table=table, transform=transform)
