@@ -15,12 +15,14 @@ benchmarks/results/validate.md (``--skip-flagship`` leaves that file as it is).
 Part 2, a case from the literature: Table 1 of Austin & Schuster (2016, Stat Methods Med Res
 25(5):2214-2237, PMC5051602), empirical type I error rates of the naive and the cluster-robust Cox
 Wald test, the log-rank and the pair-stratified log-rank test after 1:1 caliper and nearest-neighbour
-propensity-score matching, at treatment prevalences 0.05 / 0.10 / 0.25. The published numbers are
-quoted in ``AUSTIN_TABLE1`` with their source; the simulation design's covariates, coefficients,
-outcome distribution and sample size are not stated in what could be read of the paper, so they are
-this benchmark's choices (``austin_data``; listed in the result file). The first ``--austin-r-check``
-data sets of each prevalence are also analysed in R (MatchIt + survival) to show the per-data-set
-numbers are R's. Writes benchmarks/results/validate_austin.md (``--skip-austin`` leaves it as it is).
+propensity-score matching (and the table's stratification and IPTW rows), at treatment prevalences
+0.05 / 0.10 / 0.25. The published numbers are quoted in ``AUSTIN_TABLE1`` / ``AUSTIN_TABLE1_OTHER``
+with their source; the paper's methods section could not be read, so the data-generating process is
+inferred (Austin's recurring design, ``austin_data``; how it was chosen: ``AUSTIN_DESIGN_NOTE``). Data
+sets run in a process pool (``--processes``; the results do not depend on it). The first
+``--austin-r-check`` data sets of each prevalence are also analysed in R (glm + MatchIt + survival) to
+show the per-data-set numbers are R's. Writes benchmarks/results/validate_austin.md (``--skip-austin``
+leaves it as it is).
 """
 
 from __future__ import annotations
