@@ -562,7 +562,9 @@ def _vector_path(d, is_treated, ratio, caliper, processing, slip):
 
 @pytest.mark.r
 def test_matchit_451_ratio_above_one_differs_only_by_its_index_slip():
-    seed = int(time.time() * 1000) % 2**31
+    # A fixed draw (it was seeded from the clock, and on a few draws in a hundred the slip changed nothing, so the
+    # test failed by chance); this one shows the slip, and every seed is checked the same way.
+    seed = 20251205
     rng = np.random.default_rng(seed)
     n = int(rng.integers(150, 300))
     df = pd.DataFrame({"treat": (rng.random(n) < 0.35).astype(int), "d": rng.normal(size=n)})
