@@ -386,6 +386,7 @@ def _subgroup_context(result: Any, disclosure: Any) -> list[dict[str, Any]]:
                 "label": g.label or g.covariate,
                 "model": g.model,
                 "p_interaction": format_p_inline(g.p_interaction) if is_number(g.p_interaction) else "",
+                "interaction_note": getattr(g, "interaction_note", ""),
                 "p_value": _value(g.p_interaction),
                 "key": f"subgroup/{g.covariate}/p_interaction",
                 "rows": [

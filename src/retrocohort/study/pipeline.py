@@ -1702,12 +1702,25 @@ def _subgroups(run: _Run, data: pd.DataFrame, matched: pd.DataFrame | None) -> t
                     f"(minimum {MIN_PATIENTS_PER_ARM} patients and {MIN_EVENTS_PER_ARM} events per arm)"
                 )
             rows.append(row)
-        if any(math.isnan(row["estimate"]) for row in rows):
+        why = ""
+        if len(levels) < 2:
+            # an interaction needs two levels to compare; a study restricted to one (women only, say) has one
+            only = f" ({_level_words(levels[0])})" if levels else ""
+            why = (
+                f"interaction not tested: only one level{only} of {label} in the {population} cohort, "
+                "so there is nothing to compare it with"
+            )
+            run.note(f"subgroup {label}: {why}")
+            p_interaction = math.nan
+        elif any(math.isnan(row["estimate"]) for row in rows):
             # a level without an estimate carries too little information for its interaction term either
+            why = "interaction not tested: a level has too little information for a hazard ratio"
             run.note(f"subgroup {label}: interaction test not computed (a level has too little information)")
             p_interaction = math.nan
         else:
             p_interaction = _interaction_p(run, frame, name, covariate, levels, options)
+            if math.isnan(p_interaction):
+                why = "interaction not tested: the model with the interaction terms could not be fitted"
         out.append(
             SubgroupResult(
                 outcome=name,
@@ -1716,9 +1729,17 @@ def _subgroups(run: _Run, data: pd.DataFrame, matched: pd.DataFrame | None) -> t
                 levels=pd.DataFrame(rows, columns=["level", "n", "n_events", "estimate", "lower", "upper", "p"]),
                 p_interaction=p_interaction,
                 model=model_words,
+                interaction_note=why,
             )
         )
     return tuple(out)
+
+
+def _level_words(level: Any) -> str:
+    """A level as the notes print it: 1.0 as "1" (a 0/1 covariate), text as written."""
+    if isinstance(level, float | np.floating) and float(level).is_integer():
+        return str(int(level))
+    return str(level)
 
 
 def _interaction_p(
