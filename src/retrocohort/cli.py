@@ -360,10 +360,12 @@ def print_summary(result: Any, out: Path | None = None) -> None:
         flow.add_row(escape(f"{dose['label']}, {dose['unit']} (mean ± SD, exposed)"), dose_text)
     console.print(flow)
 
+    # the study's conf_level (90% CI, say); the published intervals are read as papers print them, 95%
+    ci = f"{100 * study.analysis.conf_level:g}% CI"
     hr = Table(title="Primary estimates (matched cohort)", show_edge=False)
     hr.add_column("outcome")
     hr.add_column("model")
-    hr.add_column("HR (95% CI)", justify="right")
+    hr.add_column(f"HR ({ci})", justify="right")
     hr.add_column("p", justify="right")
     hr.add_column("published HR (95% CI)", justify="right", style="dim")
     if result.synthetic:
@@ -388,7 +390,7 @@ def print_summary(result: Any, out: Path | None = None) -> None:
     if others:
         sens = Table(title="Other models and sensitivity analyses", show_edge=False)
         sens.add_column("model")
-        sens.add_column("HR (95% CI)", justify="right")
+        sens.add_column(f"HR ({ci})", justify="right")
         sens.add_column("p", justify="right")
         for e in others:
             sens.add_row(escape(e.label), _fmt_ratio(e.estimate, e.lower, e.upper), _fmt_p(e.p))
@@ -400,7 +402,7 @@ def print_summary(result: Any, out: Path | None = None) -> None:
         interaction = "interaction not tested" if note else f"p for interaction {_fmt_p(sub.p_interaction)}"
         table = Table(title=f"Subgroups by {sub.label} ({interaction})", show_edge=False)
         table.add_column("level")
-        table.add_column("HR (95% CI)", justify="right")
+        table.add_column(f"HR ({ci})", justify="right")
         table.add_column("p", justify="right")
         for _, level in sub.levels.iterrows():
             table.add_row(

@@ -301,7 +301,10 @@ def _primary_keys(result: Any) -> list[dict[str, str]]:
         ratio = "sHR" if model.startswith("fine_gray") else "HR"
         truth = planted_for(result, outcome) if result.synthetic else None
         published = published_for(result, outcome)
-        caption = f"{outcome_label(result, outcome)}, adjusted {ratio} (95% CI), matched"
+        caption = (
+            f"{outcome_label(result, outcome)}, adjusted {ratio} ({100 * result.study.analysis.conf_level:g}% CI), "
+            "matched"
+        )
         if published:
             caption += f"; published {format_ratio(*published)}"
         out.append(
@@ -595,6 +598,7 @@ def render_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
         "threshold": threshold,
         "units": units(result.study),
         "units_title": units(result.study)[0].upper() + units(result.study)[1:],
+        "ci_words": f"{100 * result.study.analysis.conf_level:g}% CI",
         "balance": balance,
         "outcome_sections": outcome_sections,
         "figure_has_subgroups": "subgroups" in figures,
