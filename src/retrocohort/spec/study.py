@@ -676,7 +676,11 @@ def study_problems(study: Study) -> list[Problem]:
                     (*loc, "window"),
                     (
                         f"{crit.concept[0]!r} is a baseline value at the index: it takes "
-                        "no window; filter it with value_min / value_max"
+                        + (
+                            'no window; select its levels with values = ["F"]'
+                            if categorical
+                            else "no window; filter it with value_min / value_max"
+                        )
                     ),
                 )
             if crit.value_min is None and crit.value_max is None and not categorical:

@@ -340,8 +340,10 @@ def test_a_diagnosis_as_the_index_is_refused_with_the_pattern_to_use(tmp_path):
         ('values = ["W"]', r"sex is recorded as 'F' or 'M'; \['W'\] matches nobody"),
         ("values = []", r"empty list selects nobody"),
         ("", r"needs values, e\.g\. values = \[\"F\"\]"),
+        ('values = ["F"]\nwindow = "[-1h, 0h]"', r"takes no window; select its levels with values"),
+        ("values = [1]", r"the levels are written as text"),
     ],
-    ids=["range", "unknown-level", "empty", "nothing"],
+    ids=["range", "unknown-level", "empty", "nothing", "window", "number"],
 )
 def test_a_rule_on_sex_needs_its_levels(tmp_path, new, message):
     path = _variant(tmp_path, "older_women_fluids", 'values = ["F"]', new)
