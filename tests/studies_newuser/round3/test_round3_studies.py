@@ -299,6 +299,47 @@ def test_a_procedure_index_per_icu_stay(ehr, runs):
     assert {s["outcome"] for s in results["estimates"]} == {"death", "extubated"}
 
 
+def test_procedure_index_per_stay_counted_with_duckdb(ehr, runs):
+    """The per-stay design counted in SQL on the raw csv.gz files (DuckDB directly, not the builder)."""
+    import duckdb
+
+    _, text, results, out = runs["sedation_intubation"]
+    t = {name: f"read_csv_auto('{ehr / name}.csv.gz')" for name in ("icu/procedureevents", "icu/inputevents")}
+    t |= {name: f"read_csv_auto('{ehr / name}.csv.gz')" for name in ("hosp/admissions", "hosp/patients")}
+    sql = f"""
+    with idx as (
+        select subject_id, hadm_id, stay_id, min(starttime) as t from {t["icu/procedureevents"]}
+        where itemid = 224385 and coalesce(statusdescription, '') <> 'Rewritten' group by all),
+    people as (
+        select idx.*, p.anchor_age + year(a.admittime) - p.anchor_year as age,
+               coalesce(a.deathtime, cast(p.dod as timestamp) + interval 86399 second) as death
+        from idx
+        join (select hadm_id, admittime, deathtime from {t["hosp/admissions"]}) a using (hadm_id)
+        join (select subject_id, anchor_age, anchor_year, dod from {t["hosp/patients"]}) p using (subject_id)),
+    kept as (select * from people where age >= 18 and (death is null or death > t + interval 6 hour)),
+    drugs as (
+        select subject_id, itemid, starttime from {t["icu/inputevents"]}
+        where itemid in (222168, 221668) and coalesce(statusdescription, '') <> 'Rewritten'),
+    arms as (
+        select k.stay_id,
+               bool_or(d.itemid = 222168 and d.starttime between k.t and k.t + interval 6 hour) as propofol,
+               bool_or(d.itemid = 221668 and d.starttime between k.t and k.t + interval 6 hour) as midazolam
+        from kept k left join drugs d using (subject_id) group by k.stay_id)
+    select count(*) as alive,
+           count(*) filter (where propofol and not midazolam) as exposed,
+           count(*) filter (where midazolam and not propofol) as comparator,
+           count(*) filter (where propofol and midazolam) as both_arms
+    from arms
+    """
+    ((alive, exposed, comparator, both),) = duckdb.sql(sql).fetchall()
+    steps = _attrition(results)
+    assert steps["alive_6h"]["remaining"] == alive
+    assert _agrees(steps["both_arms"]["excluded"], both)
+    assert results["counts"]["exposed"] == exposed > 50 and results["counts"]["comparator"] == comparator > 50
+    assert _table1_n(out) == (exposed, comparator)
+    assert "ICU stays" in text
+
+
 def test_design_check_of_a_round3_study(ehr, tmp_path):
     out = tmp_path / "check"
     args = ("validate", HERE / "thiamine_dose_alcohol.toml", "--mimic", ehr, "--out", out)
