@@ -255,6 +255,19 @@ def test_women_only_and_a_subgroup_with_one_level(ehr, runs):
     assert "too little information" in sepsis["interaction_note"]
 
 
+def test_table_one_describes_measured_values_of_an_indicator_covariate(runs):
+    # temp_max has missing = "indicator": the models take 0 for the unmeasured third, Table 1 must not (it once
+    # printed a highest temperature of 19.5 C with 0 missing)
+    _, _, results, out = runs["older_women_fluids"]
+    table1 = pd.read_csv(out / "tables" / "table1_before.csv", index_col=0, dtype=str)
+    (row,) = [r for r in table1.index if r.startswith("Highest temperature")]
+    means = [float(table1.loc[row, arm].split(" ")[0]) for arm in ("0", "1")]
+    assert all(36 <= m <= 39 for m in means), means
+    assert table1.loc[row, "missing"] not in ("0", "", None)
+    notes = " ".join(results["notes"])
+    assert "temp_max_missing" in notes
+
+
 def test_primary_estimate_skipped_but_sensitivity_fitted_exits_3(runs):
     code, text, results, _ = runs["older_women_fluids"]
     primary = ("death", "cox_adjusted", "matched")
