@@ -292,12 +292,14 @@ def test_target_trial_of_early_krt(runs):
 
 
 def test_options_of_the_heart_failure_design(runs):
-    code, text, results, _ = runs["hf_dobutamine_year"]
+    code, text, results, out = runs["hf_dobutamine_year"]
     assert code == 0, text
     assert not [e for e in results["estimates"] if e["population"] == "iptw"]
     assert results["e_value"] is None
     # conf_level = 0.9: every interval printed says 90%, not 95%
     assert "HR (90% CI)" in text and text.count("HR (95% CI)") == text.count("published HR (95% CI)")
+    assert "adjusted HR (90% CI), matched" in (out / "report.html").read_text()
+    assert "Hazard ratio (90% CI), log scale" in (out / "figures" / "forest.svg").read_text()
     # a label that states its horizon in words is printed as written
     assert "One-year mortality by day 365" not in text and "One-year mortality" in text
 
