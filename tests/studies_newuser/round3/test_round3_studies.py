@@ -15,6 +15,7 @@ the raw tables (pandas, not the builder) and compared with the attrition and Tab
 
 from __future__ import annotations
 
+import html
 import json
 import tomllib
 from pathlib import Path
@@ -250,6 +251,8 @@ def test_women_only_and_a_subgroup_with_one_level(ehr, runs):
     assert "only one level (F)" in table.loc[table.covariate == "sex", "interaction_note"].iloc[0]
     assert "only one level (F)" in (out / "report.html").read_text()
     assert "Subgroups by sex (interaction not tested)" in text and "only one level (F)" in text
+    prose = " ".join((out / "report.html").read_text().split())
+    assert "The interaction of exposure and sex was not tested (only one level (F) of sex" in prose
     # sepsis has two levels, each too small: a different reason
     (sepsis,) = [g for g in results["subgroups"] if g["covariate"] == "sepsis"]
     assert "too little information" in sepsis["interaction_note"]
@@ -269,7 +272,7 @@ def test_table_one_describes_measured_values_of_an_indicator_covariate(runs):
 
 
 def test_primary_estimate_skipped_but_sensitivity_fitted_exits_3(runs):
-    code, text, results, _ = runs["older_women_fluids"]
+    code, text, results, out = runs["older_women_fluids"]
     primary = ("death", "cox_adjusted", "matched")
     assert primary not in {(e["outcome"], e["model"], e["population"]) for e in results["estimates"]}
     assert primary in {(s["outcome"], s["model"], s["population"]) for s in results["skipped"]}
@@ -278,6 +281,8 @@ def test_primary_estimate_skipped_but_sensitivity_fitted_exits_3(runs):
     assert "No primary estimate: Death by day 28, Cox, matched cohort, adjusted, could not be estimated" in text
     assert "The study's question is not answered" in text and "Exit code 3." in text
     assert "Nothing could be estimated" not in text
+    prose = html.unescape(" ".join((out / "report.html").read_text().split()))
+    assert "The primary estimate could not be made, so the study's question is not answered" in prose
 
 
 def test_target_trial_of_early_krt(runs):
