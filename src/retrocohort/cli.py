@@ -360,10 +360,12 @@ def print_summary(result: Any, out: Path | None = None) -> None:
         flow.add_row(escape(f"{dose['label']}, {dose['unit']} (mean ± SD, exposed)"), dose_text)
     console.print(flow)
 
+    # the study's conf_level (90% CI, say); the published intervals are read as papers print them, 95%
+    ci = f"{100 * study.analysis.conf_level:g}% CI"
     hr = Table(title="Primary estimates (matched cohort)", show_edge=False)
     hr.add_column("outcome")
     hr.add_column("model")
-    hr.add_column("HR (95% CI)", justify="right")
+    hr.add_column(f"HR ({ci})", justify="right")
     hr.add_column("p", justify="right")
     hr.add_column("published HR (95% CI)", justify="right", style="dim")
     if result.synthetic:
@@ -388,7 +390,7 @@ def print_summary(result: Any, out: Path | None = None) -> None:
     if others:
         sens = Table(title="Other models and sensitivity analyses", show_edge=False)
         sens.add_column("model")
-        sens.add_column("HR (95% CI)", justify="right")
+        sens.add_column(f"HR ({ci})", justify="right")
         sens.add_column("p", justify="right")
         for e in others:
             sens.add_row(escape(e.label), _fmt_ratio(e.estimate, e.lower, e.upper), _fmt_p(e.p))
@@ -396,11 +398,11 @@ def print_summary(result: Any, out: Path | None = None) -> None:
     from .report.formatting import level_text
 
     for sub in getattr(result, "subgroups", ()):
-        table = Table(
-            title=f"Subgroups by {sub.label} (p for interaction {_fmt_p(sub.p_interaction)})", show_edge=False
-        )
+        note = getattr(sub, "interaction_note", "")
+        interaction = "interaction not tested" if note else f"p for interaction {_fmt_p(sub.p_interaction)}"
+        table = Table(title=f"Subgroups by {sub.label} ({interaction})", show_edge=False)
         table.add_column("level")
-        table.add_column("HR (95% CI)", justify="right")
+        table.add_column(f"HR ({ci})", justify="right")
         table.add_column("p", justify="right")
         for _, level in sub.levels.iterrows():
             table.add_row(
@@ -409,6 +411,8 @@ def print_summary(result: Any, out: Path | None = None) -> None:
                 _fmt_p(level["p"]),
             )
         console.print(table)
+        if note:
+            console.print(f"[dim]{escape(note)}[/dim]")
     if result.e_value is not None:
         console.print(
             f"E-value of the primary HR: {result.e_value['point']:.2f} (CI limit: {result.e_value['ci']:.2f}); "
@@ -461,11 +465,33 @@ def _run_and_write(
 
 
 def _exit_when_nothing_estimated(result: Any) -> None:
-    """Exit 3 (after the outputs are written) when the run estimated nothing: no hazard ratio of any model,
-    outcome or population, and no emulated target trial."""
+    """Exit 3 (after the outputs are written) when the run has no answer to the study's question: its primary
+    estimate (the primary outcome's adjusted model in the matched cohort) was not estimated, whatever else was.
+
+    A secondary outcome, an unadjusted or full-cohort or IPTW model, or the emulated trial answers another
+    question (or the same one less well); exiting 0 on them let a pipeline take them for the study's answer.
+    """
     trials = (getattr(result, "target_trial", None) or {}).values()
-    if result.estimates or any(trial.bootstrap is not None for trial in trials):
+    if result.primary_estimate is not None:
         return
+    others = len(result.estimates) + sum(trial.bootstrap is not None for trial in trials)
+    if others:
+        outcome, model, population = result.primary_key
+        spec = result.study.outcomes[outcome]
+        reason = result.skipped_reason(outcome, model, population) or "not estimated"
+        from .report.suppression import study_disclosure
+
+        disclosure = study_disclosure(result)
+        console.print(
+            f"[bold yellow]No primary estimate:[/bold yellow] {escape(by_day(spec.label, spec.horizon_days))}, "
+            f"{'Fine-Gray' if spec.competing else 'Cox'}, matched cohort, adjusted, could not be estimated "
+            f"({escape(disclosure.text(reason))}). The study's question is not answered: the {others} other "
+            "estimate(s) above (secondary outcomes, unadjusted, full-cohort or IPTW models, the emulated trial) "
+            "answer other questions and do not replace it. The attrition, counts, descriptive tables and those "
+            f"estimates are written. Exit code {EXIT_NOTHING_ESTIMATED}.",
+            soft_wrap=True,
+        )
+        raise typer.Exit(EXIT_NOTHING_ESTIMATED)
     console.print(
         "[bold yellow]Nothing could be estimated:[/bold yellow] the cohort is empty or too small for every model "
         "(see the skipped models and notes above). The attrition, counts and descriptive tables are written. "

@@ -836,6 +836,15 @@ def _assemble(facts: pd.DataFrame, study: Study, conn: SourceConnection, found: 
             count = f"at least {crit.at_least}" + (f" and at most {crit.at_most}" if crit.at_most is not None else "")
             where = _describe_window(crit.window, crit.match)  # type: ignore[arg-type]
             how = f"{crit.rule}: {count} event(s) of {names} {where}"
+        elif crit.values is not None:
+            # a categorical built-in (sex): the levels that match, compared as the data write them (any case)
+            level = facts[f"crit_{crit.concept[0]}"].astype("string").str.strip().str.upper()
+            inside = level.isin([v.upper() for v in crit.values]).fillna(False).to_numpy(dtype=bool)
+            passed = inside if crit.rule == "include" else ~inside
+            how = (
+                f"{crit.rule}: {study.concept_label(crit.concept[0])} at the index is "
+                f"{' or '.join(crit.values)} (unknown = no match)"
+            )
         else:
             value = _num(facts, f"crit_{crit.concept[0]}")
             inside = ~np.isnan(value)

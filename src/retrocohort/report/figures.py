@@ -924,8 +924,11 @@ def forest_plot(
     ax: Axes | None = None,
     reference: Mapping[str, float | None] | None = None,
     outcome_labels: Mapping[str, str] | None = None,
+    conf_level: float = 0.95,
 ) -> Figure:
     """Forest plot of the results table: one line per (outcome, model, population) on a log scale.
+
+    ``conf_level`` (the study's ``[analysis] conf_level``) names the intervals on the axis.
 
     Parameters
     ----------
@@ -998,7 +1001,7 @@ def forest_plot(
             ],
             fontsize=8,
         )
-        ax.set_xlabel("Hazard ratio (95% CI), log scale")
+        ax.set_xlabel(f"Hazard ratio ({100 * conf_level:g}% CI), log scale")
         ax.set_ylim(-0.7, len(rows) - 0.3)
         fig.tight_layout()
     return fig
@@ -1009,8 +1012,11 @@ def subgroup_forest_plot(
     covariate_labels: Mapping[str, str] | None = None,
     ax: Axes | None = None,
     outcome_label: str | None = None,
+    conf_level: float = 0.95,
 ) -> Figure:
     """Subgroup forest plot: the primary outcome's hazard ratio within each level of each subgroup covariate.
+
+    ``conf_level`` (the study's ``[analysis] conf_level``) names the intervals on the axis.
 
     Parameters
     ----------
@@ -1092,7 +1098,7 @@ def subgroup_forest_plot(
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_yticks([])
         what = f" of {outcome_label.lower()}" if outcome_label else ""
-        ax.set_xlabel(f"Hazard ratio{what} (95% CI), log scale")
+        ax.set_xlabel(f"Hazard ratio{what} ({100 * conf_level:g}% CI), log scale")
         ax.set_ylim(-0.7, len(lines) - 0.3)
         fig.tight_layout()
         fig.subplots_adjust(left=0.42)
@@ -1236,10 +1242,15 @@ def study_figures(result: Any) -> dict[str, Figure]:
     names = outcome_labels(study)
     if finite:
         truth = {o: planted_for(result, o) for o in names} if result.synthetic else None
-        figures["forest"] = forest_plot(finite, reference=truth, outcome_labels=names)
+        figures["forest"] = forest_plot(
+            finite, reference=truth, outcome_labels=names, conf_level=study.analysis.conf_level
+        )
     if result.subgroups:
         figures["subgroups"] = subgroup_forest_plot(
-            result.subgroups, study_labels(study), outcome_label=names.get(result.primary)
+            result.subgroups,
+            study_labels(study),
+            outcome_label=names.get(result.primary),
+            conf_level=study.analysis.conf_level,
         )
     from .tables import strategy_labels
 

@@ -301,7 +301,10 @@ def _primary_keys(result: Any) -> list[dict[str, str]]:
         ratio = "sHR" if model.startswith("fine_gray") else "HR"
         truth = planted_for(result, outcome) if result.synthetic else None
         published = published_for(result, outcome)
-        caption = f"{outcome_label(result, outcome)}, adjusted {ratio} (95% CI), matched"
+        caption = (
+            f"{outcome_label(result, outcome)}, adjusted {ratio} ({100 * result.study.analysis.conf_level:g}% CI), "
+            "matched"
+        )
         if published:
             caption += f"; published {format_ratio(*published)}"
         out.append(
@@ -386,6 +389,7 @@ def _subgroup_context(result: Any, disclosure: Any) -> list[dict[str, Any]]:
                 "label": g.label or g.covariate,
                 "model": g.model,
                 "p_interaction": format_p_inline(g.p_interaction) if is_number(g.p_interaction) else "",
+                "interaction_note": getattr(g, "interaction_note", ""),
                 "p_value": _value(g.p_interaction),
                 "key": f"subgroup/{g.covariate}/p_interaction",
                 "rows": [
@@ -594,6 +598,7 @@ def render_html(result: Any, figures: dict[str, Figure] | None = None) -> str:
         "threshold": threshold,
         "units": units(result.study),
         "units_title": units(result.study)[0].upper() + units(result.study)[1:],
+        "ci_words": f"{100 * result.study.analysis.conf_level:g}% CI",
         "balance": balance,
         "outcome_sections": outcome_sections,
         "figure_has_subgroups": "subgroups" in figures,

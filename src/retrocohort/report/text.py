@@ -485,15 +485,23 @@ def results_paragraph(result: Any) -> str:
                     f"{format_number(e.estimate)}, {format_number(e.lower)}{DASH}"
                     f"{format_number(e.upper)})"
                 )
+    primary = getattr(result, "primary_estimate", True)
+    if sensitivity and primary is None and (result.estimates or result.matched is not None):
+        # the primary estimate is the study's answer: the sensitivity analyses must not read as one
+        s.append(
+            "The primary estimate could not be made, so the study's question is not answered; the sensitivity "
+            "analyses below answer other questions and do not replace it."
+        )
     if sensitivity:
         s.append(f"Sensitivity analyses gave {_join(sensitivity)}.")
     for sg in getattr(result, "subgroups", ()) or ():
+        why = getattr(sg, "interaction_note", "") or "interaction not tested: a level had too little information"
         s.append(
             f"Within levels of {_lower(sg.label or sg.covariate)}, the interaction of exposure and "
             f"{_lower(sg.label or sg.covariate)} gave {format_p_inline(sg.p_interaction)}."
             if is_number(sg.p_interaction)
             else f"The interaction of exposure and {_lower(sg.label or sg.covariate)} was not tested "
-            "(a level had too little information)."
+            f"({why.removeprefix('interaction not tested: ')})."
         )
     ev = result.e_value or {}
     if is_number(ev.get("point")):

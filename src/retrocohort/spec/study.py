@@ -186,8 +186,23 @@ class Criterion(_Section):
     at_most: int | None = Field(None, ge=0)
     value_min: float | None = None
     value_max: float | None = None
+    # the levels that match, for a categorical baseline built-in (sex): value_min / value_max cannot select "F"
+    values: tuple[str, ...] | None = None
 
     _one = field_validator("concept", mode="before")(classmethod(lambda cls, v: _names(v)))
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _levels(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [v]
+        if isinstance(v, list | tuple):
+            if not v:
+                raise ValueError('an empty list selects nobody; leave the key out or list the levels, e.g. ["F"]')
+            if not all(isinstance(x, str) and x.strip() for x in v):
+                raise ValueError('the levels are written as text, e.g. values = ["F"]')
+            return tuple(x.strip() for x in v)
+        return v
 
     @model_validator(mode="after")
     def _counts(self) -> Criterion:
@@ -596,6 +611,20 @@ def study_problems(study: Study) -> list[Problem]:
                 )
 
     need_events(("index", "concept"), study.index.concept)
+    for name in study.index.concept:
+        spec = study.concepts.get(name)
+        if spec is not None and spec.table == "hosp/diagnoses_icd":
+            # A code is dated at admittime or dischtime, both outside the ICU stay: every patient once left on
+            # the icu_stay line with no word why (a heart-failure index found 214 patients and kept none).
+            add(
+                ("index", "concept"),
+                f"concept {name!r} reads hosp/diagnoses_icd, whose codes are dated at the admission or the "
+                "discharge, which lie outside the ICU stay (but for a death in the ICU), so (almost) every "
+                "patient would leave on the icu_stay line. Take the ICU admission as the index "
+                '(concept = "icu_admission") and make the codes a criterion: '
+                f'[[criteria]] rule = "include", concept = "{name}", window = "[-30d, 0h]", with '
+                f'dated_at = "admission" in [concepts.{name}]',
+            )
 
     loc: tuple[Any, ...]
     seen_steps: set[str] = set()
@@ -611,6 +640,34 @@ def study_problems(study: Study) -> list[Problem]:
             add((*loc, "name"), f"criterion name {crit.name!r} is used twice; each names one attrition line")
         seen_steps.add(crit.name)
         kinds = {study.concept_kind(n) for n in crit.concept}
+        categorical = kinds == {"baseline"} and any(
+            n in BUILTIN_CONCEPTS and BUILTIN_CONCEPTS[n].value_type == "categorical" for n in crit.concept
+        )
+        if categorical:
+            # a range cannot select a level: value_min = 0 on sex once matched nobody, silently
+            levels = "'F' or 'M'" if crit.concept[0] == "sex" else "its levels"
+            for key in ("value_min", "value_max"):
+                if getattr(crit, key) is not None:
+                    add(
+                        (*loc, key),
+                        f"{crit.concept[0]!r} is categorical ({levels}): a value range cannot select a level; "
+                        f'write values = ["F"] (the levels that match)',
+                    )
+            if crit.values is None and crit.value_min is None and crit.value_max is None:
+                add(
+                    (*loc, "concept"),
+                    f'a rule on the categorical baseline value {crit.concept[0]!r} needs values, e.g. values = ["F"]',
+                )
+            if crit.concept[0] == "sex" and crit.values is not None:
+                unknown = [v for v in crit.values if v.upper() not in ("F", "M")]
+                if unknown:
+                    add((*loc, "values"), f"sex is recorded as 'F' or 'M'; {unknown} matches nobody")
+        elif crit.values is not None:
+            add(
+                (*loc, "values"),
+                "values selects levels of a categorical baseline built-in (sex); for events, put the text values "
+                "in the concept's own values selector, for a number use value_min / value_max",
+            )
         if kinds == {"baseline"}:
             if len(crit.concept) != 1:
                 add((*loc, "concept"), "a value filter on a baseline built-in names exactly one concept")
@@ -619,10 +676,14 @@ def study_problems(study: Study) -> list[Problem]:
                     (*loc, "window"),
                     (
                         f"{crit.concept[0]!r} is a baseline value at the index: it takes "
-                        "no window; filter it with value_min / value_max"
+                        + (
+                            'no window; select its levels with values = ["F"]'
+                            if categorical
+                            else "no window; filter it with value_min / value_max"
+                        )
                     ),
                 )
-            if crit.value_min is None and crit.value_max is None:
+            if crit.value_min is None and crit.value_max is None and not categorical:
                 add(
                     (*loc, "concept"),
                     (f"a rule on the baseline value {crit.concept[0]!r} needs value_min and/or value_max"),

@@ -58,7 +58,7 @@ seed = 1                                         # random seed of the matching (
 
 # ---- concepts: named sets of event rows from any MIMIC-IV table --------------------------------
 # A concept reads one table and keeps the rows its selectors allow: itemids (icu tables, labevents),
-# icd_codes / icd_prefixes (diagnoses_icd, procedures_icd), drugs and routes (prescriptions, emar,
+# codes / code_prefixes (diagnoses_icd, procedures_icd), drugs and routes (prescriptions, emar,
 # pharmacy), value_min / value_max, status_exclude. Find itemids in icu/d_items and hosp/d_labitems.
 
 [concepts.index_event]

@@ -359,6 +359,7 @@ RESULTS_SCHEMA: dict[str, Any] = {
                     "label": {"type": "string"},
                     "model": {"type": "string"},
                     "p_interaction": _NUMBER,
+                    "interaction_note": {"type": "string"},
                     "levels": {
                         "type": "array",
                         "items": {
@@ -814,6 +815,7 @@ def results_document(result: StudyResult) -> dict[str, Any]:
                 "label": g.label,
                 "model": g.model,
                 "p_interaction": _plain(g.p_interaction),
+                "interaction_note": g.interaction_note,
                 "levels": [
                     {k: (str(v) if k == "level" else _plain(v)) for k, v in row.items()}
                     for row in subgroup_levels(result, g, disclosure).to_dict("records")
@@ -1226,6 +1228,7 @@ def build_tables(result: StudyResult) -> dict[str, pd.DataFrame]:
                     covariate=g.covariate,
                     label=g.label,
                     p_interaction=g.p_interaction,
+                    interaction_note=getattr(g, "interaction_note", ""),
                     model=g.model,
                 )
                 for g in result.subgroups
@@ -1244,6 +1247,7 @@ def build_tables(result: StudyResult) -> dict[str, pd.DataFrame]:
                 "upper",
                 "p",
                 "p_interaction",
+                "interaction_note",
                 "model",
             ]
         ]

@@ -1224,6 +1224,26 @@ def _balance_covariates(run: _Run, data: pd.DataFrame) -> list[str]:
     return kept
 
 
+def _observed(study: Study, frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame as Table 1 describes it: a numeric or binary covariate with ``missing = "indicator"`` unknown
+    (NaN, counted in the missing column) where its indicator is 1, not the 0 the models take.
+
+    Table 1 once showed the mean of the measured values and the zeros set for the unmeasured ones together (a
+    highest temperature of 19.5 C when a third of the patients had none), with 0 missing.
+    """
+    described = frame
+    for name, cov in study.covariates.items():
+        flag = f"{name}_missing"
+        if cov.missing != "indicator" or name not in frame or flag not in frame:
+            continue
+        if covariate_type(study, name) == "categorical":
+            continue  # its unknown values are the level "missing", shown as such
+        if described is frame:
+            described = frame.copy()
+        described.loc[described[flag] == 1, name] = np.nan
+    return described
+
+
 def _balance(run: _Run, data: pd.DataFrame, matched: pd.DataFrame | None) -> tuple[Any, Any, Any, Any]:
     covariates = _balance_covariates(run, data)
     variables, categorical = _table_one_variables(run.study, data)
@@ -1243,7 +1263,7 @@ def _balance(run: _Run, data: pd.DataFrame, matched: pd.DataFrame | None) -> tup
     if len(data) and variables:
         t1_before = attempt(
             "Table 1 before matching",
-            lambda: table_one(data, "exposed", variables, categorical=categorical),
+            lambda: table_one(_observed(run.study, data), "exposed", variables, categorical=categorical),
         )
     if matched is not None:
         # Balance uses MatchIt's matching weights (as cobalt does); Table 1 describes the
@@ -1255,7 +1275,7 @@ def _balance(run: _Run, data: pd.DataFrame, matched: pd.DataFrame | None) -> tup
         if variables:
             t1_after = attempt(
                 "Table 1 after matching",
-                lambda: table_one(matched, "exposed", variables, categorical=categorical),
+                lambda: table_one(_observed(run.study, matched), "exposed", variables, categorical=categorical),
             )
     return before, after, t1_before, t1_after
 
@@ -1702,12 +1722,25 @@ def _subgroups(run: _Run, data: pd.DataFrame, matched: pd.DataFrame | None) -> t
                     f"(minimum {MIN_PATIENTS_PER_ARM} patients and {MIN_EVENTS_PER_ARM} events per arm)"
                 )
             rows.append(row)
-        if any(math.isnan(row["estimate"]) for row in rows):
+        why = ""
+        if len(levels) < 2:
+            # an interaction needs two levels to compare; a study restricted to one (women only, say) has one
+            only = f" ({_level_words(levels[0])})" if levels else ""
+            why = (
+                f"interaction not tested: only one level{only} of {label} in the {population} cohort, "
+                "so there is nothing to compare it with"
+            )
+            run.note(f"subgroup {label}: {why}")
+            p_interaction = math.nan
+        elif any(math.isnan(row["estimate"]) for row in rows):
             # a level without an estimate carries too little information for its interaction term either
+            why = "interaction not tested: a level has too little information for a hazard ratio"
             run.note(f"subgroup {label}: interaction test not computed (a level has too little information)")
             p_interaction = math.nan
         else:
             p_interaction = _interaction_p(run, frame, name, covariate, levels, options)
+            if math.isnan(p_interaction):
+                why = "interaction not tested: the model with the interaction terms could not be fitted"
         out.append(
             SubgroupResult(
                 outcome=name,
@@ -1716,9 +1749,17 @@ def _subgroups(run: _Run, data: pd.DataFrame, matched: pd.DataFrame | None) -> t
                 levels=pd.DataFrame(rows, columns=["level", "n", "n_events", "estimate", "lower", "upper", "p"]),
                 p_interaction=p_interaction,
                 model=model_words,
+                interaction_note=why,
             )
         )
     return tuple(out)
+
+
+def _level_words(level: Any) -> str:
+    """A level as the notes print it: 1.0 as "1" (a 0/1 covariate), text as written."""
+    if isinstance(level, float | np.floating) and float(level).is_integer():
+        return str(int(level))
+    return str(level)
 
 
 def _interaction_p(

@@ -92,7 +92,8 @@ class SubgroupResult:
     ``levels`` has columns level, n, n_events, estimate, lower, upper, p
     (exact counts, in memory; the report suppresses small cells on output).
     ``p_interaction`` is the Wald test of exposure x covariate, in the matched
-    cohort (else the full cohort, as ``model`` says).
+    cohort (else the full cohort, as ``model`` says); NaN with ``interaction_note``
+    saying why when it was not computed (one level present, a level too small, a failed fit).
     """
 
     outcome: str
@@ -101,6 +102,8 @@ class SubgroupResult:
     levels: pd.DataFrame
     p_interaction: float
     model: str  # words: population, variance, adjustment
+    # why the interaction p-value is missing ("" when it was computed): a single level, a level too small
+    interaction_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,27 @@ class StudyResult:
         for est in self.estimates:
             if (est.outcome, est.model, est.population) == (outcome, model, population):
                 return est
+        return None
+
+    @property
+    def primary_key(self) -> tuple[str, str, Population]:
+        """(outcome, model, population) of the study's answer: the primary outcome's adjusted model (Fine-Gray
+        with a competing death, else Cox) in the matched cohort, the first line of "Primary estimates"."""
+        outcome = self.primary or next((n for n, o in self.study.outcomes.items() if o.primary), "")
+        spec = self.study.outcomes.get(outcome)
+        competing = spec is not None and spec.competing is not None
+        return outcome, "fine_gray_adjusted" if competing else "cox_adjusted", "matched"
+
+    @property
+    def primary_estimate(self) -> Estimate | None:
+        """The study's answer (see :attr:`primary_key`), or None when that model was not estimated."""
+        return self.estimate(*self.primary_key)
+
+    def skipped_reason(self, outcome: str, model: str, population: str) -> str | None:
+        """Why one (outcome, model, population) was skipped (None when it was not)."""
+        for skipped in self.skipped:
+            if (skipped.outcome, skipped.model, skipped.population) == (outcome, model, population):
+                return skipped.reason
         return None
 
     @property
