@@ -54,6 +54,34 @@ _DUCKDB_TYPES: dict[str, str] = {
     "date": "DATE",
 }
 
+# Whole-number columns are read as DOUBLE and cast in the view, because DuckDB's reader (like its casts) rounds
+# a fraction into an integer column: a subject_id 10000032.5 became patient 10000033 and anchor_age 60.5 became
+# 61. A double holds every whole number below 2**53 exactly, so the view can test that the value read is whole
+# and in range, cast it, and stop the read on any other value (``error()``; the translation below names the
+# file, column, line and how many rows).
+_INTEGER_LIMITS: dict[str, int] = {"int64": 2**53 - 1, "int32": 2**31 - 1}
+_NOT_WHOLE = "retrocohort: not a whole number"
+
+
+def _read_type(kind: str) -> str:
+    """The DuckDB type a CSV column of ``kind`` is parsed as (DOUBLE for whole numbers: see _INTEGER_LIMITS)."""
+    return "DOUBLE" if kind in _INTEGER_LIMITS else _DUCKDB_TYPES[kind]
+
+
+def _whole_sql(expr: str, kind: str, where: str, column: str) -> str:
+    """SQL casting ``expr`` (a DOUBLE) to ``kind``; any value that is not a whole number in range stops the read.
+
+    ``where`` (the file) and ``column`` travel in the error text, so the translation can find the rows.
+    """
+    if kind not in _INTEGER_LIMITS:
+        return f"CAST({expr} AS {_DUCKDB_TYPES[kind]})"
+    marker = _sql_string(f"{_NOT_WHOLE} | {where} | {column} | {kind} | ")
+    return (
+        f"CASE WHEN {expr} IS NULL THEN NULL WHEN {expr} = trunc({expr}) AND abs({expr}) <= {_INTEGER_LIMITS[kind]} "
+        f"THEN CAST({expr} AS {_DUCKDB_TYPES[kind]}) ELSE error({marker} || CAST({expr} AS VARCHAR)) END"
+    )
+
+
 SUPPORTED_VERSIONS = (
     "MIMIC-IV v2.2, v3.0 and v3.1 (any release since v2.0, which introduced the hosp/ and icu/ folders)"
 )
@@ -867,7 +895,28 @@ def _sql_string(value: str) -> str:
 def _csv_column_type(spec: TableSpec, wanted: dict[str, str], file_column: str) -> str:
     # DuckDB type of a csv header column: ours when we read it (wanted: lower-case file name -> ours), else VARCHAR
     ours = wanted.get(file_column.lower())
-    return _DUCKDB_TYPES[spec.columns[ours].type] if ours is not None else "VARCHAR"
+    return _read_type(spec.columns[ours].type) if ours is not None else "VARCHAR"
+
+
+def _q(name: str) -> str:
+    """A column name quoted for DuckDB SQL."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _parquet_cast(tf: TableFile, file_col: str, kind: str) -> str:
+    """SQL reading a Parquet column as ``kind``: a whole-number column stored as a double, a decimal or text is
+    tested as the CSV reader's are (a plain CAST would round 10000032.5 to another patient)."""
+    if kind in _INTEGER_LIMITS:
+        import pyarrow.parquet as pq
+        import pyarrow.types as pat
+
+        # Every part of a folder: DuckDB casts a later part to the first part's type, rounding a double there.
+        parts = [tf.path] if tf.path.is_file() else sorted(tf.path.glob("*.parquet"))
+        for part in parts:
+            schema = pq.read_schema(part)
+            if file_col in schema.names and not pat.is_integer(schema.field(file_col).type):
+                return _whole_sql(f"CAST({_q(file_col)} AS DOUBLE)", kind, str(part), file_col)
+    return f"CAST({_q(file_col)} AS {_DUCKDB_TYPES[kind]})"
 
 
 def _connect_duckdb(source: MimicIV, files: dict[str, TableFile | None], config: dict[str, Any]) -> SourceConnection:
@@ -905,13 +954,15 @@ def _connect_duckdb(source: MimicIV, files: dict[str, TableFile | None], config:
                 f"timestampformat = {_sql_string(TIMESTAMP_FORMAT_DUCKDB)}, "
                 f"dateformat = {_sql_string(DATE_FORMAT_DUCKDB)})"
             )
-            select = ", ".join(f'"{file_col}" AS {col}' for col, file_col in spelt.items())
+            select = ", ".join(
+                f"{_whole_sql(f'{_q(file_col)}', spec.columns[col].type, str(tf.path), file_col)} AS {col}"
+                for col, file_col in spelt.items()
+            )
         else:
             pattern = str(tf.path) if tf.path.is_file() else str(tf.path / "*.parquet")
             relation = f"read_parquet({_sql_string(pattern)})"
             select = ", ".join(
-                f'CAST("{file_col}" AS {_DUCKDB_TYPES[spec.columns[col].type]}) AS {col}'
-                for col, file_col in spelt.items()
+                f"{_parquet_cast(tf, file_col, spec.columns[col].type)} AS {col}" for col, file_col in spelt.items()
             )
         con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT {select} FROM {relation}")
         views[name] = view
@@ -1002,8 +1053,81 @@ _GZIP_TROUBLE = ("gzip", "zlib", "unexpected end of", "inflate")
 _GZ_PATH = re.compile(r"(\S+\.gz)\b")
 
 
+def _integer_kind(column: str | None) -> str | None:
+    """The whole-number kind ("int64", "int32") the readers give a column (same in every table), else None."""
+    for schema in (SCHEMA, CONCEPT_SCHEMA):
+        for spec in schema.values():
+            found = spec.columns.get((column or "").lower())
+            if found is not None and found.type in _INTEGER_LIMITS:
+                return found.type
+    return None
+
+
+def _not_whole(text: str) -> SourceError:
+    """The error for a value of a whole-number column that is not one (raised by the view's test, _whole_sql).
+
+    The engine stops at the first such value it reads, without a line; the file is read again here (only after
+    the read failed) to name the first such line and count the rows.
+    """
+    tail = text[text.index(_NOT_WHOLE) + len(_NOT_WHOLE) :]
+    _, where, column, kind, value = (part.strip() for part in tail.split(" | ", 4))
+    value = value.splitlines()[0] if value else value
+    limit = _INTEGER_LIMITS.get(kind, _INTEGER_LIMITS["int64"])
+    path = Path(where)
+    found = _find_not_whole(path, column, limit) if not path.name.endswith(".parquet") else None
+    sql_kind = _DUCKDB_TYPES.get(kind, kind)
+    if found is None:
+        located, example = "", value
+    else:
+        line, example, rows = found
+        located = f", line {line} of the file (data row {line - 1} after the header; the first of {rows} row(s))"
+    return SourceError(
+        f"{where}: column {column!r}{located}: the value {example!r} is not a whole number within the range "
+        f"of {sql_kind} ({kind}), and {column} is read as whole numbers. Rounding it would turn it into another "
+        f"value (10000032.5 is neither 10000032 nor 10000033; for a key, another patient, admission or item), so "
+        "the file is refused. Fix or remove that row; if many rows have such values, the export turned whole "
+        "numbers into fractions or text (a spreadsheet, a float conversion): export the table again, then rerun."
+    )
+
+
+def _find_not_whole(path: Path, column: str, limit: int) -> tuple[int, str, int] | None:
+    """(first line, its value, rows) of the values of ``column`` in a CSV file that are not whole numbers in range."""
+    import csv
+    import io
+    import math
+
+    opener = gzip.open if path.name.endswith(".gz") else open
+    first: tuple[int, str] | None = None
+    rows = 0
+    try:
+        with opener(path, "rb") as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="") as f:
+            reader = csv.reader(f)
+            header = [name.strip().strip('"').lower() for name in next(reader, [])]
+            if column.lower() not in header:
+                return None
+            at = header.index(column.lower())
+            for row in reader:
+                text = row[at].strip() if at < len(row) else ""
+                if not text:
+                    continue
+                try:
+                    number = float(text)
+                    whole = math.isfinite(number) and number.is_integer() and abs(number) <= limit
+                except ValueError:
+                    whole = False
+                if not whole:
+                    rows += 1
+                    if first is None:
+                        first = (reader.line_num, text)
+    except (OSError, EOFError, csv.Error):
+        return None
+    return (first[0], first[1], rows) if first is not None else None
+
+
 def _translate_read_error(conn: SourceConnection, exc: Exception) -> SourceError | None:
     text = str(exc)
+    if _NOT_WHOLE in text:
+        return _not_whole(text)
     line = _DUCKDB_CSV_ERROR.search(text)
     if line:
         # A damaged gzip stream often decompresses to garbage rows before its checksum fails at the end,
@@ -1064,12 +1188,17 @@ def _translate_read_error(conn: SourceConnection, exc: Exception) -> SourceError
         file_match = _DUCKDB_FILE.search(text)
         column = _DUCKDB_COLUMN.search(text)
         value = _DUCKDB_VALUE.search(text)
+        kind = value.group(2) if value else None
+        integer = _integer_kind(column.group(1) if column else None)
+        if kind == "DOUBLE" and integer is not None:
+            # Whole-number columns are parsed as DOUBLE (see _INTEGER_LIMITS): name the type the study reads.
+            kind = _DUCKDB_TYPES[integer]
         return _malformed(
             file_match.group(1).strip() if file_match else "a MIMIC-IV file",
             column.group(1) if column else None,
             int(line.group(1)),
             value.group(1) if value else None,
-            value.group(2) if value else None,
+            kind,
         )
     if "MALFORMED_RECORD" in text or "Malformed records" in text or "CANNOT_PARSE" in text.upper():
         # Spark does not say where; find the first bad value with a DuckDB scan of the same files.
@@ -1234,8 +1363,11 @@ def locate_malformed(source: MimicIV, files: dict[str, TableFile | None] | None 
             columns = ", ".join(
                 f"{_sql_string(c)}: {_sql_string(_csv_column_type(spec, wanted, c))}" for c in tf.header
             )
-            # count() of each typed column, so that projection pushdown cannot skip parsing it.
-            select = ", ".join(f'count("{c}")' for c in spelt.values())
+            # count() of each typed column, so that projection pushdown cannot skip parsing it; whole-number
+            # columns through the test the views apply.
+            select = ", ".join(
+                f"count({_whole_sql(_q(c), spec.columns[col].type, str(tf.path), c)})" for col, c in spelt.items()
+            )
             try:
                 con.execute(
                     f"SELECT {select} FROM (SELECT * FROM read_csv({_sql_string(str(tf.path))}, header = true, "
@@ -1472,10 +1604,7 @@ def _open_concept_view(conn: SourceConnection, name: str) -> tuple[str, tuple[st
     if conn.engine == "duckdb":
         if tf.format == "csv":
             wanted = {v.lower(): k for k, v in spelt.items()}
-            types = {
-                c: _DUCKDB_TYPES[spec.columns[wanted[c.lower()]].type] if c.lower() in wanted else "VARCHAR"
-                for c in tf.header
-            }
+            types = {c: _csv_column_type(spec, wanted, c) for c in tf.header}
             columns = ", ".join(f"{_sql_string(c)}: {_sql_string(kind)}" for c, kind in types.items())
             relation = (
                 f"read_csv({_sql_string(str(tf.path))}, header = true, auto_detect = false, delim = ',', "
@@ -1483,12 +1612,16 @@ def _open_concept_view(conn: SourceConnection, name: str) -> tuple[str, tuple[st
                 f"timestampformat = {_sql_string(TIMESTAMP_FORMAT_DUCKDB)}, "
                 f"dateformat = {_sql_string(DATE_FORMAT_DUCKDB)})"
             )
-            present = [f'"{spelt[col]}" AS {col}' for col in spec.columns if col in spelt]
+            present = [
+                f"{_whole_sql(_q(spelt[col]), spec.columns[col].type, str(tf.path), spelt[col])} AS {col}"
+                for col in spec.columns
+                if col in spelt
+            ]
         else:
             pattern = str(tf.path) if tf.path.is_file() else str(tf.path / "*.parquet")
             relation = f"read_parquet({_sql_string(pattern)})"
             present = [
-                f'CAST("{spelt[col]}" AS {_DUCKDB_TYPES[spec.columns[col].type]}) AS {col}'
+                f"{_parquet_cast(tf, spelt[col], spec.columns[col].type)} AS {col}"
                 for col in spec.columns
                 if col in spelt
             ]
