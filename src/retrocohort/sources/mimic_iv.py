@@ -61,6 +61,7 @@ _DUCKDB_TYPES: dict[str, str] = {
 # file, column, line and how many rows).
 _INTEGER_LIMITS: dict[str, int] = {"int64": 2**53 - 1, "int32": 2**31 - 1}
 _NOT_WHOLE = "retrocohort: not a whole number"
+_CSV_PRUNING = "spark.sql.csv.parser.columnPruning.enabled"
 
 
 def _read_type(kind: str) -> str:
@@ -699,6 +700,7 @@ class SourceConnection:
     # Narrow cached copies of concept tables (retrocohort.concepts.scan.read_once): while pinned,
     # concept_table returns the copy, so every concept filters the rows read in one scan.
     scans: dict[str, Any] = field(default_factory=dict)
+    spark_pruning: str | None = None  # the caller's spark.sql.csv.parser.columnPruning.enabled, restored on close
 
     def table(self, name: str) -> Any:
         """The ibis table of ``name`` ("icu/inputevents") as the cohort reads it: the columns of :data:`SCHEMA`,
@@ -878,6 +880,8 @@ class SourceConnection:
                     session.catalog.dropTempView(view)
             if self.spark_time_zone is not None:
                 session.conf.set("spark.sql.session.timeZone", self.spark_time_zone)
+            if self.spark_pruning is not None:
+                session.conf.set(_CSV_PRUNING, self.spark_pruning)
 
 
 def _present_columns(spec: TableSpec, tf: TableFile) -> tuple[dict[str, str], tuple[str, ...]]:
@@ -906,17 +910,34 @@ def _q(name: str) -> str:
 def _parquet_cast(tf: TableFile, file_col: str, kind: str) -> str:
     """SQL reading a Parquet column as ``kind``: a whole-number column stored as a double, a decimal or text is
     tested as the CSV reader's are (a plain CAST would round 10000032.5 to another patient)."""
-    if kind in _INTEGER_LIMITS:
-        import pyarrow.parquet as pq
-        import pyarrow.types as pat
+    value = _q(file_col)
+    if kind != "string" and _parquet_kinds(tf, file_col) & {"text"}:
+        # An empty text is an empty value, as in a CSV (an all-text conversion writes "" for an empty date).
+        value = f"NULLIF(trim({value}), '')"
+    if kind in _INTEGER_LIMITS and _parquet_kinds(tf, file_col) - {"integer"}:
+        return _whole_sql(f"CAST({value} AS DOUBLE)", kind, str(_first_parquet(tf.path)), file_col)
+    return f"CAST({value} AS {_DUCKDB_TYPES[kind]})"
 
-        # Every part of a folder: DuckDB casts a later part to the first part's type, rounding a double there.
-        parts = [tf.path] if tf.path.is_file() else sorted(tf.path.glob("*.parquet"))
-        for part in parts:
-            schema = pq.read_schema(part)
-            if file_col in schema.names and not pat.is_integer(schema.field(file_col).type):
-                return _whole_sql(f"CAST({_q(file_col)} AS DOUBLE)", kind, str(part), file_col)
-    return f"CAST({_q(file_col)} AS {_DUCKDB_TYPES[kind]})"
+
+def _parquet_kinds(tf: TableFile, file_col: str) -> set[str]:
+    """How the parts of a Parquet table store a column: "integer", "text" or "other", one per part type.
+
+    Every part of a folder: the engines cast a later part to the first part's type, rounding a double there.
+    """
+    import pyarrow.parquet as pq
+    import pyarrow.types as pat
+
+    parts = [tf.path] if tf.path.is_file() else sorted(tf.path.glob("*.parquet"))
+    kinds = set()
+    for part in parts:
+        schema = pq.read_schema(part)
+        if file_col in schema.names:
+            arrow_type = schema.field(file_col).type
+            if pat.is_dictionary(arrow_type):
+                arrow_type = arrow_type.value_type
+            text = pat.is_string(arrow_type) or pat.is_large_string(arrow_type)
+            kinds.add("integer" if pat.is_integer(arrow_type) else "text" if text else "other")
+    return kinds
 
 
 def _connect_duckdb(source: MimicIV, files: dict[str, TableFile | None], config: dict[str, Any]) -> SourceConnection:
@@ -983,10 +1004,75 @@ def _spark_type(kind: str) -> Any:
     }[kind]
 
 
-def _connect_spark(source: MimicIV, files: dict[str, TableFile | None], spark: Any) -> SourceConnection:
-    import ibis
+_NOT_UTF8 = "retrocohort: not UTF-8"
+
+
+def _spark_frame(session: Any, tf: TableFile, spec: TableSpec, spelt: dict[str, str]) -> Any:
+    """A Spark frame of the columns ``spelt`` (ours -> as in the file) of one table file, read as DuckDB reads it.
+
+    Spark's CSV reader accepts what DuckDB refuses, so the same study would end differently on the two engines.
+    Here: whole-number columns are parsed as doubles and tested (a fraction stops the read, as on DuckDB, and
+    "10000032.0" reads as 10000032, which Spark's integer parser refused); ``multiLine`` so that a quoted line
+    break stays inside its value (without it a quoted CRLF split the row in two); ``FAILFAST`` with column
+    pruning off (set on the session in _connect_spark) so that a row with an extra field is refused, not cut;
+    and a text column holding U+FFFD, which Spark puts for bytes that are not UTF-8, stops the read.
+    """
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
+
+    wanted = {v.lower(): k for k, v in spelt.items()}
+
+    def read_kind(kind: str) -> Any:
+        return T.DoubleType() if kind in _INTEGER_LIMITS else _spark_type(kind)
+
+    if tf.format == "csv":
+        schema = T.StructType(
+            [
+                T.StructField(
+                    c, read_kind(spec.columns[wanted[c.lower()]].type) if c.lower() in wanted else T.StringType()
+                )
+                for c in tf.header
+            ]
+        )
+        frame = (
+            session.read.option("header", "true")
+            .option("mode", "FAILFAST")
+            .option("multiLine", "true")
+            .option("encoding", "UTF-8")
+            .option("timestampNTZFormat", TIMESTAMP_FORMAT_SPARK)
+            .option("timestampFormat", TIMESTAMP_FORMAT_SPARK)
+            .option("dateFormat", DATE_FORMAT_SPARK)
+            .option("escape", '"')
+            .schema(schema)
+            .csv(str(tf.path))
+        )
+    else:
+        frame = session.read.parquet(str(tf.path))
+    where = str(tf.path if tf.format == "csv" else _first_parquet(tf.path))
+    columns = []
+    for col, file_col in spelt.items():
+        kind = spec.columns[col].type
+        value = F.col(f"`{file_col}`")
+        stored = _parquet_kinds(tf, file_col) if tf.format == "parquet" else {"text"}
+        if tf.format == "parquet" and kind != "string" and "text" in stored:
+            # An empty text is an empty value, as in a CSV (see _parquet_cast).
+            value = F.when(F.trim(value) == "", F.lit(None)).otherwise(value)
+        if kind in _INTEGER_LIMITS and stored - {"integer"}:
+            number = value.cast(T.DoubleType())
+            refuse = F.raise_error(
+                F.concat(F.lit(f"{_NOT_WHOLE} | {where} | {file_col} | {kind} | "), value.cast("string"))
+            )
+            whole = (number == F.floor(number)) & (F.abs(number) <= F.lit(float(_INTEGER_LIMITS[kind])))
+            value = F.when(number.isNull(), F.lit(None)).when(whole, number.cast(_spark_type(kind))).otherwise(refuse)
+        elif kind == "string" and tf.format == "csv":
+            refuse = F.raise_error(F.lit(f"{_NOT_UTF8} | {where} | {file_col} | "))
+            value = F.when(value.contains("\ufffd"), refuse).otherwise(value)
+        columns.append(value.cast(_spark_type(kind)).alias(col))
+    return frame, columns
+
+
+def _connect_spark(source: MimicIV, files: dict[str, TableFile | None], spark: Any) -> SourceConnection:
+    import ibis
 
     session = spark if spark is not None else local_spark_session()
     # Date arithmetic (dod cast to a timestamp) goes through Spark's zoned TIMESTAMP type; in a session
@@ -994,6 +1080,10 @@ def _connect_spark(source: MimicIV, files: dict[str, TableFile | None], spark: A
     # caller's session its own setting back in close().
     previous_zone = session.conf.get("spark.sql.session.timeZone")
     session.conf.set("spark.sql.session.timeZone", "UTC")
+    # With column pruning Spark's CSV parser reads only the selected fields and never sees a row's extra field
+    # (DuckDB refuses the row); without it FAILFAST does. Given back in close().
+    previous_pruning = session.conf.get(_CSV_PRUNING, "true")
+    session.conf.set(_CSV_PRUNING, "false")
     backend = ibis.pyspark.connect(session)
     token = uuid.uuid4().hex[:8]
     views: dict[str, str] = {}
@@ -1004,39 +1094,14 @@ def _connect_spark(source: MimicIV, files: dict[str, TableFile | None], spark: A
         spec = SCHEMA[name]
         spelt, optional = _present_columns(spec, tf)
         optional_present[name] = optional
-        wanted = {v.lower(): k for k, v in spelt.items()}
-        if tf.format == "csv":
-            schema = T.StructType(
-                [
-                    T.StructField(
-                        c, _spark_type(spec.columns[wanted[c.lower()]].type) if c.lower() in wanted else T.StringType()
-                    )
-                    for c in tf.header
-                ]
-            )
-            frame = (
-                session.read.option("header", "true")
-                .option("mode", "FAILFAST")
-                .option("timestampNTZFormat", TIMESTAMP_FORMAT_SPARK)
-                .option("timestampFormat", TIMESTAMP_FORMAT_SPARK)
-                .option("dateFormat", DATE_FORMAT_SPARK)
-                .option("escape", '"')
-                .schema(schema)
-                .csv(str(tf.path))
-            )
-            frame = frame.select(*[F.col(f"`{file_col}`").alias(col) for col, file_col in spelt.items()])
-        else:
-            frame = session.read.parquet(str(tf.path))
-            frame = frame.select(
-                *[
-                    F.col(f"`{file_col}`").cast(_spark_type(spec.columns[col].type)).alias(col)
-                    for col, file_col in spelt.items()
-                ]
-            )
+        frame, columns = _spark_frame(session, tf, spec, spelt)
+        frame = frame.select(*columns)
         view = f"rc_{token}_{name.replace('/', '_')}"
         frame.createOrReplaceTempView(view)
         views[name] = view
-    return SourceConnection(source, "spark", backend, files, views, optional_present, previous_zone)
+    return SourceConnection(
+        source, "spark", backend, files, views, optional_present, previous_zone, spark_pruning=previous_pruning
+    )
 
 
 _DUCKDB_CSV_ERROR = re.compile(r"CSV Error on Line: (\d+)")
@@ -1048,6 +1113,8 @@ _DUCKDB_FILE = re.compile(r"file = (.+)")
 _DUCKDB_WIDTHS = re.compile(r"Expected Number of Columns: (\d+) Found: (\d+)")
 
 
+# A text Parquet column cast to a date or timestamp words it otherwise ("invalid date field format: ...").
+_DUCKDB_CAST_TIME = re.compile(r'invalid (\w+) field format: "([^"]*)".*? when casting from source column (\w+)')
 _DUCKDB_CAST_COLUMN = re.compile(r"Could not convert string '([^']*)' to (\w+) when casting from source column (\w+)")
 _GZIP_TROUBLE = ("gzip", "zlib", "unexpected end of", "inflate")
 _GZ_PATH = re.compile(r"(\S+\.gz)\b")
@@ -1090,6 +1157,25 @@ def _not_whole(text: str) -> SourceError:
     )
 
 
+def _not_utf8(path: Path) -> SourceError:
+    """The error DuckDB's reader gives for bytes that are not UTF-8, for a file Spark read (it puts U+FFFD)."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    number = 0
+    with contextlib.suppress(OSError, EOFError), opener(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):  # noqa: B007 - the line found is used after the loop
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                break
+        else:
+            number = 0
+    where = f"line {number} of the file (data row {number - 1} after the header)" if number else "a line"
+    return SourceError(
+        f"{path}: {where} is not UTF-8 text (e.g. Latin-1 or Windows-1252 bytes from a re-saved export); MIMIC-IV "
+        "files are UTF-8. Convert the file (e.g. iconv -f latin1 -t utf-8) or get it again, then rerun."
+    )
+
+
 def _find_not_whole(path: Path, column: str, limit: int) -> tuple[int, str, int] | None:
     """(first line, its value, rows) of the values of ``column`` in a CSV file that are not whole numbers in range."""
     import csv
@@ -1128,6 +1214,9 @@ def _translate_read_error(conn: SourceConnection, exc: Exception) -> SourceError
     text = str(exc)
     if _NOT_WHOLE in text:
         return _not_whole(text)
+    if _NOT_UTF8 in text:
+        where = text[text.index(_NOT_UTF8) + len(_NOT_UTF8) :].split(" | ")[1].strip()
+        return _not_utf8(Path(where))
     line = _DUCKDB_CSV_ERROR.search(text)
     if line:
         # A damaged gzip stream often decompresses to garbage rows before its checksum fails at the end,
@@ -1139,9 +1228,11 @@ def _translate_read_error(conn: SourceConnection, exc: Exception) -> SourceError
             return damaged
     elif any(word in text.lower() for word in _GZIP_TROUBLE):
         return _broken_archive(conn, text)
-    cast = _DUCKDB_CAST_COLUMN.search(text)
+    cast = _DUCKDB_CAST_COLUMN.search(text) or _DUCKDB_CAST_TIME.search(text)
     if cast:
         value, kind, column = cast.groups()
+        if cast.re is _DUCKDB_CAST_TIME:
+            kind, value = value, kind
         files = [
             str(tf.path)
             for name, tf in conn.files.items()
@@ -1633,35 +1724,11 @@ def _open_concept_view(conn: SourceConnection, name: str) -> tuple[str, tuple[st
         conn.backend.con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT {select} FROM {relation}")
     else:
         from pyspark.sql import functions as F
-        from pyspark.sql import types as T
 
         session = conn.backend._session
-        wanted = {v.lower(): k for k, v in spelt.items()}
-        if tf.format == "csv":
-            fields = [
-                T.StructField(c, _spark_type(spec.columns[wanted[c.lower()]].type))
-                if c.lower() in wanted
-                else T.StructField(c, T.StringType())
-                for c in tf.header
-            ]
-            schema = T.StructType(fields)
-            frame = (
-                session.read.option("header", "true")
-                .option("mode", "FAILFAST")
-                .option("timestampNTZFormat", TIMESTAMP_FORMAT_SPARK)
-                .option("timestampFormat", TIMESTAMP_FORMAT_SPARK)
-                .option("dateFormat", DATE_FORMAT_SPARK)
-                .option("escape", '"')
-                .schema(schema)
-                .csv(str(tf.path))
-            )
-            cols = [F.col(f"`{spelt[col]}`").alias(col) if col in spelt else None for col in spec.columns]
-        else:
-            frame = session.read.parquet(str(tf.path))
-            cols = [
-                F.col(f"`{spelt[col]}`").cast(_spark_type(spec.columns[col].type)).alias(col) if col in spelt else None
-                for col in spec.columns
-            ]
+        frame, present = _spark_frame(session, tf, spec, spelt)
+        by_name = dict(zip(spelt, present, strict=True))
+        cols = [by_name.get(col) for col in spec.columns]
         cols = [
             c if c is not None else F.lit(None).cast(_spark_type(spec.columns[col].type)).alias(col)
             for c, col in zip(cols, spec.columns, strict=True)
