@@ -1047,7 +1047,16 @@ def _spark_frame(session: Any, tf: TableFile, spec: TableSpec, spelt: dict[str, 
             .csv(str(tf.path))
         )
     else:
-        frame = session.read.parquet(str(tf.path))
+        try:
+            frame = session.read.parquet(str(tf.path))
+        except Exception as exc:  # pyspark's AnalysisException; no common base class to name
+            if "PARQUET_TYPE_ILLEGAL" not in str(exc):
+                raise
+            raise SourceError(
+                f"{tf.path}: Spark cannot read a column type of this Parquet file ({str(exc).splitlines()[0][:160]}); "
+                "timestamps in nanoseconds (pandas' default) are the usual cause. Write the file again with "
+                "microsecond timestamps (pyarrow: coerce_timestamps='us'; retrocohort convert does), or run on DuckDB"
+            ) from None
     where = str(tf.path if tf.format == "csv" else _first_parquet(tf.path))
     columns = []
     for col, file_col in spelt.items():
@@ -1068,6 +1077,18 @@ def _spark_frame(session: Any, tf: TableFile, spec: TableSpec, spelt: dict[str, 
             refuse = F.raise_error(F.lit(f"{_NOT_UTF8} | {where} | {file_col} | "))
             value = F.when(value.contains("\ufffd"), refuse).otherwise(value)
         columns.append(value.cast(_spark_type(kind)).alias(col))
+    if tf.format == "parquet" and tf.path.is_dir():
+        import pyarrow.parquet as pq
+
+        parts = sorted(tf.path.glob("*.parquet"))
+        if len({pq.read_schema(part).remove_metadata() for part in parts}) > 1:
+            # Spark reads a folder with the first part's types and fails on a part that stores a column otherwise
+            # (int32 beside int64 or double), which DuckDB reads; each part is read and cast on its own instead.
+            frames = [session.read.parquet(str(part)).select(*columns) for part in parts]
+            united = frames[0]
+            for more in frames[1:]:
+                united = united.unionByName(more)
+            return united, [F.col(col) for col in spelt]
     return frame, columns
 
 
@@ -1138,7 +1159,10 @@ def _not_whole(text: str) -> SourceError:
     """
     tail = text[text.index(_NOT_WHOLE) + len(_NOT_WHOLE) :]
     _, where, column, kind, value = (part.strip() for part in tail.split(" | ", 4))
-    value = value.splitlines()[0] if value else value
+    # The engine's own rendering of the double (Spark: 3.00006185E7, then its error text): the shortest form.
+    value = value.split()[0] if value.split() else value
+    with contextlib.suppress(ValueError):
+        value = repr(float(value))
     limit = _INTEGER_LIMITS.get(kind, _INTEGER_LIMITS["int64"])
     path = Path(where)
     found = _find_not_whole(path, column, limit) if not path.name.endswith(".parquet") else None
