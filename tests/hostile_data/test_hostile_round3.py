@@ -469,3 +469,12 @@ def test_each_archive_is_verified_once_per_process(ehr: Path, flagship: rc.Study
     second = rc.build_cohort(flagship, ehr)
     assert sorted(verified) == once  # unchanged files are not verified again
     assert second.counts == first.counts
+
+
+def test_parquet_text_that_is_not_a_date_names_the_column(ehr: Path, base_ehr: Path, baseline: Baseline):
+    # Before: the trimmed text was cast without its column, and an empty text in a date column stopped the read.
+    frame = typed_parquet(ehr, P, {})
+    replace_by_parquet(ehr, P, with_value(frame, "dod", 2, "05/12/2150"))
+    ending = read_ending(ehr, P)
+    assert isinstance(ending, str)
+    assert "patients.parquet: column 'dod' holds the text '05/12/2150', which is not dates" in ending

@@ -61,6 +61,7 @@ _DUCKDB_TYPES: dict[str, str] = {
 # file, column, line and how many rows).
 _INTEGER_LIMITS: dict[str, int] = {"int64": 2**53 - 1, "int32": 2**31 - 1}
 _NOT_WHOLE = "retrocohort: not a whole number"
+_NOT_TYPED = "retrocohort: text that does not parse"
 _CSV_PRUNING = "spark.sql.csv.parser.columnPruning.enabled"
 
 
@@ -911,9 +912,17 @@ def _parquet_cast(tf: TableFile, file_col: str, kind: str) -> str:
     """SQL reading a Parquet column as ``kind``: a whole-number column stored as a double, a decimal or text is
     tested as the CSV reader's are (a plain CAST would round 10000032.5 to another patient)."""
     value = _q(file_col)
+    where = str(_first_parquet(tf.path))
     if kind != "string" and _parquet_kinds(tf, file_col) & {"text"}:
-        # An empty text is an empty value, as in a CSV (an all-text conversion writes "" for an empty date).
-        value = f"NULLIF(trim({value}), '')"
+        # An empty text is an empty value, as in a CSV (an all-text conversion writes "" for an empty date), and
+        # a text that does not parse stops the read with the column named (a cast of the trimmed text would not).
+        text = f"NULLIF(trim({value}), '')"
+        target = "DOUBLE" if kind in _INTEGER_LIMITS else _DUCKDB_TYPES[kind]
+        marker = _sql_string(f"{_NOT_TYPED} | {where} | {file_col} | {kind} | ")
+        value = (
+            f"(CASE WHEN {text} IS NULL THEN NULL WHEN TRY_CAST({text} AS {target}) IS NULL "
+            f"THEN error({marker} || {value}) ELSE TRY_CAST({text} AS {target}) END)"
+        )
     if kind in _INTEGER_LIMITS and _parquet_kinds(tf, file_col) - {"integer"}:
         return _whole_sql(f"CAST({value} AS DOUBLE)", kind, str(_first_parquet(tf.path)), file_col)
     return f"CAST({value} AS {_DUCKDB_TYPES[kind]})"
@@ -1238,6 +1247,15 @@ def _translate_read_error(conn: SourceConnection, exc: Exception) -> SourceError
     text = str(exc)
     if _NOT_WHOLE in text:
         return _not_whole(text)
+    if _NOT_TYPED in text:
+        _, where, column, kind, value = (
+            part.strip() for part in text[text.index(_NOT_TYPED) + len(_NOT_TYPED) :].split(" | ", 4)
+        )
+        return SourceError(
+            f"{where}: column {column!r} holds the text {value.splitlines()[0]!r}, which is not "
+            f"{_KIND_WORDS.get(kind, kind)}; fix or remove that row, or write the Parquet file again with the column "
+            "typed (retrocohort.sources.to_parquet)"
+        )
     if _NOT_UTF8 in text:
         where = text[text.index(_NOT_UTF8) + len(_NOT_UTF8) :].split(" | ")[1].strip()
         return _not_utf8(Path(where))
