@@ -1190,6 +1190,16 @@ def _not_whole(text: str) -> SourceError:
     )
 
 
+def _not_typed(tail: str) -> SourceError:
+    """The error for a Parquet text value that does not parse as its column's type (raised by _parquet_cast)."""
+    _, where, column, kind, value = (part.strip() for part in tail.split(" | ", 4))
+    return SourceError(
+        f"{where}: column {column!r} holds the text {value.splitlines()[0] if value else value!r}, which is not "
+        f"{_KIND_WORDS.get(kind, kind)}; fix or remove that row, or write the Parquet file again with the column "
+        "typed (retrocohort.sources.to_parquet)"
+    )
+
+
 def _not_utf8(path: Path) -> SourceError:
     """The error DuckDB's reader gives for bytes that are not UTF-8, for a file Spark read (it puts U+FFFD)."""
     opener = gzip.open if path.name.endswith(".gz") else open
@@ -1248,14 +1258,7 @@ def _translate_read_error(conn: SourceConnection, exc: Exception) -> SourceError
     if _NOT_WHOLE in text:
         return _not_whole(text)
     if _NOT_TYPED in text:
-        _, where, column, kind, value = (
-            part.strip() for part in text[text.index(_NOT_TYPED) + len(_NOT_TYPED) :].split(" | ", 4)
-        )
-        return SourceError(
-            f"{where}: column {column!r} holds the text {value.splitlines()[0]!r}, which is not "
-            f"{_KIND_WORDS.get(kind, kind)}; fix or remove that row, or write the Parquet file again with the column "
-            "typed (retrocohort.sources.to_parquet)"
-        )
+        return _not_typed(text[text.index(_NOT_TYPED) + len(_NOT_TYPED) :])
     if _NOT_UTF8 in text:
         where = text[text.index(_NOT_UTF8) + len(_NOT_UTF8) :].split(" | ")[1].strip()
         return _not_utf8(Path(where))
