@@ -331,6 +331,39 @@ def parquet_with_zero_row_groups(root: Path, base: Baseline) -> Facts:
     replace_by_parquet(root, ICU, frame.slice(0, 0))
 
 
+# ------------------------------------------------------------------------------------------- item 4: more CSV shapes
+
+
+@case(P)
+def ids_and_ages_quoted(root: Path, base: Baseline) -> Facts:
+    import csv
+    import io
+
+    header, rows = read_rows(root, P)
+    buffer = io.StringIO()
+    csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\n").writerows([header, *rows])
+    write_text(table_path(root, P), buffer.getvalue())
+
+
+@case(ICU, "icu/icustays.csv.gz", "column 'subject_id'", "line {line}", "'subject_id'", "Fix or remove that row")
+def header_repeated_in_the_middle(root: Path, base: Baseline) -> Facts:
+    # Two exports concatenated as text (not as gzip members): the second header is a data row.
+    path = table_path(root, ICU)
+    header, rest = read_text(path).split("\n", 1)
+    lines = rest.split("\n")
+    write_text(path, "\n".join([header, *lines[:10], header, *lines[10:]]))
+    return {"line": 12}
+
+
+@case(A, "hosp/admissions.csv.gz", "column 'subject_id', line 5 of the file", "is not a BIGINT value", "Fix or remove")
+def data_rows_separated_by_semicolons(root: Path, base: Baseline) -> Facts:
+    # A comma header over ';' rows (an edited export): each row is one field.
+    path = table_path(root, A)
+    lines = read_text(path).split("\n")
+    lines[4] = lines[4].replace(",", ";")
+    write_text(path, "\n".join(lines))
+
+
 # ------------------------------------------------------------------------------------------- the tests
 
 
@@ -478,3 +511,18 @@ def test_parquet_text_that_is_not_a_date_names_the_column(ehr: Path, base_ehr: P
     ending = read_ending(ehr, P)
     assert isinstance(ending, str)
     assert "patients.parquet: column 'dod' holds the text '05/12/2150', which is not dates" in ending
+
+
+def test_a_table_split_into_parts_is_named_with_what_to_do(ehr: Path, flagship: rc.Study):
+    # The docs promise one file per table (or a Parquet folder of parts); parts of a CSV are not joined silently.
+    path = table_path(ehr, LAB)
+    header, rest = read_text(path).split("\n", 1)
+    lines = rest.rstrip("\n").split("\n")
+    write_text(ehr / "hosp" / "labevents_1.csv.gz", "\n".join([header, *lines[:100]]) + "\n")
+    write_text(ehr / "hosp" / "labevents_2.csv.gz", "\n".join([header, *lines[100:]]) + "\n")
+    path.unlink()
+    with pytest.raises(SourceError) as info:
+        rc.build_cohort(flagship, ehr)
+    message = str(info.value)
+    assert "table hosp/labevents not found" in message
+    assert "Found labevents_1.csv.gz, labevents_2.csv.gz there" in message and "single header line" in message

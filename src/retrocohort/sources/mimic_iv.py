@@ -476,6 +476,25 @@ def layout_hint(path: Path) -> str:
     return ""
 
 
+def _parts_hint(path: Path, table: str) -> str:
+    """When a table is missing but files named like its parts are there (labevents_1.csv.gz, ...): say so."""
+    folder, short = (path / table).parent, table.split("/")[1]
+    with contextlib.suppress(OSError):
+        parts = sorted(
+            p.name
+            for p in folder.iterdir()
+            if p.name.lower().startswith(short) and p.name[len(short) : len(short) + 1] in ("_", "-", ".", "0", "1")
+        )
+        if parts:
+            shown = ", ".join(parts[:5]) + (", ..." if len(parts) > 5 else "")
+            return (
+                f". Found {shown} there: a table split into several CSV files is not read as one (MIMIC-IV ships one "
+                f"file per table); join them into {short}.csv.gz with a single header line, or write a Parquet folder "
+                f"{short}.parquet/ of parts, then rerun"
+            )
+    return ""
+
+
 class MimicIV:
     """A MIMIC-IV folder (``hosp/`` and ``icu/``), read lazily.
 
@@ -641,6 +660,7 @@ class MimicIV:
             f"table {name} not found in {self.path} (looked for {tried}); {why}. It ships in the {module} "
             f"module of {SUPPORTED_VERSIONS}: copy it into the folder"
             + (", or remove those concepts from the study" if concepts else "")
+            + _parts_hint(self.path, name)
         )
 
     def connect(
