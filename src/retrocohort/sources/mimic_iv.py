@@ -1247,7 +1247,6 @@ def _find_not_whole(path: Path, column: str, limit: int) -> tuple[int, str, int]
 
     opener = gzip.open if path.name.endswith(".gz") else open
     first: tuple[int, str] | None = None
-    rows = 0
     try:
         with opener(path, "rb") as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="") as f:
             reader = csv.reader(f)
@@ -1265,12 +1264,39 @@ def _find_not_whole(path: Path, column: str, limit: int) -> tuple[int, str, int]
                 except ValueError:
                     whole = False
                 if not whole:
-                    rows += 1
-                    if first is None:
-                        first = (reader.line_num, text)
+                    first = (reader.line_num, text)
+                    break
     except (OSError, EOFError, csv.Error):
         return None
-    return (first[0], first[1], rows) if first is not None else None
+    if first is None:
+        return None
+    # The first line by Python (exact line numbers, and it stops there); the count by DuckDB, which reads the
+    # whole file many times faster than Python's csv module (minutes saved on chartevents).
+    rows = _count_not_whole(path, column, limit)
+    return (first[0], first[1], rows if rows is not None else 1)
+
+
+def _count_not_whole(path: Path, column: str, limit: int) -> int | None:
+    """How many values of ``column`` in a CSV file are not whole numbers within ``limit`` (None: cannot count)."""
+    import duckdb
+
+    value = f"trim({_q(column)})"
+    number = f"TRY_CAST({value} AS DOUBLE)"
+    con = duckdb.connect()
+    try:
+        # Every column as text, named from the header as the readers name them (the same quoting rules).
+        columns = ", ".join(f"{_sql_string(c)}: 'VARCHAR'" for c in _read_csv_header(path))
+        relation = (
+            f"read_csv({_sql_string(str(path))}, header = true, auto_detect = false, delim = ',', quote = '\"', "
+            f"escape = '\"', columns = {{{columns}}})"
+        )
+        whole = f"coalesce({number} = trunc({number}) AND abs({number}) <= {limit}, false)"
+        found = con.execute(f"SELECT count(*) FROM {relation} WHERE {value} <> '' AND NOT {whole}").fetchone()
+        return int(found[0]) if found else None
+    except (duckdb.Error, SourceError):
+        return None
+    finally:
+        con.close()
 
 
 def _translate_read_error(conn: SourceConnection, exc: Exception) -> SourceError | None:
