@@ -8,7 +8,8 @@ Every case copies the session's synthetic EHR, damages one table and reads it th
 - **read the same**: the rows equal the undamaged folder's (the damage is a harmless shape).
 
 The cases marked for both engines run again on Spark (``test_spark_ends_as_duckdb``, one Spark session for
-all of them): the same study on the same data must end the same way on both engines.
+all of them): the same study on the same data must end the same way on both engines. Spark runs those where
+the engines used to differ, or might (about 2.5 s a case on 2 cores), not every harmless shape.
 """
 
 from __future__ import annotations
@@ -143,12 +144,12 @@ def hexadecimal_itemid(root: Path, base: Baseline) -> Facts:
     return set_value(root, INP, "itemid", "0x10", bystander(base), limit=1)
 
 
-@case(P, "column 'subject_id'", "line {line}", "'10,000,032'", "BIGINT", spark=True)
+@case(P, "column 'subject_id'", "line {line}", "'10,000,032'", "BIGINT")
 def thousands_separator_in_a_quoted_id(root: Path, base: Baseline) -> Facts:
     return set_value(root, P, "subject_id", "10,000,032", bystander(base), limit=1)
 
 
-@case(P, "column 'anchor_age'", "line {line}", "'true'", "INTEGER", spark=True)
+@case(P, "column 'anchor_age'", "line {line}", "'true'", "INTEGER")
 def boolean_in_an_integer_column(root: Path, base: Baseline) -> Facts:
     return set_value(root, P, "anchor_age", "true", bystander(base), limit=1)
 
@@ -256,7 +257,7 @@ def crlf_inside_quoted_values(root: Path, base: Baseline) -> Facts:
     set_value(root, A, "insurance", "Medic,aid\r\nplan", lambda d: True, limit=20)
 
 
-@case(ICU, spark=True)
+@case(ICU)
 def trailing_empty_lines(root: Path, base: Baseline) -> Facts:
     path = table_path(root, ICU)
     write_text(path, read_text(path) + "\n\n\n")
@@ -265,7 +266,7 @@ def trailing_empty_lines(root: Path, base: Baseline) -> Facts:
 # ------------------------------------------------------------------------------------------- item 4: Parquet shapes
 
 
-@case(ICU, spark=True)
+@case(ICU)
 def parquet_ids_as_int32(root: Path, base: Baseline) -> Facts:
     types = {c: pa.int32() for c in ("subject_id", "hadm_id", "stay_id")}
     replace_by_parquet(root, ICU, typed_parquet(root, ICU, types | {"intime": pa.timestamp("s")}))
@@ -277,7 +278,7 @@ def parquet_ids_as_whole_decimals(root: Path, base: Baseline) -> Facts:
     replace_by_parquet(root, ICU, typed_parquet(root, ICU, types))
 
 
-@case(P, spark=True)
+@case(P)
 def parquet_dictionary_encoded_text(root: Path, base: Baseline) -> Facts:
     frame = typed_parquet(root, P, {"subject_id": pa.int64()})
     at = frame.schema.get_field_index("gender")
@@ -285,7 +286,7 @@ def parquet_dictionary_encoded_text(root: Path, base: Baseline) -> Facts:
     replace_by_parquet(root, P, frame)
 
 
-@case(A, spark=True)
+@case(A)
 def parquet_with_a_list_column_never_read(root: Path, base: Baseline) -> Facts:
     frame = typed_parquet(root, A, {})
     replace_by_parquet(root, A, frame.append_column("tags", pa.array([["x", "y"]] * frame.num_rows)))
@@ -308,7 +309,7 @@ def parquet_parts_with_int32_int64_and_double_ids(root: Path, base: Baseline) ->
     table_path(root, ICU).unlink()
 
 
-@case(ICU, spark=True)
+@case(ICU)
 def parquet_times_in_seconds_and_milliseconds(root: Path, base: Baseline) -> Facts:
     types = {"intime": pa.timestamp("s"), "outtime": pa.timestamp("ms")}
     replace_by_parquet(root, ICU, typed_parquet(root, ICU, types))
@@ -320,7 +321,7 @@ def parquet_times_in_nanoseconds(root: Path, base: Baseline) -> Facts:
     replace_by_parquet(root, ICU, typed_parquet(root, ICU, {"intime": pa.timestamp("ns")}))
 
 
-@case(ICU, spark=True)
+@case(ICU)
 def parquet_with_many_small_row_groups(root: Path, base: Baseline) -> Facts:
     replace_by_parquet(root, ICU, typed_parquet(root, ICU, {}), row_group_size=7)
 
@@ -457,7 +458,7 @@ def test_spark_ends_as_duckdb(spark_session: Any, base_ehr: Path, baseline: Base
             failures.append(f"{hostile.id}: {exc}")
         shutil.rmtree(root)
     assert not failures, "\n".join(failures)
-    assert len(SPARK_CASES) >= 15
+    assert len(SPARK_CASES) >= 12
 
 
 # ------------------------------------------------------------------------------------------- item 3: gzip trailer
