@@ -365,6 +365,13 @@ def data_rows_separated_by_semicolons(root: Path, base: Baseline) -> Facts:
     write_text(path, "\n".join(lines))
 
 
+@case(P, "patients.parquet: column 'anchor_age' holds the text 'old'", "write the Parquet file again", spark=True)
+def parquet_text_that_is_not_a_number(root: Path, base: Baseline) -> Facts:
+    # Before, on Spark: its cast error (CAST_INVALID_INPUT) came out untranslated, with a traceback.
+    frame = typed_parquet(root, P, {})
+    replace_by_parquet(root, P, with_value(frame, "anchor_age", 3, "old"))
+
+
 # ------------------------------------------------------------------------------------------- the tests
 
 

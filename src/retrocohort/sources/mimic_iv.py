@@ -1093,8 +1093,13 @@ def _spark_frame(session: Any, tf: TableFile, spec: TableSpec, spelt: dict[str, 
         value = F.col(f"`{file_col}`")
         stored = _parquet_kinds(tf, file_col) if tf.format == "parquet" else {"text"}
         if tf.format == "parquet" and kind != "string" and "text" in stored:
-            # An empty text is an empty value, as in a CSV (see _parquet_cast).
-            value = F.when(F.trim(value) == "", F.lit(None)).otherwise(value)
+            # An empty text is an empty value, as in a CSV, and a text that does not parse stops the read with
+            # the message DuckDB's view gives (see _parquet_cast); Spark's own cast error names no column.
+            text = F.when(F.trim(value) == "", F.lit(None)).otherwise(F.trim(value))
+            parsed = text.try_cast(T.DoubleType() if kind in _INTEGER_LIMITS else _spark_type(kind))
+            marker = F.lit(f"{_NOT_TYPED} | {where} | {file_col} | {kind} | ")
+            refuse = F.raise_error(F.concat(marker, value.cast("string")))
+            value = F.when(text.isNull(), F.lit(None)).when(parsed.isNull(), refuse).otherwise(parsed)
         if kind in _INTEGER_LIMITS and stored - {"integer"}:
             number = value.cast(T.DoubleType())
             refuse = F.raise_error(
@@ -1213,8 +1218,10 @@ def _not_whole(text: str) -> SourceError:
 def _not_typed(tail: str) -> SourceError:
     """The error for a Parquet text value that does not parse as its column's type (raised by _parquet_cast)."""
     _, where, column, kind, value = (part.strip() for part in tail.split(" | ", 4))
+    # Spark ends the message line with its error class's SQLSTATE; DuckDB with nothing.
+    value = re.sub(r"\s*SQLSTATE: \w+$", "", value.splitlines()[0]) if value else value
     return SourceError(
-        f"{where}: column {column!r} holds the text {value.splitlines()[0] if value else value!r}, which is not "
+        f"{where}: column {column!r} holds the text {value!r}, which is not "
         f"{_KIND_WORDS.get(kind, kind)}; fix or remove that row, or write the Parquet file again with the column "
         "typed (retrocohort.sources.to_parquet)"
     )
