@@ -54,8 +54,8 @@ def test_check_names_a_cut_download(ehr: Path):
 
 
 def test_check_reads_to_the_end_and_finds_a_bad_checksum(ehr: Path):
-    # The engines never verify a gzip's CRC (its rows are intact), so only `check` can say the file differs
-    # from what was published: it reads every file to its end.
+    # The engines never verify a gzip's CRC (its rows are intact): `check` reads every file to its end, and a
+    # study run verifies the trailer of each csv.gz it reads (test_hostile_round3.py, the same message).
     path = table_path(ehr, P)
     data = bytearray(path.read_bytes())
     data[-8] ^= 0xFF

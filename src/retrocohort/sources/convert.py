@@ -46,7 +46,6 @@ import pandas as pd
 
 from ..errors import InputError, SourceError
 from .mimic_iv import (
-    _DUCKDB_TYPES,
     _EXTENSIONS,
     CONCEPT_SCHEMA,
     DATE_FORMAT_DUCKDB,
@@ -55,8 +54,11 @@ from .mimic_iv import (
     MimicIV,
     SourceConnection,
     TableFile,
+    _q,
+    _read_type,
     _sql_string,
     _translate_read_error,
+    _whole_sql,
 )
 
 #: ``progress(table, done_bytes, total_bytes)``: bytes of the source file read so far (an estimate from
@@ -185,13 +187,16 @@ def _column_types(tf: TableFile) -> dict[str, str]:
     for schema in (SCHEMA, CONCEPT_SCHEMA):
         spec = schema.get(tf.table)
         if spec is not None:
-            typed.update({col: _DUCKDB_TYPES[c.type] for col, c in spec.columns.items()})
-    return {c: typed.get(c.lower(), "VARCHAR") for c in tf.header}
+            typed.update({col: c.type for col, c in spec.columns.items()})
+    return {c: typed.get(c.lower(), "") for c in tf.header}
 
 
 def _read_csv_sql(tf: TableFile) -> str:
     """The readers' ``read_csv`` call for one file (same options as ``mimic_iv._connect_duckdb``)."""
-    columns = ", ".join(f"{_sql_string(c)}: {_sql_string(kind)}" for c, kind in _column_types(tf).items())
+    columns = ", ".join(
+        f"{_sql_string(c)}: {_sql_string(_read_type(kind) if kind else 'VARCHAR')}"
+        for c, kind in _column_types(tf).items()
+    )
     return (
         f"read_csv({_sql_string(str(tf.path))}, header = true, auto_detect = false, delim = ',', "
         f"quote = '\"', escape = '\"', columns = {{{columns}}}, "
@@ -304,7 +309,12 @@ def _convert_csv(con: Any, source: MimicIV, tf: TableFile, tmp: Path, progress: 
     import duckdb
 
     total = tf.path.stat().st_size
-    sql = f"COPY (SELECT * FROM {_read_csv_sql(tf)}) TO {_sql_string(str(tmp))} (FORMAT parquet)"
+    # Whole-number columns through the readers' test (a fraction is refused, not rounded into another id).
+    select = ", ".join(
+        f"{_whole_sql(_q(c), kind, str(tf.path), c)} AS {_q(c)}" if kind else _q(c)
+        for c, kind in _column_types(tf).items()
+    )
+    sql = f"COPY (SELECT {select} FROM {_read_csv_sql(tf)}) TO {_sql_string(str(tmp))} (FORMAT parquet)"
     try:
         copied = _run_with_progress(con, sql, tf.table, total, progress)
     except duckdb.Error as exc:

@@ -54,6 +54,36 @@ _DUCKDB_TYPES: dict[str, str] = {
     "date": "DATE",
 }
 
+# Whole-number columns are read as DOUBLE and cast in the view, because DuckDB's reader (like its casts) rounds
+# a fraction into an integer column: a subject_id 10000032.5 became patient 10000033 and anchor_age 60.5 became
+# 61. A double holds every whole number below 2**53 exactly, so the view can test that the value read is whole
+# and in range, cast it, and stop the read on any other value (``error()``; the translation below names the
+# file, column, line and how many rows).
+_INTEGER_LIMITS: dict[str, int] = {"int64": 2**53 - 1, "int32": 2**31 - 1}
+_NOT_WHOLE = "retrocohort: not a whole number"
+_NOT_TYPED = "retrocohort: text that does not parse"
+_CSV_PRUNING = "spark.sql.csv.parser.columnPruning.enabled"
+
+
+def _read_type(kind: str) -> str:
+    """The DuckDB type a CSV column of ``kind`` is parsed as (DOUBLE for whole numbers: see _INTEGER_LIMITS)."""
+    return "DOUBLE" if kind in _INTEGER_LIMITS else _DUCKDB_TYPES[kind]
+
+
+def _whole_sql(expr: str, kind: str, where: str, column: str) -> str:
+    """SQL casting ``expr`` (a DOUBLE) to ``kind``; any value that is not a whole number in range stops the read.
+
+    ``where`` (the file) and ``column`` travel in the error text, so the translation can find the rows.
+    """
+    if kind not in _INTEGER_LIMITS:
+        return f"CAST({expr} AS {_DUCKDB_TYPES[kind]})"
+    marker = _sql_string(f"{_NOT_WHOLE} | {where} | {column} | {kind} | ")
+    return (
+        f"CASE WHEN {expr} IS NULL THEN NULL WHEN {expr} = trunc({expr}) AND abs({expr}) <= {_INTEGER_LIMITS[kind]} "
+        f"THEN CAST({expr} AS {_DUCKDB_TYPES[kind]}) ELSE error({marker} || CAST({expr} AS VARCHAR)) END"
+    )
+
+
 SUPPORTED_VERSIONS = (
     "MIMIC-IV v2.2, v3.0 and v3.1 (any release since v2.0, which introduced the hosp/ and icu/ folders)"
 )
@@ -446,6 +476,25 @@ def layout_hint(path: Path) -> str:
     return ""
 
 
+def _parts_hint(path: Path, table: str) -> str:
+    """When a table is missing but files named like its parts are there (labevents_1.csv.gz, ...): say so."""
+    folder, short = (path / table).parent, table.split("/")[1]
+    with contextlib.suppress(OSError):
+        parts = sorted(
+            p.name
+            for p in folder.iterdir()
+            if p.name.lower().startswith(short) and p.name[len(short) : len(short) + 1] in ("_", "-", ".", "0", "1")
+        )
+        if parts:
+            shown = ", ".join(parts[:5]) + (", ..." if len(parts) > 5 else "")
+            return (
+                f". Found {shown} there: a table split into several CSV files is not read as one (MIMIC-IV ships one "
+                f"file per table); join them into {short}.csv.gz with a single header line, or write a Parquet folder "
+                f"{short}.parquet/ of parts, then rerun"
+            )
+    return ""
+
+
 class MimicIV:
     """A MIMIC-IV folder (``hosp/`` and ``icu/``), read lazily.
 
@@ -611,6 +660,7 @@ class MimicIV:
             f"table {name} not found in {self.path} (looked for {tried}); {why}. It ships in the {module} "
             f"module of {SUPPORTED_VERSIONS}: copy it into the folder"
             + (", or remove those concepts from the study" if concepts else "")
+            + _parts_hint(self.path, name)
         )
 
     def connect(
@@ -671,6 +721,7 @@ class SourceConnection:
     # Narrow cached copies of concept tables (retrocohort.concepts.scan.read_once): while pinned,
     # concept_table returns the copy, so every concept filters the rows read in one scan.
     scans: dict[str, Any] = field(default_factory=dict)
+    spark_pruning: str | None = None  # the caller's spark.sql.csv.parser.columnPruning.enabled, restored on close
 
     def table(self, name: str) -> Any:
         """The ibis table of ``name`` ("icu/inputevents") as the cohort reads it: the columns of :data:`SCHEMA`,
@@ -850,6 +901,8 @@ class SourceConnection:
                     session.catalog.dropTempView(view)
             if self.spark_time_zone is not None:
                 session.conf.set("spark.sql.session.timeZone", self.spark_time_zone)
+            if self.spark_pruning is not None:
+                session.conf.set(_CSV_PRUNING, self.spark_pruning)
 
 
 def _present_columns(spec: TableSpec, tf: TableFile) -> tuple[dict[str, str], tuple[str, ...]]:
@@ -867,7 +920,53 @@ def _sql_string(value: str) -> str:
 def _csv_column_type(spec: TableSpec, wanted: dict[str, str], file_column: str) -> str:
     # DuckDB type of a csv header column: ours when we read it (wanted: lower-case file name -> ours), else VARCHAR
     ours = wanted.get(file_column.lower())
-    return _DUCKDB_TYPES[spec.columns[ours].type] if ours is not None else "VARCHAR"
+    return _read_type(spec.columns[ours].type) if ours is not None else "VARCHAR"
+
+
+def _q(name: str) -> str:
+    """A column name quoted for DuckDB SQL."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _parquet_cast(tf: TableFile, file_col: str, kind: str) -> str:
+    """SQL reading a Parquet column as ``kind``: a whole-number column stored as a double, a decimal or text is
+    tested as the CSV reader's are (a plain CAST would round 10000032.5 to another patient)."""
+    value = _q(file_col)
+    where = str(_first_parquet(tf.path))
+    if kind != "string" and _parquet_kinds(tf, file_col) & {"text"}:
+        # An empty text is an empty value, as in a CSV (an all-text conversion writes "" for an empty date), and
+        # a text that does not parse stops the read with the column named (a cast of the trimmed text would not).
+        text = f"NULLIF(trim({value}), '')"
+        target = "DOUBLE" if kind in _INTEGER_LIMITS else _DUCKDB_TYPES[kind]
+        marker = _sql_string(f"{_NOT_TYPED} | {where} | {file_col} | {kind} | ")
+        value = (
+            f"(CASE WHEN {text} IS NULL THEN NULL WHEN TRY_CAST({text} AS {target}) IS NULL "
+            f"THEN error({marker} || {value}) ELSE TRY_CAST({text} AS {target}) END)"
+        )
+    if kind in _INTEGER_LIMITS and _parquet_kinds(tf, file_col) - {"integer"}:
+        return _whole_sql(f"CAST({value} AS DOUBLE)", kind, str(_first_parquet(tf.path)), file_col)
+    return f"CAST({value} AS {_DUCKDB_TYPES[kind]})"
+
+
+def _parquet_kinds(tf: TableFile, file_col: str) -> set[str]:
+    """How the parts of a Parquet table store a column: "integer", "text" or "other", one per part type.
+
+    Every part of a folder: the engines cast a later part to the first part's type, rounding a double there.
+    """
+    import pyarrow.parquet as pq
+    import pyarrow.types as pat
+
+    parts = [tf.path] if tf.path.is_file() else sorted(tf.path.glob("*.parquet"))
+    kinds = set()
+    for part in parts:
+        schema = pq.read_schema(part)
+        if file_col in schema.names:
+            arrow_type = schema.field(file_col).type
+            if pat.is_dictionary(arrow_type):
+                arrow_type = arrow_type.value_type
+            text = pat.is_string(arrow_type) or pat.is_large_string(arrow_type)
+            kinds.add("integer" if pat.is_integer(arrow_type) else "text" if text else "other")
+    return kinds
 
 
 def _connect_duckdb(source: MimicIV, files: dict[str, TableFile | None], config: dict[str, Any]) -> SourceConnection:
@@ -905,13 +1004,15 @@ def _connect_duckdb(source: MimicIV, files: dict[str, TableFile | None], config:
                 f"timestampformat = {_sql_string(TIMESTAMP_FORMAT_DUCKDB)}, "
                 f"dateformat = {_sql_string(DATE_FORMAT_DUCKDB)})"
             )
-            select = ", ".join(f'"{file_col}" AS {col}' for col, file_col in spelt.items())
+            select = ", ".join(
+                f"{_whole_sql(f'{_q(file_col)}', spec.columns[col].type, str(tf.path), file_col)} AS {col}"
+                for col, file_col in spelt.items()
+            )
         else:
             pattern = str(tf.path) if tf.path.is_file() else str(tf.path / "*.parquet")
             relation = f"read_parquet({_sql_string(pattern)})"
             select = ", ".join(
-                f'CAST("{file_col}" AS {_DUCKDB_TYPES[spec.columns[col].type]}) AS {col}'
-                for col, file_col in spelt.items()
+                f"{_parquet_cast(tf, file_col, spec.columns[col].type)} AS {col}" for col, file_col in spelt.items()
             )
         con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT {select} FROM {relation}")
         views[name] = view
@@ -932,10 +1033,101 @@ def _spark_type(kind: str) -> Any:
     }[kind]
 
 
-def _connect_spark(source: MimicIV, files: dict[str, TableFile | None], spark: Any) -> SourceConnection:
-    import ibis
+_NOT_UTF8 = "retrocohort: not UTF-8"
+
+
+def _spark_frame(session: Any, tf: TableFile, spec: TableSpec, spelt: dict[str, str]) -> Any:
+    """A Spark frame of the columns ``spelt`` (ours -> as in the file) of one table file, read as DuckDB reads it.
+
+    Spark's CSV reader accepts what DuckDB refuses, so the same study would end differently on the two engines.
+    Here: whole-number columns are parsed as doubles and tested (a fraction stops the read, as on DuckDB, and
+    "10000032.0" reads as 10000032, which Spark's integer parser refused); ``multiLine`` so that a quoted line
+    break stays inside its value (without it a quoted CRLF split the row in two); ``FAILFAST`` with column
+    pruning off (set on the session in _connect_spark) so that a row with an extra field is refused, not cut;
+    and a text column holding U+FFFD, which Spark puts for bytes that are not UTF-8, stops the read.
+    """
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
+
+    wanted = {v.lower(): k for k, v in spelt.items()}
+
+    def read_kind(kind: str) -> Any:
+        return T.DoubleType() if kind in _INTEGER_LIMITS else _spark_type(kind)
+
+    if tf.format == "csv":
+        schema = T.StructType(
+            [
+                T.StructField(
+                    c, read_kind(spec.columns[wanted[c.lower()]].type) if c.lower() in wanted else T.StringType()
+                )
+                for c in tf.header
+            ]
+        )
+        frame = (
+            session.read.option("header", "true")
+            .option("mode", "FAILFAST")
+            .option("multiLine", "true")
+            .option("encoding", "UTF-8")
+            .option("timestampNTZFormat", TIMESTAMP_FORMAT_SPARK)
+            .option("timestampFormat", TIMESTAMP_FORMAT_SPARK)
+            .option("dateFormat", DATE_FORMAT_SPARK)
+            .option("escape", '"')
+            .schema(schema)
+            .csv(str(tf.path))
+        )
+    else:
+        try:
+            frame = session.read.parquet(str(tf.path))
+        except Exception as exc:  # pyspark's AnalysisException; no common base class to name
+            if "PARQUET_TYPE_ILLEGAL" not in str(exc):
+                raise
+            raise SourceError(
+                f"{tf.path}: Spark cannot read a column type of this Parquet file ({str(exc).splitlines()[0][:160]}); "
+                "timestamps in nanoseconds (pandas' default) are the usual cause. Write the file again with "
+                "microsecond timestamps (pyarrow: coerce_timestamps='us'; retrocohort convert does), or run on DuckDB"
+            ) from None
+    where = str(tf.path if tf.format == "csv" else _first_parquet(tf.path))
+    columns = []
+    for col, file_col in spelt.items():
+        kind = spec.columns[col].type
+        value = F.col(f"`{file_col}`")
+        stored = _parquet_kinds(tf, file_col) if tf.format == "parquet" else {"text"}
+        if tf.format == "parquet" and kind != "string" and "text" in stored:
+            # An empty text is an empty value, as in a CSV, and a text that does not parse stops the read with
+            # the message DuckDB's view gives (see _parquet_cast); Spark's own cast error names no column.
+            text = F.when(F.trim(value) == "", F.lit(None)).otherwise(F.trim(value))
+            parsed = text.try_cast(T.DoubleType() if kind in _INTEGER_LIMITS else _spark_type(kind))
+            marker = F.lit(f"{_NOT_TYPED} | {where} | {file_col} | {kind} | ")
+            refuse = F.raise_error(F.concat(marker, value.cast("string")))
+            value = F.when(text.isNull(), F.lit(None)).when(parsed.isNull(), refuse).otherwise(parsed)
+        if kind in _INTEGER_LIMITS and stored - {"integer"}:
+            number = value.cast(T.DoubleType())
+            refuse = F.raise_error(
+                F.concat(F.lit(f"{_NOT_WHOLE} | {where} | {file_col} | {kind} | "), value.cast("string"))
+            )
+            whole = (number == F.floor(number)) & (F.abs(number) <= F.lit(float(_INTEGER_LIMITS[kind])))
+            value = F.when(number.isNull(), F.lit(None)).when(whole, number.cast(_spark_type(kind))).otherwise(refuse)
+        elif kind == "string" and tf.format == "csv":
+            refuse = F.raise_error(F.lit(f"{_NOT_UTF8} | {where} | {file_col} | "))
+            value = F.when(value.contains("\ufffd"), refuse).otherwise(value)
+        columns.append(value.cast(_spark_type(kind)).alias(col))
+    if tf.format == "parquet" and tf.path.is_dir():
+        import pyarrow.parquet as pq
+
+        parts = sorted(tf.path.glob("*.parquet"))
+        if len({pq.read_schema(part).remove_metadata() for part in parts}) > 1:
+            # Spark reads a folder with the first part's types and fails on a part that stores a column otherwise
+            # (int32 beside int64 or double), which DuckDB reads; each part is read and cast on its own instead.
+            frames = [session.read.parquet(str(part)).select(*columns) for part in parts]
+            united = frames[0]
+            for more in frames[1:]:
+                united = united.unionByName(more)
+            return united, [F.col(col) for col in spelt]
+    return frame, columns
+
+
+def _connect_spark(source: MimicIV, files: dict[str, TableFile | None], spark: Any) -> SourceConnection:
+    import ibis
 
     session = spark if spark is not None else local_spark_session()
     # Date arithmetic (dod cast to a timestamp) goes through Spark's zoned TIMESTAMP type; in a session
@@ -943,6 +1135,10 @@ def _connect_spark(source: MimicIV, files: dict[str, TableFile | None], spark: A
     # caller's session its own setting back in close().
     previous_zone = session.conf.get("spark.sql.session.timeZone")
     session.conf.set("spark.sql.session.timeZone", "UTC")
+    # With column pruning Spark's CSV parser reads only the selected fields and never sees a row's extra field
+    # (DuckDB refuses the row); without it FAILFAST does. Given back in close().
+    previous_pruning = session.conf.get(_CSV_PRUNING, "true")
+    session.conf.set(_CSV_PRUNING, "false")
     backend = ibis.pyspark.connect(session)
     token = uuid.uuid4().hex[:8]
     views: dict[str, str] = {}
@@ -953,39 +1149,14 @@ def _connect_spark(source: MimicIV, files: dict[str, TableFile | None], spark: A
         spec = SCHEMA[name]
         spelt, optional = _present_columns(spec, tf)
         optional_present[name] = optional
-        wanted = {v.lower(): k for k, v in spelt.items()}
-        if tf.format == "csv":
-            schema = T.StructType(
-                [
-                    T.StructField(
-                        c, _spark_type(spec.columns[wanted[c.lower()]].type) if c.lower() in wanted else T.StringType()
-                    )
-                    for c in tf.header
-                ]
-            )
-            frame = (
-                session.read.option("header", "true")
-                .option("mode", "FAILFAST")
-                .option("timestampNTZFormat", TIMESTAMP_FORMAT_SPARK)
-                .option("timestampFormat", TIMESTAMP_FORMAT_SPARK)
-                .option("dateFormat", DATE_FORMAT_SPARK)
-                .option("escape", '"')
-                .schema(schema)
-                .csv(str(tf.path))
-            )
-            frame = frame.select(*[F.col(f"`{file_col}`").alias(col) for col, file_col in spelt.items()])
-        else:
-            frame = session.read.parquet(str(tf.path))
-            frame = frame.select(
-                *[
-                    F.col(f"`{file_col}`").cast(_spark_type(spec.columns[col].type)).alias(col)
-                    for col, file_col in spelt.items()
-                ]
-            )
+        frame, columns = _spark_frame(session, tf, spec, spelt)
+        frame = frame.select(*columns)
         view = f"rc_{token}_{name.replace('/', '_')}"
         frame.createOrReplaceTempView(view)
         views[name] = view
-    return SourceConnection(source, "spark", backend, files, views, optional_present, previous_zone)
+    return SourceConnection(
+        source, "spark", backend, files, views, optional_present, previous_zone, spark_pruning=previous_pruning
+    )
 
 
 _DUCKDB_CSV_ERROR = re.compile(r"CSV Error on Line: (\d+)")
@@ -997,13 +1168,153 @@ _DUCKDB_FILE = re.compile(r"file = (.+)")
 _DUCKDB_WIDTHS = re.compile(r"Expected Number of Columns: (\d+) Found: (\d+)")
 
 
+# A text Parquet column cast to a date or timestamp words it otherwise ("invalid date field format: ...").
+_DUCKDB_CAST_TIME = re.compile(r'invalid (\w+) field format: "([^"]*)".*? when casting from source column (\w+)')
 _DUCKDB_CAST_COLUMN = re.compile(r"Could not convert string '([^']*)' to (\w+) when casting from source column (\w+)")
 _GZIP_TROUBLE = ("gzip", "zlib", "unexpected end of", "inflate")
 _GZ_PATH = re.compile(r"(\S+\.gz)\b")
 
 
+def _integer_kind(column: str | None) -> str | None:
+    """The whole-number kind ("int64", "int32") the readers give a column (same in every table), else None."""
+    for schema in (SCHEMA, CONCEPT_SCHEMA):
+        for spec in schema.values():
+            found = spec.columns.get((column or "").lower())
+            if found is not None and found.type in _INTEGER_LIMITS:
+                return found.type
+    return None
+
+
+def _not_whole(text: str) -> SourceError:
+    """The error for a value of a whole-number column that is not one (raised by the view's test, _whole_sql).
+
+    The engine stops at the first such value it reads, without a line; the file is read again here (only after
+    the read failed) to name the first such line and count the rows.
+    """
+    tail = text[text.index(_NOT_WHOLE) + len(_NOT_WHOLE) :]
+    _, where, column, kind, value = (part.strip() for part in tail.split(" | ", 4))
+    # The engine's own rendering of the double (Spark: 3.00006185E7, then its error text): the shortest form.
+    value = value.split()[0] if value.split() else value
+    with contextlib.suppress(ValueError):
+        value = repr(float(value))
+    limit = _INTEGER_LIMITS.get(kind, _INTEGER_LIMITS["int64"])
+    path = Path(where)
+    found = _find_not_whole(path, column, limit) if not path.name.endswith(".parquet") else None
+    sql_kind = _DUCKDB_TYPES.get(kind, kind)
+    if found is None:
+        located, example = "", value
+    else:
+        line, example, rows = found
+        located = f", line {line} of the file (data row {line - 1} after the header; the first of {rows} row(s))"
+    return SourceError(
+        f"{where}: column {column!r}{located}: the value {example!r} is not a whole number within the range "
+        f"of {sql_kind} ({kind}), and {column} is read as whole numbers. Rounding it would turn it into another "
+        f"value (10000032.5 is neither 10000032 nor 10000033; for a key, another patient, admission or item), so "
+        "the file is refused. Fix or remove that row; if many rows have such values, the export turned whole "
+        "numbers into fractions or text (a spreadsheet, a float conversion): export the table again, then rerun."
+    )
+
+
+def _not_typed(tail: str) -> SourceError:
+    """The error for a Parquet text value that does not parse as its column's type (raised by _parquet_cast)."""
+    _, where, column, kind, value = (part.strip() for part in tail.split(" | ", 4))
+    # Spark ends the message line with its error class's SQLSTATE; DuckDB with nothing.
+    value = re.sub(r"\s*SQLSTATE: \w+$", "", value.splitlines()[0]) if value else value
+    return SourceError(
+        f"{where}: column {column!r} holds the text {value!r}, which is not "
+        f"{_KIND_WORDS.get(kind, kind)}; fix or remove that row, or write the Parquet file again with the column "
+        "typed (retrocohort.sources.to_parquet)"
+    )
+
+
+def _not_utf8(path: Path) -> SourceError:
+    """The error DuckDB's reader gives for bytes that are not UTF-8, for a file Spark read (it puts U+FFFD)."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    number = 0
+    with contextlib.suppress(OSError, EOFError), opener(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):  # noqa: B007 - the line found is used after the loop
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                break
+        else:
+            number = 0
+    where = f"line {number} of the file (data row {number - 1} after the header)" if number else "a line"
+    return SourceError(
+        f"{path}: {where} is not UTF-8 text (e.g. Latin-1 or Windows-1252 bytes from a re-saved export); MIMIC-IV "
+        "files are UTF-8. Convert the file (e.g. iconv -f latin1 -t utf-8) or get it again, then rerun."
+    )
+
+
+def _find_not_whole(path: Path, column: str, limit: int) -> tuple[int, str, int] | None:
+    """(first line, its value, rows) of the values of ``column`` in a CSV file that are not whole numbers in range."""
+    import csv
+    import io
+    import math
+
+    opener = gzip.open if path.name.endswith(".gz") else open
+    first: tuple[int, str] | None = None
+    try:
+        with opener(path, "rb") as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="") as f:
+            reader = csv.reader(f)
+            header = [name.strip().strip('"').lower() for name in next(reader, [])]
+            if column.lower() not in header:
+                return None
+            at = header.index(column.lower())
+            for row in reader:
+                text = row[at].strip() if at < len(row) else ""
+                if not text:
+                    continue
+                try:
+                    number = float(text)
+                    whole = math.isfinite(number) and number.is_integer() and abs(number) <= limit
+                except ValueError:
+                    whole = False
+                if not whole:
+                    first = (reader.line_num, text)
+                    break
+    except (OSError, EOFError, csv.Error):
+        return None
+    if first is None:
+        return None
+    # The first line by Python (exact line numbers, and it stops there); the count by DuckDB, which reads the
+    # whole file many times faster than Python's csv module (minutes saved on chartevents).
+    rows = _count_not_whole(path, column, limit)
+    return (first[0], first[1], rows if rows is not None else 1)
+
+
+def _count_not_whole(path: Path, column: str, limit: int) -> int | None:
+    """How many values of ``column`` in a CSV file are not whole numbers within ``limit`` (None: cannot count)."""
+    import duckdb
+
+    value = f"trim({_q(column)})"
+    number = f"TRY_CAST({value} AS DOUBLE)"
+    con = duckdb.connect()
+    try:
+        # Every column as text, named from the header as the readers name them (the same quoting rules).
+        columns = ", ".join(f"{_sql_string(c)}: 'VARCHAR'" for c in _read_csv_header(path))
+        relation = (
+            f"read_csv({_sql_string(str(path))}, header = true, auto_detect = false, delim = ',', quote = '\"', "
+            f"escape = '\"', columns = {{{columns}}})"
+        )
+        whole = f"coalesce({number} = trunc({number}) AND abs({number}) <= {limit}, false)"
+        found = con.execute(f"SELECT count(*) FROM {relation} WHERE {value} <> '' AND NOT {whole}").fetchone()
+        return int(found[0]) if found else None
+    except (duckdb.Error, SourceError):
+        return None
+    finally:
+        con.close()
+
+
 def _translate_read_error(conn: SourceConnection, exc: Exception) -> SourceError | None:
     text = str(exc)
+    if _NOT_WHOLE in text:
+        return _not_whole(text)
+    if _NOT_TYPED in text:
+        return _not_typed(text[text.index(_NOT_TYPED) + len(_NOT_TYPED) :])
+    if _NOT_UTF8 in text:
+        where = text[text.index(_NOT_UTF8) + len(_NOT_UTF8) :].split(" | ")[1].strip()
+        return _not_utf8(Path(where))
     line = _DUCKDB_CSV_ERROR.search(text)
     if line:
         # A damaged gzip stream often decompresses to garbage rows before its checksum fails at the end,
@@ -1015,9 +1326,11 @@ def _translate_read_error(conn: SourceConnection, exc: Exception) -> SourceError
             return damaged
     elif any(word in text.lower() for word in _GZIP_TROUBLE):
         return _broken_archive(conn, text)
-    cast = _DUCKDB_CAST_COLUMN.search(text)
+    cast = _DUCKDB_CAST_COLUMN.search(text) or _DUCKDB_CAST_TIME.search(text)
     if cast:
         value, kind, column = cast.groups()
+        if cast.re is _DUCKDB_CAST_TIME:
+            kind, value = value, kind
         files = [
             str(tf.path)
             for name, tf in conn.files.items()
@@ -1064,12 +1377,17 @@ def _translate_read_error(conn: SourceConnection, exc: Exception) -> SourceError
         file_match = _DUCKDB_FILE.search(text)
         column = _DUCKDB_COLUMN.search(text)
         value = _DUCKDB_VALUE.search(text)
+        kind = value.group(2) if value else None
+        integer = _integer_kind(column.group(1) if column else None)
+        if kind == "DOUBLE" and integer is not None:
+            # Whole-number columns are parsed as DOUBLE (see _INTEGER_LIMITS): name the type the study reads.
+            kind = _DUCKDB_TYPES[integer]
         return _malformed(
             file_match.group(1).strip() if file_match else "a MIMIC-IV file",
             column.group(1) if column else None,
             int(line.group(1)),
             value.group(1) if value else None,
-            value.group(2) if value else None,
+            kind,
         )
     if "MALFORMED_RECORD" in text or "Malformed records" in text or "CANNOT_PARSE" in text.upper():
         # Spark does not say where; find the first bad value with a DuckDB scan of the same files.
@@ -1234,8 +1552,11 @@ def locate_malformed(source: MimicIV, files: dict[str, TableFile | None] | None 
             columns = ", ".join(
                 f"{_sql_string(c)}: {_sql_string(_csv_column_type(spec, wanted, c))}" for c in tf.header
             )
-            # count() of each typed column, so that projection pushdown cannot skip parsing it.
-            select = ", ".join(f'count("{c}")' for c in spelt.values())
+            # count() of each typed column, so that projection pushdown cannot skip parsing it; whole-number
+            # columns through the test the views apply.
+            select = ", ".join(
+                f"count({_whole_sql(_q(c), spec.columns[col].type, str(tf.path), c)})" for col, c in spelt.items()
+            )
             try:
                 con.execute(
                     f"SELECT {select} FROM (SELECT * FROM read_csv({_sql_string(str(tf.path))}, header = true, "
@@ -1472,10 +1793,7 @@ def _open_concept_view(conn: SourceConnection, name: str) -> tuple[str, tuple[st
     if conn.engine == "duckdb":
         if tf.format == "csv":
             wanted = {v.lower(): k for k, v in spelt.items()}
-            types = {
-                c: _DUCKDB_TYPES[spec.columns[wanted[c.lower()]].type] if c.lower() in wanted else "VARCHAR"
-                for c in tf.header
-            }
+            types = {c: _csv_column_type(spec, wanted, c) for c in tf.header}
             columns = ", ".join(f"{_sql_string(c)}: {_sql_string(kind)}" for c, kind in types.items())
             relation = (
                 f"read_csv({_sql_string(str(tf.path))}, header = true, auto_detect = false, delim = ',', "
@@ -1483,12 +1801,16 @@ def _open_concept_view(conn: SourceConnection, name: str) -> tuple[str, tuple[st
                 f"timestampformat = {_sql_string(TIMESTAMP_FORMAT_DUCKDB)}, "
                 f"dateformat = {_sql_string(DATE_FORMAT_DUCKDB)})"
             )
-            present = [f'"{spelt[col]}" AS {col}' for col in spec.columns if col in spelt]
+            present = [
+                f"{_whole_sql(_q(spelt[col]), spec.columns[col].type, str(tf.path), spelt[col])} AS {col}"
+                for col in spec.columns
+                if col in spelt
+            ]
         else:
             pattern = str(tf.path) if tf.path.is_file() else str(tf.path / "*.parquet")
             relation = f"read_parquet({_sql_string(pattern)})"
             present = [
-                f'CAST("{spelt[col]}" AS {_DUCKDB_TYPES[spec.columns[col].type]}) AS {col}'
+                f"{_parquet_cast(tf, spelt[col], spec.columns[col].type)} AS {col}"
                 for col in spec.columns
                 if col in spelt
             ]
@@ -1500,35 +1822,11 @@ def _open_concept_view(conn: SourceConnection, name: str) -> tuple[str, tuple[st
         conn.backend.con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT {select} FROM {relation}")
     else:
         from pyspark.sql import functions as F
-        from pyspark.sql import types as T
 
         session = conn.backend._session
-        wanted = {v.lower(): k for k, v in spelt.items()}
-        if tf.format == "csv":
-            fields = [
-                T.StructField(c, _spark_type(spec.columns[wanted[c.lower()]].type))
-                if c.lower() in wanted
-                else T.StructField(c, T.StringType())
-                for c in tf.header
-            ]
-            schema = T.StructType(fields)
-            frame = (
-                session.read.option("header", "true")
-                .option("mode", "FAILFAST")
-                .option("timestampNTZFormat", TIMESTAMP_FORMAT_SPARK)
-                .option("timestampFormat", TIMESTAMP_FORMAT_SPARK)
-                .option("dateFormat", DATE_FORMAT_SPARK)
-                .option("escape", '"')
-                .schema(schema)
-                .csv(str(tf.path))
-            )
-            cols = [F.col(f"`{spelt[col]}`").alias(col) if col in spelt else None for col in spec.columns]
-        else:
-            frame = session.read.parquet(str(tf.path))
-            cols = [
-                F.col(f"`{spelt[col]}`").cast(_spark_type(spec.columns[col].type)).alias(col) if col in spelt else None
-                for col in spec.columns
-            ]
+        frame, present = _spark_frame(session, tf, spec, spelt)
+        by_name = dict(zip(spelt, present, strict=True))
+        cols = [by_name.get(col) for col in spec.columns]
         cols = [
             c if c is not None else F.lit(None).cast(_spark_type(spec.columns[col].type)).alias(col)
             for c, col in zip(cols, spec.columns, strict=True)
