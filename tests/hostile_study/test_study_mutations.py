@@ -17,6 +17,7 @@ case; ICD prefixes are upper-cased; an int is a float where a number is asked.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import re
 from collections import Counter
@@ -172,11 +173,16 @@ def names_inside(value: Any) -> set[str]:
 
 
 def original(case: Case) -> dict[str, Any]:
+    return _original(case.base)
+
+
+@functools.cache
+def _original(base: str) -> dict[str, Any]:
     import tomllib
 
     from .mutate import STUDY_FILES
 
-    path = next(p for p in STUDY_FILES if p.stem == case.base)
+    path = next(p for p in STUDY_FILES if p.stem == base)
     return tomllib.loads(path.read_text(encoding="utf-8"))
 
 

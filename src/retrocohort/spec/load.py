@@ -22,6 +22,9 @@ from .study import _NAME_RULE, Study, study_problems
 from .template import unfilled
 from .window import WINDOW_SYNTAX, Window
 
+#: Largest study file read: far above any design (the flagship is 8 KiB), far below a data file passed by mistake.
+MAX_STUDY_BYTES = 1 << 20
+
 
 def load_study_file(path: str | Path) -> Study:
     """Read and validate a study file.
@@ -44,8 +47,20 @@ def load_study_file(path: str | Path) -> Study:
     path = Path(path)
     if path.is_dir():
         raise StudySpecError(f"study file {str(path)!r} is a folder; pass the study's .toml file inside it")
+    if path.exists() and not path.is_file():
+        # a FIFO or a device: reading it would wait forever (or never end)
+        raise StudySpecError(
+            f"study file {str(path)!r} is not a regular file (a pipe or a device); save the study as a .toml file "
+            "and pass its path"
+        )
     if not path.is_file():
         raise StudySpecError(f"study file {str(path)!r} not found (give the path of a .toml study file)")
+    size = path.stat().st_size
+    if size > MAX_STUDY_BYTES:
+        raise StudySpecError(
+            f"study file {str(path)!r} is {size / 2**20:.1f} MiB; a study file is a few KiB of TOML (the flagship is "
+            f"8 KiB), at most {MAX_STUDY_BYTES // 2**20} MiB: pass the study's .toml file, not a data file"
+        )
     try:
         data = path.read_bytes()
     except OSError as exc:
