@@ -49,7 +49,7 @@ class _Commands(typer.core.TyperGroup):
 
 #: click's UsageError as typer ships it (typer vendors click and exports only BadParameter, its subclass):
 #: raised before a command runs, it prints the usage line and one error box and exits 2, as click's own errors.
-_UsageError: type[Exception] = typer.BadParameter.__mro__[1]
+_UsageError: Any = typer.BadParameter.__mro__[1]
 
 
 def _refuse_ambiguous_options(group: Any, ctx: Any, args: list[str]) -> None:
