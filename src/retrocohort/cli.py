@@ -152,7 +152,6 @@ TrialReplicatesOpt = Annotated[
     typer.Option(
         "--replicates",
         min=2,
-        max=100_000,  # as [analysis.target_trial] replicates: 10^9 would run for weeks before saying anything
         help="Bootstrap replicates of the target trial (\\[analysis.target_trial]); default: the study's.",
     ),
 ]
@@ -234,6 +233,15 @@ def _available_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def _check_trial_replicates(replicates: int | None) -> None:
+    """As [analysis.target_trial] replicates: 10^9 would run for weeks before saying anything. Checked here,
+    not by typer's max=, whose range would crowd the option's help."""
+    from .errors import InputError
+
+    if replicates is not None and replicates > 100_000:
+        raise InputError(f"--replicates {replicates:,}: give a whole number from 2 to 100,000 (or leave it out)")
 
 
 def _check_processes(processes: int | None) -> None:
@@ -663,6 +671,7 @@ def demo(
     with _user_errors(out), contextlib.ExitStack() as held:
         _check_stays(stays)
         _check_processes(processes)
+        _check_trial_replicates(replicates)
         out = _user_path(out, "--out")
         data = _user_path(data, "--data") if data is not None else None
         config = duckdb_settings(memory_limit, threads)
@@ -726,6 +735,7 @@ def run(
     with _user_errors(out), contextlib.ExitStack() as held:
         _check_engine(engine)
         _check_processes(processes)
+        _check_trial_replicates(replicates)
         config = duckdb_settings(memory_limit, threads, engine)
         study_file, mimic = _user_path(study_file, "STUDY.toml"), _user_path(mimic, "--mimic")
         out = _user_path(out, "--out") if out is not None else None

@@ -109,7 +109,7 @@ CASES: list[tuple[str, list[str]]] = [
     case("run S --mimic M --replicates -1", ["--replicates", "greater than or equal to 2"]),
     case("run S --mimic M --replicates 1e9", ["--replicates", "valid integer"]),
     case("run S --mimic M --replicates abc", ["--replicates", "valid integer"]),
-    case("run S --mimic M --replicates 1000000000", ["--replicates", "less than or equal to 100000"]),
+    case("run S --mimic M --replicates 1000000000", ["--replicates 1,000,000,000", "from 2 to 100,000"]),
     case("validate S --mimic M --replicates 0", ["--replicates 0", "give a whole number from 1 to 100,000"]),
     case("validate S --mimic M --replicates -1", ["--replicates -1", "give a whole number"]),
     case("validate S --mimic M --replicates 1000000000", ["--replicates 1000000000", "100,000"]),
@@ -134,6 +134,7 @@ CASES: list[tuple[str, list[str]]] = [
     case("validate S --mimic M --processes 0", ["--processes 0", "give a whole number >= 1"]),
     case("validate S --mimic M --processes 1000", ["--processes 1000", "Give at most"]),
     case("demo --out P/d --processes 1000", ["--processes 1000", "Give at most"]),
+    case("demo --out P/d --replicates 1000000", ["--replicates 1,000,000", "from 2 to 100,000"]),
     # DuckDB settings and engines
     case("run S --mimic M --memory-limit lots", ["--memory-limit 'lots'", "e.g. --memory-limit 1GB"]),
     case("run S --mimic M --memory-limit 0GB", ["--memory-limit '0GB'", "a number > 0"]),
