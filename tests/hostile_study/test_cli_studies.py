@@ -135,6 +135,8 @@ def _mutated(replacements: list[tuple[str, str]]) -> str:
 RUNS: list[tuple[str, list[tuple[str, str]], int]] = [
     # everything small: every count of the report is below 1,000 and must be hidden
     ("threshold_1000", [("small_cell_threshold = 5", "small_cell_threshold = 1000")], 1000),
+    # no suppression: the same counts shown exactly (the rule above is the threshold's doing, not an accident)
+    ("threshold_0", [("small_cell_threshold = 5", "small_cell_threshold = 0")], 0),
     # odd but valid values together: a label with spaces and non-ASCII (stripped), the largest seed, a caliper
     # so wide it matches everyone, a description over two lines
     (
@@ -193,6 +195,9 @@ def test_a_loadable_mutation_runs_and_its_outputs_obey_the_small_cell_rule(cid, 
     assert results["small_cell_threshold"] == threshold
     shown = _shown_counts(out)
     assert not _exact_small(shown, threshold), _exact_small(shown, threshold)
+    if threshold == 0:
+        assert all(re.fullmatch(r"\d+", str(v).strip()) for v in shown), shown
+        assert _exact_small(shown, 1000), "the cohort has counts below 1,000 for the threshold_1000 run to hide"
     if threshold == 1000:
         # the rule was exercised: counts are there, hidden ("<1000" or a range), not left out
         hidden = [v for v in shown if not re.fullmatch(r"\d+", str(v).strip())]
