@@ -334,7 +334,14 @@ def duckdb_settings(memory_limit: str | None, threads: int | None, engine: str =
                 f"--memory-limit {memory_limit!r} is not a memory size; give a number > 0 and a unit, "
                 "e.g. --memory-limit 1GB or 512MB (units B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)"
             )
-        config["memory_limit"] = f"{match.group(1)}{match.group(2).upper().replace('I', 'i')}"
+        unit = match.group(2).upper()
+        size = float(match.group(1)) * (1024 if "I" in unit else 1000) ** "BKMGT".index(unit[0])
+        if size > 2**50:  # DuckDB refuses past 2^64 bytes with a parser error; no machine has a pebibyte
+            raise InputError(
+                f"--memory-limit {memory_limit!r} is more memory than any machine has; give the RAM DuckDB may use, "
+                "e.g. --memory-limit 4GB (or leave it out for 80% of RAM)"
+            )
+        config["memory_limit"] = f"{match.group(1)}{unit.replace('I', 'i')}"
     if threads is not None:
         if threads < 1:
             raise InputError(f"--threads {threads}: give a whole number >= 1, e.g. --threads 2 (or leave it out)")
@@ -350,6 +357,13 @@ def _print_error(message: str) -> None:
 def _terminate_as_interrupt(signum: int, frame: Any) -> None:
     # `kill` (SIGTERM) ends a run like Ctrl-C does: the partial folder and the lock are cleaned up.
     raise KeyboardInterrupt
+
+
+_OOM_ADVICE = (
+    "Give it more with --memory-limit (e.g. --memory-limit 2GB; the default is 80% of RAM), use fewer --threads "
+    "(each needs its own buffers), or convert the data to Parquet first (`retrocohort convert`), which needs less "
+    "memory to scan."
+)
 
 
 @contextlib.contextmanager
@@ -386,11 +400,7 @@ def _user_errors(out: Path | None = None) -> Iterator[None]:
         if type(exc).__name__ != "OutOfMemoryException":
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "out of memory"
-        _print_error(
-            f"DuckDB ran out of memory ({first}). Give it more with --memory-limit (e.g. --memory-limit 2GB; "
-            "the default is 80% of RAM), use fewer --threads (each needs its own buffers), or convert the data "
-            "to Parquet first (`retrocohort convert`), which needs less memory to scan."
-        )
+        _print_error(f"DuckDB ran out of memory ({first}). {_OOM_ADVICE}")
         raise typer.Exit(EXIT_USER_ERROR) from None
     finally:
         if previous is not None:
@@ -1287,6 +1297,13 @@ def _check_study_file(
         empty = inv.concepts[inv.concepts["status"] == "no rows"]
         for row in empty.to_dict("records"):
             console.print(f"[yellow]warning:[/yellow] concept {escape(row['concept'])!s}: {escape(row['message'])}")
+        out_of_memory = [r for r in blocking.to_dict("records") if "Out of Memory" in str(r["message"])]
+        if out_of_memory:
+            # a --memory-limit too small to count, not a table the data lacks: one paragraph, as a run says it
+            first = str(out_of_memory[0]["message"]).strip().splitlines()[0]
+            raise SourceError(
+                f"DuckDB ran out of memory while counting {len(out_of_memory)} concept(s) ({first}). {_OOM_ADVICE}"
+            )
         if len(blocking):
             raise SourceError(
                 f"{len(blocking)} concept(s) of {study_file} cannot be read from {path}:\n  "

@@ -141,6 +141,8 @@ CASES: list[tuple[str, list[str]]] = [
     case("run S --mimic M --memory-limit -1GB", ["--memory-limit '-1GB'", "a number > 0"]),
     case("check M --rules --memory-limit 12 parsecs", ["unexpected extra argument"]),
     case("check M --rules --memory-limit 12parsecs", ["--memory-limit '12parsecs'", "e.g. --memory-limit 1GB"]),
+    case("run S --mimic M --memory-limit 99999999999TB", ["--memory-limit '99999999999TB'", "more memory than any"]),
+    case("check M --study S --memory-limit 2000TiB", ["--memory-limit '2000TiB'", "e.g. --memory-limit 4GB"]),
     case("convert M P/pq --memory-limit x", ["--memory-limit 'x'"]),
     case("demo --out P/d --memory-limit x", ["--memory-limit 'x'"]),
     case("run S --mimic M --threads 0", ["--threads 0", "give a whole number >= 1"]),
@@ -231,3 +233,11 @@ def test_a_value_that_looks_like_an_option_but_is_not_one_is_a_value(place, monk
     monkeypatch.chdir(place)
     code, text = invoke("run", place / "study.toml", "--mimic", "-x")
     assert code == 2 and "--mimic '-x' is not a folder" in text, text
+
+
+def test_a_memory_limit_too_small_to_count_is_one_paragraph_naming_the_option(ehr):
+    # DuckDB's out-of-memory error per concept was listed as "cannot be read", with SQL advice (SET memory_limit)
+    code, text = invoke("check", ehr, "--study", FLAGSHIP, "--memory-limit", "1B")
+    assert code == 2, text
+    assert "DuckDB ran out of memory while counting" in text and "--memory-limit 2GB" in text
+    assert "cannot be read" not in text
