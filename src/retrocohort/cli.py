@@ -345,6 +345,13 @@ def duckdb_settings(memory_limit: str | None, threads: int | None, engine: str =
     if threads is not None:
         if threads < 1:
             raise InputError(f"--threads {threads}: give a whole number >= 1, e.g. --threads 2 (or leave it out)")
+        cores = _available_cores()
+        if threads > max(4 * cores, 8):
+            # DuckDB starts every thread asked for: --threads 100000 stalled the machine instead of saying a word
+            raise InputError(
+                f"--threads {threads}: this machine has {cores} core(s); give at most {max(4 * cores, 8)}, "
+                "e.g. --threads 2 (or leave it out for every core)"
+            )
         config["threads"] = threads
     return config
 

@@ -148,6 +148,8 @@ CASES: list[tuple[str, list[str]]] = [
     case("run S --mimic M --threads 0", ["--threads 0", "give a whole number >= 1"]),
     case("run S --mimic M --threads -4", ["--threads -4", "give a whole number >= 1"]),
     case("check M --study S --threads 0", ["--threads 0"]),
+    case("check M --study S --threads 100000", ["--threads 100000", "core(s)", "give at most"]),
+    case("run S --mimic M --threads 100000", ["--threads 100000", "give at most"]),
     case("check M --threads 2", ["--memory-limit and --threads apply only with --study or --rules"]),
     case("run S --mimic M --engine bogus", ["--engine 'bogus' is not supported", "choose duckdb or spark"]),
     case("run S --mimic M --engine DuckDB", ["--engine 'DuckDB' is not supported"]),
