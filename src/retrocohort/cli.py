@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -37,7 +38,71 @@ from .errors import RetrocohortError
 
 _startup.release()
 
+
+class _Commands(typer.core.TyperGroup):
+    """The command group; before click parses a command line it refuses what click would take silently."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        _refuse_ambiguous_options(self, ctx, args)
+        return super().parse_args(ctx, args)
+
+
+#: click's UsageError as typer ships it (typer vendors click and exports only BadParameter, its subclass):
+#: raised before a command runs, it prints the usage line and one error box and exits 2, as click's own errors.
+_UsageError: Any = typer.BadParameter.__mro__[1]
+
+
+def _refuse_ambiguous_options(group: Any, ctx: Any, args: list[str]) -> None:
+    """An option given twice (click keeps the last one without a word), and a value option followed by another
+    option (``--out --force`` would write to a folder named "--force"): usage errors, exit 2.
+
+    Options that take several values (``--effect``, ``--table``) may repeat; ``--count`` and ``--no-count`` are
+    one option.
+    """
+    if "--help" in args or not args:
+        return
+    command = group.get_command(ctx, args[0])
+    if command is None:
+        return  # click says "No such command"
+    options: dict[str, Any] = {}
+    for param in command.params:
+        if getattr(param, "param_type_name", "") == "option":
+            for name in (*param.opts, *param.secondary_opts):
+                options[name] = param
+    given: dict[str, list[str]] = {}
+    tokens = iter(args[1:])
+    for token in tokens:
+        if token == "--":
+            break
+        name, eq, value = token.partition("=")
+        param = options.get(name)
+        if param is None:
+            continue
+        if not param.is_flag and not eq:
+            value = next(tokens, "")
+            if value in options or value == "--help":
+                raise _UsageError(
+                    f"{name} needs a value, but the option {value} follows it; write {name} VALUE "
+                    f"(e.g. {_option_example(name)})",
+                    ctx=ctx,
+                )
+        if not param.multiple:
+            given.setdefault(param.name or name, []).append(f"{name} {value}".strip() if not param.is_flag else name)
+    for written in given.values():
+        if len(written) > 1:
+            raise _UsageError(
+                f"{written[0].split()[0]} is given {len(written)} times ({', '.join(written)}); give it once",
+                ctx=ctx,
+            )
+
+
+def _option_example(name: str) -> str:
+    examples = {"--out": "--out my-study", "--mimic": "--mimic /data/mimic-iv-2.2", "--study": "--study my_study.toml"}
+    return examples.get(name, f"{name} 2")
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="retrocohort",
     help=(
         "Retrospective propensity-matched cohort studies on ICU EHR data (MIMIC-IV layout).\n\n"
@@ -127,6 +192,100 @@ def _check_mimic_folder(mimic: Path) -> None:
         )
 
 
+#: Largest synthetic EHR the command line writes: ten times the benchmarks' 100,000 stays (MIMIC-IV v2.2 has
+#: 73,181 ICU stays). --stays 1000000000 would run for hours and exhaust memory before saying anything.
+MAX_STAYS = 1_000_000
+_UNEXPANDED = re.compile(r"\$(?:\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _user_path(path: Path, option: str) -> Path:
+    """A path as the user meant it: ``~`` expanded (quoted, the shell leaves it), an unexpanded ``$VAR`` refused.
+
+    Without this a quoted ``"~/mimic"`` or ``'$HOME/out'`` would be a folder named ``~`` or ``$HOME`` in the
+    working directory.
+    """
+    from .errors import InputError
+
+    expanded = path.expanduser()
+    variable = _UNEXPANDED.search(str(path))
+    if variable and not expanded.exists():
+        raise InputError(
+            f"{option} {str(path)!r}: {variable.group(0)} was not expanded (single quotes keep it as written); "
+            "write the path itself, or use double quotes so that the shell expands it"
+        )
+    return expanded
+
+
+def _check_stays(stays: int | None) -> None:
+    from .errors import InputError
+
+    if stays is not None and stays > MAX_STAYS:
+        raise InputError(
+            f"--stays {stays:,}: at most {MAX_STAYS:,} ICU stays (MIMIC-IV v2.2 has 73,181; the benchmarks use "
+            "100,000); give a smaller number, e.g. --stays 100000"
+        )
+
+
+def _available_cores() -> int:
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _check_trial_replicates(replicates: int | None) -> None:
+    """As [analysis.target_trial] replicates: 10^9 would run for weeks before saying anything. Checked here,
+    not by typer's max=, whose range would crowd the option's help."""
+    from .errors import InputError
+
+    if replicates is not None and replicates > 100_000:
+        raise InputError(f"--replicates {replicates:,}: give a whole number from 2 to 100,000 (or leave it out)")
+
+
+def _check_processes(processes: int | None) -> None:
+    """Refuse ``--processes`` far above the cores: every process holds a copy of the data and adds no speed."""
+    from .errors import InputError
+
+    if processes is None:
+        return
+    if processes < 1:
+        raise InputError(f"--processes {processes}: give a whole number >= 1 (or leave it out for all cores)")
+    cores = _available_cores()
+    limit = max(4 * cores, 8)
+    if processes > limit:
+        raise InputError(
+            f"--processes {processes}: this machine has {cores} core(s); more than {limit} processes only add "
+            f"memory, not speed (the results do not depend on it). Give at most {limit}, or leave it out for "
+            "all cores"
+        )
+
+
+def _check_apart(out: Path, mimic: Path, study_file: Path) -> None:
+    """Refuse an --out inside the data folder (or holding it, or the study file): --force would delete them."""
+    from .errors import InputError
+
+    here, data, study = out.absolute(), mimic.absolute(), study_file.absolute()
+    with contextlib.suppress(OSError):
+        here, data, study = here.resolve(), data.resolve(), study.resolve()
+    if here == data or data in here.parents:
+        raise InputError(
+            f"--out {str(out)!r} is inside the --mimic folder {str(mimic)!r}: the report would be written among "
+            "the data tables; choose a folder outside it, e.g. --out mg-study"
+        )
+    if here in data.parents:
+        raise InputError(
+            f"--mimic {str(mimic)!r} is inside --out {str(out)!r}, which --force would replace with the report; "
+            "choose an --out that does not hold the data"
+        )
+    if here in study.parents:
+        raise InputError(
+            f"the study file {str(study_file)!r} is inside --out {str(out)!r}, which --force would replace with "
+            "the report; keep the study file outside the output folder"
+        )
+
+
 def _out_option(help: str) -> Any:
     """``--out``: every command has one, each with its own default and so its own help text."""
     return typer.Option("--out", help=help)
@@ -175,10 +334,24 @@ def duckdb_settings(memory_limit: str | None, threads: int | None, engine: str =
                 f"--memory-limit {memory_limit!r} is not a memory size; give a number > 0 and a unit, "
                 "e.g. --memory-limit 1GB or 512MB (units B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)"
             )
-        config["memory_limit"] = f"{match.group(1)}{match.group(2).upper().replace('I', 'i')}"
+        unit = match.group(2).upper()
+        size = float(match.group(1)) * (1024 if "I" in unit else 1000) ** "BKMGT".index(unit[0])
+        if size > 2**50:  # DuckDB refuses past 2^64 bytes with a parser error; no machine has a pebibyte
+            raise InputError(
+                f"--memory-limit {memory_limit!r} is more memory than any machine has; give the RAM DuckDB may use, "
+                "e.g. --memory-limit 4GB (or leave it out for 80% of RAM)"
+            )
+        config["memory_limit"] = f"{match.group(1)}{unit.replace('I', 'i')}"
     if threads is not None:
         if threads < 1:
             raise InputError(f"--threads {threads}: give a whole number >= 1, e.g. --threads 2 (or leave it out)")
+        cores = _available_cores()
+        if threads > max(4 * cores, 8):
+            # DuckDB starts every thread asked for: --threads 100000 stalled the machine instead of saying a word
+            raise InputError(
+                f"--threads {threads}: this machine has {cores} core(s); give at most {max(4 * cores, 8)}, "
+                "e.g. --threads 2 (or leave it out for every core)"
+            )
         config["threads"] = threads
     return config
 
@@ -191,6 +364,13 @@ def _print_error(message: str) -> None:
 def _terminate_as_interrupt(signum: int, frame: Any) -> None:
     # `kill` (SIGTERM) ends a run like Ctrl-C does: the partial folder and the lock are cleaned up.
     raise KeyboardInterrupt
+
+
+_OOM_ADVICE = (
+    "Give it more with --memory-limit (e.g. --memory-limit 2GB; the default is 80% of RAM), use fewer --threads "
+    "(each needs its own buffers), or convert the data to Parquet first (`retrocohort convert`), which needs less "
+    "memory to scan."
+)
 
 
 @contextlib.contextmanager
@@ -227,11 +407,7 @@ def _user_errors(out: Path | None = None) -> Iterator[None]:
         if type(exc).__name__ != "OutOfMemoryException":
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "out of memory"
-        _print_error(
-            f"DuckDB ran out of memory ({first}). Give it more with --memory-limit (e.g. --memory-limit 2GB; "
-            "the default is 80% of RAM), use fewer --threads (each needs its own buffers), or convert the data "
-            "to Parquet first (`retrocohort convert`), which needs less memory to scan."
-        )
+        _print_error(f"DuckDB ran out of memory ({first}). {_OOM_ADVICE}")
         raise typer.Exit(EXIT_USER_ERROR) from None
     finally:
         if previous is not None:
@@ -536,6 +712,11 @@ def demo(
     from .study import flagship_study
 
     with _user_errors(out), contextlib.ExitStack() as held:
+        _check_stays(stays)
+        _check_processes(processes)
+        _check_trial_replicates(replicates)
+        out = _user_path(out, "--out")
+        data = _user_path(data, "--data") if data is not None else None
         config = duckdb_settings(memory_limit, threads)
         if data is not None:
             here, there = data.absolute(), out.absolute()
@@ -596,10 +777,15 @@ def run(
 
     with _user_errors(out), contextlib.ExitStack() as held:
         _check_engine(engine)
+        _check_processes(processes)
+        _check_trial_replicates(replicates)
         config = duckdb_settings(memory_limit, threads, engine)
+        study_file, mimic = _user_path(study_file, "STUDY.toml"), _user_path(mimic, "--mimic")
+        out = _user_path(out, "--out") if out is not None else None
         study = _load_language_study(study_file)
         # The study name is one plain path component (spec.py), so the default stays in the working directory.
         out = out if out is not None else Path(f"{study.study.name}-output")
+        _check_apart(out, mimic, study_file)
         _check_out(out, force)
         _check_mimic_folder(mimic)
         lock = held.enter_context(_locked_out(out, force))
@@ -649,16 +835,25 @@ def validate(
     from .study.validate import validate as run_validation
 
     with _user_errors(out), contextlib.ExitStack() as held:
-        effects = check_effects(effect if effect else DEFAULT_EFFECTS)
-        check_replicates(replicates)
-        _check_seed(seed)
+        with _named_option("--effect", "effect"):
+            effects = check_effects(effect if effect else DEFAULT_EFFECTS)
+        with _named_option("--replicates", "replicates"):
+            check_replicates(replicates)
+        with _named_option("--seed", "seed"):
+            _check_seed(seed)
+        _check_processes(processes)
         _processes(processes)  # every option is checked before the output folder is locked or data are read
-        if trial_replicates is not None and trial_replicates < 2:
-            raise InputError(f"--trial-replicates {trial_replicates}: give a whole number >= 2 (or leave it out)")
+        if trial_replicates is not None and not 2 <= trial_replicates <= 100_000:
+            raise InputError(
+                f"--trial-replicates {trial_replicates}: give a whole number >= 2 and at most 100,000 (or leave it out)"
+            )
         _check_engine(engine)
         config = duckdb_settings(memory_limit, threads, engine)
+        study_file, mimic = _user_path(study_file, "STUDY.toml"), _user_path(mimic, "--mimic")
+        out = _user_path(out, "--out") if out is not None else None
         study = _load_language_study(study_file)
         out = out if out is not None else Path(f"{study.study.name}-design-check")
+        _check_apart(out, mimic, study_file)
         _check_out(out, force)
         _check_mimic_folder(mimic)
         lock = held.enter_context(_locked_out(out, force))
@@ -682,6 +877,18 @@ def validate(
                 soft_wrap=True,
             )
             raise typer.Exit(EXIT_NOTHING_ESTIMATED)
+
+
+@contextlib.contextmanager
+def _named_option(option: str, word: str) -> Iterator[None]:
+    """Name the command-line option in a library message that names the argument ("effect 0.0: ...")."""
+    from .errors import InputError
+
+    try:
+        yield
+    except InputError as exc:
+        text = str(exc)
+        raise InputError(f"{option} {text.removeprefix(word).lstrip()}" if text.startswith(word) else text) from None
 
 
 def _validate_with_progress(
@@ -780,6 +987,8 @@ def synth(
     from .sources.synthetic import generate_synthetic
 
     with _user_errors(out):
+        _check_stays(stays)
+        out = _user_path(out, "--out")
         if fmt not in ("csv.gz", "parquet"):
             raise InputError(f"--format {fmt!r} is not supported; choose csv.gz or parquet")
         from .study.outputs import check_writable
@@ -847,7 +1056,7 @@ def _read_every_file(files: list[Path]) -> None:
 
 @app.command()
 def check(
-    path: Path = typer.Argument(..., help="MIMIC-IV folder (hosp/, icu/)."),
+    path: Path = typer.Argument(..., metavar="PATH", help="MIMIC-IV folder (hosp/, icu/)."),
     headers_only: bool = typer.Option(
         False, "--headers-only", help="Only read the header lines (fast), not every file to its end."
     ),
@@ -892,7 +1101,9 @@ def check(
     from .sources import MimicIV, check_source
     from .sources.mimic_iv import SCHEMA, layout_hint, table_readers
 
-    path = path.expanduser()  # a quoted "~/mimic" (the shell expands only an unquoted ~)
+    with _user_errors():
+        path = _user_path(path, "PATH")  # a quoted "~/mimic" (the shell expands only an unquoted ~)
+        study = _user_path(study, "--study") if study is not None else None
     if rules and (headers_only or study is not None):
         from .errors import InputError
 
@@ -1026,6 +1237,7 @@ def new(
     from .spec.template import placeholders, study_name_for, template_text
 
     with _user_errors():
+        study_file = _user_path(study_file, "STUDY.toml")
         if study_file.suffix.lower() != ".toml":
             raise InputError(f"{str(study_file)!r}: a study file ends in .toml (e.g. my_study.toml)")
         if study_file.exists() and not force:
@@ -1118,6 +1330,13 @@ def _check_study_file(
         empty = inv.concepts[inv.concepts["status"] == "no rows"]
         for row in empty.to_dict("records"):
             console.print(f"[yellow]warning:[/yellow] concept {escape(row['concept'])!s}: {escape(row['message'])}")
+        out_of_memory = [r for r in blocking.to_dict("records") if "Out of Memory" in str(r["message"])]
+        if out_of_memory:
+            # a --memory-limit too small to count, not a table the data lacks: one paragraph, as a run says it
+            first = str(out_of_memory[0]["message"]).strip().splitlines()[0]
+            raise SourceError(
+                f"DuckDB ran out of memory while counting {len(out_of_memory)} concept(s) ({first}). {_OOM_ADVICE}"
+            )
         if len(blocking):
             raise SourceError(
                 f"{len(blocking)} concept(s) of {study_file} cannot be read from {path}:\n  "
@@ -1184,6 +1403,8 @@ def _is_legacy_study(study_file: Path) -> bool:
     """Whether the file is a study of the old format (top-level [cohort] / [models], no [index])."""
     import tomllib
 
+    if not study_file.is_file() or study_file.stat().st_size > 1_000_000:
+        return False  # a FIFO would block the read; load_study_file has said what is wrong
     try:
         data = tomllib.loads(study_file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
@@ -1241,6 +1462,7 @@ def convert(
                 bar.update(tasks[name], completed=done)
 
             config = duckdb_settings(memory_limit, None)
+            mimic_dir, parquet_dir = _user_path(mimic_dir, "MIMIC_DIR"), _user_path(parquet_dir, "PARQUET_DIR")
             _check_parquet_dir(mimic_dir, parquet_dir)
             try:
                 result = convert_mimic(

@@ -159,6 +159,12 @@ LOAD_CASES = [
         ["line 45", "outcomes.death.horizon_days", "greater than 0"],
     ),
     (
+        "horizon_inside_grace",
+        "horizon_days = 28",
+        "horizon_days = 0.001",
+        ["line 27", "exposure.window", "ends at or after the horizon of outcome 'death'", "Shorten the window"],
+    ),
+    (
         "horizon_negative",
         "horizon_days = 28",
         "horizon_days = -5",
@@ -445,7 +451,8 @@ LOAD_CASES = [
 #: (id, replaced, replacement, {notes: words in results.json notes, skipped: words in a skipped reason,
 #:  eligible: whether anybody is eligible})
 RUN_CASES = [
-    ("horizon_tiny", "horizon_days = 28", "horizon_days = 0.001", {"notes": [], "eligible": True}),
+    # a horizon inside the 24 h exposure window is refused (tests/hostile_study); just past it runs
+    ("horizon_tiny", "horizon_days = 28", "horizon_days = 1.01", {"notes": [], "eligible": True}),
     ("horizon_huge", "horizon_days = 28", "horizon_days = 10000", {"notes": [], "eligible": True}),
     ("outcome_named_like_covariate", "[outcomes.death]", "[outcomes.age]", {"notes": [], "eligible": True}),
     (

@@ -95,6 +95,11 @@ def _closest(name: str, allowed: tuple[str, ...] | list[str]) -> str:
     return f" (did you mean {match[0]!r}?)" if match else ""
 
 
+def _shown(text: str, limit: int = 60) -> str:
+    """``repr`` of a text for a message, cut after ``limit`` characters."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
+
+
 def _strings(value: object) -> object:
     # A single string where a list is expected is the commonest slip in TOML (drugs = "thiamine").
     if isinstance(value, str):
@@ -197,7 +202,7 @@ class ConceptSpec(BaseModel):
             if name in bare:  # "labevents" without its module folder
                 return bare[name]
             raise ValueError(
-                f"table {value!r} is not a table concepts can read{_closest(name, CONCEPT_TABLES)}; "
+                f"table {_shown(value)} is not a table concepts can read{_closest(name[:100], CONCEPT_TABLES)}; "
                 f"allowed: {', '.join(CONCEPT_TABLES)}"
             )
         return name
@@ -239,6 +244,19 @@ class ConceptSpec(BaseModel):
                 "(a number loses leading zeros, e.g. ICD-9 038 septicaemia)"
             )
         return value
+
+    @field_validator("value_min", "value_max", mode="before")
+    @classmethod
+    def _no_bool(cls, value: object) -> object:
+        # pydantic reads true as 1.0: value_min = true would keep rows >= 1 without a word
+        if isinstance(value, bool):
+            raise ValueError("true/false is not a bound: give a number (or leave the key out for an open end)")
+        return value
+
+    @field_validator("label", mode="before")
+    @classmethod
+    def _strip_label(cls, value: object) -> object:
+        return value.strip() if isinstance(value, str) else value
 
     @field_validator("value_min", "value_max")
     @classmethod

@@ -18,9 +18,12 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ..errors import StudySpecError
-from .study import Study, study_problems
+from .study import _NAME_RULE, Study, study_problems
 from .template import unfilled
 from .window import WINDOW_SYNTAX, Window
+
+#: Largest study file read: far above any design (the flagship is 8 KiB), far below a data file passed by mistake.
+MAX_STUDY_BYTES = 1 << 20
 
 
 def load_study_file(path: str | Path) -> Study:
@@ -44,8 +47,20 @@ def load_study_file(path: str | Path) -> Study:
     path = Path(path)
     if path.is_dir():
         raise StudySpecError(f"study file {str(path)!r} is a folder; pass the study's .toml file inside it")
+    if path.exists() and not path.is_file():
+        # a FIFO or a device: reading it would wait forever (or never end)
+        raise StudySpecError(
+            f"study file {str(path)!r} is not a regular file (a pipe or a device); save the study as a .toml file "
+            "and pass its path"
+        )
     if not path.is_file():
         raise StudySpecError(f"study file {str(path)!r} not found (give the path of a .toml study file)")
+    size = path.stat().st_size
+    if size > MAX_STUDY_BYTES:
+        raise StudySpecError(
+            f"study file {str(path)!r} is {size / 2**20:.1f} MiB; a study file is a few KiB of TOML (the flagship is "
+            f"8 KiB), at most {MAX_STUDY_BYTES // 2**20} MiB: pass the study's .toml file, not a data file"
+        )
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -73,7 +88,9 @@ def parse_study_text(text: str, where: str = "study") -> Study:
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise StudySpecError(f"{where}: not valid TOML: {exc}") from None
+        raise StudySpecError(
+            f"{where}: not valid TOML: {exc}{_toml_line(text, str(exc))}{_toml_hint(str(exc))}"
+        ) from None
     return parse_study(raw, text=text, where=where)
 
 
@@ -96,6 +113,36 @@ def parse_study(raw: dict[str, Any], text: str | None = None, where: str = "stud
     return study.model_copy(update={"source_text": text, "source_path": where if text is not None else None})
 
 
+#: What to write for tomllib's commonest complaints (its message names the line and column only).
+_TOML_HINTS: tuple[tuple[str, str], ...] = (
+    ("Cannot overwrite a value", "a key is written twice in the same table: keep one of the two lines"),
+    ("twice", "a table is written twice (or its keys were also given as dotted keys): merge them into one [table]"),
+    ("Cannot declare", "a table is written twice: merge them into one [table]"),
+    ("Invalid value", 'text needs quotes (label = "Death"), true/false and numbers do not'),
+    ("Expected '=' after a key", 'each line is key = value (a key with spaces needs quotes: "my key" = 1)'),
+    ("Illegal character", "a control character in text: write it as an escape (\\t, \\u0000) or remove it"),
+    ("Unclosed", "a string, array or table is not closed: add the closing quote or bracket"),
+    ("Invalid initial character", "a key starts with a letter, a digit, _ or -, or is quoted"),
+)
+
+
+def _toml_line(text: str, message: str) -> str:
+    """The text of the line tomllib names (``at line 4``), for the message: the user sees what it read."""
+    found = re.search(r"at line (\d+)", message)
+    lines = text.splitlines()
+    if found is None or not 0 < int(found.group(1)) <= len(lines):
+        return ""
+    line = lines[int(found.group(1)) - 1].strip()
+    return f" [{_shown(line, 80)}]" if line else ""
+
+
+def _toml_hint(message: str) -> str:
+    for start, hint in _TOML_HINTS:
+        if start in message:
+            return f"; {hint} (TOML syntax: https://toml.io)"
+    return "; see https://toml.io for the syntax (strings in quotes, lists in [ ], one key per line)"
+
+
 def check_study(study: Study) -> Study:
     """Run the whole-study checks on a Study built in code; raise :class:`StudySpecError` if any fails."""
     problems = study_problems(study)
@@ -110,8 +157,18 @@ def check_study(study: Study) -> Study:
 
 
 def _split_key(dotted: str) -> tuple[str, ...]:
-    parts = re.findall(r'"([^"]*)"|\'([^\']*)\'|([^.\s]+)', dotted)
-    return tuple(a or b or c for a, b, c in parts)
+    # TOML itself reads the key (quoted parts with escapes, "a\\b", dots inside quotes); the regex is the
+    # fallback for a line TOML would refuse anyway
+    try:
+        parsed: Any = tomllib.loads(f"{dotted} = 0")
+        parts: list[str] = []
+        while isinstance(parsed, dict) and len(parsed) == 1:
+            key, parsed = next(iter(parsed.items()))
+            parts.append(key)
+        return tuple(parts)
+    except tomllib.TOMLDecodeError:
+        found = re.findall(r'"([^"]*)"|\'([^\']*)\'|([^.\s]+)', dotted)
+        return tuple(a or b or c for a, b, c in found)
 
 
 _PART = r"""(?:[A-Za-z0-9_\-]+|"[^"]*"|'[^']*')"""
@@ -182,8 +239,16 @@ def _key(loc: tuple[Any, ...]) -> str:
         if isinstance(part, int):
             text += f"[{part}]"
         else:
-            text += ("." if text else "") + str(part)
+            # a name with a dot, a space, a line break... is shown quoted (as TOML would write it)
+            plain = re.fullmatch(r"[A-Za-z0-9_\-]+", str(part)) is not None
+            text += ("." if text else "") + (str(part) if plain else _quoted(str(part)))
     return f"{text}: "
+
+
+def _quoted(part: str) -> str:
+    escaped = part.replace("\\", "\\\\").replace('"', '\\"')
+    escaped = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in escaped)
+    return f'"{escaped}"'
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,21 +353,80 @@ def _explain(exc: ValidationError, lines: dict[tuple[Any, ...], int], where: str
                     f"study), e.g. {need}"
                 )
             else:
-                problems.append(f"{at}: {_key(loc)}required key is missing")
+                write = _write_hint(loc)
+                problems.append(f"{at}: {_key(loc)}required key is missing" + (f"; add {write}" if write else ""))
         elif kind == "literal_error":
             allowed = _literal_values(loc)
             given = err.get("input")
             close = difflib.get_close_matches(str(given), allowed, n=1) if isinstance(given, str) else []
+            if not close and isinstance(given, str) and given.strip().lower() in allowed:
+                close = [given.strip().lower()]  # "NEAREST", " first ": values are written in lower case
             hint = f"; did you mean {close[0]!r}?" if close else "."
-            problems.append(f"{at}: {_key(loc)}{given!r} is not allowed{hint} Allowed: {allowed}")
+            problems.append(f"{at}: {_key(loc)}{_shown(given)} is not allowed{hint} Allowed: {allowed}")
         else:
             msg = str(err["msg"]).removeprefix("Value error, ")
+            if kind == "string_pattern_mismatch":
+                msg = f"must be a lower-case identifier ({_NAME_RULE}), e.g. my_name"
+            elif kind in _TYPE_HINTS:
+                msg += f"; write {_TYPE_HINTS[kind]}"
             if "window" in str(loc) and "window" not in msg:
                 msg += f"; write {WINDOW_SYNTAX}"
             given = err.get("input")
-            shown = f" = {given!r}" if not isinstance(given, dict) and given is not None else ""
+            shown = f" = {_shown(given)}" if not isinstance(given, dict) and given is not None else ""
             problems.append(f"{at}: {_key(loc)[:-2]}{shown} is invalid: {msg}")
     return "invalid study file:\n  " + "\n  ".join(problems)
+
+
+#: What to write when a value has the wrong TOML type (pydantic's error type -> an example).
+_TYPE_HINTS = {
+    "tuple_type": 'a list in brackets, e.g. ["a", "b"]',
+    "list_type": 'a list in brackets, e.g. ["a", "b"]',
+    "dict_type": "a table: [section] lines, or { key = value } inline",
+    "model_type": "a table: [section] lines, or { key = value } inline",
+    "model_attributes_type": "a table: [section] lines, or { key = value } inline",
+    "float_type": "a number, e.g. 2.5",
+    "float_parsing": "a number, e.g. 2.5 (without quotes)",
+    "int_type": "a whole number, e.g. 7",
+    "int_parsing": "a whole number, e.g. 7 (without quotes)",
+    "int_from_float": "a whole number, e.g. 7",
+    "string_type": 'text in quotes, e.g. "Death"',
+    "bool_type": "true or false (without quotes)",
+    "bool_parsing": "true or false (without quotes)",
+    "finite_number": "a finite number (nan and inf are not values here)",
+    "too_short": "at least one value (or leave the key out where it has a default)",
+    "string_too_short": "some text (an empty string is not a value here)",
+    "tuple_type_too_short": "the list with every item",
+    "int_parsing_size": "a whole number up to 9223372036854775807 (TOML's largest)",
+    "string_too_long": "a shorter one",
+}
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """``repr`` of a value for a message, cut after ``limit`` characters."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f" ({len(value)} characters)" if isinstance(value, str) else ""
+    return f"{text[:limit]}...{size}"
+
+
+def _write_hint(loc: tuple[Any, ...]) -> str:
+    """``key = <example>`` for a missing key, from its annotation (empty when nothing useful is known)."""
+    allowed = _literal_values(loc)
+    if allowed:
+        return f'{loc[-1]} = "{allowed[0]}" (one of {allowed})'
+    _, annotation = _field_at(loc)
+    target = _unwrap(annotation) if annotation is not None else None
+    examples = {str: '"..."', float: "a number", int: "a whole number", bool: "true or false"}
+    if target in examples:
+        return f"{loc[-1]} = {examples[target]}"
+    if typing.get_origin(target) is tuple:
+        return f'{loc[-1]} = ["..."]'
+    if typing.get_origin(target) is dict:
+        return f"{loc[-1]} = {{ name = value }}"
+    if target is Window:
+        return f'{loc[-1]} = "(0h, 24h]" ({WINDOW_SYNTAX})'
+    return ""
 
 
 __all__ = ["check_study", "key_lines", "load_study_file", "parse_study", "parse_study_text"]

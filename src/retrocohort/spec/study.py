@@ -32,7 +32,13 @@ from .window import Window
 
 #: Names of concepts, covariates, outcomes and criteria: lower-case identifiers (they become column names).
 NAME_PATTERN = r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$"  # no "__": the builder keeps that for built-in details
-_NAME_RULE = "a-z, 0-9, single _ between words"
+#: Longest name: it becomes a column name and a file or folder name (<name>-output, 255 bytes at most on disk).
+MAX_NAME_CHARS = 64
+_NAME_RULE = f"a-z, 0-9, single _ between words, at most {MAX_NAME_CHARS} characters"
+
+#: Longest follow-up (horizon, absence) and farthest window end: 100 years. Longer is a typo (1e308, a
+#: date pasted as a number) and would overflow the date arithmetic of the cohort builder.
+MAX_DAYS = 36_525
 
 #: Columns every analysis frame has; a covariate or outcome may not take these names.
 RESERVED_COLUMNS: tuple[str, ...] = ("subject_id", "stay_id", "hadm_id", "index_time", "exposed", "exposure_start_days")
@@ -88,6 +94,18 @@ def _names(value: Any) -> Any:
     return value
 
 
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return repr(value)
+
+
 class _Section(BaseModel):
     # allow_inf_nan=False: TOML has inf and nan, and neither is a horizon, a factor, a caliper or a ratio
     # (windows are strings, where "-inf" / "inf" is an open end: see window.py).
@@ -101,6 +119,13 @@ class _Section(BaseModel):
         if field is None or field.annotation is bool:
             return value
         items = value if isinstance(value, (list, tuple)) else (value,)
+        args = typing.get_args(field.annotation)
+        if isinstance(value, dict) and typing.get_origin(field.annotation) is dict and not _is_model(args[1]):
+            # a table of numbers (amount_units = { g = true }, published = { death = [true, 0.1, 2] })
+            for key, inner in value.items():
+                if any(isinstance(v, bool) for v in (inner if isinstance(inner, (list, tuple)) else (inner,))):
+                    raise ValueError(f"{key} = {_toml(inner)}: true/false is not a value here; give a number")
+            return value
         # false switches an optional setting off (its own validator makes it None); anywhere else pydantic
         # would read it as 0 (small_cell_threshold = false would switch suppression off).
         optional = type(None) in typing.get_args(field.annotation)
@@ -111,6 +136,13 @@ class _Section(BaseModel):
             )
         return value
 
+    @field_validator("label", "title", "unit", "description", mode="before", check_fields=False)
+    @classmethod
+    def _strip_text(cls, value: Any) -> Any:
+        # Spaces around a label are never meant (they shift table columns and defeat "is this the exposure's
+        # label?"): stripped, and a label of spaces only is then refused as empty.
+        return value.strip() if isinstance(value, str) else value
+
 
 class StudyInfo(_Section):
     """``[study]``: who the study is."""
@@ -118,7 +150,7 @@ class StudyInfo(_Section):
     name: str = Field(pattern=NAME_PATTERN)
     title: str = Field(min_length=1)
     description: str = ""
-    seed: int = Field(1, ge=0)
+    seed: int = Field(1, ge=0, le=2**63 - 1)  # TOML's largest integer
 
     @field_validator("name", mode="before")
     @classmethod
@@ -126,7 +158,7 @@ class StudyInfo(_Section):
         # the name becomes the default output folder <name>-output: one plain path component
         if isinstance(v, str) and not _is_identifier(v):
             raise ValueError(
-                f"study name {v!r} must be a lower-case identifier (letters, digits and underscores, "
+                f"study name {_shown(v)} must be a lower-case identifier ({_NAME_RULE}, "
                 "e.g. my_study): it names the output folder <name>-output"
             )
         return v
@@ -176,14 +208,14 @@ class Criterion(_Section):
     filtered by value instead: no window, ``value_min`` / ``value_max``.
     """
 
-    name: str = Field(pattern=NAME_PATTERN)
+    name: str = Field(pattern=NAME_PATTERN, max_length=MAX_NAME_CHARS)
     label: str = Field(min_length=1)
     rule: Literal["include", "exclude"]
     concept: tuple[str, ...] = Field(min_length=1)
     window: Window | None = None
     match: Literal["start", "overlap"] = "start"
-    at_least: int = Field(1, ge=0)
-    at_most: int | None = Field(None, ge=0)
+    at_least: int = Field(1, ge=0, le=1_000_000)  # a count of events; more is a typo (and overflows SQL)
+    at_most: int | None = Field(None, ge=0, le=1_000_000)
     value_min: float | None = None
     value_max: float | None = None
     # the levels that match, for a categorical baseline built-in (sex): value_min / value_max cannot select "F"
@@ -255,18 +287,22 @@ class DoseSpec(_Section):
     unit is not listed still counts as exposure but adds no dose (noted).
     """
 
-    name: str = Field("dose", pattern=NAME_PATTERN)
+    name: str = Field("dose", pattern=NAME_PATTERN, max_length=MAX_NAME_CHARS)
     label: str = Field(min_length=1)
     unit: str = Field(min_length=1)
     amount_units: dict[str, float] = Field(min_length=1)
-    factor: float = Field(1.0, gt=0)
+    factor: float = Field(1.0, gt=0, le=1e6)  # a unit conversion (1 g MgSO4 = 8.12 mEq), not a free number
 
     @field_validator("amount_units")
     @classmethod
     def _positive(cls, v: dict[str, float]) -> dict[str, float]:
-        bad = {k: f for k, f in v.items() if not (f > 0 and math.isfinite(f))}
+        bad = {k: f for k, f in v.items() if not (0 < f <= 1e6 and math.isfinite(f))}
         if bad:
-            raise ValueError(f"conversion factors must be positive numbers: {bad}")
+            raise ValueError(
+                f"conversion factors must be positive numbers up to 1e6, e.g. {{ g = 1, mg = 0.001 }}: {bad}"
+            )
+        if any(not k.strip() for k in v):
+            raise ValueError("a unit name is empty; write the unit as the data spell it, e.g. { mg = 0.001 }")
         lowered = [k.strip().lower() for k in v]
         if len(set(lowered)) != len(lowered):
             raise ValueError("a unit is listed twice (units are compared without case and spaces)")
@@ -294,9 +330,9 @@ class OutcomeSpec(_Section):
 
     kind: Literal["death", "first", "absence"]
     label: str = Field(min_length=1)
-    horizon_days: float = Field(gt=0)
+    horizon_days: float = Field(gt=0, le=MAX_DAYS)
     concept: tuple[str, ...] = ()
-    absence_days: float | None = Field(None, gt=0)
+    absence_days: float | None = Field(None, gt=0, le=MAX_DAYS)
     competing: Literal["death"] | None = None
     exclude_prior: Window | None = None
     primary: bool = False
@@ -423,13 +459,14 @@ class AnalysisSpec(_Section):
             return None
         return {} if v is True else v
 
-    @field_validator("propensity")
+    @field_validator("propensity", "adjust")
     @classmethod
-    def _some_covariates(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        # written and empty: a propensity model of nothing (leave the key out for every covariate)
+    def _some_covariates(cls, v: tuple[str, ...], info: Any) -> tuple[str, ...]:
+        # written and empty: a model of nothing, not "every covariate" (leave the key out for that)
         if not v:
+            model = "propensity model" if info.field_name == "propensity" else "outcome models' adjustment set"
             raise ValueError(
-                "the propensity model needs at least one covariate: list them, or leave "
+                f"the {model} needs at least one covariate: list them, or leave "
                 "the key out to use every covariate of the study"
             )
         return v
@@ -445,7 +482,7 @@ class AnalysisSpec(_Section):
 class ReportSpec(_Section):
     """``[report]``: disclosure control and published estimates to show beside ours."""
 
-    small_cell_threshold: int = Field(5, ge=0)
+    small_cell_threshold: int = Field(5, ge=0, le=100_000)  # larger hides every count of any cohort
     # outcome name -> [estimate, lower, upper] of a published hazard ratio
     published: dict[str, tuple[float, float, float]] = {}
 
@@ -588,7 +625,7 @@ def study_problems(study: Study) -> list[Problem]:
                 ),
             )
         elif not _is_identifier(name):
-            add(("concepts", name), f"concept name {name!r} must be a lower-case identifier ({_NAME_RULE})")
+            add(("concepts", name), f"concept name {_shown(name)} must be a lower-case identifier ({_NAME_RULE})")
 
     def need_events(loc: tuple[Any, ...], names: tuple[str, ...]) -> None:
         for name in names:
@@ -597,7 +634,7 @@ def study_problems(study: Study) -> list[Problem]:
                 add(
                     loc,
                     (
-                        f"unknown concept {name!r}{_closest(name, known)}. Define it under [concepts.{name}] "
+                        f"unknown concept {_shown(name)}{_closest(name, known)}. {_define(name)}"
                         f"or use a built-in: {', '.join(sorted(BUILTIN_CONCEPTS))}"
                     ),
                 )
@@ -706,6 +743,19 @@ def study_problems(study: Study) -> list[Problem]:
             )
 
     need_events(("exposure", "concept"), study.exposure.concept)
+    grace = study.exposure.window
+    grace_end = 24.0 if grace.calendar_day else grace.end_hours
+    for name, out in study.outcomes.items():
+        # Follow-up starts at the index; an outcome whose whole horizon lies inside the exposure window is
+        # counted while exposure is still being decided (every exposed patient is immortal until exposed).
+        if math.isfinite(grace_end) and grace_end >= out.horizon_days * 24.0:
+            add(
+                ("exposure", "window"),
+                f"the exposure window {grace.describe()} ends at or after the horizon of outcome {name!r} "
+                f"({out.horizon_days:g} days = {out.horizon_days * 24:g}h): the whole follow-up would lie inside "
+                'the window in which exposure is still being decided. Shorten the window (e.g. "(0h, 48h]") or '
+                "lengthen horizon_days",
+            )
     if study.comparator.kind == "active":
         need_events(("comparator", "concept"), study.comparator.concept)
         exp_specs = {_identity(study, n) for n in study.exposure.concept}
@@ -740,7 +790,7 @@ def study_problems(study: Study) -> list[Problem]:
     for name, cov in study.covariates.items():
         loc = ("covariates", name)
         if not _is_identifier(name):
-            add(loc, f"covariate name {name!r} must be a lower-case identifier ({_NAME_RULE})")
+            add(loc, f"covariate name {_shown(name)} must be a lower-case identifier ({_NAME_RULE})")
         if name in columns:
             add(loc, f"covariate name {name!r} is already a column of the analysis frame; rename it")
         columns[name] = loc
@@ -750,8 +800,8 @@ def study_problems(study: Study) -> list[Problem]:
                     add(
                         (*loc, "concept"),
                         (
-                            f"unknown concept {n!r}{_closest(n, known)}. Define it under "
-                            f"[concepts.{n}] or use a built-in: {', '.join(sorted(BUILTIN_CONCEPTS))}"
+                            f"unknown concept {_shown(n)}{_closest(n, known)}. {_define(n)}"
+                            f"or use a built-in: {', '.join(sorted(BUILTIN_CONCEPTS))}"
                         ),
                     )
             continue
@@ -809,7 +859,7 @@ def study_problems(study: Study) -> list[Problem]:
     for name, out in study.outcomes.items():
         loc = ("outcomes", name)
         if not _is_identifier(name):
-            add(loc, f"outcome name {name!r} must be a lower-case identifier ({_NAME_RULE})")
+            add(loc, f"outcome name {_shown(name)} must be a lower-case identifier ({_NAME_RULE})")
         for col in (f"{name}_time", f"{name}_status"):
             if col in columns:
                 add(loc, f"outcome {name!r} would write column {col!r}, which is already taken; rename it")
@@ -827,7 +877,7 @@ def study_problems(study: Study) -> list[Problem]:
             if n not in study.covariates:
                 add(
                     ("analysis", key),
-                    (f"{n!r} is not a covariate of this study{_closest(n, covs)}. Covariates: {covs}"),
+                    (f"{n!r} is not a covariate of this study{_closest(n, covs)}. Covariates: {covs}{_NOT_DECLARED}"),
                 )
         if len(set(names)) != len(names):
             add(("analysis", key), f"listed twice: {sorted({n for n in names if names.count(n) > 1})}")
@@ -835,13 +885,16 @@ def study_problems(study: Study) -> list[Problem]:
         if n not in study.covariates:
             add(
                 ("analysis", "matching", "exact"),
-                (f"{n!r} is not a covariate of this study{_closest(n, covs)}. Covariates: {covs}"),
+                (f"{n!r} is not a covariate of this study{_closest(n, covs)}. Covariates: {covs}{_NOT_DECLARED}"),
             )
     for n in study.analysis.subgroups:
         if n in study.covariates and covariate_type(study, n) == "numeric":
             add(
                 ("analysis", "subgroups"),
-                (f"subgroup {n!r} is numeric; subgroups need a binary or categorical covariate"),
+                (
+                    f"subgroup {n!r} is numeric; subgroups need a binary or categorical covariate: give it "
+                    'type = "binary" or "categorical", or remove it from subgroups'
+                ),
             )
     for n in study.report.published:
         if n not in study.outcomes:
@@ -849,7 +902,7 @@ def study_problems(study: Study) -> list[Problem]:
                 ("report", "published"),
                 (
                     f"{n!r} is not an outcome of this study"
-                    f"{_closest(n, list(study.outcomes))}. Outcomes: {list(study.outcomes)}"
+                    f"{_closest(n, list(study.outcomes))}. Outcomes: {list(study.outcomes)}{_NOT_DECLARED}"
                 ),
             )
     problems += _target_trial_problems(study)
@@ -872,7 +925,12 @@ def study_problems(study: Study) -> list[Problem]:
 #: and a label of thousands of characters once exhausted memory while the figures were laid out.
 MAX_LABEL_CHARS = 200
 MAX_TITLE_CHARS = 300
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: Bidirectional embedding, override and isolate controls: they reorder the text around them as it is shown
+#: (a label that reads differently from what the file says); right-to-left letters themselves are fine.
+_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
+#: The description may span lines, but holds no other control character (NUL, escape...).
+_CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def _text_problems(study: Study) -> list[Problem]:
@@ -883,6 +941,7 @@ def _text_problems(study: Study) -> list[Problem]:
     texts += [(("comparator", "label"), study.comparator.label, MAX_LABEL_CHARS)]
     if study.dose is not None:
         texts.append((("dose", "label"), study.dose.label, MAX_LABEL_CHARS))
+        texts.append((("dose", "unit"), study.dose.unit, MAX_LABEL_CHARS))
     texts += [(("concepts", n, "label"), c.label or "", MAX_LABEL_CHARS) for n, c in study.concepts.items()]
     texts += [(("criteria", i, "label"), c.label, MAX_LABEL_CHARS) for i, c in enumerate(study.criteria)]
     texts += [(("covariates", n, "label"), c.label or "", MAX_LABEL_CHARS) for n, c in study.covariates.items()]
@@ -899,7 +958,22 @@ def _text_problems(study: Study) -> list[Problem]:
             )
         elif _CONTROL.search(text):
             problems.append((loc, "a line break or control character: write the label on one line"))
+        elif _BIDI.search(text):
+            problems.append((loc, _BIDI_MESSAGE))
+    description = study.study.description
+    if _CONTROL_IN_TEXT.search(description):
+        problems.append(
+            (("study", "description"), "a control character (e.g. NUL): write plain text (line breaks are fine)")
+        )
+    elif _BIDI.search(description):
+        problems.append((("study", "description"), _BIDI_MESSAGE))
     return problems
+
+
+_BIDI_MESSAGE = (
+    "a bidirectional control character (U+202A-U+202E, U+2066-U+2069) would show the text in another order than "
+    "written; remove it (right-to-left letters need none)"
+)
 
 
 def looks_past_index(crit: Criterion | CovariateSpec) -> bool:
@@ -961,7 +1035,10 @@ def _target_trial_problems(study: Study) -> list[Problem]:
     names = list(study.outcomes)
     for name in trial.outcomes or ():
         if name not in study.outcomes:
-            add("outcomes", f"{name!r} is not an outcome of this study{_closest(name, names)}. Outcomes: {names}")
+            add(
+                "outcomes",
+                f"{name!r} is not an outcome of this study{_closest(name, names)}. Outcomes: {names}{_NOT_DECLARED}",
+            )
     outcome_list = list(trial.outcomes or ())
     if len(set(outcome_list)) != len(outcome_list):
         add("outcomes", f"listed twice: {sorted({n for n in outcome_list if outcome_list.count(n) > 1})}")
@@ -985,7 +1062,9 @@ def _target_trial_problems(study: Study) -> list[Problem]:
     for key, listed in (("covariates", trial.covariates or ()), ("time_varying", trial.time_varying)):
         for n in listed:
             if n not in study.covariates:
-                add(key, f"{n!r} is not a covariate of this study{_closest(n, covs)}. Covariates: {covs}")
+                add(
+                    key, f"{n!r} is not a covariate of this study{_closest(n, covs)}. Covariates: {covs}{_NOT_DECLARED}"
+                )
         if len(set(listed)) != len(listed):
             add(key, f"listed twice: {sorted({n for n in listed if listed.count(n) > 1})}")
     for n in trial.time_varying:
@@ -1047,7 +1126,8 @@ def _target_trial_problems(study: Study) -> list[Problem]:
         if crit is None:
             add(
                 "not_applied",
-                f"{n!r} is not a criterion of this study{_closest(n, list(criteria))}. Criteria: {list(criteria)}",
+                f"{n!r} is not a criterion of this study{_closest(n, list(criteria))}. Criteria: {list(criteria)}"
+                f"{_NOT_DECLARED}",
             )
         elif not looks_past_index(crit):
             add(
@@ -1100,9 +1180,24 @@ def _identity(study: Study, name: str) -> Any:
 
 
 def _is_identifier(name: str) -> bool:
-    import re
+    # fullmatch: re's "$" also matches before a final newline, and "age\n" is no column name
+    return len(name) <= MAX_NAME_CHARS and re.fullmatch(NAME_PATTERN, name) is not None
 
-    return re.match(NAME_PATTERN, name) is not None
+
+#: The end of a "name is not declared" message: what to write.
+_NOT_DECLARED = "; correct the name, declare it, or remove it from the list"
+
+
+def _define(name: str) -> str:
+    """How to declare an unknown concept (only a valid name gets a section header to copy)."""
+    if _is_identifier(name):
+        return f"Define it under [concepts.{name}] "
+    return f"A concept name is a lower-case identifier ({_NAME_RULE}): correct it, "
+
+
+def _shown(value: str, limit: int = 60) -> str:
+    """``repr`` of a value for a message, cut after ``limit`` characters (a pasted paragraph stays readable)."""
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}... ({len(value)} characters)"
 
 
 __all__ = [

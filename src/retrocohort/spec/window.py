@@ -24,6 +24,10 @@ WINDOW_SYNTAX = (
 )
 
 
+#: Farthest finite window end: 100 years (longer is a typo, and overflows the date arithmetic).
+MAX_WINDOW_HOURS = 36_525 * 24.0
+
+
 class Window(BaseModel):
     """A window relative to the index time.
 
@@ -53,6 +57,9 @@ class Window(BaseModel):
     def _parse(cls, value: Any) -> Any:
         if isinstance(value, str):
             return parse_window(value)
+        if isinstance(value, dict) and not value.get("calendar_day") and not {"start_hours", "end_hours"} <= set(value):
+            # a TOML table (window = {} or a typo inside one) would otherwise default to (-inf, inf): every time
+            raise ValueError(f"write the window as text: {WINDOW_SYNTAX}")
         return value
 
     @model_validator(mode="after")
@@ -62,7 +69,16 @@ class Window(BaseModel):
         if math.isnan(self.start_hours) or math.isnan(self.end_hours):
             raise ValueError("a window end is not a number")
         if self.start_hours == math.inf or self.end_hours == -math.inf:
-            raise ValueError(f"window {self.describe()}: the start cannot be +inf nor the end -inf")
+            raise ValueError(
+                f"window {self.describe()}: the start cannot be +inf nor the end -inf; write the earlier time first, "
+                'e.g. "(-inf, 48h]"'
+            )
+        far = [h for h in (self.start_hours, self.end_hours) if math.isfinite(h) and abs(h) > MAX_WINDOW_HOURS]
+        if far:
+            raise ValueError(
+                f"window {self.describe()}: an end of {_fmt(far[0])} is more than 100 years from the index; "
+                'write -inf or inf for an open end, e.g. "(-inf, 0h]"'
+            )
         if self.start_hours > self.end_hours:
             raise ValueError(
                 f"window {self.describe()}: its start ({_fmt(self.start_hours)}) is after its end "
@@ -88,6 +104,11 @@ class Window(BaseModel):
         return self.calendar_day or (math.isfinite(self.start_hours) and math.isfinite(self.end_hours))
 
 
+def _shown(text: str, limit: int = 60) -> str:
+    """``repr`` of a text for a message, cut after ``limit`` characters."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
+
+
 def _fmt(hours: float) -> str:
     if math.isinf(hours):
         return "-inf" if hours < 0 else "inf"
@@ -107,7 +128,7 @@ def parse_window(text: str) -> dict[str, Any]:
         return {"calendar_day": True, "text": "index_day"}
     match = _INTERVAL.match(stripped)
     if match is None:
-        raise ValueError(f"{text!r} is not a window; write {WINDOW_SYNTAX}")
+        raise ValueError(f"{_shown(text)} is not a window; write {WINDOW_SYNTAX}")
     open_bracket, lo, lo_unit, hi, hi_unit, close_bracket = match.groups()
     values = []
     for number, unit in ((lo, lo_unit), (hi, hi_unit)):
