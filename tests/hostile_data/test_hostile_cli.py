@@ -212,7 +212,9 @@ def test_run_on_harmless_shapes_gives_the_undamaged_numbers(ehr: Path, tmp_path:
     harmless_shapes(ehr)
     out = tmp_path / "out"
     result, text = invoke("run", FLAGSHIP, "--mimic", ehr, "--out", out, "--replicates", 2, "--processes", 1)
-    assert result.exit_code == 0, text
+    # This small EHR leaves fewer than 5 comparators: the outputs are written but the primary hazard ratio cannot
+    # be estimated, which the CLI reports with exit 3 (docs/cli.md); the counts below are the undamaged ones.
+    assert result.exit_code == 3 and "No primary estimate" in text, text
     results = json.loads((out / "results.json").read_text())
     assert results["counts"]["indexed"] == baseline.counts["indexed"]
     assert results["counts"]["eligible"] == baseline.counts["eligible"]
