@@ -949,7 +949,9 @@ def print_validation_summary(result: Any, out: Path | None = None) -> None:
         if row.fitted == 0:
             console.print(f"{escape(head)}: never fitted; {skipped}", soft_wrap=True)
             continue
-        se = f"SE {row.empirical_se:.3f} empirical / {row.mean_reported_se:.3f} reported" if row.fitted > 1 else "SE —"
+        # NaN reported SE: the emulated trial's point estimates carry no SE without its bootstrap
+        reported = f"{row.mean_reported_se:.3f}" if row.mean_reported_se == row.mean_reported_se else "none"
+        se = f"SE {row.empirical_se:.3f} empirical / {reported} reported" if row.fitted > 1 else "SE —"
         scale = "difference" if getattr(row, "scale", "log") == "difference" else "log"
         cover = (
             f"coverage {row.coverage:.1%} ± {1.96 * row.coverage_mcse:.1%}, power {row.power:.1%}"

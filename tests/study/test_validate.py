@@ -185,6 +185,8 @@ def test_cli_writes_the_design_check(tmp_path, synthetic_ehr):
     # trial's RD, RR, HR)
     assert text.count("planted ") == 28 and "coverage" in text
     assert "emulated trial" in text and "coverage not checked" in text
+    # the trial's point estimates have no reported SE: said in words, never printed as "nan"
+    assert "empirical / none reported" in text and "nan" not in text.lower()
     table = pd.read_csv(out / "design_check.csv")
     assert len(table) == 28 and set(table["effect"]) == {1.0, 0.7}
     assert set(table["population"]) == {"matched", "full", "iptw", "trial"}
