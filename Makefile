@@ -37,8 +37,12 @@ docs: venv
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 # pytest exits 5 when it collected no test; that is a failure here like any non-zero code.
+# Test workers: the cores, at most 4 (each may start a Spark JVM). --dist loadscope keeps each test module on
+# one worker, so a module's expensive fixtures (Spark runs, study runs) are built once, not once per worker.
+TEST_WORKERS ?= $(shell python3 -c 'import os; print(max(1, min(4, os.cpu_count() or 1)))' 2>/dev/null || echo 2)
+
 test: venv system-deps lint docs
-	$(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 reference: venv system-deps
 	Rscript tests/reference/make_reference.R

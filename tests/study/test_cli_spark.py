@@ -37,8 +37,9 @@ from retrocohort.sources import generate_synthetic
 from retrocohort.study.outputs import validate_results_document
 from tests.cohort.legacy import extract
 
-# Meant to put every Spark test on one worker under `pytest -n 2 --dist loadgroup` (two JVMs at once on
-# 2 cores slow both down); see the note in the first test for why it does not today.
+# Meant to put every Spark test on one worker under `pytest --dist loadgroup` (two JVMs at once on 2 cores
+# slow both down); see the note in the first test for why it does not. `make test` uses --dist loadscope,
+# which keeps this module (and its fixture: one Spark start, four study runs) on one worker.
 pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.xdist_group("spark")]
 
 runner = CliRunner()
